@@ -1,0 +1,61 @@
+"""The Python API; the CLI is a thin layer over these functions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .config import TrainConfig
+from .data.loaders import builtin_scene, load_dataset
+from .metrics import psnr, ssim
+from .training import Trainer, TrainResult
+from .video import write_orbit
+
+
+def train(config: TrainConfig | None = None, resume: bool = False, **overrides) -> TrainResult:
+    """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``)."""
+    cfg = (config or TrainConfig()).replace(**overrides)
+    return Trainer(cfg, resume=resume).run()
+
+
+def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch: str = "auto",
+                 fps: int = 24, progress: bool = True) -> list[Path]:
+    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    return write_orbit(renderer, Path(out), frames=frames, width=size, fps=fps, progress=progress)
+
+
+def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
+             progress: bool = True) -> dict:
+    """PSNR and SSIM per image of a split and their means."""
+    from tqdm.auto import tqdm
+
+    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    dataset = load_dataset(data if data is not None else cfg.data, downscale=cfg.downscale,
+                           views=cfg.scene_views, size=cfg.scene_size, progress=progress)
+    part = dataset.split(split)
+    bg_value = {"white": 1.0, "black": 0.0, "random": 1.0}[cfg.background]
+    bg = torch.full((1, 3), bg_value)
+    count = part.count if limit is None else min(limit, part.count)
+    images = []
+    for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
+        pred = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)["rgb"].cpu().clamp(0, 1)
+        rgba = part.rgba[i].float() / 255.0
+        target = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]) * bg_value
+        images.append({"name": part.names[i] if part.names else str(i), "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+    return {
+        "checkpoint": str(checkpoint.find_checkpoint(ckpt)), "split": split, "count": count,
+        "psnr": float(np.mean([r["psnr"] for r in images])), "ssim": float(np.mean([r["ssim"] for r in images])),
+        "images": images,
+    }
+
+
+def make_synthetic(out, views: int = 100, size: int = 100, progress: bool = True) -> Path:
+    from .data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(out, views=views, size=size, progress=progress)
+
+
+__all__ = ["TrainConfig", "train", "render_orbit", "evaluate", "make_synthetic", "load_dataset", "builtin_scene"]

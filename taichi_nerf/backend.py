@@ -1,0 +1,114 @@
+"""One place that decides where kernels run and initialises Taichi once per process.
+
+Zero-copy between torch and Taichi only holds when the tensor's device matches the Taichi
+arch (CPU tensor + ti.cpu, CUDA tensor + ti.cuda); otherwise Taichi silently copies. So the
+backend owns both choices and every module asks it for ``device`` instead of guessing.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+ARCH_CHOICES = ("auto", "cuda", "cpu")
+
+# Taichi autodiff keeps loop-carried locals of a dynamic loop on a fixed-size stack; a ray
+# with more samples than the stack holds segfaults instead of raising, so we size the stack
+# from the largest sample count any kernel will be asked to differentiate and check against it.
+_MIN_AD_STACK = 64
+
+
+@dataclass(frozen=True)
+class Backend:
+    arch: str  # "cuda" or "cpu"
+    device: torch.device
+    max_samples_per_ray: int
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.arch == "cuda"
+
+
+_current: Backend | None = None
+
+
+def _ad_stack_size(max_samples_per_ray: int) -> int:
+    need = max(_MIN_AD_STACK, int(max_samples_per_ray) + 8)
+    return 1 << (need - 1).bit_length()  # round up to a power of two: fewer re-inits
+
+
+def _cuda_usable() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import taichi as ti
+
+        return bool(ti._lib.core.with_cuda())
+    except Exception:  # pragma: no cover - depends on the taichi build
+        return False
+
+
+def resolve_arch(arch: str) -> str:
+    if arch not in ARCH_CHOICES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCH_CHOICES)}")
+    if arch == "auto":
+        return "cuda" if _cuda_usable() else "cpu"
+    if arch == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--arch cuda was asked for, but torch sees no CUDA GPU; use --arch cpu or auto")
+    return arch
+
+
+def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = False) -> Backend:
+    """Initialise Taichi (once) and return the backend every kernel call must use.
+
+    Calling again with the same arch and a sample count that fits is free. A larger sample
+    count re-initialises Taichi with a bigger autodiff stack (kernels recompile; torch-owned
+    buffers are unaffected because Taichi owns no data here).
+    """
+    global _current
+    import taichi as ti
+
+    resolved = resolve_arch(arch) if arch != "auto" or _current is None else _current.arch
+    if (
+        _current is not None
+        and _current.arch == resolved
+        and _current.max_samples_per_ray >= max_samples_per_ray
+    ):
+        return _current
+
+    stack = _ad_stack_size(max(max_samples_per_ray, _current.max_samples_per_ray if _current else 0))
+    # Name the arch explicitly: ti.gpu may pick Vulkan, which copies torch tensors and returns
+    # zero autodiff gradients.
+    ti_arch = ti.cuda if resolved == "cuda" else ti.x64
+    offline_cache = os.environ.get("TAICHI_NERF_NO_KERNEL_CACHE") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ti.init(
+            arch=ti_arch,
+            ad_stack_size=stack,
+            default_fp=ti.f32,
+            default_ip=ti.i32,
+            offline_cache=offline_cache,
+            log_level=ti.INFO if verbose else ti.WARN,
+        )
+    actual = "cuda" if ti.lang.impl.current_cfg().arch == ti.cuda else "cpu"
+    if actual != resolved:
+        raise RuntimeError(f"Taichi could not start its {resolved} backend (it fell back to {actual})")
+    device = torch.device("cuda" if actual == "cuda" else "cpu")
+    _current = Backend(arch=actual, device=device, max_samples_per_ray=stack - 8)
+    return _current
+
+
+def current() -> Backend:
+    """The active backend, initialising a CPU/auto one on first use."""
+    return _current if _current is not None else init("auto")
+
+
+def require_samples(n: int) -> Backend:
+    """Make sure differentiating rays of ``n`` samples is safe (see ``_ad_stack_size``)."""
+    b = current()
+    if n > b.max_samples_per_ray:
+        b = init(b.arch, n)
+    return b

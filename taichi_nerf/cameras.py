@@ -1,0 +1,174 @@
+"""Camera stage: poses (look-at, orbits, sphere layouts) and the ray-generation kernels.
+
+Poses are camera-to-world 4x4 in the OpenGL/Blender convention (camera looks down -z,
++y up). Ray directions are unit length.
+"""
+
+import math
+
+import taichi as ti
+import torch
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
+    """Camera-to-world pose (4, 4) looking from ``eye`` at ``target``."""
+    eye = torch.as_tensor(eye, dtype=torch.float64)
+    target = torch.as_tensor(target, dtype=torch.float64)
+    up = torch.as_tensor(up, dtype=torch.float64)
+    back = eye - target
+    back = back / back.norm()
+    right = torch.linalg.cross(up, back)
+    if right.norm() < 1e-8:  # looking straight along up: pick any perpendicular
+        right = torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), back)
+    right = right / right.norm()
+    true_up = torch.linalg.cross(back, right)
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, true_up, back, eye
+    return pose.float()
+
+
+def orbit_poses(
+    frames: int,
+    radius: float,
+    elevation_deg: float = 30.0,
+    center=(0.0, 0.0, 0.0),
+    up=(0.0, 0.0, 1.0),
+    start_deg: float = 0.0,
+) -> torch.Tensor:
+    """(frames, 4, 4) poses on a circle around ``center`` about the ``up`` axis."""
+    up_t = torch.as_tensor(up, dtype=torch.float64)
+    up_t = up_t / up_t.norm()
+    helper = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    if abs(float(up_t @ helper)) > 0.9:
+        helper = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    a = torch.linalg.cross(up_t, helper)
+    a = a / a.norm()
+    b = torch.linalg.cross(up_t, a)
+    c = torch.as_tensor(center, dtype=torch.float64)
+    el = math.radians(elevation_deg)
+    poses = []
+    for k in range(frames):
+        az = math.radians(start_deg) + 2.0 * math.pi * k / frames
+        offset = radius * (math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * up_t)
+        poses.append(look_at(c + offset, c, up_t))
+    return torch.stack(poses)
+
+
+def sphere_poses(count: int, radius: float, *, upper_only: bool = True, seed: int = 0, center=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    """(count, 4, 4) poses spread evenly (Fibonacci lattice, randomly rotated by ``seed``)
+    over the sphere or its upper half (z up), all looking at ``center``."""
+    gen = torch.Generator().manual_seed(seed)
+    phase = float(torch.rand((), generator=gen)) * 2.0 * math.pi
+    golden = math.pi * (3.0 - math.sqrt(5.0))
+    c = torch.as_tensor(center, dtype=torch.float64)
+    poses = []
+    for i in range(count):
+        u = (i + 0.5) / count
+        z = (0.05 + 0.9 * u) if upper_only else (1.0 - 2.0 * u)  # keep clear of the pole and horizon
+        r = math.sqrt(max(0.0, 1.0 - z * z))
+        az = phase + golden * i
+        eye = c + radius * torch.tensor([r * math.cos(az), r * math.sin(az), z], dtype=torch.float64)
+        poses.append(look_at(eye, c))
+    return torch.stack(poses)
+
+
+def focal_from_fov(width: int, fov_x_rad: float) -> float:
+    return 0.5 * width / math.tan(0.5 * fov_x_rad)
+
+
+# --- ray generation kernels -------------------------------------------------------------
+
+@ti.func
+def _undistort(xd: ti.f32, yd: ti.f32, k1: ti.f32, k2: ti.f32, p1: ti.f32, p2: ti.f32):
+    """Invert OpenCV radial-tangential distortion by fixed-point iteration (image y down)."""
+    x, y = xd, yd
+    for _ in range(12):
+        r2 = x * x + y * y
+        radial = 1.0 + k1 * r2 + k2 * r2 * r2
+        dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+        x = (xd - dx) / radial
+        y = (yd - dy) / radial
+    return x, y
+
+
+@ti.func
+def _pixel_ray(pose: ti.template(), intr: ti.template(), cam: ti.i32, px: ti.f32, py: ti.f32,
+               origins: ti.template(), dirs: ti.template(), r: ti.i32):
+    fx, fy, cx, cy = intr[cam, 0], intr[cam, 1], intr[cam, 2], intr[cam, 3]
+    x = (px - cx) / fx
+    y = (py - cy) / fy
+    if intr[cam, 4] != 0.0 or intr[cam, 5] != 0.0 or intr[cam, 6] != 0.0 or intr[cam, 7] != 0.0:
+        x, y = _undistort(x, y, intr[cam, 4], intr[cam, 5], intr[cam, 6], intr[cam, 7])
+    # OpenGL camera: image y grows downwards, camera y upwards; the camera looks down -z.
+    d = ti.Vector([0.0, 0.0, 0.0])
+    for k in ti.static(range(3)):
+        d[k] = pose[cam, k, 0] * x - pose[cam, k, 1] * y - pose[cam, k, 2]
+    d = d.normalized()
+    for k in ti.static(range(3)):
+        origins[r, k] = pose[cam, k, 3]
+        dirs[r, k] = d[k]
+
+
+@ti.kernel
+def _batch_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), image_index: ti.types.ndarray(),
+                       pixel_index: ti.types.ndarray(), width: ti.i32,
+                       origins: ti.types.ndarray(), dirs: ti.types.ndarray()):
+    for r in range(pixel_index.shape[0]):
+        p = pixel_index[r]
+        _pixel_ray(poses, intr, image_index[r], ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
+
+
+@ti.kernel
+def _image_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), camera: ti.i32, width: ti.i32,
+                       first_pixel: ti.i32, origins: ti.types.ndarray(), dirs: ti.types.ndarray()):
+    for r in range(origins.shape[0]):
+        p = first_pixel + r
+        _pixel_ray(poses, intr, camera, ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
+
+
+@ti.kernel
+def _gather_pixels_kernel(rgba: ti.types.ndarray(), image_index: ti.types.ndarray(), pixel_index: ti.types.ndarray(),
+                          background: ti.types.ndarray(), target_rgb: ti.types.ndarray(), target_alpha: ti.types.ndarray()):
+    width = rgba.shape[2]
+    for r in range(pixel_index.shape[0]):
+        img, p = image_index[r], pixel_index[r]
+        y, x = p // width, p % width
+        a = ti.f32(rgba[img, y, x, 3]) / 255.0
+        b = r if background.shape[0] > 1 else 0
+        for c in ti.static(range(3)):
+            # Straight alpha composited on the (per-ray) background, as the renderer does.
+            target_rgb[r, c] = ti.f32(rgba[img, y, x, c]) / 255.0 * a + (1.0 - a) * background[b, c]
+        target_alpha[r] = a
+
+
+def batch_rays(poses: torch.Tensor, intrinsics: torch.Tensor, image_index: torch.Tensor,
+               pixel_index: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through arbitrary (image, pixel) pairs: the Monte Carlo batches of training."""
+    n = pixel_index.shape[0]
+    origins = torch.empty(n, 3, device=pixel_index.device)
+    dirs = torch.empty(n, 3, device=pixel_index.device)
+    if n:
+        _batch_rays_kernel(poses, intrinsics, image_index, pixel_index, width, origins, dirs)
+    return origins, dirs
+
+
+def image_rays(poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int,
+               first_pixel: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays for ``count`` consecutive pixels (row-major) of one camera: chunks of a render."""
+    origins = torch.empty(count, 3, device=poses.device)
+    dirs = torch.empty(count, 3, device=poses.device)
+    if count:
+        _image_rays_kernel(poses, intrinsics, camera, width, first_pixel, origins, dirs)
+    return origins, dirs
+
+
+def gather_pixels(rgba: torch.Tensor, image_index: torch.Tensor, pixel_index: torch.Tensor,
+                  background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target colours (composited on ``background``: (1, 3) or per ray (N, 3)) and alphas."""
+    n = pixel_index.shape[0]
+    rgb = torch.empty(n, 3, device=pixel_index.device)
+    alpha = torch.empty(n, device=pixel_index.device)
+    if n:
+        _gather_pixels_kernel(rgba, image_index, pixel_index, background.contiguous(), rgb, alpha)
+    return rgb, alpha

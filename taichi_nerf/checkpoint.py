@@ -1,0 +1,71 @@
+"""Checkpoints: written atomically, loaded into a ready-to-render model."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import backend
+from .config import TrainConfig
+from .encoding import HarmonicSpec
+from .field import RadianceField
+from .rendering import Renderer, Scene
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_atomic(obj: dict, path: Path) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over the target:
+    an interrupted write leaves the previous checkpoint whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def build_renderer(cfg: TrainConfig, scene: Scene, device) -> Renderer:
+    pos = HarmonicSpec(cfg.pos_frequencies, True)
+    view = HarmonicSpec(cfg.dir_frequencies, True)
+    field = RadianceField(pos.dim, view.dim, cfg.width, cfg.depth, density_bias=cfg.density_bias).to(device)
+    return Renderer(field, pos, view, scene, cfg.eval_samples, device)
+
+
+def find_checkpoint(path) -> Path:
+    """Accept a checkpoint file or a run folder (its ``checkpoint.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint found")
+    return path
+
+
+def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
+    path = find_checkpoint(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        raise CheckpointError(f"{path}: not a readable taichi-nerf checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != "taichi-nerf" or "model" not in state:
+        raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
+    cfg = TrainConfig.from_dict(state["config"])
+    b = backend.init(arch, max(cfg.samples_per_ray, cfg.eval_samples))
+    renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)
+    renderer.field.load_state_dict(state["model"])
+    renderer.field.eval()
+    return renderer, cfg, state
+
+
+def scene_dict(scene: Scene) -> dict:
+    return asdict(scene)

@@ -1,0 +1,207 @@
+"""``taichi-nerf`` command line: a thin layer over :mod:`taichi_nerf.api`.
+
+Errors the user can fix (bad data, bad config, missing checkpoint) print one line and exit
+with status 2; they never surface as a traceback from inside a kernel.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .backend import ARCH_CHOICES
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class UserError(Exception):
+    pass
+
+
+def _add_arch(p):
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto", help="compute backend (default: auto = CUDA if usable, else CPU)")
+
+
+def _train_parser(sub):
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)")
+    p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
+    p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--steps", type=int, help=f"optimisation steps (default {d.steps})")
+    p.add_argument("--out", help=f"output folder (default {d.out})")
+    p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint")
+    p.add_argument("--batch-rays", type=int, help=f"rays per step (default {d.batch_rays})")
+    p.add_argument("--samples", type=int, dest="samples_per_ray", help=f"samples per ray (default {d.samples_per_ray})")
+    p.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--loss", choices=("mse", "huber"), help="colour loss (default mse)")
+    p.add_argument("--silhouette-weight", type=float, help="weight of the opacity-vs-alpha loss (default 0)")
+    p.add_argument("--background", choices=("white", "black", "random"), help="background colour (default white)")
+    p.add_argument("--downscale", type=int, help="load images downscaled by this factor")
+    p.add_argument("--width", type=int, help=f"MLP width (default {d.width})")
+    p.add_argument("--depth", type=int, help=f"MLP depth (default {d.depth})")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--preview-every", type=int)
+    p.add_argument("--time-limit", type=float, dest="time_limit_s", help="stop after this many seconds (and save)")
+    p.add_argument("--scene-views", type=int, help="built-in scene: training views")
+    p.add_argument("--scene-size", type=int, help="built-in scene: image size in pixels")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--video-frames", type=int, default=60, help="frames of the orbit video written at the end (0: none)")
+    _add_arch(p)
+    p.set_defaults(run=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from .checkpoint import find_checkpoint
+    from .config import TrainConfig
+    from .training import Trainer
+    from .video import write_orbit
+
+    resume = args.resume is not None
+    if resume:
+        ckpt = find_checkpoint(args.resume)
+        import torch
+
+        cfg = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
+        cfg = cfg.replace(out=args.resume)
+    elif args.config:
+        cfg = TrainConfig.from_file(args.config)
+    else:
+        cfg = TrainConfig()
+    fields = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight", "background",
+              "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every", "preview_every", "time_limit_s",
+              "scene_views", "scene_size")
+    cfg = cfg.replace(**{k: getattr(args, k) for k in fields}, arch=args.arch)
+    if args.no_progress:
+        cfg = cfg.replace(progress=False)
+    trainer = Trainer(cfg, resume=resume)
+    print(f"data: {trainer.dataset.summary()}")
+    for w in trainer.dataset.warnings:
+        print(f"warning: {w}")
+    print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {cfg.batch_rays} rays x {cfg.samples_per_ray} samples"
+          + (f", resuming at step {trainer.step_count}" if resume else ""))
+    result = trainer.run()
+    out = result.out_dir
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
+        print(f"continue with: taichi-nerf train --resume {out}")
+        return EXIT_INTERRUPTED
+    print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB")
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
+    print(f"previews:   {out / 'previews'}")
+    if args.video_frames > 0:
+        videos = write_orbit(trainer.renderer, out / "orbit.mp4", frames=args.video_frames,
+                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress)
+        print("video:      " + ", ".join(str(v) for v in videos))
+    return 0
+
+
+def _render_parser(sub):
+    p = sub.add_parser("render", help="render an orbit video of a trained field")
+    p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--size", type=int, default=200, help="video width in pixels")
+    p.add_argument("--fps", type=int, default=24)
+    p.add_argument("--out", default="orbit.mp4", help="output .mp4 or .gif (a depth video and a gif are written beside an mp4)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_arch(p)
+    p.set_defaults(run=cmd_render)
+
+
+def cmd_render(args) -> int:
+    from .api import render_orbit
+
+    if Path(args.out).suffix.lower() not in (".mp4", ".gif"):
+        raise UserError(f"--out must end in .mp4 or .gif, got {args.out}")
+    paths = render_orbit(args.ckpt, args.out, frames=args.frames, size=args.size, arch=args.arch, fps=args.fps,
+                         progress=not args.no_progress)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _eval_parser(sub):
+    p = sub.add_parser("eval", help="PSNR and SSIM of a trained field on a split, as JSON")
+    p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--no-progress", action="store_true")
+    _add_arch(p)
+    p.set_defaults(run=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from .api import evaluate
+
+    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit, progress=not args.no_progress)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def _data_parser(sub):
+    p = sub.add_parser("data", help="make or inspect datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="render the built-in scene in the Blender layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--views", type=int, default=100)
+    s.add_argument("--size", type=int, default=100)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(run=cmd_data_synthetic)
+
+
+def cmd_data_synthetic(args) -> int:
+    from .api import make_synthetic
+
+    if args.views < 1 or args.size < 8:
+        raise UserError("--views must be at least 1 and --size at least 8")
+    path = make_synthetic(args.out, views=args.views, size=args.size, progress=not args.no_progress)
+    print(f"wrote the built-in scene ({args.views} training views, {args.size}x{args.size}) to {path}")
+    return 0
+
+
+# Each entry adds one subcommand; feature modules register theirs here.
+PARSERS = [_train_parser, _render_parser, _eval_parser, _data_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="taichi-nerf", description="Train and render neural radiance fields with Taichi kernels.")
+    parser.add_argument("--version", action="version", version=f"taichi-nerf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data.dataset import DataError
+    from .training import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UserError, DataError, CheckpointError, ValueError) as exc:
+        print(f"taichi-nerf: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as exc:
+        print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("taichi-nerf: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

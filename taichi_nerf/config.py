@@ -1,0 +1,92 @@
+"""Training configuration: one dataclass, loadable from JSON, overridable from the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str | None = None  # None: the built-in scene (generated once, cached)
+    downscale: int = 1
+    background: str = "white"  # white | black | random (random: per-ray, training only)
+    # field
+    pos_frequencies: int = 8
+    dir_frequencies: int = 4
+    width: int = 128
+    depth: int = 4
+    density_bias: float = -1.0
+    # sampling
+    samples_per_ray: int = 64
+    render_samples_per_ray: int = 0  # 0: same as training
+    # optimisation
+    steps: int = 2000
+    batch_rays: int = 1024
+    lr: float = 5e-3
+    lr_final: float = 5e-4  # exponential decay from lr to lr_final over `steps`
+    loss: str = "mse"  # mse | huber
+    huber_delta: float = 0.1
+    silhouette_weight: float = 0.0  # weight of the opacity-vs-alpha loss (PyTorch3D tutorial)
+    seed: int = 0
+    # bookkeeping
+    out: str = "runs/latest"
+    eval_every: int = 250
+    eval_views: int = 4  # validation views rendered each time (all at the end)
+    preview_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 25
+    arch: str = "auto"
+    progress: bool = True
+    # built-in scene
+    scene_views: int = 100
+    scene_size: int = 100
+    time_limit_s: float = 0.0  # stop (and save) after this much wall time; 0: no limit
+
+    def validate(self) -> "TrainConfig":
+        problems = []
+        if self.background not in ("white", "black", "random"):
+            problems.append("background must be white, black or random")
+        if self.loss not in ("mse", "huber"):
+            problems.append("loss must be mse or huber")
+        for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.lr <= 0 or self.lr_final <= 0:
+            problems.append("learning rates must be positive")
+        if problems:
+            raise ValueError("bad configuration: " + "; ".join(problems))
+        return self
+
+    @property
+    def eval_samples(self) -> int:
+        return self.render_samples_per_ray or self.samples_per_ray
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: config must be a JSON object")
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,61 @@
+"""Image file I/O shared by every loader: decode to RGBA uint8, whatever the file holds."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .dataset import DataError
+
+
+def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
+    """(H, W, 4) uint8. Grayscale, palette, 16-bit and RGB files are converted, not refused."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit grayscale: PIL's 8-bit conversion clips, so rescale ourselves.
+                arr = np.asarray(im, dtype=np.float32)
+                peak = 65535.0 if arr.max() > 255 else 255.0
+                im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+            if downscale > 1:
+                im = im.convert("RGBA")
+                im = im.resize((im.width // downscale, im.height // downscale), Image.BOX)
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from None
+    return rgba
+
+
+def read_many(paths: list[Path], downscale: int = 1) -> np.ndarray:
+    """Decode in parallel straight into one preallocated (N, H, W, 4) array."""
+    if not paths:
+        raise DataError("no image files to load")
+    first = read_rgba(paths[0], downscale)
+    out = np.empty((len(paths),) + first.shape, dtype=np.uint8)
+    out[0] = first
+
+    def load(i: int) -> None:
+        img = read_rgba(paths[i], downscale)
+        if img.shape != first.shape:
+            raise DataError(
+                f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, but {paths[0].name} is "
+                f"{first.shape[1]}x{first.shape[0]}; all images of a split must have one size"
+            )
+        out[i] = img
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(load, range(1, len(paths))))
+    return out
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write uint8 (H, W[, C]) or float in [0, 1] as PNG."""
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)

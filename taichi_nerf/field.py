@@ -1,0 +1,56 @@
+"""Field stage: the radiance field, a NeRF-style torch MLP over harmonic encodings.
+
+Input rows are what :func:`taichi_nerf.encoding.encode_samples` writes: encoded position,
+then encoded view direction. Density depends on position only; colour on position features
+and the view direction.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class RadianceField(nn.Module):
+    def __init__(self, pos_dim: int, dir_dim: int, width: int = 128, depth: int = 4,
+                 skip: int | None = None, color_width: int | None = None, density_bias: float = -1.0):
+        super().__init__()
+        self.pos_dim, self.dir_dim = pos_dim, dir_dim
+        self.skip = depth // 2 if skip is None else skip  # layer index whose input re-gets the encoding
+        layers = []
+        for i in range(depth):
+            fan_in = pos_dim if i == 0 else width
+            if i == self.skip and i > 0:
+                fan_in += pos_dim
+            layers.append(nn.Linear(fan_in, width))
+        self.trunk = nn.ModuleList(layers)
+        self.density = nn.Linear(width, 1)
+        self.feature = nn.Linear(width, width)
+        cw = color_width or max(width // 2, 16)
+        self.color_hidden = nn.Linear(width + dir_dim, cw)
+        self.color = nn.Linear(cw, 3)
+        # softplus(raw + bias) with a negative bias and small weights: every sample starts
+        # nearly transparent, so training begins from an empty volume instead of fog.
+        nn.init.normal_(self.density.weight, std=1e-2)
+        nn.init.constant_(self.density.bias, density_bias)
+
+    def forward(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, pos_dim + dir_dim) -> density (M,) >= 0, colour (M, 3) in [0, 1]."""
+        x_in = encoded[:, : self.pos_dim]
+        h = x_in
+        for i, layer in enumerate(self.trunk):
+            if i == self.skip and i > 0:
+                h = torch.cat([h, x_in], dim=-1)
+            h = F.relu(layer(h))
+        sigma = F.softplus(self.density(h)[:, 0])
+        feat = self.feature(h)
+        c = F.relu(self.color_hidden(torch.cat([feat, encoded[:, self.pos_dim:]], dim=-1)))
+        return sigma, torch.sigmoid(self.color(c))
+
+    def density_only(self, encoded_pos: torch.Tensor) -> torch.Tensor:
+        h = encoded_pos
+        for i, layer in enumerate(self.trunk):
+            if i == self.skip and i > 0:
+                h = torch.cat([h, encoded_pos], dim=-1)
+            h = F.relu(layer(h))
+        return F.softplus(self.density(h)[:, 0])

@@ -1,0 +1,94 @@
+"""Rendering stage: ties sampling -> encoding -> field -> compositing together for ray
+batches (training) and for whole images in memory-bounded chunks (eval, video, GUI)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from . import cameras
+from .compositing import composite
+from .encoding import HarmonicSpec, encode_samples
+from .field import RadianceField
+from .sampling import ray_bounds, stratified
+
+
+@dataclass
+class Scene:
+    """Where the content is and how to look at it; saved in every checkpoint."""
+    near: float
+    far: float
+    aabb: list[float]
+    center: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    up: list[float] = field(default_factory=lambda: [0.0, 0.0, 1.0])
+    orbit_radius: float = 4.0
+    orbit_elevation_deg: float = 30.0
+    fov_x: float = 0.6911  # horizontal field of view of the training cameras
+    aspect: float = 1.0  # width / height of the training images
+
+    @classmethod
+    def from_dataset(cls, ds) -> "Scene":
+        train = ds.split("train")
+        fx = float(train.intrinsics[0, 0])
+        return cls(
+            near=float(ds.near), far=float(ds.far), aabb=[float(v) for v in ds.aabb],
+            center=[float(v) for v in ds.center], up=[float(v) for v in ds.up],
+            orbit_radius=float(ds.orbit_radius), orbit_elevation_deg=float(ds.orbit_elevation_deg),
+            fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
+        )
+
+
+class Renderer:
+    """A radiance field plus how to sample and encode for it."""
+
+    def __init__(self, field_: RadianceField, pos: HarmonicSpec, view: HarmonicSpec, scene: Scene,
+                 samples_per_ray: int, device):
+        self.field, self.pos, self.view, self.scene = field_, pos, view, scene
+        self.samples_per_ray = samples_per_ray
+        self.device = torch.device(device)
+        self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
+
+    def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
+                    samples_per_ray: int | None = None, generator: torch.Generator | None = None,
+                    jitter: bool = False) -> dict:
+        t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
+        samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
+        encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
+        sigma, rgb = self.field(encoded)
+        out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
+        return {"rgb": out_rgb, "opacity": opacity, "depth": depth, "weights": weights, "samples": samples}
+
+    @torch.no_grad()
+    def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,
+                     background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
+        """(H, W, 3) rgb, (H, W) opacity and (H, W) depth (normalised by opacity) of one camera."""
+        poses = poses.to(self.device).contiguous()
+        intrinsics = intrinsics.to(self.device).contiguous()
+        bg = background.to(self.device).reshape(1, 3)
+        n = width * height
+        rgb = torch.empty(n, 3, device=self.device)
+        opacity = torch.empty(n, device=self.device)
+        depth = torch.empty(n, device=self.device)
+        for start in range(0, n, chunk):
+            count = min(chunk, n - start)
+            o, d = cameras.image_rays(poses, intrinsics, camera, width, start, count)
+            out = self.render_rays(o, d, bg, samples_per_ray)
+            rgb[start:start + count] = out["rgb"]
+            opacity[start:start + count] = out["opacity"]
+            depth[start:start + count] = out["depth"]
+        depth = torch.where(opacity > 1e-3, depth / opacity.clamp_min(1e-3), torch.zeros_like(depth))
+        return {"rgb": rgb.view(height, width, 3), "opacity": opacity.view(height, width),
+                "depth": depth.view(height, width)}
+
+
+def orbit_cameras(scene: Scene, frames: int, width: int, height: int | None = None,
+                  elevation_deg: float | None = None, radius: float | None = None):
+    """Poses and intrinsics for a turntable orbit that frames the scene like the training views."""
+    height = height or max(1, round(width / scene.aspect))
+    poses = cameras.orbit_poses(frames, radius or scene.orbit_radius,
+                                scene.orbit_elevation_deg if elevation_deg is None else elevation_deg,
+                                scene.center, scene.up)
+    f = cameras.focal_from_fov(width, scene.fov_x)
+    intr = torch.tensor([[f, f, width / 2.0, height / 2.0, 0.0, 0.0, 0.0, 0.0]]).repeat(frames, 1)
+    return poses, intr, width, height

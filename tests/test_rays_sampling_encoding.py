@@ -1,0 +1,171 @@
+"""Forward kernels (rays, bounds, stratified samples, harmonic encoding) vs float64 torch."""
+import math
+
+import pytest
+import torch
+
+from taichi_nerf import reference
+from taichi_nerf.cameras import batch_rays, gather_pixels, image_rays, look_at, orbit_poses, sphere_poses
+from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
+from taichi_nerf.sampling import ray_bounds, stratified
+
+from .conftest import rel_err
+
+
+def reference_rays(poses, intr, image_index, pixel_index, width):
+    poses, intr = poses.double(), intr.double()
+    px = (pixel_index % width).double() + 0.5
+    py = torch.div(pixel_index, width, rounding_mode="floor").double() + 0.5
+    k = intr[image_index]
+    x, y = (px - k[:, 2]) / k[:, 0], (py - k[:, 3]) / k[:, 1]
+    cam = torch.stack([x, -y, -torch.ones_like(x)], -1)
+    rot = poses[image_index, :3, :3]
+    d = (rot @ cam[..., None])[..., 0]
+    return poses[image_index, :3, 3], d / d.norm(dim=-1, keepdim=True)
+
+
+def random_cameras(n, w, h, seed):
+    g = torch.Generator().manual_seed(seed)
+    poses = sphere_poses(n, 4.0, seed=seed)
+    f = 0.5 * w / math.tan(0.5 * 0.7)
+    intr = torch.tensor([[f * (1 + 0.1 * float(torch.rand((), generator=g))), f, w / 2 + 3.0, h / 2 - 2.0, 0, 0, 0, 0]] * n)
+    return poses, intr
+
+
+@pytest.mark.parametrize("n_rays", [1, 100, 5000])
+def test_batch_rays_match_reference(device, n_rays):
+    w, h = 37, 23
+    poses, intr = random_cameras(5, w, h, n_rays)
+    g = torch.Generator().manual_seed(1)
+    img = torch.randint(0, 5, (n_rays,), generator=g, dtype=torch.int32)
+    pix = torch.randint(0, w * h, (n_rays,), generator=g, dtype=torch.int32)
+    o, d = batch_rays(poses.to(device), intr.to(device), img.to(device), pix.to(device), w)
+    ro, rd = reference_rays(poses, intr, img.long(), pix.long(), w)
+    assert rel_err(o, ro) < 1e-6 and rel_err(d, rd) < 2e-6
+
+
+def test_image_rays_chunk_equals_batch_rays(device):
+    w, h = 16, 12
+    poses, intr = random_cameras(3, w, h, 7)
+    poses, intr = poses.to(device), intr.to(device)
+    o, d = image_rays(poses, intr, 2, w, 40, 100)
+    pix = torch.arange(40, 140, dtype=torch.int32, device=device)
+    o2, d2 = batch_rays(poses, intr, torch.full_like(pix, 2), pix, w)
+    assert torch.equal(o, o2) and torch.equal(d, d2)
+
+
+def test_opengl_convention_centre_ray_looks_down_minus_z(device):
+    pose = look_at((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))[None]
+    intr = torch.tensor([[10.0, 10.0, 1.0, 1.0, 0, 0, 0, 0]])  # 2x2 image, centre between pixels
+    o, d = batch_rays(pose.to(device), intr.to(device), torch.zeros(4, dtype=torch.int32, device=device),
+                      torch.arange(4, dtype=torch.int32, device=device), 2)
+    assert torch.allclose(o.cpu(), torch.tensor([0.0, 0.0, 5.0]).expand(4, 3))
+    assert (d[:, 2] < -0.99).all()
+    # top-left pixel: left (-x) and up (+y) of the axis
+    assert d[0, 0] < 0 and d[0, 1] > 0 and d[3, 0] > 0 and d[3, 1] < 0
+
+
+def test_distortion_is_inverted(device):
+    """A pixel's ray, pushed through the forward distortion model, lands on that pixel."""
+    k1, k2, p1, p2 = -0.12, 0.03, 0.002, -0.001
+    f, c = 50.0, 32.0
+    pose = torch.eye(4)[None]
+    intr = torch.tensor([[f, f, c, c, k1, k2, p1, p2]])
+    pix = torch.arange(64 * 64, dtype=torch.int32)
+    _, d = batch_rays(pose.to(device), intr.to(device), torch.zeros_like(pix).to(device), pix.to(device), 64)
+    d = d.double().cpu()
+    x, y = d[:, 0] / -d[:, 2], -d[:, 1] / -d[:, 2]
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    u, v = xd * f + c, yd * f + c
+    assert torch.allclose(u, (pix % 64).double() + 0.5, atol=1e-3)
+    assert torch.allclose(v, (pix // 64).double() + 0.5, atol=1e-3)
+
+
+def test_gather_pixels_composites_on_background(device):
+    rgba = torch.tensor([[[[255, 0, 0, 255], [0, 255, 0, 0]], [[0, 0, 255, 128], [10, 20, 30, 255]]]], dtype=torch.uint8)
+    img = torch.zeros(4, dtype=torch.int32)
+    pix = torch.arange(4, dtype=torch.int32)
+    bg = torch.tensor([[1.0, 1.0, 1.0]])
+    rgb, alpha = gather_pixels(rgba.to(device), img.to(device), pix.to(device), bg.to(device))
+    a = 128 / 255
+    expect = torch.tensor([[1, 0, 0], [1, 1, 1], [1 - a, 1 - a, 1.0], [10 / 255, 20 / 255, 30 / 255]])
+    assert torch.allclose(rgb.cpu(), expect, atol=1e-6)
+    assert torch.allclose(alpha.cpu(), torch.tensor([1.0, 0.0, a, 1.0]))
+    per_ray = torch.rand(4, 3)
+    rgb2, _ = gather_pixels(rgba.to(device), img.to(device), pix.to(device), per_ray.to(device))
+    assert torch.allclose(rgb2[1].cpu(), per_ray[1])
+
+
+def test_ray_bounds_against_slab_reference(device):
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    o = torch.randn(n, 3, generator=g) * 3
+    d = torch.randn(n, 3, generator=g)
+    d = d / d.norm(dim=1, keepdim=True)
+    aabb = torch.tensor([-1.0, -0.5, -1.5, 1.0, 0.5, 1.5])
+    t0, t1 = ray_bounds(o.to(device), d.to(device), aabb, 0.1, 8.0)
+    od, dd = o.double(), d.double()
+    a = (aabb[:3].double() - od) / dd
+    b = (aabb[3:].double() - od) / dd
+    rn = torch.minimum(a, b).amax(1).clamp_min(0.1)
+    rf = torch.maximum(a, b).amin(1).clamp_max(8.0)
+    hit = rf > rn
+    assert hit.sum() > 100 and (~hit).sum() > 100
+    assert rel_err(t0.cpu()[hit], rn[hit]) < 1e-5 and rel_err(t1.cpu()[hit], rf[hit]) < 1e-5
+    assert torch.equal(t0.cpu()[~hit], t1.cpu()[~hit])
+
+
+@pytest.mark.parametrize("samples_per_ray", [1, 64, 128, 256])
+def test_stratified_samples_cover_bins(device, samples_per_ray):
+    n = 50
+    g = torch.Generator(device=device).manual_seed(0)
+    near = torch.rand(n, device=device) + 1.0
+    far = near + torch.rand(n, device=device) * 3 + 0.5
+    s = stratified(near, far, samples_per_ray, generator=g)
+    t = s.t.view(n, samples_per_ray).cpu().double()
+    step = ((far - near) / samples_per_ray).cpu().double()
+    j = torch.arange(samples_per_ray).double()
+    lo = near.cpu().double()[:, None] + j * step[:, None]
+    assert ((t >= lo - 1e-5) & (t <= lo + step[:, None] + 1e-5)).all()
+    assert torch.allclose(s.delta.view(n, samples_per_ray).cpu().double(), step[:, None].expand(n, samples_per_ray), rtol=1e-6)
+    centres = stratified(near, far, samples_per_ray, jitter=False)
+    assert rel_err(centres.t.view(n, -1), lo + 0.5 * step[:, None]) < 1e-6
+    # same generator state -> same jitter (reproducible training)
+    g1 = torch.Generator(device=device).manual_seed(5)
+    g2 = torch.Generator(device=device).manual_seed(5)
+    assert torch.equal(stratified(near, far, samples_per_ray, g1).t, stratified(near, far, samples_per_ray, g2).t)
+
+
+@pytest.mark.parametrize("freq,include,base", [(0, True, 1.0), (4, False, 1.0), (10, True, 1.0), (6, True, math.pi)])
+@pytest.mark.parametrize("n_rays,samples", [(3, 5), (40, 128)])
+def test_encoding_matches_reference(device, freq, include, base, n_rays, samples):
+    g = torch.Generator().manual_seed(freq)
+    o = torch.randn(n_rays, 3, generator=g)
+    d = torch.randn(n_rays, 3, generator=g)
+    d = d / d.norm(dim=1, keepdim=True)
+    t = torch.rand(n_rays * samples, generator=g) * 2
+    ray_index = torch.arange(n_rays, dtype=torch.int32).repeat_interleave(samples)
+    pos, view = HarmonicSpec(freq, include, base), HarmonicSpec(4, True)
+    out = encode_samples(o.to(device), d.to(device), t.to(device), ray_index.to(device), pos, view)
+    p32 = o[ray_index.long()] + t[:, None] * d[ray_index.long()]  # the kernel's float32 positions
+    ref = torch.cat([reference.harmonic(p32.double(), freq, include, base),
+                     reference.harmonic(d[ray_index.long()].double(), 4, True)], 1)
+    assert out.shape == (n_rays * samples, pos.dim + view.dim)
+    # argument f_k * x reaches ~2^9 * 3: float32 rounding of a non-power-of-two base costs ulp(arg)
+    tol = 2e-6 if base == 1.0 else 1e-4
+    assert rel_err(out, ref) < tol
+    pts = encode_points(p32.to(device), pos)
+    assert rel_err(pts, reference.harmonic(p32.double(), freq, include, base)) < tol
+
+
+def test_orbit_poses_circle_and_look_at_center():
+    poses = orbit_poses(12, 3.0, elevation_deg=20.0, center=(0.1, 0.2, 0.3))
+    eyes = poses[:, :3, 3] - torch.tensor([0.1, 0.2, 0.3])
+    assert torch.allclose(eyes.norm(dim=1), torch.full((12,), 3.0), atol=1e-5)
+    assert torch.allclose(eyes[:, 2], torch.full((12,), 3.0 * math.sin(math.radians(20))), atol=1e-5)
+    forward = -poses[:, :3, 2]
+    assert torch.allclose((forward * -eyes / 3.0).sum(1), torch.ones(12), atol=1e-5)
+    assert (poses[:, 2, 1] > 0).all()  # camera up has a positive world-z component: upright
