@@ -11,7 +11,8 @@ from . import backend
 from .config import TrainConfig
 from .encoding import HarmonicSpec
 from .field import RadianceField
-from .rendering import Renderer, Scene
+from .rendering import Renderer
+from .scene import Scene
 
 FORMAT_VERSION = 1
 

@@ -2,9 +2,6 @@
 batches (training) and for whole images in memory-bounded chunks (eval, video, GUI)."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import torch
 
 from . import cameras
@@ -12,31 +9,7 @@ from .compositing import composite
 from .encoding import HarmonicSpec, encode_samples
 from .field import RadianceField
 from .sampling import ray_bounds, stratified
-
-
-@dataclass
-class Scene:
-    """Where the content is and how to look at it; saved in every checkpoint."""
-    near: float
-    far: float
-    aabb: list[float]
-    center: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    up: list[float] = field(default_factory=lambda: [0.0, 0.0, 1.0])
-    orbit_radius: float = 4.0
-    orbit_elevation_deg: float = 30.0
-    fov_x: float = 0.6911  # horizontal field of view of the training cameras
-    aspect: float = 1.0  # width / height of the training images
-
-    @classmethod
-    def from_dataset(cls, ds) -> "Scene":
-        train = ds.split("train")
-        fx = float(train.intrinsics[0, 0])
-        return cls(
-            near=float(ds.near), far=float(ds.far), aabb=[float(v) for v in ds.aabb],
-            center=[float(v) for v in ds.center], up=[float(v) for v in ds.up],
-            orbit_radius=float(ds.orbit_radius), orbit_elevation_deg=float(ds.orbit_elevation_deg),
-            fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
-        )
+from .scene import Scene, orbit_cameras  # noqa: F401  (re-exported)
 
 
 class Renderer:
@@ -52,6 +25,8 @@ class Renderer:
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
                     jitter: bool = False) -> dict:
+        if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
+            origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
         t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
         samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
         encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
@@ -80,15 +55,3 @@ class Renderer:
         depth = torch.where(opacity > 1e-3, depth / opacity.clamp_min(1e-3), torch.zeros_like(depth))
         return {"rgb": rgb.view(height, width, 3), "opacity": opacity.view(height, width),
                 "depth": depth.view(height, width)}
-
-
-def orbit_cameras(scene: Scene, frames: int, width: int, height: int | None = None,
-                  elevation_deg: float | None = None, radius: float | None = None):
-    """Poses and intrinsics for a turntable orbit that frames the scene like the training views."""
-    height = height or max(1, round(width / scene.aspect))
-    poses = cameras.orbit_poses(frames, radius or scene.orbit_radius,
-                                scene.orbit_elevation_deg if elevation_deg is None else elevation_deg,
-                                scene.center, scene.up)
-    f = cameras.focal_from_fov(width, scene.fov_x)
-    intr = torch.tensor([[f, f, width / 2.0, height / 2.0, 0.0, 0.0, 0.0, 0.0]]).repeat(frames, 1)
-    return poses, intr, width, height

@@ -17,7 +17,7 @@ from . import backend, cameras, checkpoint
 from .config import TrainConfig
 from .data.loaders import load_dataset
 from .metrics import colorize, mse_to_psnr, psnr
-from .rendering import Scene
+from .scene import Scene
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (1.0, 1.0, 1.0)}
 

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from .metrics import colorize
-from .rendering import Renderer, orbit_cameras
+from .rendering import Renderer
+from .scene import orbit_cameras
 
 
 def render_orbit_frames(renderer: Renderer, frames: int, width: int, height: int | None = None,

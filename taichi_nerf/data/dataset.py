@@ -75,6 +75,8 @@ class Dataset:
     center: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
     orbit_radius: float = 4.0
     orbit_elevation_deg: float = 30.0
+    ndc: bool = False  # sample forward-facing scenes in normalised device coordinates
+    forward_facing: bool = False
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
