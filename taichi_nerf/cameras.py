@@ -172,3 +172,41 @@ def gather_pixels(rgba: torch.Tensor, image_index: torch.Tensor, pixel_index: to
     if n:
         _gather_pixels_kernel(rgba, image_index, pixel_index, background.contiguous(), rgb, alpha)
     return rgb, alpha
+
+
+# --- normalised device coordinates (forward-facing scenes) -------------------------------
+
+@ti.kernel
+def _ndc_rays_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), focal: ti.f32, width: ti.f32,
+                     height: ti.f32, near: ti.f32, out_origins: ti.types.ndarray(), out_dirs: ti.types.ndarray()):
+    ax = -2.0 * focal / width
+    ay = -2.0 * focal / height
+    for r in range(origins.shape[0]):
+        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
+        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
+        d.z = ti.min(d.z, -1e-6)  # a ray not heading into the scene (-z) has no NDC image
+        # Move the origin onto the near plane z = -near first, so t = 0 is the near plane.
+        o = o + (-(near + o.z) / d.z) * d
+        out_origins[r, 0] = ax * o.x / o.z
+        out_origins[r, 1] = ay * o.y / o.z
+        out_origins[r, 2] = 1.0 + 2.0 * near / o.z
+        out_dirs[r, 0] = ax * (d.x / d.z - o.x / o.z)
+        out_dirs[r, 1] = ay * (d.y / d.z - o.y / o.z)
+        out_dirs[r, 2] = -2.0 * near / o.z
+
+
+def ndc_rays(origins: torch.Tensor, dirs: torch.Tensor, scene, near: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays of a forward-facing scene in normalised device coordinates (NeRF's appendix C).
+
+    World space is the re-centred LLFF frame (cameras look down -z); the NDC frustum is the
+    training camera's (``scene.ndc_focal``, ``ndc_width``, ``ndc_height``) from the plane
+    z = -``near`` to infinity, mapped to the cube [-1, 1]^3. Returned directions are not unit:
+    t in [0, 1] runs from the near plane (z = -1) to infinity (z = 1).
+    """
+    n = origins.shape[0]
+    out_o = torch.empty(n, 3, device=origins.device)
+    out_d = torch.empty(n, 3, device=origins.device)
+    if n:
+        _ndc_rays_kernel(origins.contiguous(), dirs.contiguous(), float(scene.ndc_focal), float(scene.ndc_width),
+                         float(scene.ndc_height), float(near), out_o, out_d)
+    return out_o, out_d

@@ -11,6 +11,7 @@ from . import backend
 from .config import TrainConfig
 from .encoding import HarmonicSpec
 from .field import RadianceField
+from .occupancy import OccupancyGrid
 from .rendering import Renderer
 from .scene import Scene
 
@@ -39,7 +40,13 @@ def build_renderer(cfg: TrainConfig, scene: Scene, device) -> Renderer:
     pos = HarmonicSpec(cfg.pos_frequencies, True)
     view = HarmonicSpec(cfg.dir_frequencies, True)
     field = RadianceField(pos.dim, view.dim, cfg.width, cfg.depth, density_bias=cfg.density_bias).to(device)
-    return Renderer(field, pos, view, scene, cfg.eval_samples, device)
+    grid = None
+    if cfg.sampler == "grid":
+        grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device)
+    fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
+    renderer = Renderer(field, pos, view, scene, cfg.eval_samples, device, grid, fine)
+    renderer.bf16 = cfg.mixed_precision
+    return renderer
 
 
 def find_checkpoint(path) -> Path:
@@ -61,9 +68,11 @@ def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
     if not isinstance(state, dict) or state.get("format") != "taichi-nerf" or "model" not in state:
         raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
     cfg = TrainConfig.from_dict(state["config"])
-    b = backend.init(arch, max(cfg.samples_per_ray, cfg.eval_samples))
+    b = backend.init(arch, cfg.max_samples_per_ray)
     renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)
     renderer.field.load_state_dict(state["model"])
+    if renderer.grid is not None and state.get("grid") is not None:
+        renderer.grid.load_state_dict(state["grid"])
     renderer.field.eval()
     return renderer, cfg, state
 

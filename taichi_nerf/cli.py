@@ -158,6 +158,96 @@ def _data_parser(sub):
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(run=cmd_data_synthetic)
 
+    i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds")
+    i.add_argument("path", help="dataset folder or file")
+    _add_data_options(i)
+    i.set_defaults(run=cmd_data_info)
+
+    m = dsub.add_parser("from-mesh", help="render a (textured) OBJ mesh from many cameras into the Blender layout")
+    m.add_argument("model", help="the .obj file (its .mtl and textures are found beside it)")
+    m.add_argument("--out", required=True)
+    m.add_argument("--views", type=int, default=40, help="training views (default 40)")
+    m.add_argument("--val-views", type=int, default=8)
+    m.add_argument("--test-views", type=int, default=8)
+    m.add_argument("--size", type=int, default=128, help="image width and height in pixels (default 128)")
+    m.add_argument("--supersample", type=int, default=3, help="odd subsamples per pixel side for soft edges (default 3)")
+    m.add_argument("--up", default="y", help="the mesh's up axis: y (OBJ's usual), z, x, -y or -z (default y)")
+    m.add_argument("--full-sphere", action="store_true", help="cameras all around, not just the upper half")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(run=cmd_data_from_mesh)
+
+
+def _add_data_options(p):
+    from .data.loaders import FORMATS
+
+    p.add_argument("--format", help=f"override the detected layout ({', '.join(FORMATS)})")
+    p.add_argument("--downscale", type=int, default=1, help="load images downscaled by this factor")
+    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
+    p.add_argument("--limit", type=int, help="keep at most N frames per split")
+    p.add_argument("--val-every", type=int, help="hold out every k-th frame as val when the data has no split")
+    ndc = p.add_mutually_exclusive_group()
+    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="LLFF: sample in NDC (default for forward-facing)")
+    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="LLFF: sample in world space")
+    p.add_argument("--near", type=float, help="override the near distance")
+    p.add_argument("--far", type=float, help="override the far distance")
+    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help="override the scene box")
+
+
+def _load_with_options(args):
+    from .data.loaders import load_dataset
+
+    return load_dataset(args.path, format=args.format, downscale=args.downscale, every=args.every, limit=args.limit,
+                        val_every=args.val_every, ndc=args.ndc, near=args.near, far=args.far, aabb=args.aabb)
+
+
+def cmd_data_info(args) -> int:
+    from .data.dataset import INTRINSICS
+
+    ds = _load_with_options(args)
+
+    def vec(t):
+        return "(" + ", ".join(f"{float(v) if abs(float(v)) > 1e-9 else 0.0:.4g}" for v in t) + ")"
+
+    print(f"format:   {ds.format}")
+    print(f"source:   {ds.source}")
+    for name, split in ds.splits.items():
+        intr = split.intrinsics
+        same = bool((intr == intr[0]).all())
+        described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0]) if k[0] in "fc" or float(v) != 0.0)
+        print(f"{name + ':':9} {split.count} images, {split.width}x{split.height}; "
+              f"{'intrinsics' if same else 'first camera'}: {described}")
+    print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else ""))
+    print(f"box:      min {vec(ds.aabb[:3])}, max {vec(ds.aabb[3:])}")
+    print(f"centre:   {vec(ds.center)}; up {vec(ds.up)}")
+    if ds.forward_facing:
+        print(f"video:    spiral in front of the cameras, looking {ds.focus_distance:.4g} ahead (forward-facing)")
+    else:
+        print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {ds.orbit_elevation_deg:.3g} deg")
+    for note in ds.notes:
+        print(f"note:     {note}")
+    for warning in ds.warnings:
+        print(f"warning:  {warning}")
+    return 0
+
+
+def cmd_data_from_mesh(args) -> int:
+    from .data.mesh import write_mesh_dataset
+
+    if args.views < 1 or args.size < 8 or args.val_views < 0 or args.test_views < 0:
+        raise UserError("--views must be at least 1, --size at least 8, --val-views/--test-views not negative")
+    if args.supersample < 1 or args.supersample % 2 == 0:
+        raise UserError("--supersample must be an odd positive number (1, 3, 5)")
+    out, warnings = write_mesh_dataset(args.model, args.out, views=args.views, size=args.size, val_views=args.val_views,
+                                       test_views=args.test_views, supersample=args.supersample, up=args.up,
+                                       full_sphere=args.full_sphere, progress=not args.no_progress)
+    for w in warnings:
+        print(f"warning: {w}")
+    print(f"wrote {args.model} as a dataset ({args.views} training views, {args.size}x{args.size}, "
+          f"with alpha and depth) to {out}")
+    print(f"train on it with: taichi-nerf train --data {out}")
+    return 0
+
 
 def cmd_data_synthetic(args) -> int:
     from .api import make_synthetic
@@ -169,8 +259,51 @@ def cmd_data_synthetic(args) -> int:
     return 0
 
 
+def _gui_parser(sub):
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns")
+    p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
+    p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--out", help="run folder for checkpoints, screenshots and videos (default runs/gui)")
+    p.add_argument("--ckpt", help="open a trained checkpoint (file or run folder) to look around")
+    p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")
+    p.add_argument("--steps", type=int, help=f"planned steps; training pauses there (default {d.steps})")
+    p.add_argument("--batch-rays", type=int, help=f"rays per step (default {d.batch_rays})")
+    p.add_argument("--samples", type=int, dest="samples_per_ray", help=f"samples per ray (default {d.samples_per_ray})")
+    p.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--background", choices=("white", "black", "random"), help="background colour (default white)")
+    p.add_argument("--downscale", type=int, help="load images downscaled by this factor")
+    p.add_argument("--width", type=int, help=f"MLP width (default {d.width})")
+    p.add_argument("--depth", type=int, help=f"MLP depth (default {d.depth})")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--scene-views", type=int, help="built-in scene: training views")
+    p.add_argument("--scene-size", type=int, help="built-in scene: image size in pixels")
+    p.add_argument("--window", default="1120x800", help="window size WxH (default 1120x800; the panel takes 330 px)")
+    p.add_argument("--render-scale", type=float, help="render size / view size (default: 1 on a GPU, the training image size on a CPU)")
+    p.add_argument("--steps-per-frame", type=int, default=1, help="training steps between two frames (default 1)")
+    p.add_argument("--video-frames", type=int, default=36, help="frames of the orbit video the V key records (default 36)")
+    p.add_argument("--headless", action="store_true", help="no window: render offscreen (needs --frames; see --screenshot)")
+    p.add_argument("--frames", type=int, help="leave after this many frames")
+    p.add_argument("--screenshot", help="save the last frame to this PNG when leaving")
+    p.add_argument("--status", help="write the GUI state as JSON to this file every frame (for scripts)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while the built-in scene is generated")
+    _add_arch(p)
+    p.set_defaults(run=cmd_gui)
+
+
+def cmd_gui(args) -> int:
+    from .gui import GuiUnavailable, launch
+
+    try:
+        return launch(args)
+    except GuiUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+
 # Each entry adds one subcommand; feature modules register theirs here.
-PARSERS = [_train_parser, _render_parser, _eval_parser, _data_parser]
+PARSERS = [_train_parser, _render_parser, _eval_parser, _data_parser, _gui_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

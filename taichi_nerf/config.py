@@ -18,10 +18,16 @@ class TrainConfig:
     dir_frequencies: int = 4
     width: int = 128
     depth: int = 4
-    density_bias: float = -1.0
+    density_bias: float = -4.0  # softplus(-4) ~ 0.018: rays start ~95% transparent
     # sampling
-    samples_per_ray: int = 64
+    sampler: str = "grid"  # grid (occupancy grid + packed marching) | stratified | hierarchical
+    samples_per_ray: int = 32  # stratified / hierarchical coarse samples (and the grid's warm-up)
     render_samples_per_ray: int = 0  # 0: same as training
+    fine_samples: int = 64  # hierarchical: importance samples added per ray
+    grid_resolution: int = 64
+    grid_warmup: int = 100  # steps of plain stratified sampling before the first grid update
+    grid_update_every: int = 16
+    march_steps: int = 192  # grid marching steps across the scene box's diagonal
     # optimisation
     steps: int = 2000
     batch_rays: int = 1024
@@ -31,6 +37,7 @@ class TrainConfig:
     huber_delta: float = 0.1
     silhouette_weight: float = 0.0  # weight of the opacity-vs-alpha loss (PyTorch3D tutorial)
     seed: int = 0
+    mixed_precision: bool = False  # CUDA only: run the MLP in bf16 autocast (TF32 is always on)
     # bookkeeping
     out: str = "runs/latest"
     eval_every: int = 250
@@ -49,6 +56,8 @@ class TrainConfig:
         problems = []
         if self.background not in ("white", "black", "random"):
             problems.append("background must be white, black or random")
+        if self.sampler not in ("grid", "stratified", "hierarchical"):
+            problems.append("sampler must be grid, stratified or hierarchical")
         if self.loss not in ("mse", "huber"):
             problems.append("loss must be mse or huber")
         for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size"):
@@ -63,6 +72,16 @@ class TrainConfig:
     @property
     def eval_samples(self) -> int:
         return self.render_samples_per_ray or self.samples_per_ray
+
+    @property
+    def max_samples_per_ray(self) -> int:
+        """Largest ray any sampler can emit: sizes Taichi's autodiff stack."""
+        most = max(self.samples_per_ray, self.eval_samples)
+        if self.sampler == "grid":
+            most = max(most, self.march_steps + 1)
+        if self.sampler == "hierarchical":
+            most = most + self.fine_samples
+        return most
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

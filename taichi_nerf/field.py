@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 class RadianceField(nn.Module):
     def __init__(self, pos_dim: int, dir_dim: int, width: int = 128, depth: int = 4,
-                 skip: int | None = None, color_width: int | None = None, density_bias: float = -1.0):
+                 skip: int | None = None, color_width: int | None = None, density_bias: float = -4.0):
         super().__init__()
         self.pos_dim, self.dir_dim = pos_dim, dir_dim
         self.skip = depth // 2 if skip is None else skip  # layer index whose input re-gets the encoding

@@ -44,3 +44,24 @@ def composite_dense(sigma, rgb, t, delta, background):
     acc = w.sum(1)
     colour = (w[..., None] * rgb).sum(1) + (1.0 - acc)[:, None] * background
     return colour, acc, (w * t).sum(1), w
+
+
+def importance(t_near, t_far, coarse_t, weights, u, fine_per_ray):
+    """Inverse-CDF resampling and sorted merge, per ray in float64 (see sampling.importance)."""
+    n = t_near.shape[0]
+    s = coarse_t.shape[0] // n
+    w = weights.view(n, s).double() + 1e-5
+    pdf = w / w.sum(1, keepdim=True)
+    cdf = torch.cat([torch.zeros(n, 1, dtype=torch.float64), torch.cumsum(pdf, 1)], 1)
+    uu = u.view(n, fine_per_ray).double()
+    j = (torch.searchsorted(cdf, uu, right=True) - 1).clamp(0, s - 1)
+    below = torch.gather(cdf, 1, j)
+    p = torch.gather(pdf, 1, j)
+    frac = ((uu - below) / p).clamp(0, 1)
+    step = ((t_far - t_near) / s).double()[:, None]
+    fine = t_near.double()[:, None] + (j.double() + frac) * step
+    merged, _ = torch.sort(torch.cat([coarse_t.view(n, s).double(), fine], 1), 1)
+    mids = 0.5 * (merged[:, 1:] + merged[:, :-1])
+    lo = torch.cat([t_near.double()[:, None], mids], 1)
+    hi = torch.cat([mids, t_far.double()[:, None]], 1)
+    return merged, (hi - lo).clamp_min(0)

@@ -6,9 +6,10 @@ import torch
 
 from . import cameras
 from .compositing import composite
-from .encoding import HarmonicSpec, encode_samples
+from .encoding import HarmonicSpec, encode_points, encode_samples
 from .field import RadianceField
-from .sampling import ray_bounds, stratified
+from .occupancy import OccupancyGrid
+from .sampling import importance, ray_bounds, stratified
 from .scene import Scene, orbit_cameras  # noqa: F401  (re-exported)
 
 
@@ -16,9 +17,12 @@ class Renderer:
     """A radiance field plus how to sample and encode for it."""
 
     def __init__(self, field_: RadianceField, pos: HarmonicSpec, view: HarmonicSpec, scene: Scene,
-                 samples_per_ray: int, device):
+                 samples_per_ray: int, device, grid: OccupancyGrid | None = None, fine_samples: int = 0):
         self.field, self.pos, self.view, self.scene = field_, pos, view, scene
         self.samples_per_ray = samples_per_ray
+        self.grid = grid  # used once it has been updated from the field at least once
+        self.fine_samples = fine_samples  # > 0: hierarchical sampling (coarse pass, then importance)
+        self.bf16 = False  # set by the trainer: MLP under bf16 autocast (CUDA only)
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
 
@@ -27,12 +31,32 @@ class Renderer:
                     jitter: bool = False) -> dict:
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
-        t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
-        samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
+        if self.grid is not None and self.grid.updates > 0:
+            samples = self.grid.march(origins, dirs, self.scene.near, self.scene.far, generator, jitter)
+        else:
+            t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
+            samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
+            if self.fine_samples:
+                with torch.no_grad():  # the coarse pass only decides where to look
+                    coarse_enc = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
+                    c_sigma, c_rgb = self.evaluate_field(coarse_enc)
+                    weights = composite(c_sigma, c_rgb, samples, background)[3]
+                samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
-        sigma, rgb = self.field(encoded)
+        sigma, rgb = self.evaluate_field(encoded)
         out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
         return {"rgb": out_rgb, "opacity": opacity, "depth": depth, "weights": weights, "samples": samples}
+
+    def evaluate_field(self, encoded: torch.Tensor):
+        if self.bf16 and self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                sigma, rgb = self.field(encoded)
+            return sigma.float(), rgb.float()  # the kernels take float32
+        return self.field(encoded)
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        """Field density at arbitrary points (what the occupancy grid measures)."""
+        return self.field.density_only(encode_points(points, self.pos))
 
     @torch.no_grad()
     def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,

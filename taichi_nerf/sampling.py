@@ -103,3 +103,65 @@ def stratified(t_near: torch.Tensor, t_far: torch.Tensor, samples_per_ray: int,
         _stratified_kernel(t_near, t_far, u, int(jitter), samples_per_ray, t, delta)
     offsets, counts, ray_index = fixed_layout(n, samples_per_ray, device)
     return Samples(t, delta, ray_index, offsets, counts, samples_per_ray)
+
+
+@ti.kernel
+def _importance_kernel(t_near: ti.types.ndarray(), t_far: ti.types.ndarray(), coarse_t: ti.types.ndarray(),
+                       weights: ti.types.ndarray(), coarse_per_ray: ti.i32, u: ti.types.ndarray(),
+                       fine_per_ray: ti.i32, fine_t: ti.types.ndarray(),
+                       t: ti.types.ndarray(), delta: ti.types.ndarray()):
+    for r in range(t_near.shape[0]):
+        s, f = coarse_per_ray, fine_per_ray
+        step = (t_far[r] - t_near[r]) / s
+        total = 0.0
+        for j in range(s):
+            total += weights[r * s + j] + 1e-5  # a floor keeps every bin reachable: no empty pdf
+        # Inverse CDF of the piecewise-constant pdf over the coarse bins; u is sorted, so the
+        # bin pointer only moves forward.
+        j = 0
+        below = 0.0  # cdf at the start of bin j
+        for k in range(f):
+            p = (weights[r * s + j] + 1e-5) / total
+            while j < s - 1 and below + p < u[r * f + k]:
+                below += p
+                j += 1
+                p = (weights[r * s + j] + 1e-5) / total
+            frac = ti.min(ti.max((u[r * f + k] - below) / p, 0.0), 1.0)
+            fine_t[r * f + k] = t_near[r] + (ti.f32(j) + frac) * step
+        # Merge the two sorted lists; each sample stands for the interval between the
+        # midpoints to its neighbours.
+        a, b = 0, 0
+        base = r * (s + f)
+        for k in range(s + f):
+            take_coarse = b >= f or (a < s and coarse_t[r * s + a] <= fine_t[r * f + b])
+            if take_coarse:
+                t[base + k] = coarse_t[r * s + a]
+                a += 1
+            else:
+                t[base + k] = fine_t[r * f + b]
+                b += 1
+        for k in range(s + f):
+            lo = t_near[r] if k == 0 else 0.5 * (t[base + k - 1] + t[base + k])
+            hi = t_far[r] if k == s + f - 1 else 0.5 * (t[base + k] + t[base + k + 1])
+            delta[base + k] = ti.max(hi - lo, 0.0)
+
+
+def importance(t_near: torch.Tensor, t_far: torch.Tensor, coarse: Samples, weights: torch.Tensor,
+               fine_per_ray: int, generator: torch.Generator | None = None, jitter: bool = True) -> Samples:
+    """Hierarchical sampling (NeRF's coarse-to-fine): draw ``fine_per_ray`` more samples per
+    ray from the coarse weights and merge them with the coarse samples, sorted."""
+    n = t_near.shape[0]
+    s = coarse.max_per_ray
+    dev = t_near.device
+    k = torch.arange(fine_per_ray, device=dev, dtype=torch.float32)
+    # stratified uniforms: sorted per ray by construction
+    offset = torch.rand(n, fine_per_ray, device=dev, generator=generator) if jitter else torch.full((n, fine_per_ray), 0.5, device=dev)
+    u = ((k + offset) / fine_per_ray).reshape(-1).contiguous()
+    fine_t = torch.empty(n * fine_per_ray, device=dev)
+    total = s + fine_per_ray
+    t = torch.empty(n * total, device=dev)
+    delta = torch.empty(n * total, device=dev)
+    if n:
+        _importance_kernel(t_near, t_far, coarse.t, weights.detach().contiguous(), s, u, fine_per_ray, fine_t, t, delta)
+    offsets, counts, ray_index = fixed_layout(n, total, dev)
+    return Samples(t, delta, ray_index, offsets, counts, total)

@@ -43,7 +43,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
         self.cfg = cfg.validate()
         self.out_dir = Path(cfg.out)
-        self.backend = backend.init(cfg.arch, max(cfg.samples_per_ray, cfg.eval_samples))
+        self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
         dev = self.backend.device
         self.dataset = dataset if dataset is not None else load_dataset(
             cfg.data, downscale=cfg.downscale, views=cfg.scene_views, size=cfg.scene_size, progress=cfg.progress)
@@ -115,11 +115,20 @@ class Trainer:
                     f"The last good checkpoint is untouched.")
         self.optimizer.step()
         self.step_count += 1
+        self.maybe_update_grid()
         dt = time.perf_counter() - t0
         self.elapsed += dt
         self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (self.cfg.batch_rays / dt) if self.rays_per_s else self.cfg.batch_rays / dt
-        return {"step": self.step_count, "loss": self.last_loss, "train_psnr": mse_to_psnr(float(mse)) if check else None,
+        self.last_samples_per_ray = out["samples"].num_samples / max(1, out["samples"].num_rays)
+        return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray, "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
+
+    def maybe_update_grid(self) -> None:
+        grid, cfg = self.renderer.grid, self.cfg
+        if grid is None or self.step_count < cfg.grid_warmup:
+            return
+        if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
+            grid.update(self.renderer.density, self.generator)
 
     # --- evaluation and outputs --------------------------------------------------------
     def render_view(self, split, index: int, background=None) -> dict:
@@ -169,6 +178,7 @@ class Trainer:
             "format": "taichi-nerf", "version": checkpoint.FORMAT_VERSION,
             "config": self.cfg.to_dict(), "scene": checkpoint.scene_dict(self.scene),
             "model": self.field.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "grid": None if self.renderer.grid is None else self.renderer.grid.state_dict(),
             "step": self.step_count, "elapsed": self.elapsed, "val_psnr": self.last_val_psnr,
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         }
@@ -186,6 +196,8 @@ class Trainer:
                 raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(self.cfg, key)}")
         self.field.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.renderer.grid is not None and state.get("grid") is not None:
+            self.renderer.grid.load_state_dict(state["grid"])
         self.step_count = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self.last_val_psnr = state.get("val_psnr")
@@ -219,9 +231,11 @@ class Trainer:
                 s = self.step_count
                 if s % cfg.log_every == 0 or s == cfg.steps:
                     self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"],
-                              "lr": info["lr"], "rays_per_s": round(info["rays_per_s"], 1)})
+                              "lr": info["lr"], "rays_per_s": round(info["rays_per_s"], 1),
+                              "samples_per_ray": round(info["samples_per_ray"], 2)})
                     bar.set_postfix(loss=f"{info['loss']:.4f}", psnr=f"{info['train_psnr'] or 0:.2f}",
-                                    val=f"{self.last_val_psnr or 0:.2f}", rays_s=f"{info['rays_per_s']:.0f}")
+                                    val=f"{self.last_val_psnr or 0:.2f}", rays_s=f"{info['rays_per_s']:.0f}",
+                                    spr=f"{info['samples_per_ray']:.1f}")
                 if s % cfg.eval_every == 0 and s < cfg.steps:
                     self.log({"step": s, "val_psnr": self.validate(cfg.eval_views)})
                 if cfg.preview_every and s % cfg.preview_every == 0:

@@ -24,3 +24,23 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest absolute difference relative to the reference's largest magnitude."""
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory, taichi_backend):
+    """The built-in scene at 32 px: enough views to train on in seconds."""
+    from taichi_nerf.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("scene") / "tiny", views=20, size=32,
+                                   val_views=2, test_views=2, progress=False)
+
+
+def tiny_config(scene, out, **changes):
+    from taichi_nerf.config import TrainConfig
+
+    base = dict(data=str(scene), out=str(out), width=32, depth=2, pos_frequencies=6, dir_frequencies=2,
+                batch_rays=256, samples_per_ray=24, steps=40, eval_every=20, eval_views=2, preview_every=20,
+                checkpoint_every=20, log_every=5, progress=False, arch=ARCH, grid_warmup=20,
+                grid_update_every=8, grid_resolution=32, march_steps=64, lr=5e-3)
+    base.update(changes)
+    return TrainConfig(**base)

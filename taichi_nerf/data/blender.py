@@ -20,6 +20,7 @@ from .images import read_many, write_png
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # the Blender scenes' cameras sit at radius ~4
 DEFAULT_AABB = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
+MAX_COORDINATE = 1e7  # beyond this, float32 rays lose all precision
 
 
 def is_blender(path: Path) -> bool:
@@ -45,7 +46,7 @@ def read_json(path: Path) -> dict:
 def parse_pose(value, where: str) -> np.ndarray:
     try:
         pose = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: transform_matrix is not a numeric matrix") from None
     if pose.shape == (3, 4):
         pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
@@ -53,7 +54,11 @@ def parse_pose(value, where: str) -> np.ndarray:
         raise DataError(f"{where}: transform_matrix must be 4x4, got shape {tuple(pose.shape)}")
     if not np.isfinite(pose).all():
         raise DataError(f"{where}: transform_matrix contains NaN or infinity")
-    if abs(np.linalg.det(pose[:3, :3])) < 1e-6:
+    if np.abs(pose).max() > MAX_COORDINATE:
+        raise DataError(f"{where}: transform_matrix has values beyond {MAX_COORDINATE:g}; rescale the scene")
+    with np.errstate(all="ignore"):
+        det = np.linalg.det(pose[:3, :3])
+    if not np.isfinite(det) or abs(det) < 1e-6:
         raise DataError(f"{where}: transform_matrix has a degenerate (singular) rotation")
     return pose
 
@@ -62,9 +67,28 @@ def _number(meta: dict, key: str, where: str, default=None):
     value = meta.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: '{key}' must be a finite number, got {value!r:.40}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise DataError(f"{where}: '{key}' is too large") from None
+    if not math.isfinite(value):
         raise DataError(f"{where}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
+    return value
+
+
+# Camera models whose distortion is the ray kernel's k1, k2, p1, p2 (or none).
+PINHOLE_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
+
+
+def check_camera_model(meta: dict, where: str) -> list[str]:
+    """Refuse camera models the ray kernel cannot represent; warn about ignored terms."""
+    model = meta.get("camera_model")
+    if model is not None and (not isinstance(model, str) or model.upper() not in PINHOLE_MODELS):
+        raise DataError(f"{where}: camera_model {model!r} is not supported (supported: {', '.join(PINHOLE_MODELS)})")
+    ignored = [k for k in ("k3", "k4") if _number(meta, k, where, 0.0)]
+    return [f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)"] if ignored else []
 
 
 def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> list[float]:
@@ -74,11 +98,16 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> lis
     """
     src_w = _number(meta, "w", where) or width
     src_h = _number(meta, "h", where) or height
+    if src_w <= 0 or src_h <= 0:
+        raise DataError(f"{where}: 'w' and 'h' must be positive")
     sx, sy = width / src_w, height / src_h
     fx = _number(meta, "fl_x", where)
     fy = _number(meta, "fl_y", where)
     angle_x = _number(meta, "camera_angle_x", where)
     angle_y = _number(meta, "camera_angle_y", where)
+    for name, angle in (("camera_angle_x", angle_x), ("camera_angle_y", angle_y)):
+        if angle is not None and not 0.0 < angle < math.pi:
+            raise DataError(f"{where}: '{name}' must be an angle in radians between 0 and pi, got {angle}")
     if fx is None and angle_x is not None:
         fx = 0.5 * src_w / math.tan(0.5 * angle_x)
     if fy is None and angle_y is not None:
@@ -95,58 +124,115 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> lis
     return [fx * sx, fy * sy, cx * sx, cy * sy, *dist]
 
 
+IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".JPG", ".JPEG")
+
+
 def resolve_image(root: Path, file_path: str, where: str) -> Path:
-    if not isinstance(file_path, str) or not file_path:
+    if not isinstance(file_path, str) or not file_path or "\0" in file_path:
         raise DataError(f"{where}: 'file_path' must be a non-empty string")
-    path = (root / file_path).resolve()
-    if path.suffix == "":
-        for ext in (".png", ".PNG", ".jpg", ".jpeg", ".JPG"):
-            if path.with_suffix(ext).is_file():
-                return path.with_suffix(ext)
-        return path.with_suffix(".png")
+    try:
+        path = (root / file_path).resolve()
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            # Blender files name images without extension ("./train/r_0"); a dotted stem is no suffix.
+            for ext in IMAGE_SUFFIXES:
+                candidate = path.with_name(path.name + ext)
+                if candidate.is_file():
+                    return candidate
+            return path if path.is_file() else path.with_name(path.name + ".png")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{where}: bad 'file_path' {file_path!r:.60} ({exc})") from None
     return path
 
 
-def load_split(root: Path, split: str, downscale: int = 1) -> tuple[Split, dict]:
-    path = root / f"transforms_{split}.json"
-    meta = read_json(path)
+def select_frames(count: int, every: int = 1, limit: int | None = None) -> list[int]:
+    """Indices of the frames kept: every ``every``-th, at most ``limit`` of them."""
+    keep = list(range(0, count, max(1, every)))
+    return keep if limit is None else keep[: max(0, limit)]
+
+
+def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = False):
+    """Validate ``meta['frames']``: (image paths, (N,4,4) poses, per-frame metas, depth
+    paths or None, number skipped because the image file is missing)."""
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DataError(f"{path}: 'frames' must be a non-empty list")
-    image_paths, poses, depth_paths = [], [], []
+    image_paths, poses, frame_metas, depth_paths, missing = [], [], [], [], 0
     for i, frame in enumerate(frames):
         where = f"{path} frame {i}"
         if not isinstance(frame, dict):
             raise DataError(f"{where}: frame must be a JSON object")
         if "transform_matrix" not in frame:
             raise DataError(f"{where}: frame has no 'transform_matrix' (pose)")
-        poses.append(parse_pose(frame["transform_matrix"], where))
-        image_paths.append(resolve_image(root, frame.get("file_path"), where))
-        if "depth_file_path" in frame:
-            depth_paths.append(root / frame["depth_file_path"])
+        pose = parse_pose(frame["transform_matrix"], where)
+        image = resolve_image(root, frame.get("file_path"), where)
+        if skip_missing and not image.is_file():
+            missing += 1
+            continue
+        poses.append(pose)
+        image_paths.append(image)
+        frame_metas.append({**meta, **frame})
+        depth = frame.get("depth_file_path")
+        depth_paths.append(root / depth if isinstance(depth, str) and depth else None)
+    if not image_paths:
+        raise DataError(f"{path}: zero usable frames (all {missing} image files are missing)")
+    if any(d is None for d in depth_paths):
+        depth_paths = None
+    return image_paths, np.stack(poses), frame_metas, depth_paths, missing
+
+
+def build_split(path: Path, image_paths, poses: np.ndarray, frame_metas, depth_paths, downscale: int = 1) -> Split:
+    """Decode the images (in parallel, into one array) and attach poses and intrinsics."""
     rgba = read_many(image_paths, downscale)
     n, h, w, _ = rgba.shape
-    intr = []
-    for i, frame in enumerate(frames):
-        merged = {**meta, **{k: v for k, v in frame.items() if k not in ("frames",)}}
-        intr.append(intrinsics_from_meta(merged, w, h, f"{path} frame {i}"))
+    intr = [intrinsics_from_meta(m, w, h, f"{path} frame {i}") for i, m in enumerate(frame_metas)]
     depth = None
-    if depth_paths and len(depth_paths) == n and downscale == 1:
-        try:
-            depth = torch.from_numpy(np.stack([np.load(p).astype(np.float32) for p in depth_paths]))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read depth files ({exc})") from None
-    split_data = Split(
+    if depth_paths and downscale == 1:
+        depth = np.empty((n, h, w), dtype=np.float32)
+        for i, p in enumerate(depth_paths):
+            try:
+                d = np.load(p)
+            except (OSError, ValueError, EOFError) as exc:
+                raise DataError(f"{p}: cannot read depth file ({exc})") from None
+            if d.shape != (h, w):
+                raise DataError(f"{p}: depth is {d.shape}, image is {(h, w)}")
+            depth[i] = d
+        depth = torch.from_numpy(depth)
+    return Split(
         rgba=torch.from_numpy(rgba),
-        poses=torch.tensor(np.stack(poses), dtype=torch.float32),
+        poses=torch.tensor(poses, dtype=torch.float32),
         intrinsics=torch.tensor(intr, dtype=torch.float32),
         names=[p.stem for p in image_paths],
         depth=depth,
     )
+
+
+def load_split(root: Path, split: str, downscale: int = 1, every: int = 1, limit: int | None = None) -> tuple[Split, dict]:
+    path = root / f"transforms_{split}.json"
+    meta = read_json(path)
+    image_paths, poses, metas, depth_paths, _ = parse_frames(root, meta, path)
+    keep = select_frames(len(image_paths), every, limit)
+    if not keep:
+        raise DataError(f"{path}: zero usable frames after --every/--limit")
+    split_data = build_split(path, [image_paths[i] for i in keep], poses[keep], [metas[i] for i in keep],
+                             None if depth_paths is None else [depth_paths[i] for i in keep], downscale)
     return split_data, meta
 
 
-def load_blender(root, downscale: int = 1) -> Dataset:
+def parse_aabb(value, where: str) -> torch.Tensor:
+    try:
+        box = np.asarray(value, dtype=np.float64).reshape(6)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{where}: 'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]") from None
+    if not np.isfinite(box).all() or not (box[3:] > box[:3]).all():
+        raise DataError(f"{where}: 'aabb' must be finite and its max must exceed its min on every axis")
+    return torch.tensor(box, dtype=torch.float32)
+
+
+def load_blender(root, downscale: int = 1, every: int = 1, limit: int | None = None, **_options) -> Dataset:
+    """``every``/``limit``: keep every k-th frame, at most ``limit`` per split. Alpha is kept
+    as loaded: the trainer composites onto its background."""
+    from .bounds import auto_bounds
+
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: folder not found")
@@ -155,33 +241,35 @@ def load_blender(root, downscale: int = 1) -> Dataset:
     splits, metas = {}, {}
     for name in SPLITS:
         if (root / f"transforms_{name}.json").is_file():
-            splits[name], metas[name] = load_split(root, name, downscale)
+            splits[name], metas[name] = load_split(root, name, downscale, every, limit)
     if "train" not in splits:
         raise DataError(f"{root}: transforms_train.json is missing; it is needed to train")
     meta = metas["train"]
     where = str(root / "transforms_train.json")
-    near = _number(meta, "near", where, DEFAULT_NEAR)
-    far = _number(meta, "far", where, DEFAULT_FAR)
-    if not 0 <= near < far:
-        raise DataError(f"{where}: need 0 <= near < far, got near={near}, far={far}")
-    aabb = meta.get("aabb", [DEFAULT_AABB[:3], DEFAULT_AABB[3:]])
-    try:
-        aabb_t = torch.tensor(np.asarray(aabb, dtype=np.float32).reshape(6))
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: 'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]") from None
-    if not bool((aabb_t[3:] > aabb_t[:3]).all()):
-        raise DataError(f"{where}: 'aabb' max must exceed min on every axis")
     sizes = {(s.width, s.height) for s in splits.values()}
-    if len(sizes) > 1:
-        # Different splits may legitimately differ; warn rather than refuse.
-        warn = [f"splits have different image sizes: {sorted(sizes)}"]
-    else:
-        warn = []
-    radius = float(splits["train"].poses[:, :3, 3].norm(dim=1).mean())
-    return Dataset(
-        splits=splits, near=near, far=far, aabb=aabb_t, format="blender", source=str(root),
-        warnings=warn, orbit_radius=radius,
-    )
+    # Different splits may legitimately differ; warn rather than refuse.
+    warn = [f"splits have different image sizes: {sorted(sizes)}"] if len(sizes) > 1 else []
+    for name, m in metas.items():
+        warn += check_camera_model(m, str(root / f"transforms_{name}.json"))
+    ds = Dataset(splits=splits, near=DEFAULT_NEAR, far=DEFAULT_FAR, aabb=torch.tensor(DEFAULT_AABB),
+                 format="blender", source=str(root), warnings=warn)
+    auto_bounds(ds)
+    # The file's own bounds (the built-in scene and mesh renders write them) win.
+    stated = [k for k in ("near", "far", "aabb") if k in meta]
+    if "near" in meta:
+        ds.near = _number(meta, "near", where)
+    if "far" in meta:
+        ds.far = _number(meta, "far", where)
+    if "aabb" in meta:
+        ds.aabb = parse_aabb(meta["aabb"], where)
+    if not 0 <= ds.near < ds.far:
+        raise DataError(f"{where}: need 0 <= near < far, got near={ds.near}, far={ds.far}")
+    if stated:
+        # Drop the automatic choices the file overrode, so `data info` shows what is used.
+        replaced = (("box",) if "aabb" in meta else ()) + (("near",) if "near" in meta or "far" in meta else ())
+        ds.notes = [n for n in ds.notes if not n.startswith(replaced)] if replaced else ds.notes
+        ds.notes.append(f"{', '.join(stated)} as stated in transforms_train.json")
+    return ds
 
 
 def write_split(

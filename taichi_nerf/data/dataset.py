@@ -77,6 +77,11 @@ class Dataset:
     orbit_elevation_deg: float = 30.0
     ndc: bool = False  # sample forward-facing scenes in normalised device coordinates
     forward_facing: bool = False
+    # Added for real datasets (append-only; every field has a default):
+    notes: list[str] = field(default_factory=list)  # how bounds etc. were chosen (``data info`` prints them)
+    focus_distance: float = 0.0  # forward-facing: how far in front of the cameras the video path looks
+    # (4, 4) similarity the loader applied to the file's poses (dataset = T @ file); None: identity
+    applied_transform: torch.Tensor | None = None
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

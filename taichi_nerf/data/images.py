@@ -26,7 +26,7 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
     return rgba
 

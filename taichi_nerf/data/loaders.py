@@ -7,11 +7,22 @@ from pathlib import Path
 
 from .blender import is_blender, load_blender
 from .dataset import DataError, Dataset
+from .llff import is_llff, load_llff
+from .npz import is_npz, load_npz
+from .transforms import is_transforms, load_transforms
 
-# name -> (detector, loader). Detectors look at what is in the folder or file.
+# name -> (detector, loader). Detectors look at what is in the folder or file; the first
+# that matches wins, so the more specific layouts come first.
 FORMATS = {
     "blender": (is_blender, load_blender),
+    "instant-ngp": (is_transforms, load_transforms),
+    "llff": (is_llff, load_llff),
+    "npz": (is_npz, load_npz),
 }
+ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "instant-ngp", "tiny-nerf": "npz"}
+
+# Loader options (keyword arguments of load_dataset); each loader uses those that apply.
+LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
 
 BUILTIN_VERSION = 1
 
@@ -41,22 +52,83 @@ def builtin_scene(views: int = 100, size: int = 100, progress: bool = True) -> P
 
 
 def detect_format(path: Path) -> str:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
     for name, (detect, _) in FORMATS.items():
         if detect(path):
             return name
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)})")
+    raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
 
 
-def load_dataset(path=None, format: str | None = None, downscale: int = 1, **builtin_options) -> Dataset:
+def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, near: float | None = None,
+                 far: float | None = None, aabb=None, **options) -> Dataset:
+    """Load any supported layout. ``options``: loader options (LOAD_OPTIONS) and, without
+    ``path``, the built-in scene's ``views``/``size``/``progress``. ``near``/``far``/``aabb``
+    override what the loader chose."""
+    loader_options = {k: options.pop(k) for k in LOAD_OPTIONS if k in options and options[k] is not None}
     if path is None:
-        path = builtin_scene(**builtin_options)
+        path = builtin_scene(**options)
     path = Path(path)
+    if format is not None:
+        format = ALIASES.get(format, format)
     if format is None:
         format = detect_format(path)
     if format not in FORMATS:
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")
-    if downscale < 1:
+    if not isinstance(downscale, int) or downscale < 1:
         raise DataError(f"--downscale must be a positive integer, got {downscale}")
-    return FORMATS[format][1](path, downscale=downscale)
+    for key in ("every", "limit"):
+        if key in loader_options and loader_options[key] < 1:
+            raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
+    dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
+    apply_overrides(dataset, near=near, far=far, aabb=aabb)
+    check_dataset(dataset)
+    return dataset
+
+
+def check_dataset(dataset: Dataset) -> None:
+    """Last line of defence: whatever a file held, what leaves the loader is usable."""
+    import math
+
+    import torch
+
+    where = dataset.source
+    for name, split in dataset.splits.items():
+        intr, poses = split.intrinsics, split.poses
+        if not (bool(torch.isfinite(intr).all()) and bool(torch.isfinite(poses).all())):
+            raise DataError(f"{where}: {name} cameras have non-finite values (absurd sizes or focal lengths?)")
+        if not bool((intr[:, :2] > 0).all()):
+            raise DataError(f"{where}: {name} cameras need positive focal lengths")
+    box = dataset.aabb
+    if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
+        raise DataError(f"{where}: could not choose near/far (got {dataset.near}, {dataset.far}); set --near/--far")
+    if box.shape != (6,) or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
+        raise DataError(f"{where}: could not choose a scene box (got {box.tolist()}); set --aabb")
+    for name in ("center", "up"):
+        if not bool(torch.isfinite(getattr(dataset, name)).all()):
+            raise DataError(f"{where}: could not choose the scene {name} from the cameras")
+
+
+def apply_overrides(dataset: Dataset, near: float | None = None, far: float | None = None, aabb=None) -> None:
+    """Replace the chosen near/far/box by the user's (flags win over every automatic choice)."""
+    import math
+
+    import torch
+
+    if near is not None:
+        dataset.near = float(near)
+    if far is not None:
+        dataset.far = float(far)
+    if near is not None or far is not None:
+        if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
+            raise DataError(f"need 0 <= near < far, got near={dataset.near}, far={dataset.far}")
+        dataset.notes.append(f"near/far set by the user: {dataset.near:g} / {dataset.far:g}")
+    if aabb is not None:
+        try:
+            box = torch.tensor([float(v) for v in aabb], dtype=torch.float32)
+        except (TypeError, ValueError):
+            raise DataError("--aabb needs six numbers: xmin ymin zmin xmax ymax zmax") from None
+        if box.shape != (6,) or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
+            raise DataError("--aabb needs six finite numbers xmin ymin zmin xmax ymax zmax with max > min")
+        dataset.aabb = box
+        dataset.notes.append(f"box set by the user: {box.tolist()}")

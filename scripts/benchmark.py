@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""taichi-nerf benchmarks; prints markdown tables (paste them into docs/BENCHMARKS.md).
+
+  python scripts/benchmark.py                      # training step + compositing (~2 min on CPU)
+  python scripts/benchmark.py --quality            # + time-to-quality vs the Keras recipe (~30 min)
+
+Timings exclude validation renders; every number is wall-clock on the machine it runs on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from taichi_nerf import backend, reference  # noqa: E402
+from taichi_nerf.compositing import composite  # noqa: E402
+from taichi_nerf.config import TrainConfig  # noqa: E402
+from taichi_nerf.metrics import psnr  # noqa: E402
+from taichi_nerf.sampling import fixed_layout, Samples  # noqa: E402
+
+
+def machine() -> str:
+    b = backend.current()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = torch.cuda.get_device_name(0) if b.is_cuda else f"{cpu}, {torch.get_num_threads()} torch threads"
+    return f"{b.arch}: {dev}; torch {torch.__version__}"
+
+
+def sync():
+    if backend.current().is_cuda:
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_compositing(rays: int, repeats: int) -> list[dict]:
+    dev = backend.current().device
+    rows = []
+    for s in (64, 128, 256):
+        backend.require_samples(s)
+        g = torch.Generator(device=dev).manual_seed(s)
+        sigma = torch.rand(rays * s, device=dev, generator=g) * 5
+        rgb = torch.rand(rays * s, 3, device=dev, generator=g)
+        t = torch.linspace(2, 6, s, device=dev).repeat(rays)
+        delta = torch.full((rays * s,), 4.0 / s, device=dev)
+        offsets, counts, ray_index = fixed_layout(rays, s, dev)
+        samples = Samples(t, delta, ray_index, offsets, counts, s)
+        bg = torch.ones(1, 3, device=dev)
+
+        def ours_fwd():
+            with torch.no_grad():
+                composite(sigma, rgb, samples, bg)
+
+        def ours_both():
+            a, c = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
+            out = composite(a, c, samples, bg)
+            (out[0].sum() + out[2].sum()).backward()
+
+        def torch_fwd():
+            with torch.no_grad():
+                reference.composite_dense(sigma.view(rays, s), rgb.view(rays, s, 3), t.view(rays, s), delta.view(rays, s), bg)
+
+        def torch_both():
+            a, c = sigma.view(rays, s).clone().requires_grad_(), rgb.view(rays, s, 3).clone().requires_grad_()
+            out = reference.composite_dense(a, c, t.view(rays, s), delta.view(rays, s), bg)
+            (out[0].sum() + out[2].sum()).backward()
+
+        row = {"rays": rays, "samples": s}
+        for name, fn in (("taichi_fwd_ms", ours_fwd), ("taichi_fwd_bwd_ms", ours_both),
+                         ("torch_fwd_ms", torch_fwd), ("torch_fwd_bwd_ms", torch_both)):
+            row[name] = 1000 * timed(fn, repeats)
+        rows.append(row)
+    return rows
+
+
+def bench_training(cfg: TrainConfig, grid_steps: int) -> dict:
+    from taichi_nerf.training import Trainer
+
+    tr = Trainer(cfg)
+    phases = {}
+    for phase, steps in (("stratified warm-up", cfg.grid_warmup if cfg.sampler == "grid" else grid_steps),
+                         ("occupancy grid", grid_steps if cfg.sampler == "grid" else 0)):
+        if steps == 0:
+            continue
+        tr.step()
+        sync()
+        t = time.perf_counter()
+        spr = []
+        for _ in range(steps - 1):
+            info = tr.step()
+            spr.append(info["samples_per_ray"])
+        sync()
+        dt = (time.perf_counter() - t) / (steps - 1)
+        phases[phase] = {"ms_per_step": 1000 * dt, "rays_per_s": cfg.batch_rays / dt, "samples_per_ray": statistics.mean(spr)}
+    return phases
+
+
+def time_to_quality(step_fn, eval_fn, budget_s: float, eval_every_s: float, label: str) -> dict:
+    """Run ``step_fn`` for ``budget_s`` seconds of training time, evaluating every
+    ``eval_every_s`` (evaluation time is not counted)."""
+    clock, next_eval, curve, steps = 0.0, 0.0, [], 0
+    while True:
+        if clock >= next_eval or clock >= budget_s:
+            value = eval_fn()
+            curve.append((round(clock, 2), round(value, 3), steps))
+            print(f"  [{label}] {clock:7.1f} s  step {steps:6d}  val PSNR {value:6.2f} dB", flush=True)
+            next_eval += eval_every_s
+            if clock >= budget_s:
+                break
+        t = time.perf_counter()
+        if step_fn() is False:
+            value = eval_fn()
+            curve.append((round(clock, 2), round(value, 3), steps))
+            break
+        sync()
+        clock += time.perf_counter() - t
+        steps += 1
+    return {"curve": curve}
+
+
+def first_time(curve, db):
+    for t, v, _ in curve:
+        if v >= db:
+            return t
+    return None
+
+
+def value_at(curve, seconds):
+    best = None
+    for t, v, _ in curve:
+        if t <= seconds + 1e-6:
+            best = v
+    return best
+
+
+def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views: int) -> dict:
+    from taichi_nerf.baseline import KerasRecipe
+    from taichi_nerf.training import Trainer
+
+    tr = Trainer(cfg)
+    val = tr.val.subset(range(min(views, tr.val.count)))
+    bg = torch.ones(1, 3)
+
+    def ours_eval():
+        tr.field.eval()
+        scores = [psnr(tr.render_view(val, i, bg).get("rgb").cpu(), tr.target_rgb(val, i, bg)) for i in range(val.count)]
+        tr.field.train()
+        return statistics.mean(scores)
+
+    def ours_step():
+        if tr.step_count >= cfg.steps:
+            return False
+        tr.step()
+
+    ours = time_to_quality(ours_step, ours_eval, budget, 5.0, "taichi-nerf")
+    base = KerasRecipe(tr.dataset.split("train"))
+
+    def base_eval():
+        base.model.eval()
+        scores = [psnr(base.render_view(val, i).clamp(0, 1), base.target(val, i)) for i in range(val.count)]
+        base.model.train()
+        return statistics.mean(scores)
+
+    keras = time_to_quality(base.step, base_eval, baseline_budget, 30.0, "keras recipe")
+    return {"ours": ours, "keras": keras}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="auto", choices=backend.ARCH_CHOICES)
+    p.add_argument("--rays", type=int, default=0, help="rays in the compositing benchmark (default 4096 CPU, 65536 CUDA)")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--grid-steps", type=int, default=200, help="timed training steps after the grid warm-up")
+    p.add_argument("--quality", action="store_true", help="also run time-to-quality against the Keras recipe")
+    p.add_argument("--budget", type=float, default=300.0, help="taichi-nerf training seconds for --quality")
+    p.add_argument("--baseline-budget", type=float, default=1200.0, help="Keras recipe training seconds for --quality")
+    p.add_argument("--scene-size", type=int, default=100)
+    p.add_argument("--val-views", type=int, default=8)
+    p.add_argument("--json", help="write all results to this JSON file")
+    args = p.parse_args(argv)
+
+    cfg = TrainConfig(arch=args.arch, progress=False, out="/tmp/taichi-nerf-bench", scene_size=args.scene_size)
+    backend.init(args.arch, cfg.max_samples_per_ray)
+    results = {"machine": machine(), "config": cfg.to_dict()}
+    print(f"machine: {results['machine']}\n")
+
+    rays = args.rays or (65536 if backend.current().is_cuda else 4096)
+    comp = bench_compositing(rays, args.repeats)
+    results["compositing"] = comp
+    print(f"### Compositing, {rays} rays (median of {args.repeats})\n")
+    print("| samples/ray | taichi fwd ms | taichi fwd+bwd ms | torch cumprod fwd ms | torch fwd+bwd ms | speed-up fwd+bwd |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in comp:
+        print(f"| {r['samples']} | {r['taichi_fwd_ms']:.2f} | {r['taichi_fwd_bwd_ms']:.2f} | {r['torch_fwd_ms']:.2f} | "
+              f"{r['torch_fwd_bwd_ms']:.2f} | {r['torch_fwd_bwd_ms'] / r['taichi_fwd_bwd_ms']:.1f}x |")
+
+    train = bench_training(cfg, args.grid_steps)
+    results["training"] = train
+    print(f"\n### Training step, default settings ({cfg.batch_rays} rays/step, built-in scene {args.scene_size}px)\n")
+    print("| phase | ms/step | rays/s | samples/ray |")
+    print("|---|---:|---:|---:|")
+    for phase, r in train.items():
+        print(f"| {phase} | {r['ms_per_step']:.1f} | {r['rays_per_s']:.0f} | {r['samples_per_ray']:.1f} |")
+
+    if args.quality:
+        print(f"\n### Time to quality (val PSNR on {args.val_views} views)\n", flush=True)
+        q = quality_runs(cfg, args.budget, args.baseline_budget, args.val_views)
+        results["quality"] = q
+        ours, keras = q["ours"]["curve"], q["keras"]["curve"]
+        keras_final = keras[-1][1]
+        ours_to_keras = first_time(ours, keras_final)
+        keras_final_t = keras[-1][0]
+        print("| run | s to 20 dB | s to 25 dB | PSNR @ 60 s | PSNR @ 300 s | PSNR at end (s) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, curve in (("taichi-nerf defaults", ours), ("Keras recipe (pure torch)", keras)):
+            fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            print(f"| {name} | {fmt(first_time(curve, 20))} | {fmt(first_time(curve, 25))} | {fmt(value_at(curve, 60))} | "
+                  f"{fmt(value_at(curve, 300))} | {curve[-1][1]:.2f} ({curve[-1][0]:.0f}) |")
+        ratio = None if ours_to_keras in (None, 0) else keras_final_t / max(ours_to_keras, 1e-9)
+        q["keras_final_psnr"] = keras_final
+        q["ours_seconds_to_keras_final"] = ours_to_keras
+        q["speedup"] = ratio
+        print(f"\nKeras recipe reached {keras_final:.2f} dB after {keras_final_t:.0f} s; taichi-nerf reached it after "
+              f"{'never' if ours_to_keras is None else f'{ours_to_keras:.1f} s'}"
+              + (f" ({ratio:.0f}x less time)" if ratio else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

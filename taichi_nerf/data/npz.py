@@ -1,0 +1,134 @@
+"""The tiny NeRF ``.npz`` of the Keras NeRF example (``tiny_nerf_data.npz``): ``images``
+(N, H, W, 3) float in [0, 1], ``poses`` (N, 4, 4) camera-to-world (OpenGL convention) and a
+scalar ``focal`` in pixels. Optional extras we read: ``near``/``far`` scalars, 4-channel
+images (alpha kept), uint8 images, a per-image ``focal`` (N,).
+
+Validation split as the example does it: the first int(0.8 N) images train, the rest
+validate (``val_fraction`` changes the 0.2). Bounds come from the cameras (data/bounds.py)
+unless the file states near/far.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import DataError, Dataset, Split
+
+CHUNK = 16  # images converted to uint8 at a time: no full-size float copy is ever made
+
+
+def is_npz(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".npz"
+
+
+def _array(data, key: str, where: str) -> np.ndarray:
+    if key not in data.files:
+        raise DataError(f"{where}: no '{key}' array (have: {', '.join(data.files) or 'none'})")
+    try:
+        return data[key]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{where}: cannot read '{key}' ({exc})") from None
+
+
+def _to_rgba8(images: np.ndarray, where: str) -> np.ndarray:
+    """(N, H, W, 3|4) float in [0, 1] or uint8 -> (N, H, W, 4) uint8, converted in chunks."""
+    n, h, w, c = images.shape
+    out = np.empty((n, h, w, 4), dtype=np.uint8)
+    out[..., 3] = 255
+    is_float = np.issubdtype(images.dtype, np.floating)
+    if not is_float and images.dtype != np.uint8:
+        raise DataError(f"{where}: 'images' must be float in [0, 1] or uint8, got {images.dtype}")
+    for start in range(0, n, CHUNK):
+        part = images[start:start + CHUNK]
+        if is_float:
+            if not np.isfinite(part).all():
+                raise DataError(f"{where}: 'images' contains NaN or infinity")
+            part = np.clip(part * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out[start:start + CHUNK, ..., :c] = part
+    return out
+
+
+def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None, val_fraction: float = 0.2,
+             **_options) -> Dataset:
+    from .blender import select_frames
+    from .bounds import auto_bounds
+
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if not hasattr(data, "files"):
+        raise DataError(f"{path}: a single array, not an .npz archive of images/poses/focal")
+    with data:
+        images = _array(data, "images", where)
+        poses = _array(data, "poses", where)
+        focal = _array(data, "focal", where)
+        stated = {k: _array(data, k, where) for k in ("near", "far") if k in data.files}
+    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] == 0:
+        raise DataError(f"{path}: 'images' must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
+    n, h, w = images.shape[:3]
+    try:
+        poses = poses.astype(np.float64)
+        focal = np.broadcast_to(np.asarray(focal, dtype=np.float64).reshape(-1), (n,)).copy()
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'focal' must be one number or one per image") from None
+    if poses.shape[1:] == (3, 4):
+        poses = np.concatenate([poses, np.tile([[[0.0, 0, 0, 1]]], (poses.shape[0], 1, 1))], axis=1)
+    if poses.shape != (n, 4, 4):
+        raise DataError(f"{path}: 'poses' must be ({n}, 4, 4) to match {n} images, got shape {poses.shape}")
+    bad = ~np.isfinite(poses).all(axis=(1, 2))
+    if bad.any():
+        raise DataError(f"{path}: pose {int(np.argmax(bad))} contains NaN or infinity")
+    if not (np.isfinite(focal) & (focal > 0)).all():
+        raise DataError(f"{path}: 'focal' must be positive and finite")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val fraction must be in [0, 1), got {val_fraction}")
+    rgba = _to_rgba8(images, where)
+    del images
+    if downscale > 1:
+        h, w = h // downscale, w // downscale
+        if h < 1 or w < 1:
+            raise DataError(f"{path}: --downscale {downscale} leaves no pixels")
+        # Box filter on straight colour weighted by alpha would matter only for 4-channel files.
+        rgba = rgba[:, : h * downscale, : w * downscale].reshape(n, h, downscale, w, downscale, 4)
+        rgba = (rgba.mean(axis=(2, 4), dtype=np.float32) + 0.5).astype(np.uint8)
+        focal = focal / downscale
+    intr = np.zeros((n, 8), dtype=np.float32)
+    intr[:, 0] = intr[:, 1] = focal
+    intr[:, 2], intr[:, 3] = 0.5 * w, 0.5 * h
+    cut = n if n < 2 or val_fraction == 0 else min(n - 1, max(1, int(n * (1.0 - val_fraction))))
+    parts = {"train": list(range(cut))}
+    if cut < n:
+        parts["val"] = list(range(cut, n))
+    splits = {}
+    for name, idx in parts.items():
+        idx = [idx[k] for k in select_frames(len(idx), every, limit)]
+        if idx:
+            # The kept frames are an arithmetic progression: a slice, a view when every == 1.
+            rows = slice(idx[0], idx[-1] + 1, max(1, every))
+            splits[name] = Split(rgba=torch.from_numpy(np.ascontiguousarray(rgba[rows])),
+                                 poses=torch.tensor(poses[rows], dtype=torch.float32),
+                                 intrinsics=torch.from_numpy(np.ascontiguousarray(intr[rows])), names=[f"{name}_{i:03d}" for i in idx])
+    if "train" not in splits:
+        raise DataError(f"{path}: zero usable frames for training after --every/--limit")
+    warnings = [] if "val" in splits else [f"{path}: only {n} image(s): no validation split"]
+    ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="npz", source=str(path), warnings=warnings)
+    ds.notes.append(f"split: first {cut} images train, last {n - cut} validate (fraction {val_fraction:g})")
+    auto_bounds(ds)
+    for key, value in stated.items():
+        try:
+            setattr(ds, key, float(np.asarray(value, dtype=np.float64).reshape(())))
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: '{key}' must be one number") from None
+    if stated:
+        if not (np.isfinite([ds.near, ds.far]).all() and 0 <= ds.near < ds.far):
+            raise DataError(f"{path}: need 0 <= near < far, got near={ds.near}, far={ds.far}")
+        ds.notes.append(f"{' and '.join(stated)} as stated in the file")
+    return ds

@@ -1,0 +1,192 @@
+"""Instant-NGP / nerfstudio layout: one ``transforms.json`` for all frames.
+
+Keys read: global or per-frame ``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x/y``;
+distortion ``k1 k2 p1 p2`` (``camera_model`` OPENCV / PINHOLE; fisheye is refused);
+``aabb_scale``, ``scale``, ``offset``; nerfstudio's ``applied_transform`` and
+``train_filenames`` / ``val_filenames`` / ``test_filenames``.
+
+Conventions chosen (docs/DATASETS.md explains them):
+
+* ``transform_matrix`` is camera-to-world in the OpenGL/NeRF convention and is used as
+  written: we never apply Instant-NGP's ``scale``/``offset``, so the loaded cameras keep the
+  file's units (a scene scaled to ``scale`` would only move the box, not the cameras).
+* ``scale``/``offset``/``aabb_scale`` only say where Instant-NGP's box is: it marches the cube
+  [0.5 - aabb_scale/2, 0.5 + aabb_scale/2]^3 of its own space, where a file point p lands at
+  p * scale + offset (axes cycled, which maps a cube to a cube). In the file's frame that is
+  the cube centred at (0.5 - offset) / scale with half-size aabb_scale / (2 * scale).
+  Without ``aabb_scale`` the box comes from the cameras (data/bounds.py).
+* nerfstudio's ``applied_transform`` is already baked into every ``transform_matrix`` (it
+  records how the original COLMAP frame was turned), so it is checked and reported, not
+  applied a second time.
+* Frames whose image file is missing are skipped with one warning; without a split in the
+  file every ``val_every``-th frame (of the frames sorted by file name) is held out as val.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .blender import _number, build_split, check_camera_model, parse_frames, read_json, select_frames
+from .dataset import DataError, Dataset
+
+NGP_DEFAULT_SCALE = 0.33
+NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
+DEFAULT_VAL_EVERY = 8
+
+
+def transforms_file(path: Path) -> Path | None:
+    if path.is_file() and path.suffix.lower() == ".json" and not path.name.startswith("transforms_"):
+        return path
+    if path.is_dir() and (path / "transforms.json").is_file():
+        return path / "transforms.json"
+    return None
+
+
+def is_transforms(path: Path) -> bool:
+    return transforms_file(path) is not None
+
+
+def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
+    """The file-frame cube Instant-NGP marches, or None when ``aabb_scale`` is absent."""
+    if "aabb_scale" not in meta:
+        return None
+    aabb_scale = _number(meta, "aabb_scale", where)
+    scale = _number(meta, "scale", where, NGP_DEFAULT_SCALE)
+    if aabb_scale <= 0 or scale <= 0:
+        raise DataError(f"{where}: 'aabb_scale' and 'scale' must be positive")
+    offset = meta.get("offset", list(NGP_DEFAULT_OFFSET))
+    try:
+        offset = np.asarray(offset, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{where}: 'offset' must be three numbers") from None
+    if not np.isfinite(offset).all():
+        raise DataError(f"{where}: 'offset' must be finite")
+    center = (0.5 - offset) / scale
+    half = 0.5 * aabb_scale / scale
+    box = np.concatenate([center - half, center + half])
+    return box, f"box from aabb_scale {aabb_scale:g}, scale {scale:g}, offset {offset.tolist()} (Instant-NGP's cube in the file's frame)"
+
+
+def _check_applied_transform(meta: dict, where: str) -> str | None:
+    if "applied_transform" not in meta:
+        return None
+    try:
+        m = np.asarray(meta["applied_transform"], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{where}: 'applied_transform' is not a numeric matrix") from None
+    if m.shape not in ((3, 4), (4, 4)) or not np.isfinite(m).all():
+        raise DataError(f"{where}: 'applied_transform' must be a finite 3x4 or 4x4 matrix")
+    return "nerfstudio applied_transform is already part of every pose; not applied again"
+
+
+def _split_indices(names: list[str], meta: dict, val_every: int, where: str) -> tuple[dict, str]:
+    """Frame indices per split: the file's own lists when it has them, else every k-th to val."""
+    listed = {s: meta.get(f"{s}_filenames") for s in ("train", "val", "test")}
+    if listed["train"] is not None:
+        by_name = {}
+        for i, n in enumerate(names):
+            by_name.setdefault(n, i)
+        out = {}
+        for split, files in listed.items():
+            if files is None:
+                continue
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                raise DataError(f"{where}: '{split}_filenames' must be a list of file names")
+            idx = [by_name[Path(f).name] for f in files if Path(f).name in by_name]
+            if idx:
+                out[split] = idx
+        if "train" not in out:
+            raise DataError(f"{where}: none of the 'train_filenames' has a usable frame")
+        return out, "splits from the file's *_filenames lists"
+    n = len(names)
+    if val_every and val_every > 1 and n >= 2:
+        val = list(range(0, n, val_every))
+        train = [i for i in range(n) if i % val_every]
+        return {"train": train, "val": val}, f"no split in the file: every {val_every}th frame (by file name) held out as val"
+    return {"train": list(range(n))}, "no split in the file and too few frames to hold any out: no val split"
+
+
+def _camera_model_warnings(metas: list[dict], where: str) -> list[str]:
+    """Check each distinct camera model once; one warning for ignored distortion terms."""
+    warnings = []
+    seen = []
+    for m in metas:
+        if "camera_model" in m and m["camera_model"] not in seen:
+            seen.append(m["camera_model"])
+            check_camera_model({"camera_model": m["camera_model"]}, where)
+    ignored = sorted({k for m in metas for k in ("k3", "k4") if _number(m, k, where, 0.0)})
+    if ignored:
+        warnings.append(f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)")
+    return warnings
+
+
+def load_transforms(path, downscale: int = 1, every: int = 1, limit: int | None = None,
+                    val_every: int = DEFAULT_VAL_EVERY, **_options) -> Dataset:
+    """``every``/``limit`` thin each split; ``val_every``: hold out every k-th frame as val
+    when the file has no split of its own (0: no val split)."""
+    from .bounds import apply_bounds, estimate_bounds
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    file = transforms_file(path)
+    if file is None:
+        raise DataError(f"{path}: no transforms.json here")
+    root, where = file.parent, str(file)
+    meta = read_json(file)
+    image_paths, poses, metas, _, missing = parse_frames(root, meta, file, skip_missing=True)
+    warnings = _camera_model_warnings([meta, *metas], where)
+    if missing:
+        warnings.append(f"{file}: skipped {missing} frame(s) whose image file is missing")
+    # Sorted by file name: the held-out frames do not depend on the order frames were written.
+    order = sorted(range(len(image_paths)), key=lambda i: str(image_paths[i]))
+    image_paths, poses, metas = [image_paths[i] for i in order], poses[order], [metas[i] for i in order]
+    image_paths, prescaled = _downscaled_folder(root, image_paths, metas, downscale)
+    split_idx, split_note = _split_indices([p.name for p in image_paths], meta, val_every, where)
+    splits = {}
+    for name, idx in split_idx.items():
+        idx = [idx[k] for k in select_frames(len(idx), every, limit)]
+        if idx:
+            splits[name] = build_split(file, [image_paths[i] for i in idx], poses[idx], [metas[i] for i in idx],
+                                       None, 1 if prescaled else downscale)
+    if "train" not in splits:
+        raise DataError(f"{file}: zero usable frames for training after --every/--limit")
+    ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]),
+                 format="instant-ngp", source=str(file), warnings=warnings)
+    ds.notes.append(split_note)
+    if prescaled:
+        ds.notes.append(f"images read from images_{downscale}/ (already downscaled)")
+    stated = ngp_box(meta, where)
+    train = splits["train"]
+    bounds = estimate_bounds(train.poses.double().numpy(), train.intrinsics.double().numpy(), train.width,
+                             train.height, box=None if stated is None else stated[0])
+    if stated is not None:
+        bounds.notes.append(stated[1])
+    apply_bounds(ds, bounds)
+    note = _check_applied_transform(meta, where)
+    if note:
+        ds.notes.append(note)
+    return ds
+
+
+def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[list[Path], bool]:
+    """Use a pre-shrunk ``images_K`` folder (nerfstudio's layout) for ``--downscale K`` when it
+    holds every file and every frame states its full size (so focal lengths can be rescaled)."""
+    if downscale <= 1:
+        return image_paths, False
+    base = root.resolve()
+    swapped = []
+    for p, m in zip(image_paths, metas):
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            return image_paths, False
+        if not (len(rel.parts) > 1 and rel.parts[0] == "images" and "w" in m and "h" in m):
+            return image_paths, False
+        candidate = root / f"images_{downscale}" / Path(*rel.parts[1:])
+        if not candidate.is_file():
+            return image_paths, False
+        swapped.append(candidate)
+    return swapped, True

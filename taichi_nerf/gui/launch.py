@@ -1,0 +1,60 @@
+"""``taichi-nerf gui`` arguments -> a configured :class:`GuiApp`, run to the end."""
+from pathlib import Path
+
+from .app import GuiApp, GuiOptions, check_environment
+
+DEFAULT_OUT = "runs/gui"  # not the CLI's runs/latest: a GUI session must not overwrite a batch run
+TRAIN_FIELDS = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "background", "downscale", "width",
+                "depth", "seed", "scene_views", "scene_size")
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--window must look like 1120x800, got {text!r}") from None
+    if w < 160 or h < 120:
+        raise ValueError(f"--window {text} is too small (at least 160x120)")
+    return w, h
+
+
+def launch(args) -> int:
+    import torch
+
+    from ..checkpoint import find_checkpoint
+    from ..config import TrainConfig
+
+    if args.headless and args.frames is None:
+        raise ValueError("--headless has no window to close: give --frames N (and --screenshot FILE to keep the last frame)")
+    if args.train and not args.ckpt:
+        raise ValueError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
+                         steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
+                         max_frames=args.frames, exit_screenshot=args.screenshot)
+    check_environment(args.headless)  # before minutes of data loading, not after
+    if args.ckpt and not args.train:
+        app = GuiApp.for_checkpoint(args.ckpt, options, args.arch)
+        print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
+    else:
+        resume = bool(args.ckpt)
+        if resume:
+            ckpt = find_checkpoint(args.ckpt)
+            if ckpt.name != "checkpoint.pt":
+                raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+            cfg = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
+            cfg = cfg.replace(out=str(ckpt.parent))
+        elif args.config:
+            cfg = TrainConfig.from_file(args.config)
+        else:
+            cfg = TrainConfig(out=DEFAULT_OUT)
+        cfg = cfg.replace(**{k: getattr(args, k, None) for k in TRAIN_FIELDS if not (resume and k == "out")}, arch=args.arch)
+        if args.no_progress:
+            cfg = cfg.replace(progress=False)
+        app = GuiApp.for_training(cfg, options, resume=resume)
+        print(f"data: {app.trainer.dataset.summary()}")
+        print(f"backend: {app.backend.arch}; {cfg.batch_rays} rays x {cfg.samples_per_ray} samples per step; "
+              f"run folder {Path(cfg.out)}" + (f"; resuming at step {app.trainer.step_count}" if resume else ""))
+    code = app.run()
+    if app.trainer is not None:
+        print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
+    return code

@@ -1,0 +1,162 @@
+"""Occupancy grid and packed ray marching: empty-space skipping with early termination.
+
+The grid caches, per cell of a G^3 lattice over the scene box, the largest density the field
+has shown there recently (each update takes max(decay * old, new sample)). Marching walks
+each ray in fixed steps, emits a sample only inside occupied cells, and stops once the
+transmittance estimated from the cached densities falls below a threshold: behind an
+opaque surface nothing more is evaluated. Marching runs twice (count, then fill) so the
+packed buffers are sized exactly with no per-ray Python.
+"""
+import math
+
+import taichi as ti
+import torch
+
+from .sampling import Samples, _ray_box
+
+
+@ti.func
+def _cell_of(p: ti.template(), aabb: ti.template(), res: ti.i32) -> ti.i32:
+    idx = 0
+    for k in ti.static(range(3)):
+        c = ti.cast(ti.floor((p[k] - aabb[k]) / (aabb[k + 3] - aabb[k]) * res), ti.i32)
+        idx = idx * res + ti.min(ti.max(c, 0), res - 1)
+    return idx
+
+
+@ti.kernel
+def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: ti.types.ndarray(),
+                  near: ti.f32, far: ti.f32, res: ti.i32, occupied: ti.types.ndarray(), density: ti.types.ndarray(),
+                  step: ti.f32, cone: ti.f32, jitter: ti.types.ndarray(), use_jitter: ti.i32,
+                  max_samples: ti.i32, min_transmittance: ti.f32,
+                  counts: ti.types.ndarray(), offsets: ti.types.ndarray(), fill: ti.template(),
+                  t_out: ti.types.ndarray(), delta_out: ti.types.ndarray(), ray_out: ti.types.ndarray()):
+    for r in range(origins.shape[0]):
+        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
+        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
+        t0, t1 = _ray_box(o, d, aabb, near, far)
+        u = 0.5
+        if use_jitter:
+            u = jitter[r]
+        n = 0
+        base = 0
+        if ti.static(fill):
+            base = offsets[r]
+        trans = 1.0
+        dt = ti.max(step, t0 * cone)
+        t = t0 + u * dt
+        while t < t1 and n < max_samples and trans > min_transmittance:
+            dt = ti.min(ti.max(step, t * cone), 16.0 * step)  # steps grow with distance when cone > 0
+            p = o + t * d
+            c = _cell_of(p, aabb, res)
+            if occupied[c] != 0:
+                if ti.static(fill):
+                    t_out[base + n] = t
+                    delta_out[base + n] = dt
+                    ray_out[base + n] = r
+                n += 1
+                trans *= ti.exp(-density[c] * dt)  # forward-only kernel: exp is safe here
+            t += dt
+        if ti.static(not fill):
+            counts[r] = n
+
+
+@ti.kernel
+def _cell_points_kernel(cells: ti.types.ndarray(), jitter: ti.types.ndarray(), aabb: ti.types.ndarray(),
+                        res: ti.i32, points: ti.types.ndarray()):
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        ijk = ti.Vector([c // (res * res), (c // res) % res, c % res])
+        for k in ti.static(range(3)):
+            points[i, k] = aabb[k] + (ti.f32(ijk[k]) + jitter[i, k]) / res * (aabb[k + 3] - aabb[k])
+
+
+@ti.kernel
+def _update_kernel(cells: ti.types.ndarray(), new_density: ti.types.ndarray(), decay: ti.f32,
+                   density: ti.types.ndarray()):
+    for i in range(cells.shape[0]):
+        c = cells[i]
+        density[c] = ti.max(density[c] * decay, new_density[i])
+
+
+class OccupancyGrid:
+    """A density cache over the scene box that decides where samples are taken.
+
+    ``step`` is the marching step; occupancy means a cell's cached density would make a
+    sample of that length at least ``min_alpha`` opaque (or exceeds the grid's mean, when the
+    mean is lower: early in training every faint structure is kept)."""
+
+    def __init__(self, aabb: torch.Tensor, resolution: int = 64, steps_across: int = 192,
+                 decay: float = 0.95, min_alpha: float = 0.01, min_transmittance: float = 1e-3,
+                 cone_angle: float = 0.0, device="cpu"):
+        self.device = torch.device(device)
+        self.aabb = torch.as_tensor(aabb, dtype=torch.float32).to(self.device).contiguous()
+        self.resolution = int(resolution)
+        size = self.aabb[3:] - self.aabb[:3]
+        self.step = float(size.norm()) / steps_across
+        self.max_samples = steps_across + 1
+        self.decay, self.min_alpha = decay, min_alpha
+        self.min_transmittance, self.cone_angle = min_transmittance, cone_angle
+        cells = self.resolution**3
+        self.density = torch.zeros(cells, device=self.device)
+        self.occupied = torch.ones(cells, dtype=torch.uint8, device=self.device)  # all, until first update
+        self.updates = 0
+
+    @property
+    def occupancy(self) -> float:
+        return float(self.occupied.float().mean())
+
+    def cell_centres(self) -> torch.Tensor:
+        cells = torch.arange(self.resolution**3, device=self.device, dtype=torch.int32)
+        return self._points(cells, torch.full((cells.shape[0], 3), 0.5, device=self.device))
+
+    def _points(self, cells: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
+        pts = torch.empty(cells.shape[0], 3, device=self.device)
+        _cell_points_kernel(cells, jitter.contiguous(), self.aabb, self.resolution, pts)
+        return pts
+
+    @torch.no_grad()
+    def update(self, density_fn, generator: torch.Generator | None = None, chunk: int = 65536) -> None:
+        """Re-measure every cell at a random point inside it and refresh the occupancy bits."""
+        n = self.resolution**3
+        cells = torch.arange(n, device=self.device, dtype=torch.int32)
+        jitter = torch.rand(n, 3, device=self.device, generator=generator)
+        pts = self._points(cells, jitter)
+        fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, n, chunk)]).float().contiguous()
+        _update_kernel(cells, fresh, self.decay, self.density)
+        threshold = min(float(self.density.mean()), -math.log(1.0 - self.min_alpha) / self.step)
+        self.occupied = (self.density > threshold).to(torch.uint8)
+        self.updates += 1
+
+    def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
+              generator: torch.Generator | None = None, jitter: bool = False) -> Samples:
+        """Packed samples in occupied cells, up to early termination."""
+        n = origins.shape[0]
+        dev = origins.device
+        u = torch.rand(n, device=dev, generator=generator) if jitter else torch.empty(1, device=dev)
+        counts = torch.empty(n, dtype=torch.int32, device=dev)
+        dummy_f = torch.empty(1, device=dev)
+        dummy_i = torch.empty(1, dtype=torch.int32, device=dev)
+        args = (origins, dirs, self.aabb, float(near), float(far), self.resolution, self.occupied, self.density,
+                self.step, self.cone_angle, u, int(jitter), self.max_samples, self.min_transmittance)
+        if n:
+            _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i)
+        offsets = (torch.cumsum(counts, 0, dtype=torch.int32) - counts) if n else counts
+        m = int(counts.sum()) if n else 0  # the one sync: buffers must be sized
+        t = torch.empty(m, device=dev)
+        delta = torch.empty(m, device=dev)
+        ray_index = torch.empty(m, dtype=torch.int32, device=dev)
+        if m:
+            _march_kernel(*args, counts, offsets, True, t, delta, ray_index)
+        return Samples(t, delta, ray_index, offsets, counts, self.max_samples)
+
+    def state_dict(self) -> dict:
+        return {"density": self.density.cpu(), "occupied": self.occupied.cpu(), "updates": self.updates,
+                "resolution": self.resolution, "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["resolution"]) != self.resolution:
+            raise ValueError(f"occupancy grid resolution {state['resolution']} != {self.resolution}")
+        self.density = state["density"].to(self.device).contiguous()
+        self.occupied = state["occupied"].to(self.device).contiguous()
+        self.updates = int(state["updates"])

@@ -1,0 +1,309 @@
+"""Bad input: every case is a one-line DataError naming the file and the problem (or a
+documented repair), through load_dataset and through the CLI; and a property test that
+malformed transforms files either load or raise DataError, never anything else."""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from taichi_nerf import cli
+from taichi_nerf.data.dataset import DataError
+from taichi_nerf.data.loaders import load_dataset
+
+POSE = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]
+POSE2 = [[0, 0, 1, 4], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def png(path, size=(8, 8), mode="RGBA", value=128):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode in ("L", "I;16", "I") else (value,) * len(mode)).save(path)
+    return path
+
+
+def transforms(root, frames, kind="blender", **meta):
+    """A Blender (transforms_train.json) or Instant-NGP (transforms.json) file."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = "transforms_train.json" if kind == "blender" else "transforms.json"
+    (root / name).write_text(json.dumps({"camera_angle_x": 0.7, **meta, "frames": frames}))
+    return root
+
+
+def two_frames(root, **extra):
+    png(root / "a.png")
+    png(root / "b.png")
+    return [{"file_path": "a.png", "transform_matrix": POSE, **extra}, {"file_path": "b.png", "transform_matrix": POSE2}]
+
+
+def expect_error(path, *fragments, **kw):
+    with pytest.raises(DataError) as info:
+        load_dataset(path, **kw)
+    message = str(info.value)
+    assert "\n" not in message
+    for f in fragments:
+        assert f in message, message
+    return message
+
+
+# --- each bad input ----------------------------------------------------------------------
+def test_missing_folder(tmp_path):
+    expect_error(tmp_path / "nope", str(tmp_path / "nope"), "no such file or folder")
+
+
+def test_unknown_layout(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    expect_error(tmp_path, "unknown dataset layout")
+    expect_error(tmp_path / "notes.txt", "unknown dataset layout")
+
+
+def test_malformed_json(tmp_path):
+    (tmp_path / "transforms_train.json").write_text('{"frames": [ {"file_path": "a.png", }')
+    expect_error(tmp_path, "transforms_train.json", "malformed JSON at line 1")
+    (tmp_path / "ngp").mkdir()
+    (tmp_path / "ngp/transforms.json").write_text("[1, 2")
+    expect_error(tmp_path / "ngp", "transforms.json", "malformed JSON")
+
+
+@pytest.mark.parametrize("kind", ["blender", "ngp"])
+def test_frame_without_pose(tmp_path, kind):
+    frames = two_frames(tmp_path)
+    del frames[1]["transform_matrix"]
+    transforms(tmp_path, frames, kind)
+    expect_error(tmp_path, "frame 1", "no 'transform_matrix'")
+
+
+@pytest.mark.parametrize("matrix, problem", [
+    ([[1, 0, 0, 0], [0, 1, 0, float("nan")], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN"),
+    ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], "must be 4x4"),
+    ([[1, 0, 0, 0], [0, 1, 0]], "not a numeric matrix"),
+    ("identity", "not a numeric matrix"),
+    ([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 4], [0, 0, 0, 1]], "degenerate"),
+])
+@pytest.mark.parametrize("kind", ["blender", "ngp"])
+def test_bad_pose(tmp_path, kind, matrix, problem):
+    frames = two_frames(tmp_path)
+    frames[0]["transform_matrix"] = matrix
+    transforms(tmp_path, frames, kind)
+    expect_error(tmp_path, "frame 0", problem)
+
+
+def test_unreadable_and_truncated_images(tmp_path):
+    frames = two_frames(tmp_path)
+    (tmp_path / "a.png").write_text("this is not a PNG")
+    transforms(tmp_path, frames)
+    expect_error(tmp_path, "a.png", "cannot read image")
+    png(tmp_path / "a.png", size=(64, 64))
+    data = (tmp_path / "a.png").read_bytes()
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 4), dtype=np.uint8))
+    noisy.save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "a.png").write_bytes(data[: len(data) // 2])  # truncated mid-stream
+    expect_error(tmp_path, "a.png", "cannot read image")
+
+
+def png16(path, samples):
+    """A 16-bit PNG (gray, gray+alpha, RGB or RGBA by the channel count), written by hand."""
+    h, w, c = samples.shape
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_grayscale_and_16_bit_images_are_converted(tmp_path):
+    png(tmp_path / "gray.png", mode="L", value=100)
+    png16(tmp_path / "deep.png", np.full((8, 8, 1), 32767, dtype=np.uint16))
+    png16(tmp_path / "deep_rgb.png", np.tile(np.array([65535, 32768, 256], dtype=np.uint16), (8, 8, 1)))
+    png16(tmp_path / "deep_la.png", np.tile(np.array([65535, 0], dtype=np.uint16), (8, 8, 1)))
+    names = ["gray", "deep", "deep_rgb", "deep_la"]
+    transforms(tmp_path, [{"file_path": f"{n}.png", "transform_matrix": POSE if i % 2 else POSE2} for i, n in enumerate(names)])
+    rgba = load_dataset(tmp_path).splits["train"].rgba
+    assert rgba.shape == (4, 8, 8, 4)
+    assert rgba[:, 0, 0].tolist() == [[100, 100, 100, 255], [127, 127, 127, 255], [255, 128, 1, 255], [255, 255, 255, 0]]
+
+
+def test_images_of_different_sizes_in_one_split(tmp_path):
+    frames = two_frames(tmp_path)
+    png(tmp_path / "b.png", size=(8, 6))
+    transforms(tmp_path, frames)
+    expect_error(tmp_path, "b.png", "image is 8x6", "must have one size")
+
+
+def test_zero_usable_frames(tmp_path):
+    transforms(tmp_path / "empty", [])
+    expect_error(tmp_path / "empty", "'frames' must be a non-empty list")
+    transforms(tmp_path / "gone", [{"file_path": "x.png", "transform_matrix": POSE}], "ngp")
+    expect_error(tmp_path / "gone", "zero usable frames")
+    frames = two_frames(tmp_path / "lim")
+    transforms(tmp_path / "lim", frames)
+    expect_error(tmp_path / "lim", "--every", every=0)
+
+
+def test_missing_image_in_blender_split_is_an_error(tmp_path):
+    frames = two_frames(tmp_path)
+    (tmp_path / "b.png").unlink()
+    transforms(tmp_path, frames)
+    expect_error(tmp_path, "b.png", "not found")
+
+
+def test_bad_intrinsics_and_bounds(tmp_path):
+    frames = two_frames(tmp_path)
+    for meta, problem in [({"camera_angle_x": 0}, "between 0 and pi"), ({"camera_angle_x": "wide"}, "finite number"),
+                          ({"fl_x": -3}, "positive"), ({"w": -8}, "positive"),
+                          ({"near": 5, "far": 1}, "near < far"), ({"aabb": [[0, 0, 0], [1, 1]]}, "aabb"),
+                          ({"camera_model": "OPENCV_FISHEYE"}, "not supported")]:
+        transforms(tmp_path, frames, **meta)
+        expect_error(tmp_path, "transforms_train.json", problem)
+
+
+def test_other_formats_bad_files(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 broken")
+    expect_error(tmp_path / "bad.npz", "bad.npz", "not a readable .npz")
+    np.savez(tmp_path / "nofocal.npz", images=np.zeros((2, 4, 4, 3)), poses=np.tile(np.eye(4), (2, 1, 1)))
+    expect_error(tmp_path / "nofocal.npz", "no 'focal' array")
+    np.savez(tmp_path / "nan.npz", images=np.zeros((2, 4, 4, 3)), poses=np.full((2, 4, 4), np.nan), focal=5.0)
+    expect_error(tmp_path / "nan.npz", "pose 0", "NaN")
+    np.savez(tmp_path / "shape.npz", images=np.zeros((2, 4, 4, 3)), poses=np.zeros((3, 4, 4)), focal=5.0)
+    expect_error(tmp_path / "shape.npz", "must be (2, 4, 4)")
+    llff = tmp_path / "llff"
+    llff.mkdir()
+    np.save(llff / "poses_bounds.npy", np.zeros((3, 15)))
+    expect_error(llff, "poses_bounds.npy", "(N, 17)")
+    row = np.concatenate([np.array([[0, 1, 0, 0, 8], [1, 0, 0, 0, 8], [0, 0, -1, 0, 10]], float).ravel(), [1, 5]])
+    np.save(llff / "poses_bounds.npy", np.stack([row, row]))
+    png(llff / "images/0.png")
+    expect_error(llff, "1 images", "2 poses")
+
+
+# --- through the command line --------------------------------------------------------------
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed", "nan_pose"])
+def test_cli_data_info_errors_are_one_line(tmp_path, case):
+    if case == "missing":
+        target = tmp_path / "nothing"
+    elif case == "malformed":
+        (tmp_path / "transforms.json").write_text("{ nope")
+        target = tmp_path
+    else:
+        frames = two_frames(tmp_path)
+        frames[1]["transform_matrix"] = [[float("nan")] * 4] * 4
+        target = transforms(tmp_path, frames)
+    proc = run_cli("data", "info", str(target))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("taichi-nerf: error: ") and "Traceback" not in proc.stderr
+    assert str(target) in lines[0] or str(target / "transforms.json") in lines[0]
+
+
+def test_cli_in_process_errors_and_info(tmp_path, capsys):
+    assert cli.main(["data", "info", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["data", "info", str(tmp_path), "--format", "colmap"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unknown --format 'colmap'" in err[1]
+    transforms(tmp_path, two_frames(tmp_path))
+    assert cli.main(["data", "info", str(tmp_path), "--near", "1", "--far", "9", "--aabb", "-1", "-1", "-1", "1", "1", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "format:   blender" in out and "near/far: 1 / 9" in out and "train:    2 images, 8x8" in out
+    assert "box:      min (-1, -1, -1), max (1, 1, 1)" in out
+    assert cli.main(["data", "info", str(tmp_path), "--near", "5", "--far", "1"]) == 2
+
+
+# --- property: malformed transforms files load or raise DataError --------------------------
+finite = st.floats(-1e3, 1e3, allow_nan=False)
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12)
+rotations = st.sampled_from([POSE, POSE2, [[-1, 0, 0, 0], [0, 0, 1, 4], [0, 1, 0, 0.5], [0, 0, 0, 1]], POSE[:3]])
+matrices = st.one_of(
+    rotations, rotations, st.just([[1, 0, 0, 1e9], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
+    st.lists(st.lists(finite | st.floats(), min_size=3, max_size=5), min_size=3, max_size=5),
+    anything)
+# Mostly plausible values, some garbage: deep code paths get exercised, not just the first check.
+plausible = st.floats(0.05, 3.0)
+numbers = st.one_of(plausible, plausible, plausible, finite, st.floats(), st.integers(-5, 5000), anything)
+file_paths = st.one_of(st.sampled_from(["a.png", "./a", "a", "b.png", "missing.png", "", "a.png\x00", "../a.png", "/"]),
+                       anything)
+extras = {"fl_x": numbers, "fl_y": numbers, "cx": numbers, "w": numbers, "h": numbers, "k1": numbers, "k3": numbers,
+          "camera_angle_y": numbers, "camera_model": st.sampled_from(["OPENCV", "PINHOLE", "FISHEYE"]) | anything}
+good_frames = st.fixed_dictionaries({"file_path": st.sampled_from(["a.png", "./a", "a"]), "transform_matrix": rotations},
+                                    optional=extras)
+any_frames = st.fixed_dictionaries({}, optional={"file_path": file_paths, "transform_matrix": matrices, **extras})
+metas = st.fixed_dictionaries(
+    {"frames": st.one_of(st.lists(good_frames, min_size=1, max_size=4), st.lists(good_frames, min_size=1, max_size=4),
+                         st.lists(st.one_of(good_frames, any_frames, anything), min_size=1, max_size=4)),
+     "camera_angle_x": numbers},
+    optional={
+        **extras, "aabb_scale": numbers, "scale": numbers, "offset": st.lists(numbers, max_size=4) | anything,
+        "near": numbers, "far": numbers, "aabb": st.lists(st.lists(numbers, max_size=3), max_size=3) | anything,
+        "train_filenames": st.lists(file_paths, max_size=3) | anything, "val_filenames": st.lists(file_paths, max_size=3),
+        "applied_transform": matrices})
+# A valid file with a few keys set to odd values or deleted: close to what users really have.
+TOP_KEYS = ["frames", "camera_angle_x", *extras, "aabb_scale", "scale", "offset", "near", "far", "aabb",
+            "train_filenames", "val_filenames", "applied_transform"]
+FRAME_KEYS = ["file_path", "transform_matrix", *extras]
+values = st.one_of(numbers, matrices, file_paths, st.lists(numbers, min_size=3, max_size=3),
+                   st.lists(st.lists(numbers, min_size=3, max_size=3), min_size=2, max_size=2))
+mutations = st.one_of(
+    st.tuples(st.just("top"), st.sampled_from(TOP_KEYS), values | st.just("<delete>")),
+    st.tuples(st.sampled_from([0, 1]), st.sampled_from(FRAME_KEYS), values | st.just("<delete>")))
+
+
+def mutated(changes) -> str:
+    meta = {"camera_angle_x": 0.7, "frames": [{"file_path": "a.png", "transform_matrix": POSE},
+                                              {"file_path": "./a", "transform_matrix": POSE2}]}
+    for where, key, value in changes:
+        target = meta if where == "top" else meta["frames"][where] if isinstance(meta.get("frames"), list) and \
+            len(meta["frames"]) > where and isinstance(meta["frames"][where], dict) else None
+        if target is None:
+            continue
+        if value == "<delete>":
+            target.pop(key, None)
+        else:
+            target[key] = value
+    return json.dumps(meta)
+
+
+documents = st.one_of(st.lists(mutations, max_size=3).map(mutated), st.lists(mutations, min_size=1, max_size=3).map(mutated),
+                      metas.map(json.dumps),
+                      st.fixed_dictionaries({}, optional={"frames": anything, "camera_angle_x": numbers}).map(json.dumps),
+                      st.text(max_size=40), anything.map(json.dumps))
+
+_PLAYGROUND = Path(tempfile.mkdtemp(prefix="taichi-nerf-hyp-"))
+png(_PLAYGROUND / "a.png")
+png(_PLAYGROUND / "b.png", size=(8, 6))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(document=documents, kind=st.sampled_from(["blender", "instant-ngp"]))
+def test_malformed_transforms_load_or_raise_data_error(document, kind):
+    name = "transforms_train.json" if kind == "blender" else "transforms.json"
+    for stale in ("transforms_train.json", "transforms.json"):
+        (_PLAYGROUND / stale).unlink(missing_ok=True)
+    (_PLAYGROUND / name).write_text(document)
+    try:
+        ds = load_dataset(_PLAYGROUND, format=kind)
+    except DataError as exc:
+        assert "\n" not in str(exc)
+        return
+    train = ds.splits["train"]
+    assert train.count >= 1 and torch.isfinite(train.intrinsics).all() and torch.isfinite(ds.aabb).all()
+    assert 0 <= ds.near < ds.far

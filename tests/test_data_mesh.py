@@ -1,0 +1,149 @@
+"""Mesh to dataset: the OBJ/MTL reader, the Taichi rasteriser (geometry, textures, vertex
+colours, the y-up to z-up turn) and ``taichi-nerf data from-mesh``."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from taichi_nerf import cli
+from taichi_nerf.cameras import look_at, sphere_poses
+from taichi_nerf.data.dataset import DataError
+from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.mesh import MESH_RADIUS, MeshRenderer
+from taichi_nerf.data.obj import read_obj
+
+# One colour per face of the cube, named by the face's outward axis in the file (y up).
+FACE_COLOURS = {"+x": (255, 0, 0), "-x": (0, 255, 0), "+y": (0, 0, 255), "-y": (255, 255, 0),
+                "+z": (255, 0, 255), "-z": (0, 255, 255)}
+
+
+def write_textured_cube(folder):
+    """A 2 x 2 x 2 cube: quads (one with negative indices), UVs into a 3 x 2 texture atlas of
+    solid 20 px blocks (one per face), an MTL with map_Kd."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atlas = np.zeros((40, 60, 3), dtype=np.uint8)
+    uv_rects = {}
+    for k, (name, colour) in enumerate(FACE_COLOURS.items()):
+        col, row = k % 3, k // 3
+        atlas[row * 20:(row + 1) * 20, col * 20:(col + 1) * 20] = colour
+        # UV rectangle inset from the block edges (v runs bottom-up in OBJ)
+        u0, u1 = (col * 20 + 4) / 60, ((col + 1) * 20 - 4) / 60
+        v1, v0 = 1 - (row * 20 + 4) / 40, 1 - ((row + 1) * 20 - 4) / 40
+        uv_rects[name] = [(u0, v0), (u1, v0), (u1, v1), (u0, v1)]
+    Image.fromarray(atlas).save(folder / "atlas.png")
+    (folder / "cube.mtl").write_text("newmtl paint\nKd 1 1 1\nmap_Kd -s 1 1 1 atlas.png\n")
+    corners = [(x, y, z) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+    index = {c: i + 1 for i, c in enumerate(corners)}
+    lines = ["# textured cube", "mtllib cube.mtl"] + [f"v {x} {y} {z}" for x, y, z in corners]
+    faces = []
+    for name in FACE_COLOURS:
+        axis, sign = "xyz".index(name[1]), 1 if name[0] == "+" else -1
+        a, b = [k for k in range(3) if k != axis]
+        quad = []
+        for s, t in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            c = [0, 0, 0]
+            c[axis], c[a], c[b] = sign, s, t
+            quad.append(index[tuple(c)])
+        faces.append((name, quad))
+    vt = 0
+    lines.append("usemtl paint")
+    for name, quad in faces:
+        for u, v in uv_rects[name]:
+            lines.append(f"vt {u} {v}")
+        vt += 4
+        refs = [f"{q}/{vt - 3 + k}" for k, q in enumerate(quad)]
+        if name == "-z":  # relative (negative) indices
+            refs = [f"{q - 9}/{k - 4}" for k, q in enumerate(quad)]
+        lines.append("f " + " ".join(refs))
+    (folder / "cube.obj").write_text("\n".join(lines) + "\n")
+    return folder / "cube.obj"
+
+
+def test_obj_reader(tmp_path):
+    mesh = read_obj(write_textured_cube(tmp_path))
+    assert mesh.positions.shape == (8, 3) and mesh.faces.shape == (12, 3)  # 6 quads, fan-triangulated
+    assert (mesh.face_uvs >= 0).all() and len(mesh.uvs) == 24
+    assert [m.name for m in mesh.materials] == ["(default)", "paint"] and (mesh.face_materials == 1).all()
+    assert mesh.materials[1].texture.shape == (40, 60, 3)
+    # the -z quad used negative indices: same corners as the positive form would give
+    assert sorted(set(mesh.faces[10:12].ravel().tolist())) == [0, 2, 4, 6]
+    (tmp_path / "mixed.obj").write_text("v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0 1\nv 1 1 0 1 1 1\n"
+                                        "vn 0 0 1\nf 1//1 2//1 3//1 4//1\nusemtl nowhere\nf 1 2 3\n")
+    mixed = read_obj(tmp_path / "mixed.obj")
+    assert mixed.faces.shape == (3, 3) and mixed.face_normals[0].tolist() == [0, 0, 0]
+    assert mixed.vertex_colors[3].tolist() == [1.0, 1.0, 1.0] and mixed.vertex_colors[0].tolist() == [1.0, 0.0, 0.0]
+    assert any("nowhere" in w for w in mixed.warnings)
+    (tmp_path / "bytes.obj").write_text("v 0 0 0 255 0 0\nv 1 0 0 0 255 0\nv 0 1 0 0 0 51\nf 1 2 3\n")
+    assert read_obj(tmp_path / "bytes.obj").vertex_colors.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0.2]]
+    for text, problem in [("v 0 0 0\nf 1 2 3\n", "out of range"), ("v 0 0 0\n", "no faces"),
+                          ("v 0 0 zero\nf 1 1 1\n", ":1"), ("v 0 0 0\nf 1 1\n", "at least 3")]:
+        (tmp_path / "bad.obj").write_text(text)
+        with pytest.raises(DataError, match=problem):
+            read_obj(tmp_path / "bad.obj")
+
+
+def render(renderer, eye, size=32, up=(0.0, 0.0, 1.0), s=1):
+    pose = look_at(eye, (0.0, 0.0, 0.0), up)[None]
+    f = 0.5 * size / math.tan(0.3)
+    return renderer.render(pose, size, size, f, f, size / 2, size / 2, s), pose
+
+
+def test_cube_geometry_depth_is_on_the_surface(tmp_path, taichi_backend):
+    renderer = MeshRenderer(read_obj(write_textured_cube(tmp_path)))
+    half = MESH_RADIUS / math.sqrt(3.0)  # the cube's half-size after normalising to radius 1.2
+    poses = sphere_poses(4, 4.0, upper_only=False, seed=2)
+    size, f = 24, 24 / (2 * math.tan(0.35))
+    rgba, depth = renderer.render(poses, size, size, f, f, size / 2, size / 2, 3)
+    for k in range(4):
+        j, i = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        cam = torch.stack([(i - size / 2) / f, -(j - size / 2) / f, -torch.ones_like(i)], -1)
+        d = cam @ poses[k, :3, :3].T
+        d = d / d.norm(dim=-1, keepdim=True)
+        hit = depth[k] > 0
+        assert hit.sum() > 20
+        points = poses[k, :3, 3] + depth[k][..., None] * d
+        assert torch.allclose(points[hit].abs().max(dim=1).values, torch.full((int(hit.sum()),), half), atol=2e-3)
+        # silhouettes: opaque inside, empty outside, soft only on the edge
+        alpha = rgba[k, ..., 3]
+        assert (alpha[hit] > 0).all() and alpha.min() == 0
+
+
+@pytest.mark.parametrize("eye, face", [((0.0, 0.0, 4.0), "+y"),  # the file's +y (up) is the project's +z
+                                       ((4.0, 0.0, 0.0), "+x"),
+                                       ((0.0, -4.0, 0.0), "+z"),  # the file's +z (front) turns to -y
+                                       ((0.0, 0.0, -4.0), "-y")])
+def test_textures_and_the_up_axis(tmp_path, taichi_backend, eye, face):
+    renderer = MeshRenderer(read_obj(write_textured_cube(tmp_path)), up="y")
+    up = (0.0, 1.0, 0.0) if eye[0] == 0 and eye[1] == 0 else (0.0, 0.0, 1.0)
+    (rgba, _), _ = render(renderer, eye, up=up)
+    centre = rgba[0, 12:20, 12:20, :3].float().mean(dim=(0, 1))
+    expected = torch.tensor(FACE_COLOURS[face], dtype=torch.float32) / 255
+    lit = centre / 255
+    assert ((lit > 0.3) == (expected > 0.5)).all(), (face, lit)
+
+
+def test_vertex_colours_and_flat_fallback(tmp_path, taichi_backend):
+    (tmp_path / "red.obj").write_text("v -1 -1 0 1 0 0\nv 1 -1 0 1 0 0\nv 0 1 0 1 0 0\nf 1 2 3\n")
+    (tmp_path / "plain.obj").write_text("v -1 -1 0\nv 1 -1 0\nv 0 1 0\nf 1 2 3\n")
+    for name, check in [("red", lambda c: c[0] > 100 and c[1] < 5 and c[2] < 5),
+                        ("plain", lambda c: c[0] > 100 and c[0] == c[1] == c[2])]:
+        renderer = MeshRenderer(read_obj(tmp_path / f"{name}.obj"), up="z")
+        (rgba, depth), _ = render(renderer, (0.0, 0.0, 4.0), up=(0.0, 1.0, 0.0))
+        assert check(rgba[0, 16, 16, :3].tolist()), (name, rgba[0, 16, 16])
+
+
+def test_cli_from_mesh(tmp_path, taichi_backend, capsys):
+    obj = write_textured_cube(tmp_path / "model")
+    out = tmp_path / "ds"
+    args = ["data", "from-mesh", str(obj), "--out", str(out), "--views", "3", "--val-views", "1", "--test-views", "0",
+            "--size", "16", "--no-progress"]
+    assert cli.main(args) == 0
+    assert "train on it with" in capsys.readouterr().out
+    ds = load_dataset(out)
+    assert ds.splits["train"].count == 3 and ds.splits["val"].count == 1 and ds.splits["train"].depth is not None
+    assert (ds.splits["train"].rgba[..., 3] == 0).any() and (ds.splits["train"].rgba[..., 3] == 255).any()
+    assert cli.main(["data", "from-mesh", str(tmp_path / "none.obj"), "--out", str(out)]) == 2
+    assert cli.main(["data", "from-mesh", str(obj), "--out", str(out), "--supersample", "2"]) == 2
+    assert "mesh file not found" in capsys.readouterr().err

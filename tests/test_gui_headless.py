@@ -1,0 +1,297 @@
+"""The GUI app end to end in headless GGUI (Vulkan offscreen, Mesa lavapipe on a CPU
+machine): frames are read back from the window image and compared by pixel statistics.
+
+The scenario runs in a subprocess (this file run as a script), so a crash inside Vulkan
+fails one test instead of killing pytest.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TIMEOUT_S = 240
+
+
+def require_vulkan():
+    from taichi_nerf.gui.app import GuiUnavailable, check_environment
+
+    try:
+        check_environment(headless=True)
+    except GuiUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to run the GUI tests: {exc}")
+        pytest.skip(f"no Vulkan here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def scenario_result(tmp_path_factory):
+    require_vulkan()
+    tmp = tmp_path_factory.mktemp("gui_headless")
+    proc = subprocess.run([sys.executable, __file__, str(tmp)], capture_output=True, text=True, timeout=TIMEOUT_S,
+                          cwd=Path(__file__).resolve().parents[1])
+    result_file = tmp / "result.json"
+    if proc.returncode != 0 or not result_file.is_file():
+        pytest.fail(f"headless scenario failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(result_file.read_text()), tmp
+
+
+def test_training_changes_the_picture_and_the_curves(scenario_result):
+    r, _ = scenario_result
+    assert r["steps_trained"] >= 60
+    assert r["diff_untrained_vs_trained"] > 4.0  # mean |delta| in 0..255 over the view
+    assert r["std_trained"] > r["std_untrained"] + 2.0  # an empty field renders flat; a trained one has structure
+    assert r["psnr_last"] > r["psnr_first"] + 1.0
+
+
+def test_pause_stops_training(scenario_result):
+    r, _ = scenario_result
+    assert r["steps_while_paused"] == 0
+    assert r["image_change_while_paused"] < 0.5  # nothing moves, nothing trains: the picture holds
+
+
+def test_camera_motion_changes_the_picture(scenario_result):
+    r, _ = scenario_result
+    assert r["orbit_azimuth_change_deg"] > 5.0
+    assert r["diff_after_orbit"] > 2.0
+
+
+def test_progressive_preview_refines_then_restarts_low(scenario_result):
+    r, _ = scenario_result
+    levels = r["levels_after_stop"]
+    assert levels[0] == 0  # the frame that moved shows the coarse level
+    assert levels[-1] == 2 and r["complete_after_stop"]  # ...then full resolution, in later frames
+    assert levels == sorted(levels) and len(set(levels)) == 3
+    assert r["level_after_second_move"] == 0 and not r["complete_after_second_move"]
+    # the coarse frame is blurrier than the refined one: less high-frequency energy
+    assert r["detail_coarse"] < r["detail_full"]
+
+
+def test_render_modes_differ(scenario_result):
+    r, _ = scenario_result
+    assert r["diff_rgb_vs_depth"] > 10.0
+    assert r["opacity_is_grey"]
+    assert r["compare_right_vs_truth"] < 12.0  # the right pane is the training image
+    assert r["compare_left_vs_truth"] > r["compare_right_vs_truth"]
+
+
+def test_snap_saves_and_viewer(scenario_result):
+    r, tmp = scenario_result
+    assert r["snap_exact"]
+    assert r["checkpoint_step"] == r["step_at_save"]
+    assert r["screenshot_size"] == [320, 240]
+    for name in r["videos"]:
+        assert (tmp / "run" / "videos" / name).stat().st_size > 0
+    assert {n.split(".")[-1] for n in r["videos"]} == {"mp4", "gif"}
+    assert r["final_step"] > r["step_at_save"]
+    assert r["final_checkpoint_step"] == r["final_step"]  # closing saves the steps trained since
+    assert r["viewer_steps"] == 0 and r["viewer_vs_trainer_view"] < 3.0
+    assert r["cli_headless_exit"] == 0 and r["cli_screenshot_size"] == [200, 160]
+    assert r["continued_exit"] == 0 and r["continued_step"] == r["final_step"] + 2  # --ckpt RUN --train resumes
+
+
+def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
+    import signal
+    import time
+
+    import torch
+
+    _, tmp = scenario_result
+    status, run = tmp / "interrupt_status.json", tmp / "interrupt_run"
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "100000", "--status", str(status),
+                             "--data", str(tmp / "data"), "--width", "16", "--depth", "2", "--batch-rays", "64",
+                             "--samples", "8", "--window", "160x120", "--out", str(run), "--arch", "cpu", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        end = time.time() + 60
+        while time.time() < end and proc.poll() is None:
+            if status.is_file() and json.loads(status.read_text())["step"] >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:]
+    final = json.loads(status.read_text())
+    assert final["running"] is False and final["step"] >= 3
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == final["step"]
+
+
+# --- the scenario, run in a subprocess -----------------------------------------------------
+def scenario(tmp: Path) -> dict:
+    import math
+
+    import torch
+
+    from taichi_nerf import checkpoint, cli
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.data.synthetic import write_synthetic_dataset
+    from taichi_nerf.gui import FrameInput, GuiApp, GuiOptions
+
+    torch.manual_seed(0)
+    data = tmp / "data"
+    write_synthetic_dataset(data, views=8, size=32, val_views=2, test_views=2, progress=False)
+    cfg = TrainConfig(data=str(data), width=32, depth=2, batch_rays=256, samples_per_ray=24, steps=1000,
+                      out=str(tmp / "run"), progress=False, arch="cpu", checkpoint_every=0, log_every=10, lr=1e-2)
+    options = GuiOptions(window=(320, 240), headless=True, render_budget_s=0.002, steps_per_frame=6,
+                         video_frames=3, video_width=24)
+    app = GuiApp.for_training(cfg, options).open()
+    x0, y0, w, h = app._image_rects("rgb")[0]
+    top = app.height - (y0 + h)  # image rows grow down, screen y up
+    plot_top = app.height - sum(app.plot_rect()[1::2])
+    h = min(h, plot_top - top)  # statistics leave out the curve inset below the view's top part
+
+    def view(img):
+        return img[top:top + h, x0:x0 + w].astype(np.float64)
+
+    def settle():
+        for _ in range(150):
+            app.frame(FrameInput())
+            if app.progressive.complete:
+                break
+        return app.read_window()
+
+    def detail(img):  # high-frequency energy of the view: neighbour differences
+        v = view(img).mean(axis=2)
+        return float(np.abs(np.diff(v, axis=0)).mean() + np.abs(np.diff(v, axis=1)).mean())
+
+    r = {}
+    app.schedule.paused = True
+    untrained = settle()
+    app.schedule.paused = False
+    while app.trainer.step_count < 60:
+        app.frame(FrameInput())
+    app.schedule.paused = True
+    trained = settle()
+    r["steps_trained"] = app.trainer.step_count
+    r["diff_untrained_vs_trained"] = float(np.abs(view(trained) - view(untrained)).mean())
+    r["std_untrained"], r["std_trained"] = float(view(untrained).std()), float(view(trained).std())
+    r["psnr_first"], r["psnr_last"] = app.history["psnr"][0], app.history["psnr"][-1]
+
+    # pause: frames go on, training does not
+    step = app.trainer.step_count
+    for _ in range(3):
+        app.frame(FrameInput())
+    r["steps_while_paused"] = app.trainer.step_count - step
+    r["image_change_while_paused"] = float(np.abs(view(app.read_window()) - view(trained)).mean())
+
+    # orbit with a left-drag across the view; record the refinement levels frame by frame
+    az = app.camera.azimuth
+    cx, cy = 0.3, 0.5
+    app.frame(FrameInput(cursor=(cx, cy), buttons=frozenset(["LMB"]), pressed=("LMB",)))
+    app.frame(FrameInput(cursor=(cx + 0.15, cy), buttons=frozenset(["LMB"])))
+    coarse = app.read_window()
+    levels = [app.progressive.shown]
+    app.frame(FrameInput(cursor=(cx + 0.15, cy)))  # release
+    levels.append(app.progressive.shown)
+    for _ in range(150):
+        if app.progressive.complete:
+            break
+        app.frame(FrameInput())
+        levels.append(app.progressive.shown)
+    orbited = app.read_window()
+    r["orbit_azimuth_change_deg"] = abs(math.degrees(app.camera.azimuth - az))
+    r["diff_after_orbit"] = float(np.abs(view(orbited) - view(trained)).mean())
+    r["levels_after_stop"] = levels
+    r["complete_after_stop"] = app.progressive.complete
+    r["detail_coarse"], r["detail_full"] = detail(coarse), detail(orbited)
+    app.frame(FrameInput(pressed=("z",)))  # zoom key: moves, so back to the coarse level
+    r["level_after_second_move"] = app.progressive.shown
+    r["complete_after_second_move"] = app.progressive.complete
+    rgb = settle()
+
+    # render modes
+    app.perform("mode_depth")
+    app.frame(FrameInput())
+    r["diff_rgb_vs_depth"] = float(np.abs(view(app.read_window()) - view(rgb)).mean())
+    app.perform("mode_opacity")
+    app.frame(FrameInput())
+    op = view(app.read_window())
+    r["opacity_is_grey"] = bool(np.abs(op[..., 0] - op[..., 1]).max() < 2 and np.abs(op[..., 1] - op[..., 2]).max() < 2)
+
+    # snap to a training view, then compare mode: right pane = that training image
+    app.perform("mode_rgb")
+    app.perform("next_camera")
+    index = app.camera.snapped_index
+    r["snap_exact"] = bool(np.array_equal(app.camera.pose(), app.train_split.poses[index].double().numpy()))
+    app.perform("mode_compare")
+    for _ in range(150):
+        app.frame(FrameInput())
+        if app.progressive.complete:
+            break
+    img = app.read_window()
+    (lx, ly, lw, lh), (rx, ry, rw, rh) = app._image_rects("compare")
+    truth = app.trainer.target_rgb(app.train_split, index).numpy()
+    rows = (np.arange(lh) + 0.5) * truth.shape[0] / lh
+    cols = (np.arange(lw) + 0.5) * truth.shape[1] / lw
+    truth_px = truth[rows.astype(int)][:, cols.astype(int)] * 255.0
+    t_top = app.height - (ly + lh)
+    keep = min(lh, plot_top - t_top)  # above the curve inset
+    left = img[t_top:t_top + keep, lx:lx + lw].astype(np.float64)
+    right = img[t_top:t_top + keep, rx:rx + rw].astype(np.float64)
+    r["compare_right_vs_truth"] = float(np.abs(right - truth_px[:keep]).mean())
+    r["compare_left_vs_truth"] = float(np.abs(left - truth_px[:keep]).mean())
+    app.perform("mode_rgb")
+
+    # saving: checkpoint, screenshot, video
+    app.perform("save_checkpoint")
+    r["step_at_save"] = app.trainer.step_count
+    _, _, state = checkpoint.load(app.out_dir, "cpu")
+    r["checkpoint_step"] = int(state["step"])
+    app.perform("screenshot")
+    from PIL import Image
+
+    with Image.open(app.last_saved["screenshot"]) as im:
+        r["screenshot_size"] = list(im.size)
+    app.perform("record_video")
+    for _ in range(300):
+        app.frame(FrameInput())
+        if app.video_job is None:
+            break
+    r["videos"] = sorted(p.name for p in (tmp / "run" / "videos").iterdir())
+    app.perform("reset_view")
+    settle()  # a camera move makes training wait for the refined view
+    app.schedule.paused = False
+    for _ in range(2):
+        app.frame(FrameInput())
+    app.schedule.paused = True
+    trainer_view = settle()
+    r["final_step"] = app.trainer.step_count
+    app.close()
+    _, _, state = checkpoint.load(tmp / "run", "cpu")
+    r["final_checkpoint_step"] = int(state["step"])
+
+    # the same field opened as a checkpoint: no training, same picture
+    viewer = GuiApp.for_checkpoint(tmp / "run", options).open()
+    for _ in range(150):
+        viewer.frame(FrameInput())
+        if viewer.progressive.complete:
+            break
+    r["viewer_vs_trainer_view"] = float(np.abs(view(viewer.read_window()) - view(trainer_view)).mean())
+    r["viewer_steps"] = viewer.status()["step"] - r["final_step"]
+    viewer.close()
+
+    # the command line, headless
+    shot = tmp / "cli.png"
+    r["cli_headless_exit"] = cli.main(["gui", "--headless", "--frames", "3", "--screenshot", str(shot), "--data", str(data),
+                                       "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16",
+                                       "--window", "200x160", "--out", str(tmp / "cli_run"), "--arch", "cpu", "--no-progress"])
+    with Image.open(shot) as im:
+        r["cli_screenshot_size"] = list(im.size)
+    status = tmp / "continued.json"
+    r["continued_exit"] = cli.main(["gui", "--headless", "--frames", "2", "--ckpt", str(tmp / "run"), "--train",
+                                    "--status", str(status), "--window", "200x160", "--arch", "cpu"])
+    r["continued_step"] = json.loads(status.read_text())["step"]
+    return r
+
+
+if __name__ == "__main__":
+    out_dir = Path(sys.argv[1])
+    result = scenario(out_dir)
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))

@@ -1,0 +1,137 @@
+"""Occupancy grid, packed marching with early termination, and hierarchical resampling."""
+import pytest
+import torch
+
+from taichi_nerf import reference
+from taichi_nerf.compositing import composite
+from taichi_nerf.occupancy import OccupancyGrid
+from taichi_nerf.sampling import importance, ray_bounds, stratified
+
+from .conftest import rel_err
+
+BOX = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
+
+
+def sphere_density(radius=0.6, value=50.0):
+    return lambda p: (p.norm(dim=1) < radius).float() * value
+
+
+def rays_towards_origin(n, device, seed=0, spread=0.9):
+    g = torch.Generator().manual_seed(seed)
+    eye = torch.randn(n, 3, generator=g)
+    eye = eye / eye.norm(dim=1, keepdim=True) * 4.0
+    target = (torch.rand(n, 3, generator=g) * 2 - 1) * spread
+    d = target - eye
+    return eye.to(device), (d / d.norm(dim=1, keepdim=True)).to(device)
+
+
+def test_untrained_grid_marches_every_step_inside_the_box(device):
+    grid = OccupancyGrid(BOX, resolution=16, steps_across=64, device=device)
+    o, d = rays_towards_origin(200, device)
+    s = grid.march(o, d, 2.0, 6.0)
+    t0, t1 = ray_bounds(o, d, grid.aabb, 2.0, 6.0)
+    expected = torch.ceil((t1 - t0 - 0.5 * grid.step) / grid.step).clamp_min(0).int()
+    assert (s.counts.cpu() - expected.cpu()).abs().max() <= 1  # float rounding at the exit
+    first = s.t[s.offsets.long()[s.counts > 0]]
+    assert torch.allclose(first, (t0 + 0.5 * grid.step)[s.counts > 0], atol=1e-5)
+    assert torch.allclose(s.delta, torch.full_like(s.delta, grid.step))
+    assert torch.equal(s.ray_index.long(), torch.repeat_interleave(torch.arange(200, device=device), s.counts.long()))
+
+
+def test_marching_skips_empty_space_and_terminates_early(device):
+    grid = OccupancyGrid(BOX, resolution=32, steps_across=128, device=device)
+    grid.update(sphere_density(0.6, 50.0), torch.Generator(device=device).manual_seed(0))
+    assert 0.01 < grid.occupancy < 0.1
+    o, d = rays_towards_origin(500, device, spread=1.2)
+    s = grid.march(o, d, 2.0, 6.0)
+    pts = o[s.ray_index.long()] + s.t[:, None] * d[s.ray_index.long()]
+    # every sample lies in an occupied cell, i.e. on or near the sphere
+    cell = ((pts - grid.aabb[:3]) / (grid.aabb[3:] - grid.aabb[:3]) * 32).floor().long().clamp(0, 31)
+    flat = (cell[:, 0] * 32 + cell[:, 1]) * 32 + cell[:, 2]
+    assert grid.occupied[flat].all()
+    assert (pts.norm(dim=1) < 0.6 + 2 * 3.0 / 32).all()
+    # rays that miss the sphere cost nothing
+    closest = (torch.linalg.cross(o, d).norm(dim=1))
+    assert (s.counts[closest > 0.8] == 0).all()
+    # early termination: a dense sphere stops rays after a few samples, a transparent-
+    # threshold grid marches through the whole sphere
+    through = OccupancyGrid(BOX, resolution=32, steps_across=128, min_transmittance=0.0, device=device)
+    through.density, through.occupied, through.updates = grid.density, grid.occupied, grid.updates
+    full = through.march(o, d, 2.0, 6.0)
+    hit = closest < 0.3
+    assert s.counts[hit].float().mean() < 0.5 * full.counts[hit].float().mean()
+    assert (s.counts[hit] >= 2).all()
+
+
+def test_grid_forgets_density_with_decay_and_keeps_max(device):
+    grid = OccupancyGrid(BOX, resolution=8, steps_across=32, decay=0.5, device=device)
+    grid.update(lambda p: torch.full((p.shape[0],), 10.0, device=p.device))
+    grid.update(lambda p: torch.zeros(p.shape[0], device=p.device))
+    assert torch.allclose(grid.density, torch.full_like(grid.density, 5.0))
+    grid.update(lambda p: torch.full((p.shape[0],), 7.0, device=p.device))
+    assert torch.allclose(grid.density, torch.full_like(grid.density, 7.0))
+
+
+def test_grid_state_round_trip(device):
+    grid = OccupancyGrid(BOX, resolution=16, device=device)
+    grid.update(sphere_density())
+    other = OccupancyGrid(BOX, resolution=16, device=device)
+    other.load_state_dict(grid.state_dict())
+    o, d = rays_towards_origin(50, device)
+    a, b = grid.march(o, d, 2, 6), other.march(o, d, 2, 6)
+    assert torch.equal(a.t, b.t) and torch.equal(a.counts, b.counts)
+
+
+@pytest.mark.parametrize("steps_across", [64, 256])
+def test_compositing_gradients_on_marched_rays(device, steps_across):
+    """Variable-length packed rays straight from the marcher, 0 to 200+ samples each."""
+    grid = OccupancyGrid(BOX, resolution=32, steps_across=steps_across, min_transmittance=0.0, device=device)
+    grid.update(sphere_density(1.2, 1.0))
+    o, d = rays_towards_origin(64, device, spread=1.4)
+    s = grid.march(o, d, 2.0, 6.0)
+    assert (s.counts == 0).any() and int(s.counts.max()) >= steps_across // 4
+    g = torch.Generator().manual_seed(1)
+    sigma = (torch.rand(s.num_samples, generator=g) * 5).to(device).requires_grad_()
+    rgb = torch.rand(s.num_samples, 3, generator=g).to(device).requires_grad_()
+    bg = torch.ones(1, 3, device=device)
+    out = composite(sigma, rgb, s, bg)
+    (out[0].sum() + out[2].sum()).backward()
+    s64, c64 = sigma.detach().double().cpu().requires_grad_(), rgb.detach().double().cpu().requires_grad_()
+    ref = reference.composite_packed(s64, c64, s.t.double().cpu(), s.delta.double().cpu(), s.offsets.cpu(), s.counts.cpu(), bg.double().cpu())
+    (ref[0].sum() + ref[2].sum()).backward()
+    assert rel_err(out[0], ref[0]) < 2e-5 and rel_err(out[2], ref[2]) < 2e-5
+    assert rel_err(sigma.grad, s64.grad) < 2e-5 and rel_err(rgb.grad, c64.grad) < 2e-5
+
+
+@pytest.mark.parametrize("coarse,fine", [(8, 16), (64, 64), (64, 128), (128, 256)])
+def test_importance_matches_inverse_cdf_reference(device, coarse, fine):
+    n = 40
+    g = torch.Generator().manual_seed(coarse + fine)
+    t_near = (torch.rand(n, generator=g) + 2).to(device)
+    t_far = t_near + 2.5
+    c = stratified(t_near, t_far, coarse, torch.Generator(device=device).manual_seed(0))
+    w = (torch.rand(n * coarse, generator=g) ** 6).to(device)
+    gen = torch.Generator(device=device).manual_seed(3)
+    s = importance(t_near, t_far, c, w, fine, gen)
+    gen = torch.Generator(device=device).manual_seed(3)
+    u = ((torch.arange(fine, device=device).float() + torch.rand(n, fine, device=device, generator=gen)) / fine).reshape(-1)
+    ref_t, ref_delta = reference.importance(t_near.cpu(), t_far.cpu(), c.t.cpu(), w.cpu(), u.cpu(), fine)
+    step = 2.5 / coarse
+    # float32 cdf accumulation moves a sample by a tiny fraction of its bin
+    assert (s.t.view(n, -1).cpu().double() - ref_t).abs().max() < 5e-3 * step
+    assert (s.delta.view(n, -1).cpu().double() - ref_delta).abs().max() < 1e-2 * step
+    t = s.t.view(n, -1)
+    assert (t[:, 1:] >= t[:, :-1]).all()
+    assert torch.allclose(s.delta.view(n, -1).sum(1), t_far - t_near, atol=1e-4)
+
+
+def test_importance_concentrates_samples_where_weight_is(device):
+    n, coarse, fine = 4, 32, 64
+    t_near, t_far = torch.full((n,), 2.0, device=device), torch.full((n,), 6.0, device=device)
+    c = stratified(t_near, t_far, coarse, jitter=False)
+    w = torch.zeros(n, coarse, device=device)
+    w[:, 20] = 1.0
+    s = importance(t_near, t_far, c, w.reshape(-1), fine, jitter=False)
+    bin_lo, bin_hi = 2.0 + 20 * 4 / 32, 2.0 + 21 * 4 / 32
+    inside = ((s.t >= bin_lo) & (s.t <= bin_hi)).view(n, -1).sum(1)
+    assert (inside >= 0.9 * fine).all()

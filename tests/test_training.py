@@ -1,0 +1,152 @@
+"""Trainer behaviour: outputs, reproducibility, resume, interruption, divergence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from taichi_nerf.checkpoint import load
+from taichi_nerf.config import TrainConfig
+from taichi_nerf.training import Trainer, TrainingDiverged
+
+from .conftest import tiny_config
+
+
+def params(trainer):
+    return torch.cat([p.detach().flatten().cpu() for p in trainer.field.parameters()])
+
+
+@pytest.mark.parametrize("sampler", ["grid", "stratified", "hierarchical"])
+def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
+    cfg = tiny_config(tiny_scene, tmp_path / sampler, sampler=sampler, steps=60, fine_samples=16, samples_per_ray=16)
+    result = Trainer(cfg).run()
+    rows = [json.loads(line) for line in (tmp_path / sampler / "metrics.jsonl").read_text().splitlines()]
+    vals = [r["val_psnr"] for r in rows if "val_psnr" in r]
+    assert vals[-1] > vals[0] + 2.0, vals  # it learns something in 60 tiny steps
+    assert result.checkpoint.is_file() and (tmp_path / sampler / "curves.png").is_file()
+    assert sorted(p.name for p in (tmp_path / sampler / "previews").iterdir())[:1] == ["step_000020.png"]
+    assert any("loss" in r and "rays_per_s" in r for r in rows)
+    renderer, loaded_cfg, state = load(result.checkpoint, cfg.arch)
+    assert loaded_cfg.sampler == sampler and state["step"] == 60
+    if sampler == "grid":
+        assert renderer.grid.updates > 0 and 0.0 < renderer.grid.occupancy < 0.5
+        # empty space is being skipped: far fewer samples than marching an all-occupied grid
+        from taichi_nerf.cameras import image_rays
+        from taichi_nerf.occupancy import OccupancyGrid
+
+        val = Trainer(cfg).val
+        o, d = image_rays(val.poses.to(renderer.device), val.intrinsics.to(renderer.device), 0, val.width, 0, val.width * val.height)
+        full = OccupancyGrid(renderer.grid.aabb, cfg.grid_resolution, cfg.march_steps, device=renderer.device)
+        near, far = renderer.scene.near, renderer.scene.far
+        assert renderer.grid.march(o, d, near, far).num_samples < 0.5 * full.march(o, d, near, far).num_samples
+
+
+def test_same_seed_same_result_and_resume_continues_exactly(tiny_scene, tmp_path):
+    a = Trainer(tiny_config(tiny_scene, tmp_path / "a", steps=30, checkpoint_every=0, eval_every=1000))
+    a.run()
+    b = Trainer(tiny_config(tiny_scene, tmp_path / "b", steps=30, checkpoint_every=0, eval_every=1000))
+    b.run()
+    assert torch.equal(params(a), params(b))
+    # 12 steps, stop; resume to 30: same weights as the uninterrupted run (grid updates included)
+    c = Trainer(tiny_config(tiny_scene, tmp_path / "c", steps=30, checkpoint_every=0, eval_every=1000))
+    for _ in range(12):
+        c.step()
+    c.save_checkpoint()
+    d = Trainer(tiny_config(tiny_scene, tmp_path / "c", steps=30, checkpoint_every=0, eval_every=1000), resume=True)
+    assert d.step_count == 12
+    d.run()
+    assert torch.allclose(params(a), params(d), atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_scene, tmp_path):
+    cfg = tiny_config(tiny_scene, tmp_path, steps=40, checkpoint_every=10)
+    trainer = Trainer(cfg)
+    for _ in range(10):
+        trainer.step()
+    good = trainer.save_checkpoint()
+    before = good.read_bytes()
+    with torch.no_grad():
+        trainer.field.trunk[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        trainer.run()
+    assert good.read_bytes() == before
+
+
+def test_checkpoint_write_is_atomic(tiny_scene, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path))
+    path = trainer.save_checkpoint()
+    before = path.read_bytes()
+
+    def crash(obj, fh):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        trainer.save_checkpoint()
+    assert path.read_bytes() == before
+
+
+def test_config_validation_and_file(tmp_path):
+    with pytest.raises(ValueError, match="sampler"):
+        TrainConfig(sampler="magic").validate()
+    (tmp_path / "c.json").write_text('{"steps": 7, "nonsense": 1}')
+    with pytest.raises(ValueError, match="unknown configuration keys: nonsense"):
+        TrainConfig.from_file(tmp_path / "c.json")
+    (tmp_path / "d.json").write_text('{"steps": 7, "lr": 0.001}')
+    assert TrainConfig.from_file(tmp_path / "d.json").steps == 7
+
+
+def run_cli(*args, timeout=300, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps", "100000",
+           "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16", "--checkpoint-every", "100000",
+           "--eval-every", "100000", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    # wait until it is training (metrics appear), then interrupt
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len((out / "metrics.jsonl").read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stdout and "Traceback" not in stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] > 0
+    res = run_cli("train", "--resume", str(out), "--steps", str(state["step"] + 5), "--no-progress", "--video-frames", "0",
+                  "--arch", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert f"resuming at step {state['step']}" in res.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == state["step"] + 5
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "/nonexistent/place"], "no such file or folder"),
+    (["render", "--ckpt", "/nonexistent.pt"], "no checkpoint found"),
+    (["eval", "--ckpt", "/nonexistent.pt"], "no checkpoint found"),
+    (["train", "--steps", "0", "--data", "."], "bad configuration"),
+])
+def test_cli_errors_are_one_line(args, message, tmp_path):
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert len([line for line in res.stderr.splitlines() if line.startswith("taichi-nerf: error")]) == 1
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    res = run_cli("render", "--ckpt", str(bad), "--out", str(tmp_path / "o.mp4"))
+    assert res.returncode == 2 and "not a readable taichi-nerf checkpoint" in res.stderr
