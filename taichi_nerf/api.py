@@ -33,8 +33,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     from tqdm.auto import tqdm
 
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    dataset = load_dataset(data if data is not None else cfg.data, downscale=cfg.downscale,
-                           views=cfg.scene_views, size=cfg.scene_size, progress=progress)
+    dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
     part = dataset.split(split)
     bg_value = {"white": 1.0, "black": 0.0, "random": 1.0}[cfg.background]
     bg = torch.full((1, 3), bg_value)

@@ -30,6 +30,16 @@ def _train_parser(sub):
     p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)")
     p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--format", dest="data_format", help="dataset layout (default: detected; see docs/DATASETS.md)")
+    p.add_argument("--near", type=float, help="override the automatic near distance")
+    p.add_argument("--far", type=float, help="override the automatic far distance")
+    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help="override the automatic scene box")
+    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
+    p.add_argument("--limit", type=int, help="keep at most N frames per split")
+    ndc = p.add_mutually_exclusive_group()
+    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="sample in NDC (forward-facing scenes)")
+    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="never use NDC")
     p.add_argument("--steps", type=int, help=f"optimisation steps (default {d.steps})")
     p.add_argument("--out", help=f"output folder (default {d.out})")
     p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint")
@@ -74,7 +84,7 @@ def cmd_train(args) -> int:
         cfg = TrainConfig()
     fields = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight", "background",
               "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every", "preview_every", "time_limit_s",
-              "scene_views", "scene_size")
+              "scene_views", "scene_size", "data_format", "near", "far", "aabb", "every", "limit", "ndc")
     cfg = cfg.replace(**{k: getattr(args, k) for k in fields}, arch=args.arch)
     if args.no_progress:
         cfg = cfg.replace(progress=False)
@@ -82,6 +92,8 @@ def cmd_train(args) -> int:
     print(f"data: {trainer.dataset.summary()}")
     for w in trainer.dataset.warnings:
         print(f"warning: {w}")
+    for n in trainer.dataset.notes:
+        print(f"note: {n}")
     print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {cfg.batch_rays} rays x {cfg.samples_per_ray} samples"
           + (f", resuming at step {trainer.step_count}" if resume else ""))
     result = trainer.run()
@@ -266,6 +278,16 @@ def _gui_parser(sub):
     p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns")
     p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--format", dest="data_format", help="dataset layout (default: detected; see docs/DATASETS.md)")
+    p.add_argument("--near", type=float, help="override the automatic near distance")
+    p.add_argument("--far", type=float, help="override the automatic far distance")
+    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
+                   help="override the automatic scene box")
+    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
+    p.add_argument("--limit", type=int, help="keep at most N frames per split")
+    ndc = p.add_mutually_exclusive_group()
+    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="sample in NDC (forward-facing scenes)")
+    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="never use NDC")
     p.add_argument("--out", help="run folder for checkpoints, screenshots and videos (default runs/gui)")
     p.add_argument("--ckpt", help="open a trained checkpoint (file or run folder) to look around")
     p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")

@@ -11,6 +11,13 @@ from pathlib import Path
 class TrainConfig:
     # data
     data: str | None = None  # None: the built-in scene (generated once, cached)
+    data_format: str | None = None  # override the detected layout (docs/DATASETS.md)
+    near: float | None = None  # override the automatic near/far/box
+    far: float | None = None
+    aabb: list[float] | None = None
+    every: int | None = None  # keep every k-th frame of each split
+    limit: int | None = None  # at most N frames per split
+    ndc: bool | None = None  # LLFF: None = automatic (on for forward-facing captures)
     downscale: int = 1
     background: str = "white"  # white | black | random (random: per-ray, training only)
     # field
@@ -106,6 +113,12 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: config must be a JSON object")
         return cls.from_dict(values)
+
+    def dataset_options(self) -> dict:
+        """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
+        return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
+                    every=self.every, limit=self.limit, ndc=self.ndc, views=self.scene_views, size=self.scene_size,
+                    progress=self.progress)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

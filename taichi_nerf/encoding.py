@@ -41,8 +41,8 @@ def _encode(v: ti.template(), frequencies: ti.i32, include_input: ti.i32, base: 
 
 
 @ti.kernel
-def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), t: ti.types.ndarray(),
-                           ray_index: ti.types.ndarray(),
+def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), view_dirs: ti.types.ndarray(),
+                           t: ti.types.ndarray(), ray_index: ti.types.ndarray(),
                            pos_freq: ti.i32, pos_inc: ti.i32, pos_base: ti.f32,
                            dir_freq: ti.i32, dir_inc: ti.i32, dir_base: ti.f32,
                            dir_col: ti.i32, out: ti.types.ndarray()):
@@ -52,7 +52,8 @@ def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray()
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
         _encode(o + t[i] * d, pos_freq, pos_inc, pos_base, out, i, 0)
         if dir_col >= 0:
-            _encode(d, dir_freq, dir_inc, dir_base, out, i, dir_col)
+            v = ti.Vector([view_dirs[r, 0], view_dirs[r, 1], view_dirs[r, 2]])
+            _encode(v, dir_freq, dir_inc, dir_base, out, i, dir_col)
 
 
 @ti.kernel
@@ -62,15 +63,18 @@ def _encode_points_kernel(points: ti.types.ndarray(), freq: ti.i32, inc: ti.i32,
 
 
 def encode_samples(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, ray_index: torch.Tensor,
-                   pos: HarmonicSpec, view: HarmonicSpec | None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """(M, pos.dim [+ view.dim]) MLP input: encoded positions o + t d, then encoded directions."""
+                   pos: HarmonicSpec, view: HarmonicSpec | None, out: torch.Tensor | None = None,
+                   view_dirs: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, pos.dim [+ view.dim]) MLP input: encoded positions o + t d, then encoded view
+    directions (``view_dirs``, default ``dirs``: NDC rays sample along non-unit NDC
+    directions but are seen from their unit world directions)."""
     m = t.shape[0]
     width = pos.dim + (view.dim if view is not None else 0)
     if out is None:
         out = torch.empty(m, width, device=t.device)
     if m:
         v = view if view is not None else HarmonicSpec(0, False)
-        _encode_samples_kernel(origins, dirs, t, ray_index, pos.frequencies, int(pos.include_input), float(pos.base),
+        _encode_samples_kernel(origins, dirs, dirs if view_dirs is None else view_dirs, t, ray_index, pos.frequencies, int(pos.include_input), float(pos.base),
                                v.frequencies, int(v.include_input), float(v.base),
                                pos.dim if view is not None else -1, out)
     return out

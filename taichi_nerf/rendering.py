@@ -29,6 +29,7 @@ class Renderer:
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
                     jitter: bool = False) -> dict:
+        view_dirs = dirs  # unit world directions: what view-dependent colour depends on
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
         if self.grid is not None and self.grid.updates > 0:
@@ -38,11 +39,12 @@ class Renderer:
             samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
             if self.fine_samples:
                 with torch.no_grad():  # the coarse pass only decides where to look
-                    coarse_enc = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
+                    coarse_enc = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view,
+                                                view_dirs=view_dirs)
                     c_sigma, c_rgb = self.evaluate_field(coarse_enc)
                     weights = composite(c_sigma, c_rgb, samples, background)[3]
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
-        encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view)
+        encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view, view_dirs=view_dirs)
         sigma, rgb = self.evaluate_field(encoded)
         out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
         return {"rgb": out_rgb, "opacity": opacity, "depth": depth, "weights": weights, "samples": samples}

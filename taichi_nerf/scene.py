@@ -61,7 +61,7 @@ RADIUS_PERCENTILE = 90  # spiral as wide as most cameras are off the average one
 
 def spiral_frame(poses: torch.Tensor, focus: float) -> dict:
     """Scene fields of the forward-facing path: average camera, spiral radii, focus distance."""
-    p = poses.double()
+    p = poses.detach().double().cpu()
     center = p[:, :3, 3].mean(0)
     back = p[:, :3, 2].mean(0)
     back = back / back.norm().clamp_min(1e-12)

@@ -45,8 +45,7 @@ class Trainer:
         self.out_dir = Path(cfg.out)
         self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
         dev = self.backend.device
-        self.dataset = dataset if dataset is not None else load_dataset(
-            cfg.data, downscale=cfg.downscale, views=cfg.scene_views, size=cfg.scene_size, progress=cfg.progress)
+        self.dataset = dataset if dataset is not None else load_dataset(cfg.data, **cfg.dataset_options())
         self.train = self.dataset.split("train").to(dev)
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)

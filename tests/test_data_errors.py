@@ -6,14 +6,13 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -103,8 +102,6 @@ def test_unreadable_and_truncated_images(tmp_path):
     (tmp_path / "a.png").write_text("this is not a PNG")
     transforms(tmp_path, frames)
     expect_error(tmp_path, "a.png", "cannot read image")
-    png(tmp_path / "a.png", size=(64, 64))
-    data = (tmp_path / "a.png").read_bytes()
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 4), dtype=np.uint8))
     noisy.save(tmp_path / "a.png")
     data = (tmp_path / "a.png").read_bytes()
@@ -260,7 +257,7 @@ metas = st.fixed_dictionaries(
 TOP_KEYS = ["frames", "camera_angle_x", *extras, "aabb_scale", "scale", "offset", "near", "far", "aabb",
             "train_filenames", "val_filenames", "applied_transform"]
 FRAME_KEYS = ["file_path", "transform_matrix", *extras]
-values = st.one_of(numbers, matrices, file_paths, st.lists(numbers, min_size=3, max_size=3),
+values = st.one_of(st.none(), numbers, matrices, file_paths, st.lists(numbers, min_size=3, max_size=3),
                    st.lists(st.lists(numbers, min_size=3, max_size=3), min_size=2, max_size=2))
 mutations = st.one_of(
     st.tuples(st.just("top"), st.sampled_from(TOP_KEYS), values | st.just("<delete>")),
@@ -287,20 +284,28 @@ documents = st.one_of(st.lists(mutations, max_size=3).map(mutated), st.lists(mut
                       st.fixed_dictionaries({}, optional={"frames": anything, "camera_angle_x": numbers}).map(json.dumps),
                       st.text(max_size=40), anything.map(json.dumps))
 
-_PLAYGROUND = Path(tempfile.mkdtemp(prefix="taichi-nerf-hyp-"))
-png(_PLAYGROUND / "a.png")
-png(_PLAYGROUND / "b.png", size=(8, 6))
+@pytest.fixture(scope="module")
+def playground(tmp_path_factory):
+    """One folder for all examples (rewritten each time): a.png 8x8 and b.png 8x6."""
+    root = tmp_path_factory.mktemp("malformed")
+    png(root / "a.png")
+    png(root / "b.png", size=(8, 6))
+    return root
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(document=documents, kind=st.sampled_from(["blender", "instant-ngp"]))
-def test_malformed_transforms_load_or_raise_data_error(document, kind):
+# Found by longer runs of this test (null read as a value, not as "absent"):
+@example(document=mutated([("top", "cx", None)]), kind="blender")
+@example(document=mutated([("top", "aabb_scale", None)]), kind="instant-ngp")
+@example(document=mutated([("top", "near", None), (0, "camera_model", [])]), kind="blender")
+def test_malformed_transforms_load_or_raise_data_error(playground, document, kind):
     name = "transforms_train.json" if kind == "blender" else "transforms.json"
     for stale in ("transforms_train.json", "transforms.json"):
-        (_PLAYGROUND / stale).unlink(missing_ok=True)
-    (_PLAYGROUND / name).write_text(document)
+        (playground / stale).unlink(missing_ok=True)
+    (playground / name).write_text(document)
     try:
-        ds = load_dataset(_PLAYGROUND, format=kind)
+        ds = load_dataset(playground, format=kind)
     except DataError as exc:
         assert "\n" not in str(exc)
         return

@@ -14,6 +14,12 @@ import numpy as np
 import pytest
 
 TIMEOUT_S = 240
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child_env() -> dict:
+    """Subprocesses run in a scratch folder; make sure they import this checkout."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
 def require_vulkan():
@@ -31,8 +37,8 @@ def require_vulkan():
 def scenario_result(tmp_path_factory):
     require_vulkan()
     tmp = tmp_path_factory.mktemp("gui_headless")
-    proc = subprocess.run([sys.executable, __file__, str(tmp)], capture_output=True, text=True, timeout=TIMEOUT_S,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, __file__, str(tmp)], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp,
+                          env=child_env())
     result_file = tmp / "result.json"
     if proc.returncode != 0 or not result_file.is_file():
         pytest.fail(f"headless scenario failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -45,6 +51,7 @@ def test_training_changes_the_picture_and_the_curves(scenario_result):
     assert r["diff_untrained_vs_trained"] > 4.0  # mean |delta| in 0..255 over the view
     assert r["std_trained"] > r["std_untrained"] + 2.0  # an empty field renders flat; a trained one has structure
     assert r["psnr_last"] > r["psnr_first"] + 1.0
+    assert r["same_weights_as_plain_trainer"]  # drawing between steps leaves training untouched
 
 
 def test_pause_stops_training(scenario_result):
@@ -104,7 +111,7 @@ def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "100000", "--status", str(status),
                              "--data", str(tmp / "data"), "--width", "16", "--depth", "2", "--batch-rays", "64",
                              "--samples", "8", "--window", "160x120", "--out", str(run), "--arch", "cpu", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[1])
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp, env=child_env())
     try:
         end = time.time() + 60
         while time.time() < end and proc.poll() is None:
@@ -139,7 +146,7 @@ def scenario(tmp: Path) -> dict:
     write_synthetic_dataset(data, views=8, size=32, val_views=2, test_views=2, progress=False)
     cfg = TrainConfig(data=str(data), width=32, depth=2, batch_rays=256, samples_per_ray=24, steps=1000,
                       out=str(tmp / "run"), progress=False, arch="cpu", checkpoint_every=0, log_every=10, lr=1e-2)
-    options = GuiOptions(window=(320, 240), headless=True, render_budget_s=0.002, steps_per_frame=6,
+    options = GuiOptions(window=(320, 240), headless=True, render_budget_s=0.002, preview_divisors=(4, 2, 1), steps_per_frame=6,
                          video_frames=3, video_width=24)
     app = GuiApp.for_training(cfg, options).open()
     x0, y0, w, h = app._image_rects("rgb")[0]
@@ -173,6 +180,14 @@ def scenario(tmp: Path) -> dict:
     r["diff_untrained_vs_trained"] = float(np.abs(view(trained) - view(untrained)).mean())
     r["std_untrained"], r["std_trained"] = float(view(untrained).std()), float(view(trained).std())
     r["psnr_first"], r["psnr_last"] = app.history["psnr"][0], app.history["psnr"][-1]
+    # Rendering between steps must not disturb training: a plain Trainer gets the same weights.
+    from taichi_nerf.training import Trainer
+
+    plain = Trainer(cfg.replace(out=str(tmp / "plain")))
+    for _ in range(app.trainer.step_count):
+        plain.step()
+    r["same_weights_as_plain_trainer"] = all(torch.equal(a, b) for a, b in zip(plain.field.parameters(), app.trainer.field.parameters()))
+    del plain
 
     # pause: frames go on, training does not
     step = app.trainer.step_count

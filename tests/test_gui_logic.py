@@ -238,3 +238,14 @@ def test_steerable_trainer_scales_the_schedule():
     base = trainer.lr_at(50)
     trainer.lr_scale = 0.5
     assert trainer.lr_at(50) == pytest.approx(0.5 * base)
+
+
+def test_dynamic_resolution_picks_a_coarser_preview_for_a_slower_render():
+    p = ProgressiveResolution(100, 100)
+    assert not p.retarget(1e-4, 0.1)  # 25x25 takes ~0.06 s: the default levels fit
+    assert p.retarget(5e-4, 0.1) and p.divisors == (8, 4, 2, 1)  # 5x slower: one level coarser
+    assert p.size(0) == (13, 13) and p.size(p.top) == (100, 100) and p.shown == -1
+    p.retarget(1.0, 0.1)
+    assert p.divisors[0] == 16  # capped
+    p.retarget(1e-7, 0.1)
+    assert p.divisors == (1,)  # fast enough for full resolution while moving

@@ -71,7 +71,9 @@ class Session:
         self.fbdir.mkdir()
         self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-fbdir", str(self.fbdir),
                                       "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.env = dict(os.environ, DISPLAY=f":{self.display}")
+        repo = str(Path(__file__).resolve().parents[1])  # the GUI runs in a scratch folder: import this checkout
+        self.env = dict(os.environ, DISPLAY=f":{self.display}",
+                        PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
         self.status_path = tmp / "status.json"
         try:
             self._wait(lambda: Path(f"/tmp/.X11-unix/X{self.display}").exists(), 20, "Xvfb did not start")
@@ -83,7 +85,7 @@ class Session:
         self.log = open(self.tmp / "gui.log", "w")
         self.gui = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--status", str(self.status_path), *args],
                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                    cwd=Path(__file__).resolve().parents[1])
+                                    cwd=self.tmp)  # Dear ImGui writes imgui.ini into the working folder
 
     def status(self) -> dict:
         try:

@@ -169,3 +169,17 @@ def test_orbit_poses_circle_and_look_at_center():
     forward = -poses[:, :3, 2]
     assert torch.allclose((forward * -eyes / 3.0).sum(1), torch.ones(12), atol=1e-5)
     assert (poses[:, 2, 1] > 0).all()  # camera up has a positive world-z component: upright
+
+
+def test_encoding_uses_separate_view_directions(device):
+    """NDC rays sample along NDC directions but encode the unit world direction."""
+    o = torch.zeros(2, 3, device=device)
+    d = torch.tensor([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0]], device=device)
+    v = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], device=device)
+    t = torch.tensor([0.5, 0.25], device=device)
+    ri = torch.tensor([0, 1], dtype=torch.int32, device=device)
+    pos, view = HarmonicSpec(2, True), HarmonicSpec(1, True)
+    out = encode_samples(o, d, t, ri, pos, view, view_dirs=v).cpu().double()
+    p = torch.tensor([[0.0, 0.0, 1.0], [0.25, 0.0, 0.0]], dtype=torch.float64)
+    ref = torch.cat([reference.harmonic(p, 2, True), reference.harmonic(v.cpu().double(), 1, True)], 1)
+    assert rel_err(out, ref) < 1e-6

@@ -150,3 +150,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     res = run_cli("render", "--ckpt", str(bad), "--out", str(tmp_path / "o.mp4"))
     assert res.returncode == 2 and "not a readable taichi-nerf checkpoint" in res.stderr
+
+
+def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, loss="huber", huber_delta=0.1, silhouette_weight=0.5))
+    out = {"rgb": torch.zeros(4, 3), "opacity": torch.zeros(4)}
+    target, alpha = torch.ones(4, 3), torch.ones(4)
+    loss, mse = trainer.loss_terms(out, target, alpha)
+    huber_at_1 = 0.1 * (1.0 - 0.5 * 0.1)  # linear branch of the Huber loss
+    assert abs(float(loss) - (huber_at_1 + 0.5 * huber_at_1)) < 1e-6 and abs(float(mse) - 1.0) < 1e-6
+    trainer.cfg.silhouette_weight = 0.0
+    assert abs(float(trainer.loss_terms(out, target, alpha)[0]) - huber_at_1) < 1e-6

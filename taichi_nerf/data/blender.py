@@ -64,7 +64,9 @@ def parse_pose(value, where: str) -> np.ndarray:
 
 
 def _number(meta: dict, key: str, where: str, default=None):
-    value = meta.get(key, default)
+    value = meta.get(key)
+    if value is None:  # absent or null: the default
+        value = default
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -170,7 +172,7 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
             continue
         poses.append(pose)
         image_paths.append(image)
-        frame_metas.append({**meta, **frame})
+        frame_metas.append({**meta, **{k: v for k, v in frame.items() if v is not None}})  # frame keys win
         depth = frame.get("depth_file_path")
         depth_paths.append(root / depth if isinstance(depth, str) and depth else None)
     if not image_paths:
@@ -255,18 +257,18 @@ def load_blender(root, downscale: int = 1, every: int = 1, limit: int | None = N
                  format="blender", source=str(root), warnings=warn)
     auto_bounds(ds)
     # The file's own bounds (the built-in scene and mesh renders write them) win.
-    stated = [k for k in ("near", "far", "aabb") if k in meta]
-    if "near" in meta:
+    stated = [k for k in ("near", "far", "aabb") if meta.get(k) is not None]
+    if "near" in stated:
         ds.near = _number(meta, "near", where)
-    if "far" in meta:
+    if "far" in stated:
         ds.far = _number(meta, "far", where)
-    if "aabb" in meta:
+    if "aabb" in stated:
         ds.aabb = parse_aabb(meta["aabb"], where)
     if not 0 <= ds.near < ds.far:
         raise DataError(f"{where}: need 0 <= near < far, got near={ds.near}, far={ds.far}")
     if stated:
         # Drop the automatic choices the file overrode, so `data info` shows what is used.
-        replaced = (("box",) if "aabb" in meta else ()) + (("near",) if "near" in meta or "far" in meta else ())
+        replaced = (("box",) if "aabb" in stated else ()) + (("near",) if "near" in stated or "far" in stated else ())
         ds.notes = [n for n in ds.notes if not n.startswith(replaced)] if replaced else ds.notes
         ds.notes.append(f"{', '.join(stated)} as stated in transforms_train.json")
     return ds

@@ -190,7 +190,8 @@ def _inward_facing(poses, intrinsics, width, height, centres, forward, up, point
         distance = np.linalg.norm(centres - center, axis=1)
         radius = CONTENT_MARGIN * float(np.median(distance * np.sin(_half_fov(intrinsics, width, height))))
         box = np.concatenate([center - radius, center + radius])
-        notes.append(f"box half-size {radius:.3g}: content that fits every view ({CONTENT_MARGIN} x distance x sin(half fov))")
+        notes.append(f"box half-size {radius:.3g}: content that fits every view "
+                     f"({CONTENT_MARGIN} x distance x sin(half fov))")
     nearest, farthest = _box_distances(centres, box)
     size = float((box[3:] - box[:3]).max())
     near = max(float(nearest.min()), 0.01 * size)

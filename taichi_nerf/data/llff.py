@@ -176,7 +176,8 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
                              depth_range=(0.9 * depth_bounds[:, 0].min(), depth_bounds[:, 1].max()))
     ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="llff", source=str(root),
                  applied_transform=torch.tensor(applied, dtype=torch.float32))
-    ds.notes.append(f"world rescaled by {scale:.4g} (nearest depth -> {1 / NEAR_TARGET_FACTOR:.3g}) and re-centred on the average camera")
+    ds.notes.append(f"world rescaled by {scale:.4g} (nearest depth -> {1 / NEAR_TARGET_FACTOR:.3g}) "
+                    "and re-centred on the average camera")
     if folder_note:
         ds.notes.append(folder_note)
     if not bounds.forward_facing:

@@ -18,7 +18,6 @@ radius 1.2, and turned from its own up axis (OBJ files are usually +y up) to the
 """
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
-import math
 from pathlib import Path
 
 import numpy as np

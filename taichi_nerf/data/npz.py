@@ -115,7 +115,8 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
             rows = slice(idx[0], idx[-1] + 1, max(1, every))
             splits[name] = Split(rgba=torch.from_numpy(np.ascontiguousarray(rgba[rows])),
                                  poses=torch.tensor(poses[rows], dtype=torch.float32),
-                                 intrinsics=torch.from_numpy(np.ascontiguousarray(intr[rows])), names=[f"{name}_{i:03d}" for i in idx])
+                                 intrinsics=torch.from_numpy(np.ascontiguousarray(intr[rows])),
+                                 names=[f"{name}_{i:03d}" for i in idx])
     if "train" not in splits:
         raise DataError(f"{path}: zero usable frames for training after --every/--limit")
     warnings = [] if "val" in splits else [f"{path}: only {n} image(s): no validation split"]

@@ -50,13 +50,14 @@ def is_transforms(path: Path) -> bool:
 
 def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
     """The file-frame cube Instant-NGP marches, or None when ``aabb_scale`` is absent."""
-    if "aabb_scale" not in meta:
+    if meta.get("aabb_scale") is None:
         return None
     aabb_scale = _number(meta, "aabb_scale", where)
     scale = _number(meta, "scale", where, NGP_DEFAULT_SCALE)
     if aabb_scale <= 0 or scale <= 0:
         raise DataError(f"{where}: 'aabb_scale' and 'scale' must be positive")
-    offset = meta.get("offset", list(NGP_DEFAULT_OFFSET))
+    offset = meta.get("offset")
+    offset = list(NGP_DEFAULT_OFFSET) if offset is None else offset
     try:
         offset = np.asarray(offset, dtype=np.float64).reshape(3)
     except (TypeError, ValueError, OverflowError):
@@ -66,11 +67,12 @@ def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
     center = (0.5 - offset) / scale
     half = 0.5 * aabb_scale / scale
     box = np.concatenate([center - half, center + half])
-    return box, f"box from aabb_scale {aabb_scale:g}, scale {scale:g}, offset {offset.tolist()} (Instant-NGP's cube in the file's frame)"
+    return box, (f"box from aabb_scale {aabb_scale:g}, scale {scale:g}, offset {offset.tolist()} "
+                 "(Instant-NGP's cube in the file's frame)")
 
 
 def _check_applied_transform(meta: dict, where: str) -> str | None:
-    if "applied_transform" not in meta:
+    if meta.get("applied_transform") is None:
         return None
     try:
         m = np.asarray(meta["applied_transform"], dtype=np.float64)

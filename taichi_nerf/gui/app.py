@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint
-from ..metrics import colorize, mse_to_psnr
+from ..metrics import colorize
 from ..scene import orbit_cameras
 from ..training import BACKGROUNDS, Trainer, TrainingDiverged
 from .camera import OrbitCamera
@@ -38,7 +39,9 @@ CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
 GPU_FULL_SCALE = 1.0
 CPU_RENDER_BUDGET_S = 0.15  # per frame, for refining the view on a CPU
 PSNR_SMOOTHING = 0.9
-MAX_SETTLE_S = 5.0  # after a camera move, training waits this long at most for the view to refine
+MAX_SETTLE_S = 15.0  # after a camera move, training waits this long at most for the view to refine
+MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
+IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 
 
 class GuiUnavailable(RuntimeError):
@@ -51,6 +54,7 @@ class GuiOptions:
     headless: bool = False  # offscreen GGUI (show_window=False): frames are read back, never shown
     render_scale: float | None = None  # render size / view size; None: 1 on a GPU, training-image size on a CPU
     render_budget_s: float | None = None  # refinement time per frame; None: unlimited on a GPU, 0.15 s on a CPU
+    preview_divisors: tuple | None = None  # fixed refinement levels, e.g. (4, 2, 1); None: adapt on a CPU
     steps_per_frame: int = 1
     panel_width: int = 330
     video_frames: int = 36
@@ -163,8 +167,9 @@ class GuiApp:
         on_gpu = self.backend.is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
                                          yield_while_moving=not on_gpu, stop_at=cfg.steps if trainer is not None else None)
-        if trainer is not None and trainer.step_count >= cfg.steps:
-            self.schedule.reached(trainer.step_count)  # a finished run opens paused
+        self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
+        if trainer is not None and self.schedule.reached(trainer.step_count):  # a finished run opens paused
+            self.message = f"the run has its {cfg.steps} planned steps: space trains on"
         self.render_budget_s = options.render_budget_s if options.render_budget_s is not None else (None if on_gpu else CPU_RENDER_BUDGET_S)
         self.render_samples = cfg.eval_samples
         self.max_render_samples = max(self.render_samples, self.backend.max_samples_per_ray)
@@ -176,7 +181,9 @@ class GuiApp:
         single = self._image_rects("rgb")[0]
         self.render_scale = options.render_scale or (GPU_FULL_SCALE if on_gpu else min(1.0, train_width / max(single[2], 1)))
         full_w, full_h = self._render_size()
-        self.progressive = ProgressiveResolution(full_w, full_h, (1,) if self.render_budget_s is None else (4, 2, 1))
+        divisors = options.preview_divisors or ((1,) if self.render_budget_s is None else (4, 2, 1))
+        self.adaptive_preview = options.preview_divisors is None and self.render_budget_s is not None
+        self.progressive = ProgressiveResolution(full_w, full_h, tuple(divisors))
         self.levels: list[dict | None] = [None] * len(self.progressive.divisors)
         self.seconds_per_pixel = RateMeter(0.5)
         self.fps, self.frame_ms, self.render_ms = RateMeter(), RateMeter(), RateMeter()
@@ -185,16 +192,17 @@ class GuiApp:
         self.val_psnr = val_psnr
         self.step_at_open = trainer.step_count if trainer is not None else step
         self.saved_step = self.step_at_open
-        self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         self.counts = {"checkpoints": 0, "screenshots": 0, "videos": 0}
         self.last_saved: dict[str, str] = {}
         self.video_job: OrbitVideoJob | None = None
         self.queued: list[str] = []
         self.quit_requested = False
+        self.idle = False  # the last frame had nothing to do
         self.frame_index = 0
         self._seen_camera = self.camera.version  # the opening view is no "move": training starts at once
         self._settling: float | None = None  # when the last camera move happened, until the view has refined
-        self._last_frame_time: float | None = None
+        self._last_frame_time: float | None = None  # for input dt
+        self._last_frame_start: float | None = None  # for fps: the whole loop period, presenting included
         self._gt_cache: dict[int, torch.Tensor] = {}
         self.window = self.canvas = self.display = None
         self._relayout()
@@ -277,9 +285,12 @@ class GuiApp:
         interrupted = False
         try:
             while not self.quit_requested and (self.options.headless or self.window.running):
+                start = time.perf_counter()
                 self.frame(FrameInput() if self.options.headless else self._poll())
                 if not self.options.headless:
                     self.window.show()
+                if self.idle:  # leave the CPU to others while nothing changes
+                    time.sleep(max(0.0, 1.0 / IDLE_FPS - (time.perf_counter() - start)))
                 if self.options.max_frames is not None and self.frame_index >= self.options.max_frames:
                     break
         except KeyboardInterrupt:
@@ -302,19 +313,22 @@ class GuiApp:
                 print(f"taichi-nerf gui: not saved: {exc}", file=sys.stderr)
         self._write_status(running=False)
         if self.window is not None:
-            self.window.running = False
             self.window.destroy()
             self.window = None
 
     # --- one frame -----------------------------------------------------------------------
     def frame(self, inp: FrameInput) -> None:
         t0 = time.perf_counter()
-        for action in self.queued + self.controls.update(inp, self.camera):
-            self.perform(action)
+        if self._last_frame_start is not None:
+            self.fps.add(1.0 / max(t0 - self._last_frame_start, 1e-6))
+        self._last_frame_start = t0
+        actions = self.queued + self.controls.update(inp, self.camera)
         self.queued = []
+        for action in actions:
+            self.perform(action)
         if self.camera.version != self._seen_camera:
             self._seen_camera = self.camera.version
-            self.progressive.restart()
+            self._restart_view()
             self._settling = t0
         if self._settling is not None and (self.progressive.shown == self.progressive.top or t0 - self._settling > MAX_SETTLE_S):
             self._settling = None
@@ -330,17 +344,18 @@ class GuiApp:
         t_render = time.perf_counter()
         if self.video_job is not None:
             self._advance_video()
+            rendered = True
         else:
-            self._refine_view()
-        self.render_ms.add(1000.0 * (time.perf_counter() - t_render))
+            rendered = self._refine_view(coarse_only=self.controls.moved or self.controls.dragging)
+        if rendered:
+            self.render_ms.add(1000.0 * (time.perf_counter() - t_render))
+        self.idle = not (rendered or steps or actions or inp.pressed or inp.buttons or inp.held)
         self._compose()
         self.canvas.set_image(self.display.image)
         if self.show_panel and not self.options.headless:
             self._panel()
         self.frame_index += 1
-        dt = time.perf_counter() - t0
-        self.frame_ms.add(1000.0 * dt)
-        self.fps.add(1.0 / max(dt, 1e-6))
+        self.frame_ms.add(1000.0 * (time.perf_counter() - t0))
         self._write_status(running=True)
 
     def read_window(self) -> np.ndarray:
@@ -505,25 +520,34 @@ class GuiApp:
         view.scene = dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
         return view
 
+    def _restart_view(self) -> None:
+        """From the coarsest level again; on a CPU its size follows the measured render speed."""
+        if self.adaptive_preview and self.seconds_per_pixel.value:
+            if self.progressive.retarget(self.seconds_per_pixel.value, MOVING_FRAME_S):
+                self.levels = [None] * len(self.progressive.divisors)
+                return
+        self.progressive.restart()
+
     def _rows_within(self, budget_s: float, width: int) -> int:
         per_pixel = self.seconds_per_pixel.value or 1e-4
         return max(1, int(max(budget_s, 0.0) / (per_pixel * width)))
 
-    def _refine_view(self) -> None:
+    def _refine_view(self, coarse_only: bool = False) -> bool:
         """At least one band per frame (so refinement always progresses), more while the
-        frame's budget lasts."""
+        frame's budget lasts; only the coarse level while the camera moves (the next frame
+        starts over anyway). False when the view was already complete."""
         start = time.perf_counter()
         renderer = self._view_renderer()
         rendered = False
         while True:
             spent = time.perf_counter() - start
-            if rendered and self.render_budget_s is not None and spent >= self.render_budget_s:
-                return
+            if rendered and (coarse_only or (self.render_budget_s is not None and spent >= self.render_budget_s)):
+                return True
             width = self.progressive.size(self.progressive.level)[0]
             rows = 1 << 30 if self.render_budget_s is None else self._rows_within(self.render_budget_s - spent, width)
             band = self.progressive.next_band(rows)
             if band is None:
-                return
+                return rendered
             self._render_band(renderer, band)
             self.progressive.finish(band)
             rendered = True
@@ -542,6 +566,10 @@ class GuiApp:
             buf[key][band.row0:band.row1] = out[key].cpu()
         buf["near"], buf["far"] = renderer.scene.near, renderer.scene.far
         self.seconds_per_pixel.add((time.perf_counter() - t0) / max(1, w * (band.row1 - band.row0)))
+
+    def _uses_grid(self) -> bool:
+        grid = getattr(self.renderer, "grid", None)
+        return grid is not None and getattr(grid, "updates", 0) > 0
 
     # --- composing the window image ------------------------------------------------------
     def _view_rect(self) -> tuple[int, int, int, int]:
@@ -630,7 +658,9 @@ class GuiApp:
                 self.trainer.lr_scale = gui.slider_float("lr scale", self.trainer.lr_scale, 0.05, 3.0)
                 self.schedule.yield_while_moving = not gui.checkbox("train while moving", not self.schedule.yield_while_moving)
             scale = gui.slider_float("render scale", self.render_scale, 0.05, 1.0)
-            samples = gui.slider_int("samples/ray", self.render_samples, 8, self.max_render_samples)
+            samples = self.render_samples
+            if not self._uses_grid():  # with an occupancy grid the marcher decides the samples
+                samples = gui.slider_int("samples/ray", self.render_samples, 8, self.max_render_samples)
             distance = gui.slider_float("distance", self.camera.radius, self.camera.min_radius, self.camera.max_radius)
             if abs(scale - self.render_scale) > 1e-4:
                 self.render_scale = scale
@@ -640,7 +670,8 @@ class GuiApp:
                 self.progressive.restart()
             if abs(distance - self.camera.radius) > 1e-6:
                 self.camera.set_radius(distance)
-            gui.text(self.message[:46], color=(0.95, 0.85, 0.4))
+            for line in textwrap.wrap(self.message, 44, break_on_hyphens=False)[:3]:
+                gui.text(line, color=(0.95, 0.85, 0.4))
             for line in HELP_LINES:
                 gui.text(line, color=(0.6, 0.6, 0.6))
 
@@ -664,7 +695,12 @@ class GuiApp:
         full = f"{self.progressive.full_width}x{self.progressive.full_height}"
         shown = self.progressive.shown
         now = f"{self.progressive.size(shown)[0]}x{self.progressive.size(shown)[1]}" if shown >= 0 else "-"
-        lines.append((f"samples/ray {self.render_samples} (train {self.cfg.samples_per_ray})", white))
+        trained = getattr(self.trainer, "last_samples_per_ray", None)
+        if self._uses_grid():
+            spr = "occupancy grid" + (f", train {trained:.1f}" if trained else "")
+        else:
+            spr = f"{self.render_samples}" + (f", train {trained:.1f}" if trained else "")
+        lines.append((f"samples/ray {spr}", white))
         lines.append((f"view {now} of {full}{'' if self.progressive.complete else ' (refining)'}", white))
         lines.append((f"render {self.render_ms.value or 0:.0f} ms   fps {self.fps.value or 0:.1f}", white))
         lines.append((f"mode {self.mode}" + (f", truth: view {self._ground_truth()[0] + 1}" if self.mode == "compare" else ""), white))

@@ -70,6 +70,23 @@ class ProgressiveResolution:
                        for d in self.divisors]
         self.restart()
 
+    def retarget(self, seconds_per_pixel: float, target_s: float, max_divisor: int = 16) -> bool:
+        """Pick the coarsest level so that rendering it takes about ``target_s`` (dynamic
+        resolution: a slow field or machine gets a coarser moving preview, a fast one a
+        sharper one); levels halve the divisor down to 1. Returns True if they changed
+        (which restarts the refinement)."""
+        pixels = self.full_width * self.full_height
+        wanted = math.sqrt(max(pixels * seconds_per_pixel / max(target_s, 1e-6), 1.0))
+        coarsest = 1
+        while coarsest < wanted and coarsest < max_divisor:
+            coarsest *= 2
+        divisors = tuple(coarsest >> k for k in range(coarsest.bit_length()))
+        if divisors == tuple(self.divisors):
+            return False
+        self.divisors = divisors
+        self.resize(self.full_width, self.full_height)
+        return True
+
     def size(self, level: int) -> tuple[int, int]:
         return self._sizes[level]
 
