@@ -16,8 +16,13 @@ from .video import write_orbit
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, **overrides) -> TrainResult:
-    """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``)."""
-    cfg = (config or TrainConfig()).replace(**overrides)
+    """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``).
+    ``resume=True`` continues the run in ``out`` with its saved configuration."""
+    if resume:  # continue with the configuration the run was started with
+        out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
+        cfg = checkpoint.resume_config(out, **overrides)
+    else:
+        cfg = (config or TrainConfig()).replace(**overrides)
     return Trainer(cfg, resume=resume).run()
 
 

@@ -20,6 +20,10 @@ ARCH_CHOICES = ("auto", "cuda", "cpu")
 _MIN_AD_STACK = 64
 
 
+class BackendUnavailable(ValueError):
+    """The asked-for compute backend cannot start here (a user-fixable choice)."""
+
+
 @dataclass(frozen=True)
 class Backend:
     arch: str  # "cuda" or "cpu"
@@ -56,7 +60,7 @@ def resolve_arch(arch: str) -> str:
     if arch == "auto":
         return "cuda" if _cuda_usable() else "cpu"
     if arch == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--arch cuda was asked for, but torch sees no CUDA GPU; use --arch cpu or auto")
+        raise BackendUnavailable("--arch cuda was asked for, but torch sees no CUDA GPU; use --arch cpu or auto")
     return arch
 
 
@@ -68,8 +72,6 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
     buffers are unaffected because Taichi owns no data here).
     """
     global _current
-    import taichi as ti
-
     resolved = resolve_arch(arch) if arch != "auto" or _current is None else _current.arch
     if (
         _current is not None
@@ -79,23 +81,11 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
         return _current
 
     stack = _ad_stack_size(max(max_samples_per_ray, _current.max_samples_per_ray if _current else 0))
-    # Name the arch explicitly: ti.gpu may pick Vulkan, which copies torch tensors and returns
-    # zero autodiff gradients.
-    ti_arch = ti.cuda if resolved == "cuda" else ti.x64
-    offline_cache = os.environ.get("TAICHI_NERF_NO_KERNEL_CACHE") is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ti.init(
-            arch=ti_arch,
-            ad_stack_size=stack,
-            default_fp=ti.f32,
-            default_ip=ti.i32,
-            offline_cache=offline_cache,
-            log_level=ti.INFO if verbose else ti.WARN,
-        )
-    actual = "cuda" if ti.lang.impl.current_cfg().arch == ti.cuda else "cpu"
+    actual = _start_taichi(resolved, stack, verbose)
     if actual != resolved:
-        raise RuntimeError(f"Taichi could not start its {resolved} backend (it fell back to {actual})")
+        if arch != "auto":
+            raise BackendUnavailable(f"Taichi could not start its {resolved} backend here; use --arch cpu or auto")
+        warnings.warn("Taichi's CUDA backend did not start; running on the CPU")
     device = torch.device("cuda" if actual == "cuda" else "cpu")
     if actual == "cuda":
         # TF32 matmuls: ~8x the fp32 tensor-core rate for the MLP, well inside NeRF's noise.
@@ -103,6 +93,27 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
         torch.backends.cudnn.allow_tf32 = True
     _current = Backend(arch=actual, device=device, max_samples_per_ray=stack - 8)
     return _current
+
+
+def _start_taichi(arch: str, stack: int, verbose: bool) -> str:
+    """ti.init with the settings every kernel needs; returns the arch that actually started."""
+    import taichi as ti
+
+    # Name the arch explicitly: ti.gpu may pick Vulkan, which copies torch tensors and returns
+    # zero autodiff gradients. ti.cpu is x64 or arm64, whichever this host is.
+    ti_arch = ti.cuda if arch == "cuda" else ti.cpu
+    offline_cache = os.environ.get("TAICHI_NERF_NO_KERNEL_CACHE") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ti.init(arch=ti_arch, ad_stack_size=stack, default_fp=ti.f32, default_ip=ti.i32,
+                    offline_cache=offline_cache, log_level=ti.INFO if verbose else ti.WARN)
+        except RuntimeError:
+            if arch != "cuda":
+                raise
+            ti.init(arch=ti.cpu, ad_stack_size=stack, default_fp=ti.f32, default_ip=ti.i32,
+                    offline_cache=offline_cache, log_level=ti.INFO if verbose else ti.WARN)
+    return "cuda" if ti.lang.impl.current_cfg().arch == ti.cuda else "cpu"
 
 
 def current() -> Backend:

@@ -29,6 +29,9 @@ class KerasNeRF(nn.Module):
             fan_in = in_dim if i == 0 else width + (in_dim if reinjected else 0)
             self.layers.append(nn.Linear(fan_in, width))
         self.out = nn.Linear(width, 4)
+        for layer in [*self.layers, self.out]:  # Keras Dense defaults: Glorot uniform, zero bias
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x):
         h = x
@@ -43,52 +46,57 @@ def make_model() -> KerasNeRF:
     return KerasNeRF()
 
 
-def image_rays(pose: torch.Tensor, focal: float, width: int, height: int):
-    """All rays of one camera (OpenGL convention, unnormalised directions as in Keras)."""
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
-    cam = torch.stack([(i - width * 0.5) / focal, -(j - height * 0.5) / focal, -torch.ones_like(i)], -1)
+def image_rays(pose: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int):
+    """All rays of one camera (OpenGL convention, unnormalised directions as in Keras, pixel
+    centres at +0.5 as in the datasets here)."""
+    dev = pose.device
+    fx, fy, cx, cy = (float(v) for v in intrinsics[:4])
+    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=dev),
+                          torch.arange(width, dtype=torch.float32, device=dev), indexing="ij")
+    cam = torch.stack([(i + 0.5 - cx) / fx, -(j + 0.5 - cy) / fy, -torch.ones_like(i)], -1)
     dirs = cam @ pose[:3, :3].T
     return pose[:3, 3].expand_as(dirs), dirs
 
 
 def render(model: KerasNeRF, origins, dirs, jitter: bool, generator=None):
     """(R, 3) colours for (R, 3) rays, the recipe's way (no background term)."""
-    r = origins.shape[0]
-    t = torch.linspace(NEAR, FAR, SAMPLES).expand(r, SAMPLES)
+    r, dev = origins.shape[0], origins.device
+    t = torch.linspace(NEAR, FAR, SAMPLES, device=dev).expand(r, SAMPLES)
     if jitter:
-        t = t + torch.rand(r, SAMPLES, generator=generator) * (FAR - NEAR) / SAMPLES
+        t = t + torch.rand(r, SAMPLES, generator=generator, device=dev) * (FAR - NEAR) / SAMPLES
     pts = origins[:, None] + dirs[:, None] * t[..., None]
     raw = model(reference.harmonic(pts.reshape(-1, 3), FREQUENCIES)).view(r, SAMPLES, 4)
     sigma = F.relu(raw[..., 3])
     rgb = torch.sigmoid(raw[..., :3])
-    delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full((r, 1), 1e10)], 1)
+    delta = torch.cat([t[:, 1:] - t[:, :-1], torch.full((r, 1), 1e10, device=dev)], 1)
     alpha = 1.0 - torch.exp(-sigma * delta)
-    trans = torch.cumprod(torch.cat([torch.ones(r, 1), 1.0 - alpha + 1e-10], 1), 1)[:, :-1]
+    trans = torch.cumprod(torch.cat([torch.ones(r, 1, device=dev), 1.0 - alpha + 1e-10], 1), 1)[:, :-1]
     return ((alpha * trans)[..., None] * rgb).sum(1)
 
 
 class KerasRecipe:
     """Train and evaluate the baseline on a :class:`taichi_nerf.data.Split` pair."""
 
-    def __init__(self, train_split, background: float = 1.0, seed: int = 0):
+    def __init__(self, train_split, background: float = 0.0, seed: int = 0, device="cpu"):
         torch.manual_seed(seed)
-        self.model = make_model()
+        self.device = torch.device(device)
+        self.model = make_model().to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.split = train_split
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.split = train_split.to(self.device)
         self.background = background
         self.steps = 0
 
     def target(self, split, index):
-        rgba = split.rgba[index].float() / 255.0
+        rgba = split.rgba[index].to(self.device).float() / 255.0
         return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]) * self.background
 
     def rays(self, split, index):
-        o, d = image_rays(split.poses[index], float(split.intrinsics[index, 0]), split.width, split.height)
+        o, d = image_rays(split.poses[index].to(self.device), split.intrinsics[index], split.width, split.height)
         return o.reshape(-1, 3), d.reshape(-1, 3)
 
     def step(self) -> float:
-        idx = torch.randint(0, self.split.count, (BATCH_IMAGES,), generator=self.generator).tolist()
+        idx = torch.randint(0, self.split.count, (BATCH_IMAGES,), generator=self.generator, device=self.device).tolist()
         rays = [self.rays(self.split, i) for i in idx]
         o = torch.cat([r[0] for r in rays])
         d = torch.cat([r[1] for r in rays])

@@ -18,8 +18,10 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
     back = eye - target
     back = back / back.norm()
     right = torch.linalg.cross(up, back)
-    if right.norm() < 1e-8:  # looking straight along up: pick any perpendicular
-        right = torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), back)
+    if right.norm() < 1e-8:  # looking straight along up: use the axis least aligned with the view
+        axis = torch.zeros(3, dtype=torch.float64)
+        axis[int(back.abs().argmin())] = 1.0
+        right = torch.linalg.cross(axis, back)
     right = right / right.norm()
     true_up = torch.linalg.cross(back, right)
     pose = torch.eye(4, dtype=torch.float64)

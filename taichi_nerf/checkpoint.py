@@ -16,6 +16,8 @@ from .rendering import Renderer
 from .scene import Scene
 
 FORMAT_VERSION = 1
+# Config fields that shape the model's tensors: a resume must not change them.
+ARCHITECTURE_KEYS = ("width", "depth", "pos_frequencies", "dir_frequencies", "sampler", "grid_resolution")
 
 
 class CheckpointError(ValueError):
@@ -28,11 +30,14 @@ def save_atomic(obj: dict, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -59,20 +64,47 @@ def find_checkpoint(path) -> Path:
     return path
 
 
-def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
+def read_state(path) -> dict:
+    """The checkpoint dict, or a one-line CheckpointError. ``weights_only``: a checkpoint
+    from someone else cannot run code on load."""
     path = find_checkpoint(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(f"{path}: not a readable taichi-nerf checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or state.get("format") != "taichi-nerf" or "model" not in state:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable taichi-nerf checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != "taichi-nerf" or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
-    cfg = TrainConfig.from_dict(state["config"])
+    return state
+
+
+def saved_config(path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(read_state(path)["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{find_checkpoint(path)}: unusable configuration ({exc})") from None
+
+
+def resume_config(run_dir, **overrides) -> TrainConfig:
+    """The configuration a run was started with, writing into ``run_dir``, with overrides
+    (typically a larger ``steps``) applied."""
+    path = find_checkpoint(run_dir)
+    cfg = saved_config(path).replace(**overrides)
+    return cfg.replace(out=str(path.parent))
+
+
+def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
+    path = find_checkpoint(path)
+    state = read_state(path)
+    cfg = saved_config(path)
     b = backend.init(arch, cfg.max_samples_per_ray)
-    renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)
-    renderer.field.load_state_dict(state["model"])
-    if renderer.grid is not None and state.get("grid") is not None:
-        renderer.grid.load_state_dict(state["grid"])
+    try:
+        renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)
+        renderer.field.load_state_dict(state["model"])
+        if renderer.grid is not None and state.get("grid") is not None:
+            renderer.grid.load_state_dict(state["grid"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged or from an incompatible version ({str(exc).splitlines()[0]})") from None
     renderer.field.eval()
     return renderer, cfg, state
 

@@ -66,18 +66,16 @@ def _train_parser(sub):
 
 
 def cmd_train(args) -> int:
-    from .checkpoint import find_checkpoint
+    from .checkpoint import resume_config
     from .config import TrainConfig
     from .training import Trainer
     from .video import write_orbit
 
     resume = args.resume is not None
     if resume:
-        ckpt = find_checkpoint(args.resume)
-        import torch
-
-        cfg = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
-        cfg = cfg.replace(out=args.resume)
+        if args.out is not None or args.config is not None:
+            raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
+        cfg = resume_config(args.resume)
     elif args.config:
         cfg = TrainConfig.from_file(args.config)
     else:
@@ -85,7 +83,7 @@ def cmd_train(args) -> int:
     fields = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight", "background",
               "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every", "preview_every", "time_limit_s",
               "scene_views", "scene_size", "data_format", "near", "far", "aabb", "every", "limit", "ndc")
-    cfg = cfg.replace(**{k: getattr(args, k) for k in fields}, arch=args.arch)
+    cfg = cfg.replace(**{k: getattr(args, k) for k in fields if not (resume and k == "out")}, arch=args.arch)
     if args.no_progress:
         cfg = cfg.replace(progress=False)
     trainer = Trainer(cfg, resume=resume)
@@ -130,6 +128,8 @@ def cmd_render(args) -> int:
 
     if Path(args.out).suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {args.out}")
+    if args.frames < 1 or args.size < 8 or args.fps < 1:
+        raise UserError("--frames and --fps must be at least 1 and --size at least 8")
     paths = render_orbit(args.ckpt, args.out, frames=args.frames, size=args.size, arch=args.arch, fps=args.fps,
                          progress=not args.no_progress)
     for p in paths:
@@ -155,6 +155,7 @@ def cmd_eval(args) -> int:
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit, progress=not args.no_progress)
     text = json.dumps(result, indent=2)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text)
     return 0
@@ -349,6 +350,9 @@ def main(argv=None) -> int:
         return args.run(args)
     except (UserError, DataError, CheckpointError, ValueError) as exc:
         print(f"taichi-nerf: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # unwritable output folder, full disk, ...
+        print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDiverged as exc:
         print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)

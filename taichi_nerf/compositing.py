@@ -51,7 +51,8 @@ def _composite_kernel(sigma: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti.
 def _leaf(x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
     """A fresh leaf whose ``.grad`` Taichi may read or write without touching torch's graph."""
     leaf = x.detach().contiguous().requires_grad_(True)
-    leaf.grad = torch.zeros_like(leaf) if grad is None else grad.contiguous()
+    # a private copy: kernel.grad zeroes output gradients, and the caller may still hold this one
+    leaf.grad = torch.zeros_like(leaf) if grad is None else grad.clone(memory_format=torch.contiguous_format)
     return leaf
 
 

@@ -47,10 +47,10 @@ class TrainConfig:
     mixed_precision: bool = False  # CUDA only: run the MLP in bf16 autocast (TF32 is always on)
     # bookkeeping
     out: str = "runs/latest"
-    eval_every: int = 250
+    eval_every: int = 250  # 0: validate only at the end
     eval_views: int = 4  # validation views rendered each time (all at the end)
-    preview_every: int = 500
-    checkpoint_every: int = 500
+    preview_every: int = 500  # 0: never (except at the end)
+    checkpoint_every: int = 500  # 0: only at the end (and on Ctrl-C)
     log_every: int = 25
     arch: str = "auto"
     progress: bool = True
@@ -67,9 +67,17 @@ class TrainConfig:
             problems.append("sampler must be grid, stratified or hierarchical")
         if self.loss not in ("mse", "huber"):
             problems.append("loss must be mse or huber")
-        for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size"):
+        for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
+                     "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s", "silhouette_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must not be negative")
+        if self.huber_delta <= 0:
+            problems.append("huber_delta must be positive")
+        if self.sampler == "hierarchical" and self.fine_samples < 1:
+            problems.append("the hierarchical sampler needs fine_samples of at least 1")
         if self.lr <= 0 or self.lr_final <= 0:
             problems.append("learning rates must be positive")
         if problems:

@@ -125,7 +125,11 @@ class OccupancyGrid:
         fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, n, chunk)]).float().contiguous()
         _update_kernel(cells, fresh, self.decay, self.density)
         threshold = min(float(self.density.mean()), -math.log(1.0 - self.min_alpha) / self.step)
-        self.occupied = (self.density > threshold).to(torch.uint8)
+        occupied = (self.density > threshold).to(torch.uint8)
+        # A featureless field (e.g. all-equal density) would empty the grid, starving every ray
+        # of samples and so of gradients: keep the previous occupancy instead.
+        if bool(occupied.any()):
+            self.occupied = occupied
         self.updates += 1
 
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,

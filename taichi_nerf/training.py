@@ -188,20 +188,35 @@ class Trainer:
         return checkpoint.save_atomic(self.state(), self.out_dir / "checkpoint.pt")
 
     def _restore(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = checkpoint.read_state(path)
         saved = TrainConfig.from_dict(state["config"])
-        for key in ("width", "depth", "pos_frequencies", "dir_frequencies"):
+        for key in checkpoint.ARCHITECTURE_KEYS:
             if getattr(saved, key) != getattr(self.cfg, key):
                 raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(self.cfg, key)}")
-        self.field.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.field.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise checkpoint.CheckpointError(f"{path}: does not match this model ({exc})") from None
         if self.renderer.grid is not None and state.get("grid") is not None:
             self.renderer.grid.load_state_dict(state["grid"])
         self.step_count = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self.last_val_psnr = state.get("val_psnr")
-        self.generator.set_state(state["rng"]["generator"])
+        try:
+            self.generator.set_state(state["rng"]["generator"])
+        except RuntimeError:  # saved on another device type: same schedule, new random stream
+            print(f"warning: {path}: random state is from another device; continuing with a fresh seed")
+            self.generator.manual_seed(self.cfg.seed + self.step_count)
         torch.set_rng_state(state["rng"]["torch"])
+        self._truncate_metrics(self.step_count)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows logged after the checkpoint (a hard kill leaves them): resuming re-logs them."""
+        path = self.out_dir / "metrics.jsonl"
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+            path.write_text("".join(line + "\n" for line in keep))
 
     # --- the whole schedule ------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -211,52 +226,79 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         start_wall = time.perf_counter()
-        interrupted = False
+        stop = _StopRequest()
         bar = tqdm(total=cfg.steps, initial=self.step_count, disable=not cfg.progress, unit="step", dynamic_ncols=True)
-        previous_handler = None
-        if hasattr(signal, "SIGTERM"):
-            # Treat SIGTERM like Ctrl-C: save, then stop.
-            def on_term(signum, frame):
-                raise KeyboardInterrupt
+        with stop:
             try:
-                previous_handler = signal.signal(signal.SIGTERM, on_term)
-            except ValueError:  # not the main thread
-                previous_handler = None
-        try:
-            if self.step_count == 0:
-                self.log({"step": 0, "val_psnr": self.validate(cfg.eval_views)})
-            while self.step_count < cfg.steps:
-                info = self.step()
-                s = self.step_count
-                if s % cfg.log_every == 0 or s == cfg.steps:
-                    self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"],
-                              "lr": info["lr"], "rays_per_s": round(info["rays_per_s"], 1),
-                              "samples_per_ray": round(info["samples_per_ray"], 2)})
-                    bar.set_postfix(loss=f"{info['loss']:.4f}", psnr=f"{info['train_psnr'] or 0:.2f}",
-                                    val=f"{self.last_val_psnr or 0:.2f}", rays_s=f"{info['rays_per_s']:.0f}",
-                                    spr=f"{info['samples_per_ray']:.1f}")
-                if s % cfg.eval_every == 0 and s < cfg.steps:
-                    self.log({"step": s, "val_psnr": self.validate(cfg.eval_views)})
-                if cfg.preview_every and s % cfg.preview_every == 0:
+                if self.step_count == 0 and cfg.eval_every > 0:
+                    self.log({"step": 0, "val_psnr": self.validate(cfg.eval_views)})
+                # Signals only raise a flag; the loop stops between steps, so a checkpoint
+                # never holds a half-applied optimiser step or grid update.
+                while self.step_count < cfg.steps and not stop.requested:
+                    info = self.step()
+                    s = self.step_count
+                    if s % cfg.log_every == 0 or s == cfg.steps:
+                        self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"],
+                                  "lr": info["lr"], "rays_per_s": round(info["rays_per_s"], 1),
+                                  "samples_per_ray": round(info["samples_per_ray"], 2)})
+                        bar.set_postfix(loss=f"{info['loss']:.4f}", psnr=f"{info['train_psnr'] or 0:.2f}",
+                                        val=f"{self.last_val_psnr or 0:.2f}", rays_s=f"{info['rays_per_s']:.0f}",
+                                        spr=f"{info['samples_per_ray']:.1f}")
+                    if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps:
+                        self.log({"step": s, "val_psnr": self.validate(cfg.eval_views)})
+                    if cfg.preview_every > 0 and s % cfg.preview_every == 0:
+                        self.write_preview()
+                    if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    bar.update(1)
+                    if cfg.time_limit_s and time.perf_counter() - start_wall > cfg.time_limit_s:
+                        break
+            except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
+                stop.requested = True
+            finally:
+                bar.close()
+            # Save before the (slow) final validation, so nothing after this can lose work.
+            path = self.save_checkpoint()
+            if not stop.requested:
+                try:
+                    self.log({"step": self.step_count, "val_psnr": self.validate(None if self.val.count <= 16 else 16),
+                              "final": True})
                     self.write_preview()
-                if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                bar.update(1)
-                if cfg.time_limit_s and time.perf_counter() - start_wall > cfg.time_limit_s:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
-        if not interrupted:
-            self.log({"step": self.step_count, "val_psnr": self.validate(None if self.val.count <= 16 else 16), "final": True})
-            self.write_preview()
-        path = self.save_checkpoint()
+                    path = self.save_checkpoint()  # now with the final validation PSNR
+                except KeyboardInterrupt:
+                    stop.requested = True
         write_curves(self.out_dir)
-        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, interrupted,
+        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
                            time.perf_counter() - start_wall)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handlers that ask the training loop to stop at the next step boundary;
+    a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+            if sig is None:
+                continue
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def write_curves(out_dir: Path) -> Path | None:

@@ -107,3 +107,12 @@ def test_forward_leaves_inputs_without_grad(device):
     s = sigma.clone().requires_grad_()
     composite(s, rgb, samples, bg)
     assert s.grad is None
+
+
+def test_backward_leaves_the_callers_gradient_tensor_alone(device):
+    sigma, rgb, samples, bg = random_packed([16] * 4, device, seed=6, per_ray_bg=False)
+    s = sigma.clone().requires_grad_()
+    out_rgb = composite(s, rgb, samples, bg)[0]
+    g = torch.ones_like(out_rgb)
+    (grad,) = torch.autograd.grad(out_rgb, s, grad_outputs=g)
+    assert torch.equal(g, torch.ones_like(out_rgb)) and grad.abs().sum() > 0

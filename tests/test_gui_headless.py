@@ -18,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child_env() -> dict:
-    """Subprocesses run in a scratch folder; make sure they import this checkout."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    """Subprocesses run in a scratch folder: make sure they import this checkout. One torch
+    thread: the fields here are tiny, and on a busy machine oversubscribed OpenMP threads
+    made this scenario seven times slower."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
 
 
 def require_vulkan():

@@ -249,3 +249,19 @@ def test_dynamic_resolution_picks_a_coarser_preview_for_a_slower_render():
     assert p.divisors[0] == 16  # capped
     p.retarget(1e-7, 0.1)
     assert p.divisors == (1,)  # fast enough for full resolution while moving
+
+
+# --- command line errors: one clear line, before any data is loaded ------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["gui"], "no X display"),
+    (["gui", "--headless"], "--headless has no window to close"),
+    (["gui", "--train"], "--train continues a checkpoint"),
+    (["gui", "--window", "big"], "--window must look like"),
+])
+def test_gui_command_line_errors(argv, message, monkeypatch, capsys):
+    from taichi_nerf import cli
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -74,6 +74,7 @@ class Session:
         repo = str(Path(__file__).resolve().parents[1])  # the GUI runs in a scratch folder: import this checkout
         self.env = dict(os.environ, DISPLAY=f":{self.display}",
                         PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+        self.env.setdefault("OMP_NUM_THREADS", "1")  # tiny field: one thread, robust on a busy machine
         self.status_path = tmp / "status.json"
         try:
             self._wait(lambda: Path(f"/tmp/.X11-unix/X{self.display}").exists(), 20, "Xvfb did not start")
@@ -235,6 +236,16 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     depth_shot = session.screenshot("depth")
     rect = layout["images"][0]
     assert np.abs(crop(depth_shot, rect) - crop(rgb_shot, rect)).mean() > 10.0
+    session.xdotool("key", "i")  # the window's own screenshot: scene and panel
+    s = session.wait_status(lambda s: s["counts"]["screenshots"] >= 1, "the I key")
+    session.frames(2)
+    from PIL import Image
+
+    with Image.open(s["saved"]["screenshot"]) as im:
+        saved = np.asarray(im.convert("RGB"))
+    assert saved.shape[:2] == (WINDOW[1], WINDOW[0])
+    assert np.abs(crop(saved, rect) - crop(depth_shot, rect)).mean() < 8.0
+    assert len(find_buttons(saved, layout["panel"])) == len(BUTTONS)
     session.click(*buttons[BUTTONS.index("save_checkpoint")])
     s = session.wait_status(lambda s: s["counts"]["checkpoints"] >= 1, "the Save checkpoint button")
     assert Path(s["saved"]["checkpoint"]).is_file()

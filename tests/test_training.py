@@ -161,3 +161,31 @@ def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):
     assert abs(float(loss) - (huber_at_1 + 0.5 * huber_at_1)) < 1e-6 and abs(float(mse) - 1.0) < 1e-6
     trainer.cfg.silhouette_weight = 0.0
     assert abs(float(trainer.loss_terms(out, target, alpha)[0]) - huber_at_1) < 1e-6
+
+
+def test_resume_argument_errors_are_one_line(tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_scene, run, steps=5, eval_every=0, preview_every=0)).run()
+    res = run_cli("train", "--resume", str(run), "--out", str(tmp_path / "elsewhere"))
+    assert res.returncode == 2 and "drop --out" in res.stderr
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    torch.save({"hello": 1}, foreign / "checkpoint.pt")
+    res = run_cli("train", "--resume", str(foreign))
+    assert res.returncode == 2 and "not a taichi-nerf checkpoint" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_api_resume_uses_the_saved_configuration(tiny_scene, tmp_path):
+    import taichi_nerf as tn
+
+    first = tn.train(tiny_config(tiny_scene, tmp_path / "r", steps=6, eval_every=0, preview_every=0, width=16))
+    assert first.step == 6
+    again = tn.train(resume=True, out=str(tmp_path / "r"), steps=9)
+    assert again.step == 9
+    assert torch.load(again.checkpoint, weights_only=True)["config"]["width"] == 16
+
+
+def test_eval_every_zero_validates_only_at_the_end(tiny_scene, tmp_path):
+    result = Trainer(tiny_config(tiny_scene, tmp_path, steps=10, eval_every=0, preview_every=0)).run()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val_psnr" in r] == [10] and result.val_psnr is not None

@@ -94,8 +94,9 @@ class OrbitVideoJob:
 
     def advance(self, rows: int | None) -> None:
         rows = self.height - self.row if rows is None else max(1, min(rows, self.height - self.row))
-        out = _render_rows(self.renderer, self.poses[self.frame:self.frame + 1], self.intrinsics[self.frame:self.frame + 1],
-                           self.width, self.row, self.row + rows, self.background, None)
+        k = self.frame
+        out = _render_rows(self.renderer, self.poses[k:k + 1], self.intrinsics[k:k + 1], self.width, self.row,
+                           self.row + rows, self.background, None)
         self.rgb[self.row:self.row + rows] = out["rgb"].cpu()
         self.depth[self.row:self.row + rows] = out["depth"].cpu()
         self.opacity[self.row:self.row + rows] = out["opacity"].cpu()
@@ -142,7 +143,8 @@ def check_environment(headless: bool) -> None:
             raise GuiUnavailable("Taichi's window needs Vulkan: install the loader and a driver "
                                  "(Debian/Ubuntu: apt-get install libvulkan1 mesa-vulkan-drivers)")
         icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"]
-        if not os.environ.get("VK_ICD_FILENAMES") and not any(Path(d).is_dir() and any(Path(d).glob("*.json")) for d in icd_dirs):
+        has_driver = any(Path(d).is_dir() and any(Path(d).glob("*.json")) for d in icd_dirs)
+        if not os.environ.get("VK_ICD_FILENAMES") and not has_driver:
             raise GuiUnavailable("no Vulkan driver found: install one (Debian/Ubuntu without a GPU: "
                                  "apt-get install mesa-vulkan-drivers, which provides lavapipe)")
 
@@ -170,7 +172,9 @@ class GuiApp:
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):  # a finished run opens paused
             self.message = f"the run has its {cfg.steps} planned steps: space trains on"
-        self.render_budget_s = options.render_budget_s if options.render_budget_s is not None else (None if on_gpu else CPU_RENDER_BUDGET_S)
+        self.render_budget_s = options.render_budget_s
+        if self.render_budget_s is None and not on_gpu:
+            self.render_budget_s = CPU_RENDER_BUDGET_S
         self.render_samples = cfg.eval_samples
         self.max_render_samples = max(self.render_samples, self.backend.max_samples_per_ray)
         self.mode = "rgb"
@@ -179,6 +183,8 @@ class GuiApp:
         self.width, self.height = int(options.window[0]), int(options.window[1])
         train_width = train_split.width if train_split is not None else (self.scene.ndc_width or 100)
         single = self._image_rects("rgb")[0]
+        # On a CPU the full-resolution view defaults to the training image size: sharp enough
+        # to judge the field, cheap enough to refine in a few seconds.
         self.render_scale = options.render_scale or (GPU_FULL_SCALE if on_gpu else min(1.0, train_width / max(single[2], 1)))
         full_w, full_h = self._render_size()
         divisors = options.preview_divisors or ((1,) if self.render_budget_s is None else (4, 2, 1))
@@ -198,6 +204,7 @@ class GuiApp:
         self.queued: list[str] = []
         self.quit_requested = False
         self.idle = False  # the last frame had nothing to do
+        self._pending_window_shot: Path | None = None
         self.frame_index = 0
         self._seen_camera = self.camera.version  # the opening view is no "move": training starts at once
         self._settling: float | None = None  # when the last camera move happened, until the view has refined
@@ -330,8 +337,9 @@ class GuiApp:
             self._seen_camera = self.camera.version
             self._restart_view()
             self._settling = t0
-        if self._settling is not None and (self.progressive.shown == self.progressive.top or t0 - self._settling > MAX_SETTLE_S):
-            self._settling = None
+        if self._settling is not None:
+            if self.progressive.shown == self.progressive.top or t0 - self._settling > MAX_SETTLE_S:
+                self._settling = None
         # The camera counts as moving until the view has refined after a move (or for
         # MAX_SETTLE_S): with yield_while_moving the CPU goes to the preview, then to training.
         moving = self.controls.moved or self.controls.dragging or self._settling is not None
@@ -354,6 +362,9 @@ class GuiApp:
         self.canvas.set_image(self.display.image)
         if self.show_panel and not self.options.headless:
             self._panel()
+        if self._pending_window_shot is not None:
+            self.window.save_image(str(self._pending_window_shot))
+            self._pending_window_shot = None
         self.frame_index += 1
         self.frame_ms.add(1000.0 * (time.perf_counter() - t0))
         self._write_status(running=True)
@@ -437,7 +448,8 @@ class GuiApp:
         if self.options.headless or self.window is None:
             self._write_png(path, self.display.to_numpy())
         else:
-            self.window.save_image(str(path))  # the whole window, panel included
+            # GGUI saves the frame being drawn: done at the end of this frame, panel included
+            self._pending_window_shot = path
         self.counts["screenshots"] += 1
         self.last_saved["screenshot"] = str(path)
         return path
@@ -495,7 +507,8 @@ class GuiApp:
         return True
 
     def _record(self, step: int, loss: float, psnr: float) -> None:
-        self.smoothed_psnr = psnr if self.smoothed_psnr is None else PSNR_SMOOTHING * self.smoothed_psnr + (1 - PSNR_SMOOTHING) * psnr
+        previous = psnr if self.smoothed_psnr is None else self.smoothed_psnr
+        self.smoothed_psnr = PSNR_SMOOTHING * previous + (1 - PSNR_SMOOTHING) * psnr
         self.history["step"].append(step)
         self.history["loss"].append(math.log10(max(loss, 1e-12)))  # curves show log-loss
         self.history["psnr"].append(self.smoothed_psnr)
@@ -609,7 +622,8 @@ class GuiApp:
             index = self.camera.nearest(self.train_split.poses.cpu())
         if index not in self._gt_cache:
             rgba = self.train_split.rgba[index].float().cpu() / 255.0
-            self._gt_cache = {index: rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * self.background.view(1, 1, 3)}
+            alpha = rgba[..., 3:]
+            self._gt_cache = {index: rgba[..., :3] * alpha + (1.0 - alpha) * self.background.view(1, 1, 3)}
         return index, self._gt_cache[index]
 
     def _compose(self) -> None:
@@ -622,7 +636,8 @@ class GuiApp:
             shown, level = self.progressive.shown, self.progressive.level
             if shown >= 0 and self.levels[shown] is not None:
                 self.display.blit(self._source(self.levels[shown]), rects[0])
-            if self.progressive.working and level != shown and self.levels[level] is not None and self.progressive.rows_done:
+            partial = self.progressive.working and level != shown and self.progressive.rows_done > 0
+            if partial and self.levels[level] is not None:  # the finer level's finished rows, over it
                 self.display.blit(self._source(self.levels[level]), rects[0], rows_valid=self.progressive.rows_done)
         if self.mode == "compare" and len(rects) > 1:
             self.display.blit(self._ground_truth()[1], rects[1])
@@ -642,7 +657,8 @@ class GuiApp:
         with gui.sub_window("taichi-nerf", 1.0 - pw, 0.0, pw, 1.0):
             # Buttons first: a fixed order the window test finds them in.
             paused = self.schedule.paused or not self.schedule.can_train
-            buttons = [("Resume training (space)##pause" if paused else "Pause training (space)##pause", "toggle_pause"),
+            pause_label = "Resume training (space)##pause" if paused else "Pause training (space)##pause"
+            buttons = [(pause_label, "toggle_pause"),
                        ("Save checkpoint (C)", "save_checkpoint"), ("Save screenshot (I)", "screenshot"),
                        ("Record orbit video (V)", "record_video")]
             buttons += [(f"{MODE_LABELS[m]}{' <' if self.mode == m else ''}##{m}", f"mode_{m}") for m in MODES]
@@ -656,7 +672,8 @@ class GuiApp:
             if self.trainer is not None:
                 self.schedule.steps_per_frame = gui.slider_int("steps/frame", self.schedule.steps_per_frame, 1, 32)
                 self.trainer.lr_scale = gui.slider_float("lr scale", self.trainer.lr_scale, 0.05, 3.0)
-                self.schedule.yield_while_moving = not gui.checkbox("train while moving", not self.schedule.yield_while_moving)
+                train_while_moving = gui.checkbox("train while moving", not self.schedule.yield_while_moving)
+                self.schedule.yield_while_moving = not train_while_moving
             scale = gui.slider_float("render scale", self.render_scale, 0.05, 1.0)
             samples = self.render_samples
             if not self._uses_grid():  # with an occupancy grid the marcher decides the samples
@@ -703,7 +720,8 @@ class GuiApp:
         lines.append((f"samples/ray {spr}", white))
         lines.append((f"view {now} of {full}{'' if self.progressive.complete else ' (refining)'}", white))
         lines.append((f"render {self.render_ms.value or 0:.0f} ms   fps {self.fps.value or 0:.1f}", white))
-        lines.append((f"mode {self.mode}" + (f", truth: view {self._ground_truth()[0] + 1}" if self.mode == "compare" else ""), white))
+        truth = f", truth: view {self._ground_truth()[0] + 1}" if self.mode == "compare" else ""
+        lines.append((f"mode {self.mode}{truth}", white))
         return lines
 
     # --- files ---------------------------------------------------------------------------
@@ -720,8 +738,9 @@ class GuiApp:
             "step": self.trainer.step_count if self.trainer is not None else self.step_at_open,
             "training": self.trainer is not None, "paused": self.schedule.paused, "mode": self.mode,
             "camera": self.camera.describe(), "steps_per_frame": self.schedule.steps_per_frame,
-            "render": {"full": [self.progressive.full_width, self.progressive.full_height], "shown_level": self.progressive.shown,
-                       "level": self.progressive.level, "complete": self.progressive.complete, "scale": self.render_scale},
+            "render": {"full": [self.progressive.full_width, self.progressive.full_height], "scale": self.render_scale,
+                       "shown_level": self.progressive.shown, "level": self.progressive.level,
+                       "top_level": self.progressive.top, "complete": self.progressive.complete},
             "fps": self.fps.value, "render_ms": self.render_ms.value, "frame_ms": self.frame_ms.value,
             "psnr": self.smoothed_psnr, "message": self.message, "counts": dict(self.counts),
             "saved": dict(self.last_saved), "recording": self.video_job is not None, "panel": self.show_panel,
