@@ -23,7 +23,7 @@ class TrainConfig:
     # field
     pos_frequencies: int = 8
     dir_frequencies: int = 4
-    width: int = 128
+    width: int = 64
     depth: int = 4
     density_bias: float = -4.0  # softplus(-4) ~ 0.018: rays start ~95% transparent
     # sampling
@@ -36,8 +36,8 @@ class TrainConfig:
     grid_update_every: int = 16
     march_steps: int = 192  # grid marching steps across the scene box's diagonal
     # optimisation
-    steps: int = 2000
-    batch_rays: int = 1024
+    steps: int = 5000
+    batch_rays: int = 2048
     lr: float = 5e-3
     lr_final: float = 5e-4  # exponential decay from lr to lr_final over `steps`
     loss: str = "mse"  # mse | huber

@@ -34,23 +34,26 @@ class RadianceField(nn.Module):
         nn.init.normal_(self.density.weight, std=1e-2)
         nn.init.constant_(self.density.bias, density_bias)
 
-    def forward(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M, pos_dim + dir_dim) -> density (M,) >= 0, colour (M, 3) in [0, 1]."""
-        x_in = encoded[:, : self.pos_dim]
+    def features(self, x_in: torch.Tensor) -> torch.Tensor:
+        """Trunk features of encoded positions (M, pos_dim) -> (M, width)."""
         h = x_in
         for i, layer in enumerate(self.trunk):
             if i == self.skip and i > 0:
                 h = torch.cat([h, x_in], dim=-1)
             h = F.relu(layer(h))
-        sigma = F.softplus(self.density(h)[:, 0])
-        feat = self.feature(h)
-        c = F.relu(self.color_hidden(torch.cat([feat, encoded[:, self.pos_dim:]], dim=-1)))
-        return sigma, torch.sigmoid(self.color(c))
+        return h
+
+    def density_from(self, h: torch.Tensor) -> torch.Tensor:
+        return F.softplus(self.density(h)[:, 0])
+
+    def color_from(self, h: torch.Tensor, encoded_dir: torch.Tensor) -> torch.Tensor:
+        c = F.relu(self.color_hidden(torch.cat([self.feature(h), encoded_dir], dim=-1)))
+        return torch.sigmoid(self.color(c))
+
+    def forward(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(M, pos_dim + dir_dim) -> density (M,) >= 0, colour (M, 3) in [0, 1]."""
+        h = self.features(encoded[:, : self.pos_dim])
+        return self.density_from(h), self.color_from(h, encoded[:, self.pos_dim:])
 
     def density_only(self, encoded_pos: torch.Tensor) -> torch.Tensor:
-        h = encoded_pos
-        for i, layer in enumerate(self.trunk):
-            if i == self.skip and i > 0:
-                h = torch.cat([h, encoded_pos], dim=-1)
-            h = F.relu(layer(h))
-        return F.softplus(self.density(h)[:, 0])
+        return self.density_from(self.features(encoded_pos))

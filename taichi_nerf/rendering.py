@@ -8,7 +8,7 @@ from . import cameras
 from .compositing import composite
 from .encoding import HarmonicSpec, encode_points, encode_samples
 from .field import RadianceField
-from .occupancy import OccupancyGrid
+from .occupancy import OccupancyGrid, compact, terminate
 from .sampling import importance, ray_bounds, stratified
 from .scene import Scene, orbit_cameras  # noqa: F401  (re-exported)
 
@@ -23,6 +23,9 @@ class Renderer:
         self.grid = grid  # used once it has been updated from the field at least once
         self.fine_samples = fine_samples  # > 0: hierarchical sampling (coarse pass, then importance)
         self.bf16 = False  # set by the trainer: MLP under bf16 autocast (CUDA only)
+        # Rendering (no gradients) drops samples behind transmittance early_stop; training keeps
+        # every marched sample, so occluded space still gets gradients.
+        self.early_stop = 1e-4
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
 
@@ -45,7 +48,16 @@ class Renderer:
                     weights = composite(c_sigma, c_rgb, samples, background)[3]
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.view, view_dirs=view_dirs)
-        sigma, rgb = self.evaluate_field(encoded)
+        if self.early_stop > 0 and not torch.is_grad_enabled() and not self.bf16:
+            # Rendering: densities first, then colour only where the ray can still see.
+            h = self.field.features(encoded[:, : self.field.pos_dim])
+            sigma = self.field.density_from(h)
+            index, counts = terminate(samples, sigma, self.early_stop)
+            samples = compact(samples, index, counts)
+            sigma = sigma[index].contiguous()
+            rgb = self.field.color_from(h[index], encoded[index, self.field.pos_dim:])
+        else:
+            sigma, rgb = self.evaluate_field(encoded)
         out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
         return {"rgb": out_rgb, "opacity": opacity, "depth": depth, "weights": weights, "samples": samples}
 

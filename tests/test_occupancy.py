@@ -4,10 +4,19 @@ import torch
 
 from taichi_nerf import reference
 from taichi_nerf.compositing import composite
-from taichi_nerf.occupancy import OccupancyGrid
-from taichi_nerf.sampling import importance, ray_bounds, stratified
+from taichi_nerf.occupancy import OccupancyGrid, compact, terminate
+from taichi_nerf.sampling import Samples, importance, ray_bounds, stratified
 
-from .conftest import rel_err
+from .conftest import rel_err, tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_trained_renderer(tiny_scene, tmp_path_factory):
+    from taichi_nerf.training import Trainer
+
+    tr = Trainer(tiny_config(tiny_scene, tmp_path_factory.mktemp("es"), steps=60, eval_every=0, preview_every=0))
+    tr.run()
+    return tr.renderer, tr.val
 
 BOX = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
 
@@ -38,7 +47,7 @@ def test_untrained_grid_marches_every_step_inside_the_box(device):
     assert torch.equal(s.ray_index.long(), torch.repeat_interleave(torch.arange(200, device=device), s.counts.long()))
 
 
-def test_marching_skips_empty_space_and_terminates_early(device):
+def test_marching_skips_empty_space(device):
     grid = OccupancyGrid(BOX, resolution=32, steps_across=128, device=device)
     grid.update(sphere_density(0.6, 50.0), torch.Generator(device=device).manual_seed(0))
     assert 0.01 < grid.occupancy < 0.1
@@ -50,17 +59,49 @@ def test_marching_skips_empty_space_and_terminates_early(device):
     flat = (cell[:, 0] * 32 + cell[:, 1]) * 32 + cell[:, 2]
     assert grid.occupied[flat].all()
     assert (pts.norm(dim=1) < 0.6 + 2 * 3.0 / 32).all()
-    # rays that miss the sphere cost nothing
-    closest = (torch.linalg.cross(o, d).norm(dim=1))
+    # rays that miss the sphere cost nothing; rays through it get the whole chord
+    closest = torch.linalg.cross(o, d).norm(dim=1)
     assert (s.counts[closest > 0.8] == 0).all()
-    # early termination: a dense sphere stops rays after a few samples, a transparent-
-    # threshold grid marches through the whole sphere
-    through = OccupancyGrid(BOX, resolution=32, steps_across=128, min_transmittance=0.0, device=device)
-    through.density, through.occupied, through.updates = grid.density, grid.occupied, grid.updates
-    full = through.march(o, d, 2.0, 6.0)
+    chord = 2 * torch.sqrt((0.6**2 - closest**2).clamp_min(0))
     hit = closest < 0.3
-    assert s.counts[hit].float().mean() < 0.5 * full.counts[hit].float().mean()
-    assert (s.counts[hit] >= 2).all()
+    assert (s.counts[hit] >= (0.9 * chord[hit] / grid.step).floor()).all()
+
+
+@pytest.mark.parametrize("threshold", [1e-4, 1e-2])
+def test_terminate_keeps_the_visible_prefix_of_each_ray(device, threshold):
+    g = torch.Generator().manual_seed(0)
+    counts = torch.tensor([0, 1, 50, 200, 7], dtype=torch.int32)
+    offsets = (torch.cumsum(counts, 0) - counts).int()
+    m = int(counts.sum())
+    sigma = (torch.rand(m, generator=g) * 30).to(device)
+    delta = torch.full((m,), 0.02)
+    samples = Samples(torch.arange(m).float().to(device), delta.to(device),
+                      torch.repeat_interleave(torch.arange(5, dtype=torch.int32), counts).to(device),
+                      offsets.to(device), counts.to(device), 200)
+    index, kept = terminate(samples, sigma, threshold)
+    expect_idx, expect_counts = [], []
+    for r in range(5):
+        o, c = int(offsets[r]), int(counts[r])
+        tau = torch.cumsum(sigma.cpu().double()[o:o + c] * 0.02, 0) - sigma.cpu().double()[o:o + c] * 0.02
+        visible = torch.exp(-tau) > threshold
+        expect_idx += (o + torch.nonzero(visible)[:, 0]).tolist()
+        expect_counts.append(int(visible.sum()))
+    assert index.cpu().tolist() == expect_idx and kept.cpu().tolist() == expect_counts
+    assert 0 < sum(expect_counts) < m
+    packed = compact(samples, index, kept)
+    assert torch.equal(packed.offsets.cpu(), (torch.cumsum(kept, 0) - kept).int().cpu())
+    assert torch.equal(packed.ray_index.cpu(), torch.repeat_interleave(torch.arange(5), kept.cpu().long()).int())
+
+
+def test_early_stopped_render_matches_the_full_render(tiny_trained_renderer):
+    renderer, split = tiny_trained_renderer
+    bg = torch.ones(1, 3)
+    renderer.early_stop = 1e-4
+    fast = renderer.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
+    renderer.early_stop = 0.0
+    full = renderer.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
+    assert (fast["rgb"] - full["rgb"]).abs().max() < 1e-3
+    assert (fast["opacity"] - full["opacity"]).abs().max() < 1e-3
 
 
 def test_grid_forgets_density_with_decay_and_keeps_max(device):
@@ -85,7 +126,7 @@ def test_grid_state_round_trip(device):
 @pytest.mark.parametrize("steps_across", [64, 256])
 def test_compositing_gradients_on_marched_rays(device, steps_across):
     """Variable-length packed rays straight from the marcher, 0 to 200+ samples each."""
-    grid = OccupancyGrid(BOX, resolution=32, steps_across=steps_across, min_transmittance=0.0, device=device)
+    grid = OccupancyGrid(BOX, resolution=32, steps_across=steps_across, device=device)
     grid.update(sphere_density(1.2, 1.0))
     o, d = rays_towards_origin(64, device, spread=1.4)
     s = grid.march(o, d, 2.0, 6.0)

@@ -189,3 +189,15 @@ def test_eval_every_zero_validates_only_at_the_end(tiny_scene, tmp_path):
     result = Trainer(tiny_config(tiny_scene, tmp_path, steps=10, eval_every=0, preview_every=0)).run()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_psnr" in r] == [10] and result.val_psnr is not None
+
+
+def test_training_without_data_uses_the_cached_builtin_scene(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(None, tmp_path / "run", steps=3, eval_every=0, preview_every=0, scene_views=6, scene_size=24)
+    first = Trainer(cfg)
+    assert first.train.count == 6 and first.train.width == 24
+    cached = list((tmp_path / "cache").iterdir())
+    assert len(cached) == 1 and (cached[0] / "transforms_train.json").is_file()
+    stamp = (cached[0] / "transforms_train.json").stat().st_mtime_ns
+    Trainer(cfg).run()  # second use loads the cache instead of rendering again
+    assert (cached[0] / "transforms_train.json").stat().st_mtime_ns == stamp

@@ -65,7 +65,8 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, ne
     """Load any supported layout. ``options``: loader options (LOAD_OPTIONS) and, without
     ``path``, the built-in scene's ``views``/``size``/``progress``. ``near``/``far``/``aabb``
     override what the loader chose."""
-    loader_options = {k: options.pop(k) for k in LOAD_OPTIONS if k in options and options[k] is not None}
+    popped = {k: options.pop(k) for k in LOAD_OPTIONS if k in options}  # never forwarded to builtin_scene
+    loader_options = {k: v for k, v in popped.items() if v is not None}
     if path is None:
         path = builtin_scene(**options)
     path = Path(path)

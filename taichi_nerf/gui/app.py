@@ -232,7 +232,7 @@ class GuiApp:
 
         renderer, cfg, state = checkpoint.load(path, arch)
         try:  # the training views are optional here: they only enable snapping and compare
-            dataset = load_dataset(cfg.data, downscale=cfg.downscale, views=cfg.scene_views, size=cfg.scene_size, progress=False)
+            dataset = load_dataset(cfg.data, **dict(cfg.dataset_options(), progress=False))
             train_split = dataset.split("train")
         except (DataError, OSError) as exc:
             print(f"taichi-nerf gui: training views unavailable ({exc}); snapping and compare are off", file=sys.stderr)
@@ -685,7 +685,7 @@ class GuiApp:
             if samples != self.render_samples:
                 self.render_samples = samples
                 self.progressive.restart()
-            if abs(distance - self.camera.radius) > 1e-6:
+            if abs(distance - self.camera.radius) > 1e-4 * self.camera.radius:  # sliders round to float32
                 self.camera.set_radius(distance)
             for line in textwrap.wrap(self.message, 44, break_on_hyphens=False)[:3]:
                 gui.text(line, color=(0.95, 0.85, 0.4))
