@@ -1,7 +1,6 @@
 """The Python API; the CLI is a thin layer over these functions."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -43,11 +43,15 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
             u = jitter[r]
         n = 0
         base = 0
+        limit = max_samples
         if ti.static(fill):
+            # The two passes are compiled separately, so float rounding may let the fill pass
+            # take one step more than was counted: never write past this ray's slots.
             base = offsets[r]
+            limit = counts[r]
         dt = ti.max(step, t0 * cone)
         t = t0 + u * dt
-        while t < t1 and n < max_samples:
+        while t < t1 and n < limit:
             dt = ti.min(ti.max(step, t * cone), 16.0 * step)  # steps grow with distance when cone > 0
             p = o + t * d
             c = _cell_of(p, aabb, res)
@@ -58,7 +62,13 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
                     ray_out[base + n] = r
                 n += 1
             t += dt
-        if ti.static(not fill):
+        if ti.static(fill):
+            while n < limit:  # ...or one step fewer: pad with empty intervals that add nothing
+                t_out[base + n] = t1
+                delta_out[base + n] = 0.0
+                ray_out[base + n] = r
+                n += 1
+        else:
             counts[r] = n
 
 

@@ -10,7 +10,7 @@ from .encoding import HarmonicSpec, encode_points, encode_samples
 from .field import RadianceField
 from .occupancy import OccupancyGrid, compact, terminate
 from .sampling import importance, ray_bounds, stratified
-from .scene import Scene, orbit_cameras  # noqa: F401  (re-exported)
+from .scene import Scene
 
 
 class Renderer:

@@ -19,9 +19,7 @@ def parse_window(text: str) -> tuple[int, int]:
 
 
 def launch(args) -> int:
-    import torch
-
-    from ..checkpoint import find_checkpoint
+    from ..checkpoint import find_checkpoint, resume_config
     from ..config import TrainConfig
 
     if args.headless and args.frames is None:
@@ -41,8 +39,7 @@ def launch(args) -> int:
             ckpt = find_checkpoint(args.ckpt)
             if ckpt.name != "checkpoint.pt":
                 raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
-            cfg = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
-            cfg = cfg.replace(out=str(ckpt.parent))
+            cfg = resume_config(ckpt)
         elif args.config:
             cfg = TrainConfig.from_file(args.config)
         else:
