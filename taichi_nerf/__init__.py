@@ -3,6 +3,12 @@
 Pipeline stages, one module each: data -> cameras (rays) -> sampling -> encoding -> field
 -> compositing; rendering and training compose them; video, api and cli sit on top.
 """
+import os as _os
+
+# Taichi prints a banner on stdout at import; our commands print JSON there (eval), and the
+# backend line we print says what matters.
+_os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
+
 __version__ = "0.1.0"
 
 from .api import evaluate, load_dataset, make_synthetic, render_orbit, train  # noqa: E402

@@ -6,7 +6,9 @@ backend owns both choices and every module asks it for ``device`` instead of gue
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -103,7 +105,8 @@ def _start_taichi(arch: str, stack: int, verbose: bool) -> str:
     # zero autodiff gradients. ti.cpu is x64 or arm64, whichever this host is.
     ti_arch = ti.cuda if arch == "cuda" else ti.cpu
     offline_cache = os.environ.get("TAICHI_NERF_NO_KERNEL_CACHE") is None
-    with warnings.catch_warnings():
+    # ti.init prints "Starting on arch=..." on stdout, which must stay clean for JSON output.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         try:
             ti.init(arch=ti_arch, ad_stack_size=stack, default_fp=ti.f32, default_ip=ti.i32,
