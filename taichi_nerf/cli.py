@@ -23,11 +23,8 @@ def _add_arch(p):
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto", help="compute backend (default: auto = CUDA if usable, else CPU)")
 
 
-def _train_parser(sub):
-    from .config import TrainConfig
-
-    d = TrainConfig()
-    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)")
+def _add_dataset_options(p):
+    """What to train on: shared by ``train`` and ``gui``."""
     p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
     p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
     p.add_argument("--format", dest="data_format", help="dataset layout (default: detected; see docs/DATASETS.md)")
@@ -40,6 +37,14 @@ def _train_parser(sub):
     ndc = p.add_mutually_exclusive_group()
     ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="sample in NDC (forward-facing scenes)")
     ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="never use NDC")
+
+
+def _train_parser(sub):
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)")
+    _add_dataset_options(p)
     p.add_argument("--steps", type=int, help=f"optimisation steps (default {d.steps})")
     p.add_argument("--out", help=f"output folder (default {d.out})")
     p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint")
@@ -277,18 +282,7 @@ def _gui_parser(sub):
 
     d = TrainConfig()
     p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns")
-    p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
-    p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    p.add_argument("--format", dest="data_format", help="dataset layout (default: detected; see docs/DATASETS.md)")
-    p.add_argument("--near", type=float, help="override the automatic near distance")
-    p.add_argument("--far", type=float, help="override the automatic far distance")
-    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
-                   help="override the automatic scene box")
-    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
-    p.add_argument("--limit", type=int, help="keep at most N frames per split")
-    ndc = p.add_mutually_exclusive_group()
-    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="sample in NDC (forward-facing scenes)")
-    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="never use NDC")
+    _add_dataset_options(p)
     p.add_argument("--out", help="run folder for checkpoints, screenshots and videos (default runs/gui)")
     p.add_argument("--ckpt", help="open a trained checkpoint (file or run folder) to look around")
     p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")
