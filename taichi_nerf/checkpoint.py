@@ -78,11 +78,16 @@ def read_state(path) -> dict:
     return state
 
 
-def saved_config(path) -> TrainConfig:
+def config_of(state: dict, path) -> TrainConfig:
     try:
-        return TrainConfig.from_dict(read_state(path)["config"])
+        return TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{find_checkpoint(path)}: unusable configuration ({exc})") from None
+        raise CheckpointError(f"{path}: unusable configuration ({exc})") from None
+
+
+def saved_config(path) -> TrainConfig:
+    path = find_checkpoint(path)
+    return config_of(read_state(path), path)
 
 
 def resume_config(run_dir, **overrides) -> TrainConfig:
@@ -96,7 +101,7 @@ def resume_config(run_dir, **overrides) -> TrainConfig:
 def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
     path = find_checkpoint(path)
     state = read_state(path)
-    cfg = saved_config(path)
+    cfg = config_of(state, path)
     b = backend.init(arch, cfg.max_samples_per_ray)
     try:
         renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)

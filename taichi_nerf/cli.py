@@ -72,7 +72,7 @@ def _train_parser(sub):
 
 def cmd_train(args) -> int:
     from .checkpoint import resume_config
-    from .config import TrainConfig
+    from .config import DATASET_FIELDS, TrainConfig
     from .training import Trainer
     from .video import write_orbit
 
@@ -85,9 +85,9 @@ def cmd_train(args) -> int:
         cfg = TrainConfig.from_file(args.config)
     else:
         cfg = TrainConfig()
-    fields = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight", "background",
-              "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every", "preview_every", "time_limit_s",
-              "scene_views", "scene_size", "data_format", "near", "far", "aabb", "every", "limit", "ndc")
+    fields = DATASET_FIELDS + ("steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight",
+                               "background", "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every",
+                               "preview_every", "time_limit_s", "scene_views", "scene_size")
     cfg = cfg.replace(**{k: getattr(args, k) for k in fields if not (resume and k == "out")}, arch=args.arch)
     if args.no_progress:
         cfg = cfg.replace(progress=False)

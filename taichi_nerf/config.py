@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# TrainConfig fields that say what to train on: the flags `train` and `gui` share.
+DATASET_FIELDS = ("data", "data_format", "near", "far", "aabb", "every", "limit", "ndc")
+
+
 @dataclass
 class TrainConfig:
     # data

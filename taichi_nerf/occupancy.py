@@ -15,7 +15,7 @@ import math
 import taichi as ti
 import torch
 
-from .sampling import Samples, _ray_box
+from .sampling import Samples, _ray_box, offsets_of
 
 
 @ti.func
@@ -122,8 +122,7 @@ def terminate(samples: Samples, sigma: torch.Tensor, min_transmittance: float = 
 
 
 def compact(samples: Samples, index: torch.Tensor, counts: torch.Tensor) -> Samples:
-    offsets = (torch.cumsum(counts, 0, dtype=torch.int32) - counts) if counts.numel() else counts
-    return Samples(samples.t[index], samples.delta[index], samples.ray_index[index], offsets, counts,
+    return Samples(samples.t[index], samples.delta[index], samples.ray_index[index], offsets_of(counts), counts,
                    samples.max_per_ray)
 
 
@@ -151,10 +150,6 @@ class OccupancyGrid:
     @property
     def occupancy(self) -> float:
         return float(self.occupied.float().mean())
-
-    def cell_centres(self) -> torch.Tensor:
-        cells = torch.arange(self.resolution**3, device=self.device, dtype=torch.int32)
-        return self._points(cells, torch.full((cells.shape[0], 3), 0.5, device=self.device))
 
     def _points(self, cells: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
         pts = torch.empty(cells.shape[0], 3, device=self.device)
@@ -191,7 +186,7 @@ class OccupancyGrid:
                 self.step, self.cone_angle, u, int(jitter), self.max_samples)
         if n:
             _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i)
-        offsets = (torch.cumsum(counts, 0, dtype=torch.int32) - counts) if n else counts
+        offsets = offsets_of(counts)
         m = int(counts.sum()) if n else 0  # the one sync: buffers must be sized
         t = torch.empty(m, device=dev)
         delta = torch.empty(m, device=dev)

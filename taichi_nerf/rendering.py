@@ -22,7 +22,7 @@ class Renderer:
         self.samples_per_ray = samples_per_ray
         self.grid = grid  # used once it has been updated from the field at least once
         self.fine_samples = fine_samples  # > 0: hierarchical sampling (coarse pass, then importance)
-        self.bf16 = False  # set by the trainer: MLP under bf16 autocast (CUDA only)
+        self.bf16 = False  # MLP under bf16 autocast (CUDA only); build_renderer sets it from the config
         # Rendering (no gradients) drops samples behind transmittance early_stop; training keeps
         # every marched sample, so occluded space still gets gradients.
         self.early_stop = 1e-4

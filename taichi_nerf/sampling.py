@@ -81,6 +81,11 @@ def ray_bounds(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, ne
     return t_near, t_far
 
 
+def offsets_of(counts: torch.Tensor) -> torch.Tensor:
+    """Start of each ray's samples in a packed buffer: the exclusive prefix sum of counts."""
+    return (torch.cumsum(counts, 0, dtype=torch.int32) - counts) if counts.numel() else counts
+
+
 def fixed_layout(num_rays: int, samples_per_ray: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     offsets = torch.arange(num_rays, device=device, dtype=torch.int32) * samples_per_ray
     counts = torch.full((num_rays,), samples_per_ray, device=device, dtype=torch.int32)

@@ -189,7 +189,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = checkpoint.read_state(path)
-        saved = TrainConfig.from_dict(state["config"])
+        saved = checkpoint.config_of(state, path)
         for key in checkpoint.ARCHITECTURE_KEYS:
             if getattr(saved, key) != getattr(self.cfg, key):
                 raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(self.cfg, key)}")

@@ -201,3 +201,21 @@ def test_training_without_data_uses_the_cached_builtin_scene(tmp_path, monkeypat
     stamp = (cached[0] / "transforms_train.json").stat().st_mtime_ns
     Trainer(cfg).run()  # second use loads the cache instead of rendering again
     assert (cached[0] / "transforms_train.json").stat().st_mtime_ns == stamp
+
+
+def test_dataset_flags_reach_the_config_in_train_and_gui():
+    """Every flag of the shared dataset options is copied into TrainConfig by both commands."""
+    import argparse
+
+    from taichi_nerf.cli import _add_dataset_options
+    from taichi_nerf.config import DATASET_FIELDS
+    from taichi_nerf.gui.launch import TRAIN_FIELDS
+
+    parser = argparse.ArgumentParser()
+    _add_dataset_options(parser)
+    dests = {a.dest for a in parser._actions} - {"help", "config"}
+    assert dests == set(DATASET_FIELDS)
+    assert set(DATASET_FIELDS) <= set(TRAIN_FIELDS)
+    args = parser.parse_args(["--format", "npz", "--near", "1.5", "--every", "2", "--no-ndc"])
+    cfg = TrainConfig().replace(**{k: getattr(args, k) for k in DATASET_FIELDS})
+    assert (cfg.data_format, cfg.near, cfg.every, cfg.ndc) == ("npz", 1.5, 2, False)

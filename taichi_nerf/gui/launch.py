@@ -1,11 +1,12 @@
 """``taichi-nerf gui`` arguments -> a configured :class:`GuiApp`, run to the end."""
 from pathlib import Path
 
+from ..config import DATASET_FIELDS
 from .app import GuiApp, GuiOptions, check_environment
 
 DEFAULT_OUT = "runs/gui"  # not the CLI's runs/latest: a GUI session must not overwrite a batch run
-TRAIN_FIELDS = ("data", "steps", "out", "batch_rays", "samples_per_ray", "lr", "background", "downscale", "width",
-                "depth", "seed", "scene_views", "scene_size")
+TRAIN_FIELDS = DATASET_FIELDS + ("steps", "out", "batch_rays", "samples_per_ray", "lr", "background", "downscale",
+                                 "width", "depth", "seed", "scene_views", "scene_size")
 
 
 def parse_window(text: str) -> tuple[int, int]:
