@@ -58,11 +58,7 @@ def read_mtl(path: Path, warnings: list[str]) -> dict[str, Material]:
         return {}
     materials: dict[str, Material] = {}
     current: Material | None = None
-    for number, line in enumerate(lines, 1):
-        tokens = line.split("#", 1)[0].split()
-        if not tokens:
-            continue
-        key, args, where = tokens[0], tokens[1:], f"{path}:{number}"
+    for key, args, where in _records(lines, path):
         if key == "newmtl" and args:
             current = materials[args[0]] = Material(args[0])
         elif current is None:
@@ -78,6 +74,14 @@ def read_mtl(path: Path, warnings: list[str]) -> dict[str, Material]:
     return materials
 
 
+def _records(lines: list[str], path: Path):
+    """(keyword, arguments, "file:line") for each non-empty line, comments stripped."""
+    for number, line in enumerate(lines, 1):
+        tokens = line.split("#", 1)[0].split()
+        if tokens:
+            yield tokens[0], tokens[1:], f"{path}:{number}"
+
+
 def read_obj(path) -> Mesh:
     path = Path(path)
     try:
@@ -91,11 +95,7 @@ def read_obj(path) -> Mesh:
     face_material_names: list[str | None] = []
     libraries: list[Path] = []
     material: str | None = None
-    for number, line in enumerate(lines, 1):
-        tokens = line.split("#", 1)[0].split()
-        if not tokens:
-            continue
-        key, args, where = tokens[0], tokens[1:], f"{path}:{number}"
+    for key, args, where in _records(lines, path):
         if key == "v":
             values = _floats(args, 6 if len(args) >= 6 else 3, where)
             positions.append(values[:3])
