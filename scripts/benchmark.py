@@ -24,7 +24,7 @@ from taichi_nerf import backend, reference  # noqa: E402
 from taichi_nerf.compositing import composite  # noqa: E402
 from taichi_nerf.config import TrainConfig  # noqa: E402
 from taichi_nerf.metrics import psnr  # noqa: E402
-from taichi_nerf.sampling import fixed_layout, Samples  # noqa: E402
+from taichi_nerf.packing import Samples, fixed_layout  # noqa: E402
 
 
 def machine() -> str:
@@ -159,7 +159,7 @@ def value_at(curve, seconds):
 
 
 def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views: int, eval_every: float) -> dict:
-    from taichi_nerf.baseline import KerasRecipe
+    from baselines import KerasRecipe  # scripts/baselines.py, beside this file
     from taichi_nerf.training import Trainer
 
     # Black background for both runs: the recipe has no background term (its data had black

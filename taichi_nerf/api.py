@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import checkpoint
+from .backgrounds import background_colour, over_background
 from .config import TrainConfig
 from .data.loaders import builtin_scene, load_dataset
 from .metrics import psnr, ssim
@@ -39,14 +39,12 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
     part = dataset.split(split)
-    bg_value = {"white": 1.0, "black": 0.0, "random": 1.0}[cfg.background]
-    bg = torch.full((1, 3), bg_value)
+    bg = background_colour(cfg.background)
     count = part.count if limit is None else min(limit, part.count)
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
         pred = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)["rgb"].cpu().clamp(0, 1)
-        rgba = part.rgba[i].float() / 255.0
-        target = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]) * bg_value
+        target = over_background(part.rgba[i], bg)
         images.append({"name": part.names[i] if part.names else str(i), "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
     return {
         "checkpoint": str(checkpoint.find_checkpoint(ckpt)), "split": split, "count": count,

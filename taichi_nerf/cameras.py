@@ -6,8 +6,16 @@ Poses are camera-to-world 4x4 in the OpenGL/Blender convention (camera looks dow
 
 import math
 
+import numpy as np
 import taichi as ti
 import torch
+
+
+def unit(v) -> np.ndarray:
+    """Vectors (..., 3) scaled to unit length along the last axis, as float64 numpy; a zero
+    vector stays zero instead of becoming NaN."""
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:

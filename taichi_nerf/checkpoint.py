@@ -9,9 +9,6 @@ import torch
 
 from . import backend
 from .config import TrainConfig
-from .encoding import HarmonicSpec
-from .field import RadianceField
-from .occupancy import OccupancyGrid
 from .rendering import Renderer
 from .scene import Scene
 
@@ -39,19 +36,6 @@ def save_atomic(obj: dict, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def build_renderer(cfg: TrainConfig, scene: Scene, device) -> Renderer:
-    pos = HarmonicSpec(cfg.pos_frequencies, True)
-    view = HarmonicSpec(cfg.dir_frequencies, True)
-    field = RadianceField(pos.dim, view.dim, cfg.width, cfg.depth, density_bias=cfg.density_bias).to(device)
-    grid = None
-    if cfg.sampler == "grid":
-        grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device)
-    fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
-    renderer = Renderer(field, pos, view, scene, cfg.eval_samples, device, grid, fine)
-    renderer.bf16 = cfg.mixed_precision
-    return renderer
 
 
 def find_checkpoint(path) -> Path:
@@ -104,8 +88,8 @@ def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
     cfg = config_of(state, path)
     b = backend.init(arch, cfg.max_samples_per_ray)
     try:
-        renderer = build_renderer(cfg, Scene(**state["scene"]), b.device)
-        renderer.field.load_state_dict(state["model"])
+        renderer = Renderer.from_config(cfg, Scene(**state["scene"]), b.device)
+        renderer.field.load_state_dict(state["model"])  # older key names are mapped by the modules
         if renderer.grid is not None and state.get("grid") is not None:
             renderer.grid.load_state_dict(state["grid"])
     except (TypeError, KeyError, RuntimeError, ValueError) as exc:

@@ -23,74 +23,121 @@ def _add_arch(p):
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto", help="compute backend (default: auto = CUDA if usable, else CPU)")
 
 
-def _add_dataset_options(p):
-    """What to train on: shared by ``train`` and ``gui``."""
-    p.add_argument("--data", help="dataset folder or file (default: the built-in scene)")
-    p.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    p.add_argument("--format", dest="data_format", help="dataset layout (default: detected; see docs/DATASETS.md)")
-    p.add_argument("--near", type=float, help="override the automatic near distance")
-    p.add_argument("--far", type=float, help="override the automatic far distance")
-    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
-                   help="override the automatic scene box")
-    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
-    p.add_argument("--limit", type=int, help="keep at most N frames per split")
-    ndc = p.add_mutually_exclusive_group()
-    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="sample in NDC (forward-facing scenes)")
-    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="never use NDC")
+def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
+    """One ``--kebab-case`` flag per TrainConfig field in ``names`` (default: every field), in
+    the ``--help`` group the field declares, built from its type hint and metadata (config.py):
+    ``Literal`` -> choices, ``bool`` -> ``--x/--no-x``, ``list[float]`` -> ``nargs`` values.
+    Every flag defaults to None, so only the flags typed override a config (read them back
+    with :func:`config_overrides`). ``shown_defaults``: a command's own default for ``--help``."""
+    import dataclasses
+    import typing
+
+    from .config import TrainConfig, field_types
+
+    hints, shown_defaults, groups = field_types(), shown_defaults or {}, {}
+    for f in dataclasses.fields(TrainConfig):
+        if names is not None and f.name not in names:
+            continue
+        meta = f.metadata
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(f"{meta['group']} options")
+        kind = _without_none(hints[f.name])
+        options = dict(dest=f.name, default=None, help=_with_default(meta["help"], shown_defaults.get(f.name, f.default)))
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        elif typing.get_origin(kind) is list:
+            options.update(type=typing.get_args(kind)[0], nargs=meta["nargs"] or "+", metavar=meta["metavar"])
+        else:
+            options.update(type=kind, metavar=meta["metavar"] or _METAVARS[kind])
+        groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), *meta["aliases"], **options)
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _with_default(text: str, default) -> str:
+    """Help text + its default, inside a closing parenthesis when there is one; escaped for argparse."""
+    if default is not None:
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        text = text[:-1] + f"; default: {shown})" if text.endswith(")") else text + f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wider flag column, and ``--samples-per-ray, --samples N`` instead of repeating the metavar."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return ", ".join(action.option_strings) + " " + self._format_args(action, self._get_default_metavar_for_optional(action))
+
+
+def _without_none(hint):
+    """``X | None`` -> ``X`` (None is the flag's "not given")."""
+    import types
+    import typing
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint
+
+
+def config_overrides(args) -> dict:
+    """The TrainConfig fields whose flag was given on the command line."""
+    import dataclasses
+
+    from .config import TrainConfig
+
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def run_config(args, resume_from=None, default=None):
+    """The run's TrainConfig: the resumed run's config (``resume_from``: its folder or checkpoint),
+    else the --config file, else ``default`` (TrainConfig()); then every flag given on top."""
+    from .checkpoint import resume_config
+    from .config import TrainConfig
+
+    given = config_overrides(args)
+    if resume_from is not None:
+        cfg = resume_config(resume_from)
+        given.pop("out", None)  # a resumed run stays in its folder
+        given.setdefault("arch", "auto")  # it may be on another machine: pick the backend afresh unless --arch says
+    elif getattr(args, "config", None):
+        cfg = TrainConfig.from_file(args.config)
+    else:
+        cfg = default or TrainConfig()
+    return cfg.replace(**given)
 
 
 def _train_parser(sub):
-    from .config import TrainConfig
-
-    d = TrainConfig()
-    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)")
-    _add_dataset_options(p)
-    p.add_argument("--steps", type=int, help=f"optimisation steps (default {d.steps})")
-    p.add_argument("--out", help=f"output folder (default {d.out})")
-    p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint")
-    p.add_argument("--batch-rays", type=int, help=f"rays per step (default {d.batch_rays})")
-    p.add_argument("--samples", type=int, dest="samples_per_ray", help=f"samples per ray (default {d.samples_per_ray})")
-    p.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
-    p.add_argument("--loss", choices=("mse", "huber"), help="colour loss (default mse)")
-    p.add_argument("--silhouette-weight", type=float, help="weight of the opacity-vs-alpha loss (default 0)")
-    p.add_argument("--background", choices=("white", "black", "random"), help="background colour (default white)")
-    p.add_argument("--downscale", type=int, help="load images downscaled by this factor")
-    p.add_argument("--width", type=int, help=f"MLP width (default {d.width})")
-    p.add_argument("--depth", type=int, help=f"MLP depth (default {d.depth})")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--preview-every", type=int)
-    p.add_argument("--time-limit", type=float, dest="time_limit_s", help="stop after this many seconds (and save)")
-    p.add_argument("--scene-views", type=int, help="built-in scene: training views")
-    p.add_argument("--scene-size", type=int, help="built-in scene: image size in pixels")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--video-frames", type=int, default=60, help="frames of the orbit video written at the end (0: none)")
-    _add_arch(p)
+    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)",
+                       formatter_class=_HelpFormatter, usage="%(prog)s [--config FILE | --resume OUTDIR] [options]",
+                       description="Train a field. Every TrainConfig field is a flag; a flag given overrides "
+                                   "the --config file or the resumed run's config.")
+    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint (with its config)")
+    p.add_argument("--video-frames", type=int, default=60, metavar="N",
+                   help="frames of the orbit video written at the end (default: 60; 0: none)")
+    add_config_flags(p)
     p.set_defaults(run=cmd_train)
 
 
 def cmd_train(args) -> int:
-    from .checkpoint import resume_config
-    from .config import DATASET_FIELDS, TrainConfig
     from .training import Trainer
     from .video import write_orbit
 
     resume = args.resume is not None
-    if resume:
-        if args.out is not None or args.config is not None:
-            raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
-        cfg = resume_config(args.resume)
-    elif args.config:
-        cfg = TrainConfig.from_file(args.config)
-    else:
-        cfg = TrainConfig()
-    fields = DATASET_FIELDS + ("steps", "out", "batch_rays", "samples_per_ray", "lr", "loss", "silhouette_weight",
-                               "background", "downscale", "width", "depth", "seed", "eval_every", "checkpoint_every",
-                               "preview_every", "time_limit_s", "scene_views", "scene_size")
-    cfg = cfg.replace(**{k: getattr(args, k) for k in fields if not (resume and k == "out")}, arch=args.arch)
-    if args.no_progress:
-        cfg = cfg.replace(progress=False)
+    if resume and (args.out is not None or args.config is not None):
+        raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
+    cfg = run_config(args, resume_from=args.resume)
     trainer = Trainer(cfg, resume=resume)
     print(f"data: {trainer.dataset.summary()}")
     for w in trainer.dataset.warnings:
@@ -167,6 +214,8 @@ def cmd_eval(args) -> int:
 
 
 def _data_parser(sub):
+    from .config import DATASET_FIELDS
+
     p = sub.add_parser("data", help="make or inspect datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="render the built-in scene in the Blender layout")
@@ -176,9 +225,11 @@ def _data_parser(sub):
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(run=cmd_data_synthetic)
 
-    i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds")
+    i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds",
+                        formatter_class=_HelpFormatter)
     i.add_argument("path", help="dataset folder or file")
-    _add_data_options(i)
+    i.add_argument("--val-every", type=int, metavar="N", help="hold out every k-th frame as val when the data has no split")
+    add_config_flags(i, set(DATASET_FIELDS) - {"data"})  # the dataset flags of train, less --data (the PATH)
     i.set_defaults(run=cmd_data_info)
 
     m = dsub.add_parser("from-mesh", help="render a (textured) OBJ mesh from many cameras into the Blender layout")
@@ -195,28 +246,13 @@ def _data_parser(sub):
     m.set_defaults(run=cmd_data_from_mesh)
 
 
-def _add_data_options(p):
-    from .data.loaders import FORMATS
-
-    p.add_argument("--format", help=f"override the detected layout ({', '.join(FORMATS)})")
-    p.add_argument("--downscale", type=int, default=1, help="load images downscaled by this factor")
-    p.add_argument("--every", type=int, help="keep every k-th frame of each split")
-    p.add_argument("--limit", type=int, help="keep at most N frames per split")
-    p.add_argument("--val-every", type=int, help="hold out every k-th frame as val when the data has no split")
-    ndc = p.add_mutually_exclusive_group()
-    ndc.add_argument("--ndc", dest="ndc", action="store_true", default=None, help="LLFF: sample in NDC (default for forward-facing)")
-    ndc.add_argument("--no-ndc", dest="ndc", action="store_false", help="LLFF: sample in world space")
-    p.add_argument("--near", type=float, help="override the near distance")
-    p.add_argument("--far", type=float, help="override the far distance")
-    p.add_argument("--aabb", type=float, nargs=6, metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
-                   help="override the scene box")
-
-
 def _load_with_options(args):
+    from .config import TrainConfig
     from .data.loaders import load_dataset
 
-    return load_dataset(args.path, format=args.format, downscale=args.downscale, every=args.every, limit=args.limit,
-                        val_every=args.val_every, ndc=args.ndc, near=args.near, far=args.far, aabb=args.aabb)
+    cfg = TrainConfig().replace(**config_overrides(args))
+    return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
+                        val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb)
 
 
 def cmd_data_info(args) -> int:
@@ -277,36 +313,33 @@ def cmd_data_synthetic(args) -> int:
     return 0
 
 
-def _gui_parser(sub):
-    from .config import TrainConfig
+# TrainConfig fields `gui` takes as flags (a --config file may set any other).
+GUI_FIELDS = ("steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
+              "progress", "scene_views", "scene_size")
+GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 
-    d = TrainConfig()
-    p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns")
-    _add_dataset_options(p)
-    p.add_argument("--out", help="run folder for checkpoints, screenshots and videos (default runs/gui)")
-    p.add_argument("--ckpt", help="open a trained checkpoint (file or run folder) to look around")
+
+def _gui_parser(sub):
+    from .config import DATASET_FIELDS
+
+    p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns",
+                       formatter_class=_HelpFormatter, usage="%(prog)s [--data PATH | --ckpt RUN [--train]] [options]",
+                       description="Train in an interactive window, or look around a trained checkpoint. "
+                                   "A flag given overrides the --config file or the continued run's config.")
+    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--ckpt", metavar="RUN", help="open a trained checkpoint (file or run folder) to look around")
     p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")
-    p.add_argument("--steps", type=int, help=f"planned steps; training pauses there (default {d.steps})")
-    p.add_argument("--batch-rays", type=int, help=f"rays per step (default {d.batch_rays})")
-    p.add_argument("--samples", type=int, dest="samples_per_ray", help=f"samples per ray (default {d.samples_per_ray})")
-    p.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
-    p.add_argument("--background", choices=("white", "black", "random"), help="background colour (default white)")
-    p.add_argument("--downscale", type=int, help="load images downscaled by this factor")
-    p.add_argument("--width", type=int, help=f"MLP width (default {d.width})")
-    p.add_argument("--depth", type=int, help=f"MLP depth (default {d.depth})")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--scene-views", type=int, help="built-in scene: training views")
-    p.add_argument("--scene-size", type=int, help="built-in scene: image size in pixels")
-    p.add_argument("--window", default="1120x800", help="window size WxH (default 1120x800; the panel takes 330 px)")
-    p.add_argument("--render-scale", type=float, help="render size / view size (default: 1 on a GPU, the training image size on a CPU)")
-    p.add_argument("--steps-per-frame", type=int, default=1, help="training steps between two frames (default 1)")
-    p.add_argument("--video-frames", type=int, default=36, help="frames of the orbit video the V key records (default 36)")
-    p.add_argument("--headless", action="store_true", help="no window: render offscreen (needs --frames; see --screenshot)")
-    p.add_argument("--frames", type=int, help="leave after this many frames")
-    p.add_argument("--screenshot", help="save the last frame to this PNG when leaving")
-    p.add_argument("--status", help="write the GUI state as JSON to this file every frame (for scripts)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while the built-in scene is generated")
-    _add_arch(p)
+    w = p.add_argument_group("window options")
+    w.add_argument("--window", default="1120x800", metavar="WxH", help="window size (default: 1120x800; the panel takes 330 px)")
+    w.add_argument("--render-scale", type=float, metavar="X",
+                   help="render size / view size (default: 1 on a GPU, the training image size on a CPU)")
+    w.add_argument("--steps-per-frame", type=int, default=1, metavar="N", help="training steps between two frames (default: 1)")
+    w.add_argument("--video-frames", type=int, default=36, metavar="N", help="frames of the orbit video the V key records (default: 36)")
+    w.add_argument("--headless", action="store_true", help="no window: render offscreen (needs --frames; see --screenshot)")
+    w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
+    w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
+    w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
+    add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})
     p.set_defaults(run=cmd_gui)
 
 

@@ -15,7 +15,7 @@ import taichi as ti
 import torch
 
 from . import backend
-from .sampling import Samples
+from .packing import Samples
 
 
 @ti.kernel

@@ -1,76 +1,99 @@
-"""Training configuration: one dataclass, loadable from JSON, overridable from the CLI."""
+"""Training configuration: one dataclass, loadable from JSON, overridable from the CLI.
+
+Each field declares its help text and ``--help`` group once, here (see :func:`option`);
+``Literal`` type hints are the choices. ``taichi_nerf.cli`` turns every field into a
+``--kebab-case`` flag from these declarations, so a new field is a new flag for free.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+# Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
+Background = Literal["white", "black", "random"]
+Sampler = Literal["grid", "stratified", "hierarchical"]
+Loss = Literal["mse", "huber"]
+Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
+
+# --help groups, in the order they are shown.
+DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
+    "data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
 
 
-# TrainConfig fields that say what to train on: the flags `train` and `gui` share.
-DATASET_FIELDS = ("data", "data_format", "near", "far", "aabb", "every", "limit", "ndc")
+def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), metavar=None, nargs=None):
+    """A TrainConfig field with what its command-line flag needs: ``help`` (the default is
+    appended by the CLI unless it is None: say what None means), its ``group`` in ``--help``,
+    extra ``aliases`` (``--samples``), and ``metavar``/``nargs`` for list fields."""
+    return field(default=default, metadata=dict(group=group, help=help, aliases=aliases, metavar=metavar, nargs=nargs))
 
 
 @dataclass
 class TrainConfig:
-    # data
-    data: str | None = None  # None: the built-in scene (generated once, cached)
-    data_format: str | None = None  # override the detected layout (docs/DATASETS.md)
-    near: float | None = None  # override the automatic near/far/box
-    far: float | None = None
-    aabb: list[float] | None = None
-    every: int | None = None  # keep every k-th frame of each split
-    limit: int | None = None  # at most N frames per split
-    ndc: bool | None = None  # LLFF: None = automatic (on for forward-facing captures)
-    downscale: int = 1
-    background: str = "white"  # white | black | random (random: per-ray, training only)
-    # field
-    pos_frequencies: int = 8
-    dir_frequencies: int = 4
-    width: int = 64
-    depth: int = 4
-    density_bias: float = -4.0  # softplus(-4) ~ 0.018: rays start ~95% transparent
-    # sampling
-    sampler: str = "grid"  # grid (occupancy grid + packed marching) | stratified | hierarchical
-    samples_per_ray: int = 32  # stratified / hierarchical coarse samples (and the grid's warm-up)
-    render_samples_per_ray: int = 0  # 0: same as training
-    fine_samples: int = 64  # hierarchical: importance samples added per ray
-    grid_resolution: int = 64
-    grid_warmup: int = 100  # steps of plain stratified sampling before the first grid update
-    grid_update_every: int = 16
-    march_steps: int = 192  # grid marching steps across the scene box's diagonal
-    # optimisation
-    steps: int = 5000
-    batch_rays: int = 2048
-    lr: float = 5e-3
-    lr_final: float = 5e-4  # exponential decay from lr to lr_final over `steps`
-    loss: str = "mse"  # mse | huber
-    huber_delta: float = 0.1
-    silhouette_weight: float = 0.0  # weight of the opacity-vs-alpha loss (PyTorch3D tutorial)
-    seed: int = 0
-    mixed_precision: bool = False  # CUDA only: run the MLP in bf16 autocast (TF32 is always on)
-    # bookkeeping
-    out: str = "runs/latest"
-    eval_every: int = 250  # 0: validate only at the end
-    eval_views: int = 4  # validation views rendered each time (all at the end)
-    preview_every: int = 500  # 0: never (except at the end)
-    checkpoint_every: int = 500  # 0: only at the end (and on Ctrl-C)
-    log_every: int = 25
-    arch: str = "auto"
-    progress: bool = True
-    # built-in scene
-    scene_views: int = 100
-    scene_size: int = 100
-    time_limit_s: float = 0.0  # stop (and save) after this much wall time; 0: no limit
+    # --- data: what to train on (the fields `data info` shares, DATASET_FIELDS)
+    data: str | None = option(None, DATA, "dataset folder or file (default: the built-in scene, generated once and cached)",
+                              metavar="PATH")
+    data_format: str | None = option(None, DATA, "dataset layout (default: detected; see docs/DATASETS.md)",
+                                     aliases=("--format",), metavar="FORMAT")
+    near: float | None = option(None, DATA, "override the automatic near distance")
+    far: float | None = option(None, DATA, "override the automatic far distance")
+    aabb: list[float] | None = option(None, DATA, "override the automatic scene box", nargs=6,
+                                      metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"))
+    every: int | None = option(None, DATA, "keep every k-th frame of each split (default: all)")
+    limit: int | None = option(None, DATA, "keep at most N frames per split (default: all)")
+    ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
+    downscale: int = option(1, DATA, "load images downscaled by this factor")
+    # --- field
+    pos_frequencies: int = option(8, FIELD, "positional-encoding frequencies of the position")
+    dir_frequencies: int = option(4, FIELD, "positional-encoding frequencies of the view direction")
+    width: int = option(64, FIELD, "MLP width")
+    depth: int = option(4, FIELD, "MLP depth (hidden layers)")
+    density_bias: float = option(-4.0, FIELD, "initial density bias: softplus(-4) ~ 0.018, so rays start ~95% transparent")
+    # --- sampling and rendering
+    sampler: Sampler = option("grid", SAMPLING, "grid: occupancy grid + packed marching; stratified; hierarchical: "
+                                                "coarse + importance samples")
+    samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse pass and the grid's warm-up",
+                                  aliases=("--samples",))
+    render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
+    fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray")
+    grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
+    grid_warmup: int = option(100, SAMPLING, "steps of plain stratified sampling before the first grid update")
+    grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
+    march_steps: int = option(192, SAMPLING, "grid marching steps across the scene box's diagonal")
+    background: Background = option("white", SAMPLING, "background colour (random: per ray, training only)")
+    # --- optimisation
+    steps: int = option(5000, OPTIMISATION, "optimisation steps")
+    batch_rays: int = option(2048, OPTIMISATION, "rays per step")
+    lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
+    lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (exponential decay from lr over the steps)")
+    loss: Loss = option("mse", OPTIMISATION, "colour loss")
+    huber_delta: float = option(0.1, OPTIMISATION, "huber loss: where it turns from quadratic to linear")
+    silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
+    seed: int = option(0, OPTIMISATION, "random seed")
+    mixed_precision: bool = option(False, OPTIMISATION, "CUDA only: run the MLP in bf16 autocast (TF32 is always on)")
+    # --- bookkeeping
+    out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
+    eval_every: int = option(250, BOOKKEEPING, "steps between validations (0: only at the end)")
+    eval_views: int = option(4, BOOKKEEPING, "validation views rendered each time (all at the end)")
+    preview_every: int = option(500, BOOKKEEPING, "steps between preview images (0: only at the end)")
+    checkpoint_every: int = option(500, BOOKKEEPING, "steps between checkpoints (0: only at the end and on Ctrl-C)")
+    log_every: int = option(25, BOOKKEEPING, "steps between metric log lines")
+    arch: Arch = option("auto", BOOKKEEPING, "compute backend (auto: CUDA if usable, else CPU)")
+    progress: bool = option(True, BOOKKEEPING, "show progress bars")
+    time_limit_s: float = option(0.0, BOOKKEEPING, "stop (and save) after this many seconds of wall time (0: no limit)",
+                                 aliases=("--time-limit",))
+    # --- built-in scene (when no --data is given)
+    scene_views: int = option(100, BUILTIN, "training views of the built-in scene")
+    scene_size: int = option(100, BUILTIN, "image size of the built-in scene in pixels")
 
     def validate(self) -> "TrainConfig":
         problems = []
-        if self.background not in ("white", "black", "random"):
-            problems.append("background must be white, black or random")
-        if self.sampler not in ("grid", "stratified", "hierarchical"):
-            problems.append("sampler must be grid, stratified or hierarchical")
-        if self.loss not in ("mse", "huber"):
-            problems.append("loss must be mse or huber")
+        for name, choices in choice_fields().items():
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
         for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
                      "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
             if getattr(self, name) < 1:
@@ -134,3 +157,17 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def field_types() -> dict:
+    """TrainConfig's type hints, resolved (the annotations are strings under __future__ annotations)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def choice_fields() -> dict[str, tuple]:
+    """Fields typed ``Literal[...]`` and their choices."""
+    return {name: typing.get_args(hint) for name, hint in field_types().items() if typing.get_origin(hint) is Literal}
+
+
+# The fields that say what to train on: the dataset flags `train`, `gui` and `data info` share.
+DATASET_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["group"] == DATA)

@@ -63,20 +63,21 @@ def _encode_points_kernel(points: ti.types.ndarray(), freq: ti.i32, inc: ti.i32,
 
 
 def encode_samples(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, ray_index: torch.Tensor,
-                   pos: HarmonicSpec, view: HarmonicSpec | None, out: torch.Tensor | None = None,
+                   pos: HarmonicSpec, direction: HarmonicSpec | None, out: torch.Tensor | None = None,
                    view_dirs: torch.Tensor | None = None) -> torch.Tensor:
-    """(M, pos.dim [+ view.dim]) MLP input: encoded positions o + t d, then encoded view
-    directions (``view_dirs``, default ``dirs``: NDC rays sample along non-unit NDC
-    directions but are seen from their unit world directions)."""
+    """(M, pos.dim [+ direction.dim]) MLP input: encoded positions o + t d, then encoded
+    viewing directions (``view_dirs``, default ``dirs``: NDC rays sample along non-unit NDC
+    directions but are seen from their unit world directions); ``direction=None`` encodes
+    positions only."""
     m = t.shape[0]
-    width = pos.dim + (view.dim if view is not None else 0)
+    width = pos.dim + (direction.dim if direction is not None else 0)
     if out is None:
         out = torch.empty(m, width, device=t.device)
     if m:
-        v = view if view is not None else HarmonicSpec(0, False)
+        v = direction if direction is not None else HarmonicSpec(0, False)
         _encode_samples_kernel(origins, dirs, dirs if view_dirs is None else view_dirs, t, ray_index, pos.frequencies, int(pos.include_input), float(pos.base),
                                v.frequencies, int(v.include_input), float(v.base),
-                               pos.dim if view is not None else -1, out)
+                               pos.dim if direction is not None else -1, out)
     return out
 
 

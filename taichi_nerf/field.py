@@ -24,15 +24,23 @@ class RadianceField(nn.Module):
                 fan_in += pos_dim
             layers.append(nn.Linear(fan_in, width))
         self.trunk = nn.ModuleList(layers)
-        self.density = nn.Linear(width, 1)
+        self.density_head = nn.Linear(width, 1)
         self.feature = nn.Linear(width, width)
         cw = color_width or max(width // 2, 16)
         self.color_hidden = nn.Linear(width + dir_dim, cw)
         self.color = nn.Linear(cw, 3)
         # softplus(raw + bias) with a negative bias and small weights: every sample starts
         # nearly transparent, so training begins from an empty volume instead of fog.
-        nn.init.normal_(self.density.weight, std=1e-2)
-        nn.init.constant_(self.density.bias, density_bias)
+        nn.init.normal_(self.density_head.weight, std=1e-2)
+        nn.init.constant_(self.density_head.bias, density_bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the density layer was renamed call it "density".
+        for name in ("weight", "bias"):
+            old, new = f"{prefix}density.{name}", f"{prefix}density_head.{name}"
+            if old in state_dict and new not in state_dict:
+                state_dict[new] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, x_in: torch.Tensor) -> torch.Tensor:
         """Trunk features of encoded positions (M, pos_dim) -> (M, width)."""
@@ -44,7 +52,7 @@ class RadianceField(nn.Module):
         return h
 
     def density_from(self, h: torch.Tensor) -> torch.Tensor:
-        return F.softplus(self.density(h)[:, 0])
+        return F.softplus(self.density_head(h)[:, 0])
 
     def color_from(self, h: torch.Tensor, encoded_dir: torch.Tensor) -> torch.Tensor:
         c = F.relu(self.color_hidden(torch.cat([self.feature(h), encoded_dir], dim=-1)))

@@ -14,8 +14,9 @@ import math
 
 import taichi as ti
 import torch
+from torch import nn
 
-from .sampling import Samples, _ray_box, offsets_of
+from .packing import Samples, offsets_of, ray_box
 
 
 @ti.func
@@ -37,7 +38,7 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
     for r in range(origins.shape[0]):
         o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        t0, t1 = _ray_box(o, d, aabb, near, far)
+        t0, t1 = ray_box(o, d, aabb, near, far)
         u = 0.5
         if use_jitter:
             u = jitter[r]
@@ -107,10 +108,12 @@ def _terminate_kernel(sigma: ti.types.ndarray(), delta: ti.types.ndarray(), offs
         kept[r] = n
 
 
-def terminate(samples: Samples, sigma: torch.Tensor, min_transmittance: float = 1e-4) -> torch.Tensor:
-    """Indices of the samples still visible (transmittance above ``min_transmittance``) given
-    the field's densities. The kept samples of a ray are a prefix of its samples, so the
-    returned order keeps the packed layout; see :func:`compact`."""
+def terminate(samples: Samples, sigma: torch.Tensor,
+              min_transmittance: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which samples are still visible (transmittance above ``min_transmittance``) given the
+    field's densities ``sigma`` (M,): returns (index (K,) int64 of the kept samples, kept
+    counts (N,) int32 per ray). The kept samples of a ray are a prefix of its samples, so
+    :func:`taichi_nerf.packing.compact` (samples, index, counts) is packed again."""
     keep = torch.empty(samples.num_samples, dtype=torch.uint8, device=sigma.device)
     kept = torch.empty_like(samples.counts)
     if samples.num_rays and samples.num_samples:
@@ -121,31 +124,35 @@ def terminate(samples: Samples, sigma: torch.Tensor, min_transmittance: float = 
     return keep.nonzero()[:, 0], kept
 
 
-def compact(samples: Samples, index: torch.Tensor, counts: torch.Tensor) -> Samples:
-    return Samples(samples.t[index], samples.delta[index], samples.ray_index[index], offsets_of(counts), counts,
-                   samples.max_per_ray)
-
-
-class OccupancyGrid:
+class OccupancyGrid(nn.Module):
     """A density cache over the scene box that decides where samples are taken.
 
     ``step`` is the marching step; occupancy means a cell's cached density would make a
     sample of that length at least ``min_alpha`` opaque (or exceeds the grid's mean, when the
-    mean is lower: early in training every faint structure is kept)."""
+    mean is lower: early in training every faint structure is kept).
+
+    A module with buffers ``aabb``, ``density``, ``occupied`` and the update count as extra
+    state, so ``state_dict``/``load_state_dict`` and ``.to()`` come from torch. Grids saved
+    before it was a module (keys density/occupied/updates/resolution/step) still load."""
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 64, steps_across: int = 192,
                  decay: float = 0.95, min_alpha: float = 0.01, cone_angle: float = 0.0, device="cpu"):
-        self.device = torch.device(device)
-        self.aabb = torch.as_tensor(aabb, dtype=torch.float32).to(self.device).contiguous()
+        super().__init__()
+        device = torch.device(device)
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).to(device).contiguous())
         self.resolution = int(resolution)
         size = self.aabb[3:] - self.aabb[:3]
         self.step = float(size.norm()) / steps_across
         self.max_samples = steps_across + 1
         self.decay, self.min_alpha, self.cone_angle = decay, min_alpha, cone_angle
         cells = self.resolution**3
-        self.density = torch.zeros(cells, device=self.device)
-        self.occupied = torch.ones(cells, dtype=torch.uint8, device=self.device)  # all, until first update
-        self.updates = 0
+        self.register_buffer("density", torch.zeros(cells, device=device))
+        self.register_buffer("occupied", torch.ones(cells, dtype=torch.uint8, device=device))  # all, until first update
+        self.updates = 0  # a plain int (extra state): reading it never syncs the device
+
+    @property
+    def device(self) -> torch.device:
+        return self.density.device
 
     @property
     def occupancy(self) -> float:
@@ -195,13 +202,18 @@ class OccupancyGrid:
             _march_kernel(*args, counts, offsets, True, t, delta, ray_index)
         return Samples(t, delta, ray_index, offsets, counts, self.max_samples)
 
-    def state_dict(self) -> dict:
-        return {"density": self.density.cpu(), "occupied": self.occupied.cpu(), "updates": self.updates,
-                "resolution": self.resolution, "step": self.step}
+    def get_extra_state(self) -> dict:
+        return {"updates": self.updates}
 
-    def load_state_dict(self, state: dict) -> None:
-        if int(state["resolution"]) != self.resolution:
-            raise ValueError(f"occupancy grid resolution {state['resolution']} != {self.resolution}")
-        self.density = state["density"].to(self.device).contiguous()
-        self.occupied = state["occupied"].to(self.device).contiguous()
+    def set_extra_state(self, state: dict) -> None:
         self.updates = int(state["updates"])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "resolution" in state_dict:  # the format written before the grid was a module
+            resolution = int(state_dict.pop(prefix + "resolution"))
+            if resolution != self.resolution:
+                raise ValueError(f"occupancy grid resolution {resolution} != {self.resolution}")
+            state_dict.pop(prefix + "step", None)  # derived from the box and steps_across, as before
+            state_dict[prefix + "_extra_state"] = {"updates": int(state_dict.pop(prefix + "updates"))}
+            state_dict.setdefault(prefix + "aabb", self.aabb)  # it never saved the box: the scene's
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,47 +1,13 @@
 """Sampling stage: where along each ray the field is evaluated.
 
-Every sampler emits the same packed layout (structure of arrays), so compositing and the
-encoder never care how samples were chosen:
-  ``t`` (M,) sample distance along the unit ray, ``delta`` (M,) length of the interval the
-  sample stands for, ``ray_index`` (M,) owning ray, and per ray ``offsets``/``counts`` (N,).
-A fixed number of samples per ray is the special case offsets = r * S, counts = S.
+Every sampler here (and the occupancy grid's marcher) emits the packed layout of
+:mod:`taichi_nerf.packing`, so the encoder and compositing never care how samples were chosen.
 """
-
-from dataclasses import dataclass
 
 import taichi as ti
 import torch
 
-
-@dataclass
-class Samples:
-    t: torch.Tensor
-    delta: torch.Tensor
-    ray_index: torch.Tensor
-    offsets: torch.Tensor
-    counts: torch.Tensor
-    max_per_ray: int  # upper bound on counts, known without a device sync
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.t.shape[0])
-
-    @property
-    def num_rays(self) -> int:
-        return int(self.offsets.shape[0])
-
-
-@ti.func
-def _ray_box(o: ti.template(), d: ti.template(), aabb: ti.template(), near: ti.f32, far: ti.f32):
-    """Entry/exit distances of the ray in the box, clipped to [near, far]; t0 >= t1 on a miss."""
-    t0, t1 = near, far
-    for k in ti.static(range(3)):
-        inv = 1.0 / d[k] if ti.abs(d[k]) > 1e-9 else 1e9 * (1.0 if d[k] >= 0 else -1.0)
-        a = (aabb[k] - o[k]) * inv
-        b = (aabb[k + 3] - o[k]) * inv
-        t0 = ti.max(t0, ti.min(a, b))
-        t1 = ti.min(t1, ti.max(a, b))
-    return t0, t1
+from .packing import Samples, fixed_layout, ray_box
 
 
 @ti.kernel
@@ -50,7 +16,7 @@ def _ray_bounds_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aa
     for r in range(origins.shape[0]):
         o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        t0, t1 = _ray_box(o, d, aabb, near, far)
+        t0, t1 = ray_box(o, d, aabb, near, far)
         if t1 <= t0:  # a miss: an empty interval, so compositing sees zero opacity
             t1 = t0
         t_near[r] = t0
@@ -79,18 +45,6 @@ def ray_bounds(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, ne
     if n:
         _ray_bounds_kernel(origins, dirs, aabb.to(origins.device), float(near), float(far), t_near, t_far)
     return t_near, t_far
-
-
-def offsets_of(counts: torch.Tensor) -> torch.Tensor:
-    """Start of each ray's samples in a packed buffer: the exclusive prefix sum of counts."""
-    return (torch.cumsum(counts, 0, dtype=torch.int32) - counts) if counts.numel() else counts
-
-
-def fixed_layout(num_rays: int, samples_per_ray: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    offsets = torch.arange(num_rays, device=device, dtype=torch.int32) * samples_per_ray
-    counts = torch.full((num_rays,), samples_per_ray, device=device, dtype=torch.int32)
-    ray_index = torch.arange(num_rays, device=device, dtype=torch.int32).repeat_interleave(samples_per_ray)
-    return offsets, counts, ray_index
 
 
 def stratified(t_near: torch.Tensor, t_far: torch.Tensor, samples_per_ray: int,

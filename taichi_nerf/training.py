@@ -14,12 +14,12 @@ import torch
 from torch.nn import functional as F
 
 from . import backend, cameras, checkpoint
+from .backgrounds import background_colour, over_background
 from .config import TrainConfig
 from .data.loaders import load_dataset
 from .metrics import colorize, mse_to_psnr, psnr
+from .rendering import RayOutput, Renderer
 from .scene import Scene
-
-BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "random": (1.0, 1.0, 1.0)}
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,11 +51,11 @@ class Trainer:
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
         torch.manual_seed(cfg.seed)
-        self.renderer = checkpoint.build_renderer(cfg, self.scene, dev)
+        self.renderer = Renderer.from_config(cfg, self.scene, dev)
         self.field = self.renderer.field
         self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=1e-10)
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
-        self.background = torch.tensor([BACKGROUNDS[cfg.background]], device=dev)
+        self.background = background_colour(cfg.background, dev)
         self.step_count = 0
         self.last_val_psnr: float | None = None
         self.last_loss = float("nan")
@@ -85,15 +85,15 @@ class Trainer:
         target, alpha = cameras.gather_pixels(self.train.rgba, image_index, pixel_index, background)
         return origins, dirs, background, target, alpha
 
-    def loss_terms(self, out: dict, target: torch.Tensor, alpha: torch.Tensor):
+    def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):
         if self.cfg.loss == "huber":
-            color = F.huber_loss(out["rgb"], target, delta=self.cfg.huber_delta)
+            color = F.huber_loss(out.rgb, target, delta=self.cfg.huber_delta)
         else:
-            color = F.mse_loss(out["rgb"], target)
+            color = F.mse_loss(out.rgb, target)
         loss = color
         if self.cfg.silhouette_weight > 0:
-            loss = loss + self.cfg.silhouette_weight * F.huber_loss(out["opacity"], alpha, delta=self.cfg.huber_delta)
-        return loss, F.mse_loss(out["rgb"].detach(), target)
+            loss = loss + self.cfg.silhouette_weight * F.huber_loss(out.opacity, alpha, delta=self.cfg.huber_delta)
+        return loss, F.mse_loss(out.rgb.detach(), target)
 
     def step(self) -> dict:
         t0 = time.perf_counter()
@@ -118,7 +118,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.elapsed += dt
         self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (self.cfg.batch_rays / dt) if self.rays_per_s else self.cfg.batch_rays / dt
-        self.last_samples_per_ray = out["samples"].num_samples / max(1, out["samples"].num_rays)
+        self.last_samples_per_ray = out.samples.num_samples / max(1, out.samples.num_rays)
         return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray, "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
 
@@ -136,13 +136,12 @@ class Trainer:
 
     def target_rgb(self, split, index: int, background=None) -> torch.Tensor:
         bg = (self.background if background is None else background).cpu()
-        rgba = split.rgba[index].float().cpu() / 255.0
-        return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:]) * bg.view(1, 1, 3)
+        return over_background(split.rgba[index].cpu(), bg)
 
     def validate(self, views: int | None = None) -> float:
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
-        bg = torch.tensor([BACKGROUNDS["white" if self.cfg.background == "random" else self.cfg.background]])
+        bg = background_colour(self.cfg.background)
         scores = [psnr(self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)) for i in range(count)]
         self.field.train()
         self.last_val_psnr = float(np.mean(scores))

@@ -4,7 +4,7 @@ import torch
 
 from taichi_nerf import reference
 from taichi_nerf.compositing import composite
-from taichi_nerf.sampling import Samples, fixed_layout
+from taichi_nerf.packing import Samples, fixed_layout
 
 from .conftest import rel_err
 

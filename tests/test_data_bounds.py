@@ -124,3 +124,92 @@ def test_forward_facing_scene_renders_a_spiral_in_front():
     ds.forward_facing = False
     turn, *_ = orbit_cameras(Scene.from_dataset(ds), 4, 16)
     assert torch.allclose(turn[:, :3, 3].norm(dim=1), torch.full((4,), ds.orbit_radius))
+
+
+# --- the box holds the object whatever the image shape ------------------------------------
+def object_distances(centres, bound):
+    """Per camera: distance to the nearest and the farthest point of the cube [-bound, bound]^3."""
+    nearest = np.linalg.norm(centres - np.clip(centres, -bound, bound), axis=1)
+    farthest = np.linalg.norm(np.abs(centres) + bound, axis=1)
+    return nearest, farthest
+
+
+def framed_by_long_side(count, width, height, fov_long=0.69):
+    """Pinhole intrinsics whose field of view along the image's longer side is ``fov_long``."""
+    f = 0.5 * max(width, height) / math.tan(0.5 * fov_long)
+    return pinhole(f, f, width / 2, height / 2, count).numpy()
+
+
+@pytest.mark.parametrize("width, height", [(80, 80), (80, 40), (45, 80)], ids=["square", "wide-2:1", "portrait-9:16"])
+def test_box_holds_the_object_for_any_image_shape(width, height):
+    """Blender-like cameras framing the built-in scene's objects ([-1.2, 1.2]^3): a landscape
+    or portrait crop of the same views cuts the objects on the short side, yet the box must
+    still hold them, as large as for square images (the old smaller-FOV box was half as big)."""
+    from taichi_nerf.data.synthetic import OBJECT_BOUND
+
+    poses = sphere_poses(100, 4.0, seed=3).double().numpy()
+    square = estimate_bounds(poses, framed_by_long_side(100, 80, 80), 80, 80)
+    b = estimate_bounds(poses, framed_by_long_side(100, width, height), width, height)
+    assert (b.aabb[:3] <= -OBJECT_BOUND).all() and (b.aabb[3:] >= OBJECT_BOUND).all()
+    nearest, farthest = object_distances(poses[:, :3, 3], OBJECT_BOUND)
+    assert b.near <= nearest.min() and b.far >= farthest.max()
+    assert ((b.aabb[3:] - b.aabb[:3]) >= (square.aabb[3:] - square.aabb[:3]) - 1e-9).all()
+    assert (b.aabb[3:] - b.aabb[:3]).max() < 4.0  # still an object box, not the whole camera sphere
+    assert not b.unbounded
+
+
+def test_close_ups_do_not_shrink_the_box():
+    """Most cameras are close-ups that see only part of the object; the few that frame all of
+    it decide the box (a median over the cameras would follow the close-ups)."""
+    far_views = sphere_poses(30, 4.0, seed=1).double().numpy()
+    close = sphere_poses(70, 2.2, seed=2).double().numpy()
+    poses = np.concatenate([far_views, close])
+    b = estimate_bounds(poses, framed_by_long_side(100, 80, 60), 80, 60)
+    assert (b.aabb[:3] <= -1.2).all() and (b.aabb[3:] >= 1.2).all()
+
+
+def test_off_centre_principal_point_widens_the_box():
+    poses = sphere_poses(40, 4.0).double().numpy()
+    centred = estimate_bounds(poses, framed_by_long_side(40, 80, 80), 80, 80)
+    intr = framed_by_long_side(40, 80, 80)
+    intr[:, 2] = 20.0  # the image reaches 60 px to the right of the axis
+    shifted = estimate_bounds(poses, intr, 80, 80)
+    assert shifted.aabb[3] > 1.3 * centred.aabb[3]
+
+
+def test_forward_facing_box_holds_the_whole_wide_frame():
+    """The forward-facing slab comes from the frusta corners: a 2:1 image's wide edges at the
+    far depth lie inside the box."""
+    eyes = [(0.1 * (k % 3), 0.1 * (k // 3), 0.0) for k in range(9)]  # parallel cameras looking down -z
+    poses = torch.stack([look_at(e, (e[0], e[1], -5.0), (0, 1, 0)) for e in eyes])
+    intr = framed_by_long_side(9, 80, 40)
+    b = estimate_bounds(poses.numpy(), intr, 80, 40, depth_range=(2.0, 10.0))
+    half_w = 10.0 * math.tan(0.345)  # the wide side's half extent at depth 10
+    assert b.aabb[0] <= -half_w + 1e-6 and b.aabb[3] >= half_w + 0.2 - 1e-6
+    assert b.aabb[4] - b.aabb[1] < b.aabb[3] - b.aabb[0]  # and the narrow side stays narrow
+
+
+def test_outward_facing_cameras_are_unbounded():
+    """A ring of cameras looking out from its centre frames no object."""
+    ring = orbit_poses(12, 1.0, elevation_deg=0.0).double().numpy()
+    outward = ring.copy()
+    outward[:, :3, 0] *= -1.0  # turn each camera around (a proper rotation: flip x and z)
+    outward[:, :3, 2] *= -1.0
+    b = estimate_bounds(outward, intr(12), 40, 40)
+    assert not b.forward_facing and b.unbounded
+    inward = estimate_bounds(ring, intr(12), 40, 40)
+    assert not inward.unbounded
+
+
+def test_looks_unbounded_combines_poses_and_surround():
+    from taichi_nerf.data.bounds import looks_unbounded
+    from taichi_nerf.data.surround import BackgroundChoice
+
+    poses = sphere_poses(20, 4.0).numpy()
+    b = estimate_bounds(poses, intr(20), 40, 40)
+    scenery = BackgroundChoice("scene", "textured", confident=False)
+    backdrop = BackgroundChoice("black", "uniform", confident=True, colour=(0.0, 0.0, 0.0))
+    assert looks_unbounded(b, scenery) and not looks_unbounded(b, backdrop) and not looks_unbounded(b)
+    ff = estimate_bounds(torch.stack([look_at((0.1 * k, 0.0, 0.0), (0.0, 0.0, -5.0), (0, 1, 0)) for k in range(4)]).numpy(),
+                         intr(4), 40, 40, depth_range=(2.0, 10.0))
+    assert ff.forward_facing and not looks_unbounded(ff, scenery)  # NDC already reaches infinity

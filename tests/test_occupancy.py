@@ -2,12 +2,18 @@
 import pytest
 import torch
 
-from taichi_nerf import reference
+from taichi_nerf import checkpoint, reference
+from taichi_nerf.cameras import image_rays
 from taichi_nerf.compositing import composite
-from taichi_nerf.occupancy import OccupancyGrid, compact, terminate
-from taichi_nerf.sampling import Samples, importance, ray_bounds, stratified
+from taichi_nerf.encoding import HarmonicSpec
+from taichi_nerf.field import RadianceField
+from taichi_nerf.occupancy import OccupancyGrid, terminate
+from taichi_nerf.packing import Samples, compact
+from taichi_nerf.rendering import Renderer
+from taichi_nerf.sampling import importance, ray_bounds, stratified
+from taichi_nerf.scene import Scene, orbit_cameras
 
-from .conftest import rel_err, tiny_config
+from .conftest import ARCH, rel_err, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +21,8 @@ def tiny_trained_renderer(tiny_scene, tmp_path_factory):
     from taichi_nerf.training import Trainer
 
     tr = Trainer(tiny_config(tiny_scene, tmp_path_factory.mktemp("es"), steps=60, eval_every=0, preview_every=0))
-    tr.run()
-    return tr.renderer, tr.val
+    result = tr.run()
+    return tr.renderer, tr.val, result.checkpoint
 
 BOX = torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
 
@@ -93,15 +99,56 @@ def test_terminate_keeps_the_visible_prefix_of_each_ray(device, threshold):
     assert torch.equal(packed.ray_index.cpu(), torch.repeat_interleave(torch.arange(5), kept.cpu().long()).int())
 
 
-def test_early_stopped_render_matches_the_full_render(tiny_trained_renderer):
-    renderer, split = tiny_trained_renderer
+def test_early_termination_is_explicit_and_matches_the_full_render(device):
+    """An opaque field: rays stop well before the box's far side, and the image is the same."""
+    torch.manual_seed(0)
+    pos, direction = HarmonicSpec(4), HarmonicSpec(2)
+    field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=8.0).to(device)
+    scene = Scene(near=2.0, far=6.0, aabb=BOX.tolist(), orbit_radius=4.0)
+    renderer = Renderer(field, pos, direction, scene, 64, device)
+    poses, intr, w, h = orbit_cameras(scene, 1, 24)
+    o, d = image_rays(poses.to(device), intr.to(device), 0, w, 0, w * h)
+    bg = torch.ones(1, 3, device=device)
+    with torch.no_grad():  # no gradients alone does not switch termination on: it is explicit
+        full = renderer.render_rays(o, d, bg)
+        fast = renderer.render_rays(o, d, bg, early_termination=True)
+    assert full.samples.num_samples == w * h * 64
+    assert fast.samples.num_samples < 0.7 * full.samples.num_samples
+    assert (fast.rgb - full.rgb).abs().max() < 1e-3 and (fast.opacity - full.opacity).abs().max() < 1e-3
+    # whole images are the no-gradient path: they terminate early, unless early_stop is 0
+    image = renderer.render_image(poses, intr, 0, w, h, bg)
+    assert torch.equal(image["rgb"].reshape(-1, 3), fast.rgb)
+    never = Renderer(field, pos, direction, scene, 64, device, early_stop=0.0)
+    image = never.render_image(poses, intr, 0, w, h, bg)
+    assert torch.equal(image["rgb"].reshape(-1, 3), full.rgb)
+
+
+def test_checkpoints_written_before_the_module_refactor_still_load(tiny_trained_renderer, tmp_path):
+    """The old format: the field's density layer named ``density``, the grid a plain dict
+    with density/occupied/updates/resolution/step."""
+    renderer, split, path = tiny_trained_renderer
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    grid = renderer.grid
+    assert grid.updates > 0 and set(state["grid"]) == {"aabb", "density", "occupied", "_extra_state"}
+    old = dict(state)
+    old["model"] = {k.replace("density_head.", "density."): v for k, v in state["model"].items()}
+    assert "density.weight" in old["model"] and "density.bias" in old["model"]
+    old["grid"] = {"density": grid.density.cpu(), "occupied": grid.occupied.cpu(), "updates": grid.updates,
+                   "resolution": grid.resolution, "step": grid.step}
+    torch.save(old, tmp_path / "old.pt")
+    loaded, _, _ = checkpoint.load(tmp_path / "old.pt", ARCH)
+    assert loaded.grid.updates == grid.updates
+    assert torch.equal(loaded.grid.density, grid.density) and torch.equal(loaded.grid.occupied, grid.occupied)
+    assert torch.equal(loaded.grid.aabb, grid.aabb)
+    for a, b in zip(loaded.field.state_dict().values(), renderer.field.state_dict().values()):
+        assert torch.equal(a, b)
     bg = torch.ones(1, 3)
-    renderer.early_stop = 1e-4
-    fast = renderer.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
-    renderer.early_stop = 0.0
-    full = renderer.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
-    assert (fast["rgb"] - full["rgb"]).abs().max() < 1e-3
-    assert (fast["opacity"] - full["opacity"]).abs().max() < 1e-3
+    before = renderer.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
+    after = loaded.render_image(split.poses, split.intrinsics, 0, split.width, split.height, bg)
+    assert torch.equal(before["rgb"], after["rgb"])
+    other = OccupancyGrid(grid.aabb, resolution=grid.resolution // 2, device=grid.device)
+    with pytest.raises(ValueError, match="resolution"):
+        other.load_state_dict(old["grid"])
 
 
 def test_grid_forgets_density_with_decay_and_keeps_max(device):
@@ -116,11 +163,16 @@ def test_grid_forgets_density_with_decay_and_keeps_max(device):
 def test_grid_state_round_trip(device):
     grid = OccupancyGrid(BOX, resolution=16, device=device)
     grid.update(sphere_density())
+    assert {name for name, _ in grid.named_buffers()} == {"aabb", "density", "occupied"}
     other = OccupancyGrid(BOX, resolution=16, device=device)
     other.load_state_dict(grid.state_dict())
+    assert other.updates == grid.updates == 1
     o, d = rays_towards_origin(50, device)
     a, b = grid.march(o, d, 2, 6), other.march(o, d, 2, 6)
-    assert torch.equal(a.t, b.t) and torch.equal(a.counts, b.counts)
+    assert torch.equal(a.t, b.t) and torch.equal(a.counts, b.counts) and a.num_samples < 0.5 * 50 * grid.max_samples
+    moved = OccupancyGrid(BOX, resolution=16, device=device).to("cpu")
+    moved.load_state_dict(grid.state_dict())
+    assert moved.device == torch.device("cpu") and torch.equal(moved.occupied.cpu(), grid.occupied.cpu())
 
 
 @pytest.mark.parametrize("steps_across", [64, 256])

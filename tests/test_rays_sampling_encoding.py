@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from taichi_nerf import reference
+from taichi_nerf.backgrounds import background_colour, over_background
 from taichi_nerf.cameras import batch_rays, gather_pixels, image_rays, look_at, orbit_poses, sphere_poses
 from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
 from taichi_nerf.sampling import ray_bounds, stratified
@@ -97,6 +98,21 @@ def test_gather_pixels_composites_on_background(device):
     per_ray = torch.rand(4, 3)
     rgb2, _ = gather_pixels(rgba.to(device), img.to(device), pix.to(device), per_ray.to(device))
     assert torch.allclose(rgb2[1].cpu(), per_ray[1])
+    # evaluation targets (over_background) are what training targets (the kernel) are
+    for name in ("white", "black", "random"):
+        bg = background_colour(name, device)
+        rgb3, _ = gather_pixels(rgba.to(device), img.to(device), pix.to(device), bg)
+        assert torch.allclose(over_background(rgba, bg.cpu()).reshape(4, 3), rgb3.cpu(), atol=1e-6)
+        assert torch.allclose(over_background(rgba.float() / 255.0, bg.cpu()).reshape(4, 3), rgb3.cpu(), atol=1e-6)
+
+
+def test_background_names():
+    assert background_colour("black").tolist() == [[0.0, 0.0, 0.0]]
+    assert background_colour("random").tolist() == [[1.0, 1.0, 1.0]]  # no fixed colour: evaluated on white
+    with pytest.raises(ValueError, match="unknown background 'grey'"):
+        background_colour("grey")
+    grey = over_background(torch.tensor([[0, 0, 0, 0], [255, 255, 255, 255]], dtype=torch.uint8), 0.5)
+    assert grey.dtype == torch.float32 and grey.tolist() == [[0.5] * 3, [1.0] * 3]
 
 
 def test_ray_bounds_against_slab_reference(device):
@@ -148,12 +164,12 @@ def test_encoding_matches_reference(device, freq, include, base, n_rays, samples
     d = d / d.norm(dim=1, keepdim=True)
     t = torch.rand(n_rays * samples, generator=g) * 2
     ray_index = torch.arange(n_rays, dtype=torch.int32).repeat_interleave(samples)
-    pos, view = HarmonicSpec(freq, include, base), HarmonicSpec(4, True)
-    out = encode_samples(o.to(device), d.to(device), t.to(device), ray_index.to(device), pos, view)
+    pos, direction = HarmonicSpec(freq, include, base), HarmonicSpec(4, True)
+    out = encode_samples(o.to(device), d.to(device), t.to(device), ray_index.to(device), pos, direction)
     p32 = o[ray_index.long()] + t[:, None] * d[ray_index.long()]  # the kernel's float32 positions
     ref = torch.cat([reference.harmonic(p32.double(), freq, include, base),
                      reference.harmonic(d[ray_index.long()].double(), 4, True)], 1)
-    assert out.shape == (n_rays * samples, pos.dim + view.dim)
+    assert out.shape == (n_rays * samples, pos.dim + direction.dim)
     # argument f_k * x reaches ~2^9 * 3: float32 rounding of a non-power-of-two base costs ulp(arg)
     tol = 2e-6 if base == 1.0 else 1e-4
     assert rel_err(out, ref) < tol
@@ -178,8 +194,8 @@ def test_encoding_uses_separate_view_directions(device):
     v = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], device=device)
     t = torch.tensor([0.5, 0.25], device=device)
     ri = torch.tensor([0, 1], dtype=torch.int32, device=device)
-    pos, view = HarmonicSpec(2, True), HarmonicSpec(1, True)
-    out = encode_samples(o, d, t, ri, pos, view, view_dirs=v).cpu().double()
+    pos, direction = HarmonicSpec(2, True), HarmonicSpec(1, True)
+    out = encode_samples(o, d, t, ri, pos, direction, view_dirs=v).cpu().double()
     p = torch.tensor([[0.0, 0.0, 1.0], [0.25, 0.0, 0.0]], dtype=torch.float64)
     ref = torch.cat([reference.harmonic(p, 2, True), reference.harmonic(v.cpu().double(), 1, True)], 1)
     assert rel_err(out, ref) < 1e-6

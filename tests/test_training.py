@@ -10,6 +10,7 @@ import torch
 
 from taichi_nerf.checkpoint import load
 from taichi_nerf.config import TrainConfig
+from taichi_nerf.rendering import RayOutput
 from taichi_nerf.training import Trainer, TrainingDiverged
 
 from .conftest import tiny_config
@@ -154,7 +155,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):
     trainer = Trainer(tiny_config(tiny_scene, tmp_path, loss="huber", huber_delta=0.1, silhouette_weight=0.5))
-    out = {"rgb": torch.zeros(4, 3), "opacity": torch.zeros(4)}
+    out = RayOutput(rgb=torch.zeros(4, 3), opacity=torch.zeros(4), depth=None, weights=None, samples=None)
     target, alpha = torch.ones(4, 3), torch.ones(4)
     loss, mse = trainer.loss_terms(out, target, alpha)
     huber_at_1 = 0.1 * (1.0 - 0.5 * 0.1)  # linear branch of the Huber loss
@@ -204,18 +205,10 @@ def test_training_without_data_uses_the_cached_builtin_scene(tmp_path, monkeypat
 
 
 def test_dataset_flags_reach_the_config_in_train_and_gui():
-    """Every flag of the shared dataset options is copied into TrainConfig by both commands."""
-    import argparse
+    """The dataset flags are copied into TrainConfig by both commands (tests/test_cli.py covers every flag)."""
+    from taichi_nerf.cli import build_parser, config_overrides
 
-    from taichi_nerf.cli import _add_dataset_options
-    from taichi_nerf.config import DATASET_FIELDS
-    from taichi_nerf.gui.launch import TRAIN_FIELDS
-
-    parser = argparse.ArgumentParser()
-    _add_dataset_options(parser)
-    dests = {a.dest for a in parser._actions} - {"help", "config"}
-    assert dests == set(DATASET_FIELDS)
-    assert set(DATASET_FIELDS) <= set(TRAIN_FIELDS)
-    args = parser.parse_args(["--format", "npz", "--near", "1.5", "--every", "2", "--no-ndc"])
-    cfg = TrainConfig().replace(**{k: getattr(args, k) for k in DATASET_FIELDS})
-    assert (cfg.data_format, cfg.near, cfg.every, cfg.ndc) == ("npz", 1.5, 2, False)
+    for command in ("train", "gui"):
+        args = build_parser().parse_args([command, "--format", "npz", "--near", "1.5", "--every", "2", "--no-ndc"])
+        cfg = TrainConfig().replace(**config_overrides(args))
+        assert (cfg.data_format, cfg.near, cfg.every, cfg.ndc) == ("npz", 1.5, 2, False)

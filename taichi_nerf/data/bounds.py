@@ -5,10 +5,19 @@ Two kinds of capture are told apart by how the cameras look:
 
 * inward-facing (360 degrees: Blender, turntables, meshes): the optical axes meet near the
   object, so the centre is the point closest to all of them in the least-squares sense; the
-  content must fit inside every view, so its radius is about distance * sin(half field of
-  view); the box is the cube around that sphere;
+  object is framed by the views, so its radius is about distance * sin(half field of view),
+  taken along the image's LONGER side (a landscape or portrait frame cuts a tall or wide
+  object on its short side, yet the object is still there) and at a high percentile over the
+  cameras (close-ups see only part of it); the box is the cube around that sphere. Too large
+  only costs resolution (the occupancy grid carves the empty space away); too small cuts the
+  object, which nothing later can repair;
 * forward-facing (LLFF): the cameras all look one way, so the content is the slab of their
   frusta between the stated (or guessed) depth range.
+
+Cameras that look away from each other (outward-facing rings, panoramas) cannot be framing an
+object: ``Bounds.unbounded`` marks such captures, and ``looks_unbounded`` adds the pixel
+evidence (a textured image surround, data/surround.py), so an unbounded-scene mode can contract
+space instead of trusting the object box.
 
 Everything here is vectorised numpy in float64; nothing touches pixels.
 """
@@ -20,8 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..cameras import unit
+
 FORWARD_FACING_COS = 0.9  # mean view direction this long => cameras look one way (~25 deg spread)
-CONTENT_MARGIN = 1.1  # the box is this much larger than the sphere that fits every view
+CONTENT_MARGIN = 1.1  # the box is this much larger than the sphere that fits the views
+CONTENT_PERCENTILE = 90.0  # of the per-camera content radii: close-ups see only part of the object
 SNAP_DEG = 5.0  # an up direction this close to a world axis is taken to be that axis
 
 
@@ -37,11 +49,9 @@ class Bounds:
     forward_facing: bool
     focus_distance: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.maximum(n, 1e-12)
+    # content reaches beyond any object box (the cameras look outward, or the image surround is
+    # scenery): the box only holds the middle, distant content needs contraction
+    unbounded: bool = False
 
 
 def _fmt(v) -> str:
@@ -53,11 +63,11 @@ def _fmt(v) -> str:
 def detect_up(poses: np.ndarray) -> tuple[np.ndarray, str]:
     """Mean camera up vector; replaced by the normal of the cameras' plane when they clearly
     lie on one (a turntable ring), signed to agree with the cameras' up."""
-    cam_up = _unit(poses[:, :3, 1])
+    cam_up = unit(poses[:, :3, 1])
     mean_up = cam_up.mean(axis=0)
     if np.linalg.norm(mean_up) < 1e-6:
         return np.array([0.0, 0.0, 1.0]), "up: cameras disagree, assumed +z"
-    up = _unit(mean_up)
+    up = unit(mean_up)
     how = "mean camera up"
     centres = poses[:, :3, 3]
     if len(centres) >= 4:
@@ -94,9 +104,13 @@ def _box_distances(centres: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _half_fov(intrinsics: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Per camera: the smaller of the horizontal and vertical half field of view (radians)."""
-    fx, fy = intrinsics[:, 0], intrinsics[:, 1]
-    return np.minimum(np.arctan(0.5 * width / fx), np.arctan(0.5 * height / fy))
+    """Per camera: the larger of the horizontal and vertical half field of view (radians),
+    measured from the principal point to the farther image edge (an off-centre principal
+    point widens one side)."""
+    fx, fy, cx, cy = (intrinsics[:, k] for k in range(4))
+    half_x = np.arctan(np.maximum(cx, width - cx) / fx)
+    half_y = np.arctan(np.maximum(cy, height - cy) / fy)
+    return np.maximum(half_x, half_y)
 
 
 def frustum_points(poses: np.ndarray, intrinsics: np.ndarray, width: int, height: int, depth: float) -> np.ndarray:
@@ -137,7 +151,7 @@ def estimate_bounds(
 
 def _estimate(poses, intrinsics, width, height, points, depth_range, forward_facing, box) -> Bounds:
     centres = poses[:, :3, 3]
-    forward = _unit(-poses[:, :3, 2])
+    forward = unit(-poses[:, :3, 2])
     up, up_note = detect_up(poses)
     notes = [up_note]
     mean_forward = forward.mean(axis=0)
@@ -170,6 +184,7 @@ def _stated_box(box, centres, up, forward_facing, notes) -> Bounds:
 
 
 def _inward_facing(poses, intrinsics, width, height, centres, forward, up, points, notes) -> Bounds:
+    unbounded = False
     if points is not None and len(points):
         pts = np.asarray(points, dtype=np.float64)
         lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
@@ -185,13 +200,17 @@ def _inward_facing(poses, intrinsics, width, height, centres, forward, up, point
             reach = np.linalg.norm(centres - centres.mean(axis=0), axis=1).mean() or 1.0
             center = (centres + forward * reach).mean(axis=0)
             notes.append(f"centre {_fmt(center)}: optical axes do not meet, guessed ahead of the cameras")
+            notes.append("unbounded: the cameras look away from each other, so they frame no single "
+                         "object; the box only holds what lies between them")
+            unbounded = True
         else:
             notes.append(f"centre {_fmt(center)}: the point closest to every optical axis")
         distance = np.linalg.norm(centres - center, axis=1)
-        radius = CONTENT_MARGIN * float(np.median(distance * np.sin(_half_fov(intrinsics, width, height))))
+        seen = distance * np.sin(_half_fov(intrinsics, width, height))  # what each view frames
+        radius = CONTENT_MARGIN * float(np.percentile(seen, CONTENT_PERCENTILE))
         box = np.concatenate([center - radius, center + radius])
-        notes.append(f"box half-size {radius:.3g}: content that fits every view "
-                     f"({CONTENT_MARGIN} x distance x sin(half fov))")
+        notes.append(f"box half-size {radius:.3g}: content the views frame ({CONTENT_MARGIN} x distance x "
+                     f"sin(half fov of the longer side), {CONTENT_PERCENTILE:g}th percentile of the cameras)")
     nearest, farthest = _box_distances(centres, box)
     size = float((box[3:] - box[:3]).max())
     near = max(float(nearest.min()), 0.01 * size)
@@ -201,7 +220,8 @@ def _inward_facing(poses, intrinsics, width, height, centres, forward, up, point
     elevation = np.degrees(np.arcsin(np.clip((offset @ up) / np.maximum(distance, 1e-12), -1.0, 1.0)))
     notes.append(f"near {near:.3g} / far {far:.3g}: the box's nearest and farthest points from the cameras")
     return Bounds(near=near, far=far, aabb=box, center=center, up=up, orbit_radius=float(np.median(distance)),
-                  orbit_elevation_deg=float(np.median(elevation)), forward_facing=False, notes=notes)
+                  orbit_elevation_deg=float(np.median(elevation)), forward_facing=False, notes=notes,
+                  unbounded=unbounded)
 
 
 def _forward_facing(poses, intrinsics, width, height, centres, forward, up, points, depth_range, notes) -> Bounds:
@@ -224,7 +244,7 @@ def _forward_facing(poses, intrinsics, width, height, centres, forward, up, poin
                               frustum_points(poses, intrinsics, width, height, far)])
     box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
     focus = 2.0 / (1.0 / near + 1.0 / far)  # harmonic mean: nearer content dominates what is seen
-    center = centres.mean(axis=0) + _unit(forward.mean(axis=0)) * focus
+    center = centres.mean(axis=0) + unit(forward.mean(axis=0)) * focus
     notes.append(f"box: the cameras' frusta between near and far; the video path looks {focus:.3g} ahead")
     return Bounds(near=near, far=far, aabb=box, center=center, up=up, orbit_radius=focus,
                   orbit_elevation_deg=0.0, forward_facing=True, focus_distance=focus, notes=notes)
@@ -251,3 +271,14 @@ def auto_bounds(dataset, *, keep_near_far_box: bool = False, **hints) -> None:
     bounds = estimate_bounds(train.poses.double().numpy(), train.intrinsics.double().numpy(),
                              train.width, train.height, **hints)
     apply_bounds(dataset, bounds, keep_near_far_box=keep_near_far_box)
+
+
+def looks_unbounded(bounds: Bounds, background=None) -> bool:
+    """Whether the content reaches beyond the object box: the cameras look away from each other
+    (``bounds.unbounded``), or an inward-facing capture's image surround is scenery
+    (``background``: a data/surround.py ``BackgroundChoice`` named "scene": what fills the
+    image borders is real and must be modelled somewhere). Forward-facing captures are never
+    flagged: their NDC space already reaches to infinity."""
+    if bounds.forward_facing:
+        return False
+    return bool(bounds.unbounded) or (background is not None and background.name == "scene")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cameras import unit
 from .dataset import DataError, Dataset, Split
 from .images import read_many
 
@@ -38,16 +39,12 @@ def is_llff(path: Path) -> bool:
     return (path.is_dir() and (path / "poses_bounds.npy").is_file()) or (path.is_file() and path.name == "poses_bounds.npy")
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
 def average_pose(poses: np.ndarray) -> np.ndarray:
     """(4, 4) camera at the mean centre, looking along the mean direction, mean up."""
     center = poses[:, :3, 3].mean(axis=0)
-    back = _unit(poses[:, :3, 2].mean(axis=0))
+    back = unit(poses[:, :3, 2].mean(axis=0))
     up = poses[:, :3, 1].mean(axis=0)
-    right = _unit(np.cross(up, back))
+    right = unit(np.cross(up, back))
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(back, right), back, center
     return pose
@@ -73,7 +70,7 @@ def _border_rays(poses: np.ndarray, intr: np.ndarray, width: int, height: int):
     v = np.concatenate([np.full(width, 0.5), np.full(width, height - 0.5), j, j])
     fx, fy, cx, cy = (intr[:, k][:, None] for k in range(4))
     cam = np.stack([(u[None] - cx) / fx, -(v[None] - cy) / fy, -np.ones((len(poses), len(u)))], axis=-1)
-    dirs = _unit(np.einsum("nij,nkj->nki", poses[:, :3, :3], cam)).reshape(-1, 3)
+    dirs = unit(np.einsum("nij,nkj->nki", poses[:, :3, :3], cam)).reshape(-1, 3)
     origins = np.repeat(poses[:, :3, 3], len(u), axis=0)
     return origins, dirs
 

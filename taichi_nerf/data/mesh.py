@@ -16,7 +16,6 @@ Pipeline per batch of views, all on flat arrays:
 The mesh is normalised like the built-in scene: centred at the origin, bounding-sphere
 radius 1.2, and turned from its own up axis (OBJ files are usually +y up) to the project's +z.
 """
-# (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
 from pathlib import Path
 

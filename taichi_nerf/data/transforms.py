@@ -30,10 +30,10 @@ import torch
 
 from .blender import _number, build_split, check_camera_model, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
+from .llff import DEFAULT_VAL_EVERY
 
 NGP_DEFAULT_SCALE = 0.33
 NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
-DEFAULT_VAL_EVERY = 8
 
 
 def transforms_file(path: Path) -> Path | None:

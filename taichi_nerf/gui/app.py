@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from .. import checkpoint
+from ..backgrounds import background_colour, over_background
 from ..metrics import colorize
 from ..scene import orbit_cameras
-from ..training import BACKGROUNDS, Trainer, TrainingDiverged
+from ..training import Trainer, TrainingDiverged
 from .camera import OrbitCamera
 from .controls import FLY_KEYS, HELP_LINES, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
@@ -163,8 +164,7 @@ class GuiApp:
         self.scene = renderer.scene
         self.train_split = train_split
         self.out_dir = Path(out_dir or cfg.out)
-        bg_name = "white" if cfg.background == "random" else cfg.background
-        self.background = torch.tensor([BACKGROUNDS[bg_name]], dtype=torch.float32)
+        self.background = background_colour(cfg.background)
         self.camera = OrbitCamera.from_scene(self.scene)
         on_gpu = self.backend.is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
@@ -621,9 +621,7 @@ class GuiApp:
         if index is None:
             index = self.camera.nearest(self.train_split.poses.cpu())
         if index not in self._gt_cache:
-            rgba = self.train_split.rgba[index].float().cpu() / 255.0
-            alpha = rgba[..., 3:]
-            self._gt_cache = {index: rgba[..., :3] * alpha + (1.0 - alpha) * self.background.view(1, 1, 3)}
+            self._gt_cache = {index: over_background(self.train_split.rgba[index].cpu(), self.background)}
         return index, self._gt_cache[index]
 
     def _compose(self) -> None:

@@ -14,17 +14,12 @@ MAX_ELEVATION = math.radians(85.0)  # stay clear of the pole, where "upright" is
 MIN_RADIUS_FRACTION, MAX_RADIUS_FRACTION = 0.3, 3.0  # zoom limits, relative to the scene's orbit radius
 
 
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.linalg.norm(v)
-
-
 def orbit_basis(up) -> tuple[np.ndarray, np.ndarray]:
     """Two horizontal axes (a, b) perpendicular to ``up``; built like
     :func:`taichi_nerf.cameras.orbit_poses`, so azimuth 0 is where the orbit video starts."""
-    up = _unit(up)
+    up = cameras.unit(up)
     helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) <= 0.9 else np.array([0.0, 1.0, 0.0])
-    a = _unit(np.cross(up, helper))
+    a = cameras.unit(np.cross(up, helper))
     return a, np.cross(up, a)
 
 
@@ -34,7 +29,7 @@ class OrbitCamera:
 
     def __init__(self, center, up, radius: float, elevation: float, fov_x: float, aspect: float,
                  azimuth: float = 0.0, min_radius: float | None = None, max_radius: float | None = None):
-        self.up = _unit(up)
+        self.up = cameras.unit(up)
         self.axis_a, self.axis_b = orbit_basis(self.up)
         self.fov_x, self.aspect = float(fov_x), float(aspect)
         self.min_radius = MIN_RADIUS_FRACTION * radius if min_radius is None else min_radius

@@ -4,7 +4,6 @@ The canvas image is a (W, H) vector field indexed [x, y] with y growing upwards 
 layout), while renders are (H, W, 3) tensors with row 0 at the top; :func:`_blit` does the
 flip and the (bilinear) upsampling from the render size to the screen rectangle.
 """
-# (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
 import numpy as np
 import taichi as ti

@@ -1,12 +1,8 @@
 """``taichi-nerf gui`` arguments -> a configured :class:`GuiApp`, run to the end."""
 from pathlib import Path
 
-from ..config import DATASET_FIELDS
+from ..cli import GUI_DEFAULT_OUT, run_config
 from .app import GuiApp, GuiOptions, check_environment
-
-DEFAULT_OUT = "runs/gui"  # not the CLI's runs/latest: a GUI session must not overwrite a batch run
-TRAIN_FIELDS = DATASET_FIELDS + ("steps", "out", "batch_rays", "samples_per_ray", "lr", "background", "downscale",
-                                 "width", "depth", "seed", "scene_views", "scene_size")
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -20,7 +16,7 @@ def parse_window(text: str) -> tuple[int, int]:
 
 
 def launch(args) -> int:
-    from ..checkpoint import find_checkpoint, resume_config
+    from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
 
     if args.headless and args.frames is None:
@@ -32,22 +28,14 @@ def launch(args) -> int:
                          max_frames=args.frames, exit_screenshot=args.screenshot)
     check_environment(args.headless)  # before minutes of data loading, not after
     if args.ckpt and not args.train:
-        app = GuiApp.for_checkpoint(args.ckpt, options, args.arch)
+        app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
         print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
     else:
-        resume = bool(args.ckpt)
-        if resume:
-            ckpt = find_checkpoint(args.ckpt)
-            if ckpt.name != "checkpoint.pt":
-                raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
-            cfg = resume_config(ckpt)
-        elif args.config:
-            cfg = TrainConfig.from_file(args.config)
-        else:
-            cfg = TrainConfig(out=DEFAULT_OUT)
-        cfg = cfg.replace(**{k: getattr(args, k, None) for k in TRAIN_FIELDS if not (resume and k == "out")}, arch=args.arch)
-        if args.no_progress:
-            cfg = cfg.replace(progress=False)
+        ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
+        if ckpt is not None and ckpt.name != "checkpoint.pt":
+            raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+        resume = ckpt is not None
+        cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
         app = GuiApp.for_training(cfg, options, resume=resume)
         print(f"data: {app.trainer.dataset.summary()}")
         print(f"backend: {app.backend.arch}; {cfg.batch_rays} rays x {cfg.samples_per_ray} samples per step; "

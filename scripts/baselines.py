@@ -1,5 +1,6 @@
 """A pure-torch re-implementation of the Keras "3D volumetric rendering with NeRF" recipe,
-for side-by-side time-to-quality benchmarks. Nothing in taichi-nerf's own path uses it.
+for side-by-side time-to-quality benchmarks (``scripts/benchmark.py --quality``). Nothing in
+taichi-nerf's own path uses it.
 
 The recipe: positions only, encoded with 16 frequencies ([x, sin(2^k x), cos(2^k x)]);
 8 Dense(64) ReLU layers with the encoded input re-injected after layer 4; 4 outputs
@@ -12,7 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import reference
+from taichi_nerf import reference
+from taichi_nerf.backgrounds import over_background
 
 FREQUENCIES, SAMPLES, NEAR, FAR, BATCH_IMAGES, LR = 16, 32, 2.0, 6.0, 5, 1e-3
 
@@ -88,8 +90,7 @@ class KerasRecipe:
         self.steps = 0
 
     def target(self, split, index):
-        rgba = split.rgba[index].to(self.device).float() / 255.0
-        return rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:]) * self.background
+        return over_background(split.rgba[index].to(self.device), self.background)
 
     def rays(self, split, index):
         o, d = image_rays(split.poses[index].to(self.device), split.intrinsics[index], split.width, split.height)

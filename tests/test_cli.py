@@ -1,0 +1,171 @@
+"""The command line is derived from TrainConfig: one flag per field, choices from its Literal
+types, and only the flags typed override a config file or a resumed run's config."""
+import argparse
+import dataclasses
+import json
+import typing
+
+import pytest
+
+from taichi_nerf import cli
+from taichi_nerf.backend import ARCH_CHOICES
+from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types
+
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def subparser(*path):
+    parser = cli.build_parser()
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
+def flags_of(parser) -> dict:
+    """dest -> its option strings."""
+    return {a.dest: a.option_strings for a in parser._actions if a.option_strings}
+
+
+def given(*argv) -> dict:
+    return cli.config_overrides(cli.build_parser().parse_args(list(argv)))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_has_a_train_flag_of_its_own_name(name):
+    assert flag(name) in flags_of(subparser("train"))[name]
+
+
+def test_every_field_declares_help_and_a_known_group():
+    groups = ("data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"] and f.metadata["group"] in groups, f.name
+    text = " ".join(subparser("train").format_help().split())  # unwrapped
+    assert all(f"{group} options:" in text for group in groups)
+    assert "--sampler {grid,stratified,hierarchical}" in text and "(default: grid)" in text
+    assert "(0: same as training; default: 0)" in text  # the default joins a help text's own parenthesis
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--samples", "8"], {"samples_per_ray": 8}),
+    (["--samples-per-ray", "8"], {"samples_per_ray": 8}),
+    (["--time-limit", "2.5"], {"time_limit_s": 2.5}),
+    (["--time-limit-s", "2.5"], {"time_limit_s": 2.5}),
+    (["--format", "llff"], {"data_format": "llff"}),
+    (["--data-format", "llff"], {"data_format": "llff"}),
+    (["--no-progress"], {"progress": False}),
+    (["--ndc"], {"ndc": True}),
+    (["--no-ndc"], {"ndc": False}),
+    (["--arch", "cpu"], {"arch": "cpu"}),
+    (["--lr-final", "1e-4", "--aabb", "-1", "-2", "-3", "1", "2", "3"], {"lr_final": 1e-4, "aabb": [-1.0, -2.0, -3.0, 1.0, 2.0, 3.0]}),
+    ([], {}),
+])
+def test_flags_and_aliases_parse_to_their_field(argv, expected):
+    assert given("train", *argv) == expected
+
+
+@pytest.mark.parametrize("name", [n for n, hint in field_types().items() if hint in (bool, bool | None)])
+def test_bool_fields_parse_both_ways(name):
+    assert given("train", flag(name)) == {name: True}
+    assert given("train", "--no-" + flag(name)[2:]) == {name: False}
+    assert name not in given("train")
+
+
+def test_choices_come_from_the_literal_types():
+    actions = {a.dest: a for a in subparser("train")._actions}
+    choices = choice_fields()
+    assert set(choices) == {"background", "sampler", "loss", "arch"}
+    for name, values in choices.items():
+        assert tuple(actions[name].choices) == values == typing.get_args(field_types()[name])
+    assert choices["arch"] == tuple(ARCH_CHOICES)  # the config's Literal and the backend agree
+
+
+def test_validate_uses_the_literal_choices():
+    with pytest.raises(ValueError, match="sampler must be grid, stratified or hierarchical"):
+        TrainConfig(sampler="bogus").validate()
+    with pytest.raises(ValueError, match="background must be white, black or random"):
+        TrainConfig(background="grey").validate()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--sampler", "bogus"], "argument --sampler: invalid choice: 'bogus'"),
+    (["train", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
+    (["train", "--aabb", "1", "2"], "argument --aabb: expected 6 arguments"),
+])
+def test_bad_flag_values_exit_2_with_one_error_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0]
+
+
+def test_a_flag_given_overrides_the_config_file_and_an_omitted_one_does_not(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"steps": 7, "lr": 0.01, "sampler": "stratified", "progress": False, "arch": "cpu"}))
+    cfg = cli.run_config(cli.build_parser().parse_args(["train", "--config", str(path), "--steps", "9", "--progress"]))
+    assert (cfg.steps, cfg.progress) == (9, True)  # given: the flag wins
+    assert (cfg.lr, cfg.sampler, cfg.arch) == (0.01, "stratified", "cpu")  # omitted: the file's value stays
+    assert cfg.batch_rays == TrainConfig().batch_rays  # in neither: the default
+
+
+def test_a_flag_given_overrides_the_resumed_config(monkeypatch):
+    import taichi_nerf.checkpoint as checkpoint
+
+    saved = TrainConfig(steps=5, lr=0.02, out="runs/old", arch="cuda")
+    monkeypatch.setattr(checkpoint, "resume_config", lambda run: saved)
+    args = cli.build_parser().parse_args(["train", "--resume", "runs/old", "--steps", "50"])
+    cfg = cli.run_config(args, resume_from=args.resume)
+    assert (cfg.steps, cfg.lr, cfg.out) == (50, 0.02, "runs/old")
+    assert cfg.arch == "auto"  # a resumed run picks its backend afresh unless --arch is given
+    args = cli.build_parser().parse_args(["train", "--resume", "runs/old", "--arch", "cpu"])
+    assert cli.run_config(args, resume_from=args.resume).arch == "cpu"
+
+
+def test_resume_refuses_out_and_config_in_one_line(capsys):
+    assert cli.main(["train", "--resume", "runs/x", "--out", "elsewhere"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "drop --out/--config" in err and err.count("\n") == 1
+
+
+DATASET_ARGV = ["--format", "npz", "--near", "0.5", "--far", "4", "--aabb", "-1", "-1", "-1", "1", "1", "1",
+                "--every", "2", "--limit", "3", "--no-ndc", "--downscale", "2"]
+DATASET_GIVEN = {"data_format": "npz", "near": 0.5, "far": 4.0, "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "every": 2,
+                 "limit": 3, "ndc": False, "downscale": 2}
+
+
+def test_gui_and_data_info_take_the_dataset_flags_of_train():
+    assert set(DATASET_GIVEN) | {"data"} == set(DATASET_FIELDS)
+    assert given("train", "--data", "d", *DATASET_ARGV) == {"data": "d", **DATASET_GIVEN}
+    assert given("gui", "--data", "d", *DATASET_ARGV) == {"data": "d", **DATASET_GIVEN}
+    assert given("data", "info", "d", *DATASET_ARGV) == DATASET_GIVEN
+    train, gui, info = flags_of(subparser("train")), flags_of(subparser("gui")), flags_of(subparser("data", "info"))
+    for name in DATASET_FIELDS:
+        assert gui[name] == train[name]
+        assert name == "data" or info[name] == train[name]
+    assert "--val-every" in info["val_every"]
+
+
+def test_gui_flags_override_its_config_and_its_default_run_folder(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"steps": 7, "width": 32}))
+    gui_default = TrainConfig(out=cli.GUI_DEFAULT_OUT)
+    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--config", str(path), "--width", "16"]), default=gui_default)
+    assert (cfg.steps, cfg.width) == (7, 16)
+    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--samples", "12", "--no-progress"]), default=gui_default)
+    assert (cfg.out, cfg.samples_per_ray, cfg.progress) == ("runs/gui", 12, False)
+    assert "(default: runs/gui)" in subparser("gui").format_help()
+    with pytest.raises(SystemExit):  # gui takes a subset: --sampler is a --config matter there
+        cli.build_parser().parse_args(["gui", "--sampler", "grid"])
+
+
+def test_saved_configs_still_load():
+    cfg = TrainConfig(sampler="hierarchical", aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], ndc=False)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert TrainConfig.from_dict({"steps": 3}) == TrainConfig(steps=3)
+    with pytest.raises(ValueError, match="unknown configuration keys: bogus"):
+        TrainConfig.from_dict({"bogus": 1})

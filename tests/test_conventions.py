@@ -1,0 +1,47 @@
+"""Project rules that code review would otherwise have to remember (see CONTRIBUTING.md)."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "taichi_nerf"
+TAICHI_DECORATORS = {"kernel", "func"}
+
+
+def _defines_taichi_code(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Attribute) and dec.attr in TAICHI_DECORATORS \
+                        and isinstance(dec.value, ast.Name) and dec.value.id == "ti":
+                    return True
+    return False
+
+
+def _has_future_annotations(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body)
+
+
+def kernel_modules() -> dict[Path, ast.Module]:
+    trees = {path: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.rglob("*.py"))}
+    return {path: tree for path, tree in trees.items() if _defines_taichi_code(tree)}
+
+
+def test_scan_finds_the_kernel_modules():
+    found = {p.relative_to(PACKAGE).as_posix() for p in kernel_modules()}
+    # guards the scan itself: if it found nothing, the rule below would pass vacuously
+    assert {"packing.py", "sampling.py", "compositing.py", "encoding.py", "cameras.py",
+            "occupancy.py", "data/synthetic.py", "gui/display.py"} <= found
+
+
+def test_kernel_modules_do_not_postpone_annotations():
+    """Taichi reads ``ti.types.ndarray()`` / ``ti.template()`` annotations as objects; under
+    ``from __future__ import annotations`` they are strings and kernels fail to compile."""
+    offenders = [p.relative_to(PACKAGE).as_posix() for p, tree in kernel_modules().items()
+                 if _has_future_annotations(tree)]
+    assert offenders == []
+
+
+def test_the_future_import_detector_detects_it():
+    tree = ast.parse("from __future__ import annotations\nimport taichi as ti\n\n@ti.kernel\ndef k():\n    pass\n")
+    assert _defines_taichi_code(tree) and _has_future_annotations(tree)
+    assert not _has_future_annotations(ast.parse("from __future__ import division\n"))
