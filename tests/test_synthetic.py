@@ -180,3 +180,69 @@ def test_supersampling_controls_alpha_levels():
     rgba3, _ = S.render_scene(pose, SIZE, SIZE, f, f, SIZE / 2, SIZE / 2, supersample=3)
     levels = set(np.unique(rgba3[..., 3].numpy()).tolist())
     assert levels <= {round(255 * k / 9) for k in range(10)} and len(levels) > 3
+
+
+# --- environments and distortion (the users'-data test sets) -----------------------------
+def _backdrop_camera():
+    """Forward-facing camera in front of the objects, looking along +y at the wall."""
+    return look_at((0.2, -3.6, 0.35), (0.0, 0.0, -0.15))
+
+
+def test_backdrop_depth_is_the_wall_or_floor_and_objects_occlude_it():
+    w, h = 40, 30
+    f = focal_from_fov(w, math.radians(63.5))
+    pose = _backdrop_camera()[None]
+    rgba, depth = S.render_scene(pose, w, h, f, f, w / 2, h / 2, environment="backdrop")
+    bare, bare_depth = S.render_scene(pose, w, h, f, f, w / 2, h / 2)
+    assert (rgba[..., 3] == 255).all() and (depth > 0).all()
+    d = S.pixel_directions(pose, w, h, f, f, w / 2, h / 2)[0].double()
+    o = pose[0, :3, 3].double()
+    never = torch.full_like(d[..., 0], math.inf)
+    t_floor = torch.where(d[..., 2] < 0, (S.FLOOR_Z - o[2]) / d[..., 2].clamp(max=-1e-12), never)
+    t_wall = torch.where(d[..., 1] > 0, (S.WALL_Y - o[1]) / d[..., 1].clamp(min=1e-12), never)
+    env_t = torch.minimum(t_floor, t_wall)
+    assert torch.isfinite(env_t).all()  # every pixel ray reaches the wall or the floor
+    on_object = bare_depth[0] > 0
+    assert 0.05 < on_object.float().mean() < 0.6
+    assert torch.allclose(depth[0][on_object].double(), bare_depth[0][on_object].double(), rtol=1e-4)
+    assert torch.allclose(depth[0][~on_object].double(), env_t[~on_object], rtol=1e-4)
+    assert (t_wall < t_floor).any() and (t_floor < t_wall).any()  # both surfaces are in view
+    # objects look the same in front of the backdrop as on their own (fully covered pixels)
+    covered = bare[0, ..., 3] == 255
+    diff = (rgba[0, ..., :3].int() - bare[0, ..., :3].int()).abs()[covered]
+    assert covered.sum() > 50 and diff.max() <= 1
+
+
+def test_environment_textures_are_rich_and_seeded():
+    tex = S.environment_textures(0)
+    assert set(tex) == set(S.TEXTURES)
+    for name, image in tex.items():
+        h, w = S.TEXTURES[name][:2]
+        assert image.shape == (h, w, 3) and image.dtype == np.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert image.std(axis=(0, 1)).min() > 0.05  # not flat in any channel
+        levels = np.unique((image[::4, ::4] * 15).astype(np.int32) @ np.array([256, 16, 1]))
+        assert len(levels) > 100  # many distinct colours, not a two- or three-tone pattern
+        # neighbouring texels are close (smooth noise, not white noise), except at edges
+        step = np.abs(np.diff(image, axis=1)).mean()
+        assert step < 0.5 * np.abs(image - image.mean(axis=(0, 1))).mean()
+    other = S.environment_textures(1)
+    assert not np.array_equal(tex["wall"], other["wall"])
+    assert np.array_equal(tex["wall"], S.environment_textures(0)["wall"])
+
+
+def test_distortion_bends_the_image_and_bad_options_are_refused():
+    w = 32
+    f = focal_from_fov(w, S.CAMERA_ANGLE_X)
+    pose = sphere_poses(1, S.CAMERA_RADIUS, seed=5)
+    plain, _ = S.render_scene(pose, w, w, f, f, w / 2, w / 2)
+    bent, _ = S.render_scene(pose, w, w, f, f, w / 2, w / 2, distortion=(-0.3, 0.05, 0.0, 0.0))
+    # barrel distortion (k1 < 0) shows more of the scene: the objects shrink towards the centre
+    assert 0 < bent[0, ..., 3].float().sum() < 0.97 * plain[0, ..., 3].float().sum()
+    assert (bent[0, ..., 3] == 0).any()  # no environment: alpha stays a silhouette
+    centre = (slice(w // 2 - 1, w // 2 + 1),) * 2
+    assert (bent[0][centre].int() - plain[0][centre].int()).abs().max() <= 2  # the centre barely moves
+    with pytest.raises(ValueError, match="environment"):
+        S.render_scene(pose, w, w, f, f, w / 2, w / 2, environment="sky")
+    with pytest.raises(ValueError, match="distortion"):
+        S.render_scene(pose, w, w, f, f, w / 2, w / 2, distortion=(0.1, 0.0))
