@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .backgrounds import background_colour, over_background
+from .backgrounds import over_background, scene_background
 from .config import TrainConfig
 from .data.loaders import builtin_scene, load_dataset
 from .metrics import psnr, ssim
@@ -15,7 +15,8 @@ from .video import write_orbit
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, **overrides) -> TrainResult:
-    """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``).
+    """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``);
+    ``preset="keras"`` or ``"pytorch3d"`` (taichi_nerf/presets.py) applies first, the others win over it.
     ``resume=True`` continues the run in ``out`` with its saved configuration."""
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
@@ -39,7 +40,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
     part = dataset.split(split)
-    bg = background_colour(cfg.background)
+    bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):

@@ -13,6 +13,8 @@ names here before :func:`background_colour` is asked.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 BACKGROUND_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -43,3 +45,42 @@ def over_background(rgba: torch.Tensor, background) -> torch.Tensor:
         bg = bg.reshape(3)
     alpha = rgba[..., 3:]
     return rgba[..., :3] * alpha + (1.0 - alpha) * bg
+
+
+@dataclass
+class TrainingBackground:
+    """What a run composites onto: ``random`` (a fresh colour per ray while training) or a
+    fixed ``colour``; ``colour`` is also what renders and evaluation use."""
+    random: bool
+    colour: tuple[float, float, float]
+    description: str  # one line for the start of training and `data info`
+    warning: str | None = None  # an automatic choice that could be wrong, with the override
+
+
+def resolve_background(name: str, detected=None) -> TrainingBackground:
+    """The background of a run configured with ``name``; ``auto`` follows ``detected`` (the
+    dataset's data/surround.py ``BackgroundChoice``): transparency or a uniform surround ->
+    that colour; a surround that is scenery -> random per ray, so the field must explain
+    every pixel with opaque content instead of leaning on a background colour."""
+    override = "set --background white, black or random if it is wrong"
+    if name != "auto":
+        colour = BACKGROUND_COLOURS[evaluation_background(name)]
+        return TrainingBackground(name == "random", colour, f"{name} (set by the configuration)")
+    if detected is None:
+        return TrainingBackground(False, BACKGROUND_COLOURS["white"], "white (auto: nothing detected)")
+    if detected.name == "scene":
+        return TrainingBackground(True, BACKGROUND_COLOURS["white"], f"random per ray (auto: {detected.reason})",
+                                  warning=f"background: the surround looks like scenery, so it is modelled; {override}")
+    colour = tuple(float(c) for c in detected.colour)
+    shown = detected.name if detected.name != "colour" else "(" + ", ".join(f"{c:.2f}" for c in colour) + ")"
+    warning = None if detected.confident else f"background: auto chose {shown} ({detected.reason}); {override}"
+    return TrainingBackground(False, colour, f"{shown} (auto: {detected.reason})", warning)
+
+
+def scene_background(scene, cfg=None, device=None) -> torch.Tensor:
+    """(1, 3) colour to render a trained scene over: the one its run resolved (saved in the
+    scene), else the configuration's (checkpoints from before automatic backgrounds)."""
+    if getattr(scene, "background", None) is not None:
+        return torch.tensor([scene.background], dtype=torch.float32, device=device)
+    name = cfg.background if cfg is not None and cfg.background != "auto" else "white"
+    return background_colour(name, device)

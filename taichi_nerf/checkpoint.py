@@ -13,8 +13,10 @@ from .rendering import Renderer
 from .scene import Scene
 
 FORMAT_VERSION = 1
-# Config fields that shape the model's tensors: a resume must not change them.
-ARCHITECTURE_KEYS = ("width", "depth", "pos_frequencies", "dir_frequencies", "sampler", "grid_resolution")
+# Config fields that shape the model's tensors or what they mean: a resume must not change them.
+ARCHITECTURE_KEYS = ("width", "depth", "pos_frequencies", "dir_frequencies", "sampler", "grid_resolution",
+                     "view_dependent", "frequency_base", "include_input", "skip_layer", "activation",
+                     "density_activation", "feature_layer", "color_width")
 
 
 class CheckpointError(ValueError):

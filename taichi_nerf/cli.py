@@ -101,7 +101,8 @@ def config_overrides(args) -> dict:
 
 def run_config(args, resume_from=None, default=None):
     """The run's TrainConfig: the resumed run's config (``resume_from``: its folder or checkpoint),
-    else the --config file, else ``default`` (TrainConfig()); then every flag given on top."""
+    else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
+    then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from .checkpoint import resume_config
     from .config import TrainConfig
 
@@ -138,13 +139,23 @@ def cmd_train(args) -> int:
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
     cfg = run_config(args, resume_from=args.resume)
+    if cfg.preset is not None:
+        from .presets import PRESETS
+
+        print(PRESETS[cfg.preset].describe(cfg))
     trainer = Trainer(cfg, resume=resume)
     print(f"data: {trainer.dataset.summary()}")
     for w in trainer.dataset.warnings:
         print(f"warning: {w}")
     for n in trainer.dataset.notes:
         print(f"note: {n}")
-    print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {cfg.batch_rays} rays x {cfg.samples_per_ray} samples"
+    chosen = trainer.background_choice
+    print(f"background: {chosen.description}" + ("" if cfg.background != "auto" else "; --background overrides it"))
+    if chosen.warning:
+        print(f"warning: {chosen.warning}")
+    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
+    print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
           + (f", resuming at step {trainer.step_count}" if resume else ""))
     result = trainer.run()
     out = result.out_dir
@@ -252,7 +263,8 @@ def _load_with_options(args):
 
     cfg = TrainConfig().replace(**config_overrides(args))
     return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
-                        val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb)
+                        val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb,
+                        unbounded=cfg.unbounded)
 
 
 def cmd_data_info(args) -> int:
@@ -271,13 +283,19 @@ def cmd_data_info(args) -> int:
         described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0]) if k[0] in "fc" or float(v) != 0.0)
         print(f"{name + ':':9} {split.count} images, {split.width}x{split.height}; "
               f"{'intrinsics' if same else 'first camera'}: {described}")
-    print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else ""))
+    print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else "")
+          + ("  (unbounded: space beyond the box is contracted)" if ds.unbounded else ""))
     print(f"box:      min {vec(ds.aabb[:3])}, max {vec(ds.aabb[3:])}")
     print(f"centre:   {vec(ds.center)}; up {vec(ds.up)}")
     if ds.forward_facing:
         print(f"video:    spiral in front of the cameras, looking {ds.focus_distance:.4g} ahead (forward-facing)")
     else:
         print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {ds.orbit_elevation_deg:.3g} deg")
+    if ds.background is not None:
+        from .backgrounds import resolve_background
+
+        chosen = resolve_background("auto", ds.background)
+        print(f"background: {chosen.description}; --background overrides it")
     for note in ds.notes:
         print(f"note:     {note}")
     for warning in ds.warnings:
@@ -314,7 +332,7 @@ def cmd_data_synthetic(args) -> int:
 
 
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
-GUI_FIELDS = ("steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
+GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
               "progress", "scene_views", "scene_size")
 GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 

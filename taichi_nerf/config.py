@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Literal
 
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
-Background = Literal["white", "black", "random"]
+Background = Literal["auto", "white", "black", "random"]
 Sampler = Literal["grid", "stratified", "hierarchical"]
-Loss = Literal["mse", "huber"]
+Loss = Literal["mse", "huber", "pseudo-huber"]
+Activation = Literal["relu", "softplus10"]
+DensityActivation = Literal["softplus", "relu", "opacity-softplus10"]
+Init = Literal["default", "torch", "glorot"]
+LrSchedule = Literal["exponential", "step", "constant"]
+Preset = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 
 # --help groups, in the order they are shown.
-DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
-    "data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
+RECIPE, DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
+    "recipe", "data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
 
 
 def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), metavar=None, nargs=None):
@@ -33,6 +38,10 @@ def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), met
 
 @dataclass
 class TrainConfig:
+    # --- recipe: a preset is applied first, every other value given wins over it (see replace())
+    preset: Preset | None = option(None, RECIPE, "start from a tutorial's recipe: keras (the Keras NeRF example) or "
+                                   "pytorch3d (the PyTorch3D NeRF tutorial); see taichi_nerf/presets.py. Other "
+                                   "options override its values (default: none)")
     # --- data: what to train on (the fields `data info` shares, DATASET_FIELDS)
     data: str | None = option(None, DATA, "dataset folder or file (default: the built-in scene, generated once and cached)",
                               metavar="PATH")
@@ -46,12 +55,29 @@ class TrainConfig:
     limit: int | None = option(None, DATA, "keep at most N frames per split (default: all)")
     ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
     downscale: int = option(1, DATA, "load images downscaled by this factor")
+    unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "
+                                    "is scenery (default: decided from the images' surround and the cameras)")
     # --- field
     pos_frequencies: int = option(8, FIELD, "positional-encoding frequencies of the position")
     dir_frequencies: int = option(4, FIELD, "positional-encoding frequencies of the view direction")
     width: int = option(64, FIELD, "MLP width")
     depth: int = option(4, FIELD, "MLP depth (hidden layers)")
     density_bias: float = option(-4.0, FIELD, "initial density bias: softplus(-4) ~ 0.018, so rays start ~95% transparent")
+    view_dependent: bool = option(True, FIELD, "colour depends on the view direction (off: on position only, as the Keras example)")
+    frequency_base: float = option(1.0, FIELD, "lowest frequency of both harmonic encodings: f_k = base * 2^k (PyTorch3D's omega0)")
+    include_input: bool = option(True, FIELD, "the encodings start with the raw vector (off: sin and cos only, as PyTorch3D's)")
+    skip_layer: int | None = option(None, FIELD, "hidden layer (counted from 0) whose input gets the encoded position "
+                                                 "again (default: depth // 2; 0: none)")
+    activation: Activation = option("relu", FIELD, "hidden-layer activation (softplus10: softplus with beta 10, PyTorch3D's)")
+    density_activation: DensityActivation = option(
+        "softplus", FIELD, "raw output -> density (opacity-softplus10: softplus10(raw) is a sample's optical thickness "
+                           "at the nominal spacing (far - near) / samples, PyTorch3D's opacity 1 - exp(-softplus10(raw)))")
+    feature_layer: bool = option(True, FIELD, "a linear feature layer between the trunk and the colour branch "
+                                              "(off: the trunk's output feeds it directly, as both tutorials)")
+    color_width: int | None = option(None, FIELD, "hidden width of the colour branch (default: max(width // 2, 16); "
+                                                  "0: no hidden layer, colour is a linear read-out)")
+    init: Init = option("default", FIELD, "weights at the start: default: torch's, with a near-zero density layer; "
+                                          "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases (Keras)")
     # --- sampling and rendering
     sampler: Sampler = option("grid", SAMPLING, "grid: occupancy grid + packed marching; stratified; hierarchical: "
                                                 "coarse + importance samples")
@@ -63,14 +89,26 @@ class TrainConfig:
     grid_warmup: int = option(100, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
     march_steps: int = option(192, SAMPLING, "grid marching steps across the scene box's diagonal")
-    background: Background = option("white", SAMPLING, "background colour (random: per ray, training only)")
+    clip_to_box: bool = option(True, SAMPLING, "stratified/hierarchical samples only where rays cross the scene box "
+                                               "(off: across all of [near, far], as both tutorials)")
+    background: Background = option("auto", SAMPLING, "background the images are composited onto (auto: transparency "
+                                    "-> white, a uniform black/white/coloured surround -> that colour, a surround "
+                                    "that is scenery -> random per ray; random: per ray, training only)")
     # --- optimisation
     steps: int = option(5000, OPTIMISATION, "optimisation steps")
-    batch_rays: int = option(2048, OPTIMISATION, "rays per step")
+    batch_rays: int = option(2048, OPTIMISATION, "rays per step (0 with batch_images: every pixel of those images)")
+    batch_images: int = option(0, OPTIMISATION, "draw each step's rays from this many random training images "
+                                                "(0: from all of them)")
     lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
-    lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (exponential decay from lr over the steps)")
-    loss: Loss = option("mse", OPTIMISATION, "colour loss")
-    huber_delta: float = option(0.1, OPTIMISATION, "huber loss: where it turns from quadratic to linear")
+    lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (see lr_schedule)")
+    lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
+                                                                  "step: lr, then lr_final from lr_step_at of the steps on; "
+                                                                  "constant: lr throughout")
+    lr_step_at: float = option(0.75, OPTIMISATION, "step schedule: the fraction of the steps where lr drops to lr_final")
+    loss: Loss = option("mse", OPTIMISATION, "colour loss (pseudo-huber: the PyTorch3D tutorial's "
+                                             "((1 + d^2 / s^2).sqrt() - 1) * s, s = huber_delta); the silhouette loss "
+                                             "is pseudo-huber with it, huber otherwise")
+    huber_delta: float = option(0.1, OPTIMISATION, "huber and pseudo-huber losses: where they turn from quadratic to linear")
     silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
     seed: int = option(0, OPTIMISATION, "random seed")
     mixed_precision: bool = option(False, OPTIMISATION, "CUDA only: run the MLP in bf16 autocast (TF32 is always on)")
@@ -94,13 +132,26 @@ class TrainConfig:
         for name, choices in choice_fields().items():
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
-        for name in ("steps", "batch_rays", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
+        for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
                      "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s", "silhouette_weight"):
+        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s", "silhouette_weight",
+                     "batch_images"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        if self.batch_rays < (0 if self.batch_images > 0 else 1):
+            problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
+        if self.preset is not None and self.preset not in typing.get_args(Preset):
+            problems.append(f"preset must be {' or '.join(typing.get_args(Preset))}")
+        if self.skip_layer is not None and not 0 <= self.skip_layer < self.depth:
+            problems.append(f"skip_layer must be from 0 (none) to depth - 1 = {self.depth - 1}")
+        if self.color_width is not None and self.color_width < 0:
+            problems.append("color_width must not be negative")
+        if not self.frequency_base > 0:
+            problems.append("frequency_base must be positive")
+        if not 0 < self.lr_step_at < 1:
+            problems.append("lr_step_at must be between 0 and 1")
         if self.huber_delta <= 0:
             problems.append("huber_delta must be positive")
         if self.sampler == "hierarchical" and self.fine_samples < 1:
@@ -130,11 +181,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """Fields from a dict (a --config file, a checkpoint's config): its ``preset`` first,
+        then every other key given wins over it; missing keys keep their defaults (so the
+        configs of older checkpoints load with today's defaults)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**values)
+        base = cls().with_preset(values["preset"]) if values.get("preset") is not None else cls()
+        return dataclasses.replace(base, **values)
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
@@ -152,11 +207,24 @@ class TrainConfig:
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
-                    every=self.every, limit=self.limit, ndc=self.ndc, views=self.scene_views, size=self.scene_size,
+                    every=self.every, limit=self.limit, ndc=self.ndc, unbounded=self.unbounded,
+                    views=self.scene_views, size=self.scene_size,
                     progress=self.progress)
 
     def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` (None values ignored: "not given"). A ``preset`` among them is
+        applied first, so the other changes win over its values (flags over --preset)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        base = self.with_preset(changes["preset"]) if "preset" in changes else self
+        return dataclasses.replace(base, **changes)
+
+    def with_preset(self, name: str) -> "TrainConfig":
+        """A copy with preset ``name``'s values (taichi_nerf/presets.py) set over this config's."""
+        from .presets import PRESETS
+
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose {' or '.join(PRESETS)}")
+        return dataclasses.replace(self, preset=name, **PRESETS[name].values)
 
 
 def field_types() -> dict:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import taichi as ti
 import torch
 
+from .space import contract
+
 
 @dataclass(frozen=True)
 class HarmonicSpec:
@@ -45,12 +47,16 @@ def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray()
                            t: ti.types.ndarray(), ray_index: ti.types.ndarray(),
                            pos_freq: ti.i32, pos_inc: ti.i32, pos_base: ti.f32,
                            dir_freq: ti.i32, dir_inc: ti.i32, dir_base: ti.f32,
-                           dir_col: ti.i32, out: ti.types.ndarray()):
+                           dir_col: ti.i32, inner_box: ti.types.ndarray(), contract_outside: ti.i32,
+                           out: ti.types.ndarray()):
     for i in range(t.shape[0]):
         r = ray_index[i]
         o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        _encode(o + t[i] * d, pos_freq, pos_inc, pos_base, out, i, 0)
+        p = o + t[i] * d
+        if contract_outside:  # unbounded scenes: the field lives in contracted space
+            p = contract(p, inner_box)
+        _encode(p, pos_freq, pos_inc, pos_base, out, i, 0)
         if dir_col >= 0:
             v = ti.Vector([view_dirs[r, 0], view_dirs[r, 1], view_dirs[r, 2]])
             _encode(v, dir_freq, dir_inc, dir_base, out, i, dir_col)
@@ -64,8 +70,9 @@ def _encode_points_kernel(points: ti.types.ndarray(), freq: ti.i32, inc: ti.i32,
 
 def encode_samples(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, ray_index: torch.Tensor,
                    pos: HarmonicSpec, direction: HarmonicSpec | None, out: torch.Tensor | None = None,
-                   view_dirs: torch.Tensor | None = None) -> torch.Tensor:
-    """(M, pos.dim [+ direction.dim]) MLP input: encoded positions o + t d, then encoded
+                   view_dirs: torch.Tensor | None = None, contract_box: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, pos.dim [+ direction.dim]) MLP input: encoded positions o + t d (contracted
+    around ``contract_box`` for unbounded scenes, see :mod:`taichi_nerf.space`), then encoded
     viewing directions (``view_dirs``, default ``dirs``: NDC rays sample along non-unit NDC
     directions but are seen from their unit world directions); ``direction=None`` encodes
     positions only."""
@@ -77,7 +84,8 @@ def encode_samples(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, r
         v = direction if direction is not None else HarmonicSpec(0, False)
         _encode_samples_kernel(origins, dirs, dirs if view_dirs is None else view_dirs, t, ray_index, pos.frequencies, int(pos.include_input), float(pos.base),
                                v.frequencies, int(v.include_input), float(v.base),
-                               pos.dim if direction is not None else -1, out)
+                               pos.dim if direction is not None else -1,
+                               contract_box if contract_box is not None else t, int(contract_box is not None), out)
     return out
 
 

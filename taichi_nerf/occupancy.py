@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .packing import Samples, offsets_of, ray_box
+from .space import box_norm, contract, contracted_box
 
 
 @ti.func
@@ -32,13 +33,15 @@ def _cell_of(p: ti.template(), aabb: ti.template(), res: ti.i32) -> ti.i32:
 def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: ti.types.ndarray(),
                   near: ti.f32, far: ti.f32, res: ti.i32, occupied: ti.types.ndarray(),
                   step: ti.f32, cone: ti.f32, jitter: ti.types.ndarray(), use_jitter: ti.i32,
-                  max_samples: ti.i32,
+                  max_samples: ti.i32, inner: ti.types.ndarray(), unbounded: ti.i32,
                   counts: ti.types.ndarray(), offsets: ti.types.ndarray(), fill: ti.template(),
                   t_out: ti.types.ndarray(), delta_out: ti.types.ndarray(), ray_out: ti.types.ndarray()):
     for r in range(origins.shape[0]):
         o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        t0, t1 = ray_box(o, d, aabb, near, far)
+        t0, t1 = near, far  # unbounded: the whole ray; the grid covers all of contracted space
+        if not unbounded:
+            t0, t1 = ray_box(o, d, aabb, near, far)
         u = 0.5
         if use_jitter:
             u = jitter[r]
@@ -51,10 +54,18 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
             base = offsets[r]
             limit = counts[r]
         dt = ti.max(step, t0 * cone)
+        if unbounded:
+            dt = step * ti.max(1.0, box_norm(o + t0 * d, inner)) ** 2
         t = t0 + u * dt
         while t < t1 and n < limit:
             dt = ti.min(ti.max(step, t * cone), 16.0 * step)  # steps grow with distance when cone > 0
             p = o + t * d
+            if unbounded:
+                # Outside the inner box contraction shrinks distances by about 1/s^2: steps
+                # of step * s^2 are then about even in contracted space, where the grid is.
+                s = ti.max(1.0, box_norm(p, inner))
+                dt = step * s * s
+                p = contract(p, inner)
             c = _cell_of(p, aabb, res)
             if occupied[c] != 0:
                 if ti.static(fill):
@@ -136,14 +147,24 @@ class OccupancyGrid(nn.Module):
     before it was a module (keys density/occupied/updates/resolution/step) still load."""
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 64, steps_across: int = 192,
-                 decay: float = 0.95, min_alpha: float = 0.01, cone_angle: float = 0.0, device="cpu"):
+                 decay: float = 0.95, min_alpha: float = 0.01, cone_angle: float = 0.0, device="cpu",
+                 unbounded: bool = False):
         super().__init__()
         device = torch.device(device)
-        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).to(device).contiguous())
+        inner = torch.as_tensor(aabb, dtype=torch.float32).to(device).contiguous()
+        self.unbounded = bool(unbounded)
+        # Unbounded scenes: ``inner`` is the scene box, the grid covers its contracted cube
+        # (taichi_nerf.space) and rays march out to ``far`` through the contracted shell.
+        self.register_buffer("inner", inner)
+        self.register_buffer("aabb", contracted_box(inner.cpu()).to(device) if self.unbounded else inner.clone())
         self.resolution = int(resolution)
-        size = self.aabb[3:] - self.aabb[:3]
+        if self.unbounded:
+            # The contracted shell costs about as many steps again as crossing the box: take
+            # half as many across it, so a ray's budget matches a bounded scene's.
+            steps_across = max(1, steps_across // 2)
+        size = inner[3:] - inner[:3]
         self.step = float(size.norm()) / steps_across
-        self.max_samples = steps_across + 1
+        self.max_samples = (2 * steps_across if self.unbounded else steps_across) + 1
         self.decay, self.min_alpha, self.cone_angle = decay, min_alpha, cone_angle
         cells = self.resolution**3
         self.register_buffer("density", torch.zeros(cells, device=device))
@@ -181,8 +202,9 @@ class OccupancyGrid(nn.Module):
         self.updates += 1
 
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
-              generator: torch.Generator | None = None, jitter: bool = False) -> Samples:
-        """Packed samples of every step that falls in an occupied cell."""
+              generator: torch.Generator | None = None, jitter: bool = False, step_scale: float = 1.0) -> Samples:
+        """Packed samples of every step that falls in an occupied cell; ``step_scale`` > 1
+        marches coarser (an unbounded scene's warm-up, before the grid knows anything)."""
         n = origins.shape[0]
         dev = origins.device
         u = torch.rand(n, device=dev, generator=generator) if jitter else torch.empty(1, device=dev)
@@ -190,7 +212,8 @@ class OccupancyGrid(nn.Module):
         dummy_f = torch.empty(1, device=dev)
         dummy_i = torch.empty(1, dtype=torch.int32, device=dev)
         args = (origins, dirs, self.aabb, float(near), float(far), self.resolution, self.occupied,
-                self.step, self.cone_angle, u, int(jitter), self.max_samples)
+                self.step * step_scale, self.cone_angle, u, int(jitter), self.max_samples, self.inner,
+                int(self.unbounded))
         if n:
             _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i)
         offsets = offsets_of(counts)
@@ -216,4 +239,5 @@ class OccupancyGrid(nn.Module):
             state_dict.pop(prefix + "step", None)  # derived from the box and steps_across, as before
             state_dict[prefix + "_extra_state"] = {"updates": int(state_dict.pop(prefix + "updates"))}
             state_dict.setdefault(prefix + "aabb", self.aabb)  # it never saved the box: the scene's
+        state_dict.setdefault(prefix + "inner", self.inner)  # grids saved before unbounded scenes
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

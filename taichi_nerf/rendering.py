@@ -16,6 +16,9 @@ from .packing import Samples, compact
 from .sampling import importance, ray_bounds, stratified
 from .scene import Scene
 
+# Warm-up marching of unbounded scenes: this many times the grid's step (~30-60 samples/ray).
+UNBOUNDED_WARMUP_STEP_SCALE = 2.0
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
@@ -28,6 +31,9 @@ class RayOutput:
     depth: torch.Tensor  # (N,) expected ray distance, not normalised by opacity
     weights: torch.Tensor  # (M,) compositing weight of each sample (not differentiable)
     samples: Samples  # where the field was evaluated (after early termination, if any)
+
+
+UNCLIPPED = 1e30  # half-size of the sampling box when samples are not clipped to the scene box
 
 
 class Renderer:
@@ -48,18 +54,30 @@ class Renderer:
         self.early_stop = early_stop
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
+        # Unbounded scenes: positions outside the box are contracted before encoding (space.py).
+        self.contract_box = self.aabb if scene.unbounded else None
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, scene: Scene, device) -> Renderer:
         """A fresh (untrained) renderer shaped by a training configuration."""
-        pos = HarmonicSpec(cfg.pos_frequencies, True)
-        direction = HarmonicSpec(cfg.dir_frequencies, True)
-        field_ = RadianceField(pos.dim, direction.dim, cfg.width, cfg.depth, density_bias=cfg.density_bias).to(device)
+        pos = HarmonicSpec(cfg.pos_frequencies, cfg.include_input, cfg.frequency_base)
+        direction = HarmonicSpec(cfg.dir_frequencies, cfg.include_input, cfg.frequency_base) if cfg.view_dependent else None
+        # opacity-softplus10: density = softplus10(raw) / the stratified bins' length (presets.PYTORCH3D)
+        nominal_spacing = (scene.far - scene.near) / cfg.samples_per_ray
+        field_ = RadianceField(pos.dim, direction.dim if direction is not None else 0, cfg.width, cfg.depth,
+                               skip=cfg.skip_layer, color_width=cfg.color_width, density_bias=cfg.density_bias,
+                               activation=cfg.activation, density_activation=cfg.density_activation,
+                               density_scale=1.0 / nominal_spacing, feature_layer=cfg.feature_layer,
+                               init=cfg.init).to(device)
         grid = None
-        if cfg.sampler == "grid":
-            grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device)
+        if cfg.sampler == "grid" or scene.unbounded:  # unbounded scenes always march (see render_rays)
+            grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device,
+                                 unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
-        return cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=cfg.mixed_precision)
+        renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=cfg.mixed_precision)
+        if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
+            renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32, device=renderer.device)
+        return renderer
 
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
@@ -70,20 +88,23 @@ class Renderer:
         view_dirs = dirs  # unit world directions: what view-dependent colour depends on
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
-        if self.grid is not None and self.grid.updates > 0:
-            samples = self.grid.march(origins, dirs, self.scene.near, self.scene.far, generator, jitter)
+        if self.grid is not None and (self.grid.updates > 0 or self.scene.unbounded):
+            # An unbounded scene has no finite interval to stratify: before its grid knows
+            # anything it marches the all-occupied grid with coarser steps instead.
+            scale = 1.0 if self.grid.updates > 0 else UNBOUNDED_WARMUP_STEP_SCALE
+            samples = self.grid.march(origins, dirs, self.scene.near, self.scene.far, generator, jitter, scale)
         else:
             t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
             samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
             if self.fine_samples:
                 with torch.no_grad():  # the coarse pass only decides where to look
                     coarse_enc = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
-                                                view_dirs=view_dirs)
+                                                view_dirs=view_dirs, contract_box=self.contract_box)
                     c_sigma, c_rgb = self.evaluate_field(coarse_enc)
                     weights = composite(c_sigma, c_rgb, samples, background)[3]
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
-                                 view_dirs=view_dirs)
+                                 view_dirs=view_dirs, contract_box=self.contract_box)
         if early_termination and self.early_stop > 0 and not self.bf16:
             h = self.field.features(encoded[:, : self.field.pos_dim])
             sigma = self.field.density_from(h)
@@ -103,8 +124,15 @@ class Renderer:
             return sigma.float(), rgb.float()  # the kernels take float32
         return self.field(encoded)
 
+    @property
+    def max_samples_per_ray(self) -> int:
+        """The most samples any ray can get: what Taichi's autodiff stack must hold."""
+        most = self.samples_per_ray + self.fine_samples
+        return max(most, self.grid.max_samples) if self.grid is not None else most
+
     def density(self, points: torch.Tensor) -> torch.Tensor:
-        """Field density at arbitrary points (what the occupancy grid measures)."""
+        """Field density at points of field space (world space, or contracted space for an
+        unbounded scene: what the occupancy grid measures, cell by cell)."""
         return self.field.density_only(encode_points(points, self.pos))
 
     @torch.no_grad()
@@ -112,20 +140,28 @@ class Renderer:
                      background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
         """(H, W, 3) rgb, (H, W) opacity and (H, W) depth (normalised by opacity) of one camera.
         No gradients, so rays terminate early (see :meth:`render_rays`)."""
-        poses = poses.to(self.device).contiguous()
-        intrinsics = intrinsics.to(self.device).contiguous()
+        out = self.render_pixels(poses, intrinsics, camera, width, 0, width * height, background, chunk, samples_per_ray)
+        return {"rgb": out["rgb"].view(height, width, 3), "opacity": out["opacity"].view(height, width),
+                "depth": out["depth"].view(height, width)}
+
+    @torch.no_grad()
+    def render_pixels(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, first_pixel: int,
+                      count: int, background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
+        """(count, 3) rgb, (count,) opacity and (count,) depth (normalised by opacity) of
+        ``count`` consecutive pixels (row-major, from ``first_pixel``) of one camera, in chunks
+        of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording)."""
+        poses = poses.to(self.device).float().contiguous()
+        intrinsics = intrinsics.to(self.device).float().contiguous()
         bg = background.to(self.device).reshape(1, 3)
-        n = width * height
-        rgb = torch.empty(n, 3, device=self.device)
-        opacity = torch.empty(n, device=self.device)
-        depth = torch.empty(n, device=self.device)
-        for start in range(0, n, chunk):
-            count = min(chunk, n - start)
-            o, d = cameras.image_rays(poses, intrinsics, camera, width, start, count)
+        rgb = torch.empty(count, 3, device=self.device)
+        opacity = torch.empty(count, device=self.device)
+        depth = torch.empty(count, device=self.device)
+        for start in range(0, count, chunk):
+            n = min(chunk, count - start)
+            o, d = cameras.image_rays(poses, intrinsics, camera, width, first_pixel + start, n)
             out = self.render_rays(o, d, bg, samples_per_ray, early_termination=True)
-            rgb[start:start + count] = out.rgb
-            opacity[start:start + count] = out.opacity
-            depth[start:start + count] = out.depth
+            rgb[start:start + n] = out.rgb
+            opacity[start:start + n] = out.opacity
+            depth[start:start + n] = out.depth
         depth = torch.where(opacity > 1e-3, depth / opacity.clamp_min(1e-3), torch.zeros_like(depth))
-        return {"rgb": rgb.view(height, width, 3), "opacity": opacity.view(height, width),
-                "depth": depth.view(height, width)}
+        return {"rgb": rgb, "opacity": opacity, "depth": depth}

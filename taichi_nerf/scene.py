@@ -30,6 +30,12 @@ class Scene:
     ndc_width: int = 0
     ndc_height: int = 0
     forward_facing: bool = False  # render a spiral in front of the cameras, not a turntable
+    # The background is part of the scene, far in every direction: space outside ``aabb`` is
+    # contracted (taichi_nerf/space.py) and rays march out to ``far``.
+    unbounded: bool = False
+    # The colour renders and evaluation composite onto (None: from the run's configuration;
+    # checkpoints from before backgrounds were chosen from the data).
+    background: list[float] | None = None
     # Forward-facing video path: the average training camera (c2w, row-major 4x4), the spiral's
     # radii along its right/up/back axes and the distance ahead it keeps looking at.
     path_pose: list[float] = field(default_factory=list)
@@ -51,7 +57,7 @@ class Scene:
             orbit_radius=float(ds.orbit_radius), orbit_elevation_deg=float(ds.orbit_elevation_deg),
             fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
             ndc=bool(getattr(ds, "ndc", False)), ndc_focal=fx, ndc_width=train.width, ndc_height=train.height,
-            forward_facing=forward_facing, **path,
+            forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
         )
 
 

@@ -1,5 +1,6 @@
-"""Training stage: Monte Carlo ray batches across all training images, Adam, validation,
-previews, metrics and atomic, resumable checkpoints."""
+"""Training stage: Monte Carlo ray batches across all training images, Adam, and the
+schedule around each step (metrics, validation, previews, atomic resumable checkpoints) with
+hooks for whoever drives it (``Trainer.run``'s progress bar, the GUI's curves)."""
 from __future__ import annotations
 
 import json
@@ -14,10 +15,12 @@ import torch
 from torch.nn import functional as F
 
 from . import backend, cameras, checkpoint
-from .backgrounds import background_colour, over_background
+from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .data.loaders import load_dataset
+from .diagnostics import StuckWatch
 from .metrics import colorize, mse_to_psnr, psnr
+from .plots import write_curves
 from .rendering import RayOutput, Renderer
 from .scene import Scene
 
@@ -36,9 +39,34 @@ class TrainResult:
     seconds: float
 
 
+class TrainingCallback:
+    """Hooks into a run (nerfstudio-style training callbacks). Put any object with some of
+    these methods in ``Trainer.callbacks``: a missing method is skipped, so deriving from
+    this class is optional. Exceptions propagate to whoever drives the trainer."""
+
+    def on_step(self, trainer: Trainer, info: dict) -> None:
+        """After each :meth:`Trainer.advance`, its scheduled work done; ``info`` is what
+        :meth:`Trainer.step` returned (``train_psnr`` is None where the loss was not read)."""
+
+    def on_log(self, trainer: Trainer, record: dict) -> None:
+        """A row was appended to metrics.jsonl (training metrics or a validation)."""
+
+    def on_validate(self, trainer: Trainer, psnr: float) -> None:
+        """:meth:`Trainer.validate` measured this mean PSNR."""
+
+    def on_preview(self, trainer: Trainer, path: Path) -> None:
+        """A preview image was written."""
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """A checkpoint was written."""
+
+
 class Trainer:
-    """Owns the field, optimiser and data for one run; :meth:`step` is one optimisation
-    step (the GUI interleaves it with drawing), :meth:`run` the whole schedule."""
+    """Owns the field, optimiser and data for one run. :meth:`step` is one optimisation
+    step; :meth:`advance` is a step plus its scheduled work (log, validate, preview,
+    checkpoint), which :meth:`run` loops over and the GUI interleaves with drawing.
+    ``callbacks`` (see :class:`TrainingCallback`) watch it; ``lr_scale`` scales the
+    learning-rate schedule (the GUI's slider)."""
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
         self.cfg = cfg.validate()
@@ -50,32 +78,62 @@ class Trainer:
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
+        # auto: from the images (transparency, a uniform surround, or scenery); saved in the
+        # scene so renders of the checkpoint use the same colour.
+        self.background_choice = resolve_background(cfg.background, self.dataset.background)
+        self.scene.background = list(self.background_choice.colour)
         torch.manual_seed(cfg.seed)
         self.renderer = Renderer.from_config(cfg, self.scene, dev)
+        backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
         self.field = self.renderer.field
         self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=1e-10)
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
-        self.background = background_colour(cfg.background, dev)
+        self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
         self.step_count = 0
         self.last_val_psnr: float | None = None
         self.last_loss = float("nan")
         self.rays_per_s = 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history: list[dict] = []
+        self.last_samples_per_ray: float | None = None  # of the last step's batch
+        self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
+        # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
+        self.stuck_watch = StuckWatch()
+        self.callbacks: list = [self.stuck_watch]
         self._pixels = self.train.width * self.train.height
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        frac = min(step / max(self.cfg.steps, 1), 1.0)
-        return self.cfg.lr * (self.cfg.lr_final / self.cfg.lr) ** frac
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            lr = cfg.lr
+        elif cfg.lr_schedule == "step":  # PyTorch3D's tutorial: lr * 0.1 from iteration round(n_iter * 0.75) on
+            lr = cfg.lr_final if step >= round(cfg.steps * cfg.lr_step_at) else cfg.lr
+        else:
+            frac = min(step / max(cfg.steps, 1), 1.0)
+            lr = cfg.lr * (cfg.lr_final / cfg.lr) ** frac
+        return lr * self.lr_scale
 
     def sample_batch(self):
         n, dev, g = self.cfg.batch_rays, self.backend.device, self.generator
-        image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
-        pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
-        if self.cfg.background == "random":
+        if self.cfg.batch_images > 0:
+            # The tutorials' batches: a few random (distinct) images per step; all their pixels
+            # (batch_rays 0, Keras), or an equal share of random pixels from each (PyTorch3D).
+            k = min(self.cfg.batch_images, self.train.count)
+            chosen = torch.randperm(self.train.count, generator=g, device=dev)[:k].to(torch.int32)
+            if n == 0:
+                image_index = chosen.repeat_interleave(self._pixels)
+                pixel_index = torch.arange(self._pixels, device=dev, dtype=torch.int32).repeat(k)
+                n = image_index.shape[0]
+            else:
+                image_index = chosen[torch.arange(n, device=dev) % k].contiguous()
+                pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
+        else:
+            image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
+            pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
+        if self.background_choice.random:
             # A random background per ray stops the field from painting the background into
             # the volume: only true opacity explains every background at once.
             background = torch.rand(n, 3, generator=g, device=dev)
@@ -86,13 +144,16 @@ class Trainer:
         return origins, dirs, background, target, alpha
 
     def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):
-        if self.cfg.loss == "huber":
-            color = F.huber_loss(out.rgb, target, delta=self.cfg.huber_delta)
+        cfg, s = self.cfg, self.cfg.huber_delta
+        if cfg.loss == "pseudo-huber":
+            def distance(x, y):  # the PyTorch3D tutorial's huber(x, y, scaling=s), averaged
+                return (((1 + (x - y) ** 2 / s**2).clamp(1e-4).sqrt() - 1) * s).mean()
         else:
-            color = F.mse_loss(out.rgb, target)
-        loss = color
-        if self.cfg.silhouette_weight > 0:
-            loss = loss + self.cfg.silhouette_weight * F.huber_loss(out.opacity, alpha, delta=self.cfg.huber_delta)
+            def distance(x, y):
+                return F.huber_loss(x, y, delta=s)
+        loss = F.mse_loss(out.rgb, target) if cfg.loss == "mse" else distance(out.rgb, target)
+        if cfg.silhouette_weight > 0:
+            loss = loss + cfg.silhouette_weight * distance(out.opacity, alpha)
         return loss, F.mse_loss(out.rgb.detach(), target)
 
     def step(self) -> dict:
@@ -117,7 +178,8 @@ class Trainer:
         self.maybe_update_grid()
         dt = time.perf_counter() - t0
         self.elapsed += dt
-        self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (self.cfg.batch_rays / dt) if self.rays_per_s else self.cfg.batch_rays / dt
+        rays = origins.shape[0]  # batch_rays, or every pixel of batch_images images
+        self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
         self.last_samples_per_ray = out.samples.num_samples / max(1, out.samples.num_rays)
         return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray, "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
@@ -128,6 +190,42 @@ class Trainer:
             return
         if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
             grid.update(self.renderer.density, self.generator)
+
+    # --- the schedule around a step: the one `run` and the GUI both drive ---------------
+    def begin(self) -> None:
+        """Open the run folder: config.json describes the run that writes beside it."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+
+    def advance(self) -> dict:
+        """One step, then its scheduled work (:meth:`after_step`)."""
+        info = self.step()
+        self.after_step(info)
+        return info
+
+    def after_step(self, info: dict) -> None:
+        """Log every ``log_every`` steps (and at ``steps``), validate every ``eval_every``,
+        write a preview every ``preview_every``, checkpoint every ``checkpoint_every``; then
+        the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
+        holds it, so a resumed run repeats nothing.)"""
+        cfg, s = self.cfg, self.step_count
+        if s % cfg.log_every == 0 or s == cfg.steps:
+            self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
+                      "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2)})
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps:
+            self.log({"step": s, "val_psnr": self.validate(cfg.eval_views)})
+        if cfg.preview_every > 0 and s % cfg.preview_every == 0:
+            self.write_preview()
+        if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        self.notify("on_step", info)
+
+    def notify(self, hook: str, *args) -> None:
+        """Call ``hook(self, *args)`` on every callback that has it."""
+        for callback in list(self.callbacks):
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
 
     # --- evaluation and outputs --------------------------------------------------------
     def render_view(self, split, index: int, background=None) -> dict:
@@ -141,10 +239,11 @@ class Trainer:
     def validate(self, views: int | None = None) -> float:
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
-        bg = background_colour(self.cfg.background)
+        bg = self.background.cpu()
         scores = [psnr(self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)) for i in range(count)]
         self.field.train()
         self.last_val_psnr = float(np.mean(scores))
+        self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
 
     def write_preview(self, index: int = 0) -> Path:
@@ -160,6 +259,7 @@ class Trainer:
                          lo=self.scene.near, hi=self.scene.far).astype(np.float32) / 255.0
         path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
         write_png(path, np.concatenate([pred, gt, depth], axis=1))
+        self.notify("on_preview", path)
         return path
 
     def log(self, record: dict) -> None:
@@ -169,6 +269,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        self.notify("on_log", record)
 
     # --- checkpoints -------------------------------------------------------------------
     def state(self) -> dict:
@@ -184,7 +285,9 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         if not all(torch.isfinite(p).all() for p in self.field.parameters()):
             raise TrainingDiverged("model weights are not finite; refusing to overwrite the last good checkpoint")
-        return checkpoint.save_atomic(self.state(), self.out_dir / "checkpoint.pt")
+        path = checkpoint.save_atomic(self.state(), self.out_dir / "checkpoint.pt")
+        self.notify("on_checkpoint", path)
+        return path
 
     def _restore(self, path: Path) -> None:
         state = checkpoint.read_state(path)
@@ -217,16 +320,16 @@ class Trainer:
             keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
             path.write_text("".join(line + "\n" for line in keep))
 
-    # --- the whole schedule ------------------------------------------------------------
+    # --- the whole run ------------------------------------------------------------------
     def run(self) -> TrainResult:
-        from tqdm.auto import tqdm
-
+        """:meth:`advance` until ``steps`` (or the time limit, or Ctrl-C/SIGTERM), then save,
+        validate on up to 16 views, write a preview and the curves, and save again."""
         cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self.begin()
         start_wall = time.perf_counter()
         stop = _StopRequest()
-        bar = tqdm(total=cfg.steps, initial=self.step_count, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        bar = _ProgressBar(self)
+        self.callbacks.append(bar)
         with stop:
             try:
                 if self.step_count == 0 and cfg.eval_every > 0:
@@ -234,27 +337,13 @@ class Trainer:
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
                 while self.step_count < cfg.steps and not stop.requested:
-                    info = self.step()
-                    s = self.step_count
-                    if s % cfg.log_every == 0 or s == cfg.steps:
-                        self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"],
-                                  "lr": info["lr"], "rays_per_s": round(info["rays_per_s"], 1),
-                                  "samples_per_ray": round(info["samples_per_ray"], 2)})
-                        bar.set_postfix(loss=f"{info['loss']:.4f}", psnr=f"{info['train_psnr'] or 0:.2f}",
-                                        val=f"{self.last_val_psnr or 0:.2f}", rays_s=f"{info['rays_per_s']:.0f}",
-                                        spr=f"{info['samples_per_ray']:.1f}")
-                    if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps:
-                        self.log({"step": s, "val_psnr": self.validate(cfg.eval_views)})
-                    if cfg.preview_every > 0 and s % cfg.preview_every == 0:
-                        self.write_preview()
-                    if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
-                        self.save_checkpoint()
-                    bar.update(1)
+                    self.advance()
                     if cfg.time_limit_s and time.perf_counter() - start_wall > cfg.time_limit_s:
                         break
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
             finally:
+                self.callbacks.remove(bar)
                 bar.close()
             # Save before the (slow) final validation, so nothing after this can lose work.
             path = self.save_checkpoint()
@@ -269,6 +358,29 @@ class Trainer:
         write_curves(self.out_dir)
         return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
                            time.perf_counter() - start_wall)
+
+
+class _ProgressBar:
+    """The tqdm bar of :meth:`Trainer.run`: a step per ``on_step``, the numbers per ``on_log``."""
+
+    def __init__(self, trainer: Trainer):
+        from tqdm.auto import tqdm
+
+        cfg = trainer.cfg
+        self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
+                        dynamic_ncols=True)
+
+    def on_step(self, trainer: Trainer, info: dict) -> None:
+        self.bar.update(1)
+
+    def on_log(self, trainer: Trainer, record: dict) -> None:
+        if "loss" in record:  # a training row, not a validation
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
+                                 val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
+                                 spr=f"{record['samples_per_ray']:.1f}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class _StopRequest:
@@ -298,44 +410,3 @@ class _StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
-
-
-def write_curves(out_dir: Path) -> Path | None:
-    """Loss and PSNR curves from metrics.jsonl as a small PNG (no plotting library needed)."""
-    from PIL import Image, ImageDraw
-
-    path = Path(out_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    series = {
-        "train PSNR": [(r["step"], r["train_psnr"]) for r in rows if "train_psnr" in r],
-        "val PSNR": [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r],
-    }
-    w, h, pad = 640, 320, 40
-    img = Image.new("RGB", (w, h), "white")
-    draw = ImageDraw.Draw(img)
-    points = [p for s in series.values() for p in s]
-    if len(points) < 2:
-        return None
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = math.floor(min(ys)), math.ceil(max(ys)) + 1
-
-    def to_px(x, y):
-        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad), h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
-
-    draw.rectangle([pad, pad, w - pad, h - pad], outline="black")
-    for db in range(int(y0), int(y1) + 1, max(1, (int(y1) - int(y0)) // 6)):
-        _, py = to_px(x0, db)
-        draw.line([pad, py, w - pad, py], fill=(225, 225, 225))
-        draw.text((4, py - 6), f"{db} dB", fill="black")
-    draw.text((w - pad - 60, h - pad + 8), f"step {x1}", fill="black")
-    for (name, pts), colour in zip(series.items(), [(70, 110, 220), (220, 60, 60)]):
-        if len(pts) >= 2:
-            draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
-        draw.text((pad + 8, pad + 6 + 14 * list(series).index(name)), name, fill=colour)
-    out = Path(out_dir) / "curves.png"
-    img.save(out)
-    return out

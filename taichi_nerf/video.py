@@ -1,4 +1,8 @@
-"""Orbit videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth."""
+"""Orbit videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth.
+
+:class:`OrbitRecorder` renders the orbit a frame, or a band of rows of a frame, at a time:
+:func:`write_orbit` runs it to the end in one go, the GUI a band per window frame.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,23 +15,66 @@ from .rendering import Renderer
 from .scene import orbit_cameras
 
 
-def render_orbit_frames(renderer: Renderer, frames: int, width: int, height: int | None = None,
-                        background=(1.0, 1.0, 1.0), elevation_deg: float | None = None,
-                        progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(F, H, W, 3) uint8 colour and (F, H, W, 3) uint8 colour-mapped depth."""
+class OrbitRecorder:
+    """An orbit video being rendered: :meth:`advance` renders the next rows of the current
+    frame, :meth:`write` writes ``out`` (mp4 or gif), ``<stem>_depth`` beside it and a
+    ``.gif`` beside an mp4. ``rgb`` holds the frame in progress (rows below ``row`` are done)."""
+
+    def __init__(self, renderer: Renderer, out: Path, frames: int, width: int, height: int | None = None,
+                 background=(1.0, 1.0, 1.0), fps: int = 24, elevation_deg: float | None = None,
+                 samples_per_ray: int | None = None):
+        if frames < 1 or width < 8:
+            raise ValueError("need at least 1 frame and a width of at least 8 pixels")
+        self.renderer, self.out, self.fps, self.samples_per_ray = renderer, Path(out), fps, samples_per_ray
+        self.background = torch.as_tensor(background, dtype=torch.float32).reshape(1, 3)
+        self.poses, self.intrinsics, self.width, self.height = orbit_cameras(renderer.scene, frames, width, height,
+                                                                             elevation_deg)
+        self.frames = frames
+        self.frame, self.row = 0, 0
+        self.rgb = torch.zeros(self.height, self.width, 3)
+        self.depth = torch.zeros(self.height, self.width)
+        self.opacity = torch.zeros(self.height, self.width)
+        self.rgb_frames: list[np.ndarray] = []  # finished frames, uint8
+        self.depth_frames: list[np.ndarray] = []  # finished frames' colour-mapped depth, uint8
+
+    @property
+    def done(self) -> bool:
+        return self.frame >= self.frames
+
+    def advance(self, rows: int | None = None) -> None:
+        """Render the next ``rows`` rows of the current frame (None: the rest of it)."""
+        if self.done:
+            return
+        rows = self.height - self.row if rows is None else max(1, min(int(rows), self.height - self.row))
+        out = self.renderer.render_pixels(self.poses, self.intrinsics, self.frame, self.width, self.row * self.width,
+                                          rows * self.width, self.background, samples_per_ray=self.samples_per_ray)
+        band = slice(self.row, self.row + rows)
+        self.rgb[band] = out["rgb"].view(rows, self.width, 3).cpu()
+        self.depth[band] = out["depth"].view(rows, self.width).cpu()
+        self.opacity[band] = out["opacity"].view(rows, self.width).cpu()
+        self.row += rows
+        if self.row >= self.height:
+            self.rgb_frames.append((self.rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+            scene = self.renderer.scene
+            self.depth_frames.append(colorize(self.depth.numpy(), self.opacity.numpy() > 0.05, lo=scene.near, hi=scene.far))
+            self.frame, self.row = self.frame + 1, 0
+
+    def write(self, gif: bool = True, depth: bool = True) -> list[Path]:
+        rgb = np.stack(self.rgb_frames)
+        written = [write_video(self.out, rgb, self.fps)]
+        if depth:
+            written.append(write_video(self.out.with_name(self.out.stem + "_depth" + self.out.suffix),
+                                       np.stack(self.depth_frames), self.fps))
+        if gif and self.out.suffix.lower() != ".gif":
+            written.append(write_video(self.out.with_suffix(".gif"), rgb, self.fps))
+        return written
+
+
+def _record(recorder: OrbitRecorder, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    if frames < 1 or width < 8:
-        raise ValueError("need at least 1 frame and a width of at least 8 pixels")
-    poses, intr, width, height = orbit_cameras(renderer.scene, frames, width, height, elevation_deg)
-    bg = torch.tensor([background], dtype=torch.float32)
-    rgb_frames, depth_frames = [], []
-    for k in tqdm(range(frames), disable=not progress, unit="frame", desc="rendering orbit"):
-        out = renderer.render_image(poses, intr, k, width, height, bg)
-        rgb_frames.append((out["rgb"].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8))
-        depth_frames.append(colorize(out["depth"].cpu().numpy(), out["opacity"].cpu().numpy() > 0.05,
-                                     lo=renderer.scene.near, hi=renderer.scene.far))
-    return np.stack(rgb_frames), np.stack(depth_frames)
+    for _ in tqdm(range(recorder.frames), disable=not progress, unit="frame", desc="rendering orbit"):
+        recorder.advance()
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 24) -> Path:
@@ -51,13 +98,8 @@ def _even(frames: np.ndarray) -> bool:
 
 
 def write_orbit(renderer: Renderer, out: Path, frames: int = 60, width: int = 200, fps: int = 24,
-                gif: bool = True, depth: bool = True, progress: bool = True) -> list[Path]:
+                gif: bool = True, depth: bool = True, progress: bool = True, background=(1.0, 1.0, 1.0)) -> list[Path]:
     """Write ``out`` (mp4 or gif), plus ``<stem>_depth`` and a ``.gif`` beside an mp4."""
-    out = Path(out)
-    rgb, depth_frames = render_orbit_frames(renderer, frames, width, progress=progress)
-    written = [write_video(out, rgb, fps)]
-    if depth:
-        written.append(write_video(out.with_name(out.stem + "_depth" + out.suffix), depth_frames, fps))
-    if gif and out.suffix.lower() != ".gif":
-        written.append(write_video(out.with_suffix(".gif"), rgb, fps))
-    return written
+    recorder = OrbitRecorder(renderer, out, frames, width, background=background, fps=fps)
+    _record(recorder, progress)
+    return recorder.write(gif, depth)

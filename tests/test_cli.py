@@ -41,7 +41,7 @@ def test_every_field_has_a_train_flag_of_its_own_name(name):
 
 
 def test_every_field_declares_help_and_a_known_group():
-    groups = ("data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
+    groups = ("recipe", "data", "field", "sampling and rendering", "optimisation", "bookkeeping", "built-in scene")
     for f in dataclasses.fields(TrainConfig):
         assert f.metadata["help"] and f.metadata["group"] in groups, f.name
     text = " ".join(subparser("train").format_help().split())  # unwrapped
@@ -78,7 +78,8 @@ def test_bool_fields_parse_both_ways(name):
 def test_choices_come_from_the_literal_types():
     actions = {a.dest: a for a in subparser("train")._actions}
     choices = choice_fields()
-    assert set(choices) == {"background", "sampler", "loss", "arch"}
+    assert set(choices) == {"background", "sampler", "loss", "arch", "activation", "density_activation", "init",
+                            "lr_schedule"}
     for name, values in choices.items():
         assert tuple(actions[name].choices) == values == typing.get_args(field_types()[name])
     assert choices["arch"] == tuple(ARCH_CHOICES)  # the config's Literal and the backend agree
@@ -87,7 +88,7 @@ def test_choices_come_from_the_literal_types():
 def test_validate_uses_the_literal_choices():
     with pytest.raises(ValueError, match="sampler must be grid, stratified or hierarchical"):
         TrainConfig(sampler="bogus").validate()
-    with pytest.raises(ValueError, match="background must be white, black or random"):
+    with pytest.raises(ValueError, match="background must be auto, white, black or random"):
         TrainConfig(background="grey").validate()
 
 
@@ -133,9 +134,9 @@ def test_resume_refuses_out_and_config_in_one_line(capsys):
 
 
 DATASET_ARGV = ["--format", "npz", "--near", "0.5", "--far", "4", "--aabb", "-1", "-1", "-1", "1", "1", "1",
-                "--every", "2", "--limit", "3", "--no-ndc", "--downscale", "2"]
+                "--every", "2", "--limit", "3", "--no-ndc", "--downscale", "2", "--unbounded"]
 DATASET_GIVEN = {"data_format": "npz", "near": 0.5, "far": 4.0, "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "every": 2,
-                 "limit": 3, "ndc": False, "downscale": 2}
+                 "limit": 3, "ndc": False, "downscale": 2, "unbounded": True}
 
 
 def test_gui_and_data_info_take_the_dataset_flags_of_train():

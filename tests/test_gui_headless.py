@@ -27,7 +27,7 @@ def child_env() -> dict:
 
 
 def require_vulkan():
-    from taichi_nerf.gui.app import GuiUnavailable, check_environment
+    from taichi_nerf.gui.launch import GuiUnavailable, check_environment
 
     try:
         check_environment(headless=True)
@@ -153,9 +153,9 @@ def scenario(tmp: Path) -> dict:
     options = GuiOptions(window=(320, 240), headless=True, render_budget_s=0.002, preview_divisors=(4, 2, 1), steps_per_frame=6,
                          video_frames=3, video_width=24)
     app = GuiApp.for_training(cfg, options).open()
-    x0, y0, w, h = app._image_rects("rgb")[0]
+    x0, y0, w, h = app.layout.image_rects("rgb")[0]
     top = app.height - (y0 + h)  # image rows grow down, screen y up
-    plot_top = app.height - sum(app.plot_rect()[1::2])
+    plot_top = app.height - sum(app.layout.plot_rect()[1::2])
     h = min(h, plot_top - top)  # statistics leave out the curve inset below the view's top part
 
     def view(img):
@@ -164,7 +164,7 @@ def scenario(tmp: Path) -> dict:
     def settle():
         for _ in range(150):
             app.frame(FrameInput())
-            if app.progressive.complete:
+            if app.view.progressive.complete:
                 break
         return app.read_window()
 
@@ -183,7 +183,7 @@ def scenario(tmp: Path) -> dict:
     r["steps_trained"] = app.trainer.step_count
     r["diff_untrained_vs_trained"] = float(np.abs(view(trained) - view(untrained)).mean())
     r["std_untrained"], r["std_trained"] = float(view(untrained).std()), float(view(trained).std())
-    r["psnr_first"], r["psnr_last"] = app.history["psnr"][0], app.history["psnr"][-1]
+    r["psnr_first"], r["psnr_last"] = app.curves.psnr[0], app.curves.psnr[-1]
     # Rendering between steps must not disturb training: a plain Trainer gets the same weights.
     from taichi_nerf.training import Trainer
 
@@ -206,23 +206,23 @@ def scenario(tmp: Path) -> dict:
     app.frame(FrameInput(cursor=(cx, cy), buttons=frozenset(["LMB"]), pressed=("LMB",)))
     app.frame(FrameInput(cursor=(cx + 0.15, cy), buttons=frozenset(["LMB"])))
     coarse = app.read_window()
-    levels = [app.progressive.shown]
+    levels = [app.view.progressive.shown]
     app.frame(FrameInput(cursor=(cx + 0.15, cy)))  # release
-    levels.append(app.progressive.shown)
+    levels.append(app.view.progressive.shown)
     for _ in range(150):
-        if app.progressive.complete:
+        if app.view.progressive.complete:
             break
         app.frame(FrameInput())
-        levels.append(app.progressive.shown)
+        levels.append(app.view.progressive.shown)
     orbited = app.read_window()
     r["orbit_azimuth_change_deg"] = abs(math.degrees(app.camera.azimuth - az))
     r["diff_after_orbit"] = float(np.abs(view(orbited) - view(trained)).mean())
     r["levels_after_stop"] = levels
-    r["complete_after_stop"] = app.progressive.complete
+    r["complete_after_stop"] = app.view.progressive.complete
     r["detail_coarse"], r["detail_full"] = detail(coarse), detail(orbited)
     app.frame(FrameInput(pressed=("z",)))  # zoom key: moves, so back to the coarse level
-    r["level_after_second_move"] = app.progressive.shown
-    r["complete_after_second_move"] = app.progressive.complete
+    r["level_after_second_move"] = app.view.progressive.shown
+    r["complete_after_second_move"] = app.view.progressive.complete
     rgb = settle()
 
     # render modes
@@ -242,10 +242,10 @@ def scenario(tmp: Path) -> dict:
     app.perform("mode_compare")
     for _ in range(150):
         app.frame(FrameInput())
-        if app.progressive.complete:
+        if app.view.progressive.complete:
             break
     img = app.read_window()
-    (lx, ly, lw, lh), (rx, ry, rw, rh) = app._image_rects("compare")
+    (lx, ly, lw, lh), (rx, ry, rw, rh) = app.layout.image_rects("compare")
     truth = app.trainer.target_rgb(app.train_split, index).numpy()
     rows = (np.arange(lh) + 0.5) * truth.shape[0] / lh
     cols = (np.arange(lw) + 0.5) * truth.shape[1] / lw
@@ -290,7 +290,7 @@ def scenario(tmp: Path) -> dict:
     viewer = GuiApp.for_checkpoint(tmp / "run", options).open()
     for _ in range(150):
         viewer.frame(FrameInput())
-        if viewer.progressive.complete:
+        if viewer.view.progressive.complete:
             break
     r["viewer_vs_trainer_view"] = float(np.abs(view(viewer.read_window()) - view(trainer_view)).mean())
     r["viewer_steps"] = viewer.status()["step"] - r["final_step"]

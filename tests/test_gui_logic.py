@@ -229,17 +229,6 @@ def test_progressive_single_level_and_resize():
     assert not p.complete and p.size(0) == (80, 60)
 
 
-def test_steerable_trainer_scales_the_schedule():
-    from taichi_nerf.config import TrainConfig
-    from taichi_nerf.gui.app import SteerableTrainer
-
-    trainer = SteerableTrainer.__new__(SteerableTrainer)  # lr_at needs only the config
-    trainer.cfg = TrainConfig(lr=1e-2, lr_final=1e-3, steps=100)
-    base = trainer.lr_at(50)
-    trainer.lr_scale = 0.5
-    assert trainer.lr_at(50) == pytest.approx(0.5 * base)
-
-
 def test_dynamic_resolution_picks_a_coarser_preview_for_a_slower_render():
     p = ProgressiveResolution(100, 100)
     assert not p.retarget(1e-4, 0.1)  # 25x25 takes ~0.06 s: the default levels fit

@@ -26,7 +26,7 @@ WINDOW = (900, 560)
 
 
 def require_tools():
-    from taichi_nerf.gui.app import GuiUnavailable, check_environment
+    from taichi_nerf.gui.launch import GuiUnavailable, check_environment
 
     missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
     reason = f"missing {', '.join(missing)} (apt-get install xvfb xdotool)" if missing else None

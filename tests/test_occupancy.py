@@ -129,7 +129,7 @@ def test_checkpoints_written_before_the_module_refactor_still_load(tiny_trained_
     renderer, split, path = tiny_trained_renderer
     state = torch.load(path, map_location="cpu", weights_only=True)
     grid = renderer.grid
-    assert grid.updates > 0 and set(state["grid"]) == {"aabb", "density", "occupied", "_extra_state"}
+    assert grid.updates > 0 and set(state["grid"]) == {"aabb", "inner", "density", "occupied", "_extra_state"}
     old = dict(state)
     old["model"] = {k.replace("density_head.", "density."): v for k, v in state["model"].items()}
     assert "density.weight" in old["model"] and "density.bias" in old["model"]
@@ -163,7 +163,7 @@ def test_grid_forgets_density_with_decay_and_keeps_max(device):
 def test_grid_state_round_trip(device):
     grid = OccupancyGrid(BOX, resolution=16, device=device)
     grid.update(sphere_density())
-    assert {name for name, _ in grid.named_buffers()} == {"aabb", "density", "occupied"}
+    assert {name for name, _ in grid.named_buffers()} == {"aabb", "inner", "density", "occupied"}
     other = OccupancyGrid(BOX, resolution=16, device=device)
     other.load_state_dict(grid.state_dict())
     assert other.updates == grid.updates == 1

@@ -212,3 +212,70 @@ def test_dataset_flags_reach_the_config_in_train_and_gui():
         args = build_parser().parse_args([command, "--format", "npz", "--near", "1.5", "--every", "2", "--no-ndc"])
         cfg = TrainConfig().replace(**config_overrides(args))
         assert (cfg.data_format, cfg.near, cfg.every, cfg.ndc) == ("npz", 1.5, 2, False)
+
+
+class HookRecorder:
+    """Every hook, as (name, step, value) in call order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_step(self, trainer, info):
+        self.calls.append(("step", trainer.step_count, info["step"]))
+
+    def on_log(self, trainer, record):
+        self.calls.append(("log", record["step"], "val_psnr" if "val_psnr" in record else "loss"))
+
+    def on_validate(self, trainer, psnr):
+        self.calls.append(("validate", trainer.step_count, psnr))
+
+    def on_preview(self, trainer, path):
+        self.calls.append(("preview", trainer.step_count, path.name))
+
+    def on_checkpoint(self, trainer, path):
+        self.calls.append(("checkpoint", trainer.step_count, path.name))
+
+    def steps(self, name, value=None):
+        return [s for n, s, v in self.calls if n == name and (value is None or v == value)]
+
+
+def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
+    cfg = tiny_config(tiny_scene, tmp_path / "a", sampler="stratified", steps=12, log_every=5, eval_every=4,
+                      preview_every=6, checkpoint_every=10)
+    trainer = Trainer(cfg)
+    hooks = HookRecorder()
+    trainer.callbacks += [object(), hooks]  # an object without hooks is skipped
+    for _ in range(12):
+        trainer.advance()
+    assert hooks.steps("step") == list(range(1, 13))
+    assert hooks.steps("log", "loss") == [5, 10, 12]  # every log_every, and the last planned step
+    assert hooks.steps("validate") == hooks.steps("log", "val_psnr") == [4, 8]
+    assert hooks.steps("preview") == [6, 12] and hooks.steps("checkpoint") == [10]
+    validate_at_4 = [call[:2] for call in hooks.calls].index(("validate", 4))
+    assert hooks.calls[validate_at_4 + 1] == ("log", 4, "val_psnr")  # hooks fire as the work happens
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 5, 8, 10, 12] == [r["step"] for r in trainer.history]
+    assert 0 < trainer.last_samples_per_ray <= cfg.samples_per_ray
+
+    # run() drives the same schedule, plus its own start and end; its progress bar is a
+    # callback that is gone afterwards
+    ran = Trainer(cfg.replace(out=str(tmp_path / "b")))
+    run_hooks = HookRecorder()
+    ran.callbacks.append(run_hooks)
+    ran.run()
+    assert ran.callbacks == [run_hooks]
+    assert run_hooks.steps("step") == hooks.steps("step") and run_hooks.steps("log", "loss") == [5, 10, 12]
+    assert run_hooks.steps("validate") == [0, 4, 8, 12]  # step 0, the schedule, the final validation
+    assert run_hooks.steps("checkpoint") == [10, 12, 12]  # the schedule; saved before and after the final validation
+    assert torch.equal(params(trainer), params(ran))
+
+
+def test_lr_scale_scales_the_schedule_the_optimiser_uses(tiny_scene, tmp_path):
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, sampler="stratified"))
+    assert trainer.lr_scale == 1.0 and trainer.last_samples_per_ray is None
+    base = [trainer.lr_at(s) for s in (0, 20, 40)]
+    trainer.lr_scale = 0.5
+    assert [trainer.lr_at(s) for s in (0, 20, 40)] == pytest.approx([0.5 * b for b in base])
+    info = trainer.step()
+    assert info["lr"] == pytest.approx(0.5 * base[0])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * base[0])

@@ -262,6 +262,7 @@ def apply_bounds(dataset, bounds: Bounds, *, keep_near_far_box: bool = False) ->
     dataset.orbit_elevation_deg = float(bounds.orbit_elevation_deg)
     dataset.forward_facing = bool(bounds.forward_facing)
     dataset.focus_distance = float(bounds.focus_distance)
+    dataset.cameras_look_outward = bool(bounds.unbounded)
     dataset.notes.extend(bounds.notes)
 
 
@@ -282,3 +283,20 @@ def looks_unbounded(bounds: Bounds, background=None) -> bool:
     if bounds.forward_facing:
         return False
     return bool(bounds.unbounded) or (background is not None and background.name == "scene")
+
+
+def make_unbounded(dataset) -> None:
+    """Turn an inward-facing dataset's bounds into an unbounded scene's: the box stays as the
+    detailed inner region, near shrinks (content may sit right in front of the cameras) and
+    far reaches out to where contraction has squeezed space to within 1% of infinity."""
+    from ..space import FAR_SCALE
+
+    box = dataset.aabb.double().numpy()
+    centre, half = 0.5 * (box[:3] + box[3:]), 0.5 * (box[3:] - box[:3])
+    centres = np.concatenate([s.poses[:, :3, 3].double().numpy() for s in dataset.splits.values()])
+    reach = float(np.linalg.norm(centres - centre, axis=1).max())
+    dataset.unbounded = True
+    dataset.near = float(0.02 * half.min())
+    dataset.far = float(reach + FAR_SCALE * np.linalg.norm(half))
+    dataset.notes.append(f"unbounded scene: the box is the detailed inner region, space beyond it is contracted; "
+                         f"near {dataset.near:.3g} / far {dataset.far:.3g}")

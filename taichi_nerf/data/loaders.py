@@ -61,10 +61,11 @@ def detect_format(path: Path) -> str:
 
 
 def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, near: float | None = None,
-                 far: float | None = None, aabb=None, **options) -> Dataset:
+                 far: float | None = None, aabb=None, unbounded: bool | None = None, **options) -> Dataset:
     """Load any supported layout. ``options``: loader options (LOAD_OPTIONS) and, without
     ``path``, the built-in scene's ``views``/``size``/``progress``. ``near``/``far``/``aabb``
-    override what the loader chose."""
+    override what the loader chose; ``unbounded`` (None: decided from the cameras and the
+    images' surround) contracts space beyond the box."""
     popped = {k: options.pop(k) for k in LOAD_OPTIONS if k in options}  # never forwarded to builtin_scene
     loader_options = {k: v for k, v in popped.items() if v is not None}
     if path is None:
@@ -82,9 +83,31 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, ne
         if key in loader_options and loader_options[key] < 1:
             raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
     dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
+    choose_scene_kind(dataset, unbounded)
     apply_overrides(dataset, near=near, far=far, aabb=aabb)
     check_dataset(dataset)
     return dataset
+
+
+def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
+    """What the images' surround is (data/surround.py) and whether the scene is unbounded:
+    an inward-facing capture whose background is scenery (or whose cameras look outward)
+    gets contracted space beyond its box. Forward-facing captures have NDC instead."""
+    from .bounds import make_unbounded
+    from .surround import choose_background
+
+    dataset.background = choose_background(dataset)
+    if unbounded is None:
+        unbounded = not (dataset.ndc or dataset.forward_facing) and (
+            dataset.background.name == "scene" or dataset.cameras_look_outward)
+        if unbounded:
+            dataset.warnings.append("the images' surround is scenery, so the scene is treated as unbounded "
+                                    "(space beyond the box is contracted); --no-unbounded turns this off")
+    elif unbounded and dataset.ndc:
+        raise DataError(f"{dataset.source}: --unbounded does not combine with NDC sampling, which already reaches "
+                        "to infinity; add --no-ndc to contract space instead")
+    if unbounded:
+        make_unbounded(dataset)
 
 
 def check_dataset(dataset: Dataset) -> None:

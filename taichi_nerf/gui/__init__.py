@@ -1,13 +1,15 @@
 """Interactive training window (Taichi GGUI): ``taichi-nerf gui``.
 
 Plain-Python logic (``camera``, ``controls``, ``schedule``) is kept apart from the Taichi
-drawing (``display``) and the window loop (``app``), so the logic is testable without a window.
+drawing (``display``), the progressive view (``view``), the layout and panel (``panel``),
+what buttons and keys do (``actions``) and the frame loop (``app``), so the logic is
+testable without a window. ``launch`` turns the command line into a running app.
 """
-from .app import GuiApp, GuiOptions, GuiUnavailable, SteerableTrainer
+from .app import GuiApp, GuiOptions
 from .camera import OrbitCamera
 from .controls import Controls, FrameInput
-from .launch import launch
+from .launch import GuiUnavailable, launch
 from .schedule import ProgressiveResolution, TrainingSchedule
 
-__all__ = ["GuiApp", "GuiOptions", "GuiUnavailable", "SteerableTrainer", "OrbitCamera", "Controls", "FrameInput",
+__all__ = ["GuiApp", "GuiOptions", "GuiUnavailable", "OrbitCamera", "Controls", "FrameInput",
            "ProgressiveResolution", "TrainingSchedule", "launch"]

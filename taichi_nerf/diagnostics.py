@@ -1,0 +1,84 @@
+"""Training diagnostics: notice a run that is stuck and say why, in one line.
+
+Two symptoms cover the failures users hit with their own data:
+
+* validation PSNR stays at the level of predicting one flat colour (the mean colour of the
+  images): the field has learnt nothing about the scene; usually the background choice
+  hides the object, or the bounds miss the content;
+* the occupancy grid stays almost fully occupied: the field fills the box with fog, usually
+  because a background that is part of the images is being composited away (or the other
+  way round), so every cell looks occupied and rays get no shortcuts.
+
+Each check returns a message (or None); the trainer prints each message once and keeps
+training: a warning, not a verdict.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from .metrics import mse_to_psnr
+
+# Within this many dB of the flat-colour PSNR counts as "learnt nothing".
+STUCK_MARGIN_DB = 1.5
+# Only judge after this many steps: the first validations are always near flat colour.
+STUCK_AFTER_STEPS = 500
+FULL_GRID_OCCUPANCY = 0.9
+FULL_GRID_AFTER_UPDATES = 20
+
+
+def flat_colour_psnr(targets: list[torch.Tensor]) -> float:
+    """PSNR of the best single colour for these (H, W, 3) images: their mean colour."""
+    pixels = torch.cat([t.reshape(-1, 3).double() for t in targets])
+    mse = float(((pixels - pixels.mean(0)) ** 2).mean())
+    return mse_to_psnr(max(mse, 1e-12))
+
+
+@dataclass
+class StuckWatch:
+    """A training callback (see ``training.TrainingCallback``): after each validation it
+    checks both symptoms and reports each at most once, through ``say`` (default: a line on
+    stderr that leaves the progress bar intact). ``messages`` keeps what was said, for the GUI."""
+    flat_psnr: float | None = None
+    say: object = None
+    said: set = field(default_factory=set)
+    messages: list = field(default_factory=list)
+
+    def check(self, step: int, val_psnr: float | None, occupancy: float | None, grid_updates: int,
+              background: str) -> list[str]:
+        messages = []
+        if (val_psnr is not None and self.flat_psnr is not None and step >= STUCK_AFTER_STEPS
+                and val_psnr < self.flat_psnr + STUCK_MARGIN_DB and "flat" not in self.said):
+            self.said.add("flat")
+            messages.append(
+                f"validation PSNR {val_psnr:.1f} dB is still at the flat-colour level ({self.flat_psnr:.1f} dB) after "
+                f"{step} steps: the field is not learning the scene. Likely cause: the background "
+                f"({background}) does not match the images; try --background black, white or random, and check "
+                f"`taichi-nerf data info` for bounds that miss the content (--near/--far/--aabb)")
+        if (occupancy is not None and grid_updates >= FULL_GRID_AFTER_UPDATES and occupancy > FULL_GRID_OCCUPANCY
+                and "grid" not in self.said):
+            self.said.add("grid")
+            messages.append(
+                f"the occupancy grid is {100 * occupancy:.0f}% occupied after {grid_updates} updates: the field "
+                f"fills the box with fog instead of surfaces. Likely cause: the images' background is part of "
+                f"the scene but is composited away, or the reverse; try --background random (or black/white "
+                f"to match the images), or --unbounded for captures whose background fills the frame")
+        return messages
+
+    def on_validate(self, trainer, psnr: float) -> None:
+        if self.flat_psnr is None:
+            self.flat_psnr = flat_colour_psnr([trainer.target_rgb(trainer.val, i) for i in range(trainer.val.count)])
+        grid = trainer.renderer.grid
+        occupancy = grid.occupancy if grid is not None and grid.updates > 0 else None
+        for message in self.check(trainer.step_count, psnr, occupancy, grid.updates if grid is not None else 0,
+                                  trainer.background_choice.description.split(" (")[0]):
+            self.messages.append(message)
+            (self.say or _warn)(f"warning: {message}")
+
+
+def _warn(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)

@@ -1,0 +1,130 @@
+"""What the named actions do (panel buttons and keys: controls.KEY_ACTIONS), each a function
+of the app: pause, snap to a training view, render mode, panel, and saving a checkpoint, a
+screenshot or an orbit video (rendered a band per frame, so the window stays responsive)."""
+from pathlib import Path
+
+from ..data.images import write_png
+from ..training import TrainingDiverged
+from ..video import OrbitRecorder
+from .view import MODES
+
+
+def perform(app, action: str) -> None:
+    """Carry out a named action; names nothing here handles (zoom keys: the camera's) are ignored."""
+    if action.startswith("mode_"):
+        set_mode(app, action[len("mode_"):])
+    elif action in HANDLERS:
+        HANDLERS[action](app)
+
+
+def toggle_pause(app) -> None:
+    if app.trainer is None:
+        app.message = "viewing a checkpoint: start with --train to train"
+    else:
+        app.message = "paused" if app.schedule.toggle_pause() else "training"
+
+
+def quit_app(app) -> None:
+    app.quit_requested = True
+
+
+def toggle_panel(app) -> None:
+    app.layout.show_panel = not app.layout.show_panel
+    app.relayout()
+
+
+def set_mode(app, mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown render mode {mode!r}")
+    if mode == "compare" and app.train_split is None:
+        app.message = "compare needs the training views, which are not available"
+        return
+    app.mode = mode
+    app.relayout()
+
+
+def cycle_mode(app) -> None:
+    set_mode(app, MODES[(MODES.index(app.mode) + 1) % len(MODES)])
+
+
+def snap(app, direction: int) -> None:
+    """To the next/previous training camera; the first press lands on the closest one."""
+    split = app.train_split
+    if split is None:
+        app.message = "no training views to snap to"
+        return
+    if app.camera.snapped_index is None:
+        index = app.camera.nearest(split.poses.cpu())
+    else:
+        index = (app.camera.snapped_index + direction) % split.count
+    app.camera.snap_to(split.poses[index].cpu(), split.intrinsics[index].cpu(), split.width, split.height, index)
+    app.message = f"training view {index + 1} of {split.count}"
+
+
+def save_checkpoint(app) -> Path | None:
+    """The trainer's checkpoint; the app's on_checkpoint hook does the bookkeeping."""
+    if app.trainer is None:
+        app.message = "viewing a checkpoint: nothing new to save"
+        return None
+    return app.trainer.save_checkpoint()
+
+
+def save_screenshot(app) -> Path:
+    path = app.out_dir / "screenshots" / f"gui_step{app.step:06d}_{app.counts['screenshots']:03d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if app.options.headless or app.window is None:
+        write_png(path, app.display.to_numpy())
+    else:  # GGUI saves the frame being drawn: done at the end of this frame, panel included
+        app.pending_window_shot = path
+    app.counts["screenshots"] += 1
+    app.last_saved["screenshot"] = str(path)
+    return path
+
+
+def attempt(app, save, what: str) -> None:
+    """Run a save action, reporting the outcome in the panel instead of raising."""
+    try:
+        path = save(app)
+        if path is not None:
+            app.message = f"saved {what}: {path}"
+    except (OSError, TrainingDiverged) as exc:
+        app.message = f"{what} failed: {exc}"
+
+
+def start_video(app) -> None:
+    if app.video_job is not None:
+        app.message = "already recording a video"
+        return
+    source_width = app.train_split.width if app.train_split is not None else (app.scene.ndc_width or 100)
+    width = app.options.video_width or min(200, max(32, source_width))
+    out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
+    app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, width, background=app.background)
+    app.message = f"recording {app.options.video_frames} frames (training waits)"
+
+
+def advance_video(app) -> None:
+    """The next rows of the video within the frame's render budget; writes the files at the end."""
+    job, view = app.video_job, app.view
+    job.advance(None if view.budget_s is None else view.rows_within(view.budget_s, job.width))
+    if not job.done:
+        app.message = f"recording video: frame {job.frame + 1} of {job.frames}"
+        return
+    app.video_job = None
+    try:
+        paths = job.write()
+        app.counts["videos"] += 1
+        app.last_saved["video"] = str(paths[0])
+        app.message = "saved video: " + ", ".join(p.name for p in paths)
+    except Exception as exc:  # a missing codec must not take the session down
+        app.message = f"video failed: {type(exc).__name__}: {exc}"
+    view.progressive.restart()
+
+
+HANDLERS = {
+    "toggle_pause": toggle_pause, "quit": quit_app, "toggle_panel": toggle_panel, "cycle_mode": cycle_mode,
+    "next_camera": lambda app: snap(app, +1), "prev_camera": lambda app: snap(app, -1),
+    "reset_view": lambda app: app.camera.reset(),
+    "save_checkpoint": lambda app: attempt(app, save_checkpoint, "checkpoint"),
+    "screenshot": lambda app: attempt(app, save_screenshot, "screenshot"),
+    "record_video": start_video,
+}

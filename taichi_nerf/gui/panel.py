@@ -1,0 +1,172 @@
+"""Where things go in the window (view, images, curve inset, panel) and the panel itself:
+buttons, statistics, sliders, help; plus the training curves, fed by the trainer's hooks."""
+import json
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..training import TrainingCallback
+from .controls import HELP_LINES
+from .view import MODES
+
+MODE_LABELS = {"rgb": "RGB", "depth": "Depth", "opacity": "Opacity", "compare": "Compare with truth"}
+CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
+WHITE, GREY, YELLOW = (0.92, 0.92, 0.92), (0.6, 0.6, 0.6), (0.95, 0.85, 0.4)
+PSNR_SMOOTHING = 0.9
+
+
+@dataclass
+class Layout:
+    """Rectangles in screen pixels, (x0, y0, w, h) with y up (GGUI's canvas convention)."""
+    width: int
+    height: int
+    panel_width: int
+    aspect: float  # of the rendered images
+    show_panel: bool = True
+
+    def view_rect(self) -> tuple[int, int, int, int]:
+        panel = self.panel_width if self.show_panel and self.width > self.panel_width + 160 else 0
+        return 0, 0, self.width - panel, self.height
+
+    def image_rects(self, mode: str) -> list[tuple[int, int, int, int]]:
+        """Where the render (and in compare mode the ground truth beside it) goes, letterboxed."""
+        vx, vy, vw, vh = self.view_rect()
+        margin, gap = 8, 8
+        panes = 2 if mode == "compare" else 1
+        w = min((vw - 2 * margin - gap * (panes - 1)) / panes, (vh - 2 * margin) * self.aspect)
+        w, h = max(1, int(w)), max(1, int(w / self.aspect))
+        total = panes * w + gap * (panes - 1)
+        x0, y0 = vx + (vw - total) // 2, vy + (vh - h) // 2
+        return [(x0 + k * (w + gap), y0, w, h) for k in range(panes)]
+
+    def plot_rect(self) -> tuple[int, int, int, int]:
+        """The loss/PSNR inset, bottom-left of the view."""
+        vx, vy, vw, vh = self.view_rect()
+        return vx + 10, vy + 10, min(260, vw // 3), min(90, vh // 5)
+
+    def describe(self, mode: str) -> dict:
+        """Regions as [x, y, w, h] in window pixels from the top-left (screen convention, for
+        scripts that click or crop)."""
+        def top_down(rect):
+            x, y, w, h = rect
+            return [int(x), int(self.height - y - h), int(w), int(h)]
+
+        vx, vy, vw, vh = self.view_rect()
+        return {"window": [self.width, self.height], "view": top_down(self.view_rect()),
+                "images": [top_down(r) for r in self.image_rects(mode)],
+                "panel": [vx + vw, 0, self.width - vw, self.height] if self.show_panel and vw < self.width else None,
+                "plot": top_down(self.plot_rect())}
+
+
+class TrainingCurves(TrainingCallback):
+    """Per-step log-loss and smoothed train PSNR for the inset, and the latest validation PSNR."""
+
+    def __init__(self, val_psnr: float | None = None):
+        self.steps: list[int] = []
+        self.loss: list[float] = []  # log10: the curve shows log-loss
+        self.psnr: list[float] = []
+        self.smoothed_psnr: float | None = None
+        self.val_psnr = val_psnr
+
+    def on_step(self, trainer, info: dict) -> None:
+        if info["train_psnr"] is not None and math.isfinite(info["loss"]):
+            self.add(info["step"], info["loss"], info["train_psnr"])
+
+    def on_validate(self, trainer, psnr: float) -> None:
+        self.val_psnr = psnr
+
+    def add(self, step: int, loss: float, psnr: float) -> None:
+        previous = psnr if self.smoothed_psnr is None else self.smoothed_psnr
+        self.smoothed_psnr = PSNR_SMOOTHING * previous + (1 - PSNR_SMOOTHING) * psnr
+        self.steps.append(step)
+        self.loss.append(math.log10(max(loss, 1e-12)))
+        self.psnr.append(self.smoothed_psnr)
+
+    def seed(self, metrics: Path, up_to_step: int) -> None:
+        """A resumed run starts its curves from the metrics it already logged."""
+        if up_to_step == 0 or not metrics.is_file():
+            return
+        for line in metrics.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "train_psnr" in row and "loss" in row and row["step"] <= up_to_step:
+                self.add(row["step"], row["loss"], row["train_psnr"])
+
+    def series(self) -> list:
+        return [(self.psnr, CURVE_COLOURS["psnr"]), (self.loss, CURVE_COLOURS["loss"])]
+
+
+def draw_panel(app) -> None:
+    """The panel, right of the view. Buttons queue actions for the next frame; sliders change
+    settings at once."""
+    gui = app.window.get_gui()
+    pw = app.options.panel_width / app.width
+    with gui.sub_window("taichi-nerf", 1.0 - pw, 0.0, pw, 1.0):
+        for label, action in _buttons(app):
+            if gui.button(label):
+                app.queued.append(action)
+        for line, colour in stats_lines(app):
+            gui.text(line, color=colour)
+        if app.trainer is not None:
+            app.schedule.steps_per_frame = gui.slider_int("steps/frame", app.schedule.steps_per_frame, 1, 32)
+            app.trainer.lr_scale = gui.slider_float("lr scale", app.trainer.lr_scale, 0.05, 3.0)
+            app.schedule.yield_while_moving = not gui.checkbox("train while moving", not app.schedule.yield_while_moving)
+        view, camera = app.view, app.camera
+        scale = gui.slider_float("render scale", app.render_scale, 0.05, 1.0)
+        samples = view.render_samples
+        if not view.uses_grid():  # with an occupancy grid the marcher decides the samples
+            samples = gui.slider_int("samples/ray", view.render_samples, 8, view.max_samples)
+        distance = gui.slider_float("distance", camera.radius, camera.min_radius, camera.max_radius)
+        if abs(scale - app.render_scale) > 1e-4:
+            app.render_scale = scale
+            app.relayout()
+        if samples != view.render_samples:
+            view.render_samples = samples
+            view.progressive.restart()
+        if abs(distance - camera.radius) > 1e-4 * camera.radius:  # sliders round to float32
+            camera.set_radius(distance)
+        for line in textwrap.wrap(app.message, 44, break_on_hyphens=False)[:3]:
+            gui.text(line, color=YELLOW)
+        for line in HELP_LINES:
+            gui.text(line, color=GREY)
+
+
+def _buttons(app) -> list[tuple[str, str]]:
+    """(label, action) in a fixed order: the window test finds the buttons by it."""
+    paused = app.schedule.paused or not app.schedule.can_train
+    pause = "Resume training (space)##pause" if paused else "Pause training (space)##pause"
+    buttons = [(pause, "toggle_pause"), ("Save checkpoint (C)", "save_checkpoint"),
+               ("Save screenshot (I)", "screenshot"), ("Record orbit video (V)", "record_video")]
+    buttons += [(f"{MODE_LABELS[m]}{' <' if app.mode == m else ''}##{m}", f"mode_{m}") for m in MODES]
+    return buttons + [("Previous training view (P)", "prev_camera"), ("Next training view (N)", "next_camera"),
+                      ("Reset view (R)", "reset_view")]
+
+
+def stats_lines(app) -> list[tuple[str, tuple]]:
+    lines, curves = [], app.curves
+    if app.trainer is not None:
+        t = app.trainer
+        waiting = app.schedule.yield_while_moving and (app.controls.dragging or app.settling is not None)
+        state = "paused" if app.schedule.paused else ("waits for the view" if waiting else "training")
+        lines.append((f"step {t.step_count} / {app.cfg.steps} ({state})", WHITE))
+        lines.append((f"loss {t.last_loss:.5f}" if math.isfinite(t.last_loss) else "loss -", CURVE_COLOURS["loss"]))
+        psnr = f"{curves.smoothed_psnr:.2f} dB" if curves.smoothed_psnr is not None else "-"
+        val = f" (val {curves.val_psnr:.2f})" if curves.val_psnr else ""
+        lines.append((f"train PSNR {psnr}{val}", CURVE_COLOURS["psnr"]))
+        lines.append((f"rays/s {t.rays_per_s:,.0f}   lr {t.lr_at(t.step_count):.2e}", WHITE))
+    else:
+        val = f", val PSNR {curves.val_psnr:.2f} dB" if curves.val_psnr else ""
+        lines.append((f"checkpoint at step {app.step_at_open}{val}", WHITE))
+    p = app.view.progressive
+    trained = app.trainer.last_samples_per_ray if app.trainer is not None else None
+    spr = "occupancy grid" if app.view.uses_grid() else f"{app.view.render_samples}"
+    lines.append((f"samples/ray {spr}" + (f", train {trained:.1f}" if trained else ""), WHITE))
+    now = "{}x{}".format(*p.size(p.shown)) if p.shown >= 0 else "-"
+    lines.append((f"view {now} of {p.full_width}x{p.full_height}{'' if p.complete else ' (refining)'}", WHITE))
+    lines.append((f"render {app.render_ms.value or 0:.0f} ms   fps {app.fps.value or 0:.1f}", WHITE))
+    truth = f", truth: view {app.ground_truth()[0] + 1}" if app.mode == "compare" else ""
+    lines.append((f"mode {app.mode}{truth}", WHITE))
+    return lines

@@ -1,0 +1,126 @@
+"""The window's view of the field: the user's camera rendered progressively. A coarse level
+follows a moving camera; once it stops, finer levels are rendered in bands of rows, as many
+as the frame's time budget allows (on a GPU, with no budget, the full resolution at once).
+"""
+import copy
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from ..metrics import colorize
+from .schedule import Band, ProgressiveResolution, RateMeter
+
+MODES = ("rgb", "depth", "opacity", "compare")
+MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
+
+
+class ProgressiveView:
+    """Resolution levels of the view (``progressive`` decides which rows to render next,
+    ``levels`` holds each level's rgb/depth/opacity) and the renders that fill them."""
+
+    def __init__(self, renderer, background: torch.Tensor, size: tuple[int, int], render_samples: int,
+                 max_samples: int, budget_s: float | None, divisors: tuple | None = None):
+        self.renderer, self.background = renderer, background
+        self.render_samples = render_samples  # samples per ray when no occupancy grid decides them
+        self.max_samples = max(render_samples, max_samples)
+        self.budget_s = budget_s  # refinement time per frame; None: no limit
+        # Fixed divisors when given; on a CPU otherwise the coarsest level follows the measured speed.
+        self.adaptive = divisors is None and budget_s is not None
+        divisors = divisors or ((1,) if budget_s is None else (4, 2, 1))
+        self.progressive = ProgressiveResolution(size[0], size[1], tuple(divisors))
+        self.levels: list[dict | None] = [None] * len(self.progressive.divisors)
+        self.seconds_per_pixel = RateMeter(0.5)
+
+    def resize(self, width: int, height: int) -> None:
+        if (width, height) != (self.progressive.full_width, self.progressive.full_height):
+            self.progressive.resize(width, height)
+
+    def restart(self) -> None:
+        """From the coarsest level again; on a CPU its size follows the measured render speed."""
+        if self.adaptive and self.seconds_per_pixel.value:
+            if self.progressive.retarget(self.seconds_per_pixel.value, MOVING_FRAME_S):
+                self.levels = [None] * len(self.progressive.divisors)
+                return
+        self.progressive.restart()
+
+    def rows_within(self, budget_s: float, width: int) -> int:
+        per_pixel = self.seconds_per_pixel.value or 1e-4
+        return max(1, int(max(budget_s, 0.0) / (per_pixel * width)))
+
+    def refine(self, camera, coarse_only: bool = False) -> bool:
+        """At least one band per frame (so refinement always progresses), more while the
+        frame's budget lasts; only the coarse level while the camera moves (the next frame
+        starts over anyway). False when the view was already complete."""
+        start = time.perf_counter()
+        renderer = self.renderer_for(camera)
+        rendered = False
+        while True:
+            spent = time.perf_counter() - start
+            if rendered and (coarse_only or (self.budget_s is not None and spent >= self.budget_s)):
+                return True
+            width = self.progressive.size(self.progressive.level)[0]
+            rows = 1 << 30 if self.budget_s is None else self.rows_within(self.budget_s - spent, width)
+            band = self.progressive.next_band(rows)
+            if band is None:
+                return rendered
+            self._render_band(renderer, camera, band)
+            self.progressive.finish(band)
+            rendered = True
+
+    def _render_band(self, renderer, camera, band: Band) -> None:
+        w, h = self.progressive.size(band.level)
+        buf = self.levels[band.level]
+        if buf is None or buf["rgb"].shape[:2] != (h, w):
+            buf = self.levels[band.level] = {"rgb": torch.ones(h, w, 3), "depth": torch.zeros(h, w),
+                                             "opacity": torch.zeros(h, w)}
+        pose = torch.from_numpy(camera.pose())[None]
+        intr = torch.from_numpy(camera.intrinsics(w, h))[None]
+        rows = band.row1 - band.row0
+        t0 = time.perf_counter()
+        out = renderer.render_pixels(pose, intr, 0, w, band.row0 * w, rows * w, self.background,
+                                     samples_per_ray=self.render_samples)
+        for key in ("rgb", "depth", "opacity"):
+            buf[key][band.row0:band.row1] = out[key].view(rows, w, *out[key].shape[1:]).cpu()
+        buf["near"], buf["far"] = renderer.scene.near, renderer.scene.far
+        self.seconds_per_pixel.add((time.perf_counter() - t0) / max(1, w * rows))
+
+    def renderer_for(self, camera):
+        """The renderer with near/far moved by how much closer or further than the training
+        cameras we are, so zooming does not clip the scene (forward-facing scenes excepted:
+        their near/far live in NDC)."""
+        scene = self.renderer.scene
+        if scene.ndc or scene.forward_facing:
+            return self.renderer
+        shift = float(np.linalg.norm(camera.eye - np.asarray(scene.center))) - scene.orbit_radius
+        if abs(shift) < 1e-6:
+            return self.renderer
+        view = copy.copy(self.renderer)
+        view.scene = dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
+        return view
+
+    def uses_grid(self) -> bool:
+        """An updated occupancy grid decides the samples per ray (the slider has no say)."""
+        grid = self.renderer.grid
+        return grid is not None and grid.updates > 0
+
+    def layers(self, mode: str) -> list[tuple[torch.Tensor, int | None]]:
+        """(image, rows valid) to draw, bottom first: the finest finished level, then the
+        finished rows of the finer level being rendered over it."""
+        p, out = self.progressive, []
+        if p.shown >= 0 and self.levels[p.shown] is not None:
+            out.append((shown_as(self.levels[p.shown], mode), None))
+        if p.working and p.level != p.shown and p.rows_done > 0 and self.levels[p.level] is not None:
+            out.append((shown_as(self.levels[p.level], mode), p.rows_done))
+        return out
+
+
+def shown_as(buf: dict, mode: str) -> torch.Tensor:
+    """(H, W, 3) float image of a rendered level in a render mode."""
+    if mode == "depth":
+        rgb = colorize(buf["depth"].numpy(), buf["opacity"].numpy() > 0.05, lo=buf.get("near"), hi=buf.get("far"))
+        return torch.from_numpy(rgb).float() / 255.0
+    if mode == "opacity":
+        return buf["opacity"][..., None].expand(-1, -1, 3)
+    return buf["rgb"]

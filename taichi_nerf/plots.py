@@ -1,0 +1,50 @@
+"""Outputs stage: the loss/PSNR curves of a run as a small PNG (no plotting library needed)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+SERIES_COLOURS = [(70, 110, 220), (220, 60, 60)]
+
+
+def write_curves(out_dir: Path) -> Path | None:
+    """``out_dir/curves.png``: train and validation PSNR from ``out_dir/metrics.jsonl``
+    (None when there are fewer than two points to draw)."""
+    from PIL import Image, ImageDraw
+
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    series = {
+        "train PSNR": [(r["step"], r["train_psnr"]) for r in rows if "train_psnr" in r],
+        "val PSNR": [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r],
+    }
+    w, h, pad = 640, 320, 40
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    points = [p for s in series.values() for p in s]
+    if len(points) < 2:
+        return None
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
+    y0, y1 = math.floor(min(ys)), math.ceil(max(ys)) + 1
+
+    def to_px(x, y):
+        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad), h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
+
+    draw.rectangle([pad, pad, w - pad, h - pad], outline="black")
+    for db in range(int(y0), int(y1) + 1, max(1, (int(y1) - int(y0)) // 6)):
+        _, py = to_px(x0, db)
+        draw.line([pad, py, w - pad, py], fill=(225, 225, 225))
+        draw.text((4, py - 6), f"{db} dB", fill="black")
+    draw.text((w - pad - 60, h - pad + 8), f"step {x1}", fill="black")
+    for (name, pts), colour in zip(series.items(), SERIES_COLOURS):
+        if len(pts) >= 2:
+            draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
+        draw.text((pad + 8, pad + 6 + 14 * list(series).index(name)), name, fill=colour)
+    out = Path(out_dir) / "curves.png"
+    img.save(out)
+    return out

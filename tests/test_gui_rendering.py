@@ -1,0 +1,55 @@
+"""The rendering the GUI shares with the rest of the tool: rows of a camera through
+Renderer.render_pixels, and the orbit video recorded a band at a time (video.OrbitRecorder)."""
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from taichi_nerf.config import TrainConfig
+from taichi_nerf.rendering import Renderer
+from taichi_nerf.scene import Scene, orbit_cameras
+from taichi_nerf.video import OrbitRecorder, write_orbit
+
+from .conftest import ARCH
+
+
+def small_renderer(device) -> Renderer:
+    torch.manual_seed(0)
+    scene = Scene(aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], near=2.0, far=6.0, center=[0.0, 0.0, 0.0],
+                  up=[0.0, 0.0, 1.0], orbit_radius=4.0, orbit_elevation_deg=30.0, fov_x=0.7, aspect=1.25)
+    cfg = TrainConfig(width=16, depth=2, pos_frequencies=4, dir_frequencies=2, sampler="stratified", samples_per_ray=16,
+                      arch=ARCH, density_bias=2.0)
+    return Renderer.from_config(cfg, scene, device)
+
+
+def test_rows_of_a_camera_are_the_rows_of_its_image(device):
+    renderer = small_renderer(device)
+    poses, intr, width, height = orbit_cameras(renderer.scene, 3, 20)
+    bg = torch.tensor([[0.2, 0.4, 0.6]])
+    whole = renderer.render_image(poses, intr, 1, width, height, bg)
+    assert whole["opacity"].max() > 0.05  # the field is not empty, so the comparison means something
+    # rows 5..11 of camera 1, in chunks that straddle row boundaries
+    rows = renderer.render_pixels(poses, intr, 1, width, 5 * width, 7 * width, bg, chunk=13)
+    for key in ("rgb", "opacity", "depth"):
+        assert torch.allclose(rows[key].view(7, width, -1).squeeze(-1), whole[key][5:12], atol=1e-5), key
+    other = renderer.render_pixels(poses, intr, 2, width, 5 * width, 7 * width, bg)
+    assert not torch.allclose(other["rgb"], rows["rgb"], atol=1e-3)  # the camera index is honoured
+
+
+def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
+    renderer = small_renderer(device)
+    whole = OrbitRecorder(renderer, tmp_path / "a.mp4", frames=2, width=16)
+    banded = OrbitRecorder(renderer, tmp_path / "b.mp4", frames=2, width=16)
+    while not whole.done:
+        whole.advance()
+    calls = 0
+    while not banded.done:
+        banded.advance(3)  # 13 rows: bands of 3, the last of 1
+        calls += 1
+    assert calls == 2 * 5 and banded.height == 13
+    assert np.abs(np.stack(whole.rgb_frames).astype(int) - np.stack(banded.rgb_frames).astype(int)).max() <= 1
+    assert np.abs(np.stack(whole.depth_frames).astype(int) - np.stack(banded.depth_frames).astype(int)).max() <= 1
+    written = write_orbit(renderer, tmp_path / "orbit.mp4", frames=2, width=16, progress=False)
+    assert [p.name for p in written] == ["orbit.mp4", "orbit_depth.mp4", "orbit.gif"]
+    gif = iio.imread(tmp_path / "orbit.gif", index=None)
+    assert gif.shape[:3] == (2, 13, 16)
+    assert np.abs(gif[..., :3].astype(int) - np.stack(whole.rgb_frames).astype(int)).max() <= 2

@@ -1,0 +1,284 @@
+"""Presets (taichi_nerf/presets.py): each builds its tutorial's network, trains through the
+project's kernels, yields to explicit options, and keeps today's defaults untouched."""
+import dataclasses
+import json
+import math
+import typing
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from taichi_nerf import checkpoint, config
+from taichi_nerf.cli import build_parser, run_config
+from taichi_nerf.compositing import composite
+from taichi_nerf.config import TrainConfig
+from taichi_nerf.encoding import encode_samples
+from taichi_nerf.presets import PRESETS
+from taichi_nerf.rendering import Renderer, RayOutput
+from taichi_nerf.scene import Scene
+from taichi_nerf.training import Trainer
+
+from .conftest import ARCH, tiny_config
+
+SCENE = Scene(near=2.0, far=6.0, aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
+
+
+def preset_renderer(name, device, **changes):
+    return Renderer.from_config(TrainConfig().replace(preset=name, **changes), SCENE, device)
+
+
+def linears(module):
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def test_preset_names_are_the_config_choices():
+    assert typing.get_args(config.Preset) == tuple(PRESETS)
+    for preset in PRESETS.values():  # every value names a real field, and the result validates
+        cfg = TrainConfig().with_preset(preset.name).validate()
+        assert all(getattr(cfg, k) == v for k, v in preset.values.items())
+
+
+def test_keras_network(device):
+    r = preset_renderer("keras", device)
+    f = r.field
+    assert r.pos.dim == 3 + 2 * 16 * 3 == 99 and r.direction is None and f.dir_dim == 0
+    fan_ins = [layer.in_features for layer in f.trunk]
+    assert fan_ins == [99, 64, 64, 64, 64, 64 + 99, 64, 64] and {layer.out_features for layer in f.trunk} == {64}
+    # Dense(4) read off the trunk = a 1-unit density head and a 3-unit colour head; nothing else
+    assert len(linears(f)) == 10 and f.feature is None and f.color_hidden is None
+    assert (f.density_head.in_features, f.color.in_features, f.color.out_features) == (64, 64, 3)
+    for layer in linears(f):  # Keras Dense init: Glorot-uniform weights, zero biases
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+        assert float(layer.bias.detach().abs().max()) == 0.0 and float(layer.weight.detach().abs().max()) <= bound
+        assert float(layer.weight.detach().std()) > 0.5 * bound / math.sqrt(3)
+    # the Keras forward pass, written out from the example, on the same weights
+    x = torch.randn(50, 99, device=device)
+    h = x
+    for i, layer in enumerate(f.trunk):
+        h = F.relu(layer(h))
+        if i % 4 == 0 and i > 0:
+            h = torch.cat([h, x], -1)
+    with torch.no_grad():
+        f.density_head.bias.fill_(-0.05)  # some raw densities negative: relu, not softplus
+        sigma, rgb = f(x)
+        raw = f.density_head(h)[:, 0]
+        assert (raw < 0).any() and torch.equal(sigma, F.relu(raw))
+        assert torch.allclose(rgb, torch.sigmoid(f.color(h)))
+
+
+def tutorial_embedding(x, n=60, omega0=0.1):
+    """PyTorch3D tutorial's HarmonicEmbedding.forward."""
+    frequencies = omega0 * (2.0 ** torch.arange(n, device=x.device))
+    embed = (x[..., None] * frequencies).view(*x.shape[:-1], -1)
+    return torch.cat((embed.sin(), embed.cos()), dim=-1)
+
+
+def test_pytorch3d_network_and_embedding(device):
+    r = preset_renderer("pytorch3d", device)
+    f = r.field
+    assert r.pos.dim == r.direction.dim == 2 * 60 * 3 == 360
+    assert [(m.in_features, m.out_features) for m in f.trunk] == [(360, 256), (256, 256)]  # no re-injection
+    assert (f.density_head.in_features, f.density_head.out_features) == (256, 1)
+    assert float(f.density_head.bias) == -1.5 and float(f.density_head.weight.std()) > 0.02  # torch's init
+    assert f.feature is None
+    assert (f.color_hidden.in_features, f.color_hidden.out_features, f.color.in_features) == (256 + 360, 256, 256)
+    assert len(linears(f)) == 5
+    # the embedding equals the tutorial's up to a column permutation (low frequencies: the
+    # high ones are float32 noise in both)
+    o = torch.zeros(1, 3, device=device)
+    d = torch.tensor([[0.3, -0.2, 0.5]], device=device)
+    t = torch.tensor([1.0], device=device)
+    ours = encode_samples(o, d, t, torch.zeros(1, dtype=torch.int32, device=device), r.pos, None)[0]
+    theirs = tutorial_embedding(d[0])
+    k = torch.arange(12, device=device)
+    for c in range(3):
+        # ours: frequency k at columns 6k + c (sin) and 6k + 3 + c (cos); theirs: c*60 + k, 180 + c*60 + k
+        assert torch.allclose(ours[6 * k + c], theirs[c * 60 + k], atol=1e-5)
+        assert torch.allclose(ours[6 * k + 3 + c], theirs[180 + c * 60 + k], atol=1e-5)
+    # the tutorial's forward pass on the same weights
+    emb, demb = torch.randn(40, 360, device=device), torch.randn(40, 360, device=device)
+    sp = nn.Softplus(beta=10.0)
+    with torch.no_grad():
+        feats = sp(f.trunk[1](sp(f.trunk[0](emb))))
+        opacity = 1 - torch.exp(-sp(f.density_head(feats)))[:, 0]
+        colour = torch.sigmoid(f.color(sp(f.color_hidden(torch.cat([feats, demb], -1)))))
+        sigma, rgb = f(torch.cat([emb, demb], -1))
+    nominal = (SCENE.far - SCENE.near) / 128
+    assert torch.allclose(1 - torch.exp(-sigma * nominal), opacity, atol=1e-6) and torch.allclose(rgb, colour)
+
+
+def test_opacity_mapping_through_the_kernels(device):
+    """Stratified samples span all of [near, far] in bins of delta_nominal, so the
+    compositing kernel's alpha_i = 1 - exp(-sigma_i delta_i) is the tutorial's
+    1 - exp(-softplus10(raw)), and its weights are the emission-absorption raymarcher's."""
+    r = preset_renderer("pytorch3d", device, samples_per_ray=16)
+    n = 5
+    origins = torch.tensor([[0.0, -4.0, 0.0]], device=device).repeat(n, 1)
+    dirs = F.normalize(torch.tensor([[0.0, 1.0, 0.0]], device=device) + 0.2 * torch.randn(n, 3, device=device), dim=-1)
+    with torch.no_grad():
+        r.field.density_head.bias.fill_(0.3)  # clearly opaque in places
+        out = r.render_rays(origins.contiguous(), dirs.contiguous(), torch.zeros(1, 3, device=device))
+    s = out.samples
+    assert s.num_samples == n * 16  # the box did not clip: every ray spans [near, far]
+    assert torch.allclose(s.delta, torch.full_like(s.delta, (SCENE.far - SCENE.near) / 16))
+    with torch.no_grad():
+        enc = encode_samples(origins, dirs, s.t, s.ray_index, r.pos, r.direction)
+        raw = r.field.density_head(r.field.features(enc[:, :360]))[:, 0]
+    opacity = (1 - torch.exp(-F.softplus(raw, beta=10.0))).view(n, 16)
+    transmittance = torch.cumprod(torch.cat([torch.ones(n, 1, device=device), 1 - opacity[:, :-1]], 1), 1)
+    assert opacity.max() > 0.2
+    assert torch.allclose(out.weights.view(n, 16), opacity * transmittance, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, changes", [("keras", {}), ("pytorch3d", {"batch_rays": 60})])
+def test_one_training_step(tiny_scene, tmp_path, name, changes):
+    cfg = TrainConfig(data=str(tiny_scene), out=str(tmp_path), progress=False, arch=ARCH).replace(preset=name, **changes)
+    trainer = Trainer(cfg)
+    images = trainer.train.count
+    origins, _, _, _, _ = batch = trainer.sample_batch()
+    before = [p.detach().clone() for p in trainer.field.parameters()]
+    info = trainer.step()
+    assert math.isfinite(info["loss"]) and info["lr"] == 1e-3
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.field.parameters()))
+    assert images > cfg.batch_images
+    if name == "keras":  # every pixel of 5 images
+        assert origins.shape[0] == 5 * 32 * 32 and info["rays_per_s"] > 0
+    else:
+        assert origins.shape[0] == 60
+
+
+def sampled_images(trainer, monkeypatch):
+    """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
+    import taichi_nerf.cameras as cameras
+
+    seen, original = {}, cameras.batch_rays
+
+    def spy(poses, intrinsics, image_index, pixel_index, width):
+        seen["images"], seen["pixels"] = image_index.cpu(), pixel_index.cpu()
+        return original(poses, intrinsics, image_index, pixel_index, width)
+
+    monkeypatch.setattr(cameras, "batch_rays", spy)
+    trainer.sample_batch()
+    monkeypatch.setattr(cameras, "batch_rays", original)
+    return seen["images"], seen["pixels"]
+
+
+def test_batches_come_from_k_images(tiny_scene, tmp_path, monkeypatch):
+    keras = Trainer(TrainConfig(data=str(tiny_scene), out=str(tmp_path / "k"), progress=False, arch=ARCH)
+                    .replace(preset="keras"))
+    images, pixels = sampled_images(keras, monkeypatch)
+    chosen = images.unique()
+    assert len(chosen) == 5
+    for i in chosen:  # each of them whole: every pixel once
+        assert torch.equal(pixels[images == i].sort().values, torch.arange(32 * 32, dtype=pixels.dtype))
+    p3d = Trainer(TrainConfig(data=str(tiny_scene), out=str(tmp_path / "p"), progress=False, arch=ARCH)
+                  .replace(preset="pytorch3d", batch_rays=60))
+    images, _ = sampled_images(p3d, monkeypatch)
+    counts = images.unique(return_counts=True)[1]
+    assert len(counts) == 6 and set(counts.tolist()) == {10}  # 6 cameras x an equal share
+
+
+def test_learning_rate_schedules():
+    def lr(cfg, step):
+        return Trainer.lr_at(SimpleNamespace(cfg=cfg, lr_scale=1.0), step)
+
+    p3d = TrainConfig().replace(preset="pytorch3d")
+    assert p3d.steps == 3000
+    assert lr(p3d, 0) == lr(p3d, 2249) == 1e-3 and lr(p3d, 2250) == lr(p3d, 2999) == pytest.approx(1e-4)
+    keras = TrainConfig().replace(preset="keras")
+    assert lr(keras, 0) == lr(keras, 319) == 1e-3
+    default = TrainConfig()  # today's exponential decay, unchanged
+    assert lr(default, 0) == 5e-3 and lr(default, default.steps) == pytest.approx(5e-4)
+    assert lr(default, default.steps // 2) == pytest.approx(5e-3 * 0.1 ** 0.5)
+
+
+def test_pseudo_huber_is_the_tutorials():
+    cfg = TrainConfig().replace(preset="pytorch3d")
+    rgb, target = torch.tensor([[0.0, 0.5, 1.0]]), torch.tensor([[0.3, 0.5, 0.0]])
+    opacity, alpha = torch.tensor([0.2]), torch.tensor([1.0])
+    out = RayOutput(rgb, opacity, torch.zeros(1), torch.zeros(1), None)
+    loss, mse = Trainer.loss_terms(SimpleNamespace(cfg=cfg), out, target, alpha)
+
+    def huber(x, y, scaling=0.1):  # the tutorial's helper
+        return ((1 + (x - y) ** 2 / scaling**2).clamp(1e-4).sqrt() - 1) * scaling
+
+    expected = huber(rgb, target).abs().mean() + huber(opacity, alpha).abs().mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert float(mse) == pytest.approx(float(((rgb - target) ** 2).mean()))
+
+
+def test_options_override_the_preset(tmp_path):
+    parser = build_parser()
+    cfg = run_config(parser.parse_args(["train", "--preset", "pytorch3d", "--steps", "7", "--lr", "0.01", "--width", "32"]))
+    assert (cfg.preset, cfg.steps, cfg.lr, cfg.width, cfg.depth, cfg.samples_per_ray) == ("pytorch3d", 7, 0.01, 32, 2, 128)
+    line = PRESETS["pytorch3d"].describe(cfg)
+    assert "samples_per_ray=128" in line and "overridden: width=32, lr=0.01, steps=7" in line
+    # a --config file is the base the preset goes over; inside a file, the file's keys win
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"lr": 0.02, "eval_every": 7}))
+    cfg = run_config(parser.parse_args(["train", "--config", str(file), "--preset", "keras"]))
+    assert (cfg.lr, cfg.eval_every, cfg.depth) == (1e-3, 7, 8)
+    file.write_text(json.dumps({"preset": "keras", "lr": 0.02}))
+    cfg = run_config(parser.parse_args(["train", "--config", str(file), "--samples", "16"]))
+    assert (cfg.preset, cfg.lr, cfg.depth, cfg.samples_per_ray) == ("keras", 0.02, 8, 16)
+    # the API: tn.train(preset=..., **overrides) builds its config the same way
+    assert TrainConfig().replace(preset="keras", steps=5).steps == 5
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig.from_dict({"preset": "tensorflow"})
+
+
+def test_defaults_keep_todays_network(device):
+    r = Renderer.from_config(TrainConfig(), SCENE, device)
+    f = r.field
+    assert (r.pos.include_input, r.pos.base, r.direction.include_input, r.direction.base) == (True, 1.0, True, 1.0)
+    shapes = {k: tuple(v.shape) for k, v in f.state_dict().items() if k != "density_scale"}
+    assert shapes == {
+        "trunk.0.weight": (64, 51), "trunk.0.bias": (64,), "trunk.1.weight": (64, 64), "trunk.1.bias": (64,),
+        "trunk.2.weight": (64, 64 + 51), "trunk.2.bias": (64,), "trunk.3.weight": (64, 64), "trunk.3.bias": (64,),
+        "density_head.weight": (1, 64), "density_head.bias": (1,), "feature.weight": (64, 64), "feature.bias": (64,),
+        "color_hidden.weight": (32, 64 + 27), "color_hidden.bias": (32,), "color.weight": (3, 32), "color.bias": (3,)}
+    assert float(f.density_head.weight.std()) < 0.02 and float(f.density_head.bias) == -4.0
+    h = torch.randn(10, 64, device=r.aabb.device)
+    assert torch.equal(f.density_from(h), F.softplus(f.density_head(h)[:, 0]))
+    assert r.aabb.abs().max() == 1.5  # samples stay clipped to the scene box
+
+
+def test_bad_preset_values_are_one_line_errors():
+    with pytest.raises(ValueError, match="batch_rays must be at least 1"):
+        TrainConfig(batch_rays=0).validate()
+    with pytest.raises(ValueError, match="skip_layer"):
+        TrainConfig(skip_layer=4).validate()
+    with pytest.raises(ValueError, match="lr_step_at"):
+        TrainConfig(lr_step_at=1.5).validate()
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--preset", "tensorflow"])
+    assert exc.value.code == 2
+
+
+def test_old_checkpoints_load_and_resume(tiny_scene, tmp_path):
+    """Checkpoints written before the preset fields: their configs lack the new keys and their
+    weights the density scale; they load with today's defaults and resume."""
+    cfg = tiny_config(tiny_scene, tmp_path, steps=4, checkpoint_every=0, eval_every=1000)
+    trainer = Trainer(cfg)
+    trainer.step()
+    path = trainer.save_checkpoint()
+    state = torch.load(path, weights_only=True)
+    new = {"preset", "view_dependent", "frequency_base", "include_input", "skip_layer", "activation",
+           "density_activation", "feature_layer", "color_width", "init", "clip_to_box", "batch_images",
+           "lr_schedule", "lr_step_at"}
+    assert new <= set(state["config"]) and "density_scale" in state["model"]
+    state["config"] = {k: v for k, v in state["config"].items() if k not in new}
+    del state["model"]["density_scale"]
+    torch.save(state, path)
+    renderer, loaded, _ = checkpoint.load(path, ARCH)
+    assert all(getattr(loaded, f.name) == f.default for f in dataclasses.fields(TrainConfig) if f.name in new)
+    assert torch.equal(renderer.field.trunk[0].weight.cpu(), trainer.field.trunk[0].weight.detach().cpu())
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.step_count == 1
+    resumed.step()
+    # a resume must not change what the weights mean
+    with pytest.raises(ValueError, match="activation"):
+        Trainer(dataclasses.replace(cfg, activation="softplus10"), resume=True)

@@ -1,0 +1,135 @@
+"""Unbounded scenes: contraction, marching through the contracted shell, the encoder's
+contracted positions, and the automatic choice of scene kind and background."""
+import math
+
+import pytest
+import torch
+
+from taichi_nerf.space import FAR_SCALE, contract_points, contract_reference, contracted_box
+
+BOX = torch.tensor([-1.0, -2.0, -0.5, 3.0, 2.0, 1.5])  # off-centre, non-cubic: centre (1, 0, 0.5), half (2, 2, 1)
+
+
+def test_contraction_matches_the_float64_reference_and_keeps_the_box(device):
+    g = torch.Generator().manual_seed(0)
+    pts = torch.cat([torch.randn(2000, 3, generator=g) * 3, torch.randn(200, 3, generator=g) * 1e4])
+    got = contract_points(pts.to(device), BOX.to(device)).cpu().double()
+    want = contract_reference(pts, BOX)
+    assert (got - want).abs().max() < 1e-4 * want.abs().max()
+    centre, half = 0.5 * (BOX[:3] + BOX[3:]), 0.5 * (BOX[3:] - BOX[:3])
+    q = ((pts - centre) / half).abs().amax(1)
+    inside = q <= 1
+    assert inside.sum() > 100 and torch.allclose(got[inside].float(), pts[inside], atol=1e-5)  # identity inside
+    outer = contracted_box(BOX).double()
+    assert bool((got >= outer[:3] - 1e-4).all() and (got <= outer[3:] + 1e-4).all())  # all within twice the box
+    far = ((got - centre.double()) / half.double()).abs().amax(1)[q > 1e3]
+    assert far.min() > 1.99  # infinity lands on the cube's surface
+
+
+def test_contraction_is_continuous_and_monotone_along_a_ray():
+    o = torch.tensor([[1.0, 0.0, 0.5]])
+    d = torch.nn.functional.normalize(torch.tensor([[0.3, 0.8, 0.2]]), dim=1)
+    t = torch.linspace(0, 500, 20001)[:, None]
+    c = contract_reference(o + t * d, BOX)
+    dist = (c - c[0]).norm(dim=1)
+    steps = dist[1:] - dist[:-1]
+    assert bool((steps >= -1e-12).all()) and float(steps.max()) < 0.05
+
+
+def unbounded_grid(device, steps=64):
+    from taichi_nerf.occupancy import OccupancyGrid
+
+    return OccupancyGrid(BOX, resolution=32, steps_across=steps, device=device, unbounded=True)
+
+
+def test_unbounded_marching_reaches_far_with_steps_even_in_contracted_space(device):
+    grid = unbounded_grid(device)
+    assert torch.allclose(grid.aabb.cpu(), contracted_box(BOX))
+    centre, half = 0.5 * (BOX[:3] + BOX[3:]), 0.5 * (BOX[3:] - BOX[:3])
+    far = float(FAR_SCALE * half.norm())
+    o = torch.tensor([[1.0, 0.0, 0.5], [-6.0, 0.5, 0.7]], device=device)  # inside, and outside looking in
+    d = torch.nn.functional.normalize(torch.tensor([[0.3, 0.8, 0.2], [1.0, 0.05, 0.0]], device=device), dim=1)
+    s = grid.march(o, d, 0.01, far)
+    assert s.counts.tolist() == [int(c) for c in s.counts]
+    assert bool((s.counts > 10).all()) and int(s.counts.max()) <= grid.max_samples
+    for r in range(2):
+        a, n = int(s.offsets[r]), int(s.counts[r])
+        t = s.t[a:a + n].cpu()
+        assert bool((t[1:] > t[:-1]).all())
+        pts = o[r].cpu() + t[:, None] * d[r].cpu()
+        c = contract_reference(pts, BOX)
+        gaps = (c[1:] - c[:-1]).norm(dim=1)
+        # Even steps in contracted space: no gap far above the inner step, whatever the distance.
+        assert float(gaps.max()) < 3.0 * grid.step
+        last = ((c[-1] - centre.double()) / half.double()).abs().max()
+        assert float(last) > 1.95  # the shell is marched out to near infinity (the cube's surface)
+
+
+def test_unbounded_encoding_contracts_positions(device):
+    from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
+
+    pos = HarmonicSpec(3, True)
+    o = torch.tensor([[1.0, 0.0, 0.5], [-6.0, 0.5, 0.7]], device=device)
+    d = torch.nn.functional.normalize(torch.tensor([[0.3, 0.8, 0.2], [1.0, 0.05, 0.0]], device=device), dim=1)
+    t = torch.tensor([0.5, 7.0, 300.0, 2.0, 40.0], device=device)
+    ray = torch.tensor([0, 0, 0, 1, 1], dtype=torch.int32, device=device)
+    got = encode_samples(o, d, t, ray, pos, None, contract_box=BOX.to(device))
+    pts = (o[ray.long()] + t[:, None] * d[ray.long()]).cpu()
+    want = encode_points(contract_reference(pts, BOX).float().to(device), pos)
+    assert torch.allclose(got, want, atol=1e-4)
+    plain = encode_samples(o, d, t, ray, pos, None)
+    assert not torch.allclose(plain[1:3], got[1:3], atol=1e-2)  # outside the box contraction changes the code
+
+
+@pytest.fixture(scope="module")
+def testsets(tmp_path_factory, taichi_backend):
+    from taichi_nerf.data.testsets import write_testset
+
+    root = tmp_path_factory.mktemp("kinds")
+    return {name: write_testset(name, root / name, size=48, views=12) for name in ("ngp-360-env", "npz-black", "llff-backdrop")}
+
+
+def test_scene_kind_and_background_are_chosen_from_the_data(testsets):
+    from taichi_nerf.backgrounds import resolve_background
+    from taichi_nerf.data.loaders import load_dataset
+
+    env = load_dataset(testsets["ngp-360-env"])
+    assert env.unbounded and env.background.name == "scene" and env.far > 50 * (env.aabb[3] - env.aabb[0]) / 2
+    assert any("--no-unbounded" in w for w in env.warnings)
+    chosen = resolve_background("auto", env.background)
+    assert chosen.random and chosen.warning and "--background" in chosen.warning
+
+    black = load_dataset(testsets["npz-black"])
+    assert not black.unbounded and black.background.name == "black"
+    assert resolve_background("auto", black.background).colour == (0.0, 0.0, 0.0)
+
+    llff = load_dataset(testsets["llff-backdrop"])
+    assert llff.ndc and not llff.unbounded  # NDC already reaches to infinity
+    assert not load_dataset(testsets["ngp-360-env"], unbounded=False).unbounded
+    assert resolve_background("white", env.background).colour == (1.0, 1.0, 1.0)
+
+
+def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
+    from taichi_nerf.data.dataset import DataError
+    from taichi_nerf.data.loaders import load_dataset
+
+    with pytest.raises(DataError, match="--no-ndc"):
+        load_dataset(testsets["llff-backdrop"], unbounded=True)
+
+
+def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device):
+    from taichi_nerf import checkpoint
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(testsets["ngp-360-env"], tmp_path / "run", steps=30, grid_warmup=10, grid_update_every=5)
+    trainer = Trainer(cfg)
+    assert trainer.scene.unbounded and trainer.renderer.grid.unbounded and trainer.background_choice.random
+    first = trainer.step()
+    assert first["samples_per_ray"] > 4
+    result = trainer.run()
+    assert result.step == 30 and math.isfinite(result.val_psnr)
+    renderer, _, _ = checkpoint.load(result.checkpoint, cfg.arch)
+    assert renderer.scene.unbounded and renderer.grid.unbounded and renderer.scene.background == [1.0, 1.0, 1.0]
+    assert torch.equal(renderer.grid.occupied, trainer.renderer.grid.occupied)
