@@ -3,6 +3,7 @@
 
   python scripts/benchmark.py                      # training step + compositing (~2 min on CPU)
   python scripts/benchmark.py --quality            # + time-to-quality vs the Keras recipe (~30 min)
+  python scripts/benchmark.py --matrix             # only: defaults on every user-like test set (~25 min)
 
 Timings exclude validation renders; every number is wall-clock on the machine it runs on.
 """
@@ -193,6 +194,67 @@ def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views:
     return {"ours": ours, "keras": keras}
 
 
+MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
+               "ngp-360-env", "cow")
+
+
+def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS, sheet: Path | None = None) -> list[dict]:
+    """Train every test set (taichi_nerf/data/testsets.py) with the default configuration for
+    ``budget`` seconds of training time; val PSNR (all val views) at each of ``checkpoints``."""
+    import numpy as np
+
+    from taichi_nerf.data.testsets import TESTSETS, write_testset
+    from taichi_nerf.diagnostics import flat_colour_psnr
+    from taichi_nerf.training import Trainer
+
+    rows, tiles = [], []
+    for name in names:
+        data = None if name == "builtin" else str(write_testset(name, root / name))
+        tr = Trainer(TrainConfig(data=data, out=str(root / "runs" / name), progress=False))
+        flat = flat_colour_psnr([tr.target_rgb(tr.val, i) for i in range(tr.val.count)])
+        marks = list(checkpoints)
+
+        def evaluate():
+            tr.field.eval()
+            value = tr.validate()
+            tr.field.train()
+            return value
+
+        def step():
+            if tr.step_count >= tr.cfg.steps:
+                return False
+            tr.step()
+
+        curve = time_to_quality(step, evaluate, budget, min(marks), name)["curve"]
+        split = tr.val
+        out = tr.render_view(split, 0)
+        tiles.append(np.concatenate([out["rgb"].clamp(0, 1).cpu().numpy(), tr.target_rgb(split, 0).numpy()], axis=1))
+        kind = "NDC" if tr.scene.ndc else ("unbounded" if tr.scene.unbounded else "box")
+        rows.append({"set": name, "layout": tr.dataset.format, "size": f"{split.width}x{split.height}",
+                     "train_images": tr.train.count, "background": tr.background_choice.description.split(" (")[0],
+                     "scene": kind, "flat_psnr": round(flat, 2),
+                     **{f"psnr_{int(m)}s": value_at(curve, m) for m in marks},
+                     "steps": curve[-1][2], "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
+                     "rays_per_s": round(tr.rays_per_s), "curve": curve})
+    if sheet is not None:
+        from taichi_nerf.data.images import write_png
+
+        height = max(t.shape[0] for t in tiles)
+        padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for t in tiles]
+        write_png(sheet, np.concatenate(padded, axis=1))
+    return rows
+
+
+def print_matrix(rows: list[dict], checkpoints: tuple) -> None:
+    cols = " | ".join(f"PSNR @ {int(m)} s" for m in checkpoints)
+    print(f"| set | layout | size | background (auto) | scene | flat-colour PSNR | {cols} | steps | samples/ray | rays/s |")
+    print("|---|---|---|---|---|---:|" + "---:|" * len(checkpoints) + "---:|---:|---:|")
+    for r in rows:
+        vals = " | ".join("-" if r[f"psnr_{int(m)}s"] is None else f"{r[f'psnr_{int(m)}s']:.1f}" for m in checkpoints)
+        print(f"| {r['set']} | {r['layout']} | {r['size']} | {r['background']} | {r['scene']} | {r['flat_psnr']:.1f} | "
+              f"{vals} | {r['steps']} | {r['samples_per_ray']} | {r['rays_per_s']} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="auto", choices=backend.ARCH_CHOICES)
@@ -206,7 +268,23 @@ def main(argv=None) -> int:
     p.add_argument("--val-views", type=int, default=8)
     p.add_argument("--eval-every", type=float, default=10.0, help="seconds of training between evaluations (both runs)")
     p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--matrix", action="store_true", help="only the test-set matrix: defaults on user-like data")
+    p.add_argument("--matrix-budget", type=float, default=180.0, help="training seconds per test set (--matrix)")
+    p.add_argument("--matrix-sets", default=",".join(MATRIX_SETS), help="comma-separated test sets (--matrix)")
+    p.add_argument("--matrix-dir", default="/tmp/taichi-nerf-matrix", help="where the test sets and runs go")
+    p.add_argument("--matrix-sheet", help="write prediction | truth of each set's first val view to this PNG")
     args = p.parse_args(argv)
+    if args.matrix:
+        backend.init(args.arch, 512)
+        marks = (60.0, args.matrix_budget) if args.matrix_budget > 60 else (args.matrix_budget,)
+        print(f"machine: {machine()}\n", flush=True)
+        rows = matrix_runs(Path(args.matrix_dir), args.matrix_budget, marks, tuple(args.matrix_sets.split(",")),
+                           Path(args.matrix_sheet) if args.matrix_sheet else None)
+        print(f"\n### Defaults on user-like data ({args.matrix_budget:.0f} s of training per set)\n")
+        print_matrix(rows, marks)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "matrix": rows}, indent=1))
+        return 0
 
     cfg = TrainConfig(arch=args.arch, progress=False, out="/tmp/taichi-nerf-bench", scene_size=args.scene_size)
     backend.init(args.arch, cfg.max_samples_per_ray)

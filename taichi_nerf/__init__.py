@@ -11,7 +11,9 @@ _os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
 
 __version__ = "0.1.0"
 
-from .api import evaluate, load_dataset, make_synthetic, render_orbit, train  # noqa: E402
+from .api import (evaluate, export_mesh, export_points, load_dataset, make_synthetic, render_orbit,  # noqa: E402
+                  render_path, train)
 from .config import TrainConfig  # noqa: E402
 
-__all__ = ["TrainConfig", "train", "render_orbit", "evaluate", "make_synthetic", "load_dataset", "__version__"]
+__all__ = ["TrainConfig", "train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points",
+           "make_synthetic", "load_dataset", "__version__"]

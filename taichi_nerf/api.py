@@ -5,53 +5,82 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, outputs
 from .backgrounds import over_background, scene_background
 from .config import TrainConfig
 from .data.loaders import builtin_scene, load_dataset
 from .metrics import psnr, ssim
 from .training import Trainer, TrainResult
+from .outputs import export_mesh, export_points, render_path
 from .video import write_orbit
 
 
-def train(config: TrainConfig | None = None, resume: bool = False, **overrides) -> TrainResult:
+def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
+          **overrides) -> TrainResult:
     """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``);
     ``preset="keras"`` or ``"pytorch3d"`` (taichi_nerf/presets.py) applies first, the others win over it.
-    ``resume=True`` continues the run in ``out`` with its saved configuration."""
+    ``resume=True`` continues the run in ``out`` with its saved configuration. A fresh run
+    refuses an ``out`` folder that holds another run unless ``overwrite=True``, which first
+    removes that run's files (``taichi-nerf train``'s rule)."""
+    if resume and overwrite:
+        raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
         cfg = checkpoint.resume_config(out, **overrides)
+        if "data" not in overrides:
+            checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(out))
     else:
-        cfg = (config or TrainConfig()).replace(**overrides)
+        cfg = (config or TrainConfig()).replace(**overrides).validate()
+        checkpoint.claim_run_folder(cfg.out, overwrite=overwrite)
     return Trainer(cfg, resume=resume).run()
 
 
 def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch: str = "auto",
                  fps: int = 24, progress: bool = True) -> list[Path]:
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    return write_orbit(renderer, Path(out), frames=frames, width=size, fps=fps, progress=progress)
+    return write_orbit(renderer, Path(out), frames=frames, width=size, fps=fps, progress=progress,
+                       background=scene_background(renderer.scene, cfg))
 
 
 def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
-             progress: bool = True) -> dict:
-    """PSNR and SSIM per image of a split and their means."""
+             progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False) -> dict:
+    """PSNR and SSIM per image of a split and their means. ``images_dir``: also write each
+    view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
+    side by side) and the result as ``metrics.json`` (what ``render --split`` does)."""
     from tqdm.auto import tqdm
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"--limit must be at least 1, got {limit}")
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    if data is None:
+        checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(ckpt))
     dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
-        pred = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)["rgb"].cpu().clamp(0, 1)
+        view = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)
+        pred = view["rgb"].cpu().clamp(0, 1)
         target = over_background(part.rgba[i], bg)
         images.append({"name": part.names[i] if part.names else str(i), "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
-    return {
+        if images_dir is not None:
+            images[-1]["files"] = outputs.write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
+                                                     depth, compare)
+    result = {
         "checkpoint": str(checkpoint.find_checkpoint(ckpt)), "split": split, "count": count,
-        "psnr": float(np.mean([r["psnr"] for r in images])), "ssim": float(np.mean([r["ssim"] for r in images])),
-        "images": images,
+        "psnr": _finite(np.mean([r["psnr"] for r in images])), "ssim": _finite(np.mean([r["ssim"] for r in images])),
+        "images": [{**r, "psnr": _finite(r["psnr"]), "ssim": _finite(r["ssim"])} for r in images],
     }
+    if images_dir is not None:
+        outputs.write_json(Path(images_dir) / "metrics.json", result)
+    return result
+
+
+def _finite(value) -> float | None:
+    """None for NaN or infinity (a perfect match's PSNR): JSON has no such numbers."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def make_synthetic(out, views: int = 100, size: int = 100, progress: bool = True) -> Path:
@@ -60,4 +89,5 @@ def make_synthetic(out, views: int = 100, size: int = 100, progress: bool = True
     return write_synthetic_dataset(out, views=views, size=size, progress=progress)
 
 
-__all__ = ["TrainConfig", "train", "render_orbit", "evaluate", "make_synthetic", "load_dataset", "builtin_scene"]
+__all__ = ["TrainConfig", "train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points",
+           "make_synthetic", "load_dataset", "builtin_scene"]

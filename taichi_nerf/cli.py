@@ -125,6 +125,11 @@ def _train_parser(sub):
                                    "the --config file or the resumed run's config.")
     p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
     p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint (with its config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its checkpoint, metrics, config, previews, video); "
+                        "without it a folder holding a run is refused")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the configuration, the run folder and the memory it needs, then exit without training")
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
                    help="frames of the orbit video written at the end (default: 60; 0: none)")
     add_config_flags(p)
@@ -132,13 +137,31 @@ def _train_parser(sub):
 
 
 def cmd_train(args) -> int:
+    from . import checkpoint, resources
+    from .backend import resolve_arch
     from .training import Trainer
     from .video import write_orbit
 
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
-    cfg = run_config(args, resume_from=args.resume)
+    if resume and args.overwrite:
+        raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
+    if args.video_frames < 0:
+        raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
+    cfg = run_config(args, resume_from=args.resume).validate().with_absolute_paths()
+    if resume and args.data is None:
+        checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(args.resume))
+    # Every check that can refuse comes before anything in the run folder changes.
+    resources.check_training(cfg, "cuda" if resolve_arch(cfg.arch) == "cuda" else "cpu")
+    if args.dry_run:
+        if not resume and not args.overwrite:
+            checkpoint.claim_run_folder(cfg.out)  # refuses a folder holding a run; changes nothing
+        print(f"configuration, run folder and memory are fine; the run would go to {cfg.out}")
+        return 0
+    if not resume:
+        checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite)
+    print(f"run folder: {cfg.out}" + (" (resuming)" if resume else ""))
     if cfg.preset is not None:
         from .presets import PRESETS
 
@@ -168,35 +191,12 @@ def cmd_train(args) -> int:
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
     if args.video_frames > 0:
+        from .backgrounds import scene_background
+
         videos = write_orbit(trainer.renderer, out / "orbit.mp4", frames=args.video_frames,
-                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress)
+                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress,
+                             background=scene_background(trainer.renderer.scene, cfg))
         print("video:      " + ", ".join(str(v) for v in videos))
-    return 0
-
-
-def _render_parser(sub):
-    p = sub.add_parser("render", help="render an orbit video of a trained field")
-    p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--size", type=int, default=200, help="video width in pixels")
-    p.add_argument("--fps", type=int, default=24)
-    p.add_argument("--out", default="orbit.mp4", help="output .mp4 or .gif (a depth video and a gif are written beside an mp4)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_arch(p)
-    p.set_defaults(run=cmd_render)
-
-
-def cmd_render(args) -> int:
-    from .api import render_orbit
-
-    if Path(args.out).suffix.lower() not in (".mp4", ".gif"):
-        raise UserError(f"--out must end in .mp4 or .gif, got {args.out}")
-    if args.frames < 1 or args.size < 8 or args.fps < 1:
-        raise UserError("--frames and --fps must be at least 1 and --size at least 8")
-    paths = render_orbit(args.ckpt, args.out, frames=args.frames, size=args.size, arch=args.arch, fps=args.fps,
-                         progress=not args.no_progress)
-    for p in paths:
-        print(f"wrote {p}")
     return 0
 
 
@@ -215,13 +215,29 @@ def _eval_parser(sub):
 def cmd_eval(args) -> int:
     from .api import evaluate
 
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit, progress=not args.no_progress)
-    text = json.dumps(result, indent=2)
+    text = json.dumps(strict_json(result), indent=2, allow_nan=False)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text)
     return 0
+
+
+def strict_json(value):
+    """``value`` with every NaN or infinity as None: JSON has no such numbers (a perfect
+    PSNR is infinite), and ``json.dumps`` would write ones strict readers reject."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def _data_parser(sub):
@@ -347,6 +363,8 @@ def _gui_parser(sub):
     p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
     p.add_argument("--ckpt", metavar="RUN", help="open a trained checkpoint (file or run folder) to look around")
     p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out; without it a folder holding a run is refused")
     w = p.add_argument_group("window options")
     w.add_argument("--window", default="1120x800", metavar="WxH", help="window size (default: 1120x800; the panel takes 330 px)")
     w.add_argument("--render-scale", type=float, metavar="X",
@@ -371,7 +389,19 @@ def cmd_gui(args) -> int:
 
 
 # Each entry adds one subcommand; feature modules register theirs here.
-PARSERS = [_train_parser, _render_parser, _eval_parser, _data_parser, _gui_parser]
+def _render_parser(sub):
+    from .cli_outputs import render_parser
+
+    render_parser(sub)
+
+
+def _export_parser(sub):
+    from .cli_outputs import export_parser
+
+    export_parser(sub)
+
+
+PARSERS = [_train_parser, _render_parser, _eval_parser, _export_parser, _data_parser, _gui_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

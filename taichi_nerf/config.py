@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ Init = Literal["default", "torch", "glorot"]
 LrSchedule = Literal["exponential", "step", "constant"]
 Preset = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
+Logger = Literal["jsonl", "tensorboard"]
 
 # --help groups, in the order they are shown.
 RECIPE, DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
@@ -121,6 +125,8 @@ class TrainConfig:
     log_every: int = option(25, BOOKKEEPING, "steps between metric log lines")
     arch: Arch = option("auto", BOOKKEEPING, "compute backend (auto: CUDA if usable, else CPU)")
     progress: bool = option(True, BOOKKEEPING, "show progress bars")
+    logger: Logger = option("jsonl", BOOKKEEPING, "metrics.jsonl and curves.png only, or also tensorboard "
+                                                  "(OUT/tensorboard/; needs taichi-nerf[tensorboard])")
     time_limit_s: float = option(0.0, BOOKKEEPING, "stop (and save) after this many seconds of wall time (0: no limit)",
                                  aliases=("--time-limit",))
     # --- built-in scene (when no --data is given)
@@ -128,7 +134,10 @@ class TrainConfig:
     scene_size: int = option(100, BUILTIN, "image size of the built-in scene in pixels")
 
     def validate(self) -> "TrainConfig":
-        problems = []
+        """Every value of the right type, finite and in range, or one ValueError naming them all."""
+        problems = self._type_problems()
+        if problems:  # comparisons below would raise TypeError on a wrong type
+            raise ValueError("bad configuration: " + "; ".join(problems))
         for name, choices in choice_fields().items():
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
@@ -137,9 +146,29 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s", "silhouette_weight",
-                     "batch_images"):
+                     "batch_images", "render_samples_per_ray", "eval_every", "preview_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        for name in ("pos_frequencies", "dir_frequencies"):
+            if getattr(self, name) > MAX_FREQUENCIES:  # 2^k overflows float32 precision long before
+                problems.append(f"{name} must be at most {MAX_FREQUENCIES}")
+        for name in ("samples_per_ray", "render_samples_per_ray", "fine_samples", "march_steps"):
+            if getattr(self, name) > MAX_SAMPLES:  # Taichi's autodiff stack is sized by this, per thread
+                problems.append(f"{name} must be at most {MAX_SAMPLES}")
+        if not 0 <= self.seed < 2**64:
+            problems.append("seed must be from 0 to 2^64 - 1")
+        if self.every is not None and self.every < 1:
+            problems.append("every must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            problems.append("limit must be at least 1")
+        if self.near is not None and self.near < 0:
+            problems.append("near must not be negative")
+        if self.near is not None and self.far is not None and not self.near < self.far:
+            problems.append("near must be less than far")
+        if self.far is not None and self.far <= 0:
+            problems.append("far must be positive")
+        if self.aabb is not None and (len(self.aabb) != 6 or not all(hi > lo for lo, hi in zip(self.aabb[:3], self.aabb[3:]))):
+            problems.append("aabb must be six numbers xmin ymin zmin xmax ymax zmax with max > min")
         if self.batch_rays < (0 if self.batch_images > 0 else 1):
             problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
         if self.preset is not None and self.preset not in typing.get_args(Preset):
@@ -150,6 +179,9 @@ class TrainConfig:
             problems.append("color_width must not be negative")
         if not self.frequency_base > 0:
             problems.append("frequency_base must be positive")
+        elif self.frequency_base * 2.0 ** (min(max(self.pos_frequencies, self.dir_frequencies), MAX_FREQUENCIES) - 1) \
+                > 2.0**MAX_FREQUENCIES:
+            problems.append(f"frequency_base is too large: the highest encoding frequency passes 2^{MAX_FREQUENCIES}")
         if not 0 < self.lr_step_at < 1:
             problems.append("lr_step_at must be between 0 and 1")
         if self.huber_delta <= 0:
@@ -158,9 +190,44 @@ class TrainConfig:
             problems.append("the hierarchical sampler needs fine_samples of at least 1")
         if self.lr <= 0 or self.lr_final <= 0:
             problems.append("learning rates must be positive")
+        if not self.out:
+            problems.append("out must name a folder")
         if problems:
             raise ValueError("bad configuration: " + "; ".join(problems))
         return self
+
+    def _type_problems(self) -> list[str]:
+        """Each field holds its declared type (a --config file can hold anything) and every
+        number is finite: NaN passes every comparison, so the range checks cannot see it."""
+        problems = []
+        for name, hint in field_types().items():
+            value = getattr(self, name)
+            kind = _without_none(hint)
+            if value is None and kind is not hint:
+                continue
+            if typing.get_origin(kind) is list:
+                kind, values = typing.get_args(kind)[0], value if isinstance(value, (list, tuple)) else [object()]
+            else:
+                values = [value]
+            for v in values:
+                if kind is bool and not isinstance(v, bool):
+                    problems.append(f"{name} must be true or false, got {v!r}")
+                elif kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+                    problems.append(f"{name} must be a whole number, got {v!r}")
+                elif kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    problems.append(f"{name} must be a number, got {v!r}")
+                elif kind is float and not math.isfinite(v):
+                    problems.append(f"{name} must be a finite number, got {v}")
+                elif kind is str and not isinstance(v, str):
+                    problems.append(f"{name} must be text, got {v!r}")
+                else:
+                    continue
+                break
+        return problems
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """``data`` and ``out`` as absolute paths, so the saved config works from any folder."""
+        return dataclasses.replace(self, data=None if self.data is None else _absolute(self.data), out=_absolute(self.out))
 
     @property
     def eval_samples(self) -> int:
@@ -200,9 +267,16 @@ class TrainConfig:
             raise ValueError(f"{path}: config file not found") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file (a config is a JSON object of TrainConfig fields)") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: config must be a JSON object")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
@@ -225,6 +299,26 @@ class TrainConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}: choose {' or '.join(PRESETS)}")
         return dataclasses.replace(self, preset=name, **PRESETS[name].values)
+
+
+# Encoding frequencies 2^k: past ~2^24 a float32 position has no bits left and sin/cos of it are
+# noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
+MAX_FREQUENCIES = 64
+MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
+
+
+def _absolute(path: str) -> str:
+    """An absolute path, symlinks kept (os.path.abspath, not resolve: a user's linked folder stays theirs)."""
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _without_none(hint):
+    """``X | None`` -> ``X``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint
 
 
 def field_types() -> dict:

@@ -71,7 +71,11 @@ class StuckWatch:
         if self.flat_psnr is None:
             self.flat_psnr = flat_colour_psnr([trainer.target_rgb(trainer.val, i) for i in range(trainer.val.count)])
         grid = trainer.renderer.grid
-        occupancy = grid.occupancy if grid is not None and grid.updates > 0 else None
+        scene = trainer.scene
+        # Scenes whose content fills the frame (NDC, unbounded, random background) pass through
+        # a foggy phase on their way to surfaces: a full grid says nothing there.
+        fills_frame = scene.ndc or scene.unbounded or trainer.background_choice.random
+        occupancy = grid.occupancy if grid is not None and grid.updates > 0 and not fills_frame else None
         for message in self.check(trainer.step_count, psnr, occupancy, grid.updates if grid is not None else 0,
                                   trainer.background_choice.description.split(" (")[0]):
             self.messages.append(message)

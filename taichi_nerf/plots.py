@@ -16,7 +16,14 @@ def write_curves(out_dir: Path) -> Path | None:
     path = Path(out_dir) / "metrics.jsonl"
     if not path.is_file():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:  # a line torn by a kill is dropped on --resume; until then the curves skip it
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
     series = {
         "train PSNR": [(r["step"], r["train_psnr"]) for r in rows if "train_psnr" in r],
         "val PSNR": [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r],

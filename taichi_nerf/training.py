@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import backend, cameras, checkpoint
+from . import backend, cameras, checkpoint, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .data.loaders import load_dataset
@@ -69,11 +69,15 @@ class Trainer:
     learning-rate schedule (the GUI's slider)."""
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
-        self.cfg = cfg.validate()
-        self.out_dir = Path(cfg.out)
+        self.cfg = cfg.validate().with_absolute_paths()  # the saved config works from any folder
+        self.out_dir = Path(self.cfg.out)
         self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
         dev = self.backend.device
-        self.dataset = dataset if dataset is not None else load_dataset(cfg.data, **cfg.dataset_options())
+        resources.check_training(self.cfg, str(dev))  # before minutes of loading, not after
+        self.dataset = dataset if dataset is not None else load_dataset(self.cfg.data, **cfg.dataset_options())
+        if self.cfg.batch_rays == 0:  # every pixel of batch_images images: the images' size decides
+            train_split = self.dataset.split("train")
+            resources.check_training(self.cfg, str(dev), train_split.width * train_split.height)
         self.train = self.dataset.split("train").to(dev)
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)
@@ -100,6 +104,12 @@ class Trainer:
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
         self.stuck_watch = StuckWatch()
         self.callbacks: list = [self.stuck_watch]
+        if self.cfg.logger == "tensorboard":  # optional extra: events in OUT/tensorboard/
+            from .tensorboard_log import TensorBoardLogger, missing_tensorboard
+
+            if missing_tensorboard():
+                raise ValueError(missing_tensorboard())
+            self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         self._pixels = self.train.width * self.train.height
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
@@ -171,8 +181,7 @@ class Trainer:
             self.last_loss = float(loss.detach())
             if not math.isfinite(self.last_loss):
                 raise TrainingDiverged(
-                    f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower --lr. "
-                    f"The last good checkpoint is untouched.")
+                    f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower --lr. {self._kept()}")
         self.optimizer.step()
         self.step_count += 1
         self.maybe_update_grid()
@@ -193,9 +202,12 @@ class Trainer:
 
     # --- the schedule around a step: the one `run` and the GUI both drive ---------------
     def begin(self) -> None:
-        """Open the run folder: config.json describes the run that writes beside it."""
+        """Open the run folder: config.json describes the run that writes beside it. Partial
+        checkpoint files a killed run left behind go first."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        for stale in checkpoint.remove_stale_temps(self.out_dir):
+            print(f"note: removed {stale}, a partial file a killed run left behind")
+        checkpoint.write_text_atomic(self.out_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
 
     def advance(self) -> dict:
         """One step, then its scheduled work (:meth:`after_step`)."""
@@ -282,9 +294,17 @@ class Trainer:
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         }
 
+    def _kept(self) -> str:
+        """What the run folder still holds after a divergence: only a checkpoint that exists."""
+        path = self.out_dir / "checkpoint.pt"
+        if path.is_file():
+            return f"The last good checkpoint, {path}, is untouched."
+        return "No checkpoint was written before it diverged."
+
     def save_checkpoint(self) -> Path:
         if not all(torch.isfinite(p).all() for p in self.field.parameters()):
-            raise TrainingDiverged("model weights are not finite; refusing to overwrite the last good checkpoint")
+            raise TrainingDiverged(f"model weights are not finite at step {self.step_count}; try a lower --lr. "
+                                   f"{self._kept()}")
         path = checkpoint.save_atomic(self.state(), self.out_dir / "checkpoint.pt")
         self.notify("on_checkpoint", path)
         return path
@@ -295,30 +315,59 @@ class Trainer:
         for key in checkpoint.ARCHITECTURE_KEYS:
             if getattr(saved, key) != getattr(self.cfg, key):
                 raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(self.cfg, key)}")
+        missing = [key for key in ("model", "optimizer", "step", "rng") if state.get(key) is None]
+        if missing:
+            raise checkpoint.CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
+                                             f"(render and eval can still read it)")
         try:
             self.field.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise checkpoint.CheckpointError(f"{path}: does not fit this model: {checkpoint.state_dict_mismatch(exc)}") from None
+        try:
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise checkpoint.CheckpointError(f"{path}: does not match this model ({exc})") from None
-        if self.renderer.grid is not None and state.get("grid") is not None:
-            self.renderer.grid.load_state_dict(state["grid"])
-        self.step_count = int(state["step"])
-        self.elapsed = float(state.get("elapsed", 0.0))
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise checkpoint.CheckpointError(f"{path}: its optimizer state does not fit this model "
+                                             f"({' '.join(str(exc).split())[:200]})") from None
+        try:
+            if self.renderer.grid is not None and state.get("grid") is not None:
+                self.renderer.grid.load_state_dict(state["grid"])
+            self.step_count = int(state["step"])
+            self.elapsed = float(state.get("elapsed", 0.0))
+            torch.set_rng_state(state["rng"]["torch"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise checkpoint.CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
         self.last_val_psnr = state.get("val_psnr")
         try:
             self.generator.set_state(state["rng"]["generator"])
-        except RuntimeError:  # saved on another device type: same schedule, new random stream
+        except (RuntimeError, KeyError, TypeError):  # saved on another device type: same schedule, new random stream
             print(f"warning: {path}: random state is from another device; continuing with a fresh seed")
             self.generator.manual_seed(self.cfg.seed + self.step_count)
-        torch.set_rng_state(state["rng"]["torch"])
         self._truncate_metrics(self.step_count)
 
     def _truncate_metrics(self, step: int) -> None:
-        """Drop rows logged after the checkpoint (a hard kill leaves them): resuming re-logs them."""
+        """The checkpoint is the truth: drop rows logged after it (a hard kill leaves them, and
+        a torn last line when it struck mid-write); resuming logs them again. A final
+        validation at the checkpoint's step goes too when the resumed run will redo it."""
         path = self.out_dir / "metrics.jsonl"
-        if path.is_file():
-            keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-            path.write_text("".join(line + "\n" for line in keep))
+        if not path.is_file():
+            return
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("step", 0), int):
+                    raise ValueError("not a metrics row")
+            except ValueError as exc:
+                if number == len(lines):  # the write a kill interrupted
+                    print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
+                    break
+                raise ValueError(f"{path}: line {number} is not a metrics row ({exc}); fix or delete that line") from None
+            rows.append((row, line))
+        redo_final = self.cfg.steps <= step
+        keep = [line for row, line in rows
+                if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
+        checkpoint.write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> TrainResult:

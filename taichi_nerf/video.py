@@ -1,7 +1,8 @@
-"""Orbit videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth.
+"""Videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth.
 
-:class:`OrbitRecorder` renders the orbit a frame, or a band of rows of a frame, at a time:
-:func:`write_orbit` runs it to the end in one go, the GUI a band per window frame.
+:class:`OrbitRecorder` renders the orbit, or any camera path (``cameras=``), a frame, or a
+band of rows of a frame, at a time: :func:`write_orbit` and :func:`write_path` run it to the
+end in one go, the GUI a band per window frame.
 """
 from __future__ import annotations
 
@@ -11,25 +12,33 @@ import numpy as np
 import torch
 
 from .metrics import colorize
+from . import resources
 from .rendering import Renderer
 from .scene import orbit_cameras
 
 
 class OrbitRecorder:
-    """An orbit video being rendered: :meth:`advance` renders the next rows of the current
-    frame, :meth:`write` writes ``out`` (mp4 or gif), ``<stem>_depth`` beside it and a
-    ``.gif`` beside an mp4. ``rgb`` holds the frame in progress (rows below ``row`` are done)."""
+    """A video being rendered: :meth:`advance` renders the next rows of the current frame,
+    :meth:`write` writes ``out`` (mp4 or gif), ``<stem>_depth`` beside it and a ``.gif``
+    beside an mp4. ``rgb`` holds the frame in progress (rows below ``row`` are done).
+    ``cameras``: (poses (N, 4, 4), intrinsics (N, 8), width, height) of any path (then
+    ``frames`` and ``width`` are taken from it); default: the scene's orbit."""
 
     def __init__(self, renderer: Renderer, out: Path, frames: int, width: int, height: int | None = None,
-                 background=(1.0, 1.0, 1.0), fps: int = 24, elevation_deg: float | None = None,
-                 samples_per_ray: int | None = None):
+                 background=(1.0, 1.0, 1.0), fps: float = 24, elevation_deg: float | None = None,
+                 samples_per_ray: int | None = None, cameras=None):
+        if cameras is not None:
+            poses, intrinsics, width, height = cameras
+            frames = int(poses.shape[0])
         if frames < 1 or width < 8:
             raise ValueError("need at least 1 frame and a width of at least 8 pixels")
         self.renderer, self.out, self.fps, self.samples_per_ray = renderer, Path(out), fps, samples_per_ray
         self.background = torch.as_tensor(background, dtype=torch.float32).reshape(1, 3)
-        self.poses, self.intrinsics, self.width, self.height = orbit_cameras(renderer.scene, frames, width, height,
-                                                                             elevation_deg)
+        if cameras is None:
+            poses, intrinsics, width, height = orbit_cameras(renderer.scene, frames, width, height, elevation_deg)
+        self.poses, self.intrinsics, self.width, self.height = poses.float(), intrinsics.float(), int(width), int(height)
         self.frames = frames
+        resources.check_orbit(self.width, self.height, frames, str(renderer.device))  # every frame is kept until written
         self.frame, self.row = 0, 0
         self.rgb = torch.zeros(self.height, self.width, 3)
         self.depth = torch.zeros(self.height, self.width)
@@ -73,11 +82,11 @@ class OrbitRecorder:
 def _record(recorder: OrbitRecorder, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    for _ in tqdm(range(recorder.frames), disable=not progress, unit="frame", desc="rendering orbit"):
+    for _ in tqdm(range(recorder.frames), disable=not progress, unit="frame", desc="rendering video"):
         recorder.advance()
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 24) -> Path:
+def write_video(path: Path, frames: np.ndarray, fps: float = 24) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -101,5 +110,15 @@ def write_orbit(renderer: Renderer, out: Path, frames: int = 60, width: int = 20
                 gif: bool = True, depth: bool = True, progress: bool = True, background=(1.0, 1.0, 1.0)) -> list[Path]:
     """Write ``out`` (mp4 or gif), plus ``<stem>_depth`` and a ``.gif`` beside an mp4."""
     recorder = OrbitRecorder(renderer, out, frames, width, background=background, fps=fps)
+    _record(recorder, progress)
+    return recorder.write(gif, depth)
+
+
+def write_path(renderer: Renderer, out: Path, poses: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
+               fps: float = 24, gif: bool = True, depth: bool = True, progress: bool = True,
+               background=(1.0, 1.0, 1.0)) -> list[Path]:
+    """A video along any camera path (taichi_nerf/camera_path.py): one frame per pose."""
+    recorder = OrbitRecorder(renderer, out, 0, width, background=background, fps=fps,
+                             cameras=(poses, intrinsics, width, height))
     _record(recorder, progress)
     return recorder.write(gif, depth)

@@ -82,7 +82,7 @@ def test_pytorch3d_network_and_embedding(device):
     assert r.pos.dim == r.direction.dim == 2 * 60 * 3 == 360
     assert [(m.in_features, m.out_features) for m in f.trunk] == [(360, 256), (256, 256)]  # no re-injection
     assert (f.density_head.in_features, f.density_head.out_features) == (256, 1)
-    assert float(f.density_head.bias) == -1.5 and float(f.density_head.weight.std()) > 0.02  # torch's init
+    assert float(f.density_head.bias.detach()) == -1.5 and float(f.density_head.weight.detach().std()) > 0.02  # torch's init
     assert f.feature is None
     assert (f.color_hidden.in_features, f.color_hidden.out_features, f.color.in_features) == (256 + 360, 256, 256)
     assert len(linears(f)) == 5
@@ -131,6 +131,48 @@ def test_opacity_mapping_through_the_kernels(device):
     transmittance = torch.cumprod(torch.cat([torch.ones(n, 1, device=device), 1 - opacity[:, :-1]], 1), 1)
     assert opacity.max() > 0.2
     assert torch.allclose(out.weights.view(n, 16), opacity * transmittance, atol=1e-5)
+
+
+def test_pytorch3d_loss_and_gradients_are_the_tutorials(device):
+    """Through the project's kernels (rays, stratified samples, encoding, compositing and its
+    Taichi autodiff), the preset's loss and every weight's gradient equal the tutorial's model,
+    raymarcher and huber() written out in torch on the same samples."""
+    r = preset_renderer("pytorch3d", device, samples_per_ray=16)
+    f, n, s_per_ray = r.field, 6, 16
+    g = torch.Generator(device=device).manual_seed(3)
+    origins = torch.tensor([[0.0, -4.0, 0.0]], device=device).repeat(n, 1)
+    dirs = F.normalize(torch.tensor([[0.0, 1.0, 0.0]], device=device)
+                       + 0.2 * torch.randn(n, 3, device=device, generator=g), dim=-1)
+    target, alpha = torch.rand(n, 3, device=device, generator=g), (torch.arange(n, device=device) % 2).float()
+    with torch.no_grad():
+        f.density_head.bias.fill_(0.2)
+    cfg = TrainConfig().replace(preset="pytorch3d")
+    out = r.render_rays(origins, dirs, torch.zeros(1, 3, device=device))  # the tutorial has no background: black
+    ours = Trainer.loss_terms(SimpleNamespace(cfg=cfg), out, target, alpha)[0]
+    f.zero_grad()
+    ours.backward()
+    ours_grads = [p.grad.clone() for p in f.parameters()]
+
+    s = out.samples
+    enc = encode_samples(origins, dirs, s.t, s.ray_index, r.pos, r.direction)
+    sp = nn.Softplus(beta=10.0)
+    features = sp(f.trunk[1](sp(f.trunk[0](enc[:, :360]))))
+    opacity = (1 - torch.exp(-sp(f.density_head(features))))[:, 0].view(n, s_per_ray)
+    colour = torch.sigmoid(f.color(sp(f.color_hidden(torch.cat([features, enc[:, 360:]], -1))))).view(n, s_per_ray, 3)
+    # EmissionAbsorptionRaymarcher: weights = opacity * cumprod(1 + eps - opacity), exclusive
+    transmittance = torch.cumprod(torch.cat([torch.ones(n, 1, device=device), 1 + 1e-10 - opacity[:, :-1]], 1), 1)
+    weights = opacity * transmittance
+    images, silhouettes = (weights[..., None] * colour).sum(1), weights.sum(1)
+
+    def huber(x, y, scaling=0.1):
+        return ((1 + (x - y) ** 2 / scaling**2).clamp(1e-4).sqrt() - 1) * scaling
+
+    theirs = huber(images, target).abs().mean() + huber(silhouettes, alpha).abs().mean()
+    f.zero_grad()
+    theirs.backward()
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+    for mine, p in zip(ours_grads, f.parameters()):
+        assert float((mine - p.grad).abs().max()) <= 1e-4 * float(p.grad.abs().max())
 
 
 @pytest.mark.parametrize("name, changes", [("keras", {}), ("pytorch3d", {"batch_rays": 60})])
@@ -240,7 +282,7 @@ def test_defaults_keep_todays_network(device):
         "trunk.2.weight": (64, 64 + 51), "trunk.2.bias": (64,), "trunk.3.weight": (64, 64), "trunk.3.bias": (64,),
         "density_head.weight": (1, 64), "density_head.bias": (1,), "feature.weight": (64, 64), "feature.bias": (64,),
         "color_hidden.weight": (32, 64 + 27), "color_hidden.bias": (32,), "color.weight": (3, 32), "color.bias": (3,)}
-    assert float(f.density_head.weight.std()) < 0.02 and float(f.density_head.bias) == -4.0
+    assert float(f.density_head.weight.detach().std()) < 0.02 and float(f.density_head.bias.detach()) == -4.0
     h = torch.randn(10, 64, device=r.aabb.device)
     assert torch.equal(f.density_from(h), F.softplus(f.density_head(h)[:, 0]))
     assert r.aabb.abs().max() == 1.5  # samples stay clipped to the scene box

@@ -263,7 +263,7 @@ def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
     run_hooks = HookRecorder()
     ran.callbacks.append(run_hooks)
     ran.run()
-    assert ran.callbacks == [run_hooks]
+    assert ran.callbacks == [ran.stuck_watch, run_hooks]  # the bar came and went; the stuck watch stays
     assert run_hooks.steps("step") == hooks.steps("step") and run_hooks.steps("log", "loss") == [5, 10, 12]
     assert run_hooks.steps("validate") == [0, 4, 8, 12]  # step 0, the schedule, the final validation
     assert run_hooks.steps("checkpoint") == [10, 12, 12]  # the schedule; saved before and after the final validation

@@ -21,6 +21,8 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
                 peak = 65535.0 if arr.max() > 255 else 255.0
                 im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
             if downscale > 1:
+                if im.width // downscale < 1 or im.height // downscale < 1:
+                    raise DataError(f"{path}: downscale {downscale} is too large for {im.width} x {im.height} images")
                 im = im.convert("RGBA")
                 im = im.resize((im.width // downscale, im.height // downscale), Image.BOX)
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)

@@ -63,7 +63,10 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+        # numpy suggests allow_pickle=True for bytes that are not an archive: that would run
+        # whatever code the file holds, so its advice is not passed on.
+        reason = "not an .npz archive; pickled data is never loaded" if "pickle" in str(exc) else str(exc).split(". ")[0]
+        raise DataError(f"{path}: not a readable .npz file ({reason})") from None
     if not hasattr(data, "files"):
         raise DataError(f"{path}: a single array, not an .npz archive of images/poses/focal")
     with data:
@@ -93,9 +96,9 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     rgba = _to_rgba8(images, where)
     del images
     if downscale > 1:
+        if h // downscale < 1 or w // downscale < 1:
+            raise DataError(f"{path}: downscale {downscale} is too large for {w} x {h} images")
         h, w = h // downscale, w // downscale
-        if h < 1 or w < 1:
-            raise DataError(f"{path}: --downscale {downscale} leaves no pixels")
         # Box filter on straight colour weighted by alpha would matter only for 4-channel files.
         rgba = rgba[:, : h * downscale, : w * downscale].reshape(n, h, downscale, w, downscale, 4)
         rgba = (rgba.mean(axis=(2, 4), dtype=np.float32) + 0.5).astype(np.uint8)

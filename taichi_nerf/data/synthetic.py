@@ -763,3 +763,20 @@ def write_synthetic_dataset(
     finally:
         bar.close()
     return out
+
+
+@ti.kernel
+def _scene_sdf_kernel(points: ti.types.ndarray(), out: ti.types.ndarray()):
+    for i in range(points.shape[0]):
+        out[i] = _scene_dist(vec3(points[i, 0], points[i, 1], points[i, 2]))
+
+
+def scene_sdf(points) -> torch.Tensor:
+    """Signed distance (P,) from world points (P, 3) to the objects' surface (negative inside):
+    the ground truth that exported meshes and point clouds are measured against (tests)."""
+    dev = backend.current().device
+    p = torch.as_tensor(points, dtype=torch.float32).to(dev).reshape(-1, 3).contiguous()
+    out = torch.empty(p.shape[0], dtype=torch.float32, device=dev)
+    if p.shape[0]:
+        _scene_sdf_kernel(p, out)
+    return out.cpu()

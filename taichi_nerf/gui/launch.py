@@ -45,6 +45,7 @@ def parse_window(text: str) -> tuple[int, int]:
 
 
 def launch(args) -> int:
+    from .. import checkpoint
     from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
     from .app import GuiApp, GuiOptions  # app.py imports check_environment from here
@@ -65,7 +66,12 @@ def launch(args) -> int:
         if ckpt is not None and ckpt.name != "checkpoint.pt":
             raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
         resume = ckpt is not None
-        cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
+        cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT)).validate().with_absolute_paths()
+        if resume and args.data is None:
+            checkpoint.require_stored_data(cfg, ckpt)
+        if not resume:  # a new run never mixes with one already in its folder (train's rule)
+            checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite,
+                                        continue_hint=f"--ckpt {cfg.out} --train to continue it")
         app = GuiApp.for_training(cfg, options, resume=resume)
         print(f"data: {app.trainer.dataset.summary()}")
         print(f"backend: {app.backend.arch}; {cfg.batch_rays} rays x {cfg.samples_per_ray} samples per step; "

@@ -1,0 +1,157 @@
+"""Camera paths: nerfstudio camera_path.json, transforms-style pose lists, the spline through
+the training cameras, and the videos rendered along them."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from taichi_nerf import camera_path as cp
+from taichi_nerf import cli
+from taichi_nerf.cameras import orbit_poses
+from taichi_nerf.scene import Scene
+
+from .conftest import ARCH
+
+SCENE = Scene(near=2.0, far=6.0, aabb=[-1.5] * 3 + [1.5] * 3, aspect=1.5, fov_x=0.7)
+
+
+def _nerfstudio(path, poses, fov=40.0, **top):
+    meta = {"camera_type": "perspective", "render_width": 48, "render_height": 32, "fps": 12,
+            "camera_path": [{"camera_to_world": m.flatten().tolist(), "fov": fov, "aspect": 1.5} for m in poses]}
+    meta.update(top)
+    path.write_text(json.dumps(meta))
+    return path
+
+
+def test_nerfstudio_camera_path_poses_and_vertical_fov(tmp_path):
+    poses = orbit_poses(6, 4.0, 20.0)
+    route = cp.load_camera_path(_nerfstudio(tmp_path / "camera_path.json", poses), SCENE)
+    assert route.frames == 6 and (route.width, route.height) == (48, 32) and route.fps == 12
+    assert torch.allclose(route.poses, poses, atol=1e-6)  # row-major 4x4, OpenGL axes, as given
+    fy = 0.5 * 32 / math.tan(math.radians(20.0))  # fov is vertical
+    assert torch.allclose(route.intrinsics[0, :4], torch.tensor([fy, fy, 24.0, 16.0]))
+    resized = cp.load_camera_path(tmp_path / "camera_path.json", SCENE, size=96)
+    assert (resized.width, resized.height) == (96, 64)
+    assert math.isclose(float(resized.intrinsics[0, 1]), 2 * fy, rel_tol=1e-5)  # same field of view
+
+
+def test_transforms_pose_list(tmp_path):
+    poses = orbit_poses(4, 3.0)
+    frames = [{"transform_matrix": m.tolist()} for m in poses]
+    (tmp_path / "a.json").write_text(json.dumps({"camera_angle_x": 0.9, "frames": frames}))
+    route = cp.load_camera_path(tmp_path / "a.json", SCENE, size=60)
+    assert route.frames == 4 and (route.width, route.height) == (60, 40)  # the scene's aspect
+    assert math.isclose(float(route.intrinsics[0, 0]), 30 / math.tan(0.45), rel_tol=1e-5)
+    (tmp_path / "b.json").write_text(json.dumps({"fl_x": 100.0, "w": 200, "h": 100, "cx": 90.0, "frames": frames}))
+    route = cp.load_camera_path(tmp_path / "b.json", SCENE, size=100)
+    assert (route.width, route.height) == (100, 50)
+    assert torch.allclose(route.intrinsics[0, :4], torch.tensor([50.0, 50.0, 45.0, 25.0]))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"camera_path": []}, "no cameras"),
+    ({"camera_path": [{"camera_to_world": [float("nan")] * 16, "fov": 50}]}, "NaN"),
+    ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": 0}]}, "'fov' must be positive"),
+    ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": -30}]}, "'fov' must be positive"),
+    ({"camera_path": [{"camera_to_world": [1, 2, 3], "fov": 50}]}, "16 numbers"),
+    ({"frames": []}, "no cameras"),
+    ({"nothing": 1}, "neither"),
+])
+def test_bad_camera_paths_are_one_line_naming_the_file(tmp_path, change, message):
+    path = tmp_path / "bad_path.json"
+    path.write_text(json.dumps(change))
+    with pytest.raises(cp.CameraPathError) as err:
+        cp.load_camera_path(path, SCENE)
+    text = str(err.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(cp.CameraPathError, match="no such camera path file"):
+        cp.load_camera_path(tmp_path / "nope.json", SCENE)
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(cp.CameraPathError, match="x.json: not a readable JSON"):
+        cp.load_camera_path(tmp_path / "x.json", SCENE)
+
+
+def test_resample_passes_through_keyframes_at_constant_speed():
+    keys = orbit_poses(8, 4.0, 30.0)
+    path = cp.resample(keys, 64, closed=True)
+    assert torch.allclose(path[0], keys[0], atol=1e-5) and torch.allclose(path[8], keys[1], atol=1e-4)
+    eyes = path[:, :3, 3].double()
+    steps = (eyes.roll(-1, 0) - eyes).norm(dim=1)
+    assert float(steps.std() / steps.mean()) < 0.02  # constant speed round the loop
+    assert torch.allclose(eyes.norm(dim=1), torch.full((64,), 4.0, dtype=torch.float64), atol=0.05)  # a smooth circle
+    rot = path[:, :3, :3].double()
+    assert torch.allclose(rot.transpose(1, 2) @ rot, torch.eye(3, dtype=torch.float64).expand(64, 3, 3), atol=1e-5)
+    looking_in = (rot[:, :, 2] * eyes).sum(1) / eyes.norm(dim=1)  # the camera looks down -z
+    assert float(looking_in.min()) > 0.99  # slerp keeps every camera facing the centre
+
+
+def test_resample_around_a_centre_keeps_the_distance():
+    keys = orbit_poses(4, 4.0, 30.0)  # 90 degrees apart: plain positions would cut the corners
+    assert float(cp.resample(keys, 32, closed=True)[:, :3, 3].norm(dim=1).min()) < 3.8
+    around = cp.resample(keys, 32, closed=True, centre=(0.0, 0.0, 0.0))[:, :3, 3].norm(dim=1)
+    assert torch.allclose(around, torch.full((32,), 4.0), atol=1e-3)
+
+
+def test_slerp_halfway():
+    q0, q1 = np.array([1.0, 0, 0, 0]), np.array([math.cos(0.5), 0, 0, math.sin(0.5)])  # 0 and 1 rad about z
+    half = cp.slerp(q0, q1, 0.5)
+    assert np.allclose(half, [math.cos(0.25), 0, 0, math.sin(0.25)])
+
+
+def test_training_cameras_are_visited_in_angular_order():
+    poses = orbit_poses(12, 4.0, 30.0)
+    shuffled = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    order = cp.order_cameras(poses[shuffled], SCENE)
+    ring = shuffled[torch.as_tensor(order)].numpy()
+    steps = (np.diff(np.concatenate([ring, ring[:1]])) % 12)
+    assert set(steps.tolist()) == {1} or set(steps.tolist()) == {11}  # neighbours follow each other round the ring
+
+
+def test_camera_path_video_has_one_frame_per_camera(trained_builtin, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    _, run = trained_builtin
+    path = _nerfstudio(tmp_path / "camera_path.json", orbit_poses(6, 4.0, 30.0))
+    assert cli.main(["render", "--ckpt", str(run), "--path", str(path), "--out", str(tmp_path / "v.mp4"),
+                     "--no-progress", "--arch", ARCH]) == 0
+    assert "v_depth.mp4" in capsys.readouterr().out
+    gif = iio.imread(tmp_path / "v.gif", index=None)
+    assert gif.shape[:3] == (6, 32, 48)
+    assert gif.std() > 10 and np.abs(gif[0].astype(float) - gif[3].astype(float)).mean() > 2  # content that moves
+
+
+def test_train_path_video_stays_with_the_training_cameras(trained_builtin, tmp_path):
+    import imageio.v3 as iio
+
+    from taichi_nerf.api import render_path
+    from taichi_nerf.data.loaders import load_dataset
+
+    scene, run = trained_builtin
+    written = render_path(run, tmp_path / "t.gif", path="train", frames=10, size=32, arch=ARCH, progress=False)
+    assert [p.name for p in written] == ["t.gif", "t_depth.gif"]
+    assert iio.imread(tmp_path / "t.gif", index=None).shape[:3] == (10, 32, 32)
+    train = load_dataset(scene).split("train").poses
+    route = cp.train_path(train, SCENE, 40, 32)
+    radius = route.poses[:, :3, 3].norm(dim=1)
+    assert float((radius - 4.0).abs().max()) < 0.4  # the training cameras are 4 from the centre
+    eyes = route.poses[:, :3, 3]
+    assert float(((route.poses[:, :3, 2] * eyes).sum(1) / radius).min()) > 0.95  # looking at the scene
+
+
+def test_orbit_video_renders_over_the_scene_background(trained_builtin, tmp_path):
+    import imageio.v3 as iio
+
+    from taichi_nerf.api import render_orbit
+
+    _, run = trained_builtin
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["scene"]["background"] = [0.0, 0.0, 0.0]
+    torch.save(state, tmp_path / "black.pt")
+    render_orbit(tmp_path / "black.pt", tmp_path / "o.gif", frames=2, size=32, arch=ARCH, progress=False)
+    corners = iio.imread(tmp_path / "o.gif", index=None)[:, :3, :3]
+    assert corners.max() < 40  # black, not the white the orbit always used

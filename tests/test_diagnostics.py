@@ -1,0 +1,49 @@
+"""The stuck-run warnings: said once, with the likely cause and the flag that fixes it."""
+import torch
+
+from taichi_nerf.diagnostics import STUCK_AFTER_STEPS, StuckWatch, flat_colour_psnr
+from taichi_nerf.metrics import psnr
+
+
+def test_flat_colour_psnr_is_the_psnr_of_the_mean_colour():
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(8, 6, 3, generator=g), torch.rand(5, 6, 3, generator=g)]
+    mean = torch.cat([i.reshape(-1, 3) for i in images]).mean(0)
+    want = psnr(torch.cat([mean.expand(48, 3), mean.expand(30, 3)]), torch.cat([i.reshape(-1, 3) for i in images]))
+    assert abs(flat_colour_psnr(images) - want) < 1e-6
+
+
+def test_a_run_at_the_flat_colour_level_is_reported_once_with_the_fix():
+    watch = StuckWatch(flat_psnr=10.5)
+    assert watch.check(100, 10.6, None, 0, "white") == []  # too early to judge
+    first = watch.check(STUCK_AFTER_STEPS, 11.0, None, 0, "white")
+    assert len(first) == 1 and "flat-colour" in first[0] and "--background" in first[0] and "white" in first[0]
+    assert watch.check(STUCK_AFTER_STEPS * 2, 11.0, None, 0, "white") == []  # said once
+    assert StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 20.0, None, 0, "white") == []  # learning: quiet
+
+
+def test_a_full_occupancy_grid_is_reported_once():
+    watch = StuckWatch(flat_psnr=10.0)
+    assert watch.check(1000, 20.0, 0.95, 5, "white") == []  # too few updates
+    said = watch.check(1000, 20.0, 0.95, 40, "white")
+    assert len(said) == 1 and "95% occupied" in said[0] and "--background" in said[0]
+    assert watch.check(2000, 20.0, 0.97, 80, "white") == []
+    assert StuckWatch(flat_psnr=10.0).check(1000, 20.0, 0.3, 40, "white") == []
+
+
+def test_the_trainer_runs_the_watch_after_validation(tiny_scene, tmp_path, monkeypatch):
+    from taichi_nerf import diagnostics
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+
+    monkeypatch.setattr(diagnostics, "STUCK_AFTER_STEPS", 0)
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=2))
+    heard = []
+    trainer.stuck_watch.say = heard.append
+    trainer.stuck_watch.flat_psnr = 99.0  # pretend the flat colour were unbeatable: the run looks stuck
+    trainer.step()
+    trainer.validate(1)
+    trainer.validate(1)
+    assert len(heard) == 1 and heard[0].startswith("warning: validation PSNR")
+    assert trainer.stuck_watch.messages == [heard[0][len("warning: "):]]

@@ -1,0 +1,431 @@
+"""Reliability (issue 14): a run is never lost or mixed with another, sizes the machine cannot
+hold are refused before the work, and every refusal is one line, exit status 2, with the run
+folder untouched. The kill test drives real `taichi-nerf train` processes and SIGKILLs them."""
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taichi_nerf import checkpoint, cli
+from taichi_nerf.training import Trainer, TrainingDiverged
+
+from .conftest import ARCH, tiny_config
+
+# A tiny run's flags: the scene is tests/conftest.py's tiny_scene.
+TINY = ["--width", "16", "--depth", "2", "--pos-frequencies", "4", "--dir-frequencies", "2", "--batch-rays", "64",
+        "--samples", "8", "--sampler", "stratified", "--eval-views", "1", "--eval-every", "0", "--preview-every", "0",
+        "--log-every", "5", "--no-progress", "--arch", ARCH]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` and a hash of its bytes: what "nothing changed" compares."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, argv, *needles) -> str:
+    """Run the CLI in-process: exit status 2, one error line holding every needle, no traceback."""
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("taichi-nerf: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_scene, tmp_path_factory):
+    """A finished 10-step run to copy from (each test works on its own copy)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    Trainer(tiny_config(tiny_scene, out, steps=10, eval_every=0, preview_every=0, checkpoint_every=5, width=16,
+                        depth=2, batch_rays=64, samples_per_ray=8, sampler="stratified")).run()
+    return out
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def metrics_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+# --- kill safety ---------------------------------------------------------------------------
+# A driver that makes every checkpoint write linger after its bytes are written and before the
+# rename, so the test can SIGKILL it with the temporary file in place.
+SLOW_SAVE = """
+import sys, time, torch
+_save = torch.save
+def slow_save(obj, fh, *a, **k):
+    _save(obj, fh, *a, **k)
+    fh.flush()
+    time.sleep(0.4)
+torch.save = slow_save
+from taichi_nerf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start(*args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "train", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {what}: {proc.communicate()[1][-2000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def _checkpoint_step(out: Path) -> int:
+    return int(checkpoint.read_state(out / "checkpoint.pt")["step"])  # always loads, whatever the kill hit
+
+
+def _temps(out: Path) -> list[Path]:
+    return list(out.glob(".checkpoint.pt.tmp*"))
+
+
+def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scene, tmp_path, capsys):
+    out = tmp_path / "run"
+    forever = ["--data", tiny_scene, "--out", out, "--steps", "100000", "--checkpoint-every", "10", "--video-frames", "0",
+               *TINY]
+    # 1. during startup: the folder is opened (config.json) but nothing trained yet
+    _kill_when(_start(*forever), lambda: (out / "config.json").exists(), "startup")
+    assert not (out / "checkpoint.pt").exists()
+    before = snapshot(out)
+    refused(capsys, ["train", *forever], "unfinished run with no checkpoint", "--overwrite")
+    refused(capsys, ["train", "--resume", out], "stopped before its first checkpoint", "--overwrite")
+    assert snapshot(out) == before
+    # 2. mid-step, a checkpoint and later metric rows written
+    proc = _start(*forever, "--overwrite")
+
+    def past_a_checkpoint():
+        if not (out / "checkpoint.pt").exists() or not (out / "metrics.jsonl").exists():
+            return False
+        steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()[:-1]]
+        return bool(steps) and steps[-1] > 10
+    _kill_when(proc, past_a_checkpoint, "a step after the first checkpoint")
+    first = _checkpoint_step(out)
+    assert first >= 10
+    # 3. right after a checkpoint write began: the temporary file is there, the rename not yet done
+    proc = _start("--resume", out)
+    mine = out / f".checkpoint.pt.tmp{proc.pid}"  # not a leftover of the kill before
+    _kill_when(proc, mine.exists, "a checkpoint write")
+    assert mine.exists(), "the kill should leave the partial file behind"
+    second = _checkpoint_step(out)
+    assert second >= first
+    # 4. resume to the end: the leftover goes, the steps continue, every metrics row once
+    end = second + 10
+    code = cli.main(["train", "--resume", str(out), "--steps", str(end), "--video-frames", "0", "--no-progress",
+                     "--arch", ARCH])  # in this process: one interpreter start less
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert f"resuming at step {second}" in stdout and "partial file a killed run left behind" in stdout
+    assert not _temps(out)
+    assert _checkpoint_step(out) == end
+    rows = metrics_rows(out)
+    assert [r["step"] for r in rows if "loss" in r] == list(range(5, end + 1, 5))
+    assert [r["step"] for r in rows if r.get("final")] == [end]
+
+
+# --- 1. run folders -------------------------------------------------------------------------
+def test_fresh_train_refuses_a_folder_holding_a_run(run, tiny_scene, capsys):
+    before = snapshot(run)
+    refused(capsys, ["train", "--data", tiny_scene, "--out", run, "--steps", "3", *TINY],
+            str(run), "already holds a run with a checkpoint", "--resume", "--overwrite")
+    assert snapshot(run) == before
+    refused(capsys, ["train", "--resume", run, "--overwrite"], "give one")
+    assert snapshot(run) == before
+
+
+def test_overwrite_replaces_the_old_run_and_keeps_other_files(run, tiny_scene, capsys):
+    (run / "notes.txt").write_text("mine")
+    code = cli.main(["train", "--data", str(tiny_scene), "--out", str(run), "--steps", "3", "--video-frames", "0",
+                     "--overwrite", *TINY])
+    out = capsys.readouterr().out
+    assert code == 0 and f"run folder: {run}" in out
+    assert [r["step"] for r in metrics_rows(run)] == [3, 3]  # the 3-step run's rows only, none of the 10-step run's
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+def test_api_train_follows_the_same_rule(run, tiny_scene):
+    import taichi_nerf as tn
+
+    before = snapshot(run)
+    with pytest.raises(checkpoint.CheckpointError, match="already holds a run"):
+        tn.train(tiny_config(tiny_scene, run, steps=2))
+    assert snapshot(run) == before
+
+
+def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch):
+    import importlib
+
+    gui_launch = importlib.import_module("taichi_nerf.gui.launch")  # the module, not the function gui exports
+    monkeypatch.setattr(gui_launch, "check_environment", lambda headless: None)  # no window needed to refuse
+    before = snapshot(run)
+    refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", run],
+            "already holds a run", "--train to continue it")
+    assert snapshot(run) == before
+
+
+# --- 2. resource guards ---------------------------------------------------------------------
+@pytest.mark.parametrize("flag,value", [("--batch-rays", 10**12), ("--width", 10**7), ("--grid-resolution", 10**5),
+                                        ("--scene-size", 10**7)])
+def test_sizes_the_machine_cannot_hold_are_refused_up_front(tmp_path, capsys, flag, value):
+    out = tmp_path / "run"
+    line = refused(capsys, ["train", "--out", out, flag, value, "--arch", "cpu"], f"{flag} {value} needs about",
+                   "the largest that fits is")
+    largest = int(line.rsplit("the largest that fits is ", 1)[1].split()[0])
+    assert 0 < largest < value
+    assert not out.exists()
+
+
+def test_too_many_samples_for_an_ordinary_batch_names_the_samples(tmp_path, capsys, monkeypatch):
+    from taichi_nerf import resources
+
+    monkeypatch.setattr(resources, "_host_free", lambda: 2 * 10**9)  # a small machine
+    refused(capsys, ["train", "--out", tmp_path / "r", "--samples", "8000", "--arch", "cpu"],
+            "--samples-per-ray 8000 needs about", "the largest that fits is")
+
+
+def test_render_size_beyond_memory_is_refused(run, tmp_path, capsys):
+    before = snapshot(run)
+    refused(capsys, ["render", "--ckpt", run, "--size", 10**6, "--frames", 2, "--out", tmp_path / "o.mp4", "--no-progress",
+                     "--arch", ARCH],
+            "--size 1000000 needs about", "the largest that fits is")
+    assert snapshot(run) == before and not (tmp_path / "o.mp4").exists()
+
+
+# --- 3. metrics.jsonl and JSON reads --------------------------------------------------------
+def test_resume_drops_a_torn_last_metrics_line(run, capsys):
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 11, "loss": 0.0')  # a kill mid-write
+    code = cli.main(["train", "--resume", str(run), "--steps", "12", "--video-frames", "0", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "dropped a torn last line" in out and "metrics.jsonl" in out
+    steps = [r["step"] for r in metrics_rows(run) if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+
+
+def test_a_damaged_metrics_row_mid_file_names_the_file_and_line(run, capsys):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[0] = lines[0][:-3]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", run, "--steps", "12"], "metrics.jsonl: line 1 is not a metrics row")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("text,needle", [('{"lr": 0.1,', "malformed JSON"), ('[1, 2]', "must be a JSON object"),
+                                         ('{"lr": 0.1, "wings": 2}', "unknown configuration keys"),
+                                         (b"\xff\xfe\x00garbage", "not a text file")])
+def test_config_file_errors_name_the_file(tmp_path, capsys, text, needle):
+    path = tmp_path / "c.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    refused(capsys, ["train", "--config", path, "--out", tmp_path / "r"], f"{path}: ", needle)
+    assert not (tmp_path / "r").exists()
+
+
+# --- 4. absolute paths ----------------------------------------------------------------------
+def test_paths_are_stored_absolute_and_a_moved_dataset_names_the_flag(tiny_scene, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_scene, work / "data")
+    monkeypatch.chdir(work)
+    code = cli.main(["train", "--data", "data", "--out", "runs/a", "--steps", "2", "--video-frames", "0", *TINY])
+    capsys.readouterr()
+    assert code == 0
+    saved = json.loads((work / "runs/a/config.json").read_text())
+    data = str((work / "data").resolve())
+    assert saved["data"] == data and Path(saved["out"]) == (work / "runs/a").resolve()
+    assert torch.load(work / "runs/a/checkpoint.pt", weights_only=True)["config"]["data"] == data
+    monkeypatch.chdir(tmp_path)  # elsewhere: the stored paths still work
+    assert cli.main(["eval", "--ckpt", str(work / "runs/a"), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0
+    capsys.readouterr()
+    (work / "data").rename(work / "moved")
+    before = snapshot(work / "runs/a")
+    for argv in (["eval", "--ckpt", work / "runs/a", "--no-progress"], ["train", "--resume", work / "runs/a"]):
+        refused(capsys, argv, data, "not there any more", "--data")
+    assert snapshot(work / "runs/a") == before
+    assert cli.main(["eval", "--ckpt", str(work / "runs/a"), "--data", str(work / "moved"), "--limit", "1",
+                     "--no-progress", "--arch", ARCH]) == 0
+
+
+# --- 5. nonsense refused --------------------------------------------------------------------
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_eval_limit_below_one_is_refused(run, capsys, limit):
+    refused(capsys, ["eval", "--ckpt", run, "--limit", limit], "--limit must be at least 1")
+
+
+def test_eval_json_is_strict(run, capsys, monkeypatch):
+    from taichi_nerf import api
+
+    monkeypatch.setattr(api, "psnr", lambda a, b: math.inf)  # a perfect match
+    assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in JSON output")
+    result = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+    assert result["psnr"] is None and result["images"][0]["psnr"] is None and result["count"] == 1
+    assert cli.strict_json({"a": [1.0, float("nan"), -math.inf], "b": "x"}) == {"a": [1.0, None, None], "b": "x"}
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--lr", "inf", "lr must be a finite number"), ("--lr", "nan", "lr must be a finite number"),
+    ("--near", "nan", "near must be a finite number"), ("--huber-delta", "-1", "huber_delta must be positive"),
+    ("--seed", "-1", "seed must be"), ("--pos-frequencies", "1000", "pos_frequencies must be at most"),
+    ("--samples", "100000", "samples_per_ray must be at most"), ("--eval-every", "-3", "eval_every must not be negative"),
+    ("--time-limit", "inf", "time_limit_s must be a finite number"), ("--video-frames", "-1", "--video-frames"),
+])
+def test_nonsense_numbers_are_refused_before_anything_happens(tmp_path, capsys, flag, value, needle):
+    out = tmp_path / "run"
+    refused(capsys, ["train", "--out", out, flag, value], needle)
+    assert not out.exists()
+
+
+def test_config_file_types_are_checked(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"steps": "5", "lr": None, "progress": 1}))
+    refused(capsys, ["train", "--config", path, "--out", tmp_path / "r"], "steps must be a whole number",
+            "lr must be a number", "progress must be true or false")
+
+
+def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path):
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "fresh", steps=5, eval_every=0))
+    with torch.no_grad():
+        trainer.field.trunk[0].weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.run()
+    assert "No checkpoint was written" in str(info.value) and "last good checkpoint" not in str(info.value)
+
+
+def test_downscale_too_large_names_the_image_size(tiny_scene, tmp_path, capsys):
+    refused(capsys, ["data", "info", tiny_scene, "--downscale", "1000"], "downscale 1000 is too large for 32 x 32 images")
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, images=np.zeros((3, 10, 12, 3), np.float32), poses=np.tile(np.eye(4), (3, 1, 1)), focal=10.0)
+    refused(capsys, ["data", "info", npz, "--downscale", "20"], "downscale 20 is too large for 12 x 10 images")
+
+
+# --- 6. leftovers and hints -----------------------------------------------------------------
+def test_stale_partial_files_are_removed_on_the_next_start(run, capsys):
+    dead_pid = 2**22 + 7  # above Linux's largest pid: no process has it
+    for name in (f".checkpoint.pt.tmp{dead_pid}", f".metrics.jsonl.part{dead_pid}"):
+        (run / name).write_bytes(b"partial")
+    live = run / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's write in progress stays
+    live.write_bytes(b"writing")
+    assert cli.main(["train", "--resume", str(run), "--steps", "11", "--video-frames", "0", "--no-progress"]) == 0
+    assert "partial file a killed run left behind" in capsys.readouterr().out
+    assert sorted(p.name for p in run.glob(".*")) == [live.name]
+
+
+def test_unreadable_checkpoints_never_suggest_unsafe_loading(tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "executed"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    rng = np.random.default_rng(0)
+    files = {"random": rng.bytes(4000), "pickle-like": b"\x80\x02" + rng.bytes(4000),
+             "exploit": pickle.dumps({"format": "taichi-nerf", "model": Exploit(), "config": {}})}
+    for name, data in files.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(data)
+        line = refused(capsys, ["render", "--ckpt", tmp_path / name, "--out", tmp_path / "o.gif"],
+                       "not a readable taichi-nerf checkpoint")
+        assert "weights_only" not in line and "Re-running" not in line
+    assert not marker.exists()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"\x80\x02" + rng.bytes(4000))
+    line = refused(capsys, ["data", "info", bad], "not a readable .npz file")
+    assert "allow_pickle" not in line
+
+
+def test_resume_with_mis_sized_tensors_or_no_optimizer_is_one_line(run, capsys):
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    original = (run / "checkpoint.pt").read_bytes()
+    state["model"]["trunk.0.weight"] = torch.zeros(3, 3)
+    torch.save(state, run / "checkpoint.pt")
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", run, "--steps", "12"], "checkpoint.pt: does not fit this model",
+            "trunk.0.weight is [3, 3] in the checkpoint but [16,")
+    assert snapshot(run) == before
+    state = torch.load(io_bytes(original), weights_only=True)
+    del state["optimizer"]
+    torch.save(state, run / "checkpoint.pt")
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", run, "--steps", "12"], "checkpoint.pt: cannot resume", "no optimizer state")
+    assert snapshot(run) == before
+
+
+def io_bytes(data: bytes):
+    import io
+
+    return io.BytesIO(data)
+
+
+# --- the property: any number either runs or is refused in one line ------------------------
+NUMERIC_FLAGS = {name: kind for name, kind in (
+    ("steps", int), ("batch_rays", int), ("batch_images", int), ("samples_per_ray", int), ("width", int), ("depth", int),
+    ("pos_frequencies", int), ("grid_resolution", int), ("march_steps", int), ("seed", int), ("eval_every", int),
+    ("downscale", int), ("scene_size", int), ("lr", float), ("lr_final", float), ("lr_step_at", float),
+    ("near", float), ("far", float), ("density_bias", float), ("frequency_base", float), ("huber_delta", float),
+    ("time_limit_s", float), ("silhouette_weight", float))}
+NUMBERS = {int: st.one_of(st.integers(-10, 10), st.integers(-2**70, 2**70)),
+           float: st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-10, 10))}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(sorted(NUMERIC_FLAGS)), min_size=1, max_size=3, unique=True).flatmap(
+    lambda names: st.tuples(*[st.tuples(st.just(n), NUMBERS[NUMERIC_FLAGS[n]]) for n in names])))
+def test_any_numeric_train_flag_is_accepted_or_refused_in_one_line(tmp_path, capsys, flags):
+    argv = ["train", "--dry-run", "--out", str(tmp_path / "never"), "--arch", "cpu"]
+    for name, value in flags:  # --flag=value: argparse takes "-inf" after a space for an option
+        argv.append(f"--{name.replace('_', '-')}={value!r}")
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if code == 0:
+        assert "would go to" in captured.out and captured.err == ""
+    else:
+        assert code == 2
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("taichi-nerf: error: ")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_dry_run_that_passes_really_runs(tiny_scene, tmp_path, capsys):
+    argv = ["train", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "--steps", "1", "--video-frames", "0",
+            "--lr", "1e-9", "--near", "0.5", *TINY]
+    assert cli.main(argv + ["--dry-run"]) == 0 and not (tmp_path / "r").exists()
+    assert cli.main(argv) == 0
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 1

@@ -1,0 +1,58 @@
+"""`render --split`: every view of a split as PNG, with the metrics `eval` reports."""
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from taichi_nerf import cli
+from taichi_nerf.backgrounds import over_background
+from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.metrics import psnr
+
+from .conftest import ARCH
+
+
+def test_render_split_writes_every_view_and_its_metrics(trained_builtin, tmp_path, capsys):
+    scene, run = trained_builtin
+    out = tmp_path / "renders" / "test"
+    assert cli.main(["render", "--ckpt", str(run), "--split", "test", "--out", str(out), "--depth", "--compare",
+                     "--no-progress", "--arch", ARCH]) == 0
+    assert "3 test views" in capsys.readouterr().out
+    result = json.loads((out / "metrics.json").read_text())
+    test = load_dataset(scene).split("test")
+    assert result["count"] == len(result["images"]) == test.count == 3
+    for i, row in enumerate(result["images"]):
+        pred = np.array(Image.open(out / row["files"]["rgb"]))
+        assert pred.shape == (test.height, test.width, 3)
+        # the PNG is the prediction the PSNR was measured on (to 8-bit rounding)
+        truth = over_background(test.rgba[i], (1.0, 1.0, 1.0))
+        assert abs(psnr(torch.from_numpy(pred).float() / 255, truth) - row["psnr"]) < 0.2
+        side = np.asarray(Image.open(out / row["files"]["compare"]))
+        assert side.shape == (test.height, 2 * test.width, 3)
+        assert np.abs(side[:, test.width:].astype(float) / 255 - truth.numpy()).max() < 1.5 / 255
+        depth = np.asarray(Image.open(out / row["files"]["depth"]))
+        assert depth.shape == (test.height, test.width, 3) and depth.std() > 5
+    assert 12 < result["psnr"] < 60
+
+
+def test_eval_and_render_split_share_one_code_path(trained_builtin, tmp_path, capsys):
+    from taichi_nerf.api import evaluate
+
+    _, run = trained_builtin
+    assert cli.main(["render", "--ckpt", str(run), "--split", "val", "--out", str(tmp_path / "v"), "--no-progress",
+                     "--arch", ARCH]) == 0
+    written = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    direct = evaluate(run, "val", arch=ARCH, progress=False)
+    assert written["psnr"] == direct["psnr"] and written["ssim"] == direct["ssim"]
+    assert [r["name"] for r in written["images"]] == [r["name"] for r in direct["images"]]
+    assert sorted(p.name for p in (tmp_path / "v").glob("*.png")) == sorted(r["files"]["rgb"] for r in written["images"])
+
+
+def test_unknown_split_is_one_line_listing_the_splits(trained_builtin, tmp_path, capsys):
+    _, run = trained_builtin
+    code = cli.main(["render", "--ckpt", str(run), "--split", "bogus", "--out", str(tmp_path / "x"), "--no-progress",
+                     "--arch", ARCH])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.EXIT_USAGE and len(err) == 1
+    assert "bogus" in err[0] and all(name in err[0] for name in ("train", "val", "test"))

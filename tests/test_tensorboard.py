@@ -1,0 +1,35 @@
+"""`train --logger tensorboard`: the event file holds metrics.jsonl's scalars and the images,
+read back with TensorBoard's own event reader."""
+import json
+
+import pytest
+
+pytest.importorskip("tensorboard", reason="needs the tensorboard extra: pip install -e '.[tensorboard]'")
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from taichi_nerf.training import Trainer  # noqa: E402
+
+from .conftest import tiny_config  # noqa: E402
+
+
+def test_tensorboard_events_hold_the_metrics_and_images(tiny_scene, tmp_path):
+    cfg = tiny_config(tiny_scene, tmp_path / "run", logger="tensorboard", steps=40, log_every=10, preview_every=20)
+    Trainer(cfg).run()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for key in ("loss", "train_psnr", "lr", "val_psnr"):
+        expected = [(r["step"], r[key]) for r in rows if key in r]
+        got = [(e.step, e.value) for e in events.Scalars(key)]
+        assert [s for s, _ in got] == [s for s, _ in expected], key
+        assert all(abs(v - w) <= 1e-5 * max(1.0, abs(w)) for (_, v), (_, w) in zip(got, expected)), key
+    assert "preview" in tags["images"] and len(events.Images("preview")) >= 2
+    final = events.Images("final/val_0")
+    assert len(final) == 1 and final[0].step == 40 and final[0].width == 2 * 32 and final[0].height == 32
+
+
+def test_default_writes_no_events(tiny_scene, tmp_path):
+    Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=10)).run()
+    assert not (tmp_path / "run" / "tensorboard").exists()
