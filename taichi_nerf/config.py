@@ -24,7 +24,7 @@ Activation = Literal["relu", "softplus10"]
 DensityActivation = Literal["softplus", "relu", "opacity-softplus10"]
 Init = Literal["default", "torch", "glorot"]
 LrSchedule = Literal["exponential", "step", "constant"]
-Preset = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
+PresetName = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 Logger = Literal["jsonl", "tensorboard"]
 
@@ -43,7 +43,7 @@ def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), met
 @dataclass
 class TrainConfig:
     # --- recipe: a preset is applied first, every other value given wins over it (see replace())
-    preset: Preset | None = option(None, RECIPE, "start from a tutorial's recipe: keras (the Keras NeRF example) or "
+    preset: PresetName | None = option(None, RECIPE, "start from a tutorial's recipe: keras (the Keras NeRF example) or "
                                    "pytorch3d (the PyTorch3D NeRF tutorial); see taichi_nerf/presets.py. Other "
                                    "options override its values (default: none)")
     # --- data: what to train on (the fields `data info` shares, DATASET_FIELDS)
@@ -66,6 +66,9 @@ class TrainConfig:
     dir_frequencies: int = option(4, FIELD, "positional-encoding frequencies of the view direction")
     width: int = option(64, FIELD, "MLP width")
     depth: int = option(4, FIELD, "MLP depth (hidden layers)")
+    density_noise: float | None = option(None, FIELD, "training only: std of Gaussian noise on the raw density "
+                                         "(NeRF's raw_noise_std; default: 1 for forward-facing and unbounded scenes, "
+                                         "whose content fills the frame, else 0)")
     density_bias: float = option(-4.0, FIELD, "initial density bias: softplus(-4) ~ 0.018, so rays start ~95% transparent")
     view_dependent: bool = option(True, FIELD, "colour depends on the view direction (off: on position only, as the Keras example)")
     frequency_base: float = option(1.0, FIELD, "lowest frequency of both harmonic encodings: f_k = base * 2^k (PyTorch3D's omega0)")
@@ -149,6 +152,8 @@ class TrainConfig:
                      "batch_images", "render_samples_per_ray", "eval_every", "preview_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
+        if self.density_noise is not None and not 0 <= self.density_noise <= 100:
+            problems.append("density_noise must be between 0 and 100")
         for name in ("pos_frequencies", "dir_frequencies"):
             if getattr(self, name) > MAX_FREQUENCIES:  # 2^k overflows float32 precision long before
                 problems.append(f"{name} must be at most {MAX_FREQUENCIES}")
@@ -171,8 +176,8 @@ class TrainConfig:
             problems.append("aabb must be six numbers xmin ymin zmin xmax ymax zmax with max > min")
         if self.batch_rays < (0 if self.batch_images > 0 else 1):
             problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
-        if self.preset is not None and self.preset not in typing.get_args(Preset):
-            problems.append(f"preset must be {' or '.join(typing.get_args(Preset))}")
+        if self.preset is not None and self.preset not in typing.get_args(PresetName):
+            problems.append(f"preset must be {' or '.join(typing.get_args(PresetName))}")
         if self.skip_layer is not None and not 0 <= self.skip_layer < self.depth:
             problems.append(f"skip_layer must be from 0 (none) to depth - 1 = {self.depth - 1}")
         if self.color_width is not None and self.color_width < 0:

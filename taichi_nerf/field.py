@@ -91,8 +91,12 @@ class RadianceField(nn.Module):
             h = self.act(layer(h))
         return h
 
-    def density_from(self, h: torch.Tensor) -> torch.Tensor:
+    def density_from(self, h: torch.Tensor, raw_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``raw_noise`` (training only) is added before the activation (see
+        ``Renderer.density_noise``)."""
         raw = self.density_head(h)[:, 0]
+        if raw_noise is not None:
+            raw = raw + raw_noise
         if self.density_activation == "relu":
             return F.relu(raw)
         if self.density_activation == "opacity-softplus10":
@@ -107,10 +111,10 @@ class RadianceField(nn.Module):
             c = self.act(self.color_hidden(c))
         return torch.sigmoid(self.color(c))
 
-    def forward(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(M, pos_dim + dir_dim) -> density (M,) >= 0, colour (M, 3) in [0, 1]."""
         h = self.features(encoded[:, : self.pos_dim])
-        return self.density_from(h), self.color_from(h, encoded[:, self.pos_dim:])
+        return self.density_from(h, raw_noise), self.color_from(h, encoded[:, self.pos_dim:])
 
     def density_only(self, encoded_pos: torch.Tensor) -> torch.Tensor:
         return self.density_from(self.features(encoded_pos))

@@ -52,6 +52,11 @@ class Renderer:
         self.fine_samples = fine_samples  # > 0: hierarchical sampling (coarse pass, then importance)
         self.bf16 = bf16
         self.early_stop = early_stop
+        # Training only: Gaussian noise of this std on the raw density (NeRF's raw_noise_std,
+        # 1 for its real forward-facing scenes). Fog, a density spread thinly along every ray,
+        # is what full-frame scenes fall into first; under noise only decisive densities (very
+        # high or very low) keep their colour, so the field leaves the fog sooner.
+        self.density_noise = 0.0
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
         # Unbounded scenes: positions outside the box are contracted before encoding (space.py).
@@ -75,6 +80,9 @@ class Renderer:
                                  unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
         renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=cfg.mixed_precision)
+        # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
+        noise = cfg.density_noise
+        renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32, device=renderer.device)
         return renderer
@@ -113,16 +121,19 @@ class Renderer:
             sigma = sigma[index].contiguous()
             rgb = self.field.color_from(h[index], encoded[index, self.field.pos_dim:])
         else:
-            sigma, rgb = self.evaluate_field(encoded)
+            noise = None
+            if jitter and self.density_noise > 0 and torch.is_grad_enabled():
+                noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device, generator=generator)
+            sigma, rgb = self.evaluate_field(encoded, noise)
         out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
         return RayOutput(out_rgb, opacity, depth, weights, samples)
 
-    def evaluate_field(self, encoded: torch.Tensor):
+    def evaluate_field(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None):
         if self.bf16 and self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                sigma, rgb = self.field(encoded)
+                sigma, rgb = self.field(encoded, raw_noise)
             return sigma.float(), rgb.float()  # the kernels take float32
-        return self.field(encoded)
+        return self.field(encoded, raw_noise)
 
     @property
     def max_samples_per_ray(self) -> int:
