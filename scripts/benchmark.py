@@ -233,7 +233,7 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
         rows.append({"set": name, "layout": tr.dataset.format, "size": f"{split.width}x{split.height}",
                      "train_images": tr.train.count, "background": tr.background_choice.description.split(" (")[0],
                      "scene": kind, "flat_psnr": round(flat, 2),
-                     **{f"psnr_{int(m)}s": value_at(curve, m) for m in marks},
+                     **{f"psnr_{int(m)}s": value_after(curve, m) for m in marks},
                      "steps": curve[-1][2], "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
                      "rays_per_s": round(tr.rays_per_s), "curve": curve})
     if sheet is not None:
@@ -243,6 +243,14 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
         padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for t in tiles]
         write_png(sheet, np.concatenate(padded, axis=1))
     return rows
+
+
+def value_after(curve, seconds):
+    """The evaluation at the mark: evaluations run at the first step boundary past it."""
+    for t, v, _ in curve:
+        if t >= seconds - 1e-6:
+            return v
+    return None
 
 
 def print_matrix(rows: list[dict], checkpoints: tuple) -> None:

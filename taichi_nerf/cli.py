@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .backend import ARCH_CHOICES
+from .config import _without_none  # X | None -> X: None is a flag's "not given"
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -75,18 +76,6 @@ class _HelpFormatter(argparse.HelpFormatter):
         if not action.option_strings or action.nargs == 0:
             return super()._format_action_invocation(action)
         return ", ".join(action.option_strings) + " " + self._format_args(action, self._get_default_metavar_for_optional(action))
-
-
-def _without_none(hint):
-    """``X | None`` -> ``X`` (None is the flag's "not given")."""
-    import types
-    import typing
-
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return hint
 
 
 def config_overrides(args) -> dict:

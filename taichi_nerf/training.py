@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .data.loaders import load_dataset
 from .diagnostics import StuckWatch
+from .interrupts import StopRequest
 from .metrics import colorize, mse_to_psnr, psnr
 from .plots import write_curves
 from .rendering import RayOutput, Renderer
@@ -376,7 +376,7 @@ class Trainer:
         cfg = self.cfg
         self.begin()
         start_wall = time.perf_counter()
-        stop = _StopRequest()
+        stop = StopRequest()
         bar = _ProgressBar(self)
         self.callbacks.append(bar)
         with stop:
@@ -430,32 +430,3 @@ class _ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM handlers that ask the training loop to stop at the next step boundary;
-    a second Ctrl-C raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-            if sig is None:
-                continue
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False

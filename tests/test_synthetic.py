@@ -7,6 +7,7 @@ import torch
 
 from taichi_nerf import backend
 from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
+from taichi_nerf.data import environment as E
 from taichi_nerf.data import synthetic as S
 from taichi_nerf.data.blender import load_blender
 
@@ -195,11 +196,11 @@ def test_backdrop_depth_is_the_wall_or_floor_and_objects_occlude_it():
     rgba, depth = S.render_scene(pose, w, h, f, f, w / 2, h / 2, environment="backdrop")
     bare, bare_depth = S.render_scene(pose, w, h, f, f, w / 2, h / 2)
     assert (rgba[..., 3] == 255).all() and (depth > 0).all()
-    d = S.pixel_directions(pose, w, h, f, f, w / 2, h / 2)[0].double()
+    d = E.pixel_directions(pose, w, h, f, f, w / 2, h / 2)[0].double()
     o = pose[0, :3, 3].double()
     never = torch.full_like(d[..., 0], math.inf)
-    t_floor = torch.where(d[..., 2] < 0, (S.FLOOR_Z - o[2]) / d[..., 2].clamp(max=-1e-12), never)
-    t_wall = torch.where(d[..., 1] > 0, (S.WALL_Y - o[1]) / d[..., 1].clamp(min=1e-12), never)
+    t_floor = torch.where(d[..., 2] < 0, (E.FLOOR_Z - o[2]) / d[..., 2].clamp(max=-1e-12), never)
+    t_wall = torch.where(d[..., 1] > 0, (E.WALL_Y - o[1]) / d[..., 1].clamp(min=1e-12), never)
     env_t = torch.minimum(t_floor, t_wall)
     assert torch.isfinite(env_t).all()  # every pixel ray reaches the wall or the floor
     on_object = bare_depth[0] > 0
@@ -214,10 +215,10 @@ def test_backdrop_depth_is_the_wall_or_floor_and_objects_occlude_it():
 
 
 def test_environment_textures_are_rich_and_seeded():
-    tex = S.environment_textures(0)
-    assert set(tex) == set(S.TEXTURES)
+    tex = E.environment_textures(0)
+    assert set(tex) == set(E.TEXTURES)
     for name, image in tex.items():
-        h, w = S.TEXTURES[name][:2]
+        h, w = E.TEXTURES[name][:2]
         assert image.shape == (h, w, 3) and image.dtype == np.float32
         assert 0.0 <= image.min() and image.max() <= 1.0
         assert image.std(axis=(0, 1)).min() > 0.05  # not flat in any channel
@@ -226,9 +227,9 @@ def test_environment_textures_are_rich_and_seeded():
         # neighbouring texels are close (smooth noise, not white noise), except at edges
         step = np.abs(np.diff(image, axis=1)).mean()
         assert step < 0.5 * np.abs(image - image.mean(axis=(0, 1))).mean()
-    other = S.environment_textures(1)
+    other = E.environment_textures(1)
     assert not np.array_equal(tex["wall"], other["wall"])
-    assert np.array_equal(tex["wall"], S.environment_textures(0)["wall"])
+    assert np.array_equal(tex["wall"], E.environment_textures(0)["wall"])
 
 
 def test_distortion_bends_the_image_and_bad_options_are_refused():

@@ -12,6 +12,7 @@ from PIL import Image
 
 from taichi_nerf import cameras
 from taichi_nerf.cameras import focal_from_fov, sphere_poses
+from taichi_nerf.data import environment as E
 from taichi_nerf.data import synthetic as S
 from taichi_nerf.data import testsets as T
 from taichi_nerf.data.loaders import detect_format, load_dataset
@@ -165,7 +166,7 @@ def test_ngp_set_is_a_distorted_jpeg_capture_with_unregistered_frames(sets):
         for j, name in enumerate(split.names[:3]):
             _, loaded = cameras.image_rays(split.poses.contiguous(), split.intrinsics.contiguous(), j, split.width, 0,
                                            split.width * split.height)
-            rendered = S.pixel_directions(poses[name][None], cam["w"], cam["h"], cam["fl_x"], cam["fl_y"], cam["cx"],
+            rendered = E.pixel_directions(poses[name][None], cam["w"], cam["h"], cam["fl_x"], cam["fl_y"], cam["cx"],
                                           cam["cy"], dist)
             assert float((loaded - rendered.reshape(-1, 3)).abs().max()) < 1e-5
 
@@ -179,10 +180,10 @@ def _distort(x, y, k1, k2, p1, p2):
 def _environment_depth(origin, dirs):
     """Distance to the dome environment (ground plane or enclosing sphere) along unit rays."""
     o = origin.double()
-    t_ground = torch.where(dirs[:, 2] < 0, (S.FLOOR_Z - o[2]) / dirs[:, 2].clamp(max=-1e-12),
+    t_ground = torch.where(dirs[:, 2] < 0, (E.FLOOR_Z - o[2]) / dirs[:, 2].clamp(max=-1e-12),
                            torch.full_like(dirs[:, 0], math.inf))
     b = dirs @ o
-    t_dome = -b + torch.sqrt(b * b - (o @ o - S.DOME_RADIUS ** 2))
+    t_dome = -b + torch.sqrt(b * b - (o @ o - E.DOME_RADIUS ** 2))
     return torch.minimum(t_ground, t_dome)
 
 
@@ -196,7 +197,7 @@ def test_distortion_is_in_the_pixels_and_image_rays_reproduce_it(taichi_backend)
     poses = T.ngp_poses(2, seed=5)
     intr = torch.tensor([[fx, fy, cx, cy, *dist]] * 2, dtype=torch.float32)
     _, depth = S.render_scene(poses, w, h, fx, fy, cx, cy, supersample=1, environment="dome", distortion=dist)
-    rendered_dirs = S.pixel_directions(poses, w, h, fx, fy, cx, cy, dist)
+    rendered_dirs = E.pixel_directions(poses, w, h, fx, fy, cx, cy, dist)
     jj, ii = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     for k in range(2):
         origin, dirs = cameras.image_rays(poses.contiguous(), intr, k, w, 0, w * h)
@@ -232,7 +233,7 @@ def test_environments_leave_no_pixel_empty(taichi_backend):
     cam = T.ngp_intrinsics(size)
     rgba, depth = S.render_scene(T.ngp_poses(6, seed=3), cam["w"], cam["h"], cam["fl_x"], cam["fl_y"], cam["cx"],
                                  cam["cy"], supersample=1, environment="dome")
-    assert (rgba[..., 3] == 255).all() and (depth > 0).all() and depth.max() <= S.DOME_RADIUS * 2
+    assert (rgba[..., 3] == 255).all() and (depth > 0).all() and depth.max() <= E.DOME_RADIUS * 2
 
 
 def test_cow_set_uses_the_mesh_renderer(sets):

@@ -38,7 +38,8 @@ from PIL import Image
 from ..cameras import focal_from_fov, look_at, sphere_poses, unit
 from .blender import write_split
 from .dataset import DataError
-from .synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, pixel_directions, render_scene
+from .environment import pixel_directions
+from .synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene
 
 RENDER_BATCH = 8  # views per render call: bounds the float32 frame buffers
 SUPERSAMPLE = 2
