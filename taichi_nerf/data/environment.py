@@ -30,8 +30,7 @@ import torch
 
 from .. import backend
 from ..cameras import _undistort
-from .synthetic import (LIGHT_DIR, _albedo, _ambient_occlusion, _check_poses, _march, _normal,
-                        _scene_material, _soft_shadow, vec3)
+from .synthetic import _albedo, _check_poses, _lit, _march, _normal, _scene_material, vec3
 
 # --- geometry ----------------------------------------------------------------------------
 ENV_NONE, ENV_BACKDROP, ENV_DOME = 0, 1, 2
@@ -256,15 +255,7 @@ def _shade_any(p, kind, env: ti.template(), atlas: ti.template(), info: ti.templ
             alb = _sample(atlas, info, TEX_FLOOR, p.x / TEXTURES["floor"][2], p.y / TEXTURES["floor"][3])
         else:
             alb = _sample(atlas, info, TEX_GROUND, p.x / TEXTURES["ground"][2], p.y / TEXTURES["ground"][3])
-        lin_alb = ti.pow(alb, 2.2)  # to linear
-        light = vec3(*LIGHT_DIR).normalized()
-        ndl = ti.max(n.dot(light), 0.0)
-        sh = 1.0
-        if ndl > 0.0:
-            sh = _soft_shadow(p + n * 2e-3, light)
-        ao = _ambient_occlusion(p, n)
-        lin = lin_alb * ((0.22 + 0.10 * n.z) * ao + 0.95 * ndl * sh)
-        c = ti.pow(ti.math.clamp(lin, 0.0, 1.0), 1.0 / 2.2)
+        c = _lit(p, n, alb)
     return c
 
 

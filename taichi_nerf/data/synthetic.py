@@ -246,9 +246,9 @@ def _ambient_occlusion(p, n):
 
 
 @ti.func
-def _shade(p, n):
-    m = _scene_material(p)
-    alb = ti.pow(_albedo(p, m), 2.2)  # to linear
+def _lit(p, n, albedo):
+    """Display-space ``albedo`` under sun (soft shadows) + sky ambient (occlusion); environments too."""
+    alb = ti.pow(albedo, 2.2)  # to linear
     light = vec3(*LIGHT_DIR).normalized()
     ndl = ti.max(n.dot(light), 0.0)
     sh = 1.0
@@ -258,6 +258,11 @@ def _shade(p, n):
     ambient = (0.22 + 0.10 * n.z) * ao
     lin = alb * (ambient + 0.95 * ndl * sh)
     return ti.pow(ti.math.clamp(lin, 0.0, 1.0), 1.0 / 2.2)  # back to display space
+
+
+@ti.func
+def _shade(p, n):
+    return _lit(p, n, _albedo(p, _scene_material(p)))
 
 
 # --- marching ----------------------------------------------------------------------------
