@@ -4,12 +4,17 @@
   python scripts/benchmark.py                      # training step + compositing (~2 min on CPU)
   python scripts/benchmark.py --quality            # + time-to-quality vs the Keras recipe (~30 min)
   python scripts/benchmark.py --matrix             # only: defaults on every user-like test set (~25 min)
+  python scripts/benchmark.py --compositing-only   # only: compositing against dense torch (~1 min on CPU)
+  python scripts/benchmark.py --profile            # only: where a training step's time goes, per stage
+  python scripts/benchmark.py --startup            # only: launch to first step, cold and warm kernel cache
+  python scripts/benchmark.py --colmap             # only: data from-photos stage times, 50/100 photos at 800 px
 
 Timings exclude validation renders; every number is wall-clock on the machine it runs on.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -59,11 +64,15 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_compositing(rays: int, repeats: int) -> list[dict]:
+def bench_compositing(rays: int, repeats: int, methods=("fast", "autodiff")) -> list[dict]:
+    """Per samples/ray: median ms of ``composite`` (each method) and of dense torch ``cumprod``
+    compositing, forward and forward + backward, and the speed-ups torch ms / ours ms. The runs
+    take turns in every repeat, so load on a shared machine hits them alike; each timed call
+    follows an untimed call of the same run, as in a training loop."""
     dev = backend.current().device
     rows = []
     for s in (64, 128, 256):
-        backend.require_samples(s)
+        backend.require_samples(s)  # the autodiff method's stack; done before timing anything
         g = torch.Generator(device=dev).manual_seed(s)
         sigma = torch.rand(rays * s, device=dev, generator=g) * 5
         rgb = torch.rand(rays * s, 3, device=dev, generator=g)
@@ -72,31 +81,50 @@ def bench_compositing(rays: int, repeats: int) -> list[dict]:
         offsets, counts, ray_index = fixed_layout(rays, s, dev)
         samples = Samples(t, delta, ray_index, offsets, counts, s)
         bg = torch.ones(1, 3, device=dev)
+        # Leaves made once: the timed region is compositing, not copying inputs.
+        leaves = {"packed": (sigma.clone().requires_grad_(), rgb.clone().requires_grad_()),
+                  "dense": (sigma.view(rays, s).clone().requires_grad_(), rgb.view(rays, s, 3).clone().requires_grad_())}
 
-        def ours_fwd():
-            with torch.no_grad():
-                composite(sigma, rgb, samples, bg)
+        def run(method: str, backward: bool):
+            a, c = leaves["dense" if method == "torch" else "packed"]
+            a.grad = c.grad = None
+            with torch.enable_grad() if backward else torch.no_grad():
+                if method == "torch":
+                    out = reference.composite_dense(a, c, t.view(rays, s), delta.view(rays, s), bg)
+                else:
+                    out = composite(a, c, samples, bg, method=method)
+                if backward:
+                    (out[0].sum() + out[2].sum()).backward()
 
-        def ours_both():
-            a, c = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
-            out = composite(a, c, samples, bg)
-            (out[0].sum() + out[2].sum()).backward()
-
-        def torch_fwd():
-            with torch.no_grad():
-                reference.composite_dense(sigma.view(rays, s), rgb.view(rays, s, 3), t.view(rays, s), delta.view(rays, s), bg)
-
-        def torch_both():
-            a, c = sigma.view(rays, s).clone().requires_grad_(), rgb.view(rays, s, 3).clone().requires_grad_()
-            out = reference.composite_dense(a, c, t.view(rays, s), delta.view(rays, s), bg)
-            (out[0].sum() + out[2].sum()).backward()
-
+        runs = {(m, b): (lambda m=m, b=b: run(m, b)) for m in (*methods, "torch") for b in (False, True)}
+        times = {key: [] for key in runs}
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                fn()  # untimed twin: the timed call finds caches and allocator as a repeated call would
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[key].append(time.perf_counter() - start)
         row = {"rays": rays, "samples": s}
-        for name, fn in (("taichi_fwd_ms", ours_fwd), ("taichi_fwd_bwd_ms", ours_both),
-                         ("torch_fwd_ms", torch_fwd), ("torch_fwd_bwd_ms", torch_both)):
-            row[name] = 1000 * timed(fn, repeats)
+        for (m, b), ts in times.items():
+            row[f"{m}_{'fwd_bwd' if b else 'fwd'}_ms"] = 1000 * statistics.median(ts)
+        for m in methods:
+            for kind in ("fwd", "fwd_bwd"):
+                row[f"{m}_{kind}_speedup"] = row[f"torch_{kind}_ms"] / row[f"{m}_{kind}_ms"]
         rows.append(row)
     return rows
+
+
+def print_compositing(rows: list[dict], rays: int, repeats: int) -> None:
+    print(f"### Compositing, {rays} rays (median of {repeats}, interleaved)\n")
+    print("| samples/ray | fast fwd ms | fast fwd+bwd ms | autodiff fwd+bwd ms | torch cumprod fwd ms | torch fwd+bwd ms "
+          "| fast vs torch, fwd | fast vs torch, fwd+bwd | autodiff vs torch, fwd+bwd |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['samples']} | {r['fast_fwd_ms']:.2f} | {r['fast_fwd_bwd_ms']:.2f} | {r['autodiff_fwd_bwd_ms']:.2f} | "
+              f"{r['torch_fwd_ms']:.2f} | {r['torch_fwd_bwd_ms']:.2f} | {r['fast_fwd_speedup']:.2f}x | "
+              f"{r['fast_fwd_bwd_speedup']:.2f}x | {r['autodiff_fwd_bwd_speedup']:.2f}x |")
 
 
 def bench_training(cfg: TrainConfig, grid_steps: int) -> dict:
@@ -268,6 +296,7 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default="auto", choices=backend.ARCH_CHOICES)
     p.add_argument("--rays", type=int, default=0, help="rays in the compositing benchmark (default 4096 CPU, 65536 CUDA)")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--compositing-only", action="store_true", help="only the compositing benchmark")
     p.add_argument("--grid-steps", type=int, default=200, help="timed training steps after the grid warm-up")
     p.add_argument("--quality", action="store_true", help="also run time-to-quality against the Keras recipe")
     p.add_argument("--budget", type=float, default=300.0, help="taichi-nerf training seconds for --quality")
@@ -276,12 +305,31 @@ def main(argv=None) -> int:
     p.add_argument("--val-views", type=int, default=8)
     p.add_argument("--eval-every", type=float, default=10.0, help="seconds of training between evaluations (both runs)")
     p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--profile", action="store_true", help="only the per-stage profile of a default training step")
+    p.add_argument("--startup", action="store_true", help="only: launch to first training step, cold and warm kernel cache")
     p.add_argument("--matrix", action="store_true", help="only the test-set matrix: defaults on user-like data")
     p.add_argument("--matrix-budget", type=float, default=180.0, help="training seconds per test set (--matrix)")
     p.add_argument("--matrix-sets", default=",".join(MATRIX_SETS), help="comma-separated test sets (--matrix)")
     p.add_argument("--matrix-dir", default="/tmp/taichi-nerf-matrix", help="where the test sets and runs go")
     p.add_argument("--matrix-sheet", help="write prediction | truth of each set's first val view to this PNG")
+    p.add_argument("--colmap", action="store_true", help="only: data from-photos stage times (needs pycolmap)")
+    p.add_argument("--colmap-counts", default="50,100", help="photo counts for --colmap")
+    p.add_argument("--colmap-width", type=int, default=800, help="photo width for --colmap (4:3)")
+    p.add_argument("--colmap-train", type=float, default=0.0, help="--colmap: also train this many seconds on the "
+                   "recovered and on the true poses and compare val PSNR (0: no training)")
+    p.add_argument("--colmap-dir", default="/tmp/taichi-nerf-colmap", help="where --colmap's photos and datasets go")
     args = p.parse_args(argv)
+    if args.colmap:
+        backend.init(args.arch, 512)
+        print(f"machine: {machine()}\n", flush=True)
+        from colmap_bench import bench_colmap  # scripts/colmap_bench.py
+
+        rows = bench_colmap(Path(args.colmap_dir), tuple(int(c) for c in args.colmap_counts.split(",")),
+                            args.colmap_width, args.colmap_train)
+        print(json.dumps({"machine": machine(), "colmap": rows}, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "colmap": rows}, indent=1))
+        return 0
     if args.matrix:
         backend.init(args.arch, 512)
         marks = (60.0, args.matrix_budget) if args.matrix_budget > 60 else (args.matrix_budget,)
@@ -295,6 +343,25 @@ def main(argv=None) -> int:
         return 0
 
     cfg = TrainConfig(arch=args.arch, progress=False, out="/tmp/taichi-nerf-bench", scene_size=args.scene_size)
+    if args.startup:
+        from startup import print_startup, startup_table
+
+        print(f"machine: {machine()}\n")
+        results = startup_table(backend.resolve_arch(args.arch))
+        print_startup(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "startup": results}, indent=1))
+        return 0
+    if args.profile:
+        from profile_step import print_profile, profile_training
+
+        cfg = dataclasses.replace(cfg, eval_every=0, preview_every=0, checkpoint_every=0)
+        print(f"machine: {machine()}")
+        phases = profile_training(cfg, args.grid_steps)
+        print_profile(phases)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "profile": phases}, indent=1))
+        return 0
     backend.init(args.arch, cfg.max_samples_per_ray)
     results = {"machine": machine(), "config": cfg.to_dict()}
     print(f"machine: {results['machine']}\n")
@@ -302,12 +369,11 @@ def main(argv=None) -> int:
     rays = args.rays or (65536 if backend.current().is_cuda else 4096)
     comp = bench_compositing(rays, args.repeats)
     results["compositing"] = comp
-    print(f"### Compositing, {rays} rays (median of {args.repeats})\n")
-    print("| samples/ray | taichi fwd ms | taichi fwd+bwd ms | torch cumprod fwd ms | torch fwd+bwd ms | speed-up fwd+bwd |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in comp:
-        print(f"| {r['samples']} | {r['taichi_fwd_ms']:.2f} | {r['taichi_fwd_bwd_ms']:.2f} | {r['torch_fwd_ms']:.2f} | "
-              f"{r['torch_fwd_bwd_ms']:.2f} | {r['torch_fwd_bwd_ms'] / r['taichi_fwd_bwd_ms']:.1f}x |")
+    print_compositing(comp, rays, args.repeats)
+    if args.compositing_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return 0
 
     train = bench_training(cfg, args.grid_steps)
     results["training"] = train

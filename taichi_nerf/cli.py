@@ -261,6 +261,10 @@ def _data_parser(sub):
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(run=cmd_data_from_mesh)
 
+    from .cli_data import from_photos_parser
+
+    from_photos_parser(dsub)
+
 
 def _load_with_options(args):
     from .config import TrainConfig
@@ -357,11 +361,15 @@ def _gui_parser(sub):
     w = p.add_argument_group("window options")
     w.add_argument("--window", default="1120x800", metavar="WxH", help="window size (default: 1120x800; the panel takes 330 px)")
     w.add_argument("--render-scale", type=float, metavar="X",
-                   help="render size / view size (default: 1 on a GPU, the training image size on a CPU)")
-    w.add_argument("--steps-per-frame", type=int, default=1, metavar="N", help="training steps between two frames (default: 1)")
-    w.add_argument("--video-frames", type=int, default=36, metavar="N", help="frames of the orbit video the V key records (default: 36)")
-    w.add_argument("--headless", action="store_true", help="no window: render offscreen (needs --frames; see --screenshot)")
+                   help="render size / view size (default: 1, the canvas's full resolution)")
+    w.add_argument("--steps-per-frame", type=int, metavar="N",
+                   help="training steps between two frames (default: as many as half of a ~90 ms frame allows)")
+    w.add_argument("--video-frames", type=int, default=36, metavar="N",
+                   help="frames of the video the V key records: the orbit, or the path through the K keyframes (default: 36)")
+    w.add_argument("--headless", action="store_true",
+                   help="no window: render offscreen (needs --frames or --seconds; see --screenshot)")
     w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
+    w.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (scripts: gui.jsonl fps figures)")
     w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
     w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
     add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})

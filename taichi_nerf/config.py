@@ -93,7 +93,7 @@ class TrainConfig:
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
     fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
-    grid_warmup: int = option(100, SAMPLING, "steps of plain stratified sampling before the first grid update")
+    grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
     march_steps: int = option(192, SAMPLING, "grid marching steps across the scene box's diagonal")
     clip_to_box: bool = option(True, SAMPLING, "stratified/hierarchical samples only where rays cross the scene box "
@@ -102,8 +102,8 @@ class TrainConfig:
                                     "-> white, a uniform black/white/coloured surround -> that colour, a surround "
                                     "that is scenery -> random per ray; random: per ray, training only)")
     # --- optimisation
-    steps: int = option(5000, OPTIMISATION, "optimisation steps")
-    batch_rays: int = option(2048, OPTIMISATION, "rays per step (0 with batch_images: every pixel of those images)")
+    steps: int = option(20000, OPTIMISATION, "optimisation steps")
+    batch_rays: int = option(512, OPTIMISATION, "rays per step (0 with batch_images: every pixel of those images)")
     batch_images: int = option(0, OPTIMISATION, "draw each step's rays from this many random training images "
                                                 "(0: from all of them)")
     lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
@@ -118,14 +118,15 @@ class TrainConfig:
     huber_delta: float = option(0.1, OPTIMISATION, "huber and pseudo-huber losses: where they turn from quadratic to linear")
     silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
     seed: int = option(0, OPTIMISATION, "random seed")
-    mixed_precision: bool = option(False, OPTIMISATION, "CUDA only: run the MLP in bf16 autocast (TF32 is always on)")
+    mixed_precision: bool = option(False, OPTIMISATION, "run the MLP in bf16 autocast (CUDA, or a CPU with native bf16 "
+                                                        "such as AVX512-BF16; TF32 is always on for CUDA)")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
-    eval_every: int = option(250, BOOKKEEPING, "steps between validations (0: only at the end)")
+    eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")
     eval_views: int = option(4, BOOKKEEPING, "validation views rendered each time (all at the end)")
-    preview_every: int = option(500, BOOKKEEPING, "steps between preview images (0: only at the end)")
-    checkpoint_every: int = option(500, BOOKKEEPING, "steps between checkpoints (0: only at the end and on Ctrl-C)")
-    log_every: int = option(25, BOOKKEEPING, "steps between metric log lines")
+    preview_every: int = option(2000, BOOKKEEPING, "steps between preview images (0: only at the end)")
+    checkpoint_every: int = option(2000, BOOKKEEPING, "steps between checkpoints (0: only at the end and on Ctrl-C)")
+    log_every: int = option(100, BOOKKEEPING, "steps between metric log lines")
     arch: Arch = option("auto", BOOKKEEPING, "compute backend (auto: CUDA if usable, else CPU)")
     progress: bool = option(True, BOOKKEEPING, "show progress bars")
     logger: Logger = option("jsonl", BOOKKEEPING, "metrics.jsonl and curves.png only, or also tensorboard "

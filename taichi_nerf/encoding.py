@@ -25,6 +25,9 @@ class HarmonicSpec:
         return 3 * (int(self.include_input) + 2 * self.frequencies)
 
 
+_REANCHOR = 8  # octaves per direct sin/cos evaluation; error grows ~2^7 x float32 rounding at most
+
+
 @ti.func
 def _encode(v: ti.template(), frequencies: ti.i32, include_input: ti.i32, base: ti.f32,
             out: ti.template(), i: ti.i32, col0: ti.i32):
@@ -34,10 +37,21 @@ def _encode(v: ti.template(), frequencies: ti.i32, include_input: ti.i32, base: 
             out[i, col + c] = v[c]
         col += 3
     scale = base  # doubling is exact in float32, so f_k * v carries no extra rounding
-    for _ in range(frequencies):
+    s = ti.Vector([0.0, 0.0, 0.0])
+    co = ti.Vector([1.0, 1.0, 1.0])
+    for k in range(frequencies):
+        # sin/cos of the doubled angle from the last octave's (sin 2x = 2 sin x cos x,
+        # cos 2x = cos^2 x - sin^2 x): two products instead of two transcendental calls. A
+        # rounding error doubles with each doubling, so every 8th octave starts afresh.
+        if k % _REANCHOR == 0:
+            for c in ti.static(range(3)):
+                s[c] = ti.sin(scale * v[c])
+                co[c] = ti.cos(scale * v[c])
+        else:
+            s, co = 2.0 * s * co, co * co - s * s
         for c in ti.static(range(3)):
-            out[i, col + c] = ti.sin(scale * v[c])
-            out[i, col + 3 + c] = ti.cos(scale * v[c])
+            out[i, col + c] = s[c]
+            out[i, col + 3 + c] = co[c]
         col += 6
         scale *= 2.0
 

@@ -148,7 +148,7 @@ class OccupancyGrid(nn.Module):
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 64, steps_across: int = 192,
                  decay: float = 0.95, min_alpha: float = 0.01, cone_angle: float = 0.0, device="cpu",
-                 unbounded: bool = False):
+                 unbounded: bool = False, full_updates: int = 4, explore_fraction: float = 0.125):
         super().__init__()
         device = torch.device(device)
         inner = torch.as_tensor(aabb, dtype=torch.float32).to(device).contiguous()
@@ -166,6 +166,8 @@ class OccupancyGrid(nn.Module):
         self.step = float(size.norm()) / steps_across
         self.max_samples = (2 * steps_across if self.unbounded else steps_across) + 1
         self.decay, self.min_alpha, self.cone_angle = decay, min_alpha, cone_angle
+        self.full_updates, self.explore_fraction = full_updates, explore_fraction
+        self.last_update_cells = 0
         cells = self.resolution**3
         self.register_buffer("density", torch.zeros(cells, device=device))
         self.register_buffer("occupied", torch.ones(cells, dtype=torch.uint8, device=device))  # all, until first update
@@ -186,12 +188,23 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn, generator: torch.Generator | None = None, chunk: int = 65536) -> None:
-        """Re-measure every cell at a random point inside it and refresh the occupancy bits."""
+        """Re-measure cells at a random point inside each and refresh the occupancy bits.
+
+        The first ``full_updates`` updates measure every cell. After that an update measures
+        the occupied cells (where carving matters) plus a random ``explore_fraction`` of the
+        rest (where new content may appear): on a carved grid that is a few percent of the
+        cells, so the update no longer stalls training (issue 12's profile: 0.4 s per full
+        64^3 update on CPU-2, a quarter of all training time)."""
         n = self.resolution**3
-        cells = torch.arange(n, device=self.device, dtype=torch.int32)
-        jitter = torch.rand(n, 3, device=self.device, generator=generator)
+        if self.updates < self.full_updates:
+            cells = torch.arange(n, device=self.device, dtype=torch.int32)
+        else:
+            explore = torch.rand(n, device=self.device, generator=generator) < self.explore_fraction
+            cells = torch.nonzero(explore | self.occupied.bool())[:, 0].to(torch.int32)
+        jitter = torch.rand(cells.shape[0], 3, device=self.device, generator=generator)
         pts = self._points(cells, jitter)
-        fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, n, chunk)]).float().contiguous()
+        m = cells.shape[0]
+        fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, m, chunk)]).float().contiguous()
         _update_kernel(cells, fresh, self.decay, self.density)
         threshold = min(float(self.density.mean()), -math.log(1.0 - self.min_alpha) / self.step)
         occupied = (self.density > threshold).to(torch.uint8)
@@ -200,6 +213,7 @@ class OccupancyGrid(nn.Module):
         if bool(occupied.any()):
             self.occupied = occupied
         self.updates += 1
+        self.last_update_cells = m
 
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
               generator: torch.Generator | None = None, jitter: bool = False, step_scale: float = 1.0) -> Samples:

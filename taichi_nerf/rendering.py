@@ -2,6 +2,7 @@
 batches (training) and for whole images in memory-bounded chunks (eval, video, GUI)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from .encoding import HarmonicSpec, encode_points, encode_samples
 from .field import RadianceField
 from .occupancy import OccupancyGrid, terminate
 from .packing import Samples, compact
+from .profiling import stage
 from .sampling import importance, ray_bounds, stratified
 from .scene import Scene
 
@@ -40,7 +42,7 @@ class Renderer:
     """A radiance field plus how to sample and encode for it.
 
     ``pos`` and ``direction`` encode sample positions and viewing directions. ``bf16`` runs
-    the MLP under bf16 autocast (CUDA only). ``early_stop``: with ``early_termination``,
+    the MLP under bf16 autocast (on CUDA, or a CPU with native bf16). ``early_stop``: with ``early_termination``,
     samples behind this transmittance are dropped before their colour is computed."""
 
     def __init__(self, field_: RadianceField, pos: HarmonicSpec, direction: HarmonicSpec, scene: Scene,
@@ -92,10 +94,37 @@ class Renderer:
                     jitter: bool = False, early_termination: bool = False) -> RayOutput:
         """Render a batch of rays. ``early_termination`` (rendering, not training: training
         keeps every marched sample, so occluded space still gets gradients) evaluates
-        densities first and colour only where the ray can still see; it is off under bf16."""
+        densities first and colour only where the ray can still see."""
         view_dirs = dirs  # unit world directions: what view-dependent colour depends on
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
+        with stage("marching"):
+            samples = self._sample(origins, dirs, view_dirs, background, samples_per_ray, generator, jitter)
+        with stage("encoding"):
+            encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
+                                     view_dirs=view_dirs, contract_box=self.contract_box)
+        with stage("MLP forward"):
+            if early_termination and self.early_stop > 0:
+                with self._precision():
+                    h = self.field.features(encoded[:, : self.field.pos_dim])
+                    sigma = self.field.density_from(h).float()
+                index, counts = terminate(samples, sigma, self.early_stop)
+                samples = compact(samples, index, counts)
+                sigma = sigma[index].contiguous()
+                with self._precision():
+                    rgb = self.field.color_from(h[index], encoded[index, self.field.pos_dim:]).float()
+            else:
+                noise = None
+                if jitter and self.density_noise > 0 and torch.is_grad_enabled():
+                    noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device, generator=generator)
+                sigma, rgb = self.evaluate_field(encoded, noise)
+        with stage("compositing"):
+            out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
+        return RayOutput(out_rgb, opacity, depth, weights, samples)
+
+    def _sample(self, origins, dirs, view_dirs, background, samples_per_ray, generator, jitter) -> Samples:
+        """Where the rays are sampled: the occupancy grid's march once it knows anything,
+        stratified (optionally then importance-resampled) before."""
         if self.grid is not None and (self.grid.updates > 0 or self.scene.unbounded):
             # An unbounded scene has no finite interval to stratify: before its grid knows
             # anything it marches the all-occupied grid with coarser steps instead.
@@ -111,29 +140,16 @@ class Renderer:
                     c_sigma, c_rgb = self.evaluate_field(coarse_enc)
                     weights = composite(c_sigma, c_rgb, samples, background)[3]
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
-        encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
-                                 view_dirs=view_dirs, contract_box=self.contract_box)
-        if early_termination and self.early_stop > 0 and not self.bf16:
-            h = self.field.features(encoded[:, : self.field.pos_dim])
-            sigma = self.field.density_from(h)
-            index, counts = terminate(samples, sigma, self.early_stop)
-            samples = compact(samples, index, counts)
-            sigma = sigma[index].contiguous()
-            rgb = self.field.color_from(h[index], encoded[index, self.field.pos_dim:])
-        else:
-            noise = None
-            if jitter and self.density_noise > 0 and torch.is_grad_enabled():
-                noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device, generator=generator)
-            sigma, rgb = self.evaluate_field(encoded, noise)
-        out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
-        return RayOutput(out_rgb, opacity, depth, weights, samples)
+        return samples
+
+    def _precision(self):
+        """bf16 autocast for the MLP's matrix products where ``bf16`` is on, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def evaluate_field(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None):
-        if self.bf16 and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                sigma, rgb = self.field(encoded, raw_noise)
-            return sigma.float(), rgb.float()  # the kernels take float32
-        return self.field(encoded, raw_noise)
+        with self._precision():
+            sigma, rgb = self.field(encoded, raw_noise)
+        return sigma.float(), rgb.float()  # the kernels take float32 (a no-op without bf16)
 
     @property
     def max_samples_per_ray(self) -> int:
@@ -144,7 +160,9 @@ class Renderer:
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """Field density at points of field space (world space, or contracted space for an
         unbounded scene: what the occupancy grid measures, cell by cell)."""
-        return self.field.density_only(encode_points(points, self.pos))
+        encoded = encode_points(points, self.pos)
+        with self._precision():
+            return self.field.density_only(encoded).float()
 
     @torch.no_grad()
     def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,

@@ -15,7 +15,7 @@ from pathlib import Path
 USABLE_FRACTION = 0.8
 RENDER_CHUNK = 4096  # rays per rendering chunk (Renderer.render_pixels' default)
 GRID_CHUNK = 65536  # cells per density query of an occupancy grid update
-DEFAULT_BATCH_RAYS, DEFAULT_SAMPLES = 2048, 32  # TrainConfig's: which of the two a refusal blames
+DEFAULT_BATCH_RAYS, DEFAULT_SAMPLES = 512, 32  # TrainConfig's: which of the two a refusal blames
 
 
 class ResourceError(ValueError):
@@ -118,7 +118,7 @@ def check_training(cfg, device: str, pixels_per_image: int | None = None) -> Non
     step = rays * samples * per_sample
     if step > room:
         what = f"{rays} rays x {samples} samples per ray"
-        if flag == "--batch-rays" and cfg.batch_rays <= 4 * DEFAULT_BATCH_RAYS and cfg.samples_per_ray > DEFAULT_SAMPLES:
+        if flag == "--batch-rays" and cfg.batch_rays <= 16 * DEFAULT_BATCH_RAYS and cfg.samples_per_ray > DEFAULT_SAMPLES:
             # an ordinary batch with many samples: the samples are what to lower
             extra = samples - cfg.samples_per_ray
             refuse("--samples-per-ray", cfg.samples_per_ray, step, int(room / (rays * per_sample)) - extra, what)

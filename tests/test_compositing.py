@@ -1,9 +1,10 @@
-"""Compositing kernel and its Taichi-autodiff gradients against float64 torch autograd."""
+"""Compositing: the fast path (hand-derived adjoint) and the Taichi-autodiff reference, against
+float64 torch autograd and against each other."""
 import pytest
 import torch
 
 from taichi_nerf import reference
-from taichi_nerf.compositing import composite
+from taichi_nerf.compositing import METHODS, composite
 from taichi_nerf.packing import Samples, fixed_layout
 
 from .conftest import rel_err
@@ -29,16 +30,25 @@ def random_packed(counts: list[int], device, seed: int, per_ray_bg: bool):
     return sigma.to(device), rgb.to(device), samples, bg.to(device)
 
 
-def check_against_reference(sigma, rgb, samples, bg, seed=0):
+def upstream(n: int, seed: int, device):
+    """Random gradients for (rgb, opacity, depth): every output's adjoint path gets exercised."""
     g = torch.Generator().manual_seed(seed + 1)
-    n = samples.num_rays
-    up_rgb, up_op, up_d = torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g)
+    return [x.to(device) for x in (torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g))]
 
+
+def composite_with_grads(sigma, rgb, samples, bg, ups, method):
+    """(rgb, opacity, depth, weights, d loss/d sigma, d loss/d rgb) in float32."""
     s32 = sigma.clone().requires_grad_()
     c32 = rgb.clone().requires_grad_()
-    out_rgb, out_op, out_d, out_w = composite(s32, c32, samples, bg)
-    loss = (out_rgb * up_rgb.to(sigma.device)).sum() + (out_op * up_op.to(sigma.device)).sum() + (out_d * up_d.to(sigma.device)).sum()
-    loss.backward()
+    outs = composite(s32, c32, samples, bg, method=method)
+    sum((o * u).sum() for o, u in zip(outs[:3], ups)).backward()
+    return [o.detach() for o in outs] + [s32.grad, c32.grad]
+
+
+def check_against_reference(sigma, rgb, samples, bg, seed=0, method="fast"):
+    up_rgb, up_op, up_d = upstream(samples.num_rays, seed, "cpu")
+    out_rgb, out_op, out_d, out_w, s32_grad, c32_grad = composite_with_grads(
+        sigma, rgb, samples, bg, upstream(samples.num_rays, seed, sigma.device), method)
 
     s64 = sigma.double().cpu().requires_grad_()
     c64 = rgb.double().cpu().requires_grad_()
@@ -51,34 +61,71 @@ def check_against_reference(sigma, rgb, samples, bg, seed=0):
     assert rel_err(out_op, r_op) < TOL
     assert rel_err(out_d, r_d) < TOL
     assert rel_err(out_w, r_w) < TOL
-    assert rel_err(s32.grad, s64.grad) < TOL
-    assert rel_err(c32.grad, c64.grad) < TOL
+    assert rel_err(s32_grad, s64.grad) < TOL
+    assert rel_err(c32_grad, c64.grad) < TOL
 
 
-@pytest.mark.parametrize("rays,samples_per_ray", [(1, 1), (7, 16), (64, 64), (96, 128), (48, 256), (16, 500)])
+FIXED = [(1, 1), (5, 7), (7, 16), (64, 64), (96, 128), (48, 256), (12, 300), (16, 500)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rays,samples_per_ray", FIXED)
 @pytest.mark.parametrize("per_ray_bg", [False, True])
-def test_fixed_layout_matches_float64(device, rays, samples_per_ray, per_ray_bg):
+def test_fixed_layout_matches_float64(device, rays, samples_per_ray, per_ray_bg, method):
     sigma, rgb, samples, bg = random_packed([samples_per_ray] * rays, device, seed=rays * 1000 + samples_per_ray, per_ray_bg=per_ray_bg)
     offsets, counts, ray_index = fixed_layout(rays, samples_per_ray, device)
     assert torch.equal(samples.offsets, offsets) and torch.equal(samples.ray_index, ray_index)
-    check_against_reference(sigma, rgb, samples, bg)
+    check_against_reference(sigma, rgb, samples, bg, method=method)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_variable_length_rays_including_empty_and_long(device, seed):
+def variable_counts(seed: int) -> list[int]:
     g = torch.Generator().manual_seed(seed)
-    counts = torch.randint(0, 300, (40,), generator=g).tolist() + [0, 1, 0, 400]
-    sigma, rgb, samples, bg = random_packed(counts, device, seed=seed, per_ray_bg=True)
-    check_against_reference(sigma, rgb, samples, bg, seed)
+    return torch.randint(0, 300, (40,), generator=g).tolist() + [0, 1, 0, 400, 500, 0]
 
 
-def test_empty_ray_shows_background_and_gets_no_gradient(device):
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_variable_length_rays_including_empty_and_long(device, seed, method):
+    sigma, rgb, samples, bg = random_packed(variable_counts(seed), device, seed=seed, per_ray_bg=True)
+    check_against_reference(sigma, rgb, samples, bg, seed, method=method)
+
+
+@pytest.mark.parametrize("counts", [[1] * 9, [7] * 6, [128] * 10, [300] * 4, [500] * 3, variable_counts(3), variable_counts(4)])
+@pytest.mark.parametrize("per_ray_bg", [False, True])
+def test_fast_path_matches_taichi_autodiff(device, counts, per_ray_bg):
+    """The hand-derived adjoint against the gradients Taichi's kernel.grad derives itself."""
+    sigma, rgb, samples, bg = random_packed(counts, device, seed=len(counts) + sum(counts), per_ray_bg=per_ray_bg)
+    ups = upstream(samples.num_rays, 7, device)
+    fast = composite_with_grads(sigma, rgb, samples, bg, ups, "fast")
+    autodiff = composite_with_grads(sigma, rgb, samples, bg, ups, "autodiff")
+    for name, a, b in zip(("rgb", "opacity", "depth", "weights", "d sigma", "d rgb"), fast, autodiff):
+        assert rel_err(a, b) < TOL, name
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_ray_shows_background_and_gets_no_gradient(device, method):
     sigma, rgb, samples, bg = random_packed([0, 5], device, seed=3, per_ray_bg=True)
     s = sigma.clone().requires_grad_()
-    out_rgb, out_op, out_d, _ = composite(s, rgb, samples, bg)
+    out_rgb, out_op, out_d, _ = composite(s, rgb, samples, bg, method=method)
     assert torch.allclose(out_rgb[0], bg[0]) and out_op[0] == 0 and out_d[0] == 0
     out_rgb[0].sum().backward()
     assert torch.count_nonzero(s.grad) == 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batch_of_only_empty_rays(device, method):
+    sigma, rgb, samples, bg = random_packed([0, 0, 0], device, seed=8, per_ray_bg=True)
+    s, c = sigma.clone().requires_grad_(), rgb.clone().requires_grad_()
+    out_rgb, out_op, out_d, w = composite(s, c, samples, bg, method=method)
+    assert torch.equal(out_rgb, bg) and not out_op.any() and not out_d.any() and w.shape == (0,)
+    (out_rgb.sum() + out_op.sum()).backward()
+    assert s.grad.shape == (0,) and c.grad.shape == (0, 3)
+
+
+def test_unknown_method_is_refused(device):
+    sigma, rgb, samples, bg = random_packed([2], device, seed=0, per_ray_bg=False)
+    with pytest.raises(ValueError, match="compositing method"):
+        composite(sigma, rgb, samples, bg, method="dense")
 
 
 def test_matches_dense_cumprod_baseline(device):
@@ -90,29 +137,32 @@ def test_matches_dense_cumprod_baseline(device):
     assert rel_err(ours[0], dense[0]) < 1e-5 and rel_err(ours[1], dense[1]) < 1e-5
 
 
-def test_repeated_backward_gives_same_gradients(device):
+@pytest.mark.parametrize("method", METHODS)
+def test_repeated_backward_gives_same_gradients(device, method):
     """kernel.grad accumulates into inputs and zeroes outputs: each backward must start fresh."""
     sigma, rgb, samples, bg = random_packed([128] * 8, device, seed=4, per_ray_bg=False)
     grads = []
     for _ in range(2):
         s = sigma.clone().requires_grad_()
-        out_rgb, _, _, _ = composite(s, rgb, samples, bg)
+        out_rgb, _, _, _ = composite(s, rgb, samples, bg, method=method)
         out_rgb.sum().backward()  # expanded (stride-0) upstream gradient
         grads.append(s.grad.clone())
     assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
 
 
-def test_forward_leaves_inputs_without_grad(device):
+@pytest.mark.parametrize("method", METHODS)
+def test_forward_leaves_inputs_without_grad(device, method):
     sigma, rgb, samples, bg = random_packed([32] * 4, device, seed=5, per_ray_bg=False)
     s = sigma.clone().requires_grad_()
-    composite(s, rgb, samples, bg)
+    composite(s, rgb, samples, bg, method=method)
     assert s.grad is None
 
 
-def test_backward_leaves_the_callers_gradient_tensor_alone(device):
+@pytest.mark.parametrize("method", METHODS)
+def test_backward_leaves_the_callers_gradient_tensor_alone(device, method):
     sigma, rgb, samples, bg = random_packed([16] * 4, device, seed=6, per_ray_bg=False)
     s = sigma.clone().requires_grad_()
-    out_rgb = composite(s, rgb, samples, bg)[0]
+    out_rgb = composite(s, rgb, samples, bg, method=method)[0]
     g = torch.ones_like(out_rgb)
     (grad,) = torch.autograd.grad(out_rgb, s, grad_outputs=g)
     assert torch.equal(g, torch.ones_like(out_rgb)) and grad.abs().sum() > 0

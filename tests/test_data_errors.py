@@ -212,9 +212,11 @@ def test_cli_data_info_errors_are_one_line(tmp_path, case):
 
 def test_cli_in_process_errors_and_info(tmp_path, capsys):
     assert cli.main(["data", "info", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["data", "info", str(tmp_path), "--format", "nerfies"]) == 2
     assert cli.main(["data", "info", str(tmp_path), "--format", "colmap"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "unknown --format 'colmap'" in err[1]
+    assert len(err) == 3 and "unknown --format 'nerfies'" in err[1]
+    assert "no COLMAP model here" in err[2] and str(tmp_path) in err[2]
     transforms(tmp_path, two_frames(tmp_path))
     assert cli.main(["data", "info", str(tmp_path), "--near", "1", "--far", "9", "--aabb", "-1", "-1", "-1", "1", "1", "1"]) == 0
     out = capsys.readouterr().out

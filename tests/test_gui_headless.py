@@ -56,6 +56,7 @@ def test_training_changes_the_picture_and_the_curves(scenario_result):
     assert r["std_trained"] > r["std_untrained"] + 2.0  # an empty field renders flat; a trained one has structure
     assert r["psnr_last"] > r["psnr_first"] + 1.0
     assert r["same_weights_as_plain_trainer"]  # drawing between steps leaves training untouched
+    assert r["incremental_vs_full_redraw"] <= 1.0
 
 
 def test_pause_stops_training(scenario_result):
@@ -104,6 +105,35 @@ def test_snap_saves_and_viewer(scenario_result):
     assert r["continued_exit"] == 0 and r["continued_step"] == r["final_step"] + 2  # --ckpt RUN --train resumes
 
 
+def test_keyframes_path_video_matches_the_command_line_render(scenario_result):
+    r, tmp = scenario_result
+    assert r["keyframes_saved"] == 2 and r["status_keyframes"] == 2
+    assert r["path_cameras"] == 3  # --video-frames frames along the path
+    assert r["path_video"].startswith("path_step") and r["path_video_frames"] == r["path_cameras"]
+    assert r["path_frames_differ"] > 2.0  # the camera moved along the path
+    assert r["path_cli_shape_matches"] and r["path_cli_vs_gui"] < 1.0  # `render --path camera_path.json`: the same video
+    assert not r["path_file_after_removing"]  # BackSpace removed both keyframes, and the file with them
+
+
+def test_gui_jsonl_and_idle_view_at_full_resolution(scenario_result):
+    r, _ = scenario_result
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}")) for line in r["gui_jsonl"]]
+    assert len(rows) >= 3
+    times = [row["time_s"] for row in rows]
+    assert all(b > a for a, b in zip(times, times[1:])) and all(0.9 < b - a < 30 for a, b in zip(times, times[1:]))
+    for row in rows:
+        for key in ("time_s", "fps", "render_ms", "train_ms", "train_steps_per_s"):
+            assert np.isfinite(row[key]) and row[key] >= 0, (key, row)
+        assert row["width"] <= row["full_width"] == 32 and row["height"] <= row["full_height"]
+    assert max(row["fps"] for row in rows) > 0 and max(row["step"] for row in rows) >= 60
+    assert any(row["train_steps_per_s"] > 0 for row in rows)
+    # default options: the still view reaches the image rect's full size, not the training image's
+    idle = [json.loads(line) for line in r["idle_jsonl"]]
+    assert idle and idle[-1]["complete"], r["idle_seconds_to_full"]
+    assert [idle[-1]["width"], idle[-1]["height"]] == [idle[-1]["full_width"], idle[-1]["full_height"]] == r["idle_rect"]
+    assert r["idle_rect"][0] > 100  # the 144-pixel rect of a 200x160 window, not the 32-pixel training views
+
+
 def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
     import signal
     import time
@@ -150,8 +180,9 @@ def scenario(tmp: Path) -> dict:
     write_synthetic_dataset(data, views=8, size=32, val_views=2, test_views=2, progress=False)
     cfg = TrainConfig(data=str(data), width=32, depth=2, batch_rays=256, samples_per_ray=24, steps=1000,
                       out=str(tmp / "run"), progress=False, arch="cpu", checkpoint_every=0, log_every=10, lr=1e-2)
-    options = GuiOptions(window=(320, 240), headless=True, render_budget_s=0.002, preview_divisors=(4, 2, 1), steps_per_frame=6,
-                         video_frames=3, video_width=24)
+    # A 32-pixel view (1/7 of the 224-pixel image rect), fixed levels and steps: a repeatable scenario.
+    options = GuiOptions(window=(320, 240), headless=True, render_scale=1 / 7, render_budget_s=0.002,
+                         preview_divisors=(4, 2, 1), steps_per_frame=6, video_frames=3, video_width=24)
     app = GuiApp.for_training(cfg, options).open()
     x0, y0, w, h = app.layout.image_rects("rgb")[0]
     top = app.height - (y0 + h)  # image rows grow down, screen y up
@@ -178,6 +209,11 @@ def scenario(tmp: Path) -> dict:
     app.schedule.paused = False
     while app.trainer.step_count < 60:
         app.frame(FrameInput())
+    # each frame redrew only the rows rendered since the last: the same picture as a whole redraw
+    incremental = app.display.to_numpy().astype(np.float64)
+    app._composed = None
+    app._compose()
+    r["incremental_vs_full_redraw"] = float(np.abs(app.display.to_numpy() - incremental).max())
     app.schedule.paused = True
     trained = settle()
     r["steps_trained"] = app.trainer.step_count
@@ -274,6 +310,38 @@ def scenario(tmp: Path) -> dict:
         if app.video_job is None:
             break
     r["videos"] = sorted(p.name for p in (tmp / "run" / "videos").iterdir())
+
+    # keyframes: K at two views; V renders the path through them, as `render --path` would
+    import imageio.v3 as iio
+
+    from taichi_nerf.outputs import render_path
+
+    for d_az in (0.0, 0.7):
+        app.camera.orbit(d_az, 0.0)
+        app.frame(FrameInput(pressed=("k",)))
+    path_file = app.out_dir / "camera_path.json"
+    saved = json.loads(path_file.read_text())
+    r["keyframes_saved"], r["path_cameras"] = len(saved["keyframes"]), len(saved["camera_path"])
+    r["status_keyframes"] = app.status()["keyframes"]
+    app.perform("save_checkpoint")  # the field the command line renders below
+    app.frame(FrameInput(pressed=("v",)))
+    for _ in range(300):
+        app.frame(FrameInput())
+        if app.video_job is None:
+            break
+    video = Path(app.last_saved["video"])
+    r["path_video"] = video.name
+    gui_gif = iio.imread(video.with_suffix(".gif"), index=None)
+    r["path_video_frames"] = int(gui_gif.shape[0])
+    render_path(app.out_dir, tmp / "cli_path.mp4", path=path_file, arch="cpu", progress=False)
+    cli_gif = iio.imread(tmp / "cli_path.gif", index=None)
+    r["path_cli_shape_matches"] = cli_gif.shape == gui_gif.shape
+    same_shape = cli_gif.shape == gui_gif.shape
+    r["path_cli_vs_gui"] = float(np.abs(cli_gif.astype(float) - gui_gif.astype(float)).mean()) if same_shape else 255.0
+    r["path_frames_differ"] = float(np.abs(gui_gif[0].astype(float) - gui_gif[-1].astype(float)).mean())
+    for _ in range(2):
+        app.frame(FrameInput(pressed=("BackSpace",)))
+    r["path_file_after_removing"] = path_file.exists()
     app.perform("reset_view")
     settle()  # a camera move makes training wait for the refined view
     app.schedule.paused = False
@@ -285,6 +353,7 @@ def scenario(tmp: Path) -> dict:
     app.close()
     _, _, state = checkpoint.load(tmp / "run", "cpu")
     r["final_checkpoint_step"] = int(state["step"])
+    r["gui_jsonl"] = (tmp / "run" / "gui.jsonl").read_text().splitlines()  # before the viewer writes its own
 
     # the same field opened as a checkpoint: no training, same picture
     viewer = GuiApp.for_checkpoint(tmp / "run", options).open()
@@ -296,16 +365,33 @@ def scenario(tmp: Path) -> dict:
     r["viewer_steps"] = viewer.status()["step"] - r["final_step"]
     viewer.close()
 
+    # default options: a still view refines to the image rect's full size (gui.jsonl says so)
+    import time
+
+    idle = GuiApp.for_checkpoint(tmp / "run", GuiOptions(window=(200, 160), headless=True)).open()
+    start, lines = time.perf_counter(), []
+    while time.perf_counter() - start < 60:
+        idle.frame(FrameInput())
+        if idle.view.progressive.complete:
+            time.sleep(0.05)  # idle: the window would sleep too
+            lines = (tmp / "run" / "gui.jsonl").read_text().splitlines()
+            if lines and json.loads(lines[-1])["complete"]:
+                break
+    r["idle_rect"] = idle.layout.image_rects("rgb")[0][2:]
+    r["idle_jsonl"] = lines
+    r["idle_seconds_to_full"] = time.perf_counter() - start
+    idle.close()
+
     # the command line, headless
     shot = tmp / "cli.png"
-    r["cli_headless_exit"] = cli.main(["gui", "--headless", "--frames", "3", "--screenshot", str(shot), "--data", str(data),
+    r["cli_headless_exit"] = cli.main(["gui", "--headless", "--seconds", "2", "--screenshot", str(shot), "--data", str(data),
                                        "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16",
                                        "--window", "200x160", "--out", str(tmp / "cli_run"), "--arch", "cpu", "--no-progress"])
     with Image.open(shot) as im:
         r["cli_screenshot_size"] = list(im.size)
     status = tmp / "continued.json"
-    r["continued_exit"] = cli.main(["gui", "--headless", "--frames", "2", "--ckpt", str(tmp / "run"), "--train",
-                                    "--status", str(status), "--window", "200x160", "--arch", "cpu"])
+    r["continued_exit"] = cli.main(["gui", "--headless", "--frames", "2", "--steps-per-frame", "1", "--ckpt", str(tmp / "run"),
+                                    "--train", "--status", str(status), "--window", "200x160", "--arch", "cpu"])
     r["continued_step"] = json.loads(status.read_text())["step"]
     return r
 

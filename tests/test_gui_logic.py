@@ -8,7 +8,7 @@ import pytest
 from taichi_nerf import cameras
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
-from taichi_nerf.gui.schedule import Band, ProgressiveResolution, TrainingSchedule
+from taichi_nerf.gui.schedule import Band, FrameBudget, ProgressiveResolution, TrainingSchedule
 from taichi_nerf.scene import Scene
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -154,9 +154,10 @@ def test_drags_that_start_on_the_panel_leave_the_camera_alone():
 def test_keys_map_to_actions_zoom_and_fly():
     controls = Controls()
     cam = make_camera()
-    actions = controls.update(FrameInput(pressed=(" ", "Escape", "n", "Left", "r", "m", "c", "i", "v", "h")), cam)
+    keys = (" ", "Escape", "n", "Left", "r", "m", "c", "i", "v", "h", "k", "BackSpace")
+    actions = controls.update(FrameInput(pressed=keys), cam)
     assert actions == ["toggle_pause", "quit", "next_camera", "prev_camera", "reset_view", "cycle_mode",
-                       "save_checkpoint", "screenshot", "record_video", "toggle_panel"]
+                       "save_checkpoint", "screenshot", "record_video", "toggle_panel", "add_keyframe", "remove_keyframe"]
     controls.update(FrameInput(pressed=("z",)), cam)
     assert cam.radius == pytest.approx(4.0 / ZOOM_STEP) and controls.moved
     controls.update(FrameInput(pressed=("Down",)), cam)
@@ -173,6 +174,8 @@ def test_keys_map_to_actions_zoom_and_fly():
 
 # --- scheduling ----------------------------------------------------------------------------
 def test_training_schedule_pause_yield_and_stop():
+    budgeted = TrainingSchedule()
+    assert budgeted.may_train(False) and budgeted.steps_for_frame(False) == 0  # the frame budget decides
     s = TrainingSchedule(steps_per_frame=3)
     assert s.steps_for_frame(camera_moving=False) == 3
     assert s.steps_for_frame(camera_moving=True) == 0  # the CPU goes to the moving preview
@@ -186,6 +189,54 @@ def test_training_schedule_pause_yield_and_stop():
     assert s.reached(10) and s.paused and s.steps_for_frame(False) == 0
     s.paused = False
     assert not s.reached(11)  # only once: the user may train on
+
+
+def simulate_budget(budget: FrameBudget, step_s: float, render_s_per_frame=None, frames: int = 400):
+    """Frames of a window whose training steps take ``step_s``; returns (steps per frame, train s, render s)."""
+    steps, train, render, last_render = [], 0.0, 0.0, 0.0
+    for _ in range(frames):
+        budget.grant(last_render)
+        n, spent = 0, 0.0
+        while budget.wants_step():
+            budget.paid(step_s)
+            n, spent = n + 1, spent + step_s
+        last_render = budget.render_s(spent) if render_s_per_frame is None else render_s_per_frame
+        budget.frame_done(spent + last_render + 0.01, spent + last_render)  # 10 ms to compose and present
+        steps.append(n)
+        train, render = train + spent, render + last_render
+    return steps, train, render
+
+
+def test_frame_budget_shares_time_and_keeps_frames_short_with_slow_steps():
+    fast = FrameBudget(frame_s=0.09, train_share=0.5)
+    steps, train, render = simulate_budget(fast, 0.01)
+    assert fast.work_s() == pytest.approx(0.08, abs=1e-3)  # the measured 10 ms overhead is left out
+    assert 3 <= np.median(steps) <= 5  # ~40 ms of training per frame in 10 ms steps
+    assert train / (train + render) == pytest.approx(0.5, abs=0.07)
+    slow = FrameBudget(frame_s=0.09, train_share=0.5)
+    steps, train, render = simulate_budget(slow, 0.2)  # a step longer than two frames
+    assert max(steps) == 1 and np.median(steps) == 0  # most frames render only: the window keeps its rate
+    assert train / (train + render) == pytest.approx(0.5, abs=0.1)  # ...and training still gets its share
+    overrun = FrameBudget(frame_s=0.09, train_share=0.5)
+    _, train, render = simulate_budget(overrun, 0.05, render_s_per_frame=0.3)  # rendering overruns its part
+    assert train / (train + render) == pytest.approx(0.5, abs=0.1)  # training is not starved
+
+
+def test_frame_budget_ignores_the_compiling_first_step_and_caps_outliers():
+    b = FrameBudget(frame_s=0.09, train_share=0.5)
+    b.grant()
+    assert b.wants_step()  # the first step, of unknown cost, runs
+    b.paid(5.0)  # kernels compiled
+    assert b.credit_s == 0.0 and b.step_s.value is None
+    for _ in range(3):
+        b.grant()
+        while b.wants_step():
+            b.paid(0.02)
+    b.grant()
+    b.paid(10.0)  # a validation pass: counted as at most three usual steps
+    assert b.step_s.value < 0.05 and b.credit_s >= -0.061
+    b.forfeit()
+    assert b.credit_s <= 0.0
 
 
 def run_until_complete(p: ProgressiveResolution, rows_per_frame: int, limit: int = 100) -> list[Band]:
@@ -219,6 +270,25 @@ def test_progressive_refinement_reaches_full_resolution_and_restarts_low_on_moti
     assert p.level == 0 and p.rows_done == 0
 
 
+def test_progressive_limit_keeps_a_training_view_fresh_then_refines_on():
+    p = ProgressiveResolution(100, 60, divisors=(4, 2, 1))
+    p.set_limit(1)  # training: level 1 is what can be redone in a few seconds
+    bands = run_until_complete(p, 8)
+    assert p.complete and p.shown == 1 and {b.level for b in bands} == {0, 1}
+    p.refresh()  # a training step: level 1 again, over the picture shown
+    assert p.next_band(8) == Band(1, 0, 8)
+    run_until_complete(p, 8)
+    p.set_limit(None)  # paused: on to full resolution, from the level shown
+    assert not p.complete and p.next_band(8) == Band(2, 0, 8)
+    run_until_complete(p, 8)
+    assert p.complete and p.shown == 2
+    p.set_limit(0)  # training again: the next refresh redoes the coarse level over the sharp one
+    p.refresh()
+    assert p.next_band(8) == Band(0, 0, 15)
+    run_until_complete(p, 8)
+    assert p.shown == 0 and p.complete
+
+
 def test_progressive_single_level_and_resize():
     p = ProgressiveResolution(40, 30, divisors=(1,))
     band = p.next_band(1)
@@ -235,15 +305,70 @@ def test_dynamic_resolution_picks_a_coarser_preview_for_a_slower_render():
     assert p.retarget(5e-4, 0.1) and p.divisors == (8, 4, 2, 1)  # 5x slower: one level coarser
     assert p.size(0) == (13, 13) and p.size(p.top) == (100, 100) and p.shown == -1
     p.retarget(1.0, 0.1)
-    assert p.divisors[0] == 16  # capped
+    assert p.divisors[0] == 8  # capped: the coarsest level keeps 8 pixels across
+    big = ProgressiveResolution(774, 774)  # a full-canvas view on a slow machine
+    big.retarget(1.0, 0.1)
+    assert big.divisors[0] == 64 and big.size(0) == (13, 13)
     p.retarget(1e-7, 0.1)
     assert p.divisors == (1,)  # fast enough for full resolution while moving
+
+
+# --- keyframes and gui.jsonl ---------------------------------------------------------------
+def test_keyframes_save_a_camera_path_that_render_reads_back(tmp_path):
+    from taichi_nerf.camera_path import load_camera_path
+    from taichi_nerf.gui.keyframes import Keyframes
+
+    scene = Scene(near=2.0, far=6.0, aabb=[-1.5] * 3 + [1.5] * 3, center=[0.0, 0.0, 0.0], orbit_radius=4.0,
+                  orbit_elevation_deg=30.0, fov_x=0.69, aspect=1.25, up=[0.0, 0.0, 1.0])
+    cam = OrbitCamera.from_scene(scene)
+    keys = Keyframes(scene)
+    views = []
+    for d_az in (0.0, 0.8, 0.9):
+        cam.orbit(d_az, 0.05)
+        keys.add(cam, 40, 32)
+        views.append(cam.pose())
+    assert len(keys) == 3
+    path = keys.save(tmp_path, frames=7, width=40, height=32, fps=12.0)
+    route = load_camera_path(path, scene)  # what `taichi-nerf render --path` reads
+    assert route.frames == 7 and (route.width, route.height) == (40, 32) and route.fps == 12.0
+    assert np.allclose(route.poses[0].numpy(), views[0], atol=1e-5)  # the path starts and ends on the keyframes
+    assert np.allclose(route.poses[-1].numpy(), views[-1], atol=1e-5)
+    assert np.allclose(route.intrinsics[0, :4].numpy(), cam.intrinsics(40, 32)[:4], rtol=1e-4)  # same field of view
+    radius = np.linalg.norm(route.poses[:, :3, 3].numpy(), axis=1)
+    assert np.allclose(radius, 4.0, atol=1e-3)  # between orbit views the path keeps their distance
+    for pose in route.poses.numpy():  # and looks at the scene (rotations slerp apart from the positions)
+        forward = -pose[:3, 2]
+        assert forward @ (-pose[:3, 3] / np.linalg.norm(pose[:3, 3])) > 0.99  # slerp: within ~8 degrees
+    assert keys.remove_last() and len(keys) == 2
+    keys.remove_last(), keys.remove_last()
+    assert not keys.remove_last()
+    assert keys.save(tmp_path, 7, 40, 32, 12.0) is None and not path.exists()  # no keyframes, no file
+
+
+def test_performance_log_writes_strict_json_once_a_second(tmp_path, monkeypatch):
+    import json
+
+    from taichi_nerf.gui import perflog
+
+    log = perflog.PerformanceLog(tmp_path / "gui.jsonl")
+    t0 = log.start
+    state = {"width": 10, "height": 8, "full_width": 40, "full_height": 32, "complete": False}
+    for k in range(1, 26):  # 25 frames of 0.1 s: 40 ms rendering, 50 ms one training step
+        log.frame(t0 + 0.1 * k, k, 0.04, 0.05, 1, state)
+    log.close()
+    lines = (tmp_path / "gui.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}")) for line in lines]
+    assert len(rows) == 2 and [r["time_s"] for r in rows] == pytest.approx([1.0, 2.0])
+    assert rows[1]["fps"] == pytest.approx(10.0) and rows[1]["render_ms"] == pytest.approx(40.0)
+    assert rows[1]["train_steps_per_s"] == pytest.approx(10.0) and rows[1]["step"] == 20
+    assert perflog.read(tmp_path / "gui.jsonl") == rows
 
 
 # --- command line errors: one clear line, before any data is loaded ------------------------
 @pytest.mark.parametrize("argv, message", [
     (["gui"], "no X display"),
     (["gui", "--headless"], "--headless has no window to close"),
+    (["gui", "--headless", "--seconds", "0"], "--seconds must be positive"),
     (["gui", "--train"], "--train continues a checkpoint"),
     (["gui", "--window", "big"], "--window must look like"),
 ])

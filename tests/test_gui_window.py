@@ -20,7 +20,7 @@ import pytest
 from taichi_nerf.data.synthetic import write_synthetic_dataset
 
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
-BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "rgb", "depth", "opacity", "compare",
+BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity", "compare",
            "prev_camera", "next_camera", "reset_view")  # the panel's order
 WINDOW = (900, 560)
 
@@ -186,6 +186,8 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
                        "--lr", "0.01", "--window", f"{WINDOW[0]}x{WINDOW[1]}", "--out", run, "--arch", "cpu",
                        "--no-progress", "--steps-per-frame", "4"])
     s = session.wait_status(lambda s: s["step"] >= 40, "training in the window", timeout=90)
+    passes = s["render"]["passes"]  # a picture of the field at step 40 or later: two more levels finished
+    s = session.wait_status(lambda s: s["render"]["passes"] >= passes + 2, "the view to follow training")
     layout = s["layout"]
     assert layout["window"] == list(WINDOW) and layout["panel"] is not None
     session.xdotool("mousemove", 5, WINDOW[1] - 5)  # park the cursor away from the buttons
@@ -249,6 +251,9 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     session.click(*buttons[BUTTONS.index("save_checkpoint")])
     s = session.wait_status(lambda s: s["counts"]["checkpoints"] >= 1, "the Save checkpoint button")
     assert Path(s["saved"]["checkpoint"]).is_file()
+    session.xdotool("key", "k")  # a keyframe at this view: saved as the run's camera path
+    s = session.wait_status(lambda s: s["keyframes"] == 1, "the K key")
+    assert json.loads((run / "camera_path.json").read_text())["keyframes"]
 
     # Esc saves and quits.
     session.xdotool("key", "space")  # train a little more, so quitting has something to save

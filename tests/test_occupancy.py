@@ -160,6 +160,41 @@ def test_grid_forgets_density_with_decay_and_keeps_max(device):
     assert torch.allclose(grid.density, torch.full_like(grid.density, 7.0))
 
 
+def test_later_grid_updates_measure_occupied_cells_and_a_random_share_of_the_rest(device):
+    grid = OccupancyGrid(BOX, resolution=16, steps_across=64, full_updates=2, explore_fraction=0.125, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    measured = []
+
+    def sphere(p):
+        measured.append(p.shape[0])
+        return sphere_density(0.6, 50.0)(p)
+
+    grid.update(sphere, g)
+    grid.update(sphere, g)
+    assert measured == [16**3, 16**3]  # the first updates see every cell
+    occupied = grid.occupied.bool().clone()
+    before = grid.density.clone()
+    grid.update(lambda p: torch.zeros(p.shape[0], device=p.device), g)
+    changed = grid.density != before
+    # every occupied cell was re-measured (its density decayed); of the empty ones, about an eighth
+    assert bool(changed[occupied].all())
+    expected = int(occupied.sum()) + 0.125 * int((~occupied).sum())
+    assert abs(grid.last_update_cells - expected) < 0.25 * expected
+
+
+def test_content_that_appears_in_empty_space_is_found_by_exploring(device):
+    grid = OccupancyGrid(BOX, resolution=16, steps_across=64, full_updates=1, device=device)
+    g = torch.Generator(device=device).manual_seed(1)
+    corner = lambda p: ((p - 1.2).norm(dim=1) < 0.3).float() * 50.0  # noqa: E731
+    grid.update(corner, g)
+    centre = grid.occupied.view(16, 16, 16)[6:10, 6:10, 6:10]
+    assert not bool(centre.any())
+    both = lambda p: corner(p) + sphere_density(0.6, 50.0)(p)  # noqa: E731
+    for _ in range(80):  # each update explores ~1/8 of the empty cells: 80 miss one in ~10^5
+        grid.update(both, g)
+    assert bool(grid.occupied.view(16, 16, 16)[6:10, 6:10, 6:10].all())
+
+
 def test_grid_state_round_trip(device):
     grid = OccupancyGrid(BOX, resolution=16, device=device)
     grid.update(sphere_density())

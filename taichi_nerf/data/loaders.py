@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from .blender import is_blender, load_blender
+from .colmap_model import is_colmap, load_colmap
 from .dataset import DataError, Dataset
 from .llff import is_llff, load_llff
 from .npz import is_npz, load_npz
@@ -17,6 +18,7 @@ FORMATS = {
     "blender": (is_blender, load_blender),
     "instant-ngp": (is_transforms, load_transforms),
     "llff": (is_llff, load_llff),
+    "colmap": (is_colmap, load_colmap),
     "npz": (is_npz, load_npz),
 }
 ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "instant-ngp", "tiny-nerf": "npz"}

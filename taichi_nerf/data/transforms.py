@@ -3,7 +3,8 @@
 Keys read: global or per-frame ``fl_x, fl_y, cx, cy, w, h`` or ``camera_angle_x/y``;
 distortion ``k1 k2 p1 p2`` (``camera_model`` OPENCV / PINHOLE; fisheye is refused);
 ``aabb_scale``, ``scale``, ``offset``; nerfstudio's ``applied_transform`` and
-``train_filenames`` / ``val_filenames`` / ``test_filenames``.
+``train_filenames`` / ``val_filenames`` / ``test_filenames``; our ``aabb`` ([[min], [max]]),
+``near``, ``far`` and ``colmap`` (registration figures) that ``data from-photos`` writes.
 
 Conventions chosen (docs/DATASETS.md explains them):
 
@@ -128,16 +129,23 @@ def load_transforms(path, downscale: int = 1, every: int = 1, limit: int | None 
                     val_every: int = DEFAULT_VAL_EVERY, **_options) -> Dataset:
     """``every``/``limit`` thin each split; ``val_every``: hold out every k-th frame as val
     when the file has no split of its own (0: no val split)."""
-    from .bounds import apply_bounds, estimate_bounds
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     file = transforms_file(path)
     if file is None:
         raise DataError(f"{path}: no transforms.json here")
-    root, where = file.parent, str(file)
-    meta = read_json(file)
+    return load_transforms_meta(read_json(file), file.parent, file, downscale, every, limit, val_every)
+
+
+def load_transforms_meta(meta: dict, root: Path, file: Path, downscale: int = 1, every: int = 1,
+                         limit: int | None = None, val_every: int = DEFAULT_VAL_EVERY,
+                         format: str = "instant-ngp") -> Dataset:
+    """``meta``: a transforms.json's content, its frames relative to ``root`` (``file`` names it
+    in messages); the COLMAP loader (colmap_model.load_colmap) builds one in memory."""
+    from .bounds import apply_bounds, estimate_bounds
+
+    where = str(file)
     image_paths, poses, metas, _, missing = parse_frames(root, meta, file, skip_missing=True)
     warnings = _camera_model_warnings([meta, *metas], where)
     if missing:
@@ -156,21 +164,54 @@ def load_transforms(path, downscale: int = 1, every: int = 1, limit: int | None 
     if "train" not in splits:
         raise DataError(f"{file}: zero usable frames for training after --every/--limit")
     ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]),
-                 format="instant-ngp", source=str(file), warnings=warnings)
+                 format=format, source=str(file), warnings=warnings)
     ds.notes.append(split_note)
     if prescaled:
         ds.notes.append(f"images read from images_{downscale}/ (already downscaled)")
-    stated = ngp_box(meta, where)
+    stated = stated_box(meta, where) or ngp_box(meta, where)
     train = splits["train"]
     bounds = estimate_bounds(train.poses.double().numpy(), train.intrinsics.double().numpy(), train.width,
                              train.height, box=None if stated is None else stated[0])
     if stated is not None:
         bounds.notes.append(stated[1])
     apply_bounds(ds, bounds)
-    note = _check_applied_transform(meta, where)
+    if meta.get("near") is not None and meta.get("far") is not None:  # from-photos: depths of the sparse points
+        ds.near, ds.far = _number(meta, "near", where), _number(meta, "far", where)
+        ds.notes = [n for n in ds.notes if not n.startswith("near")]
+        ds.notes.append(f"near {ds.near:.3g} / far {ds.far:.3g} as stated in the file")
+    note = _check_applied_transform(meta, where) if format == "instant-ngp" else None
     if note:
         ds.notes.append(note)
+    ds.notes.extend(registration_notes(meta))
     return ds
+
+
+def stated_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
+    """Our own ``aabb`` key ([[min], [max]]; from-photos writes the sparse points' extent)."""
+    if meta.get("aabb") is None:
+        return None
+    from .blender import parse_aabb
+
+    return parse_aabb(meta["aabb"], where).double().numpy(), "box as stated in the file (aabb)"
+
+
+def registration_notes(meta: dict) -> list[str]:
+    """``data info`` lines for a dataset from-photos made: its COLMAP figures and the images left out."""
+    fig = meta.get("colmap")
+    if not isinstance(fig, dict):
+        return []
+    try:
+        how = f"; {fig['matching']} matching" if fig.get("matching") else ""
+        notes = [f"COLMAP registered {fig['registered']} of {fig['total']} images; mean reprojection error "
+                 f"{float(fig['mean_reprojection_error']):.3f} px; {fig['points3D']} 3D points; "
+                 f"{fig.get('cameras', '?')} x {fig.get('camera_model', '?')} camera{how}"]
+    except (KeyError, TypeError, ValueError):
+        return ["the file's 'colmap' figures are incomplete"]
+    left = list(fig.get("unregistered") or [])
+    notes.append(f"images COLMAP left out: {', '.join(map(str, left))}" if left else "images COLMAP left out: none")
+    if fig.get("skipped"):
+        notes.append(f"files skipped before COLMAP: {', '.join(map(str, fig['skipped']))}")
+    return notes
 
 
 def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[list[Path], bool]:

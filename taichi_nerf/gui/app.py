@@ -1,13 +1,16 @@
 """The interactive training window: trains the field and shows it from the user's camera,
 frame by frame, in a Taichi GGUI window (or headless, for scripts and tests).
 
-One frame = poll input -> move camera / run actions -> a few steps of the trainer's schedule
--> refine the view within a time budget -> compose the window image -> draw the panel ->
-present. The parts live beside this module: ``view`` (progressive rendering), ``panel``
-(layout, statistics, curves), ``actions`` (what buttons and keys do), and the plain-Python
+One frame = poll input -> move camera / run actions -> training steps of the trainer's
+schedule -> refine the view -> compose what changed of the window image -> draw the panel ->
+present. Training and rendering share each frame's time (``schedule.FrameBudget``), so the
+window keeps ~10 fps at any model size. The parts live beside this module: ``view``
+(progressive rendering), ``panel`` (layout, statistics, curves), ``actions`` (what buttons
+and keys do), ``keyframes`` (the camera path), ``perflog`` (gui.jsonl), and the plain-Python
 logic (``camera``, ``controls``, ``schedule``); this module wires them together.
 """
 import json
+import math
 import os
 import signal
 import sys
@@ -27,15 +30,16 @@ from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
 from .launch import check_environment
+from .keyframes import Keyframes
 from .panel import Layout, TrainingCurves, draw_panel
-from .schedule import RateMeter, TrainingSchedule
+from .perflog import FILE_NAME as PERF_LOG, PerformanceLog
+from .schedule import FrameBudget, RateMeter, TrainingSchedule
 from .view import ProgressiveView
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
-GPU_FULL_SCALE = 1.0
-CPU_RENDER_BUDGET_S = 0.15  # per frame, for refining the view on a CPU
-MAX_SETTLE_S = 15.0  # after a camera move, training waits this long at most for the view to refine
+SETTLE_S = 2.0  # after a camera move, training waits this long at most for the view to refine
+REFRESH_S = 2.0  # while training, the view refines only as far as it can be redone in this long
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 
 
@@ -43,15 +47,17 @@ IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faste
 class GuiOptions:
     window: tuple = (1120, 800)  # whole window; the panel takes ``panel_width`` on the right
     headless: bool = False  # offscreen GGUI (show_window=False): frames are read back, never shown
-    render_scale: float | None = None  # render size / view size; None: 1 on a GPU, training-image size on a CPU
-    render_budget_s: float | None = None  # refinement time per frame; None: unlimited on a GPU, 0.15 s on a CPU
+    render_scale: float | None = None  # render size / view size; None: 1 (the canvas's full resolution)
+    render_budget_s: float | None = None  # fixed refinement time per frame; None: the frame budget's (a GPU: unlimited)
+    frame_budget_s: float = 0.09  # target frame period, shared by training and rendering
     preview_divisors: tuple | None = None  # fixed refinement levels, e.g. (4, 2, 1); None: adapt on a CPU
-    steps_per_frame: int = 1
+    steps_per_frame: int | None = None  # fixed training steps per frame; None: by the frame budget
     panel_width: int = 330
     video_frames: int = 36
     video_width: int | None = None  # None: the training image width (at most 200)
     status_path: str | None = None  # write the GUI state as JSON here every frame (scripts, tests)
     max_frames: int | None = None  # leave the loop after this many frames
+    max_seconds: float | None = None  # ...or after this many seconds
     exit_screenshot: str | None = None  # save the last frame here when leaving
 
 
@@ -82,15 +88,15 @@ class GuiApp:
         self.controls = Controls()
         self.width, self.height = int(options.window[0]), int(options.window[1])
         self.layout = Layout(self.width, self.height, options.panel_width, self.scene.aspect, not options.headless)
-        # On a CPU the full-resolution view defaults to the training image size: sharp enough
-        # to judge the field, cheap enough to refine in a few seconds.
-        train_width = train_split.width if train_split is not None else (self.scene.ndc_width or 100)
-        single = self.layout.image_rects("rgb")[0]
-        self.render_scale = options.render_scale or (GPU_FULL_SCALE if on_gpu else min(1.0, train_width / max(single[2], 1)))
-        budget = options.render_budget_s if options.render_budget_s is not None or on_gpu else CPU_RENDER_BUDGET_S
+        # The view refines to the canvas's full resolution (a CPU: over frames, by the budget).
+        self.render_scale = options.render_scale or 1.0
         self.view = ProgressiveView(renderer, self.background, self.render_size(), cfg.eval_samples,
-                                    self.backend.max_samples_per_ray, budget, options.preview_divisors)
+                                    self.backend.max_samples_per_ray, options.preview_divisors,
+                                    whole=on_gpu and options.render_budget_s is None)
+        self.budget = FrameBudget(frame_s=options.frame_budget_s)
         self.fps, self.frame_ms, self.render_ms = RateMeter(), RateMeter(), RateMeter()
+        self.keyframes = Keyframes(self.scene)
+        self.perf: PerformanceLog | None = None  # gui.jsonl, from open()
         self.curves = TrainingCurves(val_psnr)
         self.step_at_open = trainer.step_count if trainer is not None else step
         self.saved_step = self.step_at_open
@@ -106,6 +112,10 @@ class GuiApp:
         self.settling: float | None = None  # when the last camera move happened, until the view has refined
         self._last_frame_time: float | None = None  # for input dt
         self._last_frame_start: float | None = None  # for fps: the whole loop period, presenting included
+        self._last_work_s = self._last_render_s = 0.0  # training + rendering in the last frame (the rest is overhead)
+        self._slept = False  # the last frame idled: its period says nothing about the overhead
+        self._composed: tuple | None = None  # what the window image shows (redraw all when it changes)
+        self._plotted = 0  # curve points drawn
         self._gt_cache: dict[int, torch.Tensor] = {}
         self.window = self.canvas = self.display = None
         self.relayout()
@@ -150,6 +160,8 @@ class GuiApp:
         self.window = ti.ui.Window("taichi-nerf", (self.width, self.height), vsync=False, fps_limit=60,
                                    show_window=not self.options.headless, pos=(0, 0))
         self.canvas = self.window.get_canvas()
+        self.perf = PerformanceLog(self.out_dir / PERF_LOG)
+        self.opened_at = time.perf_counter()
         return self
 
     def _poll(self) -> FrameInput:
@@ -183,9 +195,12 @@ class GuiApp:
                 self.frame(FrameInput() if self.options.headless else self._poll())
                 if not self.options.headless:
                     self.window.show()
+                self._slept = self.idle
                 if self.idle:  # leave the CPU to others while nothing changes
                     time.sleep(max(0.0, 1.0 / IDLE_FPS - (time.perf_counter() - start)))
                 if self.options.max_frames is not None and self.frame_index >= self.options.max_frames:
+                    break
+                if self.options.max_seconds is not None and time.perf_counter() - self.opened_at >= self.options.max_seconds:
                     break
         except KeyboardInterrupt:
             interrupted = True
@@ -206,6 +221,8 @@ class GuiApp:
             except TrainingDiverged as exc:
                 print(f"taichi-nerf gui: not saved: {exc}", file=sys.stderr)
         self._write_status(running=False)
+        if self.perf is not None:
+            self.perf.close()
         if self.window is not None:
             self.window.destroy()
             self.window = None
@@ -214,7 +231,10 @@ class GuiApp:
     def frame(self, inp: FrameInput) -> None:
         t0 = time.perf_counter()
         if self._last_frame_start is not None:
-            self.fps.add(1.0 / max(t0 - self._last_frame_start, 1e-6))
+            period = max(t0 - self._last_frame_start, 1e-6)
+            self.fps.add(1.0 / period)
+            if not self._slept:
+                self.budget.frame_done(period, self._last_work_s)
         self._last_frame_start = t0
         done = self.queued + self.controls.update(inp, self.camera)
         self.queued = []
@@ -222,28 +242,27 @@ class GuiApp:
             self.perform(action)
         if self.camera.version != self._seen_camera:
             self._seen_camera = self.camera.version
-            self.view.restart()
+            self.view.restart(self.budget.work_s())
             self.settling = t0
         if self.settling is not None:
-            if self.view.progressive.shown == self.view.progressive.top or t0 - self.settling > MAX_SETTLE_S:
+            if self.view.progressive.complete or t0 - self.settling > SETTLE_S:
                 self.settling = None
         # The camera counts as moving until the view has refined after a move (or for
-        # MAX_SETTLE_S): with yield_while_moving the CPU goes to the preview, then to training.
+        # SETTLE_S): with yield_while_moving the CPU goes to the preview, then to training.
         moving = self.controls.moved or self.controls.dragging or self.settling is not None
-        steps = 0 if self.video_job is not None else self.schedule.steps_for_frame(moving)
-        for _ in range(steps):
-            if not self._train_step():
-                break
-        if steps:
-            self.view.progressive.refresh()
+        train_s, steps = self._train(moving)
         t_render = time.perf_counter()
+        budget = self._render_budget(train_s)
+        self._limit_view()
         if self.video_job is not None:
-            actions.advance_video(self)
+            actions.advance_video(self, budget)
             rendered = True
         else:
-            rendered = self.view.refine(self.camera, coarse_only=self.controls.moved or self.controls.dragging)
+            rendered = self.view.refine(self.camera, budget, coarse_only=self.controls.moved or self.controls.dragging)
+        render_s = time.perf_counter() - t_render
         if rendered:
-            self.render_ms.add(1000.0 * (time.perf_counter() - t_render))
+            self.render_ms.add(1000.0 * render_s)
+        self._last_work_s, self._last_render_s = train_s + render_s, render_s
         self.idle = not (rendered or steps or done or inp.pressed or inp.buttons or inp.held)
         self._compose()
         self.canvas.set_image(self.display.image)
@@ -253,8 +272,58 @@ class GuiApp:
             self.window.save_image(str(self.pending_window_shot))
             self.pending_window_shot = None
         self.frame_index += 1
-        self.frame_ms.add(1000.0 * (time.perf_counter() - t0))
+        now = time.perf_counter()
+        self.frame_ms.add(1000.0 * (now - t0))
         self._write_status(running=True)
+        if self.perf is not None:
+            p = self.view.progressive
+            width, height = p.size(p.shown) if p.shown >= 0 else (0, 0)
+            self.perf.frame(now, self.step, render_s if rendered else 0.0, train_s, steps, {
+                "width": width, "height": height, "full_width": p.full_width, "full_height": p.full_height,
+                "complete": p.complete, "moving": bool(moving), "paused": self.schedule.paused})
+
+    def _train(self, moving: bool) -> tuple[float, int]:
+        """This frame's training: a fixed number of steps, or as many as the budget pays for.
+        Returns (seconds, steps)."""
+        if self.video_job is not None or not self.schedule.may_train(moving):
+            self.budget.forfeit()
+            return 0.0, 0
+        start, steps = time.perf_counter(), 0
+        fixed = self.schedule.steps_per_frame
+        if fixed is None:
+            self.budget.grant(self._last_render_s)
+        while (steps < fixed) if fixed is not None else self.budget.wants_step():
+            t = time.perf_counter()
+            ok = self._train_step()
+            steps += 1
+            if fixed is None:
+                self.budget.paid(time.perf_counter() - t)
+            if not ok:
+                break
+        if steps:
+            self.view.progressive.refresh()
+        return time.perf_counter() - start, steps
+
+    def _limit_view(self) -> None:
+        """While training, the field changes under the view: refine only to the level that
+        is redone within REFRESH_S at this frame rate's rendering time (a fresh picture over
+        a sharp stale one); paused, viewing, or on a GPU, to full resolution."""
+        training = self.video_job is None and self.schedule.may_train(False)
+        if not training or self.view.whole:
+            self.view.limit_refresh(None)
+            return
+        b = self.budget
+        render_s = self.options.render_budget_s or (1.0 - b.train_share) * b.work_s()
+        self.view.limit_refresh(REFRESH_S * render_s / b.frame_s)
+
+    def _render_budget(self, train_s: float) -> float | None:
+        """Seconds for refining the view this frame: the option's, none on a GPU (everything
+        at once), else what the frame budget leaves."""
+        if self.options.render_budget_s is not None:
+            return self.options.render_budget_s
+        if self.view.whole:
+            return None
+        return self.budget.render_s(train_s)
 
     def perform(self, action: str) -> None:
         actions.perform(self, action)
@@ -311,17 +380,46 @@ class GuiApp:
         return index, self._gt_cache[index]
 
     def _compose(self) -> None:
-        self.display.clear()
+        """Redraw what changed: everything after a move, a mode or layout change; otherwise
+        only the rows rendered since the last frame and the curve inset (at full canvas
+        resolution a whole redraw would cost a good part of the frame)."""
         rects = self.layout.image_rects(self.mode)
+        truth = self.ground_truth()[0] if self.mode == "compare" else None
+        key = (self.mode, tuple(rects), self.layout.show_panel, truth, self.video_job is not None)
+        dirty = self.view.take_dirty()
+        points = len(self.curves.steps)
+        if self.video_job is not None or dirty is None or key != self._composed:
+            self._composed = key
+            self.display.clear()
+            self._draw_images(rects)
+        else:
+            for band in dirty:
+                self._draw_images(rects, clip=self._band_clip(band, rects[0]))
+            if points == self._plotted and not dirty:
+                return
+            self.display.fill(self.layout.plot_rect())  # under the translucent inset: the picture again
+            self._draw_images(rects, clip=self.layout.plot_rect())
+        if points >= 2:
+            self.display.plot(self.layout.plot_rect(), self.curves.series())
+        self._plotted = points
+
+    def _draw_images(self, rects, clip=None) -> None:
         if self.video_job is not None:  # the video frame being rendered, finished rows over the last frame
-            self.display.blit(self.video_job.rgb, rects[0])
+            self.display.blit(self.video_job.rgb, rects[0], clip=clip)
         else:
             for image, rows in self.view.layers(self.mode):
-                self.display.blit(image, rects[0], rows_valid=rows)
+                self.display.blit(image, rects[0], rows_valid=rows, clip=clip)
         if self.mode == "compare" and len(rects) > 1:
-            self.display.blit(self.ground_truth()[1], rects[1])
-        if len(self.curves.steps) >= 2:
-            self.display.plot(self.layout.plot_rect(), self.curves.series())
+            self.display.blit(self.ground_truth()[1], rects[1], clip=clip)
+
+    def _band_clip(self, band, rect) -> tuple[int, int, int, int]:
+        """The screen rows (x0, y0, w, h; y up) a band of a level's rows can change, with a
+        margin for the bilinear filter's neighbours."""
+        x0, y0, w, h = rect
+        src_h = self.view.progressive.size(band.level)[1]
+        top = max(0, math.floor((band.row0 - 1) * h / src_h) - 2)  # from the image's top
+        bottom = min(h, math.ceil((band.row1 + 1) * h / src_h) + 2)
+        return x0, y0 + h - bottom, w, bottom - top
 
     # --- status file ---------------------------------------------------------------------
     def status(self, running: bool = True) -> dict:
@@ -330,8 +428,10 @@ class GuiApp:
             "running": running, "frame": self.frame_index, "step": self.step,
             "training": self.trainer is not None, "paused": self.schedule.paused, "mode": self.mode,
             "camera": self.camera.describe(), "steps_per_frame": self.schedule.steps_per_frame,
+            "keyframes": len(self.keyframes), "work_ms": 1000.0 * self.budget.work_s(),
             "render": {"full": [p.full_width, p.full_height], "scale": self.render_scale, "shown_level": p.shown,
-                       "level": p.level, "top_level": p.top, "complete": p.complete},
+                       "level": p.level, "top_level": p.top, "target_level": p.target, "complete": p.complete,
+                       "passes": p.passes},
             "fps": self.fps.value, "render_ms": self.render_ms.value, "frame_ms": self.frame_ms.value,
             "psnr": self.curves.smoothed_psnr, "val_psnr": self.curves.val_psnr, "message": self.message,
             "counts": dict(self.counts), "saved": dict(self.last_saved), "recording": self.video_job is not None,

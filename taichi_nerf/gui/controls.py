@@ -24,7 +24,7 @@ KEY_ACTIONS = {
     " ": "toggle_pause", "Escape": "quit",
     "n": "next_camera", "Right": "next_camera", "p": "prev_camera", "Left": "prev_camera",
     "r": "reset_view", "m": "cycle_mode", "c": "save_checkpoint", "i": "screenshot",
-    "v": "record_video", "h": "toggle_panel",
+    "v": "record_video", "h": "toggle_panel", "k": "add_keyframe", "BackSpace": "remove_keyframe",
     "z": "zoom_in", "Up": "zoom_in", "+": "zoom_in", "=": "zoom_in",
     "x": "zoom_out", "Down": "zoom_out", "-": "zoom_out",
 }
@@ -34,7 +34,8 @@ DRAG_MODES = {"LMB": "orbit", "RMB": "pan", "MMB": "zoom"}
 
 HELP_LINES = ("left-drag: orbit", "right-drag or Shift+left-drag: pan", "middle-drag, Z/X or Up/Down: zoom",
               "W/A/S/D/Q/E: move", "N/P or Right/Left: training views", "R: reset view   M: render mode",
-              "Space: pause   C: checkpoint", "I: screenshot   V: orbit video", "H: hide panel   Esc: save and quit")
+              "Space: pause   C: checkpoint   I: screenshot", "K: add keyframe   BackSpace: remove last",
+              "V: video of the keyframe path (none: orbit)", "H: hide panel   Esc: save and quit")
 
 
 @dataclass

@@ -9,6 +9,8 @@ import numpy as np
 import taichi as ti
 import torch
 
+BACKGROUND = (0.12, 0.12, 0.13)  # the window behind the images
+
 
 @ti.kernel
 def _fill_rect(image: ti.template(), x0: ti.i32, y0: ti.i32, w: ti.i32, h: ti.i32,
@@ -21,11 +23,12 @@ def _fill_rect(image: ti.template(), x0: ti.i32, y0: ti.i32, w: ti.i32, h: ti.i3
 
 @ti.kernel
 def _blit(src: ti.types.ndarray(dtype=ti.f32, ndim=3), rows_valid: ti.i32, image: ti.template(),
-          x0: ti.i32, y0: ti.i32, w: ti.i32, h: ti.i32):
+          x0: ti.i32, y0: ti.i32, w: ti.i32, h: ti.i32, i0: ti.i32, i1: ti.i32, j0: ti.i32, j1: ti.i32):
     """Scale the first ``rows_valid`` rows of ``src`` (H, W, 3) into the w x h rectangle at
-    (x0, y0); screen pixels below the valid rows keep what they had."""
+    (x0, y0), drawing only its pixels [i0, i1) x [j0, j1); screen pixels below the valid rows
+    keep what they had."""
     src_h, src_w = src.shape[0], src.shape[1]
-    for i, j in ti.ndrange(w, h):
+    for i, j in ti.ndrange((i0, i1), (j0, j1)):
         u = (i + 0.5) * src_w / w - 0.5
         v = (h - j - 0.5) * src_h / h - 0.5  # screen y grows up, image rows grow down
         x, y = x0 + i, y0 + j
@@ -65,19 +68,27 @@ class Display:
         self.width, self.height = int(width), int(height)
         self.image = ti.Vector.field(3, ti.f32, shape=(self.width, self.height))
 
-    def clear(self, colour=(0.12, 0.12, 0.13)) -> None:
+    def clear(self, colour=BACKGROUND) -> None:
         _fill_rect(self.image, 0, 0, self.width, self.height, ti.Vector(colour), 1.0)
+
+    def fill(self, rect, colour=BACKGROUND) -> None:
+        self.shade(rect, colour, 1.0)
 
     def shade(self, rect, colour, alpha: float) -> None:
         x0, y0, w, h = rect
         _fill_rect(self.image, x0, y0, w, h, ti.Vector(colour), float(alpha))
 
-    def blit(self, src: torch.Tensor, rect, rows_valid: int | None = None) -> None:
-        """Draw an (H, W, 3) float image into ``rect`` = (x0, y0, w, h) screen pixels."""
+    def blit(self, src: torch.Tensor, rect, rows_valid: int | None = None, clip=None) -> None:
+        """Draw an (H, W, 3) float image into ``rect`` = (x0, y0, w, h) screen pixels; with
+        ``clip`` = (x0, y0, w, h) only where the two overlap (redrawing what changed)."""
         x0, y0, w, h = rect
+        i0, j0, i1, j1 = 0, 0, w, h
+        if clip is not None:
+            cx, cy, cw, ch = clip
+            i0, j0, i1, j1 = max(0, cx - x0), max(0, cy - y0), min(w, cx + cw - x0), min(h, cy + ch - y0)
         rows = src.shape[0] if rows_valid is None else rows_valid
-        if rows > 0 and w > 0 and h > 0:
-            _blit(src.float().contiguous(), rows, self.image, x0, y0, w, h)
+        if rows > 0 and i1 > i0 and j1 > j0:
+            _blit(src.float().contiguous(), rows, self.image, x0, y0, w, h, i0, i1, j0, j1)
 
     def plot(self, rect, series, thickness: int = 2) -> None:
         """Curves in ``rect`` on a translucent backdrop. ``series``: (values, colour) pairs;

@@ -111,7 +111,10 @@ def draw_panel(app) -> None:
         for line, colour in stats_lines(app):
             gui.text(line, color=colour)
         if app.trainer is not None:
-            app.schedule.steps_per_frame = gui.slider_int("steps/frame", app.schedule.steps_per_frame, 1, 32)
+            if app.schedule.steps_per_frame is None:  # the frame budget decides the steps
+                app.budget.train_share = gui.slider_float("training share", app.budget.train_share, 0.1, 0.9)
+            else:
+                app.schedule.steps_per_frame = gui.slider_int("steps/frame", app.schedule.steps_per_frame, 1, 32)
             app.trainer.lr_scale = gui.slider_float("lr scale", app.trainer.lr_scale, 0.05, 3.0)
             app.schedule.yield_while_moving = not gui.checkbox("train while moving", not app.schedule.yield_while_moving)
         view, camera = app.view, app.camera
@@ -138,8 +141,9 @@ def _buttons(app) -> list[tuple[str, str]]:
     """(label, action) in a fixed order: the window test finds the buttons by it."""
     paused = app.schedule.paused or not app.schedule.can_train
     pause = "Resume training (space)##pause" if paused else "Pause training (space)##pause"
+    video = "Record path video (V)##video" if len(app.keyframes) >= 2 else "Record orbit video (V)##video"
     buttons = [(pause, "toggle_pause"), ("Save checkpoint (C)", "save_checkpoint"),
-               ("Save screenshot (I)", "screenshot"), ("Record orbit video (V)", "record_video")]
+               ("Save screenshot (I)", "screenshot"), (video, "record_video"), ("Add keyframe (K)", "add_keyframe")]
     buttons += [(f"{MODE_LABELS[m]}{' <' if app.mode == m else ''}##{m}", f"mode_{m}") for m in MODES]
     return buttons + [("Previous training view (P)", "prev_camera"), ("Next training view (N)", "next_camera"),
                       ("Reset view (R)", "reset_view")]
@@ -165,8 +169,11 @@ def stats_lines(app) -> list[tuple[str, tuple]]:
     spr = "occupancy grid" if app.view.uses_grid() else f"{app.view.render_samples}"
     lines.append((f"samples/ray {spr}" + (f", train {trained:.1f}" if trained else ""), WHITE))
     now = "{}x{}".format(*p.size(p.shown)) if p.shown >= 0 else "-"
-    lines.append((f"view {now} of {p.full_width}x{p.full_height}{'' if p.complete else ' (refining)'}", WHITE))
+    state = " (kept fresh while training)" if p.target < p.top else ("" if p.complete else " (refining)")
+    lines.append((f"view {now} of {p.full_width}x{p.full_height}{state}", WHITE))
     lines.append((f"render {app.render_ms.value or 0:.0f} ms   fps {app.fps.value or 0:.1f}", WHITE))
+    keys = len(app.keyframes)
+    lines.append((f"keyframes {keys}" + (" (V renders the path)" if keys >= 2 else " (K adds the view)"), WHITE))
     truth = f", truth: view {app.ground_truth()[0] + 1}" if app.mode == "compare" else ""
     lines.append((f"mode {app.mode}{truth}", WHITE))
     return lines

@@ -1,24 +1,31 @@
-"""Time-sharing of the GUI (plain Python): how many training steps run in a frame, and how
-the view refines progressively, from a coarse image while the camera moves to full
-resolution once it stops.
+"""Time-sharing of the GUI (plain Python): how each frame's time is split between training
+steps and rendering, and how the view refines progressively, from a coarse image while the
+camera moves to full resolution once it stops.
 """
 import math
 from dataclasses import dataclass, field
 
+MIN_COARSE_PIXELS = 8  # the coarsest level keeps at least this many pixels across
+
 
 @dataclass
 class TrainingSchedule:
-    """Training steps per frame. ``yield_while_moving``: no training while the camera moves,
-    so on a CPU the coarse preview follows the mouse at interactive rates."""
-    steps_per_frame: int = 1
+    """Whether a frame trains, and with ``steps_per_frame`` how many steps (None: as many as
+    the frame's time budget pays for, :class:`FrameBudget`). ``yield_while_moving``: no
+    training while the camera moves, so on a CPU the coarse preview follows the mouse."""
+    steps_per_frame: int | None = None
     paused: bool = False
     can_train: bool = True  # False when only viewing a checkpoint
     yield_while_moving: bool = True
     stop_at: int | None = None  # pause once when the step count reaches this
     _stop_reached: bool = False
 
+    def may_train(self, camera_moving: bool) -> bool:
+        return self.can_train and not self.paused and not (self.yield_while_moving and camera_moving)
+
     def steps_for_frame(self, camera_moving: bool) -> int:
-        if not self.can_train or self.paused or (self.yield_while_moving and camera_moving):
+        """Fixed steps this frame (0 in budgeted mode: the budget decides)."""
+        if not self.may_train(camera_moving) or self.steps_per_frame is None:
             return 0
         return max(0, int(self.steps_per_frame))
 
@@ -49,16 +56,20 @@ class ProgressiveResolution:
     Level ``k`` renders at ``full / divisors[k]``. A camera move restarts from the coarsest
     level, which is always rendered whole in one frame (so a moving view is never half
     old, half new). Finer levels are rendered in bands of rows across frames, and each
-    finished level replaces the one shown. When the field changes (training), the finest
-    level is re-rendered in bands over the image already shown.
+    finished level replaces the one shown, up to the ``target`` level: full resolution, or
+    while training ``limit``, the finest level that can be redone in a few seconds. When
+    the field changes (training), the target level is re-rendered in bands over the image
+    already shown, so the picture never lags far behind the field.
     """
     full_width: int
     full_height: int
     divisors: tuple = (4, 2, 1)
     level: int = 0  # level being rendered
     rows_done: int = 0  # rows of ``level`` finished
-    shown: int = -1  # finest level finished since the last restart (-1: none)
+    shown: int = -1  # level finished last since the last restart (-1: none)
     working: bool = True
+    limit: int | None = None  # finest level to refine to (None: full resolution)
+    passes: int = 0  # levels finished, ever (a script waits for a picture newer than some moment)
     _sizes: list = field(default_factory=list, init=False)
 
     def __post_init__(self):
@@ -70,15 +81,16 @@ class ProgressiveResolution:
                        for d in self.divisors]
         self.restart()
 
-    def retarget(self, seconds_per_pixel: float, target_s: float, max_divisor: int = 16) -> bool:
+    def retarget(self, seconds_per_pixel: float, target_s: float, max_divisor: int = 64) -> bool:
         """Pick the coarsest level so that rendering it takes about ``target_s`` (dynamic
         resolution: a slow field or machine gets a coarser moving preview, a fast one a
-        sharper one); levels halve the divisor down to 1. Returns True if they changed
-        (which restarts the refinement)."""
+        sharper one), at most ``max_divisor`` and MIN_COARSE_PIXELS across; levels halve the
+        divisor down to 1. Returns True if they changed (which restarts the refinement)."""
         pixels = self.full_width * self.full_height
         wanted = math.sqrt(max(pixels * seconds_per_pixel / max(target_s, 1e-6), 1.0))
+        cap = min(max_divisor, min(self.full_width, self.full_height) / MIN_COARSE_PIXELS)  # still a picture
         coarsest = 1
-        while coarsest < wanted and coarsest < max_divisor:
+        while coarsest < wanted and 2 * coarsest <= cap:
             coarsest *= 2
         divisors = tuple(coarsest >> k for k in range(coarsest.bit_length()))
         if divisors == tuple(self.divisors):
@@ -95,19 +107,29 @@ class ProgressiveResolution:
         return len(self._sizes) - 1
 
     @property
+    def target(self) -> int:
+        return self.top if self.limit is None else max(0, min(int(self.limit), self.top))
+
+    @property
     def complete(self) -> bool:
-        """The full-resolution image is shown and nothing is pending."""
-        return self.shown == self.top and not self.working
+        """The target level's image is shown and nothing is pending."""
+        return self.shown == self.target and not self.working
+
+    def set_limit(self, limit: int | None) -> None:
+        """Refine no finer than ``limit`` (None: full resolution); a higher limit refines on."""
+        self.limit = limit
+        if not self.working and 0 <= self.shown < self.target:
+            self.level, self.rows_done, self.working = self.shown + 1, 0, True
 
     def restart(self) -> None:
         """The camera (or anything that changes the whole picture) changed."""
         self.level, self.rows_done, self.shown, self.working = 0, 0, -1, True
 
     def refresh(self) -> None:
-        """The field changed: redo the finest level once it is reached (a coarser level in
-        progress already sees the new field)."""
+        """The field changed: redo the target level once it is reached (a level in progress
+        already sees the new field)."""
         if not self.working:
-            self.level, self.rows_done, self.working = self.top, 0, True
+            self.level, self.rows_done, self.working = self.target, 0, True
 
     def next_band(self, max_rows: int) -> Band | None:
         if not self.working:
@@ -122,7 +144,8 @@ class ProgressiveResolution:
         self.rows_done = band.row1
         if self.rows_done >= self._sizes[self.level][1]:
             self.shown = self.level
-            if self.level < self.top:
+            self.passes += 1
+            if self.level < self.target:
                 self.level, self.rows_done = self.level + 1, 0
             else:
                 self.working = False
@@ -137,3 +160,64 @@ class RateMeter:
     def add(self, x: float) -> float:
         self.value = x if self.value is None else self.smoothing * self.value + (1 - self.smoothing) * x
         return self.value
+
+
+@dataclass
+class FrameBudget:
+    """Each frame's time, split between training steps and rendering, so the window keeps its
+    frame rate at any model size. The work time of a frame is the target period less what
+    the frame costs besides (input, composing, presenting; measured). Training gets
+    ``train_share`` of it on average, in whole steps: a credit grows by its share every
+    frame and each step is paid from it, so a step slower than a frame runs every few frames
+    instead of stalling every one. Rendering gets the rest of the frame (at least its share).
+    """
+    frame_s: float = 0.09  # target frame period: ~11 fps, a margin over 10
+    train_share: float = 0.5
+    min_work_s: float = 0.015
+    credit_s: float = 0.0
+    overhead: RateMeter = field(default_factory=lambda: RateMeter(0.9))
+    step_s: RateMeter = field(default_factory=lambda: RateMeter(0.8))
+    _first_step: bool = True
+
+    def work_s(self) -> float:
+        return min(self.frame_s, max(self.min_work_s, self.frame_s - (self.overhead.value or 0.0)))
+
+    def grant(self, last_render_s: float = 0.0) -> None:
+        """A training frame begins: add training's share of the work time, or when the last
+        frame's rendering overran its part, as much time as rendering took in proportion
+        (the split holds in time, not just per frame). At most one step is kept in hand, so
+        frames without training (the camera moving) save nothing up."""
+        share = self.train_share
+        grant = max(share * self.work_s(), share / max(1.0 - share, 1e-3) * last_render_s)
+        self.credit_s = min(self.credit_s + grant, grant + (self.step_s.value or 0.0))
+
+    def forfeit(self) -> None:
+        """A frame without training: no credit carried over."""
+        self.credit_s = min(self.credit_s, 0.0)
+
+    def wants_step(self) -> bool:
+        """Another step fits: the credit covers at least half the expected step time (the
+        first step, of unknown cost, always runs)."""
+        return self.credit_s > 0.0 and self.credit_s >= 0.5 * (self.step_s.value or 0.0)
+
+    def paid(self, seconds: float) -> None:
+        """A step took ``seconds``. The first step (kernels compile) is not measured, and a
+        step far slower than usual (validation, a checkpoint) counts as at most three, so
+        one outlier neither stalls training for many frames nor skews the estimate."""
+        if self._first_step:
+            self._first_step = False
+            self.credit_s = 0.0
+            return
+        usual = self.step_s.value
+        seconds = seconds if usual is None else min(seconds, 3.0 * usual)
+        self.credit_s = max(self.credit_s - seconds, -seconds)
+        self.step_s.add(seconds)
+
+    def render_s(self, train_spent_s: float) -> float:
+        """Rendering's time this frame: what training left of the work time, at least its share."""
+        work = self.work_s()
+        return max(work - train_spent_s, (1.0 - self.train_share) * work)
+
+    def frame_done(self, period_s: float, work_s: float) -> None:
+        """A busy frame took ``period_s`` start to start, ``work_s`` of it training and rendering."""
+        self.overhead.add(min(max(0.0, period_s - work_s), self.frame_s))  # a start-up compile is no trend

@@ -1,6 +1,8 @@
 """The window's view of the field: the user's camera rendered progressively. A coarse level
-follows a moving camera; once it stops, finer levels are rendered in bands of rows, as many
-as the frame's time budget allows (on a GPU, with no budget, the full resolution at once).
+follows a moving camera; once it stops, finer levels up to the canvas's full resolution are
+rendered in bands of rows, as many as the frame's time budget allows (on a GPU, with no
+budget, the full resolution at once). What changed since the window image was composed is
+kept as dirty bands, so the app redraws only those rows.
 """
 import copy
 import dataclasses
@@ -14,6 +16,7 @@ from .schedule import Band, ProgressiveResolution, RateMeter
 
 MODES = ("rgb", "depth", "opacity", "compare")
 MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
+ADAPTIVE_START = (8, 4, 2, 1)  # levels before the first measured render speed
 
 
 class ProgressiveView:
@@ -21,52 +24,76 @@ class ProgressiveView:
     ``levels`` holds each level's rgb/depth/opacity) and the renders that fill them."""
 
     def __init__(self, renderer, background: torch.Tensor, size: tuple[int, int], render_samples: int,
-                 max_samples: int, budget_s: float | None, divisors: tuple | None = None):
+                 max_samples: int, divisors: tuple | None = None, whole: bool = False):
         self.renderer, self.background = renderer, background
         self.render_samples = render_samples  # samples per ray when no occupancy grid decides them
         self.max_samples = max(render_samples, max_samples)
-        self.budget_s = budget_s  # refinement time per frame; None: no limit
-        # Fixed divisors when given; on a CPU otherwise the coarsest level follows the measured speed.
-        self.adaptive = divisors is None and budget_s is not None
-        divisors = divisors or ((1,) if budget_s is None else (4, 2, 1))
+        # Fixed divisors when given; ``whole`` (a GPU): full resolution at once; otherwise the
+        # coarsest level follows the measured render speed.
+        self.adaptive = divisors is None and not whole
+        self.whole = whole and divisors is None
+        divisors = divisors or ((1,) if whole else ADAPTIVE_START)
         self.progressive = ProgressiveResolution(size[0], size[1], tuple(divisors))
         self.levels: list[dict | None] = [None] * len(self.progressive.divisors)
         self.seconds_per_pixel = RateMeter(0.5)
+        self.dirty: list[Band] | None = None  # rendered since the last compose; None: everything
 
     def resize(self, width: int, height: int) -> None:
         if (width, height) != (self.progressive.full_width, self.progressive.full_height):
             self.progressive.resize(width, height)
+            self.dirty = None
 
-    def restart(self) -> None:
-        """From the coarsest level again; on a CPU its size follows the measured render speed."""
+    def restart(self, moving_frame_s: float = MOVING_FRAME_S) -> None:
+        """From the coarsest level again; adaptive: sized to render in ``moving_frame_s``."""
+        self.dirty = None
         if self.adaptive and self.seconds_per_pixel.value:
-            if self.progressive.retarget(self.seconds_per_pixel.value, MOVING_FRAME_S):
+            if self.progressive.retarget(self.seconds_per_pixel.value, moving_frame_s):
                 self.levels = [None] * len(self.progressive.divisors)
                 return
         self.progressive.restart()
+
+    def limit_refresh(self, max_render_s: float | None) -> None:
+        """Refine no finer than the level that renders whole in ``max_render_s`` (None or an
+        unmeasured speed: full resolution)."""
+        p, per_pixel = self.progressive, self.seconds_per_pixel.value
+        if max_render_s is None or per_pixel is None:
+            p.set_limit(None)
+            return
+        fits = [k for k in range(p.top + 1) if p.size(k)[0] * p.size(k)[1] * per_pixel <= max_render_s]
+        p.set_limit(max(fits, default=0))
+
+    def take_dirty(self) -> list[Band] | None:
+        """Bands rendered since the last call (None: redraw everything)."""
+        dirty, self.dirty = self.dirty, []
+        return dirty
 
     def rows_within(self, budget_s: float, width: int) -> int:
         per_pixel = self.seconds_per_pixel.value or 1e-4
         return max(1, int(max(budget_s, 0.0) / (per_pixel * width)))
 
-    def refine(self, camera, coarse_only: bool = False) -> bool:
-        """At least one band per frame (so refinement always progresses), more while the
-        frame's budget lasts; only the coarse level while the camera moves (the next frame
-        starts over anyway). False when the view was already complete."""
+    def refine(self, camera, budget_s: float | None, coarse_only: bool = False) -> bool:
+        """At least one band per frame (so refinement always progresses), more while
+        ``budget_s`` lasts (None: no limit); only the coarse level while the camera moves
+        (the next frame starts over anyway). False when the view was already complete."""
         start = time.perf_counter()
         renderer = self.renderer_for(camera)
         rendered = False
         while True:
             spent = time.perf_counter() - start
-            if rendered and (coarse_only or (self.budget_s is not None and spent >= self.budget_s)):
+            if rendered and (coarse_only or (budget_s is not None and spent >= budget_s)):
                 return True
             width = self.progressive.size(self.progressive.level)[0]
-            rows = 1 << 30 if self.budget_s is None else self.rows_within(self.budget_s - spent, width)
+            rows = 1 << 30 if budget_s is None else self.rows_within(budget_s - spent, width)
             band = self.progressive.next_band(rows)
             if band is None:
                 return rendered
+            shown = self.progressive.shown
             self._render_band(renderer, camera, band)
             self.progressive.finish(band)
+            if self.dirty is not None:
+                self.dirty.append(band)
+                if self.progressive.shown != shown:  # a finer level replaced the one shown
+                    self.dirty = None
             rendered = True
 
     def _render_band(self, renderer, camera, band: Band) -> None:
@@ -84,6 +111,8 @@ class ProgressiveView:
         for key in ("rgb", "depth", "opacity"):
             buf[key][band.row0:band.row1] = out[key].view(rows, w, *out[key].shape[1:]).cpu()
         buf["near"], buf["far"] = renderer.scene.near, renderer.scene.far
+        for cached in buf.get("shown", {}).values():
+            cached[1].append((band.row0, band.row1))  # the colour-mapped rows are stale
         self.seconds_per_pixel.add((time.perf_counter() - t0) / max(1, w * rows))
 
     def renderer_for(self, camera):
@@ -117,10 +146,21 @@ class ProgressiveView:
 
 
 def shown_as(buf: dict, mode: str) -> torch.Tensor:
-    """(H, W, 3) float image of a rendered level in a render mode."""
-    if mode == "depth":
-        rgb = colorize(buf["depth"].numpy(), buf["opacity"].numpy() > 0.05, lo=buf.get("near"), hi=buf.get("far"))
-        return torch.from_numpy(rgb).float() / 255.0
-    if mode == "opacity":
-        return buf["opacity"][..., None].expand(-1, -1, 3)
-    return buf["rgb"]
+    """(H, W, 3) float image of a rendered level in a render mode. Depth and opacity images
+    are kept with the level and recomputed only in the rows rendered since (a full-canvas
+    colour map per frame would cost more than the frame)."""
+    if mode not in ("depth", "opacity"):
+        return buf["rgb"]
+    cache = buf.setdefault("shown", {})
+    if mode not in cache:
+        cache[mode] = (torch.empty_like(buf["rgb"]), [(0, buf["rgb"].shape[0])])
+    image, stale = cache[mode]
+    for r0, r1 in stale:
+        if mode == "depth":
+            rgb = colorize(buf["depth"][r0:r1].numpy(), buf["opacity"][r0:r1].numpy() > 0.05, lo=buf.get("near"),
+                           hi=buf.get("far"))
+            image[r0:r1] = torch.from_numpy(rgb).float() / 255.0
+        else:
+            image[r0:r1] = buf["opacity"][r0:r1, :, None]
+    stale.clear()
+    return image

@@ -1,0 +1,307 @@
+"""From a folder of photos or a video to a dataset the loaders read (``data from-photos``).
+
+Stages, each with its own progress bar and time estimate: (video: frames, data/video_frames.py),
+SIFT features (pycolmap, a few images per call so the bar moves per image), matching (the image
+pairs in chunks through ``match_image_pairs``: every pair for a small set, neighbours in capture
+order for a video or a large set), incremental mapping (the bar moves per registered image).
+The largest reconstruction is oriented and scaled (data/colmap_model.py) and written as an
+Instant-NGP/nerfstudio ``transforms.json`` beside ``images/`` (hard links, else copies), with
+the scene box, near/far and the registration figures (key ``colmap``) that ``data info``
+shows, and the model itself in ``colmap/sparse/0`` (in COLMAP's own frame).
+
+Everything is built in a hidden folder beside ``--out`` and renamed into place at the end, so
+a failure or Ctrl-C never leaves a half-written dataset. pycolmap is optional (extra
+``colmap``) and imported only when the pipeline runs.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dataset import DataError
+
+INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+CAMERA_MODELS = {"pinhole": "PINHOLE", "simple_radial": "SIMPLE_RADIAL", "radial": "RADIAL", "opencv": "OPENCV"}
+MATCHING = ("auto", "exhaustive", "sequential")
+EXHAUSTIVE_MAX_IMAGES = 200  # auto matching: every pair up to this many photos, neighbours beyond
+SEQUENTIAL_OVERLAP = 10  # sequential matching: each image with its next 10, then at doubling gaps
+RANDOM_SEED = 0  # COLMAP's RANSAC and mapper seeds: runs repeat
+MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
+DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
+
+
+@dataclass
+class PhotoReport:
+    out: Path
+    total: int
+    registered: list[str]
+    unregistered: list[str]
+    skipped: list[tuple[str, str]]  # (file, why) not given to COLMAP
+    points3D: int
+    mean_reprojection_error: float
+    models: int  # reconstructions COLMAP made (the largest is kept)
+    matching: str
+    pairs: int
+    camera_model: str
+    cameras: int
+    seconds: dict = field(default_factory=dict)  # stage -> wall seconds
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
+                "skipped": [f"{n} ({why})" for n, why in self.skipped], "points3D": self.points3D,
+                "mean_reprojection_error": self.mean_reprojection_error, "models": self.models,
+                "matching": self.matching, "pairs": self.pairs, "camera_model": self.camera_model,
+                "cameras": self.cameras, "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
+
+    def table(self) -> str:
+        rows = [(f"{stage}", f"{s:.1f} s") for stage, s in self.seconds.items()]
+        rows += [("registered", f"{len(self.registered)} / {self.total} images"),
+                 ("reprojection", f"{self.mean_reprojection_error:.3f} px (mean)"),
+                 ("3D points", str(self.points3D)),
+                 ("pairs", f"{self.pairs} ({self.matching} matching)"),
+                 ("cameras", f"{self.cameras} x {self.camera_model}")]
+        if self.models > 1:
+            rows.append(("models", f"{self.models} (COLMAP split the capture; kept the largest)"))
+        rows.append(("failed", ", ".join(self.unregistered) if self.unregistered else "none"))
+        if self.skipped:
+            rows.append(("skipped", ", ".join(f"{n} ({why})" for n, why in self.skipped)))
+        return "\n".join(f"{k:<13} {v}" for k, v in rows)
+
+
+def require_pycolmap():
+    try:
+        import pycolmap
+    except ImportError:
+        raise DataError(INSTALL_HINT) from None
+    return pycolmap
+
+
+# --- input -----------------------------------------------------------------------------------
+def gather_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The readable photos in ``folder`` (top level, by name) and the files skipped, with why.
+    Refuses an empty folder, fewer than 3 photos and photos of different sizes."""
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{folder}: empty folder, no photos in it")
+    photos, skipped, sizes = [], [], Counter()
+    for path in files:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append((path.name, "not an image file"))
+            continue
+        try:
+            with Image.open(path) as im:
+                size = im.size
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG: decode small, still whole
+                im.load()
+        except Exception as exc:  # noqa: BLE001  (PIL raises many kinds for broken files)
+            skipped.append((path.name, f"unreadable: {str(exc)[:60]}"))
+            continue
+        photos.append(path)
+        sizes[size] += 1
+    listed = "; skipped " + ", ".join(f"{n} ({why})" for n, why in skipped) if skipped else ""
+    if len(photos) < 3:
+        raise DataError(f"{folder}: need at least 3 readable photos, found {len(photos)}{listed}")
+    if len(sizes) > 1:
+        counts = ", ".join(f"{c} x {w}x{h}" for (w, h), c in sizes.most_common())
+        raise DataError(f"{folder}: photos of different sizes ({counts}); one dataset needs one size: resize them "
+                        "or keep one size (a rotated photo is another size)")
+    return photos, skipped
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()):
+        is_dataset = any((out / m).exists() for m in DATASET_MARKERS)
+        if not is_dataset:
+            raise DataError(f"{out}: folder is not empty and holds no dataset; choose a new or empty --out")
+        if not overwrite:
+            raise DataError(f"{out}: already holds a dataset; add --overwrite to replace it, or choose another --out")
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard link (no copy, and the dataset survives the source moving), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# --- COLMAP stages ---------------------------------------------------------------------------
+def image_pairs(names: list[str], matching: str) -> list[tuple[str, str]]:
+    if matching == "exhaustive":
+        return list(itertools.combinations(names, 2))
+    pairs = set()
+    for i in range(len(names)):
+        gaps = list(range(1, SEQUENTIAL_OVERLAP + 1)) + [2 ** k for k in range(4, 12)]
+        pairs.update((names[i], names[i + g]) for g in gaps if i + g < len(names))
+    return sorted(pairs, key=lambda p: (names.index(p[0]), names.index(p[1])))
+
+
+def _bar(total, desc, progress, unit):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"{desc:<9}", unit=unit, disable=not progress, leave=True)
+
+
+def _chunks(items: list, parts: int) -> list[list]:
+    size = max(1, -(-len(items) // parts))
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, camera_model: str,
+               per_image_cameras: bool, progress: bool, threads: int, seconds: dict):
+    """Features, matching and mapping; returns (the largest reconstruction or None, models made,
+    verified pairs)."""
+    pycolmap = require_pycolmap()
+    pycolmap.logging.minloglevel = 2  # errors only: the bars say what happens
+    db = work / "database.db"
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = threads
+    mode = pycolmap.CameraMode.PER_IMAGE if per_image_cameras else pycolmap.CameraMode.SINGLE
+    start = time.perf_counter()
+    with _bar(len(names), "features", progress, "img") as bar:
+        for chunk in _chunks(names, 20):
+            pycolmap.extract_features(db, images_dir, image_names=chunk, camera_mode=mode, reader_options=reader,
+                                      extraction_options=extraction)
+            if not per_image_cameras:
+                reader.existing_camera_id = 1  # later calls share the first call's camera
+            bar.update(len(chunk))
+    seconds["features"] = time.perf_counter() - start
+    start = time.perf_counter()
+    pairs = image_pairs(names, matching)
+    options = pycolmap.FeatureMatchingOptions()
+    options.num_threads = threads
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = RANDOM_SEED
+    with _bar(len(pairs), "matching", progress, "pair") as bar:
+        for chunk in _chunks(pairs, 12):
+            (work / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in chunk))
+            pairing = pycolmap.ImportedPairingOptions()
+            pairing.match_list_path = str(work / "pairs.txt")
+            pycolmap.match_image_pairs(db, matching_options=options, pairing_options=pairing,
+                                       verification_options=verification)
+            bar.update(len(chunk))
+    seconds["matching"] = time.perf_counter() - start
+    verified = _verified_pairs(pycolmap, db)
+    start = time.perf_counter()
+    mapper = pycolmap.IncrementalPipelineOptions()
+    mapper.num_threads = threads
+    mapper.random_seed = RANDOM_SEED  # the same photos give the same model
+    (work / "sparse").mkdir(exist_ok=True)
+    with _bar(len(names), "mapping", progress, "img") as bar:
+        def registered():
+            bar.update(1)
+        recs = pycolmap.incremental_mapping(db, images_dir, work / "sparse", mapper,
+                                            initial_image_pair_callback=lambda: bar.update(2),
+                                            next_image_callback=registered) if verified else {}
+    seconds["mapping"] = time.perf_counter() - start
+    recs = [r for r in recs.values() if r.num_reg_images() > 0]
+    best = max(recs, key=lambda r: r.num_reg_images()) if recs else None
+    return best, len(recs), verified
+
+
+def _verified_pairs(pycolmap, db: Path) -> int:
+    database = pycolmap.Database.open(str(db))
+    try:
+        _, geometries = database.read_two_view_geometries()
+        return sum(1 for g in geometries if len(g.inlier_matches) >= MIN_INLIERS)
+    finally:
+        database.close()
+
+
+# --- the whole pipeline ----------------------------------------------------------------------
+def from_photos(source, out, *, matching: str = "auto", camera_model: str = "simple_radial",
+                per_image_cameras: bool = False, frames: int = 100, overwrite: bool = False,
+                keep_database: bool = False, progress: bool = True, threads: int = -1) -> PhotoReport:
+    """Recover camera poses for the photos in folder ``source`` (or frames of video ``source``)
+    and write a dataset to ``out``; returns the report (``table()`` prints it)."""
+    from . import colmap_model
+
+    source, out = Path(source), Path(out)
+    if matching not in MATCHING:
+        raise DataError(f"--matching must be one of {', '.join(MATCHING)}, got {matching!r}")
+    if camera_model not in CAMERA_MODELS:
+        raise DataError(f"--camera-model must be one of {', '.join(CAMERA_MODELS)}, got {camera_model!r}")
+    if not source.exists():
+        raise DataError(f"{source}: no such folder or video")
+    check_out(out, overwrite)
+    require_pycolmap()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    try:
+        seconds, skipped = {}, []
+        if source.is_dir():
+            photos, skipped = gather_images(source)
+            for p in photos:
+                _place(p, tmp / "images" / p.name)
+            names = [p.name for p in photos]
+            auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
+        else:
+            from .video_frames import extract_frames
+
+            start = time.perf_counter()
+            names = extract_frames(source, tmp / "images", frames, progress)
+            seconds["frames"] = time.perf_counter() - start
+            auto = "sequential"
+        matching = auto if matching == "auto" else matching
+        work = tmp / "colmap"
+        work.mkdir()
+        rec, models, verified = run_colmap(tmp / "images", work, names, matching, CAMERA_MODELS[camera_model],
+                                           per_image_cameras, progress, threads, seconds)
+        if rec is None:
+            why = (f"no two photos share {MIN_INLIERS} matching features" if verified == 0 else
+                   f"only {verified} photo pair(s) matched, too few to start a model")
+            raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
+                            "seen in 3+ photos, 60-80% overlap between neighbours) and have texture")
+        model = colmap_model.from_reconstruction(rec)
+        meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
+        figures = colmap_model.registration(model)
+        registered = set(model.names)
+        cameras = len(set(model.camera_ids.tolist()))
+        report = PhotoReport(out=out, total=len(names), registered=model.names,
+                             unregistered=[n for n in names if n not in registered], skipped=skipped,
+                             points3D=figures["points3D"], mean_reprojection_error=figures["mean_reprojection_error"],
+                             models=models, matching=matching, pairs=len(image_pairs(names, matching)),
+                             camera_model=CAMERA_MODELS[camera_model], cameras=cameras, seconds=seconds,
+                             warnings=warnings)
+        meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
+        (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)
+        for stale in (work / "sparse").iterdir():
+            if stale.name != "0":
+                shutil.rmtree(stale)
+        rec.write_binary(str(work / "sparse" / "0"))
+        (work / "pairs.txt").unlink(missing_ok=True)
+        if not keep_database:
+            (work / "database.db").unlink(missing_ok=True)
+        (tmp / "transforms.json").write_text(json.dumps(meta, indent=1))
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` (empty, or a dataset check_out allowed to go) by ``tmp``."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

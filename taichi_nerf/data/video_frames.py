@@ -1,0 +1,96 @@
+"""Frames for structure from motion out of a video: ``count`` frames spread evenly over it, the
+sharpest of each stretch (variance of the Laplacian: motion blur and defocus flatten it).
+
+One pass through the video with imageio-ffmpeg, holding one candidate frame per stretch, so
+a long 4K video costs time, not memory. The stretch length comes from the container's frame
+rate and duration; when those are missing, frames are counted first (a second decode).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .dataset import DataError
+
+SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
+JPEG_QUALITY = 95
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of the grey image (bigger: sharper)."""
+    step = max(1, rgb.shape[1] // SHARPNESS_SIDE)
+    g = rgb[::step, ::step, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def _open(video: Path):
+    import imageio.v2 as iio
+
+    try:
+        reader = iio.get_reader(str(video), format="ffmpeg")
+        meta = reader.get_meta_data()
+    except Exception as exc:  # imageio and ffmpeg raise many kinds of errors for non-videos
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        raise DataError(f"{video}: not a video ffmpeg can read ({reason})") from None
+    return reader, meta
+
+
+def _frame_count(video: Path, reader, meta) -> int:
+    fps, duration = meta.get("fps"), meta.get("duration")
+    if fps and duration and math.isfinite(fps * duration) and fps * duration >= 1:
+        return max(1, round(fps * duration))
+    try:
+        return int(reader.count_frames())
+    except Exception:  # noqa: BLE001  (ffmpeg could not count: decode and see)
+        return 0
+
+
+def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> list[str]:
+    """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
+    frames when the video has fewer); returns their file names."""
+    from tqdm import tqdm
+
+    video, out_dir = Path(video), Path(out_dir)
+    if count < 3:
+        raise DataError(f"--frames must be at least 3, got {count}")
+    if video.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
+        raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
+    reader, meta = _open(video)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = _frame_count(video, reader, meta)
+    stretch = max(1.0, total / count) if total else 1.0
+    names, best, best_score, slot = [], None, -1.0, 0
+
+    def flush():
+        if best is not None:
+            name = f"frame_{len(names) + 1:05d}.jpg"
+            Image.fromarray(np.ascontiguousarray(best[..., :3])).save(out_dir / name, quality=JPEG_QUALITY)
+            names.append(name)
+
+    try:
+        with tqdm(total=total or None, desc="video frames", unit="frame", disable=not progress) as bar:
+            for index, frame in enumerate(reader):
+                here = int(index / stretch)
+                if here != slot:
+                    flush()
+                    best, best_score, slot = None, -1.0, here
+                score = sharpness(frame)
+                if score > best_score:
+                    best, best_score = frame, score
+                bar.update(1)
+            flush()
+    except DataError:
+        raise
+    except Exception as exc:  # a corrupt stream part way through
+        if not names:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+            raise DataError(f"{video}: ffmpeg could not decode it ({reason})") from None
+    finally:
+        reader.close()
+    if len(names) < 3:
+        raise DataError(f"{video}: only {len(names)} frame(s) could be read; need at least 3")
+    return names

@@ -1,0 +1,279 @@
+"""COLMAP ingestion (issue 11): ``data from-photos`` on rendered photos and a video, the COLMAP
+model reader against pycolmap, ``--format colmap``, and every bad input's one-line refusal.
+
+The capture: the built-in scene inside its textured dome (data/environment.py), walked around
+by the ngp-360-env test set's hand-held cameras, written as plain JPEGs without poses. COLMAP's
+cameras are aligned to the true ones by a similarity (Umeyama on the centres) before comparing.
+"""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from taichi_nerf.cli import main
+from taichi_nerf.data.dataset import DataError
+
+VIEWS, WIDTH, HEIGHT = 40, 256, 192
+FOV_X_DEG = 60.0
+
+pycolmap = pytest.importorskip("pycolmap")
+
+
+# --- the capture and its reconstructions (rendered and solved once per module) ---------------
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory, taichi_backend):
+    """(folder of JPEGs, true OpenGL camera-to-world poses (N, 4, 4))."""
+    from taichi_nerf.data.synthetic import render_scene
+    from taichi_nerf.data.testsets import ngp_poses
+
+    folder = tmp_path_factory.mktemp("capture") / "photos"
+    folder.mkdir()
+    poses = ngp_poses(VIEWS, seed=3)
+    focal = 0.5 * WIDTH / math.tan(math.radians(FOV_X_DEG) / 2)
+    for start in range(0, VIEWS, 8):
+        rgba, _ = render_scene(poses[start:start + 8], WIDTH, HEIGHT, focal, focal, WIDTH / 2, HEIGHT / 2, 2,
+                               environment="dome")
+        for k, image in enumerate(rgba.numpy()):
+            Image.fromarray(image[..., :3]).save(folder / f"IMG_{start + k:04d}.jpg", quality=92)
+    return folder, poses.double().numpy()
+
+
+@pytest.fixture(scope="module")
+def photos_dataset(capture, tmp_path_factory):
+    from taichi_nerf.data.photos import from_photos
+
+    out = tmp_path_factory.mktemp("from_photos") / "dataset"
+    report = from_photos(capture[0], out, progress=False, threads=2)
+    return out, report
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray):
+    """Similarity (s, R, t) minimising |s R src + t - dst|^2 (Umeyama 1991)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / a.var(0).sum()
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def pose_errors(dataset: Path, truth: np.ndarray, index_of) -> tuple[float, np.ndarray, np.ndarray]:
+    """(fraction registered, rotation errors in degrees, centre errors / scene radius)."""
+    meta = json.loads((dataset / "transforms.json").read_text())
+    idx = [index_of(Path(f["file_path"]).name) for f in meta["frames"]]
+    got = np.array([f["transform_matrix"] for f in meta["frames"]])
+    want = truth[idx]
+    s, rot, t = umeyama(got[:, :3, 3], want[:, :3, 3])
+    centre_err = np.linalg.norm(s * got[:, :3, 3] @ rot.T + t - want[:, :3, 3], axis=1)
+    radius = np.median(np.linalg.norm(want[:, :3, 3] - want[:, :3, 3].mean(0), axis=1))
+    rel = np.einsum("nji,njk->nik", np.einsum("ij,njk->nik", rot, got[:, :3, :3]), want[:, :3, :3])
+    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    return len(idx) / len(truth), angle, centre_err / radius
+
+
+def test_photos_recover_the_true_cameras(capture, photos_dataset, capsys):
+    out, report = photos_dataset
+    registered, angle, centre = pose_errors(out, capture[1], lambda name: int(name[4:8]))
+    assert registered >= 0.9, report.table()
+    assert np.median(angle) < 2.0 and np.median(centre) < 0.02, (np.median(angle), np.median(centre))
+    assert report.matching == "exhaustive" and report.cameras == 1 and report.points3D > 500
+    assert 0 < report.mean_reprojection_error < 1.5
+    meta = json.loads((out / "transforms.json").read_text())
+    assert {"fl_x", "fl_y", "cx", "cy", "w", "h", "aabb", "near", "far"} <= set(meta)
+    assert meta["colmap"]["registered"] == len(report.registered) and meta["colmap"]["total"] == VIEWS
+    assert (out / "colmap" / "sparse" / "0" / "images.bin").is_file() and len(list((out / "images").iterdir())) == VIEWS
+    assert not list(out.parent.glob(".*partial*"))
+    # oriented: the true up (+z) is the dataset's up, the box is the stored one
+    s, rot, _ = umeyama(np.array([f["transform_matrix"] for f in meta["frames"]])[:, :3, 3],
+                        capture[1][[int(Path(f["file_path"]).name[4:8]) for f in meta["frames"]], :3, 3])
+    assert rot[2] @ np.array([0.0, 0.0, 1.0]) > math.cos(math.radians(5))
+    assert main(["data", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"COLMAP registered {len(report.registered)} of {VIEWS} images" in text
+    assert "images COLMAP left out:" in text and "box as stated in the file" in text
+    table = report.table()
+    assert "registered" in table and "reprojection" in table and "failed" in table
+
+
+def test_video_frames_recover_the_cameras(capture, tmp_path):
+    import imageio.v2 as iio
+
+    from taichi_nerf.data.photos import from_photos
+
+    video = tmp_path / "walk.mp4"
+    names = sorted(capture[0].iterdir())
+    with iio.get_writer(video, fps=10, quality=9, macro_block_size=16) as writer:
+        for p in names:
+            writer.append_data(np.asarray(Image.open(p)))
+    report = from_photos(video, tmp_path / "dataset", frames=VIEWS, progress=False, threads=2)
+    assert report.matching == "sequential" and report.total == VIEWS
+    registered, angle, centre = pose_errors(tmp_path / "dataset", capture[1], lambda name: int(name[6:11]) - 1)
+    assert registered >= 0.9, report.table()
+    assert np.median(angle) < 2.0 and np.median(centre) < 0.02, (np.median(angle), np.median(centre))
+
+
+def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
+    import imageio.v2 as iio
+
+    from taichi_nerf.data.video_frames import extract_frames, sharpness
+
+    rng = np.random.default_rng(0)
+    sharp = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    blurred = np.asarray(Image.fromarray(sharp).resize((8, 8)).resize((64, 64), Image.BILINEAR))
+    assert sharpness(sharp) > 5 * sharpness(blurred)
+    video = tmp_path / "v.mp4"
+    with iio.get_writer(video, fps=10, quality=10, macro_block_size=16) as writer:
+        for k in range(12):  # stretches of 3 frames; the middle one of each is sharp
+            writer.append_data(sharp if k % 3 == 1 else blurred)
+    names = extract_frames(video, tmp_path / "frames", count=4, progress=False)
+    assert len(names) == 4
+    kept = [sharpness(np.asarray(Image.open(tmp_path / "frames" / n))) for n in names]
+    assert min(kept) > 2 * sharpness(blurred)
+
+
+def test_trains_on_the_result(photos_dataset, tmp_path):
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(photos_dataset[0], tmp_path / "run", steps=6, eval_every=6, preview_every=6,
+                      checkpoint_every=6, grid_warmup=4, downscale=4)
+    result = Trainer(cfg).run()
+    assert result.step == 6 and math.isfinite(result.val_psnr)
+
+
+# --- the model reader --------------------------------------------------------------------------
+def _same_model(a, b):
+    flip = np.sign(a.qvecs[:, :1]) * np.sign(b.qvecs[:, :1])  # q and -q are one rotation
+    assert a.names == b.names and (a.camera_ids == b.camera_ids).all()
+    assert np.allclose(a.qvecs, b.qvecs * flip, atol=1e-9) and np.allclose(a.tvecs, b.tvecs, atol=1e-9)
+    assert (a.point_ids == b.point_ids).all() and np.allclose(a.xyz, b.xyz, atol=1e-9)
+    assert (a.rgb == b.rgb).all() and np.allclose(a.errors, b.errors) and (a.track_lengths == b.track_lengths).all()
+    assert all((x == y).all() for x, y in zip(a.observed, b.observed))
+    for cid, cam in a.cameras.items():
+        other = b.cameras[cid]
+        assert (cam.model, cam.width, cam.height) == (other.model, other.width, other.height)
+        assert np.allclose(cam.params, other.params)
+
+
+@pytest.mark.parametrize("form", ["binary", "text"])
+def test_reader_matches_pycolmap(photos_dataset, tmp_path, form):
+    from taichi_nerf.data.colmap_model import from_reconstruction, read_model
+
+    rec = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
+    getattr(rec, f"write_{form}")(str(tmp_path))
+    ours = read_model(tmp_path, prefer_pycolmap=False)
+    _same_model(ours, read_model(tmp_path))
+    _same_model(ours, from_reconstruction(rec))
+    assert len(ours.names) == rec.num_reg_images() and len(ours.point_ids) == rec.num_points3D()
+
+
+def test_format_colmap_loads_a_model_pycolmap_wrote(photos_dataset, tmp_path, monkeypatch):
+    from taichi_nerf.data import colmap_model
+    from taichi_nerf.data.loaders import detect_format, load_dataset
+
+    out = photos_dataset[0]
+    project = tmp_path / "project"
+    (project / "sparse" / "0").mkdir(parents=True)
+    pycolmap.Reconstruction(str(out / "colmap" / "sparse" / "0")).write_text(str(project / "sparse" / "0"))
+    (project / "images").symlink_to(out / "images")
+    assert detect_format(project) == "colmap"
+    via_json = load_dataset(out, unbounded=False)
+    # without pycolmap: the module's own reader
+    monkeypatch.setitem(sys.modules, "pycolmap", None)
+    ds = load_dataset(project, format="colmap", unbounded=False)
+    assert ds.format == "colmap" and ds.split("train").count == via_json.split("train").count
+    assert np.allclose(ds.split("train").poses, via_json.split("train").poses, atol=1e-5)
+    assert np.allclose(ds.aabb, via_json.aabb, atol=1e-5) and abs(ds.near - via_json.near) < 1e-5
+    assert any(n.startswith("COLMAP registered") for n in ds.notes)
+    with pytest.raises(DataError, match="no COLMAP model"):
+        colmap_model.load_colmap(tmp_path)
+
+
+# --- bad input: one line, exit 2, nothing in --out ----------------------------------------------
+def _noise_photos(folder: Path, count: int, size=(96, 96), seed=0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)).save(folder / f"p{k}.png")
+
+
+def _refused(args, capsys, *needles) -> str:
+    assert main(["data", "from-photos", *map(str, args), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_bad_inputs_are_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    _refused([tmp_path / "empty", "--out", out], capsys, "empty folder")
+    _noise_photos(tmp_path / "two", 2)
+    (tmp_path / "two" / "notes.txt").write_text("not a photo")
+    (tmp_path / "two" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    _refused([tmp_path / "two", "--out", out], capsys, "at least 3", "found 2", "notes.txt (not an image file)",
+             "broken.jpg (unreadable")
+    _noise_photos(tmp_path / "mixed", 3)
+    _noise_photos(tmp_path / "mixed_big", 1, size=(128, 96))
+    (tmp_path / "mixed_big" / "p0.png").rename(tmp_path / "mixed" / "big.png")
+    _refused([tmp_path / "mixed", "--out", out], capsys, "different sizes", "3 x 96x96", "1 x 128x96")
+    (tmp_path / "clip.mp4").write_text("this is not a video")
+    _refused([tmp_path / "clip.mp4", "--out", out], capsys, "not a video")
+    _refused([tmp_path / "missing", "--out", out], capsys, "no such folder or video")
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_photos_that_do_not_overlap(tmp_path, capsys):
+    _noise_photos(tmp_path / "noise", 4)
+    _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images", "overlap")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_unreadable_files_are_skipped_and_listed(tmp_path):
+    from taichi_nerf.data.photos import gather_images
+
+    _noise_photos(tmp_path, 3)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    photos, skipped = gather_images(tmp_path)
+    assert [p.name for p in photos] == ["p0.png", "p1.png", "p2.png"]
+    assert [n for n, _ in skipped] == ["cut.jpg", "notes.txt"]
+
+
+def test_existing_dataset_needs_overwrite(photos_dataset, tmp_path, capsys):
+    import shutil
+
+    from taichi_nerf.data.photos import check_out
+
+    out = tmp_path / "ds"
+    shutil.copytree(photos_dataset[0], out)
+    before = (out / "transforms.json").read_text()
+    _refused([tmp_path / "anything", "--out", out], capsys, "no such folder")  # source checked first
+    _noise_photos(tmp_path / "few", 3)
+    _refused([tmp_path / "few", "--out", out], capsys, "already holds a dataset", "--overwrite")
+    assert (out / "transforms.json").read_text() == before
+    check_out(out, overwrite=True)  # allowed with --overwrite
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "thesis.tex").write_text("x")
+    with pytest.raises(DataError, match="holds no dataset"):
+        check_out(tmp_path / "other", overwrite=True)
+
+
+def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycolmap", None)
+    _noise_photos(tmp_path / "p", 3)
+    _refused([tmp_path / "p", "--out", tmp_path / "out"], capsys, 'pip install "taichi-nerf[colmap]"')
+    code = ("import sys, taichi_nerf.cli, taichi_nerf.data.loaders, taichi_nerf.data.photos; "
+            "taichi_nerf.cli.build_parser(); assert 'pycolmap' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
