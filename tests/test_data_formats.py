@@ -11,6 +11,7 @@ from PIL import Image
 from taichi_nerf import cameras
 from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
 from taichi_nerf.data.blender import write_split
+from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import detect_format, load_dataset
 from taichi_nerf.data.synthetic import render_scene
 
@@ -174,6 +175,14 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     np.savez(tmp_path / "with_bounds.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), near=2.0, far=6.0)
     stated = load_dataset(tmp_path / "with_bounds.npz")
     assert (stated.near, stated.far) == (2.0, 6.0)
+    # A folder that holds one .npz (the download unpacked into its own folder) is that file;
+    # with two, which one is meant is unclear: a one-line error naming the folder.
+    (tmp_path / "only").mkdir()
+    (tmp_path / "with_bounds.npz").rename(tmp_path / "only" / "data.npz")
+    assert (load_dataset(tmp_path / "only").near, load_dataset(tmp_path / "only").far) == (2.0, 6.0)
+    (tmp_path / "tiny_nerf_data.npz").rename(tmp_path / "only" / "other.npz")
+    with pytest.raises(DataError, match="unknown dataset layout"):
+        load_dataset(tmp_path / "only")
 
 
 # --- LLFF --------------------------------------------------------------------------------

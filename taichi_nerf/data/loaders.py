@@ -62,6 +62,15 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
 
 
+def _lone_npz(path: Path) -> Path | None:
+    """A folder of no known layout that holds exactly one .npz (the Keras example's download
+    unpacked into its own folder): that file."""
+    if not path.is_dir() or any(detect(path) for detect, _ in FORMATS.values()):
+        return None
+    found = sorted(path.glob("*.npz"))
+    return found[0] if len(found) == 1 else None
+
+
 def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, near: float | None = None,
                  far: float | None = None, aabb=None, unbounded: bool | None = None, **options) -> Dataset:
     """Load any supported layout. ``options``: loader options (LOAD_OPTIONS) and, without
@@ -76,6 +85,7 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, ne
     if format is not None:
         format = ALIASES.get(format, format)
     if format is None:
+        path = _lone_npz(path) or path
         format = detect_format(path)
     if format not in FORMATS:
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")
