@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from taichi_nerf.config import TrainConfig
+from taichi_nerf.data.pose_alignment import pose_errors
 
 POSE_OK_DEG, POSE_OK_RADIUS = 2.0, 0.02  # the test suite's thresholds (issue 11)
 
@@ -46,31 +47,9 @@ def render_capture(folder: Path, views: int, width: int) -> tuple:
     return poses, focal
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray):
-    """Similarity (s, R, t) minimising |s R src + t - dst|^2, no reflection (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2, 2] = -1
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / a.var(0).sum()
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
 def pose_accuracy(dataset: Path, truth: np.ndarray) -> dict:
-    """Recovered cameras (transforms.json, OpenGL camera-to-world, file IMG_<index>.jpg) against
-    the true ones after the best similarity on the centres: rotation errors in degrees, centre
-    errors as a fraction of the true cameras' median distance from their mean."""
-    meta = json.loads((dataset / "transforms.json").read_text())
-    index = [int(Path(f["file_path"]).stem[4:]) for f in meta["frames"]]
-    got, want = np.array([f["transform_matrix"] for f in meta["frames"]]), truth[index]
-    s, rot, t = umeyama(got[:, :3, 3], want[:, :3, 3])
-    centre = np.linalg.norm(s * got[:, :3, 3] @ rot.T + t - want[:, :3, 3], axis=1)
-    centre /= np.median(np.linalg.norm(want[:, :3, 3] - want[:, :3, 3].mean(0), axis=1))
-    rel = np.einsum("nji,njk->nik", np.einsum("ij,njk->nik", rot, got[:, :3, :3]), want[:, :3, :3])
-    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    """Recovered cameras (files IMG_<index>.jpg) against the true ones (``pose_errors``)."""
+    _, angle, centre = pose_errors(dataset, truth, lambda name: int(Path(name).stem[4:]))
     return {"rotation_err_deg_median": round(float(np.median(angle)), 3),
             "rotation_err_deg_max": round(float(angle.max()), 3),
             "centre_err_radius_median": round(float(np.median(centre)), 4),

@@ -17,6 +17,7 @@ from PIL import Image
 
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
+from taichi_nerf.data.pose_alignment import pose_errors, umeyama
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0
@@ -50,33 +51,6 @@ def photos_dataset(capture, tmp_path_factory):
     out = tmp_path_factory.mktemp("from_photos") / "dataset"
     report = from_photos(capture[0], out, progress=False, threads=2)
     return out, report
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray):
-    """Similarity (s, R, t) minimising |s R src + t - dst|^2 (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2, 2] = -1
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / a.var(0).sum()
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
-def pose_errors(dataset: Path, truth: np.ndarray, index_of) -> tuple[float, np.ndarray, np.ndarray]:
-    """(fraction registered, rotation errors in degrees, centre errors / scene radius)."""
-    meta = json.loads((dataset / "transforms.json").read_text())
-    idx = [index_of(Path(f["file_path"]).name) for f in meta["frames"]]
-    got = np.array([f["transform_matrix"] for f in meta["frames"]])
-    want = truth[idx]
-    s, rot, t = umeyama(got[:, :3, 3], want[:, :3, 3])
-    centre_err = np.linalg.norm(s * got[:, :3, 3] @ rot.T + t - want[:, :3, 3], axis=1)
-    radius = np.median(np.linalg.norm(want[:, :3, 3] - want[:, :3, 3].mean(0), axis=1))
-    rel = np.einsum("nji,njk->nik", np.einsum("ij,njk->nik", rot, got[:, :3, :3]), want[:, :3, :3])
-    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return len(idx) / len(truth), angle, centre_err / radius
 
 
 def test_photos_recover_the_true_cameras(capture, photos_dataset, capsys):
