@@ -8,7 +8,7 @@ import pytest
 from taichi_nerf import cameras
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
-from taichi_nerf.gui.schedule import Band, FrameBudget, ProgressiveResolution, TrainingSchedule
+from taichi_nerf.gui.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
 from taichi_nerf.scene import Scene
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -282,9 +282,9 @@ def test_progressive_limit_keeps_a_training_view_fresh_then_refines_on():
     assert not p.complete and p.next_band(8) == Band(2, 0, 8)
     run_until_complete(p, 8)
     assert p.complete and p.shown == 2
-    p.set_limit(0)  # training again: the next refresh redoes the coarse level over the sharp one
-    p.refresh()
-    assert p.next_band(8) == Band(0, 0, 15)
+    p.set_limit(0)  # training again: the next refresh redoes the coarse level over the sharp one,
+    p.refresh()  # in bands like any refresh (only a fresh view comes whole: nothing to draw under it)
+    assert p.next_band(8) == Band(0, 0, 8)
     run_until_complete(p, 8)
     assert p.shown == 0 and p.complete
 
@@ -311,6 +311,32 @@ def test_dynamic_resolution_picks_a_coarser_preview_for_a_slower_render():
     assert big.divisors[0] == 64 and big.size(0) == (13, 13)
     p.retarget(1e-7, 0.1)
     assert p.divisors == (1,)  # fast enough for full resolution while moving
+
+
+def test_render_cost_sizes_bands_by_what_their_rows_cost():
+    cost = RenderCost(bins=4)
+    assert not cost.measured and cost.rows_within(1.0, 10, 100, 0) == 100  # unmeasured: 1e-4 s a pixel
+    cost.add(0.0, 0.5, 500, 0.005)  # the top half: empty space, 10 us a pixel
+    cost.add(0.5, 1.0, 500, 0.02)  # the bottom half: the object, 40 us a pixel
+    assert cost.measured and cost.per_pixel == pytest.approx(25e-6)
+    assert cost.seconds(10, 100) == pytest.approx(0.025)
+    assert cost.seconds(10, 100, 50, 60) == pytest.approx(0.004)
+    # The same budget buys 4x the rows in empty space, and a band never runs past its budget.
+    assert cost.rows_within(0.002, 10, 100, 0) == 20
+    assert cost.rows_within(0.002, 10, 100, 50) == 5
+    assert cost.rows_within(0.002, 10, 100, 45) == 8  # 5 cheap rows, then 3 dear ones
+    assert cost.seconds(10, 100, 45, 53) <= 0.002 < cost.seconds(10, 100, 45, 54)
+    assert cost.rows_within(1e-6, 10, 100, 0) == 0
+    assert cost.rows_within(1.0, 10, 100, 90) == 10  # no further than the picture
+    cost.add(0.5, 1.0, 500, 0.005)  # the object left the bottom half: its strips follow
+    assert cost.seconds(10, 100, 50, 100) < 0.02
+
+
+def test_render_cost_is_by_position_in_the_picture_at_any_resolution():
+    cost = RenderCost(bins=8)
+    cost.add(0.25, 0.5, 250, 0.01)  # measured at one level...
+    assert cost.seconds(20, 200, 50, 100) == pytest.approx(1000 * 40e-6)  # ...predicts another
+    assert cost.seconds(20, 200, 0, 50) == pytest.approx(1000 * 40e-6)  # unmeasured strips: the mean
 
 
 # --- keyframes and gui.jsonl ---------------------------------------------------------------

@@ -49,7 +49,7 @@ class GuiOptions:
     headless: bool = False  # offscreen GGUI (show_window=False): frames are read back, never shown
     render_scale: float | None = None  # render size / view size; None: 1 (the canvas's full resolution)
     render_budget_s: float | None = None  # fixed refinement time per frame; None: the frame budget's (a GPU: unlimited)
-    frame_budget_s: float = 0.09  # target frame period, shared by training and rendering
+    frame_budget_s: float = 0.08  # target frame period, shared by training and rendering (10 fps with margin)
     preview_divisors: tuple | None = None  # fixed refinement levels, e.g. (4, 2, 1); None: adapt on a CPU
     steps_per_frame: int | None = None  # fixed training steps per frame; None: by the frame budget
     panel_width: int = 330

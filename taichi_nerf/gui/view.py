@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..metrics import colorize
-from .schedule import Band, ProgressiveResolution, RateMeter
+from .schedule import Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")
 MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
@@ -35,7 +35,7 @@ class ProgressiveView:
         divisors = divisors or ((1,) if whole else ADAPTIVE_START)
         self.progressive = ProgressiveResolution(size[0], size[1], tuple(divisors))
         self.levels: list[dict | None] = [None] * len(self.progressive.divisors)
-        self.seconds_per_pixel = RateMeter(0.5)
+        self.cost = RenderCost()  # seconds per render call: fixed + per pixel
         self.dirty: list[Band] | None = None  # rendered since the last compose; None: everything
 
     def resize(self, width: int, height: int) -> None:
@@ -46,8 +46,8 @@ class ProgressiveView:
     def restart(self, moving_frame_s: float = MOVING_FRAME_S) -> None:
         """From the coarsest level again; adaptive: sized to render in ``moving_frame_s``."""
         self.dirty = None
-        if self.adaptive and self.seconds_per_pixel.value:
-            if self.progressive.retarget(self.seconds_per_pixel.value, moving_frame_s):
+        if self.adaptive and self.cost.measured:
+            if self.progressive.retarget(self.cost.per_pixel, moving_frame_s):
                 self.levels = [None] * len(self.progressive.divisors)
                 return
         self.progressive.restart()
@@ -55,11 +55,11 @@ class ProgressiveView:
     def limit_refresh(self, max_render_s: float | None) -> None:
         """Refine no finer than the level that renders whole in ``max_render_s`` (None or an
         unmeasured speed: full resolution)."""
-        p, per_pixel = self.progressive, self.seconds_per_pixel.value
-        if max_render_s is None or per_pixel is None:
+        p = self.progressive
+        if max_render_s is None or not self.cost.measured:
             p.set_limit(None)
             return
-        fits = [k for k in range(p.top + 1) if p.size(k)[0] * p.size(k)[1] * per_pixel <= max_render_s]
+        fits = [k for k in range(p.top + 1) if self.cost.seconds(*p.size(k)) <= max_render_s]
         p.set_limit(max(fits, default=0))
 
     def take_dirty(self) -> list[Band] | None:
@@ -67,9 +67,9 @@ class ProgressiveView:
         dirty, self.dirty = self.dirty, []
         return dirty
 
-    def rows_within(self, budget_s: float, width: int) -> int:
-        per_pixel = self.seconds_per_pixel.value or 1e-4
-        return max(1, int(max(budget_s, 0.0) / (per_pixel * width)))
+    def rows_within(self, budget_s: float, width: int, height: int, row0: int) -> int:
+        """Rows from ``row0`` of a ``width`` x ``height`` picture that render in ``budget_s``."""
+        return self.cost.rows_within(budget_s, width, height, row0)
 
     def refine(self, camera, budget_s: float | None, coarse_only: bool = False) -> bool:
         """At least one band per frame (so refinement always progresses), more while
@@ -82,8 +82,11 @@ class ProgressiveView:
             spent = time.perf_counter() - start
             if rendered and (coarse_only or (budget_s is not None and spent >= budget_s)):
                 return True
-            width = self.progressive.size(self.progressive.level)[0]
-            rows = 1 << 30 if budget_s is None else self.rows_within(budget_s - spent, width)
+            p = self.progressive
+            width, height = p.size(p.level)
+            rows = 1 << 30 if budget_s is None else self.rows_within(budget_s - spent, width, height, p.rows_done)
+            if rendered and rows == 0:
+                return True  # another band would overrun the frame
             band = self.progressive.next_band(rows)
             if band is None:
                 return rendered
@@ -113,7 +116,7 @@ class ProgressiveView:
         buf["near"], buf["far"] = renderer.scene.near, renderer.scene.far
         for cached in buf.get("shown", {}).values():
             cached[1].append((band.row0, band.row1))  # the colour-mapped rows are stale
-        self.seconds_per_pixel.add((time.perf_counter() - t0) / max(1, w * rows))
+        self.cost.add(band.row0 / h, band.row1 / h, w * rows, time.perf_counter() - t0)
 
     def renderer_for(self, camera):
         """The renderer with near/far moved by how much closer or further than the training
