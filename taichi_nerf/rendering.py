@@ -3,6 +3,7 @@ batches (training) and for whole images in memory-bounded chunks (eval, video, G
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from .scene import Scene
 
 # Warm-up marching of unbounded scenes: this many times the grid's step (~30-60 samples/ray).
 UNBOUNDED_WARMUP_STEP_SCALE = 2.0
+# Rendering without gradients evaluates densities front to back in segments from this long.
+FIRST_SEGMENT = 8
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -105,9 +108,7 @@ class Renderer:
                                      view_dirs=view_dirs, contract_box=self.contract_box)
         with stage("MLP forward"):
             if early_termination and self.early_stop > 0:
-                with self._precision():
-                    h = self.field.features(encoded[:, : self.field.pos_dim])
-                    sigma = self.field.density_from(h).float()
+                h, sigma = self._densities_until_opaque(encoded, samples)
                 index, counts = terminate(samples, sigma, self.early_stop)
                 samples = compact(samples, index, counts)
                 sigma = sigma[index].contiguous()
@@ -141,6 +142,39 @@ class Renderer:
                     weights = composite(c_sigma, c_rgb, samples, background)[3]
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         return samples
+
+    def _densities_until_opaque(self, encoded: torch.Tensor, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk features (M, width) and densities (M,) of every sample that can still be seen,
+        front to back in segments of doubling length (8, 8, 16, 32... samples of each ray): a
+        ray whose transmittance has fallen below ``early_stop`` gets no more. Samples behind
+        that are left at density 0 and zero features, which :func:`terminate` drops anyway.
+        On a trained built-in view, rays march ~24 samples and keep ~6; evaluating all of
+        them first spent most of a render on hidden ones."""
+        m, n = samples.num_samples, samples.num_rays
+        device = encoded.device
+        sigma = torch.zeros(m, device=device)
+        if m == 0:
+            return torch.zeros(0, self.field.density_head.in_features, device=device), sigma
+        pos = encoded[:, : self.field.pos_dim]
+        ray = samples.ray_index.long()
+        rank = torch.arange(m, device=device) - samples.offsets.long()[ray]
+        optical_depth = torch.zeros(n, device=device)
+        opaque = -math.log(self.early_stop) + 1e-3  # a margin over terminate()'s float32 product
+        longest = int(samples.counts.max())  # one host sync for the whole batch
+        h, lo, hi = None, 0, FIRST_SEGMENT
+        while lo < longest:
+            todo = ((rank >= lo) & (rank < hi) & (optical_depth[ray] < opaque)).nonzero()[:, 0]
+            if todo.numel():
+                with self._precision():
+                    features = self.field.features(pos[todo])
+                    density = self.field.density_from(features).float()
+                if h is None:
+                    h = torch.zeros(m, features.shape[1], dtype=features.dtype, device=device)
+                h[todo] = features
+                sigma[todo] = density
+                optical_depth.index_add_(0, ray[todo], density * samples.delta[todo])
+            lo, hi = hi, 2 * hi
+        return h, sigma
 
     def _precision(self):
         """bf16 autocast for the MLP's matrix products where ``bf16`` is on, else nothing."""
