@@ -282,7 +282,8 @@ def _pixel_dir(rot, x, y, fx, fy, cx, cy, dist):
 @ti.kernel
 def _render_env_kernel(poses: ti.types.ndarray(), rgba: ti.types.ndarray(), depth: ti.types.ndarray(),
                        fx: ti.f32, fy: ti.f32, cx: ti.f32, cy: ti.f32, ss: ti.i32, dist: ti.math.vec4,
-                       atlas: ti.types.ndarray(), info: ti.types.ndarray(), env: ti.template()):
+                       atlas: ti.types.ndarray(), info: ti.types.ndarray(), env: ti.template(),
+                       objects: ti.template()):
     for n, j, i in ti.ndrange(rgba.shape[0], rgba.shape[1], rgba.shape[2]):
         o, rot = _camera(poses, n)
         col = vec3(0.0)
@@ -293,7 +294,9 @@ def _render_env_kernel(poses: ti.types.ndarray(), rgba: ti.types.ndarray(), dept
             sx = 0.5 if centre else (s % ss + 0.5) / ss
             sy = 0.5 if centre else (s // ss + 0.5) / ss
             d = _pixel_dir(rot, i + sx, j + sy, fx, fy, cx, cy, dist)
-            t = _march(o, d)
+            t = -1.0
+            if ti.static(objects):  # the built-in objects, or only their surroundings
+                t = _march(o, d)
             kind = SURF_OBJECT if t >= 0.0 else SURF_NONE
             if ti.static(env != ENV_NONE):
                 te, ke = _env_hit(o, d, env)

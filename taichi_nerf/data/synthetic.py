@@ -353,23 +353,18 @@ def _check_poses(poses) -> torch.Tensor:
 
 
 def render_scene(
-    poses: torch.Tensor,
-    width: int,
-    height: int,
-    fx: float,
-    fy: float,
-    cx: float,
-    cy: float,
-    supersample: int = 2,
+    poses: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float, cy: float, supersample: int = 2,
     *,
     environment: str = "none",
     distortion=(0.0, 0.0, 0.0, 0.0),
     texture_seed: int = 0,
+    objects: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """poses (N,4,4) float32 camera-to-world -> (rgba uint8 (N,H,W,4), depth float32 (N,H,W):
     distance along the unit pixel-centre ray to the first hit, 0 where the ray misses).
     Straight alpha. ``environment``: "none", "backdrop" or "dome"; ``distortion``: OpenCV
-    (k1, k2, p1, p2) of the image; ``texture_seed``: which random environment textures."""
+    (k1, k2, p1, p2) of the image; ``texture_seed``: which random environment textures;
+    ``objects`` False: the environment alone (another object is composited in by depth)."""
     # imported here: environment.py imports this module for the scene's ti.funcs
     from .environment import ENVIRONMENTS, _distortion, _render_env_kernel, _texture_atlas
 
@@ -384,12 +379,12 @@ def render_scene(
     p = poses.to(device=dev, dtype=torch.float32).contiguous()
     rgba = torch.zeros((n, height, width, 4), dtype=torch.float32, device=dev)
     depth = torch.zeros((n, height, width), dtype=torch.float32, device=dev)
-    if n > 0 and environment == "none" and not any(coeffs):
+    if n > 0 and environment == "none" and not any(coeffs) and objects:
         _render_kernel(p, rgba, depth, float(fx), float(fy), float(cx), float(cy), int(supersample))
     elif n > 0:
         atlas, info = _texture_atlas(texture_seed, dev)
         _render_env_kernel(p, rgba, depth, float(fx), float(fy), float(cx), float(cy), int(supersample),
-                           ti.math.vec4(*coeffs), atlas, info, ENVIRONMENTS[environment])
+                           ti.math.vec4(*coeffs), atlas, info, ENVIRONMENTS[environment], bool(objects))
     rgba8 = (rgba.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
     return rgba8.cpu(), depth.cpu()
 

@@ -276,6 +276,33 @@ def _write_cow(out: Path, size: int, views: int, seed: int, progress: bool) -> P
     return path
 
 
+def render_cow_in(poses: torch.Tensor, width: int, height: int, focal: float, environment: str = "dome",
+                  supersample: int = 3) -> np.ndarray:
+    """(N, H, W, 3) uint8 photos of the cow standing on the ground of ``environment`` (the
+    built-in objects' surroundings without them): the mesh renderer's cow composited over
+    the environment by depth, as a capture for ``data from-photos`` (issue 11)."""
+    from .environment import FLOOR_Z
+    from .mesh import MeshRenderer, normalise
+    from .obj import read_obj
+
+    obj = cow_mesh_path()
+    if not obj.is_file():
+        raise DataError(f"{obj}: cow mesh not found; set TAICHI_NERF_SHARED to the folder holding data/cow_mesh/")
+    mesh = read_obj(obj)
+    lift = FLOOR_Z - float(normalise(mesh, "y")[np.unique(mesh.faces)][:, 2].min())  # hooves on the ground
+    moved = poses.clone().float()
+    moved[:, 2, 3] -= lift  # the cameras move down instead of the cow up
+    cx, cy = width / 2, height / 2
+    cow, cow_depth = MeshRenderer(mesh, "y").render(moved, width, height, focal, focal, cx, cy, supersample)
+    scene, scene_depth = render_scene(poses, width, height, focal, focal, cx, cy, 2, environment=environment,
+                                      objects=False)
+    alpha = cow[..., 3:].float() / 255.0
+    in_front = ((cow_depth < scene_depth) | (scene_depth <= 0) | (cow_depth <= 0))[..., None]  # edges: by alpha
+    alpha = torch.where(in_front, alpha, torch.zeros_like(alpha))
+    rgb = cow[..., :3].float() * alpha + scene[..., :3].float() * (1.0 - alpha)
+    return (rgb + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+
+
 # --- registry --------------------------------------------------------------------------------
 def _portrait_width(size: int) -> int:
     return round(size * 9 / 16)
