@@ -112,6 +112,8 @@ class TrainConfig:
                                                                   "step: lr, then lr_final from lr_step_at of the steps on; "
                                                                   "constant: lr throughout")
     lr_step_at: float = option(0.75, OPTIMISATION, "step schedule: the fraction of the steps where lr drops to lr_final")
+    adam_beta2: float = option(0.99, OPTIMISATION, "Adam's second-moment decay (Instant-NGP's 0.99; the "
+                                                   "tutorials' torch/Keras default is 0.999)")
     loss: Loss = option("mse", OPTIMISATION, "colour loss (pseudo-huber: the PyTorch3D tutorial's "
                                              "((1 + d^2 / s^2).sqrt() - 1) * s, s = huber_delta); the silhouette loss "
                                              "is pseudo-huber with it, huber otherwise")
@@ -190,6 +192,8 @@ class TrainConfig:
             problems.append(f"frequency_base is too large: the highest encoding frequency passes 2^{MAX_FREQUENCIES}")
         if not 0 < self.lr_step_at < 1:
             problems.append("lr_step_at must be between 0 and 1")
+        if not 0 <= self.adam_beta2 < 1:
+            problems.append("adam_beta2 must be in [0, 1)")
         if self.huber_delta <= 0:
             problems.append("huber_delta must be positive")
         if self.sampler == "hierarchical" and self.fine_samples < 1:

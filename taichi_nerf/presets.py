@@ -37,7 +37,7 @@ KERAS = Preset(
         sampler="stratified", samples_per_ray=32, render_samples_per_ray=0, clip_to_box=False, near=2.0, far=6.0,
         batch_images=5, batch_rays=0,
         loss="mse", silhouette_weight=0.0,
-        lr=1e-3, lr_schedule="constant", steps=320,
+        lr=1e-3, lr_schedule="constant", steps=320, adam_beta2=0.999,
     ),
     doc="""The Keras example (keras.io/examples/vision/nerf), number by number:
 
@@ -56,7 +56,8 @@ KERAS = Preset(
         jittered), samples_per_ray=32, near=2, far=6; no scene box -> clip_to_box off.
     BATCH_SIZE = 5 images of 100 x 100, every ray of each -> batch_images=5, batch_rays=0.
     ``keras.losses.MeanSquaredError`` -> loss=mse; ``keras.optimizers.Adam()``: Keras's
-        default learning rate 1e-3, no schedule -> lr=1e-3, lr_schedule=constant.
+        default learning rate 1e-3, no schedule -> lr=1e-3, lr_schedule=constant; its
+        beta_2 0.999 -> adam_beta2=0.999.
     EPOCHS = 20 over its 84 training images in 16 batches of 5 (drop_remainder) = 320 steps.
 
     Where it differs: directions are unit vectors here (Keras's are unnormalised, so its t
@@ -76,7 +77,7 @@ PYTORCH3D = Preset(
         sampler="stratified", samples_per_ray=128, render_samples_per_ray=0, clip_to_box=False,
         batch_images=6, batch_rays=6 * 750,
         loss="pseudo-huber", huber_delta=0.1, silhouette_weight=1.0,
-        lr=1e-3, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000,
+        lr=1e-3, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999,
     ),
     doc="""The PyTorch3D tutorial (docs/tutorials/fit_simple_neural_radiance_field.ipynb):
 
@@ -107,7 +108,7 @@ PYTORCH3D = Preset(
         huber_delta=0.1, silhouette_weight=1.
     ``Adam(lr=1e-3)``; ``if iteration == round(n_iter * 0.75)``: a new Adam at lr * 0.1;
         ``n_iter = 3000`` -> lr=1e-3, lr_schedule=step, lr_step_at=0.75, lr_final=1e-4,
-        steps=3000.
+        steps=3000; torch's betas (0.9, 0.999) -> adam_beta2=0.999.
 
     Where it differs: near/far stay the data's. The tutorial's depths 0.1 and
     ``volume_extent_world = 3.0`` are its cow's (cameras 2.7 from a scene about 3 wide);

@@ -92,7 +92,11 @@ class Trainer:
         backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
         self.field = self.renderer.field
         # fused: one kernel for all parameters (a few percent of a small step on the CPU)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=1e-10, fused=True)
+        # adam_beta2 0.99 by default (Instant-NGP's; torch's is 0.999): the second moment follows
+        # the gradient scale as the occupancy grid reshapes the batches. Measured on the built-in
+        # scene: 25 dB 5-10 s sooner (two seeds), the same PSNR from ~75 s on.
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=1e-10, betas=(0.9, cfg.adam_beta2),
+                                          fused=True)
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
         self.step_count = 0

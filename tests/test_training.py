@@ -281,6 +281,17 @@ def test_lr_scale_scales_the_schedule_the_optimiser_uses(tiny_scene, tmp_path):
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * base[0])
 
 
+def test_adam_beta2_reaches_the_optimiser_and_the_presets_keep_their_tutorials(tiny_scene, tmp_path):
+    from taichi_nerf.config import TrainConfig
+
+    assert Trainer(tiny_config(tiny_scene, tmp_path / "a")).optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "b", adam_beta2=0.9))
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.9)
+    assert TrainConfig().with_preset("keras").adam_beta2 == TrainConfig().with_preset("pytorch3d").adam_beta2 == 0.999
+    with pytest.raises(ValueError, match="adam_beta2"):
+        TrainConfig(adam_beta2=1.0).validate()
+
+
 def test_mixed_precision_renders_like_float32_and_trains(tiny_scene, tmp_path):
     """bf16 autocast (the MLP's products; the kernels stay float32) on this arch: a run
     learns about as well as in float32, and its field renders within bf16's rounding of
