@@ -77,7 +77,9 @@ def bench_colmap(root: Path, counts: tuple, width: int, train_s: float) -> list[
         print(f"pose errors against the truth: median rotation {row['rotation_err_deg_median']} deg, median centre "
               f"{100 * row['centre_err_radius_median']:.2f}% of the radius"
               + ("" if row["poses_ok"] else "  << WRONG POSES: timings only, do not train on this"), flush=True)
-        if train_s > 0:
+        if train_s > 0 and not row["poses_ok"]:
+            print("not training on these poses: they are wrong (see above)", flush=True)
+        elif train_s > 0:
             truth = folder / "truth"
             (truth / "images").mkdir(parents=True, exist_ok=True)
             frames = []
