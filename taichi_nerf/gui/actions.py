@@ -159,7 +159,7 @@ def start_video(app) -> None:
 def advance_video(app, budget_s: float | None) -> None:
     """The next rows of the video within the frame's render budget; writes the files at the end."""
     job, view = app.video_job, app.view
-    job.advance(None if budget_s is None else max(1, view.rows_within(budget_s, job.width, job.height, job.row)))
+    job.advance(None if budget_s is None else max(1, view.cost.rows_within(budget_s, job.width, job.height, job.row)))
     if not job.done:
         app.message = f"recording video: frame {job.frame + 1} of {job.frames}"
         return

@@ -35,7 +35,7 @@ class ProgressiveView:
         divisors = divisors or ((1,) if whole else ADAPTIVE_START)
         self.progressive = ProgressiveResolution(size[0], size[1], tuple(divisors))
         self.levels: list[dict | None] = [None] * len(self.progressive.divisors)
-        self.cost = RenderCost()  # seconds per render call: fixed + per pixel
+        self.cost = RenderCost()  # seconds per pixel, by height in the picture: sizes the bands
         self.dirty: list[Band] | None = None  # rendered since the last compose; None: everything
 
     def resize(self, width: int, height: int) -> None:
@@ -67,10 +67,6 @@ class ProgressiveView:
         dirty, self.dirty = self.dirty, []
         return dirty
 
-    def rows_within(self, budget_s: float, width: int, height: int, row0: int) -> int:
-        """Rows from ``row0`` of a ``width`` x ``height`` picture that render in ``budget_s``."""
-        return self.cost.rows_within(budget_s, width, height, row0)
-
     def refine(self, camera, budget_s: float | None, coarse_only: bool = False) -> bool:
         """At least one band per frame (so refinement always progresses), more while
         ``budget_s`` lasts (None: no limit); only the coarse level while the camera moves
@@ -84,7 +80,7 @@ class ProgressiveView:
                 return True
             p = self.progressive
             width, height = p.size(p.level)
-            rows = 1 << 30 if budget_s is None else self.rows_within(budget_s - spent, width, height, p.rows_done)
+            rows = 1 << 30 if budget_s is None else self.cost.rows_within(budget_s - spent, width, height, p.rows_done)
             if rendered and rows == 0:
                 return True  # another band would overrun the frame
             band = self.progressive.next_band(rows)
