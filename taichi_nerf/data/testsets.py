@@ -265,13 +265,17 @@ def cow_mesh_path() -> Path:
     return shared_dir() / "data" / "cow_mesh" / "cow.obj"
 
 
-def _write_cow(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
-    from .mesh import write_mesh_dataset
-
+def _existing_cow_mesh() -> Path:
     obj = cow_mesh_path()
     if not obj.is_file():
         raise DataError(f"{obj}: cow mesh not found; set TAICHI_NERF_SHARED to the folder holding data/cow_mesh/")
-    path, _ = write_mesh_dataset(obj, out, views=views, size=size, val_views=_held_out(views),
+    return obj
+
+
+def _write_cow(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
+    from .mesh import write_mesh_dataset
+
+    path, _ = write_mesh_dataset(_existing_cow_mesh(), out, views=views, size=size, val_views=_held_out(views),
                                  test_views=_held_out(views), seed=seed, progress=progress)
     return path
 
@@ -282,18 +286,15 @@ def render_cow_in(poses: torch.Tensor, width: int, height: int, focal: float, en
     built-in objects' surroundings without them): the mesh renderer's cow composited over
     the environment by depth, as a capture for ``data from-photos`` (issue 11)."""
     from .environment import FLOOR_Z
-    from .mesh import MeshRenderer, normalise
+    from .mesh import MeshRenderer
     from .obj import read_obj
 
-    obj = cow_mesh_path()
-    if not obj.is_file():
-        raise DataError(f"{obj}: cow mesh not found; set TAICHI_NERF_SHARED to the folder holding data/cow_mesh/")
-    mesh = read_obj(obj)
-    lift = FLOOR_Z - float(normalise(mesh, "y")[np.unique(mesh.faces)][:, 2].min())  # hooves on the ground
+    cow_mesh = MeshRenderer(read_obj(_existing_cow_mesh()), "y")
+    lift = FLOOR_Z - float(cow_mesh.positions[cow_mesh.faces.long()][..., 2].min())  # hooves on the ground
     moved = poses.clone().float()
     moved[:, 2, 3] -= lift  # the cameras move down instead of the cow up
     cx, cy = width / 2, height / 2
-    cow, cow_depth = MeshRenderer(mesh, "y").render(moved, width, height, focal, focal, cx, cy, supersample)
+    cow, cow_depth = cow_mesh.render(moved, width, height, focal, focal, cx, cy, supersample)
     scene, scene_depth = render_scene(poses, width, height, focal, focal, cx, cy, 2, environment=environment,
                                       objects=False)
     alpha = cow[..., 3:].float() / 255.0
