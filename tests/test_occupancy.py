@@ -99,16 +99,23 @@ def test_terminate_keeps_the_visible_prefix_of_each_ray(device, threshold):
     assert torch.equal(packed.ray_index.cpu(), torch.repeat_interleave(torch.arange(5), kept.cpu().long()).int())
 
 
+def _opaque_view(device, seed: int, density_bias: float, samples: int, size: int):
+    """A random field made opaque by its density bias, its stratified renderer, and the rays
+    of one orbit camera: (field, renderer, poses, intrinsics, width, height, origins,
+    directions, white background)."""
+    torch.manual_seed(seed)
+    pos, direction = HarmonicSpec(4), HarmonicSpec(2)
+    field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=density_bias).to(device)
+    scene = Scene(near=2.0, far=6.0, aabb=BOX.tolist(), orbit_radius=4.0)
+    renderer = Renderer(field, pos, direction, scene, samples, device)
+    poses, intr, w, h = orbit_cameras(scene, 1, size)
+    o, d = image_rays(poses.to(device), intr.to(device), 0, w, 0, w * h)
+    return field, renderer, poses, intr, w, h, o, d, torch.ones(1, 3, device=device)
+
+
 def test_early_termination_is_explicit_and_matches_the_full_render(device):
     """An opaque field: rays stop well before the box's far side, and the image is the same."""
-    torch.manual_seed(0)
-    pos, direction = HarmonicSpec(4), HarmonicSpec(2)
-    field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=8.0).to(device)
-    scene = Scene(near=2.0, far=6.0, aabb=BOX.tolist(), orbit_radius=4.0)
-    renderer = Renderer(field, pos, direction, scene, 64, device)
-    poses, intr, w, h = orbit_cameras(scene, 1, 24)
-    o, d = image_rays(poses.to(device), intr.to(device), 0, w, 0, w * h)
-    bg = torch.ones(1, 3, device=device)
+    field, renderer, poses, intr, w, h, o, d, bg = _opaque_view(device, 0, 8.0, 64, 24)
     with torch.no_grad():  # no gradients alone does not switch termination on: it is explicit
         full = renderer.render_rays(o, d, bg)
         fast = renderer.render_rays(o, d, bg, early_termination=True)
@@ -118,7 +125,7 @@ def test_early_termination_is_explicit_and_matches_the_full_render(device):
     # whole images are the no-gradient path: they terminate early, unless early_stop is 0
     image = renderer.render_image(poses, intr, 0, w, h, bg)
     assert torch.equal(image["rgb"].reshape(-1, 3), fast.rgb)
-    never = Renderer(field, pos, direction, scene, 64, device, early_stop=0.0)
+    never = Renderer(field, renderer.pos, renderer.direction, renderer.scene, 64, device, early_stop=0.0)
     image = never.render_image(poses, intr, 0, w, h, bg)
     assert torch.equal(image["rgb"].reshape(-1, 3), full.rgb)
 
@@ -130,14 +137,7 @@ def test_rendering_evaluates_densities_front_to_back_until_rays_are_opaque(devic
     where every ray is opaque)."""
     import taichi_nerf.rendering as rendering
 
-    torch.manual_seed(1)
-    pos, direction = HarmonicSpec(4), HarmonicSpec(2)
-    field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=12.0).to(device)
-    scene = Scene(near=2.0, far=6.0, aabb=BOX.tolist(), orbit_radius=4.0)
-    renderer = Renderer(field, pos, direction, scene, 160, device)
-    poses, intr, w, h = orbit_cameras(scene, 1, 20)
-    o, d = image_rays(poses.to(device), intr.to(device), 0, w, 0, w * h)
-    bg = torch.ones(1, 3, device=device)
+    field, renderer, _, _, w, h, o, d, bg = _opaque_view(device, 1, 12.0, 160, 20)
     evaluated = []
     features = field.features
     monkeypatch.setattr(field, "features", lambda x: evaluated.append(x.shape[0]) or features(x))
