@@ -2,7 +2,9 @@
 fixed time (under ``xvfb-run`` when there is no display), then summarises the ``gui.jsonl``
 it wrote (one line a second: fps, render and training ms per frame, steps per second, the
 size of the view shown). Optionally opens the trained checkpoint afterwards without
-training, to time how long a still view takes to reach the canvas's full resolution.
+training, turning the camera every few seconds, to time how long a still view takes to
+sharpen: when each resolution level was first shown after a turn (gui.jsonl's
+refined_after_s), median over the turns.
 
     python scripts/gui_fps.py --seconds 60                 # the built-in scene
     python scripts/gui_fps.py --seconds 60 --viewer-seconds 20 -- --data DIR
@@ -55,11 +57,27 @@ def summary(rows: list[dict], skip_s: float) -> dict:
             "share_of_seconds_at_full_resolution": round(len(full) / len(rows), 2)}
 
 
+def refinement(rows: list[dict]) -> dict:
+    """Seconds from a camera turn to each level first shown, median over the turns (the
+    opening view, which also pays for loading, is left out)."""
+    turns, current = [], {}
+    for row in rows:
+        seen = row.get("refined_after_s") or {}
+        if not set(current) <= set(seen) or any(seen[k] != v for k, v in current.items()):
+            turns.append(current)  # the dict started over: a new turn
+        current = seen
+    turns = [t for t in turns[1:] + [current] if t]
+    sizes = sorted({k for t in turns for k in t}, key=lambda k: int(k.split("x")[0]))
+    return {"turns": len(turns), "median_s": {k: round(statistics.median(t[k] for t in turns if k in t), 2) for k in sizes},
+            "turns_reaching": {k: sum(k in t for t in turns) for k in sizes}}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=60.0, help="training time in the window (default: 60)")
     p.add_argument("--viewer-seconds", type=float, default=0.0,
                    help="then open the checkpoint this long without training (time to full resolution)")
+    p.add_argument("--turn-every", type=float, default=5.0, help="the viewer's camera turns this often (default: 5 s)")
     p.add_argument("--out", default="/tmp/gui_fps", help="run folder (replaced)")
     p.add_argument("--window", default="1120x800")
     p.add_argument("--skip", type=float, default=5.0, help="seconds of start-up left out of the medians (default: 5)")
@@ -72,8 +90,10 @@ def main(argv=None) -> int:
     shutil.copyfile(out / FILE_NAME, training)
     report = {"training": summary(read(training), args.skip)}
     if args.viewer_seconds > 0:
-        run(gui_command(args, ["--ckpt", str(out), "--seconds", str(args.viewer_seconds)]), out / "gui_viewer.log")
+        run(gui_command(args, ["--ckpt", str(out), "--seconds", str(args.viewer_seconds), "--turn-every",
+                               str(args.turn_every)]), out / "gui_viewer.log")
         report["viewer"] = summary(read(out / FILE_NAME), 0.0)
+        report["viewer"]["after_a_turn"] = refinement(read(out / FILE_NAME))
     report["conditions"] = {"window": args.window, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
                             "display": os.environ.get("DISPLAY") or "xvfb-run", "flags": args.extra}
     print(json.dumps(report, indent=1))

@@ -370,6 +370,9 @@ def _gui_parser(sub):
                    help="no window: render offscreen (needs --frames or --seconds; see --screenshot)")
     w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
     w.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (scripts: gui.jsonl fps figures)")
+    w.add_argument("--turn-every", type=float, metavar="S",
+                   help="turn the camera 30 degrees around the scene every S seconds (benchmarks: how fast a still "
+                        "view sharpens, in gui.jsonl's refined_after_s)")
     w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
     w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
     add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})

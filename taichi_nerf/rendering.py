@@ -103,18 +103,14 @@ class Renderer:
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
         with stage("marching"):
             samples = self._sample(origins, dirs, view_dirs, background, samples_per_ray, generator, jitter)
-        with stage("encoding"):
-            encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
-                                     view_dirs=view_dirs, contract_box=self.contract_box)
-        with stage("MLP forward"):
-            if early_termination and self.early_stop > 0:
-                h, sigma = self._densities_until_opaque(encoded, samples)
-                index, counts = terminate(samples, sigma, self.early_stop)
-                samples = compact(samples, index, counts)
-                sigma = sigma[index].contiguous()
-                with self._precision():
-                    rgb = self.field.color_from(h[index], encoded[index, self.field.pos_dim:]).float()
-            else:
+        if early_termination and self.early_stop > 0:
+            with stage("MLP forward"):
+                samples, sigma, rgb = self._visible(origins, dirs, view_dirs, samples)
+        else:
+            with stage("encoding"):
+                encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
+                                         view_dirs=view_dirs, contract_box=self.contract_box)
+            with stage("MLP forward"):
                 noise = None
                 if jitter and self.density_noise > 0 and torch.is_grad_enabled():
                     noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device, generator=generator)
@@ -143,38 +139,58 @@ class Renderer:
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         return samples
 
-    def _densities_until_opaque(self, encoded: torch.Tensor, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-        """Trunk features (M, width) and densities (M,) of every sample that can still be seen,
-        front to back in segments of doubling length (8, 8, 16, 32... samples of each ray): a
-        ray whose transmittance has fallen below ``early_stop`` gets no more. Samples behind
-        that are left at density 0 and zero features, which :func:`terminate` drops anyway.
-        On a trained built-in view, rays march ~24 samples and keep ~6; evaluating all of
-        them first spent most of a render on hidden ones."""
+    def _visible(self, origins, dirs, view_dirs, samples: Samples) -> tuple[Samples, torch.Tensor, torch.Tensor]:
+        """The samples a viewer can see, their densities and colours, for as little work as
+        possible (rendering only: nothing here is differentiated). Densities are evaluated
+        front to back in segments of doubling length (8, 8, 16, 32... samples of each ray),
+        only for rays still below full opacity; colour only for the samples in front of
+        where a ray turned opaque (:func:`terminate`). Samples are encoded when evaluated,
+        never all at once. On a trained built-in view rays march ~24 samples and keep ~6."""
         m, n = samples.num_samples, samples.num_rays
-        device = encoded.device
+        device = samples.t.device
         sigma = torch.zeros(m, device=device)
-        if m == 0:
-            return torch.zeros(0, self.field.density_head.in_features, device=device), sigma
-        pos = encoded[:, : self.field.pos_dim]
-        ray = samples.ray_index.long()
-        rank = torch.arange(m, device=device) - samples.offsets.long()[ray]
-        optical_depth = torch.zeros(n, device=device)
-        opaque = -math.log(self.early_stop) + 1e-3  # a margin over terminate()'s float32 product
-        longest = int(samples.counts.max())  # one host sync for the whole batch
-        h, lo, hi = None, 0, FIRST_SEGMENT
-        while lo < longest:
-            todo = ((rank >= lo) & (rank < hi) & (optical_depth[ray] < opaque)).nonzero()[:, 0]
-            if todo.numel():
+        feature_row = torch.full((m,), -1, dtype=torch.long, device=device)  # sample -> row of ``features``
+        features, rows = [], 0
+        if m:
+            offsets, counts = samples.offsets.long(), samples.counts.long()
+            ray = samples.ray_index.long()
+            optical_depth = torch.zeros(n, device=device)
+            opaque = -math.log(self.early_stop) + 1e-3  # a margin over terminate()'s float32 product
+            active = (counts > 0).nonzero()[:, 0]
+            lo, length = 0, FIRST_SEGMENT
+            while active.numel():
+                take = (counts[active] - lo).clamp(0, length)  # each active ray's samples in [lo, lo + length)
+                first = offsets[active] + lo
+                ends = torch.cumsum(take, 0)
+                idx = torch.repeat_interleave(first - (ends - take), take, output_size=int(ends[-1]))
+                idx += torch.arange(idx.numel(), device=device)
+                with stage("encoding"):
+                    encoded = encode_samples(origins, dirs, samples.t[idx], samples.ray_index[idx], self.pos, None,
+                                             contract_box=self.contract_box)
                 with self._precision():
-                    features = self.field.features(pos[todo])
-                    density = self.field.density_from(features).float()
-                if h is None:
-                    h = torch.zeros(m, features.shape[1], dtype=features.dtype, device=device)
-                h[todo] = features
-                sigma[todo] = density
-                optical_depth.index_add_(0, ray[todo], density * samples.delta[todo])
-            lo, hi = hi, 2 * hi
-        return h, sigma
+                    h = self.field.features(encoded)
+                    density = self.field.density_from(h).float()
+                features.append(h)
+                feature_row[idx] = torch.arange(rows, rows + idx.numel(), device=device)
+                rows += idx.numel()
+                sigma[idx] = density
+                optical_depth.index_add_(0, ray[idx], density * samples.delta[idx])
+                lo += length
+                length = lo  # doubling segments: 8, 8, 16, 32...
+                active = active[(counts[active] > lo) & (optical_depth[active] < opaque)]
+        index, kept = terminate(samples, sigma, self.early_stop)
+        visible = compact(samples, index, kept)
+        if not features:
+            return visible, sigma[index], torch.zeros(index.numel(), 3, device=device)
+        h = torch.cat(features)[feature_row[index]]  # every visible sample was evaluated
+        encoded_dir = None
+        if self.direction is not None:
+            with stage("encoding"):
+                encoded_dir = encode_samples(origins, dirs, visible.t, visible.ray_index, self.pos, self.direction,
+                                             view_dirs=view_dirs, contract_box=self.contract_box)[:, self.field.pos_dim:]
+        with self._precision():
+            rgb = self.field.color_from(h, encoded_dir).float()
+        return visible, sigma[index].contiguous(), rgb
 
     def _precision(self):
         """bf16 autocast for the MLP's matrix products where ``bf16`` is on, else nothing."""
@@ -209,19 +225,29 @@ class Renderer:
 
     @torch.no_grad()
     def render_pixels(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, first_pixel: int,
-                      count: int, background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
+                      count: int, background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None,
+                      pixels: torch.Tensor | None = None) -> dict:
         """(count, 3) rgb, (count,) opacity and (count,) depth (normalised by opacity) of
         ``count`` consecutive pixels (row-major, from ``first_pixel``) of one camera, in chunks
-        of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording)."""
+        of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording).
+        ``pixels``: these row-major pixel indices instead (``first_pixel`` and ``count`` unused):
+        the scattered pixels that the GUI's finer levels render (gui/view.py)."""
         poses = poses.to(self.device).float().contiguous()
         intrinsics = intrinsics.to(self.device).float().contiguous()
         bg = background.to(self.device).reshape(1, 3)
+        if pixels is not None:
+            pixels = pixels.to(self.device, torch.int32).contiguous()
+            count = pixels.shape[0]
+            cameras_of = torch.full((min(chunk, count),), camera, dtype=torch.int32, device=self.device)
         rgb = torch.empty(count, 3, device=self.device)
         opacity = torch.empty(count, device=self.device)
         depth = torch.empty(count, device=self.device)
         for start in range(0, count, chunk):
             n = min(chunk, count - start)
-            o, d = cameras.image_rays(poses, intrinsics, camera, width, first_pixel + start, n)
+            if pixels is None:
+                o, d = cameras.image_rays(poses, intrinsics, camera, width, first_pixel + start, n)
+            else:
+                o, d = cameras.batch_rays(poses, intrinsics, cameras_of[:n], pixels[start:start + n], width)
             out = self.render_rays(o, d, bg, samples_per_ray, early_termination=True)
             rgb[start:start + n] = out.rgb
             opacity[start:start + n] = out.opacity

@@ -132,6 +132,14 @@ def test_gui_jsonl_and_idle_view_at_full_resolution(scenario_result):
     assert idle and idle[-1]["complete"], r["idle_seconds_to_full"]
     assert [idle[-1]["width"], idle[-1]["height"]] == [idle[-1]["full_width"], idle[-1]["full_height"]] == r["idle_rect"]
     assert r["idle_rect"][0] > 100  # the 144-pixel rect of a 200x160 window, not the 32-pixel training views
+    # when each level was first shown after the view changed: coarse first, the full size last
+    refined = idle[-1]["refined_after_s"]
+    sizes = sorted(refined, key=lambda k: int(k.split("x")[0]))
+    assert sizes[-1] == "{}x{}".format(*r["idle_rect"]) and len(sizes) >= 2
+    assert [refined[k] for k in sizes] == sorted(refined[k] for k in sizes) and refined[sizes[0]] > 0
+    turns = r["turned_deg"] / 30.0
+    assert 2 <= round(turns) <= 4 and abs(turns - round(turns)) < 1e-6  # 30-degree turns every 0.3 s
+    assert all(0 < t <= r["seconds_since_turn"] for t in r["refined_after_turn"].values())
 
 
 def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
@@ -380,6 +388,14 @@ def scenario(tmp: Path) -> dict:
     r["idle_rect"] = idle.layout.image_rects("rgb")[0][2:]
     r["idle_jsonl"] = lines
     r["idle_seconds_to_full"] = time.perf_counter() - start
+    # --turn-every: the camera turns by itself, and each turn restarts the refinement timings
+    idle.options.turn_every_s = 0.3
+    azimuth, turn_start = idle.camera.azimuth, time.perf_counter()
+    while time.perf_counter() - turn_start < 1.0:
+        idle.frame(FrameInput())
+    r["turned_deg"] = math.degrees(idle.camera.azimuth - azimuth)
+    r["refined_after_turn"] = dict(idle.view.refined_after_s)
+    r["seconds_since_turn"] = time.perf_counter() - idle.view.restarted_at
     idle.close()
 
     # the command line, headless

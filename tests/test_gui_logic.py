@@ -289,6 +289,21 @@ def test_progressive_limit_keeps_a_training_view_fresh_then_refines_on():
     assert p.shown == 0 and p.complete
 
 
+def test_progressive_refresh_from_below_redoes_the_level_below_hidden_then_the_target():
+    p = ProgressiveResolution(100, 60, divisors=(4, 2, 1))
+    run_until_complete(p, 8)
+    p.refresh(from_below=True)
+    assert p.refreshing and p.hidden and p.next_band(8) == Band(1, 0, 8)
+    bands = run_until_complete(p, 8)
+    assert [b.level for b in bands] == [1] * 4 + [2] * 8  # all of level 1, then all of level 2
+    assert p.complete and p.shown == 2 and not p.refreshing and not p.hidden
+    p.set_limit(0)  # from below needs a level below: the coarsest is redone alone
+    p.refresh(from_below=True)
+    assert not p.from_below and p.next_band(8) == Band(0, 0, 8)
+    p.restart()
+    assert not p.refreshing
+
+
 def test_progressive_single_level_and_resize():
     p = ProgressiveResolution(40, 30, divisors=(1,))
     band = p.next_band(1)
@@ -395,6 +410,7 @@ def test_performance_log_writes_strict_json_once_a_second(tmp_path, monkeypatch)
     (["gui"], "no X display"),
     (["gui", "--headless"], "--headless has no window to close"),
     (["gui", "--headless", "--seconds", "0"], "--seconds must be positive"),
+    (["gui", "--turn-every", "0"], "--turn-every must be positive"),
     (["gui", "--train"], "--train continues a checkpoint"),
     (["gui", "--window", "big"], "--window must look like"),
 ])

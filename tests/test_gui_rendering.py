@@ -33,6 +33,12 @@ def test_rows_of_a_camera_are_the_rows_of_its_image(device):
         assert torch.allclose(rows[key].view(7, width, -1).squeeze(-1), whole[key][5:12], atol=1e-5), key
     other = renderer.render_pixels(poses, intr, 2, width, 5 * width, 7 * width, bg)
     assert not torch.allclose(other["rgb"], rows["rgb"], atol=1e-3)  # the camera index is honoured
+    # scattered pixels of camera 1, in chunks smaller than the list
+    picked = torch.randperm(width * height, generator=torch.Generator().manual_seed(0))[:57]
+    scattered = renderer.render_pixels(poses, intr, 1, width, 0, 0, bg, chunk=16, pixels=picked)
+    for key in ("rgb", "opacity", "depth"):
+        flat = whole[key].reshape(width * height, -1).squeeze(-1)
+        assert torch.allclose(scattered[key], flat[picked.to(flat.device)], atol=1e-5), key
 
 
 def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
@@ -53,3 +59,52 @@ def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
     gif = iio.imread(tmp_path / "orbit.gif", index=None)
     assert gif.shape[:3] == (2, 13, 16)
     assert np.abs(gif[..., :3].astype(int) - np.stack(whole.rgb_frames).astype(int)).max() <= 2
+
+
+def test_finer_levels_render_only_where_the_coarser_level_varies_and_never_show_a_stale_pixel(device):
+    """Adaptive refinement (gui/view.py): the full level renders only pixels whose coarser
+    neighbourhood is not flat and interpolates the rest, close to rendering every pixel;
+    a refresh from below after the field changed leaves nothing of the old field."""
+    from taichi_nerf.gui.camera import OrbitCamera
+    from taichi_nerf.gui.view import ProgressiveView
+
+    renderer = small_renderer(device)
+    camera = OrbitCamera.from_scene(renderer.scene)
+    bg = torch.tensor([1.0, 1.0, 1.0])
+    rendered = []
+    plain_render = renderer.render_pixels
+
+    def counted(*args, **kwargs):
+        out = plain_render(*args, **kwargs)
+        rendered.append(out["rgb"].shape[0])
+        return out
+
+    renderer.render_pixels = counted
+
+    def refined(flat_range: float, view: ProgressiveView | None = None) -> ProgressiveView:
+        view = view or ProgressiveView(renderer, bg, (96, 80), 16, 16, divisors=(4, 2, 1), flat_range=flat_range)
+        rendered.clear()
+        while view.refine(camera, None):
+            pass
+        assert view.progressive.complete
+        return view
+
+    exact = refined(0.0)
+    exact_pixels = sum(rendered)
+    adaptive = refined(0.05)
+    assert exact_pixels == 24 * 20 + 48 * 40 + 96 * 80
+    assert 0.05 < adaptive.need_fraction[2] < 0.7  # both kinds of pixel occur
+    assert sum(rendered) < 0.8 * exact_pixels
+    a, b = adaptive.levels[2]["rgb"], exact.levels[2]["rgb"]
+    assert (a - b).abs().max() < 0.06 and (a - b).abs().mean() < 0.005
+    assert (adaptive.levels[2]["opacity"] - exact.levels[2]["opacity"]).abs().max() < 0.06
+
+    with torch.no_grad():  # the field changes (training): every colour moves by ~0.1-0.2
+        renderer.field.color.bias += 1.0
+    adaptive.progressive.refresh(from_below=True)
+    assert adaptive.plan_for(adaptive.progressive.level) is None  # the hidden level below is redone whole
+    refined(0.05, adaptive)
+    assert adaptive.progressive.shown == 2 and not adaptive.progressive.refreshing
+    fresh = refined(0.0).levels[2]["rgb"]
+    assert (adaptive.levels[2]["rgb"] - fresh).abs().max() < 0.06  # no pixel kept the old colours
+    assert (exact.levels[2]["rgb"] - fresh).abs().mean() > 0.05  # ...which differ

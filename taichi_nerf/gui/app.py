@@ -41,6 +41,7 @@ HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
 SETTLE_S = 2.0  # after a camera move, training waits this long at most for the view to refine
 REFRESH_S = 2.0  # while training, the view refines only as far as it can be redone in this long
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
+TURN_DEG = 30.0  # --turn-every's step around the scene
 
 
 @dataclass
@@ -59,6 +60,7 @@ class GuiOptions:
     max_frames: int | None = None  # leave the loop after this many frames
     max_seconds: float | None = None  # ...or after this many seconds
     exit_screenshot: str | None = None  # save the last frame here when leaving
+    turn_every_s: float | None = None  # orbit the camera by TURN_DEG this often (benchmarks of refinement)
 
 
 class GuiApp:
@@ -110,6 +112,7 @@ class GuiApp:
         self.frame_index = 0
         self._seen_camera = self.camera.version  # the opening view is no "move": training starts at once
         self.settling: float | None = None  # when the last camera move happened, until the view has refined
+        self._turned_at: float | None = None
         self._last_frame_time: float | None = None  # for input dt
         self._last_frame_start: float | None = None  # for fps: the whole loop period, presenting included
         self._last_work_s = self._last_render_s = 0.0  # training + rendering in the last frame (the rest is overhead)
@@ -240,10 +243,15 @@ class GuiApp:
         self.queued = []
         for action in done:
             self.perform(action)
-        if self.camera.version != self._seen_camera:
+        if self.options.turn_every_s is not None:
+            if self._turned_at is not None and t0 - self._turned_at >= self.options.turn_every_s:
+                self.camera.orbit(math.radians(TURN_DEG), 0.0)
+                self._turned_at = t0
+            self._turned_at = self._turned_at or t0
+        if self.camera.version != self._seen_camera or self.frame_index == 0:  # (the first: times from here)
+            self.settling = t0 if self.camera.version != self._seen_camera else None
             self._seen_camera = self.camera.version
             self.view.restart(self.budget.work_s())
-            self.settling = t0
         if self.settling is not None:
             if self.view.progressive.complete or t0 - self.settling > SETTLE_S:
                 self.settling = None
@@ -280,7 +288,8 @@ class GuiApp:
             width, height = p.size(p.shown) if p.shown >= 0 else (0, 0)
             self.perf.frame(now, self.step, render_s if rendered else 0.0, train_s, steps, {
                 "width": width, "height": height, "full_width": p.full_width, "full_height": p.full_height,
-                "complete": p.complete, "moving": bool(moving), "paused": self.schedule.paused})
+                "complete": p.complete, "moving": bool(moving), "paused": self.schedule.paused,
+                "refined_after_s": dict(self.view.refined_after_s)})
 
     def _train(self, moving: bool) -> tuple[float, int]:
         """This frame's training: a fixed number of steps, or as many as the budget pays for.
@@ -301,7 +310,7 @@ class GuiApp:
             if not ok:
                 break
         if steps:
-            self.view.progressive.refresh()
+            self.view.refresh()
         return time.perf_counter() - start, steps
 
     def _limit_view(self) -> None:

@@ -55,13 +55,16 @@ def launch(args) -> int:
                          "(and --screenshot FILE to keep the last frame)")
     if args.seconds is not None and not args.seconds > 0:
         raise ValueError(f"--seconds must be positive, got {args.seconds:g}")
+    if args.turn_every is not None and not args.turn_every > 0:
+        raise ValueError(f"--turn-every must be positive, got {args.turn_every:g}")
     if args.steps_per_frame is not None and args.steps_per_frame < 1:
         raise ValueError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
     if args.train and not args.ckpt:
         raise ValueError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
     options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
                          steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
-                         max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot)
+                         max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
+                         turn_every_s=args.turn_every)
     check_environment(args.headless)  # before minutes of data loading, not after
     if args.ckpt and not args.train:
         app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")

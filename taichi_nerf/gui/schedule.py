@@ -61,7 +61,9 @@ class ProgressiveResolution:
     finished level replaces the one shown, up to the ``target`` level: full resolution, or
     while training ``limit``, the finest level that can be redone in a few seconds. When
     the field changes (training), the target level is re-rendered in bands over the image
-    already shown, so the picture never lags far behind the field.
+    already shown, so the picture never lags far behind the field. A refresh ``from_below``
+    (finer levels interpolated from the level below where it is flat, gui/view.py) redoes the
+    level below first, hidden, so that no stale pixel is interpolated.
     """
     full_width: int
     full_height: int
@@ -72,6 +74,8 @@ class ProgressiveResolution:
     working: bool = True
     limit: int | None = None  # finest level to refine to (None: full resolution)
     passes: int = 0  # levels finished, ever (a script waits for a picture newer than some moment)
+    refreshing: bool = False  # redoing the target level for a changed field
+    from_below: bool = False  # ...after the level below it (hidden)
     _sizes: list = field(default_factory=list, init=False)
 
     def __post_init__(self):
@@ -125,13 +129,15 @@ class ProgressiveResolution:
 
     def restart(self) -> None:
         """The camera (or anything that changes the whole picture) changed."""
-        self.level, self.rows_done, self.shown, self.working = 0, 0, -1, True
+        self.level, self.rows_done, self.shown, self.working, self.refreshing = 0, 0, -1, True, False
 
-    def refresh(self) -> None:
+    def refresh(self, from_below: bool = False) -> None:
         """The field changed: redo the target level once it is reached (a level in progress
-        already sees the new field)."""
+        already sees the new field); ``from_below``: the level below it first."""
         if not self.working:
-            self.level, self.rows_done, self.working = self.target, 0, True
+            self.from_below = from_below and self.target > 0
+            self.level, self.rows_done, self.working = self.target - self.from_below, 0, True
+            self.refreshing = True
 
     def next_band(self, max_rows: int) -> Band | None:
         if not self.working:
@@ -146,12 +152,18 @@ class ProgressiveResolution:
             return  # stale band (the view restarted meanwhile)
         self.rows_done = band.row1
         if self.rows_done >= self._sizes[self.level][1]:
-            self.shown = self.level
+            if self.level == self.target or self.level > self.shown:  # a refresh's hidden level stays hidden
+                self.shown = self.level
             self.passes += 1
             if self.level < self.target:
                 self.level, self.rows_done = self.level + 1, 0
             else:
-                self.working = False
+                self.working = self.refreshing = False
+
+    @property
+    def hidden(self) -> bool:
+        """The level in progress is not drawn (a refresh redoing the level below the shown one)."""
+        return self.level < self.shown
 
 
 @dataclass
@@ -199,22 +211,24 @@ class RenderCost:
         known = [c for c in self._per_pixel if c is not None]
         return sum(known) / len(known) if known else 1e-4
 
-    def _row_costs(self, width: int, height: int, row0: int, row1: int) -> np.ndarray:
+    def _row_costs(self, width: int, height: int, row0: int, row1: int, row_pixels=None) -> np.ndarray:
         """Predicted seconds of each row ``row0``..``row1`` (numpy: this runs every frame, for
-        every level of a canvas up to ~800 rows high)."""
+        every level of a canvas up to ~800 rows high). ``row_pixels``: how many pixels of each
+        row of the picture are rendered (default: ``width``)."""
         mean = self.per_pixel
         table = np.array([mean if c is None else c for c in self._per_pixel])
         rows = np.arange(row0, row1)
         strip = np.clip(((rows + 0.5) / height * self.bins).astype(np.int64), 0, self.bins - 1)
-        return width * table[strip]
+        pixels = width if row_pixels is None else row_pixels[row0:row1]
+        return pixels * table[strip]
 
-    def seconds(self, width: int, height: int, row0: int = 0, row1: int | None = None) -> float:
+    def seconds(self, width: int, height: int, row0: int = 0, row1: int | None = None, row_pixels=None) -> float:
         """Predicted time of rows ``row0``..``row1`` of a ``width`` x ``height`` picture."""
-        return float(self._row_costs(width, height, row0, height if row1 is None else row1).sum())
+        return float(self._row_costs(width, height, row0, height if row1 is None else row1, row_pixels).sum())
 
-    def rows_within(self, seconds: float, width: int, height: int, row0: int) -> int:
+    def rows_within(self, seconds: float, width: int, height: int, row0: int, row_pixels=None) -> int:
         """How many rows from ``row0`` render in ``seconds`` (0: not even one)."""
-        spent = np.cumsum(self._row_costs(width, height, row0, height))
+        spent = np.cumsum(self._row_costs(width, height, row0, height, row_pixels))
         return int(np.searchsorted(spent, seconds * (1 + 1e-9), side="right"))  # (rounding in the sum)
 
 
