@@ -39,7 +39,7 @@ from .view import ProgressiveView
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
 SETTLE_S = 2.0  # after a camera move, training waits this long at most for the view to refine
-REFRESH_S = 2.0  # while training, the view refines only as far as it can be redone in this long
+REFRESH_S = 4.0  # while training, the view refines only as far as it can be redone in this long
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 TURN_DEG = 30.0  # --turn-every's step around the scene
 
