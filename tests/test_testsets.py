@@ -19,7 +19,8 @@ from taichi_nerf.data.loaders import detect_format, load_dataset
 
 # Small versions: the whole file trains nothing and stays well under a minute on 2 cores.
 SMALL = {"npz-black": (32, 8), "npz-white": (32, 8), "blender-wide": (32, 6), "blender-portrait": (32, 6),
-         "llff-backdrop": (40, 10), "ngp-360-env": (40, 12), "cow": (32, 4)}
+         "llff-backdrop": (40, 10), "ngp-360-env": (40, 12), "cow": (32, 4), "npz-cow": (32, 6)}
+NEED_COW_MESH = ("cow", "npz-cow")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def sets(tmp_path_factory, taichi_backend):
     written = {}
 
     def get(name):
-        if name == "cow" and not T.cow_mesh_path().is_file():
+        if name in NEED_COW_MESH and not T.cow_mesh_path().is_file():
             pytest.skip(f"no cow mesh at {T.cow_mesh_path()} (set TAICHI_NERF_SHARED)")
         if name not in written:
             size, views = SMALL[name]
@@ -77,20 +78,20 @@ def test_set_loads_with_detected_format_and_has_its_properties(sets, name):
     assert torch.isfinite(ds.aabb).all() and 0 <= ds.near < ds.far
 
 
-def test_npz_layout_black_and_white(sets):
-    for name, background in (("npz-black", 0.0), ("npz-white", 1.0)):
-        with np.load(sets(name)) as data:
-            assert sorted(data.files) == ["focal", "images", "poses"]
-            images, poses, focal = data["images"], data["poses"], data["focal"]
-        size, views = SMALL[name]
-        assert images.shape == (views, size, size, 3) and images.dtype == np.float32
-        assert poses.shape == (views, 4, 4) and focal.shape == ()
-        assert float(focal) == pytest.approx(focal_from_fov(size, S.CAMERA_ANGLE_X))
-        assert 0.0 <= images.min() and images.max() <= 1.0
-        # the objects are framed: the border is pure background, the middle is not
-        border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
-        assert (border == background).all()
-        assert (np.abs(images - background).max(axis=-1) > 0.2).mean() > 0.05
+@pytest.mark.parametrize("name, background", [("npz-black", 0.0), ("npz-white", 1.0), ("npz-cow", 0.0)])
+def test_npz_layout_black_and_white(sets, name, background):
+    with np.load(sets(name)) as data:
+        assert sorted(data.files) == ["focal", "images", "poses"]
+        images, poses, focal = data["images"], data["poses"], data["focal"]
+    size, views = SMALL[name]
+    assert images.shape == (views, size, size, 3) and images.dtype == np.float32
+    assert poses.shape == (views, 4, 4) and focal.shape == ()
+    assert float(focal) == pytest.approx(focal_from_fov(size, S.CAMERA_ANGLE_X))
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    # the objects are framed: the border is pure background, the middle is not
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    assert (border == background).all()
+    assert (np.abs(images - background).max(axis=-1) > 0.2).mean() > 0.05
 
 
 def test_blender_sets_are_the_square_cameras_cropped(sets):

@@ -18,6 +18,8 @@ name                      layout         what makes it like users' data
                                          far textured dome over textured ground: unbounded,
                                          real OpenCV distortion, some frames unregistered
 ``cow``                   blender        the cow mesh through ``write_mesh_dataset``
+``npz-cow``               npz            the Keras file's layout and count (106) with one
+                                         object in the middle, as its lego: the cow on black
 ========================  =============  ====================================================
 
 ``size`` is the long side in pixels; ``views`` the training views of the Blender layouts
@@ -104,6 +106,28 @@ def _write_npz(out: Path, size: int, views: int, seed: int, progress: bool, back
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     with _bar(views, "npz", progress) as bar:
         rgba, _ = _render(poses, size, size, focal, focal, 0.5 * size, 0.5 * size, bar)
+    return _save_npz(out, rgba, poses, focal, background)
+
+
+def _write_cow_npz(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
+    """The Keras example's file with one object in the middle, as its lego is: the cow on
+    black, from the same cameras (radius 4, camera_angle_x of the lego: focal 138.9 at 100 px)."""
+    from .mesh import MeshRenderer
+    from .obj import read_obj
+
+    cow = MeshRenderer(read_obj(_existing_cow_mesh()), "y")
+    poses = sphere_poses(views, CAMERA_RADIUS, upper_only=True, seed=seed)
+    focal = focal_from_fov(size, CAMERA_ANGLE_X)
+    rgbas = []
+    with _bar(views, "npz-cow", progress) as bar:
+        for start in range(0, views, RENDER_BATCH):
+            rgba, _ = cow.render(poses[start:start + RENDER_BATCH], size, size, focal, focal, 0.5 * size, 0.5 * size, 3)
+            rgbas.append(rgba.numpy())
+            bar.update(rgba.shape[0])
+    return _save_npz(out, np.concatenate(rgbas), poses, focal, 0.0)
+
+
+def _save_npz(out: Path, rgba: np.ndarray, poses: torch.Tensor, focal: float, background: float) -> Path:
     colour = rgba[..., :3].astype(np.float32) / 255.0
     alpha = rgba[..., 3:].astype(np.float32) / 255.0
     images = colour * alpha + np.float32(background) * (1.0 - alpha)
@@ -325,6 +349,8 @@ TESTSETS = {r.name: r for r in (
            3 / 4, False, True, _write_ngp),
     Recipe("cow", "blender", "the cow mesh rendered by write_mesh_dataset, alpha silhouettes", 100, 30, 1.0, True,
            False, _write_cow),
+    Recipe("npz-cow", "npz", "tiny-NeRF .npz of one object on black, as the Keras lego: the cow", 100, 106, 1.0,
+           False, False, _write_cow_npz),
 )}
 
 
