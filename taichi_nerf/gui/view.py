@@ -5,8 +5,8 @@ budget, the full resolution at once). What changed since the window image was co
 kept as dirty bands, so the app redraws only those rows.
 
 A finer level renders only the pixels where the level below varies (adaptive refinement):
-where the 3x3 neighbourhood of the coarser picture is flat to within ``FLAT_RANGE`` in colour,
-opacity and depth, the finer pixel is interpolated from it instead. On the trained built-in
+where the 3x3 neighbourhood of the coarser picture is flat to within ``FLAT_RANGE`` in colour
+and opacity, the finer pixel is interpolated from it instead. On the trained built-in
 scene at 774x774 that renders a fifth of the full level's pixels, and the picture is within
 65 dB PSNR of rendering every pixel (docs/BENCHMARKS.md).
 """
@@ -125,10 +125,10 @@ class ProgressiveView:
             if rendered and rows == 0:
                 return True  # another band would overrun the frame
             band = p.next_band(rows)
-            shown = p.shown
+            shown, hidden = p.shown, p.hidden
             self._render_band(renderer, camera, band, plan)
             p.finish(band)
-            if self.dirty is not None and band.level >= shown:  # a hidden level changes nothing on screen
+            if self.dirty is not None and not hidden:  # a hidden level changes nothing on screen
                 self.dirty.append(band)
                 if p.shown != shown:  # a finer level replaced the one shown
                     self.dirty = None
