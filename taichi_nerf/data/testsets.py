@@ -82,12 +82,12 @@ def _bar(total: int, desc: str, progress: bool):
 
 
 def _render(poses: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float, cy: float, bar,
-            **options) -> tuple[np.ndarray, np.ndarray]:
-    """Render in batches: (rgba uint8 (N, H, W, 4), depth float32 (N, H, W))."""
+            render=render_scene, supersample: int = SUPERSAMPLE, **options) -> tuple[np.ndarray, np.ndarray]:
+    """Render in batches: (rgba uint8 (N, H, W, 4), depth float32 (N, H, W)); ``render`` is
+    the built-in scene's renderer (taking ``options``) or a mesh renderer's ``render``."""
     rgbas, depths = [], []
     for start in range(0, poses.shape[0], RENDER_BATCH):
-        rgba, depth = render_scene(poses[start:start + RENDER_BATCH], width, height, fx, fy, cx, cy, SUPERSAMPLE,
-                                   **options)
+        rgba, depth = render(poses[start:start + RENDER_BATCH], width, height, fx, fy, cx, cy, supersample, **options)
         rgbas.append(rgba.numpy())
         depths.append(depth.numpy())
         bar.update(rgba.shape[0])
@@ -112,19 +112,12 @@ def _write_npz(out: Path, size: int, views: int, seed: int, progress: bool, back
 def _write_cow_npz(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
     """The Keras example's file with one object in the middle, as its lego is: the cow on
     black, from the same cameras (radius 4, camera_angle_x of the lego: focal 138.9 at 100 px)."""
-    from .mesh import MeshRenderer
-    from .obj import read_obj
-
-    cow = MeshRenderer(read_obj(_existing_cow_mesh()), "y")
     poses = sphere_poses(views, CAMERA_RADIUS, upper_only=True, seed=seed)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
-    rgbas = []
     with _bar(views, "npz-cow", progress) as bar:
-        for start in range(0, views, RENDER_BATCH):
-            rgba, _ = cow.render(poses[start:start + RENDER_BATCH], size, size, focal, focal, 0.5 * size, 0.5 * size, 3)
-            rgbas.append(rgba.numpy())
-            bar.update(rgba.shape[0])
-    return _save_npz(out, np.concatenate(rgbas), poses, focal, 0.0)
+        rgba, _ = _render(poses, size, size, focal, focal, 0.5 * size, 0.5 * size, bar, render=_cow_renderer().render,
+                          supersample=3)
+    return _save_npz(out, rgba, poses, focal, 0.0)
 
 
 def _save_npz(out: Path, rgba: np.ndarray, poses: torch.Tensor, focal: float, background: float) -> Path:
@@ -296,6 +289,13 @@ def _existing_cow_mesh() -> Path:
     return obj
 
 
+def _cow_renderer():
+    from .mesh import MeshRenderer
+    from .obj import read_obj
+
+    return MeshRenderer(read_obj(_existing_cow_mesh()), "y")
+
+
 def _write_cow(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
     from .mesh import write_mesh_dataset
 
@@ -310,10 +310,8 @@ def render_cow_in(poses: torch.Tensor, width: int, height: int, focal: float, en
     built-in objects' surroundings without them): the mesh renderer's cow composited over
     the environment by depth, as a capture for ``data from-photos`` (issue 11)."""
     from .environment import FLOOR_Z
-    from .mesh import MeshRenderer
-    from .obj import read_obj
 
-    cow_mesh = MeshRenderer(read_obj(_existing_cow_mesh()), "y")
+    cow_mesh = _cow_renderer()
     lift = FLOOR_Z - float(cow_mesh.positions[cow_mesh.faces.long()][..., 2].min())  # hooves on the ground
     moved = poses.clone().float()
     moved[:, 2, 3] -= lift  # the cameras move down instead of the cow up
