@@ -15,7 +15,6 @@ from pathlib import Path
 USABLE_FRACTION = 0.8
 RENDER_CHUNK = 4096  # rays per rendering chunk (Renderer.render_pixels' default)
 GRID_CHUNK = 65536  # cells per density query of an occupancy grid update
-DEFAULT_BATCH_RAYS, DEFAULT_SAMPLES = 512, 32  # TrainConfig's: which of the two a refusal blames
 
 
 class ResourceError(ValueError):
@@ -81,6 +80,21 @@ def _train_samples(cfg) -> int:
     return cfg.samples_per_ray + (cfg.fine_samples if cfg.sampler == "hierarchical" else 0)
 
 
+# Floats in one MLP layer's activations per training chunk (4M: 16 MB): a batch bigger than
+# that goes through the MLP a chunk of rays at a time (Trainer.accumulate_gradients). Measured
+# on CPU-2: the Keras MLP's forward and backward over 1.6M samples took 15.0 s in one piece,
+# 5.5 s in chunks of 64k samples; PyTorch3D's (width 256, 576k samples) 17.0 s against 8.5 s
+# in chunks of 16k. It also caps a step's memory at one chunk's activations.
+CHUNK_ACTIVATIONS = 1 << 22
+RAY_BYTES = 128  # a batch's per-ray buffers: origin, direction, target, alpha, background, outputs
+
+
+def train_chunk_rays(cfg) -> int:
+    """Rays per chunk of a training batch: about CHUNK_ACTIVATIONS floats per MLP layer."""
+    widest = max(cfg.width, cfg.color_width or 0)
+    return max(1, CHUNK_ACTIVATIONS // (widest * _train_samples(cfg)))
+
+
 def _model_bytes(cfg) -> float:
     """Weights, their gradients and Adam's two moments."""
     encodings = (3 + 6 * cfg.pos_frequencies) + (3 + 6 * cfg.dir_frequencies)
@@ -115,14 +129,14 @@ def check_training(cfg, device: str, pixels_per_image: int | None = None) -> Non
         rays, flag, value = cfg.batch_images * pixels_per_image, "--batch-images", cfg.batch_images
     else:
         rays = 0
-    step = rays * samples * per_sample
+    chunk = min(rays, train_chunk_rays(cfg)) * samples * per_sample  # the MLP sees a chunk at a time
+    step = rays * RAY_BYTES + chunk
     if step > room:
         what = f"{rays} rays x {samples} samples per ray"
-        if flag == "--batch-rays" and cfg.batch_rays <= 16 * DEFAULT_BATCH_RAYS and cfg.samples_per_ray > DEFAULT_SAMPLES:
-            # an ordinary batch with many samples: the samples are what to lower
+        if chunk > room:  # not even one chunk's samples fit: the samples are what to lower
             extra = samples - cfg.samples_per_ray
-            refuse("--samples-per-ray", cfg.samples_per_ray, step, int(room / (rays * per_sample)) - extra, what)
-        refuse(flag, value, step, int(room / (step / value)), what)
+            refuse("--samples-per-ray", cfg.samples_per_ray, step, int(room / per_sample) - extra, what)
+        refuse(flag, value, step, int((room - chunk) / (rays * RAY_BYTES / value)), what)
     # Rendering (validation, previews, videos) goes in chunks of RENDER_CHUNK rays.
     render = RENDER_CHUNK * cfg.eval_samples * _sample_bytes(cfg, training=False)
     if render > room:

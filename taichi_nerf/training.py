@@ -179,15 +179,11 @@ class Trainer:
             group["lr"] = lr
         with stage("ray generation"):
             origins, dirs, background, target, alpha = self.sample_batch()
-        out = self.renderer.render_rays(origins, dirs, background, self.cfg.samples_per_ray, self.generator, jitter=True)
-        with stage("loss"):
-            loss, mse = self.loss_terms(out, target, alpha)
         self.optimizer.zero_grad(set_to_none=True)
-        with stage("backward"):
-            loss.backward()
+        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha)
         check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
         if check:  # on CUDA, reading the loss is a device sync: only when logging
-            self.last_loss = float(loss.detach())
+            self.last_loss = float(loss)
             if not math.isfinite(self.last_loss):
                 raise TrainingDiverged(
                     f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower --lr. {self._kept()}")
@@ -200,9 +196,34 @@ class Trainer:
         self.elapsed += dt
         rays = origins.shape[0]  # batch_rays, or every pixel of batch_images images
         self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
-        self.last_samples_per_ray = out.samples.num_samples / max(1, out.samples.num_rays)
+        self.last_samples_per_ray = samples / max(1, rays)
         return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray, "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
+
+    def accumulate_gradients(self, origins, dirs, background, target, alpha, chunk_rays: int | None = None,
+                             jitter: bool = True):
+        """Render the batch, and add the gradient of its loss into the parameters' ``.grad``.
+        A batch whose activations outgrow the caches (the tutorials' whole images: 1.6M
+        samples a step in Keras's) goes in chunks of rays, each weighted by its share of the
+        batch, so the gradient is the whole batch's. Returns (loss, mse, samples), detached."""
+        n = origins.shape[0]
+        chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg)
+        per_ray_background = background.shape[0] == n and n > 1
+        loss_sum = mse_sum = torch.zeros((), device=origins.device)
+        samples = 0
+        for lo in range(0, n, chunk_rays):
+            part = slice(lo, min(lo + chunk_rays, n))
+            out = self.renderer.render_rays(origins[part], dirs[part], background[part] if per_ray_background else background,
+                                            self.cfg.samples_per_ray, self.generator, jitter=jitter)
+            share = (part.stop - part.start) / n  # the losses are means over rays
+            with stage("loss"):
+                loss, mse = self.loss_terms(out, target[part], alpha[part])
+            with stage("backward"):
+                (loss * share if share < 1 else loss).backward()
+            loss_sum = loss_sum + share * loss.detach()
+            mse_sum = mse_sum + share * mse
+            samples += out.samples.num_samples
+        return loss_sum, mse_sum, samples
 
     def maybe_update_grid(self) -> None:
         grid, cfg = self.renderer.grid, self.cfg

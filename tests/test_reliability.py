@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taichi_nerf import checkpoint, cli
+from taichi_nerf.config import TrainConfig
 from taichi_nerf.training import Trainer, TrainingDiverged
 
 from .conftest import ARCH, tiny_config
@@ -214,6 +215,21 @@ def test_too_many_samples_for_an_ordinary_batch_names_the_samples(tmp_path, caps
     monkeypatch.setattr(resources, "_host_free", lambda: 2 * 10**9)  # a small machine
     refused(capsys, ["train", "--out", tmp_path / "r", "--samples", "8000", "--arch", "cpu"],
             "--samples-per-ray 8000 needs about", "the largest that fits is")
+
+
+def test_whole_image_batches_are_sized_by_their_chunks(monkeypatch):
+    """The MLP sees a training batch a chunk at a time, so the Keras recipe's 50k rays x 32
+    samples (9 GB in one piece) fit a 2 GB machine; only the batch's own per-ray buffers grow
+    with it, and a batch too big even for those is refused with the largest that fits."""
+    from taichi_nerf import resources
+
+    monkeypatch.setattr(resources, "_host_free", lambda: 2 * 10**9)
+    keras = TrainConfig().with_preset("keras")
+    resources.check_training(keras, "cpu", 100 * 100)
+    with pytest.raises(resources.ResourceError, match="--batch-images 2000000 needs about") as refusal:
+        resources.check_training(keras.replace(batch_images=2_000_000), "cpu", 100 * 100)
+    largest = int(str(refusal.value).rsplit("the largest that fits is ", 1)[1].split()[0])
+    assert 5 < largest < 2_000_000
 
 
 def test_render_size_beyond_memory_is_refused(run, tmp_path, capsys):

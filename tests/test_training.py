@@ -1,5 +1,6 @@
 """Trainer behaviour: outputs, reproducibility, resume, interruption, divergence."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -311,3 +312,33 @@ def test_mixed_precision_renders_like_float32_and_trains(tiny_scene, tmp_path):
     full = ren.render_image(val.poses, val.intrinsics, 0, val.width, val.height, tr.background)
     assert half["rgb"].dtype == torch.float32
     assert float((half["rgb"] - full["rgb"]).abs().mean()) < 0.02
+
+
+@pytest.mark.parametrize("sampler", ["stratified", "hierarchical"])
+def test_chunked_batch_has_the_whole_batch_gradient(tiny_scene, tmp_path, sampler):
+    """A big batch goes through the MLP in chunks of rays (caches, memory); the gradient and
+    the loss are the one-piece batch's, for a loss with a silhouette term and a background per ray."""
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, sampler=sampler, fine_samples=8, loss="pseudo-huber",
+                                  silhouette_weight=1.0, background="random", batch_rays=301))
+    batch = trainer.sample_batch()
+    assert batch[2].shape == (301, 3)  # a background per ray, sliced with its rays
+    results = {}
+    for chunk in (301, 37):
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss, mse, samples = trainer.accumulate_gradients(*batch, chunk_rays=chunk, jitter=False)
+        results[chunk] = (float(loss), float(mse), samples,
+                          torch.cat([p.grad.flatten() for p in trainer.field.parameters()]).double())
+    (loss1, mse1, n1, g1), (loss9, mse9, n9, g9) = results[301], results[37]
+    assert n1 == n9 and loss9 == pytest.approx(loss1, rel=1e-5) and mse9 == pytest.approx(mse1, rel=1e-5)
+    assert float(g1.abs().max()) > 0 and float((g9 - g1).abs().max() / g1.abs().max()) < 1e-4
+
+
+def test_chunks_split_only_batches_that_outgrow_the_caches():
+    from taichi_nerf.resources import CHUNK_ACTIVATIONS, train_chunk_rays
+
+    default = TrainConfig()
+    assert train_chunk_rays(default) >= default.batch_rays  # the default's 512 rays stay one piece
+    keras = TrainConfig().with_preset("keras")  # 5 images of 100x100, 32 samples, width 64
+    assert train_chunk_rays(keras) * keras.samples_per_ray * keras.width == CHUNK_ACTIVATIONS
+    pytorch3d = TrainConfig().with_preset("pytorch3d")  # 4500 rays x 128 samples, width 256: 36 chunks
+    assert math.ceil(pytorch3d.batch_rays / train_chunk_rays(pytorch3d)) == 36
