@@ -208,7 +208,7 @@ class Trainer:
         batch, so the gradient is the whole batch's. Returns (loss, mse, samples), detached."""
         n = origins.shape[0]
         chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg)
-        per_ray_background = background.shape[0] == n and n > 1
+        per_ray_background = background.shape[0] == n  # else one colour for all (a single ray slices the same)
         loss_sum = mse_sum = torch.zeros((), device=origins.device)
         samples = 0
         for lo in range(0, n, chunk_rays):
@@ -219,7 +219,7 @@ class Trainer:
             with stage("loss"):
                 loss, mse = self.loss_terms(out, target[part], alpha[part])
             with stage("backward"):
-                (loss * share if share < 1 else loss).backward()
+                (loss * share).backward()  # share 1 (one piece) is exact
             loss_sum = loss_sum + share * loss.detach()
             mse_sum = mse_sum + share * mse
             samples += out.samples.num_samples
