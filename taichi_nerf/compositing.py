@@ -16,7 +16,9 @@ Two implementations of the same maths, selected by ``composite(..., method=...)`
   because dw_i/d(sigma_i delta_i) = T_{i+1} and dw_j/d(sigma_i delta_i) = -w_j for j > i. The
   suffix sum is E - sum_{j<=i} w_j e_j, with E = g.(colour - background) + g_a opacity + g_z
   depth read from the forward outputs, so the adjoint is one front-to-back pass too, with no
-  exp (T is rebuilt from the saved p) and no autodiff stack. The subtraction runs in float64.
+  exp (T is rebuilt from the saved p) and no autodiff stack. The subtraction runs in float64,
+  and the last sample's suffix sum is exactly 0 (an opaque 1e10 last interval multiplies
+  whatever rounding is left there).
 * ``"autodiff"``: a single kernel differentiated by Taichi's ``kernel.grad``, the reference the
   fast path is tested against. Its reverse pass replays each ray's loop from the autodiff
   stack (one entry per sample and loop-carried local), which makes it 3-4x slower than torch on
@@ -81,6 +83,10 @@ def _adjoint_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti
             w = trans - after
             e = e_base + g[0] * rgb[i, 0] + g[1] * rgb[i, 1] + g[2] * rgb[i, 2] + g_z * t[i]
             later -= ti.cast(w * e, ti.f64)
+            if j == counts[r] - 1:
+                # Nothing comes after the last sample: its suffix sum is exactly 0, where E's
+                # float32 rounding would leave ~1e-7, times a last interval of up to 1e10.
+                later = 0.0
             grad_sigma[i] = delta[i] * (after * e - ti.cast(later, ti.f32))
             for k in ti.static(range(3)):
                 grad_rgb[i, k] = w * g[k]

@@ -24,6 +24,8 @@ Activation = Literal["relu", "softplus10"]
 DensityActivation = Literal["softplus", "relu", "opacity-softplus10"]
 Init = Literal["default", "torch", "glorot"]
 LrSchedule = Literal["exponential", "step", "constant"]
+ImageOrder = Literal["random", "epochs"]
+Intervals = Literal["bins", "gaps"]
 PresetName = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 Logger = Literal["jsonl", "tensorboard"]
@@ -90,6 +92,10 @@ class TrainConfig:
                                                 "coarse + importance samples")
     samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse pass and the grid's warm-up",
                                   aliases=("--samples",))
+    intervals: Intervals = option("bins", SAMPLING, "stratified sampler: the length each sample stands for when "
+                                                    "compositing; bins: its bin; gaps: the distance to the next sample, "
+                                                    "and 1e10 for the last, so the far end is opaque (the original "
+                                                    "NeRF's and the Keras example's)")
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
     fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
@@ -106,6 +112,9 @@ class TrainConfig:
     batch_rays: int = option(512, OPTIMISATION, "rays per step (0 with batch_images: every pixel of those images)")
     batch_images: int = option(0, OPTIMISATION, "draw each step's rays from this many random training images "
                                                 "(0: from all of them)")
+    image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
+                                                             "step (PyTorch3D's); epochs: every image once per pass, in "
+                                                             "a new order each pass, the last part-batch dropped (Keras's)")
     lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
     lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (see lr_schedule)")
     lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
@@ -114,6 +123,7 @@ class TrainConfig:
     lr_step_at: float = option(0.75, OPTIMISATION, "step schedule: the fraction of the steps where lr drops to lr_final")
     adam_beta2: float = option(0.99, OPTIMISATION, "Adam's second-moment decay (Instant-NGP's 0.99; the "
                                                    "tutorials' torch/Keras default is 0.999)")
+    adam_eps: float = option(1e-10, OPTIMISATION, "Adam's epsilon (torch's default is 1e-8, Keras's 1e-7)")
     loss: Loss = option("mse", OPTIMISATION, "colour loss (pseudo-huber: the PyTorch3D tutorial's "
                                              "((1 + d^2 / s^2).sqrt() - 1) * s, s = huber_delta); the silhouette loss "
                                              "is pseudo-huber with it, huber otherwise")
@@ -194,6 +204,10 @@ class TrainConfig:
             problems.append("lr_step_at must be between 0 and 1")
         if not 0 <= self.adam_beta2 < 1:
             problems.append("adam_beta2 must be in [0, 1)")
+        if not 0 < self.adam_eps <= 1:
+            problems.append("adam_eps must be in (0, 1]")
+        if self.intervals == "gaps" and self.sampler != "stratified":
+            problems.append("intervals gaps needs the stratified sampler (the others place their own intervals)")
         if self.huber_delta <= 0:
             problems.append("huber_delta must be positive")
         if self.sampler == "hierarchical" and self.fine_samples < 1:

@@ -35,9 +35,10 @@ KERAS = Preset(
         width=64, depth=8, skip_layer=5, activation="relu", feature_layer=False, color_width=0,
         density_activation="relu", density_bias=0.0, init="glorot",
         sampler="stratified", samples_per_ray=32, render_samples_per_ray=0, clip_to_box=False, near=2.0, far=6.0,
-        batch_images=5, batch_rays=0,
+        intervals="gaps",
+        batch_images=5, batch_rays=0, image_order="epochs",
         loss="mse", silhouette_weight=0.0,
-        lr=1e-3, lr_schedule="constant", steps=320, adam_beta2=0.999,
+        lr=1e-3, lr_schedule="constant", steps=320, adam_beta2=0.999, adam_eps=1e-7,
     ),
     doc="""The Keras example (keras.io/examples/vision/nerf), number by number:
 
@@ -54,17 +55,22 @@ KERAS = Preset(
     NUM_SAMPLES = 32, ``render_flat_rays``: t = linspace(near=2.0, far=6.0, 32) plus
         uniform noise * (far - near) / 32 when training -> sampler=stratified (equal bins,
         jittered), samples_per_ray=32, near=2, far=6; no scene box -> clip_to_box off.
-    BATCH_SIZE = 5 images of 100 x 100, every ray of each -> batch_images=5, batch_rays=0.
+    ``render_rgb_depth``: ``delta = t[1:] - t[:-1]`` and 1e10 for the last sample ->
+        intervals=gaps (the far end is opaque).
+    BATCH_SIZE = 5 images of 100 x 100, every ray of each -> batch_images=5, batch_rays=0;
+        ``shuffle(...).batch(BATCH_SIZE, drop_remainder=True)`` each epoch -> image_order=epochs.
     ``keras.losses.MeanSquaredError`` -> loss=mse; ``keras.optimizers.Adam()``: Keras's
         default learning rate 1e-3, no schedule -> lr=1e-3, lr_schedule=constant; its
-        beta_2 0.999 -> adam_beta2=0.999.
+        beta_2 0.999 and epsilon 1e-7 -> adam_beta2=0.999, adam_eps=1e-7.
     EPOCHS = 20 over its 84 training images in 16 batches of 5 (drop_remainder) = 320 steps.
 
     Where it differs: directions are unit vectors here (Keras's are unnormalised, so its t
-    is depth along the optical axis, not distance); the last sample's interval is its bin,
-    not 1e10, and rays are composited over the trainer's background (the Keras renderer has
-    none, i.e. black, which is what its data shows); images per step are drawn at random
-    every step, not once per epoch; Adam's epsilon is 1e-10 (Keras: 1e-7).""",
+    is depth along the optical axis, not distance, and its corner rays reach ~10% further);
+    samples are jittered in 32 equal bins of [2, 6] (Keras adds one bin, 4/32, of noise to
+    ``linspace(2, 6, 32)``, whose spacing is 4/31); rays are composited over the trainer's
+    background (the Keras renderer has none, i.e. black, which is what its data shows); an
+    epoch is a full shuffle (Keras's shuffle buffer holds 5 images, so its epochs run
+    nearly in file order); validation renders bin centres (Keras's jitters).""",
 )
 
 PYTORCH3D = Preset(
@@ -77,7 +83,7 @@ PYTORCH3D = Preset(
         sampler="stratified", samples_per_ray=128, render_samples_per_ray=0, clip_to_box=False,
         batch_images=6, batch_rays=6 * 750,
         loss="pseudo-huber", huber_delta=0.1, silhouette_weight=1.0,
-        lr=1e-3, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999,
+        lr=1e-3, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999, adam_eps=1e-8,
     ),
     doc="""The PyTorch3D tutorial (docs/tutorials/fit_simple_neural_radiance_field.ipynb):
 
@@ -108,7 +114,9 @@ PYTORCH3D = Preset(
         huber_delta=0.1, silhouette_weight=1.
     ``Adam(lr=1e-3)``; ``if iteration == round(n_iter * 0.75)``: a new Adam at lr * 0.1;
         ``n_iter = 3000`` -> lr=1e-3, lr_schedule=step, lr_step_at=0.75, lr_final=1e-4,
-        steps=3000; torch's betas (0.9, 0.999) -> adam_beta2=0.999.
+        steps=3000; torch's betas (0.9, 0.999) and eps 1e-8 -> adam_beta2=0.999, adam_eps=1e-8.
+    ``batch_idx = torch.randperm(len(target_cameras))[:batch_size]`` every iteration ->
+        image_order=random (the default).
 
     Where it differs: near/far stay the data's. The tutorial's depths 0.1 and
     ``volume_extent_world = 3.0`` are its cow's (cameras 2.7 from a scene about 3 wide);
@@ -117,8 +125,8 @@ PYTORCH3D = Preset(
     within their equal bins (the tutorial's MonteCarloRaysampler samples equidistant
     depths); pixels are whole pixel centres (the tutorial samples continuous NDC points
     bilinearly); the learning-rate cut keeps Adam's moments (the tutorial makes a new Adam);
-    Adam's epsilon is 1e-10 (torch: 1e-8); colours are composited over the trainer's
-    background (the tutorial's raymarcher has none: black).""",
+    colours are composited over the trainer's background (the tutorial's raymarcher has
+    none: black).""",
 )
 
 PRESETS = {p.name: p for p in (KERAS, PYTORCH3D)}

@@ -62,6 +62,9 @@ class Renderer:
         # is what full-frame scenes fall into first; under noise only decisive densities (very
         # high or very low) keep their colour, so the field leaves the fog sooner.
         self.density_noise = 0.0
+        # Stratified intervals: False, each sample's bin; True, the gap to the next sample and
+        # an opaque far end (TrainConfig.intervals "gaps": the Keras example's).
+        self.gaps = False
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
         # Unbounded scenes: positions outside the box are contracted before encoding (space.py).
@@ -88,6 +91,7 @@ class Renderer:
         # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
         noise = cfg.density_noise
         renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
+        renderer.gaps = cfg.intervals == "gaps"
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32, device=renderer.device)
         return renderer
@@ -129,7 +133,7 @@ class Renderer:
             samples = self.grid.march(origins, dirs, self.scene.near, self.scene.far, generator, jitter, scale)
         else:
             t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)
-            samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter)
+            samples = stratified(t_near, t_far, samples_per_ray or self.samples_per_ray, generator, jitter, self.gaps)
             if self.fine_samples:
                 with torch.no_grad():  # the coarse pass only decides where to look
                     coarse_enc = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,

@@ -23,18 +23,31 @@ def _ray_bounds_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aa
         t_far[r] = t1
 
 
+# The last sample's interval with ``gaps``: long enough that any positive density makes it
+# opaque (the original NeRF's and the Keras example's 1e10).
+OPAQUE_END = 1e10
+
+
 @ti.kernel
 def _stratified_kernel(t_near: ti.types.ndarray(), t_far: ti.types.ndarray(), jitter: ti.types.ndarray(),
-                       use_jitter: ti.i32, samples_per_ray: ti.i32,
+                       use_jitter: ti.i32, samples_per_ray: ti.i32, gaps: ti.i32,
                        t: ti.types.ndarray(), delta: ti.types.ndarray()):
     for r, j in ti.ndrange(t_near.shape[0], samples_per_ray):
         step = (t_far[r] - t_near[r]) / samples_per_ray
+        i = r * samples_per_ray + j
         u = 0.5
         if use_jitter:
-            u = jitter[r * samples_per_ray + j]
-        i = r * samples_per_ray + j
+            u = jitter[i]
         t[i] = t_near[r] + (ti.f32(j) + u) * step
         delta[i] = step
+        if gaps:  # to the next sample (recomputed here, so no thread waits on another's write)
+            if j + 1 < samples_per_ray:
+                u_next = 0.5
+                if use_jitter:
+                    u_next = jitter[i + 1]
+                delta[i] = (1.0 + u_next - u) * step
+            elif step > 0:  # a ray that misses the box keeps its empty interval
+                delta[i] = OPAQUE_END
 
 
 def ray_bounds(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, near: float, far: float):
@@ -48,10 +61,11 @@ def ray_bounds(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, ne
 
 
 def stratified(t_near: torch.Tensor, t_far: torch.Tensor, samples_per_ray: int,
-               generator: torch.Generator | None = None, jitter: bool = True) -> Samples:
+               generator: torch.Generator | None = None, jitter: bool = True, gaps: bool = False) -> Samples:
     """``samples_per_ray`` samples per ray: jittered within equal bins for training
     (jitter drawn from ``generator``, so runs are reproducible and resumable), bin centres
-    for rendering."""
+    for rendering. Each sample's interval is its bin, or with ``gaps`` the distance to the
+    next sample and :data:`OPAQUE_END` for the last."""
     n = t_near.shape[0]
     device = t_near.device
     m = n * samples_per_ray
@@ -59,7 +73,7 @@ def stratified(t_near: torch.Tensor, t_far: torch.Tensor, samples_per_ray: int,
     t = torch.empty(m, device=device)
     delta = torch.empty(m, device=device)
     if n:
-        _stratified_kernel(t_near, t_far, u, int(jitter), samples_per_ray, t, delta)
+        _stratified_kernel(t_near, t_far, u, int(jitter), samples_per_ray, int(gaps), t, delta)
     offsets, counts, ray_index = fixed_layout(n, samples_per_ray, device)
     return Samples(t, delta, ray_index, offsets, counts, samples_per_ray)
 

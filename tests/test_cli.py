@@ -79,7 +79,7 @@ def test_choices_come_from_the_literal_types():
     actions = {a.dest: a for a in subparser("train")._actions}
     choices = choice_fields()
     assert set(choices) == {"background", "sampler", "loss", "arch", "activation", "density_activation", "init",
-                            "lr_schedule", "logger"}
+                            "lr_schedule", "logger", "intervals", "image_order"}
     for name, values in choices.items():
         assert tuple(actions[name].choices) == values == typing.get_args(field_types()[name])
     assert choices["arch"] == tuple(ARCH_CHOICES)  # the config's Literal and the backend agree

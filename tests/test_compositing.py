@@ -1,11 +1,14 @@
 """Compositing: the fast path (hand-derived adjoint) and the Taichi-autodiff reference, against
 float64 torch autograd and against each other."""
+import dataclasses
+
 import pytest
 import torch
 
 from taichi_nerf import reference
 from taichi_nerf.compositing import METHODS, composite
 from taichi_nerf.packing import Samples, fixed_layout
+from taichi_nerf.sampling import OPAQUE_END
 
 from .conftest import rel_err
 
@@ -76,6 +79,25 @@ def test_fixed_layout_matches_float64(device, rays, samples_per_ray, per_ray_bg,
     offsets, counts, ray_index = fixed_layout(rays, samples_per_ray, device)
     assert torch.equal(samples.offsets, offsets) and torch.equal(samples.ray_index, ray_index)
     check_against_reference(sigma, rgb, samples, bg, method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("samples_per_ray", [32, 128, 256])
+def test_opaque_last_interval_matches_float64(device, samples_per_ray, method):
+    """intervals=gaps ends every ray with a 1e10 interval (the Keras example's): its sample
+    is opaque wherever its density is positive, and the gradients stay float64's. A third
+    of the rays end at zero density (ReLU's), where it must stay transparent."""
+    rays = 24
+    sigma, rgb, samples, bg = random_packed([samples_per_ray] * rays, device, seed=samples_per_ray, per_ray_bg=True)
+    delta = samples.delta.clone().view(rays, samples_per_ray)
+    delta[:, -1] = OPAQUE_END
+    sigma = sigma.clone().view(rays, samples_per_ray)
+    sigma[::3, -1] = 0.0
+    samples = dataclasses.replace(samples, delta=delta.view(-1))
+    check_against_reference(sigma.view(-1), rgb, samples, bg, seed=samples_per_ray, method=method)
+    _, opacity, _, weights = composite(sigma.view(-1), rgb, samples, bg, method=method)
+    assert torch.allclose(opacity[1::3], torch.ones_like(opacity[1::3]))
+    assert (weights.view(rays, samples_per_ray)[::3, -1] == 0).all()
 
 
 def variable_counts(seed: int) -> list[int]:

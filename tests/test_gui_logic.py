@@ -421,3 +421,32 @@ def test_gui_command_line_errors(argv, message, monkeypatch, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# --- the loop and signals ------------------------------------------------------------------
+def test_ctrl_c_ends_the_loop_between_frames_then_saves():
+    """A Ctrl-C during a frame lets that frame finish (stopping inside a GGUI call can leave
+    its frame open, and closing the window then may hang); the loop then closes, which
+    saves, returns 130 and puts the previous handlers back. (The loop only: frame() and
+    close() are stand-ins here; tests/test_gui_headless.py runs the real ones.)"""
+    import os
+    import signal
+
+    from taichi_nerf.gui.app import GuiApp, GuiOptions
+
+    app = GuiApp.__new__(GuiApp)  # no window, renderer or trainer: only run()'s loop
+    app.window, app.options, app.quit_requested, app.idle, app.frame_index = object(), GuiOptions(headless=True), False, False, 0
+    events = []
+
+    def frame(_inp):
+        app.frame_index += 1
+        events.append(f"start {app.frame_index}")
+        if app.frame_index == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        events.append(f"end {app.frame_index}")
+
+    app.frame, app.close = frame, lambda: events.append("close")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert app.run() == 130
+    assert events == ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3", "close"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -186,6 +186,7 @@ def test_one_training_step(tiny_scene, tmp_path, name, changes):
     assert math.isfinite(info["loss"]) and info["lr"] == 1e-3
     assert all(not torch.equal(a, b) for a, b in zip(before, trainer.field.parameters()))
     assert images > cfg.batch_images
+    assert trainer.renderer.gaps == (name == "keras")  # Keras's intervals: to the next sample, 1e10 last
     if name == "keras":  # every pixel of 5 images
         assert origins.shape[0] == 5 * 32 * 32 and info["rays_per_s"] > 0
     else:
@@ -295,6 +296,10 @@ def test_bad_preset_values_are_one_line_errors():
         TrainConfig(skip_layer=4).validate()
     with pytest.raises(ValueError, match="lr_step_at"):
         TrainConfig(lr_step_at=1.5).validate()
+    with pytest.raises(ValueError, match="intervals gaps needs the stratified sampler"):
+        TrainConfig(intervals="gaps").validate()  # the default sampler is the grid's
+    with pytest.raises(ValueError, match="image_order"):
+        TrainConfig(image_order="sorted").validate()
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["train", "--preset", "tensorflow"])
     assert exc.value.code == 2
@@ -310,7 +315,7 @@ def test_old_checkpoints_load_and_resume(tiny_scene, tmp_path):
     state = torch.load(path, weights_only=True)
     new = {"preset", "view_dependent", "frequency_base", "include_input", "skip_layer", "activation",
            "density_activation", "feature_layer", "color_width", "init", "clip_to_box", "batch_images",
-           "lr_schedule", "lr_step_at"}
+           "lr_schedule", "lr_step_at", "intervals", "image_order", "adam_eps"}
     assert new <= set(state["config"]) and "density_scale" in state["model"]
     state["config"] = {k: v for k, v in state["config"].items() if k not in new}
     del state["model"]["density_scale"]

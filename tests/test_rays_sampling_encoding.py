@@ -8,7 +8,7 @@ from taichi_nerf import reference
 from taichi_nerf.backgrounds import background_colour, over_background
 from taichi_nerf.cameras import batch_rays, gather_pixels, image_rays, look_at, orbit_poses, sphere_poses
 from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
-from taichi_nerf.sampling import ray_bounds, stratified
+from taichi_nerf.sampling import OPAQUE_END, ray_bounds, stratified
 
 from .conftest import rel_err
 
@@ -153,6 +153,28 @@ def test_stratified_samples_cover_bins(device, samples_per_ray):
     g1 = torch.Generator(device=device).manual_seed(5)
     g2 = torch.Generator(device=device).manual_seed(5)
     assert torch.equal(stratified(near, far, samples_per_ray, g1).t, stratified(near, far, samples_per_ray, g2).t)
+
+
+@pytest.mark.parametrize("samples_per_ray", [1, 32, 128, 256])
+@pytest.mark.parametrize("jitter", [True, False])
+def test_stratified_gaps_reach_the_next_sample_and_end_opaque(device, samples_per_ray, jitter):
+    """intervals=gaps (the Keras example's): the same positions as the bins, each interval
+    the distance to the next sample, the last 1e10; an empty (missed) ray stays empty."""
+    n = 40
+    near = torch.rand(n, device=device) + 1.0
+    far = near + torch.rand(n, device=device) * 3 + 0.5
+    far[:3] = near[:3]  # rays that miss the box
+    bins = stratified(near, far, samples_per_ray, torch.Generator(device=device).manual_seed(3), jitter)
+    gaps = stratified(near, far, samples_per_ray, torch.Generator(device=device).manual_seed(3), jitter, gaps=True)
+    assert torch.equal(bins.t, gaps.t)
+    t = gaps.t.view(n, samples_per_ray).cpu().double()
+    delta = gaps.delta.view(n, samples_per_ray).cpu().double()
+    # float32 positions near 5 carry ~5e-7 of rounding each: compare absolutely
+    assert ((delta[3:, :-1] - (t[3:, 1:] - t[3:, :-1])).abs() < 2e-6).all()
+    assert (delta[3:, -1] == OPAQUE_END).all()
+    assert (delta[:3] == 0).all()
+    if not jitter:  # bin centres: every gap is one bin
+        assert torch.allclose(delta[3:, :-1], bins.delta.view(n, -1).cpu().double()[3:, :-1], rtol=1e-5)
 
 
 @pytest.mark.parametrize("freq,include,base", [(0, True, 1.0), (4, False, 1.0), (10, True, 1.0), (6, True, math.pi)])

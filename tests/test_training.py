@@ -293,6 +293,51 @@ def test_adam_beta2_reaches_the_optimiser_and_the_presets_keep_their_tutorials(t
         TrainConfig(adam_beta2=1.0).validate()
 
 
+def test_adam_eps_reaches_the_optimiser_and_the_presets_use_their_frameworks(tiny_scene, tmp_path):
+    from taichi_nerf.config import TrainConfig
+
+    assert Trainer(tiny_config(tiny_scene, tmp_path / "a")).optimizer.param_groups[0]["eps"] == 1e-10
+    assert Trainer(tiny_config(tiny_scene, tmp_path / "b", adam_eps=1e-6)).optimizer.param_groups[0]["eps"] == 1e-6
+    assert TrainConfig().with_preset("keras").adam_eps == 1e-7  # keras.optimizers.Adam's
+    assert TrainConfig().with_preset("pytorch3d").adam_eps == 1e-8  # torch.optim.Adam's
+    for bad in (0.0, -1e-8, 2.0):
+        with pytest.raises(ValueError, match="adam_eps"):
+            TrainConfig(adam_eps=bad).validate()
+
+
+def test_epoch_order_shows_every_image_once_a_pass(tiny_scene, tmp_path, monkeypatch):
+    """image_order=epochs (Keras's): within a pass no image repeats and all but the dropped
+    remainder appear; each pass is reshuffled; the order is a function of seed and step, so
+    a resumed run (a new Trainer) continues it; another seed shuffles differently."""
+    k = 3
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "a", batch_images=k, batch_rays=0, image_order="epochs"))
+    count = trainer.train.count
+    per_pass = count // k
+    passes = [torch.cat([trainer.batch_images_at(e * per_pass + s, k) for s in range(per_pass)]) for e in range(3)]
+    for images in passes:
+        assert images.unique().numel() == per_pass * k and 0 <= int(images.min()) and int(images.max()) < count
+    assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[1], passes[2])
+    resumed = Trainer(tiny_config(tiny_scene, tmp_path / "b", batch_images=k, batch_rays=0, image_order="epochs"))
+    assert torch.equal(resumed.batch_images_at(per_pass + 2, k), passes[1][2 * k:3 * k])
+    other = Trainer(tiny_config(tiny_scene, tmp_path / "c", batch_images=k, batch_rays=0, image_order="epochs", seed=1))
+    assert not torch.equal(torch.cat([other.batch_images_at(s, k) for s in range(per_pass)]), passes[0])
+    # a step trains on every pixel of its slice
+    import taichi_nerf.cameras as cameras
+
+    seen, batch_rays = {}, cameras.batch_rays
+    monkeypatch.setattr(cameras, "batch_rays", lambda poses, intr, image, pixel, width: (
+        seen.setdefault("images", image.cpu()), batch_rays(poses, intr, image, pixel, width))[1])
+    trainer.step_count = per_pass + 1
+    trainer.sample_batch()
+    assert torch.equal(seen["images"].unique(), passes[1][k:2 * k].sort().values.to(seen["images"].dtype))
+    assert seen["images"].shape[0] == k * trainer._pixels
+    # random (the default, PyTorch3D's): distinct images in a step, repeats within a pass
+    random_order = Trainer(tiny_config(tiny_scene, tmp_path / "d", batch_images=k, batch_rays=0))
+    draws = [random_order.batch_images_at(0, k) for _ in range(per_pass)]
+    assert all(d.unique().numel() == k for d in draws)
+    assert torch.cat(draws).unique().numel() < per_pass * k
+
+
 def test_mixed_precision_renders_like_float32_and_trains(tiny_scene, tmp_path):
     """bf16 autocast (the MLP's products; the kernels stay float32) on this arch: a run
     learns about as well as in float32, and its field renders within bf16's rounding of

@@ -12,7 +12,6 @@ logic (``camera``, ``controls``, ``schedule``); this module wires them together.
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from .. import checkpoint
 from ..backgrounds import over_background, scene_background
 from ..data.images import write_png
+from ..interrupts import StopRequest
 from ..training import Trainer, TrainingDiverged
 from . import actions
 from .camera import OrbitCamera
@@ -180,37 +180,32 @@ class GuiApp:
                           pressed=pressed, held=frozenset(k for k in HELD_KEYS if self.window.is_pressed(k)), dt=dt)
 
     def run(self) -> int:
-        """The interactive loop. Returns 0, or 130 after Ctrl-C / SIGTERM (work saved either way)."""
+        """The interactive loop. Returns 0, or 130 after Ctrl-C / SIGTERM (work saved either way).
+        A signal only raises a flag that the loop reads between frames: stopping in the middle
+        of a GGUI call can leave its frame open, and closing the window then may never return.
+        A second Ctrl-C stops at once."""
         if self.window is None:
             self.open()
-        previous = None
-        if hasattr(signal, "SIGTERM"):
-            def on_term(signum, frame):
-                raise KeyboardInterrupt
-            try:
-                previous = signal.signal(signal.SIGTERM, on_term)
-            except ValueError:  # not the main thread
-                previous = None
         interrupted = False
-        try:
-            while not self.quit_requested and (self.options.headless or self.window.running):
-                start = time.perf_counter()
-                self.frame(FrameInput() if self.options.headless else self._poll())
-                if not self.options.headless:
-                    self.window.show()
-                self._slept = self.idle
-                if self.idle:  # leave the CPU to others while nothing changes
-                    time.sleep(max(0.0, 1.0 / IDLE_FPS - (time.perf_counter() - start)))
-                if self.options.max_frames is not None and self.frame_index >= self.options.max_frames:
-                    break
-                if self.options.max_seconds is not None and time.perf_counter() - self.opened_at >= self.options.max_seconds:
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            self.close()
+        with StopRequest() as stop:
+            try:
+                while not (self.quit_requested or stop.requested) and (self.options.headless or self.window.running):
+                    start = time.perf_counter()
+                    self.frame(FrameInput() if self.options.headless else self._poll())
+                    if not self.options.headless:
+                        self.window.show()
+                    self._slept = self.idle
+                    if self.idle:  # leave the CPU to others while nothing changes
+                        time.sleep(max(0.0, 1.0 / IDLE_FPS - (time.perf_counter() - start)))
+                    if self.options.max_frames is not None and self.frame_index >= self.options.max_frames:
+                        break
+                    if self.options.max_seconds is not None and time.perf_counter() - self.opened_at >= self.options.max_seconds:
+                        break
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                interrupted = interrupted or stop.requested
+                self.close()
         return 130 if interrupted else 0
 
     def close(self) -> None:
