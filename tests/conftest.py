@@ -46,6 +46,22 @@ def tiny_config(scene, out, **changes):
     return TrainConfig(**base)
 
 
+def sampled_images(trainer, monkeypatch):
+    """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
+    import taichi_nerf.cameras as cameras
+
+    seen, original = {}, cameras.batch_rays
+
+    def spy(poses, intrinsics, image_index, pixel_index, width):
+        seen["images"], seen["pixels"] = image_index.cpu(), pixel_index.cpu()
+        return original(poses, intrinsics, image_index, pixel_index, width)
+
+    monkeypatch.setattr(cameras, "batch_rays", spy)
+    trainer.sample_batch()
+    monkeypatch.setattr(cameras, "batch_rays", original)
+    return seen["images"], seen["pixels"]
+
+
 @pytest.fixture(scope="session")
 def trained_builtin(tmp_path_factory, taichi_backend):
     """(dataset folder, run folder) of the built-in scene at 40 px trained for 400 steps

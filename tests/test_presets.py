@@ -21,7 +21,7 @@ from taichi_nerf.rendering import Renderer, RayOutput
 from taichi_nerf.scene import Scene
 from taichi_nerf.training import Trainer
 
-from .conftest import ARCH, tiny_config
+from .conftest import ARCH, sampled_images, tiny_config
 
 SCENE = Scene(near=2.0, far=6.0, aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
 
@@ -191,22 +191,6 @@ def test_one_training_step(tiny_scene, tmp_path, name, changes):
         assert origins.shape[0] == 5 * 32 * 32 and info["rays_per_s"] > 0
     else:
         assert origins.shape[0] == 60
-
-
-def sampled_images(trainer, monkeypatch):
-    """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
-    import taichi_nerf.cameras as cameras
-
-    seen, original = {}, cameras.batch_rays
-
-    def spy(poses, intrinsics, image_index, pixel_index, width):
-        seen["images"], seen["pixels"] = image_index.cpu(), pixel_index.cpu()
-        return original(poses, intrinsics, image_index, pixel_index, width)
-
-    monkeypatch.setattr(cameras, "batch_rays", spy)
-    trainer.sample_batch()
-    monkeypatch.setattr(cameras, "batch_rays", original)
-    return seen["images"], seen["pixels"]
 
 
 def test_batches_come_from_k_images(tiny_scene, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from taichi_nerf.config import TrainConfig
 from taichi_nerf.rendering import RayOutput
 from taichi_nerf.training import Trainer, TrainingDiverged
 
-from .conftest import tiny_config
+from .conftest import sampled_images, tiny_config
 
 
 def params(trainer):
@@ -322,15 +322,10 @@ def test_epoch_order_shows_every_image_once_a_pass(tiny_scene, tmp_path, monkeyp
     other = Trainer(tiny_config(tiny_scene, tmp_path / "c", batch_images=k, batch_rays=0, image_order="epochs", seed=1))
     assert not torch.equal(torch.cat([other.batch_images_at(s, k) for s in range(per_pass)]), passes[0])
     # a step trains on every pixel of its slice
-    import taichi_nerf.cameras as cameras
-
-    seen, batch_rays = {}, cameras.batch_rays
-    monkeypatch.setattr(cameras, "batch_rays", lambda poses, intr, image, pixel, width: (
-        seen.setdefault("images", image.cpu()), batch_rays(poses, intr, image, pixel, width))[1])
     trainer.step_count = per_pass + 1
-    trainer.sample_batch()
-    assert torch.equal(seen["images"].unique(), passes[1][k:2 * k].sort().values.to(seen["images"].dtype))
-    assert seen["images"].shape[0] == k * trainer._pixels
+    images, pixels = sampled_images(trainer, monkeypatch)
+    assert torch.equal(images.unique(), passes[1][k:2 * k].sort().values.to(images.dtype))
+    assert images.shape[0] == pixels.shape[0] == k * trainer._pixels
     # random (the default, PyTorch3D's): distinct images in a step, repeats within a pass
     random_order = Trainer(tiny_config(tiny_scene, tmp_path / "d", batch_images=k, batch_rays=0))
     draws = [random_order.batch_images_at(0, k) for _ in range(per_pass)]
