@@ -231,7 +231,7 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
     ``budget`` seconds of training time; val PSNR (all val views) at each of ``checkpoints``."""
     import numpy as np
 
-    from taichi_nerf.data.testsets import TESTSETS, write_testset
+    from taichi_nerf.scenes.testsets import write_testset
     from taichi_nerf.diagnostics import flat_colour_psnr
     from taichi_nerf.training import Trainer
 
@@ -265,7 +265,7 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
                      "steps": curve[-1][2], "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
                      "rays_per_s": round(tr.rays_per_s), "curve": curve})
     if sheet is not None:
-        from taichi_nerf.data.images import write_png
+        from taichi_nerf.files import write_png
 
         height = max(t.shape[0] for t in tiles)
         padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for t in tiles]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.data.pose_alignment import pose_errors
+from taichi_nerf.capture.pose_alignment import pose_errors
 
 POSE_OK_DEG, POSE_OK_RADIUS = 2.0, 0.02  # the test suite's thresholds (issue 11)
 
@@ -29,8 +29,8 @@ def render_capture(folder: Path, views: int, width: int) -> tuple:
     focal length). The renders are deterministic, so photos already in ``folder`` are reused."""
     from PIL import Image
 
-    from taichi_nerf.data.synthetic import render_scene
-    from taichi_nerf.data.testsets import ngp_poses
+    from taichi_nerf.scenes.synthetic import render_scene
+    from taichi_nerf.scenes.testsets import ngp_poses
 
     height = width * 3 // 4
     focal = 0.5 * width / math.tan(math.radians(30.0))
@@ -60,7 +60,7 @@ def bench_colmap(root: Path, counts: tuple, width: int, train_s: float) -> list[
     """Per photo count: from-photos stage times, registration and pose errors; with ``train_s``
     > 0 also the val PSNR after ``train_s`` seconds of training on the recovered poses and on
     the true ones."""
-    from taichi_nerf.data.photos import from_photos
+    from taichi_nerf.capture.photos import from_photos
 
     rows = []
     for n in counts:

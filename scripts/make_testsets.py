@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from taichi_nerf import backend, cli  # noqa: E402
-from taichi_nerf.data.testsets import TESTSETS, write_testset  # noqa: E402
+from taichi_nerf.scenes.testsets import TESTSETS, write_testset  # noqa: E402
 
 
 def main(argv=None) -> int:

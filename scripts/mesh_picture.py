@@ -24,9 +24,9 @@ def main() -> None:
 
     from taichi_nerf import checkpoint
     from taichi_nerf.backgrounds import scene_background
-    from taichi_nerf.data.images import write_png
-    from taichi_nerf.data.mesh import MESH_RADIUS, MeshRenderer
-    from taichi_nerf.data.obj import read_obj
+    from taichi_nerf.files import write_png
+    from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
+    from taichi_nerf.scenes.obj import read_obj
     from taichi_nerf.outputs import export_mesh
     from taichi_nerf.scene import orbit_cameras
 

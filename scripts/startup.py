@@ -50,7 +50,7 @@ def measure(cache_dir: str, arch: str = "cpu") -> dict:
 
 def startup_table(arch: str = "cpu", repeats: int = 2) -> dict:
     # The built-in scene is rendered once and cached; render it now so no run pays for it.
-    subprocess.run([sys.executable, "-c", "from taichi_nerf.data.loaders import load_dataset; load_dataset(None)"],
+    subprocess.run([sys.executable, "-c", "from taichi_nerf.datasets import load_dataset; load_dataset(None)"],
                    check=True, capture_output=True)
     results = {}
     with tempfile.TemporaryDirectory() as cache:

@@ -8,11 +8,13 @@ import numpy as np
 from . import checkpoint, outputs
 from .backgrounds import over_background, scene_background
 from .config import TrainConfig
-from .data.loaders import builtin_scene, load_dataset
+from .datasets import load_dataset, run_dataset
+from .files import json_safe, write_json
 from .metrics import psnr, ssim
-from .training import Trainer, TrainResult
 from .outputs import export_mesh, export_points, render_path
-from .video import write_orbit
+from .runs import open_run, resume_config
+from .scenes.builtin import builtin_scene
+from .training import Trainer, TrainResult
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
@@ -22,24 +24,20 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     ``resume=True`` continues the run in ``out`` with its saved configuration. A fresh run
     refuses an ``out`` folder that holds another run unless ``overwrite=True``, which first
     removes that run's files (``taichi-nerf train``'s rule)."""
-    if resume and overwrite:
-        raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
-        cfg = checkpoint.resume_config(out, **overrides)
-        if "data" not in overrides:
-            checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(out))
+        cfg = resume_config(out, **overrides)
     else:
-        cfg = (config or TrainConfig()).replace(**overrides).validate()
-        checkpoint.claim_run_folder(cfg.out, overwrite=overwrite)
-    return Trainer(cfg, resume=resume).run()
+        cfg = (config or TrainConfig()).replace(**overrides)
+    # open_run: every check that can refuse (config, memory, dataset, folder, lock) comes first
+    with open_run(cfg, resume=resume, overwrite=overwrite, data_given="data" in overrides) as run:
+        return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
 
 
 def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch: str = "auto",
                  fps: int = 24, progress: bool = True) -> list[Path]:
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    return write_orbit(renderer, Path(out), frames=frames, width=size, fps=fps, progress=progress,
-                       background=scene_background(renderer.scene, cfg))
+    """The orbit video of a trained field (mp4 + depth mp4 + gif, or a gif): ``render_path`` without a path."""
+    return render_path(ckpt, out, frames=frames, size=size, fps=fps, arch=arch, progress=progress)
 
 
 def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
@@ -52,9 +50,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be at least 1, got {limit}")
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    if data is None:
-        checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(ckpt))
-    dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
+    dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
@@ -69,22 +65,17 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
                                                      depth, compare)
     result = {
         "checkpoint": str(checkpoint.find_checkpoint(ckpt)), "split": split, "count": count,
-        "psnr": _finite(np.mean([r["psnr"] for r in images])), "ssim": _finite(np.mean([r["ssim"] for r in images])),
-        "images": [{**r, "psnr": _finite(r["psnr"]), "ssim": _finite(r["ssim"])} for r in images],
+        "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
+        "images": images,
     }
+    result = json_safe(result)  # None for NaN or infinity (a perfect match's PSNR): JSON has no such numbers
     if images_dir is not None:
-        outputs.write_json(Path(images_dir) / "metrics.json", result)
+        write_json(Path(images_dir) / "metrics.json", result)
     return result
 
 
-def _finite(value) -> float | None:
-    """None for NaN or infinity (a perfect match's PSNR): JSON has no such numbers."""
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def make_synthetic(out, views: int = 100, size: int = 100, progress: bool = True) -> Path:
-    from .data.synthetic import write_synthetic_dataset
+    from .scenes.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(out, views=views, size=size, progress=progress)
 

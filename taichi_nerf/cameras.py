@@ -89,7 +89,7 @@ def focal_from_fov(width: int, fov_x_rad: float) -> float:
 # --- ray generation kernels -------------------------------------------------------------
 
 @ti.func
-def _undistort(xd: ti.f32, yd: ti.f32, k1: ti.f32, k2: ti.f32, p1: ti.f32, p2: ti.f32):
+def undistort(xd: ti.f32, yd: ti.f32, k1: ti.f32, k2: ti.f32, p1: ti.f32, p2: ti.f32):
     """Invert OpenCV radial-tangential distortion by fixed-point iteration (image y down)."""
     x, y = xd, yd
     for _ in range(12):
@@ -109,7 +109,7 @@ def _pixel_ray(pose: ti.template(), intr: ti.template(), cam: ti.i32, px: ti.f32
     x = (px - cx) / fx
     y = (py - cy) / fy
     if intr[cam, 4] != 0.0 or intr[cam, 5] != 0.0 or intr[cam, 6] != 0.0 or intr[cam, 7] != 0.0:
-        x, y = _undistort(x, y, intr[cam, 4], intr[cam, 5], intr[cam, 6], intr[cam, 7])
+        x, y = undistort(x, y, intr[cam, 4], intr[cam, 5], intr[cam, 6], intr[cam, 7])
     # OpenGL camera: image y grows downwards, camera y upwards; the camera looks down -z.
     d = ti.Vector([0.0, 0.0, 0.0])
     for k in ti.static(range(3)):

@@ -1,10 +1,8 @@
 """Checkpoints: written atomically, loaded into a ready-to-render model."""
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import torch
 
 from . import backend
 from .config import TrainConfig
+from .files import write_atomic
 from .rendering import Renderer
 from .scene import Scene
 
@@ -26,85 +25,10 @@ class CheckpointError(ValueError):
     pass
 
 
-# What marks a folder as holding a run, and what a run writes there (cleared by --overwrite).
-RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
-RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "previews", "orbit.mp4", "orbit_depth.mp4", "orbit.gif", "tensorboard")
-# Partial files of an interrupted atomic write: save_atomic's and write_text_atomic's.
-_TEMP = re.compile(r"^\.(?:checkpoint\.pt\.tmp|config\.json\.part|metrics\.jsonl\.part)(\d+)$")
-
-
-def holds_run(folder) -> bool:
-    folder = Path(folder)
-    return any((folder / name).exists() for name in RUN_MARKERS)
-
-
-def claim_run_folder(folder, *, overwrite: bool = False, continue_hint: str = "--resume to continue it") -> Path:
-    """Make ``folder`` ready for a fresh run: a folder holding another run (its checkpoint,
-    metrics or config) is refused, so two runs never mix, unless ``overwrite``, which first
-    removes that run's files (only those: anything else in the folder stays)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise CheckpointError(f"{folder}: is a file, not a run folder; choose another --out")
-    if not holds_run(folder):
-        return folder
-    if not overwrite:
-        ckpt = folder / "checkpoint.pt"
-        what = "a run with a checkpoint" if ckpt.is_file() else "an unfinished run with no checkpoint"
-        hint = f"{continue_hint}, " if ckpt.is_file() else ""
-        raise CheckpointError(f"{folder}: already holds {what}; add {hint}--overwrite to replace it, "
-                              f"or choose another --out")
-    for name in RUN_OUTPUTS:
-        target = folder / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-    remove_stale_temps(folder)
-    return folder
-
-
-def remove_stale_temps(folder) -> list[Path]:
-    """Delete ``.checkpoint.pt.tmp<pid>`` (and config/metrics ``.part<pid>``) files a killed
-    writer left behind (never one whose process still runs: that is a write in progress)."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        match = _TEMP.match(entry.name)
-        if match and not _process_alive(int(match.group(1))):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftover from an earlier run of this pid: nothing writes it now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process: leave its file alone
-    return True
-
-
 def save_atomic(obj: dict, path: Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over the target:
-    an interrupted write leaves the previous checkpoint whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """torch.save through a temporary file, fsynced, renamed over the target: an interrupted
+    write leaves the previous checkpoint whole."""
+    return write_atomic(path, lambda fh: torch.save(obj, fh), binary=True, sync=True)
 
 
 def find_checkpoint(path) -> Path:
@@ -182,17 +106,6 @@ def saved_config(path) -> TrainConfig:
     return config_of(read_state(path), path)
 
 
-def resume_config(run_dir, **overrides) -> TrainConfig:
-    """The configuration a run was started with, writing into ``run_dir``, with overrides
-    (typically a larger ``steps``) applied."""
-    if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
-        raise CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there is nothing to "
-                              f"resume; start it again with --out {run_dir} --overwrite")
-    path = find_checkpoint(run_dir)
-    cfg = saved_config(path).replace(**overrides)
-    return cfg.replace(out=os.path.abspath(path.parent))
-
-
 def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
     path = find_checkpoint(path)
     state = read_state(path)
@@ -212,26 +125,55 @@ def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
     return renderer, cfg, state
 
 
-def scene_dict(scene: Scene) -> dict:
-    return asdict(scene)
+# --- the format: what a trainer saves, and how a trainer resumes from it ---------------------
+def trainer_state(trainer) -> dict:
+    """Everything a resumed run needs to continue bit for bit (and a render needs to draw)."""
+    return {
+        "format": "taichi-nerf", "version": FORMAT_VERSION,
+        "config": trainer.cfg.to_dict(), "scene": asdict(trainer.scene),
+        "model": trainer.field.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+        "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
+        "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
+        "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
+    }
 
 
-def require_stored_data(cfg: TrainConfig, source) -> None:
-    """A run's config names its dataset by an absolute path; say which flag overrides it
-    when that path has gone (the dataset moved, or the run came from another machine)."""
-    if cfg.data is not None and not Path(cfg.data).exists():
-        raise CheckpointError(f"{cfg.data}: the dataset {source} was trained on is not there any more; "
-                              f"give its new place with --data PATH")
+def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
+    """Refuse a checkpoint that ``cfg`` cannot continue: another architecture, or no training state."""
+    saved = config_of(state, path)
+    for key in ARCHITECTURE_KEYS:
+        if getattr(saved, key) != getattr(cfg, key):
+            raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(cfg, key)}")
+    missing = [key for key in ("model", "optimizer", "step", "rng") if state.get(key) is None]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
+                              f"(render and eval can still read it)")
 
 
-def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: a kill leaves the
-    old contents or the new, never half of them."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part{os.getpid()}")
+def restore_trainer(trainer, path: Path) -> None:
+    """Load a checkpoint written by :func:`trainer_state` into ``trainer`` (same architecture)."""
+    state = read_state(path)
+    check_resumable(state, path, trainer.cfg)
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        trainer.field.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit this model: {state_dict_mismatch(exc)}") from None
+    try:
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its optimizer state does not fit this model "
+                              f"({' '.join(str(exc).split())[:200]})") from None
+    try:
+        if trainer.renderer.grid is not None and state.get("grid") is not None:
+            trainer.renderer.grid.load_state_dict(state["grid"])
+        trainer.step_count = int(state["step"])
+        trainer.elapsed = float(state.get("elapsed", 0.0))
+        torch.set_rng_state(state["rng"]["torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
+    trainer.last_val_psnr = state.get("val_psnr")
+    try:
+        trainer.generator.set_state(state["rng"]["generator"])
+    except (RuntimeError, KeyError, TypeError):  # saved on another device type: same schedule, new random stream
+        print(f"warning: {path}: random state is from another device; continuing with a fresh seed")
+        trainer.generator.manual_seed(trainer.cfg.seed + trainer.step_count)

@@ -226,7 +226,7 @@ class TrainConfig:
         problems = []
         for name, hint in field_types().items():
             value = getattr(self, name)
-            kind = _without_none(hint)
+            kind = without_none(hint)
             if value is None and kind is not hint:
                 continue
             if typing.get_origin(kind) is list:
@@ -336,7 +336,7 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def _without_none(hint):
+def without_none(hint):
     """``X | None`` -> ``X``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         rest = [a for a in typing.get_args(hint) if a is not type(None)]

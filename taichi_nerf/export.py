@@ -49,7 +49,7 @@ class MeshResult:
     evaluated_fraction: float  # share of lattice points whose density was queried
 
 
-def _check_exportable(renderer: Renderer, what: str) -> None:
+def check_exportable(renderer: Renderer, what: str) -> None:
     if renderer.scene.ndc:
         raise ExportError(f"{what} export needs a world-space field; this forward-facing scene was trained in NDC "
                           "(retrain with --no-ndc)")
@@ -182,7 +182,7 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     """Marching cubes on the field's density; ``threshold``: a density or "auto"."""
     from skimage import measure
 
-    _check_exportable(renderer, "mesh")
+    check_exportable(renderer, "mesh")
     check_resolution(resolution)
     density, mask, lo, spacing = density_lattice(renderer, resolution, progress)
     if threshold == "auto":
@@ -283,7 +283,7 @@ def extract_points(renderer: Renderer, background: torch.Tensor, poses: torch.Te
     """(P, 3) float32 surface points and (P, 3) uint8 colours seen by the given cameras."""
     from tqdm.auto import tqdm
 
-    _check_exportable(renderer, "point cloud")
+    check_exportable(renderer, "point cloud")
     pts, cols = [], []
     for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="surface points", unit="view"):
         p, c = _surface_points(renderer, poses, intrinsics, cam, width, height, background, min_opacity, True)

@@ -3,28 +3,19 @@ split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-
 (``render --path/--spiral``), meshes and point clouds (``export``)."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import checkpoint
 from .backgrounds import scene_background
+from .datasets import run_dataset
+from .files import write_png
 from .metrics import colorize
 
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24
 ORBIT_VIEWS, ORBIT_WIDTH = 24, 160  # `export points --views orbit`
-
-
-def _png(path: Path, image) -> None:
-    from PIL import Image
-
-    a = image.numpy() if isinstance(image, torch.Tensor) else image
-    if a.dtype != np.uint8:
-        a = (np.clip(a, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(a).save(path)
 
 
 def view_stem(index: int, name: str) -> str:
@@ -41,31 +32,20 @@ def write_view(folder, index: int, name: str, view: dict, target: torch.Tensor, 
     stem = view_stem(index, name)
     rgb = view["rgb"].cpu().clamp(0, 1)
     files = {"rgb": f"{stem}.png"}
-    _png(folder / files["rgb"], rgb)
+    write_png(folder / files["rgb"], rgb)
     if depth:
         files["depth"] = f"{stem}_depth.png"
         d, op = view["depth"].cpu().numpy(), view["opacity"].cpu().numpy()
-        _png(folder / files["depth"], colorize(d, op > 0.05, lo=scene.near, hi=scene.far))
+        write_png(folder / files["depth"], colorize(d, op > 0.05, lo=scene.near, hi=scene.far))
     if compare:
         files["compare"] = f"{stem}_compare.png"
-        _png(folder / files["compare"], torch.cat([rgb, target.cpu().clamp(0, 1)], dim=1))
+        write_png(folder / files["compare"], torch.cat([rgb, target.cpu().clamp(0, 1)], dim=1))
     return files
 
 
-def write_json(path, obj) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2))
-    return path
-
-
 def _training_poses(cfg, progress: bool, data=None, ckpt=None):
-    from .data.loaders import load_dataset
-
-    if data is None and ckpt is not None:  # a moved dataset: say that --data gives its new place
-        checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(ckpt))
-    dataset = load_dataset(data if data is not None else cfg.data, **cfg.replace(progress=progress).dataset_options())
-    return dataset.split("train")
+    return run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt) if ckpt is not None else None,
+                       progress=progress).split("train")
 
 
 def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
@@ -81,7 +61,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
 
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
-    if path is None and not spiral:
+    if path is None and not spiral:  # the orbit (api.render_orbit too)
         return write_orbit(renderer, Path(out), frames=frames or DEFAULT_FRAMES, width=size or DEFAULT_SIZE,
                            fps=fps or DEFAULT_FPS, progress=progress, background=bg)
     if spiral:
@@ -133,7 +113,7 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     if max_points is not None and max_points < 1:
         raise export.ExportError(f"--max-points must be at least 1, got {max_points}")
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    export._check_exportable(renderer, "point cloud")
+    export.check_exportable(renderer, "point cloud")
     if views == "train":
         train = _training_poses(cfg, progress, data, ckpt)
         poses, intr, w, h = train.poses, train.intrinsics, train.width, train.height

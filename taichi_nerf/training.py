@@ -16,12 +16,14 @@ from torch.nn import functional as F
 from . import backend, cameras, checkpoint, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
-from .data.loaders import load_dataset
+from .datasets import load_dataset
 from .diagnostics import StuckWatch
+from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
 from .metrics import colorize, mse_to_psnr, psnr
 from .plots import write_curves
 from .profiling import stage
+from .runs import read_metrics, remove_stale_temps
 from .rendering import RayOutput, Renderer
 from .scene import Scene
 
@@ -251,9 +253,9 @@ class Trainer:
         """Open the run folder: config.json describes the run that writes beside it. Partial
         checkpoint files a killed run left behind go first."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in checkpoint.remove_stale_temps(self.out_dir):
+        for stale in remove_stale_temps(self.out_dir):
             print(f"note: removed {stale}, a partial file a killed run left behind")
-        checkpoint.write_text_atomic(self.out_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+        write_text_atomic(self.out_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
 
     def advance(self) -> dict:
         """One step, then its scheduled work (:meth:`after_step`)."""
@@ -306,8 +308,6 @@ class Trainer:
 
     def write_preview(self, index: int = 0) -> Path:
         """prediction | ground truth | depth, for validation view ``index``."""
-        from .data.images import write_png
-
         self.field.eval()
         out = self.render_view(self.val, index)
         self.field.train()
@@ -330,16 +330,6 @@ class Trainer:
         self.notify("on_log", record)
 
     # --- checkpoints -------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            "format": "taichi-nerf", "version": checkpoint.FORMAT_VERSION,
-            "config": self.cfg.to_dict(), "scene": checkpoint.scene_dict(self.scene),
-            "model": self.field.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "grid": None if self.renderer.grid is None else self.renderer.grid.state_dict(),
-            "step": self.step_count, "elapsed": self.elapsed, "val_psnr": self.last_val_psnr,
-            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-        }
-
     def _kept(self) -> str:
         """What the run folder still holds after a divergence: only a checkpoint that exists."""
         path = self.out_dir / "checkpoint.pt"
@@ -351,43 +341,12 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.field.parameters()):
             raise TrainingDiverged(f"model weights are not finite at step {self.step_count}; try a lower --lr. "
                                    f"{self._kept()}")
-        path = checkpoint.save_atomic(self.state(), self.out_dir / "checkpoint.pt")
+        path = checkpoint.save_atomic(checkpoint.trainer_state(self), self.out_dir / "checkpoint.pt")
         self.notify("on_checkpoint", path)
         return path
 
     def _restore(self, path: Path) -> None:
-        state = checkpoint.read_state(path)
-        saved = checkpoint.config_of(state, path)
-        for key in checkpoint.ARCHITECTURE_KEYS:
-            if getattr(saved, key) != getattr(self.cfg, key):
-                raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(self.cfg, key)}")
-        missing = [key for key in ("model", "optimizer", "step", "rng") if state.get(key) is None]
-        if missing:
-            raise checkpoint.CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
-                                             f"(render and eval can still read it)")
-        try:
-            self.field.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise checkpoint.CheckpointError(f"{path}: does not fit this model: {checkpoint.state_dict_mismatch(exc)}") from None
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise checkpoint.CheckpointError(f"{path}: its optimizer state does not fit this model "
-                                             f"({' '.join(str(exc).split())[:200]})") from None
-        try:
-            if self.renderer.grid is not None and state.get("grid") is not None:
-                self.renderer.grid.load_state_dict(state["grid"])
-            self.step_count = int(state["step"])
-            self.elapsed = float(state.get("elapsed", 0.0))
-            torch.set_rng_state(state["rng"]["torch"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise checkpoint.CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
-        self.last_val_psnr = state.get("val_psnr")
-        try:
-            self.generator.set_state(state["rng"]["generator"])
-        except (RuntimeError, KeyError, TypeError):  # saved on another device type: same schedule, new random stream
-            print(f"warning: {path}: random state is from another device; continuing with a fresh seed")
-            self.generator.manual_seed(self.cfg.seed + self.step_count)
+        checkpoint.restore_trainer(self, path)
         self._truncate_metrics(self.step_count)
 
     def _truncate_metrics(self, step: int) -> None:
@@ -397,23 +356,13 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if not path.is_file():
             return
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        rows = []
-        for number, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or not isinstance(row.get("step", 0), int):
-                    raise ValueError("not a metrics row")
-            except ValueError as exc:
-                if number == len(lines):  # the write a kill interrupted
-                    print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
-                    break
-                raise ValueError(f"{path}: line {number} is not a metrics row ({exc}); fix or delete that line") from None
-            rows.append((row, line))
+        rows, torn = read_metrics(path)
+        if torn:  # the write a kill interrupted
+            print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
         redo_final = self.cfg.steps <= step
         keep = [line for row, line in rows
                 if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
-        checkpoint.write_text_atomic(path, "".join(line + "\n" for line in keep))
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> TrainResult:

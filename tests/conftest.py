@@ -1,4 +1,7 @@
+import hashlib
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +32,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory, taichi_backend):
     """The built-in scene at 32 px: enough views to train on in seconds."""
-    from taichi_nerf.data.synthetic import write_synthetic_dataset
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("scene") / "tiny", views=20, size=32,
                                    val_views=2, test_views=2, progress=False)
@@ -66,7 +69,7 @@ def sampled_images(trainer, monkeypatch):
 def trained_builtin(tmp_path_factory, taichi_backend):
     """(dataset folder, run folder) of the built-in scene at 40 px trained for 400 steps
     (about 35 s on 2 CPU cores): enough geometry for the export and rendering tests."""
-    from taichi_nerf.data.synthetic import write_synthetic_dataset
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
     from taichi_nerf.training import Trainer
 
     root = tmp_path_factory.mktemp("trained_builtin")
@@ -76,3 +79,52 @@ def trained_builtin(tmp_path_factory, taichi_backend):
                       march_steps=96)
     Trainer(cfg).run()
     return scene, root / "run"
+
+
+# --- run folders: what refused commands must leave untouched (test_reliability, test_runs) ------
+# A tiny run's flags: the scene is tests/conftest.py's tiny_scene.
+TINY = ["--width", "16", "--depth", "2", "--pos-frequencies", "4", "--dir-frequencies", "2", "--batch-rays", "64",
+        "--samples", "8", "--sampler", "stratified", "--eval-views", "1", "--eval-every", "0", "--preview-every", "0",
+        "--log-every", "5", "--no-progress", "--arch", ARCH]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` and a hash of its bytes: what "nothing changed" compares."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, argv, *needles) -> str:
+    """Run the CLI in-process: exit status 2, one error line holding every needle, no traceback."""
+    from taichi_nerf import cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("taichi-nerf: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_scene, tmp_path_factory):
+    """A finished 10-step run to copy from (each test works on its own copy)."""
+    from taichi_nerf.training import Trainer
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    Trainer(tiny_config(tiny_scene, out, steps=10, eval_every=0, preview_every=0, checkpoint_every=5, width=16,
+                        depth=2, batch_rays=64, samples_per_ray=8, sampler="stratified")).run()
+    return out
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+

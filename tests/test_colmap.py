@@ -17,7 +17,7 @@ from PIL import Image
 
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.data.pose_alignment import pose_errors, umeyama
+from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0
@@ -29,8 +29,8 @@ pycolmap = pytest.importorskip("pycolmap")
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory, taichi_backend):
     """(folder of JPEGs, true OpenGL camera-to-world poses (N, 4, 4))."""
-    from taichi_nerf.data.synthetic import render_scene
-    from taichi_nerf.data.testsets import ngp_poses
+    from taichi_nerf.scenes.synthetic import render_scene
+    from taichi_nerf.scenes.testsets import ngp_poses
 
     folder = tmp_path_factory.mktemp("capture") / "photos"
     folder.mkdir()
@@ -46,7 +46,7 @@ def capture(tmp_path_factory, taichi_backend):
 
 @pytest.fixture(scope="module")
 def photos_dataset(capture, tmp_path_factory):
-    from taichi_nerf.data.photos import from_photos
+    from taichi_nerf.capture.photos import from_photos
 
     out = tmp_path_factory.mktemp("from_photos") / "dataset"
     report = from_photos(capture[0], out, progress=False, threads=2)
@@ -80,7 +80,7 @@ def test_photos_recover_the_true_cameras(capture, photos_dataset, capsys):
 def test_video_frames_recover_the_cameras(capture, tmp_path):
     import imageio.v2 as iio
 
-    from taichi_nerf.data.photos import from_photos
+    from taichi_nerf.capture.photos import from_photos
 
     video = tmp_path / "walk.mp4"
     names = sorted(capture[0].iterdir())
@@ -98,8 +98,8 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
     """The issue's second capture: the cow mesh standing in the textured dome (rendered by the
     mesh renderer, composited over the surroundings by depth), 40 JPEGs without poses. (With
     30, 12 degrees apart, COLMAP's result varied from run to run: 0.5 to 178 degrees.)"""
-    from taichi_nerf.data.photos import from_photos
-    from taichi_nerf.data.testsets import ngp_poses, render_cow_in
+    from taichi_nerf.capture.photos import from_photos
+    from taichi_nerf.scenes.testsets import ngp_poses, render_cow_in
 
     photos = tmp_path / "cow"
     photos.mkdir()
@@ -116,7 +116,7 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
 def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
     import imageio.v2 as iio
 
-    from taichi_nerf.data.video_frames import extract_frames, sharpness
+    from taichi_nerf.capture.video_frames import extract_frames, sharpness
 
     rng = np.random.default_rng(0)
     sharp = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
@@ -234,7 +234,7 @@ def test_photos_that_do_not_overlap(tmp_path, capsys):
 
 
 def test_unreadable_files_are_skipped_and_listed(tmp_path):
-    from taichi_nerf.data.photos import gather_images
+    from taichi_nerf.capture.photos import gather_images
 
     _noise_photos(tmp_path, 3)
     (tmp_path / "notes.txt").write_text("x")
@@ -247,7 +247,7 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path):
 def test_existing_dataset_needs_overwrite(photos_dataset, tmp_path, capsys):
     import shutil
 
-    from taichi_nerf.data.photos import check_out
+    from taichi_nerf.capture.photos import check_out
 
     out = tmp_path / "ds"
     shutil.copytree(photos_dataset[0], out)
@@ -267,6 +267,6 @@ def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monk
     monkeypatch.setitem(sys.modules, "pycolmap", None)
     _noise_photos(tmp_path / "p", 3)
     _refused([tmp_path / "p", "--out", tmp_path / "out"], capsys, 'pip install "taichi-nerf[colmap]"')
-    code = ("import sys, taichi_nerf.cli, taichi_nerf.data.loaders, taichi_nerf.data.photos; "
+    code = ("import sys, taichi_nerf.cli, taichi_nerf.data.loaders, taichi_nerf.capture.photos; "
             "taichi_nerf.cli.build_parser(); assert 'pycolmap' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -145,7 +145,7 @@ def test_box_holds_the_object_for_any_image_shape(width, height):
     """Blender-like cameras framing the built-in scene's objects ([-1.2, 1.2]^3): a landscape
     or portrait crop of the same views cuts the objects on the short side, yet the box must
     still hold them, as large as for square images (the old smaller-FOV box was half as big)."""
-    from taichi_nerf.data.synthetic import OBJECT_BOUND
+    from taichi_nerf.scenes.sdf import OBJECT_BOUND
 
     poses = sphere_poses(100, 4.0, seed=3).double().numpy()
     square = estimate_bounds(poses, framed_by_long_side(100, 80, 80), 80, 80)

@@ -13,7 +13,7 @@ from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
 from taichi_nerf.data.blender import write_split
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import detect_format, load_dataset
-from taichi_nerf.data.synthetic import render_scene
+from taichi_nerf.scenes.synthetic import render_scene
 
 SIZE = 24
 VIEWS = 10
@@ -261,7 +261,7 @@ def test_llff_360_capture_gets_world_bounds(tmp_path, views):
 
 # --- a mesh rendered to the Blender layout -------------------------------------------------
 def test_mesh_dataset_loads_with_known_cameras(tmp_path, taichi_backend):
-    from taichi_nerf.data.mesh import CAMERA_ANGLE_X, CAMERA_RADIUS, write_mesh_dataset
+    from taichi_nerf.scenes.mesh import CAMERA_ANGLE_X, CAMERA_RADIUS, write_mesh_dataset
 
     obj = tmp_path / "tetra.obj"
     obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")

@@ -23,7 +23,7 @@ SETS = {
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, taichi_backend):
-    from taichi_nerf.data.testsets import write_testset
+    from taichi_nerf.scenes.testsets import write_testset
 
     root = tmp_path_factory.mktemp("userlike")
     return {name: write_testset(name, root / name, size=size, views=views) for name, (size, views, _, _) in SETS.items()}

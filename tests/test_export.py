@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("skimage", reason="mesh export needs scikit-image: pip install -e '.[export]'")
 
 from taichi_nerf import cli, export  # noqa: E402
-from taichi_nerf.data.synthetic import BOX_CENTER, SPHERE_CENTER, scene_sdf  # noqa: E402
+from taichi_nerf.scenes.sdf import BOX_CENTER, SPHERE_CENTER
+from taichi_nerf.scenes.synthetic import scene_sdf  # noqa: E402
 
 from .conftest import ARCH  # noqa: E402
 
@@ -65,7 +66,7 @@ def test_mesh_colours_come_from_the_field(mesh):
 
 
 def test_ply_and_obj_round_trip(mesh, tmp_path):
-    from taichi_nerf.data.obj import read_obj
+    from taichi_nerf.scenes.obj import read_obj
 
     path, m = mesh
     assert path.is_file()  # its folder was created

@@ -180,7 +180,7 @@ def scenario(tmp: Path) -> dict:
 
     from taichi_nerf import checkpoint, cli
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.data.synthetic import write_synthetic_dataset
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
     from taichi_nerf.gui import FrameInput, GuiApp, GuiOptions
 
     torch.manual_seed(0)

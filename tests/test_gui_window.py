@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taichi_nerf.data.synthetic import write_synthetic_dataset
+from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
 BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity", "compare",

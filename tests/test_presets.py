@@ -13,7 +13,6 @@ from torch.nn import functional as F
 
 from taichi_nerf import checkpoint, config
 from taichi_nerf.cli import build_parser, run_config
-from taichi_nerf.compositing import composite
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.encoding import encode_samples
 from taichi_nerf.presets import PRESETS
@@ -180,7 +179,7 @@ def test_one_training_step(tiny_scene, tmp_path, name, changes):
     cfg = TrainConfig(data=str(tiny_scene), out=str(tmp_path), progress=False, arch=ARCH).replace(preset=name, **changes)
     trainer = Trainer(cfg)
     images = trainer.train.count
-    origins, _, _, _, _ = batch = trainer.sample_batch()
+    origins, _, _, _, _ = trainer.sample_batch()
     before = [p.detach().clone() for p in trainer.field.parameters()]
     info = trainer.step()
     assert math.isfinite(info["loss"]) and info["lr"] == 1e-3

@@ -1,7 +1,6 @@
 """Reliability (issue 14): a run is never lost or mixed with another, sizes the machine cannot
 hold are refused before the work, and every refusal is one line, exit status 2, with the run
 folder untouched. The kill test drives real `taichi-nerf train` processes and SIGKILLs them."""
-import hashlib
 import json
 import math
 import os
@@ -22,49 +21,7 @@ from taichi_nerf import checkpoint, cli
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.training import Trainer, TrainingDiverged
 
-from .conftest import ARCH, tiny_config
-
-# A tiny run's flags: the scene is tests/conftest.py's tiny_scene.
-TINY = ["--width", "16", "--depth", "2", "--pos-frequencies", "4", "--dir-frequencies", "2", "--batch-rays", "64",
-        "--samples", "8", "--sampler", "stratified", "--eval-views", "1", "--eval-every", "0", "--preview-every", "0",
-        "--log-every", "5", "--no-progress", "--arch", ARCH]
-
-
-def snapshot(folder: Path) -> dict:
-    """Every file under ``folder`` and a hash of its bytes: what "nothing changed" compares."""
-    if not folder.exists():
-        return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def refused(capsys, argv, *needles) -> str:
-    """Run the CLI in-process: exit status 2, one error line holding every needle, no traceback."""
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("taichi-nerf: error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_scene, tmp_path_factory):
-    """A finished 10-step run to copy from (each test works on its own copy)."""
-    out = tmp_path_factory.mktemp("trained") / "run"
-    Trainer(tiny_config(tiny_scene, out, steps=10, eval_every=0, preview_every=0, checkpoint_every=5, width=16,
-                        depth=2, batch_rays=64, samples_per_ray=8, sampler="stratified")).run()
-    return out
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy)
-    return copy
-
+from .conftest import ARCH, TINY, refused, snapshot, tiny_config
 
 def metrics_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -311,7 +268,9 @@ def test_eval_json_is_strict(run, capsys, monkeypatch):
         raise AssertionError(f"{name} in JSON output")
     result = json.loads(capsys.readouterr().out, parse_constant=no_constants)
     assert result["psnr"] is None and result["images"][0]["psnr"] is None and result["count"] == 1
-    assert cli.strict_json({"a": [1.0, float("nan"), -math.inf], "b": "x"}) == {"a": [1.0, None, None], "b": "x"}
+    from taichi_nerf.files import json_safe
+
+    assert json_safe({"a": [1.0, float("nan"), -math.inf], "b": "x"}) == {"a": [1.0, None, None], "b": "x"}
 
 
 @pytest.mark.parametrize("flag,value,needle", [

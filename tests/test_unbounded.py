@@ -83,7 +83,7 @@ def test_unbounded_encoding_contracts_positions(device):
 
 @pytest.fixture(scope="module")
 def testsets(tmp_path_factory, taichi_backend):
-    from taichi_nerf.data.testsets import write_testset
+    from taichi_nerf.scenes.testsets import write_testset
 
     root = tmp_path_factory.mktemp("kinds")
     return {name: write_testset(name, root / name, size=48, views=12) for name in ("ngp-360-env", "npz-black", "llff-backdrop")}

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .dataset import DataError, Dataset, Split
-from .images import read_many, write_png
+from ..files import write_png
+from .images import read_many
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # the Blender scenes' cameras sit at radius ~4
@@ -63,7 +64,7 @@ def parse_pose(value, where: str) -> np.ndarray:
     return pose
 
 
-def _number(meta: dict, key: str, where: str, default=None):
+def number(meta: dict, key: str, where: str, default=None):
     value = meta.get(key)
     if value is None:  # absent or null: the default
         value = default
@@ -89,7 +90,7 @@ def check_camera_model(meta: dict, where: str) -> list[str]:
     model = meta.get("camera_model")
     if model is not None and (not isinstance(model, str) or model.upper() not in PINHOLE_MODELS):
         raise DataError(f"{where}: camera_model {model!r} is not supported (supported: {', '.join(PINHOLE_MODELS)})")
-    ignored = [k for k in ("k3", "k4") if _number(meta, k, where, 0.0)]
+    ignored = [k for k in ("k3", "k4") if number(meta, k, where, 0.0)]
     return [f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)"] if ignored else []
 
 
@@ -98,15 +99,15 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> lis
 
     When the file's ``w``/``h`` differ from the loaded image (downscaled), scale to match.
     """
-    src_w = _number(meta, "w", where) or width
-    src_h = _number(meta, "h", where) or height
+    src_w = number(meta, "w", where) or width
+    src_h = number(meta, "h", where) or height
     if src_w <= 0 or src_h <= 0:
         raise DataError(f"{where}: 'w' and 'h' must be positive")
     sx, sy = width / src_w, height / src_h
-    fx = _number(meta, "fl_x", where)
-    fy = _number(meta, "fl_y", where)
-    angle_x = _number(meta, "camera_angle_x", where)
-    angle_y = _number(meta, "camera_angle_y", where)
+    fx = number(meta, "fl_x", where)
+    fy = number(meta, "fl_y", where)
+    angle_x = number(meta, "camera_angle_x", where)
+    angle_y = number(meta, "camera_angle_y", where)
     for name, angle in (("camera_angle_x", angle_x), ("camera_angle_y", angle_y)):
         if angle is not None and not 0.0 < angle < math.pi:
             raise DataError(f"{where}: '{name}' must be an angle in radians between 0 and pi, got {angle}")
@@ -120,9 +121,9 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> lis
     fy = fy if fy is not None else fx
     if fx <= 0 or fy <= 0:
         raise DataError(f"{where}: focal length must be positive")
-    cx = _number(meta, "cx", where, 0.5 * src_w)
-    cy = _number(meta, "cy", where, 0.5 * src_h)
-    dist = [_number(meta, k, where, 0.0) for k in ("k1", "k2", "p1", "p2")]
+    cx = number(meta, "cx", where, 0.5 * src_w)
+    cy = number(meta, "cy", where, 0.5 * src_h)
+    dist = [number(meta, k, where, 0.0) for k in ("k1", "k2", "p1", "p2")]
     return [fx * sx, fy * sy, cx * sx, cy * sy, *dist]
 
 
@@ -259,9 +260,9 @@ def load_blender(root, downscale: int = 1, every: int = 1, limit: int | None = N
     # The file's own bounds (the built-in scene and mesh renders write them) win.
     stated = [k for k in ("near", "far", "aabb") if meta.get(k) is not None]
     if "near" in stated:
-        ds.near = _number(meta, "near", where)
+        ds.near = number(meta, "near", where)
     if "far" in stated:
-        ds.far = _number(meta, "far", where)
+        ds.far = number(meta, "far", where)
     if "aabb" in stated:
         ds.aabb = parse_aabb(meta["aabb"], where)
     if not 0 <= ds.near < ds.far:

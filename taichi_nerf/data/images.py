@@ -53,11 +53,3 @@ def read_many(paths: list[Path], downscale: int = 1) -> np.ndarray:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(load, range(1, len(paths))))
     return out
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write uint8 (H, W[, C]) or float in [0, 1] as PNG."""
-    if image.dtype != np.uint8:
-        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)

@@ -1,8 +1,7 @@
-"""Find the right loader for a path; generate and cache the built-in scene when none is given."""
+"""Find the right loader for a dataset path (the built-in scene, when no path is given, is
+resolved one layer up, in taichi_nerf/datasets.py)."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from .blender import is_blender, load_blender
@@ -26,33 +25,6 @@ ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "ins
 # Loader options (keyword arguments of load_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
 
-BUILTIN_VERSION = 1
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("TAICHI_NERF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "taichi-nerf")
-    return Path(root)
-
-
-def builtin_scene(views: int = 100, size: int = 100, progress: bool = True) -> Path:
-    """Path of the built-in scene at this size, rendering it on first use. Rendered into a
-    temporary folder and renamed, so an interrupted render never leaves a half scene behind."""
-    from .synthetic import write_synthetic_dataset
-
-    path = cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
-    if (path / "transforms_train.json").is_file():
-        return path
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_synthetic_dataset(tmp, views=views, size=size, progress=progress)
-    try:
-        tmp.rename(path)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -71,16 +43,15 @@ def _lone_npz(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, near: float | None = None,
+def load_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,
                  far: float | None = None, aabb=None, unbounded: bool | None = None, **options) -> Dataset:
-    """Load any supported layout. ``options``: loader options (LOAD_OPTIONS) and, without
-    ``path``, the built-in scene's ``views``/``size``/``progress``. ``near``/``far``/``aabb``
-    override what the loader chose; ``unbounded`` (None: decided from the cameras and the
-    images' surround) contracts space beyond the box."""
-    popped = {k: options.pop(k) for k in LOAD_OPTIONS if k in options}  # never forwarded to builtin_scene
-    loader_options = {k: v for k, v in popped.items() if v is not None}
-    if path is None:
-        path = builtin_scene(**options)
+    """Load any supported layout. ``options``: loader options (LOAD_OPTIONS; None: not given).
+    ``near``/``far``/``aabb`` override what the loader chose; ``unbounded`` (None: decided
+    from the cameras and the images' surround) contracts space beyond the box."""
+    unknown = set(options) - set(LOAD_OPTIONS)
+    if unknown:
+        raise TypeError(f"load_dataset got unknown options {sorted(unknown)}")
+    loader_options = {k: v for k, v in options.items() if v is not None}
     path = Path(path)
     if format is not None:
         format = ALIASES.get(format, format)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .blender import _number, build_split, check_camera_model, parse_frames, read_json, select_frames
+from .blender import number, build_split, check_camera_model, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
 from .llff import DEFAULT_VAL_EVERY
 
@@ -53,8 +53,8 @@ def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
     """The file-frame cube Instant-NGP marches, or None when ``aabb_scale`` is absent."""
     if meta.get("aabb_scale") is None:
         return None
-    aabb_scale = _number(meta, "aabb_scale", where)
-    scale = _number(meta, "scale", where, NGP_DEFAULT_SCALE)
+    aabb_scale = number(meta, "aabb_scale", where)
+    scale = number(meta, "scale", where, NGP_DEFAULT_SCALE)
     if aabb_scale <= 0 or scale <= 0:
         raise DataError(f"{where}: 'aabb_scale' and 'scale' must be positive")
     offset = meta.get("offset")
@@ -119,7 +119,7 @@ def _camera_model_warnings(metas: list[dict], where: str) -> list[str]:
         if "camera_model" in m and m["camera_model"] not in seen:
             seen.append(m["camera_model"])
             check_camera_model({"camera_model": m["camera_model"]}, where)
-    ignored = sorted({k for m in metas for k in ("k3", "k4") if _number(m, k, where, 0.0)})
+    ignored = sorted({k for m in metas for k in ("k3", "k4") if number(m, k, where, 0.0)})
     if ignored:
         warnings.append(f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)")
     return warnings
@@ -176,7 +176,7 @@ def load_transforms_meta(meta: dict, root: Path, file: Path, downscale: int = 1,
         bounds.notes.append(stated[1])
     apply_bounds(ds, bounds)
     if meta.get("near") is not None and meta.get("far") is not None:  # from-photos: depths of the sparse points
-        ds.near, ds.far = _number(meta, "near", where), _number(meta, "far", where)
+        ds.near, ds.far = number(meta, "near", where), number(meta, "far", where)
         ds.notes = [n for n in ds.notes if not n.startswith("near")]
         ds.notes.append(f"near {ds.near:.3g} / far {ds.far:.3g} as stated in the file")
     note = _check_applied_transform(meta, where) if format == "instant-ngp" else None

@@ -4,7 +4,7 @@ checkpoint, a screenshot or a video: the orbit, or the path through the keyframe
 a band per frame, so the window stays responsive)."""
 from pathlib import Path
 
-from ..data.images import write_png
+from ..files import write_png
 from ..training import TrainingDiverged
 from ..video import OrbitRecorder
 from .keyframes import MIN_KEYFRAMES

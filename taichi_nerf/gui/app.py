@@ -11,7 +11,6 @@ logic (``camera``, ``controls``, ``schedule``); this module wires them together.
 """
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import torch
 
 from .. import checkpoint
 from ..backgrounds import over_background, scene_background
-from ..data.images import write_png
+from ..files import write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..training import Trainer, TrainingDiverged
 from . import actions
@@ -141,11 +140,11 @@ class GuiApp:
     @classmethod
     def for_checkpoint(cls, path, options: GuiOptions, arch: str = "auto") -> "GuiApp":
         from ..data.dataset import DataError
-        from ..data.loaders import load_dataset
+        from ..datasets import run_dataset
 
         renderer, cfg, state = checkpoint.load(path, arch)
         try:  # the training views are optional here: they only enable snapping and compare
-            dataset = load_dataset(cfg.data, **dict(cfg.dataset_options(), progress=False))
+            dataset = run_dataset(cfg, source=checkpoint.find_checkpoint(path), progress=False)
             train_split = dataset.split("train")
         except (DataError, OSError) as exc:
             print(f"taichi-nerf gui: training views unavailable ({exc}); snapping and compare are off", file=sys.stderr)
@@ -445,7 +444,4 @@ class GuiApp:
     def _write_status(self, running: bool) -> None:
         if not self.options.status_path:
             return
-        path = Path(self.options.status_path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.status(running)))
-        os.replace(tmp, path)  # readers never see half a file
+        write_text_atomic(self.options.status_path, json.dumps(self.status(running)))  # readers never see half a file

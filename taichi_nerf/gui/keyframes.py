@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import camera_path
+from ..files import write_text_atomic
 
 FILE_NAME = "camera_path.json"
 MIN_KEYFRAMES = 2  # a path needs somewhere to go
@@ -68,11 +69,8 @@ class Keyframes:
         if not self.poses:
             path.unlink(missing_ok=True)
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(frames, width, height, fps), indent=1))
-        tmp.replace(path)  # a render reading it never sees half a file
-        return path
+        # a render reading it never sees half a file
+        return write_text_atomic(path, json.dumps(self.to_json(frames, width, height, fps), indent=1))
 
     def load_path(self, path: Path) -> camera_path.CameraPath:
         """The saved file as ``render --path`` reads it."""

@@ -1,11 +1,10 @@
-"""``taichi-nerf gui`` arguments -> a configured :class:`GuiApp`, run to the end; and the
-check that a window can open here at all."""
+"""Whether a window can open here at all, and the window size from ``--window``; the
+command itself is in taichi_nerf/cli/gui.py."""
 import ctypes.util
 import os
 import sys
 from pathlib import Path
 
-from ..cli import GUI_DEFAULT_OUT, run_config
 
 
 class GuiUnavailable(RuntimeError):
@@ -42,49 +41,3 @@ def parse_window(text: str) -> tuple[int, int]:
     if w < 160 or h < 120:
         raise ValueError(f"--window {text} is too small (at least 160x120)")
     return w, h
-
-
-def launch(args) -> int:
-    from .. import checkpoint
-    from ..checkpoint import find_checkpoint
-    from ..config import TrainConfig
-    from .app import GuiApp, GuiOptions  # app.py imports check_environment from here
-
-    if args.headless and args.frames is None and args.seconds is None:
-        raise ValueError("--headless has no window to close: give --frames N or --seconds S "
-                         "(and --screenshot FILE to keep the last frame)")
-    if args.seconds is not None and not args.seconds > 0:
-        raise ValueError(f"--seconds must be positive, got {args.seconds:g}")
-    if args.turn_every is not None and not args.turn_every > 0:
-        raise ValueError(f"--turn-every must be positive, got {args.turn_every:g}")
-    if args.steps_per_frame is not None and args.steps_per_frame < 1:
-        raise ValueError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
-    if args.train and not args.ckpt:
-        raise ValueError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
-    options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
-                         steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
-                         max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
-                         turn_every_s=args.turn_every)
-    check_environment(args.headless)  # before minutes of data loading, not after
-    if args.ckpt and not args.train:
-        app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
-        print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
-    else:
-        ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
-        if ckpt is not None and ckpt.name != "checkpoint.pt":
-            raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
-        resume = ckpt is not None
-        cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT)).validate().with_absolute_paths()
-        if resume and args.data is None:
-            checkpoint.require_stored_data(cfg, ckpt)
-        if not resume:  # a new run never mixes with one already in its folder (train's rule)
-            checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite,
-                                        continue_hint=f"--ckpt {cfg.out} --train to continue it")
-        app = GuiApp.for_training(cfg, options, resume=resume)
-        print(f"data: {app.trainer.dataset.summary()}")
-        print(f"backend: {app.backend.arch}; {cfg.batch_rays} rays x {cfg.samples_per_ray} samples per step; "
-              f"run folder {Path(cfg.out)}" + (f"; resuming at step {app.trainer.step_count}" if resume else ""))
-    code = app.run()
-    if app.trainer is not None:
-        print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
-    return code

@@ -1,4 +1,4 @@
-"""Surroundings for the built-in scene: why the users'-data test sets (data/testsets.py) look
+"""Surroundings for the built-in scene: why the users'-data test sets (scenes/testsets.py) look
 like real captures rather than objects floating on a transparent background.
 
 * ``environment="backdrop"``: a tiled floor at z = -0.6 and a brick wall (the plane
@@ -7,17 +7,17 @@ like real captures rather than objects floating on a transparent background.
   the origin painted with sky, clouds and a skyline: far background in every direction (360);
 * ``distortion=(k1, k2, p1, p2)``: OpenCV radial-tangential distortion, really in the
   pixels: each (sub)pixel's ray is the undistorted direction of that distorted image point,
-  by the ray kernel's own inverse (cameras._undistort), so ``cameras.image_rays`` with these
+  by the ray kernel's own inverse (cameras.undistort), so ``cameras.image_rays`` with these
   intrinsics shoots the rays the renderer used (``pixel_directions`` returns them).
 
-``synthetic.render_scene`` switches to ``_render_env_kernel`` here when any of these is on;
+``synthetic.render_scene`` switches to ``render_env_kernel`` here when any of these is on;
 with none of them it keeps the original kernel, so the default images stay bit-for-bit.
 Non-square images and any principal point work with every kernel. Environment surfaces are
 opaque (alpha 1); floor, wall and ground are lit like the objects and receive their soft
 shadows and ambient occlusion; the dome is emissive. Their textures are tiling RGB images
 made once in numpy (value noise, bricks, tiles, clouds, a skyline) and sampled bilinearly.
 
-This module uses the scene's ti.funcs from synthetic.py; synthetic.py imports it lazily.
+The scene's geometry and shading come from sdf.py, as in synthetic.py.
 """
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
@@ -29,8 +29,8 @@ import taichi as ti
 import torch
 
 from .. import backend
-from ..cameras import _undistort
-from .synthetic import _albedo, _check_poses, _lit, _march, _normal, _scene_material, vec3
+from ..cameras import undistort
+from .sdf import albedo, check_poses, lit, march, normal, scene_material, vec3
 
 # --- geometry ----------------------------------------------------------------------------
 ENV_NONE, ENV_BACKDROP, ENV_DOME = 0, 1, 2
@@ -173,7 +173,7 @@ def environment_textures(seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def _texture_atlas(seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def texture_atlas(seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """All textures in one flat float32 buffer + (4, 3) int32 (offset, width, height)."""
     textures = environment_textures(seed)
     chunks, info, offset = [], [], 0
@@ -246,8 +246,8 @@ def _shade_any(p, kind, env: ti.template(), atlas: ti.template(), info: ti.templ
         n = vec3(0.0, 0.0, 1.0)
         alb = vec3(0.0)
         if kind == SURF_OBJECT:
-            n = _normal(p)
-            alb = _albedo(p, _scene_material(p))
+            n = normal(p)
+            alb = albedo(p, scene_material(p))
         elif kind == SURF_WALL:
             n = vec3(0.0, -1.0, 0.0)
             alb = _sample(atlas, info, TEX_WALL, p.x / TEXTURES["wall"][2], p.z / TEXTURES["wall"][3])
@@ -255,7 +255,7 @@ def _shade_any(p, kind, env: ti.template(), atlas: ti.template(), info: ti.templ
             alb = _sample(atlas, info, TEX_FLOOR, p.x / TEXTURES["floor"][2], p.y / TEXTURES["floor"][3])
         else:
             alb = _sample(atlas, info, TEX_GROUND, p.x / TEXTURES["ground"][2], p.y / TEXTURES["ground"][3])
-        c = _lit(p, n, alb)
+        c = lit(p, n, alb)
     return c
 
 
@@ -275,12 +275,12 @@ def _pixel_dir(rot, x, y, fx, fy, cx, cy, dist):
     xn = (x - cx) / fx
     yn = (y - cy) / fy
     if dist[0] != 0.0 or dist[1] != 0.0 or dist[2] != 0.0 or dist[3] != 0.0:
-        xn, yn = _undistort(xn, yn, dist[0], dist[1], dist[2], dist[3])
+        xn, yn = undistort(xn, yn, dist[0], dist[1], dist[2], dist[3])
     return (rot @ vec3(xn, -yn, -1.0)).normalized()
 
 
 @ti.kernel
-def _render_env_kernel(poses: ti.types.ndarray(), rgba: ti.types.ndarray(), depth: ti.types.ndarray(),
+def render_env_kernel(poses: ti.types.ndarray(), rgba: ti.types.ndarray(), depth: ti.types.ndarray(),
                        fx: ti.f32, fy: ti.f32, cx: ti.f32, cy: ti.f32, ss: ti.i32, dist: ti.math.vec4,
                        atlas: ti.types.ndarray(), info: ti.types.ndarray(), env: ti.template(),
                        objects: ti.template()):
@@ -296,7 +296,7 @@ def _render_env_kernel(poses: ti.types.ndarray(), rgba: ti.types.ndarray(), dept
             d = _pixel_dir(rot, i + sx, j + sy, fx, fy, cx, cy, dist)
             t = -1.0
             if ti.static(objects):  # the built-in objects, or only their surroundings
-                t = _march(o, d)
+                t = march(o, d)
             kind = SURF_OBJECT if t >= 0.0 else SURF_NONE
             if ti.static(env != ENV_NONE):
                 te, ke = _env_hit(o, d, env)
@@ -325,7 +325,7 @@ def _pixel_dirs_kernel(poses: ti.types.ndarray(), dirs: ti.types.ndarray(), fx: 
 
 
 # --- public API --------------------------------------------------------------------------
-def _distortion(distortion) -> tuple[float, float, float, float]:
+def distortion_coefficients(distortion) -> tuple[float, float, float, float]:
     coeffs = tuple(float(v) for v in distortion)
     if len(coeffs) != 4 or not all(math.isfinite(v) for v in coeffs):
         raise ValueError(f"distortion must be four finite numbers (k1, k2, p1, p2), got {distortion!r}")
@@ -336,10 +336,10 @@ def pixel_directions(poses: torch.Tensor, width: int, height: int, fx: float, fy
                      distortion=(0.0, 0.0, 0.0, 0.0)) -> torch.Tensor:
     """(N, H, W, 3) unit world directions of the pixel-centre rays of ``render_scene`` (its
     depth rays; colour subsamples go through the same function at their offsets)."""
-    poses = _check_poses(poses)
+    poses = check_poses(poses)
     dev = backend.current().device
     dirs = torch.zeros((poses.shape[0], height, width, 3), dtype=torch.float32, device=dev)
     if poses.shape[0] > 0:
         _pixel_dirs_kernel(poses.to(device=dev, dtype=torch.float32).contiguous(), dirs, float(fx), float(fy),
-                           float(cx), float(cy), ti.math.vec4(*_distortion(distortion)))
+                           float(cx), float(cy), ti.math.vec4(*distortion_coefficients(distortion)))
     return dirs.cpu()

@@ -38,8 +38,8 @@ import torch
 from PIL import Image
 
 from ..cameras import focal_from_fov, look_at, sphere_poses, unit
-from .blender import write_split
-from .dataset import DataError
+from ..data.blender import write_split
+from ..data.dataset import DataError
 from .environment import pixel_directions
 from .synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene
 

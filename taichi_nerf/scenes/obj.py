@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import DataError
-from .images import read_rgba
+from ..data.dataset import DataError
+from ..data.images import read_rgba
 
 DEFAULT_COLOR = (0.7, 0.7, 0.7)  # untextured, uncoloured meshes are shaded in this grey
 

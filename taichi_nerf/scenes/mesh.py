@@ -25,8 +25,8 @@ import torch
 
 from .. import backend
 from ..cameras import focal_from_fov, sphere_poses
-from .blender import write_split
-from .dataset import DataError
+from ..data.blender import write_split
+from ..data.dataset import DataError
 from .obj import Mesh, read_obj
 
 MESH_RADIUS = 1.2  # like the built-in scene's objects

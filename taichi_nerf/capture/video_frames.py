@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .dataset import DataError
+from ..data.dataset import DataError
 
 SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
 JPEG_QUALITY = 95

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dataset import DataError
+from ..data.dataset import DataError
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -228,7 +228,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                 keep_database: bool = False, progress: bool = True, threads: int = -1) -> PhotoReport:
     """Recover camera poses for the photos in folder ``source`` (or frames of video ``source``)
     and write a dataset to ``out``; returns the report (``table()`` prints it)."""
-    from . import colmap_model
+    from ..data import colmap_model
 
     source, out = Path(source), Path(out)
     if matching not in MATCHING:

@@ -1,43 +1,15 @@
-"""The built-in procedural scene, rendered by a Taichi SDF ray marcher (the default dataset).
-
-Five textured objects stand on an invisible floor at z = -0.6 (z is up, there is no ground
-plane, so alpha is a true silhouette), all inside [-1.2, 1.2]^3:
-
-* a sphere with a red / white latitude-longitude checker (12 x 6 cells) at +x +y;
-* a rounded cube, blue tiles split 3 x 3 per face by white grout lines, at -x -y;
-* an upright torus with a rainbow hue gradient around its ring at +x -y;
-* a capped cylinder with green / yellow horizontal bands (yellow caps) at -x +y;
-* a purple truncated cone with a white spiral stripe at the centre.
-
-Lighting is one directional light (Lambert diffuse with SDF soft shadows) plus a sky-tinted
-ambient term with SDF ambient occlusion; no specular, so the scene is close to Lambertian.
-Each pixel is supersampled (``supersample`` x ``supersample`` rays), which gives the alpha
-channel fractional edge values; RGB is stored with straight (not premultiplied) alpha, like
-the Blender scenes. Depth is the distance along the pixel-centre unit ray to the first hit.
-
-Cameras follow the project's convention (OpenGL / Blender: looks down -z, +y up, pixel
-centres at (i + 0.5, j + 0.5)).
-
-Extras for the users'-data test sets (a floor and wall backdrop, a 360 dome, lens distortion)
-live in data/environment.py; all are off by default, and without them the images are
-bit-for-bit those of ``_render_kernel`` here, which is kept as it was.
-"""
+"""The built-in scene's geometry and looks, as Taichi funcs: signed distance functions of its
+five objects, their materials and albedo, the lighting (Lambert with soft shadows and ambient
+occlusion) and the sphere-tracing march. synthetic.py renders the scene with them;
+environment.py adds surroundings that are lit the same way. (Its own module so that neither
+of those two has to import the other's internals.)"""
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
 import math
-from pathlib import Path
 
 import taichi as ti
 import torch
 
-from .. import backend
-from ..cameras import focal_from_fov, sphere_poses
-from .blender import write_split
-
-SCENE_AABB = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # box handed to the trainer (a bit larger than the objects)
-NEAR, FAR = 2.0, 6.0
-CAMERA_RADIUS = 4.0
-CAMERA_ANGLE_X = 0.6911112070083618  # the Blender lego value
 OBJECT_BOUND = 1.2  # every object lies inside [-OBJECT_BOUND, OBJECT_BOUND]^3
 
 # --- scene definition (Python constants become compile-time constants in the kernel) -------
@@ -131,7 +103,7 @@ def _sd_cone(p):
 
 
 @ti.func
-def _scene_dist(p):
+def scene_dist(p):
     d = _sd_sphere(p)
     d = ti.min(d, _sd_box(p))
     d = ti.min(d, _sd_torus(p))
@@ -141,7 +113,7 @@ def _scene_dist(p):
 
 
 @ti.func
-def _scene_material(p):
+def scene_material(p):
     d = _sd_sphere(p)
     m = MAT_SPHERE
     db = _sd_box(p)
@@ -164,17 +136,17 @@ def _scene_material(p):
 
 
 @ti.func
-def _normal(p):
+def normal(p):
     e = 5e-4
     k0 = vec3(1.0, -1.0, -1.0)
     k1 = vec3(-1.0, -1.0, 1.0)
     k2 = vec3(-1.0, 1.0, -1.0)
     k3 = vec3(1.0, 1.0, 1.0)
     n = (
-        k0 * _scene_dist(p + e * k0)
-        + k1 * _scene_dist(p + e * k1)
-        + k2 * _scene_dist(p + e * k2)
-        + k3 * _scene_dist(p + e * k3)
+        k0 * scene_dist(p + e * k0)
+        + k1 * scene_dist(p + e * k1)
+        + k2 * scene_dist(p + e * k2)
+        + k3 * scene_dist(p + e * k3)
     )
     return n.normalized()
 
@@ -187,7 +159,7 @@ def _hue(h):
 
 
 @ti.func
-def _albedo(p, m):
+def albedo(p, m):
     c = vec3(0.0)
     if m == MAT_SPHERE:
         q = (p - vec3(*SPHERE_CENTER)) / SPHERE_RADIUS
@@ -225,7 +197,7 @@ def _soft_shadow(ro, rd):
     res = 1.0
     t = 0.01
     for _ in range(_SHADOW_STEPS):
-        h = _scene_dist(ro + rd * t)
+        h = scene_dist(ro + rd * t)
         res = ti.min(res, 10.0 * h / t)
         t += ti.math.clamp(h, 0.01, 0.25)
         if res < 0.002 or t > 3.5:
@@ -240,13 +212,13 @@ def _ambient_occlusion(p, n):
     sca = 1.0
     for k in ti.static(range(4)):
         h = 0.02 + 0.05 * k
-        occ += (h - _scene_dist(p + h * n)) * sca
+        occ += (h - scene_dist(p + h * n)) * sca
         sca *= 0.8
     return ti.math.clamp(1.0 - 2.5 * occ, 0.0, 1.0)
 
 
 @ti.func
-def _lit(p, n, albedo):
+def lit(p, n, albedo):
     """Display-space ``albedo`` under sun (soft shadows) + sky ambient (occlusion); environments too."""
     alb = ti.pow(albedo, 2.2)  # to linear
     light = vec3(*LIGHT_DIR).normalized()
@@ -261,8 +233,8 @@ def _lit(p, n, albedo):
 
 
 @ti.func
-def _shade(p, n):
-    return _lit(p, n, _albedo(p, _scene_material(p)))
+def shade(p, n):
+    return lit(p, n, albedo(p, scene_material(p)))
 
 
 # --- marching ----------------------------------------------------------------------------
@@ -282,14 +254,14 @@ def _box_span(o, d):
 
 
 @ti.func
-def _march(o, d):
+def march(o, d):
     """Distance to the first surface along the unit ray, or -1 when it misses."""
     t0, t1 = _box_span(o, d)
     hit_t = -1.0
     if t1 > t0:
         t = t0
         for _ in range(_MAX_STEPS):
-            h = _scene_dist(o + d * t)
+            h = scene_dist(o + d * t)
             if h < 1e-4 * (1.0 + t):
                 hit_t = t
                 break
@@ -300,146 +272,15 @@ def _march(o, d):
 
 
 @ti.func
-def _ray_dir(rot, x, y, fx, fy, cx, cy):
+def ray_dir(rot, x, y, fx, fy, cx, cy):
     return (rot @ vec3((x - cx) / fx, -(y - cy) / fy, -1.0)).normalized()
 
 
-@ti.kernel
-def _render_kernel(
-    poses: ti.types.ndarray(),
-    rgba: ti.types.ndarray(),
-    depth: ti.types.ndarray(),
-    fx: ti.f32,
-    fy: ti.f32,
-    cx: ti.f32,
-    cy: ti.f32,
-    ss: ti.i32,
-):
-    for n, j, i in ti.ndrange(rgba.shape[0], rgba.shape[1], rgba.shape[2]):
-        o = vec3(poses[n, 0, 3], poses[n, 1, 3], poses[n, 2, 3])
-        rot = ti.math.mat3(0.0)
-        for r, c in ti.static(ti.ndrange(3, 3)):
-            rot[r, c] = poses[n, r, c]
-        # depth along the pixel-centre ray
-        dc = _ray_dir(rot, i + 0.5, j + 0.5, fx, fy, cx, cy)
-        tc = _march(o, dc)
-        depth[n, j, i] = ti.max(tc, 0.0)
-        col = vec3(0.0)
-        hits = 0
-        for s in range(ss * ss):
-            sx = (s % ss + 0.5) / ss
-            sy = (s // ss + 0.5) / ss
-            d = _ray_dir(rot, i + sx, j + sy, fx, fy, cx, cy)
-            t = _march(o, d)
-            if t >= 0.0:
-                p = o + d * t
-                col += _shade(p, _normal(p))
-                hits += 1
-        if hits > 0:
-            col /= hits
-        for c in ti.static(range(3)):
-            rgba[n, j, i, c] = col[c]
-        rgba[n, j, i, 3] = hits / (ss * ss)
-
-
-# --- public API --------------------------------------------------------------------------
-def _check_poses(poses) -> torch.Tensor:
+def check_poses(poses) -> torch.Tensor:
+    """(N, 4, 4) or (N, 3, 4) camera-to-world poses as a tensor; a single (4, 4) pose gets a batch axis."""
     poses = torch.as_tensor(poses)
     if poses.ndim == 2:
         poses = poses[None]
     if poses.ndim != 3 or tuple(poses.shape[1:]) not in ((4, 4), (3, 4)):
         raise ValueError(f"poses must be (N, 4, 4), got {tuple(poses.shape)}")
     return poses
-
-
-def render_scene(
-    poses: torch.Tensor, width: int, height: int, fx: float, fy: float, cx: float, cy: float, supersample: int = 2,
-    *,
-    environment: str = "none",
-    distortion=(0.0, 0.0, 0.0, 0.0),
-    texture_seed: int = 0,
-    objects: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """poses (N,4,4) float32 camera-to-world -> (rgba uint8 (N,H,W,4), depth float32 (N,H,W):
-    distance along the unit pixel-centre ray to the first hit, 0 where the ray misses).
-    Straight alpha. ``environment``: "none", "backdrop" or "dome"; ``distortion``: OpenCV
-    (k1, k2, p1, p2) of the image; ``texture_seed``: which random environment textures;
-    ``objects`` False: the environment alone (another object is composited in by depth)."""
-    # imported here: environment.py imports this module for the scene's ti.funcs
-    from .environment import ENVIRONMENTS, _distortion, _render_env_kernel, _texture_atlas
-
-    poses = _check_poses(poses)
-    if width <= 0 or height <= 0 or supersample < 1:
-        raise ValueError("width, height and supersample must be positive")
-    if environment not in ENVIRONMENTS:
-        raise ValueError(f"unknown environment {environment!r} (choose from {', '.join(ENVIRONMENTS)})")
-    coeffs = _distortion(distortion)
-    dev = backend.current().device
-    n = poses.shape[0]
-    p = poses.to(device=dev, dtype=torch.float32).contiguous()
-    rgba = torch.zeros((n, height, width, 4), dtype=torch.float32, device=dev)
-    depth = torch.zeros((n, height, width), dtype=torch.float32, device=dev)
-    if n > 0 and environment == "none" and not any(coeffs) and objects:
-        _render_kernel(p, rgba, depth, float(fx), float(fy), float(cx), float(cy), int(supersample))
-    elif n > 0:
-        atlas, info = _texture_atlas(texture_seed, dev)
-        _render_env_kernel(p, rgba, depth, float(fx), float(fy), float(cx), float(cy), int(supersample),
-                           ti.math.vec4(*coeffs), atlas, info, ENVIRONMENTS[environment], bool(objects))
-    rgba8 = (rgba.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-    return rgba8.cpu(), depth.cpu()
-
-
-def write_synthetic_dataset(
-    out_dir,
-    views: int = 100,
-    size: int = 100,
-    val_views: int = 8,
-    test_views: int = 8,
-    seed: int = 0,
-    progress: bool = True,
-) -> Path:
-    """Render train/val/test splits and write them in the Blender layout; returns out_dir."""
-    from tqdm import tqdm
-
-    out = Path(out_dir)
-    focal = focal_from_fov(size, CAMERA_ANGLE_X)
-    extra = {
-        "near": NEAR,
-        "far": FAR,
-        "aabb": [list(SCENE_AABB[:3]), list(SCENE_AABB[3:])],
-        "scene": "taichi-nerf built-in",
-    }
-    plan = [("train", views, seed), ("val", val_views, seed + 1000), ("test", test_views, seed + 2000)]
-    plan = [(name, count, s) for name, count, s in plan if count > 0]
-    bar = tqdm(total=sum(c for _, c, _ in plan), desc="rendering built-in scene", unit="view", disable=not progress)
-    try:
-        for name, count, split_seed in plan:
-            poses = sphere_poses(count, CAMERA_RADIUS, upper_only=True, seed=split_seed)
-            rgbas, depths = [], []
-            for k in range(count):
-                rgba, depth = render_scene(poses[k : k + 1], size, size, focal, focal, 0.5 * size, 0.5 * size)
-                rgbas.append(rgba)
-                depths.append(depth)
-                bar.update(1)
-            write_split(out, name, torch.cat(rgbas).numpy(), poses.numpy(), CAMERA_ANGLE_X,
-                        depth=torch.cat(depths).numpy(), extra=extra)
-    finally:
-        bar.close()
-    return out
-
-
-@ti.kernel
-def _scene_sdf_kernel(points: ti.types.ndarray(), out: ti.types.ndarray()):
-    for i in range(points.shape[0]):
-        out[i] = _scene_dist(vec3(points[i, 0], points[i, 1], points[i, 2]))
-
-
-def scene_sdf(points) -> torch.Tensor:
-    """Signed distance (P,) from world points (P, 3) to the objects' surface (negative inside):
-    the ground truth that exported meshes and point clouds are measured against (tests)."""
-    dev = backend.current().device
-    p = torch.as_tensor(points, dtype=torch.float32).to(dev).reshape(-1, 3).contiguous()
-    out = torch.empty(p.shape[0], dtype=torch.float32, device=dev)
-    if p.shape[0]:
-        _scene_sdf_kernel(p, out)
-    return out.cpu()

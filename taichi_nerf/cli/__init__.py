@@ -1,0 +1,56 @@
+"""``taichi-nerf`` command line: one module per command, each a thin layer over the Python
+API (api.py) and the run entry point (runs.py); shared flags and errors in common.py.
+
+Errors the user can fix (bad data, bad config, missing checkpoint) print one line and exit
+with status 2; they never surface as a traceback from inside a kernel. Nothing below the CLI
+imports it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import data, evaluate, export, gui, render, train
+from .common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, config_overrides, run_config
+from .gui import GUI_DEFAULT_OUT
+
+# Each module adds one subcommand, in this order in --help.
+COMMANDS = [train, render, evaluate, export, data, gui]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="taichi-nerf",
+                                     description="Train and render neural radiance fields with Taichi kernels.")
+    parser.add_argument("--version", action="version", version=f"taichi-nerf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    from ..checkpoint import CheckpointError
+    from ..data.dataset import DataError
+    from ..training import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UserError, DataError, CheckpointError, ValueError) as exc:
+        print(f"taichi-nerf: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # unwritable output folder, full disk, ...
+        print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDiverged as exc:
+        print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("taichi-nerf: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+__all__ = ["main", "build_parser", "UserError", "EXIT_USAGE", "EXIT_INTERRUPTED", "GUI_DEFAULT_OUT", "run_config",
+           "config_overrides"]

@@ -1,0 +1,103 @@
+"""What every command shares: the user-error type, the ``--arch`` flag, one flag per
+TrainConfig field, and the run configuration that flags, ``--config`` and a resumed run make."""
+from __future__ import annotations
+
+import argparse
+
+from ..backend import ARCH_CHOICES
+from ..config import without_none  # X | None -> X: None is a flag's "not given"
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class UserError(Exception):
+    """A mistake in the command line: one line on stderr, exit status 2."""
+
+
+def add_arch(p):
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto", help="compute backend (default: auto = CUDA if usable, else CPU)")
+
+
+def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
+    """One ``--kebab-case`` flag per TrainConfig field in ``names`` (default: every field), in
+    the ``--help`` group the field declares, built from its type hint and metadata (config.py):
+    ``Literal`` -> choices, ``bool`` -> ``--x/--no-x``, ``list[float]`` -> ``nargs`` values.
+    Every flag defaults to None, so only the flags typed override a config (read them back
+    with :func:`config_overrides`). ``shown_defaults``: a command's own default for ``--help``."""
+    import dataclasses
+    import typing
+
+    from ..config import TrainConfig, field_types
+
+    hints, shown_defaults, groups = field_types(), shown_defaults or {}, {}
+    for f in dataclasses.fields(TrainConfig):
+        if names is not None and f.name not in names:
+            continue
+        meta = f.metadata
+        if meta["group"] not in groups:
+            groups[meta["group"]] = parser.add_argument_group(f"{meta['group']} options")
+        kind = without_none(hints[f.name])
+        options = dict(dest=f.name, default=None, help=with_default(meta["help"], shown_defaults.get(f.name, f.default)))
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        elif typing.get_origin(kind) is list:
+            options.update(type=typing.get_args(kind)[0], nargs=meta["nargs"] or "+", metavar=meta["metavar"])
+        else:
+            options.update(type=kind, metavar=meta["metavar"] or _METAVARS[kind])
+        groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), *meta["aliases"], **options)
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def with_default(text: str, default) -> str:
+    """Help text + its default, inside a closing parenthesis when there is one; escaped for argparse."""
+    if default is not None:
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        text = text[:-1] + f"; default: {shown})" if text.endswith(")") else text + f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wider flag column, and ``--samples-per-ray, --samples N`` instead of repeating the metavar."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return ", ".join(action.option_strings) + " " + self._format_args(action, self._get_default_metavar_for_optional(action))
+
+
+def config_overrides(args) -> dict:
+    """The TrainConfig fields whose flag was given on the command line."""
+    import dataclasses
+
+    from ..config import TrainConfig
+
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def run_config(args, resume_from=None, default=None):
+    """The run's TrainConfig: the resumed run's config (``resume_from``: its folder or checkpoint),
+    else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
+    then every other flag given on top (TrainConfig.replace applies a preset first)."""
+    from ..runs import resume_config
+    from ..config import TrainConfig
+
+    given = config_overrides(args)
+    if resume_from is not None:
+        cfg = resume_config(resume_from)
+        given.pop("out", None)  # a resumed run stays in its folder
+        given.setdefault("arch", "auto")  # it may be on another machine: pick the backend afresh unless --arch says
+    elif getattr(args, "config", None):
+        cfg = TrainConfig.from_file(args.config)
+    else:
+        cfg = default or TrainConfig()
+    return cfg.replace(**given)
+
+

@@ -1,0 +1,159 @@
+"""``taichi-nerf data``: make datasets (the built-in scene, a mesh's renders, COLMAP poses for
+photos or a video) and inspect them."""
+from __future__ import annotations
+
+import argparse
+
+from .common import HelpFormatter, UserError, add_config_flags, config_overrides
+
+
+def add_parser(sub) -> None:
+    from ..config import DATASET_FIELDS
+
+    p = sub.add_parser("data", help="make or inspect datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synthetic", help="render the built-in scene in the Blender layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--views", type=int, default=100)
+    s.add_argument("--size", type=int, default=100)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(run=cmd_data_synthetic)
+
+    i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds",
+                        formatter_class=HelpFormatter)
+    i.add_argument("path", help="dataset folder or file")
+    i.add_argument("--val-every", type=int, metavar="N", help="hold out every k-th frame as val when the data has no split")
+    add_config_flags(i, set(DATASET_FIELDS) - {"data"})  # the dataset flags of train, less --data (the PATH)
+    i.set_defaults(run=cmd_data_info)
+
+    m = dsub.add_parser("from-mesh", help="render a (textured) OBJ mesh from many cameras into the Blender layout")
+    m.add_argument("model", help="the .obj file (its .mtl and textures are found beside it)")
+    m.add_argument("--out", required=True)
+    m.add_argument("--views", type=int, default=40, help="training views (default 40)")
+    m.add_argument("--val-views", type=int, default=8)
+    m.add_argument("--test-views", type=int, default=8)
+    m.add_argument("--size", type=int, default=128, help="image width and height in pixels (default 128)")
+    m.add_argument("--supersample", type=int, default=3, help="odd subsamples per pixel side for soft edges (default 3)")
+    m.add_argument("--up", default="y", help="the mesh's up axis: y (OBJ's usual), z, x, -y or -z (default y)")
+    m.add_argument("--full-sphere", action="store_true", help="cameras all around, not just the upper half")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(run=cmd_data_from_mesh)
+
+    from_photos_parser(dsub)
+
+
+def _load_with_options(args):
+    from ..config import TrainConfig
+    from ..data.loaders import load_dataset
+
+    cfg = TrainConfig().replace(**config_overrides(args))
+    return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
+                        val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb,
+                        unbounded=cfg.unbounded)
+
+
+def cmd_data_info(args) -> int:
+    from ..data.dataset import INTRINSICS
+
+    ds = _load_with_options(args)
+
+    def vec(t):
+        return "(" + ", ".join(f"{float(v) if abs(float(v)) > 1e-9 else 0.0:.4g}" for v in t) + ")"
+
+    print(f"format:   {ds.format}")
+    print(f"source:   {ds.source}")
+    for name, split in ds.splits.items():
+        intr = split.intrinsics
+        same = bool((intr == intr[0]).all())
+        described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0]) if k[0] in "fc" or float(v) != 0.0)
+        print(f"{name + ':':9} {split.count} images, {split.width}x{split.height}; "
+              f"{'intrinsics' if same else 'first camera'}: {described}")
+    print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else "")
+          + ("  (unbounded: space beyond the box is contracted)" if ds.unbounded else ""))
+    print(f"box:      min {vec(ds.aabb[:3])}, max {vec(ds.aabb[3:])}")
+    print(f"centre:   {vec(ds.center)}; up {vec(ds.up)}")
+    if ds.forward_facing:
+        print(f"video:    spiral in front of the cameras, looking {ds.focus_distance:.4g} ahead (forward-facing)")
+    else:
+        print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {ds.orbit_elevation_deg:.3g} deg")
+    if ds.background is not None:
+        from ..backgrounds import resolve_background
+
+        chosen = resolve_background("auto", ds.background)
+        print(f"background: {chosen.description}; --background overrides it")
+    for note in ds.notes:
+        print(f"note:     {note}")
+    for warning in ds.warnings:
+        print(f"warning:  {warning}")
+    return 0
+
+
+def cmd_data_from_mesh(args) -> int:
+    from ..scenes.mesh import write_mesh_dataset
+
+    if args.views < 1 or args.size < 8 or args.val_views < 0 or args.test_views < 0:
+        raise UserError("--views must be at least 1, --size at least 8, --val-views/--test-views not negative")
+    if args.supersample < 1 or args.supersample % 2 == 0:
+        raise UserError("--supersample must be an odd positive number (1, 3, 5)")
+    out, warnings = write_mesh_dataset(args.model, args.out, views=args.views, size=args.size, val_views=args.val_views,
+                                       test_views=args.test_views, supersample=args.supersample, up=args.up,
+                                       full_sphere=args.full_sphere, progress=not args.no_progress)
+    for w in warnings:
+        print(f"warning: {w}")
+    print(f"wrote {args.model} as a dataset ({args.views} training views, {args.size}x{args.size}, "
+          f"with alpha and depth) to {out}")
+    print(f"train on it with: taichi-nerf train --data {out}")
+    return 0
+
+
+def cmd_data_synthetic(args) -> int:
+    from ..api import make_synthetic
+
+    if args.views < 1 or args.size < 8:
+        raise UserError("--views must be at least 1 and --size at least 8")
+    path = make_synthetic(args.out, views=args.views, size=args.size, progress=not args.no_progress)
+    print(f"wrote the built-in scene ({args.views} training views, {args.size}x{args.size}) to {path}")
+    return 0
+
+
+def from_photos_parser(dsub) -> None:
+    from ..capture.photos import CAMERA_MODELS, MATCHING
+
+    p = dsub.add_parser("from-photos", help="recover camera poses for your photos or video with COLMAP (pycolmap) "
+                                            "and write a trainable dataset",
+                        description="Recover camera poses with COLMAP (pip install \"taichi-nerf[colmap]\") and "
+                                    "write transforms.json beside the images. Photos: all of one size, overlapping.")
+    p.add_argument("source", metavar="IMAGES_DIR_OR_VIDEO", help="a folder of photos, or a video file")
+    p.add_argument("--out", required=True, help="the dataset folder to write (must be new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out")
+    p.add_argument("--matching", choices=MATCHING, default="auto",
+                   help="image pairs to match: every pair (exhaustive), or neighbours in capture order (sequential); "
+                        "auto: exhaustive for up to 200 photos, sequential for more and for videos (default: auto)")
+    p.add_argument("--camera-model", choices=tuple(CAMERA_MODELS), default="simple_radial",
+                   help="lens model: pinhole (no distortion), simple_radial (one radial term; a phone), radial, "
+                        "opencv (k1 k2 p1 p2) (default: simple_radial)")
+    p.add_argument("--per-image-cameras", action="store_true",
+                   help="one camera per image (zoom changed, several devices); default: one shared camera")
+    p.add_argument("--frames", type=int, default=100, metavar="N",
+                   help="video: frames to keep, evenly spaced, the sharpest of each stretch (default: 100)")
+    p.add_argument("--threads", type=int, default=-1, metavar="N", help="CPU threads for COLMAP (default: all)")
+    p.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db in OUT/colmap/")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_from_photos)
+
+
+def cmd_from_photos(args: argparse.Namespace) -> int:
+    from ..capture.photos import from_photos
+
+    report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
+                         per_image_cameras=args.per_image_cameras, frames=args.frames, overwrite=args.overwrite,
+                         keep_database=args.keep_database, progress=not args.no_progress, threads=args.threads)
+    print(report.table())
+    for w in report.warnings:
+        print(f"warning: {w}")
+    if len(report.registered) < 0.8 * report.total:
+        print(f"warning: only {len(report.registered)} of {report.total} images registered; the field will only "
+              "know the part of the scene they see (more overlap between photos helps)")
+    print(f"wrote {report.out} ({len(report.registered)} posed images); train on it with: "
+          f"taichi-nerf train --data {report.out}")
+    return 0

@@ -1,0 +1,66 @@
+"""``taichi-nerf export``: a trained field as a coloured mesh or point cloud (PLY or OBJ)."""
+from __future__ import annotations
+
+from .common import UserError, add_arch
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a trained field as a mesh or a point cloud")
+    esub = p.add_subparsers(dest="export_command", required=True)
+    m = esub.add_parser("mesh", help="marching-cubes mesh of the density, with vertex colours (PLY or OBJ)")
+    m.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    m.add_argument("--resolution", type=int, default=256, help="density grid points per side (default 256)")
+    m.add_argument("--threshold", default="auto", metavar="auto|SIGMA",
+                   help="density of the surface (default auto: from the density where the rendered surface is)")
+    m.add_argument("--out", default="mesh.ply", help="output .ply (binary) or .obj (default mesh.ply)")
+    m.add_argument("--no-progress", action="store_true")
+    add_arch(m)
+    m.set_defaults(run=cmd_export_mesh)
+
+    pts = esub.add_parser("points", help="coloured surface points of rendered views (PLY or OBJ)")
+    pts.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    pts.add_argument("--views", choices=("train", "orbit"), default="train",
+                     help="the training cameras (default) or an orbit around the scene")
+    pts.add_argument("--max-points", type=int, metavar="N", help="keep at most N points (a random subset)")
+    pts.add_argument("--data", help="with --views train: the dataset (default: the one the checkpoint was trained on)")
+    pts.add_argument("--out", default="points.ply", help="output .ply (binary) or .obj (default points.ply)")
+    pts.add_argument("--no-progress", action="store_true")
+    add_arch(pts)
+    pts.set_defaults(run=cmd_export_points)
+
+
+def _threshold(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--threshold must be 'auto' or a positive density, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"--threshold must be 'auto' or a positive density, got {text!r}")
+    return value
+
+
+def cmd_export_mesh(args) -> int:
+    import time
+
+    from ..outputs import export_mesh
+
+    threshold = _threshold(args.threshold)
+    start = time.perf_counter()
+    path, mesh = export_mesh(args.ckpt, args.out, resolution=args.resolution, threshold=threshold, arch=args.arch,
+                             progress=not args.no_progress)
+    print(mesh.threshold_note)
+    print(f"wrote {path}: {len(mesh.vertices)} vertices, {len(mesh.faces)} triangles "
+          f"({mesh.resolution}^3 grid, {100 * mesh.evaluated_fraction:.0f}% of it queried, "
+          f"{time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_export_points(args) -> int:
+    from ..outputs import export_points
+
+    path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
+                                progress=not args.no_progress, data=args.data)
+    print(f"wrote {path}: {count} points")
+    return 0

@@ -1,0 +1,92 @@
+"""``taichi-nerf gui``: train in the interactive window, or look around a trained checkpoint."""
+from __future__ import annotations
+
+from .common import HelpFormatter, UserError, add_config_flags, run_config
+
+
+# TrainConfig fields `gui` takes as flags (a --config file may set any other).
+GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
+              "progress", "scene_views", "scene_size")
+GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
+
+
+def add_parser(sub) -> None:
+    from ..config import DATASET_FIELDS
+
+    p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns",
+                       formatter_class=HelpFormatter, usage="%(prog)s [--data PATH | --ckpt RUN [--train]] [options]",
+                       description="Train in an interactive window, or look around a trained checkpoint. "
+                                   "A flag given overrides the --config file or the continued run's config.")
+    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--ckpt", metavar="RUN", help="open a trained checkpoint (file or run folder) to look around")
+    p.add_argument("--train", action="store_true", help="with --ckpt: keep training it (in its run folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out; without it a folder holding a run is refused")
+    w = p.add_argument_group("window options")
+    w.add_argument("--window", default="1120x800", metavar="WxH", help="window size (default: 1120x800; the panel takes 330 px)")
+    w.add_argument("--render-scale", type=float, metavar="X",
+                   help="render size / view size (default: 1, the canvas's full resolution)")
+    w.add_argument("--steps-per-frame", type=int, metavar="N",
+                   help="training steps between two frames (default: as many as half of a ~90 ms frame allows)")
+    w.add_argument("--video-frames", type=int, default=36, metavar="N",
+                   help="frames of the video the V key records: the orbit, or the path through the K keyframes (default: 36)")
+    w.add_argument("--headless", action="store_true",
+                   help="no window: render offscreen (needs --frames or --seconds; see --screenshot)")
+    w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
+    w.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (scripts: gui.jsonl fps figures)")
+    w.add_argument("--turn-every", type=float, metavar="S",
+                   help="turn the camera 30 degrees around the scene every S seconds (benchmarks: how fast a still "
+                        "view sharpens, in gui.jsonl's refined_after_s)")
+    w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
+    w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
+    add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})
+    p.set_defaults(run=cmd_gui)
+
+
+def cmd_gui(args) -> int:
+    """``taichi-nerf gui`` arguments -> a configured GuiApp, run to the end."""
+    from ..checkpoint import find_checkpoint
+    from ..config import TrainConfig
+    from ..gui.app import GuiApp, GuiOptions
+    from ..gui.launch import GuiUnavailable, check_environment, parse_window
+    from ..runs import open_run
+
+    if args.headless and args.frames is None and args.seconds is None:
+        raise UserError("--headless has no window to close: give --frames N or --seconds S "
+                        "(and --screenshot FILE to keep the last frame)")
+    if args.seconds is not None and not args.seconds > 0:
+        raise UserError(f"--seconds must be positive, got {args.seconds:g}")
+    if args.turn_every is not None and not args.turn_every > 0:
+        raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
+    if args.steps_per_frame is not None and args.steps_per_frame < 1:
+        raise UserError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
+    if args.train and not args.ckpt:
+        raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
+                         steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
+                         max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
+                         turn_every_s=args.turn_every)
+    try:
+        check_environment(args.headless)  # before minutes of data loading, not after
+    except GuiUnavailable as exc:
+        raise UserError(str(exc)) from None
+    if args.ckpt and not args.train:
+        app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
+        print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
+        return app.run()
+    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
+    if ckpt is not None and ckpt.name != "checkpoint.pt":
+        raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+    resume = ckpt is not None
+    cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
+    # a new run never mixes with one already in its folder (train's rule), and never starts
+    # beside another process training there
+    with open_run(cfg, resume=resume, overwrite=args.overwrite, data_given=args.data is not None,
+                  continue_hint=f"--ckpt {cfg.out} --train to continue it") as run:
+        app = GuiApp.for_training(run.cfg, options, resume=resume, dataset=run.dataset)
+        print(f"data: {app.trainer.dataset.summary()}")
+        print(f"backend: {app.backend.arch}; {run.cfg.batch_rays} rays x {run.cfg.samples_per_ray} samples per step; "
+              f"run folder {run.out}" + (f"; resuming at step {app.trainer.step_count}" if resume else ""))
+        code = app.run()
+    print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
+    return code

@@ -1,0 +1,78 @@
+"""``taichi-nerf render``: videos along the orbit or any camera path, or a split's views as
+PNGs with their metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import UserError, add_arch
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("render", help="render a trained field: orbit or camera-path videos, or a split's views as PNGs",
+                       description="Without --split: a video (mp4 + depth mp4 + gif, or a gif) along the orbit, "
+                                   "--path or --spiral. With --split: every view of that split as PNG plus "
+                                   "metrics.json (per-image PSNR/SSIM, as `eval`).")
+    p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    what = p.add_argument_group("what to render (default: the orbit video)")
+    what.add_argument("--split", help="render every view of this split (test, val, train) into the --out folder")
+    what.add_argument("--path", metavar="FILE|train",
+                      help="camera path: a nerfstudio camera_path.json, a transforms-style pose list (frames[]."
+                           "transform_matrix), or 'train' for a smooth loop through the training cameras")
+    what.add_argument("--spiral", action="store_true", help="the forward-facing spiral in front of the cameras")
+    v = p.add_argument_group("video options")
+    v.add_argument("--frames", type=int, help="frames (default: 60; a camera path file: one per camera)")
+    v.add_argument("--size", type=int, help="video width in pixels (default: 200, or the camera path's)")
+    v.add_argument("--fps", type=float, help="frames per second (default: the camera path's, else 24)")
+    p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
+                                  "was trained on)")
+    s = p.add_argument_group("--split options")
+    s.add_argument("--limit", type=int, help="only the first N views")
+    s.add_argument("--depth", action="store_true", help="also write each view's depth (colour-mapped PNG)")
+    s.add_argument("--compare", action="store_true", help="also write prediction | ground truth side by side")
+    p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4 or path.mp4), or with --split the "
+                                 "folder (default render_SPLIT)")
+    p.add_argument("--no-progress", action="store_true")
+    add_arch(p)
+    p.set_defaults(run=cmd_render)
+
+
+def cmd_render(args) -> int:
+    if args.split is not None:
+        return _render_split(args)
+    if args.depth or args.compare or args.limit is not None:
+        raise UserError("--depth, --compare and --limit go with --split")
+    if args.path is not None and args.spiral:
+        raise UserError("--path and --spiral are two different camera paths: give one")
+    default = "orbit.mp4" if args.path is None and not args.spiral else "path.mp4"
+    out = args.out or default
+    if Path(out).suffix.lower() not in (".mp4", ".gif"):
+        raise UserError(f"--out must end in .mp4 or .gif, got {out}")
+    if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
+            args.fps is not None and args.fps <= 0):
+        raise UserError("--frames and --fps must be at least 1 and --size at least 8")
+    from ..outputs import render_path
+
+    paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,
+                        fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _render_split(args) -> int:
+    if args.path is not None or args.spiral:
+        raise UserError("--split renders the dataset's own cameras; drop --path/--spiral")
+    if args.frames is not None or args.size is not None or args.fps is not None:
+        raise UserError("--frames, --size and --fps are video options; --split renders at the dataset's size")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out or f"render_{args.split}")
+    if out.suffix.lower() in (".mp4", ".gif", ".png"):
+        raise UserError(f"--out with --split is a folder, got {out}")
+    from ..api import evaluate
+
+    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
+                      progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare)
+    print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {result['psnr']:.2f} dB, "
+          f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
+    return 0

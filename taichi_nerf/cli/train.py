@@ -1,0 +1,93 @@
+"""``taichi-nerf train``: a new run, or a resumed one, through :func:`taichi_nerf.runs.open_run`."""
+from __future__ import annotations
+
+from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, run_config
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a field (on the built-in scene when --data is not given)",
+                       formatter_class=HelpFormatter, usage="%(prog)s [--config FILE | --resume OUTDIR] [options]",
+                       description="Train a field. Every TrainConfig field is a flag; a flag given overrides "
+                                   "the --config file or the resumed run's config.")
+    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint (with its config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its checkpoint, metrics, config, previews, video); "
+                        "without it a folder holding a run is refused")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run every check a real start runs (configuration, extras, memory, dataset, run folder, "
+                        "another process training there), then exit without changing anything")
+    p.add_argument("--video-frames", type=int, default=60, metavar="N",
+                   help="frames of the orbit video written at the end (default: 60; 0: none)")
+    add_config_flags(p)
+    p.set_defaults(run=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from ..runs import open_run
+    from ..training import Trainer
+
+    resume = args.resume is not None
+    if resume and (args.out is not None or args.config is not None):
+        raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
+    if resume and args.overwrite:
+        raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
+    if args.video_frames < 0:
+        raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
+    cfg = run_config(args, resume_from=args.resume)
+    # open_run: every check that can refuse comes before anything in the run folder changes.
+    run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run, data_given=args.data is not None)
+    if args.dry_run:
+        print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
+        return 0
+    with run:
+        cfg = run.cfg
+        print(f"run folder: {cfg.out}" + (" (resuming)" if resume else ""))
+        if cfg.preset is not None:
+            from ..presets import PRESETS
+
+            print(PRESETS[cfg.preset].describe(cfg))
+        trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
+        report_start(trainer, resume)
+        result = trainer.run()
+    return report_end(trainer, result, args.video_frames)
+
+
+def report_start(trainer, resume: bool) -> None:
+    """What the run will do: its data, background and backend (train, and the web viewer's train)."""
+    cfg = trainer.cfg
+    print(f"data: {trainer.dataset.summary()}")
+    for w in trainer.dataset.warnings:
+        print(f"warning: {w}")
+    for n in trainer.dataset.notes:
+        print(f"note: {n}")
+    chosen = trainer.background_choice
+    print(f"background: {chosen.description}" + ("" if cfg.background != "auto" else "; --background overrides it"))
+    if chosen.warning:
+        print(f"warning: {chosen.warning}")
+    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
+    print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
+          + (f", resuming at step {trainer.step_count}" if resume else ""))
+
+
+def report_end(trainer, result, video_frames: int) -> int:
+    """The run's outcome and files, and its orbit video; the exit status."""
+    out, cfg = result.out_dir, trainer.cfg
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
+        print(f"continue with: taichi-nerf train --resume {out}")
+        return EXIT_INTERRUPTED
+    print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB")
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
+    print(f"previews:   {out / 'previews'}")
+    if video_frames > 0:
+        from ..backgrounds import scene_background
+        from ..video import write_orbit
+
+        videos = write_orbit(trainer.renderer, out / "orbit.mp4", frames=video_frames,
+                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress,
+                             background=scene_background(trainer.renderer.scene, cfg))
+        print("video:      " + ", ".join(str(v) for v in videos))
+    return 0

@@ -1,0 +1,78 @@
+"""Writing files so that readers never see half of one: atomic replaces (checkpoints, configs,
+status files, camera paths), PNG images, and JSON whose numbers every reader accepts."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def temp_name(path: Path) -> Path:
+    """``.NAME.tmpPID`` beside ``path``: the partial file of an atomic write in progress (a
+    killed writer's is removed by runs.remove_stale_temps once its process is gone)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
+    a kill leaves the old contents or the new, never half. ``sync``: fsync before the rename,
+    so a power cut cannot leave an empty file either (checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb" if binary else "w") as fh:
+            write(fh)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    return write_atomic(path, lambda fh: fh.write(text))
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinity as None: JSON has no such numbers (a perfect
+    PSNR is infinite), and ``json.dumps`` would write ones strict readers reject. numpy
+    scalars become Python numbers."""
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path, obj, indent: int | None = 2) -> Path:
+    """``obj`` as strict JSON (non-finite numbers as null), written atomically."""
+    return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False))
+
+
+def to_uint8(image) -> np.ndarray:
+    """uint8 as it is; float in [0, 1] (numpy or torch) clipped and rounded to uint8."""
+    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return a
+
+
+def write_png(path, image) -> Path:
+    """Write uint8 (H, W[, C]) or float in [0, 1] (numpy or torch) as PNG, creating its folder."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(path)
+    return path

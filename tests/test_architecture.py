@@ -1,0 +1,127 @@
+"""The house rules of issue 22, checked over the package's source: no module over 450 lines,
+no import cycle (module-level or inside functions), no private name imported across modules,
+and lower layers never import upper ones."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "taichi_nerf"
+MAX_LINES = 450
+
+# Upper layers, each importable only from itself or a layer above it (in this order, top first).
+# Everything else (the pipeline stages, data/, scenes/, capture/) sits below them all.
+LAYERS = ["cli", "api", "gui", "training", "runs"]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package modules ``name`` imports, anywhere in its source (lazy imports too)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:  # `from . import x` names a module
+                if f"{target}.{alias.name}" in known:
+                    found.add(f"{target}.{alias.name}")
+            if target in known and not name.startswith(target + "."):  # not the importer's own package
+                found.add(target)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+    found.discard(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph, as the list of its modules, or None. A package's __init__ is
+    left out as a target: importing ``pkg.mod`` runs ``pkg/__init__`` first, which is how
+    packages work, not a cycle of the code."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if state.get(start) is None:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_the_graph_sees_relative_lazy_and_package_imports():
+    graph = import_graph()
+    assert "taichi_nerf.checkpoint" in graph["taichi_nerf.training"]  # `from . import ... checkpoint`
+    assert "taichi_nerf.scenes.synthetic" in graph["taichi_nerf.scenes.builtin"]  # lazy, inside a function
+    assert "taichi_nerf.cli.train" in graph["taichi_nerf.cli"]  # `from . import train`
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycles():
+    assert find_cycle(import_graph()) is None
+
+
+def test_no_module_over_450_lines():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_no_private_name_imported_across_modules():
+    offenders = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                offenders += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")
+                              and not a.name.startswith("__")]
+    assert offenders == []
+
+
+def _layer(module: str) -> int | None:
+    rest = module.split(".")[1] if "." in module else ""
+    return LAYERS.index(rest) if rest in LAYERS else None
+
+
+def test_lower_layers_never_import_upper_ones():
+    offenders = []
+    for name, targets in import_graph().items():
+        if name in ("taichi_nerf", "taichi_nerf.__main__"):  # the front doors: the API, `python -m`
+            continue
+        mine = _layer(name)
+        for target in targets:
+            theirs = _layer(target)
+            if theirs is not None and (mine is None or theirs < mine):
+                offenders.append(f"{name} -> {target}")
+    assert offenders == []

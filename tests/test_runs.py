@@ -1,0 +1,135 @@
+"""runs.open_run (issue 23): every entry point runs every refusing check before the run folder
+changes, so a refused command leaves the previous run byte for byte; and one process at a time
+trains in a run folder (an flock the OS drops when the process dies)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import taichi_nerf as tn
+from taichi_nerf import cli, runs
+
+from .conftest import ARCH, TINY, refused, snapshot
+
+
+def test_train_overwrite_with_a_missing_dataset_keeps_the_run(run, tmp_path, capsys):
+    before = snapshot(run)
+    refused(capsys, ["train", "--data", tmp_path / "no_such_folder", "--out", run, "--overwrite", *TINY],
+            "no_such_folder")
+    assert snapshot(run) == before
+
+
+def test_train_overwrite_with_an_empty_frames_list_keeps_the_run(run, tmp_path, capsys):
+    data = tmp_path / "empty"
+    data.mkdir()
+    (data / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": []}))
+    before = snapshot(run)
+    refused(capsys, ["train", "--data", data, "--out", run, "--overwrite", *TINY], str(data))
+    assert snapshot(run) == before
+
+
+def test_api_overwrite_refuses_a_size_before_touching_the_run(run, tiny_scene):
+    from taichi_nerf.resources import ResourceError
+
+    before = snapshot(run)
+    with pytest.raises(ResourceError, match="--batch-rays"):
+        tn.train(out=str(run), overwrite=True, batch_rays=10**9, data=str(tiny_scene), arch=ARCH, progress=False)
+    assert snapshot(run) == before
+
+
+def test_gui_overwrite_refuses_a_size_before_touching_the_run(run, tiny_scene, capsys, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("taichi_nerf.gui.launch"), "check_environment", lambda headless: None)
+    before = snapshot(run)
+    refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", run, "--overwrite",
+                     "--batch-rays", str(10**9), "--arch", ARCH], "--batch-rays")
+    assert snapshot(run) == before
+
+
+def test_train_overwrite_without_tensorboard_keeps_the_run(run, tiny_scene, capsys, monkeypatch):
+    from taichi_nerf import tensorboard_log
+
+    monkeypatch.setattr(tensorboard_log, "missing_tensorboard", lambda: "--logger tensorboard needs TensorBoard")
+    before = snapshot(run)
+    argv = ["train", "--data", tiny_scene, "--out", run, "--overwrite", "--logger", "tensorboard", *TINY]
+    refused(capsys, argv, "needs TensorBoard")
+    refused(capsys, argv + ["--dry-run"], "needs TensorBoard")  # the dry run makes the same checks
+    assert snapshot(run) == before
+
+
+def test_a_dry_run_checks_the_dataset(tmp_path, capsys):
+    refused(capsys, ["train", "--dry-run", "--data", tmp_path / "missing", "--out", tmp_path / "r", *TINY], "missing")
+    assert not (tmp_path / "r").exists()
+
+
+def test_overwrite_removes_only_what_runs_write(run, tiny_scene, capsys):
+    (run / "NOTES.md").write_text("mine")
+    (run / "previews" / "my_drawing.png").write_bytes(b"not ours")
+    (run / "videos").mkdir()
+    (run / "videos" / "holiday.mp4").write_bytes(b"not ours either")
+    assert cli.main(["train", "--data", str(tiny_scene), "--out", str(run), "--overwrite", "--steps", "2",
+                     "--video-frames", "0", *TINY]) == 0
+    assert (run / "NOTES.md").read_text() == "mine"
+    assert (run / "previews" / "my_drawing.png").read_bytes() == b"not ours"
+    assert (run / "videos" / "holiday.mp4").read_bytes() == b"not ours either"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == 2  # the old run's rows (to step 10) went
+
+
+def test_the_lock_refuses_a_second_holder_and_is_gone_after_release(tmp_path):
+    first = runs.RunLock(tmp_path).acquire()
+    assert runs.lock_holder(tmp_path) == os.getpid()
+    with pytest.raises(runs.RunLocked, match=f"process {os.getpid()}"):
+        runs.RunLock(tmp_path).acquire()
+    first.release()
+    assert runs.lock_holder(tmp_path) is None and not (tmp_path / runs.LOCK_NAME).exists()
+    runs.RunLock(tmp_path).acquire().release()
+
+
+def _train_process(run, tiny_scene, *extra):
+    argv = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(run),
+            "--video-frames", "0", *TINY, *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_lock(folder, proc, timeout=120.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holder = runs.lock_holder(folder)
+        if holder is not None:
+            return holder
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.1)
+    raise AssertionError("the first trainer never took the lock")
+
+
+@pytest.mark.slow
+def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tiny_scene):
+    run = tmp_path / "run"
+    first = _train_process(run, tiny_scene, "--steps", "100000")
+    try:
+        assert _wait_for_lock(run, first) == first.pid
+        second = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--resume", str(run), "--no-progress"],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"process {first.pid}" in lines[0], second.stderr
+        # the same refusal for a fresh run told to overwrite it: nothing of the live run is touched
+        third = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out",
+                                str(run), "--overwrite", "--video-frames", "0", *TINY], capture_output=True, text=True,
+                               timeout=120)
+        assert third.returncode == 2 and f"process {first.pid}" in third.stderr, third.stderr
+        assert (run / "config.json").is_file()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    assert runs.lock_holder(run) is None  # the OS dropped the lock with the process
+    again = _train_process(run, tiny_scene, "--steps", "3", "--overwrite")
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    assert not (run / runs.LOCK_NAME).exists()
