@@ -64,7 +64,8 @@ def orbit_poses(
     return torch.stack(poses)
 
 
-def sphere_poses(count: int, radius: float, *, upper_only: bool = True, seed: int = 0, center=(0.0, 0.0, 0.0)) -> torch.Tensor:
+def sphere_poses(count: int, radius: float, *, upper_only: bool = True, seed: int = 0, center=(0.0, 0.0,
+                                                                                               0.0)) -> torch.Tensor:
     """(count, 4, 4) poses spread evenly (Fibonacci lattice, randomly rotated by ``seed``)
     over the sphere or its upper half (z up), all looking at ``center``."""
     gen = torch.Generator().manual_seed(seed)
@@ -139,7 +140,8 @@ def _image_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), came
 
 @ti.kernel
 def _gather_pixels_kernel(rgba: ti.types.ndarray(), image_index: ti.types.ndarray(), pixel_index: ti.types.ndarray(),
-                          background: ti.types.ndarray(), target_rgb: ti.types.ndarray(), target_alpha: ti.types.ndarray()):
+                          background: ti.types.ndarray(), target_rgb: ti.types.ndarray(),
+                          target_alpha: ti.types.ndarray()):
     width = rgba.shape[2]
     for r in range(pixel_index.shape[0]):
         img, p = image_index[r], pixel_index[r]

@@ -49,7 +49,8 @@ def read_state(path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
         raise CheckpointError(f"{path}: not a readable taichi-nerf checkpoint ({_load_failure(exc)})") from None
-    if not isinstance(state, dict) or state.get("format") != "taichi-nerf" or "model" not in state or "config" not in state:
+    if not isinstance(state,
+                      dict) or state.get("format") != "taichi-nerf" or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
     return state
 

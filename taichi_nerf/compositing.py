@@ -133,7 +133,8 @@ class _FastComposite(torch.autograd.Function):
         sigma, rgb, out_rgb, out_opacity, out_depth = saved[0], saved[1], saved[7], saved[8], saved[9]
         sigma.grad, rgb.grad = torch.empty_like(sigma), torch.empty_like(rgb)  # the adjoint overwrites
         # torch may hand stride-0 (expanded) gradients, hence contiguous()
-        out_rgb.grad, out_opacity.grad, out_depth.grad = g_rgb.contiguous(), g_opacity.contiguous(), g_depth.contiguous()
+        out_rgb.grad, out_opacity.grad = g_rgb.contiguous(), g_opacity.contiguous()
+        out_depth.grad = g_depth.contiguous()
         if out_rgb.shape[0]:
             with stage("compositing backward"):
                 _fast_composite.grad(*saved)

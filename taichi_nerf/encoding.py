@@ -96,7 +96,8 @@ def encode_samples(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, r
         out = torch.empty(m, width, device=t.device)
     if m:
         v = direction if direction is not None else HarmonicSpec(0, False)
-        _encode_samples_kernel(origins, dirs, dirs if view_dirs is None else view_dirs, t, ray_index, pos.frequencies, int(pos.include_input), float(pos.base),
+        _encode_samples_kernel(origins, dirs, dirs if view_dirs is None else view_dirs, t, ray_index, pos.frequencies,
+                               int(pos.include_input), float(pos.base),
                                v.frequencies, int(v.include_input), float(v.base),
                                pos.dim if direction is not None else -1,
                                contract_box if contract_box is not None else t, int(contract_box is not None), out)

@@ -111,7 +111,8 @@ class RadianceField(nn.Module):
             c = self.act(self.color_hidden(c))
         return torch.sigmoid(self.color(c))
 
-    def forward(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, encoded: torch.Tensor,
+                raw_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(M, pos_dim + dir_dim) -> density (M,) >= 0, colour (M, 3) in [0, 1]."""
         h = self.features(encoded[:, : self.pos_dim])
         return self.density_from(h, raw_noise), self.color_from(h, encoded[:, self.pos_dim:])

@@ -48,7 +48,8 @@ _RAMP = np.array([
 ], dtype=np.float32)
 
 
-def colorize(values: np.ndarray, mask: np.ndarray | None = None, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+def colorize(values: np.ndarray, mask: np.ndarray | None = None, lo: float | None = None,
+             hi: float | None = None) -> np.ndarray:
     """Map a (H, W) array to (H, W, 3) uint8; near is bright, far is dark; masked-out is black."""
     v = values.astype(np.float32)
     valid = np.isfinite(v) if mask is None else (mask & np.isfinite(v))

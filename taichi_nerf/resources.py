@@ -164,9 +164,9 @@ def check_orbit(width: int, height: int, frames: int, device: str) -> None:
     aspect = width / max(height, 1)
     if host is not None and need > host * USABLE_FRACTION:
         largest = int(math.sqrt(host * USABLE_FRACTION * aspect / per_pixel_host))
-        raise ResourceError(f"--size {width} needs about {gb(need)} for {frames} frames of {width} x {height}, more than the "
-                            f"{gb(host * USABLE_FRACTION)} usable {where}; the largest that fits is {largest} "
-                            f"(or use fewer --frames)")
+        raise ResourceError(f"--size {width} needs about {gb(need)} for {frames} frames of {width} x {height}, "
+                            f"more than the {gb(host * USABLE_FRACTION)} usable {where}; the largest that fits is "
+                            f"{largest} (or use fewer --frames)")
     if width * height > pixels_limit:
         raise ResourceError(f"--size {width} gives {width} x {height} frames, more pixels than one frame can index; "
                             f"the largest is {int(math.sqrt(pixels_limit * aspect))}")

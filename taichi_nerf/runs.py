@@ -101,8 +101,8 @@ def resume_config(run_dir, **overrides) -> TrainConfig:
     (typically a larger ``steps``) applied."""
     refuse_if_locked(run_dir)  # a live run there: say that, not what its folder holds so far
     if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
-        raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there is nothing to "
-                              f"resume; start it again with --out {run_dir} --overwrite")
+        raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
+                                         f"is nothing to resume; start it again with --out {run_dir} --overwrite")
     path = checkpoint.find_checkpoint(run_dir)
     cfg = checkpoint.saved_config(path).replace(**overrides)
     return cfg.replace(out=os.path.abspath(path.parent))

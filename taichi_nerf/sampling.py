@@ -128,7 +128,8 @@ def importance(t_near: torch.Tensor, t_far: torch.Tensor, coarse: Samples, weigh
     dev = t_near.device
     k = torch.arange(fine_per_ray, device=dev, dtype=torch.float32)
     # stratified uniforms: sorted per ray by construction
-    offset = torch.rand(n, fine_per_ray, device=dev, generator=generator) if jitter else torch.full((n, fine_per_ray), 0.5, device=dev)
+    offset = torch.rand(n, fine_per_ray, device=dev, generator=generator) if jitter else torch.full((n, fine_per_ray),
+                                                                                                    0.5, device=dev)
     u = ((k + offset) / fine_per_ray).reshape(-1).contiguous()
     fine_t = torch.empty(n * fine_per_ray, device=dev)
     total = s + fine_per_ray

@@ -41,7 +41,8 @@ def tiny_scene(tmp_path_factory, taichi_backend):
 def tiny_config(scene, out, **changes):
     from taichi_nerf.config import TrainConfig
 
-    base = dict(data=None if scene is None else str(scene), out=str(out), width=32, depth=2, pos_frequencies=6, dir_frequencies=2,
+    base = dict(data=None if scene is None else str(scene), out=str(out), width=32, depth=2, pos_frequencies=6,
+                dir_frequencies=2,
                 batch_rays=256, samples_per_ray=24, steps=40, eval_every=20, eval_views=2, preview_every=20,
                 checkpoint_every=20, log_every=5, progress=False, arch=ARCH, grid_warmup=20,
                 grid_update_every=8, grid_resolution=32, march_steps=64, lr=5e-3)

@@ -25,7 +25,8 @@ def random_packed(counts: list[int], device, seed: int, per_ray_bg: bool):
     sigma = torch.rand(m, generator=g) ** 3 * 40.0
     rgb = torch.rand(m, 3, generator=g)
     delta = torch.rand(m, generator=g) * 0.05 + 0.001
-    t = 2.0 + torch.cat([torch.cumsum(delta[o:o + c], 0) for o, c in zip(offsets.tolist(), counts)]) if m else torch.zeros(0)
+    t = 2.0 + torch.cat([torch.cumsum(delta[o:o + c], 0) for o, c in zip(offsets.tolist(),
+                                                                         counts)]) if m else torch.zeros(0)
     bg = torch.rand(n if per_ray_bg else 1, 3, generator=g)
     ray_index = torch.repeat_interleave(torch.arange(n, dtype=torch.int32), counts_t)
     samples = Samples(t.float().to(device), delta.to(device), ray_index.to(device), offsets.to(device),
@@ -36,7 +37,8 @@ def random_packed(counts: list[int], device, seed: int, per_ray_bg: bool):
 def upstream(n: int, seed: int, device):
     """Random gradients for (rgb, opacity, depth): every output's adjoint path gets exercised."""
     g = torch.Generator().manual_seed(seed + 1)
-    return [x.to(device) for x in (torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g))]
+    tensors = (torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g))
+    return [x.to(device) for x in tensors]
 
 
 def composite_with_grads(sigma, rgb, samples, bg, ups, method):
@@ -75,7 +77,8 @@ FIXED = [(1, 1), (5, 7), (7, 16), (64, 64), (96, 128), (48, 256), (12, 300), (16
 @pytest.mark.parametrize("rays,samples_per_ray", FIXED)
 @pytest.mark.parametrize("per_ray_bg", [False, True])
 def test_fixed_layout_matches_float64(device, rays, samples_per_ray, per_ray_bg, method):
-    sigma, rgb, samples, bg = random_packed([samples_per_ray] * rays, device, seed=rays * 1000 + samples_per_ray, per_ray_bg=per_ray_bg)
+    sigma, rgb, samples, bg = random_packed([samples_per_ray] * rays, device, seed=rays * 1000 + samples_per_ray,
+                                            per_ray_bg=per_ray_bg)
     offsets, counts, ray_index = fixed_layout(rays, samples_per_ray, device)
     assert torch.equal(samples.offsets, offsets) and torch.equal(samples.ray_index, ray_index)
     check_against_reference(sigma, rgb, samples, bg, method=method)
@@ -112,7 +115,8 @@ def test_variable_length_rays_including_empty_and_long(device, seed, method):
     check_against_reference(sigma, rgb, samples, bg, seed, method=method)
 
 
-@pytest.mark.parametrize("counts", [[1] * 9, [7] * 6, [128] * 10, [300] * 4, [500] * 3, variable_counts(3), variable_counts(4)])
+@pytest.mark.parametrize("counts", [[1] * 9, [7] * 6, [128] * 10, [300] * 4, [500] * 3, variable_counts(3),
+                                    variable_counts(4)])
 @pytest.mark.parametrize("per_ray_bg", [False, True])
 def test_fast_path_matches_taichi_autodiff(device, counts, per_ray_bg):
     """The hand-derived adjoint against the gradients Taichi's kernel.grad derives itself."""

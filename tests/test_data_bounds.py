@@ -85,7 +85,8 @@ def test_ndc_rays_match_the_formulas_and_the_projection(taichi_backend):
     g = torch.Generator().manual_seed(0)
     n = 500
     o = (torch.rand(n, 3, generator=g, dtype=torch.float64) - 0.5) * 0.4
-    d = torch.cat([(torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5), -torch.ones(n, 1, dtype=torch.float64)], 1)
+    d = torch.cat([(torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5), -torch.ones(n, 1, dtype=torch.float64)],
+                  1)
     d = d / d.norm(dim=1, keepdim=True)
     scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
     got_o, got_d = cameras.ndc_rays(o.float(), d.float(), scene)
@@ -106,7 +107,8 @@ def test_ndc_rays_match_the_formulas_and_the_projection(taichi_backend):
 
 # --- the forward-facing video path -------------------------------------------------------
 def test_forward_facing_scene_renders_a_spiral_in_front():
-    poses = torch.stack([look_at((0.2 * (k % 3 - 1), 0.1 * (k // 3 - 1), 0.0), (0.0, 0.0, -4.0), (0, 1, 0)) for k in range(9)])
+    poses = torch.stack([look_at((0.2 * (k % 3 - 1), 0.1 * (k // 3 - 1), 0.0), (0.0, 0.0, -4.0), (0, 1, 0))
+                         for k in range(9)])
     split = Split(rgba=torch.zeros(9, 8, 8, 4, dtype=torch.uint8), poses=poses, intrinsics=pinhole(10, 10, 4, 4, 9))
     ds = Dataset(splits={"train": split}, near=0.0, far=1.0, aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]), ndc=True,
                  forward_facing=True, focus_distance=4.0)
@@ -210,6 +212,7 @@ def test_looks_unbounded_combines_poses_and_surround():
     scenery = BackgroundChoice("scene", "textured", confident=False)
     backdrop = BackgroundChoice("black", "uniform", confident=True, colour=(0.0, 0.0, 0.0))
     assert looks_unbounded(b, scenery) and not looks_unbounded(b, backdrop) and not looks_unbounded(b)
-    ff = estimate_bounds(torch.stack([look_at((0.1 * k, 0.0, 0.0), (0.0, 0.0, -5.0), (0, 1, 0)) for k in range(4)]).numpy(),
+    ff = estimate_bounds(torch.stack([look_at((0.1 * k, 0.0, 0.0), (0.0, 0.0, -5.0), (0, 1,
+                                                                                      0)) for k in range(4)]).numpy(),
                          intr(4), 40, 40, depth_range=(2.0, 10.0))
     assert ff.forward_facing and not looks_unbounded(ff, scenery)  # NDC already reaches infinity

@@ -42,7 +42,8 @@ def transforms(root, frames, kind="blender", **meta):
 def two_frames(root, **extra):
     png(root / "a.png")
     png(root / "b.png")
-    return [{"file_path": "a.png", "transform_matrix": POSE, **extra}, {"file_path": "b.png", "transform_matrix": POSE2}]
+    return [{"file_path": "a.png", "transform_matrix": POSE, **extra}, {"file_path": "b.png",
+                                                                        "transform_matrix": POSE2}]
 
 
 def expect_error(path, *fragments, **kw):
@@ -118,7 +119,8 @@ def png16(path, samples):
 
     rows = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(h))
     header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT",
+                                                                           zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def test_grayscale_and_16_bit_images_are_converted(tmp_path):
@@ -127,10 +129,12 @@ def test_grayscale_and_16_bit_images_are_converted(tmp_path):
     png16(tmp_path / "deep_rgb.png", np.tile(np.array([65535, 32768, 256], dtype=np.uint16), (8, 8, 1)))
     png16(tmp_path / "deep_la.png", np.tile(np.array([65535, 0], dtype=np.uint16), (8, 8, 1)))
     names = ["gray", "deep", "deep_rgb", "deep_la"]
-    transforms(tmp_path, [{"file_path": f"{n}.png", "transform_matrix": POSE if i % 2 else POSE2} for i, n in enumerate(names)])
+    transforms(tmp_path, [{"file_path": f"{n}.png", "transform_matrix": POSE if i % 2 else POSE2} for i,
+                          n in enumerate(names)])
     rgba = load_dataset(tmp_path).splits["train"].rgba
     assert rgba.shape == (4, 8, 8, 4)
-    assert rgba[:, 0, 0].tolist() == [[100, 100, 100, 255], [127, 127, 127, 255], [255, 128, 1, 255], [255, 255, 255, 0]]
+    assert rgba[:, 0, 0].tolist() == [[100, 100, 100, 255], [127, 127, 127, 255], [255, 128, 1, 255], [255, 255, 255,
+                                                                                                       0]]
 
 
 def test_images_of_different_sizes_in_one_split(tmp_path):
@@ -189,7 +193,8 @@ def test_other_formats_bad_files(tmp_path):
 # --- through the command line --------------------------------------------------------------
 def run_cli(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
 
 
 @pytest.mark.parametrize("case", ["missing", "malformed", "nan_pose"])
@@ -218,7 +223,8 @@ def test_cli_in_process_errors_and_info(tmp_path, capsys):
     assert len(err) == 3 and "unknown --format 'nerfies'" in err[1]
     assert "no COLMAP model here" in err[2] and str(tmp_path) in err[2]
     transforms(tmp_path, two_frames(tmp_path))
-    assert cli.main(["data", "info", str(tmp_path), "--near", "1", "--far", "9", "--aabb", "-1", "-1", "-1", "1", "1", "1"]) == 0
+    assert cli.main(["data", "info", str(tmp_path), "--near", "1", "--far", "9", "--aabb", "-1", "-1", "-1", "1", "1",
+                     "1"]) == 0
     out = capsys.readouterr().out
     assert "format:   blender" in out and "near/far: 1 / 9" in out and "train:    2 images, 8x8" in out
     assert "box:      min (-1, -1, -1), max (1, 1, 1)" in out
@@ -243,7 +249,8 @@ file_paths = st.one_of(st.sampled_from(["a.png", "./a", "a", "b.png", "missing.p
                        anything)
 extras = {"fl_x": numbers, "fl_y": numbers, "cx": numbers, "w": numbers, "h": numbers, "k1": numbers, "k3": numbers,
           "camera_angle_y": numbers, "camera_model": st.sampled_from(["OPENCV", "PINHOLE", "FISHEYE"]) | anything}
-good_frames = st.fixed_dictionaries({"file_path": st.sampled_from(["a.png", "./a", "a"]), "transform_matrix": rotations},
+good_frames = st.fixed_dictionaries({"file_path": st.sampled_from(["a.png", "./a", "a"]),
+                                     "transform_matrix": rotations},
                                     optional=extras)
 any_frames = st.fixed_dictionaries({}, optional={"file_path": file_paths, "transform_matrix": matrices, **extras})
 metas = st.fixed_dictionaries(
@@ -253,7 +260,8 @@ metas = st.fixed_dictionaries(
     optional={
         **extras, "aabb_scale": numbers, "scale": numbers, "offset": st.lists(numbers, max_size=4) | anything,
         "near": numbers, "far": numbers, "aabb": st.lists(st.lists(numbers, max_size=3), max_size=3) | anything,
-        "train_filenames": st.lists(file_paths, max_size=3) | anything, "val_filenames": st.lists(file_paths, max_size=3),
+        "train_filenames": st.lists(file_paths, max_size=3) | anything, "val_filenames": st.lists(file_paths,
+                                                                                                  max_size=3),
         "applied_transform": matrices})
 # A valid file with a few keys set to odd values or deleted: close to what users really have.
 TOP_KEYS = ["frames", "camera_angle_x", *extras, "aabb_scale", "scale", "offset", "near", "far", "aabb",
@@ -281,9 +289,11 @@ def mutated(changes) -> str:
     return json.dumps(meta)
 
 
-documents = st.one_of(st.lists(mutations, max_size=3).map(mutated), st.lists(mutations, min_size=1, max_size=3).map(mutated),
+documents = st.one_of(st.lists(mutations, max_size=3).map(mutated), st.lists(mutations, min_size=1,
+                                                                             max_size=3).map(mutated),
                       metas.map(json.dumps),
-                      st.fixed_dictionaries({}, optional={"frames": anything, "camera_angle_x": numbers}).map(json.dumps),
+                      st.fixed_dictionaries({}, optional={"frames": anything,
+                                                          "camera_angle_x": numbers}).map(json.dumps),
                       st.text(max_size=40), anything.map(json.dumps))
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def views(taichi_backend):
 def reference_rays(pose, fx, fy, cx, cy, width, height):
     """(H*W, 3) origins and unit directions through pixel centres, float64, row-major."""
     pose = torch.as_tensor(pose, dtype=torch.float64)
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                          indexing="ij")
     cam = torch.stack([(i + 0.5 - cx) / fx, -(j + 0.5 - cy) / fy, -torch.ones_like(i)], -1).reshape(-1, 3)
     d = cam @ pose[:3, :3].T
     return pose[:3, 3].expand(d.shape[0], 3), d / d.norm(dim=1, keepdim=True)
@@ -133,7 +134,8 @@ def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
             cam = d @ poses[i][:3, :3].double()  # world -> camera
             x, y = cam[:, 0] / -cam[:, 2], -cam[:, 1] / -cam[:, 2]
             xd, yd = _distort(x, y, *k.values())
-            jj, ii = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64), indexing="ij")
+            jj, ii = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64),
+                                    indexing="ij")
             assert float((xd - ((ii.flatten() + 0.5 - 11.7) / fx)).abs().max()) < 1e-5
             assert float((yd - ((jj.flatten() + 0.5 - 12.4) / (FOCAL * 1.05))).abs().max()) < 1e-5
             o, _ = loaded_rays(split, j)

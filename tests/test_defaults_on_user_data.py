@@ -26,7 +26,8 @@ def written(tmp_path_factory, taichi_backend):
     from taichi_nerf.scenes.testsets import write_testset
 
     root = tmp_path_factory.mktemp("userlike")
-    return {name: write_testset(name, root / name, size=size, views=views) for name, (size, views, _, _) in SETS.items()}
+    return {name: write_testset(name, root / name, size=size, views=views) for name, (size, views, _,
+                                                                                      _) in SETS.items()}
 
 
 @pytest.mark.parametrize("name", list(SETS))

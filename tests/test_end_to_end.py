@@ -39,7 +39,8 @@ def test_training_from_the_cli_learns_the_scene(trained_run):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val_psnr"] for r in rows if "val_psnr" in r]
     assert vals[-1] - vals[0] >= MIN_GAIN_DB, vals
-    for name in ("checkpoint.pt", "metrics.jsonl", "curves.png", "config.json", "orbit.mp4", "orbit_depth.mp4", "orbit.gif"):
+    for name in ("checkpoint.pt", "metrics.jsonl", "curves.png", "config.json", "orbit.mp4", "orbit_depth.mp4",
+                 "orbit.gif"):
         assert (out / name).is_file(), name
         assert str(out / name) in stdout or name in ("config.json",)
     assert len(list((out / "previews").glob("step_*.png"))) >= 2

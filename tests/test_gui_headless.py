@@ -41,7 +41,8 @@ def require_vulkan():
 def scenario_result(tmp_path_factory):
     require_vulkan()
     tmp = tmp_path_factory.mktemp("gui_headless")
-    proc = subprocess.run([sys.executable, __file__, str(tmp)], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp,
+    proc = subprocess.run([sys.executable, __file__, str(tmp)], capture_output=True, text=True, timeout=TIMEOUT_S,
+                          cwd=tmp,
                           env=child_env())
     result_file = tmp / "result.json"
     if proc.returncode != 0 or not result_file.is_file():
@@ -111,7 +112,8 @@ def test_keyframes_path_video_matches_the_command_line_render(scenario_result):
     assert r["path_cameras"] == 3  # --video-frames frames along the path
     assert r["path_video"].startswith("path_step") and r["path_video_frames"] == r["path_cameras"]
     assert r["path_frames_differ"] > 2.0  # the camera moved along the path
-    assert r["path_cli_shape_matches"] and r["path_cli_vs_gui"] < 1.0  # `render --path camera_path.json`: the same video
+    # `render --path camera_path.json`: the same video
+    assert r["path_cli_shape_matches"] and r["path_cli_vs_gui"] < 1.0
     assert not r["path_file_after_removing"]  # BackSpace removed both keyframes, and the file with them
 
 
@@ -130,7 +132,8 @@ def test_gui_jsonl_and_idle_view_at_full_resolution(scenario_result):
     # default options: the still view reaches the image rect's full size, not the training image's
     idle = [json.loads(line) for line in r["idle_jsonl"]]
     assert idle and idle[-1]["complete"], r["idle_seconds_to_full"]
-    assert [idle[-1]["width"], idle[-1]["height"]] == [idle[-1]["full_width"], idle[-1]["full_height"]] == r["idle_rect"]
+    assert [idle[-1]["width"], idle[-1]["height"]] == [idle[-1]["full_width"],
+                                                       idle[-1]["full_height"]] == r["idle_rect"]
     assert r["idle_rect"][0] > 100  # the 144-pixel rect of a 200x160 window, not the 32-pixel training views
     # when each level was first shown after the view changed: coarse first, the full size last
     refined = idle[-1]["refined_after_s"]
@@ -150,9 +153,11 @@ def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
 
     _, tmp = scenario_result
     status, run = tmp / "interrupt_status.json", tmp / "interrupt_run"
-    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "100000", "--status", str(status),
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "100000", "--status",
+                             str(status),
                              "--data", str(tmp / "data"), "--width", "16", "--depth", "2", "--batch-rays", "64",
-                             "--samples", "8", "--window", "160x120", "--out", str(run), "--arch", "cpu", "--no-progress"],
+                             "--samples", "8", "--window", "160x120", "--out", str(run), "--arch", "cpu",
+                             "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp, env=child_env())
     try:
         end = time.time() + 60
@@ -234,7 +239,8 @@ def scenario(tmp: Path) -> dict:
     plain = Trainer(cfg.replace(out=str(tmp / "plain")))
     for _ in range(app.trainer.step_count):
         plain.step()
-    r["same_weights_as_plain_trainer"] = all(torch.equal(a, b) for a, b in zip(plain.field.parameters(), app.trainer.field.parameters()))
+    r["same_weights_as_plain_trainer"] = all(torch.equal(a, b) for a, b in zip(plain.field.parameters(),
+                                                                               app.trainer.field.parameters()))
     del plain
 
     # pause: frames go on, training does not
@@ -400,13 +406,16 @@ def scenario(tmp: Path) -> dict:
 
     # the command line, headless
     shot = tmp / "cli.png"
-    r["cli_headless_exit"] = cli.main(["gui", "--headless", "--seconds", "2", "--screenshot", str(shot), "--data", str(data),
+    r["cli_headless_exit"] = cli.main(["gui", "--headless", "--seconds", "2", "--screenshot", str(shot), "--data",
+                                       str(data),
                                        "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16",
-                                       "--window", "200x160", "--out", str(tmp / "cli_run"), "--arch", "cpu", "--no-progress"])
+                                       "--window", "200x160", "--out", str(tmp / "cli_run"), "--arch", "cpu",
+                                       "--no-progress"])
     with Image.open(shot) as im:
         r["cli_screenshot_size"] = list(im.size)
     status = tmp / "continued.json"
-    r["continued_exit"] = cli.main(["gui", "--headless", "--frames", "2", "--steps-per-frame", "1", "--ckpt", str(tmp / "run"),
+    r["continued_exit"] = cli.main(["gui", "--headless", "--frames", "2", "--steps-per-frame", "1", "--ckpt",
+                                    str(tmp / "run"),
                                     "--train", "--status", str(status), "--window", "200x160", "--arch", "cpu"])
     r["continued_step"] = json.loads(status.read_text())["step"]
     return r

@@ -20,7 +20,8 @@ import pytest
 from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
-BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity", "compare",
+BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity",
+           "compare",
            "prev_camera", "next_camera", "reset_view")  # the panel's order
 WINDOW = (900, 560)
 
@@ -46,7 +47,8 @@ def read_xwd(path: Path) -> np.ndarray:
     raw = path.read_bytes()
     header = np.frombuffer(raw[:100], ">u4")
     header_size, width, height = int(header[0]), int(header[4]), int(header[5])
-    byte_order, bits_per_pixel, bytes_per_line, ncolors = int(header[7]), int(header[11]), int(header[12]), int(header[19])
+    byte_order, bits_per_pixel = int(header[7]), int(header[11])
+    bytes_per_line, ncolors = int(header[12]), int(header[19])
     assert bits_per_pixel == 32, f"unexpected XWD pixel size {bits_per_pixel}"
     pixels = np.frombuffer(raw, "<u4" if byte_order == 0 else ">u4", count=height * bytes_per_line // 4,
                            offset=header_size + 12 * ncolors).reshape(height, bytes_per_line // 4)[:, :width]
@@ -69,7 +71,8 @@ class Session:
         self.display = free_display()
         self.fbdir = tmp / "fb"
         self.fbdir.mkdir()
-        self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-fbdir", str(self.fbdir),
+        self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-fbdir",
+                                      str(self.fbdir),
                                       "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         repo = str(Path(__file__).resolve().parents[1])  # the GUI runs in a scratch folder: import this checkout
         self.env = dict(os.environ, DISPLAY=f":{self.display}",
@@ -84,7 +87,8 @@ class Session:
 
     def start_gui(self, args):
         self.log = open(self.tmp / "gui.log", "w")
-        self.gui = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--status", str(self.status_path), *args],
+        self.gui = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--status", str(self.status_path),
+                                     *args],
                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                     cwd=self.tmp)  # Dear ImGui writes imgui.ini into the working folder
 

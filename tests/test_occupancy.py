@@ -256,7 +256,8 @@ def test_compositing_gradients_on_marched_rays(device, steps_across):
     out = composite(sigma, rgb, s, bg)
     (out[0].sum() + out[2].sum()).backward()
     s64, c64 = sigma.detach().double().cpu().requires_grad_(), rgb.detach().double().cpu().requires_grad_()
-    ref = reference.composite_packed(s64, c64, s.t.double().cpu(), s.delta.double().cpu(), s.offsets.cpu(), s.counts.cpu(), bg.double().cpu())
+    ref = reference.composite_packed(s64, c64, s.t.double().cpu(), s.delta.double().cpu(), s.offsets.cpu(),
+                                     s.counts.cpu(), bg.double().cpu())
     (ref[0].sum() + ref[2].sum()).backward()
     assert rel_err(out[0], ref[0]) < 2e-5 and rel_err(out[2], ref[2]) < 2e-5
     assert rel_err(sigma.grad, s64.grad) < 2e-5 and rel_err(rgb.grad, c64.grad) < 2e-5
@@ -273,7 +274,8 @@ def test_importance_matches_inverse_cdf_reference(device, coarse, fine):
     gen = torch.Generator(device=device).manual_seed(3)
     s = importance(t_near, t_far, c, w, fine, gen)
     gen = torch.Generator(device=device).manual_seed(3)
-    u = ((torch.arange(fine, device=device).float() + torch.rand(n, fine, device=device, generator=gen)) / fine).reshape(-1)
+    u = ((torch.arange(fine, device=device).float() + torch.rand(n, fine, device=device,
+                                                                 generator=gen)) / fine).reshape(-1)
     ref_t, ref_delta = reference.importance(t_near.cpu(), t_far.cpu(), c.t.cpu(), w.cpu(), u.cpu(), fine)
     step = 2.5 / coarse
     # float32 cdf accumulation moves a sample by a tiny fraction of its bin

@@ -81,7 +81,8 @@ def test_pytorch3d_network_and_embedding(device):
     assert r.pos.dim == r.direction.dim == 2 * 60 * 3 == 360
     assert [(m.in_features, m.out_features) for m in f.trunk] == [(360, 256), (256, 256)]  # no re-injection
     assert (f.density_head.in_features, f.density_head.out_features) == (256, 1)
-    assert float(f.density_head.bias.detach()) == -1.5 and float(f.density_head.weight.detach().std()) > 0.02  # torch's init
+    assert float(f.density_head.bias.detach()) == -1.5
+    assert float(f.density_head.weight.detach().std()) > 0.02  # torch's init
     assert f.feature is None
     assert (f.color_hidden.in_features, f.color_hidden.out_features, f.color.in_features) == (256 + 360, 256, 256)
     assert len(linears(f)) == 5
@@ -176,7 +177,8 @@ def test_pytorch3d_loss_and_gradients_are_the_tutorials(device):
 
 @pytest.mark.parametrize("name, changes", [("keras", {}), ("pytorch3d", {"batch_rays": 60})])
 def test_one_training_step(tiny_scene, tmp_path, name, changes):
-    cfg = TrainConfig(data=str(tiny_scene), out=str(tmp_path), progress=False, arch=ARCH).replace(preset=name, **changes)
+    cfg = TrainConfig(data=str(tiny_scene), out=str(tmp_path), progress=False, arch=ARCH).replace(preset=name,
+                                                                                                  **changes)
     trainer = Trainer(cfg)
     images = trainer.train.count
     origins, _, _, _, _ = trainer.sample_batch()
@@ -238,8 +240,10 @@ def test_pseudo_huber_is_the_tutorials():
 
 def test_options_override_the_preset(tmp_path):
     parser = build_parser()
-    cfg = run_config(parser.parse_args(["train", "--preset", "pytorch3d", "--steps", "7", "--lr", "0.01", "--width", "32"]))
-    assert (cfg.preset, cfg.steps, cfg.lr, cfg.width, cfg.depth, cfg.samples_per_ray) == ("pytorch3d", 7, 0.01, 32, 2, 128)
+    cfg = run_config(parser.parse_args(["train", "--preset", "pytorch3d", "--steps", "7", "--lr", "0.01", "--width",
+                                        "32"]))
+    assert (cfg.preset, cfg.steps, cfg.lr, cfg.width, cfg.depth, cfg.samples_per_ray) == ("pytorch3d", 7, 0.01, 32, 2,
+                                                                                          128)
     line = PRESETS["pytorch3d"].describe(cfg)
     assert "samples_per_ray=128" in line and "overridden: width=32, lr=0.01, steps=7" in line
     # a --config file is the base the preset goes over; inside a file, the file's keys win

@@ -29,7 +29,8 @@ def random_cameras(n, w, h, seed):
     g = torch.Generator().manual_seed(seed)
     poses = sphere_poses(n, 4.0, seed=seed)
     f = 0.5 * w / math.tan(0.5 * 0.7)
-    intr = torch.tensor([[f * (1 + 0.1 * float(torch.rand((), generator=g))), f, w / 2 + 3.0, h / 2 - 2.0, 0, 0, 0, 0]] * n)
+    intr = torch.tensor([[f * (1 + 0.1 * float(torch.rand((), generator=g))), f, w / 2 + 3.0, h / 2 - 2.0, 0, 0, 0,
+                          0]] * n)
     return poses, intr
 
 
@@ -86,7 +87,8 @@ def test_distortion_is_inverted(device):
 
 
 def test_gather_pixels_composites_on_background(device):
-    rgba = torch.tensor([[[[255, 0, 0, 255], [0, 255, 0, 0]], [[0, 0, 255, 128], [10, 20, 30, 255]]]], dtype=torch.uint8)
+    rgba = torch.tensor([[[[255, 0, 0, 255], [0, 255, 0, 0]], [[0, 0, 255, 128], [10, 20, 30, 255]]]],
+                        dtype=torch.uint8)
     img = torch.zeros(4, dtype=torch.int32)
     pix = torch.arange(4, dtype=torch.int32)
     bg = torch.tensor([[1.0, 1.0, 1.0]])
@@ -146,7 +148,8 @@ def test_stratified_samples_cover_bins(device, samples_per_ray):
     j = torch.arange(samples_per_ray).double()
     lo = near.cpu().double()[:, None] + j * step[:, None]
     assert ((t >= lo - 1e-5) & (t <= lo + step[:, None] + 1e-5)).all()
-    assert torch.allclose(s.delta.view(n, samples_per_ray).cpu().double(), step[:, None].expand(n, samples_per_ray), rtol=1e-6)
+    assert torch.allclose(s.delta.view(n, samples_per_ray).cpu().double(), step[:, None].expand(n, samples_per_ray),
+                          rtol=1e-6)
     centres = stratified(near, far, samples_per_ray, jitter=False)
     assert rel_err(centres.t.view(n, -1), lo + 0.5 * step[:, None]) < 1e-6
     # same generator state -> same jitter (reproducible training)

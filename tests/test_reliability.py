@@ -72,7 +72,8 @@ def _temps(out: Path) -> list[Path]:
 
 def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scene, tmp_path, capsys):
     out = tmp_path / "run"
-    forever = ["--data", tiny_scene, "--out", out, "--steps", "100000", "--checkpoint-every", "10", "--video-frames", "0",
+    forever = ["--data", tiny_scene, "--out", out, "--steps", "100000", "--checkpoint-every", "10", "--video-frames",
+               "0",
                *TINY]
     # 1. during startup: the folder is opened (config.json) but nothing trained yet
     _kill_when(_start(*forever), lambda: (out / "config.json").exists(), "startup")
@@ -191,7 +192,8 @@ def test_whole_image_batches_are_sized_by_their_chunks(monkeypatch):
 
 def test_render_size_beyond_memory_is_refused(run, tmp_path, capsys):
     before = snapshot(run)
-    refused(capsys, ["render", "--ckpt", run, "--size", 10**6, "--frames", 2, "--out", tmp_path / "o.mp4", "--no-progress",
+    refused(capsys, ["render", "--ckpt", run, "--size", 10**6, "--frames", 2, "--out", tmp_path / "o.mp4",
+                     "--no-progress",
                      "--arch", ARCH],
             "--size 1000000 needs about", "the largest that fits is")
     assert snapshot(run) == before and not (tmp_path / "o.mp4").exists()
@@ -277,7 +279,8 @@ def test_eval_json_is_strict(run, capsys, monkeypatch):
     ("--lr", "inf", "lr must be a finite number"), ("--lr", "nan", "lr must be a finite number"),
     ("--near", "nan", "near must be a finite number"), ("--huber-delta", "-1", "huber_delta must be positive"),
     ("--seed", "-1", "seed must be"), ("--pos-frequencies", "1000", "pos_frequencies must be at most"),
-    ("--samples", "100000", "samples_per_ray must be at most"), ("--eval-every", "-3", "eval_every must not be negative"),
+    ("--samples", "100000", "samples_per_ray must be at most"), ("--eval-every", "-3",
+                                                                 "eval_every must not be negative"),
     ("--time-limit", "inf", "time_limit_s must be a finite number"), ("--video-frames", "-1", "--video-frames"),
 ])
 def test_nonsense_numbers_are_refused_before_anything_happens(tmp_path, capsys, flag, value, needle):
@@ -303,7 +306,8 @@ def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path)
 
 
 def test_downscale_too_large_names_the_image_size(tiny_scene, tmp_path, capsys):
-    refused(capsys, ["data", "info", tiny_scene, "--downscale", "1000"], "downscale 1000 is too large for 32 x 32 images")
+    refused(capsys, ["data", "info", tiny_scene, "--downscale", "1000"],
+            "downscale 1000 is too large for 32 x 32 images")
     npz = tmp_path / "tiny.npz"
     np.savez(npz, images=np.zeros((3, 10, 12, 3), np.float32), poses=np.tile(np.eye(4), (3, 1, 1)), focal=10.0)
     refused(capsys, ["data", "info", npz, "--downscale", "20"], "downscale 20 is too large for 12 x 10 images")
@@ -370,7 +374,8 @@ def io_bytes(data: bytes):
 
 # --- the property: any number either runs or is refused in one line ------------------------
 NUMERIC_FLAGS = {name: kind for name, kind in (
-    ("steps", int), ("batch_rays", int), ("batch_images", int), ("samples_per_ray", int), ("width", int), ("depth", int),
+    ("steps", int), ("batch_rays", int), ("batch_images", int), ("samples_per_ray", int), ("width", int), ("depth",
+                                                                                                           int),
     ("pos_frequencies", int), ("grid_resolution", int), ("march_steps", int), ("seed", int), ("eval_every", int),
     ("downscale", int), ("scene_size", int), ("lr", float), ("lr_final", float), ("lr_step_at", float),
     ("near", float), ("far", float), ("density_bias", float), ("frequency_base", float), ("huber_delta", float),

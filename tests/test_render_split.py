@@ -46,7 +46,8 @@ def test_eval_and_render_split_share_one_code_path(trained_builtin, tmp_path, ca
     direct = evaluate(run, "val", arch=ARCH, progress=False)
     assert written["psnr"] == direct["psnr"] and written["ssim"] == direct["ssim"]
     assert [r["name"] for r in written["images"]] == [r["name"] for r in direct["images"]]
-    assert sorted(p.name for p in (tmp_path / "v").glob("*.png")) == sorted(r["files"]["rgb"] for r in written["images"])
+    written_files = sorted(r["files"]["rgb"] for r in written["images"])
+    assert sorted(p.name for p in (tmp_path / "v").glob("*.png")) == written_files
 
 
 def test_unknown_split_is_one_line_listing_the_splits(trained_builtin, tmp_path, capsys):

@@ -29,7 +29,8 @@ def dataset(tmp_path_factory):
 
 def _rays(pose, width, height, fx, fy, cx, cy):
     """Unit ray directions (H, W, 3) and origin, in the project's pixel convention."""
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                          indexing="ij")
     cam = torch.stack([(i + 0.5 - cx) / fx, -(j + 0.5 - cy) / fy, -torch.ones_like(i)], -1)
     d = cam @ pose[:3, :3].double().T
     return d / d.norm(dim=-1, keepdim=True), pose[:3, 3].double()
@@ -150,7 +151,8 @@ def test_objects_have_distinct_colours():
     # the cylinder's lowest band (z from -0.6 to -0.49) is green; the box tiles are blue
     band_z = -S.CYLINDER_HALF_HEIGHT + 0.5 * (2 * S.CYLINDER_HALF_HEIGHT / S.CYLINDER_BANDS)
     tile_z = 0.0  # middle tile row of the box face
-    poses = torch.stack([cam(S.CYLINDER_CENTER, 135.0, band_z), cam(S.BOX_CENTER, 180.0 + math.degrees(S.BOX_ANGLE), tile_z)])
+    poses = torch.stack([cam(S.CYLINDER_CENTER, 135.0, band_z), cam(S.BOX_CENTER, 180.0 + math.degrees(S.BOX_ANGLE),
+                                                                    tile_z)])
     rgba, depth = S.render_scene(poses, w, w, f, f, w / 2, w / 2)
     r, g, b, a = rgba[0, w // 2, w // 2].tolist()
     assert a == 255 and g > 1.5 * r and g > 1.5 * b  # green band

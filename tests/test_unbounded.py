@@ -86,7 +86,8 @@ def testsets(tmp_path_factory, taichi_backend):
     from taichi_nerf.scenes.testsets import write_testset
 
     root = tmp_path_factory.mktemp("kinds")
-    return {name: write_testset(name, root / name, size=48, views=12) for name in ("ngp-360-env", "npz-black", "llff-backdrop")}
+    return {name: write_testset(name, root / name, size=48, views=12) for name in ("ngp-360-env", "npz-black",
+                                                                                   "llff-backdrop")}
 
 
 def test_scene_kind_and_background_are_chosen_from_the_data(testsets):

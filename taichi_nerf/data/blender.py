@@ -91,7 +91,9 @@ def check_camera_model(meta: dict, where: str) -> list[str]:
     if model is not None and (not isinstance(model, str) or model.upper() not in PINHOLE_MODELS):
         raise DataError(f"{where}: camera_model {model!r} is not supported (supported: {', '.join(PINHOLE_MODELS)})")
     ignored = [k for k in ("k3", "k4") if number(meta, k, where, 0.0)]
-    return [f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)"] if ignored else []
+    if not ignored:
+        return []
+    return [f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)"]
 
 
 def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> list[float]:
@@ -209,7 +211,8 @@ def build_split(path: Path, image_paths, poses: np.ndarray, frame_metas, depth_p
     )
 
 
-def load_split(root: Path, split: str, downscale: int = 1, every: int = 1, limit: int | None = None) -> tuple[Split, dict]:
+def load_split(root: Path, split: str, downscale: int = 1, every: int = 1,
+               limit: int | None = None) -> tuple[Split, dict]:
     path = root / f"transforms_{split}.json"
     meta = read_json(path)
     image_paths, poses, metas, depth_paths, _ = parse_frames(root, meta, path)

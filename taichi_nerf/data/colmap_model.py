@@ -206,7 +206,8 @@ def _read_text(folder: Path):
                 points.append((int(f[0]), *(float(v) for v in f[1:4]), *(int(v) for v in f[4:7]), float(f[7]),
                                (len(f) - 8) // 2))
             except (IndexError, ValueError):
-                raise DataError(f"{folder / 'points3D.txt'} line {n}: expected POINT3D_ID X Y Z R G B ERROR TRACK[]") from None
+                raise DataError(f"{folder / 'points3D.txt'} line {n}: "
+                                "expected POINT3D_ID X Y Z R G B ERROR TRACK[]") from None
     return cameras, images, points
 
 
@@ -437,7 +438,8 @@ def load_colmap(path, downscale: int = 1, every: int = 1, limit: int | None = No
     on_disk = sorted(p.name for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     left_out = [n for n in on_disk if n not in set(model.names)]
     meta["colmap"] = {**registration(model), "total": len(model.names) + len(left_out), "unregistered": left_out,
-                      "cameras": len(model.cameras), "camera_model": "/".join(sorted({c.model for c in model.cameras.values()}))}
+                      "cameras": len(model.cameras),
+                      "camera_model": "/".join(sorted({c.model for c in model.cameras.values()}))}
     ds = load_transforms_meta(meta, images, folder, downscale, every, limit,
                               DEFAULT_VAL_EVERY if val_every is None else val_every, format="colmap")
     ds.warnings.extend(warnings)

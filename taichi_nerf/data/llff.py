@@ -36,7 +36,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def is_llff(path: Path) -> bool:
-    return (path.is_dir() and (path / "poses_bounds.npy").is_file()) or (path.is_file() and path.name == "poses_bounds.npy")
+    in_folder = path.is_dir() and (path / "poses_bounds.npy").is_file()
+    return in_folder or (path.is_file() and path.name == "poses_bounds.npy")
 
 
 def average_pose(poses: np.ndarray) -> np.ndarray:
@@ -90,7 +91,8 @@ def _image_folder(root: Path, downscale: int) -> tuple[Path, int, str | None]:
         return root / f"images_{downscale}", 1, None
     if (root / "images").is_dir():
         return root / "images", downscale, None
-    shrunk = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()), key=lambda p: int(p.name[7:]))
+    shrunk = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
+                    key=lambda p: int(p.name[7:]))
     if shrunk:
         return shrunk[0], downscale, f"no images/ folder: using {shrunk[0].name}/"
     raise DataError(f"{root}: LLFF layout needs an images/ folder next to poses_bounds.npy")

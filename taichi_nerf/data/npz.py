@@ -65,7 +65,8 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         # numpy suggests allow_pickle=True for bytes that are not an archive: that would run
         # whatever code the file holds, so its advice is not passed on.
-        reason = "not an .npz archive; pickled data is never loaded" if "pickle" in str(exc) else str(exc).split(". ")[0]
+        pickled = "pickle" in str(exc)
+        reason = "not an .npz archive; pickled data is never loaded" if pickled else str(exc).split(". ")[0]
         raise DataError(f"{path}: not a readable .npz file ({reason})") from None
     if not hasattr(data, "files"):
         raise DataError(f"{path}: a single array, not an .npz archive of images/poses/focal")
@@ -123,7 +124,8 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     if "train" not in splits:
         raise DataError(f"{path}: zero usable frames for training after --every/--limit")
     warnings = [] if "val" in splits else [f"{path}: only {n} image(s): no validation split"]
-    ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="npz", source=str(path), warnings=warnings)
+    ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="npz", source=str(path),
+                 warnings=warnings)
     ds.notes.append(f"split: first {cut} images train, last {n - cut} validate (fraction {val_fraction:g})")
     auto_bounds(ds)
     for key, value in stated.items():

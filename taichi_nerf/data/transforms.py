@@ -107,7 +107,8 @@ def _split_indices(names: list[str], meta: dict, val_every: int, where: str) -> 
     if val_every and val_every > 1 and n >= 2:
         val = list(range(0, n, val_every))
         train = [i for i in range(n) if i % val_every]
-        return {"train": train, "val": val}, f"no split in the file: every {val_every}th frame (by file name) held out as val"
+        return {"train": train,
+                "val": val}, f"no split in the file: every {val_every}th frame (by file name) held out as val"
     return {"train": list(range(n))}, "no split in the file and too few frames to hold any out: no val split"
 
 

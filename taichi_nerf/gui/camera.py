@@ -148,5 +148,6 @@ class OrbitCamera:
 
     def describe(self) -> dict:
         return {"center": [round(float(v), 4) for v in self.center], "radius": round(self.radius, 4),
-                "azimuth_deg": round(math.degrees(self.azimuth), 3), "elevation_deg": round(math.degrees(self.elevation), 3),
+                "azimuth_deg": round(math.degrees(self.azimuth), 3),
+                "elevation_deg": round(math.degrees(self.elevation), 3),
                 "snapped": self.snapped_index, "version": self.version}

@@ -28,7 +28,8 @@ class PerformanceLog:
     def _reset(self) -> None:
         self.frames, self.render_s, self.train_s, self.steps_run = 0, 0.0, 0.0, 0
 
-    def frame(self, now: float, step: int, render_s: float, train_s: float, steps_run: int, app_state: dict) -> dict | None:
+    def frame(self, now: float, step: int, render_s: float, train_s: float, steps_run: int,
+              app_state: dict) -> dict | None:
         """One frame done; writes (and returns) a line when a second has passed."""
         self.frames += 1
         self.render_s += render_s
@@ -40,7 +41,8 @@ class PerformanceLog:
         line = {
             "time_s": _finite(now - self.start), "fps": _finite(self.frames / elapsed, 2),
             "frame_ms": _finite(1000.0 * elapsed / self.frames, 1),
-            "render_ms": _finite(1000.0 * self.render_s / self.frames, 1),  # per frame, frames without rendering count 0
+            # per frame: frames without rendering count 0
+            "render_ms": _finite(1000.0 * self.render_s / self.frames, 1),
             "train_ms": _finite(1000.0 * self.train_s / self.frames, 1),
             "train_steps_per_s": _finite(self.steps_run / elapsed, 2), "step": int(step), **app_state,
         }

@@ -19,7 +19,8 @@ Cameras follow the project's convention (OpenGL / Blender: looks down -z, +y up,
 centres at (i + 0.5, j + 0.5)).
 
 Extras for the users'-data test sets (a floor and wall backdrop, a 360 dome, lens distortion)
-live in scenes/environment.py; the geometry and shading in scenes/sdf.py; all are off by default, and without them the images are
+live in scenes/environment.py (the geometry and shading in scenes/sdf.py); all are off by
+default, and without them the images are
 bit-for-bit those of ``_render_kernel`` here, which is kept as it was.
 """
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
