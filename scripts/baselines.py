@@ -1,5 +1,5 @@
 """A pure-torch re-implementation of the Keras "3D volumetric rendering with NeRF" recipe,
-for side-by-side time-to-quality benchmarks (``scripts/benchmark.py --quality``). Nothing in
+for side-by-side time-to-quality benchmarks (``scripts/benchmark.py quality``). Nothing in
 taichi-nerf's own path uses it.
 
 The recipe: positions only, encoded with 16 frequencies ([x, sin(2^k x), cos(2^k x)]);
@@ -112,5 +112,6 @@ class KerasRecipe:
     @torch.no_grad()
     def render_view(self, split, index, chunk: int = 8192):
         o, d = self.rays(split, index)
-        out = torch.cat([render(self.model, o[i:i + chunk], d[i:i + chunk], False) for i in range(0, o.shape[0], chunk)])
+        out = torch.cat([render(self.model, o[i:i + chunk], d[i:i + chunk], False)
+                         for i in range(0, o.shape[0], chunk)])
         return out.view(split.height, split.width, 3)

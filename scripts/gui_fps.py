@@ -47,7 +47,8 @@ def summary(rows: list[dict], skip_s: float) -> dict:
     def med(key):
         return round(statistics.median(r[key] for r in kept), 2)
 
-    return {"seconds": len(rows), "median_fps": med("fps"), "p10_fps": round(sorted(r["fps"] for r in kept)[len(kept) // 10], 2),
+    return {"seconds": len(rows), "median_fps": med("fps"),
+            "p10_fps": round(sorted(r["fps"] for r in kept)[len(kept) // 10], 2),
             "median_fps_all_lines": round(statistics.median(r["fps"] for r in rows), 2),
             "median_render_ms": med("render_ms"), "median_train_ms": med("train_ms"),
             "train_steps_per_s": round(statistics.mean(r["train_steps_per_s"] for r in kept), 2),
@@ -68,7 +69,8 @@ def refinement(rows: list[dict]) -> dict:
         current = seen
     turns = [t for t in turns[1:] + [current] if t]
     sizes = sorted({k for t in turns for k in t}, key=lambda k: int(k.split("x")[0]))
-    return {"turns": len(turns), "median_s": {k: round(statistics.median(t[k] for t in turns if k in t), 2) for k in sizes},
+    return {"turns": len(turns),
+            "median_s": {k: round(statistics.median(t[k] for t in turns if k in t), 2) for k in sizes},
             "turns_reaching": {k: sum(k in t for t in turns) for k in sizes}}
 
 
@@ -85,7 +87,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run(gui_command(args, ["--out", str(out), "--overwrite", "--seconds", str(args.seconds), *args.extra]), out / "gui_fps.log")
+    run(gui_command(args, ["--out", str(out), "--overwrite", "--seconds", str(args.seconds), *args.extra]),
+        out / "gui_fps.log")
     training = out / "gui_train.jsonl"
     shutil.copyfile(out / FILE_NAME, training)
     report = {"training": summary(read(training), args.skip)}

@@ -25,10 +25,10 @@ def main() -> None:
     from taichi_nerf import checkpoint
     from taichi_nerf.backgrounds import scene_background
     from taichi_nerf.files import write_png
-    from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
-    from taichi_nerf.scenes.obj import read_obj
     from taichi_nerf.outputs import export_mesh
     from taichi_nerf.scene import orbit_cameras
+    from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
+    from taichi_nerf.scenes.obj import read_obj
 
     with tempfile.TemporaryDirectory() as tmp:
         path, result = export_mesh(args.ckpt, Path(tmp) / "mesh.obj", resolution=args.resolution, arch=args.arch)

@@ -1,51 +1,12 @@
-"""Where a training step's time goes, stage by stage (``scripts/benchmark.py --profile``).
+#!/usr/bin/env python3
+"""Where a training step's time goes, stage by stage: the same as ``python scripts/benchmark.py profile [options]``
+(the code is in scripts/bench/profile.py)."""
+import sys
+from pathlib import Path
 
-Trains the given configuration and reports milliseconds per step of each pipeline stage
-(taichi_nerf.profiling), separately for the stratified warm-up and for the occupancy-grid
-phase, plus the step-time distribution (the grid update's stalls show in its maximum).
-"""
-from __future__ import annotations
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import statistics
-import time
+from scripts.bench import main  # noqa: E402
 
-from taichi_nerf.config import TrainConfig
-from taichi_nerf.profiling import PROFILE
-
-
-def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
-    from taichi_nerf.training import Trainer
-
-    tr = Trainer(cfg)
-    phases = {}
-    warmup = cfg.grid_warmup if cfg.sampler == "grid" else 0
-    for phase, steps in (("warm-up", warmup), ("grid", grid_steps)):
-        if steps <= 0:
-            continue
-        PROFILE.reset()
-        PROFILE.enabled = True
-        step_ms, spr = [], []
-        for _ in range(steps):
-            t = time.perf_counter()
-            info = tr.step()
-            step_ms.append(1000 * (time.perf_counter() - t))
-            spr.append(info["samples_per_ray"])
-        PROFILE.enabled = False
-        phases[phase] = {
-            "steps": steps,
-            "ms_per_step_median": statistics.median(step_ms),
-            "ms_per_step_mean": statistics.mean(step_ms),
-            "ms_per_step_max": max(step_ms),
-            "samples_per_ray": statistics.mean(spr),
-            "stages": PROFILE.table(steps),
-        }
-    return phases
-
-
-def print_profile(phases: dict) -> None:
-    for phase, p in phases.items():
-        print(f"\n{phase}: {p['steps']} steps, median {p['ms_per_step_median']:.1f} ms, mean "
-              f"{p['ms_per_step_mean']:.1f} ms, max {p['ms_per_step_max']:.1f} ms, {p['samples_per_ray']:.1f} samples/ray")
-        print(f"  {'stage':<22}{'ms/step':>9}{'share':>8}")
-        for row in p["stages"]:
-            print(f"  {row['stage']:<22}{row['ms_per_step']:>9.2f}{100 * row['share']:>7.1f}%")
+if __name__ == "__main__":
+    sys.exit(main(["profile", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Per-stage wall-clock profile of a training step (``scripts/benchmark.py --profile``).
+"""Per-stage wall-clock profile of a training step (``scripts/benchmark.py profile``).
 
 The pipeline's stages wrap themselves in ``with stage("encoding"):``. Off by default, when a
 stage is a shared no-op context (well under a microsecond); on, it synchronises the device

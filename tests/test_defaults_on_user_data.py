@@ -1,6 +1,6 @@
 """The defaults on data that looks like users' (issue 8's floors, small and fast): every test
 set learns well beyond its flat-colour PSNR with the default choices of background, bounds
-and scene kind. The full-size version is ``scripts/benchmark.py --matrix``."""
+and scene kind. The full-size version is ``scripts/benchmark.py matrix``."""
 import pytest
 
 from .conftest import ARCH

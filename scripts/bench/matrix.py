@@ -1,0 +1,101 @@
+"""The defaults on every user-like test set (``taichi_nerf/scenes/testsets.py``): val PSNR
+after 60 s and after the budget, steps, samples/ray and rays/s per set (~25 min)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from taichi_nerf import backend
+from taichi_nerf.config import TrainConfig
+
+from .common import add_common_arguments, machine, time_to_quality, write_json
+
+MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
+               "ngp-360-env", "cow")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--budget", type=float, default=180.0, help="training seconds per test set")
+    parser.add_argument("--sets", default=",".join(MATRIX_SETS), help="comma-separated test sets")
+    parser.add_argument("--dir", default="/tmp/taichi-nerf-matrix", help="where the test sets and runs go")
+    parser.add_argument("--sheet", help="write prediction | truth of each set's first val view to this PNG")
+
+
+def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS,
+                sheet: Path | None = None) -> list[dict]:
+    """Train every test set (taichi_nerf/scenes/testsets.py) with the default configuration for
+    ``budget`` seconds of training time; val PSNR (all val views) at each of ``checkpoints``."""
+    import numpy as np
+
+    from taichi_nerf.diagnostics import flat_colour_psnr
+    from taichi_nerf.scenes.testsets import write_testset
+    from taichi_nerf.training import Trainer
+
+    rows, tiles = [], []
+    for name in names:
+        data = None if name == "builtin" else str(write_testset(name, root / name))
+        tr = Trainer(TrainConfig(data=data, out=str(root / "runs" / name), progress=False))
+        flat = flat_colour_psnr([tr.target_rgb(tr.val, i) for i in range(tr.val.count)])
+        marks = list(checkpoints)
+
+        def evaluate():
+            tr.field.eval()
+            value = tr.validate()
+            tr.field.train()
+            return value
+
+        def step():
+            if tr.step_count >= tr.cfg.steps:
+                return False
+            tr.step()
+
+        curve = time_to_quality(step, evaluate, budget, min(marks), name)["curve"]
+        split = tr.val
+        out = tr.render_view(split, 0)
+        tiles.append(np.concatenate([out["rgb"].clamp(0, 1).cpu().numpy(), tr.target_rgb(split, 0).numpy()], axis=1))
+        kind = "NDC" if tr.scene.ndc else ("unbounded" if tr.scene.unbounded else "box")
+        rows.append({"set": name, "layout": tr.dataset.format, "size": f"{split.width}x{split.height}",
+                     "train_images": tr.train.count, "background": tr.background_choice.description.split(" (")[0],
+                     "scene": kind, "flat_psnr": round(flat, 2),
+                     **{f"psnr_{int(m)}s": value_after(curve, m) for m in marks},
+                     "steps": curve[-1][2], "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
+                     "rays_per_s": round(tr.rays_per_s), "curve": curve})
+    if sheet is not None:
+        from taichi_nerf.files import write_png
+
+        height = max(t.shape[0] for t in tiles)
+        padded = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for t in tiles]
+        write_png(sheet, np.concatenate(padded, axis=1))
+    return rows
+
+
+def value_after(curve, seconds):
+    """The evaluation at the mark: evaluations run at the first step boundary past it."""
+    for t, v, _ in curve:
+        if t >= seconds - 1e-6:
+            return v
+    return None
+
+
+def print_matrix(rows: list[dict], checkpoints: tuple) -> None:
+    cols = " | ".join(f"PSNR @ {int(m)} s" for m in checkpoints)
+    print(f"| set | layout | size | background (auto) | scene | flat-colour PSNR | {cols} "
+          "| steps | samples/ray | rays/s |")
+    print("|---|---|---|---|---|---:|" + "---:|" * len(checkpoints) + "---:|---:|---:|")
+    for r in rows:
+        vals = " | ".join("-" if r[f"psnr_{int(m)}s"] is None else f"{r[f'psnr_{int(m)}s']:.1f}" for m in checkpoints)
+        print(f"| {r['set']} | {r['layout']} | {r['size']} | {r['background']} | {r['scene']} | {r['flat_psnr']:.1f} | "
+              f"{vals} | {r['steps']} | {r['samples_per_ray']} | {r['rays_per_s']} |")
+
+
+def run(args: argparse.Namespace) -> int:
+    backend.init(args.arch, 512)
+    marks = (60.0, args.budget) if args.budget > 60 else (args.budget,)
+    print(f"machine: {machine()}\n", flush=True)
+    rows = matrix_runs(Path(args.dir), args.budget, marks, tuple(args.sets.split(",")),
+                       Path(args.sheet) if args.sheet else None)
+    print(f"\n### Defaults on user-like data ({args.budget:.0f} s of training per set)\n")
+    print_matrix(rows, marks)
+    write_json(args.json, {"machine": machine(), "matrix": rows})
+    return 0
