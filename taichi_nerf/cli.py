@@ -121,16 +121,24 @@ def _train_parser(sub):
                    help="check the configuration, the run folder and the memory it needs, then exit without training")
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
                    help="frames of the orbit video written at the end (default: 60; 0: none)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
+                        "torchrun; each takes --batch-rays rays a step (default: 1)")
     add_config_flags(p)
     p.set_defaults(run=cmd_train)
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint, resources
+    from . import checkpoint, distributed, resources
     from .backend import resolve_arch
     from .training import Trainer
     from .video import write_orbit
 
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}")
+    if args.devices > 1 and distributed.world_size() == 1 and not args.dry_run:  # distributed: torchrun starts the ranks
+        return distributed.launch_local(args.devices, args.argv)
+    distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
@@ -148,9 +156,11 @@ def cmd_train(args) -> int:
             checkpoint.claim_run_folder(cfg.out)  # refuses a folder holding a run; changes nothing
         print(f"configuration, run folder and memory are fine; the run would go to {cfg.out}")
         return 0
+    ranks = distributed.join(cfg.arch)  # distributed: the process groups (one process: nothing)
     if not resume:
-        checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite)
-    print(f"run folder: {cfg.out}" + (" (resuming)" if resume else ""))
+        ranks.on_writer(checkpoint.claim_run_folder, cfg.out, overwrite=args.overwrite)
+    print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "")
+          + (f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {cfg.batch_rays} rays a step" if ranks.size > 1 else ""))
     if cfg.preset is not None:
         from .presets import PRESETS
 
@@ -170,6 +180,9 @@ def cmd_train(args) -> int:
     print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
           + (f", resuming at step {trainer.step_count}" if resume else ""))
     result = trainer.run()
+    if not ranks.writes:  # distributed: rank 0 reports and writes the video
+        ranks.close()
+        return EXIT_INTERRUPTED if result.interrupted else 0
     out = result.out_dir
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
@@ -380,8 +393,10 @@ def _gui_parser(sub):
 
 
 def cmd_gui(args) -> int:
+    from .distributed import refuse_several
     from .gui import GuiUnavailable, launch
 
+    refuse_several("the GUI")  # distributed: one process only
     try:
         return launch(args)
     except GuiUnavailable as exc:
@@ -418,9 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .data.dataset import DataError
+    from .distributed import PeerLost
     from .training import TrainingDiverged
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --devices: what each rank runs
     try:
         return args.run(args)
     except (UserError, DataError, CheckpointError, ValueError) as exc:
@@ -429,7 +446,7 @@ def main(argv=None) -> int:
     except OSError as exc:  # unwritable output folder, full disk, ...
         print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, PeerLost) as exc:
         print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
