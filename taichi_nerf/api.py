@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, outputs
+from . import checkpoint, distributed, outputs
 from .backgrounds import over_background, scene_background
 from .config import TrainConfig
 from .data.loaders import builtin_scene, load_dataset
@@ -31,7 +31,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
             checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(out))
     else:
         cfg = (config or TrainConfig()).replace(**overrides).validate()
-        checkpoint.claim_run_folder(cfg.out, overwrite=overwrite)
+        # distributed (under torchrun): rank 0 alone claims the folder; one process: as before
+        distributed.join(cfg.arch).on_writer(checkpoint.claim_run_folder, cfg.out, overwrite=overwrite)
     return Trainer(cfg, resume=resume).run()
 
 

@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
 
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
-    if args.devices > 1 and distributed.world_size() == 1 and not args.dry_run:  # distributed: torchrun starts the ranks
+    if args.devices > 1 and distributed.world_size() == 1 and not args.dry_run:  # distributed: via torchrun
         return distributed.launch_local(args.devices, args.argv)
     distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
@@ -159,8 +159,8 @@ def cmd_train(args) -> int:
     ranks = distributed.join(cfg.arch)  # distributed: the process groups (one process: nothing)
     if not resume:
         ranks.on_writer(checkpoint.claim_run_folder, cfg.out, overwrite=args.overwrite)
-    print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "")
-          + (f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {cfg.batch_rays} rays a step" if ranks.size > 1 else ""))
+    together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {cfg.batch_rays} rays a step"
+    print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "") + (together if ranks.size > 1 else ""))
     if cfg.preset is not None:
         from .presets import PRESETS
 

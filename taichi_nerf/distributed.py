@@ -294,8 +294,8 @@ def join(arch: str = "auto") -> Ranks:
     archs = [None] * size
     ranks._call(dist.all_gather_object, archs, resolved, group=ranks.control)
     if len(set(archs)) > 1:
-        raise ValueError(f"the ranks chose different backends ({', '.join(f'rank {r}: {a}' for r, a in enumerate(archs))}); "
-                         f"give every rank a GPU, or --arch cpu")
+        chosen = ", ".join(f"rank {r}: {a}" for r, a in enumerate(archs))
+        raise ValueError(f"the ranks chose different backends ({chosen}); give every rank a GPU, or --arch cpu")
     ranks.data = dist.new_group(backend=ranks.backend, timeout=step)
     if ranks.writes:
         sys.stdout.flush()
@@ -334,12 +334,12 @@ def launch_local(count: int, argv: list[str]) -> int:
         torchrun.run(args)
     except ChildFailedError as exc:
         ranks = sorted(exc.failures.items())
-        said = "; ".join(f"rank {r} " + (f"was killed by {f.signal_name()}" if f.exitcode < 0 else f"exited with status {f.exitcode}")
-                         for r, f in ranks)
+        said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
+                         f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
         print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
         codes = {f.exitcode for _, f in ranks}
         return 2 if codes == {2} else 1
     except SignalException as exc:
-        print(f"taichi-nerf: interrupted ({exc.sigval.name}); every rank stopped after the same step", file=sys.stderr)
+        print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
         return 130
     return 0

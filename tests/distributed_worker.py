@@ -10,6 +10,7 @@ the step to DUMP.pt.
 """
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -48,7 +49,7 @@ def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
     from taichi_nerf.training import Trainer
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
-    trainer = Trainer(TrainConfig.from_dict(json.loads(open(config_path).read())))
+    trainer = Trainer(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
     if mode == "rank":
         trainer.run()
         dump(trainer, dump_path)
