@@ -227,7 +227,7 @@ class Ranks:
         if any(other != seen[0] for other in seen):
             raise ValueError(f"the ranks resumed from different checkpoints (step, grid updates per rank: {seen}); "
                              f"every machine must see the same run folder")
-        tensors = list(trainer.field.state_dict().values())
+        tensors = [value for value in trainer.field.state_dict().values() if torch.is_tensor(value)]
         if grid is not None:
             tensors += [grid.density, grid.occupied]
         for param in trainer.field.parameters():
