@@ -4,7 +4,7 @@ gloo) against 1 process x 2 threads, each for the same wall time on the built-in
 Prints a markdown table for docs/BENCHMARKS.md: wall time per global step, and the final
 validation PSNR at that equal time.
 
-  python scripts/distributed_bench.py                 # 3 runs of 60 s, ~5 min on CPU-2
+  python scripts/distributed_bench.py                 # 2 x 3 runs of 60 s, ~10 min on CPU-2
   python scripts/distributed_bench.py --seconds 120 --devices 2
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="wall time of each run's training loop")
     parser.add_argument("--batch-rays", type=int, default=1024, help="the one process's rays a step")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every setup")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -47,14 +49,23 @@ def main() -> None:
                         "--size", "64", "--no-progress"], cwd=ROOT, check=True, capture_output=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
         b = args.batch_rays
-        results = [run("1 process x 2 threads", scene, tmp / "one", args.seconds, 1, 2, b),
-                   run("2 processes x 1 thread, same global batch", scene, tmp / "two_same", args.seconds, 2, 1, b // 2),
-                   run("2 processes x 1 thread, 2x the global batch", scene, tmp / "two_double", args.seconds, 2, 1, b)]
-    print(f"| run ({args.seconds:.0f} s of wall time each) | rays a global step | steps | ms per global step "
-          f"| val PSNR (dB) |")
+        setups = [("1 process x 2 threads", 1, 2, b), ("2 processes x 1 thread, same global batch", 2, 1, b // 2),
+                  ("2 processes x 1 thread, 2x the global batch", 2, 1, b)]
+        results = {label: [] for label, *_ in setups}
+        loads = [os.getloadavg()[0]]
+        for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits every setup
+            for label, devices, threads, rays in setups:
+                results[label].append(run(label, scene, tmp / "run", args.seconds, devices, threads, rays))
+                loads.append(os.getloadavg()[0])
+    print(f"{args.seconds:.0f} s of wall time each, {args.repeats} interleaved repeats (medians); "
+          f"1-minute load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores\n")
+    print("| run | rays a global step | steps | ms per global step | val PSNR (dB) |")
     print("|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['label']} | {r['global_batch']} | {r['steps']} | {r['ms_per_step']:.0f} | {r['psnr']:.2f} |")
+    for label, runs in results.items():
+        steps = statistics.median(r["steps"] for r in runs)
+        print(f"| {label} | {runs[0]['global_batch']} | {steps:.0f} | "
+              f"{statistics.median(r['ms_per_step'] for r in runs):.0f} | "
+              f"{statistics.median(r['psnr'] for r in runs):.2f} |")
 
 
 if __name__ == "__main__":

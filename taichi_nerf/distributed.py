@@ -233,8 +233,8 @@ class Ranks:
         for param in trainer.field.parameters():
             state = trainer.optimizer.state.get(param, {})
             tensors += [state[key] for key in sorted(state) if torch.is_tensor(state[key])]
-        for tensor in tensors:
-            self._call(dist.broadcast, tensor, src=0, group=self.data)
+        for tensor in tensors:  # (NCCL takes CUDA tensors only: a CPU one, such as an optimiser's step, goes by gloo)
+            self._call(dist.broadcast, tensor, src=0, group=self.control if tensor.device.type == "cpu" else self.data)
         if not self.writes:
             trainer.generator.manual_seed(stream_seed(trainer.cfg.seed, self.rank, trainer.step_count))
             trainer.cfg = dataclasses.replace(trainer.cfg, progress=False)
