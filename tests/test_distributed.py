@@ -154,6 +154,33 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
     assert steps == list(range(5, saved["step"] + 11, 5))  # nothing logged twice, nothing lost
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scene, tmp_path):
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "taichi_nerf", "train", "--devices", "2", "--data", str(tiny_scene), "--out", str(out),
+         "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
+         "--steps", "5000", "--eval-every", "0", "--preview-every", "0", "--checkpoint-every", "0", "--log-every", "5",
+         "--no-progress", "--arch", "cpu", "--video-frames", "0"],
+        cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, metrics = time.monotonic() + 240, out / "metrics.jsonl"
+        while launcher.poll() is None and time.monotonic() < deadline and not (
+                metrics.is_file() and '"loss"' in metrics.read_text()):
+            time.sleep(0.2)
+        launcher.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does (the ranks run in their own session)
+        stdout, err = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 130, err[-3000:]
+    assert stdout.count("interrupted at step") == 1, stdout[-2000:]  # rank 0 reports and saves; rank 1 is quiet
+    step = int(stdout.split("interrupted at step ")[1].split(";")[0])
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == step >= 5 and saved["world_size"] == 2
+    assert "Traceback" not in err, err[-3000:]
+
+
 def test_each_rank_takes_the_gpu_of_its_local_rank():
     from taichi_nerf.distributed import gpu_for_local_rank
 
