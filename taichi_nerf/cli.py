@@ -136,8 +136,6 @@ def cmd_train(args) -> int:
 
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
-    if args.devices > 1 and distributed.world_size() == 1 and not args.dry_run:  # distributed: via torchrun
-        return distributed.launch_local(args.devices, args.argv)
     distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
@@ -156,6 +154,10 @@ def cmd_train(args) -> int:
             checkpoint.claim_run_folder(cfg.out)  # refuses a folder holding a run; changes nothing
         print(f"configuration, run folder and memory are fine; the run would go to {cfg.out}")
         return 0
+    if args.devices > 1 and distributed.world_size() == 1:  # distributed: checked here, trained by torchrun's ranks
+        if not resume and not args.overwrite:
+            checkpoint.claim_run_folder(cfg.out)  # refuses a folder holding a run; changes nothing
+        return distributed.launch_local(args.devices, args.argv, cuda=resolve_arch(cfg.arch) == "cuda")
     ranks = distributed.join(cfg.arch)  # distributed: the process groups (one process: nothing)
     if not resume:
         ranks.on_writer(checkpoint.claim_run_folder, cfg.out, overwrite=args.overwrite)

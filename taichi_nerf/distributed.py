@@ -319,13 +319,17 @@ def without_devices_flag(argv: list[str]) -> list[str]:
     return rest
 
 
-def launch_local(count: int, argv: list[str]) -> int:
+def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
     """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
     (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
-    CPU cores unless OMP_NUM_THREADS says otherwise. Returns the exit status."""
+    CPU cores unless OMP_NUM_THREADS says otherwise, or (``cuda``) a GPU. Returns the exit status."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    if cuda and count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
+                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
     args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "-m", "taichi_nerf",

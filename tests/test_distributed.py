@@ -209,3 +209,11 @@ def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys):
     assert cli.main(["train", "--dry-run"]) == 2
     assert "RANK='x' is not a whole number" in capsys.readouterr().err
     assert cli.main(["train", "--devices", "0"]) == 2
+
+
+def test_devices_refuses_a_folder_holding_a_run_before_starting_any_rank(tmp_path, capsys):
+    from taichi_nerf import cli
+
+    (tmp_path / "config.json").write_text("{}")
+    assert cli.main(["train", "--devices", "2", "--out", str(tmp_path), "--arch", "cpu", "--no-progress"]) == 2
+    assert "already holds an unfinished run" in capsys.readouterr().err
