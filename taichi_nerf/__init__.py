@@ -11,8 +11,7 @@ _os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
 
 __version__ = "0.1.0"
 
-from .api import (evaluate, export_mesh, export_points, load_dataset, make_synthetic, render_orbit,  # noqa: E402
-                  render_path, train)
+from .api import evaluate, export_mesh, export_points, load_dataset, make_synthetic, render_orbit, render_path, train  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 
 __all__ = ["TrainConfig", "train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points",

@@ -136,6 +136,7 @@ def trainer_state(trainer) -> dict:
         "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
         "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
         "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
+        "world_size": trainer.ranks.size,  # distributed: rank 0's generator above; the others' are reseeded
     }
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import checkpoint, resources
+from . import checkpoint, distributed, resources
 from .backend import resolve_arch
 from .config import TrainConfig
 from .data.dataset import Dataset
@@ -232,8 +232,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     ``overwrite``: replace a run there (only the files a run writes go); ``dry_run``: the
     checks alone, nothing on disk changes. ``data_given``: the dataset path came from the
     user now (a resume otherwise needs the stored path to exist). ``dataset``: one already
-    loaded for this config. ``claim`` False: check, but neither lock nor touch the folder
-    (a second process of a multi-process run, whose first process holds the lock).
+    loaded for this config. ``claim`` False: check, but neither lock nor touch the folder.
+    Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
     """
     if resume and overwrite:
         raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
@@ -262,14 +262,20 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     run = Run(cfg, dataset, resume, out)
     if dry_run or not claim:
         return run
-    run.lock = RunLock(out).acquire()
+    # Under torchrun, rank 0 alone locks and claims the folder; its refusal stops every rank.
+    run.lock = distributed.join(cfg.arch).on_writer(_lock_and_claim, out, resume, overwrite, continue_hint)
+    return run
+
+
+def _lock_and_claim(out: Path, resume: bool, overwrite: bool, continue_hint: str) -> RunLock:
+    lock = RunLock(out).acquire()
     try:
         if not resume:
             claim_run_folder(out, overwrite=overwrite, continue_hint=continue_hint)
     except BaseException:
-        run.close()
+        lock.release()
         raise
-    return run
+    return lock
 
 
 def _check_extras(cfg: TrainConfig) -> None:

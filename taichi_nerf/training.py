@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import backend, cameras, checkpoint, resources
+from . import backend, cameras, checkpoint, distributed, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .datasets import load_dataset
@@ -23,8 +23,8 @@ from .interrupts import StopRequest
 from .metrics import colorize, mse_to_psnr, psnr
 from .plots import write_curves
 from .profiling import stage
-from .runs import read_metrics, remove_stale_temps
 from .rendering import RayOutput, Renderer
+from .runs import read_metrics, remove_stale_temps
 from .scene import Scene
 
 
@@ -74,6 +74,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
         self.cfg = cfg.validate().with_absolute_paths()  # the saved config works from any folder
         self.out_dir = Path(self.cfg.out)
+        self.ranks = distributed.join(cfg.arch)  # distributed: torchrun's ranks, or one process (before CUDA starts)
         self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
         dev = self.backend.device
         resources.check_training(self.cfg, str(dev))  # before minutes of loading, not after
@@ -112,7 +113,7 @@ class Trainer:
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
         self.stuck_watch = StuckWatch()
         self.callbacks: list = [self.stuck_watch]
-        if self.cfg.logger == "tensorboard":  # optional extra: events in OUT/tensorboard/
+        if self.cfg.logger == "tensorboard" and self.ranks.writes:  # optional extra: events in OUT/tensorboard/
             from .tensorboard_log import TensorBoardLogger, missing_tensorboard
 
             if missing_tensorboard():
@@ -121,6 +122,7 @@ class Trainer:
         self._pixels = self.train.width * self.train.height
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
+        self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -197,6 +199,7 @@ class Trainer:
             origins, dirs, background, target, alpha = self.sample_batch()
         self.optimizer.zero_grad(set_to_none=True)
         loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha)
+        loss, mse = self.ranks.average_gradients(self.field.parameters(), loss, mse)  # distributed: mean over ranks
         check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
         if check:  # on CUDA, reading the loss is a device sync: only when logging
             self.last_loss = float(loss)
@@ -246,12 +249,16 @@ class Trainer:
         if grid is None or self.step_count < cfg.grid_warmup:
             return
         if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
-            grid.update(self.renderer.density, self.generator)
+            if self.ranks.writes:  # distributed: rank 0 updates, every rank takes its grid
+                grid.update(self.renderer.density, self.generator)
+            self.ranks.share_grid(grid)
 
     # --- the schedule around a step: the one `run` and the GUI both drive ---------------
     def begin(self) -> None:
         """Open the run folder: config.json describes the run that writes beside it. Partial
         checkpoint files a killed run left behind go first."""
+        if not self.ranks.writes:  # distributed: rank 0 alone writes the run folder (and below)
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for stale in remove_stale_temps(self.out_dir):
             print(f"note: removed {stale}, a partial file a killed run left behind")
@@ -297,6 +304,8 @@ class Trainer:
         return over_background(split.rgba[index].cpu(), bg)
 
     def validate(self, views: int | None = None) -> float:
+        if not self.ranks.writes:
+            return self.last_val_psnr
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
         bg = self.background.cpu()
@@ -308,6 +317,8 @@ class Trainer:
 
     def write_preview(self, index: int = 0) -> Path:
         """prediction | ground truth | depth, for validation view ``index``."""
+        if not self.ranks.writes:
+            return self.out_dir / "previews"
         self.field.eval()
         out = self.render_view(self.val, index)
         self.field.train()
@@ -321,6 +332,8 @@ class Trainer:
         return path
 
     def log(self, record: dict) -> None:
+        if not self.ranks.writes:
+            return
         record = {k: v for k, v in record.items() if v is not None}
         record["time_s"] = round(self.elapsed, 3)
         self.history.append(record)
@@ -338,6 +351,8 @@ class Trainer:
         return "No checkpoint was written before it diverged."
 
     def save_checkpoint(self) -> Path:
+        if not self.ranks.writes:
+            return self.out_dir / "checkpoint.pt"
         if not all(torch.isfinite(p).all() for p in self.field.parameters()):
             raise TrainingDiverged(f"model weights are not finite at step {self.step_count}; try a lower --lr. "
                                    f"{self._kept()}")
@@ -354,7 +369,7 @@ class Trainer:
         a torn last line when it struck mid-write); resuming logs them again. A final
         validation at the checkpoint's step goes too when the resumed run will redo it."""
         path = self.out_dir / "metrics.jsonl"
-        if not path.is_file():
+        if not path.is_file() or not self.ranks.writes:
             return
         rows, torn = read_metrics(path)
         if torn:  # the write a kill interrupted
@@ -380,9 +395,9 @@ class Trainer:
                     self.log({"step": 0, "val_psnr": self.validate(cfg.eval_views)})
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
-                while self.step_count < cfg.steps and not stop.requested:
+                while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
                     self.advance()
-                    if cfg.time_limit_s and time.perf_counter() - start_wall > cfg.time_limit_s:
+                    if cfg.time_limit_s and self.ranks.agree(time.perf_counter() - start_wall > cfg.time_limit_s):
                         break
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
@@ -399,7 +414,8 @@ class Trainer:
                     path = self.save_checkpoint()  # now with the final validation PSNR
                 except KeyboardInterrupt:
                     stop.requested = True
-        write_curves(self.out_dir)
+        if self.ranks.writes:
+            write_curves(self.out_dir)
         return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
                            time.perf_counter() - start_wall)
 

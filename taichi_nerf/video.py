@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .metrics import colorize
 from . import resources
+from .metrics import colorize
 from .rendering import Renderer
 from .scene import orbit_cameras
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0

@@ -185,8 +185,8 @@ def scenario(tmp: Path) -> dict:
 
     from taichi_nerf import checkpoint, cli
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
     from taichi_nerf.gui import FrameInput, GuiApp, GuiOptions
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
     torch.manual_seed(0)
     data = tmp / "data"

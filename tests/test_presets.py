@@ -16,7 +16,7 @@ from taichi_nerf.cli import build_parser, run_config
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.encoding import encode_samples
 from taichi_nerf.presets import PRESETS
-from taichi_nerf.rendering import Renderer, RayOutput
+from taichi_nerf.rendering import RayOutput, Renderer
 from taichi_nerf.scene import Scene
 from taichi_nerf.training import Trainer
 

@@ -23,6 +23,7 @@ from taichi_nerf.training import Trainer, TrainingDiverged
 
 from .conftest import ARCH, TINY, refused, snapshot, tiny_config
 
+
 def metrics_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 

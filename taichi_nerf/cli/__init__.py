@@ -33,9 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from ..checkpoint import CheckpointError
     from ..data.dataset import DataError
+    from ..distributed import PeerLost
     from ..training import TrainingDiverged
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --devices: what each rank runs
     try:
         return args.run(args)
     except (UserError, DataError, CheckpointError, ValueError) as exc:
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
     except OSError as exc:  # unwritable output folder, full disk, ...
         print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, PeerLost) as exc:
         print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -86,8 +86,8 @@ def run_config(args, resume_from=None, default=None):
     """The run's TrainConfig: the resumed run's config (``resume_from``: its folder or checkpoint),
     else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
-    from ..runs import resume_config
     from ..config import TrainConfig
+    from ..runs import resume_config
 
     given = config_overrides(args)
     if resume_from is not None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from .common import HelpFormatter, UserError, add_config_flags, run_config
 
-
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
               "progress", "scene_views", "scene_size")
@@ -47,10 +46,12 @@ def cmd_gui(args) -> int:
     """``taichi-nerf gui`` arguments -> a configured GuiApp, run to the end."""
     from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
+    from ..distributed import refuse_several
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
     from ..runs import open_run
 
+    refuse_several("the GUI")  # distributed: one process only
     if args.headless and args.frames is None and args.seconds is None:
         raise UserError("--headless has no window to close: give --frames N or --seconds S "
                         "(and --screenshot FILE to keep the last frame)")

@@ -19,14 +19,22 @@ def add_parser(sub) -> None:
                         "another process training there), then exit without changing anything")
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
                    help="frames of the orbit video written at the end (default: 60; 0: none)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
+                        "torchrun; each takes --batch-rays rays a step (default: 1)")
     add_config_flags(p)
     p.set_defaults(run=cmd_train)
 
 
 def cmd_train(args) -> int:
+    from .. import distributed
+    from ..backend import resolve_arch
     from ..runs import open_run
     from ..training import Trainer
 
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}")
+    distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
@@ -35,14 +43,20 @@ def cmd_train(args) -> int:
     if args.video_frames < 0:
         raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
     cfg = run_config(args, resume_from=args.resume)
+    launcher = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
     # open_run: every check that can refuse comes before anything in the run folder changes.
-    run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run, data_given=args.data is not None)
+    run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launcher,
+                   data_given=args.data is not None)
     if args.dry_run:
         print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
+    if launcher:
+        return distributed.launch_local(args.devices, args.argv, cuda=resolve_arch(run.cfg.arch) == "cuda")
+    ranks = distributed.current()
     with run:
         cfg = run.cfg
-        print(f"run folder: {cfg.out}" + (" (resuming)" if resume else ""))
+        together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {cfg.batch_rays} rays a step"
+        print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "") + (together if ranks.size > 1 else ""))
         if cfg.preset is not None:
             from ..presets import PRESETS
 
@@ -50,6 +64,9 @@ def cmd_train(args) -> int:
         trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
         report_start(trainer, resume)
         result = trainer.run()
+    if not ranks.writes:  # distributed: rank 0 reports and writes the video
+        ranks.close()
+        return EXIT_INTERRUPTED if result.interrupted else 0
     return report_end(trainer, result, args.video_frames)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import DataError, Dataset, Split
 from ..files import write_png
+from .dataset import DataError, Dataset, Split
 from .images import read_many
 
 SPLITS = ("train", "val", "test")

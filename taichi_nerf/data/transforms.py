@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .blender import number, build_split, check_camera_model, parse_frames, read_json, select_frames
+from .blender import build_split, check_camera_model, number, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
 from .llff import DEFAULT_VAL_EVERY
 

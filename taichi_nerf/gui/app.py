@@ -28,10 +28,11 @@ from . import actions
 from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
-from .launch import check_environment
 from .keyframes import Keyframes
+from .launch import check_environment
 from .panel import Layout, TrainingCurves, draw_panel
-from .perflog import FILE_NAME as PERF_LOG, PerformanceLog
+from .perflog import FILE_NAME as PERF_LOG
+from .perflog import PerformanceLog
 from .schedule import FrameBudget, RateMeter, TrainingSchedule
 from .view import ProgressiveView
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 
-
 class GuiUnavailable(RuntimeError):
     """The window cannot open here (no display, no Vulkan); the message says what to do."""
 

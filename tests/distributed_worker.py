@@ -1,0 +1,63 @@
+"""One process of tests/test_distributed.py (not a test itself).
+
+``python -m tests.distributed_worker rank CONFIG.json DUMP.pt``: one rank of a torchrun-style
+run (RANK/WORLD_SIZE/MASTER_* in the environment) through ``Trainer.run``.
+``python -m tests.distributed_worker reference CONFIG.json DUMP.pt WORLD``: one process
+trained on the rays of all WORLD ranks at once: each step, rank r's batch drawn (and its
+samples jittered) from a generator seeded ``seed + r``, one optimiser step on the mean loss of
+all of them, the grid updated with rank 0's generator. Both dump the weights, the grid and
+the step to DUMP.pt.
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def weights(trainer) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in trainer.field.state_dict().items()}
+
+
+def dump(trainer, path, **extra) -> None:
+    grid = trainer.renderer.grid
+    torch.save({"params": weights(trainer), **extra,
+                "density": grid.density.cpu().clone(), "occupied": grid.occupied.cpu().clone(),
+                "updates": grid.updates, "step": trainer.step_count}, path)
+
+
+def reference(trainer, world: int) -> None:
+    cfg, device = trainer.cfg, trainer.backend.device
+    generators = [torch.Generator(device=device).manual_seed(cfg.seed + r) for r in range(world)]
+    while trainer.step_count < cfg.steps:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = trainer.lr_at(trainer.step_count)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        for generator in generators:  # world x batch_rays rays; each part's loss is a mean over its rays
+            trainer.generator = generator
+            trainer.accumulate_gradients(*trainer.sample_batch())
+        for param in trainer.field.parameters():
+            param.grad /= world  # the mean over all the rays
+        trainer.optimizer.step()
+        trainer.step_count += 1
+        trainer.generator = generators[0]
+        trainer.maybe_update_grid()
+
+
+def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.training import Trainer
+
+    torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
+    trainer = Trainer(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
+    if mode == "rank":
+        trainer.run()
+        dump(trainer, dump_path)
+    else:
+        initial = weights(trainer)
+        reference(trainer, int(world))
+        dump(trainer, dump_path, initial=initial)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

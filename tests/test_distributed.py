@@ -1,0 +1,219 @@
+"""Data-parallel training (taichi_nerf.distributed) with real processes and gloo on the CPU."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import rel_err, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def process_env(**extra) -> dict:
+    """One thread per process, this checkout first on the path, no rank variables but ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TI_CPU_MAX_NUM_THREADS="1", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(cfg, path: Path) -> str:
+    path.write_text(json.dumps(cfg.to_dict()))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
+    """2 ranks x 256 rays for 12 steps (3 grid updates, validations, previews and checkpoints on
+    rank 0 in between) end where one process trained on the same 512 rays a step ends; the
+    ranks' weights and grids are identical, and rank 1 wrote nothing."""
+    cfg = tiny_config(tiny_scene, tmp_path / "run", steps=12, eval_every=6, preview_every=6, checkpoint_every=6,
+                      log_every=3, grid_warmup=4, grid_update_every=4, seed=7)
+    port = str(free_port())
+    worker = [sys.executable, "-m", "tests.distributed_worker"]
+    procs = []
+    for rank, out in ((0, "run"), (1, "rank1_out")):  # rank 1 gets its own folder: it must stay unwritten
+        config = write_config(cfg.replace(out=str(tmp_path / out)), tmp_path / f"rank{rank}.json")
+        env = process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([*worker, "rank", config, str(tmp_path / f"rank{rank}.pt")], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    config = write_config(cfg.replace(out=str(tmp_path / "reference")), tmp_path / "reference.json")
+    procs.append(subprocess.Popen([*worker, "reference", config, str(tmp_path / "reference.pt"), "2"], cwd=ROOT,
+                                  env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+
+    rank0, rank1, single = (torch.load(tmp_path / f"{name}.pt") for name in ("rank0", "rank1", "reference"))
+    assert rank0["step"] == rank1["step"] == single["step"] == 12
+    assert rank0["updates"] == rank1["updates"] == single["updates"] == 3
+    for name, value in rank0["params"].items():
+        assert torch.equal(value, rank1["params"][name]), name  # the same averaged step on every rank
+        assert rel_err(value, single["params"][name]) < 1e-5, name
+    assert torch.equal(rank0["density"], rank1["density"]) and torch.equal(rank0["occupied"], rank1["occupied"])
+    assert rel_err(rank0["density"], single["density"]) < 1e-5
+    assert (rank0["occupied"] != single["occupied"]).float().mean() < 0.001
+    # Training moved the weights: the comparison is not between two untouched initialisations.
+    assert max(rel_err(v, single["initial"][k]) for k, v in rank0["params"].items()) > 1e-3
+
+    assert not (tmp_path / "rank1_out").exists()
+    run = tmp_path / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    training_rows = [r["step"] for r in rows if "loss" in r]
+    assert training_rows == [3, 6, 9, 12]  # written once, by rank 0
+    assert [r["step"] for r in rows if "val_psnr" in r] == [0, 6, 12]  # the last one the final validation
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["step_000006.png", "step_000012.png"]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["world_size"] == 2
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                found.append(int(entry.name))
+    return found
+
+
+def rank_of(pid: int) -> int | None:
+    try:
+        env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(item[5:]) for item in env if item.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_scene, tmp_path):
+    """kill -9 of rank 1 mid-run (train --devices 2, through torchrun): rank 0 leaves within
+    60 s, non-zero, with one line that says what happened and how to resume; --resume then
+    continues from the last checkpoint in one process, and that run with 2 ranks again."""
+    out = tmp_path / "run"
+    train = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out),
+             "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
+             "--eval-every", "0", "--preview-every", "0", "--log-every", "5", "--no-progress", "--arch", "cpu",
+             "--video-frames", "0"]
+    launcher = subprocess.Popen([*train, "--devices", "2", "--steps", "5000", "--checkpoint-every", "10"], cwd=ROOT,
+                                env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.pt").is_file() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "checkpoint.pt").is_file(), launcher.communicate(timeout=60)[1][-3000:]
+        victims = [pid for pid in children_of(launcher.pid) if rank_of(pid) == 1]
+        assert len(victims) == 1, children_of(launcher.pid)
+        os.kill(victims[0], signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, err = launcher.communicate(timeout=60)
+        assert time.monotonic() - killed_at < 60
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode not in (0, None), err[-3000:]
+    assert "taichi-nerf: training stopped: rank 0 of 2 lost the other ranks" in err, err[-3000:]
+    assert f"taichi-nerf train --resume {out}" in err
+    assert "rank 1 was killed by SIGKILL" in err
+    assert "Traceback" not in err, err[-3000:]
+
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["world_size"] == 2 and saved["step"] % 10 == 0 and saved["step"] >= 10
+    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 5), "--video-frames",
+                          "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resuming at step {saved['step']}" in res.stdout
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == saved["step"] + 5 and resumed["world_size"] == 1
+    # ... and that one-process checkpoint continues with 2 ranks again.
+    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 10), "--devices", "2",
+                          "--video-frames", "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == saved["step"] + 10 and resumed["world_size"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == list(range(5, saved["step"] + 11, 5))  # nothing logged twice, nothing lost
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scene, tmp_path):
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "taichi_nerf", "train", "--devices", "2", "--data", str(tiny_scene), "--out", str(out),
+         "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
+         "--steps", "5000", "--eval-every", "0", "--preview-every", "0", "--checkpoint-every", "0", "--log-every", "5",
+         "--no-progress", "--arch", "cpu", "--video-frames", "0"],
+        cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, metrics = time.monotonic() + 240, out / "metrics.jsonl"
+        while launcher.poll() is None and time.monotonic() < deadline and not (
+                metrics.is_file() and '"loss"' in metrics.read_text()):
+            time.sleep(0.2)
+        launcher.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does (the ranks run in their own session)
+        stdout, err = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 130, err[-3000:]
+    assert stdout.count("interrupted at step") == 1, stdout[-2000:]  # rank 0 reports and saves; rank 1 is quiet
+    step = int(stdout.split("interrupted at step ")[1].split(";")[0])
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == step >= 5 and saved["world_size"] == 2
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank():
+    from taichi_nerf.distributed import gpu_for_local_rank
+
+    assert gpu_for_local_rank(None, 3) == "3"
+    assert gpu_for_local_rank("4,5", 1) == "5"
+    assert gpu_for_local_rank("GPU-a, GPU-b", 0) == "GPU-a"
+    with pytest.raises(ValueError, match="LOCAL_RANK 2 has no GPU"):
+        gpu_for_local_rank("0,1", 2)
+
+
+def test_devices_flag_is_not_passed_on_to_the_ranks():
+    from taichi_nerf.distributed import without_devices_flag
+
+    assert without_devices_flag(["train", "--devices", "2", "--steps", "5"]) == ["train", "--steps", "5"]
+    assert without_devices_flag(["train", "--devices=4", "--resume", "x"]) == ["train", "--resume", "x"]
+
+
+def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys):
+    from taichi_nerf import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert cli.main(["gui", "--headless", "--frames", "1"]) == 2
+    assert "the GUI runs in one process" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "x")
+    assert cli.main(["train", "--dry-run"]) == 2
+    assert "RANK='x' is not a whole number" in capsys.readouterr().err
+    assert cli.main(["train", "--devices", "0"]) == 2
+
+
+def test_devices_refuses_a_folder_holding_a_run_before_starting_any_rank(tmp_path, capsys):
+    from taichi_nerf import cli
+
+    (tmp_path / "config.json").write_text("{}")
+    assert cli.main(["train", "--devices", "2", "--out", str(tmp_path), "--arch", "cpu", "--no-progress"]) == 2
+    assert "already holds an unfinished run" in capsys.readouterr().err
