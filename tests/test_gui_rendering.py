@@ -66,7 +66,7 @@ def test_finer_levels_render_only_where_the_coarser_level_varies_and_never_show_
     neighbourhood is not flat and interpolates the rest, close to rendering every pixel;
     a refresh from below after the field changed leaves nothing of the old field."""
     from taichi_nerf.gui.camera import OrbitCamera
-    from taichi_nerf.gui.view import ProgressiveView
+    from taichi_nerf.viewing.view import ProgressiveView
 
     renderer = small_renderer(device)
     camera = OrbitCamera.from_scene(renderer.scene)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..training import TrainingCallback
+from ..viewing.view import MODES
 from .controls import HELP_LINES
-from .view import MODES
 
 MODE_LABELS = {"rgb": "RGB", "depth": "Depth", "opacity": "Opacity", "compare": "Compare with truth"}
 CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
