@@ -26,6 +26,7 @@ from ..data.images import write_png
 from ..interrupts import StopRequest
 from ..training import Trainer, TrainingDiverged
 from ..viewing import timeshare
+from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
 from ..viewing.view import ProgressiveView
@@ -34,7 +35,7 @@ from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
 from .launch import check_environment
-from .panel import Layout, TrainingCurves, draw_panel
+from .panel import Layout, draw_panel
 from .perflog import FILE_NAME as PERF_LOG, PerformanceLog
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
