@@ -122,6 +122,9 @@ def _train_parser(sub):
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
                    help="frames of the orbit video written at the end (default: 60; 0: none)")
     add_config_flags(p)
+    from .viewer.launch import add_viewer_flags
+
+    add_viewer_flags(p, choice=True)
     p.set_defaults(run=cmd_train)
 
 
@@ -143,6 +146,9 @@ def cmd_train(args) -> int:
         checkpoint.require_stored_data(cfg, checkpoint.find_checkpoint(args.resume))
     # Every check that can refuse comes before anything in the run folder changes.
     resources.check_training(cfg, "cuda" if resolve_arch(cfg.arch) == "cuda" else "cpu")
+    from .viewer.launch import open_viewer
+
+    viewer = open_viewer(args)  # --viewer web: the server opens before the run folder changes
     if args.dry_run:
         if not resume and not args.overwrite:
             checkpoint.claim_run_folder(cfg.out)  # refuses a folder holding a run; changes nothing
@@ -169,12 +175,12 @@ def cmd_train(args) -> int:
         f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
     print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
           + (f", resuming at step {trainer.step_count}" if resume else ""))
-    result = trainer.run()
+    result = viewer.train(trainer) if viewer else trainer.run()
     out = result.out_dir
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
         print(f"continue with: taichi-nerf train --resume {out}")
-        return EXIT_INTERRUPTED
+        return viewer.linger(EXIT_INTERRUPTED) if viewer else EXIT_INTERRUPTED
     print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
@@ -186,7 +192,7 @@ def cmd_train(args) -> int:
                              width=min(400, max(trainer.train.width, 100)), progress=cfg.progress,
                              background=scene_background(trainer.renderer.scene, cfg))
         print("video:      " + ", ".join(str(v) for v in videos))
-    return 0
+    return viewer.linger(0) if viewer else 0
 
 
 def _eval_parser(sub):
@@ -375,6 +381,10 @@ def _gui_parser(sub):
                         "view sharpens, in gui.jsonl's refined_after_s)")
     w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
     w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
+    from .viewer.launch import add_viewer_flags
+
+    w.add_argument("--web", action="store_true", help="in a browser instead of a window (machines without a display)")
+    add_viewer_flags(p)
     add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})
     p.set_defaults(run=cmd_gui)
 
@@ -401,7 +411,13 @@ def _export_parser(sub):
     export_parser(sub)
 
 
-PARSERS = [_train_parser, _render_parser, _eval_parser, _export_parser, _data_parser, _gui_parser]
+def _view_parser(sub):
+    from .viewer.launch import view_parser
+
+    view_parser(sub)
+
+
+PARSERS = [_train_parser, _render_parser, _eval_parser, _export_parser, _data_parser, _gui_parser, _view_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

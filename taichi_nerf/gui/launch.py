@@ -44,10 +44,28 @@ def parse_window(text: str) -> tuple[int, int]:
     return w, h
 
 
-def launch(args) -> int:
+def training_run(args):
+    """(TrainConfig, resume) of the run ``gui`` trains: a new run in a claimed folder, or with
+    ``--ckpt RUN --train`` that run continued; every check before anything on disk changes."""
     from .. import checkpoint
     from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
+
+    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
+    if ckpt is not None and ckpt.name != "checkpoint.pt":
+        raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+    resume = ckpt is not None
+    cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT)).validate().with_absolute_paths()
+    if resume and args.data is None:
+        checkpoint.require_stored_data(cfg, ckpt)
+    if not resume:  # a new run never mixes with one already in its folder (train's rule)
+        checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite,
+                                    continue_hint=f"--ckpt {cfg.out} --train to continue it")
+    return cfg, resume
+
+
+def launch(args) -> int:
+    from ..checkpoint import find_checkpoint
     from .app import GuiApp, GuiOptions  # app.py imports check_environment from here
 
     if args.headless and args.frames is None and args.seconds is None:
@@ -61,6 +79,10 @@ def launch(args) -> int:
         raise ValueError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
     if args.train and not args.ckpt:
         raise ValueError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    if getattr(args, "web", False):  # the same session in a browser (taichi_nerf/viewer)
+        from ..viewer.launch import launch_web
+
+        return launch_web(args, training_run)
     options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
                          steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
                          max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
@@ -70,16 +92,7 @@ def launch(args) -> int:
         app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
         print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
     else:
-        ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
-        if ckpt is not None and ckpt.name != "checkpoint.pt":
-            raise ValueError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
-        resume = ckpt is not None
-        cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT)).validate().with_absolute_paths()
-        if resume and args.data is None:
-            checkpoint.require_stored_data(cfg, ckpt)
-        if not resume:  # a new run never mixes with one already in its folder (train's rule)
-            checkpoint.claim_run_folder(cfg.out, overwrite=args.overwrite,
-                                        continue_hint=f"--ckpt {cfg.out} --train to continue it")
+        cfg, resume = training_run(args)
         app = GuiApp.for_training(cfg, options, resume=resume)
         print(f"data: {app.trainer.dataset.summary()}")
         print(f"backend: {app.backend.arch}; {cfg.batch_rays} rays x {cfg.samples_per_ray} samples per step; "
