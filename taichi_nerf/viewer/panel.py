@@ -95,7 +95,8 @@ class Panel:
             wxyz, position = viser_pose(poses[index])
             frustum = self.server.scene.add_camera_frustum(
                 f"/training_cameras/{index:05d}", fov=vertical_fov(intrinsics[index], split.height),
-                aspect=split.width / split.height, scale=scale, thickness=0.01 * scale / 0.3, color=(60, 120, 220),
+                aspect=split.width / split.height, scale=scale, thickness=1.5, thickness_units="screen",
+                color=(60, 120, 220),
                 wxyz=wxyz, position=position)
             frustum.on_click(lambda _event, index=index: inbox.press("look_through", index))
             self.frustums.append(frustum)

@@ -48,7 +48,7 @@ class ViewerLog:
         if self.file.closed:
             return
         self.fps = self.sent_count / elapsed
-        line = {"time_s": round(now - self.start, 3), "fps": round(self.fps, 2),
+        line = {"time_s": round(now - self.start, 3), "unix_s": round(time.time(), 3), "fps": round(self.fps, 2),
                 "latency_ms": round(1000 * statistics.median(self.latencies), 1) if self.latencies else None,
                 "moves": len(self.latencies), "train_steps_per_s": round(self.steps / elapsed, 2),
                 "train_ms_per_s": round(1000 * self.train_s / elapsed, 1),

@@ -33,7 +33,7 @@ from .panel import Panel
 from .perflog import ViewerLog
 
 MOVE_HOLD_S = 0.2  # a camera message this recent means the camera is still moving
-SEND_EVERY_S = 0.25  # a picture still refining goes out this often (a finished level at once)
+SEND_EVERY_S = 0.1  # a picture still refining goes out this often (a finished level at once)
 MOVING_QUALITY, STILL_QUALITY = 60, 90  # JPEG quality while moving / once still
 STATS_EVERY_S = 0.5
 IDLE_S = 0.03  # nothing to do: wait this long before looking again
@@ -338,7 +338,7 @@ class WebViewer:
             lines.append("PSNR " + (f"{psnr:.2f} dB" if psnr is not None else "-") + " train, "
                          + (f"{val:.2f} dB" if val is not None else "-") + " validation")
             if info:
-                lines.append(f"{info['rays_per_s'] / 1e3:.0f}k rays/s, {info['samples_per_ray']:.1f} samples/ray")
+                lines.append(f"{info['rays_per_s']:,.0f} rays/s, {info['samples_per_ray']:.1f} samples/ray")
         else:
             lines.append(f"step {self.step} (viewing a checkpoint)")
         p = self.view.progressive
