@@ -305,3 +305,24 @@ def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "pip install 'taichi-nerf[viewer]'" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_path, capsys):
+    """`train --viewer web` with no browser connected: the steps, then the final validation,
+    checkpoint and curves as `train` does them; --viewer-quit-at-end leaves."""
+    pytest.importorskip("viser")
+    import json
+
+    from taichi_nerf import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "30", "--width", "32",
+                     "--depth", "2", "--batch-rays", "256", "--samples-per-ray", "24", "--eval-every", "0",
+                     "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port", "0",
+                     "--viewer-quit-at-end"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "viewer: open http://127.0.0.1:" in printed and "trained 30 steps" in printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("final") and row["step"] == 30 for row in rows)  # the final validation ran
+    assert (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file() and (out / "viewer.jsonl").is_file()
