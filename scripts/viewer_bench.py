@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase (default 30)")
     parser.add_argument("--warmup-steps", type=int, default=200,
-                        help="steps trained before measuring (kernels compile, the occupancy grid warms up; default 200)")
+                        help="steps trained before measuring (kernels compile, the grid warms up; default 200)")
     parser.add_argument("--viewport", default="1024x640", help="browser window (default 1024x640)")
     parser.add_argument("extra", nargs="*", help="more `taichi-nerf gui` arguments (after --)")
     args = parser.parse_args()

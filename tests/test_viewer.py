@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from taichi_nerf.scene import orbit_cameras
-from taichi_nerf.viewer.camera import (BrowserCamera, matrix_to_quaternion, opengl_pose, quaternion_to_matrix,
-                                       render_size, vertical_fov, viser_pose)
+from taichi_nerf.viewer.camera import (
+    BrowserCamera,
+    matrix_to_quaternion,
+    opengl_pose,
+    quaternion_to_matrix,
+    render_size,
+    vertical_fov,
+    viser_pose,
+)
 from taichi_nerf.viewing.schedule import MIN_COARSE_PIXELS
 from taichi_nerf.viewing.view import ProgressiveView
 
@@ -216,7 +223,7 @@ def test_loop_follows_the_browser_coarse_then_sharp_and_trains_between(web_sessi
 def test_keyframes_from_the_browser_write_a_camera_path(web_session, tmp_path):
     import json
 
-    app, server, trainer = web_session
+    app, _server, trainer = web_session
     poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
     for pose in poses[:2]:
         move(app, pose.double().numpy())

@@ -61,11 +61,12 @@ def viewer_process(tiny_scene, tmp_path):
     pytest.importorskip("viser")
     run = tmp_path / "run"
     Trainer(tiny_config(tiny_scene, run, steps=60, eval_every=0, preview_every=0, checkpoint_every=0)).run()
-    log = open(tmp_path / "viewer.log", "w")
+    log = open(tmp_path / "viewer.log", "w")  # noqa: SIM115 (the process writes it until the test ends)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--web", "--ckpt", str(run), "--train",
                              "--steps", "100000", "--arch", ARCH, "--no-progress", "--viewer-port", "0",
-                             "--viewer-resolution", "256", "--seconds", "120", "--status", str(tmp_path / "status.json")],
+                             "--viewer-resolution", "256", "--seconds", "120",
+                             "--status", str(tmp_path / "status.json")],
                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     try:
         def address():
@@ -85,7 +86,7 @@ def viewer_process(tiny_scene, tmp_path):
 def test_the_viewer_in_a_browser_shows_the_scene_follows_a_drag_and_pauses(viewer_process):
     from playwright.sync_api import sync_playwright
 
-    proc, url, run, tmp = viewer_process
+    proc, url, _run, tmp = viewer_process
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])

@@ -58,6 +58,7 @@ class Inbox:
 
     def take(self) -> Mail:
         with self._lock:
-            mail = Mail(self._camera if self._camera_new else None, self._actions, frozenset(self._clients), self._moved)
+            camera = self._camera if self._camera_new else None
+            mail = Mail(camera, self._actions, frozenset(self._clients), self._moved)
             self._camera_new, self._actions = False, []
             return mail

@@ -159,7 +159,8 @@ class WebTraining:
         try:
             if code == 0 and not self.quit_at_end and self.app is not None:
                 app = self.app
-                app.finished, app.options.stop_at_steps, app.options.max_seconds = False, False, self.options.max_seconds
+                app.finished, app.options.stop_at_steps = False, False
+                app.options.max_seconds = self.options.max_seconds
                 app.schedule.paused = True
                 self.app.message = "training finished: the viewer stays open on the field until Ctrl-C"
                 print(f"taichi-nerf: {self.app.message}")

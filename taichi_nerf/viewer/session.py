@@ -68,7 +68,7 @@ class WebViewer:
         on_gpu = backend.current().is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
                                          yield_while_moving=not on_gpu,
-                                         stop_at=cfg.steps if trainer is not None and not options.stop_at_steps else None)
+                                         stop_at=None if trainer is None or options.stop_at_steps else cfg.steps)
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):
             self.message = f"the run has its {cfg.steps} planned steps: resume trains on"
@@ -132,7 +132,8 @@ class WebViewer:
             try:
                 while not stop.requested and not self.finished:
                     self.frame()
-                    if self.options.max_seconds is not None and time.perf_counter() - opened >= self.options.max_seconds:
+                    limit = self.options.max_seconds
+                    if limit is not None and time.perf_counter() - opened >= limit:
                         break
             except KeyboardInterrupt:
                 interrupted = True
