@@ -314,6 +314,7 @@ def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
+@pytest.mark.slow
 def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_path, capsys):
     """`train --viewer web` with no browser connected: the steps, then the final validation,
     checkpoint and curves as `train` does them; --viewer-quit-at-end leaves."""

@@ -32,7 +32,7 @@ def require_viser():
 class ViewerServer:
     """A running viser server and the inbox its callbacks fill."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, out=sys.stdout):
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, out=None):
         viser = require_viser()
         if not 0 <= int(port) <= 65535:
             raise ViewerUnavailable(f"--viewer-port must be between 1 and 65535 (0: any free port), got {port}")
@@ -58,8 +58,9 @@ class ViewerServer:
             inbox.camera(client_id, camera.wxyz, camera.position, camera.fov, camera.image_width,
                          camera.image_height)
 
-    def announce(self, out=sys.stdout) -> None:
+    def announce(self, out=None) -> None:
         """Where to point a browser, and how to reach it from another machine."""
+        out = out or sys.stdout
         if self.requested_port not in (0, self.port):
             print(f"viewer: port {self.requested_port} is taken; using port {self.port} instead", file=out)
         local = self.host in LOCAL_HOSTS
