@@ -291,7 +291,8 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
 @pytest.mark.parametrize("argv, message", [
     (["view", "--ckpt", "nowhere", "--viewer-port", "70000"], "--viewer-port must be between"),
     (["view", "--ckpt", "nowhere", "--seconds", "0"], "--seconds must be positive"),
-    (["gui", "--web", "--headless", "--seconds", "1"], "--headless is for the window"),
+    (["gui", "--web", "--headless", "--seconds", "1"], "--headless is for the window, not --web"),
+    (["gui", "--web", "--frames", "10"], "--frames is for the window, not --web"),
     (["train", "--viewer", "web", "--viewer-resolution", "4"], "--viewer-resolution must be at least 16"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):

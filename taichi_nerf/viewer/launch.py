@@ -102,8 +102,12 @@ def launch_web(args, training_run) -> int:
     from .session import WebViewer
 
     _check(args)
-    if args.headless:
-        raise ViewerUnavailable("--headless is for the window; the browser viewer needs no display")
+    window_only = {"--headless": args.headless, "--frames": args.frames, "--turn-every": args.turn_every,
+                   "--screenshot": args.screenshot, "--render-scale": args.render_scale}
+    for flag, value in window_only.items():
+        if value:
+            raise ViewerUnavailable(f"{flag} is for the window, not --web (the browser viewer: --viewer-resolution, "
+                                    "--seconds, --status)")
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         if args.ckpt and not args.train:
