@@ -60,7 +60,11 @@ def viewer_process(tiny_scene, tmp_path):
     pytest.importorskip("playwright.sync_api")
     pytest.importorskip("viser")
     run = tmp_path / "run"
-    Trainer(tiny_config(tiny_scene, run, steps=60, eval_every=0, preview_every=0, checkpoint_every=0)).run()
+    trainer = Trainer(tiny_config(tiny_scene, run, steps=60, eval_every=0, preview_every=0, checkpoint_every=0))
+    trainer.begin()
+    for _ in range(60):  # enough for the scene to show (no final validation: the test is long enough)
+        trainer.step()
+    trainer.save_checkpoint()
     log = open(tmp_path / "viewer.log", "w")  # noqa: SIM115 (the process writes it until the test ends)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--web", "--ckpt", str(run), "--train",
