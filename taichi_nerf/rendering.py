@@ -235,7 +235,7 @@ class Renderer:
         ``count`` consecutive pixels (row-major, from ``first_pixel``) of one camera, in chunks
         of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording).
         ``pixels``: these row-major pixel indices instead (``first_pixel`` and ``count`` unused):
-        the scattered pixels that the GUI's finer levels render (gui/view.py)."""
+        the scattered pixels that the viewers' finer levels render (viewing/view.py)."""
         poses = poses.to(self.device).float().contiguous()
         intrinsics = intrinsics.to(self.device).float().contiguous()
         bg = background.to(self.device).reshape(1, 3)

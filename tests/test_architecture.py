@@ -9,7 +9,7 @@ MAX_LINES = 450
 
 # Upper layers, each importable only from itself or a layer above it (in this order, top first).
 # Everything else (the pipeline stages, data/, scenes/, capture/) sits below them all.
-LAYERS = ["cli", "api", "gui", "training", "runs"]
+LAYERS = ["cli", "api", "gui", "viewer", "viewing", "training", "runs"]
 
 
 def module_name(path: Path) -> str:

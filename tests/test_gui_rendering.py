@@ -62,11 +62,11 @@ def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
 
 
 def test_finer_levels_render_only_where_the_coarser_level_varies_and_never_show_a_stale_pixel(device):
-    """Adaptive refinement (gui/view.py): the full level renders only pixels whose coarser
+    """Adaptive refinement (viewing/view.py): the full level renders only pixels whose coarser
     neighbourhood is not flat and interpolates the rest, close to rendering every pixel;
     a refresh from below after the field changed leaves nothing of the old field."""
     from taichi_nerf.gui.camera import OrbitCamera
-    from taichi_nerf.gui.view import ProgressiveView
+    from taichi_nerf.viewing.view import ProgressiveView
 
     renderer = small_renderer(device)
     camera = OrbitCamera.from_scene(renderer.scene)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import data, evaluate, export, gui, render, train
+from . import data, evaluate, export, gui, render, train, view
 from .common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, config_overrides, run_config
 from .gui import GUI_DEFAULT_OUT
 
 # Each module adds one subcommand, in this order in --help.
-COMMANDS = [train, render, evaluate, export, data, gui]
+COMMANDS = [train, render, evaluate, export, data, gui, view]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,20 +38,45 @@ def add_parser(sub) -> None:
                         "view sharpens, in gui.jsonl's refined_after_s)")
     w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
     w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
+    w.add_argument("--web", action="store_true", help="in a browser instead of a window (machines without a display)")
+    from ..viewer.launch import add_viewer_flags
+
+    add_viewer_flags(p)
     add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})
     p.set_defaults(run=cmd_gui)
 
 
-def cmd_gui(args) -> int:
-    """``taichi-nerf gui`` arguments -> a configured GuiApp, run to the end."""
+def open_training_run(args):
+    """The run ``gui`` trains (window or browser), through :func:`taichi_nerf.runs.open_run`: a
+    new run in a folder holding none (train's rule), or with ``--ckpt RUN --train`` that run
+    continued; never beside another process training there."""
     from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
+    from ..runs import open_run
+
+    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
+    if ckpt is not None and ckpt.name != "checkpoint.pt":
+        raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+    cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
+    return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
+                    continue_hint=f"--ckpt {cfg.out} --train to continue it")
+
+
+def cmd_gui(args) -> int:
+    """``taichi-nerf gui`` arguments -> a configured GuiApp (with ``--web``, the browser
+    viewer), run to the end."""
+    from ..checkpoint import find_checkpoint
     from ..distributed import refuse_several
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
-    from ..runs import open_run
 
     refuse_several("the GUI")  # distributed: one process only
+    if args.train and not args.ckpt:
+        raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    if args.web:  # the same session in a browser (taichi_nerf/viewer)
+        from ..viewer.launch import launch_web
+
+        return launch_web(args, open_training_run)
     if args.headless and args.frames is None and args.seconds is None:
         raise UserError("--headless has no window to close: give --frames N or --seconds S "
                         "(and --screenshot FILE to keep the last frame)")
@@ -61,8 +86,6 @@ def cmd_gui(args) -> int:
         raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
     if args.steps_per_frame is not None and args.steps_per_frame < 1:
         raise UserError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
-    if args.train and not args.ckpt:
-        raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
     options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
                          steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
                          max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
@@ -75,19 +98,11 @@ def cmd_gui(args) -> int:
         app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
         print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
         return app.run()
-    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
-    if ckpt is not None and ckpt.name != "checkpoint.pt":
-        raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
-    resume = ckpt is not None
-    cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
-    # a new run never mixes with one already in its folder (train's rule), and never starts
-    # beside another process training there
-    with open_run(cfg, resume=resume, overwrite=args.overwrite, data_given=args.data is not None,
-                  continue_hint=f"--ckpt {cfg.out} --train to continue it") as run:
-        app = GuiApp.for_training(run.cfg, options, resume=resume, dataset=run.dataset)
+    with open_training_run(args) as run:
+        app = GuiApp.for_training(run.cfg, options, resume=run.resume, dataset=run.dataset)
         print(f"data: {app.trainer.dataset.summary()}")
         print(f"backend: {app.backend.arch}; {run.cfg.batch_rays} rays x {run.cfg.samples_per_ray} samples per step; "
-              f"run folder {run.out}" + (f"; resuming at step {app.trainer.step_count}" if resume else ""))
+              f"run folder {run.out}" + (f"; resuming at step {app.trainer.step_count}" if run.resume else ""))
         code = app.run()
     print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
     return code

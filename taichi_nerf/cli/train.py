@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
     add_config_flags(p)
+    from ..viewer.launch import add_viewer_flags
+
+    add_viewer_flags(p, choice=True)
     p.set_defaults(run=cmd_train)
 
 
@@ -31,6 +34,7 @@ def cmd_train(args) -> int:
     from ..backend import resolve_arch
     from ..runs import open_run
     from ..training import Trainer
+    from ..viewer.launch import open_viewer
 
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
@@ -42,11 +46,21 @@ def cmd_train(args) -> int:
         raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
     if args.video_frames < 0:
         raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
+    if args.viewer == "web":
+        distributed.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
+        if args.devices > 1:
+            raise UserError("the web viewer watches one process: drop --devices or --viewer web")
     cfg = run_config(args, resume_from=args.resume)
     launcher = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
+    viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
-    run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launcher,
-                   data_given=args.data is not None)
+    try:
+        run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launcher,
+                       data_given=args.data is not None)
+    except BaseException:
+        if viewer:
+            viewer.server.stop()
+        raise
     if args.dry_run:
         print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
@@ -63,11 +77,17 @@ def cmd_train(args) -> int:
             print(PRESETS[cfg.preset].describe(cfg))
         trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
         report_start(trainer, resume)
-        result = trainer.run()
+        try:
+            result = viewer.train(trainer) if viewer else trainer.run()
+        except BaseException:
+            if viewer:
+                viewer.server.stop()
+            raise
     if not ranks.writes:  # distributed: rank 0 reports and writes the video
         ranks.close()
         return EXIT_INTERRUPTED if result.interrupted else 0
-    return report_end(trainer, result, args.video_frames)
+    code = report_end(trainer, result, args.video_frames)
+    return viewer.linger(code) if viewer else code
 
 
 def report_start(trainer, resume: bool) -> None:

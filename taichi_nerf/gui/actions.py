@@ -1,16 +1,22 @@
 """What the named actions do (panel buttons and keys: controls.KEY_ACTIONS), each a function
-of the app: pause, snap to a training view, render mode, panel, keyframes, and saving a
-checkpoint, a screenshot or a video: the orbit, or the path through the keyframes (rendered
-a band per frame, so the window stays responsive)."""
+of the app: snap to a training view, render mode, panel, screenshot here; pause, checkpoint,
+keyframes and videos are the viewers' shared actions (viewing/actions.py)."""
 from pathlib import Path
 
 from ..files import write_png
-from ..training import TrainingDiverged
-from ..video import OrbitRecorder
-from .keyframes import MIN_KEYFRAMES
-from .view import MODES
-
-VIDEO_FPS = 24.0
+from ..viewing.actions import (  # noqa: F401
+    VIDEO_FPS,
+    add_keyframe,
+    advance_video,
+    attempt,
+    remove_keyframe,
+    save_checkpoint,
+    save_keyframes,
+    start_video,
+    toggle_pause,
+    video_size,
+)
+from ..viewing.view import MODES
 
 
 def perform(app, action: str) -> None:
@@ -19,13 +25,6 @@ def perform(app, action: str) -> None:
         set_mode(app, action[len("mode_"):])
     elif action in HANDLERS:
         HANDLERS[action](app)
-
-
-def toggle_pause(app) -> None:
-    if app.trainer is None:
-        app.message = "viewing a checkpoint: start with --train to train"
-    else:
-        app.message = "paused" if app.schedule.toggle_pause() else "training"
 
 
 def quit_app(app) -> None:
@@ -65,14 +64,6 @@ def snap(app, direction: int) -> None:
     app.message = f"training view {index + 1} of {split.count}"
 
 
-def save_checkpoint(app) -> Path | None:
-    """The trainer's checkpoint; the app's on_checkpoint hook does the bookkeeping."""
-    if app.trainer is None:
-        app.message = "viewing a checkpoint: nothing new to save"
-        return None
-    return app.trainer.save_checkpoint()
-
-
 def save_screenshot(app) -> Path:
     path = app.out_dir / "screenshots" / f"gui_step{app.step:06d}_{app.counts['screenshots']:03d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,95 +74,6 @@ def save_screenshot(app) -> Path:
     app.counts["screenshots"] += 1
     app.last_saved["screenshot"] = str(path)
     return path
-
-
-def attempt(app, save, what: str) -> None:
-    """Run a save action, reporting the outcome in the panel instead of raising."""
-    try:
-        path = save(app)
-        if path is not None:
-            app.message = f"saved {what}: {path}"
-    except (OSError, TrainingDiverged) as exc:
-        app.message = f"{what} failed: {exc}"
-
-
-def video_size(app) -> tuple[int, int]:
-    """Width (the option, else the training image width, at most 200) and the view's height."""
-    source_width = app.train_split.width if app.train_split is not None else (app.scene.ndc_width or 100)
-    width = app.options.video_width or min(200, max(32, source_width))
-    return width, max(8, round(width / app.scene.aspect))
-
-
-def add_keyframe(app) -> None:
-    """The current view joins the path; the path is saved at once (camera_path.json)."""
-    app.keyframes.add(app.camera, *video_size(app))
-    path = save_keyframes(app)
-    count = len(app.keyframes)
-    then = "V renders the path" if count >= MIN_KEYFRAMES else "add another for a path"
-    app.message = f"keyframe {count} added ({then}; BackSpace removes the last)" + (f": {path}" if path else "")
-
-
-def remove_keyframe(app) -> None:
-    if not app.keyframes.remove_last():
-        app.message = "no keyframes to remove (K adds the current view)"
-        return
-    save_keyframes(app)
-    app.message = f"removed the last keyframe, {len(app.keyframes)} left"
-
-
-def save_keyframes(app) -> Path | None:
-    try:
-        path = app.keyframes.save(app.out_dir, app.options.video_frames, *video_size(app), fps=VIDEO_FPS)
-    except OSError as exc:
-        app.message = f"camera path not saved: {exc}"
-        return None
-    if path is not None:
-        app.last_saved["camera_path"] = str(path)
-    return path
-
-
-def start_video(app) -> None:
-    """V: the path through the keyframes when there are any, else the orbit."""
-    if app.video_job is not None:
-        app.message = "already recording a video"
-        return
-    if len(app.keyframes) == 1:
-        app.message = "one keyframe is no path: K adds another (BackSpace removes it for the orbit)"
-        return
-    if len(app.keyframes) >= MIN_KEYFRAMES:
-        path = save_keyframes(app)
-        if path is None:
-            return
-        route = app.keyframes.load_path(path)  # exactly what `render --path` will read
-        out = app.out_dir / "videos" / f"path_step{app.step:06d}.mp4"
-        app.video_job = OrbitRecorder(app.renderer, out, route.frames, route.width, background=app.background,
-                                      fps=route.fps or VIDEO_FPS,
-                                      cameras=(route.poses, route.intrinsics, route.width, route.height))
-        what = f"the path through {len(app.keyframes)} keyframes"
-    else:
-        out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
-        app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0], background=app.background,
-                                      fps=VIDEO_FPS)
-        what = "the orbit"
-    app.message = f"recording {app.video_job.frames} frames of {what} (training waits)"
-
-
-def advance_video(app, budget_s: float | None) -> None:
-    """The next rows of the video within the frame's render budget; writes the files at the end."""
-    job, view = app.video_job, app.view
-    job.advance(None if budget_s is None else max(1, view.cost.rows_within(budget_s, job.width, job.height, job.row)))
-    if not job.done:
-        app.message = f"recording video: frame {job.frame + 1} of {job.frames}"
-        return
-    app.video_job = None
-    try:
-        paths = job.write()
-        app.counts["videos"] += 1
-        app.last_saved["video"] = str(paths[0])
-        app.message = "saved video: " + ", ".join(p.name for p in paths)
-    except Exception as exc:  # a missing codec must not take the session down
-        app.message = f"video failed: {type(exc).__name__}: {exc}"
-    view.progressive.restart()
 
 
 HANDLERS = {

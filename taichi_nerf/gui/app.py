@@ -24,22 +24,21 @@ from ..backgrounds import over_background, scene_background
 from ..files import write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..training import Trainer, TrainingDiverged
+from ..viewing import timeshare
+from ..viewing.curves import TrainingCurves
+from ..viewing.keyframes import Keyframes
+from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
+from ..viewing.view import ProgressiveView
 from . import actions
 from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
-from .keyframes import Keyframes
 from .launch import check_environment
-from .panel import Layout, TrainingCurves, draw_panel
-from .perflog import FILE_NAME as PERF_LOG
-from .perflog import PerformanceLog
-from .schedule import FrameBudget, RateMeter, TrainingSchedule
-from .view import ProgressiveView
+from .panel import Layout, draw_panel
+from .perflog import FILE_NAME as PERF_LOG, PerformanceLog
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
-SETTLE_S = 2.0  # after a camera move, training waits this long at most for the view to refine
-REFRESH_S = 4.0  # while training, the view refines only as far as it can be redone in this long
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 TURN_DEG = 30.0  # --turn-every's step around the scene
 
@@ -248,7 +247,7 @@ class GuiApp:
             self._seen_camera = self.camera.version
             self.view.restart(self.budget.work_s())
         if self.settling is not None:
-            if self.view.progressive.complete or t0 - self.settling > SETTLE_S:
+            if self.view.progressive.complete or t0 - self.settling > timeshare.SETTLE_S:
                 self.settling = None
         # The camera counts as moving until the view has refined after a move (or for
         # SETTLE_S): with yield_while_moving the CPU goes to the preview, then to training.
@@ -287,47 +286,19 @@ class GuiApp:
                 "refined_after_s": dict(self.view.refined_after_s)})
 
     def _train(self, moving: bool) -> tuple[float, int]:
-        """This frame's training: a fixed number of steps, or as many as the budget pays for.
-        Returns (seconds, steps)."""
-        if self.video_job is not None or not self.schedule.may_train(moving):
+        """This frame's training (viewing/timeshare.py); none while a video records."""
+        if self.video_job is not None:
             self.budget.forfeit()
             return 0.0, 0
-        start, steps = time.perf_counter(), 0
-        fixed = self.schedule.steps_per_frame
-        if fixed is None:
-            self.budget.grant(self._last_render_s)
-        while (steps < fixed) if fixed is not None else self.budget.wants_step():
-            t = time.perf_counter()
-            ok = self._train_step()
-            steps += 1
-            if fixed is None:
-                self.budget.paid(time.perf_counter() - t)
-            if not ok:
-                break
-        if steps:
-            self.view.refresh()
-        return time.perf_counter() - start, steps
+        return timeshare.train_frame(self.schedule, self.budget, self.view, self._train_step, moving,
+                                     self._last_render_s)
 
     def _limit_view(self) -> None:
-        """While training, the field changes under the view: refine only to the level that
-        is redone within REFRESH_S at this frame rate's rendering time (a fresh picture over
-        a sharp stale one); paused, viewing, or on a GPU, to full resolution."""
         training = self.video_job is None and self.schedule.may_train(False)
-        if not training or self.view.whole:
-            self.view.limit_refresh(None)
-            return
-        b = self.budget
-        render_s = self.options.render_budget_s or (1.0 - b.train_share) * b.work_s()
-        self.view.limit_refresh(REFRESH_S * render_s / b.frame_s)
+        timeshare.limit_view(self.view, self.budget, training, self.options.render_budget_s)
 
     def _render_budget(self, train_s: float) -> float | None:
-        """Seconds for refining the view this frame: the option's, none on a GPU (everything
-        at once), else what the frame budget leaves."""
-        if self.options.render_budget_s is not None:
-            return self.options.render_budget_s
-        if self.view.whole:
-            return None
-        return self.budget.render_s(train_s)
+        return timeshare.render_budget(self.view, self.budget, train_s, self.options.render_budget_s)
 
     def perform(self, action: str) -> None:
         actions.perform(self, action)

@@ -62,7 +62,7 @@ class ProgressiveResolution:
     while training ``limit``, the finest level that can be redone in a few seconds. When
     the field changes (training), the target level is re-rendered in bands over the image
     already shown, so the picture never lags far behind the field. A refresh ``from_below``
-    (finer levels interpolated from the level below where it is flat, gui/view.py) redoes the
+    (finer levels interpolated from the level below where it is flat, viewing/view.py) redoes the
     level below first, hidden, so that no stale pixel is interpolated.
     """
     full_width: int

@@ -1,0 +1,337 @@
+"""The browser viewer without a browser: viser's camera in our convention, the render size
+and the progressive levels it drives, and the viewer's loop (taichi_nerf/viewer/session.py)
+fed through its inbox as viser's threads would feed it."""
+import io
+import math
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from taichi_nerf.scene import orbit_cameras
+from taichi_nerf.viewer.camera import (
+    BrowserCamera,
+    matrix_to_quaternion,
+    opengl_pose,
+    quaternion_to_matrix,
+    render_size,
+    vertical_fov,
+    viser_pose,
+)
+from taichi_nerf.viewing.schedule import MIN_COARSE_PIXELS
+from taichi_nerf.viewing.view import ProgressiveView
+
+from .conftest import tiny_config
+from .test_gui_rendering import small_renderer
+
+
+def random_rotations(count: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(count, 4))
+    rotations = [quaternion_to_matrix(v) for v in q]
+    rotations += [np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0]), np.eye(3)]
+    return np.stack(rotations)  # half turns about each axis included: the quaternion's hard cases
+
+
+# --- camera conversion ---------------------------------------------------------------------
+def test_quaternions_round_trip_and_agree_with_viser():
+    for rotation in random_rotations(64):
+        assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-12) and np.linalg.det(rotation) > 0
+        q = matrix_to_quaternion(rotation)
+        assert q[0] >= 0 and np.isclose(np.linalg.norm(q), 1.0)
+        assert np.allclose(quaternion_to_matrix(q), rotation, atol=1e-12)
+    tf = pytest.importorskip("viser.transforms")
+    for rotation in random_rotations(16):
+        q = matrix_to_quaternion(rotation)
+        assert np.allclose(tf.SO3(q).as_matrix(), rotation, atol=1e-12)  # viser reads our quaternions as we do
+        theirs = tf.SO3.from_matrix(rotation).wxyz
+        assert np.allclose(quaternion_to_matrix(theirs), rotation, atol=1e-12)
+
+
+def test_viser_opencv_camera_becomes_our_opengl_pose():
+    # viser's identity camera looks down world +z with image y along world +y (OpenCV axes):
+    # ours looks down -z_cam, so z_cam = world -z, and y_cam (up in the image) = world -y.
+    pose = opengl_pose([1.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    assert np.allclose(-pose[:3, 2], [0, 0, 1]) and np.allclose(pose[:3, 1], [0, -1, 0])
+    assert np.allclose(pose[:3, 0], [1, 0, 0]) and np.allclose(pose[:3, 3], [1, 2, 3])
+    for rotation in random_rotations(8):
+        ours = np.eye(4)
+        ours[:3, :3], ours[:3, 3] = rotation, [0.5, -1.0, 2.0]
+        assert np.allclose(opengl_pose(*viser_pose(ours)), ours, atol=1e-12)
+
+
+def test_field_of_view_and_intrinsics():
+    camera = BrowserCamera.from_viser([1, 0, 0, 0], [0, 0, 0], fov=math.radians(60.0), width=800, height=600)
+    row = camera.intrinsics(400, 300)
+    assert row[1] == pytest.approx(150.0 / math.tan(math.radians(30.0))) and row[0] == row[1]  # square pixels
+    assert list(row[2:]) == [200.0, 150.0, 0, 0, 0, 0]
+    assert math.degrees(vertical_fov(row, 300)) == pytest.approx(60.0)
+    assert camera.aspect == pytest.approx(4 / 3)
+
+
+def test_a_known_pose_seen_through_viser_renders_the_same_image_as_render(device):
+    """A camera of the orbit video, handed to the viewer as viser reports cameras (OpenCV
+    rotation, position, vertical fov, canvas size), renders what Renderer.render_image
+    (``taichi-nerf render``) renders for that camera."""
+    renderer = small_renderer(device)
+    poses, intrinsics, width, height = orbit_cameras(renderer.scene, 4, 40)
+    background = torch.tensor([1.0, 1.0, 1.0])
+    index = 1
+    truth = renderer.render_image(poses, intrinsics, index, width, height, background)
+    assert truth["opacity"].max() > 0.05 and truth["rgb"].std() > 0.01  # not a blank picture
+
+    wxyz, position = viser_pose(poses[index].double().numpy())
+    fov = vertical_fov(intrinsics[index].numpy(), height)
+    camera = BrowserCamera.from_viser(wxyz, position, fov, width * 3, height * 3)  # a canvas 3x the render
+    view = ProgressiveView(renderer, background, render_size(width * 3, height * 3, cap=width), 16, 16,
+                           divisors=(1,), flat_range=0.0)
+    assert (view.progressive.full_width, view.progressive.full_height) == (width, height)
+    while view.refine(camera, None):
+        pass
+    shown = view.levels[0]
+    assert (shown["rgb"] - truth["rgb"].cpu()).abs().max() < 1e-4
+    assert (shown["depth"] - truth["depth"].cpu()).abs().max() < 1e-3
+
+
+# --- resolution ----------------------------------------------------------------------------
+def test_render_size_keeps_the_canvas_aspect_under_the_cap():
+    assert render_size(1600, 900, 512) == (512, 288)
+    assert render_size(900, 1600, 512) == (288, 512)
+    assert render_size(300, 200, 512) == (300, 200)  # never above the canvas
+    assert render_size(4000, 10, 512) == (512, 8)  # a floor of 8 pixels
+
+
+@pytest.mark.parametrize("seconds_per_pixel, coarsest", [(1e-7, 1), (4e-6, 4), (1e-3, 32)])
+def test_moving_preview_holds_its_frame_time_and_never_collapses(seconds_per_pixel, coarsest):
+    """While the camera moves the coarsest level is sized from the measured render cost to
+    render in about a frame; however slow the field, it keeps MIN_COARSE_PIXELS across."""
+    view = ProgressiveView(None, None, render_size(1600, 900, 512), 16, 16)
+    view.cost.add(0.0, 1.0, 1000, 1000 * seconds_per_pixel)
+    view.restart(0.08)
+    p = view.progressive
+    assert p.divisors[0] == coarsest and p.divisors[-1] == 1
+    width, height = p.size(0)
+    assert min(width, height) >= MIN_COARSE_PIXELS
+    if coarsest < 32:  # below the floor the predicted time fits the frame
+        assert view.cost.seconds(width, height) <= 0.08 * 1.0001
+
+
+# --- the loop, fed through the inbox ----------------------------------------------------------
+class FakeServer:
+    """The viser server the loop talks to, with a real viser behind the panel (any free port)
+    but pictures caught here instead of sent."""
+
+    def __init__(self):
+        from taichi_nerf.viewer.server import ViewerServer
+
+        self.real = ViewerServer("127.0.0.1", 0, out=io.StringIO())
+        self.server, self.inbox = self.real.server, self.real.inbox
+        self.sent, self.looked = [], []
+
+    def set_opening_view(self, scene, fov_y):
+        self.real.set_opening_view(scene, fov_y)
+
+    def send(self, client_id, picture, quality):
+        self.sent.append((client_id, picture.shape, quality, picture.copy()))
+        return True
+
+    def look_through(self, client_id, pose, fov_y, pivot):
+        self.looked.append((client_id, np.asarray(pose), fov_y))
+
+
+def frames_until(app, condition, limit: int = 400):
+    for _ in range(limit):
+        app.frame()
+        if condition():
+            return
+    pytest.fail("the loop never got there")
+
+
+@pytest.fixture
+def web_session(tiny_scene, tmp_path):
+    pytest.importorskip("viser")
+    from taichi_nerf.training import Trainer
+    from taichi_nerf.viewer.session import ViewerOptions, WebViewer
+
+    torch.manual_seed(0)
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=100000, eval_every=0, preview_every=0,
+                                  checkpoint_every=0))
+    trainer.begin()
+    server = FakeServer()
+    app = WebViewer(server, trainer.renderer, trainer.cfg, ViewerOptions(resolution_cap=64, steps_per_frame=1),
+                    trainer=trainer, train_split=trainer.train, out_dir=trainer.out_dir)
+    yield app, server, trainer
+    server.real.stop()
+
+
+def move(app, pose, client=1):
+    wxyz, position = viser_pose(pose)
+    app.inbox.camera(client, wxyz, position, math.radians(40.0), 320, 240)
+
+
+def test_loop_follows_the_browser_coarse_then_sharp_and_trains_between(web_session):
+    app, server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    frames_until(app, lambda: trainer.step_count >= 3)  # nobody watching: it trains
+    assert not server.sent
+    app.inbox.press("toggle_pause")  # paused, the view refines to the end
+    move(app, poses[0].double().numpy())
+    app.frame()
+    paused_at = trainer.step_count
+    assert len(server.sent) == 1 and app.latencies  # the first picture follows the move at once
+    first = server.sent[0]
+    assert first[0] == 1 and first[1][:2] != (48, 64)  # coarse...
+    frames_until(app, lambda: app.view.progressive.complete and server.sent[-1][1][:2] == (48, 64))
+    assert server.sent[-1][2] > first[2]  # ...then the full 64x48 (the cap), at a higher JPEG quality
+    picture = server.sent[-1][3]
+    assert picture.dtype == np.uint8 and picture.std() > 1.0
+    for _ in range(10):
+        app.frame()
+    assert trainer.step_count == paused_at and app.schedule.paused
+    app.inbox.press("toggle_pause")
+    frames_until(app, lambda: trainer.step_count >= paused_at + 4)  # training goes on beside the view
+
+    # another browser takes over; the depth mode
+    sent = len(server.sent)
+    move(app, poses[2].double().numpy(), client=2)
+    frames_until(app, lambda: len(server.sent) > sent)
+    assert server.sent[-1][0] == 2
+    app.inbox.press("mode", "depth")
+    sent = len(server.sent)
+    frames_until(app, lambda: len(server.sent) > sent)
+    depth = server.sent[-1][3]
+    app.mode = "rgb"
+    rgb = app.picture()  # the same levels, as colour
+    app.mode = "depth"
+    assert depth.shape == rgb.shape and np.abs(depth.astype(int) - rgb.astype(int)).mean() > 5
+
+    # a training camera clicked: the browser's camera is sent there
+    app.inbox.press("look_through", 3)
+    app.frame()
+    assert server.looked and np.allclose(server.looked[-1][1], trainer.train.poses[3].double().numpy())
+
+    # the browsers leave: training goes on
+    app.inbox.disconnected(2)
+    app.inbox.disconnected(1)
+    app.frame()
+    assert app.camera is None
+    before = trainer.step_count
+    frames_until(app, lambda: trainer.step_count >= before + 3)
+
+
+def test_keyframes_from_the_browser_write_a_camera_path(web_session, tmp_path):
+    import json
+
+    app, _server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    for pose in poses[:2]:
+        move(app, pose.double().numpy())
+        app.frame()
+        app.inbox.press("add_keyframe")
+        app.frame()
+    saved = json.loads((trainer.out_dir / "camera_path.json").read_text())
+    assert len(saved["keyframes"]) == 2 and saved["keyframes"][0]["fov"] == pytest.approx(40.0)
+    assert np.allclose(np.array(saved["keyframes"][1]["camera_to_world"]).reshape(4, 4), poses[1].double().numpy(),
+                       atol=1e-6)
+
+
+def test_a_crash_in_the_viewer_saves_the_run_like_ctrl_c(web_session, capsys):
+    app, server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    move(app, poses[0].double().numpy())
+    app.options.max_seconds = 60.0
+
+    def broken(*_args):
+        raise RuntimeError("the browser sent something odd")
+
+    calls = {"n": 0}
+    real_send = server.send
+
+    def send(*args):  # the third picture fails
+        calls["n"] += 1
+        if calls["n"] == 3:
+            broken()
+        return real_send(*args)
+
+    server.send = send
+    assert app.run() == 130
+    assert app.crashed and trainer.step_count > 0
+    assert (trainer.out_dir / "checkpoint.pt").is_file() and app.saved_step == trainer.step_count
+    err = capsys.readouterr().err
+    assert "the browser sent something odd" in err and "saving the run" in err
+
+
+# --- serving -------------------------------------------------------------------------------
+def test_server_says_where_it_is_and_when_its_port_was_taken():
+    pytest.importorskip("viser")
+    from taichi_nerf.viewer.server import ViewerServer
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    out = io.StringIO()
+    server = ViewerServer("127.0.0.1", port, out=out)
+    try:
+        text = out.getvalue()
+        assert server.port != port
+        assert f"port {port} is taken; using port {server.port} instead" in text
+        assert f"http://127.0.0.1:{server.port}" in text and f"ssh -L {server.port}:127.0.0.1:{server.port}" in text
+        assert "anyone who can reach" not in text  # this machine only: nothing to warn about
+        exposed = io.StringIO()
+        server.host = "0.0.0.0"
+        server.announce(exposed)
+        assert "anyone who can reach" in exposed.getvalue()
+    finally:
+        server.stop()
+        taken.close()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["view", "--ckpt", "nowhere", "--viewer-port", "70000"], "--viewer-port must be between"),
+    (["view", "--ckpt", "nowhere", "--seconds", "0"], "--seconds must be positive"),
+    (["gui", "--web", "--headless", "--seconds", "1"], "--headless is for the window, not --web"),
+    (["gui", "--web", "--frames", "10"], "--frames is for the window, not --web"),
+    (["train", "--viewer", "web", "--viewer-resolution", "4"], "--viewer-resolution must be at least 16"),
+])
+def test_viewer_command_line_errors(argv, message, capsys):
+    from taichi_nerf import cli
+
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from taichi_nerf import cli
+
+    monkeypatch.setitem(sys.modules, "viser", None)  # import viser -> ImportError
+    assert cli.main(["train", "--viewer", "web", "--out", str(tmp_path / "run")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "pip install 'taichi-nerf[viewer]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+@pytest.mark.slow
+def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_path, capsys):
+    """`train --viewer web` with no browser connected: the steps, then the final validation,
+    checkpoint and curves as `train` does them; --viewer-quit-at-end leaves."""
+    pytest.importorskip("viser")
+    import json
+
+    from taichi_nerf import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "30", "--width", "32",
+                     "--depth", "2", "--batch-rays", "256", "--samples-per-ray", "24", "--eval-every", "0",
+                     "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port", "0",
+                     "--viewer-quit-at-end"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "viewer: open http://127.0.0.1:" in printed and "trained 30 steps" in printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("final") and row["step"] == 30 for row in rows)  # the final validation ran
+    assert (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file() and (out / "viewer.jsonl").is_file()

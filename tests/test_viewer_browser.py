@@ -1,0 +1,125 @@
+"""The browser viewer in a real browser: Debian's chromium, driven by Playwright, with software
+WebGL (SwiftShader). `taichi-nerf gui --web --ckpt RUN --train` serves a tiny trained scene;
+the page must show the scene, follow a drag of the camera, and stop the step count when its
+pause button is pressed. Skipped only where chromium is not installed (CI installs it)."""
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import ARCH, tiny_config
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+VIEWPORT = {"width": 900, "height": 600}
+PICTURE = (slice(130, 480), slice(60, 480))  # rows, columns of the page left of the panel, clear of the overlays
+
+
+def wait_for(condition, what: str, seconds: float, every: float = 0.3):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"waited {seconds:g} s for {what}")
+
+
+def picture(page) -> np.ndarray:
+    from PIL import Image
+
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(np.int16)
+    return shot[PICTURE]
+
+
+def scene_share(region: np.ndarray) -> float:
+    """Share of pixels that are neither the page's near-white nor the scene's white backdrop."""
+    return float(((255 - region).max(-1) > 60).mean())
+
+
+def shown_step(page) -> int | None:
+    found = re.search(r"step (\d+) of", page.inner_text("body"))
+    return int(found.group(1)) if found else None
+
+
+@pytest.fixture
+def viewer_process(tiny_scene, tmp_path):
+    from taichi_nerf.training import Trainer
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("viser")
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(tiny_scene, run, steps=60, eval_every=0, preview_every=0, checkpoint_every=0))
+    trainer.begin()
+    for _ in range(60):  # enough for the scene to show (no final validation: the test is long enough)
+        trainer.step()
+    trainer.save_checkpoint()
+    log = open(tmp_path / "viewer.log", "w")  # noqa: SIM115 (the process writes it until the test ends)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--web", "--ckpt", str(run), "--train",
+                             "--steps", "100000", "--arch", ARCH, "--no-progress", "--viewer-port", "0",
+                             "--viewer-resolution", "256", "--seconds", "120",
+                             "--status", str(tmp_path / "status.json")],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    try:
+        def address():
+            if proc.poll() is not None:
+                pytest.fail(f"the viewer exited with {proc.returncode}:\n{(tmp_path / 'viewer.log').read_text()}")
+            found = re.search(r"open (http://127\.0\.0\.1:\d+)", (tmp_path / "viewer.log").read_text())
+            return found and found.group(1)
+
+        yield proc, wait_for(address, "the viewer's address", 60), run, tmp_path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_the_viewer_in_a_browser_shows_the_scene_follows_a_drag_and_pauses(viewer_process):
+    from playwright.sync_api import sync_playwright
+
+    proc, url, _run, tmp = viewer_process
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(url)
+            page.get_by_label("Training cameras").uncheck()  # their frustums would count as scene pixels
+            # the scene: a good share of the picture is the object, not the page or the backdrop
+            wait_for(lambda: scene_share(picture(page)) > 0.03, "the scene in the page", 60)
+            wait_for(lambda: (shown_step(page) or 0) > 60, "training to go on in the page", 30)
+            time.sleep(1.0)
+            before = picture(page)
+
+            # a drag orbits the camera: the picture changes
+            page.mouse.move(200, 300)
+            page.mouse.down()
+            page.mouse.move(330, 330, steps=12)
+            page.mouse.up()
+            wait_for(lambda: np.abs(picture(page) - before).mean() > 4.0, "the picture to follow the drag", 30)
+            assert scene_share(picture(page)) > 0.01  # still the scene, from elsewhere
+
+            # pause: the step count stops
+            page.get_by_role("button", name="Pause training").click()
+            page.get_by_role("button", name="Resume training").wait_for(timeout=20000)
+            paused = shown_step(page)
+            time.sleep(2.5)
+            assert shown_step(page) == paused
+        finally:
+            browser.close()
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: saves and leaves with 130
+    assert proc.wait(timeout=60) == 130
+    assert "saved step" in (tmp / "viewer.log").read_text()
