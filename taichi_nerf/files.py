@@ -60,6 +60,17 @@ def write_json(path, obj, indent: int | None = 2) -> Path:
     return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False))
 
 
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSON-lines log (gui.jsonl, viewer.jsonl); a line cut off by a crash is skipped."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def to_uint8(image) -> np.ndarray:
     """uint8 as it is; float in [0, 1] (numpy or torch) clipped and rounded to uint8."""
     a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)

@@ -25,7 +25,7 @@ LOCK_NAME = ".taichi-nerf.lock"
 # What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
 # removes these and nothing else. In the folders a run writes, only the files it names so.
 RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
-RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "orbit.mp4", "orbit_depth.mp4", "orbit.gif", "gui.jsonl",
+RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "orbit.mp4", "orbit_depth.mp4", "orbit.gif", "gui.jsonl", "viewer.jsonl",
                              "camera_path.json", "previews/step_*.png", "screenshots/gui_step*.png",
                              "videos/*_step*.mp4", "videos/*_step*.gif", "tensorboard/events.out.tfevents.*")
 # Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"

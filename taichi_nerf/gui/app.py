@@ -35,7 +35,8 @@ from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
 from .launch import check_environment
 from .panel import Layout, draw_panel
-from .perflog import FILE_NAME as PERF_LOG, PerformanceLog
+from .perflog import FILE_NAME as PERF_LOG
+from .perflog import PerformanceLog
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")

@@ -6,6 +6,8 @@ import math
 import time
 from pathlib import Path
 
+from ..files import read_jsonl
+
 INTERVAL_S = 1.0
 FILE_NAME = "gui.jsonl"
 
@@ -56,12 +58,4 @@ class PerformanceLog:
             self.file.close()
 
 
-def read(path) -> list[dict]:
-    """The lines of a gui.jsonl (a last line cut off by a crash is skipped)."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+read = read_jsonl  # the lines of a gui.jsonl (scripts and tests read it)

@@ -7,6 +7,8 @@ import statistics
 import time
 from pathlib import Path
 
+from ..files import read_jsonl
+
 INTERVAL_S = 1.0
 FILE_NAME = "viewer.jsonl"
 
@@ -62,12 +64,4 @@ class ViewerLog:
             self.file.close()
 
 
-def read(path) -> list[dict]:
-    """The lines of a viewer.jsonl (a last line cut off by a crash is skipped)."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+read = read_jsonl  # the lines of a viewer.jsonl (scripts and tests read it)
