@@ -59,7 +59,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         view = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)
         pred = view["rgb"].cpu().clamp(0, 1)
         target = over_background(part.rgba[i], bg)
-        images.append({"name": part.names[i] if part.names else str(i), "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+        name = part.names[i] if part.names else str(i)
+        images.append({"name": name, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
         if images_dir is not None:
             images[-1]["files"] = outputs.write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
                                                      depth, compare)

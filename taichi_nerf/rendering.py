@@ -74,7 +74,8 @@ class Renderer:
     def from_config(cls, cfg: TrainConfig, scene: Scene, device) -> Renderer:
         """A fresh (untrained) renderer shaped by a training configuration."""
         pos = HarmonicSpec(cfg.pos_frequencies, cfg.include_input, cfg.frequency_base)
-        direction = HarmonicSpec(cfg.dir_frequencies, cfg.include_input, cfg.frequency_base) if cfg.view_dependent else None
+        direction = HarmonicSpec(cfg.dir_frequencies, cfg.include_input,
+                                 cfg.frequency_base) if cfg.view_dependent else None
         # opacity-softplus10: density = softplus10(raw) / the stratified bins' length (presets.PYTORCH3D)
         nominal_spacing = (scene.far - scene.near) / cfg.samples_per_ray
         field_ = RadianceField(pos.dim, direction.dim if direction is not None else 0, cfg.width, cfg.depth,
@@ -93,7 +94,8 @@ class Renderer:
         renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
         renderer.gaps = cfg.intervals == "gaps"
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
-            renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32, device=renderer.device)
+            renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32,
+                                         device=renderer.device)
         return renderer
 
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
@@ -117,7 +119,8 @@ class Renderer:
             with stage("MLP forward"):
                 noise = None
                 if jitter and self.density_noise > 0 and torch.is_grad_enabled():
-                    noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device, generator=generator)
+                    noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device,
+                                                             generator=generator)
                 sigma, rgb = self.evaluate_field(encoded, noise)
         with stage("compositing"):
             out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
@@ -191,7 +194,8 @@ class Renderer:
         if self.direction is not None:
             with stage("encoding"):
                 encoded_dir = encode_samples(origins, dirs, visible.t, visible.ray_index, self.pos, self.direction,
-                                             view_dirs=view_dirs, contract_box=self.contract_box)[:, self.field.pos_dim:]
+                                             view_dirs=view_dirs,
+                                             contract_box=self.contract_box)[:, self.field.pos_dim:]
         with self._precision():
             rgb = self.field.color_from(h, encoded_dir).float()
         return visible, sigma[index].contiguous(), rgb
@@ -223,7 +227,8 @@ class Renderer:
                      background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
         """(H, W, 3) rgb, (H, W) opacity and (H, W) depth (normalised by opacity) of one camera.
         No gradients, so rays terminate early (see :meth:`render_rays`)."""
-        out = self.render_pixels(poses, intrinsics, camera, width, 0, width * height, background, chunk, samples_per_ray)
+        out = self.render_pixels(poses, intrinsics, camera, width, 0, width * height, background, chunk,
+                                 samples_per_ray)
         return {"rgb": out["rgb"].view(height, width, 3), "opacity": out["opacity"].view(height, width),
                 "depth": out["depth"].view(height, width)}
 

@@ -61,7 +61,8 @@ def test_every_field_declares_help_and_a_known_group():
     (["--ndc"], {"ndc": True}),
     (["--no-ndc"], {"ndc": False}),
     (["--arch", "cpu"], {"arch": "cpu"}),
-    (["--lr-final", "1e-4", "--aabb", "-1", "-2", "-3", "1", "2", "3"], {"lr_final": 1e-4, "aabb": [-1.0, -2.0, -3.0, 1.0, 2.0, 3.0]}),
+    (["--lr-final", "1e-4", "--aabb", "-1", "-2", "-3", "1", "2", "3"],
+     {"lr_final": 1e-4, "aabb": [-1.0, -2.0, -3.0, 1.0, 2.0, 3.0]}),
     ([], {}),
 ])
 def test_flags_and_aliases_parse_to_their_field(argv, expected):
@@ -155,9 +156,11 @@ def test_gui_flags_override_its_config_and_its_default_run_folder(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({"steps": 7, "width": 32}))
     gui_default = TrainConfig(out=cli.GUI_DEFAULT_OUT)
-    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--config", str(path), "--width", "16"]), default=gui_default)
+    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--config", str(path), "--width", "16"]),
+                         default=gui_default)
     assert (cfg.steps, cfg.width) == (7, 16)
-    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--samples", "12", "--no-progress"]), default=gui_default)
+    cfg = cli.run_config(cli.build_parser().parse_args(["gui", "--samples", "12", "--no-progress"]),
+                         default=gui_default)
     assert (cfg.out, cfg.samples_per_ray, cfg.progress) == ("runs/gui", 12, False)
     assert "(default: runs/gui)" in subparser("gui").format_help()
     with pytest.raises(SystemExit):  # gui takes a subset: --sampler is a --config matter there

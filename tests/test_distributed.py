@@ -109,7 +109,8 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
     continues from the last checkpoint in one process, and that run with 2 ranks again."""
     out = tmp_path / "run"
     train = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out),
-             "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
+             "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution",
+             "32",
              "--eval-every", "0", "--preview-every", "0", "--log-every", "5", "--no-progress", "--arch", "cpu",
              "--video-frames", "0"]
     launcher = subprocess.Popen([*train, "--devices", "2", "--steps", "5000", "--checkpoint-every", "10"], cwd=ROOT,
@@ -136,14 +137,16 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
 
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert saved["world_size"] == 2 and saved["step"] % 10 == 0 and saved["step"] >= 10
-    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 5), "--video-frames",
+    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 5),
+                          "--video-frames",
                           "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"resuming at step {saved['step']}" in res.stdout
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["step"] == saved["step"] + 5 and resumed["world_size"] == 1
     # ... and that one-process checkpoint continues with 2 ranks again.
-    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 10), "--devices", "2",
+    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 10), "--devices",
+                          "2",
                           "--video-frames", "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True,
                          timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]

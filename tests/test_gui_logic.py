@@ -157,7 +157,8 @@ def test_keys_map_to_actions_zoom_and_fly():
     keys = (" ", "Escape", "n", "Left", "r", "m", "c", "i", "v", "h", "k", "BackSpace")
     actions = controls.update(FrameInput(pressed=keys), cam)
     assert actions == ["toggle_pause", "quit", "next_camera", "prev_camera", "reset_view", "cycle_mode",
-                       "save_checkpoint", "screenshot", "record_video", "toggle_panel", "add_keyframe", "remove_keyframe"]
+                       "save_checkpoint", "screenshot", "record_video", "toggle_panel", "add_keyframe",
+                       "remove_keyframe"]
     controls.update(FrameInput(pressed=("z",)), cam)
     assert cam.radius == pytest.approx(4.0 / ZOOM_STEP) and controls.moved
     controls.update(FrameInput(pressed=("Down",)), cam)
@@ -435,7 +436,8 @@ def test_ctrl_c_ends_the_loop_between_frames_then_saves():
     from taichi_nerf.gui.app import GuiApp, GuiOptions
 
     app = GuiApp.__new__(GuiApp)  # no window, renderer or trainer: only run()'s loop
-    app.window, app.options, app.quit_requested, app.idle, app.frame_index = object(), GuiOptions(headless=True), False, False, 0
+    app.window, app.options = object(), GuiOptions(headless=True)
+    app.quit_requested, app.idle, app.frame_index = False, False, 0
     events = []
 
     def frame(_inp):

@@ -15,7 +15,8 @@ class UserError(Exception):
 
 
 def add_arch(p):
-    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto", help="compute backend (default: auto = CUDA if usable, else CPU)")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto",
+                   help="compute backend (default: auto = CUDA if usable, else CPU)")
 
 
 def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
@@ -37,7 +38,8 @@ def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
         if meta["group"] not in groups:
             groups[meta["group"]] = parser.add_argument_group(f"{meta['group']} options")
         kind = without_none(hints[f.name])
-        options = dict(dest=f.name, default=None, help=with_default(meta["help"], shown_defaults.get(f.name, f.default)))
+        shown = shown_defaults.get(f.name, f.default)
+        options = dict(dest=f.name, default=None, help=with_default(meta["help"], shown))
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is typing.Literal:
@@ -69,7 +71,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _format_action_invocation(self, action):
         if not action.option_strings or action.nargs == 0:
             return super()._format_action_invocation(action)
-        return ", ".join(action.option_strings) + " " + self._format_args(action, self._get_default_metavar_for_optional(action))
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return ", ".join(action.option_strings) + " " + metavar
 
 
 def config_overrides(args) -> dict:

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds",
                         formatter_class=HelpFormatter)
     i.add_argument("path", help="dataset folder or file")
-    i.add_argument("--val-every", type=int, metavar="N", help="hold out every k-th frame as val when the data has no split")
+    i.add_argument("--val-every", type=int, metavar="N",
+                   help="hold out every k-th frame as val when the data has no split")
     add_config_flags(i, set(DATASET_FIELDS) - {"data"})  # the dataset flags of train, less --data (the PATH)
     i.set_defaults(run=cmd_data_info)
 
@@ -33,7 +34,8 @@ def add_parser(sub) -> None:
     m.add_argument("--val-views", type=int, default=8)
     m.add_argument("--test-views", type=int, default=8)
     m.add_argument("--size", type=int, default=128, help="image width and height in pixels (default 128)")
-    m.add_argument("--supersample", type=int, default=3, help="odd subsamples per pixel side for soft edges (default 3)")
+    m.add_argument("--supersample", type=int, default=3,
+                   help="odd subsamples per pixel side for soft edges (default 3)")
     m.add_argument("--up", default="y", help="the mesh's up axis: y (OBJ's usual), z, x, -y or -z (default y)")
     m.add_argument("--full-sphere", action="store_true", help="cameras all around, not just the upper half")
     m.add_argument("--no-progress", action="store_true")
@@ -65,7 +67,8 @@ def cmd_data_info(args) -> int:
     for name, split in ds.splits.items():
         intr = split.intrinsics
         same = bool((intr == intr[0]).all())
-        described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0]) if k[0] in "fc" or float(v) != 0.0)
+        described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0])
+                              if k[0] in "fc" or float(v) != 0.0)
         print(f"{name + ':':9} {split.count} images, {split.width}x{split.height}; "
               f"{'intrinsics' if same else 'first camera'}: {described}")
     print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else "")

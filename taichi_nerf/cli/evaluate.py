@@ -25,7 +25,8 @@ def cmd_eval(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
-    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit, progress=not args.no_progress)
+    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
+                      progress=not args.no_progress)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

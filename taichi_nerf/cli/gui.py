@@ -4,15 +4,16 @@ from __future__ import annotations
 from .common import HelpFormatter, UserError, add_config_flags, run_config
 
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
-GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out", "arch",
-              "progress", "scene_views", "scene_size")
+GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
+              "arch", "progress", "scene_views", "scene_size")
 GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 
 
 def add_parser(sub) -> None:
     from ..config import DATASET_FIELDS
 
-    p = sub.add_parser("gui", help="train in an interactive window (Taichi GGUI) and look around the field as it learns",
+    p = sub.add_parser("gui",
+                       help="train in an interactive window (Taichi GGUI) and look around the field as it learns",
                        formatter_class=HelpFormatter, usage="%(prog)s [--data PATH | --ckpt RUN [--train]] [options]",
                        description="Train in an interactive window, or look around a trained checkpoint. "
                                    "A flag given overrides the --config file or the continued run's config.")
@@ -22,22 +23,26 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out; without it a folder holding a run is refused")
     w = p.add_argument_group("window options")
-    w.add_argument("--window", default="1120x800", metavar="WxH", help="window size (default: 1120x800; the panel takes 330 px)")
+    w.add_argument("--window", default="1120x800", metavar="WxH",
+                   help="window size (default: 1120x800; the panel takes 330 px)")
     w.add_argument("--render-scale", type=float, metavar="X",
                    help="render size / view size (default: 1, the canvas's full resolution)")
     w.add_argument("--steps-per-frame", type=int, metavar="N",
                    help="training steps between two frames (default: as many as half of a ~90 ms frame allows)")
     w.add_argument("--video-frames", type=int, default=36, metavar="N",
-                   help="frames of the video the V key records: the orbit, or the path through the K keyframes (default: 36)")
+                   help="frames of the video the V key records: the orbit, or the path through the K keyframes "
+                        "(default: 36)")
     w.add_argument("--headless", action="store_true",
                    help="no window: render offscreen (needs --frames or --seconds; see --screenshot)")
     w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
-    w.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (scripts: gui.jsonl fps figures)")
+    w.add_argument("--seconds", type=float, metavar="S",
+                   help="leave after this many seconds (scripts: gui.jsonl fps figures)")
     w.add_argument("--turn-every", type=float, metavar="S",
                    help="turn the camera 30 degrees around the scene every S seconds (benchmarks: how fast a still "
                         "view sharpens, in gui.jsonl's refined_after_s)")
     w.add_argument("--screenshot", metavar="PNG", help="save the last frame to this PNG when leaving")
-    w.add_argument("--status", metavar="JSON", help="write the GUI state as JSON to this file every frame (for scripts)")
+    w.add_argument("--status", metavar="JSON",
+                   help="write the GUI state as JSON to this file every frame (for scripts)")
     w.add_argument("--web", action="store_true", help="in a browser instead of a window (machines without a display)")
     from ..viewer.launch import add_viewer_flags
 

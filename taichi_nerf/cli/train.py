@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
                        description="Train a field. Every TrainConfig field is a flag; a flag given overrides "
                                    "the --config file or the resumed run's config.")
     p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
-    p.add_argument("--resume", metavar="OUTDIR", help="continue the run in OUTDIR from its last checkpoint (with its config)")
+    p.add_argument("--resume", metavar="OUTDIR",
+                   help="continue the run in OUTDIR from its last checkpoint (with its config)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (its checkpoint, metrics, config, previews, video); "
                         "without it a folder holding a run is refused")

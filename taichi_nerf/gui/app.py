@@ -82,7 +82,8 @@ class GuiApp:
         self.camera = OrbitCamera.from_scene(self.scene)
         on_gpu = self.backend.is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
-                                         yield_while_moving=not on_gpu, stop_at=cfg.steps if trainer is not None else None)
+                                         yield_while_moving=not on_gpu,
+                                         stop_at=cfg.steps if trainer is not None else None)
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):  # a finished run opens paused
             self.message = f"the run has its {cfg.steps} planned steps: space trains on"
@@ -199,7 +200,8 @@ class GuiApp:
                         time.sleep(max(0.0, 1.0 / IDLE_FPS - (time.perf_counter() - start)))
                     if self.options.max_frames is not None and self.frame_index >= self.options.max_frames:
                         break
-                    if self.options.max_seconds is not None and time.perf_counter() - self.opened_at >= self.options.max_seconds:
+                    limit = self.options.max_seconds
+                    if limit is not None and time.perf_counter() - self.opened_at >= limit:
                         break
             except KeyboardInterrupt:
                 interrupted = True
@@ -411,7 +413,8 @@ class GuiApp:
             "fps": self.fps.value, "render_ms": self.render_ms.value, "frame_ms": self.frame_ms.value,
             "psnr": self.curves.smoothed_psnr, "val_psnr": self.curves.val_psnr, "message": self.message,
             "counts": dict(self.counts), "saved": dict(self.last_saved), "recording": self.video_job is not None,
-            "panel": self.layout.show_panel, "dragging": self.controls.dragging, "layout": self.layout.describe(self.mode),
+            "panel": self.layout.show_panel, "dragging": self.controls.dragging,
+            "layout": self.layout.describe(self.mode),
         }
 
     def _write_status(self, running: bool) -> None:

@@ -72,7 +72,8 @@ def draw_panel(app) -> None:
             else:
                 app.schedule.steps_per_frame = gui.slider_int("steps/frame", app.schedule.steps_per_frame, 1, 32)
             app.trainer.lr_scale = gui.slider_float("lr scale", app.trainer.lr_scale, 0.05, 3.0)
-            app.schedule.yield_while_moving = not gui.checkbox("train while moving", not app.schedule.yield_while_moving)
+            app.schedule.yield_while_moving = not gui.checkbox("train while moving",
+                                                               not app.schedule.yield_while_moving)
         view, camera = app.view, app.camera
         scale = gui.slider_float("render scale", app.render_scale, 0.05, 1.0)
         samples = view.render_samples

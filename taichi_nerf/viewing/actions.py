@@ -92,7 +92,8 @@ def start_video(app) -> None:
         what = f"the path through {len(app.keyframes)} keyframes"
     else:
         out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
-        app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0], background=app.background,
+        app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0],
+                                      background=app.background,
                                       fps=VIDEO_FPS)
         what = "the orbit"
     app.message = f"recording {app.video_job.frames} frames of {what} (training waits)"
