@@ -270,3 +270,65 @@ def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monk
     code = ("import sys, taichi_nerf.cli, taichi_nerf.data.loaders, taichi_nerf.data.photos; "
             "taichi_nerf.cli.build_parser(); assert 'pycolmap' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- --overwrite replaces only the dataset (issue 23) ------------------------------------------
+def _snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _earlier_dataset(photos_dataset, out: Path) -> dict:
+    import shutil
+
+    shutil.copytree(photos_dataset[0], out)
+    (out / "NOTES.md").write_text("where and when I took these photos\n")
+    (out / "scripts").mkdir()
+    (out / "scripts" / "shoot.sh").write_text("#!/bin/sh\n")
+    return _snapshot(out)
+
+
+def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_dataset, tmp_path, monkeypatch):
+    """COLMAP itself is replaced by the model it made for the fixture: this test is about files."""
+    from taichi_nerf.data import photos
+
+    out = tmp_path / "ds"
+    before = _earlier_dataset(photos_dataset, out)
+    (out / "images" / "IMG_9999.jpg").write_bytes(b"an image of the earlier dataset only")
+    model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
+    monkeypatch.setattr(photos, "run_colmap", lambda *args: (model, 1, 780))
+    photos.from_photos(capture[0], out, overwrite=True, progress=False)
+    after = _snapshot(out)
+    for name in ("NOTES.md", "scripts/shoot.sh"):
+        assert after[name] == before[name]
+    assert "images/IMG_9999.jpg" not in after  # the earlier dataset's files went, the new one's are all there
+    assert sorted(n for n in after if n.startswith("images/")) == sorted(f"images/{p.name}" for p in capture[0].iterdir())
+    assert json.loads(after["transforms.json"])["colmap"]["total"] == VIEWS
+    assert not list(tmp_path.glob(".ds.*"))
+
+
+def test_a_refused_overwrite_leaves_every_file(capture, photos_dataset, tmp_path, capsys, monkeypatch):
+    import imageio.v2 as iio
+
+    out = tmp_path / "ds"
+    before = _earlier_dataset(photos_dataset, out)
+    _noise_photos(tmp_path / "two", 2)
+    _noise_photos(tmp_path / "noise", 4)
+    video = tmp_path / "v.mp4"
+    with iio.get_writer(video, fps=10, macro_block_size=16, ffmpeg_params=["-threads", "1"]) as writer:
+        for p in sorted(capture[0].iterdir())[:4]:
+            writer.append_data(np.asarray(Image.open(p)))
+    refusals = [([tmp_path / "missing"], "no such folder"), ([tmp_path / "two"], "at least 3"),
+                ([video, "--frames", "2"], "--frames must be at least 3"),
+                ([tmp_path / "noise"], "registered no images")]
+    for args, needle in refusals:
+        _refused([*args, "--out", out, "--overwrite"], capsys, needle)
+        assert _snapshot(out) == before, args
+    monkeypatch.setitem(sys.modules, "pycolmap", None)
+    _refused([capture[0], "--out", out, "--overwrite"], capsys, "pip install")
+    assert _snapshot(out) == before
+    monkeypatch.undo()
+    (out / "transforms_train.json").write_text("{}")  # another dataset's file: it would outlive the swap
+    _refused([capture[0], "--out", out, "--overwrite"], capsys, "did not write (transforms_train.json)")
+    assert _snapshot(out) == {**before, "transforms_train.json": b"{}"}
+    assert not list(tmp_path.glob(".ds.*"))
