@@ -70,12 +70,13 @@ def _training_poses(cfg, progress: bool, data=None, ckpt=None):
 
 def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
                 size: int | None = None, fps: float | None = None, arch: str = "auto",
-                progress: bool = True, data=None) -> list[Path]:
+                progress: bool = True, data=None, note=print) -> list[Path]:
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
     transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
     loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
     orbit. mp4 + depth mp4 + gif, over the scene's background. ``data``: where the training
-    dataset is now, when a path needs its cameras and it has moved."""
+    dataset is now, when a path needs its cameras and it has moved. ``note`` gets what was
+    filled in from the dataset (a camera path without a field of view)."""
     from . import camera_path as cp
     from .video import write_orbit, write_path
 
@@ -93,6 +94,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
                               size or DEFAULT_SIZE)
     else:
         route = cp.load_camera_path(path, scene, size)
+        for line in route.notes:
+            note(line)
         if frames:
             route = cp.with_frames(route, frames)
     if route.width < 8:
