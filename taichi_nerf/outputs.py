@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, mesh_checks
 from .backgrounds import scene_background
 from .metrics import colorize
 
@@ -107,7 +107,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
 def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", arch: str = "auto",
                 progress: bool = True):
     """Marching-cubes mesh of the field (taichi_nerf/export.py), written as PLY or OBJ;
-    returns (path, export.MeshResult)."""
+    returns (path, export.MeshResult); its ``warnings`` say when the mesh is the box."""
     from . import export
 
     if Path(out).suffix.lower() not in (".ply", ".obj"):
@@ -117,8 +117,9 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
         import skimage.measure  # noqa: F401
     except ImportError:
         raise export.ExportError("mesh export needs scikit-image: pip install 'taichi-nerf[export]'") from None
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    renderer, cfg, state = checkpoint.load(ckpt, arch)
     mesh = export.extract_mesh(renderer, scene_background(renderer.scene, cfg), resolution, threshold, progress)
+    mesh.warnings[:0] = mesh_checks.step_warning(state.get("step"))
     return export.write_geometry(out, mesh.vertices, mesh.colors, mesh.faces), mesh
 
 
