@@ -125,13 +125,15 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
     focal = 0.5 * WIDTH / math.tan(math.radians(FOV_X_DEG) / 2)
     for k, image in enumerate(render_cow_in(poses, WIDTH, HEIGHT, focal)):
         Image.fromarray(image).save(photos / f"COW_{k:04d}.jpg", quality=92)
-    report = from_photos(photos, tmp_path / "dataset", progress=False, threads=2)
+    # pinhole, as the photos were rendered: with simple_radial, 1 seed in 3 traded the focal length (184 px, true
+    # 222) against distortion (k1 -0.09) and every camera came out ~20 degrees off
+    report = from_photos(photos, tmp_path / "dataset", camera_model="pinhole", progress=False, threads=2)
     registered, angle, centre = pose_errors(tmp_path / "dataset", poses.double().numpy(), lambda name: int(name[4:8]))
     assert registered >= 0.9, report.table()
     _spread("cow", angle, centre)
-    # seeds 0 and 2: 0.66 and 0.12 degrees, 0.9% and 0.4%; seed 1 made a wrong model (22 degrees, 96%): this
-    # capture holds only with the pinned seed (RANDOM_SEED 0) and thread count
-    assert np.median(angle) < 2.0 and np.median(centre) < 0.02, (np.median(angle), np.median(centre))
+    # measured over seeds 0-5 (2 threads): 0.08-0.72 degrees, 0.24-1.77%; seed 6 made a wrong model (7 degrees,
+    # 41%): this capture holds with the pinned seed, RANDOM_SEED 0 (docs/RELIABILITY.md)
+    assert np.median(angle) < 2.0 and np.median(centre) < 0.04, (np.median(angle), np.median(centre))
 
 
 def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
