@@ -41,19 +41,27 @@ def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch:
 
 
 def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
-             progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False) -> dict:
+             progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
+             overwrite: bool = False) -> dict:
     """PSNR and SSIM per image of a split and their means. ``images_dir``: also write each
     view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
-    side by side) and the result as ``metrics.json`` (what ``render --split`` does)."""
+    side by side) and the result as ``metrics.json`` (what ``render --split`` does); a folder
+    holding an earlier render needs ``overwrite``, which removes only that render's files."""
     from tqdm.auto import tqdm
+
+    from . import render_folder
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be at least 1, got {limit}")
+    if images_dir is not None:
+        render_folder.check_render_folder(images_dir, overwrite)
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
+    if images_dir is not None:  # every refusing check is behind us
+        render_folder.clear_earlier_render(images_dir)
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
         view = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)

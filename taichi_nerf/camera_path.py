@@ -23,6 +23,9 @@ from .scene import Scene, orbit_cameras, spiral_frame, spiral_poses
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
 MAX_KEYFRAMES = 16  # training cameras the `train` path passes through (evenly spread along it)
 DEFAULT_WIDTH = 200
+# Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
+# 0.5% scale or a shear (a distorted frame) does not.
+ROTATION_TOLERANCE = 5e-3
 
 
 class CameraPathError(ValueError):
@@ -36,6 +39,7 @@ class CameraPath:
     width: int
     height: int
     fps: float | None = None  # the file's, when it says
+    notes: list[str] = dataclasses.field(default_factory=list)  # what was filled in from the dataset
 
     @property
     def frames(self) -> int:
@@ -61,7 +65,20 @@ def _matrix(values, where: str) -> np.ndarray:
     pose[:3] = m[:3]
     if abs(np.linalg.det(pose[:3, :3])) < 1e-9:
         raise CameraPathError(f"{where}: the rotation is singular")
+    check_rotation(pose[:3, :3], where)
     return pose
+
+
+def check_rotation(r: np.ndarray, where: str) -> None:
+    """One line naming ``where`` unless ``r`` is orthonormal with determinant +1 (a mirror, a
+    scale or a shear would render a distorted frame)."""
+    deviation = float(np.abs(r.T @ r - np.eye(3)).max())
+    if deviation > ROTATION_TOLERANCE:
+        lengths = ", ".join(f"{v:.3g}" for v in np.linalg.norm(r, axis=0))
+        raise CameraPathError(f"{where}: the 3x3 part of the matrix is not a rotation (scaled or sheared: column "
+                              f"lengths {lengths}, |R^T R - I| up to {deviation:.3g}, tolerance {ROTATION_TOLERANCE:g})")
+    if np.linalg.det(r) < 0:
+        raise CameraPathError(f"{where}: the 3x3 part of the matrix is a mirror (determinant -1), not a rotation")
 
 
 def _positive(value, name: str, where: str) -> float:
@@ -85,13 +102,13 @@ def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CameraPathError(f"{path}: not a readable JSON camera path ({str(exc).splitlines()[0]})") from None
     if isinstance(meta, dict) and "camera_path" in meta:
-        return _nerfstudio(meta, path, size)
+        return _nerfstudio(meta, path, size, scene)
     if isinstance(meta, dict) and "frames" in meta:
         return _transforms(meta, path, scene, size)
     raise CameraPathError(f"{path}: neither a nerfstudio camera path ('camera_path') nor a pose list ('frames')")
 
 
-def _nerfstudio(meta: dict, path: Path, size: int | None) -> CameraPath:
+def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> CameraPath:
     cams = meta["camera_path"]
     if not isinstance(cams, list) or not cams:
         raise CameraPathError(f"{path}: 'camera_path' holds no cameras")
@@ -100,14 +117,21 @@ def _nerfstudio(meta: dict, path: Path, size: int | None) -> CameraPath:
         raise CameraPathError(f"{path}: camera_type {kind!r} is not supported (only perspective)")
     width0 = meta.get("render_width")
     height0 = meta.get("render_height")
-    poses, intr = [], []
+    poses, intr, notes = [], [], []
     width = height = None
+    scene_fov = math.degrees(2.0 * math.atan(math.tan(0.5 * scene.fov_x) / scene.aspect))  # vertical, as the file's
     for k, cam in enumerate(cams):
         where = f"{path}: camera_path[{k}]"
         if not isinstance(cam, dict) or "camera_to_world" not in cam:
             raise CameraPathError(f"{where}: no 'camera_to_world'")
         poses.append(_matrix(cam["camera_to_world"], where))
-        fov = _positive(cam.get("fov", meta.get("default_fov", 50.0)), "fov", where)
+        fov = cam.get("fov", meta.get("default_fov"))
+        if fov is None:
+            fov = scene_fov
+            if not notes:
+                notes.append(f"note: {path} gives no 'fov' for camera {k} (nor 'default_fov'): using the training "
+                             f"cameras' vertical field of view, {scene_fov:.1f} degrees")
+        fov = _positive(fov, "fov", where)
         if fov >= 180:
             raise CameraPathError(f"{where}: 'fov' must be below 180 degrees, got {fov:g}")
         if width is None:
@@ -123,14 +147,14 @@ def _nerfstudio(meta: dict, path: Path, size: int | None) -> CameraPath:
         intr.append(_intrinsics(fy, fy, width, height))
     fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
-                      width, height, fps)
+                      width, height, fps, notes)
 
 
 def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> CameraPath:
     frames = meta["frames"]
     if not isinstance(frames, list) or not frames:
         raise CameraPathError(f"{path}: 'frames' holds no cameras")
-    poses, intr = [], []
+    poses, intr, notes = [], [], []
     width = height = None
     for k, frame in enumerate(frames):
         where = f"{path}: frames[{k}]"
@@ -152,6 +176,9 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
             cx = float(get("cx")) * scale if get("cx") is not None else None
             cy = float(get("cy")) * scale if get("cy") is not None else None
         else:
+            if get("camera_angle_x") is None and not notes:
+                notes.append(f"note: {path} gives no 'camera_angle_x' or 'fl_x' for frame {k}: using the training "
+                             f"cameras' horizontal field of view, {math.degrees(scene.fov_x):.1f} degrees")
             angle = _positive(get("camera_angle_x", scene.fov_x), "camera_angle_x", where)
             if angle >= math.pi:
                 raise CameraPathError(f"{where}: 'camera_angle_x' is in radians and must be below pi, got {angle:g}")
@@ -160,7 +187,7 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
         intr.append(_intrinsics(fx, fy, width, height, cx, cy))
     fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
-                      width, height, fps)
+                      width, height, fps, notes)
 
 
 # --- rotations and splines ------------------------------------------------------------------
@@ -302,4 +329,4 @@ def with_frames(path: CameraPath, frames: int) -> CameraPath:
     if frames == path.frames:
         return path
     return CameraPath(resample(path.poses, frames), path.intrinsics[:1].repeat(frames, 1), path.width, path.height,
-                      path.fps)
+                      path.fps, path.notes)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import mesh_checks
 from .encoding import encode_samples
 from .rendering import Renderer
 
@@ -47,6 +48,7 @@ class MeshResult:
     threshold_note: str  # how the threshold was chosen (printed by the CLI)
     resolution: int
     evaluated_fraction: float  # share of lattice points whose density was queried
+    warnings: list[str] = field(default_factory=list)  # signs the mesh is the box, not the scene (mesh_checks.py)
 
 
 def check_exportable(renderer: Renderer, what: str) -> None:
@@ -202,7 +204,8 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     faces = faces.astype(np.int32)
     normals = vertex_normals(verts, faces)
     colors = field_colors(renderer, verts, -normals)
-    return MeshResult(verts, faces, colors, level, note, resolution, float(mask.mean()))
+    warnings = mesh_checks.mesh_warnings(verts, density, mask, lo, spacing)
+    return MeshResult(verts, faces, colors, level, note, resolution, float(mask.mean()), warnings)
 
 
 def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:

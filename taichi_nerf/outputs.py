@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, mesh_checks
 from .backgrounds import scene_background
 from .datasets import run_dataset
 from .files import write_png
@@ -50,12 +50,13 @@ def _training_poses(cfg, progress: bool, data=None, ckpt=None):
 
 def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
                 size: int | None = None, fps: float | None = None, arch: str = "auto",
-                progress: bool = True, data=None) -> list[Path]:
+                progress: bool = True, data=None, note=print) -> list[Path]:
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
     transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
     loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
     orbit. mp4 + depth mp4 + gif, over the scene's background. ``data``: where the training
-    dataset is now, when a path needs its cameras and it has moved."""
+    dataset is now, when a path needs its cameras and it has moved. ``note`` gets what was
+    filled in from the dataset (a camera path without a field of view)."""
     from . import camera_path as cp
     from .video import write_orbit, write_path
 
@@ -73,6 +74,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
                               size or DEFAULT_SIZE)
     else:
         route = cp.load_camera_path(path, scene, size)
+        for line in route.notes:
+            note(line)
         if frames:
             route = cp.with_frames(route, frames)
     if route.width < 8:
@@ -84,7 +87,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
 def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", arch: str = "auto",
                 progress: bool = True):
     """Marching-cubes mesh of the field (taichi_nerf/export.py), written as PLY or OBJ;
-    returns (path, export.MeshResult)."""
+    returns (path, export.MeshResult); its ``warnings`` say when the mesh is the box."""
     from . import export
 
     if Path(out).suffix.lower() not in (".ply", ".obj"):
@@ -94,8 +97,9 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
         import skimage.measure  # noqa: F401
     except ImportError:
         raise export.ExportError("mesh export needs scikit-image: pip install 'taichi-nerf[export]'") from None
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    renderer, cfg, state = checkpoint.load(ckpt, arch)
     mesh = export.extract_mesh(renderer, scene_background(renderer.scene, cfg), resolution, threshold, progress)
+    mesh.warnings[:0] = mesh_checks.step_warning(state.get("step"))
     return export.write_geometry(out, mesh.vertices, mesh.colors, mesh.faces), mesh
 
 

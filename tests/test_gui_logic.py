@@ -8,8 +8,8 @@ import pytest
 from taichi_nerf import cameras
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
-from taichi_nerf.viewing.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
 from taichi_nerf.scene import Scene
+from taichi_nerf.viewing.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
 
 UP = np.array([0.0, 0.0, 1.0])
 

@@ -35,6 +35,7 @@ SEQUENTIAL_OVERLAP = 10  # sequential matching: each image with its next 10, the
 RANDOM_SEED = 0  # COLMAP's RANSAC and mapper seeds: runs repeat
 MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
 DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
+OUTPUTS = ("images", "transforms.json", "colmap")  # all that from-photos writes in --out (--overwrite swaps these)
 
 
 @dataclass
@@ -127,6 +128,10 @@ def check_out(out: Path, overwrite: bool) -> None:
             raise DataError(f"{out}: folder is not empty and holds no dataset; choose a new or empty --out")
         if not overwrite:
             raise DataError(f"{out}: already holds a dataset; add --overwrite to replace it, or choose another --out")
+        foreign = [m for m in DATASET_MARKERS if m not in OUTPUTS and (out / m).exists()]
+        if foreign:  # left beside the new transforms.json, a loader could read the old dataset instead
+            raise DataError(f"{out}: holds a dataset from-photos did not write ({', '.join(foreign)}); --overwrite "
+                            f"replaces only {', '.join(OUTPUTS)}: choose another --out")
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -165,6 +170,7 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     verified pairs)."""
     pycolmap = require_pycolmap()
     pycolmap.logging.minloglevel = 2  # errors only: the bars say what happens
+    pycolmap.set_random_seed(RANDOM_SEED)  # COLMAP's global generator (this thread's), before any stage draws
     db = work / "database.db"
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
@@ -200,6 +206,9 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     mapper = pycolmap.IncrementalPipelineOptions()
     mapper.num_threads = threads
     mapper.random_seed = RANDOM_SEED  # the same photos give the same model
+    # The nested options keep their own seeds and thread counts: pin them too.
+    mapper.mapper.num_threads = threads
+    mapper.mapper.random_seed = mapper.triangulation.random_seed = RANDOM_SEED
     (work / "sparse").mkdir(exist_ok=True)
     with _bar(len(names), "mapping", progress, "img") as bar:
         def registered():
@@ -237,16 +246,18 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         raise DataError(f"--camera-model must be one of {', '.join(CAMERA_MODELS)}, got {camera_model!r}")
     if not source.exists():
         raise DataError(f"{source}: no such folder or video")
+    if not source.is_dir() and frames < 3:
+        raise DataError(f"--frames must be at least 3, got {frames}")
     check_out(out, overwrite)
     require_pycolmap()
+    photos, skipped = gather_images(source) if source.is_dir() else ([], [])  # refuses before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     try:
-        seconds, skipped = {}, []
+        seconds = {}
         if source.is_dir():
-            photos, skipped = gather_images(source)
             for p in photos:
                 _place(p, tmp / "images" / p.name)
             names = [p.name for p in photos]
@@ -297,11 +308,19 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` (empty, or a dataset check_out allowed to go) by ``tmp``."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Put the dataset built in ``tmp`` into ``out``. A new ``out`` is ``tmp`` renamed; in an
+    existing one (empty, or a dataset check_out allowed to go) only OUTPUTS are swapped, the
+    old ones renamed aside first and deleted last: the user's other files there stay."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old.mkdir()
+    for name in OUTPUTS:
+        if (out / name).exists() or (out / name).is_symlink():
+            (out / name).rename(old / name)
+    for name in OUTPUTS:
+        if (tmp / name).exists():
+            (tmp / name).rename(out / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)

@@ -51,6 +51,8 @@ def cmd_export_mesh(args) -> int:
     path, mesh = export_mesh(args.ckpt, args.out, resolution=args.resolution, threshold=threshold, arch=args.arch,
                              progress=not args.no_progress)
     print(mesh.threshold_note)
+    for warning in mesh.warnings:
+        print(f"warning: {warning}")
     print(f"wrote {path}: {len(mesh.vertices)} vertices, {len(mesh.faces)} triangles "
           f"({mesh.resolution}^3 grid, {100 * mesh.evaluated_fraction:.0f}% of it queried, "
           f"{time.perf_counter() - start:.1f} s)")

@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     s.add_argument("--limit", type=int, help="only the first N views")
     s.add_argument("--depth", action="store_true", help="also write each view's depth (colour-mapped PNG)")
     s.add_argument("--compare", action="store_true", help="also write prediction | ground truth side by side")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier render in --out (only its metrics.json and PNGs; other files stay)")
     p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4 or path.mp4), or with --split the "
                                  "folder (default render_SPLIT)")
     p.add_argument("--no-progress", action="store_true")
@@ -39,8 +41,8 @@ def add_parser(sub) -> None:
 def cmd_render(args) -> int:
     if args.split is not None:
         return _render_split(args)
-    if args.depth or args.compare or args.limit is not None:
-        raise UserError("--depth, --compare and --limit go with --split")
+    if args.depth or args.compare or args.limit is not None or args.overwrite:
+        raise UserError("--depth, --compare, --limit and --overwrite go with --split")
     if args.path is not None and args.spiral:
         raise UserError("--path and --spiral are two different camera paths: give one")
     default = "orbit.mp4" if args.path is None and not args.spiral else "path.mp4"
@@ -72,7 +74,8 @@ def _render_split(args) -> int:
     from ..api import evaluate
 
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
-                      progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare)
+                      progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare,
+                      overwrite=args.overwrite)
     print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {result['psnr']:.2f} dB, "
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0

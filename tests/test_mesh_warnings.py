@@ -1,0 +1,48 @@
+"""`export mesh` warns when the mesh is (nearly) the scene box or the field is untrained (issue 23)."""
+import pytest
+import torch
+
+from taichi_nerf import cli
+
+from .conftest import ARCH, tiny_config
+
+
+def _export(run, out, capsys, resolution=32) -> str:
+    assert cli.main(["export", "mesh", "--ckpt", str(run), "--resolution", str(resolution), "--out", str(out),
+                     "--no-progress", "--arch", ARCH]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def one_step_run(tiny_scene, tmp_path_factory):
+    from taichi_nerf.training import Trainer
+
+    run = tmp_path_factory.mktemp("untrained") / "run"
+    Trainer(tiny_config(tiny_scene, run, steps=1, eval_every=1, preview_every=1, checkpoint_every=1,
+                        grid_warmup=1)).run()
+    return run
+
+
+def test_an_untrained_field_warns_that_its_mesh_is_the_box(one_step_run, tmp_path, capsys):
+    text = _export(one_step_run, tmp_path / "m.ply", capsys)
+    warnings = [line for line in text.splitlines() if line.startswith("warning:")]
+    assert any("the mesh is (nearly) the box" in w for w in warnings), text
+    assert any("nearly uniform" in w and "untrained" in w for w in warnings), text
+    assert (tmp_path / "m.ply").is_file()  # a warning, not a refusal
+
+
+def test_a_step_0_checkpoint_says_it_is_untrained(one_step_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(one_step_run, run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["step"] = 0  # a checkpoint saved before the first step
+    torch.save(state, run / "checkpoint.pt")
+    assert "warning: the checkpoint is at step 0" in _export(run, tmp_path / "m.obj", capsys)
+
+
+def test_a_trained_field_exports_without_warnings(trained_builtin, tmp_path, capsys):
+    _, run = trained_builtin
+    text = _export(run, tmp_path / "m.ply", capsys, resolution=48)
+    assert "warning" not in text and "wrote" in text
