@@ -273,7 +273,7 @@ def _load_with_options(args):
     cfg = TrainConfig().replace(**config_overrides(args))
     return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
                         val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb,
-                        unbounded=cfg.unbounded)
+                        unbounded=cfg.unbounded, mask_mode=cfg.mask_mode)
 
 
 def cmd_data_info(args) -> int:

@@ -29,6 +29,7 @@ Intervals = Literal["bins", "gaps"]
 PresetName = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 Logger = Literal["jsonl", "tensorboard"]
+MaskMode = Literal["transparent", "ignore", "off"]  # = data.masks.MASK_MODES
 
 # --help groups, in the order they are shown.
 RECIPE, DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
@@ -63,6 +64,10 @@ class TrainConfig:
     downscale: int = option(1, DATA, "load images downscaled by this factor")
     unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "
                                     "is scenery (default: decided from the images' surround and the cameras)")
+    mask_mode: MaskMode = option("transparent", DATA, "masks found beside the images (masks/, a frame's mask_path): "
+                                 "transparent: masked-out pixels become transparent, so the object is learned alone "
+                                 "on the background; ignore: they are left out of the loss (a moving distractor in a "
+                                 "static scene); off: masks are not read")
     # --- field
     pos_frequencies: int = option(8, FIELD, "positional-encoding frequencies of the position")
     dir_frequencies: int = option(4, FIELD, "positional-encoding frequencies of the view direction")
@@ -305,7 +310,7 @@ class TrainConfig:
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
-                    every=self.every, limit=self.limit, ndc=self.ndc, unbounded=self.unbounded,
+                    every=self.every, limit=self.limit, ndc=self.ndc, unbounded=self.unbounded, mask_mode=self.mask_mode,
                     views=self.scene_views, size=self.scene_size,
                     progress=self.progress)
 

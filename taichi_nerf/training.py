@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import backend, cameras, checkpoint, resources
+from . import backend, cameras, checkpoint, masking, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .data.loaders import load_dataset
@@ -117,6 +117,9 @@ class Trainer:
                 raise ValueError(missing_tensorboard())
             self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         self._pixels = self.train.width * self.train.height
+        # Masks (data/masks.py): ignore mode draws rays only from the pixels they keep; transparent
+        # mode keeps the occupancy grid inside their visual hull.
+        self.kept_pixels, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train, self.renderer.grid)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
 
@@ -160,6 +163,10 @@ class Trainer:
             else:
                 image_index = chosen[torch.arange(n, device=dev) % k].contiguous()
                 pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
+        elif self.kept_pixels is not None:
+            flat = self.kept_pixels[torch.randint(0, self.kept_pixels.shape[0], (n,), generator=g, device=dev)]
+            image_index = (flat // self._pixels).to(torch.int32)
+            pixel_index = (flat % self._pixels).to(torch.int32)
         else:
             image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
             pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
@@ -245,6 +252,8 @@ class Trainer:
             return
         if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
             grid.update(self.renderer.density, self.generator)
+            if self.hull is not None:
+                grid.occupied &= self.hull
 
     # --- the schedule around a step: the one `run` and the GUI both drive ---------------
     def begin(self) -> None:
