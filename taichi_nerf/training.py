@@ -117,9 +117,10 @@ class Trainer:
                 raise ValueError(missing_tensorboard())
             self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         self._pixels = self.train.width * self.train.height
-        # Masks (data/masks.py): ignore mode draws rays only from the pixels they keep; transparent
-        # mode keeps the occupancy grid inside their visual hull.
-        self.kept_pixels, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train, self.renderer.grid)
+        # Masks (data/masks.py, masking.py): a share of the rays from the pixels they keep (all of them
+        # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
+        self.kept_pixels, self.kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
+                                                                              self.renderer.grid)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
 
@@ -164,9 +165,12 @@ class Trainer:
                 image_index = chosen[torch.arange(n, device=dev) % k].contiguous()
                 pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
         elif self.kept_pixels is not None:
-            flat = self.kept_pixels[torch.randint(0, self.kept_pixels.shape[0], (n,), generator=g, device=dev)]
-            image_index = (flat // self._pixels).to(torch.int32)
-            pixel_index = (flat % self._pixels).to(torch.int32)
+            kept, rest = round(n * self.kept_share), n - round(n * self.kept_share)
+            flat = self.kept_pixels[torch.randint(0, self.kept_pixels.shape[0], (kept,), generator=g, device=dev)]
+            image_index = torch.cat([(flat // self._pixels).to(torch.int32), torch.randint(
+                0, self.train.count, (rest,), generator=g, device=dev, dtype=torch.int32)])
+            pixel_index = torch.cat([(flat % self._pixels).to(torch.int32), torch.randint(
+                0, self._pixels, (rest,), generator=g, device=dev, dtype=torch.int32)])
         else:
             image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
             pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)

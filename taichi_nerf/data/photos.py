@@ -36,6 +36,8 @@ EXHAUSTIVE_MAX_IMAGES = 200  # auto matching: every pair up to this many photos,
 SEQUENTIAL_OVERLAP = 10  # sequential matching: each image with its next 10, then at doubling gaps
 RANDOM_SEED = 0  # COLMAP's RANSAC and mapper seeds: runs repeat
 MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
+MASKED_PEAK_THRESHOLD = 0.0067 / 2  # with --masks: SIFT's contrast threshold (COLMAP's default 0.0067)
+MASKED_MIN_INLIERS = 15  # with --masks: inliers to register an image (COLMAP's default 30)
 DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
 
 
@@ -190,10 +192,16 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     db = work / "database.db"
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
-    if masks_dir is not None:  # COLMAP's layout: masks_dir/<image name>.png, no features where black
-        reader.mask_path = str(masks_dir)
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
+    mapper = pycolmap.IncrementalPipelineOptions()
+    if masks_dir is not None:  # COLMAP's layout: masks_dir/<image name>.png, no features where black
+        reader.mask_path = str(masks_dir)
+        # A masked object is a small part of each photo (a museum head: a quarter of the pixels, dark
+        # and glossy): more, fainter features, and images registered on fewer inliers.
+        extraction.sift.peak_threshold = MASKED_PEAK_THRESHOLD
+        mapper.mapper.abs_pose_min_num_inliers = MASKED_MIN_INLIERS
+        mapper.mapper.init_min_num_inliers = 4 * MASKED_MIN_INLIERS
     mode = pycolmap.CameraMode.PER_IMAGE if per_image_cameras else pycolmap.CameraMode.SINGLE
     start = time.perf_counter()
     with _bar(len(names), "features", progress, "img") as bar:
@@ -223,7 +231,6 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     if after_matching is not None:
         after_matching(db)
     start = time.perf_counter()
-    mapper = pycolmap.IncrementalPipelineOptions()
     mapper.num_threads = threads
     mapper.random_seed = RANDOM_SEED  # the same photos give the same model
     (work / "sparse").mkdir(exist_ok=True)
@@ -257,8 +264,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     and write a dataset to ``out``; returns the report (``table()`` prints it). ``masks``: a
     folder of masks for the photos (data/photo_masks.py). A degenerate reconstruction
     (data/degenerate.py) is refused unless ``keep_degenerate``."""
-    from . import photo_masks
-    from . import colmap_model
+    from . import colmap_model, photo_masks
     from .degenerate import MAX_STATIC_SHARE, baseline_ratio, degenerate_message, static_match_share, static_message
 
     source, out = Path(source), Path(out)
