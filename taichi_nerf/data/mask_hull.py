@@ -33,24 +33,21 @@ def _lattice(aabb: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def carved_points(split: Split, points: torch.Tensor) -> torch.Tensor:
     """(M,) bool: the points the masks (the alpha channel) carve away, and those too few cameras see."""
-    alpha = split.rgba[..., 3].cpu()
+    alpha = split.rgba[..., 3].cpu().reshape(split.count, -1)
     height, width = split.height, split.width
-    poses, intr = split.poses.double().cpu(), split.intrinsics.double().cpu()
+    poses, intr = split.poses.float().cpu(), split.intrinsics.float().cpu()
+    points = points.float()
     seen = torch.zeros(points.shape[0], dtype=torch.int32)
     out = torch.zeros(points.shape[0], dtype=torch.int32)
     for i in range(split.count):
-        cam = (points - poses[i, :3, 3]) @ poses[i, :3, :3]  # world -> camera (OpenGL: looks down -z)
-        depth = -cam[:, 2]
-        front = depth > 1e-6
-        safe = torch.where(front, depth, torch.ones_like(depth))
-        u = intr[i, 2] + intr[i, 0] * cam[:, 0] / safe
-        v = intr[i, 3] - intr[i, 1] * cam[:, 1] / safe
-        inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        ui = u.clamp(0, width - 1).long()
-        vi = v.clamp(0, height - 1).long()
-        masked = alpha[i][vi, ui] < OUT
-        seen += inside.int()
-        out += (inside & masked).int()
+        cam = torch.addmm(-(poses[i, :3, 3] @ poses[i, :3, :3]), points, poses[i, :3, :3])  # world -> camera
+        inv_depth = -1.0 / cam[:, 2]  # OpenGL: the camera looks down -z; behind it this is negative
+        u = intr[i, 2] + intr[i, 0] * cam[:, 0] * inv_depth
+        v = intr[i, 3] - intr[i, 1] * cam[:, 1] * inv_depth
+        inside = (inv_depth > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        pixel = torch.where(inside, v.long() * width + u.long(), 0)
+        seen += inside
+        out += inside & (alpha[i][pixel] < OUT)
     # Seen by almost no camera: nothing there is constrained (a lone cone reaches far), and hardly
     # a training ray passes there.
     rarely_seen = seen < max(MIN_SEEN, round(MIN_SEEN_SHARE * split.count))
