@@ -255,3 +255,13 @@ def test_baseline_ratio_tells_a_tripod_from_an_orbit():
     assert baseline_ratio(_model(orbit, points + [0, 0, -10])) > 0.5
     text = degenerate_message("photos", 0.004, masked=False)
     assert "0.004" in text and "--masks" in text and "--keep-degenerate" in text and "\n" not in text
+
+
+def test_mask_mode_choices_are_the_loaders():
+    import typing
+
+    from taichi_nerf.config import MaskMode, TrainConfig
+    from taichi_nerf.data.masks import MASK_MODES
+
+    assert typing.get_args(MaskMode) == MASK_MODES and TrainConfig().mask_mode == "transparent"
+    assert TrainConfig().dataset_options()["mask_mode"] == "transparent"
