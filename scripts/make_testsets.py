@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the test sets of taichi_nerf/data/testsets.py (users'-data look-alikes, issue 8) and
+"""Write the test sets of taichi_nerf/scenes/testsets.py (users'-data look-alikes, issue 8) and
 print what the loaders make of each (the `taichi-nerf data info` summary).
 
   python scripts/make_testsets.py --out testsets                      # every set, default sizes

@@ -1,9 +1,9 @@
 """docs/mesh.png: a trained field beside the mesh exported from it, the mesh drawn by the
-project's own rasteriser (taichi_nerf/data/mesh.py, the one behind `data from-mesh`).
+project's own rasteriser (taichi_nerf/scenes/mesh.py, the one behind `data from-mesh`).
 
     python scripts/mesh_picture.py --ckpt runs/builtin [--resolution 256] [--out docs/mesh.png]
 
-The exported OBJ is read back with data/obj.py, so the picture also checks the round trip.
+The exported OBJ is read back with scenes/obj.py, so the picture also checks the round trip.
 """
 import argparse
 import tempfile

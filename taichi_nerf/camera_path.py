@@ -76,7 +76,8 @@ def check_rotation(r: np.ndarray, where: str) -> None:
     if deviation > ROTATION_TOLERANCE:
         lengths = ", ".join(f"{v:.3g}" for v in np.linalg.norm(r, axis=0))
         raise CameraPathError(f"{where}: the 3x3 part of the matrix is not a rotation (scaled or sheared: column "
-                              f"lengths {lengths}, |R^T R - I| up to {deviation:.3g}, tolerance {ROTATION_TOLERANCE:g})")
+                              f"lengths {lengths}, |R^T R - I| up to {deviation:.3g}, tolerance "
+                              f"{ROTATION_TOLERANCE:g})")
     if np.linalg.det(r) < 0:
         raise CameraPathError(f"{where}: the 3x3 part of the matrix is a mirror (determinant -1), not a rotation")
 

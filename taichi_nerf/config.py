@@ -29,6 +29,7 @@ Intervals = Literal["bins", "gaps"]
 PresetName = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a test keeps them equal)
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 Logger = Literal["jsonl", "tensorboard"]
+MaskMode = Literal["transparent", "ignore", "off"]  # = data.masks.MASK_MODES
 
 # --help groups, in the order they are shown.
 RECIPE, DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
@@ -45,11 +46,13 @@ def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), met
 @dataclass
 class TrainConfig:
     # --- recipe: a preset is applied first, every other value given wins over it (see replace())
-    preset: PresetName | None = option(None, RECIPE, "start from a tutorial's recipe: keras (the Keras NeRF example) or "
+    preset: PresetName | None = option(None, RECIPE,
+                                       "start from a tutorial's recipe: keras (the Keras NeRF example) or "
                                    "pytorch3d (the PyTorch3D NeRF tutorial); see taichi_nerf/presets.py. Other "
                                    "options override its values (default: none)")
     # --- data: what to train on (the fields `data info` shares, DATASET_FIELDS)
-    data: str | None = option(None, DATA, "dataset folder or file (default: the built-in scene, generated once and cached)",
+    data: str | None = option(None, DATA,
+                              "dataset folder or file (default: the built-in scene, generated once and cached)",
                               metavar="PATH")
     data_format: str | None = option(None, DATA, "dataset layout (default: detected; see docs/DATASETS.md)",
                                      aliases=("--format",), metavar="FORMAT")
@@ -63,6 +66,10 @@ class TrainConfig:
     downscale: int = option(1, DATA, "load images downscaled by this factor")
     unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "
                                     "is scenery (default: decided from the images' surround and the cameras)")
+    mask_mode: MaskMode = option("transparent", DATA, "masks found beside the images (masks/, a frame's mask_path): "
+                                 "transparent: masked-out pixels become transparent, so the object is learned alone "
+                                 "on the background; ignore: they are left out of the loss (a moving distractor in a "
+                                 "static scene); off: masks are not read")
     # --- field
     pos_frequencies: int = option(8, FIELD, "positional-encoding frequencies of the position")
     dir_frequencies: int = option(4, FIELD, "positional-encoding frequencies of the view direction")
@@ -71,29 +78,39 @@ class TrainConfig:
     density_noise: float | None = option(None, FIELD, "training only: std of Gaussian noise on the raw density "
                                          "(NeRF's raw_noise_std; default: 1 for forward-facing and unbounded scenes, "
                                          "whose content fills the frame, else 0)")
-    density_bias: float = option(-4.0, FIELD, "initial density bias: softplus(-4) ~ 0.018, so rays start ~95% transparent")
-    view_dependent: bool = option(True, FIELD, "colour depends on the view direction (off: on position only, as the Keras example)")
-    frequency_base: float = option(1.0, FIELD, "lowest frequency of both harmonic encodings: f_k = base * 2^k (PyTorch3D's omega0)")
-    include_input: bool = option(True, FIELD, "the encodings start with the raw vector (off: sin and cos only, as PyTorch3D's)")
+    density_bias: float = option(-4.0, FIELD,
+                                 "initial density bias: softplus(-4) ~ 0.018, so rays start ~95% transparent")
+    view_dependent: bool = option(True, FIELD,
+                                  "colour depends on the view direction (off: on position only, as the Keras example)")
+    frequency_base: float = option(1.0, FIELD,
+                                   "lowest frequency of both harmonic encodings: f_k = base * 2^k (PyTorch3D's omega0)")
+    include_input: bool = option(True, FIELD,
+                                 "the encodings start with the raw vector (off: sin and cos only, as PyTorch3D's)")
     skip_layer: int | None = option(None, FIELD, "hidden layer (counted from 0) whose input gets the encoded position "
                                                  "again (default: depth // 2; 0: none)")
-    activation: Activation = option("relu", FIELD, "hidden-layer activation (softplus10: softplus with beta 10, PyTorch3D's)")
+    activation: Activation = option("relu", FIELD,
+                                    "hidden-layer activation (softplus10: softplus with beta 10, PyTorch3D's)")
     density_activation: DensityActivation = option(
         "softplus", FIELD, "raw output -> density (opacity-softplus10: softplus10(raw) is a sample's optical thickness "
-                           "at the nominal spacing (far - near) / samples, PyTorch3D's opacity 1 - exp(-softplus10(raw)))")
+                           "at the nominal spacing (far - near) / samples, PyTorch3D's opacity 1 - "
+                           "exp(-softplus10(raw)))")
     feature_layer: bool = option(True, FIELD, "a linear feature layer between the trunk and the colour branch "
                                               "(off: the trunk's output feeds it directly, as both tutorials)")
     color_width: int | None = option(None, FIELD, "hidden width of the colour branch (default: max(width // 2, 16); "
                                                   "0: no hidden layer, colour is a linear read-out)")
     init: Init = option("default", FIELD, "weights at the start: default: torch's, with a near-zero density layer; "
-                                          "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases (Keras)")
+                                          "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases "
+                                          "(Keras)")
     # --- sampling and rendering
     sampler: Sampler = option("grid", SAMPLING, "grid: occupancy grid + packed marching; stratified; hierarchical: "
                                                 "coarse + importance samples")
-    samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse pass and the grid's warm-up",
+    samples_per_ray: int = option(32, SAMPLING,
+                                  "samples per ray of stratified sampling, the hierarchical coarse pass and the grid's "
+                                  "warm-up",
                                   aliases=("--samples",))
     intervals: Intervals = option("bins", SAMPLING, "stratified sampler: the length each sample stands for when "
-                                                    "compositing; bins: its bin; gaps: the distance to the next sample, "
+                                                    "compositing; bins: its bin; gaps: the distance to the next "
+                                                    "sample, "
                                                     "and 1e10 for the last, so the far end is opaque (the original "
                                                     "NeRF's and the Keras example's)")
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
@@ -113,21 +130,26 @@ class TrainConfig:
     batch_images: int = option(0, OPTIMISATION, "draw each step's rays from this many random training images "
                                                 "(0: from all of them)")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
-                                                             "step (PyTorch3D's); epochs: every image once per pass, in "
-                                                             "a new order each pass, the last part-batch dropped (Keras's)")
+                                                             "step (PyTorch3D's); epochs: every image once per pass, "
+                                                             "in "
+                                                             "a new order each pass, the last part-batch dropped "
+                                                             "(Keras's)")
     lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
     lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (see lr_schedule)")
     lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
-                                                                  "step: lr, then lr_final from lr_step_at of the steps on; "
+                                                                  "step: lr, then lr_final from lr_step_at of the "
+                                                                  "steps on; "
                                                                   "constant: lr throughout")
-    lr_step_at: float = option(0.75, OPTIMISATION, "step schedule: the fraction of the steps where lr drops to lr_final")
+    lr_step_at: float = option(0.75, OPTIMISATION,
+                               "step schedule: the fraction of the steps where lr drops to lr_final")
     adam_beta2: float = option(0.99, OPTIMISATION, "Adam's second-moment decay (Instant-NGP's 0.99; the "
                                                    "tutorials' torch/Keras default is 0.999)")
     adam_eps: float = option(1e-10, OPTIMISATION, "Adam's epsilon (torch's default is 1e-8, Keras's 1e-7)")
     loss: Loss = option("mse", OPTIMISATION, "colour loss (pseudo-huber: the PyTorch3D tutorial's "
                                              "((1 + d^2 / s^2).sqrt() - 1) * s, s = huber_delta); the silhouette loss "
                                              "is pseudo-huber with it, huber otherwise")
-    huber_delta: float = option(0.1, OPTIMISATION, "huber and pseudo-huber losses: where they turn from quadratic to linear")
+    huber_delta: float = option(0.1, OPTIMISATION,
+                                "huber and pseudo-huber losses: where they turn from quadratic to linear")
     silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
     seed: int = option(0, OPTIMISATION, "random seed")
     mixed_precision: bool = option(False, OPTIMISATION, "run the MLP in bf16 autocast (CUDA, or a CPU with native bf16 "
@@ -161,7 +183,8 @@ class TrainConfig:
                      "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
-        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s", "silhouette_weight",
+        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
+                     "silhouette_weight",
                      "batch_images", "render_samples_per_ray", "eval_every", "preview_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
@@ -185,7 +208,8 @@ class TrainConfig:
             problems.append("near must be less than far")
         if self.far is not None and self.far <= 0:
             problems.append("far must be positive")
-        if self.aabb is not None and (len(self.aabb) != 6 or not all(hi > lo for lo, hi in zip(self.aabb[:3], self.aabb[3:]))):
+        if self.aabb is not None and (len(self.aabb) != 6 or not all(hi > lo for lo, hi in zip(self.aabb[:3],
+                                                                                               self.aabb[3:]))):
             problems.append("aabb must be six numbers xmin ymin zmin xmax ymax zmax with max > min")
         if self.batch_rays < (0 if self.batch_images > 0 else 1):
             problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
@@ -251,7 +275,8 @@ class TrainConfig:
 
     def with_absolute_paths(self) -> "TrainConfig":
         """``data`` and ``out`` as absolute paths, so the saved config works from any folder."""
-        return dataclasses.replace(self, data=None if self.data is None else _absolute(self.data), out=_absolute(self.out))
+        return dataclasses.replace(self, data=None if self.data is None else _absolute(self.data),
+                                   out=_absolute(self.out))
 
     @property
     def eval_samples(self) -> int:
@@ -306,6 +331,7 @@ class TrainConfig:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
                     every=self.every, limit=self.limit, ndc=self.ndc, unbounded=self.unbounded,
+                    mask_mode=self.mask_mode,
                     views=self.scene_views, size=self.scene_size,
                     progress=self.progress)
 

@@ -341,7 +341,7 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def write_obj(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> Path:
     """Wavefront OBJ with per-vertex colours (``v x y z r g b``, the common extension that
-    MeshLab, Blender and data/obj.py read)."""
+    MeshLab, Blender and scenes/obj.py read)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = np.hstack([vertices.astype(np.float64), colors.astype(np.float64) / 255.0])

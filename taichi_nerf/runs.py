@@ -20,6 +20,7 @@ from .backend import resolve_arch
 from .config import TrainConfig
 from .data.dataset import Dataset
 from .datasets import load_dataset, require_stored_data
+from .files import write_text_atomic
 
 LOCK_NAME = ".taichi-nerf.lock"
 # What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
@@ -197,6 +198,22 @@ def refuse_if_locked(folder) -> None:
     if holder is not None:
         raise RunLocked(f"{folder}: a run is already training there (process {holder}); "
                         f"wait for it to finish or stop it first")
+
+
+def truncate_metrics(path, step: int, redo_final: bool) -> None:
+    """On resume, the checkpoint at ``step`` is the truth: drop the rows of ``path`` logged after
+    it (a hard kill leaves them, and a torn last line when it struck mid-write); the resumed run
+    logs them again. ``redo_final``: the run will redo its final validation at ``step``, so that
+    row goes too."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    rows, torn = read_metrics(path)
+    if torn:  # the write a kill interrupted
+        print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
+    keep = [line for row, line in rows
+            if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 @dataclass

@@ -91,7 +91,8 @@ def spiral_poses(scene: Scene, frames: int, scale: float = 1.0) -> torch.Tensor:
     poses = []
     for k in range(frames):
         theta = 2.0 * math.pi * SPIRAL_TURNS * k / frames
-        local = torch.tensor([rx * math.cos(theta), ry * math.sin(theta), rz * math.sin(0.5 * theta)], dtype=torch.float64)
+        local = torch.tensor([rx * math.cos(theta), ry * math.sin(theta), rz * math.sin(0.5 * theta)],
+                             dtype=torch.float64)
         eye = avg[:3, 3] + avg[:3, :3] @ local
         poses.append(cameras.look_at(eye, focus_point, avg[:3, 1]))
     return torch.stack(poses)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import backend, cameras, checkpoint, distributed, resources
+from . import backend, cameras, checkpoint, distributed, masking, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .datasets import load_dataset
@@ -24,7 +24,7 @@ from .metrics import colorize, mse_to_psnr, psnr
 from .plots import write_curves
 from .profiling import stage
 from .rendering import RayOutput, Renderer
-from .runs import read_metrics, remove_stale_temps
+from .runs import remove_stale_temps, truncate_metrics
 from .scene import Scene
 
 
@@ -98,7 +98,8 @@ class Trainer:
         # adam_beta2 0.99 by default (Instant-NGP's; torch's is 0.999): the second moment follows
         # the gradient scale as the occupancy grid reshapes the batches. Measured on the built-in
         # scene: 25 dB 5-10 s sooner (two seeds), the same PSNR from ~75 s on.
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2),
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=cfg.adam_eps, betas=(0.9,
+                                                                                                       cfg.adam_beta2),
                                           fused=True)
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
@@ -120,6 +121,10 @@ class Trainer:
                 raise ValueError(missing_tensorboard())
             self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         self._pixels = self.train.width * self.train.height
+        # Masks (data/masks.py, masking.py): a share of the rays from the pixels they keep (all of them
+        # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
+        self.kept_pixels, self.kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
+                                                                              self.renderer.grid)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
@@ -164,6 +169,13 @@ class Trainer:
             else:
                 image_index = chosen[torch.arange(n, device=dev) % k].contiguous()
                 pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
+        elif self.kept_pixels is not None:
+            kept, rest = round(n * self.kept_share), n - round(n * self.kept_share)
+            flat = self.kept_pixels[torch.randint(0, self.kept_pixels.shape[0], (kept,), generator=g, device=dev)]
+            image_index = torch.cat([(flat // self._pixels).to(torch.int32), torch.randint(
+                0, self.train.count, (rest,), generator=g, device=dev, dtype=torch.int32)])
+            pixel_index = torch.cat([(flat % self._pixels).to(torch.int32), torch.randint(
+                0, self._pixels, (rest,), generator=g, device=dev, dtype=torch.int32)])
         else:
             image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
             pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
@@ -173,7 +185,8 @@ class Trainer:
             background = torch.rand(n, 3, generator=g, device=dev)
         else:
             background = self.background
-        origins, dirs = cameras.batch_rays(self.train.poses, self.train.intrinsics, image_index, pixel_index, self.train.width)
+        origins, dirs = cameras.batch_rays(self.train.poses, self.train.intrinsics, image_index, pixel_index,
+                                           self.train.width)
         target, alpha = cameras.gather_pixels(self.train.rgba, image_index, pixel_index, background)
         return origins, dirs, background, target, alpha
 
@@ -216,7 +229,8 @@ class Trainer:
         rays = origins.shape[0]  # batch_rays, or every pixel of batch_images images
         self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
         self.last_samples_per_ray = samples / max(1, rays)
-        return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray, "train_psnr": mse_to_psnr(float(mse)) if check else None,
+        return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
+                "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
 
     def accumulate_gradients(self, origins, dirs, background, target, alpha, chunk_rays: int | None = None,
@@ -232,7 +246,8 @@ class Trainer:
         samples = 0
         for lo in range(0, n, chunk_rays):
             part = slice(lo, min(lo + chunk_rays, n))
-            out = self.renderer.render_rays(origins[part], dirs[part], background[part] if per_ray_background else background,
+            out = self.renderer.render_rays(origins[part], dirs[part],
+                                            background[part] if per_ray_background else background,
                                             self.cfg.samples_per_ray, self.generator, jitter=jitter)
             share = (part.stop - part.start) / n  # the losses are means over rays
             with stage("loss"):
@@ -251,6 +266,8 @@ class Trainer:
         if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
             if self.ranks.writes:  # distributed: rank 0 updates, every rank takes its grid
                 grid.update(self.renderer.density, self.generator)
+                if self.hull is not None:  # masks: nothing outside their visual hull
+                    grid.occupied &= self.hull
             self.ranks.share_grid(grid)
 
     # --- the schedule around a step: the one `run` and the GUI both drive ---------------
@@ -309,7 +326,8 @@ class Trainer:
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
         bg = self.background.cpu()
-        scores = [psnr(self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)) for i in range(count)]
+        scores = [psnr(self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i,
+                                                                                       bg)) for i in range(count)]
         self.field.train()
         self.last_val_psnr = float(np.mean(scores))
         self.notify("on_validate", self.last_val_psnr)
@@ -362,22 +380,9 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         checkpoint.restore_trainer(self, path)
-        self._truncate_metrics(self.step_count)
-
-    def _truncate_metrics(self, step: int) -> None:
-        """The checkpoint is the truth: drop rows logged after it (a hard kill leaves them, and
-        a torn last line when it struck mid-write); resuming logs them again. A final
-        validation at the checkpoint's step goes too when the resumed run will redo it."""
-        path = self.out_dir / "metrics.jsonl"
-        if not path.is_file() or not self.ranks.writes:
-            return
-        rows, torn = read_metrics(path)
-        if torn:  # the write a kill interrupted
-            print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
-        redo_final = self.cfg.steps <= step
-        keep = [line for row, line in rows
-                if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
-        write_text_atomic(path, "".join(line + "\n" for line in keep))
+        if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count,
+                             redo_final=self.cfg.steps <= self.step_count)
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> TrainResult:

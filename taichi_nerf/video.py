@@ -36,9 +36,11 @@ class OrbitRecorder:
         self.background = torch.as_tensor(background, dtype=torch.float32).reshape(1, 3)
         if cameras is None:
             poses, intrinsics, width, height = orbit_cameras(renderer.scene, frames, width, height, elevation_deg)
-        self.poses, self.intrinsics, self.width, self.height = poses.float(), intrinsics.float(), int(width), int(height)
+        self.poses, self.intrinsics = poses.float(), intrinsics.float()
+        self.width, self.height = int(width), int(height)
         self.frames = frames
-        resources.check_orbit(self.width, self.height, frames, str(renderer.device))  # every frame is kept until written
+        resources.check_orbit(self.width, self.height, frames,
+                              str(renderer.device))  # every frame is kept until written
         self.frame, self.row = 0, 0
         self.rgb = torch.zeros(self.height, self.width, 3)
         self.depth = torch.zeros(self.height, self.width)
@@ -65,7 +67,8 @@ class OrbitRecorder:
         if self.row >= self.height:
             self.rgb_frames.append((self.rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
             scene = self.renderer.scene
-            self.depth_frames.append(colorize(self.depth.numpy(), self.opacity.numpy() > 0.05, lo=scene.near, hi=scene.far))
+            self.depth_frames.append(colorize(self.depth.numpy(), self.opacity.numpy() > 0.05, lo=scene.near,
+                                              hi=scene.far))
             self.frame, self.row = self.frame + 1, 0
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:

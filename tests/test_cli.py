@@ -80,7 +80,7 @@ def test_choices_come_from_the_literal_types():
     actions = {a.dest: a for a in subparser("train")._actions}
     choices = choice_fields()
     assert set(choices) == {"background", "sampler", "loss", "arch", "activation", "density_activation", "init",
-                            "lr_schedule", "logger", "intervals", "image_order"}
+                            "lr_schedule", "logger", "intervals", "image_order", "mask_mode"}
     for name, values in choices.items():
         assert tuple(actions[name].choices) == values == typing.get_args(field_types()[name])
     assert choices["arch"] == tuple(ARCH_CHOICES)  # the config's Literal and the backend agree
@@ -135,9 +135,9 @@ def test_resume_refuses_out_and_config_in_one_line(capsys):
 
 
 DATASET_ARGV = ["--format", "npz", "--near", "0.5", "--far", "4", "--aabb", "-1", "-1", "-1", "1", "1", "1",
-                "--every", "2", "--limit", "3", "--no-ndc", "--downscale", "2", "--unbounded"]
+                "--every", "2", "--limit", "3", "--no-ndc", "--downscale", "2", "--unbounded", "--mask-mode", "ignore"]
 DATASET_GIVEN = {"data_format": "npz", "near": 0.5, "far": 4.0, "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "every": 2,
-                 "limit": 3, "ndc": False, "downscale": 2, "unbounded": True}
+                 "limit": 3, "ndc": False, "downscale": 2, "unbounded": True, "mask_mode": "ignore"}
 
 
 def test_gui_and_data_info_take_the_dataset_flags_of_train():

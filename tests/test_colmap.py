@@ -1,11 +1,11 @@
 """COLMAP ingestion (issue 11): ``data from-photos`` on rendered photos and a video, the COLMAP
 model reader against pycolmap, ``--format colmap``, and every bad input's one-line refusal.
 
-The capture: the built-in scene inside its textured dome (data/environment.py), walked around
+The capture: the built-in scene inside its textured dome (scenes/environment.py), walked around
 by the ngp-360-env test set's hand-held cameras, written as plain JPEGs without poses. COLMAP's
 cameras are aligned to the true ones by a similarity (Umeyama on the centres) before comparing.
 
-Deterministic by construction (issue 23): COLMAP's seeds are fixed (data/photos.py RANDOM_SEED),
+Deterministic by construction (issue 23): COLMAP's seeds are fixed (capture/photos.py RANDOM_SEED),
 its thread count is pinned (``threads=2``: results differ between 1 and 2 threads), and so is
 the video encoder's (``-threads 1``: x264's output depends on its thread count, which defaults
 to the machine's cores; that is how a fresh clone on another machine once failed). The bounds
@@ -325,7 +325,8 @@ def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_da
     for name in ("NOTES.md", "scripts/shoot.sh"):
         assert after[name] == before[name]
     assert "images/IMG_9999.jpg" not in after  # the earlier dataset's files went, the new one's are all there
-    assert sorted(n for n in after if n.startswith("images/")) == sorted(f"images/{p.name}" for p in capture[0].iterdir())
+    photos = sorted(f"images/{p.name}" for p in capture[0].iterdir())
+    assert sorted(n for n in after if n.startswith("images/")) == photos
     assert json.loads(after["transforms.json"])["colmap"]["total"] == VIEWS
     assert not list(tmp_path.glob(".ds.*"))
 

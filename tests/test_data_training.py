@@ -16,7 +16,8 @@ SIZE, VIEWS = 32, 30
 
 def small_config(out, **changes):
     values = dict(out=str(out), width=64, depth=2, pos_frequencies=6, dir_frequencies=2, batch_rays=384,
-                  samples_per_ray=24, steps=250, lr=1e-2, lr_final=1e-3, eval_every=10_000, eval_views=2, preview_every=0,
+                  samples_per_ray=24, steps=250, lr=1e-2, lr_final=1e-3, eval_every=10_000, eval_views=2,
+                  preview_every=0,
                   checkpoint_every=0, progress=False, arch="cpu", sampler="stratified", **changes)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in values.items() if k in known})  # other samplers may come and go

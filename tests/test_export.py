@@ -1,6 +1,6 @@
 """Meshes and point clouds exported from a trained built-in scene lie on its true surface.
 
-The built-in scene is an SDF (data/synthetic.py ``scene_sdf``), so the distance of every
+The built-in scene is an SDF (scenes/synthetic.py ``scene_sdf``), so the distance of every
 exported vertex or point to the real surface is known. Measured on a 2-core CPU with the
 ``trained_builtin`` fixture (40 px, 400 steps, validation PSNR ~19 dB): mesh vertices at
 resolution 96 have mean |SDF| 0.038 (the lattice spacing is 0.032), surface points 0.069;

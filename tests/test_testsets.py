@@ -1,4 +1,4 @@
-"""The users'-data test sets (data/testsets.py): each is written into its real layout, loads
+"""The users'-data test sets (scenes/testsets.py): each is written into its real layout, loads
 through load_dataset with the detected format, and has the property it stands for."""
 import json
 import math

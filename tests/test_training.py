@@ -40,7 +40,8 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
         from taichi_nerf.occupancy import OccupancyGrid
 
         val = Trainer(cfg).val
-        o, d = image_rays(val.poses.to(renderer.device), val.intrinsics.to(renderer.device), 0, val.width, 0, val.width * val.height)
+        o, d = image_rays(val.poses.to(renderer.device), val.intrinsics.to(renderer.device), 0, val.width, 0,
+                          val.width * val.height)
         full = OccupancyGrid(renderer.grid.aabb, cfg.grid_resolution, cfg.march_steps, device=renderer.device)
         near, far = renderer.scene.near, renderer.scene.far
         assert renderer.grid.march(o, d, near, far).num_samples < 0.5 * full.march(o, d, near, far).num_samples
@@ -110,7 +111,8 @@ def run_cli(*args, timeout=300, **kw):
 
 def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps", "100000",
+    cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps",
+           "100000",
            "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16", "--checkpoint-every", "100000",
            "--eval-every", "100000", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -119,7 +121,8 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     import time
 
     deadline = time.time() + 120
-    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len((out / "metrics.jsonl").read_text().splitlines()) > 2):
+    metrics = out / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -127,7 +130,8 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     assert "checkpoint saved" in stdout and "Traceback" not in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["step"] > 0
-    res = run_cli("train", "--resume", str(out), "--steps", str(state["step"] + 5), "--no-progress", "--video-frames", "0",
+    res = run_cli("train", "--resume", str(out), "--steps", str(state["step"] + 5), "--no-progress", "--video-frames",
+                  "0",
                   "--arch", "cpu")
     assert res.returncode == 0, res.stderr
     assert f"resuming at step {state['step']}" in res.stdout

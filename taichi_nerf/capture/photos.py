@@ -1,6 +1,6 @@
 """From a folder of photos or a video to a dataset the loaders read (``data from-photos``).
 
-Stages, each with its own progress bar and time estimate: (video: frames, data/video_frames.py),
+Stages, each with its own progress bar and time estimate: (video: frames, capture/video_frames.py),
 SIFT features (pycolmap, a few images per call so the bar moves per image), matching (the image
 pairs in chunks through ``match_image_pairs``: every pair for a small set, neighbours in capture
 order for a video or a large set), incremental mapping (the bar moves per registered image).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
+from .degenerate import MAX_STATIC_SHARE, MIN_BASELINE_RATIO
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -34,8 +36,18 @@ EXHAUSTIVE_MAX_IMAGES = 200  # auto matching: every pair up to this many photos,
 SEQUENTIAL_OVERLAP = 10  # sequential matching: each image with its next 10, then at doubling gaps
 RANDOM_SEED = 0  # COLMAP's RANSAC and mapper seeds: runs repeat
 MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
+MASKED_PEAK_THRESHOLD = 0.0067 / 2  # with --masks: SIFT's contrast threshold (COLMAP's default 0.0067)
+MASKED_MIN_INLIERS = 15  # with --masks: inliers to register an image (COLMAP's default 30)
 DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
 OUTPUTS = ("images", "transforms.json", "colmap")  # all that from-photos writes in --out (--overwrite swaps these)
+
+
+class DegenerateReconstruction(DataError):
+    """The cameras barely move relative to what COLMAP matched; ``table``: the figures found."""
+
+    def __init__(self, message: str, table: str):
+        super().__init__(message)
+        self.table = table
 
 
 @dataclass
@@ -54,13 +66,18 @@ class PhotoReport:
     cameras: int
     seconds: dict = field(default_factory=dict)  # stage -> wall seconds
     warnings: list[str] = field(default_factory=list)
+    baseline_ratio: float = float("nan")  # camera spread / scene depth (capture/degenerate.py)
+    masks: int = 0  # masks given to COLMAP and written beside the images
+    static_share: float = float("nan")  # share of matched features that stand still (capture/degenerate.py)
 
     def as_json(self) -> dict:
         return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
                 "skipped": [f"{n} ({why})" for n, why in self.skipped], "points3D": self.points3D,
                 "mean_reprojection_error": self.mean_reprojection_error, "models": self.models,
                 "matching": self.matching, "pairs": self.pairs, "camera_model": self.camera_model,
-                "cameras": self.cameras, "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
+                "cameras": self.cameras, "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "baseline_ratio": round(self.baseline_ratio, 4), "static_share": round(self.static_share, 4),
+                "masks": self.masks}
 
     def table(self) -> str:
         rows = [(f"{stage}", f"{s:.1f} s") for stage, s in self.seconds.items()]
@@ -68,7 +85,13 @@ class PhotoReport:
                  ("reprojection", f"{self.mean_reprojection_error:.3f} px (mean)"),
                  ("3D points", str(self.points3D)),
                  ("pairs", f"{self.pairs} ({self.matching} matching)"),
-                 ("cameras", f"{self.cameras} x {self.camera_model}")]
+                 ("cameras", f"{self.cameras} x {self.camera_model}"),
+                 ("baseline", f"{self.baseline_ratio:.3f} x scene depth (camera spread; degenerate below "
+                              f"{MIN_BASELINE_RATIO})"),
+                 ("static", f"{self.static_share:.1%} of the matched features stand still (degenerate above "
+                            f"{MAX_STATIC_SHARE:.0%})")]
+        if self.masks:
+            rows.append(("masks", f"{self.masks} (features only where they are white)"))
         if self.models > 1:
             rows.append(("models", f"{self.models} (COLMAP split the capture; kept the largest)"))
         rows.append(("failed", ", ".join(self.unregistered) if self.unregistered else "none"))
@@ -165,9 +188,10 @@ def _chunks(items: list, parts: int) -> list[list]:
 
 
 def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, camera_model: str,
-               per_image_cameras: bool, progress: bool, threads: int, seconds: dict):
+               per_image_cameras: bool, progress: bool, threads: int, seconds: dict, masks_dir: Path | None = None,
+               after_matching=None):
     """Features, matching and mapping; returns (the largest reconstruction or None, models made,
-    verified pairs)."""
+    verified pairs). ``after_matching(database)`` may refuse the capture before mapping."""
     pycolmap = require_pycolmap()
     pycolmap.logging.minloglevel = 2  # errors only: the bars say what happens
     pycolmap.set_random_seed(RANDOM_SEED)  # COLMAP's global generator (this thread's), before any stage draws
@@ -176,6 +200,14 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     reader.camera_model = camera_model
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
+    mapper = pycolmap.IncrementalPipelineOptions()
+    if masks_dir is not None:  # COLMAP's layout: masks_dir/<image name>.png, no features where black
+        reader.mask_path = str(masks_dir)
+        # A masked object is a small part of each photo (a museum head: a quarter of the pixels, dark
+        # and glossy): more, fainter features, and images registered on fewer inliers.
+        extraction.sift.peak_threshold = MASKED_PEAK_THRESHOLD
+        mapper.mapper.abs_pose_min_num_inliers = MASKED_MIN_INLIERS
+        mapper.mapper.init_min_num_inliers = 4 * MASKED_MIN_INLIERS
     mode = pycolmap.CameraMode.PER_IMAGE if per_image_cameras else pycolmap.CameraMode.SINGLE
     start = time.perf_counter()
     with _bar(len(names), "features", progress, "img") as bar:
@@ -202,8 +234,9 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
             bar.update(len(chunk))
     seconds["matching"] = time.perf_counter() - start
     verified = _verified_pairs(pycolmap, db)
+    if after_matching is not None:
+        after_matching(db)
     start = time.perf_counter()
-    mapper = pycolmap.IncrementalPipelineOptions()
     mapper.num_threads = threads
     mapper.random_seed = RANDOM_SEED  # the same photos give the same model
     # The nested options keep their own seeds and thread counts: pin them too.
@@ -234,10 +267,15 @@ def _verified_pairs(pycolmap, db: Path) -> int:
 # --- the whole pipeline ----------------------------------------------------------------------
 def from_photos(source, out, *, matching: str = "auto", camera_model: str = "simple_radial",
                 per_image_cameras: bool = False, frames: int = 100, overwrite: bool = False,
-                keep_database: bool = False, progress: bool = True, threads: int = -1) -> PhotoReport:
+                keep_database: bool = False, progress: bool = True, threads: int = -1, masks=None,
+                keep_degenerate: bool = False) -> PhotoReport:
     """Recover camera poses for the photos in folder ``source`` (or frames of video ``source``)
-    and write a dataset to ``out``; returns the report (``table()`` prints it)."""
+    and write a dataset to ``out``; returns the report (``table()`` prints it). ``masks``: a
+    folder of masks for the photos (capture/photo_masks.py). A degenerate reconstruction
+    (capture/degenerate.py) is refused unless ``keep_degenerate``."""
     from ..data import colmap_model
+    from . import photo_masks
+    from .degenerate import baseline_ratio, degenerate_message, static_match_share, static_message
 
     source, out = Path(source), Path(out)
     if matching not in MATCHING:
@@ -251,6 +289,10 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     check_out(out, overwrite)
     require_pycolmap()
     photos, skipped = gather_images(source) if source.is_dir() else ([], [])  # refuses before anything is written
+    if masks is not None:
+        if not source.is_dir():
+            raise DataError(f"{source}: --masks needs a folder of photos, not a video")
+        photo_masks.check(photos, Path(masks))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -261,6 +303,8 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
             for p in photos:
                 _place(p, tmp / "images" / p.name)
             names = [p.name for p in photos]
+            if masks is not None:
+                seconds["masks"] = photo_masks.place(photos, Path(masks), tmp, _place)
             auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
         else:
             from .video_frames import extract_frames
@@ -272,11 +316,30 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         matching = auto if matching == "auto" else matching
         work = tmp / "colmap"
         work.mkdir()
+        figures_so_far = {}
+
+        def refuse_static(database):
+            from PIL import Image
+
+            with Image.open(tmp / "images" / names[0]) as im:
+                figures_so_far["static"] = static_match_share(database, im.size)
+            if figures_so_far["static"] > MAX_STATIC_SHARE and not keep_degenerate:
+                rows = [(k, f"{v:.1f} s") for k, v in seconds.items()] + [
+                    ("static", f"{figures_so_far['static']:.0%} of the matched features stand still")]
+                raise DegenerateReconstruction(static_message(source, figures_so_far["static"], masks is not None),
+                                               "\n".join(f"{k:<13} {v}" for k, v in rows))
+
         rec, models, verified = run_colmap(tmp / "images", work, names, matching, CAMERA_MODELS[camera_model],
-                                           per_image_cameras, progress, threads, seconds)
+                                           per_image_cameras, progress, threads, seconds,
+                                           tmp / photo_masks.COLMAP_FOLDER if masks is not None else None,
+                                           after_matching=refuse_static)
+        shutil.rmtree(tmp / photo_masks.COLMAP_FOLDER, ignore_errors=True)
         if rec is None:
             why = (f"no two photos share {MIN_INLIERS} matching features" if verified == 0 else
-                   f"only {verified} photo pair(s) matched, too few to start a model")
+                   f"only {verified} photo pair(s) matched, too few to start a model" if verified < len(names) else
+                   f"{verified} photo pairs matched, but no pair shows parallax: the cameras did not move relative "
+                   "to what they matched (a turntable's still room: give the object's masks with --masks DIR; a "
+                   "tripod pan cannot train a radiance field)")
             raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
                             "seen in 3+ photos, 60-80% overlap between neighbours) and have texture")
         model = colmap_model.from_reconstruction(rec)
@@ -289,7 +352,12 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                              points3D=figures["points3D"], mean_reprojection_error=figures["mean_reprojection_error"],
                              models=models, matching=matching, pairs=len(image_pairs(names, matching)),
                              camera_model=CAMERA_MODELS[camera_model], cameras=cameras, seconds=seconds,
-                             warnings=warnings)
+                             warnings=warnings, baseline_ratio=baseline_ratio(model),
+                             masks=len(names) if masks is not None else 0,
+                             static_share=figures_so_far.get("static", math.nan))
+        if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
+            raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
+                                           report.table())
         meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
         (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)
         for stale in (work / "sparse").iterdir():

@@ -51,7 +51,7 @@ def _load_with_options(args):
     cfg = TrainConfig().replace(**config_overrides(args))
     return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
                         val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb,
-                        unbounded=cfg.unbounded)
+                        unbounded=cfg.unbounded, mask_mode=cfg.mask_mode)
 
 
 def cmd_data_info(args) -> int:
@@ -140,17 +140,29 @@ def from_photos_parser(dsub) -> None:
     p.add_argument("--frames", type=int, default=100, metavar="N",
                    help="video: frames to keep, evenly spaced, the sharpest of each stretch (default: 100)")
     p.add_argument("--threads", type=int, default=-1, metavar="N", help="CPU threads for COLMAP (default: all)")
+    p.add_argument("--masks", metavar="DIR",
+                   help="masks of the photos (same names, any image format and size; white = keep): COLMAP matches "
+                        "only what they keep (a turntable's object, not its still room), and they are written "
+                        "beside the images, where training uses them")
+    p.add_argument("--keep-degenerate", action="store_true",
+                   help="write the dataset even when the cameras barely move relative to what they see "
+                        "(refused by default: a turntable without masks, a tripod pan)")
     p.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db in OUT/colmap/")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_from_photos)
 
 
 def cmd_from_photos(args: argparse.Namespace) -> int:
-    from ..capture.photos import from_photos
+    from ..capture.photos import DegenerateReconstruction, from_photos
 
-    report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
-                         per_image_cameras=args.per_image_cameras, frames=args.frames, overwrite=args.overwrite,
-                         keep_database=args.keep_database, progress=not args.no_progress, threads=args.threads)
+    try:
+        report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
+                             per_image_cameras=args.per_image_cameras, frames=args.frames, overwrite=args.overwrite,
+                             keep_database=args.keep_database, progress=not args.no_progress, threads=args.threads,
+                             masks=args.masks, keep_degenerate=args.keep_degenerate)
+    except DegenerateReconstruction as exc:
+        print(exc.table)  # the figures behind the refusal; the one-line error follows
+        raise
     print(report.table())
     for w in report.warnings:
         print(f"warning: {w}")

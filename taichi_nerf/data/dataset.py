@@ -29,6 +29,7 @@ class Split:
     intrinsics: torch.Tensor  # (N, 8) float32, see INTRINSICS
     names: list[str] = field(default_factory=list)
     depth: torch.Tensor | None = None  # (N, H, W) float32 ray distance, 0 where empty
+    mask: torch.Tensor | None = None  # (N, H, W) uint8, 255 keep, 0 masked out (data/masks.py)
 
     @property
     def count(self) -> int:
@@ -50,6 +51,7 @@ class Split:
             intrinsics=self.intrinsics[idx].contiguous(),
             names=[self.names[i] for i in idx.tolist()] if self.names else [],
             depth=None if self.depth is None else self.depth[idx].contiguous(),
+            mask=None if self.mask is None else self.mask[idx].contiguous(),
         )
 
     def to(self, device) -> "Split":
@@ -59,6 +61,7 @@ class Split:
             intrinsics=self.intrinsics.to(device),
             names=self.names,
             depth=None if self.depth is None else self.depth.to(device),
+            mask=None if self.mask is None else self.mask.to(device),
         )
 
 
@@ -87,6 +90,7 @@ class Dataset:
     unbounded: bool = False
     cameras_look_outward: bool = False  # the bounds found no point the cameras look at
     background: object | None = None  # data/surround.py BackgroundChoice: what the images' surround is
+    mask_mode: str = ""  # how the masks were used (data/masks.py MASK_MODES); "": the data has none
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
@@ -96,7 +100,8 @@ class Dataset:
     def summary(self) -> str:
         parts = [f"{name}: {s.count} x {s.width}x{s.height}" for name, s in self.splits.items()]
         box = ", ".join(f"{v:.2f}" for v in self.aabb.tolist())
-        return f"{self.format} dataset {self.source} ({'; '.join(parts)}); near {self.near:.2f}, far {self.far:.2f}, box [{box}]"
+        bounds = f"near {self.near:.2f}, far {self.far:.2f}, box [{box}]"
+        return f"{self.format} dataset {self.source} ({'; '.join(parts)}); {bounds}"
 
 
 def pinhole(fx: float, fy: float, cx: float, cy: float, count: int = 1) -> torch.Tensor:

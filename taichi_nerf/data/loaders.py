@@ -8,6 +8,8 @@ from .blender import is_blender, load_blender
 from .colmap_model import is_colmap, load_colmap
 from .dataset import DataError, Dataset
 from .llff import is_llff, load_llff
+from .mask_hull import hull_bounds
+from .masks import attach_masks
 from .npz import is_npz, load_npz
 from .transforms import is_transforms, load_transforms
 
@@ -44,10 +46,12 @@ def _lone_npz(path: Path) -> Path | None:
 
 
 def load_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,
-                 far: float | None = None, aabb=None, unbounded: bool | None = None, **options) -> Dataset:
+                 far: float | None = None, aabb=None, unbounded: bool | None = None, mask_mode: str = "transparent",
+                 **options) -> Dataset:
     """Load any supported layout. ``options``: loader options (LOAD_OPTIONS; None: not given).
     ``near``/``far``/``aabb`` override what the loader chose; ``unbounded`` (None: decided
-    from the cameras and the images' surround) contracts space beyond the box."""
+    from the cameras and the images' surround) contracts space beyond the box; ``mask_mode``:
+    how masks found beside the images are used (data/masks.py)."""
     unknown = set(options) - set(LOAD_OPTIONS)
     if unknown:
         raise TypeError(f"load_dataset got unknown options {sorted(unknown)}")
@@ -66,6 +70,9 @@ def load_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         if key in loader_options and loader_options[key] < 1:
             raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
     dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
+    attach_masks(dataset, path, format, mask_mode)
+    if dataset.mask_mode == "transparent" and aabb is None:
+        hull_bounds(dataset)
     choose_scene_kind(dataset, unbounded)
     apply_overrides(dataset, near=near, far=far, aabb=aabb)
     check_dataset(dataset)

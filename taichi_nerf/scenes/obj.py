@@ -1,4 +1,4 @@
-"""Wavefront OBJ + MTL reader for turning meshes into datasets (see data/mesh.py).
+"""Wavefront OBJ + MTL reader for turning meshes into datasets (see scenes/mesh.py).
 
 Reads ``v`` (with optional per-vertex ``r g b`` after ``x y z``), ``vt``, ``vn``, ``f`` in
 every index form (``v``, ``v/vt``, ``v//vn``, ``v/vt/vn``, negative = relative), polygons

@@ -1,0 +1,46 @@
+"""``data from-photos --masks DIR``: check the masks against the photos, hand COLMAP its own copy
+(COLMAP reads ``<image name>.png`` at the image's size, no features where it is black) and
+put the user's files beside the images in the dataset (``masks/``, same names), where every
+loader finds them (data/masks.py)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from ..data.dataset import DataError
+from ..data.masks import KEEP, match_folder, read_mask
+
+COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLMAP has read it
+CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
+
+
+def check(photos: list[Path], folder: Path) -> dict[str, Path]:
+    """Photo stem -> mask file; refuses (one line, naming the first bad file) a missing folder,
+    a photo without a mask, a mask without a photo, a mask of another shape or an all-black mask."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: --masks folder not found")
+    matched = match_folder(photos, folder)
+    for photo in photos:
+        with Image.open(photo) as im:
+            size = im.size
+        scale = min(1.0, CHECK_SIZE / max(size))
+        read_mask(matched[photo.stem], max(1, round(size[0] * scale)), max(1, round(size[1] * scale)), size)
+    return matched
+
+
+def place(photos: list[Path], folder: Path, dataset: Path, link) -> float:
+    """Write the COLMAP masks (binary, at each photo's size) into ``dataset/COLMAP_FOLDER`` and
+    ``link`` the user's masks into ``dataset/masks/``; returns the seconds it took."""
+    start = time.perf_counter()
+    matched = match_folder(photos, folder)
+    (dataset / COLMAP_FOLDER).mkdir(parents=True)
+    (dataset / "masks").mkdir()
+    for photo in photos:
+        with Image.open(photo) as im:
+            size = im.size
+        mask = read_mask(matched[photo.stem], size[0], size[1], size)
+        Image.fromarray(((mask >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{photo.name}.png")
+        link(matched[photo.stem], dataset / "masks" / matched[photo.stem].name)
+    return time.perf_counter() - start

@@ -1,0 +1,261 @@
+"""Per-image masks: which pixels belong to what the field should learn.
+
+Where masks are found (the first that applies; docs/DATASETS.md, "Turntable captures and masks"):
+
+* ``mask_path`` on the frames of a ``transforms.json`` (nerfstudio's convention; every frame
+  then needs one), relative to the file;
+* a ``masks/`` folder beside the images folder (``images/`` or a pre-shrunk ``images_K/``, which
+  also looks for ``masks_K/`` first), in the LLFF, transforms.json and COLMAP layouts. A mask
+  is matched to its image by file name without the extension (``DSC_0007.jpg`` for
+  ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's ``DSC_0007.JPG.png``).
+
+Any image format and any size of the same shape: a mask is resized to its image. White keeps
+a pixel, black masks it out; a mask with transparency uses its alpha. JPEG masks ring around
+their edges and are never quite 0 or 255, so values are stretched from [LOW, HIGH] to [0, 255].
+
+How training uses them (``TrainConfig.mask_mode``): ``transparent`` makes masked-out pixels
+transparent (alpha = alpha * mask), so the background rules apply and the object is learned
+alone; ``ignore`` leaves them out of the loss (a moving distractor in a static scene); ``off``
+does not read them. Masks that do not match the images are refused with one line naming the
+first bad file, before anything is trained or written.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .dataset import DataError, Dataset
+
+MASK_MODES = ("transparent", "ignore", "off")
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the loaders read as images
+LOW, HIGH = 24, 232  # mask values at or below LOW are out, at or above HIGH are in (JPEG ringing)
+KEEP = 128  # mask_mode ignore: a pixel takes part in the loss from this value on
+SHAPE_TOLERANCE = 0.02  # relative aspect-ratio difference a mask may have from its image
+
+
+# --- where the masks are ----------------------------------------------------------------------
+def _listed_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _mask_folder(images_dir: Path) -> Path | None:
+    """``masks_K/`` beside ``images_K/``, else ``masks/`` beside it; None when neither exists."""
+    candidates = [images_dir.with_name("masks" + images_dir.name[len("images"):])] \
+        if images_dir.name.startswith("images_") else []
+    candidates.append(images_dir.with_name("masks"))
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def _frames_files(path: Path, format: str) -> list[Path]:
+    if format == "blender":
+        root = path if path.is_dir() else path.parent
+        return [root / f"transforms_{s}.json" for s in ("train", "val",
+                                                        "test") if (root / f"transforms_{s}.json").is_file()]
+    if path.is_file():
+        return [path]
+    return [path / "transforms.json"] if (path / "transforms.json").is_file() else []
+
+
+def _frame_masks(files: list[Path]) -> tuple[dict[str, Path], list[Path], str | None]:
+    """From the frames of transforms files: (image stem -> its ``mask_path``, every frame's image,
+    the first frame without ``mask_path`` when some have one)."""
+    from .blender import resolve_image
+
+    stated, images, without = {}, [], None
+    for file in files:
+        try:
+            frames = json.loads(file.read_text()).get("frames") or []
+        except (OSError, ValueError, AttributeError):
+            return {}, [], None  # the loader has already said what is wrong with the file
+        for i, frame in enumerate(frames):
+            if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
+                continue
+            image = resolve_image(file.parent, frame["file_path"], f"{file} frame {i}")
+            if not image.is_file():
+                continue  # the loader skipped it
+            images.append(image)
+            mask = frame.get("mask_path")
+            if isinstance(mask, str) and mask:
+                stated[image.stem] = (file.parent / mask).resolve()
+            elif without is None:
+                without = f"{file} frame {i} ({image.name})"
+    return stated, images, without
+
+
+def _index_folder(folder: Path) -> dict[str, Path]:
+    """Mask files by name without the last extension (``a.png`` -> ``a``, ``a.JPG.png`` -> ``a.JPG``)."""
+    found = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in MASK_SUFFIXES and not p.name.startswith("."):
+            found.setdefault(p.name[: -len(p.suffix)], p)
+    return found
+
+
+def match_folder(images: list[Path], folder: Path) -> dict[str, Path]:
+    """Image stem -> mask file. Every image needs a mask and every mask an image."""
+    index = _index_folder(folder)
+    matched, used = {}, set()
+    for image in images:
+        key = image.stem if image.stem in index else image.name
+        if key not in index:
+            raise DataError(f"{image}: no mask for this image in {folder} ({len(index)} masks for {len(images)} "
+                            f"images; a mask has the image's name, any extension)")
+        matched[image.stem] = index[key]
+        used.add(key)
+    extra = [p for key, p in index.items() if key not in used]
+    if extra:
+        raise DataError(f"{extra[0]}: mask without an image ({len(index)} masks for {len(images)} images in "
+                        f"{images[0].parent if images else folder}); masks and images must match one to one")
+    return matched
+
+
+def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
+    """(image stem -> mask file, where they came from) for the dataset at ``path`` in layout
+    ``format``, or None when it has no masks. Refuses masks that do not match the images."""
+    from .colmap_model import find_model
+
+    path = Path(path)
+    if format in ("instant-ngp", "blender"):
+        files = _frames_files(path, format)
+        stated, images, without = _frame_masks(files)
+        if stated:
+            if without is not None:
+                raise DataError(f"{without}: frame has no 'mask_path', but other frames have one; give every "
+                                "frame a mask or none")
+            return stated, "the frames' mask_path"
+        folders = sorted({p.parent for p in images})
+        if len(folders) != 1 or format == "blender":
+            return None
+        images_dir = folders[0]
+        images = _listed_images(images_dir)
+    elif format == "llff":
+        root = path.parent if path.is_file() else path
+        images_dir = root / "images"
+        if not images_dir.is_dir():
+            return None
+        images = _listed_images(images_dir)
+    elif format == "colmap":
+        found = find_model(path)
+        if found is None:
+            return None
+        images_dir = found[1]
+        images = _listed_images(images_dir)
+    else:
+        return None
+    folder = _mask_folder(images_dir)
+    if folder is None or not images:
+        return None
+    return match_folder(images, folder), f"{folder.name}/"
+
+
+# --- reading ----------------------------------------------------------------------------------
+def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(height, width) uint8 in [0, 255]: resized to the image, ringing stretched away.
+    ``image_size``: (w, h) of the image file, to refuse a mask of another shape."""
+    try:
+        with Image.open(path) as im:
+            full = im.size
+            if image_size is not None:
+                ratio_mask, ratio_image = full[0] / full[1], image_size[0] / image_size[1]
+                if abs(ratio_mask / ratio_image - 1.0) > SHAPE_TOLERANCE:
+                    raise DataError(f"{path}: mask is {full[0]}x{full[1]}, its image is {image_size[0]}x"
+                                    f"{image_size[1]}; a mask must have its image's shape (any size)")
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA").getchannel("A")
+            else:
+                im.draft("L", (width, height))  # JPEG: decode at the smallest scale still >= the image
+                im = im.convert("L")
+            if im.size != (width, height):
+                shrink = im.width >= width and im.height >= height
+                im = im.resize((width, height), Image.BOX if shrink else Image.BILINEAR)
+            mask = np.asarray(im, dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot read mask ({exc})") from None
+    mask = np.clip((mask - LOW) * (255.0 / (HIGH - LOW)) + 0.5, 0, 255).astype(np.uint8)
+    if int(mask.max()) < KEEP:
+        raise DataError(f"{path}: mask is all black (it masks out the whole image); white marks what to keep")
+    return mask
+
+
+def _image_size(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError:
+        return None
+
+
+def read_masks(paths: list[Path], width: int, height: int, images: list[Path | None] | None = None) -> torch.Tensor:
+    """(N, height, width) uint8, decoded in parallel."""
+    out = np.empty((len(paths), height, width), dtype=np.uint8)
+    images = images or [None] * len(paths)
+
+    def load(i: int) -> None:
+        out[i] = read_mask(paths[i], width, height, _image_size(images[i]))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(load, range(len(paths))))
+    return torch.from_numpy(out)
+
+
+# --- the loader hook --------------------------------------------------------------------------
+def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent") -> None:
+    """Find, check and read the masks of a loaded dataset and apply ``mode`` (see MASK_MODES);
+    notes say what was used. Called by ``load_dataset`` right after the format's loader."""
+    if mode not in MASK_MODES:
+        raise DataError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+    if mode == "off" or path is None:
+        return
+    found = find_masks(path, format)
+    if found is None:
+        return
+    by_stem, origin = found
+    images = _images_by_stem(path, format)
+    for name, split in dataset.splits.items():
+        missing = [n for n in split.names if n not in by_stem]
+        if missing:
+            raise DataError(f"{dataset.source}: no mask for image {missing[0]} ({name} split)")
+        split.mask = read_masks([by_stem[n] for n in split.names], split.width, split.height,
+                                [images.get(n) for n in split.names])
+        if mode == "transparent":
+            alpha = split.rgba[..., 3].to(torch.int32) * split.mask.to(torch.int32)
+            split.rgba[..., 3] = ((alpha + 127) // 255).to(torch.uint8)
+    dataset.mask_mode = mode
+    count = sum(s.count for s in dataset.splits.values())
+    how = ("masked-out pixels are transparent, the object is learned alone" if mode == "transparent" else
+           "masked-out pixels are left out of the loss")
+    dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; --mask-mode ignore or off changes this)")
+
+
+def _images_by_stem(path, format: str) -> dict[str, Path]:
+    """Image files by stem, to compare each mask's shape with its image's (best effort)."""
+    from .colmap_model import find_model
+
+    path = Path(path)
+    folder = None
+    if format == "llff":
+        folder = (path.parent if path.is_file() else path) / "images"
+    elif format == "colmap":
+        found = find_model(path)
+        folder = found[1] if found else None
+    elif format in ("instant-ngp", "blender"):
+        _, images, _ = _frame_masks(_frames_files(path, format))
+        return {p.stem: p for p in images}
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.stem: p for p in _listed_images(folder)}
+
+
+def kept_pixels(mask: torch.Tensor) -> torch.Tensor:
+    """mask_mode ignore: flat indices (image * H * W + pixel) of the pixels that take part in the loss."""
+    return torch.nonzero(mask.reshape(-1) >= KEEP)[:, 0]

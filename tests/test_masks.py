@@ -1,0 +1,267 @@
+"""Masks in every layout (data/masks.py), what training does with them, and every bad-mask case
+refused in one line naming the first bad file (issue 25). Small hand-made datasets: fast."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from taichi_nerf.cli import main
+from taichi_nerf.data.dataset import DataError
+from taichi_nerf.data.loaders import load_dataset
+
+SIZE, VIEWS = 24, 6
+
+
+def _poses(count=VIEWS, radius=3.0):
+    from taichi_nerf.cameras import look_at
+
+    return [look_at((radius * math.cos(a), radius * math.sin(a), 1.0), (0.0, 0.0, 0.0)).numpy()
+            for a in np.linspace(0, 2 * math.pi, count, endpoint=False)]
+
+
+def _photo(k: int) -> np.ndarray:
+    rng = np.random.default_rng(k)
+    return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def _mask(size=SIZE, k=0, disc=0.3) -> np.ndarray:
+    """White disc (the object) on black."""
+    y, x = np.mgrid[:size, :size] + 0.5
+    return ((np.hypot(x - size / 2, y - size / 2) < size * (disc + 0.02 * k)) * 255).astype(np.uint8)
+
+
+def write_transforms(root, masks="folder", count=VIEWS, mask_size=SIZE, mask_ext=".png", focal=SIZE, disc=0.3):
+    """A transforms.json dataset; masks: "folder" (masks/ beside images/), "frames" (mask_path), None."""
+    (root / "images").mkdir(parents=True)
+    frames = []
+    for k, pose in enumerate(_poses(count)):
+        Image.fromarray(_photo(k)).save(root / "images" / f"IMG_{k}.JPG", quality=95)
+        frame = {"file_path": f"images/IMG_{k}.JPG", "transform_matrix": pose.tolist()}
+        if masks is not None:
+            folder = "masks" if masks == "folder" else "my_masks"
+            (root / folder).mkdir(exist_ok=True)
+            Image.fromarray(_mask(mask_size, k, disc)).save(root / folder / f"IMG_{k}{mask_ext}")
+            if masks == "frames":
+                frame["mask_path"] = f"{folder}/IMG_{k}{mask_ext}"
+        frames.append(frame)
+    meta = {"w": SIZE, "h": SIZE, "fl_x": focal, "fl_y": focal, "cx": SIZE / 2, "cy": SIZE / 2, "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return root
+
+
+def write_llff(root, count=8):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for k, pose in enumerate(_poses(count)):
+        Image.fromarray(_photo(k)).save(root / "images" / f"DSC_{k:04d}.JPG", quality=95)
+        Image.fromarray(_mask(4 * SIZE, k)).save(root / "masks" / f"DSC_{k:04d}.jpg", quality=90)  # 4x, JPEG
+        llff = np.stack([-pose[:3, 1], pose[:3, 0], pose[:3, 2], pose[:3, 3], [SIZE, SIZE, SIZE]], axis=1)
+        rows.append(np.concatenate([llff.reshape(-1), [1.5, 5.0]]))
+    np.save(root / "poses_bounds.npy", np.array(rows))
+    return root
+
+
+def write_colmap_text(root, count=VIEWS):
+    """images/ + sparse/0 as COLMAP text files (OpenCV world-to-camera), masks/ beside images/
+    in COLMAP's own naming (IMG_0.JPG.png)."""
+    from taichi_nerf.data.colmap_model import quat_to_matrix  # noqa: F401  (the reader's convention)
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    model = root / "sparse" / "0"
+    model.mkdir(parents=True)
+    (model / "cameras.txt").write_text(f"1 PINHOLE {SIZE} {SIZE} {SIZE} {SIZE} {SIZE / 2} {SIZE / 2}\n")
+    lines, rng = [], np.random.default_rng(0)
+    points = rng.uniform(-0.5, 0.5, (20, 3))
+    (model / "points3D.txt").write_text("".join(f"{i + 1} {p[0]} {p[1]} {p[2]} 128 128 128 0.5\n"
+                                                for i, p in enumerate(points)))
+    for k, pose in enumerate(_poses(count)):
+        Image.fromarray(_photo(k)).save(root / "images" / f"IMG_{k}.JPG", quality=95)
+        Image.fromarray(_mask(SIZE, k)).save(root / "masks" / f"IMG_{k}.JPG.png")
+        c2w = pose.copy()
+        c2w[:3, 1:3] *= -1  # OpenGL -> OpenCV
+        w2c = np.linalg.inv(c2w)
+        q = _quaternion(w2c[:3, :3])
+        lines.append(f"{k + 1} {q[0]} {q[1]} {q[2]} {q[3]} {w2c[0, 3]} {w2c[1, 3]} {w2c[2, 3]} 1 IMG_{k}.JPG\n\n")
+    (model / "images.txt").write_text("".join(lines))
+    return root
+
+
+def _quaternion(r: np.ndarray) -> np.ndarray:
+    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    return np.array([w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)])
+
+
+def _alpha_matches_masks(ds, size=SIZE):
+    for split in ds.splits.values():
+        assert split.mask is not None and split.mask.shape == (split.count, split.height, split.width)
+        assert torch.equal(split.rgba[..., 3], split.mask)  # opaque photos: alpha is the mask
+        inside = split.mask[:, size // 2, size // 2]
+        corner = split.mask[:, 0, 0]
+        assert bool((inside == 255).all()) and bool((corner == 0).all())
+
+
+# --- every layout ----------------------------------------------------------------------------
+def test_masks_folder_beside_images_in_transforms(tmp_path):
+    ds = load_dataset(write_transforms(tmp_path / "ds"))
+    assert ds.mask_mode == "transparent"
+    _alpha_matches_masks(ds)
+    assert any(n.startswith("masks: 6 from masks/") for n in ds.notes)
+    assert ds.background.name == "white"  # masked-out pixels are transparent: the background rules apply
+
+
+def test_mask_path_per_frame(tmp_path):
+    ds = load_dataset(write_transforms(tmp_path / "ds", masks="frames", mask_ext=".jpg"))
+    _alpha_matches_masks(ds)
+    assert any("the frames' mask_path" in n for n in ds.notes)
+
+
+def test_llff_masks_of_another_size_and_extension(tmp_path):
+    ds = load_dataset(write_llff(tmp_path / "ds"))  # .JPG images, 4x larger .jpg masks
+    assert ds.format == "llff"
+    _alpha_matches_masks(ds)
+
+
+def test_colmap_layout_with_colmap_mask_names(tmp_path):
+    ds = load_dataset(write_colmap_text(tmp_path / "ds"))
+    assert ds.format == "colmap"
+    _alpha_matches_masks(ds)
+
+
+def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path, monkeypatch):
+    from taichi_nerf.training import Trainer
+
+    from .conftest import sampled_images, tiny_config
+
+    root = write_transforms(tmp_path / "ds")
+    plain = load_dataset(root, mask_mode="off")
+    assert plain.mask_mode == "" and plain.splits["train"].mask is None
+    ds = load_dataset(root, mask_mode="ignore")
+    train = ds.splits["train"]
+    assert torch.equal(train.rgba, plain.splits["train"].rgba)  # pixels untouched
+    trainer = Trainer(tiny_config(root, tmp_path / "run", mask_mode="ignore", batch_rays=2048), dataset=ds)
+    images, pixels = (t.long() for t in sampled_images(trainer, monkeypatch))
+    kept = train.mask.reshape(train.count, -1)[images, pixels]
+    assert bool((kept >= 128).all())
+    assert len(set(images.tolist())) == train.count  # from every image
+
+
+def test_data_info_and_train_say_masks_are_used(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    assert main(["data", "info", str(root)]) == 0
+    assert "masks: 6 from masks/ (transparent" in capsys.readouterr().out
+    assert main(["data", "info", str(root), "--mask-mode", "off"]) == 0
+    assert "masks:" not in capsys.readouterr().out
+
+
+def test_visual_hull_shrinks_the_box_and_keeps_the_object(tmp_path):
+    from taichi_nerf.data.mask_hull import carved_points
+
+    # a wide lens (90 degrees), as the cameras stand close to the box: each sees all of it
+    root = write_transforms(tmp_path / "ds", count=12, focal=SIZE / 2, disc=0.12)
+    off = load_dataset(root, mask_mode="off")
+    ds = load_dataset(root)
+    before, after = off.aabb, ds.aabb
+    assert bool((after[:3] >= before[:3]).all() and (after[3:] <= before[3:]).all())
+    assert float(torch.prod(after[3:] - after[:3])) < 0.5 * float(torch.prod(before[3:] - before[:3]))
+    # the disc masks cut a cylinder-like hull around the origin: the origin stays, a point off to the side goes
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.2], [1.5, 1.5, 0.0]], dtype=torch.float64)
+    assert carved_points(ds.splits["train"], points).tolist() == [False, False, True]
+
+
+# --- bad masks: one line naming the first bad file ---------------------------------------------
+def _refused(args, capsys, needle) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err, err
+    return err
+
+
+def test_missing_mask_file(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    (root / "masks" / "IMG_3.png").unlink()
+    _refused(["data", "info", str(root)], capsys, "IMG_3.JPG: no mask for this image")
+
+
+def test_more_masks_than_images(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    Image.fromarray(_mask()).save(root / "masks" / "IMG_99.png")
+    _refused(["data", "info", str(root)], capsys, "IMG_99.png: mask without an image (7 masks for 6 images")
+
+
+def test_all_black_mask(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(root / "masks" / "IMG_2.png")
+    _refused(["data", "info", str(root)], capsys, "IMG_2.png: mask is all black")
+
+
+def test_mask_of_another_shape(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    Image.fromarray(np.full((SIZE, 2 * SIZE), 255, np.uint8)).save(root / "masks" / "IMG_1.png")
+    _refused(["data", "info", str(root)], capsys, "IMG_1.png: mask is 48x24, its image is 24x24")
+
+
+def test_unreadable_mask(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds")
+    (root / "masks" / "IMG_4.png").write_bytes(b"not a png")
+    _refused(["data", "info", str(root)], capsys, "IMG_4.png: cannot read mask")
+
+
+def test_mask_path_on_some_frames_only(tmp_path, capsys):
+    root = write_transforms(tmp_path / "ds", masks="frames")
+    meta = json.loads((root / "transforms.json").read_text())
+    del meta["frames"][2]["mask_path"]
+    (root / "transforms.json").write_text(json.dumps(meta))
+    _refused(["data", "info", str(root)], capsys, "frame 2 (IMG_2.JPG): frame has no 'mask_path'")
+
+
+def test_mask_path_to_a_missing_file(tmp_path):
+    root = write_transforms(tmp_path / "ds", masks="frames")
+    (root / "my_masks" / "IMG_0.png").unlink()
+    with pytest.raises(DataError, match="IMG_0.png: mask file not found"):
+        load_dataset(root)
+
+
+def test_bad_mask_mode(tmp_path):
+    with pytest.raises(DataError, match="--mask-mode must be one of transparent, ignore, off"):
+        load_dataset(write_transforms(tmp_path / "ds"), mask_mode="sometimes")
+
+
+# --- degenerate reconstructions ----------------------------------------------------------------
+def _model(centres, points):
+    from taichi_nerf.data.colmap_model import Model
+
+    n = len(centres)
+    return Model(cameras={}, image_ids=np.arange(n), names=[f"{k}.jpg" for k in range(n)], camera_ids=np.ones(n, int),
+                 qvecs=np.tile([1.0, 0, 0, 0], (n, 1)), tvecs=-np.asarray(centres, float),
+                 observed=[np.arange(len(points)) for _ in range(n)], point_ids=np.arange(len(points)),
+                 xyz=np.asarray(points, float), rgb=np.zeros((len(points), 3), np.uint8),
+                 errors=np.zeros(len(points)), track_lengths=np.full(len(points), n))
+
+
+def test_baseline_ratio_tells_a_tripod_from_an_orbit():
+    from taichi_nerf.capture.degenerate import MIN_BASELINE_RATIO, baseline_ratio, degenerate_message
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (200, 3)) + [0, 0, 10]  # the scene, 10 in front
+    tripod = rng.normal(0, 0.01, (20, 3))  # the camera turns about its centre
+    orbit = np.stack([[10 * math.cos(a), 10 * math.sin(a), 0] for a in np.linspace(0, 6, 20)])
+    assert baseline_ratio(_model(tripod, points)) < 0.01 < MIN_BASELINE_RATIO
+    assert baseline_ratio(_model(orbit, points + [0, 0, -10])) > 0.5
+    text = degenerate_message("photos", 0.004, masked=False)
+    assert "0.004" in text and "--masks" in text and "--keep-degenerate" in text and "\n" not in text
+
+
+def test_mask_mode_choices_are_the_loaders():
+    import typing
+
+    from taichi_nerf.config import MaskMode, TrainConfig
+    from taichi_nerf.data.masks import MASK_MODES
+
+    assert typing.get_args(MaskMode) == MASK_MODES and TrainConfig().mask_mode == "transparent"
+    assert TrainConfig().dataset_options()["mask_mode"] == "transparent"
