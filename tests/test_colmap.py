@@ -313,13 +313,13 @@ def _earlier_dataset(photos_dataset, out: Path) -> dict:
 
 def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_dataset, tmp_path, monkeypatch):
     """COLMAP itself is replaced by the model it made for the fixture: this test is about files."""
-    from taichi_nerf.data import photos
+    from taichi_nerf.capture import photos
 
     out = tmp_path / "ds"
     before = _earlier_dataset(photos_dataset, out)
     (out / "images" / "IMG_9999.jpg").write_bytes(b"an image of the earlier dataset only")
     model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
-    monkeypatch.setattr(photos, "run_colmap", lambda *args: (model, 1, 780))
+    monkeypatch.setattr(photos, "run_colmap", lambda *args, **kwargs: (model, 1, 780))
     photos.from_photos(capture[0], out, overwrite=True, progress=False)
     after = _snapshot(out)
     for name in ("NOTES.md", "scripts/shoot.sh"):
