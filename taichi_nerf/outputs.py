@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint
 from .backgrounds import scene_background
-from .metrics import colorize
+from .depth_view import depth_colors
 
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24
 ORBIT_VIEWS, ORBIT_WIDTH = 24, 160  # `export points --views orbit`
@@ -44,8 +44,7 @@ def write_view(folder, index: int, name: str, view: dict, target: torch.Tensor, 
     _png(folder / files["rgb"], rgb)
     if depth:
         files["depth"] = f"{stem}_depth.png"
-        d, op = view["depth"].cpu().numpy(), view["opacity"].cpu().numpy()
-        _png(folder / files["depth"], colorize(d, op > 0.05, lo=scene.near, hi=scene.far))
+        _png(folder / files["depth"], depth_colors(view["depth"], view["opacity"], scene))
     if compare:
         files["compare"] = f"{stem}_compare.png"
         _png(folder / files["compare"], torch.cat([rgb, target.cpu().clamp(0, 1)], dim=1))
