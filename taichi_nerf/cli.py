@@ -120,7 +120,7 @@ def _train_parser(sub):
     p.add_argument("--dry-run", action="store_true",
                    help="check the configuration, the run folder and the memory it needs, then exit without training")
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
-                   help="frames of the orbit video written at the end (default: 60; 0: none)")
+                   help="frames of the video written at the end (the one that suits the capture; default: 60; 0: none)")
     add_config_flags(p)
     p.set_defaults(run=cmd_train)
 
@@ -129,7 +129,7 @@ def cmd_train(args) -> int:
     from . import checkpoint, resources
     from .backend import resolve_arch
     from .training import Trainer
-    from .video import write_orbit
+    from .default_video import write_default_video
 
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
@@ -182,9 +182,9 @@ def cmd_train(args) -> int:
     if args.video_frames > 0:
         from .backgrounds import scene_background
 
-        videos = write_orbit(trainer.renderer, out / "orbit.mp4", frames=args.video_frames,
-                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress,
-                             background=scene_background(trainer.renderer.scene, cfg))
+        videos = write_default_video(trainer.renderer, out / "orbit.mp4", args.video_frames,
+                                     min(400, max(trainer.train.width, 100)), progress=cfg.progress,
+                                     background=scene_background(trainer.renderer.scene, cfg), say=print)
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0
 

@@ -69,20 +69,22 @@ def _training_poses(cfg, progress: bool, data=None, ckpt=None):
 
 def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
                 size: int | None = None, fps: float | None = None, arch: str = "auto",
-                progress: bool = True, data=None) -> list[Path]:
+                progress: bool = True, data=None, say=None) -> list[Path]:
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
     transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
     loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
-    orbit. mp4 + depth mp4 + gif, over the scene's background. ``data``: where the training
-    dataset is now, when a path needs its cameras and it has moved."""
+    video that suits the capture (default_video.py; ``say`` is told which and why). mp4 +
+    depth mp4 + gif, over the scene's background. ``data``: where the training dataset is
+    now, when a path needs its cameras and it has moved."""
     from . import camera_path as cp
-    from .video import write_orbit, write_path
+    from .default_video import write_default_video
+    from .video import write_path
 
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
     if path is None and not spiral:
-        return write_orbit(renderer, Path(out), frames=frames or DEFAULT_FRAMES, width=size or DEFAULT_SIZE,
-                           fps=fps or DEFAULT_FPS, progress=progress, background=bg)
+        return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, size or DEFAULT_SIZE,
+                                   fps or DEFAULT_FPS, progress, bg, say)
     if spiral:
         needs_cameras = not (scene.forward_facing and len(scene.path_pose) == 16)
         train = _training_poses(cfg, progress, data, ckpt).poses if needs_cameras else None
