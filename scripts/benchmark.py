@@ -223,7 +223,7 @@ def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views:
 
 
 MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
-               "ngp-360-env", "cow")
+               "ngp-360-env", "cow", "llff-real", "ngp-360-real")
 
 
 def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS, sheet: Path | None = None) -> list[dict]:

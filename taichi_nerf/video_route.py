@@ -78,8 +78,12 @@ def choose_video(poses, centre, up, forward_facing: bool) -> dict:
     order = arc_order(p, centre, up)
     if len(order) > MAX_KEYFRAMES:
         order = order[np.round(np.linspace(0, len(order) - 1, MAX_KEYFRAMES)).astype(int)]
-    covered = "" if math.isclose(gap, 360.0) else f"cover {360.0 - gap:.0f} deg around the object, "
+    if math.isclose(gap, 360.0):
+        why = "the cameras stand near the object's axis, not around it"
+    else:
+        why = (f"the cameras cover {360.0 - gap:.0f} deg around the object, a gap of {gap:.0f} deg > "
+               f"{SURROUND_MAX_GAP_DEG:.0f}")
     return {"video_path": "train",
-            "video_reason": f"the cameras {covered}a gap of {gap:.0f} deg > {SURROUND_MAX_GAP_DEG:.0f}: an orbit would "
-                            "look from where no camera did, so a path through the training cameras, there and back",
+            "video_reason": f"{why}: an orbit would look from where no camera did, so a path through the training "
+                            "cameras, there and back",
             "video_keyframes": [[float(v) for v in p[i].reshape(-1)] for i in order]}
