@@ -71,7 +71,8 @@ def run_tests(plan: Plan, arch: str, out: Path) -> dict:
     env = {**os.environ, "TAICHI_NERF_TEST_ARCH": arch, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=plan.test_timeout_s)
+        proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=plan.test_timeout_s)
         code, tail = proc.returncode, (proc.stdout + proc.stderr)[-2000:]
     except subprocess.TimeoutExpired:
         code, tail = 124, f"timed out after {plan.test_timeout_s:.0f} s"

@@ -79,7 +79,8 @@ def pairs(tmp_path_factory, taichi_backend):
 def llff_c2w(path) -> np.ndarray:
     rows = np.load(path / "poses_bounds.npy")[:, :15].reshape(-1, 3, 5)
     c2w = np.repeat(np.eye(4)[None], len(rows), axis=0)
-    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = rows[:, :, 1], -rows[:, :, 0], rows[:, :, 2], rows[:, :, 3]
+    down, right, back, centre = (rows[:, :, k] for k in range(4))
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, -down, back, centre
     return c2w
 
 

@@ -28,8 +28,8 @@ def ring_poses(azimuths_deg, elevation_deg=20.0):
 def fake_dataset(poses, forward_facing=False):
     """What Scene.from_dataset reads from a loaded dataset."""
     f = cameras.focal_from_fov(40, 0.7)
-    train = SimpleNamespace(poses=poses, intrinsics=torch.tensor([[f, f, 20.0, 20.0, 0, 0, 0, 0]]).repeat(len(poses), 1),
-                            width=40, height=40)
+    intrinsics = torch.tensor([[f, f, 20.0, 20.0, 0, 0, 0, 0]]).repeat(len(poses), 1)
+    train = SimpleNamespace(poses=poses, intrinsics=intrinsics, width=40, height=40)
     return SimpleNamespace(split=lambda name: train, near=2.0, far=6.0, aabb=torch.tensor([-1.0] * 3 + [1.0] * 3),
                            center=torch.zeros(3), up=torch.tensor([0.0, 0.0, 1.0]), orbit_radius=RADIUS,
                            orbit_elevation_deg=20.0, forward_facing=forward_facing, focus_distance=RADIUS)
