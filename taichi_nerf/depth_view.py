@@ -5,7 +5,8 @@ suits a box scene, whose content fills that interval, but not the others:
 
 * unbounded scenes march out to ``far`` of about a hundred box sizes, so everything nearby
   falls into one end of the colour map: they are coloured by *contracted distance* along
-  the ray, t / r up to the scene radius r and 2 - r / t beyond it (disparity out there),
+  the ray, t / r up to the scene radius r (``orbit_radius``: the cameras' distance to the
+  centre) and 2 - r / t beyond it (disparity out there),
   so the object, the ground and the far scenery each get their share of the colours;
 * forward-facing (NDC) scenes render their depth as NDC t in [0, 1], which is already
   1 - near / z, linear in disparity (the LLFF loader puts the nearest content at z ~ 1.33,
@@ -66,10 +67,3 @@ def depth_colors(depth, opacity, scene) -> np.ndarray:
     values, valid, lo, hi = display_depth(depth, opacity, scene)
     return colorize(values, valid, lo=lo, hi=hi)
 
-
-def describe(scene) -> str:
-    """One line on what a depth image of ``scene`` shows (for logs and docs)."""
-    return {"ndc": "NDC depth (1 - near/z, linear in disparity) from 0 to 1",
-            "disparity": f"disparity from 1/{scene.near:.3g} to 1/{scene.far:.3g}",
-            "unbounded": "contracted distance (linear to the scene radius, disparity beyond)",
-            "box": f"distance from {scene.near:.3g} to {scene.far:.3g}"}[depth_kind(scene)]
