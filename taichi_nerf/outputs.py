@@ -11,8 +11,8 @@ import torch
 from . import checkpoint, mesh_checks
 from .backgrounds import scene_background
 from .datasets import run_dataset
+from .depth_view import depth_colors
 from .files import write_png
-from .metrics import colorize
 
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24
 ORBIT_VIEWS, ORBIT_WIDTH = 24, 160  # `export points --views orbit`
@@ -35,8 +35,7 @@ def write_view(folder, index: int, name: str, view: dict, target: torch.Tensor, 
     write_png(folder / files["rgb"], rgb)
     if depth:
         files["depth"] = f"{stem}_depth.png"
-        d, op = view["depth"].cpu().numpy(), view["opacity"].cpu().numpy()
-        write_png(folder / files["depth"], colorize(d, op > 0.05, lo=scene.near, hi=scene.far))
+        write_png(folder / files["depth"], depth_colors(view["depth"], view["opacity"], scene))
     if compare:
         files["compare"] = f"{stem}_compare.png"
         write_png(folder / files["compare"], torch.cat([rgb, target.cpu().clamp(0, 1)], dim=1))
@@ -54,17 +53,19 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
     transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
     loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
-    orbit. mp4 + depth mp4 + gif, over the scene's background. ``data``: where the training
-    dataset is now, when a path needs its cameras and it has moved. ``note`` gets what was
-    filled in from the dataset (a camera path without a field of view)."""
+    video that suits the capture (default_video.py). mp4 + depth mp4 + gif, over the scene's
+    background. ``data``: where the training dataset is now, when a path needs its cameras and
+    it has moved. ``note`` is told what was chosen or filled in (which default video and why;
+    a camera path's missing field of view)."""
     from . import camera_path as cp
-    from .video import write_orbit, write_path
+    from .default_video import write_default_video
+    from .video import write_path
 
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
-    if path is None and not spiral:  # the orbit (api.render_orbit too)
-        return write_orbit(renderer, Path(out), frames=frames or DEFAULT_FRAMES, width=size or DEFAULT_SIZE,
-                           fps=fps or DEFAULT_FPS, progress=progress, background=bg)
+    if path is None and not spiral:  # the video that suits the capture (api.render_orbit too)
+        return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, size or DEFAULT_SIZE,
+                                   fps or DEFAULT_FPS, progress, bg, note)
     if spiral:
         needs_cameras = not (scene.forward_facing and len(scene.path_pose) == 16)
         train = _training_poses(cfg, progress, data, ckpt).poses if needs_cameras else None

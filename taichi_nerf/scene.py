@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import cameras
+from .video_route import choose_video
 
 
 @dataclass
@@ -41,6 +42,11 @@ class Scene:
     path_pose: list[float] = field(default_factory=list)
     path_radii: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     path_focus: float = 0.0
+    # The default video (video_route.py): "orbit", "spiral" or "train" (a path through
+    # ``video_keyframes``, flattened 4x4 training poses); "" in checkpoints from before: the orbit.
+    video_path: str = ""
+    video_reason: str = ""
+    video_keyframes: list[list[float]] = field(default_factory=list)
 
     @classmethod
     def from_dataset(cls, ds) -> "Scene":
@@ -58,6 +64,7 @@ class Scene:
             fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
             ndc=bool(getattr(ds, "ndc", False)), ndc_focal=fx, ndc_width=train.width, ndc_height=train.height,
             forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
+            **choose_video(train.poses, ds.center, ds.up, forward_facing and bool(path)),
         )
 
 

@@ -17,10 +17,11 @@ from . import backend, cameras, checkpoint, distributed, masking, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .datasets import load_dataset
+from .depth_view import depth_colors
 from .diagnostics import StuckWatch
 from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
-from .metrics import colorize, mse_to_psnr, psnr
+from .metrics import mse_to_psnr, psnr
 from .plots import write_curves
 from .profiling import stage
 from .rendering import RayOutput, Renderer
@@ -342,8 +343,7 @@ class Trainer:
         self.field.train()
         pred = out["rgb"].cpu().numpy()
         gt = self.target_rgb(self.val, index).numpy()
-        depth = colorize(out["depth"].cpu().numpy(), mask=out["opacity"].cpu().numpy() > 0.05,
-                         lo=self.scene.near, hi=self.scene.far).astype(np.float32) / 255.0
+        depth = depth_colors(out["depth"], out["opacity"], self.scene).astype(np.float32) / 255.0
         path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
         write_png(path, np.concatenate([pred, gt, depth], axis=1))
         self.notify("on_preview", path)

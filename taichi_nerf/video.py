@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import resources
-from .metrics import colorize
+from .depth_view import depth_colors
 from .rendering import Renderer
 from .scene import orbit_cameras
 
@@ -66,9 +66,7 @@ class OrbitRecorder:
         self.row += rows
         if self.row >= self.height:
             self.rgb_frames.append((self.rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
-            scene = self.renderer.scene
-            self.depth_frames.append(colorize(self.depth.numpy(), self.opacity.numpy() > 0.05, lo=scene.near,
-                                              hi=scene.far))
+            self.depth_frames.append(depth_colors(self.depth, self.opacity, self.renderer.scene))
             self.frame, self.row = self.frame + 1, 0
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:

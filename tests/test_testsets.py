@@ -19,7 +19,8 @@ from taichi_nerf.scenes import testsets as T
 
 # Small versions: the whole file trains nothing and stays well under a minute on 2 cores.
 SMALL = {"npz-black": (32, 8), "npz-white": (32, 8), "blender-wide": (32, 6), "blender-portrait": (32, 6),
-         "llff-backdrop": (40, 10), "ngp-360-env": (40, 12), "cow": (32, 4), "npz-cow": (32, 6)}
+         "llff-backdrop": (40, 10), "ngp-360-env": (40, 12), "cow": (32, 4), "npz-cow": (32, 6),
+         "llff-real": (40, 10), "ngp-360-real": (40, 12)}
 NEED_COW_MESH = ("cow", "npz-cow")
 
 

@@ -11,7 +11,7 @@ from taichi_nerf.config import TrainConfig
 from .common import add_common_arguments, machine, time_to_quality, write_json
 
 MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
-               "ngp-360-env", "cow")
+               "ngp-360-env", "cow", "llff-real", "ngp-360-real")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
                                    "--path or --spiral. With --split: every view of that split as PNG plus "
                                    "metrics.json (per-image PSNR/SSIM, as `eval`).")
     p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    what = p.add_argument_group("what to render (default: the orbit video)")
+    what = p.add_argument_group("what to render (default: the video that suits the capture: the orbit if the "
+                                "cameras surround the object, the spiral if they face forward, else a path "
+                                "through the training cameras)")
     what.add_argument("--split", help="render every view of this split (test, val, train) into the --out folder")
     what.add_argument("--path", metavar="FILE|train",
                       help="camera path: a nerfstudio camera_path.json, a transforms-style pose list (frames[]."

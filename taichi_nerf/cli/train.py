@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                    help="run every check a real start runs (configuration, extras, memory, dataset, run folder, "
                         "another process training there), then exit without changing anything")
     p.add_argument("--video-frames", type=int, default=60, metavar="N",
-                   help="frames of the orbit video written at the end (default: 60; 0: none)")
+                   help="frames of the video written at the end (the one that suits the capture; default: 60; "
+                        "0: none)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
@@ -122,10 +123,10 @@ def report_end(trainer, result, video_frames: int) -> int:
     print(f"previews:   {out / 'previews'}")
     if video_frames > 0:
         from ..backgrounds import scene_background
-        from ..video import write_orbit
+        from ..default_video import write_default_video
 
-        videos = write_orbit(trainer.renderer, out / "orbit.mp4", frames=video_frames,
-                             width=min(400, max(trainer.train.width, 100)), progress=cfg.progress,
-                             background=scene_background(trainer.renderer.scene, cfg))
+        videos = write_default_video(trainer.renderer, out / "orbit.mp4", video_frames,
+                                     min(400, max(trainer.train.width, 100)), progress=cfg.progress,
+                                     background=scene_background(trainer.renderer.scene, cfg), say=print)
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0

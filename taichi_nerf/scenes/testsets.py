@@ -20,6 +20,11 @@ name                      layout         what makes it like users' data
 ``cow``                   blender        the cow mesh through ``write_mesh_dataset``
 ``npz-cow``               npz            the Keras file's layout and count (106) with one
                                          object in the middle, as its lego: the cow on black
+``llff-real``             llff           ``llff-backdrop`` with what real photos add
+                                         (capture_effects.py): poses off by ~0.5 deg and 1%
+                                         of the distance, exposure +-0.5 stop and white
+                                         balance per photo, JPEG quality 75, motion blur
+``ngp-360-real``          instant-ngp    ``ngp-360-env`` with the same
 ========================  =============  ====================================================
 
 ``size`` is the long side in pixels; ``views`` the training views of the Blender layouts
@@ -40,6 +45,7 @@ from PIL import Image
 from ..cameras import focal_from_fov, look_at, sphere_poses, unit
 from ..data.blender import write_split
 from ..data.dataset import DataError
+from .capture_effects import REAL_CAPTURE, RECORD_FILE, CaptureEffects, effects_record, noisy_poses, photometric
 from .environment import pixel_directions
 from .synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene
 
@@ -180,11 +186,13 @@ def llff_poses(views: int, seed: int = 0) -> torch.Tensor:
     return torch.stack(poses)
 
 
-def _write_llff(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
+def _write_llff(out: Path, size: int, views: int, seed: int, progress: bool,
+                effects: CaptureEffects | None = None) -> Path:
     """``images/IMG_XXXX.JPG`` + ``poses_bounds.npy`` as LLFF's imgs2poses writes them from
     COLMAP: world frame arbitrary (a random similarity of ours), per row the 3x5 matrix
     [down, right, back, centre, (h, w, focal)] flattened, then the 0.1 and 99.9 percentiles
-    of the z-depths of what that camera sees (COLMAP's points: here the rendered surfaces)."""
+    of the z-depths of what that camera sees (COLMAP's points: here the rendered surfaces).
+    ``effects``: what real captures add (capture_effects.py), recorded in capture_effects.json."""
     width, height = size, round(size * 3 / 4)
     focal = focal_from_fov(width, math.radians(LLFF_FOV_X_DEG))
     poses = llff_poses(views, seed)
@@ -198,19 +206,45 @@ def _write_llff(out: Path, size: int, views: int, seed: int, progress: bool) -> 
     # COLMAP's frame: any rotation, scale and origin.
     rng = np.random.default_rng(seed + 7)
     rot, scale, shift = _random_rotation(rng), float(rng.uniform(0.3, 3.0)), rng.normal(0.0, 2.0, 3)
-    c2w = poses.double().numpy()
-    axes = np.einsum("ij,njk->nik", rot, c2w[:, :3, :3])
-    centres = scale * c2w[:, :3, 3] @ rot.T + shift
+
+    def file_frame(c2w: np.ndarray) -> np.ndarray:
+        framed = np.repeat(np.eye(4)[None], len(c2w), axis=0)
+        framed[:, :3, :3] = np.einsum("ij,njk->nik", rot, c2w[:, :3, :3])
+        framed[:, :3, 3] = scale * c2w[:, :3, 3] @ rot.T + shift
+        return framed
+
+    written, rgb, draws = _apply_effects(poses, rgba[..., :3], LLFF_TARGET, effects, seed)
+    framed = file_frame(written.double().numpy())
+    axes, centres = framed[:, :3, :3], framed[:, :3, 3]
     hwf = np.broadcast_to(np.array([height, width, focal], dtype=np.float64), (views, 3))
     mats = np.stack([-axes[:, :, 1], axes[:, :, 0], axes[:, :, 2], centres, hwf], axis=2)  # (N, 3, 5)
     rows = np.concatenate([mats.reshape(views, 15), bounds * scale], axis=1)
     (out / "images").mkdir(parents=True, exist_ok=True)
     for stale in (out / "images").glob("IMG_*.JPG"):  # an earlier, larger write: the loader counts files
         stale.unlink()
+    names = [f"images/IMG_{LLFF_FIRST_IMAGE + k:04d}.JPG" for k in range(views)]
     for k in range(views):
-        Image.fromarray(rgba[k, ..., :3]).save(out / "images" / f"IMG_{LLFF_FIRST_IMAGE + k:04d}.JPG", quality=95)
+        Image.fromarray(rgb[k]).save(out / names[k], quality=_jpeg_quality(effects, 95))
     np.save(out / "poses_bounds.npy", rows.astype(np.float64))
+    if effects is not None:
+        target = scale * np.asarray(LLFF_TARGET) @ rot.T + shift
+        record = effects_record(effects, names, file_frame(poses.double().numpy()), framed, draws, target)
+        (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     return out
+
+
+def _apply_effects(poses: torch.Tensor, rgb: np.ndarray, target, effects: CaptureEffects | None, seed: int):
+    """(written poses, photos, per-image draws): the true ones when ``effects`` is None."""
+    if effects is None:
+        return poses, rgb, None
+    rng = np.random.default_rng(seed + 24)
+    written = noisy_poses(poses, target, effects, rng)
+    rgb, draws = photometric(rgb, effects, rng) if effects.photometric else (rgb, None)
+    return written, rgb, draws
+
+
+def _jpeg_quality(effects: CaptureEffects | None, default: int) -> int:
+    return default if effects is None or effects.jpeg_quality is None else int(effects.jpeg_quality)
 
 
 # --- Instant-NGP / nerfstudio 360 capture ------------------------------------------------------
@@ -239,7 +273,8 @@ def ngp_intrinsics(size: int) -> dict:
             "cy": NGP_PRINCIPAL[1] * height, "k1": k1, "k2": k2, "p1": p1, "p2": p2}
 
 
-def _write_ngp(out: Path, size: int, views: int, seed: int, progress: bool) -> Path:
+def _write_ngp(out: Path, size: int, views: int, seed: int, progress: bool,
+               effects: CaptureEffects | None = None) -> Path:
     """``images/frame_XXXXX.jpg`` (JPEG quality 90, the distortion in the pixels) and a
     nerfstudio-style ``transforms.json`` (OPENCV camera, global intrinsics). As in real
     captures, some frames COLMAP could not register are on disk but not in the list, and the
@@ -253,8 +288,13 @@ def _write_ngp(out: Path, size: int, views: int, seed: int, progress: bool) -> P
                           environment="dome", distortion=NGP_DISTORTION, texture_seed=seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     names = [f"images/frame_{k + 1:05d}.jpg" for k in range(total)]
+    true_poses = poses
+    poses, rgb, draws = _apply_effects(poses, rgba[..., :3], NGP_TARGET, effects, seed)
     for k in range(total):
-        Image.fromarray(rgba[k, ..., :3]).save(out / names[k], quality=90)
+        Image.fromarray(rgb[k]).save(out / names[k], quality=_jpeg_quality(effects, 90))
+    if effects is not None:
+        record = effects_record(effects, names, true_poses.double().numpy(), poses.double().numpy(), draws, NGP_TARGET)
+        (out / RECORD_FILE).write_text(json.dumps(record, indent=1))
     rng = np.random.default_rng(seed + 11)
     unregistered = set(rng.choice(np.arange(1, total), size=dropped, replace=False).tolist())
     listed = [k for k in rng.permutation(total).tolist() if k not in unregistered]
@@ -349,6 +389,13 @@ TESTSETS = {r.name: r for r in (
            False, _write_cow),
     Recipe("npz-cow", "npz", "tiny-NeRF .npz of one object on black, as the Keras lego: the cow", 100, 106, 1.0,
            False, False, _write_cow_npz),
+    # issue 24: the two real-capture look-alikes with what real captures add (capture_effects.py)
+    Recipe("llff-real", "llff", "llff-backdrop with pose error, per-photo exposure/white balance, JPEG q75, "
+           "motion blur", 128, 20, 4 / 3, False, True,
+           lambda out, size, views, seed, progress: _write_llff(out, size, views, seed, progress, REAL_CAPTURE)),
+    Recipe("ngp-360-real", "instant-ngp", "ngp-360-env with pose error, per-photo exposure/white balance, JPEG "
+           "q75, motion blur", 96, 40, 3 / 4, False, True,
+           lambda out, size, views, seed, progress: _write_ngp(out, size, views, seed, progress, REAL_CAPTURE)),
 )}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics import colorize
+from ..depth_view import depth_colors
 from .schedule import Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")
@@ -194,7 +194,7 @@ class ProgressiveView:
                                              samples_per_ray=self.render_samples, pixels=index)
                 for key in ("rgb", "depth", "opacity"):
                     buf[key].view(h * w, -1)[index] = out[key].cpu().view(pixels, -1)
-        buf["near"], buf["far"] = renderer.scene.near, renderer.scene.far
+        buf["scene"] = renderer.scene  # near/far as rendered: renderer_for moves them with the camera
         for cached in buf.get("shown", {}).values():
             cached[1].append((band.row0, band.row1))  # the colour-mapped rows are stale
         if pixels:
@@ -243,8 +243,7 @@ def shown_as(buf: dict, mode: str) -> torch.Tensor:
     image, stale = cache[mode]
     for r0, r1 in stale:
         if mode == "depth":
-            rgb = colorize(buf["depth"][r0:r1].numpy(), buf["opacity"][r0:r1].numpy() > 0.05, lo=buf.get("near"),
-                           hi=buf.get("far"))
+            rgb = depth_colors(buf["depth"][r0:r1], buf["opacity"][r0:r1], buf["scene"])
             image[r0:r1] = torch.from_numpy(rgb).float() / 255.0
         else:
             image[r0:r1] = buf["opacity"][r0:r1, :, None]

@@ -1,0 +1,134 @@
+"""The harder test sets (issue 24): written poses off the true ones by the stated amounts, a
+different exposure and white balance per photo, JPEG compression, mild motion blur."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from taichi_nerf.cameras import look_at
+from taichi_nerf.data import testsets as T
+from taichi_nerf.scenes.capture_effects import (
+    REAL_CAPTURE,
+    RECORD_FILE,
+    CaptureEffects,
+    motion_blur,
+    noisy_poses,
+    photometric,
+    pose_errors,
+)
+
+
+def rms(x) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def test_pose_noise_has_the_stated_size():
+    rng = np.random.default_rng(3)
+    eyes = rng.normal(0.0, 1.0, (600, 3))
+    eyes = 4.0 * eyes / np.linalg.norm(eyes, axis=1, keepdims=True)
+    true = torch.stack([look_at(e, (0.0, 0.0, 0.0)) for e in eyes])
+    written = noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01), rng)
+    angle, distance = pose_errors(written, true)
+    assert abs(rms(angle) - 0.5) < 0.04 and abs(rms(distance / 4.0) - 0.01) < 0.0008
+    assert angle.min() > 0.0 and distance.min() > 0.0  # every camera is off
+    # the rotation turns the camera about its centre: the written pose is still a rotation
+    r = written[:, :3, :3].double()
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(r), atol=1e-6)
+
+
+def test_motion_blur_streaks_along_its_direction_and_keeps_energy():
+    image = torch.zeros(21, 21, 3)
+    image[10, 10] = 1.0
+    streak = motion_blur(image, 6.0, 0.0)[..., 0]
+    assert abs(float(streak.sum()) - 1.0) < 1e-5
+    assert float(streak[10].sum()) > 0.999  # all of it stays on the row
+    lit = (streak[10] > 1e-6).nonzero()[:, 0]
+    assert 6 <= int(lit.max() - lit.min()) + 1 <= 8
+    upright = motion_blur(image, 6.0, math.pi / 2)[..., 0]
+    assert float(upright[:, 10].sum()) > 0.999
+
+
+def test_exposure_and_white_balance_differ_per_image():
+    rng = np.random.default_rng(0)
+    grey = np.full((12, 8, 8, 3), 100, dtype=np.uint8)
+    out, draws = photometric(grey, CaptureEffects(exposure_stops=0.5, white_balance=0.06), rng)
+    stops = np.array([d["exposure_stops"] for d in draws])
+    assert stops.min() >= -0.5 and stops.max() <= 0.5 and stops.std() > 0.15
+    means = out.reshape(12, -1, 3).mean(1)
+    brightness = means[:, 1]  # green: the exposure alone
+    assert np.corrcoef(brightness, stops)[0, 1] > 0.95
+    red_vs_green = means[:, 0] / means[:, 1]
+    assert red_vs_green.std() > 0.02  # white balance moves red against green from photo to photo
+
+
+SMALL = {"llff-real": ("llff-backdrop", 40, 10), "ngp-360-real": ("ngp-360-env", 40, 12)}
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory, taichi_backend):
+    """name -> (harder set, the clean set it is made from), same size, views and seed."""
+    root = tmp_path_factory.mktemp("harder")
+    return {name: (T.write_testset(name, root / name, size=size, views=views),
+                   T.write_testset(clean, root / clean, size=size, views=views))
+            for name, (clean, size, views) in SMALL.items()}
+
+
+def llff_c2w(path) -> np.ndarray:
+    rows = np.load(path / "poses_bounds.npy")[:, :15].reshape(-1, 3, 5)
+    c2w = np.repeat(np.eye(4)[None], len(rows), axis=0)
+    down, right, back, centre = (rows[:, :, k] for k in range(4))
+    c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, -down, back, centre
+    return c2w
+
+
+def ngp_c2w(path) -> dict:
+    meta = json.loads((path / "transforms.json").read_text())
+    return {f["file_path"]: np.asarray(f["transform_matrix"]) for f in meta["frames"]}
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_written_poses_are_off_by_the_stated_amounts(pairs, name):
+    harder, clean = pairs[name]
+    record = json.loads((harder / RECORD_FILE).read_text())
+    images = record["images"]
+    true = np.array([i["true_pose"] for i in images])
+    written = np.array([i["written_pose"] for i in images])
+    if name == "llff-real":
+        on_disk, clean_poses = llff_c2w(harder), llff_c2w(clean)
+    else:
+        by_file, clean_by_file = ngp_c2w(harder), ngp_c2w(clean)
+        listed = [k for k, i in enumerate(images) if i["file"] in by_file]  # unregistered frames are not listed
+        true, written = true[listed], written[listed]
+        on_disk = np.array([by_file[images[k]["file"]] for k in listed])
+        clean_poses = np.array([clean_by_file[images[k]["file"]] for k in listed])
+    assert np.allclose(on_disk, written, atol=1e-5)  # the files hold the written poses
+    assert np.allclose(clean_poses, true, atol=1e-5)  # ...and the pictures were taken from the clean set's
+    angle, offset = pose_errors(torch.from_numpy(written), torch.from_numpy(true))
+    distance = np.linalg.norm(true[:, :3, 3] - np.asarray(record["target"]), axis=1)
+    # 10-12 cameras: the RMS of so few draws lies within about +-45% of the stated RMS
+    assert 0.25 < rms(angle) < 0.75 and angle.min() > 0.0
+    assert 0.005 < rms(offset / distance) < 0.015
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_photos_differ_in_exposure_and_are_compressed_harder(pairs, name):
+    harder, clean = pairs[name]
+    record = json.loads((harder / RECORD_FILE).read_text())
+    assert record["effects"]["jpeg_quality"] == REAL_CAPTURE.jpeg_quality
+    stops = np.array([i["exposure_stops"] for i in record["images"]])
+    assert stops.std() > 0.15
+    ratios, hard_tables, clean_tables = [], [], []
+    for entry, stop in zip(record["images"], stops):
+        a, b = Image.open(harder / entry["file"]), Image.open(clean / entry["file"])
+        hard_tables.append(np.mean(a.quantization[0]))
+        clean_tables.append(np.mean(b.quantization[0]))
+        a_lin = (np.asarray(a, dtype=np.float64) / 255.0) ** 2.2
+        b_lin = (np.asarray(b, dtype=np.float64) / 255.0) ** 2.2
+        ratios.append(np.log2(a_lin[..., 1].mean() / b_lin[..., 1].mean()))
+    assert np.corrcoef(ratios, stops)[0, 1] > 0.9  # each photo is as much brighter or darker as its exposure says
+    assert min(hard_tables) > 1.5 * max(clean_tables)  # coarser JPEG quantisation than the clean set's
+    blur = np.array([i["blur_px"] for i in record["images"]])
+    assert blur.min() > 0.5 * REAL_CAPTURE.blur * 40 * 0.99 and blur.max() < 1.5 * REAL_CAPTURE.blur * 40 * 1.01

@@ -1,0 +1,100 @@
+"""The default video suits the capture (issue 24): the orbit only when the cameras surround
+the object, the spiral for forward-facing captures, else a path through the training cameras
+that stays where they were."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from taichi_nerf import cameras
+from taichi_nerf.default_video import default_route, write_default_video
+from taichi_nerf.scene import Scene, orbit_cameras
+from taichi_nerf.video_route import camera_azimuths, largest_gap
+
+RADIUS = 4.0
+
+
+def ring_poses(azimuths_deg, elevation_deg=20.0):
+    poses = []
+    for k, a in enumerate(azimuths_deg):
+        e = math.radians(elevation_deg + 5.0 * math.sin(k))  # a hand-held wobble in height
+        a = math.radians(a)
+        eye = (RADIUS * math.cos(e) * math.cos(a), RADIUS * math.cos(e) * math.sin(a), RADIUS * math.sin(e))
+        poses.append(cameras.look_at(eye, (0.0, 0.0, 0.0)))
+    return torch.stack(poses).float()
+
+
+def fake_dataset(poses, forward_facing=False):
+    """What Scene.from_dataset reads from a loaded dataset."""
+    f = cameras.focal_from_fov(40, 0.7)
+    intrinsics = torch.tensor([[f, f, 20.0, 20.0, 0, 0, 0, 0]]).repeat(len(poses), 1)
+    train = SimpleNamespace(poses=poses, intrinsics=intrinsics, width=40, height=40)
+    return SimpleNamespace(split=lambda name: train, near=2.0, far=6.0, aabb=torch.tensor([-1.0] * 3 + [1.0] * 3),
+                           center=torch.zeros(3), up=torch.tensor([0.0, 0.0, 1.0]), orbit_radius=RADIUS,
+                           orbit_elevation_deg=20.0, forward_facing=forward_facing, focus_distance=RADIUS)
+
+
+def azimuth_offsets(poses, first_camera):
+    """Camera azimuths counter-clockwise from 5 degrees before ``first_camera``'s, in [0, 360)."""
+    start = camera_azimuths(np.asarray(first_camera)[None], (0, 0, 0), (0, 0, 1))[0] - 5.0
+    return (camera_azimuths(np.asarray(poses), (0, 0, 0), (0, 0, 1)) - start) % 360.0
+
+
+def test_partial_arc_video_stays_where_the_cameras_were():
+    # 14 cameras on a 130-degree arc that straddles azimuth 0 (from 300 to 70 degrees)
+    arc = [300.0 + 130.0 * k / 13 + (3.0 if k % 2 else -2.0) for k in range(14)]
+    scene = Scene.from_dataset(fake_dataset(ring_poses(arc)))
+    assert scene.video_path == "train" and "gap" in scene.video_reason
+    kind, _, route = default_route(scene, 48, 32)
+    assert kind == "train" and route.frames == 48
+    train = ring_poses(arc)
+    train_az, video_az = azimuth_offsets(train, train[0]), azimuth_offsets(route.poses, train[0])
+    assert video_az.min() >= train_az.min() - 1.0 and video_az.max() <= train_az.max() + 1.0
+    assert video_az.max() - video_az.min() > 0.9 * (train_az.max() - train_az.min())  # it sweeps the whole arc
+    distance = route.poses[:, :3, 3].norm(dim=1)
+    assert distance.min() > 0.95 * RADIUS and distance.max() < 1.05 * RADIUS
+    centres = route.poses[:, :3, 3]
+    steps = (centres[1:] - centres[:-1]).norm(dim=1)
+    assert float((centres[0] - centres[-1]).norm()) <= 1.5 * float(steps.max())  # there and back: no jump on looping
+    # every frame looks at the object, as the training cameras do
+    to_centre = -route.poses[:, :3, 3] / distance[:, None]
+    assert float((to_centre * -route.poses[:, :3, 2]).sum(1).min()) > 0.97
+    # ...where the orbit spends most of its frames where no camera was
+    orbit, _, _, _ = orbit_cameras(scene, 48, 32)
+    orbit_az = azimuth_offsets(orbit, train[0])
+    assert ((orbit_az < train_az.min() - 1.0) | (orbit_az > train_az.max() + 1.0)).mean() > 0.5
+
+
+def test_surround_capture_orbits_and_forward_facing_spirals():
+    full = Scene.from_dataset(fake_dataset(ring_poses(np.linspace(0.0, 360.0, 20, endpoint=False) + 7.0)))
+    assert full.video_path == "orbit" and default_route(full, 10, 32)[0] == "orbit"
+    # 300 degrees covered: still surrounds (the widest gap is 60 degrees)
+    most = Scene.from_dataset(fake_dataset(ring_poses(np.linspace(0.0, 300.0, 16))))
+    assert most.video_path == "orbit"
+    gap, _ = largest_gap(camera_azimuths(ring_poses(np.linspace(0.0, 300.0, 16)).numpy(), (0, 0, 0), (0, 0, 1)))
+    assert abs(gap - 60.0) < 1.0
+    grid = torch.stack([cameras.look_at((x, -4.0, z), (x, 0.0, z)) for x in (-0.3, 0.0, 0.3) for z in (-0.2, 0.2)])
+    facing = Scene.from_dataset(fake_dataset(grid.float(), forward_facing=True))
+    assert facing.video_path == "spiral" and default_route(facing, 10, 32)[0] == "spiral"
+
+
+def test_checkpoints_from_before_keep_the_orbit():
+    scene = Scene(near=2.0, far=6.0, aabb=[-1.0] * 3 + [1.0] * 3)
+    kind, reason, route = default_route(scene, 10, 32)
+    assert kind == "orbit" and route is None and "before" in reason
+
+
+def test_write_default_video_says_which_path(tmp_path):
+    from taichi_nerf.encoding import HarmonicSpec
+    from taichi_nerf.rendering import Renderer
+    from tests.test_depth_view import ShapeField, sphere
+
+    arc = [10.0 * k for k in range(8)]
+    scene = Scene.from_dataset(fake_dataset(ring_poses(arc)))
+    renderer = Renderer(ShapeField(lambda p: sphere(p, (0, 0, 0), 0.6)), HarmonicSpec(0, True), None, scene, 48, "cpu")
+    renderer.early_stop = 0.0
+    said = []
+    written = write_default_video(renderer, tmp_path / "orbit.mp4", 4, 16, progress=False, say=said.append)
+    assert [p.name for p in written] == ["orbit.mp4", "orbit_depth.mp4", "orbit.gif"]
+    assert len(said) == 1 and said[0].startswith("video path: train (the cameras cover 70 deg")
