@@ -122,7 +122,7 @@ def timed_run(cfg, budget: float, every: float, views: int, marks=(25.0, 30.0), 
 
 def object_data(plan: Plan, root: Path, choice: str) -> tuple[str, str | None]:
     """(name, data path) of the synthetic-object set: the cow if asked for and present."""
-    from taichi_nerf.data.testsets import cow_mesh_path, write_testset
+    from taichi_nerf.scenes.testsets import cow_mesh_path, write_testset
 
     if choice == "cow" or (choice == "auto" and cow_mesh_path().is_file()):
         path = write_testset("cow", root / "cow", size=plan.object_size, views=plan.object_views)

@@ -55,9 +55,8 @@ def main() -> int:
     parser.add_argument("--train-seconds", type=float, default=0.0)
     args = parser.parse_args()
 
-    from taichi_nerf.data.pose_alignment import pose_errors
-
     from taichi_nerf.capture.photos import from_photos
+    from taichi_nerf.capture.pose_alignment import pose_errors
     from taichi_nerf.data.dataset import DataError
 
     scaled_copy(args.capture, args.work, args.size)

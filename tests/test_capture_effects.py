@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from taichi_nerf.cameras import look_at
-from taichi_nerf.data import testsets as T
+from taichi_nerf.scenes import testsets as T
 from taichi_nerf.scenes.capture_effects import (
     REAL_CAPTURE,
     RECORD_FILE,

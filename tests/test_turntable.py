@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from taichi_nerf.data.pose_alignment import pose_errors
 
+from taichi_nerf.capture.pose_alignment import pose_errors
 from taichi_nerf.cli import main
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
