@@ -25,8 +25,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))  # this tree's taichi_nerf and scripts.bench, from any folder
 
 KERNEL_TESTS = ["tests/test_backend.py", "tests/test_compositing.py", "tests/test_rays_sampling_encoding.py",
                 "tests/test_occupancy.py"]
@@ -91,8 +90,8 @@ def timed_run(cfg, budget: float, every: float, views: int, marks=(25.0, 30.0), 
     """Train ``cfg`` for ``budget`` s of training time (validation not counted), validating on
     ``views`` val views every ``every`` s: the curve, time to each PSNR mark, steps, rays/s,
     samples/ray, and the wall time of it all (set-up and validation included)."""
-    from benchmark import first_time, time_to_quality, value_at
-
+    from scripts.bench.common import time_to_quality
+    from scripts.bench.quality import first_time, value_at
     from taichi_nerf.training import Trainer
 
     start = time.perf_counter()
@@ -182,8 +181,9 @@ def main(argv=None) -> int:
     print(f"kernel tests: exit {tests['exit_code']}, {tests.get('tests', 0)} tests in {tests['seconds']} s", flush=True)
 
     backend.init(arch, 512)
-    from benchmark import bench_compositing, bench_training, machine
-
+    from scripts.bench.common import machine
+    from scripts.bench.compositing import bench_compositing
+    from scripts.bench.step import bench_training
     from taichi_nerf.config import TrainConfig
 
     work = Path(tempfile.mkdtemp(prefix="gpu_check_"))

@@ -9,6 +9,7 @@ from taichi_nerf import backend
 from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
 from taichi_nerf.data.blender import load_blender
 from taichi_nerf.scenes import environment as E
+from taichi_nerf.scenes import sdf
 from taichi_nerf.scenes import synthetic as S
 
 SIZE = 32
@@ -40,7 +41,7 @@ def _sphere_camera(azimuth_deg, elevation_deg, distance=3.0):
     """A camera outside the sphere's quadrant looking straight at its centre."""
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
     d = torch.tensor([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)], dtype=torch.float64)
-    c = torch.tensor(S.SPHERE_CENTER, dtype=torch.float64)
+    c = torch.tensor(sdf.SPHERE_CENTER, dtype=torch.float64)
     return look_at(c + distance * d, c)
 
 
@@ -101,7 +102,7 @@ def test_objects_stay_inside_their_bound():
         hit = depth[k] > 0
         assert hit.any()
         pts = o + d[hit] * depth[k][hit].double()[:, None]
-        assert pts.abs().max() <= S.OBJECT_BOUND + 1e-3
+        assert pts.abs().max() <= sdf.OBJECT_BOUND + 1e-3
         assert pts[:, 2].min() >= -0.6 - 1e-2  # everything stands on the invisible floor
 
 
@@ -111,18 +112,18 @@ def test_depth_matches_analytic_sphere():
     pose = _sphere_camera(45.0, 15.0, distance=3.0)
     rgba, depth = S.render_scene(pose[None], w, w, f, f, w / 2, w / 2)
     # centre pixel looks straight at the sphere's centre
-    assert depth[0, w // 2, w // 2].item() == pytest.approx(3.0 - S.SPHERE_RADIUS, abs=2e-3)
+    assert depth[0, w // 2, w // 2].item() == pytest.approx(3.0 - sdf.SPHERE_RADIUS, abs=2e-3)
     # every pixel whose ray hits the sphere (away from grazing silhouettes) sees it first
     d, o = _rays(pose, w, w, f, f, w / 2, w / 2)
-    oc = o - torch.tensor(S.SPHERE_CENTER, dtype=torch.float64)
+    oc = o - torch.tensor(sdf.SPHERE_CENTER, dtype=torch.float64)
     b = d @ oc
-    disc = b * b - (oc @ oc - S.SPHERE_RADIUS**2)
-    inside = disc > (0.2 * S.SPHERE_RADIUS) ** 2  # cos(incidence) > 0.2
+    disc = b * b - (oc @ oc - sdf.SPHERE_RADIUS**2)
+    inside = disc > (0.2 * sdf.SPHERE_RADIUS) ** 2  # cos(incidence) > 0.2
     assert inside.sum() > 50
     t = -b - torch.sqrt(disc.clamp_min(0))
     err = (depth[0].double() - t)[inside].abs()
     assert err.max() < 5e-3
-    assert (rgba[0, ..., 3][disc > (0.6 * S.SPHERE_RADIUS) ** 2] == 255).all()
+    assert (rgba[0, ..., 3][disc > (0.6 * sdf.SPHERE_RADIUS) ** 2] == 255).all()
 
 
 def test_sphere_checker_colours():
@@ -149,10 +150,10 @@ def test_objects_have_distinct_colours():
         return look_at(c + 3.0 * torch.tensor([math.cos(az), math.sin(az), 0.0], dtype=torch.float64), c)
 
     # the cylinder's lowest band (z from -0.6 to -0.49) is green; the box tiles are blue
-    band_z = -S.CYLINDER_HALF_HEIGHT + 0.5 * (2 * S.CYLINDER_HALF_HEIGHT / S.CYLINDER_BANDS)
+    band_z = -sdf.CYLINDER_HALF_HEIGHT + 0.5 * (2 * sdf.CYLINDER_HALF_HEIGHT / sdf.CYLINDER_BANDS)
     tile_z = 0.0  # middle tile row of the box face
-    poses = torch.stack([cam(S.CYLINDER_CENTER, 135.0, band_z), cam(S.BOX_CENTER, 180.0 + math.degrees(S.BOX_ANGLE),
-                                                                    tile_z)])
+    poses = torch.stack([cam(sdf.CYLINDER_CENTER, 135.0, band_z),
+                         cam(sdf.BOX_CENTER, 180.0 + math.degrees(sdf.BOX_ANGLE), tile_z)])
     rgba, depth = S.render_scene(poses, w, w, f, f, w / 2, w / 2)
     r, g, b, a = rgba[0, w // 2, w // 2].tolist()
     assert a == 255 and g > 1.5 * r and g > 1.5 * b  # green band

@@ -97,6 +97,7 @@ class WebViewer:
         self._sent_at = 0.0
         self._stats_at = 0.0
         self._pending = False  # rendered since the last picture sent
+        self._sent_quality: int | None = None  # the JPEG quality of the last picture sent
         self._last_render_s = 0.0
         self._last_loop: float | None = None
         self._last_work_s = 0.0
@@ -244,10 +245,12 @@ class WebViewer:
     def _send(self, moving: bool) -> None:
         """The picture goes out at once after a move (the first coarse frame) and when a level
         is finished, else at most every SEND_EVERY_S while refining."""
+        p = self.view.progressive
+        if not moving and p.complete and self._sent_quality == MOVING_QUALITY:
+            self._pending = True  # the view finished while the camera still moved: send it again, sharper
         if not self._pending or self.client is None:
             return
         now = time.perf_counter()
-        p = self.view.progressive
         if not (self.awaiting is not None or p.complete or now - self._sent_at >= SEND_EVERY_S):
             return
         picture = self.picture()
@@ -256,7 +259,7 @@ class WebViewer:
         quality = MOVING_QUALITY if moving or not p.complete else STILL_QUALITY
         if not self.server.send(self.client, picture, quality):
             return
-        self._pending, self._sent_at = False, now
+        self._pending, self._sent_at, self._sent_quality = False, now, quality
         self.counts["frames"] += 1
         self.log.sent(now)
         if self.awaiting is not None:
