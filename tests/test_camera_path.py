@@ -112,6 +112,7 @@ def test_training_cameras_are_visited_in_angular_order():
     assert set(steps.tolist()) == {1} or set(steps.tolist()) == {11}  # neighbours follow each other round the ring
 
 
+@pytest.mark.slow
 def test_camera_path_video_has_one_frame_per_camera(trained_builtin, tmp_path, capsys):
     import imageio.v3 as iio
 

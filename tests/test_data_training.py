@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from taichi_nerf.cameras import focal_from_fov, sphere_poses
@@ -23,6 +24,7 @@ def small_config(out, **changes):
     return TrainConfig(**{k: v for k, v in values.items() if k in known})  # other samplers may come and go
 
 
+@pytest.mark.slow
 def test_npz_of_the_builtin_scene_trains(tmp_path, taichi_backend):
     poses = sphere_poses(VIEWS, CAMERA_RADIUS, seed=11)
     focal = focal_from_fov(SIZE, CAMERA_ANGLE_X)

@@ -5,6 +5,8 @@ import pytest
 
 from .conftest import ARCH
 
+pytestmark = pytest.mark.slow
+
 # name -> (size, views, steps, minimum gain over the flat-colour PSNR in dB). Measured on the
 # 2-core CPU (seeded, so repeatable) with these settings, the gains were: npz-black 2.6,
 # npz-white 2.4, blender-wide 3.0, blender-portrait 5.2, llff-backdrop 1.2 (its backdrop fills

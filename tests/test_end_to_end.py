@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import ARCH
 
+pytestmark = pytest.mark.slow
+
 # Measured on a 2-core CPU (x86-64, torch 2.13 CPU): 9.55 -> 17.40 dB after 300 steps
 # (+7.9 dB, the same on every run: training is seeded). The 6 dB margin leaves room for
 # other platforms' float differences while still failing if learning breaks.

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
 TIMEOUT_S = 240
 REPO = Path(__file__).resolve().parents[1]
 

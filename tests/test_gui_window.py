@@ -19,6 +19,8 @@ import pytest
 
 from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
 BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity",
            "compare",

@@ -71,6 +71,7 @@ def _temps(out: Path) -> list[Path]:
     return list(out.glob(".checkpoint.pt.tmp*"))
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scene, tmp_path, capsys):
     out = tmp_path / "run"
     forever = ["--data", tiny_scene, "--out", out, "--steps", "100000", "--checkpoint-every", "10", "--video-frames",

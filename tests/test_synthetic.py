@@ -235,6 +235,7 @@ def test_environment_textures_are_rich_and_seeded():
     assert np.array_equal(tex["wall"], E.environment_textures(0)["wall"])
 
 
+@pytest.mark.slow
 def test_distortion_bends_the_image_and_bad_options_are_refused():
     w = 32
     f = focal_from_fov(w, S.CAMERA_ANGLE_X)

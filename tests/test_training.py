@@ -109,6 +109,7 @@ def run_cli(*args, timeout=300, **kw):
                           timeout=timeout, env=env, **kw)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps",
@@ -337,6 +338,7 @@ def test_epoch_order_shows_every_image_once_a_pass(tiny_scene, tmp_path, monkeyp
     assert torch.cat(draws).unique().numel() < per_pass * k
 
 
+@pytest.mark.slow
 def test_mixed_precision_renders_like_float32_and_trains(tiny_scene, tmp_path):
     """bf16 autocast (the MLP's products; the kernels stay float32) on this arch: a run
     learns about as well as in float32, and its field renders within bf16's rounding of

@@ -21,6 +21,7 @@ def turntable(tmp_path_factory, taichi_backend):
     return write_turntable(tmp_path_factory.mktemp("turntable") / "capture", views=VIEWS, width=WIDTH, height=HEIGHT)
 
 
+@pytest.mark.slow
 def test_capture_is_a_turntable(turntable):
     """The room stands still (pixels far from the objects are equal in every photo); the masks
     are exact (the objects' pixels differ between photos, the room's do not)."""
