@@ -117,6 +117,19 @@ def test_moving_preview_holds_its_frame_time_and_never_collapses(seconds_per_pix
         assert view.cost.seconds(width, height) <= 0.08 * 1.0001
 
 
+def test_the_browser_preview_keeps_32_pixels_across_however_slow_the_field():
+    """The browser scales the picture to its window, so its moving preview has a higher floor
+    than the window's: a 512x288 view never goes below 64x36 (divisor 8), where the window's
+    floor would allow 16x9."""
+    from taichi_nerf.viewer.session import BROWSER_MIN_PIXELS
+
+    view = ProgressiveView(None, None, render_size(1600, 900, 512), 16, 16)
+    view.min_coarse_pixels = BROWSER_MIN_PIXELS
+    view.cost.add(0.0, 1.0, 1000, 1.0)  # a millisecond a pixel: as slow as it gets
+    view.restart(0.08)
+    assert view.progressive.divisors[0] == 8 and min(view.progressive.size(0)) >= BROWSER_MIN_PIXELS
+
+
 # --- the loop, fed through the inbox ----------------------------------------------------------
 class FakeServer:
     """The viser server the loop talks to, with a real viser behind the panel (any free port)

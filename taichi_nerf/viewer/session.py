@@ -35,6 +35,7 @@ from .perflog import ViewerLog
 MOVE_HOLD_S = 0.2  # a camera message this recent means the camera is still moving
 SEND_EVERY_S = 0.1  # a picture still refining goes out this often (a finished level at once)
 MOVING_QUALITY, STILL_QUALITY = 60, 90  # JPEG quality while moving / once still
+BROWSER_MIN_PIXELS = 32  # the moving preview's floor across its short side
 STATS_EVERY_S = 0.5
 IDLE_S = 0.03  # nothing to do: wait this long before looking again
 
@@ -78,6 +79,9 @@ class WebViewer:
         self.view = ProgressiveView(renderer, self.background,
                                     render_size(self.scene.aspect * 100, 100, self.resolution_cap), cfg.eval_samples,
                                     backend.current().max_samples_per_ray, whole=on_gpu)
+        # the browser scales the picture to its window: a moving preview under 32 pixels across its
+        # short side is a blur of blocks (nerfstudio's complaint), so coarser levels are not used
+        self.view.min_coarse_pixels = BROWSER_MIN_PIXELS
         self.budget = FrameBudget(frame_s=options.frame_budget_s)
         self.fps = RateMeter()
         self.keyframes = Keyframes(self.scene)

@@ -87,14 +87,15 @@ class ProgressiveResolution:
                        for d in self.divisors]
         self.restart()
 
-    def retarget(self, seconds_per_pixel: float, target_s: float, max_divisor: int = 64) -> bool:
+    def retarget(self, seconds_per_pixel: float, target_s: float, max_divisor: int = 64,
+                 min_pixels: int = MIN_COARSE_PIXELS) -> bool:
         """Pick the coarsest level so that rendering it takes about ``target_s`` (dynamic
         resolution: a slow field or machine gets a coarser moving preview, a fast one a
-        sharper one), at most ``max_divisor`` and MIN_COARSE_PIXELS across; levels halve the
+        sharper one), at most ``max_divisor`` and ``min_pixels`` across; levels halve the
         divisor down to 1. Returns True if they changed (which restarts the refinement)."""
         pixels = self.full_width * self.full_height
         wanted = math.sqrt(max(pixels * seconds_per_pixel / max(target_s, 1e-6), 1.0))
-        cap = min(max_divisor, min(self.full_width, self.full_height) / MIN_COARSE_PIXELS)  # still a picture
+        cap = min(max_divisor, min(self.full_width, self.full_height) / min_pixels)  # still a picture
         coarsest = 1
         while coarsest < wanted and 2 * coarsest <= cap:
             coarsest *= 2

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..depth_view import depth_colors
-from .schedule import Band, ProgressiveResolution, RenderCost
+from .schedule import MIN_COARSE_PIXELS, Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")
 MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
@@ -54,6 +54,7 @@ class ProgressiveView:
         self.dirty: list[Band] | None = None  # rendered since the last compose; None: everything
         self.restarted_at = time.perf_counter()
         self.refined_after_s: dict[str, float] = {}  # "WxH" -> seconds from the restart to that level shown
+        self.min_coarse_pixels = MIN_COARSE_PIXELS  # the moving preview's floor across its short side
 
     def resize(self, width: int, height: int) -> None:
         if (width, height) != (self.progressive.full_width, self.progressive.full_height):
@@ -65,7 +66,7 @@ class ProgressiveView:
         self.dirty = self.plan = None
         self.restarted_at, self.refined_after_s = time.perf_counter(), {}
         if self.adaptive and self.cost.measured:
-            if self.progressive.retarget(self.cost.per_pixel, moving_frame_s):
+            if self.progressive.retarget(self.cost.per_pixel, moving_frame_s, min_pixels=self.min_coarse_pixels):
                 self.levels = [None] * len(self.progressive.divisors)
                 return
         self.progressive.restart()
