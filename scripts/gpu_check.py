@@ -90,26 +90,14 @@ def timed_run(cfg, budget: float, every: float, views: int, marks=(25.0, 30.0), 
     """Train ``cfg`` for ``budget`` s of training time (validation not counted), validating on
     ``views`` val views every ``every`` s: the curve, time to each PSNR mark, steps, rays/s,
     samples/ray, and the wall time of it all (set-up and validation included)."""
-    from scripts.bench.common import time_to_quality
+    from scripts.bench.common import trainer_curve
     from scripts.bench.quality import first_time, value_at
     from taichi_nerf.training import Trainer
 
     start = time.perf_counter()
     tr = Trainer(cfg)
     setup = time.perf_counter() - start
-
-    def evaluate():
-        tr.field.eval()
-        value = tr.validate(views)
-        tr.field.train()
-        return value
-
-    def step():
-        if tr.step_count >= tr.cfg.steps:
-            return False
-        tr.step()
-
-    curve = time_to_quality(step, evaluate, budget, every, label)["curve"]
+    curve = trainer_curve(tr, budget, every, label, views)["curve"]
     return {"image": f"{tr.train.width}x{tr.train.height}", "train_images": tr.train.count, "val_views": views,
             "setup_s": round(setup, 1), "wall_s": round(time.perf_counter() - start, 1), "budget_s": budget,
             "steps": curve[-1][2],

@@ -82,3 +82,14 @@ def time_to_quality(step_fn, eval_fn, budget_s: float, eval_every_s: float, labe
         clock += time.perf_counter() - t
         steps += 1
     return {"curve": curve}
+
+
+def trainer_curve(trainer, budget_s: float, eval_every_s: float, label: str, views: int | None = None) -> dict:
+    """:func:`time_to_quality` of a Trainer: its steps (until its configured ``steps``),
+    validated on ``views`` val views (None: all) every ``eval_every_s`` of training time."""
+    def step():
+        if trainer.step_count >= trainer.cfg.steps:
+            return False
+        trainer.step()
+
+    return time_to_quality(step, lambda: trainer.validate(views), budget_s, eval_every_s, label)

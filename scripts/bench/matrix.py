@@ -8,7 +8,7 @@ from pathlib import Path
 from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
 
-from .common import add_common_arguments, machine, time_to_quality, write_json
+from .common import add_common_arguments, machine, trainer_curve, write_json
 
 MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
                "ngp-360-env", "cow", "llff-real", "ngp-360-real")
@@ -38,19 +38,7 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
         tr = Trainer(TrainConfig(data=data, out=str(root / "runs" / name), progress=False))
         flat = flat_colour_psnr([tr.target_rgb(tr.val, i) for i in range(tr.val.count)])
         marks = list(checkpoints)
-
-        def evaluate():
-            tr.field.eval()
-            value = tr.validate()
-            tr.field.train()
-            return value
-
-        def step():
-            if tr.step_count >= tr.cfg.steps:
-                return False
-            tr.step()
-
-        curve = time_to_quality(step, evaluate, budget, min(marks), name)["curve"]
+        curve = trainer_curve(tr, budget, min(marks), name)["curve"]
         split = tr.val
         out = tr.render_view(split, 0)
         tiles.append(np.concatenate([out["rgb"].clamp(0, 1).cpu().numpy(), tr.target_rgb(split, 0).numpy()], axis=1))
