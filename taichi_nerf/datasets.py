@@ -41,3 +41,19 @@ def require_stored_data(cfg, source) -> None:
     if cfg.data is not None and not Path(cfg.data).exists():
         raise CheckpointError(f"{cfg.data}: the dataset {source} was trained on is not there any more; "
                               f"give its new place with --data PATH")
+
+
+def training_views(cfg, source, who: str, without: str):
+    """The training split of a checkpoint's dataset, or None (with one line on stderr saying
+    what ``who`` does ``without`` them) when it cannot be read: a viewer of a trained field
+    only draws or snaps to the training cameras, so their absence must not stop it."""
+    import sys
+
+    from .checkpoint import CheckpointError
+    from .data.dataset import DataError
+
+    try:
+        return run_dataset(cfg, source=source, progress=False).split("train")
+    except (DataError, CheckpointError, OSError) as exc:
+        print(f"taichi-nerf {who}: training views unavailable ({exc}); {without}", file=sys.stderr)
+        return None

@@ -133,3 +133,13 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out
     assert not (run / runs.LOCK_NAME).exists()
+
+
+def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_cameras(tmp_path, capsys):
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.datasets import training_views
+
+    cfg = TrainConfig(data=str(tmp_path / "moved_away"))
+    assert training_views(cfg, tmp_path / "checkpoint.pt", "view", "no training cameras shown") is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training views unavailable" in err[0] and "--data PATH" in err[0]

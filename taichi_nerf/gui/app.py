@@ -141,16 +141,11 @@ class GuiApp:
 
     @classmethod
     def for_checkpoint(cls, path, options: GuiOptions, arch: str = "auto") -> "GuiApp":
-        from ..data.dataset import DataError
-        from ..datasets import run_dataset
+        from ..datasets import training_views
 
         renderer, cfg, state = checkpoint.load(path, arch)
-        try:  # the training views are optional here: they only enable snapping and compare
-            dataset = run_dataset(cfg, source=checkpoint.find_checkpoint(path), progress=False)
-            train_split = dataset.split("train")
-        except (DataError, OSError) as exc:
-            print(f"taichi-nerf gui: training views unavailable ({exc}); snapping and compare are off", file=sys.stderr)
-            train_split = None
+        # the training views are optional here: they only enable snapping and compare
+        train_split = training_views(cfg, checkpoint.find_checkpoint(path), "gui", "snapping and compare are off")
         return cls(renderer, cfg, options, train_split=train_split, out_dir=checkpoint.find_checkpoint(path).parent,
                    step=int(state.get("step", 0)), val_psnr=state.get("val_psnr"))
 

@@ -2,7 +2,6 @@
 --ckpt RUN``, their flags, and :func:`train_with_viewer` for the Python API. The server opens
 before any data loads, so a missing viser or a bad address refuses the command before
 anything on disk changes."""
-import sys
 import time
 
 from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, require_viser
@@ -63,15 +62,11 @@ def _options(args, **changes):
 def open_checkpoint(path, arch: str):
     """(renderer, cfg, state, training split or None, run folder) of a checkpoint."""
     from .. import checkpoint
-    from ..data.dataset import DataError
-    from ..datasets import run_dataset
+    from ..datasets import training_views
 
     renderer, cfg, state = checkpoint.load(path, arch)
-    try:  # the training views are optional here: they only draw the training cameras
-        split = run_dataset(cfg, source=checkpoint.find_checkpoint(path), progress=False).split("train")
-    except (DataError, OSError) as exc:
-        print(f"taichi-nerf: training views unavailable ({exc}); no training cameras shown", file=sys.stderr)
-        split = None
+    # the training views are optional here: they only draw the training cameras
+    split = training_views(cfg, checkpoint.find_checkpoint(path), "view", "no training cameras shown")
     return renderer, cfg, state, split, checkpoint.find_checkpoint(path).parent
 
 
