@@ -135,6 +135,7 @@ def trainer_state(trainer) -> dict:
         "model": trainer.field.state_dict(), "optimizer": trainer.optimizer.state_dict(),
         "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
         "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
+        "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
         "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
         "world_size": trainer.ranks.size,  # distributed: rank 0's generator above; the others' are reseeded
     }
@@ -170,6 +171,7 @@ def restore_trainer(trainer, path: Path) -> None:
             trainer.renderer.grid.load_state_dict(state["grid"])
         trainer.step_count = int(state["step"])
         trainer.elapsed = float(state.get("elapsed", 0.0))
+        trainer.progress_floor = float(state.get("schedule_progress", 0.0))
         torch.set_rng_state(state["rng"]["torch"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None

@@ -150,6 +150,16 @@ class Ranks:
         self._call(dist.all_reduce, vote, op=dist.ReduceOp.MAX, group=self.control)
         return bool(vote.item())
 
+    def agree_max(self, value: float) -> float:
+        """The largest ``value`` over the ranks, on every rank (rank clocks differ; the schedule must not)."""
+        if self.size == 1:
+            return float(value)
+        import torch.distributed as dist
+
+        vote = torch.tensor([value], dtype=torch.float64)
+        self._call(dist.all_reduce, vote, op=dist.ReduceOp.MAX, group=self.control)
+        return float(vote.item())
+
     def agree_to_stop(self, stop) -> bool:
         """Whether to stop now: ``stop.requested`` (Ctrl-C, SIGTERM) on any rank, then set on every
         rank, so all leave after the same step and rank 0's checkpoint is everyone's."""

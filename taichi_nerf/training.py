@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import backend, cameras, checkpoint, distributed, masking, resources
+from . import backend, cameras, checkpoint, distributed, lr_schedule, masking, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .datasets import load_dataset
@@ -111,6 +111,8 @@ class Trainer:
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history: list[dict] = []
         self.last_samples_per_ray: float | None = None  # of the last step's batch
+        self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
+        self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
         self.stuck_watch = StuckWatch()
@@ -132,15 +134,10 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        cfg = self.cfg
-        if cfg.lr_schedule == "constant":
-            lr = cfg.lr
-        elif cfg.lr_schedule == "step":  # PyTorch3D's tutorial: lr * 0.1 from iteration round(n_iter * 0.75) on
-            lr = cfg.lr_final if step >= round(cfg.steps * cfg.lr_step_at) else cfg.lr
-        else:
-            frac = min(step / max(cfg.steps, 1), 1.0)
-            lr = cfg.lr * (cfg.lr_final / cfg.lr) ** frac
-        return lr * self.lr_scale
+        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step)) * self.lr_scale
+
+    def schedule_progress(self, step: int) -> float:
+        return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)
 
     def batch_images_at(self, step: int, k: int) -> torch.Tensor:
         """The ``k`` distinct training images of step ``step``. ``image_order`` random: drawn
@@ -402,8 +399,11 @@ class Trainer:
                 # never holds a half-applied optimiser step or grid update.
                 while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
                     self.advance()
-                    if cfg.time_limit_s and self.ranks.agree(time.perf_counter() - start_wall > cfg.time_limit_s):
-                        break
+                    if cfg.time_limit_s:
+                        self.time_used = min(self.ranks.agree_max((time.perf_counter() - start_wall)
+                                                                  / cfg.time_limit_s), 1.0)
+                        if self.time_used >= 1.0:
+                            break
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
             finally:

@@ -210,8 +210,10 @@ def test_batches_come_from_k_images(tiny_scene, tmp_path, monkeypatch):
 
 
 def test_learning_rate_schedules():
+    from taichi_nerf import lr_schedule
+
     def lr(cfg, step):
-        return Trainer.lr_at(SimpleNamespace(cfg=cfg, lr_scale=1.0), step)
+        return lr_schedule.learning_rate(cfg, lr_schedule.progress(step, cfg.steps))
 
     p3d = TrainConfig().replace(preset="pytorch3d")
     assert p3d.steps == 3000
@@ -221,6 +223,22 @@ def test_learning_rate_schedules():
     default = TrainConfig()  # today's exponential decay, unchanged
     assert lr(default, 0) == 5e-3 and lr(default, default.steps) == pytest.approx(5e-4)
     assert lr(default, default.steps // 2) == pytest.approx(5e-3 * 0.1 ** 0.5)
+
+
+def test_a_time_limit_spreads_the_decay_over_the_time():
+    """Under --time-limit the decay ends when the time does, not at --steps that are never reached;
+    a resumed run continues from the progress it saved, over its new limit."""
+    from taichi_nerf.lr_schedule import learning_rate, progress
+
+    default = TrainConfig()
+    assert progress(100, default.steps, time_used=0.5) == 0.5  # time is further than 100 / 20000 steps
+    assert progress(15000, default.steps, time_used=0.5) == 0.75  # steps are further
+    assert learning_rate(default, progress(2000, default.steps, time_used=1.0)) == pytest.approx(5e-4)
+    assert progress(0, default.steps, time_used=0.0, floor=0.6) == 0.6
+    assert progress(0, default.steps, time_used=0.5, floor=0.6) == pytest.approx(0.8)
+    p3d = TrainConfig().replace(preset="pytorch3d")
+    assert learning_rate(p3d, progress(10, p3d.steps, time_used=0.74)) == 1e-3
+    assert learning_rate(p3d, progress(10, p3d.steps, time_used=0.76)) == pytest.approx(1e-4)
 
 
 def test_pseudo_huber_is_the_tutorials():

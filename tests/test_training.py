@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from taichi_nerf.checkpoint import load
+from taichi_nerf.checkpoint import load, read_state
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.rendering import RayOutput
 from taichi_nerf.training import Trainer, TrainingDiverged
@@ -274,6 +274,19 @@ def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
     assert run_hooks.steps("validate") == [0, 4, 8, 12]  # step 0, the schedule, the final validation
     assert run_hooks.steps("checkpoint") == [10, 12, 12]  # the schedule; saved before and after the final validation
     assert torch.equal(params(trainer), params(ran))
+
+
+def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tmp_path):
+    """--time-limit stops far before --steps: the learning rate must still have decayed to lr_final,
+    and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate."""
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(time_limit_s=1.5)
+    trainer = Trainer(cfg)
+    trainer.run()
+    assert trainer.step_count < cfg.steps and trainer.time_used == 1.0
+    assert trainer.lr_at(trainer.step_count) == pytest.approx(cfg.lr_final)
+    assert read_state(tmp_path / "checkpoint.pt")["schedule_progress"] == 1.0
+    resumed = Trainer(cfg.replace(time_limit_s=0.0), resume=True)
+    assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)
 
 
 def test_lr_scale_scales_the_schedule_the_optimiser_uses(tiny_scene, tmp_path):

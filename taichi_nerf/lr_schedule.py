@@ -1,0 +1,29 @@
+"""The learning-rate schedule: where a run is in its budget, and the rate there.
+
+Progress is the share of ``--steps`` done or, under ``--time-limit``, the share of the time used
+when that is further: a time-limited run never reaches the default 20000 steps, and a decay
+spread over them would leave it at nearly the full rate when the time runs out (measured on
+ethiopianHead at --downscale 16: 24.8 dB at the limit with the step-based decay; see
+docs/BENCHMARKS.md). A resumed run continues from the progress it saved, spread over its new
+time limit.
+"""
+from __future__ import annotations
+
+from .config import TrainConfig
+
+
+def progress(step: int, steps: int, time_used: float = 0.0, floor: float = 0.0) -> float:
+    """In [0, 1]. ``time_used``: the share of the time limit spent (0 without one); ``floor``:
+    the progress saved by the checkpoint this run resumed from."""
+    by_steps = step / max(steps, 1)
+    return min(max(by_steps, floor + (1.0 - floor) * time_used), 1.0)
+
+
+def learning_rate(cfg: TrainConfig, at: float) -> float:
+    """The rate at progress ``at`` for ``cfg.lr_schedule``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "step":  # PyTorch3D's tutorial: lr * 0.1 from iteration round(n_iter * 0.75) on
+        drop = min(round(cfg.steps * cfg.lr_step_at) / max(cfg.steps, 1), 1.0)
+        return cfg.lr_final if at >= drop else cfg.lr
+    return cfg.lr * (cfg.lr_final / cfg.lr) ** at
