@@ -83,6 +83,14 @@ def sphere_poses(count: int, radius: float, *, upper_only: bool = True, seed: in
     return torch.stack(poses)
 
 
+def strided_pixels(width: int, height: int, stride: int) -> torch.Tensor:
+    """(K,) int64 row-major indices of every ``stride``-th row and column, starting half a stride
+    in (so the kept pixels sit centred in the image)."""
+    rows = torch.arange(stride // 2, height, stride)
+    cols = torch.arange(stride // 2, width, stride)
+    return (rows[:, None] * width + cols[None, :]).reshape(-1)
+
+
 def focal_from_fov(width: int, fov_x_rad: float) -> float:
     return 0.5 * width / math.tan(0.5 * fov_x_rad)
 

@@ -86,3 +86,26 @@ def _warn(line: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(line, file=sys.stderr)
+
+
+class ProgressBar:
+    """The tqdm bar of ``Trainer.run``: a step per ``on_step``, the numbers per ``on_log``."""
+
+    def __init__(self, trainer):
+        from tqdm.auto import tqdm
+
+        cfg = trainer.cfg
+        self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
+                        dynamic_ncols=True)
+
+    def on_step(self, trainer, info: dict) -> None:
+        self.bar.update(1)
+
+    def on_log(self, trainer, record: dict) -> None:
+        if "loss" in record:  # a training row, not a validation
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
+                                 val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
+                                 spr=f"{record['samples_per_ray']:.1f}")
+
+    def close(self) -> None:
+        self.bar.close()

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from .config import TrainConfig
 
+DECAY_FROM = 0.6  # under a time limit, the time-driven decay starts at this share of the time
+
 
 def progress(step: int, steps: int, time_used: float = 0.0, floor: float = 0.0) -> float:
     """In [0, 1]. ``time_used``: the share of the time limit spent (0 without one); ``floor``:
     the progress saved by the checkpoint this run resumed from."""
     by_steps = step / max(steps, 1)
-    return min(max(by_steps, floor + (1.0 - floor) * time_used), 1.0)
+    by_time = max(0.0, (time_used - DECAY_FROM) / (1.0 - DECAY_FROM))
+    return min(max(by_steps, floor + (1.0 - floor) * by_time), 1.0)
 
 
 def learning_rate(cfg: TrainConfig, at: float) -> float:

@@ -225,20 +225,24 @@ def test_learning_rate_schedules():
     assert lr(default, default.steps // 2) == pytest.approx(5e-3 * 0.1 ** 0.5)
 
 
-def test_a_time_limit_spreads_the_decay_over_the_time():
-    """Under --time-limit the decay ends when the time does, not at --steps that are never reached;
-    a resumed run continues from the progress it saved, over its new limit."""
-    from taichi_nerf.lr_schedule import learning_rate, progress
+def test_a_time_limit_ends_the_decay_when_the_time_runs_out():
+    """Under --time-limit the decay ends when the time does, not at --steps that are never reached.
+    It starts at DECAY_FROM of the time (decaying over all of it cost the built-in scene 1 dB at
+    60 s); a resumed run continues from the progress it saved, over its new limit."""
+    from taichi_nerf.lr_schedule import DECAY_FROM, learning_rate, progress
 
     default = TrainConfig()
-    assert progress(100, default.steps, time_used=0.5) == 0.5  # time is further than 100 / 20000 steps
-    assert progress(15000, default.steps, time_used=0.5) == 0.75  # steps are further
+    assert progress(100, default.steps, time_used=DECAY_FROM) == 100 / default.steps  # the steps rule until then
+    halfway = DECAY_FROM + 0.5 * (1.0 - DECAY_FROM)
+    assert progress(100, default.steps, time_used=halfway) == pytest.approx(0.5)
+    assert progress(15000, default.steps, time_used=halfway) == 0.75  # the steps are further
     assert learning_rate(default, progress(2000, default.steps, time_used=1.0)) == pytest.approx(5e-4)
     assert progress(0, default.steps, time_used=0.0, floor=0.6) == 0.6
-    assert progress(0, default.steps, time_used=0.5, floor=0.6) == pytest.approx(0.8)
+    assert progress(0, default.steps, time_used=halfway, floor=0.6) == pytest.approx(0.8)
     p3d = TrainConfig().replace(preset="pytorch3d")
-    assert learning_rate(p3d, progress(10, p3d.steps, time_used=0.74)) == 1e-3
-    assert learning_rate(p3d, progress(10, p3d.steps, time_used=0.76)) == pytest.approx(1e-4)
+    drop = DECAY_FROM + 0.75 * (1.0 - DECAY_FROM)
+    assert learning_rate(p3d, progress(10, p3d.steps, time_used=drop - 0.01)) == 1e-3
+    assert learning_rate(p3d, progress(10, p3d.steps, time_used=drop + 0.01)) == pytest.approx(1e-4)
 
 
 def test_pseudo_huber_is_the_tutorials():

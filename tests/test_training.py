@@ -289,6 +289,21 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)
 
 
+def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
+    """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
+    the whole images; the final validation keeps whole images."""
+    from taichi_nerf.cameras import strided_pixels
+
+    pixels = strided_pixels(6, 4, 2)
+    assert pixels.tolist() == [7, 9, 11, 19, 21, 23]  # rows 1 and 3, columns 1, 3 and 5
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, steps=60, eval_every=0, checkpoint_every=0))
+    for _ in range(60):
+        trainer.step()
+    full, strided = trainer.validate(2), trainer.validate(2, stride=2)
+    assert full > 12.0 and abs(full - strided) < 1.0, (full, strided)
+    assert strided != full  # other pixels, so not the same number
+
+
 def test_lr_scale_scales_the_schedule_the_optimiser_uses(tiny_scene, tmp_path):
     trainer = Trainer(tiny_config(tiny_scene, tmp_path, sampler="stratified"))
     assert trainer.lr_scale == 1.0 and trainer.last_samples_per_ray is None

@@ -82,5 +82,8 @@ def hull_bounds(dataset: Dataset) -> None:
         hi[k] = box[k] + size[k] * (int(occupied.max()) + 1)
     new = torch.cat([torch.maximum(lo - size, box[:3]), torch.minimum(hi + size, box[3:])])
     share = float(torch.prod(new[3:] - new[:3]) / torch.prod(box[3:] - box[:3]))
+    if share > 0.99:  # the box was already tight (from-photos writes one around COLMAP's points)
+        dataset.notes.append("the masks' visual hull fills the scene box: box kept")
+        return
     dataset.aabb = new.float()
-    dataset.notes.append(f"box shrunk to the masks' visual hull ({share:.1%} of the cameras' box)")
+    dataset.notes.append(f"box shrunk to the masks' visual hull ({share:.1%} of its volume)")
