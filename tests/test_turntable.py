@@ -147,5 +147,6 @@ def test_training_with_masks_beats_training_without(turntable, tmp_path):
     alone = {mode: _psnr_on(trainers[mode], splits[mode], masked) for mode in trainers}
     assert alone["transparent"] > alone["off"] + 3.0, alone
     on_objects = {mode: _psnr_on(trainers[mode], splits[mode], masked, kept) for mode in trainers}
-    sys.__stdout__.write(f"\nmasks against none: samples {samples}, objects alone {alone}, on the objects {on_objects}\n")
+    sys.__stdout__.write(f"\nmasks against none: samples {samples}, objects alone {alone}, "
+                         f"on the objects {on_objects}\n")
     assert on_objects["transparent"] > on_objects["off"] - 1.5, on_objects
