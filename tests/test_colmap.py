@@ -6,7 +6,8 @@ by the ngp-360-env test set's hand-held cameras, written as plain JPEGs without 
 cameras are aligned to the true ones by a similarity (Umeyama on the centres) before comparing.
 
 Deterministic by construction (issue 23): COLMAP's seeds are fixed (capture/photos.py RANDOM_SEED),
-its thread count is pinned (``threads=2``: results differ between 1 and 2 threads), and so is
+its thread count is pinned to 1 (with 2, COLMAP's mapping varies from run to run: the cow's
+median error came out 0.600, 0.625 and 0.644 degrees from identical photos), and so is
 the video encoder's (``-threads 1``: x264's output depends on its thread count, which defaults
 to the machine's cores; that is how a fresh clone on another machine once failed). The bounds
 come from the measured spread (docs/RELIABILITY.md, "A deterministic COLMAP suite").
@@ -63,7 +64,7 @@ def photos_dataset(capture, tmp_path_factory):
     from taichi_nerf.capture.photos import from_photos
 
     out = tmp_path_factory.mktemp("from_photos") / "dataset"
-    report = from_photos(capture[0], out, progress=False, threads=2)
+    report = from_photos(capture[0], out, progress=False, threads=1)
     return out, report
 
 
@@ -103,7 +104,7 @@ def test_video_frames_recover_the_cameras(capture, tmp_path):
     with iio.get_writer(video, fps=10, quality=9, **ENCODER) as writer:
         for p in names:
             writer.append_data(np.asarray(Image.open(p)))
-    report = from_photos(video, tmp_path / "dataset", frames=VIEWS, progress=False, threads=2)
+    report = from_photos(video, tmp_path / "dataset", frames=VIEWS, progress=False, threads=1)
     assert report.matching == "sequential" and report.total == VIEWS
     registered, angle, centre = pose_errors(tmp_path / "dataset", capture[1], lambda name: int(name[6:11]) - 1)
     assert registered >= 0.9, report.table()
@@ -127,12 +128,14 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
         Image.fromarray(image).save(photos / f"COW_{k:04d}.jpg", quality=92)
     # pinhole, as the photos were rendered: with simple_radial, 1 seed in 3 traded the focal length (184 px, true
     # 222) against distortion (k1 -0.09) and every camera came out ~20 degrees off
-    report = from_photos(photos, tmp_path / "dataset", camera_model="pinhole", progress=False, threads=2)
+    report = from_photos(photos, tmp_path / "dataset", camera_model="pinhole", progress=False, threads=1)
     registered, angle, centre = pose_errors(tmp_path / "dataset", poses.double().numpy(), lambda name: int(name[4:8]))
     assert registered >= 0.9, report.table()
     _spread("cow", angle, centre)
-    # measured over seeds 0-5 (2 threads): 0.08-0.72 degrees, 0.24-1.77%; seed 6 made a wrong model (7 degrees,
-    # 41%): this capture holds with the pinned seed, RANDOM_SEED 0 (docs/RELIABILITY.md)
+    # one thread, seeds 0-5, one mapping each: 4 right models (0.08-0.67 degrees, 0.24-1.60%) and 2 wrong ones
+    # (seed 0: 4.69 degrees, 33.6%; seed 3: 21.9 degrees, 86%), all 40/40 registered. from_photos maps quick
+    # captures with 3 seeds and keeps the best fit (capture/photos.py MAPPING_ATTEMPTS): 0.648 degrees, 1.56%,
+    # the same in every run (with 2 threads and one mapping, CI once drew seed 0's wrong model).
     assert np.median(angle) < 2.0 and np.median(centre) < 0.04, (np.median(angle), np.median(centre))
 
 
