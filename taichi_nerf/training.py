@@ -332,9 +332,9 @@ class Trainer:
         count = self.val.count if views is None else min(views, self.val.count)
         bg = self.background.cpu()
         scores = []
+        pixels = cameras.strided_pixels(self.val.width, self.val.height, stride) if stride > 1 else None
         for i in range(count):
-            if stride > 1:
-                pixels = cameras.strided_pixels(self.val.width, self.val.height, stride)
+            if pixels is not None:
                 rgb = self.renderer.render_pixels(self.val.poses, self.val.intrinsics, i, self.val.width, 0, 0, bg,
                                                   pixels=pixels)["rgb"].cpu()
                 scores.append(psnr(rgb, self.target_rgb(self.val, i, bg).reshape(-1, 3)[pixels]))

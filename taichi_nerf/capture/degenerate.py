@@ -31,6 +31,8 @@ MIN_BASELINE_RATIO = 0.03
 MAX_STATIC_SHARE = 0.25
 STATIC_PIXELS = 1.0  # at 1000 px on the longer side; scaled with the photos
 MIN_INLIERS = 15
+TURNTABLE_HINT = ("for a turntable capture (the object turns, the room stands still) give the object's masks with "
+                  "--masks DIR, so only the object is matched")
 
 
 def static_match_share(database: Path, image_size: tuple[int, int]) -> float:
@@ -62,8 +64,7 @@ def static_match_share(database: Path, image_size: tuple[int, int]) -> float:
 
 def static_message(source, share: float, masked: bool) -> str:
     hint = ("the masks let through what stands still; they must keep only what turns" if masked else
-            "for a turntable capture (the object turns, the room stands still) give the object's masks with "
-            "--masks DIR, so only the object is matched")
+            TURNTABLE_HINT)
     return (f"{source}: degenerate capture: {share:.0%} of the matched features stand still between photos (at "
             f"most {MAX_STATIC_SHARE:.0%} allowed), so the camera did not move relative to them (a turntable's "
             f"still room, or a tripod) and COLMAP's cameras would be meaningless; {hint}; --keep-degenerate maps "
@@ -92,8 +93,7 @@ def baseline_ratio(model) -> float:
 def degenerate_message(source, ratio: float, masked: bool) -> str:
     """The one-line refusal: what was found, why it cannot train, what to do."""
     hint = ("the masks may not cover the object, or the photos barely move around it" if masked else
-            "for a turntable capture (the object turns, the room stands still) give its masks with --masks DIR, "
-            "so only the object is matched")
+            TURNTABLE_HINT)
     return (f"{source}: degenerate reconstruction: the cameras spread only {ratio:.3f} x the depth of what they see "
             f"(need at least {MIN_BASELINE_RATIO}); they barely move relative to the scene COLMAP matched (a "
             f"turntable's still room, or a tripod pan), which cannot train a radiance field; {hint}; "
