@@ -142,7 +142,13 @@ class Ranks:
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any (a vote on the control group)."""
-        return self.agree_max(1.0 if flag else 0.0) > 0.0
+        if self.size == 1:
+            return bool(flag)
+        import torch.distributed as dist
+
+        vote = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        self._call(dist.all_reduce, vote, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(vote.item())
 
     def agree_max(self, value: float) -> float:
         """The largest ``value`` over the ranks, on every rank (rank clocks differ; the schedule must not)."""
