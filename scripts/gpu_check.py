@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's taichi_nerf and scripts.bench, from any folder
 
 KERNEL_TESTS = ["tests/test_backend.py", "tests/test_compositing.py", "tests/test_rays_sampling_encoding.py",
-                "tests/test_occupancy.py"]
+                "tests/test_ray_gradients.py", "tests/test_occupancy.py"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,8 +42,9 @@ def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch:
 
 def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
              progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
-             overwrite: bool = False) -> dict:
-    """PSNR and SSIM per image of a split and their means. ``images_dir``: also write each
+             overwrite: bool = False, appearance_image: int | None = None) -> dict:
+    """PSNR and SSIM per image of a split and their means (``appearance_image``: rendered with
+    that training image's appearance code, not the mean). ``images_dir``: also write each
     view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
     side by side) and the result as ``metrics.json`` (what ``render --split`` does); a folder
     holding an earlier render needs ``overwrite``, which removes only that render's files."""
@@ -55,7 +56,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         raise ValueError(f"--limit must be at least 1, got {limit}")
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite)
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)

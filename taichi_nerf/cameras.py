@@ -199,19 +199,21 @@ def gather_pixels(rgba: torch.Tensor, image_index: torch.Tensor, pixel_index: to
 @ti.kernel
 def _ndc_rays_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), focal: ti.f32, width: ti.f32,
                      height: ti.f32, near: ti.f32, out_origins: ti.types.ndarray(), out_dirs: ti.types.ndarray()):
-    ax = -2.0 * focal / width
-    ay = -2.0 * focal / height
-    for r in range(origins.shape[0]):
-        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
-        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        d.z = ti.min(d.z, -1e-6)  # a ray not heading into the scene (-z) has no NDC image
+    for r in range(origins.shape[0]):  # nothing outside the loop: Taichi's kernel.grad needs one loop alone
+        ax = -2.0 * focal / width
+        ay = -2.0 * focal / height
+        # Each value is assigned once (no d.z = ...): Taichi's reverse pass warns about, and
+        # can misread, locals that are overwritten in place.
+        dz = ti.min(dirs[r, 2], -1e-6)  # a ray not heading into the scene (-z) has no NDC image
+        d = ti.Vector([dirs[r, 0], dirs[r, 1], dz])
         # Move the origin onto the near plane z = -near first, so t = 0 is the near plane.
-        o = o + (-(near + o.z) / d.z) * d
+        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
+        o = o + (-(near + origins[r, 2]) / dz) * d
         out_origins[r, 0] = ax * o.x / o.z
         out_origins[r, 1] = ay * o.y / o.z
         out_origins[r, 2] = 1.0 + 2.0 * near / o.z
-        out_dirs[r, 0] = ax * (d.x / d.z - o.x / o.z)
-        out_dirs[r, 1] = ay * (d.y / d.z - o.y / o.z)
+        out_dirs[r, 0] = ax * (d.x / dz - o.x / o.z)
+        out_dirs[r, 1] = ay * (d.y / dz - o.y / o.z)
         out_dirs[r, 2] = -2.0 * near / o.z
 
 
@@ -221,12 +223,43 @@ def ndc_rays(origins: torch.Tensor, dirs: torch.Tensor, scene, near: float = 1.0
     World space is the re-centred LLFF frame (cameras look down -z); the NDC frustum is the
     training camera's (``scene.ndc_focal``, ``ndc_width``, ``ndc_height``) from the plane
     z = -``near`` to infinity, mapped to the cube [-1, 1]^3. Returned directions are not unit:
-    t in [0, 1] runs from the near plane (z = -1) to infinity (z = 1).
+    t in [0, 1] runs from the near plane (z = -1) to infinity (z = 1). Differentiable (Taichi's
+    ``kernel.grad``) where the rays need gradients: pose refinement.
     """
-    n = origins.shape[0]
-    out_o = torch.empty(n, 3, device=origins.device)
-    out_d = torch.empty(n, 3, device=origins.device)
-    if n:
-        _ndc_rays_kernel(origins.contiguous(), dirs.contiguous(), float(scene.ndc_focal), float(scene.ndc_width),
-                         float(scene.ndc_height), float(near), out_o, out_d)
+    frustum = (float(scene.ndc_focal), float(scene.ndc_width), float(scene.ndc_height), float(near))
+    if torch.is_grad_enabled() and (origins.requires_grad or dirs.requires_grad):
+        return _NdcRays.apply(origins, dirs, frustum)
+    return _ndc(origins.detach().contiguous(), dirs.detach().contiguous(), frustum)
+
+
+def _ndc(origins: torch.Tensor, dirs: torch.Tensor, frustum: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    out_o = torch.empty(origins.shape[0], 3, device=origins.device)
+    out_d = torch.empty(origins.shape[0], 3, device=origins.device)
+    if origins.shape[0]:
+        _ndc_rays_kernel(origins, dirs, *frustum, out_o, out_d)
     return out_o, out_d
+
+
+def _leaf(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A fresh leaf whose ``.grad`` Taichi may read or write without touching torch's graph."""
+    leaf = x.detach().contiguous().requires_grad_(True)
+    leaf.grad = grad.contiguous().clone()
+    return leaf
+
+
+class _NdcRays(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, origins, dirs, frustum):
+        origins, dirs = origins.detach().contiguous(), dirs.detach().contiguous()  # Taichi attaches .grad otherwise
+        ctx.save_for_backward(origins, dirs)
+        ctx.frustum = frustum
+        return _ndc(origins, dirs, frustum)
+
+    @staticmethod
+    def backward(ctx, g_origins, g_dirs):
+        origins, dirs = ctx.saved_tensors
+        o_in, d_in = _leaf(origins, torch.zeros_like(origins)), _leaf(dirs, torch.zeros_like(dirs))
+        out_o, out_d = _leaf(origins, g_origins), _leaf(dirs, g_dirs)  # kernel.grad reads and zeroes these
+        if origins.shape[0]:
+            _ndc_rays_kernel.grad(o_in, d_in, *ctx.frustum, out_o, out_d)
+        return o_in.grad, d_in.grad, None

@@ -18,7 +18,8 @@ FORMAT_VERSION = 1
 # Config fields that shape the model's tensors or what they mean: a resume must not change them.
 ARCHITECTURE_KEYS = ("width", "depth", "pos_frequencies", "dir_frequencies", "sampler", "grid_resolution",
                      "view_dependent", "frequency_base", "include_input", "skip_layer", "activation",
-                     "density_activation", "feature_layer", "color_width")
+                     "density_activation", "feature_layer", "color_width", "appearance_dim",
+                     "refine_poses")
 
 
 class CheckpointError(ValueError):
@@ -96,10 +97,20 @@ def _few(names: list[str]) -> str:
 
 
 def config_of(state: dict, path) -> TrainConfig:
+    """The run's configuration, with the choices its defaults made by scene kind written out
+    from the tensors (appearance codes, pose corrections): a checkpoint keeps meaning what it
+    was trained as when those defaults change."""
     try:
-        return TrainConfig.from_dict(state["config"]).validate()
+        cfg = TrainConfig.from_dict(state["config"]).validate()
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: unusable configuration ({exc})") from None
+    model = state.get("model") if isinstance(state.get("model"), dict) else {}
+    codes = model.get("appearance.weight")
+    if cfg.appearance_dim is None:
+        cfg = cfg.replace(appearance_dim=0 if codes is None else int(codes.shape[1]))
+    if cfg.refine_poses is None:
+        cfg = cfg.replace(refine_poses=state.get("pose_refinement") is not None)
+    return cfg
 
 
 def saved_config(path) -> TrainConfig:
@@ -107,13 +118,16 @@ def saved_config(path) -> TrainConfig:
     return config_of(read_state(path), path)
 
 
-def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
+def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple[Renderer, TrainConfig, dict]:
+    """``appearance_image``: render with that training image's appearance code, not the mean."""
     path = find_checkpoint(path)
     state = read_state(path)
     cfg = config_of(state, path)
     b = backend.init(arch, cfg.max_samples_per_ray)
     try:
-        renderer = Renderer.from_config(cfg, Scene(**state["scene"]), b.device)
+        codes = state["model"].get("appearance.weight")  # one per training image
+        renderer = Renderer.from_config(cfg, Scene(**state["scene"]), b.device,
+                                        train_images=0 if codes is None else int(codes.shape[0]))
         renderer.field.load_state_dict(state["model"])  # older key names are mapped by the modules
         if renderer.grid is not None and state.get("grid") is not None:
             renderer.grid.load_state_dict(state["grid"])
@@ -123,6 +137,15 @@ def load(path, arch: str = "auto") -> tuple[Renderer, TrainConfig, dict]:
         reason = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
         raise CheckpointError(f"{path}: damaged or from an incompatible version ({reason})") from None
     renderer.field.eval()
+    if appearance_image is not None:
+        codes = renderer.field.appearance
+        if codes is None:
+            raise CheckpointError(f"{path}: was trained without appearance codes (--appearance-dim), so it has no "
+                                  f"image's look to choose")
+        if not 0 <= appearance_image < codes.num_embeddings:
+            raise CheckpointError(f"{path}: the appearance image must be a training image's index, 0 to "
+                                  f"{codes.num_embeddings - 1}, got {appearance_image}")
+        renderer.field.appearance_image = appearance_image
     return renderer, cfg, state
 
 
@@ -133,6 +156,7 @@ def trainer_state(trainer) -> dict:
         "format": "taichi-nerf", "version": FORMAT_VERSION,
         "config": trainer.cfg.to_dict(), "scene": asdict(trainer.scene),
         "model": trainer.field.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+        "pose_refinement": None if trainer.pose_refinement is None else trainer.pose_refinement.state_dict(),
         "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
         "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
         "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
@@ -159,6 +183,8 @@ def restore_trainer(trainer, path: Path) -> None:
     check_resumable(state, path, trainer.cfg)
     try:
         trainer.field.load_state_dict(state["model"])
+        if trainer.pose_refinement is not None and state.get("pose_refinement") is not None:
+            trainer.pose_refinement.load_state_dict(state["pose_refinement"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit this model: {state_dict_mismatch(exc)}") from None
     try:

@@ -98,6 +98,9 @@ class TrainConfig:
                                               "(off: the trunk's output feeds it directly, as both tutorials)")
     color_width: int | None = option(None, FIELD, "hidden width of the colour branch (default: max(width // 2, 16); "
                                                   "0: no hidden layer, colour is a linear read-out)")
+    appearance_dim: int | None = option(None, FIELD, "length of each training image's learned appearance code "
+                                        "(exposure, white balance), fed to the colour branch; new views use the "
+                                        "codes' mean (0: none; default: APPEARANCE_DEFAULTS by scene kind)")
     init: Init = option("default", FIELD, "weights at the start: default: torch's, with a near-zero density layer; "
                                           "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases "
                                           "(Keras)")
@@ -152,6 +155,11 @@ class TrainConfig:
                                 "huber and pseudo-huber losses: where they turn from quadratic to linear")
     silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
     seed: int = option(0, OPTIMISATION, "random seed")
+    refine_poses: bool | None = option(None, OPTIMISATION, "learn a small rigid correction of each training "
+                                       "camera's pose, for poses that are not exact (default: REFINE_POSES_DEFAULTS "
+                                       "by scene kind)")
+    pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
+                                                "with the schedule, in proportion to lr)")
     mixed_precision: bool = option(False, OPTIMISATION, "run the MLP in bf16 autocast (CUDA, or a CPU with native bf16 "
                                                         "such as AVX512-BF16; TF32 is always on for CUDA)")
     # --- bookkeeping
@@ -218,6 +226,8 @@ class TrainConfig:
             problems.append(f"preset must be {' or '.join(typing.get_args(PresetName))}")
         if self.skip_layer is not None and not 0 <= self.skip_layer < self.depth:
             problems.append(f"skip_layer must be from 0 (none) to depth - 1 = {self.depth - 1}")
+        if self.appearance_dim is not None and not 0 <= self.appearance_dim <= 256:
+            problems.append("appearance_dim must be from 0 (none) to 256")
         if self.color_width is not None and self.color_width < 0:
             problems.append("color_width must not be negative")
         if not self.frequency_base > 0:
@@ -237,7 +247,7 @@ class TrainConfig:
             problems.append("huber_delta must be positive")
         if self.sampler == "hierarchical" and self.fine_samples < 1:
             problems.append("the hierarchical sampler needs fine_samples of at least 1")
-        if self.lr <= 0 or self.lr_final <= 0:
+        if self.lr <= 0 or self.lr_final <= 0 or self.pose_lr <= 0:
             problems.append("learning rates must be positive")
         if not self.out:
             problems.append("out must name a folder")
@@ -278,6 +288,16 @@ class TrainConfig:
         """``data`` and ``out`` as absolute paths, so the saved config works from any folder."""
         return dataclasses.replace(self, data=None if self.data is None else _absolute(self.data),
                                    out=_absolute(self.out))
+
+    def appearance_dim_for(self, scene) -> int:
+        """The appearance code length a run on ``scene`` uses: the option, else by scene kind."""
+        if self.appearance_dim is not None:
+            return self.appearance_dim
+        return APPEARANCE_DEFAULTS[scene_kind(scene)]
+
+    def refine_poses_for(self, scene) -> bool:
+        """Whether a run on ``scene`` refines its training poses: the option, else by scene kind."""
+        return REFINE_POSES_DEFAULTS[scene_kind(scene)] if self.refine_poses is None else self.refine_poses
 
     @property
     def eval_samples(self) -> int:
@@ -355,6 +375,18 @@ class TrainConfig:
 # Encoding frequencies 2^k: past ~2^24 a float32 position has no bits left and sin/cos of it are
 # noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
 MAX_FREQUENCIES = 64
+# Appearance code length and pose refinement by scene kind (docs/BENCHMARKS.md, "Appearance
+# codes and pose refinement"): on only where they raised val PSNR on the measured sets. Codes:
+# ngp-360-real +0.4 dB (two seeds), llff-real -0.4 dB (its val photos have their own exposure,
+# which the mean code cannot know); objects on a background (box) are renders or one-exposure
+# DSLR captures. Pose refinement lost 1.5 dB on llff-real and 2.7 dB on ngp-360-real.
+APPEARANCE_DEFAULTS = {"box": 0, "ndc": 0, "unbounded": 8}
+REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
+
+
+def scene_kind(scene) -> str:
+    """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""
+    return "ndc" if scene.ndc else ("unbounded" if scene.unbounded else "box")
 MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
 
 

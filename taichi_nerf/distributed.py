@@ -237,10 +237,11 @@ class Ranks:
         if any(other != seen[0] for other in seen):
             raise ValueError(f"the ranks resumed from different checkpoints (step, grid updates per rank: {seen}); "
                              f"every machine must see the same run folder")
-        tensors = [value for value in trainer.field.state_dict().values() if torch.is_tensor(value)]
+        modules = trainer.trained_modules()
+        tensors = [value for m in modules for value in m.state_dict().values() if torch.is_tensor(value)]
         if grid is not None:
             tensors += [grid.density, grid.occupied]
-        for param in trainer.field.parameters():
+        for param in (p for m in modules for p in m.parameters()):
             state = trainer.optimizer.state.get(param, {})
             tensors += [state[key] for key in sorted(state) if torch.is_tensor(state[key])]
         for tensor in tensors:  # (NCCL takes CUDA tensors only: a CPU one, such as an optimiser's step, goes by gloo)

@@ -1,4 +1,4 @@
-"""The learning-rate schedule: where a run is in its budget, and the rate there.
+"""The optimiser and its learning-rate schedule: where a run is in its budget, and the rate there.
 
 Progress is the share of ``--steps`` done or, under ``--time-limit``, the share of the time used
 when that is further: a time-limited run never reaches the default 20000 steps, and a decay
@@ -8,6 +8,8 @@ docs/BENCHMARKS.md). A resumed run continues from the progress it saved, spread 
 time limit.
 """
 from __future__ import annotations
+
+import torch
 
 from .config import TrainConfig
 
@@ -30,3 +32,15 @@ def learning_rate(cfg: TrainConfig, at: float) -> float:
         drop = min(round(cfg.steps * cfg.lr_step_at) / max(cfg.steps, 1), 1.0)
         return cfg.lr_final if at >= drop else cfg.lr
     return cfg.lr * (cfg.lr_final / cfg.lr) ** at
+
+
+def make_optimizer(cfg: TrainConfig, field_params, pose_params=None) -> torch.optim.Adam:
+    """Adam over the field, and the pose corrections (if any) in a group of their own whose
+    rate is ``lr_factor`` times the schedule's. fused: one kernel for all parameters (a few
+    percent of a small step on the CPU). ``adam_beta2`` 0.99 by default (Instant-NGP's; torch's
+    is 0.999): the second moment follows the gradient scale as the occupancy grid reshapes the
+    batches; on the built-in scene 25 dB came 5-10 s sooner (two seeds), the same PSNR from ~75 s."""
+    groups = [{"params": list(field_params)}]
+    if pose_params is not None:
+        groups.append({"params": list(pose_params), "lr_factor": cfg.pose_lr / cfg.lr})
+    return torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2), fused=True)

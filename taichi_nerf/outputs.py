@@ -49,19 +49,20 @@ def _training_poses(cfg, progress: bool, data=None, ckpt=None):
 
 def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
                 size: int | None = None, fps: float | None = None, arch: str = "auto",
-                progress: bool = True, data=None, note=print) -> list[Path]:
+                progress: bool = True, data=None, note=print, appearance_image: int | None = None) -> list[Path]:
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
     transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
     loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
     video that suits the capture (default_video.py). mp4 + depth mp4 + gif, over the scene's
     background. ``data``: where the training dataset is now, when a path needs its cameras and
     it has moved. ``note`` is told what was chosen or filled in (which default video and why;
-    a camera path's missing field of view)."""
+    a camera path's missing field of view). ``appearance_image``: that training image's look
+    (appearance code) instead of the mean."""
     from . import camera_path as cp
     from .default_video import write_default_video
     from .video import write_path
 
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
     if path is None and not spiral:  # the video that suits the capture (api.render_orbit too)
         return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, size or DEFAULT_SIZE,

@@ -17,6 +17,19 @@ def harmonic(v: torch.Tensor, frequencies: int, include_input: bool = True, base
     return torch.cat(parts, dim=-1) if parts else v[..., :0]
 
 
+def ndc_rays(o: torch.Tensor, d: torch.Tensor, focal: float, width: float, height: float, near: float = 1.0):
+    """The NeRF paper's NDC rays (appendix C): :func:`taichi_nerf.cameras.ndc_rays`."""
+    t = -(near + o[:, 2]) / d[:, 2]
+    o = o + t[:, None] * d
+    ox = -focal / (width / 2) * o[:, 0] / o[:, 2]
+    oy = -focal / (height / 2) * o[:, 1] / o[:, 2]
+    oz = 1 + 2 * near / o[:, 2]
+    dx = -focal / (width / 2) * (d[:, 0] / d[:, 2] - o[:, 0] / o[:, 2])
+    dy = -focal / (height / 2) * (d[:, 1] / d[:, 2] - o[:, 1] / o[:, 2])
+    dz = -2 * near / o[:, 2]
+    return torch.stack([ox, oy, oz], 1), torch.stack([dx, dy, dz], 1)
+
+
 def composite_packed(sigma, rgb, t, delta, offsets, counts, background):
     """Emission-absorption per ray with a python loop over rays: slow, obviously correct."""
     n = offsets.shape[0]

@@ -71,8 +71,9 @@ class Renderer:
         self.contract_box = self.aabb if scene.unbounded else None
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, scene: Scene, device) -> Renderer:
-        """A fresh (untrained) renderer shaped by a training configuration."""
+    def from_config(cls, cfg: TrainConfig, scene: Scene, device, train_images: int = 0) -> Renderer:
+        """A fresh (untrained) renderer shaped by a training configuration; ``train_images``:
+        how many appearance codes the field holds (with ``cfg.appearance_dim``)."""
         pos = HarmonicSpec(cfg.pos_frequencies, cfg.include_input, cfg.frequency_base)
         direction = HarmonicSpec(cfg.dir_frequencies, cfg.include_input,
                                  cfg.frequency_base) if cfg.view_dependent else None
@@ -82,7 +83,8 @@ class Renderer:
                                skip=cfg.skip_layer, color_width=cfg.color_width, density_bias=cfg.density_bias,
                                activation=cfg.activation, density_activation=cfg.density_activation,
                                density_scale=1.0 / nominal_spacing, feature_layer=cfg.feature_layer,
-                               init=cfg.init).to(device)
+                               init=cfg.init, appearance_images=train_images,
+                               appearance_dim=cfg.appearance_dim_for(scene)).to(device)
         grid = None
         if cfg.sampler == "grid" or scene.unbounded:  # unbounded scenes always march (see render_rays)
             grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device,
@@ -100,15 +102,19 @@ class Renderer:
 
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
-                    jitter: bool = False, early_termination: bool = False) -> RayOutput:
+                    jitter: bool = False, early_termination: bool = False,
+                    image_index: torch.Tensor | None = None) -> RayOutput:
         """Render a batch of rays. ``early_termination`` (rendering, not training: training
         keeps every marched sample, so occluded space still gets gradients) evaluates
-        densities first and colour only where the ray can still see."""
+        densities first and colour only where the ray can still see. ``image_index``
+        (training): each ray's training image, whose appearance code colours it (None: new
+        views' code, see field.py)."""
         view_dirs = dirs  # unit world directions: what view-dependent colour depends on
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
-        with stage("marching"):
-            samples = self._sample(origins, dirs, view_dirs, background, samples_per_ray, generator, jitter)
+        with stage("marching"):  # samples are placed, not learned: pose refinement's gradients stop here
+            samples = self._sample(origins.detach(), dirs.detach(), view_dirs.detach(), background, samples_per_ray,
+                                   generator, jitter)
         if early_termination and self.early_stop > 0:
             with stage("MLP forward"):
                 samples, sigma, rgb = self._visible(origins, dirs, view_dirs, samples)
@@ -121,7 +127,10 @@ class Renderer:
                 if jitter and self.density_noise > 0 and torch.is_grad_enabled():
                     noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device,
                                                              generator=generator)
-                sigma, rgb = self.evaluate_field(encoded, noise)
+                codes = None
+                if image_index is not None and self.field.appearance is not None:
+                    codes = self.field.appearance_codes(image_index, image_index.shape[0])[samples.ray_index.long()]
+                sigma, rgb = self.evaluate_field(encoded, noise, codes)
         with stage("compositing"):
             out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
         return RayOutput(out_rgb, opacity, depth, weights, samples)
@@ -204,9 +213,10 @@ class Renderer:
         """bf16 autocast for the MLP's matrix products where ``bf16`` is on, else nothing."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
-    def evaluate_field(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None):
+    def evaluate_field(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None,
+                       codes: torch.Tensor | None = None):
         with self._precision():
-            sigma, rgb = self.field(encoded, raw_noise)
+            sigma, rgb = self.field(encoded, raw_noise, codes)
         return sigma.float(), rgb.float()  # the kernels take float32 (a no-op without bf16)
 
     @property

@@ -23,6 +23,7 @@ from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
 from .metrics import mse_to_psnr, psnr
 from .plots import write_curves
+from .pose_refinement import PoseRefinement
 from .profiling import stage
 from .rendering import RayOutput, Renderer
 from .runs import remove_stale_temps, truncate_metrics
@@ -97,16 +98,13 @@ class Trainer:
         self.background_choice = resolve_background(cfg.background, self.dataset.background)
         self.scene.background = list(self.background_choice.colour)
         torch.manual_seed(cfg.seed)
-        self.renderer = Renderer.from_config(cfg, self.scene, dev)
+        self.renderer = Renderer.from_config(cfg, self.scene, dev, train_images=self.train.count)
         backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
         self.field = self.renderer.field
-        # fused: one kernel for all parameters (a few percent of a small step on the CPU)
-        # adam_beta2 0.99 by default (Instant-NGP's; torch's is 0.999): the second moment follows
-        # the gradient scale as the occupancy grid reshapes the batches. Measured on the built-in
-        # scene: 25 dB 5-10 s sooner (two seeds), the same PSNR from ~75 s on.
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, eps=cfg.adam_eps, betas=(0.9,
-                                                                                                       cfg.adam_beta2),
-                                          fused=True)
+        # Corrections of the training cameras' poses (pose_refinement.py), at their own rate.
+        self.pose_refinement = PoseRefinement(self.train.count, dev) if cfg.refine_poses_for(self.scene) else None
+        self.optimizer = lr_schedule.make_optimizer(cfg, self.field.parameters(), None if self.pose_refinement is None
+                                                    else self.pose_refinement.parameters())
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
         self.step_count = 0
@@ -136,6 +134,10 @@ class Trainer:
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
+
+    def trained_modules(self) -> list[torch.nn.Module]:
+        """What the optimiser trains: the field, and the pose corrections where on."""
+        return [self.field] + ([self.pose_refinement] if self.pose_refinement is not None else [])
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -191,7 +193,7 @@ class Trainer:
         origins, dirs = cameras.batch_rays(self.train.poses, self.train.intrinsics, image_index, pixel_index,
                                            self.train.width)
         target, alpha = cameras.gather_pixels(self.train.rgba, image_index, pixel_index, background)
-        return origins, dirs, background, target, alpha
+        return origins, dirs, background, target, alpha, image_index
 
     def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):
         cfg, s = self.cfg, self.cfg.huber_delta
@@ -210,12 +212,13 @@ class Trainer:
         t0 = time.perf_counter()
         lr = self.lr_at(self.step_count)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
         with stage("ray generation"):
-            origins, dirs, background, target, alpha = self.sample_batch()
+            origins, dirs, background, target, alpha, image_index = self.sample_batch()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha)
-        loss, mse = self.ranks.average_gradients(self.field.parameters(), loss, mse)  # distributed: mean over ranks
+        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha, image_index)
+        # distributed: the mean over ranks
+        loss, mse = self.ranks.average_gradients([p for m in self.trained_modules() for p in m.parameters()], loss, mse)
         check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
         if check:  # on CUDA, reading the loss is a device sync: only when logging
             self.last_loss = float(loss)
@@ -236,8 +239,8 @@ class Trainer:
                 "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
 
-    def accumulate_gradients(self, origins, dirs, background, target, alpha, chunk_rays: int | None = None,
-                             jitter: bool = True):
+    def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None,
+                             chunk_rays: int | None = None, jitter: bool = True):
         """Render the batch, and add the gradient of its loss into the parameters' ``.grad``.
         A batch whose activations outgrow the caches (the tutorials' whole images: 1.6M
         samples a step in Keras's) goes in chunks of rays, each weighted by its share of the
@@ -249,9 +252,13 @@ class Trainer:
         samples = 0
         for lo in range(0, n, chunk_rays):
             part = slice(lo, min(lo + chunk_rays, n))
-            out = self.renderer.render_rays(origins[part], dirs[part],
+            o, d = origins[part], dirs[part]
+            if self.pose_refinement is not None and image_index is not None:
+                o, d = self.pose_refinement(o, d, image_index[part])
+            out = self.renderer.render_rays(o, d,
                                             background[part] if per_ray_background else background,
-                                            self.cfg.samples_per_ray, self.generator, jitter=jitter)
+                                            self.cfg.samples_per_ray, self.generator, jitter=jitter,
+                                            image_index=None if image_index is None else image_index[part])
             share = (part.stop - part.start) / n  # the losses are means over rays
             with stage("loss"):
                 loss, mse = self.loss_terms(out, target[part], alpha[part])
@@ -298,7 +305,8 @@ class Trainer:
         cfg, s = self.cfg, self.step_count
         if s % cfg.log_every == 0 or s == cfg.steps:
             self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
-                      "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2)})
+                      "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
+                      **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps:
             self.log({"step": s, "val_psnr": self.validate(cfg.eval_views, stride=PERIODIC_STRIDE)})
         if cfg.preview_every > 0 and s % cfg.preview_every == 0:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from taichi_nerf import cameras
+from taichi_nerf import cameras, reference
 from taichi_nerf.cameras import look_at, orbit_poses, sphere_poses
 from taichi_nerf.data.bounds import estimate_bounds
 from taichi_nerf.data.dataset import Dataset, Split, pinhole
@@ -68,19 +68,6 @@ def test_explicit_points_shape_the_box():
 
 
 # --- NDC ---------------------------------------------------------------------------------
-def ndc_reference(o, d, focal, w, h, near=1.0):
-    """The NeRF paper's NDC ray (appendix C), float64."""
-    t = -(near + o[:, 2]) / d[:, 2]
-    o = o + t[:, None] * d
-    ox = -focal / (w / 2) * o[:, 0] / o[:, 2]
-    oy = -focal / (h / 2) * o[:, 1] / o[:, 2]
-    oz = 1 + 2 * near / o[:, 2]
-    dx = -focal / (w / 2) * (d[:, 0] / d[:, 2] - o[:, 0] / o[:, 2])
-    dy = -focal / (h / 2) * (d[:, 1] / d[:, 2] - o[:, 1] / o[:, 2])
-    dz = -2 * near / o[:, 2]
-    return torch.stack([ox, oy, oz], 1), torch.stack([dx, dy, dz], 1)
-
-
 def test_ndc_rays_match_the_formulas_and_the_projection(taichi_backend):
     g = torch.Generator().manual_seed(0)
     n = 500
@@ -90,7 +77,7 @@ def test_ndc_rays_match_the_formulas_and_the_projection(taichi_backend):
     d = d / d.norm(dim=1, keepdim=True)
     scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
     got_o, got_d = cameras.ndc_rays(o.float(), d.float(), scene)
-    ref_o, ref_d = ndc_reference(o, d, 40.0, 64, 48)
+    ref_o, ref_d = reference.ndc_rays(o, d, 40.0, 64, 48)
     assert float((got_o.double() - ref_o).abs().max()) < 1e-5 * float(ref_o.abs().max())
     assert float((got_d.double() - ref_d).abs().max()) < 1e-5 * float(ref_d.abs().max())
     assert torch.allclose(got_o[:, 2].double(), torch.full((n,), -1.0, dtype=torch.float64), atol=1e-6)

@@ -28,7 +28,7 @@ class ShapeField(torch.nn.Module):
         super().__init__()
         self.inside = inside
 
-    def forward(self, encoded, raw_noise=None):
+    def forward(self, encoded, raw_noise=None, codes=None):
         p = encoded[:, :3]
         sigma = 60.0 * self.inside(p).float()
         return sigma, torch.full((p.shape[0], 3), 0.5)

@@ -181,7 +181,7 @@ def test_one_training_step(tiny_scene, tmp_path, name, changes):
                                                                                                   **changes)
     trainer = Trainer(cfg)
     images = trainer.train.count
-    origins, _, _, _, _ = trainer.sample_batch()
+    origins = trainer.sample_batch()[0]
     before = [p.detach().clone() for p in trainer.field.parameters()]
     info = trainer.step()
     assert math.isfinite(info["loss"]) and info["lr"] == 1e-3

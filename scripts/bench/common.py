@@ -86,10 +86,16 @@ def time_to_quality(step_fn, eval_fn, budget_s: float, eval_every_s: float, labe
 
 def trainer_curve(trainer, budget_s: float, eval_every_s: float, label: str, views: int | None = None) -> dict:
     """:func:`time_to_quality` of a Trainer: its steps (until its configured ``steps``),
-    validated on ``views`` val views (None: all) every ``eval_every_s`` of training time."""
+    validated on ``views`` val views (None: all) every ``eval_every_s`` of training time. A
+    trainer configured with a time limit schedules its learning rate by the training time
+    spent, as ``train --time-limit`` does by wall time (lr_schedule.py)."""
+    limit = trainer.cfg.time_limit_s
+
     def step():
         if trainer.step_count >= trainer.cfg.steps:
             return False
         trainer.step()
+        if limit:
+            trainer.time_used = min(trainer.elapsed / limit, 1.0)
 
     return time_to_quality(step, lambda: trainer.validate(views), budget_s, eval_every_s, label)

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
                    help="replace an earlier render in --out (only its metrics.json and PNGs; other files stay)")
     p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4 or path.mp4), or with --split the "
                                  "folder (default render_SPLIT)")
+    p.add_argument("--appearance-image", type=int, metavar="N",
+                   help="a field trained with appearance codes: render with training image N's look (exposure, "
+                        "white balance) instead of the mean of all")
     p.add_argument("--no-progress", action="store_true")
     add_arch(p)
     p.set_defaults(run=cmd_render)
@@ -57,7 +60,8 @@ def cmd_render(args) -> int:
     from ..outputs import render_path
 
     paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,
-                        fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data)
+                        fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,
+                        appearance_image=args.appearance_image)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -77,7 +81,7 @@ def _render_split(args) -> int:
 
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, appearance_image=args.appearance_image)
     print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {result['psnr']:.2f} dB, "
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0

@@ -1,0 +1,91 @@
+"""Score a run on a test set with capture effects against the truth (issue 24; docs/BENCHMARKS.md,
+"Appearance codes and pose refinement").
+
+    python scripts/capture_truth.py DATA RUN
+
+DATA is a set written with capture effects (``llff-real``, ``ngp-360-real``: its
+``capture_effects.json`` holds every photo's true and written pose); RUN a run trained on it.
+Prints the training cameras' pose errors against the truth as written and, for a run with
+``--refine-poses``, after its corrections; and the val PSNR rendered from the val cameras as
+written (what training reports) and from their true poses. A pose-refined field is sharper
+where the cameras agree; scored from val poses that are themselves off by ~0.5 deg it can lose
+to a blurred one, which is why both columns are printed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from taichi_nerf import checkpoint  # noqa: E402
+from taichi_nerf.backgrounds import over_background  # noqa: E402
+from taichi_nerf.datasets import load_dataset  # noqa: E402
+from taichi_nerf.metrics import psnr  # noqa: E402
+from taichi_nerf.outputs import scene_background  # noqa: E402
+from taichi_nerf.pose_refinement import axis_angle_matrices  # noqa: E402
+from taichi_nerf.scenes.capture_effects import pose_errors  # noqa: E402
+
+
+def loader_frame(loaded: torch.Tensor, written: torch.Tensor):
+    """The similarity (rotation Q, scale s, offset b) that took the file's poses to the
+    loader's: loaded = s Q written + b for the centres, Q written for the rotations."""
+    m = sum(loaded[i, :3, :3] @ written[i, :3, :3].T for i in range(len(loaded)))
+    u, _, vt = torch.linalg.svd(m)
+    q = u @ vt
+    x, y = (q @ written[:, :3, 3].T).T, loaded[:, :3, 3]
+    s = float(((x - x.mean(0)) * (y - y.mean(0))).sum() / ((x - x.mean(0)) ** 2).sum())
+    return q, s, y.mean(0) - s * x.mean(0)
+
+
+def to_loader(poses: torch.Tensor, frame) -> torch.Tensor:
+    q, s, b = frame
+    out = poses.clone()
+    out[:, :3, :3] = q @ poses[:, :3, :3]
+    out[:, :3, 3] = s * (q @ poses[:, :3, 3].T).T + b
+    return out
+
+
+def rms(x) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def main(data: str, run: str) -> None:
+    effects = {Path(e["file"]).stem: e for e in json.loads((Path(data) / "capture_effects.json").read_text())["images"]}
+    renderer, cfg, state = checkpoint.load(run, arch="cpu")
+    dataset = load_dataset(data, **cfg.dataset_options())
+    train = dataset.split("train")
+
+    def poses_of(split, key):
+        return torch.tensor([effects[Path(n).stem][key] for n in split.names], dtype=torch.float64)
+
+    frame = loader_frame(train.poses.double(), poses_of(train, "written_pose"))
+    true_train = to_loader(poses_of(train, "true_pose"), frame)
+    rot, centre = pose_errors(train.poses.double(), true_train)
+    print(f"training cameras as written: rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
+    if state.get("pose_refinement") is not None:
+        corrections = state["pose_refinement"]["corrections"].double()
+        refined = train.poses.double().clone()
+        refined[:, :3, :3] = axis_angle_matrices(corrections[:, :3].float()).double() @ refined[:, :3, :3]
+        refined[:, :3, 3] += corrections[:, 3:]
+        rot, centre = pose_errors(refined, true_train)
+        print(f"after refinement:            rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
+    val = dataset.split("val")
+    bg = scene_background(renderer.scene, cfg)
+    scores = {"written": [], "true": []}
+    for key, poses in (("written", val.poses), ("true", to_loader(poses_of(val, "true_pose"), frame).float())):
+        for i in range(val.count):
+            rgb = renderer.render_image(poses, val.intrinsics, i, val.width, val.height, bg)["rgb"].cpu()
+            scores[key].append(psnr(rgb, over_background(val.rgba[i], bg)))
+    print(f"val PSNR from the poses as written: {np.mean(scores['written']):.2f} dB; "
+          f"from the true poses: {np.mean(scores['true']):.2f} dB")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,119 @@
+"""What real captures need that renders don't (issue 24): per-image appearance codes learn
+each photo's exposure, and pose refinement undoes a known error in a camera's pose."""
+import math
+
+import torch
+
+from taichi_nerf import cameras, checkpoint
+from taichi_nerf.backgrounds import over_background
+from taichi_nerf.cli import main as cli_main
+from taichi_nerf.datasets import load_dataset
+from taichi_nerf.pose_refinement import PoseRefinement, axis_angle_matrices
+from taichi_nerf.training import Trainer
+
+from .conftest import ARCH, refused, tiny_config
+
+
+def rotation_angle_deg(matrix: torch.Tensor) -> float:
+    cos = ((torch.diagonal(matrix).sum() - 1) / 2).clamp(-1, 1)
+    return math.degrees(float(torch.acos(cos)))
+
+
+def test_axis_angle_matrices_are_rotations_of_the_given_angle():
+    vectors = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, math.pi / 2], [0.01, -0.02, 0.03]])
+    mats = axis_angle_matrices(vectors)
+    assert torch.allclose(mats[0], torch.eye(3))
+    assert torch.allclose(mats[1] @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    for m, v in zip(mats, vectors):
+        assert torch.allclose(m @ m.T, torch.eye(3), atol=1e-6)
+        assert abs(rotation_angle_deg(m.double()) - math.degrees(float(v.norm()))) < 1e-2
+
+
+def test_pose_refinement_undoes_a_known_camera_error(trained_builtin, device):
+    """A trained field, one training camera turned by 3 degrees and moved by 3% of its
+    distance: optimising that camera's correction alone against its photo brings it back."""
+    scene_dir, run = trained_builtin
+    renderer, _, _ = checkpoint.load(run, arch=ARCH)
+    for p in renderer.field.parameters():
+        p.requires_grad_(False)
+    train = load_dataset(str(scene_dir)).split("train")
+    cam = 0
+    pose = train.poses[cam].clone()
+    axis = torch.tensor([0.3, -0.8, 0.5])
+    error = axis / axis.norm() * math.radians(3.0)
+    shift = torch.tensor([0.3, -0.9, 0.6])
+    shift = shift / shift.norm() * 0.03 * float(pose[:3, 3].norm())  # the object is at the origin
+    wrong = pose.clone()
+    wrong[:3, :3] = axis_angle_matrices(error[None])[0] @ pose[:3, :3]
+    wrong[:3, 3] = pose[:3, 3] + shift
+    w, h = train.width, train.height
+    intrinsics = train.intrinsics[cam:cam + 1].to(device).contiguous()
+    o, d = cameras.image_rays(wrong[None].to(device).contiguous(), intrinsics, 0, w, 0, w * h)
+    background = torch.ones(1, 3, device=device)
+    target = over_background(train.rgba[cam], background.cpu()).reshape(-1, 3).to(device)
+    image_index = torch.zeros(w * h, dtype=torch.int32, device=device)
+
+    refine = PoseRefinement(1, device)
+    opt = torch.optim.Adam(refine.parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        ro, rd = refine(o, d, image_index)
+        out = renderer.render_rays(ro, rd, background)
+        torch.nn.functional.mse_loss(out.rgb, target).backward()
+        opt.step()
+    # What a pose error costs is where the rays meet the object, not the rotation alone (a
+    # small turn and a sideways shift of the camera look alike): compare the rays' points at
+    # the object's distance with the true camera's.
+    true_o, true_d = cameras.image_rays(pose[None].to(device).contiguous(), intrinsics, 0, w, 0, w * h)
+    reach = float(pose[:3, 3].norm())  # the object is at the origin
+
+    def miss(rays_o, rays_d):
+        return float((rays_o + reach * rays_d - true_o - reach * true_d).norm(dim=1).mean())
+
+    with torch.no_grad():
+        fixed_o, fixed_d = refine(o, d, image_index)
+    before, after = miss(o, d), miss(fixed_o, fixed_d)
+    assert after < 0.3 * before, (before, after)
+
+
+def test_render_with_a_chosen_appearance_code(tiny_scene, tmp_path, capsys, trained):
+    from taichi_nerf.api import evaluate
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_scene, run, steps=10, appearance_dim=4, eval_every=0, preview_every=0,
+                        checkpoint_every=0, width=16, batch_rays=64, samples_per_ray=8, sampler="stratified")).run()
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["model"]["appearance.weight"][1] += 6.0  # image 1 looks unlike the others
+    torch.save(state, run / "checkpoint.pt")
+    field = checkpoint.load(run)[0].field
+    encoded = torch.randn(256, field.pos_dim + field.dir_dim)
+    colours = {}
+    for choice in (None, 0, 1):
+        field = checkpoint.load(run, appearance_image=choice)[0].field
+        colours[choice] = field(encoded.to(next(field.parameters()).device))[1].detach().cpu()
+    def gap(a, b):
+        return float((colours[a] - colours[b]).abs().mean())
+
+    assert gap(1, 0) > 0.05
+    assert gap(None, 0) < 0.5 * gap(None, 1)  # the mean code: the look of the many, not of image 1
+    assert evaluate(run, "val", progress=False, appearance_image=1)["count"] == 2
+    assert cli_main(["render", "--ckpt", str(run), "--split", "val", "--appearance-image", "1", "--out",
+                     str(tmp_path / "views"), "--no-progress"]) == 0
+    count = len(state["model"]["appearance.weight"])
+    refused(capsys, ["render", "--ckpt", run, "--split", "val", "--appearance-image", count, "--out",
+                     tmp_path / "x"], f"0 to {count - 1}, got {count}")
+    refused(capsys, ["render", "--ckpt", trained, "--appearance-image", 0, "--out", tmp_path / "v.gif"],
+            "without appearance codes")
+
+
+def test_a_checkpoint_keeps_the_choices_its_defaults_made(run):
+    """A run saved before a scene kind's default changed (appearance_dim and refine_poses not
+    set) reads back as what it was trained with, so it still loads and resumes."""
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["config"]["appearance_dim"] is None and state.get("pose_refinement") is None
+    cfg = checkpoint.config_of(state, run)
+    assert cfg.appearance_dim == 0 and cfg.refine_poses is False
+    state["model"]["appearance.weight"] = torch.zeros(5, 3)
+    state["pose_refinement"] = {"corrections": torch.zeros(5, 6)}
+    cfg = checkpoint.config_of(state, run)
+    assert cfg.appearance_dim == 3 and cfg.refine_poses is True
