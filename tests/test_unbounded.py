@@ -118,8 +118,10 @@ def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
         load_dataset(testsets["llff-backdrop"], unbounded=True)
 
 
-def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device):
+def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):
     from taichi_nerf import checkpoint
+    from taichi_nerf.cli.train import report_start
+    from taichi_nerf.config import APPEARANCE_DEFAULTS
     from taichi_nerf.training import Trainer
 
     from .conftest import tiny_config
@@ -127,10 +129,16 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device)
     cfg = tiny_config(testsets["ngp-360-env"], tmp_path / "run", steps=30, grid_warmup=10, grid_update_every=5)
     trainer = Trainer(cfg)
     assert trainer.scene.unbounded and trainer.renderer.grid.unbounded and trainer.background_choice.random
+    # appearance codes by default for scenery all around (docs/BENCHMARKS.md), and the run says so
+    assert trainer.field.appearance_dim == APPEARANCE_DEFAULTS["unbounded"] > 0
+    assert trainer.field.appearance.num_embeddings == trainer.train.count
+    report_start(trainer, resume=False)
+    assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
     first = trainer.step()
     assert first["samples_per_ray"] > 4
     result = trainer.run()
     assert result.step == 30 and math.isfinite(result.val_psnr)
     renderer, _, _ = checkpoint.load(result.checkpoint, cfg.arch)
     assert renderer.scene.unbounded and renderer.grid.unbounded and renderer.scene.background == [1.0, 1.0, 1.0]
+    assert renderer.field.appearance.num_embeddings == trainer.train.count
     assert torch.equal(renderer.grid.occupied, trainer.renderer.grid.occupied)

@@ -104,6 +104,14 @@ def report_start(trainer, resume: bool) -> None:
     print(f"background: {chosen.description}" + ("" if cfg.background != "auto" else "; --background overrides it"))
     if chosen.warning:
         print(f"warning: {chosen.warning}")
+    codes = trainer.field.appearance_dim
+    if codes:
+        print(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new views use "
+              f"their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
+                               if cfg.appearance_dim is None else ""))
+    if trainer.pose_refinement is not None:
+        print(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and new views "
+              f"use the cameras as given")
     rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
         f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
     print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
