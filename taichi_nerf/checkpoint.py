@@ -113,6 +113,17 @@ def config_of(state: dict, path) -> TrainConfig:
     return cfg
 
 
+def with_saved_choices(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """``cfg`` for a run that resumes from the checkpoint in ``cfg.out``: what its defaults
+    chose by scene kind when it started (appearance codes, pose refinement) where ``cfg``
+    leaves it to the defaults, which may have changed since."""
+    if not resume or (cfg.appearance_dim is not None and cfg.refine_poses is not None):
+        return cfg
+    saved = saved_config(cfg.out)
+    return cfg.replace(appearance_dim=saved.appearance_dim if cfg.appearance_dim is None else None,
+                       refine_poses=saved.refine_poses if cfg.refine_poses is None else None)
+
+
 def saved_config(path) -> TrainConfig:
     path = find_checkpoint(path)
     return config_of(read_state(path), path)

@@ -79,7 +79,9 @@ class Trainer:
     learning-rate schedule (the GUI's slider)."""
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
-        self.cfg = cfg.validate().with_absolute_paths()  # the saved config works from any folder
+        # absolute paths: the saved config works from any folder; a resumed run keeps the
+        # choices its defaults made when it started (appearance codes, pose refinement)
+        self.cfg = cfg = checkpoint.with_saved_choices(cfg.validate().with_absolute_paths(), resume)
         self.out_dir = Path(self.cfg.out)
         self.ranks = distributed.join(cfg.arch)  # distributed: torchrun's ranks, or one process (before CUDA starts)
         self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
