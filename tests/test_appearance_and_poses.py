@@ -2,6 +2,7 @@
 each photo's exposure, and pose refinement undoes a known error in a camera's pose."""
 import math
 
+import pytest
 import torch
 
 from taichi_nerf import cameras, checkpoint
@@ -117,3 +118,38 @@ def test_a_checkpoint_keeps_the_choices_its_defaults_made(run):
     state["pose_refinement"] = {"corrections": torch.zeros(5, 6)}
     cfg = checkpoint.config_of(state, run)
     assert cfg.appearance_dim == 3 and cfg.refine_poses is True
+
+
+@pytest.mark.slow
+def test_appearance_codes_learn_each_photos_exposure(tiny_scene, tmp_path):
+    """Every other training photo a stop darker: the codes of the dark photos part from the
+    bright ones', rendering with a photo's own code reproduces its brightness, and the mean
+    code sits between the two."""
+    cfg = tiny_config(tiny_scene, tmp_path / "run", appearance_dim=4, steps=600, eval_every=0, preview_every=0,
+                      checkpoint_every=0, batch_rays=1024, width=64, depth=3, lr=1e-2, lr_final=2e-3)
+    trainer = Trainer(cfg)
+    rgba = trainer.train.rgba
+    dark = torch.arange(trainer.train.count) % 2 == 1
+    rgba[dark, ..., :3] = (rgba[dark, ..., :3].float() * 0.5).round().to(torch.uint8)  # one stop down
+    trainer.run()
+    codes = trainer.field.appearance.weight.detach().cpu()
+    centre_dark, centre_bright = codes[dark].mean(0), codes[~dark].mean(0)
+    spread = max(float((codes[dark] - centre_dark).norm(dim=1).max()),
+                 float((codes[~dark] - centre_bright).norm(dim=1).max()))
+    assert float((centre_dark - centre_bright).norm()) > spread
+
+    # One dark photo rendered from its own camera with each look: its own code makes it darker
+    # than a bright photo's code does (its photo is half as bright; 600 steps get most of the
+    # way), and the mean code lands in between.
+    trainer.field.eval()
+    dark_view, bright_photo = 1, 0
+    opaque = rgba[dark_view, ..., 3].cpu() > 127
+
+    def brightness(code_of):
+        trainer.field.appearance_image = code_of
+        return float(trainer.render_view(trainer.train, dark_view)["rgb"].cpu()[opaque].mean())
+
+    own, bright, mean_code = brightness(dark_view), brightness(bright_photo), brightness(None)
+    trainer.field.appearance_image = None
+    assert 0.4 < own / bright < 0.85  # without codes all three are the same picture (ratio 1); measured 0.71
+    assert own + 0.2 * (bright - own) < mean_code < bright - 0.2 * (bright - own)

@@ -142,3 +142,22 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert renderer.scene.unbounded and renderer.grid.unbounded and renderer.scene.background == [1.0, 1.0, 1.0]
     assert renderer.field.appearance.num_embeddings == trainer.train.count
     assert torch.equal(renderer.grid.occupied, trainer.renderer.grid.occupied)
+
+
+def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):
+    """An unbounded run saved before appearance codes became the default there (its config
+    has no appearance_dim) resumes as it was trained: without codes."""
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+
+    out = tmp_path / "run"
+    Trainer(tiny_config(testsets["ngp-360-env"], out, steps=6, appearance_dim=0, eval_every=0, preview_every=0,
+                        checkpoint_every=0)).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["config"]["appearance_dim"], state["config"]["refine_poses"]  # as an older version wrote it
+    torch.save(state, out / "checkpoint.pt")
+    resumed = Trainer(tiny_config(testsets["ngp-360-env"], out, steps=8, eval_every=0, preview_every=0,
+                                  checkpoint_every=0), resume=True)
+    assert resumed.field.appearance is None and resumed.step_count == 6
+    assert resumed.run().step == 8
