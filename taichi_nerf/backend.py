@@ -130,3 +130,12 @@ def require_samples(n: int) -> Backend:
     if n > b.max_samples_per_ray:
         b = init(b.arch, n)
     return b
+
+
+def autodiff_leaf(x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
+    """A fresh leaf whose ``.grad`` Taichi's ``kernel.grad`` may read or write without touching
+    torch's graph: zeros, or a private copy of ``grad`` (kernel.grad zeroes output gradients,
+    and the caller may still hold this one)."""
+    leaf = x.detach().contiguous().requires_grad_(True)
+    leaf.grad = torch.zeros_like(leaf) if grad is None else grad.clone(memory_format=torch.contiguous_format)
+    return leaf

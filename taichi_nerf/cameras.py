@@ -10,6 +10,8 @@ import numpy as np
 import taichi as ti
 import torch
 
+from .backend import autodiff_leaf
+
 
 def unit(v) -> np.ndarray:
     """Vectors (..., 3) scaled to unit length along the last axis, as float64 numpy; a zero
@@ -240,13 +242,6 @@ def _ndc(origins: torch.Tensor, dirs: torch.Tensor, frustum: tuple) -> tuple[tor
     return out_o, out_d
 
 
-def _leaf(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """A fresh leaf whose ``.grad`` Taichi may read or write without touching torch's graph."""
-    leaf = x.detach().contiguous().requires_grad_(True)
-    leaf.grad = grad.contiguous().clone()
-    return leaf
-
-
 class _NdcRays(torch.autograd.Function):
     @staticmethod
     def forward(ctx, origins, dirs, frustum):
@@ -258,8 +253,8 @@ class _NdcRays(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_origins, g_dirs):
         origins, dirs = ctx.saved_tensors
-        o_in, d_in = _leaf(origins, torch.zeros_like(origins)), _leaf(dirs, torch.zeros_like(dirs))
-        out_o, out_d = _leaf(origins, g_origins), _leaf(dirs, g_dirs)  # kernel.grad reads and zeroes these
+        o_in, d_in = autodiff_leaf(origins), autodiff_leaf(dirs)
+        out_o, out_d = autodiff_leaf(origins, g_origins), autodiff_leaf(dirs, g_dirs)  # kernel.grad reads, zeroes
         if origins.shape[0]:
             _ndc_rays_kernel.grad(o_in, d_in, *ctx.frustum, out_o, out_d)
         return o_in.grad, d_in.grad, None

@@ -173,14 +173,6 @@ def _autodiff_kernel(sigma: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti.t
         out_depth[r] = acc_d
 
 
-def _leaf(x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
-    """A fresh leaf whose ``.grad`` Taichi may read or write without touching torch's graph."""
-    leaf = x.detach().contiguous().requires_grad_(True)
-    # a private copy: kernel.grad zeroes output gradients, and the caller may still hold this one
-    leaf.grad = torch.zeros_like(leaf) if grad is None else grad.clone(memory_format=torch.contiguous_format)
-    return leaf
-
-
 class _AutodiffComposite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sigma, rgb, t, delta, offsets, counts, background):
@@ -196,9 +188,10 @@ class _AutodiffComposite(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_rgb, g_opacity, g_depth, _g_weights):
         sigma, rgb, t, delta, offsets, counts, background, o_rgb, o_op, o_d, o_w = ctx.saved_tensors
-        sigma_l, rgb_l = _leaf(sigma), _leaf(rgb)
+        sigma_l, rgb_l = backend.autodiff_leaf(sigma), backend.autodiff_leaf(rgb)
         # kernel.grad adds into the inputs' .grad and zeroes the outputs' .grad as it goes
-        outs = [_leaf(o_rgb, g_rgb), _leaf(o_op, g_opacity), _leaf(o_d, g_depth), _leaf(o_w)]
+        outs = [backend.autodiff_leaf(o, g)
+                for o, g in ((o_rgb, g_rgb), (o_op, g_opacity), (o_d, g_depth), (o_w, None))]
         if offsets.shape[0]:
             _autodiff_kernel.grad(sigma_l, rgb_l, t, delta, offsets, counts, background, *outs)
         return sigma_l.grad, rgb_l.grad, None, None, None, None, None

@@ -375,11 +375,13 @@ class TrainConfig:
 # Encoding frequencies 2^k: past ~2^24 a float32 position has no bits left and sin/cos of it are
 # noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
 MAX_FREQUENCIES = 64
+MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
 # Appearance code length and pose refinement by scene kind (docs/BENCHMARKS.md, "Appearance
 # codes and pose refinement"): on only where they raised val PSNR on the measured sets. Codes:
 # ngp-360-real +0.4 dB (two seeds), llff-real -0.4 dB (its val photos have their own exposure,
 # which the mean code cannot know); objects on a background (box) are renders or one-exposure
-# DSLR captures. Pose refinement lost 1.5 dB on llff-real and 2.7 dB on ngp-360-real.
+# DSLR captures. Pose refinement lost 1.5 dB on llff-real (pose_lr 1e-4) and 2.7 dB on
+# ngp-360-real (1e-3).
 APPEARANCE_DEFAULTS = {"box": 0, "ndc": 0, "unbounded": 8}
 REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
 
@@ -387,7 +389,6 @@ REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
 def scene_kind(scene) -> str:
     """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""
     return "ndc" if scene.ndc else ("unbounded" if scene.unbounded else "box")
-MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
 
 
 def _absolute(path: str) -> str:

@@ -60,6 +60,16 @@ def _encode(v: ti.template(), frequencies: ti.i32, include_input: ti.i32, base: 
         scale *= 2.0
 
 
+@ti.func
+def _sample_point(origins: ti.template(), dirs: ti.template(), t: ti.template(), ray_index: ti.template(),
+                  i: ti.i32):
+    """Sample ``i``'s ray and its position o + t d."""
+    r = ray_index[i]
+    o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
+    d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
+    return r, o + t[i] * d
+
+
 @ti.kernel
 def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), view_dirs: ti.types.ndarray(),
                            t: ti.types.ndarray(), ray_index: ti.types.ndarray(),
@@ -68,10 +78,7 @@ def _encode_samples_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray()
                            dir_col: ti.i32, inner_box: ti.types.ndarray(), contract_outside: ti.i32,
                            out: ti.types.ndarray()):
     for i in range(t.shape[0]):
-        r = ray_index[i]
-        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
-        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        p = o + t[i] * d
+        r, p = _sample_point(origins, dirs, t, ray_index, i)
         if contract_outside:  # unbounded scenes: the field lives in contracted space
             p = contract(p, inner_box)
         _encode(p, pos_freq, pos_inc, pos_base, out, i, 0)
@@ -138,10 +145,7 @@ def _encode_samples_adjoint(origins: ti.types.ndarray(), dirs: ti.types.ndarray(
                             g_out: ti.types.ndarray(), grad_origins: ti.types.ndarray(),
                             grad_dirs: ti.types.ndarray(), grad_view_dirs: ti.types.ndarray()):
     for i in range(t.shape[0]):
-        r = ray_index[i]
-        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
-        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
-        p = o + t[i] * d
+        r, p = _sample_point(origins, dirs, t, ray_index, i)
         q = p
         if contract_outside:
             q = contract(p, inner_box)
