@@ -56,6 +56,32 @@ def test_without_masks_it_is_refused(turntable, tmp_path, capsys):
 
 @pytest.mark.colmap
 @pytest.mark.slow
+def test_hand_held_turntable_without_masks_is_refused(tmp_path, capsys, taichi_backend):
+    """The photographer moves about between shots (as ethiopianHead's did): nothing stands still
+    in the photos and the cameras spread, so only the turning-centre check can refuse it: photos
+    taken from nearly the same place show different sides of the objects in the middle."""
+    pytest.importorskip("pycolmap")
+    from taichi_nerf.scenes.turntable import write_turntable
+
+    capture = write_turntable(tmp_path / "capture", views=24, width=WIDTH, height=HEIGHT, wander=0.6)
+    out = tmp_path / "dataset"
+    code = main(["data", "from-photos", str(capture["images"]), "--out", str(out), "--threads", "1",
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "share nothing in the middle" in err and "--masks" in err, err
+    rows = {line[:13].strip(): line[13:] for line in captured.out.splitlines()}
+    static = float(rows["static"].split("%")[0])
+    baseline = float(rows["baseline"].split()[0])
+    turning = float(rows["turning"].split("%")[0])
+    assert static < 25 and baseline > 0.06, captured.out  # the other two checks pass it
+    assert turning > 50, captured.out
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.colmap
+@pytest.mark.slow
 def test_with_masks_the_orbit_is_recovered(turntable, tmp_path, capsys):
     pytest.importorskip("pycolmap")
     from taichi_nerf.capture.photos import from_photos

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
-from .degenerate import MAX_STATIC_SHARE, MIN_BASELINE_RATIO
+from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -74,6 +74,8 @@ class PhotoReport:
     baseline_ratio: float = float("nan")  # camera spread / scene depth (capture/degenerate.py)
     masks: int = 0  # masks given to COLMAP and written beside the images
     static_share: float = float("nan")  # share of matched features that stand still (capture/degenerate.py)
+    turning_share: float = float("nan")  # share of close photo pairs whose centres changed (capture/degenerate.py)
+    turning_pairs: int = 0  # the close photo pairs that share was judged on
 
     def as_json(self) -> dict:
         return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
@@ -82,6 +84,7 @@ class PhotoReport:
                 "matching": self.matching, "pairs": self.pairs, "camera_model": self.camera_model,
                 "cameras": self.cameras, "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
                 "baseline_ratio": round(self.baseline_ratio, 4), "static_share": round(self.static_share, 4),
+                "turning_share": round(self.turning_share, 4), "turning_pairs": self.turning_pairs,
                 "masks": self.masks}
 
     def table(self) -> str:
@@ -94,7 +97,11 @@ class PhotoReport:
                  ("baseline", f"{self.baseline_ratio:.3f} x scene depth (camera spread; degenerate below "
                               f"{MIN_BASELINE_RATIO})"),
                  ("static", f"{self.static_share:.1%} of the matched features stand still (degenerate above "
-                            f"{MAX_STATIC_SHARE:.0%})")]
+                            f"{MAX_STATIC_SHARE:.0%})"),
+                 ("turning", (f"{self.turning_share:.0%} of {self.turning_pairs} photo pairs from nearly the same "
+                              f"place share nothing in the middle (degenerate above {MAX_TURNING_SHARE:.0%})"
+                              if self.turning_share == self.turning_share else
+                              f"not judged ({self.turning_pairs} photo pairs from nearly the same place)"))]
         if self.masks:
             rows.append(("masks", f"{self.masks} (features only where they are white)"))
         if self.models > 1:
@@ -299,7 +306,14 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     (capture/degenerate.py) is refused unless ``keep_degenerate``."""
     from ..data import colmap_model
     from . import photo_masks
-    from .degenerate import baseline_ratio, degenerate_message, static_match_share, static_message
+    from .degenerate import (
+        baseline_ratio,
+        degenerate_message,
+        static_match_share,
+        static_message,
+        turning_centre_share,
+        turning_message,
+    )
 
     source, out = Path(source), Path(out)
     if matching not in MATCHING:
@@ -371,6 +385,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         figures = colmap_model.registration(model)
         registered = set(model.names)
         cameras = len(set(model.camera_ids.tolist()))
+        turning_share, turning_pairs = turning_centre_share(rec, work / "database.db")
         report = PhotoReport(out=out, total=len(names), registered=model.names,
                              unregistered=[n for n in names if n not in registered], skipped=skipped,
                              points3D=figures["points3D"], mean_reprojection_error=figures["mean_reprojection_error"],
@@ -378,9 +393,13 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                              camera_model=CAMERA_MODELS[camera_model], cameras=cameras, seconds=seconds,
                              warnings=warnings, baseline_ratio=baseline_ratio(model),
                              masks=len(names) if masks is not None else 0,
-                             static_share=figures_so_far.get("static", math.nan))
+                             static_share=figures_so_far.get("static", math.nan),
+                             turning_share=turning_share, turning_pairs=turning_pairs)
         if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
             raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
+                                           report.table())
+        if report.turning_share > MAX_TURNING_SHARE and not keep_degenerate:
+            raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, masks is not None),
                                            report.table())
         meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
         (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)

@@ -66,32 +66,41 @@ def render_plate(poses: torch.Tensor, width: int, height: int, focal: float, see
     return torch.from_numpy(rgb.astype(np.float32)), torch.from_numpy(np.where(on, t, 0.0).astype(np.float32))
 
 
-def turntable_poses(views: int, wobble_deg: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the fixed camera in the room (4, 4), its poses relative to the turning objects (N, 4, 4)):
-    view k sees the objects turned by 360 k / N degrees (plus a little ``wobble``) about +z."""
+def turntable_poses(views: int, wobble_deg: float = 0.0, seed: int = 0,
+                    wander: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the camera in the room (N, 4, 4), its poses relative to the turning objects (N, 4, 4)):
+    view k sees the objects turned by 360 k / N degrees (plus a little ``wobble``) about +z. The
+    camera stands still unless ``wander`` > 0: then each photo is taken from up to ``wander``
+    (scene units) away, as by a photographer on foot (ethiopianHead's)."""
     rng = np.random.default_rng(seed)
-    fixed = look_at(CAMERA_EYE, CAMERA_TARGET).float()
-    poses = []
+    room, poses = [], []
     for k in range(views):
         angle = 2.0 * math.pi * k / views + math.radians(rng.uniform(-wobble_deg, wobble_deg))
+        step = rng.uniform(-wander, wander, 3) if wander > 0 else np.zeros(3)
+        eye = tuple(e + d for e, d in zip(CAMERA_EYE, step))
+        room.append(look_at(eye, CAMERA_TARGET).float())
         c, s = math.cos(-angle), math.sin(-angle)  # the camera turns the other way round the objects
         turn = torch.tensor([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.float32)
-        poses.append(turn @ fixed)
-    return fixed, torch.stack(poses)
+        poses.append(turn @ room[-1])
+    return torch.stack(room), torch.stack(poses)
 
 
-def render_turntable(views: int, width: int, height: int,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, torch.Tensor, float]:
+def render_turntable(views: int, width: int, height: int, seed: int = 0,
+                     wander: float = 0.0) -> tuple[np.ndarray, np.ndarray, torch.Tensor, float]:
     """(photos (N, H, W, 3) uint8, masks (N, H, W) uint8, object-frame poses (N, 4, 4), focal)."""
-    fixed, poses = turntable_poses(views, wobble_deg=2.0, seed=seed)
+    room_poses, poses = turntable_poses(views, wobble_deg=2.0, seed=seed, wander=wander)
     focal = 0.5 * width / math.tan(math.radians(FOV_X_DEG) / 2)
     cx, cy = width / 2, height / 2
-    room, room_depth = render_scene(fixed[None], width, height, focal, focal, cx, cy, 2, environment="backdrop",
-                                    objects=False, texture_seed=seed)
+    if wander == 0:  # one photo of the room serves every view
+        room, room_depth = render_scene(room_poses[:1], width, height, focal, focal, cx, cy, 2,
+                                        environment="backdrop", objects=False, texture_seed=seed)
     photos = np.empty((views, height, width, 3), dtype=np.uint8)
     masks = np.empty((views, height, width), dtype=np.uint8)
     for start in range(0, views, RENDER_BATCH):
         part = poses[start:start + RENDER_BATCH]
+        if wander > 0:
+            room, room_depth = render_scene(room_poses[start:start + RENDER_BATCH], width, height, focal, focal, cx,
+                                            cy, 2, environment="backdrop", objects=False, texture_seed=seed)
         things, depth = render_scene(part, width, height, focal, focal, cx, cy, 2)
         plate, plate_depth = render_plate(part, width, height, focal, seed)
         alpha = things[..., 3:].float() / 255.0
@@ -108,11 +117,12 @@ def render_turntable(views: int, width: int, height: int,
     return photos, masks, poses, focal
 
 
-def write_turntable(out, views: int = 40, width: int = 256, height: int = 192, seed: int = 0) -> dict:
+def write_turntable(out, views: int = 40, width: int = 256, height: int = 192, seed: int = 0,
+                    wander: float = 0.0) -> dict:
     """Write the capture into ``out`` (see the module docstring); returns its paths and truth:
     ``images``, ``masks`` (folders), ``poses`` ((N, 4, 4) float64 numpy), ``focal``."""
     out = Path(out)
-    photos, masks, poses, focal = render_turntable(views, width, height, seed)
+    photos, masks, poses, focal = render_turntable(views, width, height, seed, wander)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     frames = []
