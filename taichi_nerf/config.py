@@ -121,7 +121,8 @@ class TrainConfig:
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
-    march_steps: int = option(192, SAMPLING, "grid marching steps across the scene box's diagonal")
+    march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (default: "
+                                                     "MARCH_STEPS_DEFAULTS by scene kind)")
     clip_to_box: bool = option(True, SAMPLING, "stratified/hierarchical samples only where rays cross the scene box "
                                                "(off: across all of [near, far], as both tutorials)")
     background: Background = option("auto", SAMPLING, "background the images are composited onto (auto: transparency "
@@ -190,7 +191,7 @@ class TrainConfig:
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
         for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
                      "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
                      "silhouette_weight",
@@ -203,7 +204,8 @@ class TrainConfig:
             if getattr(self, name) > MAX_FREQUENCIES:  # 2^k overflows float32 precision long before
                 problems.append(f"{name} must be at most {MAX_FREQUENCIES}")
         for name in ("samples_per_ray", "render_samples_per_ray", "fine_samples", "march_steps"):
-            if getattr(self, name) > MAX_SAMPLES:  # Taichi's autodiff stack is sized by this, per thread
+            # Taichi's autodiff stack is sized by this, per thread
+            if getattr(self, name) is not None and getattr(self, name) > MAX_SAMPLES:
                 problems.append(f"{name} must be at most {MAX_SAMPLES}")
         if not 0 <= self.seed < 2**64:
             problems.append("seed must be from 0 to 2^64 - 1")
@@ -299,6 +301,10 @@ class TrainConfig:
         """Whether a run on ``scene`` refines its training poses: the option, else by scene kind."""
         return REFINE_POSES_DEFAULTS[scene_kind(scene)] if self.refine_poses is None else self.refine_poses
 
+    def march_steps_for(self, scene) -> int:
+        """Grid marching steps across the box a run on ``scene`` uses: the option, else by scene kind."""
+        return MARCH_STEPS_DEFAULTS[scene_kind(scene)] if self.march_steps is None else self.march_steps
+
     @property
     def eval_samples(self) -> int:
         return self.render_samples_per_ray or self.samples_per_ray
@@ -308,7 +314,7 @@ class TrainConfig:
         """Largest ray any sampler can emit: sizes Taichi's autodiff stack."""
         most = max(self.samples_per_ray, self.eval_samples)
         if self.sampler == "grid":
-            most = max(most, self.march_steps + 1)
+            most = max(most, (self.march_steps or max(MARCH_STEPS_DEFAULTS.values())) + 1)
         if self.sampler == "hierarchical":
             most = most + self.fine_samples
         return most
@@ -384,6 +390,11 @@ MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
 # ngp-360-real (1e-3).
 APPEARANCE_DEFAULTS = {"box": 0, "ndc": 0, "unbounded": 8}
 REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
+# Grid marching steps across the box by scene kind (docs/BENCHMARKS.md, "Samples per ray by
+# scene kind"). Unbounded scenes march their whole contracted space, where the grid carves
+# little of the scenery: 128 steps (36 samples per ray instead of 51) gave more steps and +0.2 to
+# +0.6 dB on ngp-360-env and ngp-360-real; 96 gained less.
+MARCH_STEPS_DEFAULTS = {"box": 192, "ndc": 192, "unbounded": 128}
 
 
 def scene_kind(scene) -> str:

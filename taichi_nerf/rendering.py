@@ -87,8 +87,8 @@ class Renderer:
                                appearance_dim=cfg.appearance_dim_for(scene)).to(device)
         grid = None
         if cfg.sampler == "grid" or scene.unbounded:  # unbounded scenes always march (see render_rays)
-            grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps, device=device,
-                                 unbounded=scene.unbounded)
+            grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps_for(scene),
+                                 device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
         renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=cfg.mixed_precision)
         # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).

@@ -42,7 +42,8 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
         val = Trainer(cfg).val
         o, d = image_rays(val.poses.to(renderer.device), val.intrinsics.to(renderer.device), 0, val.width, 0,
                           val.width * val.height)
-        full = OccupancyGrid(renderer.grid.aabb, cfg.grid_resolution, cfg.march_steps, device=renderer.device)
+        full = OccupancyGrid(renderer.grid.aabb, cfg.grid_resolution, cfg.march_steps_for(renderer.scene),
+                             device=renderer.device)
         near, far = renderer.scene.near, renderer.scene.far
         assert renderer.grid.march(o, d, near, far).num_samples < 0.5 * full.march(o, d, near, far).num_samples
 

@@ -1,5 +1,6 @@
 """Unbounded scenes: contraction, marching through the contracted shell, the encoder's
 contracted positions, and the automatic choice of scene kind and background."""
+import dataclasses
 import math
 
 import pytest
@@ -121,7 +122,7 @@ def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
 def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):
     from taichi_nerf import checkpoint
     from taichi_nerf.cli.train import report_start
-    from taichi_nerf.config import APPEARANCE_DEFAULTS
+    from taichi_nerf.config import APPEARANCE_DEFAULTS, MARCH_STEPS_DEFAULTS
     from taichi_nerf.training import Trainer
 
     from .conftest import tiny_config
@@ -132,6 +133,9 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     # appearance codes by default for scenery all around (docs/BENCHMARKS.md), and the run says so
     assert trainer.field.appearance_dim == APPEARANCE_DEFAULTS["unbounded"] > 0
     assert trainer.field.appearance.num_embeddings == trainer.train.count
+    # fewer marching steps by default: the grid carves little of the scenery (docs/BENCHMARKS.md)
+    defaults = dataclasses.replace(cfg, march_steps=None)
+    assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["box"]
     report_start(trainer, resume=False)
     assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
     first = trainer.step()
