@@ -42,18 +42,24 @@ def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch:
 
 def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
              progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
-             overwrite: bool = False, appearance_image: int | None = None) -> dict:
+             overwrite: bool = False, appearance_image: int | None = None, align_steps: int = 0) -> dict:
     """PSNR and SSIM per image of a split and their means (``appearance_image``: rendered with
     that training image's appearance code, not the mean). ``images_dir``: also write each
     view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
     side by side) and the result as ``metrics.json`` (what ``render --split`` does); a folder
-    holding an earlier render needs ``overwrite``, which removes only that render's files."""
+    holding an earlier render needs ``overwrite``, which removes only that render's files.
+    ``align_steps`` > 0: also score each view from its camera aligned to its photo with the
+    field frozen (pose_refinement.align_camera): ``aligned_psnr``/``aligned_ssim`` and each
+    camera's move, beside the scores from the cameras as written."""
     from tqdm.auto import tqdm
 
     from . import render_folder
+    from .pose_refinement import align_camera
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be at least 1, got {limit}")
+    if isinstance(align_steps, bool) or not isinstance(align_steps, int) or align_steps < 0:
+        raise ValueError(f"--align-cameras must be 0 or more steps, got {align_steps}")
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite)
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
@@ -70,6 +76,13 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         target = over_background(part.rgba[i], bg)
         name = part.names[i] if part.names else str(i)
         images.append({"name": name, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+        if align_steps:
+            pose, moved = align_camera(renderer, part, i, bg, align_steps)
+            poses = part.poses.clone()
+            poses[i] = pose
+            view_aligned = renderer.render_image(poses, part.intrinsics, i, part.width, part.height, bg)
+            aligned = view_aligned["rgb"].cpu().clamp(0, 1)
+            images[-1].update(aligned_psnr=psnr(aligned, target), aligned_ssim=ssim(aligned, target), alignment=moved)
         if images_dir is not None:
             images[-1]["files"] = outputs.write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
                                                      depth, compare)
@@ -78,6 +91,9 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
         "images": images,
     }
+    if align_steps:
+        result.update(align_steps=align_steps, aligned_psnr=np.mean([r["aligned_psnr"] for r in images]),
+                      aligned_ssim=np.mean([r["aligned_ssim"] for r in images]))
     result = json_safe(result)  # None for NaN or infinity (a perfect match's PSNR): JSON has no such numbers
     if images_dir is not None:
         write_json(Path(images_dir) / "metrics.json", result)

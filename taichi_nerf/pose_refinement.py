@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cameras import batch_rays, gather_pixels
+
 
 def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
     """(C, 3) axis-angle vectors -> (C, 3, 3) rotation matrices (the exponential of their
@@ -45,3 +47,47 @@ class PoseRefinement(nn.Module):
         shift = self.corrections[:, 3:].norm(dim=1)
         return {"rotation_deg_rms": float(torch.rad2deg(rot.pow(2).mean().sqrt())),
                 "translation_rms": float(shift.pow(2).mean().sqrt())}
+
+
+def corrected_pose(pose: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    """Camera-to-world (4, 4) ``pose`` with one camera's correction (6,) applied, as
+    :class:`PoseRefinement` applies it to the camera's rays."""
+    out = pose.clone()
+    turn = axis_angle_matrices(correction[None, :3].to(pose))[0]
+    out[:3, :3] = turn @ pose[:3, :3]
+    out[:3, 3] = pose[:3, 3] + correction[3:].to(pose)
+    return out
+
+
+def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: int, rays: int = 1024,
+                 lr: float = 2e-3) -> tuple[torch.Tensor, dict]:
+    """BARF's test-time alignment: camera ``camera`` of ``split`` moved to fit its own photo
+    with the field frozen, ``steps`` Adam steps on ``rays`` random pixels each. A val camera
+    from COLMAP is as inexact as the training ones; scoring a field from it charges the field
+    with the pose error. Returns (the corrected pose (4, 4), how far it moved: summary())."""
+    device = renderer.device
+    refine = PoseRefinement(1, device)
+    optimizer = torch.optim.Adam(refine.parameters(), lr=lr)
+    generator = torch.Generator(device=device).manual_seed(camera)  # the same view aligns the same way
+    poses, intrinsics, rgba = split.poses.to(device), split.intrinsics.to(device), split.rgba.to(device)
+    index = torch.full((rays,), camera, dtype=torch.int32, device=device)
+    first = torch.zeros(rays, dtype=torch.long, device=device)
+    background = background.reshape(1, 3).to(device)
+    frozen = [p for p in renderer.field.parameters() if p.requires_grad]
+    for p in frozen:  # gradients for the camera only
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            pixels = torch.randint(0, split.width * split.height, (rays,), generator=generator, device=device,
+                                   dtype=torch.int32)
+            origins, dirs = batch_rays(poses, intrinsics, index, pixels, split.width)
+            target, _ = gather_pixels(rgba, index, pixels, background)
+            origins, dirs = refine(origins, dirs, first)
+            loss = torch.nn.functional.mse_loss(renderer.render_rays(origins, dirs, background).rgb, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return corrected_pose(split.poses[camera], refine.corrections.detach()[0].cpu()), refine.summary()

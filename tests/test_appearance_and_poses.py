@@ -153,3 +153,34 @@ def test_appearance_codes_learn_each_photos_exposure(tiny_scene, tmp_path):
     trainer.field.appearance_image = None
     assert 0.4 < own / bright < 0.85  # without codes all three are the same picture (ratio 1); measured 0.71
     assert own + 0.2 * (bright - own) < mean_code < bright - 0.2 * (bright - own)
+
+
+def test_eval_aligns_a_val_camera_to_its_photo(trained_builtin, tmp_path, capsys):
+    """``eval --align-cameras``: a val camera turned by 3 degrees scores badly as written; aligned
+    to its photo with the field frozen it scores near the true camera, and says how far it moved.
+    The scores from the cameras as written stay what they were."""
+    import json
+    import shutil
+
+    from taichi_nerf.api import evaluate
+
+    scene_dir, run = trained_builtin
+    honest = evaluate(run, "val", limit=1, progress=False, align_steps=60)
+    wrong = tmp_path / "scene"
+    shutil.copytree(scene_dir, wrong)
+    meta = json.loads((wrong / "transforms_val.json").read_text())
+    pose = torch.tensor(meta["frames"][0]["transform_matrix"], dtype=torch.float64)
+    axis = torch.tensor([0.3, -0.8, 0.5], dtype=torch.float64)
+    pose[:3, :3] = axis_angle_matrices(axis[None] / axis.norm() * math.radians(3.0))[0] @ pose[:3, :3]
+    meta["frames"][0]["transform_matrix"] = pose.tolist()
+    (wrong / "transforms_val.json").write_text(json.dumps(meta))
+    code = cli_main(["eval", "--ckpt", str(run), "--split", "val", "--data", str(wrong), "--limit", "1",
+                     "--align-cameras", "60", "--no-progress", "--arch", ARCH])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    image = result["images"][0]
+    assert image["psnr"] < honest["psnr"] - 3.0  # the turn costs the camera as written
+    assert image["aligned_psnr"] > image["psnr"] + 3.0 and image["aligned_psnr"] > honest["psnr"] - 1.5, image
+    assert 1.5 < image["alignment"]["rotation_deg_rms"] < 4.5, image["alignment"]
+    assert honest["aligned_psnr"] > honest["psnr"] - 0.5  # an exact camera stays put
+    refused(capsys, ["eval", "--ckpt", run, "--align-cameras", -1], "--align-cameras must be 0 or more steps")

@@ -14,6 +14,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--align-cameras", type=int, default=0, metavar="STEPS",
+                   help="also score each view from its camera aligned to its photo (STEPS Adam steps, the field "
+                        "frozen; BARF's test-time alignment): for COLMAP poses, whose val cameras are as inexact as "
+                        "the training ones. Adds aligned_psnr, aligned_ssim and each camera's move (0: off)")
     p.add_argument("--no-progress", action="store_true")
     add_arch(p)
     p.set_defaults(run=cmd_eval)
@@ -25,8 +29,10 @@ def cmd_eval(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.align_cameras < 0:
+        raise UserError(f"--align-cameras must be 0 or more steps, got {args.align_cameras}")
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, align_steps=args.align_cameras)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
