@@ -69,9 +69,11 @@ def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: 
     refine = PoseRefinement(1, device)
     optimizer = torch.optim.Adam(refine.parameters(), lr=lr)
     generator = torch.Generator(device=device).manual_seed(camera)  # the same view aligns the same way
-    poses, intrinsics, rgba = split.poses.to(device), split.intrinsics.to(device), split.rgba.to(device)
-    index = torch.full((rays,), camera, dtype=torch.int32, device=device)
-    first = torch.zeros(rays, dtype=torch.long, device=device)
+    # this camera alone goes to the device: its rays and pixels are image 0 of these
+    one = slice(camera, camera + 1)
+    poses, intrinsics = split.poses[one].to(device), split.intrinsics[one].to(device)
+    rgba = split.rgba[one].to(device).contiguous()
+    first = torch.zeros(rays, dtype=torch.int32, device=device)
     background = background.reshape(1, 3).to(device)
     frozen = [p for p in renderer.field.parameters() if p.requires_grad]
     for p in frozen:  # gradients for the camera only
@@ -80,8 +82,8 @@ def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: 
         for _ in range(steps):
             pixels = torch.randint(0, split.width * split.height, (rays,), generator=generator, device=device,
                                    dtype=torch.int32)
-            origins, dirs = batch_rays(poses, intrinsics, index, pixels, split.width)
-            target, _ = gather_pixels(rgba, index, pixels, background)
+            origins, dirs = batch_rays(poses, intrinsics, first, pixels, split.width)
+            target, _ = gather_pixels(rgba, first, pixels, background)
             origins, dirs = refine(origins, dirs, first)
             loss = torch.nn.functional.mse_loss(renderer.render_rays(origins, dirs, background).rgb, target)
             optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,19 @@ from taichi_nerf.cli import main
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 
 
+def refused_from_photos(images, tmp_path, capsys) -> tuple[str, str]:
+    """Run ``data from-photos`` on ``images`` without masks; it must exit 2 with one error line
+    and leave nothing written. Returns (that line, the stage table printed before it)."""
+    out = tmp_path / "dataset"
+    code = main(["data", "from-photos", str(images), "--out", str(out), "--threads", "1", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    return err, captured.out
+
+
 @pytest.fixture(scope="module")
 def turntable(tmp_path_factory, taichi_backend):
     from taichi_nerf.scenes.turntable import write_turntable
@@ -43,15 +56,9 @@ def test_capture_is_a_turntable(turntable):
 @pytest.mark.slow
 def test_without_masks_it_is_refused(turntable, tmp_path, capsys):
     pytest.importorskip("pycolmap")
-    out = tmp_path / "dataset"
-    code = main(["data", "from-photos", str(turntable["images"]), "--out", str(out), "--threads", "1",
-                 "--no-progress"])
-    captured = capsys.readouterr()
-    assert code == 2
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and "degenerate" in err and "--masks" in err, err
-    assert "stand still" in captured.out  # the figures behind the refusal
-    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    err, table = refused_from_photos(turntable["images"], tmp_path, capsys)
+    assert "degenerate" in err and "--masks" in err, err
+    assert "stand still" in table  # the figures behind the refusal
 
 
 @pytest.mark.colmap
@@ -64,20 +71,14 @@ def test_hand_held_turntable_without_masks_is_refused(tmp_path, capsys, taichi_b
     from taichi_nerf.scenes.turntable import write_turntable
 
     capture = write_turntable(tmp_path / "capture", views=24, width=WIDTH, height=HEIGHT, wander=0.6)
-    out = tmp_path / "dataset"
-    code = main(["data", "from-photos", str(capture["images"]), "--out", str(out), "--threads", "1",
-                 "--no-progress"])
-    captured = capsys.readouterr()
-    assert code == 2
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and "share nothing in the middle" in err and "--masks" in err, err
-    rows = {line[:13].strip(): line[13:] for line in captured.out.splitlines()}
+    err, table = refused_from_photos(capture["images"], tmp_path, capsys)
+    assert "share nothing in the middle" in err and "--masks" in err, err
+    rows = {line[:13].strip(): line[13:] for line in table.splitlines()}
     static = float(rows["static"].split("%")[0])
     baseline = float(rows["baseline"].split()[0])
     turning = float(rows["turning"].split("%")[0])
-    assert static < 25 and baseline > 0.06, captured.out  # the other two checks pass it
-    assert turning > 50, captured.out
-    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+    assert static < 25 and baseline > 0.06, table  # the other two checks pass it
+    assert turning > 50, table
 
 
 @pytest.mark.colmap

@@ -78,31 +78,38 @@ def static_match_share(database: Path, image_size: tuple[int, int]) -> float:
     return static / total if total else math.nan
 
 
+def still_room_hint(masked: bool) -> str:
+    """What to do about a still room the checks saw: give masks, or masks that keep only what turns."""
+    return "the masks let through what stands still; they must keep only what turns" if masked else TURNTABLE_HINT
+
+
 def static_message(source, share: float, masked: bool) -> str:
-    hint = ("the masks let through what stands still; they must keep only what turns" if masked else
-            TURNTABLE_HINT)
+    hint = still_room_hint(masked)
     return (f"{source}: degenerate capture: {share:.0%} of the matched features stand still between photos (at "
             f"most {MAX_STATIC_SHARE:.0%} allowed), so the camera did not move relative to them (a turntable's "
             f"still room, or a tripod) and COLMAP's cameras would be meaningless; {hint}; --keep-degenerate maps "
             "it anyway")
 
 
-def baseline_ratio(model) -> float:
-    """Camera spread / median viewing depth of a colmap_model.Model (NaN without points)."""
-    from ..data.colmap_model import camera_to_world
-
-    c2w = camera_to_world(model)
-    centres = c2w[:, :3, 3]
-    spread = float(np.sqrt(((centres - centres.mean(axis=0)) ** 2).sum(axis=1).mean()))
+def median_viewing_depth(model, centres: np.ndarray) -> float:
+    """Median distance from each camera (``centres`` (N, 3)) to the points it sees in a
+    colmap_model.Model (NaN without points): the scale both checks after mapping measure by."""
     index = {int(pid): k for k, pid in enumerate(model.point_ids)}
     depths = []
     for n, ids in enumerate(model.observed):
         rows = [index[int(i)] for i in ids if int(i) in index]
         if rows:
             depths.append(np.linalg.norm(model.xyz[rows] - centres[n], axis=1))
-    if not depths:
-        return math.nan
-    depth = float(np.median(np.concatenate(depths)))
+    return float(np.median(np.concatenate(depths))) if depths else math.nan
+
+
+def baseline_ratio(model) -> float:
+    """Camera spread / median viewing depth of a colmap_model.Model (NaN without points)."""
+    from ..data.colmap_model import camera_to_world
+
+    centres = camera_to_world(model)[:, :3, 3]
+    spread = float(np.sqrt(((centres - centres.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    depth = median_viewing_depth(model, centres)
     return spread / depth if depth > 0 else math.nan
 
 
@@ -116,43 +123,44 @@ def degenerate_message(source, ratio: float, masked: bool) -> str:
             "--keep-degenerate writes the dataset anyway")
 
 
-def turning_centre_share(rec, database: Path) -> tuple[float, int]:
+def turning_centre_share(model, database: Path) -> tuple[float, int]:
     """(share of close photo pairs whose centres share no verified match, how many close pairs
-    were judged; NaN below MIN_CLOSE_PAIRS) for a pycolmap Reconstruction mapped from COLMAP's
+    were judged; NaN below MIN_CLOSE_PAIRS) for a colmap_model.Model mapped from COLMAP's
     ``database``. Only pairs that were matched count."""
     import pycolmap
 
-    images = {i: im for i, im in rec.images.items() if im.has_pose}
-    centres = {i: np.asarray(im.projection_center()) for i, im in images.items()}
-    axes = {i: im.cam_from_world().rotation.matrix()[2] for i, im in images.items()}
-    depths = [np.linalg.norm(rec.points3D[p.point3D_id].xyz - centres[i])
-              for i, im in images.items() for p in im.points2D if p.has_point3D()]
-    if not depths:
+    from ..data.colmap_model import camera_to_world
+
+    c2w = camera_to_world(model)
+    depth = median_viewing_depth(model, c2w[:, :3, 3])
+    if not depth > 0:
         return math.nan, 0
-    reach = CLOSE_BASELINE * float(np.median(depths))
+    reach = CLOSE_BASELINE * depth
     cos_close = math.cos(math.radians(CLOSE_DEGREES))
+    row = {int(image_id): n for n, image_id in enumerate(model.image_ids)}
     db = pycolmap.Database.open(str(database))
     try:
         matched = set(db.read_all_matches()[0])
         pair_ids, geometries = db.read_two_view_geometries()
         inliers = {p: np.asarray(g.inlier_matches) for p, g in zip(pair_ids, geometries)}
         in_centre: dict[int, np.ndarray] = {}
-        for i, im in images.items():
-            camera = rec.cameras[im.camera_id]
-            keypoints = np.asarray(db.read_keypoints(i))
+        for image_id, n in row.items():
+            camera = model.cameras[int(model.camera_ids[n])]
+            keypoints = np.asarray(db.read_keypoints(image_id))
             if keypoints.size == 0:  # a model made from another database (or none): nothing to judge
-                in_centre[i] = np.zeros(0, dtype=bool)
+                in_centre[image_id] = np.zeros(0, dtype=bool)
                 continue
             xy = keypoints[:, :2] / np.array([camera.width, camera.height])
-            in_centre[i] = np.linalg.norm(xy - 0.5, axis=1) < CENTRE_RADIUS
+            in_centre[image_id] = np.linalg.norm(xy - 0.5, axis=1) < CENTRE_RADIUS
     finally:
         db.close()
     judged = changed = 0
     for pair_id in matched:
         first, second = pycolmap.pair_id_to_image_pair(pair_id)
-        if first not in images or second not in images:
+        if first not in row or second not in row:
             continue
-        if axes[first] @ axes[second] < cos_close or np.linalg.norm(centres[first] - centres[second]) > reach:
+        a, b = c2w[row[first]], c2w[row[second]]
+        if a[:3, 2] @ b[:3, 2] < cos_close or np.linalg.norm(a[:3, 3] - b[:3, 3]) > reach:
             continue
         if min(in_centre[first].sum(), in_centre[second].sum()) < MIN_CENTRE_KEYPOINTS:
             continue  # a plain middle (sky, a white wall) has nothing to match
@@ -164,8 +172,7 @@ def turning_centre_share(rec, database: Path) -> tuple[float, int]:
 
 
 def turning_message(source, share: float, pairs: int, masked: bool) -> str:
-    hint = ("the masks let through what stands still; they must keep only what turns" if masked else
-            TURNTABLE_HINT)
+    hint = still_room_hint(masked)
     return (f"{source}: degenerate reconstruction: {share:.0%} of {pairs} photo pairs taken from nearly the same "
             f"place share nothing in the middle of the picture (at most {MAX_TURNING_SHARE:.0%} allowed), so what "
             "is there turned while the cameras stood still relative to what COLMAP matched (a turntable); its "

@@ -385,7 +385,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         figures = colmap_model.registration(model)
         registered = set(model.names)
         cameras = len(set(model.camera_ids.tolist()))
-        turning_share, turning_pairs = turning_centre_share(rec, work / "database.db")
+        turning_share, turning_pairs = turning_centre_share(model, work / "database.db")
         report = PhotoReport(out=out, total=len(names), registered=model.names,
                              unregistered=[n for n in names if n not in registered], skipped=skipped,
                              points3D=figures["points3D"], mean_reprojection_error=figures["mean_reprojection_error"],
