@@ -132,6 +132,19 @@ def require_samples(n: int) -> Backend:
     return b
 
 
+def native_bf16(device) -> bool:
+    """Whether bf16 autocast has a fast path on ``device``: CUDA with bf16 support, or a CPU
+    for which oneDNN has bf16 kernels (AVX-512 and newer). Elsewhere autocast emulates bf16,
+    and a training step ran ~20x slower than in float32 on an AVX2-only EPYC (docs/BENCHMARKS.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
 def autodiff_leaf(x: torch.Tensor, grad: torch.Tensor | None = None) -> torch.Tensor:
     """A fresh leaf whose ``.grad`` Taichi's ``kernel.grad`` may read or write without touching
     torch's graph: zeros, or a private copy of ``grad`` (kernel.grad zeroes output gradients,

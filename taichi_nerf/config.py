@@ -123,6 +123,9 @@ class TrainConfig:
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
     march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (default: "
                                                      "MARCH_STEPS_DEFAULTS by scene kind)")
+    skip_hidden: bool | None = option(None, SAMPLING, "training: densities first, without gradients, then the full "
+                                                      "pass only for samples in front of where each ray turned "
+                                                      "opaque (default: SKIP_HIDDEN_DEFAULTS by scene kind)")
     clip_to_box: bool = option(True, SAMPLING, "stratified/hierarchical samples only where rays cross the scene box "
                                                "(off: across all of [near, far], as both tutorials)")
     background: Background = option("auto", SAMPLING, "background the images are composited onto (auto: transparency "
@@ -161,8 +164,8 @@ class TrainConfig:
                                        "by scene kind)")
     pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
                                                 "with the schedule, in proportion to lr)")
-    mixed_precision: bool = option(False, OPTIMISATION, "run the MLP in bf16 autocast (CUDA, or a CPU with native bf16 "
-                                                        "such as AVX512-BF16; TF32 is always on for CUDA)")
+    mixed_precision: bool = option(False, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, or a CPU "
+                                                        "with AVX-512); ignored elsewhere (TF32: always on CUDA)")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")
@@ -305,6 +308,10 @@ class TrainConfig:
         """Grid marching steps across the box a run on ``scene`` uses: the option, else by scene kind."""
         return MARCH_STEPS_DEFAULTS[scene_kind(scene)] if self.march_steps is None else self.march_steps
 
+    def skip_hidden_for(self, scene) -> bool:
+        """Whether training on ``scene`` drops hidden samples before the full pass: the option, else by scene kind."""
+        return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
+
     @property
     def eval_samples(self) -> int:
         return self.render_samples_per_ray or self.samples_per_ray
@@ -395,6 +402,11 @@ REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
 # little of the scenery: 128 steps (36 samples per ray instead of 51) gave more steps and +0.2 to
 # +0.6 dB on ngp-360-env and ngp-360-real; 96 gained less.
 MARCH_STEPS_DEFAULTS = {"box": 192, "ndc": 192, "unbounded": 128}
+# Training drops the samples behind where a ray turned opaque (docs/BENCHMARKS.md, "Hidden
+# samples"). On trained fields, 19% of an unbounded scene's marched samples were visible: 1.5x the
+# steps, +0.4 dB on ngp-360-env. Forward-facing scenes (48% visible) came out level, and objects
+# in a box (37-98%, few samples per ray) lost steps to the extra density pass.
+SKIP_HIDDEN_DEFAULTS = {"box": False, "ndc": False, "unbounded": True}
 
 
 def scene_kind(scene) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import cameras
+from . import backend, cameras
 from .compositing import composite
 from .encoding import HarmonicSpec, encode_points, encode_samples
 from .field import RadianceField
@@ -65,6 +65,9 @@ class Renderer:
         # Stratified intervals: False, each sample's bin; True, the gap to the next sample and
         # an opaque far end (TrainConfig.intervals "gaps": the Keras example's).
         self.gaps = False
+        # Training: drop the samples behind where a ray turned opaque before the full pass
+        # (TrainConfig.skip_hidden); their densities are evaluated once more, without gradients.
+        self.skip_hidden = False
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
         # Unbounded scenes: positions outside the box are contracted before encoding (space.py).
@@ -90,11 +93,14 @@ class Renderer:
             grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps_for(scene),
                                  device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
-        renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=cfg.mixed_precision)
+        # --mixed-precision only where bf16 is fast (backend.native_bf16); float32 elsewhere
+        bf16 = cfg.mixed_precision and backend.native_bf16(device)
+        renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=bf16)
         # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
         noise = cfg.density_noise
         renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
         renderer.gaps = cfg.intervals == "gaps"
+        renderer.skip_hidden = cfg.skip_hidden_for(scene)
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32,
                                          device=renderer.device)
@@ -119,14 +125,17 @@ class Renderer:
             with stage("MLP forward"):
                 samples, sigma, rgb = self._visible(origins, dirs, view_dirs, samples)
         else:
+            noise = None
+            if jitter and self.density_noise > 0 and torch.is_grad_enabled():
+                noise = self.density_noise * torch.randn(samples.num_samples, device=origins.device,
+                                                         generator=generator)
+            if self.skip_hidden and torch.is_grad_enabled() and samples.num_samples:
+                with stage("hidden samples"):
+                    samples, noise = self._drop_hidden(origins, dirs, samples, noise)
             with stage("encoding"):
                 encoded = encode_samples(origins, dirs, samples.t, samples.ray_index, self.pos, self.direction,
                                          view_dirs=view_dirs, contract_box=self.contract_box)
             with stage("MLP forward"):
-                noise = None
-                if jitter and self.density_noise > 0 and torch.is_grad_enabled():
-                    noise = self.density_noise * torch.randn(samples.num_samples, device=encoded.device,
-                                                             generator=generator)
                 codes = None
                 if image_index is not None and self.field.appearance is not None:
                     codes = self.field.appearance_codes(image_index, image_index.shape[0])[samples.ray_index.long()]
@@ -155,13 +164,24 @@ class Renderer:
                 samples = importance(t_near, t_far, samples, weights, self.fine_samples, generator, jitter)
         return samples
 
-    def _visible(self, origins, dirs, view_dirs, samples: Samples) -> tuple[Samples, torch.Tensor, torch.Tensor]:
-        """The samples a viewer can see, their densities and colours, for as little work as
-        possible (rendering only: nothing here is differentiated). Densities are evaluated
-        front to back in segments of doubling length (8, 8, 16, 32... samples of each ray),
-        only for rays still below full opacity; colour only for the samples in front of
-        where a ray turned opaque (:func:`terminate`). Samples are encoded when evaluated,
-        never all at once. On a trained built-in view rays march ~24 samples and keep ~6."""
+    @torch.no_grad()
+    def _drop_hidden(self, origins, dirs, samples: Samples, noise: torch.Tensor | None):
+        """Training: the samples in front of where each ray turns opaque (transmittance
+        ``early_stop``), from the field's densities under the same noise as the full pass. The
+        dropped ones would add < ``early_stop`` to any pixel, and their gradients as little."""
+        sigma, _, _ = self._densities_front_to_back(origins.detach(), dirs.detach(), samples, noise)
+        index, kept = terminate(samples, sigma, self.early_stop)
+        if index.numel() == samples.num_samples:
+            return samples, noise
+        return compact(samples, index, kept), None if noise is None else noise[index]
+
+    def _densities_front_to_back(self, origins, dirs, samples: Samples, noise: torch.Tensor | None = None,
+                                 keep_features: bool = False):
+        """Densities (M,) of the samples, evaluated front to back in segments of doubling
+        length (8, 8, 16, 32... samples of each ray), only for rays still below full opacity:
+        the samples behind where a ray turned opaque stay 0 (:func:`terminate` drops them).
+        With ``keep_features``, also the evaluated samples' trunk features and each sample's
+        row among them (-1: not evaluated). Samples are encoded when evaluated, never all at once."""
         m, n = samples.num_samples, samples.num_rays
         device = samples.t.device
         sigma = torch.zeros(m, device=device)
@@ -185,15 +205,26 @@ class Renderer:
                                              contract_box=self.contract_box)
                 with self._precision():
                     h = self.field.features(encoded)
-                    density = self.field.density_from(h).float()
-                features.append(h)
-                feature_row[idx] = torch.arange(rows, rows + idx.numel(), device=device)
-                rows += idx.numel()
+                    density = self.field.density_from(h, None if noise is None else noise[idx]).float()
+                if keep_features:
+                    features.append(h)
+                    feature_row[idx] = torch.arange(rows, rows + idx.numel(), device=device)
+                    rows += idx.numel()
                 sigma[idx] = density
                 optical_depth.index_add_(0, ray[idx], density * samples.delta[idx])
                 lo += length
                 length = lo  # doubling segments: 8, 8, 16, 32...
                 active = active[(counts[active] > lo) & (optical_depth[active] < opaque)]
+        return sigma, features, feature_row
+
+    def _visible(self, origins, dirs, view_dirs, samples: Samples) -> tuple[Samples, torch.Tensor, torch.Tensor]:
+        """The samples a viewer can see, their densities and colours, for as little work as
+        possible (rendering only: nothing here is differentiated): densities front to back
+        (:meth:`_densities_front_to_back`), colour only for the samples in front of where a
+        ray turned opaque (:func:`terminate`). On a trained built-in view rays march ~24
+        samples and keep ~6."""
+        device = samples.t.device
+        sigma, features, feature_row = self._densities_front_to_back(origins, dirs, samples, keep_features=True)
         index, kept = terminate(samples, sigma, self.early_stop)
         visible = compact(samples, index, kept)
         if not features:

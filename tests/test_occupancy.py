@@ -130,6 +130,35 @@ def test_early_termination_is_explicit_and_matches_the_full_render(device):
     assert torch.equal(image["rgb"].reshape(-1, 3), full.rgb)
 
 
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_training_skips_hidden_samples_with_the_same_loss_and_gradients(device, noise):
+    """Training's hidden-sample drop (TrainConfig.skip_hidden): an opaque field's rays keep a
+    fraction of their samples for the full pass, yet the pixels, the loss and every parameter's
+    gradient are those of the pass over all samples (under the same density noise)."""
+    field, renderer, _, _, w, h, o, d, bg = _opaque_view(device, 2, 6.0, 128, 16)
+    renderer.density_noise = noise
+    target = torch.rand(w * h, 3, device=device, generator=torch.Generator(device=device).manual_seed(0))
+    runs = {}
+    for skip in (False, True):
+        renderer.skip_hidden = skip
+        field.zero_grad(set_to_none=True)
+        out = renderer.render_rays(o, d, bg, generator=torch.Generator(device=device).manual_seed(3), jitter=True)
+        loss = ((out.rgb - target) ** 2).mean()
+        loss.backward()
+        runs[skip] = (out, float(loss), {n: p.grad.clone() for n, p in field.named_parameters()})
+    (full, full_loss, full_grads), (kept, kept_loss, kept_grads) = runs[False], runs[True]
+    assert full.samples.num_samples == w * h * 128
+    assert kept.samples.num_samples < 0.6 * full.samples.num_samples
+    assert (kept.rgb - full.rgb).abs().max() < 1e-3
+    assert abs(kept_loss - full_loss) < 1e-4 * full_loss
+    # Against the whole gradient's size: on this saturated random field the density head's
+    # own gradient nearly cancels, and the hidden samples' share (each below early_stop) is
+    # a visible fraction of that small remainder.
+    whole = torch.cat([g.reshape(-1) for g in full_grads.values()]).norm()
+    for name, g in full_grads.items():
+        assert (kept_grads[name] - g).norm() <= 1e-3 * whole, name
+
+
 @pytest.mark.parametrize("first_segment", [1, 8])
 def test_rendering_evaluates_densities_front_to_back_until_rays_are_opaque(device, monkeypatch, first_segment):
     """Segments of doubling length give the same picture as evaluating every sample first,

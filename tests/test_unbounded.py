@@ -122,7 +122,7 @@ def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
 def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):
     from taichi_nerf import checkpoint
     from taichi_nerf.cli.train import report_start
-    from taichi_nerf.config import APPEARANCE_DEFAULTS, MARCH_STEPS_DEFAULTS
+    from taichi_nerf.config import APPEARANCE_DEFAULTS, MARCH_STEPS_DEFAULTS, SKIP_HIDDEN_DEFAULTS
     from taichi_nerf.training import Trainer
 
     from .conftest import tiny_config
@@ -136,6 +136,8 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     # fewer marching steps by default: the grid carves little of the scenery (docs/BENCHMARKS.md)
     defaults = dataclasses.replace(cfg, march_steps=None)
     assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["box"]
+    # ...and training drops the samples behind opaque scenery (81% of them on a trained field)
+    assert trainer.renderer.skip_hidden and SKIP_HIDDEN_DEFAULTS["unbounded"] and not SKIP_HIDDEN_DEFAULTS["box"]
     report_start(trainer, resume=False)
     assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
     first = trainer.step()

@@ -112,6 +112,9 @@ def report_start(trainer, resume: bool) -> None:
     if trainer.pose_refinement is not None:
         print(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and new views "
               f"use the cameras as given")
+    if cfg.mixed_precision and not trainer.renderer.bf16:
+        print("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with bf16, or a CPU "
+              "with AVX-512), where bf16 would be emulated and far slower; the MLP runs in float32")
     rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
         f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
     print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
