@@ -181,12 +181,12 @@ class Renderer:
         length (8, 8, 16, 32... samples of each ray), only for rays still below full opacity:
         the samples behind where a ray turned opaque stay 0 (:func:`terminate` drops them).
         With ``keep_features``, also the evaluated samples' trunk features and each sample's
-        row among them (-1: not evaluated). Samples are encoded when evaluated, never all at once."""
+        row among them (-1: not evaluated; None without). Samples are encoded when evaluated, never all at once."""
         m, n = samples.num_samples, samples.num_rays
         device = samples.t.device
         sigma = torch.zeros(m, device=device)
-        feature_row = torch.full((m,), -1, dtype=torch.long, device=device)  # sample -> row of ``features``
-        features, rows = [], 0
+        feature_row = torch.full((m,), -1, dtype=torch.long, device=device) if keep_features else None
+        features, rows = [], 0  # with keep_features: trunk features; feature_row maps a sample to its row
         if m:
             offsets, counts = samples.offsets.long(), samples.counts.long()
             ray = samples.ray_index.long()

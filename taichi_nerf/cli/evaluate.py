@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UserError, add_arch
+from .common import add_arch
 
 
 def add_parser(sub) -> None:
@@ -27,10 +27,7 @@ def cmd_eval(args) -> int:
     from ..api import evaluate
     from ..files import json_safe
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {args.limit}")
-    if args.align_cameras < 0:
-        raise UserError(f"--align-cameras must be 0 or more steps, got {args.align_cameras}")
+    # evaluate() refuses a bad --limit or --align-cameras before it loads anything
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, align_steps=args.align_cameras)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
