@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .kind_defaults import (
+    APPEARANCE_DEFAULTS,
+    LR_DEFAULTS,
+    LR_WARMUP_DEFAULTS,
+    MARCH_STEPS_DEFAULTS,
+    REFINE_POSES_DEFAULTS,
+    SKIP_HIDDEN_DEFAULTS,
+    scene_kind,
+)
+
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
 Background = Literal["auto", "white", "black", "random"]
 Sampler = Literal["grid", "stratified", "hierarchical"]
@@ -141,8 +151,13 @@ class TrainConfig:
                                                              "in "
                                                              "a new order each pass, the last part-batch dropped "
                                                              "(Keras's)")
-    lr: float = option(5e-3, OPTIMISATION, "initial learning rate")
+    lr: float | None = option(None, OPTIMISATION, "initial learning rate (default by scene kind, "
+                              "kind_defaults.LR_DEFAULTS: 1e-2 for forward-facing and unbounded scenes, 5e-3 "
+                              "for objects)")
     lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (see lr_schedule)")
+    lr_warmup: int | None = option(None, OPTIMISATION, "steps over which the rate rises linearly to the schedule's "
+                                   "at the start (0: none; default by scene kind, kind_defaults.LR_WARMUP_DEFAULTS: "
+                                   "500 for forward-facing and unbounded scenes, 0 for objects)")
     lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
                                                                   "step: lr, then lr_final from lr_step_at of the "
                                                                   "steps on; "
@@ -252,8 +267,10 @@ class TrainConfig:
             problems.append("huber_delta must be positive")
         if self.sampler == "hierarchical" and self.fine_samples < 1:
             problems.append("the hierarchical sampler needs fine_samples of at least 1")
-        if self.lr <= 0 or self.lr_final <= 0 or self.pose_lr <= 0:
+        if (self.lr is not None and self.lr <= 0) or self.lr_final <= 0 or self.pose_lr <= 0:
             problems.append("learning rates must be positive")
+        if self.lr_warmup is not None and self.lr_warmup < 0:
+            problems.append("lr_warmup must not be negative")
         if not self.out:
             problems.append("out must name a folder")
         if problems:
@@ -311,6 +328,13 @@ class TrainConfig:
     def skip_hidden_for(self, scene) -> bool:
         """Whether training on ``scene`` drops hidden samples before the full pass: the option, else by scene kind."""
         return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
+
+    def with_rates_for(self, scene) -> "TrainConfig":
+        """This config with the learning rate and warm-up a run on ``scene`` uses written out (the
+        options, else by scene kind), so that its saved config resumes at the same rates."""
+        kind = scene_kind(scene)
+        return dataclasses.replace(self, lr=LR_DEFAULTS[kind] if self.lr is None else self.lr,
+                                   lr_warmup=LR_WARMUP_DEFAULTS[kind] if self.lr_warmup is None else self.lr_warmup)
 
     @property
     def eval_samples(self) -> int:
@@ -389,31 +413,6 @@ class TrainConfig:
 # noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
 MAX_FREQUENCIES = 64
 MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
-# Appearance code length and pose refinement by scene kind (docs/BENCHMARKS.md, "Appearance
-# codes and pose refinement"): on only where they raised val PSNR on the measured sets. Codes:
-# ngp-360-real +0.4 dB (two seeds), llff-real -0.4 dB (its val photos have their own exposure,
-# which the mean code cannot know); objects on a background (box) are renders or one-exposure
-# DSLR captures. Pose refinement lost 1.5 dB on llff-real (pose_lr 1e-4) and 2.7 dB on
-# ngp-360-real (1e-3).
-APPEARANCE_DEFAULTS = {"box": 0, "ndc": 0, "unbounded": 8}
-REFINE_POSES_DEFAULTS = {"box": False, "ndc": False, "unbounded": False}
-# Grid marching steps across the box by scene kind (docs/BENCHMARKS.md, "Samples per ray by
-# scene kind"). Unbounded scenes march their whole contracted space, where the grid carves
-# little of the scenery: 128 steps (36 samples per ray instead of 51) gave more steps and +0.2 to
-# +0.6 dB on ngp-360-env and ngp-360-real; 96 gained less.
-MARCH_STEPS_DEFAULTS = {"box": 192, "ndc": 192, "unbounded": 128}
-# Training drops the samples behind where a ray turned opaque (docs/BENCHMARKS.md, "Hidden
-# samples"). On trained fields, 19% of an unbounded scene's marched samples were visible: 1.5x the
-# steps, +0.4 dB on ngp-360-env. Forward-facing scenes (48% visible) came out level, and objects
-# in a box (37-98%, few samples per ray) lost steps to the extra density pass.
-SKIP_HIDDEN_DEFAULTS = {"box": False, "ndc": False, "unbounded": True}
-
-
-def scene_kind(scene) -> str:
-    """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""
-    return "ndc" if scene.ndc else ("unbounded" if scene.unbounded else "box")
-
-
 def _absolute(path: str) -> str:
     """An absolute path, symlinks kept (os.path.abspath, not resolve: a user's linked folder stays theirs)."""
     return os.path.abspath(os.path.expanduser(path))

@@ -1,4 +1,6 @@
-"""Training diagnostics: notice a run that is stuck and say why, in one line.
+"""Training diagnostics: what a run says about itself. At the start, what it will do
+(:func:`start_lines`, the same for ``train``, the window and the browser viewer); while it
+runs, a progress bar, and a run that is stuck noticed and explained in one line.
 
 Two symptoms cover the failures users hit with their own data:
 
@@ -109,3 +111,35 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
+    """What a run will do, one line each: its data (and the loader's warnings and notes), the
+    background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
+    backend. Every front end prints these, so a choice made for the user is said everywhere."""
+    cfg = trainer.cfg
+    lines = [f"data: {trainer.dataset.summary()}"]
+    lines += [f"warning: {w}" for w in trainer.dataset.warnings] + [f"note: {n}" for n in trainer.dataset.notes]
+    chosen = trainer.background_choice
+    lines.append(f"background: {chosen.description}" + ("" if cfg.background != "auto" else
+                                                        "; --background overrides it"))
+    if chosen.warning:
+        lines.append(f"warning: {chosen.warning}")
+    codes = trainer.field.appearance_dim
+    if codes:
+        lines.append(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new "
+                     f"views use their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
+                                                if cfg.appearance_dim is None else ""))
+    if trainer.pose_refinement is not None:
+        lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and "
+                     f"new views use the cameras as given")
+    if cfg.mixed_precision and not trainer.renderer.bf16:
+        lines.append("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with "
+                     "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
+                     "float32")
+    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
+    lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} "
+                 f"samples" + (f"; run folder {run_folder}" if run_folder is not None else "")
+                 + (f"; resuming at step {trainer.step_count}" if resume else ""))
+    return lines

@@ -24,8 +24,16 @@ def progress(step: int, steps: int, time_used: float = 0.0, floor: float = 0.0) 
     return min(max(by_steps, floor + (1.0 - floor) * by_time), 1.0)
 
 
-def learning_rate(cfg: TrainConfig, at: float) -> float:
-    """The rate at progress ``at`` for ``cfg.lr_schedule``."""
+def learning_rate(cfg: TrainConfig, at: float, step: int | None = None) -> float:
+    """The rate at progress ``at`` for ``cfg.lr_schedule``; during the first ``cfg.lr_warmup``
+    steps (``step`` given), a linear share of it."""
+    rate = _scheduled_rate(cfg, at)
+    if step is not None and step < cfg.lr_warmup:
+        rate *= (step + 1) / cfg.lr_warmup
+    return rate
+
+
+def _scheduled_rate(cfg: TrainConfig, at: float) -> float:
     if cfg.lr_schedule == "constant":
         return cfg.lr
     if cfg.lr_schedule == "step":  # PyTorch3D's tutorial: lr * 0.1 from iteration round(n_iter * 0.75) on

@@ -38,7 +38,7 @@ KERAS = Preset(
         intervals="gaps",
         batch_images=5, batch_rays=0, image_order="epochs",
         loss="mse", silhouette_weight=0.0,
-        lr=1e-3, lr_schedule="constant", steps=320, adam_beta2=0.999, adam_eps=1e-7,
+        lr=1e-3, lr_warmup=0, lr_schedule="constant", steps=320, adam_beta2=0.999, adam_eps=1e-7,
     ),
     doc="""The Keras example (keras.io/examples/vision/nerf), number by number:
 
@@ -83,7 +83,8 @@ PYTORCH3D = Preset(
         sampler="stratified", samples_per_ray=128, render_samples_per_ray=0, clip_to_box=False,
         batch_images=6, batch_rays=6 * 750,
         loss="pseudo-huber", huber_delta=0.1, silhouette_weight=1.0,
-        lr=1e-3, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999, adam_eps=1e-8,
+        lr=1e-3, lr_warmup=0, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999,
+        adam_eps=1e-8,
     ),
     doc="""The PyTorch3D tutorial (docs/tutorials/fit_simple_neural_radiance_field.ipynb):
 

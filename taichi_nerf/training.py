@@ -79,8 +79,7 @@ class Trainer:
     learning-rate schedule (the GUI's slider)."""
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
-        # absolute paths: the saved config works from any folder; a resumed run keeps the
-        # choices its defaults made when it started (appearance codes, pose refinement)
+        # absolute paths (the saved config works anywhere); a resume keeps its defaults' choices
         self.cfg = cfg = checkpoint.with_saved_choices(cfg.validate().with_absolute_paths(), resume)
         self.out_dir = Path(self.cfg.out)
         self.ranks = distributed.join(cfg.arch)  # distributed: torchrun's ranks, or one process (before CUDA starts)
@@ -95,6 +94,7 @@ class Trainer:
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
+        self.cfg = cfg = cfg.with_rates_for(self.scene)  # the rates by scene kind, written out: a resume keeps them
         # auto: from the images (transparency, a uniform surround, or scenery); saved in the
         # scene so renders of the checkpoint use the same colour.
         self.background_choice = resolve_background(cfg.background, self.dataset.background)
@@ -143,7 +143,7 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step)) * self.lr_scale
+        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step) * self.lr_scale
 
     def schedule_progress(self, step: int) -> float:
         return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)

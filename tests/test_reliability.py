@@ -293,9 +293,9 @@ def test_nonsense_numbers_are_refused_before_anything_happens(tmp_path, capsys, 
 
 def test_config_file_types_are_checked(tmp_path, capsys):
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"steps": "5", "lr": None, "progress": 1}))
+    path.write_text(json.dumps({"steps": "5", "lr_final": None, "progress": 1}))
     refused(capsys, ["train", "--config", path, "--out", tmp_path / "r"], "steps must be a whole number",
-            "lr must be a number", "progress must be true or false")
+            "lr_final must be a number", "progress must be true or false")
 
 
 def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path):

@@ -1,6 +1,7 @@
 """Unbounded scenes: contraction, marching through the contracted shell, the encoder's
 contracted positions, and the automatic choice of scene kind and background."""
 import dataclasses
+import json
 import math
 
 import pytest
@@ -122,13 +123,22 @@ def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
 def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):
     from taichi_nerf import checkpoint
     from taichi_nerf.cli.train import report_start
-    from taichi_nerf.config import APPEARANCE_DEFAULTS, MARCH_STEPS_DEFAULTS, SKIP_HIDDEN_DEFAULTS
+    from taichi_nerf.kind_defaults import (
+        APPEARANCE_DEFAULTS,
+        LR_DEFAULTS,
+        LR_WARMUP_DEFAULTS,
+        MARCH_STEPS_DEFAULTS,
+        SKIP_HIDDEN_DEFAULTS,
+    )
     from taichi_nerf.training import Trainer
 
     from .conftest import tiny_config
 
-    cfg = tiny_config(testsets["ngp-360-env"], tmp_path / "run", steps=30, grid_warmup=10, grid_update_every=5)
+    cfg = tiny_config(testsets["ngp-360-env"], tmp_path / "run", steps=30, grid_warmup=10, grid_update_every=5,
+                      lr=None, lr_warmup=None)
     trainer = Trainer(cfg)
+    # the learning rate and warm-up for scenery, written into the run's config
+    assert (trainer.cfg.lr, trainer.cfg.lr_warmup) == (LR_DEFAULTS["unbounded"], LR_WARMUP_DEFAULTS["unbounded"])
     assert trainer.scene.unbounded and trainer.renderer.grid.unbounded and trainer.background_choice.random
     # appearance codes by default for scenery all around (docs/BENCHMARKS.md), and the run says so
     assert trainer.field.appearance_dim == APPEARANCE_DEFAULTS["unbounded"] > 0
@@ -144,6 +154,8 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert first["samples_per_ray"] > 4
     result = trainer.run()
     assert result.step == 30 and math.isfinite(result.val_psnr)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["lr"], saved["lr_warmup"]) == (LR_DEFAULTS["unbounded"], LR_WARMUP_DEFAULTS["unbounded"])
     renderer, _, _ = checkpoint.load(result.checkpoint, cfg.arch)
     assert renderer.scene.unbounded and renderer.grid.unbounded and renderer.scene.background == [1.0, 1.0, 1.0]
     assert renderer.field.appearance.num_embeddings == trainer.train.count

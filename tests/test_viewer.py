@@ -331,6 +331,24 @@ def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.slow
+def test_gui_web_says_what_train_says_at_the_start(tiny_scene, tmp_path, monkeypatch, capsys):
+    """`gui --web` (and the window) print train's start report, from one function: the background
+    chosen, and an ignored --mixed-precision on a machine without fast bf16."""
+    pytest.importorskip("viser")
+    from taichi_nerf import backend, cli
+
+    monkeypatch.setattr(backend, "native_bf16", lambda device: False)
+    out = tmp_path / "run"
+    code = cli.main(["gui", "--web", "--data", str(tiny_scene), "--out", str(out), "--width", "32", "--depth", "2",
+                     "--batch-rays", "128", "--samples-per-ray", "16", "--mixed-precision", "--arch", "cpu",
+                     "--no-progress", "--seconds", "1", "--viewer-port", "0"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    for line in ("data: ", "background: ", "warning: --mixed-precision ignored", f"; run folder {out}"):
+        assert line in printed, printed
+
+
+@pytest.mark.slow
 def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_path, capsys):
     """`train --viewer web` with no browser connected: the steps, then the final validation,
     checkpoint and curves as `train` does them; --viewer-quit-at-end leaves."""

@@ -5,7 +5,7 @@ from .common import HelpFormatter, UserError, add_config_flags, run_config
 
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
-              "arch", "progress", "scene_views", "scene_size")
+              "arch", "progress", "scene_views", "scene_size", "mixed_precision")
 GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 
 
@@ -71,6 +71,7 @@ def cmd_gui(args) -> int:
     """``taichi-nerf gui`` arguments -> a configured GuiApp (with ``--web``, the browser
     viewer), run to the end."""
     from ..checkpoint import find_checkpoint
+    from ..diagnostics import start_lines
     from ..distributed import refuse_several
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
@@ -105,9 +106,7 @@ def cmd_gui(args) -> int:
         return app.run()
     with open_training_run(args) as run:
         app = GuiApp.for_training(run.cfg, options, resume=run.resume, dataset=run.dataset)
-        print(f"data: {app.trainer.dataset.summary()}")
-        print(f"backend: {app.backend.arch}; {run.cfg.batch_rays} rays x {run.cfg.samples_per_ray} samples per step; "
-              f"run folder {run.out}" + (f"; resuming at step {app.trainer.step_count}" if run.resume else ""))
+        print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out)))
         code = app.run()
     print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
     return code

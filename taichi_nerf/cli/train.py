@@ -93,32 +93,10 @@ def cmd_train(args) -> int:
 
 
 def report_start(trainer, resume: bool) -> None:
-    """What the run will do: its data, background and backend (train, and the web viewer's train)."""
-    cfg = trainer.cfg
-    print(f"data: {trainer.dataset.summary()}")
-    for w in trainer.dataset.warnings:
-        print(f"warning: {w}")
-    for n in trainer.dataset.notes:
-        print(f"note: {n}")
-    chosen = trainer.background_choice
-    print(f"background: {chosen.description}" + ("" if cfg.background != "auto" else "; --background overrides it"))
-    if chosen.warning:
-        print(f"warning: {chosen.warning}")
-    codes = trainer.field.appearance_dim
-    if codes:
-        print(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new views use "
-              f"their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
-                               if cfg.appearance_dim is None else ""))
-    if trainer.pose_refinement is not None:
-        print(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and new views "
-              f"use the cameras as given")
-    if cfg.mixed_precision and not trainer.renderer.bf16:
-        print("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with bf16, or a CPU "
-              "with AVX-512), where bf16 would be emulated and far slower; the MLP runs in float32")
-    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
-        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
-    print(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {cfg.samples_per_ray} samples"
-          + (f", resuming at step {trainer.step_count}" if resume else ""))
+    """What the run will do (train, and the web viewer's train): :func:`diagnostics.start_lines`."""
+    from ..diagnostics import start_lines
+
+    print("\n".join(start_lines(trainer, resume)))
 
 
 def report_end(trainer, result, video_frames: int) -> int:

@@ -93,6 +93,7 @@ def launch_web(args, open_training_run) -> int:
     """``gui --web``: what the window shows, in a browser. ``open_training_run(args)`` -> a
     :class:`taichi_nerf.runs.Run` (checked, locked, its folder claimed: cli/gui.py), called
     after the server has opened."""
+    from ..diagnostics import start_lines
     from ..training import Trainer
     from .session import WebViewer
 
@@ -110,9 +111,7 @@ def launch_web(args, open_training_run) -> int:
         with open_training_run(args) as run:
             trainer = Trainer(run.cfg, dataset=run.dataset, resume=run.resume)
             trainer.begin()
-            print(f"data: {trainer.dataset.summary()}")
-            print(f"backend: {trainer.backend.arch}; run folder {run.out}"
-                  + (f"; resuming at step {trainer.step_count}" if run.resume else ""))
+            print("\n".join(start_lines(trainer, run.resume, run_folder=run.out)))
             app = WebViewer(server, trainer.renderer, trainer.cfg, _options(args), trainer=trainer,
                             train_split=trainer.train, out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
             code = app.run()
