@@ -21,6 +21,7 @@ from .kind_defaults import (
     LR_DEFAULTS,
     LR_WARMUP_DEFAULTS,
     MARCH_STEPS_DEFAULTS,
+    PIXEL_SAMPLING_DEFAULTS,
     REFINE_POSES_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
     scene_kind,
@@ -40,6 +41,7 @@ PresetName = Literal["keras", "pytorch3d"]  # = the keys of presets.PRESETS (a t
 Arch = Literal["auto", "cuda", "cpu"]  # = backend.ARCH_CHOICES (a test keeps them equal)
 Logger = Literal["jsonl", "tensorboard"]
 MaskMode = Literal["transparent", "ignore", "off"]  # = data.masks.MASK_MODES
+PixelSampling = Literal["uniform", "error"]
 
 # --help groups, in the order they are shown.
 RECIPE, DATA, FIELD, SAMPLING, OPTIMISATION, BOOKKEEPING, BUILTIN = (
@@ -146,6 +148,10 @@ class TrainConfig:
     batch_rays: int = option(512, OPTIMISATION, "rays per step (0 with batch_images: every pixel of those images)")
     batch_images: int = option(0, OPTIMISATION, "draw each step's rays from this many random training images "
                                                 "(0: from all of them)")
+    pixel_sampling: PixelSampling | None = option(None, OPTIMISATION, "which pixels a step's rays come from: uniform, "
+                                                  "or error: half of them where the field's recent error is "
+                                                  "largest (ray_batches.py; default by scene kind, "
+                                                  "kind_defaults.PIXEL_SAMPLING_DEFAULTS)")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
                                                              "step (PyTorch3D's); epochs: every image once per pass, "
                                                              "in "
@@ -330,11 +336,12 @@ class TrainConfig:
         return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
 
     def with_rates_for(self, scene) -> "TrainConfig":
-        """This config with the learning rate and warm-up a run on ``scene`` uses written out (the
-        options, else by scene kind), so that its saved config resumes at the same rates."""
+        """This config with the learning rate, warm-up and pixel sampling a run on ``scene`` uses
+        written out (the options, else by scene kind), so that its saved config resumes alike."""
         kind = scene_kind(scene)
         return dataclasses.replace(self, lr=LR_DEFAULTS[kind] if self.lr is None else self.lr,
-                                   lr_warmup=LR_WARMUP_DEFAULTS[kind] if self.lr_warmup is None else self.lr_warmup)
+                                   lr_warmup=LR_WARMUP_DEFAULTS[kind] if self.lr_warmup is None else self.lr_warmup,
+                                   pixel_sampling=self.pixel_sampling or PIXEL_SAMPLING_DEFAULTS[kind])
 
     @property
     def eval_samples(self) -> int:

@@ -25,6 +25,7 @@ from .metrics import mse_to_psnr, psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
+from .ray_batches import RayBatches
 from .rendering import RayOutput, Renderer
 from .runs import remove_stale_temps, truncate_metrics
 from .scene import Scene
@@ -128,11 +129,11 @@ class Trainer:
             if missing_tensorboard():
                 raise ValueError(missing_tensorboard())
             self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
-        self._pixels = self.train.width * self.train.height
         # Masks (data/masks.py, masking.py): a share of the rays from the pixels they keep (all of them
         # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
-        self.kept_pixels, self.kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
-                                                                              self.renderer.grid)
+        kept_pixels, kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
+                                                                    self.renderer.grid)
+        self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, cfg.pixel_sampling, dev)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
@@ -148,44 +149,10 @@ class Trainer:
     def schedule_progress(self, step: int) -> float:
         return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)
 
-    def batch_images_at(self, step: int, k: int) -> torch.Tensor:
-        """The ``k`` distinct training images of step ``step``. ``image_order`` random: drawn
-        afresh each step (PyTorch3D's ``randperm(...)[:batch_size]``); epochs: consecutive
-        slices of one shuffled order per pass, a last part-batch dropped (Keras's shuffled,
-        ``drop_remainder`` batches). An epoch's order is a function of the seed and the epoch
-        alone, so a resumed run continues it exactly."""
-        count = self.train.count
-        if self.cfg.image_order == "random":
-            return torch.randperm(count, generator=self.generator, device=self.generator.device)[:k]
-        epoch, slot = divmod(step, count // k)
-        order_seed = (self.cfg.seed + (epoch + 1) * 0x9E3779B97F4A7C15) % 2**64  # a separate stream per epoch
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(order_seed))
-        return order[slot * k:(slot + 1) * k]
-
     def sample_batch(self):
-        n, dev, g = self.cfg.batch_rays, self.backend.device, self.generator
-        if self.cfg.batch_images > 0:
-            # The tutorials' batches: a few distinct images per step; all their pixels
-            # (batch_rays 0, Keras), or an equal share of random pixels from each (PyTorch3D).
-            k = min(self.cfg.batch_images, self.train.count)
-            chosen = self.batch_images_at(self.step_count, k).to(device=dev, dtype=torch.int32)
-            if n == 0:
-                image_index = chosen.repeat_interleave(self._pixels)
-                pixel_index = torch.arange(self._pixels, device=dev, dtype=torch.int32).repeat(k)
-                n = image_index.shape[0]
-            else:
-                image_index = chosen[torch.arange(n, device=dev) % k].contiguous()
-                pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
-        elif self.kept_pixels is not None:
-            kept, rest = round(n * self.kept_share), n - round(n * self.kept_share)
-            flat = self.kept_pixels[torch.randint(0, self.kept_pixels.shape[0], (kept,), generator=g, device=dev)]
-            image_index = torch.cat([(flat // self._pixels).to(torch.int32), torch.randint(
-                0, self.train.count, (rest,), generator=g, device=dev, dtype=torch.int32)])
-            pixel_index = torch.cat([(flat % self._pixels).to(torch.int32), torch.randint(
-                0, self._pixels, (rest,), generator=g, device=dev, dtype=torch.int32)])
-        else:
-            image_index = torch.randint(0, self.train.count, (n,), generator=g, device=dev, dtype=torch.int32)
-            pixel_index = torch.randint(0, self._pixels, (n,), generator=g, device=dev, dtype=torch.int32)
+        """One step's rays: (origins, dirs, background, target, alpha, image_index, pixel_index)."""
+        image_index, pixel_index = self.ray_batches.draw(self.step_count, self.generator)
+        n, dev, g = image_index.shape[0], self.backend.device, self.generator
         if self.background_choice.random:
             # A random background per ray stops the field from painting the background into
             # the volume: only true opacity explains every background at once.
@@ -195,7 +162,7 @@ class Trainer:
         origins, dirs = cameras.batch_rays(self.train.poses, self.train.intrinsics, image_index, pixel_index,
                                            self.train.width)
         target, alpha = cameras.gather_pixels(self.train.rgba, image_index, pixel_index, background)
-        return origins, dirs, background, target, alpha, image_index
+        return origins, dirs, background, target, alpha, image_index, pixel_index
 
     def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):
         cfg, s = self.cfg, self.cfg.huber_delta
@@ -216,9 +183,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_factor", 1.0)
         with stage("ray generation"):
-            origins, dirs, background, target, alpha, image_index = self.sample_batch()
+            origins, dirs, background, target, alpha, image_index, pixel_index = self.sample_batch()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha, image_index)
+        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha, image_index,
+                                                       pixel_index)
         # distributed: the mean over ranks
         loss, mse = self.ranks.average_gradients([p for m in self.trained_modules() for p in m.parameters()], loss, mse)
         check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
@@ -241,12 +209,13 @@ class Trainer:
                 "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
 
-    def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None,
+    def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None, pixel_index=None,
                              chunk_rays: int | None = None, jitter: bool = True):
         """Render the batch, and add the gradient of its loss into the parameters' ``.grad``.
         A batch whose activations outgrow the caches (the tutorials' whole images: 1.6M
         samples a step in Keras's) goes in chunks of rays, each weighted by its share of the
-        batch, so the gradient is the whole batch's. Returns (loss, mse, samples), detached."""
+        batch, so the gradient is the whole batch's. With ``pixel_index``, the rays' errors go back
+        to the error map (ray_batches.py). Returns (loss, mse, samples), detached."""
         n = origins.shape[0]
         chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg)
         per_ray_background = background.shape[0] == n  # else one colour for all (a single ray slices the same)
@@ -264,6 +233,8 @@ class Trainer:
             share = (part.stop - part.start) / n  # the losses are means over rays
             with stage("loss"):
                 loss, mse = self.loss_terms(out, target[part], alpha[part])
+                if pixel_index is not None:
+                    self.ray_batches.record(image_index[part], pixel_index[part], out.rgb, target[part])
             with stage("backward"):
                 (loss * share).backward()  # share 1 (one piece) is exact
             loss_sum = loss_sum + share * loss.detach()

@@ -244,7 +244,7 @@ def test_the_rates_by_scene_kind_are_written_into_the_run_config():
     run writes the chosen values into its config, so a resume keeps them; given values win."""
     from types import SimpleNamespace
 
-    from taichi_nerf.kind_defaults import LR_DEFAULTS, LR_WARMUP_DEFAULTS
+    from taichi_nerf.kind_defaults import LR_DEFAULTS, LR_WARMUP_DEFAULTS, PIXEL_SAMPLING_DEFAULTS
 
     kinds = {"box": SimpleNamespace(ndc=False, unbounded=False), "ndc": SimpleNamespace(ndc=True, unbounded=False),
              "unbounded": SimpleNamespace(ndc=False, unbounded=True)}
@@ -252,8 +252,9 @@ def test_the_rates_by_scene_kind_are_written_into_the_run_config():
         chosen = TrainConfig().with_rates_for(scene)
         assert (chosen.lr, chosen.lr_warmup) == (LR_DEFAULTS[kind], LR_WARMUP_DEFAULTS[kind])
         assert TrainConfig.from_dict(chosen.to_dict()).with_rates_for(scene) == chosen
-        given = TrainConfig(lr=2e-3, lr_warmup=7).with_rates_for(scene)
-        assert (given.lr, given.lr_warmup) == (2e-3, 7)
+        assert chosen.pixel_sampling == PIXEL_SAMPLING_DEFAULTS[kind]
+        given = TrainConfig(lr=2e-3, lr_warmup=7, pixel_sampling="error").with_rates_for(scene)
+        assert (given.lr, given.lr_warmup, given.pixel_sampling) == (2e-3, 7, "error")
     # scenery that fills the frame learns faster at the higher rate, after a warm-up (docs/BENCHMARKS.md)
     assert LR_DEFAULTS["ndc"] == LR_DEFAULTS["unbounded"] > LR_DEFAULTS["box"] and LR_WARMUP_DEFAULTS["ndc"] > 0
     for preset in ("keras", "pytorch3d"):  # the tutorials' own rates, with no warm-up

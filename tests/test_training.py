@@ -347,22 +347,26 @@ def test_epoch_order_shows_every_image_once_a_pass(tiny_scene, tmp_path, monkeyp
     trainer = Trainer(tiny_config(tiny_scene, tmp_path / "a", batch_images=k, batch_rays=0, image_order="epochs"))
     count = trainer.train.count
     per_pass = count // k
-    passes = [torch.cat([trainer.batch_images_at(e * per_pass + s, k) for s in range(per_pass)]) for e in range(3)]
+    def slices(t, passes):  # each pass's images, slice after slice
+        return [torch.cat([t.ray_batches.images_at(e * per_pass + s, k, t.generator) for s in range(per_pass)])
+                for e in passes]
+
+    passes = slices(trainer, range(3))
     for images in passes:
         assert images.unique().numel() == per_pass * k and 0 <= int(images.min()) and int(images.max()) < count
     assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[1], passes[2])
     resumed = Trainer(tiny_config(tiny_scene, tmp_path / "b", batch_images=k, batch_rays=0, image_order="epochs"))
-    assert torch.equal(resumed.batch_images_at(per_pass + 2, k), passes[1][2 * k:3 * k])
+    assert torch.equal(resumed.ray_batches.images_at(per_pass + 2, k, resumed.generator), passes[1][2 * k:3 * k])
     other = Trainer(tiny_config(tiny_scene, tmp_path / "c", batch_images=k, batch_rays=0, image_order="epochs", seed=1))
-    assert not torch.equal(torch.cat([other.batch_images_at(s, k) for s in range(per_pass)]), passes[0])
+    assert not torch.equal(slices(other, [0])[0], passes[0])
     # a step trains on every pixel of its slice
     trainer.step_count = per_pass + 1
     images, pixels = sampled_images(trainer, monkeypatch)
     assert torch.equal(images.unique(), passes[1][k:2 * k].sort().values.to(images.dtype))
-    assert images.shape[0] == pixels.shape[0] == k * trainer._pixels
+    assert images.shape[0] == pixels.shape[0] == k * trainer.ray_batches.pixels
     # random (the default, PyTorch3D's): distinct images in a step, repeats within a pass
     random_order = Trainer(tiny_config(tiny_scene, tmp_path / "d", batch_images=k, batch_rays=0))
-    draws = [random_order.batch_images_at(0, k) for _ in range(per_pass)]
+    draws = [random_order.ray_batches.images_at(0, k, random_order.generator) for _ in range(per_pass)]
     assert all(d.unique().numel() == k for d in draws)
     assert torch.cat(draws).unique().numel() < per_pass * k
 
