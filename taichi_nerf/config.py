@@ -335,7 +335,7 @@ class TrainConfig:
         """Whether training on ``scene`` drops hidden samples before the full pass: the option, else by scene kind."""
         return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
 
-    def with_rates_for(self, scene) -> "TrainConfig":
+    def with_kind_defaults_for(self, scene) -> "TrainConfig":
         """This config with the learning rate, warm-up and pixel sampling a run on ``scene`` uses
         written out (the options, else by scene kind), so that its saved config resumes alike."""
         kind = scene_kind(scene)

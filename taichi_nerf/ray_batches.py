@@ -71,14 +71,13 @@ class RayBatches:
     """Draws each step's (image, pixel) indices for a ``Trainer``; ``record`` takes the
     step's per-ray errors back where the error map is on."""
 
-    def __init__(self, cfg: TrainConfig, train, kept_pixels: torch.Tensor | None, kept_share: float,
-                 pixel_sampling: str, device):
+    def __init__(self, cfg: TrainConfig, train, kept_pixels: torch.Tensor | None, kept_share: float, device):
         self.cfg, self.count, self.device = cfg, train.count, device
         self.pixels = train.width * train.height
         self.kept_pixels, self.kept_share = kept_pixels, kept_share
         whole_images = cfg.batch_images > 0
         self.error_map = (ErrorMap(train.count, train.width, train.height, device)
-                          if pixel_sampling == "error" and not whole_images and kept_share < 1.0 else None)
+                          if cfg.pixel_sampling == "error" and not whole_images and kept_share < 1.0 else None)
 
     def images_at(self, step: int, k: int, generator: torch.Generator) -> torch.Tensor:
         """The ``k`` distinct training images of step ``step``. ``image_order`` random: drawn

@@ -95,7 +95,7 @@ class Trainer:
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
-        self.cfg = cfg = cfg.with_rates_for(self.scene)  # the rates by scene kind, written out: a resume keeps them
+        self.cfg = cfg = cfg.with_kind_defaults_for(self.scene)  # written out: a resume keeps them
         # auto: from the images (transparency, a uniform surround, or scenery); saved in the
         # scene so renders of the checkpoint use the same colour.
         self.background_choice = resolve_background(cfg.background, self.dataset.background)
@@ -133,7 +133,7 @@ class Trainer:
         # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
         kept_pixels, kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
                                                                     self.renderer.grid)
-        self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, cfg.pixel_sampling, dev)
+        self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, dev)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank

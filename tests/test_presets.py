@@ -249,16 +249,16 @@ def test_the_rates_by_scene_kind_are_written_into_the_run_config():
     kinds = {"box": SimpleNamespace(ndc=False, unbounded=False), "ndc": SimpleNamespace(ndc=True, unbounded=False),
              "unbounded": SimpleNamespace(ndc=False, unbounded=True)}
     for kind, scene in kinds.items():
-        chosen = TrainConfig().with_rates_for(scene)
+        chosen = TrainConfig().with_kind_defaults_for(scene)
         assert (chosen.lr, chosen.lr_warmup) == (LR_DEFAULTS[kind], LR_WARMUP_DEFAULTS[kind])
-        assert TrainConfig.from_dict(chosen.to_dict()).with_rates_for(scene) == chosen
+        assert TrainConfig.from_dict(chosen.to_dict()).with_kind_defaults_for(scene) == chosen
         assert chosen.pixel_sampling == PIXEL_SAMPLING_DEFAULTS[kind]
-        given = TrainConfig(lr=2e-3, lr_warmup=7, pixel_sampling="error").with_rates_for(scene)
+        given = TrainConfig(lr=2e-3, lr_warmup=7, pixel_sampling="error").with_kind_defaults_for(scene)
         assert (given.lr, given.lr_warmup, given.pixel_sampling) == (2e-3, 7, "error")
     # scenery that fills the frame learns faster at the higher rate, after a warm-up (docs/BENCHMARKS.md)
     assert LR_DEFAULTS["ndc"] == LR_DEFAULTS["unbounded"] > LR_DEFAULTS["box"] and LR_WARMUP_DEFAULTS["ndc"] > 0
     for preset in ("keras", "pytorch3d"):  # the tutorials' own rates, with no warm-up
-        assert TrainConfig().replace(preset=preset).with_rates_for(kinds["ndc"]).lr_warmup == 0
+        assert TrainConfig().replace(preset=preset).with_kind_defaults_for(kinds["ndc"]).lr_warmup == 0
 
 
 def test_a_time_limit_ends_the_decay_when_the_time_runs_out():

@@ -56,7 +56,7 @@ def fake_split(count=4, width=20, height=12):
 
 def test_uniform_batches_draw_every_pixel_alike_and_error_batches_lean_on_the_error():
     cfg = TrainConfig(batch_rays=4000)
-    uniform = RayBatches(cfg, fake_split(), None, 0.0, "uniform", "cpu")
+    uniform = RayBatches(cfg, fake_split(), None, 0.0, "cpu")
     assert uniform.error_map is None
     image, pixel = uniform.draw(0, torch.Generator().manual_seed(0))
     # the same stream as two plain randint draws (runs of earlier versions keep their batches)
@@ -64,7 +64,7 @@ def test_uniform_batches_draw_every_pixel_alike_and_error_batches_lean_on_the_er
     assert torch.equal(image, torch.randint(0, 4, (4000,), generator=g, dtype=torch.int32))
     assert torch.equal(pixel, torch.randint(0, 240, (4000,), generator=g, dtype=torch.int32))
 
-    leaning = RayBatches(cfg, fake_split(), None, 0.0, "error", "cpu")
+    leaning = RayBatches(TrainConfig(batch_rays=4000, pixel_sampling="error"), fake_split(), None, 0.0, "cpu")
     leaning.error_map.error.fill_(1e-3)
     leaning.error_map.error[2 * leaning.error_map.per_image] = 1.0  # image 2's first tile is where the error is
     image, pixel = leaning.draw(0, torch.Generator().manual_seed(1))
@@ -77,11 +77,12 @@ def test_uniform_batches_draw_every_pixel_alike_and_error_batches_lean_on_the_er
 
 def test_masks_in_ignore_mode_and_whole_image_batches_keep_their_own_draws():
     kept = torch.tensor([5, 240 + 7, 3 * 240 + 100])  # flat image * pixels + pixel
-    only_kept = RayBatches(TrainConfig(batch_rays=300), fake_split(), kept, 1.0, "error", "cpu")
+    only_kept = RayBatches(TrainConfig(batch_rays=300, pixel_sampling="error"), fake_split(), kept, 1.0, "cpu")
     assert only_kept.error_map is None  # ignore mode: every ray is a kept pixel already
     image, pixel = only_kept.draw(0, torch.Generator().manual_seed(0))
     assert set((image.long() * 240 + pixel.long()).tolist()) == set(kept.tolist())
-    whole = RayBatches(TrainConfig(batch_rays=0, batch_images=2), fake_split(), None, 0.0, "error", "cpu")
+    whole = RayBatches(TrainConfig(batch_rays=0, batch_images=2, pixel_sampling="error"), fake_split(), None, 0.0,
+                       "cpu")
     assert whole.error_map is None
     image, pixel = whole.draw(0, torch.Generator().manual_seed(0))
     assert image.shape == (480,) and len(set(image.tolist())) == 2 and torch.equal(pixel[:240], torch.arange(240,
