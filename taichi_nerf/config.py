@@ -185,8 +185,9 @@ class TrainConfig:
                                        "by scene kind)")
     pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
                                                 "with the schedule, in proportion to lr)")
-    mixed_precision: bool = option(False, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, or a CPU "
-                                                        "with AVX-512); ignored elsewhere (TF32: always on CUDA)")
+    mixed_precision: bool | None = option(None, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, or a "
+                                          "CPU with AVX-512); ignored elsewhere (TF32: always on CUDA). Default: on "
+                                          "for a CPU with bf16 instructions (AVX512-BF16, AMX), float32 elsewhere")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")

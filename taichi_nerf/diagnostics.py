@@ -133,6 +133,9 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
     if trainer.pose_refinement is not None:
         lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and "
                      f"new views use the cameras as given")
+    if cfg.mixed_precision is None and trainer.renderer.bf16:
+        lines.append("precision: the MLP runs in bf16 (this CPU has bf16 instructions); --no-mixed-precision for "
+                     "float32")
     if cfg.mixed_precision and not trainer.renderer.bf16:
         lines.append("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with "
                      "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "

@@ -29,6 +29,30 @@ def _cell_of(p: ti.template(), aabb: ti.template(), res: ti.i32) -> ti.i32:
     return idx
 
 
+@ti.func
+def _first_step(o: ti.template(), d: ti.template(), t0: ti.f32, step: ti.f32, cone: ti.f32, inner: ti.template(),
+                unbounded: ti.i32) -> ti.f32:
+    dt = ti.max(step, t0 * cone)
+    if unbounded:
+        dt = step * ti.max(1.0, box_norm(o + t0 * d, inner)) ** 2
+    return dt
+
+
+@ti.func
+def _step_cell(o: ti.template(), d: ti.template(), t: ti.f32, aabb: ti.template(), res: ti.i32, step: ti.f32,
+               cone: ti.f32, inner: ti.template(), unbounded: ti.i32):
+    """The grid cell at ray distance ``t`` and the marching step taken from there."""
+    dt = ti.min(ti.max(step, t * cone), 16.0 * step)  # steps grow with distance when cone > 0
+    p = o + t * d
+    if unbounded:
+        # Outside the inner box contraction shrinks distances by about 1/s^2: steps
+        # of step * s^2 are then about even in contracted space, where the grid is.
+        s = ti.max(1.0, box_norm(p, inner))
+        dt = step * s * s
+        p = contract(p, inner)
+    return _cell_of(p, aabb, res), dt
+
+
 @ti.kernel
 def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: ti.types.ndarray(),
                   near: ti.f32, far: ti.f32, res: ti.i32, occupied: ti.types.ndarray(),
@@ -53,20 +77,9 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
             # take one step more than was counted: never write past this ray's slots.
             base = offsets[r]
             limit = counts[r]
-        dt = ti.max(step, t0 * cone)
-        if unbounded:
-            dt = step * ti.max(1.0, box_norm(o + t0 * d, inner)) ** 2
-        t = t0 + u * dt
+        t = t0 + u * _first_step(o, d, t0, step, cone, inner, unbounded)
         while t < t1 and n < limit:
-            dt = ti.min(ti.max(step, t * cone), 16.0 * step)  # steps grow with distance when cone > 0
-            p = o + t * d
-            if unbounded:
-                # Outside the inner box contraction shrinks distances by about 1/s^2: steps
-                # of step * s^2 are then about even in contracted space, where the grid is.
-                s = ti.max(1.0, box_norm(p, inner))
-                dt = step * s * s
-                p = contract(p, inner)
-            c = _cell_of(p, aabb, res)
+            c, dt = _step_cell(o, d, t, aabb, res, step, cone, inner, unbounded)
             if occupied[c] != 0:
                 if ti.static(fill):
                     t_out[base + n] = t
@@ -82,6 +95,26 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
                 n += 1
         else:
             counts[r] = n
+
+
+@ti.kernel
+def _mark_seen_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: ti.types.ndarray(),
+                      near: ti.f32, far: ti.f32, res: ti.i32, step: ti.f32, cone: ti.f32, max_steps: ti.i32,
+                      inner: ti.types.ndarray(), unbounded: ti.i32, seen: ti.types.ndarray()):
+    # The march's own steps from each step's middle, every cell counted whether occupied or not.
+    for r in range(origins.shape[0]):
+        o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
+        d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
+        t0, t1 = near, far
+        if not unbounded:
+            t0, t1 = ray_box(o, d, aabb, near, far)
+        t = t0 + 0.5 * _first_step(o, d, t0, step, cone, inner, unbounded)
+        n = 0
+        while t < t1 and n < max_steps:
+            c, dt = _step_cell(o, d, t, aabb, res, step, cone, inner, unbounded)
+            seen[c] = ti.u8(1)
+            t += dt
+            n += 1
 
 
 @ti.kernel
@@ -171,6 +204,10 @@ class OccupancyGrid(nn.Module):
         cells = self.resolution**3
         self.register_buffer("density", torch.zeros(cells, device=device))
         self.register_buffer("occupied", torch.ones(cells, dtype=torch.uint8, device=device))  # all, until first update
+        # Cells some training ray crosses (restrict_to_seen); all until told. No other cell is ever
+        # measured or marched: nothing there is constrained, and measuring it cost NDC and unbounded
+        # scenes a fifth of each step (docs/BENCHMARKS.md, "Cells no training ray crosses").
+        self.register_buffer("seen", torch.ones(cells, dtype=torch.uint8, device=device))
         self.updates = 0  # a plain int (extra state): reading it never syncs the device
 
     @property
@@ -196,24 +233,45 @@ class OccupancyGrid(nn.Module):
         cells, so the update no longer stalls training (issue 12's profile: 0.4 s per full
         64^3 update on CPU-2, a quarter of all training time)."""
         n = self.resolution**3
+        seen = self.seen.bool()
         if self.updates < self.full_updates:
-            cells = torch.arange(n, device=self.device, dtype=torch.int32)
+            cells = torch.nonzero(seen)[:, 0].to(torch.int32)
         else:
             explore = torch.rand(n, device=self.device, generator=generator) < self.explore_fraction
-            cells = torch.nonzero(explore | self.occupied.bool())[:, 0].to(torch.int32)
+            cells = torch.nonzero((explore & seen) | self.occupied.bool())[:, 0].to(torch.int32)
         jitter = torch.rand(cells.shape[0], 3, device=self.device, generator=generator)
         pts = self._points(cells, jitter)
         m = cells.shape[0]
         fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, m, chunk)]).float().contiguous()
         _update_kernel(cells, fresh, self.decay, self.density)
-        threshold = min(float(self.density.mean()), -math.log(1.0 - self.min_alpha) / self.step)
-        occupied = (self.density > threshold).to(torch.uint8)
+        threshold = min(float(self.density[seen].mean()), -math.log(1.0 - self.min_alpha) / self.step)
+        occupied = ((self.density > threshold) & seen).to(torch.uint8)
         # A featureless field (e.g. all-equal density) would empty the grid, starving every ray
         # of samples and so of gradients: keep the previous occupancy instead.
         if bool(occupied.any()):
             self.occupied = occupied
         self.updates += 1
         self.last_update_cells = m
+
+    @torch.no_grad()
+    def restrict_to_seen(self, rays, near: float, far: float) -> float:
+        """Mark the cells that the rays (an iterable of (origins, dirs) batches: the training
+        cameras' pixels) cross, dilated by one cell (for pose refinement's small moves and the
+        pixels between the rays), and keep every other cell empty from now on. Returns the share
+        of cells seen; with no cell seen, nothing changes."""
+        seen = torch.zeros_like(self.seen)
+        for origins, dirs in rays:
+            if origins.shape[0]:
+                _mark_seen_kernel(origins.contiguous(), dirs.contiguous(), self.aabb, float(near), float(far),
+                                  self.resolution, self.step, self.cone_angle, 8 * self.max_samples, self.inner,
+                                  int(self.unbounded), seen)
+        res = self.resolution
+        dilated = torch.nn.functional.max_pool3d(seen.float().view(1, 1, res, res, res), 3, stride=1, padding=1)
+        seen = (dilated.reshape(-1) > 0).to(torch.uint8)
+        if bool(seen.any()):
+            self.seen = seen
+            self.occupied &= seen
+        return float(self.seen.float().mean())
 
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
               generator: torch.Generator | None = None, jitter: bool = False, step_scale: float = 1.0) -> Samples:
@@ -254,4 +312,5 @@ class OccupancyGrid(nn.Module):
             state_dict[prefix + "_extra_state"] = {"updates": int(state_dict.pop(prefix + "updates"))}
             state_dict.setdefault(prefix + "aabb", self.aabb)  # it never saved the box: the scene's
         state_dict.setdefault(prefix + "inner", self.inner)  # grids saved before unbounded scenes
+        state_dict.setdefault(prefix + "seen", torch.ones_like(self.seen))  # ...and before seen cells
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 from . import backend, cameras
 from .compositing import composite
@@ -23,6 +24,18 @@ from .scene import Scene
 UNBOUNDED_WARMUP_STEP_SCALE = 2.0
 # Rendering without gradients evaluates densities front to back in segments from this long.
 FIRST_SEGMENT = 8
+# Rays marked by restrict_grid_to_seen: every training pixel up to this many, else a strided subset.
+SEEN_RAYS = 1 << 20
+
+
+
+def bf16_rows(m: int) -> int:
+    """``m`` rounded up to a multiple of an eighth of its power of two (at least 64): at most
+    8 row counts per doubling, so oneDNN's bf16 kernels are built once per count and reused,
+    for at most 12.5% more rows (from 512 rows up)."""
+    quantum = max(64, 1 << max(0, m.bit_length() - 4))
+    return -(-m // quantum) * quantum
+
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -93,8 +106,8 @@ class Renderer:
             grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps_for(scene),
                                  device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
-        # --mixed-precision only where bf16 is fast (backend.native_bf16); float32 elsewhere
-        bf16 = cfg.mixed_precision and backend.native_bf16(device)
+        # bf16 where it is fast: asked for, or by default on a CPU with bf16 instructions (backend.use_bf16)
+        bf16 = backend.use_bf16(cfg.mixed_precision, device)
         renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=bf16)
         # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
         noise = cfg.density_noise
@@ -105,6 +118,24 @@ class Renderer:
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32,
                                          device=renderer.device)
         return renderer
+
+    @torch.no_grad()
+    def restrict_grid_to_seen(self, split) -> float | None:
+        """Keep the occupancy grid to the cells that the training cameras' rays cross
+        (:meth:`OccupancyGrid.restrict_to_seen`); returns the share of cells seen, or None
+        without a grid."""
+        if self.grid is None or split.count == 0:
+            return None
+        height, width = split.height, split.width
+        stride = max(1, math.ceil(math.sqrt(split.count * height * width / SEEN_RAYS)))
+        pixels = cameras.strided_pixels(width, height, stride).to(device=self.device, dtype=torch.int32)
+
+        def rays():
+            for image in range(split.count):
+                o, d = cameras.batch_rays(split.poses, split.intrinsics, torch.full_like(pixels, image), pixels, width)
+                yield cameras.ndc_rays(o, d, self.scene) if self.scene.ndc else (o, d)
+
+        return self.grid.restrict_to_seen(rays(), self.scene.near, self.scene.far)
 
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
@@ -203,9 +234,9 @@ class Renderer:
                 with stage("encoding"):
                     encoded = encode_samples(origins, dirs, samples.t[idx], samples.ray_index[idx], self.pos, None,
                                              contract_box=self.contract_box)
-                with self._precision():
-                    h = self.field.features(encoded)
-                    density = self.field.density_from(h, None if noise is None else noise[idx]).float()
+                h, density = self._in_field(self._features_and_density, encoded,
+                                            None if noise is None else noise[idx])
+                density = density.float()
                 if keep_features:
                     features.append(h)
                     feature_row[idx] = torch.arange(rows, rows + idx.numel(), device=device)
@@ -236,18 +267,36 @@ class Renderer:
                 encoded_dir = encode_samples(origins, dirs, visible.t, visible.ray_index, self.pos, self.direction,
                                              view_dirs=view_dirs,
                                              contract_box=self.contract_box)[:, self.field.pos_dim:]
-        with self._precision():
-            rgb = self.field.color_from(h, encoded_dir).float()
+        rgb = self._in_field(self.field.color_from, h, encoded_dir).float()
         return visible, sigma[index].contiguous(), rgb
+
+    def _features_and_density(self, encoded: torch.Tensor, noise: torch.Tensor | None):
+        h = self.field.features(encoded)
+        return h, self.field.density_from(h, noise)
 
     def _precision(self):
         """bf16 autocast for the MLP's matrix products where ``bf16`` is on, else nothing."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
+    def _in_field(self, fn, *rows):
+        """``fn(*rows)`` under :meth:`_precision`, where ``rows`` are (M, ...) tensors (or None)
+        and ``fn`` returns (M, ...) tensors. With bf16 on the CPU the rows are padded to a few
+        sizes (:func:`bf16_rows`) and the results cut back: oneDNN builds its bf16 kernels anew
+        for every new row count, and a step's count is new every step (4x slower than float32,
+        docs/BENCHMARKS.md, "bf16 on the CPU")."""
+        m = next(x.shape[0] for x in rows if x is not None)
+        pad = bf16_rows(m) - m if self.bf16 and self.device.type == "cpu" else 0
+        if pad:
+            rows = tuple(None if x is None else F.pad(x, (0, 0) * (x.dim() - 1) + (0, pad)) for x in rows)
+        with self._precision():
+            out = fn(*rows)
+        if pad:
+            out = tuple(o[:m] for o in out) if isinstance(out, tuple) else out[:m]
+        return out
+
     def evaluate_field(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None,
                        codes: torch.Tensor | None = None):
-        with self._precision():
-            sigma, rgb = self.field(encoded, raw_noise, codes)
+        sigma, rgb = self._in_field(self.field, encoded, raw_noise, codes)
         return sigma.float(), rgb.float()  # the kernels take float32 (a no-op without bf16)
 
     @property
@@ -259,9 +308,7 @@ class Renderer:
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """Field density at points of field space (world space, or contracted space for an
         unbounded scene: what the occupancy grid measures, cell by cell)."""
-        encoded = encode_points(points, self.pos)
-        with self._precision():
-            return self.field.density_only(encoded).float()
+        return self._in_field(self.field.density_only, encode_points(points, self.pos)).float()
 
     @torch.no_grad()
     def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,

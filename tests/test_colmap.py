@@ -109,8 +109,10 @@ def test_video_frames_recover_the_cameras(capture, tmp_path):
     registered, angle, centre = pose_errors(tmp_path / "dataset", capture[1], lambda name: int(name[6:11]) - 1)
     assert registered >= 0.9, report.table()
     _spread("video", angle, centre)
-    # measured 0.65-1.24 degrees and 2.1-3.1% over 3 seeds x 1-2 COLMAP threads x 3 encoder thread counts
-    assert np.median(angle) < 2.0 and np.median(centre) < 0.05, (np.median(angle), np.median(centre))
+    # measured 0.65-1.24 degrees and 2.1-3.1% over 3 seeds x 1-2 COLMAP threads x 3 encoder thread counts on an
+    # AMD EPYC, and 1.84 degrees, 5.4% (every run) on an AMX Xeon: the CPU changes the numbers. Wrong models are
+    # far off (the cow's: 4.7 degrees and 34%, 22 degrees and 86%).
+    assert np.median(angle) < 3.0 and np.median(centre) < 0.08, (np.median(angle), np.median(centre))
 
 
 def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):

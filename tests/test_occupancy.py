@@ -189,7 +189,8 @@ def test_checkpoints_written_before_the_module_refactor_still_load(tiny_trained_
     renderer, split, path = tiny_trained_renderer
     state = torch.load(path, map_location="cpu", weights_only=True)
     grid = renderer.grid
-    assert grid.updates > 0 and set(state["grid"]) == {"aabb", "inner", "density", "occupied", "_extra_state"}
+    assert grid.updates > 0 and set(state["grid"]) == {"aabb", "inner", "density", "occupied", "seen",
+                                                     "_extra_state"}
     old = dict(state)
     old["model"] = {k.replace("density_head.", "density."): v for k, v in state["model"].items()}
     assert "density.weight" in old["model"] and "density.bias" in old["model"]
@@ -255,10 +256,46 @@ def test_content_that_appears_in_empty_space_is_found_by_exploring(device):
     assert bool(grid.occupied.view(16, 16, 16)[6:10, 6:10, 6:10].all())
 
 
+def cells_of(grid, pts):
+    res = grid.resolution
+    cell = ((pts - grid.aabb[:3]) / (grid.aabb[3:] - grid.aabb[:3]) * res).floor().long().clamp(0, res - 1)
+    return (cell[:, 0] * res + cell[:, 1]) * res + cell[:, 2]
+
+
+def test_cells_no_ray_crosses_are_never_measured_or_marched(device):
+    grid = OccupancyGrid(BOX, resolution=16, steps_across=64, device=device)
+    # parallel rays along +x through the slab |z| <= 0.3: z cells 6..9 of 16, 5..10 dilated
+    y, z = torch.meshgrid(torch.arange(-1.45, 1.46, 0.05), torch.arange(-0.3, 0.301, 0.05), indexing="ij")
+    origins = torch.stack([torch.full_like(y, -4.0), y, z], dim=-1).reshape(-1, 3).float().to(device)
+    dirs = torch.tensor([[1.0, 0.0, 0.0]], device=device).expand_as(origins).contiguous()
+    share = grid.restrict_to_seen([(origins[:100], dirs[:100]), (origins[100:], dirs[100:])], 0.0, 10.0)
+    expected = torch.zeros(16, 16, 16, dtype=torch.bool)
+    expected[:, :, 5:11] = True
+    assert torch.equal(grid.seen.view(16, 16, 16).bool().cpu(), expected) and share == pytest.approx(6 / 16)
+    assert torch.equal(grid.occupied, grid.seen)  # the untrained grid marches only what was seen
+    measured = []
+
+    def everywhere(p):  # dense in every cell, seen or not
+        measured.append(p)
+        return torch.full((p.shape[0],), 50.0, device=p.device)
+
+    grid.update(everywhere)
+    pts = torch.cat(measured)
+    assert pts.shape[0] == int(grid.seen.sum()) and bool(grid.seen[cells_of(grid, pts)].all())
+    assert torch.equal(grid.occupied, grid.seen)
+    o, d = rays_towards_origin(300, device)
+    s = grid.march(o, d, 2.0, 6.0)
+    marched = o[s.ray_index.long()] + s.t[:, None] * d[s.ray_index.long()]
+    assert s.num_samples > 1000 and bool(grid.seen[cells_of(grid, marched)].all())
+    # rays that cross nothing change nothing
+    away = torch.tensor([[0.0, 0.0, 1.0]], device=device).expand_as(origins).contiguous()
+    assert grid.restrict_to_seen([(origins, away)], 0.0, 10.0) == pytest.approx(6 / 16)
+
+
 def test_grid_state_round_trip(device):
     grid = OccupancyGrid(BOX, resolution=16, device=device)
     grid.update(sphere_density())
-    assert {name for name, _ in grid.named_buffers()} == {"aabb", "inner", "density", "occupied"}
+    assert {name for name, _ in grid.named_buffers()} == {"aabb", "inner", "density", "occupied", "seen"}
     other = OccupancyGrid(BOX, resolution=16, device=device)
     other.load_state_dict(grid.state_dict())
     assert other.updates == grid.updates == 1

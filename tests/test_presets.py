@@ -26,6 +26,8 @@ SCENE = Scene(near=2.0, far=6.0, aabb=[-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
 
 
 def preset_renderer(name, device, **changes):
+    # float32 whatever the CPU: these tests compare the tutorials' arithmetic (bf16 is the default on CPUs with it)
+    changes.setdefault("mixed_precision", False)
     return Renderer.from_config(TrainConfig().replace(preset=name, **changes), SCENE, device)
 
 

@@ -410,6 +410,66 @@ def test_mixed_precision_is_used_only_where_bf16_is_fast(tiny_scene, tmp_path, m
     assert ("--mixed-precision ignored" in capsys.readouterr().out) is not fast
 
 
+@pytest.mark.parametrize("instructions", [False, True])
+def test_bf16_is_the_default_only_on_a_cpu_with_bf16_instructions(tiny_scene, tmp_path, monkeypatch, capsys,
+                                                                  instructions):
+    from taichi_nerf import backend
+    from taichi_nerf.cli.train import report_start
+    from taichi_nerf.training import Trainer
+
+    monkeypatch.setattr(backend, "native_bf16", lambda device: True)  # oneDNN's path (plain AVX-512 has it too)
+    monkeypatch.setattr(backend, "cpu_bf16_instructions", lambda: instructions)
+    assert backend.use_bf16(None, "cpu") is instructions
+    assert backend.use_bf16(True, "cpu") and not backend.use_bf16(False, "cpu")
+    assert not backend.use_bf16(None, "cuda")  # not measured on a GPU yet: float32 (TF32) there
+    tr = Trainer(tiny_config(tiny_scene, tmp_path, mixed_precision=None, steps=1))
+    assert tr.renderer.bf16 is instructions
+    report_start(tr, resume=False)
+    assert ("precision: the MLP runs in bf16" in capsys.readouterr().out) is instructions
+
+
+def test_bf16_rows_are_few_sizes_and_little_padding():
+    from taichi_nerf.rendering import bf16_rows
+
+    sizes = [bf16_rows(m) for m in range(1, 70000)]
+    assert all(s >= m for m, s in zip(range(1, 70000), sizes))
+    assert all(s <= 1.125 * m for m, s in zip(range(512, 70000), sizes[511:]))
+    assert len({s for s in sizes if 8192 <= s < 16384}) == 8 and bf16_rows(8192) == 8192
+
+
+def test_bf16_pads_the_mlp_rows_on_the_cpu_and_cuts_them_back(tiny_scene, tmp_path, monkeypatch):
+    """oneDNN builds its bf16 kernels for each new row count: the MLP sees padded counts, and
+    what comes back (values and gradients) is the unpadded rows' own."""
+    from taichi_nerf import backend
+    from taichi_nerf.rendering import bf16_rows
+    from taichi_nerf.training import Trainer
+
+    monkeypatch.setattr(backend, "native_bf16", lambda device: True)
+    tr = Trainer(tiny_config(tiny_scene, tmp_path, mixed_precision=True, steps=1))
+    ren = tr.renderer
+    assert ren.bf16
+    rows = []
+    ren.field.trunk[0].register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    g = torch.Generator().manual_seed(0)
+    m = 1000
+    encoded = torch.rand(m, ren.field.pos_dim + ren.field.dir_dim, generator=g).to(ren.device).requires_grad_(True)
+    sigma, rgb = ren.evaluate_field(encoded)
+    assert rows == [bf16_rows(m)] and sigma.shape == (m,) and rgb.shape == (m, 3)
+    (sigma.sum() + rgb.sum()).backward()
+    padded_grad = encoded.grad.clone()
+    encoded.grad = None
+    with torch.autocast(ren.device.type, dtype=torch.bfloat16):  # the same field, rows not padded
+        s_ref, c_ref = ren.field(encoded)
+    (s_ref.float().sum() + c_ref.float().sum()).backward()
+    assert torch.allclose(sigma, s_ref.float(), rtol=2e-2, atol=2e-2)
+    assert torch.allclose(rgb, c_ref.float(), atol=1e-2)
+    assert torch.allclose(padded_grad, encoded.grad, rtol=5e-2, atol=5e-2 * float(encoded.grad.abs().max()))
+    ren.bf16 = False  # float32: nothing padded
+    rows.clear()
+    ren.evaluate_field(encoded)
+    assert rows == [m]
+
+
 @pytest.mark.parametrize("sampler", ["stratified", "hierarchical"])
 def test_chunked_batch_has_the_whole_batch_gradient(tiny_scene, tmp_path, sampler):
     """A big batch goes through the MLP in chunks of rays (caches, memory); the gradient and

@@ -179,3 +179,29 @@ def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp
                                   checkpoint_every=0), resume=True)
     assert resumed.field.appearance is None and resumed.step_count == 6
     assert resumed.run().step == 8
+
+
+@pytest.mark.parametrize("name", ["llff-backdrop", "ngp-360-env"])
+def test_the_grid_keeps_only_the_cells_that_training_rays_cross(testsets, tmp_path, name):
+    import copy
+
+    from taichi_nerf import cameras
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+
+    trainer = Trainer(tiny_config(testsets[name], tmp_path / "run", steps=1, march_steps=None))
+    grid, scene = trainer.renderer.grid, trainer.scene
+    # the NDC box reaches past the frusta; scenery all around leaves the contracted corners unseen
+    assert 0.3 < trainer.seen_share < 0.95 and torch.equal(grid.occupied, grid.seen)
+    free = copy.deepcopy(grid)
+    free.seen.fill_(1)
+    free.occupied.fill_(1)
+    # any training pixel's ray, not only those that marked the cells, marches as if nothing were kept out
+    origins, dirs = trainer.sample_batch()[:2]
+    if scene.ndc:
+        origins, dirs = cameras.ndc_rays(origins, dirs, scene)
+    kept, everything = grid.march(origins, dirs, scene.near, scene.far), free.march(origins, dirs, scene.near,
+                                                                                     scene.far)
+    assert everything.num_samples > 10 * origins.shape[0]
+    assert torch.equal(kept.counts, everything.counts) and torch.equal(kept.t, everything.t)
