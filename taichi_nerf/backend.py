@@ -156,9 +156,10 @@ def cpu_bf16_instructions() -> bool:
 
 def use_bf16(requested: bool | None, device) -> bool:
     """Whether the MLP runs under bf16 autocast (``TrainConfig.mixed_precision``). Asked for
-    (True): where bf16 is native (:func:`native_bf16`). Left to its default (None): on a CPU
-    with bf16 instructions, where training made 6-40% more steps at the same or better PSNR
-    (docs/BENCHMARKS.md, "bf16 on the CPU"); float32 elsewhere, CUDA included until measured there."""
+    (True): where bf16 is native (:func:`native_bf16`). Left to the CPU (None, the default for
+    objects and forward-facing scenes: ``TrainConfig.mixed_precision_for``): on a CPU with bf16
+    instructions, where training made 6-40% more steps (docs/BENCHMARKS.md, "bf16 on the CPU");
+    float32 elsewhere, CUDA included until measured there."""
     device = torch.device(device)
     if requested is None:
         return device.type == "cpu" and cpu_bf16_instructions() and native_bf16(device)

@@ -21,6 +21,7 @@ from .kind_defaults import (
     LR_DEFAULTS,
     LR_WARMUP_DEFAULTS,
     MARCH_STEPS_DEFAULTS,
+    MIXED_PRECISION_DEFAULTS,
     PIXEL_SAMPLING_DEFAULTS,
     REFINE_POSES_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
@@ -187,7 +188,8 @@ class TrainConfig:
                                                 "with the schedule, in proportion to lr)")
     mixed_precision: bool | None = option(None, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, or a "
                                           "CPU with AVX-512); ignored elsewhere (TF32: always on CUDA). Default: on "
-                                          "for a CPU with bf16 instructions (AVX512-BF16, AMX), float32 elsewhere")
+                                          "for a CPU with bf16 instructions (AVX512-BF16, AMX), except for unbounded "
+                                          "scenes (MIXED_PRECISION_DEFAULTS); float32 elsewhere")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")
@@ -335,6 +337,13 @@ class TrainConfig:
     def skip_hidden_for(self, scene) -> bool:
         """Whether training on ``scene`` drops hidden samples before the full pass: the option, else by scene kind."""
         return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
+
+    def mixed_precision_for(self, scene) -> bool | None:
+        """The option where set; left to its default, None (bf16 if the CPU has bf16 instructions,
+        see backend.use_bf16) for the scene kinds where that helped, else False."""
+        if self.mixed_precision is not None:
+            return self.mixed_precision
+        return None if MIXED_PRECISION_DEFAULTS[scene_kind(scene)] else False
 
     def with_kind_defaults_for(self, scene) -> "TrainConfig":
         """This config with the learning rate, warm-up and pixel sampling a run on ``scene`` uses

@@ -36,6 +36,11 @@ LR_WARMUP_DEFAULTS = {"box": 0, "ndc": 500, "unbounded": 500}
 # within its seeds' spread, the built-in scene -0.1 to -0.7 dB at 60 s. Uniform everywhere.
 PIXEL_SAMPLING_DEFAULTS = {"box": "uniform", "ndc": "uniform", "unbounded": "uniform"}
 
+# bf16 autocast for the MLP where the CPU has bf16 instructions (backend.use_bf16; docs/BENCHMARKS.md,
+# "bf16 on the CPU"): 6-40% more steps; +0.1 to +0.7 dB on objects and forward-facing sets, -0.06 and
+# -0.09 dB on the two unbounded ones (their step is the MLP's least), which keep float32.
+MIXED_PRECISION_DEFAULTS = {"box": True, "ndc": True, "unbounded": False}
+
 
 def scene_kind(scene) -> str:
     """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""

@@ -107,7 +107,7 @@ class Renderer:
                                  device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
         # bf16 where it is fast: asked for, or by default on a CPU with bf16 instructions (backend.use_bf16)
-        bf16 = backend.use_bf16(cfg.mixed_precision, device)
+        bf16 = backend.use_bf16(cfg.mixed_precision_for(scene), device)
         renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=bf16)
         # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
         noise = cfg.density_noise

@@ -423,6 +423,7 @@ def test_bf16_is_the_default_only_on_a_cpu_with_bf16_instructions(tiny_scene, tm
     assert backend.use_bf16(True, "cpu") and not backend.use_bf16(False, "cpu")
     assert not backend.use_bf16(None, "cuda")  # not measured on a GPU yet: float32 (TF32) there
     tr = Trainer(tiny_config(tiny_scene, tmp_path, mixed_precision=None, steps=1))
+    assert tr.cfg.mixed_precision_for(tr.scene) is None  # an object: left to the CPU
     assert tr.renderer.bf16 is instructions
     report_start(tr, resume=False)
     assert ("precision: the MLP runs in bf16" in capsys.readouterr().out) is instructions

@@ -128,6 +128,7 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
         LR_DEFAULTS,
         LR_WARMUP_DEFAULTS,
         MARCH_STEPS_DEFAULTS,
+        MIXED_PRECISION_DEFAULTS,
         SKIP_HIDDEN_DEFAULTS,
     )
     from taichi_nerf.training import Trainer
@@ -148,6 +149,10 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["box"]
     # ...and training drops the samples behind opaque scenery (81% of them on a trained field)
     assert trainer.renderer.skip_hidden and SKIP_HIDDEN_DEFAULTS["unbounded"] and not SKIP_HIDDEN_DEFAULTS["box"]
+    # float32 whatever the CPU: bf16's extra steps did not pay on scenery (docs/BENCHMARKS.md)
+    left = dataclasses.replace(cfg, mixed_precision=None)  # tiny_config pins float32
+    assert left.mixed_precision_for(trainer.scene) is False and not MIXED_PRECISION_DEFAULTS["unbounded"]
+    assert dataclasses.replace(cfg, mixed_precision=True).mixed_precision_for(trainer.scene) is True
     report_start(trainer, resume=False)
     assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
     first = trainer.step()
