@@ -25,7 +25,7 @@ from .kind_defaults import (
     PIXEL_SAMPLING_DEFAULTS,
     REFINE_POSES_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
-    scene_kind,
+    chosen,
 )
 
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
@@ -186,10 +186,9 @@ class TrainConfig:
                                        "by scene kind)")
     pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
                                                 "with the schedule, in proportion to lr)")
-    mixed_precision: bool | None = option(None, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, or a "
-                                          "CPU with AVX-512); ignored elsewhere (TF32: always on CUDA). Default: on "
-                                          "for a CPU with bf16 instructions (AVX512-BF16, AMX), except for unbounded "
-                                          "scenes (MIXED_PRECISION_DEFAULTS); float32 elsewhere")
+    mixed_precision: bool | None = option(None, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, "
+                                          "AVX-512; TF32 is always on CUDA). Default: bf16 on CPUs with AVX512-BF16 "
+                                          "or AMX, but not for unbounded scenes (MIXED_PRECISION_DEFAULTS)")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")
@@ -322,36 +321,29 @@ class TrainConfig:
 
     def appearance_dim_for(self, scene) -> int:
         """The appearance code length a run on ``scene`` uses: the option, else by scene kind."""
-        if self.appearance_dim is not None:
-            return self.appearance_dim
-        return APPEARANCE_DEFAULTS[scene_kind(scene)]
+        return chosen(self.appearance_dim, APPEARANCE_DEFAULTS, scene)
 
     def refine_poses_for(self, scene) -> bool:
         """Whether a run on ``scene`` refines its training poses: the option, else by scene kind."""
-        return REFINE_POSES_DEFAULTS[scene_kind(scene)] if self.refine_poses is None else self.refine_poses
+        return chosen(self.refine_poses, REFINE_POSES_DEFAULTS, scene)
 
     def march_steps_for(self, scene) -> int:
         """Grid marching steps across the box a run on ``scene`` uses: the option, else by scene kind."""
-        return MARCH_STEPS_DEFAULTS[scene_kind(scene)] if self.march_steps is None else self.march_steps
+        return chosen(self.march_steps, MARCH_STEPS_DEFAULTS, scene)
 
     def skip_hidden_for(self, scene) -> bool:
         """Whether training on ``scene`` drops hidden samples before the full pass: the option, else by scene kind."""
-        return SKIP_HIDDEN_DEFAULTS[scene_kind(scene)] if self.skip_hidden is None else self.skip_hidden
+        return chosen(self.skip_hidden, SKIP_HIDDEN_DEFAULTS, scene)
 
     def mixed_precision_for(self, scene) -> bool | None:
-        """The option where set; left to its default, None (bf16 if the CPU has bf16 instructions,
-        see backend.use_bf16) for the scene kinds where that helped, else False."""
-        if self.mixed_precision is not None:
-            return self.mixed_precision
-        return None if MIXED_PRECISION_DEFAULTS[scene_kind(scene)] else False
+        """bf16 for the MLP on ``scene``: the option, else by scene kind (None: as the CPU allows, backend.use_bf16)."""
+        return chosen(self.mixed_precision, MIXED_PRECISION_DEFAULTS, scene)
 
     def with_kind_defaults_for(self, scene) -> "TrainConfig":
-        """This config with the learning rate, warm-up and pixel sampling a run on ``scene`` uses
-        written out (the options, else by scene kind), so that its saved config resumes alike."""
-        kind = scene_kind(scene)
-        return dataclasses.replace(self, lr=LR_DEFAULTS[kind] if self.lr is None else self.lr,
-                                   lr_warmup=LR_WARMUP_DEFAULTS[kind] if self.lr_warmup is None else self.lr_warmup,
-                                   pixel_sampling=self.pixel_sampling or PIXEL_SAMPLING_DEFAULTS[kind])
+        """This config with lr, lr_warmup and pixel_sampling resolved for ``scene``: its saved config resumes alike."""
+        return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
+                                   lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
+                                   pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene))
 
     @property
     def eval_samples(self) -> int:

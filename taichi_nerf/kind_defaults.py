@@ -39,9 +39,15 @@ PIXEL_SAMPLING_DEFAULTS = {"box": "uniform", "ndc": "uniform", "unbounded": "uni
 # bf16 autocast for the MLP where the CPU has bf16 instructions (backend.use_bf16; docs/BENCHMARKS.md,
 # "bf16 on the CPU"): 6-40% more steps; +0.1 to +0.7 dB on objects and forward-facing sets, -0.06 and
 # -0.09 dB on the two unbounded ones (their step is the MLP's least), which keep float32.
-MIXED_PRECISION_DEFAULTS = {"box": True, "ndc": True, "unbounded": False}
+# None: left to the CPU (bf16 where it has bf16 instructions); False: float32.
+MIXED_PRECISION_DEFAULTS = {"box": None, "ndc": None, "unbounded": False}
 
 
 def scene_kind(scene) -> str:
     """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""
     return "ndc" if scene.ndc else ("unbounded" if scene.unbounded else "box")
+
+
+def chosen(value, table: dict, scene):
+    """``value`` where the option was set (not None), else ``table``'s entry for ``scene``'s kind."""
+    return table[scene_kind(scene)] if value is None else value
