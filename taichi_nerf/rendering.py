@@ -28,7 +28,6 @@ FIRST_SEGMENT = 8
 SEEN_RAYS = 1 << 20
 
 
-
 def bf16_rows(m: int) -> int:
     """``m`` rounded up to a multiple of an eighth of its power of two (at least 64): at most
     8 row counts per doubling, so oneDNN's bf16 kernels are built once per count and reused,
