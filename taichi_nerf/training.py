@@ -103,7 +103,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.renderer = Renderer.from_config(cfg, self.scene, dev, train_images=self.train.count)
         backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
-        self.seen_share = self.renderer.restrict_grid_to_seen(self.train)  # no cell that no training ray crosses
+        self.renderer.restrict_grid_to_seen(self.train)  # no cell that no training ray crosses
         self.field = self.renderer.field
         # Corrections of the training cameras' poses (pose_refinement.py), at their own rate.
         self.pose_refinement = PoseRefinement(self.train.count, dev) if cfg.refine_poses_for(self.scene) else None

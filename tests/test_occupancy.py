@@ -40,6 +40,12 @@ def rays_towards_origin(n, device, seed=0, spread=0.9):
     return eye.to(device), (d / d.norm(dim=1, keepdim=True)).to(device)
 
 
+def cells_of(grid, pts):
+    res = grid.resolution
+    cell = ((pts - grid.aabb[:3]) / (grid.aabb[3:] - grid.aabb[:3]) * res).floor().long().clamp(0, res - 1)
+    return (cell[:, 0] * res + cell[:, 1]) * res + cell[:, 2]
+
+
 def test_untrained_grid_marches_every_step_inside_the_box(device):
     grid = OccupancyGrid(BOX, resolution=16, steps_across=64, device=device)
     o, d = rays_towards_origin(200, device)
@@ -61,9 +67,7 @@ def test_marching_skips_empty_space(device):
     s = grid.march(o, d, 2.0, 6.0)
     pts = o[s.ray_index.long()] + s.t[:, None] * d[s.ray_index.long()]
     # every sample lies in an occupied cell, i.e. on or near the sphere
-    cell = ((pts - grid.aabb[:3]) / (grid.aabb[3:] - grid.aabb[:3]) * 32).floor().long().clamp(0, 31)
-    flat = (cell[:, 0] * 32 + cell[:, 1]) * 32 + cell[:, 2]
-    assert grid.occupied[flat].all()
+    assert grid.occupied[cells_of(grid, pts)].all()
     assert (pts.norm(dim=1) < 0.6 + 2 * 3.0 / 32).all()
     # rays that miss the sphere cost nothing; rays through it get the whole chord
     closest = torch.linalg.cross(o, d).norm(dim=1)
@@ -254,12 +258,6 @@ def test_content_that_appears_in_empty_space_is_found_by_exploring(device):
     for _ in range(80):  # each update explores ~1/8 of the empty cells: 80 miss one in ~10^5
         grid.update(both, g)
     assert bool(grid.occupied.view(16, 16, 16)[6:10, 6:10, 6:10].all())
-
-
-def cells_of(grid, pts):
-    res = grid.resolution
-    cell = ((pts - grid.aabb[:3]) / (grid.aabb[3:] - grid.aabb[:3]) * res).floor().long().clamp(0, res - 1)
-    return (cell[:, 0] * res + cell[:, 1]) * res + cell[:, 2]
 
 
 def test_cells_no_ray_crosses_are_never_measured_or_marched(device):
