@@ -204,9 +204,10 @@ class OccupancyGrid(nn.Module):
         cells = self.resolution**3
         self.register_buffer("density", torch.zeros(cells, device=device))
         self.register_buffer("occupied", torch.ones(cells, dtype=torch.uint8, device=device))  # all, until first update
-        # Cells some training ray crosses (restrict_to_seen); all until told. No other cell is ever
-        # measured or marched: nothing there is constrained, and measuring it cost NDC and unbounded
-        # scenes a fifth of each step (docs/BENCHMARKS.md, "Cells no training ray crosses").
+        # Cells some training ray crosses (restrict_to_seen) and, with masks, inside their visual
+        # hull (restrict_to); all until told. No other cell is ever measured or marched: nothing
+        # there is constrained, and measuring it cost NDC and unbounded scenes a fifth of each step
+        # (docs/BENCHMARKS.md, "Cells no training ray crosses").
         self.register_buffer("seen", torch.ones(cells, dtype=torch.uint8, device=device))
         self.updates = 0  # a plain int (extra state): reading it never syncs the device
 
@@ -244,7 +245,9 @@ class OccupancyGrid(nn.Module):
         m = cells.shape[0]
         fresh = torch.cat([density_fn(pts[i:i + chunk]) for i in range(0, m, chunk)]).float().contiguous()
         _update_kernel(cells, fresh, self.decay, self.density)
-        threshold = min(float(self.density[seen].mean()), -math.log(1.0 - self.min_alpha) / self.step)
+        # The mean over all cells, never-measured ones at 0: over the seen cells alone it rose with
+        # the masks' hull and carved the object too soon (ethiopianHead -0.6 dB; BENCHMARKS.md).
+        threshold = min(float(self.density.mean()), -math.log(1.0 - self.min_alpha) / self.step)
         occupied = ((self.density > threshold) & seen).to(torch.uint8)
         # A featureless field (e.g. all-equal density) would empty the grid, starving every ray
         # of samples and so of gradients: keep the previous occupancy instead.
@@ -272,6 +275,15 @@ class OccupancyGrid(nn.Module):
             self.seen = seen
             self.occupied &= seen
         return float(self.seen.float().mean())
+
+    @torch.no_grad()
+    def restrict_to(self, cells: torch.Tensor) -> None:
+        """Keep only those seen cells that ``cells`` ((R^3,) 0/1) allows, e.g. the masks' visual
+        hull; nothing changes if that would leave none."""
+        kept = self.seen & cells.to(device=self.seen.device, dtype=self.seen.dtype)
+        if bool(kept.any()):
+            self.seen = kept
+            self.occupied &= kept
 
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
               generator: torch.Generator | None = None, jitter: bool = False, step_scale: float = 1.0) -> Samples:

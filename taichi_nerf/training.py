@@ -132,8 +132,10 @@ class Trainer:
             self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         # Masks (data/masks.py, masking.py): a share of the rays from the pixels they keep (all of them
         # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
-        kept_pixels, kept_share, self.hull = masking.training_hooks(self.cfg, self.dataset, self.train,
-                                                                    self.renderer.grid)
+        kept_pixels, kept_share, hull = masking.training_hooks(self.cfg, self.dataset, self.train,
+                                                               self.renderer.grid)
+        if hull is not None:  # masks: no cell outside their visual hull is measured or marched
+            self.renderer.grid.restrict_to(hull)
         self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, dev)
         if resume:
             self._restore(checkpoint.find_checkpoint(self.out_dir))
@@ -250,8 +252,6 @@ class Trainer:
         if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
             if self.ranks.writes:  # distributed: rank 0 updates, every rank takes its grid
                 grid.update(self.renderer.density, self.generator)
-                if self.hull is not None:  # masks: nothing outside their visual hull
-                    grid.occupied &= self.hull
             self.ranks.share_grid(grid)
 
     # --- the schedule around a step: the one `run` and the GUI both drive ---------------

@@ -173,6 +173,30 @@ def test_visual_hull_shrinks_the_box_and_keeps_the_object(tmp_path):
     assert carved_points(ds.splits["train"], points).tolist() == [False, False, True]
 
 
+def test_the_grid_never_measures_or_marches_a_cell_outside_the_visual_hull(tmp_path):
+    """Transparent masks: the grid's seen cells are the hull's (and some training ray's), its
+    updates measure only those, and a trained grid marches nothing outside them."""
+    from taichi_nerf.data.mask_hull import hull_cells
+    from taichi_nerf.training import Trainer
+
+    from .conftest import tiny_config
+    from .test_occupancy import cells_of
+
+    root = write_transforms(tmp_path / "ds", count=12, focal=SIZE / 2, disc=0.12)
+    trainer = Trainer(tiny_config(root, tmp_path / "run", steps=30, grid_warmup=5, grid_update_every=4))
+    grid = trainer.renderer.grid
+    hull = hull_cells(trainer.train, grid.aabb.cpu(), grid.resolution).bool()
+    seen = grid.seen.bool().cpu()
+    assert bool(seen.any()) and not bool((seen & ~hull).any()) and float(hull.float().mean()) < 0.9
+    measured = []
+    density = trainer.renderer.density
+    trainer.renderer.density = lambda pts: (measured.append(cells_of(grid, pts)), density(pts))[1]
+    for _ in range(30):
+        trainer.step()
+    assert grid.updates > 3 and bool(seen[torch.cat(measured).cpu()].all())
+    assert not bool((grid.occupied.bool().cpu() & ~hull).any())
+
+
 # --- bad masks: one line naming the first bad file ---------------------------------------------
 def _refused(args, capsys, needle) -> str:
     assert main(args) == 2

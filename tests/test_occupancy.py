@@ -288,6 +288,14 @@ def test_cells_no_ray_crosses_are_never_measured_or_marched(device):
     # rays that cross nothing change nothing
     away = torch.tensor([[0.0, 0.0, 1.0]], device=device).expand_as(origins).contiguous()
     assert grid.restrict_to_seen([(origins, away)], 0.0, 10.0) == pytest.approx(6 / 16)
+    # an allowed set (the masks' hull) narrows the seen cells, unless it would leave none
+    grid.restrict_to(torch.zeros_like(grid.seen))
+    assert torch.equal(grid.seen.view(16, 16, 16).bool().cpu(), expected)
+    allowed = torch.zeros(16, 16, 16, dtype=torch.uint8)
+    allowed[:8] = 1
+    grid.restrict_to(allowed.reshape(-1))
+    assert torch.equal(grid.seen.view(16, 16, 16).bool().cpu(), expected & allowed.bool())
+    assert not bool((grid.occupied.bool() & ~grid.seen.bool()).any())
 
 
 def test_grid_state_round_trip(device):

@@ -5,8 +5,9 @@ of space. With ``mask_mode`` transparent (the alpha channel is the mask) the hul
 
 * the scene box (``hull_bounds``): shrunk to the hull's extent plus a margin, so samples and
   the occupancy grid's cells are spent on the object, not on the room the masks removed;
-* the occupancy grid's allowed cells (``hull_cells``): the trainer keeps cells outside the
-  hull empty, so the field never grows fog where every mask says there is nothing.
+* the occupancy grid's allowed cells (``hull_cells``): the grid never measures or marches a
+  cell outside the hull (``OccupancyGrid.restrict_to``), so the field never grows fog where
+  every mask says there is nothing.
 
 A point is carved when at least CARVE_SHARE of the cameras that see it (at least one) mask
 it out, which tolerates a few imperfect masks or poses, or when too few cameras see it; cells
