@@ -35,7 +35,10 @@ STEP_TIMEOUT_S, WAIT_TIMEOUT_S = 300, 1800
 
 
 class PeerLost(RuntimeError):
-    """Another rank died or stopped answering: this rank leaves (non-zero) instead of waiting."""
+    """Another rank died or stopped answering: this rank leaves (non-zero) instead of waiting.
+    ``reported``: already said on stderr (where it was found), so the CLI does not repeat it."""
+
+    reported = False
 
 
 def environment() -> tuple[int, int, int, int]:
@@ -137,8 +140,14 @@ class Ranks:
         except RuntimeError as exc:  # gloo/NCCL errors: connection reset, timeout, aborted communicator
             hint = f"; continue from the last checkpoint with: taichi-nerf train --resume {self.run_folder}" \
                 if self.run_folder is not None else ""
-            raise PeerLost(f"rank {self.rank} of {self.size} lost the other ranks ({_reason(exc)}): "
-                           f"one died or stopped answering{hint}") from None
+            lost = PeerLost(f"rank {self.rank} of {self.size} lost the other ranks ({_reason(exc)}): "
+                            f"one died or stopped answering{hint}")
+            # Said here, while the run's signal handlers still stand: torchrun SIGTERMs the
+            # surviving ranks as soon as one dies, and once the run has unwound that signal
+            # ends this rank before main() can say why (a test saw it, 1 run in many).
+            print(f"taichi-nerf: training stopped: {lost}", file=sys.stderr, flush=True)
+            lost.reported = True
+            raise lost from None
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any (a vote on the control group)."""

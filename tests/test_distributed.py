@@ -131,6 +131,7 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
             launcher.kill()
     assert launcher.returncode not in (0, None), err[-3000:]
     assert "taichi-nerf: training stopped: rank 0 of 2 lost the other ranks" in err, err[-3000:]
+    assert err.count("taichi-nerf: training stopped:") == 1, err[-3000:]  # said once, where it was found
     assert f"taichi-nerf train --resume {out}" in err
     assert "rank 1 was killed by SIGKILL" in err
     assert "Traceback" not in err, err[-3000:]

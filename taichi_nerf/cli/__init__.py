@@ -47,7 +47,8 @@ def main(argv=None) -> int:
         print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except (TrainingDiverged, PeerLost) as exc:
-        print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
+        if not getattr(exc, "reported", False):
+            print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("taichi-nerf: interrupted", file=sys.stderr)
