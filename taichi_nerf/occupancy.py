@@ -260,8 +260,8 @@ class OccupancyGrid(nn.Module):
     def restrict_to_seen(self, rays, near: float, far: float) -> float:
         """Mark the cells that the rays (an iterable of (origins, dirs) batches: the training
         cameras' pixels) cross, dilated by one cell (for pose refinement's small moves and the
-        pixels between the rays), and keep every other cell empty from now on. Returns the share
-        of cells seen; with no cell seen, nothing changes."""
+        pixels between the rays), and keep every other cell empty from now on (:meth:`restrict_to`).
+        Returns the share of cells seen; with no cell seen, nothing changes."""
         seen = torch.zeros_like(self.seen)
         for origins, dirs in rays:
             if origins.shape[0]:
@@ -270,10 +270,7 @@ class OccupancyGrid(nn.Module):
                                   int(self.unbounded), seen)
         res = self.resolution
         dilated = torch.nn.functional.max_pool3d(seen.float().view(1, 1, res, res, res), 3, stride=1, padding=1)
-        seen = (dilated.reshape(-1) > 0).to(torch.uint8)
-        if bool(seen.any()):
-            self.seen = seen
-            self.occupied &= seen
+        self.restrict_to((dilated.reshape(-1) > 0).to(torch.uint8))
         return float(self.seen.float().mean())
 
     @torch.no_grad()
