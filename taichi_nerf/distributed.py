@@ -173,7 +173,7 @@ class Ranks:
         """Whether to stop now: ``stop.requested`` (Ctrl-C, SIGTERM) on any rank, then set on every
         rank, so all leave after the same step and rank 0's checkpoint is everyone's."""
         if self.size > 1 and self.agree(stop.requested):
-            stop.requested = True
+            stop.stop_with_peers()
         return stop.requested
 
     def on_writer(self, fn, *args, **kwargs):

@@ -7,16 +7,37 @@ import signal
 
 class StopRequest:
     """SIGINT/SIGTERM handlers that ask the training loop to stop at the next step boundary;
-    a second Ctrl-C raises KeyboardInterrupt at once."""
+    a second Ctrl-C raises KeyboardInterrupt at once.
+
+    Under torchrun a stop can also be agreed with the other ranks (:meth:`stop_with_peers`)
+    before this rank's own copy of the launcher's signal has arrived: that signal is not a
+    second Ctrl-C, and when it comes after the run has unwound it is absorbed, once, instead
+    of ending the process with a KeyboardInterrupt (each rank gets one from torchrun)."""
 
     def __init__(self):
         self.requested = False
+        self.signals = 0  # signals this process received itself
+        self.peer_stopped = False  # the stop came from another rank's vote
         self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.signals and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        self.signals += 1
         self.requested = True
+
+    def stop_with_peers(self) -> None:
+        """Another rank voted to stop: stop here too, without counting it as this rank's signal."""
+        if not self.requested:
+            self.peer_stopped = True
+        self.requested = True
+
+    def _absorb_one(self, signum, frame):
+        self._restore()
+
+    def _restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def __enter__(self):
         for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
@@ -29,6 +50,9 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        if self.peer_stopped and not self.signals:  # the launcher's signal to this rank is still on its way
+            for sig in self._previous:
+                signal.signal(sig, self._absorb_one)
+        else:
+            self._restore()
         return False
