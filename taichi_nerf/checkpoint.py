@@ -142,6 +142,8 @@ def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple
         renderer.field.load_state_dict(state["model"])  # older key names are mapped by the modules
         if renderer.grid is not None and state.get("grid") is not None:
             renderer.grid.load_state_dict(state["grid"])
+        if renderer.proposal is not None:
+            renderer.proposal.load_state_dict(state["proposal"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: tensors do not fit this model: {state_dict_mismatch(exc)}") from None
     except (TypeError, KeyError, ValueError) as exc:
@@ -169,6 +171,7 @@ def trainer_state(trainer) -> dict:
         "model": trainer.field.state_dict(), "optimizer": trainer.optimizer.state_dict(),
         "pose_refinement": None if trainer.pose_refinement is None else trainer.pose_refinement.state_dict(),
         "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
+        "proposal": None if trainer.renderer.proposal is None else trainer.renderer.proposal.state_dict(),
         "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
         "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
         "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
@@ -196,6 +199,8 @@ def restore_trainer(trainer, path: Path) -> None:
         trainer.field.load_state_dict(state["model"])
         if trainer.pose_refinement is not None and state.get("pose_refinement") is not None:
             trainer.pose_refinement.load_state_dict(state["pose_refinement"])
+        if trainer.renderer.proposal is not None:
+            trainer.renderer.proposal.load_state_dict(state["proposal"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit this model: {state_dict_mismatch(exc)}") from None
     try:

@@ -26,11 +26,12 @@ from .kind_defaults import (
     REFINE_POSES_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
     chosen,
+    sampling_defaults,
 )
 
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
 Background = Literal["auto", "white", "black", "random"]
-Sampler = Literal["grid", "stratified", "hierarchical"]
+Sampler = Literal["grid", "stratified", "hierarchical", "proposal"]
 Loss = Literal["mse", "huber", "pseudo-huber"]
 Activation = Literal["relu", "softplus10"]
 DensityActivation = Literal["softplus", "relu", "opacity-softplus10"]
@@ -118,19 +119,19 @@ class TrainConfig:
                                           "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases "
                                           "(Keras)")
     # --- sampling and rendering
-    sampler: Sampler = option("grid", SAMPLING, "grid: occupancy grid + packed marching; stratified; hierarchical: "
-                                                "coarse + importance samples")
+    sampler: Sampler | None = option(None, SAMPLING, "grid: occupancy grid + packed marching; stratified; "
+                                     "hierarchical: coarse + importance samples; proposal: a small density network "
+                                     "places fine_samples (proposal.py; default: SAMPLER_DEFAULTS by scene kind)")
     samples_per_ray: int = option(32, SAMPLING,
-                                  "samples per ray of stratified sampling, the hierarchical coarse pass and the grid's "
-                                  "warm-up",
+                                  "samples per ray of stratified sampling, the hierarchical coarse pass, the grid's "
+                                  "warm-up and the proposal network's bins",
                                   aliases=("--samples",))
     intervals: Intervals = option("bins", SAMPLING, "stratified sampler: the length each sample stands for when "
                                                     "compositing; bins: its bin; gaps: the distance to the next "
-                                                    "sample, "
-                                                    "and 1e10 for the last, so the far end is opaque (the original "
-                                                    "NeRF's and the Keras example's)")
+                                                    "sample, and 1e10 for the last, so the far end is opaque (the "
+                                                    "original NeRF's and the Keras example's)")
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
-    fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray")
+    fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
@@ -155,8 +156,7 @@ class TrainConfig:
                                                   "kind_defaults.PIXEL_SAMPLING_DEFAULTS)")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
                                                              "step (PyTorch3D's); epochs: every image once per pass, "
-                                                             "in "
-                                                             "a new order each pass, the last part-batch dropped "
+                                                             "in a new order each pass, the last part-batch dropped "
                                                              "(Keras's)")
     lr: float | None = option(None, OPTIMISATION, "initial learning rate (default by scene kind, "
                               "kind_defaults.LR_DEFAULTS: 1e-2 for forward-facing and unbounded scenes, 5e-3 "
@@ -212,16 +212,18 @@ class TrainConfig:
         problems = self._type_problems()
         if problems:  # comparisons below would raise TypeError on a wrong type
             raise ValueError("bad configuration: " + "; ".join(problems))
-        for name, choices in choice_fields().items():
-            if getattr(self, name) not in choices:
+        for name, choices in choice_fields().items():  # None is a choice where the type is Optional
+            hint, value = field_types()[name], getattr(self, name)
+            if value not in choices and not (value is None and hint != without_none(hint)):
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
         for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
-                     "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views"):
+                     "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views", "every",
+                     "limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
-                     "silhouette_weight",
-                     "batch_images", "render_samples_per_ray", "eval_every", "preview_every", "checkpoint_every"):
+                     "silhouette_weight", "batch_images", "render_samples_per_ray", "eval_every", "preview_every",
+                     "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if self.density_noise is not None and not 0 <= self.density_noise <= 100:
@@ -235,10 +237,6 @@ class TrainConfig:
                 problems.append(f"{name} must be at most {MAX_SAMPLES}")
         if not 0 <= self.seed < 2**64:
             problems.append("seed must be from 0 to 2^64 - 1")
-        if self.every is not None and self.every < 1:
-            problems.append("every must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            problems.append("limit must be at least 1")
         if self.near is not None and self.near < 0:
             problems.append("near must not be negative")
         if self.near is not None and self.far is not None and not self.near < self.far:
@@ -250,8 +248,6 @@ class TrainConfig:
             problems.append("aabb must be six numbers xmin ymin zmin xmax ymax zmax with max > min")
         if self.batch_rays < (0 if self.batch_images > 0 else 1):
             problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
-        if self.preset is not None and self.preset not in typing.get_args(PresetName):
-            problems.append(f"preset must be {' or '.join(typing.get_args(PresetName))}")
         if self.skip_layer is not None and not 0 <= self.skip_layer < self.depth:
             problems.append(f"skip_layer must be from 0 (none) to depth - 1 = {self.depth - 1}")
         if self.appearance_dim is not None and not 0 <= self.appearance_dim <= 256:
@@ -273,8 +269,8 @@ class TrainConfig:
             problems.append("intervals gaps needs the stratified sampler (the others place their own intervals)")
         if self.huber_delta <= 0:
             problems.append("huber_delta must be positive")
-        if self.sampler == "hierarchical" and self.fine_samples < 1:
-            problems.append("the hierarchical sampler needs fine_samples of at least 1")
+        if self.sampler in ("hierarchical", "proposal") and self.fine_samples < 1:
+            problems.append(f"the {self.sampler} sampler needs fine_samples of at least 1")
         if (self.lr is not None and self.lr <= 0) or self.lr_final <= 0 or self.pose_lr <= 0:
             problems.append("learning rates must be positive")
         if self.lr_warmup is not None and self.lr_warmup < 0:
@@ -340,10 +336,11 @@ class TrainConfig:
         return chosen(self.mixed_precision, MIXED_PRECISION_DEFAULTS, scene)
 
     def with_kind_defaults_for(self, scene) -> "TrainConfig":
-        """This config with lr, lr_warmup and pixel_sampling resolved for ``scene``: its saved config resumes alike."""
+        """lr, lr_warmup, pixel_sampling and the sampler resolved for ``scene``: its saved config resumes alike."""
         return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
                                    lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
-                                   pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene))
+                                   pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene),
+                                   **sampling_defaults(self, scene))
 
     @property
     def eval_samples(self) -> int:
@@ -353,9 +350,9 @@ class TrainConfig:
     def max_samples_per_ray(self) -> int:
         """Largest ray any sampler can emit: sizes Taichi's autodiff stack."""
         most = max(self.samples_per_ray, self.eval_samples)
-        if self.sampler == "grid":
+        if self.sampler in ("grid", None):  # None: the grid or the proposal sampler, by scene kind
             most = max(most, (self.march_steps or max(MARCH_STEPS_DEFAULTS.values())) + 1)
-        if self.sampler == "hierarchical":
+        if self.sampler in ("hierarchical", "proposal"):
             most = most + self.fine_samples
         return most
 
@@ -442,8 +439,9 @@ def field_types() -> dict:
 
 
 def choice_fields() -> dict[str, tuple]:
-    """Fields typed ``Literal[...]`` and their choices."""
-    return {name: typing.get_args(hint) for name, hint in field_types().items() if typing.get_origin(hint) is Literal}
+    """Fields typed ``Literal[...]`` (or ``Literal[...] | None``) and their choices."""
+    return {name: typing.get_args(without_none(hint)) for name, hint in field_types().items()
+            if typing.get_origin(without_none(hint)) is Literal}
 
 
 # The fields that say what to train on: the dataset flags `train`, `gui` and `data info` share.

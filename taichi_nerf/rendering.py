@@ -17,6 +17,7 @@ from .field import RadianceField
 from .occupancy import OccupancyGrid, terminate
 from .packing import Samples, compact
 from .profiling import stage
+from .proposal import ProposalHistogram, ProposalSampler
 from .sampling import importance, ray_bounds, stratified
 from .scene import Scene
 
@@ -48,6 +49,7 @@ class RayOutput:
     depth: torch.Tensor  # (N,) expected ray distance, not normalised by opacity
     weights: torch.Tensor  # (M,) compositing weight of each sample (not differentiable)
     samples: Samples  # where the field was evaluated (after early termination, if any)
+    histogram: ProposalHistogram | None = None  # the proposal sampler's, while training (its loss)
 
 
 UNCLIPPED = 1e30  # half-size of the sampling box when samples are not clipped to the scene box
@@ -66,6 +68,7 @@ class Renderer:
         self.field, self.pos, self.direction, self.scene = field_, pos, direction, scene
         self.samples_per_ray = samples_per_ray
         self.grid = grid  # used once it has been updated from the field at least once
+        self.proposal: ProposalSampler | None = None  # sampler "proposal": places the field's samples
         self.fine_samples = fine_samples  # > 0: hierarchical sampling (coarse pass, then importance)
         self.bf16 = bf16
         self.early_stop = early_stop
@@ -89,6 +92,7 @@ class Renderer:
     def from_config(cls, cfg: TrainConfig, scene: Scene, device, train_images: int = 0) -> Renderer:
         """A fresh (untrained) renderer shaped by a training configuration; ``train_images``:
         how many appearance codes the field holds (with ``cfg.appearance_dim``)."""
+        cfg = cfg.with_kind_defaults_for(scene)  # the sampler and its counts, as a Trainer resolves them
         pos = HarmonicSpec(cfg.pos_frequencies, cfg.include_input, cfg.frequency_base)
         direction = HarmonicSpec(cfg.dir_frequencies, cfg.include_input,
                                  cfg.frequency_base) if cfg.view_dependent else None
@@ -101,7 +105,7 @@ class Renderer:
                                init=cfg.init, appearance_images=train_images,
                                appearance_dim=cfg.appearance_dim_for(scene)).to(device)
         grid = None
-        if cfg.sampler == "grid" or scene.unbounded:  # unbounded scenes always march (see render_rays)
+        if cfg.sampler == "grid" or (scene.unbounded and cfg.sampler != "proposal"):  # unbounded: march (render_rays)
             grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps_for(scene),
                                  device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
@@ -112,6 +116,9 @@ class Renderer:
         noise = cfg.density_noise
         renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
         renderer.gaps = cfg.intervals == "gaps"
+        if cfg.sampler == "proposal":
+            renderer.proposal = ProposalSampler(scene.aabb, cfg.samples_per_ray, cfg.fine_samples,
+                                                scene.unbounded).to(device)
         renderer.skip_hidden = cfg.skip_hidden_for(scene)
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32,
@@ -148,9 +155,14 @@ class Renderer:
         view_dirs = dirs  # unit world directions: what view-dependent colour depends on
         if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
             origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
+        histogram = None
         with stage("marching"):  # samples are placed, not learned: pose refinement's gradients stop here
-            samples = self._sample(origins.detach(), dirs.detach(), view_dirs.detach(), background, samples_per_ray,
-                                   generator, jitter)
+            if self.proposal is not None:
+                samples, histogram = self.proposal.sample(origins.detach(), dirs.detach(), self.scene.near,
+                                                          self.scene.far, generator, jitter, self.contract_box)
+            else:
+                samples = self._sample(origins.detach(), dirs.detach(), view_dirs.detach(), background,
+                                       samples_per_ray, generator, jitter)
         if early_termination and self.early_stop > 0:
             with stage("MLP forward"):
                 samples, sigma, rgb = self._visible(origins, dirs, view_dirs, samples)
@@ -172,7 +184,7 @@ class Renderer:
                 sigma, rgb = self.evaluate_field(encoded, noise, codes)
         with stage("compositing"):
             out_rgb, opacity, depth, weights = composite(sigma, rgb, samples, background)
-        return RayOutput(out_rgb, opacity, depth, weights, samples)
+        return RayOutput(out_rgb, opacity, depth, weights, samples, histogram)
 
     def _sample(self, origins, dirs, view_dirs, background, samples_per_ray, generator, jitter) -> Samples:
         """Where the rays are sampled: the occupancy grid's march once it knows anything,
@@ -302,6 +314,8 @@ class Renderer:
     def max_samples_per_ray(self) -> int:
         """The most samples any ray can get: what Taichi's autodiff stack must hold."""
         most = self.samples_per_ray + self.fine_samples
+        if self.proposal is not None:
+            most = max(most, self.proposal.count)
         return max(most, self.grid.max_samples) if self.grid is not None else most
 
     def density(self, points: torch.Tensor) -> torch.Tensor:

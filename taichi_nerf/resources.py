@@ -77,7 +77,7 @@ def _sample_bytes(cfg, training: bool) -> float:
 
 def _train_samples(cfg) -> int:
     """Samples per ray a training step differentiates (the grid's warm-up is stratified)."""
-    return cfg.samples_per_ray + (cfg.fine_samples if cfg.sampler == "hierarchical" else 0)
+    return cfg.samples_per_ray + (cfg.fine_samples if cfg.sampler in ("hierarchical", "proposal") else 0)
 
 
 # Floats in one MLP layer's activations per training chunk (4M: 16 MB): a batch bigger than
@@ -143,7 +143,7 @@ def check_training(cfg, device: str, pixels_per_image: int | None = None) -> Non
         flag = "--render-samples-per-ray" if cfg.render_samples_per_ray else "--samples-per-ray"
         largest = int(room / (RENDER_CHUNK * _sample_bytes(cfg, training=False)))
         refuse(flag, cfg.eval_samples, render, largest, f"rendering {RENDER_CHUNK} rays at a time")
-    if cfg.sampler == "grid":
+    if cfg.sampler in ("grid", None):  # None: by scene kind, perhaps the grid
         grid = 32.0 * cfg.grid_resolution**3 + GRID_CHUNK * _sample_bytes(cfg, training=False)
         if grid > room:
             refuse("--grid-resolution", cfg.grid_resolution, grid, int((room / 32.0) ** (1 / 3)), "the occupancy grid")

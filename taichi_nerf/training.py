@@ -25,6 +25,7 @@ from .metrics import mse_to_psnr, psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
+from .proposal import interlevel_loss
 from .ray_batches import RayBatches
 from .rendering import RayOutput, Renderer
 from .runs import remove_stale_temps, truncate_metrics
@@ -107,7 +108,9 @@ class Trainer:
         self.field = self.renderer.field
         # Corrections of the training cameras' poses (pose_refinement.py), at their own rate.
         self.pose_refinement = PoseRefinement(self.train.count, dev) if cfg.refine_poses_for(self.scene) else None
-        self.optimizer = lr_schedule.make_optimizer(cfg, self.field.parameters(), None if self.pose_refinement is None
+        proposal = [] if self.renderer.proposal is None else list(self.renderer.proposal.parameters())
+        self.optimizer = lr_schedule.make_optimizer(cfg, [*self.field.parameters(), *proposal],
+                                                    None if self.pose_refinement is None
                                                     else self.pose_refinement.parameters())
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
@@ -142,8 +145,9 @@ class Trainer:
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
 
     def trained_modules(self) -> list[torch.nn.Module]:
-        """What the optimiser trains: the field, and the pose corrections where on."""
-        return [self.field] + ([self.pose_refinement] if self.pose_refinement is not None else [])
+        """What the optimiser trains: the field, and the proposal network and pose corrections where on."""
+        proposal = self.renderer.proposal
+        return [self.field] + [m for m in (proposal, self.pose_refinement) if m is not None]
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -178,6 +182,8 @@ class Trainer:
         loss = F.mse_loss(out.rgb, target) if cfg.loss == "mse" else distance(out.rgb, target)
         if cfg.silhouette_weight > 0:
             loss = loss + cfg.silhouette_weight * distance(out.opacity, alpha)
+        if out.histogram is not None:  # the proposal network learns where the field's weight is
+            loss = loss + interlevel_loss(out.histogram, out.samples, out.weights)
         return loss, F.mse_loss(out.rgb.detach(), target)
 
     def step(self) -> dict:

@@ -46,7 +46,8 @@ def tiny_config(scene, out, **changes):
                 batch_rays=256, samples_per_ray=24, steps=40, eval_every=20, eval_views=2, preview_every=20,
                 checkpoint_every=20, log_every=5, progress=False, arch=ARCH, grid_warmup=20,
                 grid_update_every=8, grid_resolution=32, march_steps=64, lr=5e-3, lr_warmup=0,
-                mixed_precision=False)  # float32 whatever the CPU (its default: bf16 where the CPU has it)
+                mixed_precision=False,  # float32 whatever the CPU (its default: bf16 where the CPU has it)
+                sampler="grid")  # on every scene kind (its default: the proposal sampler for unbounded scenes)
     base.update(changes)
     return TrainConfig(**base)
 

@@ -9,7 +9,7 @@ import pytest
 
 from taichi_nerf import cli
 from taichi_nerf.backend import ARCH_CHOICES
-from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types
+from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types, without_none
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
@@ -46,7 +46,9 @@ def test_every_field_declares_help_and_a_known_group():
         assert f.metadata["help"] and f.metadata["group"] in groups, f.name
     text = " ".join(subparser("train").format_help().split())  # unwrapped
     assert all(f"{group} options:" in text for group in groups)
-    assert "--sampler {grid,stratified,hierarchical}" in text and "(default: grid)" in text
+    assert "--sampler {grid,stratified,hierarchical,proposal}" in text
+    assert "(proposal.py; default: SAMPLER_DEFAULTS by scene kind)" in text  # None: the help says what it means
+    assert "--loss {mse,huber,pseudo-huber}" in text and "huber otherwise (default: mse)" in text
     assert "(0: same as training; default: 0)" in text  # the default joins a help text's own parenthesis
 
 
@@ -80,17 +82,23 @@ def test_choices_come_from_the_literal_types():
     actions = {a.dest: a for a in subparser("train")._actions}
     choices = choice_fields()
     assert set(choices) == {"background", "sampler", "loss", "arch", "activation", "density_activation", "init",
-                            "lr_schedule", "logger", "intervals", "image_order", "mask_mode"}
+                            "lr_schedule", "logger", "intervals", "image_order", "mask_mode", "pixel_sampling",
+                            "preset"}
     for name, values in choices.items():
-        assert tuple(actions[name].choices) == values == typing.get_args(field_types()[name])
+        assert tuple(actions[name].choices) == values == typing.get_args(without_none(field_types()[name]))
     assert choices["arch"] == tuple(ARCH_CHOICES)  # the config's Literal and the backend agree
 
 
 def test_validate_uses_the_literal_choices():
-    with pytest.raises(ValueError, match="sampler must be grid, stratified or hierarchical"):
+    with pytest.raises(ValueError, match="sampler must be grid, stratified, hierarchical or proposal"):
         TrainConfig(sampler="bogus").validate()
     with pytest.raises(ValueError, match="background must be auto, white, black or random"):
         TrainConfig(background="grey").validate()
+    with pytest.raises(ValueError, match="pixel_sampling must be uniform or error"):  # an Optional choice field
+        TrainConfig(pixel_sampling="bogus").validate()
+    with pytest.raises(ValueError, match="background must be"):  # None only where the type allows it
+        TrainConfig(background=None).validate()
+    assert TrainConfig(sampler=None, pixel_sampling=None).validate().sampler is None  # by scene kind
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -129,6 +129,8 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
         LR_WARMUP_DEFAULTS,
         MARCH_STEPS_DEFAULTS,
         MIXED_PRECISION_DEFAULTS,
+        PROPOSAL_COUNTS,
+        SAMPLER_DEFAULTS,
         SKIP_HIDDEN_DEFAULTS,
     )
     from taichi_nerf.training import Trainer
@@ -136,19 +138,27 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     from .conftest import tiny_config
 
     cfg = tiny_config(testsets["ngp-360-env"], tmp_path / "run", steps=30, grid_warmup=10, grid_update_every=5,
-                      lr=None, lr_warmup=None)
+                      lr=None, lr_warmup=None, sampler=None)
     trainer = Trainer(cfg)
     # the learning rate and warm-up for scenery, written into the run's config
     assert (trainer.cfg.lr, trainer.cfg.lr_warmup) == (LR_DEFAULTS["unbounded"], LR_WARMUP_DEFAULTS["unbounded"])
-    assert trainer.scene.unbounded and trainer.renderer.grid.unbounded and trainer.background_choice.random
+    assert trainer.scene.unbounded and trainer.background_choice.random
+    # the proposal network places the samples (the grid carves little of the scenery), 24 of them
+    # where fine_samples is left at its default; samples_per_ray (its bins) was given
+    assert SAMPLER_DEFAULTS["unbounded"] == trainer.cfg.sampler == "proposal" and SAMPLER_DEFAULTS["box"] == "grid"
+    assert trainer.renderer.grid is None and trainer.renderer.proposal.unbounded
+    assert (trainer.renderer.proposal.bins, trainer.renderer.proposal.count) == (24, PROPOSAL_COUNTS["unbounded"][1])
     # appearance codes by default for scenery all around (docs/BENCHMARKS.md), and the run says so
     assert trainer.field.appearance_dim == APPEARANCE_DEFAULTS["unbounded"] > 0
     assert trainer.field.appearance.num_embeddings == trainer.train.count
     # fewer marching steps by default: the grid carves little of the scenery (docs/BENCHMARKS.md)
     defaults = dataclasses.replace(cfg, march_steps=None)
     assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["box"]
-    # ...and training drops the samples behind opaque scenery (81% of them on a trained field)
-    assert trainer.renderer.skip_hidden and SKIP_HIDDEN_DEFAULTS["unbounded"] and not SKIP_HIDDEN_DEFAULTS["box"]
+    # ...and marching it drops the samples behind opaque scenery (81% of them on a trained field);
+    # few of the proposal's samples are hidden, so it has no such pass
+    assert SKIP_HIDDEN_DEFAULTS["unbounded"] and not SKIP_HIDDEN_DEFAULTS["box"] and not trainer.renderer.skip_hidden
+    grid_run = Trainer(dataclasses.replace(cfg, sampler="grid", out=str(tmp_path / "grid")))
+    assert grid_run.renderer.skip_hidden and grid_run.renderer.grid.unbounded and grid_run.renderer.proposal is None
     # float32 whatever the CPU: bf16's extra steps did not pay on scenery (docs/BENCHMARKS.md)
     left = dataclasses.replace(cfg, mixed_precision=None)  # tiny_config pins float32
     assert left.mixed_precision_for(trainer.scene) is False and not MIXED_PRECISION_DEFAULTS["unbounded"]
@@ -156,15 +166,17 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     report_start(trainer, resume=False)
     assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
     first = trainer.step()
-    assert first["samples_per_ray"] > 4
+    assert first["samples_per_ray"] == PROPOSAL_COUNTS["unbounded"][1]
     result = trainer.run()
     assert result.step == 30 and math.isfinite(result.val_psnr)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["lr"], saved["lr_warmup"]) == (LR_DEFAULTS["unbounded"], LR_WARMUP_DEFAULTS["unbounded"])
+    assert (saved["sampler"], saved["fine_samples"], saved["skip_hidden"]) == ("proposal", 24, False)
     renderer, _, _ = checkpoint.load(result.checkpoint, cfg.arch)
-    assert renderer.scene.unbounded and renderer.grid.unbounded and renderer.scene.background == [1.0, 1.0, 1.0]
+    assert renderer.scene.unbounded and renderer.grid is None and renderer.scene.background == [1.0, 1.0, 1.0]
     assert renderer.field.appearance.num_embeddings == trainer.train.count
-    assert torch.equal(renderer.grid.occupied, trainer.renderer.grid.occupied)
+    for ours, theirs in zip(renderer.proposal.state_dict().values(), trainer.renderer.proposal.state_dict().values()):
+        assert torch.equal(ours, theirs)
 
 
 def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):

@@ -29,7 +29,7 @@ def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
 
     tr = Trainer(cfg)
     phases = {}
-    warmup = cfg.grid_warmup if cfg.sampler == "grid" else 0
+    warmup = cfg.grid_warmup if tr.cfg.sampler == "grid" else 0  # the sampler as resolved for the scene
     for phase, steps in (("warm-up", warmup), ("grid", grid_steps)):
         if steps <= 0:
             continue

@@ -23,8 +23,8 @@ def bench_training(cfg: TrainConfig, grid_steps: int) -> dict:
 
     tr = Trainer(cfg)
     phases = {}
-    for phase, steps in (("stratified warm-up", cfg.grid_warmup if cfg.sampler == "grid" else grid_steps),
-                         ("occupancy grid", grid_steps if cfg.sampler == "grid" else 0)):
+    for phase, steps in (("stratified warm-up", cfg.grid_warmup if tr.cfg.sampler == "grid" else grid_steps),
+                         ("occupancy grid", grid_steps if tr.cfg.sampler == "grid" else 0)):
         if steps == 0:
             continue
         tr.step()

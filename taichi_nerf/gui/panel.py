@@ -77,7 +77,7 @@ def draw_panel(app) -> None:
         view, camera = app.view, app.camera
         scale = gui.slider_float("render scale", app.render_scale, 0.05, 1.0)
         samples = view.render_samples
-        if not view.uses_grid():  # with an occupancy grid the marcher decides the samples
+        if view.samples_decided() is None:  # else the grid's marcher or the proposal network decides them
             samples = gui.slider_int("samples/ray", view.render_samples, 8, view.max_samples)
         distance = gui.slider_float("distance", camera.radius, camera.min_radius, camera.max_radius)
         if abs(scale - app.render_scale) > 1e-4:
@@ -123,7 +123,7 @@ def stats_lines(app) -> list[tuple[str, tuple]]:
         lines.append((f"checkpoint at step {app.step_at_open}{val}", WHITE))
     p = app.view.progressive
     trained = app.trainer.last_samples_per_ray if app.trainer is not None else None
-    spr = "occupancy grid" if app.view.uses_grid() else f"{app.view.render_samples}"
+    spr = app.view.samples_decided() or f"{app.view.render_samples}"
     lines.append((f"samples/ray {spr}" + (f", train {trained:.1f}" if trained else ""), WHITE))
     now = "{}x{}".format(*p.size(p.shown)) if p.shown >= 0 else "-"
     state = " (kept fresh while training)" if p.target < p.top else ("" if p.complete else " (refining)")

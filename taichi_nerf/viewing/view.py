@@ -216,10 +216,13 @@ class ProgressiveView:
         view.scene = dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
         return view
 
-    def uses_grid(self) -> bool:
-        """An updated occupancy grid decides the samples per ray (the slider has no say)."""
+    def samples_decided(self) -> str | None:
+        """What decides the samples per ray where the slider has no say: an updated occupancy
+        grid, or the proposal network; None: the slider."""
         grid = self.renderer.grid
-        return grid is not None and grid.updates > 0
+        if grid is not None and grid.updates > 0:
+            return "occupancy grid"
+        return "proposal network" if self.renderer.proposal is not None else None
 
     def layers(self, mode: str) -> list[tuple[torch.Tensor, int | None]]:
         """(image, rows valid) to draw, bottom first: the finest finished level, then the
