@@ -171,10 +171,15 @@ class Ranks:
 
     def agree_to_stop(self, stop) -> bool:
         """Whether to stop now: ``stop.requested`` (Ctrl-C, SIGTERM) on any rank, then set on every
-        rank, so all leave after the same step and rank 0's checkpoint is everyone's."""
-        if self.size > 1 and self.agree(stop.requested):
+        rank, so all leave after the same step and rank 0's checkpoint is everyone's. The vote's
+        outcome decides, not the flag afterwards: a signal handled during the vote (after this
+        rank's ballot went) waits for the next one, or this rank would leave alone."""
+        if self.size == 1:
+            return stop.requested
+        if self.agree(stop.requested):
             stop.stop_with_peers()
-        return stop.requested
+            return True
+        return False
 
     def on_writer(self, fn, *args, **kwargs):
         """``fn`` on rank 0 alone (claiming the run folder); its refusal stops every rank: rank 0

@@ -178,7 +178,8 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode == 130, err[-3000:]
-    assert stdout.count("interrupted at step") == 1, stdout[-2000:]  # rank 0 reports and saves; rank 1 is quiet
+    # rank 0 reports and saves; rank 1 is quiet
+    assert stdout.count("interrupted at step") == 1, stdout[-2000:] + "\n--- stderr:\n" + err[-3000:]
     step = int(stdout.split("interrupted at step ")[1].split(";")[0])
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert saved["step"] == step >= 5 and saved["world_size"] == 2

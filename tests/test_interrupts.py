@@ -49,3 +49,23 @@ def test_a_stop_this_process_asked_for_itself_leaves_no_absorber():
         assert not stop.peer_stopped
     with pytest.raises(KeyboardInterrupt):
         deliver(signal.SIGINT)
+
+
+def test_a_signal_handled_during_the_stop_vote_waits_for_the_next_vote(monkeypatch):
+    """Under torchrun a rank's handler can run while its ballot is already cast (inside the
+    collective): the vote said "go on", so this rank must go on too, or it leaves its peers
+    waiting in the next step's all-reduce (CI saw rank 0 lose its peers that way)."""
+    from taichi_nerf.distributed import Ranks
+
+    ranks = Ranks(rank=1, size=2)
+    stop = StopRequest()
+    ballots = []
+
+    def agree(flag):  # the collective: every rank voted "go on"; this rank's signal lands meanwhile
+        ballots.append(flag)
+        stop.requested, stop.signals = True, 1
+        return len(ballots) > 1 and ballots[-1]  # the first vote: all "go on"; the next: this rank stops
+
+    monkeypatch.setattr(ranks, "agree", agree)
+    assert ranks.agree_to_stop(stop) is False  # the outcome of the vote, not the flag set during it
+    assert ranks.agree_to_stop(stop) is True and not stop.peer_stopped  # the next vote carries it
