@@ -22,6 +22,7 @@ from torch import nn
 
 from .encoding import HarmonicSpec, encode_samples
 from .packing import Samples, fixed_layout, ray_box
+from .space import box_centre_half
 
 # Share of the field's samples spread evenly over s whatever the histogram says: a surface the
 # proposal has not found yet still gets samples (NeRF's coarse floor, as a mixture).
@@ -68,7 +69,7 @@ def _bins_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: ti
         if unbounded:  # the box-exit distance is the unit; a ray that misses the box: its distance to the centre
             unit = t1
             if t1 <= t0:
-                centre = ti.Vector([0.5 * (aabb[0] + aabb[3]), 0.5 * (aabb[1] + aabb[4]), 0.5 * (aabb[2] + aabb[5])])
+                centre, _ = box_centre_half(aabb)
                 unit = (centre - o).norm()
             unit = ti.max(unit, near, 1e-4)
             t0, t1 = near, far
