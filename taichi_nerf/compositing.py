@@ -10,12 +10,14 @@ Two implementations of the same maths, selected by ``composite(..., method=...)`
   kernel walks each ray front to back. Its gradient is a hand-derived adjoint kernel,
   registered with Taichi's autodiff through ``ti.ad.grad_replaced``/``ti.ad.grad_for``, so
   ``_fast_composite.grad`` (and a ``ti.ad.Tape``) runs it. With upstream gradients g (colour),
-  g_a (opacity), g_z (depth) and e_i = g.(c_i - background) + g_a + g_z t_i = dL/dw_i:
+  g_a (opacity), g_z (depth), g_w_i (the weights, for losses on them such as the distortion
+  loss) and e_i = g.(c_i - background) + g_a + g_z t_i + g_w_i = dL/dw_i:
     dL/dc_i = w_i g
     dL/dsigma_i = delta_i (T_{i+1} e_i - sum_{j>i} w_j e_j)
   because dw_i/d(sigma_i delta_i) = T_{i+1} and dw_j/d(sigma_i delta_i) = -w_j for j > i. The
   suffix sum is E - sum_{j<=i} w_j e_j, with E = g.(colour - background) + g_a opacity + g_z
-  depth read from the forward outputs, so the adjoint is one front-to-back pass too, with no
+  depth (+ sum_j w_j g_w_j, a first pass over the saved weights when they have a gradient) read
+  from the forward outputs, so the adjoint is one front-to-back pass too, with no
   exp (T is rebuilt from the saved p) and no autodiff stack. The subtraction runs in float64,
   and the last sample's suffix sum is exactly 0 (an opaque 1e10 last interval multiplies
   whatever rounding is left there).
@@ -65,8 +67,9 @@ def _forward_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti
 def _adjoint_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti.types.ndarray(),
                     delta: ti.types.ndarray(), offsets: ti.types.ndarray(), counts: ti.types.ndarray(),
                     background: ti.types.ndarray(), out_rgb: ti.types.ndarray(), out_opacity: ti.types.ndarray(),
-                    out_depth: ti.types.ndarray(), g_rgb: ti.types.ndarray(), g_opacity: ti.types.ndarray(),
-                    g_depth: ti.types.ndarray(), grad_sigma: ti.types.ndarray(), grad_rgb: ti.types.ndarray()):
+                    out_depth: ti.types.ndarray(), out_weights: ti.types.ndarray(), g_rgb: ti.types.ndarray(),
+                    g_opacity: ti.types.ndarray(), g_depth: ti.types.ndarray(), g_weights: ti.types.ndarray(),
+                    has_g_weights: ti.i32, grad_sigma: ti.types.ndarray(), grad_rgb: ti.types.ndarray()):
     for r in range(offsets.shape[0]):
         b = r if background.shape[0] > 1 else 0
         g = ti.Vector([g_rgb[r, 0], g_rgb[r, 1], g_rgb[r, 2]])
@@ -76,12 +79,17 @@ def _adjoint_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti
         # sum_{j>i} w_j e_j, starting from the whole ray's sum E (see the module docstring)
         later = ti.cast(g.dot(ti.Vector([out_rgb[r, 0], out_rgb[r, 1], out_rgb[r, 2]]) - bg)
                         + g_opacity[r] * out_opacity[r] + g_z * out_depth[r], ti.f64)
+        if has_g_weights:
+            for j in range(counts[r]):
+                later += ti.cast(out_weights[offsets[r] + j] * g_weights[offsets[r] + j], ti.f64)
         trans = 1.0
         for j in range(counts[r]):
             i = offsets[r] + j
             after = trans * transmit[i]  # the same arithmetic as the forward: the same w
             w = trans - after
             e = e_base + g[0] * rgb[i, 0] + g[1] * rgb[i, 1] + g[2] * rgb[i, 2] + g_z * t[i]
+            if has_g_weights:
+                e += g_weights[i]
             later -= ti.cast(w * e, ti.f64)
             if j == counts[r] - 1:
                 # Nothing comes after the last sample: its suffix sum is exactly 0, where E's
@@ -104,9 +112,13 @@ def _fast_composite(sigma, rgb, t, delta, offsets, counts, background,
 @ti.ad.grad_for(_fast_composite)
 def _fast_composite_adjoint(sigma, rgb, t, delta, offsets, counts, background,
                             out_rgb, out_opacity, out_depth, out_weights, transmit):
-    """Reads the outputs' ``.grad`` and OVERWRITES ``sigma.grad`` and ``rgb.grad`` (kernel.grad adds)."""
+    """Reads the outputs' ``.grad`` and OVERWRITES ``sigma.grad`` and ``rgb.grad`` (kernel.grad adds).
+    ``out_weights.grad`` may be None: nothing downstream used the weights."""
+    g_weights = out_weights.grad
+    has_g_weights = g_weights is not None
     _adjoint_kernel(transmit, rgb, t, delta, offsets, counts, background, out_rgb, out_opacity, out_depth,
-                    out_rgb.grad, out_opacity.grad, out_depth.grad, sigma.grad, rgb.grad)
+                    out_weights, out_rgb.grad, out_opacity.grad, out_depth.grad,
+                    g_weights if has_g_weights else transmit[:1], int(has_g_weights), sigma.grad, rgb.grad)
 
 
 def _outputs(n: int, m: int, dev) -> list[torch.Tensor]:
@@ -124,17 +136,19 @@ class _FastComposite(torch.autograd.Function):
         if offsets.shape[0]:
             _fast_composite(sigma, rgb, t, delta, offsets, counts, background, *outs, transmit)
         ctx.save_for_backward(sigma, rgb, t, delta, offsets, counts, background, *outs, transmit)
-        ctx.mark_non_differentiable(outs[3])
+        ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None: the weights' skip a pass
         return tuple(outs)
 
     @staticmethod
-    def backward(ctx, g_rgb, g_opacity, g_depth, _g_weights):
+    def backward(ctx, g_rgb, g_opacity, g_depth, g_weights):
         saved = [x.detach() for x in ctx.saved_tensors]  # fresh tensor objects to hang .grad on
         sigma, rgb, out_rgb, out_opacity, out_depth = saved[0], saved[1], saved[7], saved[8], saved[9]
         sigma.grad, rgb.grad = torch.empty_like(sigma), torch.empty_like(rgb)  # the adjoint overwrites
         # torch may hand stride-0 (expanded) gradients, hence contiguous()
-        out_rgb.grad, out_opacity.grad = g_rgb.contiguous(), g_opacity.contiguous()
-        out_depth.grad = g_depth.contiguous()
+        out_rgb.grad, out_opacity.grad, out_depth.grad = (
+            torch.zeros_like(o) if g is None else g.contiguous()
+            for o, g in ((out_rgb, g_rgb), (out_opacity, g_opacity), (out_depth, g_depth)))
+        saved[10].grad = None if g_weights is None else g_weights.contiguous()
         if out_rgb.shape[0]:
             with stage("compositing backward"):
                 _fast_composite.grad(*saved)
@@ -182,16 +196,15 @@ class _AutodiffComposite(torch.autograd.Function):
             _autodiff_kernel(sigma.detach().contiguous(), rgb.detach().contiguous(), t, delta,
                              offsets, counts, background, *outs)
         ctx.save_for_backward(sigma, rgb, t, delta, offsets, counts, background, *outs)
-        ctx.mark_non_differentiable(outs[3])
         return tuple(outs)
 
     @staticmethod
-    def backward(ctx, g_rgb, g_opacity, g_depth, _g_weights):
+    def backward(ctx, g_rgb, g_opacity, g_depth, g_weights):
         sigma, rgb, t, delta, offsets, counts, background, o_rgb, o_op, o_d, o_w = ctx.saved_tensors
         sigma_l, rgb_l = backend.autodiff_leaf(sigma), backend.autodiff_leaf(rgb)
         # kernel.grad adds into the inputs' .grad and zeroes the outputs' .grad as it goes
         outs = [backend.autodiff_leaf(o, g)
-                for o, g in ((o_rgb, g_rgb), (o_op, g_opacity), (o_d, g_depth), (o_w, None))]
+                for o, g in ((o_rgb, g_rgb), (o_op, g_opacity), (o_d, g_depth), (o_w, g_weights))]
         if offsets.shape[0]:
             _autodiff_kernel.grad(sigma_l, rgb_l, t, delta, offsets, counts, background, *outs)
         return sigma_l.grad, rgb_l.grad, None, None, None, None, None
@@ -201,8 +214,9 @@ def composite(sigma: torch.Tensor, rgb: torch.Tensor, samples: Samples, backgrou
               method: str = "fast"):
     """Render packed samples: returns (rgb (N, 3), opacity (N,), depth (N,), weights (M,)).
 
-    ``sigma`` (M,) >= 0 and ``rgb`` (M, 3) are differentiable; ``weights`` and ``background``
-    ((1, 3) or (N, 3)) are not. ``depth`` is the expected ray distance, not normalised by
+    ``sigma`` (M,) >= 0 and ``rgb`` (M, 3) are differentiable, and so are all four outputs
+    (the weights for losses on them, such as the distortion loss); ``background`` ((1, 3) or
+    (N, 3)) is not. ``depth`` is the expected ray distance, not normalised by
     opacity. ``method``: "fast" (hand-derived adjoint) or "autodiff" (Taichi's kernel.grad,
     the slow reference).
     """

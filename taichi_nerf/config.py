@@ -166,9 +166,7 @@ class TrainConfig:
                                    "at the start (0: none; default by scene kind, kind_defaults.LR_WARMUP_DEFAULTS: "
                                    "500 for forward-facing and unbounded scenes, 0 for objects)")
     lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
-                                                                  "step: lr, then lr_final from lr_step_at of the "
-                                                                  "steps on; "
-                                                                  "constant: lr throughout")
+                                     "step: lr, then lr_final from lr_step_at of the steps on; constant: lr throughout")
     lr_step_at: float = option(0.75, OPTIMISATION,
                                "step schedule: the fraction of the steps where lr drops to lr_final")
     adam_beta2: float = option(0.99, OPTIMISATION, "Adam's second-moment decay (Instant-NGP's 0.99; the "
@@ -180,6 +178,8 @@ class TrainConfig:
     huber_delta: float = option(0.1, OPTIMISATION,
                                 "huber and pseudo-huber losses: where they turn from quadratic to linear")
     silhouette_weight: float = option(0.0, OPTIMISATION, "weight of the opacity-vs-alpha loss (PyTorch3D tutorial)")
+    distortion_weight: float = option(0.002, OPTIMISATION, "proposal sampler: weight of mip-NeRF 360's distortion "
+                                      "loss, which gathers each ray's weight into thin surfaces (0: off)")
     seed: int = option(0, OPTIMISATION, "random seed")
     refine_poses: bool | None = option(None, OPTIMISATION, "learn a small rigid correction of each training "
                                        "camera's pose, for poses that are not exact (default: REFINE_POSES_DEFAULTS "
@@ -222,8 +222,8 @@ class TrainConfig:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
-                     "silhouette_weight", "batch_images", "render_samples_per_ray", "eval_every", "preview_every",
-                     "checkpoint_every"):
+                     "silhouette_weight", "distortion_weight", "batch_images", "render_samples_per_ray",
+                     "eval_every", "preview_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if self.density_noise is not None and not 0 <= self.density_noise <= 100:

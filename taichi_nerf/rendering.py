@@ -47,7 +47,7 @@ class RayOutput:
     rgb: torch.Tensor  # (N, 3) composited over the background
     opacity: torch.Tensor  # (N,) sum of the weights
     depth: torch.Tensor  # (N,) expected ray distance, not normalised by opacity
-    weights: torch.Tensor  # (M,) compositing weight of each sample (not differentiable)
+    weights: torch.Tensor  # (M,) compositing weight of each sample (differentiable: the distortion loss)
     samples: Samples  # where the field was evaluated (after early termination, if any)
     histogram: ProposalHistogram | None = None  # the proposal sampler's, while training (its loss)
 

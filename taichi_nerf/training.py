@@ -25,7 +25,7 @@ from .metrics import mse_to_psnr, psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
-from .proposal import interlevel_loss
+from .proposal import distortion_loss, interlevel_loss
 from .ray_batches import RayBatches
 from .rendering import RayOutput, Renderer
 from .runs import remove_stale_temps, truncate_metrics
@@ -184,6 +184,8 @@ class Trainer:
             loss = loss + cfg.silhouette_weight * distance(out.opacity, alpha)
         if out.histogram is not None:  # the proposal network learns where the field's weight is
             loss = loss + interlevel_loss(out.histogram, out.samples, out.weights)
+            if cfg.distortion_weight > 0:  # and the field's weight along a ray gathers into thin surfaces
+                loss = loss + cfg.distortion_weight * distortion_loss(out.histogram, out.samples, out.weights)
         return loss, F.mse_loss(out.rgb.detach(), target)
 
     def step(self) -> dict:

@@ -47,3 +47,20 @@ def test_compositing_subcommand_prints_a_table_of_numbers(tmp_path):
     results = json.loads((tmp_path / "out.json").read_text())
     assert [r["samples"] for r in results["compositing"]] == [64, 128, 256]
     assert all(r["rays"] == 64 and r["fast_fwd_bwd_ms"] > 0 for r in results["compositing"])
+
+
+@pytest.mark.slow
+def test_profile_subcommand_profiles_a_proposal_run_on_given_data(tmp_path):
+    """`profile --data` on unbounded data times the proposal sampler's stages (no grid warm-up)."""
+    from taichi_nerf.scenes.testsets import write_testset
+
+    data = write_testset("ngp-360-env", tmp_path / "env", size=32, views=8)
+    done = run_script(tmp_path, "profile", "--data", str(data), "--grid-steps", "3", "--arch", "cpu",
+                      "--json", "out.json")
+    assert done.returncode == 0, done.stderr
+    phases = json.loads((tmp_path / "out.json").read_text())["profile"]
+    assert list(phases) == ["proposal"]
+    stages = {row["stage"]: row["ms_per_step"] for row in phases["proposal"]["stages"]}
+    assert stages["marching"] > 0 and stages["MLP forward"] > 0 and stages["compositing backward"] > 0
+    assert phases["proposal"]["samples_per_ray"] == 24
+    assert "proposal:" in done.stdout

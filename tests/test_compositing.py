@@ -34,10 +34,11 @@ def random_packed(counts: list[int], device, seed: int, per_ray_bg: bool):
     return sigma.to(device), rgb.to(device), samples, bg.to(device)
 
 
-def upstream(n: int, seed: int, device):
-    """Random gradients for (rgb, opacity, depth): every output's adjoint path gets exercised."""
+def upstream(n: int, m: int, seed: int, device):
+    """Random gradients for (rgb, opacity, depth, weights): every output's adjoint path gets exercised."""
     g = torch.Generator().manual_seed(seed + 1)
-    tensors = (torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g))
+    tensors = (torch.randn(n, 3, generator=g), torch.randn(n, generator=g), torch.randn(n, generator=g),
+               torch.randn(m, generator=g))
     return [x.to(device) for x in tensors]
 
 
@@ -46,21 +47,22 @@ def composite_with_grads(sigma, rgb, samples, bg, ups, method):
     s32 = sigma.clone().requires_grad_()
     c32 = rgb.clone().requires_grad_()
     outs = composite(s32, c32, samples, bg, method=method)
-    sum((o * u).sum() for o, u in zip(outs[:3], ups)).backward()
+    sum((o * u).sum() for o, u in zip(outs, ups)).backward()  # ups[3:] = []: the weights unused
     return [o.detach() for o in outs] + [s32.grad, c32.grad]
 
 
 def check_against_reference(sigma, rgb, samples, bg, seed=0, method="fast"):
-    up_rgb, up_op, up_d = upstream(samples.num_rays, seed, "cpu")
+    up_rgb, up_op, up_d, up_w = upstream(samples.num_rays, samples.num_samples, seed, "cpu")
     out_rgb, out_op, out_d, out_w, s32_grad, c32_grad = composite_with_grads(
-        sigma, rgb, samples, bg, upstream(samples.num_rays, seed, sigma.device), method)
+        sigma, rgb, samples, bg, upstream(samples.num_rays, samples.num_samples, seed, sigma.device), method)
 
     s64 = sigma.double().cpu().requires_grad_()
     c64 = rgb.double().cpu().requires_grad_()
     r_rgb, r_op, r_d, r_w = reference.composite_packed(
         s64, c64, samples.t.double().cpu(), samples.delta.double().cpu(),
         samples.offsets.cpu(), samples.counts.cpu(), bg.double().cpu())
-    ((r_rgb * up_rgb.double()).sum() + (r_op * up_op.double()).sum() + (r_d * up_d.double()).sum()).backward()
+    ((r_rgb * up_rgb.double()).sum() + (r_op * up_op.double()).sum() + (r_d * up_d.double()).sum()
+     + (r_w * up_w.double()).sum()).backward()
 
     assert rel_err(out_rgb, r_rgb) < TOL
     assert rel_err(out_op, r_op) < TOL
@@ -121,7 +123,7 @@ def test_variable_length_rays_including_empty_and_long(device, seed, method):
 def test_fast_path_matches_taichi_autodiff(device, counts, per_ray_bg):
     """The hand-derived adjoint against the gradients Taichi's kernel.grad derives itself."""
     sigma, rgb, samples, bg = random_packed(counts, device, seed=len(counts) + sum(counts), per_ray_bg=per_ray_bg)
-    ups = upstream(samples.num_rays, 7, device)
+    ups = upstream(samples.num_rays, samples.num_samples, 7, device)
     fast = composite_with_grads(sigma, rgb, samples, bg, ups, "fast")
     autodiff = composite_with_grads(sigma, rgb, samples, bg, ups, "autodiff")
     for name, a, b in zip(("rgb", "opacity", "depth", "weights", "d sigma", "d rgb"), fast, autodiff):
@@ -192,3 +194,17 @@ def test_backward_leaves_the_callers_gradient_tensor_alone(device, method):
     g = torch.ones_like(out_rgb)
     (grad,) = torch.autograd.grad(out_rgb, s, grad_outputs=g)
     assert torch.equal(g, torch.ones_like(out_rgb)) and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("counts", [[16] * 8, [160] * 4, variable_counts(5)])
+def test_unused_weights_give_the_gradients_of_a_zero_weight_gradient(device, counts, method):
+    """A loss that never reads the weights (the fast path skips their pass) gets the gradients
+    of one whose weight gradient is zero, and those differ from a nonzero one's."""
+    sigma, rgb, samples, bg = random_packed(counts, device, seed=sum(counts), per_ray_bg=False)
+    ups = upstream(samples.num_rays, samples.num_samples, 3, device)
+    unused = composite_with_grads(sigma, rgb, samples, bg, ups[:3], method)
+    zero = composite_with_grads(sigma, rgb, samples, bg, ups[:3] + [torch.zeros_like(ups[3])], method)
+    used = composite_with_grads(sigma, rgb, samples, bg, ups, method)
+    assert torch.allclose(unused[4], zero[4], rtol=1e-6, atol=1e-7) and torch.equal(unused[5], zero[5])
+    assert rel_err(used[4], unused[4]) > 1e-2

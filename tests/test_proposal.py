@@ -1,12 +1,16 @@
-"""The proposal sampler (proposal.py): where it puts the field's samples, and its interlevel
-loss against a float64 reference, forward and gradients."""
+"""The proposal sampler (proposal.py): where it puts the field's samples, and its interlevel and
+distortion losses against float64 references, forward and gradients."""
 import json
 
 import pytest
 import torch
 
+from taichi_nerf import reference
+from taichi_nerf.compositing import METHODS, composite
 from taichi_nerf.packing import Samples, fixed_layout
-from taichi_nerf.proposal import ProposalHistogram, ProposalSampler, interlevel_loss, spacing_torch
+from taichi_nerf.proposal import ProposalHistogram, ProposalSampler, distortion_loss, interlevel_loss, spacing_torch
+
+from .conftest import rel_err
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 
@@ -92,6 +96,27 @@ def test_interlevel_loss_matches_a_float64_reference(unbounded, rays_, bins, per
     g = torch.Generator().manual_seed(bins + per_ray)
     raw = torch.rand(rays_, bins, generator=g, dtype=torch.float64) ** 4
     weights_p = (raw / raw.sum(1, keepdim=True) * 0.9).requires_grad_()
+    s_lo, s_hi, scale, edges_s, samples = random_intervals(rays_, bins, per_ray, unbounded, g)
+    ray_index = samples.ray_index
+    w = torch.rand(rays_ * per_ray, generator=g, dtype=torch.float64) * 0.1
+
+    ours = interlevel_loss(ProposalHistogram(torch.nn.functional.pad(torch.cumsum(weights_p.float(), 1), (1, 0)),
+                                             s_lo.float(), s_hi.float(), scale.float(), unbounded),
+                           samples, w.float())
+    ours.backward()
+    ours_grad = weights_p.grad.clone()
+    weights_p.grad = None
+    ref = reference_loss(weights_p, s_lo, s_hi, edges_s[:, :-1].reshape(-1), edges_s[:, 1:].reshape(-1),
+                         ray_index.long(), w)
+    ref.backward()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours_grad, weights_p.grad, rtol=1e-3, atol=1e-6)
+    assert ref > 0 and weights_p.grad.abs().sum() > 0  # the case is not trivially zero
+
+
+def random_intervals(rays_, bins, per_ray, unbounded, g):
+    """Random ray ranges in s and random field intervals tiling part of each: (s_lo, s_hi,
+    scale, the interval edges in s (R, per_ray + 1), float64; the float32 Samples)."""
     s_lo = torch.rand(rays_, generator=g, dtype=torch.float64) * 0.2
     s_hi = s_lo + 0.3 + 0.5 * torch.rand(rays_, generator=g, dtype=torch.float64)
     scale = 0.5 + torch.rand(rays_, generator=g, dtype=torch.float64)
@@ -108,20 +133,64 @@ def test_interlevel_loss_matches_a_float64_reference(unbounded, rays_, bins, per
     t, delta = 0.5 * (edges_t[:, 1:] + edges_t[:, :-1]), edges_t[:, 1:] - edges_t[:, :-1]
     offsets, counts, ray_index = fixed_layout(rays_, per_ray, "cpu")
     samples = Samples(t.reshape(-1).float(), delta.reshape(-1).float(), ray_index, offsets, counts, per_ray)
-    w = torch.rand(rays_ * per_ray, generator=g, dtype=torch.float64) * 0.1
+    return s_lo, s_hi, scale, edges_s, samples
 
-    ours = interlevel_loss(ProposalHistogram(torch.nn.functional.pad(torch.cumsum(weights_p.float(), 1), (1, 0)),
-                                             s_lo.float(), s_hi.float(), scale.float(), unbounded),
-                           samples, w.float())
+
+def reference_distortion(s_lo, s_hi, edges_s, w):
+    """The distortion loss as written, a double sum over every pair of intervals, in float64."""
+    u = (edges_s - s_lo[:, None]) / (s_hi - s_lo)[:, None]
+    a, b = u[:, :-1], u[:, 1:]
+    m = 0.5 * (a + b)
+    pairs = (w[:, :, None] * w[:, None, :] * (m[:, :, None] - m[:, None, :]).abs()).sum((1, 2))
+    return (pairs + (w * w * (b - a)).sum(1) / 3).mean()
+
+
+@pytest.mark.parametrize("unbounded", [False, True])
+@pytest.mark.parametrize("rays_,per_ray", [(3, 4), (40, 32), (17, 200), (9, 130)])
+def test_distortion_loss_matches_a_float64_double_sum(unbounded, rays_, per_ray):
+    g = torch.Generator().manual_seed(7 * per_ray + rays_)
+    s_lo, s_hi, scale, edges_s, samples = random_intervals(rays_, 64, per_ray, unbounded, g)
+    w = (torch.rand(rays_, per_ray, generator=g, dtype=torch.float64) ** 3 / per_ray * 3).requires_grad_()
+    w32 = w.detach().float().reshape(-1).requires_grad_()
+    histogram = ProposalHistogram(torch.zeros(rays_, 65), s_lo.float(), s_hi.float(), scale.float(), unbounded)
+    ours = distortion_loss(histogram, samples, w32)
     ours.backward()
-    ours_grad = weights_p.grad.clone()
-    weights_p.grad = None
-    ref = reference_loss(weights_p, s_lo, s_hi, edges_s[:, :-1].reshape(-1), edges_s[:, 1:].reshape(-1),
-                         ray_index.long(), w)
+    ref = reference_distortion(s_lo, s_hi, edges_s, w)
     ref.backward()
-    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(ours_grad, weights_p.grad, rtol=1e-3, atol=1e-6)
-    assert ref > 0 and weights_p.grad.abs().sum() > 0  # the case is not trivially zero
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(w32.grad.double(), w.grad.reshape(-1), rtol=1e-3, atol=1e-6)
+    assert ref > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rays_,per_ray", [(6, 16), (5, 128), (3, 200)])
+def test_distortion_gradients_reach_the_densities_through_compositing(method, rays_, per_ray):
+    """The loss's gradient flows through the compositing weights to sigma, as float64 torch's does."""
+    g = torch.Generator().manual_seed(per_ray)
+    s_lo, s_hi, scale, edges_s, samples = random_intervals(rays_, 64, per_ray, False, g)
+    sigma = torch.rand(rays_ * per_ray, generator=g) ** 3 * 200.0 / per_ray
+    rgb, bg = torch.rand(rays_ * per_ray, 3, generator=g), torch.rand(1, 3, generator=g)
+    histogram = ProposalHistogram(torch.zeros(rays_, 65), s_lo.float(), s_hi.float(), scale.float(), False)
+    s32 = sigma.clone().requires_grad_()
+    weights = composite(s32, rgb, samples, bg, method=method)[3]
+    distortion_loss(histogram, samples, weights).backward()
+    s64 = sigma.double().requires_grad_()
+    w64 = reference.composite_packed(s64, rgb.double(), samples.t.double(), samples.delta.double(), samples.offsets,
+                                     samples.counts, bg.double())[3]
+    reference_distortion(s_lo, s_hi, edges_s, w64.view(rays_, per_ray)).backward()
+    assert rel_err(s32.grad, s64.grad) < 1e-4
+    assert s64.grad.abs().max() > 0
+
+
+def test_distortion_loss_prefers_one_thin_surface_to_a_haze():
+    """The same weight in one interval scores below the same weight spread along the ray."""
+    g = torch.Generator().manual_seed(0)
+    s_lo, s_hi, scale, _, samples = random_intervals(1, 64, 32, False, g)
+    histogram = ProposalHistogram(torch.zeros(1, 65), s_lo.float(), s_hi.float(), scale.float(), False)
+    thin = torch.zeros(32)
+    thin[10] = 0.9
+    haze = torch.full((32,), 0.9 / 32)
+    assert distortion_loss(histogram, samples, thin) < 0.5 * distortion_loss(histogram, samples, haze)
 
 
 def test_spacing_is_linear_inside_the_box_and_in_disparity_beyond():

@@ -1,9 +1,9 @@
 """Where a training step's time goes, stage by stage.
 
-Trains the default configuration on the built-in scene and reports milliseconds per step of
-each pipeline stage (taichi_nerf.profiling), separately for the stratified warm-up and for the
-occupancy-grid phase, plus the step-time distribution (the grid update's stalls show in its
-maximum).
+Trains the default configuration on the built-in scene (or ``--data``) and reports milliseconds
+per step of each pipeline stage (taichi_nerf.profiling), separately for the stratified warm-up
+and for the occupancy-grid phase (a proposal run, unbounded data's default, has no warm-up),
+plus the step-time distribution (the grid update's stalls show in its maximum).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--grid-steps", type=int, default=200, help="profiled training steps after the grid warm-up")
     parser.add_argument("--scene-size", type=int, default=100)
+    parser.add_argument("--data", default=None, help="profile on this dataset instead of the built-in scene")
+    parser.add_argument("--mixed-precision", default=None, action=argparse.BooleanOptionalAction,
+                        help="bf16 autocast on or off (default: the scene kind's default)")
 
 
 def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
@@ -30,7 +33,8 @@ def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
     tr = Trainer(cfg)
     phases = {}
     warmup = cfg.grid_warmup if tr.cfg.sampler == "grid" else 0  # the sampler as resolved for the scene
-    for phase, steps in (("warm-up", warmup), ("grid", grid_steps)):
+    main = "grid" if tr.cfg.sampler == "grid" else tr.cfg.sampler  # the phase after any warm-up
+    for phase, steps in (("warm-up", warmup), (main, grid_steps)):
         if steps <= 0:
             continue
         PROFILE.reset()
@@ -65,7 +69,7 @@ def print_profile(phases: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(bench_config(args.arch, args.scene_size), eval_every=0, preview_every=0,
-                              checkpoint_every=0)
+                              checkpoint_every=0, data=args.data, mixed_precision=args.mixed_precision)
     print(f"machine: {machine()}")
     phases = profile_training(cfg, args.grid_steps)
     print_profile(phases)
