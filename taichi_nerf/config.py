@@ -130,7 +130,8 @@ class TrainConfig:
                                                     "compositing; bins: its bin; gaps: the distance to the next "
                                                     "sample, and 1e10 for the last, so the far end is opaque (the "
                                                     "original NeRF's and the Keras example's)")
-    render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training)")
+    render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training; "
+                                         "proposal: PROPOSAL_RENDER_FACTOR x fine_samples)")
     fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")

@@ -55,12 +55,16 @@ SAMPLER_DEFAULTS = {"box": "grid", "ndc": "grid", "unbounded": "proposal"}
 # 24 samples without the hidden-sample pass beat 32 with it on ngp-360-env (25.05 against 24.81
 # dB), and 16 beat 32 on llff-backdrop (25.61 against 25.42).
 PROPOSAL_COUNTS = {"box": (64, 32), "ndc": (64, 16), "unbounded": (64, 24)}
+# Rendering (no backward pass) places this many times the training samples where
+# render_samples_per_ray is left at 0: with 2x, pixels whose depth jumps off their neighbours' fell
+# from 0.84% to 0.32% (ngp-360-env; 4x: 0.11%, the grid's level) at +0.02 dB and 1.8x the render time.
+PROPOSAL_RENDER_FACTOR = 2
 
 
 def sampling_defaults(cfg, scene) -> dict:
     """The sampler ``cfg`` resolves to on ``scene`` and, for the proposal sampler, its counts
-    (each where left at its default) and no hidden-sample pass (few of its samples are hidden):
-    the changes for ``TrainConfig.with_kind_defaults_for``."""
+    (each where left at its default; rendering's from the training count) and no hidden-sample
+    pass (few of its samples are hidden): the changes for ``TrainConfig.with_kind_defaults_for``."""
     sampler = chosen(cfg.sampler, SAMPLER_DEFAULTS, scene)
     changes = {"sampler": sampler}
     if sampler == "proposal":
@@ -68,6 +72,8 @@ def sampling_defaults(cfg, scene) -> dict:
         for name, count in zip(("samples_per_ray", "fine_samples"), PROPOSAL_COUNTS[scene_kind(scene)]):
             if getattr(cfg, name) == getattr(fresh, name):  # left at the other samplers' default
                 changes[name] = count
+        if cfg.render_samples_per_ray == 0:
+            changes["render_samples_per_ray"] = PROPOSAL_RENDER_FACTOR * changes.get("fine_samples", cfg.fine_samples)
         if cfg.skip_hidden is None:
             changes["skip_hidden"] = False
     return changes

@@ -135,11 +135,15 @@ class ProposalHistogram:
 
 class ProposalSampler(nn.Module):
     """The proposal network and the sampling around it. ``bins``: proposal samples per ray
-    (the network is cheap: one hidden layer); ``count``: the field's samples per ray."""
+    (the network is cheap: one hidden layer); ``count``: the field's samples per ray while
+    training (gradients on); ``render_count`` (default ``count``): without gradients, when
+    rendering, where more samples cost no backward pass and smooth the depth."""
 
-    def __init__(self, aabb, bins: int, count: int, unbounded: bool, frequencies: int = 6, width: int = 64):
+    def __init__(self, aabb, bins: int, count: int, unbounded: bool, frequencies: int = 6, width: int = 64,
+                 render_count: int | None = None):
         super().__init__()
         self.bins, self.count, self.unbounded = int(bins), int(count), bool(unbounded)
+        self.render_count = int(render_count or count)
         self.pos = HarmonicSpec(frequencies)
         self.hidden = nn.Linear(self.pos.dim, width)
         self.out = nn.Linear(width, 1)
@@ -157,7 +161,7 @@ class ProposalSampler(nn.Module):
         """The field's samples for these rays, and (while gradients are on) the histogram the
         interlevel loss trains the network from."""
         n, dev = origins.shape[0], origins.device
-        bins, count = self.bins, self.count
+        bins, count = self.bins, self.count if torch.is_grad_enabled() else self.render_count
         s_lo, s_hi, scale = (torch.empty(n, device=dev) for _ in range(3))
         t = torch.empty(n * bins, device=dev)
         u = torch.rand(n * bins, device=dev, generator=generator) if jitter else torch.empty(1, device=dev)

@@ -117,8 +117,8 @@ class Renderer:
         renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
         renderer.gaps = cfg.intervals == "gaps"
         if cfg.sampler == "proposal":
-            renderer.proposal = ProposalSampler(scene.aabb, cfg.samples_per_ray, cfg.fine_samples,
-                                                scene.unbounded).to(device)
+            renderer.proposal = ProposalSampler(scene.aabb, cfg.samples_per_ray, cfg.fine_samples, scene.unbounded,
+                                                render_count=cfg.render_samples_per_ray or None).to(device)
         renderer.skip_hidden = cfg.skip_hidden_for(scene)
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box
             renderer.aabb = torch.tensor([-UNCLIPPED] * 3 + [UNCLIPPED] * 3, dtype=torch.float32,
@@ -315,7 +315,7 @@ class Renderer:
         """The most samples any ray can get: what Taichi's autodiff stack must hold."""
         most = self.samples_per_ray + self.fine_samples
         if self.proposal is not None:
-            most = max(most, self.proposal.count)
+            most = max(most, self.proposal.count, self.proposal.render_count)
         return max(most, self.grid.max_samples) if self.grid is not None else most
 
     def density(self, points: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,21 @@ def test_the_field_intervals_tile_each_ray_in_order(unbounded, bins, count):
         assert sampler.sample(origins, dirs, near, far, contract_box=AABB if unbounded else None)[1] is None
 
 
+def test_rendering_places_render_count_samples_and_training_count():
+    """Without gradients (rendering) a ray gets ``render_count`` samples, still tiling it; with
+    them (training) ``count``."""
+    sampler = ProposalSampler(AABB, 32, 12, True, render_count=30)
+    origins, dirs = rays(50, 4, inside=True)
+    with torch.no_grad():
+        rendered, histogram = sampler.sample(origins, dirs, 0.05, 1000.0, contract_box=AABB)
+    assert histogram is None and rendered.num_samples == 50 * 30 and rendered.max_per_ray == 30
+    t, delta = rendered.t.reshape(50, 30).double(), rendered.delta.reshape(50, 30).double()
+    torch.testing.assert_close((t - delta / 2)[:, 1:], (t + delta / 2)[:, :-1], rtol=1e-4, atol=1e-4)
+    trained, histogram = sampler.sample(origins, dirs, 0.05, 1000.0, contract_box=AABB)
+    assert histogram is not None and trained.num_samples == 50 * 12
+    assert ProposalSampler(AABB, 32, 12, True).render_count == 12
+
+
 @pytest.mark.parametrize("unbounded", [False, True])
 def test_samples_gather_where_the_proposal_network_sees_a_surface(unbounded):
     """A network taught a wall at a fixed depth puts most of the field's samples around it."""

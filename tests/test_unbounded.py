@@ -130,6 +130,7 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
         MARCH_STEPS_DEFAULTS,
         MIXED_PRECISION_DEFAULTS,
         PROPOSAL_COUNTS,
+        PROPOSAL_RENDER_FACTOR,
         SAMPLER_DEFAULTS,
         SKIP_HIDDEN_DEFAULTS,
     )
@@ -148,6 +149,11 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert SAMPLER_DEFAULTS["unbounded"] == trainer.cfg.sampler == "proposal" and SAMPLER_DEFAULTS["box"] == "grid"
     assert trainer.renderer.grid is None and trainer.renderer.proposal.unbounded
     assert (trainer.renderer.proposal.bins, trainer.renderer.proposal.count) == (24, PROPOSAL_COUNTS["unbounded"][1])
+    # rendering (no backward pass) places more samples, for smoother depth; given, it is kept
+    assert trainer.renderer.proposal.render_count == PROPOSAL_RENDER_FACTOR * PROPOSAL_COUNTS["unbounded"][1] > 24
+    assert trainer.cfg.render_samples_per_ray == trainer.renderer.proposal.render_count
+    given = dataclasses.replace(cfg, render_samples_per_ray=40).with_kind_defaults_for(trainer.scene)
+    assert given.render_samples_per_ray == 40
     # appearance codes by default for scenery all around (docs/BENCHMARKS.md), and the run says so
     assert trainer.field.appearance_dim == APPEARANCE_DEFAULTS["unbounded"] > 0
     assert trainer.field.appearance.num_embeddings == trainer.train.count
@@ -164,7 +170,9 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert left.mixed_precision_for(trainer.scene) is False and not MIXED_PRECISION_DEFAULTS["unbounded"]
     assert dataclasses.replace(cfg, mixed_precision=True).mixed_precision_for(trainer.scene) is True
     report_start(trainer, resume=False)
-    assert "appearance: a code of 8 numbers per training photo" in capsys.readouterr().out
+    started = capsys.readouterr().out
+    assert "appearance: a code of 8 numbers per training photo" in started
+    assert f"24 samples placed by a proposal network (24 bins; {PROPOSAL_RENDER_FACTOR * 24} when rendering)" in started
     first = trainer.step()
     assert first["samples_per_ray"] == PROPOSAL_COUNTS["unbounded"][1]
     result = trainer.run()
@@ -177,6 +185,7 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert renderer.field.appearance.num_embeddings == trainer.train.count
     for ours, theirs in zip(renderer.proposal.state_dict().values(), trainer.renderer.proposal.state_dict().values()):
         assert torch.equal(ours, theirs)
+    assert renderer.proposal.render_count == trainer.renderer.proposal.render_count
 
 
 def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):
