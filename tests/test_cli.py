@@ -49,7 +49,8 @@ def test_every_field_declares_help_and_a_known_group():
     assert "--sampler {grid,stratified,hierarchical,proposal}" in text
     assert "(proposal.py; default: SAMPLER_DEFAULTS by scene kind)" in text  # None: the help says what it means
     assert "--loss {mse,huber,pseudo-huber}" in text and "huber otherwise (default: mse)" in text
-    assert "(0: same as training; default: 0)" in text  # the default joins a help text's own parenthesis
+    # the default joins a help text's own parenthesis
+    assert "(0: same as training; proposal: PROPOSAL_RENDER_FACTOR x fine_samples; default: 0)" in text
 
 
 @pytest.mark.parametrize("argv, expected", [

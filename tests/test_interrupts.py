@@ -13,6 +13,15 @@ def deliver(sig):
     os.kill(os.getpid(), sig)  # CPython runs the Python-level handler before the next bytecode
 
 
+@pytest.fixture(autouse=True)
+def python_ctrl_c():
+    """Python's own Ctrl-C handler, whatever the suite inherited: a shell that starts a job in
+    the background (`nohup ... &`) passes SIGINT ignored, and Python then leaves it ignored."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_raises():
     before = signal.getsignal(signal.SIGINT)
     with StopRequest() as stop:
