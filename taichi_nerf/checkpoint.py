@@ -98,8 +98,8 @@ def _few(names: list[str]) -> str:
 
 def config_of(state: dict, path) -> TrainConfig:
     """The run's configuration, with the choices its defaults made by scene kind written out
-    from the tensors (appearance codes, pose corrections): a checkpoint keeps meaning what it
-    was trained as when those defaults change."""
+    from the tensors (appearance codes, pose corrections, the proposal network's width): a
+    checkpoint keeps meaning what it was trained as when those defaults change."""
     try:
         cfg = TrainConfig.from_dict(state["config"]).validate()
     except (TypeError, ValueError) as exc:
@@ -110,6 +110,9 @@ def config_of(state: dict, path) -> TrainConfig:
         cfg = cfg.replace(appearance_dim=0 if codes is None else int(codes.shape[1]))
     if cfg.refine_poses is None:
         cfg = cfg.replace(refine_poses=state.get("pose_refinement") is not None)
+    proposal = state.get("proposal")
+    if "proposal_width" not in state["config"] and isinstance(proposal, dict) and "hidden.weight" in proposal:
+        cfg = cfg.replace(proposal_width=int(proposal["hidden.weight"].shape[0]))  # 64 before it was an option
     return cfg
 
 

@@ -122,10 +122,8 @@ class TrainConfig:
     sampler: Sampler | None = option(None, SAMPLING, "grid: occupancy grid + packed marching; stratified; "
                                      "hierarchical: coarse + importance samples; proposal: a small density network "
                                      "places fine_samples (proposal.py; default: SAMPLER_DEFAULTS by scene kind)")
-    samples_per_ray: int = option(32, SAMPLING,
-                                  "samples per ray of stratified sampling, the hierarchical coarse pass, the grid's "
-                                  "warm-up and the proposal network's bins",
-                                  aliases=("--samples",))
+    samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse "
+                                  "pass, the grid's warm-up and the proposal network's bins", aliases=("--samples",))
     intervals: Intervals = option("bins", SAMPLING, "stratified sampler: the length each sample stands for when "
                                                     "compositing; bins: its bin; gaps: the distance to the next "
                                                     "sample, and 1e10 for the last, so the far end is opaque (the "
@@ -133,6 +131,7 @@ class TrainConfig:
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training; "
                                          "proposal: PROPOSAL_RENDER_FACTOR x fine_samples)")
     fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's")
+    proposal_width: int = option(32, SAMPLING, "proposal: hidden width of its one-layer density network")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
@@ -219,7 +218,7 @@ class TrainConfig:
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
         for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
                      "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views", "every",
-                     "limit"):
+                     "limit", "proposal_width"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",

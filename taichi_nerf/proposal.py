@@ -139,7 +139,7 @@ class ProposalSampler(nn.Module):
     training (gradients on); ``render_count`` (default ``count``): without gradients, when
     rendering, where more samples cost no backward pass and smooth the depth."""
 
-    def __init__(self, aabb, bins: int, count: int, unbounded: bool, frequencies: int = 6, width: int = 64,
+    def __init__(self, aabb, bins: int, count: int, unbounded: bool, frequencies: int = 6, width: int = 32,
                  render_count: int | None = None):
         super().__init__()
         self.bins, self.count, self.unbounded = int(bins), int(count), bool(unbounded)

@@ -118,6 +118,7 @@ class Renderer:
         renderer.gaps = cfg.intervals == "gaps"
         if cfg.sampler == "proposal":
             renderer.proposal = ProposalSampler(scene.aabb, cfg.samples_per_ray, cfg.fine_samples, scene.unbounded,
+                                                width=cfg.proposal_width,
                                                 render_count=cfg.render_samples_per_ray or None).to(device)
         renderer.skip_hidden = cfg.skip_hidden_for(scene)
         if not cfg.clip_to_box:  # stratified bins span all of [near, far] (the tutorials'): an unlimited sampling box

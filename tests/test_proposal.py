@@ -239,3 +239,27 @@ def test_training_with_the_proposal_sampler_resumes_and_renders(tiny_scene, tmp_
     image = renderer.render_image(trainer.val.poses, trainer.val.intrinsics, 0, trainer.val.width, trainer.val.height,
                                   trainer.background)["rgb"]
     assert torch.isfinite(image).all() and image.std() > 0.01
+
+
+@pytest.mark.slow
+def test_a_proposal_run_from_before_the_width_option_loads_and_resumes_at_its_width(tiny_scene, tmp_path):
+    """Proposal checkpoints written before ``proposal_width`` existed hold a 64-wide network: it
+    is read from the tensors, for rendering and for resuming."""
+    from taichi_nerf import checkpoint
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.runs import resume_config
+    from taichi_nerf.training import Trainer
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(tiny_scene), out=str(out), sampler="proposal", samples_per_ray=16, fine_samples=8,
+                      proposal_width=64, width=32, depth=2, batch_rays=64, steps=4, eval_every=0, preview_every=0,
+                      checkpoint_every=0, progress=False, arch="cpu")
+    Trainer(cfg).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["config"]["proposal_width"]  # as the version before the option wrote it
+    torch.save(state, out / "checkpoint.pt")
+    assert TrainConfig().proposal_width == 32
+    renderer, _, _ = checkpoint.load(out, arch="cpu")
+    assert renderer.proposal.hidden.out_features == 64
+    resumed = Trainer(resume_config(out, steps=6), resume=True)
+    assert resumed.renderer.proposal.hidden.out_features == 64 and resumed.run().step == 6
