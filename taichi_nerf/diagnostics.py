@@ -144,7 +144,7 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
         f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
     samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
         f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
-        f"{cfg.render_samples_per_ray or cfg.fine_samples} when rendering)"
+        f"{trainer.renderer.proposal.render_count} when rendering)"
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))

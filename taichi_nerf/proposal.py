@@ -193,6 +193,17 @@ class ProposalSampler(nn.Module):
         return samples, histogram
 
 
+def _interval_ends(histogram: ProposalHistogram, samples: Samples, ray: torch.Tensor):
+    """(a, b, lo, span) per field sample: its interval [t - delta/2, t + delta/2] in s, and its
+    ray's s range start and length (``ray``: each sample's ray, as int64)."""
+    lo, scale = histogram.s_lo[ray], histogram.scale[ray]
+    span = (histogram.s_hi[ray] - lo).clamp_min(1e-12)
+    half = 0.5 * samples.delta
+    a = spacing_torch(samples.t - half, scale, histogram.unbounded)
+    b = spacing_torch(samples.t + half, scale, histogram.unbounded)
+    return a, b, lo, span
+
+
 def interlevel_loss(histogram: ProposalHistogram, samples: Samples, weights: torch.Tensor) -> torch.Tensor:
     """mip-NeRF 360's proposal loss: for each field interval [t - delta/2, t + delta/2] of weight
     w, the proposal weight of the bins it overlaps, b, should be at least w; the loss is
@@ -202,11 +213,7 @@ def interlevel_loss(histogram: ProposalHistogram, samples: Samples, weights: tor
     if samples.num_samples == 0 or n == 0:
         return cumulative.sum() * 0.0
     ray = samples.ray_index.long()
-    lo, hi, scale = histogram.s_lo[ray], histogram.s_hi[ray], histogram.scale[ray]
-    half = 0.5 * samples.delta
-    a = spacing_torch(samples.t - half, scale, histogram.unbounded)
-    b = spacing_torch(samples.t + half, scale, histogram.unbounded)
-    span = (hi - lo).clamp_min(1e-12)
+    a, b, lo, span = _interval_ends(histogram, samples, ray)
     first = torch.floor((a - lo) / span * bins).long().clamp(0, bins)
     last = torch.ceil((b - lo) / span * bins - 1e-4).long().clamp(0, bins)
     last = torch.maximum(last, first)
@@ -226,12 +233,8 @@ def distortion_loss(histogram: ProposalHistogram, samples: Samples, weights: tor
     if samples.num_samples == 0 or n == 0:
         return weights.sum() * 0.0
     count = samples.num_samples // n  # the proposal's layout: ``count`` samples for every ray
-    ray = samples.ray_index.long()
-    lo, scale = histogram.s_lo[ray], histogram.scale[ray]
-    span = (histogram.s_hi - histogram.s_lo).clamp_min(1e-12)[ray]
-    half = 0.5 * samples.delta
-    a = ((spacing_torch(samples.t - half, scale, histogram.unbounded) - lo) / span).view(n, count)
-    b = ((spacing_torch(samples.t + half, scale, histogram.unbounded) - lo) / span).view(n, count)
+    a, b, lo, span = _interval_ends(histogram, samples, samples.ray_index.long())
+    a, b = ((a - lo) / span).view(n, count), ((b - lo) / span).view(n, count)
     w = weights.view(n, count)
     m = 0.5 * (a + b)
     wm = w * m

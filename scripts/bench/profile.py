@@ -33,8 +33,7 @@ def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
     tr = Trainer(cfg)
     phases = {}
     warmup = cfg.grid_warmup if tr.cfg.sampler == "grid" else 0  # the sampler as resolved for the scene
-    main = "grid" if tr.cfg.sampler == "grid" else tr.cfg.sampler  # the phase after any warm-up
-    for phase, steps in (("warm-up", warmup), (main, grid_steps)):
+    for phase, steps in (("warm-up", warmup), (tr.cfg.sampler, grid_steps)):  # the phase is the sampler's
         if steps <= 0:
             continue
         PROFILE.reset()
