@@ -6,7 +6,9 @@ GPU is lent, in under 8 minutes, written to one JSON file and one Markdown table
 2. one run on the built-in scene with the defaults: val PSNR at 60 s, time to 25 dB;
 3. one 800x800 synthetic-object run (the cow mesh when shared/ has it, else the built-in
    objects): time to 25 and 30 dB;
-4. the compositing benchmark and the training-step benchmark (scripts/benchmark.py).
+4. the compositing benchmark and the training-step benchmark (scripts/benchmark.py);
+5. where a step's time goes, stage by stage, at a small and a large batch (scripts/bench/profile.py):
+   on the first H200 (2026-12) a step cost about 8 ms plus 4 us per ray, far from the GPU's rate.
 
 ``--small`` shrinks every part (fewer tests, 32-64 px images, seconds of training) so the
 whole check runs on a 2-core CPU in about two minutes: that is how it is tested.
@@ -49,17 +51,44 @@ class Plan:
     compositing_repeats: int
     step_cfg: dict
     step_count: int
+    profile_batches: tuple[int, ...]  # rays per step of each stage profile
+    profile_steps: int
 
 
 FULL = Plan(tests=tuple(KERNEL_TESTS), test_keywords=None, test_timeout_s=240.0, builtin_size=100,
             builtin_views=100, builtin_budget_s=60.0, object_size=800, object_views=100, object_budget_s=120.0,
             eval_every_s=10.0, eval_views=4, compositing_rays=65536, compositing_repeats=10, step_cfg={},
-            step_count=200)
+            step_count=200, profile_batches=(512, 8192), profile_steps=60)
 SMALL = Plan(tests=("tests/test_backend.py", "tests/test_compositing.py"),
              test_keywords="backend or opaque_last_interval or dense_cumprod", test_timeout_s=120.0,
              builtin_size=32, builtin_views=16, builtin_budget_s=12.0, object_size=48, object_views=16,
              object_budget_s=15.0, eval_every_s=4.0, eval_views=2, compositing_rays=1024, compositing_repeats=2,
-             step_cfg={"scene_size": 32, "scene_views": 16, "grid_warmup": 8, "batch_rays": 1024}, step_count=8)
+             step_cfg={"scene_size": 32, "scene_views": 16, "grid_warmup": 8, "batch_rays": 1024}, step_count=8,
+             profile_batches=(256, 1024), profile_steps=4)
+
+
+def kernel_test_env(arch: str, environ=None) -> dict:
+    """The tests' environment: this tree first on PYTHONPATH, the caller's entries kept (a device
+    machine's packages may live only there: the first H200 run lost its wheels without them)."""
+    environ = os.environ if environ is None else environ
+    path = os.pathsep.join(p for p in (str(ROOT), environ.get("PYTHONPATH", "")) if p)
+    return {**environ, "TAICHI_NERF_TEST_ARCH": arch, "PYTHONPATH": path}
+
+
+def stage_profiles(plan: Plan, arch: str, work: Path) -> dict:
+    """The step's stages (taichi_nerf.profiling) on the built-in scene at each profile batch size,
+    the grid phase only: which stage grows with the batch."""
+    from scripts.bench.profile import profile_training
+    from taichi_nerf.config import TrainConfig
+
+    result = {}
+    for rays in plan.profile_batches:
+        cfg = TrainConfig(arch=arch, progress=False, out=str(work / f"profile_{rays}"), eval_every=0,
+                          preview_every=0, checkpoint_every=0, grid_warmup=8, batch_rays=rays,
+                          scene_size=plan.builtin_size, scene_views=plan.builtin_views)
+        phases = profile_training(cfg, plan.profile_steps)
+        result[str(rays)] = list(phases.values())[-1]  # the phase after the warm-up
+    return result
 
 
 def run_tests(plan: Plan, arch: str, out: Path) -> dict:
@@ -67,7 +96,7 @@ def run_tests(plan: Plan, arch: str, out: Path) -> dict:
     report = out / "kernel_tests.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", f"--junitxml={report}",
            *(["-k", plan.test_keywords] if plan.test_keywords else []), *plan.tests]
-    env = {**os.environ, "TAICHI_NERF_TEST_ARCH": arch, "PYTHONPATH": str(ROOT)}
+    env = kernel_test_env(arch)
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -142,6 +171,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| training step, {phase} | {result['step_batch_rays']} rays/step | "
                      f"{row['ms_per_step']:.1f} ms, {row['rays_per_s']:.0f} rays/s, "
                      f"{row['samples_per_ray']:.1f} samples/ray |")
+    for rays, p in result["profiles"].items():
+        top = p["stages"][:4]  # largest first
+        lines.append(f"| step profile, {rays} rays/step | median of {p['steps']} steps, "
+                     f"{p['samples_per_ray']:.1f} samples/ray | {p['ms_per_step_median']:.1f} ms: "
+                     + ", ".join(f"{row['stage']} {row['ms_per_step']:.2f}" for row in top) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,25 +208,28 @@ def main(argv=None) -> int:
     from scripts.bench.step import bench_training
     from taichi_nerf.config import TrainConfig
 
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    common = {"arch": arch, "progress": False, "preview_every": 0, "checkpoint_every": 0, "steps": 10**7}
-    builtin = timed_run(TrainConfig(data=None, out=str(work / "builtin"), scene_size=plan.builtin_size,
-                                    scene_views=plan.builtin_views, **common),
-                        plan.builtin_budget_s, plan.eval_every_s, plan.eval_views, label="builtin")
-    name, data = object_data(plan, work / "data", args.object)
-    obj_cfg = TrainConfig(data=data, out=str(work / "object"), scene_size=plan.object_size,
-                          scene_views=plan.object_views, **common)
-    obj = timed_run(obj_cfg, plan.object_budget_s, plan.eval_every_s, plan.eval_views, label="object")
+    # The runs' folders are scratch: the figures go into the JSON and the table.
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch:
+        work = Path(scratch)
+        common = {"arch": arch, "progress": False, "preview_every": 0, "checkpoint_every": 0, "steps": 10**7}
+        builtin = timed_run(TrainConfig(data=None, out=str(work / "builtin"), scene_size=plan.builtin_size,
+                                        scene_views=plan.builtin_views, **common),
+                            plan.builtin_budget_s, plan.eval_every_s, plan.eval_views, label="builtin")
+        name, data = object_data(plan, work / "data", args.object)
+        obj_cfg = TrainConfig(data=data, out=str(work / "object"), scene_size=plan.object_size,
+                              scene_views=plan.object_views, **common)
+        obj = timed_run(obj_cfg, plan.object_budget_s, plan.eval_every_s, plan.eval_views, label="object")
 
-    bench_start = time.perf_counter()
-    compositing = bench_compositing(plan.compositing_rays, plan.compositing_repeats)
-    step_cfg = TrainConfig(arch=arch, progress=False, out=str(work / "step"), eval_every=0, preview_every=0,
-                           checkpoint_every=0, **plan.step_cfg)
-    step = bench_training(step_cfg, plan.step_count)
+        bench_start = time.perf_counter()
+        compositing = bench_compositing(plan.compositing_rays, plan.compositing_repeats)
+        step_cfg = TrainConfig(arch=arch, progress=False, out=str(work / "step"), eval_every=0, preview_every=0,
+                               checkpoint_every=0, **plan.step_cfg)
+        step = bench_training(step_cfg, plan.step_count)
+        profiles = stage_profiles(plan, arch, work)
 
     result = {"machine": machine(), "arch": arch, "small": args.small, "date": time.strftime("%Y-%m-%d %H:%M"),
               "tests": tests, "builtin": builtin, "object_name": name, "object": obj, "compositing": compositing,
-              "step": step, "step_batch_rays": step_cfg.batch_rays,
+              "step": step, "step_batch_rays": step_cfg.batch_rays, "profiles": profiles,
               "benchmarks_wall_s": round(time.perf_counter() - bench_start, 1),
               "total_s": round(time.perf_counter() - start, 1)}
     (out / "gpu_check.json").write_text(json.dumps(result, indent=1))

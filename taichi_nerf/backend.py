@@ -119,6 +119,14 @@ def _start_taichi(arch: str, stack: int, verbose: bool) -> str:
     return "cuda" if ti.lang.impl.current_cfg().arch == ti.cuda else "cpu"
 
 
+def float32_trig_is_approximate() -> bool:
+    """Whether Taichi's float32 sin/cos are fast approximations on the running arch (CUDA's
+    are, with errors growing with the argument; the CPU's are accurate). For ``ti.static``."""
+    import taichi as ti
+
+    return ti.lang.impl.current_cfg().arch == ti.cuda
+
+
 def current() -> Backend:
     """The active backend, initialising a CPU/auto one on first use."""
     return _current if _current is not None else init("auto")

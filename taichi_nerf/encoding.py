@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import taichi as ti
 import torch
 
+from . import backend
 from .space import box_centre_half, contract
 
 
@@ -30,6 +31,19 @@ class HarmonicSpec:
 
 
 _REANCHOR = 8  # octaves per direct sin/cos evaluation; error grows ~2^7 x float32 rounding at most
+
+
+@ti.func
+def _sin_cos(a):
+    """sin and cos of ``a``, accurate to float32 rounding on every backend. Taichi's CUDA float32
+    sin/cos are fast approximations, far off for large arguments (2^9 x 4 here: 3e-4 on an
+    H200, 2026-12), and the double-angle octaves after each anchor double its error; there the
+    float64 functions are used. On the CPU they are accurate, and float64 would cost 40%."""
+    s, c = ti.sin(a), ti.cos(a)
+    if ti.static(backend.float32_trig_is_approximate()):
+        a64 = ti.cast(a, ti.f64)
+        s, c = ti.cast(ti.sin(a64), ti.f32), ti.cast(ti.cos(a64), ti.f32)
+    return s, c
 
 
 @ti.func
@@ -49,8 +63,7 @@ def _encode(v: ti.template(), frequencies: ti.i32, include_input: ti.i32, base: 
         # rounding error doubles with each doubling, so every 8th octave starts afresh.
         if k % _REANCHOR == 0:
             for c in ti.static(range(3)):
-                s[c] = ti.sin(scale * v[c])
-                co[c] = ti.cos(scale * v[c])
+                s[c], co[c] = _sin_cos(scale * v[c])
         else:
             s, co = 2.0 * s * co, co * co - s * s
         for c in ti.static(range(3)):
@@ -101,8 +114,8 @@ def _encode_adjoint(v: ti.template(), frequencies: ti.i32, include_input: ti.i32
     scale = base
     for _k in range(frequencies):
         for c in ti.static(range(3)):
-            a = scale * v[c]
-            g[c] += scale * (ti.cos(a) * g_out[i, col + c] - ti.sin(a) * g_out[i, col + 3 + c])
+            sin_a, cos_a = _sin_cos(scale * v[c])
+            g[c] += scale * (cos_a * g_out[i, col + c] - sin_a * g_out[i, col + 3 + c])
         col += 6
         scale *= 2.0
     return g

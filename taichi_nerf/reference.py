@@ -59,13 +59,29 @@ def composite_dense(sigma, rgb, t, delta, background):
     return colour, acc, (w * t).sum(1), w
 
 
+def importance_pdf_cdf(weights, n):
+    """Per ray (n rows): each coarse bin's probability and the CDF at the bins' edges (n, s + 1)."""
+    w = weights.reshape(n, -1).double() + 1e-5
+    pdf = w / w.sum(1, keepdim=True)
+    return pdf, torch.cat([torch.zeros(n, 1, dtype=torch.float64), torch.cumsum(pdf, 1)], 1)
+
+
+def importance_cdf_at(t_near, t_far, weights, t):
+    """The resampling CDF at distances ``t`` (n, k): the forward map of sampling.importance's
+    inverse CDF, well conditioned where the inverse is not (bins of almost no weight)."""
+    n = t_near.shape[0]
+    pdf, cdf = importance_pdf_cdf(weights, n)
+    s = pdf.shape[1]
+    x = (t.double() - t_near.double()[:, None]) / ((t_far - t_near).double()[:, None] / s)
+    j = x.floor().long().clamp(0, s - 1)
+    return torch.gather(cdf, 1, j) + torch.gather(pdf, 1, j) * (x - j.double()).clamp(0, 1)
+
+
 def importance(t_near, t_far, coarse_t, weights, u, fine_per_ray):
     """Inverse-CDF resampling and sorted merge, per ray in float64 (see sampling.importance)."""
     n = t_near.shape[0]
     s = coarse_t.shape[0] // n
-    w = weights.view(n, s).double() + 1e-5
-    pdf = w / w.sum(1, keepdim=True)
-    cdf = torch.cat([torch.zeros(n, 1, dtype=torch.float64), torch.cumsum(pdf, 1)], 1)
+    pdf, cdf = importance_pdf_cdf(weights, n)
     uu = u.view(n, fine_per_ray).double()
     j = (torch.searchsorted(cdf, uu, right=True) - 1).clamp(0, s - 1)
     below = torch.gather(cdf, 1, j)

@@ -94,6 +94,13 @@ def test_no_import_cycles():
     assert find_cycle(import_graph()) is None
 
 
+def test_every_folder_of_the_package_is_a_regular_package():
+    # A folder without __init__.py imports as a namespace package: it works in place, but the
+    # house rules above and tools that walk packages treat it as a different thing.
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    assert sorted(str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").exists()) == []
+
+
 def test_no_module_over_450_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}

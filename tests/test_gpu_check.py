@@ -15,10 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable}
+    scratch = tmp_path / "tmp"  # its runs' folders: removed when it is done
+    scratch.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(scratch)}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--small", "--arch", "cpu", "--out",
                            str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not any(p.name.startswith("gpu_check_") for p in scratch.iterdir())
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     tests = result["tests"]
     assert tests["exit_code"] == 0 and tests["tests"] >= 5 and tests["failures"] == tests["errors"] == 0
@@ -29,8 +32,26 @@ def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
     assert [row["samples"] for row in result["compositing"]] == [64, 128, 256]
     assert all(row["fast_fwd_ms"] > 0 and row["torch_fwd_bwd_ms"] > 0 for row in result["compositing"])
     assert result["step"] and all(p["ms_per_step"] > 0 and p["rays_per_s"] > 0 for p in result["step"].values())
+    assert list(result["profiles"]) == ["256", "1024"]
+    for p in result["profiles"].values():
+        assert p["ms_per_step_median"] > 0 and p["stages"] and all(row["ms_per_step"] >= 0 for row in p["stages"])
     table = (tmp_path / "gpu_check.md").read_text()
     assert re.search(r"\| kernel \+ zero-copy tests \| .* \| \d+ passed, 0 failed", table)
     assert len(re.findall(r"\d+\.\d\d dB after \d+ steps", table)) == 2
     assert len(re.findall(r"\| compositing, \d+ rays x \d+ samples \|", table)) == 3
     assert re.search(r"\| training step, .* \| \d+\.\d ms, \d+ rays/s", table)
+    assert len(re.findall(r"\| step profile, \d+ rays/step \| .* \| \d+\.\d ms: \w", table)) == 2
+
+
+def test_kernel_tests_keep_the_callers_python_path():
+    """On a device machine the carried packages live only on PYTHONPATH: the kernel tests'
+    subprocess must see them, after this tree."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from scripts.gpu_check import kernel_test_env
+    finally:
+        sys.path.remove(str(ROOT))
+    env = kernel_test_env("cuda", {"PYTHONPATH": "/tmp/site", "HOME": "/root"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/tmp/site"]
+    assert env["TAICHI_NERF_TEST_ARCH"] == "cuda" and env["HOME"] == "/root"
+    assert kernel_test_env("cpu", {})["PYTHONPATH"] == str(ROOT)

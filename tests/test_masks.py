@@ -126,6 +126,17 @@ def test_llff_masks_of_another_size_and_extension(tmp_path):
     _alpha_matches_masks(ds)
 
 
+@pytest.mark.parametrize("masks_name", ["masks", "masks_4"])
+def test_llff_masks_beside_a_pre_shrunk_images_folder_alone(tmp_path, masks_name):
+    """A capture shipped with only images_4/ (no images/): its masks/ or masks_4/ still count."""
+    root = write_llff(tmp_path / "ds")
+    (root / "images").rename(root / "images_4")
+    (root / "masks").rename(root / masks_name)
+    ds = load_dataset(root, downscale=4)
+    assert any(f"from {masks_name}/" in n for n in ds.notes), ds.notes
+    _alpha_matches_masks(ds)
+
+
 def test_colmap_layout_with_colmap_mask_names(tmp_path):
     ds = load_dataset(write_colmap_text(tmp_path / "ds"))
     assert ds.format == "colmap"

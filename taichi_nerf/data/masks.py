@@ -136,8 +136,11 @@ def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
         images = _listed_images(images_dir)
     elif format == "llff":
         root = path.parent if path.is_file() else path
-        images_dir = root / "images"
-        if not images_dir.is_dir():
+        # images/, else a pre-shrunk images_K/ (a capture shipped shrunk): the same names either way
+        shrunk = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
+                        key=lambda p: int(p.name[7:]))
+        images_dir = next((p for p in [root / "images", *shrunk] if p.is_dir()), None)
+        if images_dir is None:
             return None
         images = _listed_images(images_dir)
     elif format == "colmap":
