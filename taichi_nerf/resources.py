@@ -86,13 +86,20 @@ def _train_samples(cfg) -> int:
 # 5.5 s in chunks of 64k samples; PyTorch3D's (width 256, 576k samples) 17.0 s against 8.5 s
 # in chunks of 16k. It also caps a step's memory at one chunk's activations.
 CHUNK_ACTIVATIONS = 1 << 22
+# On CUDA the chunks are for memory only: each one pays a whole step's kernel launches and syncs
+# (the H200, 2026-12-04: ~9 ms per chunk whatever its size, so 16384 rays in 8 chunks of 2048 took
+# 73 ms a step against 8 ms for 512 rays). 64M floats (256 MB) per layer keeps a step's activations
+# to a few GB and the usual batches in one piece.
+CHUNK_ACTIVATIONS_CUDA = 1 << 26
 RAY_BYTES = 128  # a batch's per-ray buffers: origin, direction, target, alpha, background, outputs
 
 
-def train_chunk_rays(cfg) -> int:
-    """Rays per chunk of a training batch: about CHUNK_ACTIVATIONS floats per MLP layer."""
+def train_chunk_rays(cfg, device="cpu") -> int:
+    """Rays per chunk of a training batch: about CHUNK_ACTIVATIONS floats per MLP layer on the
+    CPU (its caches), CHUNK_ACTIVATIONS_CUDA on a GPU (its memory)."""
     widest = max(cfg.width, cfg.color_width or 0)
-    return max(1, CHUNK_ACTIVATIONS // (widest * _train_samples(cfg)))
+    budget = CHUNK_ACTIVATIONS_CUDA if str(device).startswith("cuda") else CHUNK_ACTIVATIONS
+    return max(1, budget // (widest * _train_samples(cfg)))
 
 
 def _model_bytes(cfg) -> float:
@@ -129,7 +136,7 @@ def check_training(cfg, device: str, pixels_per_image: int | None = None) -> Non
         rays, flag, value = cfg.batch_images * pixels_per_image, "--batch-images", cfg.batch_images
     else:
         rays = 0
-    chunk = min(rays, train_chunk_rays(cfg)) * samples * per_sample  # the MLP sees a chunk at a time
+    chunk = min(rays, train_chunk_rays(cfg, device)) * samples * per_sample  # the MLP sees a chunk at a time
     step = rays * RAY_BYTES + chunk
     if step > room:
         what = f"{rays} rays x {samples} samples per ray"

@@ -228,7 +228,7 @@ class Trainer:
         batch, so the gradient is the whole batch's. With ``pixel_index``, the rays' errors go back
         to the error map (ray_batches.py). Returns (loss, mse, samples), detached."""
         n = origins.shape[0]
-        chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg)
+        chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg, self.backend.device)
         per_ray_background = background.shape[0] == n  # else one colour for all (a single ray slices the same)
         loss_sum = mse_sum = torch.zeros((), device=origins.device)
         samples = 0

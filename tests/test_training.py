@@ -499,3 +499,9 @@ def test_chunks_split_only_batches_that_outgrow_the_caches():
     assert train_chunk_rays(keras) * keras.samples_per_ray * keras.width == CHUNK_ACTIVATIONS
     pytorch3d = TrainConfig().with_preset("pytorch3d")  # 4500 rays x 128 samples, width 256: 36 chunks
     assert math.ceil(pytorch3d.batch_rays / train_chunk_rays(pytorch3d)) == 36
+    # On CUDA a chunk costs a whole step's launches (H200: ~9 ms each): batches stay whole
+    # far beyond the default, and the chunks only bound the memory
+    assert train_chunk_rays(default, "cuda") >= 32 * default.batch_rays
+    assert train_chunk_rays(default, torch.device("cuda")) == train_chunk_rays(default, "cuda")
+    assert train_chunk_rays(default, torch.device("cpu")) == train_chunk_rays(default)
+    assert math.ceil(pytorch3d.batch_rays / train_chunk_rays(pytorch3d, "cuda")) == 3
