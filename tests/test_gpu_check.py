@@ -25,7 +25,8 @@ def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     tests = result["tests"]
     assert tests["exit_code"] == 0 and tests["tests"] >= 5 and tests["failures"] == tests["errors"] == 0
-    for part in (result["builtin"], result["object"]):
+    assert result["large_batch"] == 1024
+    for part in (result["builtin"], result["builtin_large_batch"], result["object"]):
         assert part["steps"] >= 1 and part["rays_per_s"] > 0 and part["samples_per_ray"] > 0
         assert len(part["curve"]) >= 2 and all(math.isfinite(v) and v > 5.0 for _, v, _ in part["curve"])
         assert "seconds_to_25db" in part and "seconds_to_30db" in part  # None: not reached in the small budget
@@ -37,7 +38,8 @@ def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
         assert p["ms_per_step_median"] > 0 and p["stages"] and all(row["ms_per_step"] >= 0 for row in p["stages"])
     table = (tmp_path / "gpu_check.md").read_text()
     assert re.search(r"\| kernel \+ zero-copy tests \| .* \| \d+ passed, 0 failed", table)
-    assert len(re.findall(r"\d+\.\d\d dB after \d+ steps", table)) == 2
+    assert len(re.findall(r"\d+\.\d\d dB after \d+ steps", table)) == 3
+    assert "| built-in run, 1024 rays/step |" in table
     assert len(re.findall(r"\| compositing, \d+ rays x \d+ samples \|", table)) == 3
     assert re.search(r"\| training step, .* \| \d+\.\d ms, \d+ rays/s", table)
     assert len(re.findall(r"\| step profile, \d+ rays/step \| .* \| \d+\.\d ms: \w", table)) == 2
