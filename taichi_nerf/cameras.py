@@ -148,20 +148,31 @@ def _image_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), came
         _pixel_ray(poses, intr, camera, ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
 
 
+@ti.func
+def _gather_pixel(rgba: ti.template(), img, p, background: ti.template(), r, target_rgb: ti.template(),
+                  target_alpha: ti.template()):
+    width = rgba.shape[2]
+    y, x = p // width, p % width
+    a = ti.f32(rgba[img, y, x, 3]) / 255.0
+    b = r if background.shape[0] > 1 else 0
+    for c in ti.static(range(3)):
+        # Straight alpha composited on the (per-ray) background, as the renderer does.
+        target_rgb[r, c] = ti.f32(rgba[img, y, x, c]) / 255.0 * a + (1.0 - a) * background[b, c]
+    target_alpha[r] = a
+
+
 @ti.kernel
-def _gather_pixels_kernel(rgba: ti.types.ndarray(), image_index: ti.types.ndarray(), pixel_index: ti.types.ndarray(),
-                          background: ti.types.ndarray(), target_rgb: ti.types.ndarray(),
-                          target_alpha: ti.types.ndarray()):
+def _training_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), rgba: ti.types.ndarray(),
+                          image_index: ti.types.ndarray(), pixel_index: ti.types.ndarray(),
+                          background: ti.types.ndarray(), origins: ti.types.ndarray(), dirs: ti.types.ndarray(),
+                          target_rgb: ti.types.ndarray(), target_alpha: ti.types.ndarray()):
+    # One launch for the rays and their targets: on the CPU a launch costs ~100 us before any
+    # work (CONTRIBUTING.md), more than this kernel's work at a training batch's size.
     width = rgba.shape[2]
     for r in range(pixel_index.shape[0]):
         img, p = image_index[r], pixel_index[r]
-        y, x = p // width, p % width
-        a = ti.f32(rgba[img, y, x, 3]) / 255.0
-        b = r if background.shape[0] > 1 else 0
-        for c in ti.static(range(3)):
-            # Straight alpha composited on the (per-ray) background, as the renderer does.
-            target_rgb[r, c] = ti.f32(rgba[img, y, x, c]) / 255.0 * a + (1.0 - a) * background[b, c]
-        target_alpha[r] = a
+        _pixel_ray(poses, intr, img, ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
+        _gather_pixel(rgba, img, p, background, r, target_rgb, target_alpha)
 
 
 def batch_rays(poses: torch.Tensor, intrinsics: torch.Tensor, image_index: torch.Tensor,
@@ -185,15 +196,19 @@ def image_rays(poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width
     return origins, dirs
 
 
-def gather_pixels(rgba: torch.Tensor, image_index: torch.Tensor, pixel_index: torch.Tensor,
-                  background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target colours (composited on ``background``: (1, 3) or per ray (N, 3)) and alphas."""
-    n = pixel_index.shape[0]
-    rgb = torch.empty(n, 3, device=pixel_index.device)
-    alpha = torch.empty(n, device=pixel_index.device)
+def training_rays(poses: torch.Tensor, intrinsics: torch.Tensor, rgba: torch.Tensor, image_index: torch.Tensor,
+                  pixel_index: torch.Tensor, background: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training batch: the rays through (image, pixel) pairs of ``rgba`` (images, H, W, 4 uint8)
+    and their targets, composited on ``background`` ((1, 3) or per ray (N, 3)): (origins, dirs,
+    target colours, alphas)."""
+    n, dev = pixel_index.shape[0], pixel_index.device
+    origins, dirs, rgb = (torch.empty(n, 3, device=dev) for _ in range(3))
+    alpha = torch.empty(n, device=dev)
     if n:
-        _gather_pixels_kernel(rgba, image_index, pixel_index, background.contiguous(), rgb, alpha)
-    return rgb, alpha
+        _training_rays_kernel(poses, intrinsics, rgba, image_index, pixel_index, background.contiguous(), origins,
+                              dirs, rgb, alpha)
+    return origins, dirs, rgb, alpha
 
 
 # --- normalised device coordinates (forward-facing scenes) -------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cameras import batch_rays, gather_pixels
+from .cameras import training_rays
 
 
 def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
@@ -82,8 +82,7 @@ def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: 
         for _ in range(steps):
             pixels = torch.randint(0, split.width * split.height, (rays,), generator=generator, device=device,
                                    dtype=torch.int32)
-            origins, dirs = batch_rays(poses, intrinsics, first, pixels, split.width)
-            target, _ = gather_pixels(rgba, first, pixels, background)
+            origins, dirs, target, _ = training_rays(poses, intrinsics, rgba, first, pixels, background)
             origins, dirs = refine(origins, dirs, first)
             loss = torch.nn.functional.mse_loss(renderer.render_rays(origins, dirs, background).rgb, target)
             optimizer.zero_grad(set_to_none=True)

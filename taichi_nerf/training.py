@@ -166,9 +166,8 @@ class Trainer:
             background = torch.rand(n, 3, generator=g, device=dev)
         else:
             background = self.background
-        origins, dirs = cameras.batch_rays(self.train.poses, self.train.intrinsics, image_index, pixel_index,
-                                           self.train.width)
-        target, alpha = cameras.gather_pixels(self.train.rgba, image_index, pixel_index, background)
+        origins, dirs, target, alpha = cameras.training_rays(self.train.poses, self.train.intrinsics, self.train.rgba,
+                                                             image_index, pixel_index, background)
         return origins, dirs, background, target, alpha, image_index, pixel_index
 
     def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):

@@ -6,7 +6,7 @@ import torch
 
 from taichi_nerf import reference
 from taichi_nerf.backgrounds import background_colour, over_background
-from taichi_nerf.cameras import batch_rays, gather_pixels, image_rays, look_at, orbit_poses, sphere_poses
+from taichi_nerf.cameras import batch_rays, image_rays, look_at, orbit_poses, sphere_poses, training_rays
 from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
 from taichi_nerf.sampling import OPAQUE_END, ray_bounds, stratified
 
@@ -44,6 +44,35 @@ def test_batch_rays_match_reference(device, n_rays):
     o, d = batch_rays(poses.to(device), intr.to(device), img.to(device), pix.to(device), w)
     ro, rd = reference_rays(poses, intr, img.long(), pix.long(), w)
     assert rel_err(o, ro) < 1e-6 and rel_err(d, rd) < 2e-6
+
+
+def test_training_rays_are_batch_rays_with_their_pixels(device):
+    """The fused training-batch kernel: the same rays as batch_rays, and each ray's own pixel."""
+    w, h, n = 37, 23, 300
+    poses, intr = random_cameras(5, w, h, n)
+    g = torch.Generator().manual_seed(2)
+    img = torch.randint(0, 5, (n,), generator=g, dtype=torch.int32)
+    pix = torch.randint(0, w * h, (n,), generator=g, dtype=torch.int32)
+    rgba = torch.randint(0, 256, (5, h, w, 4), generator=g, dtype=torch.uint8)
+    bg = torch.rand(n, 3, generator=g)
+    args = [x.to(device) for x in (poses, intr, rgba, img, pix, bg)]
+    o, d, rgb, alpha = training_rays(*args)
+    o2, d2 = batch_rays(args[0], args[1], args[3], args[4], w)
+    assert torch.equal(o, o2) and torch.equal(d, d2)
+    pixel = rgba.reshape(5, -1, 4)[img.long(), pix.long()].float() / 255.0
+    a = pixel[:, 3:]
+    assert torch.allclose(alpha.cpu(), a[:, 0])
+    assert torch.allclose(rgb.cpu(), pixel[:, :3] * a + (1 - a) * bg, atol=1e-6)
+
+
+def gather_pixels(rgba, img, pix, background):
+    """The targets of training_rays alone (its rays through an identity camera)."""
+    n = pix.shape[0]
+    poses = torch.eye(4)[:3].reshape(1, 3, 4).to(rgba.device)
+    intr = torch.tensor([[1.0, 1.0, 0.5, 0.5, 0, 0, 0, 0]], device=rgba.device)  # no distortion
+    _, _, rgb, alpha = training_rays(poses, intr, rgba, img, pix, background)
+    assert rgb.shape == (n, 3) and alpha.shape == (n,)
+    return rgb, alpha
 
 
 def test_image_rays_chunk_equals_batch_rays(device):
