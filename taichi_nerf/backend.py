@@ -119,6 +119,20 @@ def _start_taichi(arch: str, stack: int, verbose: bool) -> str:
     return "cuda" if ti.lang.impl.current_cfg().arch == ti.cuda else "cpu"
 
 
+# Per-ray loops of at most this many rays run on one thread on the CPU (``serial_loop``): a
+# training batch (512 rays) is; a render chunk (4096) is not.
+SERIAL_LOOP_ITEMS = 1024
+
+
+def serial_loop(items: int) -> bool:
+    """Whether a kernel's loop over ``items`` rays runs on one thread. On the CPU, waking Taichi's
+    thread pool costs ~95 us a launch, more than a training batch's work per kernel gains from the
+    second core: marching, compositing both ways and the ray batch on one thread made 3.9% more
+    steps (docs/BENCHMARKS.md, "Kernel launch overhead on the CPU"). Pass it as a ``ti.template()``
+    argument to ``ti.loop_config(serialize=...)``: the kernel compiles once for each value."""
+    return current().arch == "cpu" and items <= SERIAL_LOOP_ITEMS
+
+
 def float32_trig_is_approximate() -> bool:
     """Whether Taichi's float32 sin/cos are fast approximations on the running arch (CUDA's
     are, with errors growing with the argument; the CPU's are accurate). For ``ti.static``."""

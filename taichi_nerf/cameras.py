@@ -10,7 +10,7 @@ import numpy as np
 import taichi as ti
 import torch
 
-from .backend import autodiff_leaf
+from .backend import autodiff_leaf, serial_loop
 
 
 def unit(v) -> np.ndarray:
@@ -165,10 +165,12 @@ def _gather_pixel(rgba: ti.template(), img, p, background: ti.template(), r, tar
 def _training_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), rgba: ti.types.ndarray(),
                           image_index: ti.types.ndarray(), pixel_index: ti.types.ndarray(),
                           background: ti.types.ndarray(), origins: ti.types.ndarray(), dirs: ti.types.ndarray(),
-                          target_rgb: ti.types.ndarray(), target_alpha: ti.types.ndarray()):
+                          target_rgb: ti.types.ndarray(), target_alpha: ti.types.ndarray(),
+                          serial: ti.template()):
     # One launch for the rays and their targets: on the CPU a launch costs ~100 us before any
     # work (CONTRIBUTING.md), more than this kernel's work at a training batch's size.
     width = rgba.shape[2]
+    ti.loop_config(serialize=serial)
     for r in range(pixel_index.shape[0]):
         img, p = image_index[r], pixel_index[r]
         _pixel_ray(poses, intr, img, ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
@@ -207,7 +209,7 @@ def training_rays(poses: torch.Tensor, intrinsics: torch.Tensor, rgba: torch.Ten
     alpha = torch.empty(n, device=dev)
     if n:
         _training_rays_kernel(poses, intrinsics, rgba, image_index, pixel_index, background.contiguous(), origins,
-                              dirs, rgb, alpha)
+                              dirs, rgb, alpha, serial_loop(n))
     return origins, dirs, rgb, alpha
 
 

@@ -45,7 +45,8 @@ METHODS = ("fast", "autodiff")
 def _forward_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti.types.ndarray(),
                     offsets: ti.types.ndarray(), counts: ti.types.ndarray(), background: ti.types.ndarray(),
                     out_rgb: ti.types.ndarray(), out_opacity: ti.types.ndarray(),
-                    out_depth: ti.types.ndarray(), out_weights: ti.types.ndarray()):
+                    out_depth: ti.types.ndarray(), out_weights: ti.types.ndarray(), serial: ti.template()):
+    ti.loop_config(serialize=serial)
     for r in range(offsets.shape[0]):
         trans = 1.0
         acc = ti.Vector([0.0, 0.0, 0.0, 0.0, 0.0])  # colour, opacity, depth
@@ -69,7 +70,9 @@ def _adjoint_kernel(transmit: ti.types.ndarray(), rgb: ti.types.ndarray(), t: ti
                     background: ti.types.ndarray(), out_rgb: ti.types.ndarray(), out_opacity: ti.types.ndarray(),
                     out_depth: ti.types.ndarray(), out_weights: ti.types.ndarray(), g_rgb: ti.types.ndarray(),
                     g_opacity: ti.types.ndarray(), g_depth: ti.types.ndarray(), g_weights: ti.types.ndarray(),
-                    has_g_weights: ti.i32, grad_sigma: ti.types.ndarray(), grad_rgb: ti.types.ndarray()):
+                    has_g_weights: ti.i32, grad_sigma: ti.types.ndarray(), grad_rgb: ti.types.ndarray(),
+                    serial: ti.template()):
+    ti.loop_config(serialize=serial)
     for r in range(offsets.shape[0]):
         b = r if background.shape[0] > 1 else 0
         g = ti.Vector([g_rgb[r, 0], g_rgb[r, 1], g_rgb[r, 2]])
@@ -106,7 +109,8 @@ def _fast_composite(sigma, rgb, t, delta, offsets, counts, background,
                     out_rgb, out_opacity, out_depth, out_weights, transmit):
     """Fills the outputs and ``transmit`` (exp(-sigma delta), kept for the adjoint)."""
     torch.exp(torch.mul(sigma, delta, out=transmit).neg_(), out=transmit)
-    _forward_kernel(transmit, rgb, t, offsets, counts, background, out_rgb, out_opacity, out_depth, out_weights)
+    _forward_kernel(transmit, rgb, t, offsets, counts, background, out_rgb, out_opacity, out_depth, out_weights,
+                    backend.serial_loop(offsets.shape[0]))
 
 
 @ti.ad.grad_for(_fast_composite)
@@ -118,7 +122,8 @@ def _fast_composite_adjoint(sigma, rgb, t, delta, offsets, counts, background,
     has_g_weights = g_weights is not None
     _adjoint_kernel(transmit, rgb, t, delta, offsets, counts, background, out_rgb, out_opacity, out_depth,
                     out_weights, out_rgb.grad, out_opacity.grad, out_depth.grad,
-                    g_weights if has_g_weights else transmit[:1], int(has_g_weights), sigma.grad, rgb.grad)
+                    g_weights if has_g_weights else transmit[:1], int(has_g_weights), sigma.grad, rgb.grad,
+                    backend.serial_loop(offsets.shape[0]))
 
 
 def _outputs(n: int, m: int, dev) -> list[torch.Tensor]:

@@ -26,6 +26,7 @@ import datetime
 import os
 import re
 import sys
+import tempfile
 
 import torch
 
@@ -357,10 +358,14 @@ def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
                          f"give at most {torch.cuda.device_count()}, or --arch cpu")
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
-    args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "-m", "taichi_nerf",
-                                *without_devices_flag(argv)])
+    # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
+    # folder that nobody removes, one per run; what a failure says is reported below instead.
+    logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
+    args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
+                                "-m", "taichi_nerf", *without_devices_flag(argv)])
     try:
-        torchrun.run(args)
+        with logs:
+            torchrun.run(args)
     except ChildFailedError as exc:
         ranks = sorted(exc.failures.items())
         said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else

@@ -16,6 +16,7 @@ import taichi as ti
 import torch
 from torch import nn
 
+from . import backend
 from .packing import Samples, offsets_of, ray_box
 from .space import box_norm, contract, contracted_box
 
@@ -59,7 +60,9 @@ def _march_kernel(origins: ti.types.ndarray(), dirs: ti.types.ndarray(), aabb: t
                   step: ti.f32, cone: ti.f32, jitter: ti.types.ndarray(), use_jitter: ti.i32,
                   max_samples: ti.i32, inner: ti.types.ndarray(), unbounded: ti.i32,
                   counts: ti.types.ndarray(), offsets: ti.types.ndarray(), fill: ti.template(),
-                  t_out: ti.types.ndarray(), delta_out: ti.types.ndarray(), ray_out: ti.types.ndarray()):
+                  t_out: ti.types.ndarray(), delta_out: ti.types.ndarray(), ray_out: ti.types.ndarray(),
+                  serial: ti.template()):
+    ti.loop_config(serialize=serial)
     for r in range(origins.shape[0]):
         o = ti.Vector([origins[r, 0], origins[r, 1], origins[r, 2]])
         d = ti.Vector([dirs[r, 0], dirs[r, 1], dirs[r, 2]])
@@ -295,15 +298,16 @@ class OccupancyGrid(nn.Module):
         args = (origins, dirs, self.aabb, float(near), float(far), self.resolution, self.occupied,
                 self.step * step_scale, self.cone_angle, u, int(jitter), self.max_samples, self.inner,
                 int(self.unbounded))
+        serial = backend.serial_loop(n)
         if n:
-            _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i)
+            _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i, serial)
         offsets = offsets_of(counts)
         m = int(counts.sum()) if n else 0  # the one sync: buffers must be sized
         t = torch.empty(m, device=dev)
         delta = torch.empty(m, device=dev)
         ray_index = torch.empty(m, dtype=torch.int32, device=dev)
         if m:
-            _march_kernel(*args, counts, offsets, True, t, delta, ray_index)
+            _march_kernel(*args, counts, offsets, True, t, delta, ray_index, serial)
         return Samples(t, delta, ray_index, offsets, counts, self.max_samples)
 
     def get_extra_state(self) -> dict:

@@ -208,3 +208,20 @@ def test_unused_weights_give_the_gradients_of_a_zero_weight_gradient(device, cou
     used = composite_with_grads(sigma, rgb, samples, bg, ups, method)
     assert torch.allclose(unused[4], zero[4], rtol=1e-6, atol=1e-7) and torch.equal(unused[5], zero[5])
     assert rel_err(used[4], unused[4]) > 1e-2
+
+
+def test_serial_and_parallel_loops_agree_bit_for_bit(device, monkeypatch):
+    """backend.serial_loop runs small batches' per-ray loops on one thread (on the CPU): each ray
+    is independent, so the outputs and gradients must not depend on it."""
+    from taichi_nerf import backend
+
+    counts = [0, 1, 7, 130, 3, 256, 64] * 20
+    sigma, rgb, samples, bg = random_packed(counts, device, 11, per_ray_bg=True)
+    ups = upstream(len(counts), samples.num_samples, 11, device)
+    runs = []
+    for items in (0, 10**9):  # every loop parallel, then every loop serial (where the arch allows)
+        monkeypatch.setattr(backend, "SERIAL_LOOP_ITEMS", items)
+        runs.append(composite_with_grads(sigma, rgb, samples, bg, ups, "fast"))
+    assert backend.serial_loop(len(counts)) == (backend.current().arch == "cpu")
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)

@@ -113,8 +113,11 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
              "32",
              "--eval-every", "0", "--preview-every", "0", "--log-every", "5", "--no-progress", "--arch", "cpu",
              "--video-frames", "0"]
+    scratch = tmp_path / "tmp"  # the launcher's TMPDIR: torchrun's log folders must not pile up there
+    scratch.mkdir()
     launcher = subprocess.Popen([*train, "--devices", "2", "--steps", "5000", "--checkpoint-every", "10"], cwd=ROOT,
-                                env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env={**process_env(), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not (out / "checkpoint.pt").is_file() and launcher.poll() is None and time.monotonic() < deadline:
@@ -148,9 +151,11 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
     # ... and that one-process checkpoint continues with 2 ranks again.
     res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 10), "--devices",
                           "2",
-                          "--video-frames", "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True,
-                         timeout=300, check=False)
+                          "--video-frames", "0"], cwd=ROOT, env={**process_env(), "TMPDIR": str(scratch)},
+                         capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
+    left = [p.name for p in scratch.iterdir() if "torchrun" in p.name or "torchelastic" in p.name]
+    assert not left, left  # the failed run's and the finished run's log folders are gone
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["step"] == saved["step"] + 10 and resumed["world_size"] == 2
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -396,3 +396,20 @@ def test_importance_concentrates_samples_where_weight_is(device):
     bin_lo, bin_hi = 2.0 + 20 * 4 / 32, 2.0 + 21 * 4 / 32
     inside = ((s.t >= bin_lo) & (s.t <= bin_hi)).view(n, -1).sum(1)
     assert (inside >= 0.9 * fine).all()
+
+
+def test_march_is_the_same_on_one_thread_and_on_many(device, monkeypatch):
+    """backend.serial_loop marches a training batch on one thread (on the CPU): same samples."""
+    from taichi_nerf import backend
+
+    grid = OccupancyGrid(BOX, resolution=32, steps_across=128, device=device)
+    grid.update(sphere_density(1.2, 1.0))
+    o, d = rays_towards_origin(300, device, spread=1.4)
+    runs = []
+    for items in (0, 10**9):
+        monkeypatch.setattr(backend, "SERIAL_LOOP_ITEMS", items)
+        gen = torch.Generator(device=device).manual_seed(5)
+        runs.append(grid.march(o, d, 2.0, 6.0, generator=gen, jitter=True))
+    a, b = runs
+    assert a.num_samples > 300 and torch.equal(a.counts, b.counts) and torch.equal(a.offsets, b.offsets)
+    assert torch.equal(a.t, b.t) and torch.equal(a.delta, b.delta) and torch.equal(a.ray_index, b.ray_index)
