@@ -56,15 +56,15 @@ def sampled_images(trainer, monkeypatch):
     """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
     import taichi_nerf.cameras as cameras
 
-    seen, original = {}, cameras.batch_rays
+    seen, original = {}, cameras.training_rays
 
-    def spy(poses, intrinsics, image_index, pixel_index, width):
+    def spy(poses, intrinsics, rgba, image_index, pixel_index, background):
         seen["images"], seen["pixels"] = image_index.cpu(), pixel_index.cpu()
-        return original(poses, intrinsics, image_index, pixel_index, width)
+        return original(poses, intrinsics, rgba, image_index, pixel_index, background)
 
-    monkeypatch.setattr(cameras, "batch_rays", spy)
+    monkeypatch.setattr(cameras, "training_rays", spy)
     trainer.sample_batch()
-    monkeypatch.setattr(cameras, "batch_rays", original)
+    monkeypatch.setattr(cameras, "training_rays", original)
     return seen["images"], seen["pixels"]
 
 
