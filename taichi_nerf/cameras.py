@@ -149,10 +149,8 @@ def _image_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), came
 
 
 @ti.func
-def _gather_pixel(rgba: ti.template(), img, p, background: ti.template(), r, target_rgb: ti.template(),
+def _gather_pixel(rgba: ti.template(), img, y, x, background: ti.template(), r, target_rgb: ti.template(),
                   target_alpha: ti.template()):
-    width = rgba.shape[2]
-    y, x = p // width, p % width
     a = ti.f32(rgba[img, y, x, 3]) / 255.0
     b = r if background.shape[0] > 1 else 0
     for c in ti.static(range(3)):
@@ -173,8 +171,9 @@ def _training_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), r
     ti.loop_config(serialize=serial)
     for r in range(pixel_index.shape[0]):
         img, p = image_index[r], pixel_index[r]
-        _pixel_ray(poses, intr, img, ti.f32(p % width) + 0.5, ti.f32(p // width) + 0.5, origins, dirs, r)
-        _gather_pixel(rgba, img, p, background, r, target_rgb, target_alpha)
+        y, x = p // width, p % width
+        _pixel_ray(poses, intr, img, ti.f32(x) + 0.5, ti.f32(y) + 0.5, origins, dirs, r)
+        _gather_pixel(rgba, img, y, x, background, r, target_rgb, target_alpha)
 
 
 def batch_rays(poses: torch.Tensor, intrinsics: torch.Tensor, image_index: torch.Tensor,

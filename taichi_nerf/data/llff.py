@@ -85,14 +85,19 @@ def ndc_box(poses: np.ndarray, intr: np.ndarray, focal: float, width: int, heigh
     return np.array([-half[0], -half[1], -1.0, half[0], half[1], 1.0])
 
 
+def pre_shrunk_folders(root: Path) -> list[Path]:
+    """The ``images_K/`` folders beside ``images/``, smallest K first."""
+    return sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
+                  key=lambda p: int(p.name[7:]))
+
+
 def _image_folder(root: Path, downscale: int) -> tuple[Path, int, str | None]:
     """(folder, extra decode factor, note): a pre-shrunk images_K when it exists."""
     if downscale > 1 and (root / f"images_{downscale}").is_dir():
         return root / f"images_{downscale}", 1, None
     if (root / "images").is_dir():
         return root / "images", downscale, None
-    shrunk = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
-                    key=lambda p: int(p.name[7:]))
+    shrunk = pre_shrunk_folders(root)
     if shrunk:
         return shrunk[0], downscale, f"no images/ folder: using {shrunk[0].name}/"
     raise DataError(f"{root}: LLFF layout needs an images/ folder next to poses_bounds.npy")

@@ -119,6 +119,7 @@ def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
     """(image stem -> mask file, where they came from) for the dataset at ``path`` in layout
     ``format``, or None when it has no masks. Refuses masks that do not match the images."""
     from .colmap_model import find_model
+    from .llff import pre_shrunk_folders
 
     path = Path(path)
     if format in ("instant-ngp", "blender"):
@@ -137,9 +138,7 @@ def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
     elif format == "llff":
         root = path.parent if path.is_file() else path
         # images/, else a pre-shrunk images_K/ (a capture shipped shrunk): the same names either way
-        shrunk = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
-                        key=lambda p: int(p.name[7:]))
-        images_dir = next((p for p in [root / "images", *shrunk] if p.is_dir()), None)
+        images_dir = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
         if images_dir is None:
             return None
         images = _listed_images(images_dir)
