@@ -5,12 +5,14 @@ import pickle
 import re
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from . import backend
 from .config import TrainConfig
 from .files import write_atomic
+from .kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
 from .rendering import Renderer
 from .scene import Scene
 
@@ -110,6 +112,12 @@ def config_of(state: dict, path) -> TrainConfig:
         cfg = cfg.replace(appearance_dim=0 if codes is None else int(codes.shape[1]))
     if cfg.refine_poses is None:
         cfg = cfg.replace(refine_poses=state.get("pose_refinement") is not None)
+    if cfg.march_steps is None and isinstance(state.get("scene"), dict):  # saved before they were written out
+        kind = scene_kind(SimpleNamespace(ndc=bool(state["scene"].get("ndc")),
+                                          unbounded=bool(state["scene"].get("unbounded"))))
+        cfg = cfg.replace(march_steps=MARCH_STEPS_BEFORE_WRITTEN[kind])
+    if cfg.render_march_steps is None:  # ...and rendered as they trained
+        cfg = cfg.replace(render_march_steps=cfg.march_steps)
     proposal = state.get("proposal")
     if "proposal_width" not in state["config"] and isinstance(proposal, dict) and "hidden.weight" in proposal:
         cfg = cfg.replace(proposal_width=int(proposal["hidden.weight"].shape[0]))  # 64 before it was an option
@@ -118,13 +126,14 @@ def config_of(state: dict, path) -> TrainConfig:
 
 def with_saved_choices(cfg: TrainConfig, resume: bool) -> TrainConfig:
     """``cfg`` for a run that resumes from the checkpoint in ``cfg.out``: what its defaults
-    chose by scene kind when it started (appearance codes, pose refinement) where ``cfg``
-    leaves it to the defaults, which may have changed since."""
-    if not resume or (cfg.appearance_dim is not None and cfg.refine_poses is not None):
+    chose by scene kind when it started (appearance codes, pose refinement, marching steps)
+    where ``cfg`` leaves it to the defaults, which may have changed since."""
+    if not resume or (cfg.appearance_dim is not None and cfg.refine_poses is not None and cfg.march_steps is not None):
         return cfg
     saved = saved_config(cfg.out)
     return cfg.replace(appearance_dim=saved.appearance_dim if cfg.appearance_dim is None else None,
-                       refine_poses=saved.refine_poses if cfg.refine_poses is None else None)
+                       refine_poses=saved.refine_poses if cfg.refine_poses is None else None,
+                       march_steps=saved.march_steps if cfg.march_steps is None else None)
 
 
 def saved_config(path) -> TrainConfig:

@@ -137,6 +137,8 @@ class TrainConfig:
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
     march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (default: "
                                                      "MARCH_STEPS_DEFAULTS by scene kind)")
+    render_march_steps: int | None = option(None, SAMPLING, "grid marching steps across the box when rendering "
+                                                            "(default: objects 2x --march-steps, others 1x)")
     skip_hidden: bool | None = option(None, SAMPLING, "training: densities first, without gradients, then the full "
                                                       "pass only for samples in front of where each ray turned "
                                                       "opaque (default: SKIP_HIDDEN_DEFAULTS by scene kind)")
@@ -217,8 +219,8 @@ class TrainConfig:
             if value not in choices and not (value is None and hint != without_none(hint)):
                 problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
         for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
-                     "log_every", "grid_update_every", "march_steps", "grid_resolution", "eval_views", "every",
-                     "limit", "proposal_width"):
+                     "log_every", "grid_update_every", "march_steps", "render_march_steps", "grid_resolution",
+                     "eval_views", "every", "limit", "proposal_width"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
@@ -231,7 +233,7 @@ class TrainConfig:
         for name in ("pos_frequencies", "dir_frequencies"):
             if getattr(self, name) > MAX_FREQUENCIES:  # 2^k overflows float32 precision long before
                 problems.append(f"{name} must be at most {MAX_FREQUENCIES}")
-        for name in ("samples_per_ray", "render_samples_per_ray", "fine_samples", "march_steps"):
+        for name in ("samples_per_ray", "render_samples_per_ray", "fine_samples", "march_steps", "render_march_steps"):
             # Taichi's autodiff stack is sized by this, per thread
             if getattr(self, name) is not None and getattr(self, name) > MAX_SAMPLES:
                 problems.append(f"{name} must be at most {MAX_SAMPLES}")
@@ -336,7 +338,7 @@ class TrainConfig:
         return chosen(self.mixed_precision, MIXED_PRECISION_DEFAULTS, scene)
 
     def with_kind_defaults_for(self, scene) -> "TrainConfig":
-        """lr, lr_warmup, pixel_sampling and the sampler resolved for ``scene``: its saved config resumes alike."""
+        """lr, lr_warmup, pixel_sampling, sampler and march steps resolved for ``scene``: saved, they resume alike."""
         return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
                                    lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
                                    pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene),

@@ -180,12 +180,17 @@ class OccupancyGrid(nn.Module):
 
     A module with buffers ``aabb``, ``density``, ``occupied`` and the update count as extra
     state, so ``state_dict``/``load_state_dict`` and ``.to()`` come from torch. Grids saved
-    before it was a module (keys density/occupied/updates/resolution/step) still load."""
+    before it was a module (keys density/occupied/updates/resolution/step) still load.
+
+    ``render_steps_across`` (default ``steps_across``): the steps when rendering, which has no
+    backward pass and stops opaque rays, so it can afford finer ones (``render_step_scale``)."""
 
     def __init__(self, aabb: torch.Tensor, resolution: int = 64, steps_across: int = 192,
                  decay: float = 0.95, min_alpha: float = 0.01, cone_angle: float = 0.0, device="cpu",
-                 unbounded: bool = False, full_updates: int = 4, explore_fraction: float = 0.125):
+                 unbounded: bool = False, full_updates: int = 4, explore_fraction: float = 0.125,
+                 render_steps_across: int | None = None):
         super().__init__()
+        self.render_step_scale = steps_across / (render_steps_across or steps_across)
         device = torch.device(device)
         inner = torch.as_tensor(aabb, dtype=torch.float32).to(device).contiguous()
         self.unbounded = bool(unbounded)
@@ -288,16 +293,17 @@ class OccupancyGrid(nn.Module):
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
               generator: torch.Generator | None = None, jitter: bool = False, step_scale: float = 1.0) -> Samples:
         """Packed samples of every step that falls in an occupied cell; ``step_scale`` > 1
-        marches coarser (an unbounded scene's warm-up, before the grid knows anything)."""
+        marches coarser (an unbounded scene's warm-up, before the grid knows anything), < 1
+        finer (rendering, ``render_step_scale``), with room for as many more samples per ray."""
         n = origins.shape[0]
+        most = self.max_samples if step_scale >= 1 else math.ceil((self.max_samples - 1) / step_scale) + 1
         dev = origins.device
         u = torch.rand(n, device=dev, generator=generator) if jitter else torch.empty(1, device=dev)
         counts = torch.empty(n, dtype=torch.int32, device=dev)
         dummy_f = torch.empty(1, device=dev)
         dummy_i = torch.empty(1, dtype=torch.int32, device=dev)
         args = (origins, dirs, self.aabb, float(near), float(far), self.resolution, self.occupied,
-                self.step * step_scale, self.cone_angle, u, int(jitter), self.max_samples, self.inner,
-                int(self.unbounded))
+                self.step * step_scale, self.cone_angle, u, int(jitter), most, self.inner, int(self.unbounded))
         serial = backend.serial_loop(n)
         if n:
             _march_kernel(*args, counts, dummy_i, False, dummy_f, dummy_f, dummy_i, serial)
@@ -308,7 +314,7 @@ class OccupancyGrid(nn.Module):
         ray_index = torch.empty(m, dtype=torch.int32, device=dev)
         if m:
             _march_kernel(*args, counts, offsets, True, t, delta, ray_index, serial)
-        return Samples(t, delta, ray_index, offsets, counts, self.max_samples)
+        return Samples(t, delta, ray_index, offsets, counts, most)
 
     def get_extra_state(self) -> dict:
         return {"updates": self.updates}

@@ -107,6 +107,7 @@ class Renderer:
         grid = None
         if cfg.sampler == "grid" or (scene.unbounded and cfg.sampler != "proposal"):  # unbounded: march (render_rays)
             grid = OccupancyGrid(torch.tensor(scene.aabb), cfg.grid_resolution, cfg.march_steps_for(scene),
+                                 render_steps_across=cfg.render_march_steps,
                                  device=device, unbounded=scene.unbounded)
         fine = cfg.fine_samples if cfg.sampler == "hierarchical" else 0
         # bf16 where it is fast: asked for, or by default on a CPU with bf16 instructions (backend.use_bf16)
@@ -193,7 +194,9 @@ class Renderer:
         if self.grid is not None and (self.grid.updates > 0 or self.scene.unbounded):
             # An unbounded scene has no finite interval to stratify: before its grid knows
             # anything it marches the all-occupied grid with coarser steps instead.
-            scale = 1.0 if self.grid.updates > 0 else UNBOUNDED_WARMUP_STEP_SCALE
+            scale = UNBOUNDED_WARMUP_STEP_SCALE
+            if self.grid.updates > 0:  # rendering (no gradients) marches finer: it has no backward pass
+                scale = 1.0 if torch.is_grad_enabled() else self.grid.render_step_scale
             samples = self.grid.march(origins, dirs, self.scene.near, self.scene.far, generator, jitter, scale)
         else:
             t_near, t_far = ray_bounds(origins, dirs, self.aabb, self.scene.near, self.scene.far)

@@ -120,6 +120,33 @@ def test_a_checkpoint_keeps_the_choices_its_defaults_made(run):
     assert cfg.appearance_dim == 3 and cfg.refine_poses is True
 
 
+def test_a_run_writes_its_marching_steps_and_older_runs_keep_theirs(tiny_scene, tmp_path):
+    """The marching steps the scene kind chose are written into the run's config, so a render or
+    a resume marches as the training did after the default changes; a run saved before they were
+    written out (march_steps null) marched an object's box in 192 steps, and reads back so."""
+    from taichi_nerf.kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, MARCH_STEPS_DEFAULTS, RENDER_MARCH_FACTOR
+
+    out = tmp_path / "run"
+    Trainer(tiny_config(tiny_scene, out, steps=2, march_steps=None, eval_every=0, preview_every=0,
+                        checkpoint_every=0)).run()
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["config"]["march_steps"] == MARCH_STEPS_DEFAULTS["box"] != MARCH_STEPS_BEFORE_WRITTEN["box"] == 192
+    assert state["config"]["render_march_steps"] == RENDER_MARCH_FACTOR["box"] * MARCH_STEPS_DEFAULTS["box"]
+    grid = checkpoint.load(out)[0].grid
+    assert grid.max_samples == MARCH_STEPS_DEFAULTS["box"] + 1
+    assert grid.render_step_scale == 1 / RENDER_MARCH_FACTOR["box"]
+    state["config"]["march_steps"] = state["config"]["render_march_steps"] = None  # as the version before wrote it
+    torch.save(state, out / "checkpoint.pt")
+    saved = checkpoint.config_of(state, out)
+    assert (saved.march_steps, saved.render_march_steps) == (192, 192)
+    grid = checkpoint.load(out)[0].grid
+    assert grid.max_samples == 193 and grid.render_step_scale == 1.0
+    resumed = Trainer(tiny_config(tiny_scene, out, steps=3, march_steps=None, eval_every=0, preview_every=0,
+                                  checkpoint_every=0), resume=True)
+    assert resumed.cfg.march_steps == 192 and resumed.renderer.grid.max_samples == 193
+    assert resumed.run().step == 3
+
+
 @pytest.mark.slow
 def test_appearance_codes_learn_each_photos_exposure(tiny_scene, tmp_path):
     """Every other training photo a stop darker: the codes of the dark photos part from the

@@ -61,6 +61,30 @@ def test_untrained_grid_marches_every_step_inside_the_box(device):
     assert torch.equal(s.ray_index.long(), torch.repeat_interleave(torch.arange(200, device=device), s.counts.long()))
 
 
+def test_rendering_marches_finer_than_training(device):
+    """A grid built with render_steps_across takes that many steps when a renderer draws
+    without gradients (validation, previews, videos), with room for every one of them: a ray
+    across the whole box is not cut off at the training march's sample count."""
+    grid = OccupancyGrid(BOX, resolution=16, steps_across=32, render_steps_across=64, device=device)
+    assert grid.render_step_scale == 0.5
+    o = torch.tensor([[-3.0, -3.0, -3.0]], device=device)
+    d = torch.nn.functional.normalize(torch.ones(1, 3, device=device), dim=1)  # along the diagonal: all of it
+    coarse, fine = grid.march(o, d, 0.1, 10.0), grid.march(o, d, 0.1, 10.0, step_scale=grid.render_step_scale)
+    assert abs(int(coarse.counts[0]) - 32) <= 1 and abs(int(fine.counts[0]) - 64) <= 1
+    assert fine.max_per_ray >= int(fine.counts[0]) > grid.max_samples
+    assert torch.allclose(fine.delta, torch.full_like(fine.delta, grid.step / 2))
+    assert float(fine.t.max()) > float(coarse.t.max()) - grid.step  # out to the box's far corner
+
+    scene = Scene(aabb=BOX.tolist(), near=0.1, far=10.0)
+    enc = HarmonicSpec(2)
+    renderer = Renderer(RadianceField(enc.dim, 0, 16, 1), enc, None, scene, 8, device, grid)
+    grid.updates = 1  # the renderer marches the grid once it has been updated
+    with torch.no_grad():
+        drawn = renderer.render_rays(o, d, torch.ones(1, 3, device=device)).samples
+    trained = renderer.render_rays(o, d, torch.ones(1, 3, device=device)).samples
+    assert int(drawn.counts[0]) == int(fine.counts[0]) and int(trained.counts[0]) == int(coarse.counts[0])
+
+
 def test_marching_skips_empty_space(device):
     grid = OccupancyGrid(BOX, resolution=32, steps_across=128, device=device)
     grid.update(sphere_density(0.6, 50.0), torch.Generator(device=device).manual_seed(0))

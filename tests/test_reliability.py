@@ -376,9 +376,9 @@ def io_bytes(data: bytes):
 
 # --- the property: any number either runs or is refused in one line ------------------------
 NUMERIC_FLAGS = {name: kind for name, kind in (
-    ("steps", int), ("batch_rays", int), ("batch_images", int), ("samples_per_ray", int), ("width", int), ("depth",
-                                                                                                           int),
-    ("pos_frequencies", int), ("grid_resolution", int), ("march_steps", int), ("seed", int), ("eval_every", int),
+    ("steps", int), ("batch_rays", int), ("batch_images", int), ("samples_per_ray", int), ("width", int),
+    ("depth", int), ("pos_frequencies", int), ("grid_resolution", int), ("march_steps", int),
+    ("render_march_steps", int), ("seed", int), ("eval_every", int),
     ("downscale", int), ("scene_size", int), ("lr", float), ("lr_final", float), ("lr_step_at", float),
     ("near", float), ("far", float), ("density_bias", float), ("frequency_base", float), ("huber_delta", float),
     ("time_limit_s", float), ("silhouette_weight", float))}

@@ -159,7 +159,7 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert trainer.field.appearance.num_embeddings == trainer.train.count
     # fewer marching steps by default: the grid carves little of the scenery (docs/BENCHMARKS.md)
     defaults = dataclasses.replace(cfg, march_steps=None)
-    assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["box"]
+    assert defaults.march_steps_for(trainer.scene) == MARCH_STEPS_DEFAULTS["unbounded"] < MARCH_STEPS_DEFAULTS["ndc"]
     # ...and marching it drops the samples behind opaque scenery (81% of them on a trained field);
     # few of the proposal's samples are hidden, so it has no such pass
     assert SKIP_HIDDEN_DEFAULTS["unbounded"] and not SKIP_HIDDEN_DEFAULTS["box"] and not trainer.renderer.skip_hidden
