@@ -342,7 +342,7 @@ class TrainConfig:
         return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
                                    lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
                                    pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene),
-                                   **sampling_defaults(self, scene))
+                                   **sampling_defaults(self, scene, MAX_SAMPLES))
 
     @property
     def eval_samples(self) -> int:

@@ -71,14 +71,15 @@ PROPOSAL_COUNTS = {"box": (64, 32), "ndc": (64, 16), "unbounded": (64, 24)}
 PROPOSAL_RENDER_FACTOR = 2
 
 
-def sampling_defaults(cfg, scene) -> dict:
-    """The sampler and marching steps ``cfg`` resolves to on ``scene`` and, for the proposal sampler, its counts
-    (each where left at its default; rendering's from the training count) and no hidden-sample
-    pass (few of its samples are hidden): the changes for ``TrainConfig.with_kind_defaults_for``."""
+def sampling_defaults(cfg, scene, most_steps: int) -> dict:
+    """The sampler and marching steps (rendering's at most ``most_steps``) ``cfg`` resolves to on
+    ``scene`` and, for the proposal sampler, its counts (each where left at its default;
+    rendering's from the training count) and no hidden-sample pass (few of its samples are
+    hidden): the changes for ``TrainConfig.with_kind_defaults_for``."""
     sampler = chosen(cfg.sampler, SAMPLER_DEFAULTS, scene)
     steps = chosen(cfg.march_steps, MARCH_STEPS_DEFAULTS, scene)
-    changes = {"sampler": sampler, "march_steps": steps,
-               "render_march_steps": cfg.render_march_steps or RENDER_MARCH_FACTOR[scene_kind(scene)] * steps}
+    render = cfg.render_march_steps or min(RENDER_MARCH_FACTOR[scene_kind(scene)] * steps, max(steps, most_steps))
+    changes = {"sampler": sampler, "march_steps": steps, "render_march_steps": render}
     if sampler == "proposal":
         fresh = type(cfg)()
         for name, count in zip(("samples_per_ray", "fine_samples"), PROPOSAL_COUNTS[scene_kind(scene)]):

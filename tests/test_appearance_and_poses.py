@@ -124,6 +124,7 @@ def test_a_run_writes_its_marching_steps_and_older_runs_keep_theirs(tiny_scene, 
     """The marching steps the scene kind chose are written into the run's config, so a render or
     a resume marches as the training did after the default changes; a run saved before they were
     written out (march_steps null) marched an object's box in 192 steps, and reads back so."""
+    from taichi_nerf.config import MAX_SAMPLES, TrainConfig
     from taichi_nerf.kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, MARCH_STEPS_DEFAULTS, RENDER_MARCH_FACTOR
 
     out = tmp_path / "run"
@@ -145,6 +146,9 @@ def test_a_run_writes_its_marching_steps_and_older_runs_keep_theirs(tiny_scene, 
                                   checkpoint_every=0), resume=True)
     assert resumed.cfg.march_steps == 192 and resumed.renderer.grid.max_samples == 193
     assert resumed.run().step == 3
+    # twice a very fine training march stays within what a saved config is checked against
+    fine = TrainConfig(march_steps=MAX_SAMPLES - 10).with_kind_defaults_for(resumed.scene).validate()
+    assert fine.render_march_steps == MAX_SAMPLES
 
 
 @pytest.mark.slow
