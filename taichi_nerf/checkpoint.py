@@ -124,16 +124,18 @@ def config_of(state: dict, path) -> TrainConfig:
     return cfg
 
 
+# What a run's defaults chose by scene kind when it started, which a resume keeps (the defaults may have changed since).
+SAVED_CHOICES = ("appearance_dim", "refine_poses", "march_steps", "render_march_steps")
+
+
 def with_saved_choices(cfg: TrainConfig, resume: bool) -> TrainConfig:
-    """``cfg`` for a run that resumes from the checkpoint in ``cfg.out``: what its defaults
-    chose by scene kind when it started (appearance codes, pose refinement, marching steps)
-    where ``cfg`` leaves it to the defaults, which may have changed since."""
-    if not resume or (cfg.appearance_dim is not None and cfg.refine_poses is not None and cfg.march_steps is not None):
+    """``cfg`` for a run that resumes from the checkpoint in ``cfg.out``: the saved
+    ``SAVED_CHOICES`` wherever ``cfg`` leaves them to the defaults."""
+    left = [name for name in SAVED_CHOICES if getattr(cfg, name) is None]
+    if not resume or not left:
         return cfg
     saved = saved_config(cfg.out)
-    return cfg.replace(appearance_dim=saved.appearance_dim if cfg.appearance_dim is None else None,
-                       refine_poses=saved.refine_poses if cfg.refine_poses is None else None,
-                       march_steps=saved.march_steps if cfg.march_steps is None else None)
+    return cfg.replace(**{name: getattr(saved, name) for name in left})
 
 
 def saved_config(path) -> TrainConfig:

@@ -145,6 +145,7 @@ def test_a_run_writes_its_marching_steps_and_older_runs_keep_theirs(tiny_scene, 
     resumed = Trainer(tiny_config(tiny_scene, out, steps=3, march_steps=None, eval_every=0, preview_every=0,
                                   checkpoint_every=0), resume=True)
     assert resumed.cfg.march_steps == 192 and resumed.renderer.grid.max_samples == 193
+    assert resumed.cfg.render_march_steps == 192 and resumed.renderer.grid.render_step_scale == 1.0
     assert resumed.run().step == 3
     # twice a very fine training march stays within what a saved config is checked against
     fine = TrainConfig(march_steps=MAX_SAMPLES - 10).with_kind_defaults_for(resumed.scene).validate()
