@@ -5,7 +5,7 @@
 # Writes OUT/gpu_check.json and OUT/gpu_check.md (OUT: --out, default gpu_check/).
 #
 #   scripts/gpu_check.sh                          # on the GPU machine (--arch cuda)
-#   scripts/gpu_check.sh --small --arch cpu       # the same, shrunk: ~2 minutes on a 2-core CPU
+#   scripts/gpu_check.sh --small --arch cpu       # the same, shrunk: under a minute on a 2-core CPU
 #   scripts/gpu_check.sh --out /tmp/gc --object builtin
 #
 # Every option goes to scripts/gpu_check.py (--help lists them). Exit 0: all ran and the

@@ -8,6 +8,16 @@ import torch
 
 # Tests run on the CPU backend unless TAICHI_NERF_TEST_ARCH says otherwise (the GPU machine).
 ARCH = os.environ.get("TAICHI_NERF_TEST_ARCH", "cpu")
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(**extra: str) -> dict:
+    """The environment for a ``python -m taichi_nerf`` subprocess: this checkout first on
+    PYTHONPATH (the caller's entries kept after it), unbuffered output, and ``extra``. Without it a
+    subprocess imports whatever is installed, which need not be the tree under test (a stale
+    editable install once failed four CLI tests with "No module named taichi_nerf")."""
+    path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
 @pytest.fixture(scope="session", autouse=True)

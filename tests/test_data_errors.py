@@ -2,12 +2,10 @@
 documented repair), through load_dataset and through the CLI; and a property test that
 malformed transforms files either load or raise DataError, never anything else."""
 import json
-import os
 import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +18,10 @@ from taichi_nerf import cli
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import load_dataset
 
+from .conftest import checkout_env
+
 POSE = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]
 POSE2 = [[0, 0, 1, 4], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def png(path, size=(8, 8), mode="RGBA", value=128):
@@ -192,9 +191,8 @@ def test_other_formats_bad_files(tmp_path):
 
 # --- through the command line --------------------------------------------------------------
 def run_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True,
+                          env=checkout_env(), timeout=120)
 
 
 @pytest.mark.parametrize("case", ["missing", "malformed", "nan_pose"])

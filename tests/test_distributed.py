@@ -11,17 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import rel_err, tiny_config
+from .conftest import CHECKOUT as ROOT
+from .conftest import checkout_env, rel_err, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def process_env(**extra) -> dict:
     """One thread per process, this checkout first on the path, no rank variables but ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TI_CPU_MAX_NUM_THREADS="1", **extra)
-    return env
+    env = checkout_env(OMP_NUM_THREADS="1", TI_CPU_MAX_NUM_THREADS="1", **extra)
+    return {k: v for k, v in env.items() if k not in RANK_VARIABLES or k in extra}
 
 
 def free_port() -> int:

@@ -1,13 +1,12 @@
 """The whole tool as a user runs it: make a scene, train from the CLI, render, evaluate."""
 import json
-import os
 import subprocess
 import sys
 
 import imageio.v3 as iio
 import pytest
 
-from .conftest import ARCH
+from .conftest import ARCH, checkout_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +18,7 @@ MIN_GAIN_DB = 6.0
 
 def cli(*args, timeout=600):
     res = subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True, timeout=timeout,
-                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                         env=checkout_env())
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 

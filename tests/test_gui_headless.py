@@ -16,16 +16,15 @@ import pytest
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 TIMEOUT_S = 240
-REPO = Path(__file__).resolve().parents[1]
 
 
 def child_env() -> dict:
     """Subprocesses run in a scratch folder: make sure they import this checkout. One torch
     thread: the fields here are tiny, and on a busy machine oversubscribed OpenMP threads
-    made this scenario seven times slower."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+    made this scenario seven times slower. (Imported here: this file also runs as a script.)"""
+    from .conftest import checkout_env
+
+    return checkout_env(OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 def require_vulkan():

@@ -19,6 +19,8 @@ import pytest
 
 from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
+from .conftest import checkout_env
+
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
@@ -76,10 +78,9 @@ class Session:
         self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-fbdir",
                                       str(self.fbdir),
                                       "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        repo = str(Path(__file__).resolve().parents[1])  # the GUI runs in a scratch folder: import this checkout
-        self.env = dict(os.environ, DISPLAY=f":{self.display}",
-                        PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
-        self.env.setdefault("OMP_NUM_THREADS", "1")  # tiny field: one thread, robust on a busy machine
+        # The GUI runs in a scratch folder (checkout_env: it imports this checkout); a tiny field:
+        # one thread, robust on a busy machine.
+        self.env = checkout_env(DISPLAY=f":{self.display}", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         self.status_path = tmp / "status.json"
         try:
             self._wait(lambda: Path(f"/tmp/.X11-unix/X{self.display}").exists(), 20, "Xvfb did not start")

@@ -13,7 +13,7 @@ import pytest
 import taichi_nerf as tn
 from taichi_nerf import cli, runs
 
-from .conftest import ARCH, TINY, refused, snapshot
+from .conftest import ARCH, TINY, checkout_env, refused, snapshot
 
 
 def test_train_overwrite_with_a_missing_dataset_keeps_the_run(run, tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_the_lock_refuses_a_second_holder_and_is_gone_after_release(tmp_path):
 def _train_process(run, tiny_scene, *extra):
     argv = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(run),
             "--video-frames", "0", *TINY, *extra]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=checkout_env())
 
 
 def _wait_for_lock(folder, proc, timeout=120.0) -> int:
@@ -115,14 +115,14 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
     try:
         assert _wait_for_lock(run, first) == first.pid
         second = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--resume", str(run), "--no-progress"],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, env=checkout_env())
         assert second.returncode == 2
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and f"process {first.pid}" in lines[0], second.stderr
         # the same refusal for a fresh run told to overwrite it: nothing of the live run is touched
         third = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out",
                                 str(run), "--overwrite", "--video-frames", "0", *TINY], capture_output=True, text=True,
-                               timeout=120)
+                               timeout=120, env=checkout_env())
         assert third.returncode == 2 and f"process {first.pid}" in third.stderr, third.stderr
         assert (run / "config.json").is_file()
     finally:

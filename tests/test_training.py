@@ -1,7 +1,6 @@
 """Trainer behaviour: outputs, reproducibility, resume, interruption, divergence."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from taichi_nerf.config import TrainConfig
 from taichi_nerf.rendering import RayOutput
 from taichi_nerf.training import Trainer, TrainingDiverged
 
-from .conftest import sampled_images, tiny_config
+from .conftest import checkout_env, sampled_images, tiny_config
 
 
 def params(trainer):
@@ -105,9 +104,8 @@ def test_config_validation_and_file(tmp_path):
 
 
 def run_cli(*args, timeout=300, **kw):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, **kw)
+                          timeout=timeout, env=checkout_env(), **kw)
 
 
 @pytest.mark.slow
@@ -118,7 +116,7 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
            "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples", "16", "--checkpoint-every", "100000",
            "--eval-every", "100000", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=checkout_env())
     # wait until it is training (metrics appear), then interrupt
     import time
 

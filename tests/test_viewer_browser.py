@@ -3,7 +3,6 @@ WebGL (SwiftShader). `taichi-nerf gui --web --ckpt RUN --train` serves a tiny tr
 the page must show the scene, follow a drag of the camera, and stop the step count when its
 pause button is pressed. Skipped only where chromium is not installed (CI installs it)."""
 import io
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import ARCH, tiny_config
+from .conftest import ARCH, checkout_env, tiny_config
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -66,7 +65,7 @@ def viewer_process(tiny_scene, tmp_path):
         trainer.step()
     trainer.save_checkpoint()
     log = open(tmp_path / "viewer.log", "w")  # noqa: SIM115 (the process writes it until the test ends)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = checkout_env()
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "gui", "--web", "--ckpt", str(run), "--train",
                              "--steps", "100000", "--arch", ARCH, "--no-progress", "--viewer-port", "0",
                              "--viewer-resolution", "256", "--seconds", "120",
