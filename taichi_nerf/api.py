@@ -44,7 +44,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
              progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
              overwrite: bool = False, appearance_image: int | None = None, align_steps: int = 0) -> dict:
     """PSNR and SSIM per image of a split and their means (``appearance_image``: rendered with
-    that training image's appearance code, not the mean). ``images_dir``: also write each
+    that training image's appearance code, not the mean; ``object_psnr`` too where the photos
+    have transparency: the PSNR of the object's pixels alone). ``images_dir``: also write each
     view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
     side by side) and the result as ``metrics.json`` (what ``render --split`` does); a folder
     holding an earlier render needs ``overwrite``, which removes only that render's files.
@@ -67,6 +68,9 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
+    # A masked capture or a render is mostly background, which a field learns first: where the
+    # photos have transparency, the object's own pixels (alpha > 0) are also scored alone.
+    objects = bool((part.rgba[:count, ..., 3] < 255).any())
     if images_dir is not None:  # every refusing check is behind us
         render_folder.clear_earlier_render(images_dir)
     images = []
@@ -76,6 +80,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         target = over_background(part.rgba[i], bg)
         name = part.names[i] if part.names else str(i)
         images.append({"name": name, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
+        if objects:
+            images[-1]["object_psnr"] = psnr(pred, target, part.rgba[i][..., 3] > 0)
         if align_steps:
             pose, moved = align_camera(renderer, part, i, bg, align_steps)
             poses = part.poses.clone()
@@ -91,6 +97,9 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
         "images": images,
     }
+    if objects:  # views whose object is out of frame (NaN) do not count
+        scored = [r["object_psnr"] for r in images if not np.isnan(r["object_psnr"])]
+        result["object_psnr"] = float(np.mean(scored)) if scored else None
     if align_steps:
         result.update(align_steps=align_steps, aligned_psnr=np.mean([r["aligned_psnr"] for r in images]),
                       aligned_ssim=np.mean([r["aligned_ssim"] for r in images]))

@@ -12,8 +12,15 @@ def mse_to_psnr(mse: float) -> float:
     return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return mse_to_psnr(float(((pred.float() - target.float()) ** 2).mean()))
+def psnr(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = None) -> float:
+    """PSNR of two (H, W, C) images in [0, 1]; ``where``: (H, W) bool, only those pixels
+    (NaN when it selects none)."""
+    error = (pred.float() - target.float()) ** 2
+    if where is not None:
+        error = error[where.to(error.device)]
+        if error.numel() == 0:
+            return float("nan")
+    return mse_to_psnr(float(error.mean()))
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:

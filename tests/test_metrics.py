@@ -12,6 +12,20 @@ def test_psnr_known_values():
     assert abs(psnr(a, torch.full_like(a, 0.1)) - 20.0) < 1e-4
 
 
+def test_psnr_of_chosen_pixels_scores_only_those():
+    """An object (a quarter of the image) off by 0.1 on a perfect background: the whole image
+    scores 6 dB better than the object alone (a quarter of the error), the background is perfect."""
+    target = torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(0))
+    pred = target.clone()
+    obj = torch.zeros(8, 8, dtype=torch.bool)
+    obj[2:6, 2:6] = True
+    pred[obj] += 0.1
+    assert abs(psnr(pred, target, obj) - 20.0) < 1e-3
+    assert abs(psnr(pred, target) - (20.0 + 10 * math.log10(4))) < 1e-3
+    assert math.isinf(psnr(pred, target, ~obj))
+    assert math.isnan(psnr(pred, target, torch.zeros_like(obj)))
+
+
 def test_ssim_identity_noise_and_structure():
     g = torch.Generator().manual_seed(0)
     img = torch.rand(48, 48, 3, generator=g)

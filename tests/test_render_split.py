@@ -57,3 +57,24 @@ def test_unknown_split_is_one_line_listing_the_splits(trained_builtin, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == cli.EXIT_USAGE and len(err) == 1
     assert "bogus" in err[0] and all(name in err[0] for name in ("train", "val", "test"))
+
+
+def test_objects_are_scored_alone_only_where_the_photos_have_transparency(trained_builtin, tmp_path):
+    """``eval`` adds the objects' own PSNR on a set with transparency; on the same views
+    flattened onto white (the background it renders on), nothing says where the objects are,
+    so it has none, and the whole images score the same."""
+    import shutil
+
+    from taichi_nerf.api import evaluate
+
+    scene, run = trained_builtin
+    with_alpha = evaluate(run, "test", arch=ARCH, progress=False)
+    assert all(np.isfinite(r["object_psnr"]) for r in with_alpha["images"]) and "object_psnr" in with_alpha
+    flat = tmp_path / "flat"
+    shutil.copytree(scene, flat)
+    for png in (flat / "test").glob("*.png"):
+        rgba = Image.open(png).convert("RGBA")
+        Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB").save(png)
+    opaque = evaluate(run, "test", data=str(flat), arch=ARCH, progress=False)
+    assert "object_psnr" not in opaque and not any("object_psnr" in r for r in opaque["images"])
+    assert abs(opaque["psnr"] - with_alpha["psnr"]) < 0.1
