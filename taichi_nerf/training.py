@@ -49,6 +49,7 @@ class TrainResult:
     val_psnr: float | None
     interrupted: bool
     seconds: float
+    val_object_psnr: float | None = None  # the object's pixels alone, where the val photos have transparency
 
 
 class TrainingCallback:
@@ -116,6 +117,7 @@ class Trainer:
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
         self.step_count = 0
         self.last_val_psnr: float | None = None
+        self.last_val_object_psnr: float | None = None  # whole-image validations of photos with transparency
         self.last_loss = float("nan")
         self.rays_per_s = 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
@@ -322,15 +324,22 @@ class Trainer:
         bg = self.background.cpu()
         scores = []
         pixels = cameras.strided_pixels(self.val.width, self.val.height, stride) if stride > 1 else None
+        # Whole images of photos with transparency also score the object's pixels alone (as eval does).
+        objects = [] if pixels is None and bool((self.val.rgba[:count, ..., 3] < 255).any()) else None
         for i in range(count):
             if pixels is not None:
                 rgb = self.renderer.render_pixels(self.val.poses, self.val.intrinsics, i, self.val.width, 0, 0, bg,
                                                   pixels=pixels)["rgb"].cpu()
                 scores.append(psnr(rgb, self.target_rgb(self.val, i, bg).reshape(-1, 3)[pixels]))
             else:
-                scores.append(psnr(self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)))
+                rgb, target = self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)
+                scores.append(psnr(rgb, target))
+                if objects is not None:
+                    objects.append(psnr(rgb, target, self.val.rgba[i][..., 3] > 0))
         self.field.train()
         self.last_val_psnr = float(np.mean(scores))
+        scored = [v for v in objects or [] if not np.isnan(v)]
+        self.last_val_object_psnr = float(np.mean(scored)) if scored else None
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
 
@@ -416,8 +425,9 @@ class Trainer:
             path = self.save_checkpoint()
             if not stop.requested:
                 try:
-                    self.log({"step": self.step_count, "val_psnr": self.validate(None if self.val.count <= 16 else 16),
-                              "final": True})
+                    val_psnr = self.validate(None if self.val.count <= 16 else 16)
+                    self.log({"step": self.step_count, "val_psnr": val_psnr,
+                              "val_object_psnr": self.last_val_object_psnr, "final": True})
                     self.write_preview()
                     path = self.save_checkpoint()  # now with the final validation PSNR
                 except KeyboardInterrupt:
@@ -425,5 +435,5 @@ class Trainer:
         if self.ranks.writes:
             write_curves(self.out_dir)
         return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
-                           time.perf_counter() - start_wall)
+                           time.perf_counter() - start_wall, self.last_val_object_psnr)
 

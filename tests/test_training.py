@@ -27,6 +27,10 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
     rows = [json.loads(line) for line in (tmp_path / sampler / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val_psnr"] for r in rows if "val_psnr" in r]
     assert vals[-1] > vals[0] + 2.0, vals  # it learns something in 60 tiny steps
+    # the built-in objects on transparency: the final validation also scores their pixels alone
+    final = rows[-1]
+    assert final["final"] and 5.0 < final["val_object_psnr"] == result.val_object_psnr
+    assert final["val_object_psnr"] != final["val_psnr"]
     assert result.checkpoint.is_file() and (tmp_path / sampler / "curves.png").is_file()
     assert sorted(p.name for p in (tmp_path / sampler / "previews").iterdir())[:1] == ["step_000020.png"]
     assert any("loss" in r and "rays_per_s" in r for r in rows)

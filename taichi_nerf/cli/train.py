@@ -106,7 +106,8 @@ def report_end(trainer, result, video_frames: int) -> int:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
         print(f"continue with: taichi-nerf train --resume {out}")
         return EXIT_INTERRUPTED
-    print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB")
+    alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
+    print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB{alone}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
