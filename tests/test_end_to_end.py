@@ -45,6 +45,8 @@ def test_training_from_the_cli_learns_the_scene(trained_run):
         assert (out / name).is_file(), name
         assert str(out / name) in stdout or name in ("config.json",)
     assert len(list((out / "previews").glob("step_*.png"))) >= 2
+    final = rows[-1]  # the objects on transparency: their pixels are scored alone too, and said so
+    assert f"{final['val_psnr']:.2f} dB ({final['val_object_psnr']:.2f} dB on the object's pixels alone)" in stdout
 
 
 def test_orbit_video_reads_back(trained_run, tmp_path):
