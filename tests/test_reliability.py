@@ -262,16 +262,21 @@ def test_eval_limit_below_one_is_refused(run, capsys, limit):
     refused(capsys, ["eval", "--ckpt", run, "--limit", limit], "--limit must be at least 1")
 
 
-def test_eval_json_is_strict(run, capsys, monkeypatch):
+def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
     from taichi_nerf import api
 
-    monkeypatch.setattr(api, "psnr", lambda a, b: math.inf)  # a perfect match
+    monkeypatch.setattr(api, "psnr", lambda *images_and_pixels: math.inf)  # a perfect match
     assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0
 
     def no_constants(name):
         raise AssertionError(f"{name} in JSON output")
     result = json.loads(capsys.readouterr().out, parse_constant=no_constants)
     assert result["psnr"] is None and result["images"][0]["psnr"] is None and result["count"] == 1
+    assert result["object_psnr"] is None and result["images"][0]["object_psnr"] is None
+    # render --split says so in words, not with a stack trace
+    assert cli.main(["render", "--ckpt", str(run), "--split", "test", "--limit", "1", "--out", str(tmp_path / "r"),
+                     "--no-progress", "--arch", ARCH]) == 0
+    assert "(PSNR inf dB, SSIM" in capsys.readouterr().out
     from taichi_nerf.files import json_safe
 
     assert json_safe({"a": [1.0, float("nan"), -math.inf], "b": "x"}) == {"a": [1.0, None, None], "b": "x"}

@@ -18,8 +18,9 @@ def test_render_split_writes_every_view_and_its_metrics(trained_builtin, tmp_pat
     out = tmp_path / "renders" / "test"
     assert cli.main(["render", "--ckpt", str(run), "--split", "test", "--out", str(out), "--depth", "--compare",
                      "--no-progress", "--arch", ARCH]) == 0
-    assert "3 test views" in capsys.readouterr().out
+    said = capsys.readouterr().out
     result = json.loads((out / "metrics.json").read_text())
+    assert "3 test views" in said and f"{result['object_psnr']:.2f} dB on the object's pixels alone" in said
     test = load_dataset(scene).split("test")
     assert result["count"] == len(result["images"]) == test.count == 3
     for i, row in enumerate(result["images"]):

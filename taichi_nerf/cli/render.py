@@ -82,6 +82,9 @@ def _render_split(args) -> int:
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare,
                       overwrite=args.overwrite, appearance_image=args.appearance_image)
-    print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {result['psnr']:.2f} dB, "
+    whole = "inf" if result["psnr"] is None else f"{result['psnr']:.2f}"  # None: perfect (JSON has no inf)
+    alone = (f", {result['object_psnr']:.2f} dB on the object's pixels alone"
+             if result.get("object_psnr") is not None else "")
+    print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {whole} dB{alone}, "
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0
