@@ -10,7 +10,7 @@ from .backgrounds import over_background, scene_background
 from .config import TrainConfig
 from .datasets import load_dataset, run_dataset
 from .files import json_safe, write_json
-from .metrics import psnr, ssim
+from .metrics import has_transparency, mean_object_psnr, object_pixels, psnr, ssim
 from .outputs import export_mesh, export_points, render_path
 from .runs import open_run, resume_config
 from .scenes.builtin import builtin_scene
@@ -68,9 +68,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)
-    # A masked capture or a render is mostly background, which a field learns first: where the
-    # photos have transparency, the object's own pixels (alpha > 0) are also scored alone.
-    objects = bool((part.rgba[:count, ..., 3] < 255).any())
+    objects = has_transparency(part.rgba[:count])  # then the object's own pixels are scored alone too
     if images_dir is not None:  # every refusing check is behind us
         render_folder.clear_earlier_render(images_dir)
     images = []
@@ -81,7 +79,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         name = part.names[i] if part.names else str(i)
         images.append({"name": name, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
         if objects:
-            images[-1]["object_psnr"] = psnr(pred, target, part.rgba[i][..., 3] > 0)
+            images[-1]["object_psnr"] = psnr(pred, target, object_pixels(part.rgba[i]))
         if align_steps:
             pose, moved = align_camera(renderer, part, i, bg, align_steps)
             poses = part.poses.clone()
@@ -97,9 +95,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
         "images": images,
     }
-    if objects:  # views whose object is out of frame (NaN) do not count
-        scored = [r["object_psnr"] for r in images if not np.isnan(r["object_psnr"])]
-        result["object_psnr"] = float(np.mean(scored)) if scored else None
+    if objects:
+        result["object_psnr"] = mean_object_psnr([r["object_psnr"] for r in images])
     if align_steps:
         result.update(align_steps=align_steps, aligned_psnr=np.mean([r["aligned_psnr"] for r in images]),
                       aligned_ssim=np.mean([r["aligned_ssim"] for r in images]))

@@ -23,6 +23,24 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor | None = 
     return mse_to_psnr(float(error.mean()))
 
 
+# Scoring the object alone: a masked capture or a render is mostly background, which a field
+# learns first, so the whole image's PSNR says little about the object (eval, the final validation).
+def has_transparency(rgba: torch.Tensor) -> bool:
+    """Whether uint8 RGBA photos (..., 4) have any pixel less than opaque: then the object is scored alone too."""
+    return bool((rgba[..., 3] < 255).any())
+
+
+def object_pixels(rgba: torch.Tensor) -> torch.Tensor:
+    """(H, W) bool: the pixels an RGBA photo's object covers (alpha > 0), for ``psnr(where=)``."""
+    return rgba[..., 3] > 0
+
+
+def mean_object_psnr(values) -> float | None:
+    """The mean over the views that show the object (NaN: none of its pixels); None if none does."""
+    scored = [v for v in values if not math.isnan(v)]
+    return float(np.mean(scored)) if scored else None
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
     """Structural similarity of two (H, W, C) images in [0, 1]: Gaussian window, the
     constants of Wang et al. 2004, valid region only, mean over channels."""

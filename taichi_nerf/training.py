@@ -21,7 +21,7 @@ from .depth_view import depth_colors
 from .diagnostics import ProgressBar, StuckWatch
 from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
-from .metrics import mse_to_psnr, psnr
+from .metrics import has_transparency, mean_object_psnr, mse_to_psnr, object_pixels, psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
@@ -325,7 +325,7 @@ class Trainer:
         scores = []
         pixels = cameras.strided_pixels(self.val.width, self.val.height, stride) if stride > 1 else None
         # Whole images of photos with transparency also score the object's pixels alone (as eval does).
-        objects = [] if pixels is None and bool((self.val.rgba[:count, ..., 3] < 255).any()) else None
+        objects = [] if pixels is None and has_transparency(self.val.rgba[:count]) else None
         for i in range(count):
             if pixels is not None:
                 rgb = self.renderer.render_pixels(self.val.poses, self.val.intrinsics, i, self.val.width, 0, 0, bg,
@@ -335,11 +335,10 @@ class Trainer:
                 rgb, target = self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)
                 scores.append(psnr(rgb, target))
                 if objects is not None:
-                    objects.append(psnr(rgb, target, self.val.rgba[i][..., 3] > 0))
+                    objects.append(psnr(rgb, target, object_pixels(self.val.rgba[i])))
         self.field.train()
         self.last_val_psnr = float(np.mean(scores))
-        scored = [v for v in objects or [] if not np.isnan(v)]
-        self.last_val_object_psnr = float(np.mean(scored)) if scored else None
+        self.last_val_object_psnr = mean_object_psnr(objects or [])
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
 
