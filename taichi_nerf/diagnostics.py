@@ -17,6 +17,7 @@ training: a warning, not a verdict.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -91,25 +92,43 @@ def _warn(line: str) -> None:
 
 
 class ProgressBar:
-    """The tqdm bar of ``Trainer.run``: a step per ``on_step``, the numbers per ``on_log``."""
+    """The tqdm bar of ``Trainer.run``: its steps, or under a time limit the seconds of it used
+    (the limit, not ``steps``, ends such a run: a bar of steps would stop part way, its time left
+    wrong), the step then among the numbers ``on_log`` shows."""
 
     def __init__(self, trainer):
         from tqdm.auto import tqdm
 
         cfg = trainer.cfg
-        self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
-                        dynamic_ncols=True)
+        self.limit = float(cfg.time_limit_s or 0.0)
+        self.start = time.perf_counter()  # the time limit's clock starts with the run, as this bar does
+        self.numbers: dict[str, str | int] = {}
+        if self.limit:
+            self.bar = tqdm(total=self.limit, disable=not cfg.progress, unit="s", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time limit "
+                                       "[{elapsed}<{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
+                            dynamic_ncols=True)
 
     def on_step(self, trainer, info: dict) -> None:
-        self.bar.update(1)
+        if not self.limit:
+            self.bar.update(1)
+            return
+        self.numbers["step"] = trainer.step_count
+        self.bar.set_postfix(self.numbers, refresh=False)
+        self.bar.update(min(time.perf_counter() - self.start, self.limit) - self.bar.n)
 
     def on_log(self, trainer, record: dict) -> None:
         if "loss" in record:  # a training row, not a validation
-            self.bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
-                                 val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
-                                 spr=f"{record['samples_per_ray']:.1f}")
+            self.numbers.update(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
+                                val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
+                                spr=f"{record['samples_per_ray']:.1f}")
+            self.bar.set_postfix(self.numbers)
 
     def close(self) -> None:
+        if self.limit and time.perf_counter() - self.start >= self.limit:  # the limit ended the run: a full bar
+            self.bar.update(self.limit - self.bar.n)
         self.bar.close()
 
 

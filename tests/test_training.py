@@ -1,6 +1,7 @@
 """Trainer behaviour: outputs, reproducibility, resume, interruption, divergence."""
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -279,13 +280,19 @@ def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
     assert torch.equal(params(trainer), params(ran))
 
 
-def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tmp_path):
+def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tmp_path, capsys):
     """--time-limit stops far before --steps: the learning rate must still have decayed to lr_final,
-    and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate."""
-    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(time_limit_s=1.5)
+    and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate.
+    The progress bar counts the time limit's seconds, not the steps that are never reached: it
+    ends full, with the step and the training numbers beside it."""
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(
+        time_limit_s=1.5, progress=True)
     trainer = Trainer(cfg)
     trainer.run()
     assert trainer.step_count < cfg.steps and trainer.time_used == 1.0
+    frames = [f.strip() for f in capsys.readouterr().err.replace("\r", "\n").splitlines() if "time limit" in f]
+    assert frames[-1].startswith("100%") and re.search(r" (\d+)/\1 s of the time limit", frames[-1]), frames[-1]
+    assert f"step={trainer.step_count}" in frames[-1] and "loss=" in frames[-1] and "/100000" not in frames[-1]
     assert trainer.lr_at(trainer.step_count) == pytest.approx(cfg.lr_final)
     assert read_state(tmp_path / "checkpoint.pt")["schedule_progress"] == 1.0
     resumed = Trainer(cfg.replace(time_limit_s=0.0), resume=True)
