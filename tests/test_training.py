@@ -284,13 +284,21 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     """--time-limit stops far before --steps: the learning rate must still have decayed to lr_final,
     and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate.
     The progress bar counts the time limit's seconds, not the steps that are never reached: it
-    ends full, with the step and the training numbers beside it."""
+    ends full, with the step and the training numbers beside it; the first and last lines say
+    that the limit, not the steps, ends the run."""
+    from taichi_nerf.cli.train import report_end, report_start
+
     cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(
         time_limit_s=1.5, progress=True)
     trainer = Trainer(cfg)
-    trainer.run()
+    report_start(trainer, resume=False)
+    report_end(trainer, trainer.run(), video_frames=0)
     assert trainer.step_count < cfg.steps and trainer.time_used == 1.0
-    frames = [f.strip() for f in capsys.readouterr().err.replace("\r", "\n").splitlines() if "time limit" in f]
+    printed = capsys.readouterr()
+    assert "training 100000 steps (or until the 1.5 s time limit) of" in printed.out
+    assert f"trained {trainer.step_count} steps in " in printed.out
+    assert "(stopped by the 1.5 s time limit, then validated); validation PSNR" in printed.out
+    frames = [f.strip() for f in printed.err.replace("\r", "\n").splitlines() if "time limit" in f]
     assert frames[-1].startswith("100%") and re.search(r" (\d+)/\1 s of the time limit", frames[-1]), frames[-1]
     assert f"step={trainer.step_count}" in frames[-1] and "loss=" in frames[-1] and "/100000" not in frames[-1]
     assert trainer.lr_at(trainer.step_count) == pytest.approx(cfg.lr_final)

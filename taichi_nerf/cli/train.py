@@ -107,7 +107,10 @@ def report_end(trainer, result, video_frames: int) -> int:
         print(f"continue with: taichi-nerf train --resume {out}")
         return EXIT_INTERRUPTED
     alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
-    print(f"trained {result.step} steps in {result.seconds:.1f} s; validation PSNR {result.val_psnr:.2f} dB{alone}")
+    limited = f" (stopped by the {cfg.time_limit_s:g} s time limit, then validated)" \
+        if cfg.time_limit_s and trainer.time_used >= 1.0 else ""
+    print(f"trained {result.step} steps in {result.seconds:.1f} s{limited}; validation PSNR {result.val_psnr:.2f} dB"
+          f"{alone}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
