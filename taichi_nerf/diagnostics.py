@@ -17,7 +17,6 @@ training: a warning, not a verdict.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -100,8 +99,8 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         cfg = trainer.cfg
+        self.trainer = trainer  # its time_used: the run's own clock of the limit, agreed by every rank
         self.limit = float(cfg.time_limit_s or 0.0)
-        self.start = time.perf_counter()  # the time limit's clock starts with the run, as this bar does
         self.numbers: dict[str, str | int] = {}
         if self.limit:
             self.bar = tqdm(total=self.limit, disable=not cfg.progress, unit="s", dynamic_ncols=True,
@@ -117,7 +116,7 @@ class ProgressBar:
             return
         self.numbers["step"] = trainer.step_count
         self.bar.set_postfix(self.numbers, refresh=False)
-        self.bar.update(min(time.perf_counter() - self.start, self.limit) - self.bar.n)
+        self.bar.update(trainer.time_used * self.limit - self.bar.n)
 
     def on_log(self, trainer, record: dict) -> None:
         if "loss" in record:  # a training row, not a validation
@@ -127,8 +126,8 @@ class ProgressBar:
             self.bar.set_postfix(self.numbers)
 
     def close(self) -> None:
-        if self.limit and time.perf_counter() - self.start >= self.limit:  # the limit ended the run: a full bar
-            self.bar.update(self.limit - self.bar.n)
+        if self.limit:  # where the run's clock stopped: full when the limit ended it
+            self.bar.update(self.trainer.time_used * self.limit - self.bar.n)
         self.bar.close()
 
 
