@@ -31,11 +31,20 @@ from .rendering import RayOutput, Renderer
 from .runs import remove_stale_temps, truncate_metrics
 from .scene import Scene
 
-# Periodic validations score every 2nd row and column: a quarter of the rays, so a quarter of
-# the time (4.4 s for 4 views of ethiopianHead at 250x250, ~170 training steps), within
-# ~0.1 dB of the whole images. So does the one at step 0 (whole, it took 16 of a 30 s limit on
-# a proposal run's 180x240 views). The final validation scores whole images.
-PERIODIC_STRIDE = 2
+# Periodic validations (the one at step 0 too) score every k-th row and column, k at least 2 and
+# as large as leaves ~4096 pixels a view: within ~0.1 dB of whole images, at a fraction of their
+# time (4 views of ethiopianHead at 250x250: 5.6 s whole, 1.3 s at k = 2, 0.5 s at k = 3). The
+# final validation scores whole images.
+PERIODIC_PIXELS = 4096
+# Under --time-limit, a scheduled validation or preview is skipped while the ones before it have
+# taken more than this share of the run's time: they took 11% of 240 s on ethiopianHead and on
+# a phone-sized proposal run. Checkpoints are never skipped (they take milliseconds).
+CHECK_SHARE = 0.05
+
+
+def periodic_stride(width: int, height: int) -> int:
+    """The k of a periodic validation of width x height views (see PERIODIC_PIXELS)."""
+    return max(2, math.isqrt(width * height // PERIODIC_PIXELS))
 
 
 class TrainingDiverged(RuntimeError):
@@ -125,6 +134,8 @@ class Trainer:
         self.history: list[dict] = []
         self.last_samples_per_ray: float | None = None  # of the last step's batch
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
+        self.run_started: float | None = None  # run()'s start on the wall clock
+        self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
@@ -291,13 +302,29 @@ class Trainer:
             self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
                       "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
                       **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
-        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps:
-            self.log({"step": s, "val_psnr": self.validate(cfg.eval_views, stride=PERIODIC_STRIDE)})
-        if cfg.preview_every > 0 and s % cfg.preview_every == 0:
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
+            self.periodic_validation()
+        if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
+            started = time.perf_counter()
             self.write_preview()
+            self.check_s += time.perf_counter() - started
         if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         self.notify("on_step", info)
+
+    def check_allowed(self) -> bool:
+        """Whether a scheduled validation or preview runs: always, except under a time limit
+        while those of this run have taken more than CHECK_SHARE of its time (run() clocks it)."""
+        if not self.cfg.time_limit_s or self.run_started is None:
+            return True
+        return self.check_s <= CHECK_SHARE * (time.perf_counter() - self.run_started)
+
+    def periodic_validation(self) -> None:
+        """A strided validation of the first eval_views val views, logged as a curve point."""
+        started = time.perf_counter()
+        stride = periodic_stride(self.val.width, self.val.height)
+        self.log({"step": self.step_count, "val_psnr": self.validate(self.cfg.eval_views, stride=stride)})
+        self.check_s += time.perf_counter() - started
 
     def notify(self, hook: str, *args) -> None:
         """Call ``hook(self, *args)`` on every callback that has it."""
@@ -317,7 +344,7 @@ class Trainer:
 
     def validate(self, views: int | None = None, stride: int = 1) -> float:
         """Mean PSNR of the first ``views`` val views (None: all); ``stride`` > 1 scores every
-        stride-th row and column only (training's periodic checks: a quarter of the rays at 2)."""
+        stride-th row and column only (training's periodic checks: :func:`periodic_stride`)."""
         if not self.ranks.writes:
             return self.last_val_psnr
         self.field.eval()
@@ -399,14 +426,15 @@ class Trainer:
         validate on up to 16 views, write a preview and the curves, and save again."""
         cfg = self.cfg
         self.begin()
-        start_wall = time.perf_counter()
+        start_wall = self.run_started = time.perf_counter()
+        self.check_s = 0.0
         stop = StopRequest()
         bar = ProgressBar(self)
         self.callbacks.append(bar)
         with stop:
             try:
                 if self.step_count == 0 and cfg.eval_every > 0:  # the curve's start, scored as its other points
-                    self.log({"step": 0, "val_psnr": self.validate(cfg.eval_views, stride=PERIODIC_STRIDE)})
+                    self.periodic_validation()
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
                 while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote

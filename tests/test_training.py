@@ -322,6 +322,53 @@ def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path
     assert strided != full  # other pixels, so not the same number
 
 
+def test_periodic_stride_leaves_about_4096_pixels_a_view():
+    from taichi_nerf.training import periodic_stride
+
+    assert periodic_stride(100, 100) == 2  # never whole images: at least every 2nd row and column
+    assert periodic_stride(250, 250) == periodic_stride(240, 180) == 3
+    assert periodic_stride(504, 378) == 6 and periodic_stride(800, 800) == 12
+    for width, height in ((250, 250), (504, 378), (800, 800), (1920, 1080)):
+        k = periodic_stride(width, height)
+        assert (width // k) * (height // k) >= 4096 > (width // (k + 1)) * (height // (k + 1))
+
+
+def test_a_time_limited_run_keeps_its_checks_to_a_share_of_the_time(tiny_scene, tmp_path):
+    """Under --time-limit, a validation and a preview scheduled after every step would take most
+    of the time: they are skipped while they have taken over CHECK_SHARE of the run's time so far.
+    Checkpoints are never skipped; without a time limit every scheduled check runs."""
+    import time
+
+    from taichi_nerf.training import CHECK_SHARE
+
+    checkpoints = []
+
+    class Checkpoints:
+        def on_checkpoint(self, trainer, path):
+            checkpoints.append(trainer.step_count)
+
+    cfg = tiny_config(tiny_scene, tmp_path / "limited", steps=100000, eval_every=1, preview_every=1,
+                      checkpoint_every=5).replace(time_limit_s=3.0)
+    trainer = Trainer(cfg)
+    trainer.callbacks.append(Checkpoints())
+    result = trainer.run()
+    started = time.perf_counter()
+    trainer.periodic_validation()
+    trainer.write_preview()
+    one_check = time.perf_counter() - started  # the last check that ran may overshoot the share by this
+    periodic = [r["step"] for r in trainer.history if "val_psnr" in r and not r.get("final")]
+    assert periodic[0] == 0 and 2 <= len(periodic) < trainer.step_count / 2, (periodic, trainer.step_count)
+    assert trainer.check_s <= CHECK_SHARE * result.seconds + 2 * one_check, (trainer.check_s, result.seconds)
+    previews = len(list((tmp_path / "limited" / "previews").glob("step_*.png")))
+    assert 1 <= previews < trainer.step_count / 2
+    assert set(range(5, trainer.step_count + 1, 5)) <= set(checkpoints)  # every one that was scheduled
+
+    unlimited = Trainer(tiny_config(tiny_scene, tmp_path / "unlimited", steps=6, eval_every=1, preview_every=1))
+    unlimited.run()
+    assert [r["step"] for r in unlimited.history if "val_psnr" in r and not r.get("final")] == [0, 1, 2, 3, 4, 5]
+    assert len(list((tmp_path / "unlimited" / "previews").glob("step_*.png"))) == 6
+
+
 def test_lr_scale_scales_the_schedule_the_optimiser_uses(tiny_scene, tmp_path):
     trainer = Trainer(tiny_config(tiny_scene, tmp_path, sampler="stratified"))
     assert trainer.lr_scale == 1.0 and trainer.last_samples_per_ray is None
