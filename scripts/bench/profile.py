@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-steps", type=int, default=200, help="profiled training steps after the grid warm-up")
     parser.add_argument("--scene-size", type=int, default=100)
     parser.add_argument("--data", default=None, help="profile on this dataset instead of the built-in scene")
+    parser.add_argument("--downscale", type=int, default=1, help="with --data: load its images this many times "
+                        "smaller (a DSLR capture is far too large at full size)")
     parser.add_argument("--mixed-precision", default=None, action=argparse.BooleanOptionalAction,
                         help="bf16 autocast on or off (default: the scene kind's default)")
 
@@ -68,7 +70,8 @@ def print_profile(phases: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(bench_config(args.arch, args.scene_size), eval_every=0, preview_every=0,
-                              checkpoint_every=0, data=args.data, mixed_precision=args.mixed_precision)
+                              checkpoint_every=0, data=args.data, downscale=args.downscale,
+                              mixed_precision=args.mixed_precision)
     print(f"machine: {machine()}")
     phases = profile_training(cfg, args.grid_steps)
     print_profile(phases)
