@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from . import backend, cameras, checkpoint, distributed, lr_schedule, masking, resources
 from .backgrounds import over_background, resolve_background
@@ -21,13 +20,13 @@ from .depth_view import depth_colors
 from .diagnostics import ProgressBar, StuckWatch
 from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
+from .losses import training_loss
 from .metrics import has_transparency, mean_object_psnr, mse_to_psnr, object_pixels, psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
-from .proposal import distortion_loss, interlevel_loss
 from .ray_batches import RayBatches
-from .rendering import RayOutput, Renderer
+from .rendering import Renderer
 from .runs import remove_stale_temps, truncate_metrics
 from .scene import Scene
 
@@ -184,23 +183,6 @@ class Trainer:
                                                              image_index, pixel_index, background)
         return origins, dirs, background, target, alpha, image_index, pixel_index
 
-    def loss_terms(self, out: RayOutput, target: torch.Tensor, alpha: torch.Tensor):
-        cfg, s = self.cfg, self.cfg.huber_delta
-        if cfg.loss == "pseudo-huber":
-            def distance(x, y):  # the PyTorch3D tutorial's huber(x, y, scaling=s), averaged
-                return (((1 + (x - y) ** 2 / s**2).clamp(1e-4).sqrt() - 1) * s).mean()
-        else:
-            def distance(x, y):
-                return F.huber_loss(x, y, delta=s)
-        loss = F.mse_loss(out.rgb, target) if cfg.loss == "mse" else distance(out.rgb, target)
-        if cfg.silhouette_weight > 0:
-            loss = loss + cfg.silhouette_weight * distance(out.opacity, alpha)
-        if out.histogram is not None:  # the proposal network learns where the field's weight is
-            loss = loss + interlevel_loss(out.histogram, out.samples, out.weights)
-            if cfg.distortion_weight > 0:  # and the field's weight along a ray gathers into thin surfaces
-                loss = loss + cfg.distortion_weight * distortion_loss(out.histogram, out.samples, out.weights)
-        return loss, F.mse_loss(out.rgb.detach(), target)
-
     def step(self) -> dict:
         t0 = time.perf_counter()
         lr = self.lr_at(self.step_count)
@@ -256,7 +238,7 @@ class Trainer:
                                             image_index=None if image_index is None else image_index[part])
             share = (part.stop - part.start) / n  # the losses are means over rays
             with stage("loss"):
-                loss, mse = self.loss_terms(out, target[part], alpha[part])
+                loss, mse = training_loss(self.cfg, out, target[part], alpha[part])
                 if pixel_index is not None:
                     self.ray_batches.record(image_index[part], pixel_index[part], out.rgb, target[part])
             with stage("backward"):

@@ -15,6 +15,7 @@ from taichi_nerf import checkpoint, config
 from taichi_nerf.cli import build_parser, run_config
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.encoding import encode_samples
+from taichi_nerf.losses import training_loss
 from taichi_nerf.presets import PRESETS
 from taichi_nerf.rendering import RayOutput, Renderer
 from taichi_nerf.scene import Scene
@@ -151,7 +152,7 @@ def test_pytorch3d_loss_and_gradients_are_the_tutorials(device):
         f.density_head.bias.fill_(0.2)
     cfg = TrainConfig().replace(preset="pytorch3d")
     out = r.render_rays(origins, dirs, torch.zeros(1, 3, device=device))  # the tutorial has no background: black
-    ours = Trainer.loss_terms(SimpleNamespace(cfg=cfg), out, target, alpha)[0]
+    ours = training_loss(cfg, out, target, alpha)[0]
     f.zero_grad()
     ours.backward()
     ours_grads = [p.grad.clone() for p in f.parameters()]
@@ -244,7 +245,6 @@ def test_a_warm_up_ramps_the_rate_then_leaves_the_schedule_alone():
 def test_the_rates_by_scene_kind_are_written_into_the_run_config():
     """--lr and --lr-warmup default by scene kind (kind_defaults.LR_DEFAULTS, LR_WARMUP_DEFAULTS); a
     run writes the chosen values into its config, so a resume keeps them; given values win."""
-    from types import SimpleNamespace
 
     from taichi_nerf.kind_defaults import LR_DEFAULTS, LR_WARMUP_DEFAULTS, PIXEL_SAMPLING_DEFAULTS
 
@@ -288,7 +288,7 @@ def test_pseudo_huber_is_the_tutorials():
     rgb, target = torch.tensor([[0.0, 0.5, 1.0]]), torch.tensor([[0.3, 0.5, 0.0]])
     opacity, alpha = torch.tensor([0.2]), torch.tensor([1.0])
     out = RayOutput(rgb, opacity, torch.zeros(1), torch.zeros(1), None)
-    loss, mse = Trainer.loss_terms(SimpleNamespace(cfg=cfg), out, target, alpha)
+    loss, mse = training_loss(cfg, out, target, alpha)
 
     def huber(x, y, scaling=0.1):  # the tutorial's helper
         return ((1 + (x - y) ** 2 / scaling**2).clamp(1e-4).sqrt() - 1) * scaling

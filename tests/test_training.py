@@ -11,6 +11,7 @@ import torch
 
 from taichi_nerf.checkpoint import load, read_state
 from taichi_nerf.config import TrainConfig
+from taichi_nerf.losses import training_loss
 from taichi_nerf.rendering import RayOutput
 from taichi_nerf.training import Trainer, TrainingDiverged
 
@@ -167,11 +168,11 @@ def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):
     trainer = Trainer(tiny_config(tiny_scene, tmp_path, loss="huber", huber_delta=0.1, silhouette_weight=0.5))
     out = RayOutput(rgb=torch.zeros(4, 3), opacity=torch.zeros(4), depth=None, weights=None, samples=None)
     target, alpha = torch.ones(4, 3), torch.ones(4)
-    loss, mse = trainer.loss_terms(out, target, alpha)
+    loss, mse = training_loss(trainer.cfg, out, target, alpha)
     huber_at_1 = 0.1 * (1.0 - 0.5 * 0.1)  # linear branch of the Huber loss
     assert abs(float(loss) - (huber_at_1 + 0.5 * huber_at_1)) < 1e-6 and abs(float(mse) - 1.0) < 1e-6
     trainer.cfg.silhouette_weight = 0.0
-    assert abs(float(trainer.loss_terms(out, target, alpha)[0]) - huber_at_1) < 1e-6
+    assert abs(float(training_loss(trainer.cfg, out, target, alpha)[0]) - huber_at_1) < 1e-6
 
 
 def test_resume_argument_errors_are_one_line(tiny_scene, tmp_path):
