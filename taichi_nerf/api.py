@@ -6,15 +6,16 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, outputs
-from .backgrounds import over_background, scene_background
+from .backgrounds import scene_background
 from .config import TrainConfig
 from .datasets import load_dataset, run_dataset
 from .files import json_safe, write_json
-from .metrics import has_transparency, mean_object_psnr, object_pixels, psnr, ssim
+from .metrics import has_transparency, mean_object_psnr, psnr, ssim
 from .outputs import export_mesh, export_points, render_path
 from .runs import open_run, resume_config
 from .scenes.builtin import builtin_scene
 from .training import Trainer, TrainResult
+from .validation import view_scores
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
@@ -74,12 +75,10 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
         view = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)
-        pred = view["rgb"].cpu().clamp(0, 1)
-        target = over_background(part.rgba[i], bg)
+        scores = view_scores(view["rgb"], part.rgba[i], bg, objects)
+        target = scores.pop("target")
         name = part.names[i] if part.names else str(i)
-        images.append({"name": name, "psnr": psnr(pred, target), "ssim": ssim(pred, target)})
-        if objects:
-            images[-1]["object_psnr"] = psnr(pred, target, object_pixels(part.rgba[i]))
+        images.append({"name": name, **scores, "ssim": ssim(view["rgb"].cpu().clamp(0, 1), target)})
         if align_steps:
             pose, moved = align_camera(renderer, part, i, bg, align_steps)
             poses = part.poses.clone()

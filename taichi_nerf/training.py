@@ -9,19 +9,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import backend, cameras, checkpoint, distributed, lr_schedule, masking, resources
 from .backgrounds import over_background, resolve_background
 from .config import TrainConfig
 from .datasets import load_dataset
-from .depth_view import depth_colors
 from .diagnostics import ProgressBar, StuckWatch
 from .files import write_png, write_text_atomic
 from .interrupts import StopRequest
 from .losses import training_loss
-from .metrics import has_transparency, mean_object_psnr, mse_to_psnr, object_pixels, psnr
+from .metrics import mse_to_psnr
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .profiling import stage
@@ -29,21 +27,12 @@ from .ray_batches import RayBatches
 from .rendering import Renderer
 from .runs import remove_stale_temps, truncate_metrics
 from .scene import Scene
+from .validation import periodic_stride, preview_image, validation_scores
 
-# Periodic validations (the one at step 0 too) score every k-th row and column, k at least 2 and
-# as large as leaves ~4096 pixels a view: within ~0.1 dB of whole images, at a fraction of their
-# time (4 views of ethiopianHead at 250x250: 5.6 s whole, 1.3 s at k = 2, 0.5 s at k = 3). The
-# final validation scores whole images.
-PERIODIC_PIXELS = 4096
 # Under --time-limit, a scheduled validation or preview is skipped while the ones before it have
 # taken more than this share of the run's time: they took 11% of 240 s on ethiopianHead and on
 # a phone-sized proposal run. Checkpoints are never skipped (they take milliseconds).
 CHECK_SHARE = 0.05
-
-
-def periodic_stride(width: int, height: int) -> int:
-    """The k of a periodic validation of width x height views (see PERIODIC_PIXELS)."""
-    return max(2, math.isqrt(width * height // PERIODIC_PIXELS))
 
 
 class TrainingDiverged(RuntimeError):
@@ -324,31 +313,17 @@ class Trainer:
         bg = (self.background if background is None else background).cpu()
         return over_background(split.rgba[index].cpu(), bg)
 
-    def validate(self, views: int | None = None, stride: int = 1) -> float:
+    def validate(self, views: int | None = None, stride: int = 1, progress: bool = False) -> float:
         """Mean PSNR of the first ``views`` val views (None: all); ``stride`` > 1 scores every
-        stride-th row and column only (training's periodic checks: :func:`periodic_stride`)."""
+        stride-th row and column only (training's periodic checks: validation.periodic_stride);
+        ``progress``: a bar over the views (the final validation, with ``cfg.progress``)."""
         if not self.ranks.writes:
             return self.last_val_psnr
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
-        bg = self.background.cpu()
-        scores = []
-        pixels = cameras.strided_pixels(self.val.width, self.val.height, stride) if stride > 1 else None
-        # Whole images of photos with transparency also score the object's pixels alone (as eval does).
-        objects = [] if pixels is None and has_transparency(self.val.rgba[:count]) else None
-        for i in range(count):
-            if pixels is not None:
-                rgb = self.renderer.render_pixels(self.val.poses, self.val.intrinsics, i, self.val.width, 0, 0, bg,
-                                                  pixels=pixels)["rgb"].cpu()
-                scores.append(psnr(rgb, self.target_rgb(self.val, i, bg).reshape(-1, 3)[pixels]))
-            else:
-                rgb, target = self.render_view(self.val, i, bg)["rgb"].cpu(), self.target_rgb(self.val, i, bg)
-                scores.append(psnr(rgb, target))
-                if objects is not None:
-                    objects.append(psnr(rgb, target, object_pixels(self.val.rgba[i])))
+        self.last_val_psnr, self.last_val_object_psnr = validation_scores(self.renderer, self.val, self.background,
+                                                                          count, stride, progress)
         self.field.train()
-        self.last_val_psnr = float(np.mean(scores))
-        self.last_val_object_psnr = mean_object_psnr(objects or [])
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
 
@@ -357,13 +332,10 @@ class Trainer:
         if not self.ranks.writes:
             return self.out_dir / "previews"
         self.field.eval()
-        out = self.render_view(self.val, index)
+        image = preview_image(self.renderer, self.val, index, self.background, self.scene)
         self.field.train()
-        pred = out["rgb"].cpu().numpy()
-        gt = self.target_rgb(self.val, index).numpy()
-        depth = depth_colors(out["depth"], out["opacity"], self.scene).astype(np.float32) / 255.0
         path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
-        write_png(path, np.concatenate([pred, gt, depth], axis=1))
+        write_png(path, image)
         self.notify("on_preview", path)
         return path
 
@@ -435,7 +407,7 @@ class Trainer:
             path = self.save_checkpoint()
             if not stop.requested:
                 try:
-                    val_psnr = self.validate(None if self.val.count <= 16 else 16)
+                    val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=cfg.progress)
                     self.log({"step": self.step_count, "val_psnr": val_psnr,
                               "val_object_psnr": self.last_val_object_psnr, "final": True})
                     self.write_preview()

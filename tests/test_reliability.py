@@ -263,9 +263,9 @@ def test_eval_limit_below_one_is_refused(run, capsys, limit):
 
 
 def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
-    from taichi_nerf import api
+    from taichi_nerf import validation
 
-    monkeypatch.setattr(api, "psnr", lambda *images_and_pixels: math.inf)  # a perfect match
+    monkeypatch.setattr(validation, "psnr", lambda *images_and_pixels: math.inf)  # a perfect match
     assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0
 
     def no_constants(name):

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from taichi_nerf.api import evaluate
 from taichi_nerf.checkpoint import load, read_state
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.losses import training_loss
@@ -38,6 +39,10 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
     assert any("loss" in r and "rays_per_s" in r for r in rows)
     renderer, loaded_cfg, state = load(result.checkpoint, cfg.arch)
     assert loaded_cfg.sampler == sampler and state["step"] == 60
+    # eval scores the checkpoint's val views as the final validation did (validation.view_scores, one path)
+    scored = evaluate(result.checkpoint, "val", arch=cfg.arch, progress=False)
+    assert scored["psnr"] == pytest.approx(final["val_psnr"], abs=1e-4)
+    assert scored["object_psnr"] == pytest.approx(final["val_object_psnr"], abs=1e-4)
     if sampler == "grid":
         assert renderer.grid.updates > 0 and 0.0 < renderer.grid.occupancy < 0.5
         # empty space is being skipped: far fewer samples than marching an all-occupied grid
@@ -285,8 +290,8 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     """--time-limit stops far before --steps: the learning rate must still have decayed to lr_final,
     and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate.
     The progress bar counts the time limit's seconds, not the steps that are never reached: it
-    ends full, with the step and the training numbers beside it; the first and last lines say
-    that the limit, not the steps, ends the run."""
+    ends full, with the step and the training numbers beside it, and a bar over the final
+    validation follows; the first and last lines say that the limit, not the steps, ends the run."""
     from taichi_nerf.cli.train import report_end, report_start
 
     cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(
@@ -302,6 +307,8 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     frames = [f.strip() for f in printed.err.replace("\r", "\n").splitlines() if "time limit" in f]
     assert frames[-1].startswith("100%") and re.search(r" (\d+)/\1 s of the time limit", frames[-1]), frames[-1]
     assert f"step={trainer.step_count}" in frames[-1] and "loss=" in frames[-1] and "/100000" not in frames[-1]
+    # then a bar over the final validation's views, which come after the limit
+    assert re.search(r"final validation: 100%.* 2/2 ", printed.err), printed.err[-400:]
     assert trainer.lr_at(trainer.step_count) == pytest.approx(cfg.lr_final)
     assert read_state(tmp_path / "checkpoint.pt")["schedule_progress"] == 1.0
     resumed = Trainer(cfg.replace(time_limit_s=0.0), resume=True)
@@ -324,7 +331,7 @@ def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path
 
 
 def test_periodic_stride_leaves_about_4096_pixels_a_view():
-    from taichi_nerf.training import periodic_stride
+    from taichi_nerf.validation import periodic_stride
 
     assert periodic_stride(100, 100) == 2  # never whole images: at least every 2nd row and column
     assert periodic_stride(250, 250) == periodic_stride(240, 180) == 3
@@ -340,7 +347,8 @@ def test_a_time_limited_run_keeps_its_checks_to_a_share_of_the_time(tiny_scene, 
     Checkpoints are never skipped; without a time limit every scheduled check runs."""
     import time
 
-    from taichi_nerf.training import CHECK_SHARE, periodic_stride
+    from taichi_nerf.training import CHECK_SHARE
+    from taichi_nerf.validation import periodic_stride
 
     checkpoints = []
 
