@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .config_checks import MAX_SAMPLES, range_problems, type_problems, without_none
 from .kind_defaults import (
     APPEARANCE_DEFAULTS,
     LR_DEFAULTS,
@@ -210,107 +209,15 @@ class TrainConfig:
     scene_size: int = option(100, BUILTIN, "image size of the built-in scene in pixels")
 
     def validate(self) -> "TrainConfig":
-        """Every value of the right type, finite and in range, or one ValueError naming them all."""
-        problems = self._type_problems()
-        if problems:  # comparisons below would raise TypeError on a wrong type
-            raise ValueError("bad configuration: " + "; ".join(problems))
-        for name, choices in choice_fields().items():  # None is a choice where the type is Optional
-            hint, value = field_types()[name], getattr(self, name)
-            if value not in choices and not (value is None and hint != without_none(hint)):
-                problems.append(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}")
-        for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
-                     "log_every", "grid_update_every", "march_steps", "render_march_steps", "grid_resolution",
-                     "eval_views", "every", "limit", "proposal_width"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
-                     "silhouette_weight", "distortion_weight", "batch_images", "render_samples_per_ray",
-                     "eval_every", "preview_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative")
-        if self.density_noise is not None and not 0 <= self.density_noise <= 100:
-            problems.append("density_noise must be between 0 and 100")
-        for name in ("pos_frequencies", "dir_frequencies"):
-            if getattr(self, name) > MAX_FREQUENCIES:  # 2^k overflows float32 precision long before
-                problems.append(f"{name} must be at most {MAX_FREQUENCIES}")
-        for name in ("samples_per_ray", "render_samples_per_ray", "fine_samples", "march_steps", "render_march_steps"):
-            # Taichi's autodiff stack is sized by this, per thread
-            if getattr(self, name) is not None and getattr(self, name) > MAX_SAMPLES:
-                problems.append(f"{name} must be at most {MAX_SAMPLES}")
-        if not 0 <= self.seed < 2**64:
-            problems.append("seed must be from 0 to 2^64 - 1")
-        if self.near is not None and self.near < 0:
-            problems.append("near must not be negative")
-        if self.near is not None and self.far is not None and not self.near < self.far:
-            problems.append("near must be less than far")
-        if self.far is not None and self.far <= 0:
-            problems.append("far must be positive")
-        if self.aabb is not None and (len(self.aabb) != 6 or not all(hi > lo for lo, hi in zip(self.aabb[:3],
-                                                                                               self.aabb[3:]))):
-            problems.append("aabb must be six numbers xmin ymin zmin xmax ymax zmax with max > min")
-        if self.batch_rays < (0 if self.batch_images > 0 else 1):
-            problems.append("batch_rays must be at least 1 (0 only with batch_images: every pixel of those images)")
-        if self.skip_layer is not None and not 0 <= self.skip_layer < self.depth:
-            problems.append(f"skip_layer must be from 0 (none) to depth - 1 = {self.depth - 1}")
-        if self.appearance_dim is not None and not 0 <= self.appearance_dim <= 256:
-            problems.append("appearance_dim must be from 0 (none) to 256")
-        if self.color_width is not None and self.color_width < 0:
-            problems.append("color_width must not be negative")
-        if not self.frequency_base > 0:
-            problems.append("frequency_base must be positive")
-        elif self.frequency_base * 2.0 ** (min(max(self.pos_frequencies, self.dir_frequencies), MAX_FREQUENCIES) - 1) \
-                > 2.0**MAX_FREQUENCIES:
-            problems.append(f"frequency_base is too large: the highest encoding frequency passes 2^{MAX_FREQUENCIES}")
-        if not 0 < self.lr_step_at < 1:
-            problems.append("lr_step_at must be between 0 and 1")
-        if not 0 <= self.adam_beta2 < 1:
-            problems.append("adam_beta2 must be in [0, 1)")
-        if not 0 < self.adam_eps <= 1:
-            problems.append("adam_eps must be in (0, 1]")
-        if self.intervals == "gaps" and self.sampler != "stratified":
-            problems.append("intervals gaps needs the stratified sampler (the others place their own intervals)")
-        if self.huber_delta <= 0:
-            problems.append("huber_delta must be positive")
-        if self.sampler in ("hierarchical", "proposal") and self.fine_samples < 1:
-            problems.append(f"the {self.sampler} sampler needs fine_samples of at least 1")
-        if (self.lr is not None and self.lr <= 0) or self.lr_final <= 0 or self.pose_lr <= 0:
-            problems.append("learning rates must be positive")
-        if self.lr_warmup is not None and self.lr_warmup < 0:
-            problems.append("lr_warmup must not be negative")
-        if not self.out:
-            problems.append("out must name a folder")
+        """Every value of the right type, finite and in range, or one ValueError naming them all
+        (config_checks.py)."""
+        hints = field_types()
+        problems = type_problems(self, hints)
+        if not problems:  # comparisons would raise TypeError on a wrong type
+            problems = range_problems(self, hints, choice_fields())
         if problems:
             raise ValueError("bad configuration: " + "; ".join(problems))
         return self
-
-    def _type_problems(self) -> list[str]:
-        """Each field holds its declared type (a --config file can hold anything) and every
-        number is finite: NaN passes every comparison, so the range checks cannot see it."""
-        problems = []
-        for name, hint in field_types().items():
-            value = getattr(self, name)
-            kind = without_none(hint)
-            if value is None and kind is not hint:
-                continue
-            if typing.get_origin(kind) is list:
-                kind, values = typing.get_args(kind)[0], value if isinstance(value, (list, tuple)) else [object()]
-            else:
-                values = [value]
-            for v in values:
-                if kind is bool and not isinstance(v, bool):
-                    problems.append(f"{name} must be true or false, got {v!r}")
-                elif kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-                    problems.append(f"{name} must be a whole number, got {v!r}")
-                elif kind is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    problems.append(f"{name} must be a number, got {v!r}")
-                elif kind is float and not math.isfinite(v):
-                    problems.append(f"{name} must be a finite number, got {v}")
-                elif kind is str and not isinstance(v, str):
-                    problems.append(f"{name} must be text, got {v!r}")
-                else:
-                    continue
-                break
-        return problems
 
     def with_absolute_paths(self) -> "TrainConfig":
         """``data`` and ``out`` as absolute paths, so the saved config works from any folder."""
@@ -417,22 +324,9 @@ class TrainConfig:
         return dataclasses.replace(self, preset=name, **PRESETS[name].values)
 
 
-# Encoding frequencies 2^k: past ~2^24 a float32 position has no bits left and sin/cos of it are
-# noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
-MAX_FREQUENCIES = 64
-MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
 def _absolute(path: str) -> str:
     """An absolute path, symlinks kept (os.path.abspath, not resolve: a user's linked folder stays theirs)."""
     return os.path.abspath(os.path.expanduser(path))
-
-
-def without_none(hint):
-    """``X | None`` -> ``X``."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return hint
 
 
 def field_types() -> dict:

@@ -124,7 +124,8 @@ def test_a_run_writes_its_marching_steps_and_older_runs_keep_theirs(tiny_scene, 
     """The marching steps the scene kind chose are written into the run's config, so a render or
     a resume marches as the training did after the default changes; a run saved before they were
     written out (march_steps null) marched an object's box in 192 steps, and reads back so."""
-    from taichi_nerf.config import MAX_SAMPLES, TrainConfig
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.config_checks import MAX_SAMPLES
     from taichi_nerf.kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, MARCH_STEPS_DEFAULTS, RENDER_MARCH_FACTOR
 
     out = tmp_path / "run"

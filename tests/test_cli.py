@@ -9,7 +9,8 @@ import pytest
 
 from taichi_nerf import cli
 from taichi_nerf.backend import ARCH_CHOICES
-from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types, without_none
+from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types
+from taichi_nerf.config_checks import without_none
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..backend import ARCH_CHOICES
-from ..config import without_none  # X | None -> X: None is a flag's "not given"
+from ..config_checks import without_none  # X | None -> X: None is a flag's "not given"
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
