@@ -75,10 +75,9 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     images = []
     for i in tqdm(range(count), disable=not progress, desc=f"eval {split}", unit="img"):
         view = renderer.render_image(part.poses, part.intrinsics, i, part.width, part.height, bg)
-        scores = view_scores(view["rgb"], part.rgba[i], bg, objects)
-        target = scores.pop("target")
+        pred, target, scores = view_scores(view["rgb"], part.rgba[i], bg, objects)
         name = part.names[i] if part.names else str(i)
-        images.append({"name": name, **scores, "ssim": ssim(view["rgb"].cpu().clamp(0, 1), target)})
+        images.append({"name": name, **scores, "ssim": ssim(pred, target)})
         if align_steps:
             pose, moved = align_camera(renderer, part, i, bg, align_steps)
             poses = part.poses.clone()

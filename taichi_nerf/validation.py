@@ -24,16 +24,18 @@ def periodic_stride(width: int, height: int) -> int:
     return max(2, math.isqrt(width * height // PERIODIC_PIXELS))
 
 
-def view_scores(pred: torch.Tensor, rgba: torch.Tensor, background: torch.Tensor, objects: bool) -> dict:
-    """``psnr`` of a whole rendered view (H, W, 3) against its uint8 RGBA photo over
-    ``background``, and with ``objects`` (the split's photos have transparency) ``object_psnr``,
-    the object's pixels alone. Returns the target too, for whatever else scores it (SSIM)."""
+def view_scores(rgb: torch.Tensor, rgba: torch.Tensor, background: torch.Tensor,
+                objects: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(prediction, target, scores) of a whole rendered view ``rgb`` (H, W, 3) against its uint8
+    RGBA photo over ``background``: both images on the CPU, the prediction clamped to [0, 1], as
+    whatever else scores them (SSIM) needs them; scores: ``psnr``, and with ``objects`` (the
+    split's photos have transparency) ``object_psnr``, the object's pixels alone."""
     target = over_background(rgba.cpu(), background.cpu())
-    pred = pred.cpu().clamp(0, 1)
-    scores = {"psnr": psnr(pred, target), "target": target}
+    pred = rgb.cpu().clamp(0, 1)
+    scores = {"psnr": psnr(pred, target)}
     if objects:
         scores["object_psnr"] = psnr(pred, target, object_pixels(rgba))
-    return scores
+    return pred, target, scores
 
 
 def validation_scores(renderer, split, background: torch.Tensor, count: int, stride: int = 1,
@@ -56,7 +58,7 @@ def validation_scores(renderer, split, background: torch.Tensor, count: int, str
     transparent = has_transparency(split.rgba[:count])
     for i in tqdm(range(count), disable=not progress, desc="final validation", unit="view"):
         view = renderer.render_image(split.poses, split.intrinsics, i, split.width, split.height, bg)
-        scored = view_scores(view["rgb"], split.rgba[i], bg, transparent)
+        scored = view_scores(view["rgb"], split.rgba[i], bg, transparent)[2]
         scores.append(scored["psnr"])
         objects.append(scored.get("object_psnr", math.nan))
     return float(np.mean(scores)), mean_object_psnr(objects)
