@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from taichi_nerf import reference
-from taichi_nerf.backgrounds import over_background
+from taichi_nerf.rendering.backgrounds import over_background
+from taichi_nerf.stages import reference
 
 FREQUENCIES, SAMPLES, NEAR, FAR, BATCH_IMAGES, LR = 16, 32, 2.0, 6.0, 5, 1e-3
 

@@ -22,13 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taichi_nerf import checkpoint  # noqa: E402
-from taichi_nerf.backgrounds import over_background  # noqa: E402
-from taichi_nerf.datasets import load_dataset  # noqa: E402
-from taichi_nerf.metrics import psnr  # noqa: E402
-from taichi_nerf.outputs import scene_background  # noqa: E402
-from taichi_nerf.pose_refinement import axis_angle_matrices  # noqa: E402
+from taichi_nerf.outputs.from_checkpoint import scene_background  # noqa: E402
+from taichi_nerf.outputs.metrics import psnr  # noqa: E402
+from taichi_nerf.rendering.backgrounds import over_background  # noqa: E402
+from taichi_nerf.runs import checkpoint  # noqa: E402
+from taichi_nerf.runs.datasets import load_dataset  # noqa: E402
 from taichi_nerf.scenes.capture_effects import pose_errors  # noqa: E402
+from taichi_nerf.training.pose_refinement import axis_angle_matrices  # noqa: E402
 
 
 def loader_frame(loaded: torch.Tensor, written: torch.Tensor):

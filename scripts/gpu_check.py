@@ -124,7 +124,7 @@ def timed_run(cfg, budget: float, every: float, views: int, marks=(25.0, 30.0), 
     samples/ray, and the wall time of it all (set-up and validation included)."""
     from scripts.bench.common import trainer_curve
     from scripts.bench.quality import first_time, value_at
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     start = time.perf_counter()
     tr = Trainer(cfg)

@@ -22,11 +22,11 @@ def main() -> None:
     parser.add_argument("--arch", default="auto")
     args = parser.parse_args()
 
-    from taichi_nerf import checkpoint
-    from taichi_nerf.backgrounds import scene_background
     from taichi_nerf.files import write_png
-    from taichi_nerf.outputs import export_mesh
-    from taichi_nerf.scene import orbit_cameras
+    from taichi_nerf.outputs.from_checkpoint import export_mesh
+    from taichi_nerf.rendering.backgrounds import scene_background
+    from taichi_nerf.rendering.scene import orbit_cameras
+    from taichi_nerf.runs import checkpoint
     from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
     from taichi_nerf.scenes.obj import read_obj
 

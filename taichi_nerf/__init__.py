@@ -1,7 +1,9 @@
 """taichi-nerf: a data-oriented NeRF trainer and renderer on Taichi kernels and a torch MLP.
 
-Pipeline stages, one module each: data -> cameras (rays) -> sampling -> encoding -> field
--> compositing; rendering and training compose them; video, api and cli sit on top.
+The folders are the pipeline's layers, bottom up: ``stages/`` (rays -> sampling -> encoding ->
+field -> compositing, one module each), ``data/``, ``scenes/`` and ``capture/``, then
+``rendering/``, ``runs/``, ``outputs/``, ``training/``, the front ends (``viewing/``,
+``viewer/``, ``gui/``) and the entry points (``api.py``, ``cli/``); docs/ARCHITECTURE.md.
 """
 import os as _os
 

@@ -5,17 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, outputs
-from .backgrounds import scene_background
 from .config import TrainConfig
-from .datasets import load_dataset, run_dataset
 from .files import json_safe, write_json
-from .metrics import has_transparency, mean_object_psnr, psnr, ssim
-from .outputs import export_mesh, export_points, render_path
-from .runs import open_run, resume_config
+from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
+from .outputs.metrics import has_transparency, mean_object_psnr, psnr, ssim
+from .rendering.backgrounds import scene_background
+from .runs import checkpoint
+from .runs.datasets import load_dataset, run_dataset
+from .runs.run_folder import open_run, resume_config
 from .scenes.builtin import builtin_scene
-from .training import Trainer, TrainResult
-from .validation import view_scores
+from .training.trainer import Trainer, TrainResult
+from .training.validation import view_scores
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bool = False,
@@ -55,8 +55,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
     camera's move, beside the scores from the cameras as written."""
     from tqdm.auto import tqdm
 
-    from . import render_folder
-    from .pose_refinement import align_camera
+    from .outputs import render_folder
+    from .training.pose_refinement import align_camera
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be at least 1, got {limit}")
@@ -86,7 +86,7 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
             aligned = view_aligned["rgb"].cpu().clamp(0, 1)
             images[-1].update(aligned_psnr=psnr(aligned, target), aligned_ssim=ssim(aligned, target), alignment=moved)
         if images_dir is not None:
-            images[-1]["files"] = outputs.write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
+            images[-1]["files"] = write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
                                                      depth, compare)
     result = {
         "checkpoint": str(checkpoint.find_checkpoint(ckpt)), "split": split, "count": count,

@@ -12,7 +12,7 @@ import numpy as np
 
 def temp_name(path: Path) -> Path:
     """``.NAME.tmpPID`` beside ``path``: the partial file of an atomic write in progress (a
-    killed writer's is removed by runs.remove_stale_temps once its process is gone)."""
+    killed writer's is removed by run_folder.remove_stale_temps once its process is gone)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 

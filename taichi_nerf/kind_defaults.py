@@ -40,7 +40,7 @@ SKIP_HIDDEN_DEFAULTS = {"box": False, "ndc": False, "unbounded": True}
 LR_DEFAULTS = {"box": 5e-3, "ndc": 1e-2, "unbounded": 1e-2}
 LR_WARMUP_DEFAULTS = {"box": 0, "ndc": 500, "unbounded": 500}
 
-# Where each step's rays come from (ray_batches.py; docs/BENCHMARKS.md, "Model size by scene kind;
+# Where each step's rays come from (training/ray_batches.py; docs/BENCHMARKS.md, "Model size by scene kind;
 # rays drawn by an error map"). Half of them by an error map was level or -0.1 to -0.2 dB on the sets
 # that fill the frame; on objects it costs 40% of the steps (rays go to the object): ethiopianHead
 # within its seeds' spread, the built-in scene -0.1 to -0.7 dB at 60 s. Uniform everywhere.

@@ -64,7 +64,7 @@ def tiny_config(scene, out, **changes):
 
 def sampled_images(trainer, monkeypatch):
     """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
-    import taichi_nerf.cameras as cameras
+    import taichi_nerf.stages.cameras as cameras
 
     seen, original = {}, cameras.training_rays
 
@@ -83,7 +83,7 @@ def trained_builtin(tmp_path_factory, taichi_backend):
     """(dataset folder, run folder) of the built-in scene at 40 px trained for 400 steps
     (about 35 s on 2 CPU cores): enough geometry for the export and rendering tests."""
     from taichi_nerf.scenes.synthetic import write_synthetic_dataset
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("trained_builtin")
     scene = write_synthetic_dataset(root / "scene", views=32, size=40, val_views=2, test_views=3, progress=False)
@@ -126,7 +126,7 @@ def refused(capsys, argv, *needles) -> str:
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory):
     """A finished 10-step run to copy from (each test works on its own copy)."""
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("trained") / "run"
     Trainer(tiny_config(tiny_scene, out, steps=10, eval_every=0, preview_every=0, checkpoint_every=5, width=16,

@@ -46,7 +46,7 @@ def reference(trainer, world: int) -> None:
 
 def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
     trainer = Trainer(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))

@@ -5,12 +5,13 @@ import math
 import pytest
 import torch
 
-from taichi_nerf import cameras, checkpoint
-from taichi_nerf.backgrounds import over_background
 from taichi_nerf.cli import main as cli_main
-from taichi_nerf.datasets import load_dataset
-from taichi_nerf.pose_refinement import PoseRefinement, axis_angle_matrices
-from taichi_nerf.training import Trainer
+from taichi_nerf.rendering.backgrounds import over_background
+from taichi_nerf.runs import checkpoint
+from taichi_nerf.runs.datasets import load_dataset
+from taichi_nerf.stages import cameras
+from taichi_nerf.training.pose_refinement import PoseRefinement, axis_angle_matrices
+from taichi_nerf.training.trainer import Trainer
 
 from .conftest import ARCH, refused, tiny_config
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from taichi_nerf import camera_path as cp
 from taichi_nerf import cli
-from taichi_nerf.cameras import orbit_poses
-from taichi_nerf.scene import Scene
+from taichi_nerf.outputs import camera_path as cp
+from taichi_nerf.rendering.scene import Scene
+from taichi_nerf.stages.cameras import orbit_poses
 
 from .conftest import ARCH
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from taichi_nerf.cameras import look_at
 from taichi_nerf.scenes import testsets as T
 from taichi_nerf.scenes.capture_effects import (
     REAL_CAPTURE,
@@ -19,6 +18,7 @@ from taichi_nerf.scenes.capture_effects import (
     photometric,
     pose_errors,
 )
+from taichi_nerf.stages.cameras import look_at
 
 
 def rms(x) -> float:

@@ -126,7 +126,7 @@ def test_a_flag_given_overrides_the_config_file_and_an_omitted_one_does_not(tmp_
 
 
 def test_a_flag_given_overrides_the_resumed_config(monkeypatch):
-    import taichi_nerf.runs as runs
+    import taichi_nerf.runs.run_folder as runs
 
     saved = TrainConfig(steps=5, lr=0.02, out="runs/old", arch="cuda")
     monkeypatch.setattr(runs, "resume_config", lambda run: saved)

@@ -161,7 +161,7 @@ def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
 
 
 def test_trains_on_the_result(photos_dataset, tmp_path):
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 

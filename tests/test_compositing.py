@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from taichi_nerf import reference
-from taichi_nerf.compositing import METHODS, composite
-from taichi_nerf.packing import Samples, fixed_layout
-from taichi_nerf.sampling import OPAQUE_END
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.compositing import METHODS, composite
+from taichi_nerf.stages.packing import Samples, fixed_layout
+from taichi_nerf.stages.sampling import OPAQUE_END
 
 from .conftest import rel_err
 

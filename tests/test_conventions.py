@@ -29,8 +29,9 @@ def kernel_modules() -> dict[Path, ast.Module]:
 def test_scan_finds_the_kernel_modules():
     found = {p.relative_to(PACKAGE).as_posix() for p in kernel_modules()}
     # guards the scan itself: if it found nothing, the rule below would pass vacuously
-    assert {"packing.py", "sampling.py", "compositing.py", "encoding.py", "cameras.py",
-            "occupancy.py", "scenes/synthetic.py", "scenes/sdf.py", "gui/display.py"} <= found
+    assert {"stages/packing.py", "stages/sampling.py", "stages/compositing.py", "stages/encoding.py",
+            "stages/cameras.py", "stages/occupancy.py", "scenes/synthetic.py", "scenes/sdf.py",
+            "gui/display.py"} <= found
 
 
 def test_kernel_modules_do_not_postpone_annotations():

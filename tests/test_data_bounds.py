@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from taichi_nerf import cameras, reference
-from taichi_nerf.cameras import look_at, orbit_poses, sphere_poses
 from taichi_nerf.data.bounds import estimate_bounds
 from taichi_nerf.data.dataset import Dataset, Split, pinhole
-from taichi_nerf.scene import Scene, orbit_cameras
+from taichi_nerf.rendering.scene import Scene, orbit_cameras
+from taichi_nerf.stages import cameras, reference
+from taichi_nerf.stages.cameras import look_at, orbit_poses, sphere_poses
 
 
 def intr(count, f=50.0, size=40):

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from taichi_nerf import cameras
-from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
 from taichi_nerf.data.blender import write_split
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import detect_format, load_dataset
 from taichi_nerf.scenes.synthetic import render_scene
+from taichi_nerf.stages import cameras
+from taichi_nerf.stages.cameras import focal_from_fov, look_at, sphere_poses
 
 SIZE = 24
 VIEWS = 10

@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 from taichi_nerf import cli
-from taichi_nerf.cameras import look_at, sphere_poses
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import load_dataset
 from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
 from taichi_nerf.scenes.obj import read_obj
+from taichi_nerf.stages.cameras import look_at, sphere_poses
 
 # One colour per face of the cube, named by the face's outward axis in the file (y up).
 FACE_COLOURS = {"+x": (255, 0, 0), "-x": (0, 255, 0), "+y": (0, 0, 255), "-y": (255, 255, 0),

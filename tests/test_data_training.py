@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from taichi_nerf.cameras import focal_from_fov, sphere_poses
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.data.loaders import load_dataset
 from taichi_nerf.scenes.synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene
-from taichi_nerf.training import Trainer
+from taichi_nerf.stages.cameras import focal_from_fov, sphere_poses
+from taichi_nerf.training.trainer import Trainer
 
 SIZE, VIEWS = 32, 30
 

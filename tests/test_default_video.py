@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from taichi_nerf import cameras
-from taichi_nerf.default_video import default_route, write_default_video
-from taichi_nerf.scene import Scene, orbit_cameras
-from taichi_nerf.video_route import camera_azimuths, largest_gap
+from taichi_nerf.outputs.default_video import default_route, write_default_video
+from taichi_nerf.rendering.scene import Scene, orbit_cameras
+from taichi_nerf.rendering.video_route import camera_azimuths, largest_gap
+from taichi_nerf.stages import cameras
 
 RADIUS = 4.0
 
@@ -86,8 +86,8 @@ def test_checkpoints_from_before_keep_the_orbit():
 
 
 def test_write_default_video_says_which_path(tmp_path):
-    from taichi_nerf.encoding import HarmonicSpec
-    from taichi_nerf.rendering import Renderer
+    from taichi_nerf.rendering.renderer import Renderer
+    from taichi_nerf.stages.encoding import HarmonicSpec
     from tests.test_depth_view import ShapeField, sphere
 
     arc = [10.0 * k for k in range(8)]

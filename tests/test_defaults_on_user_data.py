@@ -35,8 +35,8 @@ def written(tmp_path_factory, taichi_backend):
 @pytest.mark.parametrize("name", list(SETS))
 def test_defaults_learn_each_user_like_set(name, written, tmp_path):
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.diagnostics import flat_colour_psnr
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.diagnostics import flat_colour_psnr
+    from taichi_nerf.training.trainer import Trainer
 
     # The defaults, except the run's size: fewer rays and a smaller MLP keep this test fast.
     steps = SETS[name][2]

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import torch
 
-from taichi_nerf import cameras
-from taichi_nerf.depth_view import contracted_distance, depth_colors, depth_kind, display_depth
-from taichi_nerf.encoding import HarmonicSpec
-from taichi_nerf.occupancy import OccupancyGrid
-from taichi_nerf.rendering import Renderer
-from taichi_nerf.scene import Scene
+from taichi_nerf.outputs.depth_view import contracted_distance, depth_colors, depth_kind, display_depth
+from taichi_nerf.rendering.renderer import Renderer
+from taichi_nerf.rendering.scene import Scene
+from taichi_nerf.stages import cameras
+from taichi_nerf.stages.encoding import HarmonicSpec
+from taichi_nerf.stages.occupancy import OccupancyGrid
 
 SIZE = 32
 
@@ -115,7 +115,7 @@ def test_ndc_depth_shows_the_wall_and_object():
 
 
 def test_unbounded_depth_video_frames_show_structure(tmp_path):
-    from taichi_nerf.video import OrbitRecorder
+    from taichi_nerf.outputs.video import OrbitRecorder
 
     scene = unbounded_scene()
     grid = OccupancyGrid(torch.tensor(scene.aabb), 16, 96, unbounded=True)

@@ -1,8 +1,8 @@
 """The stuck-run warnings: said once, with the likely cause and the flag that fixes it."""
 import torch
 
-from taichi_nerf.diagnostics import STUCK_AFTER_STEPS, StuckWatch, flat_colour_psnr
-from taichi_nerf.metrics import psnr
+from taichi_nerf.outputs.metrics import psnr
+from taichi_nerf.training.diagnostics import STUCK_AFTER_STEPS, StuckWatch, flat_colour_psnr
 
 
 def test_flat_colour_psnr_is_the_psnr_of_the_mean_colour():
@@ -32,8 +32,8 @@ def test_a_full_occupancy_grid_is_reported_once():
 
 
 def test_the_trainer_runs_the_watch_after_validation(tiny_scene, tmp_path, monkeypatch):
-    from taichi_nerf import diagnostics
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training import diagnostics
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 

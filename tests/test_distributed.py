@@ -1,4 +1,4 @@
-"""Data-parallel training (taichi_nerf.distributed) with real processes and gloo on the CPU."""
+"""Data-parallel training (taichi_nerf.runs.distributed) with real processes and gloo on the CPU."""
 import json
 import os
 import signal
@@ -191,7 +191,7 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank():
-    from taichi_nerf.distributed import gpu_for_local_rank
+    from taichi_nerf.runs.distributed import gpu_for_local_rank
 
     assert gpu_for_local_rank(None, 3) == "3"
     assert gpu_for_local_rank("4,5", 1) == "5"
@@ -201,7 +201,7 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
 
 
 def test_devices_flag_is_not_passed_on_to_the_ranks():
-    from taichi_nerf.distributed import without_devices_flag
+    from taichi_nerf.runs.distributed import without_devices_flag
 
     assert without_devices_flag(["train", "--devices", "2", "--steps", "5"]) == ["train", "--steps", "5"]
     assert without_devices_flag(["train", "--devices=4", "--resume", "x"]) == ["train", "--resume", "x"]

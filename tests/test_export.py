@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("skimage", reason="mesh export needs scikit-image: pip install -e '.[export]'")
 
-from taichi_nerf import cli, export  # noqa: E402
+from taichi_nerf import cli
+from taichi_nerf.outputs import export  # noqa: E402
 from taichi_nerf.scenes.sdf import BOX_CENTER, SPHERE_CENTER
 from taichi_nerf.scenes.synthetic import scene_sdf  # noqa: E402
 

@@ -184,9 +184,10 @@ def scenario(tmp: Path) -> dict:
 
     import torch
 
-    from taichi_nerf import checkpoint, cli
+    from taichi_nerf import cli
     from taichi_nerf.config import TrainConfig
     from taichi_nerf.gui import FrameInput, GuiApp, GuiOptions
+    from taichi_nerf.runs import checkpoint
     from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
     torch.manual_seed(0)
@@ -235,7 +236,7 @@ def scenario(tmp: Path) -> dict:
     r["std_untrained"], r["std_trained"] = float(view(untrained).std()), float(view(trained).std())
     r["psnr_first"], r["psnr_last"] = app.curves.psnr[0], app.curves.psnr[-1]
     # Rendering between steps must not disturb training: a plain Trainer gets the same weights.
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     plain = Trainer(cfg.replace(out=str(tmp / "plain")))
     for _ in range(app.trainer.step_count):
@@ -329,7 +330,7 @@ def scenario(tmp: Path) -> dict:
     # keyframes: K at two views; V renders the path through them, as `render --path` would
     import imageio.v3 as iio
 
-    from taichi_nerf.outputs import render_path
+    from taichi_nerf.outputs.from_checkpoint import render_path
 
     for d_az in (0.0, 0.7):
         app.camera.orbit(d_az, 0.0)

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from taichi_nerf import cameras
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
-from taichi_nerf.scene import Scene
+from taichi_nerf.rendering.scene import Scene
+from taichi_nerf.stages import cameras
 from taichi_nerf.viewing.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -357,7 +357,7 @@ def test_render_cost_is_by_position_in_the_picture_at_any_resolution():
 
 # --- keyframes and gui.jsonl ---------------------------------------------------------------
 def test_keyframes_save_a_camera_path_that_render_reads_back(tmp_path):
-    from taichi_nerf.camera_path import load_camera_path
+    from taichi_nerf.outputs.camera_path import load_camera_path
     from taichi_nerf.viewing.keyframes import Keyframes
 
     scene = Scene(near=2.0, far=6.0, aabb=[-1.5] * 3 + [1.5] * 3, center=[0.0, 0.0, 0.0], orbit_radius=4.0,

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.rendering import Renderer
-from taichi_nerf.scene import Scene, orbit_cameras
-from taichi_nerf.video import OrbitRecorder, write_orbit
+from taichi_nerf.outputs.video import OrbitRecorder, write_orbit
+from taichi_nerf.rendering.renderer import Renderer
+from taichi_nerf.rendering.scene import Scene, orbit_cameras
 
 from .conftest import ARCH
 

@@ -64,7 +64,7 @@ def test_a_signal_handled_during_the_stop_vote_waits_for_the_next_vote(monkeypat
     """Under torchrun a rank's handler can run while its ballot is already cast (inside the
     collective): the vote said "go on", so this rank must go on too, or it leaves its peers
     waiting in the next step's all-reduce (CI saw rank 0 lose its peers that way)."""
-    from taichi_nerf.distributed import Ranks
+    from taichi_nerf.runs.distributed import Ranks
 
     ranks = Ranks(rank=1, size=2)
     stop = StopRequest()

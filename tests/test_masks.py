@@ -16,7 +16,7 @@ SIZE, VIEWS = 24, 6
 
 
 def _poses(count=VIEWS, radius=3.0):
-    from taichi_nerf.cameras import look_at
+    from taichi_nerf.stages.cameras import look_at
 
     return [look_at((radius * math.cos(a), radius * math.sin(a), 1.0), (0.0, 0.0, 0.0)).numpy()
             for a in np.linspace(0, 2 * math.pi, count, endpoint=False)]
@@ -144,7 +144,7 @@ def test_colmap_layout_with_colmap_mask_names(tmp_path):
 
 
 def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path, monkeypatch):
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import sampled_images, tiny_config
 
@@ -188,7 +188,7 @@ def test_the_grid_never_measures_or_marches_a_cell_outside_the_visual_hull(tmp_p
     """Transparent masks: the grid's seen cells are the hull's (and some training ray's), its
     updates measure only those, and a trained grid marches nothing outside them."""
     from taichi_nerf.data.mask_hull import hull_cells
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
     from .test_occupancy import cells_of

@@ -15,7 +15,7 @@ def _export(run, out, capsys, resolution=32) -> str:
 
 @pytest.fixture(scope="module")
 def one_step_run(tiny_scene, tmp_path_factory):
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("untrained") / "run"
     Trainer(tiny_config(tiny_scene, run, steps=1, eval_every=1, preview_every=1, checkpoint_every=1,

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from taichi_nerf.metrics import colorize, psnr, ssim
+from taichi_nerf.outputs.metrics import colorize, psnr, ssim
 
 
 def test_psnr_known_values():

@@ -4,23 +4,24 @@ import collections
 import pytest
 import torch
 
-from taichi_nerf import checkpoint, reference
-from taichi_nerf.cameras import image_rays
-from taichi_nerf.compositing import composite
-from taichi_nerf.encoding import HarmonicSpec
-from taichi_nerf.field import RadianceField
-from taichi_nerf.occupancy import OccupancyGrid, terminate
-from taichi_nerf.packing import Samples, compact
-from taichi_nerf.rendering import Renderer
-from taichi_nerf.sampling import importance, ray_bounds, stratified
-from taichi_nerf.scene import Scene, orbit_cameras
+from taichi_nerf.rendering.renderer import Renderer
+from taichi_nerf.rendering.scene import Scene, orbit_cameras
+from taichi_nerf.runs import checkpoint
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.cameras import image_rays
+from taichi_nerf.stages.compositing import composite
+from taichi_nerf.stages.encoding import HarmonicSpec
+from taichi_nerf.stages.field import RadianceField
+from taichi_nerf.stages.occupancy import OccupancyGrid, terminate
+from taichi_nerf.stages.packing import Samples, compact
+from taichi_nerf.stages.sampling import importance, ray_bounds, stratified
 
 from .conftest import ARCH, rel_err, tiny_config
 
 
 @pytest.fixture(scope="module")
 def tiny_trained_renderer(tiny_scene, tmp_path_factory):
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     tr = Trainer(tiny_config(tiny_scene, tmp_path_factory.mktemp("es"), steps=60, eval_every=0, preview_every=0))
     result = tr.run()
@@ -194,7 +195,7 @@ def test_rendering_evaluates_densities_front_to_back_until_rays_are_opaque(devic
     """Segments of doubling length give the same picture as evaluating every sample first,
     with far fewer density evaluations on an opaque field (and none at all past the point
     where every ray is opaque)."""
-    import taichi_nerf.rendering as rendering
+    import taichi_nerf.rendering.renderer as rendering
 
     field, renderer, _, _, w, h, o, d, bg = _opaque_view(device, 1, 12.0, 160, 20)
     evaluated = []

@@ -11,15 +11,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from taichi_nerf import checkpoint, config
+from taichi_nerf import config
 from taichi_nerf.cli import build_parser, run_config
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.encoding import encode_samples
-from taichi_nerf.losses import training_loss
 from taichi_nerf.presets import PRESETS
-from taichi_nerf.rendering import RayOutput, Renderer
-from taichi_nerf.scene import Scene
-from taichi_nerf.training import Trainer
+from taichi_nerf.rendering.renderer import RayOutput, Renderer
+from taichi_nerf.rendering.scene import Scene
+from taichi_nerf.runs import checkpoint
+from taichi_nerf.stages.encoding import encode_samples
+from taichi_nerf.training.losses import training_loss
+from taichi_nerf.training.trainer import Trainer
 
 from .conftest import ARCH, sampled_images, tiny_config
 
@@ -214,7 +215,7 @@ def test_batches_come_from_k_images(tiny_scene, tmp_path, monkeypatch):
 
 
 def test_learning_rate_schedules():
-    from taichi_nerf import lr_schedule
+    from taichi_nerf.training import lr_schedule
 
     def lr(cfg, step):
         return lr_schedule.learning_rate(cfg, lr_schedule.progress(step, cfg.steps))
@@ -232,7 +233,7 @@ def test_learning_rate_schedules():
 def test_a_warm_up_ramps_the_rate_then_leaves_the_schedule_alone():
     """--lr-warmup N: the rate rises linearly over the first N steps to the schedule's, and
     equals the schedule's from step N on; without it the first step has the full rate."""
-    from taichi_nerf.lr_schedule import learning_rate, progress
+    from taichi_nerf.training.lr_schedule import learning_rate, progress
 
     cfg = TrainConfig(lr=1e-2, lr_warmup=100)
     rates = [learning_rate(cfg, progress(k, cfg.steps), k) for k in range(0, 300)]
@@ -267,7 +268,7 @@ def test_a_time_limit_ends_the_decay_when_the_time_runs_out():
     """Under --time-limit the decay ends when the time does, not at --steps that are never reached.
     It starts at DECAY_FROM of the time (decaying over all of it cost the built-in scene 1 dB at
     60 s); a resumed run continues from the progress it saved, over its new limit."""
-    from taichi_nerf.lr_schedule import DECAY_FROM, learning_rate, progress
+    from taichi_nerf.training.lr_schedule import DECAY_FROM, learning_rate, progress
 
     default = TrainConfig(lr=5e-3)
     assert progress(100, default.steps, time_used=DECAY_FROM) == 100 / default.steps  # the steps rule until then

@@ -1,14 +1,20 @@
-"""The proposal sampler (proposal.py): where it puts the field's samples, and its interlevel and
+"""The proposal sampler (stages/proposal.py): where it puts the field's samples, and its interlevel and
 distortion losses against float64 references, forward and gradients."""
 import json
 
 import pytest
 import torch
 
-from taichi_nerf import reference
-from taichi_nerf.compositing import METHODS, composite
-from taichi_nerf.packing import Samples, fixed_layout
-from taichi_nerf.proposal import ProposalHistogram, ProposalSampler, distortion_loss, interlevel_loss, spacing_torch
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.compositing import METHODS, composite
+from taichi_nerf.stages.packing import Samples, fixed_layout
+from taichi_nerf.stages.proposal import (
+    ProposalHistogram,
+    ProposalSampler,
+    distortion_loss,
+    interlevel_loss,
+    spacing_torch,
+)
 
 from .conftest import rel_err
 
@@ -217,9 +223,9 @@ def test_spacing_is_linear_inside_the_box_and_in_disparity_beyond():
 
 @pytest.mark.slow
 def test_training_with_the_proposal_sampler_resumes_and_renders(tiny_scene, tmp_path):
-    from taichi_nerf import checkpoint
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.training.trainer import Trainer
 
     cfg = TrainConfig(data=str(tiny_scene), out=str(tmp_path / "run"), sampler="proposal", samples_per_ray=32,
                       fine_samples=16, width=32, depth=2, batch_rays=128, steps=20, eval_every=0, preview_every=0,
@@ -245,10 +251,10 @@ def test_training_with_the_proposal_sampler_resumes_and_renders(tiny_scene, tmp_
 def test_a_proposal_run_from_before_the_width_option_loads_and_resumes_at_its_width(tiny_scene, tmp_path):
     """Proposal checkpoints written before ``proposal_width`` existed hold a 64-wide network: it
     is read from the tensors, for rendering and for resuming."""
-    from taichi_nerf import checkpoint
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.runs import resume_config
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.runs.run_folder import resume_config
+    from taichi_nerf.training.trainer import Trainer
 
     out = tmp_path / "run"
     cfg = TrainConfig(data=str(tiny_scene), out=str(out), sampler="proposal", samples_per_ray=16, fine_samples=8,

@@ -1,4 +1,4 @@
-"""Which pixels a training step learns from (taichi_nerf/ray_batches.py): the uniform draw, and
+"""Which pixels a training step learns from (taichi_nerf/training/ray_batches.py): the uniform draw, and
 the error map that sends half of the rays where the field is still wrong."""
 from types import SimpleNamespace
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.ray_batches import ERROR_RATE, ERROR_SHARE, ErrorMap, RayBatches
+from taichi_nerf.training.ray_batches import ERROR_RATE, ERROR_SHARE, ErrorMap, RayBatches
 
 
 def tile_of(error_map: ErrorMap, image: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ def test_masks_in_ignore_mode_and_whole_image_batches_keep_their_own_draws():
 def test_error_sampling_trains_and_its_map_learns_where_the_error_is(tmp_path):
     """A short run with --pixel-sampling error: the map has seen the images, and its tiles' errors
     fell from the unseen 1.0 to what the field gets wrong."""
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 

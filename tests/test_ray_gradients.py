@@ -4,10 +4,10 @@ the reference maths, on random rays, at several sizes."""
 import pytest
 import torch
 
-from taichi_nerf import cameras, reference
-from taichi_nerf.encoding import HarmonicSpec, encode_samples
-from taichi_nerf.scene import Scene
-from taichi_nerf.space import contract_reference
+from taichi_nerf.rendering.scene import Scene
+from taichi_nerf.stages import cameras, reference
+from taichi_nerf.stages.encoding import HarmonicSpec, encode_samples
+from taichi_nerf.stages.space import contract_reference
 
 from .conftest import rel_err
 

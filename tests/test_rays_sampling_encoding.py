@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from taichi_nerf import reference
-from taichi_nerf.backgrounds import background_colour, over_background
-from taichi_nerf.cameras import batch_rays, image_rays, look_at, orbit_poses, sphere_poses, training_rays
-from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
-from taichi_nerf.sampling import OPAQUE_END, ray_bounds, stratified
+from taichi_nerf.rendering.backgrounds import background_colour, over_background
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.cameras import batch_rays, image_rays, look_at, orbit_poses, sphere_poses, training_rays
+from taichi_nerf.stages.encoding import HarmonicSpec, encode_points, encode_samples
+from taichi_nerf.stages.sampling import OPAQUE_END, ray_bounds, stratified
 
 from .conftest import rel_err
 

@@ -17,9 +17,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taichi_nerf import checkpoint, cli
+from taichi_nerf import cli
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.training import Trainer, TrainingDiverged
+from taichi_nerf.runs import checkpoint
+from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
 from .conftest import ARCH, TINY, refused, snapshot, tiny_config
 
@@ -263,7 +264,7 @@ def test_eval_limit_below_one_is_refused(run, capsys, limit):
 
 
 def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
-    from taichi_nerf import validation
+    from taichi_nerf.training import validation
 
     monkeypatch.setattr(validation, "psnr", lambda *images_and_pixels: math.inf)  # a perfect match
     assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0

@@ -47,7 +47,7 @@ def test_earlier_render_is_refused_then_replaced_by_overwrite(trained_builtin, t
 
 def test_an_interrupted_render_counts_and_the_api_follows_the_rule(trained_builtin, tmp_path):
     from taichi_nerf.api import evaluate
-    from taichi_nerf.render_folder import RenderFolderError
+    from taichi_nerf.outputs.render_folder import RenderFolderError
 
     _, run = trained_builtin
     out = tmp_path / "r"

@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from taichi_nerf import cli
-from taichi_nerf.backgrounds import over_background
 from taichi_nerf.data.loaders import load_dataset
-from taichi_nerf.metrics import psnr
+from taichi_nerf.outputs.metrics import psnr
+from taichi_nerf.rendering.backgrounds import over_background
 
 from .conftest import ARCH
 

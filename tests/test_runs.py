@@ -11,7 +11,8 @@ import time
 import pytest
 
 import taichi_nerf as tn
-from taichi_nerf import cli, runs
+from taichi_nerf import cli
+from taichi_nerf.runs import run_folder as runs
 
 from .conftest import ARCH, TINY, checkout_env, refused, snapshot
 
@@ -52,7 +53,7 @@ def test_gui_overwrite_refuses_a_size_before_touching_the_run(run, tiny_scene, c
 
 
 def test_train_overwrite_without_tensorboard_keeps_the_run(run, tiny_scene, capsys, monkeypatch):
-    from taichi_nerf import tensorboard_log
+    from taichi_nerf.runs import tensorboard_log
 
     monkeypatch.setattr(tensorboard_log, "missing_tensorboard", lambda: "--logger tensorboard needs TensorBoard")
     before = snapshot(run)
@@ -137,7 +138,7 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
 
 def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_cameras(tmp_path, capsys):
     from taichi_nerf.config import TrainConfig
-    from taichi_nerf.datasets import training_views
+    from taichi_nerf.runs.datasets import training_views
 
     cfg = TrainConfig(data=str(tmp_path / "moved_away"))
     assert training_views(cfg, tmp_path / "checkpoint.pt", "view", "no training cameras shown") is None

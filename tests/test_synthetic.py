@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from taichi_nerf import backend
-from taichi_nerf.cameras import focal_from_fov, look_at, sphere_poses
 from taichi_nerf.data.blender import load_blender
 from taichi_nerf.scenes import environment as E
 from taichi_nerf.scenes import sdf
 from taichi_nerf.scenes import synthetic as S
+from taichi_nerf.stages.cameras import focal_from_fov, look_at, sphere_poses
 
 SIZE = 32
 

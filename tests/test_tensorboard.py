@@ -8,7 +8,7 @@ pytest.importorskip("tensorboard", reason="needs the tensorboard extra: pip inst
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from taichi_nerf.training import Trainer  # noqa: E402
+from taichi_nerf.training.trainer import Trainer  # noqa: E402
 
 from .conftest import tiny_config  # noqa: E402
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from taichi_nerf import cameras
-from taichi_nerf.cameras import focal_from_fov, sphere_poses
 from taichi_nerf.data.loaders import detect_format, load_dataset
 from taichi_nerf.scenes import environment as E
 from taichi_nerf.scenes import synthetic as S
 from taichi_nerf.scenes import testsets as T
+from taichi_nerf.stages import cameras
+from taichi_nerf.stages.cameras import focal_from_fov, sphere_poses
 
 # Small versions: the whole file trains nothing and stays well under a minute on 2 cores.
 SMALL = {"npz-black": (32, 8), "npz-white": (32, 8), "blender-wide": (32, 6), "blender-portrait": (32, 6),

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from taichi_nerf.api import evaluate
-from taichi_nerf.checkpoint import load, read_state
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.losses import training_loss
-from taichi_nerf.rendering import RayOutput
-from taichi_nerf.training import Trainer, TrainingDiverged
+from taichi_nerf.rendering.renderer import RayOutput
+from taichi_nerf.runs.checkpoint import load, read_state
+from taichi_nerf.training.losses import training_loss
+from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
 from .conftest import checkout_env, sampled_images, tiny_config
 
@@ -46,8 +46,8 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
     if sampler == "grid":
         assert renderer.grid.updates > 0 and 0.0 < renderer.grid.occupancy < 0.5
         # empty space is being skipped: far fewer samples than marching an all-occupied grid
-        from taichi_nerf.cameras import image_rays
-        from taichi_nerf.occupancy import OccupancyGrid
+        from taichi_nerf.stages.cameras import image_rays
+        from taichi_nerf.stages.occupancy import OccupancyGrid
 
         val = Trainer(cfg).val
         o, d = image_rays(val.poses.to(renderer.device), val.intrinsics.to(renderer.device), 0, val.width, 0,
@@ -318,7 +318,7 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""
-    from taichi_nerf.cameras import strided_pixels
+    from taichi_nerf.stages.cameras import strided_pixels
 
     pixels = strided_pixels(6, 4, 2)
     assert pixels.tolist() == [7, 9, 11, 19, 21, 23]  # rows 1 and 3, columns 1, 3 and 5
@@ -331,7 +331,7 @@ def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path
 
 
 def test_periodic_stride_leaves_about_4096_pixels_a_view():
-    from taichi_nerf.validation import periodic_stride
+    from taichi_nerf.training.validation import periodic_stride
 
     assert periodic_stride(100, 100) == 2  # never whole images: at least every 2nd row and column
     assert periodic_stride(250, 250) == periodic_stride(240, 180) == 3
@@ -347,8 +347,8 @@ def test_a_time_limited_run_keeps_its_checks_to_a_share_of_the_time(tiny_scene, 
     Checkpoints are never skipped; without a time limit every scheduled check runs."""
     import time
 
-    from taichi_nerf.training import CHECK_SHARE
-    from taichi_nerf.validation import periodic_stride
+    from taichi_nerf.training.trainer import CHECK_SHARE
+    from taichi_nerf.training.validation import periodic_stride
 
     checkpoints = []
 
@@ -451,7 +451,7 @@ def test_mixed_precision_renders_like_float32_and_trains(tiny_scene, tmp_path, m
     learns about as well as in float32, and its field renders within bf16's rounding of
     the float32 render. (bf16 is forced on: without a fast path it is emulated, slowly.)"""
     from taichi_nerf import backend
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     monkeypatch.setattr(backend, "native_bf16", lambda device: True)
     runs = {}
@@ -475,7 +475,7 @@ def test_mixed_precision_is_used_only_where_bf16_is_fast(tiny_scene, tmp_path, m
     --mixed-precision is ignored, with a warning, and the MLP runs in float32."""
     from taichi_nerf import backend
     from taichi_nerf.cli.train import report_start
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     monkeypatch.setattr(backend, "native_bf16", lambda device: fast)
     tr = Trainer(tiny_config(tiny_scene, tmp_path, mixed_precision=True, steps=1))
@@ -489,7 +489,7 @@ def test_bf16_is_the_default_only_on_a_cpu_with_bf16_instructions(tiny_scene, tm
                                                                   instructions):
     from taichi_nerf import backend
     from taichi_nerf.cli.train import report_start
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     monkeypatch.setattr(backend, "native_bf16", lambda device: True)  # oneDNN's path (plain AVX-512 has it too)
     monkeypatch.setattr(backend, "cpu_bf16_instructions", lambda: instructions)
@@ -504,7 +504,7 @@ def test_bf16_is_the_default_only_on_a_cpu_with_bf16_instructions(tiny_scene, tm
 
 
 def test_bf16_rows_are_few_sizes_and_little_padding():
-    from taichi_nerf.rendering import bf16_rows
+    from taichi_nerf.rendering.renderer import bf16_rows
 
     sizes = [bf16_rows(m) for m in range(1, 70000)]
     assert all(s >= m for m, s in zip(range(1, 70000), sizes))
@@ -516,8 +516,8 @@ def test_bf16_pads_the_mlp_rows_on_the_cpu_and_cuts_them_back(tiny_scene, tmp_pa
     """oneDNN builds its bf16 kernels for each new row count: the MLP sees padded counts, and
     what comes back (values and gradients) is the unpadded rows' own."""
     from taichi_nerf import backend
-    from taichi_nerf.rendering import bf16_rows
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.rendering.renderer import bf16_rows
+    from taichi_nerf.training.trainer import Trainer
 
     monkeypatch.setattr(backend, "native_bf16", lambda device: True)
     tr = Trainer(tiny_config(tiny_scene, tmp_path, mixed_precision=True, steps=1))

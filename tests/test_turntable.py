@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from taichi_nerf.backgrounds import over_background
 from taichi_nerf.capture.pose_alignment import pose_errors
 from taichi_nerf.cli import main
+from taichi_nerf.rendering.backgrounds import over_background
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 
@@ -152,8 +152,8 @@ def test_training_with_masks_beats_training_without(turntable, tmp_path):
     (17.0 and 7.2 at twice the steps); on the objects' pixels the two are close at this budget
     (12.9 against 13.4 dB: a masked run's objects start see-through, and white shows through
     until they are opaque), so that comparison only bounds the cost."""
-    from taichi_nerf.datasets import load_dataset
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.runs.datasets import load_dataset
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from taichi_nerf.space import FAR_SCALE, contract_points, contract_reference, contracted_box
+from taichi_nerf.stages.space import FAR_SCALE, contract_points, contract_reference, contracted_box
 
 BOX = torch.tensor([-1.0, -2.0, -0.5, 3.0, 2.0, 1.5])  # off-centre, non-cubic: centre (1, 0, 0.5), half (2, 2, 1)
 
@@ -39,7 +39,7 @@ def test_contraction_is_continuous_and_monotone_along_a_ray():
 
 
 def unbounded_grid(device, steps=64):
-    from taichi_nerf.occupancy import OccupancyGrid
+    from taichi_nerf.stages.occupancy import OccupancyGrid
 
     return OccupancyGrid(BOX, resolution=32, steps_across=steps, device=device, unbounded=True)
 
@@ -68,7 +68,7 @@ def test_unbounded_marching_reaches_far_with_steps_even_in_contracted_space(devi
 
 
 def test_unbounded_encoding_contracts_positions(device):
-    from taichi_nerf.encoding import HarmonicSpec, encode_points, encode_samples
+    from taichi_nerf.stages.encoding import HarmonicSpec, encode_points, encode_samples
 
     pos = HarmonicSpec(3, True)
     o = torch.tensor([[1.0, 0.0, 0.5], [-6.0, 0.5, 0.7]], device=device)
@@ -93,8 +93,8 @@ def testsets(tmp_path_factory, taichi_backend):
 
 
 def test_scene_kind_and_background_are_chosen_from_the_data(testsets):
-    from taichi_nerf.backgrounds import resolve_background
     from taichi_nerf.data.loaders import load_dataset
+    from taichi_nerf.rendering.backgrounds import resolve_background
 
     env = load_dataset(testsets["ngp-360-env"])
     assert env.unbounded and env.background.name == "scene" and env.far > 50 * (env.aabb[3] - env.aabb[0]) / 2
@@ -121,7 +121,6 @@ def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
 
 
 def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):
-    from taichi_nerf import checkpoint
     from taichi_nerf.cli.train import report_start
     from taichi_nerf.kind_defaults import (
         APPEARANCE_DEFAULTS,
@@ -134,7 +133,8 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
         SAMPLER_DEFAULTS,
         SKIP_HIDDEN_DEFAULTS,
     )
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 
@@ -191,7 +191,7 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
 def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):
     """An unbounded run saved before appearance codes became the default there (its config
     has no appearance_dim) resumes as it was trained: without codes."""
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 
@@ -211,8 +211,8 @@ def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp
 def test_the_grid_keeps_only_the_cells_that_training_rays_cross(testsets, tmp_path, name):
     import copy
 
-    from taichi_nerf import cameras
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.stages import cameras
+    from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 

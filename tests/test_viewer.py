@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from taichi_nerf.scene import orbit_cameras
+from taichi_nerf.rendering.scene import orbit_cameras
 from taichi_nerf.viewer.camera import (
     BrowserCamera,
     matrix_to_quaternion,
@@ -164,7 +164,7 @@ def frames_until(app, condition, limit: int = 400):
 @pytest.fixture
 def web_session(tiny_scene, tmp_path):
     pytest.importorskip("viser")
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
     from taichi_nerf.viewer.session import ViewerOptions, WebViewer
 
     torch.manual_seed(0)

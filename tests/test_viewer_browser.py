@@ -52,7 +52,7 @@ def shown_step(page) -> int | None:
 
 @pytest.fixture
 def viewer_process(tiny_scene, tmp_path):
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")

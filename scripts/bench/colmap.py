@@ -94,7 +94,7 @@ def bench_colmap(root: Path, counts: tuple, width: int, train_s: float) -> list[
                     "frames": frames}
             (truth / "transforms.json").write_text(json.dumps(meta))
             for label, data in (("recovered", folder / "dataset"), ("true", truth)):
-                from taichi_nerf.training import Trainer
+                from taichi_nerf.training.trainer import Trainer
 
                 cfg = TrainConfig(data=str(data), out=str(folder / f"run_{label}"), time_limit_s=train_s,
                                   steps=10 ** 6, progress=False, downscale=4)

@@ -88,7 +88,7 @@ def trainer_curve(trainer, budget_s: float, eval_every_s: float, label: str, vie
     """:func:`time_to_quality` of a Trainer: its steps (until its configured ``steps``),
     validated on ``views`` val views (None: all) every ``eval_every_s`` of training time. A
     trainer configured with a time limit schedules its learning rate by the training time
-    spent, as ``train --time-limit`` does by wall time (lr_schedule.py)."""
+    spent, as ``train --time-limit`` does by wall time (training/lr_schedule.py)."""
     limit = trainer.cfg.time_limit_s
 
     def step():

@@ -8,10 +8,11 @@ import time
 
 import torch
 
-from taichi_nerf import backend, reference
-from taichi_nerf.compositing import composite
+from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.packing import Samples, fixed_layout
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.compositing import composite
+from taichi_nerf.stages.packing import Samples, fixed_layout
 
 from .common import add_common_arguments, bench_config, machine, sync, write_json
 

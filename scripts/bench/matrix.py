@@ -28,9 +28,9 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
     a time limit of ``budget`` seconds of training time; val PSNR (all val views) at each of ``checkpoints``."""
     import numpy as np
 
-    from taichi_nerf.diagnostics import flat_colour_psnr
     from taichi_nerf.scenes.testsets import write_testset
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.diagnostics import flat_colour_psnr
+    from taichi_nerf.training.trainer import Trainer
 
     rows, tiles = [], []
     for name in names:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def profile_training(cfg: TrainConfig, grid_steps: int = 300) -> dict:
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     tr = Trainer(cfg)
     phases = {}

@@ -10,7 +10,7 @@ import torch
 
 from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.metrics import psnr
+from taichi_nerf.outputs.metrics import psnr
 
 from . import step
 from .common import bench_config, time_to_quality, write_json
@@ -41,7 +41,7 @@ def value_at(curve, seconds):
 
 
 def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views: int, eval_every: float) -> dict:
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     from ..baselines import KerasRecipe
 

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bench_training(cfg: TrainConfig, grid_steps: int) -> dict:
-    from taichi_nerf.training import Trainer
+    from taichi_nerf.training.trainer import Trainer
 
     tr = Trainer(cfg)
     phases = {}

@@ -1,5 +1,5 @@
 """``taichi-nerf`` command line: one module per command, each a thin layer over the Python
-API (api.py) and the run entry point (runs.py); shared flags and errors in common.py.
+API (api.py) and the run entry point (runs/run_folder.py); shared flags and errors in common.py.
 
 Errors the user can fix (bad data, bad config, missing checkpoint) print one line and exit
 with status 2; they never surface as a traceback from inside a kernel. Nothing below the CLI
@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from ..checkpoint import CheckpointError
     from ..data.dataset import DataError
-    from ..distributed import PeerLost
-    from ..training import TrainingDiverged
+    from ..runs.checkpoint import CheckpointError
+    from ..runs.distributed import PeerLost
+    from ..training.trainer import TrainingDiverged
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --devices: what each rank runs

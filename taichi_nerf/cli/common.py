@@ -90,7 +90,7 @@ def run_config(args, resume_from=None, default=None):
     else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from ..config import TrainConfig
-    from ..runs import resume_config
+    from ..runs.run_folder import resume_config
 
     given = config_overrides(args)
     if resume_from is not None:

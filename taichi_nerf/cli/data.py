@@ -78,13 +78,13 @@ def cmd_data_info(args) -> int:
     if ds.forward_facing:
         print(f"video:    spiral in front of the cameras, looking {ds.focus_distance:.4g} ahead (forward-facing)")
     else:
-        from ..video_route import choose_video
+        from ..rendering.video_route import choose_video
 
         print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {ds.orbit_elevation_deg:.3g} deg")
         video = choose_video(ds.split("train").poses, ds.center, ds.up, False)
         print(f"video:    {video['video_path']} ({video['video_reason']})")
     if ds.background is not None:
-        from ..backgrounds import resolve_background
+        from ..rendering.backgrounds import resolve_background
 
         chosen = resolve_background("auto", ds.background)
         print(f"background: {chosen.description}; --background overrides it")

@@ -44,7 +44,7 @@ def _threshold(text: str):
 def cmd_export_mesh(args) -> int:
     import time
 
-    from ..outputs import export_mesh
+    from ..outputs.from_checkpoint import export_mesh
 
     threshold = _threshold(args.threshold)
     start = time.perf_counter()
@@ -60,7 +60,7 @@ def cmd_export_mesh(args) -> int:
 
 
 def cmd_export_points(args) -> int:
-    from ..outputs import export_points
+    from ..outputs.from_checkpoint import export_points
 
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)

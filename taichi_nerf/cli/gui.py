@@ -52,12 +52,12 @@ def add_parser(sub) -> None:
 
 
 def open_training_run(args):
-    """The run ``gui`` trains (window or browser), through :func:`taichi_nerf.runs.open_run`: a
+    """The run ``gui`` trains (window or browser), through :func:`taichi_nerf.runs.run_folder.open_run`: a
     new run in a folder holding none (train's rule), or with ``--ckpt RUN --train`` that run
     continued; never beside another process training there."""
-    from ..checkpoint import find_checkpoint
     from ..config import TrainConfig
-    from ..runs import open_run
+    from ..runs.checkpoint import find_checkpoint
+    from ..runs.run_folder import open_run
 
     ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
     if ckpt is not None and ckpt.name != "checkpoint.pt":
@@ -70,11 +70,11 @@ def open_training_run(args):
 def cmd_gui(args) -> int:
     """``taichi-nerf gui`` arguments -> a configured GuiApp (with ``--web``, the browser
     viewer), run to the end."""
-    from ..checkpoint import find_checkpoint
-    from ..diagnostics import start_lines
-    from ..distributed import refuse_several
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
+    from ..runs.checkpoint import find_checkpoint
+    from ..runs.distributed import refuse_several
+    from ..training.diagnostics import start_lines
 
     refuse_several("the GUI")  # distributed: one process only
     if args.train and not args.ckpt:

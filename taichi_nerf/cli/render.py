@@ -57,7 +57,7 @@ def cmd_render(args) -> int:
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
             args.fps is not None and args.fps <= 0):
         raise UserError("--frames and --fps must be at least 1 and --size at least 8")
-    from ..outputs import render_path
+    from ..outputs.from_checkpoint import render_path
 
     paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,
                         fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,

@@ -1,4 +1,4 @@
-"""``taichi-nerf train``: a new run, or a resumed one, through :func:`taichi_nerf.runs.open_run`."""
+"""``taichi-nerf train``: a new run, or a resumed one, through :func:`taichi_nerf.runs.run_folder.open_run`."""
 from __future__ import annotations
 
 from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, run_config
@@ -32,10 +32,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .. import distributed
     from ..backend import resolve_arch
-    from ..runs import open_run
-    from ..training import Trainer
+    from ..runs import distributed
+    from ..runs.run_folder import open_run
+    from ..training.trainer import Trainer
     from ..viewer.launch import open_viewer
 
     if args.devices < 1:
@@ -94,7 +94,7 @@ def cmd_train(args) -> int:
 
 def report_start(trainer, resume: bool) -> None:
     """What the run will do (train, and the web viewer's train): :func:`diagnostics.start_lines`."""
-    from ..diagnostics import start_lines
+    from ..training.diagnostics import start_lines
 
     print("\n".join(start_lines(trainer, resume)))
 
@@ -115,8 +115,8 @@ def report_end(trainer, result, video_frames: int) -> int:
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
     if video_frames > 0:
-        from ..backgrounds import scene_background
-        from ..default_video import write_default_video
+        from ..outputs.default_video import write_default_video
+        from ..rendering.backgrounds import scene_background
 
         videos = write_default_video(trainer.renderer, out / "orbit.mp4", video_frames,
                                      min(400, max(trainer.train.width, 100)), progress=cfg.progress,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..cameras import unit
+from ..stages.cameras import unit
 
 FORWARD_FACING_COS = 0.9  # mean view direction this long => cameras look one way (~25 deg spread)
 CONTENT_MARGIN = 1.1  # the box is this much larger than the sphere that fits the views
@@ -289,7 +289,7 @@ def make_unbounded(dataset) -> None:
     """Turn an inward-facing dataset's bounds into an unbounded scene's: the box stays as the
     detailed inner region, near shrinks (content may sit right in front of the cameras) and
     far reaches out to where contraction has squeezed space to within 1% of infinity."""
-    from ..space import FAR_SCALE
+    from ..stages.space import FAR_SCALE
 
     box = dataset.aabb.double().numpy()
     centre, half = 0.5 * (box[:3] + box[3:]), 0.5 * (box[3:] - box[:3])

@@ -86,7 +86,7 @@ class Dataset:
     # (4, 4) similarity the loader applied to the file's poses (dataset = T @ file); None: identity
     applied_transform: torch.Tensor | None = None
     # The background is part of the scene and reaches far in every direction: space outside
-    # ``aabb`` is contracted (taichi_nerf/space.py); ``far`` then reaches far out.
+    # ``aabb`` is contracted (taichi_nerf/stages/space.py); ``far`` then reaches far out.
     unbounded: bool = False
     cameras_look_outward: bool = False  # the bounds found no point the cameras look at
     background: object | None = None  # data/surround.py BackgroundChoice: what the images' surround is

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cameras import unit
+from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
 from .images import read_many
 

@@ -1,5 +1,5 @@
 """Find the right loader for a dataset path (the built-in scene, when no path is given, is
-resolved one layer up, in taichi_nerf/datasets.py)."""
+resolved one layer up, in taichi_nerf/runs/datasets.py)."""
 from __future__ import annotations
 
 from pathlib import Path

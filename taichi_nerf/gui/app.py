@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint
-from ..backgrounds import over_background, scene_background
 from ..files import write_png, write_text_atomic
 from ..interrupts import StopRequest
-from ..training import Trainer, TrainingDiverged
+from ..rendering.backgrounds import over_background, scene_background
+from ..runs import checkpoint
+from ..training.trainer import Trainer, TrainingDiverged
 from ..viewing import timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
@@ -105,7 +105,7 @@ class GuiApp:
         self.saved_step = self.step_at_open
         self.counts = {"checkpoints": 0, "screenshots": 0, "videos": 0}
         self.last_saved: dict[str, str] = {}
-        self.video_job = None  # a taichi_nerf.video.OrbitRecorder while recording
+        self.video_job = None  # a taichi_nerf.outputs.video.OrbitRecorder while recording
         self.queued: list[str] = []  # actions from the panel's buttons, done next frame
         self.quit_requested = False
         self.idle = False  # the last frame had nothing to do
@@ -141,7 +141,7 @@ class GuiApp:
 
     @classmethod
     def for_checkpoint(cls, path, options: GuiOptions, arch: str = "auto") -> "GuiApp":
-        from ..datasets import training_views
+        from ..runs.datasets import training_views
 
         renderer, cfg, state = checkpoint.load(path, arch)
         # the training views are optional here: they only enable snapping and compare

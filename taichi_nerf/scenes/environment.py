@@ -29,7 +29,7 @@ import taichi as ti
 import torch
 
 from .. import backend
-from ..cameras import undistort
+from ..stages.cameras import undistort
 from .sdf import albedo, check_poses, lit, march, normal, scene_material, vec3
 
 # --- geometry ----------------------------------------------------------------------------

@@ -24,9 +24,9 @@ import taichi as ti
 import torch
 
 from .. import backend
-from ..cameras import focal_from_fov, sphere_poses
 from ..data.blender import write_split
 from ..data.dataset import DataError
+from ..stages.cameras import focal_from_fov, sphere_poses
 from .obj import Mesh, read_obj
 
 MESH_RADIUS = 1.2  # like the built-in scene's objects

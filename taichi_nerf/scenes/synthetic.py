@@ -31,8 +31,8 @@ import taichi as ti
 import torch
 
 from .. import backend
-from ..cameras import focal_from_fov, sphere_poses
 from ..data.blender import write_split
+from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
 from .sdf import check_poses, march, normal, ray_dir, scene_dist, shade, vec3
 

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cameras import focal_from_fov, look_at, sphere_poses, unit
 from ..data.blender import write_split
 from ..data.dataset import DataError
+from ..stages.cameras import focal_from_fov, look_at, sphere_poses, unit
 from .capture_effects import REAL_CAPTURE, RECORD_FILE, CaptureEffects, effects_record, noisy_poses, photometric
 from .environment import pixel_directions
 from .synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..cameras import look_at
+from ..stages.cameras import look_at
 from .synthetic import render_scene
 
 FOV_X_DEG = 60.0

@@ -3,7 +3,7 @@
 viser reports a camera as OpenCV axes (x right, y down, z forward) by a rotation ``wxyz``
 (a unit quaternion, camera to world) and a ``position``, with a vertical field of view in
 radians and the canvas's size. This project's poses are OpenGL camera-to-world matrices
-(x right, y up, looking down -z: cameras.py) and pinhole rows (fx, fy, cx, cy, k1, k2, p1,
+(x right, y up, looking down -z: stages/cameras.py) and pinhole rows (fx, fy, cx, cy, k1, k2, p1,
 p2) in pixels, pixel centres at +0.5. So the rotation's y and z columns flip, and a
 ``width`` x ``height`` render has fy = (height / 2) / tan(fov / 2), square pixels, the
 principal point at the centre.

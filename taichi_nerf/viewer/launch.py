@@ -61,8 +61,8 @@ def _options(args, **changes):
 
 def open_checkpoint(path, arch: str):
     """(renderer, cfg, state, training split or None, run folder) of a checkpoint."""
-    from .. import checkpoint
-    from ..datasets import training_views
+    from ..runs import checkpoint
+    from ..runs.datasets import training_views
 
     renderer, cfg, state = checkpoint.load(path, arch)
     # the training views are optional here: they only draw the training cameras
@@ -91,10 +91,10 @@ def cmd_view(args) -> int:
 
 def launch_web(args, open_training_run) -> int:
     """``gui --web``: what the window shows, in a browser. ``open_training_run(args)`` -> a
-    :class:`taichi_nerf.runs.Run` (checked, locked, its folder claimed: cli/gui.py), called
+    :class:`taichi_nerf.runs.run_folder.Run` (checked, locked, its folder claimed: cli/gui.py), called
     after the server has opened."""
-    from ..diagnostics import start_lines
-    from ..training import Trainer
+    from ..training.diagnostics import start_lines
+    from ..training.trainer import Trainer
     from .session import WebViewer
 
     _check(args)
@@ -134,8 +134,8 @@ class WebTraining:
     def train(self, trainer):
         """What ``Trainer.run`` does, with the browser watching: the steps through the viewer's
         loop, then (unless stopped) the final validation, preview and checkpoint by ``run``."""
-        from ..plots import write_curves
-        from ..training import TrainResult
+        from ..training.plots import write_curves
+        from ..training.trainer import TrainResult
         from .session import ViewerOptions, WebViewer
 
         cfg, start = trainer.cfg, time.perf_counter()
@@ -186,7 +186,7 @@ def train_with_viewer(cfg, make_trainer=None, host: str = DEFAULT_HOST, port: in
     """Python API: train ``cfg`` (its run folder already claimed, or resumed) with the browser
     viewer; ``make_trainer(cfg)`` builds the Trainer (default: ``Trainer(cfg)``). Returns the
     TrainResult; ``linger``: keep serving the field after training until Ctrl-C."""
-    from ..training import Trainer
+    from ..training.trainer import Trainer
     from .session import ViewerOptions
 
     session = WebTraining(ViewerServer(host, port), options or ViewerOptions(), quit_at_end=not linger)

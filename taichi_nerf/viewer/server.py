@@ -79,7 +79,7 @@ class ViewerServer:
 
     def set_opening_view(self, scene, fov_y: float) -> None:
         """Where a new browser starts (and "Reset View" returns): the orbit video's first view."""
-        from .. import cameras
+        from ..stages import cameras
 
         self.server.scene.set_up_direction(tuple(float(v) for v in scene.up))
         pose = cameras.orbit_poses(1, scene.orbit_radius, scene.orbit_elevation_deg, scene.center, scene.up)[0]

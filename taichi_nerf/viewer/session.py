@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backgrounds import scene_background
 from ..files import write_text_atomic
 from ..interrupts import StopRequest
-from ..training import Trainer, TrainingDiverged
+from ..rendering.backgrounds import scene_background
+from ..training.trainer import Trainer, TrainingDiverged
 from ..viewing import actions, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes

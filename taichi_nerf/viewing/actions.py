@@ -5,8 +5,8 @@ pause, save a checkpoint, keyframes and the video of the orbit or of the path th
 (rendered a band per frame, so the viewer stays responsive)."""
 from pathlib import Path
 
-from ..training import TrainingDiverged
-from ..video import OrbitRecorder
+from ..outputs.video import OrbitRecorder
+from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
 
 VIDEO_FPS = 24.0

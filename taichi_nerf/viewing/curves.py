@@ -3,7 +3,7 @@ import json
 import math
 from pathlib import Path
 
-from ..training import TrainingCallback
+from ..training.trainer import TrainingCallback
 
 CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
 PSNR_SMOOTHING = 0.9

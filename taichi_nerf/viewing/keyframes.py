@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import camera_path
 from ..files import write_text_atomic
+from ..outputs import camera_path
 
 FILE_NAME = "camera_path.json"
 MIN_KEYFRAMES = 2  # a path needs somewhere to go

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..depth_view import depth_colors
+from ..outputs.depth_view import depth_colors
 from .schedule import MIN_COARSE_PIXELS, Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")

@@ -1,0 +1,333 @@
+"""Camera paths for videos: nerfstudio ``camera_path.json`` files, transforms-style pose
+lists, a smooth path through the training cameras, and the forward-facing spiral.
+
+Every path ends as (poses (N, 4, 4) camera-to-world in the project's OpenGL convention,
+intrinsics (N, 8), width, height, fps) for :class:`taichi_nerf.outputs.video.OrbitRecorder`.
+Resampling a path to another number of frames moves along it at constant speed: a
+Catmull-Rom spline through the camera positions, slerp between their rotations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
+from ..stages.cameras import focal_from_fov
+
+ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
+MAX_KEYFRAMES = 16  # training cameras the `train` path passes through (evenly spread along it)
+DEFAULT_WIDTH = 200
+# Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
+# 0.5% scale or a shear (a distorted frame) does not.
+ROTATION_TOLERANCE = 5e-3
+
+
+class CameraPathError(ValueError):
+    """A camera path file that cannot be used: one line naming the file."""
+
+
+@dataclass
+class CameraPath:
+    poses: torch.Tensor  # (N, 4, 4) float32 camera-to-world
+    intrinsics: torch.Tensor  # (N, 8) fx, fy, cx, cy, k1, k2, p1, p2
+    width: int
+    height: int
+    fps: float | None = None  # the file's, when it says
+    notes: list[str] = dataclasses.field(default_factory=list)  # what was filled in from the dataset
+
+    @property
+    def frames(self) -> int:
+        return int(self.poses.shape[0])
+
+
+def _intrinsics(fx, fy, width: int, height: int, cx=None, cy=None) -> list[float]:
+    return [float(fx), float(fy), float(width / 2.0 if cx is None else cx), float(height / 2.0 if cy is None else cy),
+            0.0, 0.0, 0.0, 0.0]
+
+
+def _matrix(values, where: str) -> np.ndarray:
+    try:
+        m = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CameraPathError(f"{where}: the matrix is not numbers") from None
+    if m.size not in (12, 16):
+        raise CameraPathError(f"{where}: expected a 4x4 (16 numbers) or 3x4 (12) matrix, got {m.size} numbers")
+    m = m.reshape(-1, 4)
+    if not np.isfinite(m).all():
+        raise CameraPathError(f"{where}: the matrix holds NaN or infinite values")
+    pose = np.eye(4)
+    pose[:3] = m[:3]
+    if abs(np.linalg.det(pose[:3, :3])) < 1e-9:
+        raise CameraPathError(f"{where}: the rotation is singular")
+    check_rotation(pose[:3, :3], where)
+    return pose
+
+
+def check_rotation(r: np.ndarray, where: str) -> None:
+    """One line naming ``where`` unless ``r`` is orthonormal with determinant +1 (a mirror, a
+    scale or a shear would render a distorted frame)."""
+    deviation = float(np.abs(r.T @ r - np.eye(3)).max())
+    if deviation > ROTATION_TOLERANCE:
+        lengths = ", ".join(f"{v:.3g}" for v in np.linalg.norm(r, axis=0))
+        raise CameraPathError(f"{where}: the 3x3 part of the matrix is not a rotation (scaled or sheared: column "
+                              f"lengths {lengths}, |R^T R - I| up to {deviation:.3g}, tolerance "
+                              f"{ROTATION_TOLERANCE:g})")
+    if np.linalg.det(r) < 0:
+        raise CameraPathError(f"{where}: the 3x3 part of the matrix is a mirror (determinant -1), not a rotation")
+
+
+def _positive(value, name: str, where: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise CameraPathError(f"{where}: '{name}' must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise CameraPathError(f"{where}: '{name}' must be positive, got {value!r}")
+    return v
+
+
+def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
+    """Read a nerfstudio ``camera_path.json`` or a transforms-style pose list; ``size``
+    overrides the file's width (the height follows the aspect)."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CameraPathError(f"{path}: no such camera path file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CameraPathError(f"{path}: not a readable JSON camera path ({str(exc).splitlines()[0]})") from None
+    if isinstance(meta, dict) and "camera_path" in meta:
+        return _nerfstudio(meta, path, size, scene)
+    if isinstance(meta, dict) and "frames" in meta:
+        return _transforms(meta, path, scene, size)
+    raise CameraPathError(f"{path}: neither a nerfstudio camera path ('camera_path') nor a pose list ('frames')")
+
+
+def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> CameraPath:
+    cams = meta["camera_path"]
+    if not isinstance(cams, list) or not cams:
+        raise CameraPathError(f"{path}: 'camera_path' holds no cameras")
+    kind = meta.get("camera_type", "perspective")
+    if kind != "perspective":
+        raise CameraPathError(f"{path}: camera_type {kind!r} is not supported (only perspective)")
+    width0 = meta.get("render_width")
+    height0 = meta.get("render_height")
+    poses, intr, notes = [], [], []
+    width = height = None
+    scene_fov = math.degrees(2.0 * math.atan(math.tan(0.5 * scene.fov_x) / scene.aspect))  # vertical, as the file's
+    for k, cam in enumerate(cams):
+        where = f"{path}: camera_path[{k}]"
+        if not isinstance(cam, dict) or "camera_to_world" not in cam:
+            raise CameraPathError(f"{where}: no 'camera_to_world'")
+        poses.append(_matrix(cam["camera_to_world"], where))
+        fov = cam.get("fov", meta.get("default_fov"))
+        if fov is None:
+            fov = scene_fov
+            if not notes:
+                notes.append(f"note: {path} gives no 'fov' for camera {k} (nor 'default_fov'): using the training "
+                             f"cameras' vertical field of view, {scene_fov:.1f} degrees")
+        fov = _positive(fov, "fov", where)
+        if fov >= 180:
+            raise CameraPathError(f"{where}: 'fov' must be below 180 degrees, got {fov:g}")
+        if width is None:
+            w0 = _positive(width0, "render_width", str(path)) if width0 is not None else None
+            h0 = _positive(height0, "render_height", str(path)) if height0 is not None else None
+            aspect = _positive(cam.get("aspect", (w0 / h0) if w0 and h0 else 1.0), "aspect", where)
+            if size:  # the height follows the path's aspect
+                width, height = int(size), max(1, round(size / aspect))
+            else:
+                width = int(w0 or DEFAULT_WIDTH)
+                height = int(h0) if h0 else max(1, round(width / aspect))
+        fy = 0.5 * height / math.tan(0.5 * math.radians(fov))  # nerfstudio's fov is vertical
+        intr.append(_intrinsics(fy, fy, width, height))
+    fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
+    return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
+                      width, height, fps, notes)
+
+
+def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> CameraPath:
+    frames = meta["frames"]
+    if not isinstance(frames, list) or not frames:
+        raise CameraPathError(f"{path}: 'frames' holds no cameras")
+    poses, intr, notes = [], [], []
+    width = height = None
+    for k, frame in enumerate(frames):
+        where = f"{path}: frames[{k}]"
+        if not isinstance(frame, dict) or "transform_matrix" not in frame:
+            raise CameraPathError(f"{where}: no 'transform_matrix'")
+        poses.append(_matrix(frame["transform_matrix"], where))
+        get = {**meta, **frame}.get
+        w0 = _positive(get("w"), "w", where) if get("w") is not None else None
+        h0 = _positive(get("h"), "h", where) if get("h") is not None else None
+        if width is None:
+            width = int(size or w0 or DEFAULT_WIDTH)
+            height = int(round(h0 * width / w0)) if (w0 and h0) else max(1, round(width / scene.aspect))
+        scale = width / w0 if w0 else 1.0
+        if get("fl_x") is not None:
+            if w0 is None:
+                raise CameraPathError(f"{where}: 'fl_x' needs the image width 'w' it belongs to")
+            fx = _positive(get("fl_x"), "fl_x", where) * scale
+            fy = _positive(get("fl_y"), "fl_y", where) * scale if get("fl_y") is not None else fx
+            cx = float(get("cx")) * scale if get("cx") is not None else None
+            cy = float(get("cy")) * scale if get("cy") is not None else None
+        else:
+            if get("camera_angle_x") is None and not notes:
+                notes.append(f"note: {path} gives no 'camera_angle_x' or 'fl_x' for frame {k}: using the training "
+                             f"cameras' horizontal field of view, {math.degrees(scene.fov_x):.1f} degrees")
+            angle = _positive(get("camera_angle_x", scene.fov_x), "camera_angle_x", where)
+            if angle >= math.pi:
+                raise CameraPathError(f"{where}: 'camera_angle_x' is in radians and must be below pi, got {angle:g}")
+            fx = fy = focal_from_fov(width, angle)
+            cx = cy = None
+        intr.append(_intrinsics(fx, fy, width, height, cx, cy))
+    fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
+    return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
+                      width, height, fps, notes)
+
+
+# --- rotations and splines ------------------------------------------------------------------
+def _quat(r: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) of a rotation matrix (orthonormalised first)."""
+    u, _, vt = np.linalg.svd(r)
+    r = u @ vt
+    if np.linalg.det(r) < 0:  # a mirrored frame: keep it a rotation
+        r = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2.0
+    x = math.copysign(math.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2.0, r[2, 1] - r[1, 2])
+    y = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2.0, r[0, 2] - r[2, 0])
+    z = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2.0, r[1, 0] - r[0, 1])
+    q = np.array([w, x, y, z])
+    return q / np.linalg.norm(q)
+
+
+def _matrix_of(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, u: float) -> np.ndarray:
+    if np.dot(q0, q1) < 0:  # the short way round
+        q1 = -q1
+    dot = min(1.0, float(np.dot(q0, q1)))
+    if dot > 0.9995:
+        q = q0 + u * (q1 - q0)
+        return q / np.linalg.norm(q)
+    angle = math.acos(dot)
+    return (math.sin((1 - u) * angle) * q0 + math.sin(u * angle) * q1) / math.sin(angle)
+
+
+def _catmull_rom(p0, p1, p2, p3, u: float) -> np.ndarray:
+    return 0.5 * ((2 * p1) + (p2 - p0) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u * u
+                  + (3 * p1 - p0 - 3 * p2 + p3) * u ** 3)
+
+
+def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Tensor:
+    """(frames, 4, 4) poses along the spline through ``poses`` (K, 4, 4) at constant speed
+    (by the spline's arc length); ``closed`` returns to the first pose. With ``centre`` the
+    spline runs on the distance to it and the direction from it, so a path between cameras
+    around an object keeps their distance instead of cutting the chords."""
+    p = np.asarray(torch.as_tensor(poses, dtype=torch.float64))
+    k = len(p)
+    if k == 1 or frames < 1:
+        return torch.as_tensor(np.repeat(p[:1], max(frames, 0), axis=0), dtype=torch.float32)
+    quats = [_quat(m[:3, :3]) for m in p]
+    segments = k if closed else k - 1
+    c = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
+    rel = p[:, :3, 3] - c
+    radius = np.linalg.norm(rel, axis=1)
+    # Spline on (direction, radius) around the centre, or on plain positions.
+    key = np.hstack([rel / np.maximum(radius, 1e-12)[:, None], radius[:, None]]) if centre is not None else rel
+
+    def at(j):
+        return key[j % k] if closed else key[min(max(j, 0), k - 1)]
+
+    def point(i, u):
+        q = _catmull_rom(at(i - 1), at(i), at(i + 1), at(i + 2), u)
+        if centre is None:
+            return c + q
+        return c + q[3] * q[:3] / max(np.linalg.norm(q[:3]), 1e-12)
+
+    # Arc length along each segment, tabulated at ARC_SAMPLES steps of the spline parameter.
+    us = np.linspace(0.0, 1.0, ARC_SAMPLES + 1)
+    table = []
+    for i in range(segments):
+        pts = np.stack([point(i, u) for u in us])
+        table.append(np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]))
+    lengths = np.array([t[-1] for t in table])
+    if lengths.sum() < 1e-12:  # cameras that only turn: spread the frames over the segments evenly
+        lengths, table = np.ones(segments), [us.copy() for _ in range(segments)]
+    cum = np.concatenate([[0.0], np.cumsum(lengths)])
+    out = []
+    for f in range(frames):
+        s = cum[-1] * f / frames if closed else cum[-1] * f / max(frames - 1, 1)
+        i = min(int(np.searchsorted(cum, s, side="right")) - 1, segments - 1)
+        u = float(np.interp(s - cum[i], table[i], us))
+        m = np.eye(4)
+        m[:3, 3] = point(i, u)
+        m[:3, :3] = _matrix_of(slerp(quats[i], quats[(i + 1) % k], u))
+        out.append(m)
+    return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+# --- paths from the scene and its training cameras ----------------------------------------
+def order_cameras(poses, scene: Scene) -> np.ndarray:
+    """Indices of the cameras in the order a closed path visits them: by angle around the
+    scene's up axis through its centre (surround captures), or around the mean viewing axis
+    through the cameras' centroid (forward-facing captures)."""
+    p = np.asarray(torch.as_tensor(poses, dtype=torch.float64))
+    pos = p[:, :3, 3]
+    if scene.forward_facing:
+        axis, centre = p[:, :3, 2].mean(0), pos.mean(0)
+    else:
+        axis, centre = np.asarray(scene.up, dtype=np.float64), np.asarray(scene.center, dtype=np.float64)
+    axis = axis / max(np.linalg.norm(axis), 1e-12)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    a = np.cross(axis, helper)
+    a /= np.linalg.norm(a)
+    b = np.cross(axis, a)
+    rel = pos - centre
+    return np.argsort(np.arctan2(rel @ b, rel @ a), kind="stable")
+
+
+def train_path(train_poses, scene: Scene, frames: int, width: int) -> CameraPath:
+    """A closed loop through (up to MAX_KEYFRAMES of) the training cameras, in angular order."""
+    order = order_cameras(train_poses, scene)
+    if len(order) > MAX_KEYFRAMES:
+        order = order[np.linspace(0, len(order), MAX_KEYFRAMES, endpoint=False).astype(int)]
+    keys = torch.as_tensor(train_poses, dtype=torch.float32)[torch.as_tensor(order.copy())]
+    centre = None if scene.forward_facing else scene.center  # around the object: keep the cameras' distance
+    poses = resample(keys, frames, closed=len(order) > 2, centre=centre)
+    return _with_scene_intrinsics(poses, scene, width)
+
+
+def spiral_path(scene: Scene, frames: int, width: int, train_poses=None) -> CameraPath:
+    """The forward-facing spiral (what the orbit video does for forward-facing scenes); for
+    other scenes a spiral in front of the average training camera, looking at the centre."""
+    if not (scene.forward_facing and len(scene.path_pose) == 16):
+        if train_poses is None:
+            raise CameraPathError("--spiral on a surround scene needs its training cameras (the dataset)")
+        avg = torch.as_tensor(train_poses, dtype=torch.float64)[:, :3, 3].mean(0)
+        focus = float((avg - torch.tensor(scene.center, dtype=torch.float64)).norm())
+        scene = dataclasses.replace(scene, **spiral_frame(torch.as_tensor(train_poses), max(focus, 1e-3)))
+    return _with_scene_intrinsics(spiral_poses(scene, frames).float(), scene, width)
+
+
+def _with_scene_intrinsics(poses: torch.Tensor, scene: Scene, width: int) -> CameraPath:
+    _, intr, w, h = orbit_cameras(scene, 1, width)
+    return CameraPath(poses.float(), intr.repeat(poses.shape[0], 1), w, h)
+
+
+def with_frames(path: CameraPath, frames: int) -> CameraPath:
+    """The path resampled to ``frames`` frames (an open spline through its cameras)."""
+    if frames == path.frames:
+        return path
+    return CameraPath(resample(path.poses, frames), path.intrinsics[:1].repeat(frames, 1), path.width, path.height,
+                      path.fps, path.notes)

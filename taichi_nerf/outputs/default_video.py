@@ -1,0 +1,53 @@
+"""The video a run gets when nobody names a camera path: the one that suits the capture
+(taichi_nerf/rendering/video_route.py decides when the scene is made), with the reason said aloud.
+Used by ``taichi-nerf render`` without --path/--spiral and by the video at the end of training."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..rendering.scene import Scene, orbit_cameras
+from .camera_path import CameraPath, resample
+
+OLD_CHECKPOINT = "checkpoint from before the video was chosen from the cameras: the orbit"
+
+
+def there_and_back(keyframes: torch.Tensor, frames: int, centre) -> torch.Tensor:
+    """(frames, 4, 4) poses from the first keyframe to the last along a smooth spline (at the
+    cameras' distance from ``centre``) and back again, so the video loops without a jump."""
+    out_frames = frames // 2 + 1 + frames % 2
+    forward = resample(keyframes, out_frames, closed=False, centre=centre)
+    back = forward.flip(0)[1:-1]
+    return torch.cat([forward, back])[:frames]
+
+
+def default_route(scene: Scene, frames: int, width: int) -> tuple[str, str, CameraPath | None]:
+    """(kind, reason, path): the video that suits ``scene``; the path is None for the orbit
+    and the spiral, which :class:`~taichi_nerf.outputs.video.OrbitRecorder` makes itself."""
+    if scene.video_path == "train" and scene.video_keyframes:
+        keys = torch.tensor(scene.video_keyframes, dtype=torch.float64).view(-1, 4, 4)
+        poses = there_and_back(keys, frames, scene.center)
+        _, intr, w, h = orbit_cameras(scene, 1, width)
+        return "train", scene.video_reason, CameraPath(poses.float(), intr.repeat(frames, 1), w, h)
+    if scene.video_path:
+        return scene.video_path, scene.video_reason, None
+    kind = "spiral" if scene.forward_facing and len(scene.path_pose) == 16 else "orbit"
+    return kind, OLD_CHECKPOINT, None
+
+
+def write_default_video(renderer, out: Path, frames: int, width: int, fps: float = 24, progress: bool = True,
+                        background=(1.0, 1.0, 1.0), say: Callable[[str], None] | None = None) -> list[Path]:
+    """Write the default video of ``renderer``'s scene to ``out`` (+ depth, + gif beside an
+    mp4), telling ``say`` which path was chosen and why."""
+    from .video import write_orbit, write_path
+
+    kind, reason, route = default_route(renderer.scene, frames, width)
+    if say is not None:
+        say(f"video path: {kind} ({reason})")
+    if route is None:
+        return write_orbit(renderer, Path(out), frames=frames, width=width, fps=fps, progress=progress,
+                           background=background)
+    return write_path(renderer, Path(out), route.poses, route.intrinsics, route.width, route.height, fps=fps,
+                      progress=progress, background=background)

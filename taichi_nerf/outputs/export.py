@@ -1,0 +1,362 @@
+"""What a trained field becomes outside the renderer: a coloured triangle mesh (marching
+cubes on the field's density) and a coloured point cloud (the rendered surface).
+
+Mesh: the density is queried on a lattice of ``resolution``^3 points spanning the scene box,
+a slab of planes at a time and only where the occupancy grid (dilated by one cell) knows
+the field is not empty; everything else is 0. scikit-image's ``measure.marching_cubes``
+(Lewiner) extracts the isosurface, given the same occupancy as its ``mask`` so it skips
+empty cubes too. The lattice's outer planes are zeroed so the surface closes at the box.
+Vertex colours are the field's colour at the vertex seen along its normal (looking in).
+
+Points: every pixel of a set of views whose opacity is high becomes the point at its
+expected depth, with the rendered colour (un-composited from the background).
+"""
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..rendering.renderer import Renderer
+from ..stages.encoding import encode_samples
+from . import mesh_checks
+
+MIN_RESOLUTION = 16
+MAX_RESOLUTION = 2048
+BYTES_PER_LATTICE_POINT = 4 + 1  # float32 density + bool mask held for marching cubes
+FIELD_CHUNK = 65536  # points per field call: bounds the MLP's activations
+SLAB_POINTS = 1 << 20  # lattice points generated per slab of planes
+AUTO_VIEWS, AUTO_WIDTH = 8, 48  # orbit views rendered to find the surface density (auto threshold)
+SURFACE_OPACITY = 0.9  # pixels at least this opaque have a surface at their expected depth
+AUTO_FRACTION = 0.5  # auto threshold = this x the median density at the rendered surface
+
+
+class ExportError(ValueError):
+    """A one-line, user-fixable problem with an export (caught by the CLI)."""
+
+
+@dataclass
+class MeshResult:
+    vertices: np.ndarray  # (V, 3) float32, world units
+    faces: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside
+    colors: np.ndarray  # (V, 3) uint8
+    threshold: float
+    threshold_note: str  # how the threshold was chosen (printed by the CLI)
+    resolution: int
+    evaluated_fraction: float  # share of lattice points whose density was queried
+    warnings: list[str] = field(default_factory=list)  # signs the mesh is the box, not the scene (mesh_checks.py)
+
+
+def check_exportable(renderer: Renderer, what: str) -> None:
+    if renderer.scene.ndc:
+        raise ExportError(f"{what} export needs a world-space field; this forward-facing scene was trained in NDC "
+                          "(retrain with --no-ndc)")
+
+
+def check_resolution(resolution: int) -> None:
+    """A one-line error for a lattice too coarse or too big for this machine's memory."""
+    if resolution < MIN_RESOLUTION:
+        raise ExportError(f"--resolution must be at least {MIN_RESOLUTION}, got {resolution}")
+    need = resolution**3 * BYTES_PER_LATTICE_POINT
+    free = _available_memory()
+    if resolution > MAX_RESOLUTION or (free is not None and need > 0.8 * free):
+        have = f"{free / 2**30:.1f} GiB available" if free is not None else f"the limit is {MAX_RESOLUTION}"
+        raise ExportError(f"--resolution {resolution} needs about {need / 2**30:.1f} GiB for the density grid "
+                          f"({have}); lower --resolution")
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _box(renderer: Renderer) -> tuple[np.ndarray, np.ndarray]:
+    aabb = np.asarray(renderer.scene.aabb, dtype=np.float64)
+    return aabb[:3], aabb[3:]
+
+
+def _occupied_cells(renderer: Renderer) -> torch.Tensor | None:
+    """(G, G, G) bool: the occupancy grid grown by one cell (a surface may pass through a
+    cell's border), or None when no trained grid exists (query everything)."""
+    grid = renderer.grid
+    if grid is None or grid.updates == 0:
+        return None
+    g = grid.resolution
+    occ = grid.occupied.view(1, 1, g, g, g).float()
+    return torch.nn.functional.max_pool3d(occ, 3, stride=1, padding=1)[0, 0] > 0
+
+
+@torch.no_grad()
+def density_lattice(renderer: Renderer, resolution: int, progress: bool = True):
+    """(density (R, R, R) float32 with density[i, j, k] at lo + (i, j, k) * spacing, mask
+    (R, R, R) bool of the points that were queried, lo (3,), spacing (3,))."""
+    from tqdm.auto import tqdm
+
+    lo, hi = _box(renderer)
+    r = resolution
+    spacing = (hi - lo) / (r - 1)
+    dev = renderer.device
+    occupied = _occupied_cells(renderer)
+    density = np.zeros((r, r, r), dtype=np.float32)
+    mask = np.zeros((r, r, r), dtype=bool)
+    axes = [torch.tensor(lo[k] + spacing[k] * np.arange(r), dtype=torch.float32, device=dev) for k in range(3)]
+    planes = max(1, SLAB_POINTS // (r * r))
+    for i0 in tqdm(range(0, r, planes), disable=not progress, desc="density grid", unit="slab"):
+        i1 = min(r, i0 + planes)
+        x, y, z = torch.meshgrid(axes[0][i0:i1], axes[1], axes[2], indexing="ij")
+        pts = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
+        keep = torch.ones(pts.shape[0], dtype=torch.bool, device=dev)
+        if occupied is not None:
+            keep = occupied.reshape(-1)[_cell_index(pts, renderer.grid.aabb, renderer.grid.resolution)]
+        idx = keep.nonzero()[:, 0]
+        values = torch.zeros(pts.shape[0], device=dev)
+        for s in range(0, idx.shape[0], FIELD_CHUNK):
+            chunk = idx[s:s + FIELD_CHUNK]
+            values[chunk] = renderer.density(pts[chunk].contiguous()).float()
+            gc.collect(1)  # Taichi launches leave reference cycles that hold their tensors: free them now
+        density[i0:i1] = values.view(i1 - i0, r, r).cpu().numpy()
+        mask[i0:i1] = keep.view(i1 - i0, r, r).cpu().numpy()
+    # Zero the outer planes: the surface closes where the box cuts the content.
+    for a in range(3):
+        sl = [slice(None)] * 3
+        for end in (0, -1):
+            sl[a] = end
+            density[tuple(sl)] = 0.0
+    return density, mask, lo, spacing
+
+
+def _cell_index(points: torch.Tensor, aabb: torch.Tensor, res: int) -> torch.Tensor:
+    """Flat occupancy-grid cell of field-space points (the marching kernel's _cell_of)."""
+    lo, hi = aabb[:3].to(points.device), aabb[3:].to(points.device)
+    ijk = ((points - lo) / (hi - lo) * res).floor().long().clamp(0, res - 1)
+    return (ijk[:, 0] * res + ijk[:, 1]) * res + ijk[:, 2]
+
+
+@torch.no_grad()
+def surface_density(renderer: Renderer, background: torch.Tensor) -> np.ndarray:
+    """Field density at the expected depth of opaque pixels of a few orbit views."""
+    from ..rendering.scene import orbit_cameras
+
+    poses, intr, w, h = orbit_cameras(renderer.scene, AUTO_VIEWS, AUTO_WIDTH)
+    values = []
+    for cam in range(poses.shape[0]):
+        pts, _ = _surface_points(renderer, poses, intr, cam, w, h, background, SURFACE_OPACITY)
+        if pts.shape[0]:
+            values.append(renderer.density(pts.to(renderer.device).contiguous()).cpu())
+    return torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
+
+
+def auto_threshold(renderer: Renderer, background: torch.Tensor, density: np.ndarray) -> tuple[float, str]:
+    """A level between empty space and the inside: AUTO_FRACTION x the median density where
+    the rendered surface is (so the mesh sits where the images show the surface)."""
+    at_surface = surface_density(renderer, background)
+    if at_surface.size >= 16:
+        median = float(np.median(at_surface))
+        level = AUTO_FRACTION * median
+        return level, (f"threshold {level:.4g} (auto: {AUTO_FRACTION:g} x the median density {median:.4g} at the "
+                       f"rendered surface of {at_surface.size} orbit pixels; --threshold overrides it)")
+    inside = density[density > 0]
+    level = float(np.percentile(inside, 90)) * AUTO_FRACTION if inside.size else 1.0
+    return level, f"threshold {level:.4g} (auto: no opaque pixels rendered; from the density histogram)"
+
+
+def _histogram_hint(density: np.ndarray, threshold: float) -> str:
+    inside = density[density > 0]
+    if not inside.size:
+        return "the field has no density in the box (is it trained?)"
+    peak, p90 = float(inside.max()), float(np.percentile(inside, 90))
+    return (f"the density in the box peaks at {peak:.4g} and 90% of the queried points are below {p90:.4g}; "
+            f"try --threshold {0.5 * p90:.3g}")
+
+
+@torch.no_grad()
+def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int = 256, threshold="auto",
+                 progress: bool = True) -> MeshResult:
+    """Marching cubes on the field's density; ``threshold``: a density or "auto"."""
+    from skimage import measure
+
+    check_exportable(renderer, "mesh")
+    check_resolution(resolution)
+    density, mask, lo, spacing = density_lattice(renderer, resolution, progress)
+    if threshold == "auto":
+        level, note = auto_threshold(renderer, background, density)
+    else:
+        level = float(threshold)
+        if not math.isfinite(level) or level <= 0:
+            raise ExportError(f"--threshold must be a positive density or 'auto', got {threshold}")
+        note = f"threshold {level:.4g} (set by --threshold)"
+    if not (density.max() > level):
+        raise ExportError(f"--threshold {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
+    verts, faces, _, _ = measure.marching_cubes(density, level, spacing=tuple(spacing), mask=mask,
+                                                gradient_direction="ascent", allow_degenerate=False)
+    if not len(faces):
+        raise ExportError(f"--threshold {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
+    verts = (verts + lo).astype(np.float32)
+    faces = faces.astype(np.int32)
+    normals = vertex_normals(verts, faces)
+    colors = field_colors(renderer, verts, -normals)
+    warnings = mesh_checks.mesh_warnings(verts, density, mask, lo, spacing)
+    return MeshResult(verts, faces, colors, level, note, resolution, float(mask.mean()), warnings)
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit area-weighted normals of the faces around each vertex."""
+    tri = verts[faces].astype(np.float64)
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = np.zeros((len(verts), 3))
+    for k in range(3):
+        np.add.at(n, faces[:, k], face_n)
+    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)).astype(np.float32)
+
+
+@torch.no_grad()
+def field_colors(renderer: Renderer, points: np.ndarray, view_dirs: np.ndarray) -> np.ndarray:
+    """(P, 3) uint8 colour the field gives world ``points`` seen along unit ``view_dirs``."""
+    dev = renderer.device
+    out = np.zeros((len(points), 3), dtype=np.uint8)
+    for s in range(0, len(points), FIELD_CHUNK):
+        p = torch.as_tensor(points[s:s + FIELD_CHUNK], dtype=torch.float32, device=dev).contiguous()
+        d = torch.as_tensor(view_dirs[s:s + FIELD_CHUNK], dtype=torch.float32, device=dev).contiguous()
+        n = p.shape[0]
+        # Each point is a ray of one sample at t = 0: its origin is the point itself.
+        enc = encode_samples(p, d, torch.zeros(n, device=dev), torch.arange(n, dtype=torch.int32, device=dev),
+                             renderer.pos, renderer.direction, view_dirs=d, contract_box=renderer.contract_box)
+        _, rgb = renderer.evaluate_field(enc)
+        out[s:s + n] = (rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        gc.collect(1)
+    return out
+
+
+# --- point clouds ---------------------------------------------------------------------------
+def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, height: int, background,
+                    min_opacity: float, with_colors: bool = False, chunk: int = 4096):
+    """World points where the camera's rays at least ``min_opacity`` opaque reach half their
+    opacity (the median depth: the expected depth of a soft surface lies behind it), and
+    (with_colors) their colour without the background."""
+    from ..stages.cameras import image_rays
+
+    poses = poses.to(renderer.device).float().contiguous()
+    intr = intr.to(renderer.device).float().contiguous()
+    bg = background.to(renderer.device).reshape(1, 3)
+    pts, cols = [], []
+    count = width * height
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        o, d = image_rays(poses, intr, cam, width, start, n)
+        out = renderer.render_rays(o, d, bg, early_termination=True)
+        keep = out.opacity >= min_opacity
+        depth = _median_depth(out, n)
+        pts.append((o + depth[:, None] * d)[keep])
+        gc.collect(1)  # see density_lattice
+        if with_colors:
+            a = out.opacity[keep, None]
+            cols.append(((out.rgb[keep] - (1.0 - a) * bg) / a).clamp(0, 1))
+    return torch.cat(pts), (torch.cat(cols) if with_colors else None)
+
+
+def _median_depth(out, rays: int) -> torch.Tensor:
+    """(N,) distance of each ray's first sample where its accumulated weight reaches half
+    its opacity, over the packed layout (0 for rays without samples)."""
+    s, w = out.samples, out.weights
+    m = w.shape[0]
+    if m == 0:
+        return torch.zeros(rays, device=w.device)
+    ray = s.ray_index.long()
+    cum = torch.cumsum(w.double(), 0)
+    before = torch.where(s.offsets > 0, cum[(s.offsets.long() - 1).clamp_min(0)], torch.zeros_like(cum[:1]))
+    reached = (cum - before[ray]) >= 0.5 * out.opacity.double()[ray]
+    first = torch.full((rays,), m, dtype=torch.long, device=w.device)
+    first.scatter_reduce_(0, ray[reached], torch.arange(m, device=w.device)[reached], "amin")
+    return torch.where(first < m, s.t[first.clamp(max=m - 1)], torch.zeros(rays, device=w.device))
+
+
+@torch.no_grad()
+def extract_points(renderer: Renderer, background: torch.Tensor, poses: torch.Tensor, intrinsics: torch.Tensor,
+                   width: int, height: int, max_points: int | None = None, min_opacity: float = 0.95,
+                   seed: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 3) float32 surface points and (P, 3) uint8 colours seen by the given cameras."""
+    from tqdm.auto import tqdm
+
+    check_exportable(renderer, "point cloud")
+    pts, cols = [], []
+    for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="surface points", unit="view"):
+        p, c = _surface_points(renderer, poses, intrinsics, cam, width, height, background, min_opacity, True)
+        pts.append(p.cpu())
+        cols.append(c.cpu())
+    points = torch.cat(pts).numpy().astype(np.float32)
+    colors = (torch.cat(cols).numpy() * 255 + 0.5).astype(np.uint8)
+    if not len(points):
+        raise ExportError(f"no pixel of the {poses.shape[0]} views is {min_opacity:g} opaque: nothing to export")
+    if max_points is not None and len(points) > max_points:
+        pick = np.random.default_rng(seed).choice(len(points), max_points, replace=False)
+        pick.sort()
+        points, colors = points[pick], colors[pick]
+    return points, colors
+
+
+# --- writers ----------------------------------------------------------------------------------
+def write_ply(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> Path:
+    """Binary little-endian PLY: float xyz + uchar rgb per vertex, uchar-counted int faces."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_faces = 0 if faces is None else len(faces)
+    header = ["ply", "format binary_little_endian 1.0", "comment written by taichi-nerf",
+              f"element vertex {len(vertices)}", "property float x", "property float y", "property float z",
+              "property uchar red", "property uchar green", "property uchar blue"]
+    if n_faces:
+        header += [f"element face {n_faces}", "property list uchar int vertex_indices"]
+    header.append("end_header")
+    vert = np.empty(len(vertices), dtype=[("p", "<f4", 3), ("c", "u1", 3)])
+    vert["p"], vert["c"] = vertices, colors
+    with open(path, "wb") as fh:
+        fh.write(("\n".join(header) + "\n").encode("ascii"))
+        fh.write(vert.tobytes())
+        if n_faces:
+            face = np.empty(n_faces, dtype=[("n", "u1"), ("v", "<i4", 3)])
+            face["n"], face["v"] = 3, faces
+            fh.write(face.tobytes())
+    return path
+
+
+def read_ply(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, colors, faces) of a PLY written by :func:`write_ply` (tests, round trips)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    counts = {line.split()[1]: int(line.split()[2]) for line in header if line.startswith("element")}
+    nv, nf = counts.get("vertex", 0), counts.get("face", 0)
+    vert = np.frombuffer(data, dtype=[("p", "<f4", 3), ("c", "u1", 3)], count=nv, offset=end)
+    face = np.frombuffer(data, dtype=[("n", "u1"), ("v", "<i4", 3)], count=nf, offset=end + vert.nbytes)
+    return vert["p"].copy(), vert["c"].copy(), face["v"].copy()
+
+
+def write_obj(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> Path:
+    """Wavefront OBJ with per-vertex colours (``v x y z r g b``, the common extension that
+    MeshLab, Blender and scenes/obj.py read)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.hstack([vertices.astype(np.float64), colors.astype(np.float64) / 255.0])
+    with open(path, "w") as fh:
+        fh.write("# written by taichi-nerf\n")
+        np.savetxt(fh, rows, fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
+        if faces is not None and len(faces):
+            np.savetxt(fh, faces + 1, fmt="f %d %d %d")
+    return path
+
+
+def write_geometry(path, vertices, colors, faces=None) -> Path:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".ply":
+        return write_ply(path, vertices, colors, faces)
+    if suffix == ".obj":
+        return write_obj(path, vertices, colors, faces)
+    raise ExportError(f"--out must end in .ply or .obj, got {path}")

@@ -1,0 +1,131 @@
+"""What users make from a trained checkpoint, on top of the renderer: per-view PNGs of a
+split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-path videos
+(``render --path/--spiral``), meshes and point clouds (``export``)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ..files import write_png
+from ..rendering.backgrounds import scene_background
+from ..runs import checkpoint
+from ..runs.datasets import run_dataset
+from . import mesh_checks
+from .depth_view import depth_colors
+
+DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24
+ORBIT_VIEWS, ORBIT_WIDTH = 24, 160  # `export points --views orbit`
+
+
+def view_stem(index: int, name: str) -> str:
+    """File name stem of a split's view: its index (unique, sorts) and its name's stem."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(name)).stem).strip("._") or "view"
+    return f"{index:03d}_{stem}"
+
+
+def write_view(folder, index: int, name: str, view: dict, target: torch.Tensor, scene, depth: bool = False,
+               compare: bool = False) -> dict:
+    """Write one rendered view (``Renderer.render_image``'s dict) as PNGs; returns the file names."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = view_stem(index, name)
+    rgb = view["rgb"].cpu().clamp(0, 1)
+    files = {"rgb": f"{stem}.png"}
+    write_png(folder / files["rgb"], rgb)
+    if depth:
+        files["depth"] = f"{stem}_depth.png"
+        write_png(folder / files["depth"], depth_colors(view["depth"], view["opacity"], scene))
+    if compare:
+        files["compare"] = f"{stem}_compare.png"
+        write_png(folder / files["compare"], torch.cat([rgb, target.cpu().clamp(0, 1)], dim=1))
+    return files
+
+
+def _training_poses(cfg, progress: bool, data=None, ckpt=None):
+    return run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt) if ckpt is not None else None,
+                       progress=progress).split("train")
+
+
+def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: int | None = None,
+                size: int | None = None, fps: float | None = None, arch: str = "auto",
+                progress: bool = True, data=None, note=print, appearance_image: int | None = None) -> list[Path]:
+    """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
+    transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
+    loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
+    video that suits the capture (outputs/default_video.py). mp4 + depth mp4 + gif, over the scene's
+    background. ``data``: where the training dataset is now, when a path needs its cameras and
+    it has moved. ``note`` is told what was chosen or filled in (which default video and why;
+    a camera path's missing field of view). ``appearance_image``: that training image's look
+    (appearance code) instead of the mean."""
+    from . import camera_path as cp
+    from .default_video import write_default_video
+    from .video import write_path
+
+    renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
+    scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
+    if path is None and not spiral:  # the video that suits the capture (api.render_orbit too)
+        return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, size or DEFAULT_SIZE,
+                                   fps or DEFAULT_FPS, progress, bg, note)
+    if spiral:
+        needs_cameras = not (scene.forward_facing and len(scene.path_pose) == 16)
+        train = _training_poses(cfg, progress, data, ckpt).poses if needs_cameras else None
+        route = cp.spiral_path(scene, frames or DEFAULT_FRAMES, size or DEFAULT_SIZE, train)
+    elif str(path) == "train":
+        route = cp.train_path(_training_poses(cfg, progress, data, ckpt).poses, scene, frames or DEFAULT_FRAMES,
+                              size or DEFAULT_SIZE)
+    else:
+        route = cp.load_camera_path(path, scene, size)
+        for line in route.notes:
+            note(line)
+        if frames:
+            route = cp.with_frames(route, frames)
+    if route.width < 8:
+        raise ValueError(f"{path}: the video would be {route.width} pixels wide; need at least 8 (set --size)")
+    return write_path(renderer, Path(out), route.poses, route.intrinsics, route.width, route.height,
+                      fps=fps or route.fps or DEFAULT_FPS, progress=progress, background=bg)
+
+
+def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", arch: str = "auto",
+                progress: bool = True):
+    """Marching-cubes mesh of the field (taichi_nerf/outputs/export.py), written as PLY or OBJ;
+    returns (path, export.MeshResult); its ``warnings`` say when the mesh is the box."""
+    from . import export
+
+    if Path(out).suffix.lower() not in (".ply", ".obj"):
+        raise export.ExportError(f"--out must end in .ply or .obj, got {out}")
+    export.check_resolution(resolution)
+    try:
+        import skimage.measure  # noqa: F401
+    except ImportError:
+        raise export.ExportError("mesh export needs scikit-image: pip install 'taichi-nerf[export]'") from None
+    renderer, cfg, state = checkpoint.load(ckpt, arch)
+    mesh = export.extract_mesh(renderer, scene_background(renderer.scene, cfg), resolution, threshold, progress)
+    mesh.warnings[:0] = mesh_checks.step_warning(state.get("step"))
+    return export.write_geometry(out, mesh.vertices, mesh.colors, mesh.faces), mesh
+
+
+def export_points(ckpt, out="points.ply", views: str = "train", max_points: int | None = None, arch: str = "auto",
+                  progress: bool = True, data=None, orbit_views: int = ORBIT_VIEWS, orbit_size: int = ORBIT_WIDTH):
+    """Coloured surface points seen from the training cameras or an orbit (``orbit_views``
+    views ``orbit_size`` pixels wide), written as PLY (or OBJ); returns (path, number of points)."""
+    from ..rendering.scene import orbit_cameras
+    from . import export
+
+    if Path(out).suffix.lower() not in (".ply", ".obj"):
+        raise export.ExportError(f"--out must end in .ply or .obj, got {out}")
+    if views not in ("train", "orbit"):
+        raise export.ExportError(f"--views must be train or orbit, got {views}")
+    if max_points is not None and max_points < 1:
+        raise export.ExportError(f"--max-points must be at least 1, got {max_points}")
+    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    export.check_exportable(renderer, "point cloud")
+    if views == "train":
+        train = _training_poses(cfg, progress, data, ckpt)
+        poses, intr, w, h = train.poses, train.intrinsics, train.width, train.height
+    else:
+        poses, intr, w, h = orbit_cameras(renderer.scene, orbit_views, orbit_size)
+    points, colors = export.extract_points(renderer, scene_background(renderer.scene, cfg), poses, intr, w, h,
+                                           max_points, progress=progress)
+    return export.write_geometry(out, points, colors), len(points)

@@ -1,0 +1,63 @@
+"""The folder ``render --split`` writes into (``api.evaluate(images_dir=...)``).
+
+A folder holding an earlier render is refused unless ``overwrite``; with it, only the earlier
+render's own files are removed before the new views are written: its ``metrics.json``, the
+files that lists, and PNGs named as render names them (``NNN_name.png``, ``_depth``,
+``_compare``: from_checkpoint.view_stem), which also covers a render interrupted before it wrote
+``metrics.json``. Anything else in the folder stays. Without this, old PNGs stayed beside a
+new ``metrics.json`` that listed fewer views.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+METRICS = "metrics.json"
+VIEW_PNG = re.compile(r"^\d{3,}_[A-Za-z0-9_.-]+\.png$")
+
+
+class RenderFolderError(ValueError):
+    """A one-line refusal naming the folder (caught by the CLI)."""
+
+
+def earlier_render(folder) -> list[Path]:
+    """The files an earlier ``render --split`` wrote in ``folder`` (none when it is new)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    own = {p for p in folder.iterdir() if p.is_file() and VIEW_PNG.match(p.name)}
+    metrics = folder / METRICS
+    if metrics.is_file():
+        own.add(metrics)
+        own.update(folder / name for name in _listed_files(metrics))
+    return sorted(p for p in own if p.is_file() and not p.is_symlink())
+
+
+def _listed_files(metrics: Path) -> list[str]:
+    """Plain file names (no folders: nothing outside ``folder``) in a metrics.json's images[].files."""
+    try:
+        rows = json.loads(metrics.read_text()).get("images", [])
+        names = [name for row in rows for name in row.get("files", {}).values()]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []  # not one render wrote; the file itself still counts as the earlier output
+    return [n for n in names if isinstance(n, str) and n.endswith(".png") and Path(n).name == n]
+
+
+def check_render_folder(folder, overwrite: bool) -> None:
+    """Refuse (one line) a file, or a folder holding an earlier render without ``overwrite``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RenderFolderError(f"{folder}: is a file; --out with --split is a folder")
+    found = earlier_render(folder)
+    if found and not overwrite:
+        raise RenderFolderError(f"{folder}: holds an earlier render ({len(found)} files: metrics.json and its PNGs); "
+                                "add --overwrite to replace it, or choose another --out")
+
+
+def clear_earlier_render(folder) -> list[Path]:
+    """Delete the earlier render's files (call after every check that can refuse); returns them."""
+    found = earlier_render(folder)
+    for path in found:
+        path.unlink()
+    return found

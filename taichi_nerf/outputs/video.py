@@ -1,0 +1,125 @@
+"""Videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth.
+
+:class:`OrbitRecorder` renders the orbit, or any camera path (``cameras=``), a frame, or a
+band of rows of a frame, at a time: :func:`write_orbit` and :func:`write_path` run it to the
+end in one go, the GUI a band per window frame.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import resources
+from ..rendering.renderer import Renderer
+from ..rendering.scene import orbit_cameras
+from .depth_view import depth_colors
+
+
+class OrbitRecorder:
+    """A video being rendered: :meth:`advance` renders the next rows of the current frame,
+    :meth:`write` writes ``out`` (mp4 or gif), ``<stem>_depth`` beside it and a ``.gif``
+    beside an mp4. ``rgb`` holds the frame in progress (rows below ``row`` are done).
+    ``cameras``: (poses (N, 4, 4), intrinsics (N, 8), width, height) of any path (then
+    ``frames`` and ``width`` are taken from it); default: the scene's orbit."""
+
+    def __init__(self, renderer: Renderer, out: Path, frames: int, width: int, height: int | None = None,
+                 background=(1.0, 1.0, 1.0), fps: float = 24, elevation_deg: float | None = None,
+                 samples_per_ray: int | None = None, cameras=None):
+        if cameras is not None:
+            poses, intrinsics, width, height = cameras
+            frames = int(poses.shape[0])
+        if frames < 1 or width < 8:
+            raise ValueError("need at least 1 frame and a width of at least 8 pixels")
+        self.renderer, self.out, self.fps, self.samples_per_ray = renderer, Path(out), fps, samples_per_ray
+        self.background = torch.as_tensor(background, dtype=torch.float32).reshape(1, 3)
+        if cameras is None:
+            poses, intrinsics, width, height = orbit_cameras(renderer.scene, frames, width, height, elevation_deg)
+        self.poses, self.intrinsics = poses.float(), intrinsics.float()
+        self.width, self.height = int(width), int(height)
+        self.frames = frames
+        resources.check_orbit(self.width, self.height, frames,
+                              str(renderer.device))  # every frame is kept until written
+        self.frame, self.row = 0, 0
+        self.rgb = torch.zeros(self.height, self.width, 3)
+        self.depth = torch.zeros(self.height, self.width)
+        self.opacity = torch.zeros(self.height, self.width)
+        self.rgb_frames: list[np.ndarray] = []  # finished frames, uint8
+        self.depth_frames: list[np.ndarray] = []  # finished frames' colour-mapped depth, uint8
+
+    @property
+    def done(self) -> bool:
+        return self.frame >= self.frames
+
+    def advance(self, rows: int | None = None) -> None:
+        """Render the next ``rows`` rows of the current frame (None: the rest of it)."""
+        if self.done:
+            return
+        rows = self.height - self.row if rows is None else max(1, min(int(rows), self.height - self.row))
+        out = self.renderer.render_pixels(self.poses, self.intrinsics, self.frame, self.width, self.row * self.width,
+                                          rows * self.width, self.background, samples_per_ray=self.samples_per_ray)
+        band = slice(self.row, self.row + rows)
+        self.rgb[band] = out["rgb"].view(rows, self.width, 3).cpu()
+        self.depth[band] = out["depth"].view(rows, self.width).cpu()
+        self.opacity[band] = out["opacity"].view(rows, self.width).cpu()
+        self.row += rows
+        if self.row >= self.height:
+            self.rgb_frames.append((self.rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+            self.depth_frames.append(depth_colors(self.depth, self.opacity, self.renderer.scene))
+            self.frame, self.row = self.frame + 1, 0
+
+    def write(self, gif: bool = True, depth: bool = True) -> list[Path]:
+        rgb = np.stack(self.rgb_frames)
+        written = [write_video(self.out, rgb, self.fps)]
+        if depth:
+            written.append(write_video(self.out.with_name(self.out.stem + "_depth" + self.out.suffix),
+                                       np.stack(self.depth_frames), self.fps))
+        if gif and self.out.suffix.lower() != ".gif":
+            written.append(write_video(self.out.with_suffix(".gif"), rgb, self.fps))
+        return written
+
+
+def _record(recorder: OrbitRecorder, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(recorder.frames), disable=not progress, unit="frame", desc="rendering video"):
+        recorder.advance()
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 24) -> Path:
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
+    else:
+        # macro_block_size=1: keep odd sizes exact instead of silently resizing to /16.
+        with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                                ffmpeg_log_level="error", pixelformat="yuv420p" if _even(frames) else "yuv444p") as w:
+            for f in frames:
+                w.append_data(f)
+    return path
+
+
+def _even(frames: np.ndarray) -> bool:
+    return frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
+
+
+def write_orbit(renderer: Renderer, out: Path, frames: int = 60, width: int = 200, fps: int = 24,
+                gif: bool = True, depth: bool = True, progress: bool = True, background=(1.0, 1.0, 1.0)) -> list[Path]:
+    """Write ``out`` (mp4 or gif), plus ``<stem>_depth`` and a ``.gif`` beside an mp4."""
+    recorder = OrbitRecorder(renderer, out, frames, width, background=background, fps=fps)
+    _record(recorder, progress)
+    return recorder.write(gif, depth)
+
+
+def write_path(renderer: Renderer, out: Path, poses: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
+               fps: float = 24, gif: bool = True, depth: bool = True, progress: bool = True,
+               background=(1.0, 1.0, 1.0)) -> list[Path]:
+    """A video along any camera path (taichi_nerf/outputs/camera_path.py): one frame per pose."""
+    recorder = OrbitRecorder(renderer, out, 0, width, background=background, fps=fps,
+                             cameras=(poses, intrinsics, width, height))
+    _record(recorder, progress)
+    return recorder.write(gif, depth)

@@ -1,0 +1,123 @@
+"""Scene stage: where the content is, which way is up, and how to orbit it for videos.
+
+A :class:`Scene` is derived from a dataset and saved in every checkpoint, so rendering a
+checkpoint needs no dataset.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..stages import cameras
+from .video_route import choose_video
+
+
+@dataclass
+class Scene:
+    """Where the content is and how to look at it; saved in every checkpoint."""
+    near: float
+    far: float
+    aabb: list[float]
+    center: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    up: list[float] = field(default_factory=lambda: [0.0, 0.0, 1.0])
+    orbit_radius: float = 4.0
+    orbit_elevation_deg: float = 30.0
+    fov_x: float = 0.6911  # horizontal field of view of the training cameras
+    aspect: float = 1.0  # width / height of the training images
+    ndc: bool = False  # forward-facing (LLFF) scenes: rays live in NDC space, aabb and near/far too
+    ndc_focal: float = 0.0  # training camera focal length and size that define the NDC frustum
+    ndc_width: int = 0
+    ndc_height: int = 0
+    forward_facing: bool = False  # render a spiral in front of the cameras, not a turntable
+    # The background is part of the scene, far in every direction: space outside ``aabb`` is
+    # contracted (taichi_nerf/stages/space.py) and rays march out to ``far``.
+    unbounded: bool = False
+    # The colour renders and evaluation composite onto (None: from the run's configuration;
+    # checkpoints from before backgrounds were chosen from the data).
+    background: list[float] | None = None
+    # Forward-facing video path: the average training camera (c2w, row-major 4x4), the spiral's
+    # radii along its right/up/back axes and the distance ahead it keeps looking at.
+    path_pose: list[float] = field(default_factory=list)
+    path_radii: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    path_focus: float = 0.0
+    # The default video (rendering/video_route.py): "orbit", "spiral" or "train" (a path through
+    # ``video_keyframes``, flattened 4x4 training poses); "" in checkpoints from before: the orbit.
+    video_path: str = ""
+    video_reason: str = ""
+    video_keyframes: list[list[float]] = field(default_factory=list)
+
+    @classmethod
+    def from_dataset(cls, ds) -> "Scene":
+        train = ds.split("train")
+        fx = float(train.intrinsics[0, 0])
+        forward_facing = bool(getattr(ds, "forward_facing", False))
+        path = {}
+        if forward_facing:
+            focus = float(getattr(ds, "focus_distance", 0.0) or ds.orbit_radius)
+            path = spiral_frame(train.poses, focus)
+        return cls(
+            near=float(ds.near), far=float(ds.far), aabb=[float(v) for v in ds.aabb],
+            center=[float(v) for v in ds.center], up=[float(v) for v in ds.up],
+            orbit_radius=float(ds.orbit_radius), orbit_elevation_deg=float(ds.orbit_elevation_deg),
+            fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
+            ndc=bool(getattr(ds, "ndc", False)), ndc_focal=fx, ndc_width=train.width, ndc_height=train.height,
+            forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
+            **choose_video(train.poses, ds.center, ds.up, forward_facing and bool(path)),
+        )
+
+
+SPIRAL_TURNS = 2  # the path circles twice while moving once in and out
+RADIUS_PERCENTILE = 90  # spiral as wide as most cameras are off the average one (not the outliers)
+
+
+def spiral_frame(poses: torch.Tensor, focus: float) -> dict:
+    """Scene fields of the forward-facing path: average camera, spiral radii, focus distance."""
+    p = poses.detach().double().cpu()
+    center = p[:, :3, 3].mean(0)
+    back = p[:, :3, 2].mean(0)
+    back = back / back.norm().clamp_min(1e-12)
+    right = torch.linalg.cross(p[:, :3, 1].mean(0), back)
+    right = right / right.norm().clamp_min(1e-12)
+    up = torch.linalg.cross(back, right)
+    avg = torch.eye(4, dtype=torch.float64)
+    avg[:3, 0], avg[:3, 1], avg[:3, 2], avg[:3, 3] = right, up, back, center
+    local = (p[:, :3, 3] - center) @ avg[:3, :3]  # camera centres in the average camera's axes
+    radii = torch.quantile(local.abs(), RADIUS_PERCENTILE / 100.0, dim=0)
+    radii = torch.where(radii > 1e-9, radii, torch.full_like(radii, 0.05 * max(focus, 1e-3)))
+    return {"path_pose": avg.flatten().tolist(), "path_radii": radii.tolist(), "path_focus": float(focus)}
+
+
+def spiral_poses(scene: Scene, frames: int, scale: float = 1.0) -> torch.Tensor:
+    """(frames, 4, 4) poses on a spiral in front of the training cameras, all looking at the
+    point ``path_focus`` ahead of the average camera."""
+    avg = torch.tensor(scene.path_pose, dtype=torch.float64).view(4, 4)
+    rx, ry, rz = (scale * r for r in scene.path_radii)
+    focus_point = avg[:3, 3] - scene.path_focus * avg[:3, 2]
+    poses = []
+    for k in range(frames):
+        theta = 2.0 * math.pi * SPIRAL_TURNS * k / frames
+        local = torch.tensor([rx * math.cos(theta), ry * math.sin(theta), rz * math.sin(0.5 * theta)],
+                             dtype=torch.float64)
+        eye = avg[:3, 3] + avg[:3, :3] @ local
+        poses.append(cameras.look_at(eye, focus_point, avg[:3, 1]))
+    return torch.stack(poses)
+
+
+def orbit_cameras(scene: Scene, frames: int, width: int, height: int | None = None,
+                  elevation_deg: float | None = None, radius: float | None = None):
+    """Poses and intrinsics for a turntable orbit that frames the scene like the training views
+    (a spiral in front of the cameras for forward-facing scenes)."""
+    height = height or max(1, round(width / scene.aspect))
+    if scene.forward_facing and len(scene.path_pose) == 16:
+        # Forward-facing captures have nothing behind them: circle in front instead of orbiting.
+        scale = 1.0 if radius is None else radius / max(scene.orbit_radius, 1e-9)
+        poses = spiral_poses(scene, frames, scale)
+    else:
+        poses = cameras.orbit_poses(frames, radius or scene.orbit_radius,
+                                        scene.orbit_elevation_deg if elevation_deg is None else elevation_deg,
+                                        scene.center, scene.up)
+    f = cameras.focal_from_fov(width, scene.fov_x)
+    intr = torch.tensor([[f, f, width / 2.0, height / 2.0, 0.0, 0.0, 0.0, 0.0]]).repeat(frames, 1)
+    return poses, intr, width, height

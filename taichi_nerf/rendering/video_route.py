@@ -1,0 +1,89 @@
+"""Which video suits a capture, judged from its training cameras when the scene is made.
+
+* forward-facing captures: the spiral in front of the cameras;
+* cameras that surround the object (no gap wider than SURROUND_MAX_GAP_DEG between their
+  directions around the up axis): the full orbit;
+* anything else (a partial arc, a hand-held sweep): a smooth path through the training
+  cameras, from one end of their arc to the other and back, so that no frame looks from
+  where no camera ever looked.
+
+The choice, its reason and the keyframes of the path are saved in the scene (so in every
+checkpoint): rendering the default video needs no dataset. Plain numpy: rendering/scene.py calls it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SURROUND_MAX_GAP_DEG = 90.0  # widest gap between neighbouring camera directions of a surround capture
+MAX_KEYFRAMES = 16  # training cameras the arc path passes through (evenly spread along it)
+MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their distance have no azimuth
+
+
+def _basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    up = up / max(np.linalg.norm(up), 1e-12)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    a = np.cross(up, helper)
+    a /= np.linalg.norm(a)
+    return up, a, np.cross(up, a)
+
+
+def camera_azimuths(poses, centre, up) -> np.ndarray:
+    """(N,) directions of the camera centres around the ``up`` axis through ``centre``, in
+    degrees [0, 360); NaN for cameras (nearly) on the axis."""
+    p = np.asarray(poses, dtype=np.float64)
+    up, a, b = _basis(np.asarray(up, dtype=np.float64))
+    rel = p[:, :3, 3] - np.asarray(centre, dtype=np.float64)
+    along = rel @ up
+    flat = rel - along[:, None] * up
+    off_axis = np.linalg.norm(flat, axis=1)
+    az = np.degrees(np.arctan2(flat @ b, flat @ a)) % 360.0
+    return np.where(off_axis > MIN_OFF_AXIS * np.linalg.norm(rel, axis=1), az, np.nan)
+
+
+def largest_gap(azimuths: np.ndarray) -> tuple[float, float]:
+    """(width, start) in degrees of the widest empty sector between camera directions; the
+    sector runs from ``start`` counter-clockwise. (360, 0) with fewer than two directions."""
+    az = np.sort(azimuths[np.isfinite(azimuths)])
+    if len(az) < 2:
+        return 360.0, 0.0
+    gaps = np.diff(np.concatenate([az, az[:1] + 360.0]))
+    k = int(np.argmax(gaps))
+    return float(gaps[k]), float(az[k])
+
+
+def arc_order(poses, centre, up) -> np.ndarray:
+    """Indices of the cameras from one end of their arc to the other: by azimuth, starting
+    just after the widest gap (so the path never crosses it). Cameras on the axis last."""
+    az = camera_azimuths(poses, centre, up)
+    gap, start = largest_gap(az)
+    along = (az - (start + gap)) % 360.0
+    return np.argsort(np.where(np.isfinite(along), along, 1e9), kind="stable")
+
+
+def choose_video(poses, centre, up, forward_facing: bool) -> dict:
+    """Scene fields of the default video: ``video_path`` ("spiral", "orbit" or "train"),
+    ``video_reason`` (one line) and ``video_keyframes`` (the "train" path's cameras in arc
+    order, each a row-major 4x4 flattened)."""
+    if forward_facing:
+        return {"video_path": "spiral", "video_reason": "forward-facing capture: a spiral in front of the cameras",
+                "video_keyframes": []}
+    p = np.asarray(poses, dtype=np.float64)
+    gap, _ = largest_gap(camera_azimuths(p, centre, up))
+    if gap <= SURROUND_MAX_GAP_DEG:
+        return {"video_path": "orbit", "video_reason": f"the cameras surround the object (widest gap between them "
+                                                      f"{gap:.0f} deg <= {SURROUND_MAX_GAP_DEG:.0f})",
+                "video_keyframes": []}
+    order = arc_order(p, centre, up)
+    if len(order) > MAX_KEYFRAMES:
+        order = order[np.round(np.linspace(0, len(order) - 1, MAX_KEYFRAMES)).astype(int)]
+    if math.isclose(gap, 360.0):
+        why = "the cameras stand near the object's axis, not around it"
+    else:
+        why = (f"the cameras cover {360.0 - gap:.0f} deg around the object, a gap of {gap:.0f} deg > "
+               f"{SURROUND_MAX_GAP_DEG:.0f}")
+    return {"video_path": "train",
+            "video_reason": f"{why}: an orbit would look from where no camera did, so a path through the training "
+                            "cameras, there and back",
+            "video_keyframes": [[float(v) for v in p[i].reshape(-1)] for i in order]}

@@ -1,0 +1,239 @@
+"""Checkpoints: written atomically, loaded into a ready-to-render model."""
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from .. import backend
+from ..config import TrainConfig
+from ..files import write_atomic
+from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
+from ..rendering.renderer import Renderer
+from ..rendering.scene import Scene
+
+FORMAT_VERSION = 1
+# Config fields that shape the model's tensors or what they mean: a resume must not change them.
+ARCHITECTURE_KEYS = ("width", "depth", "pos_frequencies", "dir_frequencies", "sampler", "grid_resolution",
+                     "view_dependent", "frequency_base", "include_input", "skip_layer", "activation",
+                     "density_activation", "feature_layer", "color_width", "appearance_dim",
+                     "refine_poses")
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_atomic(obj: dict, path: Path) -> Path:
+    """torch.save through a temporary file, fsynced, renamed over the target: an interrupted
+    write leaves the previous checkpoint whole."""
+    return write_atomic(path, lambda fh: torch.save(obj, fh), binary=True, sync=True)
+
+
+def find_checkpoint(path) -> Path:
+    """Accept a checkpoint file or a run folder (its ``checkpoint.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint found")
+    return path
+
+
+def read_state(path) -> dict:
+    """The checkpoint dict, or a one-line CheckpointError. ``weights_only``: a checkpoint
+    from someone else cannot run code on load."""
+    path = find_checkpoint(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        raise CheckpointError(f"{path}: not a readable taichi-nerf checkpoint ({_load_failure(exc)})") from None
+    if not isinstance(state,
+                      dict) or state.get("format") != "taichi-nerf" or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
+    return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load failed, in a few words, without torch's advice to retry with
+    ``weights_only=False``: that would run whatever code the file holds."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        unsupported = re.search(r"Unsupported (?:global|operand)[^.\n]*", text)
+        detail = f": {unsupported.group(0)[0].lower()}{unsupported.group(0)[1:]}" if unsupported else ""
+        return f"not plain tensor data{detail}; such files are never unpickled"
+    if "central directory" in text or "zip archive" in text:
+        return "truncated or not a checkpoint file"
+    if isinstance(exc, (EOFError, IndexError, KeyError, UnicodeDecodeError, ValueError)):
+        return "damaged or not a checkpoint file"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.split(". ")[0]
+
+
+def state_dict_mismatch(exc: Exception) -> str:
+    """torch's many-line load_state_dict error as one line: which tensors are missing,
+    unexpected, or of another shape."""
+    text = str(exc)
+    parts = []
+    for kind in ("Missing", "Unexpected"):
+        keys = re.search(kind + r' key\(s\) in state_dict: ([^\n]*)', text)
+        if keys:
+            names = re.findall(r'"([^"]+)"', keys.group(1))
+            parts.append(f"{kind.lower()} {_few(names)}")
+    sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                       r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", text)
+    if sizes:
+        shown = [f"{name} is {old} in the checkpoint but {new} here" for name, old, new in sizes[:2]]
+        parts.append("; ".join(shown) + (f" (and {len(sizes) - 2} more)" if len(sizes) > 2 else ""))
+    if not parts:
+        return " ".join(text.split())[:300]
+    return "; ".join(parts)
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def config_of(state: dict, path) -> TrainConfig:
+    """The run's configuration, with the choices its defaults made by scene kind written out
+    from the tensors (appearance codes, pose corrections, the proposal network's width): a
+    checkpoint keeps meaning what it was trained as when those defaults change."""
+    try:
+        cfg = TrainConfig.from_dict(state["config"]).validate()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unusable configuration ({exc})") from None
+    model = state.get("model") if isinstance(state.get("model"), dict) else {}
+    codes = model.get("appearance.weight")
+    if cfg.appearance_dim is None:
+        cfg = cfg.replace(appearance_dim=0 if codes is None else int(codes.shape[1]))
+    if cfg.refine_poses is None:
+        cfg = cfg.replace(refine_poses=state.get("pose_refinement") is not None)
+    if cfg.march_steps is None and isinstance(state.get("scene"), dict):  # saved before they were written out
+        kind = scene_kind(SimpleNamespace(ndc=bool(state["scene"].get("ndc")),
+                                          unbounded=bool(state["scene"].get("unbounded"))))
+        cfg = cfg.replace(march_steps=MARCH_STEPS_BEFORE_WRITTEN[kind])
+    if cfg.render_march_steps is None:  # ...and rendered as they trained
+        cfg = cfg.replace(render_march_steps=cfg.march_steps)
+    proposal = state.get("proposal")
+    if "proposal_width" not in state["config"] and isinstance(proposal, dict) and "hidden.weight" in proposal:
+        cfg = cfg.replace(proposal_width=int(proposal["hidden.weight"].shape[0]))  # 64 before it was an option
+    return cfg
+
+
+# What a run's defaults chose by scene kind when it started, which a resume keeps (the defaults may have changed since).
+SAVED_CHOICES = ("appearance_dim", "refine_poses", "march_steps", "render_march_steps")
+
+
+def with_saved_choices(cfg: TrainConfig, resume: bool) -> TrainConfig:
+    """``cfg`` for a run that resumes from the checkpoint in ``cfg.out``: the saved
+    ``SAVED_CHOICES`` wherever ``cfg`` leaves them to the defaults."""
+    left = [name for name in SAVED_CHOICES if getattr(cfg, name) is None]
+    if not resume or not left:
+        return cfg
+    saved = saved_config(cfg.out)
+    return cfg.replace(**{name: getattr(saved, name) for name in left})
+
+
+def saved_config(path) -> TrainConfig:
+    path = find_checkpoint(path)
+    return config_of(read_state(path), path)
+
+
+def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple[Renderer, TrainConfig, dict]:
+    """``appearance_image``: render with that training image's appearance code, not the mean."""
+    path = find_checkpoint(path)
+    state = read_state(path)
+    cfg = config_of(state, path)
+    b = backend.init(arch, cfg.max_samples_per_ray)
+    try:
+        codes = state["model"].get("appearance.weight")  # one per training image
+        renderer = Renderer.from_config(cfg, Scene(**state["scene"]), b.device,
+                                        train_images=0 if codes is None else int(codes.shape[0]))
+        renderer.field.load_state_dict(state["model"])  # older key names are mapped by the modules
+        if renderer.grid is not None and state.get("grid") is not None:
+            renderer.grid.load_state_dict(state["grid"])
+        if renderer.proposal is not None:
+            renderer.proposal.load_state_dict(state["proposal"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: tensors do not fit this model: {state_dict_mismatch(exc)}") from None
+    except (TypeError, KeyError, ValueError) as exc:
+        reason = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{path}: damaged or from an incompatible version ({reason})") from None
+    renderer.field.eval()
+    if appearance_image is not None:
+        codes = renderer.field.appearance
+        if codes is None:
+            raise CheckpointError(f"{path}: was trained without appearance codes (--appearance-dim), so it has no "
+                                  f"image's look to choose")
+        if not 0 <= appearance_image < codes.num_embeddings:
+            raise CheckpointError(f"{path}: the appearance image must be a training image's index, 0 to "
+                                  f"{codes.num_embeddings - 1}, got {appearance_image}")
+        renderer.field.appearance_image = appearance_image
+    return renderer, cfg, state
+
+
+# --- the format: what a trainer saves, and how a trainer resumes from it ---------------------
+def trainer_state(trainer) -> dict:
+    """Everything a resumed run needs to continue bit for bit (and a render needs to draw)."""
+    return {
+        "format": "taichi-nerf", "version": FORMAT_VERSION,
+        "config": trainer.cfg.to_dict(), "scene": asdict(trainer.scene),
+        "model": trainer.field.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+        "pose_refinement": None if trainer.pose_refinement is None else trainer.pose_refinement.state_dict(),
+        "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
+        "proposal": None if trainer.renderer.proposal is None else trainer.renderer.proposal.state_dict(),
+        "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
+        "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
+        "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
+        "world_size": trainer.ranks.size,  # distributed: rank 0's generator above; the others' are reseeded
+    }
+
+
+def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
+    """Refuse a checkpoint that ``cfg`` cannot continue: another architecture, or no training state."""
+    saved = config_of(state, path)
+    for key in ARCHITECTURE_KEYS:
+        if getattr(saved, key) != getattr(cfg, key):
+            raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(cfg, key)}")
+    missing = [key for key in ("model", "optimizer", "step", "rng") if state.get(key) is None]
+    if missing:
+        raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
+                              f"(render and eval can still read it)")
+
+
+def restore_trainer(trainer, path: Path) -> None:
+    """Load a checkpoint written by :func:`trainer_state` into ``trainer`` (same architecture)."""
+    state = read_state(path)
+    check_resumable(state, path, trainer.cfg)
+    try:
+        trainer.field.load_state_dict(state["model"])
+        if trainer.pose_refinement is not None and state.get("pose_refinement") is not None:
+            trainer.pose_refinement.load_state_dict(state["pose_refinement"])
+        if trainer.renderer.proposal is not None:
+            trainer.renderer.proposal.load_state_dict(state["proposal"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: does not fit this model: {state_dict_mismatch(exc)}") from None
+    try:
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its optimizer state does not fit this model "
+                              f"({' '.join(str(exc).split())[:200]})") from None
+    try:
+        if trainer.renderer.grid is not None and state.get("grid") is not None:
+            trainer.renderer.grid.load_state_dict(state["grid"])
+        trainer.step_count = int(state["step"])
+        trainer.elapsed = float(state.get("elapsed", 0.0))
+        trainer.progress_floor = float(state.get("schedule_progress", 0.0))
+        torch.set_rng_state(state["rng"]["torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
+    trainer.last_val_psnr = state.get("val_psnr")
+    try:
+        trainer.generator.set_state(state["rng"]["generator"])
+    except (RuntimeError, KeyError, TypeError):  # saved on another device type: same schedule, new random stream
+        print(f"warning: {path}: random state is from another device; continuing with a fresh seed")
+        trainer.generator.manual_seed(trainer.cfg.seed + trainer.step_count)

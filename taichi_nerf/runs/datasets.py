@@ -1,0 +1,59 @@
+"""Where a run's images come from: a dataset path, or the built-in scene (rendered once and
+cached) when there is none; and the dataset a run or a checkpoint was trained on. The one
+place that joins the format readers (data/) and the scene generators (scenes/)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.dataset import Dataset
+from ..data.loaders import load_dataset as read_dataset
+from ..scenes.builtin import builtin_scene
+
+
+def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, views: int = 100, size: int = 100,
+                 progress: bool = True, **options) -> Dataset:
+    """Load the dataset at ``path`` (any supported layout), or, without one, the built-in
+    scene with ``views`` training views of ``size`` pixels (rendered on first use).
+    ``options``: what :func:`taichi_nerf.data.loaders.load_dataset` takes (loader options,
+    ``near``/``far``/``aabb``/``unbounded``)."""
+    if path is None:
+        path = builtin_scene(views=views, size=size, progress=progress)
+    return read_dataset(path, format=format, downscale=downscale, **options)
+
+
+def run_dataset(cfg, data=None, *, source=None, progress: bool | None = None) -> Dataset:
+    """The dataset of run configuration ``cfg``: ``data`` when given (the dataset moved, or
+    another split of it), else the one the run names. ``source`` (its checkpoint) is named
+    in the error when the stored dataset is gone."""
+    if data is None:
+        require_stored_data(cfg, source or cfg.out)
+    options = cfg.dataset_options()
+    if progress is not None:
+        options["progress"] = progress
+    return load_dataset(data if data is not None else cfg.data, **options)
+
+
+def require_stored_data(cfg, source) -> None:
+    """A run's config names its dataset by an absolute path; say which flag overrides it
+    when that path has gone (the dataset moved, or the run came from another machine)."""
+    from .checkpoint import CheckpointError
+
+    if cfg.data is not None and not Path(cfg.data).exists():
+        raise CheckpointError(f"{cfg.data}: the dataset {source} was trained on is not there any more; "
+                              f"give its new place with --data PATH")
+
+
+def training_views(cfg, source, who: str, without: str):
+    """The training split of a checkpoint's dataset, or None (with one line on stderr saying
+    what ``who`` does ``without`` them) when it cannot be read: a viewer of a trained field
+    only draws or snaps to the training cameras, so their absence must not stop it."""
+    import sys
+
+    from ..data.dataset import DataError
+    from .checkpoint import CheckpointError
+
+    try:
+        return run_dataset(cfg, source=source, progress=False).split("train")
+    except (DataError, CheckpointError, OSError) as exc:
+        print(f"taichi-nerf {who}: training views unavailable ({exc}); {without}", file=sys.stderr)
+        return None

@@ -1,0 +1,379 @@
+"""Data-parallel training on torch.distributed: ``torchrun --nproc-per-node N -m taichi_nerf train``
+(or ``taichi-nerf train --devices N``, which starts the same local processes through torchrun).
+
+Each process (rank) reads RANK, LOCAL_RANK and WORLD_SIZE from torchrun's environment. Ranks
+start from rank 0's weights, grid and optimiser state, sample their own rays (generator seed
+``seed + rank``), and average their gradients by one all-reduce of every ``.grad`` before each
+optimiser step; the compositing kernels' autograd.Function ends in the MLP's ``.grad``, so it is
+covered. Rank 0 alone updates the occupancy grid (then broadcasts it), and alone writes metrics,
+previews, checkpoints and videos and validates. The other ranks catch up with it at the
+per-step stop vote, so Ctrl-C, SIGTERM or the time limit stop every rank after the same step.
+
+GPUs: Taichi's CUDA backend always opens device 0 (taichi/rhi/cuda/cuda_context.cpp takes
+ordinal 0 and retains its primary context; ti.init has no device option), while torch would
+take ``cuda:LOCAL_RANK``. So each rank narrows CUDA_VISIBLE_DEVICES to the GPU of its
+LOCAL_RANK before anything initialises CUDA; torch's ``cuda`` (device 0) and Taichi then name
+the same GPU, and zero-copy holds.
+
+Two process groups: a gloo "control" group (the start, the stop vote, agreements) whose timeout
+must cover rank 0's validations and checkpoints, and a "data" group (NCCL on CUDA, gloo on the
+CPU) for gradients and the grid, with a shorter timeout: the most a step may take.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import sys
+import tempfile
+
+import torch
+
+STEP_TIMEOUT_ENV = "TAICHI_NERF_COLLECTIVE_TIMEOUT_S"  # a step's collectives: gradients, grid
+WAIT_TIMEOUT_ENV = "TAICHI_NERF_RANK0_WAIT_S"  # ranks waiting for rank 0's validation/checkpoint
+STEP_TIMEOUT_S, WAIT_TIMEOUT_S = 300, 1800
+
+
+class PeerLost(RuntimeError):
+    """Another rank died or stopped answering: this rank leaves (non-zero) instead of waiting.
+    ``reported``: already said on stderr (where it was found), so the CLI does not repeat it."""
+
+    reported = False
+
+
+def environment() -> tuple[int, int, int, int]:
+    """(rank, local_rank, world_size, local_world_size) from torchrun's variables; (0, 0, 1, 1)
+    without them."""
+    def number(name: str, default: int) -> int:
+        text = os.environ.get(name)
+        if text is None or text == "":
+            return default
+        if not text.isdigit():
+            raise ValueError(f"{name}={text!r} is not a whole number (set by torchrun)")
+        return int(text)
+
+    size = number("WORLD_SIZE", 1)
+    rank, local_rank = number("RANK", 0), number("LOCAL_RANK", 0)
+    local_size = number("LOCAL_WORLD_SIZE", size)
+    if size < 1 or rank >= size or local_rank >= max(local_size, 1):
+        raise ValueError(f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={size} do not fit together")
+    return rank, local_rank, size, local_size
+
+
+def world_size() -> int:
+    return environment()[2]
+
+
+def refuse_several(what: str) -> None:
+    """One-process features (the GUI): a one-line refusal under torchrun with WORLD_SIZE > 1."""
+    if world_size() > 1:
+        raise ValueError(f"{what} runs in one process; start it without torchrun or --devices "
+                         f"(WORLD_SIZE is {world_size()})")
+
+
+def gpu_for_local_rank(visible: str | None, local_rank: int) -> str:
+    """The CUDA_VISIBLE_DEVICES entry of this rank: the ``local_rank``-th of those already
+    visible (indices or UUIDs), or the index itself when none are set."""
+    if visible is None:
+        return str(local_rank)
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    if local_rank >= len(entries):
+        raise ValueError(f"LOCAL_RANK {local_rank} has no GPU: CUDA_VISIBLE_DEVICES={visible!r} lists {len(entries)}; "
+                         f"start at most {len(entries)} processes per machine")
+    return entries[local_rank]
+
+
+_pinned = False
+
+
+def pin_local_device() -> None:
+    """Narrow CUDA_VISIBLE_DEVICES to this rank's GPU (see the module docstring); a no-op in one
+    process and on later calls. Must run before anything initialises CUDA."""
+    global _pinned
+    _, local_rank, size, _ = environment()
+    if size == 1 or _pinned:
+        return
+    if torch.cuda.is_initialized():
+        raise ValueError("CUDA was initialised before taichi-nerf could choose the GPU of LOCAL_RANK; "
+                         "set CUDA_VISIBLE_DEVICES per process, or create the Trainer before using CUDA")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_for_local_rank(os.environ.get("CUDA_VISIBLE_DEVICES"), local_rank)
+    _pinned = True
+
+
+def _seconds(name: str, default: int) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r} must be a whole number of seconds, at least 1")
+    return int(text)
+
+
+def _reason(exc: BaseException) -> str:
+    """A collective's error in a few words, without gloo's source location and advice."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
+    return text.split(". ")[0][:200]
+
+
+@dataclasses.dataclass
+class Ranks:
+    """This process's place in the run. The one-process instance (``size`` 1) answers every
+    call with what one process would do, touching nothing: the single-process path is unchanged."""
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str = "none"  # "gloo" or "nccl" once joined
+    control: object = None  # gloo group: the start, stop votes, agreements
+    data: object = None  # gradients and the grid
+    run_folder: object = None  # for the resume hint when a peer is lost
+
+    @property
+    def writes(self) -> bool:
+        """Rank 0 writes the run folder, validates and keeps the progress bar."""
+        return self.rank == 0
+
+    # --- collectives, each turning a dead or silent peer into PeerLost ------------------
+    def _call(self, collective, *args, **kwargs):
+        try:
+            return collective(*args, **kwargs)
+        except RuntimeError as exc:  # gloo/NCCL errors: connection reset, timeout, aborted communicator
+            hint = f"; continue from the last checkpoint with: taichi-nerf train --resume {self.run_folder}" \
+                if self.run_folder is not None else ""
+            lost = PeerLost(f"rank {self.rank} of {self.size} lost the other ranks ({_reason(exc)}): "
+                            f"one died or stopped answering{hint}")
+            # Said here, while the run's signal handlers still stand: torchrun SIGTERMs the
+            # surviving ranks as soon as one dies, and once the run has unwound that signal
+            # ends this rank before main() can say why (a test saw it, 1 run in many).
+            print(f"taichi-nerf: training stopped: {lost}", file=sys.stderr, flush=True)
+            lost.reported = True
+            raise lost from None
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when it is true on any (a vote on the control group)."""
+        if self.size == 1:
+            return bool(flag)
+        import torch.distributed as dist
+
+        vote = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        self._call(dist.all_reduce, vote, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(vote.item())
+
+    def agree_max(self, value: float) -> float:
+        """The largest ``value`` over the ranks, on every rank (rank clocks differ; the schedule must not)."""
+        if self.size == 1:
+            return float(value)
+        import torch.distributed as dist
+
+        vote = torch.tensor([value], dtype=torch.float64)
+        self._call(dist.all_reduce, vote, op=dist.ReduceOp.MAX, group=self.control)
+        return float(vote.item())
+
+    def agree_to_stop(self, stop) -> bool:
+        """Whether to stop now: ``stop.requested`` (Ctrl-C, SIGTERM) on any rank, then set on every
+        rank, so all leave after the same step and rank 0's checkpoint is everyone's. The vote's
+        outcome decides, not the flag afterwards: a signal handled during the vote (after this
+        rank's ballot went) waits for the next one, or this rank would leave alone."""
+        if self.size == 1:
+            return stop.requested
+        if self.agree(stop.requested):
+            stop.stop_with_peers()
+            return True
+        return False
+
+    def on_writer(self, fn, *args, **kwargs):
+        """``fn`` on rank 0 alone (claiming the run folder); its refusal stops every rank: rank 0
+        raises it, the others leave quietly with status 2."""
+        if self.size == 1:
+            return fn(*args, **kwargs)
+        import torch.distributed as dist
+
+        outcome, result = [None], None
+        if self.writes:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # re-raised below, after the others know
+                outcome[0] = str(exc)
+                error = exc
+        self._call(dist.broadcast_object_list, outcome, src=0, group=self.control)
+        if outcome[0] is not None:
+            if self.writes:
+                raise error
+            raise SystemExit(2)
+        return result
+
+    def average_gradients(self, parameters, *scalars: torch.Tensor) -> tuple:
+        """Every parameter's ``.grad`` becomes the mean over ranks (one all-reduce of one flat
+        buffer), and so do ``scalars`` (the loss and MSE, for logging); returns the scalars."""
+        if self.size == 1:
+            return scalars
+        import torch.distributed as dist
+
+        params = list(parameters)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [s.detach().reshape(1).to(grads[0].dtype) for s in scalars])
+        self._call(dist.all_reduce, flat, op=dist.ReduceOp.SUM, group=self.data)
+        flat /= self.size
+        offset = 0
+        for p, g in zip(params, grads):
+            averaged = flat[offset:offset + g.numel()].view_as(g)
+            offset += g.numel()
+            if p.grad is None:
+                p.grad = averaged.clone()
+            else:
+                p.grad.copy_(averaged)
+        return tuple(flat[offset:offset + len(scalars)].unbind())
+
+    def share_grid(self, grid) -> None:
+        """After rank 0's grid update: every rank takes its densities and occupancy bits."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        for buffer in (grid.density, grid.occupied):
+            self._call(dist.broadcast, buffer, src=0, group=self.data)
+        if not self.writes:
+            grid.updates += 1  # rendering marches the grid once it has been updated
+
+    def share_start(self, trainer) -> None:
+        """At the end of the Trainer's construction (after a resume): every rank at rank 0's
+        step, weights, grid and optimiser state; followers sample with ``seed + rank`` and stay
+        quiet (no progress bar)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        self.run_folder = trainer.out_dir
+        grid = trainer.renderer.grid
+        seen = [None] * self.size
+        mine = (trainer.step_count, None if grid is None else grid.updates)
+        self._call(dist.all_gather_object, seen, mine, group=self.control)
+        if any(other != seen[0] for other in seen):
+            raise ValueError(f"the ranks resumed from different checkpoints (step, grid updates per rank: {seen}); "
+                             f"every machine must see the same run folder")
+        modules = trainer.trained_modules()
+        tensors = [value for m in modules for value in m.state_dict().values() if torch.is_tensor(value)]
+        if grid is not None:
+            tensors += [grid.density, grid.occupied]
+        for param in (p for m in modules for p in m.parameters()):
+            state = trainer.optimizer.state.get(param, {})
+            tensors += [state[key] for key in sorted(state) if torch.is_tensor(state[key])]
+        for tensor in tensors:  # (NCCL takes CUDA tensors only: a CPU one, such as an optimiser's step, goes by gloo)
+            self._call(dist.broadcast, tensor, src=0, group=self.control if tensor.device.type == "cpu" else self.data)
+        if not self.writes:
+            trainer.generator.manual_seed(stream_seed(trainer.cfg.seed, self.rank, trainer.step_count))
+            trainer.cfg = dataclasses.replace(trainer.cfg, progress=False)
+
+    def close(self) -> None:
+        global _current
+        if self.size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        _current = SINGLE
+
+
+def stream_seed(seed: int, rank: int, step: int) -> int:
+    """The ray-sampling seed of ``rank``: ``seed + rank`` from the start. A resumed run restores
+    rank 0's saved stream; the others (there may be more or fewer than before) start a fresh
+    stream of their rank and the step, so no two ranks ever draw the same rays."""
+    if step == 0:
+        return (seed + rank) % 2**64
+    return (seed + rank + step * 0x9E3779B97F4A7C15) % 2**64
+
+
+SINGLE = Ranks()
+_current = SINGLE
+
+
+def current() -> Ranks:
+    return _current
+
+
+def join(arch: str = "auto") -> Ranks:
+    """This process's Ranks: the one-process instance without torchrun's variables, else the
+    process groups, started once (later calls return them). Every rank must resolve ``arch`` the
+    same way (all CUDA or all CPU): NCCL needs a GPU on each."""
+    global _current
+    rank, local_rank, size, local_size = environment()
+    if size == 1 or _current.size > 1:
+        return _current
+    import torch.distributed as dist
+
+    from ..backend import resolve_arch
+
+    pin_local_device()
+    if "TI_CPU_MAX_NUM_THREADS" not in os.environ:  # Taichi's CPU threads: this process's share of the cores
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // local_size))
+        os.environ["TI_CPU_MAX_NUM_THREADS"] = threads
+    resolved = resolve_arch(arch)
+    wait = datetime.timedelta(seconds=_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S))
+    step = datetime.timedelta(seconds=_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S))
+    ranks = Ranks(rank=rank, size=size, local_rank=local_rank, backend="nccl" if resolved == "cuda" else "gloo")
+    try:
+        dist.init_process_group("gloo", timeout=wait)
+    except (RuntimeError, ValueError) as exc:
+        raise PeerLost(f"rank {rank} of {size} could not reach the others ({_reason(exc)})") from None
+    ranks.control = dist.group.WORLD
+    archs = [None] * size
+    ranks._call(dist.all_gather_object, archs, resolved, group=ranks.control)
+    if len(set(archs)) > 1:
+        chosen = ", ".join(f"rank {r}: {a}" for r, a in enumerate(archs))
+        raise ValueError(f"the ranks chose different backends ({chosen}); give every rank a GPU, or --arch cpu")
+    ranks.data = dist.new_group(backend=ranks.backend, timeout=step)
+    if ranks.writes:
+        sys.stdout.flush()
+    else:
+        sys.stdout = open(os.devnull, "w")  # rank 0 reports; the others' errors still reach stderr
+    _current = ranks
+    return ranks
+
+
+# --- taichi-nerf train --devices N ------------------------------------------------------
+def without_devices_flag(argv: list[str]) -> list[str]:
+    """``argv`` less ``--devices N`` / ``--devices=N``: what each launched rank runs."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            rest.append(arg)
+    return rest
+
+
+def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
+    """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
+    (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
+    CPU cores unless OMP_NUM_THREADS says otherwise, or (``cuda``) a GPU. Returns the exit status."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    if cuda and count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
+                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
+    # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
+    # folder that nobody removes, one per run; what a failure says is reported below instead.
+    logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
+    args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
+                                "-m", "taichi_nerf", *without_devices_flag(argv)])
+    try:
+        with logs:
+            torchrun.run(args)
+    except ChildFailedError as exc:
+        ranks = sorted(exc.failures.items())
+        said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
+                         f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
+        print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
+        codes = {f.exitcode for _, f in ranks}
+        return 2 if codes == {2} else 1
+    except SignalException as exc:
+        print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
+        return 130
+    return 0

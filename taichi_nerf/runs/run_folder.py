@@ -1,0 +1,306 @@
+"""Starting or resuming a run: the one path that every entry point takes (the CLI's ``train``
+and ``gui``, the Python API, the web viewer, the multi-process launcher).
+
+:func:`open_run` runs every check that can refuse the command first (the configuration, the
+optional extras it needs, the memory, the dataset, the run folder's contents, another process
+training there), and only then takes the run's lock and claims or clears the folder. So a
+refused command never changes anything on disk, and ``--dry-run`` runs exactly these checks.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import resources
+from ..backend import resolve_arch
+from ..config import TrainConfig
+from ..data.dataset import Dataset
+from ..files import write_text_atomic
+from . import checkpoint, distributed
+from .datasets import load_dataset, require_stored_data
+
+LOCK_NAME = ".taichi-nerf.lock"
+# What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
+# removes these and nothing else. In the folders a run writes, only the files it names so.
+RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
+RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "orbit.mp4", "orbit_depth.mp4", "orbit.gif", "gui.jsonl", "viewer.jsonl",
+                             "camera_path.json", "previews/step_*.png", "screenshots/gui_step*.png",
+                             "videos/*_step*.mp4", "videos/*_step*.gif", "tensorboard/events.out.tfevents.*")
+# Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"
+# is what versions before 0.2 wrote for config.json and metrics.jsonl).
+_TEMP = re.compile(r"^\.(?:checkpoint\.pt|config\.json|metrics\.jsonl)\.(?:tmp|part)(\d+)$")
+
+
+def holds_run(folder) -> bool:
+    folder = Path(folder)
+    return any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def claim_run_folder(folder, *, overwrite: bool = False, continue_hint: str = "--resume to continue it",
+                     check_only: bool = False) -> Path:
+    """Make ``folder`` ready for a fresh run: a folder holding another run (its checkpoint,
+    metrics or config) is refused, so two runs never mix, unless ``overwrite``, which first
+    removes that run's files (only those: anything else in the folder stays). ``check_only``:
+    refuse as it would, but remove nothing. Call it through :func:`taichi_nerf.runs.run_folder.open_run`,
+    which runs every other refusing check first and holds the run's lock."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise checkpoint.CheckpointError(f"{folder}: is a file, not a run folder; choose another --out")
+    if not holds_run(folder) or (check_only and overwrite):
+        return folder
+    if not overwrite:
+        ckpt = folder / "checkpoint.pt"
+        what = "a run with a checkpoint" if ckpt.is_file() else "an unfinished run with no checkpoint"
+        hint = f"{continue_hint}, " if ckpt.is_file() else ""
+        raise checkpoint.CheckpointError(f"{folder}: already holds {what}; add {hint}--overwrite to replace it, "
+                              f"or choose another --out")
+    if check_only:
+        return folder
+    for pattern in RUN_OUTPUTS:
+        for target in folder.glob(pattern):
+            if target.is_file() or target.is_symlink():
+                target.unlink()
+        parent = (folder / pattern).parent
+        if parent != folder and parent.is_dir() and not parent.is_symlink() and not any(parent.iterdir()):
+            parent.rmdir()  # a folder the run made, now empty
+    remove_stale_temps(folder)
+    return folder
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete ``.checkpoint.pt.tmp<pid>`` (and config/metrics ones) files a killed
+    writer left behind (never one whose process still runs: that is a write in progress)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMP.match(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier run of this pid: nothing writes it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its file alone
+    return True
+
+
+def resume_config(run_dir, **overrides) -> TrainConfig:
+    """The configuration a run was started with, writing into ``run_dir``, with overrides
+    (typically a larger ``steps``) applied."""
+    refuse_if_locked(run_dir)  # a live run there: say that, not what its folder holds so far
+    if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
+        raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
+                                         f"is nothing to resume; start it again with --out {run_dir} --overwrite")
+    path = checkpoint.find_checkpoint(run_dir)
+    cfg = checkpoint.saved_config(path).replace(**overrides)
+    return cfg.replace(out=os.path.abspath(path.parent))
+
+
+class RunLocked(checkpoint.CheckpointError):
+    """Another live process holds the run's lock."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN/.taichi-nerf.lock``, held while a process trains there.
+    The OS releases it when the process ends, however it ends, so a SIGKILL leaves no stale
+    lock (only a file that the next run takes over). The file holds the PID, for the refusal
+    message, and is removed on a normal release."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                refuse_if_locked(self.path.parent)
+                continue  # its holder has just let go: try again
+            try:  # the holder we waited on may have removed the file: lock the one at the path
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            os.close(self.fd)
+            self.fd = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+
+def lock_holder(folder) -> int | None:
+    """The PID training in ``folder`` now, or None (no lock, or its holder has ended)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_metrics(path) -> tuple[list[tuple[dict, str]], bool]:
+    """The rows of a run's metrics.jsonl with their lines, and whether its last line was torn (a
+    kill mid-write: dropped). A damaged row before the last is refused, naming file and line."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step", 0), int):
+                raise ValueError("not a metrics row")
+        except ValueError as exc:
+            if number == len(lines):
+                return rows, True
+            raise ValueError(f"{path}: line {number} is not a metrics row ({exc}); fix or delete that line") from None
+        rows.append((row, line))
+    return rows, False
+
+
+def refuse_if_locked(folder) -> None:
+    """A one-line refusal naming the process that trains in ``folder`` now, if one does."""
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise RunLocked(f"{folder}: a run is already training there (process {holder}); "
+                        f"wait for it to finish or stop it first")
+
+
+def truncate_metrics(path, step: int, redo_final: bool) -> None:
+    """On resume, the checkpoint at ``step`` is the truth: drop the rows of ``path`` logged after
+    it (a hard kill leaves them, and a torn last line when it struck mid-write); the resumed run
+    logs them again. ``redo_final``: the run will redo its final validation at ``step``, so that
+    row goes too."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    rows, torn = read_metrics(path)
+    if torn:  # the write a kill interrupted
+        print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
+    keep = [line for row, line in rows
+            if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
+@dataclass
+class Run:
+    """A checked run, its folder locked and ready (unless it was a dry run). Use it as a
+    context manager, or call :meth:`close`, to release the lock before the process ends."""
+
+    cfg: TrainConfig
+    dataset: Dataset | None  # None: a dry run of the built-in scene
+    resume: bool
+    out: Path
+    lock: RunLock | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
+             data_given: bool | None = None, continue_hint: str = "--resume to continue it",
+             dataset: Dataset | None = None, claim: bool = True) -> Run:
+    """Check everything that can refuse the run, then lock and claim its folder.
+
+    ``cfg``: the run's configuration (for a resume, the saved one with the user's overrides:
+    :func:`resume_config`). ``resume``: continue the run in ``cfg.out``;
+    ``overwrite``: replace a run there (only the files a run writes go); ``dry_run``: the
+    checks alone, nothing on disk changes. ``data_given``: the dataset path came from the
+    user now (a resume otherwise needs the stored path to exist). ``dataset``: one already
+    loaded for this config. ``claim`` False: check, but neither lock nor touch the folder.
+    Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
+    """
+    if resume and overwrite:
+        raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
+    cfg = cfg.validate().with_absolute_paths()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another --out")
+    if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
+        path = checkpoint.find_checkpoint(out)
+        checkpoint.check_resumable(checkpoint.read_state(path), path, cfg)
+        if (out / "metrics.jsonl").is_file():
+            read_metrics(out / "metrics.jsonl")
+    elif not overwrite:
+        claim_run_folder(out, continue_hint=continue_hint, check_only=True)
+    _check_extras(cfg)
+    device = "cuda" if resolve_arch(cfg.arch) == "cuda" else "cpu"
+    resources.check_training(cfg, device)  # before minutes of loading, not after
+    if resume and not data_given:
+        require_stored_data(cfg, checkpoint.find_checkpoint(out))
+    if dataset is None and not (dry_run and cfg.data is None):  # the built-in scene needs no check (nor a render)
+        dataset = load_dataset(cfg.data, **cfg.dataset_options())
+    if cfg.batch_rays == 0 and dataset is not None:  # every pixel of batch_images images: the images' size decides
+        split = dataset.split("train")
+        resources.check_training(cfg, device, split.width * split.height)
+    refuse_if_locked(out)
+    run = Run(cfg, dataset, resume, out)
+    if dry_run or not claim:
+        return run
+    # Under torchrun, rank 0 alone locks and claims the folder; its refusal stops every rank.
+    run.lock = distributed.join(cfg.arch).on_writer(_lock_and_claim, out, resume, overwrite, continue_hint)
+    return run
+
+
+def _lock_and_claim(out: Path, resume: bool, overwrite: bool, continue_hint: str) -> RunLock:
+    lock = RunLock(out).acquire()
+    try:
+        if not resume:
+            claim_run_folder(out, overwrite=overwrite, continue_hint=continue_hint)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _check_extras(cfg: TrainConfig) -> None:
+    """Optional extras the configuration needs, installed before anything starts."""
+    if cfg.logger == "tensorboard":
+        from .tensorboard_log import missing_tensorboard
+
+        missing = missing_tensorboard()
+        if missing:
+            raise ValueError(missing)

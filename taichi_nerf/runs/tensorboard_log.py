@@ -1,0 +1,68 @@
+"""``train --logger tensorboard``: the run's metrics and images as TensorBoard events.
+
+A training callback (trainer.TrainingCallback): every row ``metrics.jsonl`` gets becomes
+scalars under the same names (``loss``, ``train_psnr``, ``lr``, ``rays_per_s``,
+``val_psnr``, ...) at that row's step; every preview image (prediction | truth | depth) is an
+image ``preview``; the final validation adds ``final/val_N`` (prediction | truth) for up to
+FINAL_VIEWS views. Events go to ``OUT/tensorboard/``: ``tensorboard --logdir OUT``.
+Needs the optional extra ``taichi-nerf[tensorboard]``; metrics.jsonl and curves.png are
+written either way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FINAL_VIEWS = 4
+NOT_SCALARS = ("step", "final")
+
+
+def missing_tensorboard() -> str | None:
+    """Why ``--logger tensorboard`` cannot work here, or None."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return "--logger tensorboard needs TensorBoard: pip install 'taichi-nerf[tensorboard]'"
+    return None
+
+
+class TensorBoardLogger:
+    """Writes a trainer's log rows and images to TensorBoard event files."""
+
+    def __init__(self, log_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+
+    def on_log(self, trainer, record: dict) -> None:
+        step = int(record.get("step", trainer.step_count))
+        for key, value in record.items():
+            if key not in NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, float(value), step)
+        if record.get("final"):
+            self._final_images(trainer, step)
+        self.writer.flush()  # readable while training runs, and complete if it is killed
+
+    def on_preview(self, trainer, path: Path) -> None:
+        from PIL import Image
+
+        image = np.asarray(Image.open(path).convert("RGB"))
+        self.writer.add_image("preview", image, trainer.step_count, dataformats="HWC")
+        self.writer.flush()
+
+    def _final_images(self, trainer, step: int) -> None:
+        was_training = trainer.field.training
+        trainer.field.eval()
+        try:
+            for i in range(min(FINAL_VIEWS, trainer.val.count)):
+                pred = trainer.render_view(trainer.val, i)["rgb"].cpu().clamp(0, 1).numpy()
+                truth = trainer.target_rgb(trainer.val, i).clamp(0, 1).numpy()
+                self.writer.add_image(f"final/val_{i}", np.concatenate([pred, truth], axis=1), step, dataformats="HWC")
+        finally:
+            trainer.field.train(was_training)
+
+    def close(self) -> None:
+        self.writer.close()

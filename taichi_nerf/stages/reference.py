@@ -1,0 +1,96 @@
+"""Pure-torch implementations of the kernels' maths, for tests (in float64) and baselines.
+
+These are the specification the Taichi kernels are checked against; nothing on the hot path
+uses them.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def harmonic(v: torch.Tensor, frequencies: int, include_input: bool = True, base: float = 1.0) -> torch.Tensor:
+    """Same layout as :mod:`taichi_nerf.stages.encoding`: [v] + per k [sin(f_k v), cos(f_k v)]."""
+    parts = [v] if include_input else []
+    for k in range(frequencies):
+        arg = v * (base * 2.0**k)
+        parts += [torch.sin(arg), torch.cos(arg)]
+    return torch.cat(parts, dim=-1) if parts else v[..., :0]
+
+
+def ndc_rays(o: torch.Tensor, d: torch.Tensor, focal: float, width: float, height: float, near: float = 1.0):
+    """The NeRF paper's NDC rays (appendix C): :func:`taichi_nerf.stages.cameras.ndc_rays`."""
+    t = -(near + o[:, 2]) / d[:, 2]
+    o = o + t[:, None] * d
+    ox = -focal / (width / 2) * o[:, 0] / o[:, 2]
+    oy = -focal / (height / 2) * o[:, 1] / o[:, 2]
+    oz = 1 + 2 * near / o[:, 2]
+    dx = -focal / (width / 2) * (d[:, 0] / d[:, 2] - o[:, 0] / o[:, 2])
+    dy = -focal / (height / 2) * (d[:, 1] / d[:, 2] - o[:, 1] / o[:, 2])
+    dz = -2 * near / o[:, 2]
+    return torch.stack([ox, oy, oz], 1), torch.stack([dx, dy, dz], 1)
+
+
+def composite_packed(sigma, rgb, t, delta, offsets, counts, background):
+    """Emission-absorption per ray with a python loop over rays: slow, obviously correct."""
+    n = offsets.shape[0]
+    out_rgb, out_op, out_d, weights = [], [], [], []
+    bg = background.expand(n, 3) if background.shape[0] == 1 else background
+    for r in range(n):
+        s, c = int(offsets[r]), int(counts[r])
+        sd = sigma[s:s + c] * delta[s:s + c]
+        tau = torch.cumsum(sd, 0) - sd
+        w = torch.exp(-tau) * (1.0 - torch.exp(-sd))
+        acc = w.sum()
+        out_rgb.append((w[:, None] * rgb[s:s + c]).sum(0) + (1.0 - acc) * bg[r])
+        out_op.append(acc)
+        out_d.append((w * t[s:s + c]).sum())
+        weights.append(w)
+    return torch.stack(out_rgb), torch.stack(out_op), torch.stack(out_d), torch.cat(weights)
+
+
+def composite_dense(sigma, rgb, t, delta, background):
+    """The usual vectorised NeRF compositing with a cumulative product of (1 - alpha),
+    for fixed (N, S) layouts: the pure-torch baseline of the benchmark."""
+    alpha = 1.0 - torch.exp(-sigma * delta)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], dim=1), dim=1)[:, :-1]
+    w = alpha * trans
+    acc = w.sum(1)
+    colour = (w[..., None] * rgb).sum(1) + (1.0 - acc)[:, None] * background
+    return colour, acc, (w * t).sum(1), w
+
+
+def importance_pdf_cdf(weights, n):
+    """Per ray (n rows): each coarse bin's probability and the CDF at the bins' edges (n, s + 1)."""
+    w = weights.reshape(n, -1).double() + 1e-5
+    pdf = w / w.sum(1, keepdim=True)
+    return pdf, torch.cat([torch.zeros(n, 1, dtype=torch.float64), torch.cumsum(pdf, 1)], 1)
+
+
+def importance_cdf_at(t_near, t_far, weights, t):
+    """The resampling CDF at distances ``t`` (n, k): the forward map of sampling.importance's
+    inverse CDF, well conditioned where the inverse is not (bins of almost no weight)."""
+    n = t_near.shape[0]
+    pdf, cdf = importance_pdf_cdf(weights, n)
+    s = pdf.shape[1]
+    x = (t.double() - t_near.double()[:, None]) / ((t_far - t_near).double()[:, None] / s)
+    j = x.floor().long().clamp(0, s - 1)
+    return torch.gather(cdf, 1, j) + torch.gather(pdf, 1, j) * (x - j.double()).clamp(0, 1)
+
+
+def importance(t_near, t_far, coarse_t, weights, u, fine_per_ray):
+    """Inverse-CDF resampling and sorted merge, per ray in float64 (see sampling.importance)."""
+    n = t_near.shape[0]
+    s = coarse_t.shape[0] // n
+    pdf, cdf = importance_pdf_cdf(weights, n)
+    uu = u.view(n, fine_per_ray).double()
+    j = (torch.searchsorted(cdf, uu, right=True) - 1).clamp(0, s - 1)
+    below = torch.gather(cdf, 1, j)
+    p = torch.gather(pdf, 1, j)
+    frac = ((uu - below) / p).clamp(0, 1)
+    step = ((t_far - t_near) / s).double()[:, None]
+    fine = t_near.double()[:, None] + (j.double() + frac) * step
+    merged, _ = torch.sort(torch.cat([coarse_t.view(n, s).double(), fine], 1), 1)
+    mids = 0.5 * (merged[:, 1:] + merged[:, :-1])
+    lo = torch.cat([t_near.double()[:, None], mids], 1)
+    hi = torch.cat([mids, t_far.double()[:, None]], 1)
+    return merged, (hi - lo).clamp_min(0)

@@ -1,0 +1,170 @@
+"""Training diagnostics: what a run says about itself. At the start, what it will do
+(:func:`start_lines`, the same for ``train``, the window and the browser viewer); while it
+runs, a progress bar, and a run that is stuck noticed and explained in one line.
+
+Two symptoms cover the failures users hit with their own data:
+
+* validation PSNR stays at the level of predicting one flat colour (the mean colour of the
+  images): the field has learnt nothing about the scene; usually the background choice
+  hides the object, or the bounds miss the content;
+* the occupancy grid stays almost fully occupied: the field fills the box with fog, usually
+  because a background that is part of the images is being composited away (or the other
+  way round), so every cell looks occupied and rays get no shortcuts.
+
+Each check returns a message (or None); the trainer prints each message once and keeps
+training: a warning, not a verdict.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from ..outputs.metrics import mse_to_psnr
+
+# Within this many dB of the flat-colour PSNR counts as "learnt nothing".
+STUCK_MARGIN_DB = 1.5
+# Only judge after this many steps: the first validations are always near flat colour.
+STUCK_AFTER_STEPS = 500
+FULL_GRID_OCCUPANCY = 0.9
+FULL_GRID_AFTER_UPDATES = 20
+
+
+def flat_colour_psnr(targets: list[torch.Tensor]) -> float:
+    """PSNR of the best single colour for these (H, W, 3) images: their mean colour."""
+    pixels = torch.cat([t.reshape(-1, 3).double() for t in targets])
+    mse = float(((pixels - pixels.mean(0)) ** 2).mean())
+    return mse_to_psnr(max(mse, 1e-12))
+
+
+@dataclass
+class StuckWatch:
+    """A training callback (see ``trainer.TrainingCallback``): after each validation it
+    checks both symptoms and reports each at most once, through ``say`` (default: a line on
+    stderr that leaves the progress bar intact). ``messages`` keeps what was said, for the GUI."""
+    flat_psnr: float | None = None
+    say: object = None
+    said: set = field(default_factory=set)
+    messages: list = field(default_factory=list)
+
+    def check(self, step: int, val_psnr: float | None, occupancy: float | None, grid_updates: int,
+              background: str) -> list[str]:
+        messages = []
+        if (val_psnr is not None and self.flat_psnr is not None and step >= STUCK_AFTER_STEPS
+                and val_psnr < self.flat_psnr + STUCK_MARGIN_DB and "flat" not in self.said):
+            self.said.add("flat")
+            messages.append(
+                f"validation PSNR {val_psnr:.1f} dB is still at the flat-colour level ({self.flat_psnr:.1f} dB) after "
+                f"{step} steps: the field is not learning the scene. Likely cause: the background "
+                f"({background}) does not match the images; try --background black, white or random, and check "
+                f"`taichi-nerf data info` for bounds that miss the content (--near/--far/--aabb)")
+        if (occupancy is not None and grid_updates >= FULL_GRID_AFTER_UPDATES and occupancy > FULL_GRID_OCCUPANCY
+                and "grid" not in self.said):
+            self.said.add("grid")
+            messages.append(
+                f"the occupancy grid is {100 * occupancy:.0f}% occupied after {grid_updates} updates: the field "
+                f"fills the box with fog instead of surfaces. Likely cause: the images' background is part of "
+                f"the scene but is composited away, or the reverse; try --background random (or black/white "
+                f"to match the images), or --unbounded for captures whose background fills the frame")
+        return messages
+
+    def on_validate(self, trainer, psnr: float) -> None:
+        if self.flat_psnr is None:
+            self.flat_psnr = flat_colour_psnr([trainer.target_rgb(trainer.val, i) for i in range(trainer.val.count)])
+        grid = trainer.renderer.grid
+        scene = trainer.scene
+        # Scenes whose content fills the frame (NDC, unbounded, random background) pass through
+        # a foggy phase on their way to surfaces: a full grid says nothing there.
+        fills_frame = scene.ndc or scene.unbounded or trainer.background_choice.random
+        occupancy = grid.occupancy if grid is not None and grid.updates > 0 and not fills_frame else None
+        for message in self.check(trainer.step_count, psnr, occupancy, grid.updates if grid is not None else 0,
+                                  trainer.background_choice.description.split(" (")[0]):
+            self.messages.append(message)
+            (self.say or _warn)(f"warning: {message}")
+
+
+def _warn(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+class ProgressBar:
+    """The tqdm bar of ``Trainer.run``: its steps, or under a time limit the seconds of it used
+    (the limit, not ``steps``, ends such a run: a bar of steps would stop part way, its time left
+    wrong), the step then among the numbers ``on_log`` shows."""
+
+    def __init__(self, trainer):
+        from tqdm.auto import tqdm
+
+        cfg = trainer.cfg
+        self.trainer = trainer  # its time_used: the run's own clock of the limit, agreed by every rank
+        self.limit = float(cfg.time_limit_s or 0.0)
+        self.numbers: dict[str, str | int] = {}
+        if self.limit:
+            self.bar = tqdm(total=self.limit, disable=not cfg.progress, unit="s", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time limit "
+                                       "[{elapsed}<{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
+                            dynamic_ncols=True)
+
+    def on_step(self, trainer, info: dict) -> None:
+        if not self.limit:
+            self.bar.update(1)
+            return
+        self.numbers["step"] = trainer.step_count
+        self.bar.set_postfix(self.numbers, refresh=False)
+        self.bar.update(trainer.time_used * self.limit - self.bar.n)
+
+    def on_log(self, trainer, record: dict) -> None:
+        if "loss" in record:  # a training row, not a validation
+            self.numbers.update(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
+                                val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
+                                spr=f"{record['samples_per_ray']:.1f}")
+            self.bar.set_postfix(self.numbers)
+
+    def close(self) -> None:
+        if self.limit:  # where the run's clock stopped: full when the limit ended it
+            self.bar.update(self.trainer.time_used * self.limit - self.bar.n)
+        self.bar.close()
+
+
+def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
+    """What a run will do, one line each: its data (and the loader's warnings and notes), the
+    background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
+    backend. Every front end prints these, so a choice made for the user is said everywhere."""
+    cfg = trainer.cfg
+    lines = [f"data: {trainer.dataset.summary()}"]
+    lines += [f"warning: {w}" for w in trainer.dataset.warnings] + [f"note: {n}" for n in trainer.dataset.notes]
+    chosen = trainer.background_choice
+    lines.append(f"background: {chosen.description}" + ("" if cfg.background != "auto" else
+                                                        "; --background overrides it"))
+    if chosen.warning:
+        lines.append(f"warning: {chosen.warning}")
+    codes = trainer.field.appearance_dim
+    if codes:
+        lines.append(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new "
+                     f"views use their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
+                                                if cfg.appearance_dim is None else ""))
+    if trainer.pose_refinement is not None:
+        lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and "
+                     f"new views use the cameras as given")
+    if cfg.mixed_precision is None and trainer.renderer.bf16:
+        lines.append("precision: the MLP runs in bf16 (this CPU has bf16 instructions); --no-mixed-precision for "
+                     "float32")
+    if cfg.mixed_precision and not trainer.renderer.bf16:
+        lines.append("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with "
+                     "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
+                     "float32")
+    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
+    samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
+        f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
+        f"{trainer.renderer.proposal.render_count} when rendering)"
+    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
+    lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
+                 + (f"; run folder {run_folder}" if run_folder is not None else "")
+                 + (f"; resuming at step {trainer.step_count}" if resume else ""))
+    return lines

@@ -1,0 +1,94 @@
+"""Camera pose refinement (nerfacto's camera optimiser, BARF's idea): a small learned rigid
+correction of each training camera, for poses that are not exact (COLMAP's never are).
+
+Each camera has six numbers: a rotation (axis times angle, radians) about its own centre and
+a translation (world units). A training ray of camera i becomes
+
+    origin' = origin + translation_i,   direction' = R(rotation_i) direction,
+
+in torch, so its gradient flows back from the encoding's adjoint kernel (stages/encoding.py) and,
+for forward-facing scenes, through the NDC transform (cameras.ndc_rays). The corrections start
+at zero. New views and validation use the cameras as given: a correction belongs to a photo.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..stages.cameras import training_rays
+
+
+def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
+    """(C, 3) axis-angle vectors -> (C, 3, 3) rotation matrices (the exponential of their
+    skew matrices: exact, and differentiable at zero, where a correction starts)."""
+    x, y, z = rotations.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)
+    return torch.linalg.matrix_exp(skew)
+
+
+class PoseRefinement(nn.Module):
+    def __init__(self, cameras: int, device=None):
+        super().__init__()
+        self.corrections = nn.Parameter(torch.zeros(cameras, 6, device=device))  # rotation | translation
+
+    def forward(self, origins: torch.Tensor, dirs: torch.Tensor,
+                image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rays (N, 3) of the training cameras ``image_index`` (N,), corrected."""
+        index = image_index.long()
+        rotations = axis_angle_matrices(self.corrections[:, :3])[index]  # one exponential per camera, not per ray
+        turned = (rotations @ dirs.unsqueeze(-1)).squeeze(-1)
+        return origins + self.corrections[index, 3:], turned
+
+    @torch.no_grad()
+    def summary(self) -> dict:
+        """How far the corrections moved the cameras: RMS rotation (degrees) and translation."""
+        rot = self.corrections[:, :3].norm(dim=1)
+        shift = self.corrections[:, 3:].norm(dim=1)
+        return {"rotation_deg_rms": float(torch.rad2deg(rot.pow(2).mean().sqrt())),
+                "translation_rms": float(shift.pow(2).mean().sqrt())}
+
+
+def corrected_pose(pose: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
+    """Camera-to-world (4, 4) ``pose`` with one camera's correction (6,) applied, as
+    :class:`PoseRefinement` applies it to the camera's rays."""
+    out = pose.clone()
+    turn = axis_angle_matrices(correction[None, :3].to(pose))[0]
+    out[:3, :3] = turn @ pose[:3, :3]
+    out[:3, 3] = pose[:3, 3] + correction[3:].to(pose)
+    return out
+
+
+def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: int, rays: int = 1024,
+                 lr: float = 2e-3) -> tuple[torch.Tensor, dict]:
+    """BARF's test-time alignment: camera ``camera`` of ``split`` moved to fit its own photo
+    with the field frozen, ``steps`` Adam steps on ``rays`` random pixels each. A val camera
+    from COLMAP is as inexact as the training ones; scoring a field from it charges the field
+    with the pose error. Returns (the corrected pose (4, 4), how far it moved: summary())."""
+    device = renderer.device
+    refine = PoseRefinement(1, device)
+    optimizer = torch.optim.Adam(refine.parameters(), lr=lr)
+    generator = torch.Generator(device=device).manual_seed(camera)  # the same view aligns the same way
+    # this camera alone goes to the device: its rays and pixels are image 0 of these
+    one = slice(camera, camera + 1)
+    poses, intrinsics = split.poses[one].to(device), split.intrinsics[one].to(device)
+    rgba = split.rgba[one].to(device).contiguous()
+    first = torch.zeros(rays, dtype=torch.int32, device=device)
+    background = background.reshape(1, 3).to(device)
+    frozen = [p for p in renderer.field.parameters() if p.requires_grad]
+    for p in frozen:  # gradients for the camera only
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            pixels = torch.randint(0, split.width * split.height, (rays,), generator=generator, device=device,
+                                   dtype=torch.int32)
+            origins, dirs, target, _ = training_rays(poses, intrinsics, rgba, first, pixels, background)
+            origins, dirs = refine(origins, dirs, first)
+            loss = torch.nn.functional.mse_loss(renderer.render_rays(origins, dirs, background).rgb, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return corrected_pose(split.poses[camera], refine.corrections.detach()[0].cpu()), refine.summary()

@@ -1,0 +1,424 @@
+"""Training stage: Monte Carlo ray batches across all training images, Adam, and the
+schedule around each step (metrics, validation, previews, atomic resumable checkpoints) with
+hooks for whoever drives it (``Trainer.run``'s progress bar, the GUI's curves)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import backend, resources
+from ..config import TrainConfig
+from ..files import write_png, write_text_atomic
+from ..interrupts import StopRequest
+from ..outputs.metrics import mse_to_psnr
+from ..profiling import stage
+from ..rendering.backgrounds import over_background, resolve_background
+from ..rendering.renderer import Renderer
+from ..rendering.scene import Scene
+from ..runs import checkpoint, distributed
+from ..runs.datasets import load_dataset
+from ..runs.run_folder import remove_stale_temps, truncate_metrics
+from ..stages import cameras
+from . import lr_schedule, masking
+from .diagnostics import ProgressBar, StuckWatch
+from .losses import training_loss
+from .plots import write_curves
+from .pose_refinement import PoseRefinement
+from .ray_batches import RayBatches
+from .validation import periodic_stride, preview_image, validation_scores
+
+# Under --time-limit, a scheduled validation or preview is skipped while the ones before it have
+# taken more than this share of the run's time: they took 11% of 240 s on ethiopianHead and on
+# a phone-sized proposal run. Checkpoints are never skipped (they take milliseconds).
+CHECK_SHARE = 0.05
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    checkpoint: Path
+    step: int
+    val_psnr: float | None
+    interrupted: bool
+    seconds: float
+    val_object_psnr: float | None = None  # the object's pixels alone, where the val photos have transparency
+
+
+class TrainingCallback:
+    """Hooks into a run (nerfstudio-style training callbacks). Put any object with some of
+    these methods in ``Trainer.callbacks``: a missing method is skipped, so deriving from
+    this class is optional. Exceptions propagate to whoever drives the trainer."""
+
+    def on_step(self, trainer: Trainer, info: dict) -> None:
+        """After each :meth:`Trainer.advance`, its scheduled work done; ``info`` is what
+        :meth:`Trainer.step` returned (``train_psnr`` is None where the loss was not read)."""
+
+    def on_log(self, trainer: Trainer, record: dict) -> None:
+        """A row was appended to metrics.jsonl (training metrics or a validation)."""
+
+    def on_validate(self, trainer: Trainer, psnr: float) -> None:
+        """:meth:`Trainer.validate` measured this mean PSNR."""
+
+    def on_preview(self, trainer: Trainer, path: Path) -> None:
+        """A preview image was written."""
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """A checkpoint was written."""
+
+
+class Trainer:
+    """Owns the field, optimiser and data for one run. :meth:`step` is one optimisation
+    step; :meth:`advance` is a step plus its scheduled work (log, validate, preview,
+    checkpoint), which :meth:`run` loops over and the GUI interleaves with drawing.
+    ``callbacks`` (see :class:`TrainingCallback`) watch it; ``lr_scale`` scales the
+    learning-rate schedule (the GUI's slider)."""
+
+    def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
+        # absolute paths (the saved config works anywhere); a resume keeps its defaults' choices
+        self.cfg = cfg = checkpoint.with_saved_choices(cfg.validate().with_absolute_paths(), resume)
+        self.out_dir = Path(self.cfg.out)
+        self.ranks = distributed.join(cfg.arch)  # distributed: torchrun's ranks, or one process (before CUDA starts)
+        self.backend = backend.init(cfg.arch, cfg.max_samples_per_ray)
+        dev = self.backend.device
+        resources.check_training(self.cfg, str(dev))  # before minutes of loading, not after
+        self.dataset = dataset if dataset is not None else load_dataset(self.cfg.data, **cfg.dataset_options())
+        if self.cfg.batch_rays == 0:  # every pixel of batch_images images: the images' size decides
+            train_split = self.dataset.split("train")
+            resources.check_training(self.cfg, str(dev), train_split.width * train_split.height)
+        self.train = self.dataset.split("train").to(dev)
+        val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
+        self.val = self.dataset.split(val_name)
+        self.scene = Scene.from_dataset(self.dataset)
+        self.cfg = cfg = cfg.with_kind_defaults_for(self.scene)  # written out: a resume keeps them
+        # auto: from the images (transparency, a uniform surround, or scenery); saved in the
+        # scene so renders of the checkpoint use the same colour.
+        self.background_choice = resolve_background(cfg.background, self.dataset.background)
+        self.scene.background = list(self.background_choice.colour)
+        torch.manual_seed(cfg.seed)
+        self.renderer = Renderer.from_config(cfg, self.scene, dev, train_images=self.train.count)
+        backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
+        self.renderer.restrict_grid_to_seen(self.train)  # no cell that no training ray crosses
+        self.field = self.renderer.field
+        # Corrections of the training cameras' poses (training/pose_refinement.py), at their own rate.
+        self.pose_refinement = PoseRefinement(self.train.count, dev) if cfg.refine_poses_for(self.scene) else None
+        proposal = [] if self.renderer.proposal is None else list(self.renderer.proposal.parameters())
+        self.optimizer = lr_schedule.make_optimizer(cfg, [*self.field.parameters(), *proposal],
+                                                    None if self.pose_refinement is None
+                                                    else self.pose_refinement.parameters())
+        self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
+        self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
+        self.step_count = 0
+        self.last_val_psnr: float | None = None
+        self.last_val_object_psnr: float | None = None  # whole-image validations of photos with transparency
+        self.last_loss = float("nan")
+        self.rays_per_s = 0.0
+        self.elapsed = 0.0  # training wall time, carried across resumes
+        self.history: list[dict] = []
+        self.last_samples_per_ray: float | None = None  # of the last step's batch
+        self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
+        self.run_started: float | None = None  # run()'s start on the wall clock
+        self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
+        self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
+        self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
+        # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
+        self.stuck_watch = StuckWatch()
+        self.callbacks: list = [self.stuck_watch]
+        if self.cfg.logger == "tensorboard" and self.ranks.writes:  # optional extra: events in OUT/tensorboard/
+            from ..runs.tensorboard_log import TensorBoardLogger, missing_tensorboard
+
+            if missing_tensorboard():
+                raise ValueError(missing_tensorboard())
+            self.callbacks.append(TensorBoardLogger(self.out_dir / "tensorboard"))
+        # Masks (data/masks.py, training/masking.py): a share of the rays from the pixels they keep (all of them
+        # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
+        kept_pixels, kept_share, hull = masking.training_hooks(self.cfg, self.dataset, self.train,
+                                                               self.renderer.grid)
+        if hull is not None:  # masks: no cell outside their visual hull is measured or marched
+            self.renderer.grid.restrict_to(hull)
+        self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, dev)
+        if resume:
+            self._restore(checkpoint.find_checkpoint(self.out_dir))
+        self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
+
+    def trained_modules(self) -> list[torch.nn.Module]:
+        """What the optimiser trains: the field, and the proposal network and pose corrections where on."""
+        proposal = self.renderer.proposal
+        return [self.field] + [m for m in (proposal, self.pose_refinement) if m is not None]
+
+    # --- one step ----------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step) * self.lr_scale
+
+    def schedule_progress(self, step: int) -> float:
+        return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)
+
+    def sample_batch(self):
+        """One step's rays: (origins, dirs, background, target, alpha, image_index, pixel_index)."""
+        image_index, pixel_index = self.ray_batches.draw(self.step_count, self.generator)
+        n, dev, g = image_index.shape[0], self.backend.device, self.generator
+        if self.background_choice.random:
+            # A random background per ray stops the field from painting the background into
+            # the volume: only true opacity explains every background at once.
+            background = torch.rand(n, 3, generator=g, device=dev)
+        else:
+            background = self.background
+        origins, dirs, target, alpha = cameras.training_rays(self.train.poses, self.train.intrinsics, self.train.rgba,
+                                                             image_index, pixel_index, background)
+        return origins, dirs, background, target, alpha, image_index, pixel_index
+
+    def step(self) -> dict:
+        t0 = time.perf_counter()
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_factor", 1.0)
+        with stage("ray generation"):
+            origins, dirs, background, target, alpha, image_index, pixel_index = self.sample_batch()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, mse, samples = self.accumulate_gradients(origins, dirs, background, target, alpha, image_index,
+                                                       pixel_index)
+        # distributed: the mean over ranks
+        loss, mse = self.ranks.average_gradients([p for m in self.trained_modules() for p in m.parameters()], loss, mse)
+        check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
+        if check:  # on CUDA, reading the loss is a device sync: only when logging
+            self.last_loss = float(loss)
+            if not math.isfinite(self.last_loss):
+                raise TrainingDiverged(
+                    f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower --lr. {self._kept()}")
+        with stage("optimiser"):
+            self.optimizer.step()
+        self.step_count += 1
+        with stage("grid update"):
+            self.maybe_update_grid()
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        rays = origins.shape[0]  # batch_rays, or every pixel of batch_images images
+        self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
+        self.last_samples_per_ray = samples / max(1, rays)
+        return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
+                "train_psnr": mse_to_psnr(float(mse)) if check else None,
+                "lr": lr, "rays_per_s": self.rays_per_s}
+
+    def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None, pixel_index=None,
+                             chunk_rays: int | None = None, jitter: bool = True):
+        """Render the batch, and add the gradient of its loss into the parameters' ``.grad``.
+        A batch whose activations outgrow the caches (the tutorials' whole images: 1.6M
+        samples a step in Keras's) goes in chunks of rays, each weighted by its share of the
+        batch, so the gradient is the whole batch's. With ``pixel_index``, the rays' errors go back
+        to the error map (training/ray_batches.py). Returns (loss, mse, samples), detached."""
+        n = origins.shape[0]
+        chunk_rays = chunk_rays or resources.train_chunk_rays(self.cfg, self.backend.device)
+        per_ray_background = background.shape[0] == n  # else one colour for all (a single ray slices the same)
+        loss_sum = mse_sum = torch.zeros((), device=origins.device)
+        samples = 0
+        for lo in range(0, n, chunk_rays):
+            part = slice(lo, min(lo + chunk_rays, n))
+            o, d = origins[part], dirs[part]
+            if self.pose_refinement is not None and image_index is not None:
+                o, d = self.pose_refinement(o, d, image_index[part])
+            out = self.renderer.render_rays(o, d,
+                                            background[part] if per_ray_background else background,
+                                            self.cfg.samples_per_ray, self.generator, jitter=jitter,
+                                            image_index=None if image_index is None else image_index[part])
+            share = (part.stop - part.start) / n  # the losses are means over rays
+            with stage("loss"):
+                loss, mse = training_loss(self.cfg, out, target[part], alpha[part])
+                if pixel_index is not None:
+                    self.ray_batches.record(image_index[part], pixel_index[part], out.rgb, target[part])
+            with stage("backward"):
+                (loss * share).backward()  # share 1 (one piece) is exact
+            loss_sum = loss_sum + share * loss.detach()
+            mse_sum = mse_sum + share * mse
+            samples += out.samples.num_samples
+        return loss_sum, mse_sum, samples
+
+    def maybe_update_grid(self) -> None:
+        grid, cfg = self.renderer.grid, self.cfg
+        if grid is None or self.step_count < cfg.grid_warmup:
+            return
+        if (self.step_count - cfg.grid_warmup) % cfg.grid_update_every == 0:
+            if self.ranks.writes:  # distributed: rank 0 updates, every rank takes its grid
+                grid.update(self.renderer.density, self.generator)
+            self.ranks.share_grid(grid)
+
+    # --- the schedule around a step: the one `run` and the GUI both drive ---------------
+    def begin(self) -> None:
+        """Open the run folder: config.json describes the run that writes beside it. Partial
+        checkpoint files a killed run left behind go first."""
+        if not self.ranks.writes:  # distributed: rank 0 alone writes the run folder (and below)
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temps(self.out_dir):
+            print(f"note: removed {stale}, a partial file a killed run left behind")
+        write_text_atomic(self.out_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+
+    def advance(self) -> dict:
+        """One step, then its scheduled work (:meth:`after_step`)."""
+        info = self.step()
+        self.after_step(info)
+        return info
+
+    def after_step(self, info: dict) -> None:
+        """Log every ``log_every`` steps (and at ``steps``), validate every ``eval_every``,
+        write a preview every ``preview_every``, checkpoint every ``checkpoint_every``; then
+        the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
+        holds it, so a resumed run repeats nothing.)"""
+        cfg, s = self.cfg, self.step_count
+        if s % cfg.log_every == 0 or s == cfg.steps:
+            self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
+                      "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
+                      **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
+            self.periodic_validation()
+        if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
+            started = time.perf_counter()
+            self.write_preview()
+            self.check_s += time.perf_counter() - started
+        if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        self.notify("on_step", info)
+
+    def check_allowed(self) -> bool:
+        """Whether a scheduled validation or preview runs: always, except under a time limit
+        while those of this run have taken more than CHECK_SHARE of its time (run() clocks it)."""
+        if not self.cfg.time_limit_s or self.run_started is None:
+            return True
+        return self.check_s <= CHECK_SHARE * (time.perf_counter() - self.run_started)
+
+    def periodic_validation(self) -> None:
+        """A strided validation of the first eval_views val views, logged as a curve point."""
+        started = time.perf_counter()
+        stride = periodic_stride(self.val.width, self.val.height)
+        self.log({"step": self.step_count, "val_psnr": self.validate(self.cfg.eval_views, stride=stride)})
+        self.check_s += time.perf_counter() - started
+
+    def notify(self, hook: str, *args) -> None:
+        """Call ``hook(self, *args)`` on every callback that has it."""
+        for callback in list(self.callbacks):
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+    # --- evaluation and outputs --------------------------------------------------------
+    def render_view(self, split, index: int, background=None) -> dict:
+        bg = self.background if background is None else background
+        return self.renderer.render_image(split.poses, split.intrinsics, index, split.width, split.height, bg)
+
+    def target_rgb(self, split, index: int, background=None) -> torch.Tensor:
+        bg = (self.background if background is None else background).cpu()
+        return over_background(split.rgba[index].cpu(), bg)
+
+    def validate(self, views: int | None = None, stride: int = 1, progress: bool = False) -> float:
+        """Mean PSNR of the first ``views`` val views (None: all); ``stride`` > 1 scores every
+        stride-th row and column only (training's periodic checks: validation.periodic_stride);
+        ``progress``: a bar over the views (the final validation, with ``cfg.progress``)."""
+        if not self.ranks.writes:
+            return self.last_val_psnr
+        self.field.eval()
+        count = self.val.count if views is None else min(views, self.val.count)
+        self.last_val_psnr, self.last_val_object_psnr = validation_scores(self.renderer, self.val, self.background,
+                                                                          count, stride, progress)
+        self.field.train()
+        self.notify("on_validate", self.last_val_psnr)
+        return self.last_val_psnr
+
+    def write_preview(self, index: int = 0) -> Path:
+        """prediction | ground truth | depth, for validation view ``index``."""
+        if not self.ranks.writes:
+            return self.out_dir / "previews"
+        self.field.eval()
+        image = preview_image(self.renderer, self.val, index, self.background, self.scene)
+        self.field.train()
+        path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
+        write_png(path, image)
+        self.notify("on_preview", path)
+        return path
+
+    def log(self, record: dict) -> None:
+        if not self.ranks.writes:
+            return
+        record = {k: v for k, v in record.items() if v is not None}
+        record["time_s"] = round(self.elapsed, 3)
+        self.history.append(record)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.notify("on_log", record)
+
+    # --- checkpoints -------------------------------------------------------------------
+    def _kept(self) -> str:
+        """What the run folder still holds after a divergence: only a checkpoint that exists."""
+        path = self.out_dir / "checkpoint.pt"
+        if path.is_file():
+            return f"The last good checkpoint, {path}, is untouched."
+        return "No checkpoint was written before it diverged."
+
+    def save_checkpoint(self) -> Path:
+        if not self.ranks.writes:
+            return self.out_dir / "checkpoint.pt"
+        if not all(torch.isfinite(p).all() for p in self.field.parameters()):
+            raise TrainingDiverged(f"model weights are not finite at step {self.step_count}; try a lower --lr. "
+                                   f"{self._kept()}")
+        path = checkpoint.save_atomic(checkpoint.trainer_state(self), self.out_dir / "checkpoint.pt")
+        self.notify("on_checkpoint", path)
+        return path
+
+    def _restore(self, path: Path) -> None:
+        checkpoint.restore_trainer(self, path)
+        if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count,
+                             redo_final=self.cfg.steps <= self.step_count)
+
+    # --- the whole run ------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """:meth:`advance` until ``steps`` (or the time limit, or Ctrl-C/SIGTERM), then save,
+        validate on up to 16 views, write a preview and the curves, and save again."""
+        cfg = self.cfg
+        self.begin()
+        start_wall = self.run_started = time.perf_counter()
+        self.check_s = 0.0
+        stop = StopRequest()
+        bar = ProgressBar(self)
+        self.callbacks.append(bar)
+        with stop:
+            try:
+                if self.step_count == 0 and cfg.eval_every > 0:  # the curve's start, scored as its other points
+                    self.periodic_validation()
+                # Signals only raise a flag; the loop stops between steps, so a checkpoint
+                # never holds a half-applied optimiser step or grid update.
+                while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
+                    self.advance()
+                    if cfg.time_limit_s:
+                        self.time_used = min(self.ranks.agree_max((time.perf_counter() - start_wall)
+                                                                  / cfg.time_limit_s), 1.0)
+                        if self.time_used >= 1.0:
+                            break
+            except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
+                stop.requested = True
+            finally:
+                self.callbacks.remove(bar)
+                bar.close()
+            # Save before the (slow) final validation, so nothing after this can lose work.
+            path = self.save_checkpoint()
+            if not stop.requested:
+                try:
+                    val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=cfg.progress)
+                    self.log({"step": self.step_count, "val_psnr": val_psnr,
+                              "val_object_psnr": self.last_val_object_psnr, "final": True})
+                    self.write_preview()
+                    path = self.save_checkpoint()  # now with the final validation PSNR
+                except KeyboardInterrupt:
+                    stop.requested = True
+        if self.ranks.writes:
+            write_curves(self.out_dir)
+        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
+                           time.perf_counter() - start_wall, self.last_val_object_psnr)
+
