@@ -3,6 +3,7 @@ schedule around each step (metrics, validation, previews, atomic resumable check
 hooks for whoever drives it (``Trainer.run``'s progress bar, the GUI's curves)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -279,9 +280,8 @@ class Trainer:
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
-            started = time.perf_counter()
-            self.write_preview()
-            self.check_s += time.perf_counter() - started
+            with self.timed_check():
+                self.write_preview()
         if cfg.checkpoint_every > 0 and s % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         self.notify("on_step", info)
@@ -293,12 +293,20 @@ class Trainer:
             return True
         return self.check_s <= CHECK_SHARE * (time.perf_counter() - self.run_started)
 
+    @contextlib.contextmanager
+    def timed_check(self):
+        """Charge the block's time to check_s, the share check_allowed limits."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.check_s += time.perf_counter() - started
+
     def periodic_validation(self) -> None:
         """A strided validation of the first eval_views val views, logged as a curve point."""
-        started = time.perf_counter()
-        stride = periodic_stride(self.val.width, self.val.height)
-        self.log({"step": self.step_count, "val_psnr": self.validate(self.cfg.eval_views, stride=stride)})
-        self.check_s += time.perf_counter() - started
+        with self.timed_check():
+            stride = periodic_stride(self.val.width, self.val.height)
+            self.log({"step": self.step_count, "val_psnr": self.validate(self.cfg.eval_views, stride=stride)})
 
     def notify(self, hook: str, *args) -> None:
         """Call ``hook(self, *args)`` on every callback that has it."""
