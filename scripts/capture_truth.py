@@ -22,9 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taichi_nerf.outputs.from_checkpoint import scene_background  # noqa: E402
 from taichi_nerf.outputs.metrics import psnr  # noqa: E402
-from taichi_nerf.rendering.backgrounds import over_background  # noqa: E402
+from taichi_nerf.rendering.backgrounds import over_background, scene_background  # noqa: E402
 from taichi_nerf.runs import checkpoint  # noqa: E402
 from taichi_nerf.runs.datasets import load_dataset  # noqa: E402
 from taichi_nerf.scenes.capture_effects import pose_errors  # noqa: E402

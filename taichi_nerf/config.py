@@ -153,7 +153,7 @@ class TrainConfig:
                                                 "(0: from all of them)")
     pixel_sampling: PixelSampling | None = option(None, OPTIMISATION, "which pixels a step's rays come from: uniform, "
                                                   "or error: half of them where the field's recent error is "
-                                                  "largest (training/ray_batches.py; default by scene kind, "
+                                                  "largest (ray_batches.py; default by scene kind, "
                                                   "kind_defaults.PIXEL_SAMPLING_DEFAULTS)")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
                                                              "step (PyTorch3D's); epochs: every image once per pass, "

@@ -64,7 +64,7 @@ def tiny_config(scene, out, **changes):
 
 def sampled_images(trainer, monkeypatch):
     """(image, pixel) index pairs of one training batch, caught on their way to the ray kernel."""
-    import taichi_nerf.stages.cameras as cameras
+    from taichi_nerf.stages import cameras
 
     seen, original = {}, cameras.training_rays
 

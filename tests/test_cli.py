@@ -126,10 +126,10 @@ def test_a_flag_given_overrides_the_config_file_and_an_omitted_one_does_not(tmp_
 
 
 def test_a_flag_given_overrides_the_resumed_config(monkeypatch):
-    import taichi_nerf.runs.run_folder as runs
+    from taichi_nerf.runs import run_folder
 
     saved = TrainConfig(steps=5, lr=0.02, out="runs/old", arch="cuda")
-    monkeypatch.setattr(runs, "resume_config", lambda run: saved)
+    monkeypatch.setattr(run_folder, "resume_config", lambda run: saved)
     args = cli.build_parser().parse_args(["train", "--resume", "runs/old", "--steps", "50"])
     cfg = cli.run_config(args, resume_from=args.resume)
     assert (cfg.steps, cfg.lr, cfg.out) == (50, 0.02, "runs/old")

@@ -195,18 +195,16 @@ def test_rendering_evaluates_densities_front_to_back_until_rays_are_opaque(devic
     """Segments of doubling length give the same picture as evaluating every sample first,
     with far fewer density evaluations on an opaque field (and none at all past the point
     where every ray is opaque)."""
-    import taichi_nerf.rendering.renderer as rendering
-
     field, renderer, _, _, w, h, o, d, bg = _opaque_view(device, 1, 12.0, 160, 20)
     evaluated = []
     features = field.features
     monkeypatch.setattr(field, "features", lambda x: evaluated.append(x.shape[0]) or features(x))
     with torch.no_grad():
-        monkeypatch.setattr(rendering, "FIRST_SEGMENT", 10**6)  # one segment: every sample first
+        monkeypatch.setattr("taichi_nerf.rendering.renderer.FIRST_SEGMENT", 10**6)  # one segment: every sample first
         every = renderer.render_rays(o, d, bg, early_termination=True)
         all_at_once = sum(evaluated)
         evaluated.clear()
-        monkeypatch.setattr(rendering, "FIRST_SEGMENT", first_segment)
+        monkeypatch.setattr("taichi_nerf.rendering.renderer.FIRST_SEGMENT", first_segment)
         segmented = renderer.render_rays(o, d, bg, early_termination=True)
     assert all_at_once == w * h * 160 and len(evaluated) > 2
     assert sum(evaluated) < 0.6 * all_at_once

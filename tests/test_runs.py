@@ -1,4 +1,4 @@
-"""runs.open_run (issue 23): every entry point runs every refusing check before the run folder
+"""run_folder.open_run (issue 23): every entry point runs every refusing check before the run folder
 changes, so a refused command leaves the previous run byte for byte; and one process at a time
 trains in a run folder (an flock the OS drops when the process dies)."""
 import json
@@ -12,7 +12,7 @@ import pytest
 
 import taichi_nerf as tn
 from taichi_nerf import cli
-from taichi_nerf.runs import run_folder as runs
+from taichi_nerf.runs import run_folder
 
 from .conftest import ARCH, TINY, checkout_env, refused, snapshot
 
@@ -83,13 +83,13 @@ def test_overwrite_removes_only_what_runs_write(run, tiny_scene, capsys):
 
 
 def test_the_lock_refuses_a_second_holder_and_is_gone_after_release(tmp_path):
-    first = runs.RunLock(tmp_path).acquire()
-    assert runs.lock_holder(tmp_path) == os.getpid()
-    with pytest.raises(runs.RunLocked, match=f"process {os.getpid()}"):
-        runs.RunLock(tmp_path).acquire()
+    first = run_folder.RunLock(tmp_path).acquire()
+    assert run_folder.lock_holder(tmp_path) == os.getpid()
+    with pytest.raises(run_folder.RunLocked, match=f"process {os.getpid()}"):
+        run_folder.RunLock(tmp_path).acquire()
     first.release()
-    assert runs.lock_holder(tmp_path) is None and not (tmp_path / runs.LOCK_NAME).exists()
-    runs.RunLock(tmp_path).acquire().release()
+    assert run_folder.lock_holder(tmp_path) is None and not (tmp_path / run_folder.LOCK_NAME).exists()
+    run_folder.RunLock(tmp_path).acquire().release()
 
 
 def _train_process(run, tiny_scene, *extra):
@@ -101,7 +101,7 @@ def _train_process(run, tiny_scene, *extra):
 def _wait_for_lock(folder, proc, timeout=120.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        holder = runs.lock_holder(folder)
+        holder = run_folder.lock_holder(folder)
         if holder is not None:
             return holder
         assert proc.poll() is None, proc.stdout.read()
@@ -129,11 +129,11 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
-    assert runs.lock_holder(run) is None  # the OS dropped the lock with the process
+    assert run_folder.lock_holder(run) is None  # the OS dropped the lock with the process
     again = _train_process(run, tiny_scene, "--steps", "3", "--overwrite")
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out
-    assert not (run / runs.LOCK_NAME).exists()
+    assert not (run / run_folder.LOCK_NAME).exists()
 
 
 def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_cameras(tmp_path, capsys):

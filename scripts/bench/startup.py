@@ -27,7 +27,7 @@ CHILD = r"""
 import json, sys, time
 t_import = time.time()
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.training import Trainer
+from taichi_nerf.training.trainer import Trainer
 t_ready = time.time()
 tr = Trainer(TrainConfig(out=sys.argv[1], progress=False, arch=sys.argv[2]))
 t_built = time.time()
@@ -69,7 +69,7 @@ def measure(cache_dir: str, arch: str = "cpu") -> dict:
 
 def startup_table(arch: str = "cpu", repeats: int = 2) -> dict:
     # The built-in scene is rendered once and cached; render it now so no run pays for it.
-    subprocess.run([sys.executable, "-c", "from taichi_nerf.datasets import load_dataset; load_dataset(None)"],
+    subprocess.run([sys.executable, "-c", "from taichi_nerf.runs.datasets import load_dataset; load_dataset(None)"],
                    env=child_env(), check=True, capture_output=True)
     results = {}
     with tempfile.TemporaryDirectory() as cache:

@@ -1,4 +1,4 @@
-"""Rendering stage: ties sampling -> encoding -> field -> compositing together for ray
+"""The Renderer: ties the stages, sampling -> encoding -> field -> compositing together for ray
 batches (training) and for whole images in memory-bounded chunks (eval, video, GUI)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scene stage: where the content is, which way is up, and how to orbit it for videos.
+"""The Scene: where the content is, which way is up, and how to orbit it for videos.
 
 A :class:`Scene` is derived from a dataset and saved in every checkpoint, so rendering a
 checkpoint needs no dataset.

@@ -1,10 +1,12 @@
 """``train --logger tensorboard``: the run's metrics and images as TensorBoard events.
 
-A training callback (trainer.TrainingCallback): every row ``metrics.jsonl`` gets becomes
-scalars under the same names (``loss``, ``train_psnr``, ``lr``, ``rays_per_s``,
-``val_psnr``, ...) at that row's step; every preview image (prediction | truth | depth) is an
-image ``preview``; the final validation adds ``final/val_N`` (prediction | truth) for up to
-FINAL_VIEWS views. Events go to ``OUT/tensorboard/``: ``tensorboard --logdir OUT``.
+A training callback (trainer.TrainingCallback's methods, duck-typed: it lives in runs/, below
+training/, because ``open_run`` checks that its optional extra is installed before a run
+starts): every row ``metrics.jsonl`` gets becomes scalars under the same names (``loss``,
+``train_psnr``, ``lr``, ``rays_per_s``, ``val_psnr``, ...) at that row's step; every preview
+image (prediction | truth | depth) is an image ``preview``; the final validation adds
+``final/val_N`` (prediction | truth) for up to FINAL_VIEWS views. Events go to
+``OUT/tensorboard/``: ``tensorboard --logdir OUT``.
 Needs the optional extra ``taichi-nerf[tensorboard]``; metrics.jsonl and curves.png are
 written either way.
 """

@@ -1,4 +1,4 @@
-"""Loss stage: what a batch of rendered rays is trained against: the colour (MSE, Huber or
+"""The losses: what a batch of rendered rays is trained against: the colour (MSE, Huber or
 the PyTorch3D tutorial's pseudo-Huber), an optional silhouette term (opacity against the
 photos' alpha), and, with the proposal sampler, its interlevel and distortion terms."""
 from __future__ import annotations

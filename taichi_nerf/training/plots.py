@@ -1,4 +1,4 @@
-"""Outputs stage: the loss/PSNR curves of a run as a small PNG (no plotting library needed)."""
+"""The loss/PSNR curves of a run as a small PNG (no plotting library needed)."""
 from __future__ import annotations
 
 import json

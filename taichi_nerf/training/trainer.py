@@ -1,4 +1,4 @@
-"""Training stage: Monte Carlo ray batches across all training images, Adam, and the
+"""The Trainer: Monte Carlo ray batches across all training images, Adam, and the
 schedule around each step (metrics, validation, previews, atomic resumable checkpoints) with
 hooks for whoever drives it (``Trainer.run``'s progress bar, the GUI's curves)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation stage: a field's renders scored against held-out photos, the one way that
+"""Validation: a field's renders scored against held-out photos, the one way that
 training's checks and ``eval`` both score them, and the preview image (prediction | truth | depth)."""
 from __future__ import annotations
 
