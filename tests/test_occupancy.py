@@ -176,7 +176,7 @@ def test_training_skips_hidden_samples_with_the_same_loss_and_gradients(device, 
         out = renderer.render_rays(o, d, bg, generator=torch.Generator(device=device).manual_seed(3), jitter=True)
         loss = ((out.rgb - target) ** 2).mean()
         loss.backward()
-        runs[skip] = (out, float(loss), {n: p.grad.clone() for n, p in field.named_parameters()})
+        runs[skip] = (out, loss.item(), {n: p.grad.clone() for n, p in field.named_parameters()})
     (full, full_loss, full_grads), (kept, kept_loss, kept_grads) = runs[False], runs[True]
     assert full.samples.num_samples == w * h * 128
     assert kept.samples.num_samples < 0.6 * full.samples.num_samples
