@@ -110,7 +110,7 @@ def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
     frames.append({"file_path": "images/gone_1.png", "transform_matrix": poses[0].tolist()})
     frames.append({"file_path": "images/gone_2.png", "transform_matrix": poses[1].tolist()})
     meta = {"camera_model": "OPENCV", "fl_x": FOCAL, "fl_y": FOCAL * 1.05, "cx": 11.7, "cy": 12.4, "w": SIZE, "h": SIZE,
-            **k, "aabb_scale": 2, "scale": 0.5, "offset": [0.5, 0.5, 0.5],
+            **k, "aabb_scale": 1, "scale": 0.25, "offset": [0.5, 0.5, 0.5],
             "applied_transform": [[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]], "frames": frames[::-1]}
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     assert detect_format(tmp_path) == "instant-ngp"
@@ -122,6 +122,7 @@ def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
     assert len(ds.splits["train"].names) == VIEWS - 2
     # The Instant-NGP box in the file's frame: centre (0.5 - offset) / scale, half aabb_scale / (2 scale).
     assert ds.aabb.tolist() == [-2.0, -2.0, -2.0, 2.0, 2.0, 2.0]
+    assert skipped[0].endswith(f"(the first: {tmp_path / 'images' / 'gone_2.png'})")  # in the file's order
     # Poses are used as written (no scale/offset, applied_transform already baked in).
     for split in ds.splits.values():
         for j, name in enumerate(split.names):

@@ -16,7 +16,7 @@ import torch
 
 from ..files import write_png
 from .dataset import DataError, Dataset, Split
-from .images import read_many
+from .images import image_size, read_many, same_shape
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # the Blender scenes' cameras sit at radius ~4
@@ -96,15 +96,24 @@ def check_camera_model(meta: dict, where: str) -> list[str]:
     return [f"{where}: distortion terms {', '.join(ignored)} are ignored (the ray model has k1 k2 p1 p2)"]
 
 
-def intrinsics_from_meta(meta: dict, width: int, height: int, where: str) -> list[float]:
+def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
+                         file_size: tuple[int, int] | None = None) -> list[float]:
     """fx, fy, cx, cy, k1, k2, p1, p2 from explicit focal lengths or camera angles.
 
-    When the file's ``w``/``h`` differ from the loaded image (downscaled), scale to match.
+    Focal lengths refer to the file's ``w``/``h``, or without them to the image files' own size
+    ``file_size`` (before ``--downscale``); they are scaled to the loaded width x height.
+    Images of another shape than ``w``/``h`` (rotated or cropped after the poses were made)
+    are refused: every camera would be stretched.
     """
-    src_w = number(meta, "w", where) or width
-    src_h = number(meta, "h", where) or height
+    file_w, file_h = file_size or (width, height)
+    src_w = number(meta, "w", where) or file_w
+    src_h = number(meta, "h", where) or file_h
     if src_w <= 0 or src_h <= 0:
         raise DataError(f"{where}: 'w' and 'h' must be positive")
+    if not same_shape(width, height, src_w, src_h):
+        raise DataError(f"{where}: the image files are {file_w}x{file_h}, but the file states w x h = "
+                        f"{src_w:g}x{src_h:g}, another shape (rotated, e.g. by EXIF orientation, or cropped "
+                        "after the poses were computed?); its cameras would be stretched")
     sx, sy = width / src_w, height / src_h
     fx = number(meta, "fl_x", where)
     fy = number(meta, "fl_y", where)
@@ -136,7 +145,9 @@ def resolve_image(root: Path, file_path: str, where: str) -> Path:
     if not isinstance(file_path, str) or not file_path or "\0" in file_path:
         raise DataError(f"{where}: 'file_path' must be a non-empty string")
     try:
-        path = (root / file_path).resolve()
+        path = (root / file_path.replace("\\", "/")).resolve()  # a path written on Windows
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.is_file():
+            return _differently_cased(path) or path
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             # Blender files name images without extension ("./train/r_0"); a dotted stem is no suffix.
             for ext in IMAGE_SUFFIXES:
@@ -149,6 +160,15 @@ def resolve_image(root: Path, file_path: str, where: str) -> Path:
     return path
 
 
+def _differently_cased(path: Path) -> Path | None:
+    """The file in ``path``'s folder whose name differs only in case ("IMG_1.JPG" for
+    "IMG_1.jpg": a capture copied between case-insensitive and case-sensitive disks)."""
+    if not path.parent.is_dir():
+        return None
+    wanted = path.name.lower()
+    return next((p for p in path.parent.iterdir() if p.name.lower() == wanted and p.is_file()), None)
+
+
 def select_frames(count: int, every: int = 1, limit: int | None = None) -> list[int]:
     """Indices of the frames kept: every ``every``-th, at most ``limit`` of them."""
     keep = list(range(0, count, max(1, every)))
@@ -157,11 +177,11 @@ def select_frames(count: int, every: int = 1, limit: int | None = None) -> list[
 
 def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = False):
     """Validate ``meta['frames']``: (image paths, (N,4,4) poses, per-frame metas, depth
-    paths or None, number skipped because the image file is missing)."""
+    paths or None, the image paths skipped because their file is missing)."""
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DataError(f"{path}: 'frames' must be a non-empty list")
-    image_paths, poses, frame_metas, depth_paths, missing = [], [], [], [], 0
+    image_paths, poses, frame_metas, depth_paths, missing = [], [], [], [], []
     for i, frame in enumerate(frames):
         where = f"{path} frame {i}"
         if not isinstance(frame, dict):
@@ -171,7 +191,7 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
         pose = parse_pose(frame["transform_matrix"], where)
         image = resolve_image(root, frame.get("file_path"), where)
         if skip_missing and not image.is_file():
-            missing += 1
+            missing.append(image)
             continue
         poses.append(pose)
         image_paths.append(image)
@@ -179,7 +199,8 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
         depth = frame.get("depth_file_path")
         depth_paths.append(root / depth if isinstance(depth, str) and depth else None)
     if not image_paths:
-        raise DataError(f"{path}: zero usable frames (all {missing} image files are missing)")
+        raise DataError(f"{path}: zero usable frames (all {len(missing)} image files are missing, the first: "
+                        f"{missing[0]})")
     if any(d is None for d in depth_paths):
         depth_paths = None
     return image_paths, np.stack(poses), frame_metas, depth_paths, missing
@@ -189,7 +210,8 @@ def build_split(path: Path, image_paths, poses: np.ndarray, frame_metas, depth_p
     """Decode the images (in parallel, into one array) and attach poses and intrinsics."""
     rgba = read_many(image_paths, downscale)
     n, h, w, _ = rgba.shape
-    intr = [intrinsics_from_meta(m, w, h, f"{path} frame {i}") for i, m in enumerate(frame_metas)]
+    size = image_size(image_paths[0])  # the split shares one decoded size (read_many checked)
+    intr = [intrinsics_from_meta(m, w, h, f"{path} frame {i}", size) for i, m in enumerate(frame_metas)]
     depth = None
     if depth_paths and downscale == 1:
         depth = np.empty((n, h, w), dtype=np.float32)

@@ -40,6 +40,23 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
     return rgba
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header (nothing is decoded)."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from None
+
+
+def same_shape(width: float, height: float, stated_w: float, stated_h: float) -> bool:
+    """Whether an image of width x height can be the stated size scaled (uniformly, up to the
+    pixel a downscale rounds away): not rotated, cropped or stretched."""
+    return abs(stated_w * height / stated_h - width) <= 1.0 + 0.01 * width
+
+
 def read_many(paths: list[Path], downscale: int = 1) -> np.ndarray:
     """Decode in parallel straight into one preallocated (N, H, W, 4) array."""
     if not paths:

@@ -27,7 +27,7 @@ import torch
 
 from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
-from .images import read_many
+from .images import read_many, same_shape
 
 NEAR_TARGET_FACTOR = 0.75  # nearest depth -> 1 / 0.75 after rescaling
 NDC_NEAR = 1.0
@@ -99,7 +99,14 @@ def _image_folder(root: Path, downscale: int) -> tuple[Path, int, str | None]:
         return root / "images", downscale, None
     shrunk = pre_shrunk_folders(root)
     if shrunk:
-        return shrunk[0], downscale, f"no images/ folder: using {shrunk[0].name}/"
+        # The coarsest images_K that --downscale still divides, decoded by what is left of it;
+        # else the finest, as it is (coarser than asked).
+        fits = [p for p in shrunk if downscale % int(p.name[7:]) == 0]
+        if fits:
+            folder = fits[-1]
+            return folder, downscale // int(folder.name[7:]), f"no images/ folder: using {folder.name}/"
+        return shrunk[0], 1, (f"no images/ folder: using {shrunk[0].name}/, coarser than --downscale "
+                              f"{downscale} asked")
     raise DataError(f"{root}: LLFF layout needs an images/ folder next to poses_bounds.npy")
 
 
@@ -134,7 +141,8 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
         raise DataError(f"{file}: height, width and focal (column 4) must be positive")
 
     folder, decode_factor, folder_note = _image_folder(root, downscale)
-    image_paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    image_paths = sorted(p for p in folder.iterdir()  # not macOS's "._IMG_0001.JPG" metadata files
+                         if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
     if len(image_paths) != n:
         raise DataError(f"{folder}: {len(image_paths)} images, but poses_bounds.npy has {n} poses")
 
@@ -164,6 +172,10 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
             continue
         rgba = read_many([image_paths[i] for i in idx], decode_factor)
         h, w = rgba.shape[1:3]
+        if not same_shape(w, h, full_w, full_h):
+            raise DataError(f"{image_paths[idx[0]]}: the images are {w}x{h} as loaded, but poses_bounds.npy "
+                            f"states {full_w:g}x{full_h:g}, another shape (rotated, e.g. by EXIF orientation, or "
+                            "cropped after the poses were computed?); its cameras would be stretched")
         intr = np.zeros((len(idx), 8), dtype=np.float32)
         intr[:, 0] = focal_full * w / full_w
         intr[:, 1] = focal_full * h / full_h

@@ -31,6 +31,7 @@ import torch
 
 from .blender import build_split, check_camera_model, number, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
+from .images import image_size, same_shape
 from .llff import DEFAULT_VAL_EVERY
 
 NGP_DEFAULT_SCALE = 0.33
@@ -49,8 +50,12 @@ def is_transforms(path: Path) -> bool:
     return transforms_file(path) is not None
 
 
-def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
-    """The file-frame cube Instant-NGP marches, or None when ``aabb_scale`` is absent."""
+def ngp_box(meta: dict, where: str) -> tuple[np.ndarray | None, str] | None:
+    """The file-frame cube Instant-NGP marches, when the file states ``aabb_scale`` 1: (box,
+    note). With ``aabb_scale`` over 1 the content reaches beyond Instant-NGP's unit cube, whose
+    detail Instant-NGP's coarser cascades thin out with distance; as our one box that cube would
+    spread every sample thin (ngp-360-env with ``aabb_scale`` 16: 21.8 dB against 24.1 at 120 s,
+    docs/BENCHMARKS.md), so the box is chosen automatically: (None, note). None without the key."""
     if meta.get("aabb_scale") is None:
         return None
     aabb_scale = number(meta, "aabb_scale", where)
@@ -67,6 +72,9 @@ def ngp_box(meta: dict, where: str) -> tuple[np.ndarray, str] | None:
         raise DataError(f"{where}: 'offset' must be finite")
     center = (0.5 - offset) / scale
     half = 0.5 * aabb_scale / scale
+    if aabb_scale > 1:
+        return None, (f"aabb_scale {aabb_scale:g}: content beyond Instant-NGP's unit cube, so the box is "
+                      f"chosen from the cameras, not the file's cube of half-size {half:.3g}")
     box = np.concatenate([center - half, center + half])
     return box, (f"box from aabb_scale {aabb_scale:g}, scale {scale:g}, offset {offset.tolist()} "
                  "(Instant-NGP's cube in the file's frame)")
@@ -117,6 +125,8 @@ def _camera_model_warnings(metas: list[dict], where: str) -> list[str]:
     warnings = []
     seen = []
     for m in metas:
+        if m.get("is_fisheye") is True:  # Instant-NGP's flag, without a camera_model
+            check_camera_model({"camera_model": "OPENCV_FISHEYE"}, where)
         if "camera_model" in m and m["camera_model"] not in seen:
             seen.append(m["camera_model"])
             check_camera_model({"camera_model": m["camera_model"]}, where)
@@ -150,11 +160,12 @@ def load_transforms_meta(meta: dict, root: Path, file: Path, downscale: int = 1,
     image_paths, poses, metas, _, missing = parse_frames(root, meta, file, skip_missing=True)
     warnings = _camera_model_warnings([meta, *metas], where)
     if missing:
-        warnings.append(f"{file}: skipped {missing} frame(s) whose image file is missing")
+        warnings.append(f"{file}: skipped {len(missing)} frame(s) whose image file is missing (the first: "
+                        f"{missing[0]})")
     # Sorted by file name: the held-out frames do not depend on the order frames were written.
     order = sorted(range(len(image_paths)), key=lambda i: str(image_paths[i]))
     image_paths, poses, metas = [image_paths[i] for i in order], poses[order], [metas[i] for i in order]
-    image_paths, prescaled = _downscaled_folder(root, image_paths, metas, downscale)
+    image_paths, prescaled, folder_note = _downscaled_folder(root, image_paths, metas, downscale)
     split_idx, split_note = _split_indices([p.name for p in image_paths], meta, val_every, where)
     splits = {}
     for name, idx in split_idx.items():
@@ -167,6 +178,8 @@ def load_transforms_meta(meta: dict, root: Path, file: Path, downscale: int = 1,
     ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.tensor([-1.0, -1, -1, 1, 1, 1]),
                  format=format, source=str(file), warnings=warnings)
     ds.notes.append(split_note)
+    if folder_note:
+        ds.notes.append(folder_note)
     if prescaled:
         ds.notes.append(f"images read from images_{downscale}/ (already downscaled)")
     stated = stated_box(meta, where) or ngp_box(meta, where)
@@ -215,11 +228,14 @@ def registration_notes(meta: dict) -> list[str]:
     return notes
 
 
-def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[list[Path], bool]:
+def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[list[Path], bool, str | None]:
     """Use a pre-shrunk ``images_K`` folder (nerfstudio's layout) for ``--downscale K`` when it
-    holds every file and every frame states its full size (so focal lengths can be rescaled)."""
+    holds every file and every frame states its full size (so focal lengths can be rescaled),
+    and its images have that size's shape: a tool that shrank them may also have rotated them
+    (ffmpeg applies EXIF orientation), and then images/ is decoded instead. (paths, whether
+    they are the pre-shrunk ones, a note when images_K was passed over.)"""
     if downscale <= 1:
-        return image_paths, False
+        return image_paths, False, None
     base = root.resolve()
     swapped = []
     for p, m in zip(image_paths, metas):
@@ -228,9 +244,14 @@ def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[
         except ValueError:
             return image_paths, False
         if not (len(rel.parts) > 1 and rel.parts[0] == "images" and "w" in m and "h" in m):
-            return image_paths, False
+            return image_paths, False, None
         candidate = root / f"images_{downscale}" / Path(*rel.parts[1:])
         if not candidate.is_file():
-            return image_paths, False
+            return image_paths, False, None
         swapped.append(candidate)
-    return swapped, True
+    w, h = image_size(swapped[0])
+    stated_w, stated_h = number(metas[0], "w", str(root)), number(metas[0], "h", str(root))
+    if stated_w and stated_h and not same_shape(w, h, stated_w, stated_h):
+        return image_paths, False, (f"images_{downscale}/ passed over: its images are {w}x{h}, not the shape of "
+                                    f"the stated {stated_w:g}x{stated_h:g} (rotated?); images/ decoded instead")
+    return swapped, True, None

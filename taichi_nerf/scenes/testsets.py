@@ -300,7 +300,10 @@ def _write_ngp(out: Path, size: int, views: int, seed: int, progress: bool,
     listed = [k for k in rng.permutation(total).tolist() if k not in unregistered]
     frames = [{"file_path": names[k], "transform_matrix": poses[k].double().numpy().tolist(), "colmap_im_id": k + 1}
               for k in listed]
-    meta = {**cam, "camera_model": "OPENCV", "frames": frames, "applied_transform": NERFSTUDIO_APPLIED}
+    # aabb_scale 16, as Instant-NGP's colmap2nerf writes for scenery around a walk-around:
+    # the loader must not take its 48-unit cube for the scene box.
+    meta = {**cam, "camera_model": "OPENCV", "aabb_scale": 16, "frames": frames,
+            "applied_transform": NERFSTUDIO_APPLIED}
     (out / "transforms.json").write_text(json.dumps(meta, indent=2))
     return out
 
