@@ -127,3 +127,13 @@ def test_a_large_aabb_scale_leaves_the_box_to_the_cameras(tmp_path):
     assert any("aabb_scale 16" in n and "not the file's cube of half-size 24.2" in n for n in large.notes)
     unit = load_dataset(ngp(tmp_path / "unit", (32, 24), stated=(32, 24), aabb_scale=1), val_every=0)
     assert unit.aabb.tolist() == pytest.approx([-1.515] * 3 + [1.515] * 3, abs=1e-3)
+
+
+def test_a_colmap_model_without_an_images_folder_says_so(tmp_path):
+    # A Gaussian-splatting folder: the photos in input/, not images/.
+    model = tmp_path / "gs" / "sparse" / "0"
+    model.mkdir(parents=True)
+    for part in ("cameras", "images", "points3D"):
+        (model / f"{part}.txt").write_text("# empty\n")
+    png(tmp_path / "gs" / "input" / "a.png")
+    expect_error(tmp_path / "gs", "a COLMAP model in", "no images/ folder")
