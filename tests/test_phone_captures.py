@@ -137,3 +137,12 @@ def test_a_colmap_model_without_an_images_folder_says_so(tmp_path):
         (model / f"{part}.txt").write_text("# empty\n")
     png(tmp_path / "gs" / "input" / "a.png")
     expect_error(tmp_path / "gs", "a COLMAP model in", "no images/ folder")
+
+
+def test_a_json_file_with_a_byte_order_mark_loads_and_latin_1_is_one_line(tmp_path):
+    root = ngp(tmp_path / "bom", (8, 8))
+    text = (root / "transforms.json").read_text()
+    (root / "transforms.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert len(load_dataset(root, val_every=0).splits["train"].names) == 2
+    (root / "transforms.json").write_bytes(text.replace("}", ', "note": "caf\xe9"}', 1).encode("latin-1"))
+    expect_error(root, "transforms.json", "not UTF-8")

@@ -30,11 +30,13 @@ def is_blender(path: Path) -> bool:
 
 def read_json(path: Path) -> dict:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as Windows editors write, is no error
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); JSON files must be UTF-8") from None
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
