@@ -59,14 +59,16 @@ def test_a_rotated_pre_shrunk_folder_is_passed_over_for_the_full_images(tmp_path
     assert any("images_2/ passed over" in n and "12x16" in n for n in ds.notes), ds.notes
 
 
-def test_a_file_name_in_another_case_or_a_windows_path_is_found(tmp_path):
+def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_path):
     root = tmp_path / "case"
     png(root / "images" / "A.PNG", (8, 8))
     png(root / "images" / "b.png", (8, 8))
+    png(root / "images" / "c.png", (8, 8))
     frames = [{"file_path": "images/a.png", "transform_matrix": POSE},
-              {"file_path": "images\\b.png", "transform_matrix": POSE2}]
+              {"file_path": "images\\b.png", "transform_matrix": POSE2},
+              {"file_path": "images/c.jpg", "transform_matrix": POSE}]  # converted to PNG since
     ds = load_dataset(transforms(root, frames, kind="instant-ngp"), val_every=0)
-    assert ds.splits["train"].names == ["A", "b"]
+    assert ds.splits["train"].names == ["A", "b", "c"]
 
 
 def test_missing_images_are_named(tmp_path):

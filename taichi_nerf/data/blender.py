@@ -149,7 +149,7 @@ def resolve_image(root: Path, file_path: str, where: str) -> Path:
     try:
         path = (root / file_path.replace("\\", "/")).resolve()  # a path written on Windows
         if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.is_file():
-            return _differently_cased(path) or path
+            return _same_image_elsewhere(path) or path
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             # Blender files name images without extension ("./train/r_0"); a dotted stem is no suffix.
             for ext in IMAGE_SUFFIXES:
@@ -162,13 +162,17 @@ def resolve_image(root: Path, file_path: str, where: str) -> Path:
     return path
 
 
-def _differently_cased(path: Path) -> Path | None:
+def _same_image_elsewhere(path: Path) -> Path | None:
     """The file in ``path``'s folder whose name differs only in case ("IMG_1.JPG" for
-    "IMG_1.jpg": a capture copied between case-insensitive and case-sensitive disks)."""
+    "IMG_1.jpg": a capture copied between case-insensitive and case-sensitive disks), else the
+    one image with the same stem ("IMG_1.png" for "IMG_1.jpg": images converted after the file
+    was written)."""
     if not path.parent.is_dir():
         return None
-    wanted = path.name.lower()
-    return next((p for p in path.parent.iterdir() if p.name.lower() == wanted and p.is_file()), None)
+    files = [p for p in path.parent.iterdir() if p.stem.lower() == path.stem.lower() and p.is_file()]
+    same_name = [p for p in files if p.name.lower() == path.name.lower()]
+    images = [p for p in files if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    return same_name[0] if same_name else images[0] if len(images) == 1 else None
 
 
 def select_frames(count: int, every: int = 1, limit: int | None = None) -> list[int]:
