@@ -2,6 +2,9 @@
 the poses were made, pre-shrunk folders, macOS metadata files, a file name's case or a Windows
 path. Each either loads with the right cameras or is refused in one line; never stretched
 cameras."""
+import json
+import math
+
 import numpy as np
 import pytest
 
@@ -148,3 +151,12 @@ def test_a_json_file_with_a_byte_order_mark_loads_and_latin_1_is_one_line(tmp_pa
     assert len(load_dataset(root, val_every=0).splits["train"].names) == 2
     (root / "transforms.json").write_bytes(text.replace("}", ', "note": "caf\xe9"}', 1).encode("latin-1"))
     expect_error(root, "transforms.json", "not UTF-8")
+
+
+def test_a_frames_own_camera_angle_wins_over_a_global_focal_length(tmp_path):
+    root = ngp(tmp_path / "angle", (32, 24), stated=(32, 24))
+    meta = json.loads((root / "transforms.json").read_text())
+    meta["frames"][1]["camera_angle_x"] = 2 * math.atan(16 / 20.0)  # fx 20 at 32 px wide
+    (root / "transforms.json").write_text(json.dumps(meta))
+    fx = load_dataset(root, val_every=0).splits["train"].intrinsics[:, 0].tolist()
+    assert fx == pytest.approx([40.0, 20.0])  # key by key: the global fl_y still holds for fy

@@ -201,7 +201,12 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
             continue
         poses.append(pose)
         image_paths.append(image)
-        frame_metas.append({**meta, **{k: v for k, v in frame.items() if v is not None}})  # frame keys win
+        own = {k: v for k, v in frame.items() if v is not None}
+        merged = {**meta, **own}  # frame keys win, key by key (nerfstudio's rule)
+        for angle, focal in (("camera_angle_x", "fl_x"), ("camera_angle_y", "fl_y")):
+            if angle in own and focal not in own:  # a frame's own angle over a global focal length
+                merged.pop(focal, None)
+        frame_metas.append(merged)
         depth = frame.get("depth_file_path")
         depth_paths.append(root / depth if isinstance(depth, str) and depth else None)
     if not image_paths:
