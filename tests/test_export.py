@@ -13,11 +13,11 @@ import pytest
 pytest.importorskip("skimage", reason="mesh export needs scikit-image: pip install -e '.[export]'")
 
 from taichi_nerf import cli
-from taichi_nerf.outputs import export  # noqa: E402
+from taichi_nerf.outputs import export
 from taichi_nerf.scenes.sdf import BOX_CENTER, SPHERE_CENTER
-from taichi_nerf.scenes.synthetic import scene_sdf  # noqa: E402
+from taichi_nerf.scenes.synthetic import scene_sdf
 
-from .conftest import ARCH  # noqa: E402
+from .conftest import ARCH
 
 MESH_MEAN_SDF = 0.06  # measured 0.038
 MESH_P90_SDF = 0.15  # measured 0.087
