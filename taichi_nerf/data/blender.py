@@ -143,13 +143,15 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
 IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".JPG", ".JPEG")
 
 
-def resolve_image(root: Path, file_path: str, where: str) -> Path:
+def resolve_image(root: Path, file_path: str, where: str, listings: dict | None = None) -> Path:
+    """The image file a frame names. ``listings``: folder listings kept between the frames of
+    one file, so that looking for renamed images costs one listing per folder."""
     if not isinstance(file_path, str) or not file_path or "\0" in file_path:
         raise DataError(f"{where}: 'file_path' must be a non-empty string")
     try:
         path = (root / file_path.replace("\\", "/")).resolve()  # a path written on Windows
         if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.is_file():
-            return _same_image_elsewhere(path) or path
+            return _same_image_elsewhere(path, {} if listings is None else listings) or path
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             # Blender files name images without extension ("./train/r_0"); a dotted stem is no suffix.
             for ext in IMAGE_SUFFIXES:
@@ -162,14 +164,18 @@ def resolve_image(root: Path, file_path: str, where: str) -> Path:
     return path
 
 
-def _same_image_elsewhere(path: Path) -> Path | None:
+def _same_image_elsewhere(path: Path, listings: dict) -> Path | None:
     """The file in ``path``'s folder whose name differs only in case ("IMG_1.JPG" for
     "IMG_1.jpg": a capture copied between case-insensitive and case-sensitive disks), else the
     one image with the same stem ("IMG_1.png" for "IMG_1.jpg": images converted after the file
     was written)."""
-    if not path.parent.is_dir():
-        return None
-    files = [p for p in path.parent.iterdir() if p.stem.lower() == path.stem.lower() and p.is_file()]
+    if path.parent not in listings:
+        by_stem = {}
+        if path.parent.is_dir():
+            for p in path.parent.iterdir():
+                by_stem.setdefault(p.stem.lower(), []).append(p)
+        listings[path.parent] = by_stem
+    files = [p for p in listings[path.parent].get(path.stem.lower(), []) if p.is_file()]
     same_name = [p for p in files if p.name.lower() == path.name.lower()]
     images = [p for p in files if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     return same_name[0] if same_name else images[0] if len(images) == 1 else None
@@ -188,6 +194,7 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
     if not isinstance(frames, list) or not frames:
         raise DataError(f"{path}: 'frames' must be a non-empty list")
     image_paths, poses, frame_metas, depth_paths, missing = [], [], [], [], []
+    listings = {}  # folders listed while looking for renamed images
     for i, frame in enumerate(frames):
         where = f"{path} frame {i}"
         if not isinstance(frame, dict):
@@ -195,7 +202,7 @@ def parse_frames(root: Path, meta: dict, path: Path, *, skip_missing: bool = Fal
         if "transform_matrix" not in frame:
             raise DataError(f"{where}: frame has no 'transform_matrix' (pose)")
         pose = parse_pose(frame["transform_matrix"], where)
-        image = resolve_image(root, frame.get("file_path"), where)
+        image = resolve_image(root, frame.get("file_path"), where, listings)
         if skip_missing and not image.is_file():
             missing.append(image)
             continue
