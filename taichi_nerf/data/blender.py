@@ -16,7 +16,7 @@ import torch
 
 from ..files import write_png
 from .dataset import DataError, Dataset, Split
-from .images import image_size, read_many, same_shape
+from .images import NOT_SAME_SHAPE, image_size, read_many, same_shape
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # the Blender scenes' cameras sit at radius ~4
@@ -114,8 +114,7 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
         raise DataError(f"{where}: 'w' and 'h' must be positive")
     if not same_shape(width, height, src_w, src_h):
         raise DataError(f"{where}: the image files are {file_w}x{file_h}, but the file states w x h = "
-                        f"{src_w:g}x{src_h:g}, another shape (rotated, e.g. by EXIF orientation, or cropped "
-                        "after the poses were computed?); its cameras would be stretched")
+                        f"{src_w:g}x{src_h:g}, {NOT_SAME_SHAPE}")
     sx, sy = width / src_w, height / src_h
     fx = number(meta, "fl_x", where)
     fy = number(meta, "fl_y", where)

@@ -81,18 +81,20 @@ def model_files(folder: Path) -> str | None:
     return None
 
 
-def find_model(path: Path) -> tuple[Path, Path] | None:
-    """(model folder, images folder) for a COLMAP project folder, or None: the model in
-    ``sparse/0``, ``sparse``, ``colmap/sparse/0`` or ``path`` itself; images in ``images/``
-    beside ``sparse`` (or the project folder)."""
-    path = Path(path)
+def model_folders(path: Path) -> list[Path]:
+    """Folders of ``path`` holding a whole model: ``sparse/0``, ``sparse``, ``colmap/sparse/0``, ``path``."""
     if not path.is_dir():
-        return None
-    for model in (path / "sparse" / "0", path / "sparse", path / "colmap" / "sparse" / "0", path):
-        if model_files(model):
-            for images in (path / "images", model.parent.parent / "images", model.parent / "images"):
-                if images.is_dir():
-                    return model, images
+        return []
+    return [m for m in (path / "sparse/0", path / "sparse", path / "colmap/sparse/0", path) if model_files(m)]
+
+
+def find_model(path: Path) -> tuple[Path, Path] | None:
+    """(model folder, images folder) for a COLMAP project folder, or None: the first of
+    :func:`model_folders` with an ``images/`` beside ``sparse`` (or the project folder)."""
+    for model in model_folders(Path(path)):
+        for images in (Path(path) / "images", model.parent.parent / "images", model.parent / "images"):
+            if images.is_dir():
+                return model, images
     return None
 
 

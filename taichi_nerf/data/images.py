@@ -51,6 +51,11 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"{path}: cannot read image ({exc})") from None
 
 
+# Why a loader refuses images of another shape than their cameras state (same_shape).
+NOT_SAME_SHAPE = ("another shape (rotated, e.g. by EXIF orientation, or cropped after the poses were computed?); "
+                  "its cameras would be stretched")
+
+
 def same_shape(width: float, height: float, stated_w: float, stated_h: float) -> bool:
     """Whether an image of width x height can be the stated size scaled (uniformly, up to the
     pixel a downscale rounds away): not rotated, cropped or stretched."""

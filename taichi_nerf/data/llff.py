@@ -27,7 +27,7 @@ import torch
 
 from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
-from .images import read_many, same_shape
+from .images import NOT_SAME_SHAPE, read_many, same_shape
 
 NEAR_TARGET_FACTOR = 0.75  # nearest depth -> 1 / 0.75 after rescaling
 NDC_NEAR = 1.0
@@ -174,8 +174,7 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
         h, w = rgba.shape[1:3]
         if not same_shape(w, h, full_w, full_h):
             raise DataError(f"{image_paths[idx[0]]}: the images are {w}x{h} as loaded, but poses_bounds.npy "
-                            f"states {full_w:g}x{full_h:g}, another shape (rotated, e.g. by EXIF orientation, or "
-                            "cropped after the poses were computed?); its cameras would be stretched")
+                            f"states {full_w:g}x{full_h:g}, {NOT_SAME_SHAPE}")
         intr = np.zeros((len(idx), 8), dtype=np.float32)
         intr[:, 0] = focal_full * w / full_w
         intr[:, 1] = focal_full * h / full_h

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .blender import is_blender, load_blender
-from .colmap_model import is_colmap, load_colmap, model_files
+from .colmap_model import is_colmap, load_colmap, model_folders
 from .dataset import DataError, Dataset
 from .llff import is_llff, load_llff
 from .mask_hull import hull_bounds
@@ -33,10 +33,10 @@ def detect_format(path: Path) -> str:
     for name, (detect, _) in FORMATS.items():
         if detect(path):
             return name
-    for model in (path / "sparse" / "0", path / "sparse"):  # e.g. a Gaussian-splatting folder's input/
-        if model_files(model):
-            raise DataError(f"{path}: a COLMAP model in {model}, but no images/ folder beside it to hold the photos "
-                            "it was made from")
+    models = model_folders(path)
+    if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
+        raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
+                        "it was made from")
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
 
 
