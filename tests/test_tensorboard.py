@@ -8,6 +8,8 @@ pytest.importorskip("tensorboard", reason="needs the tensorboard extra: pip inst
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+from taichi_nerf.rendering.renderer import Renderer  # noqa: E402
+from taichi_nerf.runs.tensorboard_log import FINAL_VIEWS  # noqa: E402
 from taichi_nerf.training.trainer import Trainer  # noqa: E402
 
 from .conftest import tiny_config  # noqa: E402
@@ -30,6 +32,23 @@ def test_tensorboard_events_hold_the_metrics_and_images(tiny_scene, tmp_path):
     assert len(final) == 1 and final[0].step == 40 and final[0].width == 2 * 32 and final[0].height == 32
 
 
-def test_default_writes_no_events(tiny_scene, tmp_path):
-    Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=10)).run()
-    assert not (tmp_path / "run" / "tensorboard").exists()
+def test_final_images_are_the_final_validations_renders(tiny_scene, tmp_path, monkeypatch):
+    """The logger shows the pictures the final validation rendered; it renders nothing again.
+    (The default logger writes no events.)"""
+    renders = []
+    original = Renderer.render_image
+    monkeypatch.setattr(Renderer, "render_image", lambda self, *a, **k: renders.append(1) or original(self, *a, **k))
+    counts = {}
+    for logger in ("jsonl", "tensorboard"):
+        renders.clear()
+        trainer = Trainer(tiny_config(tiny_scene, tmp_path / logger, logger=logger, steps=2, eval_every=0,
+                                      preview_every=0, checkpoint_every=0))
+        trainer.run()
+        counts[logger] = len(renders)
+    assert counts["tensorboard"] == counts["jsonl"] >= trainer.val.count
+    assert not (tmp_path / "jsonl" / "tensorboard").exists()
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    finals = sorted(t for t in events.Tags()["images"] if t.startswith("final/"))
+    assert finals == [f"final/val_{i}" for i in range(min(FINAL_VIEWS, trainer.val.count))]
+

@@ -5,7 +5,8 @@ training/, because ``open_run`` checks that its optional extra is installed befo
 starts): every row ``metrics.jsonl`` gets becomes scalars under the same names (``loss``,
 ``train_psnr``, ``lr``, ``rays_per_s``, ``val_psnr``, ...) at that row's step; every preview
 image (prediction | truth | depth) is an image ``preview``; the final validation adds
-``final/val_N`` (prediction | truth) for up to FINAL_VIEWS views. Events go to
+``final/val_N`` (prediction | truth) for up to FINAL_VIEWS views, the pictures it rendered to
+score them (``on_val_view``), not renders of their own. Events go to
 ``OUT/tensorboard/``: ``tensorboard --logdir OUT``.
 Needs the optional extra ``taichi-nerf[tensorboard]``; metrics.jsonl and curves.png are
 written either way.
@@ -38,6 +39,13 @@ class TensorBoardLogger:
 
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        self.val_views: list[np.ndarray] = []  # the last whole validation's first views: prediction | truth
+
+    def on_val_view(self, trainer, index: int, prediction, truth) -> None:
+        if index == 0:
+            self.val_views = []
+        if index < FINAL_VIEWS:
+            self.val_views.append(np.concatenate([prediction.numpy(), truth.numpy()], axis=1))
 
     def on_log(self, trainer, record: dict) -> None:
         step = int(record.get("step", trainer.step_count))
@@ -45,7 +53,8 @@ class TensorBoardLogger:
             if key not in NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, float(value), step)
         if record.get("final"):
-            self._final_images(trainer, step)
+            for i, image in enumerate(self.val_views):
+                self.writer.add_image(f"final/val_{i}", image, step, dataformats="HWC")
         self.writer.flush()  # readable while training runs, and complete if it is killed
 
     def on_preview(self, trainer, path: Path) -> None:
@@ -54,17 +63,6 @@ class TensorBoardLogger:
         image = np.asarray(Image.open(path).convert("RGB"))
         self.writer.add_image("preview", image, trainer.step_count, dataformats="HWC")
         self.writer.flush()
-
-    def _final_images(self, trainer, step: int) -> None:
-        was_training = trainer.field.training
-        trainer.field.eval()
-        try:
-            for i in range(min(FINAL_VIEWS, trainer.val.count)):
-                pred = trainer.render_view(trainer.val, i)["rgb"].cpu().clamp(0, 1).numpy()
-                truth = trainer.target_rgb(trainer.val, i).clamp(0, 1).numpy()
-                self.writer.add_image(f"final/val_{i}", np.concatenate([pred, truth], axis=1), step, dataformats="HWC")
-        finally:
-            trainer.field.train(was_training)
 
     def close(self) -> None:
         self.writer.close()

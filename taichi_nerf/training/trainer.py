@@ -69,6 +69,10 @@ class TrainingCallback:
     def on_validate(self, trainer: Trainer, psnr: float) -> None:
         """:meth:`Trainer.validate` measured this mean PSNR."""
 
+    def on_val_view(self, trainer: Trainer, index: int, prediction, truth) -> None:
+        """A whole val view was rendered and scored (the final validation, ``eval``-like
+        checks): its (H, W, 3) prediction and truth on the CPU, in [0, 1]."""
+
     def on_preview(self, trainer: Trainer, path: Path) -> None:
         """A preview image was written."""
 
@@ -127,6 +131,8 @@ class Trainer:
         self.last_samples_per_ray: float | None = None  # of the last step's batch
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
         self.run_started: float | None = None  # run()'s start on the wall clock
+        # What --time-limit and CHECK_SHARE measure: the wall clock (a test's own clock makes them exact).
+        self.clock = time.perf_counter
         self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
@@ -291,16 +297,16 @@ class Trainer:
         while those of this run have taken more than CHECK_SHARE of its time (run() clocks it)."""
         if not self.cfg.time_limit_s or self.run_started is None:
             return True
-        return self.check_s <= CHECK_SHARE * (time.perf_counter() - self.run_started)
+        return self.check_s <= CHECK_SHARE * (self.clock() - self.run_started)
 
     @contextlib.contextmanager
     def timed_check(self):
         """Charge the block's time to check_s, the share check_allowed limits."""
-        started = time.perf_counter()
+        started = self.clock()
         try:
             yield
         finally:
-            self.check_s += time.perf_counter() - started
+            self.check_s += self.clock() - started
 
     def periodic_validation(self) -> None:
         """A strided validation of the first eval_views val views, logged as a curve point."""
@@ -332,8 +338,9 @@ class Trainer:
             return self.last_val_psnr
         self.field.eval()
         count = self.val.count if views is None else min(views, self.val.count)
-        self.last_val_psnr, self.last_val_object_psnr = validation_scores(self.renderer, self.val, self.background,
-                                                                          count, stride, progress)
+        self.last_val_psnr, self.last_val_object_psnr = validation_scores(
+            self.renderer, self.val, self.background, count, stride, progress,
+            on_view=lambda i, pred, truth: self.notify("on_val_view", i, pred, truth))
         self.field.train()
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
@@ -391,7 +398,7 @@ class Trainer:
         validate on up to 16 views, write a preview and the curves, and save again."""
         cfg = self.cfg
         self.begin()
-        start_wall = self.run_started = time.perf_counter()
+        start_wall = self.run_started = self.clock()
         self.check_s = 0.0
         stop = StopRequest()
         bar = ProgressBar(self)
@@ -405,7 +412,7 @@ class Trainer:
                 while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
                     self.advance()
                     if cfg.time_limit_s:
-                        self.time_used = min(self.ranks.agree_max((time.perf_counter() - start_wall)
+                        self.time_used = min(self.ranks.agree_max((self.clock() - start_wall)
                                                                   / cfg.time_limit_s), 1.0)
                         if self.time_used >= 1.0:
                             break
@@ -428,5 +435,5 @@ class Trainer:
         if self.ranks.writes:
             write_curves(self.out_dir)
         return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
-                           time.perf_counter() - start_wall, self.last_val_object_psnr)
+                           self.clock() - start_wall, self.last_val_object_psnr)
 

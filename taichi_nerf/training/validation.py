@@ -39,11 +39,13 @@ def view_scores(rgb: torch.Tensor, rgba: torch.Tensor, background: torch.Tensor,
 
 
 def validation_scores(renderer, split, background: torch.Tensor, count: int, stride: int = 1,
-                      progress: bool = False) -> tuple[float, float | None]:
+                      progress: bool = False, on_view=None) -> tuple[float, float | None]:
     """Mean PSNR of the first ``count`` views of ``split``, and of the object's pixels alone
     (None unless whole views of photos with transparency). ``stride`` > 1 scores every
     stride-th row and column only (training's periodic checks: :func:`periodic_stride`).
-    ``progress``: a bar over the whole views (a run's final validation can take a while)."""
+    ``progress``: a bar over the whole views (a run's final validation can take a while).
+    ``on_view(index, prediction, truth)``: called with each whole view's (H, W, 3) CPU images,
+    so that whoever also wants the pictures need not render them again."""
     from tqdm.auto import tqdm
 
     bg = background.cpu()
@@ -58,7 +60,9 @@ def validation_scores(renderer, split, background: torch.Tensor, count: int, str
     transparent = has_transparency(split.rgba[:count])
     for i in tqdm(range(count), disable=not progress, desc="final validation", unit="view"):
         view = renderer.render_image(split.poses, split.intrinsics, i, split.width, split.height, bg)
-        scored = view_scores(view["rgb"], split.rgba[i], bg, transparent)[2]
+        pred, target, scored = view_scores(view["rgb"], split.rgba[i], bg, transparent)
+        if on_view is not None:
+            on_view(i, pred, target)
         scores.append(scored["psnr"])
         objects.append(scored.get("object_psnr", math.nan))
     return float(np.mean(scores)), mean_object_psnr(objects)
