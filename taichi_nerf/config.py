@@ -134,8 +134,9 @@ class TrainConfig:
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
-    march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (default: "
-                                                     "MARCH_STEPS_DEFAULTS by scene kind)")
+    march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (unbounded "
+                                                     "scenes: half across the box, half through the contracted shell; "
+                                                     "default: MARCH_STEPS_DEFAULTS by scene kind)")
     render_march_steps: int | None = option(None, SAMPLING, "grid marching steps across the box when rendering "
                                                             "(default: objects 2x --march-steps, others 1x)")
     skip_hidden: bool | None = option(None, SAMPLING, "training: densities first, without gradients, then the full "
@@ -193,7 +194,7 @@ class TrainConfig:
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")
-    eval_views: int = option(4, BOOKKEEPING, "validation views rendered each time (all at the end)")
+    eval_views: int = option(4, BOOKKEEPING, "validation views rendered each time (up to 16 at the end)")
     preview_every: int = option(2000, BOOKKEEPING, "steps between preview images (0: only at the end)")
     checkpoint_every: int = option(2000, BOOKKEEPING, "steps between checkpoints (0: only at the end and on Ctrl-C)")
     log_every: int = option(100, BOOKKEEPING, "steps between metric log lines")

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     w.add_argument("--render-scale", type=float, metavar="X",
                    help="render size / view size (default: 1, the canvas's full resolution)")
     w.add_argument("--steps-per-frame", type=int, metavar="N",
-                   help="training steps between two frames (default: as many as half of a ~90 ms frame allows)")
+                   help="training steps between two frames (default: as many as half of a ~80 ms frame allows)")
     w.add_argument("--video-frames", type=int, default=36, metavar="N",
                    help="frames of the video the V key records: the orbit, or the path through the K keyframes "
                         "(default: 36)")
