@@ -33,6 +33,31 @@ def test_train_overwrite_with_an_empty_frames_list_keeps_the_run(run, tmp_path, 
     assert snapshot(run) == before
 
 
+def test_resume_on_data_that_moves_the_scene_is_refused_and_keeps_the_run(run, capsys):
+    """Data options that put the scene elsewhere on a resume (another box; another kind of scene;
+    fewer LLFF photos, which recentre and rescale the world) would train the field in coordinates
+    it never learnt and save it over a good checkpoint (a probe's 18.6 dB run resumed at 7.1 dB):
+    refused in one line naming what moved and the option. A change that leaves the scene where
+    it was (--downscale) resumes in the checkpoint's own scene."""
+    from taichi_nerf.runs.checkpoint import CheckpointError, read_state
+    from taichi_nerf.training.trainer import Trainer
+
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", run, "--steps", "12", "--aabb", "-4", "-4", "-4", "4", "4", "4"],
+            "cannot resume on this data", "box [-1.50, -1.50, -1.50, 1.50, 1.50, 1.50], now [-4.00,",
+            "--aabb not set before, -4 -4 -4 4 4 4 now", "config.json")
+    refused(capsys, ["train", "--resume", run, "--steps", "12", "--unbounded"],
+            "an object in a box, now unbounded scenery", "--unbounded not set before, True now")
+    assert snapshot(run) == before
+    saved = run_folder.resume_config(run)
+    with pytest.raises(CheckpointError, match="cannot resume on this data"):
+        Trainer(saved.replace(aabb=[-4.0, -4.0, -4.0, 4.0, 4.0, 4.0]), resume=True)
+    resumed = Trainer(saved.replace(downscale=2, steps=12), resume=True)
+    assert resumed.train.width == read_state(run / "checkpoint.pt")["scene"]["ndc_width"] // 2
+    assert resumed.scene.aabb == read_state(run / "checkpoint.pt")["scene"]["aabb"]
+    assert resumed.run().step == 12
+
+
 def test_api_overwrite_refuses_a_size_before_touching_the_run(run, tiny_scene):
     from taichi_nerf.resources import ResourceError
 

@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, loaded into a ready-to-render model."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from dataclasses import asdict
@@ -203,6 +204,68 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
     if missing:
         raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
                               f"(render and eval can still read it)")
+
+
+# How far the scene a resume's data gives may lie from the checkpoint's, as a share of its box's
+# diagonal (and of near/far): the masks' hull box moves a little at another --downscale. Further,
+# the data puts the world elsewhere (fewer LLFF photos recentre and rescale it; other masks make
+# another kind of scene), where the trained field and grid mean nothing.
+SCENE_TOLERANCE = 0.05
+KIND_WORDS = {"box": "an object in a box", "ndc": "forward-facing (NDC)", "unbounded": "unbounded scenery"}
+# What places the field in the world: a resume keeps the checkpoint's.
+SCENE_GEOMETRY = ("near", "far", "aabb", "center", "up", "ndc", "ndc_focal", "ndc_width", "ndc_height", "unbounded")
+
+
+DATA_FLAGS = {"format": "data_format", "views": "scene_views", "size": "scene_size"}  # dataset_options -> flag
+
+
+def _setting(value) -> str:
+    if value is None:
+        return "not set"
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def _scene_moves(old: Scene, new: Scene) -> list[str]:
+    """How ``new`` lies elsewhere than ``old`` (beyond SCENE_TOLERANCE), in words."""
+    if scene_kind(old) != scene_kind(new):
+        return [f"{KIND_WORDS[scene_kind(old)]}, now {KIND_WORDS[scene_kind(new)]}"]
+    a, b = torch.tensor(old.aabb, dtype=torch.float64), torch.tensor(new.aabb, dtype=torch.float64)
+    reach = SCENE_TOLERANCE * float((a[3:] - a[:3]).norm())
+    moves = []
+    if float((a - b).abs().max()) > reach:
+        moves.append(f"box [{_numbers(old.aabb)}], now [{_numbers(new.aabb)}]")
+    if float((torch.tensor(old.center) - torch.tensor(new.center)).norm()) > reach:
+        moves.append(f"centre ({_numbers(old.center)}), now ({_numbers(new.center)})")
+    for name in ("near", "far"):
+        was, now = getattr(old, name), getattr(new, name)
+        if abs(was - now) > SCENE_TOLERANCE * max(abs(was), abs(now)):
+            moves.append(f"{name} {was:.3g}, now {now:.3g}")
+    return moves
+
+
+def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
+    """The scene a resumed run trains in: ``scene`` (from the data as loaded now) with the
+    checkpoint's geometry, so that the field and the grid keep their coordinates. Refused in
+    one line, naming the data options that changed, when the data now puts the scene elsewhere."""
+    saved = state.get("scene")
+    if not isinstance(saved, dict):
+        return scene
+    old = Scene(**saved)
+    moves = _scene_moves(old, scene)
+    if moves:
+        was, now = config_of(state, path).dataset_options(), cfg.dataset_options()
+        changed = [f"--{DATA_FLAGS.get(name, name).replace('_', '-')} {_setting(was[name])} before, "
+                   f"{_setting(now[name])} now" for name in was if name != "progress" and was[name] != now[name]]
+        hint = (f" Data options changed ({'; '.join(changed)}): resume with the run's own (its config.json)"
+                if changed else " The data changed since the run started")
+        raise CheckpointError(f"{path}: cannot resume on this data: the run trained in another scene "
+                              f"({'; '.join(moves)}), where its field means nothing.{hint}, or start a new "
+                              f"run with another --out")
+    return dataclasses.replace(scene, **{name: getattr(old, name) for name in SCENE_GEOMETRY})
 
 
 def restore_trainer(trainer, path: Path) -> None:

@@ -20,6 +20,7 @@ from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
 from ..files import write_text_atomic
+from ..rendering.scene import Scene
 from . import checkpoint, distributed
 from .datasets import load_dataset, require_stored_data
 
@@ -273,6 +274,9 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         require_stored_data(cfg, checkpoint.find_checkpoint(out))
     if dataset is None and not (dry_run and cfg.data is None):  # the built-in scene needs no check (nor a render)
         dataset = load_dataset(cfg.data, **cfg.dataset_options())
+    if resume and dataset is not None:  # data that moves the scene would retrain the field in other coordinates
+        path = checkpoint.find_checkpoint(out)
+        checkpoint.resumed_scene(checkpoint.read_state(path), path, Scene.from_dataset(dataset), cfg)
     if cfg.batch_rays == 0 and dataset is not None:  # every pixel of batch_images images: the images' size decides
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)

@@ -103,6 +103,9 @@ class Trainer:
         val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
+        if resume:  # the field's coordinates are the checkpoint's (refused if the data moved the scene)
+            path = checkpoint.find_checkpoint(self.out_dir)
+            self.scene = checkpoint.resumed_scene(checkpoint.read_state(path), path, self.scene, cfg)
         self.cfg = cfg = cfg.with_kind_defaults_for(self.scene)  # written out: a resume keeps them
         # auto: from the images (transparency, a uniform surround, or scenery); saved in the
         # scene so renders of the checkpoint use the same colour.
