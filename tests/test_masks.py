@@ -110,7 +110,8 @@ def test_masks_folder_beside_images_in_transforms(tmp_path):
     ds = load_dataset(write_transforms(tmp_path / "ds"))
     assert ds.mask_mode == "transparent"
     _alpha_matches_masks(ds)
-    assert any(n.startswith("masks: 6 from masks/") for n in ds.notes)
+    assert any(n.startswith("masks: 6 from masks/") and "--mask-mode ignore or off changes this" in n
+               for n in ds.notes)
     assert ds.background.name == "white"  # masked-out pixels are transparent: the background rules apply
 
 
@@ -152,6 +153,8 @@ def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path,
     plain = load_dataset(root, mask_mode="off")
     assert plain.mask_mode == "" and plain.splits["train"].mask is None
     ds = load_dataset(root, mask_mode="ignore")
+    assert any("(ignore: masked-out pixels are left out of the loss; --mask-mode transparent or off changes this)"
+               in n for n in ds.notes), ds.notes
     train = ds.splits["train"]
     assert torch.equal(train.rgba, plain.splits["train"].rgba)  # pixels untouched
     trainer = Trainer(tiny_config(root, tmp_path / "run", mask_mode="ignore", batch_rays=2048), dataset=ds)
@@ -227,6 +230,14 @@ def test_more_masks_than_images(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(_mask()).save(root / "masks" / "IMG_99.png")
     _refused(["data", "info", str(root)], capsys, "IMG_99.png: mask without an image (7 masks for 6 images")
+
+
+def test_two_masks_for_one_image(tmp_path, capsys):
+    """A second export beside the first (IMG_2.jpg by IMG_2.png) is not silently passed over: which
+    one is meant cannot be told."""
+    root = write_transforms(tmp_path / "ds")
+    Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(root / "masks" / "IMG_2.jpg")
+    _refused(["data", "info", str(root)], capsys, "IMG_2.png: a second mask for one image, beside IMG_2.jpg")
 
 
 def test_all_black_mask(tmp_path, capsys):

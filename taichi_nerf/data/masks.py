@@ -93,7 +93,10 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     found = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in MASK_SUFFIXES and not p.name.startswith("."):
-            found.setdefault(p.name[: -len(p.suffix)], p)
+            key = p.name[: -len(p.suffix)]
+            if key in found:  # which one is meant cannot be told (one may be an old, all-black export)
+                raise DataError(f"{p}: a second mask for one image, beside {found[key].name}; keep one of them")
+            found[key] = p
     return found
 
 
@@ -236,7 +239,8 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
     count = sum(s.count for s in dataset.splits.values())
     how = ("masked-out pixels are transparent, the object is learned alone" if mode == "transparent" else
            "masked-out pixels are left out of the loss")
-    dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; --mask-mode ignore or off changes this)")
+    others = " or ".join(m for m in ("transparent", "ignore", "off") if m != mode)
+    dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; --mask-mode {others} changes this)")
 
 
 def _images_by_stem(path, format: str) -> dict[str, Path]:
