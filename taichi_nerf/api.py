@@ -41,10 +41,11 @@ def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch:
     return render_path(ckpt, out, frames=frames, size=size, fps=fps, arch=arch, progress=progress)
 
 
-def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: int | None = None,
+def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limit: int | None = None,
              progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
              overwrite: bool = False, appearance_image: int | None = None, align_steps: int = 0) -> dict:
-    """PSNR and SSIM per image of a split and their means (``appearance_image``: rendered with
+    """PSNR and SSIM per image of a split (None: test where the data has one, else val: LLFF
+    captures hold out val alone) and their means (``appearance_image``: rendered with
     that training image's appearance code, not the mean; ``object_psnr`` too where the photos
     have transparency: the PSNR of the object's pixels alone). ``images_dir``: also write each
     view's prediction as PNG there (``depth``: its depth too, ``compare``: prediction | truth
@@ -66,6 +67,8 @@ def evaluate(ckpt, split: str = "test", data=None, arch: str = "auto", limit: in
         render_folder.check_render_folder(images_dir, overwrite)
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
+    if split is None:
+        split = "test" if "test" in dataset.splits else "val"
     part = dataset.split(split)
     bg = scene_background(renderer.scene, cfg)
     count = part.count if limit is None else min(limit, part.count)

@@ -79,3 +79,24 @@ def test_objects_are_scored_alone_only_where_the_photos_have_transparency(traine
     opaque = evaluate(run, "test", data=str(flat), arch=ARCH, progress=False)
     assert "object_psnr" not in opaque and not any("object_psnr" in r for r in opaque["images"])
     assert abs(opaque["psnr"] - with_alpha["psnr"]) < 0.1
+
+
+def test_eval_scores_val_where_the_data_has_no_test_split(trained_builtin, tmp_path, capsys):
+    """LLFF captures hold out val alone: a plain ``eval`` scores the test views where there are
+    some, else the val views (it used to load the data and then fail: "no 'test' split")."""
+    import json
+    import shutil
+
+    from taichi_nerf.api import evaluate
+    from taichi_nerf.cli import main
+
+    scene, run = trained_builtin
+    assert evaluate(run, arch=ARCH, progress=False, limit=1)["split"] == "test"
+    no_test = tmp_path / "no_test"
+    shutil.copytree(scene, no_test)
+    (no_test / "transforms_test.json").unlink()
+    argv = ["eval", "--ckpt", str(run), "--data", str(no_test), "--limit", "2", "--no-progress", "--arch", ARCH]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "val" and result["count"] == 2
+    assert result["images"][0]["name"] == evaluate(run, "val", arch=ARCH, progress=False, limit=1)["images"][0]["name"]

@@ -10,7 +10,7 @@ from .common import add_arch
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="PSNR and SSIM of a trained field on a split, as JSON")
     p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", help="test, val or train (default: test where the data has one, else val)")
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--out", help="also write the JSON to this file")
