@@ -2,9 +2,11 @@
 status files, camera paths), PNG images, and JSON whose numbers every reader accepts."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,24 @@ def temp_name(path: Path) -> Path:
     """``.NAME.tmpPID`` beside ``path``: the partial file of an atomic write in progress (a
     killed writer's is removed by run_folder.remove_stale_temps once its process is gone)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def check_writable(folder) -> None:
+    """Refuse an output folder that cannot be made or written, before the work whose files would
+    be lost (an OSError naming it: a file in the way, a read-only folder or mount, no
+    permission). Changes nothing on disk: it tries a temporary file in the folder, or in its
+    nearest existing parent."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"is a file, so {folder} cannot be a folder", str(existing))
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write there ({exc.strerror})", str(existing)) from None
 
 
 def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Path:

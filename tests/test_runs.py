@@ -93,6 +93,34 @@ def test_a_dry_run_checks_the_dataset(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(run, tiny_scene, tmp_path, capsys,
+                                                                            monkeypatch):
+    """A file in the way of --out, or a folder that refuses writes (read-only, no permission), is
+    refused in one line before training or rendering starts (a dry run says so too); they used to
+    pass the dry run, or render every frame and then fail with ffmpeg's errors and a traceback."""
+    import tempfile
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    refused(capsys, ["train", "--dry-run", "--data", tiny_scene, "--out", blocker / "r", *TINY],
+            "afile: is a file, so", "cannot be a folder")
+    refused(capsys, ["render", "--ckpt", run, "--frames", "2", "--size", "16", "--out", blocker / "v.mp4",
+                     "--no-progress", "--arch", ARCH], "afile: is a file")
+    refused(capsys, ["render", "--ckpt", run, "--split", "val", "--out", blocker / "views", "--no-progress",
+                     "--arch", ARCH], "afile: is a file")
+    assert blocker.read_text() == "mine"
+
+    def read_only(*args, **kwargs):  # what a read-only folder answers (root would not be refused by a chmod)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    refused(capsys, ["train", "--dry-run", "--data", tiny_scene, "--out", tmp_path / "ro", *TINY],
+            f"{tmp_path}: cannot write there (Permission denied)")
+    refused(capsys, ["render", "--ckpt", run, "--frames", "2", "--size", "16", "--out", tmp_path / "ro.mp4",
+                     "--no-progress", "--arch", ARCH], "cannot write there")
+    assert not list(tmp_path.glob("ro*"))
+
+
 def test_overwrite_removes_only_what_runs_write(run, tiny_scene, capsys):
     (run / "NOTES.md").write_text("mine")
     (run / "previews" / "my_drawing.png").write_bytes(b"not ours")

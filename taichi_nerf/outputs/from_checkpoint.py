@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import write_png
+from ..files import check_writable, write_png
 from ..rendering.backgrounds import scene_background
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
@@ -63,6 +63,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     from .default_video import write_default_video
     from .video import write_path
 
+    check_writable(Path(out).parent)  # before minutes of rendering, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
     if path is None and not spiral:  # the video that suits the capture (api.render_orbit too)

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from ..files import check_writable
+
 METRICS = "metrics.json"
 VIEW_PNG = re.compile(r"^\d{3,}_[A-Za-z0-9_.-]+\.png$")
 
@@ -49,6 +51,7 @@ def check_render_folder(folder, overwrite: bool) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise RenderFolderError(f"{folder}: is a file; --out with --split is a folder")
+    check_writable(folder)
     found = earlier_render(folder)
     if found and not overwrite:
         raise RenderFolderError(f"{folder}: holds an earlier render ({len(found)} files: metrics.json and its PNGs); "

@@ -19,7 +19,7 @@ from .. import resources
 from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
-from ..files import write_text_atomic
+from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
 from . import checkpoint, distributed
 from .datasets import load_dataset, require_stored_data
@@ -260,6 +260,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another --out")
+    check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
         path = checkpoint.find_checkpoint(out)
         checkpoint.check_resumable(checkpoint.read_state(path), path, cfg)
