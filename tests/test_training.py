@@ -16,7 +16,7 @@ from taichi_nerf.runs.checkpoint import load, read_state
 from taichi_nerf.training.losses import training_loss
 from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import checkout_env, sampled_images, tiny_config
+from .conftest import ARCH, checkout_env, sampled_images, tiny_config
 
 
 def params(trainer):
@@ -147,6 +147,23 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     assert res.returncode == 0, res.stderr
     assert f"resuming at step {state['step']}" in res.stdout
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == state["step"] + 5
+    assert f"trained 5 steps (step {state['step']} to {state['step'] + 5}) in " in res.stdout  # not the total
+
+
+def test_a_resume_keeps_to_no_video_where_the_run_ended_without_one(run, capsys):
+    """A run that reached its end without a video was started with --video-frames 0: its resume
+    makes none unless asked (it used to render the default video, minutes on a slow machine)."""
+    from taichi_nerf.cli import main
+    from taichi_nerf.cli.train import ended_without_video
+
+    assert ended_without_video(run)
+    assert main(["train", "--resume", str(run), "--steps", "12", "--no-progress", "--arch", ARCH]) == 0
+    out = capsys.readouterr().out
+    assert "note: no video at the end: the run had ended without one (--video-frames N renders one)" in out
+    assert "trained 2 steps (step 10 to 12) in " in out
+    assert not list(run.glob("orbit*"))
+    (run / "orbit.mp4").write_bytes(b"")  # a run that made its video makes it again
+    assert not ended_without_video(run)
 
 
 @pytest.mark.parametrize("args,message", [

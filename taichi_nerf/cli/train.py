@@ -1,7 +1,11 @@
 """``taichi-nerf train``: a new run, or a resumed one, through :func:`taichi_nerf.runs.run_folder.open_run`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, run_config
+
+VIDEO_FRAMES = 60  # the video at the end of a run
 
 
 def add_parser(sub) -> None:
@@ -18,9 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="run every check a real start runs (configuration, extras, memory, dataset, run folder, "
                         "another process training there), then exit without changing anything")
-    p.add_argument("--video-frames", type=int, default=60, metavar="N",
-                   help="frames of the video written at the end (the one that suits the capture; default: 60; "
-                        "0: none)")
+    p.add_argument("--video-frames", type=int, metavar="N",
+                   help=f"frames of the video written at the end (the one that suits the capture; default: "
+                        f"{VIDEO_FRAMES}; 0: none; a resumed run that had ended without one makes none)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
@@ -46,7 +50,7 @@ def cmd_train(args) -> int:
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
     if resume and args.overwrite:
         raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
-    if args.video_frames < 0:
+    if args.video_frames is not None and args.video_frames < 0:
         raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
     if args.viewer == "web":
         distributed.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
@@ -68,6 +72,10 @@ def cmd_train(args) -> int:
         return 0
     if launcher:
         return distributed.launch_local(args.devices, args.argv, cuda=resolve_arch(run.cfg.arch) == "cuda")
+    video_frames = VIDEO_FRAMES if args.video_frames is None else args.video_frames
+    if resume and args.video_frames is None and ended_without_video(run.out):
+        video_frames = 0
+        print("note: no video at the end: the run had ended without one (--video-frames N renders one)")
     ranks = distributed.current()
     with run:
         cfg = run.cfg
@@ -88,8 +96,18 @@ def cmd_train(args) -> int:
     if not ranks.writes:  # distributed: rank 0 reports and writes the video
         ranks.close()
         return EXIT_INTERRUPTED if result.interrupted else 0
-    code = report_end(trainer, result, args.video_frames)
+    code = report_end(trainer, result, video_frames)
     return viewer.linger(code) if viewer else code
+
+
+def ended_without_video(out: Path) -> bool:
+    """Whether the run in ``out`` reached its end (a final validation row) and wrote no video:
+    it was started with --video-frames 0, which its resume keeps to."""
+    from ..runs.run_folder import read_metrics
+
+    metrics = Path(out) / "metrics.jsonl"
+    ended = metrics.is_file() and any(row.get("final") for row, _ in read_metrics(metrics)[0])
+    return ended and not any((Path(out) / name).is_file() for name in ("orbit.mp4", "orbit.gif"))
 
 
 def report_start(trainer, resume: bool) -> None:
@@ -109,8 +127,9 @@ def report_end(trainer, result, video_frames: int) -> int:
     alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
     limited = f" (stopped by the {cfg.time_limit_s:g} s time limit, then validated)" \
         if cfg.time_limit_s and trainer.time_used >= 1.0 else ""
-    print(f"trained {result.step} steps in {result.seconds:.1f} s{limited}; validation PSNR {result.val_psnr:.2f} dB"
-          f"{alone}")
+    steps = f"{result.step - trainer.resumed_from} steps" + (
+        f" (step {trainer.resumed_from} to {result.step})" if trainer.resumed_from else "")
+    print(f"trained {steps} in {result.seconds:.1f} s{limited}; validation PSNR {result.val_psnr:.2f} dB{alone}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")

@@ -125,6 +125,7 @@ class Trainer:
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.background = torch.tensor([self.background_choice.colour], dtype=torch.float32, device=dev)
         self.step_count = 0
+        self.resumed_from = 0  # the checkpoint's step a resumed run started from
         self.last_val_psnr: float | None = None
         self.last_val_object_psnr: float | None = None  # whole-image validations of photos with transparency
         self.last_loss = float("nan")
@@ -391,6 +392,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         checkpoint.restore_trainer(self, path)
+        self.resumed_from = self.step_count
         if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
             truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count,
                              redo_final=self.cfg.steps <= self.step_count)
