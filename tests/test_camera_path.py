@@ -120,10 +120,49 @@ def test_camera_path_video_has_one_frame_per_camera(trained_builtin, tmp_path, c
     path = _nerfstudio(tmp_path / "camera_path.json", orbit_poses(6, 4.0, 30.0))
     assert cli.main(["render", "--ckpt", str(run), "--path", str(path), "--out", str(tmp_path / "v.mp4"),
                      "--no-progress", "--arch", ARCH]) == 0
-    assert "v_depth.mp4" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "v_depth.mp4" in printed and "warning" not in printed
     gif = iio.imread(tmp_path / "v.gif", index=None)
     assert gif.shape[:3] == (6, 32, 48)
     assert gif.std() > 10 and np.abs(gif[0].astype(float) - gif[3].astype(float)).mean() > 2  # content that moves
+
+
+def test_a_path_whose_cameras_see_nothing_of_the_scene_is_warned_about(trained_builtin, tmp_path, capsys):
+    """Poses in another frame than the run's (an LLFF capture's poses_bounds.npy, before the
+    loader's rescaling) rendered a blank video without a word."""
+    _, run = trained_builtin
+    away = orbit_poses(3, 4.0, 30.0).clone()
+    away[:, :3, 2] *= -1  # looking out, away from the box
+    away[:, :3, 0] *= -1
+    path = _nerfstudio(tmp_path / "away.json", away)
+    assert cli.main(["render", "--ckpt", str(run), "--path", str(path), "--out", str(tmp_path / "a.gif"),
+                     "--size", "16", "--no-progress", "--arch", ARCH]) == 0
+    assert "warning: " + str(path) + ": no camera of the path has the scene in its picture" in capsys.readouterr().out
+
+
+def test_cameras_seeing_the_scene_counts_cameras_facing_the_box_or_inside_it():
+    toward = orbit_poses(4, 4.0, 30.0)
+    route = cp.CameraPath(toward, torch.tensor([[40.0, 40.0, 24.0, 16.0, 0, 0, 0, 0]] * 4), 48, 32)
+    assert cp.cameras_seeing_the_scene(route, SCENE) == 4
+    route.poses = toward.clone()
+    route.poses[:, :3, 3] *= 20.0  # far off, the box a dot near the middle: still seen
+    assert cp.cameras_seeing_the_scene(route, SCENE) == 4
+    route.poses = toward.clone()
+    route.poses[:2, :3, 3] += torch.tensor([0.0, 0.0, 30.0])  # two look below the box, high above it
+    assert cp.cameras_seeing_the_scene(route, SCENE) == 2
+    route.poses = toward.clone()
+    route.poses[:, :3, 2] *= -1
+    route.poses[:, :3, 0] *= -1  # turned round
+    assert cp.cameras_seeing_the_scene(route, SCENE) == 0
+    route.poses[:, :3, 3] = 0.0  # ...but inside the box
+    assert cp.cameras_seeing_the_scene(route, SCENE) == 4
+    # a forward-facing scene's box is in NDC: the point its spiral looks at is what must be seen
+    ahead = torch.eye(4)
+    ndc = Scene(near=0.0, far=1.0, aabb=[-1.0] * 3 + [1.0] * 3, ndc=True, path_pose=ahead.flatten().tolist(),
+                path_focus=5.0)
+    route.poses = torch.stack([ahead, ahead @ torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0]))])
+    route.intrinsics = route.intrinsics[:2]
+    assert cp.cameras_seeing_the_scene(route, ndc) == 1
 
 
 def test_train_path_video_stays_with_the_training_cameras(trained_builtin, tmp_path):

@@ -92,6 +92,33 @@ def _positive(value, name: str, where: str) -> float:
     return v
 
 
+def cameras_seeing_the_scene(route: CameraPath, scene: Scene) -> int:
+    """How many of the path's cameras have the scene in their picture: a corner or the centre of
+    its box in front of them and inside the image, or the camera inside the box. Forward-facing
+    scenes (whose box is in NDC) use the point the spiral looks at instead."""
+    if scene.ndc:
+        if len(scene.path_pose) != 16:
+            return route.frames  # nothing to judge by (checkpoints from before the spiral)
+        average = torch.tensor(scene.path_pose, dtype=torch.float64).reshape(4, 4)
+        points = (average[:3, 3] - scene.path_focus * average[:3, 2])[None]
+        inside = torch.zeros(route.frames, dtype=torch.bool)
+    else:
+        lo, hi = torch.tensor(scene.aabb[:3], dtype=torch.float64), torch.tensor(scene.aabb[3:], dtype=torch.float64)
+        corners = torch.stack([torch.where(torch.tensor([(k >> a) & 1 for a in range(3)], dtype=torch.bool), hi, lo)
+                               for k in range(8)])
+        points = torch.cat([corners, (0.5 * (lo + hi))[None]])
+        centres = route.poses[:, :3, 3].double()
+        inside = ((centres >= lo) & (centres <= hi)).all(dim=1)
+    poses = route.poses.double()
+    local = torch.einsum("nji,npj->npi", poses[:, :3, :3], points[None] - poses[:, None, :3, 3])  # R^T (p - t)
+    depth = -local[..., 2]  # OpenGL cameras look down -z
+    fx, fy, cx, cy = (route.intrinsics[:, k, None].double() for k in range(4))
+    u = cx + fx * local[..., 0] / depth.clamp_min(1e-9)
+    v = cy - fy * local[..., 1] / depth.clamp_min(1e-9)
+    seen = (depth > 0) & (u >= 0) & (u < route.width) & (v >= 0) & (v < route.height)
+    return int((seen.any(dim=1) | inside).sum())
+
+
 def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
     """Read a nerfstudio ``camera_path.json`` or a transforms-style pose list; ``size``
     overrides the file's width (the height follows the aspect)."""

@@ -80,6 +80,10 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
         route = cp.load_camera_path(path, scene, size)
         for line in route.notes:
             note(line)
+        if not cp.cameras_seeing_the_scene(route, scene):
+            note(f"warning: {path}: no camera of the path has the scene in its picture, so the video will show "
+                 f"only the background; paths are read in the run's frame (for LLFF captures and COLMAP models, "
+                 f"the loader's rescaled and re-centred one: docs/OUTPUTS.md)")
         if frames:
             route = cp.with_frames(route, frames)
     if route.width < 8:
