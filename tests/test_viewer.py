@@ -309,6 +309,9 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
     (["gui", "--web", "--headless", "--seconds", "1"], "--headless is for the window, not --web"),
     (["gui", "--web", "--frames", "10"], "--frames is for the window, not --web"),
     (["train", "--viewer", "web", "--viewer-resolution", "4"], "--viewer-resolution must be at least 16"),
+    (["view", "--ckpt", "nowhere", "--video-frames", "0"], "--video-frames must be at least 1"),
+    (["gui", "--web", "--video-frames", "-2"], "--video-frames must be at least 1"),
+    (["gui", "--video-frames", "0"], "--video-frames must be at least 1"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):
     from taichi_nerf import cli
@@ -316,6 +319,17 @@ def test_viewer_command_line_errors(argv, message, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_the_panels_videos_take_trains_frames_or_their_own_default():
+    """``train --viewer web`` passes its own --video-frames: unset (None) or 0 (no video at its end)
+    left the panel's keyframe and video buttons with no frame count, and they crashed the run."""
+    from argparse import Namespace
+
+    from taichi_nerf.viewer.launch import VIDEO_FRAMES, _options
+
+    for given, used in ((None, VIDEO_FRAMES), (0, VIDEO_FRAMES), (90, 90)):
+        assert _options(Namespace(viewer_resolution=512, video_frames=given)).video_frames == used
 
 
 def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):

@@ -79,6 +79,9 @@ def cmd_gui(args) -> int:
     refuse_several("the GUI")  # distributed: one process only
     if args.train and not args.ckpt:
         raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    if args.video_frames < 1:
+        raise UserError(f"--video-frames must be at least 1 (the frames of the videos it records), "
+                        f"got {args.video_frames}")
     if args.web:  # the same session in a browser (taichi_nerf/viewer)
         from ..viewer.launch import launch_web
 

@@ -7,6 +7,7 @@ import time
 from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, require_viser
 
 DEFAULT_RESOLUTION = 512
+VIDEO_FRAMES = 36  # the panel's keyframe and orbit videos (the GUI's too)
 
 
 def add_viewer_flags(parser, *, choice: bool = False) -> None:
@@ -37,12 +38,17 @@ def view_parser(sub) -> None:
     p.add_argument("--arch", default="auto", help="compute backend: auto, cuda or cpu (default: auto)")
     p.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (default: at Ctrl-C)")
     p.add_argument("--status", metavar="JSON", help="write the viewer's state as JSON to this file (for scripts)")
-    p.add_argument("--video-frames", type=int, default=36, metavar="N", help="frames of a video (default: 36)")
+    p.add_argument("--video-frames", type=int, default=VIDEO_FRAMES, metavar="N",
+                   help=f"frames of a video (default: {VIDEO_FRAMES})")
     add_viewer_flags(p)
     p.set_defaults(run=cmd_view)
 
 
 def _check(args) -> None:
+    # (train's own --video-frames may be 0: no video at its end; the panel's then take VIDEO_FRAMES)
+    if getattr(args, "command", None) != "train" and getattr(args, "video_frames", 1) < 1:
+        raise ViewerUnavailable(f"--video-frames must be at least 1 (the frames of the videos it records), "
+                                f"got {args.video_frames}")
     seconds = getattr(args, "seconds", None)
     if seconds is not None and not seconds > 0:
         raise ViewerUnavailable(f"--seconds must be positive, got {seconds:g}")
@@ -53,7 +59,9 @@ def _check(args) -> None:
 def _options(args, **changes):
     from .session import ViewerOptions
 
-    return ViewerOptions(resolution_cap=args.viewer_resolution, video_frames=getattr(args, "video_frames", 36),
+    # train's --video-frames is its own video's (None: the default, 0: none): the panel's videos then take 36
+    frames = getattr(args, "video_frames", None) or VIDEO_FRAMES
+    return ViewerOptions(resolution_cap=args.viewer_resolution, video_frames=frames,
                          steps_per_frame=getattr(args, "steps_per_frame", None),
                          max_seconds=getattr(args, "seconds", None), status_path=getattr(args, "status", None),
                          **changes)
