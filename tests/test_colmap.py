@@ -323,6 +323,8 @@ def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_da
     out = tmp_path / "ds"
     before = _earlier_dataset(photos_dataset, out)
     (out / "images" / "IMG_9999.jpg").write_bytes(b"an image of the earlier dataset only")
+    (out / "masks").mkdir()
+    (out / "masks" / "IMG_0000.png").write_bytes(b"a mask of the earlier dataset only")
     model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
     monkeypatch.setattr(photos, "run_colmap", lambda *args, **kwargs: (model, 1, 780))
     photos.from_photos(capture[0], out, overwrite=True, progress=False)
@@ -330,10 +332,28 @@ def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_da
     for name in ("NOTES.md", "scripts/shoot.sh"):
         assert after[name] == before[name]
     assert "images/IMG_9999.jpg" not in after  # the earlier dataset's files went, the new one's are all there
+    assert not any(n.startswith("masks/") for n in after)  # read as this dataset's, they masked its photos
     photos = sorted(f"images/{p.name}" for p in capture[0].iterdir())
     assert sorted(n for n in after if n.startswith("images/")) == photos
     assert json.loads(after["transforms.json"])["colmap"]["total"] == VIEWS
     assert not list(tmp_path.glob(".ds.*"))
+
+
+def test_masks_are_written_into_an_existing_empty_out(capture, photos_dataset, tmp_path, monkeypatch):
+    """--masks into an --out that exists (empty): the masks came along only into a new folder,
+    and training then learnt the room the masks cut away."""
+    from taichi_nerf.capture import photos
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for p in capture[0].iterdir():
+        Image.fromarray(np.full((HEIGHT, WIDTH), 255, np.uint8)).save(masks / f"{p.stem}.png")
+    out = tmp_path / "ds"
+    out.mkdir()
+    model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
+    monkeypatch.setattr(photos, "run_colmap", lambda *args, **kwargs: (model, 1, 780))
+    photos.from_photos(capture[0], out, masks=masks, progress=False, keep_degenerate=True)
+    assert len(list((out / "masks").iterdir())) == VIEWS
 
 
 def test_a_refused_overwrite_leaves_every_file(capture, photos_dataset, tmp_path, capsys, monkeypatch):

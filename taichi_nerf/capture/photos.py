@@ -44,7 +44,9 @@ MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's 
 MASKED_PEAK_THRESHOLD = 0.0067 / 2  # with --masks: SIFT's contrast threshold (COLMAP's default 0.0067)
 MASKED_MIN_INLIERS = 15  # with --masks: inliers to register an image (COLMAP's default 30)
 DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
-OUTPUTS = ("images", "transforms.json", "colmap")  # all that from-photos writes in --out (--overwrite swaps these)
+# All that from-photos writes in --out (--overwrite swaps these). masks/ (with --masks) is one: an
+# old run's left behind would be read as this dataset's, and a new one must not be dropped.
+OUTPUTS = ("images", "masks", "transforms.json", "colmap")
 
 
 class DegenerateReconstruction(DataError):
