@@ -322,3 +322,12 @@ def test_malformed_transforms_load_or_raise_data_error(playground, document, kin
     train = ds.splits["train"]
     assert train.count >= 1 and torch.isfinite(train.intrinsics).all() and torch.isfinite(ds.aabb).all()
     assert 0 <= ds.near < ds.far
+
+
+@pytest.mark.parametrize("value", ["1", "0", "-2"])
+def test_data_info_val_every_below_2_is_refused(tiny_scene, value, capsys):
+    """1 would hold out every frame and 0 none; they were taken, and the note said the data had
+    too few frames to hold any out."""
+    from .conftest import refused
+
+    refused(capsys, ["data", "info", tiny_scene, "--val-every", value], f"--val-every must be at least 2, got {value}")

@@ -48,6 +48,8 @@ def _load_with_options(args):
     from ..config import TrainConfig
     from ..data.loaders import load_dataset
 
+    if args.val_every is not None and args.val_every < 2:  # 1 would hold out every frame, 0 none
+        raise UserError(f"--val-every must be at least 2, got {args.val_every}")
     cfg = TrainConfig().replace(**config_overrides(args))
     return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every, limit=cfg.limit,
                         val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far, aabb=cfg.aabb,
