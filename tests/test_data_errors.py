@@ -331,3 +331,20 @@ def test_data_info_val_every_below_2_is_refused(tiny_scene, value, capsys):
     from .conftest import refused
 
     refused(capsys, ["data", "info", tiny_scene, "--val-every", value], f"--val-every must be at least 2, got {value}")
+
+
+def test_blender_layout_writers_refuse_a_file_or_another_dataset(tmp_path, capsys):
+    """`data synthetic` (and `from-mesh`) writing into a COLMAP dataset's folder hid it behind its
+    transforms_*.json; into a file it failed with "Not a directory"."""
+    from .conftest import refused
+
+    other = tmp_path / "colmap_ds"
+    (other / "images").mkdir(parents=True)
+    (other / "transforms.json").write_text("{}")
+    for command in (["synthetic"], ["from-mesh", tmp_path / "cow.obj"]):
+        refused(capsys, ["data", *command, "--out", other, "--views", "2", "--size", "8"],
+                f"{other}: holds another dataset (transforms.json, images); choose another --out")
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    refused(capsys, ["data", "synthetic", "--out", blocker], "afile: is a file")
+    assert sorted(p.name for p in other.iterdir()) == ["images", "transforms.json"] and blocker.read_text() == "mine"
