@@ -135,12 +135,14 @@ def test_vertex_colours_and_flat_fallback(tmp_path, taichi_backend):
 
 
 def test_cli_from_mesh(tmp_path, taichi_backend, capsys):
+    import shlex
+
     obj = write_textured_cube(tmp_path / "model")
-    out = tmp_path / "ds"
+    out = tmp_path / "my ds"  # the suggested command is pasted into a shell: quoted
     args = ["data", "from-mesh", str(obj), "--out", str(out), "--views", "3", "--val-views", "1", "--test-views", "0",
             "--size", "16", "--no-progress"]
     assert cli.main(args) == 0
-    assert "train on it with" in capsys.readouterr().out
+    assert f"train on it with: taichi-nerf train --data {shlex.quote(str(out))}\n" in capsys.readouterr().out
     ds = load_dataset(out)
     assert ds.splits["train"].count == 3 and ds.splits["val"].count == 1 and ds.splits["train"].depth is not None
     assert (ds.splits["train"].rgba[..., 3] == 0).any() and (ds.splits["train"].rgba[..., 3] == 255).any()

@@ -377,9 +377,10 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         if rec is None:
             why = (f"no two photos share {MIN_INLIERS} matching features" if verified == 0 else
                    f"only {verified} photo pair(s) matched, too few to start a model" if verified < len(names) else
-                   f"{verified} photo pairs matched, but no pair shows parallax: the cameras did not move relative "
-                   "to what they matched (a turntable's still room: give the object's masks with --masks DIR; a "
-                   "tripod pan cannot train a radiance field)")
+                   f"{verified} photo pairs matched, but none could start a model: either the cameras barely moved "
+                   "relative to what they matched (a turntable's still room: give the object's masks with --masks "
+                   "DIR; a tripod pan cannot train a radiance field), or neighbouring photos are too far apart "
+                   "(take more, closer together)")
             raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
                             "seen in 3+ photos, 60-80% overlap between neighbours) and have texture")
         model = colmap_model.from_reconstruction(rec)

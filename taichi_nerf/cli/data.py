@@ -3,6 +3,7 @@ photos or a video) and inspect them."""
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from .common import HelpFormatter, UserError, add_config_flags, config_overrides
@@ -113,7 +114,7 @@ def cmd_data_from_mesh(args) -> int:
         print(f"warning: {w}")
     print(f"wrote {args.model} as a dataset ({args.views} training views, {args.size}x{args.size}, "
           f"with alpha and depth) to {out}")
-    print(f"train on it with: taichi-nerf train --data {out}")
+    print(f"train on it with: taichi-nerf train --data {shlex.quote(str(out))}")
     return 0
 
 
@@ -195,5 +196,5 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
         print(f"warning: only {len(report.registered)} of {report.total} images registered; the field will only "
               "know the part of the scene they see (more overlap between photos helps)")
     print(f"wrote {report.out} ({len(report.registered)} posed images); train on it with: "
-          f"taichi-nerf train --data {report.out}")
+          f"taichi-nerf train --data {shlex.quote(str(report.out))}")
     return 0
