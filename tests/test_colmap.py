@@ -257,7 +257,9 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, capsys):
 
 def test_photos_that_do_not_overlap(tmp_path, capsys):
     _noise_photos(tmp_path / "noise", 4)
-    _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images", "overlap")
+    (tmp_path / "noise" / "notes.txt").write_text("not a photo")  # what was passed over is said on failure too
+    _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images", "overlap",
+             "(skipped: notes.txt (not an image file))")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial*"))
 
 

@@ -298,6 +298,11 @@ def _verified_pairs(pycolmap, db: Path) -> int:
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
+def _few_skipped(skipped: list[tuple[str, str]]) -> str:
+    listed = ", ".join(f"{name} ({why})" for name, why in skipped[:3])
+    return listed + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+
+
 def from_photos(source, out, *, matching: str = "auto", camera_model: str = "simple_radial",
                 per_image_cameras: bool = False, frames: int = 100, overwrite: bool = False,
                 keep_database: bool = False, progress: bool = True, threads: int = -1, masks=None,
@@ -381,8 +386,9 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                    "relative to what they matched (a turntable's still room: give the object's masks with --masks "
                    "DIR; a tripod pan cannot train a radiance field), or neighbouring photos are too far apart "
                    "(take more, closer together)")
+            passed_over = f" (skipped: {_few_skipped(skipped)})" if skipped else ""
             raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
-                            "seen in 3+ photos, 60-80% overlap between neighbours) and have texture")
+                            f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
         model = colmap_model.from_reconstruction(rec)
         meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
         figures = colmap_model.registration(model)
