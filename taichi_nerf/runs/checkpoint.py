@@ -268,9 +268,10 @@ def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
     return dataclasses.replace(scene, **{name: getattr(old, name) for name in SCENE_GEOMETRY})
 
 
-def restore_trainer(trainer, path: Path) -> None:
-    """Load a checkpoint written by :func:`trainer_state` into ``trainer`` (same architecture)."""
-    state = read_state(path)
+def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
+    """Load a checkpoint written by :func:`trainer_state` into ``trainer`` (same architecture);
+    ``state``: the checkpoint at ``path`` already read."""
+    state = read_state(path) if state is None else state
     check_resumable(state, path, trainer.cfg)
     try:
         trainer.field.load_state_dict(state["model"])

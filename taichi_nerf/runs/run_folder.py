@@ -263,7 +263,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
         path = checkpoint.find_checkpoint(out)
-        checkpoint.check_resumable(checkpoint.read_state(path), path, cfg)
+        state = checkpoint.read_state(path)
+        checkpoint.check_resumable(state, path, cfg)
         if (out / "metrics.jsonl").is_file():
             read_metrics(out / "metrics.jsonl")
     elif not overwrite:
@@ -276,8 +277,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if dataset is None and not (dry_run and cfg.data is None):  # the built-in scene needs no check (nor a render)
         dataset = load_dataset(cfg.data, **cfg.dataset_options())
     if resume and dataset is not None:  # data that moves the scene would retrain the field in other coordinates
-        path = checkpoint.find_checkpoint(out)
-        checkpoint.resumed_scene(checkpoint.read_state(path), path, Scene.from_dataset(dataset), cfg)
+        checkpoint.resumed_scene(state, path, Scene.from_dataset(dataset), cfg)
     if cfg.batch_rays == 0 and dataset is not None:  # every pixel of batch_images images: the images' size decides
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)

@@ -104,8 +104,9 @@ class Trainer:
         self.val = self.dataset.split(val_name)
         self.scene = Scene.from_dataset(self.dataset)
         if resume:  # the field's coordinates are the checkpoint's (refused if the data moved the scene)
-            path = checkpoint.find_checkpoint(self.out_dir)
-            self.scene = checkpoint.resumed_scene(checkpoint.read_state(path), path, self.scene, cfg)
+            resume_path = checkpoint.find_checkpoint(self.out_dir)
+            resume_state = checkpoint.read_state(resume_path)
+            self.scene = checkpoint.resumed_scene(resume_state, resume_path, self.scene, cfg)
         self.cfg = cfg = cfg.with_kind_defaults_for(self.scene)  # written out: a resume keeps them
         # auto: from the images (transparency, a uniform surround, or scenery); saved in the
         # scene so renders of the checkpoint use the same colour.
@@ -157,7 +158,7 @@ class Trainer:
             self.renderer.grid.restrict_to(hull)
         self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, dev)
         if resume:
-            self._restore(checkpoint.find_checkpoint(self.out_dir))
+            self._restore(resume_path, resume_state)
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
 
     def trained_modules(self) -> list[torch.nn.Module]:
@@ -390,8 +391,8 @@ class Trainer:
         self.notify("on_checkpoint", path)
         return path
 
-    def _restore(self, path: Path) -> None:
-        checkpoint.restore_trainer(self, path)
+    def _restore(self, path: Path, state: dict) -> None:
+        checkpoint.restore_trainer(self, path, state)
         self.resumed_from = self.step_count
         if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
             truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count,
