@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 
 from .. import backend
-from ..config import TrainConfig
+from ..config import DATASET_FIELDS, TrainConfig
 from ..files import write_atomic
 from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
 from ..rendering.renderer import Renderer
@@ -214,9 +214,8 @@ SCENE_TOLERANCE = 0.05
 KIND_WORDS = {"box": "an object in a box", "ndc": "forward-facing (NDC)", "unbounded": "unbounded scenery"}
 # What places the field in the world: a resume keeps the checkpoint's.
 SCENE_GEOMETRY = ("near", "far", "aabb", "center", "up", "ndc", "ndc_focal", "ndc_width", "ndc_height", "unbounded")
-
-
-DATA_FLAGS = {"format": "data_format", "views": "scene_views", "size": "scene_size"}  # dataset_options -> flag
+# The options that decide what a run's data is (the built-in scene's own two with them).
+DATA_OPTIONS = (*DATASET_FIELDS, "scene_views", "scene_size")
 
 
 def _setting(value) -> str:
@@ -257,9 +256,10 @@ def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
     old = Scene(**saved)
     moves = _scene_moves(old, scene)
     if moves:
-        was, now = config_of(state, path).dataset_options(), cfg.dataset_options()
-        changed = [f"--{DATA_FLAGS.get(name, name).replace('_', '-')} {_setting(was[name])} before, "
-                   f"{_setting(now[name])} now" for name in was if name != "progress" and was[name] != now[name]]
+        saved = config_of(state, path)
+        changed = [f"--{name.replace('_', '-')} {_setting(getattr(saved, name))} before, "
+                   f"{_setting(getattr(cfg, name))} now" for name in DATA_OPTIONS
+                   if getattr(saved, name) != getattr(cfg, name)]
         hint = (f" Data options changed ({'; '.join(changed)}): resume with the run's own (its config.json)"
                 if changed else " The data changed since the run started")
         raise CheckpointError(f"{path}: cannot resume on this data: the run trained in another scene "
