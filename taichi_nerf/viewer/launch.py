@@ -7,7 +7,7 @@ import time
 from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, require_viser
 
 DEFAULT_RESOLUTION = 512
-VIDEO_FRAMES = 36  # the panel's keyframe and orbit videos (the GUI's too)
+VIDEO_FRAMES = 36  # the panel's keyframe and orbit videos
 
 
 def add_viewer_flags(parser, *, choice: bool = False) -> None:
@@ -45,10 +45,6 @@ def view_parser(sub) -> None:
 
 
 def _check(args) -> None:
-    # (train's own --video-frames may be 0: no video at its end; the panel's then take VIDEO_FRAMES)
-    if getattr(args, "command", None) != "train" and getattr(args, "video_frames", 1) < 1:
-        raise ViewerUnavailable(f"--video-frames must be at least 1 (the frames of the videos it records), "
-                                f"got {args.video_frames}")
     seconds = getattr(args, "seconds", None)
     if seconds is not None and not seconds > 0:
         raise ViewerUnavailable(f"--seconds must be positive, got {seconds:g}")
@@ -90,6 +86,9 @@ def view_checkpoint(server: ViewerServer, args) -> int:
 
 def cmd_view(args) -> int:
     _check(args)
+    if args.video_frames < 1:  # (gui checks its own; train's 0 means no video at its end)
+        raise ViewerUnavailable(f"--video-frames must be at least 1 (the frames of the videos it records), "
+                                f"got {args.video_frames}")
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         return view_checkpoint(server, args)
