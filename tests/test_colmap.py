@@ -263,6 +263,18 @@ def test_photos_that_do_not_overlap(tmp_path, capsys):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*partial*"))
 
 
+def test_a_failed_mapping_prints_our_line_alone(tmp_path, capfd):
+    """COLMAP's own log lines (written to fd 2, past capsys) stay out, and the mapping bar counts
+    one attempt's photos, not every attempt's (it read 90/90 on 30 photos)."""
+    _noise_photos(tmp_path / "noise", 4)
+    assert main(["data", "from-photos", str(tmp_path / "noise"), "--out", str(tmp_path / "out")]) == 2
+    err = capfd.readouterr().err
+    assert "registered no images" in err
+    assert "sfm.cc" not in err and "Failed to create" not in err
+    mapping = [part for part in err.replace("\r", "\n").splitlines() if part.startswith("mapping")]
+    assert mapping and all("/4 " in part for part in mapping), mapping
+
+
 def test_unreadable_files_are_skipped_and_listed(tmp_path):
     from taichi_nerf.capture.photos import gather_images
 

@@ -207,7 +207,7 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     """Features, matching and mapping; returns (the largest reconstruction or None, models made,
     verified pairs). ``after_matching(database)`` may refuse the capture before mapping."""
     pycolmap = require_pycolmap()
-    pycolmap.logging.minloglevel = 2  # errors only: the bars say what happens
+    pycolmap.logging.minloglevel = 3  # fatal only: the bars say what happens, a failure our one-line error
     pycolmap.set_random_seed(RANDOM_SEED)  # COLMAP's global generator (this thread's), before any stage draws
     db = work / "database.db"
     reader = pycolmap.ImageReaderOptions()
@@ -252,10 +252,12 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
         after_matching(db)
     mapper.num_threads = mapper.mapper.num_threads = threads  # the nested options keep their own counts
     best, models, spent = None, 0, 0.0
-    with _bar(len(names) * MAPPING_ATTEMPTS, "mapping", progress, "img") as bar:
+    with _bar(len(names), "mapping", progress, "img") as bar:
         for attempt in range(MAPPING_ATTEMPTS if verified else 0):
             if attempt and spent > RETRY_WITHIN_S:
                 break
+            bar.n = 0  # each attempt maps the photos anew; the bar counts this attempt's registered
+            bar.set_postfix_str(f"attempt {attempt + 1}/{MAPPING_ATTEMPTS}", refresh=True)
             start = time.perf_counter()
             seed = RANDOM_SEED + attempt  # the same photos give the same models (with threads=1)
             pycolmap.set_random_seed(seed)
@@ -263,10 +265,10 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
             folder = work / "sparse" / f"attempt{attempt}"
             folder.mkdir(parents=True)
 
-            def registered():
-                bar.update(1)
+            def registered(count=1):
+                bar.update(min(count, bar.total - bar.n))
             recs = pycolmap.incremental_mapping(db, images_dir, folder, mapper,
-                                                initial_image_pair_callback=lambda: bar.update(2),
+                                                initial_image_pair_callback=lambda: registered(2),
                                                 next_image_callback=registered)
             recs = [r for r in recs.values() if r.num_reg_images() > 0]
             if recs:
@@ -274,7 +276,8 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
                 if best is None or _better(rec, best):
                     best, models = rec, len(recs)
             spent += time.perf_counter() - start
-        bar.update(max(0, bar.total - bar.n))  # attempts not needed: the bar still ends full
+        bar.n = best.num_reg_images() if best is not None else 0  # it ends at the kept model's photos
+        bar.set_postfix_str("", refresh=True)
     seconds["mapping"] = spent
     return best, models, verified
 
