@@ -101,6 +101,12 @@ def test_points_lie_on_the_true_surface(trained_builtin, tmp_path, capsys):
     assert cli.main(["export", "points", "--ckpt", str(run), "--views", "train", "--max-points", "3000",
                      "--out", str(out), "--no-progress", "--arch", ARCH]) == 0
     assert "3000 points" in capsys.readouterr().out
+    for argv, message in ((["--views", "orbit", "--data", str(tmp_path)], "an orbit needs no dataset"),
+                          (["--max-points", "0"], "at least 1")):
+        assert cli.main(["export", "points", "--ckpt", str(run), "--out", str(tmp_path / "p.ply"), "--no-progress",
+                         "--arch", ARCH, *argv]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
     v, c, f = export.read_ply(out)
     assert v.shape == (3000, 3) and c.shape == (3000, 3) and f.shape == (0, 3)
     sdf = scene_sdf(v).abs().numpy()

@@ -124,6 +124,9 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
         raise export.ExportError(f"--views must be train or orbit, got {views}")
     if max_points is not None and max_points < 1:
         raise export.ExportError(f"--max-points must be at least 1, got {max_points}")
+    if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
+        raise export.ExportError("--data picks the cameras of --views train; an orbit needs no dataset "
+                                 "(drop --data, or use --views train)")
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     export.check_exportable(renderer, "point cloud")
     if views == "train":
