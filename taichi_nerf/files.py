@@ -59,6 +59,11 @@ def write_text_atomic(path, text: str) -> Path:
     return write_atomic(path, lambda fh: fh.write(text))
 
 
+def finite_number(value) -> bool:
+    """A real number, not NaN or infinity (a metrics row read back: a perfect PSNR was written as null)."""
+    return isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def json_safe(value):
     """``value`` with every NaN or infinity as None: JSON has no such numbers (a perfect
     PSNR is infinite), and ``json.dumps`` would write ones strict readers reject. numpy

@@ -174,6 +174,13 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     got = ds.splits["train"].rgba[..., :3].numpy()
     assert np.abs(got.astype(int) - rgba[:cut, ..., :3].astype(int)).max() <= 1
     assert (ds.splits["train"].rgba[..., 3] == 255).all()
+    # Floats in 0..255 (not clipped to white) and grey images read as the same pixels; the range is said.
+    for name, array in (("f255", images * 255.0), ("grey", images[..., 1]), ("grey1", images[..., 1:2])):
+        np.savez(tmp_path / f"{name}.npz", images=array, poses=poses.numpy(), focal=np.array(FOCAL))
+        read = load_dataset(tmp_path / f"{name}.npz").splits["train"].rgba[..., :3].numpy().astype(int)
+        want = rgba[:cut, ..., :3].astype(int) if name == "f255" else np.repeat(rgba[:cut, ..., 1:2], 3, -1)
+        assert np.abs(read - want).max() <= 1, name
+    assert any("read as 0..255" in note for note in load_dataset(tmp_path / "f255.npz").notes)
     # The file may state near/far; they win over the automatic ones.
     np.savez(tmp_path / "with_bounds.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), near=2.0, far=6.0)
     stated = load_dataset(tmp_path / "with_bounds.npz")

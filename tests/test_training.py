@@ -603,3 +603,22 @@ def test_chunks_split_only_batches_that_outgrow_the_caches():
     assert train_chunk_rays(default, torch.device("cuda")) == train_chunk_rays(default, "cuda")
     assert train_chunk_rays(default, torch.device("cpu")) == train_chunk_rays(default)
     assert math.ceil(pytorch3d.batch_rays / train_chunk_rays(pytorch3d, "cuda")) == 3
+
+
+def test_a_perfect_fit_keeps_metrics_strict_and_draws_its_curves(tiny_scene, tmp_path, monkeypatch):
+    """A loss of 0 (images a field can match exactly) makes the PSNR infinite: metrics.jsonl says
+    null, not Infinity (not JSON), and curves.png is drawn from the finite points, not a crash."""
+    from taichi_nerf.training import trainer as trainer_module
+
+    calls = iter(range(10 ** 6))
+    monkeypatch.setattr(trainer_module, "mse_to_psnr", lambda mse: math.inf if next(calls) % 2 else 20.0)
+    result = Trainer(tiny_config(tiny_scene, tmp_path, steps=20, eval_every=0, preview_every=0,
+                                 checkpoint_every=0)).run()
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in metrics.jsonl")
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=no_constants) for line in lines]
+    logged = [row for row in rows if "loss" in row]
+    assert {row.get("train_psnr") for row in logged} == {None, 20.0}
+    assert result.checkpoint.is_file() and (tmp_path / "curves.png").is_file()

@@ -1,7 +1,8 @@
 """The tiny NeRF ``.npz`` of the Keras NeRF example (``tiny_nerf_data.npz``): ``images``
 (N, H, W, 3) float in [0, 1], ``poses`` (N, 4, 4) camera-to-world (OpenGL convention) and a
 scalar ``focal`` in pixels. Optional extras we read: ``near``/``far`` scalars, 4-channel
-images (alpha kept), uint8 images, a per-image ``focal`` (N,).
+images (alpha kept), grey images ((N, H, W) or (N, H, W, 1)), uint8 images, floats in 0..255
+(said in a note), a per-image ``focal`` (N,).
 
 Validation split as the example does it: the first int(0.8 N) images train, the rest
 validate (``val_fraction`` changes the 0.2). Bounds come from the cameras (data/bounds.py)
@@ -18,6 +19,7 @@ import torch
 from .dataset import DataError, Dataset, Split
 
 CHUNK = 16  # images converted to uint8 at a time: no full-size float copy is ever made
+SLACK = 0.01  # float images may overshoot [0, 1] by this much (resampling ringing) and be clipped
 
 
 def is_npz(path: Path) -> bool:
@@ -33,22 +35,43 @@ def _array(data, key: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: cannot read '{key}' ({exc})") from None
 
 
-def _to_rgba8(images: np.ndarray, where: str) -> np.ndarray:
-    """(N, H, W, 3|4) float in [0, 1] or uint8 -> (N, H, W, 4) uint8, converted in chunks."""
+def _float_scale(images: np.ndarray, where: str) -> tuple[float, str | None]:
+    """The factor to 0..255 for float images: [0, 1] as the Keras file has them, or 0..255 as
+    some exports write them (said in a note); anything else is refused, not clipped to white."""
+    low = high = 0.0
+    for start in range(0, len(images), CHUNK):
+        part = images[start:start + CHUNK]
+        if not np.isfinite(part).all():
+            raise DataError(f"{where}: 'images' contains NaN or infinity")
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
+    if low < -SLACK:
+        raise DataError(f"{where}: 'images' has negative values (down to {low:.3g}); floats must be in [0, 1]")
+    if high <= 1.0 + SLACK:
+        return 255.0, None
+    if 2.0 < high <= 255.0 + SLACK:  # 0..255 as floats: a [0, 1] image never reaches 2
+        return 1.0, f"'images' are floats up to {high:.4g}: read as 0..255, not [0, 1]"
+    raise DataError(f"{where}: 'images' floats reach {high:.4g}; they must be in [0, 1] (or 0..255)")
+
+
+def _to_rgba8(images: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
+    """(N, H, W, 1|3|4) float or uint8 -> (N, H, W, 4) uint8, converted in chunks; and a note on
+    the float range read, if it was not [0, 1]."""
     n, h, w, c = images.shape
     out = np.empty((n, h, w, 4), dtype=np.uint8)
     out[..., 3] = 255
     is_float = np.issubdtype(images.dtype, np.floating)
     if not is_float and images.dtype != np.uint8:
         raise DataError(f"{where}: 'images' must be float in [0, 1] or uint8, got {images.dtype}")
+    scale, note = _float_scale(images, where) if is_float else (1.0, None)
     for start in range(0, n, CHUNK):
         part = images[start:start + CHUNK]
         if is_float:
-            if not np.isfinite(part).all():
-                raise DataError(f"{where}: 'images' contains NaN or infinity")
-            part = np.clip(part * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        out[start:start + CHUNK, ..., :c] = part
-    return out
+            part = np.clip(part * scale + 0.5, 0, 255).astype(np.uint8)
+        if c == 1:  # grey: the same value in red, green and blue
+            out[start:start + CHUNK, ..., :3] = part
+        else:
+            out[start:start + CHUNK, ..., :c] = part
+    return out, note
 
 
 def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None, val_fraction: float = 0.2,
@@ -75,8 +98,11 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
         poses = _array(data, "poses", where)
         focal = _array(data, "focal", where)
         stated = {k: _array(data, k, where) for k in ("near", "far") if k in data.files}
-    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] == 0:
-        raise DataError(f"{path}: 'images' must be (N, H, W, 3) with N >= 1, got shape {images.shape}")
+    if images.ndim == 3:  # grey, as (N, H, W)
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] == 0:
+        raise DataError(f"{path}: 'images' must be (N, H, W, 3), or with 4 channels (alpha) or grey, with N >= 1; "
+                        f"got shape {images.shape}")
     n, h, w = images.shape[:3]
     try:
         poses = poses.astype(np.float64)
@@ -94,7 +120,7 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
         raise DataError(f"{path}: 'focal' must be positive and finite")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val fraction must be in [0, 1), got {val_fraction}")
-    rgba = _to_rgba8(images, where)
+    rgba, range_note = _to_rgba8(images, where)
     del images
     if downscale > 1:
         if h // downscale < 1 or w // downscale < 1:
@@ -126,6 +152,7 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     warnings = [] if "val" in splits else [f"{path}: only {n} image(s): no validation split"]
     ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="npz", source=str(path),
                  warnings=warnings)
+    ds.notes += [range_note] if range_note else []
     ds.notes.append(f"split: first {cut} images train, last {n - cut} validate (fraction {val_fraction:g})")
     auto_bounds(ds)
     for key, value in stated.items():

@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from ..files import finite_number
+
 SERIES_COLOURS = [(70, 110, 220), (220, 60, 60)]
 
 
@@ -25,8 +27,8 @@ def write_curves(out_dir: Path) -> Path | None:
         if isinstance(row, dict) and "step" in row:
             rows.append(row)
     series = {
-        "train PSNR": [(r["step"], r["train_psnr"]) for r in rows if "train_psnr" in r],
-        "val PSNR": [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r],
+        name: [(r["step"], r[key]) for r in rows if finite_number(r.get(key))]  # a perfect fit's PSNR is null
+        for name, key in (("train PSNR", "train_psnr"), ("val PSNR", "val_psnr"))
     }
     w, h, pad = 640, 320, 40
     img = Image.new("RGB", (w, h), "white")

@@ -14,7 +14,7 @@ import torch
 
 from .. import backend, resources
 from ..config import TrainConfig
-from ..files import write_png, write_text_atomic
+from ..files import json_safe, write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
@@ -370,7 +370,7 @@ class Trainer:
         self.history.append(record)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps(json_safe(record)) + "\n")  # a perfect PSNR (inf) as null: strict JSON
         self.notify("on_log", record)
 
     # --- checkpoints -------------------------------------------------------------------

@@ -3,6 +3,7 @@ import json
 import math
 from pathlib import Path
 
+from ..files import finite_number
 from ..training.trainer import TrainingCallback
 
 CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
@@ -20,7 +21,7 @@ class TrainingCurves(TrainingCallback):
         self.val_psnr = val_psnr
 
     def on_step(self, trainer, info: dict) -> None:
-        if info["train_psnr"] is not None and math.isfinite(info["loss"]):
+        if finite_number(info["train_psnr"]) and finite_number(info["loss"]):
             self.add(info["step"], info["loss"], info["train_psnr"])
 
     def on_validate(self, trainer, psnr: float) -> None:
@@ -42,7 +43,7 @@ class TrainingCurves(TrainingCallback):
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if "train_psnr" in row and "loss" in row and row["step"] <= up_to_step:
+            if finite_number(row.get("train_psnr")) and finite_number(row.get("loss")) and row["step"] <= up_to_step:
                 self.add(row["step"], row["loss"], row["train_psnr"])
 
     def series(self) -> list:
