@@ -59,6 +59,7 @@ def test_training_changes_the_picture_and_the_curves(scenario_result):
     assert r["psnr_last"] > r["psnr_first"] + 1.0
     assert r["same_weights_as_plain_trainer"]  # drawing between steps leaves training untouched
     assert r["incremental_vs_full_redraw"] <= 1.0
+    assert not r["had_checkpoint"] and r["autosaved_after"] > 0  # no schedule (checkpoint_every 0): the autosave
 
 
 def test_pause_stops_training(scenario_result):
@@ -224,6 +225,14 @@ def scenario(tmp: Path) -> dict:
     app.schedule.paused = False
     while app.trainer.step_count < 60:
         app.frame(FrameInput())
+    # a lost display aborts inside Vulkan: training saves on its own every AUTOSAVE_S (60 s; 0 here)
+    import taichi_nerf.gui.app as gui_app
+
+    r["had_checkpoint"] = (tmp / "run" / "checkpoint.pt").is_file()
+    gui_app.AUTOSAVE_S, before_autosave = 0.0, app.trainer.step_count
+    app.frame(FrameInput())
+    gui_app.AUTOSAVE_S = 60.0
+    r["autosaved_after"] = int(checkpoint.read_state(tmp / "run" / "checkpoint.pt")["step"]) - before_autosave
     # each frame redrew only the rows rendered since the last: the same picture as a whole redraw
     incremental = app.display.to_numpy().astype(np.float64)
     app._composed = None

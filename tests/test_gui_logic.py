@@ -414,14 +414,27 @@ def test_performance_log_writes_strict_json_once_a_second(tmp_path, monkeypatch)
     (["gui", "--turn-every", "0"], "--turn-every must be positive"),
     (["gui", "--train"], "--train continues a checkpoint"),
     (["gui", "--window", "big"], "--window must look like"),
+    (["gui", "--headless", "--frames", "2", "--window", "100000x100000"], "at most 8192 pixels a side"),
+    (["gui", "--headless", "--frames", "0"], "--frames must be at least 1"),
+    (["gui", "--headless", "--frames", "2", "--render-scale", "100"], "--render-scale must be above 0"),
+    (["gui", "--headless", "--frames", "2", "--render-scale", "0"], "--render-scale must be above 0"),
+    (["gui", "--ckpt", "runs/x", "--data", "d"], "give one of them"),
+    (["gui", "--out", "unused"], "browser viewer (taichi-nerf gui --web"),
+    (["gui", "--out", "unused", "--display", ":77"], "cannot open the X display ':77'"),
 ])
-def test_gui_command_line_errors(argv, message, monkeypatch, capsys):
+def test_gui_command_line_errors(argv, message, monkeypatch, capsys, tmp_path):
     from taichi_nerf import cli
 
+    monkeypatch.chdir(tmp_path)  # nothing may be written, here or anywhere
+    argv = list(argv)
     monkeypatch.delenv("DISPLAY", raising=False)
+    if "--display" in argv:  # an X server that does not answer
+        monkeypatch.setenv("DISPLAY", argv.pop(argv.index("--display") + 1))
+        argv.remove("--display")
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
 
 
 # --- the loop and signals ------------------------------------------------------------------

@@ -273,3 +273,4 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     assert final["running"] is False
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert state["step"] == final["step"] > step
+    assert not (session.tmp / "imgui.ini").exists()  # Dear ImGui's layout file, not left in the user's folder

@@ -6,6 +6,7 @@ from .common import HelpFormatter, UserError, add_config_flags, run_config
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
               "arch", "progress", "scene_views", "scene_size", "mixed_precision")
+MAX_RENDER_SCALE = 2.0  # 2x supersampling; beyond it a frame takes minutes and the window stops answering
 GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 
 
@@ -79,6 +80,9 @@ def cmd_gui(args) -> int:
     refuse_several("the GUI")  # distributed: one process only
     if args.train and not args.ckpt:
         raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
+    if args.ckpt and not args.train and args.data is not None:
+        raise UserError("--ckpt looks at a trained field and --data trains a new one: give one of them "
+                        "(or --ckpt RUN --train --data PATH to continue that run on this data)")
     if args.video_frames < 1:
         raise UserError(f"--video-frames must be at least 1 (the frames of the videos it records), "
                         f"got {args.video_frames}")
@@ -89,6 +93,11 @@ def cmd_gui(args) -> int:
     if args.headless and args.frames is None and args.seconds is None:
         raise UserError("--headless has no window to close: give --frames N or --seconds S "
                         "(and --screenshot FILE to keep the last frame)")
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {args.frames}")
+    if args.render_scale is not None and not 0 < args.render_scale <= MAX_RENDER_SCALE:
+        raise UserError(f"--render-scale must be above 0 and at most {MAX_RENDER_SCALE:g} (the render's size over "
+                        f"the view's), got {args.render_scale:g}")
     if args.seconds is not None and not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds:g}")
     if args.turn_every is not None and not args.turn_every > 0:

@@ -42,6 +42,10 @@ MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 TURN_DEG = 30.0  # --turn-every's step around the scene
+# A lost display aborts the process inside Vulkan (no Python handler runs): training saves at
+# least this often, so at most a minute of it is lost.
+AUTOSAVE_S = 60.0
+IMGUI_INI = Path("imgui.ini")  # Dear ImGui saves its panel positions here, in the working folder
 
 
 @dataclass
@@ -103,6 +107,7 @@ class GuiApp:
         self.curves = TrainingCurves(val_psnr)
         self.step_at_open = trainer.step_count if trainer is not None else step
         self.saved_step = self.step_at_open
+        self.saved_at = time.perf_counter()
         self.counts = {"checkpoints": 0, "screenshots": 0, "videos": 0}
         self.last_saved: dict[str, str] = {}
         self.video_job = None  # a taichi_nerf.outputs.video.OrbitRecorder while recording
@@ -154,6 +159,7 @@ class GuiApp:
         import taichi as ti
 
         check_environment(self.options.headless)
+        self._imgui_ini_was_here = IMGUI_INI.exists()
         self.display = Display(self.width, self.height)
         # fps_limit: an idle window (paused, view refined) must not spin a core at hundreds of fps
         self.window = ti.ui.Window("taichi-nerf", (self.width, self.height), vsync=False, fps_limit=60,
@@ -221,6 +227,8 @@ class GuiApp:
         if self.window is not None:
             self.window.destroy()
             self.window = None
+            if not self._imgui_ini_was_here:  # GGUI's panel layout file, written to the working folder
+                IMGUI_INI.unlink(missing_ok=True)
 
     # --- one frame -----------------------------------------------------------------------
     def frame(self, inp: FrameInput) -> None:
@@ -318,6 +326,9 @@ class GuiApp:
             return False
         except OSError as exc:  # a preview or checkpoint could not be written: say so, train on
             self.message = f"saving failed: {exc}"
+        if time.perf_counter() - self.saved_at > AUTOSAVE_S and self.saved_step != self.trainer.step_count:
+            self.saved_at = time.perf_counter()  # a failed save is retried a minute later, not every step
+            actions.attempt(self, actions.save_checkpoint, "checkpoint")
         if self.schedule.reached(self.trainer.step_count):
             if self.saved_step != self.trainer.step_count:
                 actions.attempt(self, actions.save_checkpoint, "checkpoint")
@@ -327,7 +338,7 @@ class GuiApp:
 
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
         """Trainer hook: whoever saved (a button, the schedule, closing), the app knows."""
-        self.saved_step = trainer.step_count
+        self.saved_step, self.saved_at = trainer.step_count, time.perf_counter()
         self.counts["checkpoints"] += 1
         self.last_saved["checkpoint"] = str(path)
         self.message = f"saved checkpoint: {path}"
