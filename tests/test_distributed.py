@@ -207,13 +207,19 @@ def test_devices_flag_is_not_passed_on_to_the_ranks():
     assert without_devices_flag(["train", "--devices=4", "--resume", "x"]) == ["train", "--resume", "x"]
 
 
-def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys):
+def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys, tmp_path):
     from taichi_nerf import cli
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert cli.main(["gui", "--headless", "--frames", "1"]) == 2
-    assert "the GUI runs in one process" in capsys.readouterr().err
+    for argv in (["gui", "--headless", "--frames", "1"], ["render", "--ckpt", "x"], ["data", "info", "x"]):
+        assert cli.main(argv) == 2
+        assert f"taichi-nerf {argv[0]} runs in one process" in capsys.readouterr().err
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert cli.main(["train", "--devices", "3", "--dry-run", "--arch", "cpu", "--out", str(tmp_path / "r")]) == 2
+    assert "this machine has 2 CPU cores; give at most 2" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "x")
     assert cli.main(["train", "--dry-run"]) == 2
     assert "RANK='x' is not a whole number" in capsys.readouterr().err

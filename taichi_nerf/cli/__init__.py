@@ -33,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from ..data.dataset import DataError
     from ..runs.checkpoint import CheckpointError
-    from ..runs.distributed import PeerLost
+    from ..runs.distributed import PeerLost, refuse_several
     from ..training.trainer import TrainingDiverged
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --devices: what each rank runs
     try:
+        if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
+            refuse_several(f"taichi-nerf {args.command}")
         return args.run(args)
     except (UserError, DataError, CheckpointError, ValueError) as exc:
         print(f"taichi-nerf: error: {exc}", file=sys.stderr)

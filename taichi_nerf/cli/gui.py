@@ -74,10 +74,8 @@ def cmd_gui(args) -> int:
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
     from ..runs.checkpoint import find_checkpoint
-    from ..runs.distributed import refuse_several
     from ..training.diagnostics import start_lines
 
-    refuse_several("the GUI")  # distributed: one process only
     if args.train and not args.ckpt:
         raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
     if args.ckpt and not args.train and args.data is not None:

@@ -58,6 +58,8 @@ def cmd_train(args) -> int:
             raise UserError("the web viewer watches one process: drop --devices or --viewer web")
     cfg = run_config(args, resume_from=args.resume)
     launcher = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
+    if launcher:
+        distributed.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
     viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:
@@ -79,7 +81,8 @@ def cmd_train(args) -> int:
     ranks = distributed.current()
     with run:
         cfg = run.cfg
-        together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {cfg.batch_rays} rays a step"
+        each = f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
+        together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {each} a step"
         print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "") + (together if ranks.size > 1 else ""))
         if cfg.preset is not None:
             from ..presets import PRESETS

@@ -27,6 +27,7 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -66,10 +67,11 @@ def world_size() -> int:
 
 
 def refuse_several(what: str) -> None:
-    """One-process features (the GUI): a one-line refusal under torchrun with WORLD_SIZE > 1."""
+    """One-process features (every command but train, the web viewer): a one-line refusal under
+    torchrun with WORLD_SIZE > 1."""
     if world_size() > 1:
         raise ValueError(f"{what} runs in one process; start it without torchrun or --devices "
-                         f"(WORLD_SIZE is {world_size()})")
+                         f"(WORLD_SIZE is {world_size()}; only train runs on several)")
 
 
 def gpu_for_local_rank(visible: str | None, local_rank: int) -> str:
@@ -139,8 +141,9 @@ class Ranks:
         try:
             return collective(*args, **kwargs)
         except RuntimeError as exc:  # gloo/NCCL errors: connection reset, timeout, aborted communicator
-            hint = f"; continue from the last checkpoint with: taichi-nerf train --resume {self.run_folder}" \
-                if self.run_folder is not None else ""
+            saved = self.run_folder is not None and (Path(self.run_folder) / "checkpoint.pt").is_file()
+            hint = f"; continue from the last checkpoint with: taichi-nerf train --resume {self.run_folder}" if saved \
+                else "; no checkpoint was saved yet" if self.run_folder is not None else ""
             lost = PeerLost(f"rank {self.rank} of {self.size} lost the other ranks ({_reason(exc)}): "
                             f"one died or stopped answering{hint}")
             # Said here, while the run's signal handlers still stand: torchrun SIGTERMs the
@@ -345,6 +348,17 @@ def without_devices_flag(argv: list[str]) -> list[str]:
     return rest
 
 
+def check_local_devices(count: int, cuda: bool) -> None:
+    """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores."""
+    cores = os.cpu_count() or 1
+    if not cuda and count > cores:  # each rank is a whole training process: more than the cores only thrash
+        raise ValueError(f"--devices {count} starts a training process each, but this machine has {cores} CPU "
+                         f"cores; give at most {cores}")
+    if cuda and count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
+                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
+
+
 def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
     """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
     (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
@@ -353,10 +367,7 @@ def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    if cuda and count > torch.cuda.device_count():
-        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
-                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
-
+    check_local_devices(count, cuda)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
     # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
     # folder that nobody removes, one per run; what a failure says is reported below instead.
