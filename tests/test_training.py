@@ -622,3 +622,18 @@ def test_a_perfect_fit_keeps_metrics_strict_and_draws_its_curves(tiny_scene, tmp
     logged = [row for row in rows if "loss" in row]
     assert {row.get("train_psnr") for row in logged} == {None, 20.0}
     assert result.checkpoint.is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_an_interrupted_run_without_video_is_told_to_continue_without_one(tmp_path, capsys):
+    """The hint repeats --video-frames 0: a resume renders the default video unless the run had ended without one."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.cli.train import report_end
+    from taichi_nerf.training.trainer import TrainResult
+
+    result = TrainResult(out_dir=tmp_path, checkpoint=tmp_path / "checkpoint.pt", step=7, val_psnr=None,
+                         interrupted=True, seconds=1.0)
+    trainer = SimpleNamespace(cfg=TrainConfig())
+    for frames, tail in ((0, " --video-frames 0"), (60, "")):
+        assert report_end(trainer, result, video_frames=frames) == 130
+        assert capsys.readouterr().out.endswith(f"continue with: taichi-nerf train --resume {tmp_path}{tail}\n")
