@@ -637,3 +637,22 @@ def test_an_interrupted_run_without_video_is_told_to_continue_without_one(tmp_pa
     for frames, tail in ((0, " --video-frames 0"), (60, "")):
         assert report_end(trainer, result, video_frames=frames) == 130
         assert capsys.readouterr().out.endswith(f"continue with: taichi-nerf train --resume {tmp_path}{tail}\n")
+
+
+def test_data_without_held_out_views_says_what_validation_scores(tmp_path, capsys):
+    """One photo (an .npz of one image): nothing is held out, so validation scores the training
+    view; the start and the end say so instead of calling it a validation PSNR."""
+    import numpy as np
+
+    from taichi_nerf import cli
+
+    pose = np.eye(4)
+    pose[2, 3] = 4.0  # 4 units back along +z, looking at the origin
+    np.savez(tmp_path / "one.npz", images=np.random.default_rng(0).random((1, 16, 16, 3)), poses=pose[None],
+             focal=20.0)
+    assert cli.main(["train", "--data", str(tmp_path / "one.npz"), "--out", str(tmp_path / "run"), "--steps", "3",
+                     "--width", "16", "--depth", "2", "--batch-rays", "64", "--samples", "8", "--video-frames", "0",
+                     "--no-progress", "--arch", ARCH]) == 0
+    out = capsys.readouterr().out
+    assert "validation scores training views, which are not held out" in out
+    assert "; PSNR on the training views (none held out) " in out and "validation PSNR" not in out

@@ -132,7 +132,8 @@ def report_end(trainer, result, video_frames: int) -> int:
         if cfg.time_limit_s and trainer.time_used >= 1.0 else ""
     steps = f"{result.step - trainer.resumed_from} steps" + (
         f" (step {trainer.resumed_from} to {result.step})" if trainer.resumed_from else "")
-    print(f"trained {steps} in {result.seconds:.1f} s{limited}; validation PSNR {result.val_psnr:.2f} dB{alone}")
+    scored = "validation PSNR" if trainer.val_name != "train" else "PSNR on the training views (none held out)"
+    print(f"trained {steps} in {result.seconds:.1f} s{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")

@@ -139,6 +139,8 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
     lines = [f"data: {trainer.dataset.summary()}"]
     lines += [f"warning: {w}" for w in trainer.dataset.warnings] + [f"note: {n}" for n in trainer.dataset.notes]
     chosen = trainer.background_choice
+    if trainer.val_name == "train":
+        lines.append("note: no val or test views: validation scores training views, which are not held out")
     lines.append(f"background: {chosen.description}" + ("" if cfg.background != "auto" else
                                                         "; --background overrides it"))
     if chosen.warning:

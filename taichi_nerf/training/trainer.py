@@ -100,8 +100,9 @@ class Trainer:
             train_split = self.dataset.split("train")
             resources.check_training(self.cfg, str(dev), train_split.width * train_split.height)
         self.train = self.dataset.split("train").to(dev)
-        val_name = "val" if "val" in self.dataset.splits else ("test" if "test" in self.dataset.splits else "train")
-        self.val = self.dataset.split(val_name)
+        splits = self.dataset.splits
+        self.val_name = "val" if "val" in splits else ("test" if "test" in splits else "train")
+        self.val = self.dataset.split(self.val_name)
         self.scene = Scene.from_dataset(self.dataset)
         if resume:  # the field's coordinates are the checkpoint's (refused if the data moved the scene)
             resume_path = checkpoint.find_checkpoint(self.out_dir)
