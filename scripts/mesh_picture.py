@@ -1,7 +1,7 @@
 """docs/mesh.png: a trained field beside the mesh exported from it, the mesh drawn by the
 project's own rasteriser (taichi_nerf/scenes/mesh.py, the one behind `data from-mesh`).
 
-    python scripts/mesh_picture.py --ckpt runs/builtin [--resolution 256] [--out docs/mesh.png]
+    python scripts/mesh_picture.py --ckpt runs/builtin [--resolution 256] [--out mesh.png]
 
 The exported OBJ is read back with scenes/obj.py, so the picture also checks the round trip.
 """
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--size", type=int, default=320, help="width of each panel")
-    parser.add_argument("--out", default="docs/mesh.png")
+    parser.add_argument("--out", default="mesh.png", help="PNG to write (default mesh.png in this folder)")
     parser.add_argument("--arch", default="auto")
     args = parser.parse_args()
 

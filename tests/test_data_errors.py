@@ -179,6 +179,10 @@ def test_other_formats_bad_files(tmp_path):
     expect_error(tmp_path / "nan.npz", "pose 0", "NaN")
     np.savez(tmp_path / "shape.npz", images=np.zeros((2, 4, 4, 3)), poses=np.zeros((3, 4, 4)), focal=5.0)
     expect_error(tmp_path / "shape.npz", "must be (2, 4, 4)")
+    flat = np.tile(np.eye(4), (2, 1, 1))
+    flat[1, :3, :3] = 0.0
+    np.savez(tmp_path / "flat.npz", images=np.zeros((2, 4, 4, 3)), poses=flat, focal=5.0)
+    expect_error(tmp_path / "flat.npz", "pose 1 has a degenerate (singular) rotation")
     for name, images, problem in (("neg", -0.5, "negative values (down to -0.5)"), ("hdr", 1.5, "floats reach 1.5"),
                                    ("big", 300.0, "floats reach 300")):
         np.savez(tmp_path / f"{name}.npz", images=np.linspace(0, images, 96).reshape(2, 4, 4, 3),

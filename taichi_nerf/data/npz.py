@@ -116,6 +116,9 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     bad = ~np.isfinite(poses).all(axis=(1, 2))
     if bad.any():
         raise DataError(f"{path}: pose {int(np.argmax(bad))} contains NaN or infinity")
+    singular = np.abs(np.linalg.det(poses[:, :3, :3])) < 1e-6  # as the JSON layouts refuse them
+    if singular.any():
+        raise DataError(f"{path}: pose {int(np.argmax(singular))} has a degenerate (singular) rotation")
     if not (np.isfinite(focal) & (focal > 0)).all():
         raise DataError(f"{path}: 'focal' must be positive and finite")
     if not 0.0 <= val_fraction < 1.0:
