@@ -31,7 +31,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     else:
         cfg = (config or TrainConfig()).replace(**overrides)
     # open_run: every check that can refuse (config, memory, dataset, folder, lock) comes first
-    with open_run(cfg, resume=resume, overwrite=overwrite, data_given="data" in overrides) as run:
+    with open_run(cfg, resume=resume, overwrite=overwrite, data_given="data" in overrides,
+                  continue_hint="resume=True to continue it", flags=("overwrite=True", "out")) as run:
         return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
 
 

@@ -313,6 +313,10 @@ class TrainConfig:
         """A copy with ``changes`` (None values ignored: "not given"). A ``preset`` among them is
         applied first, so the other changes win over its values (flags over --preset)."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:  # dataclasses.replace's own TypeError names __init__, not what to do
+            raise TypeError(f"not TrainConfig fields: {', '.join(unknown)} (taichi_nerf/config.py lists them; "
+                            f"videos of a trained field: render_path or render_orbit)")
         base = self.with_preset(changes["preset"]) if "preset" in changes else self
         return dataclasses.replace(base, **changes)
 

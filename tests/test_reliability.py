@@ -142,8 +142,12 @@ def test_api_train_follows_the_same_rule(run, tiny_scene):
     import taichi_nerf as tn
 
     before = snapshot(run)
-    with pytest.raises(checkpoint.CheckpointError, match="already holds a run"):
+    with pytest.raises(checkpoint.CheckpointError, match="already holds a run") as refusal:
         tn.train(tiny_config(tiny_scene, run, steps=2))
+    assert "add resume=True to continue it, overwrite=True to replace it" in str(refusal.value)  # Python's words
+    assert "--" not in str(refusal.value)
+    with pytest.raises(TypeError, match="not TrainConfig fields: video_frames .*render_orbit"):
+        tn.train(tiny_config(tiny_scene, run, steps=2), video_frames=0)
     assert snapshot(run) == before
 
 

@@ -42,23 +42,25 @@ def holds_run(folder) -> bool:
 
 
 def claim_run_folder(folder, *, overwrite: bool = False, continue_hint: str = "--resume to continue it",
-                     check_only: bool = False) -> Path:
+                     check_only: bool = False, flags: tuple[str, str] = ("--overwrite", "--out")) -> Path:
     """Make ``folder`` ready for a fresh run: a folder holding another run (its checkpoint,
     metrics or config) is refused, so two runs never mix, unless ``overwrite``, which first
     removes that run's files (only those: anything else in the folder stays). ``check_only``:
-    refuse as it would, but remove nothing. Call it through :func:`taichi_nerf.runs.run_folder.open_run`,
+    refuse as it would, but remove nothing. ``flags``: how the caller spells overwrite and out
+    (the Python API: ``overwrite=True``, ``out``). Call it through :func:`taichi_nerf.runs.run_folder.open_run`,
     which runs every other refusing check first and holds the run's lock."""
     folder = Path(folder)
+    overwrite_flag, out_flag = flags
     if folder.exists() and not folder.is_dir():
-        raise checkpoint.CheckpointError(f"{folder}: is a file, not a run folder; choose another --out")
+        raise checkpoint.CheckpointError(f"{folder}: is a file, not a run folder; choose another {out_flag}")
     if not holds_run(folder) or (check_only and overwrite):
         return folder
     if not overwrite:
         ckpt = folder / "checkpoint.pt"
         what = "a run with a checkpoint" if ckpt.is_file() else "an unfinished run with no checkpoint"
         hint = f"{continue_hint}, " if ckpt.is_file() else ""
-        raise checkpoint.CheckpointError(f"{folder}: already holds {what}; add {hint}--overwrite to replace it, "
-                              f"or choose another --out")
+        raise checkpoint.CheckpointError(f"{folder}: already holds {what}; add {hint}{overwrite_flag} to replace "
+                                         f"it, or choose another {out_flag}")
     if check_only:
         return folder
     for pattern in RUN_OUTPUTS:
@@ -243,7 +245,8 @@ class Run:
 
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
              data_given: bool | None = None, continue_hint: str = "--resume to continue it",
-             dataset: Dataset | None = None, claim: bool = True) -> Run:
+             dataset: Dataset | None = None, claim: bool = True,
+             flags: tuple[str, str] = ("--overwrite", "--out")) -> Run:
     """Check everything that can refuse the run, then lock and claim its folder.
 
     ``cfg``: the run's configuration (for a resume, the saved one with the user's overrides:
@@ -252,6 +255,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     checks alone, nothing on disk changes. ``data_given``: the dataset path came from the
     user now (a resume otherwise needs the stored path to exist). ``dataset``: one already
     loaded for this config. ``claim`` False: check, but neither lock nor touch the folder.
+    ``continue_hint``, ``flags``: how the caller's refusals spell continuing and overwriting.
     Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
     """
     if resume and overwrite:
@@ -259,7 +263,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     cfg = cfg.validate().with_absolute_paths()
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
-        raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another --out")
+        raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another {flags[1]}")
     check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
         path = checkpoint.find_checkpoint(out)
@@ -268,7 +272,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         if (out / "metrics.jsonl").is_file():
             read_metrics(out / "metrics.jsonl")
     elif not overwrite:
-        claim_run_folder(out, continue_hint=continue_hint, check_only=True)
+        claim_run_folder(out, continue_hint=continue_hint, check_only=True, flags=flags)
     _check_extras(cfg)
     device = "cuda" if resolve_arch(cfg.arch) == "cuda" else "cpu"
     resources.check_training(cfg, device)  # before minutes of loading, not after
@@ -286,15 +290,15 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if dry_run or not claim:
         return run
     # Under torchrun, rank 0 alone locks and claims the folder; its refusal stops every rank.
-    run.lock = distributed.join(cfg.arch).on_writer(_lock_and_claim, out, resume, overwrite, continue_hint)
+    run.lock = distributed.join(cfg.arch).on_writer(_lock_and_claim, out, resume, overwrite, continue_hint, flags)
     return run
 
 
-def _lock_and_claim(out: Path, resume: bool, overwrite: bool, continue_hint: str) -> RunLock:
+def _lock_and_claim(out: Path, resume: bool, overwrite: bool, continue_hint: str, flags: tuple[str, str]) -> RunLock:
     lock = RunLock(out).acquire()
     try:
         if not resume:
-            claim_run_folder(out, overwrite=overwrite, continue_hint=continue_hint)
+            claim_run_folder(out, overwrite=overwrite, continue_hint=continue_hint, flags=flags)
     except BaseException:
         lock.release()
         raise
