@@ -25,8 +25,13 @@ def params(trainer):
 
 @pytest.mark.parametrize("sampler", ["grid", "stratified", "hierarchical"])
 def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
+    from taichi_nerf.training.diagnostics import start_lines
+
     cfg = tiny_config(tiny_scene, tmp_path / sampler, sampler=sampler, steps=60, fine_samples=16, samples_per_ray=16)
-    result = Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    said = {"grid": "x 16 samples", "stratified": "x 16 samples", "hierarchical": "x 16 samples + 16 placed by their"}
+    assert said[sampler] in start_lines(trainer, resume=False)[-1]
+    result = trainer.run()
     rows = [json.loads(line) for line in (tmp_path / sampler / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val_psnr"] for r in rows if "val_psnr" in r]
     assert vals[-1] > vals[0] + 2.0, vals  # it learns something in 60 tiny steps

@@ -165,6 +165,8 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
     samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
         f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
         f"{trainer.renderer.proposal.render_count} when rendering)"
+    if cfg.sampler == "hierarchical":
+        samples += f" + {cfg.fine_samples} placed by their weights"
     until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
