@@ -661,3 +661,5 @@ def test_data_without_held_out_views_says_what_validation_scores(tmp_path, capsy
     out = capsys.readouterr().out
     assert "validation scores training views, which are not held out" in out
     assert "; PSNR on the training views (none held out) " in out and "validation PSNR" not in out
+    assert cli.main(["data", "info", str(tmp_path / "one.npz")]) == 0
+    assert "train:    1 image, 16x16;" in capsys.readouterr().out

@@ -14,6 +14,11 @@ class UserError(Exception):
     """A mistake in the command line: one line on stderr, exit status 2."""
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 image", "3 images": what the command lines print."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def add_arch(p):
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto",
                    help="compute backend (default: auto = CUDA if usable, else CPU)")

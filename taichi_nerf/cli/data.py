@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .common import HelpFormatter, UserError, add_config_flags, config_overrides
+from .common import HelpFormatter, UserError, add_config_flags, config_overrides, counted
 
 
 def add_parser(sub) -> None:
@@ -73,7 +73,7 @@ def cmd_data_info(args) -> int:
         same = bool((intr == intr[0]).all())
         described = ", ".join(f"{k} {float(v):.4g}" for k, v in zip(INTRINSICS, intr[0])
                               if k[0] in "fc" or float(v) != 0.0)
-        print(f"{name + ':':9} {split.count} images, {split.width}x{split.height}; "
+        print(f"{name + ':':9} {counted(split.count, 'image')}, {split.width}x{split.height}; "
               f"{'intrinsics' if same else 'first camera'}: {described}")
     print(f"near/far: {ds.near:.4g} / {ds.far:.4g}" + ("  (NDC)" if ds.ndc else "")
           + ("  (unbounded: space beyond the box is contracted)" if ds.unbounded else ""))

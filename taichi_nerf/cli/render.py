@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UserError, add_arch
+from .common import UserError, add_arch, counted
 
 
 def add_parser(sub) -> None:
@@ -85,6 +85,6 @@ def _render_split(args) -> int:
     whole = "inf" if result["psnr"] is None else f"{result['psnr']:.2f}"  # None: perfect (JSON has no inf)
     alone = (f", {result['object_psnr']:.2f} dB on the object's pixels alone"
              if result.get("object_psnr") is not None else "")
-    print(f"rendered {result['count']} {args.split} views to {out}/ (PSNR {whole} dB{alone}, "
+    print(f"rendered {counted(result['count'], args.split + ' view')} to {out}/ (PSNR {whole} dB{alone}, "
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0

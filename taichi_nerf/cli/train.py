@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, run_config
+from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, counted, run_config
 
 VIDEO_FRAMES = 60  # the video at the end of a run
 
@@ -130,7 +130,7 @@ def report_end(trainer, result, video_frames: int) -> int:
     alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
     limited = f" (stopped by the {cfg.time_limit_s:g} s time limit, then validated)" \
         if cfg.time_limit_s and trainer.time_used >= 1.0 else ""
-    steps = f"{result.step - trainer.resumed_from} steps" + (
+    steps = counted(result.step - trainer.resumed_from, "step") + (
         f" (step {trainer.resumed_from} to {result.step})" if trainer.resumed_from else "")
     scored = "validation PSNR" if trainer.val_name != "train" else "PSNR on the training views (none held out)"
     print(f"trained {steps} in {result.seconds:.1f} s{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
