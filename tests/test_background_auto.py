@@ -86,6 +86,10 @@ def test_textured_full_frame_is_scene(kind):
     choice = choose_background(dataset(rgba))
     assert choice.name == "scene" and not choice.confident and choice.colour is None
     assert choice.uniform_fraction < 0.75
+    from taichi_nerf.rendering.backgrounds import resolve_background
+
+    chosen = resolve_background("auto", choice)  # random per ray: the warning offers the other two, not random
+    assert chosen.random and "set --background white or black" in chosen.warning and "random if" not in chosen.warning
 
 
 def test_few_images_are_not_confident():

@@ -121,8 +121,8 @@ def choose_background(dataset) -> BackgroundChoice:
     where = f"{100 * fraction:.0f}% of the image borders"
     if fraction < MOSTLY:
         return BackgroundChoice("scene", f"opaque images with a varied surround (only {where} match its most common "
-                                "colour): the background is part of the scene and must be modelled; the object "
-                                f"box may be too small for it{few_note}", confident=False, uniform_fraction=fraction)
+                                "colour): the background is part of the scene and must be modelled"
+                                f"{few_note}", confident=False, uniform_fraction=fraction)
     if float(dominant.max()) <= DARK:
         name, colour = "black", (0.0, 0.0, 0.0)
     elif float(dominant.min()) >= LIGHT:

@@ -70,7 +70,8 @@ def resolve_background(name: str, detected=None) -> TrainingBackground:
         return TrainingBackground(False, BACKGROUND_COLOURS["white"], "white (auto: nothing detected)")
     if detected.name == "scene":
         return TrainingBackground(True, BACKGROUND_COLOURS["white"], f"random per ray (auto: {detected.reason})",
-                                  warning=f"background: the surround looks like scenery, so it is modelled; {override}")
+                                  warning="background: the surround looks like scenery, so it is modelled; if it is "
+                                          "a plain colour, set --background white or black")
     colour = tuple(float(c) for c in detected.colour)
     shown = detected.name if detected.name != "colour" else "(" + ", ".join(f"{c:.2f}" for c in colour) + ")"
     warning = None if detected.confident else f"background: auto chose {shown} ({detected.reason}); {override}"
