@@ -289,7 +289,7 @@ class TrainConfig:
         except FileNotFoundError:
             raise ValueError(f"{path}: config file not found") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+            raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path}: not a text file (a config is a JSON object of TrainConfig fields)") from None
         except OSError as exc:
