@@ -15,9 +15,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("data", help="make or inspect datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="render the built-in scene in the Blender layout")
-    s.add_argument("--out", required=True)
-    s.add_argument("--views", type=int, default=100)
-    s.add_argument("--size", type=int, default=100)
+    s.add_argument("--out", required=True, help="dataset folder to write (Blender layout)")
+    s.add_argument("--views", type=int, default=100, help="training views (default 100; val and test get 8 each)")
+    s.add_argument("--size", type=int, default=100, help="image width and height in pixels (default 100)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(run=cmd_data_synthetic)
 

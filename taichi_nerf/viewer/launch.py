@@ -4,6 +4,7 @@ before any data loads, so a missing viser or a bad address refuses the command b
 anything on disk changes."""
 import time
 
+from ..backend import ARCH_CHOICES
 from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, require_viser
 
 DEFAULT_RESOLUTION = 512
@@ -35,7 +36,8 @@ def view_parser(sub) -> None:
                        description="Serve a trained checkpoint to a browser: orbit, pan and zoom, render modes, "
                                    "training cameras, keyframes and path videos.")
     p.add_argument("--ckpt", required=True, metavar="RUN", help="checkpoint file or run folder")
-    p.add_argument("--arch", default="auto", help="compute backend: auto, cuda or cpu (default: auto)")
+    p.add_argument("--arch", choices=ARCH_CHOICES, default="auto",
+                   help="compute backend (default: auto = CUDA if usable, else CPU)")
     p.add_argument("--seconds", type=float, metavar="S", help="leave after this many seconds (default: at Ctrl-C)")
     p.add_argument("--status", metavar="JSON", help="write the viewer's state as JSON to this file (for scripts)")
     p.add_argument("--video-frames", type=int, default=VIDEO_FRAMES, metavar="N",
