@@ -121,7 +121,7 @@ def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scen
 def test_fresh_train_refuses_a_folder_holding_a_run(run, tiny_scene, capsys):
     before = snapshot(run)
     refused(capsys, ["train", "--data", tiny_scene, "--out", run, "--steps", "3", *TINY],
-            str(run), "already holds a run with a checkpoint", "--resume", "--overwrite")
+            str(run), "already holds a run with a checkpoint", f"--resume {run} (in place of --out)", "--overwrite")
     assert snapshot(run) == before
     refused(capsys, ["train", "--resume", run, "--overwrite"], "give one")
     assert snapshot(run) == before

@@ -1,6 +1,7 @@
 """``taichi-nerf train``: a new run, or a resumed one, through :func:`taichi_nerf.runs.run_folder.open_run`."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, counted, run_config
@@ -64,7 +65,8 @@ def cmd_train(args) -> int:
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:
         run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launcher,
-                       data_given=args.data is not None)
+                       data_given=args.data is not None,
+                       continue_hint=f"--resume {shlex.quote(str(cfg.out))} (in place of --out) to continue it")
     except BaseException:
         if viewer:
             viewer.server.stop()
