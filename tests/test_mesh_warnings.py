@@ -28,6 +28,7 @@ def test_an_untrained_field_warns_that_its_mesh_is_the_box(one_step_run, tmp_pat
     warnings = [line for line in text.splitlines() if line.startswith("warning:")]
     assert any("the mesh is (nearly) the box" in w for w in warnings), text
     assert any("nearly uniform" in w and "untrained" in w for w in warnings), text
+    assert any("renders an opaque surface" in w and "train longer" in w for w in warnings), text
     assert (tmp_path / "m.ply").is_file()  # a warning, not a refusal
 
 

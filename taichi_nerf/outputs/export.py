@@ -155,6 +155,9 @@ def surface_density(renderer: Renderer, background: torch.Tensor) -> np.ndarray:
     return torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
 
 
+NO_SURFACE = "no orbit pixel renders opaque"
+
+
 def auto_threshold(renderer: Renderer, background: torch.Tensor, density: np.ndarray) -> tuple[float, str]:
     """A level between empty space and the inside: AUTO_FRACTION x the median density where
     the rendered surface is (so the mesh sits where the images show the surface)."""
@@ -166,7 +169,7 @@ def auto_threshold(renderer: Renderer, background: torch.Tensor, density: np.nda
                        f"rendered surface of {at_surface.size} orbit pixels; --threshold overrides it)")
     inside = density[density > 0]
     level = float(np.percentile(inside, 90)) * AUTO_FRACTION if inside.size else 1.0
-    return level, f"threshold {level:.4g} (auto: no opaque pixels rendered; from the density histogram)"
+    return level, f"threshold {level:.4g} (auto: {NO_SURFACE}; from the density histogram)"
 
 
 def _histogram_hint(density: np.ndarray, threshold: float) -> str:
@@ -205,6 +208,9 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     normals = vertex_normals(verts, faces)
     colors = field_colors(renderer, verts, -normals)
     warnings = mesh_checks.mesh_warnings(verts, density, mask, lo, spacing)
+    if NO_SURFACE in note:  # nothing the cameras would see as solid: the mesh is a level of fog
+        warnings.append("no view of the field renders an opaque surface (barely trained, or translucent): the mesh "
+                        "is a level set of fog and may show little of the scene; train longer first")
     return MeshResult(verts, faces, colors, level, note, resolution, float(mask.mean()), warnings)
 
 
