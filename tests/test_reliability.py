@@ -227,7 +227,8 @@ def test_a_damaged_metrics_row_mid_file_names_the_file_and_line(run, capsys):
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("text,needle", [('{"lr": 0.1,', "malformed JSON at line 1 column 12"), ('[1, 2]', "must be a JSON object"),
+@pytest.mark.parametrize("text,needle", [('{"lr": 0.1,', "malformed JSON at line 1 column 12"),
+                                         ('[1, 2]', "must be a JSON object"),
                                          ('{"lr": 0.1, "wings": 2}', "unknown configuration keys"),
                                          (b"\xff\xfe\x00garbage", "not a text file")])
 def test_config_file_errors_name_the_file(tmp_path, capsys, text, needle):
