@@ -325,6 +325,8 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     printed = capsys.readouterr()
     assert "training 100000 steps (or until the 1.5 s time limit) of" in printed.out
     assert f"trained {trainer.step_count} steps in " in printed.out
+    took = re.search(r" in ([\d.]+) s \(([\d.]+) s with the final validation\)", printed.out)
+    assert took and float(took.group(1)) <= float(took.group(2)), printed.out  # training apart from the validation
     assert "(stopped by the 1.5 s time limit, then validated); validation PSNR" in printed.out
     frames = [f.strip() for f in printed.err.replace("\r", "\n").splitlines() if "time limit" in f]
     assert frames[-1].startswith("100%") and re.search(r" (\d+)/\1 s of the time limit", frames[-1]), frames[-1]

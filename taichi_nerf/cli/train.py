@@ -135,7 +135,9 @@ def report_end(trainer, result, video_frames: int) -> int:
     steps = counted(result.step - trainer.resumed_from, "step") + (
         f" (step {trainer.resumed_from} to {result.step})" if trainer.resumed_from else "")
     scored = "validation PSNR" if trainer.val_name != "train" else "PSNR on the training views (none held out)"
-    print(f"trained {steps} in {result.seconds:.1f} s{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
+    took = f"{result.seconds:.1f} s" if result.training_seconds is None else \
+        f"{result.training_seconds:.1f} s ({result.seconds:.1f} s with the final validation)"
+    print(f"trained {steps} in {took}{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")

@@ -52,6 +52,7 @@ class TrainResult:
     interrupted: bool
     seconds: float
     val_object_psnr: float | None = None  # the object's pixels alone, where the val photos have transparency
+    training_seconds: float | None = None  # ``seconds`` before the final save and validation
 
 
 class TrainingCallback:
@@ -428,6 +429,7 @@ class Trainer:
             finally:
                 self.callbacks.remove(bar)
                 bar.close()
+            training_s = self.clock() - start_wall
             # Save before the (slow) final validation, so nothing after this can lose work.
             path = self.save_checkpoint()
             if not stop.requested:
@@ -442,5 +444,5 @@ class Trainer:
         if self.ranks.writes:
             write_curves(self.out_dir)
         return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
-                           self.clock() - start_wall, self.last_val_object_psnr)
+                           self.clock() - start_wall, self.last_val_object_psnr, training_s)
 
