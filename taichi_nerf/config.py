@@ -74,7 +74,8 @@ class TrainConfig:
     aabb: list[float] | None = option(None, DATA, "override the automatic scene box", nargs=6,
                                       metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"))
     every: int | None = option(None, DATA, "keep every k-th frame of each split (default: all)")
-    limit: int | None = option(None, DATA, "keep at most N frames per split (default: all)")
+    limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which undoes "
+                                           "an earlier run's limit on --resume)")
     ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
     downscale: int = option(1, DATA, "load images downscaled by this factor")
     unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "
@@ -304,7 +305,7 @@ class TrainConfig:
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
-                    every=self.every, limit=self.limit, ndc=self.ndc, unbounded=self.unbounded,
+                    every=self.every, limit=self.limit or None, ndc=self.ndc, unbounded=self.unbounded,
                     mask_mode=self.mask_mode,
                     views=self.scene_views, size=self.scene_size,
                     progress=self.progress)

@@ -62,9 +62,11 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
             problems.append(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}")
     for name in ("steps", "samples_per_ray", "width", "depth", "downscale", "scene_views", "scene_size",
                  "log_every", "grid_update_every", "march_steps", "render_march_steps", "grid_resolution",
-                 "eval_views", "every", "limit", "proposal_width"):
+                 "eval_views", "every", "proposal_width"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1")
+    if cfg.limit is not None and cfg.limit < 0:
+        problems.append("limit must not be negative (0: every frame)")
     for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",
                  "silhouette_weight", "distortion_weight", "batch_images", "render_samples_per_ray",
                  "eval_every", "preview_every", "checkpoint_every"):

@@ -295,6 +295,7 @@ def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
     ("--samples", "100000", "samples_per_ray must be at most"), ("--eval-every", "-3",
                                                                  "eval_every must not be negative"),
     ("--time-limit", "inf", "time_limit_s must be a finite number"), ("--video-frames", "-1", "--video-frames"),
+    ("--limit", "-1", "limit must not be negative"),
 ])
 def test_nonsense_numbers_are_refused_before_anything_happens(tmp_path, capsys, flag, value, needle):
     out = tmp_path / "run"

@@ -58,6 +58,13 @@ def test_resume_on_data_that_moves_the_scene_is_refused_and_keeps_the_run(run, c
     assert resumed.run().step == 12
 
 
+def test_a_limit_set_on_a_resume_stays_until_limit_0_undoes_it(run, capsys):
+    """A resume keeps the run's saved options, --limit too; --limit 0 (every frame) is how to drop it."""
+    for steps, flags, views in ((11, ["--limit", "5"], 5), (12, [], 5), (13, ["--limit", "0"], 20)):
+        assert cli.main(["train", "--resume", str(run), "--steps", str(steps), "--video-frames", "0", *flags]) == 0
+        assert f"(train: {views} x 32x32;" in capsys.readouterr().out, (steps, flags)
+
+
 def test_api_overwrite_refuses_a_size_before_touching_the_run(run, tiny_scene):
     from taichi_nerf.resources import ResourceError
 
