@@ -241,6 +241,12 @@ def test_a_warm_up_ramps_the_rate_then_leaves_the_schedule_alone():
     assert rates[0] == pytest.approx(plain[0] / 100) and rates[49] == pytest.approx(plain[49] / 2)
     assert all(a < b for a, b in zip(rates[:100], rates[1:100]))  # rising through the warm-up
     assert rates[100:] == plain[100:] and plain[0] == 1e-2
+    # Under a time limit the warm-up also ends by WARMUP_TIME_SHARE of the time, whichever comes first.
+    from taichi_nerf.training.lr_schedule import WARMUP_TIME_SHARE
+
+    assert learning_rate(cfg, progress(9, cfg.steps), 9, time_used=WARMUP_TIME_SHARE) == plain[9]
+    assert learning_rate(cfg, progress(9, cfg.steps), 9, time_used=WARMUP_TIME_SHARE / 2) == pytest.approx(plain[9] / 2)
+    assert learning_rate(cfg, progress(79, cfg.steps), 79, time_used=0.01) == pytest.approx(rates[79])  # steps further
 
 
 def test_the_rates_by_scene_kind_are_written_into_the_run_config():

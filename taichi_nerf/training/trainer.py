@@ -170,7 +170,7 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step) * self.lr_scale
+        return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step, self.time_used) * self.lr_scale
 
     def schedule_progress(self, step: int) -> float:
         return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)
