@@ -138,6 +138,10 @@ def test_a_path_whose_cameras_see_nothing_of_the_scene_is_warned_about(trained_b
     assert cli.main(["render", "--ckpt", str(run), "--path", str(path), "--out", str(tmp_path / "a.gif"),
                      "--size", "16", "--no-progress", "--arch", ARCH]) == 0
     assert "warning: " + str(path) + ": no camera of the path has the scene in its picture" in capsys.readouterr().out
+    # Rendering to the same file again says that it replaced the earlier video (and its depth gif).
+    assert cli.main(["render", "--ckpt", str(run), "--path", str(path), "--out", str(tmp_path / "a.gif"),
+                     "--size", "16", "--no-progress", "--arch", ARCH]) == 0
+    assert capsys.readouterr().out.count("(replacing the earlier one)") == 2
 
 
 def test_cameras_seeing_the_scene_counts_cameras_facing_the_box_or_inside_it():

@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
     s.add_argument("--compare", action="store_true", help="also write prediction | ground truth side by side")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an earlier render in --out (only its metrics.json and PNGs; other files stay)")
-    p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4 or path.mp4), or with --split the "
-                                 "folder (default render_SPLIT)")
+    p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4, spiral.mp4 or path.mp4), or with "
+                                 "--split the folder (default render_SPLIT)")
     p.add_argument("--appearance-image", type=int, metavar="N",
                    help="a field trained with appearance codes: render with training image N's look (exposure, "
                         "white balance) instead of the mean of all")
@@ -50,8 +50,9 @@ def cmd_render(args) -> int:
         raise UserError("--depth, --compare, --limit and --overwrite go with --split")
     if args.path is not None and args.spiral:
         raise UserError("--path and --spiral are two different camera paths: give one")
-    default = "orbit.mp4" if args.path is None and not args.spiral else "path.mp4"
+    default = "spiral.mp4" if args.spiral else "orbit.mp4" if args.path is None else "path.mp4"
     out = args.out or default
+    replaced = [p.resolve() for p in video_files(Path(out)) if p.is_file()]
     if Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
@@ -63,8 +64,15 @@ def cmd_render(args) -> int:
                         fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,
                         appearance_image=args.appearance_image)
     for p in paths:
-        print(f"wrote {p}")
+        print(f"wrote {p}" + (" (replacing the earlier one)" if Path(p).resolve() in replaced else ""))
     return 0
+
+
+def video_files(out: Path) -> list[Path]:
+    """The files a video render to ``out`` writes: a .gif and its depth gif, or mp4 + depth mp4 + gif."""
+    if out.suffix.lower() == ".gif":
+        return [out, out.with_name(out.stem + "_depth.gif")]
+    return [out, out.with_name(out.stem + "_depth.mp4"), out.with_suffix(".gif")]
 
 
 def _render_split(args) -> int:
