@@ -228,7 +228,7 @@ def _forward_facing(poses, intrinsics, width, height, centres, forward, up, poin
     baseline = float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max())
     if depth_range is not None:
         near, far = (float(v) for v in depth_range)
-        notes.append(f"near {near:.3g} / far {far:.3g}: the file's depth bounds")
+        notes.append(f"near {near:.3g} / far {far:.3g}: the file's depth bounds (near with a 10% margin)")
     elif points is not None and len(points):
         depth = ((np.asarray(points, np.float64)[None] - centres[:, None]) * forward[:, None]).sum(-1)
         near, far = float(np.percentile(depth, 1)) * 0.9, float(np.percentile(depth, 99)) * 1.1

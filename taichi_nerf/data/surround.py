@@ -110,7 +110,8 @@ def choose_background(dataset) -> BackgroundChoice:
     few_note = f"; only {len(idx)} image(s), so this is a guess" if few else ""
     transparent = _transparent_fraction(rgba, idx)
     if transparent >= TRANSPARENT_FRACTION:
-        return BackgroundChoice("white", f"the images have transparency ({100 * transparent:.0f}% of pixels): "
+        source = "the masks make" if getattr(dataset, "mask_mode", "") == "transparent" else "the images have"
+        return BackgroundChoice("white", f"{source} transparency ({100 * transparent:.0f}% of pixels): "
                                 f"composited onto white{few_note}", confident=not few, colour=(1.0, 1.0, 1.0))
 
     band = round(BAND * min(train.height, train.width))
