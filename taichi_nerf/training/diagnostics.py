@@ -49,15 +49,17 @@ class StuckWatch:
     messages: list = field(default_factory=list)
 
     def check(self, step: int, val_psnr: float | None, occupancy: float | None, grid_updates: int,
-              background: str) -> list[str]:
+              background: str, warmup: int = 0) -> list[str]:
+        """``warmup``: the run's learning-rate warm-up, which the judgement waits out too."""
         messages = []
-        if (val_psnr is not None and self.flat_psnr is not None and step >= STUCK_AFTER_STEPS
+        if (val_psnr is not None and self.flat_psnr is not None and step >= STUCK_AFTER_STEPS + warmup
                 and val_psnr < self.flat_psnr + STUCK_MARGIN_DB and "flat" not in self.said):
             self.said.add("flat")
+            others = [name for name in ("black", "white", "random") if not background.startswith(name)]
             messages.append(
                 f"validation PSNR {val_psnr:.1f} dB is still at the flat-colour level ({self.flat_psnr:.1f} dB) after "
                 f"{step} steps: the field is not learning the scene. Likely cause: the background "
-                f"({background}) does not match the images; try --background black, white or random, and check "
+                f"({background}) does not match the images; try --background {' or '.join(others)}, and check "
                 f"`taichi-nerf data info` for bounds that miss the content (--near/--far/--aabb)")
         if (occupancy is not None and grid_updates >= FULL_GRID_AFTER_UPDATES and occupancy > FULL_GRID_OCCUPANCY
                 and "grid" not in self.said):
@@ -79,7 +81,7 @@ class StuckWatch:
         fills_frame = scene.ndc or scene.unbounded or trainer.background_choice.random
         occupancy = grid.occupancy if grid is not None and grid.updates > 0 and not fills_frame else None
         for message in self.check(trainer.step_count, psnr, occupancy, grid.updates if grid is not None else 0,
-                                  trainer.background_choice.description.split(" (")[0]):
+                                  trainer.background_choice.description.split(" (")[0], trainer.cfg.lr_warmup):
             self.messages.append(message)
             (self.say or _warn)(f"warning: {message}")
 
