@@ -48,14 +48,12 @@ def add_parser(sub) -> None:
 
 def _load_with_options(args):
     from ..config import TrainConfig
-    from ..data.loaders import load_dataset
+    from ..runs.datasets import load_dataset
 
     if args.val_every is not None and args.val_every < 2:  # 1 would hold out every frame, 0 none
         raise UserError(f"--val-every must be at least 2, got {args.val_every}")
     cfg = TrainConfig().replace(**config_overrides(args))
-    return load_dataset(args.path, format=cfg.data_format, downscale=cfg.downscale, every=cfg.every,
-                        limit=cfg.limit or None, val_every=args.val_every, ndc=cfg.ndc, near=cfg.near, far=cfg.far,
-                        aabb=cfg.aabb, unbounded=cfg.unbounded, mask_mode=cfg.mask_mode)
+    return load_dataset(args.path, **cfg.dataset_options(), val_every=args.val_every)
 
 
 def cmd_data_info(args) -> int:

@@ -52,27 +52,21 @@ def cmd_render(args) -> int:
         raise UserError("--path and --spiral are two different camera paths: give one")
     default = "spiral.mp4" if args.spiral else "orbit.mp4" if args.path is None else "path.mp4"
     out = args.out or default
-    replaced = [p.resolve() for p in video_files(Path(out)) if p.is_file()]
     if Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
             args.fps is not None and args.fps <= 0):
         raise UserError("--frames and --fps must be at least 1 and --size at least 8")
     from ..outputs.from_checkpoint import render_path
+    from ..outputs.video import video_files
 
+    replaced = [p.resolve() for p in video_files(out) if p.is_file()]
     paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,
                         fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,
                         appearance_image=args.appearance_image)
     for p in paths:
         print(f"wrote {p}" + (" (replacing the earlier one)" if Path(p).resolve() in replaced else ""))
     return 0
-
-
-def video_files(out: Path) -> list[Path]:
-    """The files a video render to ``out`` writes: a .gif and its depth gif, or mp4 + depth mp4 + gif."""
-    if out.suffix.lower() == ".gif":
-        return [out, out.with_name(out.stem + "_depth.gif")]
-    return [out, out.with_name(out.stem + "_depth.mp4"), out.with_suffix(".gif")]
 
 
 def _render_split(args) -> int:

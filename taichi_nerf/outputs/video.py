@@ -71,13 +71,20 @@ class OrbitRecorder:
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:
         rgb = np.stack(self.rgb_frames)
-        written = [write_video(self.out, rgb, self.fps)]
+        files = iter(video_files(self.out, gif, depth))
+        written = [write_video(next(files), rgb, self.fps)]
         if depth:
-            written.append(write_video(self.out.with_name(self.out.stem + "_depth" + self.out.suffix),
-                                       np.stack(self.depth_frames), self.fps))
-        if gif and self.out.suffix.lower() != ".gif":
-            written.append(write_video(self.out.with_suffix(".gif"), rgb, self.fps))
+            written.append(write_video(next(files), np.stack(self.depth_frames), self.fps))
+        written += [write_video(path, rgb, self.fps) for path in files]  # the gif beside an mp4
         return written
+
+
+def video_files(out, gif: bool = True, depth: bool = True) -> list[Path]:
+    """What a video written to ``out`` consists of, in order: ``out``, ``<stem>_depth`` beside it
+    (``depth``), and a ``.gif`` beside an mp4 (``gif``)."""
+    out = Path(out)
+    files = [out] + ([out.with_name(out.stem + "_depth" + out.suffix)] if depth else [])
+    return files + ([out.with_suffix(".gif")] if gif and out.suffix.lower() != ".gif" else [])
 
 
 def _record(recorder: OrbitRecorder, progress: bool) -> None:

@@ -362,12 +362,12 @@ def check_local_devices(count: int, cuda: bool) -> None:
 def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
     """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
     (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
-    CPU cores unless OMP_NUM_THREADS says otherwise, or (``cuda``) a GPU. Returns the exit status."""
+    CPU cores unless OMP_NUM_THREADS says otherwise, or (``cuda``) a GPU. Returns the exit status.
+    ``count`` is checked first, by the caller (:func:`check_local_devices`, before a dry run ends)."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    check_local_devices(count, cuda)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
     # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
     # folder that nobody removes, one per run; what a failure says is reported below instead.
