@@ -69,6 +69,21 @@ def test_box_depth_shows_the_object_and_floor():
     assert colours >= 20 and share > 0.15
 
 
+
+def test_object_in_a_hull_box_fills_the_colour_ramp():
+    """ethiopianHead's layout: near..far (0.89..2.6) span the cameras' first box from every
+    camera, the masks' hull shrank the box to the head, and the head's front is 0.3 deep. Its
+    colours come from the box as seen from the orbit, not from near..far."""
+    scene = Scene(near=0.89, far=2.6, aabb=[-0.3] * 3 + [0.3] * 3, orbit_radius=1.72, fov_x=0.33)
+    depth, opacity, _ = render_depth(scene, lambda p: sphere(p, (0, 0, 0), 0.25),
+                                     cameras.look_at((0.0, -1.6, 0.63), (0.0, 0.0, 0.0)))
+    valid = opacity.numpy() > 0.5
+    assert 1.4 < float(depth.numpy()[valid].min()) < 1.55  # the sphere's front, as laid out
+    colours, share = spread(scene, depth, opacity)
+    assert colours >= 20 and share > 0.25, share
+    near_far = Scene(**{**scene.__dict__, "aabb": [-0.9] * 3 + [0.9] * 3})  # a box as wide as near..far
+    assert spread(near_far, depth, opacity)[1] < 0.15  # what the old near..far colouring gave
+
 def unbounded_scene():
     # make_unbounded's near/far for a box of half-size 1.5 and cameras 4 from its centre
     half = 1.5

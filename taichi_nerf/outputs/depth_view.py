@@ -13,7 +13,10 @@ suits a box scene, whose content fills that interval, but not the others:
   t ~ 0.25): coloured over [0, 1];
 * forward-facing scenes without NDC reach from near to ~100 near: coloured by disparity
   1 / t from 1 / near to 1 / far;
-* box scenes keep near..far.
+* box scenes are coloured over the box's depth as seen from the orbit: the cameras' distance
+  to the centre, plus or minus half the box's longest side (within near..far). near..far spans
+  the whole box from every camera, which for a box shrunk around an object (the masks' visual
+  hull) leaves the object's relief a few shades of one colour.
 
 The scale is fixed per scene, never taken from the frame, so the frames of a video and the
 bands of rows that the GUI colours one at a time agree.
@@ -56,7 +59,21 @@ def display_depth(depth: np.ndarray, opacity: np.ndarray, scene) -> tuple[np.nda
         near, far = max(float(scene.near), 1e-6), max(float(scene.far), 2e-6)
         # negated so that colorize's "small is near" holds: -1/t grows with t
         return -1.0 / np.maximum(depth, 1e-6), valid, -1.0 / near, -1.0 / far
-    return depth, valid, float(scene.near), float(scene.far)  # box; NDC t in [0, 1]
+    if kind == "box":
+        lo, hi = box_depth_range(scene)
+        return depth, valid, lo, hi
+    return depth, valid, float(scene.near), float(scene.far)  # NDC t in [0, 1]
+
+
+def box_depth_range(scene) -> tuple[float, float]:
+    """(lo, hi) of a box scene's depth colours: the orbit radius -/+ half the box's longest side,
+    within near..far."""
+    near, far = float(scene.near), float(scene.far)
+    aabb = [float(v) for v in scene.aabb]
+    half = 0.5 * max(aabb[k + 3] - aabb[k] for k in range(3))
+    radius = float(getattr(scene, "orbit_radius", 0.0) or 0.0)
+    lo, hi = max(near, radius - half), min(far, radius + half)
+    return (lo, hi) if hi - lo > 1e-6 else (near, far)
 
 
 def depth_colors(depth, opacity, scene) -> np.ndarray:
