@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from taichi_nerf.outputs.default_video import default_route, write_default_video
+from taichi_nerf.outputs.default_video import default_route, default_video_name, write_default_video
 from taichi_nerf.rendering.scene import Scene, orbit_cameras
 from taichi_nerf.rendering.video_route import camera_azimuths, largest_gap
 from taichi_nerf.stages import cameras
@@ -98,3 +98,38 @@ def test_write_default_video_says_which_path(tmp_path):
     written = write_default_video(renderer, tmp_path / "orbit.mp4", 4, 16, progress=False, say=said.append)
     assert [p.name for p in written] == ["orbit.mp4", "orbit_depth.mp4", "orbit.gif"]
     assert len(said) == 1 and said[0].startswith("video path: train (the cameras cover 70 deg")
+
+
+def test_default_video_is_named_after_its_path():
+    arc = Scene.from_dataset(fake_dataset(ring_poses([10.0 * k for k in range(8)])))
+    full = Scene.from_dataset(fake_dataset(ring_poses(np.linspace(0.0, 360.0, 20, endpoint=False))))
+    grid = torch.stack([cameras.look_at((x, -4.0, 0.0), (x, 0.0, 0.0)) for x in (-0.3, 0.0, 0.3)])
+    facing = Scene.from_dataset(fake_dataset(grid.float(), forward_facing=True))
+    before = Scene(near=2.0, far=6.0, aabb=[-1.0] * 3 + [1.0] * 3)  # a checkpoint from before the choice
+    assert [default_video_name(s) for s in (arc, full, facing, before)] == [
+        "path.mp4", "orbit.mp4", "spiral.mp4", "orbit.mp4"]
+
+
+def test_render_and_train_name_a_path_video_path_mp4(run, tmp_path, monkeypatch, capsys):
+    """A partial-arc capture's default video goes through the training cameras: it is written as
+    path.mp4, not orbit.mp4, and a run folder that holds one counts as having its video."""
+    from taichi_nerf import cli
+    from taichi_nerf.cli.train import ended_without_video
+    from taichi_nerf.runs.run_folder import claim_run_folder
+    from tests.conftest import ARCH
+
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state["scene"].update(Scene.from_dataset(fake_dataset(ring_poses([10.0 * k for k in range(8)]))).__dict__)
+    torch.save(state, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    argv = ["render", "--ckpt", str(run), "--frames", "2", "--size", "16", "--no-progress", "--arch", ARCH]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "video path: train" in out and "wrote path.mp4" in out and "wrote path_depth.mp4" in out
+    assert sorted(p.name for p in tmp_path.glob("*.*")) == ["path.gif", "path.mp4", "path_depth.mp4"]
+    assert ended_without_video(run)  # a finished run (final validation row) with no video yet
+    for name in ("path.mp4", "path_depth.mp4", "path.gif"):
+        (run / name).write_bytes((tmp_path / name).read_bytes())
+    assert not ended_without_video(run)
+    claim_run_folder(run, overwrite=True)  # --overwrite removes a run's videos, whichever path they took
+    assert not list(run.glob("path*"))

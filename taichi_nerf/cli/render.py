@@ -33,8 +33,8 @@ def add_parser(sub) -> None:
     s.add_argument("--compare", action="store_true", help="also write prediction | ground truth side by side")
     s.add_argument("--overwrite", action="store_true",
                    help="replace an earlier render in --out (only its metrics.json and PNGs; other files stay)")
-    p.add_argument("--out", help="video file (.mp4 or .gif; default orbit.mp4, spiral.mp4 or path.mp4), or with "
-                                 "--split the folder (default render_SPLIT)")
+    p.add_argument("--out", help="video file (.mp4 or .gif; default named after the path: orbit.mp4, spiral.mp4 "
+                                 "or path.mp4), or with --split the folder (default render_SPLIT)")
     p.add_argument("--appearance-image", type=int, metavar="N",
                    help="a field trained with appearance codes: render with training image N's look (exposure, "
                         "white balance) instead of the mean of all")
@@ -50,15 +50,20 @@ def cmd_render(args) -> int:
         raise UserError("--depth, --compare, --limit and --overwrite go with --split")
     if args.path is not None and args.spiral:
         raise UserError("--path and --spiral are two different camera paths: give one")
-    default = "spiral.mp4" if args.spiral else "orbit.mp4" if args.path is None else "path.mp4"
-    out = args.out or default
+    out = args.out or ("spiral.mp4" if args.spiral else "path.mp4" if args.path is not None else None)
+    if out is None:  # the video that suits the capture, named after its path as train names it
+        from ..outputs.default_video import default_video_name
+        from ..runs.checkpoint import saved_scene
+
+        scene = saved_scene(args.ckpt)
+        out = "orbit.mp4" if scene is None else default_video_name(scene)
     if Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
             args.fps is not None and args.fps <= 0):
         raise UserError("--frames and --fps must be at least 1 and --size at least 8")
     from ..outputs.from_checkpoint import render_path
-    from ..outputs.video import video_files
+    from ..rendering.video_route import video_files
 
     replaced = [p.resolve() for p in video_files(out) if p.is_file()]
     paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,

@@ -108,11 +108,11 @@ def cmd_train(args) -> int:
 def ended_without_video(out: Path) -> bool:
     """Whether the run in ``out`` reached its end (a final validation row) and wrote no video:
     it was started with --video-frames 0, which its resume keeps to."""
-    from ..runs.run_folder import read_metrics
+    from ..runs.run_folder import RUN_VIDEOS, read_metrics
 
     metrics = Path(out) / "metrics.jsonl"
     ended = metrics.is_file() and any(row.get("final") for row, _ in read_metrics(metrics)[0])
-    return ended and not any((Path(out) / name).is_file() for name in ("orbit.mp4", "orbit.gif"))
+    return ended and not any((Path(out) / name).is_file() for name in RUN_VIDEOS)
 
 
 def report_start(trainer, resume: bool) -> None:
@@ -142,11 +142,12 @@ def report_end(trainer, result, video_frames: int) -> int:
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
     if video_frames > 0:
-        from ..outputs.default_video import write_default_video
+        from ..outputs.default_video import default_video_name, write_default_video
         from ..rendering.backgrounds import scene_background
 
-        videos = write_default_video(trainer.renderer, out / "orbit.mp4", video_frames,
+        scene = trainer.renderer.scene
+        videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
                                      min(400, max(trainer.train.width, 100)), progress=cfg.progress,
-                                     background=scene_background(trainer.renderer.scene, cfg), say=print)
+                                     background=scene_background(scene, cfg), say=print)
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0

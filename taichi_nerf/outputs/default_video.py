@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras
+from ..rendering.video_route import VIDEO_FILES, video_kind
 from .camera_path import CameraPath, resample
 
 OLD_CHECKPOINT = "checkpoint from before the video was chosen from the cameras: the orbit"
@@ -31,10 +32,13 @@ def default_route(scene: Scene, frames: int, width: int) -> tuple[str, str, Came
         poses = there_and_back(keys, frames, scene.center)
         _, intr, w, h = orbit_cameras(scene, 1, width)
         return "train", scene.video_reason, CameraPath(poses.float(), intr.repeat(frames, 1), w, h)
-    if scene.video_path:
-        return scene.video_path, scene.video_reason, None
-    kind = "spiral" if scene.forward_facing and len(scene.path_pose) == 16 else "orbit"
-    return kind, OLD_CHECKPOINT, None
+    return video_kind(scene), scene.video_reason if scene.video_path else OLD_CHECKPOINT, None
+
+
+def default_video_name(scene: Scene) -> str:
+    """The default video's file name: orbit.mp4, spiral.mp4 or path.mp4 (a path through the
+    training cameras), as ``render`` names the video of that path."""
+    return VIDEO_FILES[video_kind(scene)]
 
 
 def write_default_video(renderer, out: Path, frames: int, width: int, fps: float = 24, progress: bool = True,

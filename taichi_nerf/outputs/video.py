@@ -14,6 +14,7 @@ import torch
 from .. import resources
 from ..rendering.renderer import Renderer
 from ..rendering.scene import orbit_cameras
+from ..rendering.video_route import video_files
 from .depth_view import depth_colors
 
 
@@ -77,14 +78,6 @@ class OrbitRecorder:
             written.append(write_video(next(files), np.stack(self.depth_frames), self.fps))
         written += [write_video(path, rgb, self.fps) for path in files]  # the gif beside an mp4
         return written
-
-
-def video_files(out, gif: bool = True, depth: bool = True) -> list[Path]:
-    """What a video written to ``out`` consists of, in order: ``out``, ``<stem>_depth`` beside it
-    (``depth``), and a ``.gif`` beside an mp4 (``gif``)."""
-    out = Path(out)
-    files = [out] + ([out.with_name(out.stem + "_depth" + out.suffix)] if depth else [])
-    return files + ([out.with_suffix(".gif")] if gif and out.suffix.lower() != ".gif" else [])
 
 
 def _record(recorder: OrbitRecorder, progress: bool) -> None:

@@ -13,12 +13,32 @@ checkpoint): rendering the default video needs no dataset. Plain numpy: renderin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 SURROUND_MAX_GAP_DEG = 90.0  # widest gap between neighbouring camera directions of a surround capture
 MAX_KEYFRAMES = 16  # training cameras the arc path passes through (evenly spread along it)
 MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their distance have no azimuth
+# The file each default video is written to (with _depth.mp4 and .gif beside it): named after
+# its path, as ``taichi-nerf render --spiral`` / ``--path`` name theirs.
+VIDEO_FILES = {"orbit": "orbit.mp4", "spiral": "spiral.mp4", "train": "path.mp4"}
+
+
+def video_kind(scene) -> str:
+    """"orbit", "spiral" or "train": the default video of ``scene`` (rendering/scene.py); checkpoints
+    from before the choice was saved get the spiral when forward-facing, else the orbit."""
+    if scene.video_path:
+        return scene.video_path
+    return "spiral" if scene.forward_facing and len(scene.path_pose) == 16 else "orbit"
+
+
+def video_files(out, gif: bool = True, depth: bool = True) -> list[Path]:
+    """What a video written to ``out`` consists of, in order: ``out``, ``<stem>_depth`` beside it
+    (``depth``), and a ``.gif`` beside an mp4 (``gif``)."""
+    out = Path(out)
+    files = [out] + ([out.with_name(out.stem + "_depth" + out.suffix)] if depth else [])
+    return files + ([out.with_suffix(".gif")] if gif and out.suffix.lower() != ".gif" else [])
 
 
 def _basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -144,6 +144,15 @@ def saved_config(path) -> TrainConfig:
     return config_of(read_state(path), path)
 
 
+def saved_scene(path) -> Scene | None:
+    """The scene saved with the checkpoint at ``path``; None when it does not read as one (then
+    :func:`load` says why)."""
+    try:
+        return Scene(**read_state(find_checkpoint(path))["scene"])
+    except (TypeError, KeyError):
+        return None
+
+
 def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple[Renderer, TrainConfig, dict]:
     """``appearance_image``: render with that training image's appearance code, not the mean."""
     path = find_checkpoint(path)

@@ -21,6 +21,7 @@ from ..config import TrainConfig
 from ..data.dataset import Dataset
 from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
+from ..rendering.video_route import VIDEO_FILES, video_files
 from . import checkpoint, distributed
 from .datasets import load_dataset, require_stored_data
 
@@ -28,9 +29,10 @@ LOCK_NAME = ".taichi-nerf.lock"
 # What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
 # removes these and nothing else. In the folders a run writes, only the files it names so.
 RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
-RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "orbit.mp4", "orbit_depth.mp4", "orbit.gif", "gui.jsonl", "viewer.jsonl",
-                             "camera_path.json", "previews/step_*.png", "screenshots/gui_step*.png",
-                             "videos/*_step*.mp4", "videos/*_step*.gif", "tensorboard/events.out.tfevents.*")
+RUN_VIDEOS = tuple(str(name) for video in VIDEO_FILES.values() for name in video_files(video))
+RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "gui.jsonl", "viewer.jsonl", "camera_path.json") + RUN_VIDEOS + (
+    "previews/step_*.png", "screenshots/gui_step*.png", "videos/*_step*.mp4", "videos/*_step*.gif",
+    "tensorboard/events.out.tfevents.*")
 # Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"
 # is what versions before 0.2 wrote for config.json and metrics.jsonl).
 _TEMP = re.compile(r"^\.(?:checkpoint\.pt|config\.json|metrics\.jsonl)\.(?:tmp|part)(\d+)$")
