@@ -211,8 +211,11 @@ def test_eval_aligns_a_val_camera_to_its_photo(trained_builtin, tmp_path, capsys
     code = cli_main(["eval", "--ckpt", str(run), "--split", "val", "--data", str(wrong), "--limit", "1",
                      "--align-cameras", "60", "--no-progress", "--arch", ARCH])
     assert code == 0
-    result = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    result = json.loads(said.out)
     image = result["images"][0]
+    assert said.err.startswith("warning: the alignment turned the val cameras ") and "deg on average" in said.err
+    assert "warnings" in result and "warnings" not in honest  # an exact camera turns too little to mention
     assert image["psnr"] < honest["psnr"] - 3.0  # the turn costs the camera as written
     assert image["aligned_psnr"] > image["psnr"] + 3.0 and image["aligned_psnr"] > honest["psnr"] - 1.5, image
     assert 1.5 < image["alignment"]["rotation_deg_rms"] < 4.5, image["alignment"]

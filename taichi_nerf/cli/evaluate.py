@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .common import add_arch
@@ -35,4 +36,6 @@ def cmd_eval(args) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text)
+    for line in result.get("warnings", []):  # stderr: stdout stays one JSON document
+        print(f"warning: {line}", file=sys.stderr)
     return 0
