@@ -4,9 +4,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..rendering.video_route import DEFAULT_FRAMES
 from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, counted, run_config
-
-VIDEO_FRAMES = 60  # the video at the end of a run
 
 
 def add_parser(sub) -> None:
@@ -25,7 +24,7 @@ def add_parser(sub) -> None:
                         "another process training there), then exit without changing anything")
     p.add_argument("--video-frames", type=int, metavar="N",
                    help=f"frames of the video written at the end (the one that suits the capture; default: "
-                        f"{VIDEO_FRAMES}; 0: none; a resumed run that had ended without one makes none)")
+                        f"{DEFAULT_FRAMES}; 0: none; a resumed run that had ended without one makes none)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
@@ -76,7 +75,7 @@ def cmd_train(args) -> int:
         return 0
     if launcher:
         return distributed.launch_local(args.devices, args.argv, cuda=resolve_arch(run.cfg.arch) == "cuda")
-    video_frames = VIDEO_FRAMES if args.video_frames is None else args.video_frames
+    video_frames = DEFAULT_FRAMES if args.video_frames is None else args.video_frames
     if resume and args.video_frames is None and ended_without_video(run.out):
         video_frames = 0
         print("note: no video at the end: the run had ended without one (--video-frames N renders one)")

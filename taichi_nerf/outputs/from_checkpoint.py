@@ -10,12 +10,12 @@ import torch
 
 from ..files import check_writable, write_png
 from ..rendering.backgrounds import scene_background
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from . import mesh_checks
 from .depth_view import depth_colors
 
-DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24
 ORBIT_VIEWS, ORBIT_WIDTH = 24, 160  # `export points --views orbit`
 
 

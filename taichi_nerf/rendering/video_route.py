@@ -23,6 +23,7 @@ MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their di
 # The file each default video is written to (with _depth.mp4 and .gif beside it): named after
 # its path, as ``taichi-nerf render --spiral`` / ``--path`` name theirs.
 VIDEO_FILES = {"orbit": "orbit.mp4", "spiral": "spiral.mp4", "train": "path.mp4"}
+DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24  # a video's, unless the caller says (train, render)
 
 
 def video_kind(scene) -> str:
