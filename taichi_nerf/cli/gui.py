@@ -113,10 +113,26 @@ def cmd_gui(args) -> int:
     if args.ckpt and not args.train:
         app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
         print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
+        _open_window(app)
         return app.run()
     with open_training_run(args) as run:
         app = GuiApp.for_training(run.cfg, options, resume=run.resume, dataset=run.dataset)
         print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out)))
+        _open_window(app, None if run.resume else run.out)
         code = app.run()
     print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
     return code
+
+
+def _open_window(app, fresh_run=None) -> None:
+    """Open ``app``'s window, or say why it cannot in one line. ``fresh_run``: the folder of a
+    new run, which has trained nothing yet: its files go, so that trying again needs no --overwrite."""
+    from ..gui.launch import GuiUnavailable
+    from ..runs.run_folder import claim_run_folder
+
+    try:
+        app.open()
+    except GuiUnavailable as exc:
+        if fresh_run is not None:
+            claim_run_folder(fresh_run, overwrite=True)
+        raise UserError(str(exc)) from None

@@ -33,7 +33,7 @@ from . import actions
 from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
-from .launch import check_environment
+from .launch import GuiUnavailable, check_environment, window_failure
 from .panel import Layout, draw_panel
 from .perflog import FILE_NAME as PERF_LOG
 from .perflog import PerformanceLog
@@ -162,8 +162,11 @@ class GuiApp:
         self._imgui_ini_was_here = IMGUI_INI.exists()
         self.display = Display(self.width, self.height)
         # fps_limit: an idle window (paused, view refined) must not spin a core at hundreds of fps
-        self.window = ti.ui.Window("taichi-nerf", (self.width, self.height), vsync=False, fps_limit=60,
-                                   show_window=not self.options.headless, pos=(0, 0))
+        try:
+            self.window = ti.ui.Window("taichi-nerf", (self.width, self.height), vsync=False, fps_limit=60,
+                                       show_window=not self.options.headless, pos=(0, 0))
+        except RuntimeError as exc:  # a Vulkan driver that is installed but does not start, a refused display
+            raise GuiUnavailable(window_failure(exc)) from None
         self.canvas = self.window.get_canvas()
         self.perf = PerformanceLog(self.out_dir / PERF_LOG)
         self.opened_at = time.perf_counter()

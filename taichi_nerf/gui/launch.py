@@ -39,6 +39,19 @@ def check_environment(headless: bool) -> None:
                                  "apt-get install mesa-vulkan-drivers, which provides lavapipe)")
 
 
+def window_failure(exc: Exception) -> str:
+    """What to tell a user whose window failed to open after every check passed (Taichi says
+    only "Vulkan must be available for GGUI", after printing "RHI Error: Can not create Vulkan
+    instance")."""
+    said = " ".join(str(exc).split())
+    hint = ""
+    if "vulkan" in said.lower():
+        hint = (": the Vulkan driver is installed but did not start (check `vulkaninfo --summary`; without a GPU, "
+                "Mesa's lavapipe: apt-get install mesa-vulkan-drivers; VK_ICD_FILENAMES is "
+                f"{os.environ.get('VK_ICD_FILENAMES', 'unset')})")
+    return f"the window could not open (Taichi: {said}){hint}. Without a window: {BROWSER}, or --headless"
+
+
 def _display_answers(display: str) -> bool:
     """Whether an X server answers at ``display``; GLFW's own failure comes after the run folder
     is made, as a bare "cannot initialize GLFW". True where libX11 is absent (nothing to ask)."""
