@@ -382,3 +382,29 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(row.get("final") and row["step"] == 30 for row in rows)  # the final validation ran
     assert (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file() and (out / "viewer.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, tmp_path, capsys):
+    """A time limit ended the viewer's loop before its steps: the run skipped its final
+    validation and crashed formatting a PSNR it never measured (None). Now the limit's clock is
+    train's: the learning rate anneals by it and the final stage runs."""
+    pytest.importorskip("viser")
+    import json
+
+    from taichi_nerf import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "100000", "--time-limit", "3",
+                     "--width", "32", "--depth", "2", "--batch-rays", "256", "--samples-per-ray", "24",
+                     "--log-every", "5", "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web",
+                     "--viewer-port", "0", "--viewer-quit-at-end"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "(stopped by the 3 s time limit, then validated); validation PSNR" in printed, printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = [row for row in rows if row.get("final")]
+    assert len(final) == 1 and final[0]["step"] < 100000 and final[0]["val_psnr"] > 0
+    rates = [row["lr"] for row in rows if "lr" in row]
+    assert rates[-1] < 0.5 * max(rates)  # annealed over the limit's last 40%, not the 100000 steps
+    assert (out / "curves.png").is_file() and list((out / "previews").glob("step_*.png"))

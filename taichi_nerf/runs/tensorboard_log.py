@@ -1,6 +1,6 @@
 """``train --logger tensorboard``: the run's metrics and images as TensorBoard events.
 
-A training callback (trainer.TrainingCallback's methods, duck-typed: it lives in runs/, below
+A training callback (training/callbacks.TrainingCallback's methods, duck-typed: it lives in runs/, below
 training/, because ``open_run`` checks that its optional extra is installed before a run
 starts): every row ``metrics.jsonl`` gets becomes scalars under the same names (``loss``,
 ``train_psnr``, ``lr``, ``rays_per_s``, ``val_psnr``, ...) at that row's step; every preview

@@ -40,7 +40,7 @@ def flat_colour_psnr(targets: list[torch.Tensor]) -> float:
 
 @dataclass
 class StuckWatch:
-    """A training callback (see ``trainer.TrainingCallback``): after each validation it
+    """A training callback (see ``callbacks.TrainingCallback``): after each validation it
     checks both symptoms and reports each at most once, through ``say`` (default: a line on
     stderr that leaves the progress bar intact). ``messages`` keeps what was said, for the GUI."""
     flat_psnr: float | None = None

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -53,32 +53,6 @@ class TrainResult:
     seconds: float
     val_object_psnr: float | None = None  # the object's pixels alone, where the val photos have transparency
     training_seconds: float | None = None  # ``seconds`` before the final save and validation
-
-
-class TrainingCallback:
-    """Hooks into a run (nerfstudio-style training callbacks). Put any object with some of
-    these methods in ``Trainer.callbacks``: a missing method is skipped, so deriving from
-    this class is optional. Exceptions propagate to whoever drives the trainer."""
-
-    def on_step(self, trainer: Trainer, info: dict) -> None:
-        """After each :meth:`Trainer.advance`, its scheduled work done; ``info`` is what
-        :meth:`Trainer.step` returned (``train_psnr`` is None where the loss was not read)."""
-
-    def on_log(self, trainer: Trainer, record: dict) -> None:
-        """A row was appended to metrics.jsonl (training metrics or a validation)."""
-
-    def on_validate(self, trainer: Trainer, psnr: float) -> None:
-        """:meth:`Trainer.validate` measured this mean PSNR."""
-
-    def on_val_view(self, trainer: Trainer, index: int, prediction, truth) -> None:
-        """A whole val view was rendered and scored (the final validation, ``eval``-like
-        checks): its (H, W, 3) prediction and truth on the CPU, in [0, 1]."""
-
-    def on_preview(self, trainer: Trainer, path: Path) -> None:
-        """A preview image was written."""
-
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
-        """A checkpoint was written."""
 
 
 class Trainer:
@@ -419,30 +393,43 @@ class Trainer:
                 # never holds a half-applied optimiser step or grid update.
                 while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
                     self.advance()
-                    if cfg.time_limit_s:
-                        self.time_used = min(self.ranks.agree_max((self.clock() - start_wall)
-                                                                  / cfg.time_limit_s), 1.0)
-                        if self.time_used >= 1.0:
-                            break
+                    if self.clock_limit(start_wall):
+                        break
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
             finally:
                 self.callbacks.remove(bar)
                 bar.close()
-            training_s = self.clock() - start_wall
-            # Save before the (slow) final validation, so nothing after this can lose work.
-            path = self.save_checkpoint()
-            if not stop.requested:
-                try:
-                    val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=cfg.progress)
-                    self.log({"step": self.step_count, "val_psnr": val_psnr,
-                              "val_object_psnr": self.last_val_object_psnr, "final": True})
-                    self.write_preview()
-                    path = self.save_checkpoint()  # now with the final validation PSNR
-                except KeyboardInterrupt:
-                    stop.requested = True
+            result = self.finish(start_wall, self.clock() - start_wall, stop.requested)
+        # a first Ctrl-C during the final validation only asked to stop: the run still ends interrupted
+        return replace(result, interrupted=result.interrupted or stop.requested)
+
+    def clock_limit(self, started: float) -> bool:
+        """Under a time limit, ``time_used`` from the clock (training began at ``started``; every
+        rank agrees on the largest); True once the limit is spent."""
+        if not self.cfg.time_limit_s:
+            return False
+        self.time_used = min(self.ranks.agree_max((self.clock() - started) / self.cfg.time_limit_s), 1.0)
+        return self.time_used >= 1.0
+
+    def finish(self, started: float, training_s: float, stopped: bool) -> TrainResult:
+        """The end of a run, after its steps: save, then (unless ``stopped``) validate on up to 16
+        views, write a preview and save again with the PSNR; the curves. ``started``: the clock
+        when the run began; ``training_s``: the seconds its steps took. Ctrl-C during the
+        validation keeps the first save."""
+        # Save before the (slow) final validation, so nothing after this can lose work.
+        path = self.save_checkpoint()
+        if not stopped:
+            try:
+                val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
+                self.log({"step": self.step_count, "val_psnr": val_psnr,
+                          "val_object_psnr": self.last_val_object_psnr, "final": True})
+                self.write_preview()
+                path = self.save_checkpoint()  # now with the final validation PSNR
+            except KeyboardInterrupt:
+                stopped = True
         if self.ranks.writes:
             write_curves(self.out_dir)
-        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stop.requested,
-                           self.clock() - start_wall, self.last_val_object_psnr, training_s)
+        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stopped,
+                           self.clock() - started, self.last_val_object_psnr, training_s)
 

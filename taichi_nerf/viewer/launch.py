@@ -131,6 +131,20 @@ def launch_web(args, open_training_run) -> int:
         server.stop()
 
 
+class TimeLimit:
+    """A training callback for ``train --viewer web``: the time limit's clock, as ``Trainer.run``
+    keeps it (the learning rate decays over its last part, the bar counts its seconds); the
+    viewer's loop ends when it is spent."""
+
+    def __init__(self, trainer, app, started: float):
+        self.app, self.started = app, started
+        self.spent = trainer.clock_limit(started)
+
+    def on_step(self, trainer, info: dict) -> None:
+        if trainer.clock_limit(self.started):
+            self.spent = self.app.finished = True
+
+
 class WebTraining:
     """``train --viewer web``: the server opens first (:func:`open_viewer`), then
     :meth:`train` replaces ``Trainer.run`` and :meth:`linger` keeps the trained field on
@@ -142,23 +156,32 @@ class WebTraining:
 
     def train(self, trainer):
         """What ``Trainer.run`` does, with the browser watching: the steps through the viewer's
-        loop, then (unless stopped) the final validation, preview and checkpoint by ``run``."""
+        loop (with the same progress bar and time limit), then unless stopped the final
+        validation, preview and checkpoint (``Trainer.finish``)."""
+        from ..training.diagnostics import ProgressBar
         from ..training.plots import write_curves
         from ..training.trainer import TrainResult
         from .session import ViewerOptions, WebViewer
 
         cfg, start = trainer.cfg, time.perf_counter()
         trainer.begin()
-        options = ViewerOptions(**{**vars(self.options), "stop_at_steps": True,
-                                   "max_seconds": cfg.time_limit_s or self.options.max_seconds})
+        options = ViewerOptions(**{**vars(self.options), "stop_at_steps": True})
         self.app = WebViewer(self.server, trainer.renderer, cfg, options, trainer=trainer, train_split=trainer.train,
                              out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
-        code = self.app.run() if trainer.step_count < cfg.steps else 0
-        if code == 0 and trainer.step_count >= cfg.steps:
-            return trainer.run()  # the steps are done: only the final stage runs
+        clock = TimeLimit(trainer, self.app, trainer.clock())
+        bar = ProgressBar(trainer)
+        trainer.callbacks += [clock, bar]
+        try:
+            code = self.app.run() if trainer.step_count < cfg.steps and not clock.spent else 0
+        finally:
+            trainer.callbacks.remove(clock)
+            trainer.callbacks.remove(bar)
+            bar.close()
+        if code == 0:  # the steps are done, or the time limit: the final stage, as train's
+            return trainer.finish(start, trainer.clock() - clock.started, stopped=False)
         write_curves(trainer.out_dir)
         path = trainer.out_dir / "checkpoint.pt"
-        return TrainResult(trainer.out_dir, path, trainer.step_count, trainer.last_val_psnr, code != 0,
+        return TrainResult(trainer.out_dir, path, trainer.step_count, trainer.last_val_psnr, True,
                            time.perf_counter() - start)
 
     def linger(self, code: int) -> int:

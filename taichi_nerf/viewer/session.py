@@ -326,6 +326,7 @@ class WebViewer:
             self.message = f"saving failed: {exc}"
         if self.options.stop_at_steps and self.trainer.step_count >= self.cfg.steps:
             self.finished = True
+        if self.finished:  # the planned steps, or train's time limit (launch.TimeLimit)
             return False
         if self.schedule.reached(self.trainer.step_count):
             if self.saved_step != self.trainer.step_count:

@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 from ..files import finite_number
-from ..training.trainer import TrainingCallback
+from ..training.callbacks import TrainingCallback
 
 CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
 PSNR_SMOOTHING = 0.9
