@@ -395,3 +395,23 @@ def test_a_refused_overwrite_leaves_every_file(capture, photos_dataset, tmp_path
     _refused([capture[0], "--out", out, "--overwrite"], capsys, "did not write (transforms_train.json)")
     assert _snapshot(out) == {**before, "transforms_train.json": b"{}"}
     assert not list(tmp_path.glob(".ds.*"))
+
+
+def test_a_model_of_a_few_photos_is_refused_not_written(capture, photos_dataset, tmp_path, capsys, monkeypatch):
+    """A video whose frames lay too far apart once registered 2 of 30: from-photos wrote that
+    dataset with exit 0 and suggested training on it. COLMAP's model, cut down to 3 photos."""
+    from taichi_nerf.capture import photos
+    from taichi_nerf.capture.degenerate import MIN_REGISTERED
+    from taichi_nerf.cli import main
+
+    model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
+    for frame_id in sorted(model.frames)[3:]:
+        model.deregister_frame(frame_id)
+    assert model.num_reg_images() == 3 < MIN_REGISTERED
+    monkeypatch.setattr(photos, "run_colmap", lambda *args, **kwargs: (model, 1, 780))
+    out = tmp_path / "ds"
+    assert main(["data", "from-photos", str(capture[0]), "--out", str(out), "--no-progress"]) == 2
+    printed = capsys.readouterr()
+    assert f"registered    3 / {VIEWS} images" in printed.out  # the figures behind the refusal
+    assert f"COLMAP registered only 3 of {VIEWS} photos, too few" in printed.err and "--keep-degenerate" in printed.err
+    assert not out.exists() and not list(tmp_path.glob(".ds.*"))

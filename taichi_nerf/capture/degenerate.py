@@ -8,13 +8,14 @@ move relative to the points they see:
   room, and the camera never moved relative to it;
 * a tripod pan: the camera turns about its own centre.
 
-Three checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
+Four checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
 
 * after matching, the share of verified matches whose feature stands still between the two
   photos (it moved less than STATIC_PIXELS): the room of a turntable, a tripod's scene. Above
   MAX_STATIC_SHARE the capture is refused before the (long) mapping: measured on the
   ethiopianHead turntable without masks, COLMAP then registered every photo at 1 px
   reprojection error with cameras 49 degrees (median) from the published ones;
+* after mapping, fewer than MIN_REGISTERED photos registered;
 * after mapping, the baseline ratio: the spread of the camera centres (root mean square
   distance from their mean) divided by the median depth at which the cameras see their
   points. Near 0 when the cameras collapse to one point; an orbit around an object is near 1,
@@ -33,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.dataset import DataError
+
 MIN_BASELINE_RATIO = 0.03
+MIN_REGISTERED = 8  # fewer posed photos than this cannot train a radiance field worth having
 MAX_STATIC_SHARE = 0.25
 STATIC_PIXELS = 1.0  # at 1000 px on the longer side; scaled with the photos
 MIN_INLIERS = 15
@@ -111,6 +115,28 @@ def baseline_ratio(model) -> float:
     spread = float(np.sqrt(((centres - centres.mean(axis=0)) ** 2).sum(axis=1).mean()))
     depth = median_viewing_depth(model, centres)
     return spread / depth if depth > 0 else math.nan
+
+
+class DegenerateReconstruction(DataError):
+    """The reconstruction cannot train a radiance field; ``table``: the figures found."""
+
+    def __init__(self, message: str, table: str):
+        super().__init__(message)
+        self.table = table
+
+
+def refuse_few_registered(source, report, video: bool) -> None:
+    """Refuse a model of fewer than MIN_REGISTERED photos (``report``: capture/photos.PhotoReport):
+    a video's frames 2 apart once registered 2 of 30, and the dataset trained on one view."""
+    count, total = len(report.registered), report.total
+    if count >= MIN_REGISTERED:
+        return
+    hint = (f"keep more frames (--frames N; {total} now), so that neighbours overlap more" if video else
+            "take more photos, closer together (60-80% overlap between neighbours)")
+    raise DegenerateReconstruction(
+        f"{source}: COLMAP registered only {count} of {total} {'frames' if video else 'photos'}, too few to train a "
+        f"radiance field (need at least {MIN_REGISTERED}); {hint}; --keep-degenerate writes the dataset anyway",
+        report.table())
 
 
 def degenerate_message(source, ratio: float, masked: bool) -> str:

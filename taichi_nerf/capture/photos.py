@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
-from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO
+from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -47,14 +47,6 @@ DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images
 # All that from-photos writes in --out (--overwrite swaps these). masks/ (with --masks) is one: an
 # old run's left behind would be read as this dataset's, and a new one must not be dropped.
 OUTPUTS = ("images", "masks", "transforms.json", "colmap")
-
-
-class DegenerateReconstruction(DataError):
-    """The cameras barely move relative to what COLMAP matched; ``table``: the figures found."""
-
-    def __init__(self, message: str, table: str):
-        super().__init__(message)
-        self.table = table
 
 
 @dataclass
@@ -319,6 +311,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     from .degenerate import (
         baseline_ratio,
         degenerate_message,
+        refuse_few_registered,
         static_match_share,
         static_message,
         turning_centre_share,
@@ -407,6 +400,8 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                              masks=len(names) if masks is not None else 0,
                              static_share=figures_so_far.get("static", math.nan),
                              turning_share=turning_share, turning_pairs=turning_pairs)
+        if not keep_degenerate:
+            refuse_few_registered(source, report, video=not source.is_dir())
         if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
             raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
                                            report.table())

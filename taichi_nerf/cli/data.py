@@ -177,7 +177,8 @@ def from_photos_parser(dsub) -> None:
 
 
 def cmd_from_photos(args: argparse.Namespace) -> int:
-    from ..capture.photos import DegenerateReconstruction, from_photos
+    from ..capture.degenerate import DegenerateReconstruction
+    from ..capture.photos import from_photos
 
     try:
         report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
@@ -191,8 +192,9 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"warning: {w}")
     if len(report.registered) < 0.8 * report.total:
+        helps = "keeping more frames (--frames N)" if Path(args.source).is_file() else "more overlap between photos"
         print(f"warning: only {len(report.registered)} of {report.total} images registered; the field will only "
-              "know the part of the scene they see (more overlap between photos helps)")
+              f"know the part of the scene they see ({helps} helps)")
     print(f"wrote {report.out} ({len(report.registered)} posed images); train on it with: "
           f"taichi-nerf train --data {shlex.quote(str(report.out))}")
     return 0
