@@ -83,6 +83,8 @@ def test_blender_rays_alpha_subsets_and_downscale(tmp_path, views):
     # every-k and limit pick frames before decoding; downscale halves the focal length
     sub = load_dataset(tmp_path, every=3, limit=2)
     assert sub.splits["train"].names == ["r_000", "r_003"] and sub.splits["val"].names == ["r_000"]
+    few = [w for w in sub.warnings if w.startswith("only 2 training images: a radiance field learns")]
+    assert len(few) == 1 and not any("training image" in w for w in ds.warnings)  # 10 images: no warning
     half = load_dataset(tmp_path, downscale=2).splits["train"]
     assert (half.width, half.height) == (SIZE // 2, SIZE // 2)
     assert_rays_match(half, 4, poses[4], FOCAL / 2, FOCAL / 2, SIZE / 4, SIZE / 4)

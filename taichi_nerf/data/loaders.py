@@ -104,6 +104,9 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
         make_unbounded(dataset)
 
 
+FEW_TRAINING_VIEWS = 8  # fewer training images than this get a warning
+
+
 def check_dataset(dataset: Dataset) -> None:
     """Last line of defence: whatever a file held, what leaves the loader is usable."""
     import math
@@ -125,6 +128,10 @@ def check_dataset(dataset: Dataset) -> None:
     for name in ("center", "up"):
         if not bool(torch.isfinite(getattr(dataset, name)).all()):
             raise DataError(f"{where}: could not choose the scene {name} from the cameras")
+    train = dataset.splits.get("train")
+    if train is not None and train.count < FEW_TRAINING_VIEWS:  # from-photos --keep-degenerate, --limit
+        dataset.warnings.append(f"only {train.count} training image{'s' if train.count != 1 else ''}: a radiance "
+                                "field learns a scene from many views (dozens), so new views will be guesses")
 
 
 def apply_overrides(dataset: Dataset, near: float | None = None, far: float | None = None, aabb=None) -> None:
