@@ -348,13 +348,17 @@ def test_unreadable_checkpoints_never_suggest_unsafe_loading(tmp_path, capsys):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
     rng = np.random.default_rng(0)
-    files = {"random": rng.bytes(4000), "pickle-like": b"\x80\x02" + rng.bytes(4000),
-             "exploit": pickle.dumps({"format": "taichi-nerf", "model": Exploit(), "config": {}})}
-    for name, data in files.items():
+    state = {"format": "taichi-nerf", "model": Exploit(), "config": {}}
+    zipped = tmp_path / "zipped.pt"
+    torch.save(state, zipped)  # torch's own format around the exploit: only weights_only stops it
+    files = {"random": (rng.bytes(4000), "not a checkpoint file"),
+             "pickle-like": (b"\x80\x02" + rng.bytes(4000), "not a checkpoint file"),
+             "exploit": (pickle.dumps(state), "not a checkpoint file"),
+             "zipped exploit": (zipped.read_bytes(), "not a readable taichi-nerf checkpoint (not plain tensor data")}
+    for name, (data, message) in files.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "checkpoint.pt").write_bytes(data)
-        line = refused(capsys, ["render", "--ckpt", tmp_path / name, "--out", tmp_path / "o.gif"],
-                       "not a readable taichi-nerf checkpoint")
+        line = refused(capsys, ["render", "--ckpt", tmp_path / name, "--out", tmp_path / "o.gif"], message)
         assert "weights_only" not in line and "Re-running" not in line
     assert not marker.exists()
     bad = tmp_path / "bad.npz"
@@ -423,3 +427,12 @@ def test_a_dry_run_that_passes_really_runs(tiny_scene, tmp_path, capsys):
     assert cli.main(argv + ["--dry-run"]) == 0 and not (tmp_path / "r").exists()
     assert cli.main(argv) == 0
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["step"] == 1
+
+
+def test_a_folder_of_runs_names_the_runs_in_it(run, tmp_path, capsys):
+    """`--ckpt runs` (the folder that holds the runs) said only "runs/checkpoint.pt: no checkpoint found"."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(run, runs / "first")
+    line = refused(capsys, ["eval", "--ckpt", runs], "a folder of runs, not a run; give one of them:")
+    assert line.endswith(str(runs / "first"))

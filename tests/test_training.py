@@ -188,7 +188,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"not a checkpoint")
     res = run_cli("render", "--ckpt", str(bad), "--out", str(tmp_path / "o.mp4"))
-    assert res.returncode == 2 and "not a readable taichi-nerf checkpoint" in res.stderr
+    assert res.returncode == 2 and "checkpoint.pt: not a checkpoint file" in res.stderr
 
 
 def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):

@@ -312,13 +312,17 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
     (["view", "--ckpt", "nowhere", "--video-frames", "0"], "--video-frames must be at least 1"),
     (["gui", "--web", "--video-frames", "-2"], "--video-frames must be at least 1"),
     (["gui", "--video-frames", "0"], "--video-frames must be at least 1"),
+    (["view", "--ckpt", "nowhere", "--viewer-host", "192.0.2.1"], "'192.0.2.1' is not an address of this machine"),
+    (["train", "--viewer", "web", "--viewer-host", "192.0.2.1"], "is not an address of this machine"),
+    (["view", "--ckpt", "nowhere"], "nowhere: no checkpoint found"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):
     from taichi_nerf import cli
 
     assert cli.main(argv) == cli.EXIT_USAGE
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    said = capsys.readouterr()
+    assert message in said.err and said.err.count("\n") == 1
+    assert "viewer: open" not in said.out  # refused before the server announced an address
 
 
 def test_the_panels_videos_take_trains_frames_or_their_own_default():

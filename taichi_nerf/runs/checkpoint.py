@@ -39,6 +39,10 @@ def find_checkpoint(path) -> Path:
     """Accept a checkpoint file or a run folder (its ``checkpoint.pt``)."""
     path = Path(path)
     if path.is_dir():
+        runs = sorted(p.parent for p in path.glob("*/checkpoint.pt"))
+        if runs and not (path / "checkpoint.pt").is_file():  # a folder of runs, not a run
+            listed = ", ".join(str(p) for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+            raise CheckpointError(f"{path}: a folder of runs, not a run; give one of them: {listed}")
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint found")
@@ -49,6 +53,9 @@ def read_state(path) -> dict:
     """The checkpoint dict, or a one-line CheckpointError. ``weights_only``: a checkpoint
     from someone else cannot run code on load."""
     path = find_checkpoint(path)
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # torch.save's zip; a config.json or a picture is not a checkpoint at all
+            raise CheckpointError(f"{path}: not a checkpoint file (a run's checkpoint.pt is the one to give)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files

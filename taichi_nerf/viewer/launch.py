@@ -5,7 +5,7 @@ anything on disk changes."""
 import time
 
 from ..backend import ARCH_CHOICES
-from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, require_viser
+from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, check_address, require_viser
 
 DEFAULT_RESOLUTION = 512
 VIDEO_FRAMES = 36  # the panel's keyframe and orbit videos
@@ -52,6 +52,7 @@ def _check(args) -> None:
         raise ViewerUnavailable(f"--seconds must be positive, got {seconds:g}")
     if args.viewer_resolution < 16:
         raise ViewerUnavailable(f"--viewer-resolution must be at least 16, got {args.viewer_resolution}")
+    check_address(args.viewer_host, args.viewer_port)
 
 
 def _options(args, **changes):
@@ -91,6 +92,9 @@ def cmd_view(args) -> int:
     if args.video_frames < 1:  # (gui checks its own; train's 0 means no video at its end)
         raise ViewerUnavailable(f"--video-frames must be at least 1 (the frames of the videos it records), "
                                 f"got {args.video_frames}")
+    from ..runs.checkpoint import read_state
+
+    read_state(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         return view_checkpoint(server, args)

@@ -29,17 +29,26 @@ def require_viser():
     return viser
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse a port out of range or a host that is not this machine's, before anything starts."""
+    if not 0 <= int(port) <= 65535:
+        raise ViewerUnavailable(f"--viewer-port must be between 1 and 65535 (0: any free port), got {port}")
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:  # viser retries such an address port after port, forever
+            probe.bind((address[0], 0))
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise ViewerUnavailable(f"--viewer-host {host!r} is not an address of this machine ({why}); 127.0.0.1 "
+                                "with an ssh tunnel, or 0.0.0.0 for every address") from None
+
+
 class ViewerServer:
     """A running viser server and the inbox its callbacks fill."""
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, out=None):
         viser = require_viser()
-        if not 0 <= int(port) <= 65535:
-            raise ViewerUnavailable(f"--viewer-port must be between 1 and 65535 (0: any free port), got {port}")
-        try:
-            socket.getaddrinfo(host, None)
-        except socket.gaierror as exc:
-            raise ViewerUnavailable(f"--viewer-host {host!r} is not an address of this machine ({exc})") from None
+        check_address(host, port)
         self.inbox = Inbox()
         self.host, self.requested_port = host, int(port)
         with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: announce() says it better
