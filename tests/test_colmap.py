@@ -150,14 +150,19 @@ def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
     sharp = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     blurred = np.asarray(Image.fromarray(sharp).resize((8, 8)).resize((64, 64), Image.BILINEAR))
     assert sharpness(sharp) > 5 * sharpness(blurred)
+    frames = [sharp if k % 3 == 1 else blurred for k in range(12)]  # stretches of 3; the middle one is sharp
     video = tmp_path / "v.mp4"
     with iio.get_writer(video, fps=10, quality=10, **ENCODER) as writer:
-        for k in range(12):  # stretches of 3 frames; the middle one of each is sharp
-            writer.append_data(sharp if k % 3 == 1 else blurred)
-    names = extract_frames(video, tmp_path / "frames", count=4, progress=False)
-    assert len(names) == 4
-    kept = [sharpness(np.asarray(Image.open(tmp_path / "frames" / n))) for n in names]
-    assert min(kept) > 2 * sharpness(blurred)
+        for frame in frames:
+            writer.append_data(frame)
+    gif = tmp_path / "v.gif"  # what `render` writes beside its mp4: imageio's ffmpeg plugin refused it
+    iio.mimsave(gif, frames, duration=100, loop=0)
+    for source in (video, gif):
+        out = tmp_path / f"frames_{source.suffix[1:]}"
+        names = extract_frames(source, out, count=4, progress=False)
+        assert len(names) == 4
+        kept = [sharpness(np.asarray(Image.open(out / n))) for n in names]
+        assert min(kept) > 2 * sharpness(blurred), source
 
 
 def test_trains_on_the_result(photos_dataset, tmp_path):

@@ -30,12 +30,13 @@ def sharpness(rgb: np.ndarray) -> float:
 def _open(video: Path):
     import imageio.v2 as iio
 
+    gif = video.suffix.lower() == ".gif"  # imageio's ffmpeg plugin refuses them: Pillow reads them
     try:
-        reader = iio.get_reader(str(video), format="ffmpeg")
-        meta = reader.get_meta_data()
+        reader = iio.get_reader(str(video), format="GIF" if gif else "ffmpeg")
+        meta = {} if gif else reader.get_meta_data()  # a GIF's "duration" is one frame's, in ms
     except Exception as exc:  # imageio and ffmpeg raise many kinds of errors for non-videos
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-        raise DataError(f"{video}: not a video ffmpeg can read ({reason})") from None
+        raise DataError(f"{video}: not a {'GIF Pillow' if gif else 'video ffmpeg'} can read ({reason})") from None
     return reader, meta
 
 
@@ -44,7 +45,7 @@ def _frame_count(video: Path, reader, meta) -> int:
     if fps and duration and math.isfinite(fps * duration) and fps * duration >= 1:
         return max(1, round(fps * duration))
     try:
-        return int(reader.count_frames())
+        return int(reader.count_frames() if hasattr(reader, "count_frames") else reader.get_length())
     except Exception:  # noqa: BLE001  (ffmpeg could not count: decode and see)
         return 0
 

@@ -150,8 +150,9 @@ def from_photos_parser(dsub) -> None:
                                             "and write a trainable dataset",
                         description="Recover camera poses with COLMAP (pip install \"taichi-nerf[colmap]\") and "
                                     "write transforms.json beside the images. Photos: all of one size, overlapping.")
-    p.add_argument("source", metavar="IMAGES_DIR_OR_VIDEO", help="a folder of photos, or a video file")
-    p.add_argument("--out", required=True, help="the dataset folder to write (must be new or empty)")
+    p.add_argument("source", metavar="IMAGES_DIR_OR_VIDEO",
+                   help="a folder of photos, or a video file (an mp4 or other ffmpeg format, or a GIF)")
+    p.add_argument("--out", required=True, help="the dataset folder to write (new or empty, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out")
     p.add_argument("--matching", choices=MATCHING, default="auto",
                    help="image pairs to match: every pair (exhaustive), or neighbours in capture order (sequential); "
@@ -162,17 +163,19 @@ def from_photos_parser(dsub) -> None:
     p.add_argument("--per-image-cameras", action="store_true",
                    help="one camera per image (zoom changed, several devices); default: one shared camera")
     p.add_argument("--frames", type=int, default=100, metavar="N",
-                   help="video: frames to keep, evenly spaced, the sharpest of each stretch (default: 100)")
+                   help="video: frames to keep, evenly spaced, the sharpest of each stretch; a shorter video keeps "
+                        "every frame (default: 100)")
     p.add_argument("--threads", type=int, default=-1, metavar="N", help="CPU threads for COLMAP (default: all)")
     p.add_argument("--masks", metavar="DIR",
                    help="masks of the photos (same names, any image format and size; white = keep): COLMAP matches "
                         "only what they keep (a turntable's object, not its still room), and they are written "
                         "beside the images, where training uses them")
     p.add_argument("--keep-degenerate", action="store_true",
-                   help="write the dataset even when the cameras barely move relative to what they see "
-                        "(refused by default: a turntable without masks, a tripod pan)")
+                   help="write the dataset even when it cannot train a good field (refused by default: cameras "
+                        "that barely move relative to what they see, a turntable without masks, a tripod pan, "
+                        "fewer than 8 photos registered)")
     p.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db in OUT/colmap/")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     p.set_defaults(run=cmd_from_photos)
 
 
