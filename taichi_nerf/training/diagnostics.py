@@ -121,10 +121,12 @@ class ProgressBar:
         self.bar.update(trainer.time_used * self.limit - self.bar.n)
 
     def on_log(self, trainer, record: dict) -> None:
-        if "loss" in record:  # a training row, not a validation
+        if "loss" in record:  # a training row
             self.numbers.update(loss=f"{record['loss']:.4f}", psnr=f"{record.get('train_psnr') or 0:.2f}",
-                                val=f"{trainer.last_val_psnr or 0:.2f}", rays_s=f"{record['rays_per_s']:.0f}",
-                                spr=f"{record['samples_per_ray']:.1f}")
+                                rays_s=f"{record['rays_per_s']:.0f}", spr=f"{record['samples_per_ray']:.1f}")
+            self.bar.set_postfix(self.numbers)
+        elif record.get("val_psnr") is not None:  # a validation: its step beside it, as it may be long ago
+            self.numbers["val"] = f"{record['val_psnr']:.2f}@{record['step']}"
             self.bar.set_postfix(self.numbers)
 
     def close(self) -> None:
