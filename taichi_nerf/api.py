@@ -36,9 +36,17 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
         return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
 
 
-def render_orbit(ckpt, out="orbit.mp4", frames: int = 60, size: int = 200, arch: str = "auto",
+def render_orbit(ckpt, out=None, frames: int = 60, size: int = 200, arch: str = "auto",
                  fps: int = 24, progress: bool = True) -> list[Path]:
-    """The orbit video of a trained field (mp4 + depth mp4 + gif, or a gif): ``render_path`` without a path."""
+    """The default video of a trained field: the orbit, the spiral or a path through the training
+    cameras, whichever suits the capture (mp4 + depth mp4 + gif, or a gif): ``render_path``
+    without a path. ``out`` None: named after that path (orbit.mp4, spiral.mp4 or path.mp4), as
+    ``train`` and ``render`` name it, in the current folder."""
+    if out is None:
+        from .outputs.default_video import default_video_name
+
+        scene = checkpoint.saved_scene(ckpt)
+        out = "orbit.mp4" if scene is None else default_video_name(scene)
     return render_path(ckpt, out, frames=frames, size=size, fps=fps, arch=arch, progress=progress)
 
 
@@ -112,9 +120,10 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
         turned = float(np.mean([r["alignment"]["rotation_deg_rms"] for r in images]))
         if turned > ALIGN_WARN_DEG:
             result["warnings"] = [
-                f"the alignment turned the val cameras {turned:.1f} deg on average, where COLMAP's poses are off by "
-                f"well under {ALIGN_WARN_DEG:g}: either these cameras are that far off, or the field is too blurry to "
-                "pin a camera down and aligned_psnr flatters it (train longer, then compare)"]
+                f"the alignment turned the val cameras {turned:.1f} deg on average, where the poses of a real "
+                f"capture (COLMAP's) are off by well under {ALIGN_WARN_DEG:g}: either these cameras are that far off, "
+                "or the field is too blurry to pin a camera down and aligned_psnr flatters it (train longer, then "
+                "compare)"]
     result = json_safe(result)  # None for NaN or infinity (a perfect match's PSNR): JSON has no such numbers
     if images_dir is not None:
         write_json(Path(images_dir) / "metrics.json", result)

@@ -150,7 +150,8 @@ def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
     sharp = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     blurred = np.asarray(Image.fromarray(sharp).resize((8, 8)).resize((64, 64), Image.BILINEAR))
     assert sharpness(sharp) > 5 * sharpness(blurred)
-    frames = [sharp if k % 3 == 1 else blurred for k in range(12)]  # stretches of 3; the middle one is sharp
+    # stretches of 3; the middle one is sharp. Every frame differs (a GIF merges equal neighbours).
+    frames = [sharp if k % 3 == 1 else np.roll(blurred, k, axis=1) for k in range(12)]
     video = tmp_path / "v.mp4"
     with iio.get_writer(video, fps=10, quality=10, **ENCODER) as writer:
         for frame in frames:
@@ -420,3 +421,11 @@ def test_a_model_of_a_few_photos_is_refused_not_written(capture, photos_dataset,
     assert f"registered    3 / {VIEWS} images" in printed.out  # the figures behind the refusal
     assert f"COLMAP registered only 3 of {VIEWS} photos, too few" in printed.err and "--keep-degenerate" in printed.err
     assert not out.exists() and not list(tmp_path.glob(".ds.*"))
+
+
+def test_the_advice_for_more_registered_views_fits_the_source():
+    from taichi_nerf.capture.degenerate import more_views_hint
+
+    assert more_views_hint(40).startswith("take more photos")
+    assert more_views_hint(30, frames=30) == "keep more frames (--frames N; 30 now), so that neighbours overlap more"
+    assert more_views_hint(40, frames=100).startswith("the video gave all its 40 frames")  # more --frames cannot help

@@ -110,7 +110,7 @@ def test_default_video_is_named_after_its_path():
         "path.mp4", "orbit.mp4", "spiral.mp4", "orbit.mp4"]
 
 
-def test_render_and_train_name_a_path_video_path_mp4(run, tmp_path, monkeypatch, capsys):
+def test_a_path_video_is_named_path_mp4_by_render_and_counted_by_the_run_folder(run, tmp_path, monkeypatch, capsys):
     """A partial-arc capture's default video goes through the training cameras: it is written as
     path.mp4, not orbit.mp4, and a run folder that holds one counts as having its video."""
     from taichi_nerf import cli

@@ -69,7 +69,6 @@ def test_box_depth_shows_the_object_and_floor():
     assert colours >= 20 and share > 0.15
 
 
-
 def test_object_in_a_hull_box_fills_the_colour_ramp():
     """ethiopianHead's layout: near..far (0.89..2.6) span the cameras' first box from every
     camera, the masks' hull shrank the box to the head, and the head's front is 0.3 deep. Its
@@ -83,6 +82,7 @@ def test_object_in_a_hull_box_fills_the_colour_ramp():
     assert colours >= 20 and share > 0.25, share
     near_far = Scene(**{**scene.__dict__, "aabb": [-0.9] * 3 + [0.9] * 3})  # a box as wide as near..far
     assert spread(near_far, depth, opacity)[1] < 0.15  # what the old near..far colouring gave
+
 
 def unbounded_scene():
     # make_unbounded's near/far for a box of half-size 1.5 and cameras 4 from its centre

@@ -1,4 +1,4 @@
-"""The stuck-run warnings: said once, with the likely cause and the flag that fixes it."""
+"""The stuck-run warnings (said once, with the likely cause and the fix) and the progress bar's numbers."""
 import torch
 
 from taichi_nerf.outputs.metrics import psnr
@@ -52,3 +52,25 @@ def test_the_trainer_runs_the_watch_after_validation(tiny_scene, tmp_path, monke
     trainer.validate(1)
     assert len(heard) == 1 and heard[0].startswith("warning: validation PSNR")
     assert trainer.stuck_watch.messages == [heard[0][len("warning: "):]]
+
+
+def test_the_progress_bar_shows_the_last_validation_with_its_step():
+    """The bar showed the step-0 validation's PSNR as "val" for a whole run whose next validation
+    never came (a short time limit): each PSNR now carries its step, and a resumed run starts
+    with the checkpoint's."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.training.diagnostics import ProgressBar
+
+    cfg = SimpleNamespace(time_limit_s=0, steps=100, progress=False)
+    resumed = SimpleNamespace(cfg=cfg, step_count=40, last_val_psnr=21.234, time_used=0.0)
+    bar = ProgressBar(resumed)
+    assert bar.numbers == {"val": "21.23@40"}
+    bar.on_log(resumed, {"step": 50, "loss": 0.01, "train_psnr": 22.0, "rays_per_s": 1000.0, "samples_per_ray": 5.0})
+    assert bar.numbers["val"] == "21.23@40" and bar.numbers["psnr"] == "22.00"  # a training row leaves it
+    bar.on_log(resumed, {"step": 60, "val_psnr": 23.456})
+    assert bar.numbers["val"] == "23.46@60"
+    bar.close()
+    fresh = ProgressBar(SimpleNamespace(cfg=cfg, step_count=0, last_val_psnr=None, time_used=0.0))
+    assert "val" not in fresh.numbers  # nothing measured yet: nothing shown
+    fresh.close()

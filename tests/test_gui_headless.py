@@ -179,6 +179,23 @@ def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
     assert state["step"] == final["step"]
 
 
+def test_a_vulkan_driver_that_does_not_start_is_one_line_and_leaves_no_run(scenario_result):
+    """An ICD file that makes no Vulkan instance passes every check; Taichi then raised inside the
+    window's constructor, after config.json was written: a traceback, and a retry needed --overwrite."""
+    _, tmp = scenario_result
+    run = tmp / "no_vulkan_run"
+    for _ in range(2):  # the second try is refused the same way, not for the folder the first left
+        proc = subprocess.run([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "1",
+                               "--data", str(tmp / "data"), "--width", "16", "--depth", "2", "--window", "160x120",
+                               "--out", str(run), "--arch", "cpu", "--no-progress"],
+                              capture_output=True, text=True, cwd=tmp, timeout=TIMEOUT_S,
+                              env={**child_env(), "VK_ICD_FILENAMES": str(tmp / "no_such_icd.json")})
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("taichi-nerf: error: ")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert len(errors) == 1 and "the window could not open" in errors[0] and "--web" in errors[0], proc.stderr
+        assert not (run / "config.json").exists()
+
+
 # --- the scenario, run in a subprocess -----------------------------------------------------
 def scenario(tmp: Path) -> dict:
     import math
@@ -437,20 +454,3 @@ if __name__ == "__main__":
     result = scenario(out_dir)
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
 
-
-def test_a_vulkan_driver_that_does_not_start_is_one_line_and_leaves_no_run(scenario_result):
-    """Vulkan's loader and an ICD file are there (every check passes), but no instance can be
-    made: Taichi raised from inside the window's constructor, after the run folder had its
-    config.json, so the user saw a traceback and a retry needed --overwrite."""
-    _, tmp = scenario_result
-    run = tmp / "no_vulkan_run"
-    for _ in range(2):  # the second try is refused the same way, not for the folder the first left
-        proc = subprocess.run([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "1",
-                               "--data", str(tmp / "data"), "--width", "16", "--depth", "2", "--window", "160x120",
-                               "--out", str(run), "--arch", "cpu", "--no-progress"],
-                              capture_output=True, text=True, cwd=tmp, timeout=TIMEOUT_S,
-                              env={**child_env(), "VK_ICD_FILENAMES": str(tmp / "no_such_icd.json")})
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("taichi-nerf: error: ")]
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        assert len(errors) == 1 and "the window could not open" in errors[0] and "--web" in errors[0], proc.stderr
-        assert not (run / "config.json").exists()

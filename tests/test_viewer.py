@@ -409,6 +409,7 @@ def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, t
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     final = [row for row in rows if row.get("final")]
     assert len(final) == 1 and final[0]["step"] < 100000 and final[0]["val_psnr"] > 0
+    assert any(row["step"] == 0 and "val_psnr" in row for row in rows)  # the curve's start, as train scores it
     rates = [row["lr"] for row in rows if "lr" in row]
     assert rates[-1] < 0.5 * max(rates)  # annealed over the limit's last 40%, not the 100000 steps
     assert (out / "curves.png").is_file() and list((out / "previews").glob("step_*.png"))

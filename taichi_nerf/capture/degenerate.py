@@ -37,7 +37,7 @@ import numpy as np
 from ..data.dataset import DataError
 
 MIN_BASELINE_RATIO = 0.03
-MIN_REGISTERED = 8  # fewer posed photos than this cannot train a radiance field worth having
+MIN_REGISTERED = 8  # fewer posed photos cannot train a field worth having (data/loaders.FEW_TRAINING_VIEWS)
 MAX_STATIC_SHARE = 0.25
 STATIC_PIXELS = 1.0  # at 1000 px on the longer side; scaled with the photos
 MIN_INLIERS = 15
@@ -125,18 +125,26 @@ class DegenerateReconstruction(DataError):
         self.table = table
 
 
-def refuse_few_registered(source, report, video: bool) -> None:
+def refuse_few_registered(source, report, frames: int | None = None) -> None:
     """Refuse a model of fewer than MIN_REGISTERED photos (``report``: capture/photos.PhotoReport):
-    a video's frames 2 apart once registered 2 of 30, and the dataset trained on one view."""
+    a video's frames 2 apart once registered 2 of 30, and the dataset trained on one view.
+    ``frames``: a video's --frames (None for photos)."""
     count, total = len(report.registered), report.total
     if count >= MIN_REGISTERED:
         return
-    hint = (f"keep more frames (--frames N; {total} now), so that neighbours overlap more" if video else
-            "take more photos, closer together (60-80% overlap between neighbours)")
     raise DegenerateReconstruction(
-        f"{source}: COLMAP registered only {count} of {total} {'frames' if video else 'photos'}, too few to train a "
-        f"radiance field (need at least {MIN_REGISTERED}); {hint}; --keep-degenerate writes the dataset anyway",
-        report.table())
+        f"{source}: COLMAP registered only {count} of {total} {'photos' if frames is None else 'frames'}, too few to "
+        f"train a radiance field (need at least {MIN_REGISTERED}); {more_views_hint(total, frames)}; "
+        "--keep-degenerate writes the dataset anyway", report.table())
+
+
+def more_views_hint(total: int, frames: int | None = None) -> str:
+    """What gets more photos registered: for a video, more of its frames, unless it gave all it has."""
+    if frames is None:
+        return "take more photos, closer together (60-80% overlap between neighbours)"
+    if total < frames:
+        return f"the video gave all its {total} frames: film longer or slower"
+    return f"keep more frames (--frames N; {total} now), so that neighbours overlap more"
 
 
 def degenerate_message(source, ratio: float, masked: bool) -> str:

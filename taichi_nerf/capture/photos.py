@@ -401,7 +401,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                              static_share=figures_so_far.get("static", math.nan),
                              turning_share=turning_share, turning_pairs=turning_pairs)
         if not keep_degenerate:
-            refuse_few_registered(source, report, video=not source.is_dir())
+            refuse_few_registered(source, report, None if source.is_dir() else frames)
         if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
             raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
                                            report.table())

@@ -1,8 +1,8 @@
 """Frames for structure from motion out of a video: ``count`` frames spread evenly over it, the
 sharpest of each stretch (variance of the Laplacian: motion blur and defocus flatten it).
 
-One pass through the video with imageio-ffmpeg, holding one candidate frame per stretch, so
-a long 4K video costs time, not memory. The stretch length comes from the container's frame
+One pass through the video with imageio-ffmpeg (a GIF with Pillow), holding one candidate frame
+per stretch, so a long 4K video costs time, not memory. The stretch length comes from the container's frame
 rate and duration; when those are missing, frames are counted first (a second decode).
 """
 from __future__ import annotations
@@ -89,7 +89,8 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
     except Exception as exc:  # a corrupt stream part way through
         if not names:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-            raise DataError(f"{video}: ffmpeg could not decode it ({reason})") from None
+            raise DataError(f"{video}: {'Pillow' if video.suffix.lower() == '.gif' else 'ffmpeg'} could not decode "
+                            f"it ({reason})") from None
     finally:
         reader.close()
     if len(names) < 3:

@@ -180,7 +180,7 @@ def from_photos_parser(dsub) -> None:
 
 
 def cmd_from_photos(args: argparse.Namespace) -> int:
-    from ..capture.degenerate import DegenerateReconstruction
+    from ..capture.degenerate import DegenerateReconstruction, more_views_hint
     from ..capture.photos import from_photos
 
     try:
@@ -195,9 +195,9 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"warning: {w}")
     if len(report.registered) < 0.8 * report.total:
-        helps = "keeping more frames (--frames N)" if Path(args.source).is_file() else "more overlap between photos"
+        helps = more_views_hint(report.total, args.frames if Path(args.source).is_file() else None)
         print(f"warning: only {len(report.registered)} of {report.total} images registered; the field will only "
-              f"know the part of the scene they see ({helps} helps)")
+              f"know the part of the scene they see (to register more: {helps})")
     print(f"wrote {report.out} ({len(report.registered)} posed images); train on it with: "
           f"taichi-nerf train --data {shlex.quote(str(report.out))}")
     return 0

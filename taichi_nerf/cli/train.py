@@ -122,7 +122,7 @@ def report_start(trainer, resume: bool) -> None:
 
 
 def report_end(trainer, result, video_frames: int) -> int:
-    """The run's outcome and files, and its orbit video; the exit status."""
+    """The run's outcome and files, and its default video (outputs/default_video.py); the exit status."""
     out, cfg = result.out_dir, trainer.cfg
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")

@@ -104,7 +104,9 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
         make_unbounded(dataset)
 
 
-FEW_TRAINING_VIEWS = 8  # fewer training images than this get a warning
+# Fewer training images than this get a warning: from-photos' least (capture/degenerate.MIN_REGISTERED,
+# 8 photos) less the one the loaders hold out for validation (every 8th).
+FEW_TRAINING_VIEWS = 7
 
 
 def check_dataset(dataset: Dataset) -> None:

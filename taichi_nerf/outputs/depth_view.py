@@ -23,6 +23,8 @@ bands of rows that the GUI colours one at a time agree.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .metrics import colorize
@@ -66,11 +68,15 @@ def display_depth(depth: np.ndarray, opacity: np.ndarray, scene) -> tuple[np.nda
 
 
 def box_depth_range(scene) -> tuple[float, float]:
-    """(lo, hi) of a box scene's depth colours: the orbit radius -/+ half the box's longest side,
-    within near..far."""
+    """(lo, hi) of a box scene's depth colours: the orbit radius -/+ half the box's longest side
+    (and the box's offset from the scene centre), within near..far. Half the side, not the
+    diagonal: an object's relief gets the colours, the box's far corners share the darkest."""
     near, far = float(scene.near), float(scene.far)
     aabb = [float(v) for v in scene.aabb]
-    half = 0.5 * max(aabb[k + 3] - aabb[k] for k in range(3))
+    centre = [float(v) for v in getattr(scene, "center", None) or [0.0, 0.0, 0.0]]
+    # the orbit circles the scene centre; a box shrunk around an object off it reaches that much further
+    off = math.dist([0.5 * (aabb[k] + aabb[k + 3]) for k in range(3)], centre)
+    half = 0.5 * max(aabb[k + 3] - aabb[k] for k in range(3)) + off
     radius = float(getattr(scene, "orbit_radius", 0.0) or 0.0)
     lo, hi = max(near, radius - half), min(far, radius + half)
     return (lo, hi) if hi - lo > 1e-6 else (near, far)

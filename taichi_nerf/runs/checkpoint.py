@@ -49,13 +49,20 @@ def find_checkpoint(path) -> Path:
     return path
 
 
-def read_state(path) -> dict:
-    """The checkpoint dict, or a one-line CheckpointError. ``weights_only``: a checkpoint
-    from someone else cannot run code on load."""
+def checkpoint_file(path) -> Path:
+    """:func:`find_checkpoint`, refusing at once a file that is not one (read_state's first check;
+    a command can make it before starting anything, without loading the file)."""
     path = find_checkpoint(path)
     with open(path, "rb") as f:
         if f.read(2) != b"PK":  # torch.save's zip; a config.json or a picture is not a checkpoint at all
             raise CheckpointError(f"{path}: not a checkpoint file (a run's checkpoint.pt is the one to give)")
+    return path
+
+
+def read_state(path) -> dict:
+    """The checkpoint dict, or a one-line CheckpointError. ``weights_only``: a checkpoint
+    from someone else cannot run code on load."""
+    path = checkpoint_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files

@@ -104,6 +104,8 @@ class ProgressBar:
         self.trainer = trainer  # its time_used: the run's own clock of the limit, agreed by every rank
         self.limit = float(cfg.time_limit_s or 0.0)
         self.numbers: dict[str, str | int] = {}
+        if trainer.last_val_psnr is not None:  # a resumed run's last validation, until the next one
+            self.numbers["val"] = f"{trainer.last_val_psnr:.2f}@{trainer.step_count}"
         if self.limit:
             self.bar = tqdm(total=self.limit, disable=not cfg.progress, unit="s", dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time limit "

@@ -59,7 +59,7 @@ class Trainer:
     """Owns the field, optimiser and data for one run. :meth:`step` is one optimisation
     step; :meth:`advance` is a step plus its scheduled work (log, validate, preview,
     checkpoint), which :meth:`run` loops over and the GUI interleaves with drawing.
-    ``callbacks`` (see :class:`TrainingCallback`) watch it; ``lr_scale`` scales the
+    ``callbacks`` (see training/callbacks.py) watch it; ``lr_scale`` scales the
     learning-rate schedule (the GUI's slider)."""
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
@@ -380,15 +380,13 @@ class Trainer:
         validate on up to 16 views, write a preview and the curves, and save again."""
         cfg = self.cfg
         self.begin()
-        start_wall = self.run_started = self.clock()
-        self.check_s = 0.0
+        start_wall = self.start_clock()
         stop = StopRequest()
         bar = ProgressBar(self)
         self.callbacks.append(bar)
         with stop:
             try:
-                if self.step_count == 0 and cfg.eval_every > 0:  # the curve's start, scored as its other points
-                    self.periodic_validation()
+                self.score_start()
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
                 while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
@@ -403,6 +401,17 @@ class Trainer:
             result = self.finish(start_wall, self.clock() - start_wall, stop.requested)
         # a first Ctrl-C during the final validation only asked to stop: the run still ends interrupted
         return replace(result, interrupted=result.interrupted or stop.requested)
+
+    def start_clock(self) -> float:
+        """Start the run's clock: the time limit's and the periodic checks' share of it
+        (:meth:`check_allowed`). Returns the start."""
+        self.run_started, self.check_s = self.clock(), 0.0
+        return self.run_started
+
+    def score_start(self) -> None:
+        """The curve's start: a new run is validated at step 0, as at its other points."""
+        if self.step_count == 0 and self.cfg.eval_every > 0:
+            self.periodic_validation()
 
     def clock_limit(self, started: float) -> bool:
         """Under a time limit, ``time_used`` from the clock (training began at ``started``; every

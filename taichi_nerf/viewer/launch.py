@@ -2,7 +2,6 @@
 --ckpt RUN``, their flags, and :func:`train_with_viewer` for the Python API. The server opens
 before any data loads, so a missing viser or a bad address refuses the command before
 anything on disk changes."""
-import time
 
 from ..backend import ARCH_CHOICES
 from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, check_address, require_viser
@@ -92,9 +91,9 @@ def cmd_view(args) -> int:
     if args.video_frames < 1:  # (gui checks its own; train's 0 means no video at its end)
         raise ViewerUnavailable(f"--video-frames must be at least 1 (the frames of the videos it records), "
                                 f"got {args.video_frames}")
-    from ..runs.checkpoint import read_state
+    from ..runs.checkpoint import checkpoint_file
 
-    read_state(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
+    checkpoint_file(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         return view_checkpoint(server, args)
@@ -167,26 +166,27 @@ class WebTraining:
         from ..training.trainer import TrainResult
         from .session import ViewerOptions, WebViewer
 
-        cfg, start = trainer.cfg, time.perf_counter()
+        cfg = trainer.cfg
         trainer.begin()
         options = ViewerOptions(**{**vars(self.options), "stop_at_steps": True})
         self.app = WebViewer(self.server, trainer.renderer, cfg, options, trainer=trainer, train_split=trainer.train,
                              out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
-        clock = TimeLimit(trainer, self.app, trainer.clock())
-        bar = ProgressBar(trainer)
+        start = trainer.start_clock()
+        clock, bar = TimeLimit(trainer, self.app, start), ProgressBar(trainer)
         trainer.callbacks += [clock, bar]
         try:
+            trainer.score_start()
             code = self.app.run() if trainer.step_count < cfg.steps and not clock.spent else 0
         finally:
             trainer.callbacks.remove(clock)
             trainer.callbacks.remove(bar)
             bar.close()
         if code == 0:  # the steps are done, or the time limit: the final stage, as train's
-            return trainer.finish(start, trainer.clock() - clock.started, stopped=False)
+            return trainer.finish(start, trainer.clock() - start, stopped=False)
         write_curves(trainer.out_dir)
         path = trainer.out_dir / "checkpoint.pt"
         return TrainResult(trainer.out_dir, path, trainer.step_count, trainer.last_val_psnr, True,
-                           time.perf_counter() - start)
+                           trainer.clock() - start)
 
     def linger(self, code: int) -> int:
         """Keep serving the trained field until Ctrl-C (unless --viewer-quit-at-end); then close."""

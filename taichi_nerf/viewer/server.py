@@ -33,14 +33,19 @@ def check_address(host: str, port: int) -> None:
     """Refuse a port out of range or a host that is not this machine's, before anything starts."""
     if not 0 <= int(port) <= 65535:
         raise ViewerUnavailable(f"--viewer-port must be between 1 and 65535 (0: any free port), got {port}")
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as probe:  # viser retries such an address port after port, forever
-            probe.bind((address[0], 0))
+    why = None
+    try:  # an address viser cannot listen on makes it retry port after port, forever
+        for family, kind, _, _, address in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM):
+            try:
+                with socket.socket(family, kind) as probe:
+                    probe.bind((address[0], 0))
+                return  # one of the name's addresses is this machine's (localhost: ::1 may be off)
+            except OSError as exc:
+                why = why or exc.strerror or exc
     except OSError as exc:
         why = exc.strerror or exc
-        raise ViewerUnavailable(f"--viewer-host {host!r} is not an address of this machine ({why}); 127.0.0.1 "
-                                "with an ssh tunnel, or 0.0.0.0 for every address") from None
+    raise ViewerUnavailable(f"--viewer-host {host!r} is not an address of this machine ({why}); 127.0.0.1 "
+                            "with an ssh tunnel, or 0.0.0.0 for every address")
 
 
 class ViewerServer:
