@@ -1,13 +1,15 @@
-"""Interrupts: Ctrl-C and SIGTERM stop a run between steps, so a checkpoint never holds a
-half-applied optimiser step or grid update."""
+"""Interrupts: Ctrl-C, SIGTERM and a hang-up (SIGHUP: the SSH session to a remote machine
+dropped) stop a run between steps and save it, so a checkpoint never holds a half-applied
+optimiser step or grid update. A hang-up that was ignored when the process started (`nohup`)
+stays ignored: the run goes on."""
 from __future__ import annotations
 
 import signal
 
 
 class StopRequest:
-    """SIGINT/SIGTERM handlers that ask the training loop to stop at the next step boundary;
-    a second Ctrl-C raises KeyboardInterrupt at once.
+    """SIGINT/SIGTERM/SIGHUP handlers that ask the training loop to stop at the next step
+    boundary; a second Ctrl-C raises KeyboardInterrupt at once.
 
     Under torchrun a stop can also be agreed with the other ranks (:meth:`stop_with_peers`)
     before this rank's own copy of the launcher's signal has arrived: that signal is not a
@@ -40,9 +42,11 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def __enter__(self):
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
             if sig is None:
                 continue
+            if sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # `nohup`: the user asked the run to outlive the terminal
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone

@@ -78,3 +78,21 @@ def test_a_signal_handled_during_the_stop_vote_waits_for_the_next_vote(monkeypat
     monkeypatch.setattr(ranks, "agree", agree)
     assert ranks.agree_to_stop(stop) is False  # the outcome of the vote, not the flag set during it
     assert ranks.agree_to_stop(stop) is True and not stop.peer_stopped  # the next vote carries it
+
+
+def test_a_hang_up_stops_and_saves_unless_nohup_ignored_it():
+    """An SSH session that dropped sends SIGHUP, whose default ends the process at once: the
+    steps since the last checkpoint were lost. Now it is a stop request like SIGTERM; under
+    `nohup` (SIGHUP ignored at start) it stays ignored and the run goes on."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with StopRequest() as stop:
+            deliver(signal.SIGHUP)
+            assert stop.requested
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves
+        with StopRequest() as stop:
+            deliver(signal.SIGHUP)
+            assert not stop.requested and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

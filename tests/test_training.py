@@ -155,6 +155,29 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
     assert f"trained 5 steps (step {state['step']} to {state['step'] + 5}) in " in res.stdout  # not the total
 
 
+
+@pytest.mark.slow
+def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
+    """SIGHUP (the terminal of a remote session went away) ended a run at once, losing the steps
+    since its last checkpoint; now it stops and saves as Ctrl-C does. (Started with SIGHUP at its
+    default: a suite run under nohup passes it on ignored.)"""
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps",
+           "100000", "--width", "16", "--depth", "2", "--batch-rays", "64", "--samples", "8", "--checkpoint-every",
+           "100000", "--eval-every", "0", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch",
+           "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=checkout_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    deadline, metrics = time.time() + 120, out / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "checkpoint saved" in stdout and torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
+
 def test_a_resume_keeps_to_no_video_where_the_run_ended_without_one(run, capsys):
     """A run that reached its end without a video was started with --video-frames 0: its resume
     makes none unless asked (it used to render the default video, minutes on a slow machine)."""
