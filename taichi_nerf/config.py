@@ -203,8 +203,9 @@ class TrainConfig:
     progress: bool = option(True, BOOKKEEPING, "show progress bars")
     logger: Logger = option("jsonl", BOOKKEEPING, "metrics.jsonl and curves.png only, or also tensorboard "
                                                   "(OUT/tensorboard/; needs taichi-nerf[tensorboard])")
-    time_limit_s: float = option(0.0, BOOKKEEPING, "stop and save after this many seconds of wall time (0: none); "
-                                 "lr decays over its last 40%; validations and previews keep to 5% of it",
+    time_limit_s: float = option(0.0, BOOKKEEPING, "stop and save after this many seconds of wall time (0: none), "
+                                 "the run's total: a resume trains what is left; lr decays over its last 40%; "
+                                 "validations and previews keep to 5% of it",
                                  aliases=("--time-limit",))
     # --- built-in scene (when no --data is given)
     scene_views: int = option(100, BUILTIN, "training views of the built-in scene")

@@ -362,6 +362,44 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)
 
 
+
+def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path):
+    """A run interrupted after 0.8 s of a 2 s limit, resumed as its "continue with" line says,
+    trained another whole 2 s with its learning rate decay stretched; now it trains the 1.2 s
+    left and ends annealed. Resumed again, it has nothing to train and says so; a larger
+    --time-limit trains the difference. Each step costs 0.1 s of the test's own clock."""
+    from taichi_nerf.training.diagnostics import start_lines
+
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0,
+                      preview_every=0).replace(time_limit_s=2.0)
+
+    def timed(trainer, stop_at=None):
+        now = [0.0]
+        trainer.clock = lambda: now[0]
+        step = trainer.step
+
+        def costly():
+            now[0] += 0.1
+            if trainer.step_count + 1 == stop_at:
+                raise KeyboardInterrupt  # Ctrl-C, as the second one raises it
+            return step()
+        trainer.step = costly
+        return trainer
+
+    first = timed(Trainer(cfg), stop_at=9).run()
+    assert first.interrupted and first.step == 8
+    resumed = timed(Trainer(cfg, resume=True))
+    assert "note: 1 s of the 2 s time limit were used before: it trains the rest" in "\n".join(
+        start_lines(resumed, True))  # 0.9 s: the interrupted step's time counts too
+    result = resumed.run()
+    assert not result.interrupted and 19 <= result.step <= 21, result.step  # 2 s of 0.1 s steps in all
+    assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)  # annealed by the total
+    again = timed(Trainer(cfg, resume=True))
+    assert any("the run already used its 2 s time limit" in line for line in start_lines(again, True))
+    assert again.run().step == result.step  # nothing to train: it validates again
+    more = timed(Trainer(cfg.replace(time_limit_s=3.0), resume=True)).run()
+    assert 9 <= more.step - result.step <= 11  # the second it added
+
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""

@@ -211,6 +211,7 @@ def trainer_state(trainer) -> dict:
         "grid": None if trainer.renderer.grid is None else trainer.renderer.grid.state_dict(),
         "proposal": None if trainer.renderer.proposal is None else trainer.renderer.proposal.state_dict(),
         "step": trainer.step_count, "elapsed": trainer.elapsed, "val_psnr": trainer.last_val_psnr,
+        "clock_s": trainer.clock_s,  # what --time-limit has counted: a resume carries it on
         "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
         "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
         "world_size": trainer.ranks.size,  # distributed: rank 0's generator above; the others' are reseeded
@@ -314,6 +315,7 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
             trainer.renderer.grid.load_state_dict(state["grid"])
         trainer.step_count = int(state["step"])
         trainer.elapsed = float(state.get("elapsed", 0.0))
+        trainer.clock_s = trainer.clock_carried_s = float(state.get("clock_s", 0.0))  # 0: saved before
         trainer.progress_floor = float(state.get("schedule_progress", 0.0))
         torch.set_rng_state(state["rng"]["torch"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:

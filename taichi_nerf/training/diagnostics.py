@@ -177,4 +177,12 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
+    if resume and trainer.nothing_to_train():
+        done = (f"made its {cfg.steps} steps" if cfg.steps <= trainer.step_count else
+                f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
+        lines.append(f"note: the run already {done}: nothing to train, it validates again; to train on, give the new "
+                     "total: --steps N or --time-limit SECONDS")
+    elif resume and cfg.time_limit_s:
+        lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
+                     "before: it trains the rest (the limit is the run's total)")
     return lines

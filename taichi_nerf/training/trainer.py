@@ -111,6 +111,8 @@ class Trainer:
         self.history: list[dict] = []
         self.last_samples_per_ray: float | None = None  # of the last step's batch
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
+        self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
+        self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
         self.run_started: float | None = None  # run()'s start on the wall clock
         # What --time-limit and CHECK_SHARE measure: the wall clock (a test's own clock makes them exact).
         self.clock = time.perf_counter
@@ -371,8 +373,12 @@ class Trainer:
         checkpoint.restore_trainer(self, path, state)
         self.resumed_from = self.step_count
         if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
-            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count,
-                             redo_final=self.cfg.steps <= self.step_count)
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count, redo_final=self.nothing_to_train())
+
+    def nothing_to_train(self) -> bool:
+        """A resumed run that already made its steps or used its time limit: it only validates again."""
+        limit = self.cfg.time_limit_s
+        return self.cfg.steps <= self.step_count or bool(limit and self.clock_carried_s >= limit)
 
     # --- the whole run ------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -389,10 +395,10 @@ class Trainer:
                 self.score_start()
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
-                while self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):  # distributed: one vote
-                    self.advance()
-                    if self.clock_limit(start_wall):
-                        break
+                spent = self.clock_limit(start_wall)  # a resumed run may have used its limit already
+                while not spent and self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):
+                    self.advance()  # (agree_to_stop: under torchrun, one vote of every rank)
+                    spent = self.clock_limit(start_wall)
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
             finally:
@@ -403,8 +409,7 @@ class Trainer:
         return replace(result, interrupted=result.interrupted or stop.requested)
 
     def start_clock(self) -> float:
-        """Start the run's clock: the time limit's and the periodic checks' share of it
-        (:meth:`check_allowed`). Returns the start."""
+        """Start this process's clock (the time limit, the checks' share: :meth:`check_allowed`)."""
         self.run_started, self.check_s = self.clock(), 0.0
         return self.run_started
 
@@ -414,11 +419,12 @@ class Trainer:
             self.periodic_validation()
 
     def clock_limit(self, started: float) -> bool:
-        """Under a time limit, ``time_used`` from the clock (training began at ``started``; every
-        rank agrees on the largest); True once the limit is spent."""
+        """The run's clock (the checkpoint's seconds + this process's since ``started``), and under a
+        time limit, the run's total, ``time_used`` (every rank agrees on the largest); True once spent."""
+        self.clock_s = self.clock_carried_s + (self.clock() - started)
         if not self.cfg.time_limit_s:
             return False
-        self.time_used = min(self.ranks.agree_max((self.clock() - started) / self.cfg.time_limit_s), 1.0)
+        self.time_used = min(self.ranks.agree_max(self.clock_s / self.cfg.time_limit_s), 1.0)
         return self.time_used >= 1.0
 
     def finish(self, started: float, training_s: float, stopped: bool) -> TrainResult:
@@ -426,8 +432,8 @@ class Trainer:
         views, write a preview and save again with the PSNR; the curves. ``started``: the clock
         when the run began; ``training_s``: the seconds its steps took. Ctrl-C during the
         validation keeps the first save."""
-        # Save before the (slow) final validation, so nothing after this can lose work.
-        path = self.save_checkpoint()
+        self.clock_limit(started)  # the checkpoint carries the clock to the last step (a resume's limit)
+        path = self.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
         if not stopped:
             try:
                 val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
