@@ -22,7 +22,7 @@ from taichi_nerf.config import TrainConfig
 from taichi_nerf.runs import checkpoint
 from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import ARCH, TINY, refused, snapshot, tiny_config
+from .conftest import ARCH, TINY, checkout_env, refused, snapshot, tiny_config
 
 
 def metrics_rows(folder: Path) -> list[dict]:
@@ -436,3 +436,15 @@ def test_a_folder_of_runs_names_the_runs_in_it(run, tmp_path, capsys):
     shutil.copytree(run, runs / "first")
     line = refused(capsys, ["eval", "--ckpt", runs], "a folder of runs, not a run; give one of them:")
     assert line.endswith(str(runs / "first"))
+
+
+def test_eval_into_head_and_into_a_folder(run, tmp_path):
+    """`eval | head` ended in "taichi-nerf: error: : Broken pipe"; `--out DIR/` wrote a file named DIR."""
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "eval", "--ckpt", str(run), "--no-progress",
+                             "--arch", ARCH, "--out", str(tmp_path / "scores") + os.sep], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=checkout_env())
+    proc.stdout.close()  # a reader that has gone (head after its lines) before the JSON comes
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "error" not in stderr and "Traceback" not in stderr, stderr
+    saved = json.loads((tmp_path / "scores" / "eval.json").read_text())
+    assert saved["checkpoint"] == str((run / "checkpoint.pt").resolve()) and saved["psnr"] > 0

@@ -8,6 +8,7 @@ imports it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import data, evaluate, export, gui, render, train, view
@@ -45,6 +46,9 @@ def main(argv=None) -> int:
     except (UserError, DataError, CheckpointError, ValueError) as exc:
         print(f"taichi-nerf: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `taichi-nerf eval ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
+        return 0
     except OSError as exc:  # unwritable output folder, full disk, ...
         print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

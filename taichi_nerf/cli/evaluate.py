@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--split", help="test, val or train (default: test where the data has one, else val)")
     p.add_argument("--data", help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
-    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--out", help="also write the JSON to this file (a folder: FOLDER/eval.json)")
     p.add_argument("--align-cameras", type=int, default=0, metavar="STEPS",
                    help="also score each view from its camera aligned to its photo (STEPS Adam steps, the field "
                         "frozen; BARF's test-time alignment): for COLMAP poses, whose val cameras are as inexact as "
@@ -33,8 +34,11 @@ def cmd_eval(args) -> int:
                       progress=not args.no_progress, align_steps=args.align_cameras)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        if args.out.endswith(("/", os.sep)) or out.is_dir():  # a folder: the file goes inside it
+            out = out / "eval.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     print(text)
     for line in result.get("warnings", []):  # stderr: stdout stays one JSON document
         print(f"warning: {line}", file=sys.stderr)
