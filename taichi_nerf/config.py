@@ -276,10 +276,9 @@ class TrainConfig:
         """Fields from a dict (a --config file, a checkpoint's config): its ``preset`` first,
         then every other key given wins over it; missing keys keep their defaults (so the
         configs of older checkpoints load with today's defaults)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+            raise ValueError(f"unknown configuration keys: {unknown_fields(unknown)}")
         base = cls().with_preset(values["preset"]) if values.get("preset") is not None else cls()
         return dataclasses.replace(base, **values)
 
@@ -299,9 +298,13 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: config must be a JSON object")
         try:
-            return cls.from_dict(values)
+            cfg = cls.from_dict(values)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None
+        problems = type_problems(cfg, field_types())  # the file's own mistakes name the file
+        if problems:
+            raise ValueError(f"{path}: {'; '.join(problems)}")
+        return cfg
 
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
@@ -317,7 +320,7 @@ class TrainConfig:
         changes = {k: v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:  # dataclasses.replace's own TypeError names __init__, not what to do
-            raise TypeError(f"not TrainConfig fields: {', '.join(unknown)} (taichi_nerf/config.py lists them; "
+            raise TypeError(f"not TrainConfig fields: {unknown_fields(unknown)} (taichi_nerf/config.py lists them; "
                             f"videos of a trained field: render_path or render_orbit)")
         base = self.with_preset(changes["preset"]) if "preset" in changes else self
         return dataclasses.replace(base, **changes)
@@ -334,6 +337,21 @@ class TrainConfig:
 def _absolute(path: str) -> str:
     """An absolute path, symlinks kept (os.path.abspath, not resolve: a user's linked folder stays theirs)."""
     return os.path.abspath(os.path.expanduser(path))
+
+
+def unknown_fields(names: list[str]) -> str:
+    """The unknown names, each with the field it most likely meant (a flag's spelling, a typo):
+    ``time_limit (did you mean time_limit_s?)``."""
+    import difflib
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    flags = {alias.lstrip("-").replace("-", "_"): f.name for f in dataclasses.fields(TrainConfig)
+             for alias in f.metadata.get("aliases", ())}
+    said = []
+    for name in names:
+        guess = flags.get(name) or next(iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
+        said.append(f"{name} (did you mean {guess}?)" if guess else name)
+    return ", ".join(said)
 
 
 def field_types() -> dict:

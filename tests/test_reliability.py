@@ -230,6 +230,10 @@ def test_a_damaged_metrics_row_mid_file_names_the_file_and_line(run, capsys):
 @pytest.mark.parametrize("text,needle", [('{"lr": 0.1,', "malformed JSON at line 1 column 12"),
                                          ('[1, 2]', "must be a JSON object"),
                                          ('{"lr": 0.1, "wings": 2}', "unknown configuration keys"),
+                                         ('{"time_limit": 20, "fine_sample": 8}', "unknown configuration keys: "
+                                          "fine_sample (did you mean fine_samples?), time_limit (did you mean "
+                                          "time_limit_s?)"),
+                                         ('{"steps": "100"}', "steps must be a whole number, got '100'"),
                                          (b"\xff\xfe\x00garbage", "not a text file")])
 def test_config_file_errors_name_the_file(tmp_path, capsys, text, needle):
     path = tmp_path / "c.json"
