@@ -74,3 +74,15 @@ def test_the_progress_bar_shows_the_last_validation_with_its_step():
     fresh = ProgressBar(SimpleNamespace(cfg=cfg, step_count=0, last_val_psnr=None, time_used=0.0))
     assert "val" not in fresh.numbers  # nothing measured yet: nothing shown
     fresh.close()
+
+
+def test_the_curves_have_round_step_ticks():
+    """curves.png's step axis had one label, "step N" at its end; now round ticks."""
+    from taichi_nerf.training.plots import nice_ticks
+
+    assert nice_ticks(0, 18564) == [0, 5000, 10000, 15000]
+    assert nice_ticks(1000, 1230) == [1000, 1050, 1100, 1150, 1200]
+    assert nice_ticks(0, 30) == [0, 5, 10, 15, 20, 25, 30]
+    for lo, hi in ((0, 7), (3, 999), (0, 123456)):
+        ticks = nice_ticks(lo, hi)
+        assert 2 <= len(ticks) <= 7 and lo <= ticks[0] and ticks[-1] <= hi

@@ -10,6 +10,15 @@ from ..files import finite_number
 SERIES_COLOURS = [(70, 110, 220), (220, 60, 60)]
 
 
+def nice_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
+    """Round values (1, 2 or 5 x 10^k apart) from ``lo`` to ``hi``, at most ``most`` of them."""
+    span = max(hi - lo, 1e-9)
+    base = 10.0 ** math.floor(math.log10(span / most))
+    gap = next(g * base for g in (1, 2, 5, 10) if span / (g * base) < most)
+    first = math.ceil(lo / gap) * gap
+    return [first + k * gap for k in range(int((hi - first) // gap) + 1)]
+
+
 def write_curves(out_dir: Path) -> Path | None:
     """``out_dir/curves.png``: train and validation PSNR from ``out_dir/metrics.jsonl``
     (None when there are fewer than two points to draw)."""
@@ -49,7 +58,12 @@ def write_curves(out_dir: Path) -> Path | None:
         _, py = to_px(x0, db)
         draw.line([pad, py, w - pad, py], fill=(225, 225, 225))
         draw.text((4, py - 6), f"{db} dB", fill="black")
-    draw.text((w - pad - 60, h - pad + 8), f"step {x1}", fill="black")
+    for step in nice_ticks(x0, x1):
+        px, _ = to_px(step, y0)
+        draw.line([px, h - pad, px, h - pad + 4], fill="black")
+        label = f"{step:g}"
+        draw.text((px - 3 * len(label), h - pad + 6), label, fill="black")
+    draw.text((w - pad - 24, h - pad + 20), "step", fill="black")
     for (name, pts), colour in zip(series.items(), SERIES_COLOURS):
         if len(pts) >= 2:
             draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
