@@ -125,7 +125,8 @@ def test_a_path_video_is_named_path_mp4_by_render_and_counted_by_the_run_folder(
     argv = ["render", "--ckpt", str(run), "--frames", "2", "--size", "16", "--no-progress", "--arch", ARCH]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "video path: train" in out and "wrote path.mp4" in out and "wrote path_depth.mp4" in out
+    assert "video path: train" in out and f"wrote {tmp_path.resolve() / 'path.mp4'}" in out  # where, not just the name
+    assert f"wrote {tmp_path.resolve() / 'path_depth.mp4'}" in out
     assert sorted(p.name for p in tmp_path.glob("*.*")) == ["path.gif", "path.mp4", "path_depth.mp4"]
     assert ended_without_video(run)  # a finished run (final validation row) with no video yet
     for name in ("path.mp4", "path_depth.mp4", "path.gif"):

@@ -452,3 +452,9 @@ def test_eval_into_head_and_into_a_folder(run, tmp_path):
     assert proc.wait(timeout=120) == 0 and "error" not in stderr and "Traceback" not in stderr, stderr
     saved = json.loads((tmp_path / "scores" / "eval.json").read_text())
     assert saved["checkpoint"] == str((run / "checkpoint.pt").resolve()) and saved["psnr"] > 0
+
+
+def test_data_info_on_a_run_folder_names_its_dataset(run, capsys):
+    """It said "unknown dataset layout" for the folder a run writes."""
+    data = json.loads((run / "config.json").read_text())["data"]
+    refused(capsys, ["data", "info", run], "a run folder, not a dataset; it trained on", f"data info {data}")

@@ -47,7 +47,7 @@ def test_resume_on_data_that_moves_the_scene_is_refused_and_keeps_the_run(run, c
             "cannot resume on this data", "box [-1.50, -1.50, -1.50, 1.50, 1.50, 1.50], now [-4.00,",
             "--aabb not set before, -4 -4 -4 4 4 4 now", "config.json")
     refused(capsys, ["train", "--resume", run, "--steps", "12", "--unbounded"],
-            "an object in a box, now unbounded scenery", "--unbounded not set before, True now")
+            "an object in a box, now unbounded scenery", "--unbounded not set before, on now")
     assert snapshot(run) == before
     saved = run_folder.resume_config(run)
     with pytest.raises(CheckpointError, match="cannot resume on this data"):

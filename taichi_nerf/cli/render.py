@@ -70,7 +70,7 @@ def cmd_render(args) -> int:
                         fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,
                         appearance_image=args.appearance_image)
     for p in paths:
-        print(f"wrote {p}" + (" (replacing the earlier one)" if Path(p).resolve() in replaced else ""))
+        print(f"wrote {Path(p).resolve()}" + (" (replacing the earlier one)" if Path(p).resolve() in replaced else ""))
     return 0
 
 

@@ -140,6 +140,8 @@ def report_end(trainer, result, video_frames: int) -> int:
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
+    if cfg.logger == "tensorboard":
+        print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
     if video_frames > 0:
         from ..outputs.default_video import default_video_name, write_default_video
         from ..rendering.backgrounds import scene_background

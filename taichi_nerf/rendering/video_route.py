@@ -93,8 +93,8 @@ def choose_video(poses, centre, up, forward_facing: bool) -> dict:
     p = np.asarray(poses, dtype=np.float64)
     gap, _ = largest_gap(camera_azimuths(p, centre, up))
     if gap <= SURROUND_MAX_GAP_DEG:
-        return {"video_path": "orbit", "video_reason": f"the cameras surround the object (widest gap between them "
-                                                      f"{gap:.0f} deg <= {SURROUND_MAX_GAP_DEG:.0f})",
+        return {"video_path": "orbit", "video_reason": f"the cameras surround the object: the widest gap between "
+                                                      f"them is {gap:.0f} deg, at most {SURROUND_MAX_GAP_DEG:.0f}",
                 "video_keyframes": []}
     order = arc_order(p, centre, up)
     if len(order) > MAX_KEYFRAMES:

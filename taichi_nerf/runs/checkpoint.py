@@ -245,6 +245,8 @@ DATA_OPTIONS = (*DATASET_FIELDS, "scene_views", "scene_size")
 def _setting(value) -> str:
     if value is None:
         return "not set"
+    if isinstance(value, bool):  # as the flags say it (--unbounded / --no-unbounded), not Python's True
+        return "on" if value else "off"
     return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
