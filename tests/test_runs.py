@@ -204,3 +204,16 @@ def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_camera
     assert training_views(cfg, tmp_path / "checkpoint.pt", "view", "no training cameras shown") is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training views unavailable" in err[0] and "--data PATH" in err[0]
+
+
+def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, capsys):
+    """`--resume DIR --samples 64` was taken silently and kept for every later resume; `--preset
+    keras` was refused as "checkpoint has depth=4, config asks for 8", which the user never asked."""
+    from taichi_nerf import cli
+
+    assert cli.main(["train", "--resume", str(run), "--steps", "12", "--seed", "5", "--no-progress", "--video-frames",
+                     "0", "--arch", ARCH]) == 0
+    out = capsys.readouterr().out
+    assert "note: changed for the rest of the run (and kept in its config.json): steps 10 -> 12, seed 0 -> 5" in out
+    refused(capsys, ["train", "--resume", run, "--preset", "keras"], "--preset keras sets a model of its own",
+            "drop --preset")

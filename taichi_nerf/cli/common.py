@@ -102,7 +102,16 @@ def run_config(args, resume_from=None, default=None):
         cfg = resume_config(resume_from)
         given.pop("out", None)  # a resumed run stays in its folder
         given.setdefault("arch", "auto")  # it may be on another machine: pick the backend afresh unless --arch says
-    elif getattr(args, "config", None):
+        if given.get("preset") not in (None, cfg.preset):
+            raise UserError(f"--preset {given['preset']} sets a model of its own, and a resumed run keeps the one it "
+                            "trained: drop --preset (or start a new run with it and another --out)")
+        resumed = cfg.replace(**given)
+        changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
+                   if name not in ("arch", "progress", "preset") and getattr(cfg, name) != getattr(resumed, name)]
+        if changed:  # said, as they outlive this command: the run's config.json keeps them
+            print(f"note: changed for the rest of the run (and kept in its config.json): {', '.join(changed)}")
+        return resumed
+    if getattr(args, "config", None):
         cfg = TrainConfig.from_file(args.config)
     else:
         cfg = default or TrainConfig()
