@@ -17,6 +17,7 @@ class Preset:
     source: str  # the tutorial, by its title
     values: dict  # TrainConfig field -> value
     doc: str
+    cpu_warning: str = ""  # said when the run is on a CPU: the tutorial ran on a GPU
 
     def describe(self, cfg=None) -> str:
         """One line: the preset, what it sets, and which of those ``cfg`` overrides."""
@@ -128,6 +129,9 @@ PYTORCH3D = Preset(
     bilinearly); the learning-rate cut keeps Adam's moments (the tutorial makes a new Adam);
     colours are composited over the trainer's background (the tutorial's raymarcher has
     none: black).""",
+    cpu_warning="this preset is the tutorial's GPU run (4500 rays x 128 samples a step through 256-wide layers): "
+                "on a CPU a step takes seconds and a 100x100 validation view about 10 s, so a --time-limit is spent "
+                "on a few steps; on a CPU, train with the defaults (no --preset)",
 )
 
 PRESETS = {p.name: p for p in (KERAS, PYTORCH3D)}

@@ -383,3 +383,19 @@ def test_old_checkpoints_load_and_resume(tiny_scene, tmp_path):
     # a resume must not change what the weights mean
     with pytest.raises(ValueError, match="activation"):
         Trainer(dataclasses.replace(cfg, activation="softplus10"), resume=True)
+
+
+def test_the_gpu_tutorials_preset_warns_on_a_cpu(tiny_scene, tmp_path, capsys):
+    """`--preset pytorch3d --time-limit 20` on a CPU spent 16 s on its step-0 validation and
+    trained 1 step, without a word: it is the tutorial's GPU run. (The run here is shrunk.)"""
+    from taichi_nerf import cli
+
+    argv = ["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), "--preset", "pytorch3d", "--steps",
+            "1", "--batch-rays", "32", "--samples", "4", "--width", "16", "--color-width", "16", "--pos-frequencies",
+            "2", "--dir-frequencies", "2", "--eval-every", "0", "--preview-every", "0", "--video-frames", "0",
+            "--no-progress", "--arch", "cpu"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "warning: this preset is the tutorial's GPU run" in out and "train with the defaults" in out
+    assert cli.main(argv[:5] + ["--overwrite", "--preset", "keras", *argv[7:]]) == 0
+    assert "GPU run" not in capsys.readouterr().out  # the Keras example ran on a CPU-sized budget

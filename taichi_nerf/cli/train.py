@@ -85,12 +85,14 @@ def cmd_train(args) -> int:
         each = f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
         together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {each} a step"
         print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "") + (together if ranks.size > 1 else ""))
-        if cfg.preset is not None:
-            from ..presets import PRESETS
+        from ..presets import PRESETS
 
+        if cfg.preset is not None:
             print(PRESETS[cfg.preset].describe(cfg))
         trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
         report_start(trainer, resume)
+        if cfg.preset is not None and trainer.backend.arch != "cuda" and PRESETS[cfg.preset].cpu_warning:
+            print(f"warning: {PRESETS[cfg.preset].cpu_warning}")
         try:
             result = viewer.train(trainer) if viewer else trainer.run()
         except BaseException:
