@@ -66,6 +66,15 @@ def test_unknown_layout(tmp_path):
     expect_error(tmp_path / "notes.txt", "unknown dataset layout")
 
 
+def test_photos_without_poses_point_to_from_photos(tmp_path):
+    """A folder of JPEGs (the first thing a user tries) got "unknown dataset layout"."""
+    (tmp_path / "images").mkdir()
+    for k in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / f"IMG_{k}.jpg")
+    for folder in (tmp_path, tmp_path / "images"):
+        expect_error(folder, "photos without camera poses (3 images", "taichi-nerf data from-photos")
+
+
 def test_malformed_json(tmp_path):
     (tmp_path / "transforms_train.json").write_text('{"frames": [ {"file_path": "a.png", }')
     expect_error(tmp_path, "transforms_train.json", "malformed JSON at line 1")

@@ -37,6 +37,12 @@ def detect_format(path: Path) -> str:
     if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
         raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
                         "it was made from")
+    photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
+              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".heic", ".tif", ".tiff", ".webp")]
+    if photos:  # the first thing a user tries: their photos, before any poses exist
+        raise DataError(f"{path}: photos without camera poses ({len(photos)} images, no transforms.json, "
+                        f"poses_bounds.npy or COLMAP model); recover the poses first: taichi-nerf data from-photos "
+                        f"{path} --out DATASET")
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
 
 

@@ -170,7 +170,8 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
                 ratio_mask, ratio_image = full[0] / full[1], image_size[0] / image_size[1]
                 if abs(ratio_mask / ratio_image - 1.0) > SHAPE_TOLERANCE:
                     raise DataError(f"{path}: mask is {full[0]}x{full[1]}, its image is {image_size[0]}x"
-                                    f"{image_size[1]}; a mask must have its image's shape (any size)")
+                                    f"{image_size[1]}; a mask must have its image's aspect ratio (any size: it is "
+                                    "resized to the image)")
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA").getchannel("A")
             else:
@@ -182,6 +183,8 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
             mask = np.asarray(im, dtype=np.float32)
     except FileNotFoundError:
         raise DataError(f"{path}: mask file not found") from None
+    except DataError:  # ours, already one line (a ValueError: not "cannot read" it)
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read mask ({exc})") from None
     mask = np.clip((mask - LOW) * (255.0 / (HIGH - LOW)) + 0.5, 0, 255).astype(np.uint8)
