@@ -182,7 +182,8 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
                 im = im.resize((width, height), Image.BOX if shrink else Image.BILINEAR)
             mask = np.asarray(im, dtype=np.float32)
     except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found") from None
+        raise DataError(f"{path}: mask file not found (named by the dataset's masks; --mask-mode off trains "
+                        "without them)") from None
     except DataError:  # ours, already one line (a ValueError: not "cannot read" it)
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -218,6 +218,7 @@ class GuiApp:
         """Save what training did since the last save, then let the window go."""
         if self.options.exit_screenshot and self.display is not None:
             write_png(Path(self.options.exit_screenshot), self.display.to_numpy())
+            print(f"taichi-nerf gui: screenshot {Path(self.options.exit_screenshot).resolve()}")
         if self.trainer is not None and self.trainer.step_count != self.saved_step:
             try:
                 path = self.trainer.save_checkpoint()
