@@ -43,10 +43,9 @@ def render_orbit(ckpt, out=None, frames: int = 60, size: int = 200, arch: str = 
     without a path. ``out`` None: named after that path (orbit.mp4, spiral.mp4 or path.mp4), as
     ``train`` and ``render`` name it, in the current folder."""
     if out is None:
-        from .outputs.default_video import default_video_name
+        from .outputs.default_video import checkpoint_video_name
 
-        scene = checkpoint.saved_scene(ckpt)
-        out = "orbit.mp4" if scene is None else default_video_name(scene)
+        out = checkpoint_video_name(ckpt)
     return render_path(ckpt, out, frames=frames, size=size, fps=fps, arch=arch, progress=progress)
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
+from ..data.images import PHOTO_SUFFIXES
 from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CAMERA_MODELS = {"pinhole": "PINHOLE", "simple_radial": "SIMPLE_RADIAL", "radial": "RADIAL", "opencv": "OPENCV"}
 MATCHING = ("auto", "exhaustive", "sequential")
 EXHAUSTIVE_MAX_IMAGES = 200  # auto matching: every pair up to this many photos, neighbours beyond
@@ -125,7 +125,7 @@ def gather_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         raise DataError(f"{folder}: empty folder, no photos in it")
     photos, skipped, sizes = [], [], Counter()
     for path in files:
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.suffix.lower() not in PHOTO_SUFFIXES:
             skipped.append((path.name, "not an image file"))
             continue
         try:

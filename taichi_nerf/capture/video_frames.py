@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.dataset import DataError
+from ..data.images import PHOTO_SUFFIXES
 
 SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
 JPEG_QUALITY = 95
@@ -27,16 +28,21 @@ def sharpness(rgb: np.ndarray) -> float:
     return float(lap.var())
 
 
+def _decoder(video: Path) -> str:
+    """Who reads ``video``: imageio's ffmpeg plugin refuses GIFs, which Pillow reads."""
+    return "Pillow" if video.suffix.lower() == ".gif" else "ffmpeg"
+
+
 def _open(video: Path):
     import imageio.v2 as iio
 
-    gif = video.suffix.lower() == ".gif"  # imageio's ffmpeg plugin refuses them: Pillow reads them
+    gif = _decoder(video) == "Pillow"
     try:
         reader = iio.get_reader(str(video), format="GIF" if gif else "ffmpeg")
         meta = {} if gif else reader.get_meta_data()  # a GIF's "duration" is one frame's, in ms
     except Exception as exc:  # imageio and ffmpeg raise many kinds of errors for non-videos
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-        raise DataError(f"{video}: not a {'GIF Pillow' if gif else 'video ffmpeg'} can read ({reason})") from None
+        raise DataError(f"{video}: not a {'GIF' if gif else 'video'} {_decoder(video)} can read ({reason})") from None
     return reader, meta
 
 
@@ -58,7 +64,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
     video, out_dir = Path(video), Path(out_dir)
     if count < 3:
         raise DataError(f"--frames must be at least 3, got {count}")
-    if video.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
+    if video.suffix.lower() in PHOTO_SUFFIXES:
         raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
     reader, meta = _open(video)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,8 +95,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
     except Exception as exc:  # a corrupt stream part way through
         if not names:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-            raise DataError(f"{video}: {'Pillow' if video.suffix.lower() == '.gif' else 'ffmpeg'} could not decode "
-                            f"it ({reason})") from None
+            raise DataError(f"{video}: {_decoder(video)} could not decode it ({reason})") from None
     finally:
         reader.close()
     if len(names) < 3:

@@ -3,7 +3,6 @@ photos or a video) and inspect them."""
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
@@ -54,9 +53,10 @@ def _load_with_options(args):
     if args.val_every is not None and args.val_every < 2:  # 1 would hold out every frame, 0 none
         raise UserError(f"--val-every must be at least 2, got {args.val_every}")
     cfg = TrainConfig().replace(**config_overrides(args))
-    run_config = Path(args.path) / "config.json"
-    if (Path(args.path) / "checkpoint.pt").is_file() and run_config.is_file():  # a run folder, not a dataset
-        data = json.loads(run_config.read_text()).get("data")
+    if (Path(args.path) / "checkpoint.pt").is_file():  # a run folder, not a dataset: say which one it trained on
+        from ..runs.checkpoint import saved_config
+
+        data = saved_config(args.path).data
         raise UserError(f"{args.path}: a run folder, not a dataset; it trained on "
                         + (f"{data}: taichi-nerf data info {shlex.quote(str(data))}" if data else "the built-in scene"))
     return load_dataset(args.path, **cfg.dataset_options(), val_every=args.val_every)

@@ -52,11 +52,9 @@ def cmd_render(args) -> int:
         raise UserError("--path and --spiral are two different camera paths: give one")
     out = args.out or ("spiral.mp4" if args.spiral else "path.mp4" if args.path is not None else None)
     if out is None:  # the video that suits the capture, named after its path as train names it
-        from ..outputs.default_video import default_video_name
-        from ..runs.checkpoint import saved_scene
+        from ..outputs.default_video import checkpoint_video_name
 
-        scene = saved_scene(args.ckpt)
-        out = "orbit.mp4" if scene is None else default_video_name(scene)
+        out = checkpoint_video_name(args.ckpt)
     if Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
@@ -69,8 +67,8 @@ def cmd_render(args) -> int:
     paths = render_path(args.ckpt, out, path=args.path, spiral=args.spiral, frames=args.frames, size=args.size,
                         fps=args.fps, arch=args.arch, progress=not args.no_progress, data=args.data,
                         appearance_image=args.appearance_image)
-    for p in paths:
-        print(f"wrote {Path(p).resolve()}" + (" (replacing the earlier one)" if Path(p).resolve() in replaced else ""))
+    for p in (Path(p).resolve() for p in paths):
+        print(f"wrote {p}" + (" (replacing the earlier one)" if p in replaced else ""))
     return 0
 
 

@@ -9,6 +9,9 @@ from PIL import Image
 
 from .dataset import DataError
 
+# Photos as users bring them (from-photos reads these, masks may be any of them).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
     """(H, W, 4) uint8. Grayscale, palette, 16-bit and RGB files are converted, not refused."""

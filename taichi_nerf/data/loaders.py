@@ -7,6 +7,7 @@ from pathlib import Path
 from .blender import is_blender, load_blender
 from .colmap_model import is_colmap, load_colmap, model_folders
 from .dataset import DataError, Dataset
+from .images import PHOTO_SUFFIXES
 from .llff import is_llff, load_llff
 from .mask_hull import hull_bounds
 from .masks import attach_masks
@@ -38,7 +39,7 @@ def detect_format(path: Path) -> str:
         raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
                         "it was made from")
     photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
-              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".heic", ".tif", ".tiff", ".webp")]
+              if p.suffix.lower() in PHOTO_SUFFIXES]
     if photos:  # the first thing a user tries: their photos, before any poses exist
         raise DataError(f"{path}: photos without camera poses ({len(photos)} images, no transforms.json, "
                         f"poses_bounds.npy or COLMAP model); recover the poses first: taichi-nerf data from-photos "

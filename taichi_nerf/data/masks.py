@@ -30,9 +30,10 @@ import torch
 from PIL import Image
 
 from .dataset import DataError, Dataset
+from .images import PHOTO_SUFFIXES
 
 MASK_MODES = ("transparent", "ignore", "off")
-MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_SUFFIXES = PHOTO_SUFFIXES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the loaders read as images
 LOW, HIGH = 24, 232  # mask values at or below LOW are out, at or above HIGH are in (JPEG ringing)
 KEEP = 128  # mask_mode ignore: a pixel takes part in the loss from this value on

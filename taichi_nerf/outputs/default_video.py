@@ -41,6 +41,15 @@ def default_video_name(scene: Scene) -> str:
     return VIDEO_FILES[video_kind(scene)]
 
 
+def checkpoint_video_name(ckpt) -> str:
+    """:func:`default_video_name` of the checkpoint ``ckpt``'s scene (orbit.mp4 when its scene does
+    not read: loading it then says why)."""
+    from ..runs.checkpoint import saved_scene
+
+    scene = saved_scene(ckpt)
+    return "orbit.mp4" if scene is None else default_video_name(scene)
+
+
 def write_default_video(renderer, out: Path, frames: int, width: int, fps: float = 24, progress: bool = True,
                         background=(1.0, 1.0, 1.0), say: Callable[[str], None] | None = None) -> list[Path]:
     """Write the default video of ``renderer``'s scene to ``out`` (+ depth, + gif beside an
