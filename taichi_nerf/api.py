@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from .files import json_safe, write_json
 from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
 from .outputs.metrics import has_transparency, mean_object_psnr, psnr, ssim
 from .rendering.backgrounds import scene_background
+from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
 from .runs import checkpoint
 from .runs.datasets import load_dataset, run_dataset
 from .runs.run_folder import open_run, resume_config
@@ -36,8 +37,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
         return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
 
 
-def render_orbit(ckpt, out=None, frames: int = 60, size: int = 200, arch: str = "auto",
-                 fps: int = 24, progress: bool = True) -> list[Path]:
+def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int = DEFAULT_SIZE, arch: str = "auto",
+                 fps: float = DEFAULT_FPS, progress: bool = True) -> list[Path]:
     """The default video of a trained field: the orbit, the spiral or a path through the training
     cameras, whichever suits the capture (mp4 + depth mp4 + gif, or a gif): ``render_path``
     without a path. ``out`` None: named after that path (orbit.mp4, spiral.mp4 or path.mp4), as
@@ -129,7 +130,7 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     return result
 
 
-def make_synthetic(out, views: int = 100, size: int = 100, progress: bool = True) -> Path:
+def make_synthetic(out, views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress: bool = True) -> Path:
     from .scenes.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(out, views=views, size=size, progress=progress)

@@ -17,6 +17,7 @@ from typing import Literal
 from .config_checks import MAX_SAMPLES, range_problems, type_problems, without_none
 from .kind_defaults import (
     APPEARANCE_DEFAULTS,
+    DENSITY_NOISE_DEFAULTS,
     LR_DEFAULTS,
     LR_WARMUP_DEFAULTS,
     MARCH_STEPS_DEFAULTS,
@@ -27,6 +28,8 @@ from .kind_defaults import (
     chosen,
     sampling_defaults,
 )
+
+BUILTIN_VIEWS, BUILTIN_SIZE = 100, 100  # the built-in scene's training views and image size (pixels a side)
 
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
 Background = Literal["auto", "white", "black", "random"]
@@ -208,8 +211,8 @@ class TrainConfig:
                                  "validations and previews keep to 5% of it",
                                  aliases=("--time-limit",))
     # --- built-in scene (when no --data is given)
-    scene_views: int = option(100, BUILTIN, "training views of the built-in scene")
-    scene_size: int = option(100, BUILTIN, "image size of the built-in scene in pixels")
+    scene_views: int = option(BUILTIN_VIEWS, BUILTIN, "training views of the built-in scene")
+    scene_size: int = option(BUILTIN_SIZE, BUILTIN, "image size of the built-in scene in pixels")
 
     def validate(self) -> "TrainConfig":
         """Every value of the right type, finite and in range, or one ValueError naming them all
@@ -248,8 +251,10 @@ class TrainConfig:
         return chosen(self.mixed_precision, MIXED_PRECISION_DEFAULTS, scene)
 
     def with_kind_defaults_for(self, scene) -> "TrainConfig":
-        """lr, lr_warmup, pixel_sampling, sampler and march steps resolved for ``scene``: saved, they resume alike."""
+        """lr, lr_warmup, pixel_sampling, density noise, sampler and march steps resolved for ``scene``: saved,
+        they resume alike."""
         return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
+                                   density_noise=chosen(self.density_noise, DENSITY_NOISE_DEFAULTS, scene),
                                    lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
                                    pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene),
                                    **sampling_defaults(self, scene, MAX_SAMPLES))

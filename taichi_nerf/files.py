@@ -96,6 +96,12 @@ def read_jsonl(path) -> list[dict]:
     return rows
 
 
+def metric_rows(path) -> list[dict]:
+    """The rows of a run's metrics.jsonl that carry a step, for the curves: a line torn by a kill is
+    skipped (runs/run_folder.read_metrics is the strict reader that a resume uses)."""
+    return [row for row in read_jsonl(path) if isinstance(row, dict) and isinstance(row.get("step"), int)]
+
+
 def to_uint8(image) -> np.ndarray:
     """uint8 as it is; float in [0, 1] (numpy or torch) clipped and rounded to uint8."""
     a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)

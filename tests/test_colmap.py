@@ -309,6 +309,14 @@ def test_existing_dataset_needs_overwrite(photos_dataset, tmp_path, capsys):
     (tmp_path / "other" / "thesis.tex").write_text("x")
     with pytest.raises(DataError, match="holds no dataset"):
         check_out(tmp_path / "other", overwrite=True)
+    (tmp_path / "other" / "masks").mkdir()  # the user's own masks are no dataset to replace
+    with pytest.raises(DataError, match="holds no dataset"):
+        check_out(tmp_path / "other", overwrite=True)
+    for other_layout in ("poses_bounds.npy", "sparse", "transforms_train.json"):  # it would stay beside the new one
+        (out / other_layout).mkdir()
+        with pytest.raises(DataError, match=f"did not write \\({other_layout}\\)"):
+            check_out(out, overwrite=True)
+        (out / other_layout).rmdir()
 
 
 def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monkeypatch):

@@ -60,6 +60,16 @@ def test_missing_folder(tmp_path):
     expect_error(tmp_path / "nope", str(tmp_path / "nope"), "no such file or folder")
 
 
+def test_the_cli_says_an_error_in_one_line_and_re_raises_it_for_developers(tmp_path, capsys, monkeypatch):
+    from taichi_nerf import cli
+
+    assert cli.main(["data", "info", str(tmp_path / "nope")]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.count("\n") == 1
+    monkeypatch.setenv("TAICHI_NERF_DEBUG", "1")  # CONTRIBUTING.md: a bug's ValueError gets its traceback
+    with pytest.raises(DataError, match="no such file or folder"):
+        cli.main(["data", "info", str(tmp_path / "nope")])
+
+
 def test_unknown_layout(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     expect_error(tmp_path, "unknown dataset layout")
@@ -177,6 +187,14 @@ def test_bad_intrinsics_and_bounds(tmp_path):
                           ({"camera_model": "OPENCV_FISHEYE"}, "not supported")]:
         transforms(tmp_path, frames, **meta)
         expect_error(tmp_path, "transforms_train.json", problem)
+
+
+def test_misspelt_focal_length_is_named(tmp_path):
+    frames = two_frames(tmp_path)
+    (tmp_path / "transforms.json").write_text(json.dumps({"camera_angel_x": 0.7, "frames": frames}))
+    expect_error(tmp_path, "no focal length", "'camera_angel_x': did you mean 'camera_angle_x'?")
+    (tmp_path / "transforms.json").write_text(json.dumps({"focal": 9, "frames": frames}))
+    assert "did you mean" not in expect_error(tmp_path, "no focal length")
 
 
 def test_other_formats_bad_files(tmp_path):

@@ -419,6 +419,9 @@ def test_performance_log_writes_strict_json_once_a_second(tmp_path, monkeypatch)
     (["gui", "--headless", "--frames", "2", "--render-scale", "100"], "--render-scale must be above 0"),
     (["gui", "--headless", "--frames", "2", "--render-scale", "0"], "--render-scale must be above 0"),
     (["gui", "--ckpt", "runs/x", "--data", "d"], "give one of them"),
+    (["gui", "--ckpt", "runs/x", "--steps", "5", "--out", "o"], "so --steps, --out would change nothing"),
+    (["gui", "--ckpt", "runs/x", "--overwrite"], "so --overwrite would change nothing"),
+    (["gui", "--ckpt", "runs/x", "--train", "--out", "o", "--config", "c.json"], "drop --out and --config"),
     (["gui", "--out", "unused"], "browser viewer (taichi-nerf gui --web"),
     (["gui", "--out", "unused", "--display", ":77"], "cannot open the X display ':77'"),
 ])

@@ -196,6 +196,26 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
     assert not (run / run_folder.LOCK_NAME).exists()
 
 
+def test_a_resume_with_the_runs_own_preset_keeps_what_the_run_set_over_it(run):
+    """`--preset keras --steps 1000 --lr 5e-4`, resumed with `--preset keras` again, came back with the
+    preset's 320 steps and lr 1e-3, and no note said so; the CLI and the API now keep the run's values."""
+    import torch
+
+    from taichi_nerf.cli import build_parser
+    from taichi_nerf.cli.common import run_config
+    from taichi_nerf.config import TrainConfig
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    own = TrainConfig(**state["config"]).replace(preset="keras", steps=1000, lr=5e-4)
+    torch.save({**state, "config": own.to_dict()}, run / "checkpoint.pt")
+    api = run_folder.resume_config(run, preset="keras")
+    args = build_parser().parse_args(["train", "--resume", str(run), "--preset", "keras"])
+    for cfg in (api, run_config(args, resume_from=args.resume)):
+        assert (cfg.preset, cfg.steps, cfg.lr) == ("keras", 1000, 5e-4)
+    with pytest.raises(ValueError, match="preset 'pytorch3d' sets a model of its own"):
+        run_folder.resume_config(run, preset="pytorch3d")
+
+
 def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_cameras(tmp_path, capsys):
     from taichi_nerf.config import TrainConfig
     from taichi_nerf.runs.datasets import training_views

@@ -400,6 +400,29 @@ def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path):
     more = timed(Trainer(cfg.replace(time_limit_s=3.0), resume=True)).run()
     assert 9 <= more.step - result.step <= 11  # the second it added
 
+def test_the_step_that_spends_the_time_limit_is_validated_once(tiny_scene, tmp_path):
+    """The final stage validates and previews the last step: a scheduled check at the step that
+    spends the limit is skipped, not run twice (the log once showed two validations there)."""
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, eval_every=1, preview_every=1,
+                      checkpoint_every=0).replace(time_limit_s=1.0)
+    trainer = Trainer(cfg)
+    now = [0.0]
+    trainer.clock = lambda: now[0]
+    step = trainer.step
+
+    def costly():
+        now[0] += 0.1  # checks cost nothing on this clock: only the spent limit can skip them
+        return step()
+    trainer.step = costly
+    previews, preview = [], trainer.write_preview
+    trainer.write_preview = lambda *a, **k: previews.append(trainer.step_count) or preview(*a, **k)
+    result = trainer.run()
+    validated = [r["step"] for r in trainer.history if "val_psnr" in r]
+    assert 9 <= result.step <= 11 and validated == [*range(result.step), result.step], validated
+    assert [r.get("final", False) for r in trainer.history if "val_psnr" in r][-2:] == [False, True]
+    assert previews == list(range(1, result.step + 1)), previews  # the last one by the final stage alone
+
+
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""

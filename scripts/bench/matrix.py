@@ -48,6 +48,7 @@ def matrix_runs(root: Path, budget: float, checkpoints: tuple, names=MATRIX_SETS
                      "train_images": tr.train.count, "background": tr.background_choice.description.split(" (")[0],
                      "scene": kind, "flat_psnr": round(flat, 2),
                      **{f"psnr_{int(m)}s": value_after(curve, m) for m in marks},
+                     "psnr_final": curve[-1][1], "final_at_s": curve[-1][0],  # earlier than the budget: all steps made
                      "steps": curve[-1][2], "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
                      "rays_per_s": round(tr.rays_per_s), "curve": curve})
     if sheet is not None:
@@ -73,7 +74,8 @@ def print_matrix(rows: list[dict], checkpoints: tuple) -> None:
           "| steps | samples/ray | rays/s |")
     print("|---|---|---|---|---|---:|" + "---:|" * len(checkpoints) + "---:|---:|---:|")
     for r in rows:
-        vals = " | ".join("-" if r[f"psnr_{int(m)}s"] is None else f"{r[f'psnr_{int(m)}s']:.1f}" for m in checkpoints)
+        ended = f"{r['psnr_final']:.1f} (all steps at {r['final_at_s']:.0f} s)"
+        vals = " | ".join(ended if r[f"psnr_{int(m)}s"] is None else f"{r[f'psnr_{int(m)}s']:.1f}" for m in checkpoints)
         print(f"| {r['set']} | {r['layout']} | {r['size']} | {r['background']} | {r['scene']} | {r['flat_psnr']:.1f} | "
               f"{vals} | {r['steps']} | {r['samples_per_ray']} | {r['rays_per_s']} |")
 

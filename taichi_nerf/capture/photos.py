@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..data.dataset import DataError
 from ..data.images import PHOTO_SUFFIXES
+from ..data.loaders import DATASET_MARKERS
 from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
@@ -43,7 +44,6 @@ RETRY_WITHIN_S = 30.0
 MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
 MASKED_PEAK_THRESHOLD = 0.0067 / 2  # with --masks: SIFT's contrast threshold (COLMAP's default 0.0067)
 MASKED_MIN_INLIERS = 15  # with --masks: inliers to register an image (COLMAP's default 30)
-DATASET_MARKERS = ("transforms.json", "transforms_train.json", "colmap", "images")
 # All that from-photos writes in --out (--overwrite swaps these). masks/ (with --masks) is one: an
 # old run's left behind would be read as this dataset's, and a new one must not be dropped.
 OUTPUTS = ("images", "masks", "transforms.json", "colmap")
@@ -152,7 +152,7 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: is a file; --out must be a folder")
     if out.is_dir() and any(out.iterdir()):
-        is_dataset = any((out / m).exists() for m in DATASET_MARKERS)
+        is_dataset = any((out / m).exists() for m in DATASET_MARKERS if m != "masks")  # masks alone are the user's
         if not is_dataset:
             raise DataError(f"{out}: folder is not empty and holds no dataset; choose a new or empty --out")
         if not overwrite:

@@ -44,6 +44,8 @@ def main(argv=None) -> int:
             refuse_several(f"taichi-nerf {args.command}")
         return args.run(args)
     except (UserError, DataError, CheckpointError, ValueError) as exc:
+        if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, UserError):
+            raise  # a ValueError from a bug reads as a user error too: developers get the traceback
         print(f"taichi-nerf: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `taichi-nerf eval ... | head`: the reader has what it wanted

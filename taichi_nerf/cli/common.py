@@ -105,9 +105,10 @@ def run_config(args, resume_from=None, default=None):
         if given.get("preset") not in (None, cfg.preset):
             raise UserError(f"--preset {given['preset']} sets a model of its own, and a resumed run keeps the one it "
                             "trained: drop --preset (or start a new run with it and another --out)")
+        given.pop("preset", None)  # the run's own: applied again, it would reset what the run set over it
         resumed = cfg.replace(**given)
         changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
-                   if name not in ("arch", "progress", "preset") and getattr(cfg, name) != getattr(resumed, name)]
+                   if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
         if changed:  # said, as they outlive this command: the run's config.json keeps them
             print(f"note: changed for the rest of the run (and kept in its config.json): {', '.join(changed)}")
         return resumed

@@ -10,14 +10,16 @@ from .common import HelpFormatter, UserError, add_config_flags, config_overrides
 
 
 def add_parser(sub) -> None:
-    from ..config import DATASET_FIELDS
+    from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, DATASET_FIELDS
 
     p = sub.add_parser("data", help="make or inspect datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("synthetic", help="render the built-in scene in the Blender layout")
     s.add_argument("--out", required=True, help="dataset folder to write (Blender layout)")
-    s.add_argument("--views", type=int, default=100, help="training views (default 100; val and test get 8 each)")
-    s.add_argument("--size", type=int, default=100, help="image width and height in pixels (default 100)")
+    s.add_argument("--views", type=int, default=BUILTIN_VIEWS,
+                   help=f"training views (default {BUILTIN_VIEWS}; val and test get 8 each)")
+    s.add_argument("--size", type=int, default=BUILTIN_SIZE,
+                   help=f"image width and height in pixels (default {BUILTIN_SIZE})")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(run=cmd_data_synthetic)
 
@@ -67,8 +69,10 @@ def cmd_data_info(args) -> int:
 
     ds = _load_with_options(args)
 
-    def vec(t):
-        return "(" + ", ".join(f"{float(v) if abs(float(v)) > 1e-9 else 0.0:.4g}" for v in t) + ")"
+    def vec(t):  # float32 noise ("-6.955e-09" for a centred axis) shows as 0
+        values = [float(v) for v in t]
+        tiny = 1e-6 * max([1.0, *map(abs, values)])
+        return "(" + ", ".join(f"{v if abs(v) > tiny else 0.0:.4g}" for v in values) + ")"
 
     print(f"format:   {ds.format}")
     print(f"source:   {ds.source}")
@@ -122,18 +126,16 @@ def cmd_data_from_mesh(args) -> int:
     return 0
 
 
-# What another layout's dataset holds: a Blender-layout writer (synthetic, from-mesh) adding its
-# transforms_*.json beside them would hide that dataset from the loaders.
-OTHER_DATASETS = ("transforms.json", "poses_bounds.npy", "images", "sparse", "colmap", "masks")
-
-
 def refuse_other_dataset(out) -> None:
     """One line for an --out that is a file or holds another layout's dataset (an earlier
-    Blender-layout render there is rewritten)."""
+    Blender-layout render there is rewritten): a Blender-layout writer (synthetic, from-mesh)
+    adding its transforms_*.json beside that dataset would hide it from the loaders."""
+    from ..data.loaders import DATASET_MARKERS
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file; --out is the dataset's folder")
-    found = [name for name in OTHER_DATASETS if (out / name).exists()]
+    found = [name for name in DATASET_MARKERS if name != "transforms_train.json" and (out / name).exists()]
     if found:
         raise UserError(f"{out}: holds another dataset ({', '.join(found)}); choose another --out")
 

@@ -1,7 +1,7 @@
 """``taichi-nerf gui``: train in the interactive window, or look around a trained checkpoint."""
 from __future__ import annotations
 
-from .common import HelpFormatter, UserError, add_config_flags, run_config
+from .common import HelpFormatter, UserError, add_config_flags, config_overrides, run_config
 
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
@@ -12,6 +12,7 @@ GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not 
 
 def add_parser(sub) -> None:
     from ..config import DATASET_FIELDS
+    from ..viewing import VIDEO_FRAMES
 
     p = sub.add_parser("gui",
                        help="train in an interactive window (Taichi GGUI) and look around the field as it learns",
@@ -30,9 +31,9 @@ def add_parser(sub) -> None:
                    help="render size / view size (default: 1, the canvas's full resolution)")
     w.add_argument("--steps-per-frame", type=int, metavar="N",
                    help="training steps between two frames (default: as many as half of a ~80 ms frame allows)")
-    w.add_argument("--video-frames", type=int, default=36, metavar="N",
+    w.add_argument("--video-frames", type=int, default=VIDEO_FRAMES, metavar="N",
                    help="frames of the video the V key records: the orbit, or the path through the K keyframes "
-                        "(default: 36)")
+                        f"(default: {VIDEO_FRAMES})")
     w.add_argument("--headless", action="store_true",
                    help="no window: render offscreen (needs --frames or --seconds; see --screenshot)")
     w.add_argument("--frames", type=int, metavar="N", help="leave after this many frames")
@@ -68,6 +69,24 @@ def open_training_run(args):
                     continue_hint=f"--ckpt {cfg.out} --train to continue it")
 
 
+def refuse_dropped_flags(args) -> None:
+    """Flags that a ``--ckpt`` session would drop without a word are refused, as train refuses them."""
+    if not args.ckpt:
+        return
+    files = [flag for flag, given in (("--config", args.config), ("--overwrite", args.overwrite)) if given]
+    if args.train:
+        dropped = (["--out"] if args.out is not None else []) + files
+        if dropped:
+            raise UserError(f"--ckpt RUN --train continues the run in its own folder with its own config: drop "
+                            f"{' and '.join(dropped)}")
+        return
+    ignored = ("arch", "data", "progress")  # the viewer's own; --data is refused above
+    flags = [f"--{name.replace('_', '-')}" for name in config_overrides(args) if name not in ignored]
+    if flags + files:
+        raise UserError(f"--ckpt without --train looks at the field as it was trained, so {', '.join(flags + files)} "
+                        "would change nothing: drop them, or add --train to keep training with them")
+
+
 def cmd_gui(args) -> int:
     """``taichi-nerf gui`` arguments -> a configured GuiApp (with ``--web``, the browser
     viewer), run to the end."""
@@ -81,6 +100,7 @@ def cmd_gui(args) -> int:
     if args.ckpt and not args.train and args.data is not None:
         raise UserError("--ckpt looks at a trained field and --data trains a new one: give one of them "
                         "(or --ckpt RUN --train --data PATH to continue that run on this data)")
+    refuse_dropped_flags(args)
     if args.video_frames < 1:
         raise UserError(f"--video-frames must be at least 1 (the frames of the videos it records), "
                         f"got {args.video_frames}")

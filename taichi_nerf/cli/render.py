@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
 from .common import UserError, add_arch, counted
 
 
@@ -22,9 +23,9 @@ def add_parser(sub) -> None:
                            "transform_matrix), or 'train' for a smooth loop through the training cameras")
     what.add_argument("--spiral", action="store_true", help="the forward-facing spiral in front of the cameras")
     v = p.add_argument_group("video options")
-    v.add_argument("--frames", type=int, help="frames (default: 60; a camera path file: one per camera)")
-    v.add_argument("--size", type=int, help="video width in pixels (default: 200, or the camera path's)")
-    v.add_argument("--fps", type=float, help="frames per second (default: the camera path's, else 24)")
+    v.add_argument("--frames", type=int, help=f"frames (default: {DEFAULT_FRAMES}; a camera path file: one per camera)")
+    v.add_argument("--size", type=int, help=f"video width in pixels (default: {DEFAULT_SIZE}, or the camera path's)")
+    v.add_argument("--fps", type=float, help=f"frames per second (default: the camera path's, else {DEFAULT_FPS})")
     p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
                                   "was trained on)")
     s = p.add_argument_group("--split options")

@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
     if launcher:
-        return distributed.launch_local(args.devices, args.argv, cuda=resolve_arch(run.cfg.arch) == "cuda")
+        return distributed.launch_local(args.devices, args.argv)
     video_frames = DEFAULT_FRAMES if args.video_frames is None else args.video_frames
     if resume and args.video_frames is None and ended_without_video(run.out):
         video_frames = 0

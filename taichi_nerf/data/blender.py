@@ -7,6 +7,7 @@ per-frame ``depth_file_path`` (a .npy of ray distances) that the built-in scene 
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from ..files import write_png
 from .dataset import DataError, Dataset, Split
-from .images import NOT_SAME_SHAPE, image_size, read_many, same_shape
+from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, image_size, read_many, same_shape
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # the Blender scenes' cameras sit at radius ~4
@@ -128,7 +129,7 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
     if fy is None and angle_y is not None:
         fy = 0.5 * src_h / math.tan(0.5 * angle_y)
     if fx is None and fy is None:
-        raise DataError(f"{where}: no focal length (need 'camera_angle_x' or 'fl_x')")
+        raise DataError(f"{where}: no focal length (need 'camera_angle_x' or 'fl_x'){misspelt_focal(meta)}")
     fx = fx if fx is not None else fy
     fy = fy if fy is not None else fx
     if fx <= 0 or fy <= 0:
@@ -139,7 +140,20 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
     return [fx * sx, fy * sy, cx * sx, cy * sy, *dist]
 
 
-IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".JPG", ".JPEG")
+FOCAL_KEYS = ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y")
+
+
+def misspelt_focal(meta: dict) -> str:
+    """"; 'camera_angel_x' is there: did you mean 'camera_angle_x'?" for a key of ``meta`` that is
+    a focal-length key misspelt, else ""."""
+    for key in meta:
+        guess = difflib.get_close_matches(str(key).lower(), FOCAL_KEYS, n=1, cutoff=0.75)
+        if guess and key not in FOCAL_KEYS:
+            return f"; the file has {key!r}: did you mean {guess[0]!r}?"
+    return ""
+
+
+IMAGE_SUFFIXES = tuple(s for suffix in DATASET_SUFFIXES for s in (suffix, suffix.upper()))  # appended as found
 
 
 def resolve_image(root: Path, file_path: str, where: str, listings: dict | None = None) -> Path:
@@ -149,9 +163,9 @@ def resolve_image(root: Path, file_path: str, where: str, listings: dict | None 
         raise DataError(f"{where}: 'file_path' must be a non-empty string")
     try:
         path = (root / file_path.replace("\\", "/")).resolve()  # a path written on Windows
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg") and not path.is_file():
+        if path.suffix.lower() in DATASET_SUFFIXES and not path.is_file():
             return _same_image_elsewhere(path, {} if listings is None else listings) or path
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        if path.suffix.lower() not in DATASET_SUFFIXES:
             # Blender files name images without extension ("./train/r_0"); a dotted stem is no suffix.
             for ext in IMAGE_SUFFIXES:
                 candidate = path.with_name(path.name + ext)
@@ -176,7 +190,7 @@ def _same_image_elsewhere(path: Path, listings: dict) -> Path | None:
         listings[path.parent] = by_stem
     files = [p for p in listings[path.parent].get(path.stem.lower(), []) if p.is_file()]
     same_name = [p for p in files if p.name.lower() == path.name.lower()]
-    images = [p for p in files if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    images = [p for p in files if p.suffix.lower() in DATASET_SUFFIXES]
     return same_name[0] if same_name else images[0] if len(images) == 1 else None
 
 

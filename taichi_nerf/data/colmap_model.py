@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import DataError
+from .images import DATASET_SUFFIXES
 
 # model id -> (name, number of parameters); https://colmap.github.io/cameras.html
 CAMERA_MODELS = {
@@ -437,8 +438,7 @@ def load_colmap(path, downscale: int = 1, every: int = 1, limit: int | None = No
     folder, images = found
     model = read_model(folder)
     meta, warnings = transforms_meta(model, "", str(folder))
-    on_disk = sorted(p.name for p in images.iterdir()
-                     if p.suffix.lower() in (".jpg", ".jpeg", ".png") and not p.name.startswith("."))
+    on_disk = sorted(p.name for p in images.iterdir() if p.suffix.lower() in DATASET_SUFFIXES and p.name[0] != ".")
     left_out = [n for n in on_disk if n not in set(model.names)]
     meta["colmap"] = {**registration(model), "total": len(model.names) + len(left_out), "unregistered": left_out,
                       "cameras": len(model.cameras),

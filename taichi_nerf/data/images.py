@@ -11,6 +11,7 @@ from .dataset import DataError
 
 # Photos as users bring them (from-photos reads these, masks may be any of them).
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DATASET_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the dataset loaders take as a layout's images (any case)
 
 
 def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:

@@ -27,12 +27,11 @@ import torch
 
 from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
-from .images import NOT_SAME_SHAPE, read_many, same_shape
+from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, read_many, same_shape
 
 NEAR_TARGET_FACTOR = 0.75  # nearest depth -> 1 / 0.75 after rescaling
 NDC_NEAR = 1.0
 DEFAULT_VAL_EVERY = 8
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def is_llff(path: Path) -> bool:
@@ -142,7 +141,7 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
 
     folder, decode_factor, folder_note = _image_folder(root, downscale)
     image_paths = sorted(p for p in folder.iterdir()  # not macOS's "._IMG_0001.JPG" metadata files
-                         if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+                         if p.suffix.lower() in DATASET_SUFFIXES and not p.name.startswith(".") and p.is_file())
     if len(image_paths) != n:
         raise DataError(f"{folder}: {len(image_paths)} images, but poses_bounds.npy has {n} poses")
 

@@ -23,6 +23,9 @@ FORMATS = {
     "colmap": (is_colmap, load_colmap),
     "npz": (is_npz, load_npz),
 }
+# What a dataset folder of any layout holds: a writer of another layout into it must not leave them beside its own.
+DATASET_MARKERS = ("transforms.json", "transforms_train.json", "poses_bounds.npy", "images", "sparse", "colmap",
+                   "masks")
 ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "instant-ngp", "tiny-nerf": "npz"}
 
 # Loader options (keyword arguments of load_dataset); each loader uses those that apply.

@@ -30,11 +30,10 @@ import torch
 from PIL import Image
 
 from .dataset import DataError, Dataset
-from .images import PHOTO_SUFFIXES
+from .images import DATASET_SUFFIXES, PHOTO_SUFFIXES
 
 MASK_MODES = ("transparent", "ignore", "off")
 MASK_SUFFIXES = PHOTO_SUFFIXES
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the loaders read as images
 LOW, HIGH = 24, 232  # mask values at or below LOW are out, at or above HIGH are in (JPEG ringing)
 KEEP = 128  # mask_mode ignore: a pixel takes part in the loss from this value on
 SHAPE_TOLERANCE = 0.02  # relative aspect-ratio difference a mask may have from its image
@@ -42,7 +41,7 @@ SHAPE_TOLERANCE = 0.02  # relative aspect-ratio difference a mask may have from 
 
 # --- where the masks are ----------------------------------------------------------------------
 def _listed_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES)
 
 
 def _mask_folder(images_dir: Path) -> Path | None:

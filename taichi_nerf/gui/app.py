@@ -24,7 +24,7 @@ from ..interrupts import StopRequest
 from ..rendering.backgrounds import over_background, scene_background
 from ..runs import checkpoint
 from ..training.trainer import Trainer, TrainingDiverged
-from ..viewing import timeshare
+from ..viewing import VIDEO_FRAMES, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
@@ -58,7 +58,7 @@ class GuiOptions:
     preview_divisors: tuple | None = None  # fixed refinement levels, e.g. (4, 2, 1); None: adapt on a CPU
     steps_per_frame: int | None = None  # fixed training steps per frame; None: by the frame budget
     panel_width: int = 330
-    video_frames: int = 36
+    video_frames: int = VIDEO_FRAMES
     video_width: int | None = None  # None: the training image width (at most 200)
     status_path: str | None = None  # write the GUI state as JSON here every frame (scripts, tests)
     max_frames: int | None = None  # leave the loop after this many frames

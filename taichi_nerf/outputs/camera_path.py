@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
+from ..rendering.video_route import DEFAULT_SIZE, MAX_KEYFRAMES, camera_azimuths
 from ..stages.cameras import focal_from_fov
 
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
-MAX_KEYFRAMES = 16  # training cameras the `train` path passes through (evenly spread along it)
-DEFAULT_WIDTH = 200
 # Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
 # 0.5% scale or a shear (a distorted frame) does not.
 ROTATION_TOLERANCE = 5e-3
@@ -169,7 +168,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
             if size:  # the height follows the path's aspect
                 width, height = int(size), max(1, round(size / aspect))
             else:
-                width = int(w0 or DEFAULT_WIDTH)
+                width = int(w0 or DEFAULT_SIZE)
                 height = int(h0) if h0 else max(1, round(width / aspect))
         fy = 0.5 * height / math.tan(0.5 * math.radians(fov))  # nerfstudio's fov is vertical
         intr.append(_intrinsics(fy, fy, width, height))
@@ -193,7 +192,7 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
         w0 = _positive(get("w"), "w", where) if get("w") is not None else None
         h0 = _positive(get("h"), "h", where) if get("h") is not None else None
         if width is None:
-            width = int(size or w0 or DEFAULT_WIDTH)
+            width = int(size or w0 or DEFAULT_SIZE)
             height = int(round(h0 * width / w0)) if (w0 and h0) else max(1, round(width / scene.aspect))
         scale = width / w0 if w0 else 1.0
         if get("fl_x") is not None:
@@ -315,13 +314,8 @@ def order_cameras(poses, scene: Scene) -> np.ndarray:
         axis, centre = p[:, :3, 2].mean(0), pos.mean(0)
     else:
         axis, centre = np.asarray(scene.up, dtype=np.float64), np.asarray(scene.center, dtype=np.float64)
-    axis = axis / max(np.linalg.norm(axis), 1e-12)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    a = np.cross(axis, helper)
-    a /= np.linalg.norm(a)
-    b = np.cross(axis, a)
-    rel = pos - centre
-    return np.argsort(np.arctan2(rel @ b, rel @ a), kind="stable")
+    az = camera_azimuths(p, centre, axis)  # from -180 deg, where the paths always started; on-axis cameras last
+    return np.argsort(np.where(np.isfinite(az), (az + 180.0) % 360.0, np.inf), kind="stable")
 
 
 def train_path(train_poses, scene: Scene, frames: int, width: int) -> CameraPath:

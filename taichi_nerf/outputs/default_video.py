@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras
-from ..rendering.video_route import VIDEO_FILES, video_kind
+from ..rendering.video_route import DEFAULT_FPS, VIDEO_FILES, video_kind
 from .camera_path import CameraPath, resample
 
 OLD_CHECKPOINT = "checkpoint from before the video was chosen from the cameras: the orbit"
@@ -50,7 +50,7 @@ def checkpoint_video_name(ckpt) -> str:
     return "orbit.mp4" if scene is None else default_video_name(scene)
 
 
-def write_default_video(renderer, out: Path, frames: int, width: int, fps: float = 24, progress: bool = True,
+def write_default_video(renderer, out: Path, frames: int, width: int, fps: float = DEFAULT_FPS, progress: bool = True,
                         background=(1.0, 1.0, 1.0), say: Callable[[str], None] | None = None) -> list[Path]:
     """Write the default video of ``renderer``'s scene to ``out`` (+ depth, + gif beside an
     mp4), telling ``say`` which path was chosen and why."""

@@ -14,7 +14,7 @@ import torch
 from .. import resources
 from ..rendering.renderer import Renderer
 from ..rendering.scene import orbit_cameras
-from ..rendering.video_route import video_files
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, video_files
 from .depth_view import depth_colors
 
 
@@ -26,7 +26,7 @@ class OrbitRecorder:
     ``frames`` and ``width`` are taken from it); default: the scene's orbit."""
 
     def __init__(self, renderer: Renderer, out: Path, frames: int, width: int, height: int | None = None,
-                 background=(1.0, 1.0, 1.0), fps: float = 24, elevation_deg: float | None = None,
+                 background=(1.0, 1.0, 1.0), fps: float = DEFAULT_FPS, elevation_deg: float | None = None,
                  samples_per_ray: int | None = None, cameras=None):
         if cameras is not None:
             poses, intrinsics, width, height = cameras
@@ -87,7 +87,7 @@ def _record(recorder: OrbitRecorder, progress: bool) -> None:
         recorder.advance()
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float = 24) -> Path:
+def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -107,8 +107,9 @@ def _even(frames: np.ndarray) -> bool:
     return frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
 
 
-def write_orbit(renderer: Renderer, out: Path, frames: int = 60, width: int = 200, fps: int = 24,
-                gif: bool = True, depth: bool = True, progress: bool = True, background=(1.0, 1.0, 1.0)) -> list[Path]:
+def write_orbit(renderer: Renderer, out: Path, frames: int = DEFAULT_FRAMES, width: int = DEFAULT_SIZE,
+                fps: float = DEFAULT_FPS, gif: bool = True, depth: bool = True, progress: bool = True,
+                background=(1.0, 1.0, 1.0)) -> list[Path]:
     """Write ``out`` (mp4 or gif), plus ``<stem>_depth`` and a ``.gif`` beside an mp4."""
     recorder = OrbitRecorder(renderer, out, frames, width, background=background, fps=fps)
     _record(recorder, progress)
@@ -116,7 +117,7 @@ def write_orbit(renderer: Renderer, out: Path, frames: int = 60, width: int = 20
 
 
 def write_path(renderer: Renderer, out: Path, poses: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-               fps: float = 24, gif: bool = True, depth: bool = True, progress: bool = True,
+               fps: float = DEFAULT_FPS, gif: bool = True, depth: bool = True, progress: bool = True,
                background=(1.0, 1.0, 1.0)) -> list[Path]:
     """A video along any camera path (taichi_nerf/outputs/camera_path.py): one frame per pose."""
     recorder = OrbitRecorder(renderer, out, 0, width, background=background, fps=fps,

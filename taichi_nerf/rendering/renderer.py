@@ -114,9 +114,7 @@ class Renderer:
         # bf16 where it is fast: asked for, or by default on a CPU with bf16 instructions (backend.use_bf16)
         bf16 = backend.use_bf16(cfg.mixed_precision_for(scene), device)
         renderer = cls(field_, pos, direction, scene, cfg.eval_samples, device, grid, fine, bf16=bf16)
-        # None: on for scenes whose content fills the frame (forward-facing NDC, unbounded).
-        noise = cfg.density_noise
-        renderer.density_noise = (1.0 if scene.ndc or scene.unbounded else 0.0) if noise is None else float(noise)
+        renderer.density_noise = float(cfg.density_noise)  # resolved by scene kind above (kind_defaults.py)
         renderer.gaps = cfg.intervals == "gaps"
         if cfg.sampler == "proposal":
             renderer.proposal = ProposalSampler(scene.aabb, cfg.samples_per_ray, cfg.fine_samples, scene.unbounded,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..data.dataset import Dataset
 from ..data.loaders import load_dataset as read_dataset
 from ..scenes.builtin import builtin_scene
 
 
-def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, views: int = 100, size: int = 100,
+def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, views: int = BUILTIN_VIEWS,
+                 size: int = BUILTIN_SIZE,
                  progress: bool = True, **options) -> Dataset:
     """Load the dataset at ``path`` (any supported layout), or, without one, the built-in
     scene with ``views`` training views of ``size`` pixels (rendered on first use).

@@ -359,10 +359,11 @@ def check_local_devices(count: int, cuda: bool) -> None:
                          f"give at most {torch.cuda.device_count()}, or --arch cpu")
 
 
-def launch_local(count: int, argv: list[str], cuda: bool = False) -> int:
+def launch_local(count: int, argv: list[str]) -> int:
     """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
     (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
-    CPU cores unless OMP_NUM_THREADS says otherwise, or (``cuda``) a GPU. Returns the exit status.
+    CPU cores unless OMP_NUM_THREADS says otherwise (and on GPUs its own GPU: :func:`pin_local_device`).
+    Returns the exit status.
     ``count`` is checked first, by the caller (:func:`check_local_devices`, before a dry run ends)."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException

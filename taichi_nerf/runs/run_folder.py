@@ -105,13 +105,19 @@ def _process_alive(pid: int) -> bool:
 
 def resume_config(run_dir, **overrides) -> TrainConfig:
     """The configuration a run was started with, writing into ``run_dir``, with overrides
-    (typically a larger ``steps``) applied."""
+    (typically a larger ``steps``) applied. The run's own preset among them changes nothing (applied
+    again, it would reset what the run set over it); another preset is refused."""
     refuse_if_locked(run_dir)  # a live run there: say that, not what its folder holds so far
     if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
         raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
                                          f"is nothing to resume; start it again with --out {run_dir} --overwrite")
     path = checkpoint.find_checkpoint(run_dir)
-    cfg = checkpoint.saved_config(path).replace(**overrides)
+    saved = checkpoint.saved_config(path)
+    preset = overrides.pop("preset", None)
+    if preset not in (None, saved.preset):
+        raise ValueError(f"preset {preset!r} sets a model of its own, and a resumed run keeps the one it trained "
+                         f"({saved.preset or 'no preset'}): drop the preset, or start a new run with it")
+    cfg = saved.replace(**overrides)
     return cfg.replace(out=os.path.abspath(path.parent))
 
 

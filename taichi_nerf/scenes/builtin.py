@@ -5,6 +5,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
+
 BUILTIN_VERSION = 1
 
 
@@ -14,7 +16,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def builtin_scene(views: int = 100, size: int = 100, progress: bool = True) -> Path:
+def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress: bool = True) -> Path:
     """Path of the built-in scene at this size, rendering it on first use. Rendered into a
     temporary folder and renamed, so an interrupted render never leaves a half scene behind."""
     from .synthetic import write_synthetic_dataset

@@ -31,6 +31,7 @@ import taichi as ti
 import torch
 
 from .. import backend
+from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..data.blender import write_split
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
@@ -117,8 +118,8 @@ def render_scene(
 
 def write_synthetic_dataset(
     out_dir,
-    views: int = 100,
-    size: int = 100,
+    views: int = BUILTIN_VIEWS,
+    size: int = BUILTIN_SIZE,
     val_views: int = 8,
     test_views: int = 8,
     seed: int = 0,

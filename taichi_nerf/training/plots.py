@@ -1,11 +1,10 @@
 """The loss/PSNR curves of a run as a small PNG (no plotting library needed)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from ..files import finite_number
+from ..files import finite_number, metric_rows
 
 SERIES_COLOURS = [(70, 110, 220), (220, 60, 60)]
 
@@ -27,14 +26,7 @@ def write_curves(out_dir: Path) -> Path | None:
     path = Path(out_dir) / "metrics.jsonl"
     if not path.is_file():
         return None
-    rows = []
-    for line in path.read_text().splitlines():
-        try:  # a line torn by a kill is dropped on --resume; until then the curves skip it
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
+    rows = metric_rows(path)
     series = {
         name: [(r["step"], r[key]) for r in rows if finite_number(r.get(key))]  # a perfect fit's PSNR is null
         for name, key in (("train PSNR", "train_psnr"), ("val PSNR", "val_psnr"))

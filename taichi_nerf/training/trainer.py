@@ -33,9 +33,8 @@ from .pose_refinement import PoseRefinement
 from .ray_batches import RayBatches
 from .validation import periodic_stride, preview_image, validation_scores
 
-# Under --time-limit, a scheduled validation or preview is skipped while the ones before it have
-# taken more than this share of the run's time: they took 11% of 240 s on ethiopianHead and on
-# a phone-sized proposal run. Checkpoints are never skipped (they take milliseconds).
+# Under --time-limit, a scheduled validation or preview is skipped while the ones before took over this share
+# of the run's time (11% of 240 s on ethiopianHead and a phone-sized proposal run); checkpoints never are.
 CHECK_SHARE = 0.05
 
 
@@ -276,11 +275,12 @@ class Trainer:
         self.notify("on_step", info)
 
     def check_allowed(self) -> bool:
-        """Whether a scheduled validation or preview runs: always, except under a time limit
-        while those of this run have taken more than CHECK_SHARE of its time (run() clocks it)."""
-        if not self.cfg.time_limit_s or self.run_started is None:
+        """Whether a scheduled validation or preview runs: always, except under a time limit once it
+        is spent (the final stage does both) or while they took over CHECK_SHARE of the run's time."""
+        started = self.run_started
+        if not self.cfg.time_limit_s or started is None:
             return True
-        return self.check_s <= CHECK_SHARE * (self.clock() - self.run_started)
+        return not self.clock_limit(started) and self.check_s <= CHECK_SHARE * (self.clock() - started)
 
     @contextlib.contextmanager
     def timed_check(self):

@@ -4,10 +4,16 @@ before any data loads, so a missing viser or a bad address refuses the command b
 anything on disk changes."""
 
 from ..backend import ARCH_CHOICES
-from .server import DEFAULT_HOST, DEFAULT_PORT, ViewerServer, ViewerUnavailable, check_address, require_viser
-
-DEFAULT_RESOLUTION = 512
-VIDEO_FRAMES = 36  # the panel's keyframe and orbit videos
+from ..viewing import VIDEO_FRAMES
+from .server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_RESOLUTION,
+    ViewerServer,
+    ViewerUnavailable,
+    check_address,
+    require_viser,
+)
 
 
 def add_viewer_flags(parser, *, choice: bool = False) -> None:

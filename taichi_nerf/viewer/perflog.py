@@ -17,7 +17,8 @@ class ViewerLog:
     def __init__(self, path: Path, interval_s: float = INTERVAL_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", buffering=1)  # noqa: SIM115 (open for the session; a line per write)
+        self.path.write_text("")  # each line is appended on its own: no file stays open between (or after) sessions
+        self.closed = False
         self.interval_s = interval_s
         self.start = self.last = time.perf_counter()
         self.fps = 0.0
@@ -47,7 +48,7 @@ class ViewerLog:
 
     def flush_line(self, now: float) -> None:
         elapsed = max(now - self.last, 1e-6)
-        if self.file.closed:
+        if self.closed:
             return
         self.fps = self.sent_count / elapsed
         line = {"time_s": round(now - self.start, 3), "unix_s": round(time.time(), 3), "fps": round(self.fps, 2),
@@ -55,13 +56,13 @@ class ViewerLog:
                 "moves": len(self.latencies), "train_steps_per_s": round(self.steps / elapsed, 2),
                 "train_ms_per_s": round(1000 * self.train_s / elapsed, 1),
                 "render_ms_per_s": round(1000 * self.render_s / elapsed, 1), "step": int(self.step), **self.state}
-        self.file.write(json.dumps(line, allow_nan=False) + "\n")
+        with open(self.path, "a") as file:
+            file.write(json.dumps(line, allow_nan=False) + "\n")
         self.last = now
         self._reset()
 
     def close(self) -> None:
-        if not self.file.closed:
-            self.file.close()
+        self.closed = True
 
 
 read = read_jsonl  # the lines of a viewer.jsonl (scripts and tests read it)

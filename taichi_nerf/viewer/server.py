@@ -13,6 +13,7 @@ from .camera import viser_pose
 from .inbox import Inbox
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7007
+DEFAULT_RESOLUTION = 512  # the longest side of the pictures sent (the panel's slider changes it)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 

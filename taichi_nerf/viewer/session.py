@@ -23,7 +23,7 @@ from ..files import write_text_atomic
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import scene_background
 from ..training.trainer import Trainer, TrainingDiverged
-from ..viewing import actions, timeshare
+from ..viewing import VIDEO_FRAMES, actions, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
@@ -31,6 +31,7 @@ from ..viewing.view import ProgressiveView
 from .camera import BrowserCamera, render_size, vertical_fov
 from .panel import Panel
 from .perflog import ViewerLog
+from .server import DEFAULT_RESOLUTION
 
 MOVE_HOLD_S = 0.2  # a camera message this recent means the camera is still moving
 SEND_EVERY_S = 0.1  # a picture still refining goes out this often (a finished level at once)
@@ -42,10 +43,10 @@ IDLE_S = 0.03  # nothing to do: wait this long before looking again
 
 @dataclass
 class ViewerOptions:
-    resolution_cap: int = 512  # the longer side of the render, at most (the panel's slider changes it)
+    resolution_cap: int = DEFAULT_RESOLUTION  # the longer side of the render, at most
     steps_per_frame: int | None = None  # fixed training steps per frame; None: the frame budget decides
     frame_budget_s: float = 0.08
-    video_frames: int = 36
+    video_frames: int = VIDEO_FRAMES
     video_width: int | None = None
     max_seconds: float | None = None  # leave after this long (scripts, tests)
     status_path: str | None = None  # the state as JSON, rewritten a few times a second (scripts, tests)

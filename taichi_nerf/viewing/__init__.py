@@ -5,3 +5,5 @@ budget), the split of each frame between training and rendering (``timeshare``),
 keyframed camera path (``keyframes``) and the actions both offer (``actions``: pause,
 checkpoint, keyframes, videos). The GGUI window (``taichi_nerf.gui``) and the browser
 viewer (``taichi_nerf.viewer``) are front ends over these."""
+
+VIDEO_FRAMES = 36  # the videos both panels record (orbit, keyframe path): short, as they render while training

@@ -6,10 +6,11 @@ pause, save a checkpoint, keyframes and the video of the orbit or of the path th
 from pathlib import Path
 
 from ..outputs.video import OrbitRecorder
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE
 from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
 
-VIDEO_FPS = 24.0
+VIDEO_FPS = float(DEFAULT_FPS)
 
 
 def toggle_pause(app) -> None:
@@ -38,9 +39,9 @@ def attempt(app, save, what: str) -> None:
 
 
 def video_size(app) -> tuple[int, int]:
-    """Width (the option, else the training image width, at most 200) and the view's height."""
+    """Width (the option, else the training image width, at most DEFAULT_SIZE) and the view's height."""
     source_width = app.train_split.width if app.train_split is not None else (app.scene.ndc_width or 100)
-    width = app.options.video_width or min(200, max(32, source_width))
+    width = app.options.video_width or min(DEFAULT_SIZE, max(32, source_width))
     return width, max(8, round(width / app.scene.aspect))
 
 

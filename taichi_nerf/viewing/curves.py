@@ -1,9 +1,8 @@
 """The loss and PSNR curves both viewers show, fed by the trainer's hooks."""
-import json
 import math
 from pathlib import Path
 
-from ..files import finite_number
+from ..files import finite_number, metric_rows
 from ..training.callbacks import TrainingCallback
 
 CURVE_COLOURS = {"psnr": (0.35, 0.9, 0.45), "loss": (1.0, 0.6, 0.2)}
@@ -38,11 +37,7 @@ class TrainingCurves(TrainingCallback):
         """A resumed run starts its curves from the metrics it already logged."""
         if up_to_step == 0 or not metrics.is_file():
             return
-        for line in metrics.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for row in metric_rows(metrics):
             if finite_number(row.get("train_psnr")) and finite_number(row.get("loss")) and row["step"] <= up_to_step:
                 self.add(row["step"], row["loss"], row["train_psnr"])
 
