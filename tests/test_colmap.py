@@ -26,6 +26,8 @@ from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
 
+from .conftest import checkout_env
+
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0
 
@@ -325,7 +327,7 @@ def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monk
     _refused([tmp_path / "p", "--out", tmp_path / "out"], capsys, 'pip install "taichi-nerf[colmap]"')
     code = ("import sys, taichi_nerf.cli, taichi_nerf.data.loaders, taichi_nerf.capture.photos; "
             "taichi_nerf.cli.build_parser(); assert 'pycolmap' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=checkout_env(), cwd=tmp_path)
 
 
 # --- --overwrite replaces only the dataset (issue 23) ------------------------------------------

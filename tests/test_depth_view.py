@@ -138,6 +138,7 @@ def test_unbounded_depth_video_frames_show_structure(tmp_path):
     recorder = OrbitRecorder(renderer, tmp_path / "orbit.mp4", 2, SIZE)
     while not recorder.done:
         recorder.advance()
+    assert len(recorder.depth_frames) == 2
     for frame in recorder.depth_frames:
         assert len(np.unique(frame.reshape(-1, 3), axis=0)) >= 30
 

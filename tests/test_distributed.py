@@ -125,9 +125,7 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
         victims = [pid for pid in children_of(launcher.pid) if rank_of(pid) == 1]
         assert len(victims) == 1, children_of(launcher.pid)
         os.kill(victims[0], signal.SIGKILL)
-        killed_at = time.monotonic()
-        _, err = launcher.communicate(timeout=60)
-        assert time.monotonic() - killed_at < 60
+        _, err = launcher.communicate(timeout=60)  # the survivor stops (a hang would raise TimeoutExpired here)
     finally:
         if launcher.poll() is None:
             launcher.kill()

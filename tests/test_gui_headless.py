@@ -143,7 +143,8 @@ def test_gui_jsonl_and_idle_view_at_full_resolution(scenario_result):
     assert sizes[-1] == "{}x{}".format(*r["idle_rect"]) and len(sizes) >= 2
     assert [refined[k] for k in sizes] == sorted(refined[k] for k in sizes) and refined[sizes[0]] > 0
     turns = r["turned_deg"] / 30.0
-    assert 2 <= round(turns) <= 4 and abs(turns - round(turns)) < 1e-6  # 30-degree turns every 0.3 s
+    # 30-degree turns every 0.3 s: at least two, and no more than the time allowed
+    assert 2 <= round(turns) <= 1 + r["turn_seconds"] / 0.3 and abs(turns - round(turns)) < 1e-6, r["turn_seconds"]
     assert all(0 < t <= r["seconds_since_turn"] for t in r["refined_after_turn"].values())
 
 
@@ -236,15 +237,17 @@ def scenario(tmp: Path) -> dict:
         v = view(img).mean(axis=2)
         return float(np.abs(np.diff(v, axis=0)).mean() + np.abs(np.diff(v, axis=1)).mean())
 
+    # a lost display aborts inside Vulkan: training saves on its own every AUTOSAVE_S (60 s; here none
+    # until the one frame below, with 0, however slowly a loaded machine reaches step 60)
+    import taichi_nerf.gui.app as gui_app
+
     r = {}
+    gui_app.AUTOSAVE_S = 1e9
     app.schedule.paused = True
     untrained = settle()
     app.schedule.paused = False
     while app.trainer.step_count < 60:
         app.frame(FrameInput())
-    # a lost display aborts inside Vulkan: training saves on its own every AUTOSAVE_S (60 s; 0 here)
-    import taichi_nerf.gui.app as gui_app
-
     r["had_checkpoint"] = (tmp / "run" / "checkpoint.pt").is_file()
     gui_app.AUTOSAVE_S, before_autosave = 0.0, app.trainer.step_count
     app.frame(FrameInput())
@@ -425,8 +428,11 @@ def scenario(tmp: Path) -> dict:
     # --turn-every: the camera turns by itself, and each turn restarts the refinement timings
     idle.options.turn_every_s = 0.3
     azimuth, turn_start = idle.camera.azimuth, time.perf_counter()
-    while time.perf_counter() - turn_start < 1.0:
+    # a second of frames, and on a loaded machine (slow frames) on until two turns have come, or 30 s
+    while time.perf_counter() - turn_start < 1.0 or (abs(idle.camera.azimuth - azimuth) < math.radians(59)
+                                                      and time.perf_counter() - turn_start < 30.0):
         idle.frame(FrameInput())
+    r["turn_seconds"] = time.perf_counter() - turn_start
     r["turned_deg"] = math.degrees(idle.camera.azimuth - azimuth)
     r["refined_after_turn"] = dict(idle.view.refined_after_s)
     r["seconds_since_turn"] = time.perf_counter() - idle.view.restarted_at

@@ -7,6 +7,7 @@ failed instead when the CI variable is set (CI installs them).
 """
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -59,11 +60,21 @@ def read_xwd(path: Path) -> np.ndarray:
     return np.stack([(pixels >> 16) & 255, (pixels >> 8) & 255, pixels & 255], axis=-1).astype(np.uint8)
 
 
-def free_display() -> int:
-    for n in range(90 + os.getpid() % 50, 200):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            return n
-    raise RuntimeError("no free X display number")
+def start_xvfb(fbdir: Path) -> tuple[subprocess.Popen, int]:
+    """Xvfb on a display number it picks itself and reports when it is ready (-displayfd): no race
+    with another X server taking a number this test had found free."""
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-fbdir",
+                             str(fbdir), "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as reported:
+        ready, _, _ = select.select([reported], [], [], 20)
+        number = reported.readline().strip() if ready else ""
+    if not number.isdigit():
+        xvfb.kill()
+        raise AssertionError("Xvfb did not start")
+    return xvfb, int(number)
 
 
 class Session:
@@ -72,21 +83,13 @@ class Session:
     def __init__(self, tmp: Path):
         self.tmp = tmp
         self.gui = None
-        self.display = free_display()
         self.fbdir = tmp / "fb"
         self.fbdir.mkdir()
-        self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-fbdir",
-                                      str(self.fbdir),
-                                      "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.xvfb, self.display = start_xvfb(self.fbdir)
         # The GUI runs in a scratch folder (checkout_env: it imports this checkout); a tiny field:
         # one thread, robust on a busy machine.
         self.env = checkout_env(DISPLAY=f":{self.display}", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         self.status_path = tmp / "status.json"
-        try:
-            self._wait(lambda: Path(f"/tmp/.X11-unix/X{self.display}").exists(), 20, "Xvfb did not start")
-        except AssertionError:
-            self.close()
-            raise
 
     def start_gui(self, args):
         self.log = open(self.tmp / "gui.log", "w")

@@ -41,19 +41,28 @@ def test_ndc_ray_gradients_match_reference(device, n):
     assert torch.equal(plain_o, got_o.detach())
 
 
+# The defaults; the pytorch3d preset's kind (no input term, base 0.1; fewer frequencies: its 60 reach
+# far past float32); the keras preset's kind (positions only).
+SPECS = {"default": (HarmonicSpec(6, True), HarmonicSpec(3, True)),
+         "no-input-base-0.1": (HarmonicSpec(5, False, 0.1), HarmonicSpec(3, False, 0.1)),
+         "positions-only": (HarmonicSpec(6, True), None)}
+
+
 @pytest.mark.parametrize("n_rays,samples", [(3, 5), (16, 128), (4, 300)])
 @pytest.mark.parametrize("contracted", [False, True])
 @pytest.mark.parametrize("separate_view_dirs", [False, True])
-def test_encoding_ray_gradients_match_reference(device, n_rays, samples, contracted, separate_view_dirs):
+@pytest.mark.parametrize("specs", list(SPECS))
+def test_encoding_ray_gradients_match_reference(device, n_rays, samples, contracted, separate_view_dirs, specs):
+    pos, direction = SPECS[specs]
     o, d, g = random_rays(n_rays, n_rays + samples, spread=0.6)  # origins inside the box
     v = torch.randn(n_rays, 3, generator=g, dtype=torch.float64)
     v = v / v.norm(dim=1, keepdim=True)
     t = torch.rand(n_rays * samples, generator=g, dtype=torch.float64) * (6.0 if contracted else 1.5)
     t[::samples] = 0.0  # each ray's first sample at its origin: inside the box
     ray_index = torch.arange(n_rays, dtype=torch.int32).repeat_interleave(samples)
-    pos, direction = HarmonicSpec(6, True), HarmonicSpec(3, True)
     box = torch.tensor([-0.6, -0.4, -0.5, 0.6, 0.4, 0.5])
-    upstream = torch.randn(n_rays * samples, pos.dim + direction.dim, generator=g, dtype=torch.float64)
+    upstream = torch.randn(n_rays * samples, pos.dim + (direction.dim if direction else 0), generator=g,
+                           dtype=torch.float64)
 
     o32, d32 = o.float().to(device).requires_grad_(True), d.float().to(device).requires_grad_(True)
     v32 = v.float().to(device).requires_grad_(True) if separate_view_dirs else None
@@ -68,12 +77,17 @@ def test_encoding_ray_gradients_match_reference(device, n_rays, samples, contrac
     p = o64[r] + t.float().double()[:, None] * d64[r]
     if contracted:
         p = contract_reference(p, box)
-    ref = torch.cat([reference.harmonic(p, 6, True), reference.harmonic(v64[r], 3, True)], 1)
+    ref = reference.harmonic(p, pos.frequencies, pos.include_input, pos.base)
+    if direction is not None:
+        ref = torch.cat([ref, reference.harmonic(v64[r], direction.frequencies, direction.include_input,
+                                                 direction.base)], 1)
     (ref * upstream).sum().backward()
     assert rel_err(out, ref) < 1e-4
     assert rel_err(o32.grad, o64.grad) < 1e-4
     assert rel_err(d32.grad, d64.grad) < 1e-4
-    if separate_view_dirs:
+    if separate_view_dirs and direction is None:  # positions only: the viewing directions take no part
+        assert v32.grad is None or not v32.grad.any()
+    elif separate_view_dirs:
         assert rel_err(v32.grad, v64.grad) < 1e-4
     if contracted:  # the Jacobian of the contraction was exercised: some samples lie outside the box
         q = ((o[r] + t[:, None] * d[r]) / (box[3:].double())).abs().amax(1)

@@ -169,8 +169,8 @@ def test_ray_bounds_against_slab_reference(device):
 def test_stratified_samples_cover_bins(device, samples_per_ray):
     n = 50
     g = torch.Generator(device=device).manual_seed(0)
-    near = torch.rand(n, device=device) + 1.0
-    far = near + torch.rand(n, device=device) * 3 + 0.5
+    near = torch.rand(n, device=device, generator=g) + 1.0  # the test's own generator: whatever ran before
+    far = near + torch.rand(n, device=device, generator=g) * 3 + 0.5
     s = stratified(near, far, samples_per_ray, generator=g)
     t = s.t.view(n, samples_per_ray).cpu().double()
     step = ((far - near) / samples_per_ray).cpu().double()
@@ -193,8 +193,9 @@ def test_stratified_gaps_reach_the_next_sample_and_end_opaque(device, samples_pe
     """intervals=gaps (the Keras example's): the same positions as the bins, each interval
     the distance to the next sample, the last 1e10; an empty (missed) ray stays empty."""
     n = 40
-    near = torch.rand(n, device=device) + 1.0
-    far = near + torch.rand(n, device=device) * 3 + 0.5
+    g = torch.Generator(device=device).manual_seed(1)
+    near = torch.rand(n, device=device, generator=g) + 1.0
+    far = near + torch.rand(n, device=device, generator=g) * 3 + 0.5
     far[:3] = near[:3]  # rays that miss the box
     bins = stratified(near, far, samples_per_ray, torch.Generator(device=device).manual_seed(3), jitter)
     gaps = stratified(near, far, samples_per_ray, torch.Generator(device=device).manual_seed(3), jitter, gaps=True)

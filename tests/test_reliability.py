@@ -46,7 +46,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _start(*args) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = checkout_env()  # this checkout, whatever is installed
     return subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "train", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
