@@ -316,8 +316,9 @@ def test_existing_dataset_needs_overwrite(photos_dataset, tmp_path, capsys):
         check_out(tmp_path / "other", overwrite=True)
     for other_layout in ("poses_bounds.npy", "sparse", "transforms_train.json"):  # it would stay beside the new one
         (out / other_layout).mkdir()
-        with pytest.raises(DataError, match=f"did not write \\({other_layout}\\)"):
-            check_out(out, overwrite=True)
+        for overwrite in (False, True):  # said before "add --overwrite", which would not help
+            with pytest.raises(DataError, match=f"did not write \\({other_layout}\\)"):
+                check_out(out, overwrite=overwrite)
         (out / other_layout).rmdir()
 
 

@@ -401,7 +401,7 @@ def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, t
     out = tmp_path / "run"
     code = cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "100000", "--time-limit", "3",
                      "--width", "32", "--depth", "2", "--batch-rays", "256", "--samples-per-ray", "24",
-                     "--log-every", "5", "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web",
+                     "--log-every", "1", "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web",
                      "--viewer-port", "0", "--viewer-quit-at-end"])
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -410,7 +410,9 @@ def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, t
     final = [row for row in rows if row.get("final")]
     assert len(final) == 1 and final[0]["step"] < 100000 and final[0]["val_psnr"] > 0
     assert any(row["step"] == 0 and "val_psnr" in row for row in rows)  # the curve's start, as train scores it
-    # annealed by the limit's clock, not over the 100000 steps (the checkpoint says so however few steps fit)
+    rates = [row["lr"] for row in rows if "lr" in row]  # every step's: the last is past 60% of the limit
+    assert rates[-1] < 0.5 * rates[0], rates[-3:]  # annealed over the limit's last 40%, not the 100000 steps
+    # and so the checkpoint says (however few steps fit)
     from taichi_nerf.runs.checkpoint import read_state
     from taichi_nerf.runs.run_folder import resume_config
     from taichi_nerf.training.trainer import Trainer

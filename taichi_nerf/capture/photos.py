@@ -155,12 +155,12 @@ def check_out(out: Path, overwrite: bool) -> None:
         is_dataset = any((out / m).exists() for m in DATASET_MARKERS if m != "masks")  # masks alone are the user's
         if not is_dataset:
             raise DataError(f"{out}: folder is not empty and holds no dataset; choose a new or empty --out")
-        if not overwrite:
-            raise DataError(f"{out}: already holds a dataset; add --overwrite to replace it, or choose another --out")
         foreign = [m for m in DATASET_MARKERS if m not in OUTPUTS and (out / m).exists()]
         if foreign:  # left beside the new transforms.json, a loader could read the old dataset instead
             raise DataError(f"{out}: holds a dataset from-photos did not write ({', '.join(foreign)}); --overwrite "
                             f"replaces only {', '.join(OUTPUTS)}: choose another --out")
+        if not overwrite:
+            raise DataError(f"{out}: already holds a dataset; add --overwrite to replace it, or choose another --out")
 
 
 def _place(src: Path, dst: Path) -> None:

@@ -17,10 +17,7 @@ MIN_RADIUS_FRACTION, MAX_RADIUS_FRACTION = 0.3, 3.0  # zoom limits, relative to 
 def orbit_basis(up) -> tuple[np.ndarray, np.ndarray]:
     """Two horizontal axes (a, b) perpendicular to ``up``; built like
     :func:`taichi_nerf.stages.cameras.orbit_poses`, so azimuth 0 is where the orbit video starts."""
-    up = cameras.unit(up)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) <= 0.9 else np.array([0.0, 1.0, 0.0])
-    a = cameras.unit(np.cross(up, helper))
-    return a, np.cross(up, a)
+    return cameras.axis_basis(up)[1:]
 
 
 class OrbitCamera:

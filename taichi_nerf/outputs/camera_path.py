@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
-from ..rendering.video_route import DEFAULT_SIZE, MAX_KEYFRAMES, camera_azimuths
-from ..stages.cameras import focal_from_fov
+from ..rendering.video_route import DEFAULT_SIZE, MAX_KEYFRAMES
+from ..stages.cameras import axis_basis, focal_from_fov
 
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
 # Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
@@ -314,8 +314,9 @@ def order_cameras(poses, scene: Scene) -> np.ndarray:
         axis, centre = p[:, :3, 2].mean(0), pos.mean(0)
     else:
         axis, centre = np.asarray(scene.up, dtype=np.float64), np.asarray(scene.center, dtype=np.float64)
-    az = camera_azimuths(p, centre, axis)  # from -180 deg, where the paths always started; on-axis cameras last
-    return np.argsort(np.where(np.isfinite(az), (az + 180.0) % 360.0, np.inf), kind="stable")
+    _, a, b = axis_basis(axis)
+    rel = pos - centre
+    return np.argsort(np.arctan2(rel @ b, rel @ a), kind="stable")
 
 
 def train_path(train_poses, scene: Scene, frames: int, width: int) -> CameraPath:

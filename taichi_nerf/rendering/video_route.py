@@ -42,19 +42,13 @@ def video_files(out, gif: bool = True, depth: bool = True) -> list[Path]:
     return files + ([out.with_suffix(".gif")] if gif and out.suffix.lower() != ".gif" else [])
 
 
-def _basis(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    up = up / max(np.linalg.norm(up), 1e-12)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    a = np.cross(up, helper)
-    a /= np.linalg.norm(a)
-    return up, a, np.cross(up, a)
-
-
 def camera_azimuths(poses, centre, up) -> np.ndarray:
     """(N,) directions of the camera centres around the ``up`` axis through ``centre``, in
     degrees [0, 360); NaN for cameras (nearly) on the axis."""
+    from ..stages.cameras import axis_basis  # here: the CLI imports this module's constants before taichi
+
     p = np.asarray(poses, dtype=np.float64)
-    up, a, b = _basis(np.asarray(up, dtype=np.float64))
+    up, a, b = axis_basis(up)
     rel = p[:, :3, 3] - np.asarray(centre, dtype=np.float64)
     along = rel @ up
     flat = rel - along[:, None] * up

@@ -39,6 +39,16 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
     return pose.float()
 
 
+def axis_basis(up) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(up, a, b), float64: ``up`` made unit and two unit axes across it, a = up x (x, or y where up
+    is near x) and b = up x a. Azimuth 0 (along a) is where the orbit video starts; the GUI's orbit,
+    the default video's choice and the camera paths measure their angles in this basis."""
+    up = unit(up)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) <= 0.9 else np.array([0.0, 1.0, 0.0])
+    a = unit(np.cross(up, helper))
+    return up, a, np.cross(up, a)
+
+
 def orbit_poses(
     frames: int,
     radius: float,
@@ -48,14 +58,7 @@ def orbit_poses(
     start_deg: float = 0.0,
 ) -> torch.Tensor:
     """(frames, 4, 4) poses on a circle around ``center`` about the ``up`` axis."""
-    up_t = torch.as_tensor(up, dtype=torch.float64)
-    up_t = up_t / up_t.norm()
-    helper = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    if abs(float(up_t @ helper)) > 0.9:
-        helper = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
-    a = torch.linalg.cross(up_t, helper)
-    a = a / a.norm()
-    b = torch.linalg.cross(up_t, a)
+    up_t, a, b = (torch.from_numpy(v) for v in axis_basis(up))
     c = torch.as_tensor(center, dtype=torch.float64)
     el = math.radians(elevation_deg)
     poses = []
