@@ -144,8 +144,8 @@ FOCAL_KEYS = ("camera_angle_x", "camera_angle_y", "fl_x", "fl_y")
 
 
 def misspelt_focal(meta: dict) -> str:
-    """"; 'camera_angel_x' is there: did you mean 'camera_angle_x'?" for a key of ``meta`` that is
-    a focal-length key misspelt, else ""."""
+    """"; the file has 'camera_angel_x': did you mean 'camera_angle_x'?" for a key of ``meta`` that
+    is a focal-length key misspelt, else ""."""
     for key in meta:
         guess = difflib.get_close_matches(str(key).lower(), FOCAL_KEYS, n=1, cutoff=0.75)
         if guess and key not in FOCAL_KEYS:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from ..files import write_png
 from ..viewing.actions import (  # noqa: F401
-    VIDEO_FPS,
     add_keyframe,
     advance_video,
     attempt,

@@ -10,8 +10,6 @@ from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE
 from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
 
-VIDEO_FPS = float(DEFAULT_FPS)
-
 
 def toggle_pause(app) -> None:
     if app.trainer is None:
@@ -64,7 +62,7 @@ def remove_keyframe(app) -> None:
 
 def save_keyframes(app) -> Path | None:
     try:
-        path = app.keyframes.save(app.out_dir, app.options.video_frames, *video_size(app), fps=VIDEO_FPS)
+        path = app.keyframes.save(app.out_dir, app.options.video_frames, *video_size(app), fps=DEFAULT_FPS)
     except OSError as exc:
         app.message = f"camera path not saved: {exc}"
         return None
@@ -88,14 +86,14 @@ def start_video(app) -> None:
         route = app.keyframes.load_path(path)  # exactly what `render --path` will read
         out = app.out_dir / "videos" / f"path_step{app.step:06d}.mp4"
         app.video_job = OrbitRecorder(app.renderer, out, route.frames, route.width, background=app.background,
-                                      fps=route.fps or VIDEO_FPS,
+                                      fps=route.fps or DEFAULT_FPS,
                                       cameras=(route.poses, route.intrinsics, route.width, route.height))
         what = f"the path through {len(app.keyframes)} keyframes"
     else:
         out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
         app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0],
                                       background=app.background,
-                                      fps=VIDEO_FPS)
+                                      fps=DEFAULT_FPS)
         what = "the orbit"
     app.message = f"recording {app.video_job.frames} frames of {what} (training waits)"
 
