@@ -41,6 +41,37 @@ def test_ndc_ray_gradients_match_reference(device, n):
     assert torch.equal(plain_o, got_o.detach())
 
 
+
+@pytest.mark.parametrize("n", [2, 64, 300])
+def test_ndc_rays_heading_away_from_the_scene_keep_finite_gradients(device, n):
+    """A ray whose direction does not point into the scene (-z: a refined pose can turn one
+    there) has no NDC image; the kernel clamps its z to -1e-6. Half the rays below head away
+    (+z or exactly sideways): outputs and gradients are finite and match the reference with the
+    same clamp, whose z gradient is zero where it clamps."""
+    o, _, g = random_rays(n, 100 + n, spread=0.4)
+    xy = torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5
+    z = torch.where(torch.arange(n) % 2 == 0, -torch.ones(n, dtype=torch.float64),
+                    torch.rand(n, generator=g, dtype=torch.float64) * 0.5)
+    z[1::4] = 0.0
+    d = torch.cat([xy, z[:, None]], 1)
+    d = d / d.norm(dim=1, keepdim=True)
+    g_o, g_d = torch.randn(n, 3, generator=g, dtype=torch.float64), torch.randn(n, 3, generator=g, dtype=torch.float64)
+    scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
+    o32 = o.float().to(device).requires_grad_(True)
+    d32 = d.float().to(device).requires_grad_(True)
+    got_o, got_d = cameras.ndc_rays(o32, d32, scene)
+    ((got_o * g_o.float().to(device)).sum() + (got_d * g_d.float().to(device)).sum()).backward()
+    o64, d64 = o.clone().requires_grad_(True), d.clone().requires_grad_(True)
+    clamped = torch.cat([d64[:, :2], d64[:, 2:].clamp(max=-1e-6)], 1)
+    ref_o, ref_d = reference.ndc_rays(o64, clamped, 40.0, 64, 48)
+    ((ref_o * g_o).sum() + (ref_d * g_d).sum()).backward()
+    for got in (got_o, got_d, o32.grad, d32.grad):
+        assert torch.isfinite(got).all()
+    away = d[:, 2] >= 0
+    assert away.sum() >= n // 2 and torch.all(d32.grad[away.to(device), 2] == 0)
+    assert rel_err(got_o, ref_o) < 1e-4 and rel_err(got_d, ref_d) < 1e-4
+    assert rel_err(o32.grad, o64.grad) < 1e-4 and rel_err(d32.grad, d64.grad) < 1e-4
+
 # The defaults; the pytorch3d preset's kind (no input term, base 0.1; fewer frequencies: its 60 reach
 # far past float32); the keras preset's kind (positions only).
 SPECS = {"default": (HarmonicSpec(6, True), HarmonicSpec(3, True)),

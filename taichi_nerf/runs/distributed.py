@@ -119,6 +119,16 @@ def _reason(exc: BaseException) -> str:
     return text.split(". ")[0][:200]
 
 
+def _join_failure(rank: int, size: int, exc: BaseException) -> str:
+    """Why the process group did not start, in one line; a taken port said as such (gloo's own
+    words name neither the port's owner nor the way out)."""
+    if "EADDRINUSE" in str(exc):
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        return (f"rank {rank} of {size} could not open the ranks' meeting point {where}: the port is in use "
+                f"(another run on it?); give torchrun another --master-port, or --standalone")
+    return f"rank {rank} of {size} could not reach the others ({_reason(exc)})"
+
+
 @dataclasses.dataclass
 class Ranks:
     """This process's place in the run. The one-process instance (``size`` 1) answers every
@@ -318,7 +328,7 @@ def join(arch: str = "auto") -> Ranks:
     try:
         dist.init_process_group("gloo", timeout=wait)
     except (RuntimeError, ValueError) as exc:
-        raise PeerLost(f"rank {rank} of {size} could not reach the others ({_reason(exc)})") from None
+        raise PeerLost(_join_failure(rank, size, exc)) from None
     ranks.control = dist.group.WORLD
     archs = [None] * size
     ranks._call(dist.all_gather_object, archs, resolved, group=ranks.control)
