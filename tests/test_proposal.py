@@ -7,7 +7,7 @@ import torch
 
 from taichi_nerf.stages import reference
 from taichi_nerf.stages.compositing import METHODS, composite
-from taichi_nerf.stages.packing import Samples, fixed_layout
+from taichi_nerf.stages.packing import Samples, fixed_layout, offsets_of
 from taichi_nerf.stages.proposal import (
     ProposalHistogram,
     ProposalSampler,
@@ -183,6 +183,41 @@ def test_distortion_loss_matches_a_float64_double_sum(unbounded, rays_, per_ray)
     assert ref > 0
 
 
+
+@pytest.mark.parametrize("unbounded", [False, True])
+@pytest.mark.parametrize("rays_,per_ray", [(4, 6), (30, 40), (7, 256)])
+def test_distortion_loss_on_rays_of_different_counts(unbounded, rays_, per_ray):
+    """The layout training gives it when hidden samples are dropped (skip_hidden): each ray keeps
+    a subset of its intervals, some rays none; the loss equals the double sum ray by ray."""
+    g = torch.Generator().manual_seed(3 * per_ray + rays_)
+    s_lo, s_hi, scale, edges_s, full = random_intervals(rays_, 64, per_ray, unbounded, g)
+    keep = torch.rand(rays_, per_ray, generator=g) < torch.rand(rays_, 1, generator=g)
+    keep[0] = False  # a ray whose every sample was hidden
+    keep[-1] = True
+    counts = keep.sum(1).int()
+    index = torch.nonzero(keep.reshape(-1)).squeeze(1)
+    samples = Samples(full.t[index], full.delta[index], full.ray_index[index], offsets_of(counts), counts, per_ray)
+    w = (torch.rand(rays_, per_ray, generator=g, dtype=torch.float64) ** 3 / per_ray * 3)
+    w32 = w.reshape(-1)[index].float().requires_grad_()
+    histogram = ProposalHistogram(torch.zeros(rays_, 65), s_lo.float(), s_hi.float(), scale.float(), unbounded)
+    ours = distortion_loss(histogram, samples, w32)
+    ours.backward()
+    w64 = w.reshape(-1)[index].clone().requires_grad_()
+    u = ((edges_s - s_lo[:, None]) / (s_hi - s_lo)[:, None])
+    a, b = u[:, :-1].reshape(-1)[index], u[:, 1:].reshape(-1)[index]
+    total = w64.sum() * 0.0
+    for r in range(rays_):  # the definition, ray by ray, over the intervals the ray kept
+        mine = samples.ray_index == r
+        wr, ar, br = w64[mine], a[mine], b[mine]
+        mr = 0.5 * (ar + br)
+        pairs = (wr[:, None] * wr[None, :] * (mr[:, None] - mr[None, :]).abs()).sum()
+        total = total + pairs + (wr * wr * (br - ar)).sum() / 3
+    ref = total / rays_
+    ref.backward()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(w32.grad.double(), w64.grad, rtol=1e-3, atol=1e-6)
+    assert ref > 0 and counts.unique().numel() > 2
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("rays_,per_ray", [(6, 16), (5, 128), (3, 200)])
 def test_distortion_gradients_reach_the_densities_through_compositing(method, rays_, per_ray):
@@ -246,6 +281,22 @@ def test_training_with_the_proposal_sampler_resumes_and_renders(tiny_scene, tmp_
                                   trainer.background)["rgb"]
     assert torch.isfinite(image).all() and image.std() > 0.01
 
+
+
+def test_proposal_training_drops_hidden_samples_when_asked(tiny_scene, tmp_path):
+    """--sampler proposal --skip-hidden: rays turn opaque at once (a high density bias), drop
+    different numbers of samples, and the distortion loss takes the ragged layout."""
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_scene, tmp_path / "run", sampler="proposal", skip_hidden=True, samples_per_ray=16,
+                      fine_samples=16, density_bias=8.0, steps=3)
+    trainer = Trainer(cfg)
+    assert trainer.renderer.skip_hidden and trainer.cfg.distortion_weight > 0
+    for _ in range(3):
+        stats = trainer.step()
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in stats.values() if isinstance(v, (int, float)))
 
 @pytest.mark.slow
 def test_a_proposal_run_from_before_the_width_option_loads_and_resumes_at_its_width(tiny_scene, tmp_path):

@@ -227,19 +227,27 @@ def distortion_loss(histogram: ProposalHistogram, samples: Samples, weights: tor
     """mip-NeRF 360's distortion loss over each ray's field intervals, in s normalised to [0, 1]:
     sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (b_i - a_i) for intervals [a_i, b_i] with
     midpoints m_i, averaged over rays. ``weights`` must be differentiable (compositing's are).
-    The intervals of a ray are in order, so the double sum is a prefix sum:
-    2 sum_i w_i (m_i W_<i - (wm)_<i)."""
+    The intervals of a ray are in order, so the double sum is a prefix sum within each ray:
+    2 sum_i w_i (m_i W_<i - (wm)_<i). Any packed layout: rays may have different counts (the
+    hidden samples dropped, ``skip_hidden``)."""
     n = histogram.s_lo.shape[0]
     if samples.num_samples == 0 or n == 0:
         return weights.sum() * 0.0
-    count = samples.num_samples // n  # the proposal's layout: ``count`` samples for every ray
-    a, b, lo, span = _interval_ends(histogram, samples, samples.ray_index.long())
-    a, b = ((a - lo) / span).view(n, count), ((b - lo) / span).view(n, count)
-    w = weights.view(n, count)
+    ray = samples.ray_index.long()
+    a, b, lo, span = _interval_ends(histogram, samples, ray)
+    a, b = (a - lo) / span, (b - lo) / span
     m = 0.5 * (a + b)
-    wm = w * m
-    before_w = torch.cumsum(w, 1) - w
-    before_wm = torch.cumsum(wm, 1) - wm
-    between = 2.0 * (w * (m * before_w - before_wm)).sum(1)
-    within = (w * w * (b - a)).sum(1) / 3.0
-    return (between + within).mean()
+    w = weights
+    between = 2.0 * w * (m * _before_in_ray(w, samples, ray) - _before_in_ray(w * m, samples, ray))
+    within = w * w * (b - a) / 3.0
+    return (between + within).sum() / n
+
+
+def _before_in_ray(x: torch.Tensor, samples: Samples, ray: torch.Tensor) -> torch.Tensor:
+    """Per sample, the sum of ``x`` over the samples before it on its ray (packed: a ray's samples
+    are contiguous and in order). One running sum, less what it held at each ray's first sample;
+    in float64, so that rays late in the batch do not lose the small sums to rounding."""
+    wide = x.double()
+    exclusive = torch.cumsum(wide, 0) - wide
+    start = exclusive[samples.offsets.long().clamp(max=samples.num_samples - 1)]  # empty rays: never read
+    return (exclusive - start[ray]).to(x.dtype)
