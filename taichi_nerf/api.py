@@ -10,7 +10,7 @@ from .files import json_safe, write_json
 from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
 from .outputs.metrics import has_transparency, mean_object_psnr, psnr, ssim
 from .rendering.backgrounds import scene_background
-from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
+from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES
 from .runs import checkpoint
 from .runs.datasets import load_dataset, run_dataset
 from .runs.run_folder import open_run, resume_config
@@ -37,12 +37,13 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
         return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
 
 
-def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int = DEFAULT_SIZE, arch: str = "auto",
+def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int | None = None, arch: str = "auto",
                  fps: float = DEFAULT_FPS, progress: bool = True) -> list[Path]:
     """The default video of a trained field: the orbit, the spiral or a path through the training
     cameras, whichever suits the capture (mp4 + depth mp4 + gif, or a gif): ``render_path``
     without a path. ``out`` None: named after that path (orbit.mp4, spiral.mp4 or path.mp4), as
-    ``train`` and ``render`` name it, in the current folder."""
+    ``train`` and ``render`` name it, in the current folder. ``size`` None: as wide as the training
+    images, 100 to 400 px, as ``train`` writes it (rendering/video_route.trained_video_width)."""
     if out is None:
         from .outputs.default_video import checkpoint_video_name
 

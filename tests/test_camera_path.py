@@ -199,3 +199,17 @@ def test_orbit_video_renders_over_the_scene_background(trained_builtin, tmp_path
     render_orbit(tmp_path / "black.pt", tmp_path / "o.gif", frames=2, size=32, arch=ARCH, progress=False)
     corners = iio.imread(tmp_path / "o.gif", index=None)[:, :3, :3]
     assert corners.max() < 40  # black, not the white the orbit always used
+
+
+def test_a_trained_fields_videos_are_as_wide_as_its_photos_within_limits(trained_builtin, tmp_path):
+    """render's default width is train's: the training images' (40 px here), raised to 100."""
+    import imageio.v3 as iio
+
+    from taichi_nerf.api import render_orbit
+    from taichi_nerf.rendering.video_route import DEFAULT_SIZE, trained_video_width
+
+    assert [trained_video_width(Scene(near=0.0, far=1.0, aabb=[-1.0] * 3 + [1.0] * 3, ndc_width=w))
+            for w in (0, 40, 250, 504)] == [DEFAULT_SIZE, 100, 250, 400]
+    _, run = trained_builtin
+    render_orbit(run, tmp_path / "o.gif", frames=2, arch=ARCH, progress=False)
+    assert iio.imread(tmp_path / "o.gif", index=None).shape[:3] == (2, 100, 100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS
 from .common import UserError, add_arch, counted
 
 
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     what.add_argument("--spiral", action="store_true", help="the forward-facing spiral in front of the cameras")
     v = p.add_argument_group("video options")
     v.add_argument("--frames", type=int, help=f"frames (default: {DEFAULT_FRAMES}; a camera path file: one per camera)")
-    v.add_argument("--size", type=int, help=f"video width in pixels (default: {DEFAULT_SIZE}, or the camera path's)")
+    v.add_argument("--size", type=int, help=f"video width in pixels (default: the camera path's, else the training "
+                                             f"images', {TRAINED_WIDTHS[0]} to {TRAINED_WIDTHS[1]})")
     v.add_argument("--fps", type=float, help=f"frames per second (default: the camera path's, else {DEFAULT_FPS})")
     p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
                                   "was trained on)")

@@ -147,10 +147,11 @@ def report_end(trainer, result, video_frames: int) -> int:
     if video_frames > 0:
         from ..outputs.default_video import default_video_name, write_default_video
         from ..rendering.backgrounds import scene_background
+        from ..rendering.video_route import trained_video_width
 
         scene = trainer.renderer.scene
         videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
-                                     min(400, max(trainer.train.width, 100)), progress=cfg.progress,
+                                     trained_video_width(scene), progress=cfg.progress,
                                      background=scene_background(scene, cfg), say=print)
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
-from ..rendering.video_route import DEFAULT_SIZE, MAX_KEYFRAMES
+from ..rendering.video_route import MAX_KEYFRAMES, trained_video_width
 from ..stages.cameras import axis_basis, focal_from_fov
 
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
@@ -168,7 +168,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
             if size:  # the height follows the path's aspect
                 width, height = int(size), max(1, round(size / aspect))
             else:
-                width = int(w0 or DEFAULT_SIZE)
+                width = int(w0 or trained_video_width(scene))
                 height = int(h0) if h0 else max(1, round(width / aspect))
         fy = 0.5 * height / math.tan(0.5 * math.radians(fov))  # nerfstudio's fov is vertical
         intr.append(_intrinsics(fy, fy, width, height))
@@ -192,7 +192,7 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
         w0 = _positive(get("w"), "w", where) if get("w") is not None else None
         h0 = _positive(get("h"), "h", where) if get("h") is not None else None
         if width is None:
-            width = int(size or w0 or DEFAULT_SIZE)
+            width = int(size or w0 or trained_video_width(scene))
             height = int(round(h0 * width / w0)) if (w0 and h0) else max(1, round(width / scene.aspect))
         scale = width / w0 if w0 else 1.0
         if get("fl_x") is not None:

@@ -10,7 +10,7 @@ import torch
 
 from ..files import check_writable, write_png
 from ..rendering.backgrounds import scene_background
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, trained_video_width
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from . import mesh_checks
@@ -66,16 +66,17 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     check_writable(Path(out).parent)  # before minutes of rendering, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
+    width = size or trained_video_width(scene)
     if path is None and not spiral:  # the video that suits the capture (api.render_orbit too)
-        return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, size or DEFAULT_SIZE,
+        return write_default_video(renderer, Path(out), frames or DEFAULT_FRAMES, width,
                                    fps or DEFAULT_FPS, progress, bg, note)
     if spiral:
         needs_cameras = not (scene.forward_facing and len(scene.path_pose) == 16)
         train = _training_poses(cfg, progress, data, ckpt).poses if needs_cameras else None
-        route = cp.spiral_path(scene, frames or DEFAULT_FRAMES, size or DEFAULT_SIZE, train)
+        route = cp.spiral_path(scene, frames or DEFAULT_FRAMES, width, train)
     elif str(path) == "train":
         route = cp.train_path(_training_poses(cfg, progress, data, ckpt).poses, scene, frames or DEFAULT_FRAMES,
-                              size or DEFAULT_SIZE)
+                              width)
     else:
         route = cp.load_camera_path(path, scene, size)
         for line in route.notes:

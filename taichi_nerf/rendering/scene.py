@@ -48,6 +48,12 @@ class Scene:
     video_reason: str = ""
     video_keyframes: list[list[float]] = field(default_factory=list)
 
+    @property
+    def image_width(self) -> int:
+        """The training images' width in pixels (0: not known). Every scene kind saves it, as the
+        NDC frustum's ``ndc_width``."""
+        return int(self.ndc_width)
+
     @classmethod
     def from_dataset(cls, ds) -> "Scene":
         train = ds.split("train")

@@ -24,6 +24,15 @@ MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their di
 # its path, as ``taichi-nerf render --spiral`` / ``--path`` name theirs.
 VIDEO_FILES = {"orbit": "orbit.mp4", "spiral": "spiral.mp4", "train": "path.mp4"}
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24  # a video's, unless the caller says (train, render)
+TRAINED_WIDTHS = (100, 400)  # a trained field's video: as wide as its photos, within these (render time; legibility)
+
+
+def trained_video_width(scene) -> int:
+    """The width of a trained field's videos (train's at the end, render's by default): its
+    training images', within TRAINED_WIDTHS, so that ``render`` redraws what ``train`` wrote;
+    DEFAULT_SIZE for a scene that does not know its images (built by hand)."""
+    low, high = TRAINED_WIDTHS
+    return min(high, max(scene.image_width, low)) if scene.image_width > 0 else DEFAULT_SIZE
 
 
 def video_kind(scene) -> str:
