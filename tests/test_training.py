@@ -63,21 +63,29 @@ def test_run_writes_everything_and_learns(tiny_scene, tmp_path, sampler):
         assert renderer.grid.march(o, d, near, far).num_samples < 0.5 * full.march(o, d, near, far).num_samples
 
 
-def test_same_seed_same_result_and_resume_continues_exactly(tiny_scene, tmp_path):
-    a = Trainer(tiny_config(tiny_scene, tmp_path / "a", steps=30, checkpoint_every=0, eval_every=1000))
+@pytest.mark.parametrize("pixel_sampling", ["uniform", "error"])
+def test_same_seed_same_result_and_resume_continues_exactly(tiny_scene, tmp_path, pixel_sampling):
+    """The error map (pixel_sampling error) is part of what a resume continues: its errors and the
+    sampling table it draws from until the next rebuild."""
+    def config(out):
+        return tiny_config(tiny_scene, tmp_path / out, steps=30, checkpoint_every=0, eval_every=1000,
+                           pixel_sampling=pixel_sampling)
+
+    a = Trainer(config("a"))
     a.run()
-    b = Trainer(tiny_config(tiny_scene, tmp_path / "b", steps=30, checkpoint_every=0, eval_every=1000))
+    b = Trainer(config("b"))
     b.run()
     assert torch.equal(params(a), params(b))
     # 12 steps, stop; resume to 30: same weights as the uninterrupted run (grid updates included)
-    c = Trainer(tiny_config(tiny_scene, tmp_path / "c", steps=30, checkpoint_every=0, eval_every=1000))
+    c = Trainer(config("c"))
     for _ in range(12):
         c.step()
     c.save_checkpoint()
-    d = Trainer(tiny_config(tiny_scene, tmp_path / "c", steps=30, checkpoint_every=0, eval_every=1000), resume=True)
+    d = Trainer(config("c"), resume=True)
     assert d.step_count == 12
     d.run()
     assert torch.allclose(params(a), params(d), atol=1e-6)
+    assert (a.ray_batches.error_map is None) == (pixel_sampling == "uniform")
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_scene, tmp_path):
@@ -179,15 +187,16 @@ def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
     assert "checkpoint saved" in stdout and torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
 
 def test_a_resume_keeps_to_no_video_where_the_run_ended_without_one(run, capsys):
-    """A run that reached its end without a video was started with --video-frames 0: its resume
-    makes none unless asked (it used to render the default video, minutes on a slow machine)."""
+    """A run from before checkpoints kept train's --video-frames, that reached its end without a
+    video, was started with --video-frames 0: its resume makes none unless asked (it used to render
+    the default video, minutes on a slow machine)."""
     from taichi_nerf.cli import main
     from taichi_nerf.cli.train import ended_without_video
 
     assert ended_without_video(run)
     assert main(["train", "--resume", str(run), "--steps", "12", "--no-progress", "--arch", ARCH]) == 0
     out = capsys.readouterr().out
-    assert "note: no video at the end: the run had ended without one (--video-frames N renders one)" in out
+    assert "note: no video at the end, as the run was started (--video-frames N renders one)" in out
     assert "trained 2 steps (step 10 to 12) in " in out
     assert not list(run.glob("orbit*"))
     (run / "orbit.mp4").write_bytes(b"")  # a run that made its video makes it again
@@ -715,19 +724,44 @@ def test_a_perfect_fit_keeps_metrics_strict_and_draws_its_curves(tiny_scene, tmp
     assert result.checkpoint.is_file() and (tmp_path / "curves.png").is_file()
 
 
-def test_an_interrupted_run_without_video_is_told_to_continue_without_one(tmp_path, capsys):
-    """The hint repeats --video-frames 0: a resume renders the default video unless the run had ended without one."""
-    from types import SimpleNamespace
+def test_a_resume_keeps_the_runs_video_choice_however_it_stopped(tiny_scene, tmp_path, monkeypatch, capsys):
+    """The checkpoint keeps train's --video-frames: a run started with 0 and killed before its end
+    resumes without a video; a run stopped by Ctrl-C while its video rendered (a final row, no
+    video) renders it on its resume; --video-frames given to a resume wins."""
+    from taichi_nerf.cli import main
+    from taichi_nerf.outputs import default_video
 
-    from taichi_nerf.cli.train import report_end
-    from taichi_nerf.training.trainer import TrainResult
+    videos = []
 
-    result = TrainResult(out_dir=tmp_path, checkpoint=tmp_path / "checkpoint.pt", step=7, val_psnr=None,
-                         interrupted=True, seconds=1.0)
-    trainer = SimpleNamespace(cfg=TrainConfig())
-    for frames, tail in ((0, " --video-frames 0"), (60, "")):
-        assert report_end(trainer, result, video_frames=frames) == 130
-        assert capsys.readouterr().out.endswith(f"continue with: taichi-nerf train --resume {tmp_path}{tail}\n")
+    def fake_video(renderer, out, frames, *args, **kwargs):
+        videos.append(frames)
+        return []
+
+    monkeypatch.setattr(default_video, "write_default_video", fake_video)
+    common = ["--width", "32", "--depth", "2", "--batch-rays", "64", "--no-progress", "--arch", ARCH]
+
+    def train(out, *flags):
+        return main(["train", "--data", str(tiny_scene), "--out", str(tmp_path / out), *flags, *common])
+
+    def resume(out, *flags):
+        return main(["train", "--resume", str(tmp_path / out), *flags, "--no-progress", "--arch", ARCH])
+
+    assert train("none", "--steps", "4", "--video-frames", "0") == 0 and videos == []
+    metrics = tmp_path / "none" / "metrics.jsonl"
+    metrics.write_text("".join(line + "\n" for line in metrics.read_text().splitlines() if '"final"' not in line))
+    capsys.readouterr()
+    assert resume("none", "--steps", "6") == 0 and videos == []  # killed before its end: no final row
+    assert "note: no video at the end, as the run was started (--video-frames N renders one)" in capsys.readouterr().out
+    assert resume("none", "--steps", "7", "--video-frames", "5") == 0 and videos == [5]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the default video renders
+
+    monkeypatch.setattr(default_video, "write_default_video", interrupted)
+    assert train("stopped", "--steps", "4") != 0
+    monkeypatch.setattr(default_video, "write_default_video", fake_video)
+    assert resume("stopped", "--steps", "6") == 0 and videos == [5, 60]
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["end_video_frames"] == 60
 
 
 def test_data_without_held_out_views_says_what_validation_scores(tmp_path, capsys):

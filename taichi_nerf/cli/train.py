@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                         "another process training there), then exit without changing anything")
     p.add_argument("--video-frames", type=int, metavar="N",
                    help=f"frames of the video written at the end (the one that suits the capture; default: "
-                        f"{DEFAULT_FRAMES}; 0: none; a resumed run that had ended without one makes none)")
+                        f"{DEFAULT_FRAMES}; 0: none; a resume keeps the run's choice)")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
@@ -75,10 +75,6 @@ def cmd_train(args) -> int:
         return 0
     if launcher:
         return distributed.launch_local(args.devices, args.argv)
-    video_frames = DEFAULT_FRAMES if args.video_frames is None else args.video_frames
-    if resume and args.video_frames is None and ended_without_video(run.out):
-        video_frames = 0
-        print("note: no video at the end: the run had ended without one (--video-frames N renders one)")
     ranks = distributed.current()
     with run:
         cfg = run.cfg
@@ -90,6 +86,7 @@ def cmd_train(args) -> int:
         if cfg.preset is not None:
             print(PRESETS[cfg.preset].describe(cfg))
         trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
+        trainer.end_video_frames = video_frames = chosen_video_frames(args.video_frames, trainer, resume)
         report_start(trainer, resume)
         if cfg.preset is not None and trainer.backend.arch != "cuda" and PRESETS[cfg.preset].cpu_warning:
             print(f"warning: {PRESETS[cfg.preset].cpu_warning}")
@@ -106,9 +103,23 @@ def cmd_train(args) -> int:
     return viewer.linger(code) if viewer else code
 
 
+def chosen_video_frames(asked: int | None, trainer, resume: bool) -> int:
+    """The frames of the video at the end: ``--video-frames``, else the resumed run's own choice
+    (its checkpoint keeps it, however the run stopped), else the default."""
+    if asked is not None:
+        return asked
+    saved = trainer.end_video_frames if resume else None
+    if saved is None and resume and ended_without_video(trainer.out_dir):  # a checkpoint from before it kept one
+        saved = 0
+    if saved == 0:
+        print("note: no video at the end, as the run was started (--video-frames N renders one)")
+    return DEFAULT_FRAMES if saved is None else saved
+
+
 def ended_without_video(out: Path) -> bool:
     """Whether the run in ``out`` reached its end (a final validation row) and wrote no video:
-    it was started with --video-frames 0, which its resume keeps to."""
+    it was started with --video-frames 0. Only for checkpoints that do not keep the choice
+    (``end_video_frames``, saved since 2026-12-06)."""
     from ..runs.run_folder import RUN_VIDEOS, read_metrics
 
     metrics = Path(out) / "metrics.jsonl"
@@ -128,7 +139,7 @@ def report_end(trainer, result, video_frames: int) -> int:
     out, cfg = result.out_dir, trainer.cfg
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
-        print(f"continue with: taichi-nerf train --resume {out}" + (" --video-frames 0" if video_frames == 0 else ""))
+        print(f"continue with: taichi-nerf train --resume {out}")  # it keeps the run's --video-frames
         return EXIT_INTERRUPTED
     alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
     limited = f" (stopped by the {cfg.time_limit_s:g} s time limit, then validated)" \

@@ -215,6 +215,8 @@ def trainer_state(trainer) -> dict:
         "schedule_progress": trainer.schedule_progress(trainer.step_count),  # time-limited runs decay by time
         "rng": {"generator": trainer.generator.get_state(), "torch": torch.get_rng_state()},
         "world_size": trainer.ranks.size,  # distributed: rank 0's generator above; the others' are reseeded
+        "error_map": None if trainer.ray_batches.error_map is None else trainer.ray_batches.error_map.state_dict(),
+        "end_video_frames": trainer.end_video_frames,  # the front end's (train's --video-frames); None: not said
     }
 
 
@@ -315,6 +317,8 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
     try:
         if trainer.renderer.grid is not None and state.get("grid") is not None:
             trainer.renderer.grid.load_state_dict(state["grid"])
+        if trainer.ray_batches.error_map is not None and state.get("error_map") is not None:
+            trainer.ray_batches.error_map.load_state_dict(state["error_map"])  # saved before: it starts afresh
         trainer.step_count = int(state["step"])
         trainer.elapsed = float(state.get("elapsed", 0.0))
         trainer.clock_s = trainer.clock_carried_s = float(state.get("clock_s", 0.0))  # 0: saved before
@@ -323,6 +327,7 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
     trainer.last_val_psnr = state.get("val_psnr")
+    trainer.end_video_frames = state.get("end_video_frames")
     try:
         trainer.generator.set_state(state["rng"]["generator"])
     except (RuntimeError, KeyError, TypeError):  # saved on another device type: same schedule, new random stream

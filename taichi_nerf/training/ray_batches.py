@@ -53,6 +53,19 @@ class ErrorMap:
         y = y0 + torch.minimum((u[2] * h).long(), h - 1)
         return image.to(torch.int32), (y * self.width + x).to(torch.int32)
 
+    def state_dict(self) -> dict:
+        """What a resume needs to draw as this map would: the errors, the visits, the sampling
+        table (rebuilt every CDF_REFRESH draws, so it lags the errors) and the draws so far."""
+        return {"error": self.error, "visited": self.visited, "cdf": self._cdf, "draws": self._draws}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["error"].shape != self.error.shape:
+            raise ValueError(f"an error map of {state['error'].shape[0]} tiles, this one has {self.error.shape[0]}")
+        self.error.copy_(state["error"])
+        self.visited.copy_(state["visited"])
+        self._cdf = None if state["cdf"] is None else state["cdf"].to(self.error.device)
+        self._draws = int(state["draws"])
+
     def record(self, image_index: torch.Tensor, pixel_index: torch.Tensor, ray_error: torch.Tensor) -> None:
         """Blend a batch's per-ray errors into their tiles (a tile's first visit sets it)."""
         pixel = pixel_index.long()

@@ -107,8 +107,7 @@ class Trainer:
         self.last_loss = float("nan")
         self.rays_per_s = 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
-        self.history: list[dict] = []
-        self.last_samples_per_ray: float | None = None  # of the last step's batch
+        self.history, self.last_samples_per_ray = [], None  # the metrics rows; the last step's samples per ray
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
         self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
         self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
@@ -118,6 +117,7 @@ class Trainer:
         self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
+        self.end_video_frames: int | None = None  # train's video at the end, saved so a resume keeps it (cli/train)
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
         self.stuck_watch = StuckWatch()
         self.callbacks: list = [self.stuck_watch]
