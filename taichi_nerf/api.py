@@ -29,12 +29,27 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
         cfg = resume_config(out, **overrides)
+        unused = [] if config is None else ignored_on_resume(config, cfg, overrides)
+        if unused:
+            print(f"note: resume=True continues with the run's own configuration; not used from config: "
+                  f"{', '.join(unused)} (give a change as a keyword: train(resume=True, out=..., steps=...))")
     else:
         cfg = (config or TrainConfig()).replace(**overrides)
     # open_run: every check that can refuse (config, memory, dataset, folder, lock) comes first
     with open_run(cfg, resume=resume, overwrite=overwrite, data_given="data" in overrides,
                   continue_hint="resume=True to continue it", flags=("overwrite=True", "out")) as run:
         return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
+
+
+def ignored_on_resume(config: TrainConfig, saved: TrainConfig, overrides: dict) -> list[str]:
+    """The values ``config`` sets that a resume does not use: those it gives (not None) that differ
+    from the run's own, as "name=value (the run's: value)"."""
+    import dataclasses
+
+    return [f"{f.name}={getattr(config, f.name)!r} (the run's: {getattr(saved, f.name)!r})"
+            for f in dataclasses.fields(config)
+            if f.name not in ("out", "data", *overrides) and getattr(config, f.name) is not None
+            and getattr(config, f.name) != getattr(saved, f.name)]
 
 
 def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int | None = None, arch: str = "auto",

@@ -256,6 +256,24 @@ def test_api_resume_uses_the_saved_configuration(tiny_scene, tmp_path):
     assert torch.load(again.checkpoint, weights_only=True)["config"]["width"] == 16
 
 
+def test_api_resume_says_what_it_does_not_use_from_a_config(tiny_scene, tmp_path, capsys):
+    """train(config, resume=True) takes only ``out`` from the config: the same config again says
+    nothing; one that asks for more steps is told to give them as a keyword."""
+    import taichi_nerf as tn
+
+    cfg = tiny_config(tiny_scene, tmp_path / "r", steps=4, eval_every=0, preview_every=0)
+    tn.train(cfg)
+    capsys.readouterr()
+    assert tn.train(cfg, resume=True).step == 4
+    assert "not used from config" not in capsys.readouterr().out
+    assert tn.train(cfg.replace(steps=6), resume=True).step == 4
+    said = capsys.readouterr().out
+    assert ("note: resume=True continues with the run's own configuration; not used from config: steps=6 "
+            "(the run's: 4) (give a change as a keyword: train(resume=True, out=..., steps=...))") in said
+    assert tn.train(cfg.replace(steps=6), resume=True, steps=6).step == 6
+    assert "not used from config" not in capsys.readouterr().out
+
+
 def test_eval_every_zero_validates_only_at_the_end(tiny_scene, tmp_path):
     result = Trainer(tiny_config(tiny_scene, tmp_path, steps=10, eval_every=0, preview_every=0)).run()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
