@@ -147,8 +147,10 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
 
 
 def make_synthetic(out, views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress: bool = True) -> Path:
+    from .files import check_writable
     from .scenes.synthetic import write_synthetic_dataset
 
+    check_writable(out)  # before rendering the views, not after
     return write_synthetic_dataset(out, views=views, size=size, progress=progress)
 
 

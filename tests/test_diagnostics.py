@@ -86,3 +86,18 @@ def test_the_curves_have_round_step_ticks():
     for lo, hi in ((0, 7), (3, 999), (0, 123456)):
         ticks = nice_ticks(lo, hi)
         assert 2 <= len(ticks) <= 7 and lo <= ticks[0] and ticks[-1] <= hi
+
+
+def test_the_continue_hint_of_a_finished_run_asks_for_more_steps():
+    """gui --train on a run that made its steps stops at once: the hint gives a new total, since the
+    same command again would only validate again."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.training.diagnostics import continue_command
+
+    command = "taichi-nerf gui --ckpt runs/gui --train"
+    mid_run = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=12)
+    finished = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=40)
+    assert continue_command(mid_run, command) == command
+    assert continue_command(finished, command) == f"{command} --steps 80 (a new total: the run made its 40 steps)"

@@ -83,7 +83,8 @@ def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scen
     assert not (out / "checkpoint.pt").exists()
     before = snapshot(out)
     refused(capsys, ["train", *forever], "unfinished run with no checkpoint", "--overwrite")
-    refused(capsys, ["train", "--resume", out], "stopped before its first checkpoint", "--overwrite")
+    refused(capsys, ["train", "--resume", out], "stopped before its first checkpoint",
+            f"start it again with taichi-nerf train --config {out / 'config.json'} --out {out} --overwrite (its own")
     assert snapshot(out) == before
     # 2. mid-step, a checkpoint and later metric rows written
     proc = _start(*forever, "--overwrite")

@@ -100,3 +100,27 @@ def test_eval_scores_val_where_the_data_has_no_test_split(trained_builtin, tmp_p
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "val" and result["count"] == 2
     assert result["images"][0]["name"] == evaluate(run, "val", arch=ARCH, progress=False, limit=1)["images"][0]["name"]
+
+
+def test_eval_and_render_refuse_data_of_another_scene(trained_builtin, tmp_path, capsys):
+    """--data is the run's own dataset, perhaps moved: a forward-facing capture in its place puts
+    the scene elsewhere (NDC), and scoring or drawing the object's field there means nothing."""
+    import shutil
+
+    import numpy as np
+
+    from .conftest import refused
+    from .test_data_formats import forward_facing_poses, llff_rows
+
+    scene, run = trained_builtin
+    other = tmp_path / "llff"
+    photos = sorted((scene / "train").glob("*.png"))[:9]
+    (other / "images").mkdir(parents=True)
+    for k, photo in enumerate(photos):
+        shutil.copy(photo, other / "images" / f"IMG_{k:04d}.png")
+    np.save(other / "poses_bounds.npy", llff_rows(forward_facing_poses(len(photos)), 40, 40, 40.0, [(2.0, 6.0)] * 9))
+    for argv in (["eval", "--ckpt", run, "--data", other, "--limit", "1"],
+                 ["render", "--ckpt", run, "--data", other, "--path", "train", "--out", tmp_path / "p.gif"]):
+        refused(capsys, [*argv, "--no-progress", "--arch", ARCH], f"{other}: not the scene",
+                "an object in a box, now forward-facing (NDC)", "where its field means nothing; give the run's own")
+    assert not (tmp_path / "p.gif").exists()

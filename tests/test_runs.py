@@ -115,6 +115,14 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(run,
                      "--no-progress", "--arch", ARCH], "afile: is a file")
     refused(capsys, ["render", "--ckpt", run, "--split", "val", "--out", blocker / "views", "--no-progress",
                      "--arch", ARCH], "afile: is a file")
+    # eval, export and data synthetic too: they used to do all their work and then fail to write it
+    monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    for argv in (["eval", "--ckpt", run, "--out", blocker / "e.json"],
+                 ["export", "mesh", "--ckpt", run, "--out", blocker / "m.ply"],
+                 ["export", "points", "--ckpt", run, "--out", blocker / "p.ply"],
+                 ["data", "synthetic", "--out", blocker / "syn", "--views", "2", "--size", "8"]):
+        refused(capsys, [*argv, "--no-progress"] + (["--arch", ARCH] if argv[0] != "data" else []), "afile: is a file")
+    monkeypatch.undo()
     assert blocker.read_text() == "mine"
 
     def read_only(*args, **kwargs):  # what a read-only folder answers (root would not be refused by a chmod)

@@ -27,19 +27,22 @@ def add_parser(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..api import evaluate
-    from ..files import json_safe
+    from ..files import check_writable, json_safe
 
-    # evaluate() refuses a bad --limit or --align-cameras before it loads anything
-    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
-                      progress=not args.no_progress, align_steps=args.align_cameras)
-    text = json.dumps(json_safe(result), indent=2, allow_nan=False)
+    out = None
     if args.out:
         out = Path(args.out)
         if args.out.endswith(("/", os.sep)) or out.is_dir():  # a folder: the file goes inside it
             out = out / "eval.json"
+        check_writable(out.parent)  # before the evaluation, whose scores would be lost
+    # evaluate() refuses a bad --limit or --align-cameras before it loads anything
+    result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
+                      progress=not args.no_progress, align_steps=args.align_cameras)
+    text = json.dumps(json_safe(result), indent=2, allow_nan=False)
+    print(text, flush=True)  # the scores first: a file that fails now (disk full) loses nothing
+    if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
-    print(text)
     for line in result.get("warnings", []):  # stderr: stdout stays one JSON document
         print(f"warning: {line}", file=sys.stderr)
     return 0

@@ -93,7 +93,7 @@ def cmd_gui(args) -> int:
     from ..gui.app import GuiApp, GuiOptions
     from ..gui.launch import GuiUnavailable, check_environment, parse_window
     from ..runs.checkpoint import find_checkpoint
-    from ..training.diagnostics import start_lines
+    from ..training.diagnostics import continue_command, start_lines
 
     if args.train and not args.ckpt:
         raise UserError("--train continues a checkpoint: give --ckpt RUN_FOLDER too (new runs train by default)")
@@ -140,7 +140,8 @@ def cmd_gui(args) -> int:
         print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out)))
         _open_window(app, None if run.resume else run.out)
         code = app.run()
-    print(f"stopped at step {app.trainer.step_count}; continue with: taichi-nerf gui --ckpt {app.out_dir} --train")
+    again = continue_command(app.trainer, f"taichi-nerf gui --ckpt {app.out_dir} --train")
+    print(f"stopped at step {app.trainer.step_count}; continue with: {again}")
     return code
 
 

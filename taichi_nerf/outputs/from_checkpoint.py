@@ -106,6 +106,7 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
         import skimage.measure  # noqa: F401
     except ImportError:
         raise export.ExportError("mesh export needs scikit-image: pip install 'taichi-nerf[export]'") from None
+    check_writable(Path(out).parent)  # before the density grid and marching cubes, not after
     renderer, cfg, state = checkpoint.load(ckpt, arch)
     mesh = export.extract_mesh(renderer, scene_background(renderer.scene, cfg), resolution, threshold, progress)
     mesh.warnings[:0] = mesh_checks.step_warning(state.get("step"))
@@ -128,6 +129,7 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
         raise export.ExportError("--data picks the cameras of --views train; an orbit needs no dataset "
                                  "(drop --data, or use --views train)")
+    check_writable(Path(out).parent)  # before rendering every view, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     export.check_exportable(renderer, "point cloud")
     if views == "train":

@@ -274,6 +274,15 @@ def _scene_moves(old: Scene, new: Scene) -> list[str]:
     return moves
 
 
+def check_same_scene(saved: Scene, scene: Scene, path, data) -> None:
+    """``data`` given to score or draw the checkpoint at ``path`` (eval, render) must put the scene
+    where the run trained (``saved``): elsewhere its field means nothing. One line naming what moved."""
+    moves = _scene_moves(saved, scene)
+    if moves:
+        raise CheckpointError(f"{data}: not the scene {path} was trained in ({'; '.join(moves)}), where its field "
+                              f"means nothing; give the run's own dataset (--data its new place, when it moved)")
+
+
 def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
     """The scene a resumed run trains in: ``scene`` (from the data as loaded now) with the
     checkpoint's geometry, so that the field and the grid keep their coordinates. Refused in

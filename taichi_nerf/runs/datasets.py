@@ -32,7 +32,15 @@ def run_dataset(cfg, data=None, *, source=None, progress: bool | None = None) ->
     options = cfg.dataset_options()
     if progress is not None:
         options["progress"] = progress
-    return load_dataset(data if data is not None else cfg.data, **options)
+    dataset = load_dataset(data if data is not None else cfg.data, **options)
+    if data is not None and source is not None:  # data given to eval or render: the run's own, maybe moved
+        from ..rendering.scene import Scene
+        from .checkpoint import check_same_scene, saved_scene
+
+        saved = saved_scene(source)
+        if saved is not None:
+            check_same_scene(saved, Scene.from_dataset(dataset), source, data)
+    return dataset
 
 
 def require_stored_data(cfg, source) -> None:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,11 @@ def resume_config(run_dir, **overrides) -> TrainConfig:
     again, it would reset what the run set over it); another preset is refused."""
     refuse_if_locked(run_dir)  # a live run there: say that, not what its folder holds so far
     if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
+        config, folder = Path(run_dir) / "config.json", shlex.quote(str(run_dir))
+        again = (f"taichi-nerf train --config {shlex.quote(str(config))} --out {folder} --overwrite (its own "
+                 f"settings)") if config.is_file() else f"--out {folder} --overwrite"
         raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
-                                         f"is nothing to resume; start it again with --out {run_dir} --overwrite")
+                                         f"is nothing to resume; start it again with {again}")
     path = checkpoint.find_checkpoint(run_dir)
     saved = checkpoint.saved_config(path)
     preset = overrides.pop("preset", None)

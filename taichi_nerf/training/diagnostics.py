@@ -186,3 +186,12 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
                      "before: it trains the rest (the limit is the run's total)")
     return lines
+
+
+def continue_command(trainer, command: str) -> str:
+    """The command that trains the run on: ``command``, with a new total of steps once the run
+    made its own (the same command again would only validate)."""
+    steps = trainer.cfg.steps
+    if trainer.step_count >= steps:
+        return f"{command} --steps {2 * steps} (a new total: the run made its {steps} steps)"
+    return command

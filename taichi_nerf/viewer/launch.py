@@ -111,7 +111,7 @@ def launch_web(args, open_training_run) -> int:
     """``gui --web``: what the window shows, in a browser. ``open_training_run(args)`` -> a
     :class:`taichi_nerf.runs.run_folder.Run` (checked, locked, its folder claimed: cli/gui.py), called
     after the server has opened."""
-    from ..training.diagnostics import start_lines
+    from ..training.diagnostics import continue_command, start_lines
     from ..training.trainer import Trainer
     from .session import WebViewer
 
@@ -133,8 +133,8 @@ def launch_web(args, open_training_run) -> int:
             app = WebViewer(server, trainer.renderer, trainer.cfg, _options(args), trainer=trainer,
                             train_split=trainer.train, out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
             code = app.run()
-        print(f"stopped at step {trainer.step_count}; continue with: taichi-nerf gui --web --ckpt {trainer.out_dir} "
-              "--train")
+        again = continue_command(trainer, f"taichi-nerf gui --web --ckpt {trainer.out_dir} --train")
+        print(f"stopped at step {trainer.step_count}; continue with: {again}")
         return code
     finally:
         server.stop()
