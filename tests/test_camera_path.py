@@ -213,3 +213,13 @@ def test_a_trained_fields_videos_are_as_wide_as_its_photos_within_limits(trained
     _, run = trained_builtin
     render_orbit(run, tmp_path / "o.gif", frames=2, arch=ARCH, progress=False)
     assert iio.imread(tmp_path / "o.gif", index=None).shape[:3] == (2, 100, 100)
+
+
+def test_the_api_refuses_a_video_name_the_cli_refuses(trained_builtin, tmp_path):
+    """render --out x.avi is refused; so is api.render_orbit(ckpt, "x.avi"), before any frame."""
+    from taichi_nerf.api import render_orbit
+
+    _, run = trained_builtin
+    with pytest.raises(ValueError, match=r"x.avi: a video is written as .mp4 \(\+ depth .mp4 \+ .gif\) or .gif"):
+        render_orbit(run, tmp_path / "x.avi", frames=2, arch=ARCH, progress=False)
+    assert not list(tmp_path.iterdir())

@@ -116,6 +116,25 @@ def test_bad_flag_values_exit_2_with_one_error_line(argv, message, capsys):
     assert len(errors) == 1 and message in errors[0]
 
 
+
+@pytest.mark.parametrize("argv, usage, message", [
+    (["train", "--stpes", "5"], "usage: taichi-nerf train",
+     "taichi-nerf train: error: unrecognized arguments: --stpes 5 (did you mean --steps?)"),
+    (["render", "--ckpt", "x", "--sise=3", "--zzz"], "usage: taichi-nerf render",
+     "taichi-nerf render: error: unrecognized arguments: --sise=3 --zzz (did you mean --size?)"),
+    (["data", "info", "x", "--val-evry", "3"], "usage: taichi-nerf data info",
+     "taichi-nerf data info: error: unrecognized arguments: --val-evry 3 (did you mean --val-every?)"),
+    (["export", "mesh", "--ckpt", "x", "extra"], "usage: taichi-nerf export mesh",
+     "taichi-nerf export mesh: error: unrecognized arguments: extra"),
+])
+def test_a_mistyped_flag_is_refused_by_its_command_with_the_nearest_flag(argv, usage, message, capsys):
+    """Not the top level's usage and "unrecognized arguments" alone: the command's own usage, and
+    the flag it has that is nearest to the one typed."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(usage) and err.rstrip().endswith(message), err
+
 def test_a_flag_given_overrides_the_config_file_and_an_omitted_one_does_not(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps({"steps": 7, "lr": 0.01, "sampler": "stratified", "progress": False, "arch": "cpu"}))

@@ -8,11 +8,12 @@ imports it.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 
 from . import data, evaluate, export, gui, render, train, view
-from .common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, config_overrides, run_config
+from .common import EXIT_INTERRUPTED, EXIT_USAGE, UserError, config_overrides, in_flag_words, run_config
 from .gui import GUI_DEFAULT_OUT
 
 # Each module adds one subcommand, in this order in --help.
@@ -31,13 +32,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown flag is refused by the command it was given to (its
+    usage, not the top level's), with the nearest flag that command has (``--stpes``: ``--steps``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _command_parser(parser, argv)
+        flags = [s for action in command._actions for s in action.option_strings]
+        guesses = [difflib.get_close_matches(token.split("=")[0], flags, n=1, cutoff=0.6)
+                   for token in extra if token.startswith("-")]
+        hint = "; ".join(f"did you mean {guess[0]}?" for guess in guesses if guess)
+        command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({hint})" if hint else ""))
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub)command's own parser that ``argv`` names: ``data info`` -> data's info parser."""
+    while True:
+        subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = next((subcommands[0].choices[t] for t in argv if t in subcommands[0].choices), None) \
+            if subcommands else None
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
 def main(argv=None) -> int:
     from ..data.dataset import DataError
     from ..runs.checkpoint import CheckpointError
     from ..runs.distributed import PeerLost, refuse_several
     from ..training.trainer import TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), list(sys.argv[1:] if argv is None else argv))
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --devices: what each rank runs
     try:
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
@@ -46,7 +72,8 @@ def main(argv=None) -> int:
     except (UserError, DataError, CheckpointError, ValueError) as exc:
         if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, UserError):
             raise  # a ValueError from a bug reads as a user error too: developers get the traceback
-        print(f"taichi-nerf: error: {exc}", file=sys.stderr)
+        said = str(exc) if getattr(args, "config", None) else in_flag_words(str(exc))  # a file's own words
+        print(f"taichi-nerf: error: {said}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `taichi-nerf eval ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too

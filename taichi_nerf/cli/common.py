@@ -119,3 +119,23 @@ def run_config(args, resume_from=None, default=None):
     return cfg.replace(**given)
 
 
+BAD_CONFIGURATION = "bad configuration: "  # TrainConfig.validate's message
+
+
+def in_flag_words(message: str) -> str:
+    """TrainConfig.validate's "bad configuration: batch_rays must be ...; time_limit_s ..." as the
+    flags the user typed: "--batch-rays must be ...; --time-limit ..." (each problem starts with its
+    field). Not for a --config file's values, which the user wrote as fields."""
+    import dataclasses
+
+    from ..config import TrainConfig
+
+    if not message.startswith(BAD_CONFIGURATION):
+        return message
+    flags = {f.name: (f.metadata["aliases"] or ("--" + f.name.replace("_", "-"),))[0]
+             for f in dataclasses.fields(TrainConfig)}
+    problems = []
+    for problem in message[len(BAD_CONFIGURATION):].split("; "):
+        name, _, rest = problem.partition(" ")
+        problems.append(f"{flags[name]} {rest}" if name in flags and rest else problem)
+    return BAD_CONFIGURATION + "; ".join(problems)

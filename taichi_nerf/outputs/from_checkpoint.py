@@ -63,6 +63,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     from .default_video import write_default_video
     from .video import write_path
 
+    if Path(out).suffix.lower() not in (".mp4", ".gif"):  # the CLI says it of --out; the API of out
+        raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     check_writable(Path(out).parent)  # before minutes of rendering, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
