@@ -9,6 +9,7 @@ in radius, inside a 3-unit box.
 """
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("skimage", reason="mesh export needs scikit-image: pip install -e '.[export]'")
 
@@ -123,3 +124,43 @@ def test_points_from_an_orbit(trained_builtin, tmp_path):
     v = np.loadtxt(path, comments="#", usecols=(1, 2, 3))
     assert count == len(v) > 1000
     assert scene_sdf(v).abs().mean() < POINTS_MEAN_SDF
+
+
+def test_points_of_a_forward_facing_field_come_back_to_the_world():
+    """export points on a field trained in NDC (LLFF's default): each ray's surface is found along
+    its NDC image, and the point is put back in the world. A stand-in renderer puts every ray's
+    weight on one sample, at the NDC image of a known world point on the ray; the exported point is
+    that world point. A surface at NDC infinity is left out."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.rendering.scene import Scene
+    from taichi_nerf.stages import reference
+    from taichi_nerf.stages.cameras import image_rays, look_at
+    from taichi_nerf.stages.packing import Samples, fixed_layout
+
+    scene = Scene(near=0.0, far=1.0, aabb=[-1.5, -1.5, -1.0, 1.5, 1.5, 1.0], ndc=True, ndc_focal=30.0, ndc_width=24,
+                  ndc_height=16)
+    pose = look_at(torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64), torch.tensor([0.2, 0.1, -5.0],
+                   dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))[None].float()
+    intrinsics = torch.tensor([[30.0, 30.0, 12.0, 8.0]])
+    o, d = image_rays(pose, intrinsics, 0, 24, 0, 24 * 16)
+    g = torch.Generator().manual_seed(0)
+    s = 1.5 + 20.0 * torch.rand(o.shape[0], generator=g)  # world depth along each ray, past the near plane
+    world = o.double() + s[:, None].double() * d.double()
+    o_ndc, d_ndc = reference.ndc_rays(o.double(), d.double(), 30.0, 24, 16)
+    t_hit = (1.0 + 2.0 / world[:, 2] - o_ndc[:, 2]) / d_ndc[:, 2]
+    t_hit[:5] = (0.999 - o_ndc[:5, 2]) / d_ndc[:5, 2]  # five rays see nothing short of NDC infinity
+    per_ray = 3
+    offsets, counts, ray_index = fixed_layout(o.shape[0], per_ray, "cpu")
+    t = torch.stack([0.5 * t_hit, t_hit, t_hit + 0.01], 1).float().reshape(-1)
+    weights = torch.tensor([0.0, 1.0, 0.0]).repeat(o.shape[0])
+
+    def render_rays(origins, dirs, background, early_termination=False):
+        n = origins.shape[0]
+        samples = Samples(t, torch.full_like(t, 0.01), ray_index, offsets, counts, per_ray)
+        return SimpleNamespace(samples=samples, weights=weights, opacity=torch.ones(n), rgb=torch.rand(n, 3))
+
+    renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays)
+    points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
+    assert points.shape == (o.shape[0] - 5, 3)
+    assert float(((points.double() - world[5:]).norm(dim=1) / world[5:].norm(dim=1)).max()) < 1e-4

@@ -132,3 +132,19 @@ def test_encoding_without_ray_gradients_takes_no_autograd_path(device):
     out = encode_samples(o.float().to(device), d.float().to(device), t.to(device), ri.to(device), HarmonicSpec(2),
                          HarmonicSpec(1))
     assert out.grad_fn is None and not out.requires_grad
+
+
+def test_ndc_to_world_inverts_the_ndc_map_of_points_on_the_rays():
+    """A world point on a ray, in front of the near plane, lands on that ray's NDC image (at some
+    t), and ndc_to_world brings the NDC point back to it (export points of NDC runs rely on it)."""
+    o, _, g = random_rays(300, 5, spread=0.4)
+    xy = torch.rand(300, 2, generator=g, dtype=torch.float64) - 0.5
+    d = torch.cat([xy, -torch.ones(300, 1, dtype=torch.float64)], 1)
+    scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
+    s = 1.5 + 50.0 * torch.rand(300, generator=g, dtype=torch.float64)  # beyond the near plane z = -1
+    world = o + s[:, None] * d
+    o_ndc, d_ndc = reference.ndc_rays(o, d, 40.0, 64, 48)
+    t = (1.0 + 2.0 / world[:, 2] - o_ndc[:, 2]) / d_ndc[:, 2]  # where the ray's NDC image has the point's z'
+    back = cameras.ndc_to_world((o_ndc + t[:, None] * d_ndc).float(), scene).double()
+    assert rel_err(back, world) < 1e-5
+    assert float(((back - world).norm(dim=1) / world.norm(dim=1)).max()) < 1e-4

@@ -51,10 +51,16 @@ class MeshResult:
     warnings: list[str] = field(default_factory=list)  # signs the mesh is the box, not the scene (mesh_checks.py)
 
 
+# Surface points of a forward-facing (NDC) field deeper than this NDC z are left out: at 0.99 a point
+# is 200 times the near plane's distance away (the rescaled capture's nearest depth is 1.33).
+NDC_INFINITY = 0.99
+
+
 def check_exportable(renderer: Renderer, what: str) -> None:
+    """Meshes are marched on a lattice over the box: in NDC that box reaches to infinity."""
     if renderer.scene.ndc:
         raise ExportError(f"{what} export needs a world-space field; this forward-facing scene was trained in NDC "
-                          "(retrain with --no-ndc)")
+                          "(export points works on it; for a mesh, retrain with --no-ndc)")
 
 
 def check_resolution(resolution: int) -> None:
@@ -248,7 +254,7 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
     """World points where the camera's rays at least ``min_opacity`` opaque reach half their
     opacity (the median depth: the expected depth of a soft surface lies behind it), and
     (with_colors) their colour without the background."""
-    from ..stages.cameras import image_rays
+    from ..stages.cameras import image_rays, ndc_rays, ndc_to_world
 
     poses = poses.to(renderer.device).float().contiguous()
     intr = intr.to(renderer.device).float().contiguous()
@@ -261,7 +267,14 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
         out = renderer.render_rays(o, d, bg, early_termination=True)
         keep = out.opacity >= min_opacity
         depth = _median_depth(out, n)
-        pts.append((o + depth[:, None] * d)[keep])
+        if renderer.scene.ndc:  # the samples' t runs along the NDC ray: its point, back in the world
+            o_ndc, d_ndc = ndc_rays(o, d, renderer.scene)
+            hit = o_ndc + depth[:, None] * d_ndc
+            keep &= hit[:, 2] < NDC_INFINITY  # the backdrop at infinity has no finite place
+            hit = ndc_to_world(hit, renderer.scene)
+        else:
+            hit = o + depth[:, None] * d
+        pts.append(hit[keep])
         gc.collect(1)  # see density_lattice
         if with_colors:
             a = out.opacity[keep, None]
@@ -292,7 +305,6 @@ def extract_points(renderer: Renderer, background: torch.Tensor, poses: torch.Te
     """(P, 3) float32 surface points and (P, 3) uint8 colours seen by the given cameras."""
     from tqdm.auto import tqdm
 
-    check_exportable(renderer, "point cloud")
     pts, cols = [], []
     for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="surface points", unit="view"):
         p, c = _surface_points(renderer, poses, intrinsics, cam, width, height, background, min_opacity, True)

@@ -133,7 +133,6 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
                                  "(drop --data, or use --views train)")
     check_writable(Path(out).parent)  # before rendering every view, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
-    export.check_exportable(renderer, "point cloud")
     if views == "train":
         train = _training_poses(cfg, progress, data, ckpt)
         poses, intr, w, h = train.poses, train.intrinsics, train.width, train.height

@@ -253,6 +253,15 @@ def ndc_rays(origins: torch.Tensor, dirs: torch.Tensor, scene, near: float = 1.0
     return _ndc(origins.detach().contiguous(), dirs.detach().contiguous(), frustum)
 
 
+def ndc_to_world(points: torch.Tensor, scene, near: float = 1.0) -> torch.Tensor:
+    """The world points of NDC points: the inverse of :func:`ndc_rays`' map (z' = 1 + 2 near / z,
+    x' = -2 f / W * x / z, y' likewise), for points in front of the near plane (z' < 1)."""
+    ax = -2.0 * float(scene.ndc_focal) / float(scene.ndc_width)
+    ay = -2.0 * float(scene.ndc_focal) / float(scene.ndc_height)
+    z = 2.0 * near / (points[:, 2] - 1.0).clamp(max=-1e-6)
+    return torch.stack([points[:, 0] * z / ax, points[:, 1] * z / ay, z], 1)
+
+
 def _ndc(origins: torch.Tensor, dirs: torch.Tensor, frustum: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     out_o = torch.empty(origins.shape[0], 3, device=origins.device)
     out_d = torch.empty(origins.shape[0], 3, device=origins.device)
