@@ -14,8 +14,11 @@ come from the measured spread (docs/RELIABILITY.md, "A deterministic COLMAP suit
 """
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +284,42 @@ def test_a_failed_mapping_prints_our_line_alone(tmp_path, capfd):
     assert "sfm.cc" not in err and "Failed to create" not in err
     mapping = [part for part in err.replace("\r", "\n").splitlines() if part.startswith("mapping")]
     assert mapping and all("/4 " in part for part in mapping), mapping
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_it_like_ctrl_c(capture, tmp_path, signum):
+    """SIGTERM (`timeout`, a scheduler) and SIGHUP (a dropped SSH session) print our one line and
+    take the partial folder (a copy of the photos) with them; SIGTERM used to print glog's C++
+    stack dump and leave it. The signal goes once COLMAP has started (the partial folder's colmap/)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "data", "from-photos", str(capture[0]), "--out",
+                             str(out), "--no-progress", "--threads", "1"], env=checkout_env(), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / f".out.partial-{proc.pid}" / "colmap").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and stderr.strip() == "taichi-nerf: interrupted", (proc.returncode, stderr)
+    assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())
+
+
+def test_partial_folders_of_ended_processes_are_removed(tmp_path, capsys):
+    """A from-photos killed outright (SIGKILL) leaves .NAME.partial-PID; the next one into the same
+    parent removes it once its process is gone, and never a running one's."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = tmp_path / f".old_run.partial-{ended.pid}"
+    alive = tmp_path / f".other.partial-{os.getppid()}"  # our parent runs as long as we do
+    for folder in (dead, alive):
+        (folder / "images").mkdir(parents=True)
+        (folder / "images" / "p0.png").write_bytes(b"a copied photo")
+    _noise_photos(tmp_path / "noise", 4)
+    _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images")
+    assert not dead.exists() and alive.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "noise"]
 
 
 def test_unreadable_files_are_skipped_and_listed(tmp_path):

@@ -10,8 +10,8 @@ the scene box, near/far and the registration figures (key ``colmap``) that ``dat
 shows, and the model itself in ``colmap/sparse/0`` (in COLMAP's own frame).
 
 Everything is built in a hidden folder beside ``--out`` and renamed into place at the end, so
-a failure or Ctrl-C never leaves a half-written dataset. pycolmap is optional (extra
-``colmap``) and imported only when the pipeline runs.
+a failure, Ctrl-C, SIGTERM or a hang-up never leaves a half-written dataset (capture/partial.py).
+pycolmap is optional (extra ``colmap``) and imported only when the pipeline runs.
 """
 from __future__ import annotations
 
@@ -307,7 +307,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     folder of masks for the photos (capture/photo_masks.py). A degenerate reconstruction
     (capture/degenerate.py) is refused unless ``keep_degenerate``."""
     from ..data import colmap_model
-    from . import photo_masks
+    from . import partial, photo_masks
     from .degenerate import (
         baseline_ratio,
         degenerate_message,
@@ -335,110 +335,95 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
             raise DataError(f"{source}: --masks needs a folder of photos, not a video")
         photo_masks.check(photos, Path(masks))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    partial.remove_leftovers(out.parent)
+    tmp = partial.partial_folder(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    try:
-        seconds = {}
-        if source.is_dir():
-            for p in photos:
-                _place(p, tmp / "images" / p.name)
-            names = [p.name for p in photos]
-            if masks is not None:
-                seconds["masks"] = photo_masks.place(photos, Path(masks), tmp, _place)
-            auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
-        else:
-            from .video_frames import extract_frames
+    with partial.Interrupts():
+        (tmp / "images").mkdir(parents=True)
+        try:
+            seconds = {}
+            if source.is_dir():
+                for p in photos:
+                    _place(p, tmp / "images" / p.name)
+                names = [p.name for p in photos]
+                if masks is not None:
+                    seconds["masks"] = photo_masks.place(photos, Path(masks), tmp, _place)
+                auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
+            else:
+                from .video_frames import extract_frames
 
-            start = time.perf_counter()
-            names = extract_frames(source, tmp / "images", frames, progress)
-            seconds["frames"] = time.perf_counter() - start
-            auto = "sequential"
-        matching = auto if matching == "auto" else matching
-        work = tmp / "colmap"
-        work.mkdir()
-        figures_so_far = {}
+                start = time.perf_counter()
+                names = extract_frames(source, tmp / "images", frames, progress)
+                seconds["frames"] = time.perf_counter() - start
+                auto = "sequential"
+            matching = auto if matching == "auto" else matching
+            work = tmp / "colmap"
+            work.mkdir()
+            figures_so_far = {}
 
-        def refuse_static(database):
-            from PIL import Image
+            def refuse_static(database):
+                from PIL import Image
 
-            with Image.open(tmp / "images" / names[0]) as im:
-                figures_so_far["static"] = static_match_share(database, im.size)
-            if figures_so_far["static"] > MAX_STATIC_SHARE and not keep_degenerate:
-                rows = [(k, f"{v:.1f} s") for k, v in seconds.items()] + [
-                    ("static", f"{figures_so_far['static']:.0%} of the matched features stand still")]
-                raise DegenerateReconstruction(static_message(source, figures_so_far["static"], masks is not None),
-                                               "\n".join(f"{k:<13} {v}" for k, v in rows))
+                with Image.open(tmp / "images" / names[0]) as im:
+                    figures_so_far["static"] = static_match_share(database, im.size)
+                if figures_so_far["static"] > MAX_STATIC_SHARE and not keep_degenerate:
+                    rows = [(k, f"{v:.1f} s") for k, v in seconds.items()] + [
+                        ("static", f"{figures_so_far['static']:.0%} of the matched features stand still")]
+                    raise DegenerateReconstruction(static_message(source, figures_so_far["static"], masks is not None),
+                                                   "\n".join(f"{k:<13} {v}" for k, v in rows))
 
-        rec, models, verified = run_colmap(tmp / "images", work, names, matching, CAMERA_MODELS[camera_model],
-                                           per_image_cameras, progress, threads, seconds,
-                                           tmp / photo_masks.COLMAP_FOLDER if masks is not None else None,
-                                           after_matching=refuse_static)
-        shutil.rmtree(tmp / photo_masks.COLMAP_FOLDER, ignore_errors=True)
-        if rec is None:
-            why = (f"no two photos share {MIN_INLIERS} matching features" if verified == 0 else
-                   f"only {verified} photo pair(s) matched, too few to start a model" if verified < len(names) else
-                   f"{verified} photo pairs matched, but none could start a model: either the cameras barely moved "
-                   "relative to what they matched (a turntable's still room: give the object's masks with --masks "
-                   "DIR; a tripod pan cannot train a radiance field), or neighbouring photos are too far apart "
-                   "(take more, closer together)")
-            passed_over = f" (skipped: {_few_skipped(skipped)})" if skipped else ""
-            raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
-                            f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
-        model = colmap_model.from_reconstruction(rec)
-        meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
-        figures = colmap_model.registration(model)
-        registered = set(model.names)
-        cameras = len(set(model.camera_ids.tolist()))
-        turning_share, turning_pairs = turning_centre_share(model, work / "database.db")
-        report = PhotoReport(out=out, total=len(names), registered=model.names,
-                             unregistered=[n for n in names if n not in registered], skipped=skipped,
-                             points3D=figures["points3D"], mean_reprojection_error=figures["mean_reprojection_error"],
-                             models=models, matching=matching, pairs=len(image_pairs(names, matching)),
-                             camera_model=CAMERA_MODELS[camera_model], cameras=cameras, seconds=seconds,
-                             warnings=warnings, baseline_ratio=baseline_ratio(model),
-                             masks=len(names) if masks is not None else 0,
-                             static_share=figures_so_far.get("static", math.nan),
-                             turning_share=turning_share, turning_pairs=turning_pairs)
-        if not keep_degenerate:
-            refuse_few_registered(source, report, None if source.is_dir() else frames)
-        if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
-            raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
-                                           report.table())
-        if report.turning_share > MAX_TURNING_SHARE and not keep_degenerate:
-            raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, masks is not None),
-                                           report.table())
-        meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
-        (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)
-        for stale in (work / "sparse").iterdir():
-            if stale.name != "0":
-                shutil.rmtree(stale)
-        rec.write_binary(str(work / "sparse" / "0"))
-        (work / "pairs.txt").unlink(missing_ok=True)
-        if not keep_database:
-            (work / "database.db").unlink(missing_ok=True)
-        (tmp / "transforms.json").write_text(json.dumps(meta, indent=1))
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            rec, models, verified = run_colmap(tmp / "images", work, names, matching, CAMERA_MODELS[camera_model],
+                                               per_image_cameras, progress, threads, seconds,
+                                               tmp / photo_masks.COLMAP_FOLDER if masks is not None else None,
+                                               after_matching=refuse_static)
+            shutil.rmtree(tmp / photo_masks.COLMAP_FOLDER, ignore_errors=True)
+            if rec is None:
+                why = (f"no two photos share {MIN_INLIERS} matching features" if verified == 0 else
+                       f"only {verified} photo pair(s) matched, too few to start a model" if verified < len(names) else
+                       f"{verified} photo pairs matched, but none could start a model: either the cameras barely moved "
+                       "relative to what they matched (a turntable's still room: give the object's masks with --masks "
+                       "DIR; a tripod pan cannot train a radiance field), or neighbouring photos are too far apart "
+                       "(take more, closer together)")
+                passed_over = f" (skipped: {_few_skipped(skipped)})" if skipped else ""
+                raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
+                                f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
+            model = colmap_model.from_reconstruction(rec)
+            meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
+            figures = colmap_model.registration(model)
+            registered = set(model.names)
+            cameras = len(set(model.camera_ids.tolist()))
+            turning_share, turning_pairs = turning_centre_share(model, work / "database.db")
+            report = PhotoReport(out=out, total=len(names), registered=model.names,
+                                 unregistered=[n for n in names if n not in registered], skipped=skipped,
+                                 points3D=figures["points3D"],
+                                 mean_reprojection_error=figures["mean_reprojection_error"],
+                                 models=models, matching=matching, pairs=len(image_pairs(names, matching)),
+                                 camera_model=CAMERA_MODELS[camera_model], cameras=cameras, seconds=seconds,
+                                 warnings=warnings, baseline_ratio=baseline_ratio(model),
+                                 masks=len(names) if masks is not None else 0,
+                                 static_share=figures_so_far.get("static", math.nan),
+                                 turning_share=turning_share, turning_pairs=turning_pairs)
+            if not keep_degenerate:
+                refuse_few_registered(source, report, None if source.is_dir() else frames)
+            if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
+                raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, masks is not None),
+                                               report.table())
+            if report.turning_share > MAX_TURNING_SHARE and not keep_degenerate:
+                raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, masks is not None),
+                                               report.table())
+            meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
+            (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)
+            for stale in (work / "sparse").iterdir():
+                if stale.name != "0":
+                    shutil.rmtree(stale)
+            rec.write_binary(str(work / "sparse" / "0"))
+            (work / "pairs.txt").unlink(missing_ok=True)
+            if not keep_database:
+                (work / "database.db").unlink(missing_ok=True)
+            (tmp / "transforms.json").write_text(json.dumps(meta, indent=1))
+            partial.move_into_place(tmp, out, OUTPUTS)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return report
 
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Put the dataset built in ``tmp`` into ``out``. A new ``out`` is ``tmp`` renamed; in an
-    existing one (empty, or a dataset check_out allowed to go) only OUTPUTS are swapped, the
-    old ones renamed aside first and deleted last: the user's other files there stay."""
-    if not out.exists():
-        tmp.rename(out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    old.mkdir()
-    for name in OUTPUTS:
-        if (out / name).exists() or (out / name).is_symlink():
-            (out / name).rename(old / name)
-    for name in OUTPUTS:
-        if (tmp / name).exists():
-            (tmp / name).rename(out / name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)

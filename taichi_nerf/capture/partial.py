@@ -1,0 +1,74 @@
+"""The hidden folder ``.NAME.partial-PID`` beside ``--out`` that from-photos builds its dataset in:
+moved into place at the end, removed on a failure, Ctrl-C, SIGTERM or a hang-up (SIGHUP), and,
+when a process was killed outright (SIGKILL, a power cut), removed by the next from-photos into
+the same parent once that process is gone."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..interrupts import StopRequest
+
+_PARTIAL = re.compile(r"^\..+\.partial-(\d+)$")
+
+
+def partial_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial-{os.getpid()}"
+
+
+def remove_leftovers(parent: Path) -> list[Path]:
+    """Delete the partial folders in ``parent`` whose process no longer runs (a copy of every
+    photo each, which nothing else would ever remove); a live one is another from-photos at work."""
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for entry in parent.iterdir():
+        match = _PARTIAL.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours: this process may be building it now (from_photos itself clears its own name)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process (EPERM): leave its folder alone
+    return True
+
+
+class Interrupts(StopRequest):
+    """SIGTERM and SIGHUP end from-photos as Ctrl-C does: KeyboardInterrupt, so the partial folder
+    is removed and the CLI prints its one line. Without it SIGTERM meets the handler pycolmap's
+    glog installs (a C++ stack dump, the folder left) and SIGHUP kills outright. COLMAP's stages
+    have no step boundary to stop at, so unlike a training run's, the stop is at once; StopRequest
+    leaves a hang-up ignored under ``nohup`` ignored."""
+
+    def _handle(self, signum, frame):
+        raise KeyboardInterrupt
+
+
+def move_into_place(tmp: Path, out: Path, outputs: tuple[str, ...]) -> None:
+    """Put the dataset built in ``tmp`` into ``out``. A new ``out`` is ``tmp`` renamed; in an
+    existing one (empty, or a dataset check_out allowed to go) only ``outputs`` are swapped, the
+    old ones renamed aside first and deleted last: the user's other files there stay."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old.mkdir()
+    for name in outputs:
+        if (out / name).exists() or (out / name).is_symlink():
+            (out / name).rename(old / name)
+    for name in outputs:
+        if (tmp / name).exists():
+            (tmp / name).rename(out / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
