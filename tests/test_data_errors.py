@@ -85,6 +85,37 @@ def test_photos_without_poses_point_to_from_photos(tmp_path):
         expect_error(folder, "photos without camera poses (3 images", "taichi-nerf data from-photos")
 
 
+def _jpgs(folder, count=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"IMG_{k}.jpg")
+
+
+@pytest.mark.parametrize("layout", ["instant-ngp", "blender", "llff", "colmap"])
+def test_a_folder_inside_a_dataset_points_to_the_dataset(tmp_path, capsys, layout):
+    """DIR/images (or a Blender set's DIR/train) was called photos without poses, and the user sent
+    to a long COLMAP run for the poses DIR already holds."""
+    root = tmp_path / "scene"
+    inner = root / ("train" if layout == "blender" else "images")
+    _jpgs(inner)
+    if layout == "instant-ngp":
+        (root / "transforms.json").write_text("{}")
+    elif layout == "blender":
+        (root / "transforms_train.json").write_text("{}")
+    elif layout == "llff":
+        np.save(root / "poses_bounds.npy", np.zeros((3, 17)))
+    else:
+        (root / "sparse" / "0").mkdir(parents=True)
+        for part in ("cameras", "images", "points3D"):
+            (root / "sparse" / "0" / f"{part}.bin").write_bytes(b"")
+    message = expect_error(inner, f"camera poses are in its parent folder ({layout} layout)", f"use --data {root}")
+    assert "from-photos" not in message
+    assert cli.main(["data", "info", str(inner)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"taichi-nerf: error: {message}"
+    if layout == "blender":  # a split's own file: the folder holds every split
+        expect_error(root / "transforms_train.json", "one split of a Blender dataset", f"use --data {root} ")
+
+
 def test_malformed_json(tmp_path):
     (tmp_path / "transforms_train.json").write_text('{"frames": [ {"file_path": "a.png", }')
     expect_error(tmp_path, "transforms_train.json", "malformed JSON at line 1")

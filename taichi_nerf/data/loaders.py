@@ -2,6 +2,7 @@
 resolved one layer up, in taichi_nerf/runs/datasets.py)."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from .blender import is_blender, load_blender
@@ -31,6 +32,7 @@ ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "ins
 # Loader options (keyword arguments of load_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
 
+
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -41,6 +43,7 @@ def detect_format(path: Path) -> str:
     if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
         raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
                         "it was made from")
+    _refuse_part_of_dataset(path)
     photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
               if p.suffix.lower() in PHOTO_SUFFIXES]
     if photos:  # the first thing a user tries: their photos, before any poses exist
@@ -48,6 +51,21 @@ def detect_format(path: Path) -> str:
                         f"poses_bounds.npy or COLMAP model); recover the poses first: taichi-nerf data from-photos "
                         f"{path} --out DATASET")
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
+
+
+def _refuse_part_of_dataset(path: Path) -> None:
+    """A folder inside a dataset (its images/, a Blender split) or a Blender split's own file:
+    otherwise called photos without poses (sent to a long COLMAP run for poses already there)
+    or an unknown layout."""
+    parent = path.absolute().parent
+    if path.is_file() and path.name.startswith("transforms_") and is_blender(parent):
+        raise DataError(f"{path}: one split of a Blender dataset; use --data {shlex.quote(str(path.parent))} "
+                        "(the folder, which holds every split)")
+    if path.is_dir():
+        layout = next((name for name, (detect, _) in FORMATS.items() if detect(parent)), None)
+        if layout is not None:
+            raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); use --data "
+                            f"{shlex.quote(str(path.parent))}")
 
 
 def _lone_npz(path: Path) -> Path | None:
