@@ -116,6 +116,17 @@ def test_a_folder_inside_a_dataset_points_to_the_dataset(tmp_path, capsys, layou
         expect_error(root / "transforms_train.json", "one split of a Blender dataset", f"use --data {root} ")
 
 
+def test_a_video_points_to_from_photos(tmp_path, capsys):
+    """train --data orbit.mp4 said "unknown dataset layout"; from-photos takes frames from a video."""
+    video = tmp_path / "orbit.MP4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")  # told by its name: nothing reads it
+    expect_error(video, "a video, not a dataset", f"taichi-nerf data from-photos {video} --out DATASET")
+    assert cli.main(["train", "--data", str(video), "--out", str(tmp_path / "run")]) == cli.EXIT_USAGE
+    assert "a video, not a dataset" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    (tmp_path / "notes.txt").write_text("hello")  # any other file is still an unknown layout
+    expect_error(tmp_path / "notes.txt", "unknown dataset layout")
+
+
 def test_malformed_json(tmp_path):
     (tmp_path / "transforms_train.json").write_text('{"frames": [ {"file_path": "a.png", }')
     expect_error(tmp_path, "transforms_train.json", "malformed JSON at line 1")

@@ -31,6 +31,8 @@ ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "ins
 
 # Loader options (keyword arguments of load_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
+# Files ``data from-photos`` takes frames from (imageio's ffmpeg reads these; GIFs go through Pillow).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".wmv", ".gif")
 
 
 def detect_format(path: Path) -> str:
@@ -43,7 +45,7 @@ def detect_format(path: Path) -> str:
     if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
         raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
                         "it was made from")
-    _refuse_part_of_dataset(path)
+    _refuse_part_or_video(path)
     photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
               if p.suffix.lower() in PHOTO_SUFFIXES]
     if photos:  # the first thing a user tries: their photos, before any poses exist
@@ -53,10 +55,10 @@ def detect_format(path: Path) -> str:
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
 
 
-def _refuse_part_of_dataset(path: Path) -> None:
-    """A folder inside a dataset (its images/, a Blender split) or a Blender split's own file:
-    otherwise called photos without poses (sent to a long COLMAP run for poses already there)
-    or an unknown layout."""
+def _refuse_part_or_video(path: Path) -> None:
+    """The paths users give before the dataset folder itself: a folder inside one (its images/,
+    a Blender split), a Blender split's own file, a video. Each would otherwise be called photos
+    without poses (a long COLMAP run for poses already there) or an unknown layout."""
     parent = path.absolute().parent
     if path.is_file() and path.name.startswith("transforms_") and is_blender(parent):
         raise DataError(f"{path}: one split of a Blender dataset; use --data {shlex.quote(str(path.parent))} "
@@ -66,6 +68,9 @@ def _refuse_part_of_dataset(path: Path) -> None:
         if layout is not None:
             raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); use --data "
                             f"{shlex.quote(str(path.parent))}")
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        raise DataError(f"{path}: a video, not a dataset (no camera poses); make one from its frames first: "
+                        f"taichi-nerf data from-photos {shlex.quote(str(path))} --out DATASET")
 
 
 def _lone_npz(path: Path) -> Path | None:
