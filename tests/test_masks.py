@@ -224,13 +224,17 @@ def _refused(args, capsys, needle) -> str:
 def test_missing_mask_file(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     (root / "masks" / "IMG_3.png").unlink()
-    _refused(["data", "info", str(root)], capsys, "IMG_3.JPG: no mask for this image")
+    err = _refused(["data", "info", str(root)], capsys, "IMG_3.JPG: no mask for this image")
+    assert err.endswith("add it, or --mask-mode off trains without the masks"), err
+    assert main(["data", "info", str(root), "--mask-mode", "off"]) == 0  # the way out the line gives
+    assert "masks:" not in capsys.readouterr().out
 
 
 def test_more_masks_than_images(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(_mask()).save(root / "masks" / "IMG_99.png")
-    _refused(["data", "info", str(root)], capsys, "IMG_99.png: mask without an image (7 masks for 6 images")
+    err = _refused(["data", "info", str(root)], capsys, "IMG_99.png: mask without an image (7 masks for 6 images")
+    assert err.endswith("remove it, or --mask-mode off trains without the masks"), err
 
 
 def test_two_masks_for_one_image(tmp_path, capsys):

@@ -116,7 +116,9 @@ def test_bad_masks_are_refused_before_colmap(turntable, tmp_path, capsys):
     assert main(args + ["--masks", str(tmp_path / "nowhere")]) == 2
     assert "--masks folder not found" in capsys.readouterr().err
     (masks / "TT_0005.png").unlink()
-    refused("TT_0005.jpg: no mask for this image")
+    refused("TT_0005.jpg: no mask for this image")  # the way out is from-photos' own: no --mask-mode there
+    assert main(args + ["--masks", str(masks)]) == 2 and capsys.readouterr().err.strip().endswith(
+        "add it, or leave out --masks")
     Image.fromarray(np.zeros((HEIGHT, WIDTH), np.uint8)).save(masks / "TT_0005.png")
     refused("TT_0005.png: mask is all black")
     Image.fromarray(np.full((HEIGHT, HEIGHT), 255, np.uint8)).save(masks / "TT_0005.png")

@@ -12,6 +12,7 @@ from PIL import Image
 from ..data.dataset import DataError
 from ..data.masks import KEEP, match_folder, read_mask
 
+WITHOUT_MASKS = "leave out --masks"
 COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLMAP has read it
 CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
 
@@ -21,7 +22,7 @@ def check(photos: list[Path], folder: Path) -> dict[str, Path]:
     a photo without a mask, a mask without a photo, a mask of another shape or an all-black mask."""
     if not folder.is_dir():
         raise DataError(f"{folder}: --masks folder not found")
-    matched = match_folder(photos, folder)
+    matched = match_folder(photos, folder, WITHOUT_MASKS)
     for photo in photos:
         with Image.open(photo) as im:
             size = im.size

@@ -100,21 +100,26 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     return found
 
 
-def match_folder(images: list[Path], folder: Path) -> dict[str, Path]:
-    """Image stem -> mask file. Every image needs a mask and every mask an image."""
+WITHOUT_MASKS = "--mask-mode off trains without the masks"  # the way out of a refusal, for the loaders
+
+
+def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS) -> dict[str, Path]:
+    """Image stem -> mask file. Every image needs a mask and every mask an image. ``without``:
+    how to go on without masks (from-photos: leave out --masks), said with the refusal."""
     index = _index_folder(folder)
     matched, used = {}, set()
     for image in images:
         key = image.stem if image.stem in index else image.name
         if key not in index:
             raise DataError(f"{image}: no mask for this image in {folder} ({len(index)} masks for {len(images)} "
-                            f"images; a mask has the image's name, any extension)")
+                            f"images; a mask has the image's name, any extension); add it, or {without}")
         matched[image.stem] = index[key]
         used.add(key)
     extra = [p for key, p in index.items() if key not in used]
     if extra:
         raise DataError(f"{extra[0]}: mask without an image ({len(index)} masks for {len(images)} images in "
-                        f"{images[0].parent if images else folder}); masks and images must match one to one")
+                        f"{images[0].parent if images else folder}); masks and images must match one to one: "
+                        f"remove it, or {without}")
     return matched
 
 
@@ -233,7 +238,7 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
     for name, split in dataset.splits.items():
         missing = [n for n in split.names if n not in by_stem]
         if missing:
-            raise DataError(f"{dataset.source}: no mask for image {missing[0]} ({name} split)")
+            raise DataError(f"{dataset.source}: no mask for image {missing[0]} ({name} split); {WITHOUT_MASKS}")
         split.mask = read_masks([by_stem[n] for n in split.names], split.width, split.height,
                                 [images.get(n) for n in split.names])
         if mode == "transparent":
