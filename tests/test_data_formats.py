@@ -80,6 +80,11 @@ def test_blender_rays_alpha_subsets_and_downscale(tmp_path, views):
     assert 1.0 < ds.near < 2.5 and 5.5 < ds.far < 7.5
     assert torch.allclose(ds.aabb, torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]), atol=0.15)
     assert ds.up.tolist() == [0.0, 0.0, 1.0] and abs(ds.orbit_radius - 4.0) < 1e-4
+    # print(ds) printed every tensor (~29,000 characters for a small set): a summary, one line
+    text = str(ds)
+    assert text.startswith(f"<Dataset blender dataset {tmp_path} (train: 10 x 24x24; val: 3 x 24x24); near ")
+    assert text.endswith(f"; bounded, background {ds.background.name}>") and len(text) < 300, text
+    assert repr(train) == "<Split 10 x 24x24>" and "\n" not in text
     # every-k and limit pick frames before decoding; downscale halves the focal length
     sub = load_dataset(tmp_path, every=3, limit=2)
     assert sub.splits["train"].names == ["r_000", "r_003"] and sub.splits["val"].names == ["r_000"]
@@ -234,6 +239,7 @@ def test_llff_conversion_rescale_recentre_ndc(tmp_path, llff_views):
     assert detect_format(tmp_path) == "llff"
     ds = load_dataset(tmp_path)
     assert ds.format == "llff" and ds.forward_facing and ds.ndc
+    assert repr(ds).startswith("<Dataset llff dataset") and "; forward-facing, NDC, background " in repr(ds)
     assert (ds.near, ds.far) == (0.0, 1.0)
     box = ds.aabb.tolist()
     assert box[2] == -1.0 and box[5] == 1.0 and box[3] >= 1.0 and box[4] >= 1.0 and box[0] == -box[3]

@@ -113,6 +113,8 @@ def test_masks_folder_beside_images_in_transforms(tmp_path):
     assert any(n.startswith("masks: 6 from masks/") and "--mask-mode ignore or off changes this" in n
                for n in ds.notes)
     assert ds.background.name == "white"  # masked-out pixels are transparent: the background rules apply
+    assert repr(ds).endswith("; bounded, masks transparent, background white>"), repr(ds)
+    assert all(repr(s) == f"<Split {s.count} x {s.width}x{s.height}, mask>" for s in ds.splits.values())
     assert ds.background.reason.startswith("the masks make transparency")  # not "the images have": they are JPEGs
 
 

@@ -22,7 +22,7 @@ class DataError(ValueError):
     """Bad input data: the message names the file and the problem, in one line."""
 
 
-@dataclass
+@dataclass(repr=False)  # the generated repr prints every tensor: ~29,000 characters for a small set
 class Split:
     rgba: torch.Tensor  # (N, H, W, 4) uint8, straight (not premultiplied) alpha
     poses: torch.Tensor  # (N, 4, 4) float32 camera-to-world
@@ -42,6 +42,10 @@ class Split:
     @property
     def width(self) -> int:
         return int(self.rgba.shape[2])
+
+    def __repr__(self) -> str:
+        extras = "".join(f", {name}" for name in ("depth", "mask") if getattr(self, name) is not None)
+        return f"<Split {self.count} x {self.width}x{self.height}{extras}>"
 
     def subset(self, indices) -> "Split":
         idx = torch.as_tensor(list(indices), dtype=torch.long)
@@ -65,7 +69,7 @@ class Split:
         )
 
 
-@dataclass
+@dataclass(repr=False)  # as Split's: print(load_dataset(path)) is a summary, not the pixels
 class Dataset:
     splits: dict[str, Split]
     near: float
@@ -102,6 +106,16 @@ class Dataset:
         box = ", ".join(f"{v:.2f}" for v in self.aabb.tolist())
         bounds = f"near {self.near:.2f}, far {self.far:.2f}, box [{box}]"
         return f"{self.format} dataset {self.source} ({'; '.join(parts)}); {bounds}"
+
+    def __repr__(self) -> str:
+        kind = ("forward-facing" + (", NDC" if self.ndc else "") if self.forward_facing else
+                "unbounded" if self.unbounded else "bounded")
+        extras = [kind]
+        if self.mask_mode:
+            extras.append(f"masks {self.mask_mode}")
+        if self.background is not None:
+            extras.append(f"background {self.background.name}")
+        return f"<Dataset {self.summary()}; {', '.join(extras)}>"
 
 
 def pinhole(fx: float, fy: float, cx: float, cy: float, count: int = 1) -> torch.Tensor:
