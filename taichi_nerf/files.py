@@ -18,6 +18,17 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (someone else's, which we may not signal, counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: another user's process; leave what it owns alone
+    return True
+
+
 def check_writable(folder) -> None:
     """Refuse an output folder that cannot be made or written, before the work whose files would
     be lost (an OSError naming it: a file in the way, a read-only folder or mount, no

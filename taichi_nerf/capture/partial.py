@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ..files import process_alive
 from ..interrupts import StopRequest
 
 _PARTIAL = re.compile(r"^\..+\.partial-(\d+)$")
@@ -33,15 +34,7 @@ def remove_leftovers(parent: Path) -> list[Path]:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # ours: this process may be building it now (from_photos itself clears its own name)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process (EPERM): leave its folder alone
-    return True
+    return pid == os.getpid() or process_alive(pid)  # ours: it may be building it now (from_photos clears its own)
 
 
 class Interrupts(StopRequest):

@@ -20,7 +20,7 @@ from .. import resources
 from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
-from ..files import check_writable, write_text_atomic
+from ..files import check_writable, process_alive, write_text_atomic
 from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
 from . import checkpoint, distributed
@@ -93,15 +93,7 @@ def remove_stale_temps(folder) -> list[Path]:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftover from an earlier run of this pid: nothing writes it now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process: leave its file alone
-    return True
+    return pid != os.getpid() and process_alive(pid)  # our own: a leftover of an earlier run of this pid
 
 
 def resume_config(run_dir, **overrides) -> TrainConfig:
