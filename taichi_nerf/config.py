@@ -79,6 +79,8 @@ class TrainConfig:
     every: int | None = option(None, DATA, "keep every k-th frame of each split (default: all)")
     limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which undoes "
                                            "an earlier run's limit on --resume)")
+    val_every: int | None = option(None, DATA, "hold out every N-th photo as val where the data has no split of its "
+                                   "own (LLFF, COLMAP, a transforms.json without one; default: 8)")
     ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
     downscale: int = option(1, DATA, "load images downscaled by this factor")
     unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "
@@ -314,7 +316,8 @@ class TrainConfig:
     def dataset_options(self) -> dict:
         """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
-                    every=self.every, limit=self.limit or None, ndc=self.ndc, unbounded=self.unbounded,
+                    every=self.every, limit=self.limit or None, val_every=self.val_every, ndc=self.ndc,
+                    unbounded=self.unbounded,
                     mask_mode=self.mask_mode,
                     views=self.scene_views, size=self.scene_size,
                     progress=self.progress)

@@ -65,6 +65,8 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
                  "eval_views", "every", "proposal_width"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             problems.append(f"{name} must be at least 1")
+    if cfg.val_every is not None and cfg.val_every < 2:  # 1 would hold out every photo, 0 none
+        problems.append("val_every must be at least 2 (every N-th photo held out as val)")
     if cfg.limit is not None and cfg.limit < 0:
         problems.append("limit must not be negative (0: every frame)")
     for name in ("fine_samples", "pos_frequencies", "dir_frequencies", "grid_warmup", "time_limit_s",

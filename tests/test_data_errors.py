@@ -403,12 +403,14 @@ def test_malformed_transforms_load_or_raise_data_error(playground, document, kin
 
 
 @pytest.mark.parametrize("value", ["1", "0", "-2"])
-def test_data_info_val_every_below_2_is_refused(tiny_scene, value, capsys):
+def test_val_every_below_2_is_refused(tiny_scene, value, capsys, tmp_path):
     """1 would hold out every frame and 0 none; they were taken, and the note said the data had
-    too few frames to hold any out."""
+    too few frames to hold any out. data info and train share the option (a run keeps its split)."""
     from .conftest import refused
 
-    refused(capsys, ["data", "info", tiny_scene, "--val-every", value], f"--val-every must be at least 2, got {value}")
+    refused(capsys, ["data", "info", tiny_scene, "--val-every", value], "--val-every must be at least 2")
+    refused(capsys, ["train", "--data", tiny_scene, "--out", tmp_path / "r", "--val-every", value, "--dry-run"],
+            "--val-every must be at least 2")
 
 
 def test_blender_layout_writers_refuse_a_file_or_another_dataset(tmp_path, capsys):

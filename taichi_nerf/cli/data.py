@@ -26,8 +26,6 @@ def add_parser(sub) -> None:
     i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds",
                         formatter_class=HelpFormatter)
     i.add_argument("path", help="dataset folder or file")
-    i.add_argument("--val-every", type=int, metavar="N",
-                   help="hold out every k-th frame as val when the data has no split")
     add_config_flags(i, set(DATASET_FIELDS) - {"data"})  # the dataset flags of train, less --data (the PATH)
     i.set_defaults(run=cmd_data_info)
 
@@ -52,16 +50,14 @@ def _load_with_options(args):
     from ..config import TrainConfig
     from ..runs.datasets import load_dataset
 
-    if args.val_every is not None and args.val_every < 2:  # 1 would hold out every frame, 0 none
-        raise UserError(f"--val-every must be at least 2, got {args.val_every}")
-    cfg = TrainConfig().replace(**config_overrides(args))
+    cfg = TrainConfig().replace(**config_overrides(args)).validate()
     if (Path(args.path) / "checkpoint.pt").is_file():  # a run folder, not a dataset: say which one it trained on
         from ..runs.checkpoint import saved_config
 
         data = saved_config(args.path).data
         raise UserError(f"{args.path}: a run folder, not a dataset; it trained on "
                         + (f"{data}: taichi-nerf data info {shlex.quote(str(data))}" if data else "the built-in scene"))
-    return load_dataset(args.path, **cfg.dataset_options(), val_every=args.val_every)
+    return load_dataset(args.path, **cfg.dataset_options())
 
 
 def cmd_data_info(args) -> int:
