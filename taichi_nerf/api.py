@@ -42,14 +42,15 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
 
 
 def ignored_on_resume(config: TrainConfig, saved: TrainConfig, overrides: dict) -> list[str]:
-    """The values ``config`` sets that a resume does not use: those it gives (not None) that differ
-    from the run's own, as "name=value (the run's: value)"."""
+    """The values ``config`` sets that a resume does not use: those it changes from the defaults
+    (TrainConfig()) to something other than the run's own, as "name=value (the run's: value)"."""
     import dataclasses
 
+    default = TrainConfig()
     return [f"{f.name}={getattr(config, f.name)!r} (the run's: {getattr(saved, f.name)!r})"
             for f in dataclasses.fields(config)
-            if f.name not in ("out", "data", *overrides) and getattr(config, f.name) is not None
-            and getattr(config, f.name) != getattr(saved, f.name)]
+            if f.name not in ("out", "data", *overrides)
+            and getattr(config, f.name) not in (getattr(default, f.name), getattr(saved, f.name))]
 
 
 def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int | None = None, arch: str = "auto",

@@ -30,6 +30,7 @@ from .kind_defaults import (
 )
 
 BUILTIN_VIEWS, BUILTIN_SIZE = 100, 100  # the built-in scene's training views and image size (pixels a side)
+DEFAULT_VAL_EVERY = 8  # data without a split of its own: every 8th photo held out as val (LLFF's llffhold)
 
 # Choices of the choice fields: adding one is a one-line change here (the CLI and validate() follow).
 Background = Literal["auto", "white", "black", "random"]
@@ -80,7 +81,7 @@ class TrainConfig:
     limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which undoes "
                                            "an earlier run's limit on --resume)")
     val_every: int | None = option(None, DATA, "hold out every N-th photo as val where the data has no split of its "
-                                   "own (LLFF, COLMAP, a transforms.json without one; default: 8)")
+                                   f"own (LLFF, COLMAP, a transforms.json without one; default: {DEFAULT_VAL_EVERY})")
     ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
     downscale: int = option(1, DATA, "load images downscaled by this factor")
     unbounded: bool | None = option(None, DATA, "contract space beyond the scene box, for captures whose background "

@@ -297,8 +297,10 @@ def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
     ("--lr", "inf", "bad configuration: --lr must be a finite number"), ("--lr", "nan", "--lr must be a finite number"),
     ("--near", "nan", "--near must be a finite number"), ("--huber-delta", "-1", "--huber-delta must be positive"),
     ("--seed", "-1", "--seed must be"), ("--pos-frequencies", "1000", "--pos-frequencies must be at most"),
-    ("--samples", "100000", "--samples must be at most"), ("--eval-every", "-3", "--eval-every must not be negative"),
-    ("--time-limit", "inf", "--time-limit must be a finite number"), ("--video-frames", "-1", "--video-frames"),
+    ("--samples", "100000", "--samples/--samples-per-ray must be at most"),
+    ("--eval-every", "-3", "--eval-every must not be negative"),
+    ("--time-limit", "inf", "--time-limit/--time-limit-s must be a finite number"),
+    ("--video-frames", "-1", "--video-frames"),
     ("--limit", "-1", "--limit must not be negative"),
 ])
 def test_nonsense_numbers_are_refused_before_anything_happens(tmp_path, capsys, flag, value, needle):

@@ -88,6 +88,19 @@ def test_same_seed_same_result_and_resume_continues_exactly(tiny_scene, tmp_path
     assert (a.ray_batches.error_map is None) == (pixel_sampling == "uniform")
 
 
+def test_a_resume_on_other_training_images_starts_the_error_map_afresh(tiny_scene, tmp_path, capsys):
+    """--every on a resume changes the training images (allowed): the saved error map has other
+    tiles, so it starts afresh, and says so, instead of the checkpoint being called damaged."""
+    cfg = tiny_config(tiny_scene, tmp_path / "r", steps=4, checkpoint_every=0, eval_every=1000,
+                      pixel_sampling="error")
+    Trainer(cfg).run()
+    capsys.readouterr()
+    resumed = Trainer(cfg.replace(steps=6, every=2), resume=True)
+    assert "note: the error map (--pixel-sampling error) starts afresh: the training images changed" in \
+        capsys.readouterr().out
+    assert not resumed.ray_batches.error_map.visited.any() and resumed.run().step == 6
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_scene, tmp_path):
     cfg = tiny_config(tiny_scene, tmp_path, steps=40, checkpoint_every=10)
     trainer = Trainer(cfg)
@@ -271,6 +284,8 @@ def test_api_resume_says_what_it_does_not_use_from_a_config(tiny_scene, tmp_path
     assert ("note: resume=True continues with the run's own configuration; not used from config: steps=6 "
             "(the run's: 4) (give a change as a keyword: train(resume=True, out=..., steps=...))") in said
     assert tn.train(cfg.replace(steps=6), resume=True, steps=6).step == 6
+    assert "not used from config" not in capsys.readouterr().out
+    assert tn.train(tn.TrainConfig(out=cfg.out, steps=6), resume=True).step == 6  # the defaults it leaves: not named
     assert "not used from config" not in capsys.readouterr().out
 
 

@@ -53,10 +53,15 @@ def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
             options.update(type=typing.get_args(kind)[0], nargs=meta["nargs"] or "+", metavar=meta["metavar"])
         else:
             options.update(type=kind, metavar=meta["metavar"] or _METAVARS[kind])
-        groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), *meta["aliases"], **options)
+        groups[meta["group"]].add_argument(flag_of(f.name), *meta["aliases"], **options)
 
 
 _METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def flag_of(name: str) -> str:
+    """A TrainConfig field's own flag: ``time_limit_s`` -> ``--time-limit-s`` (aliases beside it)."""
+    return "--" + name.replace("_", "-")
 
 
 def with_default(text: str, default) -> str:
@@ -124,16 +129,16 @@ BAD_CONFIGURATION = "bad configuration: "  # TrainConfig.validate's message
 
 def in_flag_words(message: str) -> str:
     """TrainConfig.validate's "bad configuration: batch_rays must be ...; time_limit_s ..." as the
-    flags the user typed: "--batch-rays must be ...; --time-limit ..." (each problem starts with its
-    field). Not for a --config file's values, which the user wrote as fields."""
+    flags the user typed: "--batch-rays must be ...; --time-limit/--time-limit-s ..." (each problem
+    starts with its field; a field with an alias names both spellings). Not for a --config file's
+    values, which the user wrote as fields."""
     import dataclasses
 
     from ..config import TrainConfig
 
     if not message.startswith(BAD_CONFIGURATION):
         return message
-    flags = {f.name: (f.metadata["aliases"] or ("--" + f.name.replace("_", "-"),))[0]
-             for f in dataclasses.fields(TrainConfig)}
+    flags = {f.name: "/".join((*f.metadata["aliases"], flag_of(f.name))) for f in dataclasses.fields(TrainConfig)}
     problems = []
     for problem in message[len(BAD_CONFIGURATION):].split("; "):
         name, _, rest = problem.partition(" ")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS, VIDEO_FORMATS
 from .common import UserError, add_arch, counted
 
 
@@ -57,7 +57,7 @@ def cmd_render(args) -> int:
         from ..outputs.default_video import checkpoint_video_name
 
         out = checkpoint_video_name(args.ckpt)
-    if Path(out).suffix.lower() not in (".mp4", ".gif"):
+    if Path(out).suffix.lower() not in VIDEO_FORMATS:
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
     if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
             args.fps is not None and args.fps <= 0):
@@ -82,7 +82,7 @@ def _render_split(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     out = Path(args.out or f"render_{args.split}")
-    if out.suffix.lower() in (".mp4", ".gif", ".png"):
+    if out.suffix.lower() in (*VIDEO_FORMATS, ".png"):
         raise UserError(f"--out with --split is a folder, got {out}")
     from ..api import evaluate
 

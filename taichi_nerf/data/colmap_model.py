@@ -425,7 +425,7 @@ def load_colmap(path, downscale: int = 1, every: int = 1, limit: int | None = No
                 **_options):
     """A COLMAP project (``sparse/0`` + ``images/``): read, oriented and bounded as
     ``data from-photos`` does, then loaded like a transforms.json."""
-    from .llff import DEFAULT_VAL_EVERY
+    from ..config import DEFAULT_VAL_EVERY
     from .transforms import load_transforms_meta
 
     path = Path(path)

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DEFAULT_VAL_EVERY
 from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
 from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, read_many, same_shape
 
 NEAR_TARGET_FACTOR = 0.75  # nearest depth -> 1 / 0.75 after rescaling
 NDC_NEAR = 1.0
-DEFAULT_VAL_EVERY = 8
 
 
 def is_llff(path: Path) -> bool:

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DEFAULT_VAL_EVERY
 from .blender import build_split, check_camera_model, number, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
 from .images import image_size, same_shape
-from .llff import DEFAULT_VAL_EVERY
 
 NGP_DEFAULT_SCALE = 0.33
 NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)

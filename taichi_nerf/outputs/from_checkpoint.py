@@ -10,7 +10,7 @@ import torch
 
 from ..files import check_writable, write_png
 from ..rendering.backgrounds import scene_background
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, trained_video_width
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from . import mesh_checks
@@ -63,7 +63,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     from .default_video import write_default_video
     from .video import write_path
 
-    if Path(out).suffix.lower() not in (".mp4", ".gif"):  # the CLI says it of --out; the API of out
+    if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     check_writable(Path(out).parent)  # before minutes of rendering, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)

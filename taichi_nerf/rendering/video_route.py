@@ -24,6 +24,7 @@ MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their di
 # its path, as ``taichi-nerf render --spiral`` / ``--path`` name theirs.
 VIDEO_FILES = {"orbit": "orbit.mp4", "spiral": "spiral.mp4", "train": "path.mp4"}
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24  # a video's, unless the caller says (train, render)
+VIDEO_FORMATS = (".mp4", ".gif")  # what a video is written as (an mp4 gets a gif beside it)
 TRAINED_WIDTHS = (100, 400)  # a trained field's video: as wide as its photos, within these (render time; legibility)
 
 

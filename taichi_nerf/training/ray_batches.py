@@ -58,13 +58,16 @@ class ErrorMap:
         table (rebuilt every CDF_REFRESH draws, so it lags the errors) and the draws so far."""
         return {"error": self.error, "visited": self.visited, "cdf": self._cdf, "draws": self._draws}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Take a saved map; False (this one left afresh) when it has other tiles: the resume changed
+        the training images (--downscale, --every, --limit, --val-every), which a resume may."""
         if state["error"].shape != self.error.shape:
-            raise ValueError(f"an error map of {state['error'].shape[0]} tiles, this one has {self.error.shape[0]}")
+            return False
         self.error.copy_(state["error"])
         self.visited.copy_(state["visited"])
         self._cdf = None if state["cdf"] is None else state["cdf"].to(self.error.device)
         self._draws = int(state["draws"])
+        return True
 
     def record(self, image_index: torch.Tensor, pixel_index: torch.Tensor, ray_error: torch.Tensor) -> None:
         """Blend a batch's per-ray errors into their tiles (a tile's first visit sets it)."""
