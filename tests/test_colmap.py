@@ -308,18 +308,33 @@ def test_a_signal_stops_it_like_ctrl_c(capture, tmp_path, signum):
 
 def test_partial_folders_of_ended_processes_are_removed(tmp_path, capsys):
     """A from-photos killed outright (SIGKILL) leaves .NAME.partial-PID; the next one into the same
-    parent removes it once its process is gone, and never a running one's."""
+    parent removes it once its process is gone, and never a running one's. Its lock (beside it) says
+    which: a held lock is a live run even where the PID means nothing here (another host on a shared
+    disk, another PID namespace); a free one is a dead run whatever the PID. Folders without a lock
+    (from before locks) go by their PID."""
+    import fcntl
+
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     dead = tmp_path / f".old_run.partial-{ended.pid}"
     alive = tmp_path / f".other.partial-{os.getppid()}"  # our parent runs as long as we do
-    for folder in (dead, alive):
+    elsewhere = tmp_path / f".far.partial-{ended.pid}"  # a live run on another host: its lock is held
+    freed = tmp_path / f".gone.partial-{os.getppid()}"  # a dead run whose PID a live process has now
+    for folder in (dead, alive, elsewhere, freed):
         (folder / "images").mkdir(parents=True)
         (folder / "images" / "p0.png").write_bytes(b"a copied photo")
-    _noise_photos(tmp_path / "noise", 4)
-    _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images")
-    assert not dead.exists() and alive.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "noise"]
+    for folder in (elsewhere, freed):
+        (tmp_path / (folder.name + ".lock")).touch()
+    held = os.open(tmp_path / (elsewhere.name + ".lock"), os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        _noise_photos(tmp_path / "noise", 4)
+        _refused([tmp_path / "noise", "--out", tmp_path / "out"], capsys, "registered no images")
+    finally:
+        os.close(held)
+    assert not dead.exists() and not freed.exists() and alive.is_dir() and elsewhere.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, elsewhere.name, elsewhere.name + ".lock",
+                                                                 "noise"])
 
 
 def test_unreadable_files_are_skipped_and_listed(tmp_path):

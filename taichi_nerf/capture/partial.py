@@ -4,6 +4,8 @@ when a process was killed outright (SIGKILL, a power cut), removed by the next f
 the same parent once that process is gone."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -19,6 +21,27 @@ def partial_folder(out: Path) -> Path:
     return out.parent / f".{out.name}.partial-{os.getpid()}"
 
 
+def _lock_of(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")  # beside the folder: the folder becomes the dataset
+
+
+@contextlib.contextmanager
+def claimed(out: Path):
+    """This process's partial folder for ``out`` (emptied), with its lock held from before it
+    exists until the end: a from-photos elsewhere (another host on a shared disk, another PID
+    namespace, where the PID in the name means nothing) sees the lock held and leaves it alone."""
+    tmp = partial_folder(out)
+    lock = _lock_of(tmp)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # our own name: free unless our PID's old run is here
+        shutil.rmtree(tmp, ignore_errors=True)
+        yield tmp
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def remove_leftovers(parent: Path) -> list[Path]:
     """Delete the partial folders in ``parent`` whose process no longer runs (a copy of every
     photo each, which nothing else would ever remove); a live one is another from-photos at work."""
@@ -27,14 +50,27 @@ def remove_leftovers(parent: Path) -> list[Path]:
         return removed
     for entry in parent.iterdir():
         match = _PARTIAL.match(entry.name)
-        if match and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(match.group(1))):
+        if match and entry.is_dir() and not entry.is_symlink() and _abandoned(entry, int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
+            _lock_of(entry).unlink(missing_ok=True)
             removed.append(entry)
     return removed
 
 
-def _process_alive(pid: int) -> bool:
-    return pid == os.getpid() or process_alive(pid)  # ours: it may be building it now (from_photos clears its own)
+def _abandoned(folder: Path, pid: int) -> bool:
+    """Nobody builds ``folder`` any more: its lock can be taken (the OS let go of it when its process
+    ended, however it ended). A folder without a lock (written before locks) goes by its PID."""
+    lock = _lock_of(folder)
+    if not lock.is_file():
+        return not (pid == os.getpid() or process_alive(pid))  # ours: we may be building it now
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing lets go of the lock again
+    return True
 
 
 class Interrupts(StopRequest):

@@ -336,9 +336,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         photo_masks.check(photos, Path(masks))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial.remove_leftovers(out.parent)
-    tmp = partial.partial_folder(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    with partial.Interrupts():
+    with partial.claimed(out) as tmp, partial.Interrupts():
         (tmp / "images").mkdir(parents=True)
         try:
             seconds = {}
