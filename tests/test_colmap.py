@@ -295,7 +295,9 @@ def test_a_signal_stops_it_like_ctrl_c(capture, tmp_path, signum):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "data", "from-photos", str(capture[0]), "--out",
                              str(out), "--no-progress", "--threads", "1"], env=checkout_env(), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a suite started under nohup hands its children SIGHUP ignored, which then stays so
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (tmp_path / f".out.partial-{proc.pid}" / "colmap").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

@@ -39,10 +39,12 @@ def cmd_eval(args) -> int:
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, align_steps=args.align_cameras)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
-    print(text, flush=True)  # the scores first: a file that fails now (disk full) loses nothing
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    try:  # the file first (a reader of stdout may have gone: `eval | head`); the scores shown even if it fails
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+    finally:
+        print(text)
     for line in result.get("warnings", []):  # stderr: stdout stays one JSON document
         print(f"warning: {line}", file=sys.stderr)
     return 0
