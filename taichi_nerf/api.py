@@ -38,7 +38,12 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     # open_run: every check that can refuse (config, memory, dataset, folder, lock) comes first
     with open_run(cfg, resume=resume, overwrite=overwrite, data_given="data" in overrides,
                   continue_hint="resume=True to continue it", flags=("overwrite=True", "out")) as run:
-        return Trainer(run.cfg, dataset=run.dataset, resume=resume).run()
+        trainer = Trainer(run.cfg, dataset=run.dataset, resume=resume)
+        if resume and trainer.nothing_to_train():  # as train --resume says it
+            from .training.diagnostics import nothing_to_train_note
+
+            print(nothing_to_train_note(trainer, "train(resume=True, out=..., steps=N) or time_limit_s=SECONDS"))
+        return trainer.run()
 
 
 def ignored_on_resume(config: TrainConfig, saved: TrainConfig, overrides: dict) -> list[str]:

@@ -217,6 +217,11 @@ class TrainConfig:
     scene_views: int = option(BUILTIN_VIEWS, BUILTIN, "training views of the built-in scene")
     scene_size: int = option(BUILTIN_SIZE, BUILTIN, "image size of the built-in scene in pixels")
 
+    def __post_init__(self):
+        for name in ("data", "out"):  # a pathlib.Path from Python is as good as its text
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
+
     def validate(self) -> "TrainConfig":
         """Every value of the right type, finite and in range, or one ValueError naming them all
         (config_checks.py)."""

@@ -816,3 +816,19 @@ def test_data_without_held_out_views_says_what_validation_scores(tmp_path, capsy
     assert "; PSNR on the training views (none held out) " in out and "validation PSNR" not in out
     assert cli.main(["data", "info", str(tmp_path / "one.npz")]) == 0
     assert "train:    1 image, 16x16;" in capsys.readouterr().out
+
+
+def test_the_api_takes_paths_and_says_when_a_resume_has_nothing_to_train(tiny_scene, tmp_path, capsys):
+    """A notebook passes pathlib.Paths (they were refused: "out must be text"); a resume of a run
+    that made its steps says so, as train --resume does, instead of validating silently."""
+    from pathlib import Path
+
+    import taichi_nerf as tn
+
+    cfg = tiny_config(tiny_scene, tmp_path / "unused", steps=3, eval_every=0, preview_every=0)
+    assert tn.train(cfg, out=tmp_path / "r", data=Path(tiny_scene)).step == 3
+    assert isinstance(tn.TrainConfig(out=tmp_path).out, str)
+    capsys.readouterr()
+    assert tn.train(resume=True, out=tmp_path / "r", steps=2).step == 3
+    assert ("note: the run already made its 2 steps: nothing to train, it validates again; to train on, give the new "
+            "total: train(resume=True, out=..., steps=N) or time_limit_s=SECONDS") in capsys.readouterr().out

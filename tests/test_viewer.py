@@ -251,6 +251,37 @@ def test_keyframes_from_the_browser_write_a_camera_path(web_session, tmp_path):
                        atol=1e-6)
 
 
+
+def test_a_video_goes_on_when_the_browser_leaves(web_session):
+    """Record a video, close the laptop: the video is still written (the loop used to wait, with
+    nobody watching, until a browser came back)."""
+    app, _server, trainer = web_session
+    app.options.video_frames = 3
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    move(app, poses[0].double().numpy())
+    app.frame()
+    app.inbox.press("record_video")
+    app.frame()
+    assert app.video_job is not None
+    app.inbox.disconnected(1)
+    frames_until(app, lambda: app.counts["videos"] == 1)
+    assert app.camera is None and app.message.startswith("saved video: orbit_step")
+    assert list((trainer.out_dir / "videos").glob("orbit_step*.mp4"))
+
+
+def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys):
+    """The viewer's log (viewer.jsonl) in a run folder removed while the field is on view: one
+    warning, and the view goes on (the field is in memory)."""
+    import shutil
+
+    from taichi_nerf.viewer.perflog import ViewerLog
+
+    log = ViewerLog(tmp_path / "gone" / "viewer.jsonl")
+    shutil.rmtree(tmp_path / "gone")
+    log.flush_line(log.start + 1.0)
+    log.flush_line(log.start + 2.0)
+    assert capsys.readouterr().err.count("the viewer stops logging there") == 1
+
 def test_a_crash_in_the_viewer_saves_the_run_like_ctrl_c(web_session, capsys):
     app, server, trainer = web_session
     poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
@@ -298,6 +329,12 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
         server.host = "0.0.0.0"
         server.announce(exposed)
         assert "anyone who can reach" in exposed.getvalue()
+        ipv6 = io.StringIO()  # ::1 is not reached through 127.0.0.1 (another viewer may listen there)
+        server.host = "::1"
+        server.announce(ipv6)
+        text = ipv6.getvalue()
+        assert f"http://[::1]:{server.port}" in text and f"ssh -L {server.port}:[::1]:{server.port}" in text
+        assert "127.0.0.1" not in text
     finally:
         server.stop()
         taken.close()

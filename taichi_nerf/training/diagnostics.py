@@ -178,10 +178,7 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
     if resume and trainer.nothing_to_train():
-        done = (f"made its {cfg.steps} steps" if cfg.steps <= trainer.step_count else
-                f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
-        lines.append(f"note: the run already {done}: nothing to train, it validates again; to train on, give the new "
-                     "total: --steps N or --time-limit SECONDS")
+        lines.append(nothing_to_train_note(trainer, "--steps N or --time-limit SECONDS"))
     elif resume and cfg.time_limit_s:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
                      "before: it trains the rest (the limit is the run's total)")
@@ -195,3 +192,13 @@ def continue_command(trainer, command: str) -> str:
     if trainer.step_count >= steps:
         return f"{command} --steps {2 * steps} (a new total: the run made its {steps} steps)"
     return command
+
+
+def nothing_to_train_note(trainer, how: str) -> str:
+    """What a resume of a run that already made its steps (or used its time limit) does, and
+    ``how`` to train on (the CLI's flags, the API's keywords)."""
+    cfg = trainer.cfg
+    done = (f"made its {cfg.steps} steps" if cfg.steps <= trainer.step_count else
+            f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
+    return f"note: the run already {done}: nothing to train, it validates again; to train on, give the new total: {how}"
+

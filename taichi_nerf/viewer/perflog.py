@@ -4,6 +4,7 @@ steps, the view's size), so its speed is measured without a person watching
 (scripts/viewer_bench.py)."""
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -56,8 +57,12 @@ class ViewerLog:
                 "moves": len(self.latencies), "train_steps_per_s": round(self.steps / elapsed, 2),
                 "train_ms_per_s": round(1000 * self.train_s / elapsed, 1),
                 "render_ms_per_s": round(1000 * self.render_s / elapsed, 1), "step": int(self.step), **self.state}
-        with open(self.path, "a") as file:
-            file.write(json.dumps(line, allow_nan=False) + "\n")
+        try:
+            with open(self.path, "a") as file:
+                file.write(json.dumps(line, allow_nan=False) + "\n")
+        except OSError as exc:  # the run folder removed or full: the field is in memory, the view goes on
+            print(f"warning: {self.path}: {exc.strerror or exc}; the viewer stops logging there", file=sys.stderr)
+            self.closed = True
         self.last = now
         self._reset()
 

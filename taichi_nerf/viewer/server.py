@@ -79,9 +79,11 @@ class ViewerServer:
         if self.requested_port not in (0, self.port):
             print(f"viewer: port {self.requested_port} is taken; using port {self.port} instead", file=out)
         local = self.host in LOCAL_HOSTS
-        shown = "127.0.0.1" if local or self.host in ("0.0.0.0", "::") else self.host
+        ipv6 = self.host in ("::1", "::")  # an IPv6 listener is not reached through 127.0.0.1
+        shown = "[::1]" if ipv6 else "127.0.0.1" if local or self.host == "0.0.0.0" else self.host
+        loopback = "[::1]" if ipv6 else "127.0.0.1"
         print(f"viewer: open http://{shown}:{self.port} in a browser", file=out)
-        print(f"viewer: from another machine, tunnel first: ssh -L {self.port}:127.0.0.1:{self.port} "
+        print(f"viewer: from another machine, tunnel first: ssh -L {self.port}:{loopback}:{self.port} "
               f"{socket.gethostname()}  (then open http://localhost:{self.port})", file=out)
         if not local:
             print(f"viewer: listening on {self.host}, not only this machine: anyone who can reach port {self.port} "

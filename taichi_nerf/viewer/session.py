@@ -176,6 +176,11 @@ class WebViewer:
             self.message = "the browser left; training goes on" if self.trainer is not None else self.message
         if mail.camera is not None:
             self.follow(mail.camera, now)
+        if self.camera is None and self.video_job is not None:  # the browser left mid-video: finish it
+            t_render = time.perf_counter()
+            actions.advance_video(self, None)
+            self._after_frame(now, time.perf_counter() - t_render, 0.0, 0, True, bool(mail.actions))
+            return
         if self.camera is None:  # nobody watching: train at full speed
             steps = int(self.schedule.may_train(False))
             if steps:
