@@ -425,6 +425,37 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
     assert (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file() and (out / "viewer.jsonl").is_file()
 
 
+
+def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(tiny_scene, tmp_path, capsys,
+                                                                               monkeypatch):
+    """The viewer stays open on the field after the run's end (its final validation, curves and
+    video done): "resume" there used to train past --steps and save a checkpoint that no longer
+    matched what the run reported. It says how to train on instead."""
+    pytest.importorskip("viser")
+    from taichi_nerf import cli
+    from taichi_nerf.viewer.session import WebViewer
+
+    real_run, seen = WebViewer.run, []
+
+    def run(app):
+        if not seen:  # the training loop itself
+            seen.append(None)
+            return real_run(app)
+        app.perform("toggle_pause")  # a press of the panel's resume button while it lingers
+        seen.append((app.schedule.paused, app.message, app.trainer.step_count))
+        return 0
+
+    monkeypatch.setattr(WebViewer, "run", run)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "12", "--width", "32",
+                     "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "16", "--eval-every", "0",
+                     "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port",
+                     "0"]) == 0
+    paused, message, step = seen[-1]
+    assert paused and step == 12
+    assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
+                       "--steps 24 (a new total: the run made its 12 steps)")
+
 @pytest.mark.slow
 def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, tmp_path, capsys):
     """A time limit ended the viewer's loop before its steps: the run skipped its final

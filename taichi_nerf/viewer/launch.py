@@ -196,12 +196,15 @@ class WebTraining:
 
     def linger(self, code: int) -> int:
         """Keep serving the trained field until Ctrl-C (unless --viewer-quit-at-end); then close."""
+        from ..training.diagnostics import continue_command
+
         try:
             if code == 0 and not self.quit_at_end and self.app is not None:
                 app = self.app
                 app.finished, app.options.stop_at_steps = False, False
                 app.options.max_seconds = self.options.max_seconds
-                app.schedule.paused = True
+                app.schedule.paused = True  # and stays so: more steps would leave the final validation behind
+                app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {app.trainer.out_dir}")
                 self.app.message = "training finished: the viewer stays open on the field until Ctrl-C"
                 print(f"taichi-nerf: {self.app.message}")
                 self.app.run()

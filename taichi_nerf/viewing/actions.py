@@ -14,6 +14,8 @@ from .keyframes import MIN_KEYFRAMES
 def toggle_pause(app) -> None:
     if app.trainer is None:
         app.message = "viewing a checkpoint: start with --train to train"
+    elif getattr(app, "ended_hint", None):  # train --viewer web after its end: validated, its video written
+        app.message = f"the run has ended (validated and saved); to train on: {app.ended_hint}"
     else:
         app.message = "paused" if app.schedule.toggle_pause() else "training"
 
