@@ -72,6 +72,9 @@ KERAS = Preset(
     background (the Keras renderer has none, i.e. black, which is what its data shows); an
     epoch is a full shuffle (Keras's shuffle buffer holds 5 images, so its epochs run
     nearly in file order); validation renders bin centres (Keras's jitters).""",
+    cpu_warning="this preset's steps are whole images (every pixel of 5, ~50k rays x 32 samples): on a 2-core CPU "
+                "a step takes 3-15 s and its 320 steps 15-75 min (docs/BENCHMARKS.md); the defaults (no --preset) "
+                "pass its PSNR within a minute",
 )
 
 PYTORCH3D = Preset(

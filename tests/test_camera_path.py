@@ -222,4 +222,9 @@ def test_the_api_refuses_a_video_name_the_cli_refuses(trained_builtin, tmp_path)
     _, run = trained_builtin
     with pytest.raises(ValueError, match=r"x.avi: a video is written as .mp4 \(\+ depth .mp4 \+ .gif\) or .gif"):
         render_orbit(run, tmp_path / "x.avi", frames=2, arch=ARCH, progress=False)
+    for bad, message in (({"frames": 0}, "frames must be a whole number of at least 1, got 0"),
+                         ({"size": "32"}, "size must be a whole number of at least 8, got '32'"),
+                         ({"fps": -1}, "fps must be a number of at least 1, got -1")):
+        with pytest.raises(ValueError, match=message):  # frames=0 used to render the default 60
+            render_orbit(run, tmp_path / "x.gif", arch=ARCH, progress=False, **bad)
     assert not list(tmp_path.iterdir())

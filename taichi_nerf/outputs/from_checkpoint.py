@@ -63,6 +63,11 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     from .default_video import write_default_video
     from .video import write_path
 
+    for name, value, least in (("frames", frames, 1), ("size", size, 8), ("fps", fps, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < least
+                                  or (name != "fps" and value != int(value))):  # 0 used to mean the default
+            raise ValueError(f"{name} must be {'a number' if name == 'fps' else 'a whole number'} of at least "
+                             f"{least}, got {value!r}")
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     check_writable(Path(out).parent)  # before minutes of rendering, not after
