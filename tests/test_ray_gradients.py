@@ -19,27 +19,38 @@ def random_rays(n, seed, spread=1.0):
     return o, d / d.norm(dim=1, keepdim=True), g
 
 
+NDC_SCENE = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
+
+
+def ndc_against_reference(o, d, g, device, clamp=False):
+    """Our NDC kernel and its kernel.grad (float32) and float64 torch autograd of the reference
+    maths, on rays (o, d) with the same random output gradients: ((o', d', o.grad, d.grad) ours,
+    the same of the reference). ``clamp``: the reference clamps d's z as the kernel does."""
+    g_o, g_d = torch.randn(len(o), 3, generator=g, dtype=torch.float64), torch.randn(len(o), 3, generator=g,
+                                                                                     dtype=torch.float64)
+    o32 = o.float().to(device).requires_grad_(True)
+    d32 = d.float().to(device).requires_grad_(True)
+    got_o, got_d = cameras.ndc_rays(o32, d32, NDC_SCENE)
+    ((got_o * g_o.float().to(device)).sum() + (got_d * g_d.float().to(device)).sum()).backward()
+    o64, d64 = o.clone().requires_grad_(True), d.clone().requires_grad_(True)
+    d_ref = torch.cat([d64[:, :2], d64[:, 2:].clamp(max=-1e-6)], 1) if clamp else d64
+    ref_o, ref_d = reference.ndc_rays(o64, d_ref, 40.0, 64, 48)
+    ((ref_o * g_o).sum() + (ref_d * g_d).sum()).backward()
+    return (got_o, got_d, o32.grad, d32.grad), (ref_o, ref_d, o64.grad, d64.grad)
+
+
 @pytest.mark.parametrize("n", [1, 37, 500])
 def test_ndc_ray_gradients_match_reference(device, n):
     o, _, g = random_rays(n, n, spread=0.4)
     d = torch.cat([torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5, -torch.ones(n, 1, dtype=torch.float64)], 1)
     d = d / d.norm(dim=1, keepdim=True)
-    g_o, g_d = torch.randn(n, 3, generator=g, dtype=torch.float64), torch.randn(n, 3, generator=g, dtype=torch.float64)
-    scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
-    o32 = o.float().to(device).requires_grad_(True)
-    d32 = d.float().to(device).requires_grad_(True)
-    got_o, got_d = cameras.ndc_rays(o32, d32, scene)
-    ((got_o * g_o.float().to(device)).sum() + (got_d * g_d.float().to(device)).sum()).backward()
-    o64, d64 = o.clone().requires_grad_(True), d.clone().requires_grad_(True)
-    ref_o, ref_d = reference.ndc_rays(o64, d64, 40.0, 64, 48)
-    ((ref_o * g_o).sum() + (ref_d * g_d).sum()).backward()
+    (got_o, got_d, got_go, got_gd), (ref_o, ref_d, ref_go, ref_gd) = ndc_against_reference(o, d, g, device)
     assert rel_err(got_o, ref_o) < 1e-5 and rel_err(got_d, ref_d) < 1e-5
-    assert rel_err(o32.grad, o64.grad) < 1e-4
-    assert rel_err(d32.grad, d64.grad) < 1e-4
+    assert rel_err(got_go, ref_go) < 1e-4
+    assert rel_err(got_gd, ref_gd) < 1e-4
     # without gradients the same kernel runs and nothing is attached to the inputs
-    plain_o, _ = cameras.ndc_rays(o.float().to(device), d.float().to(device), scene)
+    plain_o, _ = cameras.ndc_rays(o.float().to(device), d.float().to(device), NDC_SCENE)
     assert torch.equal(plain_o, got_o.detach())
-
 
 
 @pytest.mark.parametrize("n", [2, 64, 300])
@@ -55,22 +66,15 @@ def test_ndc_rays_heading_away_from_the_scene_keep_finite_gradients(device, n):
     z[1::4] = 0.0
     d = torch.cat([xy, z[:, None]], 1)
     d = d / d.norm(dim=1, keepdim=True)
-    g_o, g_d = torch.randn(n, 3, generator=g, dtype=torch.float64), torch.randn(n, 3, generator=g, dtype=torch.float64)
-    scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
-    o32 = o.float().to(device).requires_grad_(True)
-    d32 = d.float().to(device).requires_grad_(True)
-    got_o, got_d = cameras.ndc_rays(o32, d32, scene)
-    ((got_o * g_o.float().to(device)).sum() + (got_d * g_d.float().to(device)).sum()).backward()
-    o64, d64 = o.clone().requires_grad_(True), d.clone().requires_grad_(True)
-    clamped = torch.cat([d64[:, :2], d64[:, 2:].clamp(max=-1e-6)], 1)
-    ref_o, ref_d = reference.ndc_rays(o64, clamped, 40.0, 64, 48)
-    ((ref_o * g_o).sum() + (ref_d * g_d).sum()).backward()
-    for got in (got_o, got_d, o32.grad, d32.grad):
+    ours, (ref_o, ref_d, ref_go, ref_gd) = ndc_against_reference(o, d, g, device, clamp=True)
+    got_o, got_d, got_go, got_gd = ours
+    for got in ours:
         assert torch.isfinite(got).all()
     away = d[:, 2] >= 0
-    assert away.sum() >= n // 2 and torch.all(d32.grad[away.to(device), 2] == 0)
+    assert away.sum() >= n // 2 and torch.all(got_gd[away.to(device), 2] == 0)
     assert rel_err(got_o, ref_o) < 1e-4 and rel_err(got_d, ref_d) < 1e-4
-    assert rel_err(o32.grad, o64.grad) < 1e-4 and rel_err(d32.grad, d64.grad) < 1e-4
+    assert rel_err(got_go, ref_go) < 1e-4 and rel_err(got_gd, ref_gd) < 1e-4
+
 
 # The defaults; the pytorch3d preset's kind (no input term, base 0.1; fewer frequencies: its 60 reach
 # far past float32); the keras preset's kind (positions only).
@@ -140,11 +144,10 @@ def test_ndc_to_world_inverts_the_ndc_map_of_points_on_the_rays():
     o, _, g = random_rays(300, 5, spread=0.4)
     xy = torch.rand(300, 2, generator=g, dtype=torch.float64) - 0.5
     d = torch.cat([xy, -torch.ones(300, 1, dtype=torch.float64)], 1)
-    scene = Scene(near=0.0, far=1.0, aabb=[-1, -1, -1, 1, 1, 1], ndc=True, ndc_focal=40.0, ndc_width=64, ndc_height=48)
     s = 1.5 + 50.0 * torch.rand(300, generator=g, dtype=torch.float64)  # beyond the near plane z = -1
     world = o + s[:, None] * d
     o_ndc, d_ndc = reference.ndc_rays(o, d, 40.0, 64, 48)
     t = (1.0 + 2.0 / world[:, 2] - o_ndc[:, 2]) / d_ndc[:, 2]  # where the ray's NDC image has the point's z'
-    back = cameras.ndc_to_world((o_ndc + t[:, None] * d_ndc).float(), scene).double()
+    back = cameras.ndc_to_world((o_ndc + t[:, None] * d_ndc).float(), NDC_SCENE).double()
     assert rel_err(back, world) < 1e-5
     assert float(((back - world).norm(dim=1) / world.norm(dim=1)).max()) < 1e-4
