@@ -63,8 +63,9 @@ def main(argv=None) -> int:
     from ..runs.distributed import PeerLost, refuse_several
     from ..training.trainer import TrainingDiverged
 
-    args = parse(build_parser(), list(sys.argv[1:] if argv is None else argv))
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for train --devices: what each rank runs
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(build_parser(), argv)
+    args.argv = argv  # for train --devices: what each rank runs
     try:
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
             refuse_several(f"taichi-nerf {args.command}")
