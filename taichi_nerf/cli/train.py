@@ -108,7 +108,7 @@ def chosen_video_frames(asked: int | None, trainer, resume: bool) -> int:
     (its checkpoint keeps it, however the run stopped), else the default."""
     if asked is not None:
         return asked
-    saved = trainer.end_video_frames if resume else None
+    saved = trainer.end_video_frames  # None on a new run: only a resume restores it
     if saved is None and resume and ended_without_video(trainer.out_dir):  # a checkpoint from before it kept one
         saved = 0
     if saved == 0:
