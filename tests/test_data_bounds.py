@@ -190,16 +190,25 @@ def test_outward_facing_cameras_are_unbounded():
     assert not inward.unbounded
 
 
-def test_looks_unbounded_combines_poses_and_surround():
-    from taichi_nerf.data.bounds import looks_unbounded
+def test_unbounded_reason_combines_poses_and_surround():
+    from taichi_nerf.data.bounds import unbounded_reason
     from taichi_nerf.data.surround import BackgroundChoice
+
+    def reason(b, background=None):
+        return unbounded_reason(forward_facing=b.forward_facing, cameras_look_outward=b.unbounded,
+                                background=background)
 
     poses = sphere_poses(20, 4.0).numpy()
     b = estimate_bounds(poses, intr(20), 40, 40)
     scenery = BackgroundChoice("scene", "textured", confident=False)
     backdrop = BackgroundChoice("black", "uniform", confident=True, colour=(0.0, 0.0, 0.0))
-    assert looks_unbounded(b, scenery) and not looks_unbounded(b, backdrop) and not looks_unbounded(b)
+    assert reason(b, scenery) == "the images' surround is scenery"
+    assert reason(b, backdrop) is None and reason(b) is None
+    outward = poses.copy()
+    outward[:, :3, 0] *= -1.0  # turn each camera around
+    outward[:, :3, 2] *= -1.0
+    assert reason(estimate_bounds(outward, intr(20), 40, 40), backdrop) == "the cameras look outward"
     ff = estimate_bounds(torch.stack([look_at((0.1 * k, 0.0, 0.0), (0.0, 0.0, -5.0), (0, 1,
                                                                                       0)) for k in range(4)]).numpy(),
                          intr(4), 40, 40, depth_range=(2.0, 10.0))
-    assert ff.forward_facing and not looks_unbounded(ff, scenery)  # NDC already reaches infinity
+    assert ff.forward_facing and reason(ff, scenery) is None  # NDC already reaches infinity

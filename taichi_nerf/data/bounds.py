@@ -15,7 +15,7 @@ Two kinds of capture are told apart by how the cameras look:
   frusta between the stated (or guessed) depth range.
 
 Cameras that look away from each other (outward-facing rings, panoramas) cannot be framing an
-object: ``Bounds.unbounded`` marks such captures, and ``looks_unbounded`` adds the pixel
+object: ``Bounds.unbounded`` marks such captures, and ``unbounded_reason`` adds the pixel
 evidence (a textured image surround, data/surround.py), so an unbounded-scene mode can contract
 space instead of trusting the object box.
 
@@ -274,15 +274,19 @@ def auto_bounds(dataset, *, keep_near_far_box: bool = False, **hints) -> None:
     apply_bounds(dataset, bounds, keep_near_far_box=keep_near_far_box)
 
 
-def looks_unbounded(bounds: Bounds, background=None) -> bool:
-    """Whether the content reaches beyond the object box: the cameras look away from each other
-    (``bounds.unbounded``), or an inward-facing capture's image surround is scenery
-    (``background``: a data/surround.py ``BackgroundChoice`` named "scene": what fills the
-    image borders is real and must be modelled somewhere). Forward-facing captures are never
-    flagged: their NDC space already reaches to infinity."""
-    if bounds.forward_facing:
-        return False
-    return bool(bounds.unbounded) or (background is not None and background.name == "scene")
+def unbounded_reason(*, forward_facing: bool, cameras_look_outward: bool, background=None) -> str | None:
+    """Why the content reaches beyond the object box, or None: the cameras look away from each
+    other, or an inward-facing capture's image surround is scenery (``background``: a
+    data/surround.py ``BackgroundChoice`` named "scene": what fills the image borders is real and
+    must be modelled somewhere). Forward-facing captures are never flagged: their NDC space
+    already reaches to infinity."""
+    if forward_facing:
+        return None
+    if cameras_look_outward:
+        return "the cameras look outward"
+    if background is not None and background.name == "scene":
+        return "the images' surround is scenery"
+    return None
 
 
 def make_unbounded(dataset) -> None:

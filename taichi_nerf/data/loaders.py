@@ -120,15 +120,16 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
     """What the images' surround is (data/surround.py) and whether the scene is unbounded:
     an inward-facing capture whose background is scenery (or whose cameras look outward)
     gets contracted space beyond its box. Forward-facing captures have NDC instead."""
-    from .bounds import make_unbounded
+    from .bounds import make_unbounded, unbounded_reason
     from .surround import choose_background
 
     dataset.background = choose_background(dataset)
     if unbounded is None:
-        unbounded = not (dataset.ndc or dataset.forward_facing) and (
-            dataset.background.name == "scene" or dataset.cameras_look_outward)
+        reason = unbounded_reason(forward_facing=dataset.ndc or dataset.forward_facing,
+                                  cameras_look_outward=dataset.cameras_look_outward, background=dataset.background)
+        unbounded = reason is not None
         if unbounded:
-            dataset.warnings.append("the images' surround is scenery, so the scene is treated as unbounded "
+            dataset.warnings.append(f"{reason}, so the scene is treated as unbounded "
                                     "(space beyond the box is contracted); --no-unbounded turns this off")
     elif unbounded and dataset.ndc:
         raise DataError(f"{dataset.source}: --unbounded does not combine with NDC sampling, which already reaches "
