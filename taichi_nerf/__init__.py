@@ -13,8 +13,26 @@ _os.environ.setdefault("ENABLE_TAICHI_HEADER_PRINT", "0")
 
 __version__ = "0.1.0"
 
-from .api import evaluate, export_mesh, export_points, load_dataset, make_synthetic, render_orbit, render_path, train  # noqa: E402
-from .config import TrainConfig  # noqa: E402
+# The API is loaded on first use (PEP 562), not here: importing one stage
+# (``taichi_nerf.stages.packing``) must not pull in the trainer above it, which would make every
+# lower layer depend on the top one through this file.
+_API_NAMES = ("train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points", "make_synthetic",
+              "load_dataset")
 
-__all__ = ["TrainConfig", "train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points",
-           "make_synthetic", "load_dataset", "__version__"]
+__all__ = ["TrainConfig", *_API_NAMES, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API_NAMES:
+        from . import api
+
+        return getattr(api, name)
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'taichi_nerf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -164,3 +164,18 @@ def test_every_import_of_the_package_written_anywhere_resolves():
                 if module is None or not (hasattr(module, name) or _importable(f"{source}.{name}")):
                     broken.append(f"{path.relative_to(root)}: {match.group(0)}")
     assert broken == []
+
+
+def test_importing_a_stage_loads_nothing_above_it():
+    """The package's front door (``taichi_nerf/__init__``) offers the API lazily: importing one
+    stage runs that ``__init__`` first, and an eager ``from .api import ...`` there would load
+    the trainer and every layer under it, a cycle the import graph above cannot see."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, taichi_nerf.stages.compositing, taichi_nerf.data.loaders\n"
+             "print(' '.join(m for m in sys.modules if m.startswith('taichi_nerf.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent).stdout.split()
+    above = [m for m in loaded if _layer(m) is not None and LAYERS.index(m.split(".")[1]) < LAYERS.index("data")]
+    assert "taichi_nerf.stages.compositing" in loaded and above == []
