@@ -26,7 +26,7 @@ from taichi_nerf.outputs.metrics import psnr  # noqa: E402
 from taichi_nerf.rendering.backgrounds import over_background, scene_background  # noqa: E402
 from taichi_nerf.runs import checkpoint  # noqa: E402
 from taichi_nerf.runs.datasets import load_dataset  # noqa: E402
-from taichi_nerf.scenes.capture_effects import pose_errors  # noqa: E402
+from taichi_nerf.scenes.capture_effects import camera_errors  # noqa: E402
 from taichi_nerf.training.pose_refinement import axis_angle_matrices  # noqa: E402
 
 
@@ -64,14 +64,14 @@ def main(data: str, run: str) -> None:
 
     frame = loader_frame(train.poses.double(), poses_of(train, "written_pose"))
     true_train = to_loader(poses_of(train, "true_pose"), frame)
-    rot, centre = pose_errors(train.poses.double(), true_train)
+    rot, centre = camera_errors(train.poses.double(), true_train)
     print(f"training cameras as written: rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
     if state.get("pose_refinement") is not None:
         corrections = state["pose_refinement"]["corrections"].double()
         refined = train.poses.double().clone()
         refined[:, :3, :3] = axis_angle_matrices(corrections[:, :3].float()).double() @ refined[:, :3, :3]
         refined[:, :3, 3] += corrections[:, 3:]
-        rot, centre = pose_errors(refined, true_train)
+        rot, centre = camera_errors(refined, true_train)
         print(f"after refinement:            rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
     val = dataset.split("val")
     bg = scene_background(renderer.scene, cfg)

@@ -25,12 +25,10 @@ from PIL import Image
 
 def llff_poses(capture: Path) -> np.ndarray:
     """The published poses as OpenGL camera-to-world (N, 4, 4)."""
+    from taichi_nerf.data.llff import opengl_poses
+
     raw = np.load(capture / "poses_bounds.npy")
-    mats = raw[:, :15].reshape(-1, 3, 5)
-    poses = np.tile(np.eye(4), (len(raw), 1, 1))
-    poses[:, :3, 0], poses[:, :3, 1], poses[:, :3, 2], poses[:, :3, 3] = (
-        mats[:, :, 1], -mats[:, :, 0], mats[:, :, 2], mats[:, :, 3])
-    return poses
+    return opengl_poses(raw[:, :15].reshape(-1, 3, 5))
 
 
 def scaled_copy(capture: Path, work: Path, size: int) -> None:

@@ -13,10 +13,10 @@ from taichi_nerf.scenes.capture_effects import (
     REAL_CAPTURE,
     RECORD_FILE,
     CaptureEffects,
+    camera_errors,
     motion_blur,
     noisy_poses,
     photometric,
-    pose_errors,
 )
 from taichi_nerf.stages.cameras import look_at
 
@@ -31,7 +31,7 @@ def test_pose_noise_has_the_stated_size():
     eyes = 4.0 * eyes / np.linalg.norm(eyes, axis=1, keepdims=True)
     true = torch.stack([look_at(e, (0.0, 0.0, 0.0)) for e in eyes])
     written = noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01), rng)
-    angle, distance = pose_errors(written, true)
+    angle, distance = camera_errors(written, true)
     assert abs(rms(angle) - 0.5) < 0.04 and abs(rms(distance / 4.0) - 0.01) < 0.0008
     assert angle.min() > 0.0 and distance.min() > 0.0  # every camera is off
     # the rotation turns the camera about its centre: the written pose is still a rotation
@@ -106,7 +106,7 @@ def test_written_poses_are_off_by_the_stated_amounts(pairs, name):
         clean_poses = np.array([clean_by_file[images[k]["file"]] for k in listed])
     assert np.allclose(on_disk, written, atol=1e-5)  # the files hold the written poses
     assert np.allclose(clean_poses, true, atol=1e-5)  # ...and the pictures were taken from the clean set's
-    angle, offset = pose_errors(torch.from_numpy(written), torch.from_numpy(true))
+    angle, offset = camera_errors(torch.from_numpy(written), torch.from_numpy(true))
     distance = np.linalg.norm(true[:, :3, 3] - np.asarray(record["target"]), axis=1)
     # 10-12 cameras: the RMS of so few draws lies within about +-45% of the stated RMS
     assert 0.25 < rms(angle) < 0.75 and angle.min() > 0.0

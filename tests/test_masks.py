@@ -68,8 +68,6 @@ def write_llff(root, count=8):
 def write_colmap_text(root, count=VIEWS):
     """images/ + sparse/0 as COLMAP text files (OpenCV world-to-camera), masks/ beside images/
     in COLMAP's own naming (IMG_0.JPG.png)."""
-    from taichi_nerf.data.colmap_model import quat_to_matrix  # noqa: F401  (the reader's convention)
-
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     model = root / "sparse" / "0"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..rotations import angle_between_deg
+
 
 def umeyama(src: np.ndarray, dst: np.ndarray):
     """Similarity (s, R, t) minimising |s R src + t - dst|^2, no reflection (Umeyama 1991)."""
@@ -33,6 +35,5 @@ def pose_errors(dataset: Path, truth: np.ndarray, index_of) -> tuple[float, np.n
     s, rot, t = umeyama(got[:, :3, 3], want[:, :3, 3])
     centre_err = np.linalg.norm(s * got[:, :3, 3] @ rot.T + t - want[:, :3, 3], axis=1)
     radius = np.median(np.linalg.norm(want[:, :3, 3] - want[:, :3, 3].mean(0), axis=1))
-    rel = np.einsum("nji,njk->nik", np.einsum("ij,njk->nik", rot, got[:, :3, :3]), want[:, :3, :3])
-    angle = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    angle = angle_between_deg(np.einsum("ij,njk->nik", rot, got[:, :3, :3]), want[:, :3, :3])
     return len(idx) / len(truth), angle, centre_err / radius

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..rotations import OPENCV_TO_OPENGL, quaternion_to_matrix
 from .dataset import DataError
 from .images import DATASET_SUFFIXES
 
@@ -274,23 +275,13 @@ def _read_pycolmap(folder: Path) -> Model:
 
 
 # --- geometry --------------------------------------------------------------------------------
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(N, 4) unit quaternions w x y z -> (N, 3, 3) rotations."""
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], 1)
-
-
 def camera_to_world(model: Model) -> np.ndarray:
     """(N, 4, 4) OpenGL camera-to-world poses in the model's frame."""
-    rot = quat_to_matrix(model.qvecs)  # world -> camera
+    rot = quaternion_to_matrix(model.qvecs)  # world -> camera
     c2w = np.tile(np.eye(4), (len(model.names), 1, 1))
     c2w[:, :3, :3] = np.transpose(rot, (0, 2, 1))
     c2w[:, :3, 3] = -np.einsum("nji,nj->ni", rot, model.tvecs)
-    c2w[:, :3, 1:3] *= -1.0  # OpenCV (y down, looks down +z) -> OpenGL (y up, looks down -z)
+    c2w[:, :3, :3] = c2w[:, :3, :3] @ OPENCV_TO_OPENGL
     return c2w
 
 

@@ -34,6 +34,15 @@ NEAR_TARGET_FACTOR = 0.75  # nearest depth -> 1 / 0.75 after rescaling
 NDC_NEAR = 1.0
 
 
+def opengl_poses(mats: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) OpenGL camera-to-world poses of poses_bounds.npy's (N, 3, 5) matrices, whose
+    rotation columns are (down, right, backwards) and whose last column is height, width, focal."""
+    poses = np.tile(np.eye(4), (len(mats), 1, 1))
+    poses[:, :3, 0], poses[:, :3, 1], poses[:, :3, 2] = mats[:, :, 1], -mats[:, :, 0], mats[:, :, 2]
+    poses[:, :3, 3] = mats[:, :, 3]
+    return poses
+
+
 def is_llff(path: Path) -> bool:
     in_folder = path.is_dir() and (path / "poses_bounds.npy").is_file()
     return in_folder or (path.is_file() and path.name == "poses_bounds.npy")
@@ -145,9 +154,7 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
     if len(image_paths) != n:
         raise DataError(f"{folder}: {len(image_paths)} images, but poses_bounds.npy has {n} poses")
 
-    poses = np.tile(np.eye(4), (n, 1, 1))
-    poses[:, :3, 0], poses[:, :3, 1], poses[:, :3, 2] = mats[:, :, 1], -mats[:, :, 0], mats[:, :, 2]
-    poses[:, :3, 3] = mats[:, :, 3]
+    poses = opengl_poses(mats)
     dets = np.linalg.det(poses[:, :3, :3])
     if (np.abs(dets) < 1e-6).any():
         raise DataError(f"{file}: pose {int(np.argmax(np.abs(dets) < 1e-6))} has a degenerate rotation")

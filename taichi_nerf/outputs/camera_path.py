@@ -19,6 +19,7 @@ import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
 from ..rendering.video_route import MAX_KEYFRAMES, trained_video_width
+from ..rotations import matrix_to_quaternion, nearest_rotation, quaternion_to_matrix
 from ..stages.cameras import axis_basis, focal_from_fov
 
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
@@ -218,27 +219,6 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
 
 
 # --- rotations and splines ------------------------------------------------------------------
-def _quat(r: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) of a rotation matrix (orthonormalised first)."""
-    u, _, vt = np.linalg.svd(r)
-    r = u @ vt
-    if np.linalg.det(r) < 0:  # a mirrored frame: keep it a rotation
-        r = u @ np.diag([1.0, 1.0, -1.0]) @ vt
-    w = math.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2.0
-    x = math.copysign(math.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2.0, r[2, 1] - r[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2.0, r[0, 2] - r[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2.0, r[1, 0] - r[0, 1])
-    q = np.array([w, x, y, z])
-    return q / np.linalg.norm(q)
-
-
-def _matrix_of(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
 def slerp(q0: np.ndarray, q1: np.ndarray, u: float) -> np.ndarray:
     if np.dot(q0, q1) < 0:  # the short way round
         q1 = -q1
@@ -264,7 +244,7 @@ def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Ten
     k = len(p)
     if k == 1 or frames < 1:
         return torch.as_tensor(np.repeat(p[:1], max(frames, 0), axis=0), dtype=torch.float32)
-    quats = [_quat(m[:3, :3]) for m in p]
+    quats = [matrix_to_quaternion(nearest_rotation(m[:3, :3])) for m in p]
     segments = k if closed else k - 1
     c = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
     rel = p[:, :3, 3] - c
@@ -298,7 +278,7 @@ def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Ten
         u = float(np.interp(s - cum[i], table[i], us))
         m = np.eye(4)
         m[:3, 3] = point(i, u)
-        m[:3, :3] = _matrix_of(slerp(quats[i], quats[(i + 1) % k], u))
+        m[:3, :3] = quaternion_to_matrix(slerp(quats[i], quats[(i + 1) % k], u))
         out.append(m)
     return torch.tensor(np.stack(out), dtype=torch.float32)
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..rotations import angle_between_deg, axis_angle_to_matrix
+
 RECORD_FILE = "capture_effects.json"
 BLUR_TAPS = 9  # samples along a blur streak (the streak is at most a few pixels long)
 
@@ -45,15 +47,6 @@ REAL_CAPTURE = CaptureEffects(rotation_deg=0.5, translation=0.01, exposure_stops
                               jpeg_quality=75, blur=0.01)
 
 
-def _rotation(axis_angle: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(axis_angle))
-    if angle < 1e-15:
-        return np.eye(3)
-    k = axis_angle / angle
-    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(angle) * cross + (1.0 - math.cos(angle)) * cross @ cross
-
-
 def noisy_poses(poses: torch.Tensor, target, effects: CaptureEffects, rng: np.random.Generator) -> torch.Tensor:
     """(N, 4, 4) the poses with every camera turned about its centre by a random rotation (axis
     uniform, RMS angle ``rotation_deg``) and moved by a random offset (RMS ``translation`` x
@@ -64,17 +57,16 @@ def noisy_poses(poses: torch.Tensor, target, effects: CaptureEffects, rng: np.ra
     turn = rng.normal(0.0, math.radians(effects.rotation_deg) * per_axis, (len(p), 3))
     shift = rng.normal(0.0, effects.translation * per_axis, (len(p), 3)) * distance[:, None]
     for k in range(len(p)):
-        p[k, :3, :3] = _rotation(turn[k]) @ p[k, :3, :3]
+        p[k, :3, :3] = axis_angle_to_matrix(turn[k]) @ p[k, :3, :3]
         p[k, :3, 3] += shift[k]
     return torch.tensor(p, dtype=poses.dtype)
 
 
-def pose_errors(written: torch.Tensor, true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(rotation error in degrees, centre distance) per camera."""
+def camera_errors(written: torch.Tensor, true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(rotation error in degrees, centre distance) per camera, in the same frame (no alignment:
+    capture/pose_alignment.py's ``pose_errors`` aligns recovered cameras first)."""
     a, b = written.double().cpu().numpy(), true.double().cpu().numpy()
-    relative = np.einsum("nji,njk->nik", a[:, :3, :3], b[:, :3, :3])
-    cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
-    return np.degrees(np.arccos(cos)), np.linalg.norm(a[:, :3, 3] - b[:, :3, 3], axis=1)
+    return angle_between_deg(a[:, :3, :3], b[:, :3, :3]), np.linalg.norm(a[:, :3, 3] - b[:, :3, 3], axis=1)
 
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:

@@ -13,34 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])  # flips camera y (down -> up) and z (forward -> backward)
-
-
-def quaternion_to_matrix(wxyz) -> np.ndarray:
-    """(3, 3) rotation of a quaternion (w, x, y, z); normalised first."""
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quaternion(rotation) -> np.ndarray:
-    """(w, x, y, z) with w >= 0 of a (3, 3) rotation, from its largest diagonal term (stable
-    for every rotation, half-turns included)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(m)
-    if trace > max(m[0, 0], m[1, 1], m[2, 2]):
-        s = 2.0 * math.sqrt(1.0 + trace)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1e-300, 1.0 + m[i, i] - m[j, j] - m[k, k]))
-        q = [0.0] * 4
-        q[0] = (m[k, j] - m[j, k]) / s
-        q[1 + i], q[1 + j], q[1 + k] = 0.25 * s, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
-    q = np.array(q)
-    return (q if q[0] >= 0 else -q) / np.linalg.norm(q)
+from ..rotations import OPENCV_TO_OPENGL, matrix_to_quaternion, quaternion_to_matrix
 
 
 def opengl_pose(wxyz, position) -> np.ndarray:
