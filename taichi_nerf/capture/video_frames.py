@@ -46,7 +46,7 @@ def _open(video: Path):
     return reader, meta
 
 
-def _frame_count(video: Path, reader, meta) -> int:
+def _frame_count(reader, meta) -> int:
     fps, duration = meta.get("fps"), meta.get("duration")
     if fps and duration and math.isfinite(fps * duration) and fps * duration >= 1:
         return max(1, round(fps * duration))
@@ -68,7 +68,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
         raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
     reader, meta = _open(video)
     out_dir.mkdir(parents=True, exist_ok=True)
-    total = _frame_count(video, reader, meta)
+    total = _frame_count(reader, meta)
     stretch = max(1.0, total / count) if total else 1.0
     names, best, best_score, slot = [], None, -1.0, 0
 

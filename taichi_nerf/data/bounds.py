@@ -164,7 +164,7 @@ def _estimate(poses, intrinsics, width, height, points, depth_range, forward_fac
     elif forward_facing:
         bounds = _forward_facing(poses, intrinsics, width, height, centres, forward, up, points, depth_range, notes)
     else:
-        bounds = _inward_facing(poses, intrinsics, width, height, centres, forward, up, points, notes)
+        bounds = _inward_facing(intrinsics, width, height, centres, forward, up, points, notes)
     return bounds
 
 
@@ -183,7 +183,7 @@ def _stated_box(box, centres, up, forward_facing, notes) -> Bounds:
                   forward_facing=forward_facing, focus_distance=radius if forward_facing else 0.0, notes=notes)
 
 
-def _inward_facing(poses, intrinsics, width, height, centres, forward, up, points, notes) -> Bounds:
+def _inward_facing(intrinsics, width, height, centres, forward, up, points, notes) -> Bounds:
     unbounded = False
     if points is not None and len(points):
         pts = np.asarray(points, dtype=np.float64)

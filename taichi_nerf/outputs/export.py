@@ -183,8 +183,13 @@ def _histogram_hint(density: np.ndarray, threshold: float) -> str:
     if not inside.size:
         return "the field has no density in the box (is it trained?)"
     peak, p90 = float(inside.max()), float(np.percentile(inside, 90))
-    return (f"the density in the box peaks at {peak:.4g} and 90% of the queried points are below {p90:.4g}; "
-            f"try --threshold {0.5 * p90:.3g}")
+    above = float((inside > threshold).mean())
+    if threshold >= peak:
+        said = f"nothing in the box is that dense: the density peaks at {peak:.4g}"
+    else:  # a level almost everything exceeds has no surface inside the queried cells
+        said = f"{above:.0%} of the queried points are denser than that (the density peaks at {peak:.4g})"
+    suggestion = 0.5 * p90 if above < 0.5 else p90
+    return f"{said}, and 90% of the queried points are below {p90:.4g}; try --threshold {suggestion:.3g}"
 
 
 @torch.no_grad()

@@ -12,13 +12,11 @@ true poses, so that pose refinement and appearance codes can be scored against t
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..rotations import angle_between_deg, axis_angle_to_matrix
 
@@ -111,14 +109,6 @@ def photometric(rgb: np.ndarray, effects: CaptureEffects, rng: np.random.Generat
         out[k] = (linear_to_srgb(linear) * 255.0 + 0.5).astype(np.uint8)
         draws.append({"exposure_stops": stops, "rgb_gain": gains.tolist(), "blur_px": length, "blur_angle": angle})
     return out, draws
-
-
-def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """(H, W, 3) uint8 as it reads back after saving as JPEG at ``quality`` (for layouts
-    whose files are PNG or arrays)."""
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(quality))
-    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
 def effects_record(effects: CaptureEffects, names: list[str], true_poses, written_poses, draws: list | None,
