@@ -273,7 +273,8 @@ class TrainConfig:
 
     @property
     def max_samples_per_ray(self) -> int:
-        """Largest ray any sampler can emit: sizes Taichi's autodiff stack."""
+        """Largest ray any sampler can emit, known before the renderer exists: Taichi's autodiff stack is
+        sized from it at start-up (the Renderer's own ``max_samples_per_ray`` is exact, and checked against it)."""
         most = max(self.samples_per_ray, self.eval_samples)
         if self.sampler in ("grid", None):  # None: the grid or the proposal sampler, by scene kind
             most = max(most, (self.march_steps or max(MARCH_STEPS_DEFAULTS.values())) + 1)
@@ -320,7 +321,8 @@ class TrainConfig:
         return cfg
 
     def dataset_options(self) -> dict:
-        """Keyword arguments of :func:`taichi_nerf.data.loaders.load_dataset` for this run."""
+        """Keyword arguments of :func:`taichi_nerf.runs.datasets.load_dataset` for this run (the
+        data loaders' options plus the built-in scene's)."""
         return dict(format=self.data_format, downscale=self.downscale, near=self.near, far=self.far, aabb=self.aabb,
                     every=self.every, limit=self.limit or None, val_every=self.val_every, ndc=self.ndc,
                     unbounded=self.unbounded,

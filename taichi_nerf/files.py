@@ -122,10 +122,9 @@ def to_uint8(image) -> np.ndarray:
 
 
 def write_png(path, image) -> Path:
-    """Write uint8 (H, W[, C]) or float in [0, 1] (numpy or torch) as PNG, creating its folder."""
+    """Write uint8 (H, W[, C]) or float in [0, 1] (numpy or torch) as PNG, creating its folder;
+    atomically, so a viewer reloading a preview never reads half a file."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
-    return path
+    picture = Image.fromarray(to_uint8(image))
+    return write_atomic(path, lambda fh: picture.save(fh, format="PNG"), binary=True)

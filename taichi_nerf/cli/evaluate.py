@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..api import evaluate
-    from ..files import check_writable, json_safe
+    from ..files import check_writable, json_safe, write_text_atomic
 
     out = None
     if args.out:
@@ -42,7 +42,7 @@ def cmd_eval(args) -> int:
     try:  # the file first (a reader of stdout may have gone: `eval | head`); the scores shown even if it fails
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+            write_text_atomic(out, text)  # never a torn eval.json beside a finished run
     finally:
         print(text)
     for line in result.get("warnings", []):  # stderr: stdout stays one JSON document

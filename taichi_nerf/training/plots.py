@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..files import finite_number, metric_rows
+import numpy as np
+
+from ..files import finite_number, metric_rows, write_png
 
 SERIES_COLOURS = [(70, 110, 220), (220, 60, 60)]
 
@@ -60,6 +62,4 @@ def write_curves(out_dir: Path) -> Path | None:
         if len(pts) >= 2:
             draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
         draw.text((pad + 8, pad + 6 + 14 * list(series).index(name)), name, fill=colour)
-    out = Path(out_dir) / "curves.png"
-    img.save(out)
-    return out
+    return write_png(Path(out_dir) / "curves.png", np.asarray(img))
