@@ -390,6 +390,29 @@ def test_resume_with_mis_sized_tensors_or_no_optimizer_is_one_line(run, capsys):
     assert snapshot(run) == before
 
 
+def test_checkpoints_of_another_format_version_or_scene_are_one_line(run, capsys):
+    """A newer format is refused (upgrade), a foreign version number too, and an unknown scene
+    key gets the one line unknown configuration keys get, not Scene's TypeError."""
+    original = (run / "checkpoint.pt").read_bytes()
+    for change, message in (({"version": 2}, "written by a newer taichi-nerf (checkpoint format 2"),
+                            ({"version": 0}, "unknown checkpoint format version 0"),
+                            ({"version": "1"}, "unknown checkpoint format version '1'"),
+                            ({"scene": "new_thing"}, "unknown scene keys: new_thing")):
+        state = torch.load(io_bytes(original), weights_only=True)
+        if "scene" in change:
+            state["scene"][change["scene"]] = 1.0
+        else:
+            state.update(change)
+        torch.save(state, run / "checkpoint.pt")
+        for argv in (["eval", "--ckpt", run, "--limit", "1"], ["train", "--resume", run, "--steps", "12"]):
+            refused(capsys, argv, message)
+    state = torch.load(io_bytes(original), weights_only=True)
+    del state["version"]  # written before the field existed: still read
+    torch.save(state, run / "checkpoint.pt")
+    assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+
+
 def io_bytes(data: bytes):
     import io
 

@@ -70,7 +70,28 @@ def read_state(path) -> dict:
     if not isinstance(state,
                       dict) or state.get("format") != "taichi-nerf" or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a taichi-nerf checkpoint")
+    version = state.get("version", FORMAT_VERSION)  # none: written before the field existed
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: unknown checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer taichi-nerf (checkpoint format {version}; this one reads "
+                              f"format {FORMAT_VERSION}): upgrade taichi-nerf to use it")
     return state
+
+
+def scene_of(state: dict, path) -> Scene:
+    """The checkpoint's Scene, refused in one line when its keys are not the Scene's (as
+    config_of refuses unknown configuration keys)."""
+    saved = state.get("scene")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: damaged or from an incompatible version (no scene)")
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(Scene)})
+    if unknown:
+        raise CheckpointError(f"{path}: unknown scene keys: {_few(unknown)} (written by another version?)")
+    try:
+        return Scene(**saved)
+    except TypeError as exc:  # a required key missing
+        raise CheckpointError(f"{path}: damaged or from an incompatible version ({exc})") from None
 
 
 def _load_failure(exc: Exception) -> str:
@@ -161,9 +182,10 @@ def saved_config(path) -> TrainConfig:
 def saved_scene(path) -> Scene | None:
     """The scene saved with the checkpoint at ``path``; None when it does not read as one (then
     :func:`load` says why)."""
+    path = find_checkpoint(path)
     try:
-        return Scene(**read_state(find_checkpoint(path))["scene"])
-    except (TypeError, KeyError):
+        return scene_of(read_state(path), path)
+    except CheckpointError:
         return None
 
 
@@ -175,7 +197,7 @@ def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple
     b = backend.init(arch, cfg.max_samples_per_ray)
     try:
         codes = state["model"].get("appearance.weight")  # one per training image
-        renderer = Renderer.from_config(cfg, Scene(**state["scene"]), b.device,
+        renderer = Renderer.from_config(cfg, scene_of(state, path), b.device,
                                         train_images=0 if codes is None else int(codes.shape[0]))
         renderer.field.load_state_dict(state["model"])  # older key names are mapped by the modules
         if renderer.grid is not None and state.get("grid") is not None:
@@ -287,10 +309,9 @@ def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
     """The scene a resumed run trains in: ``scene`` (from the data as loaded now) with the
     checkpoint's geometry, so that the field and the grid keep their coordinates. Refused in
     one line, naming the data options that changed, when the data now puts the scene elsewhere."""
-    saved = state.get("scene")
-    if not isinstance(saved, dict):
+    if not isinstance(state.get("scene"), dict):
         return scene
-    old = Scene(**saved)
+    old = scene_of(state, path)
     moves = _scene_moves(old, scene)
     if moves:
         saved = config_of(state, path)
