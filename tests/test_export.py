@@ -89,7 +89,7 @@ def test_export_mesh_cli_says_the_threshold_and_errors_in_one_line(trained_built
     assert "threshold" in stdout and "auto" in stdout and out.is_file()
     for argv, message in ((["--threshold", "1e6"], "nothing in the box is that dense"),
                           (["--threshold", "1e6"], "try --threshold"), (["--resolution", "8"], "at least 16"),
-                          (["--resolution", "100000"], "GiB"), (["--threshold", "-1"], "positive"),
+                          (["--resolution", "100000"], "GB for the density grid"), (["--threshold", "-1"], "positive"),
                           (["--out", str(tmp_path / "m.stl")], ".ply or .obj")):
         code = cli.main(["export", "mesh", "--ckpt", str(run), "--resolution", "32", "--no-progress", "--arch", ARCH,
                          *argv])

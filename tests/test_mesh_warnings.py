@@ -47,3 +47,16 @@ def test_a_trained_field_exports_without_warnings(trained_builtin, tmp_path, cap
     _, run = trained_builtin
     text = _export(run, tmp_path / "m.ply", capsys, resolution=48)
     assert "warning" not in text and "wrote" in text
+
+
+def test_a_threshold_near_the_peak_warns_of_a_handful_of_triangles(trained_builtin, tmp_path, capsys):
+    import re
+
+    _, run = trained_builtin
+    argv = ["export", "mesh", "--ckpt", str(run), "--resolution", "48", "--no-progress", "--arch", ARCH]
+    assert cli.main([*argv, "--threshold", "1e9", "--out", str(tmp_path / "none.ply")]) == cli.EXIT_USAGE
+    peak = float(re.search(r"the density peaks at ([0-9.e+-]+)", capsys.readouterr().err).group(1))
+    assert cli.main([*argv, "--threshold", f"{0.97 * peak:.6g}", "--out", str(tmp_path / "specks.ply")]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"warning: only \d+ triangles: the threshold .* is near the density's peak", text), text
+    assert "try --threshold" in text and (tmp_path / "specks.ply").is_file()

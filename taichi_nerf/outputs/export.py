@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..rendering.renderer import Renderer
+from ..resources import USABLE_FRACTION, free_bytes, gb
 from ..stages.encoding import encode_samples
 from . import mesh_checks
 
@@ -68,21 +69,15 @@ def check_resolution(resolution: int) -> None:
     if resolution < MIN_RESOLUTION:
         raise ExportError(f"--resolution must be at least {MIN_RESOLUTION}, got {resolution}")
     need = resolution**3 * BYTES_PER_LATTICE_POINT
-    free = _available_memory()
-    if resolution > MAX_RESOLUTION or (free is not None and need > 0.8 * free):
-        have = f"{free / 2**30:.1f} GiB available" if free is not None else f"the limit is {MAX_RESOLUTION}"
-        raise ExportError(f"--resolution {resolution} needs about {need / 2**30:.1f} GiB for the density grid "
-                          f"({have}); lower --resolution")
-
-
-def _available_memory() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    free, where = free_bytes("cpu")  # the lattice is built on the host whatever the device
+    usable = None if free is None else free * USABLE_FRACTION
+    if resolution > MAX_RESOLUTION or (usable is not None and need > usable):
+        largest = MAX_RESOLUTION if usable is None else min(MAX_RESOLUTION,
+                                                               int((usable / BYTES_PER_LATTICE_POINT) ** (1 / 3)))
+        have = f"more than the {gb(usable)} usable {where}" if usable is not None and need > usable \
+            else f"above the limit of {MAX_RESOLUTION}"
+        raise ExportError(f"--resolution {resolution} needs about {gb(need)} for the density grid ({have}); the "
+                          f"largest that fits is {largest}")
 
 
 def _box(renderer: Renderer) -> tuple[np.ndarray, np.ndarray]:
@@ -219,6 +214,7 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     normals = vertex_normals(verts, faces)
     colors = field_colors(renderer, verts, -normals)
     warnings = mesh_checks.mesh_warnings(verts, density, mask, lo, spacing)
+    warnings += mesh_checks.few_triangles_warning(len(faces), density, level)
     if NO_SURFACE in note:  # nothing the cameras would see as solid: the mesh is a level of fog
         warnings.append("no view of the field renders an opaque surface (barely trained, or translucent): the mesh "
                         "is a level set of fog and may show little of the scene; train longer first")

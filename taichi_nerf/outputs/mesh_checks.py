@@ -12,6 +12,7 @@ import numpy as np
 
 UNIFORM_VARIATION = 0.1  # std / mean of the density in the box below this: nearly uniform (untrained)
 BOX_SHARE = 0.5  # more than this share of the vertices on the box's faces: the mesh is (nearly) the box
+FEW_TRIANGLES = 100  # a scene's surface at any resolution export accepts (16 and up) has more
 
 
 def density_variation(density: np.ndarray, mask: np.ndarray) -> float:
@@ -45,6 +46,17 @@ def mesh_warnings(vertices: np.ndarray, density: np.ndarray, mask: np.ndarray, l
         warnings.append(f"the density is nearly uniform in the box (it varies by {100 * variation:.1f}%): the field "
                         "looks untrained")
     return warnings
+
+
+def few_triangles_warning(triangles: int, density: np.ndarray, level: float) -> list[str]:
+    """A handful of triangles: the threshold cuts off all but the densest specks (a level near
+    the density's peak), which marching cubes closes into a few tiny blobs."""
+    if triangles >= FEW_TRIANGLES:
+        return []
+    inside = density[density > 0]
+    p90 = float(np.percentile(inside, 90)) if inside.size else 0.0
+    return [f"only {triangles} triangles: the threshold {level:.4g} is near the density's peak "
+            f"({float(density.max()):.4g}); try --threshold {0.5 * p90:.3g}"]
 
 
 def step_warning(step) -> list[str]:
