@@ -12,7 +12,7 @@ from taichi_nerf.data.blender import write_split
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import detect_format, load_dataset
 from taichi_nerf.scenes.synthetic import render_scene
-from taichi_nerf.stages import cameras
+from taichi_nerf.stages import cameras, reference
 from taichi_nerf.stages.cameras import focal_from_fov, look_at, sphere_poses
 
 SIZE = 24
@@ -28,16 +28,6 @@ def views(taichi_backend):
     return poses, rgba.numpy()
 
 
-def reference_rays(pose, fx, fy, cx, cy, width, height):
-    """(H*W, 3) origins and unit directions through pixel centres, float64, row-major."""
-    pose = torch.as_tensor(pose, dtype=torch.float64)
-    j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                          indexing="ij")
-    cam = torch.stack([(i + 0.5 - cx) / fx, -(j + 0.5 - cy) / fy, -torch.ones_like(i)], -1).reshape(-1, 3)
-    d = cam @ pose[:3, :3].T
-    return pose[:3, 3].expand(d.shape[0], 3), d / d.norm(dim=1, keepdim=True)
-
-
 def loaded_rays(split, k):
     o, d = cameras.image_rays(split.poses.contiguous(), split.intrinsics.contiguous(), k, split.width, 0,
                               split.width * split.height)
@@ -45,7 +35,9 @@ def loaded_rays(split, k):
 
 
 def assert_rays_match(split, k, pose, fx, fy, cx, cy, transform=None):
-    ref_o, ref_d = reference_rays(pose, fx, fy, cx, cy, split.width, split.height)
+    pixels = torch.arange(split.width * split.height)  # every pixel, row-major
+    ref_o, ref_d = reference.pinhole_rays(torch.as_tensor(pose)[None], [[fx, fy, cx, cy]], torch.zeros_like(pixels),
+                                          pixels, split.width)
     if transform is not None:  # the loader moved the world by a similarity: compare in its frame
         t = torch.as_tensor(transform, dtype=torch.float64)
         ref_o = ref_o @ t[:3, :3].T + t[:3, 3]
@@ -96,13 +88,6 @@ def test_blender_rays_alpha_subsets_and_downscale(tmp_path, views):
 
 
 # --- Instant-NGP / nerfstudio transforms.json --------------------------------------------
-def _distort(x, y, k1, k2, p1, p2):
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2 * r2
-    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
-            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
-
-
 def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
     poses, rgba = views
     k = dict(k1=-0.12, k2=0.03, p1=0.004, p2=-0.003)
@@ -141,7 +126,7 @@ def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
             _, d = loaded_rays(split, j)
             cam = d @ poses[i][:3, :3].double()  # world -> camera
             x, y = cam[:, 0] / -cam[:, 2], -cam[:, 1] / -cam[:, 2]
-            xd, yd = _distort(x, y, *k.values())
+            xd, yd = reference.opencv_distort(x, y, *k.values())
             jj, ii = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64),
                                     indexing="ij")
             assert float((xd - ((ii.flatten() + 0.5 - 11.7) / fx)).abs().max()) < 1e-5

@@ -7,7 +7,6 @@ import torch
 from taichi_nerf.rendering.scene import Scene
 from taichi_nerf.stages import cameras, reference
 from taichi_nerf.stages.encoding import HarmonicSpec, encode_samples
-from taichi_nerf.stages.space import contract_reference
 
 from .conftest import rel_err
 
@@ -111,7 +110,7 @@ def test_encoding_ray_gradients_match_reference(device, n_rays, samples, contrac
     # the kernel's float32 t, so both sides sample the same points
     p = o64[r] + t.float().double()[:, None] * d64[r]
     if contracted:
-        p = contract_reference(p, box)
+        p = reference.contract(p, box)
     ref = reference.harmonic(p, pos.frequencies, pos.include_input, pos.base)
     if direction is not None:
         ref = torch.cat([ref, reference.harmonic(v64[r], direction.frequencies, direction.include_input,

@@ -13,18 +13,6 @@ from taichi_nerf.stages.sampling import OPAQUE_END, ray_bounds, stratified
 from .conftest import rel_err
 
 
-def reference_rays(poses, intr, image_index, pixel_index, width):
-    poses, intr = poses.double(), intr.double()
-    px = (pixel_index % width).double() + 0.5
-    py = torch.div(pixel_index, width, rounding_mode="floor").double() + 0.5
-    k = intr[image_index]
-    x, y = (px - k[:, 2]) / k[:, 0], (py - k[:, 3]) / k[:, 1]
-    cam = torch.stack([x, -y, -torch.ones_like(x)], -1)
-    rot = poses[image_index, :3, :3]
-    d = (rot @ cam[..., None])[..., 0]
-    return poses[image_index, :3, 3], d / d.norm(dim=-1, keepdim=True)
-
-
 def random_cameras(n, w, h, seed):
     g = torch.Generator().manual_seed(seed)
     poses = sphere_poses(n, 4.0, seed=seed)
@@ -42,7 +30,7 @@ def test_batch_rays_match_reference(device, n_rays):
     img = torch.randint(0, 5, (n_rays,), generator=g, dtype=torch.int32)
     pix = torch.randint(0, w * h, (n_rays,), generator=g, dtype=torch.int32)
     o, d = batch_rays(poses.to(device), intr.to(device), img.to(device), pix.to(device), w)
-    ro, rd = reference_rays(poses, intr, img.long(), pix.long(), w)
+    ro, rd = reference.pinhole_rays(poses, intr, img, pix, w)
     assert rel_err(o, ro) < 1e-6 and rel_err(d, rd) < 2e-6
 
 
@@ -106,10 +94,7 @@ def test_distortion_is_inverted(device):
     _, d = batch_rays(pose.to(device), intr.to(device), torch.zeros_like(pix).to(device), pix.to(device), 64)
     d = d.double().cpu()
     x, y = d[:, 0] / -d[:, 2], -d[:, 1] / -d[:, 2]
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2 * r2
-    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    xd, yd = reference.opencv_distort(x, y, k1, k2, p1, p2)
     u, v = xd * f + c, yd * f + c
     assert torch.allclose(u, (pix % 64).double() + 0.5, atol=1e-3)
     assert torch.allclose(v, (pix // 64).double() + 0.5, atol=1e-3)

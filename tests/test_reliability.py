@@ -30,36 +30,47 @@ def metrics_rows(folder: Path) -> list[dict]:
 
 
 # --- kill safety ---------------------------------------------------------------------------
-# A driver that makes every checkpoint write linger after its bytes are written and before the
-# rename, so the test can SIGKILL it with the temporary file in place.
-SLOW_SAVE = """
-import sys, time, torch
+# A driver that, given a file in TAICHI_NERF_TEST_HOLD, stops its first checkpoint write after the
+# bytes are written and before the rename: it creates that file and waits for the test's word on its
+# stdin, so the test SIGKILLs it with the temporary file in place however late it looks. (A fixed
+# 0.4 s linger raced with the test's poller: descheduled longer, it found the rename done.) If the
+# test goes away, stdin closes and the write finishes.
+HELD_SAVE = """
+import os, sys, torch
+from pathlib import Path
+hold = os.environ.get("TAICHI_NERF_TEST_HOLD")
 _save = torch.save
-def slow_save(obj, fh, *a, **k):
+def held_save(obj, fh, *a, **k):
+    global hold
     _save(obj, fh, *a, **k)
-    fh.flush()
-    time.sleep(0.4)
-torch.save = slow_save
+    if hold:
+        fh.flush()
+        Path(hold).touch()
+        hold = None
+        sys.stdin.readline()
+torch.save = held_save
 from taichi_nerf.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def _start(*args) -> subprocess.Popen:
-    env = checkout_env()  # this checkout, whatever is installed
-    return subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "train", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+def _start(*args, hold: Path | None = None) -> subprocess.Popen:
+    """A train process; with ``hold``, it creates that file once its first checkpoint's bytes are
+    written and waits there (before the rename) for the test."""
+    env = checkout_env(**({"TAICHI_NERF_TEST_HOLD": str(hold)} if hold else {}))  # this checkout, whatever is installed
+    return subprocess.Popen([sys.executable, "-c", HELD_SAVE, "train", *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
             pytest.fail(f"the run ended before {what}: {proc.communicate()[1][-2000:]}")
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.002)
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
 
@@ -78,8 +89,9 @@ def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scen
     forever = ["--data", tiny_scene, "--out", out, "--steps", "100000", "--checkpoint-every", "10", "--video-frames",
                "0",
                *TINY]
-    # 1. during startup: the folder is opened (config.json) but nothing trained yet
-    _kill_when(_start(*forever), lambda: (out / "config.json").exists(), "startup")
+    # 1. during startup: the folder is opened (config.json) but nothing trained yet (held at its first
+    # checkpoint's rename at the latest, however late the kill comes)
+    _kill_when(_start(*forever, hold=tmp_path / "held-1"), lambda: (out / "config.json").exists(), "startup")
     assert not (out / "checkpoint.pt").exists()
     before = snapshot(out)
     refused(capsys, ["train", *forever], "unfinished run with no checkpoint", "--overwrite")
@@ -98,9 +110,10 @@ def test_sigkill_at_any_point_then_resume_loses_and_duplicates_nothing(tiny_scen
     first = _checkpoint_step(out)
     assert first >= 10
     # 3. right after a checkpoint write began: the temporary file is there, the rename not yet done
-    proc = _start("--resume", out)
+    held = tmp_path / "held-3"
+    proc = _start("--resume", out, hold=held)
     mine = out / f".checkpoint.pt.tmp{proc.pid}"  # not a leftover of the kill before
-    _kill_when(proc, mine.exists, "a checkpoint write")
+    _kill_when(proc, held.exists, "a checkpoint write")
     assert mine.exists(), "the kill should leave the partial file behind"
     second = _checkpoint_step(out)
     assert second >= first

@@ -14,7 +14,7 @@ from taichi_nerf.data.loaders import detect_format, load_dataset
 from taichi_nerf.scenes import environment as E
 from taichi_nerf.scenes import synthetic as S
 from taichi_nerf.scenes import testsets as T
-from taichi_nerf.stages import cameras
+from taichi_nerf.stages import cameras, reference
 from taichi_nerf.stages.cameras import focal_from_fov, sphere_poses
 
 # Small versions: the whole file trains nothing and stays well under a minute on 2 cores.
@@ -173,12 +173,6 @@ def test_ngp_set_is_a_distorted_jpeg_capture_with_unregistered_frames(sets):
             assert float((loaded - rendered.reshape(-1, 3)).abs().max()) < 1e-5
 
 
-def _distort(x, y, k1, k2, p1, p2):
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2 * r2
-    return x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x), y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-
-
 def _environment_depth(origin, dirs):
     """Distance to the dome environment (ground plane or enclosing sphere) along unit rays."""
     o = origin.double()
@@ -207,7 +201,7 @@ def test_distortion_is_in_the_pixels_and_image_rays_reproduce_it(taichi_backend)
         assert float((dirs - rendered_dirs[k].reshape(-1, 3).double()).abs().max()) < 1e-5
         # independent float64 check: the forward OpenCV model maps each ray to its pixel centre
         c = dirs @ poses[k, :3, :3].double()
-        xd, yd = _distort(c[:, 0] / -c[:, 2], -c[:, 1] / -c[:, 2], *dist)
+        xd, yd = reference.opencv_distort(c[:, 0] / -c[:, 2], -c[:, 1] / -c[:, 2], *dist)
         assert float((xd * fx + cx - (ii.flatten() + 0.5)).abs().max()) < 1e-3
         assert float((yd * fy + cy - (jj.flatten() + 0.5)).abs().max()) < 1e-3
         # the renderer traced these rays: where it saw the environment, the depth is the

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from taichi_nerf.stages.space import FAR_SCALE, contract_points, contract_reference, contracted_box
+from taichi_nerf.stages import reference
+from taichi_nerf.stages.space import FAR_SCALE, contract_points, contracted_box
 
 BOX = torch.tensor([-1.0, -2.0, -0.5, 3.0, 2.0, 1.5])  # off-centre, non-cubic: centre (1, 0, 0.5), half (2, 2, 1)
 
@@ -16,7 +17,7 @@ def test_contraction_matches_the_float64_reference_and_keeps_the_box(device):
     g = torch.Generator().manual_seed(0)
     pts = torch.cat([torch.randn(2000, 3, generator=g) * 3, torch.randn(200, 3, generator=g) * 1e4])
     got = contract_points(pts.to(device), BOX.to(device)).cpu().double()
-    want = contract_reference(pts, BOX)
+    want = reference.contract(pts, BOX)
     assert (got - want).abs().max() < 1e-4 * want.abs().max()
     centre, half = 0.5 * (BOX[:3] + BOX[3:]), 0.5 * (BOX[3:] - BOX[:3])
     q = ((pts - centre) / half).abs().amax(1)
@@ -32,7 +33,7 @@ def test_contraction_is_continuous_and_monotone_along_a_ray():
     o = torch.tensor([[1.0, 0.0, 0.5]])
     d = torch.nn.functional.normalize(torch.tensor([[0.3, 0.8, 0.2]]), dim=1)
     t = torch.linspace(0, 500, 20001)[:, None]
-    c = contract_reference(o + t * d, BOX)
+    c = reference.contract(o + t * d, BOX)
     dist = (c - c[0]).norm(dim=1)
     steps = dist[1:] - dist[:-1]
     assert bool((steps >= -1e-12).all()) and float(steps.max()) < 0.05
@@ -59,7 +60,7 @@ def test_unbounded_marching_reaches_far_with_steps_even_in_contracted_space(devi
         t = s.t[a:a + n].cpu()
         assert bool((t[1:] > t[:-1]).all())
         pts = o[r].cpu() + t[:, None] * d[r].cpu()
-        c = contract_reference(pts, BOX)
+        c = reference.contract(pts, BOX)
         gaps = (c[1:] - c[:-1]).norm(dim=1)
         # Even steps in contracted space: no gap far above the inner step, whatever the distance.
         assert float(gaps.max()) < 3.0 * grid.step
@@ -77,7 +78,7 @@ def test_unbounded_encoding_contracts_positions(device):
     ray = torch.tensor([0, 0, 0, 1, 1], dtype=torch.int32, device=device)
     got = encode_samples(o, d, t, ray, pos, None, contract_box=BOX.to(device))
     pts = (o[ray.long()] + t[:, None] * d[ray.long()]).cpu()
-    want = encode_points(contract_reference(pts, BOX).float().to(device), pos)
+    want = encode_points(reference.contract(pts, BOX).float().to(device), pos)
     assert torch.allclose(got, want, atol=1e-4)
     plain = encode_samples(o, d, t, ray, pos, None)
     assert not torch.allclose(plain[1:3], got[1:3], atol=1e-2)  # outside the box contraction changes the code

@@ -30,6 +30,42 @@ def ndc_rays(o: torch.Tensor, d: torch.Tensor, focal: float, width: float, heigh
     return torch.stack([ox, oy, oz], 1), torch.stack([dx, dy, dz], 1)
 
 
+def pinhole_rays(poses, intrinsics, image_index, pixel_index, width):
+    """float64 origins and unit directions of pixels ``pixel_index`` (row-major in images ``width``
+    wide) of cameras ``image_index``, through the pixel centres: :func:`taichi_nerf.stages.cameras.batch_rays`
+    without distortion. ``poses`` (N, 3 or 4, 4) camera-to-world, OpenGL axes (x right, y up, looking
+    down -z); ``intrinsics`` (N, >= 4) rows of fx, fy, cx, cy (any distortion terms after them ignored)."""
+    poses, intr = torch.as_tensor(poses).double(), torch.as_tensor(intrinsics).double()
+    image_index, pixel_index = torch.as_tensor(image_index).long(), torch.as_tensor(pixel_index).long()
+    px = (pixel_index % width).double() + 0.5
+    py = torch.div(pixel_index, width, rounding_mode="floor").double() + 0.5
+    k = intr[image_index]
+    x, y = (px - k[:, 2]) / k[:, 0], (py - k[:, 3]) / k[:, 1]
+    cam = torch.stack([x, -y, -torch.ones_like(x)], -1)
+    d = (poses[image_index, :3, :3] @ cam[..., None])[..., 0]
+    return poses[image_index, :3, 3], d / d.norm(dim=-1, keepdim=True)
+
+
+def opencv_distort(x, y, k1, k2, p1, p2):
+    """OpenCV's radial-tangential model, forward: normalised image point (x, y) (y down) to its
+    distorted position; :func:`taichi_nerf.stages.cameras.undistort` inverts it."""
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+
+
+def contract(points: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
+    """Scene contraction in float64: :func:`taichi_nerf.stages.space.contract_points`."""
+    p = points.double()
+    aabb = torch.as_tensor(aabb, dtype=torch.float64)
+    centre, half = 0.5 * (aabb[:3] + aabb[3:]), 0.5 * (aabb[3:] - aabb[:3])
+    q = (p - centre) / half
+    s = q.abs().amax(dim=1, keepdim=True)
+    q = torch.where(s > 1.0, (2.0 - 1.0 / s) / s * q, q)
+    return centre + q * half
+
+
 def composite_packed(sigma, rgb, t, delta, offsets, counts, background):
     """Emission-absorption per ray with a python loop over rays: slow, obviously correct."""
     n = offsets.shape[0]

@@ -72,13 +72,3 @@ def contracted_box(aabb: torch.Tensor) -> torch.Tensor:
     centre, half = 0.5 * (aabb[:3] + aabb[3:]), 0.5 * (aabb[3:] - aabb[:3])
     return torch.cat([centre - 2.0 * half, centre + 2.0 * half])
 
-
-def contract_reference(points: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
-    """float64 torch twin of :func:`contract_points` (tests)."""
-    p = points.double()
-    aabb = torch.as_tensor(aabb, dtype=torch.float64)
-    centre, half = 0.5 * (aabb[:3] + aabb[3:]), 0.5 * (aabb[3:] - aabb[:3])
-    q = (p - centre) / half
-    s = q.abs().amax(dim=1, keepdim=True)
-    q = torch.where(s > 1.0, (2.0 - 1.0 / s) / s * q, q)
-    return centre + q * half
