@@ -1,6 +1,9 @@
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,49 @@ def checkout_env(**extra: str) -> dict:
     editable install once failed four CLI tests with "No module named taichi_nerf")."""
     path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_cli(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """``python -m taichi_nerf ARGS`` in a subprocess of this checkout (:func:`checkout_env`), its
+    output captured as text."""
+    return subprocess.run([sys.executable, "-m", "taichi_nerf", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=checkout_env(), **kw)
+
+
+def wait_for(ready, what: str, proc: subprocess.Popen | None = None, timeout: float = 120.0,
+             poll: float = 0.2) -> None:
+    """Wait until ``ready()`` is true. Fails the test, naming ``what``, if ``proc`` ends first or
+    ``timeout`` seconds pass (then ``proc`` is killed): a test never goes on as if it had happened."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        timed_out = time.monotonic() > deadline
+        if proc is not None and (timed_out or proc.poll() is not None):
+            if timed_out:
+                proc.kill()
+            out, err = proc.communicate(timeout=30)
+            why = f"timed out after {timeout:g} s" if timed_out else f"ended with exit status {proc.returncode}"
+            pytest.fail(f"{why} waiting for {what}: {(err or out or '')[-2000:]}")
+        if timed_out:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
+
+
+def fake_clock(trainer, costs: dict[str, float], before=None) -> list[float]:
+    """Give ``trainer`` its own clock (``Trainer.clock``), from 0, advanced only by ``costs``: the
+    seconds each call of a trainer method takes on it (``{"step": 0.1}``), so that a test of a rule
+    about time checks the rule and not the machine's speed. ``before(name)``, if given, runs after
+    the clock advanced and before the method (a test's Ctrl-C at a chosen step). Returns the clock's
+    reading, a one-element list."""
+    now = [0.0]
+    trainer.clock = lambda: now[0]
+    for name, cost in costs.items():
+        def costly(*args, _method=getattr(trainer, name), _cost=cost, _name=name, **kwargs):
+            now[0] += _cost
+            if before is not None:
+                before(_name)
+            return _method(*args, **kwargs)
+        setattr(trainer, name, costly)
+    return now
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,8 +3,6 @@ documented repair), through load_dataset and through the CLI; and a property tes
 malformed transforms files either load or raise DataError, never anything else."""
 import json
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -18,7 +16,7 @@ from taichi_nerf import cli
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import load_dataset
 
-from .conftest import checkout_env
+from .conftest import run_cli
 
 POSE = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]
 POSE2 = [[0, 0, 1, 4], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
@@ -268,11 +266,6 @@ def test_other_formats_bad_files(tmp_path):
 
 
 # --- through the command line --------------------------------------------------------------
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True,
-                          env=checkout_env(), timeout=120)
-
-
 @pytest.mark.parametrize("case", ["missing", "malformed", "nan_pose"])
 def test_cli_data_info_errors_are_one_line(tmp_path, case):
     if case == "missing":

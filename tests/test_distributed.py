@@ -6,14 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from .conftest import CHECKOUT as ROOT
-from .conftest import checkout_env, rel_err, tiny_config
+from .conftest import checkout_env, rel_err, tiny_config, wait_for
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -144,10 +143,7 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
                                 env={**process_env(), "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not (out / "checkpoint.pt").is_file() and launcher.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert (out / "checkpoint.pt").is_file(), launcher.communicate(timeout=60)[1][-3000:]
+        wait_for((out / "checkpoint.pt").is_file, "the first checkpoint", launcher, timeout=240)
         victims = [pid for pid in children_of(launcher.pid) if rank_of(pid) == 1]
         assert len(victims) == 1, children_of(launcher.pid)
         os.kill(victims[0], signal.SIGKILL)
@@ -196,10 +192,9 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
          "--no-progress", "--arch", "cpu", "--video-frames", "0"],
         cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline, metrics = time.monotonic() + 240, out / "metrics.jsonl"
-        while launcher.poll() is None and time.monotonic() < deadline and not (
-                metrics.is_file() and '"loss"' in metrics.read_text()):
-            time.sleep(0.2)
+        metrics = out / "metrics.jsonl"
+        wait_for(lambda: metrics.is_file() and '"loss"' in metrics.read_text(), "a training row of metrics", launcher,
+                 timeout=240)
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does (the ranks run in their own session)
         stdout, err = launcher.communicate(timeout=60)
     finally:

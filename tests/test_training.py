@@ -16,7 +16,7 @@ from taichi_nerf.runs.checkpoint import load, read_state
 from taichi_nerf.training.losses import training_loss
 from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import ARCH, checkout_env, sampled_images, tiny_config
+from .conftest import ARCH, checkout_env, fake_clock, run_cli, sampled_images, tiny_config, wait_for
 
 
 def params(trainer):
@@ -140,9 +140,11 @@ def test_config_validation_and_file(tmp_path):
     assert TrainConfig.from_file(tmp_path / "d.json").steps == 7
 
 
-def run_cli(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "taichi_nerf", *args], capture_output=True, text=True,
-                          timeout=timeout, env=checkout_env(), **kw)
+def wait_until_training(proc, out):
+    """Until the run in ``out`` has logged 3 rows of metrics (it is training); fails if it ends first or
+    takes over 120 s."""
+    metrics = out / "metrics.jsonl"
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) > 2, "3 rows of metrics", proc)
 
 
 @pytest.mark.slow
@@ -154,13 +156,7 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path):
            "--eval-every", "100000", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=checkout_env())
-    # wait until it is training (metrics appear), then interrupt
-    import time
-
-    deadline = time.time() + 120
-    metrics = out / "metrics.jsonl"
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):
-        time.sleep(0.2)
+    wait_until_training(proc, out)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -182,8 +178,6 @@ def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
     """SIGHUP (the terminal of a remote session went away) ended a run at once, losing the steps
     since its last checkpoint; now it stops and saves as Ctrl-C does. (Started with SIGHUP at its
     default: a suite run under nohup passes it on ignored.)"""
-    import time
-
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(out), "--steps",
            "100000", "--width", "16", "--depth", "2", "--batch-rays", "64", "--samples", "8", "--checkpoint-every",
@@ -191,9 +185,7 @@ def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
            "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=checkout_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-    deadline, metrics = time.time() + 120, out / "metrics.jsonl"
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 2):
-        time.sleep(0.2)
+    wait_until_training(proc, out)
     proc.send_signal(signal.SIGHUP)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
@@ -378,12 +370,14 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
     and the checkpoint keeps that progress, so a resumed run does not jump back to a high rate.
     The progress bar counts the time limit's seconds, not the steps that are never reached: it
     ends full, with the step and the training numbers beside it, and a bar over the final
-    validation follows; the first and last lines say that the limit, not the steps, ends the run."""
+    validation follows; the first and last lines say that the limit, not the steps, ends the run.
+    Each step costs 0.1 s of the test's own clock."""
     from taichi_nerf.cli.train import report_end, report_start
 
     cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0).replace(
         time_limit_s=1.5, progress=True)
     trainer = Trainer(cfg)
+    fake_clock(trainer, {"step": 0.1})
     report_start(trainer, resume=False)
     report_end(trainer, trainer.run(), video_frames=0)
     assert trainer.step_count < cfg.steps and trainer.time_used == 1.0
@@ -416,16 +410,10 @@ def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path):
                       preview_every=0).replace(time_limit_s=2.0)
 
     def timed(trainer, stop_at=None):
-        now = [0.0]
-        trainer.clock = lambda: now[0]
-        step = trainer.step
-
-        def costly():
-            now[0] += 0.1
+        def interrupt(_name):
             if trainer.step_count + 1 == stop_at:
                 raise KeyboardInterrupt  # Ctrl-C, as the second one raises it
-            return step()
-        trainer.step = costly
+        fake_clock(trainer, {"step": 0.1}, before=interrupt)
         return trainer
 
     first = timed(Trainer(cfg), stop_at=9).run()
@@ -448,14 +436,7 @@ def test_the_step_that_spends_the_time_limit_is_validated_once(tiny_scene, tmp_p
     cfg = tiny_config(tiny_scene, tmp_path, steps=100000, eval_every=1, preview_every=1,
                       checkpoint_every=0).replace(time_limit_s=1.0)
     trainer = Trainer(cfg)
-    now = [0.0]
-    trainer.clock = lambda: now[0]
-    step = trainer.step
-
-    def costly():
-        now[0] += 0.1  # checks cost nothing on this clock: only the spent limit can skip them
-        return step()
-    trainer.step = costly
+    fake_clock(trainer, {"step": 0.1})  # checks cost nothing on this clock: only the spent limit can skip them
     previews, preview = [], trainer.write_preview
     trainer.write_preview = lambda *a, **k: previews.append(trainer.step_count) or preview(*a, **k)
     result = trainer.run()
@@ -510,14 +491,8 @@ def test_a_time_limited_run_keeps_its_checks_to_a_share_of_the_time(tiny_scene, 
                       checkpoint_every=5).replace(time_limit_s=2.0)
     trainer = Trainer(cfg)
     trainer.callbacks.append(Checkpoints())
-    now = [0.0]
-    trainer.clock = lambda: now[0]
     costs = {"step": 0.05, "validate": 0.01, "write_preview": 0.005}  # ~40 steps in the limit
-    for name, cost in costs.items():
-        def costly(*args, _method=getattr(trainer, name), _cost=cost, **kwargs):
-            now[0] += _cost
-            return _method(*args, **kwargs)
-        setattr(trainer, name, costly)
+    fake_clock(trainer, costs)
     result = trainer.run()
     periodic = [r["step"] for r in trainer.history if "val_psnr" in r and not r.get("final")]
     previews = len(list((tmp_path / "limited" / "previews").glob("step_*.png")))
