@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from taichi_nerf.config import TrainConfig
 from taichi_nerf.runs import checkpoint
 from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import ARCH, TINY, checkout_env, refused, snapshot, tiny_config
+from .conftest import ARCH, TINY, checkout_env, refused, snapshot, tiny_config, wait_for
 
 
 def metrics_rows(folder: Path) -> list[dict]:
@@ -63,14 +62,7 @@ def _start(*args, hold: Path | None = None) -> subprocess.Popen:
 
 
 def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before {what}: {proc.communicate()[1][-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.01)
+    wait_for(ready, what, proc, timeout=timeout, poll=0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
 
