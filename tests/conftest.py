@@ -155,12 +155,17 @@ TINY = ["--width", "16", "--depth", "2", "--pos-frequencies", "4", "--dir-freque
         "--log-every", "5", "--no-progress", "--arch", ARCH]
 
 
+def digest(data: bytes) -> str:
+    """What :func:`snapshot` keeps of a file's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def snapshot(folder: Path) -> dict:
-    """Every file under ``folder`` and a hash of its bytes: what "nothing changed" compares."""
+    """Every file under ``folder`` (its path relative to ``folder``) and a hash of its bytes
+    (:func:`digest`): what "nothing changed" compares."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): digest(p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def refused(capsys, argv, *needles) -> str:

@@ -29,7 +29,7 @@ from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
 
-from .conftest import checkout_env
+from .conftest import checkout_env, digest, refused, snapshot
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0
@@ -239,12 +239,8 @@ def _noise_photos(folder: Path, count: int, size=(96, 96), seed=0) -> None:
 
 
 def _refused(args, capsys, *needles) -> str:
-    assert main(["data", "from-photos", *map(str, args), "--no-progress"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-    return err
+    """``data from-photos ARGS`` refused: conftest's :func:`refused`."""
+    return refused(capsys, ["data", "from-photos", *args, "--no-progress"], *needles)
 
 
 def test_bad_inputs_are_refused_in_one_line(tmp_path, capsys):
@@ -388,11 +384,6 @@ def test_without_pycolmap_the_command_says_how_to_install(tmp_path, capsys, monk
 
 
 # --- --overwrite replaces only the dataset (issue 23) ------------------------------------------
-def _snapshot(folder: Path) -> dict:
-    """Every file under ``folder`` (relative path -> bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _earlier_dataset(photos_dataset, out: Path) -> dict:
     import shutil
 
@@ -400,7 +391,7 @@ def _earlier_dataset(photos_dataset, out: Path) -> dict:
     (out / "NOTES.md").write_text("where and when I took these photos\n")
     (out / "scripts").mkdir()
     (out / "scripts" / "shoot.sh").write_text("#!/bin/sh\n")
-    return _snapshot(out)
+    return snapshot(out)
 
 
 def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_dataset, tmp_path, monkeypatch):
@@ -415,14 +406,14 @@ def test_overwrite_replaces_the_dataset_and_keeps_other_files(capture, photos_da
     model = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
     monkeypatch.setattr(photos, "run_colmap", lambda *args, **kwargs: (model, 1, 780))
     photos.from_photos(capture[0], out, overwrite=True, progress=False)
-    after = _snapshot(out)
+    after = snapshot(out)
     for name in ("NOTES.md", "scripts/shoot.sh"):
         assert after[name] == before[name]
     assert "images/IMG_9999.jpg" not in after  # the earlier dataset's files went, the new one's are all there
     assert not any(n.startswith("masks/") for n in after)  # read as this dataset's, they masked its photos
     photos = sorted(f"images/{p.name}" for p in capture[0].iterdir())
     assert sorted(n for n in after if n.startswith("images/")) == photos
-    assert json.loads(after["transforms.json"])["colmap"]["total"] == VIEWS
+    assert json.loads((out / "transforms.json").read_text())["colmap"]["total"] == VIEWS
     assert not list(tmp_path.glob(".ds.*"))
 
 
@@ -459,14 +450,14 @@ def test_a_refused_overwrite_leaves_every_file(capture, photos_dataset, tmp_path
                 ([tmp_path / "noise"], "registered no images")]
     for args, needle in refusals:
         _refused([*args, "--out", out, "--overwrite"], capsys, needle)
-        assert _snapshot(out) == before, args
+        assert snapshot(out) == before, args
     monkeypatch.setitem(sys.modules, "pycolmap", None)
     _refused([capture[0], "--out", out, "--overwrite"], capsys, "pip install")
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     monkeypatch.undo()
     (out / "transforms_train.json").write_text("{}")  # another dataset's file: it would outlive the swap
     _refused([capture[0], "--out", out, "--overwrite"], capsys, "did not write (transforms_train.json)")
-    assert _snapshot(out) == {**before, "transforms_train.json": b"{}"}
+    assert snapshot(out) == {**before, "transforms_train.json": digest(b"{}")}
     assert not list(tmp_path.glob(".ds.*"))
 
 

@@ -12,6 +12,8 @@ from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import load_dataset
 
+from .conftest import refused
+
 SIZE, VIEWS = 24, 6
 
 
@@ -213,18 +215,10 @@ def test_the_grid_never_measures_or_marches_a_cell_outside_the_visual_hull(tmp_p
 
 
 # --- bad masks: one line naming the first bad file ---------------------------------------------
-def _refused(args, capsys, needle) -> str:
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert needle in err, err
-    return err
-
-
 def test_missing_mask_file(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     (root / "masks" / "IMG_3.png").unlink()
-    err = _refused(["data", "info", str(root)], capsys, "IMG_3.JPG: no mask for this image")
+    err = refused(capsys, ["data", "info", str(root)], "IMG_3.JPG: no mask for this image")
     assert err.endswith("add it, or --mask-mode off trains without the masks"), err
     assert main(["data", "info", str(root), "--mask-mode", "off"]) == 0  # the way out the line gives
     assert "masks:" not in capsys.readouterr().out
@@ -233,7 +227,7 @@ def test_missing_mask_file(tmp_path, capsys):
 def test_more_masks_than_images(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(_mask()).save(root / "masks" / "IMG_99.png")
-    err = _refused(["data", "info", str(root)], capsys, "IMG_99.png: mask without an image (7 masks for 6 images")
+    err = refused(capsys, ["data", "info", str(root)], "IMG_99.png: mask without an image (7 masks for 6 images")
     assert err.endswith("remove it, or --mask-mode off trains without the masks"), err
 
 
@@ -242,26 +236,26 @@ def test_two_masks_for_one_image(tmp_path, capsys):
     one is meant cannot be told."""
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(root / "masks" / "IMG_2.jpg")
-    _refused(["data", "info", str(root)], capsys, "IMG_2.png: a second mask for one image, beside IMG_2.jpg")
+    refused(capsys, ["data", "info", str(root)], "IMG_2.png: a second mask for one image, beside IMG_2.jpg")
 
 
 def test_all_black_mask(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(root / "masks" / "IMG_2.png")
-    _refused(["data", "info", str(root)], capsys, "IMG_2.png: mask is all black")
+    refused(capsys, ["data", "info", str(root)], "IMG_2.png: mask is all black")
 
 
 def test_mask_of_another_shape(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(np.full((SIZE, 2 * SIZE), 255, np.uint8)).save(root / "masks" / "IMG_1.png")
-    line = _refused(["data", "info", str(root)], capsys, "IMG_1.png: mask is 48x24, its image is 24x24")
+    line = refused(capsys, ["data", "info", str(root)], "IMG_1.png: mask is 48x24, its image is 24x24")
     assert "aspect ratio" in line and "cannot read" not in line and line.count("IMG_1.png") == 1  # read: said once
 
 
 def test_unreadable_mask(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     (root / "masks" / "IMG_4.png").write_bytes(b"not a png")
-    _refused(["data", "info", str(root)], capsys, "IMG_4.png: cannot read mask")
+    refused(capsys, ["data", "info", str(root)], "IMG_4.png: cannot read mask")
 
 
 def test_mask_path_on_some_frames_only(tmp_path, capsys):
@@ -269,7 +263,7 @@ def test_mask_path_on_some_frames_only(tmp_path, capsys):
     meta = json.loads((root / "transforms.json").read_text())
     del meta["frames"][2]["mask_path"]
     (root / "transforms.json").write_text(json.dumps(meta))
-    _refused(["data", "info", str(root)], capsys, "frame 2 (IMG_2.JPG): frame has no 'mask_path'")
+    refused(capsys, ["data", "info", str(root)], "frame 2 (IMG_2.JPG): frame has no 'mask_path'")
 
 
 def test_mask_path_to_a_missing_file(tmp_path):

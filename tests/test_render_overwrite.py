@@ -6,16 +6,12 @@ import pytest
 
 from taichi_nerf import cli
 
-from .conftest import ARCH
+from .conftest import ARCH, snapshot
 
 
 def _render(run, out, *extra) -> int:
     return cli.main(["render", "--ckpt", str(run), "--split", "test", "--out", str(out), "--no-progress",
                      "--arch", ARCH, *map(str, extra)])
-
-
-def _snapshot(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def test_earlier_render_is_refused_then_replaced_by_overwrite(trained_builtin, tmp_path, capsys):
@@ -24,21 +20,21 @@ def test_earlier_render_is_refused_then_replaced_by_overwrite(trained_builtin, t
     assert _render(run, out, "--depth") == 0
     (out / "NOTES.md").write_text("my notes\n")
     (out / "cover.png").write_bytes(b"not a render")  # a PNG render did not name
-    before = _snapshot(out)
+    before = snapshot(out)
     assert sum(name.endswith(".png") for name in before) == 3 * 2 + 1
     capsys.readouterr()
     for extra in ([], ["--limit", "1"]):
         assert _render(run, out, *extra) == cli.EXIT_USAGE
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0], err
-        assert _snapshot(out) == before
+        assert snapshot(out) == before
     # a check that refuses after the folder's: still nothing removed
     assert cli.main(["render", "--ckpt", str(run), "--split", "bogus", "--out", str(out), "--overwrite",
                      "--no-progress", "--arch", ARCH]) == cli.EXIT_USAGE
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     assert _render(run, out, "--limit", "1", "--overwrite") == 0
-    after = _snapshot(out)
-    metrics = json.loads(after["metrics.json"])
+    after = snapshot(out)
+    metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["count"] == 1
     listed = {name for row in metrics["images"] for name in row["files"].values()}
     assert {n for n in after if n.endswith(".png")} == listed | {"cover.png"}  # no PNG of the earlier render left
