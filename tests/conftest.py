@@ -1,3 +1,4 @@
+import contextlib
 import hashlib
 import os
 import shutil
@@ -80,6 +81,16 @@ def taichi_backend():
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     return backend.init(ARCH, max_samples_per_ray=512)
+
+
+@contextlib.contextmanager
+def torch_seeded(seed: int = 0):
+    """torch's global generator seeded, for code that draws from it (a network's first weights, a
+    Trainer's seeding), and its state given back afterwards: the tests after draw what they would
+    have without this one. A context manager or a test's decorator."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from taichi_nerf.scenes.synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_s
 from taichi_nerf.stages.cameras import focal_from_fov, sphere_poses
 from taichi_nerf.training.trainer import Trainer
 
+from .conftest import torch_seeded
+
 SIZE, VIEWS = 32, 30
 
 
@@ -25,6 +27,7 @@ def small_config(out, **changes):
 
 
 @pytest.mark.slow
+@torch_seeded(0)  # the global generator given back afterwards, as the Trainer seeds it too
 def test_npz_of_the_builtin_scene_trains(tmp_path, taichi_backend):
     poses = sphere_poses(VIEWS, CAMERA_RADIUS, seed=11)
     focal = focal_from_fov(SIZE, CAMERA_ANGLE_X)
@@ -34,7 +37,6 @@ def test_npz_of_the_builtin_scene_trains(tmp_path, taichi_backend):
     np.savez(tmp_path / "scene.npz", images=rgb.numpy(), poses=poses.numpy(), focal=np.float64(focal))
     ds = load_dataset(tmp_path / "scene.npz")
     assert ds.splits["val"].count == VIEWS - int(VIEWS * 0.8)
-    torch.manual_seed(0)
     threads = torch.get_num_threads()
     # Small matrices: one thread is faster, and far faster when other jobs share the cores
     # (measured 13 s with one thread against 59 s with two on a busy 2-core machine).

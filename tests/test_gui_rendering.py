@@ -9,16 +9,16 @@ from taichi_nerf.outputs.video import OrbitRecorder, write_orbit
 from taichi_nerf.rendering.renderer import Renderer
 from taichi_nerf.rendering.scene import Scene, orbit_cameras
 
-from .conftest import ARCH
+from .conftest import ARCH, torch_seeded
 
 
 def small_renderer(device) -> Renderer:
-    torch.manual_seed(0)
     scene = Scene(aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], near=2.0, far=6.0, center=[0.0, 0.0, 0.0],
                   up=[0.0, 0.0, 1.0], orbit_radius=4.0, orbit_elevation_deg=30.0, fov_x=0.7, aspect=1.25)
     cfg = TrainConfig(width=16, depth=2, pos_frequencies=4, dir_frequencies=2, sampler="stratified", samples_per_ray=16,
                       arch=ARCH, density_bias=2.0)
-    return Renderer.from_config(cfg, scene, device)
+    with torch_seeded(0):  # the field's first weights
+        return Renderer.from_config(cfg, scene, device)
 
 
 def test_rows_of_a_camera_are_the_rows_of_its_image(device):

@@ -16,7 +16,7 @@ from taichi_nerf.stages.occupancy import OccupancyGrid, terminate
 from taichi_nerf.stages.packing import Samples, compact
 from taichi_nerf.stages.sampling import importance, ray_bounds, stratified
 
-from .conftest import ARCH, rel_err, tiny_config
+from .conftest import ARCH, rel_err, tiny_config, torch_seeded
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +134,11 @@ def _opaque_view(device, seed: int, density_bias: float, samples: int, size: int
     """A random field made opaque by its density bias, its stratified renderer, and the rays
     of one orbit camera: (field, renderer, poses, intrinsics, width, height, origins,
     directions, white background)."""
-    torch.manual_seed(seed)
     pos, direction = HarmonicSpec(4), HarmonicSpec(2)
-    field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=density_bias).to(device)
     scene = Scene(near=2.0, far=6.0, aabb=BOX.tolist(), orbit_radius=4.0)
-    renderer = Renderer(field, pos, direction, scene, samples, device)
+    with torch_seeded(seed):  # the field's first weights
+        field = RadianceField(pos.dim, direction.dim, 32, 2, density_bias=density_bias).to(device)
+        renderer = Renderer(field, pos, direction, scene, samples, device)
     poses, intr, w, h = orbit_cameras(scene, 1, size)
     o, d = image_rays(poses.to(device), intr.to(device), 0, w, 0, w * h)
     return field, renderer, poses, intr, w, h, o, d, torch.ones(1, 3, device=device)

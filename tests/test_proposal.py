@@ -16,7 +16,7 @@ from taichi_nerf.stages.proposal import (
     spacing_torch,
 )
 
-from .conftest import rel_err
+from .conftest import rel_err, torch_seeded
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 
@@ -73,9 +73,9 @@ def test_rendering_places_render_count_samples_and_training_count():
 
 
 @pytest.mark.parametrize("unbounded", [False, True])
+@torch_seeded(0)  # the network's first weights and its jitter come from the global generator
 def test_samples_gather_where_the_proposal_network_sees_a_surface(unbounded):
     """A network taught a wall at a fixed depth puts most of the field's samples around it."""
-    torch.manual_seed(0)
     bins, count = 64, 32
     sampler = ProposalSampler(AABB, bins, count, unbounded)
     origins, dirs = rays(256, 3, inside=False)
