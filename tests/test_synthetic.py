@@ -16,8 +16,12 @@ SIZE = 32
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _cpu_backend():
+def _cpu_backend(taichi_backend):
+    """This module on the CPU backend, and the suite's backend (TAICHI_NERF_TEST_ARCH) back after it:
+    the modules after it must not run their kernels on the CPU while their tensors are on the GPU."""
     backend.init("cpu")
+    yield
+    backend.init(taichi_backend.arch, taichi_backend.max_samples_per_ray)
 
 
 @pytest.fixture(scope="module")
