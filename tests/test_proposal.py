@@ -100,17 +100,6 @@ def test_samples_gather_where_the_proposal_network_sees_a_surface(unbounded):
     assert close > 0.25, float(close)  # an even spread over [near, far] puts < 10% there
 
 
-def reference_loss(weights_p, s_lo, s_hi, a, b, ray, w):
-    """Brute force in float64: each field interval's bound is the proposal weight of every bin
-    its [a, b] overlaps."""
-    n, bins = weights_p.shape
-    edges = s_lo[:, None] + (s_hi - s_lo)[:, None] * torch.arange(bins + 1, dtype=torch.float64) / bins
-    lo_e, hi_e = edges[ray, :-1], edges[ray, 1:]
-    overlaps = (hi_e > a[:, None]) & (lo_e < b[:, None])
-    bound = (weights_p[ray] * overlaps).sum(1)
-    return (torch.relu(w - bound) ** 2 / (w + 1e-7)).sum() / n
-
-
 @pytest.mark.parametrize("unbounded", [False, True])
 @pytest.mark.parametrize("rays_,bins,per_ray", [(3, 8, 4), (40, 64, 32), (17, 128, 200), (9, 256, 130)])
 def test_interlevel_loss_matches_a_float64_reference(unbounded, rays_, bins, per_ray):
@@ -127,8 +116,8 @@ def test_interlevel_loss_matches_a_float64_reference(unbounded, rays_, bins, per
     ours.backward()
     ours_grad = weights_p.grad.clone()
     weights_p.grad = None
-    ref = reference_loss(weights_p, s_lo, s_hi, edges_s[:, :-1].reshape(-1), edges_s[:, 1:].reshape(-1),
-                         ray_index.long(), w)
+    ref = reference.interlevel_loss(weights_p, s_lo, s_hi, edges_s[:, :-1].reshape(-1), edges_s[:, 1:].reshape(-1),
+                                    ray_index.long(), w)
     ref.backward()
     torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(ours_grad, weights_p.grad, rtol=1e-3, atol=1e-6)
@@ -157,15 +146,6 @@ def random_intervals(rays_, bins, per_ray, unbounded, g):
     return s_lo, s_hi, scale, edges_s, samples
 
 
-def reference_distortion(s_lo, s_hi, edges_s, w):
-    """The distortion loss as written, a double sum over every pair of intervals, in float64."""
-    u = (edges_s - s_lo[:, None]) / (s_hi - s_lo)[:, None]
-    a, b = u[:, :-1], u[:, 1:]
-    m = 0.5 * (a + b)
-    pairs = (w[:, :, None] * w[:, None, :] * (m[:, :, None] - m[:, None, :]).abs()).sum((1, 2))
-    return (pairs + (w * w * (b - a)).sum(1) / 3).mean()
-
-
 @pytest.mark.parametrize("unbounded", [False, True])
 @pytest.mark.parametrize("rays_,per_ray", [(3, 4), (40, 32), (17, 200), (9, 130)])
 def test_distortion_loss_matches_a_float64_double_sum(unbounded, rays_, per_ray):
@@ -176,7 +156,7 @@ def test_distortion_loss_matches_a_float64_double_sum(unbounded, rays_, per_ray)
     histogram = ProposalHistogram(torch.zeros(rays_, 65), s_lo.float(), s_hi.float(), scale.float(), unbounded)
     ours = distortion_loss(histogram, samples, w32)
     ours.backward()
-    ref = reference_distortion(s_lo, s_hi, edges_s, w)
+    ref = reference.distortion_loss(s_lo, s_hi, edges_s, w)
     ref.backward()
     torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(w32.grad.double(), w.grad.reshape(-1), rtol=1e-3, atol=1e-6)
@@ -203,16 +183,9 @@ def test_distortion_loss_on_rays_of_different_counts(unbounded, rays_, per_ray):
     ours = distortion_loss(histogram, samples, w32)
     ours.backward()
     w64 = w.reshape(-1)[index].clone().requires_grad_()
-    u = ((edges_s - s_lo[:, None]) / (s_hi - s_lo)[:, None])
-    a, b = u[:, :-1].reshape(-1)[index], u[:, 1:].reshape(-1)[index]
-    total = w64.sum() * 0.0
-    for r in range(rays_):  # the definition, ray by ray, over the intervals the ray kept
-        mine = samples.ray_index == r
-        wr, ar, br = w64[mine], a[mine], b[mine]
-        mr = 0.5 * (ar + br)
-        pairs = (wr[:, None] * wr[None, :] * (mr[:, None] - mr[None, :]).abs()).sum()
-        total = total + pairs + (wr * wr * (br - ar)).sum() / 3
-    ref = total / rays_
+    # the definition over the intervals each ray kept: a dropped interval weighs 0 in the double sum
+    kept = torch.zeros(rays_ * per_ray, dtype=torch.float64).index_put((index,), w64).view(rays_, per_ray)
+    ref = reference.distortion_loss(s_lo, s_hi, edges_s, kept)
     ref.backward()
     torch.testing.assert_close(ours.double(), ref, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(w32.grad.double(), w64.grad, rtol=1e-3, atol=1e-6)
@@ -233,7 +206,7 @@ def test_distortion_gradients_reach_the_densities_through_compositing(method, ra
     s64 = sigma.double().requires_grad_()
     w64 = reference.composite_packed(s64, rgb.double(), samples.t.double(), samples.delta.double(), samples.offsets,
                                      samples.counts, bg.double())[3]
-    reference_distortion(s_lo, s_hi, edges_s, w64.view(rays_, per_ray)).backward()
+    reference.distortion_loss(s_lo, s_hi, edges_s, w64.view(rays_, per_ray)).backward()
     assert rel_err(s32.grad, s64.grad) < 1e-4
     assert s64.grad.abs().max() > 0
 

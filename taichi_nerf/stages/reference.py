@@ -130,3 +130,26 @@ def importance(t_near, t_far, coarse_t, weights, u, fine_per_ray):
     lo = torch.cat([t_near.double()[:, None], mids], 1)
     hi = torch.cat([mids, t_far.double()[:, None]], 1)
     return merged, (hi - lo).clamp_min(0)
+
+
+def interlevel_loss(weights_p, s_lo, s_hi, a, b, ray, w):
+    """:func:`taichi_nerf.stages.proposal.interlevel_loss` by brute force: each field interval
+    [a, b] (in s) of weight ``w`` on ray ``ray`` is bounded by the proposal weight of every bin of
+    ``weights_p`` (rays, bins; even bins over [s_lo, s_hi]) it overlaps."""
+    n, bins = weights_p.shape
+    edges = s_lo[:, None] + (s_hi - s_lo)[:, None] * torch.arange(bins + 1, dtype=torch.float64) / bins
+    lo_e, hi_e = edges[ray, :-1], edges[ray, 1:]
+    overlaps = (hi_e > a[:, None]) & (lo_e < b[:, None])
+    bound = (weights_p[ray] * overlaps).sum(1)
+    return (torch.relu(w - bound) ** 2 / (w + 1e-7)).sum() / n
+
+
+def distortion_loss(s_lo, s_hi, edges_s, w):
+    """:func:`taichi_nerf.stages.proposal.distortion_loss` as written, a double sum over every pair
+    of intervals: ``edges_s`` (rays, k + 1) the intervals' edges in s, ``w`` (rays, k) their weights
+    (an interval a ray does not have: weight 0)."""
+    u = (edges_s - s_lo[:, None]) / (s_hi - s_lo)[:, None]
+    a, b = u[:, :-1], u[:, 1:]
+    m = 0.5 * (a + b)
+    pairs = (w[:, :, None] * w[:, None, :] * (m[:, :, None] - m[:, None, :]).abs()).sum((1, 2))
+    return (pairs + (w * w * (b - a)).sum(1) / 3).mean()
