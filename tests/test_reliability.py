@@ -61,7 +61,7 @@ def _start(*args, hold: Path | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 90.0) -> None:
+def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300.0) -> None:
     wait_for(ready, what, proc, timeout=timeout, poll=0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
