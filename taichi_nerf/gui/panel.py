@@ -126,7 +126,7 @@ def stats_lines(app) -> list[tuple[str, tuple]]:
     spr = app.view.samples_decided() or f"{app.view.render_samples}"
     lines.append((f"samples/ray {spr}" + (f", train {trained:.1f}" if trained else ""), WHITE))
     now = "{}x{}".format(*p.size(p.shown)) if p.shown >= 0 else "-"
-    state = " (coarse while training)" if p.target < p.top else ("" if p.complete else " (refining)")
+    state = ", coarse" if p.target < p.top else ("" if p.complete else ", refining")  # fits the panel's width
     lines.append((f"view {now} of {p.full_width}x{p.full_height}{state}", WHITE))
     lines.append((f"render {app.render_ms.value or 0:.0f} ms   fps {app.fps.value or 0:.1f}", WHITE))
     keys = len(app.keyframes)
