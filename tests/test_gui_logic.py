@@ -176,7 +176,7 @@ def test_keys_map_to_actions_zoom_and_fly():
 # --- scheduling ----------------------------------------------------------------------------
 def test_training_schedule_pause_yield_and_stop():
     budgeted = TrainingSchedule()
-    assert budgeted.may_train(False) and budgeted.steps_for_frame(False) == 0  # the frame budget decides
+    assert budgeted.may_train(False) and budgeted.steps_for_frame(False) is None  # the frame budget decides
     s = TrainingSchedule(steps_per_frame=3)
     assert s.steps_for_frame(camera_moving=False) == 3
     assert s.steps_for_frame(camera_moving=True) == 0  # the CPU goes to the moving preview
@@ -190,6 +190,56 @@ def test_training_schedule_pause_yield_and_stop():
     assert s.reached(10) and s.paused and s.steps_for_frame(False) == 0
     s.paused = False
     assert not s.reached(11)  # only once: the user may train on
+
+
+class FakeBudget:
+    """A frame budget that pays for ``steps`` steps (the real one measures them on the clock)."""
+
+    def __init__(self, steps: int = 0):
+        self.left, self.granted, self.forfeited, self.paid_for = steps, 0, 0, 0
+
+    def grant(self, last_render_s):
+        self.granted += 1
+
+    def forfeit(self):
+        self.forfeited += 1
+
+    def wants_step(self):
+        return self.paid_for < self.left
+
+    def paid(self, seconds):
+        self.paid_for += 1
+
+
+class FakeView:
+    def __init__(self):
+        self.refreshed = 0
+
+    def refresh(self):
+        self.refreshed += 1
+
+
+@pytest.mark.parametrize("per_frame, moving, stops_after, steps, budget_steps", [
+    (3, False, None, 3, 0),  # the fixed count
+    (3, True, None, 0, 0),  # the camera moves: the preview first
+    (-2, False, None, 0, 0),  # never negative (the command line refuses it; the schedule holds anyway)
+    (3, False, 2, 2, 0),  # a step that says stop ends the frame's training
+    (None, False, None, 5, 5),  # the frame budget decides
+])
+def test_train_frame_takes_the_schedules_steps(per_frame, moving, stops_after, steps, budget_steps):
+    from taichi_nerf.viewing.timeshare import train_frame
+
+    schedule, budget, view, ran = TrainingSchedule(steps_per_frame=per_frame), FakeBudget(budget_steps), FakeView(), []
+
+    def step():
+        ran.append(None)
+        return stops_after is None or len(ran) < stops_after
+
+    seconds, trained = train_frame(schedule, budget, view, step, moving, 0.01)
+    assert trained == len(ran) == steps
+    assert seconds >= 0.0 and view.refreshed == (1 if steps else 0)
+    assert budget.forfeited == (1 if steps == 0 else 0)  # a frame that may not train gives its share to rendering
+    assert budget.granted == (1 if per_frame is None else 0) and budget.paid_for == budget_steps
 
 
 def simulate_budget(budget: FrameBudget, step_s: float, render_s_per_frame=None, frames: int = 400):

@@ -25,10 +25,13 @@ class TrainingSchedule:
     def may_train(self, camera_moving: bool) -> bool:
         return self.can_train and not self.paused and not (self.yield_while_moving and camera_moving)
 
-    def steps_for_frame(self, camera_moving: bool) -> int:
-        """Fixed steps this frame (0 in budgeted mode: the budget decides)."""
-        if not self.may_train(camera_moving) or self.steps_per_frame is None:
+    def steps_for_frame(self, camera_moving: bool) -> int | None:
+        """This frame's steps: 0 while it may not train, None when the frame's time budget
+        decides (no ``steps_per_frame``), else ``steps_per_frame`` (never negative)."""
+        if not self.may_train(camera_moving):
             return 0
+        if self.steps_per_frame is None:
+            return None
         return max(0, int(self.steps_per_frame))
 
     def toggle_pause(self) -> bool:

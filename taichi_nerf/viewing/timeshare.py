@@ -9,14 +9,14 @@ REFRESH_S = 4.0  # while training, the view refines only as far as it can be red
 
 
 def train_frame(schedule, budget, view, step, moving: bool, last_render_s: float) -> tuple[float, int]:
-    """This frame's training: ``schedule.steps_per_frame`` steps, or as many as ``budget``
-    pays for; ``step()`` runs one and returns False to end the frame's training. A frame
-    that trained marks the view for a refresh. Returns (seconds, steps)."""
-    if not schedule.may_train(moving):
+    """This frame's training: ``schedule.steps_for_frame(moving)`` steps, or as many as
+    ``budget`` pays for when that is None; ``step()`` runs one and returns False to end the
+    frame's training. A frame that trained marks the view for a refresh. Returns (seconds, steps)."""
+    fixed = schedule.steps_for_frame(moving)
+    if fixed == 0:
         budget.forfeit()
         return 0.0, 0
     start, steps = time.perf_counter(), 0
-    fixed = schedule.steps_per_frame
     if fixed is None:
         budget.grant(last_render_s)
     while (steps < fixed) if fixed is not None else budget.wants_step():
