@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taichi_nerf.gui.perflog import FILE_NAME, read  # noqa: E402
+from taichi_nerf.runs.run_folder import GUI_LOG as FILE_NAME  # noqa: E402
+from taichi_nerf.viewing.perflog import read  # noqa: E402
 
 
 def gui_command(args, extra: list[str]) -> list[str]:

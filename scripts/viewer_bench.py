@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from taichi_nerf.viewer.perflog import FILE_NAME, read  # noqa: E402
+from taichi_nerf.runs.run_folder import VIEWER_LOG as FILE_NAME  # noqa: E402
+from taichi_nerf.viewing.perflog import read  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 

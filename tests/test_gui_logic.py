@@ -440,13 +440,13 @@ def test_keyframes_save_a_camera_path_that_render_reads_back(tmp_path):
 def test_performance_log_writes_strict_json_once_a_second(tmp_path, monkeypatch):
     import json
 
-    from taichi_nerf.gui import perflog
+    from taichi_nerf.viewing import perflog
 
-    log = perflog.PerformanceLog(tmp_path / "gui.jsonl")
+    log = perflog.WindowLog(tmp_path / "gui.jsonl")
     t0 = log.start
     state = {"width": 10, "height": 8, "full_width": 40, "full_height": 32, "complete": False}
     for k in range(1, 26):  # 25 frames of 0.1 s: 40 ms rendering, 50 ms one training step
-        log.frame(t0 + 0.1 * k, k, 0.04, 0.05, 1, state)
+        log.frame(t0 + 0.1 * k, k, steps=1, train_s=0.05, render_s=0.04, state=state)
     log.close()
     lines = (tmp_path / "gui.jsonl").read_text().splitlines()
     rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}")) for line in lines]

@@ -269,18 +269,22 @@ def test_a_video_goes_on_when_the_browser_leaves(web_session):
     assert list((trainer.out_dir / "videos").glob("orbit_step*.mp4"))
 
 
-def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys):
-    """The viewer's log (viewer.jsonl) in a run folder removed while the field is on view: one
-    warning, and the view goes on (the field is in memory)."""
+@pytest.mark.parametrize("kind, name, who", [("ViewerLog", "viewer.jsonl", "the viewer"),
+                                             ("WindowLog", "gui.jsonl", "the window")])
+def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys, kind, name, who):
+    """The viewer's log (viewer.jsonl), and the window's (gui.jsonl), in a run folder removed
+    while the field is on view: one warning, and the view goes on (the field is in memory)."""
     import shutil
 
-    from taichi_nerf.viewer.perflog import ViewerLog
+    from taichi_nerf.viewing import perflog
 
-    log = ViewerLog(tmp_path / "gone" / "viewer.jsonl")
+    log = getattr(perflog, kind)(tmp_path / "gone" / name)
+    log.frame(log.start + 0.5, 3, 1, 0.01, 0.02, {})
     shutil.rmtree(tmp_path / "gone")
-    log.flush_line(log.start + 1.0)
+    assert log.frame(log.start + 1.0, 4, 1, 0.01, 0.02, {})["step"] == 4  # the line it could not write
     log.flush_line(log.start + 2.0)
-    assert capsys.readouterr().err.count("the viewer stops logging there") == 1
+    assert capsys.readouterr().err.count(f"{who} stops logging there") == 1
+    assert not (tmp_path / "gone").exists()  # nor made the folder again
 
 def test_a_crash_in_the_viewer_saves_the_run_like_ctrl_c(web_session, capsys):
     app, server, trainer = web_session

@@ -6,7 +6,7 @@ schedule -> refine the view -> compose what changed of the window image -> draw 
 present. Training and rendering share each frame's time (``schedule.FrameBudget``), so the
 window keeps ~10 fps at any model size. The parts live beside this module: ``view``
 (progressive rendering), ``panel`` (layout, statistics, curves), ``actions`` (what buttons
-and keys do), ``keyframes`` (the camera path), ``perflog`` (gui.jsonl), and the plain-Python
+and keys do), ``keyframes`` (the camera path), ``viewing.perflog`` (gui.jsonl), and the plain-Python
 logic (``camera``, ``controls``, ``schedule``); this module wires them together.
 """
 import json
@@ -23,10 +23,12 @@ from ..files import write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import over_background, scene_background
 from ..runs import checkpoint
+from ..runs.run_folder import GUI_LOG
 from ..training.trainer import Trainer, TrainingDiverged
 from ..viewing import VIDEO_FRAMES, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
+from ..viewing.perflog import WindowLog
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
 from ..viewing.view import ProgressiveView
 from . import actions
@@ -35,8 +37,6 @@ from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
 from .launch import GuiUnavailable, check_environment, window_failure
 from .panel import Layout, draw_panel
-from .perflog import FILE_NAME as PERF_LOG
-from .perflog import PerformanceLog
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
@@ -103,7 +103,7 @@ class GuiApp:
         self.budget = FrameBudget(frame_s=options.frame_budget_s)
         self.fps, self.frame_ms, self.render_ms = RateMeter(), RateMeter(), RateMeter()
         self.keyframes = Keyframes(self.scene)
-        self.perf: PerformanceLog | None = None  # gui.jsonl, from open()
+        self.perf: WindowLog | None = None  # gui.jsonl, from open()
         self.curves = TrainingCurves(val_psnr)
         self.step_at_open = trainer.step_count if trainer is not None else step
         self.saved_step = self.step_at_open
@@ -168,7 +168,7 @@ class GuiApp:
         except RuntimeError as exc:  # a Vulkan driver that is installed but does not start, a refused display
             raise GuiUnavailable(window_failure(exc)) from None
         self.canvas = self.window.get_canvas()
-        self.perf = PerformanceLog(self.out_dir / PERF_LOG)
+        self.perf = WindowLog(self.out_dir / GUI_LOG)
         self.opened_at = time.perf_counter()
         return self
 
@@ -290,7 +290,7 @@ class GuiApp:
         if self.perf is not None:
             p = self.view.progressive
             width, height = p.size(p.shown) if p.shown >= 0 else (0, 0)
-            self.perf.frame(now, self.step, render_s if rendered else 0.0, train_s, steps, {
+            self.perf.frame(now, self.step, steps, train_s, render_s if rendered else 0.0, {
                 "width": width, "height": height, "full_width": p.full_width, "full_height": p.full_height,
                 "complete": p.complete, "moving": bool(moving), "paused": self.schedule.paused,
                 "refined_after_s": dict(self.view.refined_after_s)})

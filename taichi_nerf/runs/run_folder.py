@@ -31,7 +31,9 @@ LOCK_NAME = ".taichi-nerf.lock"
 # removes these and nothing else. In the folders a run writes, only the files it names so.
 RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
 RUN_VIDEOS = tuple(str(name) for video in VIDEO_FILES.values() for name in video_files(video))
-RUN_OUTPUTS = RUN_MARKERS + ("curves.png", "gui.jsonl", "viewer.jsonl", "camera_path.json") + RUN_VIDEOS + (
+# What the front ends write there: their performance logs (viewing/perflog.py) and the keyframes' path.
+GUI_LOG, VIEWER_LOG, CAMERA_PATH = "gui.jsonl", "viewer.jsonl", "camera_path.json"
+RUN_OUTPUTS = RUN_MARKERS + ("curves.png", GUI_LOG, VIEWER_LOG, CAMERA_PATH) + RUN_VIDEOS + (
     "previews/step_*.png", "screenshots/gui_step*.png", "videos/*_step*.mp4", "videos/*_step*.gif",
     "tensorboard/events.out.tfevents.*")
 # Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"

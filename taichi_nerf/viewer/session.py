@@ -22,15 +22,16 @@ import torch.nn.functional as F
 from ..files import write_text_atomic
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import scene_background
+from ..runs.run_folder import VIEWER_LOG
 from ..training.trainer import Trainer, TrainingDiverged
 from ..viewing import VIDEO_FRAMES, actions, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
+from ..viewing.perflog import ViewerLog
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
 from ..viewing.view import ProgressiveView
 from .camera import BrowserCamera, render_size, vertical_fov
 from .panel import Panel
-from .perflog import ViewerLog
 from .server import DEFAULT_RESOLUTION
 
 MOVE_HOLD_S = 0.2  # a camera message this recent means the camera is still moving
@@ -110,7 +111,7 @@ class WebViewer:
         self.panel = Panel(server.server, self.inbox, training=trainer is not None,
                            resolution_cap=self.resolution_cap, train_share=self.budget.train_share)
         self.panel.add_training_cameras(train_split, self.inbox, scale=0.06 * self.scene.orbit_radius)
-        self.log = ViewerLog(self.out_dir / "viewer.jsonl")
+        self.log = ViewerLog(self.out_dir / VIEWER_LOG)
         if trainer is not None:
             self.curves.seed(self.out_dir / "metrics.jsonl", trainer.step_count)
             trainer.callbacks += [self.curves, self]

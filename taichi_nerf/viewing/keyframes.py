@@ -12,8 +12,8 @@ import numpy as np
 
 from ..files import write_text_atomic
 from ..outputs import camera_path
+from ..runs.run_folder import CAMERA_PATH
 
-FILE_NAME = "camera_path.json"
 MIN_KEYFRAMES = 2  # a path needs somewhere to go
 
 
@@ -65,7 +65,7 @@ class Keyframes:
 
     def save(self, out_dir: Path, frames: int, width: int, height: int, fps: float) -> Path | None:
         """Write (or with no keyframes left, remove) ``out_dir/camera_path.json``."""
-        path = Path(out_dir) / FILE_NAME
+        path = Path(out_dir) / CAMERA_PATH
         if not self.poses:
             path.unlink(missing_ok=True)
             return None
