@@ -22,7 +22,7 @@ from taichi_nerf.viewer.camera import (
 from taichi_nerf.viewing.schedule import MIN_COARSE_PIXELS
 from taichi_nerf.viewing.view import ProgressiveView
 
-from .conftest import tiny_config
+from .conftest import refused, tiny_config
 from .test_gui_rendering import small_renderer
 
 
@@ -356,6 +356,12 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
     (["view", "--ckpt", "nowhere", "--viewer-host", "192.0.2.1"], "'192.0.2.1' is not an address of this machine"),
     (["train", "--viewer", "web", "--viewer-host", "192.0.2.1"], "is not an address of this machine"),
     (["view", "--ckpt", "nowhere"], "nowhere: no checkpoint found"),
+    # every flag of gui is checked before the browser branch: these reached the viewer unchecked
+    (["gui", "--web", "--steps-per-frame", "0"], "--steps-per-frame must be at least 1"),
+    (["gui", "--web", "--steps-per-frame", "-3"], "--steps-per-frame must be at least 1"),
+    (["gui", "--web", "--frames", "0"], "--frames must be at least 1"),
+    (["gui", "--web", "--seconds", "-1"], "--seconds must be positive"),
+    (["gui", "--web", "--window", "big"], "--window must look like"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):
     from taichi_nerf import cli
@@ -371,10 +377,28 @@ def test_the_panels_videos_take_trains_frames_or_their_own_default():
     left the panel's keyframe and video buttons with no frame count, and they crashed the run."""
     from argparse import Namespace
 
-    from taichi_nerf.viewer.launch import VIDEO_FRAMES, _options
+    from taichi_nerf.cli.common import viewer_options
+    from taichi_nerf.viewing import VIDEO_FRAMES
 
     for given, used in ((None, VIDEO_FRAMES), (0, VIDEO_FRAMES), (90, 90)):
-        assert _options(Namespace(viewer_resolution=512, video_frames=given)).video_frames == used
+        assert viewer_options(Namespace(viewer_resolution=512, video_frames=given)).video_frames == used
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["view", "--ckpt", "nowhere", "--viewer-port", "70000"], "--viewer-port must be between"),
+    (["train", "--viewer", "web", "--viewer-host", "192.0.2.1"], "is not an address of this machine"),
+    (["gui", "--web", "--viewer-resolution", "4"], "--viewer-resolution must be at least 16"),
+    (["gui", "--out", "unused"], "no X display"),
+])
+def test_a_front_end_that_cannot_start_is_a_user_error_even_when_debugging(argv, message, monkeypatch, capsys,
+                                                                          tmp_path):
+    """TAICHI_NERF_DEBUG re-raises what may be a bug (a ValueError) with its traceback; a viewer
+    or window that cannot start here is the user's to fix, and stays one line, as without it."""
+    monkeypatch.setenv("TAICHI_NERF_DEBUG", "1")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, argv, message)
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_missing_viser_is_one_clear_line(monkeypatch, capsys, tmp_path):
@@ -493,3 +517,64 @@ def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, t
     resumed = Trainer(resume_config(out, time_limit_s=0.0), resume=True)
     assert resumed.lr_at(resumed.step_count) == pytest.approx(resumed.cfg.lr_final)
     assert (out / "curves.png").is_file() and list((out / "previews").glob("step_*.png"))
+
+
+def web_train_argv(tiny_scene, out) -> list:
+    return ["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "100000", "--width", "32", "--depth",
+            "2", "--batch-rays", "128", "--samples-per-ray", "16", "--eval-every", "0", "--checkpoint-every", "0",
+            "--log-every", "1",
+            "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port", "0"]
+
+
+def test_ctrl_c_in_train_with_the_web_viewer_ends_as_train_does(tiny_scene, tmp_path, capsys, monkeypatch):
+    """`train --viewer web` is Trainer.run with the viewer's loop making the steps: Ctrl-C ends it as
+    `train` ends (Trainer.finish: the checkpoint at the last step, the curves, no final validation),
+    not by a second copy of that end."""
+    import json
+    import os
+    import signal
+
+    from taichi_nerf import cli
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.viewing.session import TrainingSession
+
+    pytest.importorskip("viser")
+    real_step = TrainingSession.train_step
+
+    def train_step(app):
+        more = real_step(app)
+        if app.trainer.step_count == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the loop stops between steps
+        return more
+
+    monkeypatch.setattr(TrainingSession, "train_step", train_step)
+    out = tmp_path / "run"
+    assert cli.main(web_train_argv(tiny_scene, out)) == cli.EXIT_INTERRUPTED
+    printed = capsys.readouterr().out
+    assert f"interrupted at step 5; checkpoint saved to {out / 'checkpoint.pt'}" in printed, printed
+    assert checkpoint.read_state(out / "checkpoint.pt")["step"] == 5 and (out / "curves.png").is_file()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert not any(row.get("final") for row in rows)  # stopped: no final validation
+
+
+def test_a_diverged_run_with_the_web_viewer_stops_as_train_does(tiny_scene, tmp_path, capsys, monkeypatch):
+    """A divergence under `train --viewer web` stops the run with train's line and status, leaving the
+    last good checkpoint as it was (it was a crash of the viewer, saved over as after Ctrl-C)."""
+    from taichi_nerf import cli
+    from taichi_nerf.training.trainer import Trainer, TrainingDiverged
+
+    pytest.importorskip("viser")
+    real_advance = Trainer.advance
+
+    def advance(trainer):
+        if trainer.step_count == 4:
+            raise TrainingDiverged("loss became nan at step 5; try a lower --lr.")
+        return real_advance(trainer)
+
+    monkeypatch.setattr(Trainer, "advance", advance)
+    out = tmp_path / "run"
+    assert cli.main(web_train_argv(tiny_scene, out)) == 1
+    said = capsys.readouterr()
+    assert "taichi-nerf: training stopped: loss became nan at step 5" in said.err, said.err
+    assert "the viewer failed" not in said.err and "Traceback" not in said.err
+    assert not (out / "checkpoint.pt").exists()  # nothing saved over the (here: no) last good checkpoint

@@ -59,9 +59,14 @@ def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
 
 def main(argv=None) -> int:
     from ..data.dataset import DataError
+    from ..gui.launch import GuiUnavailable
     from ..runs.checkpoint import CheckpointError
     from ..runs.distributed import PeerLost, refuse_several
     from ..training.trainer import TrainingDiverged
+    from ..viewer.server import ViewerUnavailable
+
+    # what the user can fix where they are (a flag, a missing extra, no display): never a traceback
+    user_errors = (UserError, GuiUnavailable, ViewerUnavailable)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(build_parser(), argv)
@@ -70,8 +75,8 @@ def main(argv=None) -> int:
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
             refuse_several(f"taichi-nerf {args.command}")
         return args.run(args)
-    except (UserError, DataError, CheckpointError, ValueError) as exc:
-        if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, UserError):
+    except (*user_errors, DataError, CheckpointError, ValueError) as exc:
+        if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, user_errors):
             raise  # a ValueError from a bug reads as a user error too: developers get the traceback
         said = str(exc) if getattr(args, "config", None) else in_flag_words(str(exc))  # a file's own words
         print(f"taichi-nerf: error: {said}", file=sys.stderr)

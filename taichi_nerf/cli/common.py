@@ -1,5 +1,7 @@
 """What every command shares: the user-error type, the ``--arch`` flag, one flag per
-TrainConfig field, and the run configuration that flags, ``--config`` and a resumed run make."""
+TrainConfig field, the run configuration that flags, ``--config`` and a resumed run make, and
+the browser viewer's flags (``train --viewer web``, ``gui --web``, ``view``) with the checks
+that more than one command makes."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +24,60 @@ def counted(count: int, noun: str) -> str:
 def add_arch(p):
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto",
                    help="compute backend (default: auto = CUDA if usable, else CPU)")
+
+
+def check_seconds(seconds: float | None) -> None:
+    """``--seconds`` (gui, view): leave after this long."""
+    if seconds is not None and not seconds > 0:
+        raise UserError(f"--seconds must be positive, got {seconds:g}")
+
+
+def check_video_frames(frames: int) -> None:
+    """The panel's videos' ``--video-frames`` (gui, view; train's own, 0 for none, is checked there)."""
+    if frames < 1:
+        raise UserError(f"--video-frames must be at least 1 (the frames of the videos it records), got {frames}")
+
+
+def add_viewer_flags(parser, *, choice: bool = False) -> None:
+    """``--viewer-host``, ``--viewer-port``, ``--viewer-resolution``; with ``choice`` also
+    ``--viewer none|web`` and ``--viewer-quit-at-end`` (train)."""
+    from ..viewer.server import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RESOLUTION
+
+    group = parser.add_argument_group("browser viewer options")
+    if choice:
+        group.add_argument("--viewer", choices=("none", "web"), default="none",
+                           help="web: watch and steer training in a browser (needs taichi-nerf[viewer]; default: none)")
+        group.add_argument("--viewer-quit-at-end", action="store_true",
+                           help="leave when training ends (default: the viewer stays open on the field until Ctrl-C)")
+    group.add_argument("--viewer-host", default=DEFAULT_HOST, metavar="ADDR",
+                       help="address the viewer listens on (default: 127.0.0.1, this machine only: reach it with "
+                            "ssh -L; 0.0.0.0 lets anyone who reaches the port watch and steer the run)")
+    group.add_argument("--viewer-port", type=int, default=DEFAULT_PORT, metavar="PORT",
+                       help=f"port (default: {DEFAULT_PORT}; the next free one when taken, and it says so; 0: any)")
+    group.add_argument("--viewer-resolution", type=int, default=DEFAULT_RESOLUTION, metavar="PX",
+                       help=f"longest side of the rendered picture (default: {DEFAULT_RESOLUTION}; the panel's "
+                            "resolution cap changes it)")
+
+
+def check_viewer_flags(args) -> None:
+    """The browser viewer's flags, before its server opens (and before anything on disk changes)."""
+    from ..viewer.server import check_address
+
+    if args.viewer_resolution < 16:
+        raise UserError(f"--viewer-resolution must be at least 16, got {args.viewer_resolution}")
+    check_address(args.viewer_host, args.viewer_port)
+
+
+def viewer_options(args):
+    """The browser viewer's options from a command's flags (those it has)."""
+    from ..viewer.session import ViewerOptions
+    from ..viewing import VIDEO_FRAMES
+
+    # train's --video-frames is its own video's (None: the default, 0: none): the panel's videos then take 36
+    frames = getattr(args, "video_frames", None) or VIDEO_FRAMES
+    return ViewerOptions(resolution_cap=args.viewer_resolution, video_frames=frames,
+                         steps_per_frame=getattr(args, "steps_per_frame", None),
+                         max_seconds=getattr(args, "seconds", None), status_path=getattr(args, "status", None))
 
 
 def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:

@@ -1,7 +1,18 @@
 """``taichi-nerf gui``: train in the interactive window, or look around a trained checkpoint."""
 from __future__ import annotations
 
-from .common import HelpFormatter, UserError, add_config_flags, config_overrides, run_config
+from .common import (
+    HelpFormatter,
+    UserError,
+    add_config_flags,
+    add_viewer_flags,
+    check_seconds,
+    check_video_frames,
+    check_viewer_flags,
+    config_overrides,
+    run_config,
+    viewer_options,
+)
 
 # TrainConfig fields `gui` takes as flags (a --config file may set any other).
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
@@ -46,8 +57,6 @@ def add_parser(sub) -> None:
     w.add_argument("--status", metavar="JSON",
                    help="write the GUI state as JSON to this file every frame (for scripts)")
     w.add_argument("--web", action="store_true", help="in a browser instead of a window (machines without a display)")
-    from ..viewer.launch import add_viewer_flags
-
     add_viewer_flags(p)
     add_config_flags(p, DATASET_FIELDS + GUI_FIELDS, shown_defaults={"out": GUI_DEFAULT_OUT})
     p.set_defaults(run=cmd_gui)
@@ -91,7 +100,7 @@ def cmd_gui(args) -> int:
     """``taichi-nerf gui`` arguments -> a configured GuiApp (with ``--web``, the browser
     viewer), run to the end."""
     from ..gui.app import GuiApp, GuiOptions
-    from ..gui.launch import GuiUnavailable, check_environment, parse_window
+    from ..gui.launch import check_environment, parse_window
     from ..runs.checkpoint import find_checkpoint
     from ..training.diagnostics import continue_command, start_lines
 
@@ -101,35 +110,17 @@ def cmd_gui(args) -> int:
         raise UserError("--ckpt looks at a trained field and --data trains a new one: give one of them "
                         "(or --ckpt RUN --train --data PATH to continue that run on this data)")
     refuse_dropped_flags(args)
-    if args.video_frames < 1:
-        raise UserError(f"--video-frames must be at least 1 (the frames of the videos it records), "
-                        f"got {args.video_frames}")
+    check_flags(args)  # every flag, before the window or the browser branch
     if args.web:  # the same session in a browser (taichi_nerf/viewer)
-        from ..viewer.launch import launch_web
-
-        return launch_web(args, open_training_run)
+        return gui_web(args)
     if args.headless and args.frames is None and args.seconds is None:
         raise UserError("--headless has no window to close: give --frames N or --seconds S "
                         "(and --screenshot FILE to keep the last frame)")
-    if args.frames is not None and args.frames < 1:
-        raise UserError(f"--frames must be at least 1, got {args.frames}")
-    if args.render_scale is not None and not 0 < args.render_scale <= MAX_RENDER_SCALE:
-        raise UserError(f"--render-scale must be above 0 and at most {MAX_RENDER_SCALE:g} (the render's size over "
-                        f"the view's), got {args.render_scale:g}")
-    if args.seconds is not None and not args.seconds > 0:
-        raise UserError(f"--seconds must be positive, got {args.seconds:g}")
-    if args.turn_every is not None and not args.turn_every > 0:
-        raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
-    if args.steps_per_frame is not None and args.steps_per_frame < 1:
-        raise UserError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
     options = GuiOptions(window=parse_window(args.window), headless=args.headless, render_scale=args.render_scale,
                          steps_per_frame=args.steps_per_frame, video_frames=args.video_frames, status_path=args.status,
                          max_frames=args.frames, max_seconds=args.seconds, exit_screenshot=args.screenshot,
                          turn_every_s=args.turn_every)
-    try:
-        check_environment(args.headless)  # before minutes of data loading, not after
-    except GuiUnavailable as exc:
-        raise UserError(str(exc)) from None
+    check_environment(args.headless)  # before minutes of data loading, not after (GuiUnavailable: a user error)
     if args.ckpt and not args.train:
         app = GuiApp.for_checkpoint(args.ckpt, options, args.arch or "auto")
         print(f"viewing {find_checkpoint(args.ckpt)} (step {app.step_at_open}); add --train to keep training it")
@@ -145,6 +136,46 @@ def cmd_gui(args) -> int:
     return code
 
 
+def check_flags(args) -> None:
+    """The values of gui's own flags, the window's and the browser's alike."""
+    from ..gui.launch import parse_window
+
+    parse_window(args.window)  # (a ValueError: one line)
+    check_video_frames(args.video_frames)
+    check_seconds(args.seconds)
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {args.frames}")
+    if args.render_scale is not None and not 0 < args.render_scale <= MAX_RENDER_SCALE:
+        raise UserError(f"--render-scale must be above 0 and at most {MAX_RENDER_SCALE:g} (the render's size over "
+                        f"the view's), got {args.render_scale:g}")
+    if args.turn_every is not None and not args.turn_every > 0:
+        raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
+    if args.steps_per_frame is not None and args.steps_per_frame < 1:
+        raise UserError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
+
+
+def gui_web(args) -> int:
+    """``gui --web``: what the window shows, in a browser (taichi_nerf/viewer/launch.py). The server
+    opens before the run is opened (checked, locked, its folder claimed)."""
+    from ..viewer.launch import train_in_browser, view_checkpoint
+    from ..viewer.server import ViewerServer
+
+    window_only = {"--headless": args.headless, "--frames": args.frames, "--turn-every": args.turn_every,
+                   "--screenshot": args.screenshot, "--render-scale": args.render_scale}
+    for flag, value in window_only.items():
+        if value not in (None, False):
+            raise UserError(f"{flag} is for the window, not --web (the browser viewer: --viewer-resolution, "
+                            "--seconds, --status)")
+    check_viewer_flags(args)
+    server = ViewerServer(args.viewer_host, args.viewer_port)
+    try:
+        if args.ckpt and not args.train:
+            return view_checkpoint(server, args.ckpt, args.arch or "auto", viewer_options(args))
+        return train_in_browser(server, open_training_run(args), viewer_options(args))
+    finally:
+        server.stop()
+
+
 def _open_window(app, fresh_run=None) -> None:
     """Open ``app``'s window, or say why it cannot in one line. ``fresh_run``: the folder of a
     new run, which has trained nothing yet: its files go, so that trying again needs no --overwrite."""
@@ -153,7 +184,7 @@ def _open_window(app, fresh_run=None) -> None:
 
     try:
         app.open()
-    except GuiUnavailable as exc:
+    except GuiUnavailable:  # (a user error: cli/__init__.py)
         if fresh_run is not None:
             claim_run_folder(fresh_run, overwrite=True)
-        raise UserError(str(exc)) from None
+        raise

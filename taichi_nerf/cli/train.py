@@ -5,7 +5,17 @@ import shlex
 from pathlib import Path
 
 from ..rendering.video_route import DEFAULT_FRAMES
-from .common import EXIT_INTERRUPTED, HelpFormatter, UserError, add_config_flags, counted, run_config
+from .common import (
+    EXIT_INTERRUPTED,
+    HelpFormatter,
+    UserError,
+    add_config_flags,
+    add_viewer_flags,
+    check_viewer_flags,
+    counted,
+    run_config,
+    viewer_options,
+)
 
 
 def add_parser(sub) -> None:
@@ -29,8 +39,6 @@ def add_parser(sub) -> None:
                    help="train data-parallel in N local processes, one per GPU (or CPU share), started through "
                         "torchrun; each takes --batch-rays rays a step (default: 1)")
     add_config_flags(p)
-    from ..viewer.launch import add_viewer_flags
-
     add_viewer_flags(p, choice=True)
     p.set_defaults(run=cmd_train)
 
@@ -40,7 +48,6 @@ def cmd_train(args) -> int:
     from ..runs import distributed
     from ..runs.run_folder import open_run
     from ..training.trainer import Trainer
-    from ..viewer.launch import open_viewer
 
     if args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
@@ -101,6 +108,22 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED if result.interrupted else 0
     code = report_end(trainer, result, video_frames)
     return viewer.linger(code) if viewer else code
+
+
+def open_viewer(args):
+    """None unless ``--viewer web``; else the browser viewer's session (viewer/launch.py), its
+    server open before the run folder is touched (``--dry-run`` only checks that viser is there)."""
+    if args.viewer != "web":
+        return None
+    from ..viewer.launch import WebTraining
+    from ..viewer.server import ViewerServer, require_viser
+
+    check_viewer_flags(args)
+    if args.dry_run:
+        require_viser()
+        return None
+    return WebTraining(ViewerServer(args.viewer_host, args.viewer_port), viewer_options(args),
+                       quit_at_end=args.viewer_quit_at_end)
 
 
 def chosen_video_frames(asked: int | None, trainer, resume: bool) -> int:

@@ -4,17 +4,7 @@ keyframes and videos are the viewers' shared actions (viewing/actions.py)."""
 from pathlib import Path
 
 from ..files import write_png
-from ..viewing.actions import (  # noqa: F401
-    add_keyframe,
-    advance_video,
-    attempt,
-    remove_keyframe,
-    save_checkpoint,
-    save_keyframes,
-    start_video,
-    toggle_pause,
-    video_size,
-)
+from ..viewing.actions import add_keyframe, attempt, remove_keyframe, save_checkpoint, start_video, toggle_pause
 from ..viewing.view import MODES
 
 

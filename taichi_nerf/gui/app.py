@@ -9,9 +9,7 @@ window keeps ~10 fps at any model size. The parts live beside this module: ``vie
 and keys do), ``keyframes`` (the camera path), ``viewing.perflog`` (gui.jsonl), and the plain-Python
 logic (``camera``, ``controls``, ``schedule``); this module wires them together.
 """
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import write_png, write_text_atomic
+from ..files import write_png
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import over_background, scene_background
 from ..runs import checkpoint
 from ..runs.run_folder import GUI_LOG
-from ..training.trainer import Trainer, TrainingDiverged
+from ..training.trainer import Trainer
 from ..viewing import VIDEO_FRAMES, timeshare
+from ..viewing.actions import advance_video
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.perflog import WindowLog
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
+from ..viewing.session import TrainingSession
 from ..viewing.view import ProgressiveView
 from . import actions
 from .camera import OrbitCamera
@@ -42,9 +42,6 @@ MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 TURN_DEG = 30.0  # --turn-every's step around the scene
-# A lost display aborts the process inside Vulkan (no Python handler runs): training saves at
-# least this often, so at most a minute of it is lost.
-AUTOSAVE_S = 60.0
 IMGUI_INI = Path("imgui.ini")  # Dear ImGui saves its panel positions here, in the working folder
 
 
@@ -67,11 +64,13 @@ class GuiOptions:
     turn_every_s: float | None = None  # orbit the camera by TURN_DEG this often (benchmarks of refinement)
 
 
-class GuiApp:
+class GuiApp(TrainingSession):
     """The window and the frame loop. Build it with :meth:`for_training` or
     :meth:`for_checkpoint`; drive it with :meth:`run` (interactive) or :meth:`frame`
     (headless scripts and tests). With a trainer it is one of the trainer's callbacks
-    (``on_checkpoint``), beside ``curves``."""
+    (``on_checkpoint``, viewing/session.py), beside ``curves``."""
+
+    prefix = "taichi-nerf gui"
 
     def __init__(self, renderer, cfg, options: GuiOptions, trainer: Trainer | None = None, train_split=None,
                  out_dir: Path | None = None, step: int = 0, val_psnr: float | None = None):
@@ -219,13 +218,8 @@ class GuiApp:
         if self.options.exit_screenshot and self.display is not None:
             write_png(Path(self.options.exit_screenshot), self.display.to_numpy())
             print(f"taichi-nerf gui: screenshot {Path(self.options.exit_screenshot).resolve()}")
-        if self.trainer is not None and self.trainer.step_count != self.saved_step:
-            try:
-                path = self.trainer.save_checkpoint()
-                print(f"taichi-nerf gui: saved step {self.trainer.step_count} to {path}")
-            except TrainingDiverged as exc:
-                print(f"taichi-nerf gui: not saved: {exc}", file=sys.stderr)
-        self._write_status(running=False)
+        self.save_unsaved()
+        self.write_status(running=False)
         if self.perf is not None:
             self.perf.close()
         if self.window is not None:
@@ -267,7 +261,7 @@ class GuiApp:
         budget = self._render_budget(train_s)
         self._limit_view()
         if self.video_job is not None:
-            actions.advance_video(self, budget)
+            advance_video(self, budget)
             rendered = True
         else:
             rendered = self.view.refine(self.camera, budget, coarse_only=self.controls.moved or self.controls.dragging)
@@ -286,7 +280,7 @@ class GuiApp:
         self.frame_index += 1
         now = time.perf_counter()
         self.frame_ms.add(1000.0 * (now - t0))
-        self._write_status(running=True)
+        self.write_status(running=True)
         if self.perf is not None:
             p = self.view.progressive
             width, height = p.size(p.shown) if p.shown >= 0 else (0, 0)
@@ -300,7 +294,7 @@ class GuiApp:
         if self.video_job is not None:
             self.budget.forfeit()
             return 0.0, 0
-        return timeshare.train_frame(self.schedule, self.budget, self.view, self._train_step, moving,
+        return timeshare.train_frame(self.schedule, self.budget, self.view, self.train_step, moving,
                                      self._last_render_s)
 
     def _limit_view(self) -> None:
@@ -317,35 +311,6 @@ class GuiApp:
         """(H, W, 3) uint8 of what the window shows (headless: GGUI's offscreen image)."""
         self.canvas.set_image(self.display.image)  # each read ends a GGUI frame: draw again first
         return canvas_to_rows(self.window.get_image_buffer_as_numpy())
-
-    # --- training: the trainer's own schedule, one step at a time ------------------------
-    def _train_step(self) -> bool:
-        """One :meth:`Trainer.advance` (step, log, validate, preview, checkpoint, as
-        ``train`` does); False ends this frame's training."""
-        try:
-            self.trainer.advance()
-        except TrainingDiverged as exc:
-            self.schedule.paused = True
-            self.message = f"training diverged: {exc}"
-            return False
-        except OSError as exc:  # a preview or checkpoint could not be written: say so, train on
-            self.message = f"saving failed: {exc}"
-        if time.perf_counter() - self.saved_at > AUTOSAVE_S and self.saved_step != self.trainer.step_count:
-            self.saved_at = time.perf_counter()  # a failed save is retried a minute later, not every step
-            actions.attempt(self, actions.save_checkpoint, "checkpoint")
-        if self.schedule.reached(self.trainer.step_count):
-            if self.saved_step != self.trainer.step_count:
-                actions.attempt(self, actions.save_checkpoint, "checkpoint")
-            self.message = f"reached the planned {self.cfg.steps} steps and saved; space trains on"
-            return False
-        return True
-
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
-        """Trainer hook: whoever saved (a button, the schedule, closing), the app knows."""
-        self.saved_step, self.saved_at = trainer.step_count, time.perf_counter()
-        self.counts["checkpoints"] += 1
-        self.last_saved["checkpoint"] = str(path)
-        self.message = f"saved checkpoint: {path}"
 
     # --- composing the window image ------------------------------------------------------
     def render_size(self) -> tuple[int, int]:
@@ -426,8 +391,3 @@ class GuiApp:
             "panel": self.layout.show_panel, "dragging": self.controls.dragging,
             "layout": self.layout.describe(self.mode),
         }
-
-    def _write_status(self, running: bool) -> None:
-        if not self.options.status_path:
-            return
-        write_text_atomic(self.options.status_path, json.dumps(self.status(running)))  # readers never see half a file

@@ -202,3 +202,12 @@ def nothing_to_train_note(trainer, how: str) -> str:
             f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
     return f"note: the run already {done}: nothing to train, it validates again; to train on, give the new total: {how}"
 
+
+def kept_checkpoint(out_dir) -> str:
+    """What a run folder still holds after a divergence: only a checkpoint that exists."""
+    from pathlib import Path
+
+    path = Path(out_dir) / "checkpoint.pt"
+    if path.is_file():
+        return f"The last good checkpoint, {path}, is untouched."
+    return "No checkpoint was written before it diverged."

@@ -26,7 +26,7 @@ from ..runs.datasets import load_dataset
 from ..runs.run_folder import remove_stale_temps, truncate_metrics
 from ..stages import cameras
 from . import lr_schedule, masking
-from .diagnostics import ProgressBar, StuckWatch
+from .diagnostics import ProgressBar, StuckWatch, kept_checkpoint
 from .losses import training_loss
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
@@ -180,8 +180,8 @@ class Trainer:
         if check:  # on CUDA, reading the loss is a device sync: only when logging
             self.last_loss = float(loss)
             if not math.isfinite(self.last_loss):
-                raise TrainingDiverged(
-                    f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower --lr. {self._kept()}")
+                raise TrainingDiverged(f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower "
+                                       f"--lr. {kept_checkpoint(self.out_dir)}")
         with stage("optimiser"):
             self.optimizer.step()
         self.step_count += 1
@@ -352,19 +352,12 @@ class Trainer:
         self.notify("on_log", record)
 
     # --- checkpoints -------------------------------------------------------------------
-    def _kept(self) -> str:
-        """What the run folder still holds after a divergence: only a checkpoint that exists."""
-        path = self.out_dir / "checkpoint.pt"
-        if path.is_file():
-            return f"The last good checkpoint, {path}, is untouched."
-        return "No checkpoint was written before it diverged."
-
     def save_checkpoint(self) -> Path:
         if not self.ranks.writes:
             return self.out_dir / "checkpoint.pt"
         if not all(torch.isfinite(p).all() for p in self.field.parameters()):
             raise TrainingDiverged(f"model weights are not finite at step {self.step_count}; try a lower --lr. "
-                                   f"{self._kept()}")
+                                   f"{kept_checkpoint(self.out_dir)}")
         path = checkpoint.save_atomic(checkpoint.trainer_state(self), self.out_dir / "checkpoint.pt")
         self.notify("on_checkpoint", path)
         return path
@@ -381,24 +374,31 @@ class Trainer:
         return self.cfg.steps <= self.step_count or bool(limit and self.clock_carried_s >= limit)
 
     # --- the whole run ------------------------------------------------------------------
-    def run(self) -> TrainResult:
+    def run(self, drive=None) -> TrainResult:
         """:meth:`advance` until ``steps`` (or the time limit, or Ctrl-C/SIGTERM), then save,
-        validate on up to 16 views, write a preview and the curves, and save again."""
+        validate on up to 16 views, write a preview and the curves, and save again.
+        ``drive(more)``, if given, makes the steps instead (the browser viewer's loop): it calls
+        :meth:`advance` while ``more()``, and returns True if it was stopped (its own Ctrl-C)."""
         cfg = self.cfg
         self.begin()
         start_wall = self.start_clock()
         stop = StopRequest()
         bar = ProgressBar(self)
         self.callbacks.append(bar)
+
+        def more() -> bool:  # time left (a resume may have used it), steps left, and no rank voted to stop
+            spent = self.clock_limit(start_wall)
+            return not spent and self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop)
+
         with stop:
             try:
                 self.score_start()
                 # Signals only raise a flag; the loop stops between steps, so a checkpoint
                 # never holds a half-applied optimiser step or grid update.
-                spent = self.clock_limit(start_wall)  # a resumed run may have used its limit already
-                while not spent and self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop):
-                    self.advance()  # (agree_to_stop: under torchrun, one vote of every rank)
-                    spent = self.clock_limit(start_wall)
+                if drive is not None:
+                    stop.requested = drive(more) or stop.requested
+                while drive is None and more():
+                    self.advance()
             except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
                 stop.requested = True
             finally:

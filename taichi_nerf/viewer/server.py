@@ -17,9 +17,10 @@ DEFAULT_RESOLUTION = 512  # the longest side of the pictures sent (the panel's s
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class ViewerUnavailable(ValueError):
+class ViewerUnavailable(RuntimeError):
     """The browser viewer cannot start here (viser missing, a bad host or port); the message
-    says what to do. A ValueError, so the command line prints it as one line, status 2."""
+    says what to do. The command line prints it as a user error (one line, status 2), as the
+    window's GuiUnavailable."""
 
 
 def require_viser():

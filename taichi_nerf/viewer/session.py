@@ -7,7 +7,6 @@ and at higher quality once it stops. Training and rendering take turns, never ov
 Nobody watching (no browser, or the last one closed): training runs on at full speed. A
 crash in the viewer saves the run as Ctrl-C does, then says what happened.
 """
-import json
 import math
 import sys
 import time
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..files import write_text_atomic
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import scene_background
 from ..runs.run_folder import VIEWER_LOG
@@ -29,6 +27,7 @@ from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.perflog import ViewerLog
 from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
+from ..viewing.session import TrainingSession
 from ..viewing.view import ProgressiveView
 from .camera import BrowserCamera, render_size, vertical_fov
 from .panel import Panel
@@ -51,27 +50,30 @@ class ViewerOptions:
     video_width: int | None = None
     max_seconds: float | None = None  # leave after this long (scripts, tests)
     status_path: str | None = None  # the state as JSON, rewritten a few times a second (scripts, tests)
-    stop_at_steps: bool = False  # leave when the run has its cfg.steps (train --viewer web)
 
 
-class WebViewer:
+class WebViewer(TrainingSession):
     """The browser's view of a field, training it or not. It holds what the shared actions
     (viewing/actions.py) use: ``trainer``, ``schedule``, ``message``, ``camera``, ``keyframes``,
-    ``view``, ``video_job``, ``out_dir``, ``options``..."""
+    ``view``, ``video_job``, ``out_dir``, ``options``... ``keep_going``: ``Trainer.run`` drives
+    the steps (train --viewer web, viewer/launch.py), and the loop ends when it says no."""
+
+    resume_hint = "resume"
 
     def __init__(self, server, renderer, cfg, options: ViewerOptions, trainer: Trainer | None = None,
-                 train_split=None, out_dir=None, step: int = 0, val_psnr: float | None = None):
+                 train_split=None, out_dir=None, step: int = 0, val_psnr: float | None = None, keep_going=None):
         from .. import backend
 
         self.server, self.inbox = server, server.inbox
         self.renderer, self.cfg, self.options, self.trainer = renderer, cfg, options, trainer
+        self.keep_going = keep_going
         self.scene, self.train_split = renderer.scene, train_split
         self.out_dir = Path(out_dir or cfg.out)
         self.background = scene_background(self.scene, cfg)
         on_gpu = backend.current().is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
                                          yield_while_moving=not on_gpu,
-                                         stop_at=None if trainer is None or options.stop_at_steps else cfg.steps)
+                                         stop_at=None if trainer is None or keep_going is not None else cfg.steps)
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):
             self.message = f"the run has its {cfg.steps} planned steps: resume trains on"
@@ -89,7 +91,7 @@ class WebViewer:
         self.keyframes = Keyframes(self.scene)
         self.curves = TrainingCurves(val_psnr)
         self.step_at_open = trainer.step_count if trainer is not None else step
-        self.saved_step = self.step_at_open
+        self.saved_step, self.saved_at = self.step_at_open, time.perf_counter()
         self.counts = {"checkpoints": 0, "videos": 0, "frames": 0}
         self.last_saved: dict[str, str] = {}
         self.last_info: dict = {}
@@ -124,16 +126,11 @@ class WebViewer:
     def on_step(self, trainer, info: dict) -> None:
         self.last_info = info
 
-    def on_checkpoint(self, trainer, path: Path) -> None:
-        self.saved_step = trainer.step_count
-        self.counts["checkpoints"] += 1
-        self.last_saved["checkpoint"] = str(path)
-        self.message = f"saved checkpoint: {path}"
-
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
-        """Until Ctrl-C / SIGTERM, ``max_seconds``, or (``stop_at_steps``) the planned steps.
-        Returns 0, or 130 after Ctrl-C or a crash of the viewer (the run is saved either way)."""
+        """Until Ctrl-C / SIGTERM, ``max_seconds``, or ``keep_going`` says no. Returns 0, or 130 after
+        Ctrl-C or a crash of the viewer (the run is saved either way: here, or by Trainer.run's end
+        when it drives the steps, which also stops at a divergence, as ``train`` does)."""
         opened, interrupted = time.perf_counter(), False
         with StopRequest() as stop:
             try:
@@ -144,6 +141,8 @@ class WebViewer:
                         break
             except KeyboardInterrupt:
                 interrupted = True
+            except TrainingDiverged:  # only when Trainer.run drives the steps: its caller says so
+                raise
             except Exception:  # noqa: BLE001 (the viewer failed: keep the run, as Ctrl-C does)
                 traceback.print_exc()
                 print(f"taichi-nerf: the viewer failed at step {self.step}; saving the run", file=sys.stderr)
@@ -155,13 +154,8 @@ class WebViewer:
 
     def close(self) -> None:
         """Save what training did since the last save (the viewer stays open for linger())."""
-        if self.trainer is not None and self.trainer.step_count != self.saved_step:
-            try:
-                path = self.trainer.save_checkpoint()
-                print(f"taichi-nerf: saved step {self.trainer.step_count} to {path}")
-            except TrainingDiverged as exc:
-                print(f"taichi-nerf: not saved: {exc}", file=sys.stderr)
-        self._write_status(running=False)
+        self.save_unsaved()
+        self.write_status(running=False)
         self.log.flush_line(time.perf_counter())
 
     def frame(self) -> None:
@@ -185,7 +179,7 @@ class WebViewer:
         if self.camera is None:  # nobody watching: train at full speed
             steps = int(self.schedule.may_train(False))
             if steps:
-                self._train_step()
+                self.train_step()
             self._after_frame(now, 0.0, time.perf_counter() - now, steps, rendered=False, acted=bool(mail.actions))
             return
         moving = mail.moved is not None and now - mail.moved < MOVE_HOLD_S
@@ -195,7 +189,7 @@ class WebViewer:
             self.budget.forfeit()
             train_s, steps = 0.0, 0
         else:
-            train_s, steps = timeshare.train_frame(self.schedule, self.budget, self.view, self._train_step,
+            train_s, steps = timeshare.train_frame(self.schedule, self.budget, self.view, self.train_step,
                                                    moving or self.settling is not None, self._last_render_s)
         t_render = time.perf_counter()
         budget = timeshare.render_budget(self.view, self.budget, train_s)
@@ -230,7 +224,7 @@ class WebViewer:
             self._stats_at = now
             self.panel.show(self.stats_text(), self.message, self.schedule.paused if self.trainer else None)
             self.panel.show_curves(self.curves)
-            self._write_status(running=True)
+            self.write_status(running=True)
         p = self.view.progressive
         width, height = p.size(p.shown) if p.shown >= 0 else (0, 0)
         self.log.frame(now, self.step, steps, train_s, render_s, {
@@ -318,30 +312,6 @@ class WebViewer:
         self.server.look_through(self.client, pose, fov_y, self.scene.center)
         self.message = f"training view {index + 1} of {split.count}"
 
-    def _train_step(self) -> bool:
-        """One :meth:`Trainer.advance` (step, log, validate, preview, checkpoint, as ``train``
-        does); False ends this frame's training."""
-        try:
-            self.trainer.advance()
-        except TrainingDiverged as exc:
-            if self.options.stop_at_steps:
-                raise
-            self.schedule.paused = True
-            self.message = f"training diverged: {exc}"
-            return False
-        except OSError as exc:  # a preview or checkpoint could not be written: say so, train on
-            self.message = f"saving failed: {exc}"
-        if self.options.stop_at_steps and self.trainer.step_count >= self.cfg.steps:
-            self.finished = True
-        if self.finished:  # the planned steps, or train's time limit (launch.TimeLimit)
-            return False
-        if self.schedule.reached(self.trainer.step_count):
-            if self.saved_step != self.trainer.step_count:
-                actions.attempt(self, actions.save_checkpoint, "checkpoint")
-            self.message = f"reached the planned {self.cfg.steps} steps and saved; resume trains on"
-            return False
-        return True
-
     # --- what the panel and scripts read ---------------------------------------------------
     def stats_text(self) -> str:
         lines = []
@@ -373,8 +343,3 @@ class WebViewer:
                 "render": {"full": [p.full_width, p.full_height], "shown_level": p.shown, "complete": p.complete},
                 "keyframes": len(self.keyframes), "counts": dict(self.counts), "saved": dict(self.last_saved),
                 "message": self.message, "crashed": self.crashed}
-
-    def _write_status(self, running: bool) -> None:
-        if not self.options.status_path:
-            return
-        write_text_atomic(self.options.status_path, json.dumps(self.status(running)))  # never half a file
