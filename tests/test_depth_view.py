@@ -130,12 +130,12 @@ def test_ndc_depth_shows_the_wall_and_object():
 
 
 def test_unbounded_depth_video_frames_show_structure(tmp_path):
-    from taichi_nerf.outputs.video import OrbitRecorder
+    from taichi_nerf.outputs.video import VideoRecorder
 
     scene = unbounded_scene()
     grid = OccupancyGrid(torch.tensor(scene.aabb), 16, 96, unbounded=True)
     _, _, renderer = render_depth(scene, unbounded_shape, torch.eye(4), grid=grid)
-    recorder = OrbitRecorder(renderer, tmp_path / "orbit.mp4", 2, SIZE)
+    recorder = VideoRecorder(renderer, tmp_path / "orbit.mp4", 2, SIZE)
     while not recorder.done:
         recorder.advance()
     assert len(recorder.depth_frames) == 2

@@ -1,11 +1,11 @@
 """The rendering the GUI shares with the rest of the tool: rows of a camera through
-Renderer.render_pixels, and the orbit video recorded a band at a time (video.OrbitRecorder)."""
+Renderer.render_pixels, and the orbit video recorded a band at a time (video.VideoRecorder)."""
 import imageio.v3 as iio
 import numpy as np
 import torch
 
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.outputs.video import OrbitRecorder, write_orbit
+from taichi_nerf.outputs.video import VideoRecorder, write_orbit
 from taichi_nerf.rendering.renderer import Renderer
 from taichi_nerf.rendering.scene import Scene, orbit_cameras
 
@@ -43,8 +43,8 @@ def test_rows_of_a_camera_are_the_rows_of_its_image(device):
 
 def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
     renderer = small_renderer(device)
-    whole = OrbitRecorder(renderer, tmp_path / "a.mp4", frames=2, width=16)
-    banded = OrbitRecorder(renderer, tmp_path / "b.mp4", frames=2, width=16)
+    whole = VideoRecorder(renderer, tmp_path / "a.mp4", frames=2, width=16)
+    banded = VideoRecorder(renderer, tmp_path / "b.mp4", frames=2, width=16)
     while not whole.done:
         whole.advance()
     calls = 0

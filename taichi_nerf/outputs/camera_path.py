@@ -2,7 +2,7 @@
 lists, a smooth path through the training cameras, and the forward-facing spiral.
 
 Every path ends as (poses (N, 4, 4) camera-to-world in the project's OpenGL convention,
-intrinsics (N, 8), width, height, fps) for :class:`taichi_nerf.outputs.video.OrbitRecorder`.
+intrinsics (N, 8), width, height, fps) for :class:`taichi_nerf.outputs.video.VideoRecorder`.
 Resampling a path to another number of frames moves along it at constant speed: a
 Catmull-Rom spline through the camera positions, slerp between their rotations.
 """

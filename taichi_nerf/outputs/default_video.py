@@ -26,7 +26,7 @@ def there_and_back(keyframes: torch.Tensor, frames: int, centre) -> torch.Tensor
 
 def default_route(scene: Scene, frames: int, width: int) -> tuple[str, str, CameraPath | None]:
     """(kind, reason, path): the video that suits ``scene``; the path is None for the orbit
-    and the spiral, which :class:`~taichi_nerf.outputs.video.OrbitRecorder` makes itself."""
+    and the spiral, which :class:`~taichi_nerf.outputs.video.VideoRecorder` makes itself."""
     if scene.video_path == "train" and scene.video_keyframes:
         keys = torch.tensor(scene.video_keyframes, dtype=torch.float64).view(-1, 4, 4)
         poses = there_and_back(keys, frames, scene.center)

@@ -1,6 +1,6 @@
 """Videos of a trained field: mp4 (imageio-ffmpeg) and gif, colour and depth.
 
-:class:`OrbitRecorder` renders the orbit, or any camera path (``cameras=``), a frame, or a
+:class:`VideoRecorder` renders the orbit, or any camera path (``cameras=``), a frame, or a
 band of rows of a frame, at a time: :func:`write_orbit` and :func:`write_path` run it to the
 end in one go, the GUI a band per window frame.
 """
@@ -18,7 +18,7 @@ from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, v
 from .depth_view import depth_colors
 
 
-class OrbitRecorder:
+class VideoRecorder:
     """A video being rendered: :meth:`advance` renders the next rows of the current frame,
     :meth:`write` writes ``out`` (mp4 or gif), ``<stem>_depth`` beside it and a ``.gif``
     beside an mp4. ``rgb`` holds the frame in progress (rows below ``row`` are done).
@@ -80,7 +80,7 @@ class OrbitRecorder:
         return written
 
 
-def _record(recorder: OrbitRecorder, progress: bool) -> None:
+def _record(recorder: VideoRecorder, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     for _ in tqdm(range(recorder.frames), disable=not progress, unit="frame", desc="rendering video"):
@@ -111,7 +111,7 @@ def write_orbit(renderer: Renderer, out: Path, frames: int = DEFAULT_FRAMES, wid
                 fps: float = DEFAULT_FPS, gif: bool = True, depth: bool = True, progress: bool = True,
                 background=(1.0, 1.0, 1.0)) -> list[Path]:
     """Write ``out`` (mp4 or gif), plus ``<stem>_depth`` and a ``.gif`` beside an mp4."""
-    recorder = OrbitRecorder(renderer, out, frames, width, background=background, fps=fps)
+    recorder = VideoRecorder(renderer, out, frames, width, background=background, fps=fps)
     _record(recorder, progress)
     return recorder.write(gif, depth)
 
@@ -120,7 +120,7 @@ def write_path(renderer: Renderer, out: Path, poses: torch.Tensor, intrinsics: t
                fps: float = DEFAULT_FPS, gif: bool = True, depth: bool = True, progress: bool = True,
                background=(1.0, 1.0, 1.0)) -> list[Path]:
     """A video along any camera path (taichi_nerf/outputs/camera_path.py): one frame per pose."""
-    recorder = OrbitRecorder(renderer, out, 0, width, background=background, fps=fps,
+    recorder = VideoRecorder(renderer, out, 0, width, background=background, fps=fps,
                              cameras=(poses, intrinsics, width, height))
     _record(recorder, progress)
     return recorder.write(gif, depth)

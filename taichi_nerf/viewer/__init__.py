@@ -4,4 +4,4 @@ GGUI window's twin for machines without a display, served by viser (the optional
 ``session`` is the loop on the thread that owns Taichi (train, render, send, never at once),
 over the shared progressive view and time-share of ``taichi_nerf.viewing``; ``panel`` the
 browser's controls; ``camera`` viser's camera in this project's convention; ``launch`` the
-command line."""
+sessions the command line (taichi_nerf/cli/) starts."""

@@ -5,7 +5,7 @@ pause, save a checkpoint, keyframes and the video of the orbit or of the path th
 (rendered a band per frame, so the viewer stays responsive)."""
 from pathlib import Path
 
-from ..outputs.video import OrbitRecorder
+from ..outputs.video import VideoRecorder
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE
 from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
@@ -87,13 +87,13 @@ def start_video(app) -> None:
             return
         route = app.keyframes.load_path(path)  # exactly what `render --path` will read
         out = app.out_dir / "videos" / f"path_step{app.step:06d}.mp4"
-        app.video_job = OrbitRecorder(app.renderer, out, route.frames, route.width, background=app.background,
+        app.video_job = VideoRecorder(app.renderer, out, route.frames, route.width, background=app.background,
                                       fps=route.fps or DEFAULT_FPS,
                                       cameras=(route.poses, route.intrinsics, route.width, route.height))
         what = f"the path through {len(app.keyframes)} keyframes"
     else:
         out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
-        app.video_job = OrbitRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0],
+        app.video_job = VideoRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0],
                                       background=app.background,
                                       fps=DEFAULT_FPS)
         what = "the orbit"
