@@ -109,7 +109,7 @@ class GuiApp(TrainingSession):
         self.saved_at = time.perf_counter()
         self.counts = {"checkpoints": 0, "screenshots": 0, "videos": 0}
         self.last_saved: dict[str, str] = {}
-        self.video_job = None  # a taichi_nerf.outputs.video.OrbitRecorder while recording
+        self.video_job = None  # a taichi_nerf.outputs.video.VideoRecorder while recording
         self.queued: list[str] = []  # actions from the panel's buttons, done next frame
         self.quit_requested = False
         self.idle = False  # the last frame had nothing to do
@@ -118,6 +118,7 @@ class GuiApp(TrainingSession):
         self._seen_camera = self.camera.version  # the opening view is no "move": training starts at once
         self.settling: float | None = None  # when the last camera move happened, until the view has refined
         self._turned_at: float | None = None
+        self.clock = time.perf_counter  # what --turn-every counts (a test's own clock makes its turns exact)
         self._last_frame_time: float | None = None  # for input dt
         self._last_frame_start: float | None = None  # for fps: the whole loop period, presenting included
         self._last_work_s = self._last_render_s = 0.0  # training + rendering in the last frame (the rest is overhead)
@@ -242,10 +243,11 @@ class GuiApp(TrainingSession):
         for action in done:
             self.perform(action)
         if self.options.turn_every_s is not None:
-            if self._turned_at is not None and t0 - self._turned_at >= self.options.turn_every_s:
+            now = self.clock()
+            if self._turned_at is not None and now - self._turned_at >= self.options.turn_every_s:
                 self.camera.orbit(math.radians(TURN_DEG), 0.0)
-                self._turned_at = t0
-            self._turned_at = self._turned_at or t0
+                self._turned_at = now
+            self._turned_at = now if self._turned_at is None else self._turned_at
         if self.camera.version != self._seen_camera or self.frame_index == 0:  # (the first: times from here)
             self.settling = t0 if self.camera.version != self._seen_camera else None
             self._seen_camera = self.camera.version

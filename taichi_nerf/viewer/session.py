@@ -102,6 +102,7 @@ class WebViewer(TrainingSession):
         self.moved_at = self.settling = self.awaiting = None  # last move; until refined; a move not yet shown
         self.latencies: list[float] = []  # seconds from a camera message to the first picture of it
         self.finished = self.crashed = False
+        self.frame_count = 0  # loops run (a script waits for some to pass)
         self._sent_at = 0.0
         self._stats_at = 0.0
         self._pending = False  # rendered since the last picture sent
@@ -160,6 +161,7 @@ class WebViewer(TrainingSession):
 
     def frame(self) -> None:
         now = time.perf_counter()
+        self.frame_count += 1
         if self._last_loop is not None and self.client is not None:
             self.budget.frame_done(max(now - self._last_loop, 1e-6), self._last_work_s)
         self._last_loop = now
@@ -337,7 +339,7 @@ class WebViewer(TrainingSession):
 
     def status(self, running: bool = True) -> dict:
         p = self.view.progressive
-        return {"running": running, "step": self.step, "training": self.trainer is not None,
+        return {"running": running, "frame": self.frame_count, "step": self.step, "training": self.trainer is not None,
                 "paused": self.schedule.paused, "mode": self.mode, "watched": self.camera is not None,
                 "frames_sent": self.counts["frames"], "latencies_s": [round(x, 4) for x in self.latencies[-50:]],
                 "render": {"full": [p.full_width, p.full_height], "shown_level": p.shown, "complete": p.complete},
