@@ -98,6 +98,9 @@ def test_snap_saves_and_viewer(scenario_result):
     assert r["snap_exact"]
     assert r["checkpoint_step"] == r["step_at_save"]
     assert r["screenshot_size"] == [320, 240]
+    assert r["resized_window"] == [400, 300] and r["resized_display"] == [300, 400]  # rows, columns
+    x, y, w, h = r["resized_image"]  # letterboxed in the new window, the scene's shape kept
+    assert 0 <= x and x + w <= 400 and 0 <= y and y + h <= 300 and abs(w / h - r["scene_aspect"]) < 0.05
     for name in r["videos"]:
         assert (tmp / "run" / "videos" / name).stat().st_size > 0
     assert {n.split(".")[-1] for n in r["videos"]} == {"mp4", "gif"}
@@ -353,6 +356,17 @@ def scenario(tmp: Path) -> dict:
 
     with Image.open(app.last_saved["screenshot"]) as im:
         r["screenshot_size"] = list(im.size)
+    # a resized window: the layout and the image follow (the window's own size change is polled
+    # by follow_window_size, which a headless window never reports)
+    app.resize(400, 300)
+    for _ in range(3):
+        app.frame(FrameInput())
+    resized = app.layout.describe(app.mode)
+    r["resized_window"], r["resized_image"] = resized["window"], resized["images"][0]
+    r["resized_display"] = list(app.display.to_numpy().shape[:2])
+    r["scene_aspect"] = app.scene.aspect
+    app.resize(320, 240)
+    app.frame(FrameInput())
     app.perform("record_video")
     for _ in range(300):
         app.frame(FrameInput())

@@ -265,6 +265,12 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     s = session.wait_status(lambda s: s["keyframes"] == 1, "the K key")
     assert json.loads((run / "camera_path.json").read_text())["keyframes"]
 
+    # A resized window: the layout, the image and the panel follow (GGUI alone stretched the old picture).
+    session.xdotool("search", "--name", "taichi-nerf", "windowsize", "%@", 900, 640)
+    s = session.wait_status(lambda s: s["layout"]["window"] == [900, 640], "the layout to follow a resize")
+    x, y, w, h = s["layout"]["images"][0]
+    assert x >= 0 and y >= 0 and x + w <= s["layout"]["panel"][0] and y + h <= 640
+
     # Esc saves and quits.
     session.xdotool("key", "space")  # train a little more, so quitting has something to save
     session.wait_status(lambda s: s["step"] > step, "training to resume")

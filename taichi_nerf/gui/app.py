@@ -42,6 +42,8 @@ MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
 IDLE_FPS = 15  # nothing to do (paused, view refined, no input): redraw no faster than this
 TURN_DEG = 30.0  # --turn-every's step around the scene
+RESIZE_SETTLE_S = 0.3  # a resized window's size must hold this long before the layout follows
+MIN_WINDOW_SIDE = 64  # smaller (a minimised window reports 0 x 0): keep the layout as it is
 IMGUI_INI = Path("imgui.ini")  # Dear ImGui saves its panel positions here, in the working folder
 
 
@@ -161,6 +163,7 @@ class GuiApp(TrainingSession):
         check_environment(self.options.headless)
         self._imgui_ini_was_here = IMGUI_INI.exists()
         self.display = Display(self.width, self.height)
+        self._asked_size: tuple[tuple[int, int], float] | None = None  # a resize seen, and since when
         # fps_limit: an idle window (paused, view refined) must not spin a core at hundreds of fps
         try:
             self.window = ti.ui.Window("taichi-nerf", (self.width, self.height), vsync=False, fps_limit=60,
@@ -238,6 +241,7 @@ class GuiApp(TrainingSession):
             if not self._slept:
                 self.budget.frame_done(period, self._last_work_s)
         self._last_frame_start = t0
+        self.follow_window_size(t0)
         done = self.queued + self.controls.update(inp, self.camera)
         self.queued = []
         for action in done:
@@ -319,6 +323,31 @@ class GuiApp(TrainingSession):
         single = self.layout.image_rects("rgb")[0]
         w = max(8, round(single[2] * self.render_scale))
         return w, max(8, round(w / self.scene.aspect))
+
+    def follow_window_size(self, now: float) -> None:
+        """A window resized by the user: once its size has held for RESIZE_SETTLE_S (a drag passes
+        through many), the layout, the canvas image and the view take it; GGUI would otherwise
+        stretch the old picture over the new window and leave the panel where it was."""
+        if self.window is None or self.options.headless:
+            return
+        size = tuple(int(v) for v in self.window.get_window_shape())
+        if size == (self.width, self.height) or min(size) < MIN_WINDOW_SIDE:  # minimised: keep everything
+            self._asked_size = None
+            return
+        if self._asked_size is None or self._asked_size[0] != size:
+            self._asked_size = (size, now)
+        elif now - self._asked_size[1] >= RESIZE_SETTLE_S:
+            self.resize(*size)
+
+    def resize(self, width: int, height: int) -> None:
+        self._asked_size = None
+        self.width, self.height = int(width), int(height)
+        self.layout.width, self.layout.height = self.width, self.height
+        if self.display is not None:
+            self.display.release()
+            self.display = Display(self.width, self.height)
+        self._composed = None
+        self.relayout()
 
     def relayout(self) -> None:
         vx, vy, vw, vh = self.layout.view_rect()

@@ -66,7 +66,16 @@ class Display:
 
     def __init__(self, width: int, height: int):
         self.width, self.height = int(width), int(height)
-        self.image = ti.Vector.field(3, ti.f32, shape=(self.width, self.height))
+        # A tree of its own, so a resized window's old image can be freed (release()).
+        builder = ti.FieldsBuilder()
+        self.image = ti.Vector.field(3, ti.f32)
+        builder.dense(ti.ij, (self.width, self.height)).place(self.image)
+        self._tree = builder.finalize()
+
+    def release(self) -> None:
+        if self._tree is not None:
+            self._tree.destroy()
+            self._tree = None
 
     def clear(self, colour=BACKGROUND) -> None:
         _fill_rect(self.image, 0, 0, self.width, self.height, ti.Vector(colour), 1.0)

@@ -73,10 +73,25 @@ def save_keyframes(app) -> Path | None:
     return path
 
 
+# Seconds of rendering a frame gives a video being recorded, at least: the window then redraws
+# 3-4 times a second, and the recording is not held to a frame budget made for training.
+VIDEO_FRAME_S = 0.25
+
+
+def dropped_video_note(app) -> str | None:
+    """What closing mid-recording loses, for the goodbye line (None: no video was recording)."""
+    job = app.video_job
+    if job is None:
+        return None
+    return f"the video being recorded ({job.frame} of {job.frames} frames done) was dropped; record it again"
+
+
 def start_video(app) -> None:
     """The path through the keyframes when there are any, else the orbit."""
-    if app.video_job is not None:
-        app.message = "already recording a video"
+    if app.video_job is not None:  # pressed again: the user wants it to stop
+        job, app.video_job = app.video_job, None
+        app.message = f"video cancelled at frame {job.frame + 1} of {job.frames}; training goes on"
+        app.view.progressive.restart()
         return
     if len(app.keyframes) == 1:
         app.message = "one keyframe is no path: add another (or remove it for the orbit)"
@@ -103,6 +118,8 @@ def start_video(app) -> None:
 def advance_video(app, budget_s: float | None) -> None:
     """The next rows of the video within the frame's render budget; writes the files at the end."""
     job, view = app.video_job, app.view
+    if budget_s is not None:  # training waits while recording: the video takes more than a view's share
+        budget_s = max(budget_s, VIDEO_FRAME_S)
     job.advance(None if budget_s is None else max(1, view.cost.rows_within(budget_s, job.width, job.height, job.row)))
     if not job.done:
         app.message = f"recording video: frame {job.frame + 1} of {job.frames}"

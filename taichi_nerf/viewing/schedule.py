@@ -236,6 +236,9 @@ class RenderCost:
         return int(np.searchsorted(spent, seconds * (1 + 1e-9), side="right"))  # (rounding in the sum)
 
 
+MAX_WORK_FRAMES = 2  # a frame's work and counted overhead reach at most this many target periods
+
+
 @dataclass
 class FrameBudget:
     """Each frame's time, split between training steps and rendering, so the window keeps its
@@ -254,7 +257,17 @@ class FrameBudget:
     _first_step: bool = True
 
     def work_s(self) -> float:
-        return min(self.frame_s, max(self.min_work_s, self.frame_s - (self.overhead.value or 0.0)))
+        """The frame's time for training and rendering: the target period less the overhead, but
+        never less than the overhead itself. Where presenting alone takes longer than the target
+        (a software Vulkan driver over X forwarding: 150 ms a frame, measured under Xvfb with
+        lavapipe) the frame rate cannot be kept anyway, and the work gets half of each frame
+        rather than a sliver (15 ms of 165: a tenth of the training and one row of a video)."""
+        overhead = self.overhead.value or 0.0
+        return min(MAX_WORK_FRAMES * self.frame_s, max(self.min_work_s, self.frame_s - overhead, overhead))
+
+    def period_s(self) -> float:
+        """The frame period to expect: the target, or longer when the overhead and the work exceed it."""
+        return max(self.frame_s, self.work_s() + (self.overhead.value or 0.0))
 
     def grant(self, last_render_s: float = 0.0) -> None:
         """A training frame begins: add training's share of the work time, or when the last
@@ -294,4 +307,5 @@ class FrameBudget:
 
     def frame_done(self, period_s: float, work_s: float) -> None:
         """A busy frame took ``period_s`` start to start, ``work_s`` of it training and rendering."""
-        self.overhead.add(min(max(0.0, period_s - work_s), self.frame_s))  # a start-up compile is no trend
+        # capped: a start-up compile is no trend
+        self.overhead.add(min(max(0.0, period_s - work_s), MAX_WORK_FRAMES * self.frame_s))

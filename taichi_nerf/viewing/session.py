@@ -70,8 +70,11 @@ class TrainingSession:
         self.message = f"saved checkpoint: {path}"
 
     def save_unsaved(self) -> None:
-        """On the way out: save what training did since the last save (not when Trainer.run drives
-        the steps: its end saves)."""
+        """On the way out: say so if a video was being recorded (it is lost), and save what training
+        did since the last save (not when Trainer.run drives the steps: its end saves)."""
+        dropped = actions.dropped_video_note(self)
+        if dropped is not None:
+            print(f"{self.prefix}: {dropped}", file=sys.stderr)
         trainer = self.trainer
         if trainer is None or trainer.step_count == self.saved_step or self.keep_going is not None:
             return

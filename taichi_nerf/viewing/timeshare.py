@@ -40,7 +40,7 @@ def limit_view(view, budget, training: bool, render_budget_s: float | None = Non
         view.limit_refresh(None)
         return
     render_s = render_budget_s or (1.0 - budget.train_share) * budget.work_s()
-    view.limit_refresh(REFRESH_S * render_s / budget.frame_s)
+    view.limit_refresh(REFRESH_S * render_s / budget.period_s())  # the frames there are in REFRESH_S
 
 
 def render_budget(view, budget, train_s: float, fixed_s: float | None = None) -> float | None:
