@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
     v.add_argument("--frames", type=int, help=f"frames (default: {DEFAULT_FRAMES}; a camera path file: one per camera)")
     v.add_argument("--size", type=int, help=f"video width in pixels (default: the camera path's, else the training "
                                              f"images', {TRAINED_WIDTHS[0]} to {TRAINED_WIDTHS[1]})")
-    v.add_argument("--fps", type=float, help=f"frames per second (default: the camera path's, else {DEFAULT_FPS})")
+    v.add_argument("--fps", type=float,
+                   help=f"frames per second (default: the camera path's, else {DEFAULT_FPS}); a GIF's frames last "
+                        "whole hundredths of a second, so its rate is the nearest such (24: 25)")
     p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
                                   "was trained on)")
     s = p.add_argument_group("--split options")

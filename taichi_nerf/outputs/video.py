@@ -93,7 +93,8 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
+        # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow
+        imageio.mimsave(path, list(frames), duration=10.0 * max(1, round(100.0 / fps)), loop=0)
     else:
         # macro_block_size=1: keep odd sizes exact instead of silently resizing to /16.
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1,
