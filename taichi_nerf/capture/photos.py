@@ -15,6 +15,7 @@ pycolmap is optional (extra ``colmap``) and imported only when the pipeline runs
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -230,9 +231,10 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
     options.num_threads = threads
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = RANDOM_SEED
-    with _bar(len(pairs), "matching", progress, "pair") as bar:
+    plain = {name: f"{k}.pair" for k, name in enumerate(names)}
+    with _bar(len(pairs), "matching", progress, "pair") as bar, _named_plainly(pycolmap, db, plain):
         for chunk in _chunks(pairs, 12):
-            (work / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in chunk))
+            (work / "pairs.txt").write_text("".join(f"{plain[a]} {plain[b]}\n" for a, b in chunk))
             pairing = pycolmap.ImportedPairingOptions()
             pairing.match_list_path = str(work / "pairs.txt")
             pycolmap.match_image_pairs(db, matching_options=options, pairing_options=pairing,
@@ -272,6 +274,28 @@ def run_colmap(images_dir: Path, work: Path, names: list[str], matching: str, ca
         bar.set_postfix_str("", refresh=True)
     seconds["mapping"] = spent
     return best, models, verified
+
+
+@contextlib.contextmanager
+def _named_plainly(pycolmap, db: Path, plain: dict[str, str]):
+    """COLMAP reads its pair list (pairs.txt) split at spaces, a line starting with '#' a comment:
+    while matching, the database's images bear the ``plain`` names (``IMG 0001.jpg`` matched
+    nothing), and their own come back after, for mapping and the model."""
+    def rename(mapping):
+        database = pycolmap.Database.open(str(db))
+        try:
+            for image in database.read_all_images():
+                if image.name in mapping:
+                    image.name = mapping[image.name]
+                    database.update_image(image)
+        finally:
+            database.close()
+
+    rename(plain)
+    try:
+        yield
+    finally:
+        rename({v: k for k, v in plain.items()})
 
 
 def _better(rec, than) -> bool:
