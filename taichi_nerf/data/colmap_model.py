@@ -356,6 +356,9 @@ def near_far(model: Model, c2w: np.ndarray, xyz: np.ndarray) -> tuple[float, flo
 
 
 # --- to transforms.json ----------------------------------------------------------------------
+MAX_ASPECT_DIFFERENCE = 0.05  # fx / fy (or fy / fx) beyond 1 + this is warned about: cameras have square pixels
+
+
 def camera_keys(camera: Camera, where) -> tuple[dict, list[str]]:
     """The transforms.json intrinsics of one COLMAP camera; refuses models the rays cannot follow."""
     if camera.model not in _TO_OPENCV:
@@ -367,6 +370,11 @@ def camera_keys(camera: Camera, where) -> tuple[dict, list[str]]:
     if keys["camera_model"] == "OPENCV":
         keys.update(k1=k1, k2=k2, p1=p1, p2=p2)
     warnings = []
+    ratio = max(fx, fy) / min(fx, fy) if min(fx, fy) > 0 else math.inf
+    if ratio > 1.0 + MAX_ASPECT_DIFFERENCE:  # from photos: a model with one focal length is the way out
+        warnings.append(f"{where}: camera {camera.id}: fx {fx:.4g} and fy {fy:.4g} differ {ratio:.3g}-fold, where "
+                        f"square pixels have fx = fy: {camera.model}'s two focal lengths most likely settled on wrong "
+                        "ones (from-photos: use the default --camera-model simple_radial)")
     if camera.model == "FULL_OPENCV" and np.any(camera.params[8:]):
         warnings.append(f"{where}: camera {camera.id}: FULL_OPENCV terms k3..k6 are ignored")
     return keys, warnings
