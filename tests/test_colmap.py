@@ -336,7 +336,7 @@ def test_partial_folders_of_ended_processes_are_removed(tmp_path, capsys):
 
 
 def test_unreadable_files_are_skipped_and_listed(tmp_path):
-    from taichi_nerf.capture.photos import gather_images
+    from taichi_nerf.capture.photo_inputs import gather_images
 
     _noise_photos(tmp_path, 3)
     (tmp_path / "notes.txt").write_text("x")
@@ -349,7 +349,7 @@ def test_unreadable_files_are_skipped_and_listed(tmp_path):
 def test_existing_dataset_needs_overwrite(photos_dataset, tmp_path, capsys):
     import shutil
 
-    from taichi_nerf.capture.photos import check_out
+    from taichi_nerf.capture.photo_inputs import check_out
 
     out = tmp_path / "ds"
     shutil.copytree(photos_dataset[0], out)
@@ -487,3 +487,30 @@ def test_the_advice_for_more_registered_views_fits_the_source():
     assert more_views_hint(40).startswith("take more photos")
     assert more_views_hint(30, frames=30) == "keep more frames (--frames N; 30 now), so that neighbours overlap more"
     assert more_views_hint(40, frames=100).startswith("the video gave all its 40 frames")  # more --frames cannot help
+
+
+def test_names_with_spaces_other_formats_copies_and_broken_photos_with_masks(capture, tmp_path, capsys):
+    """The probe's photos, 12 of the capture: names with spaces (COLMAP's pair list is split at
+    spaces, and it registered nothing), a WebP and a TIFF (the dataset's masks were not found, or
+    COLMAP could not read them), a copy of a photo and an unreadable one, each with its mask (the
+    broken photo's mask was called "a mask without an image"). The dataset loads with its masks."""
+    photos, masks, out = tmp_path / "my photos", tmp_path / "masks", tmp_path / "out"
+    photos.mkdir()
+    masks.mkdir()
+    for k, path in enumerate(sorted(capture[0].iterdir())[:12]):
+        name = f"IMG {k:04d}" + {3: ".webp", 5: ".tif"}.get(k, ".jpg")
+        Image.open(path).save(photos / name, **({"lossless": True} if k == 3 else {}))
+    (photos / "IMG 0001 copy.jpg").write_bytes((photos / "IMG 0001.jpg").read_bytes())
+    (photos / "IMG 0099.jpg").write_bytes(b"\xff\xd8\xff broken")
+    for p in photos.iterdir():
+        Image.fromarray(np.full((HEIGHT, WIDTH), 255, np.uint8)).save(masks / f"{p.stem}.png")
+    assert main(["data", "from-photos", str(photos), "--masks", str(masks), "--out", str(out), "--threads", "1",
+                 "--no-progress", "--keep-degenerate"]) == 0
+    table = capsys.readouterr().out
+    assert "registered    12 / 12 images" in table, table
+    assert "IMG 0001 copy.jpg (a copy of IMG 0001.jpg)" in table and "IMG 0099.jpg (unreadable" in table
+    assert "converted     IMG 0003.webp, IMG 0005.tif to PNG" in table
+    assert sorted(p.name for p in (out / "images").iterdir())[3:6] == ["IMG 0003.png", "IMG 0004.jpg", "IMG 0005.png"]
+    assert len(list((out / "masks").iterdir())) == 12
+    assert main(["data", "info", str(out)]) == 0
+    assert "masks: 12 from masks/" in capsys.readouterr().out

@@ -11,18 +11,24 @@ from PIL import Image
 
 from ..data.dataset import DataError
 from ..data.masks import KEEP, match_folder, read_mask
+from .photo_inputs import link
 
 WITHOUT_MASKS = "leave out --masks"
 COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLMAP has read it
 CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
 
 
-def check(photos: list[Path], folder: Path) -> dict[str, Path]:
+def _passed_over(skipped: list[tuple[str, str]]) -> frozenset[str]:
+    return frozenset(name for name, _ in skipped)
+
+
+def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ()) -> dict[str, Path]:
     """Photo stem -> mask file; refuses (one line, naming the first bad file) a missing folder,
-    a photo without a mask, a mask without a photo, a mask of another shape or an all-black mask."""
+    a photo without a mask, a mask without a photo, a mask of another shape or an all-black mask.
+    The masks of ``skipped`` photos (gather_images: unreadable, a copy) are passed over with them."""
     if not folder.is_dir():
         raise DataError(f"{folder}: --masks folder not found")
-    matched = match_folder(photos, folder, WITHOUT_MASKS)
+    matched = match_folder(photos, folder, WITHOUT_MASKS, _passed_over(skipped))
     for photo in photos:
         with Image.open(photo) as im:
             size = im.size
@@ -31,17 +37,19 @@ def check(photos: list[Path], folder: Path) -> dict[str, Path]:
     return matched
 
 
-def place(photos: list[Path], folder: Path, dataset: Path, link) -> float:
-    """Write the COLMAP masks (binary, at each photo's size) into ``dataset/COLMAP_FOLDER`` and
-    ``link`` the user's masks into ``dataset/masks/``; returns the seconds it took."""
+def place(photos: list[Path], names: list[str], folder: Path, dataset: Path,
+          skipped: list[tuple[str, str]] = ()) -> float:
+    """Write the COLMAP masks (binary, at each photo's size) of the photos, named ``names`` in the
+    dataset, into ``dataset/COLMAP_FOLDER`` and link the user's masks into ``dataset/masks/``;
+    returns the seconds it took."""
     start = time.perf_counter()
-    matched = match_folder(photos, folder)
+    matched = match_folder(photos, folder, WITHOUT_MASKS, _passed_over(skipped))
     (dataset / COLMAP_FOLDER).mkdir(parents=True)
     (dataset / "masks").mkdir()
-    for photo in photos:
+    for photo, name in zip(photos, names):
         with Image.open(photo) as im:
             size = im.size
         mask = read_mask(matched[photo.stem], size[0], size[1], size)
-        Image.fromarray(((mask >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{photo.name}.png")
+        Image.fromarray(((mask >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{name}.png")
         link(matched[photo.stem], dataset / "masks" / matched[photo.stem].name)
     return time.perf_counter() - start

@@ -19,17 +19,23 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
-from ..data.images import PHOTO_SUFFIXES
-from ..data.loaders import DATASET_MARKERS
 from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
+from .photo_inputs import (
+    OUTPUTS,
+    check_out,
+    dataset_name,
+    few_names,
+    few_skipped,
+    gather_images,
+    place_photo,
+    refuse_inputs_in_out,
+)
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
 CAMERA_MODELS = {"pinhole": "PINHOLE", "simple_radial": "SIMPLE_RADIAL", "radial": "RADIAL", "opencv": "OPENCV"}
@@ -45,9 +51,6 @@ RETRY_WITHIN_S = 30.0
 MIN_INLIERS = 15  # a verified pair needs this many geometric inliers (COLMAP's default)
 MASKED_PEAK_THRESHOLD = 0.0067 / 2  # with --masks: SIFT's contrast threshold (COLMAP's default 0.0067)
 MASKED_MIN_INLIERS = 15  # with --masks: inliers to register an image (COLMAP's default 30)
-# All that from-photos writes in --out (--overwrite swaps these). masks/ (with --masks) is one: an
-# old run's left behind would be read as this dataset's, and a new one must not be dropped.
-OUTPUTS = ("images", "masks", "transforms.json", "colmap")
 
 
 @dataclass
@@ -71,6 +74,7 @@ class PhotoReport:
     static_share: float = float("nan")  # share of matched features that stand still (capture/degenerate.py)
     turning_share: float = float("nan")  # share of close photo pairs whose centres changed (capture/degenerate.py)
     turning_pairs: int = 0  # the close photo pairs that share was judged on
+    converted: list[str] = field(default_factory=list)  # photos written as PNG (photo_inputs.dataset_name)
 
     def as_json(self) -> dict:
         return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
@@ -99,11 +103,14 @@ class PhotoReport:
                               f"not judged ({self.turning_pairs} photo pairs from nearly the same place)"))]
         if self.masks:
             rows.append(("masks", f"{self.masks} (features only where they are white)"))
-        if self.models > 1:
+        if self.models > 1 and self.unregistered:  # a split that lost no photo is no news
             rows.append(("models", f"{self.models} (COLMAP split the capture; kept the largest)"))
         rows.append(("failed", ", ".join(self.unregistered) if self.unregistered else "none"))
         if self.skipped:
-            rows.append(("skipped", ", ".join(f"{n} ({why})" for n, why in self.skipped)))
+            rows.append(("skipped", few_skipped(self.skipped)))
+        if self.converted:
+            rows.append(("converted", f"{few_names(self.converted)} to PNG in images/ (COLMAP and the loaders read "
+                                      "JPEG and PNG)"))
         return "\n".join(f"{k:<13} {v}" for k, v in rows)
 
 
@@ -113,63 +120,6 @@ def require_pycolmap():
     except ImportError:
         raise DataError(INSTALL_HINT) from None
     return pycolmap
-
-
-# --- input -----------------------------------------------------------------------------------
-def gather_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The readable photos in ``folder`` (top level, by name) and the files skipped, with why.
-    Refuses an empty folder, fewer than 3 photos and photos of different sizes."""
-    from PIL import Image
-
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{folder}: empty folder, no photos in it")
-    photos, skipped, sizes = [], [], Counter()
-    for path in files:
-        if path.suffix.lower() not in PHOTO_SUFFIXES:
-            skipped.append((path.name, "not an image file"))
-            continue
-        try:
-            with Image.open(path) as im:
-                size = im.size
-                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG: decode small, still whole
-                im.load()
-        except Exception as exc:  # noqa: BLE001  (PIL raises many kinds for broken files)
-            skipped.append((path.name, f"unreadable: {str(exc)[:60]}"))
-            continue
-        photos.append(path)
-        sizes[size] += 1
-    listed = "; skipped " + ", ".join(f"{n} ({why})" for n, why in skipped) if skipped else ""
-    if len(photos) < 3:
-        raise DataError(f"{folder}: need at least 3 readable photos, found {len(photos)}{listed}")
-    if len(sizes) > 1:
-        counts = ", ".join(f"{c} x {w}x{h}" for (w, h), c in sizes.most_common())
-        raise DataError(f"{folder}: photos of different sizes ({counts}); one dataset needs one size: resize them "
-                        "or keep one size (a rotated photo is another size)")
-    return photos, skipped
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()):
-        is_dataset = any((out / m).exists() for m in DATASET_MARKERS if m != "masks")  # masks alone are the user's
-        if not is_dataset:
-            raise DataError(f"{out}: folder is not empty and holds no dataset; choose a new or empty --out")
-        foreign = [m for m in DATASET_MARKERS if m not in OUTPUTS and (out / m).exists()]
-        if foreign:  # left beside the new transforms.json, a loader could read the old dataset instead
-            raise DataError(f"{out}: holds a dataset from-photos did not write ({', '.join(foreign)}); --overwrite "
-                            f"replaces only {', '.join(OUTPUTS)}: choose another --out")
-        if not overwrite:
-            raise DataError(f"{out}: already holds a dataset; add --overwrite to replace it, or choose another --out")
-
-
-def _place(src: Path, dst: Path) -> None:
-    """Hard link (no copy, and the dataset survives the source moving), else copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 # --- COLMAP stages ---------------------------------------------------------------------------
@@ -317,11 +267,6 @@ def _verified_pairs(pycolmap, db: Path) -> int:
 
 
 # --- the whole pipeline ----------------------------------------------------------------------
-def _few_skipped(skipped: list[tuple[str, str]]) -> str:
-    listed = ", ".join(f"{name} ({why})" for name, why in skipped[:3])
-    return listed + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-
-
 def from_photos(source, out, *, matching: str = "auto", camera_model: str = "simple_radial",
                 per_image_cameras: bool = False, frames: int = 100, overwrite: bool = False,
                 keep_database: bool = False, progress: bool = True, threads: int = -1, masks=None,
@@ -351,13 +296,20 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         raise DataError(f"{source}: no such folder or video")
     if not source.is_dir() and frames < 3:
         raise DataError(f"--frames must be at least 3, got {frames}")
+    if threads == 0 or threads < -1:
+        raise DataError(f"--threads must be a positive number, or -1 for all the CPU's, got {threads}")
+    refuse_inputs_in_out(out, source, None if masks is None else Path(masks))
     check_out(out, overwrite)
     require_pycolmap()
     photos, skipped = gather_images(source) if source.is_dir() else ([], [])  # refuses before anything is written
     if masks is not None:
         if not source.is_dir():
             raise DataError(f"{source}: --masks needs a folder of photos, not a video")
-        photo_masks.check(photos, Path(masks))
+        photo_masks.check(photos, Path(masks), skipped)
+    if not source.is_dir():
+        from .video_frames import check_video
+
+        check_video(source)  # before any folder is made for it
     out.parent.mkdir(parents=True, exist_ok=True)
     partial.remove_leftovers(out.parent)
     with partial.claimed(out) as tmp, partial.Interrupts():
@@ -365,11 +317,9 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         try:
             seconds = {}
             if source.is_dir():
-                for p in photos:
-                    _place(p, tmp / "images" / p.name)
-                names = [p.name for p in photos]
+                names = [place_photo(p, tmp / "images") for p in photos]
                 if masks is not None:
-                    seconds["masks"] = photo_masks.place(photos, Path(masks), tmp, _place)
+                    seconds["masks"] = photo_masks.place(photos, names, Path(masks), tmp, skipped)
                 auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
             else:
                 from .video_frames import extract_frames
@@ -406,7 +356,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                        "relative to what they matched (a turntable's still room: give the object's masks with --masks "
                        "DIR; a tripod pan cannot train a radiance field), or neighbouring photos are too far apart "
                        "(take more, closer together)")
-                passed_over = f" (skipped: {_few_skipped(skipped)})" if skipped else ""
+                passed_over = f" (skipped: {few_skipped(skipped)})" if skipped else ""
                 raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
                                 f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
             model = colmap_model.from_reconstruction(rec)
@@ -424,7 +374,8 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                  warnings=warnings, baseline_ratio=baseline_ratio(model),
                                  masks=len(names) if masks is not None else 0,
                                  static_share=figures_so_far.get("static", math.nan),
-                                 turning_share=turning_share, turning_pairs=turning_pairs)
+                                 turning_share=turning_share, turning_pairs=turning_pairs,
+                                 converted=[p.name for p in photos if dataset_name(p) != p.name])
             if not keep_degenerate:
                 refuse_few_registered(source, report, None if source.is_dir() else frames)
             if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:

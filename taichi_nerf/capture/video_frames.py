@@ -56,6 +56,14 @@ def _frame_count(reader, meta) -> int:
         return 0
 
 
+def check_video(video: Path) -> None:
+    """Refuse (one line) a file that is an image, or that no decoder opens, before anything is written."""
+    if video.suffix.lower() in PHOTO_SUFFIXES:
+        raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
+    reader, _ = _open(video)
+    reader.close()
+
+
 def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> list[str]:
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
     frames when the video has fewer); returns their file names."""

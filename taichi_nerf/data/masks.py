@@ -103,9 +103,11 @@ def _index_folder(folder: Path) -> dict[str, Path]:
 WITHOUT_MASKS = "--mask-mode off trains without the masks"  # the way out of a refusal, for the loaders
 
 
-def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS) -> dict[str, Path]:
+def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
+                 passed_over: frozenset[str] = frozenset()) -> dict[str, Path]:
     """Image stem -> mask file. Every image needs a mask and every mask an image. ``without``:
-    how to go on without masks (from-photos: leave out --masks), said with the refusal."""
+    how to go on without masks (from-photos: leave out --masks), said with the refusal.
+    ``passed_over``: names of image files left out (from-photos skipped them): their masks are too."""
     index = _index_folder(folder)
     matched, used = {}, set()
     for image in images:
@@ -115,7 +117,8 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS)
                             f"images; a mask has the image's name, any extension); add it, or {without}")
         matched[image.stem] = index[key]
         used.add(key)
-    extra = [p for key, p in index.items() if key not in used]
+    ignored = {name for file in passed_over for name in (file, Path(file).stem)}
+    extra = [p for key, p in index.items() if key not in used and key not in ignored]
     if extra:
         raise DataError(f"{extra[0]}: mask without an image ({len(index)} masks for {len(images)} images in "
                         f"{images[0].parent if images else folder}); masks and images must match one to one: "

@@ -1,0 +1,140 @@
+"""What ``data from-photos`` checks before COLMAP runs (capture/photo_inputs.py), found by a
+new-user probe: photos inside --out (whose --overwrite deleted the user's other files), copies,
+two photos with one name, photos in subfolders, HEIC, long lists of skipped files, formats the
+loaders do not list (converted to PNG), --threads, a bad video, and the report's wording.
+Nothing here runs COLMAP: each refusal comes first."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from taichi_nerf.capture.photo_inputs import dataset_name, gather_images, place_photo
+from taichi_nerf.data.dataset import DataError
+
+from .conftest import refused, snapshot
+
+
+def _photos(folder, count, size=(96, 72), seed=0, suffix=".jpg", prefix="IMG_"):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        pixels = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{prefix}{k:04d}{suffix}")
+
+
+def _masks(folder, photos):
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sorted(photos.iterdir()):
+        Image.fromarray(np.full((72, 96), 255, np.uint8)).save(folder / f"{p.stem}.png")
+
+
+def _refused(capsys, *args, needles=()):
+    return refused(capsys, ["data", "from-photos", *args, "--no-progress"], *needles)
+
+
+def test_photos_or_masks_inside_out_are_refused_and_no_user_file_is_lost(tmp_path, capsys):
+    """The probe: ``from-photos cap/images --out cap --overwrite`` renamed cap/images aside as the
+    old dataset's and deleted it: the photos came back (hard links) but a HEIC and notes.txt there
+    were gone. Every such case is refused before anything changes, with or without --overwrite."""
+    cap = tmp_path / "cap"
+    _photos(cap / "images", 4)
+    (cap / "images" / "IMG_9999.HEIC").write_bytes(b"a photo the user has not converted yet")
+    (cap / "images" / "notes.txt").write_text("where I took these")
+    _masks(cap / "masks", cap / "images")
+    before = snapshot(cap)
+    for extra in ([], ["--overwrite"]):
+        _refused(capsys, cap / "images", "--out", cap, *extra,
+                 needles=("the photos lie in", "choose an --out beside them", f"--out {cap / 'dataset'}"))
+        _refused(capsys, cap / "images" / ".", "--out", cap / "images" / "..", *extra, needles=("the photos lie in",))
+        _refused(capsys, cap / "images", "--masks", cap / "masks", "--out", cap, *extra, needles=("the photos",))
+        assert snapshot(cap) == before
+    # the masks inside an earlier dataset's masks/, which --overwrite swaps
+    (cap / "transforms.json").write_text("{}")
+    _photos(tmp_path / "photos", 4)
+    _refused(capsys, tmp_path / "photos", "--masks", cap / "masks", "--out", cap, "--overwrite",
+             needles=("the masks lie in", "masks/"))
+    (cap / "transforms.json").unlink()
+    # the user's own images/ (no transforms.json: from-photos did not write it) is no dataset to replace
+    _refused(capsys, tmp_path / "photos", "--out", cap, "--overwrite",
+             needles=("holds no dataset", "images/, masks/ without transforms.json"))
+    assert snapshot(cap) == before and not list(tmp_path.glob(".*"))
+
+
+def test_copies_are_skipped_and_named(tmp_path):
+    _photos(tmp_path, 4)
+    (tmp_path / "IMG_0001 copy.jpg").write_bytes((tmp_path / "IMG_0001.jpg").read_bytes())
+    (tmp_path / "again.jpg").write_bytes((tmp_path / "IMG_0001.jpg").read_bytes())
+    photos, skipped = gather_images(tmp_path)
+    assert [p.name for p in photos] == [f"IMG_{k:04d}.jpg" for k in range(4)]  # the first by stem is kept
+    assert skipped == [("IMG_0001 copy.jpg", "a copy of IMG_0001.jpg"), ("again.jpg", "a copy of IMG_0001.jpg")]
+
+
+def test_two_photos_with_one_name_are_refused(tmp_path):
+    _photos(tmp_path, 4)
+    Image.open(tmp_path / "IMG_0001.jpg").save(tmp_path / "IMG_0000.png")  # beside IMG_0000.jpg, another photo
+    with pytest.raises(DataError, match="IMG_0000.jpg and IMG_0000.png are two photos with one name"):
+        gather_images(tmp_path)
+
+
+def test_photos_in_subfolders_heic_and_many_skipped_files(tmp_path):
+    _photos(tmp_path / "nested" / "100APPLE", 3)
+    _photos(tmp_path / "nested" / "101APPLE", 3, seed=1)
+    with pytest.raises(DataError, match="photos are in its subfolders 100APPLE/, 101APPLE/: give one of them"):
+        gather_images(tmp_path / "nested")
+    heic = tmp_path / "heic"
+    heic.mkdir()
+    for k in range(200):
+        (heic / f"IMG_{k:04d}.HEIC").write_bytes(b"heic")
+        (heic / f"n{k:03d}.txt").write_text("x")
+    with pytest.raises(DataError) as refusal:
+        gather_images(heic)
+    line = str(refusal.value)
+    assert ("skipped IMG_0000.HEIC, IMG_0001.HEIC, IMG_0002.HEIC and 197 more (HEIC, not read: convert to JPEG "
+            "first) and 200 other files") in line and len(line) < 300, line
+
+
+def test_threads_and_a_bad_video_are_refused_before_any_folder_is_made(tmp_path, capsys):
+    _photos(tmp_path / "p", 3)
+    out = tmp_path / "new" / "ds"
+    _refused(capsys, tmp_path / "p", "--out", out, "--threads", "-3", needles=("--threads must be",))
+    _refused(capsys, tmp_path / "p", "--out", out, "--threads", "0", needles=("--threads must be",))
+    (tmp_path / "clip.mp4").write_text("not a video")
+    _refused(capsys, tmp_path / "clip.mp4", "--out", out, needles=("not a video",))
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
+def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
+    _photos(tmp_path / "in", 1, suffix=suffix)
+    photo = tmp_path / "in" / f"IMG_0000{suffix}"
+    (tmp_path / "images").mkdir()
+    options = {"lossless": True} if suffix == ".webp" else {}
+    Image.open(photo).save(photo, **options)
+    assert place_photo(photo, tmp_path / "images") == dataset_name(photo) == "IMG_0000.png"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "images" / "IMG_0000.png")), np.asarray(Image.open(photo)))
+    jpeg = tmp_path / "in" / "IMG_0001.jpg"
+    jpeg.write_bytes(b"linked as it is")
+    assert place_photo(jpeg, tmp_path / "images") == "IMG_0001.jpg"
+    assert (tmp_path / "images" / "IMG_0001.jpg").read_bytes() == b"linked as it is"
+
+
+def test_focal_lengths_that_differ_are_warned():
+    """--camera-model pinhole on the turntable capture wrote fx 228.6, fy 2095 (truth 221.7) silently."""
+    from taichi_nerf.data.colmap_model import Camera, camera_keys
+
+    wrong = Camera(1, "PINHOLE", 256, 192, np.array([228.6, 2095.0, 128.0, 96.0]))
+    _, warnings = camera_keys(wrong, "photos")
+    assert len(warnings) == 1 and "differ 9.16-fold" in warnings[0] and "simple_radial" in warnings[0], warnings
+    for fine in (Camera(1, "PINHOLE", 256, 192, np.array([221.0, 222.0, 128.0, 96.0])),
+                 Camera(1, "SIMPLE_RADIAL", 256, 192, np.array([221.0, 128.0, 96.0, 0.01]))):
+        assert camera_keys(fine, "photos")[1] == []
+
+
+def test_the_table_says_split_only_when_photos_were_left_out(tmp_path):
+    from taichi_nerf.capture.photos import PhotoReport
+
+    report = PhotoReport(out=tmp_path, total=3, registered=["a.jpg", "b.jpg", "c.jpg"], unregistered=[],
+                         skipped=[], points3D=10, mean_reprojection_error=0.3, models=2, matching="exhaustive",
+                         pairs=3, camera_model="SIMPLE_RADIAL", cameras=1)
+    assert "split" not in report.table()
+    report.registered, report.unregistered = ["a.jpg", "b.jpg"], ["c.jpg"]
+    assert "models        2 (COLMAP split the capture; kept the largest)" in report.table()
