@@ -421,3 +421,13 @@ def test_blender_layout_writers_refuse_a_file_or_another_dataset(tmp_path, capsy
     blocker.write_text("mine")
     refused(capsys, ["data", "synthetic", "--out", blocker], "afile: is a file")
     assert sorted(p.name for p in other.iterdir()) == ["images", "transforms.json"] and blocker.read_text() == "mine"
+
+
+def test_ndc_on_a_layout_without_it_is_refused(tmp_path, capsys):
+    """`data info DATASET --ndc` on a from-photos (transforms.json) dataset was silently ignored."""
+    from .conftest import refused
+
+    root = transforms(tmp_path / "ngp", two_frames(tmp_path / "ngp"), kind="ngp")
+    expect_error(root, "--ndc applies to LLFF captures", "instant-ngp dataset; leave it out", ndc=True)
+    refused(capsys, ["data", "info", root, "--ndc"], "--ndc applies to LLFF captures")
+    assert load_dataset(root, ndc=False).format == "instant-ngp"  # --no-ndc asks for nothing it lacks

@@ -103,6 +103,9 @@ def load_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")
     if not isinstance(downscale, int) or downscale < 1:
         raise DataError(f"--downscale must be a positive integer, got {downscale}")
+    if loader_options.get("ndc") and format != "llff":  # only the LLFF loader samples in NDC
+        raise DataError(f"{path}: --ndc applies to LLFF captures (poses_bounds.npy) only, and this is a {format} "
+                        "dataset; leave it out")
     for key in ("every", "limit"):
         if key in loader_options and loader_options[key] < 1:
             raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
