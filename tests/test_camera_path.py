@@ -173,13 +173,13 @@ def test_train_path_video_stays_with_the_training_cameras(trained_builtin, tmp_p
     import imageio.v3 as iio
 
     from taichi_nerf.api import render_path
-    from taichi_nerf.data.loaders import load_dataset
+    from taichi_nerf.data.loaders import read_dataset
 
     scene, run = trained_builtin
     written = render_path(run, tmp_path / "t.gif", path="train", frames=10, size=32, arch=ARCH, progress=False)
     assert [p.name for p in written] == ["t.gif", "t_depth.gif"]
     assert iio.imread(tmp_path / "t.gif", index=None).shape[:3] == (10, 32, 32)
-    train = load_dataset(scene).split("train").poses
+    train = read_dataset(scene).split("train").poses
     route = cp.train_path(train, SCENE, 40, 32)
     radius = route.poses[:, :3, 3].norm(dim=1)
     assert float((radius - 4.0).abs().max()) < 0.4  # the training cameras are 4 from the centre

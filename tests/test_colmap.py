@@ -210,7 +210,7 @@ def test_reader_matches_pycolmap(photos_dataset, tmp_path, form):
 
 def test_format_colmap_loads_a_model_pycolmap_wrote(photos_dataset, tmp_path, monkeypatch):
     from taichi_nerf.data import colmap_model
-    from taichi_nerf.data.loaders import detect_format, load_dataset
+    from taichi_nerf.data.loaders import detect_format, read_dataset
 
     out = photos_dataset[0]
     project = tmp_path / "project"
@@ -218,10 +218,10 @@ def test_format_colmap_loads_a_model_pycolmap_wrote(photos_dataset, tmp_path, mo
     pycolmap.Reconstruction(str(out / "colmap" / "sparse" / "0")).write_text(str(project / "sparse" / "0"))
     (project / "images").symlink_to(out / "images")
     assert detect_format(project) == "colmap"
-    via_json = load_dataset(out, unbounded=False)
+    via_json = read_dataset(out, unbounded=False)
     # without pycolmap: the module's own reader
     monkeypatch.setitem(sys.modules, "pycolmap", None)
-    ds = load_dataset(project, format="colmap", unbounded=False)
+    ds = read_dataset(project, format="colmap", unbounded=False)
     assert ds.format == "colmap" and ds.split("train").count == via_json.split("train").count
     assert np.allclose(ds.split("train").poses, via_json.split("train").poses, atol=1e-5)
     assert np.allclose(ds.aabb, via_json.aabb, atol=1e-5) and abs(ds.near - via_json.near) < 1e-5

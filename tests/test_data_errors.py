@@ -1,5 +1,5 @@
 """Bad input: every case is a one-line DataError naming the file and the problem (or a
-documented repair), through load_dataset and through the CLI; and a property test that
+documented repair), through read_dataset and through the CLI; and a property test that
 malformed transforms files either load or raise DataError, never anything else."""
 import json
 import struct
@@ -14,7 +14,7 @@ from PIL import Image
 
 from taichi_nerf import cli
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 
 from .conftest import run_cli
 
@@ -45,7 +45,7 @@ def two_frames(root, **extra):
 
 def expect_error(path, *fragments, **kw):
     with pytest.raises(DataError) as info:
-        load_dataset(path, **kw)
+        read_dataset(path, **kw)
     message = str(info.value)
     assert "\n" not in message
     for f in fragments:
@@ -189,7 +189,7 @@ def test_grayscale_and_16_bit_images_are_converted(tmp_path):
     names = ["gray", "deep", "deep_rgb", "deep_la"]
     transforms(tmp_path, [{"file_path": f"{n}.png", "transform_matrix": POSE if i % 2 else POSE2} for i,
                           n in enumerate(names)])
-    rgba = load_dataset(tmp_path).splits["train"].rgba
+    rgba = read_dataset(tmp_path).splits["train"].rgba
     assert rgba.shape == (4, 8, 8, 4)
     assert rgba[:, 0, 0].tolist() == [[100, 100, 100, 255], [127, 127, 127, 255], [255, 128, 1, 255], [255, 255, 255,
                                                                                                        0]]
@@ -386,7 +386,7 @@ def test_malformed_transforms_load_or_raise_data_error(playground, document, kin
         (playground / stale).unlink(missing_ok=True)
     (playground / name).write_text(document)
     try:
-        ds = load_dataset(playground, format=kind)
+        ds = read_dataset(playground, format=kind)
     except DataError as exc:
         assert "\n" not in str(exc)
         return
@@ -430,4 +430,4 @@ def test_ndc_on_a_layout_without_it_is_refused(tmp_path, capsys):
     root = transforms(tmp_path / "ngp", two_frames(tmp_path / "ngp"), kind="ngp")
     expect_error(root, "--ndc applies to LLFF captures", "instant-ngp dataset; leave it out", ndc=True)
     refused(capsys, ["data", "info", root, "--ndc"], "--ndc applies to LLFF captures")
-    assert load_dataset(root, ndc=False).format == "instant-ngp"  # --no-ndc asks for nothing it lacks
+    assert read_dataset(root, ndc=False).format == "instant-ngp"  # --no-ndc asks for nothing it lacks

@@ -10,7 +10,7 @@ from PIL import Image
 
 from taichi_nerf.data.blender import write_split
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.data.loaders import detect_format, load_dataset
+from taichi_nerf.data.loaders import detect_format, read_dataset
 from taichi_nerf.scenes.synthetic import render_scene
 from taichi_nerf.stages import cameras, reference
 from taichi_nerf.stages.cameras import focal_from_fov, look_at, sphere_poses
@@ -62,7 +62,7 @@ def test_blender_rays_alpha_subsets_and_downscale(tmp_path, views):
     poses, rgba = views
     write_split(tmp_path, "train", rgba, poses.numpy(), 0.69)
     write_split(tmp_path, "val", rgba[:3], poses[:3].numpy(), 0.69)
-    ds = load_dataset(tmp_path)
+    ds = read_dataset(tmp_path)
     assert ds.format == "blender" and ds.splits["train"].count == VIEWS
     train = ds.splits["train"]
     assert set(np.unique(train.rgba[..., 3].numpy())) >= {0, 255}, "alpha must be kept for the trainer to composite"
@@ -78,11 +78,11 @@ def test_blender_rays_alpha_subsets_and_downscale(tmp_path, views):
     assert text.endswith(f"; bounded, background {ds.background.name}>") and len(text) < 300, text
     assert repr(train) == "<Split 10 x 24x24>" and "\n" not in text
     # every-k and limit pick frames before decoding; downscale halves the focal length
-    sub = load_dataset(tmp_path, every=3, limit=2)
+    sub = read_dataset(tmp_path, every=3, limit=2)
     assert sub.splits["train"].names == ["r_000", "r_003"] and sub.splits["val"].names == ["r_000"]
     few = [w for w in sub.warnings if w.startswith("only 2 training images: a radiance field learns")]
     assert len(few) == 1 and not any("training image" in w for w in ds.warnings)  # 10 images: no warning
-    half = load_dataset(tmp_path, downscale=2).splits["train"]
+    half = read_dataset(tmp_path, downscale=2).splits["train"]
     assert (half.width, half.height) == (SIZE // 2, SIZE // 2)
     assert_rays_match(half, 4, poses[4], FOCAL / 2, FOCAL / 2, SIZE / 4, SIZE / 4)
 
@@ -106,7 +106,7 @@ def test_instant_ngp_distortion_missing_frames_split_and_box(tmp_path, views):
             "applied_transform": [[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0]], "frames": frames[::-1]}
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     assert detect_format(tmp_path) == "instant-ngp"
-    ds = load_dataset(tmp_path)
+    ds = read_dataset(tmp_path)
     skipped = [w for w in ds.warnings if "missing" in w]
     assert len(skipped) == 1 and "skipped 2 frame" in skipped[0]
     # Sorted by name, every 8th held out: frames 0 and 8 validate.
@@ -144,7 +144,7 @@ def test_instant_ngp_undistorted_rays_camera_angle_and_file_split(tmp_path, view
             "train_filenames": ["im/0.png", "im/1.png", "im/2.png"], "val_filenames": ["im/3.png"]}
     path = tmp_path / "my_cameras.json"  # any .json file, not only transforms.json
     path.write_text(json.dumps(meta))
-    ds = load_dataset(path)
+    ds = read_dataset(path)
     assert ds.format == "instant-ngp"
     assert ds.splits["train"].names == ["0", "1", "2"] and ds.splits["val"].names == ["3"]
     for j in range(3):
@@ -156,7 +156,7 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     poses, rgba = views
     images = rgba[..., :3].astype(np.float32) / 255.0
     np.savez(tmp_path / "tiny_nerf_data.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL))
-    ds = load_dataset(tmp_path / "tiny_nerf_data.npz")
+    ds = read_dataset(tmp_path / "tiny_nerf_data.npz")
     assert ds.format == "npz"
     cut = int(VIEWS * 0.8)
     assert ds.splits["train"].count == cut and ds.splits["val"].count == VIEWS - cut
@@ -169,22 +169,22 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     # Floats in 0..255 (not clipped to white) and grey images read as the same pixels; the range is said.
     for name, array in (("f255", images * 255.0), ("grey", images[..., 1]), ("grey1", images[..., 1:2])):
         np.savez(tmp_path / f"{name}.npz", images=array, poses=poses.numpy(), focal=np.array(FOCAL))
-        read = load_dataset(tmp_path / f"{name}.npz").splits["train"].rgba[..., :3].numpy().astype(int)
+        read = read_dataset(tmp_path / f"{name}.npz").splits["train"].rgba[..., :3].numpy().astype(int)
         want = rgba[:cut, ..., :3].astype(int) if name == "f255" else np.repeat(rgba[:cut, ..., 1:2], 3, -1)
         assert np.abs(read - want).max() <= 1, name
-    assert any("read as 0..255" in note for note in load_dataset(tmp_path / "f255.npz").notes)
+    assert any("read as 0..255" in note for note in read_dataset(tmp_path / "f255.npz").notes)
     # The file may state near/far; they win over the automatic ones.
     np.savez(tmp_path / "with_bounds.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), near=2.0, far=6.0)
-    stated = load_dataset(tmp_path / "with_bounds.npz")
+    stated = read_dataset(tmp_path / "with_bounds.npz")
     assert (stated.near, stated.far) == (2.0, 6.0)
     # A folder that holds one .npz (the download unpacked into its own folder) is that file;
     # with two, which one is meant is unclear: a one-line error naming the folder.
     (tmp_path / "only").mkdir()
     (tmp_path / "with_bounds.npz").rename(tmp_path / "only" / "data.npz")
-    assert (load_dataset(tmp_path / "only").near, load_dataset(tmp_path / "only").far) == (2.0, 6.0)
+    assert (read_dataset(tmp_path / "only").near, read_dataset(tmp_path / "only").far) == (2.0, 6.0)
     (tmp_path / "tiny_nerf_data.npz").rename(tmp_path / "only" / "other.npz")
     with pytest.raises(DataError, match="unknown dataset layout"):
-        load_dataset(tmp_path / "only")
+        read_dataset(tmp_path / "only")
 
 
 # --- LLFF --------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_llff_conversion_rescale_recentre_ndc(tmp_path, llff_views):
         save_image(tmp_path / f"images/IMG_{i:04d}.JPG", rgba[i], "RGB")
         save_image(tmp_path / f"images_2/IMG_{i:04d}.png", rgba[i, ::2, ::2], "RGB")  # pre-shrunk copies
     assert detect_format(tmp_path) == "llff"
-    ds = load_dataset(tmp_path)
+    ds = read_dataset(tmp_path)
     assert ds.format == "llff" and ds.forward_facing and ds.ndc
     assert repr(ds).startswith("<Dataset llff dataset") and "; forward-facing, NDC, background " in repr(ds)
     assert (ds.near, ds.far) == (0.0, 1.0)
@@ -242,7 +242,7 @@ def test_llff_conversion_rescale_recentre_ndc(tmp_path, llff_views):
         i = int(name.split("_")[1])
         assert_rays_match(train, j, poses[i], 2 * FOCAL, 2 * FOCAL, SIZE, SIZE, transform=t)
     # --downscale 2 reads images_2/ and halves the focal length; --no-ndc gives world bounds.
-    small = load_dataset(tmp_path, downscale=2, ndc=False)
+    small = read_dataset(tmp_path, downscale=2, ndc=False)
     assert not small.ndc and small.splits["train"].width == SIZE
     assert_rays_match(small.splits["train"], 0, poses[1], FOCAL, FOCAL, SIZE / 2, SIZE / 2, transform=t)
     assert small.near == pytest.approx(0.9 * s * min(lo for lo, _ in bounds), rel=1e-4)
@@ -255,7 +255,7 @@ def test_llff_360_capture_gets_world_bounds(tmp_path, views):
     np.save(tmp_path / "poses_bounds.npy", llff_rows(poses, SIZE, SIZE, FOCAL, [(2.0, 6.0)] * VIEWS))
     for i in range(VIEWS):
         save_image(tmp_path / f"images/{i:03d}.png", rgba[i])
-    ds = load_dataset(tmp_path)
+    ds = read_dataset(tmp_path)
     assert not ds.ndc and not ds.forward_facing
     for j, name in enumerate(ds.splits["train"].names):
         assert_rays_match(ds.splits["train"], j, poses[int(name)], FOCAL, FOCAL, SIZE / 2, SIZE / 2,
@@ -270,7 +270,7 @@ def test_mesh_dataset_loads_with_known_cameras(tmp_path, taichi_backend):
     obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
     out, _ = write_mesh_dataset(obj, tmp_path / "ds", views=3, size=SIZE, val_views=1, test_views=0,
                                 supersample=1, progress=False)
-    ds = load_dataset(out)
+    ds = read_dataset(out)
     f = focal_from_fov(SIZE, CAMERA_ANGLE_X)
     known = sphere_poses(3, CAMERA_RADIUS, upper_only=True, seed=0)
     for k in range(3):
@@ -284,6 +284,6 @@ def test_builtin_scene_as_every_format_gives_same_first_ray(tmp_path, views):
     write_split(tmp_path / "b", "train", rgba[:2], poses[:2].numpy(), 0.69)
     (tmp_path / "n").mkdir()
     np.savez(tmp_path / "n/x.npz", images=rgba[:2, ..., :3] / 255.0, poses=poses[:2].numpy(), focal=FOCAL)
-    rays = [loaded_rays(load_dataset(p).splits["train"], 0) for p in (tmp_path / "b", tmp_path / "n/x.npz")]
+    rays = [loaded_rays(read_dataset(p).splits["train"], 0) for p in (tmp_path / "b", tmp_path / "n/x.npz")]
     assert torch.allclose(rays[0][1], rays[1][1], atol=1e-6)
     assert math.isclose(float(rays[0][0][0, 0]), float(poses[0, 0, 3]), abs_tol=1e-6)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from taichi_nerf import cli
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
 from taichi_nerf.scenes.obj import read_obj
 from taichi_nerf.stages.cameras import look_at, sphere_poses
@@ -143,7 +143,7 @@ def test_cli_from_mesh(tmp_path, taichi_backend, capsys):
             "--size", "16", "--no-progress"]
     assert cli.main(args) == 0
     assert f"train on it with: taichi-nerf train --data {shlex.quote(str(out))}\n" in capsys.readouterr().out
-    ds = load_dataset(out)
+    ds = read_dataset(out)
     assert ds.splits["train"].count == 3 and ds.splits["val"].count == 1 and ds.splits["train"].depth is not None
     assert (ds.splits["train"].rgba[..., 3] == 0).any() and (ds.splits["train"].rgba[..., 3] == 255).any()
     assert cli.main(["data", "from-mesh", str(tmp_path / "none.obj"), "--out", str(out)]) == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from taichi_nerf.config import TrainConfig
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 from taichi_nerf.scenes.synthetic import CAMERA_ANGLE_X, CAMERA_RADIUS, render_scene
 from taichi_nerf.stages.cameras import focal_from_fov, sphere_poses
 from taichi_nerf.training.trainer import Trainer
@@ -35,7 +35,7 @@ def test_npz_of_the_builtin_scene_trains(tmp_path, taichi_backend):
     a = rgba.float() / 255.0
     rgb = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])  # like tiny_nerf_data.npz: colour only
     np.savez(tmp_path / "scene.npz", images=rgb.numpy(), poses=poses.numpy(), focal=np.float64(focal))
-    ds = load_dataset(tmp_path / "scene.npz")
+    ds = read_dataset(tmp_path / "scene.npz")
     assert ds.splits["val"].count == VIEWS - int(VIEWS * 0.8)
     threads = torch.get_num_threads()
     # Small matrices: one thread is faster, and far faster when other jobs share the cores

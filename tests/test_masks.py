@@ -10,7 +10,7 @@ from PIL import Image
 
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 
 from .conftest import refused
 
@@ -107,7 +107,7 @@ def _alpha_matches_masks(ds, size=SIZE):
 
 # --- every layout ----------------------------------------------------------------------------
 def test_masks_folder_beside_images_in_transforms(tmp_path):
-    ds = load_dataset(write_transforms(tmp_path / "ds"))
+    ds = read_dataset(write_transforms(tmp_path / "ds"))
     assert ds.mask_mode == "transparent"
     _alpha_matches_masks(ds)
     assert any(n.startswith("masks: 6 from masks/") and "--mask-mode ignore or off changes this" in n
@@ -119,13 +119,13 @@ def test_masks_folder_beside_images_in_transforms(tmp_path):
 
 
 def test_mask_path_per_frame(tmp_path):
-    ds = load_dataset(write_transforms(tmp_path / "ds", masks="frames", mask_ext=".jpg"))
+    ds = read_dataset(write_transforms(tmp_path / "ds", masks="frames", mask_ext=".jpg"))
     _alpha_matches_masks(ds)
     assert any("the frames' mask_path" in n for n in ds.notes)
 
 
 def test_llff_masks_of_another_size_and_extension(tmp_path):
-    ds = load_dataset(write_llff(tmp_path / "ds"))  # .JPG images, 4x larger .jpg masks
+    ds = read_dataset(write_llff(tmp_path / "ds"))  # .JPG images, 4x larger .jpg masks
     assert ds.format == "llff"
     _alpha_matches_masks(ds)
 
@@ -136,13 +136,13 @@ def test_llff_masks_beside_a_pre_shrunk_images_folder_alone(tmp_path, masks_name
     root = write_llff(tmp_path / "ds")
     (root / "images").rename(root / "images_4")
     (root / "masks").rename(root / masks_name)
-    ds = load_dataset(root, downscale=4)
+    ds = read_dataset(root, downscale=4)
     assert any(f"from {masks_name}/" in n for n in ds.notes), ds.notes
     _alpha_matches_masks(ds)
 
 
 def test_colmap_layout_with_colmap_mask_names(tmp_path):
-    ds = load_dataset(write_colmap_text(tmp_path / "ds"))
+    ds = read_dataset(write_colmap_text(tmp_path / "ds"))
     assert ds.format == "colmap"
     _alpha_matches_masks(ds)
 
@@ -153,9 +153,9 @@ def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path,
     from .conftest import sampled_images, tiny_config
 
     root = write_transforms(tmp_path / "ds")
-    plain = load_dataset(root, mask_mode="off")
+    plain = read_dataset(root, mask_mode="off")
     assert plain.mask_mode == "" and plain.splits["train"].mask is None
-    ds = load_dataset(root, mask_mode="ignore")
+    ds = read_dataset(root, mask_mode="ignore")
     assert any("(ignore: masked-out pixels are left out of the loss; --mask-mode transparent or off changes this)"
                in n for n in ds.notes), ds.notes
     train = ds.splits["train"]
@@ -180,8 +180,8 @@ def test_visual_hull_shrinks_the_box_and_keeps_the_object(tmp_path):
 
     # a wide lens (90 degrees), as the cameras stand close to the box: each sees all of it
     root = write_transforms(tmp_path / "ds", count=12, focal=SIZE / 2, disc=0.12)
-    off = load_dataset(root, mask_mode="off")
-    ds = load_dataset(root)
+    off = read_dataset(root, mask_mode="off")
+    ds = read_dataset(root)
     before, after = off.aabb, ds.aabb
     assert bool((after[:3] >= before[:3]).all() and (after[3:] <= before[3:]).all())
     assert float(torch.prod(after[3:] - after[:3])) < 0.5 * float(torch.prod(before[3:] - before[:3]))
@@ -270,12 +270,12 @@ def test_mask_path_to_a_missing_file(tmp_path):
     root = write_transforms(tmp_path / "ds", masks="frames")
     (root / "my_masks" / "IMG_0.png").unlink()
     with pytest.raises(DataError, match="IMG_0.png: mask file not found"):
-        load_dataset(root)
+        read_dataset(root)
 
 
 def test_bad_mask_mode(tmp_path):
     with pytest.raises(DataError, match="--mask-mode must be one of transparent, ignore, off"):
-        load_dataset(write_transforms(tmp_path / "ds"), mask_mode="sometimes")
+        read_dataset(write_transforms(tmp_path / "ds"), mask_mode="sometimes")
 
 
 # --- degenerate reconstructions ----------------------------------------------------------------

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 
 from .test_data_errors import POSE, POSE2, expect_error, png, transforms
 from .test_data_formats import forward_facing_poses, llff_rows
@@ -26,7 +26,7 @@ def ngp(root, size, stated=None, **meta):
 
 
 def intrinsics(root, **kw):
-    return load_dataset(root, val_every=0, **kw).splits["train"].intrinsics[0].tolist()
+    return read_dataset(root, val_every=0, **kw).splits["train"].intrinsics[0].tolist()
 
 
 def test_images_rotated_against_the_stated_size_are_refused(tmp_path):
@@ -56,7 +56,7 @@ def test_a_rotated_pre_shrunk_folder_is_passed_over_for_the_full_images(tmp_path
     root = ngp(tmp_path / "shrunk", (32, 24), stated=(32, 24))
     png(root / "images_2" / "a.png", (12, 16))
     png(root / "images_2" / "b.png", (12, 16))
-    ds = load_dataset(root, val_every=0, downscale=2)
+    ds = read_dataset(root, val_every=0, downscale=2)
     assert (ds.splits["train"].width, ds.splits["train"].height) == (16, 12)
     assert ds.splits["train"].intrinsics[0, :2].tolist() == pytest.approx([20.0, 20.0])
     assert any("images_2/ passed over" in n and "12x16" in n for n in ds.notes), ds.notes
@@ -70,7 +70,7 @@ def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_pa
     frames = [{"file_path": "images/a.png", "transform_matrix": POSE},
               {"file_path": "images\\b.png", "transform_matrix": POSE2},
               {"file_path": "images/c.jpg", "transform_matrix": POSE}]  # converted to PNG since
-    ds = load_dataset(transforms(root, frames, kind="instant-ngp"), val_every=0)
+    ds = read_dataset(transforms(root, frames, kind="instant-ngp"), val_every=0)
     assert ds.splits["train"].names == ["A", "b", "c"]
 
 
@@ -98,7 +98,7 @@ def llff(root, image_size, stated_size, folder="images", count=4):
 def test_llff_macos_metadata_files_are_not_images(tmp_path):
     root = llff(tmp_path / "mac", (32, 24), (32, 24))
     (root / "images" / "._IMG_0000.JPG").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
-    ds = load_dataset(root, val_every=0)
+    ds = read_dataset(root, val_every=0)
     assert len(ds.splits["train"].names) == 4
 
 
@@ -110,7 +110,7 @@ def test_llff_images_rotated_against_the_poses_are_refused(tmp_path):
 def test_llff_lone_pre_shrunk_folder_is_decoded_by_what_downscale_leaves(tmp_path):
     # Only images_4/ (8x6 of 32x24 photos): --downscale 8 decodes it by 2 more, to 4x3.
     root = llff(tmp_path / "only4", (16, 12), (64, 48), folder="images_4")
-    ds = load_dataset(root, val_every=0, downscale=8)
+    ds = read_dataset(root, val_every=0, downscale=8)
     split = ds.splits["train"]
     assert (split.width, split.height) == (8, 6)
     assert split.intrinsics[0, 0].item() == pytest.approx(30.0 / 8)
@@ -119,18 +119,18 @@ def test_llff_lone_pre_shrunk_folder_is_decoded_by_what_downscale_leaves(tmp_pat
 
 def test_a_stated_size_that_only_rounds_differently_is_not_refused(tmp_path):
     # 1477x1108 photos at --downscale 8 decode to 184x138: a ratio off by a rounded pixel.
-    ds = load_dataset(ngp(tmp_path / "odd", (1477, 1108), stated=(1477, 1108)), val_every=0, downscale=8)
+    ds = read_dataset(ngp(tmp_path / "odd", (1477, 1108), stated=(1477, 1108)), val_every=0, downscale=8)
     assert (ds.splits["train"].width, ds.splits["train"].height) == (184, 138)
 
 
 def test_a_large_aabb_scale_leaves_the_box_to_the_cameras(tmp_path):
     # colmap2nerf writes aabb_scale 16 or 32 for a phone video's scenery: a cube 48-97 units
     # wide around cameras 4 units out. The box comes from the cameras, as without the key.
-    plain = load_dataset(ngp(tmp_path / "plain", (32, 24), stated=(32, 24)), val_every=0)
-    large = load_dataset(ngp(tmp_path / "large", (32, 24), stated=(32, 24), aabb_scale=16), val_every=0)
+    plain = read_dataset(ngp(tmp_path / "plain", (32, 24), stated=(32, 24)), val_every=0)
+    large = read_dataset(ngp(tmp_path / "large", (32, 24), stated=(32, 24), aabb_scale=16), val_every=0)
     assert large.aabb.tolist() == plain.aabb.tolist() and float(large.aabb.abs().max()) < 10
     assert any("aabb_scale 16" in n and "not the file's cube of half-size 24.2" in n for n in large.notes)
-    unit = load_dataset(ngp(tmp_path / "unit", (32, 24), stated=(32, 24), aabb_scale=1), val_every=0)
+    unit = read_dataset(ngp(tmp_path / "unit", (32, 24), stated=(32, 24), aabb_scale=1), val_every=0)
     assert unit.aabb.tolist() == pytest.approx([-1.515] * 3 + [1.515] * 3, abs=1e-3)
 
 
@@ -148,7 +148,7 @@ def test_a_json_file_with_a_byte_order_mark_loads_and_latin_1_is_one_line(tmp_pa
     root = ngp(tmp_path / "bom", (8, 8))
     text = (root / "transforms.json").read_text()
     (root / "transforms.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
-    assert len(load_dataset(root, val_every=0).splits["train"].names) == 2
+    assert len(read_dataset(root, val_every=0).splits["train"].names) == 2
     (root / "transforms.json").write_bytes(text.replace("}", ', "note": "caf\xe9"}', 1).encode("latin-1"))
     expect_error(root, "transforms.json", "not UTF-8")
 
@@ -158,5 +158,5 @@ def test_a_frames_own_camera_angle_wins_over_a_global_focal_length(tmp_path):
     meta = json.loads((root / "transforms.json").read_text())
     meta["frames"][1]["camera_angle_x"] = 2 * math.atan(16 / 20.0)  # fx 20 at 32 px wide
     (root / "transforms.json").write_text(json.dumps(meta))
-    fx = load_dataset(root, val_every=0).splits["train"].intrinsics[:, 0].tolist()
+    fx = read_dataset(root, val_every=0).splits["train"].intrinsics[:, 0].tolist()
     assert fx == pytest.approx([40.0, 20.0])  # key by key: the global fl_y still holds for fy

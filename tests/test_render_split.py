@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from taichi_nerf import cli
-from taichi_nerf.data.loaders import load_dataset
+from taichi_nerf.data.loaders import read_dataset
 from taichi_nerf.outputs.metrics import psnr
 from taichi_nerf.rendering.backgrounds import over_background
 
@@ -21,7 +21,7 @@ def test_render_split_writes_every_view_and_its_metrics(trained_builtin, tmp_pat
     said = capsys.readouterr().out
     result = json.loads((out / "metrics.json").read_text())
     assert "3 test views" in said and f"{result['object_psnr']:.2f} dB on the object's pixels alone" in said
-    test = load_dataset(scene).split("test")
+    test = read_dataset(scene).split("test")
     assert result["count"] == len(result["images"]) == test.count == 3
     for i, row in enumerate(result["images"]):
         pred = np.array(Image.open(out / row["files"]["rgb"]))

@@ -1,5 +1,5 @@
 """The users'-data test sets (scenes/testsets.py): each is written into its real layout, loads
-through load_dataset with the detected format, and has the property it stands for."""
+through read_dataset with the detected format, and has the property it stands for."""
 import json
 import math
 import os
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from taichi_nerf.data.loaders import detect_format, load_dataset
+from taichi_nerf.data.loaders import detect_format, read_dataset
 from taichi_nerf.scenes import environment as E
 from taichi_nerf.scenes import synthetic as S
 from taichi_nerf.scenes import testsets as T
@@ -58,7 +58,7 @@ def test_set_loads_with_detected_format_and_has_its_properties(sets, name):
     recipe = T.TESTSETS[name]
     path = sets(name)
     assert detect_format(path) == recipe.layout
-    ds = load_dataset(path)  # no format given: detected
+    ds = read_dataset(path)  # no format given: detected
     assert ds.format == recipe.layout
     size, views = SMALL[name]
     listed = sum(s.count for s in ds.splits.values())
@@ -101,14 +101,14 @@ def test_blender_sets_are_the_square_cameras_cropped(sets):
         meta = json.loads((path / "transforms_train.json").read_text())
         assert meta["camera_angle_x"] == S.CAMERA_ANGLE_X
         assert not {"near", "far", "aabb"} & set(meta)  # users' files state no bounds
-        train = load_dataset(path).splits["train"]
+        train = read_dataset(path).splits["train"]
         known = sphere_poses(train.count, S.CAMERA_RADIUS, upper_only=True, seed=0)
         assert torch.allclose(train.poses, known, atol=1e-6)
         fx = focal_from_fov(train.width, S.CAMERA_ANGLE_X)  # the angle spans the width
         assert train.intrinsics[0, :4].tolist() == pytest.approx([fx, fx, train.width / 2, train.height / 2], rel=1e-6)
     # the wide crop cuts the objects at its top and bottom; the portrait frames them
-    wide = load_dataset(sets("blender-wide")).splits["train"].rgba[..., 3]
-    tall = load_dataset(sets("blender-portrait")).splits["train"].rgba[..., 3]
+    wide = read_dataset(sets("blender-wide")).splits["train"].rgba[..., 3]
+    tall = read_dataset(sets("blender-portrait")).splits["train"].rgba[..., 3]
     assert (torch.cat([wide[:, 0], wide[:, -1]], 1) > 0).any()
     assert (torch.cat([tall[:, 0], tall[:, -1], tall[:, :, 0], tall[:, :, -1]], 1) == 0).all()
 
@@ -127,7 +127,7 @@ def test_llff_files_are_what_colmap_gives(sets):
     assert np.allclose(mats[:, :, 4], [size * 3 // 4, size, focal])
     assert (rows[:, 15] > 0).all() and (rows[:, 16] > 1.5 * rows[:, 15]).all()
     # The file's cameras are ours in some other (COLMAP-like) frame: one similarity maps them.
-    ds = load_dataset(path)
+    ds = read_dataset(path)
     assert ds.forward_facing and ds.ndc
     world = T.llff_poses(views, seed=0).double()
     loaded = {n: p.double() for s in ds.splits.values() for n, p in zip(s.names, s.poses)}
@@ -155,7 +155,7 @@ def test_ngp_set_is_a_distorted_jpeg_capture_with_unregistered_frames(sets):
     assert all(f.suffix == ".jpg" for f in files)
     with Image.open(files[0]) as im:
         assert im.format == "JPEG" and im.mode == "RGB"
-    ds = load_dataset(path)
+    ds = read_dataset(path)
     assert not [w for w in ds.warnings if "missing" in w or "ignored" in w]  # every listed file is there, all used
     cam = T.ngp_intrinsics(size)
     dist = [cam[k] for k in ("k1", "k2", "p1", "p2")]
@@ -236,7 +236,7 @@ def test_cow_set_uses_the_mesh_renderer(sets):
     path = sets("cow")
     meta = json.loads((path / "transforms_train.json").read_text())
     assert meta["scene"] == "mesh cow.obj"
-    ds = load_dataset(path)
+    ds = read_dataset(path)
     assert ds.splits["train"].depth is not None
 
 

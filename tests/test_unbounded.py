@@ -94,31 +94,31 @@ def testsets(tmp_path_factory, taichi_backend):
 
 
 def test_scene_kind_and_background_are_chosen_from_the_data(testsets):
-    from taichi_nerf.data.loaders import load_dataset
+    from taichi_nerf.data.loaders import read_dataset
     from taichi_nerf.rendering.backgrounds import resolve_background
 
-    env = load_dataset(testsets["ngp-360-env"])
+    env = read_dataset(testsets["ngp-360-env"])
     assert env.unbounded and env.background.name == "scene" and env.far > 50 * (env.aabb[3] - env.aabb[0]) / 2
     assert any("--no-unbounded" in w for w in env.warnings)
     chosen = resolve_background("auto", env.background)
     assert chosen.random and chosen.warning and "--background" in chosen.warning
 
-    black = load_dataset(testsets["npz-black"])
+    black = read_dataset(testsets["npz-black"])
     assert not black.unbounded and black.background.name == "black"
     assert resolve_background("auto", black.background).colour == (0.0, 0.0, 0.0)
 
-    llff = load_dataset(testsets["llff-backdrop"])
+    llff = read_dataset(testsets["llff-backdrop"])
     assert llff.ndc and not llff.unbounded  # NDC already reaches to infinity
-    assert not load_dataset(testsets["ngp-360-env"], unbounded=False).unbounded
+    assert not read_dataset(testsets["ngp-360-env"], unbounded=False).unbounded
     assert resolve_background("white", env.background).colour == (1.0, 1.0, 1.0)
 
 
 def test_unbounded_forced_onto_ndc_is_refused_in_one_line(testsets):
     from taichi_nerf.data.dataset import DataError
-    from taichi_nerf.data.loaders import load_dataset
+    from taichi_nerf.data.loaders import read_dataset
 
     with pytest.raises(DataError, match="--no-ndc"):
-        load_dataset(testsets["llff-backdrop"], unbounded=True)
+        read_dataset(testsets["llff-backdrop"], unbounded=True)
 
 
 def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device, capsys):

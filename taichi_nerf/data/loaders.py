@@ -29,7 +29,7 @@ DATASET_MARKERS = ("transforms.json", "transforms_train.json", "poses_bounds.npy
                    "masks")
 ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "instant-ngp", "tiny-nerf": "npz"}
 
-# Loader options (keyword arguments of load_dataset); each loader uses those that apply.
+# Loader options (keyword arguments of read_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
 # Files ``data from-photos`` takes frames from (imageio's ffmpeg reads these; GIFs go through Pillow).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".wmv", ".gif")
@@ -82,16 +82,17 @@ def _lone_npz(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def load_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,
+def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,
                  far: float | None = None, aabb=None, unbounded: bool | None = None, mask_mode: str = "transparent",
                  **options) -> Dataset:
-    """Load any supported layout. ``options``: loader options (LOAD_OPTIONS; None: not given).
+    """Read a dataset in any supported layout (the files only; runs/datasets.py's ``load_dataset``
+    adds the built-in scene for no path). ``options``: loader options (LOAD_OPTIONS; None: not given).
     ``near``/``far``/``aabb`` override what the loader chose; ``unbounded`` (None: decided
     from the cameras and the images' surround) contracts space beyond the box; ``mask_mode``:
     how masks found beside the images are used (data/masks.py)."""
     unknown = set(options) - set(LOAD_OPTIONS)
     if unknown:
-        raise TypeError(f"load_dataset got unknown options {sorted(unknown)}")
+        raise TypeError(f"read_dataset got unknown options {sorted(unknown)}")
     loader_options = {k: v for k, v in options.items() if v is not None}
     path = Path(path)
     if format is not None:

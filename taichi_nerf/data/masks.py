@@ -228,7 +228,7 @@ def read_masks(paths: list[Path], width: int, height: int, images: list[Path | N
 # --- the loader hook --------------------------------------------------------------------------
 def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent") -> None:
     """Find, check and read the masks of a loaded dataset and apply ``mode`` (see MASK_MODES);
-    notes say what was used. Called by ``load_dataset`` right after the format's loader."""
+    notes say what was used. Called by ``loaders.read_dataset`` right after the format's loader."""
     if mode not in MASK_MODES:
         raise DataError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     if mode == "off" or path is None:

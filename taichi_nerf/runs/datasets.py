@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..data.dataset import Dataset
-from ..data.loaders import load_dataset as read_dataset
+from ..data.loaders import read_dataset
 from ..scenes.builtin import builtin_scene
 
 
@@ -16,7 +16,7 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
                  progress: bool = True, **options) -> Dataset:
     """Load the dataset at ``path`` (any supported layout), or, without one, the built-in
     scene with ``views`` training views of ``size`` pixels (rendered on first use).
-    ``options``: what :func:`taichi_nerf.data.loaders.load_dataset` takes (loader options,
+    ``options``: what :func:`taichi_nerf.data.loaders.read_dataset` takes (loader options,
     ``near``/``far``/``aabb``/``unbounded``)."""
     if path is None:
         path = builtin_scene(views=views, size=size, progress=progress)
