@@ -270,6 +270,9 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     s = session.wait_status(lambda s: s["layout"]["window"] == [900, 640], "the layout to follow a resize")
     x, y, w, h = s["layout"]["images"][0]
     assert x >= 0 and y >= 0 and x + w <= s["layout"]["panel"][0] and y + h <= 640
+    session.xdotool("mousemove", 5, 635)  # off the panel: no button drawn hovered
+    session.frames(3)
+    assert len(find_buttons(session.screenshot("resized"), s["layout"]["panel"])) == len(BUTTONS)  # the panel moved
 
     # Esc saves and quits.
     session.xdotool("key", "space")  # train a little more, so quitting has something to save

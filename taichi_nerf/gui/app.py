@@ -96,6 +96,7 @@ class GuiApp(TrainingSession):
         self.controls = Controls()
         self.width, self.height = int(options.window[0]), int(options.window[1])
         self.layout = Layout(self.width, self.height, options.panel_width, self.scene.aspect, not options.headless)
+        self.layout_generation = 0  # window resizes so far (the panel is placed afresh after each)
         # The view refines to the canvas's full resolution (a CPU: over frames, by the budget).
         self.render_scale = options.render_scale or 1.0
         self.view = ProgressiveView(renderer, self.background, self.render_size(), cfg.eval_samples,
@@ -341,6 +342,7 @@ class GuiApp(TrainingSession):
 
     def resize(self, width: int, height: int) -> None:
         self._asked_size = None
+        self.layout_generation += 1
         self.width, self.height = int(width), int(height)
         self.layout.width, self.layout.height = self.width, self.height
         if self.display is not None:

@@ -60,7 +60,9 @@ def draw_panel(app) -> None:
     settings at once."""
     gui = app.window.get_gui()
     pw = app.options.panel_width / app.width
-    with gui.sub_window("taichi-nerf", 1.0 - pw, 0.0, pw, 1.0):
+    # GGUI places a sub-window only when it first sees its name: a resized window names it anew
+    # (the part after ## is not shown), so the panel moves to the new right edge.
+    with gui.sub_window(f"taichi-nerf##{app.layout_generation}", 1.0 - pw, 0.0, pw, 1.0):
         for label, action in _buttons(app):
             if gui.button(label):
                 app.queued.append(action)
