@@ -356,17 +356,6 @@ def scenario(tmp: Path) -> dict:
 
     with Image.open(app.last_saved["screenshot"]) as im:
         r["screenshot_size"] = list(im.size)
-    # a resized window: the layout and the image follow (the window's own size change is polled
-    # by follow_window_size, which a headless window never reports)
-    app.resize(400, 300)
-    for _ in range(3):
-        app.frame(FrameInput())
-    resized = app.layout.describe(app.mode)
-    r["resized_window"], r["resized_image"] = resized["window"], resized["images"][0]
-    r["resized_display"] = list(app.display.to_numpy().shape[:2])
-    r["scene_aspect"] = app.scene.aspect
-    app.resize(320, 240)
-    app.frame(FrameInput())
     app.perform("record_video")
     for _ in range(300):
         app.frame(FrameInput())
@@ -426,6 +415,15 @@ def scenario(tmp: Path) -> dict:
             break
     r["viewer_vs_trainer_view"] = float(np.abs(view(viewer.read_window()) - view(trainer_view)).mean())
     r["viewer_steps"] = viewer.status()["step"] - r["final_step"]
+    # a resized window: the layout and the image follow (the window's own size change is polled
+    # by follow_window_size, which a headless window never reports)
+    viewer.resize(400, 300)
+    for _ in range(3):
+        viewer.frame(FrameInput())
+    resized = viewer.layout.describe(viewer.mode)
+    r["resized_window"], r["resized_image"] = resized["window"], resized["images"][0]
+    r["resized_display"] = list(viewer.display.to_numpy().shape[:2])
+    r["scene_aspect"] = viewer.scene.aspect
     viewer.close()
 
     # default options: a still view refines to the image rect's full size (gui.jsonl says so)
