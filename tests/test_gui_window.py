@@ -273,6 +273,23 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     session.xdotool("mousemove", 5, 635)  # off the panel: no button drawn hovered
     session.frames(3)
     assert len(find_buttons(session.screenshot("resized"), s["layout"]["panel"])) == len(BUTTONS)  # the panel moved
+    px = s["layout"]["panel"][0]
+    session.xdotool("mousemove", px + 200, 8)  # the panel's title bar: a drag moves the panel
+    session.frames(2)
+    session.xdotool("mousedown", 1)
+    session.frames(2)
+    for k in range(1, 6):
+        session.xdotool("mousemove", px + 200 - 60 * k, 8 + 60 * k)
+        session.frames(1)
+    session.xdotool("mouseup", 1)
+    session.xdotool("mousemove", 5, 635)
+    session.frames(3)
+    assert len(find_buttons(session.screenshot("panel_dragged"), s["layout"]["panel"])) == 0
+    session.xdotool("key", "h")
+    session.frames(2)
+    session.xdotool("key", "h")
+    session.frames(3)
+    assert len(find_buttons(session.screenshot("panel_back"), s["layout"]["panel"])) == len(BUTTONS)
 
     # Esc saves and quits.
     session.xdotool("key", "space")  # train a little more, so quitting has something to save

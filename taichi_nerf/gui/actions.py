@@ -21,7 +21,11 @@ def quit_app(app) -> None:
 
 
 def toggle_panel(app) -> None:
+    """H: hide the panel, or show it again in its place on the right (GGUI lets a drag move it
+    over the view, and places a sub-window only when it first sees its name: a new one)."""
     app.layout.show_panel = not app.layout.show_panel
+    if app.layout.show_panel:
+        app.layout_generation += 1
     app.relayout()
 
 
