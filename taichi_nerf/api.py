@@ -1,6 +1,7 @@
 """The Python API; the CLI is a thin layer over these functions."""
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from .rendering.backgrounds import scene_background
 from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES
 from .runs import checkpoint
 from .runs.datasets import load_dataset, run_dataset
+from .runs.distributed import rank_zero_only
 from .runs.run_folder import open_run, resume_config
 from .scenes.builtin import builtin_scene
 from .training.trainer import Trainer, TrainResult
@@ -43,7 +45,10 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
             from .training.diagnostics import nothing_to_train_note
 
             print(nothing_to_train_note(trainer, "train(resume=True, out=..., steps=N) or time_limit_s=SECONDS"))
-        return trainer.run()
+        try:
+            return trainer.run()  # on every rank under torchrun: rank 0's result, once it is saved
+        finally:
+            trainer.ranks.speak_again()
 
 
 def ignored_on_resume(config: TrainConfig, saved: TrainConfig, overrides: dict) -> list[str]:
@@ -92,15 +97,17 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     field frozen (pose_refinement.align_camera): ``aligned_psnr``/``aligned_ssim`` and each
     camera's move, beside the scores from the cameras as written (and ``warnings`` when the
     cameras turned more than ``ALIGN_WARN_DEG`` on average)."""
+    rank_zero_only("evaluate")
     from tqdm.auto import tqdm
 
     from .outputs import render_folder
     from .training.pose_refinement import align_camera
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"--limit must be at least 1, got {limit}")
-    if isinstance(align_steps, bool) or not isinstance(align_steps, int) or align_steps < 0:
-        raise ValueError(f"--align-cameras must be 0 or more steps, got {align_steps}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"--limit must be a whole number of at least 1, got {limit!r}")
+    if isinstance(align_steps, bool) or not isinstance(align_steps, numbers.Integral) or align_steps < 0:
+        raise ValueError(f"--align-cameras must be 0 or more steps, got {align_steps!r}")
+    limit, align_steps = None if limit is None else int(limit), int(align_steps)  # numpy's as Python's
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite)
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
@@ -156,6 +163,7 @@ def make_synthetic(out, views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, pr
     from .files import check_writable
     from .scenes.synthetic import write_synthetic_dataset
 
+    rank_zero_only("make_synthetic")
     check_writable(out)  # before rendering the views, not after
     return write_synthetic_dataset(out, views=views, size=size, progress=progress)
 

@@ -33,7 +33,11 @@ def type_problems(cfg, hints: dict) -> list[str]:
         if value is None and kind is not hint:
             continue
         if typing.get_origin(kind) is list:
-            kind, values = typing.get_args(kind)[0], value if isinstance(value, (list, tuple)) else [object()]
+            kind = typing.get_args(kind)[0]
+            if not isinstance(value, (list, tuple)):
+                problems.append(f"{name} must be a list, got {value!r}")
+                continue
+            values = value
         else:
             values = [value]
         for v in values:

@@ -7,6 +7,9 @@ trained on the rays of all WORLD ranks at once: each step, rank r's batch drawn 
 samples jittered) from a generator seeded ``seed + r``, one optimiser step on the mean loss of
 all of them, the grid updated with rank 0's generator. Both dump the weights, the grid and
 the step to DUMP.pt.
+``python -m tests.distributed_worker api CONFIG.json RESULT.json``: a user's torchrun script:
+``taichi_nerf.train`` then ``taichi_nerf.evaluate`` on every rank; what each rank saw goes to
+RESULT.json (and "after train" to its standard output).
 """
 import json
 import sys
@@ -49,6 +52,19 @@ def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
     from taichi_nerf.training.trainer import Trainer
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
+    if mode == "api":
+        import taichi_nerf
+
+        result = taichi_nerf.train(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
+        seen = {"checkpoint_there": Path(result.checkpoint).is_file(), "step": result.step,
+                "val_psnr": result.val_psnr, "interrupted": result.interrupted}
+        print("after train", flush=True)
+        try:
+            seen["evaluated"] = taichi_nerf.evaluate(result.checkpoint, limit=1, progress=False)["psnr"]
+        except ValueError as exc:
+            seen["refused"] = str(exc)
+        Path(dump_path).write_text(json.dumps(seen))
+        return
     trainer = Trainer(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
     if mode == "rank":
         trainer.run()

@@ -104,6 +104,35 @@ def run_ranks(cfg, tmp_path: Path, worker: list[str]) -> dict[int, str | None]:
     return errors
 
 
+@pytest.mark.slow
+def test_a_torchrun_script_of_the_api_finds_rank_0s_checkpoint_on_every_rank(tiny_scene, tmp_path):
+    """taichi_nerf.train returns on every rank once rank 0 has saved and validated, with rank 0's
+    result; a rank other than 0 gets its standard output back, and evaluate there is refused in
+    one line (it would write what rank 0 writes) while rank 0 evaluates."""
+    cfg = tiny_config(tiny_scene, tmp_path / "run", steps=8, eval_every=4, checkpoint_every=100, seed=3)
+    config = write_config(cfg, tmp_path / "config.json")
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.distributed_worker", "api", config,
+                               str(tmp_path / f"seen{rank}.json")], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                                              LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for rank in (0, 1)]
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"seen{rank}.json").read_text()) for rank in (0, 1))
+    assert rank1["checkpoint_there"] and rank1["step"] == rank0["step"] == 8 and not rank1["interrupted"]
+    assert rank1["val_psnr"] == rank0["val_psnr"] is not None  # rank 0's final validation, shared
+    assert "after train" in outputs[1][0]  # rank 1's own prints are seen again
+    assert rank0["evaluated"] > 0 and "runs on rank 0 alone" in rank1["refused"]
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

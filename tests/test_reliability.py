@@ -275,7 +275,7 @@ def test_paths_are_stored_absolute_and_a_moved_dataset_names_the_flag(tiny_scene
 # --- 5. nonsense refused --------------------------------------------------------------------
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_eval_limit_below_one_is_refused(run, capsys, limit):
-    refused(capsys, ["eval", "--ckpt", run, "--limit", limit], "--limit must be at least 1")
+    refused(capsys, ["eval", "--ckpt", run, "--limit", limit], "--limit must be a whole number of at least 1")
 
 
 def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):
@@ -319,6 +319,19 @@ def test_config_file_types_are_checked(tmp_path, capsys):
     path.write_text(json.dumps({"steps": "5", "lr_final": None, "progress": 1}))
     refused(capsys, ["train", "--config", path, "--out", tmp_path / "r"], "steps must be a whole number",
             "lr_final must be a number", "progress must be true or false")
+
+
+def test_numpy_numbers_are_numbers_and_a_list_field_says_list():
+    """A notebook's np.int64(500) and np.array(aabb) are what they look like; a number where a
+    list belongs is named as such (it once leaked a placeholder: "got <object object at ...>")."""
+    from taichi_nerf.config import TrainConfig
+
+    cfg = TrainConfig(steps=np.int64(50), lr=np.float64(0.01), batch_rays=np.int32(256),
+                      aabb=np.array([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])).validate()
+    assert (cfg.steps, cfg.batch_rays, cfg.lr) == (50, 256, 0.01) and type(cfg.steps) is int
+    assert cfg.aabb == [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0] and json.loads(json.dumps(cfg.to_dict()))["steps"] == 50
+    with pytest.raises(ValueError, match=r"aabb must be a list, got 3\.0$"):
+        TrainConfig(aabb=3.0).validate()
 
 
 def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path):

@@ -193,6 +193,11 @@ def test_two_trainers_on_one_folder_and_no_stale_lock_after_a_kill(tmp_path, tin
                                 str(run), "--overwrite", "--video-frames", "0", *TINY], capture_output=True, text=True,
                                timeout=120, env=checkout_env())
         assert third.returncode == 2 and f"process {first.pid}" in third.stderr, third.stderr
+        # and a fresh run without --overwrite hears of the live run, not "unfinished run; add --overwrite"
+        fourth = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out",
+                                 str(run), "--video-frames", "0", *TINY], capture_output=True, text=True,
+                                timeout=120, env=checkout_env())
+        assert fourth.returncode == 2 and f"process {first.pid}" in fourth.stderr, fourth.stderr
         assert (run / "config.json").is_file()
     finally:
         first.send_signal(signal.SIGKILL)

@@ -3,6 +3,7 @@ split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-
 (``render --path/--spiral``), meshes and point clouds (``export``)."""
 from __future__ import annotations
 
+import numbers
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ..rendering.backgrounds import scene_background
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
+from ..runs.distributed import rank_zero_only
 from . import mesh_checks
 from .depth_view import depth_colors
 
@@ -59,15 +61,18 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     it has moved. ``note`` is told what was chosen or filled in (which default video and why;
     a camera path's missing field of view). ``appearance_image``: that training image's look
     (appearance code) instead of the mean."""
+    rank_zero_only("render_path")
     from . import camera_path as cp
     from .default_video import write_default_video
     from .video import write_path
 
     for name, value, least in (("frames", frames, 1), ("size", size, 8), ("fps", fps, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < least
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value < least
                                   or (name != "fps" and value != int(value))):  # 0 used to mean the default
             raise ValueError(f"{name} must be {'a number' if name == 'fps' else 'a whole number'} of at least "
                              f"{least}, got {value!r}")
+    frames, size = (None if v is None else int(v) for v in (frames, size))  # numpy's numbers as Python's
+    fps = None if fps is None else float(fps)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     check_writable(Path(out).parent)  # before minutes of rendering, not after
@@ -104,6 +109,7 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
                 progress: bool = True):
     """Marching-cubes mesh of the field (taichi_nerf/outputs/export.py), written as PLY or OBJ;
     returns (path, export.MeshResult); its ``warnings`` say when the mesh is the box."""
+    rank_zero_only("export_mesh")
     from . import export
 
     if Path(out).suffix.lower() not in (".ply", ".obj"):
@@ -124,6 +130,7 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
                   progress: bool = True, data=None, orbit_views: int = ORBIT_VIEWS, orbit_size: int = ORBIT_WIDTH):
     """Coloured surface points seen from the training cameras or an orbit (``orbit_views``
     views ``orbit_size`` pixels wide), written as PLY (or OBJ); returns (path, number of points)."""
+    rank_zero_only("export_points")
     from ..rendering.scene import orbit_cameras
     from . import export
 

@@ -74,6 +74,16 @@ def refuse_several(what: str) -> None:
                          f"(WORLD_SIZE is {world_size()}; only train runs on several)")
 
 
+def rank_zero_only(what: str) -> None:
+    """The Python API's one-process work (evaluate, render, export, make_synthetic) in a torchrun
+    script: on rank 0 it runs; on another rank it is refused in one line, as every rank would
+    write the same files (the CLI refuses such commands on every rank: refuse_several)."""
+    rank, _, size, _ = environment()
+    if size > 1 and rank != 0:
+        raise ValueError(f"{what} under torchrun runs on rank 0 alone (each rank would write the same files); call "
+                         f"it where int(os.environ['RANK']) == 0 (this is rank {rank} of {size})")
+
+
 def gpu_for_local_rank(visible: str | None, local_rank: int) -> str:
     """The CUDA_VISIBLE_DEVICES entry of this rank: the ``local_rank``-th of those already
     visible (indices or UUIDs), or the index itself when none are set."""
@@ -140,6 +150,7 @@ class Ranks:
     control: object = None  # gloo group: the start, stop votes, agreements
     data: object = None  # gradients and the grid
     run_folder: object = None  # for the resume hint when a peer is lost
+    own_stdout: object = None  # a rank other than 0: its standard output while a run silences it
 
     @property
     def writes(self) -> bool:
@@ -278,6 +289,23 @@ class Ranks:
             trainer.generator.manual_seed(stream_seed(trainer.cfg.seed, self.rank, trainer.step_count))
             trainer.cfg = dataclasses.replace(trainer.cfg, progress=False)
 
+    def share_result(self, result):
+        """Rank 0's result of a run, on every rank, once rank 0 has finished it (its last save and
+        validation): a script's next line on any rank finds the checkpoint written."""
+        if self.size == 1:
+            return result
+        import torch.distributed as dist
+
+        shared = [result]
+        self._call(dist.broadcast_object_list, shared, src=0, group=self.control)
+        return shared[0]
+
+    def speak_again(self) -> None:
+        """Give a rank other than 0 its standard output back (silenced while a run reports on rank 0's)."""
+        if self.own_stdout is not None and sys.stdout is not self.own_stdout:
+            sys.stdout.close()
+            sys.stdout = self.own_stdout
+
     def close(self) -> None:
         global _current
         if self.size > 1:
@@ -339,6 +367,7 @@ def join(arch: str = "auto") -> Ranks:
     if ranks.writes:
         sys.stdout.flush()
     else:
+        ranks.own_stdout = sys.stdout  # back after the run (speak_again): a script's own prints
         sys.stdout = open(os.devnull, "w")  # rank 0 reports; the others' errors still reach stderr
     _current = ranks
     return ranks

@@ -271,6 +271,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if out.exists() and not out.is_dir():
         raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another {flags[1]}")
     check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
+    refuse_if_locked(out)  # a live run there: say that, not what its folder holds so far (again below)
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
         path = checkpoint.find_checkpoint(out)
         state = checkpoint.read_state(path)
@@ -291,7 +292,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if cfg.batch_rays == 0 and dataset is not None:  # every pixel of batch_images images: the images' size decides
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)
-    refuse_if_locked(out)
+    refuse_if_locked(out)  # a run that started while the data loaded
     run = Run(cfg, dataset, resume, out)
     if dry_run or not claim:
         return run

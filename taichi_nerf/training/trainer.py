@@ -445,6 +445,6 @@ class Trainer:
                 stopped = True
         if self.ranks.writes:
             write_curves(self.out_dir)
-        return TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stopped,
-                           self.clock() - started, self.last_val_object_psnr, training_s)
+        return self.ranks.share_result(TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stopped,
+                                                   self.clock() - started, self.last_val_object_psnr, training_s))
 
