@@ -416,11 +416,39 @@ def test_blender_layout_writers_refuse_a_file_or_another_dataset(tmp_path, capsy
     (other / "transforms.json").write_text("{}")
     for command in (["synthetic"], ["from-mesh", tmp_path / "cow.obj"]):
         refused(capsys, ["data", *command, "--out", other, "--views", "2", "--size", "8"],
-                f"{other}: holds another dataset (transforms.json, images); choose another --out")
+                f"{other}: holds another dataset (transforms.json, images); choose another folder")
     blocker = tmp_path / "afile"
     blocker.write_text("mine")
     refused(capsys, ["data", "synthetic", "--out", blocker], "afile: is a file")
     assert sorted(p.name for p in other.iterdir()) == ["images", "transforms.json"] and blocker.read_text() == "mine"
+
+
+def test_the_synthetic_writer_never_overwrites_a_users_blender_dataset_or_a_run(tmp_path, capsys):
+    """`data synthetic --out lego` replaced the user's own transforms_train.json (lost work), and
+    make_synthetic wrote into a run folder and took views="4" to a TypeError."""
+    import taichi_nerf as tn
+
+    from .conftest import refused
+
+    lego = tmp_path / "lego"
+    (lego / "train").mkdir(parents=True)
+    (lego / "transforms_train.json").write_text('{"camera_angle_x": 0.69, "frames": []}')
+    refused(capsys, ["data", "synthetic", "--out", lego, "--views", "2", "--size", "8"],
+            "transforms_train.json: a dataset this tool did not write would be overwritten")
+    with pytest.raises(DataError, match="did not write"):
+        tn.make_synthetic(lego, views=2, size=8, progress=False)
+    assert (lego / "transforms_train.json").read_text() == '{"camera_angle_x": 0.69, "frames": []}'
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    with pytest.raises(DataError, match="holds a training run"):
+        tn.make_synthetic(run, views=2, size=8, progress=False)
+    with pytest.raises(ValueError, match="views must be a whole number of at least 1, got '4'"):
+        tn.make_synthetic(tmp_path / "new", views="4", size=8, progress=False)
+    ours = tmp_path / "ours"
+    for _ in range(2):  # our own render is written again
+        tn.make_synthetic(ours, views=2, size=8, progress=False)
+    assert len(json.loads((ours / "transforms_train.json").read_text())["frames"]) == 2
 
 
 def test_ndc_on_a_layout_without_it_is_refused(tmp_path, capsys):

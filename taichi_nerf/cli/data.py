@@ -110,7 +110,6 @@ def cmd_data_from_mesh(args) -> int:
         raise UserError("--views must be at least 1, --size at least 8, --val-views/--test-views not negative")
     if args.supersample < 1 or args.supersample % 2 == 0:
         raise UserError("--supersample must be an odd positive number (1, 3, 5)")
-    refuse_other_dataset(args.out)
     out, warnings = write_mesh_dataset(args.model, args.out, views=args.views, size=args.size, val_views=args.val_views,
                                        test_views=args.test_views, supersample=args.supersample, up=args.up,
                                        full_sphere=args.full_sphere, progress=not args.no_progress)
@@ -122,26 +121,11 @@ def cmd_data_from_mesh(args) -> int:
     return 0
 
 
-def refuse_other_dataset(out) -> None:
-    """One line for an --out that is a file or holds another layout's dataset (an earlier
-    Blender-layout render there is rewritten): a Blender-layout writer (synthetic, from-mesh)
-    adding its transforms_*.json beside that dataset would hide it from the loaders."""
-    from ..data.loaders import DATASET_MARKERS
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: is a file; --out is the dataset's folder")
-    found = [name for name in DATASET_MARKERS if name != "transforms_train.json" and (out / name).exists()]
-    if found:
-        raise UserError(f"{out}: holds another dataset ({', '.join(found)}); choose another --out")
-
-
 def cmd_data_synthetic(args) -> int:
     from ..api import make_synthetic
 
     if args.views < 1 or args.size < 8:
         raise UserError("--views must be at least 1 and --size at least 8")
-    refuse_other_dataset(args.out)
     path = make_synthetic(args.out, views=args.views, size=args.size, progress=not args.no_progress)
     print(f"wrote the built-in scene ({args.views} training views, {args.size}x{args.size}) to {path}")
     return 0

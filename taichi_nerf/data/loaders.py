@@ -2,6 +2,7 @@
 resolved one layer up, in taichi_nerf/runs/datasets.py)."""
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -80,6 +81,36 @@ def _lone_npz(path: Path) -> Path | None:
         return None
     found = sorted(path.glob("*.npz"))
     return found[0] if len(found) == 1 else None
+
+
+# What this project's Blender-layout writers put under "scene" in their transforms_*.json:
+# a folder holding one of them may be written again; any other dataset there stays untouched.
+OUR_SCENES = ("taichi-nerf built-in", "mesh ")
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl")  # a training run's folder, not a dataset's
+
+
+def refuse_foreign_dataset(out) -> None:
+    """One line for a writer's ``--out`` that is a file, a training run, or holds a dataset this
+    project did not write (another layout beside which a transforms_train.json would hide it, or a
+    Blender-layout one of the user's, which would be overwritten); an earlier render of ours there
+    is rewritten."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file; the dataset goes in a folder")
+    run = [name for name in RUN_FILES if (out / name).exists()]
+    if run:
+        raise DataError(f"{out}: holds a training run ({', '.join(run)}); choose another folder for the dataset")
+    found = [name for name in DATASET_MARKERS if name != "transforms_train.json" and (out / name).exists()]
+    if found:
+        raise DataError(f"{out}: holds another dataset ({', '.join(found)}); choose another folder")
+    ours = out / "transforms_train.json"
+    if ours.exists():
+        try:
+            scene = json.loads(ours.read_text()).get("scene")
+        except (OSError, ValueError, AttributeError):
+            scene = None
+        if not (isinstance(scene, str) and scene.startswith(OUR_SCENES)):
+            raise DataError(f"{ours}: a dataset this tool did not write would be overwritten; choose another folder")
 
 
 def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,

@@ -26,6 +26,7 @@ import torch
 from .. import backend
 from ..data.blender import write_split
 from ..data.dataset import DataError
+from ..data.loaders import refuse_foreign_dataset
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .obj import Mesh, read_obj
 
@@ -270,6 +271,7 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
 
     if views < 1 or size < 8:
         raise DataError("need at least 1 view and a size of at least 8 pixels")
+    refuse_foreign_dataset(out_dir)
     mesh = read_obj(obj_path)
     renderer = MeshRenderer(mesh, up)
     out = Path(out_dir)

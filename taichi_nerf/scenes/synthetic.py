@@ -25,6 +25,7 @@ bit-for-bit those of ``_render_kernel`` here, which is kept as it was.
 """
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
+import numbers
 from pathlib import Path
 
 import taichi as ti
@@ -33,6 +34,7 @@ import torch
 from .. import backend
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..data.blender import write_split
+from ..data.loaders import refuse_foreign_dataset
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
 from .sdf import check_poses, march, normal, ray_dir, scene_dist, shade, vec3
@@ -128,6 +130,11 @@ def write_synthetic_dataset(
     """Render train/val/test splits and write them in the Blender layout; returns out_dir."""
     from tqdm import tqdm
 
+    for name, value, least in (("views", views, 1), ("size", size, 8)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    refuse_foreign_dataset(out_dir)
+    views, size = int(views), int(size)
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {
