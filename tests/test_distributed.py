@@ -255,6 +255,17 @@ def test_devices_flag_is_not_passed_on_to_the_ranks():
     assert without_devices_flag(["train", "--devices=4", "--resume", "x"]) == ["train", "--resume", "x"]
 
 
+def test_devices_under_torchrun_is_said_to_be_unused(monkeypatch, capsys, tmp_path, tiny_scene):
+    """torchrun --nproc-per-node 2 ... train --devices 5 ran 2 ranks without a word."""
+    from taichi_nerf import cli
+
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    assert cli.main(["train", "--data", str(tiny_scene), "--devices", "5", "--dry-run", "--out",
+                     str(tmp_path / "r")]) == 0
+    assert "--devices 5 is not used: torchrun started this run's 2 ranks" in capsys.readouterr().err
+
+
 def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys, tmp_path):
     from taichi_nerf import cli
 

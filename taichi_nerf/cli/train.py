@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 
 from ..rendering.video_route import DEFAULT_FRAMES
@@ -67,6 +68,9 @@ def cmd_train(args) -> int:
     launcher = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
     if launcher:
         distributed.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
+    elif args.devices > 1 and args.devices != distributed.world_size() and distributed.environment()[0] == 0:
+        print(f"warning: --devices {args.devices} is not used: torchrun started this run's "
+              f"{distributed.world_size()} ranks (its --nproc-per-node decides)", file=sys.stderr)
     viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:

@@ -166,7 +166,8 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
         lines.append("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with "
                      "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
                      "float32")
-    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+    per_rank = f" on each of {trainer.ranks.size} ranks" if trainer.ranks.size > 1 else ""
+    rays = (f"{cfg.batch_rays} rays{per_rank}" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
         f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
     samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
         f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \

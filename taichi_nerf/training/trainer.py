@@ -189,9 +189,9 @@ class Trainer:
             self.maybe_update_grid()
         dt = time.perf_counter() - t0
         self.elapsed += dt
-        rays = origins.shape[0]  # batch_rays, or every pixel of batch_images images
+        rays = origins.shape[0] * self.ranks.size  # batch_rays (each rank's), or every pixel of batch_images images
         self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
-        self.last_samples_per_ray = samples / max(1, rays)
+        self.last_samples_per_ray = samples / max(1, origins.shape[0])
         return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
                 "train_psnr": mse_to_psnr(float(mse)) if check else None,
                 "lr": lr, "rays_per_s": self.rays_per_s}
