@@ -45,13 +45,7 @@ def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
     config = write_config(cfg.replace(out=str(tmp_path / "reference")), tmp_path / "reference.json")
     reference = subprocess.Popen([*worker, "reference", config, str(tmp_path / "reference.pt"), "2"], cwd=ROOT,
                                  env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(3):
-        errors = run_ranks(cfg, tmp_path, worker)
-        # The port was free when chosen and closed again before rank 0 bound it: another process may
-        # have taken it in between. That is the test's race, not the package's (torchrun binds its own).
-        if not any(err and "the port is in use" in err for err in errors.values()):
-            break
-        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+    errors = run_ranks(cfg, tmp_path, worker)
     for rank, err in errors.items():
         assert err is None, f"rank {rank}: {err[-3000:]}"
     _, err = reference.communicate(timeout=300)
@@ -79,29 +73,49 @@ def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
     assert torch.load(run / "checkpoint.pt", weights_only=True)["world_size"] == 2
 
 
-def run_ranks(cfg, tmp_path: Path, worker: list[str]) -> dict[int, str | None]:
-    """Rank 0 and rank 1 on a free port, to the end: each rank's stderr if it failed, else None."""
-    port = str(free_port())
-    procs = []
-    for rank, out in ((0, "run"), (1, "rank1_out")):  # rank 1 gets its own folder: it must stay unwritten
-        config = write_config(cfg.replace(out=str(tmp_path / out)), tmp_path / f"rank{rank}.json")
-        env = process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen([*worker, "rank", config, str(tmp_path / f"rank{rank}.pt")], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    errors = {}
+def two_ranks(argv_of, clean) -> list[tuple[int, str, str]]:
+    """Ranks 0 and 1 (``argv_of(rank)``) on a free port, to the end: each one's (exit status,
+    stdout, stderr). The port was free when chosen and closed again before rank 0 bound it: another
+    process may have taken it in between. That is the test's race, not the package's (torchrun binds
+    its own), so a taken port is tried again, up to 3 times, after ``clean()``."""
+    for _ in range(3):
+        results = _run_two(argv_of, str(free_port()))
+        if not any("the port is in use" in err for _, _, err in results):
+            break
+        clean()
+    return results
+
+
+def _run_two(argv_of, port: str) -> list[tuple[int, str, str]]:
+    procs = [subprocess.Popen(argv_of(rank), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                                              LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for rank in (0, 1)]
+    results = {}
     try:
         for rank, proc in enumerate(procs):
-            _, err = proc.communicate(timeout=300)
-            errors[rank] = None if proc.returncode == 0 else err
-            if err is not None and proc.returncode != 0:
+            out, err = proc.communicate(timeout=300)
+            results[rank] = (proc.returncode, out, err)
+            if proc.returncode != 0:
                 break  # the other rank would wait for this one: stop it below and say why this one failed
     finally:
-        for proc in procs:
+        for rank, proc in enumerate(procs):
             if proc.poll() is None:
                 proc.kill()
-                errors.setdefault(procs.index(proc), proc.communicate()[1])
-    return errors
+                results[rank] = (proc.returncode, *proc.communicate())
+    return [results[rank] for rank in (0, 1)]
+
+
+def run_ranks(cfg, tmp_path: Path, worker: list[str]) -> dict[int, str | None]:
+    """Rank 0 and rank 1 of ``cfg`` through ``Trainer.run``, to the end: each rank's stderr if it
+    failed, else None. Rank 1 gets its own folder: it must stay unwritten."""
+    def argv_of(rank: int) -> list[str]:
+        config = write_config(cfg.replace(out=str(tmp_path / ("run" if rank == 0 else "rank1_out"))),
+                              tmp_path / f"rank{rank}.json")
+        return [*worker, "rank", config, str(tmp_path / f"rank{rank}.pt")]
+
+    results = two_ranks(argv_of, lambda: shutil.rmtree(tmp_path / "run", ignore_errors=True))
+    return {rank: None if code == 0 else err for rank, (code, _, err) in enumerate(results)}
 
 
 @pytest.mark.slow
@@ -111,25 +125,15 @@ def test_a_torchrun_script_of_the_api_finds_rank_0s_checkpoint_on_every_rank(tin
     one line (it would write what rank 0 writes) while rank 0 evaluates."""
     cfg = tiny_config(tiny_scene, tmp_path / "run", steps=8, eval_every=4, checkpoint_every=100, seed=3)
     config = write_config(cfg, tmp_path / "config.json")
-    port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.distributed_worker", "api", config,
-                               str(tmp_path / f"seen{rank}.json")], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                                              LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
-             for rank in (0, 1)]
-    try:
-        outputs = [proc.communicate(timeout=300) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, (_, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-3000:]
+    outputs = two_ranks(lambda rank: [sys.executable, "-m", "tests.distributed_worker", "api", config,
+                                      str(tmp_path / f"seen{rank}.json")],
+                        lambda: shutil.rmtree(tmp_path / "run", ignore_errors=True))
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"seen{rank}.json").read_text()) for rank in (0, 1))
     assert rank1["checkpoint_there"] and rank1["step"] == rank0["step"] == 8 and not rank1["interrupted"]
     assert rank1["val_psnr"] == rank0["val_psnr"] is not None  # rank 0's final validation, shared
-    assert "after train" in outputs[1][0]  # rank 1's own prints are seen again
+    assert "after train" in outputs[1][1]  # rank 1's own prints are seen again
     assert rank0["evaluated"] > 0 and "runs on rank 0 alone" in rank1["refused"]
 
 
