@@ -18,17 +18,13 @@ COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLM
 CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
 
 
-def _passed_over(skipped: list[tuple[str, str]]) -> frozenset[str]:
-    return frozenset(name for name, _ in skipped)
-
-
 def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ()) -> dict[str, Path]:
     """Photo stem -> mask file; refuses (one line, naming the first bad file) a missing folder,
     a photo without a mask, a mask without a photo, a mask of another shape or an all-black mask.
     The masks of ``skipped`` photos (gather_images: unreadable, a copy) are passed over with them."""
     if not folder.is_dir():
         raise DataError(f"{folder}: --masks folder not found")
-    matched = match_folder(photos, folder, WITHOUT_MASKS, _passed_over(skipped))
+    matched = match_folder(photos, folder, WITHOUT_MASKS, frozenset(name for name, _ in skipped))
     for photo in photos:
         with Image.open(photo) as im:
             size = im.size
@@ -37,13 +33,11 @@ def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ())
     return matched
 
 
-def place(photos: list[Path], names: list[str], folder: Path, dataset: Path,
-          skipped: list[tuple[str, str]] = ()) -> float:
+def place(photos: list[Path], names: list[str], matched: dict[str, Path], dataset: Path) -> float:
     """Write the COLMAP masks (binary, at each photo's size) of the photos, named ``names`` in the
-    dataset, into ``dataset/COLMAP_FOLDER`` and link the user's masks into ``dataset/masks/``;
-    returns the seconds it took."""
+    dataset, into ``dataset/COLMAP_FOLDER`` and link the user's masks (``matched``: what
+    :func:`check` returned) into ``dataset/masks/``; returns the seconds it took."""
     start = time.perf_counter()
-    matched = match_folder(photos, folder, WITHOUT_MASKS, _passed_over(skipped))
     (dataset / COLMAP_FOLDER).mkdir(parents=True)
     (dataset / "masks").mkdir()
     for photo, name in zip(photos, names):

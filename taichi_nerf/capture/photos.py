@@ -305,7 +305,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     if masks is not None:
         if not source.is_dir():
             raise DataError(f"{source}: --masks needs a folder of photos, not a video")
-        photo_masks.check(photos, Path(masks), skipped)
+        matched = photo_masks.check(photos, Path(masks), skipped)
     if not source.is_dir():
         from .video_frames import check_video
 
@@ -319,7 +319,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
             if source.is_dir():
                 names = [place_photo(p, tmp / "images") for p in photos]
                 if masks is not None:
-                    seconds["masks"] = photo_masks.place(photos, names, Path(masks), tmp, skipped)
+                    seconds["masks"] = photo_masks.place(photos, names, matched, tmp)
                 auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
             else:
                 from .video_frames import extract_frames

@@ -56,10 +56,14 @@ def _frame_count(reader, meta) -> int:
         return 0
 
 
-def check_video(video: Path) -> None:
-    """Refuse (one line) a file that is an image, or that no decoder opens, before anything is written."""
+def _refuse_an_image(video: Path) -> None:
     if video.suffix.lower() in PHOTO_SUFFIXES:
         raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
+
+
+def check_video(video: Path) -> None:
+    """Refuse (one line) a file that is an image, or that no decoder opens, before anything is written."""
+    _refuse_an_image(video)
     reader, _ = _open(video)
     reader.close()
 
@@ -72,8 +76,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
     video, out_dir = Path(video), Path(out_dir)
     if count < 3:
         raise DataError(f"--frames must be at least 3, got {count}")
-    if video.suffix.lower() in PHOTO_SUFFIXES:
-        raise DataError(f"{video}: is an image, not a video; give the folder that holds the photos")
+    _refuse_an_image(video)
     reader, meta = _open(video)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = _frame_count(reader, meta)

@@ -268,7 +268,7 @@ class WebViewer(TrainingSession):
             return
         self._pending, self._sent_at, self._sent_quality = False, now, quality
         self.counts["frames"] += 1
-        self.log.sent(now)
+        self.log.sent()
         if self.awaiting is not None:
             self.latencies.append(now - self.awaiting)
             self.log.latency(now - self.awaiting)

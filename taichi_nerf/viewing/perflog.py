@@ -102,7 +102,7 @@ class ViewerLog(PerformanceLog):
         super().__init__(path, interval_s)
         self.fps = 0.0
 
-    def sent(self, now: float) -> None:
+    def sent(self) -> None:
         self.sent_count += 1
 
     def latency(self, seconds: float) -> None:
