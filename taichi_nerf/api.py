@@ -1,12 +1,12 @@
 """The Python API; the CLI is a thin layer over these functions."""
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import numpy as np
 
 from .config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
+from .config_checks import number_at_least
 from .files import json_safe, write_json
 from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
 from .outputs.metrics import has_transparency, mean_object_psnr, psnr, ssim
@@ -103,11 +103,8 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     from .outputs import render_folder
     from .training.pose_refinement import align_camera
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
-        raise ValueError(f"--limit must be a whole number of at least 1, got {limit!r}")
-    if isinstance(align_steps, bool) or not isinstance(align_steps, numbers.Integral) or align_steps < 0:
-        raise ValueError(f"--align-cameras must be 0 or more steps, got {align_steps!r}")
-    limit, align_steps = None if limit is None else int(limit), int(align_steps)  # numpy's as Python's
+    limit = None if limit is None else number_at_least("--limit", limit, 1)
+    align_steps = number_at_least("--align-cameras", align_steps, 0)
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite)
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)

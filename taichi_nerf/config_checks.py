@@ -4,6 +4,7 @@ phrase to the list that the one-line error joins, so a user sees every problem a
 from __future__ import annotations
 
 import math
+import numbers
 import types
 import typing
 
@@ -11,6 +12,17 @@ import typing
 # noise, but finite; the PyTorch3D tutorial's recipe uses 60 (presets.py), so only overflow is refused.
 MAX_FREQUENCIES = 64
 MAX_SAMPLES = 8192  # samples per ray: Taichi's autodiff stack is sized by it
+
+
+def number_at_least(name: str, value, least, whole: bool = True):
+    """``value`` as a Python int (a float unless ``whole``) when it is a number of at least ``least``
+    (numpy's numbers count, 2.0 frames too; True, 2.5 frames and NaN do not), else a ValueError
+    naming ``name``: the one check every API function's counts and sizes go through."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= least
+            or (whole and (not math.isfinite(value) or value != int(value)))):
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"{name} must be {kind} of at least {least:g}, got {value!r}")
+    return int(value) if whole else float(value)
 
 
 def without_none(hint):

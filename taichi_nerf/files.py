@@ -3,6 +3,7 @@ status files, camera paths), PNG images, and JSON whose numbers every reader acc
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import math
 import os
@@ -27,6 +28,26 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True  # EPERM: another user's process; leave what it owns alone
     return True
+
+
+def flock_holder(lock) -> int | None:
+    """Who holds an exclusive ``flock`` on the file ``lock`` now: None if nobody does (or there is
+    no such file), else the PID the file names (-1 if it names none). The OS lets go of a lock when
+    its process ends, however it ends, so a killed holder is never mistaken for a live one."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def check_writable(folder) -> None:

@@ -220,4 +220,5 @@ def test_eval_aligns_a_val_camera_to_its_photo(trained_builtin, tmp_path, capsys
     assert image["aligned_psnr"] > image["psnr"] + 3.0 and image["aligned_psnr"] > honest["psnr"] - 1.5, image
     assert ALIGN_WARN_DEG < image["alignment"]["rotation_deg_rms"] < 4.5, image["alignment"]  # turned back ~3 deg
     assert honest["aligned_psnr"] > honest["psnr"] - 0.5  # an exact camera stays put
-    refused(capsys, ["eval", "--ckpt", run, "--align-cameras", -1], "--align-cameras must be 0 or more steps")
+    refused(capsys, ["eval", "--ckpt", run, "--align-cameras", -1],
+            "--align-cameras must be a whole number of at least 0")

@@ -5,12 +5,15 @@ import dataclasses
 import json
 import typing
 
+import numpy as np
 import pytest
 
 from taichi_nerf import cli
 from taichi_nerf.backend import ARCH_CHOICES
 from taichi_nerf.config import DATASET_FIELDS, TrainConfig, choice_fields, field_types
-from taichi_nerf.config_checks import without_none
+from taichi_nerf.config_checks import number_at_least, without_none
+
+from .conftest import refused
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
@@ -115,6 +118,37 @@ def test_bad_flag_values_exit_2_with_one_error_line(argv, message, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0]
 
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "synthetic", "--out", "x", "--views", "0"], "--views must be at least 1, got 0"),
+    (["data", "synthetic", "--out", "x", "--size", "4"], "--size must be at least 8, got 4"),
+    (["data", "from-mesh", "m.obj", "--out", "x", "--test-views", "-1"], "--test-views must be not negative, got -1"),
+    (["render", "--ckpt", "r", "--frames", "0"], "--frames must be at least 1, got 0"),
+    (["render", "--ckpt", "r", "--fps", "0"], "--fps must be positive, got 0"),
+    (["render", "--ckpt", "r", "--split", "val", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["train", "--devices", "0"], "--devices must be at least 1, got 0"),
+    (["gui", "--headless", "--frames", "3", "--steps-per-frame", "0"], "--steps-per-frame must be at least 1, got 0"),
+])
+def test_a_number_below_its_minimum_is_named_with_its_value_before_any_work(argv, message, capsys, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written: the refusal comes first
+    refused(capsys, argv, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, whole, accepted", [
+    (3, True, 3), (np.int64(3), True, 3), (3.0, True, 3), (2.5, False, 2.5), (np.float32(2.5), False, 2.5),
+    (2.5, True, None), (True, True, None), ("3", True, None), (float("nan"), True, None), (float("inf"), True, None),
+    (float("nan"), False, None), (0, True, None),
+])
+def test_the_api_counts_take_numbers_of_any_kind_and_nothing_else(value, whole, accepted):
+    if accepted is None:
+        with pytest.raises(ValueError, match=f"frames must be a {'whole ' if whole else ''}number of at least 1, got"):
+            number_at_least("frames", value, 1, whole)
+    else:
+        out = number_at_least("frames", value, 1, whole)
+        assert out == accepted and type(out) is (int if whole else float)
 
 
 @pytest.mark.parametrize("argv, usage, message", [

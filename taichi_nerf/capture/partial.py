@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..files import process_alive
+from ..files import flock_holder, process_alive
 from ..interrupts import StopRequest
 
 _PARTIAL = re.compile(r"^\..+\.partial-(\d+)$")
@@ -58,19 +58,12 @@ def remove_leftovers(parent: Path) -> list[Path]:
 
 
 def _abandoned(folder: Path, pid: int) -> bool:
-    """Nobody builds ``folder`` any more: its lock can be taken (the OS let go of it when its process
+    """Nobody builds ``folder`` any more: its lock is free (the OS let go of it when its process
     ended, however it ended). A folder without a lock (written before locks) goes by its PID."""
     lock = _lock_of(folder)
     if not lock.is_file():
         return not (pid == os.getpid() or process_alive(pid))  # ours: we may be building it now
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # closing lets go of the lock again
-    return True
+    return flock_holder(lock) is None
 
 
 class Interrupts(StopRequest):

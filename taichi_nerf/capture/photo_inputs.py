@@ -14,6 +14,7 @@ from pathlib import Path
 from ..data.dataset import DataError
 from ..data.images import DATASET_SUFFIXES, PHOTO_SUFFIXES
 from ..data.loaders import DATASET_MARKERS
+from ..wording import SHOWN, few_names
 
 # All that from-photos writes in --out (--overwrite swaps these). masks/ (with --masks) is one: an
 # old run's left behind would be read as this dataset's, and a new one must not be dropped.
@@ -22,14 +23,6 @@ WRITTEN_BY_US = ("transforms.json", "colmap")  # an --out holding one of these i
 # Photo formats Pillow cannot read without a plug-in, with the way out.
 CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "raw", ".cr2": "raw", ".cr3": "raw",
                  ".nef": "raw", ".arw": "raw", ".orf": "raw", ".rw2": "raw", ".raf": "raw"}
-SHOWN = 3  # skipped files named in one line; the rest are counted
-
-
-def few_names(names: list[str]) -> str:
-    """The first SHOWN of ``names``, and how many more: one line however many."""
-    return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
-
-
 def few_skipped(skipped: list[tuple[str, str]]) -> str:
     """The first SHOWN skipped files, those skipped for one reason together, and how many more."""
     groups: dict[str, list[str]] = {}

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
+from ..wording import few_names
 from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
 from .photo_inputs import (
     OUTPUTS,
     check_out,
     dataset_name,
-    few_names,
     few_skipped,
     gather_images,
     place_photo,

@@ -16,14 +16,19 @@ class UserError(Exception):
     """A mistake in the command line: one line on stderr, exit status 2."""
 
 
-def counted(count: int, noun: str) -> str:
-    """"1 image", "3 images": what the command lines print."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def add_arch(p):
     p.add_argument("--arch", choices=ARCH_CHOICES, default="auto",
                    help="compute backend (default: auto = CUDA if usable, else CPU)")
+
+
+def at_least(args, minimums: dict[str, float]) -> None:
+    """Refuse the first of these flags (``{"--views": 1, "--size": 8}``) below its minimum, naming
+    it and the value given; flags left out (None) pass."""
+    for flag, minimum in minimums.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value < minimum:
+            floor = "not negative" if minimum == 0 else f"at least {minimum:g}"
+            raise UserError(f"{flag} must be {floor}, got {value:g}")
 
 
 def check_seconds(seconds: float | None) -> None:

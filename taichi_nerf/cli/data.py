@@ -6,7 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .common import HelpFormatter, UserError, add_config_flags, config_overrides, counted
+from ..wording import counted
+from .common import HelpFormatter, UserError, add_config_flags, at_least, config_overrides
 
 
 def add_parser(sub) -> None:
@@ -106,8 +107,7 @@ def cmd_data_info(args) -> int:
 def cmd_data_from_mesh(args) -> int:
     from ..scenes.mesh import write_mesh_dataset
 
-    if args.views < 1 or args.size < 8 or args.val_views < 0 or args.test_views < 0:
-        raise UserError("--views must be at least 1, --size at least 8, --val-views/--test-views not negative")
+    at_least(args, {"--views": 1, "--size": 8, "--val-views": 0, "--test-views": 0})
     if args.supersample < 1 or args.supersample % 2 == 0:
         raise UserError("--supersample must be an odd positive number (1, 3, 5)")
     out, warnings = write_mesh_dataset(args.model, args.out, views=args.views, size=args.size, val_views=args.val_views,
@@ -124,8 +124,7 @@ def cmd_data_from_mesh(args) -> int:
 def cmd_data_synthetic(args) -> int:
     from ..api import make_synthetic
 
-    if args.views < 1 or args.size < 8:
-        raise UserError("--views must be at least 1 and --size at least 8")
+    at_least(args, {"--views": 1, "--size": 8})
     path = make_synthetic(args.out, views=args.views, size=args.size, progress=not args.no_progress)
     print(f"wrote the built-in scene ({args.views} training views, {args.size}x{args.size}) to {path}")
     return 0

@@ -6,6 +6,7 @@ from .common import (
     UserError,
     add_config_flags,
     add_viewer_flags,
+    at_least,
     check_seconds,
     check_video_frames,
     check_viewer_flags,
@@ -143,15 +144,12 @@ def check_flags(args) -> None:
     parse_window(args.window)  # (a ValueError: one line)
     check_video_frames(args.video_frames)
     check_seconds(args.seconds)
-    if args.frames is not None and args.frames < 1:
-        raise UserError(f"--frames must be at least 1, got {args.frames}")
+    at_least(args, {"--frames": 1, "--steps-per-frame": 1})
     if args.render_scale is not None and not 0 < args.render_scale <= MAX_RENDER_SCALE:
         raise UserError(f"--render-scale must be above 0 and at most {MAX_RENDER_SCALE:g} (the render's size over "
                         f"the view's), got {args.render_scale:g}")
     if args.turn_every is not None and not args.turn_every > 0:
         raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
-    if args.steps_per_frame is not None and args.steps_per_frame < 1:
-        raise UserError(f"--steps-per-frame must be at least 1, got {args.steps_per_frame}")
 
 
 def gui_web(args) -> int:

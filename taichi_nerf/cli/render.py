@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS, VIDEO_FORMATS
-from .common import UserError, add_arch, counted
+from ..wording import counted
+from .common import UserError, add_arch, at_least
 
 
 def add_parser(sub) -> None:
@@ -54,6 +55,9 @@ def cmd_render(args) -> int:
         raise UserError("--depth, --compare, --limit and --overwrite go with --split")
     if args.path is not None and args.spiral:
         raise UserError("--path and --spiral are two different camera paths: give one")
+    at_least(args, {"--frames": 1, "--size": 8})
+    if args.fps is not None and not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps:g}")
     out = args.out or ("spiral.mp4" if args.spiral else "path.mp4" if args.path is not None else None)
     if out is None:  # the video that suits the capture, named after its path as train names it
         from ..outputs.default_video import checkpoint_video_name
@@ -61,9 +65,6 @@ def cmd_render(args) -> int:
         out = checkpoint_video_name(args.ckpt)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:
         raise UserError(f"--out must end in .mp4 or .gif, got {out}")
-    if (args.frames is not None and args.frames < 1) or (args.size is not None and args.size < 8) or (
-            args.fps is not None and args.fps <= 0):
-        raise UserError("--frames and --fps must be at least 1 and --size at least 8")
     from ..outputs.from_checkpoint import render_path
     from ..rendering.video_route import video_files
 
@@ -81,8 +82,7 @@ def _render_split(args) -> int:
         raise UserError("--split renders the dataset's own cameras; drop --path/--spiral")
     if args.frames is not None or args.size is not None or args.fps is not None:
         raise UserError("--frames, --size and --fps are video options; --split renders at the dataset's size")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    at_least(args, {"--limit": 1})
     out = Path(args.out or f"render_{args.split}")
     if out.suffix.lower() in (*VIDEO_FORMATS, ".png"):
         raise UserError(f"--out with --split is a folder, got {out}")

@@ -6,14 +6,15 @@ import sys
 from pathlib import Path
 
 from ..rendering.video_route import DEFAULT_FRAMES
+from ..wording import counted
 from .common import (
     EXIT_INTERRUPTED,
     HelpFormatter,
     UserError,
     add_config_flags,
     add_viewer_flags,
+    at_least,
     check_viewer_flags,
-    counted,
     run_config,
     viewer_options,
 )
@@ -50,16 +51,13 @@ def cmd_train(args) -> int:
     from ..runs.run_folder import open_run
     from ..training.trainer import Trainer
 
-    if args.devices < 1:
-        raise UserError(f"--devices must be at least 1, got {args.devices}")
+    at_least(args, {"--devices": 1, "--video-frames": 0})
     distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
     if resume and args.overwrite:
         raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
-    if args.video_frames is not None and args.video_frames < 0:
-        raise UserError(f"--video-frames must not be negative, got {args.video_frames}")
     if args.viewer == "web":
         distributed.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
         if args.devices > 1:

@@ -3,12 +3,12 @@ split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-
 (``render --path/--spiral``), meshes and point clouds (``export``)."""
 from __future__ import annotations
 
-import numbers
 import re
 from pathlib import Path
 
 import torch
 
+from ..config_checks import number_at_least
 from ..files import check_writable, write_png
 from ..rendering.backgrounds import scene_background
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width
@@ -66,13 +66,10 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     from .default_video import write_default_video
     from .video import write_path
 
-    for name, value, least in (("frames", frames, 1), ("size", size, 8), ("fps", fps, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value < least
-                                  or (name != "fps" and value != int(value))):  # 0 used to mean the default
-            raise ValueError(f"{name} must be {'a number' if name == 'fps' else 'a whole number'} of at least "
-                             f"{least}, got {value!r}")
-    frames, size = (None if v is None else int(v) for v in (frames, size))  # numpy's numbers as Python's
-    fps = None if fps is None else float(fps)
+    # (0 used to mean the default)
+    frames = None if frames is None else number_at_least("frames", frames, 1)
+    size = None if size is None else number_at_least("size", size, 8)
+    fps = None if fps is None else number_at_least("fps", fps, 1, whole=False)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     check_writable(Path(out).parent)  # before minutes of rendering, not after

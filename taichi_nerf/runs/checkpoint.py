@@ -16,6 +16,7 @@ from ..files import write_atomic
 from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
 from ..rendering.renderer import Renderer
 from ..rendering.scene import Scene
+from ..wording import few_names
 
 FORMAT_VERSION = 1
 # Config fields that shape the model's tensors or what they mean: a resume must not change them.
@@ -87,7 +88,7 @@ def scene_of(state: dict, path) -> Scene:
         raise CheckpointError(f"{path}: damaged or from an incompatible version (no scene)")
     unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(Scene)})
     if unknown:
-        raise CheckpointError(f"{path}: unknown scene keys: {_few(unknown)} (written by another version?)")
+        raise CheckpointError(f"{path}: unknown scene keys: {few_names(unknown)} (written by another version?)")
     try:
         return Scene(**saved)
     except TypeError as exc:  # a required key missing
@@ -119,7 +120,7 @@ def state_dict_mismatch(exc: Exception) -> str:
         keys = re.search(kind + r' key\(s\) in state_dict: ([^\n]*)', text)
         if keys:
             names = re.findall(r'"([^"]+)"', keys.group(1))
-            parts.append(f"{kind.lower()} {_few(names)}")
+            parts.append(f"{kind.lower()} {few_names(names)}")
     sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
                        r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)", text)
     if sizes:
@@ -128,10 +129,6 @@ def state_dict_mismatch(exc: Exception) -> str:
     if not parts:
         return " ".join(text.split())[:300]
     return "; ".join(parts)
-
-
-def _few(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def config_of(state: dict, path) -> TrainConfig:

@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import resources
+from .. import files, resources
 from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
@@ -168,20 +168,7 @@ class RunLock:
 
 def lock_holder(folder) -> int | None:
     """The PID training in ``folder`` now, or None (no lock, or its holder has ended)."""
-    try:
-        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDWR)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return files.flock_holder(Path(folder) / LOCK_NAME)
 
 
 def read_metrics(path) -> tuple[list[tuple[dict, str]], bool]:

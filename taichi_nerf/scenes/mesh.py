@@ -24,6 +24,7 @@ import taichi as ti
 import torch
 
 from .. import backend
+from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.dataset import DataError
 from ..data.loaders import refuse_foreign_dataset
@@ -269,8 +270,8 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
     any warnings from reading the mesh."""
     from tqdm import tqdm
 
-    if views < 1 or size < 8:
-        raise DataError("need at least 1 view and a size of at least 8 pixels")
+    views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
+    val_views, test_views = number_at_least("val_views", val_views, 0), number_at_least("test_views", test_views, 0)
     refuse_foreign_dataset(out_dir)
     mesh = read_obj(obj_path)
     renderer = MeshRenderer(mesh, up)

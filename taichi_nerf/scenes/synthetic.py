@@ -25,7 +25,6 @@ bit-for-bit those of ``_render_kernel`` here, which is kept as it was.
 """
 # (no "from __future__ import annotations": Taichi reads kernel annotations as objects)
 
-import numbers
 from pathlib import Path
 
 import taichi as ti
@@ -33,6 +32,7 @@ import torch
 
 from .. import backend
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
+from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.loaders import refuse_foreign_dataset
 from ..stages.cameras import focal_from_fov, sphere_poses
@@ -130,11 +130,8 @@ def write_synthetic_dataset(
     """Render train/val/test splits and write them in the Blender layout; returns out_dir."""
     from tqdm import tqdm
 
-    for name, value, least in (("views", views, 1), ("size", size, 8)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     refuse_foreign_dataset(out_dir)
-    views, size = int(views), int(size)
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {
