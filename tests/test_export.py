@@ -134,6 +134,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
     that world point. A surface at NDC infinity is left out."""
     from types import SimpleNamespace
 
+    from taichi_nerf.rendering.renderer import Renderer
     from taichi_nerf.rendering.scene import Scene
     from taichi_nerf.stages import reference
     from taichi_nerf.stages.cameras import image_rays, look_at
@@ -143,7 +144,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
                   ndc_height=16)
     pose = look_at(torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64), torch.tensor([0.2, 0.1, -5.0],
                    dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))[None].float()
-    intrinsics = torch.tensor([[30.0, 30.0, 12.0, 8.0]])
+    intrinsics = torch.tensor([[30.0, 30.0, 12.0, 8.0, 0.0, 0.0, 0.0, 0.0]])  # no distortion
     o, d = image_rays(pose, intrinsics, 0, 24, 0, 24 * 16)
     g = torch.Generator().manual_seed(0)
     s = 1.5 + 20.0 * torch.rand(o.shape[0], generator=g)  # world depth along each ray, past the near plane
@@ -162,6 +163,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
         return SimpleNamespace(samples=samples, weights=weights, opacity=torch.ones(n), rgb=torch.rand(n, 3))
 
     renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays)
+    renderer.sampling_rays = lambda o, d: Renderer.sampling_rays(renderer, o, d)  # the real one: NDC rays
     points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
     assert points.shape == (o.shape[0] - 5, 3)
     assert float(((points.double() - world[5:]).norm(dim=1) / world[5:].norm(dim=1)).max()) < 1e-4

@@ -73,6 +73,19 @@ def test_image_rays_chunk_equals_batch_rays(device):
     assert torch.equal(o, o2) and torch.equal(d, d2)
 
 
+def test_cameras_of_the_wrong_shape_are_refused_not_read_past_their_end():
+    """The ray kernels index poses and intrinsics without bounds checks: a (N, 4) intrinsics
+    tensor (no distortion columns) used to give rays bent by whatever lay beyond it in memory."""
+    poses, intr = random_cameras(2, 16, 12, 7)
+    pix = torch.arange(4, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"intrinsics must be \(cameras, 8\).*got \(2, 4\)"):
+        image_rays(poses, intr[:, :4].contiguous(), 0, 16, 0, 4)
+    with pytest.raises(ValueError, match=r"for each of the 2 poses; got \(1, 8\)"):
+        batch_rays(poses, intr[:1].contiguous(), torch.zeros_like(pix), pix, 16)
+    with pytest.raises(ValueError, match=r"poses must be .*got \(4, 4\)"):
+        image_rays(poses[0], intr, 0, 16, 0, 4)
+
+
 def test_opengl_convention_centre_ray_looks_down_minus_z(device):
     pose = look_at((0.0, 0.0, 5.0), (0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))[None]
     intr = torch.tensor([[10.0, 10.0, 1.0, 1.0, 0, 0, 0, 0]])  # 2x2 image, centre between pixels

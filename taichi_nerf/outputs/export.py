@@ -255,7 +255,7 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
     """World points where the camera's rays at least ``min_opacity`` opaque reach half their
     opacity (the median depth: the expected depth of a soft surface lies behind it), and
     (with_colors) their colour without the background."""
-    from ..stages.cameras import image_rays, ndc_rays, ndc_to_world
+    from ..stages.cameras import image_rays, ndc_to_world
 
     poses = poses.to(renderer.device).float().contiguous()
     intr = intr.to(renderer.device).float().contiguous()
@@ -269,7 +269,7 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
         keep = out.opacity >= min_opacity
         depth = _median_depth(out, n)
         if renderer.scene.ndc:  # the samples' t runs along the NDC ray: its point, back in the world
-            o_ndc, d_ndc = ndc_rays(o, d, renderer.scene)
+            o_ndc, d_ndc = renderer.sampling_rays(o, d)
             hit = o_ndc + depth[:, None] * d_ndc
             keep &= hit[:, 2] < NDC_INFINITY  # the backdrop at infinity has no finite place
             hit = ndc_to_world(hit, renderer.scene)

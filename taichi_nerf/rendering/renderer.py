@@ -140,9 +140,14 @@ class Renderer:
         def rays():
             for image in range(split.count):
                 o, d = cameras.batch_rays(split.poses, split.intrinsics, torch.full_like(pixels, image), pixels, width)
-                yield cameras.ndc_rays(o, d, self.scene) if self.scene.ndc else (o, d)
+                yield self.sampling_rays(o, d)
 
         return self.grid.restrict_to_seen(rays(), self.scene.near, self.scene.far)
+
+    def sampling_rays(self, origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rays as the samplers march them, along which samples' ``t`` runs: in normalised device
+        coordinates for a forward-facing scene, the world's rays otherwise."""
+        return cameras.ndc_rays(origins, dirs, self.scene) if self.scene.ndc else (origins, dirs)
 
     def render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
                     samples_per_ray: int | None = None, generator: torch.Generator | None = None,
@@ -154,8 +159,7 @@ class Renderer:
         (training): each ray's training image, whose appearance code colours it (None: new
         views' code, see stages/field.py)."""
         view_dirs = dirs  # unit world directions: what view-dependent colour depends on
-        if self.scene.ndc:  # forward-facing scenes sample in normalised device coordinates
-            origins, dirs = cameras.ndc_rays(origins, dirs, self.scene)
+        origins, dirs = self.sampling_rays(origins, dirs)
         histogram = None
         with stage("marching"):  # samples are placed, not learned: pose refinement's gradients stop here
             if self.proposal is not None:

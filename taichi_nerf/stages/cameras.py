@@ -179,9 +179,20 @@ def _training_rays_kernel(poses: ti.types.ndarray(), intr: ti.types.ndarray(), r
         _gather_pixel(rgba, img, y, x, background, r, target_rgb, target_alpha)
 
 
+def _check_cameras(poses: torch.Tensor, intrinsics: torch.Tensor) -> None:
+    """The kernels index these without bounds checks (Taichi's release mode): a (N, 4) intrinsics
+    tensor would make them read its neighbours in memory as distortion, silently."""
+    if poses.dim() != 3 or tuple(poses.shape[1:]) not in ((4, 4), (3, 4)):
+        raise ValueError(f"poses must be (cameras, 4, 4) or (cameras, 3, 4), got {tuple(poses.shape)}")
+    if intrinsics.dim() != 2 or intrinsics.shape[1] != 8 or intrinsics.shape[0] != poses.shape[0]:
+        raise ValueError(f"intrinsics must be (cameras, 8): fx, fy, cx, cy, k1, k2, p1, p2 for each of the "
+                         f"{poses.shape[0]} poses; got {tuple(intrinsics.shape)}")
+
+
 def batch_rays(poses: torch.Tensor, intrinsics: torch.Tensor, image_index: torch.Tensor,
                pixel_index: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays through arbitrary (image, pixel) pairs: the Monte Carlo batches of training."""
+    _check_cameras(poses, intrinsics)
     n = pixel_index.shape[0]
     origins = torch.empty(n, 3, device=pixel_index.device)
     dirs = torch.empty(n, 3, device=pixel_index.device)
@@ -193,6 +204,7 @@ def batch_rays(poses: torch.Tensor, intrinsics: torch.Tensor, image_index: torch
 def image_rays(poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int,
                first_pixel: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays for ``count`` consecutive pixels (row-major) of one camera: chunks of a render."""
+    _check_cameras(poses, intrinsics)
     origins = torch.empty(count, 3, device=poses.device)
     dirs = torch.empty(count, 3, device=poses.device)
     if count:
@@ -206,6 +218,7 @@ def training_rays(poses: torch.Tensor, intrinsics: torch.Tensor, rgba: torch.Ten
     """A training batch: the rays through (image, pixel) pairs of ``rgba`` (images, H, W, 4 uint8)
     and their targets, composited on ``background`` ((1, 3) or per ray (N, 3)): (origins, dirs,
     target colours, alphas)."""
+    _check_cameras(poses, intrinsics)
     n, dev = pixel_index.shape[0], pixel_index.device
     origins, dirs, rgb = (torch.empty(n, 3, device=dev) for _ in range(3))
     alpha = torch.empty(n, device=dev)
