@@ -29,6 +29,11 @@ BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyfra
            "compare",
            "prev_camera", "next_camera", "reset_view")  # the panel's order
 WINDOW = (900, 560)
+# How long a wait may take before the test fails: a guard against a hang, not a measure of speed
+# (each wait ends as soon as its condition holds). Loaded 2-core machines (load 11-14, 2026-12-06)
+# ran this test in 28 to 87 s, and the browser viewer, whose view refines the same way, needed over
+# a minute to refine a paused view that a 60 s wait expected.
+GUARD_S = 300.0
 
 
 def require_tools():
@@ -105,8 +110,8 @@ class Session:
             return {}
 
     def _wait(self, predicate, timeout: float, what: str):
-        end = time.time() + timeout
-        while time.time() < end:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
             value = predicate()
             if value:
                 return value
@@ -115,7 +120,7 @@ class Session:
             time.sleep(0.05)
         raise AssertionError(f"{what} (status: {self.status()}; log: {self.log_tail()})")
 
-    def wait_status(self, predicate, what: str, timeout: float = 60.0) -> dict:
+    def wait_status(self, predicate, what: str, timeout: float = GUARD_S) -> dict:
         return self._wait(lambda: (lambda s: s if s and predicate(s) else None)(self.status()), timeout, what)
 
     def frames(self, count: int = 2) -> dict:
@@ -195,7 +200,7 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     session.start_gui(["--data", data, "--width", "32", "--depth", "2", "--batch-rays", "256", "--samples", "24",
                        "--lr", "0.01", "--window", f"{WINDOW[0]}x{WINDOW[1]}", "--out", run, "--arch", "cpu",
                        "--no-progress", "--steps-per-frame", "4"])
-    s = session.wait_status(lambda s: s["step"] >= 40, "training in the window", timeout=90)
+    s = session.wait_status(lambda s: s["step"] >= 40, "training in the window")
     passes = s["render"]["passes"]  # a picture of the field at step 40 or later: two more levels finished
     s = session.wait_status(lambda s: s["render"]["passes"] >= passes + 2, "the view to follow training")
     layout = s["layout"]
@@ -295,7 +300,7 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     session.xdotool("key", "space")  # train a little more, so quitting has something to save
     session.wait_status(lambda s: s["step"] > step, "training to resume")
     session.xdotool("key", "Escape")
-    assert session.gui.wait(60) == 0, session.log_tail()
+    assert session.gui.wait(GUARD_S) == 0, session.log_tail()
     import torch
 
     final = session.status()
