@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from taichi_nerf import cli
 from taichi_nerf.outputs import camera_path as cp
@@ -76,3 +77,20 @@ def test_render_path_refuses_a_distorted_camera_and_notes_a_filled_fov(trained_b
                      "--no-progress", "--arch", ARCH]) == 0
     out = capsys.readouterr().out
     assert "note:" in out and "no 'fov'" in out and (tmp_path / "good.gif").is_file()
+
+
+def test_a_spiral_on_a_ring_of_cameras_is_refused_and_on_an_arc_stays_upright():
+    """--spiral circles in front of the cameras' average view. A turntable capture's ring has
+    none (its views average out): the spiral came out rolled and upside down there; refused. On
+    an arc (120 degrees) the spiral stays upright (the scene's up) at the cameras' height."""
+    ring = orbit_poses(36, 4.0, 20.0)
+    with pytest.raises(cp.CameraPathError, match="look in from all around.*--path train"):
+        cp.spiral_path(SCENE, 12, 48, ring)
+    arc = orbit_poses(36, 4.0, 20.0)[:12]  # 10 degrees apart: 110 degrees in all
+    path = cp.spiral_path(SCENE, 24, 48, arc)
+    up = np.asarray(SCENE.up)
+    rights, camera_ups = (path.poses[:, :3, k].double().numpy() @ up for k in (0, 1))
+    assert np.abs(rights).max() < 0.05 and camera_ups.min() > 0.7, (rights, camera_ups)  # no roll, upright
+    heights = path.poses[:, :3, 3].double().numpy() @ up
+    arc_height = float(arc[0, :3, 3] @ torch.tensor(SCENE.up))
+    assert np.abs(heights - arc_height).max() < 0.35 * 4.0, (heights, arc_height)

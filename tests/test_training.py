@@ -399,7 +399,7 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
 
 
 
-def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path):
+def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path, capsys):
     """A run interrupted after 0.8 s of a 2 s limit, resumed as its "continue with" line says,
     trained another whole 2 s with its learning rate decay stretched; now it trains the 1.2 s
     left and ends annealed. Resumed again, it has nothing to train and says so; a larger
@@ -424,10 +424,15 @@ def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path):
     result = resumed.run()
     assert not result.interrupted and 19 <= result.step <= 21, result.step  # 2 s of 0.1 s steps in all
     assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)  # annealed by the total
+    capsys.readouterr()
     again = timed(Trainer(cfg, resume=True))
     assert any("the run already used its 2 s time limit" in line for line in start_lines(again, True))
+    assert "ended annealed" not in capsys.readouterr().out  # nothing to train: no rate to speak of
     assert again.run().step == result.step  # nothing to train: it validates again
-    more = timed(Trainer(cfg.replace(time_limit_s=3.0), resume=True)).run()
+    extended = timed(Trainer(cfg.replace(time_limit_s=3.0), resume=True))
+    assert "the run had ended annealed, so what it trains now is at its final learning rate" in capsys.readouterr().out
+    assert extended.lr_at(extended.step_count) == pytest.approx(cfg.lr_final)
+    more = extended.run()
     assert 9 <= more.step - result.step <= 11  # the second it added
 
 def test_the_step_that_spends_the_time_limit_is_validated_once(tiny_scene, tmp_path):

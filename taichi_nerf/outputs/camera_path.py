@@ -28,6 +28,11 @@ ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant
 ROTATION_TOLERANCE = 5e-3
 
 
+# The length of the mean of the cameras' viewing directions below which they have no average view
+# to spiral in front of: ~0.64 for cameras spread over a half circle, 0 for a full ring.
+MIN_SPIRAL_AGREEMENT = 0.5
+
+
 class CameraPathError(ValueError):
     """A camera path file that cannot be used: one line naming the file."""
 
@@ -312,13 +317,19 @@ def train_path(train_poses, scene: Scene, frames: int, width: int) -> CameraPath
 
 def spiral_path(scene: Scene, frames: int, width: int, train_poses=None) -> CameraPath:
     """The forward-facing spiral (what the orbit video does for forward-facing scenes); for
-    other scenes a spiral in front of the average training camera, looking at the centre."""
+    other scenes a spiral in front of the average training camera, upright, looking at the centre,
+    where the cameras share a general view (an arc, not a ring: a ring's views average out)."""
     if not (scene.forward_facing and len(scene.path_pose) == 16):
         if train_poses is None:
             raise CameraPathError("--spiral on a surround scene needs its training cameras (the dataset)")
-        avg = torch.as_tensor(train_poses, dtype=torch.float64)[:, :3, 3].mean(0)
-        focus = float((avg - torch.tensor(scene.center, dtype=torch.float64)).norm())
-        scene = dataclasses.replace(scene, **spiral_frame(torch.as_tensor(train_poses), max(focus, 1e-3)))
+        poses = torch.as_tensor(train_poses, dtype=torch.float64)
+        if float(poses[:, :3, 2].mean(0).norm()) < MIN_SPIRAL_AGREEMENT:
+            raise CameraPathError("--spiral circles in front of the cameras' average view, but this capture's "
+                                  "cameras look in from all around, so their views average out: use the default "
+                                  "video (the orbit) or --path train")
+        focus = float((poses[:, :3, 3].mean(0) - torch.tensor(scene.center, dtype=torch.float64)).norm())
+        scene = dataclasses.replace(scene, **spiral_frame(poses, max(focus, 1e-3), up=scene.up))
+        return _with_scene_intrinsics(spiral_poses(scene, frames, up=scene.up).float(), scene, width)
     return _with_scene_intrinsics(spiral_poses(scene, frames).float(), scene, width)
 
 

@@ -78,13 +78,16 @@ SPIRAL_TURNS = 2  # the path circles twice while moving once in and out
 RADIUS_PERCENTILE = 90  # spiral as wide as most cameras are off the average one (not the outliers)
 
 
-def spiral_frame(poses: torch.Tensor, focus: float) -> dict:
-    """Scene fields of the forward-facing path: average camera, spiral radii, focus distance."""
+def spiral_frame(poses: torch.Tensor, focus: float, up=None) -> dict:
+    """Scene fields of the forward-facing path: average camera, spiral radii, focus distance.
+    ``up``: the scene's, for the average camera's roll (default: the cameras' mean up, which is
+    the photographer's for a forward-facing capture)."""
     p = poses.detach().double().cpu()
     center = p[:, :3, 3].mean(0)
     back = p[:, :3, 2].mean(0)
     back = back / back.norm().clamp_min(1e-12)
-    right = torch.linalg.cross(p[:, :3, 1].mean(0), back)
+    up = p[:, :3, 1].mean(0) if up is None else torch.as_tensor(up, dtype=torch.float64)
+    right = torch.linalg.cross(up, back)
     right = right / right.norm().clamp_min(1e-12)
     up = torch.linalg.cross(back, right)
     avg = torch.eye(4, dtype=torch.float64)
@@ -95,9 +98,10 @@ def spiral_frame(poses: torch.Tensor, focus: float) -> dict:
     return {"path_pose": avg.flatten().tolist(), "path_radii": radii.tolist(), "path_focus": float(focus)}
 
 
-def spiral_poses(scene: Scene, frames: int, scale: float = 1.0) -> torch.Tensor:
+def spiral_poses(scene: Scene, frames: int, scale: float = 1.0, up=None) -> torch.Tensor:
     """(frames, 4, 4) poses on a spiral in front of the training cameras, all looking at the
-    point ``path_focus`` ahead of the average camera."""
+    point ``path_focus`` ahead of the average camera; ``up`` for their roll (default: the
+    average camera's)."""
     avg = torch.tensor(scene.path_pose, dtype=torch.float64).view(4, 4)
     rx, ry, rz = (scale * r for r in scene.path_radii)
     focus_point = avg[:3, 3] - scene.path_focus * avg[:3, 2]
@@ -107,7 +111,7 @@ def spiral_poses(scene: Scene, frames: int, scale: float = 1.0) -> torch.Tensor:
         local = torch.tensor([rx * math.cos(theta), ry * math.sin(theta), rz * math.sin(0.5 * theta)],
                              dtype=torch.float64)
         eye = avg[:3, 3] + avg[:3, :3] @ local
-        poses.append(cameras.look_at(eye, focus_point, avg[:3, 1]))
+        poses.append(cameras.look_at(eye, focus_point, avg[:3, 1] if up is None else up))
     return torch.stack(poses)
 
 
