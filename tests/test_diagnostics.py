@@ -25,6 +25,9 @@ def test_a_run_at_the_flat_colour_level_is_reported_once_with_the_fix():
     assert StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS + 100, 11.0, None, 0, "random per ray", 500) == []
     late = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS + 500, 11.0, None, 0, "random per ray", 500)
     assert len(late) == 1 and "--background black or white," in late[0]
+    # masks make the transparency: the background cannot be what is wrong, so it is not blamed
+    masked = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 11.0, None, 0, "black", masked=True)
+    assert len(masked) == 1 and "--background" not in masked[0] and "data info" in masked[0], masked
 
 
 def test_a_full_occupancy_grid_is_reported_once():

@@ -812,3 +812,30 @@ def test_the_api_takes_paths_and_says_when_a_resume_has_nothing_to_train(tiny_sc
     assert tn.train(resume=True, out=tmp_path / "r", steps=2).step == 3
     assert ("note: the run already made its 2 steps: nothing to train, it validates again; to train on, give the new "
             "total: train(resume=True, out=..., steps=N) or time_limit_s=SECONDS") in capsys.readouterr().out
+
+
+def test_a_time_limit_spent_before_the_first_step_says_so_and_renders_no_video(tiny_scene, tmp_path, capsys,
+                                                                               monkeypatch):
+    """On a loaded machine starting up and the step-0 validation can take a whole short limit: the
+    run used to say "trained 0 steps" as a success and then spend minutes on a video of the
+    untrained field. Ctrl-C during the end's video says what is saved and how to make the video."""
+    from taichi_nerf.cli import train as train_cli
+
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=100).replace(
+        time_limit_s=1.0)
+    trainer = Trainer(cfg)
+    fake_clock(trainer, {"validate": 2.0, "step": 0.1})  # the first validation alone outlasts the limit
+    assert train_cli.report_end(trainer, trainer.run(), video_frames=4) == 0
+    printed = capsys.readouterr()
+    assert trainer.step_count == 0 and "trained 0 steps" in printed.out
+    assert "no training step fitted in the 1 s time limit" in printed.err and "--resume" in printed.err
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("taichi_nerf.outputs.default_video.write_default_video", interrupted)
+    trainer = Trainer(cfg.replace(time_limit_s=0.0, steps=3), resume=True)
+    assert train_cli.report_end(trainer, trainer.run(), video_frames=4) == train_cli.EXIT_INTERRUPTED
+    said = capsys.readouterr().out
+    assert "interrupted while rendering the video; the trained run is saved" in said
+    assert f"taichi-nerf render --ckpt {tmp_path} --out {tmp_path / 'orbit.mp4'}" in said, said

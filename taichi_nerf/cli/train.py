@@ -180,14 +180,25 @@ def report_end(trainer, result, video_frames: int) -> int:
     print(f"previews:   {out / 'previews'}")
     if cfg.logger == "tensorboard":
         print(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
+    if result.step == trainer.resumed_from and cfg.time_limit_s and not trainer.nothing_to_train():
+        print(f"warning: no training step fitted in the {cfg.time_limit_s:g} s time limit (starting up and the "
+              f"first validation took it all), so there is no video of the untrained field; give it more time: "
+              f"taichi-nerf train --resume {shlex.quote(str(out))} --time-limit SECONDS", file=sys.stderr)
+        return 0
     if video_frames > 0:
         from ..outputs.default_video import default_video_name, write_default_video
         from ..rendering.backgrounds import scene_background
         from ..rendering.video_route import trained_video_width
 
         scene = trainer.renderer.scene
-        videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
-                                     trained_video_width(scene), progress=cfg.progress,
-                                     background=scene_background(scene, cfg), say=print)
+        try:
+            videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
+                                         trained_video_width(scene), progress=cfg.progress,
+                                         background=scene_background(scene, cfg), say=print)
+        except KeyboardInterrupt:
+            print(f"interrupted while rendering the video; the trained run is saved ({result.checkpoint}), only "
+                  f"the video is missing: taichi-nerf render --ckpt {shlex.quote(str(out))} --out "
+                  f"{shlex.quote(str(out / default_video_name(scene)))}")
+            return EXIT_INTERRUPTED
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0

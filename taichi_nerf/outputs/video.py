@@ -6,6 +6,7 @@ end in one go, the GUI a band per window frame.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -92,15 +93,23 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow
-        imageio.mimsave(path, list(frames), duration=10.0 * max(1, round(100.0 / fps)), loop=0)
-    else:
-        # macro_block_size=1: keep odd sizes exact instead of silently resizing to /16.
-        with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                                ffmpeg_log_level="error", pixelformat="yuv420p" if _even(frames) else "yuv444p") as w:
-            for f in frames:
-                w.append_data(f)
+    # Written beside it, then renamed: a Ctrl-C or a full disk mid-write leaves the earlier video (or
+    # none), never a truncated one. The suffix stays last: imageio picks the format by it.
+    partial = path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
+    try:
+        if path.suffix.lower() == ".gif":
+            # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow
+            imageio.mimsave(partial, list(frames), duration=10.0 * max(1, round(100.0 / fps)), loop=0)
+        else:
+            # macro_block_size=1: keep odd sizes exact instead of silently resizing to /16.
+            with imageio.get_writer(partial, fps=fps, codec="libx264", quality=8, macro_block_size=1,
+                                    ffmpeg_log_level="error",
+                                    pixelformat="yuv420p" if _even(frames) else "yuv444p") as w:
+                for f in frames:
+                    w.append_data(f)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -30,6 +30,36 @@ def softplus10(x: torch.Tensor) -> torch.Tensor:
 
 ACTIVATIONS = {"relu": F.relu, "softplus10": softplus10}
 
+# Colour logits beyond this change a colour by under 0.0004: past it they are saturation, not colour.
+COLOR_LOGIT_BOUND = 8.0
+# The pull back towards the bound, per unit beyond it, as the gradient of this weight times
+# mean(relu(|z| - bound)^2) / 2 over a batch's rows. Measured on ethiopianHead (docs/BENCHMARKS.md).
+COLOR_LOGIT_PULL = 1e-3
+
+
+class _BoundedColour(torch.autograd.Function):
+    """sigmoid(z), whose backward also pulls logits beyond +-COLOR_LOGIT_BOUND back.
+
+    Adam moves every weight at about the learning rate however small its gradient. A dark object
+    on a lighter background (ethiopianHead on white) gets a weak but one-sided push while it is
+    still transparent: its pixels are too bright, so every colour is told "darker". Its colour
+    logits fell to the -100s within 50 steps, where sigmoid's gradient underflows, and the
+    field stayed black (grey through its opacity) for 2000-3000 steps. With the pull they stay
+    within about the bound, where the loss can still bring them back."""
+
+    @staticmethod
+    def forward(ctx, z):
+        colour = torch.sigmoid(z)
+        ctx.save_for_backward(z, colour)
+        return colour
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, colour = ctx.saved_tensors
+        beyond = z.float() - z.float().clamp(-COLOR_LOGIT_BOUND, COLOR_LOGIT_BOUND)
+        pull = (COLOR_LOGIT_PULL / max(z.shape[0], 1)) * beyond
+        return (grad * colour * (1.0 - colour) + pull).to(z.dtype)
+
 
 class RadianceField(nn.Module):
     """``activation``: of the hidden layers (config.Activation). ``density_activation``: raw
@@ -146,7 +176,8 @@ class RadianceField(nn.Module):
             c = torch.cat([c, codes.to(c.dtype)], dim=-1)
         if self.color_hidden is not None:
             c = self.act(self.color_hidden(c))
-        return torch.sigmoid(self.color(c))
+        logits = self.color(c)
+        return _BoundedColour.apply(logits) if torch.is_grad_enabled() else torch.sigmoid(logits)
 
     def forward(self, encoded: torch.Tensor, raw_noise: torch.Tensor | None = None,
                 codes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,3 +153,11 @@ def distortion_loss(s_lo, s_hi, edges_s, w):
     m = 0.5 * (a + b)
     pairs = (w[:, :, None] * w[:, None, :] * (m[:, :, None] - m[:, None, :]).abs()).sum((1, 2))
     return (pairs + (w * w * (b - a)).sum(1) / 3).mean()
+
+
+def bounded_colour_loss(z: torch.Tensor, bound: float, pull: float) -> torch.Tensor:
+    """The penalty whose gradient ``stages.field`` adds to the colour's sigmoid: pull times the
+    mean over rows of the squared excess of each logit beyond +-bound, halved (summed over the
+    colour channels): its gradient is pull * excess / rows."""
+    excess = z - z.clamp(-bound, bound)
+    return pull * (excess ** 2).sum() / (2.0 * max(z.shape[0], 1))

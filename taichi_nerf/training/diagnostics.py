@@ -49,18 +49,22 @@ class StuckWatch:
     messages: list = field(default_factory=list)
 
     def check(self, step: int, val_psnr: float | None, occupancy: float | None, grid_updates: int,
-              background: str, warmup: int = 0) -> list[str]:
-        """``warmup``: the run's learning-rate warm-up, which the judgement waits out too."""
+              background: str, warmup: int = 0, masked: bool = False) -> list[str]:
+        """``warmup``: the run's learning-rate warm-up, which the judgement waits out too.
+        ``masked``: the images' transparency comes from masks, so any background matches them."""
         messages = []
         if (val_psnr is not None and self.flat_psnr is not None and step >= STUCK_AFTER_STEPS + warmup
                 and val_psnr < self.flat_psnr + STUCK_MARGIN_DB and "flat" not in self.said):
             self.said.add("flat")
             others = [name for name in ("black", "white", "random") if not background.startswith(name)]
+            cause = ("the masks make any background match the images, so look at the bounds: "
+                     "`taichi-nerf data info` (--near/--far/--aabb), and at the masks themselves" if masked else
+                     f"the background ({background}) does not match the images; try --background "
+                     f"{' or '.join(others)}, and check `taichi-nerf data info` for bounds that miss the content "
+                     f"(--near/--far/--aabb)")
             messages.append(
                 f"validation PSNR {val_psnr:.1f} dB is still at the flat-colour level ({self.flat_psnr:.1f} dB) after "
-                f"{step} steps: the field is not learning the scene. Likely cause: the background "
-                f"({background}) does not match the images; try --background {' or '.join(others)}, and check "
-                f"`taichi-nerf data info` for bounds that miss the content (--near/--far/--aabb)")
+                f"{step} steps: the field is not learning the scene. Likely cause: {cause}")
         if (occupancy is not None and grid_updates >= FULL_GRID_AFTER_UPDATES and occupancy > FULL_GRID_OCCUPANCY
                 and "grid" not in self.said):
             self.said.add("grid")
@@ -81,7 +85,8 @@ class StuckWatch:
         fills_frame = scene.ndc or scene.unbounded or trainer.background_choice.random
         occupancy = grid.occupancy if grid is not None and grid.updates > 0 and not fills_frame else None
         for message in self.check(trainer.step_count, psnr, occupancy, grid.updates if grid is not None else 0,
-                                  trainer.background_choice.description.split(" (")[0], trainer.cfg.lr_warmup):
+                                  trainer.background_choice.description.split(" (")[0], trainer.cfg.lr_warmup,
+                                  masked=trainer.dataset.mask_mode == "transparent"):
             self.messages.append(message)
             (self.say or _warn)(f"warning: {message}")
 
