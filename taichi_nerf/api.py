@@ -9,7 +9,7 @@ from .config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from .config_checks import number_at_least
 from .files import json_safe, write_json
 from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
-from .outputs.metrics import has_transparency, mean_object_psnr, psnr, ssim
+from .outputs.metrics import has_transparency, mean_object_psnr, ssim
 from .rendering.backgrounds import scene_background
 from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES
 from .runs import checkpoint
@@ -128,8 +128,9 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
             poses = part.poses.clone()
             poses[i] = pose
             view_aligned = renderer.render_image(poses, part.intrinsics, i, part.width, part.height, bg)
-            aligned = view_aligned["rgb"].cpu().clamp(0, 1)
-            images[-1].update(aligned_psnr=psnr(aligned, target), aligned_ssim=ssim(aligned, target), alignment=moved)
+            aligned, _, aligned_scores = view_scores(view_aligned["rgb"], part.rgba[i], bg, objects)
+            images[-1].update({f"aligned_{name}": value for name, value in aligned_scores.items()},
+                              aligned_ssim=ssim(aligned, target), alignment=moved)
         if images_dir is not None:
             images[-1]["files"] = write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
                                                      depth, compare)
@@ -143,6 +144,8 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     if align_steps:
         result.update(align_steps=align_steps, aligned_psnr=np.mean([r["aligned_psnr"] for r in images]),
                       aligned_ssim=np.mean([r["aligned_ssim"] for r in images]))
+        if objects:
+            result["aligned_object_psnr"] = mean_object_psnr([r["aligned_object_psnr"] for r in images])
         turned = float(np.mean([r["alignment"]["rotation_deg_rms"] for r in images]))
         if turned > ALIGN_WARN_DEG:
             result["warnings"] = [

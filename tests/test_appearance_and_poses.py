@@ -220,5 +220,8 @@ def test_eval_aligns_a_val_camera_to_its_photo(trained_builtin, tmp_path, capsys
     assert image["aligned_psnr"] > image["psnr"] + 3.0 and image["aligned_psnr"] > honest["psnr"] - 1.5, image
     assert ALIGN_WARN_DEG < image["alignment"]["rotation_deg_rms"] < 4.5, image["alignment"]  # turned back ~3 deg
     assert honest["aligned_psnr"] > honest["psnr"] - 0.5  # an exact camera stays put
+    # the object's pixels alone, as eval scores photos with transparency, from the aligned camera too
+    assert image["aligned_object_psnr"] > image["object_psnr"] + 2.0, image
+    assert result["aligned_object_psnr"] == pytest.approx(image["aligned_object_psnr"])
     refused(capsys, ["eval", "--ckpt", run, "--align-cameras", -1],
             "--align-cameras must be a whole number of at least 0")
