@@ -123,7 +123,7 @@ def test_bad_flag_values_exit_2_with_one_error_line(argv, message, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["data", "synthetic", "--out", "x", "--views", "0"], "--views must be at least 1, got 0"),
     (["data", "synthetic", "--out", "x", "--size", "4"], "--size must be at least 8, got 4"),
-    (["data", "from-mesh", "m.obj", "--out", "x", "--test-views", "-1"], "--test-views must be not negative, got -1"),
+    (["data", "from-mesh", "m.obj", "--out", "x", "--test-views", "-1"], "--test-views must not be negative, got -1"),
     (["render", "--ckpt", "r", "--frames", "0"], "--frames must be at least 1, got 0"),
     (["render", "--ckpt", "r", "--fps", "0"], "--fps must be positive, got 0"),
     (["render", "--ckpt", "r", "--split", "val", "--limit", "0"], "--limit must be at least 1, got 0"),

@@ -27,8 +27,8 @@ def at_least(args, minimums: dict[str, float]) -> None:
     for flag, minimum in minimums.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None and value < minimum:
-            floor = "not negative" if minimum == 0 else f"at least {minimum:g}"
-            raise UserError(f"{flag} must be {floor}, got {value:g}")
+            floor = "not be negative" if minimum == 0 else f"be at least {minimum:g}"
+            raise UserError(f"{flag} must {floor}, got {value:g}")
 
 
 def check_seconds(seconds: float | None) -> None:

@@ -319,6 +319,7 @@ def spiral_path(scene: Scene, frames: int, width: int, train_poses=None) -> Came
     """The forward-facing spiral (what the orbit video does for forward-facing scenes); for
     other scenes a spiral in front of the average training camera, upright, looking at the centre,
     where the cameras share a general view (an arc, not a ring: a ring's views average out)."""
+    up = None  # a forward-facing capture's spiral: the photographer's up (the average camera's)
     if not (scene.forward_facing and len(scene.path_pose) == 16):
         if train_poses is None:
             raise CameraPathError("--spiral on a surround scene needs its training cameras (the dataset)")
@@ -328,9 +329,9 @@ def spiral_path(scene: Scene, frames: int, width: int, train_poses=None) -> Came
                                   "cameras look in from all around, so their views average out: use the default "
                                   "video (the orbit) or --path train")
         focus = float((poses[:, :3, 3].mean(0) - torch.tensor(scene.center, dtype=torch.float64)).norm())
-        scene = dataclasses.replace(scene, **spiral_frame(poses, max(focus, 1e-3), up=scene.up))
-        return _with_scene_intrinsics(spiral_poses(scene, frames, up=scene.up).float(), scene, width)
-    return _with_scene_intrinsics(spiral_poses(scene, frames).float(), scene, width)
+        up = scene.up
+        scene = dataclasses.replace(scene, **spiral_frame(poses, max(focus, 1e-3), up=up))
+    return _with_scene_intrinsics(spiral_poses(scene, frames, up=up).float(), scene, width)
 
 
 def _with_scene_intrinsics(poses: torch.Tensor, scene: Scene, width: int) -> CameraPath:

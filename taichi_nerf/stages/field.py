@@ -56,7 +56,8 @@ class _BoundedColour(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         z, colour = ctx.saved_tensors
-        beyond = z.float() - z.float().clamp(-COLOR_LOGIT_BOUND, COLOR_LOGIT_BOUND)
+        logits = z.float()  # bf16 under autocast: the excess in float32
+        beyond = logits - logits.clamp(-COLOR_LOGIT_BOUND, COLOR_LOGIT_BOUND)
         pull = (COLOR_LOGIT_PULL / max(z.shape[0], 1)) * beyond
         return (grad * colour * (1.0 - colour) + pull).to(z.dtype)
 
