@@ -421,6 +421,66 @@ def test_render_cost_is_by_position_in_the_picture_at_any_resolution():
     assert cost.seconds(20, 200, 0, 50) == pytest.approx(1000 * 40e-6)  # unmeasured strips: the mean
 
 
+def test_rows_for_pixels_counts_whole_rows_and_only_the_rendered_pixels_of_sparse_ones():
+    from taichi_nerf.viewing.schedule import rows_for_pixels
+
+    assert rows_for_pixels(4096, 256, 256, 0) == 16
+    assert rows_for_pixels(4097, 256, 256, 0) == 17
+    assert rows_for_pixels(4096, 256, 256, 250) == 6  # no further than the picture
+    assert rows_for_pixels(1, 256, 256, 0) == 1
+    sparse = np.array([0, 0, 10, 0, 30, 5, 0, 100])  # pixels rendered in each row
+    assert rows_for_pixels(40, 8, 8, 0, sparse) == 5  # rows 0-4 hold 10 + 30
+    assert rows_for_pixels(41, 8, 8, 0, sparse) == 6
+    assert rows_for_pixels(1000, 8, 8, 3, sparse) == 5  # all the rest
+
+
+class ClockedRenderer:
+    """Takes ``fixed_s`` + ``per_pixel_s`` a pixel of a fake clock: a band's launch cost and its pixels."""
+
+    def __init__(self, clock: list, fixed_s: float, per_pixel_s: float):
+        import types
+
+        self.clock, self.fixed_s, self.per_pixel_s = clock, fixed_s, per_pixel_s
+        self.scene = types.SimpleNamespace(ndc=True, forward_facing=True)  # no near/far moving
+        self.bands = []
+
+    def render_pixels(self, pose, intr, image, width, start, count, background, samples_per_ray=None, pixels=None):
+        import torch
+
+        n = count if pixels is None else pixels.numel()
+        self.clock[0] += self.fixed_s + self.per_pixel_s * n
+        self.bands.append(n)
+        return {"rgb": torch.zeros(n, 3), "depth": torch.zeros(n), "opacity": torch.zeros(n)}
+
+
+def test_a_tight_budget_still_refines_in_bands_worth_their_fixed_cost(monkeypatch):
+    """Under load a frame's render budget can be smaller than one band's fixed cost. Charging that
+    cost to a band's few pixels had made each next band smaller, down to one row a frame."""
+    import types
+
+    import torch
+
+    from taichi_nerf.viewing import view as view_module
+    from taichi_nerf.viewing.schedule import MIN_BAND_PIXELS
+
+    clock = [0.0]
+    monkeypatch.setattr(view_module.time, "perf_counter", lambda: clock[0])
+    renderer = ClockedRenderer(clock, fixed_s=0.004, per_pixel_s=10e-6)
+    view = view_module.ProgressiveView(renderer, torch.ones(3), (256, 256), 32, 32, divisors=(4, 1), flat_range=0.0)
+    camera = types.SimpleNamespace(pose=lambda: np.eye(4, dtype=np.float32),
+                                   intrinsics=lambda w, h: np.array([w, w, w / 2, h / 2], dtype=np.float32),
+                                   eye=np.zeros(3))
+    view.restart()
+    frames = 0
+    while view.progressive.working and frames < 1000:
+        view.refine(camera, budget_s=0.005)  # one row of 256 pixels would cost 6.6 ms: over budget
+        frames += 1
+    assert not view.progressive.working and frames <= 1 + 256 * 256 // MIN_BAND_PIXELS  # 33, not ~257
+    assert min(renderer.bands[1:]) >= MIN_BAND_PIXELS
+    # the fixed cost shared by 2048 pixels barely moves the estimate per pixel
+    assert view.cost.per_pixel == pytest.approx(10e-6 + 0.004 / MIN_BAND_PIXELS, rel=0.05)
+
+
 # --- keyframes and gui.jsonl ---------------------------------------------------------------
 def test_keyframes_save_a_camera_path_that_render_reads_back(tmp_path):
     from taichi_nerf.outputs.camera_path import load_camera_path

@@ -236,6 +236,22 @@ class RenderCost:
         return int(np.searchsorted(spent, seconds * (1 + 1e-9), side="right"))  # (rounding in the sum)
 
 
+# A frame's first band renders at least this many pixels (or the rest of its level). A band has a
+# fixed cost besides its pixels (kernel launches, tensors, copies: milliseconds on a CPU), which
+# RenderCost charges to the pixels; bands of one row under a tight budget made that charge large,
+# the next band smaller still, and refinement crawled a row per frame.
+MIN_BAND_PIXELS = 2048
+
+
+def rows_for_pixels(pixels: int, width: int, height: int, row0: int, row_pixels=None) -> int:
+    """The fewest rows from ``row0`` that hold ``pixels`` rendered pixels (all the rest if they
+    hold fewer); ``row_pixels`` as in :meth:`RenderCost.seconds`."""
+    if row_pixels is None:
+        return max(1, min(height - row0, -(-int(pixels) // max(1, width))))
+    held = np.cumsum(np.asarray(row_pixels[row0:height]))
+    return max(1, min(height - row0, int(np.searchsorted(held, pixels, side="left")) + 1))
+
+
 MAX_WORK_FRAMES = 2  # a frame's work and counted overhead reach at most this many target periods
 
 
