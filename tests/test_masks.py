@@ -167,6 +167,17 @@ def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path,
     assert len(set(images.tolist())) == train.count  # from every image
 
 
+def test_ignore_mode_warns_when_the_masks_cut_out_an_object_not_distractors(tmp_path):
+    root = write_transforms(tmp_path / "ds")  # a kept disc in the middle: an object, as on a turntable
+    hint = "--mask-mode transparent learns it alone"
+    assert any(hint in w and "keep only 0% of the images' borders" in w
+               for w in read_dataset(root, mask_mode="ignore").warnings)
+    assert not any(hint in w for w in read_dataset(root).warnings)  # the default mode is the one it suggests
+    for path in (root / "masks").iterdir():  # a masked-out disc: a distractor in a scene, what ignore is for
+        Image.fromarray(255 - np.asarray(Image.open(path))).save(path)
+    assert not any(hint in w for w in read_dataset(root, mask_mode="ignore").warnings)
+
+
 def test_data_info_and_train_say_masks_are_used(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     assert main(["data", "info", str(root)]) == 0

@@ -36,6 +36,9 @@ MASK_MODES = ("transparent", "ignore", "off")
 MASK_SUFFIXES = PHOTO_SUFFIXES
 LOW, HIGH = 24, 232  # mask values at or below LOW are out, at or above HIGH are in (JPEG ringing)
 KEEP = 128  # mask_mode ignore: a pixel takes part in the loss from this value on
+# mask_mode ignore is for distractors in a scene; masks that keep less of the borders than this
+# cut an object out (a turntable), which the default mode learns alone
+OBJECT_BORDER_KEPT = 0.1
 SHAPE_TOLERANCE = 0.02  # relative aspect-ratio difference a mask may have from its image
 
 
@@ -248,6 +251,14 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
             alpha = split.rgba[..., 3].to(torch.int32) * split.mask.to(torch.int32)
             split.rgba[..., 3] = ((alpha + 127) // 255).to(torch.uint8)
     dataset.mask_mode = mode
+    if mode == "ignore" and "train" in dataset.splits:
+        border = border_kept_share(dataset.splits["train"].mask)
+        if border < OBJECT_BORDER_KEPT:
+            dataset.warnings.append(
+                f"the masks keep only {100 * border:.0f}% of the images' borders: they cut out an object, not "
+                "distractors, and --mask-mode ignore still reads the surround they cut away as the scene's (for a "
+                "background and bounds); "
+                "for an object on a turntable or a backdrop, --mask-mode transparent learns it alone")
     count = sum(s.count for s in dataset.splits.values())
     how = ("masked-out pixels are transparent, the object is learned alone" if mode == "transparent" else
            "masked-out pixels are left out of the loss")
@@ -272,6 +283,16 @@ def _images_by_stem(path, format: str) -> dict[str, Path]:
     if folder is None or not folder.is_dir():
         return {}
     return {p.stem: p for p in _listed_images(folder)}
+
+
+def border_kept_share(mask: torch.Tensor, band: float = 0.04) -> float:
+    """Share of the pixels in a band around the images' borders (``band`` of the shorter side)
+    that the masks keep: near 0 when they cut an object out of its surround."""
+    height, width = mask.shape[1:3]
+    b = max(1, round(band * min(height, width)))
+    edge = torch.ones(height, width, dtype=torch.bool)
+    edge[b:height - b, b:width - b] = False
+    return float((mask[:, edge] >= KEEP).float().mean())
 
 
 def kept_pixels(mask: torch.Tensor) -> torch.Tensor:
