@@ -134,3 +134,23 @@ def test_a_path_video_is_named_path_mp4_by_render_and_counted_by_the_run_folder(
     assert not ended_without_video(run)
     claim_run_folder(run, overwrite=True)  # --overwrite removes a run's videos, whichever path they took
     assert not list(run.glob("path*"))
+
+
+def test_an_odd_sized_mp4_is_yuv420p_so_every_player_plays_it(tmp_path):
+    """--size 64 of a 3:4 capture is 64x85: that mp4 was H.264 4:4:4, which QuickTime, Safari,
+    phones and Firefox do not play. It is now yuv420p with the odd side's edge row repeated."""
+    import imageio.v2 as iio
+
+    from taichi_nerf.outputs.video import write_video
+
+    frames = np.zeros((3, 85, 63, 3), np.uint8)
+    frames[:, -1] = 200  # the last row, repeated into the padding
+    path = write_video(tmp_path / "v.mp4", frames, fps=10)
+    with iio.get_reader(str(path)) as reader:
+        assert reader.get_meta_data()["pix_fmt"].startswith("yuv420p")
+        first = reader.get_data(0)
+    assert first.shape == (86, 64, 3)
+    assert abs(int(first[-1, 10, 0]) - 200) < 12 and int(first[40, 10, 0]) < 12
+    even = write_video(tmp_path / "e.mp4", np.zeros((2, 32, 48, 3), np.uint8), fps=10)
+    with iio.get_reader(str(even)) as reader:
+        assert reader.get_data(0).shape == (32, 48, 3)  # even sides are written as they are

@@ -101,20 +101,23 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
             # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow
             imageio.mimsave(partial, list(frames), duration=10.0 * max(1, round(100.0 / fps)), loop=0)
         else:
-            # macro_block_size=1: keep odd sizes exact instead of silently resizing to /16.
+            # yuv420p, which every player plays (QuickTime, Safari, phones and Firefox refuse H.264 4:4:4),
+            # needs even sides: an odd side gets one copied edge row or column (macro_block_size=1: not
+            # resized to a multiple of 16).
             with imageio.get_writer(partial, fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                                    ffmpeg_log_level="error",
-                                    pixelformat="yuv420p" if _even(frames) else "yuv444p") as w:
+                                    ffmpeg_log_level="error", pixelformat="yuv420p") as w:
                 for f in frames:
-                    w.append_data(f)
+                    w.append_data(even_sides(f))
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
 
 
-def _even(frames: np.ndarray) -> bool:
-    return frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
+def even_sides(frame: np.ndarray) -> np.ndarray:
+    """``frame`` (H, W, C) with its last row and/or column repeated where H or W is odd."""
+    pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2)) + ((0, 0),) * (frame.ndim - 2)
+    return np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame
 
 
 def write_orbit(renderer: Renderer, out: Path, frames: int = DEFAULT_FRAMES, width: int = DEFAULT_SIZE,
