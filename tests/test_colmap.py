@@ -171,6 +171,29 @@ def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
         assert min(kept) > 2 * sharpness(blurred), source
 
 
+def test_a_video_cut_short_keeps_its_frames_and_says_so(tmp_path):
+    """A phone video whose copy stopped half way (its header, written first, still states the
+    whole length) decoded 32 of 65 frames without a word: the frames kept now come with a warning."""
+    import imageio.v2 as iio
+
+    from taichi_nerf.capture.video_frames import extract_frames
+
+    rng = np.random.default_rng(1)
+    video = tmp_path / "v.mp4"
+    with iio.get_writer(video, fps=10, quality=8, output_params=["-movflags", "+faststart"], **ENCODER) as writer:
+        for _ in range(40):
+            writer.append_data((rng.random((64, 64, 3)) * 255).astype(np.uint8))
+    whole = []
+    assert len(extract_frames(video, tmp_path / "whole", count=100, progress=False, warnings=whole)) == 40
+    assert whole == []
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    said = []
+    names = extract_frames(cut, tmp_path / "cut", count=100, progress=False, warnings=said)
+    assert 3 <= len(names) < 30
+    assert len(said) == 1 and f"only its first {len(names)} of 40 frames" in said[0] and "cut short" in said[0]
+
+
 def test_trains_on_the_result(photos_dataset, tmp_path):
     from taichi_nerf.training.trainer import Trainer
 
@@ -255,7 +278,8 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, capsys):
     _noise_photos(tmp_path / "mixed", 3)
     _noise_photos(tmp_path / "mixed_big", 1, size=(128, 96))
     (tmp_path / "mixed_big" / "p0.png").rename(tmp_path / "mixed" / "big.png")
-    _refused([tmp_path / "mixed", "--out", out], capsys, "different sizes", "3 x 96x96", "1 x 128x96")
+    _refused([tmp_path / "mixed", "--out", out], capsys, "different sizes", "3 x 96x96", "1 x 128x96",
+             "not 96x96: big.png")  # the odd one out is named
     (tmp_path / "clip.mp4").write_text("this is not a video")
     _refused([tmp_path / "clip.mp4", "--out", out], capsys, "not a video")
     _refused([tmp_path / "missing", "--out", out], capsys, "no such folder or video")

@@ -108,7 +108,10 @@ def gather_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         raise DataError(f"{folder}: need at least 3 readable photos, found {len(photos)}{listed}{in_subfolders}")
     if len(sizes) > 1:
         counts = ", ".join(f"{c} x {w}x{h}" for (w, h), c in sizes.most_common())
-        raise DataError(f"{folder}: photos of different sizes ({counts}); one dataset needs one size: resize them "
+        common = sizes.most_common(1)[0][0]
+        others = few_names([p.name for p in photos if size_of[p] != common])
+        raise DataError(f"{folder}: photos of different sizes ({counts}; not {common[0]}x{common[1]}: {others}); "
+                        "one dataset needs one size: resize them "
                         "or keep one size (a rotated photo is another size)")
     refuse_shared_names(photos)
     return photos, skipped

@@ -315,7 +315,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     with partial.claimed(out) as tmp, partial.Interrupts():
         (tmp / "images").mkdir(parents=True)
         try:
-            seconds = {}
+            seconds, video_warnings = {}, []
             if source.is_dir():
                 names = [place_photo(p, tmp / "images") for p in photos]
                 if masks is not None:
@@ -325,7 +325,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                 from .video_frames import extract_frames
 
                 start = time.perf_counter()
-                names = extract_frames(source, tmp / "images", frames, progress)
+                names = extract_frames(source, tmp / "images", frames, progress, video_warnings)
                 seconds["frames"] = time.perf_counter() - start
                 auto = "sequential"
             matching = auto if matching == "auto" else matching
@@ -361,6 +361,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                 f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
             model = colmap_model.from_reconstruction(rec)
             meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
+            warnings = video_warnings + warnings
             figures = colmap_model.registration(model)
             registered = set(model.names)
             cameras = len(set(model.camera_ids.tolist()))

@@ -68,9 +68,12 @@ def check_video(video: Path) -> None:
     reader.close()
 
 
-def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> list[str]:
+def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
+                   warnings: list[str] | None = None) -> list[str]:
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
-    frames when the video has fewer); returns their file names."""
+    frames when the video has fewer); returns their file names. A video that stops decoding
+    before the end its container states (a copy cut short, a damaged stream) keeps the frames
+    read, with a line in ``warnings``."""
     from tqdm import tqdm
 
     video, out_dir = Path(video), Path(out_dir)
@@ -81,7 +84,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
     out_dir.mkdir(parents=True, exist_ok=True)
     total = _frame_count(reader, meta)
     stretch = max(1.0, total / count) if total else 1.0
-    names, best, best_score, slot = [], None, -1.0, 0
+    names, best, best_score, slot, read, failure = [], None, -1.0, 0, 0, ""
 
     def flush():
         if best is not None:
@@ -100,15 +103,21 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True) -> l
                 if score > best_score:
                     best, best_score = frame, score
                 bar.update(1)
+                read += 1
             flush()
     except DataError:
         raise
     except Exception as exc:  # a corrupt stream part way through
-        if not names:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        if not names and best is None:
             raise DataError(f"{video}: {_decoder(video)} could not decode it ({reason})") from None
+        flush()  # the stretch it stopped in
+        failure = f": {reason}"
     finally:
         reader.close()
     if len(names) < 3:
         raise DataError(f"{video}: only {len(names)} frame(s) could be read; need at least 3")
+    if warnings is not None and (failure or (total and read < total - max(2, 0.05 * total))):
+        warnings.append(f"{video.name}: only its first {read} of {total or 'its'} frames could be decoded (the file is "
+                        f"cut short or damaged{failure}); the {len(names)} frames kept come from that part alone")
     return names
