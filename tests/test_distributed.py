@@ -311,3 +311,27 @@ def test_a_taken_port_is_said_in_one_line(tiny_scene, tmp_path):
     assert done.returncode not in (0, None)
     assert f"could not open the ranks' meeting point 127.0.0.1:{port}: the port is in use" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("codes, status, said", [
+    ({0: 130, 1: 130}, 130, "interrupted"),  # kill -INT/-TERM of one rank: every rank stopped, rank 0 saved
+    ({0: 130, 1: -signal.SIGTERM}, 130, "interrupted"),  # torchrun ended a rank still unwinding
+    ({0: 1, 1: -signal.SIGKILL}, 1, "the run stopped: rank 0 exited with status 1; rank 1 was killed by SIGKILL"),
+    ({0: 2, 1: 2}, 2, "the run stopped"),
+])
+def test_devices_reports_an_interrupt_of_one_rank_as_an_interrupt(monkeypatch, capsys, codes, status, said):
+    """kill -INT of one rank under --devices stopped and saved the run, then said 'the run stopped:
+    rank 0 exited with status 130; rank 1 exited with status 130' with status 1, not 130."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from taichi_nerf.runs import distributed
+
+    def failed(args):
+        raise ChildFailedError("taichi_nerf", {r: ProcessFailure(local_rank=r, pid=1000 + r, exitcode=c,
+                                                                 error_file="/nonexistent") for r, c in codes.items()})
+
+    monkeypatch.setattr(torchrun, "run", failed)
+    assert distributed.launch_local(2, ["train", "--devices", "2"]) == status
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err

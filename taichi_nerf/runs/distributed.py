@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import os
 import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -419,10 +420,16 @@ def launch_local(count: int, argv: list[str]) -> int:
             torchrun.run(args)
     except ChildFailedError as exc:
         ranks = sorted(exc.failures.items())
+        codes = {f.exitcode for _, f in ranks}
+        if 130 in codes and codes <= {130, -signal.SIGTERM}:
+            # a signal to one rank (kill -INT/-TERM RANK_PID, a scheduler): every rank stopped
+            # after the same step and rank 0 saved (it said so); torchrun then ends any rank still
+            # unwinding with SIGTERM. An interrupt, as in one process, not a failure.
+            print("taichi-nerf: interrupted (a rank was stopped by a signal)", file=sys.stderr)
+            return 130
         said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
                          f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
         print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
-        codes = {f.exitcode for _, f in ranks}
         return 2 if codes == {2} else 1
     except SignalException as exc:
         print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
