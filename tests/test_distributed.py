@@ -335,3 +335,24 @@ def test_devices_reports_an_interrupt_of_one_rank_as_an_interrupt(monkeypatch, c
     assert distributed.launch_local(2, ["train", "--devices", "2"]) == status
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("rank_env, argv, said", [
+    ({}, [], True),
+    ({}, ["--devices", "2"], False),  # the launcher: each of its ranks says it
+    ({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}, [], True),
+    ({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}, [], False),
+])
+def test_a_resumes_changes_are_said_once_under_devices(run, monkeypatch, capsys, rank_env, argv, said):
+    """`train --devices 2 --resume RUN --steps N` printed 'note: changed for the rest of the run'
+    three times: by the launcher and by each rank."""
+    from taichi_nerf import cli
+    from taichi_nerf.cli.common import run_config
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in rank_env.items():
+        monkeypatch.setenv(name, value)
+    args = cli.build_parser().parse_args(["train", "--resume", str(run), "--steps", "12", *argv])
+    assert run_config(args, resume_from=str(run)).steps == 12
+    assert ("note: changed for the rest of the run" in capsys.readouterr().out) == said

@@ -175,7 +175,7 @@ def run_config(args, resume_from=None, default=None):
         resumed = cfg.replace(**given)
         changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
                    if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
-        if changed:  # said, as they outlive this command: the run's config.json keeps them
+        if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them
             print(f"note: changed for the rest of the run (and kept in its config.json): {', '.join(changed)}")
         return resumed
     if getattr(args, "config", None):
@@ -183,6 +183,15 @@ def run_config(args, resume_from=None, default=None):
     else:
         cfg = default or TrainConfig()
     return cfg.replace(**given)
+
+
+def says_once(args) -> bool:
+    """Whether this process says what every process of a run would: rank 0 under torchrun, and not
+    ``train --devices N``'s launcher, whose ranks say it (each is a ``taichi-nerf train`` of its own)."""
+    from ..runs import distributed
+
+    rank, _, size, _ = distributed.environment()
+    return rank == 0 and not (size == 1 and getattr(args, "devices", 1) > 1)
 
 
 BAD_CONFIGURATION = "bad configuration: "  # TrainConfig.validate's message
