@@ -356,3 +356,19 @@ def test_a_resumes_changes_are_said_once_under_devices(run, monkeypatch, capsys,
     args = cli.build_parser().parse_args(["train", "--resume", str(run), "--steps", "12", *argv])
     assert run_config(args, resume_from=str(run)).steps == 12
     assert ("note: changed for the rest of the run" in capsys.readouterr().out) == said
+
+
+def test_devices_refuses_a_bad_timeout_before_starting_any_rank(monkeypatch):
+    """TAICHI_NERF_COLLECTIVE_TIMEOUT_S=abc train --devices 2: each rank said it, then torchrun's
+    error line and the launcher's summary; the launcher checks it first, in one line."""
+    from taichi_nerf.runs import distributed
+
+    monkeypatch.setenv(distributed.STEP_TIMEOUT_ENV, "abc")
+    with pytest.raises(ValueError, match="TAICHI_NERF_COLLECTIVE_TIMEOUT_S='abc' must be a whole number"):
+        distributed.check_local_devices(1, cuda=False)
+    monkeypatch.setenv(distributed.STEP_TIMEOUT_ENV, "5")
+    monkeypatch.setenv(distributed.WAIT_TIMEOUT_ENV, "0")
+    with pytest.raises(ValueError, match="TAICHI_NERF_RANK0_WAIT_S='0'"):
+        distributed.check_local_devices(1, cuda=False)
+    monkeypatch.delenv(distributed.WAIT_TIMEOUT_ENV)
+    distributed.check_local_devices(1, cuda=False)

@@ -389,7 +389,9 @@ def without_devices_flag(argv: list[str]) -> list[str]:
 
 
 def check_local_devices(count: int, cuda: bool) -> None:
-    """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores."""
+    """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores; and
+    the timeouts the ranks will read are numbers (else each rank would refuse them, once per rank)."""
+    _seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S), _seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S)
     cores = os.cpu_count() or 1
     if not cuda and count > cores:  # each rank is a whole training process: more than the cores only thrash
         raise ValueError(f"--devices {count} starts a training process each, but this machine has {cores} CPU "
