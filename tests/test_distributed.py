@@ -372,3 +372,14 @@ def test_devices_refuses_a_bad_timeout_before_starting_any_rank(monkeypatch):
         distributed.check_local_devices(1, cuda=False)
     monkeypatch.delenv(distributed.WAIT_TIMEOUT_ENV)
     distributed.check_local_devices(1, cuda=False)
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_dry_run_under_torchrun_is_said_by_rank_0_alone(monkeypatch, capsys, tmp_path, tiny_scene, rank):
+    """torchrun --nproc-per-node 2 -m taichi_nerf train --dry-run said 'configuration ... are fine' once per rank."""
+    from taichi_nerf import cli
+
+    for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    assert cli.main(["train", "--data", str(tiny_scene), "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    assert ("run folder and memory are fine" in capsys.readouterr().out) == (rank == "0")

@@ -80,7 +80,8 @@ def cmd_train(args) -> int:
             viewer.server.stop()
         raise
     if args.dry_run:
-        print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
+        if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
+            print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
     if launcher:
         return distributed.launch_local(args.devices, args.argv)
