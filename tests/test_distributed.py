@@ -150,6 +150,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a rank whose launcher died is reaped by whoever adopts it)."""
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def rank_of(pid: int) -> int | None:
     try:
         env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
@@ -242,6 +251,42 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
     assert "Traceback" not in err, err[-3000:]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_path):
+    """kill -9 of `train --devices 2` itself left both ranks training on their own, holding the
+    run's lock (--resume was refused); each rank now gets SIGTERM, which stops and saves."""
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "taichi_nerf", "train", "--devices", "2", "--data", str(tiny_scene), "--out", str(out),
+         "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
+         "--steps", "100000", "--eval-every", "0", "--preview-every", "0", "--checkpoint-every", "0",
+         "--log-every", "5", "--no-progress", "--arch", "cpu", "--video-frames", "0"],
+        cwd=ROOT, env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ranks = []
+    try:
+        metrics = out / "metrics.jsonl"
+        wait_for(lambda: metrics.is_file() and '"loss"' in metrics.read_text(), "a training row of metrics", launcher,
+                 timeout=240)
+        ranks = [pid for pid in children_of(launcher.pid) if rank_of(pid) is not None]
+        assert len(ranks) == 2, children_of(launcher.pid)
+        launcher.kill()
+        launcher.wait(timeout=30)
+        wait_for(lambda: not any(map(running, ranks)), "the ranks to stop", None, timeout=90)
+    finally:
+        for pid in ranks:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["world_size"] == 2 and saved["step"] >= 5  # rank 0 saved where they stopped
+    res = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--resume", str(out), "--steps",
+                          str(saved["step"] + 2), "--video-frames", "0", "--no-progress"], cwd=ROOT, env=process_env(),
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0 and f"resuming at step {saved['step']}" in res.stdout, res.stderr[-3000:]
+
+
 def test_each_rank_takes_the_gpu_of_its_local_rank():
     from taichi_nerf.runs.distributed import gpu_for_local_rank
 
@@ -253,7 +298,7 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
 
 
 def test_devices_flag_is_not_passed_on_to_the_ranks():
-    from taichi_nerf.runs.distributed import without_devices_flag
+    from taichi_nerf.runs.launcher import without_devices_flag
 
     assert without_devices_flag(["train", "--devices", "2", "--steps", "5"]) == ["train", "--steps", "5"]
     assert without_devices_flag(["train", "--devices=4", "--resume", "x"]) == ["train", "--resume", "x"]
@@ -325,14 +370,14 @@ def test_devices_reports_an_interrupt_of_one_rank_as_an_interrupt(monkeypatch, c
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from taichi_nerf.runs import distributed
+    from taichi_nerf.runs import launcher
 
     def failed(args):
         raise ChildFailedError("taichi_nerf", {r: ProcessFailure(local_rank=r, pid=1000 + r, exitcode=c,
                                                                  error_file="/nonexistent") for r, c in codes.items()})
 
     monkeypatch.setattr(torchrun, "run", failed)
-    assert distributed.launch_local(2, ["train", "--devices", "2"]) == status
+    assert launcher.launch_local(2, ["train", "--devices", "2"]) == status
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
 
@@ -361,17 +406,17 @@ def test_a_resumes_changes_are_said_once_under_devices(run, monkeypatch, capsys,
 def test_devices_refuses_a_bad_timeout_before_starting_any_rank(monkeypatch):
     """TAICHI_NERF_COLLECTIVE_TIMEOUT_S=abc train --devices 2: each rank said it, then torchrun's
     error line and the launcher's summary; the launcher checks it first, in one line."""
-    from taichi_nerf.runs import distributed
+    from taichi_nerf.runs import distributed, launcher
 
     monkeypatch.setenv(distributed.STEP_TIMEOUT_ENV, "abc")
     with pytest.raises(ValueError, match="TAICHI_NERF_COLLECTIVE_TIMEOUT_S='abc' must be a whole number"):
-        distributed.check_local_devices(1, cuda=False)
+        launcher.check_local_devices(1, cuda=False)
     monkeypatch.setenv(distributed.STEP_TIMEOUT_ENV, "5")
     monkeypatch.setenv(distributed.WAIT_TIMEOUT_ENV, "0")
     with pytest.raises(ValueError, match="TAICHI_NERF_RANK0_WAIT_S='0'"):
-        distributed.check_local_devices(1, cuda=False)
+        launcher.check_local_devices(1, cuda=False)
     monkeypatch.delenv(distributed.WAIT_TIMEOUT_ENV)
-    distributed.check_local_devices(1, cuda=False)
+    launcher.check_local_devices(1, cuda=False)
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])

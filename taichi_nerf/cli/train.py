@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from ..backend import resolve_arch
-    from ..runs import distributed
+    from ..runs import distributed, launcher
     from ..runs.run_folder import open_run
     from ..training.trainer import Trainer
 
@@ -63,16 +63,16 @@ def cmd_train(args) -> int:
         if args.devices > 1:
             raise UserError("the web viewer watches one process: drop --devices or --viewer web")
     cfg = run_config(args, resume_from=args.resume)
-    launcher = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
-    if launcher:
-        distributed.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
+    launching = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
+    if launching:
+        launcher.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
     elif args.devices > 1 and args.devices != distributed.world_size() and distributed.environment()[0] == 0:
         print(f"warning: --devices {args.devices} is not used: torchrun started this run's "
               f"{distributed.world_size()} ranks (its --nproc-per-node decides)", file=sys.stderr)
     viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:
-        run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launcher,
+        run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launching,
                        data_given=args.data is not None,
                        continue_hint=f"--resume {shlex.quote(str(cfg.out))} (in place of --out) to continue it")
     except BaseException:
@@ -83,8 +83,8 @@ def cmd_train(args) -> int:
         if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
             print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
-    if launcher:
-        return distributed.launch_local(args.devices, args.argv)
+    if launching:
+        return launcher.launch_local(args.devices, args.argv)
     ranks = distributed.current()
     with run:
         cfg = run.cfg

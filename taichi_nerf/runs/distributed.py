@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -114,7 +113,7 @@ def pin_local_device() -> None:
     _pinned = True
 
 
-def _seconds(name: str, default: int) -> int:
+def timeout_seconds(name: str, default: int) -> int:
     text = os.environ.get(name, "")
     if not text:
         return default
@@ -347,12 +346,13 @@ def join(arch: str = "auto") -> Ranks:
     from ..backend import resolve_arch
 
     pin_local_device()
+    stop_with_launcher()
     if "TI_CPU_MAX_NUM_THREADS" not in os.environ:  # Taichi's CPU threads: this process's share of the cores
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // local_size))
         os.environ["TI_CPU_MAX_NUM_THREADS"] = threads
     resolved = resolve_arch(arch)
-    wait = datetime.timedelta(seconds=_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S))
-    step = datetime.timedelta(seconds=_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S))
+    wait = datetime.timedelta(seconds=timeout_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S))
+    step = datetime.timedelta(seconds=timeout_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S))
     ranks = Ranks(rank=rank, size=size, local_rank=local_rank, backend="nccl" if resolved == "cuda" else "gloo")
     try:
         dist.init_process_group("gloo", timeout=wait)
@@ -375,65 +375,21 @@ def join(arch: str = "auto") -> Ranks:
 
 
 # --- taichi-nerf train --devices N ------------------------------------------------------
-def without_devices_flag(argv: list[str]) -> list[str]:
-    """``argv`` less ``--devices N`` / ``--devices=N``: what each launched rank runs."""
-    rest, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--devices":
-            skip = True
-        elif not arg.startswith("--devices="):
-            rest.append(arg)
-    return rest
+LAUNCHER_PID_ENV = "TAICHI_NERF_LAUNCHER_PID"  # set by launch_local for the ranks it starts
 
 
-def check_local_devices(count: int, cuda: bool) -> None:
-    """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores; and
-    the timeouts the ranks will read are numbers (else each rank would refuse them, once per rank)."""
-    _seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S), _seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S)
-    cores = os.cpu_count() or 1
-    if not cuda and count > cores:  # each rank is a whole training process: more than the cores only thrash
-        raise ValueError(f"--devices {count} starts a training process each, but this machine has {cores} CPU "
-                         f"cores; give at most {cores}")
-    if cuda and count > torch.cuda.device_count():
-        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
-                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
+def stop_with_launcher() -> None:
+    """A rank that ``train --devices`` started is sent SIGTERM (which stops and saves, as
+    ``kill -TERM``) when the launcher dies, even by SIGKILL: torchrun's workers would otherwise
+    train on by themselves, holding the run's lock. Linux only (prctl's parent-death signal)."""
+    launcher = os.environ.get(LAUNCHER_PID_ENV, "")
+    if not launcher.isdigit() or not sys.platform.startswith("linux") or os.getppid() != int(launcher):
+        return  # not the launcher's own child (plain torchrun, or it is gone already)
+    import ctypes
 
-
-def launch_local(count: int, argv: list[str]) -> int:
-    """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
-    (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
-    CPU cores unless OMP_NUM_THREADS says otherwise (and on GPUs its own GPU: :func:`pin_local_device`).
-    Returns the exit status.
-    ``count`` is checked first, by the caller (:func:`check_local_devices`, before a dry run ends)."""
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
-    # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
-    # folder that nobody removes, one per run; what a failure says is reported below instead.
-    logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
-    args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
-                                "-m", "taichi_nerf", *without_devices_flag(argv)])
     try:
-        with logs:
-            torchrun.run(args)
-    except ChildFailedError as exc:
-        ranks = sorted(exc.failures.items())
-        codes = {f.exitcode for _, f in ranks}
-        if 130 in codes and codes <= {130, -signal.SIGTERM}:
-            # a signal to one rank (kill -INT/-TERM RANK_PID, a scheduler): every rank stopped
-            # after the same step and rank 0 saved (it said so); torchrun then ends any rank still
-            # unwinding with SIGTERM. An interrupt, as in one process, not a failure.
-            print("taichi-nerf: interrupted (a rank was stopped by a signal)", file=sys.stderr)
-            return 130
-        said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
-                         f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
-        print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
-        return 2 if codes == {2} else 1
-    except SignalException as exc:
-        print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
-        return 130
-    return 0
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):  # it died just before the signal was set
+        os.kill(os.getpid(), signal.SIGTERM)

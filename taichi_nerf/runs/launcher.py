@@ -1,0 +1,85 @@
+"""``taichi-nerf train --devices N``: this machine's ranks started through torch's own launcher
+(torchrun's ``torch.distributed.run``), checked before any of them starts (runs/distributed.py
+is what each rank does once started)."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+
+import torch
+
+from .distributed import (
+    LAUNCHER_PID_ENV,
+    STEP_TIMEOUT_ENV,
+    STEP_TIMEOUT_S,
+    WAIT_TIMEOUT_ENV,
+    WAIT_TIMEOUT_S,
+    timeout_seconds,
+)
+
+
+def without_devices_flag(argv: list[str]) -> list[str]:
+    """``argv`` less ``--devices N`` / ``--devices=N``: what each launched rank runs."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            rest.append(arg)
+    return rest
+
+
+def check_local_devices(count: int, cuda: bool) -> None:
+    """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores; and
+    the timeouts the ranks will read are numbers (else each rank would refuse them, once per rank)."""
+    timeout_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S), timeout_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S)
+    cores = os.cpu_count() or 1
+    if not cuda and count > cores:  # each rank is a whole training process: more than the cores only thrash
+        raise ValueError(f"--devices {count} starts a training process each, but this machine has {cores} CPU "
+                         f"cores; give at most {cores}")
+    if cuda and count > torch.cuda.device_count():
+        raise ValueError(f"--devices {count} asks for a GPU each, but {torch.cuda.device_count()} are visible; "
+                         f"give at most {torch.cuda.device_count()}, or --arch cpu")
+
+
+def launch_local(count: int, argv: list[str]) -> int:
+    """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
+    (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
+    CPU cores unless OMP_NUM_THREADS says otherwise (and on GPUs its own GPU: :func:`pin_local_device`).
+    Returns the exit status.
+    ``count`` is checked first, by the caller (:func:`check_local_devices`, before a dry run ends)."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks stop if this process dies (stop_with_launcher)
+    # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
+    # folder that nobody removes, one per run; what a failure says is reported below instead.
+    logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
+    args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
+                                "-m", "taichi_nerf", *without_devices_flag(argv)])
+    try:
+        with logs:
+            torchrun.run(args)
+    except ChildFailedError as exc:
+        ranks = sorted(exc.failures.items())
+        codes = {f.exitcode for _, f in ranks}
+        if 130 in codes and codes <= {130, -signal.SIGTERM}:
+            # a signal to one rank (kill -INT/-TERM RANK_PID, a scheduler): every rank stopped
+            # after the same step and rank 0 saved (it said so); torchrun then ends any rank still
+            # unwinding with SIGTERM. An interrupt, as in one process, not a failure.
+            print("taichi-nerf: interrupted (a rank was stopped by a signal)", file=sys.stderr)
+            return 130
+        said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
+                         f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
+        print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
+        return 2 if codes == {2} else 1
+    except SignalException as exc:
+        print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
+        return 130
+    return 0
