@@ -511,6 +511,7 @@ def test_the_advice_for_more_registered_views_fits_the_source():
     assert more_views_hint(40).startswith("take more photos")
     assert more_views_hint(30, frames=30) == "keep more frames (--frames N; 30 now), so that neighbours overlap more"
     assert more_views_hint(40, frames=100).startswith("the video gave all its 40 frames")  # more --frames cannot help
+    assert more_views_hint(40, frames=100, cut_short=True).startswith("a complete copy of the video")  # not "film longer"
 
 
 def test_names_with_spaces_other_formats_copies_and_broken_photos_with_masks(capture, tmp_path, capsys):

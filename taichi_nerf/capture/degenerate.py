@@ -134,14 +134,17 @@ def refuse_few_registered(source, report, frames: int | None = None) -> None:
         return
     raise DegenerateReconstruction(
         f"{source}: COLMAP registered only {count} of {total} {'photos' if frames is None else 'frames'}, too few to "
-        f"train a radiance field (need at least {MIN_REGISTERED}); {more_views_hint(total, frames)}; "
+        f"train a radiance field (need at least {MIN_REGISTERED}); {more_views_hint(total, frames, report.cut_short)}; "
         "--keep-degenerate writes the dataset anyway", report.table())
 
 
-def more_views_hint(total: int, frames: int | None = None) -> str:
-    """What gets more photos registered: for a video, more of its frames, unless it gave all it has."""
+def more_views_hint(total: int, frames: int | None = None, cut_short: bool = False) -> str:
+    """What gets more photos registered: for a video, more of its frames, unless it gave all it has
+    (``cut_short``: all it could, the rest of the file being damaged or missing)."""
     if frames is None:
         return "take more photos, closer together (60-80% overlap between neighbours)"
+    if cut_short:
+        return "a complete copy of the video (this one is cut short or damaged) gives more frames"
     if total < frames:
         return f"the video gave all its {total} frames: film longer or slower"
     return f"keep more frames (--frames N; {total} now), so that neighbours overlap more"

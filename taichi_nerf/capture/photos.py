@@ -75,6 +75,7 @@ class PhotoReport:
     turning_share: float = float("nan")  # share of close photo pairs whose centres changed (capture/degenerate.py)
     turning_pairs: int = 0  # the close photo pairs that share was judged on
     converted: list[str] = field(default_factory=list)  # photos written as PNG (photo_inputs.dataset_name)
+    cut_short: bool = False  # a video that stopped decoding before its stated end (capture/video_frames.py)
 
     def as_json(self) -> dict:
         return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
@@ -376,7 +377,8 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                  masks=len(names) if masks is not None else 0,
                                  static_share=figures_so_far.get("static", math.nan),
                                  turning_share=turning_share, turning_pairs=turning_pairs,
-                                 converted=[p.name for p in photos if dataset_name(p) != p.name])
+                                 converted=[p.name for p in photos if dataset_name(p) != p.name],
+                                 cut_short=bool(video_warnings))
             if not keep_degenerate:
                 refuse_few_registered(source, report, None if source.is_dir() else frames)
             if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:

@@ -182,7 +182,7 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"warning: {w}")
     if len(report.registered) < 0.8 * report.total:
-        helps = more_views_hint(report.total, args.frames if Path(args.source).is_file() else None)
+        helps = more_views_hint(report.total, args.frames if Path(args.source).is_file() else None, report.cut_short)
         print(f"warning: only {len(report.registered)} of {report.total} images registered; the field will only "
               f"know the part of the scene they see (to register more: {helps})")
     print(f"wrote {report.out} ({len(report.registered)} posed images); train on it with: "
