@@ -194,6 +194,25 @@ def test_a_video_cut_short_keeps_its_frames_and_says_so(tmp_path):
     assert len(said) == 1 and f"only its first {len(names)} of 40 frames" in said[0] and "cut short" in said[0]
 
 
+def test_a_rotated_phone_video_gives_upright_frames_without_ffmpegs_size_message(tmp_path, caplog):
+    """imageio-ffmpeg logged 'The frame size for reading (64, 48) is different from the source frame
+    size (48, 64)' twice, between the progress bars, for a video with rotation metadata."""
+    import imageio.v2 as iio
+    import imageio_ffmpeg
+
+    from taichi_nerf.capture.video_frames import extract_frames
+
+    rng = np.random.default_rng(2)
+    stored = tmp_path / "stored.mp4"
+    iio.mimsave(stored, [(rng.random((64, 48, 3)) * 255).astype(np.uint8) for _ in range(12)], fps=6, **ENCODER)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90", "-i",
+                    str(stored), "-c", "copy", str(rotated)], check=True, capture_output=True)
+    names = extract_frames(rotated, tmp_path / "frames", count=6, progress=False)
+    assert Image.open(tmp_path / "frames" / names[0]).size == (64, 48)  # turned upright: 64 wide, 48 high
+    assert "different from the source frame size" not in caplog.text
+
+
 def test_trains_on_the_result(photos_dataset, tmp_path):
     from taichi_nerf.training.trainer import Trainer
 
@@ -511,7 +530,7 @@ def test_the_advice_for_more_registered_views_fits_the_source():
     assert more_views_hint(40).startswith("take more photos")
     assert more_views_hint(30, frames=30) == "keep more frames (--frames N; 30 now), so that neighbours overlap more"
     assert more_views_hint(40, frames=100).startswith("the video gave all its 40 frames")  # more --frames cannot help
-    assert more_views_hint(40, frames=100, cut_short=True).startswith("a complete copy of the video")  # not "film longer"
+    assert more_views_hint(40, frames=100, cut_short=True).startswith("a complete copy of the video")
 
 
 def test_names_with_spaces_other_formats_copies_and_broken_photos_with_masks(capture, tmp_path, capsys):

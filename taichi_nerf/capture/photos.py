@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
-from ..wording import few_names
+from ..wording import SHOWN, few_names
 from .degenerate import MAX_STATIC_SHARE, MAX_TURNING_SHARE, MIN_BASELINE_RATIO, DegenerateReconstruction
 from .photo_inputs import (
     OUTPUTS,
@@ -106,7 +106,8 @@ class PhotoReport:
             rows.append(("masks", f"{self.masks} (features only where they are white)"))
         if self.models > 1 and self.unregistered:  # a split that lost no photo is no news
             rows.append(("models", f"{self.models} (COLMAP split the capture; kept the largest)"))
-        rows.append(("failed", ", ".join(self.unregistered) if self.unregistered else "none"))
+        listed = few_names(self.unregistered) + (" (all in transforms.json)" if len(self.unregistered) > SHOWN else "")
+        rows.append(("failed", listed if self.unregistered else "none"))
         if self.skipped:
             rows.append(("skipped", few_skipped(self.skipped)))
         if self.converted:

@@ -34,8 +34,13 @@ def _decoder(video: Path) -> str:
 
 
 def _open(video: Path):
+    import logging
+
     import imageio.v2 as iio
 
+    # A phone video's rotation makes imageio-ffmpeg log that the frames it reads (upright) are not
+    # the stored size, twice, between our progress bars: expected, not the user's concern.
+    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     gif = _decoder(video) == "Pillow"
     try:
         reader = iio.get_reader(str(video), format="GIF" if gif else "ffmpeg")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..config import DEFAULT_VAL_EVERY
+from ..wording import few_names
 from .blender import build_split, check_camera_model, number, parse_frames, read_json, select_frames
 from .dataset import DataError, Dataset
 from .images import image_size, same_shape
@@ -222,7 +223,8 @@ def registration_notes(meta: dict) -> list[str]:
     except (KeyError, TypeError, ValueError):
         return ["the file's 'colmap' figures are incomplete"]
     left = list(fig.get("unregistered") or [])
-    notes.append(f"images COLMAP left out: {', '.join(map(str, left))}" if left else "images COLMAP left out: none")
+    notes.append(f"images COLMAP left out: {few_names([str(n) for n in left])}" if left else
+                 "images COLMAP left out: none")
     if fig.get("skipped"):
         notes.append(f"files skipped before COLMAP: {', '.join(map(str, fig['skipped']))}")
     return notes
