@@ -432,6 +432,9 @@ def test_rows_for_pixels_counts_whole_rows_and_only_the_rendered_pixels_of_spars
     assert rows_for_pixels(40, 8, 8, 0, sparse) == 5  # rows 0-4 hold 10 + 30
     assert rows_for_pixels(41, 8, 8, 0, sparse) == 6
     assert rows_for_pixels(1000, 8, 8, 3, sparse) == 5  # all the rest
+    cost = RenderCost()  # unmeasured: 1e-4 s a pixel
+    assert cost.first_band_rows(1e-6, 256, 256, 0) == 8  # the floor: 2048 pixels, though the budget buys none
+    assert cost.first_band_rows(1.0, 256, 256, 0) == cost.rows_within(1.0, 256, 256, 0) == 39  # the budget
 
 
 class ClockedRenderer:
@@ -627,7 +630,7 @@ def test_a_recording_renders_more_than_a_frame_budget_sliver():
     asked = []
     job = SimpleNamespace(width=100, height=100, row=0, done=False, frame=0, frames=36,
                           advance=lambda rows: asked.append(rows))
-    cost = SimpleNamespace(rows_within=lambda seconds, w, h, row: int(seconds / 0.01))  # 10 ms a row
+    cost = RenderCost()  # unmeasured: 1e-4 s a pixel, 10 ms a row of 100
     app = SimpleNamespace(video_job=job, message="", view=SimpleNamespace(cost=cost))
     actions.advance_video(app, 0.015)
     actions.advance_video(app, 0.6)

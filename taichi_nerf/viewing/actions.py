@@ -9,7 +9,6 @@ from ..outputs.video import VideoRecorder
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE
 from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
-from .schedule import MIN_BAND_PIXELS, rows_for_pixels
 
 
 def toggle_pause(app) -> None:
@@ -121,11 +120,7 @@ def advance_video(app, budget_s: float | None) -> None:
     job, view = app.video_job, app.view
     if budget_s is not None:  # training waits while recording: the video takes more than a view's share
         budget_s = max(budget_s, VIDEO_FRAME_S)
-    if budget_s is None:
-        job.advance(None)
-    else:  # at least a band worth its fixed cost
-        job.advance(max(rows_for_pixels(MIN_BAND_PIXELS, job.width, job.height, job.row),
-                        view.cost.rows_within(budget_s, job.width, job.height, job.row)))
+    job.advance(None if budget_s is None else view.cost.first_band_rows(budget_s, job.width, job.height, job.row))
     if not job.done:
         app.message = f"recording video: frame {job.frame + 1} of {job.frames}"
         return

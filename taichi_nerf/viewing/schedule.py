@@ -235,6 +235,12 @@ class RenderCost:
         spent = np.cumsum(self._row_costs(width, height, row0, height, row_pixels))
         return int(np.searchsorted(spent, seconds * (1 + 1e-9), side="right"))  # (rounding in the sum)
 
+    def first_band_rows(self, seconds: float, width: int, height: int, row0: int, row_pixels=None) -> int:
+        """The rows of a frame's first band: what ``seconds`` buys (:meth:`rows_within`), but at
+        least MIN_BAND_PIXELS rendered pixels' worth (or the rest of the picture)."""
+        floor = rows_for_pixels(MIN_BAND_PIXELS, width, height, row0, row_pixels)
+        return max(floor, self.rows_within(seconds, width, height, row0, row_pixels))
+
 
 # A frame's first band renders at least this many pixels (or the rest of its level). A band has a
 # fixed cost besides its pixels (kernel launches, tensors, copies: milliseconds on a CPU), which

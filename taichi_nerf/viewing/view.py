@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..outputs.depth_view import depth_colors
-from .schedule import MIN_BAND_PIXELS, MIN_COARSE_PIXELS, Band, ProgressiveResolution, RenderCost, rows_for_pixels
+from .schedule import MIN_COARSE_PIXELS, Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")
 MOVING_FRAME_S = 0.1  # the coarse preview that follows the mouse should render in about this long
@@ -121,12 +121,14 @@ class ProgressiveView:
             width, height = p.size(p.level)
             plan = self.plan_for(p.level)
             cost, row_pixels = (self.cost, None) if plan is None else (self.sparse_cost, plan["row_pixels"])
-            rows = 1 << 30 if budget_s is None else cost.rows_within(budget_s - spent, width, height, p.rows_done,
-                                                                     row_pixels)
-            if rendered and rows == 0:
-                return True  # another band would overrun the frame
-            if not rendered:  # the frame's one band is worth its fixed cost
-                rows = max(rows, rows_for_pixels(MIN_BAND_PIXELS, width, height, p.rows_done, row_pixels))
+            if budget_s is None:
+                rows = 1 << 30
+            elif rendered:
+                rows = cost.rows_within(budget_s - spent, width, height, p.rows_done, row_pixels)
+                if rows == 0:
+                    return True  # another band would overrun the frame
+            else:  # the frame's one band, worth its fixed cost
+                rows = cost.first_band_rows(budget_s - spent, width, height, p.rows_done, row_pixels)
             band = p.next_band(rows)
             shown, hidden = p.shown, p.hidden
             self._render_band(renderer, camera, band, plan)
