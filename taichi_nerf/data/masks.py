@@ -285,14 +285,14 @@ def _images_by_stem(path, format: str) -> dict[str, Path]:
     return {p.stem: p for p in _listed_images(folder)}
 
 
-def border_kept_share(mask: torch.Tensor, band: float = 0.04) -> float:
-    """Share of the pixels in a band around the images' borders (``band`` of the shorter side)
+def border_kept_share(mask: torch.Tensor) -> float:
+    """Share of the pixels in the border band the background choice reads (data/surround.py)
     that the masks keep: near 0 when they cut an object out of its surround."""
-    height, width = mask.shape[1:3]
-    b = max(1, round(band * min(height, width)))
-    edge = torch.ones(height, width, dtype=torch.bool)
-    edge[b:height - b, b:width - b] = False
-    return float((mask[:, edge] >= KEEP).float().mean())
+    from .surround import BAND, border_pixels
+
+    count, height, width = mask.shape
+    band = border_pixels(mask[..., None], torch.arange(count), round(BAND * min(height, width)))
+    return float((band >= KEEP).float().mean())
 
 
 def kept_pixels(mask: torch.Tensor) -> torch.Tensor:

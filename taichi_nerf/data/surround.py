@@ -66,14 +66,15 @@ def _transparent_fraction(rgba: torch.Tensor, idx: torch.Tensor) -> float:
 
 
 def border_pixels(rgba: torch.Tensor, idx: torch.Tensor, band: int, step: int = 1) -> torch.Tensor:
-    """(K, P, 3) uint8 RGB of the band ``band`` pixels wide around each image ``idx``, every
-    ``step``-th pixel along both axes."""
+    """(K, P, C) of the band ``band`` pixels wide around each image ``idx``, every ``step``-th
+    pixel along both axes: RGB (C = 3) of (N, H, W, 4) images, or the one channel of masks
+    given as (N, H, W, 1)."""
     h, w = rgba.shape[1:3]
     band = max(1, min(band, h // 2, w // 2))
     s = max(1, step)
     parts = [rgba[idx, :band:s, ::s, :3], rgba[idx, h - band::s, ::s, :3],
              rgba[idx, band:h - band:s, :band:s, :3], rgba[idx, band:h - band:s, w - band::s, :3]]
-    return torch.cat([p.reshape(len(idx), -1, 3) for p in parts], dim=1)
+    return torch.cat([p.reshape(len(idx), -1, p.shape[-1]) for p in parts], dim=1)
 
 
 def _channel_medians(pixels: torch.Tensor) -> torch.Tensor:
