@@ -150,6 +150,8 @@ class Ranks:
     control: object = None  # gloo group: the start, stop votes, agreements
     data: object = None  # gradients and the grid
     run_folder: object = None  # for the resume hint when a peer is lost
+    # rank 0: saves the run's last whole step when a peer is lost (set by share_start)
+    rescue: object = None
     own_stdout: object = None  # a rank other than 0: its standard output while a run silences it
 
     @property
@@ -162,8 +164,11 @@ class Ranks:
         try:
             return collective(*args, **kwargs)
         except RuntimeError as exc:  # gloo/NCCL errors: connection reset, timeout, aborted communicator
+            rescued = self._rescue()
             saved = self.run_folder is not None and (Path(self.run_folder) / "checkpoint.pt").is_file()
-            hint = f"; continue from the last checkpoint with: taichi-nerf train --resume {self.run_folder}" if saved \
+            resume = f"taichi-nerf train --resume {self.run_folder}"
+            hint = f"; rank 0 saved step {rescued}: continue with: {resume}" if rescued is not None \
+                else f"; continue from the last checkpoint with: {resume}" if saved \
                 else "; no checkpoint was saved yet" if self.run_folder is not None else ""
             lost = PeerLost(f"rank {self.rank} of {self.size} lost the other ranks ({_reason(exc)}): "
                             f"one died or stopped answering{hint}")
@@ -173,6 +178,19 @@ class Ranks:
             print(f"taichi-nerf: training stopped: {lost}", file=sys.stderr, flush=True)
             lost.reported = True
             raise lost from None
+
+    def _rescue(self) -> int | None:
+        """Rank 0 saves the run as of its last whole step and returns that step (None if it did
+        not). Whole, because a step's collectives sit where its state is one step's: the gradient
+        average before the optimiser step, the grid's broadcast after the step's grid update, the
+        votes between steps. Without it a lost peer cost the steps since the last checkpoint."""
+        rescue, self.rescue = self.rescue, None  # once: a failure inside the save is not saved again
+        if rescue is None:
+            return None
+        try:
+            return rescue()
+        except Exception:  # weights not finite, a full disk: the last checkpoint stands
+            return None
 
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any (a vote on the control group)."""
@@ -288,6 +306,14 @@ class Ranks:
         if not self.writes:
             trainer.generator.manual_seed(stream_seed(trainer.cfg.seed, self.rank, trainer.step_count))
             trainer.cfg = dataclasses.replace(trainer.cfg, progress=False)
+            return
+
+        def rescue() -> int | None:
+            if trainer.step_count == 0:
+                return None
+            trainer.save_checkpoint()
+            return trainer.step_count
+        self.rescue = rescue
 
     def share_result(self, result):
         """Rank 0's result of a run, on every rank, once rank 0 has finished it (its last save and

@@ -3,6 +3,7 @@
 is what each rank does once started)."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -46,6 +47,19 @@ def check_local_devices(count: int, cuda: bool) -> None:
                          f"give at most {torch.cuda.device_count()}, or --arch cpu")
 
 
+def _said_by_our_report(record: logging.LogRecord) -> bool:
+    """False for torchrun's own lines about a rank's failure, a signal to the launcher and the
+    signals it then sends the ranks ("failed (exitcode: ...) local_rank: ...", "Received 2 death
+    signal", "Sending process ... closing signal ..."): the one-line report below says the same in
+    the project's words. Its other warnings (a rank that would not stop) still show."""
+    return not str(record.msg).startswith(("failed (exitcode", "Received %s death signal", "Sending process",
+                                           "Closing process"))
+
+
+# the torchrun loggers whose lines _said_by_our_report filters
+TORCHRUN_LOGGERS = ("torch.distributed.elastic.multiprocessing.api", "torch.distributed.elastic.agent.server.api")
+
+
 def launch_local(count: int, argv: list[str]) -> int:
     """Start ``count`` ranks of ``taichi-nerf`` on this machine through torch's own launcher
     (``torch.distributed.run``, standalone rendezvous on a free port); each gets a share of the
@@ -63,6 +77,9 @@ def launch_local(count: int, argv: list[str]) -> int:
     logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
     args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
                                 "-m", "taichi_nerf", *without_devices_flag(argv)])
+    loggers = [logging.getLogger(name) for name in TORCHRUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(_said_by_our_report)
     try:
         with logs:
             torchrun.run(args)
@@ -82,4 +99,7 @@ def launch_local(count: int, argv: list[str]) -> int:
     except SignalException as exc:
         print(f"taichi-nerf: interrupted ({exc.sigval.name})", file=sys.stderr)
         return 130
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_said_by_our_report)
     return 0
