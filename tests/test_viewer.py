@@ -342,6 +342,23 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
         taken.close()
 
 
+
+@pytest.mark.parametrize("cap", [16, 40, 3000])
+def test_the_panel_takes_every_resolution_the_flag_allows(cap):
+    """--viewer-resolution accepts 16 px and up; the panel's slider (64 to 2048) refused 40 or 3000
+    with viser's "initial_value is outside of [min, max]", after the data had loaded (and, in
+    gui --web and train --viewer web, after the run folder was claimed)."""
+    pytest.importorskip("viser")
+    from taichi_nerf.viewer.panel import Panel
+    from taichi_nerf.viewer.server import ViewerServer
+
+    server = ViewerServer("127.0.0.1", 0, out=io.StringIO())
+    try:
+        panel = Panel(server.server, server.inbox, training=True, resolution_cap=cap, train_share=0.5)
+        assert panel.resolution_cap.value == cap
+    finally:
+        server.stop()
+
 @pytest.mark.parametrize("argv, message", [
     (["view", "--ckpt", "nowhere", "--viewer-port", "70000"], "--viewer-port must be between"),
     (["view", "--ckpt", "nowhere", "--seconds", "0"], "--seconds must be positive"),

@@ -14,6 +14,7 @@ from .inbox import Inbox
 MODE_LABELS = {"RGB": "rgb", "Depth": "depth", "Opacity": "opacity"}
 MAX_FRUSTUMS = 300  # beyond this many training cameras, every k-th is drawn
 CURVE_POINTS = 400  # the curves are thinned to this many points
+CAP_RANGE = (64, 2048)  # the resolution cap slider's range, widened to take any --viewer-resolution (16 px and up)
 
 
 def _hex(colour) -> str:
@@ -42,9 +43,10 @@ class Panel:
         with gui.add_folder("View"):
             mode = gui.add_dropdown("Render mode", tuple(MODE_LABELS), initial_value="RGB")
             mode.on_update(lambda event: inbox.press("mode", MODE_LABELS[event.target.value]))
-            cap = gui.add_slider("Resolution cap (px)", 64, 2048, 32, int(resolution_cap),
-                                 hint="the longer side of the rendered picture, at most")
-            cap.on_update(lambda event: inbox.press("resolution_cap", int(event.target.value)))
+            low, high = min(CAP_RANGE[0], int(resolution_cap)), max(CAP_RANGE[1], int(resolution_cap))
+            self.resolution_cap = gui.add_slider("Resolution cap (px)", low, high, 32, int(resolution_cap),
+                                                 hint="the longer side of the rendered picture, at most")
+            self.resolution_cap.on_update(lambda event: inbox.press("resolution_cap", int(event.target.value)))
             show = gui.add_checkbox("Training cameras", True, hint="click one to look through it")
             show.on_update(lambda event: inbox.press("show_cameras", bool(event.target.value)))
         with gui.add_folder("Camera path"):
