@@ -269,6 +269,26 @@ def test_a_video_goes_on_when_the_browser_leaves(web_session):
     assert list((trainer.out_dir / "videos").glob("orbit_step*.mp4"))
 
 
+
+def test_when_the_followed_browser_leaves_another_open_one_takes_over(web_session):
+    """Two tabs open, the one the view follows closed: the other is still there, and its picture
+    must go on (it stayed frozen, "the browser left", until it moved its camera)."""
+    app, server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    move(app, poses[0].double().numpy(), client=1)
+    app.frame()
+    move(app, poses[2].double().numpy(), client=2)  # a second tab: the view follows it
+    frames_until(app, lambda: app.client == 2)
+    app.inbox.disconnected(2)  # that tab closed; tab 1 stays, its camera still
+    app.frame()
+    assert app.client == 1 and app.camera is not None
+    sent = len(server.sent)
+    frames_until(app, lambda: len(server.sent) > sent)
+    assert server.sent[-1][0] == 1
+    app.inbox.disconnected(1)  # the last one closed: nobody watching
+    app.frame()
+    assert app.client is None and app.camera is None
+
 @pytest.mark.parametrize("kind, name, who", [("ViewerLog", "viewer.jsonl", "the viewer"),
                                              ("WindowLog", "gui.jsonl", "the window")])
 def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys, kind, name, who):

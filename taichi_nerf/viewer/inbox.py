@@ -4,7 +4,7 @@ thread that owns it (taichi-dev/taichi#2022), so viser's callbacks do nothing bu
 under a lock; the main thread takes it all once per frame and does the work."""
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Inbox:
     _actions: list = field(default_factory=list)
     _clients: set = field(default_factory=set)
     _moved: float | None = None
+    _cameras: dict = field(default_factory=dict)  # each connected browser's latest camera
 
     def camera(self, client: int, wxyz, position, fov: float, width: int, height: int) -> None:
         message = CameraMessage(int(client), tuple(float(v) for v in wxyz), tuple(float(v) for v in position),
@@ -41,6 +42,7 @@ class Inbox:
         with self._lock:
             self._camera, self._camera_new, self._moved = message, True, message.received
             self._clients.add(int(client))
+            self._cameras[int(client)] = message
 
     def press(self, name: str, value=None) -> None:
         with self._lock:
@@ -53,8 +55,13 @@ class Inbox:
     def disconnected(self, client: int) -> None:
         with self._lock:
             self._clients.discard(int(client))
+            self._cameras.pop(int(client), None)
             if self._camera is not None and self._camera.client == int(client):
-                self._camera, self._camera_new = None, False
+                # another browser still open takes over the view, from the camera it last sent
+                # (its latency counts from now: it sent that camera long ago)
+                latest = max(self._cameras.values(), key=lambda message: message.received, default=None)
+                latest = latest and replace(latest, received=time.perf_counter())
+                self._camera, self._camera_new = latest, latest is not None
 
     def take(self) -> Mail:
         with self._lock:
