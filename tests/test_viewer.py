@@ -289,6 +289,21 @@ def test_when_the_followed_browser_leaves_another_open_one_takes_over(web_sessio
     app.frame()
     assert app.client is None and app.camera is None
 
+
+def test_a_browser_leaving_a_paused_run_does_not_say_training_goes_on(web_session):
+    """Paused (or after train --viewer web's end, which pauses for good), the browser's leaving said
+    "the browser left; training goes on" to the tabs still open, replacing the message that said
+    why nothing trains."""
+    app, _server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    app.inbox.press("toggle_pause")
+    move(app, poses[0].double().numpy(), client=1)
+    app.frame()
+    said = app.message
+    app.inbox.disconnected(1)
+    app.frame()
+    assert app.camera is None and app.schedule.paused and app.message == said
+
 @pytest.mark.parametrize("kind, name, who", [("ViewerLog", "viewer.jsonl", "the viewer"),
                                              ("WindowLog", "gui.jsonl", "the window")])
 def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys, kind, name, who):

@@ -169,8 +169,9 @@ class WebViewer(TrainingSession):
         for name, value in mail.actions:
             self.perform(name, value)
         if self.client is not None and self.client not in mail.clients:
-            self.client, self.camera = None, None  # that browser closed: training goes on
-            self.message = "the browser left; training goes on" if self.trainer is not None else self.message
+            self.client, self.camera = None, None  # that browser closed: training goes on (unless paused)
+            if self.trainer is not None and mail.camera is None and not self.schedule.paused:
+                self.message = "the browser left; training goes on"
         if mail.camera is not None:
             self.follow(mail.camera, now)
         if self.camera is None and self.video_job is not None:  # the browser left mid-video: finish it
