@@ -304,6 +304,36 @@ def test_a_browser_leaving_a_paused_run_does_not_say_training_goes_on(web_sessio
     app.frame()
     assert app.camera is None and app.schedule.paused and app.message == said
 
+
+def test_viewing_a_run_that_another_process_trains_leaves_its_viewer_log_alone(run, capsys):
+    """`view --ckpt RUN` while `train --viewer web` trains RUN: the viewer's log (viewer.jsonl,
+    this session's lines only) was emptied under the trainer, which then appended to it beside
+    the second viewer."""
+    pytest.importorskip("viser")
+    from taichi_nerf.runs.run_folder import VIEWER_LOG, RunLock
+    from taichi_nerf.viewer.launch import open_checkpoint
+    from taichi_nerf.viewer.session import ViewerOptions, WebViewer
+
+    from .conftest import ARCH
+
+    trainers_log = '{"step": 7}\n'
+    (run / VIEWER_LOG).write_text(trainers_log)
+    lock = RunLock(run).acquire()  # a trainer holds the run
+    server = FakeServer()
+    try:
+        renderer, cfg, _state, split, folder = open_checkpoint(run, ARCH)
+        app = WebViewer(server, renderer, cfg, ViewerOptions(), train_split=split, out_dir=folder)
+        for _ in range(3):
+            app.frame()
+        app.log.flush_line(app.log.start + 2.0)
+        assert (run / VIEWER_LOG).read_text() == trainers_log
+        assert app.log.path.read_text()  # it logs, elsewhere
+        assert "is training in process" in capsys.readouterr().out
+        app.log.path.unlink()
+    finally:
+        server.real.stop()
+        lock.release()
+
 @pytest.mark.parametrize("kind, name, who", [("ViewerLog", "viewer.jsonl", "the viewer"),
                                              ("WindowLog", "gui.jsonl", "the window")])
 def test_the_run_folder_gone_does_not_take_the_viewer_down(tmp_path, capsys, kind, name, who):

@@ -8,7 +8,9 @@ Nobody watching (no browser, or the last one closed): training runs on at full s
 crash in the viewer saves the run as Ctrl-C does, then says what happened.
 """
 import math
+import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from ..interrupts import StopRequest
 from ..rendering.backgrounds import scene_background
-from ..runs.run_folder import VIEWER_LOG
+from ..runs.run_folder import VIEWER_LOG, lock_holder
 from ..training.trainer import Trainer, TrainingDiverged
 from ..viewing import VIDEO_FRAMES, actions, timeshare
 from ..viewing.curves import TrainingCurves
@@ -114,10 +116,20 @@ class WebViewer(TrainingSession):
         self.panel = Panel(server.server, self.inbox, training=trainer is not None,
                            resolution_cap=self.resolution_cap, train_share=self.budget.train_share)
         self.panel.add_training_cameras(train_split, self.inbox, scale=0.06 * self.scene.orbit_radius)
-        self.log = ViewerLog(self.out_dir / VIEWER_LOG)
+        self.log = ViewerLog(self.log_path())
         if trainer is not None:
             self.curves.seed(self.out_dir / "metrics.jsonl", trainer.step_count)
             trainer.callbacks += [self.curves, self]
+
+    def log_path(self) -> Path:
+        """viewer.jsonl in the run folder, unless another process trains there (a checkpoint on view
+        beside ``train --viewer web``): that log is the trainer's, so this one goes to the temp folder."""
+        holder = lock_holder(self.out_dir) if self.trainer is None else None
+        if holder is None:
+            return self.out_dir / VIEWER_LOG
+        path = Path(tempfile.gettempdir()) / f"taichi-nerf-viewer-{os.getpid()}.jsonl"
+        print(f"note: {self.out_dir} is training in process {holder}: this viewer logs to {path}, not its {VIEWER_LOG}")
+        return path
 
     @property
     def step(self) -> int:
