@@ -62,6 +62,10 @@ def training_views(cfg, source, who: str, without: str):
     from ..data.dataset import DataError
     from .checkpoint import CheckpointError
 
+    if cfg.data is not None and not Path(cfg.data).exists():  # (not run_dataset's hint: these commands take no --data)
+        print(f"taichi-nerf {who}: training views unavailable ({cfg.data}: the dataset {source} was trained on is "
+              f"not there any more); {without}", file=sys.stderr)
+        return None
     try:
         return run_dataset(cfg, source=source, progress=False).split("train")
     except (DataError, CheckpointError, OSError) as exc:
