@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .interrupts import startup_over
+
 ARCH_CHOICES = ("auto", "cuda", "cpu")
 
 # Taichi autodiff keeps loop-carried locals of a dynamic loop on a fixed-size stack; a ray
@@ -94,6 +96,7 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     _current = Backend(arch=actual, device=device, max_samples_per_ray=stack - 8)
+    startup_over()  # a Ctrl-C that Taichi's kernel decorators swallowed on the way is raised here
     return _current
 
 

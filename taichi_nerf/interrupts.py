@@ -1,10 +1,16 @@
 """Interrupts: Ctrl-C, SIGTERM and a hang-up (SIGHUP: the SSH session to a remote machine
 dropped) stop a run between steps and save it, so a checkpoint never holds a half-applied
 optimiser step or grid update. A hang-up that was ignored when the process started (`nohup`)
-stays ignored: the run goes on."""
+stays ignored: the run goes on.
+
+A command's start (the imports, then Taichi's start) has a guard of its own
+(:func:`guard_startup`): Taichi 1.7.4's kernel decorators run a bare ``except: pass``
+(``taichi.lang.kernel_impl._inside_class``), so a Ctrl-C while a module defines its kernels was
+swallowed and the command ran on to the end."""
 from __future__ import annotations
 
 import signal
+import threading
 
 
 class StopRequest:
@@ -60,3 +66,50 @@ class StopRequest:
         else:
             self._restore()
         return False
+
+
+class StartupGuard:
+    """Ctrl-C while a command starts: raises KeyboardInterrupt as Python's own handler does, and
+    remembers it, so that one swallowed on the way (Taichi's kernel decorators) is raised again
+    when the start ends (:func:`startup_over`, once Taichi is up)."""
+
+    def __init__(self):
+        self.interrupted = False
+        self.previous = None
+
+    def _handle(self, signum, frame):
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def install(self) -> "StartupGuard":
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def end(self) -> None:
+        """The start is over: Python's handler again; a Ctrl-C that was swallowed is raised now."""
+        if self.previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.interrupted:
+            self.interrupted = False
+            raise KeyboardInterrupt
+
+
+_startup: StartupGuard | None = None
+
+
+def guard_startup() -> StartupGuard:
+    """Guard a command's start (the entry point's first line) until :func:`startup_over`."""
+    global _startup
+    _startup = StartupGuard().install()
+    return _startup
+
+
+def startup_over() -> None:
+    """Called once Taichi is up (backend.init): every module that defines kernels is imported by then."""
+    global _startup
+    guard, _startup = _startup, None
+    if guard is not None:
+        guard.end()

@@ -3,10 +3,15 @@ raises; a stop agreed with other ranks is not this process's Ctrl-C, and the lau
 signal that arrives after the run has unwound is absorbed once."""
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from taichi_nerf.interrupts import StopRequest
+
+from .conftest import CHECKOUT, checkout_env
 
 
 def deliver(sig):
@@ -96,3 +101,59 @@ def test_a_hang_up_stops_and_saves_unless_nohup_ignored_it():
             assert not stop.requested and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+SWALLOWED_BY_TAICHI = """
+import inspect, os, signal, sys
+from taichi_nerf import interrupts
+interrupts.guard_startup()
+import taichi
+from taichi_nerf import backend
+real, sent = inspect.getframeinfo, []
+def getframeinfo(*args, **kwargs):  # Ctrl-C arrives while Taichi's kernel decorator looks at its caller
+    if not sent:
+        sent.append(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+inspect.getframeinfo = getframeinfo
+import taichi_nerf.stages.encoding  # a module that defines kernels, as a command imports it
+inspect.getframeinfo = real
+print("the decorator swallowed it" if sent else "no interrupt sent", flush=True)
+try:
+    backend.init("cpu")
+except KeyboardInterrupt:
+    print("raised when Taichi was up", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_a_ctrl_c_that_taichis_kernel_decorator_swallows_is_raised_once_taichi_is_up():
+    """Taichi 1.7.4's kernel decorators run a bare `except: pass`; a Ctrl-C while a module defined
+    its kernels was lost and the command ran on to its end. The start's guard raises it again."""
+    res = subprocess.run([sys.executable, "-c", SWALLOWED_BY_TAICHI], cwd=CHECKOUT, env=checkout_env(),
+                         capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    said = res.stdout + res.stderr
+    assert res.stdout.splitlines() == ["the decorator swallowed it", "raised when Taichi was up"], said
+    assert res.returncode == 130
+
+
+def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
+    """`taichi-nerf train` interrupted while it still imports torch (seconds on a small machine):
+    one line and status 130, not a traceback of the import."""
+    proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "train", "--out", str(tmp_path / "run")],
+                            cwd=CHECKOUT, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        maps = f"/proc/{proc.pid}/maps"
+        deadline = time.monotonic() + 120
+        while "libtorch" not in open(maps).read():  # torch's own import is under way: the guard is up
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "taichi-nerf: interrupted", err
