@@ -501,3 +501,18 @@ def test_data_info_on_a_run_folder_names_its_dataset(run, capsys):
     """It said "unknown dataset layout" for the folder a run writes."""
     data = json.loads((run / "config.json").read_text())["data"]
     refused(capsys, ["data", "info", run], "a run folder, not a dataset; it trained on", f"data info {data}")
+
+
+def test_a_truncated_checkpoint_is_said_to_be_truncated(tmp_path):
+    """A checkpoint cut short (a full disk, a copy stopped half way) is refused as truncated at
+    any length, never with torch's zip reader's bare "[Errno 22] Invalid argument"."""
+    whole = tmp_path / "whole.pt"
+    torch.save({"format": "taichi-nerf", "model": {"w": torch.zeros(20000)}, "config": {}}, whole)
+    data = whole.read_bytes()
+    for size in (100, 1000, 5000, 50000, len(data) // 2, len(data) - 10):
+        cut = tmp_path / f"cut{size}.pt"
+        cut.write_bytes(data[:size])
+        with pytest.raises(checkpoint.CheckpointError) as refusal:
+            checkpoint.read_state(cut)
+        assert "truncated or not a checkpoint file" in str(refusal.value), (size, str(refusal.value))
+        assert "Errno" not in str(refusal.value)

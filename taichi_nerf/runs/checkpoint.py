@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import pickle
 import re
 from dataclasses import asdict
@@ -103,7 +104,8 @@ def _load_failure(exc: Exception) -> str:
         unsupported = re.search(r"Unsupported (?:global|operand)[^.\n]*", text)
         detail = f": {unsupported.group(0)[0].lower()}{unsupported.group(0)[1:]}" if unsupported else ""
         return f"not plain tensor data{detail}; such files are never unpickled"
-    if "central directory" in text or "zip archive" in text:
+    # torch's zip reader raises a bare EINVAL where a cut-short file's directory points past its end
+    if "central directory" in text or "zip archive" in text or getattr(exc, "errno", None) == errno.EINVAL:
         return "truncated or not a checkpoint file"
     if isinstance(exc, (EOFError, IndexError, KeyError, UnicodeDecodeError, ValueError)):
         return "damaged or not a checkpoint file"
