@@ -68,6 +68,15 @@ def check_writable(folder) -> None:
         raise OSError(exc.errno, f"cannot write there ({exc.strerror})", str(existing)) from None
 
 
+def check_writable_file(path) -> None:
+    """:func:`check_writable` of ``path``'s folder, and refuse a ``path`` that is a folder (the
+    rename at the end of the write would fail there, after the work)."""
+    path = Path(path)
+    check_writable(path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; --out names the file to write", str(path))
+
+
 def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
     a kill leaves the old contents or the new, never half. ``sync``: fsync before the rename,

@@ -136,6 +136,26 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(run,
     assert not list(tmp_path.glob("ro*"))
 
 
+def test_an_output_file_that_is_an_existing_folder_is_refused_before_any_work(run, tmp_path, capsys, monkeypatch):
+    """`render --out v.mp4`, `export mesh --out m.ply` where that name (or the depth video or gif
+    beside it) is a folder: refused in one line naming it before the checkpoint is loaded; they
+    used to render every frame (or build the whole mesh) and then fail with "Is a directory",
+    naming a hidden partial file."""
+    monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    for taken, argv in (("v.mp4", ["render", "--frames", "2", "--size", "16", "--out", tmp_path / "v.mp4"]),
+                        ("w.gif", ["render", "--frames", "2", "--size", "16", "--out", tmp_path / "w.mp4"]),
+                        ("x_depth.gif", ["render", "--frames", "2", "--size", "16", "--out", tmp_path / "x.gif"]),
+                        ("m.ply", ["export", "mesh", "--out", tmp_path / "m.ply"]),
+                        ("p.obj", ["export", "points", "--out", tmp_path / "p.obj"])):
+        (tmp_path / taken).mkdir()
+        refused(capsys, [*argv, "--ckpt", run, "--no-progress", "--arch", ARCH],
+                f"{tmp_path / taken}: is a folder", "--out")
+        assert not [p for p in tmp_path.iterdir() if p.is_file()]
+    monkeypatch.undo()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        tn.render_orbit(run, tmp_path / "v.mp4", frames=2, size=16, progress=False)
+
+
 def test_overwrite_removes_only_what_runs_write(run, tiny_scene, capsys):
     (run / "NOTES.md").write_text("mine")
     (run / "previews" / "my_drawing.png").write_bytes(b"not ours")

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from ..config_checks import number_at_least
-from ..files import check_writable, write_png
+from ..files import check_writable_file, write_png
 from ..rendering.backgrounds import scene_background
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width, video_files
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from ..runs.distributed import rank_zero_only
@@ -72,7 +72,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     fps = None if fps is None else number_at_least("fps", fps, 1, whole=False)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
-    check_writable(Path(out).parent)  # before minutes of rendering, not after
+    for file in video_files(out):  # before minutes of rendering, not after
+        check_writable_file(file)
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     scene, bg = renderer.scene, scene_background(renderer.scene, cfg)
     width = size or trained_video_width(scene)
@@ -116,7 +117,7 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
         import skimage.measure  # noqa: F401
     except ImportError:
         raise export.ExportError("mesh export needs scikit-image: pip install 'taichi-nerf[export]'") from None
-    check_writable(Path(out).parent)  # before the density grid and marching cubes, not after
+    check_writable_file(out)  # before the density grid and marching cubes, not after
     renderer, cfg, state = checkpoint.load(ckpt, arch)
     mesh = export.extract_mesh(renderer, scene_background(renderer.scene, cfg), resolution, threshold, progress)
     mesh.warnings[:0] = mesh_checks.step_warning(state.get("step"))
@@ -140,7 +141,7 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
         raise export.ExportError("--data picks the cameras of --views train; an orbit needs no dataset "
                                  "(drop --data, or use --views train)")
-    check_writable(Path(out).parent)  # before rendering every view, not after
+    check_writable_file(out)  # before rendering every view, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     if views == "train":
         train = _training_poses(cfg, progress, data, ckpt)
