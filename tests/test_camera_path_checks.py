@@ -94,3 +94,16 @@ def test_a_spiral_on_a_ring_of_cameras_is_refused_and_on_an_arc_stays_upright():
     heights = path.poses[:, :3, 3].double().numpy() @ up
     arc_height = float(arc[0, :3, 3] @ torch.tensor(SCENE.up))
     assert np.abs(heights - arc_height).max() < 0.35 * 4.0, (heights, arc_height)
+
+
+@pytest.mark.parametrize("key, value", [("cx", "abc"), ("cy", [1, 2]), ("cx", float("nan"))])
+def test_a_principal_point_that_is_not_a_number_is_named(tmp_path, key, value):
+    """A pose list's cx/cy that is not a finite number is one CameraPathError naming the file, the
+    frame and the key, as fl_x's is; it used to be float()'s bare "could not convert string to
+    float: 'abc'" (or a TypeError, or a NaN that rendered an empty picture)."""
+    frames = [{"transform_matrix": m.tolist()} for m in orbit_poses(3, 4.0, 30.0).double().numpy()]
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps({"fl_x": 30.0, "w": 48, "h": 32, "cx": 24, "cy": 16, key: value, "frames": frames}))
+    with pytest.raises(cp.CameraPathError) as err:
+        cp.load_camera_path(path, SCENE)
+    assert str(err.value).startswith(f"{path}: frames[0]: '{key}' must be a number"), str(err.value)

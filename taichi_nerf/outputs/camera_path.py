@@ -87,12 +87,19 @@ def check_rotation(r: np.ndarray, where: str) -> None:
         raise CameraPathError(f"{where}: the 3x3 part of the matrix is a mirror (determinant -1), not a rotation")
 
 
-def _positive(value, name: str, where: str) -> float:
+def _number(value, name: str, where: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise CameraPathError(f"{where}: '{name}' must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
+        v = math.nan
+    if not math.isfinite(v):
+        raise CameraPathError(f"{where}: '{name}' must be a number, got {value!r}")
+    return v
+
+
+def _positive(value, name: str, where: str) -> float:
+    v = _number(value, name, where)
+    if v <= 0:
         raise CameraPathError(f"{where}: '{name}' must be positive, got {value!r}")
     return v
 
@@ -206,8 +213,8 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
                 raise CameraPathError(f"{where}: 'fl_x' needs the image width 'w' it belongs to")
             fx = _positive(get("fl_x"), "fl_x", where) * scale
             fy = _positive(get("fl_y"), "fl_y", where) * scale if get("fl_y") is not None else fx
-            cx = float(get("cx")) * scale if get("cx") is not None else None
-            cy = float(get("cy")) * scale if get("cy") is not None else None
+            cx = _number(get("cx"), "cx", where) * scale if get("cx") is not None else None
+            cy = _number(get("cy"), "cy", where) * scale if get("cy") is not None else None
         else:
             if get("camera_angle_x") is None and not notes:
                 notes.append(f"note: {path} gives no 'camera_angle_x' or 'fl_x' for frame {k}: using the training "
