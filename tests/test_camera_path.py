@@ -224,7 +224,20 @@ def test_the_api_refuses_a_video_name_the_cli_refuses(trained_builtin, tmp_path)
         render_orbit(run, tmp_path / "x.avi", frames=2, arch=ARCH, progress=False)
     for bad, message in (({"frames": 0}, "frames must be a whole number of at least 1, got 0"),
                          ({"size": "32"}, "size must be a whole number of at least 8, got '32'"),
-                         ({"fps": -1}, "fps must be a number of at least 1, got -1")):
+                         ({"fps": -1}, "fps must be positive, got -1"), ({"fps": 0}, "fps must be positive, got 0")):
         with pytest.raises(ValueError, match=message):  # frames=0 used to render the default 60
             render_orbit(run, tmp_path / "x.gif", arch=ARCH, progress=False, **bad)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_slow_fps_the_cli_takes_is_rendered_as_a_camera_paths_is(run, tmp_path, capsys):
+    """`render --fps 0.5` passes the CLI's "--fps must be positive" and is rendered, as a
+    camera_path.json's "fps": 0.5 is (a slide show: 2 s a frame); the API used to refuse it
+    after the CLI's check with "fps must be a number of at least 1"."""
+    from PIL import Image
+
+    out = tmp_path / "slow.gif"
+    assert cli.main(["render", "--ckpt", str(run), "--frames", "2", "--size", "16", "--fps", "0.5", "--out", str(out),
+                     "--no-progress", "--arch", ARCH]) == 0, capsys.readouterr().err
+    with Image.open(out) as gif:
+        assert gif.n_frames == 2 and gif.info["duration"] == 2000
