@@ -167,3 +167,19 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
     points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
     assert points.shape == (o.shape[0] - 5, 3)
     assert float(((points.double() - world[5:]).norm(dim=1) / world[5:].norm(dim=1)).max()) < 1e-4
+
+
+@pytest.mark.parametrize("kwargs, message", [({"threshold": "high"}, "threshold must be 'auto' or a positive density"),
+                                             ({"threshold": float("nan")}, "positive density"),
+                                             ({"resolution": "32"}, "resolution must be a whole number"),
+                                             ({"resolution": 32.5}, "resolution must be a whole number")])
+def test_the_api_refuses_a_bad_threshold_or_resolution_before_loading(run, tmp_path, monkeypatch, kwargs, message):
+    """export_mesh(threshold="high") used to build the whole density lattice and then fail with
+    float()'s "could not convert string to float"; resolution="32" raised a TypeError from a
+    comparison. Both are one ExportError before the checkpoint is loaded, as the CLI's are."""
+    from taichi_nerf.api import export_mesh
+
+    monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    with pytest.raises(export.ExportError, match=message):
+        export_mesh(run, tmp_path / "m.ply", **{"resolution": 32, **kwargs}, arch=ARCH, progress=False)
+    assert not (tmp_path / "m.ply").exists()

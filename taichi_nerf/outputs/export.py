@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,13 @@ def check_exportable(renderer: Renderer, what: str) -> None:
                           "(export points works on it; for a mesh, retrain with --no-ndc)")
 
 
-def check_resolution(resolution: int) -> None:
-    """A one-line error for a lattice too coarse or too big for this machine's memory."""
+def check_resolution(resolution: int) -> int:
+    """``resolution`` as an int, or a one-line error for one that is not a whole number, or a
+    lattice too coarse or too big for this machine's memory."""
+    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) or not math.isfinite(resolution) \
+            or resolution != int(resolution):
+        raise ExportError(f"--resolution must be a whole number of at least {MIN_RESOLUTION}, got {resolution!r}")
+    resolution = int(resolution)
     if resolution < MIN_RESOLUTION:
         raise ExportError(f"--resolution must be at least {MIN_RESOLUTION}, got {resolution}")
     need = resolution**3 * BYTES_PER_LATTICE_POINT
@@ -78,6 +84,17 @@ def check_resolution(resolution: int) -> None:
             else f"above the limit of {MAX_RESOLUTION}"
         raise ExportError(f"--resolution {resolution} needs about {gb(need)} for the density grid ({have}); the "
                           f"largest that fits is {largest}")
+    return resolution
+
+
+def check_threshold(threshold) -> str | float:
+    """"auto", or the surface's density as a float; anything else is a one-line error (before
+    the density lattice is built, not after)."""
+    if isinstance(threshold, str) and threshold == "auto":
+        return threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold < math.inf:
+        raise ExportError(f"--threshold must be 'auto' or a positive density, got {threshold!r}")
+    return float(threshold)
 
 
 def _box(renderer: Renderer) -> tuple[np.ndarray, np.ndarray]:
@@ -194,14 +211,12 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     from skimage import measure
 
     check_exportable(renderer, "mesh")
-    check_resolution(resolution)
+    resolution, threshold = check_resolution(resolution), check_threshold(threshold)
     density, mask, lo, spacing = density_lattice(renderer, resolution, progress)
     if threshold == "auto":
         level, note = auto_threshold(renderer, background, density)
     else:
-        level = float(threshold)
-        if not math.isfinite(level) or level <= 0:
-            raise ExportError(f"--threshold must be a positive density or 'auto', got {threshold}")
+        level = threshold
         note = f"threshold {level:.4g} (set by --threshold)"
     if not (density.max() > level):
         raise ExportError(f"--threshold {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")

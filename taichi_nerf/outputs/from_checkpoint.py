@@ -117,7 +117,7 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
 
     if Path(out).suffix.lower() not in (".ply", ".obj"):
         raise export.ExportError(f"--out must end in .ply or .obj, got {out}")
-    export.check_resolution(resolution)
+    resolution, threshold = export.check_resolution(resolution), export.check_threshold(threshold)
     try:
         import skimage.measure  # noqa: F401
     except ImportError:
