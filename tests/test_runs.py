@@ -156,6 +156,21 @@ def test_an_output_file_that_is_an_existing_folder_is_refused_before_any_work(ru
         tn.render_orbit(run, tmp_path / "v.mp4", frames=2, size=16, progress=False)
 
 
+def test_a_write_that_fails_at_its_rename_names_the_file_not_its_temporary(run, tmp_path, capsys, monkeypatch):
+    """`eval --out DIR` whose DIR/eval.json is a folder is refused before the checkpoint loads; a
+    rename that fails late (render --split into a folder whose metrics.json is a folder) names
+    the file the user asked for, not the hidden `.metrics.json.tmpPID` it was written as."""
+    (tmp_path / "e" / "eval.json").mkdir(parents=True)
+    monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    refused(capsys, ["eval", "--ckpt", run, "--out", tmp_path / "e", "--no-progress", "--arch", ARCH],
+            f"{tmp_path / 'e' / 'eval.json'}: is a folder")
+    monkeypatch.undo()
+    (tmp_path / "r" / "metrics.json").mkdir(parents=True)
+    line = refused(capsys, ["render", "--ckpt", run, "--split", "val", "--limit", "1", "--out", tmp_path / "r",
+                            "--no-progress", "--arch", ARCH], f"{tmp_path / 'r' / 'metrics.json'}: ")
+    assert ".tmp" not in line
+
+
 def test_overwrite_removes_only_what_runs_write(run, tiny_scene, capsys):
     (run / "NOTES.md").write_text("mine")
     (run / "previews" / "my_drawing.png").write_bytes(b"not ours")

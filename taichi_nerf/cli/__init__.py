@@ -85,7 +85,8 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
         return 0
     except OSError as exc:  # unwritable output folder, full disk, ...
-        print(f"taichi-nerf: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        # a failed rename names the file asked for (filename2), not the hidden temporary it was written as
+        print(f"taichi-nerf: error: {exc.filename2 or exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except (TrainingDiverged, PeerLost) as exc:
         if not getattr(exc, "reported", False):

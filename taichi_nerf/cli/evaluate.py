@@ -27,14 +27,14 @@ def add_parser(sub) -> None:
 
 def cmd_eval(args) -> int:
     from ..api import evaluate
-    from ..files import check_writable, json_safe, write_text_atomic
+    from ..files import check_writable_file, json_safe, write_text_atomic
 
     out = None
     if args.out:
         out = Path(args.out)
         if args.out.endswith(("/", os.sep)) or out.is_dir():  # a folder: the file goes inside it
             out = out / "eval.json"
-        check_writable(out.parent)  # before the evaluation, whose scores would be lost
+        check_writable_file(out)  # before the evaluation, whose scores would be lost
     # evaluate() refuses a bad --limit or --align-cameras before it loads anything
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, align_steps=args.align_cameras)
