@@ -183,3 +183,27 @@ def test_the_api_refuses_a_bad_threshold_or_resolution_before_loading(run, tmp_p
     with pytest.raises(export.ExportError, match=message):
         export_mesh(run, tmp_path / "m.ply", **{"resolution": 32, **kwargs}, arch=ARCH, progress=False)
     assert not (tmp_path / "m.ply").exists()
+
+
+def test_the_auto_threshold_reads_the_rendered_surface_inside_the_box_only(monkeypatch):
+    """The lattice covers the box alone; an unbounded scene's orbit views mostly see scenery beyond
+    it (on ngp-360-env after 200 steps every one of 24576 surface points lay outside), whose
+    density chose a level above every density in the box: an empty mesh, said as if the user had
+    given that --threshold. The level comes from the surface points inside the box, and with
+    none there from the histogram, saying so."""
+    from taichi_nerf.rendering.scene import Scene
+
+    inside, outside = torch.zeros(20, 3), torch.full((40, 3), 5.0)
+    monkeypatch.setattr(export, "_surface_points", lambda *a, **k: (torch.cat([inside, outside]), None))
+
+    class Field:
+        scene, device = Scene(near=0.5, far=20.0, aabb=[-1.0] * 3 + [1.0] * 3), "cpu"
+
+        def density(self, points):
+            return torch.where(points.abs().amax(dim=1) > 1, 100.0, 2.0)
+
+    level, note = export.auto_threshold(Field(), torch.ones(3), np.full((4, 4, 4), 3.0, np.float32))
+    assert level == pytest.approx(export.AUTO_FRACTION * 2.0) and f"{export.AUTO_VIEWS * 20} orbit pixels" in note
+    inside = torch.zeros(0, 3)
+    level, note = export.auto_threshold(Field(), torch.ones(3), np.full((4, 4, 4), 3.0, np.float32))
+    assert export.NO_SURFACE in note and level == pytest.approx(export.AUTO_FRACTION * 3.0)

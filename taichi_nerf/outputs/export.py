@@ -161,19 +161,24 @@ def _cell_index(points: torch.Tensor, aabb: torch.Tensor, res: int) -> torch.Ten
 
 @torch.no_grad()
 def surface_density(renderer: Renderer, background: torch.Tensor) -> np.ndarray:
-    """Field density at the expected depth of opaque pixels of a few orbit views."""
+    """Field density at the median depth of opaque pixels of a few orbit views, where that lies
+    in the box: the lattice covers the box alone, and an unbounded scene's scenery beyond it
+    (most of what its orbit views see) has no place in the mesh."""
     from ..rendering.scene import orbit_cameras
 
     poses, intr, w, h = orbit_cameras(renderer.scene, AUTO_VIEWS, AUTO_WIDTH)
+    lo, hi = (torch.as_tensor(v, dtype=torch.float32) for v in _box(renderer))
+    slack = 1e-4 * float((hi - lo).max())  # a surface on the box's face is in it
     values = []
     for cam in range(poses.shape[0]):
         pts, _ = _surface_points(renderer, poses, intr, cam, w, h, background, SURFACE_OPACITY)
+        pts = pts[((pts.cpu() >= lo - slack) & (pts.cpu() <= hi + slack)).all(dim=1).to(pts.device)]
         if pts.shape[0]:
             values.append(renderer.density(pts.to(renderer.device).contiguous()).cpu())
     return torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
 
 
-NO_SURFACE = "no orbit pixel renders opaque"
+NO_SURFACE = "no orbit pixel renders an opaque surface inside the box"
 
 
 def auto_threshold(renderer: Renderer, background: torch.Tensor, density: np.ndarray) -> tuple[float, str]:
@@ -218,12 +223,13 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
     else:
         level = threshold
         note = f"threshold {level:.4g} (set by --threshold)"
+    given = "--threshold" if threshold != "auto" else "the auto threshold"  # the user's own, or ours
     if not (density.max() > level):
-        raise ExportError(f"--threshold {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
+        raise ExportError(f"{given} {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
     verts, faces, _, _ = measure.marching_cubes(density, level, spacing=tuple(spacing), mask=mask,
                                                 gradient_direction="ascent", allow_degenerate=False)
     if not len(faces):
-        raise ExportError(f"--threshold {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
+        raise ExportError(f"{given} {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
     verts = (verts + lo).astype(np.float32)
     faces = faces.astype(np.int32)
     normals = vertex_normals(verts, faces)
