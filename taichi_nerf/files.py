@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import json
 import math
 import os
@@ -17,6 +18,22 @@ def temp_name(path: Path) -> Path:
     """``.NAME.tmpPID`` beside ``path``: the partial file of an atomic write in progress (a
     killed writer's is removed by run_folder.remove_stale_temps once its process is gone)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def remove_dead_partials(path) -> list[Path]:
+    """Delete the partial files of ``path`` that killed writers left beside it (``.NAME.tmpPID`` of
+    :func:`write_atomic`, ``.STEM.partialPID.SUFFIX`` of a video), never one whose process still
+    runs (a write in progress): each write of ``path`` clears what an earlier, killed one left.
+    Returns the files it deleted."""
+    path = Path(path)
+    removed = []
+    for prefix, suffix in ((f".{path.name}.tmp", ""), (f".{path.stem}.partial", path.suffix)):
+        for entry in path.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
+            pid = entry.name[len(prefix):len(entry.name) - len(suffix)]
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 def process_alive(pid: int) -> bool:
@@ -83,6 +100,7 @@ def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Pa
     so a power cut cannot leave an empty file either (checkpoints)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(path)
     tmp = temp_name(path)
     try:
         with open(tmp, "wb" if binary else "w") as fh:

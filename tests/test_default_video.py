@@ -2,6 +2,7 @@
 the object, the spiral for forward-facing captures, else a path through the training cameras
 that stays where they were."""
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -154,3 +155,27 @@ def test_an_odd_sized_mp4_is_yuv420p_so_every_player_plays_it(tmp_path):
     even = write_video(tmp_path / "e.mp4", np.zeros((2, 32, 48, 3), np.uint8), fps=10)
     with iio.get_reader(str(even)) as reader:
         assert reader.get_data(0).shape == (32, 48, 3)  # even sides are written as they are
+
+
+def test_a_video_write_clears_what_a_killed_render_left_beside_it(tmp_path):
+    """A render killed (-9) while writing left its hidden .NAME.partialPID.mp4 (often tens of MB)
+    beside the video for ever; the next write of that video deletes it, and the partial file of a
+    write still running (a live process) stays."""
+    import subprocess
+    import sys
+
+    from taichi_nerf.files import write_text_atomic
+    from taichi_nerf.outputs.video import write_video
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process that has ended
+    live = os.getppid()
+    left = [tmp_path / f".orbit.partial{dead}.mp4", tmp_path / f".eval.json.tmp{dead}"]
+    running = [tmp_path / f".orbit.partial{live}.mp4", tmp_path / f".eval.json.tmp{live}"]
+    others = [tmp_path / f".other.partial{dead}.mp4", tmp_path / f".orbit.partial{dead}.gif"]
+    for path in left + running + others:
+        path.write_bytes(b"partial")
+    write_video(tmp_path / "orbit.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=10)
+    write_text_atomic(tmp_path / "eval.json", "{}")
+    assert not any(p.exists() for p in left)
+    assert all(p.exists() for p in running + others)  # a write in progress; another file's

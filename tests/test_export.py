@@ -207,3 +207,29 @@ def test_the_auto_threshold_reads_the_rendered_surface_inside_the_box_only(monke
     inside = torch.zeros(0, 3)
     level, note = export.auto_threshold(Field(), torch.ones(3), np.full((4, 4, 4), 3.0, np.float32))
     assert export.NO_SURFACE in note and level == pytest.approx(export.AUTO_FRACTION * 3.0)
+
+
+
+class InterruptedFaces:
+    """Faces that a Ctrl-C interrupts as they are written (after the header and the vertices)."""
+
+    def __len__(self):
+        return 3
+
+    def __array__(self, *args, **kwargs):  # the PLY writer's copy
+        raise KeyboardInterrupt
+
+    def __add__(self, other):  # the OBJ writer's 1-based indices
+        raise KeyboardInterrupt
+
+
+def test_a_mesh_write_cut_short_leaves_the_earlier_file(mesh, tmp_path):
+    """Ctrl-C while a big mesh was being written (np.savetxt of an OBJ: seconds for a million faces)
+    left a truncated file in place of the earlier one; both writers now replace it whole or not at all."""
+    _, m = mesh
+    for name, writer in (("m.obj", export.write_obj), ("m.ply", export.write_ply)):
+        earlier = writer(tmp_path / name, m.vertices, m.colors, m.faces).read_bytes()
+        with pytest.raises(KeyboardInterrupt):
+            writer(tmp_path / name, m.vertices[:10], m.colors[:10], InterruptedFaces())
+        assert (tmp_path / name).read_bytes() == earlier, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.obj", "m.ply"]  # no partial file left

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import write_atomic
 from ..rendering.renderer import Renderer
 from ..resources import USABLE_FRACTION, free_bytes, gb
 from ..stages.encoding import encode_samples
@@ -345,9 +346,8 @@ def extract_points(renderer: Renderer, background: torch.Tensor, poses: torch.Te
 
 # --- writers ----------------------------------------------------------------------------------
 def write_ply(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> Path:
-    """Binary little-endian PLY: float xyz + uchar rgb per vertex, uchar-counted int faces."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Binary little-endian PLY: float xyz + uchar rgb per vertex, uchar-counted int faces; written
+    whole or not at all (a Ctrl-C mid-write leaves the earlier file)."""
     n_faces = 0 if faces is None else len(faces)
     header = ["ply", "format binary_little_endian 1.0", "comment written by taichi-nerf",
               f"element vertex {len(vertices)}", "property float x", "property float y", "property float z",
@@ -357,14 +357,15 @@ def write_ply(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray 
     header.append("end_header")
     vert = np.empty(len(vertices), dtype=[("p", "<f4", 3), ("c", "u1", 3)])
     vert["p"], vert["c"] = vertices, colors
-    with open(path, "wb") as fh:
+
+    def write(fh):
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         fh.write(vert.tobytes())
         if n_faces:
             face = np.empty(n_faces, dtype=[("n", "u1"), ("v", "<i4", 3)])
             face["n"], face["v"] = 3, faces
             fh.write(face.tobytes())
-    return path
+    return write_atomic(path, write, binary=True)
 
 
 def read_ply(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -381,16 +382,15 @@ def read_ply(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def write_obj(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> Path:
     """Wavefront OBJ with per-vertex colours (``v x y z r g b``, the common extension that
-    MeshLab, Blender and scenes/obj.py read)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    MeshLab, Blender and scenes/obj.py read); written whole or not at all, as :func:`write_ply`."""
     rows = np.hstack([vertices.astype(np.float64), colors.astype(np.float64) / 255.0])
-    with open(path, "w") as fh:
+
+    def write(fh):
         fh.write("# written by taichi-nerf\n")
         np.savetxt(fh, rows, fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
         if faces is not None and len(faces):
             np.savetxt(fh, faces + 1, fmt="f %d %d %d")
-    return path
+    return write_atomic(path, write)
 
 
 def write_geometry(path, vertices, colors, faces=None) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import resources
+from ..files import remove_dead_partials
 from ..rendering.renderer import Renderer
 from ..rendering.scene import orbit_cameras
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, video_files
@@ -93,6 +94,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(path)  # what a killed render of this video left beside it
     # Written beside it, then renamed: a Ctrl-C or a full disk mid-write leaves the earlier video (or
     # none), never a truncated one. The suffix stays last: imageio picks the format by it.
     partial = path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
