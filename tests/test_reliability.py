@@ -485,6 +485,15 @@ def test_a_folder_of_runs_names_the_runs_in_it(run, tmp_path, capsys):
     assert line.endswith(str(runs / "first"))
 
 
+
+@pytest.mark.parametrize("command", ["eval", "render", "export mesh"])
+def test_a_dataset_given_as_the_run_says_so(tiny_scene, capsys, command):
+    """`--ckpt DATASET` (a dataset folder where the trained run belongs) said only
+    "DATASET/checkpoint.pt: no checkpoint found"."""
+    line = refused(capsys, [*command.split(), "--ckpt", tiny_scene], "a dataset (")
+    assert "not a run; train on it first (taichi-nerf train --data" in line and str(tiny_scene) in line, line
+
+
 def test_eval_into_head_and_into_a_folder(run, tmp_path):
     """`eval | head` ended in "taichi-nerf: error: : Broken pipe"; `--out DIR/` wrote a file named DIR."""
     proc = subprocess.Popen([sys.executable, "-m", "taichi_nerf", "eval", "--ckpt", str(run), "--no-progress",

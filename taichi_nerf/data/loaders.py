@@ -74,7 +74,7 @@ def _refuse_part_or_video(path: Path) -> None:
                         f"taichi-nerf data from-photos {shlex.quote(str(path))} --out DATASET")
 
 
-def _lone_npz(path: Path) -> Path | None:
+def lone_npz(path: Path) -> Path | None:
     """A folder of no known layout that holds exactly one .npz (the Keras example's download
     unpacked into its own folder): that file."""
     if not path.is_dir() or any(detect(path) for detect, _ in FORMATS.values()):
@@ -129,7 +129,7 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     if format is not None:
         format = ALIASES.get(format, format)
     if format is None:
-        path = _lone_npz(path) or path
+        path = lone_npz(path) or path
         format = detect_format(path)
     if format not in FORMATS:
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")

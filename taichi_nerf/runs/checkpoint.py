@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import pickle
 import re
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,10 +46,24 @@ def find_checkpoint(path) -> Path:
         if runs and not (path / "checkpoint.pt").is_file():  # a folder of runs, not a run
             listed = ", ".join(str(p) for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
             raise CheckpointError(f"{path}: a folder of runs, not a run; give one of them: {listed}")
+        if not (path / "checkpoint.pt").is_file() and _dataset_layout(path):
+            raise CheckpointError(f"{path}: a dataset ({_dataset_layout(path)} layout), not a run; train on it first "
+                                  f"(taichi-nerf train --data {shlex.quote(str(path))} --out RUN), then give RUN")
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint found")
     return path
+
+
+def _dataset_layout(folder: Path) -> str | None:
+    """The dataset layout of ``folder``, or None: what a user gives where a run belongs."""
+    from ..data.dataset import DataError
+    from ..data.loaders import detect_format, lone_npz
+
+    try:
+        return detect_format(lone_npz(folder) or folder)
+    except DataError:
+        return None
 
 
 def checkpoint_file(path) -> Path:
