@@ -97,6 +97,17 @@ def test_export_mesh_cli_says_the_threshold_and_errors_in_one_line(trained_built
         assert code == cli.EXIT_USAGE and len(err) == 1 and message in err[0], (argv, err)
 
 
+def test_export_mesh_shows_progress_over_the_auto_thresholds_views(trained_builtin, tmp_path, capsys):
+    """The 8 views the auto threshold renders took 10-20 s on a loaded CPU without a bar: the
+    density grid's bar ended, then nothing moved."""
+    _, run = trained_builtin
+    assert cli.main(["export", "mesh", "--ckpt", str(run), "--resolution", "32", "--out", str(tmp_path / "m.ply"),
+                     "--arch", ARCH]) == 0
+    err = capsys.readouterr().err
+    views = f"{export.AUTO_VIEWS}/{export.AUTO_VIEWS}"
+    assert "density grid" in err and "auto threshold: 100%|" in err and views in err, err[-2000:]
+
+
 def test_points_lie_on_the_true_surface(trained_builtin, tmp_path, capsys):
     _, run = trained_builtin
     out = tmp_path / "new" / "points.ply"
