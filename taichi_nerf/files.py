@@ -16,8 +16,11 @@ import numpy as np
 
 def temp_name(path: Path) -> Path:
     """``.NAME.tmpPID`` beside ``path``: the partial file of an atomic write in progress (a
-    killed writer's is removed by run_folder.remove_stale_temps once its process is gone)."""
+    killed writer's is removed by the next write of ``path``, :func:`remove_dead_partials`)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+PID_MAX = 1 << 22  # Linux's largest pid_max
 
 
 def remove_dead_partials(path) -> list[Path]:
@@ -30,9 +33,15 @@ def remove_dead_partials(path) -> list[Path]:
     for prefix, suffix in ((f".{path.name}.tmp", ""), (f".{path.stem}.partial", path.suffix)):
         for entry in path.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
             pid = entry.name[len(prefix):len(entry.name) - len(suffix)]
-            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            # a number no PID can be is not ours (os.kill raised OverflowError on it, failing the write)
+            if not pid.isdigit() or not 0 < int(pid) <= PID_MAX or int(pid) == os.getpid() \
+                    or process_alive(int(pid)):
+                continue
+            try:
                 entry.unlink(missing_ok=True)
-                removed.append(entry)
+            except OSError:  # another user's, in a sticky folder: tidying up must not fail the write
+                continue
+            removed.append(entry)
     return removed
 
 

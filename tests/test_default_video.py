@@ -179,3 +179,31 @@ def test_a_video_write_clears_what_a_killed_render_left_beside_it(tmp_path):
     write_text_atomic(tmp_path / "eval.json", "{}")
     assert not any(p.exists() for p in left)
     assert all(p.exists() for p in running + others)  # a write in progress; another file's
+
+
+def test_tidying_up_partial_files_never_fails_the_write(tmp_path, monkeypatch):
+    """A name beside the file with a number no process can have (a user's `.eval.json.tmp20261206120000`)
+    made every write of that file fail with os.kill's OverflowError; a dead writer's partial file
+    that cannot be deleted (another user's, in a sticky folder) failed it with PermissionError.
+    The file is written either way, and the name that is no partial file stays."""
+    import pathlib
+
+    from taichi_nerf.files import write_text_atomic
+
+    not_a_pid = tmp_path / ".eval.json.tmp20261206120000"
+    not_a_pid.write_text("the user's")
+    write_text_atomic(tmp_path / "eval.json", "{}")
+    assert (tmp_path / "eval.json").read_text() == "{}" and not_a_pid.read_text() == "the user's"
+
+    others = tmp_path / f".eval.json.tmp{(1 << 22) - 1}"  # within pid_max, and no process of ours (a dead writer)
+    others.write_text("partial")
+    real_unlink = pathlib.Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == others:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    write_text_atomic(tmp_path / "eval.json", "[]")
+    assert (tmp_path / "eval.json").read_text() == "[]" and others.exists()
