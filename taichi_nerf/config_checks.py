@@ -25,6 +25,14 @@ def number_at_least(name: str, value, least, whole: bool = True):
     return int(value) if whole else float(value)
 
 
+def positive_number(name: str, value) -> float:
+    """``value`` as a float when it is a finite number above 0 (numpy's numbers count; True, NaN
+    and infinity do not), else a ValueError naming ``name``: a rate or a level, not a count."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
 def without_none(hint):
     """``X | None`` -> ``X``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config_checks import positive_number
 from ..files import write_atomic
 from ..rendering.renderer import Renderer
 from ..resources import USABLE_FRACTION, free_bytes, gb
@@ -93,9 +94,10 @@ def check_threshold(threshold) -> str | float:
     the density lattice is built, not after)."""
     if isinstance(threshold, str) and threshold == "auto":
         return threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold < math.inf:
-        raise ExportError(f"--threshold must be 'auto' or a positive density, got {threshold!r}")
-    return float(threshold)
+    try:
+        return positive_number("threshold", threshold)
+    except ValueError:
+        raise ExportError(f"--threshold must be 'auto' or a positive density, got {threshold!r}") from None
 
 
 def _box(renderer: Renderer) -> tuple[np.ndarray, np.ndarray]:

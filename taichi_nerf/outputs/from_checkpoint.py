@@ -3,14 +3,12 @@ split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-
 (``render --path/--spiral``), meshes and point clouds (``export``)."""
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from pathlib import Path
 
 import torch
 
-from ..config_checks import number_at_least
+from ..config_checks import number_at_least, positive_number
 from ..files import check_writable_file, write_png
 from ..rendering.backgrounds import scene_background
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width, video_files
@@ -72,9 +70,7 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     frames = None if frames is None else number_at_least("frames", frames, 1)
     size = None if size is None else number_at_least("size", size, 8)
     # any positive rate, as a camera path file's "fps" and the CLI's --fps take (0.5: a slide show)
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < math.inf):
-        raise ValueError(f"fps must be positive, got {fps!r}")
-    fps = None if fps is None else float(fps)
+    fps = None if fps is None else positive_number("fps", fps)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     for file in video_files(out):  # before minutes of rendering, not after
