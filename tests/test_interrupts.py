@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -145,10 +146,15 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
                             cwd=CHECKOUT, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        maps = f"/proc/{proc.pid}/maps"
+        maps = Path(f"/proc/{proc.pid}/maps")
         deadline = time.monotonic() + 120
-        while "libtorch" not in open(maps).read():  # torch's own import is under way: the guard is up
+        while True:  # until torch's own import is under way: the guard is up by then
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            try:
+                if "libtorch" in maps.read_text():
+                    break
+            except OSError:  # the process ended between the check and the read: said above next time
+                pass
             time.sleep(0.005)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
