@@ -125,6 +125,28 @@ def test_a_video_points_to_from_photos(tmp_path, capsys):
     expect_error(tmp_path / "notes.txt", "unknown dataset layout")
 
 
+def test_a_mesh_points_to_from_mesh(tmp_path, capsys):
+    """The PyTorch3D tutorial's cow folder (cow.obj, cow.mtl, cow_texture.png) given to train --data
+    was called photos without poses ("1 images") and sent to COLMAP; cow.obj itself was an unknown
+    layout. Both are a mesh, which data from-mesh renders into a dataset (docs/DATASETS.md, 5)."""
+    folder = tmp_path / "cow_mesh"
+    folder.mkdir()
+    (folder / "cow.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (folder / "cow.mtl").write_text("newmtl m\nmap_Kd cow_texture.png\n")
+    png(folder / "cow_texture.png")
+    for path in (folder, folder / "cow.obj"):
+        message = expect_error(path, "a mesh, not a dataset",
+                               f"taichi-nerf data from-mesh {folder / 'cow.obj'} --out DATASET")
+        assert "from-photos" not in message and "unknown dataset layout" not in message
+    assert cli.main(["train", "--data", str(folder), "--out", str(tmp_path / "run")]) == cli.EXIT_USAGE
+    assert "a mesh, not a dataset" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_one_photo_without_poses_is_one_image(tmp_path):
+    png(tmp_path / "IMG_1.png")
+    expect_error(tmp_path, "photos without camera poses (1 image,")
+
+
 def test_malformed_json(tmp_path):
     (tmp_path / "transforms_train.json").write_text('{"frames": [ {"file_path": "a.png", }')
     expect_error(tmp_path, "transforms_train.json", "malformed JSON at line 1")

@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from ..wording import counted
 from .blender import is_blender, load_blender
 from .colmap_model import is_colmap, load_colmap, model_folders
 from .dataset import DataError, Dataset
@@ -50,7 +51,7 @@ def detect_format(path: Path) -> str:
     photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
               if p.suffix.lower() in PHOTO_SUFFIXES]
     if photos:  # the first thing a user tries: their photos, before any poses exist
-        raise DataError(f"{path}: photos without camera poses ({len(photos)} images, no transforms.json, "
+        raise DataError(f"{path}: photos without camera poses ({counted(len(photos), 'image')}, no transforms.json, "
                         f"poses_bounds.npy or COLMAP model); recover the poses first: taichi-nerf data from-photos "
                         f"{path} --out DATASET")
     raise DataError(f"{path}: unknown dataset layout (supported: {', '.join(FORMATS)}; see docs/DATASETS.md)")
@@ -69,9 +70,29 @@ def _refuse_part_or_video(path: Path) -> None:
         if layout is not None:
             raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); use --data "
                             f"{shlex.quote(str(path.parent))}")
+    meshes = _meshes(path)
+    if meshes:  # the PyTorch3D tutorial's cow (cow.obj, cow.mtl, cow_texture.png)
+        model = shlex.quote(str(meshes[0])) if len(meshes) == 1 else "MODEL.obj"
+        raise DataError(f"{path}: a mesh, not a dataset (no camera poses); render it into one first: "
+                        f"taichi-nerf data from-mesh {model} --out DATASET")
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         raise DataError(f"{path}: a video, not a dataset (no camera poses); make one from its frames first: "
                         f"taichi-nerf data from-photos {shlex.quote(str(path))} --out DATASET")
+
+
+def _meshes(path: Path) -> list[Path]:
+    """The OBJ file ``path``, or those in the folder ``path`` when its only images are their
+    textures (named in an .mtl beside them): a mesh's folder, not photos of the scene."""
+    if path.is_file():
+        return [path] if path.suffix.lower() == ".obj" else []
+    if not path.is_dir():
+        return []
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    textures = {Path(line.split()[-1]).name for mtl in files if mtl.suffix.lower() == ".mtl"
+                for line in mtl.read_text(errors="replace").splitlines() if line.strip().startswith("map_")}
+    if any(p.suffix.lower() in PHOTO_SUFFIXES and p.name not in textures for p in files):
+        return []
+    return [p for p in files if p.suffix.lower() == ".obj"]
 
 
 def lone_npz(path: Path) -> Path | None:
