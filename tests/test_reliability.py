@@ -321,6 +321,24 @@ def test_config_file_types_are_checked(tmp_path, capsys):
             "lr_final must be a number", "progress must be true or false")
 
 
+def test_a_value_out_of_range_names_where_it_came_from(tmp_path, capsys):
+    """With --config, a value out of range was named by its field alone ("bad configuration: steps
+    must be at least 1"): neither the file it was in nor the flag it was typed as; and a preset's
+    value that a flag made invalid was named as a flag never typed (--preset keras --sampler grid:
+    "--intervals gaps needs the stratified sampler")."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"steps": -5, "lr": 0.01}))
+    line = refused(capsys, ["train", "--config", path, "--batch-rays", "-3", "--out", tmp_path / "r", "--dry-run"],
+                   f"{path}: steps must be at least 1", "--batch-rays must be at least 1")
+    assert "; batch_rays" not in line
+    line = refused(capsys, ["train", "--preset", "keras", "--sampler", "grid", "--out", tmp_path / "r", "--dry-run"],
+                   "--intervals gaps needs the stratified sampler", "(from --preset keras)")
+    path.write_text(json.dumps({"preset": "keras"}))
+    refused(capsys, ["train", "--config", path, "--sampler", "grid", "--out", tmp_path / "r", "--dry-run"],
+            "intervals gaps needs the stratified sampler", f"(from the preset keras in {path})")
+    assert not (tmp_path / "r").exists()
+
+
 def test_numpy_numbers_are_numbers_and_a_list_field_says_list():
     """A notebook's np.int64(500) and np.array(aabb) are what they look like; a number where a
     list belongs is named as such (it once leaked a placeholder: "got <object object at ...>")."""

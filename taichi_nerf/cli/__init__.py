@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     except (*user_errors, DataError, CheckpointError, ValueError) as exc:
         if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, user_errors):
             raise  # a ValueError from a bug reads as a user error too: developers get the traceback
-        said = str(exc) if getattr(args, "config", None) else in_flag_words(str(exc))  # a file's own words
+        said = in_flag_words(str(exc), args)  # each value as it was given: a flag, a --config file, a preset
         print(f"taichi-nerf: error: {said}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `taichi-nerf eval ... | head`: the reader has what it wanted

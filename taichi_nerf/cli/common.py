@@ -5,6 +5,7 @@ that more than one command makes."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..backend import ARCH_CHOICES
 from ..config_checks import without_none  # X | None -> X: None is a flag's "not given"
@@ -197,20 +198,49 @@ def says_once(args) -> bool:
 BAD_CONFIGURATION = "bad configuration: "  # TrainConfig.validate's message
 
 
-def in_flag_words(message: str) -> str:
-    """TrainConfig.validate's "bad configuration: batch_rays must be ...; time_limit_s ..." as the
-    flags the user typed: "--batch-rays must be ...; --time-limit/--time-limit-s ..." (each problem
-    starts with its field; a field with an alias names both spellings). Not for a --config file's
-    values, which the user wrote as fields."""
+def in_flag_words(message: str, args=None) -> str:
+    """TrainConfig.validate's "bad configuration: batch_rays must be ...; time_limit_s ..." in the
+    user's words, each problem where its value came from: a flag typed ("--batch-rays must be ...";
+    a field with an alias names both spellings), the --config file ("c.json: steps must be ..."),
+    or a preset a flag made invalid ("--intervals gaps needs ... (from --preset keras)")."""
     import dataclasses
 
     from ..config import TrainConfig
+    from ..presets import PRESETS
 
     if not message.startswith(BAD_CONFIGURATION):
         return message
     flags = {f.name: "/".join((*f.metadata["aliases"], flag_of(f.name))) for f in dataclasses.fields(TrainConfig)}
+    typed = set(config_overrides(args)) if args is not None else set()
+    config = getattr(args, "config", None)
+    written = config_file_values(config)
+    preset = getattr(args, "preset", None) or written.get("preset")
+    source = f"--preset {preset}" if getattr(args, "preset", None) else f"the preset {preset} in {config}"
+    preset_values = PRESETS[preset].values if preset in PRESETS else {}
     problems = []
     for problem in message[len(BAD_CONFIGURATION):].split("; "):
         name, _, rest = problem.partition(" ")
-        problems.append(f"{flags[name]} {rest}" if name in flags and rest else problem)
+        if name not in flags or not rest:
+            problems.append(problem)
+        elif name not in typed and name in written:
+            problems.append(f"{config}: {problem}")
+        elif name not in typed and name in preset_values:
+            problems.append(f"{flags[name]} {rest} (from {source})")
+        elif name not in typed and config:
+            problems.append(problem)  # a default the file left: its field's name, as the file would write it
+        else:
+            problems.append(f"{flags[name]} {rest}")
     return BAD_CONFIGURATION + "; ".join(problems)
+
+
+def config_file_values(path) -> dict:
+    """The --config file's own values ({} without one, or one that does not read as an object)."""
+    import json
+
+    if not path:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
