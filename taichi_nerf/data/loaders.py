@@ -227,7 +227,8 @@ def check_dataset(dataset: Dataset) -> None:
 
 
 def apply_overrides(dataset: Dataset, near: float | None = None, far: float | None = None, aabb=None) -> None:
-    """Replace the chosen near/far/box by the user's (flags win over every automatic choice)."""
+    """Replace the chosen near/far/box by the given ones (a flag, a preset or a config file wins over
+    every automatic choice; the note says "as given", not who gave them)."""
     import math
 
     import torch
@@ -239,7 +240,7 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
     if near is not None or far is not None:
         if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
             raise DataError(f"need 0 <= near < far, got near={dataset.near}, far={dataset.far}")
-        dataset.notes.append(f"near/far set by the user: {dataset.near:g} / {dataset.far:g}")
+        dataset.notes.append(f"near/far as given (flag, preset or config): {dataset.near:g} / {dataset.far:g}")
     if aabb is not None:
         try:
             box = torch.tensor([float(v) for v in aabb], dtype=torch.float32)
@@ -248,4 +249,4 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
         if box.shape != (6,) or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
             raise DataError("--aabb needs six finite numbers xmin ymin zmin xmax ymax zmax with max > min")
         dataset.aabb = box
-        dataset.notes.append(f"box set by the user: {box.tolist()}")
+        dataset.notes.append(f"box as given (flag or config): {box.tolist()}")
