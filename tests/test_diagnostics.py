@@ -104,3 +104,20 @@ def test_the_continue_hint_of_a_finished_run_asks_for_more_steps():
     finished = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=40)
     assert continue_command(mid_run, command) == command
     assert continue_command(finished, command) == f"{command} --steps 80 (a new total: the run made its 40 steps)"
+
+
+def test_a_series_of_one_point_is_drawn(tmp_path):
+    """An 8-step run logs one train PSNR row: curves.png showed that series only in its legend."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from taichi_nerf.training.plots import SERIES_COLOURS, write_curves
+
+    rows = [{"step": 8, "train_psnr": 15.0}, {"step": 0, "val_psnr": 9.0}, {"step": 8, "val_psnr": 14.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pixels = np.asarray(Image.open(write_curves(tmp_path)).convert("RGB"))
+    right_of_legend = pixels[:, 200:]  # the legend's names are written at the frame's top left
+    for colour in SERIES_COLOURS:
+        assert (right_of_legend == colour).all(axis=-1).sum() >= 9, colour  # a mark where the point is

@@ -61,5 +61,8 @@ def write_curves(out_dir: Path) -> Path | None:
     for (name, pts), colour in zip(series.items(), SERIES_COLOURS):
         if len(pts) >= 2:
             draw.line([to_px(x, y) for x, y in pts], fill=colour, width=2)
+        elif pts:  # one point (a short run's one logged row) is a dot, not a line of no length
+            px, py = to_px(*pts[0])
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
         draw.text((pad + 8, pad + 6 + 14 * list(series).index(name)), name, fill=colour)
     return write_png(Path(out_dir) / "curves.png", np.asarray(img))
