@@ -309,6 +309,22 @@ def test_pseudo_huber_is_the_tutorials():
     assert float(mse) == pytest.approx(float(((rgb - target) ** 2).mean()))
 
 
+def test_a_preset_over_a_config_file_says_what_it_replaced(tmp_path, capsys):
+    """`--config c.json --preset keras`: the preset goes over the file (documented), and the file's
+    steps were lost without a word. The run now says which of the file's values the preset replaced;
+    a flag typed beside them is the user's own and is not listed."""
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"steps": 30, "lr": 0.02, "eval_every": 7}))
+    args = build_parser().parse_args(["train", "--config", str(file), "--preset", "keras", "--lr", "0.5"])
+    cfg = run_config(args)
+    assert (cfg.steps, cfg.lr, cfg.eval_every) == (PRESETS["keras"].values["steps"], 0.5, 7)
+    out = capsys.readouterr().out
+    assert f"note: --preset keras replaced what {file} set: steps 30 -> {cfg.steps}" in out, out
+    assert "lr" not in out and "eval_every" not in out  # typed beside it; not the preset's
+    run_config(build_parser().parse_args(["train", "--config", str(file)]))
+    assert capsys.readouterr().out == ""  # no preset, nothing replaced
+
+
 def test_options_override_the_preset(tmp_path):
     parser = build_parser()
     cfg = run_config(parser.parse_args(["train", "--preset", "pytorch3d", "--steps", "7", "--lr", "0.01", "--width",

@@ -179,11 +179,20 @@ def run_config(args, resume_from=None, default=None):
         if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them
             print(f"note: changed for the rest of the run (and kept in its config.json): {', '.join(changed)}")
         return resumed
-    if getattr(args, "config", None):
-        cfg = TrainConfig.from_file(args.config)
-    else:
-        cfg = default or TrainConfig()
-    return cfg.replace(**given)
+    if not getattr(args, "config", None):
+        return (default or TrainConfig()).replace(**given)
+    cfg = TrainConfig.from_file(args.config)
+    result = cfg.replace(**given)
+    if given.get("preset") is not None and says_once(args):  # the preset goes over the file: say what it replaced
+        import json
+
+        in_file = json.loads(Path(args.config).read_text())  # (read and checked by from_file just now)
+        replaced = [f"{name} {getattr(cfg, name)} -> {getattr(result, name)}" for name in in_file
+                    if name != "preset" and name not in given and getattr(cfg, name) != getattr(result, name)]
+        if replaced:
+            print(f"note: --preset {given['preset']} replaced what {args.config} set: {', '.join(replaced)} "
+                  f"(a flag typed beside them wins over both)")
+    return result
 
 
 def says_once(args) -> bool:
