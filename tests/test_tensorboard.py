@@ -27,6 +27,8 @@ def test_tensorboard_events_hold_the_metrics_and_images(tiny_scene, tmp_path):
         got = [(e.step, e.value) for e in events.Scalars(key)]
         assert [s for s, _ in got] == [s for s, _ in expected], key
         assert all(abs(v - w) <= 1e-5 * max(1.0, abs(w)) for (_, v), (_, w) in zip(got, expected)), key
+    times = [e.step for e in events.Scalars("time_s")]
+    assert times == [r["step"] for r in rows if "loss" in r]  # once a step: a validation row's came twice
     assert "preview" in tags["images"] and len(events.Images("preview")) >= 2
     final = events.Images("final/val_0")
     assert len(final) == 1 and final[0].step == 40 and final[0].width == 2 * 32 and final[0].height == 32

@@ -50,6 +50,8 @@ class TensorBoardLogger:
     def on_log(self, trainer, record: dict) -> None:
         step = int(record.get("step", trainer.step_count))
         for key, value in record.items():
+            if key == "time_s" and "loss" not in record:  # a validation row's: its step's training row has one
+                continue
             if key not in NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, float(value), step)
         if record.get("final"):
