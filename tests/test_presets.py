@@ -325,6 +325,18 @@ def test_a_preset_over_a_config_file_says_what_it_replaced(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # no preset, nothing replaced
 
 
+def test_a_dry_run_shows_the_presets_recipe(tiny_scene, tmp_path, capsys):
+    """`--dry-run` checked a preset's run but did not show which values the preset and the flags
+    decide; a real run prints the recipe first, and now the dry run does too."""
+    from taichi_nerf import cli
+
+    assert cli.main(["train", "--preset", "keras", "--steps", "5", "--data", str(tiny_scene), "--out",
+                     str(tmp_path / "r"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert PRESETS["keras"].describe(TrainConfig().replace(preset="keras", steps=5)).split(";")[0] in out, out
+    assert "overridden: steps=5" in out and not (tmp_path / "r").exists()
+
+
 def test_options_override_the_preset(tmp_path):
     parser = build_parser()
     cfg = run_config(parser.parse_args(["train", "--preset", "pytorch3d", "--steps", "7", "--lr", "0.01", "--width",

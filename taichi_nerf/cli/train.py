@@ -81,6 +81,10 @@ def cmd_train(args) -> int:
         raise
     if args.dry_run:
         if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
+            if run.cfg.preset is not None:  # which values the preset and the flags decide, before a real run
+                from ..presets import PRESETS
+
+                print(PRESETS[run.cfg.preset].describe(run.cfg))
             print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
     if launching:
