@@ -184,9 +184,7 @@ def run_config(args, resume_from=None, default=None):
     cfg = TrainConfig.from_file(args.config)
     result = cfg.replace(**given)
     if given.get("preset") is not None and says_once(args):  # the preset goes over the file: say what it replaced
-        import json
-
-        in_file = json.loads(Path(args.config).read_text())  # (read and checked by from_file just now)
+        in_file = config_file_values(args.config)  # (read and checked by from_file just now)
         replaced = [f"{name} {getattr(cfg, name)} -> {getattr(result, name)}" for name in in_file
                     if name != "preset" and name not in given and getattr(cfg, name) != getattr(result, name)]
         if replaced:

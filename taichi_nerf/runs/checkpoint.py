@@ -46,8 +46,9 @@ def find_checkpoint(path) -> Path:
         if runs and not (path / "checkpoint.pt").is_file():  # a folder of runs, not a run
             listed = ", ".join(str(p) for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
             raise CheckpointError(f"{path}: a folder of runs, not a run; give one of them: {listed}")
-        if not (path / "checkpoint.pt").is_file() and _dataset_layout(path):
-            raise CheckpointError(f"{path}: a dataset ({_dataset_layout(path)} layout), not a run; train on it first "
+        layout = None if (path / "checkpoint.pt").is_file() else _dataset_layout(path)
+        if layout:
+            raise CheckpointError(f"{path}: a dataset ({layout} layout), not a run; train on it first "
                                   f"(taichi-nerf train --data {shlex.quote(str(path))} --out RUN), then give RUN")
         path = path / "checkpoint.pt"
     if not path.is_file():
