@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from .. import files, resources
 from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
-from ..files import check_writable, process_alive, write_text_atomic
+from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
 from . import checkpoint, distributed
@@ -38,7 +37,7 @@ RUN_OUTPUTS = RUN_MARKERS + ("curves.png", GUI_LOG, VIEWER_LOG, CAMERA_PATH) + R
     "tensorboard/events.out.tfevents.*")
 # Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"
 # is what versions before 0.2 wrote for config.json and metrics.jsonl).
-_TEMP = re.compile(r"^\.(?:checkpoint\.pt|config\.json|metrics\.jsonl)\.(?:tmp|part)(\d+)$")
+RUN_REWRITES = ("checkpoint.pt", "config.json", "metrics.jsonl")  # what a run replaces as it goes
 
 
 def holds_run(folder) -> bool:
@@ -80,22 +79,9 @@ def claim_run_folder(folder, *, overwrite: bool = False, continue_hint: str = "-
 
 
 def remove_stale_temps(folder) -> list[Path]:
-    """Delete ``.checkpoint.pt.tmp<pid>`` (and config/metrics ones) files a killed
-    writer left behind (never one whose process still runs: that is a write in progress)."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        match = _TEMP.match(entry.name)
-        if match and not _process_alive(int(match.group(1))):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    return pid != os.getpid() and process_alive(pid)  # our own: a leftover of an earlier run of this pid
+    """Delete the partial files of the run's own atomic writes (checkpoint, config, metrics) that a
+    killed run left in ``folder``; :func:`files.remove_dead_partials` keeps any of a live writer."""
+    return [gone for name in RUN_REWRITES for gone in files.remove_dead_partials(Path(folder) / name)]
 
 
 def resume_config(run_dir, **overrides) -> TrainConfig:
