@@ -286,3 +286,15 @@ def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, cap
     assert "note: changed for the rest of the run (and kept in its config.json): steps 10 -> 12, seed 0 -> 5" in out
     refused(capsys, ["train", "--resume", run, "--preset", "keras"], "--preset keras sets a model of its own",
             "drop --preset")
+
+
+def test_a_resume_with_fewer_steps_than_the_run_made_is_refused_and_keeps_the_run(run, capsys):
+    """`--resume RUN --steps 4` on a run at step 10 (meaning 4 more) trained nothing and wrote steps 4
+    into config.json and the checkpoint, a total the run had gone past; now refused, the total explained."""
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", run, "--steps", "4", "--video-frames", "0"],
+            "--steps must be at least 10 on this resume", "14 trains 4 more", "got 4")
+    assert snapshot(run) == before
+    with pytest.raises(ValueError, match="steps must be at least 10 on this resume"):
+        tn.train(resume=True, out=str(run), steps=4)
+    assert snapshot(run) == before

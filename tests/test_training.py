@@ -809,8 +809,8 @@ def test_the_api_takes_paths_and_says_when_a_resume_has_nothing_to_train(tiny_sc
     assert tn.train(cfg, out=tmp_path / "r", data=Path(tiny_scene)).step == 3
     assert isinstance(tn.TrainConfig(out=tmp_path).out, str)
     capsys.readouterr()
-    assert tn.train(resume=True, out=tmp_path / "r", steps=2).step == 3
-    assert ("note: the run already made its 2 steps: nothing to train, it validates again; to train on, give the new "
+    assert tn.train(resume=True, out=tmp_path / "r").step == 3
+    assert ("note: the run already made its 3 steps: nothing to train, it validates again; to train on, give the new "
             "total: train(resume=True, out=..., steps=N) or time_limit_s=SECONDS") in capsys.readouterr().out
 
 

@@ -258,7 +258,8 @@ def trainer_state(trainer) -> dict:
 
 
 def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
-    """Refuse a checkpoint that ``cfg`` cannot continue: another architecture, or no training state."""
+    """Refuse a checkpoint that ``cfg`` cannot continue: another architecture, no training state, or
+    fewer ``steps`` than it has made (config.json would then hold a total the run went past)."""
     saved = config_of(state, path)
     for key in ARCHITECTURE_KEYS:
         if getattr(saved, key) != getattr(cfg, key):
@@ -267,6 +268,11 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
     if missing:
         raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
                               f"(render and eval can still read it)")
+    made = state["step"]
+    if isinstance(made, int) and cfg.steps != saved.steps and cfg.steps < made:  # it would be written as the run's
+        raise ValueError(f"bad configuration: steps must be at least {made} on this resume, the steps the run has "
+                         f"made (it is the run's total, not the steps to add: {made + cfg.steps} trains "
+                         f"{cfg.steps} more), got {cfg.steps}")
 
 
 # How far the scene a resume's data gives may lie from the checkpoint's, as a share of its box's
