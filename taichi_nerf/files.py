@@ -78,12 +78,15 @@ def flock_holder(lock) -> int | None:
 
 def check_writable(folder) -> None:
     """Refuse an output folder that cannot be made or written, before the work whose files would
-    be lost (an OSError naming it: a file in the way, a read-only folder or mount, no
-    permission). Changes nothing on disk: it tries a temporary file in the folder, or in its
+    be lost (an OSError naming it: a file in the way, a link to nothing, a read-only folder or
+    mount, no permission). Changes nothing on disk: it tries a temporary file in the folder, or in its
     nearest existing parent."""
     folder = Path(folder).absolute()
     existing = folder
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # its target is gone (an unmounted disk): mkdir there says only "File exists"
+            raise FileNotFoundError(errno.ENOENT, f"is a link to {os.readlink(existing)}, which does not exist",
+                                    str(existing))
         existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"is a file, so {folder} cannot be a folder", str(existing))

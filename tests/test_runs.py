@@ -124,6 +124,9 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(run,
         refused(capsys, [*argv, "--no-progress"] + (["--arch", ARCH] if argv[0] != "data" else []), "afile: is a file")
     monkeypatch.undo()
     assert blocker.read_text() == "mine"
+    (tmp_path / "gone").symlink_to(tmp_path / "unmounted")  # passed the dry run; the run: "gone: File exists"
+    refused(capsys, ["train", "--dry-run", "--data", tiny_scene, "--out", tmp_path / "gone", *TINY],
+            "gone: is a link to", "unmounted, which does not exist")
 
     def read_only(*args, **kwargs):  # what a read-only folder answers (root would not be refused by a chmod)
         raise PermissionError(13, "Permission denied")
