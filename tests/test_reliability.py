@@ -166,6 +166,9 @@ def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch
     refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", run],
             "already holds a run", "--train to continue it")
     assert snapshot(run) == before
+    spaced = run.rename(run.parent / "my run")  # the hint is a command to paste: its path quoted, as train's
+    refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", spaced],
+            f"add --ckpt '{spaced}' --train to continue it")
 
 
 # --- 2. resource guards ---------------------------------------------------------------------
