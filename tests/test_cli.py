@@ -236,3 +236,16 @@ def test_saved_configs_still_load():
     assert TrainConfig.from_dict({"steps": 3}) == TrainConfig(steps=3)
     with pytest.raises(ValueError, match="unknown configuration keys: bogus"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_the_continue_line_after_ctrl_c_quotes_the_run_folder(tmp_path, capsys):
+    """`continue with: taichi-nerf train --resume /runs/my run` did not paste: the folder is quoted."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from taichi_nerf.cli.train import report_end
+
+    out = Path(tmp_path) / "my run"
+    result = SimpleNamespace(interrupted=True, step=7, checkpoint=out / "checkpoint.pt", out_dir=out)
+    assert report_end(SimpleNamespace(cfg=TrainConfig()), result, 0) == cli.EXIT_INTERRUPTED
+    assert f"continue with: taichi-nerf train --resume '{out}'\n" in capsys.readouterr().out

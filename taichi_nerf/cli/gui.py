@@ -134,7 +134,7 @@ def cmd_gui(args) -> int:
         print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out)))
         _open_window(app, None if run.resume else run.out)
         code = app.run()
-    again = continue_command(app.trainer, f"taichi-nerf gui --ckpt {app.out_dir} --train")
+    again = continue_command(app.trainer, f"taichi-nerf gui --ckpt {shlex.quote(str(app.out_dir))} --train")
     print(f"stopped at step {app.trainer.step_count}; continue with: {again}")
     return code
 

@@ -169,7 +169,7 @@ def report_end(trainer, result, video_frames: int) -> int:
     out, cfg = result.out_dir, trainer.cfg
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}")
-        print(f"continue with: taichi-nerf train --resume {out}")  # it keeps the run's --video-frames
+        print(f"continue with: taichi-nerf train --resume {shlex.quote(str(out))}")  # it keeps the run's --video-frames
         return EXIT_INTERRUPTED
     alone = "" if result.val_object_psnr is None else f" ({result.val_object_psnr:.2f} dB on the object's pixels alone)"
     limited = f" (stopped by the {cfg.time_limit_s:g} s time limit, then validated)" \

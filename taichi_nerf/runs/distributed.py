@@ -25,6 +25,7 @@ import dataclasses
 import datetime
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -166,7 +167,7 @@ class Ranks:
         except RuntimeError as exc:  # gloo/NCCL errors: connection reset, timeout, aborted communicator
             rescued = self._rescue()
             saved = self.run_folder is not None and (Path(self.run_folder) / "checkpoint.pt").is_file()
-            resume = f"taichi-nerf train --resume {self.run_folder}"
+            resume = f"taichi-nerf train --resume {shlex.quote(str(self.run_folder))}"
             hint = f"; rank 0 saved step {rescued}: continue with: {resume}" if rescued is not None \
                 else f"; continue from the last checkpoint with: {resume}" if saved \
                 else "; no checkpoint was saved yet" if self.run_folder is not None else ""

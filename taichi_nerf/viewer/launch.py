@@ -4,6 +4,8 @@ a run trained in the browser, and ``train``'s run with the browser watching. The
 (viewer/server.py) opens before any data loads, so a missing viser or a bad address refuses
 the command before anything on disk changes."""
 
+import shlex
+
 from .server import ViewerServer
 
 
@@ -44,7 +46,7 @@ def train_in_browser(server: ViewerServer, run, options) -> int:
         app = WebViewer(server, trainer.renderer, trainer.cfg, options, trainer=trainer, train_split=trainer.train,
                         out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
         code = app.run()
-    again = continue_command(trainer, f"taichi-nerf gui --web --ckpt {trainer.out_dir} --train")
+    again = continue_command(trainer, f"taichi-nerf gui --web --ckpt {shlex.quote(str(trainer.out_dir))} --train")
     print(f"stopped at step {trainer.step_count}; continue with: {again}")
     return code
 
@@ -82,7 +84,8 @@ class WebTraining:
                 app = self.app
                 app.finished, app.keep_going = False, None
                 app.schedule.paused = True  # and stays so: more steps would leave the final validation behind
-                app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {app.trainer.out_dir}")
+                folder = shlex.quote(str(app.trainer.out_dir))
+                app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {folder}")
                 self.app.message = "training finished: the viewer stays open on the field until Ctrl-C"
                 print(f"taichi-nerf: {self.app.message}")
                 self.app.run()
