@@ -301,3 +301,17 @@ def test_a_resume_with_fewer_steps_than_the_run_made_is_refused_and_keeps_the_ru
     with pytest.raises(ValueError, match="steps must be at least 10 on this resume"):
         tn.train(resume=True, out=str(run), steps=4)
     assert snapshot(run) == before
+
+
+def test_a_resume_from_a_checkpoint_file_of_another_name_is_refused(run, capsys):
+    """`--resume RUN/backup.pt` took its config from backup.pt and went on from RUN/checkpoint.pt (another
+    step, other weights); a file alone elsewhere was refused naming a checkpoint.pt it was never given."""
+    import shutil
+
+    backup = shutil.copy(run / "checkpoint.pt", run / "backup.pt")
+    before = snapshot(run)
+    refused(capsys, ["train", "--resume", backup, "--steps", "12"],
+            "backup.pt: a resume continues a run folder from its checkpoint.pt", "copy it as checkpoint.pt")
+    assert snapshot(run) == before
+    with pytest.raises(run_folder.checkpoint.CheckpointError, match="continues a run folder from its checkpoint.pt"):
+        tn.train(resume=True, out=str(backup), steps=12)

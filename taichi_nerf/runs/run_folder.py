@@ -96,6 +96,10 @@ def resume_config(run_dir, **overrides) -> TrainConfig:
         raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
                                          f"is nothing to resume; start it again with {again}")
     path = checkpoint.find_checkpoint(run_dir)
+    if path.name != "checkpoint.pt":  # the run goes on from its folder's checkpoint.pt, not from this file
+        raise checkpoint.CheckpointError(f"{path}: a resume continues a run folder from its checkpoint.pt; to go on "
+                                         f"from this file, copy it as checkpoint.pt into a folder of its own and "
+                                         f"resume that folder")
     saved = checkpoint.saved_config(path)
     preset = overrides.pop("preset", None)
     if preset not in (None, saved.preset):
