@@ -35,8 +35,6 @@ GUI_LOG, VIEWER_LOG, CAMERA_PATH = "gui.jsonl", "viewer.jsonl", "camera_path.jso
 RUN_OUTPUTS = RUN_MARKERS + ("curves.png", GUI_LOG, VIEWER_LOG, CAMERA_PATH) + RUN_VIDEOS + (
     "previews/step_*.png", "screenshots/gui_step*.png", "videos/*_step*.mp4", "videos/*_step*.gif",
     "tensorboard/events.out.tfevents.*")
-# Partial files of an interrupted atomic write of a run's own files (files.temp_name; ".part"
-# is what versions before 0.2 wrote for config.json and metrics.jsonl).
 RUN_REWRITES = ("checkpoint.pt", "config.json", "metrics.jsonl")  # what a run replaces as it goes
 
 
