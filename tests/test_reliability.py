@@ -508,6 +508,13 @@ def test_a_folder_of_runs_names_the_runs_in_it(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["eval", "render", "export mesh"])
+def test_a_run_before_its_first_checkpoint_says_so(run, capsys, command):
+    """A run folder killed before its first checkpoint said only "RUN/checkpoint.pt: no checkpoint found"."""
+    (run / "checkpoint.pt").unlink()
+    refused(capsys, [*command.split(), "--ckpt", run], "no checkpoint found; the run there has no checkpoint yet")
+
+
+@pytest.mark.parametrize("command", ["eval", "render", "export mesh"])
 def test_a_dataset_given_as_the_run_says_so(tiny_scene, capsys, command):
     """`--ckpt DATASET` (a dataset folder where the trained run belongs) said only
     "DATASET/checkpoint.pt: no checkpoint found"."""

@@ -289,6 +289,14 @@ def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, cap
     assert "note: changed for the rest of the run (and kept in its config.json): steps 10 -> 12, seed 0 -> 5" in out
     refused(capsys, ["train", "--resume", run, "--preset", "keras"], "--preset keras sets a model of its own",
             "drop --preset")
+    # refused before a note said the new width was "kept in its config.json"
+    assert cli.main(["train", "--resume", str(run), "--width", "32", "--sampler", "grid"]) == 2
+    out, err = capsys.readouterr()
+    assert "note:" not in out and err.count("\n") == 1, (out, err)
+    assert "a resumed run keeps the model it trained: --width 32 (it trained 16), --sampler grid (it trained " \
+           "stratified); drop it" in err, err
+    with pytest.raises(ValueError, match="the run trained width=16, and a resume keeps its model; got width=32"):
+        tn.train(resume=True, out=str(run), width=32)
 
 
 def test_a_resume_with_fewer_steps_than_the_run_made_is_refused_and_keeps_the_run(run, capsys):

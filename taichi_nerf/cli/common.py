@@ -162,6 +162,7 @@ def run_config(args, resume_from=None, default=None):
     else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from ..config import TrainConfig
+    from ..runs.checkpoint import ARCHITECTURE_KEYS
     from ..runs.run_folder import resume_config
 
     given = config_overrides(args)
@@ -174,6 +175,11 @@ def run_config(args, resume_from=None, default=None):
                             "trained: drop --preset (or start a new run with it and another --out)")
         given.pop("preset", None)  # the run's own: applied again, it would reset what the run set over it
         resumed = cfg.replace(**given)
+        kept = [f"{flag_of(name)} {getattr(resumed, name)} (it trained {getattr(cfg, name)})" for name in given
+                if name in ARCHITECTURE_KEYS and getattr(cfg, name) != getattr(resumed, name)]
+        if kept:  # refused before the note below says they are kept
+            raise UserError(f"a resumed run keeps the model it trained: {', '.join(kept)}; drop it, or start a new "
+                            f"run with it and another --out")
         changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
                    if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
         if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them

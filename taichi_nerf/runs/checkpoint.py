@@ -52,7 +52,9 @@ def find_checkpoint(path) -> Path:
                                   f"(taichi-nerf train --data {shlex.quote(str(path))} --out RUN), then give RUN")
         path = path / "checkpoint.pt"
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint found")
+        started = path.name == "checkpoint.pt" and (path.parent / "config.json").is_file()  # a run folder's marker
+        why = "; the run there has no checkpoint yet (it stopped, or is still, before its first)" if started else ""
+        raise CheckpointError(f"{path}: no checkpoint found{why}")
     return path
 
 
@@ -263,7 +265,8 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
     saved = config_of(state, path)
     for key in ARCHITECTURE_KEYS:
         if getattr(saved, key) != getattr(cfg, key):
-            raise ValueError(f"{path}: checkpoint has {key}={getattr(saved, key)}, config asks for {getattr(cfg, key)}")
+            raise ValueError(f"{path}: the run trained {key}={getattr(saved, key)}, and a resume keeps its model; "
+                             f"got {key}={getattr(cfg, key)}")
     missing = [key for key in ("model", "optimizer", "step", "rng") if state.get(key) is None]
     if missing:
         raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
