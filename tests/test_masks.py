@@ -256,6 +256,19 @@ def test_all_black_mask(tmp_path, capsys):
     refused(capsys, ["data", "info", str(root)], "IMG_2.png: mask is all black")
 
 
+@pytest.mark.parametrize("mode, value, brightest", [("L", 1, 1), ("RGB", (255, 0, 0), 76)])
+def test_a_mask_of_0_and_1_or_in_colour_is_not_called_all_black(tmp_path, capsys, mode, value, brightest):
+    """A numpy label mask saved as 0/1, or a red one, looks black but is not: the line says what it holds."""
+    root = write_transforms(tmp_path / "ds")
+    keep = _mask() > 0
+    mask = Image.new(mode, (SIZE, SIZE))
+    mask.paste(value, mask=Image.fromarray(keep))
+    mask.save(root / "masks" / "IMG_2.png")
+    line = refused(capsys, ["data", "info", str(root)], f"IMG_2.png: mask keeps no pixel: its brightest value is "
+                                                        f"{brightest} of 255", "white (255) marks what to keep")
+    assert "all black" not in line
+
+
 def test_mask_of_another_shape(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(np.full((SIZE, 2 * SIZE), 255, np.uint8)).save(root / "masks" / "IMG_1.png")

@@ -199,9 +199,13 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read mask ({exc})") from None
+    brightest = int(mask.max())
     mask = np.clip((mask - LOW) * (255.0 / (HIGH - LOW)) + 0.5, 0, 255).astype(np.uint8)
     if int(mask.max()) < KEEP:
-        raise DataError(f"{path}: mask is all black (it masks out the whole image); white marks what to keep")
+        if brightest == 0:
+            raise DataError(f"{path}: mask is all black (it masks out the whole image); white marks what to keep")
+        raise DataError(f"{path}: mask keeps no pixel: its brightest value is {brightest} of 255 (a mask of 0 and 1, "
+                        "or a coloured one?); white (255) marks what to keep, black (0) what to leave out")
     return mask
 
 
