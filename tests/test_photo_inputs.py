@@ -102,6 +102,15 @@ def test_threads_and_a_bad_video_are_refused_before_any_folder_is_made(tmp_path,
     assert not (tmp_path / "new").exists()
 
 
+def test_a_video_with_masks_says_how_to_mask_its_frames(tmp_path, capsys):
+    (tmp_path / "walk.mp4").write_text("a video")
+    _masks(tmp_path / "masks", tmp_path)
+    line = _refused(capsys, tmp_path / "walk.mp4", "--masks", tmp_path / "masks", "--out", tmp_path / "ds",
+                    needles=("--masks needs a folder of photos, not a video",))
+    assert "extract the frames into a folder" in line and "leave out --masks" in line, line
+    assert not (tmp_path / "ds").exists()
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
 def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
     _photos(tmp_path / "in", 1, suffix=suffix)

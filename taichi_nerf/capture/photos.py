@@ -306,7 +306,9 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     photos, skipped = gather_images(source) if source.is_dir() else ([], [])  # refuses before anything is written
     if masks is not None:
         if not source.is_dir():
-            raise DataError(f"{source}: --masks needs a folder of photos, not a video")
+            raise DataError(f"{source}: --masks needs a folder of photos, not a video (its frames are picked as it "
+                            "is read, so no mask can bear their names): extract the frames into a folder, mask them "
+                            "and give that folder, or leave out --masks")
         matched = photo_masks.check(photos, Path(masks), skipped)
     if not source.is_dir():
         from .video_frames import check_video
