@@ -111,6 +111,23 @@ def test_a_video_with_masks_says_how_to_mask_its_frames(tmp_path, capsys):
     assert not (tmp_path / "ds").exists()
 
 
+def test_masks_named_in_another_case_are_found(tmp_path):
+    """Masks made on a case-blind macOS or Windows (img_0001.png for IMG_0001.jpg) were refused as
+    missing although every photo had one; two that fold to one name are still told apart by case."""
+    from taichi_nerf.capture.photo_masks import check
+
+    _photos(tmp_path / "p", 3)
+    _masks(tmp_path / "m", tmp_path / "p")
+    for mask in (tmp_path / "m").iterdir():
+        mask.rename(mask.with_name(mask.name.lower()))
+    photos, skipped = gather_images(tmp_path / "p")
+    assert {stem: m.name for stem, m in check(photos, tmp_path / "m", skipped).items()} == {
+        f"IMG_{k:04d}": f"img_{k:04d}.png" for k in range(3)}
+    Image.fromarray(np.full((72, 96), 255, np.uint8)).save(tmp_path / "m" / "Img_0001.png")  # which is meant?
+    with pytest.raises(DataError, match="IMG_0001.jpg: no mask for this image"):
+        check(photos, tmp_path / "m", skipped)
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
 def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
     _photos(tmp_path / "in", 1, suffix=suffix)

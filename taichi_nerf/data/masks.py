@@ -7,7 +7,8 @@ Where masks are found (the first that applies; docs/DATASETS.md, "Turntable capt
 * a ``masks/`` folder beside the images folder (``images/`` or a pre-shrunk ``images_K/``, which
   also looks for ``masks_K/`` first), in the LLFF, transforms.json and COLMAP layouts. A mask
   is matched to its image by file name without the extension (``DSC_0007.jpg`` for
-  ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's ``DSC_0007.JPG.png``).
+  ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's ``DSC_0007.JPG.png``), in
+  another case where no other mask has the name (``dsc_0007.png``).
 
 Any image format and any size of the same shape: a mask is resized to its image. White keeps
 a pixel, black masks it out; a mask with transparency uses its alpha. JPEG masks ring around
@@ -103,6 +104,19 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _mask_key(image: Path, index: dict[str, Path], folded: dict[str, list[str]]) -> str | None:
+    """``image``'s key in ``index`` (_index_folder): its name without the extension or whole, else
+    either in another case where one mask alone has it (``tt_0001.png`` for ``TT_0001.JPG``: named
+    on a case-blind macOS or Windows). ``folded``: the keys by their lower case."""
+    for name in (image.stem, image.name):
+        if name in index:
+            return name
+    for name in (image.stem, image.name):
+        if len(keys := folded.get(name.lower(), [])) == 1:
+            return keys[0]
+    return None
+
+
 WITHOUT_MASKS = "--mask-mode off trains without the masks"  # the way out of a refusal, for the loaders
 
 
@@ -112,16 +126,19 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     how to go on without masks (from-photos: leave out --masks), said with the refusal.
     ``passed_over``: names of image files left out (from-photos skipped them): their masks are too."""
     index = _index_folder(folder)
+    folded = {}
+    for key in index:
+        folded.setdefault(key.lower(), []).append(key)
     matched, used = {}, set()
     for image in images:
-        key = image.stem if image.stem in index else image.name
-        if key not in index:
+        key = _mask_key(image, index, folded)
+        if key is None:
             raise DataError(f"{image}: no mask for this image in {folder} ({len(index)} masks for {len(images)} "
                             f"images; a mask has the image's name, any extension); add it, or {without}")
         matched[image.stem] = index[key]
         used.add(key)
-    ignored = {name for file in passed_over for name in (file, Path(file).stem)}
-    extra = [p for key, p in index.items() if key not in used and key not in ignored]
+    ignored = {name.lower() for file in passed_over for name in (file, Path(file).stem)}
+    extra = [p for key, p in index.items() if key not in used and key.lower() not in ignored]
     if extra:
         raise DataError(f"{extra[0]}: mask without an image ({len(index)} masks for {len(images)} images in "
                         f"{images[0].parent if images else folder}); masks and images must match one to one: "
