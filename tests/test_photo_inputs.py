@@ -128,6 +128,28 @@ def test_masks_named_in_another_case_are_found(tmp_path):
         check(photos, tmp_path / "m", skipped)
 
 
+def test_masks_named_with_more_than_the_photos_name_are_named(tmp_path, capsys):
+    """IMG_0000_mask.png (a masking tool's naming) for IMG_0000.jpg: the line shows the two names."""
+    _photos(tmp_path / "p", 3)
+    _masks(tmp_path / "m", tmp_path / "p")
+    for mask in (tmp_path / "m").iterdir():
+        mask.rename(mask.with_name(f"{mask.stem}_mask.png"))
+    _refused(capsys, tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "ds",
+             needles=("IMG_0000.jpg: no mask for this image", "IMG_0000.png, not IMG_0000_mask.png); rename the masks, "
+                      "or leave out --masks"))
+    for k in (1, 10, 11):  # IMG_10.png is the mask of IMG_10.jpg, no near miss for IMG_1.jpg
+        _photos(tmp_path / "p2", 1, seed=k, prefix=f"IMG_{k}_")
+    _masks(tmp_path / "m2", tmp_path / "p2")
+    for photo in (tmp_path / "p2").iterdir():
+        photo.rename(photo.with_name(photo.name.replace("_0000", "")))
+    for mask in (tmp_path / "m2").iterdir():
+        mask.rename(mask.with_name(mask.name.replace("_0000", "")))
+    (tmp_path / "m2" / "IMG_1.png").unlink()
+    line = _refused(capsys, tmp_path / "p2", "--masks", tmp_path / "m2", "--out", tmp_path / "ds",
+                    needles=("IMG_1.jpg: no mask for this image", "); add it, or leave out --masks"))
+    assert "not IMG_1" not in line, line
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
 def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
     _photos(tmp_path / "in", 1, suffix=suffix)

@@ -133,8 +133,12 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     for image in images:
         key = _mask_key(image, index, folded)
         if key is None:
+            others = {n.lower() for i in images for n in (i.stem, i.name)}  # IMG_10.png is no near miss for IMG_1
+            near = next((p.name for k, p in index.items()
+                         if image.stem.lower() in k.lower() and k.lower() not in others), None)
+            name = f": {image.stem}.png, not {near}); rename the masks" if near else "); add it"
             raise DataError(f"{image}: no mask for this image in {folder} ({len(index)} masks for {len(images)} "
-                            f"images; a mask has the image's name, any extension); add it, or {without}")
+                            f"images; a mask has the image's name, any extension{name}, or {without}")
         matched[image.stem] = index[key]
         used.add(key)
     ignored = {name.lower() for file in passed_over for name in (file, Path(file).stem)}
