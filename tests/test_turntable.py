@@ -63,6 +63,22 @@ def test_without_masks_it_is_refused(turntable, tmp_path, capsys):
 
 @pytest.mark.colmap
 @pytest.mark.slow
+def test_photos_cut_out_by_their_transparency_are_told_to_be_their_own_masks(turntable, tmp_path, capsys):
+    """RGBA photos whose alpha is the mask (the room still under it): COLMAP matches the colours
+    alone, and the refusal's way out was 'give the object's masks', which the photos hold."""
+    pytest.importorskip("pycolmap")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for photo in sorted(turntable["images"].iterdir()):
+        rgba = Image.open(photo).convert("RGB")
+        rgba.putalpha(Image.open(turntable["masks"] / f"{photo.stem}.png"))
+        rgba.save(cut / f"{photo.stem}.png")
+    err, _ = refused_from_photos(cut, tmp_path, capsys)
+    assert "degenerate" in err and f"give the photos as their own masks, --masks {cut}" in err, err
+
+
+@pytest.mark.colmap
+@pytest.mark.slow
 def test_hand_held_turntable_without_masks_is_refused(tmp_path, capsys, taichi_backend):
     """The photographer moves about between shots (as ethiopianHead's did): nothing stands still
     in the photos and the cameras spread, so only the turning-centre check can refuse it: photos

@@ -82,13 +82,24 @@ def static_match_share(database: Path, image_size: tuple[int, int]) -> float:
     return static / total if total else math.nan
 
 
-def still_room_hint(masked: bool) -> str:
+def unmasked_hint(source, cut_out: bool = False) -> str:
+    """What to do without --masks: give the object's masks, which ``cut_out`` photos (with
+    transparency) already hold, as COLMAP matches their colours alone."""
+    if not cut_out:
+        return TURNTABLE_HINT
+    return (f"the photos' transparency is such a mask, but COLMAP matches their colours alone: give the photos as "
+            f"their own masks, --masks {source}")
+
+
+def still_room_hint(masked: bool, source=None, cut_out: bool = False) -> str:
     """What to do about a still room the checks saw: give masks, or masks that keep only what turns."""
-    return "the masks let through what stands still; they must keep only what turns" if masked else TURNTABLE_HINT
+    if masked:
+        return "the masks let through what stands still; they must keep only what turns"
+    return unmasked_hint(source, cut_out)
 
 
-def static_message(source, share: float, masked: bool) -> str:
-    hint = still_room_hint(masked)
+def static_message(source, share: float, masked: bool, cut_out: bool = False) -> str:
+    hint = still_room_hint(masked, source, cut_out)
     return (f"{source}: degenerate capture: {share:.0%} of the matched features stand still between photos (at "
             f"most {MAX_STATIC_SHARE:.0%} allowed), so the camera did not move relative to them (a turntable's "
             f"still room, or a tripod) and COLMAP's cameras would be meaningless; {hint}; --keep-degenerate maps "
@@ -150,10 +161,11 @@ def more_views_hint(total: int, frames: int | None = None, cut_short: bool = Fal
     return f"keep more frames (--frames N; {total} now), so that neighbours overlap more"
 
 
-def degenerate_message(source, ratio: float, masked: bool) -> str:
-    """The one-line refusal: what was found, why it cannot train, what to do."""
+def degenerate_message(source, ratio: float, masked: bool, cut_out: bool = False) -> str:
+    """The one-line refusal: what was found, why it cannot train, what to do (``cut_out``: the
+    photos have transparency, unmasked_hint)."""
     hint = ("the masks may not cover the object, or the photos barely move around it" if masked else
-            TURNTABLE_HINT)
+            unmasked_hint(source, cut_out))
     return (f"{source}: degenerate reconstruction: the cameras spread only {ratio:.3f} x the depth of what they see "
             f"(need at least {MIN_BASELINE_RATIO}); they barely move relative to the scene COLMAP matched (a "
             f"turntable's still room, or a tripod pan), which cannot train a radiance field; {hint}; "
@@ -208,8 +220,8 @@ def turning_centre_share(model, database: Path) -> tuple[float, int]:
     return (changed / judged if judged >= MIN_CLOSE_PAIRS else math.nan), judged
 
 
-def turning_message(source, share: float, pairs: int, masked: bool) -> str:
-    hint = still_room_hint(masked)
+def turning_message(source, share: float, pairs: int, masked: bool, cut_out: bool = False) -> str:
+    hint = still_room_hint(masked, source, cut_out)
     return (f"{source}: degenerate reconstruction: {share:.0%} of {pairs} photo pairs taken from nearly the same "
             f"place share nothing in the middle of the picture (at most {MAX_TURNING_SHARE:.0%} allowed), so what "
             "is there turned while the cameras stood still relative to what COLMAP matched (a turntable); its "

@@ -47,3 +47,12 @@ def place(photos: list[Path], names: list[str], matched: dict[str, Path], datase
         Image.fromarray(((mask >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{name}.png")
         link(matched[photo.stem], dataset / "masks" / matched[photo.stem].name)
     return time.perf_counter() - start
+
+
+def transparent(photos: list[Path]) -> bool:
+    """Whether every photo has transparency (cut out of its background), which data/masks.py
+    reads as a mask: then the photos are their own masks."""
+    def cut_out(photo: Path) -> bool:
+        with Image.open(photo) as im:
+            return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    return bool(photos) and all(cut_out(p) for p in photos)
