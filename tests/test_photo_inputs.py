@@ -150,6 +150,27 @@ def test_masks_named_with_more_than_the_photos_name_are_named(tmp_path, capsys):
     assert "not IMG_1" not in line, line
 
 
+def test_masks_drawn_on_photos_shown_turned_by_exif_say_so(tmp_path, capsys):
+    """A phone's photos stored 96x72 with EXIF orientation 6 are shown 72x96, and masks drawn on
+    them are 72x96: the refusal said only 'mask is 72x96, its image is 96x72'."""
+    from taichi_nerf.capture.photo_masks import check
+
+    _photos(tmp_path / "p", 3)
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    for photo in (tmp_path / "p").iterdir():
+        Image.open(photo).save(photo, exif=turned.tobytes())
+    (tmp_path / "m").mkdir()
+    for photo in (tmp_path / "p").iterdir():
+        Image.fromarray(np.full((96, 72), 255, np.uint8)).save(tmp_path / "m" / f"{photo.stem}.png")
+    line = _refused(capsys, tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "ds",
+                    needles=("IMG_0000.png: mask is 72x96, the shape IMG_0000.jpg is shown in (turned by its EXIF "
+                             "orientation)", "as stored, 96x72: turn the masks back"))
+    assert "aspect ratio" not in line
+    _masks(tmp_path / "stored", tmp_path / "p")  # masks of the stored pixels pass
+    assert len(check(*gather_images(tmp_path / "p")[:1], tmp_path / "stored")) == 3
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
 def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
     _photos(tmp_path / "in", 1, suffix=suffix)

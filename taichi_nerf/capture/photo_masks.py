@@ -10,12 +10,14 @@ from pathlib import Path
 from PIL import Image
 
 from ..data.dataset import DataError
-from ..data.masks import KEEP, match_folder, read_mask
+from ..data.masks import KEEP, SHAPE_TOLERANCE, match_folder, read_mask
 from .photo_inputs import link
 
 WITHOUT_MASKS = "leave out --masks"
 COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLMAP has read it
 CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
+EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # EXIF orientations that show a photo turned a quarter (width and height swap)
 
 
 def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ()) -> dict[str, Path]:
@@ -27,10 +29,23 @@ def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ())
     matched = match_folder(photos, folder, WITHOUT_MASKS, frozenset(name for name, _ in skipped))
     for photo in photos:
         with Image.open(photo) as im:
-            size = im.size
+            size, orientation = im.size, im.getexif().get(EXIF_ORIENTATION, 1)
+        if orientation in TURNED and size[0] != size[1]:
+            _refuse_upright(matched[photo.stem], photo, size)
         scale = min(1.0, CHECK_SIZE / max(size))
         read_mask(matched[photo.stem], max(1, round(size[0] * scale)), max(1, round(size[1] * scale)), size)
     return matched
+
+
+def _refuse_upright(mask: Path, photo: Path, size: tuple[int, int]) -> None:
+    """A photo stored ``size`` and shown turned a quarter (its EXIF orientation): a mask drawn on
+    it as shown, of the turned shape, is refused as such (COLMAP and the loaders read the pixels as stored)."""
+    with Image.open(mask) as im:
+        shown = im.size
+    if abs(shown[0] / shown[1] * size[0] / size[1] - 1.0) <= SHAPE_TOLERANCE:
+        raise DataError(f"{mask}: mask is {shown[0]}x{shown[1]}, the shape {photo.name} is shown in (turned by its "
+                        f"EXIF orientation), but COLMAP and training read the photo as stored, {size[0]}x{size[1]}: "
+                        "turn the masks back to that, or save the photos upright (without the EXIF turn)")
 
 
 def place(photos: list[Path], names: list[str], matched: dict[str, Path], dataset: Path) -> float:
