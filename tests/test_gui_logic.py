@@ -7,6 +7,7 @@ import pytest
 
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
+from taichi_nerf.gui.panel import Layout
 from taichi_nerf.rendering.scene import Scene
 from taichi_nerf.stages import cameras
 from taichi_nerf.viewing.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
@@ -174,6 +175,18 @@ def test_keys_map_to_actions_zoom_and_fly():
 
 
 # --- scheduling ----------------------------------------------------------------------------
+def test_the_panel_goes_to_a_resized_windows_right_edge_in_ggui_s_opening_coordinates():
+    """taichi 1.7's GGUI turns a sub-window's fractions into pixels with the window's size when it
+    opened: a window widened from 900 to 1000 px put a panel placed by fractions of 1000 px at
+    670 x 900 / 1000 = 603 px, 297 px wide, and 560 px tall in a 640 px window."""
+    layout = Layout(900, 560, 330, 1.0)
+    x, y, w, h = layout.panel_placement()
+    assert (x * 900, y, w * 900, h * 560) == pytest.approx((570, 0.0, 330, 560))
+    layout.width, layout.height = 1000, 640  # GuiApp.resize
+    x, y, w, h = layout.panel_placement()
+    assert (x * 900, y, w * 900, h * 560) == pytest.approx((670, 0.0, 330, 640))  # GGUI's pixels
+
+
 def test_training_schedule_pause_yield_and_stop():
     budgeted = TrainingSchedule()
     assert budgeted.may_train(False) and budgeted.steps_for_frame(False) is None  # the frame budget decides

@@ -25,6 +25,7 @@ from .conftest import checkout_env
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 BUTTON_RGB = (36, 70, 110)  # Dear ImGui's default button colour, as GGUI draws it
+TITLE_RGB, PANEL_RGB = (41, 74, 122), (16, 16, 16)  # its focused title bar and window background
 BUTTONS = ("pause", "save_checkpoint", "screenshot", "record_video", "add_keyframe", "rgb", "depth", "opacity",
            "compare",
            "prev_camera", "next_camera", "reset_view")  # the panel's order
@@ -271,14 +272,18 @@ def test_window_trains_orbits_pauses_switches_mode_saves_and_quits(session, tmp_
     assert json.loads((run / "camera_path.json").read_text())["keyframes"]
 
     # A resized window: the layout, the image and the panel follow (GGUI alone stretched the old picture).
-    session.xdotool("search", "--name", "taichi-nerf", "windowsize", "%@", 900, 640)
-    s = session.wait_status(lambda s: s["layout"]["window"] == [900, 640], "the layout to follow a resize")
+    session.xdotool("search", "--name", "taichi-nerf", "windowsize", "%@", 1000, 640)
+    s = session.wait_status(lambda s: s["layout"]["window"] == [1000, 640], "the layout to follow a resize")
     x, y, w, h = s["layout"]["images"][0]
     assert x >= 0 and y >= 0 and x + w <= s["layout"]["panel"][0] and y + h <= 640
     session.xdotool("mousemove", 5, 635)  # off the panel: no button drawn hovered
     session.frames(3)
-    assert len(find_buttons(session.screenshot("resized"), s["layout"]["panel"])) == len(BUTTONS)  # the panel moved
+    resized = session.screenshot("resized")
+    assert len(find_buttons(resized, s["layout"]["panel"])) == len(BUTTONS)  # the panel moved
+    # ...to the new right edge, full height (GGUI sizes it from the window's size when it opened)
     px = s["layout"]["panel"][0]
+    assert np.all(np.abs(resized[5, 995].astype(int) - TITLE_RGB) <= 3), resized[5, 995]
+    assert np.all(np.abs(resized[635, px + 3].astype(int) - PANEL_RGB) <= 3), resized[635, px + 3]
     session.xdotool("mousemove", px + 200, 8)  # the panel's title bar: a drag moves the panel
     session.frames(2)
     session.xdotool("mousedown", 1)

@@ -20,6 +20,10 @@ class Layout:
     panel_width: int
     aspect: float  # of the rendered images
     show_panel: bool = True
+    opened: tuple[int, int] | None = None  # the window's size when GGUI made it (None: width x height)
+
+    def __post_init__(self):
+        self.opened = self.opened or (self.width, self.height)
 
     def view_rect(self) -> tuple[int, int, int, int]:
         panel = self.panel_width if self.show_panel and self.width > self.panel_width + 160 else 0
@@ -41,6 +45,13 @@ class Layout:
         vx, vy, vw, vh = self.view_rect()
         return vx + 10, vy + 10, min(260, vw // 3), min(90, vh // 5)
 
+    def panel_placement(self) -> tuple[float, float, float, float]:
+        """The panel's sub-window (x, y, w, h) as GGUI takes them: fractions of the window's size
+        when it opened, which taichi 1.7's GGUI reads once. Fractions of a resized window's size
+        would put the panel where they fall in the old one (a wider window: left of its place)."""
+        opened_w, opened_h = self.opened
+        return (self.width - self.panel_width) / opened_w, 0.0, self.panel_width / opened_w, self.height / opened_h
+
     def describe(self, mode: str) -> dict:
         """Regions as [x, y, w, h] in window pixels from the top-left (screen convention, for
         scripts that click or crop)."""
@@ -59,10 +70,9 @@ def draw_panel(app) -> None:
     """The panel, right of the view. Buttons queue actions for the next frame; sliders change
     settings at once."""
     gui = app.window.get_gui()
-    pw = app.options.panel_width / app.width
     # GGUI places a sub-window only when it first sees its name: a resized window names it anew
     # (the part after ## is not shown), so the panel moves to the new right edge.
-    with gui.sub_window(f"taichi-nerf##{app.layout_generation}", 1.0 - pw, 0.0, pw, 1.0):
+    with gui.sub_window(f"taichi-nerf##{app.layout_generation}", *app.layout.panel_placement()):
         for label, action in _buttons(app):
             if gui.button(label):
                 app.queued.append(action)
