@@ -34,8 +34,8 @@ DRAG_MODES = {"LMB": "orbit", "RMB": "pan", "MMB": "zoom"}
 
 HELP_LINES = ("left-drag: orbit", "right-drag or Shift+left-drag: pan", "middle-drag, Z/X or Up/Down: zoom",
               "W/A/S/D/Q/E: move", "N/P or Right/Left: training views", "R: reset view   M: render mode",
-              "Space: pause   C: checkpoint   I: screenshot", "K: add keyframe   BackSpace: remove last",
-              "V: video of the keyframe path (none: orbit)",
+              "Space: pause  C: checkpoint  I: screenshot", "K: add keyframe   BackSpace: remove last",
+              "V: video along the keyframes (none: orbit)",
               "V while recording: cancel the video", "H: hide panel   Esc: save and quit")
 
 

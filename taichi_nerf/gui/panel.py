@@ -10,6 +10,9 @@ from .controls import HELP_LINES
 
 MODE_LABELS = {"rgb": "RGB", "depth": "Depth", "opacity": "Opacity", "compare": "Compare with truth"}
 WHITE, GREY, YELLOW = (0.92, 0.92, 0.92), (0.6, 0.6, 0.6), (0.95, 0.85, 0.4)
+# Characters a line of the 330 px panel shows whole (7 px each) beside the scrollbar that a window
+# shorter than the panel's lines adds: 44 without it, 43 with it (a 44th was cut off).
+PANEL_CHARS = 42
 
 
 @dataclass
@@ -100,7 +103,7 @@ def draw_panel(app) -> None:
             view.progressive.restart()
         if abs(distance - camera.radius) > 1e-4 * camera.radius:  # sliders round to float32
             camera.set_radius(distance)
-        for line in textwrap.wrap(app.message, 44, break_on_hyphens=False)[:3]:
+        for line in textwrap.wrap(app.message, PANEL_CHARS, break_on_hyphens=False)[:3]:
             gui.text(line, color=YELLOW)
         for line in HELP_LINES:
             gui.text(line, color=GREY)
