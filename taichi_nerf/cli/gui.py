@@ -131,7 +131,7 @@ def cmd_gui(args) -> int:
         return app.run()
     with open_training_run(args) as run:
         app = GuiApp.for_training(run.cfg, options, resume=run.resume, dataset=run.dataset)
-        print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out)))
+        print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out, trains_on="space")))
         _open_window(app, None if run.resume else run.out)
         code = app.run()
     again = continue_command(app.trainer, f"taichi-nerf gui --ckpt {shlex.quote(str(app.out_dir))} --train")

@@ -142,10 +142,12 @@ class ProgressBar:
         self.bar.close()
 
 
-def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
+def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = None) -> list[str]:
     """What a run will do, one line each: its data (and the loader's warnings and notes), the
     background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
-    backend. Every front end prints these, so a choice made for the user is said everywhere."""
+    backend. Every front end prints these, so a choice made for the user is said everywhere.
+    ``trains_on``: what trains on in a front end that opens a run past its steps paused (the
+    window's "space"), instead of validating it again as ``train`` does."""
     cfg = trainer.cfg
     lines = [f"data: {trainer.dataset.summary()}"]
     lines += [f"warning: {w}" for w in trainer.dataset.warnings] + [f"note: {n}" for n in trainer.dataset.notes]
@@ -183,7 +185,11 @@ def start_lines(trainer, resume: bool, run_folder=None) -> list[str]:
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
-    if resume and trainer.nothing_to_train():
+    if resume and trainer.nothing_to_train() and trains_on is not None:
+        if cfg.steps <= trainer.step_count:  # (the window keeps to no time limit: a spent one changes nothing)
+            lines.append(f"note: the run already made its {cfg.steps} steps: it opens paused there; {trains_on} trains "
+                         "on (or give a new total: --steps N)")
+    elif resume and trainer.nothing_to_train():
         lines.append(nothing_to_train_note(trainer, "--steps N or --time-limit SECONDS"))
     elif resume and cfg.time_limit_s:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
