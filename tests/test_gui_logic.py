@@ -7,7 +7,7 @@ import pytest
 
 from taichi_nerf.gui.camera import MAX_ELEVATION, OrbitCamera
 from taichi_nerf.gui.controls import FLY_SPEED, FLY_TAP, MAX_FLY_DT, ZOOM_STEP, Controls, FrameInput, Rect
-from taichi_nerf.gui.panel import Layout
+from taichi_nerf.gui.panel import Layout, panel_buttons
 from taichi_nerf.rendering.scene import Scene
 from taichi_nerf.stages import cameras
 from taichi_nerf.viewing.schedule import Band, FrameBudget, ProgressiveResolution, RenderCost, TrainingSchedule
@@ -185,6 +185,22 @@ def test_the_panel_goes_to_a_resized_windows_right_edge_in_ggui_s_opening_coordi
     layout.width, layout.height = 1000, 640  # GuiApp.resize
     x, y, w, h = layout.panel_placement()
     assert (x * 900, y, w * 900, h * 560) == pytest.approx((670, 0.0, 330, 640))  # GGUI's pixels
+
+
+def test_the_pause_button_says_when_there_is_no_training_to_resume():
+    """Viewing a checkpoint (gui --ckpt RUN), the first button read "Resume training (space)",
+    and pressing it said that training needs --train."""
+    from types import SimpleNamespace
+
+    def first_label(paused, can_train):
+        app = SimpleNamespace(schedule=SimpleNamespace(paused=paused, can_train=can_train), keyframes=[], mode="rgb")
+        label, action = panel_buttons(app)[0]
+        assert action == "toggle_pause"
+        return label.split("##")[0]
+
+    assert first_label(False, True) == "Pause training (space)"
+    assert first_label(True, True) == "Resume training (space)"
+    assert first_label(False, False) == "No training (open with --train)"
 
 
 def test_training_schedule_pause_yield_and_stop():

@@ -76,7 +76,7 @@ def draw_panel(app) -> None:
     # GGUI places a sub-window only when it first sees its name: a resized window names it anew
     # (the part after ## is not shown), so the panel moves to the new right edge.
     with gui.sub_window(f"taichi-nerf##{app.layout_generation}", *app.layout.panel_placement()):
-        for label, action in _buttons(app):
+        for label, action in panel_buttons(app):
             if gui.button(label):
                 app.queued.append(action)
         for line, colour in stats_lines(app):
@@ -109,10 +109,11 @@ def draw_panel(app) -> None:
             gui.text(line, color=GREY)
 
 
-def _buttons(app) -> list[tuple[str, str]]:
+def panel_buttons(app) -> list[tuple[str, str]]:
     """(label, action) in a fixed order: the window test finds the buttons by it."""
-    paused = app.schedule.paused or not app.schedule.can_train
-    pause = "Resume training (space)##pause" if paused else "Pause training (space)##pause"
+    pause = "Resume training (space)##pause" if app.schedule.paused else "Pause training (space)##pause"
+    if not app.schedule.can_train:  # viewing a checkpoint: there is nothing to resume
+        pause = "No training (open with --train)##pause"
     video = "Record path video (V)##video" if len(app.keyframes) >= 2 else "Record orbit video (V)##video"
     buttons = [(pause, "toggle_pause"), ("Save checkpoint (C)", "save_checkpoint"),
                ("Save screenshot (I)", "screenshot"), (video, "record_video"), ("Add keyframe (K)", "add_keyframe")]
