@@ -641,13 +641,19 @@ def test_v_again_cancels_a_recording_and_closing_mid_video_says_it_is_lost():
 
     restarts = []
     job = SimpleNamespace(frame=3, frames=36)
-    app = SimpleNamespace(video_job=job, message="", view=SimpleNamespace(
-        progressive=SimpleNamespace(restart=lambda: restarts.append(1))))
+    app = SimpleNamespace(video_job=job, message="", trainer=object(), schedule=SimpleNamespace(paused=False),
+                          view=SimpleNamespace(progressive=SimpleNamespace(restart=lambda: restarts.append(1))))
     assert actions.dropped_video_note(app) == ("the video being recorded (3 of 36 frames done) was dropped; "
                                                "record it again")
     actions.start_video(app)
-    assert app.video_job is None and app.message.startswith("video cancelled at frame 4 of 36") and restarts
+    assert app.video_job is None and restarts
+    assert app.message == "video cancelled at frame 4 of 36; training goes on"
     assert actions.dropped_video_note(app) is None
+    # Paused, or viewing a checkpoint (gui --ckpt RUN), nothing trains on: the message said it did.
+    for trainer, paused in ((object(), True), (None, False)):
+        app.video_job, app.trainer, app.schedule.paused = job, trainer, paused
+        actions.start_video(app)
+        assert app.message == "video cancelled at frame 4 of 36", (trainer, paused)
 
 
 def test_a_recording_renders_more_than_a_frame_budget_sliver():

@@ -90,7 +90,9 @@ def start_video(app) -> None:
     """The path through the keyframes when there are any, else the orbit."""
     if app.video_job is not None:  # pressed again: the user wants it to stop
         job, app.video_job = app.video_job, None
-        app.message = f"video cancelled at frame {job.frame + 1} of {job.frames}; training goes on"
+        app.message = f"video cancelled at frame {job.frame + 1} of {job.frames}"
+        if app.trainer is not None and not app.schedule.paused:  # (not when viewing a checkpoint or paused)
+            app.message += "; training goes on"
         app.view.progressive.restart()
         return
     if len(app.keyframes) == 1:
