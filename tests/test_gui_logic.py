@@ -634,6 +634,22 @@ def test_ctrl_c_ends_the_loop_between_frames_then_saves():
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_video_says_training_waits_only_where_something_trains(monkeypatch, tmp_path):
+    """Viewing a checkpoint (gui --ckpt RUN) or paused, V said "(training waits)"."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.viewing import actions
+
+    monkeypatch.setattr(actions, "VideoRecorder", lambda *args, **kwargs: SimpleNamespace(frames=36))
+    for trainer, paused, says in ((object(), False, True), (object(), True, False), (None, False, False)):
+        app = SimpleNamespace(video_job=None, keyframes=[], message="", trainer=trainer, step=7, out_dir=tmp_path,
+                              schedule=SimpleNamespace(paused=paused), renderer=None, background=None,
+                              options=SimpleNamespace(video_frames=36, video_width=None),
+                              train_split=SimpleNamespace(width=64), scene=SimpleNamespace(aspect=1.0))
+        actions.start_video(app)
+        assert app.message == "recording 36 frames of the orbit" + (" (training waits)" if says else "")
+
+
 def test_v_again_cancels_a_recording_and_closing_mid_video_says_it_is_lost():
     from types import SimpleNamespace
 

@@ -114,7 +114,9 @@ def start_video(app) -> None:
                                       background=app.background,
                                       fps=DEFAULT_FPS)
         what = "the orbit"
-    app.message = f"recording {app.video_job.frames} frames of {what} (training waits)"
+    app.message = f"recording {app.video_job.frames} frames of {what}"
+    if app.trainer is not None and not app.schedule.paused:
+        app.message += " (training waits)"
 
 
 def advance_video(app, budget_s: float | None) -> None:
