@@ -203,6 +203,22 @@ def test_the_pause_button_says_when_there_is_no_training_to_resume():
     assert first_label(False, False) == "No training (open with --train)"
 
 
+def test_m_cycles_the_modes_past_compare_without_training_views():
+    """Viewing a checkpoint whose dataset has gone, M stuck at opacity: compare was refused, every press."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.gui import actions
+
+    cycles = ((object(), ["depth", "opacity", "compare", "rgb"]), (None, ["depth", "opacity", "rgb", "depth"]))
+    for split, cycle in cycles:
+        app = SimpleNamespace(mode="rgb", train_split=split, message="", relayout=lambda: None)
+        seen = []
+        for _ in range(4):
+            actions.perform(app, "cycle_mode")
+            seen.append(app.mode)
+        assert seen == cycle
+
+
 def test_training_schedule_pause_yield_and_stop():
     budgeted = TrainingSchedule()
     assert budgeted.may_train(False) and budgeted.steps_for_frame(False) is None  # the frame budget decides

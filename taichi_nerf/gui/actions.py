@@ -40,7 +40,9 @@ def set_mode(app, mode: str) -> None:
 
 
 def cycle_mode(app) -> None:
-    set_mode(app, MODES[(MODES.index(app.mode) + 1) % len(MODES)])
+    """M: the next render mode, past compare where there are no training views to compare with."""
+    modes = [m for m in MODES if m != "compare" or app.train_split is not None]
+    set_mode(app, modes[(modes.index(app.mode) + 1) % len(modes)])
 
 
 def snap(app, direction: int) -> None:
