@@ -81,9 +81,10 @@ def draw_panel(app) -> None:
                 app.queued.append(action)
         for line, colour in stats_lines(app):
             gui.text(line, color=colour)
+        # (a slider's label beyond 12 characters is cut off where the panel has its scrollbar)
         if app.trainer is not None:
             if app.schedule.steps_per_frame is None:  # the frame budget decides the steps
-                app.budget.train_share = gui.slider_float("training share", app.budget.train_share, 0.1, 0.9)
+                app.budget.train_share = gui.slider_float("train share", app.budget.train_share, 0.1, 0.9)
             else:
                 app.schedule.steps_per_frame = gui.slider_int("steps/frame", app.schedule.steps_per_frame, 1, 32)
             app.trainer.lr_scale = gui.slider_float("lr scale", app.trainer.lr_scale, 0.05, 3.0)
