@@ -164,11 +164,11 @@ def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch
     monkeypatch.setattr(gui_launch, "check_environment", lambda headless: None)  # no window needed to refuse
     before = snapshot(run)
     refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", run],
-            "already holds a run", "--train to continue it")
+            "already holds a run", "--train (in place of --out) to continue it")  # with --out, refused
     assert snapshot(run) == before
     spaced = run.rename(run.parent / "my run")  # the hint is a command to paste: its path quoted, as train's
     refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", spaced],
-            f"add --ckpt '{spaced}' --train to continue it")
+            f"add --ckpt '{spaced}' --train (in place of --out) to continue it")
 
 
 # --- 2. resource guards ---------------------------------------------------------------------
@@ -374,8 +374,8 @@ def test_downscale_too_large_names_the_image_size(tiny_scene, tmp_path, capsys):
 
 # --- 6. leftovers and hints -----------------------------------------------------------------
 def test_stale_partial_files_are_removed_on_the_next_start(run, capsys):
-    dead_pid = 2**22 + 7  # above Linux's largest pid: no process has it
-    for name in (f".checkpoint.pt.tmp{dead_pid}", f".metrics.jsonl.part{dead_pid}"):
+    dead_pid = (1 << 22) - 1  # Linux's largest pid: no process of ours (a dead writer's)
+    for name in (f".checkpoint.pt.tmp{dead_pid}", f".metrics.jsonl.tmp{dead_pid}", f".config.json.tmp{dead_pid}"):
         (run / name).write_bytes(b"partial")
     live = run / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's write in progress stays
     live.write_bytes(b"writing")

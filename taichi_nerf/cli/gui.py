@@ -78,7 +78,7 @@ def open_training_run(args):
         raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
     cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
     return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
-                    continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train to continue it")
+                    continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train (in place of --out) to continue it")
 
 
 def refuse_dropped_flags(args) -> None:
