@@ -69,7 +69,7 @@ def test_photos_cut_out_by_their_transparency_are_told_to_be_their_own_masks(tur
     pytest.importorskip("pycolmap")
     cut = tmp_path / "cut"
     cut.mkdir()
-    for photo in sorted(turntable["images"].iterdir()):
+    for photo in sorted(turntable["images"].iterdir())[::4]:  # a few: the still room stands out in any
         rgba = Image.open(photo).convert("RGB")
         rgba.putalpha(Image.open(turntable["masks"] / f"{photo.stem}.png"))
         rgba.save(cut / f"{photo.stem}.png")
