@@ -299,7 +299,7 @@ def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, cap
         tn.train(resume=True, out=str(run), width=32)
 
 
-def test_a_resume_with_fewer_steps_than_the_run_made_is_refused_and_keeps_the_run(run, capsys):
+def test_a_resume_with_fewer_steps_or_less_time_than_the_run_made_is_refused_and_keeps_the_run(run, capsys):
     """`--resume RUN --steps 4` on a run at step 10 (meaning 4 more) trained nothing and wrote steps 4
     into config.json and the checkpoint, a total the run had gone past; now refused, the total explained."""
     before = snapshot(run)
@@ -308,6 +308,14 @@ def test_a_resume_with_fewer_steps_than_the_run_made_is_refused_and_keeps_the_ru
     assert snapshot(run) == before
     with pytest.raises(ValueError, match="steps must be at least 10 on this resume"):
         tn.train(resume=True, out=str(run), steps=4)
+    assert snapshot(run) == before
+    from taichi_nerf.runs.checkpoint import read_state
+
+    used = float(read_state(run / "checkpoint.pt")["clock_s"])  # --time-limit alike: the run's total
+    half = f"{used / 2:.2f}"
+    refused(capsys, ["train", "--resume", run, "--time-limit", half, "--video-frames", "0"],
+            f"--time-limit-s must be more than the {used:.1f} s the run has trained on this resume",
+            f" s trains {float(half):g} s more), got {float(half):g}")
     assert snapshot(run) == before
 
 

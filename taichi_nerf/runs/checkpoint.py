@@ -261,7 +261,8 @@ def trainer_state(trainer) -> dict:
 
 def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
     """Refuse a checkpoint that ``cfg`` cannot continue: another architecture, no training state, or
-    fewer ``steps`` than it has made (config.json would then hold a total the run went past)."""
+    fewer ``steps`` (or a shorter time limit) than it has made (config.json would then hold a total
+    the run went past)."""
     saved = config_of(state, path)
     for key in ARCHITECTURE_KEYS:
         if getattr(saved, key) != getattr(cfg, key):
@@ -276,6 +277,11 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
         raise ValueError(f"bad configuration: steps must be at least {made} on this resume, the steps the run has "
                          f"made (it is the run's total, not the steps to add: {made + cfg.steps} trains "
                          f"{cfg.steps} more), got {cfg.steps}")
+    used, limit = float(state.get("clock_s") or 0.0), cfg.time_limit_s
+    if limit and limit != saved.time_limit_s and limit <= used:  # the same: a spent limit written again
+        raise ValueError(f"bad configuration: time_limit_s must be more than the {used:.1f} s the run has trained on "
+                         f"this resume (it is the run's total, not the time to add: {used + limit:.1f} s trains "
+                         f"{limit:g} s more), got {limit:g}")
 
 
 # How far the scene a resume's data gives may lie from the checkpoint's, as a share of its box's
