@@ -28,6 +28,9 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     ``resume=True`` continues the run in ``out`` with its saved configuration. A fresh run
     refuses an ``out`` folder that holds another run unless ``overwrite=True``, which first
     removes that run's files (``taichi-nerf train``'s rule)."""
+    if config is not None and not isinstance(config, TrainConfig):  # a dict or a --config file's path, say
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}: give TrainConfig.from_file(path) "
+                        "for a JSON file, TrainConfig.from_dict(values) or the fields as keywords (train(steps=500))")
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
         cfg = resume_config(out, **overrides)

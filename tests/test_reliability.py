@@ -157,6 +157,19 @@ def test_api_train_follows_the_same_rule(run, tiny_scene):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("config", [{"steps": 2}, "config.json"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_api_train_says_what_config_takes(run, config, resume):
+    """train({"steps": 2}) or train("config.json") failed inside with "'dict' object has no attribute
+    'replace'" (resume=True: no attribute 'out')."""
+    import taichi_nerf as tn
+
+    before = snapshot(run)
+    with pytest.raises(TypeError, match=f"config must be a TrainConfig, got {type(config).__name__}: .*from_file"):
+        tn.train(config, resume=resume, out=str(run))
+    assert snapshot(run) == before
+
+
 def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch):
     import importlib
 
