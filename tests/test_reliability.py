@@ -519,6 +519,24 @@ def test_a_folder_of_runs_names_the_runs_in_it(run, tmp_path, capsys):
     assert line.endswith(str(runs / "first"))
 
 
+@pytest.mark.parametrize("call", ["evaluate", "render_orbit", "export_points"])
+def test_the_api_says_what_a_checkpoint_is_given_as(run, tmp_path, call):
+    """tn.evaluate(result) (the TrainResult, not its .checkpoint) or ckpt=None raised Path()'s "expected str,
+    bytes or os.PathLike object, not TrainResult" from inside the checkpoint loader."""
+    import taichi_nerf as tn
+    from taichi_nerf.training.trainer import TrainResult
+
+    result = TrainResult(run, run / "checkpoint.pt", 10, None, False, 1.0)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    out = {"render_orbit": [outputs / "o.mp4"], "export_points": [outputs / "p.ply"]}.get(call, [])
+    with pytest.raises(TypeError, match=r"checkpoint.pt, got TrainResult \(give its .checkpoint\)"):
+        getattr(tn, call)(result, *out, progress=False)
+    with pytest.raises(TypeError, match=r"checkpoint.pt, got NoneType$"):
+        getattr(tn, call)(None, *out, progress=False)
+    assert list(outputs.iterdir()) == []
+
+
 
 @pytest.mark.parametrize("command", ["eval", "render", "export mesh"])
 def test_a_run_before_its_first_checkpoint_says_so(run, capsys, command):

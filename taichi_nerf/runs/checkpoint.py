@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import pickle
 import re
 import shlex
@@ -40,6 +41,9 @@ def save_atomic(obj: dict, path: Path) -> Path:
 
 def find_checkpoint(path) -> Path:
     """Accept a checkpoint file or a run folder (its ``checkpoint.pt``)."""
+    if not isinstance(path, (str, os.PathLike)):  # Path()'s "expected str, bytes or os.PathLike object": no way out
+        given = type(path).__name__ + (" (give its .checkpoint)" if hasattr(path, "checkpoint") else "")
+        raise TypeError(f"a checkpoint is given as the path of a run folder or of its checkpoint.pt, got {given}")
     path = Path(path)
     if path.is_dir():
         runs = sorted(p.parent for p in path.glob("*/checkpoint.pt"))
