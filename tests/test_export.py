@@ -196,6 +196,21 @@ def test_the_api_refuses_a_bad_threshold_or_resolution_before_loading(run, tmp_p
     assert not (tmp_path / "m.ply").exists()
 
 
+@pytest.mark.parametrize("kwargs, message", [({"max_points": "5"}, "--max-points must be a whole number"),
+                                             ({"max_points": 0}, "--max-points must be .*at least 1"),
+                                             ({"orbit_views": 0}, "orbit_views must be a whole number"),
+                                             ({"orbit_size": "48"}, "orbit_size must be a whole number of at least 8")])
+def test_export_points_refuses_a_bad_count_before_loading(run, tmp_path, monkeypatch, kwargs, message):
+    """max_points="5" raised a comparison's TypeError; orbit_views=0 torch.stack's "expects a non-empty
+    TensorList" after the checkpoint loaded; orbit_size="48" a TypeError from the orbit's intrinsics."""
+    from taichi_nerf.api import export_points
+
+    monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
+    with pytest.raises(ValueError, match=message):
+        export_points(run, tmp_path / "p.ply", views="orbit", **kwargs, arch=ARCH, progress=False)
+    assert not (tmp_path / "p.ply").exists()
+
+
 def test_the_auto_threshold_reads_the_rendered_surface_inside_the_box_only(monkeypatch):
     """The lattice covers the box alone; an unbounded scene's orbit views mostly see scenery beyond
     it (on ngp-360-env after 200 steps every one of 24576 surface points lay outside), whose
