@@ -571,6 +571,20 @@ def test_data_info_on_a_run_folder_names_its_dataset(run, capsys):
     refused(capsys, ["data", "info", run], "a run folder, not a dataset; it trained on", f"data info {data}")
 
 
+def test_the_api_given_a_run_folder_for_data_names_its_dataset(run, tmp_path):
+    """tn.load_dataset(RUN) and train(data=RUN) called it photos without camera poses (its curves.png),
+    to be posed with COLMAP."""
+    import taichi_nerf as tn
+    from taichi_nerf.data.dataset import DataError
+
+    data = json.loads((run / "config.json").read_text())["data"]
+    with pytest.raises(DataError, match=f"a run folder, not a dataset; it trained on {data}$"):
+        tn.load_dataset(run)
+    with pytest.raises(DataError, match="a run folder, not a dataset"):
+        tn.train(data=str(run), out=str(tmp_path / "new"), steps=2)
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_truncated_checkpoint_is_said_to_be_truncated(tmp_path):
     """A checkpoint cut short (a full disk, a copy stopped half way) is refused as truncated at
     any length, never with torch's zip reader's bare "[Errno 22] Invalid argument"."""

@@ -20,6 +20,12 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
     ``near``/``far``/``aabb``/``unbounded``)."""
     if path is None:
         path = builtin_scene(views=views, size=size, progress=progress)
+    elif (Path(path) / "checkpoint.pt").is_file():  # read as a dataset: "photos without camera poses" (curves.png)
+        from ..data.dataset import DataError
+        from .checkpoint import saved_config
+
+        data = saved_config(path).data
+        raise DataError(f"{path}: a run folder, not a dataset; it trained on {data or 'the built-in scene'}")
     return read_dataset(path, format=format, downscale=downscale, **options)
 
 
