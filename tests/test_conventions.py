@@ -46,3 +46,14 @@ def test_the_future_import_detector_detects_it():
     tree = ast.parse("from __future__ import annotations\nimport taichi as ti\n\n@ti.kernel\ndef k():\n    pass\n")
     assert _defines_taichi_code(tree) and _has_future_annotations(tree)
     assert not _has_future_annotations(ast.parse("from __future__ import division\n"))
+
+
+def test_every_public_api_function_says_what_it_does():
+    """help(tn.make_synthetic) said nothing: it had no docstring."""
+    import inspect
+
+    import taichi_nerf as tn
+
+    undocumented = [name for name in tn.__all__ if inspect.isfunction(getattr(tn, name, None))
+                    and not inspect.getdoc(getattr(tn, name))]
+    assert undocumented == []
