@@ -109,7 +109,7 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     limit = None if limit is None else number_at_least("--limit", limit, 1)
     align_steps = number_at_least("--align-cameras", align_steps, 0)
     if images_dir is not None:
-        render_folder.check_render_folder(images_dir, overwrite)
+        render_folder.check_render_folder(images_dir, overwrite, flags=("overwrite=True", "images_dir"))
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
     if split is None:

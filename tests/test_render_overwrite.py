@@ -41,6 +41,23 @@ def test_earlier_render_is_refused_then_replaced_by_overwrite(trained_builtin, t
     assert after["NOTES.md"] == before["NOTES.md"] and after["cover.png"] == before["cover.png"]
 
 
+def test_the_api_says_the_refusal_in_its_own_words(run, tmp_path, capsys):
+    """evaluate(images_dir=...) told a Python caller to "add --overwrite ... or choose another --out"."""
+    from taichi_nerf.api import evaluate
+    from taichi_nerf.outputs.render_folder import RenderFolderError
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "000_r_0.png").write_bytes(b"png of an earlier render")
+    with pytest.raises(RenderFolderError, match="add overwrite=True to replace it, or choose another images_dir$"):
+        evaluate(run, "test", arch=ARCH, progress=False, images_dir=out, limit=1)
+    with pytest.raises(RenderFolderError, match="is a file; .* choose another images_dir$"):
+        evaluate(run, "test", arch=ARCH, progress=False, images_dir=out / "000_r_0.png", limit=1)
+    assert _render(run, out) != 0
+    assert "add --overwrite to replace it, or choose another --out" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["000_r_0.png"]
+
+
 def test_an_interrupted_render_counts_and_the_api_follows_the_rule(trained_builtin, tmp_path):
     from taichi_nerf.api import evaluate
     from taichi_nerf.outputs.render_folder import RenderFolderError

@@ -87,7 +87,9 @@ def _render_split(args) -> int:
     if out.suffix.lower() in (*VIDEO_FORMATS, ".png"):
         raise UserError(f"--out with --split is a folder, got {out}")
     from ..api import evaluate
+    from ..outputs.render_folder import check_render_folder
 
+    check_render_folder(out, args.overwrite)  # refused in the flags' words; evaluate says it in Python's
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare,
                       overwrite=args.overwrite, appearance_image=args.appearance_image)

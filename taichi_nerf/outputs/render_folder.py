@@ -46,16 +46,18 @@ def _listed_files(metrics: Path) -> list[str]:
     return [n for n in names if isinstance(n, str) and n.endswith(".png") and Path(n).name == n]
 
 
-def check_render_folder(folder, overwrite: bool) -> None:
-    """Refuse (one line) a file, or a folder holding an earlier render without ``overwrite``."""
+def check_render_folder(folder, overwrite: bool, flags: tuple[str, str] = ("--overwrite", "--out")) -> None:
+    """Refuse (one line) a file, or a folder holding an earlier render without ``overwrite``.
+    ``flags``: how the caller spells overwrite and the folder (the API: ``overwrite=True``, ``images_dir``)."""
     folder = Path(folder)
+    overwrite_flag, out_flag = flags
     if folder.exists() and not folder.is_dir():
-        raise RenderFolderError(f"{folder}: is a file; --out with --split is a folder")
+        raise RenderFolderError(f"{folder}: is a file; the views go in a folder: choose another {out_flag}")
     check_writable(folder)
     found = earlier_render(folder)
     if found and not overwrite:
         raise RenderFolderError(f"{folder}: holds an earlier render ({len(found)} files: metrics.json and its PNGs); "
-                                "add --overwrite to replace it, or choose another --out")
+                                f"add {overwrite_flag} to replace it, or choose another {out_flag}")
 
 
 def clear_earlier_render(folder) -> list[Path]:
