@@ -17,7 +17,8 @@ from .runs.datasets import load_dataset, run_dataset
 from .runs.distributed import rank_zero_only
 from .runs.run_folder import open_run, resume_config
 from .scenes.builtin import builtin_scene
-from .training.trainer import Trainer, TrainResult
+from .training.result import TrainResult
+from .training.trainer import Trainer
 from .training.validation import view_scores
 
 

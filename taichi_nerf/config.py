@@ -62,6 +62,10 @@ def option(default, group: str, help: str, *, aliases: tuple[str, ...] = (), met
 
 @dataclass
 class TrainConfig:
+    """Everything that decides a run, a field per ``taichi-nerf train`` flag (its help is the
+    flag's). Give fields as keywords, or read them with :meth:`from_file` (a run's config.json)
+    or :meth:`from_dict`; :meth:`replace` applies a preset first, then every other change."""
+
     # --- recipe: a preset is applied first, every other value given wins over it (see replace())
     preset: PresetName | None = option(None, RECIPE,
                                        "start from a tutorial's recipe: keras (the Keras NeRF example) or "

@@ -524,7 +524,7 @@ def test_the_api_says_what_a_checkpoint_is_given_as(run, tmp_path, call):
     """tn.evaluate(result) (the TrainResult, not its .checkpoint) or ckpt=None raised Path()'s "expected str,
     bytes or os.PathLike object, not TrainResult" from inside the checkpoint loader."""
     import taichi_nerf as tn
-    from taichi_nerf.training.trainer import TrainResult
+    from taichi_nerf.training.result import TrainResult
 
     result = TrainResult(run, run / "checkpoint.pt", 10, None, False, 1.0)
     outputs = tmp_path / "outputs"

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from .losses import training_loss
 from .plots import write_curves
 from .pose_refinement import PoseRefinement
 from .ray_batches import RayBatches
+from .result import TrainResult
 from .validation import periodic_stride, preview_image, validation_scores
 
 # Under --time-limit, a scheduled validation or preview is skipped while the ones before took over this share
@@ -40,18 +41,6 @@ CHECK_SHARE = 0.05
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    checkpoint: Path
-    step: int
-    val_psnr: float | None
-    interrupted: bool
-    seconds: float
-    val_object_psnr: float | None = None  # the object's pixels alone, where the val photos have transparency
-    training_seconds: float | None = None  # ``seconds`` before the final save and validation
 
 
 class Trainer:
