@@ -53,7 +53,10 @@ def test_every_public_api_function_says_what_it_does():
     import inspect
 
     import taichi_nerf as tn
+    from taichi_nerf.training.result import TrainResult
 
     undocumented = [name for name in tn.__all__ if inspect.isfunction(getattr(tn, name, None))
                     and not inspect.getdoc(getattr(tn, name))]
     assert undocumented == []
+    for cls in (tn.TrainConfig, TrainResult):  # tn.train's argument and its return: not a dataclass's bare signature
+        assert cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("), cls
