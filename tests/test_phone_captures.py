@@ -62,6 +62,18 @@ def test_a_rotated_pre_shrunk_folder_is_passed_over_for_the_full_images(tmp_path
     assert any("images_2/ passed over" in n and "12x16" in n for n in ds.notes), ds.notes
 
 
+
+def test_a_symlinked_images_folder_loads_with_downscale(tmp_path):
+    # images/ a link to photos kept elsewhere: its files resolve outside the dataset folder.
+    ngp(tmp_path / "elsewhere", (32, 24), stated=(32, 24))
+    root = tmp_path / "linked"
+    root.mkdir()
+    (root / "images").symlink_to(tmp_path / "elsewhere" / "images", target_is_directory=True)
+    (root / "transforms.json").write_text((tmp_path / "elsewhere" / "transforms.json").read_text())
+    ds = read_dataset(root, val_every=0, downscale=2)
+    assert (ds.splits["train"].width, ds.splits["train"].height) == (16, 12)
+    assert ds.splits["train"].intrinsics[0, :2].tolist() == pytest.approx([20.0, 20.0])
+
 def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_path):
     root = tmp_path / "case"
     png(root / "images" / "A.PNG", (8, 8))

@@ -243,8 +243,8 @@ def _downscaled_folder(root: Path, image_paths, metas, downscale: int) -> tuple[
     for p, m in zip(image_paths, metas):
         try:
             rel = p.relative_to(base)
-        except ValueError:
-            return image_paths, False
+        except ValueError:  # an image outside the folder (images/ a symlink to elsewhere): no images_K here
+            return image_paths, False, None
         if not (len(rel.parts) > 1 and rel.parts[0] == "images" and "w" in m and "h" in m):
             return image_paths, False, None
         candidate = root / f"images_{downscale}" / Path(*rel.parts[1:])
