@@ -124,6 +124,32 @@ def test_mask_path_per_frame(tmp_path):
     assert any("the frames' mask_path" in n for n in ds.notes)
 
 
+
+def test_blender_splits_reusing_image_names_each_get_their_own_masks(tmp_path):
+    # train/r_000.png and val/r_000.png: one name, two photos and two masks.
+    root = tmp_path / "blender"
+    poses = _poses(6)
+    for s, split in enumerate(("train", "val")):
+        frames = []
+        for k in range(3):
+            for folder in (split, f"masks/{split}"):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_photo(k)).save(root / split / f"r_{k:03d}.png")
+            Image.fromarray(_mask(SIZE, 3 * s + k)).save(root / "masks" / split / f"r_{k:03d}.png")
+            frames.append({"file_path": f"./{split}/r_{k:03d}", "transform_matrix": poses[3 * s + k].tolist(),
+                           "mask_path": f"masks/{split}/r_{k:03d}.png"})
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    ds = read_dataset(root)
+    for s, split in enumerate(("train", "val")):
+        for k in range(3):
+            assert np.array_equal(ds.splits[split].mask[k].numpy(), _mask(SIZE, 3 * s + k)), (split, k)
+    meta = json.loads((root / "transforms_train.json").read_text())
+    meta["frames"][1]["file_path"] = "./val/r_000"  # a second r_000 in one file, with another mask
+    (root / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"transforms_train.json frame 1: its image .*r_000.png has the name of "
+                                        r"another frame's image, with another mask"):
+        read_dataset(root)
+
 def test_llff_masks_of_another_size_and_extension(tmp_path):
     ds = read_dataset(write_llff(tmp_path / "ds"))  # .JPG images, 4x larger .jpg masks
     assert ds.format == "llff"

@@ -66,9 +66,11 @@ def _frames_files(path: Path, format: str) -> list[Path]:
     return [path / "transforms.json"] if (path / "transforms.json").is_file() else []
 
 
-def _frame_masks(files: list[Path]) -> tuple[dict[str, Path], list[Path], str | None]:
-    """From the frames of transforms files: (image stem -> its ``mask_path``, every frame's image,
-    the first frame without ``mask_path`` when some have one)."""
+def _frame_masks(files: list[Path]) -> tuple[dict[Path, dict[str, Path]], list[Path], str | None]:
+    """From the frames of transforms files: (per file, image stem -> its ``mask_path``; every
+    frame's image; the first frame without ``mask_path`` when some have one). Per file: a Blender
+    layout's splits reuse image names (``train/r_000``, ``val/r_000``). Two frames of one file whose
+    images share a name (in two folders) but not a mask are refused: masks go by the image's name."""
     from .blender import resolve_image
 
     stated, images, without = {}, [], None
@@ -86,7 +88,11 @@ def _frame_masks(files: list[Path]) -> tuple[dict[str, Path], list[Path], str | 
             images.append(image)
             mask = frame.get("mask_path")
             if isinstance(mask, str) and mask:
-                stated[image.stem] = (file.parent / mask).resolve()
+                mask = (file.parent / mask).resolve()
+                own = stated.setdefault(file, {})
+                if own.setdefault(image.stem, mask) != mask:
+                    raise DataError(f"{file} frame {i}: its image {image} has the name of another frame's image, "
+                                    "with another mask; masks are matched to images by name: rename one of them")
             elif without is None:
                 without = f"{file} frame {i} ({image.name})"
     return stated, images, without
@@ -150,9 +156,11 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     return matched
 
 
-def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
-    """(image stem -> mask file, where they came from) for the dataset at ``path`` in layout
-    ``format``, or None when it has no masks. Refuses masks that do not match the images."""
+def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], str] | None:
+    """(split name -> (image stem -> mask file), where they came from) for the dataset at ``path``
+    in layout ``format``, or None when it has no masks; the split None: the table of every split
+    (all but a Blender layout's, whose split files name their own masks). Refuses masks that do
+    not match the images."""
     from .colmap_model import find_model
     from .llff import pre_shrunk_folders
 
@@ -164,7 +172,9 @@ def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
             if without is not None:
                 raise DataError(f"{without}: frame has no 'mask_path', but other frames have one; give every "
                                 "frame a mask or none")
-            return stated, "the frames' mask_path"
+            if format == "blender":  # transforms_<split>.json
+                return {file.stem[len("transforms_"):]: own for file, own in stated.items()}, "the frames' mask_path"
+            return {None: next(iter(stated.values()))}, "the frames' mask_path"
         folders = sorted({p.parent for p in images})
         if len(folders) != 1 or format == "blender":
             return None
@@ -188,7 +198,7 @@ def find_masks(path, format: str) -> tuple[dict[str, Path], str] | None:
     folder = _mask_folder(images_dir)
     if folder is None or not images:
         return None
-    return match_folder(images, folder), f"{folder.name}/"
+    return {None: match_folder(images, folder)}, f"{folder.name}/"
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -264,9 +274,10 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
     found = find_masks(path, format)
     if found is None:
         return
-    by_stem, origin = found
+    tables, origin = found
     images = _images_by_stem(path, format)
     for name, split in dataset.splits.items():
+        by_stem = tables.get(name, tables.get(None, {}))
         missing = [n for n in split.names if n not in by_stem]
         if missing:
             raise DataError(f"{dataset.source}: no mask for image {missing[0]} ({name} split); {WITHOUT_MASKS}")
