@@ -86,6 +86,21 @@ def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_pa
     assert ds.splits["train"].names == ["A", "b", "c"]
 
 
+
+def test_split_lists_tell_images_of_one_name_in_two_folders_apart(tmp_path):
+    # A two-camera rig as nerfstudio lists it: images/cam0/0000.png and images/cam1/0000.png.
+    root = tmp_path / "rig"
+    frames = []
+    for k in range(4):
+        path = f"images/cam{k % 2}/{k // 2:04d}.png"
+        png(root / path, (8, 8))
+        frames.append({"file_path": path, "transform_matrix": [[1, 0, 0, k], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]]})
+    files = [f["file_path"] for f in frames]
+    ds = read_dataset(transforms(root, frames, kind="instant-ngp", train_filenames=files[:3],
+                                 val_filenames=files[3:]))
+    assert sorted(ds.splits["train"].poses[:, 0, 3].tolist()) == [0.0, 1.0, 2.0]
+    assert ds.splits["val"].poses[:, 0, 3].tolist() == [3.0]
+
 def test_missing_images_are_named(tmp_path):
     frames = [{"file_path": "images/gone.png", "transform_matrix": POSE}]
     expect_error(transforms(tmp_path / "gone", frames, kind="instant-ngp"), "zero usable frames",

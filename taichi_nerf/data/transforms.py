@@ -93,26 +93,34 @@ def _check_applied_transform(meta: dict, where: str) -> str | None:
     return "nerfstudio applied_transform is already part of every pose; not applied again"
 
 
-def _split_indices(names: list[str], meta: dict, val_every: int, where: str) -> tuple[dict, str]:
-    """Frame indices per split: the file's own lists when it has them, else every k-th to val."""
+def _split_indices(paths: list[Path], root: Path, meta: dict, val_every: int, where: str) -> tuple[dict, str]:
+    """Frame indices per split: the file's own lists when it has them, else every k-th to val.
+    A listed file is the frame of that path (relative to ``root``, as nerfstudio writes them), else
+    the one frame of that file name (``frame_00001.png``): images in two folders may share a name."""
     listed = {s: meta.get(f"{s}_filenames") for s in ("train", "val", "test")}
     if listed["train"] is not None:
-        by_name = {}
-        for i, n in enumerate(names):
-            by_name.setdefault(n, i)
+        by_path, by_name = {p: i for i, p in enumerate(paths)}, {}
+        for i, p in enumerate(paths):
+            by_name.setdefault(p.name, []).append(i)
+
+        def frame(file: str) -> int | None:
+            found = by_path.get((root / file.replace("\\", "/")).resolve())
+            same_name = by_name.get(Path(file).name, [])
+            return found if found is not None else same_name[0] if len(same_name) == 1 else None
+
         out = {}
         for split, files in listed.items():
             if files is None:
                 continue
             if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
                 raise DataError(f"{where}: '{split}_filenames' must be a list of file names")
-            idx = [by_name[Path(f).name] for f in files if Path(f).name in by_name]
+            idx = [i for i in map(frame, files) if i is not None]
             if idx:
                 out[split] = idx
         if "train" not in out:
             raise DataError(f"{where}: none of the 'train_filenames' has a usable frame")
         return out, "splits from the file's *_filenames lists"
-    n = len(names)
+    n = len(paths)
     if val_every and val_every > 1 and n >= 2:
         val = list(range(0, n, val_every))
         train = [i for i in range(n) if i % val_every]
@@ -166,8 +174,8 @@ def load_transforms_meta(meta: dict, root: Path, file: Path, downscale: int = 1,
     # Sorted by file name: the held-out frames do not depend on the order frames were written.
     order = sorted(range(len(image_paths)), key=lambda i: str(image_paths[i]))
     image_paths, poses, metas = [image_paths[i] for i in order], poses[order], [metas[i] for i in order]
+    split_idx, split_note = _split_indices(image_paths, root, meta, val_every, where)
     image_paths, prescaled, folder_note = _downscaled_folder(root, image_paths, metas, downscale)
-    split_idx, split_note = _split_indices([p.name for p in image_paths], meta, val_every, where)
     splits = {}
     for name, idx in split_idx.items():
         idx = [idx[k] for k in select_frames(len(idx), every, limit)]
