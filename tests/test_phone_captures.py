@@ -101,6 +101,19 @@ def test_split_lists_tell_images_of_one_name_in_two_folders_apart(tmp_path):
     assert sorted(ds.splits["train"].poses[:, 0, 3].tolist()) == [0.0, 1.0, 2.0]
     assert ds.splits["val"].poses[:, 0, 3].tolist() == [3.0]
 
+
+def test_another_tools_png_depth_maps_are_passed_over_with_a_warning(tmp_path):
+    # Depth as 16-bit PNG in millimetres (nerfstudio's convention), where this loader reads .npy.
+    frames = []
+    for k, pose in enumerate((POSE, POSE2)):
+        png(tmp_path / "train" / f"r_{k}.png", (8, 8))
+        png(tmp_path / "train" / f"r_{k}_depth.png", (8, 8), mode="I;16", value=4000)
+        frames.append({"file_path": f"./train/r_{k}", "transform_matrix": pose,
+                       "depth_file_path": f"./train/r_{k}_depth.png"})
+    ds = read_dataset(transforms(tmp_path, frames))
+    assert ds.splits["train"].depth is None and ds.splits["train"].count == 2
+    assert any("transforms_train.json: depth_file_path names r_0_depth.png, not a .npy" in w for w in ds.warnings)
+
 def test_missing_images_are_named(tmp_path):
     frames = [{"file_path": "images/gone.png", "transform_matrix": POSE}]
     expect_error(transforms(tmp_path / "gone", frames, kind="instant-ngp"), "zero usable frames",

@@ -264,11 +264,18 @@ def build_split(path: Path, image_paths, poses: np.ndarray, frame_metas, depth_p
     )
 
 
-def load_split(root: Path, split: str, downscale: int = 1, every: int = 1,
-               limit: int | None = None) -> tuple[Split, dict]:
+def load_split(root: Path, split: str, downscale: int = 1, every: int = 1, limit: int | None = None,
+               warnings: list[str] | None = None) -> tuple[Split, dict]:
+    """``warnings``: where to say that depth maps were passed over."""
     path = root / f"transforms_{split}.json"
     meta = read_json(path)
     image_paths, poses, metas, depth_paths, _ = parse_frames(root, meta, path)
+    other = next((p for p in depth_paths or [] if p.suffix.lower() != ".npy"), None)
+    if other is not None:  # another tool's depth maps (16-bit PNG in millimetres, EXR): optional, so not read
+        depth_paths = None
+        if warnings is not None:
+            warnings.append(f"{path}: depth_file_path names {other.name}, not a .npy of ray distances (the only "
+                            "depth maps read); the split loads without its depth maps")
     keep = select_frames(len(image_paths), every, limit)
     if not keep:
         raise DataError(f"{path}: zero usable frames after --every/--limit")
@@ -297,17 +304,17 @@ def load_blender(root, downscale: int = 1, every: int = 1, limit: int | None = N
         raise DataError(f"{root}: folder not found")
     if not is_blender(root):
         raise DataError(f"{root}: no transforms_train.json / transforms_val.json / transforms_test.json here")
-    splits, metas = {}, {}
+    splits, metas, warn = {}, {}, []
     for name in SPLITS:
         if (root / f"transforms_{name}.json").is_file():
-            splits[name], metas[name] = load_split(root, name, downscale, every, limit)
+            splits[name], metas[name] = load_split(root, name, downscale, every, limit, warn)
     if "train" not in splits:
         raise DataError(f"{root}: transforms_train.json is missing; it is needed to train")
     meta = metas["train"]
     where = str(root / "transforms_train.json")
     sizes = {(s.width, s.height) for s in splits.values()}
     # Different splits may legitimately differ; warn rather than refuse.
-    warn = [f"splits have different image sizes: {sorted(sizes)}"] if len(sizes) > 1 else []
+    warn += [f"splits have different image sizes: {sorted(sizes)}"] if len(sizes) > 1 else []
     for name, m in metas.items():
         warn += check_camera_model(m, str(root / f"transforms_{name}.json"))
     ds = Dataset(splits=splits, near=DEFAULT_NEAR, far=DEFAULT_FAR, aabb=torch.tensor(DEFAULT_AABB),
