@@ -285,6 +285,11 @@ def test_other_formats_bad_files(tmp_path):
     np.save(llff / "poses_bounds.npy", np.stack([row, row]))
     png(llff / "images/0.png")
     expect_error(llff, "1 images", "2 poses")
+    bad = row.copy()
+    bad[15:] = [0.0, 5.0]  # a camera that saw no points in front of it
+    np.save(llff / "poses_bounds.npy", np.stack([row, bad]))
+    expect_error(llff, "poses_bounds.npy: row 1 (from 0, in the order of the image names) has depth bounds near 0, "
+                 "far 5 (1 of 2", "0 < near < far", "imgs2poses.py")
 
 
 # --- through the command line --------------------------------------------------------------

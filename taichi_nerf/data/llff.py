@@ -142,8 +142,13 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
     n = raw.shape[0]
     mats = raw[:, :15].reshape(n, 3, 5)
     depth_bounds = raw[:, 15:17]
-    if (depth_bounds[:, 0] <= 0).any() or (depth_bounds[:, 1] <= depth_bounds[:, 0]).any():
-        raise DataError(f"{file}: depth bounds must satisfy 0 < near < far for every camera")
+    bad = (depth_bounds[:, 0] <= 0) | (depth_bounds[:, 1] <= depth_bounds[:, 0])
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{file}: row {row} (from 0, in the order of the image names) has depth bounds near "
+                        f"{depth_bounds[row, 0]:g}, far {depth_bounds[row, 1]:g} ({int(bad.sum())} of {n} rows like "
+                        "it); every camera needs 0 < near < far: compute them again from the COLMAP model "
+                        "(LLFF's imgs2poses.py), or fix those rows")
     full_h, full_w, focal_full = mats[0, :, 4]
     if min(full_h, full_w, focal_full) <= 0:
         raise DataError(f"{file}: height, width and focal (column 4) must be positive")
