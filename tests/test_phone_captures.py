@@ -121,7 +121,10 @@ def test_missing_images_are_named(tmp_path):
 
 
 def test_instant_ngp_fisheye_flag_is_refused(tmp_path):
-    expect_error(ngp(tmp_path / "fish", (8, 8), is_fisheye=True), "OPENCV_FISHEYE", "not supported")
+    expect_error(ngp(tmp_path / "fish", (8, 8), is_fisheye=True), "OPENCV_FISHEYE", "not supported",
+                 "undistort the images to a pinhole camera first")
+    expect_error(ngp(tmp_path / "ns", (8, 8), camera_model="EQUIRECTANGULAR"), "transforms.json",
+                 "'EQUIRECTANGULAR' is not supported", "undistort")
 
 
 def llff(root, image_size, stated_size, folder="images", count=4):

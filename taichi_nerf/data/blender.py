@@ -92,7 +92,8 @@ def check_camera_model(meta: dict, where: str) -> list[str]:
     """Refuse camera models the ray kernel cannot represent; warn about ignored terms."""
     model = meta.get("camera_model")
     if model is not None and (not isinstance(model, str) or model.upper() not in PINHOLE_MODELS):
-        raise DataError(f"{where}: camera_model {model!r} is not supported (supported: {', '.join(PINHOLE_MODELS)})")
+        raise DataError(f"{where}: camera_model {model!r} is not supported (supported: {', '.join(PINHOLE_MODELS)}); "
+                        "undistort the images to a pinhole camera first (e.g. colmap image_undistorter)")
     ignored = [k for k in ("k3", "k4") if number(meta, k, where, 0.0)]
     if not ignored:
         return []
