@@ -285,6 +285,17 @@ def _refused(args, capsys, *needles) -> str:
     return refused(capsys, ["data", "from-photos", *args, "--no-progress"], *needles)
 
 
+def test_a_text_model_keeps_image_names_with_spaces(tmp_path):
+    """pycolmap (like COLMAP) cut a text model's "my photo 001.png" at its first space, so the
+    dataset's images were "my" and none of them loaded; text models are read by our reader."""
+    from taichi_nerf.data.colmap_model import read_model
+
+    (tmp_path / "cameras.txt").write_text("# a camera\n1 PINHOLE 64 48 50 50 32 24\n")
+    (tmp_path / "images.txt").write_text("".join(f"{i} 1 0 0 0 {i} 0 0 1 my photo 00{i}.png\n\n" for i in (1, 2)))
+    (tmp_path / "points3D.txt").write_text("# no points\n")
+    assert read_model(tmp_path).names == ["my photo 001.png", "my photo 002.png"]
+
+
 def test_bad_inputs_are_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "out"
     (tmp_path / "empty").mkdir()

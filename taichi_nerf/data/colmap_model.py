@@ -1,11 +1,10 @@
 """COLMAP sparse models (``cameras``, ``images``, ``points3D``; ``.bin`` or ``.txt``) and what
 the rest of the package makes of them: an oriented, scaled ``transforms.json``-style description.
 
-The reader follows COLMAP's documented formats (https://colmap.github.io/format.html) and needs
-nothing but numpy; :func:`read_model` prefers pycolmap when it is installed (``prefer_pycolmap``)
-and falls back to the reader, which tests/test_colmap.py checks against pycolmap on models
-pycolmap writes. Newer COLMAP also writes ``rigs`` and ``frames``; every image still carries its
-own pose in ``images``, so they are not needed here.
+The reader follows COLMAP's documented formats (https://colmap.github.io/format.html), needs only
+numpy, and is checked against pycolmap on models pycolmap writes (tests/test_colmap.py); binary
+models are read by pycolmap when it is installed (:func:`read_model`). Newer COLMAP also writes
+``rigs`` and ``frames``; every image still carries its own pose in ``images``: not needed here.
 
 Conventions: COLMAP stores world-to-camera (quaternion w x y z, translation) for an OpenCV camera
 (x right, y down, looking down +z) with pixel centres at +0.5, as this package does. Poses become
@@ -232,12 +231,13 @@ def _assemble(cameras, images, points, where) -> Model:
 
 def read_model(folder, prefer_pycolmap: bool = True) -> Model:
     """The model in ``folder`` (binary or text). With pycolmap installed and ``prefer_pycolmap``,
-    pycolmap reads it; otherwise this module's reader does."""
+    pycolmap reads a binary one; this module's reader does the rest (pycolmap, like COLMAP, cuts
+    a text model's image name at its first space)."""
     folder = Path(folder)
     ext = model_files(folder)
     if ext is None:
         raise DataError(f"{folder}: no COLMAP model here (need cameras, images and points3D, .bin or .txt)")
-    if prefer_pycolmap:
+    if prefer_pycolmap and ext == ".bin":
         try:
             import pycolmap  # noqa: F401
         except ImportError:
