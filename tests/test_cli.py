@@ -137,6 +137,17 @@ def test_a_number_below_its_minimum_is_named_with_its_value_before_any_work(argv
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["render", "--ckpt", "r", "--data", "d"], "the video that suits the capture needs no dataset: drop --data"),
+    (["render", "--ckpt", "r", "--data", "d", "--path", "cam.json"], "a camera path file needs no dataset"),
+])
+def test_a_flag_the_command_would_ignore_is_refused_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
+    """A flag its --help says is for another mode is refused, not read by nothing."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, argv, message)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("value, whole, accepted", [
     (3, True, 3), (np.int64(3), True, 3), (3.0, True, 3), (2.5, False, 2.5), (np.float32(2.5), False, 2.5),
     (2.5, True, None), (True, True, None), ("3", True, None), (float("nan"), True, None), (float("inf"), True, None),

@@ -55,6 +55,10 @@ def cmd_render(args) -> int:
         raise UserError("--depth, --compare, --limit and --overwrite go with --split")
     if args.path is not None and args.spiral:
         raise UserError("--path and --spiral are two different camera paths: give one")
+    if args.data is not None and args.path != "train" and not args.spiral:  # it would be read by nothing
+        needs_none = "the video that suits the capture" if args.path is None else "a camera path file"
+        raise UserError(f"--data gives the training cameras of --split, --path train and --spiral; {needs_none} "
+                        "needs no dataset: drop --data")
     at_least(args, {"--frames": 1, "--size": 8})
     if args.fps is not None and not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps:g}")
