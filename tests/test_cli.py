@@ -140,6 +140,12 @@ def test_a_number_below_its_minimum_is_named_with_its_value_before_any_work(argv
 @pytest.mark.parametrize("argv, message", [
     (["render", "--ckpt", "r", "--data", "d"], "the video that suits the capture needs no dataset: drop --data"),
     (["render", "--ckpt", "r", "--data", "d", "--path", "cam.json"], "a camera path file needs no dataset"),
+    (["train", "--dry-run", "--viewer-port", "9000"],
+     "--viewer-port goes with the browser viewer, which only --viewer web opens: add --viewer web, or drop it"),
+    (["train", "--dry-run", "--viewer-resolution", "256", "--viewer-quit-at-end"],
+     "--viewer-resolution and --viewer-quit-at-end go with the browser viewer"),
+    (["gui", "--headless", "--frames", "1", "--ckpt", "nowhere", "--viewer-host", "0.0.0.0"],
+     "--viewer-host goes with the browser viewer, which only --web opens"),
 ])
 def test_a_flag_the_command_would_ignore_is_refused_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
     """A flag its --help says is for another mode is refused, not read by nothing."""

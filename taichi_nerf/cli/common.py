@@ -74,6 +74,22 @@ def check_viewer_flags(args) -> None:
     check_address(args.viewer_host, args.viewer_port)
 
 
+def refuse_unused_viewer_flags(args, opens_it: str) -> None:
+    """The browser viewer's flags, given where no browser viewer opens (``opens_it``, the flag that
+    would open one, is not given): refused, as nothing would read them."""
+    from ..viewer.server import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RESOLUTION
+
+    unused = [flag for flag, value, default in (("--viewer-host", args.viewer_host, DEFAULT_HOST),
+                                                ("--viewer-port", args.viewer_port, DEFAULT_PORT),
+                                                ("--viewer-resolution", args.viewer_resolution, DEFAULT_RESOLUTION),
+                                                ("--viewer-quit-at-end", getattr(args, "viewer_quit_at_end", False),
+                                                 False))
+              if value != default]
+    if unused:
+        raise UserError(f"{' and '.join(unused)} {'go' if len(unused) > 1 else 'goes'} with the browser viewer, "
+                        f"which only {opens_it} opens: add {opens_it}, or drop {'them' if len(unused) > 1 else 'it'}")
+
+
 def viewer_options(args):
     """The browser viewer's options from a command's flags (those it has)."""
     from ..viewer.session import ViewerOptions

@@ -13,6 +13,7 @@ from .common import (
     check_video_frames,
     check_viewer_flags,
     config_overrides,
+    refuse_unused_viewer_flags,
     run_config,
     viewer_options,
 )
@@ -113,6 +114,8 @@ def cmd_gui(args) -> int:
         raise UserError("--ckpt looks at a trained field and --data trains a new one: give one of them "
                         "(or --ckpt RUN --train --data PATH to continue that run on this data)")
     refuse_dropped_flags(args)
+    if not args.web:
+        refuse_unused_viewer_flags(args, "--web")
     check_flags(args)  # every flag, before the window or the browser branch
     if args.web:  # the same session in a browser (taichi_nerf/viewer)
         return gui_web(args)

@@ -15,6 +15,7 @@ from .common import (
     add_viewer_flags,
     at_least,
     check_viewer_flags,
+    refuse_unused_viewer_flags,
     run_config,
     viewer_options,
 )
@@ -58,6 +59,8 @@ def cmd_train(args) -> int:
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
     if resume and args.overwrite:
         raise UserError("--resume continues the run in its folder, --overwrite replaces it: give one")
+    if args.viewer != "web":
+        refuse_unused_viewer_flags(args, "--viewer web")
     if args.viewer == "web":
         distributed.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
         if args.devices > 1:
