@@ -22,6 +22,7 @@ from .common import (
 GUI_FIELDS = ("preset", "steps", "batch_rays", "lr", "seed", "width", "depth", "samples_per_ray", "background", "out",
               "arch", "progress", "scene_views", "scene_size", "mixed_precision")
 MAX_RENDER_SCALE = 2.0  # 2x supersampling; beyond it a frame takes minutes and the window stops answering
+DEFAULT_WINDOW = "1120x800"  # --window: its panel takes 330 px
 GUI_DEFAULT_OUT = "runs/gui"  # not train's runs/latest: a GUI session must not overwrite a batch run
 
 
@@ -40,8 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out; without it a folder holding a run is refused")
     w = p.add_argument_group("window options")
-    w.add_argument("--window", default="1120x800", metavar="WxH",
-                   help="window size (default: 1120x800; the panel takes 330 px)")
+    w.add_argument("--window", default=DEFAULT_WINDOW, metavar="WxH",
+                   help=f"window size (default: {DEFAULT_WINDOW}; the panel takes 330 px)")
     w.add_argument("--render-scale", type=float, metavar="X",
                    help="render size / view size (default: 1, the canvas's full resolution)")
     w.add_argument("--steps-per-frame", type=int, metavar="N",
@@ -163,8 +164,9 @@ def gui_web(args) -> int:
     from ..viewer.launch import train_in_browser, view_checkpoint
     from ..viewer.server import ViewerServer
 
-    window_only = {"--headless": args.headless, "--frames": args.frames, "--turn-every": args.turn_every,
-                   "--screenshot": args.screenshot, "--render-scale": args.render_scale}
+    window_only = {"--window": args.window if args.window != DEFAULT_WINDOW else None, "--headless": args.headless,
+                   "--frames": args.frames, "--turn-every": args.turn_every, "--screenshot": args.screenshot,
+                   "--render-scale": args.render_scale}
     for flag, value in window_only.items():
         if value not in (None, False):
             raise UserError(f"{flag} is for the window, not --web (the browser viewer: --viewer-resolution, "
