@@ -278,6 +278,19 @@ def test_a_viewer_of_a_checkpoint_whose_dataset_moved_goes_on_without_its_camera
     assert "--data" not in err[0]  # view and gui --ckpt take no --data: a hint they cannot follow
 
 
+def test_a_dry_run_resume_says_what_a_real_start_would_change_and_changes_nothing(run, capsys):
+    """`--resume RUN --steps 12 --dry-run` said "changed ... (and kept in its config.json)" of a
+    config.json it leaves as it was."""
+    from taichi_nerf import cli
+
+    before = (run / "config.json").read_text()
+    assert cli.main(["train", "--resume", str(run), "--steps", "12", "--dry-run", "--arch", ARCH]) == 0
+    out = capsys.readouterr().out
+    assert "note: a real start would change, for the rest of the run (and keep in its config.json): steps 10 -> 12" \
+        in out, out
+    assert (run / "config.json").read_text() == before
+
+
 def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, capsys):
     """`--resume DIR --samples 64` was taken silently and kept for every later resume; `--preset
     keras` was refused as "checkpoint has depth=4, config asks for 8", which the user never asked."""

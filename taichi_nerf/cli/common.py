@@ -199,7 +199,9 @@ def run_config(args, resume_from=None, default=None):
         changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
                    if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
         if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them
-            print(f"note: changed for the rest of the run (and kept in its config.json): {', '.join(changed)}")
+            said = "a real start would change, for the rest of the run (and keep in its config.json)" \
+                if getattr(args, "dry_run", False) else "changed for the rest of the run (and kept in its config.json)"
+            print(f"note: {said}: {', '.join(changed)}")
         return resumed
     if not getattr(args, "config", None):
         return (default or TrainConfig()).replace(**given)
