@@ -82,8 +82,8 @@ class TrainConfig:
     aabb: list[float] | None = option(None, DATA, "override the automatic scene box", nargs=6,
                                       metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"))
     every: int | None = option(None, DATA, "keep every k-th frame of each split (default: all)")
-    limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which undoes "
-                                           "an earlier run's limit on --resume)")
+    limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which lifts "
+                                           "the limit of a run that is resumed)")
     val_every: int | None = option(None, DATA, "hold out every N-th photo as val where the data has no split of its "
                                    f"own (LLFF, COLMAP, a transforms.json without one; default: {DEFAULT_VAL_EVERY})")
     ndc: bool | None = option(None, DATA, "LLFF: sample in NDC (default: on for forward-facing captures)")
