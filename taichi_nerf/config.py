@@ -23,6 +23,7 @@ from .kind_defaults import (
     MARCH_STEPS_DEFAULTS,
     MIXED_PRECISION_DEFAULTS,
     PIXEL_SAMPLING_DEFAULTS,
+    PROPOSAL_COUNTS,
     REFINE_POSES_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
     chosen,
@@ -133,14 +134,17 @@ class TrainConfig:
                                      "hierarchical: coarse + importance samples; proposal: a small density network "
                                      "places fine_samples (proposal.py; default: SAMPLER_DEFAULTS by scene kind)")
     samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse "
-                                  "pass, the grid's warm-up and the proposal network's bins", aliases=("--samples",))
+                                  "pass, the grid's warm-up and the proposal network's bins (the proposal sampler: "
+                                  f"{PROPOSAL_COUNTS['box'][0]} where left at the default)", aliases=("--samples",))
     intervals: Intervals = option("bins", SAMPLING, "stratified sampler: the length each sample stands for when "
                                                     "compositing; bins: its bin; gaps: the distance to the next "
                                                     "sample, and 1e10 for the last, so the far end is opaque (the "
                                                     "original NeRF's and the Keras example's)")
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training; "
                                          "proposal: PROPOSAL_RENDER_FACTOR x fine_samples)")
-    fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's")
+    fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's "
+                               f"({PROPOSAL_COUNTS['box'][1]} for objects, {PROPOSAL_COUNTS['ndc'][1]} forward-facing, "
+                               f"{PROPOSAL_COUNTS['unbounded'][1]} unbounded, where left at the default)")
     proposal_width: int = option(32, SAMPLING, "proposal: hidden width of its one-layer density network")
     grid_resolution: int = option(64, SAMPLING, "occupancy grid cells per side")
     grid_warmup: int = option(30, SAMPLING, "steps of plain stratified sampling before the first grid update")

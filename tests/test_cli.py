@@ -57,6 +57,25 @@ def test_every_field_declares_help_and_a_known_group():
     assert "(0: same as training; proposal: PROPOSAL_RENDER_FACTOR x fine_samples; default: 0)" in text
 
 
+@pytest.mark.parametrize("kind, said", [(dict(ndc=False, unbounded=False), "for objects"),
+                                        (dict(ndc=True, unbounded=False), "forward-facing"),
+                                        (dict(ndc=False, unbounded=True), "unbounded")])
+def test_the_help_says_the_proposal_samplers_own_counts(kind, said):
+    """--samples-per-ray and --fine-samples said "(default: 32)" and "(default: 64)", which the
+    proposal sampler replaces by its own counts (kind_defaults.PROPOSAL_COUNTS)."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.config_checks import MAX_SAMPLES
+    from taichi_nerf.kind_defaults import sampling_defaults
+
+    counts = sampling_defaults(TrainConfig(sampler="proposal"), SimpleNamespace(**kind), MAX_SAMPLES)
+    helps = {a.dest: " ".join(a.help.split()) for a in subparser("train")._actions}
+    assert f"(the proposal sampler: {counts['samples_per_ray']} where left at the default; default: 32)" \
+        in helps["samples_per_ray"]
+    assert f"{counts['fine_samples']} {said}" in helps["fine_samples"]
+    assert helps["fine_samples"].endswith("where left at the default; default: 64)")
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--samples", "8"], {"samples_per_ray": 8}),
     (["--samples-per-ray", "8"], {"samples_per_ray": 8}),
