@@ -166,6 +166,8 @@ def test_a_number_below_its_minimum_is_named_with_its_value_before_any_work(argv
     (["gui", "--headless", "--frames", "1", "--ckpt", "nowhere", "--viewer-host", "0.0.0.0"],
      "--viewer-host goes with the browser viewer, which only --web opens"),
     (["gui", "--web", "--ckpt", "nowhere", "--window", "800x600"], "--window is for the window, not --web"),
+    (["train", "--dry-run", "--data", "d", "--scene-size", "64"],
+     "--scene-size sizes the built-in scene, and this run trains on "),
 ])
 def test_a_flag_the_command_would_ignore_is_refused_before_any_work(argv, message, capsys, tmp_path, monkeypatch):
     """A flag its --help says is for another mode is refused, not read by nothing."""

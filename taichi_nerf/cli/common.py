@@ -217,6 +217,15 @@ def run_config(args, resume_from=None, default=None):
     return result
 
 
+def refuse_builtin_scene_flags(args, cfg) -> None:
+    """``--scene-views``/``--scene-size`` typed for a run on a dataset (``cfg.data``): refused, as
+    they size only the built-in scene and nothing would read them."""
+    typed = [flag_of(name) for name in ("scene_views", "scene_size") if name in config_overrides(args)]
+    if typed and cfg.data is not None:
+        raise UserError(f"{' and '.join(typed)} {'size' if len(typed) > 1 else 'sizes'} the built-in scene, and this "
+                        f"run trains on {cfg.data}: drop {'them' if len(typed) > 1 else 'it'}")
+
+
 def says_once(args) -> bool:
     """Whether this process says what every process of a run would: rank 0 under torchrun, and not
     ``train --devices N``'s launcher, whose ranks say it (each is a ``taichi-nerf train`` of its own)."""

@@ -13,6 +13,7 @@ from .common import (
     check_video_frames,
     check_viewer_flags,
     config_overrides,
+    refuse_builtin_scene_flags,
     refuse_unused_viewer_flags,
     run_config,
     viewer_options,
@@ -79,6 +80,7 @@ def open_training_run(args):
     if ckpt is not None and ckpt.name != "checkpoint.pt":
         raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
     cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
+    refuse_builtin_scene_flags(args, cfg)
     return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
                     continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train (in place of --out) to continue it")
 

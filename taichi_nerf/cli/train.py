@@ -15,6 +15,7 @@ from .common import (
     add_viewer_flags,
     at_least,
     check_viewer_flags,
+    refuse_builtin_scene_flags,
     refuse_unused_viewer_flags,
     run_config,
     viewer_options,
@@ -66,6 +67,7 @@ def cmd_train(args) -> int:
         if args.devices > 1:
             raise UserError("the web viewer watches one process: drop --devices or --viewer web")
     cfg = run_config(args, resume_from=args.resume)
+    refuse_builtin_scene_flags(args, cfg)
     launching = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
     if launching:
         launcher.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
