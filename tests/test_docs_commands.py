@@ -362,3 +362,14 @@ def test_every_flag_the_help_names_is_one_that_command_takes():
                      for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text) if flag not in options]
         stack += list(_subcommands(parser).choices.values()) if _subcommands(parser) else []
     assert problems == []
+
+
+def test_every_flag_and_argument_of_the_cli_has_help():
+    # `data from-mesh --val-views` and every command's `--no-progress` showed in --help with nothing beside them
+    bare, stack = [], [parsers()["cli"]]
+    while stack:
+        parser = stack.pop()
+        bare += [f"{parser.prog} {'/'.join(action.option_strings) or action.dest}" for action in parser._actions
+                 if not action.help and not isinstance(action, argparse._SubParsersAction)]
+        stack += list(_subcommands(parser).choices.values()) if _subcommands(parser) else []
+    assert bare == []

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                    help=f"training views (default {BUILTIN_VIEWS}; val and test get 8 each)")
     s.add_argument("--size", type=int, default=BUILTIN_SIZE,
                    help=f"image width and height in pixels (default {BUILTIN_SIZE})")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     s.set_defaults(run=cmd_data_synthetic)
 
     i = dsub.add_parser("info", help="load a dataset and print its format, splits, cameras and chosen bounds",
@@ -32,16 +32,16 @@ def add_parser(sub) -> None:
 
     m = dsub.add_parser("from-mesh", help="render a (textured) OBJ mesh from many cameras into the Blender layout")
     m.add_argument("model", help="the .obj file (its .mtl and textures are found beside it)")
-    m.add_argument("--out", required=True)
+    m.add_argument("--out", required=True, help="dataset folder to write (Blender layout)")
     m.add_argument("--views", type=int, default=40, help="training views (default 40)")
-    m.add_argument("--val-views", type=int, default=8)
-    m.add_argument("--test-views", type=int, default=8)
+    m.add_argument("--val-views", type=int, default=8, help="validation views (default 8; 0: none)")
+    m.add_argument("--test-views", type=int, default=8, help="test views (default 8; 0: none)")
     m.add_argument("--size", type=int, default=128, help="image width and height in pixels (default 128)")
     m.add_argument("--supersample", type=int, default=3,
                    help="odd subsamples per pixel side for soft edges (default 3)")
     m.add_argument("--up", default="y", help="the mesh's up axis: y (OBJ's usual), z, x, -y or -z (default y)")
     m.add_argument("--full-sphere", action="store_true", help="cameras all around, not just the upper half")
-    m.add_argument("--no-progress", action="store_true")
+    m.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     m.set_defaults(run=cmd_data_from_mesh)
 
     from_photos_parser(dsub)

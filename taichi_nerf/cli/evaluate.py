@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                    help="also score each view from its camera aligned to its photo (STEPS Adam steps, the field "
                         "frozen; BARF's test-time alignment): for COLMAP poses, whose val cameras are as inexact as "
                         "the training ones. Adds aligned_psnr, aligned_ssim and each camera's move (0: off)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     add_arch(p)
     p.set_defaults(run=cmd_eval)
 

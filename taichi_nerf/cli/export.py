@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     m.add_argument("--threshold", default="auto", metavar="auto|SIGMA",
                    help="density of the surface (default auto: from the density where the rendered surface is)")
     m.add_argument("--out", default="mesh.ply", help="output .ply (binary) or .obj (default mesh.ply)")
-    m.add_argument("--no-progress", action="store_true")
+    m.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     add_arch(m)
     m.set_defaults(run=cmd_export_mesh)
 
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     pts.add_argument("--max-points", type=int, metavar="N", help="keep at most N points (a random subset)")
     pts.add_argument("--data", help="with --views train: the dataset (default: the one the checkpoint was trained on)")
     pts.add_argument("--out", default="points.ply", help="output .ply (binary) or .obj (default points.ply)")
-    pts.add_argument("--no-progress", action="store_true")
+    pts.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     add_arch(pts)
     pts.set_defaults(run=cmd_export_points)
 

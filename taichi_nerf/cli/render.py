@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--appearance-image", type=int, metavar="N",
                    help="a field trained with appearance codes: render with training image N's look (exposure, "
                         "white balance) instead of the mean of all")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     add_arch(p)
     p.set_defaults(run=cmd_render)
 
