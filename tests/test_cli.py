@@ -76,6 +76,18 @@ def test_the_help_says_the_proposal_samplers_own_counts(kind, said):
     assert helps["fine_samples"].endswith("where left at the default; default: 64)")
 
 
+def test_render_help_names_every_file_of_a_video():
+    # it said "or a gif" of an --out .gif, which writes its depth gif beside it
+    from taichi_nerf.rendering.video_route import video_files
+
+    said = {".mp4": "mp4 + depth mp4 + gif", ".gif": "gif + depth gif"}
+    for suffix, files in said.items():
+        written = [p.name for p in video_files("v" + suffix)]
+        assert " + ".join(name.split(".")[1] if name.startswith("v.") else "depth " + name.split(".")[1]
+                          for name in written) == files
+    assert f"a video ({said['.mp4']}, or {said['.gif']}) along" in " ".join(subparser("render").description.split())
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--samples", "8"], {"samples_per_ray": 8}),
     (["--samples-per-ray", "8"], {"samples_per_ray": 8}),

@@ -11,8 +11,8 @@ from .common import UserError, add_arch, at_least
 
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="render a trained field: orbit or camera-path videos, or a split's views as PNGs",
-                       description="Without --split: a video (mp4 + depth mp4 + gif, or a gif) along the orbit, "
-                                   "--path or --spiral. With --split: every view of that split as PNG plus "
+                       description="Without --split: a video (mp4 + depth mp4 + gif, or gif + depth gif) along the "
+                                   "orbit, --path or --spiral. With --split: every view of that split as PNG plus "
                                    "metrics.json (per-image PSNR/SSIM, as `eval`).")
     p.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     what = p.add_argument_group("what to render (default: the video that suits the capture: the orbit if the "
