@@ -179,3 +179,37 @@ def test_importing_a_stage_loads_nothing_above_it():
                             cwd=PACKAGE.parent).stdout.split()
     above = [m for m in loaded if _layer(m) is not None and LAYERS.index(m.split(".")[1]) < LAYERS.index("data")]
     assert "taichi_nerf.stages.compositing" in loaded and above == []
+
+
+
+def documented_modules(markdown: str) -> dict[str, tuple[set[str], set[str]]]:
+    """docs/ARCHITECTURE.md's table as {folder ("" for the top level): (the names its rows give a
+    module by, the ``x.py`` files they name)}. A layer's row (`` `gui/` ``) names a module in its
+    text, as `` `app.py` `` or `` `sdf` ``; a top-level row (`` `api.py` ``, the base modules) in
+    its module cell."""
+    named: dict[str, tuple[set[str], set[str]]] = {}
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) < 3:
+            continue
+        folder = re.fullmatch(r"`(\w+)/`", cells[1])
+        text = " ".join(cells[2:]) if folder else cells[1]
+        names, files = named.setdefault(folder.group(1) if folder else "", (set(), set()))
+        names.update(re.findall(r"`(\w+)(?:\.py)?`", text))
+        files.update(re.findall(r"`(\w+)\.py`", text))
+    return named
+
+
+def test_the_architecture_page_names_every_module_and_no_other():
+    """Every module has its place in docs/ARCHITECTURE.md's table, in its layer's row, and the
+    table names no ``x.py`` that layer does not have (wording.py and data/dataset.py were missing)."""
+    named = documented_modules((PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text())
+    folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert sorted((folders | {""}) - set(named)) == []
+    missing, gone = [], []
+    for folder, (names, files) in named.items():
+        where = PACKAGE / folder
+        stems = {p.stem for p in where.glob("*.py") if p.name != "__init__.py"}
+        missing += [str((where / stem).relative_to(PACKAGE.parent)) + ".py" for stem in sorted(stems - names)]
+        gone += [str((where / name).relative_to(PACKAGE.parent)) + ".py" for name in sorted(files - stems)]
+    assert (missing, gone) == ([], [])
