@@ -373,3 +373,41 @@ def test_every_flag_and_argument_of_the_cli_has_help():
                  if not action.help and not isinstance(action, argparse._SubParsersAction)]
         stack += list(_subcommands(parser).choices.values()) if _subcommands(parser) else []
     assert bare == []
+
+
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+MACHINE = re.compile(r"\b(CPU-2|H200|H100|Xeon|EPYC)\b")
+
+
+def unlabelled_measurements(markdown: str) -> list[str]:
+    """The sections (``##``, ``###``) of docs/BENCHMARKS.md holding a table of numbers without a
+    date (in the heading or the text) and a machine (there, or in the ``##`` section's heading)."""
+    sections, fenced, parent = [], False, ""
+    for line in markdown.splitlines():
+        fenced ^= bool(FENCE.match(line))
+        heading = None if fenced else re.match(r"^(#{2,})\s+(.*)$", line)
+        if heading:
+            parent = line if len(heading.group(1)) == 2 else parent
+            sections.append([line, parent, []])
+        elif sections:
+            sections[-1][2].append(line)
+    problems = []
+    for heading, parent, body in sections:
+        text = "\n".join([heading, *body])
+        if not any(line.startswith("|") and re.search(r"\d", line) and not re.fullmatch(r"[|:\- ]+", line)
+                   for line in body):
+            continue
+        if not DATE.search(text):
+            problems.append(f"{heading}: no date")
+        if not MACHINE.search(text + parent):
+            problems.append(f"{heading}: no machine")
+    return problems
+
+
+def test_every_measured_table_in_the_benchmarks_says_when_and_on_what():
+    text = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    assert unlabelled_measurements(text) == []
+    sample = "## A (CPU-2)\n\n| x |\n|---|\n| 1.5 |\n## B, 2026-12-01\n| 2 |\n### C\n| 3 |\n### D, 2026-12-02\n| 4 |\n"
+    assert unlabelled_measurements(sample) == [
+        "## A (CPU-2): no date", "## B, 2026-12-01: no machine", "### C: no date", "### C: no machine",
+        "### D, 2026-12-02: no machine"]
