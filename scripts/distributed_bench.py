@@ -5,7 +5,7 @@ Prints a markdown table for docs/BENCHMARKS.md: wall time per global step, and t
 validation PSNR at that equal time.
 
   python scripts/distributed_bench.py                 # 2 x 3 runs of 60 s, ~10 min on CPU-2
-  python scripts/distributed_bench.py --seconds 120 --devices 2
+  python scripts/distributed_bench.py --seconds 120 --repeats 3     # longer runs, 3 x 3 of them
 """
 from __future__ import annotations
 

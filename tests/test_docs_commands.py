@@ -12,6 +12,7 @@ web``) is read the same way. The files, modules and links the docs name exist, a
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import importlib
 import re
@@ -182,8 +183,10 @@ def command_problems(markdown: str, where: str) -> list[str]:
 
 
 def script_flag_problems(markdown: str, where: str) -> list[str]:
-    """``scripts/X.py --flag``: X.py exists and defines ``"--flag"`` (scripts that build their parser
-    inside ``main`` cannot be asked for it cheaply; their source can). benchmark.py is read above."""
+    """``scripts/X.py --flag``: X.py exists and defines ``--flag`` (``add_argument(..., "--flag"``:
+    scripts that build their parser inside ``main`` cannot be asked for it cheaply; their source
+    can, though not from a flag it only passes on to a command it runs). Words after a bare ``--``
+    are that command's. benchmark.py is read above."""
     problems = []
     for line, code, _ in code_texts(markdown):
         for match in SCRIPT.finditer(code):
@@ -193,11 +196,24 @@ def script_flag_problems(markdown: str, where: str) -> list[str]:
             if not path.is_file():
                 problems.append(f"{where}:{line}: {match.group('path')} does not exist")
                 continue
-            source = path.read_text()
-            for flag in re.findall(r"(?<!\S)(--[a-zA-Z][\w-]*)", " ".join(words_of(match.group("rest")))):
-                if f'"{flag}"' not in source and f"'{flag}'" not in source:
+            source, words = path.read_text(), words_of(match.group("rest"))
+            words = words[:words.index("--")] if "--" in words else words  # after `--`: another command's flags
+            for flag in re.findall(r"(?<!\S)(--[a-zA-Z][\w-]*)", " ".join(words)):
+                if not re.search(rf"""add_argument\((?:\s*["'][\w-]+["'],)*\s*["']{flag}["']""", source):
                     problems.append(f"{where}:{line}: {match.group('path')} has no option {flag}")
     return problems
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "scripts").rglob("*.py")),
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_command_a_script_shows_in_its_help_is_one_it_accepts(script):
+    """A script's docstring is its ``--help``: the command lines it shows (``python scripts/...``, read
+    as a code block's) name subcommands and flags that exist."""
+    where = f"{script.relative_to(ROOT).as_posix()}'s docstring"  # its lines counted from the fence below
+    lines = (ast.get_docstring(ast.parse(script.read_text())) or "").splitlines()
+    commands = (line[line.find("python scripts/"):] if "python scripts/" in line else "" for line in lines)
+    text = "\n".join(["```", *commands, "```"])
+    assert command_problems(text, where) + script_flag_problems(text, where) == []
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -259,6 +275,12 @@ def test_a_wrong_command_in_a_doc_is_reported():
                 "doc.md:16: `taichi-nerf render` has no option --sprial",
                 "doc.md:17: `taichi-nerf export points` --views has no choice 'all'"]
     assert sorted(p.split(" (in ")[0] for p in problems) == sorted(expected)
+
+
+def test_a_script_flag_is_one_it_defines_not_one_it_passes_on():
+    doc = ("`python scripts/gui_fps.py --seconds 9 -- --data DIR --turn-evry 3`\n"
+           "`python scripts/distributed_bench.py --devices 2` (a flag of the `train` it runs)\n")
+    assert script_flag_problems(doc, "doc.md") == ["doc.md:2: scripts/distributed_bench.py has no option --devices"]
 
 
 PATH_TEXT = re.compile(r"(?<![\w./-])((?:taichi_nerf|scripts|tests|docs)/[\w./-]*[\w/])")
