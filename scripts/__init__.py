@@ -1,3 +1,25 @@
 """Benchmarks and tools that are not part of the package. A package so that benchmark.py's
 subcommands (``scripts/bench/``) and the Keras baseline (``scripts/baselines.py``) import
 each other by name from any working folder (benchmark.py puts the repository root on sys.path)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+EXIT_USAGE = 2  # as the CLI's
+
+
+def one_line_errors(prog: str, main: Callable[[], int | None]) -> int:
+    """``main()``'s status, with a user's mistake (a ``ValueError``: a dataset, checkpoint or size the
+    package refuses; an ``OSError``: a missing or unwritable path) said in one line, ``PROG: error:
+    ...``, as the CLI says it. ``TAICHI_NERF_DEBUG=1`` re-raises it with its traceback."""
+    try:
+        return main() or 0
+    except (ValueError, OSError) as exc:
+        if os.environ.get("TAICHI_NERF_DEBUG"):
+            raise
+        path = getattr(exc, "filename", None)
+        said = f"{path}: {exc.strerror}" if path and getattr(exc, "strerror", None) else str(exc)
+        print(f"{prog}: error: {said}", file=sys.stderr)
+        return EXIT_USAGE

@@ -13,6 +13,7 @@ to a blurred one, which is why both columns are printed.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import one_line_errors  # noqa: E402
 from taichi_nerf.outputs.metrics import psnr  # noqa: E402
 from taichi_nerf.rendering.backgrounds import over_background, scene_background  # noqa: E402
 from taichi_nerf.runs import checkpoint  # noqa: E402
@@ -54,7 +56,11 @@ def rms(x) -> float:
 
 
 def main(data: str, run: str) -> None:
-    effects = {Path(e["file"]).stem: e for e in json.loads((Path(data) / "capture_effects.json").read_text())["images"]}
+    truth = Path(data) / "capture_effects.json"
+    if not truth.is_file():
+        raise ValueError(f"{truth}: no such file: DATA must be a set written with capture effects "
+                         "(make_testsets.py --only llff-real,ngp-360-real)")
+    effects = {Path(e["file"]).stem: e for e in json.loads(truth.read_text())["images"]}
     renderer, cfg, state = checkpoint.load(run, arch="cpu")
     dataset = load_dataset(data, **cfg.dataset_options())
     train = dataset.split("train")
@@ -85,6 +91,8 @@ def main(data: str, run: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", metavar="DATA", help="a test set written with capture effects")
+    parser.add_argument("run", metavar="RUN", help="a run (or checkpoint) trained on it")
+    args = parser.parse_args()
+    sys.exit(one_line_errors("capture_truth.py", lambda: main(args.data, args.run)))

@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts import one_line_errors  # noqa: E402
 
 
 def run(label: str, scene: Path, out: Path, seconds: float, devices: int, threads: int, batch_rays: int) -> dict:
@@ -69,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(one_line_errors("distributed_bench.py", main))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import one_line_errors  # noqa: E402
 from taichi_nerf.runs.run_folder import GUI_LOG as FILE_NAME  # noqa: E402
 from taichi_nerf.viewing.perflog import read  # noqa: E402
 
@@ -105,4 +106,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line_errors("gui_fps.py", main))

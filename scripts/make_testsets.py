@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts import one_line_errors  # noqa: E402
 from taichi_nerf import backend, cli  # noqa: E402
 from taichi_nerf.scenes.testsets import TESTSETS, write_testset  # noqa: E402
 
@@ -44,4 +45,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line_errors("make_testsets.py", main))

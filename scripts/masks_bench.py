@@ -22,6 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import one_line_errors  # noqa: E402
+
 
 def llff_poses(capture: Path) -> np.ndarray:
     """The published poses as OpenGL camera-to-world (N, 4, 4)."""
@@ -90,4 +94,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line_errors("masks_bench.py", main))

@@ -6,11 +6,16 @@ project's own rasteriser (taichi_nerf/scenes/mesh.py, the one behind `data from-
 The exported OBJ is read back with scenes/obj.py, so the picture also checks the round trip.
 """
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import one_line_errors  # noqa: E402
 
 
 def main() -> None:
@@ -55,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(one_line_errors("mesh_picture.py", main))

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts import one_line_errors  # noqa: E402
 from taichi_nerf.runs.run_folder import VIEWER_LOG as FILE_NAME  # noqa: E402
 from taichi_nerf.viewing.perflog import read  # noqa: E402
 
@@ -120,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(one_line_errors("viewer_bench.py", main))

@@ -64,3 +64,26 @@ def test_profile_subcommand_profiles_a_proposal_run_on_given_data(tmp_path):
     assert stages["marching"] > 0 and stages["MLP forward"] > 0 and stages["compositing backward"] > 0
     assert phases["proposal"]["samples_per_ray"] == 24
     assert "proposal:" in done.stdout
+
+
+BAD_INPUTS = {  # a script and a mistake a contributor can make with it: what its one line must name
+    "benchmark.py profile": (["profile", "--data", "{tmp}/no-such-data", "--grid-steps", "1", "--arch", "cpu"],
+                             "benchmark.py profile: error: {tmp}/no-such-data: no such file or folder"),
+    "capture_truth.py": (["{tmp}", "{tmp}/run"], "capture_truth.py: error: {tmp}/capture_effects.json: no such file"),
+    "mesh_picture.py": (["--ckpt", "{tmp}/no-run", "--arch", "cpu"],
+                        "mesh_picture.py: error: {tmp}/no-run: no checkpoint"),
+    "make_testsets.py": (["--out", "{tmp}", "--only", "npz-black", "--size", "8", "--arch", "cpu"],
+                         "make_testsets.py: error: test set npz-black: need size >= 16"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_a_script_given_a_wrong_path_or_size_says_so_in_one_line(tmp_path, name):
+    args, said = BAD_INPUTS[name]
+    script = SCRIPT.parent / name.split()[0]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TAICHI_NERF_DEBUG")}
+    done = subprocess.run([sys.executable, str(script), *(a.format(tmp=tmp_path) for a in args)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert said.format(tmp=tmp_path) in done.stderr.splitlines()[-1]

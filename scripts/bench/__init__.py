@@ -20,6 +20,8 @@ import argparse
 import importlib
 import sys
 
+from scripts import one_line_errors
+
 SUBCOMMANDS = {
     "step": "compositing + a training step with the default settings (~2 min on CPU)",
     "compositing": "compositing against dense torch, forward and backward (~1 min on CPU)",
@@ -61,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return args.run(args)
+    return one_line_errors(f"benchmark.py {args.command}", lambda: args.run(args))
