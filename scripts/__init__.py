@@ -23,3 +23,12 @@ def one_line_errors(prog: str, main: Callable[[], int | None]) -> int:
         said = f"{path}: {exc.strerror}" if path and getattr(exc, "strerror", None) else str(exc)
         print(f"{prog}: error: {said}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def checkout_env(**extra: str) -> dict:
+    """The environment for a ``python -m taichi_nerf`` the scripts start: this repository first on
+    PYTHONPATH, the caller's entries kept after it (a device machine's Taichi may live only there).
+    Without it the child imports the installed copy, which need not be this checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

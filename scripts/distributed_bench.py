@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import checkout_env, one_line_errors  # noqa: E402
 
 
 def run(label: str, scene: Path, out: Path, seconds: float, devices: int, threads: int, batch_rays: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads), TI_CPU_MAX_NUM_THREADS=str(threads))
+    env = {k: v for k, v in checkout_env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS=str(threads), TI_CPU_MAX_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(scene), "--out", str(out), "--overwrite",
            "--steps", "100000", "--time-limit-s", str(seconds), "--batch-rays", str(batch_rays), "--eval-every", "0",
            "--preview-every", "0", "--checkpoint-every", "0", "--log-every", "50", "--no-progress", "--arch", "cpu",
@@ -50,7 +50,7 @@ def main() -> None:
         scene = tmp / "scene"
         subprocess.run([sys.executable, "-m", "taichi_nerf", "data", "synthetic", "--out", str(scene), "--views", "60",
                         "--size", "64", "--no-progress"], cwd=ROOT, check=True, capture_output=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       env=checkout_env())
         b = args.batch_rays
         setups = [("1 process x 2 threads", 1, 2, b), ("2 processes x 1 thread, same global batch", 2, 1, b // 2),
                   ("2 processes x 1 thread, 2x the global batch", 2, 1, b)]

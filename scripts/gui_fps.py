@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import checkout_env, one_line_errors  # noqa: E402
 from taichi_nerf.runs.run_folder import GUI_LOG as FILE_NAME  # noqa: E402
 from taichi_nerf.viewing.perflog import read  # noqa: E402
 
@@ -36,7 +36,7 @@ def gui_command(args, extra: list[str]) -> list[str]:
 
 def run(cmd: list[str], log: Path) -> None:
     with open(log, "w") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=checkout_env()).returncode
     if code != 0:
         sys.exit(f"gui_fps.py: the GUI exited with {code}; see {log}:\n{log.read_text()[-2000:]}")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import checkout_env, one_line_errors  # noqa: E402
 
 
 def llff_poses(capture: Path) -> np.ndarray:
@@ -86,7 +85,7 @@ def main() -> int:
         run = args.work / "train"
         subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--data", str(args.capture), "--downscale", "16",
                         "--time-limit", str(args.train_seconds), "--out", str(run), "--overwrite", "--no-progress"],
-                       check=True, env=dict(os.environ))
+                       check=True, env=checkout_env())
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         results["train"] = [r for r in rows if "val_psnr" in r]
     print(json.dumps(results, indent=1))

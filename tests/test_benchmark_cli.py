@@ -87,3 +87,19 @@ def test_a_script_given_a_wrong_path_or_size_says_so_in_one_line(tmp_path, name)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert said.format(tmp=tmp_path) in done.stderr.splitlines()[-1]
+
+
+def test_the_scripts_children_import_this_checkout_and_keep_the_callers_path(monkeypatch):
+    """gui_fps.py and masks_bench.py started ``python -m taichi_nerf`` with the caller's environment
+    (the installed copy, maybe another checkout's); distributed_bench.py dropped the caller's
+    PYTHONPATH (where a device machine's Taichi lives)."""
+    from scripts import checkout_env
+
+    monkeypatch.setenv("PYTHONPATH", "/carried/site")
+    env = checkout_env(OMP_NUM_THREADS="1")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(SCRIPT.parents[1]), "/carried/site"]
+    assert env["OMP_NUM_THREADS"] == "1"
+    for name in ("gui_fps.py", "masks_bench.py", "distributed_bench.py"):
+        source = (SCRIPT.parent / name).read_text()
+        assert source.count("env=checkout_env()") + source.count("in checkout_env().items()") == \
+            source.count('"-m", "taichi_nerf"'), name
