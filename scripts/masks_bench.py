@@ -48,12 +48,15 @@ def scaled_copy(capture: Path, work: Path, size: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("capture", type=Path)
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--size", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=-1)
-    parser.add_argument("--train-seconds", type=float, default=0.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("capture", type=Path, help="a folder with images/, masks/ and poses_bounds.npy")
+    parser.add_argument("--work", type=Path, required=True,
+                        help="scratch folder: the scaled images/ and masks/, the datasets with_masks/ and "
+                             "without_masks/, the run train/")
+    parser.add_argument("--size", type=int, default=500, help="photos and masks scaled to SIZE x SIZE (default 500)")
+    parser.add_argument("--threads", type=int, default=-1, help="COLMAP's threads (default -1: all)")
+    parser.add_argument("--train-seconds", type=float, default=0.0,
+                        help="then train on CAPTURE this long and print its validation PSNR (default 0: no training)")
     args = parser.parse_args()
 
     from taichi_nerf.capture.photos import from_photos

@@ -19,9 +19,9 @@ from scripts import one_line_errors  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--resolution", type=int, default=256)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", required=True, help="a trained run (or its checkpoint)")
+    parser.add_argument("--resolution", type=int, default=256, help="marching cubes lattice (default 256)")
     parser.add_argument("--size", type=int, default=320, help="width of each panel")
     parser.add_argument("--out", default="mesh.png", help="PNG to write (default mesh.png in this folder)")
     parser.add_argument("--arch", default="auto")

@@ -103,3 +103,21 @@ def test_the_scripts_children_import_this_checkout_and_keep_the_callers_path(mon
         source = (SCRIPT.parent / name).read_text()
         assert source.count("env=checkout_env()") + source.count("in checkout_env().items()") == \
             source.count('"-m", "taichi_nerf"'), name
+
+
+HELPED = sorted(p.name for p in SCRIPT.parent.glob("*.py") if "ArgumentParser(" in p.read_text())
+
+
+@pytest.mark.parametrize("name", HELPED)
+def test_a_scripts_help_is_its_whole_docstring(tmp_path, name):
+    """What a script measures and writes is in its docstring; ``--help`` showed only its first
+    line (mesh_picture.py's stopped mid-sentence) or nothing but flag names (masks_bench.py)."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse((SCRIPT.parent / name).read_text()))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    shown = subprocess.run([sys.executable, str(SCRIPT.parent / name), "--help"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    words = " ".join(shown.stdout.split())
+    assert " ".join(doc.split()[-12:]) in words, name
