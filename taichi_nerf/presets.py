@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+STEP_COST = ("batch_rays", "batch_images", "samples_per_ray", "width")  # what a step costs on a CPU
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -18,6 +20,12 @@ class Preset:
     values: dict  # TrainConfig field -> value
     doc: str
     cpu_warning: str = ""  # said when the run is on a CPU: the tutorial ran on a GPU
+
+    def cpu_warning_for(self, cfg) -> str:
+        """:attr:`cpu_warning`, unless ``cfg`` changed what a step's cost its figures state comes from
+        (the rays, samples or width of a step): a shrunk run is not the tutorial's."""
+        changed = any(key in self.values and getattr(cfg, key) != self.values[key] for key in STEP_COST)
+        return "" if changed else self.cpu_warning
 
     def describe(self, cfg=None) -> str:
         """One line: the preset, what it sets, and which of those ``cfg`` overrides."""

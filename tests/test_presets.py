@@ -420,16 +420,20 @@ def test_old_checkpoints_load_and_resume(tiny_scene, tmp_path):
 
 def test_the_gpu_tutorials_preset_warns_on_a_cpu(tiny_scene, tmp_path, capsys):
     """`--preset pytorch3d --time-limit 20` on a CPU spent 16 s on its step-0 validation and
-    trained 1 step, without a word: it is the tutorial's GPU run. (The run here is shrunk.)"""
+    trained 1 step, without a word: it is the tutorial's GPU run. A run that shrinks a step (its
+    rays, samples or width) is not, and was told "its 320 steps 15-75 min" all the same."""
     from taichi_nerf import cli
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.presets import PRESETS
 
+    assert "tutorial's GPU run" in PRESETS["pytorch3d"].cpu_warning_for(TrainConfig().replace(preset="pytorch3d"))
     argv = ["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), "--preset", "pytorch3d", "--steps",
             "1", "--batch-rays", "32", "--samples", "4", "--width", "16", "--color-width", "16", "--pos-frequencies",
             "2", "--dir-frequencies", "2", "--eval-every", "0", "--preview-every", "0", "--video-frames", "0",
             "--no-progress", "--arch", "cpu"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "warning: this preset is the tutorial's GPU run" in out and "train with the defaults" in out
-    assert cli.main(argv[:5] + ["--overwrite", "--preset", "keras", *argv[7:]]) == 0
-    out = capsys.readouterr().out  # the Keras example's model is CPU-sized; its whole-image steps are not
+    assert "warning: this preset" not in out  # shrunk: the tutorial's figures are not this run's
+    assert cli.main(argv[:5] + ["--overwrite", "--preset", "keras", "--steps", "1", *argv[17:]]) == 0
+    out = capsys.readouterr().out  # the Keras example's whole-image steps, of 32 x 32 images here
     assert "GPU run" not in out and "warning: this preset's steps are whole images" in out
