@@ -103,7 +103,7 @@ def test_the_continue_hint_of_a_finished_run_asks_for_more_steps():
     mid_run = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=12)
     finished = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=40)
     assert continue_command(mid_run, command) == command
-    assert continue_command(finished, command) == f"{command} --steps 80 (a new total: the run made its 40 steps)"
+    assert continue_command(finished, command) == f"{command} --steps 80 (a new total: the run made 40 steps)"
 
 
 def test_a_series_of_one_point_is_drawn(tmp_path):

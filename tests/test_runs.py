@@ -344,3 +344,24 @@ def test_a_resume_from_a_checkpoint_file_of_another_name_is_refused(run, capsys)
     assert snapshot(run) == before
     with pytest.raises(run_folder.checkpoint.CheckpointError, match="continues a run folder from its checkpoint.pt"):
         tn.train(resume=True, out=str(backup), steps=12)
+
+
+def test_the_continue_hint_of_a_run_trained_past_its_steps_is_a_total_a_resume_takes(run, capsys):
+    """The window trains on past its planned steps (space): its hint said --steps 2 x the planned
+    ones, fewer than the run had made, which the resume then refused."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from taichi_nerf.runs.checkpoint import read_state
+    from taichi_nerf.training.diagnostics import continue_command
+
+    state = read_state(run / "checkpoint.pt")  # as a window planned 4 steps and trained on to 10 leaves it
+    state["config"]["steps"] = 4
+    torch.save(state, run / "checkpoint.pt")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "steps": 4}))
+    trainer = SimpleNamespace(cfg=tn.TrainConfig(steps=4), step_count=state["step"])
+    hint = continue_command(trainer, f"taichi-nerf train --resume {run}")
+    assert hint.endswith(f"--steps {state['step'] + 4} (a new total: the run made {state['step']} steps)"), hint
+    assert cli.main([*hint.split(" (")[0].split()[1:], "--dry-run", "--arch", ARCH]) == 0, capsys.readouterr().err

@@ -562,7 +562,7 @@ def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(t
     paused, message, step = seen[-1]
     assert paused and step == 12
     assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
-                       "--steps 24 (a new total: the run made its 12 steps)")
+                       "--steps 24 (a new total: the run made 12 steps)")
 
 @pytest.mark.slow
 def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, tmp_path, capsys, monkeypatch):

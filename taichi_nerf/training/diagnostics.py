@@ -199,10 +199,11 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
 
 def continue_command(trainer, command: str) -> str:
     """The command that trains the run on: ``command``, with a new total of steps once the run
-    made its own (the same command again would only validate)."""
-    steps = trainer.cfg.steps
-    if trainer.step_count >= steps:
-        return f"{command} --steps {2 * steps} (a new total: the run made its {steps} steps)"
+    made its own (the same command again would only validate). The total is counted from the
+    steps made, which the window trains past its planned ones: a resume refuses one below them."""
+    steps, made = trainer.cfg.steps, trainer.step_count
+    if made >= steps:
+        return f"{command} --steps {made + steps} (a new total: the run made {made} steps)"
     return command
 
 
