@@ -361,3 +361,23 @@ def test_mask_mode_choices_are_the_loaders():
 
     assert typing.get_args(MaskMode) == MASK_MODES and TrainConfig().mask_mode == "transparent"
     assert TrainConfig().dataset_options()["mask_mode"] == "transparent"
+
+
+def test_blender_splits_of_other_shapes_check_each_mask_against_its_own_splits_image(tmp_path):
+    """train/r_000.png landscape and val/r_000.png portrait (splits may differ in size): train's mask
+    was compared with val's image of its name, and a matching dataset refused as of another shape."""
+    root = tmp_path / "blender"
+    poses = _poses(6)
+    for s, (split, shape) in enumerate((("train", (SIZE, 2 * SIZE)), ("val", (2 * SIZE, SIZE)))):
+        frames = []
+        for k in range(3):
+            for folder in (split, f"masks/{split}"):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.resize(_photo(k), (*shape, 3))).save(root / split / f"r_{k:03d}.png")
+            Image.fromarray(np.full(shape, 255, np.uint8)).save(root / "masks" / split / f"r_{k:03d}.png")
+            frames.append({"file_path": f"./{split}/r_{k:03d}", "transform_matrix": poses[3 * s + k].tolist(),
+                           "mask_path": f"masks/{split}/r_{k:03d}.png"})
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    ds = read_dataset(root)
+    assert {name: tuple(split.mask.shape) for name, split in ds.splits.items()} == {
+        "train": (3, SIZE, 2 * SIZE), "val": (3, 2 * SIZE, SIZE)}

@@ -66,6 +66,12 @@ def _frames_files(path: Path, format: str) -> list[Path]:
     return [path / "transforms.json"] if (path / "transforms.json").is_file() else []
 
 
+def _split_of(file: Path, format: str) -> str | None:
+    """The split whose frames a transforms file holds: a Blender layout's ``transforms_<split>.json``
+    (its splits reuse image names), else None (every split)."""
+    return file.stem[len("transforms_"):] if format == "blender" else None
+
+
 def _frame_masks(files: list[Path]) -> tuple[dict[Path, dict[str, Path]], list[Path], str | None]:
     """From the frames of transforms files: (per file, image stem -> its ``mask_path``; every
     frame's image; the first frame without ``mask_path`` when some have one). Per file: a Blender
@@ -172,9 +178,7 @@ def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], st
             if without is not None:
                 raise DataError(f"{without}: frame has no 'mask_path', but other frames have one; give every "
                                 "frame a mask or none")
-            if format == "blender":  # transforms_<split>.json
-                return {file.stem[len("transforms_"):]: own for file, own in stated.items()}, "the frames' mask_path"
-            return {None: next(iter(stated.values()))}, "the frames' mask_path"
+            return {_split_of(file, format): own for file, own in stated.items()}, "the frames' mask_path"
         folders = sorted({p.parent for p in images})
         if len(folders) != 1 or format == "blender":
             return None
@@ -275,9 +279,10 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
     if found is None:
         return
     tables, origin = found
-    images = _images_by_stem(path, format)
+    image_tables = _images_by_stem(path, format)
     for name, split in dataset.splits.items():
         by_stem = tables.get(name, tables.get(None, {}))
+        images = image_tables.get(name, image_tables.get(None, {}))
         missing = [n for n in split.names if n not in by_stem]
         if missing:
             raise DataError(f"{dataset.source}: no mask for image {missing[0]} ({name} split); {WITHOUT_MASKS}")
@@ -302,8 +307,9 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent")
     dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; --mask-mode {others} changes this)")
 
 
-def _images_by_stem(path, format: str) -> dict[str, Path]:
-    """Image files by stem, to compare each mask's shape with its image's (best effort)."""
+def _images_by_stem(path, format: str) -> dict[str | None, dict[str, Path]]:
+    """Image files by stem, to compare each mask's shape with its image's (best effort), per split
+    as :func:`find_masks` gives the masks."""
     from .colmap_model import find_model
 
     path = Path(path)
@@ -314,11 +320,11 @@ def _images_by_stem(path, format: str) -> dict[str, Path]:
         found = find_model(path)
         folder = found[1] if found else None
     elif format in ("instant-ngp", "blender"):
-        _, images, _ = _frame_masks(_frames_files(path, format))
-        return {p.stem: p for p in images}
+        return {_split_of(file, format): {p.stem: p for p in _frame_masks([file])[1]}
+                for file in _frames_files(path, format)}
     if folder is None or not folder.is_dir():
         return {}
-    return {p.stem: p for p in _listed_images(folder)}
+    return {None: {p.stem: p for p in _listed_images(folder)}}
 
 
 def border_kept_share(mask: torch.Tensor) -> float:
