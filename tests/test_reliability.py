@@ -585,6 +585,17 @@ def test_the_api_given_a_run_folder_for_data_names_its_dataset(run, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_dataset_beside_another_tools_checkpoint_still_loads(tiny_scene, tmp_path, capsys):
+    """Only a run folder of ours is refused as data: a checkpoint.pt of another tool kept in a dataset
+    folder made the dataset unloadable ("not a taichi-nerf checkpoint")."""
+    import taichi_nerf as tn
+
+    data = Path(shutil.copytree(tiny_scene, tmp_path / "data"))
+    torch.save({"state_dict": {}}, data / "checkpoint.pt")
+    assert tn.load_dataset(data).split("train").count > 0
+    assert cli.main(["data", "info", str(data)]) == 0, capsys.readouterr().err
+
+
 def test_a_truncated_checkpoint_is_said_to_be_truncated(tmp_path):
     """A checkpoint cut short (a full disk, a copy stopped half way) is refused as truncated at
     any length, never with torch's zip reader's bare "[Errno 22] Invalid argument"."""

@@ -49,13 +49,11 @@ def add_parser(sub) -> None:
 
 def _load_with_options(args):
     from ..config import TrainConfig
-    from ..runs.datasets import load_dataset
+    from ..runs.datasets import load_dataset, run_in
 
     cfg = TrainConfig().replace(**config_overrides(args)).validate()
-    if (Path(args.path) / "checkpoint.pt").is_file():  # a run folder, not a dataset: say which one it trained on
-        from ..runs.checkpoint import saved_config
-
-        data = saved_config(args.path).data
+    if (run := run_in(args.path)) is not None:  # load_dataset refuses it too; this line says the command to run
+        data = run.data
         raise UserError(f"{args.path}: a run folder, not a dataset; it trained on "
                         + (f"{data}: taichi-nerf data info {shlex.quote(str(data))}" if data else "the built-in scene"))
     return load_dataset(args.path, **cfg.dataset_options())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
+from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
 from ..data.loaders import read_dataset
 from ..scenes.builtin import builtin_scene
@@ -20,13 +20,24 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
     ``near``/``far``/``aabb``/``unbounded``)."""
     if path is None:
         path = builtin_scene(views=views, size=size, progress=progress)
-    elif (Path(path) / "checkpoint.pt").is_file():  # read as a dataset: "photos without camera poses" (curves.png)
+    elif (run := run_in(path)) is not None:  # read as a dataset: "photos without camera poses" (curves.png)
         from ..data.dataset import DataError
-        from .checkpoint import saved_config
 
-        data = saved_config(path).data
-        raise DataError(f"{path}: a run folder, not a dataset; it trained on {data or 'the built-in scene'}")
+        raise DataError(f"{path}: a run folder, not a dataset; it trained on {run.data or 'the built-in scene'}")
     return read_dataset(path, format=format, downscale=downscale, **options)
+
+
+def run_in(folder) -> TrainConfig | None:
+    """The configuration of the run whose folder ``folder`` is, or None: no ``checkpoint.pt``, or
+    one that is not ours (another tool's, kept beside a dataset, which must still load)."""
+    from .checkpoint import CheckpointError, saved_config
+
+    if not (Path(folder) / "checkpoint.pt").is_file():
+        return None
+    try:
+        return saved_config(folder)
+    except CheckpointError:
+        return None
 
 
 def run_dataset(cfg, data=None, *, source=None, progress: bool | None = None) -> Dataset:
