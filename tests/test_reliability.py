@@ -182,6 +182,9 @@ def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch
     spaced = run.rename(run.parent / "my run")  # the hint is a command to paste: its path quoted, as train's
     refused(capsys, ["gui", "--headless", "--frames", "1", "--data", tiny_scene, "--out", spaced],
             f"add --ckpt '{spaced}' --train (in place of --out) to continue it")
+    backup = shutil.copy(spaced / "checkpoint.pt", spaced / "backup.pt")  # train --resume's rule and words
+    refused(capsys, ["gui", "--headless", "--frames", "1", "--ckpt", backup, "--train"],
+            "backup.pt: a resume continues a run folder from its checkpoint.pt", "copy it as checkpoint.pt")
 
 
 # --- 2. resource guards ---------------------------------------------------------------------

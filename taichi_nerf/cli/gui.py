@@ -76,9 +76,7 @@ def open_training_run(args):
     from ..runs.checkpoint import find_checkpoint
     from ..runs.run_folder import open_run
 
-    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None
-    if ckpt is not None and ckpt.name != "checkpoint.pt":
-        raise UserError(f"--train continues a run folder's checkpoint.pt; got {ckpt}")
+    ckpt = find_checkpoint(args.ckpt) if args.ckpt else None  # not RUN/checkpoint.pt: resume_config refuses it
     cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
     refuse_builtin_scene_flags(args, cfg)
     return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
