@@ -234,6 +234,7 @@ def test_a_flag_given_overrides_the_resumed_config(monkeypatch):
 
     saved = TrainConfig(steps=5, lr=0.02, out="runs/old", arch="cuda")
     monkeypatch.setattr(run_folder, "resume_config", lambda run: saved)
+    monkeypatch.setattr(run_folder, "check_resume", lambda run, cfg: None)  # (no checkpoint there)
     args = cli.build_parser().parse_args(["train", "--resume", "runs/old", "--steps", "50"])
     cfg = cli.run_config(args, resume_from=args.resume)
     assert (cfg.steps, cfg.lr, cfg.out) == (50, 0.02, "runs/old")

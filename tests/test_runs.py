@@ -319,6 +319,8 @@ def test_a_resume_with_fewer_steps_or_less_time_than_the_run_made_is_refused_and
     refused(capsys, ["train", "--resume", run, "--steps", "4", "--video-frames", "0"],
             "--steps must be at least 10 on this resume", "14 trains 4 more", "got 4")
     assert snapshot(run) == before
+    assert cli.main(["train", "--resume", str(run), "--steps", "4", "--dry-run", "--arch", ARCH]) == 2
+    assert "note:" not in capsys.readouterr().out  # it said "changed ... steps 10 -> 4", then refused it
     with pytest.raises(ValueError, match="steps must be at least 10 on this resume"):
         tn.train(resume=True, out=str(run), steps=4)
     assert snapshot(run) == before

@@ -179,7 +179,7 @@ def run_config(args, resume_from=None, default=None):
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from ..config import TrainConfig
     from ..runs.checkpoint import ARCHITECTURE_KEYS
-    from ..runs.run_folder import resume_config
+    from ..runs.run_folder import check_resume, resume_config
 
     given = config_overrides(args)
     if resume_from is not None:
@@ -199,6 +199,7 @@ def run_config(args, resume_from=None, default=None):
         changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
                    if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
         if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them
+            check_resume(resume_from, resumed)  # a total below the run's is refused before the note keeps it
             said = "a real start would change, for the rest of the run (and keep in its config.json)" \
                 if getattr(args, "dry_run", False) else "changed for the rest of the run (and kept in its config.json)"
             print(f"note: {said}: {', '.join(changed)}")

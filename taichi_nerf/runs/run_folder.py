@@ -107,6 +107,14 @@ def resume_config(run_dir, **overrides) -> TrainConfig:
     return cfg.replace(out=os.path.abspath(path.parent))
 
 
+def check_resume(run_dir, cfg: TrainConfig) -> None:
+    """Refuse, as :func:`open_run` would, a resume of the run in ``run_dir`` with ``cfg`` that its
+    checkpoint cannot continue (another model, fewer steps than it made): for a caller that says
+    what the resume changes, before it says so."""
+    path = checkpoint.find_checkpoint(run_dir)
+    checkpoint.check_resumable(checkpoint.read_state(path), path, cfg.validate())
+
+
 class RunLocked(checkpoint.CheckpointError):
     """Another live process holds the run's lock."""
 
