@@ -311,7 +311,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                             "and give that folder, or leave out --masks")
         matched = photo_masks.check(photos, Path(masks), skipped)
     # how the refusals below say to mask: photos with transparency are their own masks, unread by COLMAP
-    unmasked = {"masked": masks is not None, "cut_out": masks is None and photo_masks.transparent(photos)}
+    masking = {"masked": masks is not None, "cut_out": masks is None and photo_masks.transparent(photos)}
     if not source.is_dir():
         from .video_frames import check_video
 
@@ -347,7 +347,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                 if figures_so_far["static"] > MAX_STATIC_SHARE and not keep_degenerate:
                     rows = [(k, f"{v:.1f} s") for k, v in seconds.items()] + [
                         ("static", f"{figures_so_far['static']:.0%} of the matched features stand still")]
-                    raise DegenerateReconstruction(static_message(source, figures_so_far["static"], **unmasked),
+                    raise DegenerateReconstruction(static_message(source, figures_so_far["static"], **masking),
                                                    "\n".join(f"{k:<13} {v}" for k, v in rows))
 
             rec, models, verified = run_colmap(tmp / "images", work, names, matching, CAMERA_MODELS[camera_model],
@@ -387,10 +387,10 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
             if not keep_degenerate:
                 refuse_few_registered(source, report, None if source.is_dir() else frames)
             if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
-                raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, **unmasked),
+                raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, **masking),
                                                report.table())
             if report.turning_share > MAX_TURNING_SHARE and not keep_degenerate:
-                raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, **unmasked),
+                raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, **masking),
                                                report.table())
             meta["colmap"] = {"source": str(source.resolve()), **report.as_json()}
             (work / "sparse" / "0").mkdir(parents=True, exist_ok=True)
