@@ -211,14 +211,15 @@ def test_a_vulkan_driver_that_does_not_start_is_one_line_and_leaves_no_run(scena
 
 def test_a_run_past_its_steps_opens_paused_and_its_start_lines_say_space_trains_on(tiny_scene, tmp_path):
     """gui --ckpt RUN --train on a run that made its steps opens paused at them. Its start lines
-    said train's "nothing to train, it validates again", which the window does not do."""
+    said train's "nothing to train, it validates again", which the window does not do, and spoke
+    of the run's time limit, which it keeps to no more than the browser does."""
     require_vulkan()
     import taichi_nerf as tn
 
     from .conftest import tiny_config
 
     run = tmp_path / "run"
-    assert tn.train(tiny_config(tiny_scene, run, steps=2, eval_every=0, preview_every=0)).step == 2
+    assert tn.train(tiny_config(tiny_scene, run, steps=2, eval_every=0, preview_every=0, time_limit_s=600)).step == 2
     status = tmp_path / "status.json"
     proc = subprocess.run([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "2", "--ckpt",
                            str(run), "--train", "--status", str(status), "--window", "200x160", "--arch", "cpu"],
@@ -226,6 +227,8 @@ def test_a_run_past_its_steps_opens_paused_and_its_start_lines_say_space_trains_
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "note: the run already made its 2 steps: it opens paused there; space trains on" in proc.stdout, proc.stdout
     assert "validates again" not in proc.stdout
+    # the window keeps to no time limit: its start lines said "(or until the 600 s time limit)"
+    assert "the run's 600 s time limit does not apply here" in proc.stdout and "(or until" not in proc.stdout
     final = json.loads(status.read_text())
     assert final["paused"] and final["step"] == 2
 

@@ -147,7 +147,8 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
     backend. Every front end prints these, so a choice made for the user is said everywhere.
     ``trains_on``: what trains on in a front end that opens a run past its steps paused (the
-    window's "space"), instead of validating it again as ``train`` does."""
+    window's "space"), instead of validating it again as ``train`` does; such a front end keeps
+    to no time limit."""
     cfg = trainer.cfg
     lines = [f"data: {trainer.dataset.summary()}"]
     lines += [f"warning: {w}" for w in trainer.dataset.warnings] + [f"note: {n}" for n in trainer.dataset.notes]
@@ -181,17 +182,21 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
         f"{trainer.renderer.proposal.render_count} when rendering)"
     if cfg.sampler == "hierarchical":
         samples += f" + {cfg.fine_samples} placed by their weights"
-    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
+    live = trains_on is not None  # the window or the browser: no time limit, it trains until paused or closed
+    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s and not live else ""
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
-    if resume and trainer.nothing_to_train() and trains_on is not None:
-        if cfg.steps <= trainer.step_count:  # (the window keeps to no time limit: a spent one changes nothing)
+    if live and cfg.time_limit_s:
+        lines.append(f"note: the run's {cfg.time_limit_s:g} s time limit does not apply here: it trains until paused "
+                     "or closed (train --resume keeps to the limit)")
+    if resume and trainer.nothing_to_train() and live:
+        if cfg.steps <= trainer.step_count:  # (a spent time limit changes nothing here)
             lines.append(f"note: the run already made its {cfg.steps} steps: it opens paused there; {trains_on} trains "
                          "on (or give a new total: --steps N)")
     elif resume and trainer.nothing_to_train():
         lines.append(nothing_to_train_note(trainer, "--steps N or --time-limit SECONDS"))
-    elif resume and cfg.time_limit_s:
+    elif resume and cfg.time_limit_s and not live:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
                      "before: it trains the rest (the limit is the run's total)")
     return lines
