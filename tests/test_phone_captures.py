@@ -74,6 +74,7 @@ def test_a_symlinked_images_folder_loads_with_downscale(tmp_path):
     assert (ds.splits["train"].width, ds.splits["train"].height) == (16, 12)
     assert ds.splits["train"].intrinsics[0, :2].tolist() == pytest.approx([20.0, 20.0])
 
+
 def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_path):
     root = tmp_path / "case"
     png(root / "images" / "A.PNG", (8, 8))
@@ -84,7 +85,6 @@ def test_a_file_name_in_another_case_or_format_or_a_windows_path_is_found(tmp_pa
               {"file_path": "images/c.jpg", "transform_matrix": POSE}]  # converted to PNG since
     ds = read_dataset(transforms(root, frames, kind="instant-ngp"), val_every=0)
     assert ds.splits["train"].names == ["A", "b", "c"]
-
 
 
 def test_split_lists_tell_images_of_one_name_in_two_folders_apart(tmp_path):
@@ -100,6 +100,10 @@ def test_split_lists_tell_images_of_one_name_in_two_folders_apart(tmp_path):
                                  val_filenames=files[3:]))
     assert sorted(ds.splits["train"].poses[:, 0, 3].tolist()) == [0.0, 1.0, 2.0]
     assert ds.splits["val"].poses[:, 0, 3].tolist() == [3.0]
+    # bare names, where two frames have that name: refused, not one camera guessed or both dropped
+    expect_error(transforms(root, frames, kind="instant-ngp", train_filenames=["0000.png", "0001.png"],
+                            val_filenames=[]), "a *_filenames entry, 0000.png, names 2 frames' images",
+                 "give its path, as the frames do")
 
 
 def test_another_tools_png_depth_maps_are_passed_over_with_a_warning(tmp_path):
@@ -113,6 +117,7 @@ def test_another_tools_png_depth_maps_are_passed_over_with_a_warning(tmp_path):
     ds = read_dataset(transforms(tmp_path, frames))
     assert ds.splits["train"].depth is None and ds.splits["train"].count == 2
     assert any("transforms_train.json: depth_file_path names r_0_depth.png, not a .npy" in w for w in ds.warnings)
+
 
 def test_missing_images_are_named(tmp_path):
     frames = [{"file_path": "images/gone.png", "transform_matrix": POSE}]

@@ -106,7 +106,10 @@ def _split_indices(paths: list[Path], root: Path, meta: dict, val_every: int, wh
         def frame(file: str) -> int | None:
             found = by_path.get((root / file.replace("\\", "/")).resolve())
             same_name = by_name.get(Path(file).name, [])
-            return found if found is not None else same_name[0] if len(same_name) == 1 else None
+            if found is None and len(same_name) > 1:  # which camera's? said, not guessed or dropped
+                raise DataError(f"{where}: a *_filenames entry, {file}, names {len(same_name)} frames' images "
+                                f"({paths[same_name[0]]}, {paths[same_name[1]]}): give its path, as the frames do")
+            return found if found is not None else same_name[0] if same_name else None
 
         out = {}
         for split, files in listed.items():
