@@ -442,6 +442,9 @@ def test_the_panel_takes_every_resolution_the_flag_allows(cap):
     (["gui", "--web", "--frames", "0"], "--frames must be at least 1"),
     (["gui", "--web", "--seconds", "-1"], "--seconds must be positive"),
     (["gui", "--web", "--window", "big"], "--window must look like"),
+    # the run's config too: these came after the viewer had announced its address
+    (["gui", "--web", "--data", "nowhere", "--scene-views", "8"], "--scene-views sizes the built-in scene"),
+    (["gui", "--web", "--lr", "-1"], "learning rates must be positive"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):
     from taichi_nerf import cli

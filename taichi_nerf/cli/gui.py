@@ -68,17 +68,25 @@ def add_parser(sub) -> None:
     p.set_defaults(run=cmd_gui)
 
 
-def open_training_run(args):
-    """The run ``gui`` trains (window or browser), through :func:`taichi_nerf.runs.run_folder.open_run`: a
-    new run in a folder holding none (train's rule), or with ``--ckpt RUN --train`` that run
-    continued; never beside another process training there."""
+def training_config(args):
+    """(the config ``gui`` trains with, the checkpoint it continues or None): every refusal of
+    the flags' values, before a window or a browser viewer opens."""
     from ..config import TrainConfig
     from ..runs.checkpoint import find_checkpoint
-    from ..runs.run_folder import open_run
 
     ckpt = find_checkpoint(args.ckpt) if args.ckpt else None  # not RUN/checkpoint.pt: resume_config refuses it
     cfg = run_config(args, resume_from=ckpt, default=TrainConfig(out=GUI_DEFAULT_OUT))
     refuse_builtin_scene_flags(args, cfg)
+    return cfg.validate(), ckpt
+
+
+def open_training_run(args, planned=None):
+    """The run ``gui`` trains (window or browser), through :func:`taichi_nerf.runs.run_folder.open_run`: a
+    new run in a folder holding none (train's rule), or with ``--ckpt RUN --train`` that run
+    continued; never beside another process training there. ``planned``: :func:`training_config`'s."""
+    from ..runs.run_folder import open_run
+
+    cfg, ckpt = planned or training_config(args)
     return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
                     continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train (in place of --out) to continue it")
 
@@ -172,11 +180,12 @@ def gui_web(args) -> int:
             raise UserError(f"{flag} is for the window, not --web (the browser viewer: --viewer-resolution, "
                             "--seconds, --status)")
     check_viewer_flags(args)
+    planned = None if args.ckpt and not args.train else training_config(args)  # refused before the server opens
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
-        if args.ckpt and not args.train:
+        if planned is None:
             return view_checkpoint(server, args.ckpt, args.arch or "auto", viewer_options(args))
-        return train_in_browser(server, open_training_run(args), viewer_options(args))
+        return train_in_browser(server, open_training_run(args, planned), viewer_options(args))
     finally:
         server.stop()
 
