@@ -14,15 +14,13 @@ expected depth, with the rendered colour (un-composited from the background).
 from __future__ import annotations
 
 import gc
-import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config_checks import positive_number
+from ..config_checks import number_at_least, positive_number
 from ..files import write_atomic
 from ..rendering.renderer import Renderer
 from ..resources import USABLE_FRACTION, free_bytes, gb
@@ -70,12 +68,10 @@ def check_exportable(renderer: Renderer, what: str) -> None:
 def check_resolution(resolution: int) -> int:
     """``resolution`` as an int, or a one-line error for one that is not a whole number, or a
     lattice too coarse or too big for this machine's memory."""
-    if isinstance(resolution, bool) or not isinstance(resolution, numbers.Real) or not math.isfinite(resolution) \
-            or resolution != int(resolution):
-        raise ExportError(f"--resolution must be a whole number of at least {MIN_RESOLUTION}, got {resolution!r}")
-    resolution = int(resolution)
-    if resolution < MIN_RESOLUTION:
-        raise ExportError(f"--resolution must be at least {MIN_RESOLUTION}, got {resolution}")
+    try:
+        resolution = number_at_least("--resolution", resolution, MIN_RESOLUTION)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     need = resolution**3 * BYTES_PER_LATTICE_POINT
     free, where = free_bytes("cpu")  # the lattice is built on the host whatever the device
     usable = None if free is None else free * USABLE_FRACTION
