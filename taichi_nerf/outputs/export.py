@@ -171,10 +171,11 @@ def surface_density(renderer: Renderer, background: torch.Tensor, progress: bool
     poses, intr, w, h = orbit_cameras(renderer.scene, AUTO_VIEWS, AUTO_WIDTH)
     lo, hi = (torch.as_tensor(v, dtype=torch.float32) for v in _box(renderer))
     slack = 1e-4 * float((hi - lo).max())  # a surface on the box's face is in it
+    lo, hi = lo - slack, hi + slack
     values = []
     for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="auto threshold", unit="view"):
         pts, _ = _surface_points(renderer, poses, intr, cam, w, h, background, SURFACE_OPACITY)
-        pts = pts[((pts.cpu() >= lo - slack) & (pts.cpu() <= hi + slack)).all(dim=1).to(pts.device)]
+        pts = pts[((pts >= lo.to(pts.device)) & (pts <= hi.to(pts.device))).all(dim=1)]  # on pts' device: no copies
         if pts.shape[0]:
             values.append(renderer.density(pts.to(renderer.device).contiguous()).cpu())
     return torch.cat(values).numpy() if values else np.zeros(0, dtype=np.float32)
