@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from taichi_nerf import backend
 
+from .. import checkout_env
 from .common import add_common_arguments, machine, write_json
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import json, sys, time
@@ -45,14 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def child_env(**extra: str) -> dict:
-    """The environment for a child process: this repository's taichi_nerf first on its path."""
-    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, **extra)
-
-
 def measure(cache_dir: str, arch: str = "cpu") -> dict:
-    env = child_env(TI_OFFLINE_CACHE_FILE_PATH=cache_dir)
+    env = checkout_env(TI_OFFLINE_CACHE_FILE_PATH=cache_dir)
     with tempfile.TemporaryDirectory() as out:
         start = time.time()
         proc = subprocess.run([sys.executable, "-c", CHILD, out, arch], env=env, capture_output=True, text=True,
@@ -70,7 +61,7 @@ def measure(cache_dir: str, arch: str = "cpu") -> dict:
 def startup_table(arch: str = "cpu", repeats: int = 2) -> dict:
     # The built-in scene is rendered once and cached; render it now so no run pays for it.
     subprocess.run([sys.executable, "-c", "from taichi_nerf.runs.datasets import load_dataset; load_dataset(None)"],
-                   env=child_env(), check=True, capture_output=True)
+                   env=checkout_env(), check=True, capture_output=True)
     results = {}
     with tempfile.TemporaryDirectory() as cache:
         results["cold"] = measure(cache, arch)
