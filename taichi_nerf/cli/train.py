@@ -107,8 +107,9 @@ def cmd_train(args) -> int:
         trainer = Trainer(cfg, dataset=run.dataset, resume=resume)
         trainer.end_video_frames = video_frames = chosen_video_frames(args.video_frames, trainer, resume)
         report_start(trainer, resume)
-        if cfg.preset is not None and trainer.backend.arch != "cuda" and PRESETS[cfg.preset].cpu_warning_for(cfg):
-            print(f"warning: {PRESETS[cfg.preset].cpu_warning_for(cfg)}")
+        warning = PRESETS[cfg.preset].cpu_warning_for(cfg) if cfg.preset is not None else ""
+        if warning and trainer.backend.arch != "cuda":
+            print(f"warning: {warning}")
         try:
             result = viewer.train(trainer) if viewer else trainer.run()
         except BaseException:
