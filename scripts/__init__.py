@@ -26,9 +26,12 @@ def one_line_errors(prog: str, main: Callable[[], int | None]) -> int:
 
 
 def checkout_env(**extra: str) -> dict:
-    """The environment for a ``python -m taichi_nerf`` the scripts start: this repository first on
-    PYTHONPATH, the caller's entries kept after it (a device machine's Taichi may live only there).
-    Without it the child imports the installed copy, which need not be this checkout."""
+    """The environment for a child process of this checkout (``python -m taichi_nerf``, pytest on a
+    device) that the scripts and the tests start: this repository first on PYTHONPATH, the caller's
+    entries kept after it (a device machine's Taichi may live only there: the first H200 run lost
+    its wheels without them), unbuffered output, and ``extra``. Without it the child imports the
+    installed copy, which need not be this checkout (a stale editable install once failed four CLI
+    tests with "No module named taichi_nerf")."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, **extra}
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's taichi_nerf and scripts.bench, from any folder
+
+from scripts import checkout_env  # noqa: E402
 
 KERNEL_TESTS = ["tests/test_backend.py", "tests/test_compositing.py", "tests/test_rays_sampling_encoding.py",
                 "tests/test_ray_gradients.py", "tests/test_occupancy.py"]
@@ -70,14 +71,6 @@ SMALL = Plan(tests=("tests/test_backend.py", "tests/test_compositing.py"),
              profile_batches=(256, 1024), profile_steps=4)
 
 
-def kernel_test_env(arch: str, environ=None) -> dict:
-    """The tests' environment: this tree first on PYTHONPATH, the caller's entries kept (a device
-    machine's packages may live only there: the first H200 run lost its wheels without them)."""
-    environ = os.environ if environ is None else environ
-    path = os.pathsep.join(p for p in (str(ROOT), environ.get("PYTHONPATH", "")) if p)
-    return {**environ, "TAICHI_NERF_TEST_ARCH": arch, "PYTHONPATH": path}
-
-
 def stage_profiles(plan: Plan, arch: str, work: Path) -> dict:
     """The step's stages (taichi_nerf.profiling) on the built-in scene at each profile batch size,
     the grid phase only: which stage grows with the batch."""
@@ -99,7 +92,7 @@ def run_tests(plan: Plan, arch: str, out: Path) -> dict:
     report = out / "kernel_tests.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", f"--junitxml={report}",
            *(["-k", plan.test_keywords] if plan.test_keywords else []), *plan.tests]
-    env = kernel_test_env(arch)
+    env = checkout_env(TAICHI_NERF_TEST_ARCH=arch)  # the caller's PYTHONPATH kept
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True,

@@ -11,6 +11,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from scripts import checkout_env  # noqa: F401  (the tests' subprocesses run this checkout)
+
 # The property tests draw the same examples on every run and keep no database of failures in the
 # working folder: a CI run must not fail on a fresh draw, nor replay an earlier run's leftovers.
 # Cases a longer search found are pinned with @example; HYPOTHESIS_PROFILE=search draws new ones.
@@ -21,15 +23,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 # Tests run on the CPU backend unless TAICHI_NERF_TEST_ARCH says otherwise (the GPU machine).
 ARCH = os.environ.get("TAICHI_NERF_TEST_ARCH", "cpu")
 CHECKOUT = Path(__file__).resolve().parents[1]
-
-
-def checkout_env(**extra: str) -> dict:
-    """The environment for a ``python -m taichi_nerf`` subprocess: this checkout first on
-    PYTHONPATH (the caller's entries kept after it), unbuffered output, and ``extra``. Without it a
-    subprocess imports whatever is installed, which need not be the tree under test (a stale
-    editable install once failed four CLI tests with "No module named taichi_nerf")."""
-    path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_cli(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

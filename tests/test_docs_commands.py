@@ -313,7 +313,7 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def reference_problems(markdown: str, doc: Path) -> list[str]:
-    """Files and folders (``taichi_nerf/...``, ``scripts/...``; ``scripts/gpu_check.kernel_test_env``:
+    """Files and folders (``taichi_nerf/...``, ``scripts/...``; ``scripts/gpu_check.run_tests``:
     a name in a module), modules (``taichi_nerf.runs.checkpoint``) and relative links, with their
     anchors, that the doc names but that do not exist."""
     where, problems = doc.relative_to(ROOT).as_posix() if doc.is_relative_to(ROOT) else doc.name, []
@@ -347,7 +347,7 @@ def test_every_file_module_and_link_a_doc_names_exists(doc):
 
 
 def test_a_missing_file_module_or_link_is_reported():
-    doc = ("See taichi_nerf/stages/packing.py, `scripts/gpu_check.kernel_test_env`, taichi_nerf.runs.checkpoint.load,\n"
+    doc = ("See taichi_nerf/stages/packing.py, `scripts/gpu_check.run_tests`, taichi_nerf.runs.checkpoint.load,\n"
            "[DATASETS](docs/DATASETS.md#your-own-photos) and [the top](#the-top).\n"
            "# The top\n"
            "Gone: taichi_nerf/stages/gone.py, scripts/gpu_check.no_such_name, taichi_nerf.runs.gone,\n"

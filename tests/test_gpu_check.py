@@ -45,15 +45,19 @@ def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
     assert len(re.findall(r"\| step profile, \d+ rays/step \| .* \| \d+\.\d ms: \w", table)) == 2
 
 
-def test_kernel_tests_keep_the_callers_python_path():
+def test_kernel_tests_keep_the_callers_python_path(monkeypatch, tmp_path):
     """On a device machine the carried packages live only on PYTHONPATH: the kernel tests'
     subprocess must see them, after this tree."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        from scripts.gpu_check import kernel_test_env
-    finally:
-        sys.path.remove(str(ROOT))
-    env = kernel_test_env("cuda", {"PYTHONPATH": "/tmp/site", "HOME": "/root"})
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/tmp/site"]
-    assert env["TAICHI_NERF_TEST_ARCH"] == "cuda" and env["HOME"] == "/root"
-    assert kernel_test_env("cpu", {})["PYTHONPATH"] == str(ROOT)
+    from scripts import gpu_check
+
+    seen = {}
+
+    def fake_run(cmd, env, **kw):
+        seen.update(env)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    gpu_check.run_tests(gpu_check.SMALL, "cuda", tmp_path)
+    assert seen["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/tmp/site"]
+    assert seen["TAICHI_NERF_TEST_ARCH"] == "cuda" and seen["HOME"] == os.environ["HOME"]
