@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -32,18 +31,6 @@ def machine() -> str:
 def sync():
     if backend.current().is_cuda:
         torch.cuda.synchronize()
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
