@@ -149,3 +149,33 @@ def test_cli_from_mesh(tmp_path, taichi_backend, capsys):
     assert cli.main(["data", "from-mesh", str(tmp_path / "none.obj"), "--out", str(out)]) == 2
     assert cli.main(["data", "from-mesh", str(obj), "--out", str(out), "--supersample", "2"]) == 2
     assert "mesh file not found" in capsys.readouterr().err
+
+
+def test_rewriting_an_earlier_render_leaves_nothing_of_it(tmp_path, taichi_backend):
+    """`from-mesh b.obj --out ds --val-views 0` over an earlier render of a.obj kept a.obj's
+    transforms_val.json and transforms_test.json (another mesh, another size) beside the new train
+    split, and its surplus views: training validated on the other mesh. A malformed mesh removes
+    nothing, a user's own file stays, and a split this tool did not write is refused."""
+    from taichi_nerf.data.loaders import refuse_foreign_dataset
+    from taichi_nerf.scenes.mesh import write_mesh_dataset
+
+    tetra = tmp_path / "tetra.obj"
+    tetra.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    out = tmp_path / "ds"
+    write_mesh_dataset(tetra, out, views=3, size=8, val_views=2, test_views=1, supersample=1, progress=False)
+    (out / "NOTES.md").write_text("mine")
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nf 1 2 3\n")
+    with pytest.raises(DataError, match="out of range"):
+        write_mesh_dataset(bad, out, views=2, size=8, val_views=0, test_views=0, supersample=1, progress=False)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    write_mesh_dataset(tetra, out, views=2, size=16, val_views=0, test_views=0, supersample=1, progress=False)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "NOTES.md", "train", "train/r_000.png", "train/r_000_depth.npy", "train/r_001.png", "train/r_001_depth.npy",
+        "transforms_train.json"]
+    ds = read_dataset(out)
+    assert list(ds.splits) == ["train"] and ds.splits["train"].count == 2 and ds.splits["train"].width == 16
+    (out / "transforms_val.json").write_text('{"camera_angle_x": 0.69, "frames": []}')  # the user's own split
+    with pytest.raises(DataError, match="transforms_val.json: a dataset this tool did not write"):
+        refuse_foreign_dataset(out)

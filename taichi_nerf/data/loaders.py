@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from ..wording import counted
-from .blender import is_blender, load_blender
+from .blender import SPLITS, is_blender, load_blender
 from .colmap_model import is_colmap, load_colmap, model_folders
 from .dataset import DataError, Dataset
 from .images import PHOTO_SUFFIXES
@@ -110,11 +110,13 @@ OUR_SCENES = ("taichi-nerf built-in", "mesh ")
 RUN_FILES = ("checkpoint.pt", "metrics.jsonl")  # a training run's folder, not a dataset's
 
 
-def refuse_foreign_dataset(out) -> None:
+def refuse_foreign_dataset(out) -> list[Path]:
     """One line for a writer's ``--out`` that is a file, a training run, or holds a dataset this
     project did not write (another layout beside which a transforms_train.json would hide it, or a
-    Blender-layout one of the user's, which would be overwritten); an earlier render of ours there
-    is rewritten."""
+    Blender-layout split of the user's, which would be overwritten). An earlier render of ours there
+    is rewritten: its files (each split's transforms_*.json and the images and depth maps it lists)
+    are returned, for the writer to remove (``remove_files``) once nothing else can refuse, so no
+    split or view of it stays beside the new one (a val split of another mesh, say)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: is a file; the dataset goes in a folder")
@@ -124,14 +126,48 @@ def refuse_foreign_dataset(out) -> None:
     found = [name for name in DATASET_MARKERS if name != "transforms_train.json" and (out / name).exists()]
     if found:
         raise DataError(f"{out}: holds another dataset ({', '.join(found)}); choose another folder")
-    ours = out / "transforms_train.json"
-    if ours.exists():
+    earlier = []
+    for split in SPLITS:
+        listing = out / f"transforms_{split}.json"
+        if not listing.exists():
+            continue
         try:
-            scene = json.loads(ours.read_text()).get("scene")
-        except (OSError, ValueError, AttributeError):
-            scene = None
+            meta = json.loads(listing.read_text())
+        except (OSError, ValueError):
+            meta = None
+        scene = meta.get("scene") if isinstance(meta, dict) else None
         if not (isinstance(scene, str) and scene.startswith(OUR_SCENES)):
-            raise DataError(f"{ours}: a dataset this tool did not write would be overwritten; choose another folder")
+            raise DataError(f"{listing}: a dataset this tool did not write would be overwritten; choose another folder")
+        earlier += [listing, *_render_files(out, meta.get("frames"))]
+    return earlier
+
+
+def _render_files(out: Path, frames) -> list[Path]:
+    """The images (``file_path``, .png where it has no extension, as our writers leave it) and depth
+    maps an earlier render of ours lists, where they are files inside ``out``."""
+    root = out.resolve()
+    files = []
+    for frame in frames if isinstance(frames, list) else []:
+        for key in ("file_path", "depth_file_path"):
+            name = frame.get(key) if isinstance(frame, dict) else None
+            if not isinstance(name, str) or not name:
+                continue
+            path = out / name
+            path = path if path.suffix else path.with_name(path.name + ".png")
+            if path.is_file() and path.resolve().is_relative_to(root):
+                files.append(path)
+    return files
+
+
+def remove_files(out, files) -> None:
+    """Delete ``files`` (the earlier render in ``out`` that ``refuse_foreign_dataset`` found), and
+    the folders inside ``out`` that held them once they are empty."""
+    out = Path(out)
+    for path in files:
+        Path(path).unlink(missing_ok=True)
+    for folder in {Path(path).parent for path in files} - {out}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: float | None = None,

@@ -27,7 +27,7 @@ from .. import backend
 from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.dataset import DataError
-from ..data.loaders import refuse_foreign_dataset
+from ..data.loaders import refuse_foreign_dataset, remove_files
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .obj import Mesh, read_obj
 
@@ -272,9 +272,10 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     val_views, test_views = number_at_least("val_views", val_views, 0), number_at_least("test_views", test_views, 0)
-    refuse_foreign_dataset(out_dir)
+    earlier = refuse_foreign_dataset(out_dir)
     mesh = read_obj(obj_path)
     renderer = MeshRenderer(mesh, up)
+    remove_files(out_dir, earlier)  # nothing can refuse any more
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {"near": NEAR, "far": FAR, "aabb": [list(SCENE_AABB[:3]), list(SCENE_AABB[3:])],

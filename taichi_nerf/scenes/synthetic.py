@@ -34,7 +34,7 @@ from .. import backend
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..config_checks import number_at_least
 from ..data.blender import write_split
-from ..data.loaders import refuse_foreign_dataset
+from ..data.loaders import refuse_foreign_dataset, remove_files
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
 from .sdf import check_poses, march, normal, ray_dir, scene_dist, shade, vec3
@@ -131,7 +131,8 @@ def write_synthetic_dataset(
     from tqdm import tqdm
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
-    refuse_foreign_dataset(out_dir)
+    earlier = refuse_foreign_dataset(out_dir)
+    remove_files(out_dir, earlier)
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {
