@@ -179,3 +179,27 @@ def test_rewriting_an_earlier_render_leaves_nothing_of_it(tmp_path, taichi_backe
     (out / "transforms_val.json").write_text('{"camera_angle_x": 0.69, "frames": []}')  # the user's own split
     with pytest.raises(DataError, match="transforms_val.json: a dataset this tool did not write"):
         refuse_foreign_dataset(out)
+
+
+def test_a_mesh_near_the_float_limit_is_normalised_like_a_small_one(tmp_path):
+    """A mesh with coordinates of 1e300 printed numpy's "overflow encountered in multiply" and was
+    refused as having no extent ("all used vertices coincide"); a mesh of one point did not say
+    which file it was."""
+    import warnings
+
+    from taichi_nerf.scenes.mesh import normalise
+
+    faces = "f 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n"
+    meshes = {}
+    for scale in ("1", "1e300", "-1e-300"):
+        path = tmp_path / f"tetra{scale}.obj"
+        path.write_text(f"v 0 0 0\nv {scale} 0 0\nv 0 {scale} 0\nv 0 0 {scale}\n" + faces)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            meshes[scale] = normalise(read_obj(path))
+    assert np.allclose(meshes["1e300"], meshes["1"], atol=1e-12)
+    assert np.allclose(meshes["-1e-300"], -meshes["1"], atol=1e-12)
+    point = tmp_path / "point.obj"
+    point.write_text("v 1 2 3\nv 1 2 3\nv 1 2 3\nf 1 2 3\n")
+    with pytest.raises(DataError, match=r"point\.obj: the mesh has no extent"):
+        normalise(read_obj(point))

@@ -184,11 +184,16 @@ def normalise(mesh: Mesh, up: str = "y") -> np.ndarray:
     if up not in UP_AXES:
         raise DataError(f"--up must be one of {', '.join(UP_AXES)}, got {up!r}")
     used = np.unique(mesh.faces)
-    p = mesh.positions @ UP_AXES[up].T
+    p = mesh.positions @ UP_AXES[up].T  # a signed permutation: exact
+    scale = np.abs(p[used]).max()
+    if not scale > 0:
+        raise DataError(f"{mesh.source or 'mesh'}: the mesh has no extent (all used vertices coincide)")
+    with np.errstate(over="ignore"):  # unused vertices far beyond the used ones; none is drawn
+        p = p / scale  # coordinates near the float64 limit (1e300) would overflow the squares below
     center = 0.5 * (p[used].min(axis=0) + p[used].max(axis=0))
     radius = np.linalg.norm(p[used] - center, axis=1).max()
-    if not np.isfinite(radius) or radius <= 0:
-        raise DataError("mesh has no extent (all used vertices coincide)")
+    if not radius > 0:
+        raise DataError(f"{mesh.source or 'mesh'}: the mesh has no extent (all used vertices coincide)")
     return (p - center) * (MESH_RADIUS / radius)
 
 

@@ -38,6 +38,7 @@ class Mesh:
     materials: list[Material]
     vertex_colors: np.ndarray | None = None  # (V, 3) float64 in [0, 1]
     warnings: list[str] = field(default_factory=list)
+    source: str = ""  # the file it was read from, for messages
 
 
 def _floats(tokens: list[str], count: int, where: str) -> list[float]:
@@ -143,6 +144,7 @@ def read_obj(path) -> Mesh:
         materials=materials,
         vertex_colors=None if vertex_colors is None else np.clip(vertex_colors, 0.0, 1.0),
         warnings=warnings,
+        source=str(path),
     )
 
 
