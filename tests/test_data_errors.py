@@ -268,6 +268,8 @@ def test_other_formats_bad_files(tmp_path):
     expect_error(tmp_path / "nan.npz", "pose 0", "NaN")
     np.savez(tmp_path / "shape.npz", images=np.zeros((2, 4, 4, 3)), poses=np.zeros((3, 4, 4)), focal=5.0)
     expect_error(tmp_path / "shape.npz", "must be (2, 4, 4)")
+    np.savez(tmp_path / "text.npz", images=np.zeros((2, 4, 4, 3)), poses=np.array(["a", "b"]), focal=5.0)
+    expect_error(tmp_path / "text.npz", "'poses' must be numbers")  # it said "'focal' must be one number"
     flat = np.tile(np.eye(4), (2, 1, 1))
     flat[1, :3, :3] = 0.0
     np.savez(tmp_path / "flat.npz", images=np.zeros((2, 4, 4, 3)), poses=flat, focal=5.0)

@@ -106,6 +106,9 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     n, h, w = images.shape[:3]
     try:
         poses = poses.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'poses' must be numbers, ({n}, 4, 4) camera-to-world; got {poses.dtype}") from None
+    try:
         focal = np.broadcast_to(np.asarray(focal, dtype=np.float64).reshape(-1), (n,)).copy()
     except (TypeError, ValueError):
         raise DataError(f"{path}: 'focal' must be one number or one per image") from None
