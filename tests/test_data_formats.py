@@ -177,6 +177,8 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     np.savez(tmp_path / "with_bounds.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), near=2.0, far=6.0)
     stated = read_dataset(tmp_path / "with_bounds.npz")
     assert (stated.near, stated.far) == (2.0, 6.0)
+    # data info said both: "near 1.53 / far 6.56: the box's nearest..." and "as stated in the file"
+    assert [n for n in stated.notes if n.startswith("near")] == ["near and far as stated in the file"], stated.notes
     # A folder that holds one .npz (the download unpacked into its own folder) is that file;
     # with two, which one is meant is unclear: a one-line error naming the folder.
     (tmp_path / "only").mkdir()

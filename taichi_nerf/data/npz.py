@@ -169,5 +169,6 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     if stated:
         if not (np.isfinite([ds.near, ds.far]).all() and 0 <= ds.near < ds.far):
             raise DataError(f"{path}: need 0 <= near < far, got near={ds.near}, far={ds.far}")
+        ds.notes = [n for n in ds.notes if not n.startswith("near ")]  # the automatic choice, overridden
         ds.notes.append(f"{' and '.join(stated)} as stated in the file")
     return ds
