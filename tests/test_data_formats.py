@@ -173,6 +173,13 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
         want = rgba[:cut, ..., :3].astype(int) if name == "f255" else np.repeat(rgba[:cut, ..., 1:2], 3, -1)
         assert np.abs(read - want).max() <= 1, name
     assert any("read as 0..255" in note for note in read_dataset(tmp_path / "f255.npz").notes)
+    # --downscale crops what does not divide (30 x 26 -> 7 x 6, from 28 x 24 of the pixels): the principal
+    # point stays the original centre, (15, 13) / 4, not the cropped image's (it was (3.5, 3): rays a quarter
+    # pixel off).
+    np.savez(tmp_path / "odd.npz", images=np.zeros((2, 26, 30, 3)), poses=poses[:2].numpy(), focal=np.array(FOCAL))
+    odd = read_dataset(tmp_path / "odd.npz", downscale=4).splits["train"]
+    assert (odd.width, odd.height) == (7, 6)
+    assert odd.intrinsics[0, :4].tolist() == pytest.approx([FOCAL / 4] * 2 + [3.75, 3.25])
     # The file may state near/far; they win over the automatic ones.
     np.savez(tmp_path / "with_bounds.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), near=2.0, far=6.0)
     stated = read_dataset(tmp_path / "with_bounds.npz")

@@ -128,17 +128,19 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
         raise DataError(f"val fraction must be in [0, 1), got {val_fraction}")
     rgba, range_note = _to_rgba8(images, where)
     del images
+    cx, cy = 0.5 * w, 0.5 * h  # the image centre, also after a downscale: its crop keeps the top-left origin
     if downscale > 1:
         if h // downscale < 1 or w // downscale < 1:
             raise DataError(f"{path}: downscale {downscale} is too large for {w} x {h} images")
         h, w = h // downscale, w // downscale
+        cx, cy = cx / downscale, cy / downscale
         # Box filter on straight colour weighted by alpha would matter only for 4-channel files.
         rgba = rgba[:, : h * downscale, : w * downscale].reshape(n, h, downscale, w, downscale, 4)
         rgba = (rgba.mean(axis=(2, 4), dtype=np.float32) + 0.5).astype(np.uint8)
         focal = focal / downscale
     intr = np.zeros((n, 8), dtype=np.float32)
     intr[:, 0] = intr[:, 1] = focal
-    intr[:, 2], intr[:, 3] = 0.5 * w, 0.5 * h
+    intr[:, 2], intr[:, 3] = cx, cy
     cut = n if n < 2 or val_fraction == 0 else min(n - 1, max(1, int(n * (1.0 - val_fraction))))
     parts = {"train": list(range(cut))}
     if cut < n:
