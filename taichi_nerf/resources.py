@@ -182,3 +182,27 @@ def check_orbit(width: int, height: int, frames: int, device: str) -> None:
         largest = int(math.sqrt(free * USABLE_FRACTION * aspect / 20.0))
         raise ResourceError(f"--size {width} needs about {gb(20.0 * width * height)} per frame {where}, more than the "
                             f"{gb(free * USABLE_FRACTION)} usable; the largest that fits is {largest}")
+
+
+KEPT_VIEW_BYTES = 16.0  # per pixel of a rendered view kept until its split is written: uint8 RGBA, depth, their copies
+
+
+def check_dataset_render(size: int, views: int, device: str, *, per_pixel: float, at_once: int = 1,
+                         what: str = "") -> None:
+    """Refuse (one line) a ``data synthetic`` / ``data from-mesh`` ``--size`` whose views cannot be
+    held: ``at_once`` views rendered together on ``device``, ``per_pixel`` bytes per output pixel
+    of each (the supersampled buffers; measured peaks), and the ``views`` of the largest split
+    kept in RAM until it is written. ``what`` names the flag that also scales the render."""
+    from .wording import counted
+
+    render_device = str(device) if str(device).startswith("cuda") else "cpu"
+    parts = {"cpu": KEPT_VIEW_BYTES * views}
+    parts[render_device] = parts.get(render_device, 0.0) + per_pixel * at_once
+    for dev, per_square in parts.items():
+        free, where = free_bytes(dev)
+        need = per_square * size * size
+        if free is not None and need > free * USABLE_FRACTION:
+            largest = int(math.sqrt(free * USABLE_FRACTION / per_square))
+            raise ResourceError(f"--size {size} needs about {gb(need)} to render {counted(views, 'view')}{what} (the "
+                                f"largest split), more than the "
+                                f"{gb(free * USABLE_FRACTION)} usable {where}; the largest that fits is {largest}")

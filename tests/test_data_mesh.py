@@ -203,3 +203,24 @@ def test_a_mesh_near_the_float_limit_is_normalised_like_a_small_one(tmp_path):
     point.write_text("v 1 2 3\nv 1 2 3\nv 1 2 3\nf 1 2 3\n")
     with pytest.raises(DataError, match=r"point\.obj: the mesh has no extent"):
         normalise(read_obj(point))
+
+
+def test_a_render_that_cannot_be_held_is_refused_before_anything_is_written(tmp_path, taichi_backend, capsys,
+                                                                             monkeypatch):
+    """`data from-mesh --size 20000` (and `data synthetic --size 100000`) ended in a traceback from
+    torch's allocator ("DefaultCPUAllocator: can't allocate memory"); a size that is allowed
+    but exceeds the machine would have taken it down. Now one line says what fits."""
+    from taichi_nerf import resources
+
+    from .conftest import refused
+
+    tetra = tmp_path / "tetra.obj"
+    tetra.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    monkeypatch.setattr(resources, "free_bytes", lambda device: (100_000_000, "in RAM"))  # 80 MB usable
+    line = refused(capsys, ["data", "from-mesh", tetra, "--out", tmp_path / "m", "--size", "1000", "--views", "2"],
+                   "--size 1000 needs about", "8 views at --supersample 3", "the largest that fits is")
+    largest = int(line.rsplit(" ", 1)[1])
+    assert 140 < largest < 160  # 80 MB over 8 views x 48 x 9 + 8 x 16 bytes a pixel: 149
+    refused(capsys, ["data", "synthetic", "--out", tmp_path / "s", "--size", "2000"],
+            "--size 2000 needs about", "100 views (the largest split)", "the largest that fits is")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tetra.obj"]

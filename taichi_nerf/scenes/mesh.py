@@ -28,6 +28,7 @@ from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.dataset import DataError
 from ..data.loaders import refuse_foreign_dataset, remove_files
+from ..resources import check_dataset_render
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .obj import Mesh, read_obj
 
@@ -40,6 +41,7 @@ LIGHT_DIR = (0.42, -0.55, 0.72)  # towards the sun, as in the built-in scene
 AMBIENT, DIFFUSE = 0.35, 0.75
 EMPTY = (1 << 63) - 1  # z-buffer value of a pixel no triangle covers
 VIEWS_PER_BATCH = 8  # bounds the z-buffer's memory: 8 x (128 * 3)^2 x 8 bytes = 9 MB
+RENDER_BYTES = 48  # per subsample of a view rendered: z-buffer, float RGBA and depth, the box filter's (42 measured)
 
 # Rotation taking the named axis of the file to the project's +z (right-handed).
 UP_AXES = {
@@ -278,6 +280,9 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     val_views, test_views = number_at_least("val_views", val_views, 0), number_at_least("test_views", test_views, 0)
     earlier = refuse_foreign_dataset(out_dir)
+    most = max(views, val_views, test_views)
+    check_dataset_render(size, most, str(backend.current().device), per_pixel=RENDER_BYTES * supersample**2,
+                         at_once=min(most, VIEWS_PER_BATCH), what=f" at --supersample {supersample}")
     mesh = read_obj(obj_path)
     renderer = MeshRenderer(mesh, up)
     remove_files(out_dir, earlier)  # nothing can refuse any more

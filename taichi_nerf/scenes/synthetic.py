@@ -35,6 +35,7 @@ from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.loaders import refuse_foreign_dataset, remove_files
+from ..resources import check_dataset_render
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
 from .sdf import check_poses, march, normal, ray_dir, scene_dist, shade, vec3
@@ -43,6 +44,7 @@ SCENE_AABB = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # box handed to the trainer (a b
 NEAR, FAR = 2.0, 6.0
 CAMERA_RADIUS = 4.0
 CAMERA_ANGLE_X = 0.6911112070083618  # the Blender lego value
+RENDER_BYTES = 56  # per pixel of a view rendered: float RGBA and depth buffers, the uint8 copy (52 measured)
 
 
 @ti.kernel
@@ -132,6 +134,7 @@ def write_synthetic_dataset(
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     earlier = refuse_foreign_dataset(out_dir)
+    check_dataset_render(size, max(views, val_views, test_views), str(backend.current().device), per_pixel=RENDER_BYTES)
     remove_files(out_dir, earlier)
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
