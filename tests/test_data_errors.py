@@ -270,6 +270,11 @@ def test_other_formats_bad_files(tmp_path):
     expect_error(tmp_path / "shape.npz", "must be (2, 4, 4)")
     np.savez(tmp_path / "text.npz", images=np.zeros((2, 4, 4, 3)), poses=np.array(["a", "b"]), focal=5.0)
     expect_error(tmp_path / "text.npz", "'poses' must be numbers")  # it said "'focal' must be one number"
+    # --format npz on a folder said "file not found"; a folder holding one .npz is that file, as without --format
+    (tmp_path / "one").mkdir()
+    expect_error(tmp_path / "one", "one: a folder, not an .npz file", "(it holds no .npz file)", format="npz")
+    (tmp_path / "text.npz").rename(tmp_path / "one" / "text.npz")
+    expect_error(tmp_path / "one", "'poses' must be numbers", format="npz")
     flat = np.tile(np.eye(4), (2, 1, 1))
     flat[1, :3, :3] = 0.0
     np.savez(tmp_path / "flat.npz", images=np.zeros((2, 4, 4, 3)), poses=flat, focal=5.0)

@@ -185,8 +185,9 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     path = Path(path)
     if format is not None:
         format = ALIASES.get(format, format)
-    if format is None:
+    if format in (None, "npz"):
         path = lone_npz(path) or path
+    if format is None:
         format = detect_format(path)
     if format not in FORMATS:
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")

@@ -81,6 +81,9 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
 
     path = Path(path)
     where = str(path)
+    if path.is_dir():
+        held = "" if any(path.glob("*.npz")) else " (it holds no .npz file)"
+        raise DataError(f"{path}: a folder, not an .npz file; give the path of the file{held}")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
