@@ -296,3 +296,15 @@ def test_builtin_scene_as_every_format_gives_same_first_ray(tmp_path, views):
     rays = [loaded_rays(read_dataset(p).splits["train"], 0) for p in (tmp_path / "b", tmp_path / "n/x.npz")]
     assert torch.allclose(rays[0][1], rays[1][1], atol=1e-6)
     assert math.isclose(float(rays[0][0][0, 0]), float(poses[0, 0, 3]), abs_tol=1e-6)
+
+
+def test_data_info_prints_a_level_orbit_as_0_degrees(tmp_path, capsys):
+    """`data from-mesh --full-sphere` cameras, as many below the horizon as above: `data info` said
+    "elevation -4.88e-08 deg" (float32 noise of the median)."""
+    from taichi_nerf import cli
+
+    poses = sphere_poses(16, 4.0, upper_only=False).numpy()
+    write_split(tmp_path, "train", np.zeros((16, 8, 8, 4), np.uint8), poses, 0.69)
+    assert cli.main(["data", "info", str(tmp_path)]) == 0
+    orbit = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("orbit:"))
+    assert orbit.endswith(", elevation 0 deg"), orbit

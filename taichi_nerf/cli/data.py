@@ -87,7 +87,8 @@ def cmd_data_info(args) -> int:
     else:
         from ..rendering.video_route import choose_video
 
-        print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {ds.orbit_elevation_deg:.3g} deg")
+        elevation = ds.orbit_elevation_deg if abs(ds.orbit_elevation_deg) > 1e-4 else 0.0  # "-4.88e-08": float noise
+        print(f"orbit:    radius {ds.orbit_radius:.4g}, elevation {elevation:.3g} deg")
         video = choose_video(ds.split("train").poses, ds.center, ds.up, False)
         print(f"video:    {video['video_path']} ({video['video_reason']})")
     if ds.background is not None:
