@@ -381,8 +381,9 @@ def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path)
 
 
 def test_downscale_too_large_names_the_image_size(tiny_scene, tmp_path, capsys):
-    refused(capsys, ["data", "info", tiny_scene, "--downscale", "1000"],
-            "downscale 1000 is too large for 32 x 32 images")
+    line = refused(capsys, ["data", "info", tiny_scene, "--downscale", "1000"],
+                   "downscale 1000 is too large for 32 x 32 images")
+    assert "cannot read image" not in line and line.count("r_000.png") == 1, line  # it said both, and the path twice
     npz = tmp_path / "tiny.npz"
     np.savez(npz, images=np.zeros((3, 10, 12, 3), np.float32), poses=np.tile(np.eye(4), (3, 1, 1)), focal=10.0)
     refused(capsys, ["data", "info", npz, "--downscale", "20"], "downscale 20 is too large for 12 x 10 images")

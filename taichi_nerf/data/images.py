@@ -39,6 +39,8 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
+    except DataError:  # said above, of a readable image (a ValueError too, not to be called unreadable)
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
     return rgba
