@@ -106,7 +106,7 @@ def test_split_lists_tell_images_of_one_name_in_two_folders_apart(tmp_path):
                  "give its path, as the frames do")
 
 
-def test_another_tools_png_depth_maps_are_passed_over_with_a_warning(tmp_path):
+def test_another_tools_png_depth_maps_and_missing_ones_are_passed_over_with_a_warning(tmp_path):
     # Depth as 16-bit PNG in millimetres (nerfstudio's convention), where this loader reads .npy.
     frames = []
     for k, pose in enumerate((POSE, POSE2)):
@@ -117,6 +117,14 @@ def test_another_tools_png_depth_maps_are_passed_over_with_a_warning(tmp_path):
     ds = read_dataset(transforms(tmp_path, frames))
     assert ds.splits["train"].depth is None and ds.splits["train"].count == 2
     assert any("transforms_train.json: depth_file_path names r_0_depth.png, not a .npy" in w for w in ds.warnings)
+    # .npy maps deleted (or not copied with the images): the split loads without them, as it was refused
+    for k, frame in enumerate(frames):
+        frame["depth_file_path"] = f"./train/r_{k}_depth.npy"
+    np.save(tmp_path / "train" / "r_0_depth.npy", np.full((8, 8), 4.0, np.float32))
+    ds = read_dataset(transforms(tmp_path, frames))
+    assert ds.splits["train"].depth is None and ds.splits["train"].count == 2
+    assert any(w.endswith("r_1_depth.npy: depth map not found (of 2 frames' depth_file_path); the split loads "
+                          "without its depth maps") for w in ds.warnings), ds.warnings
 
 
 def test_missing_images_are_named(tmp_path):

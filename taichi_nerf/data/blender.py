@@ -277,6 +277,12 @@ def load_split(root: Path, split: str, downscale: int = 1, every: int = 1, limit
         if warnings is not None:
             warnings.append(f"{path}: depth_file_path names {other.name}, not a .npy of ray distances (the only "
                             "depth maps read); the split loads without its depth maps")
+    absent = next((p for p in depth_paths or [] if not p.is_file()), None)
+    if absent is not None:  # deleted or not copied: the maps are optional (nothing trains on them)
+        depth_paths = None
+        if warnings is not None:
+            warnings.append(f"{absent}: depth map not found (of {len(image_paths)} frames' depth_file_path); the "
+                            "split loads without its depth maps")
     keep = select_frames(len(image_paths), every, limit)
     if not keep:
         raise DataError(f"{path}: zero usable frames after --every/--limit")
