@@ -224,3 +224,15 @@ def test_a_render_that_cannot_be_held_is_refused_before_anything_is_written(tmp_
     refused(capsys, ["data", "synthetic", "--out", tmp_path / "s", "--size", "2000"],
             "--size 2000 needs about", "100 views (the largest split)", "the largest that fits is")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tetra.obj"]
+
+
+def test_an_obj_and_mtl_with_a_byte_order_mark(tmp_path):
+    """An OBJ saved with a UTF-8 BOM (Windows tools) lost its first vertex ('\\ufeffv' is no keyword):
+    "bom.obj:6: face index 4 is out of range (have 3)" for a file with 4 vertices; an MTL lost its
+    first material the same way."""
+    (tmp_path / "bom.mtl").write_text("\ufeffnewmtl red\nKd 1 0 0\n", encoding="utf-8")
+    (tmp_path / "bom.obj").write_text("\ufeffv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nmtllib bom.mtl\nusemtl red\n"
+                                      "f 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n", encoding="utf-8")
+    mesh = read_obj(tmp_path / "bom.obj")
+    assert len(mesh.positions) == 4 and mesh.positions[0].tolist() == [0, 0, 0] and not mesh.warnings
+    assert [m.kd for m in mesh.materials] == [(0.7, 0.7, 0.7), (1.0, 0.0, 0.0)]

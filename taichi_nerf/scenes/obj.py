@@ -53,7 +53,7 @@ def _floats(tokens: list[str], count: int, where: str) -> list[float]:
 
 def read_mtl(path: Path, warnings: list[str]) -> dict[str, Material]:
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: a BOM is no keyword
     except OSError as exc:
         warnings.append(f"{path}: cannot read material library ({exc.strerror}); using flat colours")
         return {}
@@ -86,7 +86,7 @@ def _records(lines: list[str], path: Path):
 def read_obj(path) -> Mesh:
     path = Path(path)
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: a BOM is no keyword
     except FileNotFoundError:
         raise DataError(f"{path}: mesh file not found") from None
     except OSError as exc:
