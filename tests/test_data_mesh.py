@@ -149,6 +149,9 @@ def test_cli_from_mesh(tmp_path, taichi_backend, capsys):
     assert cli.main(["data", "from-mesh", str(tmp_path / "none.obj"), "--out", str(out)]) == 2
     assert cli.main(["data", "from-mesh", str(obj), "--out", str(out), "--supersample", "2"]) == 2
     assert "mesh file not found" in capsys.readouterr().err
+    # the mesh's folder said "cannot read (Is a directory)"; it names the .obj to give
+    assert cli.main(["data", "from-mesh", str(obj.parent), "--out", str(tmp_path / "new")]) == 2
+    assert f"a folder, not an .obj file; give the mesh file: {obj}" in capsys.readouterr().err
 
 
 def test_rewriting_an_earlier_render_leaves_nothing_of_it(tmp_path, taichi_backend):

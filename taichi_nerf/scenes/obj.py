@@ -85,6 +85,10 @@ def _records(lines: list[str], path: Path):
 
 def read_obj(path) -> Mesh:
     path = Path(path)
+    if path.is_dir():  # the mesh's folder (the tutorial's cow_mesh/): name its .obj
+        found = sorted(str(p) for p in path.glob("*.obj"))
+        raise DataError(f"{path}: a folder, not an .obj file; " + (f"give the mesh file: {found[0]}" if len(found) == 1
+                        else f"give one of its {len(found)} .obj files" if found else "it holds no .obj file"))
     try:
         lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: a BOM is no keyword
     except FileNotFoundError:
