@@ -839,3 +839,22 @@ def test_a_time_limit_spent_before_the_first_step_says_so_and_renders_no_video(t
     said = capsys.readouterr().out
     assert "interrupted while rendering the video; the trained run is saved" in said
     assert f"taichi-nerf render --ckpt {tmp_path} --out {tmp_path / 'orbit.mp4'}" in said, said
+
+
+def test_a_silhouette_weight_on_opaque_photos_is_warned_of(tiny_scene, tmp_path):
+    """--silhouette-weight (the cow preset's) on photos without alpha or masks pulls every ray,
+    background included, to be opaque; it trained so without a word."""
+    from taichi_nerf.runs.datasets import load_dataset
+    from taichi_nerf.training.diagnostics import start_lines
+
+    def warned(dataset, weight):
+        trainer = Trainer(tiny_config(tiny_scene, tmp_path / f"{weight}", silhouette_weight=weight), dataset=dataset)
+        return [line for line in start_lines(trainer, resume=False) if "--silhouette-weight" in line]
+
+    transparent = load_dataset(tiny_scene)
+    assert warned(transparent, 1.0) == []
+    opaque = load_dataset(tiny_scene)
+    for split in opaque.splits.values():
+        split.rgba[..., 3] = 255
+    assert warned(opaque, 0.0) == []
+    assert len(said := warned(opaque, 1.0)) == 1 and "every training pixel is opaque" in said[0]

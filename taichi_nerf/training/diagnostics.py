@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..outputs.metrics import mse_to_psnr
+from ..outputs.metrics import has_transparency, mse_to_psnr
 
 # Within this many dB of the flat-colour PSNR counts as "learnt nothing".
 STUCK_MARGIN_DB = 1.5
@@ -159,6 +159,10 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
                                                         "; --background overrides it"))
     if chosen.warning:
         lines.append(f"warning: {chosen.warning}")
+    if cfg.silhouette_weight > 0 and not has_transparency(trainer.train.rgba):
+        lines.append(f"warning: --silhouette-weight {cfg.silhouette_weight:g} pulls each ray's opacity to its "
+                     "pixel's alpha, and every training pixel is opaque (no alpha, no masks): the field learns the "
+                     "background as a solid wall; --silhouette-weight 0 for photos without silhouettes")
     codes = trainer.field.appearance_dim
     if codes:
         lines.append(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new "
