@@ -106,12 +106,13 @@ def test_a_folder_inside_a_dataset_points_to_the_dataset(tmp_path, capsys, layou
         (root / "sparse" / "0").mkdir(parents=True)
         for part in ("cameras", "images", "points3D"):
             (root / "sparse" / "0" / f"{part}.bin").write_bytes(b"")
-    message = expect_error(inner, f"camera poses are in its parent folder ({layout} layout)", f"use --data {root}")
+    message = expect_error(inner, f"camera poses are in its parent folder ({layout} layout)",
+                           f"give that folder: {root}")
     assert "from-photos" not in message
     assert cli.main(["data", "info", str(inner)]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"taichi-nerf: error: {message}"
     if layout == "blender":  # a split's own file: the folder holds every split
-        expect_error(root / "transforms_train.json", "one split of a Blender dataset", f"use --data {root} ")
+        expect_error(root / "transforms_train.json", "one split of a Blender dataset", f"holds every split: {root}")
 
 
 def test_a_video_points_to_from_photos(tmp_path, capsys):

@@ -63,13 +63,13 @@ def _refuse_part_or_video(path: Path) -> None:
     without poses (a long COLMAP run for poses already there) or an unknown layout."""
     parent = path.absolute().parent
     if path.is_file() and path.name.startswith("transforms_") and is_blender(parent):
-        raise DataError(f"{path}: one split of a Blender dataset; use --data {shlex.quote(str(path.parent))} "
-                        "(the folder, which holds every split)")
+        raise DataError(f"{path}: one split of a Blender dataset; give the folder, which holds every split: "
+                        f"{shlex.quote(str(path.parent))}")
     if path.is_dir():
         layout = next((name for name, (detect, _) in FORMATS.items() if detect(parent)), None)
         if layout is not None:
-            raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); use --data "
-                            f"{shlex.quote(str(path.parent))}")
+            raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); give that "
+                            f"folder: {shlex.quote(str(path.parent))}")
     meshes = _meshes(path)
     if meshes:  # the PyTorch3D tutorial's cow (cow.obj, cow.mtl, cow_texture.png)
         model = shlex.quote(str(meshes[0])) if len(meshes) == 1 else "MODEL.obj"
