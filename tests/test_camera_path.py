@@ -37,6 +37,23 @@ def test_nerfstudio_camera_path_poses_and_vertical_fov(tmp_path):
     assert math.isclose(float(resized.intrinsics[0, 1]), 2 * fy, rel_tol=1e-5)  # same field of view
 
 
+def test_frames_keeps_a_zoom_along_the_path(tmp_path):
+    """A nerfstudio path whose fov changes (a zoom keyframed in its viewer) rendered with
+    --frames kept the first camera's fov for every frame: the zoom vanished without a word."""
+    meta_path = _nerfstudio(tmp_path / "zoom.json", orbit_poses(3, 4.0, 20.0))
+    meta = json.loads(meta_path.read_text())
+    for cam, fov in zip(meta["camera_path"], (20.0, 40.0, 60.0)):
+        cam["fov"] = fov
+    meta_path.write_text(json.dumps(meta))
+    route = cp.with_frames(cp.load_camera_path(meta_path, SCENE), 5)
+    fovs = [math.degrees(2 * math.atan(0.5 * 32 / float(fy))) for fy in route.intrinsics[:, 1]]
+    assert fovs[0] == pytest.approx(20.0, abs=1e-3) and fovs[-1] == pytest.approx(60.0, abs=1e-3)
+    assert fovs[2] == pytest.approx(40.0, abs=1e-3)  # the middle camera's, where the path passes it
+    assert all(a < b for a, b in zip(fovs, fovs[1:]))  # zooming out all the way
+    assert torch.allclose(route.intrinsics[:, 0], route.intrinsics[:, 1])  # square pixels kept
+    assert torch.allclose(route.intrinsics[:, 2:4], torch.tensor([24.0, 16.0]).expand(5, 2))
+
+
 def test_transforms_pose_list(tmp_path):
     poses = orbit_poses(4, 3.0)
     frames = [{"transform_matrix": m.tolist()} for m in poses]

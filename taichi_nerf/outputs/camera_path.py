@@ -252,10 +252,19 @@ def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Ten
     (by the spline's arc length); ``closed`` returns to the first pose. With ``centre`` the
     spline runs on the distance to it and the direction from it, so a path between cameras
     around an object keeps their distance instead of cutting the chords."""
+    return resample_with(poses, None, frames, closed, centre)[0]
+
+
+def resample_with(poses, values, frames: int, closed: bool = False, centre=None):
+    """:func:`resample`, and ``values`` (K, D) given per keyframe (None: none) interpolated
+    linearly at the same points along the path: (poses, values or None)."""
     p = np.asarray(torch.as_tensor(poses, dtype=torch.float64))
+    vals = None if values is None else np.asarray(torch.as_tensor(values, dtype=torch.float64))
     k = len(p)
     if k == 1 or frames < 1:
-        return torch.as_tensor(np.repeat(p[:1], max(frames, 0), axis=0), dtype=torch.float32)
+        n = max(frames, 0)
+        return (torch.as_tensor(np.repeat(p[:1], n, axis=0), dtype=torch.float32),
+                None if vals is None else torch.as_tensor(np.repeat(vals[:1], n, axis=0), dtype=torch.float32))
     quats = [matrix_to_quaternion(nearest_rotation(m[:3, :3])) for m in p]
     segments = k if closed else k - 1
     c = np.zeros(3) if centre is None else np.asarray(centre, dtype=np.float64)
@@ -283,7 +292,7 @@ def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Ten
     if lengths.sum() < 1e-12:  # cameras that only turn: spread the frames over the segments evenly
         lengths, table = np.ones(segments), [us.copy() for _ in range(segments)]
     cum = np.concatenate([[0.0], np.cumsum(lengths)])
-    out = []
+    out, out_vals = [], []
     for f in range(frames):
         s = cum[-1] * f / frames if closed else cum[-1] * f / max(frames - 1, 1)
         i = min(int(np.searchsorted(cum, s, side="right")) - 1, segments - 1)
@@ -292,7 +301,10 @@ def resample(poses, frames: int, closed: bool = False, centre=None) -> torch.Ten
         m[:3, 3] = point(i, u)
         m[:3, :3] = quaternion_to_matrix(slerp(quats[i], quats[(i + 1) % k], u))
         out.append(m)
-    return torch.tensor(np.stack(out), dtype=torch.float32)
+        if vals is not None:
+            out_vals.append((1 - u) * vals[i] + u * vals[(i + 1) % k])
+    return (torch.tensor(np.stack(out), dtype=torch.float32),
+            None if vals is None else torch.tensor(np.stack(out_vals), dtype=torch.float32))
 
 
 # --- paths from the scene and its training cameras ----------------------------------------
@@ -347,8 +359,14 @@ def _with_scene_intrinsics(poses: torch.Tensor, scene: Scene, width: int) -> Cam
 
 
 def with_frames(path: CameraPath, frames: int) -> CameraPath:
-    """The path resampled to ``frames`` frames (an open spline through its cameras)."""
+    """The path resampled to ``frames`` frames (an open spline through its cameras); a zoom
+    (field of view changing along the path) is kept: the image-plane scale 1/focal and the
+    principal point are interpolated between cameras as the poses are."""
     if frames == path.frames:
         return path
-    return CameraPath(resample(path.poses, frames), path.intrinsics[:1].repeat(frames, 1), path.width, path.height,
-                      path.fps, path.notes)
+    intr = path.intrinsics.double()
+    # 1/fx, 1/fy: tan(fov/2) is linear in them, so a zoom between two cameras moves as their fov does
+    per_camera = torch.cat([1.0 / intr[:, :2], intr[:, 2:]], dim=1)
+    poses, values = resample_with(path.poses, per_camera, frames)
+    intrinsics = torch.cat([1.0 / values[:, :2].double(), values[:, 2:].double()], dim=1).float()
+    return CameraPath(poses, intrinsics, path.width, path.height, path.fps, path.notes)
