@@ -108,3 +108,22 @@ def test_finer_levels_render_only_where_the_coarser_level_varies_and_never_show_
     fresh = refined(0.0).levels[2]["rgb"]
     assert (adaptive.levels[2]["rgb"] - fresh).abs().max() < 0.06  # no pixel kept the old colours
     assert (exact.levels[2]["rgb"] - fresh).abs().mean() > 0.05  # ...which differ
+
+
+def test_a_path_further_out_than_the_training_cameras_still_shows_the_scene(device, tmp_path):
+    """A camera path 9 units out, where the training cameras (near 2, far 6) were 4: rays were cut
+    at far 6, before the box, so `render --path` wrote a video of the background alone (and a
+    black depth video) while the window, which moves near/far with its camera, showed the object."""
+    from taichi_nerf.stages.cameras import orbit_poses
+
+    renderer = small_renderer(device)
+    poses = orbit_poses(2, 9.0, 30.0)
+    intr = torch.tensor([[50.0, 50.0, 8.0, 8.0, 0, 0, 0, 0]] * 2)
+    recorder = VideoRecorder(renderer, tmp_path / "far.gif", 0, 16, cameras=(poses, intr, 16, 16))
+    while not recorder.done:
+        recorder.advance()
+    for rgb, depth in zip(recorder.rgb_frames, recorder.depth_frames):
+        assert np.abs(rgb[6:10, 6:10].astype(int) - 255).max() > 20  # the box's centre is not the white background
+        shown = depth.reshape(-1, 3)[depth.reshape(-1, 3).sum(1) > 0]
+        assert len(shown) > 20 and len(np.unique(shown, axis=0)) > 5  # a depth picture, not one flat colour
+    assert renderer.scene.far == 6.0  # the renderer itself is left as it was

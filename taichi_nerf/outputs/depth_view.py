@@ -16,7 +16,8 @@ suits a box scene, whose content fills that interval, but not the others:
 * box scenes are coloured over the box's depth as seen from the orbit: the cameras' distance
   to the centre, plus or minus half the box's longest side (within near..far). near..far spans
   the whole box from every camera, which for a box shrunk around an object (the masks' visual
-  hull) leaves the object's relief a few shades of one colour.
+  hull) leaves the object's relief a few shades of one colour. A video along a camera path uses
+  its cameras' mean distance in place of the orbit's (outputs/video.py).
 
 The scale is fixed per scene, never taken from the frame, so the frames of a video and the
 bands of rows that the GUI colours one at a time agree.

@@ -6,6 +6,7 @@ end in one go, the GUI a band per window frame.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import torch
 
 from .. import resources
 from ..files import remove_dead_partials
-from ..rendering.renderer import Renderer
-from ..rendering.scene import orbit_cameras
+from ..rendering.renderer import Renderer, renderer_seen_from
+from ..rendering.scene import at_distance, orbit_cameras
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, video_files
 from .depth_view import depth_colors
 
@@ -42,6 +43,12 @@ class VideoRecorder:
         self.poses, self.intrinsics = poses.float(), intrinsics.float()
         self.width, self.height = int(width), int(height)
         self.frames = frames
+        # Colour every frame's depth on one scale (frames agree), centred on the path's distance
+        # from the object: a path further out than the orbit was all one colour (or black).
+        distance = float((self.poses[:, :3, 3].double() - torch.tensor(renderer.scene.center).double()).norm(dim=1)
+                         .mean())
+        moved = at_distance(renderer.scene, distance)
+        self.depth_scene = moved if moved is renderer.scene else dataclasses.replace(moved, orbit_radius=distance)
         resources.check_orbit(self.width, self.height, frames,
                               str(renderer.device))  # every frame is kept until written
         self.frame, self.row = 0, 0
@@ -60,8 +67,11 @@ class VideoRecorder:
         if self.done:
             return
         rows = self.height - self.row if rows is None else max(1, min(int(rows), self.height - self.row))
-        out = self.renderer.render_pixels(self.poses, self.intrinsics, self.frame, self.width, self.row * self.width,
-                                          rows * self.width, self.background, samples_per_ray=self.samples_per_ray)
+        # near/far follow the camera, as in the window: a path further out than the training cameras
+        # rendered only the background
+        renderer = renderer_seen_from(self.renderer, self.poses[self.frame, :3, 3].tolist())
+        out = renderer.render_pixels(self.poses, self.intrinsics, self.frame, self.width, self.row * self.width,
+                                     rows * self.width, self.background, samples_per_ray=self.samples_per_ray)
         band = slice(self.row, self.row + rows)
         self.rgb[band] = out["rgb"].view(rows, self.width, 3).cpu()
         self.depth[band] = out["depth"].view(rows, self.width).cpu()
@@ -69,7 +79,7 @@ class VideoRecorder:
         self.row += rows
         if self.row >= self.height:
             self.rgb_frames.append((self.rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
-            self.depth_frames.append(depth_colors(self.depth, self.opacity, self.renderer.scene))
+            self.depth_frames.append(depth_colors(self.depth, self.opacity, self.depth_scene))
             self.frame, self.row = self.frame + 1, 0
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:

@@ -3,6 +3,7 @@ batches (training) and for whole images in memory-bounded chunks (eval, video, G
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from ..stages.occupancy import OccupancyGrid, terminate
 from ..stages.packing import Samples, compact
 from ..stages.proposal import ProposalHistogram, ProposalSampler
 from ..stages.sampling import importance, ray_bounds, stratified
-from .scene import Scene
+from .scene import Scene, seen_from
 
 # Warm-up marching of unbounded scenes: this many times the grid's step (~30-60 samples/ray).
 UNBOUNDED_WARMUP_STEP_SCALE = 2.0
@@ -371,3 +372,15 @@ class Renderer:
             depth[start:start + n] = out.depth
         depth = torch.where(opacity > 1e-3, depth / opacity.clamp_min(1e-3), torch.zeros_like(depth))
         return {"rgb": rgb, "opacity": opacity, "depth": depth}
+
+
+def renderer_seen_from(renderer, eye):
+    """``renderer``, or a shallow copy whose scene's near/far follow a camera at ``eye``
+    (``scene.seen_from``): the window, the browser view and videos move closer or further than
+    the training cameras without clipping the scene. Only ``renderer.scene`` is read."""
+    scene = seen_from(renderer.scene, eye)
+    if scene is renderer.scene:
+        return renderer
+    view = copy.copy(renderer)
+    view.scene = scene
+    return view

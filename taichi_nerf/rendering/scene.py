@@ -5,6 +5,7 @@ checkpoint needs no dataset.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -72,6 +73,26 @@ class Scene:
             forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
             **choose_video(train.poses, ds.center, ds.up, forward_facing and bool(path)),
         )
+
+
+def seen_from(scene: Scene, eye) -> Scene:
+    """``scene`` as a camera at ``eye`` sees it: :func:`at_distance` of its distance to the centre."""
+    if scene.ndc or scene.forward_facing:  # (their near/far stay; nothing else is read)
+        return scene
+    return at_distance(scene, math.dist([float(v) for v in eye], [float(v) for v in scene.center]))
+
+
+def at_distance(scene: Scene, distance: float) -> Scene:
+    """``scene`` with near/far moved by how much further than the orbit radius from its centre
+    a camera is, so a camera closer to or further from the object than the training cameras
+    sees what they see instead of a clipped (or empty) picture. Forward-facing scenes are left
+    as they are: their near/far describe the capture (in NDC for LLFF)."""
+    if scene.ndc or scene.forward_facing:
+        return scene
+    shift = float(distance) - scene.orbit_radius
+    if abs(shift) < 1e-6:
+        return scene
+    return dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
 
 
 SPIRAL_TURNS = 2  # the path circles twice while moving once in and out

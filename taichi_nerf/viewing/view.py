@@ -10,15 +10,13 @@ and opacity, the finer pixel is interpolated from it instead. On the trained bui
 scene at 774x774 that renders a fifth of the full level's pixels, and the picture is within
 65 dB PSNR of rendering every pixel (docs/BENCHMARKS.md).
 """
-import copy
-import dataclasses
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..outputs.depth_view import depth_colors
+from ..rendering.renderer import renderer_seen_from
 from .schedule import MIN_COARSE_PIXELS, Band, ProgressiveResolution, RenderCost
 
 MODES = ("rgb", "depth", "opacity", "compare")
@@ -210,15 +208,7 @@ class ProgressiveView:
         """The renderer with near/far moved by how much closer or further than the training
         cameras we are, so zooming does not clip the scene (forward-facing scenes excepted:
         their near/far live in NDC)."""
-        scene = self.renderer.scene
-        if scene.ndc or scene.forward_facing:
-            return self.renderer
-        shift = float(np.linalg.norm(camera.eye - np.asarray(scene.center))) - scene.orbit_radius
-        if abs(shift) < 1e-6:
-            return self.renderer
-        view = copy.copy(self.renderer)
-        view.scene = dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
-        return view
+        return renderer_seen_from(self.renderer, camera.eye)
 
     def samples_decided(self) -> str | None:
         """What decides the samples per ray where the slider has no say: an updated occupancy
