@@ -157,6 +157,20 @@ def test_an_odd_sized_mp4_is_yuv420p_so_every_player_plays_it(tmp_path):
         assert reader.get_data(0).shape == (32, 48, 3)  # even sides are written as they are
 
 
+def test_a_fast_gif_is_not_played_at_10_fps(tmp_path):
+    """--fps 100 (or 120) wrote a gif whose frames last 1/100 s, which browsers play at 10 fps
+    (they treat a delay under 2/100 s as 10/100 s): ten times too slow. GIFs top out at 50 fps."""
+    from PIL import Image
+
+    from taichi_nerf.outputs.video import write_video
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    frames[1] = 255  # two different frames (Pillow merges equal ones, adding up their durations)
+    for fps, ms in ((120.0, 20), (50.0, 20), (24.0, 40), (0.5, 2000)):
+        with Image.open(write_video(tmp_path / "v.gif", frames, fps=fps)) as gif:
+            assert gif.info["duration"] == ms, fps
+
+
 def test_a_video_write_clears_what_a_killed_render_left_beside_it(tmp_path):
     """A render killed (-9) while writing left its hidden .NAME.partialPID.mp4 (often tens of MB)
     beside the video for ever; the next write of that video deletes it, and the partial file of a

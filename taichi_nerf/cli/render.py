@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                                              f"images', {TRAINED_WIDTHS[0]} to {TRAINED_WIDTHS[1]})")
     v.add_argument("--fps", type=float,
                    help=f"frames per second (default: the camera path's, else {DEFAULT_FPS}); a GIF's frames last "
-                        "whole hundredths of a second, so its rate is the nearest such (24: 25)")
+                        "whole hundredths of a second, so its rate is the nearest such (24: 25), at most 50")
     p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
                                   "was trained on)")
     s = p.add_argument_group("--split options")

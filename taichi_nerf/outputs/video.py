@@ -99,6 +99,9 @@ def _record(recorder: VideoRecorder, progress: bool) -> None:
         recorder.advance()
 
 
+MIN_GIF_DELAY_CS = 2  # a gif frame's shortest delay, hundredths of a second: 50 fps at most
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
     import imageio.v2 as imageio
 
@@ -110,8 +113,9 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
     partial = path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")
     try:
         if path.suffix.lower() == ".gif":
-            # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow
-            imageio.mimsave(partial, list(frames), duration=10.0 * max(1, round(100.0 / fps)), loop=0)
+            # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow;
+            # at least 2 of them, as browsers play a delay of 0 or 1 at 10 (--fps 100 was 10 fps)
+            imageio.mimsave(partial, list(frames), duration=10.0 * max(MIN_GIF_DELAY_CS, round(100.0 / fps)), loop=0)
         else:
             # yuv420p, which every player plays (QuickTime, Safari, phones and Firefox refuse H.264 4:4:4),
             # needs even sides: an odd side gets one copied edge row or column (macro_block_size=1: not
