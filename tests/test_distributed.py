@@ -434,3 +434,22 @@ def test_a_dry_run_under_torchrun_is_said_by_rank_0_alone(monkeypatch, capsys, t
         monkeypatch.setenv(name, value)
     assert cli.main(["train", "--data", str(tiny_scene), "--dry-run", "--out", str(tmp_path / "r")]) == 0
     assert ("run folder and memory are fine" in capsys.readouterr().out) == (rank == "0")
+
+
+@pytest.mark.parametrize("rank, shown", [("0", True), ("1", False)])
+def test_the_built_in_scenes_first_render_shows_one_bar_under_torchrun(monkeypatch, rank, shown):
+    """torchrun --nproc-per-node 2 ... train on a fresh cache: each rank rendered the built-in
+    scene with its own 'rendering built-in scene' bar, two bars interleaved on one line."""
+    from taichi_nerf.runs import datasets
+
+    asked = []
+
+    def render(views, size, progress):
+        asked.append(progress)
+        raise KeyboardInterrupt  # what load_dataset does next does not matter here
+
+    monkeypatch.setattr(datasets, "builtin_scene", render)
+    monkeypatch.setenv("RANK", rank), monkeypatch.setenv("LOCAL_RANK", rank), monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(KeyboardInterrupt):
+        datasets.load_dataset(None)
+    assert asked == [shown]

@@ -9,6 +9,7 @@ from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
 from ..data.loaders import read_dataset
 from ..scenes.builtin import builtin_scene
+from .distributed import environment
 
 
 def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, views: int = BUILTIN_VIEWS,
@@ -18,8 +19,8 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
     scene with ``views`` training views of ``size`` pixels (rendered on first use).
     ``options``: what :func:`taichi_nerf.data.loaders.read_dataset` takes (loader options,
     ``near``/``far``/``aabb``/``unbounded``)."""
-    if path is None:
-        path = builtin_scene(views=views, size=size, progress=progress)
+    if path is None:  # under torchrun every rank renders it the first time (one keeps it); rank 0 shows its bar
+        path = builtin_scene(views=views, size=size, progress=progress and environment()[0] == 0)
     elif (run := run_in(path)) is not None:  # read as a dataset: "photos without camera poses" (curves.png)
         from ..data.dataset import DataError
 
