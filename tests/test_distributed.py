@@ -453,3 +453,23 @@ def test_the_built_in_scenes_first_render_shows_one_bar_under_torchrun(monkeypat
     with pytest.raises(KeyboardInterrupt):
         datasets.load_dataset(None)
     assert asked == [shown]
+
+
+def test_a_lost_rank_is_said_on_a_line_of_its_own_not_after_the_progress_bar(capsys):
+    """kill -9 of rank 1 under plain torchrun: rank 0's 'training stopped: ... lost the other
+    ranks' came right after its progress bar, on the bar's line ('... step=96]taichi-nerf: ...')."""
+    from tqdm.auto import tqdm
+
+    from taichi_nerf.runs.distributed import PeerLost, Ranks
+
+    def reset():
+        raise RuntimeError("Connection reset by peer")
+
+    bar = tqdm(total=10, file=sys.stderr, desc="training")
+    bar.update(3)
+    with pytest.raises(PeerLost):
+        Ranks(rank=0, size=2)._call(reset)
+    bar.close()
+    lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    said = [line for line in lines if "training stopped" in line]
+    assert said and said[0].startswith("taichi-nerf: training stopped: rank 0 of 2 lost the other ranks"), lines

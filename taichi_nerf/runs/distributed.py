@@ -176,7 +176,10 @@ class Ranks:
             # Said here, while the run's signal handlers still stand: torchrun SIGTERMs the
             # surviving ranks as soon as one dies, and once the run has unwound that signal
             # ends this rank before main() can say why (a test saw it, 1 run in many).
-            print(f"taichi-nerf: training stopped: {lost}", file=sys.stderr, flush=True)
+            from tqdm.auto import tqdm  # (tqdm.write: on a line of its own, not after rank 0's progress bar)
+
+            tqdm.write(f"taichi-nerf: training stopped: {lost}", file=sys.stderr)
+            sys.stderr.flush()
             lost.reported = True
             raise lost from None
 
