@@ -368,6 +368,10 @@ def test_a_taken_port_is_said_in_one_line(tiny_scene, tmp_path):
     ({0: 130, 1: 130}, 130, "interrupted"),  # kill -INT/-TERM of one rank: every rank stopped, rank 0 saved
     ({0: 130, 1: -signal.SIGTERM}, 130, "interrupted"),  # torchrun ended a rank still unwinding
     ({0: 1, 1: -signal.SIGKILL}, 1, "the run stopped: rank 0 exited with status 1; rank 1 was killed by SIGKILL"),
+    # rank 1 killed; rank 0 saved and said so, then torchrun's SIGTERM ended it: not "rank 0 was killed by SIGTERM"
+    ({0: -signal.SIGTERM, 1: -signal.SIGKILL}, 1,
+     "the run stopped: rank 1 was killed by SIGKILL; torchrun then stopped rank 0 (SIGTERM)"),
+    ({0: -signal.SIGTERM, 1: -signal.SIGTERM}, 1, "the run stopped: rank 0 was killed by SIGTERM; rank 1 was killed"),
     ({0: 2, 1: 2}, 2, "the run stopped"),
 ])
 def test_devices_reports_an_interrupt_of_one_rank_as_an_interrupt(monkeypatch, capsys, codes, status, said):

@@ -92,8 +92,15 @@ def launch_local(count: int, argv: list[str]) -> int:
             # unwinding with SIGTERM. An interrupt, as in one process, not a failure.
             print("taichi-nerf: interrupted (a rank was stopped by a signal)", file=sys.stderr)
             return 130
+        # torchrun SIGTERMs the ranks still running once one fails: those did not fail (rank 0 has
+        # said what it saved), they were stopped; "rank 0 was killed by SIGTERM" read as lost work
+        stopped = [r for r, f in ranks if f.exitcode == -signal.SIGTERM]
+        failed = [(r, f) for r, f in ranks if f.exitcode != -signal.SIGTERM] or ranks
         said = "; ".join(f"rank {r} was killed by {f.signal_name()}" if f.exitcode < 0 else
-                         f"rank {r} exited with status {f.exitcode}" for r, f in ranks)
+                         f"rank {r} exited with status {f.exitcode}" for r, f in failed)
+        if len(failed) < len(ranks):
+            said += f"; torchrun then stopped {'rank' if len(stopped) == 1 else 'ranks'} " \
+                    f"{', '.join(map(str, stopped))} (SIGTERM)"
         print(f"taichi-nerf: the run stopped: {said}", file=sys.stderr)
         return 2 if codes == {2} else 1
     except SignalException as exc:
