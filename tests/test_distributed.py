@@ -477,3 +477,20 @@ def test_a_lost_rank_is_said_on_a_line_of_its_own_not_after_the_progress_bar(cap
     lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
     said = [line for line in lines if "training stopped" in line]
     assert said and said[0].startswith("taichi-nerf: training stopped: rank 0 of 2 lost the other ranks"), lines
+
+
+@pytest.mark.parametrize("saved, said", [(2, True), (1, False)])
+def test_a_resume_on_another_number_of_ranks_says_what_a_step_now_takes(run, saved, said):
+    """torchrun --nproc-per-node 2 ... then train --resume in one process: a step took 2 x 512
+    rays and now takes 512, without a word (the checkpoint's world_size was written, never read)."""
+    from taichi_nerf.runs.run_folder import resume_config
+    from taichi_nerf.training.diagnostics import start_lines
+    from taichi_nerf.training.trainer import Trainer
+
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state["world_size"] = saved
+    torch.save(state, run / "checkpoint.pt")
+    trainer = Trainer(resume_config(run).replace(steps=20), resume=True)
+    note = "note: the run trained on 2 ranks and goes on with 1 process: a step now takes 1 x 64 rays where it took 2 x"
+    lines = start_lines(trainer, True)
+    assert any(line.startswith(note) for line in lines) == said, lines

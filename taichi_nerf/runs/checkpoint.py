@@ -394,6 +394,7 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
         raise CheckpointError(f"{path}: damaged ({' '.join(str(exc).split())[:200]})") from None
     trainer.last_val_psnr = state.get("val_psnr")
     trainer.end_video_frames = state.get("end_video_frames")
+    trainer.resumed_world_size = state.get("world_size")  # start_lines says a change of ranks
     cfg = trainer.cfg
     if trainer.progress_floor >= 1.0 and cfg.lr_final != cfg.lr and not trainer.nothing_to_train():
         print(f"note: the run had ended annealed, so what it trains now is at its final learning rate "

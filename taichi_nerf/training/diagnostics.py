@@ -203,6 +203,13 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     elif resume and cfg.time_limit_s and not live:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
                      "before: it trains the rest (the limit is the run's total)")
+    before, now = trainer.resumed_world_size, trainer.ranks.size
+    if resume and before and before != now and not trainer.nothing_to_train():  # the checkpoint's ranks, not these
+        def ranks(n: int) -> str:
+            return "1 process" if n == 1 else f"{n} ranks"
+        each = f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
+        lines.append(f"note: the run trained on {ranks(before)} and goes on with {ranks(now)}: a step now takes "
+                     f"{now} x {each} where it took {before} x (see docs/DISTRIBUTED.md)")
     return lines
 
 

@@ -107,6 +107,7 @@ class Trainer:
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
         self.end_video_frames: int | None = None  # train's video at the end, saved so a resume keeps it (cli/train)
+        self.resumed_world_size: int | None = None  # the ranks the resumed checkpoint trained on
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
         self.stuck_watch = StuckWatch()
         self.callbacks: list = [self.stuck_watch]
