@@ -494,3 +494,15 @@ def test_a_resume_on_another_number_of_ranks_says_what_a_step_now_takes(run, sav
     note = "note: the run trained on 2 ranks and goes on with 1 process: a step now takes 1 x 64 rays where it took 2 x"
     lines = start_lines(trainer, True)
     assert any(line.startswith(note) for line in lines) == said, lines
+
+
+def test_an_error_under_torchrun_names_the_rank_that_said_it(monkeypatch, capsys, tmp_path):
+    """A dataset path that only rank 0's machine has: rank 1 said 'taichi-nerf: error: PATH: no
+    such file or folder', torchrun's summary after it, and nothing told which rank (or machine) lacked it."""
+    from taichi_nerf import cli
+
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    assert cli.main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--arch", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"taichi-nerf: error: rank 1 of 2: {tmp_path / 'nowhere'}") and err.count("\n") == 1, err

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from ..data.dataset import DataError
     from ..gui.launch import GuiUnavailable
     from ..runs.checkpoint import CheckpointError
-    from ..runs.distributed import PeerLost, refuse_several
+    from ..runs.distributed import PeerLost, rank_said, refuse_several
     from ..training.trainer import TrainingDiverged
     from ..viewer.server import ViewerUnavailable
 
@@ -79,14 +79,15 @@ def main(argv=None) -> int:
         if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, user_errors):
             raise  # a ValueError from a bug reads as a user error too: developers get the traceback
         said = in_flag_words(str(exc), args)  # each value as it was given: a flag, a --config file, a preset
-        print(f"taichi-nerf: error: {said}", file=sys.stderr)
+        print(f"taichi-nerf: error: {rank_said()}{said}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `taichi-nerf eval ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
         return 0
     except OSError as exc:  # unwritable output folder, full disk, ...
         # a failed rename names the file asked for (filename2), not the hidden temporary it was written as
-        print(f"taichi-nerf: error: {exc.filename2 or exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"taichi-nerf: error: {rank_said()}{exc.filename2 or exc.filename or ''}: {exc.strerror or exc}",
+              file=sys.stderr)
         return EXIT_USAGE
     except (TrainingDiverged, PeerLost) as exc:
         if not getattr(exc, "reported", False):

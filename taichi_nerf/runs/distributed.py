@@ -67,6 +67,16 @@ def world_size() -> int:
     return environment()[2]
 
 
+def rank_said() -> str:
+    """``"rank R of N: "`` under torchrun, else "": an error line names the rank that printed it
+    (each prints its own: a dataset or folder missing on one machine shows on its ranks alone)."""
+    try:
+        rank, _, size, _ = environment()
+    except ValueError:  # torchrun's variables themselves are wrong: that error says so
+        return ""
+    return f"rank {rank} of {size}: " if size > 1 else ""
+
+
 def refuse_several(what: str) -> None:
     """One-process features (every command but train, the web viewer): a one-line refusal under
     torchrun with WORLD_SIZE > 1."""
