@@ -506,3 +506,25 @@ def test_an_error_under_torchrun_names_the_rank_that_said_it(monkeypatch, capsys
     assert cli.main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--arch", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"taichi-nerf: error: rank 1 of 2: {tmp_path / 'nowhere'}") and err.count("\n") == 1, err
+
+
+def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
+    """torchrun --nproc-per-node 3 on 2 cores trained on, thrashing, without a word (train --devices 3 refuses it)."""
+    import torch.distributed as dist
+
+    from taichi_nerf.runs import distributed
+
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "3"), ("LOCAL_WORLD_SIZE", "3"),
+                        ("TI_CPU_MAX_NUM_THREADS", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (join narrows it: put back after the test)
+    monkeypatch.setattr(distributed, "_pinned", False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+
+    def no_peers(*args, **kwargs):
+        raise RuntimeError("the test ends here")
+
+    monkeypatch.setattr(dist, "init_process_group", no_peers)
+    with pytest.raises(distributed.PeerLost):
+        distributed.join("cpu")
+    assert "warning: 3 ranks on this machine's 2 CPU cores" in capsys.readouterr().err

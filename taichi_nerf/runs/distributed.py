@@ -391,6 +391,10 @@ def join(arch: str = "auto") -> Ranks:
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // local_size))
         os.environ["TI_CPU_MAX_NUM_THREADS"] = threads
     resolved = resolve_arch(arch)
+    cores = os.cpu_count() or 1
+    if resolved != "cuda" and local_rank == 0 and local_size > cores:  # (train --devices refuses it)
+        print(f"warning: {local_size} ranks on this machine's {cores} CPU cores: each is a whole training process, "
+              f"more than the cores only thrash; start at most {cores} (torchrun --nproc-per-node)", file=sys.stderr)
     wait = datetime.timedelta(seconds=timeout_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S))
     step = datetime.timedelta(seconds=timeout_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S))
     ranks = Ranks(rank=rank, size=size, local_rank=local_rank, backend="nccl" if resolved == "cuda" else "gloo")
