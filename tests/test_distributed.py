@@ -299,6 +299,8 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
     assert gpu_for_local_rank(None, 3) == "3"
     assert gpu_for_local_rank("4,5", 1) == "5"
     assert gpu_for_local_rank("GPU-a, GPU-b", 0) == "GPU-a"
+    # CUDA_VISIBLE_DEVICES= torchrun ... --arch cpu: refused, 'LOCAL_RANK 1 has no GPU ... start at most 0 processes'
+    assert gpu_for_local_rank("", 1) == "" and gpu_for_local_rank(" ", 0) == ""
     with pytest.raises(ValueError, match="LOCAL_RANK 2 has no GPU"):
         gpu_for_local_rank("0,1", 2)
 

@@ -97,10 +97,13 @@ def rank_zero_only(what: str) -> None:
 
 def gpu_for_local_rank(visible: str | None, local_rank: int) -> str:
     """The CUDA_VISIBLE_DEVICES entry of this rank: the ``local_rank``-th of those already
-    visible (indices or UUIDs), or the index itself when none are set."""
+    visible (indices or UUIDs), or the index itself when none are set; none (``""``) when every
+    GPU is hidden (``CUDA_VISIBLE_DEVICES= torchrun ...``, the usual way to train on the CPU)."""
     if visible is None:
         return str(local_rank)
     entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    if not entries:
+        return ""
     if local_rank >= len(entries):
         raise ValueError(f"LOCAL_RANK {local_rank} has no GPU: CUDA_VISIBLE_DEVICES={visible!r} lists {len(entries)}; "
                          f"start at most {len(entries)} processes per machine")
