@@ -530,3 +530,20 @@ def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
     with pytest.raises(distributed.PeerLost):
         distributed.join("cpu")
     assert "warning: 3 ranks on this machine's 2 CPU cores" in capsys.readouterr().err
+
+
+def test_the_metrics_rows_of_several_ranks_record_how_many(tiny_scene, tmp_path):
+    """A run of 2 ranks wrote nothing in metrics.jsonl, config.json or TensorBoard that said so
+    (its rays_per_s counted both); one process's rows stay as they were."""
+    from taichi_nerf.runs.distributed import Ranks
+    from taichi_nerf.training.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", log_every=1, eval_every=0, preview_every=0,
+                                  checkpoint_every=0))
+    info = {"loss": 0.1, "train_psnr": 10.0, "lr": 1e-3, "rays_per_s": 1.0, "samples_per_ray": 8.0}
+    trainer.step_count = 1
+    trainer.after_step(info)
+    trainer.ranks, trainer.step_count = Ranks(rank=0, size=2), 2  # rank 0 of two (no collective in a log step)
+    trainer.after_step(info)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row.get("ranks") for row in rows] == [None, 2], rows

@@ -254,6 +254,7 @@ class Trainer:
         if s % cfg.log_every == 0 or s == cfg.steps:
             self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
                       "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
+                      "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
                       **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
