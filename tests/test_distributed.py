@@ -547,3 +547,16 @@ def test_the_metrics_rows_of_several_ranks_record_how_many(tiny_scene, tmp_path)
     trainer.after_step(info)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row.get("ranks") for row in rows] == [None, 2], rows
+
+
+def test_the_start_line_of_several_ranks_says_each_takes_its_batch(tiny_scene, tmp_path):
+    """--batch-images under torchrun: 'training N steps of every pixel of 1 images x 24 samples',
+    though each of the 2 ranks took that many (only --batch-rays alone said 'on each of 2 ranks')."""
+    from taichi_nerf.runs.distributed import Ranks
+    from taichi_nerf.training.diagnostics import start_lines
+    from taichi_nerf.training.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", batch_rays=0, batch_images=1))
+    trainer.ranks = Ranks(rank=0, size=2)
+    backend = next(line for line in start_lines(trainer, False) if line.startswith("backend:"))
+    assert "of every pixel of 1 images on each of 2 ranks x" in backend, backend

@@ -179,8 +179,8 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
                      "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
                      "float32")
     per_rank = f" on each of {trainer.ranks.size} ranks" if trainer.ranks.size > 1 else ""
-    rays = (f"{cfg.batch_rays} rays{per_rank}" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
-        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "")
+    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
+        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "") + per_rank
     samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
         f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
         f"{trainer.renderer.proposal.render_count} when rendering)"
