@@ -436,6 +436,7 @@ def test_the_panel_takes_every_resolution_the_flag_allows(cap):
     (["view", "--ckpt", "nowhere", "--viewer-host", "192.0.2.1"], "'192.0.2.1' is not an address of this machine"),
     (["train", "--viewer", "web", "--viewer-host", "192.0.2.1"], "is not an address of this machine"),
     (["view", "--ckpt", "nowhere"], "nowhere: no checkpoint found"),
+    (["gui", "--web", "--ckpt", "nowhere"], "nowhere: no checkpoint found"),
     # every flag of gui is checked before the browser branch: these reached the viewer unchecked
     (["gui", "--web", "--steps-per-frame", "0"], "--steps-per-frame must be at least 1"),
     (["gui", "--web", "--steps-per-frame", "-3"], "--steps-per-frame must be at least 1"),

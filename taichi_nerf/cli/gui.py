@@ -169,6 +169,7 @@ def check_flags(args) -> None:
 def gui_web(args) -> int:
     """``gui --web``: what the window shows, in a browser (taichi_nerf/viewer/launch.py). The server
     opens before the run is opened (checked, locked, its folder claimed)."""
+    from ..runs.checkpoint import checkpoint_file
     from ..viewer.launch import train_in_browser, view_checkpoint
     from ..viewer.server import ViewerServer
 
@@ -181,6 +182,8 @@ def gui_web(args) -> int:
                             "--seconds, --status)")
     check_viewer_flags(args)
     planned = None if args.ckpt and not args.train else training_config(args)  # refused before the server opens
+    if planned is None:
+        checkpoint_file(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         if planned is None:
