@@ -305,6 +305,21 @@ def test_a_browser_leaving_a_paused_run_does_not_say_training_goes_on(web_sessio
     assert app.camera is None and app.schedule.paused and app.message == said
 
 
+def test_a_browser_opened_after_the_last_one_left_is_not_told_the_browser_left(web_session):
+    """All tabs closed, then one opened again: its panel kept saying "the browser left; training
+    goes on" to the browser that was there."""
+    app, _server, _trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    move(app, poses[0].double().numpy(), client=1)
+    app.frame()
+    app.inbox.disconnected(1)
+    app.frame()
+    assert "browser left" in app.message
+    move(app, poses[1].double().numpy(), client=2)
+    app.frame()
+    assert app.camera is not None and app.message == "training"
+
+
 def test_viewing_a_run_that_another_process_trains_leaves_its_viewer_log_alone(run, capsys):
     """`view --ckpt RUN` while `train --viewer web` trains RUN: the viewer's log (viewer.jsonl,
     this session's lines only) was emptied under the trainer, which then appended to it beside

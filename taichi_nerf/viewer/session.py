@@ -41,6 +41,7 @@ MOVING_QUALITY, STILL_QUALITY = 60, 90  # JPEG quality while moving / once still
 BROWSER_MIN_PIXELS = 32  # the moving preview's floor across its short side
 STATS_EVERY_S = 0.5
 IDLE_S = 0.03  # nothing to do: wait this long before looking again
+BROWSER_LEFT = "the browser left; training goes on"
 
 
 @dataclass
@@ -183,7 +184,7 @@ class WebViewer(TrainingSession):
         if self.client is not None and self.client not in mail.clients:
             self.client, self.camera = None, None  # that browser closed: training goes on (unless paused)
             if self.trainer is not None and mail.camera is None and not self.schedule.paused:
-                self.message = "the browser left; training goes on"
+                self.message = BROWSER_LEFT
         if mail.camera is not None:
             self.follow(mail.camera, now)
         if self.camera is None and self.video_job is not None:  # the browser left mid-video: finish it
@@ -223,6 +224,8 @@ class WebViewer(TrainingSession):
 
     def follow(self, message, now: float) -> None:
         """A browser moved its camera (or arrived): the view follows it from the coarsest level."""
+        if self.message == BROWSER_LEFT:  # a browser is back: that was no longer true
+            self.message = "training"
         self.client = message.client
         self.camera = BrowserCamera.from_viser(message.wxyz, message.position, message.fov, message.width,
                                                message.height)
