@@ -37,6 +37,29 @@ def test_home_view_is_the_start_of_the_orbit_video():
     assert np.allclose(cam.pose(), video[0].double().numpy(), atol=1e-5)
 
 
+def forward_facing_scene() -> Scene:
+    """An LLFF-like capture: y up, the average camera at (0.3, 0.1, 0) looking 20 degrees off -z at
+    the centre 2 ahead."""
+    angle = math.radians(20.0)
+    back = np.array([math.sin(angle), 0.0, math.cos(angle)])
+    avg = np.eye(4)
+    avg[:3, 0], avg[:3, 1], avg[:3, 2], avg[:3, 3] = np.cross([0.0, 1.0, 0.0], back), [0.0, 1.0, 0.0], back, \
+        [0.3, 0.1, 0.0]
+    return Scene(near=0.0, far=1.0, aabb=[-1.5] * 3 + [1.5] * 3, center=list(avg[:3, 3] - 2.0 * back), up=[0, 1, 0],
+                 orbit_radius=2.0, orbit_elevation_deg=0.0, ndc=True, forward_facing=True,
+                 path_pose=avg.flatten().tolist(), path_radii=[0.1, 0.1, 0.1], path_focus=2.0)
+
+
+def test_home_view_of_a_forward_facing_scene_is_on_its_cameras_side():
+    """The orbit's start is behind an LLFF capture: the window (and the browser viewer) opened
+    looking back at the cameras from behind the scene, a blank picture in NDC."""
+    scene = forward_facing_scene()
+    cam = OrbitCamera.from_scene(scene)
+    avg = np.array(scene.path_pose).reshape(4, 4)
+    assert np.allclose(cam.eye, avg[:3, 3], atol=1e-6)  # where the average training camera stands
+    assert np.allclose(cam.pose()[:3, 2], avg[:3, 2], atol=1e-6)  # looking the way it looks
+
+
 def test_orbit_keeps_distance_and_stays_upright():
     cam = make_camera()
     for d_az, d_el in [(0.3, 0.1), (-1.2, 0.4), (2.5, -0.9), (0.0, 0.3)]:

@@ -439,6 +439,25 @@ def test_the_panel_takes_every_resolution_the_flag_allows(cap):
     finally:
         server.stop()
 
+def test_the_browser_opens_a_forward_facing_scene_from_its_cameras_side():
+    """The browser's first view was the orbit's start, behind an LLFF capture: a blank page."""
+    pytest.importorskip("viser")
+    from taichi_nerf.viewer.server import ViewerServer
+
+    from .test_gui_logic import forward_facing_scene
+
+    scene = forward_facing_scene()
+    server = ViewerServer("127.0.0.1", 0, out=io.StringIO())
+    try:
+        server.set_opening_view(scene, 0.6)
+        initial = server.server.initial_camera
+        eye = np.array(scene.path_pose).reshape(4, 4)[:3, 3]  # where the average training camera stands
+        assert np.allclose(initial.position, eye, atol=1e-5)  # as the window's home view
+        assert np.allclose(initial.look_at, scene.center, atol=1e-5)
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["view", "--ckpt", "nowhere", "--viewer-port", "70000"], "--viewer-port must be between"),
     (["view", "--ckpt", "nowhere", "--seconds", "0"], "--seconds must be positive"),

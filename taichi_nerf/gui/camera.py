@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..rendering.scene import opening_angles
 from ..stages import cameras
 
 MAX_ELEVATION = math.radians(85.0)  # stay clear of the pole, where "upright" is undefined
@@ -40,8 +41,8 @@ class OrbitCamera:
 
     @classmethod
     def from_scene(cls, scene) -> "OrbitCamera":
-        return cls(scene.center, scene.up, scene.orbit_radius, math.radians(scene.orbit_elevation_deg),
-                   scene.fov_x, scene.aspect)
+        azimuth, elevation = opening_angles(scene)
+        return cls(scene.center, scene.up, scene.orbit_radius, elevation, scene.fov_x, scene.aspect, azimuth=azimuth)
 
     # --- state ---------------------------------------------------------------------------
     def reset(self) -> None:

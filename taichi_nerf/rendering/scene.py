@@ -136,6 +136,19 @@ def spiral_poses(scene: Scene, frames: int, scale: float = 1.0, up=None) -> torc
     return torch.stack(poses)
 
 
+def opening_angles(scene: Scene) -> tuple[float, float]:
+    """(azimuth, elevation), radians, in :func:`cameras.axis_basis` of ``scene.up``, of where a viewer
+    opens (the GUI window's home, the browser's first view), ``orbit_radius`` from the centre: the
+    orbit video's start, or for a forward-facing capture the side its cameras look from (the average
+    camera's back axis): the orbit's start is behind such a scene, where nothing was seen (and, in
+    NDC, nothing renders)."""
+    if not (scene.forward_facing and len(scene.path_pose) == 16):
+        return 0.0, math.radians(scene.orbit_elevation_deg)
+    up, a, b = cameras.axis_basis(scene.up)
+    back = cameras.unit(torch.tensor(scene.path_pose, dtype=torch.float64).view(4, 4)[:3, 2].numpy())
+    return math.atan2(float(back @ b), float(back @ a)), math.asin(max(-1.0, min(1.0, float(back @ up))))
+
+
 def orbit_cameras(scene: Scene, frames: int, width: int, height: int | None = None,
                   elevation_deg: float | None = None, radius: float | None = None):
     """Poses and intrinsics for a turntable orbit that frames the scene like the training views

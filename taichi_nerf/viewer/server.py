@@ -4,6 +4,7 @@ the command before anything on disk changes), its connection callbacks writing t
 browser's camera, set the opening view)."""
 import contextlib
 import io
+import math
 import socket
 import sys
 
@@ -96,11 +97,14 @@ class ViewerServer:
         return self.server.get_clients()
 
     def set_opening_view(self, scene, fov_y: float) -> None:
-        """Where a new browser starts (and "Reset View" returns): the orbit video's first view."""
+        """Where a new browser starts (and "Reset View" returns): the GUI window's home view."""
+        from ..rendering.scene import opening_angles
         from ..stages import cameras
 
         self.server.scene.set_up_direction(tuple(float(v) for v in scene.up))
-        pose = cameras.orbit_poses(1, scene.orbit_radius, scene.orbit_elevation_deg, scene.center, scene.up)[0]
+        azimuth, elevation = opening_angles(scene)
+        pose = cameras.orbit_poses(1, scene.orbit_radius, math.degrees(elevation), scene.center, scene.up,
+                                   start_deg=math.degrees(azimuth))[0]
         initial = self.server.initial_camera
         initial.position = tuple(float(v) for v in pose[:3, 3])
         initial.look_at = tuple(float(v) for v in scene.center)
