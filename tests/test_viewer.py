@@ -265,7 +265,8 @@ def test_a_video_goes_on_when_the_browser_leaves(web_session):
     assert app.video_job is not None
     app.inbox.disconnected(1)
     frames_until(app, lambda: app.counts["videos"] == 1)
-    assert app.camera is None and app.message.startswith("saved video: orbit_step")
+    # the whole path, as a checkpoint's: the browser's user fetches it from the server
+    assert app.camera is None and app.message.startswith(f"saved video: {trainer.out_dir / 'videos' / 'orbit_step'}")
     assert list((trainer.out_dir / "videos").glob("orbit_step*.mp4"))
 
 

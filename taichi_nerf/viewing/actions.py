@@ -133,7 +133,9 @@ def advance_video(app, budget_s: float | None) -> None:
         paths = job.write()
         app.counts["videos"] += 1
         app.last_saved["video"] = str(paths[0])
-        app.message = "saved video: " + ", ".join(p.name for p in paths)
+        # its whole path first, as a checkpoint's: a browser's user is on another machine and fetches it from there
+        others = ", ".join(p.name for p in paths[1:])
+        app.message = f"saved video: {paths[0]}" + (f" (and {others})" if others else "")
     except Exception as exc:  # a missing codec must not take the session down
         app.message = f"video failed: {type(exc).__name__}: {exc}"
     view.progressive.restart()
