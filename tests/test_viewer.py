@@ -321,6 +321,17 @@ def test_a_browser_opened_after_the_last_one_left_is_not_told_the_browser_left(w
     assert app.camera is not None and app.message == "training"
 
 
+def test_the_panel_says_the_viewer_has_closed_when_it_leaves(web_session):
+    """Ctrl-C (or --seconds) closed the server, and the page, which keeps what it last got,
+    went on saying "step N of M (training)" and "training"."""
+    app, _server, trainer = web_session
+    app.options.max_seconds = 0.0  # one frame, then it leaves
+    assert app.run() == 0
+    assert app.panel.message.content == f"this viewer has closed (at step {trainer.step_count}): the page no " \
+                                        "longer updates"
+    assert "(stopped)" in app.panel.stats.content
+
+
 def test_viewing_a_run_that_another_process_trains_leaves_its_viewer_log_alone(run, capsys):
     """`view --ckpt RUN` while `train --viewer web` trains RUN: the viewer's log (viewer.jsonl,
     this session's lines only) was emptied under the trainer, which then appended to it beside

@@ -7,6 +7,7 @@ import io
 import math
 import socket
 import sys
+import time
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from .inbox import Inbox
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7007
 DEFAULT_RESOLUTION = 512  # the longest side of the pictures sent (the panel's slider changes it)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+FAREWELL_S = 0.3  # stopping with a browser connected: time for the last messages to go out
 
 
 class ViewerUnavailable(RuntimeError):
@@ -134,4 +136,7 @@ class ViewerServer:
             client.camera.look_at = tuple(eye + depth * forward)
 
     def stop(self) -> None:
+        if self.clients():  # the panel's last word (viewer/session.py) reaches the open pages before they are cut off
+            self.server.flush()
+            time.sleep(FAREWELL_S)
         self.server.stop()

@@ -104,7 +104,7 @@ class WebViewer(TrainingSession):
         self.client: int | None = None  # the browser whose camera the view follows
         self.moved_at = self.settling = self.awaiting = None  # last move; until refined; a move not yet shown
         self.latencies: list[float] = []  # seconds from a camera message to the first picture of it
-        self.finished = self.crashed = False
+        self.finished = self.crashed = self.closed = False
         self.frame_count = 0  # loops run (a script waits for some to pass)
         self._sent_at = 0.0
         self._stats_at = 0.0
@@ -164,7 +164,16 @@ class WebViewer(TrainingSession):
             finally:
                 interrupted = interrupted or stop.requested or self.crashed
                 self.close()
+                if not self.finished:  # for good (not Trainer.run's end, whose linger() runs this loop again)
+                    self.say_closed()
         return 130 if interrupted else 0
+
+    def say_closed(self) -> None:
+        """The panel's last word: the browser keeps showing it once the server has gone, and it
+        said "(training)" and "training" there."""
+        self.closed = True
+        self.message = f"this viewer has closed (at step {self.step}): the page no longer updates"
+        self.panel.show(self.stats_text(), self.message, self.schedule.paused if self.trainer else None)
 
     def close(self) -> None:
         """Save what training did since the last save (the viewer stays open for linger())."""
@@ -336,7 +345,7 @@ class WebViewer(TrainingSession):
         if self.trainer is not None:
             info, total = self.last_info, self.cfg.steps
             loss = info.get("loss")
-            state = "paused" if self.schedule.paused else "training"
+            state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
             lines.append(f"step {self.step} of {total} ({state})" + (f", loss {loss:.5f}" if loss else ""))
             psnr, val = self.curves.smoothed_psnr, self.curves.val_psnr
             lines.append("PSNR " + (f"{psnr:.2f} dB" if psnr is not None else "-") + " train, "
