@@ -423,6 +423,14 @@ def test_server_says_where_it_is_and_when_its_port_was_taken():
         server.host = "0.0.0.0"
         server.announce(exposed)
         assert "anyone who can reach" in exposed.getvalue()
+        assert f"open http://{socket.gethostname()}:{server.port}" in exposed.getvalue()  # no tunnel needed
+        for host, url in (("192.0.2.7", "192.0.2.7"), ("fd00::7", "[fd00::7]")):
+            one = io.StringIO()  # listening on that address alone: 127.0.0.1 refuses, through a tunnel too
+            server.host = host
+            server.announce(one)
+            text = one.getvalue()
+            assert f"open http://{url}:{server.port}" in text and f"ssh -L {server.port}:{url}:{server.port}" in text
+            assert "127.0.0.1" not in text.split("the default")[0]
         ipv6 = io.StringIO()  # ::1 is not reached through 127.0.0.1 (another viewer may listen there)
         server.host = "::1"
         server.announce(ipv6)

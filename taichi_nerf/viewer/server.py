@@ -83,12 +83,18 @@ class ViewerServer:
         if self.requested_port not in (0, self.port):
             print(f"viewer: port {self.requested_port} is taken; using port {self.port} instead", file=out)
         local = self.host in LOCAL_HOSTS
-        ipv6 = self.host in ("::1", "::")  # an IPv6 listener is not reached through 127.0.0.1
-        shown = "[::1]" if ipv6 else "127.0.0.1" if local or self.host == "0.0.0.0" else self.host
-        loopback = "[::1]" if ipv6 else "127.0.0.1"
-        print(f"viewer: open http://{shown}:{self.port} in a browser", file=out)
-        print(f"viewer: from another machine, tunnel first: ssh -L {self.port}:{loopback}:{self.port} "
+        if self.host in ("::1", "::"):  # an IPv6 listener is not reached through 127.0.0.1
+            address = "[::1]"
+        elif local or self.host == "0.0.0.0":
+            address = "127.0.0.1"
+        else:  # one address of this machine: the only one that answers, through the tunnel too
+            address = f"[{self.host}]" if ":" in self.host else self.host
+        print(f"viewer: open http://{address}:{self.port} in a browser", file=out)
+        print(f"viewer: from another machine, tunnel first: ssh -L {self.port}:{address}:{self.port} "
               f"{socket.gethostname()}  (then open http://localhost:{self.port})", file=out)
+        if self.host in ("0.0.0.0", "::"):
+            print(f"viewer: or, from a machine that reaches this one, open http://{socket.gethostname()}:{self.port} "
+                  "(this machine's name or address)", file=out)
         if not local:
             print(f"viewer: listening on {self.host}, not only this machine: anyone who can reach port {self.port} "
                   "can watch, pause and save this run (the viewer has no password); the default 127.0.0.1 with "
