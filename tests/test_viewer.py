@@ -332,6 +332,37 @@ def test_the_panel_says_the_viewer_has_closed_when_it_leaves(web_session):
     assert "(stopped)" in app.panel.stats.content
 
 
+def test_a_pause_from_the_browser_spends_none_of_the_time_limit(tiny_scene, tmp_path):
+    """train --viewer web --time-limit: the limit counted the wall clock through a pause, so ten
+    minutes spent looking at a paused field ended the run (its learning rate annealed) at the next step."""
+    pytest.importorskip("viser")
+    from taichi_nerf.training.trainer import Trainer
+    from taichi_nerf.viewer.session import ViewerOptions, WebViewer
+
+    now = [0.0]
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=100000, eval_every=0, preview_every=0,
+                                  checkpoint_every=0, time_limit_s=60.0))
+    trainer.clock = lambda: now[0]
+    trainer.begin()
+    started = trainer.start_clock()
+    server = FakeServer()
+    try:
+        app = WebViewer(server, trainer.renderer, trainer.cfg, ViewerOptions(resolution_cap=64, steps_per_frame=1),
+                        trainer=trainer, train_split=trainer.train, out_dir=trainer.out_dir, keep_going=lambda: True)
+        now[0] = 10.0
+        app.inbox.press("toggle_pause")
+        app.frame()
+        now[0] = 610.0  # ten minutes paused
+        app.inbox.press("toggle_pause")
+        app.frame()
+        now[0] = 620.0
+        assert not trainer.clock_limit(started) and trainer.clock_s == pytest.approx(20.0)
+        now[0] = 700.0
+        assert trainer.clock_limit(started)  # training time still counts
+    finally:
+        server.real.stop()
+
+
 def test_viewing_a_run_that_another_process_trains_leaves_its_viewer_log_alone(run, capsys):
     """`view --ckpt RUN` while `train --viewer web` trains RUN: the viewer's log (viewer.jsonl,
     this session's lines only) was emptied under the trainer, which then appended to it beside

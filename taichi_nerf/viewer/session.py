@@ -28,7 +28,7 @@ from ..viewing import VIDEO_FRAMES, actions, timeshare
 from ..viewing.curves import TrainingCurves
 from ..viewing.keyframes import Keyframes
 from ..viewing.perflog import ViewerLog
-from ..viewing.schedule import FrameBudget, RateMeter, TrainingSchedule
+from ..viewing.schedule import FrameBudget, PausableClock, RateMeter, TrainingSchedule
 from ..viewing.session import TrainingSession
 from ..viewing.view import ProgressiveView
 from .camera import BrowserCamera, render_size, vertical_fov
@@ -118,6 +118,8 @@ class WebViewer(TrainingSession):
                            resolution_cap=self.resolution_cap, train_share=self.budget.train_share)
         self.panel.add_training_cameras(train_split, self.inbox, scale=0.06 * self.scene.orbit_radius)
         self.log = ViewerLog(self.log_path())
+        if trainer is not None and keep_going is not None:  # Trainer.run's time limit: a pause does not count
+            self.clock = trainer.clock = PausableClock(trainer.clock)
         if trainer is not None:
             self.curves.seed(self.out_dir / "metrics.jsonl", trainer.step_count)
             trainer.callbacks += [self.curves, self]
@@ -303,6 +305,8 @@ class WebViewer(TrainingSession):
     def perform(self, name: str, value=None) -> None:
         if name == "toggle_pause":
             actions.toggle_pause(self)
+            if self.keep_going is not None:
+                self.clock.hold(self.schedule.paused)
         elif name == "save_checkpoint":
             actions.attempt(self, actions.save_checkpoint, "checkpoint")
         elif name == "train_share":

@@ -10,6 +10,25 @@ import numpy as np
 MIN_COARSE_PIXELS = 8  # the coarsest level keeps at least this many pixels across
 
 
+class PausableClock:
+    """A clock that stands still while held: the trainer's (``Trainer.clock``, what --time-limit
+    counts) while ``train --viewer web`` is paused from the browser, so a pause spends none of the
+    time limit and anneals no learning rate."""
+
+    def __init__(self, clock):
+        self.clock, self.held_s, self.held_at = clock, 0.0, None
+
+    def __call__(self) -> float:
+        return (self.clock() if self.held_at is None else self.held_at) - self.held_s
+
+    def hold(self, held: bool) -> None:
+        if held and self.held_at is None:
+            self.held_at = self.clock()
+        elif not held and self.held_at is not None:
+            self.held_s += self.clock() - self.held_at
+            self.held_at = None
+
+
 @dataclass
 class TrainingSchedule:
     """Whether a frame trains, and with ``steps_per_frame`` how many steps (None: as many as
