@@ -3,6 +3,7 @@ and the progressive levels it drives, and the viewer's loop (taichi_nerf/viewer/
 fed through its inbox as viser's threads would feed it."""
 import io
 import math
+import re
 import socket
 
 import numpy as np
@@ -598,6 +599,15 @@ def test_gui_web_says_what_train_says_at_the_start(tiny_scene, tmp_path, monkeyp
     assert code == 0, printed
     for line in ("data: ", "background: ", "warning: --mixed-precision ignored", f"; run folder {out}"):
         assert line in printed, printed
+    _the_address_is_said_again_below_the_start_lines(printed)
+
+
+def _the_address_is_said_again_below_the_start_lines(printed: str) -> None:
+    """The start lines (data, notes, background, ...) pushed the address and the ssh tunnel off an
+    ssh terminal's screen: it is said again below them."""
+    port = re.search(r"viewer: open http://127\.0\.0\.1:(\d+) in a browser", printed).group(1)
+    again = printed.index(f"viewer: training in the browser at http://127.0.0.1:{port}")
+    assert printed.index("background: ") < again, printed
 
 
 @pytest.mark.slow
@@ -617,6 +627,7 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "viewer: open http://127.0.0.1:" in printed and "trained 30 steps" in printed
+    _the_address_is_said_again_below_the_start_lines(printed)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(row.get("final") and row["step"] == 30 for row in rows)  # the final validation ran
     assert (out / "checkpoint.pt").is_file() and (out / "curves.png").is_file() and (out / "viewer.jsonl").is_file()

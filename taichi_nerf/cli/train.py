@@ -110,6 +110,8 @@ def cmd_train(args) -> int:
         warning = PRESETS[cfg.preset].cpu_warning_for(cfg) if cfg.preset is not None else ""
         if warning and trainer.backend.arch != "cuda":
             print(f"warning: {warning}")
+        if viewer:
+            viewer.server.remind()
         try:
             result = viewer.train(trainer) if viewer else trainer.run()
         except BaseException:

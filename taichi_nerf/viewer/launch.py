@@ -43,6 +43,7 @@ def train_in_browser(server: ViewerServer, run, options) -> int:
         trainer = Trainer(run.cfg, dataset=run.dataset, resume=run.resume)
         trainer.begin()
         print("\n".join(start_lines(trainer, run.resume, run_folder=run.out, trains_on="resume")))
+        server.remind()
         app = WebViewer(server, trainer.renderer, trainer.cfg, options, trainer=trainer, train_split=trainer.train,
                         out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr)
         code = app.run()

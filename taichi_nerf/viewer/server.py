@@ -83,12 +83,7 @@ class ViewerServer:
         if self.requested_port not in (0, self.port):
             print(f"viewer: port {self.requested_port} is taken; using port {self.port} instead", file=out)
         local = self.host in LOCAL_HOSTS
-        if self.host in ("::1", "::"):  # an IPv6 listener is not reached through 127.0.0.1
-            address = "[::1]"
-        elif local or self.host == "0.0.0.0":
-            address = "127.0.0.1"
-        else:  # one address of this machine: the only one that answers, through the tunnel too
-            address = f"[{self.host}]" if ":" in self.host else self.host
+        address = self.address
         print(f"viewer: open http://{address}:{self.port} in a browser", file=out)
         print(f"viewer: from another machine, tunnel first: ssh -L {self.port}:{address}:{self.port} "
               f"{socket.gethostname()}  (then open http://localhost:{self.port})", file=out)
@@ -100,6 +95,21 @@ class ViewerServer:
                   "can watch, pause and save this run (the viewer has no password); the default 127.0.0.1 with "
                   "ssh -L is safer", file=out)
         out.flush()
+
+    @property
+    def address(self) -> str:
+        """The address a browser on this machine (or the far end of an ssh tunnel) opens."""
+        if self.host in ("::1", "::"):  # an IPv6 listener is not reached through 127.0.0.1
+            return "[::1]"
+        if self.host in LOCAL_HOSTS or self.host == "0.0.0.0":
+            return "127.0.0.1"
+        return f"[{self.host}]" if ":" in self.host else self.host  # one address: the only one that answers
+
+    def remind(self, out=None) -> None:
+        """The address again, below the run's start lines, which pushed :meth:`announce`'s off an
+        ssh terminal's screen."""
+        print(f"viewer: training in the browser at http://{self.address}:{self.port} (the tunnel: above)",
+              file=out or sys.stdout, flush=True)
 
     def clients(self) -> dict:
         return self.server.get_clients()
