@@ -186,6 +186,11 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     assert (stated.near, stated.far) == (2.0, 6.0)
     # data info said both: "near 1.53 / far 6.56: the box's nearest..." and "as stated in the file"
     assert [n for n in stated.notes if n.startswith("near")] == ["near and far as stated in the file"], stated.notes
+    np.savez(tmp_path / "with_far.npz", images=images, poses=poses.numpy(), focal=np.array(FOCAL), far=6.0)
+    far_only = read_dataset(tmp_path / "with_far.npz")  # the automatic near is still said
+    assert far_only.far == 6.0 and far_only.near == ds.near, far_only.notes
+    assert [n for n in far_only.notes if n.startswith("near")] == [
+        f"near {far_only.near:.3g} / far 6: far as stated in the file, near chosen automatically"], far_only.notes
     # A folder that holds one .npz (the download unpacked into its own folder) is that file;
     # with two, which one is meant is unclear: a one-line error naming the folder.
     (tmp_path / "only").mkdir()

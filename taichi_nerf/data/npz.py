@@ -175,5 +175,10 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
         if not (np.isfinite([ds.near, ds.far]).all() and 0 <= ds.near < ds.far):
             raise DataError(f"{path}: need 0 <= near < far, got near={ds.near}, far={ds.far}")
         ds.notes = [n for n in ds.notes if not n.startswith("near ")]  # the automatic choice, overridden
-        ds.notes.append(f"{' and '.join(stated)} as stated in the file")
+        if len(stated) == 2:
+            ds.notes.append("near and far as stated in the file")
+        else:  # one stated: the other is still the automatic choice, which the dropped note gave
+            (key,) = stated
+            ds.notes.append(f"near {ds.near:.3g} / far {ds.far:.3g}: {key} as stated in the file, "
+                            f"{'far' if key == 'near' else 'near'} chosen automatically")
     return ds
