@@ -434,6 +434,23 @@ def test_a_crash_in_the_viewer_saves_the_run_like_ctrl_c(web_session, capsys):
     assert "the browser sent something odd" in err and "saving the run" in err
 
 
+def test_a_broken_panel_ends_the_run_like_ctrl_c_and_its_last_word_does_not_hide_that(web_session, capsys):
+    """The panel's closing word ("this viewer has closed") is said in the loop's ``finally``: when
+    the panel itself was what failed, saying it raised again there, in place of the saved run's
+    exit 130."""
+    app, server, trainer = web_session
+    app.options.max_seconds = 300.0  # a guard: the crash below ends the loop
+    frames_until(app, lambda: trainer.step_count >= 2)
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("the panel is gone")
+
+    app.panel.show = broken
+    assert app.run() == 130
+    assert app.crashed and (trainer.out_dir / "checkpoint.pt").is_file() and app.saved_step == trainer.step_count
+    assert "the panel is gone" in capsys.readouterr().err
+
+
 # --- serving -------------------------------------------------------------------------------
 def test_server_says_where_it_is_and_when_its_port_was_taken():
     pytest.importorskip("viser")

@@ -7,6 +7,7 @@ and at higher quality once it stops. Training and rendering take turns, never ov
 Nobody watching (no browser, or the last one closed): training runs on at full speed. A
 crash in the viewer saves the run as Ctrl-C does, then says what happened.
 """
+import contextlib
 import math
 import os
 import sys
@@ -167,7 +168,8 @@ class WebViewer(TrainingSession):
                 interrupted = interrupted or stop.requested or self.crashed
                 self.close()
                 if not self.finished:  # for good (not Trainer.run's end, whose linger() runs this loop again)
-                    self.say_closed()
+                    with contextlib.suppress(Exception):  # a last word: never in place of the error or exit above
+                        self.say_closed()
         return 130 if interrupted else 0
 
     def say_closed(self) -> None:
