@@ -2,6 +2,7 @@
 Renderer.render_pixels, and the orbit video recorded a band at a time (video.VideoRecorder)."""
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import torch
 
 from taichi_nerf.config import TrainConfig
@@ -127,3 +128,18 @@ def test_a_path_further_out_than_the_training_cameras_still_shows_the_scene(devi
         shown = depth.reshape(-1, 3)[depth.reshape(-1, 3).sum(1) > 0]
         assert len(shown) > 20 and len(np.unique(shown, axis=0)) > 5  # a depth picture, not one flat colour
     assert renderer.scene.far == 6.0  # the renderer itself is left as it was
+
+
+def test_a_video_widens_near_far_for_its_camera_and_never_narrows_them():
+    """Videos move near/far with each camera (the window does too), but only outwards: an unbounded
+    scene's orbit radius is its cameras' median distance, and a training camera beyond it had its
+    near raised by the difference, cutting what that camera saw in front of it from `render --path
+    train` (and the default video of a partial-arc capture)."""
+    from taichi_nerf.rendering.scene import Scene, seen_from
+
+    scene = Scene(near=0.05, far=40.0, aabb=[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], orbit_radius=3.0, unbounded=True)
+    for eye, near, far in (((4.5, 0.0, 0.0), 0.05, 41.5), ((1.5, 0.0, 0.0), 1e-2, 40.0)):
+        widened = seen_from(scene, eye, widen=True)
+        assert (widened.near, widened.far) == pytest.approx((near, far)), eye
+    window = seen_from(scene, (4.5, 0.0, 0.0))  # the window's view keeps its shift: near 1.55
+    assert (window.near, window.far) == pytest.approx((1.55, 41.5))

@@ -68,8 +68,8 @@ class VideoRecorder:
             return
         rows = self.height - self.row if rows is None else max(1, min(int(rows), self.height - self.row))
         # near/far follow the camera, as in the window: a path further out than the training cameras
-        # rendered only the background
-        renderer = renderer_seen_from(self.renderer, self.poses[self.frame, :3, 3].tolist())
+        # rendered only the background; widened only, so a path through them renders as they trained
+        renderer = renderer_seen_from(self.renderer, self.poses[self.frame, :3, 3].tolist(), widen=True)
         out = renderer.render_pixels(self.poses, self.intrinsics, self.frame, self.width, self.row * self.width,
                                      rows * self.width, self.background, samples_per_ray=self.samples_per_ray)
         band = slice(self.row, self.row + rows)

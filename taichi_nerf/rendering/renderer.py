@@ -374,11 +374,12 @@ class Renderer:
         return {"rgb": rgb, "opacity": opacity, "depth": depth}
 
 
-def renderer_seen_from(renderer, eye):
+def renderer_seen_from(renderer, eye, widen: bool = False):
     """``renderer``, or a shallow copy whose scene's near/far follow a camera at ``eye``
-    (``scene.seen_from``): the window, the browser view and videos move closer or further than
-    the training cameras without clipping the scene. Only ``renderer.scene`` is read."""
-    scene = seen_from(renderer.scene, eye)
+    (``scene.seen_from``): the window, the browser view and videos (``widen``: the interval only
+    grows) move closer or further than the training cameras without clipping the scene. Only
+    ``renderer.scene`` is read."""
+    scene = seen_from(renderer.scene, eye, widen)
     if scene is renderer.scene:
         return renderer
     view = copy.copy(renderer)

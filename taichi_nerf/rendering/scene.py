@@ -75,24 +75,30 @@ class Scene:
         )
 
 
-def seen_from(scene: Scene, eye) -> Scene:
+def seen_from(scene: Scene, eye, widen: bool = False) -> Scene:
     """``scene`` as a camera at ``eye`` sees it: :func:`at_distance` of its distance to the centre."""
     if scene.ndc or scene.forward_facing:  # (their near/far stay; nothing else is read)
         return scene
-    return at_distance(scene, math.dist([float(v) for v in eye], [float(v) for v in scene.center]))
+    return at_distance(scene, math.dist([float(v) for v in eye], [float(v) for v in scene.center]), widen)
 
 
-def at_distance(scene: Scene, distance: float) -> Scene:
+def at_distance(scene: Scene, distance: float, widen: bool = False) -> Scene:
     """``scene`` with near/far moved by how much further than the orbit radius from its centre
     a camera is, so a camera closer to or further from the object than the training cameras
     sees what they see instead of a clipped (or empty) picture. Forward-facing scenes are left
-    as they are: their near/far describe the capture (in NDC for LLFF)."""
+    as they are: their near/far describe the capture (in NDC for LLFF). ``widen``: near only
+    comes closer and far only goes further (videos): the orbit radius of an unbounded scene is
+    the cameras' median distance, and a path through training cameras beyond it would start its
+    rays past what those cameras saw in front of them."""
     if scene.ndc or scene.forward_facing:
         return scene
     shift = float(distance) - scene.orbit_radius
     if abs(shift) < 1e-6:
         return scene
-    return dataclasses.replace(scene, near=max(1e-2, scene.near + shift), far=max(2e-2, scene.far + shift))
+    near, far = max(1e-2, scene.near + shift), max(2e-2, scene.far + shift)
+    if widen:
+        near, far = min(near, scene.near), max(far, scene.far)
+    return dataclasses.replace(scene, near=near, far=far)
 
 
 SPIRAL_TURNS = 2  # the path circles twice while moving once in and out
