@@ -50,6 +50,21 @@ def forward_facing_scene() -> Scene:
                  path_pose=avg.flatten().tolist(), path_radii=[0.1, 0.1, 0.1], path_focus=2.0)
 
 
+def test_home_view_of_a_top_down_forward_facing_capture_stays_clear_of_the_pole():
+    """A forward-facing capture looking straight down (a table top, a drone's survey): its home
+    view's elevation was the cameras' own, 90 degrees, where the upright orbit camera has no
+    horizon; it is held 5 degrees off, as orbiting is."""
+    scene = forward_facing_scene()
+    avg = np.eye(4)
+    avg[:3, 0], avg[:3, 1], avg[:3, 2], avg[:3, 3] = [1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0], \
+        [0.0, 2.0, 0.0]
+    scene.path_pose, scene.center = avg.flatten().tolist(), [0.0, 0.0, 0.0]
+    cam = OrbitCamera.from_scene(scene)
+    assert cam.elevation == pytest.approx(math.radians(85.0))
+    pose = cam.pose()
+    assert np.isfinite(pose).all() and pose[:3, 2] @ np.array([0.0, 1.0, 0.0]) > 0.99  # above, looking down
+
+
 def test_home_view_of_a_forward_facing_scene_is_on_its_cameras_side():
     """The orbit's start is behind an LLFF capture: the window (and the browser viewer) opened
     looking back at the cameras from behind the scene, a blank picture in NDC."""

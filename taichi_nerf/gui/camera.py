@@ -8,10 +8,9 @@ import math
 
 import numpy as np
 
-from ..rendering.scene import opening_angles
+from ..rendering.scene import MAX_ELEVATION, opening_angles
 from ..stages import cameras
 
-MAX_ELEVATION = math.radians(85.0)  # stay clear of the pole, where "upright" is undefined
 MIN_RADIUS_FRACTION, MAX_RADIUS_FRACTION = 0.3, 3.0  # zoom limits, relative to the scene's orbit radius
 
 

@@ -101,6 +101,7 @@ def at_distance(scene: Scene, distance: float, widen: bool = False) -> Scene:
     return dataclasses.replace(scene, near=near, far=far)
 
 
+MAX_ELEVATION = math.radians(85.0)  # viewers orbit clear of the pole, where "upright" is undefined
 SPIRAL_TURNS = 2  # the path circles twice while moving once in and out
 RADIUS_PERCENTILE = 90  # spiral as wide as most cameras are off the average one (not the outliers)
 
@@ -152,7 +153,8 @@ def opening_angles(scene: Scene) -> tuple[float, float]:
         return 0.0, math.radians(scene.orbit_elevation_deg)
     up, a, b = cameras.axis_basis(scene.up)
     back = cameras.unit(torch.tensor(scene.path_pose, dtype=torch.float64).view(4, 4)[:3, 2].numpy())
-    return math.atan2(float(back @ b), float(back @ a)), math.asin(max(-1.0, min(1.0, float(back @ up))))
+    elevation = math.asin(max(-1.0, min(1.0, float(back @ up))))
+    return math.atan2(float(back @ b), float(back @ a)), max(-MAX_ELEVATION, min(MAX_ELEVATION, elevation))
 
 
 def orbit_cameras(scene: Scene, frames: int, width: int, height: int | None = None,
