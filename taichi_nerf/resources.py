@@ -17,6 +17,16 @@ RENDER_CHUNK = 4096  # rays per rendering chunk (Renderer.render_pixels' default
 GRID_CHUNK = 65536  # cells per density query of an occupancy grid update
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on: a container's or ``taskset``'s share, not the
+    host's count (``os.cpu_count``), which would let more ranks or threads start than there are
+    cores for them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ResourceError(ValueError):
     """A size the machine cannot hold; the message names the flag and what fits."""
 

@@ -331,7 +331,7 @@ def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys, tm
     for argv in (["gui", "--headless", "--frames", "1"], ["render", "--ckpt", "x"], ["data", "info", "x"]):
         assert cli.main(argv) == 2
         assert f"taichi-nerf {argv[0]} runs in one process" in capsys.readouterr().err
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("taichi_nerf.resources.usable_cores", lambda: 2)
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert cli.main(["train", "--devices", "3", "--dry-run", "--arch", "cpu", "--out", str(tmp_path / "r")]) == 2
     assert "this machine has 2 CPU cores; give at most 2" in capsys.readouterr().err
@@ -521,7 +521,7 @@ def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (join narrows it: put back after the test)
     monkeypatch.setattr(distributed, "_pinned", False)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("taichi_nerf.resources.usable_cores", lambda: 2)
 
     def no_peers(*args, **kwargs):
         raise RuntimeError("the test ends here")
@@ -560,3 +560,13 @@ def test_the_start_line_of_several_ranks_says_each_takes_its_batch(tiny_scene, t
     trainer.ranks = Ranks(rank=0, size=2)
     backend = next(line for line in start_lines(trainer, False) if line.startswith("backend:"))
     assert "of every pixel of 1 images on each of 2 ranks x" in backend, backend
+
+
+def test_the_cores_counted_are_this_process_s_share_not_the_host_s(monkeypatch):
+    """--devices and the ranks' thread and oversubscription checks counted os.cpu_count(), the
+    host's cores: in a container (or under taskset) given 2 of 64, 8 ranks were let start."""
+    from taichi_nerf import resources
+
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert resources.usable_cores() == 2

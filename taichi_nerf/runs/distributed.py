@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from .. import resources
+
 STEP_TIMEOUT_ENV = "TAICHI_NERF_COLLECTIVE_TIMEOUT_S"  # a step's collectives: gradients, grid
 WAIT_TIMEOUT_ENV = "TAICHI_NERF_RANK0_WAIT_S"  # ranks waiting for rank 0's validation/checkpoint
 STEP_TIMEOUT_S, WAIT_TIMEOUT_S = 300, 1800
@@ -391,10 +393,10 @@ def join(arch: str = "auto") -> Ranks:
     pin_local_device()
     stop_with_launcher()
     if "TI_CPU_MAX_NUM_THREADS" not in os.environ:  # Taichi's CPU threads: this process's share of the cores
-        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // local_size))
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, resources.usable_cores() // local_size))
         os.environ["TI_CPU_MAX_NUM_THREADS"] = threads
     resolved = resolve_arch(arch)
-    cores = os.cpu_count() or 1
+    cores = resources.usable_cores()
     if resolved != "cuda" and local_rank == 0 and local_size > cores:  # (train --devices refuses it)
         print(f"warning: {local_size} ranks on this machine's {cores} CPU cores: each is a whole training process, "
               f"more than the cores only thrash; start at most {cores} (torchrun --nproc-per-node)", file=sys.stderr)

@@ -11,6 +11,7 @@ import tempfile
 
 import torch
 
+from .. import resources
 from .distributed import (
     LAUNCHER_PID_ENV,
     STEP_TIMEOUT_ENV,
@@ -38,7 +39,7 @@ def check_local_devices(count: int, cuda: bool) -> None:
     """``--devices count`` fits this machine: a GPU each, or (CPU) no more ranks than cores; and
     the timeouts the ranks will read are numbers (else each rank would refuse them, once per rank)."""
     timeout_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S), timeout_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S)
-    cores = os.cpu_count() or 1
+    cores = resources.usable_cores()
     if not cuda and count > cores:  # each rank is a whole training process: more than the cores only thrash
         raise ValueError(f"--devices {count} starts a training process each, but this machine has {cores} CPU "
                          f"cores; give at most {cores}")
@@ -70,7 +71,7 @@ def launch_local(count: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, resources.usable_cores() // count)))
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks stop if this process dies (stop_with_launcher)
     # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
     # folder that nobody removes, one per run; what a failure says is reported below instead.
