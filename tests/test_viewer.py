@@ -508,6 +508,7 @@ def test_the_panel_takes_every_resolution_the_flag_allows(cap):
     finally:
         server.stop()
 
+
 def test_the_browser_opens_a_forward_facing_scene_from_its_cameras_side():
     """The browser's first view was the orbit's start, behind an LLFF capture: a blank page."""
     pytest.importorskip("viser")
