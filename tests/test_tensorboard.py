@@ -54,3 +54,38 @@ def test_final_images_are_the_final_validations_renders(tiny_scene, tmp_path, mo
     finals = sorted(t for t in events.Tags()["images"] if t.startswith("final/"))
     assert finals == [f"final/val_{i}" for i in range(min(FINAL_VIEWS, trainer.val.count))]
 
+
+
+def scalar_points(folder, key):
+    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, round(e.value, 4)) for e in events.Scalars(key)]
+
+
+def row_points(folder, key):
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], round(r[key], 4)) for r in rows if key in r]
+
+
+def test_a_resume_after_a_kill_shows_each_step_once(tiny_scene, tmp_path):
+    """A run killed after its checkpoint logged steps that the resume logs again: metrics.jsonl drops
+    them, and TensorBoard hides the old events past the checkpoint, so no step is shown twice."""
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_scene, out, logger="tensorboard", steps=12, log_every=3, eval_every=6,
+                      checkpoint_every=6, preview_every=0)
+    killed = Trainer(cfg)
+    killed.begin()
+    while killed.step_count < 9:  # checkpoint at 6, a row at 9: then a kill (no finish)
+        killed.advance()
+    for callback in killed.callbacks:
+        getattr(callback, "close", lambda: None)()
+    Trainer(cfg, resume=True).run()
+    for key in ("loss", "val_psnr", "time_s"):
+        points = scalar_points(out, key)
+        assert [s for s, _ in points] == sorted({s for s, _ in points}), key  # each step once
+    assert scalar_points(out, "loss") == row_points(out, "loss")
+    assert scalar_points(out, "val_psnr") == row_points(out, "val_psnr")
+    # a resume of the finished run redoes its final validation: that step's rows stay, once each
+    Trainer(cfg, resume=True).run()
+    assert scalar_points(out, "loss") == row_points(out, "loss") and scalar_points(out, "loss")[-1][0] == 12
+    assert scalar_points(out, "val_psnr") == row_points(out, "val_psnr")
