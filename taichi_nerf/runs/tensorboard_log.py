@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import metric_rows
+
 FINAL_VIEWS = 4
 NOT_SCALARS = ("step", "final")
 
@@ -33,6 +35,19 @@ def missing_tensorboard() -> str | None:
     except ImportError:
         return "--logger tensorboard needs TensorBoard: pip install 'taichi-nerf[tensorboard]'"
     return None
+
+
+def logger_for(trainer, resume: bool) -> TensorBoardLogger:
+    """A trainer's logger, writing to OUT/tensorboard/; a resumed one (built after the checkpoint is
+    restored and metrics.jsonl truncated to it) hides what the old event files hold after the checkpoint."""
+    if missing_tensorboard():
+        raise ValueError(missing_tensorboard())
+    folder = trainer.out_dir / "tensorboard"
+    if not resume:
+        return TensorBoardLogger(folder)
+    metrics = trainer.out_dir / "metrics.jsonl"
+    rows = metric_rows(metrics) if metrics.is_file() else []
+    return TensorBoardLogger(folder, trainer.step_count, trainer.nothing_to_train(), rows)
 
 
 class TensorBoardLogger:

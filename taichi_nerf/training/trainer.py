@@ -14,7 +14,7 @@ import torch
 
 from .. import backend, resources
 from ..config import TrainConfig
-from ..files import json_safe, metric_rows, write_png, write_text_atomic
+from ..files import json_safe, write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
@@ -121,19 +121,10 @@ class Trainer:
         if resume:
             self._restore(resume_path, resume_state)
         if self.cfg.logger == "tensorboard" and self.ranks.writes:  # optional extra: events in OUT/tensorboard/
-            self.callbacks.append(self.tensorboard_logger(resume))
+            from ..runs.tensorboard_log import logger_for
+
+            self.callbacks.append(logger_for(self, resume))
         self.ranks.share_start(self)  # distributed: rank 0's weights, grid, optimiser; seed + rank
-
-    def tensorboard_logger(self, resume: bool):
-        """Events in OUT/tensorboard/; a resume's hide what the old files hold after the checkpoint."""
-        from ..runs.tensorboard_log import TensorBoardLogger, missing_tensorboard
-
-        if missing_tensorboard():
-            raise ValueError(missing_tensorboard())
-        if not resume:
-            return TensorBoardLogger(self.out_dir / "tensorboard")
-        rows = metric_rows(self.out_dir / "metrics.jsonl") if (self.out_dir / "metrics.jsonl").is_file() else []
-        return TensorBoardLogger(self.out_dir / "tensorboard", self.step_count, self.nothing_to_train(), rows)
 
     def trained_modules(self) -> list[torch.nn.Module]:
         """What the optimiser trains: the field, and the proposal network and pose corrections where on."""
