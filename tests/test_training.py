@@ -362,6 +362,7 @@ def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
     assert run_hooks.steps("step") == hooks.steps("step") and run_hooks.steps("log", "loss") == [5, 10, 12]
     assert run_hooks.steps("validate") == [0, 4, 8, 12]  # step 0, the schedule, the final validation
     assert run_hooks.steps("checkpoint") == [10, 12, 12]  # the schedule; saved before and after the final validation
+    assert run_hooks.steps("preview") == [6, 12]  # the schedule's at 12 is the end's (the same weights): once
     assert torch.equal(params(trainer), params(ran))
 
 

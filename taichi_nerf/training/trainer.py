@@ -106,6 +106,7 @@ class Trainer:
         self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
+        self.preview_step: int | None = None  # the step of this process's last preview
         self.end_video_frames: int | None = None  # train's video at the end, saved so a resume keeps it (cli/train)
         self.resumed_world_size: int | None = None  # the ranks the resumed checkpoint trained on
         # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
@@ -326,6 +327,7 @@ class Trainer:
         self.field.train()
         path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
         write_png(path, image)
+        self.preview_step = self.step_count
         self.notify("on_preview", path)
         return path
 
@@ -428,7 +430,8 @@ class Trainer:
                 val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
                 self.log({"step": self.step_count, "val_psnr": val_psnr,
                           "val_object_psnr": self.last_val_object_psnr, "final": True})
-                self.write_preview()
+                if self.preview_step != self.step_count:  # else the schedule's, of the same weights, stands
+                    self.write_preview()
                 path = self.save_checkpoint()  # now with the final validation PSNR
             except KeyboardInterrupt:
                 stopped = True
