@@ -452,6 +452,24 @@ def test_the_step_that_spends_the_time_limit_is_validated_once(tiny_scene, tmp_p
     assert previews == list(range(1, result.step + 1)), previews  # the last one by the final stage alone
 
 
+def test_a_run_a_time_limit_ends_between_log_lines_logs_its_last_step(tiny_scene, tmp_path):
+    """--time-limit (--preset keras on a CPU: a few whole-image steps) ended the run before its
+    first log line: metrics.jsonl and curves.png had no training PSNR at all. The last step's
+    row is now logged at the end, once, before the final validation's."""
+    from taichi_nerf.runs.run_folder import read_metrics
+
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, log_every=100, eval_every=0, preview_every=0,
+                      checkpoint_every=0).replace(time_limit_s=0.35)
+    trainer = Trainer(cfg)
+    fake_clock(trainer, {"step": 0.1})
+    result = trainer.run()
+    assert 3 <= result.step <= 4, result.step
+    rows = [row for row, _ in read_metrics(tmp_path / "metrics.jsonl")[0]]
+    trained = [row for row in rows if "train_psnr" in row]
+    assert [row["step"] for row in trained] == [result.step] and trained[0]["loss"] > 0, rows
+    assert "train_psnr" in rows[-2] and rows[-1].get("final")  # the step's numbers, then its validation
+
+
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""

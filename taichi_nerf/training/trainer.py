@@ -97,6 +97,7 @@ class Trainer:
         self.rays_per_s = 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history, self.last_samples_per_ray = [], None  # the metrics rows; the last step's samples per ray
+        self.unlogged: dict | None = None  # the last step's metrics row, until it is logged
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
         self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
         self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
@@ -250,11 +251,14 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
+        self.unlogged = {"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
+                         "rays_per_s": round(info["rays_per_s"], 1),
+                         "samples_per_ray": round(info["samples_per_ray"], 2),
+                         "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
+                         **(self.pose_refinement.summary() if self.pose_refinement is not None else {})}
         if s % cfg.log_every == 0 or s == cfg.steps:
-            self.log({"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
-                      "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
-                      "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
-                      **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
+            self.log(self.unlogged)
+            self.unlogged = None
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
@@ -424,6 +428,9 @@ class Trainer:
         when the run began; ``training_s``: the seconds its steps took. Ctrl-C during the
         validation keeps the first save."""
         self.clock_limit(started)  # the checkpoint carries the clock to the last step (a resume's limit)
+        if self.unlogged is not None:  # a time limit or Ctrl-C ended it between log lines: its last step's numbers
+            self.log(self.unlogged)
+            self.unlogged = None
         path = self.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
         if not stopped:
             try:
