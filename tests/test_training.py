@@ -470,6 +470,27 @@ def test_a_run_a_time_limit_ends_between_log_lines_logs_its_last_step(tiny_scene
     assert "train_psnr" in rows[-2] and rows[-1].get("final")  # the step's numbers, then its validation
 
 
+def test_a_silhouette_run_previews_its_opacity_beside_the_alpha(tiny_scene, tmp_path):
+    """The PyTorch3D tutorial shows the rendered silhouette beside the target's: a run with a
+    silhouette loss (--preset pytorch3d) previews prediction | truth | depth | opacity | alpha;
+    other runs keep the three panels."""
+    import numpy as np
+    from PIL import Image
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, silhouette_weight=1.0))
+    panels = np.asarray(Image.open(trainer.write_preview()), dtype=np.float32) / 255.0
+    size = trainer.val.width
+    assert panels.shape == (size, 5 * size, 3)
+    alpha = trainer.val.rgba[0][..., 3].cpu().numpy() / 255.0  # (uint8)
+    assert 0.05 < alpha.mean() < 0.95  # the object on transparency: the panel has something to show
+    assert np.abs(panels[:, 4 * size:, 0] - alpha).max() < 1.5 / 255
+    opacity = trainer.renderer.render_image(trainer.val.poses, trainer.val.intrinsics, 0, size, trainer.val.height,
+                                            trainer.background)["opacity"].reshape(size, size).cpu().numpy()
+    assert np.abs(panels[:, 3 * size:4 * size, 1] - opacity).max() < 1.5 / 255
+    plain = Trainer(tiny_config(tiny_scene, tmp_path / "plain"))
+    assert np.asarray(Image.open(plain.write_preview())).shape == (size, 3 * size, 3)
+
+
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""

@@ -323,11 +323,12 @@ class Trainer:
         return self.last_val_psnr
 
     def write_preview(self, index: int = 0) -> Path:
-        """prediction | ground truth | depth, for validation view ``index``."""
+        """prediction | ground truth | depth (| opacity | alpha with a silhouette loss), for val view ``index``."""
         if not self.ranks.writes:
             return self.out_dir / "previews"
         self.field.eval()
-        image = preview_image(self.renderer, self.val, index, self.background, self.scene)
+        image = preview_image(self.renderer, self.val, index, self.background, self.scene,
+                              silhouette=self.cfg.silhouette_weight > 0)
         self.field.train()
         path = self.out_dir / "previews" / f"step_{self.step_count:06d}.png"
         write_png(path, image)

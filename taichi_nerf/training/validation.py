@@ -1,5 +1,6 @@
 """Validation: a field's renders scored against held-out photos, the one way that
-training's checks and ``eval`` both score them, and the preview image (prediction | truth | depth)."""
+training's checks and ``eval`` both score them, and the preview image (prediction | truth | depth, and
+with a silhouette loss | opacity | alpha)."""
 from __future__ import annotations
 
 import math
@@ -68,10 +69,18 @@ def validation_scores(renderer, split, background: torch.Tensor, count: int, str
     return float(np.mean(scores)), mean_object_psnr(objects)
 
 
-def preview_image(renderer, split, index: int, background: torch.Tensor, scene) -> np.ndarray:
-    """(H, 3W, 3) float in [0, 1]: prediction | ground truth | depth of view ``index``."""
+def preview_image(renderer, split, index: int, background: torch.Tensor, scene, silhouette: bool = False) -> np.ndarray:
+    """(H, 3W, 3) float in [0, 1]: prediction | ground truth | depth of view ``index``; with
+    ``silhouette`` (a run with a silhouette loss, as the PyTorch3D tutorial shows it) also
+    (H, 5W, 3): ... | rendered opacity | the photo's alpha, white where opaque."""
     out = renderer.render_image(split.poses, split.intrinsics, index, split.width, split.height, background)
     pred = out["rgb"].cpu().numpy()
     truth = over_background(split.rgba[index].cpu(), background.cpu()).numpy()
     depth = depth_colors(out["depth"], out["opacity"], scene).astype(np.float32) / 255.0
-    return np.concatenate([pred, truth, depth], axis=1)
+    panels = [pred, truth, depth]
+    if silhouette:
+        alpha = split.rgba[index][..., 3:4].cpu()
+        alpha = alpha.float() / 255.0 if alpha.dtype == torch.uint8 else alpha.float()
+        grey = (out["opacity"].reshape(split.height, split.width, 1).detach().float().cpu(), alpha)
+        panels += [g.clamp(0, 1).expand(-1, -1, 3).numpy() for g in grey]
+    return np.concatenate(panels, axis=1)
