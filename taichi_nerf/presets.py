@@ -48,6 +48,7 @@ KERAS = Preset(
         batch_images=5, batch_rays=0, image_order="epochs",
         loss="mse", silhouette_weight=0.0,
         lr=1e-3, lr_warmup=0, lr_schedule="constant", steps=320, adam_beta2=0.999, adam_eps=1e-7,
+        density_noise=0.0, appearance_dim=0,
     ),
     doc="""The Keras example (keras.io/examples/vision/nerf), number by number:
 
@@ -72,6 +73,8 @@ KERAS = Preset(
         default learning rate 1e-3, no schedule -> lr=1e-3, lr_schedule=constant; its
         beta_2 0.999 and epsilon 1e-7 -> adam_beta2=0.999, adam_eps=1e-7.
     EPOCHS = 20 over its 84 training images in 16 batches of 5 (drop_remainder) = 320 steps.
+    No noise on the density and no per-image appearance code -> density_noise=0,
+        appearance_dim=0 (whatever the scene kind's defaults).
 
     Where it differs: directions are unit vectors here (Keras's are unnormalised, so its t
     is depth along the optical axis, not distance, and its corner rays reach ~10% further);
@@ -93,10 +96,10 @@ PYTORCH3D = Preset(
         width=256, depth=2, skip_layer=0, activation="softplus10", feature_layer=False, color_width=256,
         density_activation="opacity-softplus10", density_bias=-1.5, init="torch",
         sampler="stratified", samples_per_ray=128, render_samples_per_ray=0, clip_to_box=False,
-        batch_images=6, batch_rays=6 * 750,
+        batch_images=6, batch_rays=6 * 750, image_order="random", pixel_sampling="uniform", intervals="bins",
         loss="pseudo-huber", huber_delta=0.1, silhouette_weight=1.0,
         lr=1e-3, lr_warmup=0, lr_final=1e-4, lr_schedule="step", lr_step_at=0.75, steps=3000, adam_beta2=0.999,
-        adam_eps=1e-8,
+        adam_eps=1e-8, density_noise=0.0, appearance_dim=0,
     ),
     doc="""The PyTorch3D tutorial (docs/tutorials/fit_simple_neural_radiance_field.ipynb):
 
@@ -129,7 +132,10 @@ PYTORCH3D = Preset(
         ``n_iter = 3000`` -> lr=1e-3, lr_schedule=step, lr_step_at=0.75, lr_final=1e-4,
         steps=3000; torch's betas (0.9, 0.999) and eps 1e-8 -> adam_beta2=0.999, adam_eps=1e-8.
     ``batch_idx = torch.randperm(len(target_cameras))[:batch_size]`` every iteration ->
-        image_order=random (the default).
+        image_order=random; MonteCarloRaysampler's points are uniform over each image ->
+        pixel_sampling=uniform; the opacity mapping above needs the samples' bins -> intervals=bins
+        (set, so a --config file's epochs or gaps cannot slip under the preset). No noise on the
+        density and no per-image appearance code -> density_noise=0, appearance_dim=0.
 
     Where it differs: near/far stay the data's. The tutorial's depths 0.1 and
     ``volume_extent_world = 3.0`` are its cow's (cameras 2.7 from a scene about 3 wide);

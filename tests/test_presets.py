@@ -325,6 +325,24 @@ def test_a_preset_over_a_config_file_says_what_it_replaced(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # no preset, nothing replaced
 
 
+def test_a_preset_sets_every_value_its_recipe_names(tmp_path, capsys):
+    """`--config c.json --preset pytorch3d` kept the file's image_order epochs and intervals gaps
+    (the preset's doc said image_order=random, and its opacity mapping needs the bins), and the
+    file's or the scene kind's density noise and appearance codes, which neither tutorial has:
+    the presets now set them, and say they replaced them."""
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"image_order": "epochs", "intervals": "gaps", "pixel_sampling": "error",
+                                "density_noise": 1.0, "appearance_dim": 8}))
+    for name in ("pytorch3d", "keras"):
+        cfg = run_config(build_parser().parse_args(["train", "--config", str(file), "--preset", name]))
+        assert (cfg.density_noise, cfg.appearance_dim) == (0.0, 0), name
+        assert "density_noise 1.0 -> 0.0" in capsys.readouterr().out
+    cfg = run_config(build_parser().parse_args(["train", "--config", str(file), "--preset", "pytorch3d"]))
+    assert (cfg.image_order, cfg.intervals, cfg.pixel_sampling) == ("random", "bins", "uniform")
+    for key in ("image_order", "intervals", "pixel_sampling", "density_noise", "appearance_dim"):
+        assert f"{key}=" in PRESETS["pytorch3d"].describe(), key
+
+
 def test_a_dry_run_shows_the_presets_recipe(tiny_scene, tmp_path, capsys):
     """`--dry-run` checked a preset's run but did not show which values the preset and the flags
     decide; a real run prints the recipe first, and now the dry run does too."""
