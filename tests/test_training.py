@@ -491,6 +491,21 @@ def test_a_silhouette_run_previews_its_opacity_beside_the_alpha(tiny_scene, tmp_
     assert np.asarray(Image.open(plain.write_preview())).shape == (size, 3 * size, 3)
 
 
+def test_an_epochs_run_says_how_many_epochs_its_steps_are(tiny_scene, tmp_path):
+    """--preset keras counts steps (320: the Keras example's 20 epochs of its 84 images), but a
+    Keras user reads epochs, and on other data 320 steps are another number of them: the start
+    lines now say what an epoch is and how many the steps make."""
+    from taichi_nerf.training.diagnostics import start_lines
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, batch_images=3, batch_rays=0, image_order="epochs", steps=40))
+    assert trainer.ray_batches.count == 20
+    note = ("note: an epoch is 6 steps (20 training images in batches of 3, the last part-batch dropped): "
+            "40 steps are 6.67 epochs")
+    assert note in start_lines(trainer, False)
+    random = Trainer(tiny_config(tiny_scene, tmp_path / "r", batch_images=3, batch_rays=0))
+    assert not any("epoch" in line for line in start_lines(random, False))
+
+
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):
     """stride 2 renders every 2nd row and column (the training's periodic checks) and agrees with
     the whole images; the final validation keeps whole images."""

@@ -191,6 +191,10 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
+    if cfg.batch_images and cfg.image_order == "epochs" and trainer.ranks.size == 1:  # Keras counts epochs
+        count, per = trainer.ray_batches.count, trainer.ray_batches.count // cfg.batch_images
+        lines.append(f"note: an epoch is {per} steps ({count} training images in batches of {cfg.batch_images}, the "
+                     f"last part-batch dropped): {cfg.steps} steps are {cfg.steps / per:.3g} epochs")
     if live and cfg.time_limit_s:
         lines.append(f"note: the run's {cfg.time_limit_s:g} s time limit does not apply here: it trains until paused "
                      "or closed (train --resume keeps to the limit)")
