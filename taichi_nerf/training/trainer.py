@@ -251,11 +251,11 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
-        self.unlogged = {"step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
-                         "rays_per_s": round(info["rays_per_s"], 1),
-                         "samples_per_ray": round(info["samples_per_ray"], 2),
-                         "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
-                         **(self.pose_refinement.summary() if self.pose_refinement is not None else {})}
+        self.unlogged = None if info["train_psnr"] is None else {  # (CUDA reads the loss on log steps alone)
+            "step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
+            "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
+            "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
+            **(self.pose_refinement.summary() if self.pose_refinement is not None else {})}
         if s % cfg.log_every == 0 or s == cfg.steps:
             self.log(self.unlogged)
             self.unlogged = None
