@@ -51,6 +51,7 @@ def cmd_train(args) -> int:
     from ..backend import resolve_arch
     from ..runs import distributed, launcher
     from ..runs.run_folder import open_run
+    from ..training.diagnostics import batch_words
     from ..training.trainer import Trainer
 
     at_least(args, {"--devices": 1, "--video-frames": 0})
@@ -97,8 +98,7 @@ def cmd_train(args) -> int:
     ranks = distributed.current()
     with run:
         cfg = run.cfg
-        each = f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
-        together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {each} a step"
+        together = f"; {ranks.size} ranks ({ranks.backend}), {ranks.size} x {batch_words(cfg)} a step"
         print(f"run folder: {cfg.out}" + (" (resuming)" if resume else "") + (together if ranks.size > 1 else ""))
         from ..presets import PRESETS
 

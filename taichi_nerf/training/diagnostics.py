@@ -142,6 +142,11 @@ class ProgressBar:
         self.bar.close()
 
 
+def batch_words(cfg) -> str:
+    """One rank's batch a step: "512 rays", or "every pixel of 5 images" (``batch_rays`` 0)."""
+    return f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
+
+
 def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = None) -> list[str]:
     """What a run will do, one line each: its data (and the loader's warnings and notes), the
     background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
@@ -179,8 +184,8 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
                      "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
                      "float32")
     per_rank = f" on each of {trainer.ranks.size} ranks" if trainer.ranks.size > 1 else ""
-    rays = (f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images") + (
-        f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "") + per_rank
+    rays = batch_words(cfg) + (f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "") \
+        + per_rank
     samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
         f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
         f"{trainer.renderer.proposal.render_count} when rendering)"
@@ -211,9 +216,8 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     if resume and before and before != now and not trainer.nothing_to_train():  # the checkpoint's ranks, not these
         def ranks(n: int) -> str:
             return "1 process" if n == 1 else f"{n} ranks"
-        each = f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
         lines.append(f"note: the run trained on {ranks(before)} and goes on with {ranks(now)}: a step now takes "
-                     f"{now} x {each} where it took {before} x (see docs/DISTRIBUTED.md)")
+                     f"{now} x {batch_words(cfg)} where it took {before} x (see docs/DISTRIBUTED.md)")
     return lines
 
 
