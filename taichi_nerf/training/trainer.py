@@ -97,7 +97,7 @@ class Trainer:
         self.rays_per_s = 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history, self.last_samples_per_ray = [], None  # the metrics rows; the last step's samples per ray
-        self.unlogged: dict | None = None  # the last step's metrics row, until it is logged
+        self.unlogged: dict | None = None  # the last step's numbers (step()'s answer), until they are logged
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
         self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
         self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
@@ -251,14 +251,9 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
-        self.unlogged = None if info["train_psnr"] is None else {  # (CUDA reads the loss on log steps alone)
-            "step": s, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
-            "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
-            "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
-            **(self.pose_refinement.summary() if self.pose_refinement is not None else {})}
+        self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
         if s % cfg.log_every == 0 or s == cfg.steps:
-            self.log(self.unlogged)
-            self.unlogged = None
+            self.log_training_row()
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
@@ -321,6 +316,13 @@ class Trainer:
         self.field.train()
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
+
+    def log_training_row(self) -> None:  # of the last step's numbers (``unlogged``: step()'s answer)
+        info, self.unlogged = self.unlogged, None
+        self.log({"step": self.step_count, "loss": info["loss"], "train_psnr": info["train_psnr"], "lr": info["lr"],
+                  "rays_per_s": round(info["rays_per_s"], 1), "samples_per_ray": round(info["samples_per_ray"], 2),
+                  "ranks": self.ranks.size if self.ranks.size > 1 else None,  # (None: not written)
+                  **(self.pose_refinement.summary() if self.pose_refinement is not None else {})})
 
     def write_preview(self, index: int = 0) -> Path:
         """prediction | ground truth | depth (| opacity | alpha with a silhouette loss), for val view ``index``."""
@@ -424,14 +426,12 @@ class Trainer:
         return self.time_used >= 1.0
 
     def finish(self, started: float, training_s: float, stopped: bool) -> TrainResult:
-        """The end of a run, after its steps: save, then (unless ``stopped``) validate on up to 16
-        views, write a preview and save again with the PSNR; the curves. ``started``: the clock
-        when the run began; ``training_s``: the seconds its steps took. Ctrl-C during the
-        validation keeps the first save."""
+        """The end of a run, after its steps: save, then (unless ``stopped``) validate on up to 16 views, write a
+        preview (unless the schedule's stands) and save again with the PSNR; the curves. ``started``: the clock when
+        the run began; ``training_s``: the seconds its steps took. Ctrl-C during the validation keeps the first save."""
         self.clock_limit(started)  # the checkpoint carries the clock to the last step (a resume's limit)
         if self.unlogged is not None:  # a time limit or Ctrl-C ended it between log lines: its last step's numbers
-            self.log(self.unlogged)
-            self.unlogged = None
+            self.log_training_row()
         path = self.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
         if not stopped:
             try:
