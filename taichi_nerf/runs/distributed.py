@@ -392,11 +392,11 @@ def join(arch: str = "auto") -> Ranks:
 
     pin_local_device()
     stop_with_launcher()
+    cores = resources.usable_cores()
     if "TI_CPU_MAX_NUM_THREADS" not in os.environ:  # Taichi's CPU threads: this process's share of the cores
-        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, resources.usable_cores() // local_size))
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // local_size))
         os.environ["TI_CPU_MAX_NUM_THREADS"] = threads
     resolved = resolve_arch(arch)
-    cores = resources.usable_cores()
     if resolved != "cuda" and local_rank == 0 and local_size > cores:  # (train --devices refuses it)
         print(f"warning: {local_size} ranks on this machine's {cores} CPU cores: each is a whole training process, "
               f"more than the cores only thrash; start at most {cores} (torchrun --nproc-per-node)", file=sys.stderr)

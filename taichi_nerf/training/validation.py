@@ -79,8 +79,7 @@ def preview_image(renderer, split, index: int, background: torch.Tensor, scene, 
     depth = depth_colors(out["depth"], out["opacity"], scene).astype(np.float32) / 255.0
     panels = [pred, truth, depth]
     if silhouette:
-        alpha = split.rgba[index][..., 3:4].cpu()
-        alpha = alpha.float() / 255.0 if alpha.dtype == torch.uint8 else alpha.float()
+        alpha = split.rgba[index][..., 3:4].cpu().float() / 255.0  # (Split.rgba: uint8)
         grey = (out["opacity"].reshape(split.height, split.width, 1).detach().float().cpu(), alpha)
         panels += [g.clamp(0, 1).expand(-1, -1, 3).numpy() for g in grey]
     return np.concatenate(panels, axis=1)
