@@ -54,6 +54,21 @@ def test_frames_keeps_a_zoom_along_the_path(tmp_path):
     assert torch.allclose(route.intrinsics[:, 2:4], torch.tensor([24.0, 16.0]).expand(5, 2))
 
 
+def test_frames_on_a_looping_path_run_back_to_the_first_camera(tmp_path):
+    """A nerfstudio path saved with is_cycle (a loop) and rendered with --frames stopped at its
+    last camera: the video jumped back to the first when it played again."""
+    poses = orbit_poses(4, 4.0, 20.0)  # a square around the object, a quarter turn apart
+    route = cp.with_frames(cp.load_camera_path(_nerfstudio(tmp_path / "loop.json", poses, is_cycle=True), SCENE), 8)
+    assert route.closed and route.frames == 8
+    assert torch.allclose(route.poses[0], poses[0], atol=1e-5)
+    # evenly around the whole loop: the last frame lies halfway from the last camera back to the first
+    last, first = poses[-1][:3, 3], poses[0][:3, 3]
+    assert float(torch.linalg.norm(route.poses[-1][:3, 3] - last)) > 0.5
+    assert float(torch.linalg.norm(route.poses[-1][:3, 3] - first)) > 0.5
+    opened = cp.with_frames(cp.load_camera_path(_nerfstudio(tmp_path / "open.json", poses), SCENE), 8)
+    assert not opened.closed and torch.allclose(opened.poses[-1], poses[-1], atol=1e-5)  # an open path ends there
+
+
 def test_transforms_pose_list(tmp_path):
     poses = orbit_poses(4, 3.0)
     frames = [{"transform_matrix": m.tolist()} for m in poses]

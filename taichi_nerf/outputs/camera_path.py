@@ -45,6 +45,7 @@ class CameraPath:
     height: int
     fps: float | None = None  # the file's, when it says
     notes: list[str] = dataclasses.field(default_factory=list)  # what was filled in from the dataset
+    closed: bool = False  # a loop (nerfstudio's is_cycle): resampling runs on from the last camera to the first
 
     @property
     def frames(self) -> int:
@@ -187,7 +188,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
         intr.append(_intrinsics(fy, fy, width, height))
     fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
-                      width, height, fps, notes)
+                      width, height, fps, notes, closed=meta.get("is_cycle") is True)
 
 
 def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> CameraPath:
@@ -359,7 +360,7 @@ def _with_scene_intrinsics(poses: torch.Tensor, scene: Scene, width: int) -> Cam
 
 
 def with_frames(path: CameraPath, frames: int) -> CameraPath:
-    """The path resampled to ``frames`` frames (an open spline through its cameras); a zoom
+    """The path resampled to ``frames`` frames (a spline through its cameras, closed for a loop); a zoom
     (field of view changing along the path) is kept: the image-plane scale 1/focal and the
     principal point are interpolated between cameras as the poses are."""
     if frames == path.frames:
@@ -367,6 +368,6 @@ def with_frames(path: CameraPath, frames: int) -> CameraPath:
     intr = path.intrinsics.double()
     # 1/fx, 1/fy: tan(fov/2) is linear in them, so a zoom between two cameras moves as their fov does
     per_camera = torch.cat([1.0 / intr[:, :2], intr[:, 2:]], dim=1)
-    poses, values = resample_with(path.poses, per_camera, frames)
+    poses, values = resample_with(path.poses, per_camera, frames, closed=path.closed)
     intrinsics = torch.cat([1.0 / values[:, :2].double(), values[:, 2:].double()], dim=1).float()
-    return CameraPath(poses, intrinsics, path.width, path.height, path.fps, path.notes)
+    return CameraPath(poses, intrinsics, path.width, path.height, path.fps, path.notes, path.closed)
