@@ -229,9 +229,10 @@ class TrainConfig:
         for name in ("data", "out"):  # a pathlib.Path from Python is as good as its text
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
-        for f in dataclasses.fields(self):  # numpy's numbers and arrays as Python's (np.int64(500), np.array(aabb))
+        # numpy's and torch's numbers and arrays as Python's (np.int64(500), np.array(aabb), a torch sweep's lr)
+        for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+            if type(value).__module__ in ("numpy", "torch") and hasattr(value, "tolist"):
                 setattr(self, f.name, value.tolist())
 
     def validate(self) -> "TrainConfig":

@@ -371,6 +371,15 @@ def test_numpy_numbers_are_numbers_and_a_list_field_says_list():
         TrainConfig(aabb=3.0).validate()
 
 
+def test_torch_numbers_are_numbers_as_numpy_ones_are():
+    """A sweep over torch.logspace hands train a 0-d tensor (lr=tensor(0.001, dtype=float64)), a
+    field's box may be a tensor: both were refused ("lr must be a number, got tensor(...)")."""
+    cfg = TrainConfig(lr=torch.logspace(-3, -2, 3, dtype=torch.float64)[0], steps=torch.tensor(50),
+                      aabb=torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])).validate()
+    assert (cfg.lr, cfg.steps, type(cfg.steps)) == (0.001, 50, int) and cfg.aabb == [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
+    assert json.loads(json.dumps(cfg.to_dict()))["lr"] == 0.001
+
+
 def test_divergence_mentions_only_a_checkpoint_that_exists(tiny_scene, tmp_path):
     trainer = Trainer(tiny_config(tiny_scene, tmp_path / "fresh", steps=5, eval_every=0))
     with torch.no_grad():
