@@ -108,6 +108,26 @@ def test_missing_or_broken_file(tmp_path):
         cp.load_camera_path(tmp_path / "x.json", SCENE)
 
 
+def test_poses_given_in_python_are_a_pose_list(tmp_path):
+    """render_path(ckpt, out, path=poses) with a notebook's (N, 4, 4) array or tensor died in
+    pathlib ("expected str, bytes or os.PathLike object, not ndarray")."""
+    poses = orbit_poses(3, 4.0, 30.0)
+    (tmp_path / "p.json").write_text(json.dumps({"camera_angle_x": SCENE.fov_x, "frames": [
+        {"transform_matrix": m.tolist()} for m in poses]}))
+    expected = cp.load_camera_path(tmp_path / "p.json", SCENE, size=30)
+    for given in (poses.numpy(), poses.double(), poses[:, :3].tolist(), [m.numpy() for m in poses]):
+        route = cp.load_camera_path(given, SCENE, size=30)
+        assert torch.allclose(route.poses, expected.poses) and torch.equal(route.intrinsics, expected.intrinsics)
+        assert (route.width, route.height, route.notes) == (30, 20, [])
+    assert cp.load_camera_path(poses[0].numpy(), SCENE).frames == 1
+    for bad, message in ((np.zeros((2, 4)), r"shape \(N, 4, 4\) or \(N, 3, 4\), got shape \(1, 2, 4\)"),
+                         (np.zeros((0, 4, 4)), r"got shape \(0, 4, 4\)"),
+                         ({"frames": []}, "a file's path, \"train\" or camera-to-world matrices, got dict"),
+                         (np.tile(np.diag([1.0, 1.0, 0.0, 1.0]), (2, 1, 1)), r"poses: frames\[0\]: the rotation")):
+        with pytest.raises(cp.CameraPathError, match=message):
+            cp.load_camera_path(bad, SCENE)
+
+
 def test_resample_passes_through_keyframes_at_constant_speed():
     keys = orbit_poses(8, 4.0, 30.0)
     path = cp.resample(keys, 64, closed=True)
@@ -273,3 +293,16 @@ def test_a_slow_fps_the_cli_takes_is_rendered_as_a_camera_paths_is(run, tmp_path
                      "--no-progress", "--arch", ARCH]) == 0, capsys.readouterr().err
     with Image.open(out) as gif:
         assert gif.n_frames == 2 and gif.info["duration"] == 2000
+
+
+def test_a_video_from_poses_in_python(run, tmp_path):
+    """A notebook's own cameras, a float64 tensor, rendered as the file's would be."""
+    import imageio.v3 as iio
+
+    from taichi_nerf.api import render_path
+
+    notes = []
+    written = render_path(run, tmp_path / "mine.gif", path=orbit_poses(2, 4.0, 30.0).double(), size=16, arch=ARCH,
+                          progress=False, note=notes.append)
+    assert [p.name for p in written] == ["mine.gif", "mine_depth.gif"] and notes == []
+    assert iio.imread(tmp_path / "mine.gif", index=None).shape[:3] == (2, 16, 16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,12 @@ def cameras_seeing_the_scene(route: CameraPath, scene: Scene) -> int:
 
 def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
     """Read a nerfstudio ``camera_path.json`` or a transforms-style pose list; ``size``
-    overrides the file's width (the height follows the aspect)."""
+    overrides the file's width (the height follows the aspect). From Python, ``path`` may also be
+    the camera-to-world matrices themselves ((N, 4, 4) or (N, 3, 4): numpy, torch or lists), seen
+    with the training cameras' field of view."""
+    if not isinstance(path, (str, os.PathLike)):
+        return _transforms({"camera_angle_x": scene.fov_x, "frames": [{"transform_matrix": m} for m in _poses(path)]},
+                           "poses", scene, size)
     path = Path(path)
     try:
         meta = json.loads(path.read_text())
@@ -147,6 +153,23 @@ def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
     if isinstance(meta, dict) and "frames" in meta:
         return _transforms(meta, path, scene, size)
     raise CameraPathError(f"{path}: neither a nerfstudio camera path ('camera_path') nor a pose list ('frames')")
+
+
+def _poses(values) -> np.ndarray:
+    """(N, 4, 4) or (N, 3, 4) matrices given in Python, or one line saying what they are not."""
+    if isinstance(values, torch.Tensor):  # on any device, of any dtype
+        values = values.detach().cpu().double().numpy()
+    try:
+        poses = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CameraPathError(f"a camera path is a file's path, \"train\" or camera-to-world matrices, got "
+                              f"{type(values).__name__}") from None
+    if poses.ndim == 2:  # one camera
+        poses = poses[None]
+    if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)) or not len(poses):
+        raise CameraPathError(f"poses: expected camera-to-world matrices of shape (N, 4, 4) or (N, 3, 4), "
+                              f"got shape {tuple(poses.shape)}")
+    return poses
 
 
 def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> CameraPath:

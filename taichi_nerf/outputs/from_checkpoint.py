@@ -3,6 +3,7 @@ split (``render --split``, written by :func:`taichi_nerf.api.evaluate`), camera-
 (``render --path/--spiral``), meshes and point clouds (``export``)."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -54,12 +55,13 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
                 size: int | None = None, fps: float | None = None, arch: str = "auto",
                 progress: bool = True, data=None, note=print, appearance_image: int | None = None) -> list[Path]:
     """A video along a camera path: ``path`` a nerfstudio ``camera_path.json`` or a
-    transforms-style pose list (one frame per camera unless ``frames`` says), or "train" (a
-    loop through the training cameras); ``spiral``: the forward-facing spiral; neither: the
-    video that suits the capture (outputs/default_video.py). mp4 + depth mp4 + gif, over the scene's
-    background. ``data``: where the training dataset is now, when a path needs its cameras and
-    it has moved. ``note`` is told what was chosen or filled in (which default video and why;
-    a camera path's missing field of view). ``appearance_image``: that training image's look
+    transforms-style pose list (one frame per camera unless ``frames`` says), camera-to-world
+    matrices ((N, 4, 4) numpy or torch, in the run's frame, with the training cameras' field of
+    view), or "train" (a loop through the training cameras); ``spiral``: the forward-facing
+    spiral; neither: the video that suits the capture (outputs/default_video.py). mp4 + depth mp4
+    + gif, over the scene's background. ``data``: where the training dataset is now, when a path
+    needs its cameras and it has moved. ``note`` is told what was chosen or filled in (which
+    default video and why; a camera path's missing field of view). ``appearance_image``: that training image's look
     (appearance code) instead of the mean."""
     rank_zero_only("render_path")
     from . import camera_path as cp
@@ -85,11 +87,13 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
         needs_cameras = not (scene.forward_facing and len(scene.path_pose) == 16)
         train = _training_poses(cfg, progress, data, ckpt).poses if needs_cameras else None
         route = cp.spiral_path(scene, frames or DEFAULT_FRAMES, width, train)
-    elif str(path) == "train":
+    elif isinstance(path, (str, os.PathLike)) and str(path) == "train":
         route = cp.train_path(_training_poses(cfg, progress, data, ckpt).poses, scene, frames or DEFAULT_FRAMES,
                               width)
     else:
         route = cp.load_camera_path(path, scene, size)
+        if not isinstance(path, (str, os.PathLike)):  # matrices: named, not printed, in what follows
+            path = "poses"
         for line in route.notes:
             note(line)
         if not cp.cameras_seeing_the_scene(route, scene):
