@@ -306,3 +306,21 @@ def test_a_video_from_poses_in_python(run, tmp_path):
                           progress=False, note=notes.append)
     assert [p.name for p in written] == ["mine.gif", "mine_depth.gif"] and notes == []
     assert iio.imread(tmp_path / "mine.gif", index=None).shape[:3] == (2, 16, 16)
+
+
+def test_a_loaded_field_takes_a_notebooks_arrays(run):
+    """The field loaded back (docs/API.md) renders numpy poses and a tuple background, and gives
+    numpy points' and float64 points' densities: numpy died in torch (no attribute 'contiguous'),
+    float64 compiled kernels of their own, with a TaichiWarning ("may lose precision") each."""
+    from taichi_nerf.runs.checkpoint import load
+
+    renderer = load(run, ARCH)[0]
+    poses = orbit_poses(1, 4.0, 30.0)
+    intrinsics = torch.tensor([[20.0, 20.0, 8.0, 8.0, 0.0, 0.0, 0.0, 0.0]])
+    white = torch.ones(1, 3)
+    expected = renderer.render_image(poses, intrinsics, 0, 16, 16, white)["rgb"]
+    view = renderer.render_image(poses.double().numpy(), intrinsics.numpy(), 0, 16, 16, (1.0, 1.0, 1.0))
+    assert torch.equal(view["rgb"], expected)
+    points = torch.rand(7, 3) - 0.5
+    assert torch.equal(renderer.density(points.double()), renderer.density(points))
+    assert torch.equal(renderer.density(points.numpy()), renderer.density(points))

@@ -328,7 +328,9 @@ class Renderer:
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """Field density at points of field space (world space, or contracted space for an
-        unbounded scene: what the occupancy grid measures, cell by cell)."""
+        unbounded scene: what the occupancy grid measures, cell by cell). ``points`` may be numpy's or
+        float64: the kernels take float32 on the renderer's device (float64 compiled a kernel of its own)."""
+        points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         return self._in_field(self.field.density_only, encode_points(points, self.pos)).float()
 
     @torch.no_grad()
@@ -350,9 +352,9 @@ class Renderer:
         of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording).
         ``pixels``: these row-major pixel indices instead (``first_pixel`` and ``count`` unused):
         the scattered pixels that the viewers' finer levels render (viewing/view.py)."""
-        poses = poses.to(self.device).float().contiguous()
-        intrinsics = intrinsics.to(self.device).float().contiguous()
-        bg = background.to(self.device).reshape(1, 3)
+        poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device).contiguous()  # numpy's too
+        intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device).contiguous()
+        bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).reshape(1, 3)
         if pixels is not None:
             pixels = pixels.to(self.device, torch.int32).contiguous()
             count = pixels.shape[0]
