@@ -50,7 +50,11 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
 
             print(nothing_to_train_note(trainer, "train(resume=True, out=..., steps=N) or time_limit_s=SECONDS"))
         try:
-            return trainer.run()  # on every rank under torchrun: rank 0's result, once it is saved
+            result = trainer.run()  # on every rank under torchrun: rank 0's result, once it is saved
+            if result.interrupted:  # a notebook's Ctrl-C returns here, and a sweep's loop goes on: say it
+                print(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}; "
+                      f"train(resume=True, out={str(result.out_dir)!r}) continues it")
+            return result
         finally:
             trainer.ranks.speak_again()
 

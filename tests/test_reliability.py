@@ -157,6 +157,30 @@ def test_api_train_follows_the_same_rule(run, tiny_scene):
     assert snapshot(run) == before
 
 
+def test_api_train_says_a_ctrl_c_and_trains_again_in_the_same_process(tiny_scene, tmp_path, monkeypatch, capsys):
+    """A notebook's Ctrl-C (a kernel interrupt) returned from tn.train without a word, and a sweep's loop
+    started its next run: now it says where the run stopped and how to continue, as the CLI does."""
+    import taichi_nerf as tn
+
+    advance = Trainer.advance
+
+    def interrupted_at_3(trainer):
+        if trainer.step_count == 3:
+            raise KeyboardInterrupt  # as a second Ctrl-C (the first only asks for a stop)
+        advance(trainer)
+
+    monkeypatch.setattr(Trainer, "advance", interrupted_at_3)
+    cfg = tiny_config(tiny_scene, tmp_path / "r", steps=10, eval_every=0, preview_every=0, checkpoint_every=0)
+    result = tn.train(cfg)
+    assert result.interrupted and result.step == 3
+    said = capsys.readouterr().out
+    assert (f"interrupted at step 3; checkpoint saved to {result.checkpoint}; "
+            f"train(resume=True, out='{tmp_path / 'r'}') continues it") in said
+    monkeypatch.setattr(Trainer, "advance", advance)
+    again = tn.train(resume=True, out=str(tmp_path / "r"))
+    assert not again.interrupted and again.step == 10 and "interrupted" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("config", [{"steps": 2}, "config.json"])
 @pytest.mark.parametrize("resume", [False, True])
 def test_api_train_says_what_config_takes(run, config, resume):
