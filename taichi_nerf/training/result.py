@@ -8,7 +8,8 @@ from pathlib import Path
 @dataclass
 class TrainResult:
     """How a run ended: its folder and checkpoint, the step it reached, the final validation's
-    PSNR, whether a stop request (Ctrl-C, SIGTERM) ended it early, and its wall time."""
+    PSNR, whether a stop request (Ctrl-C, SIGTERM) ended it early, and its wall time. A stopped
+    run has no final validation: its ``val_psnr`` is the last periodic one's, of earlier weights."""
 
     out_dir: Path
     checkpoint: Path  # give this (or out_dir) to evaluate, render_orbit, export_mesh
