@@ -181,6 +181,19 @@ def test_api_train_says_a_ctrl_c_and_trains_again_in_the_same_process(tiny_scene
     assert not again.interrupted and again.step == 10 and "interrupted" not in capsys.readouterr().out
 
 
+def test_a_loaded_dataset_handed_back_says_to_give_its_path(run, tiny_scene):
+    """evaluate(ckpt, data=tn.load_dataset(...)) died in pathlib ("expected str, bytes or os.PathLike
+    object, not Dataset"), as render_path's and export_points' data did."""
+    import taichi_nerf as tn
+
+    dataset = tn.load_dataset(tiny_scene)
+    said = f"data is a dataset's path, not a loaded Dataset: give its path, {str(tiny_scene)!r}"
+    with pytest.raises(TypeError, match=f"^{said}$"):
+        tn.evaluate(run, data=dataset, arch=ARCH, progress=False)
+    with pytest.raises(TypeError, match=f"^{said}$"):
+        tn.load_dataset(dataset)
+
+
 @pytest.mark.parametrize("config", [{"steps": 2}, "config.json"])
 @pytest.mark.parametrize("resume", [False, True])
 def test_api_train_says_what_config_takes(run, config, resume):

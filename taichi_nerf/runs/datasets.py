@@ -19,6 +19,8 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
     scene with ``views`` training views of ``size`` pixels (rendered on first use).
     ``options``: what :func:`taichi_nerf.data.loaders.read_dataset` takes (loader options,
     ``near``/``far``/``aabb``/``unbounded``)."""
+    if isinstance(path, Dataset):  # tn.load_dataset's return handed back (evaluate(data=...)): died in pathlib
+        raise TypeError(f"data is a dataset's path, not a loaded Dataset: give its path, {path.source!r}")
     if path is None:  # under torchrun every rank renders it the first time (one keeps it); rank 0 shows its bar
         path = builtin_scene(views=views, size=size, progress=progress and environment()[0] == 0)
     elif (run := run_in(path)) is not None:  # read as a dataset: "photos without camera poses" (curves.png)
