@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # (``taichi_nerf.stages.packing``) must not pull in the trainer above it, which would make every
 # lower layer depend on the top one through this file.
 _API_NAMES = ("train", "render_orbit", "render_path", "evaluate", "export_mesh", "export_points", "make_synthetic",
-              "load_dataset")
+              "load_dataset", "builtin_scene")
 
 __all__ = ["TrainConfig", *_API_NAMES, "__version__"]
 
