@@ -40,6 +40,7 @@ class Backend:
 
 
 _current: Backend | None = None
+_said_cpu_stays = False  # the note that 'auto' kept the CPU, given once a process
 
 
 def _ad_stack_size(max_samples_per_ray: int) -> int:
@@ -75,8 +76,13 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
     count re-initialises Taichi with a bigger autodiff stack (kernels recompile; torch-owned
     buffers are unaffected because Taichi owns no data here).
     """
-    global _current
+    global _current, _said_cpu_stays
     resolved = resolve_arch(arch) if arch != "auto" or _current is None else _current.arch
+    if arch == "auto" and resolved == "cpu" and _current is not None and not _said_cpu_stays and _cuda_usable():
+        # "auto" keeps the running backend (another would strand the earlier CPU tensors): say so, once
+        _said_cpu_stays = True
+        warnings.warn("arch 'auto' stays on the CPU that an earlier call in this process chose, though a CUDA GPU "
+                      "is here; give arch='cuda' (--arch cuda) to use the GPU", stacklevel=2)
     if (
         _current is not None
         and _current.arch == resolved

@@ -36,3 +36,26 @@ def test_bad_arch_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown arch"):
         backend.resolve_arch("vulkan")
+
+
+def test_auto_after_a_cpu_call_says_it_stays_on_the_cpu_where_a_gpu_is(taichi_backend, monkeypatch):
+    """A notebook's quick arch="cpu" check, then tn.train() (arch "auto"): on a GPU machine the
+    training stayed on the CPU for the rest of the process without a word."""
+    import pytest
+
+    if taichi_backend.is_cuda:
+        pytest.skip("the CPU must be the running backend")
+    monkeypatch.setattr(backend, "_cuda_usable", lambda: True)  # as on a machine with a GPU
+    monkeypatch.setattr(backend, "_said_cpu_stays", False)
+    with pytest.warns(UserWarning, match="stays on the CPU.*arch='cuda'"):
+        assert backend.init("auto", 16) is backend.current()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once a process, not on every call
+        backend.init("auto", 16)
+    monkeypatch.setattr(backend, "_cuda_usable", lambda: False)  # no GPU: nothing to say
+    monkeypatch.setattr(backend, "_said_cpu_stays", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend.init("auto", 16)
