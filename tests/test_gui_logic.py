@@ -225,6 +225,22 @@ def test_the_panel_goes_to_a_resized_windows_right_edge_in_ggui_s_opening_coordi
     assert (x * 900, y, w * 900, h * 560) == pytest.approx((670, 0.0, 330, 640))  # GGUI's pixels
 
 
+def test_a_window_too_narrow_for_the_panel_opens_on_the_view_and_h_lays_the_panel_over_it():
+    """A 420x300 window (--window) drew the 330 px panel over most of the 284 px image, and a
+    200x160 one showed the panel's right part, off its labels, over the view."""
+    wide = Layout(900, 560, 330, 1.0)
+    assert wide.show_panel and wide.describe("rgb")["panel"] == [570, 0, 330, 560]
+    assert Layout(900, 560, 330, 1.0, show_panel=False).describe("rgb")["panel"] is None  # headless, or H
+    narrow = Layout(420, 300, 330, 1.0)
+    assert not narrow.show_panel and narrow.describe("rgb")["panel"] is None
+    assert narrow.view_rect() == (0, 0, 420, 300)
+    narrow.show_panel = True  # H: over the view, which keeps the whole window
+    assert narrow.view_rect() == (0, 0, 420, 300) and narrow.describe("rgb")["panel"] == [90, 0, 330, 300]
+    tiny = Layout(200, 160, 330, 1.0, show_panel=True)
+    assert tiny.describe("rgb")["panel"] == [0, 0, 200, 160]  # from the left edge: the labels stay in sight
+    assert tiny.panel_placement()[0] == 0.0
+
+
 def test_the_pause_button_says_when_there_is_no_training_to_resume():
     """Viewing a checkpoint (gui --ckpt RUN), the first button read "Resume training (space)",
     and pressing it said that training needs --train."""

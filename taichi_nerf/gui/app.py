@@ -36,7 +36,7 @@ from .camera import OrbitCamera
 from .controls import FLY_KEYS, Controls, FrameInput, Rect
 from .display import Display, canvas_to_rows
 from .launch import GuiUnavailable, check_environment, window_failure
-from .panel import Layout, draw_panel
+from .panel import MIN_VIEW_WIDTH, Layout, draw_panel
 
 MOUSE_BUTTONS = ("LMB", "RMB", "MMB")
 HELD_KEYS = tuple(FLY_KEYS) + ("Shift", "Control")
@@ -95,7 +95,8 @@ class GuiApp(TrainingSession):
         self.mode = "rgb"
         self.controls = Controls()
         self.width, self.height = int(options.window[0]), int(options.window[1])
-        self.layout = Layout(self.width, self.height, options.panel_width, self.scene.aspect, not options.headless)
+        self.layout = Layout(self.width, self.height, options.panel_width, self.scene.aspect,
+                             False if options.headless else None)
         self.layout_generation = 0  # window resizes so far (the panel is placed afresh after each)
         # The view refines to the canvas's full resolution (a CPU: over frames, by the budget).
         self.render_scale = options.render_scale or 1.0
@@ -172,6 +173,9 @@ class GuiApp(TrainingSession):
         except RuntimeError as exc:  # a Vulkan driver that is installed but does not start, a refused display
             raise GuiUnavailable(window_failure(exc)) from None
         self.canvas = self.window.get_canvas()
+        if not self.options.headless and not self.layout.panel_fits():
+            print(f"taichi-nerf gui: a {self.width} px wide window has no room for the panel beside the view "
+                  f"({self.layout.panel_width + MIN_VIEW_WIDTH} px and wider have): H shows it over the view")
         self.perf = WindowLog(self.out_dir / GUI_LOG)
         self.opened_at = time.perf_counter()
         return self

@@ -13,6 +13,7 @@ WHITE, GREY, YELLOW = (0.92, 0.92, 0.92), (0.6, 0.6, 0.6), (0.95, 0.85, 0.4)
 # Characters a line of the 330 px panel shows whole (7 px each) beside the scrollbar that a window
 # shorter than the panel's lines adds: 44 without it, 43 with it (a 44th was cut off).
 PANEL_CHARS = 42
+MIN_VIEW_WIDTH = 160  # the view beside the panel; a narrower window lays the panel over the view
 
 
 @dataclass
@@ -22,14 +23,26 @@ class Layout:
     height: int
     panel_width: int
     aspect: float  # of the rendered images
-    show_panel: bool = True
+    # None: shown where it fits beside the view; a narrower window opens on the view alone (H shows the panel)
+    show_panel: bool | None = None
     opened: tuple[int, int] | None = None  # the window's size when GGUI made it (None: width x height)
 
     def __post_init__(self):
         self.opened = self.opened or (self.width, self.height)
+        if self.show_panel is None:
+            self.show_panel = self.panel_fits()
+
+    def panel_fits(self) -> bool:
+        """Whether the panel fits beside the view; else, when shown, it lies over the view."""
+        return self.width >= self.panel_width + MIN_VIEW_WIDTH
+
+    def panel_x(self) -> int:
+        """The panel's left edge: on the right, or at the left edge of a window narrower than the
+        panel (its buttons' labels start there: its right part is the one to lose)."""
+        return max(0, self.width - self.panel_width)
 
     def view_rect(self) -> tuple[int, int, int, int]:
-        panel = self.panel_width if self.show_panel and self.width > self.panel_width + 160 else 0
+        panel = self.panel_width if self.show_panel and self.panel_fits() else 0
         return 0, 0, self.width - panel, self.height
 
     def image_rects(self, mode: str) -> list[tuple[int, int, int, int]]:
@@ -53,7 +66,7 @@ class Layout:
         when it opened, which taichi 1.7's GGUI reads once. Fractions of a resized window's size
         would put the panel where they fall in the old one (a wider window: left of its place)."""
         opened_w, opened_h = self.opened
-        return (self.width - self.panel_width) / opened_w, 0.0, self.panel_width / opened_w, self.height / opened_h
+        return self.panel_x() / opened_w, 0.0, self.panel_width / opened_w, self.height / opened_h
 
     def describe(self, mode: str) -> dict:
         """Regions as [x, y, w, h] in window pixels from the top-left (screen convention, for
@@ -62,10 +75,10 @@ class Layout:
             x, y, w, h = rect
             return [int(x), int(self.height - y - h), int(w), int(h)]
 
-        vx, vy, vw, vh = self.view_rect()
+        panel = [self.panel_x(), 0, min(self.panel_width, self.width), self.height]
         return {"window": [self.width, self.height], "view": top_down(self.view_rect()),
                 "images": [top_down(r) for r in self.image_rects(mode)],
-                "panel": [vx + vw, 0, self.width - vw, self.height] if self.show_panel and vw < self.width else None,
+                "panel": panel if self.show_panel else None,
                 "plot": top_down(self.plot_rect())}
 
 
