@@ -190,6 +190,28 @@ def test_drags_that_start_on_the_panel_leave_the_camera_alone():
     assert cam.version == version
 
 
+def test_a_slider_drag_on_a_panel_shown_over_the_view_leaves_the_camera_alone():
+    """In a 480 px window the panel (H) lies over the view; dragging its distance slider also
+    orbited the camera by 47 degrees."""
+    layout = Layout(480, 560, 330, 1.0)
+    layout.show_panel = True  # H
+    controls = Controls()
+    controls.view, controls.panel = layout.input_rects()
+    cam = make_camera()
+    version = cam.version
+    drag(controls, cam, "LMB", [(220 / 480, 0.2), (270 / 480, 0.2), (320 / 480, 0.2)])  # on the panel
+    assert cam.version == version and not controls.dragging
+    drag(controls, cam, "LMB", [(60 / 480, 0.5), (100 / 480, 0.5)])  # on the view left of it: orbits
+    assert cam.azimuth < 0
+    layout.show_panel = False  # H again: the whole window is the view's
+    controls.view, controls.panel = layout.input_rects()
+    azimuth = cam.azimuth
+    drag(controls, cam, "LMB", [(220 / 480, 0.2), (270 / 480, 0.2)])
+    assert cam.azimuth < azimuth
+    wide = Layout(900, 560, 330, 1.0)
+    assert wide.input_rects() == (Rect(0.0, 0.0, 570 / 900, 1.0), None)  # the panel beside the view
+
+
 def test_keys_map_to_actions_zoom_and_fly():
     controls = Controls()
     cam = make_camera()

@@ -33,7 +33,7 @@ from ..viewing.session import TrainingSession
 from ..viewing.view import ProgressiveView
 from . import actions
 from .camera import OrbitCamera
-from .controls import FLY_KEYS, Controls, FrameInput, Rect
+from .controls import FLY_KEYS, Controls, FrameInput
 from .display import Display, canvas_to_rows
 from .launch import GuiUnavailable, check_environment, window_failure
 from .panel import MIN_VIEW_WIDTH, Layout, draw_panel
@@ -356,8 +356,7 @@ class GuiApp(TrainingSession):
         self.relayout()
 
     def relayout(self) -> None:
-        vx, vy, vw, vh = self.layout.view_rect()
-        self.controls.view = Rect(vx / self.width, vy / self.height, (vx + vw) / self.width, (vy + vh) / self.height)
+        self.controls.view, self.controls.panel = self.layout.input_rects()
         self.view.resize(*self.render_size())
 
     def ground_truth(self) -> tuple[int, torch.Tensor]:

@@ -75,6 +75,7 @@ class Controls:
     """Turns input into camera motion and actions. ``view`` is where the scene is drawn
     (drags start only there, so dragging a slider on the panel never turns the camera)."""
     view: Rect = field(default_factory=lambda: Rect(0.0, 0.0, 1.0, 1.0))
+    panel: Rect | None = None  # the panel where it lies over the view (a narrow window): its presses are its own
     drag_mode: str | None = None
     drag_button: str | None = None
     last_cursor: tuple[float, float] | None = None
@@ -110,7 +111,8 @@ class Controls:
                 # Only a press that starts inside the view drags: a press on the panel that
                 # wanders into the view must not turn the camera.
                 fresh = button in inp.pressed or button not in self._buttons_before
-                if button in inp.buttons and fresh and self.view.contains(inp.cursor):
+                on_panel = self.panel is not None and self.panel.contains(inp.cursor)
+                if button in inp.buttons and fresh and self.view.contains(inp.cursor) and not on_panel:
                     self.drag_button = button
                     self.drag_mode = DRAG_MODES[button]
                     if button == "LMB" and "Shift" in inp.held:

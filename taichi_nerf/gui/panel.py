@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..viewing.curves import CURVE_COLOURS
 from ..viewing.view import MODES
-from .controls import HELP_LINES
+from .controls import HELP_LINES, Rect
 
 MODE_LABELS = {"rgb": "RGB", "depth": "Depth", "opacity": "Opacity", "compare": "Compare with truth"}
 WHITE, GREY, YELLOW = (0.92, 0.92, 0.92), (0.6, 0.6, 0.6), (0.95, 0.85, 0.4)
@@ -40,6 +40,17 @@ class Layout:
         """The panel's left edge: on the right, or at the left edge of a window narrower than the
         panel (its buttons' labels start there: its right part is the one to lose)."""
         return max(0, self.width - self.panel_width)
+
+    def input_rects(self) -> tuple[Rect, Rect | None]:
+        """Where a mouse press may start a camera drag (the view), and the panel where it lies over
+        the view (a window too narrow for it beside the view), whose presses are the panel's; in
+        window fractions, as Controls takes them."""
+        vx, vy, vw, vh = self.view_rect()
+        view = Rect(vx / self.width, vy / self.height, (vx + vw) / self.width, (vy + vh) / self.height)
+        if not self.show_panel or self.panel_fits():
+            return view, None
+        x0, x1 = self.panel_x(), min(self.width, self.panel_x() + self.panel_width)
+        return view, Rect(x0 / self.width, 0.0, x1 / self.width, 1.0)
 
     def view_rect(self) -> tuple[int, int, int, int]:
         panel = self.panel_width if self.show_panel and self.panel_fits() else 0
