@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                    help="replace the run already in --out; without it a folder holding a run is refused")
     w = p.add_argument_group("window options")
     w.add_argument("--window", default=DEFAULT_WINDOW, metavar="WxH",
-                   help=f"window size (default: {DEFAULT_WINDOW}; the panel takes 330 px)")
+                   help=f"window size (default: {DEFAULT_WINDOW}; the panel takes 330 px, and a window under "
+                        "490 px wide opens on the view alone: H shows the panel over it)")
     w.add_argument("--render-scale", type=float, metavar="X",
                    help="render size / view size (default: 1, the canvas's full resolution)")
     w.add_argument("--steps-per-frame", type=int, metavar="N",
