@@ -188,6 +188,18 @@ def test_a_flag_the_command_would_ignore_is_refused_before_any_work(argv, messag
     assert list(tmp_path.iterdir()) == []
 
 
+def test_gui_refuses_a_screenshot_or_status_file_it_cannot_write_before_any_work(capsys, tmp_path, monkeypatch):
+    """--screenshot under a file (or anywhere unwritable) failed only when the session ended, and
+    took the unsaved training with it; --status failed at the first frame."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("")
+    for flag in ("--screenshot", "--status"):
+        refused(capsys, ["gui", "--headless", "--frames", "1", flag, "blocker/out"], f"{flag} blocker/out: ",
+                "blocker: is a file")
+        refused(capsys, ["gui", "--headless", "--frames", "1", flag, "."], f"{flag} . is a folder: give the file")
+    assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
+
+
 @pytest.mark.parametrize("value, whole, accepted", [
     (3, True, 3), (np.int64(3), True, 3), (3.0, True, 3), (2.5, False, 2.5), (np.float32(2.5), False, 2.5),
     (2.5, True, None), (True, True, None), ("3", True, None), (float("nan"), True, None), (float("inf"), True, None),

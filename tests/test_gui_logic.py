@@ -263,6 +263,26 @@ def test_a_window_too_narrow_for_the_panel_opens_on_the_view_and_h_lays_the_pane
     assert tiny.panel_placement()[0] == 0.0
 
 
+def test_an_exit_screenshot_that_cannot_be_written_costs_the_picture_not_the_training(tmp_path):
+    """gui --screenshot FILE where FILE could not be written (a disk gone at the end) failed before
+    the closing save: the run kept no checkpoint of the session's training."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.gui.app import GuiApp
+
+    done = []
+    (tmp_path / "blocker").write_text("")
+    app = SimpleNamespace(options=SimpleNamespace(exit_screenshot=str(tmp_path / "blocker" / "shot.png")),
+                          display=SimpleNamespace(to_numpy=lambda: np.zeros((4, 4, 3), np.uint8)),
+                          save_unsaved=lambda: done.append("saved"),
+                          write_status=lambda running: done.append(f"status running={running}"), perf=None,
+                          window=SimpleNamespace(destroy=lambda: done.append("window closed")),
+                          _imgui_ini_was_here=True)
+    with pytest.raises(OSError):
+        GuiApp.close(app)
+    assert done == ["saved", "status running=False", "window closed"] and app.window is None
+
+
 def test_the_pause_button_says_when_there_is_no_training_to_resume():
     """Viewing a checkpoint (gui --ckpt RUN), the first button read "Resume training (space)",
     and pressing it said that training needs --train."""

@@ -223,19 +223,22 @@ class GuiApp(TrainingSession):
         return 130 if interrupted else 0
 
     def close(self) -> None:
-        """Save what training did since the last save, then let the window go."""
-        if self.options.exit_screenshot and self.display is not None:
-            write_png(Path(self.options.exit_screenshot), self.display.to_numpy())
-            print(f"taichi-nerf gui: screenshot {Path(self.options.exit_screenshot).resolve()}")
-        self.save_unsaved()
-        self.write_status(running=False)
-        if self.perf is not None:
-            self.perf.close()
-        if self.window is not None:
-            self.window.destroy()
-            self.window = None
-            if not self._imgui_ini_was_here:  # GGUI's panel layout file, written to the working folder
-                IMGUI_INI.unlink(missing_ok=True)
+        """Save what training did since the last save, then let the window go. The exit screenshot
+        comes after the save: a file it cannot write costs the picture, not the training."""
+        try:
+            self.save_unsaved()
+            self.write_status(running=False)
+            if self.perf is not None:
+                self.perf.close()
+            if self.options.exit_screenshot and self.display is not None:
+                write_png(Path(self.options.exit_screenshot), self.display.to_numpy())
+                print(f"taichi-nerf gui: screenshot {Path(self.options.exit_screenshot).resolve()}")
+        finally:
+            if self.window is not None:
+                self.window.destroy()
+                self.window = None
+                if not self._imgui_ini_was_here:  # GGUI's panel layout file, written to the working folder
+                    IMGUI_INI.unlink(missing_ok=True)
 
     # --- one frame -----------------------------------------------------------------------
     def frame(self, inp: FrameInput) -> None:
