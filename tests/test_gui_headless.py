@@ -233,6 +233,25 @@ def test_a_run_past_its_steps_opens_paused_and_its_start_lines_say_space_trains_
     assert final["paused"] and final["step"] == 2
 
 
+def test_a_run_that_diverges_before_its_first_checkpoint_offers_no_ckpt_to_continue(tmp_path):
+    """gui --lr 1e4 diverged at step 3 with no checkpoint saved, and its last line still said
+    "continue with: taichi-nerf gui --ckpt RUN --train", which then found no checkpoint."""
+    require_vulkan()
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "data", views=4, size=16, val_views=1, test_views=1, progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "taichi_nerf", "gui", "--headless", "--frames", "20", "--data",
+                           str(tmp_path / "data"), "--width", "16", "--depth", "2", "--lr", "1e4", "--steps-per-frame",
+                           "4", "--window", "160x120", "--out", str(run), "--arch", "cpu", "--no-progress"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT_S, env=child_env())
+    assert proc.returncode == 0 and "not saved: model weights are not finite" in proc.stderr, proc.stderr[-2000:]
+    assert not (run / "checkpoint.pt").exists()
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "with no checkpoint saved, so nothing to continue" in last and "--overwrite" in last, proc.stdout
+    assert "--ckpt" not in proc.stdout
+
+
 # --- the scenario, run in a subprocess -----------------------------------------------------
 def scenario(tmp: Path) -> dict:
     import math

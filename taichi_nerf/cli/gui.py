@@ -147,8 +147,13 @@ def cmd_gui(args) -> int:
         print("\n".join(start_lines(app.trainer, run.resume, run_folder=run.out, trains_on="space")))
         _open_window(app, None if run.resume else run.out)
         code = app.run()
+    step = app.trainer.step_count
+    if not (app.out_dir / "checkpoint.pt").is_file():  # diverged before its first save: --ckpt would find nothing
+        print(f"stopped at step {step} with no checkpoint saved, so nothing to continue: the same command with "
+              "--overwrite starts the run again")
+        return code
     again = continue_command(app.trainer, f"taichi-nerf gui --ckpt {shlex.quote(str(app.out_dir))} --train")
-    print(f"stopped at step {app.trainer.step_count}; continue with: {again}")
+    print(f"stopped at step {step}; continue with: {again}")
     return code
 
 
