@@ -242,7 +242,7 @@ def test_the_panel_goes_to_a_resized_windows_right_edge_in_ggui_s_opening_coordi
     layout = Layout(900, 560, 330, 1.0)
     x, y, w, h = layout.panel_placement()
     assert (x * 900, y, w * 900, h * 560) == pytest.approx((570, 0.0, 330, 560))
-    layout.width, layout.height = 1000, 640  # GuiApp.resize
+    layout.resize(1000, 640)  # GuiApp.resize
     x, y, w, h = layout.panel_placement()
     assert (x * 900, y, w * 900, h * 560) == pytest.approx((670, 0.0, 330, 640))  # GGUI's pixels
 
@@ -258,6 +258,16 @@ def test_a_window_too_narrow_for_the_panel_opens_on_the_view_and_h_lays_the_pane
     assert narrow.view_rect() == (0, 0, 420, 300)
     narrow.show_panel = True  # H: over the view, which keeps the whole window
     assert narrow.view_rect() == (0, 0, 420, 300) and narrow.describe("rgb")["panel"] == [90, 0, 330, 300]
+    narrow.resize(1000, 640)  # widened past 490 px: beside the view again
+    assert narrow.show_panel and narrow.view_rect() == (0, 0, 670, 640)
+    narrow.resize(450, 640)  # the panel shown would cover most of the view: as a window opened so narrow
+    assert not narrow.show_panel
+    narrow.show_panel = True  # H
+    narrow.resize(470, 640)  # no crossing: H decides
+    assert narrow.show_panel
+    headless = Layout(450, 300, 330, 1.0, show_panel=False)
+    headless.resize(900, 600, window=False)  # no panel without a window
+    assert not headless.show_panel and headless.view_rect() == (0, 0, 900, 600)
     tiny = Layout(200, 160, 330, 1.0, show_panel=True)
     assert tiny.describe("rgb")["panel"] == [0, 0, 200, 160]  # from the left edge: the labels stay in sight
     assert tiny.panel_placement()[0] == 0.0

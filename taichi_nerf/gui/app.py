@@ -351,7 +351,7 @@ class GuiApp(TrainingSession):
         self._asked_size = None
         self.layout_generation += 1
         self.width, self.height = int(width), int(height)
-        self.layout.width, self.layout.height = self.width, self.height
+        self.layout.resize(self.width, self.height, window=not self.options.headless)
         if self.display is not None:
             self.display.release()
             self.display = Display(self.width, self.height)

@@ -32,6 +32,14 @@ class Layout:
         if self.show_panel is None:
             self.show_panel = self.panel_fits()
 
+    def resize(self, width: int, height: int, window: bool = True) -> None:
+        """A window resized across the width the panel needs beside the view shows or hides the
+        panel, as a window opened at the new size would (H decides between two such crossings)."""
+        fitted = self.panel_fits()
+        self.width, self.height = int(width), int(height)
+        if window and self.panel_fits() != fitted:
+            self.show_panel = self.panel_fits()
+
     def panel_fits(self) -> bool:
         """Whether the panel fits beside the view; else, when shown, it lies over the view."""
         return self.width >= self.panel_width + MIN_VIEW_WIDTH
