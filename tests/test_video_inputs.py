@@ -18,3 +18,51 @@ def test_the_mapping_bar_moves_through_every_attempt():
     bar.update(3)
     drawn = out.getvalue().split("\r")
     assert "attempt 2/3" in drawn[-1] and " 3/10 " in drawn[-1], drawn[-3:]
+
+
+def _video(path, frames=6, size=(48, 32), **params):
+    import imageio.v2 as iio
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with iio.get_writer(path, fps=10, macro_block_size=16, ffmpeg_params=["-threads", "1"], **params) as writer:
+        for _ in range(frames):
+            writer.append_data((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8))
+    return path
+
+
+def test_a_phones_m4v_or_3gp_is_read(tmp_path):
+    """iPhone exports (.m4v), older Android phones (.3gp) and camcorders (.mts) were refused with
+    "`FFMPEG` can not handle the given uri": imageio's plugin goes by extension, ffmpeg reads them."""
+    from taichi_nerf.capture.video_frames import extract_frames
+
+    made = _video(tmp_path / "made.mp4")
+    for suffix in (".m4v", ".3gp", ".MTS"):
+        video = tmp_path / f"clip{suffix}"
+        video.write_bytes(made.read_bytes())
+        assert len(extract_frames(video, tmp_path / suffix[1:], count=6, progress=False)) == 6
+
+
+def test_a_file_with_no_frames_to_give_says_why(tmp_path, capsys):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from .conftest import refused
+
+    def refusal(video, *needles):
+        return refused(capsys, ["data", "from-photos", str(video), "--out", str(tmp_path / "ds"), "--no-progress"],
+                       *needles)
+
+    (tmp_path / "empty.mp4").write_bytes(b"")  # a copy that never started
+    refusal(tmp_path / "empty.mp4", "the file is empty, 0 bytes")
+    sound = tmp_path / "voice memo.m4a"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=duration=0.5", "-c:a", "aac", str(sound)], check=True, capture_output=True)
+    refusal(sound, "no video stream, only sound")
+    whole = _video(tmp_path / "whole.mp4", frames=20)  # the index (moov) at the end, as a phone writes it
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    line = refusal(cut, "'moov atom', is missing", "cut short")
+    assert "Invalid data" not in line, line
+    assert not (tmp_path / "ds").exists()

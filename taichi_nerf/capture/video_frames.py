@@ -37,18 +37,38 @@ def _open(video: Path):
     import logging
 
     import imageio.v2 as iio
+    from imageio.v3 import imopen
 
     # A phone video's rotation makes imageio-ffmpeg log that the frames it reads (upright) are not
     # the stored size, twice, between our progress bars: expected, not the user's concern.
     logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     gif = _decoder(video) == "Pillow"
     try:
-        reader = iio.get_reader(str(video), format="GIF" if gif else "ffmpeg")
+        if gif:
+            reader = iio.get_reader(str(video), format="GIF")
+        else:  # imageio picks its ffmpeg plugin by extension, and refused a phone's .m4v or .3gp (a camcorder's
+            # .mts) that ffmpeg reads: it is told a name it takes, ffmpeg goes by the file's content
+            reader = imopen(str(video), "r?", plugin="FFMPEG", extension=".mp4", legacy_mode=True).legacy_get_reader()
         meta = {} if gif else reader.get_meta_data()  # a GIF's "duration" is one frame's, in ms
     except Exception as exc:  # imageio and ffmpeg raise many kinds of errors for non-videos
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-        raise DataError(f"{video}: not a {'GIF' if gif else 'video'} {_decoder(video)} can read ({reason})") from None
+        raise DataError(f"{video}: not a {'GIF' if gif else 'video'} {_decoder(video)} can read "
+                        f"({_why_unreadable(video, exc)})") from None
     return reader, meta
+
+
+def _why_unreadable(video: Path, exc: Exception) -> str:
+    """The reason in the user's words where ffmpeg's last line misleads: it said 'Invalid data found
+    when processing input' for an empty file and a copy cut short, and 'Error opening output files:
+    Invalid argument' for a sound recording."""
+    text = str(exc)
+    if video.stat().st_size == 0:
+        return "the file is empty, 0 bytes: copy it from the phone again"
+    if "moov atom not found" in text:  # an MP4/MOV's index, which phones write at the end of the recording
+        return ("its index, the 'moov atom', is missing: a copy cut short or a recording that did not finish; "
+                "copy it from the phone again")
+    if "Stream #" in text and "Video:" not in text:
+        return "it holds no video stream, only " + ("sound" if "Audio:" in text else "other data")
+    return (text.strip().splitlines() or [type(exc).__name__])[-1][:120]
 
 
 def _frame_count(reader, meta) -> int:
