@@ -1,8 +1,10 @@
 """A phone video through ``data from-photos``, found by a new-user probe: the mapping bar through
-COLMAP's later attempts, and the one line for a video file that cannot give frames (an audio-only
-file, an empty one, a copy cut short before its index). Nothing here runs COLMAP."""
+COLMAP's later attempts, the one line for a video file that cannot give frames (an audio-only
+file, an empty one, a copy cut short before its index), a phone's .m4v or .3gp, and a still start.
+Nothing here runs COLMAP."""
 import io
 
+from PIL import Image
 from tqdm import tqdm
 
 
@@ -66,3 +68,34 @@ def test_a_file_with_no_frames_to_give_says_why(tmp_path, capsys):
     line = refusal(cut, "'moov atom', is missing", "cut short")
     assert "Invalid data" not in line, line
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_still_start_is_passed_over_and_the_frames_come_from_the_walk(tmp_path):
+    """60 still frames before a walk gave 16 copies of one picture among 40 frames; COLMAP's matches
+    between them stood still, and the capture was refused as a tripod's (82% of matches still)."""
+    import imageio.v2 as iio
+    import numpy as np
+    import pytest
+
+    from taichi_nerf.capture.video_frames import extract_frames
+    from taichi_nerf.data.dataset import DataError
+
+    rng = np.random.default_rng(3)
+    world = (rng.random((64, 400, 3)) * 255).astype(np.uint8)
+    walk = [world[:, 8 * k:8 * k + 64] for k in range(30)]  # the camera sweeps 8 px a frame
+    video = tmp_path / "walk.mp4"
+    with iio.get_writer(video, fps=10, quality=9, macro_block_size=16, ffmpeg_params=["-threads", "1"]) as writer:
+        for frame in [walk[0]] * 30 + walk:  # 3 s held still (31 frames alike), then the walk
+            writer.append_data(frame)
+    said = []
+    names = extract_frames(video, tmp_path / "frames", count=10, progress=False, warnings=said)
+    kept = [np.asarray(Image.open(tmp_path / "frames" / n), dtype=np.float32) for n in names]
+    assert len(names) == 10
+    assert min(np.abs(a - b).mean() for a, b in zip(kept, kept[1:])) > 10  # no two alike
+    assert len(said) == 1 and "30 of its 60 frames repeat the one before" in said[0], said
+    still = tmp_path / "tripod.mp4"
+    with iio.get_writer(still, fps=10, quality=9, macro_block_size=16, ffmpeg_params=["-threads", "1"]) as writer:
+        for _ in range(20):
+            writer.append_data(walk[0])
+    with pytest.raises(DataError, match="the other 19 repeat them: the camera stood still"):
+        extract_frames(still, tmp_path / "tripod", count=10, progress=False)

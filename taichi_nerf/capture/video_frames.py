@@ -4,6 +4,11 @@ sharpest of each stretch (variance of the Laplacian: motion blur and defocus fla
 One pass through the video with imageio-ffmpeg (a GIF with Pillow), holding one candidate frame
 per stretch, so a long 4K video costs time, not memory. The stretch length comes from the container's frame
 rate and duration; when those are missing, frames are counted first (a second decode).
+
+Frames that repeat the last one counted (a still start or end, a pause, a video that doubles
+frames) are passed over and the stretches spread over the rest: 60 still frames before a walk
+gave 16 copies of one picture among 40 frames, and COLMAP's matches between them, standing still,
+had the capture refused as a tripod's.
 """
 from __future__ import annotations
 
@@ -18,12 +23,19 @@ from ..data.images import PHOTO_SUFFIXES
 
 SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
 JPEG_QUALITY = 95
+# A frame whose grey copy differs from the last counted one by less than this on average (0-255) repeats it: an
+# encoded still scene differs by ~0.01, a hand-held walk's neighbouring frames by 10-20.
+STILL_GREY = 0.5
 
 
-def sharpness(rgb: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of the grey image (bigger: sharper)."""
+def _grey(rgb: np.ndarray) -> np.ndarray:
     step = max(1, rgb.shape[1] // SHARPNESS_SIDE)
-    g = rgb[::step, ::step, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return rgb[::step, ::step, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def sharpness(rgb: np.ndarray, grey: np.ndarray | None = None) -> float:
+    """Variance of the 4-neighbour Laplacian of the grey image (bigger: sharper)."""
+    g = _grey(rgb) if grey is None else grey
     lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
     return float(lap.var())
 
@@ -98,7 +110,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
     frames when the video has fewer); returns their file names. A video that stops decoding
     before the end its container states (a copy cut short, a damaged stream) keeps the frames
-    read, with a line in ``warnings``."""
+    read, with a line in ``warnings``; so do frames passed over as repeats of the one before."""
     from tqdm import tqdm
 
     video, out_dir = Path(video), Path(out_dir)
@@ -108,8 +120,8 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
     reader, meta = _open(video)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = _frame_count(reader, meta)
-    stretch = max(1.0, total / count) if total else 1.0
     names, best, best_score, slot, read, failure = [], None, -1.0, 0, 0, ""
+    counted, still, last = 0, 0, None  # frames that moved, frames passed over, the last counted one's grey copy
 
     def flush():
         if best is not None:
@@ -119,16 +131,23 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
 
     try:
         with tqdm(total=total or None, desc="video frames", unit="frame", disable=not progress) as bar:
-            for index, frame in enumerate(reader):
-                here = int(index / stretch)
+            for frame in reader:
+                bar.update(1)
+                read += 1
+                grey = _grey(frame)
+                if last is not None and grey.shape == last.shape and np.abs(grey - last).mean() < STILL_GREY:
+                    still += 1
+                    continue
+                last = grey
+                # the stretches cover the frames that move (the repeats so far left out): non-decreasing
+                here = int(counted / max(1.0, (total - still) / count)) if total else counted
+                counted += 1
                 if here != slot:
                     flush()
                     best, best_score, slot = None, -1.0, here
-                score = sharpness(frame)
+                score = sharpness(frame, grey)
                 if score > best_score:
                     best, best_score = frame, score
-                bar.update(1)
-                read += 1
             flush()
     except DataError:
         raise
@@ -140,8 +159,15 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
         failure = f": {reason}"
     finally:
         reader.close()
+    if len(names) < 3 and still:
+        raise DataError(f"{video}: only {len(names)} frame(s) differ, the other {still} repeat them: the camera stood "
+                        "still; walk around the object (or sweep across the scene) while filming")
     if len(names) < 3:
         raise DataError(f"{video}: only {len(names)} frame(s) could be read; need at least 3")
+    if warnings is not None and still:
+        warnings.append(f"{video.name}: {still} of its {read} frames repeat the one before (the camera stood still, "
+                        f"or the video repeats frames) and were passed over; the {len(names)} frames kept come from "
+                        "the rest")
     if warnings is not None and (failure or (total and read < total - max(2, 0.05 * total))):
         warnings.append(f"{video.name}: only its first {read} of {total or 'its'} frames could be decoded (the file is "
                         f"cut short or damaged{failure}); the {len(names)} frames kept come from that part alone")
