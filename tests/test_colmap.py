@@ -111,6 +111,7 @@ def test_video_frames_recover_the_cameras(capture, tmp_path):
             writer.append_data(np.asarray(Image.open(p)))
     report = from_photos(video, tmp_path / "dataset", frames=VIEWS, progress=False, threads=1)
     assert report.matching == "sequential" and report.total == VIEWS
+    assert report.video_jump[0] < 10, report.video_jump  # a right model: 1.5 (refused above 30)
     registered, angle, centre = pose_errors(tmp_path / "dataset", capture[1], lambda name: int(name[6:11]) - 1)
     assert registered >= 0.9, report.table()
     _spread("video", angle, centre)

@@ -8,7 +8,7 @@ move relative to the points they see:
   room, and the camera never moved relative to it;
 * a tripod pan: the camera turns about its own centre.
 
-Four checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
+Five checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
 
 * after matching, the share of verified matches whose feature stands still between the two
   photos (it moved less than STATIC_PIXELS): the room of a turntable, a tripod's scene. Above
@@ -25,7 +25,13 @@ Four checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
   match. Such photos show the same thing in the middle, unless it turned while the camera stood
   still relative to what COLMAP matched: a turntable whose photographer moved about, so neither
   check above fires (ethiopianHead without masks: 53% of 312 such pairs; every honest capture
-  measured, forward-facing or 360 degrees: 0%). Refused above MAX_TURNING_SHARE.
+  measured, forward-facing or 360 degrees: 0%). Refused above MAX_TURNING_SHARE;
+* after mapping a video, the largest camera step between neighbouring frames over the median
+  step: a hand-held camera moves smoothly, so a jump means part of the model is wrong although
+  every frame registers at a sub-pixel error (a 40-frame walk in the textured dome: 4 frames 15x the
+  walk's radius away, 120x the median step, or cameras collapsed onto one place with a jump of
+  millions; right models: 1.5 for tests/test_colmap.py's video, 7.7 for that walk from all its 90
+  frames). Refused above MAX_VIDEO_JUMP.
 """
 from __future__ import annotations
 
@@ -51,6 +57,7 @@ CENTRE_RADIUS = 0.2
 MIN_CENTRE_KEYPOINTS = 20
 MIN_CLOSE_PAIRS = 10
 MAX_TURNING_SHARE = 0.2
+MAX_VIDEO_JUMP = 30.0
 TURNTABLE_HINT = ("for a turntable capture (the object turns, the room stands still) give the object's masks with "
                   "--masks DIR, so only the object is matched")
 
@@ -226,3 +233,31 @@ def turning_message(source, share: float, pairs: int, masked: bool, cut_out: boo
             f"place share nothing in the middle of the picture (at most {MAX_TURNING_SHARE:.0%} allowed), so what "
             "is there turned while the cameras stood still relative to what COLMAP matched (a turntable); its "
             f"cameras would be meaningless for it; {hint}; --keep-degenerate writes the dataset anyway")
+
+
+def video_jump(model, frames: list[str] | None = None) -> tuple[float, str]:
+    """(largest camera step between neighbouring frames over the median step, "A -> B": which) for a
+    colmap_model.Model of a video's frames, whose names sort in the video's order (NaN below 3).
+    ``frames``: every frame given to COLMAP, in order: a step across frames left unregistered is
+    divided by the frames it spans."""
+    from ..data.colmap_model import camera_to_world
+
+    order = sorted(range(len(model.names)), key=lambda n: model.names[n])
+    if len(order) < 3:
+        return math.nan, ""
+    names = [model.names[n] for n in order]
+    place = {name: k for k, name in enumerate(sorted(frames if frames is not None else names))}
+    spans = np.diff([place[name] for name in names]).clip(min=1)
+    steps = np.linalg.norm(np.diff(camera_to_world(model)[order, :3, 3], axis=0), axis=1) / spans
+    worst, median = int(np.argmax(steps)), float(np.median(steps))
+    ratio = steps[worst] / median if median > 0 else math.inf if steps[worst] > 0 else math.nan
+    return float(ratio), f"{names[worst]} -> {names[worst + 1]}"
+
+
+def jump_message(source, ratio: float, where: str) -> str:
+    return (f"{source}: broken reconstruction: between {where.replace(' -> ', ' and ')} COLMAP's camera moved "
+            f"{ratio:.0f} x its median step between neighbouring frames (at most {MAX_VIDEO_JUMP:.0f} allowed); "
+            "a hand-held camera moves smoothly, so part of the model is wrong (a pattern repeated round the scene, "
+            "such as windows or tiles, does this); keep more frames (--frames N) so neighbours overlap more, or "
+            "film again with more of the unrepeated surroundings in view (COLMAP's mapping also varies from run to "
+            "run); --keep-degenerate writes the dataset anyway")

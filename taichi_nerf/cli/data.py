@@ -159,7 +159,7 @@ def from_photos_parser(dsub) -> None:
     p.add_argument("--keep-degenerate", action="store_true",
                    help="write the dataset even when it cannot train a good field (refused by default: cameras "
                         "that barely move relative to what they see, a turntable without masks, a tripod pan, "
-                        "fewer than 8 photos registered)")
+                        "fewer than 8 photos registered, a video whose cameras jump between neighbouring frames)")
     p.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db in OUT/colmap/")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     p.set_defaults(run=cmd_from_photos)
