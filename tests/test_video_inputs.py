@@ -148,3 +148,20 @@ def test_a_video_whose_cameras_jump_between_neighbouring_frames_is_refused():
     gap = _model(np.delete(walk, range(10, 30), axis=0), [n for k, n in enumerate(names) if not 10 <= k < 30])
     assert video_jump(gap, names)[0] < MAX_VIDEO_JUMP / 3 < video_jump(gap)[0]
 
+
+def test_a_video_too_short_to_train_is_refused_before_colmap(tmp_path, capsys):
+    """A 5-frame clip ran COLMAP for 20 s to say 'registered no images: ... photos must overlap';
+    fewer frames than a field needs are refused as soon as they are read, saying why."""
+    import pytest
+
+    from .conftest import refused
+
+    pytest.importorskip("pycolmap")  # from-photos asks for it first
+    clip = _video(tmp_path / "clip.mp4", frames=5)
+    argv = ["data", "from-photos", clip, "--out", tmp_path / "ds", "--no-progress"]
+    refused(capsys, argv, "5 frames, too few to train", "need at least 8", "the video gave all its 5 frames")
+    refused(capsys, [*argv, "--frames", "5"], "5 frames, too few")  # asked for
+    walk = _video(tmp_path / "walk.mp4", frames=30)
+    refused(capsys, ["data", "from-photos", walk, "--out", tmp_path / "ds", "--frames", "5", "--no-progress"],
+            "keep more frames (--frames N; 5 now)")
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))

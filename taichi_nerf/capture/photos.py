@@ -31,6 +31,7 @@ from .degenerate import (
     MAX_TURNING_SHARE,
     MAX_VIDEO_JUMP,
     MIN_BASELINE_RATIO,
+    MIN_REGISTERED,
     DegenerateReconstruction,
 )
 from .photo_inputs import (
@@ -300,6 +301,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         baseline_ratio,
         degenerate_message,
         jump_message,
+        more_views_hint,
         refuse_few_registered,
         static_match_share,
         static_message,
@@ -352,6 +354,10 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                 start = time.perf_counter()
                 names = extract_frames(source, tmp / "images", frames, progress, video_warnings)
                 seconds["frames"] = time.perf_counter() - start
+                if len(names) < MIN_REGISTERED and not keep_degenerate:  # no use mapping: refused after it
+                    hint = more_views_hint(len(names), frames, bool(video_warnings))
+                    raise DataError(f"{source}: {len(names)} frames, too few to train a radiance field (need at "
+                                    f"least {MIN_REGISTERED}); {hint}; --keep-degenerate maps them anyway")
                 auto = "sequential"
             matching = auto if matching == "auto" else matching
             work = tmp / "colmap"
