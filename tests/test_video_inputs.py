@@ -164,4 +164,7 @@ def test_a_video_too_short_to_train_is_refused_before_colmap(tmp_path, capsys):
     walk = _video(tmp_path / "walk.mp4", frames=30)
     refused(capsys, ["data", "from-photos", walk, "--out", tmp_path / "ds", "--frames", "5", "--no-progress"],
             "keep more frames (--frames N; 5 now)")
+    pair = _video(tmp_path / "pair.mp4", frames=2)  # a complete video: 'could be read' said it was damaged
+    refused(capsys, ["data", "from-photos", pair, "--out", tmp_path / "ds", "--no-progress"],
+            "holds only 2 frame(s)", "film longer")
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))

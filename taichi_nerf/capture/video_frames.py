@@ -163,7 +163,8 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
         raise DataError(f"{video}: only {len(names)} frame(s) differ, the other {still} repeat them: the camera stood "
                         "still; walk around the object (or sweep across the scene) while filming")
     if len(names) < 3:
-        raise DataError(f"{video}: only {len(names)} frame(s) could be read; need at least 3")
+        held = f"only {len(names)} frame(s) could be read" if failure else f"holds only {len(names)} frame(s)"
+        raise DataError(f"{video}: {held}; need at least 3 (a radiance field needs 8 or more: film longer)")
     if warnings is not None and still:
         warnings.append(f"{video.name}: {still} of its {read} frames repeat the one before (the camera stood still, "
                         f"or the video repeats frames) and were passed over; the {len(names)} frames kept come from "
