@@ -121,6 +121,10 @@ def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Pa
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write (a full disk) names no file: name the one asked for
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

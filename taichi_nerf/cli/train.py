@@ -114,6 +114,10 @@ def cmd_train(args) -> int:
             viewer.server.remind()
         try:
             result = viewer.train(trainer) if viewer else trainer.run()
+        except OSError as exc:  # a full disk or a folder gone read-only mid-run
+            if viewer:
+                viewer.server.stop()
+            raise with_resume_hint(exc, cfg.out) from exc
         except BaseException:
             if viewer:
                 viewer.server.stop()
@@ -123,6 +127,16 @@ def cmd_train(args) -> int:
         return EXIT_INTERRUPTED if result.interrupted else 0
     code = report_end(trainer, result, video_frames)
     return viewer.linger(code) if viewer else code
+
+
+def with_resume_hint(exc: OSError, out: Path) -> OSError:
+    """``exc`` saying what a failed write mid-run leaves: checkpoints are written atomically, so the
+    one on disk is whole (the last before the failure), and a resume continues from it."""
+    if not (Path(out) / "checkpoint.pt").is_file():
+        return exc
+    return OSError(exc.errno, f"{exc.strerror or exc}; the run's last checkpoint is whole: once this is fixed, "
+                              f"taichi-nerf train --resume {shlex.quote(str(out))} continues from it",
+                   exc.filename2 or exc.filename)
 
 
 def open_viewer(args):

@@ -36,7 +36,34 @@ class CheckpointError(ValueError):
 def save_atomic(obj: dict, path: Path) -> Path:
     """torch.save through a temporary file, fsynced, renamed over the target: an interrupted
     write leaves the previous checkpoint whole."""
-    return write_atomic(path, lambda fh: torch.save(obj, fh), binary=True, sync=True)
+    def write(fh):
+        sink = _WriteErrors(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is not None:  # a full disk: torch says only "unexpected pos ... vs ..."
+                raise sink.error from None
+            raise
+
+    return write_atomic(path, write, binary=True, sync=True)
+
+
+class _WriteErrors:
+    """A file for torch.save that keeps the OSError of a failed write, which torch's writer
+    swallows and reports as a RuntimeError about the file position."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data):
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self):
+        return self.fh.flush()
 
 
 def find_checkpoint(path) -> Path:
