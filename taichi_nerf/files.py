@@ -122,12 +122,26 @@ def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Pa
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        if exc.filename is None:  # a failed write (a full disk) names no file: name the one asked for
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
+        raise naming(exc, path) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def naming(exc: OSError, path) -> OSError:
+    """``exc``, naming ``path`` where it names no file: a failed write (a full disk) says only its reason."""
+    return exc if exc.filename is not None else OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def append_line(path, line: str) -> None:
+    """Append ``line`` to ``path`` (a log such as metrics.jsonl), making its folder; a failed write names the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+    except OSError as exc:
+        raise naming(exc, path) from exc
 
 
 def write_text_atomic(path, text: str) -> Path:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from taichi_nerf import cli
+from taichi_nerf.files import append_line
 from taichi_nerf.runs import checkpoint
 from taichi_nerf.training.trainer import Trainer
 
@@ -71,3 +72,11 @@ def test_a_run_whose_disk_fills_says_so_in_one_line_and_how_to_continue(tiny_sce
     assert err[0].startswith(f"taichi-nerf: error: {out / 'checkpoint.pt'}: No space left on device; "), err
     assert f"taichi-nerf train --resume {out} continues from it" in err[0], err
     assert checkpoint.read_state(out / "checkpoint.pt")["step"] == 2  # the first save, whole
+
+
+def test_a_metrics_row_on_a_full_disk_names_the_file(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:  # was: "taichi-nerf: error: : No space left on device"
+        append_line(log, '{"step": 1}')
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(log)

@@ -14,7 +14,7 @@ import torch
 
 from .. import backend, resources
 from ..config import TrainConfig
-from ..files import json_safe, write_png, write_text_atomic
+from ..files import append_line, json_safe, write_png, write_text_atomic
 from ..interrupts import StopRequest
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
@@ -344,9 +344,7 @@ class Trainer:
         record = {k: v for k, v in record.items() if v is not None}
         record["time_s"] = round(self.elapsed, 3)
         self.history.append(record)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(json_safe(record)) + "\n")  # a perfect PSNR (inf) as null: strict JSON
+        append_line(self.out_dir / "metrics.jsonl", json.dumps(json_safe(record)))  # a perfect PSNR (inf) as null
         self.notify("on_log", record)
 
     # --- checkpoints -------------------------------------------------------------------
