@@ -280,6 +280,17 @@ def test_resume_drops_a_torn_last_metrics_line(run, capsys):
     assert steps == sorted(set(steps)) and steps[-1] == 12
 
 
+def test_a_run_stopped_before_its_first_step_resumes_with_its_start_scored_once(tiny_scene, tmp_path):
+    """A Ctrl-C during the first (slow) step saves at step 0; its resume validated the start again
+    and metrics.jsonl held two step-0 rows."""
+    cfg = tiny_config(tiny_scene, tmp_path / "run", steps=2, eval_every=2, preview_every=0, checkpoint_every=0,
+                      width=16, batch_rays=64, samples_per_ray=8, sampler="stratified")
+    assert Trainer(cfg).run(drive=lambda more: True).interrupted  # stopped before a step: saved at step 0
+    assert checkpoint.read_state(tmp_path / "run" / "checkpoint.pt")["step"] == 0
+    Trainer(cfg, resume=True).run()
+    assert [row["step"] for row in metrics_rows(tmp_path / "run") if "val_psnr" in row] == [0, 2]
+
+
 def test_a_damaged_metrics_row_mid_file_names_the_file_and_line(run, capsys):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     lines[0] = lines[0][:-3]

@@ -193,11 +193,12 @@ def refuse_if_locked(folder) -> None:
                         f"wait for it to finish or stop it first")
 
 
-def truncate_metrics(path, step: int, redo_final: bool) -> None:
+def truncate_metrics(path, step: int, redo_final: bool, redo_start: bool = False) -> None:
     """On resume, the checkpoint at ``step`` is the truth: drop the rows of ``path`` logged after
     it (a hard kill leaves them, and a torn last line when it struck mid-write); the resumed run
     logs them again. ``redo_final``: the run will redo its final validation at ``step``, so that
-    row goes too."""
+    row goes too; ``redo_start``: a run stopped at step 0 validates its start again, so its rows
+    at step 0 go."""
     path = Path(path)
     if not path.is_file():
         return
@@ -205,7 +206,8 @@ def truncate_metrics(path, step: int, redo_final: bool) -> None:
     if torn:  # the write a kill interrupted
         print(f"note: {path}: dropped a torn last line (the checkpoint at step {step} is the truth)")
     keep = [line for row, line in rows
-            if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)]
+            if row.get("step", 0) <= step and not (redo_final and row.get("final") and row.get("step", 0) == step)
+            and not (redo_start and row.get("step", 0) == 0)]
     write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 

@@ -362,7 +362,8 @@ class Trainer:
         checkpoint.restore_trainer(self, path, state)
         self.resumed_from = self.step_count
         if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
-            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count, redo_final=self.nothing_to_train())
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count, redo_final=self.nothing_to_train(),
+                             redo_start=self.step_count == 0 and self.cfg.eval_every > 0)  # score_start's again
 
     def nothing_to_train(self) -> bool:
         """A resumed run that already made its steps or used its time limit: it only validates again."""
