@@ -14,7 +14,7 @@ import taichi_nerf as tn
 from taichi_nerf import cli
 from taichi_nerf.runs import run_folder
 
-from .conftest import ARCH, TINY, checkout_env, refused, snapshot
+from .conftest import ARCH, TINY, checkout_env, refused, snapshot, tiny_config
 
 
 def test_train_overwrite_with_a_missing_dataset_keeps_the_run(run, tmp_path, capsys):
@@ -56,6 +56,21 @@ def test_resume_on_data_that_moves_the_scene_is_refused_and_keeps_the_run(run, c
     assert resumed.train.width == read_state(run / "checkpoint.pt")["scene"]["ndc_width"] // 2
     assert resumed.scene.aabb == read_state(run / "checkpoint.pt")["scene"]["aabb"]
     assert resumed.run().step == 12
+
+
+def test_a_dry_run_of_a_resume_on_the_builtin_scene_checks_that_the_scene_stays(tmp_path, monkeypatch, capsys):
+    """`train --resume RUN --aabb ... --dry-run` said the configuration was fine for a run on the
+    built-in scene, whose dataset the dry run skipped, while the real start refused it."""
+    from taichi_nerf.training.trainer import Trainer
+
+    monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    Trainer(tiny_config(None, out, steps=2, eval_every=0, scene_views=6, scene_size=24)).run(drive=lambda more: True)
+    before = snapshot(out)
+    refused(capsys, ["train", "--resume", out, "--aabb", "-1", "-1", "-1", "1", "1", "1", "--dry-run"],
+            "cannot resume on this data", "--aabb not set before")
+    assert cli.main(["train", "--resume", str(out), "--dry-run"]) == 0  # the run's own scene: fine
+    assert snapshot(out) == before
 
 
 def test_a_limit_set_on_a_resume_stays_until_limit_0_undoes_it(run, capsys):

@@ -270,7 +270,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     resources.check_training(cfg, device)  # before minutes of loading, not after
     if resume and not data_given:
         require_stored_data(cfg, checkpoint.find_checkpoint(out))
-    if dataset is None and not (dry_run and cfg.data is None):  # the built-in scene needs no check (nor a render)
+    # A new run's built-in scene needs no check (nor a render); a resume's is checked for a moved scene below.
+    if dataset is None and not (dry_run and cfg.data is None and not resume):
         dataset = load_dataset(cfg.data, **cfg.dataset_options())
     if resume and dataset is not None:  # data that moves the scene would retrain the field in other coordinates
         checkpoint.resumed_scene(state, path, Scene.from_dataset(dataset), cfg)
