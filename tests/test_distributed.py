@@ -404,7 +404,7 @@ def test_a_resumes_changes_are_said_once_under_devices(run, monkeypatch, capsys,
     """`train --devices 2 --resume RUN --steps N` printed 'note: changed for the rest of the run'
     three times: by the launcher and by each rank."""
     from taichi_nerf import cli
-    from taichi_nerf.cli.common import run_config
+    from taichi_nerf.cli.common import run_config, say_resume_note
 
     for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -412,6 +412,7 @@ def test_a_resumes_changes_are_said_once_under_devices(run, monkeypatch, capsys,
         monkeypatch.setenv(name, value)
     args = cli.build_parser().parse_args(["train", "--resume", str(run), "--steps", "12", *argv])
     assert run_config(args, resume_from=str(run)).steps == 12
+    say_resume_note(args)
     assert ("note: changed for the rest of the run" in capsys.readouterr().out) == said
 
 

@@ -58,6 +58,14 @@ def test_resume_on_data_that_moves_the_scene_is_refused_and_keeps_the_run(run, c
     assert resumed.run().step == 12
 
 
+def test_a_refused_resume_never_says_its_flags_were_kept(run, capsys):
+    """`train --resume RUN --aabb ...` printed 'note: changed for the rest of the run (and kept in its
+    config.json): aabb ...', then refused the moved scene: the note now waits for the checks."""
+    code = cli.main(["train", "--resume", str(run), "--steps", "12", "--aabb", "-4", "-4", "-4", "4", "4", "4"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "cannot resume on this data" in err and "note: changed" not in out, out
+
+
 def test_a_dry_run_of_a_resume_on_the_builtin_scene_checks_that_the_scene_stays(tmp_path, monkeypatch, capsys):
     """`train --resume RUN --aabb ... --dry-run` said the configuration was fine for a run on the
     built-in scene, whose dataset the dry run skipped, while the real start refused it."""

@@ -202,7 +202,7 @@ def run_config(args, resume_from=None, default=None):
             check_resume(resume_from, resumed)  # a total below the run's is refused before the note keeps it
             said = "a real start would change, for the rest of the run (and keep in its config.json)" \
                 if getattr(args, "dry_run", False) else "changed for the rest of the run (and kept in its config.json)"
-            print(f"note: {said}: {', '.join(changed)}")
+            args.resume_note = f"note: {said}: {', '.join(changed)}"  # said once open_run took them: say_resume_note
         return resumed
     if not getattr(args, "config", None):
         return (default or TrainConfig()).replace(**given)
@@ -216,6 +216,15 @@ def run_config(args, resume_from=None, default=None):
             print(f"note: --preset {given['preset']} replaced what {args.config} set: {', '.join(replaced)} "
                   f"(a flag typed beside them wins over both)")
     return result
+
+
+def say_resume_note(args) -> None:
+    """What :func:`run_config` found a resume's flags change, said once the run's checks passed (open_run):
+    said before, it called "kept" data options that moved the scene, which open_run then refused."""
+    note = getattr(args, "resume_note", None)
+    if note:
+        print(note)
+        args.resume_note = None
 
 
 def refuse_builtin_scene_flags(args, cfg) -> None:

@@ -16,6 +16,7 @@ from .common import (
     refuse_builtin_scene_flags,
     refuse_unused_viewer_flags,
     run_config,
+    say_resume_note,
     viewer_options,
 )
 
@@ -88,8 +89,10 @@ def open_training_run(args, planned=None):
     from ..runs.run_folder import open_run
 
     cfg, ckpt = planned or training_config(args)
-    return open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
-                    continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train (in place of --out) to continue it")
+    run = open_run(cfg, resume=ckpt is not None, overwrite=args.overwrite, data_given=args.data is not None,
+                   continue_hint=f"--ckpt {shlex.quote(str(cfg.out))} --train (in place of --out) to continue it")
+    say_resume_note(args)
+    return run
 
 
 def refuse_dropped_flags(args) -> None:

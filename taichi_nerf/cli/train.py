@@ -18,6 +18,7 @@ from .common import (
     refuse_builtin_scene_flags,
     refuse_unused_viewer_flags,
     run_config,
+    say_resume_note,
     viewer_options,
 )
 
@@ -85,6 +86,7 @@ def cmd_train(args) -> int:
         if viewer:
             viewer.server.stop()
         raise
+    say_resume_note(args)
     if args.dry_run:
         if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
             if run.cfg.preset is not None:  # which values the preset and the flags decide, before a real run
