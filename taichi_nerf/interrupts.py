@@ -9,6 +9,7 @@ A command's start (the imports, then Taichi's start) has a guard of its own
 swallowed and the command ran on to the end."""
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -113,3 +114,23 @@ def startup_over() -> None:
     guard, _startup = _startup, None
     if guard is not None:
         guard.end()
+
+
+@contextlib.contextmanager
+def terminations_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt in the block, as Ctrl-C does: work after training
+    (its video) that a scheduler or a dropped session cuts short is then said, as a Ctrl-C's is, not
+    ended without a word. A hang-up ignored at the start (`nohup`) stays ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

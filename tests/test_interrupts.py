@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from taichi_nerf.interrupts import StopRequest
+from taichi_nerf.interrupts import StopRequest, terminations_interrupt
 
-from .conftest import CHECKOUT, checkout_env
+from .conftest import CHECKOUT, TINY, checkout_env
 
 
 def deliver(sig):
@@ -163,3 +163,42 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "taichi-nerf: interrupted", err
+
+
+def test_sigterm_or_a_hang_up_in_a_block_is_a_ctrl_c_and_nohup_stays():
+    before = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with pytest.raises(KeyboardInterrupt), terminations_interrupt():
+                deliver(sig)
+            assert signal.getsignal(sig) == signal.SIG_DFL
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup leaves
+        with terminations_interrupt():
+            deliver(signal.SIGHUP)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+TERMINATED_DURING_THE_VIDEO = """
+import os, signal, sys, time
+from taichi_nerf.outputs import default_video
+def write_default_video(*args, **kwargs):  # a scheduler's SIGTERM while the video renders
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+default_video.write_default_video = write_default_video
+from taichi_nerf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_the_video_renders_says_what_is_saved(tiny_scene, tmp_path):
+    """SIGTERM (`timeout`, a scheduler) after training, while the video rendered, ended the process
+    without a word (status -15); now it is said as a Ctrl-C there is: the run saved, the video missing."""
+    res = subprocess.run([sys.executable, "-c", TERMINATED_DURING_THE_VIDEO, "train", "--data", str(tiny_scene),
+                          "--out", str(tmp_path / "run"), "--steps", "1", "--video-frames", "2", *TINY],
+                         cwd=CHECKOUT, env=checkout_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    assert res.returncode == 130, res.stdout + res.stderr
+    assert "interrupted while rendering the video; the trained run is saved" in res.stdout, res.stdout

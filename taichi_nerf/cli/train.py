@@ -215,15 +215,17 @@ def report_end(trainer, result, video_frames: int) -> int:
               f"taichi-nerf train --resume {shlex.quote(str(out))} --time-limit SECONDS", file=sys.stderr)
         return 0
     if video_frames > 0:
+        from ..interrupts import terminations_interrupt
         from ..outputs.default_video import default_video_name, write_default_video
         from ..rendering.backgrounds import scene_background
         from ..rendering.video_route import trained_video_width
 
         scene = trainer.renderer.scene
         try:
-            videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
-                                         trained_video_width(scene), progress=cfg.progress,
-                                         background=scene_background(scene, cfg), say=print)
+            with terminations_interrupt():  # a scheduler's SIGTERM here is said as a Ctrl-C is
+                videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
+                                             trained_video_width(scene), progress=cfg.progress,
+                                             background=scene_background(scene, cfg), say=print)
         except KeyboardInterrupt:
             print(f"interrupted while rendering the video; the trained run is saved ({result.checkpoint}), only "
                   f"the video is missing: taichi-nerf render --ckpt {shlex.quote(str(out))} --out "
