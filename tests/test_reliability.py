@@ -486,6 +486,15 @@ def test_unreadable_checkpoints_never_suggest_unsafe_loading(tmp_path, capsys):
     assert "allow_pickle" not in line
 
 
+@pytest.mark.parametrize("data,why", [(b"", "empty"), (b"garbage", "damaged")])
+def test_a_runs_damaged_checkpoint_is_said_so_not_called_the_wrong_file(run, capsys, data, why):
+    """An empty or overwritten RUN/checkpoint.pt was refused with "(a run's checkpoint.pt is the one
+    to give)": the very file given. The hint stays for other files (a config.json given as --ckpt)."""
+    (run / "checkpoint.pt").write_bytes(data)
+    refused(capsys, ["train", "--resume", run], f"{run / 'checkpoint.pt'}: not a checkpoint file ({why})")
+    refused(capsys, ["eval", "--ckpt", run / "config.json"], "not a checkpoint file (a run's checkpoint.pt is the one")
+
+
 def test_resume_with_mis_sized_tensors_or_no_optimizer_is_one_line(run, capsys):
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     original = (run / "checkpoint.pt").read_bytes()

@@ -105,8 +105,12 @@ def checkpoint_file(path) -> Path:
     a command can make it before starting anything, without loading the file)."""
     path = find_checkpoint(path)
     with open(path, "rb") as f:
-        if f.read(2) != b"PK":  # torch.save's zip; a config.json or a picture is not a checkpoint at all
-            raise CheckpointError(f"{path}: not a checkpoint file (a run's checkpoint.pt is the one to give)")
+        head = f.read(2)
+    if head != b"PK":  # torch.save's zip; a config.json or a picture is not a checkpoint at all
+        # a run's own checkpoint.pt that is not one was damaged (an empty copy, a file written over it)
+        why = ("empty" if not head else "damaged") if path.name == "checkpoint.pt" else \
+            "a run's checkpoint.pt is the one to give"
+        raise CheckpointError(f"{path}: not a checkpoint file ({why})")
     return path
 
 
