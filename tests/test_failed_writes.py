@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,36 @@ def test_a_metrics_row_on_a_full_disk_names_the_file(tmp_path):
     with pytest.raises(OSError) as raised:  # was: "taichi-nerf: error: : No space left on device"
         append_line(log, '{"step": 1}')
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(log)
+
+
+@pytest.mark.parametrize("name", ["orbit.mp4", "orbit.gif"])
+def test_a_video_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, name):
+    """ffmpeg that could not write (a full disk) left an empty orbit.mp4 in place of the earlier one:
+    imageio-ffmpeg never looks at its exit status. A gif's failed write named no file."""
+    from taichi_nerf.outputs.video import write_video
+
+    frames = np.full((2, 16, 16, 3), 128, np.uint8)
+    path = write_video(tmp_path / name, frames)
+    before = path.read_bytes()
+    temp = tmp_path / f".orbit.partial{os.getpid()}{path.suffix}"
+    temp.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        write_video(path, frames)
+    assert raised.value.filename == str(path), raised.value
+    assert path.read_bytes() == before and not path.is_symlink() and not temp.is_symlink()
+
+
+def test_a_video_that_cannot_be_written_after_training_says_the_run_is_saved(tiny_scene, tmp_path, capsys,
+                                                                              monkeypatch):
+    from taichi_nerf.outputs import default_video
+
+    def full_disk(renderer, out, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "ffmpeg could not write the video (no space left on device)", str(out))
+
+    monkeypatch.setattr(default_video, "write_default_video", full_disk)
+    out = tmp_path / "run"
+    assert cli.main([str(a) for a in ["train", "--data", tiny_scene, "--out", out, "--steps", "1",
+                                      "--video-frames", "2", *TINY]]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "no space left on device); the trained run is saved" in err[0], err
+    assert f"only the video is missing: taichi-nerf render --ckpt {out} --out {out}/" in err[0], err

@@ -226,10 +226,12 @@ def report_end(trainer, result, video_frames: int) -> int:
                 videos = write_default_video(trainer.renderer, out / default_video_name(scene), video_frames,
                                              trained_video_width(scene), progress=cfg.progress,
                                              background=scene_background(scene, cfg), say=print)
-        except KeyboardInterrupt:
-            print(f"interrupted while rendering the video; the trained run is saved ({result.checkpoint}), only "
-                  f"the video is missing: taichi-nerf render --ckpt {shlex.quote(str(out))} --out "
-                  f"{shlex.quote(str(out / default_video_name(scene)))}")
+        except (KeyboardInterrupt, OSError) as exc:
+            missing = (f"the trained run is saved ({result.checkpoint}), only the video is missing: taichi-nerf render "
+                       f"--ckpt {shlex.quote(str(out))} --out {shlex.quote(str(out / default_video_name(scene)))}")
+            if isinstance(exc, OSError):  # a full disk: one line, said by cli.main
+                raise OSError(exc.errno, f"{exc.strerror or exc}; {missing}", exc.filename) from exc
+            print(f"interrupted while rendering the video; {missing}")
             return EXIT_INTERRUPTED
         print("video:      " + ", ".join(str(v) for v in videos))
     return 0

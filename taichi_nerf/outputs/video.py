@@ -7,14 +7,18 @@ end in one go, the GUI a band per window frame.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import os
+import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import resources
-from ..files import remove_dead_partials
+from ..files import naming, remove_dead_partials
 from ..rendering.renderer import Renderer, renderer_seen_from
 from ..rendering.scene import at_distance, orbit_cameras
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, video_files
@@ -114,8 +118,12 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
     try:
         if path.suffix.lower() == ".gif":
             # GIF keeps a frame's duration in hundredths of a second: rounded here, not silently by Pillow;
-            # at least 2 of them, as browsers play a delay of 0 or 1 at 10 (--fps 100 was 10 fps)
-            imageio.mimsave(partial, list(frames), duration=10.0 * max(MIN_GIF_DELAY_CS, round(100.0 / fps)), loop=0)
+            # at least 2 of them, as browsers play a delay of 0 or 1 at 10 (--fps 100 was 10 fps).
+            # Encoded in memory: a failed write to disk inside imageio said itself again, as a traceback, at exit.
+            gif = io.BytesIO()
+            imageio.mimsave(gif, list(frames), format="GIF",
+                            duration=10.0 * max(MIN_GIF_DELAY_CS, round(100.0 / fps)), loop=0)
+            partial.write_bytes(gif.getvalue())
         else:
             # yuv420p, which every player plays (QuickTime, Safari, phones and Firefox refuse H.264 4:4:4),
             # needs even sides: an odd side gets one copied edge row or column (macro_block_size=1: not
@@ -124,10 +132,38 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
                                     ffmpeg_log_level="error", pixelformat="yuv420p") as w:
                 for f in frames:
                     w.append_data(even_sides(f))
+            if not mp4_whole(partial):  # imageio-ffmpeg never looks at ffmpeg's exit status
+                full = shutil.disk_usage(partial.parent).free < (1 << 20)
+                raise OSError(errno.ENOSPC if full else errno.EIO, "ffmpeg could not write the video"
+                              + (" (no space left on device)" if full else ""), str(path))
         os.replace(partial, path)
+    except OSError as exc:
+        raise naming(exc, path) from exc
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def mp4_whole(path: Path) -> bool:
+    """Whether the mp4 at ``path`` is whole: its top-level boxes run to its end and one is the index
+    (``moov``, which ffmpeg writes last). An ffmpeg that failed (a full disk) leaves none of it, or part."""
+    size, at, kinds = os.path.getsize(path), 0, set()
+    with open(path, "rb") as f:
+        while at < size:
+            f.seek(at)
+            head = f.read(16)
+            if len(head) < 8:
+                return False
+            length, kind = struct.unpack(">I4s", head[:8])
+            if length == 1 and len(head) == 16:  # a 64-bit size follows
+                length = struct.unpack(">Q", head[8:])[0]
+            elif length == 0:  # runs to the end of the file
+                length = size - at
+            if length < 8 or at + length > size:
+                return False
+            kinds.add(kind)
+            at += length
+    return b"moov" in kinds
 
 
 def even_sides(frame: np.ndarray) -> np.ndarray:
