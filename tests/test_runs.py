@@ -309,8 +309,13 @@ def test_a_dry_run_resume_says_what_a_real_start_would_change_and_changes_nothin
     before = (run / "config.json").read_text()
     assert cli.main(["train", "--resume", str(run), "--steps", "12", "--dry-run", "--arch", ARCH]) == 0
     out = capsys.readouterr().out
-    assert "note: a real start would change, for the rest of the run (and keep in its config.json): steps 10 -> 12" \
+    assert "note: a real start would change, for the rest of the run (and keep in its config.json): --steps 10 -> 12" \
         in out, out
+    # as flags say them: it said "mixed_precision False -> True" and "near None -> 2.0"
+    assert cli.main(["train", "--resume", str(run), "--mixed-precision", "--near", "2", "--dry-run",
+                     "--arch", ARCH]) == 0
+    out = capsys.readouterr().out
+    assert "--near not set -> 2," in out and "--mixed-precision off -> on" in out, out
     assert (run / "config.json").read_text() == before
 
 
@@ -322,7 +327,7 @@ def test_a_resume_says_what_its_flags_change_and_refuses_another_preset(run, cap
     assert cli.main(["train", "--resume", str(run), "--steps", "12", "--seed", "5", "--no-progress", "--video-frames",
                      "0", "--arch", ARCH]) == 0
     out = capsys.readouterr().out
-    assert "note: changed for the rest of the run (and kept in its config.json): steps 10 -> 12, seed 0 -> 5" in out
+    assert "note: changed for the rest of the run (and kept in its config.json): --steps 10 -> 12, --seed 0 -> 5" in out
     refused(capsys, ["train", "--resume", run, "--preset", "keras"], "--preset keras sets a model of its own",
             "drop --preset")
     # refused before a note said the new width was "kept in its config.json"

@@ -178,7 +178,7 @@ def run_config(args, resume_from=None, default=None):
     else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from ..config import TrainConfig
-    from ..runs.checkpoint import ARCHITECTURE_KEYS
+    from ..runs.checkpoint import ARCHITECTURE_KEYS, setting_words
     from ..runs.run_folder import check_resume, resume_config
 
     given = config_overrides(args)
@@ -196,7 +196,8 @@ def run_config(args, resume_from=None, default=None):
         if kept:  # refused before the note below says they are kept
             raise UserError(f"a resumed run keeps the model it trained: {', '.join(kept)}; drop it, or start a new "
                             f"run with it and another --out")
-        changed = [f"{name} {getattr(cfg, name)} -> {getattr(resumed, name)}" for name in given
+        changed = [f"{flag_of(name)} {setting_words(getattr(cfg, name))} -> {setting_words(getattr(resumed, name))}"
+                   for name in given  # as flags say them: not "mixed_precision None -> True"
                    if name not in ("arch", "progress") and getattr(cfg, name) != getattr(resumed, name)]
         if changed and says_once(args):  # said, as they outlive this command: the run's config.json keeps them
             check_resume(resume_from, resumed)  # a total below the run's is refused before the note keeps it

@@ -331,11 +331,14 @@ SCENE_GEOMETRY = ("near", "far", "aabb", "center", "up", "ndc", "ndc_focal", "nd
 DATA_OPTIONS = (*DATASET_FIELDS, "scene_views", "scene_size")
 
 
-def _setting(value) -> str:
+def setting_words(value) -> str:
+    """A config value as its flag takes it: None (automatic) "not set", a switch on/off, a list its numbers."""
     if value is None:
         return "not set"
     if isinstance(value, bool):  # as the flags say it (--unbounded / --no-unbounded), not Python's True
         return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
     return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
@@ -380,8 +383,8 @@ def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
     moves = _scene_moves(old, scene)
     if moves:
         saved = config_of(state, path)
-        changed = [f"--{name.replace('_', '-')} {_setting(getattr(saved, name))} before, "
-                   f"{_setting(getattr(cfg, name))} now" for name in DATA_OPTIONS
+        changed = [f"--{name.replace('_', '-')} {setting_words(getattr(saved, name))} before, "
+                   f"{setting_words(getattr(cfg, name))} now" for name in DATA_OPTIONS
                    if getattr(saved, name) != getattr(cfg, name)]
         hint = (f" Data options changed ({'; '.join(changed)}): resume with the run's own (its config.json)"
                 if changed else " The data changed since the run started")
