@@ -221,6 +221,21 @@ def test_the_lock_refuses_a_second_holder_and_is_gone_after_release(tmp_path):
     run_folder.RunLock(tmp_path).acquire().release()
 
 
+def test_a_lock_file_that_cannot_be_removed_is_released_without_an_error(tmp_path, monkeypatch):
+    """A run folder gone read-only mid-run: the checkpoint's error was replaced, as the run unwound, by
+    ".taichi-nerf.lock: Operation not permitted" from the lock's release."""
+    lock = run_folder.RunLock(tmp_path).acquire()
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(1, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(type(lock.path), "unlink", refused)
+    lock.release()
+    assert not lock.held and run_folder.lock_holder(tmp_path) is None
+    monkeypatch.undo()
+    run_folder.RunLock(tmp_path).acquire().release()
+
+
 def _train_process(run, tiny_scene, *extra):
     argv = [sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out", str(run),
             "--video-frames", "0", *TINY, *extra]

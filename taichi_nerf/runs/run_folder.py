@@ -153,7 +153,10 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd is not None:
-            self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            try:
+                self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+            except OSError:  # a folder gone read-only: the file stays (the next run takes it over), and the
+                pass  # error that stopped the run, not this one, is what the user must read
             os.close(self.fd)
             self.fd = None
 
