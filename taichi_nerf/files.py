@@ -122,15 +122,18 @@ def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Pa
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise naming(exc, path) from exc
+        raise naming(exc, path, tmp) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def naming(exc: OSError, path) -> OSError:
-    """``exc``, naming ``path`` where it names no file: a failed write (a full disk) says only its reason."""
-    return exc if exc.filename is not None else OSError(exc.errno, exc.strerror or str(exc), str(path))
+def naming(exc: OSError, path, partial=None) -> OSError:
+    """``exc``, naming ``path`` where it names no file (a failed write, on a full disk, says only its
+    reason) or names ``partial``, the hidden file ``path`` was being written as."""
+    if exc.filename is not None and (partial is None or str(exc.filename) != str(partial)):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def append_line(path, line: str) -> None:

@@ -114,3 +114,12 @@ def test_a_video_that_cannot_be_written_after_training_says_the_run_is_saved(tin
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "no space left on device); the trained run is saved" in err[0], err
     assert f"only the video is missing: taichi-nerf render --ckpt {out} --out {out}/" in err[0], err
+
+
+def test_a_write_whose_hidden_file_cannot_be_made_names_the_file_asked_for(tmp_path):
+    """A folder gone read-only: the error named `.checkpoint.pt.tmp21686`, a file the user never asked for."""
+    path = tmp_path / "checkpoint.pt"
+    path.with_name(f".{path.name}.tmp{os.getpid()}").symlink_to(tmp_path / "gone" / "file")  # cannot be opened
+    with pytest.raises(OSError) as raised:
+        checkpoint.save_atomic({"step": 1}, path)
+    assert raised.value.filename == str(path) and not path.exists()

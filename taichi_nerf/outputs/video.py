@@ -138,7 +138,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
                               + (" (no space left on device)" if full else ""), str(path))
         os.replace(partial, path)
     except OSError as exc:
-        raise naming(exc, path) from exc
+        raise naming(exc, path, partial) from exc
     finally:
         partial.unlink(missing_ok=True)
     return path
