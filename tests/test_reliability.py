@@ -458,6 +458,28 @@ def test_stale_partial_files_are_removed_on_the_next_start(run, capsys):
     assert sorted(p.name for p in run.glob(".*")) == [live.name]
 
 
+def test_the_builtin_scene_cache_keeps_no_half_render(tmp_path, monkeypatch):
+    """A Ctrl-C or a kill while the built-in scene rendered left its finished splits in the cache
+    (`builtin-v1-...px.tmpPID`) for good: a Ctrl-C's are removed at once, a killed render's on the next use."""
+    from taichi_nerf.scenes import builtin, synthetic
+
+    monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path))
+    name = f"builtin-v{builtin.BUILTIN_VERSION}-6views-24px"
+    dead = tmp_path / f"{name}.tmp{(1 << 22) - 1}"  # Linux's largest pid: no process of ours (a killed render's)
+    live = tmp_path / f"{name}.tmp{os.getppid()}"  # a live process's render in progress stays
+    for folder in (dead, live):
+        (folder / "train").mkdir(parents=True)
+
+    def interrupted(out, **kwargs):  # Ctrl-C once the train split is written
+        (Path(out) / "train").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "write_synthetic_dataset", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        builtin.builtin_scene(views=6, size=24, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
 def test_unreadable_checkpoints_never_suggest_unsafe_loading(tmp_path, capsys):
     import pickle
 

@@ -1,11 +1,13 @@
 """The built-in scene as a dataset on disk: rendered once per size into the user's cache."""
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from pathlib import Path
 
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
+from ..files import PID_MAX, process_alive
 
 BUILTIN_VERSION = 1
 
@@ -22,11 +24,19 @@ def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress
     from .synthetic import write_synthetic_dataset
 
     path = cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
+    for stale in path.parent.glob(glob.escape(path.name) + ".tmp*"):  # a killed render's splits, not a live one's
+        pid = stale.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and 0 < int(pid) <= PID_MAX and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     if (path / "transforms_train.json").is_file():
         return path
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_synthetic_dataset(tmp, views=views, size=size, progress=progress)
+    try:
+        write_synthetic_dataset(tmp, views=views, size=size, progress=progress)
+    except BaseException:  # Ctrl-C: the splits rendered so far would stay in the cache
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(path)
     except OSError:  # another process finished first
