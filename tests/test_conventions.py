@@ -62,3 +62,13 @@ def test_every_public_api_function_says_what_it_does():
     assert [name for name in tn.api.__all__ if name not in tn.__all__ or getattr(tn, name) is None] == []
     for cls in (tn.TrainConfig, TrainResult):  # tn.train's argument and its return: not a dataclass's bare signature
         assert cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("), cls
+
+
+def test_every_progress_bar_is_tqdm_auto():
+    """Training's bars were tqdm.auto's (widgets in Jupyter) while the scene, mesh and COLMAP bars
+    were plain tqdm's: a notebook showed the two kinds mixed."""
+    plain = [f"{path.relative_to(PACKAGE)}:{node.lineno}" for path in sorted(PACKAGE.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.ImportFrom) and node.module == "tqdm"
+             or isinstance(node, ast.Import) and any(alias.name == "tqdm" for alias in node.names)]
+    assert not plain, f"import tqdm.auto's bar instead: {plain}"

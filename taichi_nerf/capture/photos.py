@@ -147,7 +147,7 @@ def image_pairs(names: list[str], matching: str) -> list[tuple[str, str]]:
 
 
 def _bar(total, desc, progress, unit):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"{desc:<9}", unit=unit, disable=not progress, leave=True)
 

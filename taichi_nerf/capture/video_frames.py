@@ -111,7 +111,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
     frames when the video has fewer); returns their file names. A video that stops decoding
     before the end its container states (a copy cut short, a damaged stream) keeps the frames
     read, with a line in ``warnings``; so do frames passed over as repeats of the one before."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     video, out_dir = Path(video), Path(out_dir)
     if count < 3:

@@ -275,7 +275,7 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
                        progress: bool = True) -> tuple[Path, list[str]]:
     """Render train/val/test views of the mesh into the Blender layout; returns the folder and
     any warnings from reading the mesh."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     val_views, test_views = number_at_least("val_views", val_views, 0), number_at_least("test_views", test_views, 0)

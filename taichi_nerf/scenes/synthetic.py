@@ -130,7 +130,7 @@ def write_synthetic_dataset(
     progress: bool = True,
 ) -> Path:
     """Render train/val/test splits and write them in the Blender layout; returns out_dir."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     earlier = refuse_foreign_dataset(out_dir)

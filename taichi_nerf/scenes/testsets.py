@@ -82,7 +82,7 @@ class Recipe:
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="view", disable=not progress)
 
