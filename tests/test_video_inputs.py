@@ -101,6 +101,30 @@ def test_a_still_start_is_passed_over_and_the_frames_come_from_the_walk(tmp_path
         extract_frames(still, tmp_path / "tripod", count=10, progress=False)
 
 
+def test_a_still_end_or_pause_is_passed_over_and_the_frames_still_spread_over_the_walk(tmp_path):
+    """The stretches were sized as the frames came, so repeats after the walk (the phone put down
+    before the recording stopped, a pause) cut the frames kept: 10 asked, 5 given for a still end."""
+    import imageio.v2 as iio
+    import numpy as np
+
+    from taichi_nerf.capture.video_frames import extract_frames
+
+    rng = np.random.default_rng(3)
+    world = (rng.random((64, 400, 3)) * 255).astype(np.uint8)
+    walk = [world[:, 8 * k:8 * k + 64] for k in range(30)]
+    for name, frames in (("end", walk + [walk[-1]] * 30), ("pause", walk[:15] + [walk[14]] * 30 + walk[15:])):
+        video = tmp_path / f"{name}.mp4"
+        with iio.get_writer(video, fps=10, quality=9, macro_block_size=16, ffmpeg_params=["-threads", "1"]) as w:
+            for frame in frames:
+                w.append_data(frame)
+        said = []
+        names = extract_frames(video, tmp_path / name, count=10, progress=False, warnings=said)
+        kept = [np.asarray(Image.open(tmp_path / name / n), dtype=np.float32) for n in names]
+        assert len(names) == 10 and sorted(p.name for p in (tmp_path / name).iterdir()) == names, (name, names)
+        assert min(np.abs(a - b).mean() for a, b in zip(kept, kept[1:])) > 10, name  # no two alike
+        assert len(said) == 1 and "30 of its 60 frames repeat" in said[0] and "the 10 frames kept" in said[0], said
+
+
 def _model(centres, names=None):
     import numpy as np
 

@@ -8,7 +8,9 @@ rate and duration; when those are missing, frames are counted first (a second de
 Frames that repeat the last one counted (a still start or end, a pause, a video that doubles
 frames) are passed over and the stretches spread over the rest: 60 still frames before a walk
 gave 16 copies of one picture among 40 frames, and COLMAP's matches between them, standing still,
-had the capture refused as a tripod's.
+had the capture refused as a tripod's. The stretches are sized as the frames come, so repeats
+after the walk (a still end, a pause) leave it fewer frames than asked: then a second decode
+picks them again over the frames that moved, now all known.
 """
 from __future__ import annotations
 
@@ -105,6 +107,58 @@ def check_video(video: Path) -> None:
     reader.close()
 
 
+class _Stretches:
+    """The sharpest frame of each stretch, written as ``frame_NNNNN.jpg`` once the next stretch begins."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir, self.names, self.best, self.score, self.slot = out_dir, [], None, -1.0, 0
+
+    def offer(self, slot: int, frame: np.ndarray, grey: np.ndarray) -> None:
+        if slot != self.slot:
+            self.flush()
+            self.score, self.slot = -1.0, slot
+        score = sharpness(frame, grey)
+        if score > self.score:
+            self.best, self.score = frame, score
+
+    def flush(self) -> None:
+        if self.best is not None:
+            name = f"frame_{len(self.names) + 1:05d}.jpg"
+            Image.fromarray(np.ascontiguousarray(self.best[..., :3])).save(self.out_dir / name, quality=JPEG_QUALITY)
+            self.names.append(name)
+            self.best = None
+
+
+def _spread_again(video: Path, out_dir: Path, first: list[str], moving: list[int], count: int,
+                  progress: bool) -> _Stretches:
+    """The frames picked again over ``moving`` (the indices of the frames that moved, from the
+    first pass), in place of ``first``, that pass's files."""
+    from tqdm.auto import tqdm
+
+    for name in first:
+        (out_dir / name).unlink(missing_ok=True)
+    stretch = max(1.0, len(moving) / count)
+    slots = {index: int(k / stretch) for k, index in enumerate(moving)}
+    kept = _Stretches(out_dir)
+    reader, _ = _open(video)
+    try:
+        with tqdm(total=moving[-1] + 1, desc="video frames", unit="frame", disable=not progress) as bar:
+            bar.set_postfix_str("again, without the repeats")
+            for index, frame in enumerate(reader):
+                bar.update(1)
+                if index in slots:
+                    kept.offer(slots[index], frame, _grey(frame))
+                if index >= moving[-1]:  # where the first pass ended (a damaged stream: before its error)
+                    break
+            kept.flush()
+    except Exception as exc:  # noqa: BLE001  (it decoded these frames a moment ago)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        raise DataError(f"{video}: {_decoder(video)} could not decode it again ({reason})") from None
+    finally:
+        reader.close()
+    return kept
+
+
 def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
                    warnings: list[str] | None = None) -> list[str]:
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
@@ -120,18 +174,12 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
     reader, meta = _open(video)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = _frame_count(reader, meta)
-    names, best, best_score, slot, read, failure = [], None, -1.0, 0, 0, ""
-    counted, still, last = 0, 0, None  # frames that moved, frames passed over, the last counted one's grey copy
-
-    def flush():
-        if best is not None:
-            name = f"frame_{len(names) + 1:05d}.jpg"
-            Image.fromarray(np.ascontiguousarray(best[..., :3])).save(out_dir / name, quality=JPEG_QUALITY)
-            names.append(name)
+    kept, read, failure = _Stretches(out_dir), 0, ""
+    moving, still, last = [], 0, None  # the indices of the frames that moved, frames passed over, the last's grey
 
     try:
         with tqdm(total=total or None, desc="video frames", unit="frame", disable=not progress) as bar:
-            for frame in reader:
+            for index, frame in enumerate(reader):
                 bar.update(1)
                 read += 1
                 grey = _grey(frame)
@@ -140,25 +188,22 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
                     continue
                 last = grey
                 # the stretches cover the frames that move (the repeats so far left out): non-decreasing
-                here = int(counted / max(1.0, (total - still) / count)) if total else counted
-                counted += 1
-                if here != slot:
-                    flush()
-                    best, best_score, slot = None, -1.0, here
-                score = sharpness(frame, grey)
-                if score > best_score:
-                    best, best_score = frame, score
-            flush()
+                kept.offer(int(len(moving) / max(1.0, (total - still) / count)) if total else len(moving), frame, grey)
+                moving.append(index)
+            kept.flush()
     except DataError:
         raise
     except Exception as exc:  # a corrupt stream part way through
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
-        if not names and best is None:
+        if not kept.names and kept.best is None:
             raise DataError(f"{video}: {_decoder(video)} could not decode it ({reason})") from None
-        flush()  # the stretch it stopped in
+        kept.flush()  # the stretch it stopped in
         failure = f": {reason}"
     finally:
         reader.close()
+    if still and len(kept.names) < 0.9 * min(count, len(moving)):  # repeats after the walk shortened it
+        kept = _spread_again(video, out_dir, kept.names, moving, count, progress)
+    names = kept.names
     if len(names) < 3 and still:
         raise DataError(f"{video}: only {len(names)} frame(s) differ, the other {still} repeat them: the camera stood "
                         "still; walk around the object (or sweep across the scene) while filming")
