@@ -147,30 +147,47 @@ def test_a_video_whose_cameras_jump_between_neighbouring_frames_is_refused():
 
     import numpy as np
 
-    from taichi_nerf.capture.degenerate import MAX_VIDEO_JUMP, jump_message, video_jump
+    from taichi_nerf.capture.degenerate import MAX_VIDEO_JUMP, jump_message, video_jump, video_jumped
     from taichi_nerf.capture.photos import PhotoReport
 
     angles = np.radians(np.cumsum(6.0 * (1 + 0.5 * np.sin(np.arange(40)))))  # an uneven walk
     walk = np.stack([3.6 * np.cos(angles), 3.6 * np.sin(angles), np.full(40, 0.7)], axis=1)
-    ratio, where = video_jump(_model(walk))
-    assert ratio < MAX_VIDEO_JUMP / 3, ratio
+    ratio, where, share = video_jump(_model(walk))
+    assert ratio < MAX_VIDEO_JUMP / 3 and not video_jumped((ratio, where, share)), ratio
     broken = walk.copy()
     broken[36:] += [50.0, -20.0, 0.0]
-    ratio, where = video_jump(_model(broken))
-    assert ratio > MAX_VIDEO_JUMP and where == "frame_00036.jpg -> frame_00037.jpg"
-    line = jump_message("walk.mp4", ratio, where)
+    jump = ratio, where, share = video_jump(_model(broken))
+    assert ratio > MAX_VIDEO_JUMP and where == "frame_00036.jpg -> frame_00037.jpg" and video_jumped(jump)
+    line = jump_message("walk.mp4", *jump)
     assert "between frame_00036.jpg and frame_00037.jpg" in line and "--keep-degenerate" in line, line
     collapsed = np.repeat(walk[:1], 40, axis=0)  # most cameras on one spot, a few flung away
     collapsed[30:] = walk[30:]
-    assert video_jump(_model(collapsed))[0] == math.inf
+    assert video_jump(_model(collapsed))[0] == math.inf and video_jumped(video_jump(_model(collapsed)))
     report = PhotoReport(out=None, total=40, registered=[], unregistered=[], skipped=[], points3D=0,
                          mean_reprojection_error=0.5, models=1, matching="sequential", pairs=0,
-                         camera_model="SIMPLE_RADIAL", cameras=1, video_jump=(ratio, where))
+                         camera_model="SIMPLE_RADIAL", cameras=1, video_jump=jump)
     assert "jumps" in report.table() and report.as_json()["video_jump"] == round(ratio, 2)
+    assert report.as_json()["video_jump_share"] == round(share, 3)
     # frames left unregistered between two neighbours: the step is spread over the frames it spans
     names = [f"frame_{k + 1:05d}.jpg" for k in range(40)]
     gap = _model(np.delete(walk, range(10, 30), axis=0), [n for k, n in enumerate(names) if not 10 <= k < 30])
     assert video_jump(gap, names)[0] < MAX_VIDEO_JUMP / 3 < video_jump(gap)[0]
+
+
+def test_a_hand_held_pause_before_the_walk_is_no_jump():
+    """Standing still (a hand's shake, so no frame repeats exactly) for more than half the video
+    before walking round made the median step tiny: the walk's first step was 42 x it, and an
+    honest video was refused as a broken model."""
+    import numpy as np
+
+    from taichi_nerf.capture.degenerate import MAX_VIDEO_JUMP, video_jump, video_jumped
+
+    angles = np.radians(np.arange(16) * 15.0)
+    walk = np.stack([3.6 * np.cos(angles), 3.6 * np.sin(angles), np.full(16, 0.7)], axis=1)
+    shake = walk[:1] + np.random.default_rng(0).normal(0.0, 0.005, (24, 3))
+    jump = video_jump(_model(np.concatenate([shake, walk])))
+    assert jump[0] > MAX_VIDEO_JUMP and jump[2] < 0.2, jump  # far over the median, a small part of the walk
+    assert not video_jumped(jump)
 
 
 def test_a_video_too_short_to_train_is_refused_before_colmap(tmp_path, capsys):

@@ -31,7 +31,8 @@ Five checks, each refused by ``data from-photos`` unless ``--keep-degenerate``:
   every frame registers at a sub-pixel error (a 40-frame walk in the textured dome: 4 frames 15x the
   walk's radius away, 120x the median step, or cameras collapsed onto one place with a jump of
   millions; right models: 1.5 for tests/test_colmap.py's video, 7.7 for that walk from all its 90
-  frames). Refused above MAX_VIDEO_JUMP.
+  frames). Refused above MAX_VIDEO_JUMP where that step is also over MIN_JUMP_SHARE of the cameras'
+  spread (a hand-held pause before a walk makes the median step tiny, not the walk's steps large).
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ MIN_CENTRE_KEYPOINTS = 20
 MIN_CLOSE_PAIRS = 10
 MAX_TURNING_SHARE = 0.2
 MAX_VIDEO_JUMP = 30.0
+# ...and that step over the largest distance between two cameras: the broken models' were 0.4-1.
+MIN_JUMP_SHARE = 0.3
 TURNTABLE_HINT = ("for a turntable capture (the object turns, the room stands still) give the object's masks with "
                   "--masks DIR, so only the object is matched")
 
@@ -235,8 +238,9 @@ def turning_message(source, share: float, pairs: int, masked: bool, cut_out: boo
             f"cameras would be meaningless for it; {hint}; --keep-degenerate writes the dataset anyway")
 
 
-def video_jump(model, frames: list[str] | None = None) -> tuple[float, str]:
-    """(largest camera step between neighbouring frames over the median step, "A -> B": which) for a
+def video_jump(model, frames: list[str] | None = None) -> tuple[float, str, float]:
+    """(largest camera step between neighbouring frames over the median step, "A -> B": which, that
+    step over the cameras' spread: the largest distance between two of them) for a
     colmap_model.Model of a video's frames, whose names sort in the video's order (NaN below 3).
     ``frames``: every frame given to COLMAP, in order: a step across frames left unregistered is
     divided by the frames it spans."""
@@ -244,19 +248,31 @@ def video_jump(model, frames: list[str] | None = None) -> tuple[float, str]:
 
     order = sorted(range(len(model.names)), key=lambda n: model.names[n])
     if len(order) < 3:
-        return math.nan, ""
+        return math.nan, "", math.nan
     names = [model.names[n] for n in order]
     place = {name: k for k, name in enumerate(sorted(frames if frames is not None else names))}
     spans = np.diff([place[name] for name in names]).clip(min=1)
-    steps = np.linalg.norm(np.diff(camera_to_world(model)[order, :3, 3], axis=0), axis=1) / spans
+    centres = camera_to_world(model)[order, :3, 3]
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / spans
     worst, median = int(np.argmax(steps)), float(np.median(steps))
     ratio = steps[worst] / median if median > 0 else math.inf if steps[worst] > 0 else math.nan
-    return float(ratio), f"{names[worst]} -> {names[worst + 1]}"
+    spread = float(np.linalg.norm(centres[:, None] - centres[None], axis=-1).max())
+    share = steps[worst] * spans[worst] / spread if spread > 0 else math.nan
+    return float(ratio), f"{names[worst]} -> {names[worst + 1]}", float(share)
 
 
-def jump_message(source, ratio: float, where: str) -> str:
+def video_jumped(jump: tuple[float, str, float]) -> bool:
+    """Whether :func:`video_jump`'s figures say a broken model: a step far over the median that is
+    also a large part of the cameras' spread (a hand-held pause makes the median step tiny, but
+    the walk's next step is still a small part of the walk)."""
+    ratio, _, share = jump
+    return ratio > MAX_VIDEO_JUMP and share > MIN_JUMP_SHARE
+
+
+def jump_message(source, ratio: float, where: str, share: float) -> str:
     return (f"{source}: broken reconstruction: between {where.replace(' -> ', ' and ')} COLMAP's camera moved "
-            f"{ratio:.0f} x its median step between neighbouring frames (at most {MAX_VIDEO_JUMP:.0f} allowed); "
+            f"{ratio:.0f} x its median step between neighbouring frames, {share:.0%} of the cameras' spread (at most "
+            f"{MAX_VIDEO_JUMP:.0f} x and {MIN_JUMP_SHARE:.0%} allowed); "
             "a hand-held camera moves smoothly, so part of the model is wrong (a pattern repeated round the scene, "
             "such as windows or tiles, does this); keep more frames (--frames N) so neighbours overlap more, or "
             "film again with more of the unrepeated surroundings in view (COLMAP's mapping also varies from run to "

@@ -31,6 +31,7 @@ from .degenerate import (
     MAX_TURNING_SHARE,
     MAX_VIDEO_JUMP,
     MIN_BASELINE_RATIO,
+    MIN_JUMP_SHARE,
     MIN_REGISTERED,
     DegenerateReconstruction,
 )
@@ -83,7 +84,7 @@ class PhotoReport:
     turning_pairs: int = 0  # the close photo pairs that share was judged on
     converted: list[str] = field(default_factory=list)  # photos written as PNG (photo_inputs.dataset_name)
     cut_short: bool = False  # a video that stopped decoding before its stated end (capture/video_frames.py)
-    video_jump: tuple = (float("nan"), "")  # a video's largest camera step / median step, where (degenerate.py)
+    video_jump: tuple = (float("nan"), "", float("nan"))  # a video's largest step / median step, where, / spread
 
     def as_json(self) -> dict:
         return {"registered": len(self.registered), "total": self.total, "unregistered": self.unregistered,
@@ -93,7 +94,9 @@ class PhotoReport:
                 "cameras": self.cameras, "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
                 "baseline_ratio": round(self.baseline_ratio, 4), "static_share": round(self.static_share, 4),
                 "turning_share": round(self.turning_share, 4), "turning_pairs": self.turning_pairs,
-                "masks": self.masks, **({"video_jump": round(self.video_jump[0], 2)} if self.video_jump[1] else {})}
+                "masks": self.masks,
+                **({"video_jump": round(self.video_jump[0], 2), "video_jump_share": round(self.video_jump[2], 3)}
+                   if self.video_jump[1] else {})}
 
     def table(self) -> str:
         rows = [(f"{stage}", f"{s:.1f} s") for stage, s in self.seconds.items()]
@@ -111,8 +114,9 @@ class PhotoReport:
                               if self.turning_share == self.turning_share else
                               f"not judged ({self.turning_pairs} photo pairs from nearly the same place)"))]
         if self.video_jump[1]:
-            rows.append(("jumps", f"{self.video_jump[0]:.1f} x the median camera step between neighbouring frames "
-                                  f"(largest: {self.video_jump[1]}; degenerate above {MAX_VIDEO_JUMP:.0f})"))
+            rows.append(("jumps", f"{self.video_jump[0]:.1f} x the median camera step between neighbouring frames, "
+                                  f"{self.video_jump[2]:.0%} of the cameras' spread (largest: {self.video_jump[1]}; "
+                                  f"degenerate above {MAX_VIDEO_JUMP:.0f} x and {MIN_JUMP_SHARE:.0%})"))
         if self.masks:
             rows.append(("masks", f"{self.masks} (features only where they are white)"))
         if self.models > 1 and self.unregistered:  # a split that lost no photo is no news
@@ -308,6 +312,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         turning_centre_share,
         turning_message,
         video_jump,
+        video_jumped,
     )
 
     source, out = Path(source), Path(out)
@@ -409,14 +414,14 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                  turning_share=turning_share, turning_pairs=turning_pairs,
                                  converted=[p.name for p in photos if dataset_name(p) != p.name],
                                  cut_short=bool(video_warnings),
-                                 video_jump=(math.nan, "") if source.is_dir() else video_jump(model, names))
+                                 video_jump=(math.nan, "", math.nan) if source.is_dir() else video_jump(model, names))
             if not keep_degenerate:
                 refuse_few_registered(source, report, None if source.is_dir() else frames)
             if not report.baseline_ratio >= MIN_BASELINE_RATIO and not keep_degenerate:
                 raise DegenerateReconstruction(degenerate_message(source, report.baseline_ratio, **masking),
                                                report.table())
             # before the turning centre's: a video's broken model is no turntable
-            if report.video_jump[0] > MAX_VIDEO_JUMP and not keep_degenerate:
+            if video_jumped(report.video_jump) and not keep_degenerate:
                 raise DegenerateReconstruction(jump_message(source, *report.video_jump), report.table())
             if report.turning_share > MAX_TURNING_SHARE and not keep_degenerate:
                 raise DegenerateReconstruction(turning_message(source, turning_share, turning_pairs, **masking),
