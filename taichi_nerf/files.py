@@ -32,10 +32,7 @@ def remove_dead_partials(path) -> list[Path]:
     removed = []
     for prefix, suffix in ((f".{path.name}.tmp", ""), (f".{path.stem}.partial", path.suffix)):
         for entry in path.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)):
-            pid = entry.name[len(prefix):len(entry.name) - len(suffix)]
-            # a number no PID can be is not ours (os.kill raised OverflowError on it, failing the write)
-            if not pid.isdigit() or not 0 < int(pid) <= PID_MAX or int(pid) == os.getpid() \
-                    or process_alive(int(pid)):
+            if not writer_gone(entry.name[len(prefix):len(entry.name) - len(suffix)]):
                 continue
             try:
                 entry.unlink(missing_ok=True)
@@ -43,6 +40,13 @@ def remove_dead_partials(path) -> list[Path]:
                 continue
             removed.append(entry)
     return removed
+
+
+def writer_gone(pid: str) -> bool:
+    """Whether the process whose PID a partial file's name ends with, ``pid``, has ended: what it
+    left may go. Not for this process's own, a live one's, or a name no PID can be (not ours:
+    os.kill raised OverflowError on one, failing the write)."""
+    return pid.isdigit() and 0 < int(pid) <= PID_MAX and int(pid) != os.getpid() and not process_alive(int(pid))
 
 
 def process_alive(pid: int) -> bool:

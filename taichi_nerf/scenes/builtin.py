@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
-from ..files import PID_MAX, process_alive
+from ..files import writer_gone
 
 BUILTIN_VERSION = 1
 
@@ -25,8 +25,7 @@ def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress
 
     path = cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
     for stale in path.parent.glob(glob.escape(path.name) + ".tmp*"):  # a killed render's splits, not a live one's
-        pid = stale.name.rsplit(".tmp", 1)[1]
-        if pid.isdigit() and 0 < int(pid) <= PID_MAX and int(pid) != os.getpid() and not process_alive(int(pid)):
+        if writer_gone(stale.name.rsplit(".tmp", 1)[1]):
             shutil.rmtree(stale, ignore_errors=True)
     if (path / "transforms_train.json").is_file():
         return path
