@@ -324,6 +324,9 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
         raise DataError(f"{source}: no such folder or video")
     if not source.is_dir() and frames < 3:
         raise DataError(f"--frames must be at least 3, got {frames}")
+    if not source.is_dir() and frames < MIN_REGISTERED and not keep_degenerate:  # before minutes of decoding
+        raise DataError(f"{source}: --frames {frames} keeps too few frames to train a radiance field (need at least "
+                        f"{MIN_REGISTERED}): keep more (--frames N), or --keep-degenerate maps them anyway")
     if threads == 0 or threads < -1:
         raise DataError(f"--threads must be a positive number, or -1 for all the CPU's, got {threads}")
     refuse_inputs_in_out(out, source, None if masks is None else Path(masks))
