@@ -313,3 +313,22 @@ def test_the_continue_line_after_ctrl_c_quotes_the_run_folder(tmp_path, capsys):
     result = SimpleNamespace(interrupted=True, step=7, checkpoint=out / "checkpoint.pt", out_dir=out)
     assert report_end(SimpleNamespace(cfg=TrainConfig()), result, 0) == cli.EXIT_INTERRUPTED
     assert f"continue with: taichi-nerf train --resume '{out}'\n" in capsys.readouterr().out
+
+
+def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys):
+    """`--dry-run` said only "configuration ... fine": not the data, its scene kind, the values that
+    kind picks for the options left out, nor the steps, rays and samples a real start would train."""
+    assert cli.main(["train", "--dry-run", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "--steps", "7",
+                     "--lr", "0.02", "--time-limit", "9"]) == 0
+    out = capsys.readouterr().out
+    assert f"data: blender dataset {tiny_scene}" in out and "near 2.00, far 6.00" in out, out
+    kind = next(line for line in out.splitlines() if line.startswith("scene kind: an object in a box;"))
+    assert "sampler grid" in kind and "lr_warmup 0" in kind and "lr " not in kind.replace("lr_", ""), kind  # typed
+    assert "background: white" in out, out
+    assert "would train 7 steps (or until the 9 s time limit) of 512 rays x 32 samples" in out, out
+    assert not (tmp_path / "r").exists()
+    # the built-in scene is not rendered by a dry run; unbounded, the proposal sampler's counts are said
+    assert cli.main(["train", "--dry-run", "--out", str(tmp_path / "r"), "--unbounded"]) == 0
+    out = capsys.readouterr().out
+    assert "data: the built-in scene, 100 training views of 100x100 px" in out, out
+    assert "scene kind: unbounded scenery;" in out and "fine_samples 24" in out and "march_steps" not in out, out

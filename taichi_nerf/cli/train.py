@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                         "without it a folder holding a run is refused")
     p.add_argument("--dry-run", action="store_true",
                    help="run every check a real start runs (configuration, extras, memory, dataset, run folder, "
-                        "another process training there), then exit without changing anything")
+                        "another process training there), say what the run would do (data, scene kind and the defaults "
+                        "it picks, steps, rays and samples), then exit without changing anything")
     p.add_argument("--video-frames", type=int, metavar="N",
                    help=f"frames of the video written at the end (the one that suits the capture; default: "
                         f"{DEFAULT_FRAMES}; 0: none; a resume keeps the run's choice)")
@@ -93,6 +94,9 @@ def cmd_train(args) -> int:
                 from ..presets import PRESETS
 
                 print(PRESETS[run.cfg.preset].describe(run.cfg))
+            from ..training.diagnostics import dry_run_lines
+
+            print("\n".join(dry_run_lines(run.cfg, run.dataset)))
             print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
     if launching:

@@ -147,6 +147,55 @@ def batch_words(cfg) -> str:
     return f"{cfg.batch_rays} rays" if cfg.batch_rays else f"every pixel of {cfg.batch_images} images"
 
 
+# The options a scene kind decides where left out (kind_defaults.py), in the order a dry run says them.
+KIND_CHOSEN = ("sampler", "samples_per_ray", "fine_samples", "render_samples_per_ray", "march_steps",
+               "render_march_steps", "skip_hidden", "lr", "lr_warmup", "density_noise", "pixel_sampling",
+               "appearance_dim", "refine_poses", "mixed_precision")
+
+
+def dry_run_lines(cfg, dataset) -> list[str]:
+    """What ``train --dry-run`` says a real start would do, without a Trainer: the data (``dataset``;
+    None: the built-in scene, not rendered by a dry run), its scene kind and the values that kind
+    chose for the options left out, the background, and the steps of rays x samples."""
+    from types import SimpleNamespace
+
+    from ..kind_defaults import scene_kind
+    from ..rendering.backgrounds import resolve_background
+    from ..rendering.scene import Scene
+    from ..runs.checkpoint import KIND_WORDS, setting_words
+
+    if dataset is None:  # the built-in scene is an object in a box (--unbounded aside)
+        scene = SimpleNamespace(ndc=False, unbounded=bool(cfg.unbounded))
+        lines = [f"data: the built-in scene, {cfg.scene_views} training views of {cfg.scene_size}x{cfg.scene_size} "
+                 "px (rendered and cached on the first real start)"]
+    else:
+        scene = Scene.from_dataset(dataset)
+        lines = [f"data: {dataset.summary()}"]
+        lines += [f"warning: {w}" for w in dataset.warnings] + [f"note: {n}" for n in dataset.notes]
+    resolved = cfg.with_kind_defaults_for(scene)
+    kind_values = dict(appearance_dim=cfg.appearance_dim_for(scene), refine_poses=cfg.refine_poses_for(scene),
+                       skip_hidden=resolved.skip_hidden if resolved.skip_hidden is not None
+                       else cfg.skip_hidden_for(scene), mixed_precision=cfg.mixed_precision_for(scene))
+    chosen = []
+    for name in KIND_CHOSEN:
+        value = kind_values.get(name, getattr(resolved, name))
+        if "march" in name and resolved.sampler != "grid":  # only the grid marches
+            continue
+        if value is not None and value != getattr(cfg, name):  # left out (None), or a sampler's own count
+            chosen.append(f"{name} {setting_words(value)}")
+    lines.append(f"scene kind: {KIND_WORDS[scene_kind(scene)]}" + (
+        f"; chosen for it (kind_defaults.py; a flag overrides each): {', '.join(chosen)}" if chosen else ""))
+    if dataset is not None:
+        lines.append(f"background: {resolve_background(cfg.background, dataset.background).description}")
+    samples = f"{resolved.samples_per_ray} samples" if resolved.sampler != "proposal" else \
+        f"{resolved.fine_samples} samples placed by a proposal network ({resolved.samples_per_ray} bins)"
+    if resolved.sampler == "hierarchical":
+        samples += f" + {resolved.fine_samples} placed by their weights"
+    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
+    lines.append(f"would train {cfg.steps} steps{until} of {batch_words(cfg)} x {samples}")
+    return lines
+
+
 def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = None) -> list[str]:
     """What a run will do, one line each: its data (and the loader's warnings and notes), the
     background, appearance codes, pose refinement, an ignored ``--mixed-precision`` and the
