@@ -112,7 +112,7 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
     if cfg.near is not None and cfg.near < 0:
         problems.append("near must not be negative")
     if cfg.near is not None and cfg.far is not None and not cfg.near < cfg.far:
-        problems.append("near must be less than far")
+        problems.append(f"near must be less than far, got near {cfg.near:g} and far {cfg.far:g}")
     if cfg.far is not None and cfg.far <= 0:
         problems.append("far must be positive")
     if cfg.aabb is not None and (len(cfg.aabb) != 6 or not all(hi > lo for lo, hi in zip(cfg.aabb[:3],
@@ -143,8 +143,9 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
         problems.append("huber_delta must be positive")
     if cfg.sampler in ("hierarchical", "proposal") and cfg.fine_samples < 1:
         problems.append(f"the {cfg.sampler} sampler needs fine_samples of at least 1")
-    if (cfg.lr is not None and cfg.lr <= 0) or cfg.lr_final <= 0 or cfg.pose_lr <= 0:
-        problems.append("learning rates must be positive")
+    for name in ("lr", "lr_final", "pose_lr"):  # each named: the message says which flag or key to fix
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            problems.append(f"{name} must be positive, got {getattr(cfg, name):g}")
     if cfg.lr_warmup is not None and cfg.lr_warmup < 0:
         problems.append("lr_warmup must not be negative")
     if not cfg.out:

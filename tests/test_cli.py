@@ -332,3 +332,20 @@ def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "data: the built-in scene, 100 training views of 100x100 px" in out, out
     assert "scene kind: unbounded scenery;" in out and "fine_samples 24" in out and "march_steps" not in out, out
+
+
+@pytest.mark.parametrize("argv, config, message", [
+    (["--lr-final", "0"], None, "--lr-final must be positive, got 0"),
+    (["--pose-lr", "-1"], None, "--pose-lr must be positive, got -1"),
+    ([], {"lr": 0}, "c.json: lr must be positive, got 0"),
+    (["--near", "5", "--far", "2"], None, "--near must be less than far, got near 5 and far 2"),
+])
+def test_a_bad_learning_rate_or_bounds_name_the_flag_or_key_and_value(argv, config, message, capsys, tmp_path,
+                                                                      monkeypatch):
+    """`--lr-final 0` (or "lr": 0 in a --config file) said "learning rates must be positive", naming
+    neither which of the three rates nor the file; near above far did not say the values."""
+    monkeypatch.chdir(tmp_path)
+    if config is not None:
+        (tmp_path / "c.json").write_text(json.dumps(config))
+        argv = [*argv, "--config", "c.json"]
+    refused(capsys, ["train", "--dry-run", *argv], message)

@@ -549,7 +549,7 @@ def test_the_browser_opens_a_forward_facing_scene_from_its_cameras_side():
     (["gui", "--web", "--window", "big"], "--window must look like"),
     # the run's config too: these came after the viewer had announced its address
     (["gui", "--web", "--data", "nowhere", "--scene-views", "8"], "--scene-views sizes the built-in scene"),
-    (["gui", "--web", "--lr", "-1"], "learning rates must be positive"),
+    (["gui", "--web", "--lr", "-1"], "--lr must be positive"),
 ])
 def test_viewer_command_line_errors(argv, message, capsys):
     from taichi_nerf import cli
