@@ -24,8 +24,11 @@ from .kind_defaults import (
     MIXED_PRECISION_DEFAULTS,
     PIXEL_SAMPLING_DEFAULTS,
     PROPOSAL_COUNTS,
+    PROPOSAL_RENDER_FACTOR,
     REFINE_POSES_DEFAULTS,
+    SAMPLER_DEFAULTS,
     SKIP_HIDDEN_DEFAULTS,
+    by_kind,
     chosen,
     sampling_defaults,
 )
@@ -125,14 +128,14 @@ class TrainConfig:
                                                   "0: no hidden layer, colour is a linear read-out)")
     appearance_dim: int | None = option(None, FIELD, "length of each training image's learned appearance code "
                                         "(exposure, white balance), fed to the colour branch; new views use the "
-                                        "codes' mean (0: none; default: APPEARANCE_DEFAULTS by scene kind)")
+                                        f"codes' mean (0: none; default: {by_kind(APPEARANCE_DEFAULTS)})")
     init: Init = option("default", FIELD, "weights at the start: default: torch's, with a near-zero density layer; "
                                           "torch: torch's everywhere; glorot: Glorot-uniform weights, zero biases "
                                           "(Keras)")
     # --- sampling and rendering
     sampler: Sampler | None = option(None, SAMPLING, "grid: occupancy grid + packed marching; stratified; "
                                      "hierarchical: coarse + importance samples; proposal: a small density network "
-                                     "places fine_samples (proposal.py; default: SAMPLER_DEFAULTS by scene kind)")
+                                     f"places fine_samples (proposal.py; default: {by_kind(SAMPLER_DEFAULTS)})")
     samples_per_ray: int = option(32, SAMPLING, "samples per ray of stratified sampling, the hierarchical coarse "
                                   "pass, the grid's warm-up and the proposal network's bins (the proposal sampler: "
                                   f"{PROPOSAL_COUNTS['box'][0]} where left at the default)", aliases=("--samples",))
@@ -141,7 +144,7 @@ class TrainConfig:
                                                     "sample, and 1e10 for the last, so the far end is opaque (the "
                                                     "original NeRF's and the Keras example's)")
     render_samples_per_ray: int = option(0, SAMPLING, "samples per ray when rendering (0: same as training; "
-                                         "proposal: PROPOSAL_RENDER_FACTOR x fine_samples)")
+                                         f"proposal: {PROPOSAL_RENDER_FACTOR} x fine_samples)")
     fine_samples: int = option(64, SAMPLING, "hierarchical: importance samples added per ray; proposal: the field's "
                                f"({PROPOSAL_COUNTS['box'][1]} for objects, {PROPOSAL_COUNTS['ndc'][1]} forward-facing, "
                                f"{PROPOSAL_COUNTS['unbounded'][1]} unbounded, where left at the default)")
@@ -151,12 +154,13 @@ class TrainConfig:
     grid_update_every: int = option(16, SAMPLING, "steps between occupancy grid updates")
     march_steps: int | None = option(None, SAMPLING, "grid marching steps across the scene box's diagonal (unbounded "
                                                      "scenes: half across the box, half through the contracted shell; "
-                                                     "default: MARCH_STEPS_DEFAULTS by scene kind)")
+                                                     f"default: {by_kind(MARCH_STEPS_DEFAULTS)})")
     render_march_steps: int | None = option(None, SAMPLING, "grid marching steps across the box when rendering "
                                                             "(default: objects 2x --march-steps, others 1x)")
     skip_hidden: bool | None = option(None, SAMPLING, "training: densities first, without gradients, then the full "
                                                       "pass only for samples in front of where each ray turned "
-                                                      "opaque (default: SKIP_HIDDEN_DEFAULTS by scene kind)")
+                                                      f"opaque (default: {by_kind(SKIP_HIDDEN_DEFAULTS)}; "
+                                                      "off with the proposal sampler)")
     clip_to_box: bool = option(True, SAMPLING, "stratified/hierarchical samples only where rays cross the scene box "
                                                "(off: across all of [near, far], as both tutorials)")
     background: Background = option("auto", SAMPLING, "background the images are composited onto (auto: transparency "
@@ -169,19 +173,16 @@ class TrainConfig:
                                                 "(0: from all of them)")
     pixel_sampling: PixelSampling | None = option(None, OPTIMISATION, "which pixels a step's rays come from: uniform, "
                                                   "or error: half of them where the field's recent error is "
-                                                  "largest (ray_batches.py; default by scene kind, "
-                                                  "kind_defaults.PIXEL_SAMPLING_DEFAULTS)")
+                                                  "largest (ray_batches.py; default: "
+                                                  f"{by_kind(PIXEL_SAMPLING_DEFAULTS)})")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
                                                              "step (PyTorch3D's); epochs: every image once per pass, "
                                                              "in a new order each pass, the last part-batch dropped "
                                                              "(Keras's)")
-    lr: float | None = option(None, OPTIMISATION, "initial learning rate (default by scene kind, "
-                              "kind_defaults.LR_DEFAULTS: 1e-2 for forward-facing and unbounded scenes, 5e-3 "
-                              "for objects)")
+    lr: float | None = option(None, OPTIMISATION, f"initial learning rate (default: {by_kind(LR_DEFAULTS)})")
     lr_final: float = option(5e-4, OPTIMISATION, "final learning rate (see lr_schedule)")
     lr_warmup: int | None = option(None, OPTIMISATION, "steps over which the rate rises linearly to the schedule's "
-                                   "at the start (0: none; default by scene kind, kind_defaults.LR_WARMUP_DEFAULTS: "
-                                   "500 for forward-facing and unbounded scenes, 0 for objects)")
+                                   f"at the start (0: none; default: {by_kind(LR_WARMUP_DEFAULTS)})")
     lr_schedule: LrSchedule = option("exponential", OPTIMISATION, "exponential: lr decays to lr_final over the steps; "
                                      "step: lr, then lr_final from lr_step_at of the steps on; constant: lr throughout")
     lr_step_at: float = option(0.75, OPTIMISATION,
@@ -199,13 +200,13 @@ class TrainConfig:
                                       "loss, which gathers each ray's weight into thin surfaces (0: off)")
     seed: int = option(0, OPTIMISATION, "random seed")
     refine_poses: bool | None = option(None, OPTIMISATION, "learn a small rigid correction of each training "
-                                       "camera's pose, for poses that are not exact (default: REFINE_POSES_DEFAULTS "
-                                       "by scene kind)")
+                                       "camera's pose, for poses that are not exact (default: "
+                                       f"{by_kind(REFINE_POSES_DEFAULTS)})")
     pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
                                                 "with the schedule, in proportion to lr)")
     mixed_precision: bool | None = option(None, OPTIMISATION, "MLP in bf16 autocast where bf16 is fast (CUDA, "
                                           "AVX-512; TF32 is always on CUDA). Default: bf16 on CPUs with AVX512-BF16 "
-                                          "or AMX, but not for unbounded scenes (MIXED_PRECISION_DEFAULTS)")
+                                          "or AMX, but not for unbounded scenes; float32 elsewhere, CUDA included")
     # --- bookkeeping
     out: str = option("runs/latest", BOOKKEEPING, "output folder", metavar="DIR")
     eval_every: int = option(1000, BOOKKEEPING, "steps between validations (0: only at the end)")

@@ -104,3 +104,19 @@ def scene_kind(scene) -> str:
 def chosen(value, table: dict, scene):
     """``value`` where the option was set (not None), else ``table``'s entry for ``scene``'s kind."""
     return table[scene_kind(scene)] if value is None else value
+
+
+KIND_NAMES = {"box": "objects", "ndc": "forward-facing scenes", "unbounded": "unbounded scenes"}
+
+
+def by_kind(table: dict) -> str:
+    """A kind table in a flag's help, from the table itself so the help cannot go stale:
+    "grid for objects and forward-facing scenes, proposal for unbounded scenes"."""
+    def said(value) -> str:
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+            else str(value)
+
+    values = list(dict.fromkeys(table.values()))
+    if len(values) == 1:
+        return f"{said(values[0])} for every scene kind"
+    return ", ".join(f"{said(v)} for " + " and ".join(KIND_NAMES[k] for k in table if table[k] == v) for v in values)

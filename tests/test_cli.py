@@ -51,10 +51,14 @@ def test_every_field_declares_help_and_a_known_group():
     text = " ".join(subparser("train").format_help().split())  # unwrapped
     assert all(f"{group} options:" in text for group in groups)
     assert "--sampler {grid,stratified,hierarchical,proposal}" in text
-    assert "(proposal.py; default: SAMPLER_DEFAULTS by scene kind)" in text  # None: the help says what it means
+    # None: the help says what it means, each scene kind's value from kind_defaults' own table
+    assert "(proposal.py; default: grid for objects and forward-facing scenes, proposal for unbounded scenes)" in text
+    assert "--lr X initial learning rate (default: 0.005 for objects, 0.01 for forward-facing scenes and unbounded" \
+        in text
+    assert "_DEFAULTS" not in text and "PROPOSAL_RENDER_FACTOR" not in text  # names a user cannot look up
     assert "--loss {mse,huber,pseudo-huber}" in text and "huber otherwise (default: mse)" in text
     # the default joins a help text's own parenthesis
-    assert "(0: same as training; proposal: PROPOSAL_RENDER_FACTOR x fine_samples; default: 0)" in text
+    assert "(0: same as training; proposal: 2 x fine_samples; default: 0)" in text
 
 
 @pytest.mark.parametrize("kind, said", [(dict(ndc=False, unbounded=False), "for objects"),
