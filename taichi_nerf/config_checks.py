@@ -148,6 +148,14 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
             problems.append(f"{name} must be positive, got {getattr(cfg, name):g}")
     if cfg.lr_warmup is not None and cfg.lr_warmup < 0:
         problems.append("lr_warmup must not be negative")
+    # Without data the run trains on the built-in scene (an object in the blender layout): these would be
+    # refused only after it rendered, naming its cache folder, and a dry run (which does not render it) passed them.
+    if cfg.data is None and cfg.ndc:
+        problems.append("ndc applies to forward-facing LLFF captures, and without data the run trains on the "
+                        "built-in scene (an object): give data, or leave ndc out")
+    if cfg.data is None and cfg.data_format not in (None, "blender"):
+        problems.append(f"data_format {cfg.data_format} needs data: without it the run trains on the built-in "
+                        "scene (blender layout)")
     if not cfg.out:
         problems.append("out must name a folder")
     return problems

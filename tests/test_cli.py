@@ -353,3 +353,17 @@ def test_a_bad_learning_rate_or_bounds_name_the_flag_or_key_and_value(argv, conf
         (tmp_path / "c.json").write_text(json.dumps(config))
         argv = [*argv, "--config", "c.json"]
     refused(capsys, ["train", "--dry-run", *argv], message)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ndc"], "--ndc applies to forward-facing LLFF captures, and without data the run trains on the built-in"),
+    (["--format", "llff"], "--format/--data-format llff needs data"),
+])
+def test_a_dataset_flag_the_built_in_scene_cannot_take_is_refused_by_a_dry_run(argv, message, capsys, tmp_path,
+                                                                               monkeypatch):
+    """`train --ndc` (no --data) passed --dry-run, then a real start rendered the built-in scene and
+    refused it naming the cache folder; `--format llff` failed on a missing poses_bounds.npy there."""
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, ["train", "--dry-run", *argv], message)
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(["train", "--dry-run", "--no-ndc", "--format", "blender", "--out", str(tmp_path / "r")]) == 0
