@@ -367,3 +367,12 @@ def test_a_dataset_flag_the_built_in_scene_cannot_take_is_refused_by_a_dry_run(a
     refused(capsys, ["train", "--dry-run", *argv], message)
     assert list(tmp_path.iterdir()) == []
     assert cli.main(["train", "--dry-run", "--no-ndc", "--format", "blender", "--out", str(tmp_path / "r")]) == 0
+
+
+def test_a_dry_run_on_a_cpu_warns_of_a_presets_gpu_sized_steps(tmp_path, capsys):
+    """A real start of `--preset keras` on a CPU warns that its 320 steps take 15-75 min; `--dry-run`,
+    the command to ask that before starting, did not."""
+    from taichi_nerf.presets import PRESETS
+
+    assert cli.main(["train", "--dry-run", "--preset", "keras", "--arch", "cpu", "--out", str(tmp_path / "r")]) == 0
+    assert f"warning: {PRESETS['keras'].cpu_warning}" in capsys.readouterr().out

@@ -90,13 +90,15 @@ def cmd_train(args) -> int:
     say_resume_note(args)
     if args.dry_run:
         if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
-            if run.cfg.preset is not None:  # which values the preset and the flags decide, before a real run
-                from ..presets import PRESETS
-
-                print(PRESETS[run.cfg.preset].describe(run.cfg))
+            from ..presets import PRESETS
             from ..training.diagnostics import dry_run_lines
 
+            if run.cfg.preset is not None:  # which values the preset and the flags decide, before a real run
+                print(PRESETS[run.cfg.preset].describe(run.cfg))
             print("\n".join(dry_run_lines(run.cfg, run.dataset)))
+            warning = PRESETS[run.cfg.preset].cpu_warning_for(run.cfg) if run.cfg.preset is not None else ""
+            if warning and resolve_arch(run.cfg.arch) != "cuda":  # before the minutes it warns of, as a real start
+                print(f"warning: {warning}")
             print(f"configuration, dataset, run folder and memory are fine; the run would go to {run.out}")
         return 0
     if launching:
