@@ -318,10 +318,16 @@ class TrainConfig:
         except FileNotFoundError:
             raise ValueError(f"{path}: config file not found") from None
         except json.JSONDecodeError as exc:
+            other = {".yml": "YAML", ".yaml": "YAML", ".toml": "TOML"}.get(path.suffix.lower())
+            if other:  # nerfstudio's config.yml, say: not read line by line as JSON
+                raise ValueError(f"{path}: a config is a JSON object of TrainConfig fields, not {other}: write it as "
+                                 '{"steps": 5000, "lr": 0.01}') from None
             raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path}: not a text file (a config is a JSON object of TrainConfig fields)") from None
         except OSError as exc:
+            if (path / "config.json").is_file():  # a run folder: its saved config is the file in it
+                raise ValueError(f"{path}: is a folder; give its config file: {path / 'config.json'}") from None
             raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: config must be a JSON object")

@@ -376,3 +376,15 @@ def test_a_dry_run_on_a_cpu_warns_of_a_presets_gpu_sized_steps(tmp_path, capsys)
 
     assert cli.main(["train", "--dry-run", "--preset", "keras", "--arch", "cpu", "--out", str(tmp_path / "r")]) == 0
     assert f"warning: {PRESETS['keras'].cpu_warning}" in capsys.readouterr().out
+
+
+def test_a_yaml_config_or_a_run_folder_as_config_says_what_to_give(tmp_path, capsys):
+    """A nerfstudio user's `--config config.yml` said "malformed JSON at line 1 column 1", and a run
+    folder given to reuse its config "cannot read the config (Is a directory)"."""
+    (tmp_path / "c.yml").write_text("steps: 10\nlr: 0.01\n")
+    refused(capsys, ["train", "--dry-run", "--config", tmp_path / "c.yml"], f"{tmp_path / 'c.yml'}: ",
+            "a config is a JSON object of TrainConfig fields, not YAML")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    refused(capsys, ["train", "--dry-run", "--config", tmp_path / "run"],
+            f"is a folder; give its config file: {tmp_path / 'run' / 'config.json'}")
