@@ -120,3 +120,10 @@ def by_kind(table: dict) -> str:
     if len(values) == 1:
         return f"{said(values[0])} for every scene kind"
     return ", ".join(f"{said(v)} for " + " and ".join(KIND_NAMES[k] for k in table if table[k] == v) for v in values)
+
+
+# Each option left to its scene kind (None), and its table.
+KIND_TABLES = {"sampler": SAMPLER_DEFAULTS, "march_steps": MARCH_STEPS_DEFAULTS, "skip_hidden": SKIP_HIDDEN_DEFAULTS,
+               "lr": LR_DEFAULTS, "lr_warmup": LR_WARMUP_DEFAULTS, "density_noise": DENSITY_NOISE_DEFAULTS,
+               "pixel_sampling": PIXEL_SAMPLING_DEFAULTS, "appearance_dim": APPEARANCE_DEFAULTS,
+               "refine_poses": REFINE_POSES_DEFAULTS, "mixed_precision": MIXED_PRECISION_DEFAULTS}

@@ -388,3 +388,16 @@ def test_a_yaml_config_or_a_run_folder_as_config_says_what_to_give(tmp_path, cap
     (tmp_path / "run" / "config.json").write_text("{}")
     refused(capsys, ["train", "--dry-run", "--config", tmp_path / "run"],
             f"is a folder; give its config file: {tmp_path / 'run' / 'config.json'}")
+
+
+def test_a_dry_run_names_a_reused_run_configs_values_unlike_this_scene_kinds(tmp_path, capsys):
+    """A run's config.json reused as --config carries its scene kind's choices (an object's lr 0.005,
+    no warm-up, the grid); on an unbounded scene nothing said they were not that kind's defaults."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"sampler": "grid", "march_steps": 96, "lr": 0.005, "lr_warmup": 0}))
+    assert cli.main(["train", "--dry-run", "--config", str(config), "--unbounded", "--out", str(tmp_path / "r")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("note: given"))
+    assert "sampler grid (this kind's: proposal), march_steps 96 (this kind's: 128), lr 0.005 (this kind's: 0.01), " \
+           "lr_warmup 0 (this kind's: 500)" in line, line
+    assert cli.main(["train", "--dry-run", "--config", str(config), "--out", str(tmp_path / "r")]) == 0
+    assert "note: given" not in capsys.readouterr().out  # an object's own defaults

@@ -159,7 +159,7 @@ def dry_run_lines(cfg, dataset) -> list[str]:
     chose for the options left out, the background, and the steps of rays x samples."""
     from types import SimpleNamespace
 
-    from ..kind_defaults import scene_kind
+    from ..kind_defaults import KIND_TABLES, scene_kind
     from ..rendering.backgrounds import resolve_background
     from ..rendering.scene import Scene
     from ..runs.checkpoint import KIND_WORDS, setting_words
@@ -185,6 +185,12 @@ def dry_run_lines(cfg, dataset) -> list[str]:
             chosen.append(f"{name} {setting_words(value)}")
     lines.append(f"scene kind: {KIND_WORDS[scene_kind(scene)]}" + (
         f"; chosen for it (kind_defaults.py; a flag overrides each): {', '.join(chosen)}" if chosen else ""))
+    unlike = [f"{name} {setting_words(getattr(cfg, name))} (this kind's: {setting_words(table[scene_kind(scene)])})"
+              for name, table in KIND_TABLES.items() if getattr(cfg, name) is not None
+              and table[scene_kind(scene)] is not None and getattr(cfg, name) != table[scene_kind(scene)]
+              and not ("march" in name and resolved.sampler != "grid")]
+    if unlike:  # a --config copied from a run on another kind of scene carries that scene's choices
+        lines.append(f"note: given (preset, --config or flag), not this scene kind's default: {', '.join(unlike)}")
     if dataset is not None:
         lines.append(f"background: {resolve_background(cfg.background, dataset.background).description}")
     samples = f"{resolved.samples_per_ray} samples" if resolved.sampler != "proposal" else \
