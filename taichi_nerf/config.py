@@ -81,11 +81,14 @@ class TrainConfig:
                               metavar="PATH")
     data_format: str | None = option(None, DATA, "dataset layout (default: detected; see docs/DATASETS.md)",
                                      aliases=("--format",), metavar="FORMAT")
-    near: float | None = option(None, DATA, "override the automatic near distance")
-    far: float | None = option(None, DATA, "override the automatic far distance")
-    aabb: list[float] | None = option(None, DATA, "override the automatic scene box", nargs=6,
+    near: float | None = option(None, DATA, "near distance along each ray, in the scene's units (default: from the "
+                                               "data; `taichi-nerf data info` shows it)")
+    far: float | None = option(None, DATA, "far distance along each ray, in the scene's units (default: from the "
+                                              "data; `taichi-nerf data info` shows it)")
+    aabb: list[float] | None = option(None, DATA, "the scene box, in the scene's units (default: from the data; "
+                                                        "`taichi-nerf data info` shows it)", nargs=6,
                                       metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"))
-    every: int | None = option(None, DATA, "keep every k-th frame of each split (default: all)")
+    every: int | None = option(None, DATA, "keep every N-th frame of each split (default: all)")
     limit: int | None = option(None, DATA, "keep at most N frames per split (default: all; 0: all, which lifts "
                                            "the limit of a run that is resumed)")
     val_every: int | None = option(None, DATA, "hold out every N-th photo as val where the data has no split of its "

@@ -401,3 +401,13 @@ def test_a_dry_run_names_a_reused_run_configs_values_unlike_this_scene_kinds(tmp
            "lr_warmup 0 (this kind's: 500)" in line, line
     assert cli.main(["train", "--dry-run", "--config", str(config), "--out", str(tmp_path / "r")]) == 0
     assert "note: given" not in capsys.readouterr().out  # an object's own defaults
+
+
+def test_the_bounds_flags_say_their_units_and_where_their_default_comes_from():
+    """--near/--far/--aabb said only "override the automatic ..." (no units, no way to see the automatic
+    value), and --every N spoke of "every k-th frame"."""
+    text = " ".join(subparser("train").format_help().split())
+    for flag in ("--near X", "--far X", "--aabb XMIN YMIN ZMIN XMAX YMAX ZMAX"):
+        after = text.split(flag, 1)[1].split(" --", 1)[0]
+        assert "in the scene's units (default: from the data; `taichi-nerf data info` shows it)" in after, after
+    assert "--every N keep every N-th frame" in text
