@@ -411,3 +411,10 @@ def test_the_bounds_flags_say_their_units_and_where_their_default_comes_from():
         after = text.split(flag, 1)[1].split(" --", 1)[0]
         assert "in the scene's units (default: from the data; `taichi-nerf data info` shows it)" in after, after
     assert "--every N keep every N-th frame" in text
+
+
+def test_a_dry_run_of_a_resume_says_the_steps_left(run, capsys):
+    """`train --dry-run --resume RUN --steps 25` said "would train 25 steps" of a run already at step 10."""
+    assert cli.main(["train", "--dry-run", "--resume", str(run), "--steps", "25"]) == 0
+    out = capsys.readouterr().out
+    assert "would train to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out

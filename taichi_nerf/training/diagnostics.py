@@ -153,10 +153,11 @@ KIND_CHOSEN = ("sampler", "samples_per_ray", "fine_samples", "render_samples_per
                "appearance_dim", "refine_poses", "mixed_precision")
 
 
-def dry_run_lines(cfg, dataset) -> list[str]:
+def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     """What ``train --dry-run`` says a real start would do, without a Trainer: the data (``dataset``;
     None: the built-in scene, not rendered by a dry run), its scene kind and the values that kind
-    chose for the options left out, the background, and the steps of rays x samples."""
+    chose for the options left out, the background, and the steps of rays x samples (``resumed_at``:
+    the step a resumed run's checkpoint holds)."""
     from types import SimpleNamespace
 
     from ..kind_defaults import KIND_TABLES, scene_kind
@@ -198,7 +199,9 @@ def dry_run_lines(cfg, dataset) -> list[str]:
     if resolved.sampler == "hierarchical":
         samples += f" + {resolved.fine_samples} placed by their weights"
     until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
-    lines.append(f"would train {cfg.steps} steps{until} of {batch_words(cfg)} x {samples}")
+    steps = f"{cfg.steps} steps" if resumed_at is None else \
+        f"to step {cfg.steps} (from the checkpoint's {resumed_at}: {max(cfg.steps - resumed_at, 0)} more)"
+    lines.append(f"would train {steps}{until} of {batch_words(cfg)} x {samples}")
     return lines
 
 
