@@ -319,7 +319,7 @@ def test_the_continue_line_after_ctrl_c_quotes_the_run_folder(tmp_path, capsys):
     assert f"continue with: taichi-nerf train --resume '{out}'\n" in capsys.readouterr().out
 
 
-def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys):
+def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys, monkeypatch):
     """`--dry-run` said only "configuration ... fine": not the data, its scene kind, the values that
     kind picks for the options left out, nor the steps, rays and samples a real start would train."""
     assert cli.main(["train", "--dry-run", "--data", str(tiny_scene), "--out", str(tmp_path / "r"), "--steps", "7",
@@ -332,9 +332,11 @@ def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys):
     assert "would train 7 steps (or until the 9 s time limit) of 512 rays x 32 samples" in out, out
     assert not (tmp_path / "r").exists()
     # the built-in scene is not rendered by a dry run; unbounded, the proposal sampler's counts are said
+    monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
     assert cli.main(["train", "--dry-run", "--out", str(tmp_path / "r"), "--unbounded"]) == 0
     out = capsys.readouterr().out
     assert "data: the built-in scene, 100 training views of 100x100 px" in out, out
+    assert "px (rendered and cached on the first real start)" in out, out  # (the test's own empty cache)
     assert "scene kind: unbounded scenery;" in out and "fine_samples 24" in out and "march_steps" not in out, out
 
 
@@ -418,3 +420,14 @@ def test_a_dry_run_of_a_resume_says_the_steps_left(run, capsys):
     assert cli.main(["train", "--dry-run", "--resume", str(run), "--steps", "25"]) == 0
     out = capsys.readouterr().out
     assert "would train to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out
+
+
+def test_a_dry_run_says_whether_the_built_in_scene_is_cached(tmp_path, capsys, monkeypatch):
+    from taichi_nerf.scenes.builtin import builtin_path
+
+    monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
+    builtin_path(12, 16).mkdir(parents=True)
+    (builtin_path(12, 16) / "transforms_train.json").write_text("{}")
+    argv = ["train", "--dry-run", "--scene-views", "12", "--scene-size", "16", "--out", str(tmp_path / "r")]
+    assert cli.main(argv) == 0
+    assert "data: the built-in scene, 12 training views of 16x16 px (cached)" in capsys.readouterr().out

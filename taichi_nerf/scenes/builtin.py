@@ -18,12 +18,17 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def builtin_path(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE) -> Path:
+    """Where the built-in scene at this size is cached (rendered there when its transforms_train.json is)."""
+    return cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
+
+
 def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress: bool = True) -> Path:
     """Path of the built-in scene at this size, rendering it on first use. Rendered into a
     temporary folder and renamed, so an interrupted render never leaves a half scene behind."""
     from .synthetic import write_synthetic_dataset
 
-    path = cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
+    path = builtin_path(views, size)
     for stale in path.parent.glob(glob.escape(path.name) + ".tmp*"):  # a killed render's splits, not a live one's
         if writer_gone(stale.name.rsplit(".tmp", 1)[1]):
             shutil.rmtree(stale, ignore_errors=True)
