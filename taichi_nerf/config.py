@@ -378,6 +378,15 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+# What nerfstudio, the Keras example and the PyTorch3D tutorial call a field, for "did you mean".
+OTHER_NAMES = {"learning_rate": "lr", "max_num_iterations": "steps", "num_iterations": "steps", "iterations": "steps",
+               "n_iter": "steps", "epochs": "steps", "num_rays_per_batch": "batch_rays",
+               "train_num_rays_per_batch": "batch_rays", "n_rays_per_image": "batch_rays", "batch_size": "batch_images",
+               "num_samples": "samples_per_ray", "n_pts_per_ray": "samples_per_ray",
+               "n_harmonic_functions": "pos_frequencies", "pos_encode_dims": "pos_frequencies",
+               "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width"}
+
+
 def unknown_fields(names: list[str]) -> str:
     """The unknown names, each with the field it most likely meant (a flag's spelling, a typo):
     ``time_limit (did you mean time_limit_s?)``."""
@@ -388,7 +397,8 @@ def unknown_fields(names: list[str]) -> str:
              for alias in f.metadata.get("aliases", ())}
     said = []
     for name in names:
-        guess = flags.get(name) or next(iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
+        guess = flags.get(name) or OTHER_NAMES.get(name.lower().replace("-", "_")) or next(
+            iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
         said.append(f"{name} (did you mean {guess}?)" if guess else name)
     return ", ".join(said)
 

@@ -431,3 +431,17 @@ def test_a_dry_run_says_whether_the_built_in_scene_is_cached(tmp_path, capsys, m
     argv = ["train", "--dry-run", "--scene-views", "12", "--scene-size", "16", "--out", str(tmp_path / "r")]
     assert cli.main(argv) == 0
     assert "data: the built-in scene, 12 training views of 16x16 px (cached)" in capsys.readouterr().out
+
+
+def test_another_tools_name_for_a_field_is_pointed_at_ours(tmp_path, capsys):
+    """A user from nerfstudio or the tutorials typing --learning-rate or --max-num-iterations, or writing
+    "learning_rate" in a --config file, got no hint: no spelling of ours is close to them."""
+    for typed, meant in (("--learning-rate", "--lr"), ("--max-num-iterations", "--steps"),
+                         ("--num-rays-per-batch", "--batch-rays")):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--dry-run", typed, "1"])
+        assert f"unrecognized arguments: {typed} 1 (did you mean {meant}?)" in capsys.readouterr().err
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"learning_rate": 0.01, "n_pts_per_ray": 64}))
+    refused(capsys, ["train", "--dry-run", "--config", config], "unknown configuration keys: learning_rate (did you "
+            "mean lr?), n_pts_per_ray (did you mean samples_per_ray?)")

@@ -39,11 +39,21 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     if extra:
         command = _command_parser(parser, argv)
         flags = [s for action in command._actions for s in action.option_strings]
-        guesses = [difflib.get_close_matches(token.split("=")[0], flags, n=1, cutoff=0.6)
-                   for token in extra if token.startswith("-")]
-        hint = "; ".join(f"did you mean {guess[0]}?" for guess in guesses if guess)
+        guesses = [_nearest_flag(token.split("=")[0], flags) for token in extra if token.startswith("-")]
+        hint = "; ".join(f"did you mean {guess}?" for guess in guesses if guess)
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({hint})" if hint else ""))
     return args
+
+
+def _nearest_flag(typed: str, flags: list[str]) -> str | None:
+    """The flag ``typed`` most likely meant: another tool's name for it (``--learning-rate``: ``--lr``,
+    config.OTHER_NAMES), else the closest spelling among ``flags``."""
+    from ..config import OTHER_NAMES
+
+    other = OTHER_NAMES.get(typed.lstrip("-").lower().replace("-", "_"))
+    if other is not None and "--" + other.replace("_", "-") in flags:
+        return "--" + other.replace("_", "-")
+    return next(iter(difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)), None)
 
 
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
