@@ -422,15 +422,20 @@ def test_a_dry_run_of_a_resume_says_the_steps_left(run, capsys):
     assert "would train to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out
 
 
-def test_a_dry_run_says_whether_the_built_in_scene_is_cached(tmp_path, capsys, monkeypatch):
-    from taichi_nerf.scenes.builtin import builtin_path
+def test_a_dry_run_checks_the_built_in_scene_where_it_is_cached(tmp_path, capsys, monkeypatch):
+    """`train --near 7 --dry-run` (no --data) passed, then a real start refused near 7 over the scene's far 6."""
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
 
     monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
-    builtin_path(12, 16).mkdir(parents=True)
-    (builtin_path(12, 16) / "transforms_train.json").write_text("{}")
-    argv = ["train", "--dry-run", "--scene-views", "12", "--scene-size", "16", "--out", str(tmp_path / "r")]
-    assert cli.main(argv) == 0
-    assert "data: the built-in scene, 12 training views of 16x16 px (cached)" in capsys.readouterr().out
+    args = ["train", "--dry-run", "--scene-views", "4", "--scene-size", "16", "--out", str(tmp_path / "r")]
+    assert cli.main([*args, "--near", "7"]) == 0  # not rendered yet: a dry run does not render it
+    from taichi_nerf.scenes.builtin import builtin_path
+
+    write_synthetic_dataset(builtin_path(4, 16), views=4, size=16, val_views=1, test_views=1, progress=False)
+    capsys.readouterr()
+    refused(capsys, [*args, "--near", "7"], "got near 7, far 6 (near as given, far the data's: give --far too")
+    assert cli.main(args) == 0
+    assert f"data: blender dataset {builtin_path(4, 16)} (train: 4 x 16x16" in capsys.readouterr().out
 
 
 def test_another_tools_name_for_a_field_is_pointed_at_ours(tmp_path, capsys):

@@ -276,7 +276,11 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
         dataset.far = float(far)
     if near is not None or far is not None:
         if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
-            raise DataError(f"need 0 <= near < far, got near={dataset.near}, far={dataset.far}")
+            # one of them given, the other the data's: say which, as the user typed only one
+            said = "" if near is not None and far is not None else (
+                " (near as given, far the data's: give --far too, or a smaller --near)" if near is not None
+                else " (far as given, near the data's: give --near too, or a larger --far)")
+            raise DataError(f"need 0 <= near < far, got near {dataset.near:g}, far {dataset.far:g}{said}")
         dataset.notes.append(f"near/far as given (flag, preset or config): {dataset.near:g} / {dataset.far:g}")
     if aabb is not None:
         try:

@@ -22,6 +22,7 @@ from ..data.dataset import Dataset
 from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
+from ..scenes.builtin import builtin_cached
 from . import checkpoint, distributed
 from .datasets import load_dataset, require_stored_data
 
@@ -273,8 +274,10 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     resources.check_training(cfg, device)  # before minutes of loading, not after
     if resume and not data_given:
         require_stored_data(cfg, checkpoint.find_checkpoint(out))
-    # A new run's built-in scene needs no check (nor a render); a resume's is checked for a moved scene below.
-    if dataset is None and not (dry_run and cfg.data is None and not resume):
+    # A dry run does not render the built-in scene, but checks it (near/far, --ndc...) where it is cached;
+    # a resume's is checked for a moved scene below.
+    unrendered = cfg.data is None and not builtin_cached(cfg.scene_views, cfg.scene_size)
+    if dataset is None and not (dry_run and unrendered and not resume):
         dataset = load_dataset(cfg.data, **cfg.dataset_options())
     if resume and dataset is not None:  # data that moves the scene would retrain the field in other coordinates
         checkpoint.resumed_scene(state, path, Scene.from_dataset(dataset), cfg)

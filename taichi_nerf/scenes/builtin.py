@@ -23,6 +23,11 @@ def builtin_path(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE) -> Path:
     return cache_dir() / f"builtin-v{BUILTIN_VERSION}-{views}views-{size}px"
 
 
+def builtin_cached(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE) -> bool:
+    """Whether the built-in scene at this size is rendered already (loading it is then quick)."""
+    return (builtin_path(views, size) / "transforms_train.json").is_file()
+
+
 def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress: bool = True) -> Path:
     """Path of the built-in scene at this size, rendering it on first use. Rendered into a
     temporary folder and renamed, so an interrupted render never leaves a half scene behind."""
@@ -32,7 +37,7 @@ def builtin_scene(views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, progress
     for stale in path.parent.glob(glob.escape(path.name) + ".tmp*"):  # a killed render's splits, not a live one's
         if writer_gone(stale.name.rsplit(".tmp", 1)[1]):
             shutil.rmtree(stale, ignore_errors=True)
-    if (path / "transforms_train.json").is_file():
+    if builtin_cached(views, size):
         return path
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -164,13 +164,11 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     from ..rendering.backgrounds import resolve_background
     from ..rendering.scene import Scene
     from ..runs.checkpoint import KIND_WORDS, setting_words
-    from ..scenes.builtin import builtin_path
 
-    if dataset is None:  # the built-in scene is an object in a box (--unbounded aside)
+    if dataset is None:  # the built-in scene, not rendered yet: an object in a box (--unbounded aside)
         scene = SimpleNamespace(ndc=False, unbounded=bool(cfg.unbounded))
-        cached = (builtin_path(cfg.scene_views, cfg.scene_size) / "transforms_train.json").is_file()
         lines = [f"data: the built-in scene, {cfg.scene_views} training views of {cfg.scene_size}x{cfg.scene_size} "
-                 + ("px (cached)" if cached else "px (rendered and cached on the first real start)")]
+                 "px (rendered and cached on the first real start)"]
     else:
         scene = Scene.from_dataset(dataset)
         lines = [f"data: {dataset.summary()}"]
