@@ -334,11 +334,14 @@ class TrainConfig:
             raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: config must be a JSON object")
+        hints = field_types()  # a count written 2e4 or 20000.0 is JSON's float of a whole number: taken as one
+        values = {k: int(v) if without_none(hints.get(k)) is int and isinstance(v, float) and v.is_integer() else v
+                  for k, v in values.items()}
         try:
             cfg = cls.from_dict(values)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None
-        problems = type_problems(cfg, field_types())  # the file's own mistakes name the file
+        problems = type_problems(cfg, hints)  # the file's own mistakes name the file
         if problems:
             raise ValueError(f"{path}: {'; '.join(problems)}")
         return cfg

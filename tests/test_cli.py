@@ -450,3 +450,15 @@ def test_another_tools_name_for_a_field_is_pointed_at_ours(tmp_path, capsys):
     config.write_text(json.dumps({"learning_rate": 0.01, "n_pts_per_ray": 64}))
     refused(capsys, ["train", "--dry-run", "--config", config], "unknown configuration keys: learning_rate (did you "
             "mean lr?), n_pts_per_ray (did you mean samples_per_ray?)")
+
+
+def test_a_config_files_whole_number_written_as_a_float_is_taken(tmp_path):
+    """{"steps": 2e4} (JSON has no integer exponent form; 20000.0 from a script's json.dump) was refused:
+    "steps must be a whole number, got 20000.0"; 5.5 still is."""
+    config = tmp_path / "c.json"
+    config.write_text('{"steps": 2e4, "batch_rays": 1024.0, "lr": 1}')
+    cfg = TrainConfig.from_file(config)
+    assert (cfg.steps, cfg.batch_rays, cfg.lr) == (20000, 1024, 1) and type(cfg.steps) is int
+    config.write_text('{"steps": 5.5}')
+    with pytest.raises(ValueError, match="steps must be a whole number, got 5.5"):
+        TrainConfig.from_file(config)
