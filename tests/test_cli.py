@@ -462,3 +462,12 @@ def test_a_config_files_whole_number_written_as_a_float_is_taken(tmp_path):
     config.write_text('{"steps": 5.5}')
     with pytest.raises(ValueError, match="steps must be a whole number, got 5.5"):
         TrainConfig.from_file(config)
+
+
+def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
+    """`--time 30` was refused: "ambiguous option: --time could match --time-limit-s, --time-limit", two
+    spellings of one flag; a prefix of two flags (--sample: --sampler, --samples-per-ray) still is."""
+    assert given("train", "--time", "30") == {"time_limit_s": 30.0}
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--dry-run", "--sample", "8"])
+    assert "ambiguous option: --sample could match --sampler, --samples-per-ray" in capsys.readouterr().err

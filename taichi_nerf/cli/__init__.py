@@ -20,11 +20,23 @@ from .gui import GUI_DEFAULT_OUT
 COMMANDS = [train, render, evaluate, export, data, gui, view]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a prefix that only one flag's spellings share is that flag: ``--time``
+    was "ambiguous option: --time could match --time-limit-s, --time-limit", two names of one flag."""
+
+    def _get_option_tuples(self, option_string):
+        tuples, actions = [], set()
+        for option in super()._get_option_tuples(option_string):  # (action, option string, ...)
+            if option[0] not in actions:
+                actions.add(option[0])
+                tuples.append(option)
+        return tuples
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="taichi-nerf",
-                                     description="Train and render neural radiance fields with Taichi kernels.")
+    parser = Parser(prog="taichi-nerf", description="Train and render neural radiance fields with Taichi kernels.")
     parser.add_argument("--version", action="version", version=f"taichi-nerf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
