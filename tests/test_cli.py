@@ -471,3 +471,12 @@ def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--dry-run", "--sample", "8"])
     assert "ambiguous option: --sample could match --sampler, --samples-per-ray" in capsys.readouterr().err
+
+
+def test_the_config_flags_help_gives_an_example_that_loads_and_the_order_of_preset_and_flags():
+    """--config's help said only "JSON file of TrainConfig fields; flags override it": not what the file
+    looks like, that a run's config.json works, nor that --preset goes over the file."""
+    text = " ".join(subparser("train").format_help().split())
+    example = text.split("--config FILE JSON object of TrainConfig fields, e.g. ", 1)[1].split("}", 1)[0] + "}"
+    assert TrainConfig.from_dict(json.loads(example)).validate().steps == 5000
+    assert "(a run's config.json works); --preset goes over it, and every other flag over both" in text

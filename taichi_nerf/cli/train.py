@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
                        formatter_class=HelpFormatter, usage="%(prog)s [--config FILE | --resume OUTDIR] [options]",
                        description="Train a field. Every TrainConfig field is a flag; a flag given overrides "
                                    "the --config file or the resumed run's config.")
-    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig fields; flags override it")
+    p.add_argument("--config", metavar="FILE", help="JSON object of TrainConfig fields, e.g. {\"steps\": 5000, "
+                                                     "\"lr\": 0.01} (a run's config.json works); --preset goes over "
+                                                     "it, and every other flag over both")
     p.add_argument("--resume", metavar="OUTDIR",
                    help="continue the run in OUTDIR from its last checkpoint (with its config)")
     p.add_argument("--overwrite", action="store_true",
