@@ -329,7 +329,8 @@ def test_a_dry_run_says_what_the_run_would_do(tiny_scene, tmp_path, capsys, monk
     kind = next(line for line in out.splitlines() if line.startswith("scene kind: an object in a box;"))
     assert "sampler grid" in kind and "lr_warmup 0" in kind and "lr " not in kind.replace("lr_", ""), kind  # typed
     assert "background: white" in out, out
-    assert "would train 7 steps (or until the 9 s time limit) of 512 rays x 32 samples" in out, out
+    assert "MLP) 7 steps (or until the 9 s time limit) of 512 rays x 32 samples" in out, out
+    assert "would train on cpu (float32 MLP)" in out or "would train on cpu (bf16 MLP)" in out or "on cuda" in out
     assert not (tmp_path / "r").exists()
     # the built-in scene is not rendered by a dry run; unbounded, the proposal sampler's counts are said
     monkeypatch.setenv("TAICHI_NERF_CACHE", str(tmp_path / "cache"))
@@ -419,7 +420,7 @@ def test_a_dry_run_of_a_resume_says_the_steps_left(run, capsys):
     """`train --dry-run --resume RUN --steps 25` said "would train 25 steps" of a run already at step 10."""
     assert cli.main(["train", "--dry-run", "--resume", str(run), "--steps", "25"]) == 0
     out = capsys.readouterr().out
-    assert "would train to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out
+    assert "MLP) to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out
 
 
 def test_a_dry_run_checks_the_built_in_scene_where_it_is_cached(tmp_path, capsys, monkeypatch):
@@ -480,3 +481,8 @@ def test_the_config_flags_help_gives_an_example_that_loads_and_the_order_of_pres
     example = text.split("--config FILE JSON object of TrainConfig fields, e.g. ", 1)[1].split("}", 1)[0] + "}"
     assert TrainConfig.from_dict(json.loads(example)).validate().steps == 5000
     assert "(a run's config.json works); --preset goes over it, and every other flag over both" in text
+
+
+def test_a_dry_run_says_the_backend_and_the_mlps_precision(tmp_path, capsys):
+    assert cli.main(["train", "--dry-run", "--arch", "cpu", "--no-mixed-precision", "--out", str(tmp_path / "r")]) == 0
+    assert "would train on cpu (float32 MLP) 20000 steps" in capsys.readouterr().out

@@ -160,6 +160,7 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     the step a resumed run's checkpoint holds)."""
     from types import SimpleNamespace
 
+    from ..backend import resolve_arch, use_bf16
     from ..kind_defaults import KIND_TABLES, scene_kind
     from ..rendering.backgrounds import resolve_background
     from ..rendering.scene import Scene
@@ -201,7 +202,9 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
     steps = f"{cfg.steps} steps" if resumed_at is None else \
         f"to step {cfg.steps} (from the checkpoint's {resumed_at}: {max(cfg.steps - resumed_at, 0)} more)"
-    lines.append(f"would train {steps}{until} of {batch_words(cfg)} x {samples}")
+    arch = resolve_arch(cfg.arch)
+    precision = "bf16" if use_bf16(cfg.mixed_precision_for(scene), arch) else "float32"
+    lines.append(f"would train on {arch} ({precision} MLP) {steps}{until} of {batch_words(cfg)} x {samples}")
     return lines
 
 
