@@ -153,6 +153,16 @@ KIND_CHOSEN = ("sampler", "samples_per_ray", "fine_samples", "render_samples_per
                "appearance_dim", "refine_poses", "mixed_precision")
 
 
+def samples_words(cfg) -> str:
+    """A step's samples per ray, for ``cfg`` resolved by scene kind: "32 samples", or the proposal
+    sampler's "24 samples placed by a proposal network (64 bins; 48 when rendering)"."""
+    if cfg.sampler == "proposal":
+        return (f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; "
+                f"{cfg.render_samples_per_ray or cfg.fine_samples} when rendering)")  # ProposalSampler.render_count
+    return f"{cfg.samples_per_ray} samples" + (
+        f" + {cfg.fine_samples} placed by their weights" if cfg.sampler == "hierarchical" else "")
+
+
 def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     """What ``train --dry-run`` says a real start would do, without a Trainer: the data (``dataset``;
     None: the built-in scene, not rendered by a dry run), its scene kind and the values that kind
@@ -195,10 +205,7 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
         lines.append(f"note: given (preset, --config or flag), not this scene kind's default: {', '.join(unlike)}")
     if dataset is not None:
         lines.append(f"background: {resolve_background(cfg.background, dataset.background).description}")
-    samples = f"{resolved.samples_per_ray} samples" if resolved.sampler != "proposal" else \
-        f"{resolved.fine_samples} samples placed by a proposal network ({resolved.samples_per_ray} bins)"
-    if resolved.sampler == "hierarchical":
-        samples += f" + {resolved.fine_samples} placed by their weights"
+    samples = samples_words(resolved)
     until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
     steps = f"{cfg.steps} steps" if resumed_at is None else \
         f"to step {cfg.steps} (from the checkpoint's {resumed_at}: {max(cfg.steps - resumed_at, 0)} more)"
@@ -247,11 +254,7 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     per_rank = f" on each of {trainer.ranks.size} ranks" if trainer.ranks.size > 1 else ""
     rays = batch_words(cfg) + (f" from {cfg.batch_images} images" if cfg.batch_images and cfg.batch_rays else "") \
         + per_rank
-    samples = f"{cfg.samples_per_ray} samples" if cfg.sampler != "proposal" else \
-        f"{cfg.fine_samples} samples placed by a proposal network ({cfg.samples_per_ray} bins; " \
-        f"{trainer.renderer.proposal.render_count} when rendering)"
-    if cfg.sampler == "hierarchical":
-        samples += f" + {cfg.fine_samples} placed by their weights"
+    samples = samples_words(cfg)
     live = trains_on is not None  # the window or the browser: no time limit, it trains until paused or closed
     until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s and not live else ""
     lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
