@@ -106,7 +106,7 @@ def chosen(value, table: dict, scene):
     return table[scene_kind(scene)] if value is None else value
 
 
-KIND_NAMES = {"box": "objects", "ndc": "forward-facing scenes", "unbounded": "unbounded scenes"}
+KIND_NAMES = {"box": "objects", "ndc": "forward-facing", "unbounded": "unbounded"}
 
 
 def by_kind(table: dict) -> str:
@@ -119,7 +119,11 @@ def by_kind(table: dict) -> str:
     values = list(dict.fromkeys(table.values()))
     if len(values) == 1:
         return f"{said(values[0])} for every scene kind"
-    return ", ".join(f"{said(v)} for " + " and ".join(KIND_NAMES[k] for k in table if table[k] == v) for v in values)
+    def kinds(value) -> str:  # "objects", "forward-facing and unbounded scenes"
+        names = [KIND_NAMES[k] for k in table if table[k] == value]
+        return " and ".join(names) + ("" if names[-1] == "objects" else " scenes")
+
+    return ", ".join(f"{said(v)} for {kinds(v)}" for v in values)
 
 
 # Each option left to its scene kind (None), and its table.

@@ -53,7 +53,7 @@ def test_every_field_declares_help_and_a_known_group():
     assert "--sampler {grid,stratified,hierarchical,proposal}" in text
     # None: the help says what it means, each scene kind's value from kind_defaults' own table
     assert "(proposal.py; default: grid for objects and forward-facing scenes, proposal for unbounded scenes)" in text
-    assert "--lr X initial learning rate (default: 0.005 for objects, 0.01 for forward-facing scenes and unbounded" \
+    assert "--lr X initial learning rate (default: 0.005 for objects, 0.01 for forward-facing and unbounded scenes)" \
         in text
     assert "_DEFAULTS" not in text and "PROPOSAL_RENDER_FACTOR" not in text  # names a user cannot look up
     assert "--loss {mse,huber,pseudo-huber}" in text and "huber otherwise (default: mse)" in text
