@@ -486,3 +486,14 @@ def test_the_config_flags_help_gives_an_example_that_loads_and_the_order_of_pres
 def test_a_dry_run_says_the_backend_and_the_mlps_precision(tmp_path, capsys):
     assert cli.main(["train", "--dry-run", "--arch", "cpu", "--no-mixed-precision", "--out", str(tmp_path / "r")]) == 0
     assert "would train on cpu (float32 MLP) 20000 steps" in capsys.readouterr().out
+
+
+def test_a_reused_run_config_whose_out_holds_that_run_says_where_the_folder_came_from(tmp_path, capsys):
+    """`train --config runs/a/config.json` (no --out) was refused with "add --resume runs/a (in place of
+    --out)": the user typed no --out; the folder came from the file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text(json.dumps({"out": str(tmp_path / "a"), "steps": 5}))
+    (tmp_path / "a" / "checkpoint.pt").write_bytes(b"")  # (only its presence is checked)
+    refused(capsys, ["train", "--dry-run", "--config", tmp_path / "a" / "config.json"],
+            f'add --resume {tmp_path / "a"} (in place of --config, whose "out" names this folder)',
+            "or choose another --out")

@@ -15,6 +15,7 @@ from .common import (
     add_viewer_flags,
     at_least,
     check_viewer_flags,
+    config_file_values,
     refuse_builtin_scene_flags,
     refuse_unused_viewer_flags,
     run_config,
@@ -79,12 +80,15 @@ def cmd_train(args) -> int:
     elif args.devices > 1 and args.devices != distributed.world_size() and distributed.environment()[0] == 0:
         print(f"warning: --devices {args.devices} is not used: torchrun started this run's "
               f"{distributed.world_size()} ranks (its --nproc-per-node decides)", file=sys.stderr)
+    instead = "--out"
+    if args.config and args.out is None and "out" in config_file_values(args.config):  # a run's config.json reused
+        instead = '--config, whose "out" names this folder'
     viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:
         run = open_run(cfg, resume=resume, overwrite=args.overwrite, dry_run=args.dry_run or launching,
                        data_given=args.data is not None,
-                       continue_hint=f"--resume {shlex.quote(str(cfg.out))} (in place of --out) to continue it")
+                       continue_hint=f"--resume {shlex.quote(str(cfg.out))} (in place of {instead}) to continue it")
     except BaseException:
         if viewer:
             viewer.server.stop()
