@@ -143,7 +143,9 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
             images[-1]["files"] = write_view(images_dir, i, images[-1]["name"], view, target, renderer.scene,
                                                      depth, compare)
     result = {
-        "checkpoint": str(checkpoint.find_checkpoint(ckpt).resolve()), "split": split, "count": count,
+        # the dataset scored, so scores of one field on several datasets (--data) are told apart
+        "checkpoint": str(checkpoint.find_checkpoint(ckpt).resolve()), "data": str(Path(dataset.source).resolve()),
+        "split": split, "count": count,
         "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
         "images": images,
     }

@@ -91,7 +91,8 @@ def test_eval_scores_val_where_the_data_has_no_test_split(trained_builtin, tmp_p
     from taichi_nerf.cli import main
 
     scene, run = trained_builtin
-    assert evaluate(run, arch=ARCH, progress=False, limit=1)["split"] == "test"
+    own = evaluate(run, arch=ARCH, progress=False, limit=1)
+    assert own["split"] == "test" and own["data"] == str(scene.resolve())
     no_test = tmp_path / "no_test"
     shutil.copytree(scene, no_test)
     (no_test / "transforms_test.json").unlink()
@@ -99,6 +100,7 @@ def test_eval_scores_val_where_the_data_has_no_test_split(trained_builtin, tmp_p
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "val" and result["count"] == 2
+    assert result["data"] == str(no_test.resolve())  # which dataset these scores are of
     assert result["images"][0]["name"] == evaluate(run, "val", arch=ARCH, progress=False, limit=1)["images"][0]["name"]
 
 
