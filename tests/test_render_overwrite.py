@@ -27,6 +27,7 @@ def test_earlier_render_is_refused_then_replaced_by_overwrite(trained_builtin, t
         assert _render(run, out, *extra) == cli.EXIT_USAGE
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0], err
+        assert "(metrics.json and 6 PNGs)" in err[0]
         assert snapshot(out) == before
     # a check that refuses after the folder's: still nothing removed
     assert cli.main(["render", "--ckpt", str(run), "--split", "bogus", "--out", str(out), "--overwrite",
@@ -54,7 +55,10 @@ def test_the_api_says_the_refusal_in_its_own_words(run, tmp_path, capsys):
     with pytest.raises(RenderFolderError, match="is a file; .* choose another images_dir$"):
         evaluate(run, "test", arch=ARCH, progress=False, images_dir=out / "000_r_0.png", limit=1)
     assert _render(run, out) != 0
-    assert "add --overwrite to replace it, or choose another --out" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "add --overwrite to replace it, or choose another --out" in err
+    # what is there, as it is: one PNG, no metrics.json (it said "1 files: metrics.json and its PNGs")
+    assert "(1 PNG named as render names its views, e.g. 000_r_0.png; no metrics.json)" in err
     assert sorted(p.name for p in out.iterdir()) == ["000_r_0.png"]
 
 

@@ -56,8 +56,18 @@ def check_render_folder(folder, overwrite: bool, flags: tuple[str, str] = ("--ov
     check_writable(folder)
     found = earlier_render(folder)
     if found and not overwrite:
-        raise RenderFolderError(f"{folder}: holds an earlier render ({len(found)} files: metrics.json and its PNGs); "
+        raise RenderFolderError(f"{folder}: holds an earlier render ({_found_words(found)}); "
                                 f"add {overwrite_flag} to replace it, or choose another {out_flag}")
+
+
+def _found_words(found: list[Path]) -> str:
+    """What of an earlier render is there: a PNG alone is named, as the user may not know it
+    looks like one of render's (it said "1 files: metrics.json and its PNGs" of a folder without one)."""
+    pngs = [p for p in found if p.name != METRICS]
+    many = f"{len(pngs)} PNG{'' if len(pngs) == 1 else 's'}"
+    if len(pngs) < len(found):
+        return f"{METRICS} and {many}"
+    return f"{many} named as render names its views, e.g. {pngs[0].name}; no {METRICS}"
 
 
 def clear_earlier_render(folder) -> list[Path]:
