@@ -86,7 +86,10 @@ def test_export_mesh_cli_says_the_threshold_and_errors_in_one_line(trained_built
     assert cli.main(["export", "mesh", "--ckpt", str(run), "--resolution", "32", "--out", str(out), "--no-progress",
                      "--arch", ARCH]) == 0
     stdout = capsys.readouterr().out
-    assert "threshold" in stdout and "auto" in stdout and out.is_file()
+    assert "threshold" in stdout and "auto" in stdout and out.is_file() and "replacing" not in stdout
+    assert cli.main(["export", "mesh", "--ckpt", str(run), "--resolution", "16", "--threshold", "1", "--out", str(out),
+                     "--no-progress", "--arch", ARCH]) == 0
+    assert f"wrote {out} (replacing the earlier one): " in capsys.readouterr().out  # said, as render says it
     for argv, message in ((["--threshold", "1e6"], "nothing in the box is that dense"),
                           (["--threshold", "1e6"], "try --threshold"), (["--resolution", "8"], "at least 16"),
                           (["--resolution", "100000"], "GB for the density grid"), (["--threshold", "-1"], "positive"),
@@ -114,6 +117,11 @@ def test_points_lie_on_the_true_surface(trained_builtin, tmp_path, capsys):
     assert cli.main(["export", "points", "--ckpt", str(run), "--views", "train", "--max-points", "3000",
                      "--out", str(out), "--no-progress", "--arch", ARCH]) == 0
     assert "3000 points" in capsys.readouterr().out
+    earlier = tmp_path / "earlier.ply"
+    earlier.write_bytes(b"an earlier export")
+    assert cli.main(["export", "points", "--ckpt", str(run), "--max-points", "10", "--out", str(earlier),
+                     "--no-progress", "--arch", ARCH]) == 0
+    assert f"wrote {earlier} (replacing the earlier one): 10 points" in capsys.readouterr().out
     for argv, message in ((["--views", "orbit", "--data", str(tmp_path)], "an orbit needs no dataset"),
                           (["--max-points", "0"], "at least 1")):
         assert cli.main(["export", "points", "--ckpt", str(run), "--out", str(tmp_path / "p.ply"), "--no-progress",

@@ -1,6 +1,8 @@
 """``taichi-nerf export``: a trained field as a coloured mesh or point cloud (PLY or OBJ)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import UserError, add_arch
 
 
@@ -40,19 +42,26 @@ def _threshold(text: str):
         raise UserError(f"--threshold must be 'auto' or a positive density, got {text!r}") from None
 
 
+def _replacing(out) -> str:
+    """Said after "wrote PATH" when PATH was there before, as render says it of its videos (an
+    export replaced an earlier mesh without a word)."""
+    return " (replacing the earlier one)" if Path(out).is_file() else ""
+
+
 def cmd_export_mesh(args) -> int:
     import time
 
     from ..outputs.from_checkpoint import export_mesh
 
     threshold = _threshold(args.threshold)
+    replacing = _replacing(args.out)
     start = time.perf_counter()
     path, mesh = export_mesh(args.ckpt, args.out, resolution=args.resolution, threshold=threshold, arch=args.arch,
                              progress=not args.no_progress)
     print(mesh.threshold_note)
     for warning in mesh.warnings:
         print(f"warning: {warning}")
-    print(f"wrote {path}: {len(mesh.vertices)} vertices, {len(mesh.faces)} triangles "
+    print(f"wrote {path}{replacing}: {len(mesh.vertices)} vertices, {len(mesh.faces)} triangles "
           f"({mesh.resolution}^3 grid, {100 * mesh.evaluated_fraction:.0f}% of it queried, "
           f"{time.perf_counter() - start:.1f} s)")
     return 0
@@ -61,7 +70,8 @@ def cmd_export_mesh(args) -> int:
 def cmd_export_points(args) -> int:
     from ..outputs.from_checkpoint import export_points
 
+    replacing = _replacing(args.out)
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)
-    print(f"wrote {path}: {count} points")
+    print(f"wrote {path}{replacing}: {count} points")
     return 0
