@@ -657,6 +657,17 @@ def test_eval_into_head_and_into_a_folder(run, tmp_path):
     assert saved["checkpoint"] == str((run / "checkpoint.pt").resolve()) and saved["psnr"] > 0
 
 
+@pytest.mark.parametrize("name", ["checkpoint.pt", "config.json", "metrics.jsonl"])
+def test_eval_out_never_replaces_a_runs_own_file(run, capsys, name):
+    """`eval --ckpt RUN --out RUN/checkpoint.pt` wrote the scores over the trained checkpoint."""
+    before = snapshot(run)
+    line = refused(capsys, ["eval", "--ckpt", run, "--out", run / name], "a run's own file")
+    assert str(run / name) in line and "give another --out" in line, line
+    if name == "checkpoint.pt":  # the file given as --ckpt too
+        refused(capsys, ["eval", "--ckpt", run / name, "--out", run / name], "a run's own file")
+    assert snapshot(run) == before
+
+
 def test_data_info_on_a_run_folder_names_its_dataset(run, capsys):
     """It said "unknown dataset layout" for the folder a run writes."""
     data = json.loads((run / "config.json").read_text())["data"]

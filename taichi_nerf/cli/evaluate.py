@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_arch
+from .common import UserError, add_arch
 
 
 def add_parser(sub) -> None:
@@ -25,6 +25,19 @@ def add_parser(sub) -> None:
     p.set_defaults(run=cmd_eval)
 
 
+def _refuse_a_runs_file(out: Path, ckpt) -> None:
+    """``--out RUN/checkpoint.pt`` (the --ckpt copied into --out) replaced the trained field with
+    the scores; a run's own files (checkpoint, config, metrics) and the checkpoint given are not
+    --out's to replace."""
+    from ..runs.run_folder import RUN_MARKERS, holds_run
+
+    given = Path(ckpt)
+    if out.is_file() and ((out.name in RUN_MARKERS and holds_run(out.parent))
+                          or (given.is_file() and out.resolve() == given.resolve())):
+        raise UserError(f"{out}: a run's own file, which eval's scores would replace; give another --out "
+                        f"(a folder: FOLDER/eval.json)")
+
+
 def cmd_eval(args) -> int:
     from ..api import evaluate
     from ..files import check_writable_file, json_safe, write_text_atomic
@@ -34,6 +47,7 @@ def cmd_eval(args) -> int:
         out = Path(args.out)
         if args.out.endswith(("/", os.sep)) or out.is_dir():  # a folder: the file goes inside it
             out = out / "eval.json"
+        _refuse_a_runs_file(out, args.ckpt)
         check_writable_file(out)  # before the evaluation, whose scores would be lost
     # evaluate() refuses a bad --limit or --align-cameras before it loads anything
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
