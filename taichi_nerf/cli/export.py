@@ -73,5 +73,5 @@ def cmd_export_points(args) -> int:
     replacing = _replacing(args.out)
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)
-    print(f"wrote {path}{replacing}: {count} points")
+    print(f"wrote {path}{replacing}: {count} point{'' if count == 1 else 's'}")
     return 0
