@@ -80,11 +80,11 @@ def flock_holder(lock) -> int | None:
         os.close(fd)
 
 
-def check_writable(folder) -> None:
+def check_writable(folder, *, for_file=None) -> None:
     """Refuse an output folder that cannot be made or written, before the work whose files would
     be lost (an OSError naming it: a file in the way, a link to nothing, a read-only folder or
     mount, no permission). Changes nothing on disk: it tries a temporary file in the folder, or in its
-    nearest existing parent."""
+    nearest existing parent. ``for_file``: the file to be written there, named when a file is in the way."""
     folder = Path(folder).absolute()
     existing = folder
     while not existing.exists() and existing != existing.parent:
@@ -93,7 +93,9 @@ def check_writable(folder) -> None:
                                     str(existing))
         existing = existing.parent
     if not existing.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"is a file, so {folder} cannot be a folder", str(existing))
+        # (of an --out FILE/x.ply it said "FILE: is a file, so FILE cannot be a folder")
+        what = f"{folder} cannot be a folder" if for_file is None else f"{Path(for_file).absolute()} cannot be written"
+        raise NotADirectoryError(errno.ENOTDIR, f"is a file, so {what}", str(existing))
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -105,7 +107,7 @@ def check_writable_file(path) -> None:
     """:func:`check_writable` of ``path``'s folder, and refuse a ``path`` that is a folder (the
     rename at the end of the write would fail there, after the work)."""
     path = Path(path)
-    check_writable(path.parent)
+    check_writable(path.parent, for_file=path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder; --out names the file to write", str(path))
 

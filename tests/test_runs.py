@@ -144,7 +144,10 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(run,
                  ["export", "mesh", "--ckpt", run, "--out", blocker / "m.ply"],
                  ["export", "points", "--ckpt", run, "--out", blocker / "p.ply"],
                  ["data", "synthetic", "--out", blocker / "syn", "--views", "2", "--size", "8"]):
-        refused(capsys, [*argv, "--no-progress"] + (["--arch", ARCH] if argv[0] != "data" else []), "afile: is a file")
+        line = refused(capsys, [*argv, "--no-progress"] + (["--arch", ARCH] if argv[0] != "data" else []),
+                       "afile: is a file, so")
+        if argv[0] != "data":  # the file asked for, named (it said "afile: is a file, so afile cannot be a folder")
+            assert f"so {argv[-1]} cannot be written" in line, line
     monkeypatch.undo()
     assert blocker.read_text() == "mine"
     (tmp_path / "gone").symlink_to(tmp_path / "unmounted")  # passed the dry run; the run: "gone: File exists"
