@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -450,6 +451,13 @@ def scenario(tmp: Path) -> dict:
     app.schedule.paused = True
     trainer_view = settle()
     r["final_step"] = app.trainer.step_count
+    # gui.jsonl gets a line a second: on a fast host the scenario above can take under 3 s, so idle
+    # (paused) frames run on until the log holds 3 lines (a bound on the wait, not on the speed)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len((app.out_dir / "gui.jsonl").read_text().splitlines()
+                                                if (app.out_dir / "gui.jsonl").is_file() else []) < 3:
+        app.frame(FrameInput())
+        time.sleep(0.05)
     app.close()
     _, _, state = checkpoint.load(tmp / "run", "cpu")
     r["final_checkpoint_step"] = int(state["step"])
@@ -475,8 +483,6 @@ def scenario(tmp: Path) -> dict:
     viewer.close()
 
     # default options: a still view refines to the image rect's full size (gui.jsonl says so)
-    import time
-
     idle = GuiApp.for_checkpoint(tmp / "run", GuiOptions(window=(200, 160), headless=True)).open()
     start, lines = time.perf_counter(), []
     while time.perf_counter() - start < IDLE_GUARD_S:
