@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import shutil
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.dataset import DataError
+from ..files import write_json
 from ..wording import SHOWN, few_names
 from .degenerate import (
     MAX_STATIC_SHARE,
@@ -438,7 +438,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
             (work / "pairs.txt").unlink(missing_ok=True)
             if not keep_database:
                 (work / "database.db").unlink(missing_ok=True)
-            (tmp / "transforms.json").write_text(json.dumps(meta, indent=1))
+            write_json(tmp / "transforms.json", meta, indent=1)  # strict: a figure not judged (NaN) is null
             partial.move_into_place(tmp, out, OUTPUTS)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
