@@ -82,7 +82,12 @@ def _why_unreadable(video: Path, exc: Exception) -> str:
                 "copy it from the phone again")
     if "Stream #" in text and "Video:" not in text:
         return "it holds no video stream, only " + ("sound" if "Audio:" in text else "other data")
-    return (text.strip().splitlines() or [type(exc).__name__])[-1][:120]
+    return _last_line(exc)
+
+
+def _last_line(exc: Exception) -> str:
+    """The last line of a decoder's error, where ffmpeg says what went wrong, cut short."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
 
 
 def _frame_count(reader, meta) -> int:
@@ -152,7 +157,7 @@ def _spread_again(video: Path, out_dir: Path, first: list[str], moving: list[int
                     break
             kept.flush()
     except Exception as exc:  # noqa: BLE001  (it decoded these frames a moment ago)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        reason = _last_line(exc)
         raise DataError(f"{video}: {_decoder(video)} could not decode it again ({reason})") from None
     finally:
         reader.close()
@@ -194,7 +199,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
     except DataError:
         raise
     except Exception as exc:  # a corrupt stream part way through
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:120]
+        reason = _last_line(exc)
         if not kept.names and kept.best is None:
             raise DataError(f"{video}: {_decoder(video)} could not decode it ({reason})") from None
         kept.flush()  # the stretch it stopped in
