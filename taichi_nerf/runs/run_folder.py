@@ -226,6 +226,7 @@ class Run:
     out: Path
     lock: RunLock | None = None
     notes: list[str] = field(default_factory=list)
+    resumed_step: int | None = None  # a resume's: the step its checkpoint holds (read once, by the checks)
 
     def close(self) -> None:
         if self.lock is not None:
@@ -285,7 +286,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)
     refuse_if_locked(out)  # a run that started while the data loaded
-    run = Run(cfg, dataset, resume, out)
+    run = Run(cfg, dataset, resume, out, resumed_step=int(state["step"]) if resume else None)
     if dry_run or not claim:
         return run
     # Under torchrun, rank 0 alone locks and claims the folder; its refusal stops every rank.
