@@ -330,6 +330,9 @@ class Ranks:
         def rescue() -> int | None:
             if trainer.step_count == 0:
                 return None
+            s = trainer.step_count  # lost in the grid's broadcast: the step is whole but its due row not written
+            if trainer.unlogged is not None and (s % trainer.cfg.log_every == 0 or s == trainer.cfg.steps):
+                trainer.log_training_row()
             trainer.save_checkpoint()
             return trainer.step_count
         self.rescue = rescue

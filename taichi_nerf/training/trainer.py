@@ -175,16 +175,18 @@ class Trainer:
         with stage("optimiser"):
             self.optimizer.step()
         self.step_count += 1
+        self.last_samples_per_ray = samples / max(1, origins.shape[0])
+        info = {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
+                "train_psnr": mse_to_psnr(float(mse)) if check else None, "lr": lr, "rays_per_s": self.rays_per_s}
+        self.unlogged = None if info["train_psnr"] is None else info  # before the grid's broadcast: _rescue logs it
         with stage("grid update"):
             self.maybe_update_grid()
         dt = time.perf_counter() - t0
         self.elapsed += dt
         rays = origins.shape[0] * self.ranks.size  # batch_rays (each rank's), or every pixel of batch_images images
-        self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else rays / dt
-        self.last_samples_per_ray = samples / max(1, origins.shape[0])
-        return {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
-                "train_psnr": mse_to_psnr(float(mse)) if check else None,
-                "lr": lr, "rays_per_s": self.rays_per_s}
+        info["rays_per_s"] = self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else \
+            rays / dt
+        return info
 
     def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None, pixel_index=None,
                              chunk_rays: int | None = None, jitter: bool = True):
@@ -251,8 +253,7 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
-        self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
-        if s % cfg.log_every == 0 or s == cfg.steps:
+        if s % cfg.log_every == 0 or s == cfg.steps:  # (step() keeps ``unlogged``, its numbers)
             self.log_training_row()
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
