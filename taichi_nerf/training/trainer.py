@@ -184,8 +184,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.elapsed += dt
         rays = origins.shape[0] * self.ranks.size  # batch_rays (each rank's), or every pixel of batch_images images
-        info["rays_per_s"] = self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * (rays / dt) if self.rays_per_s else \
-            rays / dt
+        info["rays_per_s"] = self.rays_per_s = 0.9 * self.rays_per_s + 0.1 * rays / dt if self.rays_per_s else rays / dt
         return info
 
     def accumulate_gradients(self, origins, dirs, background, target, alpha, image_index=None, pixel_index=None,
@@ -253,7 +252,8 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
-        if s % cfg.log_every == 0 or s == cfg.steps:  # (step() keeps ``unlogged``, its numbers)
+        self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
+        if s % cfg.log_every == 0 or s == cfg.steps:
             self.log_training_row()
         if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
             self.periodic_validation()
