@@ -501,13 +501,14 @@ def test_a_reused_run_config_whose_out_holds_that_run_says_where_the_folder_came
 
 def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys):
     """On a fast host ethiopianHead's `--time-limit 240` run made its 20000 steps in 169 s and
-    stopped there without a word: the user had asked for 240 s of training."""
+    stopped there without a word: the user had asked for 240 s of training. Without --steps the
+    time alone now ends such a run (test_training); a --steps given still can, and is said."""
     from types import SimpleNamespace
 
     from taichi_nerf.cli.train import report_end
 
     def end(time_used, step):
-        trainer = SimpleNamespace(cfg=TrainConfig(time_limit_s=240.0), time_used=time_used, resumed_from=0,
+        trainer = SimpleNamespace(cfg=TrainConfig(time_limit_s=240.0, steps=20000), time_used=time_used, resumed_from=0,
                                   val_name="val", nothing_to_train=lambda: False)
         result = SimpleNamespace(interrupted=False, step=step, checkpoint=tmp_path / "checkpoint.pt",
                                  out_dir=tmp_path, val_psnr=27.1, val_object_psnr=None, seconds=172.0,
@@ -516,6 +517,6 @@ def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys)
         return capsys.readouterr().out
 
     said = end(169.0 / 240.0, 20000)
-    assert "note: the run's 20000 steps ended it at 70% of its 240 s time limit; a larger --steps" in said, said
+    assert "note: the run's 20000 steps ended it at 70% of its 240 s time limit; without --steps the time" in said, said
     assert "note:" not in end(1.0, 17000)  # the time ended it
     assert "note:" not in end(0.95, 20000)  # steps and time ran out together, near enough

@@ -63,9 +63,10 @@ def test_the_progress_bar_shows_the_last_validation_with_its_step():
     with the checkpoint's."""
     from types import SimpleNamespace
 
+    from taichi_nerf.config import TrainConfig
     from taichi_nerf.training.diagnostics import ProgressBar
 
-    cfg = SimpleNamespace(time_limit_s=0, steps=100, progress=False)
+    cfg = TrainConfig(time_limit_s=0, steps=100, progress=False)
     resumed = SimpleNamespace(cfg=cfg, step_count=40, last_val_psnr=21.234, time_used=0.0)
     bar = ProgressBar(resumed)
     assert bar.numbers == {"val": "21.23@40"}

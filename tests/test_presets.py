@@ -222,7 +222,7 @@ def test_learning_rate_schedules():
     from taichi_nerf.training import lr_schedule
 
     def lr(cfg, step):
-        return lr_schedule.learning_rate(cfg, lr_schedule.progress(step, cfg.steps))
+        return lr_schedule.learning_rate(cfg, lr_schedule.progress(step, cfg.step_limit()))
 
     p3d = TrainConfig().replace(preset="pytorch3d")
     assert p3d.steps == 3000
@@ -230,8 +230,8 @@ def test_learning_rate_schedules():
     keras = TrainConfig().replace(preset="keras")
     assert lr(keras, 0) == lr(keras, 319) == 1e-3
     default = TrainConfig(lr=5e-3)  # the exponential decay
-    assert lr(default, 0) == 5e-3 and lr(default, default.steps) == pytest.approx(5e-4)
-    assert lr(default, default.steps // 2) == pytest.approx(5e-3 * 0.1 ** 0.5)
+    assert lr(default, 0) == 5e-3 and lr(default, default.step_limit()) == pytest.approx(5e-4)
+    assert lr(default, default.step_limit() // 2) == pytest.approx(5e-3 * 0.1 ** 0.5)
 
 
 def test_a_warm_up_ramps_the_rate_then_leaves_the_schedule_alone():
@@ -240,17 +240,18 @@ def test_a_warm_up_ramps_the_rate_then_leaves_the_schedule_alone():
     from taichi_nerf.training.lr_schedule import learning_rate, progress
 
     cfg = TrainConfig(lr=1e-2, lr_warmup=100)
-    rates = [learning_rate(cfg, progress(k, cfg.steps), k) for k in range(0, 300)]
-    plain = [learning_rate(cfg.replace(lr_warmup=0), progress(k, cfg.steps), k) for k in range(0, 300)]
+    n = cfg.step_limit()  # 20000: no --steps, no time limit
+    rates = [learning_rate(cfg, progress(k, n), k) for k in range(0, 300)]
+    plain = [learning_rate(cfg.replace(lr_warmup=0), progress(k, n), k) for k in range(0, 300)]
     assert rates[0] == pytest.approx(plain[0] / 100) and rates[49] == pytest.approx(plain[49] / 2)
     assert all(a < b for a, b in zip(rates[:100], rates[1:100]))  # rising through the warm-up
     assert rates[100:] == plain[100:] and plain[0] == 1e-2
     # Under a time limit the warm-up also ends by WARMUP_TIME_SHARE of the time, whichever comes first.
     from taichi_nerf.training.lr_schedule import WARMUP_TIME_SHARE
 
-    assert learning_rate(cfg, progress(9, cfg.steps), 9, time_used=WARMUP_TIME_SHARE) == plain[9]
-    assert learning_rate(cfg, progress(9, cfg.steps), 9, time_used=WARMUP_TIME_SHARE / 2) == pytest.approx(plain[9] / 2)
-    assert learning_rate(cfg, progress(79, cfg.steps), 79, time_used=0.01) == pytest.approx(rates[79])  # steps further
+    assert learning_rate(cfg, progress(9, n), 9, time_used=WARMUP_TIME_SHARE) == plain[9]
+    assert learning_rate(cfg, progress(9, n), 9, time_used=WARMUP_TIME_SHARE / 2) == pytest.approx(plain[9] / 2)
+    assert learning_rate(cfg, progress(79, n), 79, time_used=0.01) == pytest.approx(rates[79])  # steps further
 
 
 def test_the_rates_by_scene_kind_are_written_into_the_run_config():
@@ -281,13 +282,14 @@ def test_a_time_limit_ends_the_decay_when_the_time_runs_out():
     from taichi_nerf.training.lr_schedule import DECAY_FROM, learning_rate, progress
 
     default = TrainConfig(lr=5e-3)
-    assert progress(100, default.steps, time_used=DECAY_FROM) == 100 / default.steps  # the steps rule until then
+    n = default.step_limit()  # 20000: no --steps, no time limit
+    assert progress(100, n, time_used=DECAY_FROM) == 100 / n  # the steps rule until then
     halfway = DECAY_FROM + 0.5 * (1.0 - DECAY_FROM)
-    assert progress(100, default.steps, time_used=halfway) == pytest.approx(0.5)
-    assert progress(15000, default.steps, time_used=halfway) == 0.75  # the steps are further
-    assert learning_rate(default, progress(2000, default.steps, time_used=1.0)) == pytest.approx(5e-4)
-    assert progress(0, default.steps, time_used=0.0, floor=0.6) == 0.6
-    assert progress(0, default.steps, time_used=halfway, floor=0.6) == pytest.approx(0.8)
+    assert progress(100, n, time_used=halfway) == pytest.approx(0.5)
+    assert progress(15000, n, time_used=halfway) == 0.75  # the steps are further
+    assert learning_rate(default, progress(2000, n, time_used=1.0)) == pytest.approx(5e-4)
+    assert progress(0, n, time_used=0.0, floor=0.6) == 0.6
+    assert progress(0, n, time_used=halfway, floor=0.6) == pytest.approx(0.8)
     p3d = TrainConfig().replace(preset="pytorch3d")
     drop = DECAY_FROM + 0.75 * (1.0 - DECAY_FROM)
     assert learning_rate(p3d, progress(10, p3d.steps, time_used=drop - 0.01)) == 1e-3

@@ -400,6 +400,34 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
 
 
 
+def test_without_steps_the_time_limit_alone_ends_the_run(tiny_scene, tmp_path, monkeypatch, capsys):
+    """On a fast host ethiopianHead's `--time-limit 240` made the default 20000 steps in 169 s and
+    stopped with 71 s left, 0.4 dB short of what its 240 s gave. Without --steps a time-limited
+    run now trains until the time runs out, its rate decaying by the time; without a limit, and
+    in the window (which keeps none), the default count ends it. The default is 6 here; each
+    step costs 0.1 s of the test's own clock."""
+    from taichi_nerf import config
+    from taichi_nerf.cli.train import report_start
+
+    monkeypatch.setattr(config, "DEFAULT_STEPS", 6)
+    cfg = tiny_config(tiny_scene, tmp_path / "timed", checkpoint_every=0, eval_every=0, preview_every=0, steps=None,
+                      time_limit_s=1.5)
+    trainer = Trainer(cfg)
+    assert trainer.schedule_progress(3) == 0.5  # not run(): the window's steps, the default count
+    fake_clock(trainer, {"step": 0.1})
+    report_start(trainer, resume=False)
+    assert trainer.run().step in (14, 15) and trainer.time_used == 1.0  # 1.5 s of 0.1 s steps, not 6
+    assert trainer.lr_at(trainer.step_count) == pytest.approx(cfg.lr_final)
+    said = capsys.readouterr().out
+    assert "; training steps of 256 rays x " in said and " until the 1.5 s time limit" in said, said
+    untimed = Trainer(cfg.replace(time_limit_s=0.0, out=str(tmp_path / "untimed")))
+    fake_clock(untimed, {"step": 0.1})
+    assert untimed.run().step == 6 and untimed.lr_at(6) == pytest.approx(cfg.lr_final)
+    given = Trainer(cfg.replace(steps=4, out=str(tmp_path / "given")))
+    fake_clock(given, {"step": 0.1})
+    assert given.run().step == 4  # a --steps given still ends it first
+
+
 def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path, capsys):
     """A run interrupted after 0.8 s of a 2 s limit, resumed as its "continue with" line says,
     trained another whole 2 s with its learning rate decay stretched; now it trains the 1.2 s

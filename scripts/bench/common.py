@@ -77,9 +77,11 @@ def trainer_curve(trainer, budget_s: float, eval_every_s: float, label: str, vie
     trainer configured with a time limit schedules its learning rate by the training time
     spent, as ``train --time-limit`` does by wall time (training/lr_schedule.py)."""
     limit = trainer.cfg.time_limit_s
+    if limit:  # timed, as train's run(): without --steps the time alone ends it and drives the schedule
+        trainer.start_clock()
 
     def step():
-        if trainer.step_count >= trainer.cfg.steps:
+        if trainer.step_count >= trainer.cfg.step_limit():
             return False
         trainer.step()
         if limit:

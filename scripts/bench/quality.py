@@ -60,7 +60,7 @@ def quality_runs(cfg: TrainConfig, budget: float, baseline_budget: float, views:
         return statistics.mean(scores)
 
     def ours_step():
-        if tr.step_count >= cfg.steps:
+        if tr.step_count >= cfg.step_limit():
             return False
         tr.step()
 

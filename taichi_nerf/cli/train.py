@@ -220,10 +220,10 @@ def report_end(trainer, result, video_frames: int) -> int:
     took = f"{result.seconds:.1f} s" if result.training_seconds is None else \
         f"{result.training_seconds:.1f} s ({result.seconds:.1f} s with the final validation)"
     print(f"trained {steps} in {took}{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
-    if cfg.time_limit_s and trainer.time_used < TIME_LEFT_UNUSED and result.step >= cfg.steps:
-        # a fast host: the step count, not the time, ended the run (ethiopianHead: 20000 steps in 169 of 240 s)
+    if cfg.time_limit_s and trainer.time_used < TIME_LEFT_UNUSED and result.step >= cfg.step_limit():
+        # a fast host: the --steps given, not the time, ended the run (ethiopianHead: 20000 steps in 169 of 240 s)
         print(f"note: the run's {cfg.steps} steps ended it at {100 * trainer.time_used:.0f}% of its "
-              f"{cfg.time_limit_s:g} s time limit; a larger --steps lets the time decide (the learning rate then "
+              f"{cfg.time_limit_s:g} s time limit; without --steps the time decides (the learning rate then "
               "decays by the time)")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")

@@ -88,10 +88,10 @@ class GuiApp(TrainingSession):
         on_gpu = self.backend.is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
                                          yield_while_moving=not on_gpu,
-                                         stop_at=cfg.steps if trainer is not None else None)
+                                         stop_at=cfg.step_limit(timed=False) if trainer is not None else None)
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):  # a finished run opens paused
-            self.message = f"the run has its {cfg.steps} planned steps: space trains on"
+            self.message = f"the run has its {cfg.step_limit(timed=False)} planned steps: space trains on"
         self.mode = "rgb"
         self.controls = Controls()
         self.width, self.height = int(options.window[0]), int(options.window[1])

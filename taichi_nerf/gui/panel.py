@@ -161,7 +161,7 @@ def stats_lines(app) -> list[tuple[str, tuple]]:
         t = app.trainer
         waiting = app.schedule.yield_while_moving and (app.controls.dragging or app.settling is not None)
         state = "paused" if app.schedule.paused else ("waits for the view" if waiting else "training")
-        lines.append((f"step {t.step_count} / {app.cfg.steps} ({state})", WHITE))
+        lines.append((f"step {t.step_count} / {app.cfg.step_limit(timed=False)} ({state})", WHITE))
         lines.append((f"loss {t.last_loss:.5f}" if math.isfinite(t.last_loss) else "loss -", CURVE_COLOURS["loss"]))
         psnr = f"{curves.smoothed_psnr:.2f} dB" if curves.smoothed_psnr is not None else "-"
         val = f" (val {curves.val_psnr:.2f})" if curves.val_psnr else ""

@@ -308,7 +308,8 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
         raise CheckpointError(f"{path}: cannot resume: the checkpoint has no {' or '.join(missing)} state "
                               f"(render and eval can still read it)")
     made = state["step"]
-    if isinstance(made, int) and cfg.steps != saved.steps and cfg.steps < made:  # it would be written as the run's
+    given = cfg.steps is not None and cfg.steps != saved.steps  # (None: by the time limit, or the default)
+    if isinstance(made, int) and given and cfg.steps < made:  # it would be written as the run's
         raise ValueError(f"bad configuration: steps must be at least {made} on this resume, the steps the run has "
                          f"made (it is the run's total, not the steps to add: {made + cfg.steps} trains "
                          f"{cfg.steps} more), got {cfg.steps}")

@@ -16,6 +16,7 @@ training: a warning, not a verdict.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -116,7 +117,7 @@ class ProgressBar:
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of the time limit "
                                        "[{elapsed}<{remaining}{postfix}]")
         else:
-            self.bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not cfg.progress, unit="step",
+            self.bar = tqdm(total=cfg.step_limit(), initial=trainer.step_count, disable=not cfg.progress, unit="step",
                             dynamic_ncols=True)
 
     def on_step(self, trainer, info: dict) -> None:
@@ -206,12 +207,10 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     if dataset is not None:
         lines.append(f"background: {resolve_background(cfg.background, dataset.background).description}")
     samples = samples_words(resolved)
-    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s else ""
-    steps = f"{cfg.steps} steps" if resumed_at is None else \
-        f"to step {cfg.steps} (from the checkpoint's {resumed_at}: {max(cfg.steps - resumed_at, 0)} more)"
     arch = resolve_arch(cfg.arch)
     precision = "bf16" if use_bf16(cfg.mixed_precision_for(scene), arch) else "float32"
-    lines.append(f"would train on {arch} ({precision} MLP) {steps}{until} of {batch_words(cfg)} x {samples}")
+    plan = plan_words(cfg, f"{batch_words(cfg)} x {samples}", resumed_at)
+    lines.append(f"would train on {arch} ({precision} MLP) {plan}")
     return lines
 
 
@@ -256,20 +255,22 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
         + per_rank
     samples = samples_words(cfg)
     live = trains_on is not None  # the window or the browser: no time limit, it trains until paused or closed
-    until = f" (or until the {cfg.time_limit_s:g} s time limit)" if cfg.time_limit_s and not live else ""
-    lines.append(f"backend: {trainer.backend.arch}; training {cfg.steps} steps{until} of {rays} x {samples}"
+    lines.append(f"backend: {trainer.backend.arch}; training {plan_words(cfg, f'{rays} x {samples}', live=live)}"
                  + (f"; run folder {run_folder}" if run_folder is not None else "")
                  + (f"; resuming at step {trainer.step_count}" if resume else ""))
     if cfg.batch_images and cfg.image_order == "epochs" and trainer.ranks.size == 1:  # Keras counts epochs
         count, per = trainer.ray_batches.count, trainer.ray_batches.count // cfg.batch_images
+        total = cfg.step_limit(not live)
         lines.append(f"note: an epoch is {per} steps ({count} training images in batches of {cfg.batch_images}, the "
-                     f"last part-batch dropped): {cfg.steps} steps are {cfg.steps / per:.3g} epochs")
+                     "last part-batch dropped)" + (f": {total} steps are {total / per:.3g} epochs"
+                                                   if math.isfinite(total) else ""))
     if live and cfg.time_limit_s:
         lines.append(f"note: the run's {cfg.time_limit_s:g} s time limit does not apply here: it trains until paused "
                      "or closed (train --resume keeps to the limit)")
     if resume and trainer.nothing_to_train() and live:
-        if cfg.steps <= trainer.step_count:  # (a spent time limit changes nothing here)
-            lines.append(f"note: the run already made its {cfg.steps} steps: it opens paused there; {trains_on} trains "
+        planned = cfg.step_limit(timed=False)
+        if planned <= trainer.step_count:  # (a spent time limit changes nothing here)
+            lines.append(f"note: the run already made its {planned} steps: it opens paused there; {trains_on} trains "
                          "on (or give a new total: --steps N)")
     elif resume and trainer.nothing_to_train():
         lines.append(nothing_to_train_note(trainer, "--steps N or --time-limit SECONDS"))
@@ -285,11 +286,24 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     return lines
 
 
+def plan_words(cfg, step: str, resumed_at: int | None = None, live: bool = False) -> str:
+    """The steps of ``step`` (a batch's words) a run makes and what ends it: "20000 steps (or until the 240 s time
+    limit) of STEP", or without --steps under a limit "steps of STEP until the 240 s time limit"; ``resumed_at``: the
+    checkpoint's step; ``live``: the window or the browser, which keep no time limit."""
+    total = cfg.step_limit(not live)
+    until = f"until the {cfg.time_limit_s:g} s time limit" if cfg.time_limit_s and not live else ""
+    if not math.isfinite(total):
+        return f"steps of {step} {until}" + ("" if resumed_at is None else f" (from the checkpoint's {resumed_at})")
+    steps = f"{total} steps" if resumed_at is None else \
+        f"to step {total} (from the checkpoint's {resumed_at}: {max(total - resumed_at, 0)} more)"
+    return steps + (f" (or {until})" if until else "") + f" of {step}"
+
+
 def continue_command(trainer, command: str) -> str:
     """The command that trains the run on: ``command``, with a new total of steps once the run
     made its own (the same command again would only validate). The total is counted from the
     steps made, which the window trains past its planned ones: a resume refuses one below them."""
-    steps, made = trainer.cfg.steps, trainer.step_count
+    steps, made = trainer.cfg.step_limit(timed=False), trainer.step_count
     if made >= steps:
         return f"{command} --steps {made + steps} (a new total: the run made {made} steps)"
     return command
@@ -299,7 +313,7 @@ def nothing_to_train_note(trainer, how: str) -> str:
     """What a resume of a run that already made its steps (or used its time limit) does, and
     ``how`` to train on (the CLI's flags, the API's keywords)."""
     cfg = trainer.cfg
-    done = (f"made its {cfg.steps} steps" if cfg.steps <= trainer.step_count else
+    done = (f"made its {cfg.step_limit()} steps" if cfg.step_limit() <= trainer.step_count else
             f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
     return f"note: the run already {done}: nothing to train, it validates again; to train on, give the new total: {how}"
 

@@ -9,6 +9,8 @@ time limit.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..config import TrainConfig
@@ -43,7 +45,8 @@ def _scheduled_rate(cfg: TrainConfig, at: float) -> float:
     if cfg.lr_schedule == "constant":
         return cfg.lr
     if cfg.lr_schedule == "step":  # PyTorch3D's tutorial: lr * 0.1 from iteration round(n_iter * 0.75) on
-        drop = min(round(cfg.steps * cfg.lr_step_at) / max(cfg.steps, 1), 1.0)
+        steps = cfg.step_limit()  # none under a time limit: the time's progress then drops it
+        drop = min(round(steps * cfg.lr_step_at) / max(steps, 1), 1.0) if math.isfinite(steps) else cfg.lr_step_at
         return cfg.lr_final if at >= drop else cfg.lr
     return cfg.lr * (cfg.lr_final / cfg.lr) ** at
 

@@ -34,9 +34,7 @@ from .ray_batches import RayBatches
 from .result import TrainResult
 from .validation import periodic_stride, preview_image, validation_scores
 
-# Under --time-limit, a scheduled validation or preview is skipped while the ones before took over this share
-# of the run's time (11% of 240 s on ethiopianHead and a phone-sized proposal run); checkpoints never are.
-CHECK_SHARE = 0.05
+CHECK_SHARE = 0.05  # under --time-limit: validations and previews skip while past this share of the time
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,7 +136,8 @@ class Trainer:
         return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step, self.time_used) * self.lr_scale
 
     def schedule_progress(self, step: int) -> float:
-        return lr_schedule.progress(step, self.cfg.steps, self.time_used, self.progress_floor)
+        timed = self.run_started is not None  # else the window's steps: no time limit there, DEFAULT_STEPS
+        return lr_schedule.progress(step, self.cfg.step_limit(timed), self.time_used, self.progress_floor)
 
     def sample_batch(self):
         """One step's rays: (origins, dirs, background, target, alpha, image_index, pixel_index)."""
@@ -253,9 +252,9 @@ class Trainer:
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
         self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
-        if s % cfg.log_every == 0 or s == cfg.steps:
+        if s % cfg.log_every == 0 or s == cfg.step_limit():
             self.log_training_row()
-        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.steps and self.check_allowed():
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.step_limit() and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
             with self.timed_check():
@@ -369,7 +368,7 @@ class Trainer:
     def nothing_to_train(self) -> bool:
         """A resumed run that already made its steps or used its time limit: it only validates again."""
         limit = self.cfg.time_limit_s
-        return self.cfg.steps <= self.step_count or bool(limit and self.clock_carried_s >= limit)
+        return self.cfg.step_limit() <= self.step_count or bool(limit and self.clock_carried_s >= limit)
 
     # --- the whole run ------------------------------------------------------------------
     def run(self, drive=None) -> TrainResult:
@@ -386,7 +385,7 @@ class Trainer:
 
         def more() -> bool:  # time left (a resume may have used it), steps left, and no rank voted to stop
             spent = self.clock_limit(start_wall)
-            return not spent and self.step_count < cfg.steps and not self.ranks.agree_to_stop(stop)
+            return not spent and self.step_count < cfg.step_limit() and not self.ranks.agree_to_stop(stop)
 
         with stop:
             try:

@@ -77,10 +77,11 @@ class WebViewer(TrainingSession):
         on_gpu = backend.current().is_cuda
         self.schedule = TrainingSchedule(steps_per_frame=options.steps_per_frame, can_train=trainer is not None,
                                          yield_while_moving=not on_gpu,
-                                         stop_at=None if trainer is None or keep_going is not None else cfg.steps)
+                                         stop_at=None if trainer is None or keep_going is not None
+                                         else cfg.step_limit(timed=False))
         self.message = "training" if trainer is not None else "viewing a checkpoint (no training)"
         if trainer is not None and self.schedule.reached(trainer.step_count):
-            self.message = f"the run has its {cfg.steps} planned steps: resume trains on"
+            self.message = f"the run has its {cfg.step_limit(timed=False)} planned steps: resume trains on"
         self.mode = "rgb"
         self.resolution_cap = int(options.resolution_cap)
         fov_y = 2.0 * math.atan(math.tan(0.5 * self.scene.fov_x) / self.scene.aspect)
@@ -349,10 +350,11 @@ class WebViewer(TrainingSession):
     def stats_text(self) -> str:
         lines = []
         if self.trainer is not None:
-            info, total = self.last_info, self.cfg.steps
+            info, total = self.last_info, self.cfg.step_limit(timed=self.keep_going is not None)
             loss = info.get("loss")
             state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
-            lines.append(f"step {self.step} of {total} ({state})" + (f", loss {loss:.5f}" if loss else ""))
+            of = f" of {total}" if total != float("inf") else f" of the {self.cfg.time_limit_s:g} s time limit's"
+            lines.append(f"step {self.step}{of} ({state})" + (f", loss {loss:.5f}" if loss else ""))
             psnr, val = self.curves.smoothed_psnr, self.curves.val_psnr
             lines.append("PSNR " + (f"{psnr:.2f} dB" if psnr is not None else "-") + " train, "
                          + (f"{val:.2f} dB" if val is not None else "-") + " validation")

@@ -58,7 +58,8 @@ class TrainingSession:
         if self.schedule.reached(trainer.step_count):
             if self.saved_step != trainer.step_count:
                 actions.attempt(self, actions.save_checkpoint, "checkpoint")
-            self.message = f"reached the planned {self.cfg.steps} steps and saved; {self.resume_hint} trains on"
+            planned = self.cfg.step_limit(timed=False)
+            self.message = f"reached the planned {planned} steps and saved; {self.resume_hint} trains on"
             return False
         return True
 
