@@ -462,6 +462,34 @@ def test_the_built_in_scenes_first_render_shows_one_bar_under_torchrun(monkeypat
     assert asked == [shown]
 
 
+def test_a_rank_lost_in_the_grids_broadcast_leaves_that_steps_row_and_checkpoint(tiny_scene, tmp_path, monkeypatch):
+    """A peer lost while the occupancy grid is shared, after the step's grid update: rank 0 saves that
+    step, whole, with the metrics row that was due there. The killed-rank test above once saw steps
+    [.., 25, 35, ..]: the row of step 30, the first grid update, was missing; it depends on when the
+    kill lands. Here one process stands in for rank 0, and the broadcast fails at step 10 every time."""
+    from functools import partial
+
+    from taichi_nerf.runs.distributed import PeerLost, Ranks, rescue_step
+    from taichi_nerf.training.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, grid_warmup=10, eval_every=0, preview_every=0,
+                                  checkpoint_every=0))
+    peer = Ranks(rank=0, size=2, run_folder=trainer.out_dir, rescue=partial(rescue_step, trainer))
+
+    def reset():
+        raise RuntimeError("Connection reset by peer")
+
+    monkeypatch.setattr(trainer.ranks, "share_grid", lambda grid: peer._call(reset))
+    trainer.begin()
+    with pytest.raises(PeerLost, match=f"rank 0 saved step 10: continue with: taichi-nerf train --resume {tmp_path}"):
+        while trainer.step_count < 40:
+            trainer.advance()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [5, 10], rows
+    assert rows[-1]["lr"] == pytest.approx(trainer.lr_at(9)) != pytest.approx(trainer.lr_at(8))  # step 10's numbers
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 10
+
+
 def test_a_lost_rank_is_said_on_a_line_of_its_own_not_after_the_progress_bar(capsys):
     """kill -9 of rank 1 under plain torchrun: rank 0's 'training stopped: ... lost the other
     ranks' came right after its progress bar, on the bar's line ('... step=96]taichi-nerf: ...')."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import re
 import shlex
@@ -166,8 +167,7 @@ class Ranks:
     control: object = None  # gloo group: the start, stop votes, agreements
     data: object = None  # gradients and the grid
     run_folder: object = None  # for the resume hint when a peer is lost
-    # rank 0: saves the run's last whole step when a peer is lost (set by share_start)
-    rescue: object = None
+    rescue: object = None  # rank 0: rescue_step, the run's last whole step saved when a peer is lost (share_start)
     own_stdout: object = None  # a rank other than 0: its standard output while a run silences it
 
     @property
@@ -326,16 +326,7 @@ class Ranks:
             trainer.generator.manual_seed(stream_seed(trainer.cfg.seed, self.rank, trainer.step_count))
             trainer.cfg = dataclasses.replace(trainer.cfg, progress=False)
             return
-
-        def rescue() -> int | None:
-            if trainer.step_count == 0:
-                return None
-            s = trainer.step_count  # lost in the grid's broadcast: the step is whole but its due row not written
-            if trainer.unlogged is not None and (s % trainer.cfg.log_every == 0 or s == trainer.cfg.steps):
-                trainer.log_training_row()
-            trainer.save_checkpoint()
-            return trainer.step_count
-        self.rescue = rescue
+        self.rescue = functools.partial(rescue_step, trainer)
 
     def share_result(self, result):
         """Rank 0's result of a run, on every rank, once rank 0 has finished it (its last save and
@@ -362,6 +353,18 @@ class Ranks:
             if dist.is_initialized():
                 dist.destroy_process_group()
         _current = SINGLE
+
+
+def rescue_step(trainer) -> int | None:
+    """Rank 0's save when a peer was lost (Ranks.rescue): the step, whole, with its metrics row where one was due
+    (lost in the occupancy grid's broadcast, after step() kept its numbers: ``unlogged``); None before step 1."""
+    if trainer.step_count == 0:
+        return None
+    s = trainer.step_count
+    if trainer.unlogged is not None and (s % trainer.cfg.log_every == 0 or s == trainer.cfg.step_limit()):
+        trainer.log_training_row()
+    trainer.save_checkpoint()
+    return trainer.step_count
 
 
 def stream_seed(seed: int, rank: int, step: int) -> int:
