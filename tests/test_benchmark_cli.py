@@ -72,6 +72,7 @@ BAD_INPUTS = {  # a script and a mistake a contributor can make with it: what it
     "capture_truth.py": (["{tmp}", "{tmp}/run"], "capture_truth.py: error: {tmp}/capture_effects.json: no such file"),
     "mesh_picture.py": (["--ckpt", "{tmp}/no-run", "--arch", "cpu"],
                         "mesh_picture.py: error: {tmp}/no-run: no checkpoint"),
+    "preview_blur.py": (["{tmp}/step_000100.png"], "preview_blur.py: error: {tmp}/step_000100.png: No such file"),
     "make_testsets.py": (["--out", "{tmp}", "--only", "npz-black", "--size", "8", "--arch", "cpu"],
                          "make_testsets.py: error: test set npz-black: need size >= 16"),
 }
@@ -121,3 +122,23 @@ def test_a_scripts_help_is_its_whole_docstring(tmp_path, name):
     assert shown.returncode == 0, shown.stderr
     words = " ".join(shown.stdout.split())
     assert " ".join(doc.split()[-12:]) in words, name
+
+
+def test_preview_blur_finds_the_blur_a_preview_was_given(tmp_path):
+    """scripts/preview_blur.py (issue 25's "soft" face as a number): a prediction that is the photo
+    blurred by 2 px is found at 2 px, a sharp one at 0, on the object's pixels alone."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from scripts.preview_blur import equivalent_blur, panels
+
+    rng = np.random.default_rng(0)
+    photo = np.full((64, 64, 3), 255, np.uint8)
+    photo[12:52, 12:52] = rng.integers(0, 200, (40, 40, 3))  # a textured object on white
+    soft = np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(2)))
+    for prediction, sigma in ((soft, 2.0), (photo, 0.0)):
+        Image.fromarray(np.concatenate([prediction, photo, photo], axis=1)).save(tmp_path / "preview.png")
+        found = equivalent_blur(*panels(tmp_path / "preview.png", 3))
+        assert found["blur_px"] == sigma and found["object_pixels"] >= 40 * 40, found
+    with pytest.raises(ValueError, match="not 5 panels of equal width"):
+        panels(tmp_path / "preview.png", 5)

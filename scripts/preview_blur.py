@@ -1,0 +1,67 @@
+"""How blurred a preview's prediction is, in pixels: the Gaussian blur of the photo beside it
+that the prediction matches best, on the object's pixels (where the photo is not the white
+background). PSNR alone mixes blur with colour and pose error; this number is what "the face is
+soft" means (issue 25), comparable between runs of the same view. A preview is the training's
+``previews/step_N.png`` (prediction | photo | depth ...: ``--panels`` of equal width).
+
+    python scripts/preview_blur.py runs/ethiopianhead/previews/step_024254.png [more.png ...]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import one_line_errors  # noqa: E402
+
+SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+
+
+def panels(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction and the photo of a preview of ``count`` side-by-side panels, as floats in [0, 1]."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    width = image.shape[1] // count
+    if width * count != image.shape[1]:
+        raise ValueError(f"{path}: {image.shape[1]} px wide, not {count} panels of equal width (--panels)")
+    return image[:, :width], image[:, width:2 * width]
+
+
+def blurred(photo: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma == 0:
+        return photo.astype(np.float64) / 255
+    return np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(sigma))).astype(np.float64) / 255
+
+
+def equivalent_blur(prediction: np.ndarray, photo: np.ndarray) -> dict:
+    """``{"blur_px": sigma, "psnr": as is, "psnr_at_blur": ...}`` on the photo's object pixels (not near-white)."""
+    mask = photo.min(axis=2) < 0.97 * 255
+    if mask.sum() < 16:
+        raise ValueError("the photo has almost no object pixels (it is scored where it is not white)")
+    pred = prediction.astype(np.float64) / 255
+
+    def psnr(truth):
+        return float(-10 * np.log10(max(((pred - truth)[mask] ** 2).mean(), 1e-12)))
+
+    scores = {sigma: psnr(blurred(photo, sigma)) for sigma in SIGMAS}
+    best = max(scores, key=scores.get)
+    return {"blur_px": best, "psnr": round(scores[0.0], 2), "psnr_at_blur": round(scores[best], 2),
+            "object_pixels": int(mask.sum())}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("previews", nargs="+", type=Path, help="preview PNGs (prediction | photo | ...)")
+    p.add_argument("--panels", type=int, default=3, help="panels side by side (default 3: prediction, photo, depth)")
+    args = p.parse_args(argv)
+    for path in args.previews:
+        found = equivalent_blur(*panels(path, args.panels))
+        print(f"{path}: blur {found['blur_px']:g} px (object PSNR {found['psnr']:.2f} dB as is, "
+              f"{found['psnr_at_blur']:.2f} against the photo blurred so; {found['object_pixels']} object pixels)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(one_line_errors("preview_blur.py", main))
