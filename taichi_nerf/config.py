@@ -17,6 +17,7 @@ from typing import Literal
 from .config_checks import MAX_SAMPLES, range_problems, type_problems, without_none
 from .kind_defaults import (
     APPEARANCE_DEFAULTS,
+    CUT_OUT_DEFAULTS,
     DENSITY_NOISE_DEFAULTS,
     LR_DEFAULTS,
     LR_WARMUP_DEFAULTS,
@@ -30,6 +31,7 @@ from .kind_defaults import (
     SKIP_HIDDEN_DEFAULTS,
     by_kind,
     chosen,
+    kind_default,
     sampling_defaults,
 )
 
@@ -179,7 +181,8 @@ class TrainConfig:
     pixel_sampling: PixelSampling | None = option(None, OPTIMISATION, "which pixels a step's rays come from: uniform, "
                                                   "or error: half of them where the field's recent error is "
                                                   "largest (ray_batches.py; default: "
-                                                  f"{by_kind(PIXEL_SAMPLING_DEFAULTS)})")
+                                                  f"{CUT_OUT_DEFAULTS['pixel_sampling']} for an object that mask files "
+                                                  f"cut out, else {by_kind(PIXEL_SAMPLING_DEFAULTS)})")
     image_order: ImageOrder = option("random", OPTIMISATION, "with batch_images: random: distinct random images each "
                                                              "step (PyTorch3D's); epochs: every image once per pass, "
                                                              "in a new order each pass, the last part-batch dropped "
@@ -284,7 +287,8 @@ class TrainConfig:
         return dataclasses.replace(self, lr=chosen(self.lr, LR_DEFAULTS, scene),
                                    density_noise=chosen(self.density_noise, DENSITY_NOISE_DEFAULTS, scene),
                                    lr_warmup=chosen(self.lr_warmup, LR_WARMUP_DEFAULTS, scene),
-                                   pixel_sampling=chosen(self.pixel_sampling, PIXEL_SAMPLING_DEFAULTS, scene),
+                                   pixel_sampling=self.pixel_sampling
+                                   or kind_default("pixel_sampling", PIXEL_SAMPLING_DEFAULTS, scene),
                                    **sampling_defaults(self, scene, MAX_SAMPLES))
 
     def step_limit(self, timed: bool = True) -> float:

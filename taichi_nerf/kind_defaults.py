@@ -46,9 +46,14 @@ DENSITY_NOISE_DEFAULTS = {"box": 0.0, "ndc": 1.0, "unbounded": 1.0}
 
 # Where each step's rays come from (training/ray_batches.py; docs/BENCHMARKS.md, "Model size by scene kind;
 # rays drawn by an error map"). Half of them by an error map was level or -0.1 to -0.2 dB on the sets
-# that fill the frame; on objects it costs 40% of the steps (rays go to the object): ethiopianHead
-# within its seeds' spread, the built-in scene -0.1 to -0.7 dB at 60 s. Uniform everywhere.
+# that fill the frame; on objects it costs a third of the steps or more (rays go to the object): the
+# clean renders level on the Zen 5 host, the built-in scene -0.1 to -0.7 dB at 60 s on the AVX2 EPYC.
 PIXEL_SAMPLING_DEFAULTS = {"box": "uniform", "ndc": "uniform", "unbounded": "uniform"}
+# An object that mask files cut out of its photos (Scene.cut_out: a turntable capture, --mask-mode
+# transparent) takes these instead: the error map sends rays from the background it learns first to the
+# object. ethiopianHead, two seeds on each of two CPUs: +0.26 and +0.25 dB, and a less blurred face
+# (scripts/preview_blur.py: 1.25-1.75 px against 1.75-2; "A time limit without --steps, and three levers").
+CUT_OUT_DEFAULTS = {"pixel_sampling": "error"}
 
 # bf16 autocast for the MLP where the CPU has bf16 instructions (backend.use_bf16; docs/BENCHMARKS.md,
 # "bf16 on the CPU"): 6-40% more steps; +0.1 to +0.7 dB on objects and forward-facing sets, -0.06 and
@@ -104,6 +109,14 @@ def scene_kind(scene) -> str:
 def chosen(value, table: dict, scene):
     """``value`` where the option was set (not None), else ``table``'s entry for ``scene``'s kind."""
     return table[scene_kind(scene)] if value is None else value
+
+
+def kind_default(name: str, table: dict, scene):
+    """Option ``name``'s default on ``scene``: CUT_OUT_DEFAULTS' for an object cut out by mask files, else
+    ``table``'s entry for its kind."""
+    if name in CUT_OUT_DEFAULTS and scene_kind(scene) == "box" and getattr(scene, "cut_out", False):
+        return CUT_OUT_DEFAULTS[name]
+    return table[scene_kind(scene)]
 
 
 KIND_NAMES = {"box": "objects", "ndc": "forward-facing", "unbounded": "unbounded"}

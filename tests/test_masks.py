@@ -204,6 +204,34 @@ def test_ignore_mode_warns_when_the_masks_cut_out_an_object_not_distractors(tmp_
     assert not any(hint in w for w in read_dataset(root, mask_mode="ignore").warnings)
 
 
+def test_an_object_its_masks_cut_out_draws_half_its_rays_by_the_error_map(tmp_path):
+    """ethiopianHead (a turntable cut out by its masks/) scored +0.25 dB with a less blurred face
+    when half of each batch came from the error map, on two seeds on each of two CPUs; the clean
+    renders, which have no mask files, were level or lower. So mask files cutting an object out
+    (--mask-mode transparent) make it the default, and nothing else does: not ``ignore``'s
+    distractor masks, not the same photos without masks; a given --pixel-sampling wins."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.rendering.scene import Scene
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    root = write_transforms(tmp_path / "ds")
+    cut_out = read_dataset(root)
+    assert Scene.from_dataset(cut_out).cut_out
+    trainer = Trainer(tiny_config(root, tmp_path / "run"), dataset=cut_out)
+    assert trainer.cfg.pixel_sampling == "error" and trainer.ray_batches.error_map is not None
+    for mode in ("ignore", "off"):
+        scene = Scene.from_dataset(read_dataset(root, mask_mode=mode))
+        assert not scene.cut_out and TrainConfig().with_kind_defaults_for(scene).pixel_sampling == "uniform"
+    given = TrainConfig(pixel_sampling="uniform").with_kind_defaults_for(Scene.from_dataset(cut_out))
+    assert given.pixel_sampling == "uniform"
+    forward_facing = SimpleNamespace(ndc=True, unbounded=False, cut_out=True)  # objects alone
+    assert TrainConfig().with_kind_defaults_for(forward_facing).pixel_sampling == "uniform"
+
+
 def test_data_info_and_train_say_masks_are_used(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     assert main(["data", "info", str(root)]) == 0

@@ -48,6 +48,8 @@ class Scene:
     video_path: str = ""
     video_reason: str = ""
     video_keyframes: list[list[float]] = field(default_factory=list)
+    # Mask files cut the object out of its photos (--mask-mode transparent): kind_defaults.CUT_OUT_DEFAULTS.
+    cut_out: bool = False
 
     @property
     def image_width(self) -> int:
@@ -71,6 +73,7 @@ class Scene:
             fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
             ndc=bool(getattr(ds, "ndc", False)), ndc_focal=fx, ndc_width=train.width, ndc_height=train.height,
             forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
+            cut_out=getattr(ds, "mask_mode", "") == "transparent",
             **choose_video(train.poses, ds.center, ds.up, forward_facing and bool(path)),
         )
 

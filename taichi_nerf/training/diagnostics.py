@@ -172,7 +172,7 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     from types import SimpleNamespace
 
     from ..backend import resolve_arch, use_bf16
-    from ..kind_defaults import KIND_TABLES, scene_kind
+    from ..kind_defaults import KIND_TABLES, kind_default, scene_kind
     from ..rendering.backgrounds import resolve_background
     from ..rendering.scene import Scene
     from ..runs.checkpoint import KIND_WORDS, setting_words
@@ -196,11 +196,12 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
             continue
         if value is not None and value != getattr(cfg, name):  # left out (None), or a sampler's own count
             chosen.append(f"{name} {setting_words(value)}")
-    lines.append(f"scene kind: {KIND_WORDS[scene_kind(scene)]}" + (
+    cut = ", cut out by its masks" if getattr(scene, "cut_out", False) and scene_kind(scene) == "box" else ""
+    lines.append(f"scene kind: {KIND_WORDS[scene_kind(scene)]}{cut}" + (
         f"; chosen for it (kind_defaults.py; a flag overrides each): {', '.join(chosen)}" if chosen else ""))
-    unlike = [f"{name} {setting_words(getattr(cfg, name))} (this kind's: {setting_words(table[scene_kind(scene)])})"
+    unlike = [f"{name} {setting_words(getattr(cfg, name))} (this kind's: {setting_words(default)})"
               for name, table in KIND_TABLES.items() if getattr(cfg, name) is not None
-              and table[scene_kind(scene)] is not None and getattr(cfg, name) != table[scene_kind(scene)]
+              and (default := kind_default(name, table, scene)) is not None and getattr(cfg, name) != default
               and not ("march" in name and resolved.sampler != "grid")]
     if unlike:  # a --config copied from a run on another kind of scene carries that scene's choices
         lines.append(f"note: given (preset, --config or flag), not this scene kind's default: {', '.join(unlike)}")
