@@ -204,7 +204,7 @@ def test_ignore_mode_warns_when_the_masks_cut_out_an_object_not_distractors(tmp_
     assert not any(hint in w for w in read_dataset(root, mask_mode="ignore").warnings)
 
 
-def test_an_object_its_masks_cut_out_draws_half_its_rays_by_the_error_map(tmp_path):
+def test_an_object_its_masks_cut_out_draws_half_its_rays_by_the_error_map(tmp_path, capsys):
     """ethiopianHead (a turntable cut out by its masks/) scored +0.25 dB with a less blurred face
     when half of each batch came from the error map, on two seeds on each of two CPUs; the clean
     renders, which have no mask files, were level or lower. So mask files cutting an object out
@@ -212,6 +212,7 @@ def test_an_object_its_masks_cut_out_draws_half_its_rays_by_the_error_map(tmp_pa
     distractor masks, not the same photos without masks; a given --pixel-sampling wins."""
     from types import SimpleNamespace
 
+    from taichi_nerf.cli.train import report_start
     from taichi_nerf.config import TrainConfig
     from taichi_nerf.rendering.scene import Scene
     from taichi_nerf.training.trainer import Trainer
@@ -223,6 +224,9 @@ def test_an_object_its_masks_cut_out_draws_half_its_rays_by_the_error_map(tmp_pa
     assert Scene.from_dataset(cut_out).cut_out
     trainer = Trainer(tiny_config(root, tmp_path / "run"), dataset=cut_out)
     assert trainer.cfg.pixel_sampling == "error" and trainer.ray_batches.error_map is not None
+    report_start(trainer, resume=False)
+    assert "rays: half of each step's where the field's recent error is largest (the error map; the default for " \
+        "an object its masks cut out: --pixel-sampling uniform turns it off)" in capsys.readouterr().out
     for mode in ("ignore", "off"):
         scene = Scene.from_dataset(read_dataset(root, mask_mode=mode))
         assert not scene.cut_out and TrainConfig().with_kind_defaults_for(scene).pixel_sampling == "uniform"

@@ -241,6 +241,11 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
         lines.append(f"appearance: a code of {codes} numbers per training photo (exposure, white balance); new "
                      f"views use their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
                                                 if cfg.appearance_dim is None else ""))
+    if trainer.ray_batches.error_map is not None:
+        cut_out = getattr(trainer.scene, "cut_out", False)
+        lines.append("rays: half of each step's where the field's recent error is largest (the error map" + (
+            "; the default for an object its masks cut out: --pixel-sampling uniform turns it off)" if cut_out
+            else ")"))
     if trainer.pose_refinement is not None:
         lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and "
                      f"new views use the cameras as given")
@@ -295,7 +300,7 @@ def plan_words(cfg, step: str, resumed_at: int | None = None, live: bool = False
     until = f"until the {cfg.time_limit_s:g} s time limit" if cfg.time_limit_s and not live else ""
     if not math.isfinite(total):
         return f"steps of {step} {until}" + ("" if resumed_at is None else f" (from the checkpoint's {resumed_at})")
-    steps = f"{total} steps" if resumed_at is None else \
+    steps = f"{total} step{'s' * (total != 1)}" if resumed_at is None else \
         f"to step {total} (from the checkpoint's {resumed_at}: {max(total - resumed_at, 0)} more)"
     return steps + (f" (or {until})" if until else "") + f" of {step}"
 
