@@ -532,6 +532,10 @@ def test_an_epochs_run_says_how_many_epochs_its_steps_are(tiny_scene, tmp_path):
     assert note in start_lines(trainer, False)
     random = Trainer(tiny_config(tiny_scene, tmp_path / "r", batch_images=3, batch_rays=0))
     assert not any("epoch" in line for line in start_lines(random, False))
+    # --image-order epochs without --batch-images did nothing and said nothing
+    rays = Trainer(tiny_config(tiny_scene, tmp_path / "rays", image_order="epochs"))
+    assert "warning: --image-order epochs ignored: it orders --batch-images batches, and without them each step's " \
+        "rays come from every training image" in start_lines(rays, False)
 
 
 def test_periodic_validation_scores_a_quarter_of_the_pixels(tiny_scene, tmp_path):

@@ -252,6 +252,9 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     if cfg.mixed_precision is None and trainer.renderer.bf16:
         lines.append("precision: the MLP runs in bf16 (this CPU has bf16 instructions); --no-mixed-precision for "
                      "float32")
+    if cfg.image_order == "epochs" and not cfg.batch_images:  # (a flag that did nothing, said nothing)
+        lines.append("warning: --image-order epochs ignored: it orders --batch-images batches, and without them each "
+                     "step's rays come from every training image")
     if cfg.mixed_precision and not trainer.renderer.bf16:
         lines.append("warning: --mixed-precision ignored: this machine has no fast bf16 path (a CUDA GPU with "
                      "bf16, or a CPU with AVX-512), where bf16 would be emulated and far slower; the MLP runs in "
