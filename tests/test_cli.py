@@ -507,8 +507,8 @@ def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys)
 
     from taichi_nerf.cli.train import report_end
 
-    def end(time_used, step):
-        trainer = SimpleNamespace(cfg=TrainConfig(time_limit_s=240.0, steps=20000), time_used=time_used, resumed_from=0,
+    def end(time_used, step, cfg=TrainConfig(time_limit_s=240.0, steps=20000), resumed_from=0):
+        trainer = SimpleNamespace(cfg=cfg, time_used=time_used, resumed_from=resumed_from,
                                   val_name="val", nothing_to_train=lambda: False)
         result = SimpleNamespace(interrupted=False, step=step, checkpoint=tmp_path / "checkpoint.pt",
                                  out_dir=tmp_path, val_psnr=27.1, val_object_psnr=None, seconds=172.0,
@@ -520,3 +520,9 @@ def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys)
     assert "note: the run's 20000 steps ended it at 70% of its 240 s time limit; without --steps the time" in said, said
     assert "note:" not in end(1.0, 17000)  # the time ended it
     assert "note:" not in end(0.95, 20000)  # steps and time ran out together, near enough
+    # A resumed run keeps its config.json's steps (20000 in every run from before they became optional), and a
+    # preset's are its own: a flag cannot unset them, so "without --steps" told the user to drop what they never gave.
+    said = end(169.0 / 240.0, 20000, resumed_from=12000)
+    assert "70% of its 240 s time limit; a larger --steps lets the time decide" in said, said
+    said = end(0.1, 320, TrainConfig(time_limit_s=60.0).replace(preset="keras"))
+    assert "note: the run's 320 steps ended it at 10% of its 60 s time limit; a larger --steps lets" in said, said

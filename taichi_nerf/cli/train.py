@@ -204,6 +204,19 @@ def report_start(trainer, resume: bool) -> None:
 TIME_LEFT_UNUSED = 0.9
 
 
+def time_decides(trainer) -> str:
+    """How a run its steps ended before its time limit lets the time end it: a new run, without --steps; a resumed
+    run (config.json keeps its steps: 20000 in a run from before they became optional) or a preset's steps only
+    take a larger --steps (a flag cannot unset them)."""
+    from ..presets import PRESETS
+
+    cfg = trainer.cfg
+    by_preset = cfg.preset is not None and PRESETS[cfg.preset].values.get("steps") == cfg.steps
+    if trainer.resumed_from or by_preset:
+        return "a larger --steps lets the time decide"
+    return "without --steps the time decides"
+
+
 def report_end(trainer, result, video_frames: int) -> int:
     """The run's outcome and files, and its default video (outputs/default_video.py); the exit status."""
     out, cfg = result.out_dir, trainer.cfg
@@ -223,8 +236,7 @@ def report_end(trainer, result, video_frames: int) -> int:
     if cfg.time_limit_s and trainer.time_used < TIME_LEFT_UNUSED and result.step >= cfg.step_limit():
         # a fast host: the --steps given, not the time, ended the run (ethiopianHead: 20000 steps in 169 of 240 s)
         print(f"note: the run's {cfg.steps} steps ended it at {100 * trainer.time_used:.0f}% of its "
-              f"{cfg.time_limit_s:g} s time limit; without --steps the time decides (the learning rate then "
-              "decays by the time)")
+              f"{cfg.time_limit_s:g} s time limit; {time_decides(trainer)} (the learning rate then decays by the time)")
     print(f"checkpoint: {result.checkpoint}")
     print(f"metrics:    {out / 'metrics.jsonl'} (curves: {out / 'curves.png'})")
     print(f"previews:   {out / 'previews'}")
