@@ -400,6 +400,24 @@ def test_a_time_limited_run_ends_its_decay_when_the_time_runs_out(tiny_scene, tm
 
 
 
+def test_the_window_logs_its_planned_last_step_of_a_time_limited_run(tiny_scene, tmp_path, monkeypatch):
+    """The window (or the browser) keeps no time limit: a run without --steps trains there to the default count
+    and pauses. For a time-limited run its last planned step went unlogged (its row missing where log_every does not
+    divide the count) and was validated as a periodic check, which the default count's end is not. The default
+    count is 12 here."""
+    from taichi_nerf import config
+
+    monkeypatch.setattr(config, "DEFAULT_STEPS", 12)
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, sampler="stratified", steps=None, time_limit_s=600.0,
+                                  log_every=5, eval_every=4, preview_every=0, checkpoint_every=0))
+    hooks = HookRecorder()
+    trainer.callbacks.append(hooks)
+    for _ in range(12):  # as the window's frames make them: advance() without run()
+        trainer.advance()
+    assert hooks.steps("log", "loss") == [5, 10, 12]
+    assert hooks.steps("validate") == [4, 8]
+
+
 def test_without_steps_the_time_limit_alone_ends_the_run(tiny_scene, tmp_path, monkeypatch, capsys):
     """On a fast host ethiopianHead's `--time-limit 240` made the default 20000 steps in 169 s and
     stopped with 71 s left, 0.4 dB short of what its 240 s gave. Without --steps a time-limited

@@ -251,10 +251,11 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
+        last = cfg.step_limit(self.run_started is not None)  # (the window's steps: it keeps no time limit)
         self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
-        if s % cfg.log_every == 0 or s == cfg.step_limit():
+        if s % cfg.log_every == 0 or s == last:
             self.log_training_row()
-        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < cfg.step_limit() and self.check_allowed():
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < last and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
             with self.timed_check():
