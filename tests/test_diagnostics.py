@@ -105,6 +105,15 @@ def test_the_continue_hint_of_a_finished_run_asks_for_more_steps():
     finished = SimpleNamespace(cfg=TrainConfig(steps=40), step_count=40)
     assert continue_command(mid_run, command) == command
     assert continue_command(finished, command) == f"{command} --steps 80 (a new total: the run made 40 steps)"
+    # train's command keeps the run's time limit: once that is spent, more steps train nothing (without --steps
+    # the time ended a run past the window's 20000), so it asks for more time; the window keeps no limit
+    timed = SimpleNamespace(cfg=TrainConfig(time_limit_s=240.0), step_count=25000, time_used=1.0, clock_s=240.3)
+    train = "train --resume runs/t"
+    more_time = f"{train} --time-limit 480 (a new total: the run trained 240 s)"
+    assert continue_command(timed, train, timed=True) == more_time
+    assert continue_command(timed, command) == f"{command} --steps 45000 (a new total: the run made 25000 steps)"
+    timed.time_used = 0.5  # stopped (Ctrl-C) with time left: the same command trains on
+    assert continue_command(timed, train, timed=True) == train
 
 
 def test_a_series_of_one_point_is_drawn(tmp_path):

@@ -682,6 +682,44 @@ def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(t
     assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
                        "--steps 24 (a new total: the run made 12 steps)")
 
+def test_after_a_run_its_time_limit_ended_the_web_viewer_asks_for_more_time(tiny_scene, tmp_path, monkeypatch):
+    """Without --steps a time limit alone ends the run, past the default count: once it ended, the
+    lingering viewer said "step 8 of 4" and hinted train --resume with a new --steps total, which
+    trains nothing (the time stays spent). It asks for a new total of time. The default count is 4
+    here; each step costs 0.125 s of the trainer's own clock."""
+    pytest.importorskip("viser")
+    from taichi_nerf import cli, config
+    from taichi_nerf.training.trainer import Trainer
+    from taichi_nerf.viewer.session import WebViewer
+
+    monkeypatch.setattr(config, "DEFAULT_STEPS", 4)
+    real_init, real_run, seen = Trainer.__init__, WebViewer.run, []
+
+    def init(trainer, *args, **kwargs):
+        real_init(trainer, *args, **kwargs)
+        fake_clock(trainer, {"step": 0.125})
+
+    def run(app):
+        if not seen:  # the training loop itself
+            seen.append(None)
+            return real_run(app)
+        app.perform("toggle_pause")  # the panel's resume button while it lingers
+        seen.append((app.message, app.stats_text().splitlines()[0]))
+        return 0
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    monkeypatch.setattr(WebViewer, "run", run)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--time-limit", "1", "--width", "32",
+                     "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "16", "--eval-every", "0",
+                     "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port",
+                     "0"]) == 0
+    message, stats = seen[-1]
+    assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
+                       "--time-limit 2 (a new total: the run trained 1 s)"), message
+    assert stats.startswith("step 8 of the 1 s time limit's (paused)"), stats
+
+
 @pytest.mark.slow
 def test_train_with_the_web_viewer_keeps_the_time_limit_like_train(tiny_scene, tmp_path, capsys, monkeypatch):
     """A time limit ended the viewer's loop before its steps: the run skipped its final

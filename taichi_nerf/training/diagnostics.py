@@ -308,11 +308,18 @@ def plan_words(cfg, step: str, resumed_at: int | None = None, live: bool = False
     return steps + (f" (or {until})" if until else "") + f" of {step}"
 
 
-def continue_command(trainer, command: str) -> str:
+def continue_command(trainer, command: str, timed: bool = False) -> str:
     """The command that trains the run on: ``command``, with a new total of steps once the run
     made its own (the same command again would only validate). The total is counted from the
-    steps made, which the window trains past its planned ones: a resume refuses one below them."""
-    steps, made = trainer.cfg.step_limit(timed=False), trainer.step_count
+    steps made, which the window trains past its planned ones: a resume refuses one below them.
+    ``timed``: ``command`` is train's, which keeps the run's time limit: once that is spent, a new
+    total of time (without --steps, 20000 steps of a run the time ended were no reason for more)."""
+    cfg, made = trainer.cfg, trainer.step_count
+    limit = cfg.time_limit_s if timed else 0.0
+    if limit and trainer.time_used >= 1.0:
+        return (f"{command} --time-limit {trainer.clock_s + limit:.0f} (a new total: the run trained "
+                f"{trainer.clock_s:.0f} s)")
+    steps = cfg.step_limit(timed)
     if made >= steps:
         return f"{command} --steps {made + steps} (a new total: the run made {made} steps)"
     return command

@@ -86,7 +86,8 @@ class WebTraining:
                 app.finished, app.keep_going = False, None
                 app.schedule.paused = True  # and stays so: more steps would leave the final validation behind
                 folder = shlex.quote(str(app.trainer.out_dir))
-                app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {folder}")
+                app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {folder}",
+                                                timed=True)
                 self.app.message = "training finished: the viewer stays open on the field until Ctrl-C"
                 print(f"taichi-nerf: {self.app.message}")
                 self.app.run()

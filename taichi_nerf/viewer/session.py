@@ -350,7 +350,8 @@ class WebViewer(TrainingSession):
     def stats_text(self) -> str:
         lines = []
         if self.trainer is not None:
-            info, total = self.last_info, self.cfg.step_limit(timed=self.keep_going is not None)
+            timed = self.trainer.run_started is not None  # Trainer.run drives, or drove, it: train's limit
+            info, total = self.last_info, self.cfg.step_limit(timed)
             loss = info.get("loss")
             state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
             of = f" of {total}" if total != float("inf") else f" of the {self.cfg.time_limit_s:g} s time limit's"
