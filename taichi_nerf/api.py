@@ -48,7 +48,7 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
         if resume and trainer.nothing_to_train():  # as train --resume says it
             from .training.diagnostics import nothing_to_train_note
 
-            print(nothing_to_train_note(trainer, "train(resume=True, out=..., steps=N) or time_limit_s=SECONDS"))
+            print(nothing_to_train_note(trainer, "steps=N", "time_limit_s=SECONDS", "train(resume=True, out=..., {})"))
         try:
             result = trainer.run()  # on every rank under torchrun: rank 0's result, once it is saved
             if result.interrupted:  # a notebook's Ctrl-C returns here, and a sweep's loop goes on: say it

@@ -116,6 +116,28 @@ def test_the_continue_hint_of_a_finished_run_asks_for_more_steps():
     assert continue_command(timed, train, timed=True) == train
 
 
+def test_the_nothing_to_train_note_asks_for_what_would_train():
+    """A resume of a run with nothing left asked for "--steps N or --time-limit SECONDS" whatever ended it: without
+    --steps a time limit alone ends a run, and once its time is spent more steps train nothing; a --steps given
+    ends a run whatever its time limit. It asks for the totals that would train."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.training.diagnostics import nothing_to_train_note
+
+    def how(step_count, carried=0.0, call="{}", **cfg):
+        trainer = SimpleNamespace(cfg=TrainConfig(**cfg), step_count=step_count, clock_carried_s=carried)
+        note = nothing_to_train_note(trainer, "--steps N", "--time-limit SECONDS", call)
+        return note.split(": nothing to train, it validates again; to train on, give the new total: ")
+
+    timed = how(31000, 240.2, time_limit_s=240.0)  # the time ended it, past the default 20000 steps
+    assert timed == ["note: the run already used its 240 s time limit (240 s trained)", "--time-limit SECONDS"]
+    assert how(20000)[1] == "--steps N or --time-limit SECONDS"  # the default count: a limit lets the time decide
+    assert how(500, steps=500)[1] == "--steps N"  # a --steps given ends the run under any limit
+    assert how(500, 60.0, steps=500, time_limit_s=60.0)[1] == "--steps N and --time-limit SECONDS"
+    assert how(31000, 240.2, "train({})", time_limit_s=240.0)[1] == "train(--time-limit SECONDS)"
+
+
 def test_a_series_of_one_point_is_drawn(tmp_path):
     """An 8-step run logs one train PSNR row: curves.png showed that series only in its legend."""
     import json

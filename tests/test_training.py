@@ -916,7 +916,7 @@ def test_the_api_takes_paths_and_says_when_a_resume_has_nothing_to_train(tiny_sc
     capsys.readouterr()
     assert tn.train(resume=True, out=tmp_path / "r").step == 3
     assert ("note: the run already made its 3 steps: nothing to train, it validates again; to train on, give the new "
-            "total: train(resume=True, out=..., steps=N) or time_limit_s=SECONDS") in capsys.readouterr().out
+            "total: train(resume=True, out=..., steps=N)\n") in capsys.readouterr().out  # a time limit adds no steps
 
 
 def test_a_time_limit_spent_before_the_first_step_says_so_and_renders_no_video(tiny_scene, tmp_path, capsys,

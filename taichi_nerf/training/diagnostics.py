@@ -282,7 +282,7 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
             lines.append(f"note: the run already made its {planned} steps: it opens paused there; {trains_on} trains "
                          "on (or give a new total: --steps N)")
     elif resume and trainer.nothing_to_train():
-        lines.append(nothing_to_train_note(trainer, "--steps N or --time-limit SECONDS"))
+        lines.append(nothing_to_train_note(trainer, "--steps N", "--time-limit SECONDS"))
     elif resume and cfg.time_limit_s and not live:
         lines.append(f"note: {trainer.clock_carried_s:.0f} s of the {cfg.time_limit_s:g} s time limit were used "
                      "before: it trains the rest (the limit is the run's total)")
@@ -325,12 +325,18 @@ def continue_command(trainer, command: str, timed: bool = False) -> str:
     return command
 
 
-def nothing_to_train_note(trainer, how: str) -> str:
-    """What a resume of a run that already made its steps (or used its time limit) does, and
-    ``how`` to train on (the CLI's flags, the API's keywords)."""
+def nothing_to_train_note(trainer, steps: str, time: str, call: str = "{}") -> str:
+    """What a resume of a run that already made its steps (or used its time limit) does, and how to
+    train on: ``steps`` and ``time``, the new totals as the CLI's flags or the API's keywords (in
+    ``call``), only those that would train: more steps train nothing once the time is spent, and a
+    time limit adds no steps to a --steps given (it does to the default count: none under a limit)."""
     cfg = trainer.cfg
-    done = (f"made its {cfg.step_limit()} steps" if cfg.step_limit() <= trainer.step_count else
+    made = cfg.step_limit() <= trainer.step_count
+    spent = bool(cfg.time_limit_s and trainer.clock_carried_s >= cfg.time_limit_s)
+    done = (f"made its {cfg.step_limit()} steps" if made else
             f"used its {cfg.time_limit_s:g} s time limit ({trainer.clock_carried_s:.0f} s trained)")
+    how = (f"{call.format(steps)} and {time}" if made and spent else call.format(time) if spent else
+           f"{call.format(steps)} or {time}" if cfg.steps is None else call.format(steps))
     return f"note: the run already {done}: nothing to train, it validates again; to train on, give the new total: {how}"
 
 
