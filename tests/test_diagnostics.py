@@ -138,6 +138,27 @@ def test_the_nothing_to_train_note_asks_for_what_would_train():
     assert how(31000, 240.2, "train({})", time_limit_s=240.0)[1] == "train(--time-limit SECONDS)"
 
 
+def test_a_time_limited_run_past_the_windows_steps_says_it_opens_paused(tiny_scene, tmp_path, monkeypatch):
+    """Without --steps a time limit alone ends a run, and one stopped (Ctrl-C) with time left may be past the steps
+    the window trains to: the window opens it paused there, and its start lines said nothing of it (they did only
+    where train had nothing left to train). The window's count is 3 here."""
+    import dataclasses
+
+    from taichi_nerf import config
+    from taichi_nerf.training.diagnostics import start_lines
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(tiny_scene, tmp_path, steps=5, eval_every=0, preview_every=0, checkpoint_every=0)
+    Trainer(cfg).run()
+    monkeypatch.setattr(config, "DEFAULT_STEPS", 3)
+    resumed = Trainer(dataclasses.replace(cfg, steps=None, time_limit_s=600.0), resume=True)
+    assert not resumed.nothing_to_train()  # train would train on: 600 s left
+    said = "\n".join(start_lines(resumed, True, trains_on="space"))
+    assert "note: the run already made its 3 steps: it opens paused there; space trains on" in said, said
+
+
 def test_a_series_of_one_point_is_drawn(tmp_path):
     """An 8-step run logs one train PSNR row: curves.png showed that series only in its legend."""
     import json

@@ -276,7 +276,7 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
     if live and cfg.time_limit_s:
         lines.append(f"note: the run's {cfg.time_limit_s:g} s time limit does not apply here: it trains until paused "
                      "or closed (train --resume keeps to the limit)")
-    if resume and trainer.nothing_to_train() and live:
+    if resume and live:  # past the steps the window trains to, whatever is left of train's time limit
         planned = cfg.step_limit(timed=False)
         if planned <= trainer.step_count:  # (a spent time limit changes nothing here)
             lines.append(f"note: the run already made its {planned} steps: it opens paused there; {trains_on} trains "
