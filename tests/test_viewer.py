@@ -717,7 +717,7 @@ def test_after_a_run_its_time_limit_ended_the_web_viewer_asks_for_more_time(tiny
     message, stats = seen[-1]
     assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
                        "--time-limit 2 (a new total: the run trained 1 s)"), message
-    assert stats.startswith("step 8 of the 1 s time limit's (paused)"), stats
+    assert stats.startswith("step 8, until the 1 s time limit (paused)"), stats
 
 
 @pytest.mark.slow

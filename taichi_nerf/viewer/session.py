@@ -354,7 +354,7 @@ class WebViewer(TrainingSession):
             info, total = self.last_info, self.cfg.step_limit(timed)
             loss = info.get("loss")
             state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
-            of = f" of {total}" if total != float("inf") else f" of the {self.cfg.time_limit_s:g} s time limit's"
+            of = f" of {total}" if total != float("inf") else f", until the {self.cfg.time_limit_s:g} s time limit"
             lines.append(f"step {self.step}{of} ({state})" + (f", loss {loss:.5f}" if loss else ""))
             psnr, val = self.curves.smoothed_psnr, self.curves.val_psnr
             lines.append("PSNR " + (f"{psnr:.2f} dB" if psnr is not None else "-") + " train, "
