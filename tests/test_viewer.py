@@ -652,6 +652,20 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
 
 
 
+def press_resume_while_lingering(real_run, seen: list, record):
+    """A WebViewer.run for ``train --viewer web``: the training loop itself first, then, while the
+    viewer lingers on the trained field, a press of the panel's resume button; ``record(app)`` after
+    it goes into ``seen``."""
+    def run(app):
+        if not seen:  # the training loop itself
+            seen.append(None)
+            return real_run(app)
+        app.perform("toggle_pause")
+        seen.append(record(app))
+        return 0
+    return run
+
+
 def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(tiny_scene, tmp_path, capsys,
                                                                                monkeypatch):
     """The viewer stays open on the field after the run's end (its final validation, curves and
@@ -661,17 +675,9 @@ def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(t
     from taichi_nerf import cli
     from taichi_nerf.viewer.session import WebViewer
 
-    real_run, seen = WebViewer.run, []
-
-    def run(app):
-        if not seen:  # the training loop itself
-            seen.append(None)
-            return real_run(app)
-        app.perform("toggle_pause")  # a press of the panel's resume button while it lingers
-        seen.append((app.schedule.paused, app.message, app.trainer.step_count))
-        return 0
-
-    monkeypatch.setattr(WebViewer, "run", run)
+    seen = []
+    monkeypatch.setattr(WebViewer, "run", press_resume_while_lingering(
+        WebViewer.run, seen, lambda app: (app.schedule.paused, app.message, app.trainer.step_count)))
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "12", "--width", "32",
                      "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "16", "--eval-every", "0",
@@ -681,6 +687,7 @@ def test_after_train_with_the_web_viewer_ends_its_resume_button_does_not_train(t
     assert paused and step == 12
     assert message == (f"the run has ended (validated and saved); to train on: taichi-nerf train --resume {out} "
                        "--steps 24 (a new total: the run made 12 steps)")
+
 
 def test_after_a_run_its_time_limit_ended_the_web_viewer_asks_for_more_time(tiny_scene, tmp_path, monkeypatch):
     """Without --steps a time limit alone ends the run, past the default count: once it ended, the
@@ -693,22 +700,15 @@ def test_after_a_run_its_time_limit_ended_the_web_viewer_asks_for_more_time(tiny
     from taichi_nerf.viewer.session import WebViewer
 
     monkeypatch.setattr(config, "DEFAULT_STEPS", 4)
-    real_init, real_run, seen = Trainer.__init__, WebViewer.run, []
+    real_init, seen = Trainer.__init__, []
 
     def init(trainer, *args, **kwargs):
         real_init(trainer, *args, **kwargs)
         fake_clock(trainer, {"step": 0.125})
 
-    def run(app):
-        if not seen:  # the training loop itself
-            seen.append(None)
-            return real_run(app)
-        app.perform("toggle_pause")  # the panel's resume button while it lingers
-        seen.append((app.message, app.stats_text().splitlines()[0]))
-        return 0
-
     monkeypatch.setattr(Trainer, "__init__", init)
-    monkeypatch.setattr(WebViewer, "run", run)
+    monkeypatch.setattr(WebViewer, "run", press_resume_while_lingering(
+        WebViewer.run, seen, lambda app: (app.message, app.stats_text().splitlines()[0])))
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--time-limit", "1", "--width", "32",
                      "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "16", "--eval-every", "0",
