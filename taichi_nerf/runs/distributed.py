@@ -360,8 +360,7 @@ def rescue_step(trainer) -> int | None:
     (lost in the occupancy grid's broadcast, after step() kept its numbers: ``unlogged``); None before step 1."""
     if trainer.step_count == 0:
         return None
-    s = trainer.step_count
-    if trainer.unlogged is not None and (s % trainer.cfg.log_every == 0 or s == trainer.cfg.step_limit()):
+    if trainer.unlogged is not None and trainer.row_due():
         trainer.log_training_row()
     trainer.save_checkpoint()
     return trainer.step_count

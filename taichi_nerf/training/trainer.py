@@ -100,21 +100,18 @@ class Trainer:
         self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
         self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
         self.run_started: float | None = None  # run()'s start on the wall clock
-        # What --time-limit and CHECK_SHARE measure: the wall clock (a test's own clock makes them exact).
-        self.clock = time.perf_counter
+        self.clock = time.perf_counter  # what --time-limit and CHECK_SHARE measure (a test's own: exact)
         self.check_s = 0.0  # seconds of it spent in periodic validations and previews (CHECK_SHARE)
         self.progress_floor = 0.0  # schedule_progress saved by the checkpoint this run resumed
         self.lr_scale = 1.0  # multiplies the schedule; a live setting, not saved in checkpoints
         self.preview_step: int | None = None  # the step of this process's last preview
         self.end_video_frames: int | None = None  # train's video at the end, saved so a resume keeps it (cli/train)
         self.resumed_world_size: int | None = None  # the ranks the resumed checkpoint trained on
-        # TrainingCallback-like objects; the stuck watch warns (once) when a run learns nothing.
-        self.stuck_watch = StuckWatch()
+        self.stuck_watch = StuckWatch()  # warns (once) when a run learns nothing; callbacks: TrainingCallback-likes
         self.callbacks: list = [self.stuck_watch]
         # Masks (data/masks.py, training/masking.py): a share of the rays from the pixels they keep (all of them
         # in ignore mode), and the occupancy grid inside their visual hull (transparent mode).
-        kept_pixels, kept_share, hull = masking.training_hooks(self.cfg, self.dataset, self.train,
-                                                               self.renderer.grid)
+        kept_pixels, kept_share, hull = masking.training_hooks(cfg, self.dataset, self.train, self.renderer.grid)
         if hull is not None:  # masks: no cell outside their visual hull is measured or marched
             self.renderer.grid.restrict_to(hull)
         self.ray_batches = RayBatches(cfg, self.train, kept_pixels, kept_share, dev)
@@ -136,8 +133,13 @@ class Trainer:
         return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step, self.time_used) * self.lr_scale
 
     def schedule_progress(self, step: int) -> float:
-        timed = self.run_started is not None  # else the window's steps: no time limit there, DEFAULT_STEPS
-        return lr_schedule.progress(step, self.cfg.step_limit(timed), self.time_used, self.progress_floor)
+        return lr_schedule.progress(step, self.step_limit(), self.time_used, self.progress_floor)
+
+    def step_limit(self) -> float:  # run()'s: under train's time limit; the window's (no run()): keeps none
+        return self.cfg.step_limit(self.run_started is not None)
+
+    def row_due(self) -> bool:  # the step just made logs a metrics row: every log_every steps, and the last
+        return self.step_count % self.cfg.log_every == 0 or self.step_count == self.step_limit()
 
     def sample_batch(self):
         """One step's rays: (origins, dirs, background, target, alpha, image_index, pixel_index)."""
@@ -251,11 +253,10 @@ class Trainer:
         the ``on_step`` hooks. (The grid update belongs to the step itself: a checkpoint
         holds it, so a resumed run repeats nothing.)"""
         cfg, s = self.cfg, self.step_count
-        last = cfg.step_limit(self.run_started is not None)  # (the window's steps: it keeps no time limit)
         self.unlogged = None if info["train_psnr"] is None else info  # (CUDA reads the loss on log steps alone)
-        if s % cfg.log_every == 0 or s == last:
+        if self.row_due():
             self.log_training_row()
-        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < last and self.check_allowed():
+        if cfg.eval_every > 0 and s % cfg.eval_every == 0 and s < self.step_limit() and self.check_allowed():
             self.periodic_validation()
         if cfg.preview_every > 0 and s % cfg.preview_every == 0 and self.check_allowed():
             with self.timed_check():
@@ -377,7 +378,6 @@ class Trainer:
         validate on up to 16 views, write a preview and the curves, and save again.
         ``drive(more)``, if given, makes the steps instead (the browser viewer's loop): it calls
         :meth:`advance` while ``more()``, and returns True if it was stopped (its own Ctrl-C)."""
-        cfg = self.cfg
         self.begin()
         start_wall = self.start_clock()
         stop = StopRequest()
@@ -386,7 +386,7 @@ class Trainer:
 
         def more() -> bool:  # time left (a resume may have used it), steps left, and no rank voted to stop
             spent = self.clock_limit(start_wall)
-            return not spent and self.step_count < cfg.step_limit() and not self.ranks.agree_to_stop(stop)
+            return not spent and self.step_count < self.step_limit() and not self.ranks.agree_to_stop(stop)
 
         with stop:
             try:

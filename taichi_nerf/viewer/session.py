@@ -350,8 +350,7 @@ class WebViewer(TrainingSession):
     def stats_text(self) -> str:
         lines = []
         if self.trainer is not None:
-            timed = self.trainer.run_started is not None  # Trainer.run drives, or drove, it: train's limit
-            info, total = self.last_info, self.cfg.step_limit(timed)
+            info, total = self.last_info, self.trainer.step_limit()  # train's, where Trainer.run drives or drove it
             loss = info.get("loss")
             state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
             of = f" of {total}" if total != float("inf") else f", until the {self.cfg.time_limit_s:g} s time limit"
