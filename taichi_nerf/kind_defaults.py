@@ -111,10 +111,15 @@ def chosen(value, table: dict, scene):
     return table[scene_kind(scene)] if value is None else value
 
 
+def cut_out_object(scene) -> bool:
+    """An object that mask files cut out of its photos (``Scene.cut_out``), whose defaults CUT_OUT_DEFAULTS changes."""
+    return scene_kind(scene) == "box" and getattr(scene, "cut_out", False)
+
+
 def kind_default(name: str, table: dict, scene):
     """Option ``name``'s default on ``scene``: CUT_OUT_DEFAULTS' for an object cut out by mask files, else
     ``table``'s entry for its kind."""
-    if name in CUT_OUT_DEFAULTS and scene_kind(scene) == "box" and getattr(scene, "cut_out", False):
+    if name in CUT_OUT_DEFAULTS and cut_out_object(scene):
         return CUT_OUT_DEFAULTS[name]
     return table[scene_kind(scene)]
 

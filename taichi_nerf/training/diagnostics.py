@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..kind_defaults import cut_out_object
 from ..outputs.metrics import has_transparency, mse_to_psnr
 
 # Within this many dB of the flat-colour PSNR counts as "learnt nothing".
@@ -196,7 +197,7 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
             continue
         if value is not None and value != getattr(cfg, name):  # left out (None), or a sampler's own count
             chosen.append(f"{name} {setting_words(value)}")
-    cut = ", cut out by its masks" if getattr(scene, "cut_out", False) and scene_kind(scene) == "box" else ""
+    cut = ", cut out by its masks" if cut_out_object(scene) else ""
     lines.append(f"scene kind: {KIND_WORDS[scene_kind(scene)]}{cut}" + (
         f"; chosen for it (kind_defaults.py; a flag overrides each): {', '.join(chosen)}" if chosen else ""))
     unlike = [f"{name} {setting_words(getattr(cfg, name))} (this kind's: {setting_words(default)})"
@@ -242,10 +243,9 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
                      f"views use their mean" + (" (default for this scene kind; --appearance-dim 0 turns it off)"
                                                 if cfg.appearance_dim is None else ""))
     if trainer.ray_batches.error_map is not None:
-        cut_out = getattr(trainer.scene, "cut_out", False)
         lines.append("rays: half of each step's where the field's recent error is largest (the error map" + (
-            "; the default for an object its masks cut out: --pixel-sampling uniform turns it off)" if cut_out
-            else ")"))
+            "; the default for an object its masks cut out: --pixel-sampling uniform turns it off)"
+            if cut_out_object(trainer.scene) else ")"))
     if trainer.pose_refinement is not None:
         lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and "
                      f"new views use the cameras as given")
