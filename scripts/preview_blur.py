@@ -1,8 +1,10 @@
 """How blurred a preview's prediction is, in pixels: the Gaussian blur of the photo beside it
 that the prediction matches best, on the object's pixels (where the photo is not the white
 background). PSNR alone mixes blur with colour and pose error; this number is what "the face is
-soft" means (issue 25), comparable between runs of the same view. A preview is the training's
-``previews/step_N.png`` (prediction | photo | depth ...: ``--panels`` of equal width).
+soft" means (issue 25), comparable between runs of the same view. The photo is also shifted by up
+to ``--max-shift`` px (half-pixel steps) to meet the prediction: a val camera's own pose error
+moves the whole view a pixel or so, which would otherwise count as blur. A preview is the
+training's ``previews/step_N.png`` (prediction | photo | depth ...: ``--panels`` of equal width).
 
     python scripts/preview_blur.py runs/ethiopianhead/previews/step_024254.png [more.png ...]
 """
@@ -29,14 +31,21 @@ def panels(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     return image[:, :width], image[:, width:2 * width]
 
 
-def blurred(photo: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma == 0:
-        return photo.astype(np.float64) / 255
-    return np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(sigma))).astype(np.float64) / 255
+def blurred(photo: np.ndarray, sigma: float, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The photo moved by ``shift`` (x, y) px (bicubic) and blurred by ``sigma`` px, as floats."""
+    image = Image.fromarray(photo)
+    if shift != (0.0, 0.0):
+        image = image.transform(image.size, Image.Transform.AFFINE, (1, 0, -shift[0], 0, 1, -shift[1]),
+                                resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    if sigma:
+        image = image.filter(ImageFilter.GaussianBlur(sigma))
+    return np.asarray(image).astype(np.float64) / 255
 
 
-def equivalent_blur(prediction: np.ndarray, photo: np.ndarray) -> dict:
-    """``{"blur_px": sigma, "psnr": as is, "psnr_at_blur": ...}`` on the photo's object pixels (not near-white)."""
+def equivalent_blur(prediction: np.ndarray, photo: np.ndarray, max_shift: float = 2.0) -> dict:
+    """On the photo's object pixels (not near-white): ``blur_px``, the sigma whose blur of the photo,
+    moved by ``shift_px`` (x, y) within ``max_shift``, matches the prediction best; ``unshifted_blur_px``,
+    the best sigma without the move; ``psnr`` as is and ``psnr_at_blur`` against that photo."""
     mask = photo.min(axis=2) < 0.97 * 255
     if mask.sum() < 16:
         raise ValueError("the photo has almost no object pixels (it is scored where it is not white)")
@@ -45,9 +54,13 @@ def equivalent_blur(prediction: np.ndarray, photo: np.ndarray) -> dict:
     def psnr(truth):
         return float(-10 * np.log10(max(((pred - truth)[mask] ** 2).mean(), 1e-12)))
 
-    scores = {sigma: psnr(blurred(photo, sigma)) for sigma in SIGMAS}
-    best = max(scores, key=scores.get)
-    return {"blur_px": best, "psnr": round(scores[0.0], 2), "psnr_at_blur": round(scores[best], 2),
+    offsets = np.arange(-max_shift, max_shift + 1e-9, 0.5)
+    scores = {(sigma, (float(dx), float(dy))): psnr(blurred(photo, sigma, (float(dx), float(dy))))
+              for dx in offsets for dy in offsets for sigma in SIGMAS}
+    sigma, shift = max(scores, key=scores.get)
+    unshifted = max(SIGMAS, key=lambda s: scores[(s, (0.0, 0.0))])
+    return {"blur_px": sigma, "shift_px": shift, "unshifted_blur_px": unshifted,
+            "psnr": round(scores[(0.0, (0.0, 0.0))], 2), "psnr_at_blur": round(scores[(sigma, shift)], 2),
             "object_pixels": int(mask.sum())}
 
 
@@ -55,11 +68,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("previews", nargs="+", type=Path, help="preview PNGs (prediction | photo | ...)")
     p.add_argument("--panels", type=int, default=3, help="panels side by side (default 3: prediction, photo, depth)")
+    p.add_argument("--max-shift", type=float, default=2.0,
+                   help="move the photo up to this many px to meet the prediction (default 2; 0: not at all)")
     args = p.parse_args(argv)
     for path in args.previews:
-        found = equivalent_blur(*panels(path, args.panels))
-        print(f"{path}: blur {found['blur_px']:g} px (object PSNR {found['psnr']:.2f} dB as is, "
-              f"{found['psnr_at_blur']:.2f} against the photo blurred so; {found['object_pixels']} object pixels)")
+        found = equivalent_blur(*panels(path, args.panels), max_shift=args.max_shift)
+        dx, dy = found["shift_px"]
+        print(f"{path}: blur {found['blur_px']:g} px, with the photo moved ({dx:g}, {dy:g}) px "
+              f"({found['unshifted_blur_px']:g} px unmoved; object PSNR {found['psnr']:.2f} dB as is, "
+              f"{found['psnr_at_blur']:.2f} against the photo moved and blurred so; "
+              f"{found['object_pixels']} object pixels)")
     return 0
 
 

@@ -126,7 +126,8 @@ def test_a_scripts_help_is_its_whole_docstring(tmp_path, name):
 
 def test_preview_blur_finds_the_blur_a_preview_was_given(tmp_path):
     """scripts/preview_blur.py (issue 25's "soft" face as a number): a prediction that is the photo
-    blurred by 2 px is found at 2 px, a sharp one at 0, on the object's pixels alone."""
+    blurred by 2 px is found at 2 px, a sharp one at 0, on the object's pixels alone; one moved by a
+    pixel (a val camera's pose error) is found moved, not blurred."""
     import numpy as np
     from PIL import Image, ImageFilter
 
@@ -136,9 +137,12 @@ def test_preview_blur_finds_the_blur_a_preview_was_given(tmp_path):
     photo = np.full((64, 64, 3), 255, np.uint8)
     photo[12:52, 12:52] = rng.integers(0, 200, (40, 40, 3))  # a textured object on white
     soft = np.asarray(Image.fromarray(photo).filter(ImageFilter.GaussianBlur(2)))
-    for prediction, sigma in ((soft, 2.0), (photo, 0.0)):
+    moved = np.roll(photo, (-1, 1), axis=(0, 1))  # one px right and one up, on white either way
+    for prediction, sigma, shift in ((soft, 2.0, (0, 0)), (photo, 0.0, (0, 0)), (moved, 0.0, (1, -1))):
         Image.fromarray(np.concatenate([prediction, photo, photo], axis=1)).save(tmp_path / "preview.png")
         found = equivalent_blur(*panels(tmp_path / "preview.png", 3))
-        assert found["blur_px"] == sigma and found["object_pixels"] >= 40 * 40, found
+        assert found["blur_px"] == sigma and found["shift_px"] == shift, found
+        assert found["object_pixels"] >= 40 * 40, found
+    assert found["unshifted_blur_px"] > 0 and found["psnr_at_blur"] > found["psnr"] + 20, found
     with pytest.raises(ValueError, match="not 5 panels of equal width"):
         panels(tmp_path / "preview.png", 5)
