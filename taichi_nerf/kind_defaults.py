@@ -52,7 +52,8 @@ PIXEL_SAMPLING_DEFAULTS = {"box": "uniform", "ndc": "uniform", "unbounded": "uni
 # An object that mask files cut out of its photos (Scene.cut_out: a turntable capture, --mask-mode
 # transparent) takes these instead: the error map sends rays from the background it learns first to the
 # object. ethiopianHead, two seeds on each of two CPUs: +0.26 and +0.25 dB, and a less blurred face
-# (scripts/preview_blur.py: 1.25-1.75 px against 1.75-2; "A time limit without --steps, and three levers").
+# (scripts/preview_blur.py; "A time limit without --steps, and three levers"); the synthetic turntable
+# (scenes/turntable.py, 256x192), two seeds: +0.20 dB ("Why ethiopianHead's face stays soft").
 CUT_OUT_DEFAULTS = {"pixel_sampling": "error"}
 
 # bf16 autocast for the MLP where the CPU has bf16 instructions (backend.use_bf16; docs/BENCHMARKS.md,
