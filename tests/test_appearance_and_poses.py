@@ -31,6 +31,21 @@ def test_axis_angle_matrices_are_rotations_of_the_given_angle():
         assert abs(rotation_angle_deg(m.double()) - math.degrees(float(v.norm()))) < 1e-2
 
 
+def test_a_run_that_refines_its_poses_says_how_to_score_it(tiny_scene, tmp_path, capsys):
+    """The val cameras keep their own pose error, which the training cameras' corrections do not
+    fix: the end of a run with --refine-poses says so and gives the eval that aligns them; one
+    without it says nothing of the kind."""
+    from .conftest import TINY
+
+    for refine in (["--refine-poses"], []):
+        out = tmp_path / f"run{len(refine)}"
+        assert cli_main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "3", "--video-frames", "0",
+                         *refine, *TINY]) == 0
+        said = " ".join(capsys.readouterr().out.split())
+        assert ("--refine-poses corrected the training cameras alone" in said) == bool(refine), said
+        assert (f"taichi-nerf eval --ckpt {out} --align-cameras 100" in said) == bool(refine), said
+
+
 def test_pose_refinement_undoes_a_known_camera_error(trained_builtin, device):
     """A trained field, one training camera turned by 3 degrees and moved by 3% of its
     distance: optimising that camera's correction alone against its photo brings it back."""

@@ -233,6 +233,11 @@ def report_end(trainer, result, video_frames: int) -> int:
     took = f"{result.seconds:.1f} s" if result.training_seconds is None else \
         f"{result.training_seconds:.1f} s ({result.seconds:.1f} s with the final validation)"
     print(f"trained {steps} in {took}{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
+    if trainer.pose_refinement is not None and trainer.val_name != "train":
+        # a noisy-pose cow: refined 25.1 dB as given, 34.0 aligned (unrefined 25.2, 28.0; BENCHMARKS.md)
+        print(f"note: --refine-poses corrected the training cameras alone, and the val cameras, as inexact, were "
+              f"scored as given (a sharper field can score lower so); to score each from its camera aligned to its "
+              f"photo: taichi-nerf eval --ckpt {shlex.quote(str(out))} --align-cameras 100")
     if cfg.time_limit_s and trainer.time_used < TIME_LEFT_UNUSED and result.step >= cfg.step_limit():
         # a fast host: the --steps given, not the time, ended the run (ethiopianHead: 20000 steps in 169 of 240 s)
         print(f"note: the run's {cfg.steps} steps ended it at {100 * trainer.time_used:.0f}% of its "
