@@ -508,7 +508,7 @@ def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys)
     from taichi_nerf.cli.train import report_end
 
     def end(time_used, step, cfg=TrainConfig(time_limit_s=240.0, steps=20000), resumed_from=0):
-        trainer = SimpleNamespace(cfg=cfg, time_used=time_used, resumed_from=resumed_from,
+        trainer = SimpleNamespace(cfg=cfg, time_used=time_used, resumed_from=resumed_from, pose_refinement=None,
                                   val_name="val", nothing_to_train=lambda: False)
         result = SimpleNamespace(interrupted=False, step=step, checkpoint=tmp_path / "checkpoint.pt",
                                  out_dir=tmp_path, val_psnr=27.1, val_object_psnr=None, seconds=172.0,
