@@ -54,7 +54,10 @@ def equivalent_blur(prediction: np.ndarray, photo: np.ndarray, max_shift: float 
     def psnr(truth):
         return float(-10 * np.log10(max(((pred - truth)[mask] ** 2).mean(), 1e-12)))
 
-    offsets = np.arange(-max_shift, max_shift + 1e-9, 0.5)
+    if max_shift < 0:
+        raise ValueError(f"--max-shift must be 0 or more px, got {max_shift:g}")
+    halves = int(max_shift / 0.5 + 1e-9)  # half-pixel steps, 0 among them
+    offsets = 0.5 * np.arange(-halves, halves + 1)
     scores = {(sigma, (float(dx), float(dy))): psnr(blurred(photo, sigma, (float(dx), float(dy))))
               for dx in offsets for dy in offsets for sigma in SIGMAS}
     sigma, shift = max(scores, key=scores.get)

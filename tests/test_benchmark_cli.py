@@ -144,5 +144,10 @@ def test_preview_blur_finds_the_blur_a_preview_was_given(tmp_path):
         assert found["blur_px"] == sigma and found["shift_px"] == shift, found
         assert found["object_pixels"] >= 40 * 40, found
     assert found["unshifted_blur_px"] > 0 and found["psnr_at_blur"] > found["psnr"] + 20, found
+    for most in (0.0, 0.3):  # not allowed to move (or not by a half-pixel step): the move counts as blur again
+        held = equivalent_blur(moved, photo, max_shift=most)
+        assert held["shift_px"] == (0.0, 0.0) and held["blur_px"] == found["unshifted_blur_px"] > 0, held
+    with pytest.raises(ValueError, match="--max-shift must be 0 or more px, got -1"):
+        equivalent_blur(moved, photo, max_shift=-1)
     with pytest.raises(ValueError, match="not 5 panels of equal width"):
         panels(tmp_path / "preview.png", 5)
