@@ -53,8 +53,16 @@ def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
     if mode == "api":
+        import atexit
+
         import taichi_nerf
 
+        def groups_left_at_exit():  # registered first, so it runs after every handler train() registers
+            import torch.distributed as dist
+
+            Path(dump_path).with_suffix(".exit").write_text(str(dist.is_initialized()))
+
+        atexit.register(groups_left_at_exit)
         result = taichi_nerf.train(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
         seen = {"checkpoint_there": Path(result.checkpoint).is_file(), "step": result.step,
                 "val_psnr": result.val_psnr, "interrupted": result.interrupted}

@@ -21,6 +21,7 @@ CPU) for gradients and the grid, with a shorter timeout: the most a step may tak
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import functools
@@ -349,7 +350,6 @@ class Ranks:
         global _current
         if self.size > 1:
             import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
         _current = SINGLE
@@ -425,6 +425,7 @@ def join(arch: str = "auto") -> Ranks:
         ranks.own_stdout = sys.stdout  # back after the run (speak_again): a script's own prints
         sys.stdout = open(os.devnull, "w")  # rank 0 reports; the others' errors still reach stderr
     _current = ranks
+    atexit.register(ranks.close)  # a script's groups outlive train(): at the exit itself gloo could abort (SIGABRT)
     return ranks
 
 
