@@ -31,12 +31,17 @@ def panels(path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     return image[:, :width], image[:, width:2 * width]
 
 
-def blurred(photo: np.ndarray, sigma: float, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """The photo moved by ``shift`` (x, y) px (bicubic) and blurred by ``sigma`` px, as floats."""
+def moved(photo: np.ndarray, shift: tuple[float, float]) -> Image.Image:
+    """The photo moved by ``shift`` (x, y) px (bicubic; white where it uncovers the border)."""
     image = Image.fromarray(photo)
-    if shift != (0.0, 0.0):
-        image = image.transform(image.size, Image.Transform.AFFINE, (1, 0, -shift[0], 0, 1, -shift[1]),
-                                resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    if shift == (0.0, 0.0):
+        return image
+    return image.transform(image.size, Image.Transform.AFFINE, (1, 0, -shift[0], 0, 1, -shift[1]),
+                           resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+
+
+def blurred(image: Image.Image, sigma: float) -> np.ndarray:
+    """``image`` blurred by ``sigma`` px, as floats in [0, 1]."""
     if sigma:
         image = image.filter(ImageFilter.GaussianBlur(sigma))
     return np.asarray(image).astype(np.float64) / 255
@@ -58,8 +63,10 @@ def equivalent_blur(prediction: np.ndarray, photo: np.ndarray, max_shift: float 
         raise ValueError(f"--max-shift must be 0 or more px, got {max_shift:g}")
     halves = int(max_shift / 0.5 + 1e-9)  # half-pixel steps, 0 among them
     offsets = 0.5 * np.arange(-halves, halves + 1)
-    scores = {(sigma, (float(dx), float(dy))): psnr(blurred(photo, sigma, (float(dx), float(dy))))
-              for dx in offsets for dy in offsets for sigma in SIGMAS}
+    scores = {}
+    for shift in ((float(dx), float(dy)) for dx in offsets for dy in offsets):
+        image = moved(photo, shift)  # once per shift, then each blur of it
+        scores.update({(sigma, shift): psnr(blurred(image, sigma)) for sigma in SIGMAS})
     sigma, shift = max(scores, key=scores.get)
     unshifted = max(SIGMAS, key=lambda s: scores[(s, (0.0, 0.0))])
     return {"blur_px": sigma, "shift_px": shift, "unshifted_blur_px": unshifted,
