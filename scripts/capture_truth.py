@@ -81,13 +81,17 @@ def main(data: str, run: str) -> None:
         print(f"after refinement:            rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
     val = dataset.split("val")
     bg = scene_background(renderer.scene, cfg)
-    scores = {"written": [], "true": []}
-    for key, poses in (("written", val.poses), ("true", to_loader(poses_of(val, "true_pose"), frame).float())):
+    scores = {"written": [], "true": [], "carried": []}
+    ways = [("written", val.poses, False), ("true", to_loader(poses_of(val, "true_pose"), frame).float(), False)]
+    if renderer.carried is not None:  # a refined run draws its val cameras with the corrections carried to them
+        ways.append(("carried", val.poses, True))
+    for key, poses, carry in ways:
         for i in range(val.count):
-            rgb = renderer.render_image(poses, val.intrinsics, i, val.width, val.height, bg)["rgb"].cpu()
+            rgb = renderer.render_image(poses, val.intrinsics, i, val.width, val.height, bg, carry=carry)["rgb"].cpu()
             scores[key].append(psnr(rgb, over_background(val.rgba[i], bg)))
+    carried = f"; with the corrections carried: {np.mean(scores['carried']):.2f} dB" if scores["carried"] else ""
     print(f"val PSNR from the poses as written: {np.mean(scores['written']):.2f} dB; "
-          f"from the true poses: {np.mean(scores['true']):.2f} dB")
+          f"from the true poses: {np.mean(scores['true']):.2f} dB{carried}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ ALIGN_WARN_DEG = 2.0
 
 def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limit: int | None = None,
              progress: bool = True, images_dir=None, depth: bool = False, compare: bool = False,
-             overwrite: bool = False, appearance_image: int | None = None, align_steps: int = 0) -> dict:
+             overwrite: bool = False, appearance_image: int | None = None, align_steps: int = 0,
+             as_given: bool = False) -> dict:
     """PSNR and SSIM per image of a split (None: test where the data has one, else val: LLFF
     captures hold out val alone) and their means (``appearance_image``: rendered with
     that training image's appearance code, not the mean; ``object_psnr`` too where the photos
@@ -104,7 +105,9 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     ``align_steps`` > 0: also score each view from its camera aligned to its photo with the
     field frozen (pose_refinement.align_camera): ``aligned_psnr``/``aligned_ssim`` and each
     camera's move, beside the scores from the cameras as written (and ``warnings`` when the
-    cameras turned more than ``ALIGN_WARN_DEG`` on average)."""
+    cameras turned more than ``ALIGN_WARN_DEG`` on average). A run with pose refinement draws each
+    camera with the training cameras' corrections carried to it (rendering/carried_corrections.py;
+    ``cameras`` in the result says so), and ``as_given`` draws them as written."""
     rank_zero_only("evaluate")
     from tqdm.auto import tqdm
 
@@ -116,6 +119,8 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite, flags=("overwrite=True", "images_dir"))
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
+    if as_given:
+        renderer.carried = None
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)
     if split is None:
         split = "test" if "test" in dataset.splits else "val"
@@ -135,7 +140,7 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
             pose, moved = align_camera(renderer, part, i, bg, align_steps)
             poses = part.poses.clone()
             poses[i] = pose
-            view_aligned = renderer.render_image(poses, part.intrinsics, i, part.width, part.height, bg)
+            view_aligned = renderer.render_image(poses, part.intrinsics, i, part.width, part.height, bg, carry=False)
             aligned, _, aligned_scores = view_scores(view_aligned["rgb"], part.rgba[i], bg, objects)
             images[-1].update({f"aligned_{name}": value for name, value in aligned_scores.items()},
                               aligned_ssim=ssim(aligned, target), alignment=moved)
@@ -146,6 +151,7 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
         # the dataset scored, so scores of one field on several datasets (--data) are told apart
         "checkpoint": str(checkpoint.find_checkpoint(ckpt).resolve()), "data": str(Path(dataset.source).resolve()),
         "split": split, "count": count,
+        "cameras": "as given" if renderer.carried is None else "with the training cameras' corrections carried",
         "psnr": np.mean([r["psnr"] for r in images]), "ssim": np.mean([r["ssim"] for r in images]),
         "images": images,
     }

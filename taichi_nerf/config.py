@@ -208,7 +208,9 @@ class TrainConfig:
                                       "loss, which gathers each ray's weight into thin surfaces (0: off)")
     seed: int = option(0, OPTIMISATION, "random seed")
     refine_poses: bool | None = option(None, OPTIMISATION, "learn a small rigid correction of each training "
-                                       "camera's pose, for poses that are not exact (default: "
+                                       "camera's pose, for poses that are not exact; every other camera (val, "
+                                       "videos, the viewers) gets the corrections of the training cameras near it "
+                                       "(default: on for an object that mask files cut out, else "
                                        f"{by_kind(REFINE_POSES_DEFAULTS)})")
     pose_lr: float = option(1e-4, OPTIMISATION, "refine_poses: initial learning rate of the corrections (decays "
                                                 "with the schedule, in proportion to lr)")
@@ -266,8 +268,10 @@ class TrainConfig:
         return chosen(self.appearance_dim, APPEARANCE_DEFAULTS, scene)
 
     def refine_poses_for(self, scene) -> bool:
-        """Whether a run on ``scene`` refines its training poses: the option, else by scene kind."""
-        return chosen(self.refine_poses, REFINE_POSES_DEFAULTS, scene)
+        """Whether a run on ``scene`` refines its training poses: the option, else by scene kind (on for an
+        object that mask files cut out)."""
+        return kind_default("refine_poses", REFINE_POSES_DEFAULTS, scene) if self.refine_poses is None \
+            else self.refine_poses
 
     def march_steps_for(self, scene) -> int:
         """Grid marching steps across the box a run on ``scene`` uses: the option, else by scene kind."""

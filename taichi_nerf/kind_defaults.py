@@ -54,7 +54,12 @@ PIXEL_SAMPLING_DEFAULTS = {"box": "uniform", "ndc": "uniform", "unbounded": "uni
 # object. ethiopianHead, two seeds on each of two CPUs: +0.26 and +0.25 dB, and a less blurred face
 # (scripts/preview_blur.py; "A time limit without --steps, and three levers"); the synthetic turntable
 # (scenes/turntable.py, 256x192), two seeds: +0.20 dB ("Why ethiopianHead's face stays soft").
-CUT_OUT_DEFAULTS = {"pixel_sampling": "error"}
+# Pose refinement, its val cameras drawn with the corrections carried to them
+# (rendering/carried_corrections.py): ethiopianHead +0.39 dB on two seeds against the same day's
+# controls, its face 1.25 px blurred against 1.25-1.5; the synthetic turntable, whose poses are exact,
+# -0.16 dB (a refined step costs ~20% more). Real captures' poses are never exact ("Pose corrections
+# carried to new cameras").
+CUT_OUT_DEFAULTS = {"pixel_sampling": "error", "refine_poses": True}
 
 # bf16 autocast for the MLP where the CPU has bf16 instructions (backend.use_bf16; docs/BENCHMARKS.md,
 # "bf16 on the CPU"): 6-40% more steps; +0.1 to +0.7 dB on objects and forward-facing sets, -0.06 and

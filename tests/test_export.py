@@ -196,7 +196,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
         samples = Samples(t, torch.full_like(t, 0.01), ray_index, offsets, counts, per_ray)
         return SimpleNamespace(samples=samples, weights=weights, opacity=torch.ones(n), rgb=torch.rand(n, 3))
 
-    renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays)
+    renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays, carried=None)
     renderer.sampling_rays = lambda o, d: Renderer.sampling_rays(renderer, o, d)  # the real one: NDC rays
     points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
     assert points.shape == (o.shape[0] - 5, 3)

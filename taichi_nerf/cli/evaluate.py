@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
                    help="also score each view from its camera aligned to its photo (STEPS Adam steps, the field "
                         "frozen; BARF's test-time alignment): for COLMAP poses, whose val cameras are as inexact as "
                         "the training ones. Adds aligned_psnr, aligned_ssim and each camera's move (0: off)")
+    p.add_argument("--as-given", action="store_true",
+                   help="a run that refined its training poses: score the cameras as written, without the training "
+                        "cameras' corrections carried to them (what a run without refinement is scored from)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, scripts)")
     add_arch(p)
     p.set_defaults(run=cmd_eval)
@@ -51,7 +54,7 @@ def cmd_eval(args) -> int:
         check_writable_file(out)  # before the evaluation, whose scores would be lost
     # evaluate() refuses a bad --limit or --align-cameras before it loads anything
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
-                      progress=not args.no_progress, align_steps=args.align_cameras)
+                      progress=not args.no_progress, align_steps=args.align_cameras, as_given=args.as_given)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     try:  # the file first (a reader of stdout may have gone: `eval | head`); the scores shown even if it fails
         if out is not None:

@@ -234,10 +234,12 @@ def report_end(trainer, result, video_frames: int) -> int:
         f"{result.training_seconds:.1f} s ({result.seconds:.1f} s with the final validation)"
     print(f"trained {steps} in {took}{limited}; {scored} {result.val_psnr:.2f} dB{alone}")
     if trainer.pose_refinement is not None and trainer.val_name != "train":
-        # a noisy-pose cow: refined 25.1 dB as given, 34.0 aligned (unrefined 25.2, 28.0; BENCHMARKS.md)
-        print(f"note: --refine-poses corrected the training cameras alone, and the val cameras, as inexact, were "
-              f"scored as given (a sharper field can score lower so); to score each from its camera aligned to its "
-              f"photo: taichi-nerf eval --ckpt {shlex.quote(str(out))} --align-cameras 100")
+        # ethiopianHead refined: 27.9 dB so, 23.6 as given, 27.6 aligned (BENCHMARKS.md, "Pose corrections carried")
+        run = shlex.quote(str(out))
+        print(f"note: --refine-poses corrected the training cameras; each val camera was scored with the corrections "
+              f"of the training cameras near it carried to it (a capture's pose errors are shared by neighbouring "
+              f"photos). As written: taichi-nerf eval --ckpt {run} --as-given; each aligned to its own photo: "
+              f"taichi-nerf eval --ckpt {run} --align-cameras 100")
     if cfg.time_limit_s and trainer.time_used < TIME_LEFT_UNUSED and result.step >= cfg.step_limit():
         # a fast host: the --steps given, not the time, ended the run (ethiopianHead: 20000 steps in 169 of 240 s)
         print(f"note: the run's {cfg.steps} steps ended it at {100 * trainer.time_used:.0f}% of its "

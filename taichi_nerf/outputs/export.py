@@ -285,6 +285,9 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
     from ..stages.cameras import image_rays, ndc_to_world
 
     poses = poses.to(renderer.device).float().contiguous()
+    if renderer.carried is not None:  # a refined run's camera, where its field agrees with it
+        poses = poses.clone()
+        poses[cam] = renderer.carried.pose(poses[cam])
     intr = intr.to(renderer.device).float().contiguous()
     bg = background.to(renderer.device).reshape(1, 3)
     pts, cols = [], []

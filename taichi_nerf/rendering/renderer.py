@@ -21,6 +21,7 @@ from ..stages.occupancy import OccupancyGrid, terminate
 from ..stages.packing import Samples, compact
 from ..stages.proposal import ProposalHistogram, ProposalSampler
 from ..stages.sampling import importance, ray_bounds, stratified
+from .carried_corrections import CarriedCorrections
 from .scene import Scene, seen_from
 
 # Warm-up marching of unbounded scenes: this many times the grid's step (~30-60 samples/ray).
@@ -85,6 +86,9 @@ class Renderer:
         # Training: drop the samples behind where a ray turned opaque before the full pass
         # (TrainConfig.skip_hidden); their densities are evaluated once more, without gradients.
         self.skip_hidden = False
+        # A run with pose refinement: the corrections carried to the cameras rendered
+        # (rendering/carried_corrections.py); None renders every camera as given.
+        self.carried: CarriedCorrections | None = None
         self.device = torch.device(device)
         self.aabb = torch.tensor(scene.aabb, dtype=torch.float32, device=self.device)
         # Unbounded scenes: positions outside the box are contracted before encoding (stages/space.py).
@@ -335,24 +339,29 @@ class Renderer:
 
     @torch.no_grad()
     def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,
-                     background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None) -> dict:
+                     background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None,
+                     carry: bool = True) -> dict:
         """(H, W, 3) rgb, (H, W) opacity and (H, W) depth (normalised by opacity) of one camera.
         No gradients, so rays terminate early (see :meth:`render_rays`)."""
         out = self.render_pixels(poses, intrinsics, camera, width, 0, width * height, background, chunk,
-                                 samples_per_ray)
+                                 samples_per_ray, carry=carry)
         return {"rgb": out["rgb"].view(height, width, 3), "opacity": out["opacity"].view(height, width),
                 "depth": out["depth"].view(height, width)}
 
     @torch.no_grad()
     def render_pixels(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, first_pixel: int,
                       count: int, background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None,
-                      pixels: torch.Tensor | None = None) -> dict:
+                      pixels: torch.Tensor | None = None, carry: bool = True) -> dict:
         """(count, 3) rgb, (count,) opacity and (count,) depth (normalised by opacity) of
         ``count`` consecutive pixels (row-major, from ``first_pixel``) of one camera, in chunks
         of ``chunk`` rays: a whole image, or a band of its rows (the GUI, video recording).
         ``pixels``: these row-major pixel indices instead (``first_pixel`` and ``count`` unused):
-        the scattered pixels that the viewers' finer levels render (viewing/view.py)."""
+        the scattered pixels that the viewers' finer levels render (viewing/view.py). ``carry``: with
+        :attr:`carried` corrections, the camera gets them (False: a pose already final, an aligned one)."""
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device).contiguous()  # numpy's too
+        if carry and self.carried is not None:
+            poses = poses.clone()
+            poses[camera] = self.carried.pose(poses[camera])
         intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device).contiguous()
         bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).reshape(1, 3)
         if pixels is not None:

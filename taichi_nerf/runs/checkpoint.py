@@ -17,6 +17,7 @@ from .. import backend
 from ..config import DATASET_FIELDS, TrainConfig
 from ..files import write_atomic
 from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
+from ..rendering.carried_corrections import CarriedCorrections
 from ..rendering.renderer import Renderer
 from ..rendering.scene import Scene
 from ..wording import few_names
@@ -256,6 +257,7 @@ def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple
             renderer.grid.load_state_dict(state["grid"])
         if renderer.proposal is not None:
             renderer.proposal.load_state_dict(state["proposal"])
+        renderer.carried = CarriedCorrections.from_saved(state.get("pose_refinement"))
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: tensors do not fit this model: {state_dict_mismatch(exc)}") from None
     except (TypeError, KeyError, ValueError) as exc:
@@ -404,6 +406,7 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
         trainer.field.load_state_dict(state["model"])
         if trainer.pose_refinement is not None and state.get("pose_refinement") is not None:
             trainer.pose_refinement.load_state_dict(state["pose_refinement"])
+            trainer.renderer.carried = trainer.pose_refinement.carried()  # from the cameras the run saved
         if trainer.renderer.proposal is not None:
             trainer.renderer.proposal.load_state_dict(state["proposal"])
     except RuntimeError as exc:

@@ -8,13 +8,16 @@ a translation (world units). A training ray of camera i becomes
 
 in torch, so its gradient flows back from the encoding's adjoint kernel (stages/encoding.py) and,
 for forward-facing scenes, through the NDC transform (cameras.ndc_rays). The corrections start
-at zero. New views and validation use the cameras as given: a correction belongs to a photo.
+at zero. Every other camera (val, test, a video's, the window's) is rendered with the corrections
+of the training cameras near it carried to it (rendering/carried_corrections.py): a real capture's
+pose errors are shared by neighbouring photos.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..rendering.carried_corrections import CarriedCorrections
 from ..stages.cameras import training_rays
 
 
@@ -28,9 +31,22 @@ def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
 
 
 class PoseRefinement(nn.Module):
-    def __init__(self, cameras: int, device=None):
+    """Corrections of the training cameras ``given`` (C, 4, 4), which the checkpoint keeps beside
+    them: a render of the checkpoint carries them to its cameras without the data."""
+
+    def __init__(self, given: torch.Tensor, device=None):
         super().__init__()
-        self.corrections = nn.Parameter(torch.zeros(cameras, 6, device=device))  # rotation | translation
+        self.corrections = nn.Parameter(torch.zeros(len(given), 6, device=device))  # rotation | translation
+        self.register_buffer("given", given.detach().float().cpu().clone())
+
+    def carried(self) -> CarriedCorrections:
+        """The corrections, live, for a renderer's other cameras (``Renderer.carried``)."""
+        return CarriedCorrections(self.given, self.corrections)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        if "given" not in state:  # saved before the cameras were kept: these are the same cameras
+            state = {**state, "given": self.given}
+        return super().load_state_dict(state, strict, assign)
 
     def forward(self, origins: torch.Tensor, dirs: torch.Tensor,
                 image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +65,16 @@ class PoseRefinement(nn.Module):
                 "translation_rms": float(shift.pow(2).mean().sqrt())}
 
 
+def refinement_for(cfg, scene, train, renderer, device) -> PoseRefinement | None:
+    """The corrections of a run's training cameras ``train`` (a split) where it refines them, with
+    ``renderer`` drawing every other camera from them; None where it does not."""
+    if not cfg.refine_poses_for(scene):
+        return None
+    refinement = PoseRefinement(train.poses, device)
+    renderer.carried = refinement.carried()
+    return refinement
+
+
 def corrected_pose(pose: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
     """Camera-to-world (4, 4) ``pose`` with one camera's correction (6,) applied, as
     :class:`PoseRefinement` applies it to the camera's rays."""
@@ -64,14 +90,17 @@ def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: 
     """BARF's test-time alignment: camera ``camera`` of ``split`` moved to fit its own photo
     with the field frozen, ``steps`` Adam steps on ``rays`` random pixels each. A val camera
     from COLMAP is as inexact as the training ones; scoring a field from it charges the field
-    with the pose error. Returns (the corrected pose (4, 4), how far it moved: summary())."""
+    with the pose error. It starts where the renderer would draw the camera (with a refined run's
+    corrections carried to it). Returns (the final pose (4, 4), to render with ``carry=False``,
+    and how far the alignment moved it: summary())."""
     device = renderer.device
-    refine = PoseRefinement(1, device)
+    start = split.poses[camera] if renderer.carried is None else renderer.carried.pose(split.poses[camera])
+    refine = PoseRefinement(start[None], device)
     optimizer = torch.optim.Adam(refine.parameters(), lr=lr)
     generator = torch.Generator(device=device).manual_seed(camera)  # the same view aligns the same way
     # this camera alone goes to the device: its rays and pixels are image 0 of these
     one = slice(camera, camera + 1)
-    poses, intrinsics = split.poses[one].to(device), split.intrinsics[one].to(device)
+    poses, intrinsics = start[None].to(device), split.intrinsics[one].to(device)
     rgba = split.rgba[one].to(device).contiguous()
     first = torch.zeros(rays, dtype=torch.int32, device=device)
     background = background.reshape(1, 3).to(device)
@@ -91,4 +120,4 @@ def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: 
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return corrected_pose(split.poses[camera], refine.corrections.detach()[0].cpu()), refine.summary()
+    return corrected_pose(start, refine.corrections.detach()[0].cpu()), refine.summary()

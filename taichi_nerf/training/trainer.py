@@ -29,7 +29,7 @@ from . import lr_schedule, masking
 from .diagnostics import ProgressBar, StuckWatch, kept_checkpoint
 from .losses import training_loss
 from .plots import write_curves
-from .pose_refinement import PoseRefinement
+from .pose_refinement import refinement_for
 from .ray_batches import RayBatches
 from .result import TrainResult
 from .validation import periodic_stride, preview_image, validation_scores
@@ -79,8 +79,8 @@ class Trainer:
         backend.require_samples(self.renderer.max_samples_per_ray)  # unbounded scenes march further
         self.renderer.restrict_grid_to_seen(self.train)  # no cell that no training ray crosses
         self.field = self.renderer.field
-        # Corrections of the training cameras' poses (training/pose_refinement.py), at their own rate.
-        self.pose_refinement = PoseRefinement(self.train.count, dev) if cfg.refine_poses_for(self.scene) else None
+        # Corrections of the training cameras' poses at their own rate, carried by the renderer to other cameras.
+        self.pose_refinement = refinement_for(cfg, self.scene, self.train, self.renderer, dev)
         proposal = [] if self.renderer.proposal is None else list(self.renderer.proposal.parameters())
         self.optimizer = lr_schedule.make_optimizer(cfg, [*self.field.parameters(), *proposal],
                                                     None if self.pose_refinement is None

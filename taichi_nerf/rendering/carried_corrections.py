@@ -1,0 +1,90 @@
+"""Pose corrections carried from the training cameras to every other camera (val, test, a video's
+path, the window's): what a run with pose refinement (training/pose_refinement.py) renders from.
+
+A refined field is consistent with its *corrected* training cameras. A val camera from the same
+capture carries the same kind of pose error, and a real capture's errors are not independent
+from photo to photo: on ethiopianHead a training camera's correction, in its own frame, is
+predicted by its nearest neighbour's with a correlation of 0.97 for the roll and 0.98 for the
+move along the optical axis (docs/BENCHMARKS.md, "Pose corrections carried to new cameras").
+So a camera that was not trained on gets the corrections of the training cameras near it,
+expressed in each camera's own frame and weighted by a Gaussian of the distance between the
+centres. A training camera itself gets its own correction exactly (and a camera very near it,
+mostly its own: a video through the training cameras passes them without a jump).
+
+Each correction is (rotation axis-angle, translation) in world space, applied as the rays of
+training/pose_refinement.py apply it: the direction turned about the camera's centre, the centre
+moved. Float64 numpy, one camera at a time: a render's cost is in its rays, not here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..rotations import axis_angle_to_matrix
+
+# The Gaussian's width in units of the median distance from a training camera to its nearest
+# neighbour. ethiopianHead's refined run scored its val views 27.78 / 27.91 / 27.91 / 27.86 dB at
+# 0.5 / 1 / 1.5 / 2 (23.64 from the cameras as given); a cow whose poses were noised independently
+# photo by photo (no neighbour knows another's error) scored 22.69 / 24.04 / 24.40 / 24.46 (24.19
+# as given): at 1.5 the independent part averages away and the shared part is kept.
+KERNEL_WIDTH = 1.5
+# A camera this close to a training camera (in the same units) takes that camera's own correction,
+# blending into its neighbours' by a Gaussian of this width: exact on a training camera, and no jump
+# in a video whose path passes through one.
+OWN_WIDTH = 0.1
+
+
+class CarriedCorrections:
+    """``given`` (C, 4, 4) camera-to-world poses of the training cameras as written, and their
+    ``corrections`` (C, 6): rotation | translation, read at each call (a live training parameter
+    or a checkpoint's tensor)."""
+
+    def __init__(self, given: torch.Tensor, corrections: torch.Tensor):
+        poses = given.detach().double().cpu().numpy()
+        self.rotations, self.centres = poses[:, :3, :3], poses[:, :3, 3]
+        self.corrections = corrections
+        gaps = np.linalg.norm(self.centres[:, None] - self.centres[None], axis=-1)
+        np.fill_diagonal(gaps, np.inf)
+        spacing = float(np.median(gaps.min(axis=1))) if len(poses) > 1 else 0.0
+        self.spacing = spacing if np.isfinite(spacing) and spacing > 0 else 1.0  # one camera, or all at one point
+        self.width = KERNEL_WIDTH * self.spacing
+
+    @classmethod
+    def from_saved(cls, refinement: dict | None) -> CarriedCorrections | None:
+        """From a checkpoint's ``pose_refinement`` (PoseRefinement's state); None without refinement,
+        or from a run saved before it kept its training cameras (drawn as given, as they were then)."""
+        if not isinstance(refinement, dict) or "given" not in refinement:
+            return None
+        given, corrections = refinement["given"], refinement["corrections"]
+        if given.shape != (corrections.shape[0], 4, 4) or corrections.shape[1:] != (6,):
+            raise RuntimeError(f"pose corrections {tuple(corrections.shape)} do not fit cameras {tuple(given.shape)}")
+        return cls(given, corrections)
+
+    def local(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each training camera's correction in its own frame: (C, 3) rotation, (C, 3) translation."""
+        c = self.corrections.detach().double().cpu().numpy()
+        to_camera = np.transpose(self.rotations, (0, 2, 1))
+        return np.einsum("nij,nj->ni", to_camera, c[:, :3]), np.einsum("nij,nj->ni", to_camera, c[:, 3:])
+
+    def weights(self, pose: np.ndarray) -> np.ndarray:
+        """(C,) weights of the training cameras for a camera at ``pose`` (4, 4), summing to 1: a
+        Gaussian of the centres' distance (the nearest always counts), drawn towards the nearest
+        camera alone as the camera comes within OWN_WIDTH spacings of it (all of it on the camera)."""
+        dist = np.linalg.norm(self.centres - pose[:3, 3], axis=1)
+        nearest = int(np.argmin(dist))
+        w = np.exp(-0.5 * (dist ** 2 - dist[nearest] ** 2) / self.width ** 2)
+        own = float(np.exp(-0.5 * (dist[nearest] / (OWN_WIDTH * self.spacing)) ** 2))
+        w *= (1.0 - own) / w.sum()
+        w[nearest] += own
+        return w
+
+    def pose(self, pose: torch.Tensor) -> torch.Tensor:
+        """``pose`` (4, 4) with the corrections carried to it, in its dtype and on its device."""
+        p = pose.detach().double().cpu().numpy()
+        w = self.weights(p)
+        turn_local, move_local = self.local()
+        turn = p[:3, :3] @ (w @ turn_local)  # back from the camera's own frame to the world
+        out = p.copy()
+        out[:3, :3] = axis_angle_to_matrix(turn) @ p[:3, :3]
+        out[:3, 3] = p[:3, 3] + p[:3, :3] @ (w @ move_local)
+        return torch.as_tensor(out, dtype=pose.dtype, device=pose.device)
