@@ -55,6 +55,28 @@ def test_a_training_camera_keeps_its_own_correction():
     assert close(CarriedCorrections(given, torch.zeros(len(given), 6)).pose(ring([45.0])[0]), ring([45.0])[0])
 
 
+def test_cameras_that_share_a_place_keep_their_own_corrections_and_the_spacing():
+    """A tripod's turns (one centre, several orientations) and a repeated frame (two cameras a hair
+    apart): each training camera still gets its own correction, and the kernel's width is the ring's
+    spacing, not the hair's."""
+    from taichi_nerf.rendering.carried_corrections import KERNEL_WIDTH
+
+    ring_poses = ring(range(0, 360, 30))
+    tripod = ring_poses[:1].repeat(3, 1, 1)
+    for k, turn in enumerate((0.0, 0.3, -0.3)):  # turned about the vertical, in place
+        tripod[k, :3, :3] = axis_angle_matrices(torch.tensor([[0.0, 0.0, turn]], dtype=torch.float64))[0] \
+            @ tripod[k, :3, :3]
+    repeated = ring_poses[1:2].clone()
+    repeated[0, :3, 3] += 1e-9
+    given = torch.cat([tripod, ring_poses[1:], repeated])
+    corrections = torch.randn(len(given), 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 0.01
+    carried = CarriedCorrections(given, corrections)
+    for i in range(len(given)):
+        assert close(carried.pose(given[i]), corrected_pose(given[i], corrections[i]), 1e-7), i
+    spacing = float((ring_poses[0, :3, 3] - ring_poses[1, :3, 3]).norm())
+    assert carried.width == pytest.approx(KERNEL_WIDTH * spacing)
+
+
 def test_an_error_that_every_camera_shares_in_its_own_frame_reaches_a_new_camera_whole():
     """A roll and a move that every training camera has in its own frame (a real capture's
     shared error) is carried to a camera between them, and to one far from all, exactly."""

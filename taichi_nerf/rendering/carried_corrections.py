@@ -32,6 +32,9 @@ KERNEL_WIDTH = 1.5
 # blending into its neighbours' by a Gaussian of this width: exact on a training camera, and no jump
 # in a video whose path passes through one.
 OWN_WIDTH = 0.1
+# Training cameras whose centres are closer than this share a place (as a fraction of the cameras'
+# extent): the spacing ignores them, and a camera there is matched by its orientation too.
+SAME_PLACE = 1e-6
 
 
 class CarriedCorrections:
@@ -43,11 +46,26 @@ class CarriedCorrections:
         poses = given.detach().double().cpu().numpy()
         self.rotations, self.centres = poses[:, :3, :3], poses[:, :3, 3]
         self.corrections = corrections
-        gaps = np.linalg.norm(self.centres[:, None] - self.centres[None], axis=-1)
-        np.fill_diagonal(gaps, np.inf)
-        spacing = float(np.median(gaps.min(axis=1))) if len(poses) > 1 else 0.0
-        self.spacing = spacing if np.isfinite(spacing) and spacing > 0 else 1.0  # one camera, or all at one point
+        extent = float(np.linalg.norm(self.centres - self.centres.mean(axis=0), axis=1).max())
+        # centres closer than this are one place (a tripod's turns, a paused video's repeated frames)
+        self.same_place = SAME_PLACE * max(extent, 1e-12)
+        self.spacing = self._spacing(extent)
         self.width = KERNEL_WIDTH * self.spacing
+
+    def _spacing(self, extent: float, rows: int = 1024) -> float:
+        """The median distance from a training camera to its nearest neighbour elsewhere, in blocks of
+        ``rows`` cameras (a video's thousands of frames); the cameras' extent where all share a place."""
+        nearest = []
+        for start in range(0, len(self.centres), rows):
+            block = self.centres[start:start + rows]
+            gaps = np.linalg.norm(block[:, None] - self.centres[None], axis=-1)
+            gaps[gaps <= self.same_place] = np.inf  # itself, and cameras at its place
+            nearest.append(gaps.min(axis=1))
+        nearest = np.concatenate(nearest)
+        nearest = nearest[np.isfinite(nearest)]
+        if len(nearest):
+            return float(np.median(nearest))
+        return extent if extent > 0 else 1.0  # one camera, or all at one point
 
     @classmethod
     def from_saved(cls, refinement: dict | None) -> CarriedCorrections | None:
@@ -71,7 +89,10 @@ class CarriedCorrections:
         Gaussian of the centres' distance (the nearest always counts), drawn towards the nearest
         camera alone as the camera comes within OWN_WIDTH spacings of it (all of it on the camera)."""
         dist = np.linalg.norm(self.centres - pose[:3, 3], axis=1)
-        nearest = int(np.argmin(dist))
+        here = np.flatnonzero(dist <= dist.min() + self.same_place)  # the nearest place's cameras
+        turns = np.trace(np.einsum("nji,jk->nik", self.rotations[here], pose[:3, :3]), axis1=1, axis2=2)
+        alike = here[turns >= turns.max() - 1e-12]  # the least turned of them (R_j^T R nearest the identity)
+        nearest = int(alike[np.argmin(dist[alike])])  # ...and of those (a repeated frame), the nearest
         w = np.exp(-0.5 * (dist ** 2 - dist[nearest] ** 2) / self.width ** 2)
         own = float(np.exp(-0.5 * (dist[nearest] / (OWN_WIDTH * self.spacing)) ** 2))
         w *= (1.0 - own) / w.sum()

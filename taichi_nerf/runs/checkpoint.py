@@ -406,7 +406,6 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
         trainer.field.load_state_dict(state["model"])
         if trainer.pose_refinement is not None and state.get("pose_refinement") is not None:
             trainer.pose_refinement.load_state_dict(state["pose_refinement"])
-            trainer.renderer.carried = trainer.pose_refinement.carried()  # from the cameras the run saved
         if trainer.renderer.proposal is not None:
             trainer.renderer.proposal.load_state_dict(state["proposal"])
     except RuntimeError as exc:

@@ -220,7 +220,7 @@ class _EncodeSamples(torch.autograd.Function):
         rays = [x.detach().contiguous() for x in (origins, dirs, view_dirs)]
         encoded = _run_encoding(*rays, t, ray_index, pos, direction, contract_box)
         # the encoding itself is kept: its sin and cos are the adjoint's cos and -sin (the MLP's first
-        # layer holds it anyway; autograd refuses a backward after anything wrote into it)
+        # layer holds it, or its bf16 copy; autograd refuses a backward after anything wrote into it)
         ctx.save_for_backward(*rays, t, ray_index, encoded)
         ctx.specs = (pos, direction, contract_box)
         return encoded

@@ -44,9 +44,9 @@ class PoseRefinement(nn.Module):
         return CarriedCorrections(self.given, self.corrections)
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        if "given" not in state:  # saved before the cameras were kept: these are the same cameras
-            state = {**state, "given": self.given}
-        return super().load_state_dict(state, strict, assign)
+        # A resume trains and carries from the cameras of its data, as its rays come from them; the saved
+        # ones (none before they were kept) are for renders of the checkpoint alone.
+        return super().load_state_dict({**state, "given": self.given}, strict, assign)
 
     def forward(self, origins: torch.Tensor, dirs: torch.Tensor,
                 image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
