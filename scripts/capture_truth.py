@@ -29,7 +29,7 @@ from taichi_nerf.rendering.backgrounds import over_background, scene_background 
 from taichi_nerf.runs import checkpoint  # noqa: E402
 from taichi_nerf.runs.datasets import load_dataset  # noqa: E402
 from taichi_nerf.scenes.capture_effects import camera_errors  # noqa: E402
-from taichi_nerf.training.pose_refinement import axis_angle_matrices  # noqa: E402
+from taichi_nerf.training.pose_refinement import corrected_pose  # noqa: E402
 
 
 def loader_frame(loaded: torch.Tensor, written: torch.Tensor):
@@ -74,9 +74,7 @@ def main(data: str, run: str) -> None:
     print(f"training cameras as written: rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
     if state.get("pose_refinement") is not None:
         corrections = state["pose_refinement"]["corrections"].double()
-        refined = train.poses.double().clone()
-        refined[:, :3, :3] = axis_angle_matrices(corrections[:, :3].float()).double() @ refined[:, :3, :3]
-        refined[:, :3, 3] += corrections[:, 3:]
+        refined = torch.stack([corrected_pose(pose, c) for pose, c in zip(train.poses.double(), corrections)])
         rot, centre = camera_errors(refined, true_train)
         print(f"after refinement:            rotation {rms(rot):.3f} deg RMS, centre {rms(centre):.4f} RMS")
     val = dataset.split("val")

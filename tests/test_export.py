@@ -198,6 +198,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
 
     renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays, carried=None)
     renderer.sampling_rays = lambda o, d: Renderer.sampling_rays(renderer, o, d)  # the real one: NDC rays
+    renderer.drawn_poses = lambda poses, cam: Renderer.drawn_poses(renderer, poses, cam)  # as given: no refinement
     points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
     assert points.shape == (o.shape[0] - 5, 3)
     assert float(((points.double() - world[5:]).norm(dim=1) / world[5:].norm(dim=1)).max()) < 1e-4

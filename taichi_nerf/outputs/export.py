@@ -284,10 +284,7 @@ def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, heigh
     (with_colors) their colour without the background."""
     from ..stages.cameras import image_rays, ndc_to_world
 
-    poses = poses.to(renderer.device).float().contiguous()
-    if renderer.carried is not None:  # a refined run's camera, where its field agrees with it
-        poses = poses.clone()
-        poses[cam] = renderer.carried.pose(poses[cam])
+    poses = renderer.drawn_poses(poses.to(renderer.device).float().contiguous(), cam)  # a refined run's: carried
     intr = intr.to(renderer.device).float().contiguous()
     bg = background.to(renderer.device).reshape(1, 3)
     pts, cols = [], []

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..rotations import axis_angle_to_matrix
+from ..rotations import angle_between_deg, axis_angle_to_matrix
 
 # The Gaussian's width in units of the median distance from a training camera to its nearest
 # neighbour. ethiopianHead's refined run scored its val views 27.78 / 27.91 / 27.91 / 27.86 dB at
@@ -90,8 +90,8 @@ class CarriedCorrections:
         camera alone as the camera comes within OWN_WIDTH spacings of it (all of it on the camera)."""
         dist = np.linalg.norm(self.centres - pose[:3, 3], axis=1)
         here = np.flatnonzero(dist <= dist.min() + self.same_place)  # the nearest place's cameras
-        turns = np.trace(np.einsum("nji,jk->nik", self.rotations[here], pose[:3, :3]), axis1=1, axis2=2)
-        alike = here[turns >= turns.max() - 1e-12]  # the least turned of them (R_j^T R nearest the identity)
+        turns = angle_between_deg(self.rotations[here], np.broadcast_to(pose[:3, :3], (len(here), 3, 3)))
+        alike = here[turns <= turns.min() + 1e-9]  # the least turned of them
         nearest = int(alike[np.argmin(dist[alike])])  # ...and of those (a repeated frame), the nearest
         w = np.exp(-0.5 * (dist ** 2 - dist[nearest] ** 2) / self.width ** 2)
         own = float(np.exp(-0.5 * (dist[nearest] / (OWN_WIDTH * self.spacing)) ** 2))

@@ -337,6 +337,15 @@ class Renderer:
         points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         return self._in_field(self.field.density_only, encode_points(points, self.pos)).float()
 
+    def drawn_poses(self, poses: torch.Tensor, camera: int) -> torch.Tensor:
+        """``poses`` with camera ``camera`` where this renderer draws it: with :attr:`carried`
+        corrections carried to it (a copy), else as given (``poses`` itself)."""
+        if self.carried is None:
+            return poses
+        poses = poses.clone()
+        poses[camera] = self.carried.pose(poses[camera])
+        return poses
+
     @torch.no_grad()
     def render_image(self, poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width: int, height: int,
                      background: torch.Tensor, chunk: int = 4096, samples_per_ray: int | None = None,
@@ -359,9 +368,8 @@ class Renderer:
         the scattered pixels that the viewers' finer levels render (viewing/view.py). ``carry``: with
         :attr:`carried` corrections, the camera gets them (False: a pose already final, an aligned one)."""
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device).contiguous()  # numpy's too
-        if carry and self.carried is not None:
-            poses = poses.clone()
-            poses[camera] = self.carried.pose(poses[camera])
+        if carry:
+            poses = self.drawn_poses(poses, camera)
         intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device).contiguous()
         bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).reshape(1, 3)
         if pixels is not None:
