@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from taichi_nerf.rotations import matrix_to_quaternion
 from taichi_nerf.scenes import testsets as T
 from taichi_nerf.scenes.capture_effects import (
     REAL_CAPTURE,
@@ -37,6 +38,46 @@ def test_pose_noise_has_the_stated_size():
     # the rotation turns the camera about its centre: the written pose is still a rotation
     r = written[:, :3, :3].double()
     assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(r), atol=1e-6)
+
+
+def camera_frame_errors(written: torch.Tensor, true: torch.Tensor) -> np.ndarray:
+    """(N, 6) each camera's error in its own axes: rotation vector (radians), then the move."""
+    a, b = written.double().numpy(), true.double().numpy()
+    local = np.einsum("nji,njk->nik", b[:, :3, :3], a[:, :3, :3])  # true^T written
+    turn = np.array([2.0 * matrix_to_quaternion(r)[1:] * np.sign(matrix_to_quaternion(r)[0]) for r in local])
+    move = np.einsum("nji,nj->ni", b[:, :3, :3], a[:, :3, 3] - b[:, :3, 3])
+    return np.concatenate([turn, move], axis=1)
+
+
+@pytest.mark.parametrize("drift", [0.0, 0.8, 1.0])
+def test_drifting_pose_noise_is_shared_by_neighbours_and_keeps_its_size(drift):
+    """Around a turntable orbit of 240 cameras: the stated RMS whatever the drift, and each
+    camera's error (in its own axes) correlates with its neighbour's by about the drift."""
+    angles = np.linspace(0.0, 2.0 * math.pi, 240, endpoint=False)
+    eyes = np.stack([4.0 * np.cos(angles), 4.0 * np.sin(angles), 1.0 + 0.3 * np.sin(3.0 * angles)], axis=1)
+    true = torch.stack([look_at(e, (0.0, 0.0, 0.0)) for e in eyes])
+    effects = CaptureEffects(rotation_deg=0.5, translation=0.01, drift=drift)
+    written = noisy_poses(true, (0.0, 0.0, 0.0), effects, np.random.default_rng(5))
+    angle, distance = camera_errors(written, true)
+    assert abs(rms(angle) - 0.5) < 0.1 and abs(rms(distance / np.linalg.norm(eyes, axis=1)) - 0.01) < 0.002
+    errors = camera_frame_errors(written, true)
+    neighbour = np.roll(errors, 1, axis=0)
+    correlation = [np.corrcoef(errors[:, c], neighbour[:, c])[0, 1] for c in range(6)]
+    assert np.all(np.abs(np.array(correlation) - 0.97 * drift) < 0.2), correlation
+
+
+def test_drift_leaves_a_set_without_it_unchanged():
+    """A drift of 0 draws nothing more: the sets written before it existed are the same."""
+    eyes = np.random.default_rng(1).normal(0.0, 1.0, (30, 3)) * 3.0
+    true = torch.stack([look_at(e, (0.0, 0.0, 0.0)) for e in eyes])
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01), rng_a)
+    noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01, drift=0.5), rng_b)
+    assert rng_a.normal() != rng_b.normal()  # the drift draws its own numbers after the cameras' own...
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    plain = noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01), rng_a)
+    again = noisy_poses(true, (0.0, 0.0, 0.0), CaptureEffects(rotation_deg=0.5, translation=0.01, drift=0.0), rng_b)
+    assert torch.equal(plain, again) and rng_a.normal() == rng_b.normal()  # ...and none without it
 
 
 def test_motion_blur_streaks_along_its_direction_and_keeps_energy():
