@@ -31,6 +31,29 @@ def test_axis_angle_matrices_are_rotations_of_the_given_angle():
         assert abs(rotation_angle_deg(m.double()) - math.degrees(float(v.norm()))) < 1e-2
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_axis_angle_matrices_match_the_matrix_exponential_and_its_gradient(dtype):
+    """Rodrigues' formula against torch's matrix exponential in float64, value and gradient, at the
+    sizes a correction passes through: zero (where it starts), either side of the series' threshold,
+    the corrections' own 1e-3 rad (where 1 - cos t cancels in float32) and large turns."""
+    generator = torch.Generator().manual_seed(4)
+    axes = torch.nn.functional.normalize(torch.randn(8, 3, generator=generator, dtype=torch.float64), dim=1)
+    sizes = torch.tensor([0.0, 1e-6, 0.99e-4, 1.01e-4, 1e-3, 3e-2, 1.0, 3.0], dtype=torch.float64)
+    vectors = (axes * sizes[:, None]).requires_grad_(True)
+    weights = torch.randn(8, 3, 3, generator=generator, dtype=torch.float64)
+    x, y, z = vectors.unbind(-1)
+    zero = torch.zeros_like(x)
+    reference = torch.linalg.matrix_exp(torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3))
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), vectors)
+    ours_in = vectors.detach().to(dtype).requires_grad_(True)
+    ours = axis_angle_matrices(ours_in)
+    (grad,) = torch.autograd.grad((ours * weights.to(dtype)).sum(), ours_in)
+    tolerance = 1e-12 if dtype == torch.float64 else 3e-6
+    assert torch.allclose(ours.double(), reference.detach(), atol=tolerance, rtol=0)
+    assert torch.allclose(grad.double(), reference_grad, atol=tolerance * 10, rtol=0), (grad.double() - reference_grad)
+    assert torch.isfinite(grad).all()
+
+
 def test_a_run_that_refines_its_poses_says_how_to_score_it(tiny_scene, tmp_path, capsys):
     """The val cameras are scored with the training cameras' corrections carried to them: the end
     of a run with --refine-poses says so and gives the evals that score them as written and

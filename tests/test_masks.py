@@ -240,8 +240,9 @@ def test_an_object_its_masks_cut_out_refines_its_poses(tmp_path, capsys):
     """A real turntable capture's poses are off (ethiopianHead: by a quarter of a degree), and its
     val cameras share their neighbours' errors: refined, with the corrections carried to the val
     cameras, it scored +0.4 dB with a less blurred face. So mask files cutting an object out make
-    --refine-poses the default, the start says so, and nothing else does: not ignore's masks, not
-    another scene kind; a given --no-refine-poses wins."""
+    --refine-poses the default and the start says so; without cut-out masks (ignore's, none) the scene
+    kind decides, and an object in a box or a forward-facing scene keeps its poses; a given
+    --no-refine-poses wins."""
     from types import SimpleNamespace
 
     from taichi_nerf.cli.train import report_start
@@ -260,9 +261,11 @@ def test_an_object_its_masks_cut_out_refines_its_poses(tmp_path, capsys):
         "object its masks cut out: --no-refine-poses turns it off)" in " ".join(capsys.readouterr().out.split())
     assert TrainConfig().refine_poses_for(Scene.from_dataset(cut_out))
     assert not TrainConfig(refine_poses=False).refine_poses_for(Scene.from_dataset(cut_out))
-    for mode in ("ignore", "off"):
-        assert not TrainConfig().refine_poses_for(Scene.from_dataset(read_dataset(root, mask_mode=mode)))
+    for mode in ("ignore", "off"):  # not cut out: the scene kind decides (scenery all around refines too)
+        scene = Scene.from_dataset(read_dataset(root, mask_mode=mode))
+        assert not scene.cut_out and scene.unbounded and TrainConfig().refine_poses_for(scene)
     assert not TrainConfig().refine_poses_for(SimpleNamespace(ndc=True, unbounded=False, cut_out=True))
+    assert not TrainConfig().refine_poses_for(SimpleNamespace(ndc=False, unbounded=False, cut_out=False))
     given = Trainer(tiny_config(root, tmp_path / "given", refine_poses=False), dataset=cut_out)
     assert given.pose_refinement is None and given.renderer.carried is None
 

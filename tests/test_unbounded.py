@@ -189,6 +189,28 @@ def test_an_unbounded_scene_trains_renders_and_saves(testsets, tmp_path, device,
     assert renderer.proposal.render_count == trainer.renderer.proposal.render_count
 
 
+def test_scenery_all_around_refines_its_poses_by_default_and_forward_facing_scenes_do_not(testsets, tmp_path,
+                                                                                              capsys):
+    """Pose refinement is the default for unbounded scenes (kind_defaults.REFINE_POSES_DEFAULTS), whose
+    val cameras then carry the training cameras' corrections, and the start line says how to turn it
+    off; a forward-facing scene keeps its poses as given."""
+    from taichi_nerf.cli.train import report_start
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    env = Trainer(tiny_config(testsets["ngp-360-env"], tmp_path / "env", steps=2))
+    assert env.pose_refinement is not None and env.renderer.carried is not None
+    report_start(env, resume=False)
+    said = " ".join(capsys.readouterr().out.split())
+    assert "carry the corrections of the training cameras near them (the default for this scene kind: " \
+        "--no-refine-poses turns it off)" in said, said
+    assert Trainer(tiny_config(testsets["ngp-360-env"], tmp_path / "off", steps=2,
+                               refine_poses=False)).pose_refinement is None
+    forward = Trainer(tiny_config(testsets["llff-backdrop"], tmp_path / "ndc", steps=2))
+    assert forward.pose_refinement is None and forward.renderer.carried is None
+
+
 def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):
     """An unbounded run saved before appearance codes became the default there (its config
     has no appearance_dim) resumes as it was trained: without codes."""

@@ -247,10 +247,11 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
             "; the default for an object its masks cut out: --pixel-sampling uniform turns it off)"
             if cut_out_object(trainer.scene) else ")"))
     if trainer.pose_refinement is not None:
+        whose = "an object its masks cut out" if cut_out_object(trainer.scene) else "this scene kind"
         lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and new "
                      f"views carry the corrections of the training cameras near them" + (
-                         " (the default for an object its masks cut out: --no-refine-poses turns it off)"
-                         if cfg.refine_poses is None and cut_out_object(trainer.scene) else ""))
+                         f" (the default for {whose}: --no-refine-poses turns it off)" if cfg.refine_poses is None
+                         else ""))
     if cfg.mixed_precision is None and trainer.renderer.bf16:
         lines.append("precision: the MLP runs in bf16 (this CPU has bf16 instructions); --no-mixed-precision for "
                      "float32")

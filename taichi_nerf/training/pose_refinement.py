@@ -20,14 +20,29 @@ from torch import nn
 from ..rendering.carried_corrections import CarriedCorrections
 from ..stages.cameras import training_rays
 
+# Below this angle (radians) Rodrigues' coefficients are their Taylor series: their next terms, t^4/120
+# and t^4/720, are under float64's resolution of 1 there (and their quotients would divide by zero at 0).
+SMALL_ANGLE = 1e-4
+
 
 def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
-    """(C, 3) axis-angle vectors -> (C, 3, 3) rotation matrices (the exponential of their
-    skew matrices: exact, and differentiable at zero, where a correction starts)."""
+    """(C, 3) axis-angle vectors -> (C, 3, 3) rotation matrices, by Rodrigues' formula
+    R = I + a K + b K^2 with K the skew matrix of the vector (not of its unit axis), a = sin(t)/t,
+    b = (1 - cos t)/t^2 = sin(t/2)^2 / (t^2/2), written so as not to cancel in float32 at the
+    corrections' size (1e-3 rad): exact, and differentiable at zero, where a correction starts
+    (below SMALL_ANGLE their Taylor series). torch.linalg.matrix_exp gives the same, and its
+    backward is a 6x6 exponential per camera."""
     x, y, z = rotations.unbind(-1)
     zero = torch.zeros_like(x)
     skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(-1, 3, 3)
-    return torch.linalg.matrix_exp(skew)
+    theta2 = (rotations * rotations).sum(-1)
+    small = theta2 < SMALL_ANGLE ** 2
+    theta = torch.where(small, torch.ones_like(theta2), theta2).sqrt()  # no 0/0 in either branch's gradient
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    half = torch.sin(0.5 * theta) / theta
+    b = torch.where(small, 0.5 - theta2 / 24.0, 2.0 * half * half)
+    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+    return eye + a[:, None, None] * skew + b[:, None, None] * (skew @ skew)
 
 
 class PoseRefinement(nn.Module):
