@@ -19,7 +19,10 @@ import torch
 
 
 def weights(trainer) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in trainer.field.state_dict().items()}
+    """The field's weights and, in a run that refines its poses, the cameras' corrections."""
+    modules = {"field": trainer.field, "poses": trainer.pose_refinement}
+    return {f"{prefix}.{k}": v.detach().cpu().clone() for prefix, module in modules.items() if module is not None
+            for k, v in module.state_dict().items()}
 
 
 def dump(trainer, path, **extra) -> None:
@@ -33,13 +36,13 @@ def reference(trainer, world: int) -> None:
     cfg, device = trainer.cfg, trainer.backend.device
     generators = [torch.Generator(device=device).manual_seed(cfg.seed + r) for r in range(world)]
     while trainer.step_count < cfg.steps:
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = trainer.lr_at(trainer.step_count)
+        for group in trainer.optimizer.param_groups:  # (the pose corrections' group at its own share)
+            group["lr"] = trainer.lr_at(trainer.step_count) * group.get("lr_factor", 1.0)
         trainer.optimizer.zero_grad(set_to_none=True)
         for generator in generators:  # world x batch_rays rays; each part's loss is a mean over its rays
             trainer.generator = generator
             trainer.accumulate_gradients(*trainer.sample_batch())
-        for param in trainer.field.parameters():
+        for param in (p for module in trainer.trained_modules() for p in module.parameters()):
             param.grad /= world  # the mean over all the rays
         trainer.optimizer.step()
         trainer.step_count += 1

@@ -38,9 +38,10 @@ def write_config(cfg, path: Path) -> str:
 def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
     """2 ranks x 256 rays for 12 steps (3 grid updates, validations, previews and checkpoints on
     rank 0 in between) end where one process trained on the same 512 rays a step ends; the
-    ranks' weights and grids are identical, and rank 1 wrote nothing."""
+    ranks' weights, pose corrections (refined, as unbounded scenes and cut-out objects are by
+    default) and grids are identical, and rank 1 wrote nothing."""
     cfg = tiny_config(tiny_scene, tmp_path / "run", steps=12, eval_every=6, preview_every=6, checkpoint_every=6,
-                      log_every=3, grid_warmup=4, grid_update_every=4, seed=7)
+                      log_every=3, grid_warmup=4, grid_update_every=4, seed=7, refine_poses=True, pose_lr=1e-3)
     worker = [sys.executable, "-m", "tests.distributed_worker"]
     config = write_config(cfg.replace(out=str(tmp_path / "reference")), tmp_path / "reference.json")
     reference = subprocess.Popen([*worker, "reference", config, str(tmp_path / "reference.pt"), "2"], cwd=ROOT,
@@ -62,6 +63,8 @@ def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
     assert (rank0["occupied"] != single["occupied"]).float().mean() < 0.001
     # Training moved the weights: the comparison is not between two untouched initialisations.
     assert max(rel_err(v, single["initial"][k]) for k, v in rank0["params"].items()) > 1e-3
+    corrections = rank0["params"]["poses.corrections"]
+    assert float(corrections.abs().max()) > 1e-4  # ...nor the cameras' (which start at zero)
 
     assert not (tmp_path / "rank1_out").exists()
     run = tmp_path / "run"
