@@ -212,21 +212,21 @@ def test_scenery_all_around_refines_its_poses_by_default_and_forward_facing_scen
 
 
 def test_a_run_from_before_the_codes_default_resumes_without_codes(testsets, tmp_path):
-    """An unbounded run saved before appearance codes became the default there (its config
-    has no appearance_dim) resumes as it was trained: without codes."""
+    """An unbounded run saved before appearance codes and pose refinement became the defaults there
+    (its config has neither) resumes as it was trained: without codes or corrections."""
     from taichi_nerf.training.trainer import Trainer
 
     from .conftest import tiny_config
 
     out = tmp_path / "run"
-    Trainer(tiny_config(testsets["ngp-360-env"], out, steps=6, appearance_dim=0, eval_every=0, preview_every=0,
-                        checkpoint_every=0)).run()
+    Trainer(tiny_config(testsets["ngp-360-env"], out, steps=6, appearance_dim=0, refine_poses=False, eval_every=0,
+                        preview_every=0, checkpoint_every=0)).run()
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     del state["config"]["appearance_dim"], state["config"]["refine_poses"]  # as an older version wrote it
     torch.save(state, out / "checkpoint.pt")
     resumed = Trainer(tiny_config(testsets["ngp-360-env"], out, steps=8, eval_every=0, preview_every=0,
                                   checkpoint_every=0), resume=True)
-    assert resumed.field.appearance is None and resumed.step_count == 6
+    assert resumed.field.appearance is None and resumed.pose_refinement is None and resumed.step_count == 6
     assert resumed.run().step == 8
 
 

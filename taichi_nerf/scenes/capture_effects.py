@@ -35,6 +35,10 @@ class CaptureEffects:
     blur: float = 0.0  # mean motion-blur streak, as a share of the image's long side (x0.5-1.5 per image)
     drift: float = 0.0  # share of the pose error's variance that neighbouring cameras share (0: each its own)
 
+    def __post_init__(self):
+        if not 0.0 <= self.drift <= 1.0:
+            raise ValueError(f"CaptureEffects.drift is a share of the pose error's variance, in [0, 1]: {self.drift}")
+
     @property
     def photometric(self) -> bool:
         return self.exposure_stops > 0 or self.white_balance > 0 or self.blur > 0
