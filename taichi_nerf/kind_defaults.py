@@ -11,7 +11,7 @@ from __future__ import annotations
 # DSLR captures. Pose refinement, its val cameras drawn with the corrections carried to them
 # (rendering/carried_corrections.py), on the capture-effects sets whose pose error drifts from photo to
 # photo as SfM's does ("Pose error that drifts", 180 s, two seeds): ngp-360-real +0.6 and +0.8 dB,
-# ngp-360-env (exact poses) -0.07; llff-real -0.06 and -0.12 (a refined step costs ~22% more), so
+# ngp-360-env (exact poses) -0.07 and -0.08; llff-real -0.06 and -0.12 (a refined step costs ~22% more), so
 # forward-facing scenes keep the poses as given. That rests on one weak set: llff-real's 20 photos span
 # a few drift widths, so most of its error is one that all photos share, which the field absorbs.
 # (Objects cut out by masks: CUT_OUT_DEFAULTS.)
