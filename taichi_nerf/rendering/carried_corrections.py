@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..rotations import angle_between_deg, axis_angle_to_matrix
+from ..stages.cameras import median_neighbour_spacing
 
 # The Gaussian's width in units of the median distance from a training camera to its nearest
 # neighbour. ethiopianHead's refined run scored its val views 27.78 / 27.91 / 27.91 / 27.86 dB at
@@ -52,19 +53,12 @@ class CarriedCorrections:
         self.spacing = self._spacing(extent)
         self.width = KERNEL_WIDTH * self.spacing
 
-    def _spacing(self, extent: float, rows: int = 1024) -> float:
-        """The median distance from a training camera to its nearest neighbour elsewhere, in blocks of
-        ``rows`` cameras (a video's thousands of frames); the cameras' extent where all share a place."""
-        nearest = []
-        for start in range(0, len(self.centres), rows):
-            block = self.centres[start:start + rows]
-            gaps = np.linalg.norm(block[:, None] - self.centres[None], axis=-1)
-            gaps[gaps <= self.same_place] = np.inf  # itself, and cameras at its place
-            nearest.append(gaps.min(axis=1))
-        nearest = np.concatenate(nearest)
-        nearest = nearest[np.isfinite(nearest)]
-        if len(nearest):
-            return float(np.median(nearest))
+    def _spacing(self, extent: float) -> float:
+        """The median distance from a training camera to its nearest neighbour elsewhere; the cameras'
+        extent where all share a place."""
+        spacing = median_neighbour_spacing(self.centres, self.same_place)
+        if spacing is not None:
+            return spacing
         return extent if extent > 0 else 1.0  # one camera, or all at one point
 
     @classmethod

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..rotations import angle_between_deg, axis_angle_to_matrix
+from ..stages.cameras import median_neighbour_spacing
 
 RECORD_FILE = "capture_effects.json"
 BLUR_TAPS = 9  # samples along a blur streak (the streak is at most a few pixels long)
@@ -89,8 +90,7 @@ def drifting_noise(centres: np.ndarray, channels: int, rng: np.random.Generator)
     if len(centres) < 2:
         return white
     gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    nearest = np.where(np.eye(len(centres), dtype=bool), np.inf, gaps).min(axis=1)
-    width = DRIFT_WIDTH * max(float(np.median(nearest)), 1e-12)
+    width = DRIFT_WIDTH * max(median_neighbour_spacing(centres) or 0.0, 1e-12)
     smooth = np.exp(-0.5 * (gaps / width) ** 2) @ white
     return smooth / np.sqrt(np.mean(smooth ** 2, axis=0, keepdims=True))
 

@@ -88,6 +88,20 @@ def sphere_poses(count: int, radius: float, *, upper_only: bool = True, seed: in
     return torch.stack(poses)
 
 
+def median_neighbour_spacing(centres: np.ndarray, same_place: float = 0.0, rows: int = 1024):
+    """The median distance from each camera centre (N, 3) to its nearest other one further than
+    ``same_place`` (a tripod's turns, a paused video's repeated frames share a place), computed in blocks of
+    ``rows`` cameras (a video's thousands of frames: no N x N array); None where no camera has such a neighbour."""
+    nearest = []
+    for start in range(0, len(centres), rows):
+        gaps = np.linalg.norm(centres[start:start + rows, None] - centres[None], axis=-1)
+        gaps[gaps <= same_place] = np.inf  # itself, and cameras at its place
+        nearest.append(gaps.min(axis=1))
+    nearest = np.concatenate(nearest) if nearest else np.empty(0)
+    nearest = nearest[np.isfinite(nearest)]
+    return float(np.median(nearest)) if len(nearest) else None
+
+
 def strided_pixels(width: int, height: int, stride: int) -> torch.Tensor:
     """(K,) int64 row-major indices of every ``stride``-th row and column, starting half a stride
     in (so the kept pixels sit centred in the image)."""
