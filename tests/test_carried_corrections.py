@@ -18,7 +18,8 @@ from .conftest import ARCH, tiny_config
 
 
 def ring(azimuths_deg, radius: float = 4.0, height: float = 1.0) -> torch.Tensor:
-    """(N, 4, 4) OpenGL camera-to-world poses on a ring, each looking at the origin."""
+    """(N, 4, 4) OpenGL camera-to-world poses on a ring, each looking at the origin, in float64
+    (stages.cameras.look_at rounds to float32, whose frames are orthonormal to 1e-8, not these tests' 1e-9)."""
     poses = []
     for a in np.radians(azimuths_deg):
         centre = np.array([radius * math.cos(a), radius * math.sin(a), height])
