@@ -18,8 +18,10 @@ RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTE
 
 
 def process_env(**extra) -> dict:
-    """One thread per process, this checkout first on the path, no rank variables but ``extra``."""
-    env = checkout_env(OMP_NUM_THREADS="1", TI_CPU_MAX_NUM_THREADS="1", **extra)
+    """One thread per process, this checkout first on the path, no rank variables but ``extra``. A
+    process that aborts (SIGABRT, "terminate called without an active exception": twice in CI, never
+    reproduced alone) prints every thread's Python stack (faulthandler), so its failure says where."""
+    env = checkout_env(OMP_NUM_THREADS="1", TI_CPU_MAX_NUM_THREADS="1", PYTHONFAULTHANDLER="1", **extra)
     return {k: v for k, v in env.items() if k not in RANK_VARIABLES or k in extra}
 
 
@@ -47,8 +49,8 @@ def test_two_ranks_train_like_one_process_on_both_batches(tiny_scene, tmp_path):
     reference = subprocess.Popen([*worker, "reference", config, str(tmp_path / "reference.pt"), "2"], cwd=ROOT,
                                  env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors = run_ranks(cfg, tmp_path, worker)
-    for rank, err in errors.items():
-        assert err is None, f"rank {rank}: {err[-3000:]}"
+    for rank, err in errors.items():  # (its dump written: it died at the exit, after all its work)
+        assert err is None, f"rank {rank} (dump written: {(tmp_path / f'rank{rank}.pt').exists()}): {err[-3000:]}"
     _, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err[-3000:]
 
