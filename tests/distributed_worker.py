@@ -50,22 +50,38 @@ def reference(trainer, world: int) -> None:
         trainer.maybe_update_grid()
 
 
+def gloo_threads() -> int:
+    """This process's threads of gloo (its groups' workers, "pt_gloo_runloop", and their transport loop)."""
+    names = []
+    for comm in Path("/proc/self/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text())
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return sum("gloo" in name for name in names)
+
+
+def left_at_exit(dump_path: str) -> None:
+    """What is left once every other exit handler ran (this one is registered first, so it runs last):
+    whether the process groups are still open, and gloo's threads (one of them finishing a
+    collective in a finalising interpreter aborts the process), to DUMP.exit."""
+    import torch.distributed as dist
+
+    left = {"groups": dist.is_initialized(), "gloo_threads": gloo_threads()}
+    Path(dump_path).with_suffix(".exit").write_text(json.dumps(left))
+
+
 def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
+    import atexit
+
     from taichi_nerf.config import TrainConfig
     from taichi_nerf.training.trainer import Trainer
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
+    atexit.register(left_at_exit, dump_path)
     if mode == "api":
-        import atexit
-
         import taichi_nerf
 
-        def groups_left_at_exit():  # registered first, so it runs after every handler train() registers
-            import torch.distributed as dist
-
-            Path(dump_path).with_suffix(".exit").write_text(str(dist.is_initialized()))
-
-        atexit.register(groups_left_at_exit)
         result = taichi_nerf.train(TrainConfig.from_dict(json.loads(Path(config_path).read_text())))
         seen = {"checkpoint_there": Path(result.checkpoint).is_file(), "step": result.step,
                 "val_psnr": result.val_psnr, "interrupted": result.interrupted}

@@ -9,11 +9,9 @@ covered. Rank 0 alone updates the occupancy grid (then broadcasts it), and alone
 previews, checkpoints and videos and validates. The other ranks catch up with it at the
 per-step stop vote, so Ctrl-C, SIGTERM or the time limit stop every rank after the same step.
 
-GPUs: Taichi's CUDA backend always opens device 0 (taichi/rhi/cuda/cuda_context.cpp takes
-ordinal 0 and retains its primary context; ti.init has no device option), while torch would
-take ``cuda:LOCAL_RANK``. So each rank narrows CUDA_VISIBLE_DEVICES to the GPU of its
-LOCAL_RANK before anything initialises CUDA; torch's ``cuda`` (device 0) and Taichi then name
-the same GPU, and zero-copy holds.
+GPUs: Taichi's CUDA backend always opens device 0 (taichi/rhi/cuda/cuda_context.cpp; ti.init has no
+device option), while torch would take ``cuda:LOCAL_RANK``. So each rank narrows CUDA_VISIBLE_DEVICES
+to its LOCAL_RANK's GPU before anything starts CUDA: torch's ``cuda`` and Taichi name the same GPU.
 
 Two process groups: a gloo "control" group (the start, the stop vote, agreements) whose timeout
 must cover rank 0's validations and checkpoints, and a "data" group (NCCL on CUDA, gloo on the
@@ -49,11 +47,10 @@ class PeerLost(RuntimeError):
 
 
 def environment() -> tuple[int, int, int, int]:
-    """(rank, local_rank, world_size, local_world_size) from torchrun's variables; (0, 0, 1, 1)
-    without them."""
+    """(rank, local_rank, world_size, local_world_size) from torchrun's variables; (0, 0, 1, 1) without them."""
     def number(name: str, default: int) -> int:
-        text = os.environ.get(name)
-        if text is None or text == "":
+        text = os.environ.get(name, "")
+        if not text:
             return default
         if not text.isdigit():
             raise ValueError(f"{name}={text!r} is not a whole number (set by torchrun)")
@@ -72,8 +69,7 @@ def world_size() -> int:
 
 
 def rank_said() -> str:
-    """``"rank R of N: "`` under torchrun, else "": an error line names the rank that printed it
-    (each prints its own: a dataset or folder missing on one machine shows on its ranks alone)."""
+    """``"rank R of N: "`` under torchrun, else "": an error line names its rank (a dataset missing on one machine)."""
     try:
         rank, _, size, _ = environment()
     except ValueError:  # torchrun's variables themselves are wrong: that error says so
@@ -82,8 +78,7 @@ def rank_said() -> str:
 
 
 def refuse_several(what: str) -> None:
-    """One-process features (every command but train, the web viewer): a one-line refusal under
-    torchrun with WORLD_SIZE > 1."""
+    """One-process features (every command but train, the web viewer): refused in one line under torchrun."""
     if world_size() > 1:
         raise ValueError(f"{what} runs in one process; start it without torchrun or --devices "
                          f"(WORLD_SIZE is {world_size()}; only train runs on several)")
@@ -347,11 +342,15 @@ class Ranks:
             sys.stdout = self.own_stdout
 
     def close(self) -> None:
+        """Ends the process groups and joins gloo's threads while the interpreter stands: one that finishes a
+        collective of tensors Python made takes the GIL, which aborts a finalising process (CONTRIBUTING.md).
+        destroy_process_group leaves them running while a group object lives: dropping ours joins them."""
         global _current
         if self.size > 1:
             import torch.distributed as dist
             if dist.is_initialized():
                 dist.destroy_process_group()
+            self.control = self.data = None
         _current = SINGLE
 
 
@@ -392,6 +391,7 @@ def join(arch: str = "auto") -> Ranks:
     if size == 1 or _current.size > 1:
         return _current
     import torch.distributed as dist
+    import torch.distributed.nn.functional  # noqa: F401 (its defaults keep group.WORLD: None if imported before it)
 
     from ..backend import resolve_arch
 
@@ -425,7 +425,7 @@ def join(arch: str = "auto") -> Ranks:
         ranks.own_stdout = sys.stdout  # back after the run (speak_again): a script's own prints
         sys.stdout = open(os.devnull, "w")  # rank 0 reports; the others' errors still reach stderr
     _current = ranks
-    atexit.register(ranks.close)  # a script's groups outlive train(): at the exit itself gloo could abort (SIGABRT)
+    atexit.register(ranks.close)  # a script's groups outlive train(): closed before the interpreter ends
     return ranks
 
 
