@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts import one_line_errors  # noqa: E402
 from taichi_nerf.outputs.metrics import psnr  # noqa: E402
 from taichi_nerf.rendering.backgrounds import over_background, scene_background  # noqa: E402
+from taichi_nerf.rendering.carried_corrections import corrected_pose  # noqa: E402
 from taichi_nerf.runs import checkpoint  # noqa: E402
 from taichi_nerf.runs.datasets import load_dataset  # noqa: E402
 from taichi_nerf.scenes.capture_effects import camera_errors  # noqa: E402
-from taichi_nerf.training.pose_refinement import corrected_pose  # noqa: E402
 
 
 def loader_frame(loaded: torch.Tensor, written: torch.Tensor):

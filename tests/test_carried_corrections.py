@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from taichi_nerf.api import evaluate
-from taichi_nerf.rendering.carried_corrections import CarriedCorrections
+from taichi_nerf.rendering.carried_corrections import CarriedCorrections, corrected_pose
 from taichi_nerf.runs import checkpoint
-from taichi_nerf.training.pose_refinement import axis_angle_matrices, corrected_pose
+from taichi_nerf.training.pose_refinement import PoseRefinement, axis_angle_matrices
 from taichi_nerf.training.trainer import Trainer
 
 from .conftest import ARCH, tiny_config
@@ -179,3 +179,21 @@ def test_axis_angle_of_the_carried_turn_matches_the_training_rays():
     corrections = torch.tensor([[0.01, -0.02, 0.015, 0.0, 0.0, 0.0]] * 2, dtype=torch.float64)
     carried = CarriedCorrections(given, corrections).pose(given[0])
     assert close(carried[:3, :3], axis_angle_matrices(corrections[:1, :3])[0] @ given[0, :3, :3], 1e-9)
+
+
+def test_a_corrected_pose_has_the_rays_that_pose_refinement_gives_its_camera():
+    """corrected_pose (float64 numpy: renders, alignment, scripts/capture_truth.py) and PoseRefinement's
+    rays (float32 torch, trained) are one correction: a camera's rays through both agree."""
+    pose = ring([70.0])[0]
+    correction = torch.tensor([0.02, -0.01, 0.03, 0.05, -0.02, 0.04], dtype=torch.float64)
+    refinement = PoseRefinement(pose[None].float(), "cpu")
+    with torch.no_grad():
+        refinement.corrections.copy_(correction[None])
+    dirs = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    world_dirs = dirs @ pose[:3, :3].float().T
+    origins = pose[:3, 3].float().expand(64, 3)
+    moved, turned = refinement(origins, world_dirs, torch.zeros(64, dtype=torch.int32))
+    want = corrected_pose(pose, correction)
+    assert close(moved, want[:3, 3].expand(64, 3), 1e-6)
+    assert close(turned, dirs.double() @ want[:3, :3].T, 1e-6)
+    assert not close(turned, world_dirs, 1e-3)  # (the correction turned them)

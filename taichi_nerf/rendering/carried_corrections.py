@@ -38,6 +38,18 @@ OWN_WIDTH = 0.1
 SAME_PLACE = 1e-6
 
 
+def corrected_pose(pose: torch.Tensor, correction) -> torch.Tensor:
+    """Camera-to-world ``pose`` (4, 4) with one world-space correction (6,: rotation axis-angle |
+    translation) applied as training/pose_refinement.py applies it to the camera's rays: turned about
+    its centre, the centre moved. In float64, returned in the pose's dtype and on its device."""
+    p = pose.detach().double().cpu().numpy()
+    c = np.asarray(correction.detach().double().cpu() if torch.is_tensor(correction) else correction, np.float64)
+    out = p.copy()
+    out[:3, :3] = axis_angle_to_matrix(c[:3]) @ p[:3, :3]
+    out[:3, 3] = p[:3, 3] + c[3:]
+    return torch.as_tensor(out, dtype=pose.dtype, device=pose.device)
+
+
 class CarriedCorrections:
     """``given`` (C, 4, 4) camera-to-world poses of the training cameras as written, and their
     ``corrections`` (C, 6): rotation | translation, read at each call (a live training parameter
@@ -98,8 +110,5 @@ class CarriedCorrections:
         p = pose.detach().double().cpu().numpy()
         w = self.weights(p)
         turn_local, move_local = self.local()
-        turn = p[:3, :3] @ (w @ turn_local)  # back from the camera's own frame to the world
-        out = p.copy()
-        out[:3, :3] = axis_angle_to_matrix(turn) @ p[:3, :3]
-        out[:3, 3] = p[:3, 3] + p[:3, :3] @ (w @ move_local)
-        return torch.as_tensor(out, dtype=pose.dtype, device=pose.device)
+        # back from the camera's own frame to the world
+        return corrected_pose(pose, np.concatenate([p[:3, :3] @ (w @ turn_local), p[:3, :3] @ (w @ move_local)]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..rendering.carried_corrections import CarriedCorrections
+from ..rendering.carried_corrections import CarriedCorrections, corrected_pose
 from ..stages.cameras import training_rays
 
 # Below this angle (radians) Rodrigues' coefficients are their Taylor series: their next terms, t^4/120
@@ -88,16 +88,6 @@ def refinement_for(cfg, scene, train, renderer, device) -> PoseRefinement | None
     refinement = PoseRefinement(train.poses, device)
     renderer.carried = refinement.carried()
     return refinement
-
-
-def corrected_pose(pose: torch.Tensor, correction: torch.Tensor) -> torch.Tensor:
-    """Camera-to-world (4, 4) ``pose`` with one camera's correction (6,) applied, as
-    :class:`PoseRefinement` applies it to the camera's rays."""
-    out = pose.clone()
-    turn = axis_angle_matrices(correction[None, :3].to(pose))[0]
-    out[:3, :3] = turn @ pose[:3, :3]
-    out[:3, 3] = pose[:3, 3] + correction[3:].to(pose)
-    return out
 
 
 def align_camera(renderer, split, camera: int, background: torch.Tensor, steps: int, rays: int = 1024,
