@@ -187,12 +187,12 @@ def test_a_corrected_pose_has_the_rays_that_pose_refinement_gives_its_camera():
     pose = ring([70.0])[0]
     correction = torch.tensor([0.02, -0.01, 0.03, 0.05, -0.02, 0.04], dtype=torch.float64)
     refinement = PoseRefinement(pose[None].float(), "cpu")
-    with torch.no_grad():
-        refinement.corrections.copy_(correction[None])
     dirs = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(1)), dim=1)
     world_dirs = dirs @ pose[:3, :3].float().T
     origins = pose[:3, 3].float().expand(64, 3)
-    moved, turned = refinement(origins, world_dirs, torch.zeros(64, dtype=torch.int32))
+    with torch.no_grad():
+        refinement.corrections.copy_(correction[None])
+        moved, turned = refinement(origins, world_dirs, torch.zeros(64, dtype=torch.int32))
     want = corrected_pose(pose, correction)
     assert close(moved, want[:3, 3].expand(64, 3), 1e-6)
     assert close(turned, dirs.double() @ want[:3, :3].T, 1e-6)
