@@ -174,7 +174,8 @@ def test_a_refined_run_draws_its_val_cameras_with_the_corrections_carried(tiny_s
 
 
 def test_axis_angle_of_the_carried_turn_matches_the_training_rays():
-    """The carried pose turns a camera as PoseRefinement turns its rays (torch's matrix exponential)."""
+    """The carried pose turns a camera as PoseRefinement turns its rays (Rodrigues' formula,
+    pose_refinement.axis_angle_matrices)."""
     given = ring([0.0, 40.0])
     corrections = torch.tensor([[0.01, -0.02, 0.015, 0.0, 0.0, 0.0]] * 2, dtype=torch.float64)
     carried = CarriedCorrections(given, corrections).pose(given[0])
