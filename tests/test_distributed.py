@@ -256,7 +256,7 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
          "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
          "--steps", "5000", "--eval-every", "0", "--preview-every", "0", "--checkpoint-every", "0", "--log-every", "5",
          "--no-progress", "--arch", "cpu", "--video-frames", "0"],
-        cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=process_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics = out / "metrics.jsonl"
         wait_for(lambda: metrics.is_file() and '"loss"' in metrics.read_text(), "a training row of metrics", launcher,
@@ -274,6 +274,7 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
     assert saved["step"] == step >= 5 and saved["world_size"] == 2
     assert "Traceback" not in err, err[-3000:]
     assert "death signal" not in err and "closing signal" not in err, err[-3000:]  # torchrun's: "interrupted" says it
+    assert not list(tmp_path.glob("taichi_nerf_torchrun_*"))  # torchrun's log folder goes with an interrupt too
 
 
 @pytest.mark.slow
@@ -287,7 +288,8 @@ def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_pat
          "--width", "32", "--depth", "2", "--batch-rays", "128", "--samples-per-ray", "24", "--grid-resolution", "32",
          "--steps", "100000", "--eval-every", "0", "--preview-every", "0", "--checkpoint-every", "0",
          "--log-every", "5", "--no-progress", "--arch", "cpu", "--video-frames", "0"],
-        cwd=ROOT, env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # TMPDIR: nothing outlives kill -9 to remove torchrun's log folder, so it goes where pytest cleans up
+        cwd=ROOT, env=process_env(TMPDIR=str(tmp_path)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ranks = []
     try:
         metrics = out / "metrics.jsonl"
