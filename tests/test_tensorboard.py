@@ -1,6 +1,7 @@
 """`train --logger tensorboard`: the event file holds metrics.jsonl's scalars and the images,
 read back with TensorBoard's own event reader."""
 import json
+import threading
 
 import pytest
 
@@ -16,8 +17,11 @@ from .conftest import tiny_config  # noqa: E402
 
 
 def test_tensorboard_events_hold_the_metrics_and_images(tiny_scene, tmp_path):
+    """... and the run closes its writer: a sweep of runs in one notebook kept each one's thread and file."""
     cfg = tiny_config(tiny_scene, tmp_path / "run", logger="tensorboard", steps=40, log_every=10, preview_every=20)
+    threads = set(threading.enumerate())
     Trainer(cfg).run()
+    assert [t.name for t in set(threading.enumerate()) - threads if t.is_alive()] == []
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()

@@ -482,6 +482,45 @@ def test_a_time_limit_is_the_runs_total_across_resumes(tiny_scene, tmp_path, cap
     more = extended.run()
     assert 9 <= more.step - result.step <= 11  # the second it added
 
+def test_a_resumed_time_limited_run_goes_on_at_the_learning_rate_it_stopped_at(tiny_scene, tmp_path):
+    """A run stopped at 80% of its limit, inside the time-driven decay, resumed with the same limit: its rate
+    carries on from the saved one (the time before the resume was counted twice, a jump of a third of the way
+    to lr_final), and the decay still ends when the time does. Each step costs 0.1 s of the test's own clock."""
+    from taichi_nerf.training.lr_schedule import learning_rate
+
+    cfg = tiny_config(tiny_scene, tmp_path, steps=100000, checkpoint_every=0, eval_every=0,
+                      preview_every=0).replace(time_limit_s=2.0, lr_warmup=0)
+    first = Trainer(cfg)
+    fake_clock(first, {"step": 0.1}, before=lambda _: first.step_count + 1 == 16 and throw(KeyboardInterrupt()))
+    assert first.run().interrupted and first.step_count == 15
+    saved = read_state(tmp_path / "checkpoint.pt")["schedule_progress"]
+    assert saved == pytest.approx(0.5)  # 1.6 s of 2 s (the interrupted step's time counts): half the decay
+    resumed = Trainer(cfg, resume=True)
+    fake_clock(resumed, {"step": 0.1})
+    resumed.clock_limit(resumed.start_clock())  # what run() does before its first step
+    assert resumed.lr_at(resumed.step_count) == pytest.approx(learning_rate(cfg, saved), rel=1e-9)
+    resumed.run()
+    assert resumed.lr_at(resumed.step_count) == pytest.approx(cfg.lr_final)
+
+
+def throw(exc: BaseException):
+    raise exc
+
+
+def test_on_cuda_the_last_planned_step_reads_its_loss_for_its_row(tiny_scene, tmp_path):
+    """On CUDA the loss is read (a device sync) only by a step that logs a row, and the last planned step logs
+    one where log_every does not divide --steps: it found no numbers (a TypeError at the end of `train --steps
+    1050`). The CPU's trainer reads here as CUDA's does."""
+    import dataclasses
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path, steps=7, log_every=5, eval_every=0, preview_every=0,
+                                  checkpoint_every=0))
+    trainer.backend = dataclasses.replace(trainer.backend, arch="cuda")
+    trainer.run()
+    rows = [row for row in trainer.history if "loss" in row]
+    assert [row["step"] for row in rows] == [5, 7] and all(math.isfinite(row["loss"]) for row in rows), rows
+
+
 def test_the_step_that_spends_the_time_limit_is_validated_once(tiny_scene, tmp_path):
     """The final stage validates and previews the last step: a scheduled check at the step that
     spends the limit is skipped, not run twice (the log once showed two validations there)."""

@@ -422,7 +422,7 @@ def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:
         if error_map is not None and state.get("error_map") is not None and not error_map.load_state_dict(
                 state["error_map"]):  # (none saved before 2026-12-06: it starts afresh too)
             print("note: the error map (--pixel-sampling error) starts afresh: the training images changed")
-        trainer.step_count = int(state["step"])
+        trainer.step_count = trainer.resumed_from = int(state["step"])
         trainer.elapsed = float(state.get("elapsed", 0.0))
         trainer.clock_s = trainer.clock_carried_s = float(state.get("clock_s", 0.0))  # 0: saved before
         trainer.progress_floor = float(state.get("schedule_progress", 0.0))

@@ -95,5 +95,5 @@ class TensorBoardLogger:
         self.writer.add_image("preview", image, trainer.step_count, dataformats="HWC")
         self.writer.flush()
 
-    def close(self) -> None:
+    def on_end(self, trainer) -> None:  # a sweep of runs in one notebook kept every run's writer thread and file open
         self.writer.close()

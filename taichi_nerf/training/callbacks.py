@@ -33,3 +33,7 @@ class TrainingCallback:
 
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
         """A checkpoint was written."""
+
+    def on_end(self, trainer: Trainer) -> None:
+        """:meth:`Trainer.run` ended (its steps, final validation and checkpoint done, or stopped):
+        close what the run's hooks hold open. The window and the browser's sessions end with their process."""

@@ -23,11 +23,13 @@ DECAY_FROM = 0.6  # under a time limit, the time-driven decay starts at this sha
 WARMUP_TIME_SHARE = 0.1
 
 
-def progress(step: int, steps: int, time_used: float = 0.0, floor: float = 0.0) -> float:
+def progress(step: int, steps: int, time_used: float = 0.0, floor: float = 0.0, used_before: float = 0.0) -> float:
     """In [0, 1]. ``time_used``: the share of the time limit spent (0 without one); ``floor``:
-    the progress saved by the checkpoint this run resumed from."""
+    the progress saved by the checkpoint this run resumed from, when ``used_before`` of the (maybe
+    new) limit was spent: the time's progress goes on from there, reaching 1 as the time runs out."""
     by_steps = step / max(steps, 1)
-    by_time = max(0.0, (time_used - DECAY_FROM) / (1.0 - DECAY_FROM))
+    by_time, before = (max(0.0, (t - DECAY_FROM) / (1.0 - DECAY_FROM)) for t in (time_used, used_before))
+    by_time = max(0.0, by_time - before) / (1.0 - before) if before < 1.0 else 1.0
     return min(max(by_steps, floor + (1.0 - floor) * by_time), 1.0)
 
 

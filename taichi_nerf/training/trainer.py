@@ -91,8 +91,7 @@ class Trainer:
         self.resumed_from = 0  # the checkpoint's step a resumed run started from
         self.last_val_psnr: float | None = None
         self.last_val_object_psnr: float | None = None  # whole-image validations of photos with transparency
-        self.last_loss = float("nan")
-        self.rays_per_s = 0.0
+        self.last_loss, self.rays_per_s = float("nan"), 0.0
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history, self.last_samples_per_ray = [], None  # the metrics rows; the last step's samples per ray
         self.unlogged: dict | None = None  # the last step's numbers (step()'s answer), until they are logged
@@ -132,14 +131,16 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         return lr_schedule.learning_rate(self.cfg, self.schedule_progress(step), step, self.time_used) * self.lr_scale
 
-    def schedule_progress(self, step: int) -> float:
-        return lr_schedule.progress(step, self.step_limit(), self.time_used, self.progress_floor)
+    def schedule_progress(self, step: int) -> float:  # a resume's: from its saved progress, over the time left
+        used_before = self.clock_carried_s / self.cfg.time_limit_s if self.cfg.time_limit_s else 0.0
+        return lr_schedule.progress(step, self.step_limit(), self.time_used, self.progress_floor, used_before)
 
     def step_limit(self) -> float:  # run()'s: under train's time limit; the window's (no run()): keeps none
         return self.cfg.step_limit(self.run_started is not None)
 
-    def row_due(self) -> bool:  # the step just made logs a metrics row: every log_every steps, and the last
-        return self.step_count % self.cfg.log_every == 0 or self.step_count == self.step_limit()
+    def row_due(self, step: int | None = None) -> bool:  # step (None: the one just made) logs a metrics row
+        step = self.step_count if step is None else step  # (every log_every steps, and the last planned one)
+        return step % self.cfg.log_every == 0 or step == self.step_limit()
 
     def sample_batch(self):
         """One step's rays: (origins, dirs, background, target, alpha, image_index, pixel_index)."""
@@ -167,8 +168,8 @@ class Trainer:
                                                        pixel_index)
         # distributed: the mean over ranks
         loss, mse = self.ranks.average_gradients([p for m in self.trained_modules() for p in m.parameters()], loss, mse)
-        check = self.backend.arch == "cpu" or (self.step_count + 1) % self.cfg.log_every == 0
-        if check:  # on CUDA, reading the loss is a device sync: only when logging
+        check = self.backend.arch == "cpu" or self.row_due(self.step_count + 1)
+        if check:  # on CUDA, reading the loss is a device sync: only for a step that logs a row
             self.last_loss = float(loss)
             if not math.isfinite(self.last_loss):
                 raise TrainingDiverged(f"loss became {self.last_loss} at step {self.step_count + 1}; try a lower "
@@ -205,9 +206,8 @@ class Trainer:
             o, d = origins[part], dirs[part]
             if self.pose_refinement is not None and image_index is not None:
                 o, d = self.pose_refinement(o, d, image_index[part])
-            out = self.renderer.render_rays(o, d,
-                                            background[part] if per_ray_background else background,
-                                            self.cfg.samples_per_ray, self.generator, jitter=jitter,
+            bg = background[part] if per_ray_background else background
+            out = self.renderer.render_rays(o, d, bg, self.cfg.samples_per_ray, self.generator, jitter=jitter,
                                             image_index=None if image_index is None else image_index[part])
             share = (part.stop - part.start) / n  # the losses are means over rays
             with stage("loss"):
@@ -361,8 +361,7 @@ class Trainer:
         return path
 
     def _restore(self, path: Path, state: dict) -> None:
-        checkpoint.restore_trainer(self, path, state)
-        self.resumed_from = self.step_count
+        checkpoint.restore_trainer(self, path, state)  # (resumed_from too)
         if self.ranks.writes:  # distributed: rank 0 alone writes the run folder
             truncate_metrics(self.out_dir / "metrics.jsonl", self.step_count, redo_final=self.nothing_to_train(),
                              redo_start=self.step_count == 0 and self.cfg.eval_every > 0)  # score_start's again
@@ -445,6 +444,7 @@ class Trainer:
                 stopped = True
         if self.ranks.writes:
             write_curves(self.out_dir)
+        self.notify("on_end")  # the run's last words: a logger closes its files
         return self.ranks.share_result(TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stopped,
                                                    self.clock() - started, self.last_val_object_psnr, training_s))
 
