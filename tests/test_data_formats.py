@@ -166,6 +166,14 @@ def test_tiny_npz_rays_and_keras_split(tmp_path, views):
     got = ds.splits["train"].rgba[..., :3].numpy()
     assert np.abs(got.astype(int) - rgba[:cut, ..., :3].astype(int)).max() <= 1
     assert (ds.splits["train"].rgba[..., 3] == 255).all()
+    # --val-every holds out every N-th image, as for the photo layouts (it was ignored: the last fifth validated)
+    every3 = read_dataset(tmp_path / "tiny_nerf_data.npz", val_every=3)
+    held = list(range(0, VIEWS, 3))
+    assert every3.splits["val"].count == len(held) and every3.splits["train"].count == VIEWS - len(held)
+    assert_rays_match(every3.splits["val"], 1, poses[3], FOCAL, FOCAL, SIZE / 2, SIZE / 2)
+    assert_rays_match(every3.splits["train"], 2, poses[4], FOCAL, FOCAL, SIZE / 2, SIZE / 2)
+    assert torch.equal(every3.splits["train"].rgba[2], ds.splits["train"].rgba[4])
+    assert "val" not in read_dataset(tmp_path / "tiny_nerf_data.npz", val_every=1).splits
     # Floats in 0..255 (not clipped to white) and grey images read as the same pixels; the range is said.
     for name, array in (("f255", images * 255.0), ("grey", images[..., 1]), ("grey1", images[..., 1:2])):
         np.savez(tmp_path / f"{name}.npz", images=array, poses=poses.numpy(), focal=np.array(FOCAL))

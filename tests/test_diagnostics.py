@@ -4,6 +4,8 @@ import torch
 from taichi_nerf.outputs.metrics import psnr
 from taichi_nerf.training.diagnostics import STUCK_AFTER_STEPS, StuckWatch, flat_colour_psnr
 
+from .conftest import tiny_config
+
 
 def test_flat_colour_psnr_is_the_psnr_of_the_mean_colour():
     g = torch.Generator().manual_seed(0)
@@ -42,8 +44,6 @@ def test_a_full_occupancy_grid_is_reported_once():
 def test_the_trainer_runs_the_watch_after_validation(tiny_scene, tmp_path, monkeypatch):
     from taichi_nerf.training import diagnostics
     from taichi_nerf.training.trainer import Trainer
-
-    from .conftest import tiny_config
 
     monkeypatch.setattr(diagnostics, "STUCK_AFTER_STEPS", 0)
     trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=2))
@@ -174,3 +174,18 @@ def test_a_series_of_one_point_is_drawn(tmp_path):
     right_of_legend = pixels[:, 200:]  # the legend's names are written at the frame's top left
     for colour in SERIES_COLOURS:
         assert (right_of_legend == colour).all(axis=-1).sum() >= 9, colour  # a mark where the point is
+
+
+def test_the_start_lines_say_when_pixel_sampling_error_is_not_used(tiny_scene, tmp_path):
+    """--pixel-sampling error with whole-image batches draws no error map: the start lines listed "error" among
+    the choices and said nothing, while every step drew its rays uniformly."""
+    from taichi_nerf.training.diagnostics import start_lines
+    from taichi_nerf.training.trainer import Trainer
+
+    whole = Trainer(tiny_config(tiny_scene, tmp_path / "whole", batch_rays=0, batch_images=1, pixel_sampling="error"))
+    said = "\n".join(start_lines(whole, False))
+    assert "note: --pixel-sampling error is not used with whole images a step (--batch-images)" in said, said
+    assert "the error map" not in said
+    mapped = Trainer(tiny_config(tiny_scene, tmp_path / "mapped", pixel_sampling="error"))
+    said = "\n".join(start_lines(mapped, False))
+    assert "rays: half of each step's where the field's recent error is largest" in said and "not used" not in said

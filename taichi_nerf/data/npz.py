@@ -5,7 +5,8 @@ images (alpha kept), grey images ((N, H, W) or (N, H, W, 1)), uint8 images, floa
 (said in a note), a per-image ``focal`` (N,).
 
 Validation split as the example does it: the first int(0.8 N) images train, the rest
-validate (``val_fraction`` changes the 0.2). Bounds come from the cameras (data/bounds.py)
+validate (``val_fraction`` changes the 0.2); ``val_every`` (``--val-every``) holds out every N-th
+image instead, as for the photo layouts. Bounds come from the cameras (data/bounds.py)
 unless the file states near/far.
 """
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _to_rgba8(images: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
 
 
 def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None, val_fraction: float = 0.2,
-             **_options) -> Dataset:
+             val_every: int | None = None, **_options) -> Dataset:
     from .blender import select_frames
     from .bounds import auto_bounds
 
@@ -144,27 +145,34 @@ def load_npz(path, downscale: int = 1, every: int = 1, limit: int | None = None,
     intr = np.zeros((n, 8), dtype=np.float32)
     intr[:, 0] = intr[:, 1] = focal
     intr[:, 2], intr[:, 3] = cx, cy
-    cut = n if n < 2 or val_fraction == 0 else min(n - 1, max(1, int(n * (1.0 - val_fraction))))
-    parts = {"train": list(range(cut))}
-    if cut < n:
-        parts["val"] = list(range(cut, n))
+    if val_every is not None:  # --val-every, as for the photo layouts: every N-th image (1: none)
+        held = list(range(0, n, val_every)) if val_every > 1 and n >= 2 else []
+        parts = {"train": [i for i in range(n) if i not in held], "val": held}
+        split_note = f"split: every {val_every}th image validates (--val-every), {n - len(held)} train"
+    else:
+        cut = n if n < 2 or val_fraction == 0 else min(n - 1, max(1, int(n * (1.0 - val_fraction))))
+        parts = {"train": list(range(cut)), "val": list(range(cut, n))}
+        split_note = f"split: first {cut} images train, last {n - cut} validate (fraction {val_fraction:g})"
     splits = {}
     for name, idx in parts.items():
         idx = [idx[k] for k in select_frames(len(idx), every, limit)]
         if idx:
-            # The kept frames are an arithmetic progression: a slice, a view when every == 1.
-            rows = slice(idx[0], idx[-1] + 1, max(1, every))
+            # An arithmetic progression (no --val-every) is a slice: a view when every == 1.
+            step = idx[1] - idx[0] if len(idx) > 1 else 1
+            steady = all(b - a == step for a, b in zip(idx, idx[1:]))
+            rows = slice(idx[0], idx[-1] + 1, step) if steady else np.asarray(idx)
             splits[name] = Split(rgba=torch.from_numpy(np.ascontiguousarray(rgba[rows])),
                                  poses=torch.tensor(poses[rows], dtype=torch.float32),
                                  intrinsics=torch.from_numpy(np.ascontiguousarray(intr[rows])),
                                  names=[f"{name}_{i:03d}" for i in idx])
     if "train" not in splits:
         raise DataError(f"{path}: zero usable frames for training after --every/--limit")
-    warnings = [] if "val" in splits else [f"{path}: only {n} image(s): no validation split"]
+    why = f"only {n} image(s)" if n < 2 else "--val-every 1" if val_every is not None else "val_fraction 0"
+    warnings = [] if "val" in splits else [f"{path}: {why}: no validation split"]
     ds = Dataset(splits=splits, near=0.0, far=1.0, aabb=torch.zeros(6), format="npz", source=str(path),
                  warnings=warnings)
     ds.notes += [range_note] if range_note else []
-    ds.notes.append(f"split: first {cut} images train, last {n - cut} validate (fraction {val_fraction:g})")
+    ds.notes.append(split_note)
     auto_bounds(ds)
     for key, value in stated.items():
         try:

@@ -246,6 +246,9 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
         lines.append("rays: half of each step's where the field's recent error is largest (the error map" + (
             "; the default for an object its masks cut out: --pixel-sampling uniform turns it off)"
             if cut_out_object(trainer.scene) else ")"))
+    elif cfg.pixel_sampling == "error":  # RayBatches draws no map for these: say so, not "error" and uniform rays
+        why = "whole images a step (--batch-images)" if cfg.batch_images > 0 else "only the pixels the masks keep"
+        lines.append(f"note: --pixel-sampling error is not used with {why}: the rays are drawn uniformly")
     if trainer.pose_refinement is not None:
         whose = "an object its masks cut out" if cut_out_object(trainer.scene) else "this scene kind"
         lines.append(f"poses: each training camera's pose is refined (--pose-lr {cfg.pose_lr:g}); validation and new "
