@@ -67,6 +67,17 @@ def test_partial_arc_video_stays_where_the_cameras_were():
     assert ((orbit_az < train_az.min() - 1.0) | (orbit_az > train_az.max() + 1.0)).mean() > 0.5
 
 
+def test_a_path_video_of_an_odd_frame_count_loops_with_a_step_like_the_others():
+    """There and back in 61 frames: the step from the last frame to the first, where the video loops, was
+    twice the others (the halves of an odd count do not meet)."""
+    arc = [300.0 + 130.0 * k / 13 for k in range(14)]
+    scene = Scene.from_dataset(fake_dataset(ring_poses(arc)))
+    for frames in (60, 61, 7):
+        centres = default_route(scene, frames, 32)[2].poses[:, :3, 3]
+        steps = (centres.roll(-1, 0) - centres).norm(dim=1)  # the last one: back to the first frame
+        assert float(steps[-1]) <= 1.2 * float(steps[:-1].median()), (frames, steps)
+
+
 def test_surround_capture_orbits_and_forward_facing_spirals():
     full = Scene.from_dataset(fake_dataset(ring_poses(np.linspace(0.0, 360.0, 20, endpoint=False) + 7.0)))
     assert full.video_path == "orbit" and default_route(full, 10, 32)[0] == "orbit"

@@ -18,10 +18,10 @@ OLD_CHECKPOINT = "checkpoint from before the video was chosen from the cameras: 
 def there_and_back(keyframes: torch.Tensor, frames: int, centre) -> torch.Tensor:
     """(frames, 4, 4) poses from the first keyframe to the last along a smooth spline (at the
     cameras' distance from ``centre``) and back again, so the video loops without a jump."""
-    out_frames = frames // 2 + 1 + frames % 2
-    forward = resample(keyframes, out_frames, closed=False, centre=centre)
-    back = forward.flip(0)[1:-1]
-    return torch.cat([forward, back])[:frames]
+    # frame k is 2k / frames of the way along and back: every step the same, for an odd count too
+    # (the halves of 61 frames made the step where the video loops twice as long)
+    forward = resample(keyframes, frames + 1, closed=False, centre=centre)  # 1 / frames of the way apart
+    return forward[[min(2 * k, 2 * (frames - k)) for k in range(frames)]]
 
 
 def default_route(scene: Scene, frames: int, width: int) -> tuple[str, str, CameraPath | None]:

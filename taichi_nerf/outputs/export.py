@@ -10,8 +10,10 @@ lattice), for a saving of tens of milliseconds. The zeros close it there instead
 lattice's outer planes, zeroed, close it at the box.
 Vertex colours are the field's colour at the vertex seen along its normal (looking in).
 
-Points: every pixel of a set of views whose opacity is high becomes the point at its
-expected depth, with the rendered colour (un-composited from the background).
+Points: every pixel of a set of views at least 0.95 opaque becomes the point at its median
+depth (where the ray reaches half its opacity: on the surface, where the expected depth of a
+soft edge lies between the surface and what is behind it), with the rendered colour
+(un-composited from the background).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ BYTES_PER_LATTICE_POINT = 4 + 1  # float32 density + bool mask of the queried po
 FIELD_CHUNK = 65536  # points per field call: bounds the MLP's activations
 SLAB_POINTS = 1 << 20  # lattice points generated per slab of planes
 AUTO_VIEWS, AUTO_WIDTH = 8, 48  # orbit views rendered to find the surface density (auto threshold)
-SURFACE_OPACITY = 0.9  # pixels at least this opaque have a surface at their expected depth
+SURFACE_OPACITY = 0.9  # pixels at least this opaque have a surface at their median depth
 AUTO_FRACTION = 0.5  # auto threshold = this x the median density at the rendered surface
 
 
