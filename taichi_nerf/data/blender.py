@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..files import write_png
+from ..stages.cameras import focal_from_fov
 from .dataset import DataError, Dataset, Split
 from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, image_size, read_many, same_shape
 
@@ -126,9 +127,9 @@ def intrinsics_from_meta(meta: dict, width: int, height: int, where: str,
         if angle is not None and not 0.0 < angle < math.pi:
             raise DataError(f"{where}: '{name}' must be an angle in radians between 0 and pi, got {angle}")
     if fx is None and angle_x is not None:
-        fx = 0.5 * src_w / math.tan(0.5 * angle_x)
+        fx = focal_from_fov(src_w, angle_x)
     if fy is None and angle_y is not None:
-        fy = 0.5 * src_h / math.tan(0.5 * angle_y)
+        fy = focal_from_fov(src_h, angle_y)
     if fx is None and fy is None:
         raise DataError(f"{where}: no focal length (need 'camera_angle_x' or 'fl_x'){misspelt_focal(meta)}")
     fx = fx if fx is not None else fy

@@ -183,7 +183,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
     height0 = meta.get("render_height")
     poses, intr, notes = [], [], []
     width = height = None
-    scene_fov = math.degrees(2.0 * math.atan(math.tan(0.5 * scene.fov_x) / scene.aspect))  # vertical, as the file's
+    scene_fov = math.degrees(scene.fov_y)  # vertical, as the file's
     for k, cam in enumerate(cams):
         where = f"{path}: camera_path[{k}]"
         if not isinstance(cam, dict) or "camera_to_world" not in cam:
@@ -207,7 +207,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
             else:
                 width = int(w0 or trained_video_width(scene))
                 height = int(h0) if h0 else max(1, round(width / aspect))
-        fy = 0.5 * height / math.tan(0.5 * math.radians(fov))  # nerfstudio's fov is vertical
+        fy = focal_from_fov(height, math.radians(fov))  # nerfstudio's fov is vertical
         intr.append(_intrinsics(fy, fy, width, height))
     fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),

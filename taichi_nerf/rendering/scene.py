@@ -52,6 +52,11 @@ class Scene:
     cut_out: bool = False
 
     @property
+    def fov_y(self) -> float:
+        """Vertical field of view of the training cameras (radians)."""
+        return 2.0 * math.atan(math.tan(0.5 * self.fov_x) / self.aspect)
+
+    @property
     def image_width(self) -> int:
         """The training images' width in pixels (0: not known). Every scene kind saves it, as the
         NDC frustum's ``ndc_width``."""
@@ -70,7 +75,7 @@ class Scene:
             near=float(ds.near), far=float(ds.far), aabb=[float(v) for v in ds.aabb],
             center=[float(v) for v in ds.center], up=[float(v) for v in ds.up],
             orbit_radius=float(ds.orbit_radius), orbit_elevation_deg=float(ds.orbit_elevation_deg),
-            fov_x=2.0 * math.atan(0.5 * train.width / fx), aspect=train.width / train.height,
+            fov_x=cameras.fov_from_focal(train.width, fx), aspect=train.width / train.height,
             ndc=bool(getattr(ds, "ndc", False)), ndc_focal=fx, ndc_width=train.width, ndc_height=train.height,
             forward_facing=forward_facing, unbounded=bool(getattr(ds, "unbounded", False)), **path,
             cut_out=getattr(ds, "mask_mode", "") == "transparent",

@@ -267,7 +267,7 @@ def ngp_poses(count: int, seed: int = 0) -> torch.Tensor:
 def ngp_intrinsics(size: int) -> dict:
     """Portrait phone camera of long side ``size``: the transforms.json camera keys."""
     width, height = round(size * 3 / 4), size
-    fl_y = 0.5 * height / math.tan(math.radians(NGP_FOV_Y_DEG) / 2)
+    fl_y = focal_from_fov(height, math.radians(NGP_FOV_Y_DEG))
     k1, k2, p1, p2 = NGP_DISTORTION
     return {"w": width, "h": height, "fl_x": fl_y * NGP_FX_OVER_FY, "fl_y": fl_y, "cx": NGP_PRINCIPAL[0] * width,
             "cy": NGP_PRINCIPAL[1] * height, "k1": k1, "k2": k2, "p1": p1, "p2": p2}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..stages.cameras import look_at
+from ..stages.cameras import focal_from_fov, look_at
 from .synthetic import render_scene
 
 FOV_X_DEG = 60.0
@@ -89,7 +89,7 @@ def render_turntable(views: int, width: int, height: int, seed: int = 0,
                      wander: float = 0.0) -> tuple[np.ndarray, np.ndarray, torch.Tensor, float]:
     """(photos (N, H, W, 3) uint8, masks (N, H, W) uint8, object-frame poses (N, 4, 4), focal)."""
     room_poses, poses = turntable_poses(views, wobble_deg=2.0, seed=seed, wander=wander)
-    focal = 0.5 * width / math.tan(math.radians(FOV_X_DEG) / 2)
+    focal = focal_from_fov(width, math.radians(FOV_X_DEG))
     cx, cy = width / 2, height / 2
     if wander == 0:  # one photo of the room serves every view
         room, room_depth = render_scene(room_poses[:1], width, height, focal, focal, cx, cy, 2,

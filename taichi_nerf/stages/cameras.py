@@ -111,7 +111,14 @@ def strided_pixels(width: int, height: int, stride: int) -> torch.Tensor:
 
 
 def focal_from_fov(width: int, fov_x_rad: float) -> float:
+    """Focal length in pixels for a field of view (radians) across ``width`` pixels (a height and a
+    vertical field of view give fy)."""
     return 0.5 * width / math.tan(0.5 * fov_x_rad)
+
+
+def fov_from_focal(width: float, focal: float) -> float:
+    """Field of view (radians) across ``width`` pixels for a focal length in pixels: focal_from_fov's inverse."""
+    return 2.0 * math.atan(0.5 * width / focal)
 
 
 # --- ray generation kernels -------------------------------------------------------------

@@ -8,12 +8,12 @@ p2) in pixels, pixel centres at +0.5. So the rotation's y and z columns flip, an
 ``width`` x ``height`` render has fy = (height / 2) / tan(fov / 2), square pixels, the
 principal point at the centre.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..rotations import OPENCV_TO_OPENGL, matrix_to_quaternion, quaternion_to_matrix
+from ..stages.cameras import focal_from_fov, fov_from_focal
 
 
 def opengl_pose(wxyz, position) -> np.ndarray:
@@ -32,7 +32,7 @@ def viser_pose(pose) -> tuple[np.ndarray, np.ndarray]:
 
 def vertical_fov(intrinsics_row, height: int) -> float:
     """Vertical field of view (radians) of a pinhole row for an image ``height`` pixels high."""
-    return 2.0 * math.atan(0.5 * height / float(intrinsics_row[1]))
+    return fov_from_focal(height, float(intrinsics_row[1]))
 
 
 def render_size(canvas_width: int, canvas_height: int, cap: int) -> tuple[int, int]:
@@ -63,5 +63,5 @@ class BrowserCamera:
 
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         """(8,) pinhole row for a ``width`` x ``height`` render of this view."""
-        focal = 0.5 * height / math.tan(0.5 * self.fov_y)
+        focal = focal_from_fov(height, self.fov_y)
         return np.array([focal, focal, width / 2.0, height / 2.0, 0.0, 0.0, 0.0, 0.0])

@@ -8,7 +8,6 @@ Nobody watching (no browser, or the last one closed): training runs on at full s
 crash in the viewer saves the run as Ctrl-C does, then says what happened.
 """
 import contextlib
-import math
 import os
 import sys
 import tempfile
@@ -84,7 +83,6 @@ class WebViewer(TrainingSession):
             self.message = f"the run has its {cfg.step_limit(timed=False)} planned steps: resume trains on"
         self.mode = "rgb"
         self.resolution_cap = int(options.resolution_cap)
-        fov_y = 2.0 * math.atan(math.tan(0.5 * self.scene.fov_x) / self.scene.aspect)
         self.view = ProgressiveView(renderer, self.background,
                                     render_size(self.scene.aspect * 100, 100, self.resolution_cap), cfg.eval_samples,
                                     backend.current().max_samples_per_ray, whole=on_gpu)
@@ -115,7 +113,7 @@ class WebViewer(TrainingSession):
         self._last_render_s = 0.0
         self._last_loop: float | None = None
         self._last_work_s = 0.0
-        server.set_opening_view(self.scene, fov_y)
+        server.set_opening_view(self.scene, self.scene.fov_y)
         self.panel = Panel(server.server, self.inbox, training=trainer is not None,
                            resolution_cap=self.resolution_cap, train_share=self.budget.train_share)
         self.panel.add_training_cameras(train_split, self.inbox, scale=0.06 * self.scene.orbit_radius)

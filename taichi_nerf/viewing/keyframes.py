@@ -13,6 +13,7 @@ import numpy as np
 from ..files import write_text_atomic
 from ..outputs import camera_path
 from ..runs.run_folder import CAMERA_PATH
+from ..stages.cameras import fov_from_focal
 
 MIN_KEYFRAMES = 2  # a path needs somewhere to go
 
@@ -32,7 +33,7 @@ class Keyframes:
         """The camera's view as a ``width`` x ``height`` frame sees it."""
         fy = float(camera.intrinsics(width, height)[1])
         self.poses.append(np.asarray(camera.pose(), dtype=np.float64).copy())
-        self.fov_deg.append(math.degrees(2.0 * math.atan(0.5 * height / fy)))
+        self.fov_deg.append(math.degrees(fov_from_focal(height, fy)))
 
     def remove_last(self) -> bool:
         if not self.poses:
