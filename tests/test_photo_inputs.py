@@ -150,25 +150,95 @@ def test_masks_named_with_more_than_the_photos_name_are_named(tmp_path, capsys):
     assert "not IMG_1" not in line, line
 
 
-def test_masks_drawn_on_photos_shown_turned_by_exif_say_so(tmp_path, capsys):
-    """A phone's photos stored 96x72 with EXIF orientation 6 are shown 72x96, and masks drawn on
-    them are 72x96: the refusal said only 'mask is 72x96, its image is 96x72'."""
-    from taichi_nerf.capture.photo_masks import check
+def _upright_scene(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A portrait photo as a viewer shows it (72 wide, 96 high: smooth, so JPEG keeps it close)
+    and its mask (the upper left quarter): neither looks the same turned or mirrored."""
+    rows, cols = np.mgrid[0:96, 0:72]
+    photo = np.stack([rows * 2, cols * 3, np.full_like(rows, 40 * k)], -1).astype(np.uint8)
+    mask = np.zeros((96, 72), np.uint8)
+    mask[:48, :36] = 255
+    return photo, mask
 
+
+def _stored_turned(upright: np.ndarray) -> Image.Image:
+    """What a phone writes for ``upright``: the pixels a quarter turn back, landscape (EXIF 6 turns them up)."""
+    return Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+
+
+def test_photos_turned_by_exif_enter_the_dataset_upright_with_their_masks(tmp_path, monkeypatch):
+    """A phone's portrait photos, stored landscape with EXIF orientation 6, went to COLMAP and into
+    the dataset as stored: the dataset's up was sideways (the probe's turntable: up (-0.26, 0.33,
+    0.91), "the cameras cover 142 deg", a path video instead of an orbit). COLMAP is replaced by a
+    look at what it is handed: the photos and their masks upright, the dataset's images untagged."""
+    from taichi_nerf.capture import photos as pipeline
+    from taichi_nerf.capture.photos import PhotoReport
+
+    phone = Image.Exif()
+    phone[0x0112], phone[0x010F] = 6, "Phone"
+    (tmp_path / "p").mkdir()
+    (tmp_path / "m").mkdir()
+    scenes = [_upright_scene(k) for k in range(3)]
+    # 0: stored turned, its mask drawn on the stored pixels; 1: stored turned, its mask drawn upright;
+    # 2: stored upright without a tag (one size as shown with the others), its mask likewise
+    _stored_turned(scenes[0][0]).save(tmp_path / "p" / "IMG_0000.jpg", quality=95, exif=phone.tobytes())
+    _stored_turned(scenes[0][1]).save(tmp_path / "m" / "IMG_0000.png")
+    _stored_turned(scenes[1][0]).save(tmp_path / "p" / "IMG_0001.jpg", quality=95, exif=phone.tobytes())
+    Image.fromarray(scenes[1][1]).save(tmp_path / "m" / "IMG_0001.png")
+    Image.fromarray(scenes[2][0]).save(tmp_path / "p" / "IMG_0002.jpg", quality=95)
+    Image.fromarray(scenes[2][1]).save(tmp_path / "m" / "IMG_0002.png")
+    seen = {}
+
+    def colmap(images_dir, work, names, *args, **kwargs):
+        dataset = images_dir.parent
+        for name in names:
+            with Image.open(images_dir / name) as im:
+                seen[name] = (np.asarray(im), im.getexif(), np.asarray(Image.open(args[-1] / f"{name}.png")))
+        seen["masks"] = {p.name: np.asarray(Image.open(p)) for p in (dataset / "masks").iterdir()}
+        seen["linked"] = [p.name for p in (dataset / "masks").iterdir() if p.samefile(tmp_path / "m" / p.name)]
+        raise DataError("seen enough")
+    monkeypatch.setattr(pipeline, "run_colmap", colmap)
+    with pytest.raises(DataError, match="seen enough"):
+        pipeline.from_photos(tmp_path / "p", tmp_path / "ds", masks=tmp_path / "m", progress=False)
+    for k, (upright, mask) in enumerate(scenes):
+        pixels, exif, colmap_mask = seen[f"IMG_{k:04d}.jpg"]
+        assert pixels.shape == (96, 72, 3) and np.abs(pixels.astype(int) - upright).mean() < 2, k
+        assert 0x0112 not in exif and exif.get(0x010F) == ("Phone" if k < 2 else None)  # the rest of the EXIF kept
+        assert np.array_equal(colmap_mask, mask), k
+        assert np.array_equal(seen["masks"][f"IMG_{k:04d}.png"], mask), k
+    assert sorted(seen["linked"]) == ["IMG_0001.png", "IMG_0002.png"]  # the turned one is a new file, not the user's
+    # the table's one line says how many were turned
+    photos, _ = gather_images(tmp_path / "p")
+    report = PhotoReport(out=tmp_path, total=3, registered=[], unregistered=[], skipped=[], points3D=0,
+                         mean_reprojection_error=0.0, models=1, matching="exhaustive", pairs=3,
+                         camera_model="SIMPLE_RADIAL", cameras=1, turned=pipeline.turned_photos(photos))
+    assert ("turned        2 photos by their EXIF orientation, as photo viewers show them (IMG_0000.jpg, "
+            "IMG_0001.jpg): images/ holds them so, without the tag") in report.table().splitlines()
+
+
+def test_the_mask_of_a_square_turned_photo_follows_its_own_tag_else_the_stored_pixels(tmp_path, capsys):
+    """A square photo's mask fits it either way: the mask's own EXIF orientation says which, and
+    without one the mask is taken to follow the photo's stored pixels. A mask of neither shape
+    of a turned photo is refused with the photo's stored size."""
+    from taichi_nerf.capture.photo_masks import mask_turn
+
+    def tagged(value):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        return {"exif": exif.tobytes()}
+    Image.new("RGB", (64, 64)).save(tmp_path / "photo.jpg", **tagged(6))
+    Image.new("L", (64, 64), 255).save(tmp_path / "plain.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "as_shown.jpg", **tagged(1))
+    Image.new("L", (64, 64), 255).save(tmp_path / "as_stored.jpg", **tagged(6))
+    assert [mask_turn(tmp_path / "photo.jpg", tmp_path / m)[1] for m in ("plain.png", "as_shown.jpg",
+                                                                           "as_stored.jpg")] == [6, 1, 6]
     _photos(tmp_path / "p", 3)
-    turned = Image.Exif()
-    turned[0x0112] = 6
     for photo in (tmp_path / "p").iterdir():
-        Image.open(photo).save(photo, exif=turned.tobytes())
+        Image.open(photo).save(photo, **tagged(6))
     (tmp_path / "m").mkdir()
     for photo in (tmp_path / "p").iterdir():
-        Image.fromarray(np.full((96, 72), 255, np.uint8)).save(tmp_path / "m" / f"{photo.stem}.png")
-    line = _refused(capsys, tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "ds",
-                    needles=("IMG_0000.png: mask is 72x96, the shape IMG_0000.jpg is shown in (turned by its EXIF "
-                             "orientation)", "as stored, 96x72: turn the masks back"))
-    assert "aspect ratio" not in line
-    _masks(tmp_path / "stored", tmp_path / "p")  # masks of the stored pixels pass
-    assert len(check(*gather_images(tmp_path / "p")[:1], tmp_path / "stored")) == 3
+        Image.new("L", (80, 80), 255).save(tmp_path / "m" / f"{photo.stem}.png")
+    _refused(capsys, tmp_path / "p", "--masks", tmp_path / "m", "--out", tmp_path / "ds",
+             needles=("IMG_0000.png: mask is 80x80, its image is 96x72",))
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".bmp", ".webp"])
@@ -180,10 +250,10 @@ def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
     Image.open(photo).save(photo, **options)
     assert place_photo(photo, tmp_path / "images") == dataset_name(photo) == "IMG_0000.png"
     assert np.array_equal(np.asarray(Image.open(tmp_path / "images" / "IMG_0000.png")), np.asarray(Image.open(photo)))
-    jpeg = tmp_path / "in" / "IMG_0001.jpg"
-    jpeg.write_bytes(b"linked as it is")
-    assert place_photo(jpeg, tmp_path / "images") == "IMG_0001.jpg"
-    assert (tmp_path / "images" / "IMG_0001.jpg").read_bytes() == b"linked as it is"
+    _photos(tmp_path / "in", 1, prefix="IMG_1")  # a JPEG without an EXIF orientation is linked as it is
+    jpeg = tmp_path / "in" / "IMG_10000.jpg"
+    assert place_photo(jpeg, tmp_path / "images") == "IMG_10000.jpg"
+    assert (tmp_path / "images" / "IMG_10000.jpg").samefile(jpeg)
 
 
 def test_focal_lengths_that_differ_are_warned():

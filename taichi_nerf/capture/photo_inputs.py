@@ -2,7 +2,8 @@
 no file twice, no two with one name), the ``--out`` folder (new, empty, or a dataset it may
 replace, never the folder the photos or masks are in), and how each photo enters the dataset's
 ``images/``: a hard link, else a copy, or a lossless PNG for formats the loaders and COLMAP
-do not all read (TIFF, BMP, WebP)."""
+do not all read (TIFF, BMP, WebP); a photo with an EXIF orientation is written turned as photo
+viewers show it, without the tag (COLMAP and the loaders read pixels as stored)."""
 from __future__ import annotations
 
 import hashlib
@@ -20,6 +21,8 @@ from ..wording import SHOWN, few_names
 # old run's left behind would be read as this dataset's, and a new one must not be dropped.
 OUTPUTS = ("images", "masks", "transforms.json", "colmap")
 WRITTEN_BY_US = ("transforms.json", "colmap")  # an --out holding one of these is a dataset --overwrite may replace
+EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # EXIF orientations that turn a photo a quarter (width and height swap)
 # Photo formats Pillow cannot read without a plug-in, with the way out.
 CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "raw", ".cr2": "raw", ".cr3": "raw",
                  ".nef": "raw", ".arw": "raw", ".orf": "raw", ".rw2": "raw", ".raf": "raw"}
@@ -89,7 +92,7 @@ def gather_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             continue
         try:
             with Image.open(path) as im:
-                size = im.size
+                size = shown_size(im.size, orientation(im))  # one dataset size as the photos are shown
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG: decode small, still whole
                 im.load()
         except Exception as exc:  # noqa: BLE001  (PIL raises many kinds for broken files)
@@ -168,6 +171,43 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 # --- into the dataset ----------------------------------------------------------------------------
+def orientation(image) -> int:
+    """The EXIF orientation of an open Pillow image: 1 (as stored) when it has none, or one
+    ImageOps.exif_transpose does not know (2-8 turn or mirror)."""
+    value = image.getexif().get(EXIF_ORIENTATION, 1)
+    return value if value in range(2, 9) else 1
+
+
+def shown_size(size: tuple[int, int], turn: int) -> tuple[int, int]:
+    """(w, h) of an image of stored ``size`` once EXIF orientation ``turn`` is applied."""
+    return (size[1], size[0]) if turn in TURNED else size
+
+
+def turned_photos(photos: list[Path]) -> list[str]:
+    """The names of the photos :func:`place_photo` turns (an EXIF orientation other than 1)."""
+    from PIL import Image
+
+    def turned(photo: Path) -> bool:
+        with Image.open(photo) as im:
+            return orientation(im) != 1
+    return [p.name for p in photos if turned(p)]
+
+
+def written_rows(converted: list[str], turned: list[str]) -> list[tuple[str, str]]:
+    """The report table's rows for photos not linked as they are."""
+    rows = [("converted", f"{few_names(converted)} to PNG in images/ (COLMAP and the loaders read JPEG and PNG)")]
+    rows += [("turned", f"{len(turned)} photo{'s' * (len(turned) > 1)} by their EXIF orientation, as photo viewers "
+                        f"show them ({few_names(turned)}): images/ holds them so, without the tag")]
+    return [row for row, names in zip(rows, (converted, turned)) if names]
+
+
+def save_png(im, path: Path) -> None:
+    """Lossless PNG, in a mode PNG holds (alpha and 16-bit grey kept)."""
+    if im.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
+        im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+    im.save(path, format="PNG", compress_level=1)
+
+
 def dataset_name(photo: Path) -> str:
     """The photo's name in the dataset's images/: its own, or ``<stem>.png`` for a format the
     loaders (DATASET_SUFFIXES) do not list, which is converted."""
@@ -183,15 +223,23 @@ def link(src: Path, dst: Path) -> None:
 
 
 def place_photo(photo: Path, images_dir: Path) -> str:
-    """Put ``photo`` into ``images_dir`` under :func:`dataset_name`; returns that name."""
-    name = dataset_name(photo)
-    if name == photo.name:
-        link(photo, images_dir / name)
-        return name
-    from PIL import Image
+    """Put ``photo`` into ``images_dir`` under :func:`dataset_name`, turned by its EXIF
+    orientation (as photo viewers show it) and without that tag; returns the name."""
+    from PIL import Image, ImageOps
 
+    name = dataset_name(photo)
     with Image.open(photo) as im:
-        if im.mode not in ("RGB", "RGBA", "L", "LA", "I;16"):
-            im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
-        im.save(images_dir / name, format="PNG", compress_level=1)
+        turn = orientation(im)
+        if name == photo.name and turn == 1:
+            link(photo, images_dir / name)
+            return name
+        upright = ImageOps.exif_transpose(im)  # drops the tag, so nothing turns it twice
+        if name != photo.name or photo.suffix.lower() == ".png":
+            save_png(upright, images_dir / name)  # pixels and colour profile, as conversions always wrote
+        else:  # JPEG again, with its EXIF (COLMAP's focal length prior) and colour profile
+            from PIL import JpegImagePlugin
+
+            kept = {key: upright.info[key] for key in ("exif", "icc_profile") if key in upright.info}
+            subsampling = 2 if JpegImagePlugin.get_sampling(im) == 2 else 0  # a phone's 4:2:0 stays so, else full
+            upright.save(images_dir / name, format="JPEG", quality=95, subsampling=subsampling, **kept)
     return name

@@ -1,23 +1,22 @@
 """``data from-photos --masks DIR``: check the masks against the photos, hand COLMAP its own copy
 (COLMAP reads ``<image name>.png`` at the image's size, no features where it is black) and
 put the user's files beside the images in the dataset (``masks/``, same names), where every
-loader finds them (data/masks.py)."""
+loader finds them (data/masks.py). A photo turned by its EXIF orientation gets its mask turned
+to match (:func:`mask_turn`), written as a PNG."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..data.dataset import DataError
 from ..data.masks import KEEP, SHAPE_TOLERANCE, match_folder, read_mask
-from .photo_inputs import link
+from .photo_inputs import EXIF_ORIENTATION, link, orientation, save_png, shown_size
 
 WITHOUT_MASKS = "leave out --masks"
 COLMAP_FOLDER = ".colmap-masks"  # inside the partial dataset; removed once COLMAP has read it
 CHECK_SIZE = 256  # masks are checked (all black, shape) at most this size
-EXIF_ORIENTATION = 0x0112
-TURNED = (5, 6, 7, 8)  # EXIF orientations that show a photo turned a quarter (width and height swap)
 
 
 def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ()) -> dict[str, Path]:
@@ -28,39 +27,53 @@ def check(photos: list[Path], folder: Path, skipped: list[tuple[str, str]] = ())
         raise DataError(f"{folder}: --masks folder not found")
     matched = match_folder(photos, folder, WITHOUT_MASKS, frozenset(name for name, _ in skipped))
     for photo in photos:
-        with Image.open(photo) as im:
-            size, orientation = im.size, im.getexif().get(EXIF_ORIENTATION, 1)
-        if orientation in TURNED and size[0] != size[1]:
-            _refuse_upright(matched[photo.stem], photo, size)
-        scale = min(1.0, CHECK_SIZE / max(size))
-        read_mask(matched[photo.stem], max(1, round(size[0] * scale)), max(1, round(size[1] * scale)), size)
+        shown, turn = mask_turn(photo, matched[photo.stem])
+        stored = shown_size(shown, turn)  # the shape the mask must have before its turn
+        scale = min(1.0, CHECK_SIZE / max(stored))
+        read_mask(matched[photo.stem], max(1, round(stored[0] * scale)), max(1, round(stored[1] * scale)), stored)
     return matched
 
 
-def _refuse_upright(mask: Path, photo: Path, size: tuple[int, int]) -> None:
-    """A photo stored ``size`` and shown turned a quarter (its EXIF orientation): a mask drawn on
-    it as shown, of the turned shape, is refused as such (COLMAP and the loaders read the pixels as stored)."""
+def mask_turn(photo: Path, mask: Path) -> tuple[tuple[int, int], int]:
+    """(the photo's size in the dataset, as shown; the EXIF orientation that turns its mask to it).
+    A photo from-photos turns (photo_inputs.place_photo) has a mask drawn either on its stored
+    pixels or on it as shown: the mask's shape tells which, else (a square photo, a half turn or
+    a mirror) the mask's own EXIF orientation if it has one, else the stored pixels are assumed."""
+    with Image.open(photo) as im:
+        size, turn = im.size, orientation(im)
+    shown = shown_size(size, turn)
+    if turn == 1:
+        return shown, 1
     with Image.open(mask) as im:
-        shown = im.size
-    if abs(shown[0] / shown[1] * size[0] / size[1] - 1.0) <= SHAPE_TOLERANCE:
-        raise DataError(f"{mask}: mask is {shown[0]}x{shown[1]}, the shape {photo.name} is shown in (turned by its "
-                        f"EXIF orientation), but COLMAP and training read the photo as stored, {size[0]}x{size[1]}: "
-                        "turn the masks back to that, or save the photos upright (without the EXIF turn)")
+        ratio, tagged, own = im.width / im.height, EXIF_ORIENTATION in im.getexif(), orientation(im)
+
+    def fits(target: tuple[int, int]) -> bool:
+        return abs(ratio / (target[0] / target[1]) - 1.0) <= SHAPE_TOLERANCE
+    if fits(size) != fits(shown):
+        return shown, turn if fits(size) else 1
+    return shown, own if tagged else turn
 
 
 def place(photos: list[Path], names: list[str], matched: dict[str, Path], dataset: Path) -> float:
     """Write the COLMAP masks (binary, at each photo's size) of the photos, named ``names`` in the
     dataset, into ``dataset/COLMAP_FOLDER`` and link the user's masks (``matched``: what
-    :func:`check` returned) into ``dataset/masks/``; returns the seconds it took."""
+    :func:`check` returned) into ``dataset/masks/``, or a PNG of each turned as its photo is
+    (:func:`mask_turn`); returns the seconds it took."""
     start = time.perf_counter()
     (dataset / COLMAP_FOLDER).mkdir(parents=True)
     (dataset / "masks").mkdir()
     for photo, name in zip(photos, names):
-        with Image.open(photo) as im:
-            size = im.size
-        mask = read_mask(matched[photo.stem], size[0], size[1], size)
-        Image.fromarray(((mask >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{name}.png")
-        link(matched[photo.stem], dataset / "masks" / matched[photo.stem].name)
+        mask = matched[photo.stem]
+        size, turn = mask_turn(photo, mask)
+        if turn == 1:
+            link(mask, dataset / "masks" / mask.name)
+        else:
+            with Image.open(mask) as im:
+                im.getexif()[EXIF_ORIENTATION] = turn  # Pillow's own transpose, by the turn decided
+                save_png(ImageOps.exif_transpose(im), dataset / "masks" / f"{mask.stem}.png")
+            mask = dataset / "masks" / f"{mask.stem}.png"
+        binary = read_mask(mask, size[0], size[1], size)
+        Image.fromarray(((binary >= KEEP) * 255).astype("uint8")).save(dataset / COLMAP_FOLDER / f"{name}.png")
     return time.perf_counter() - start
 
 

@@ -43,6 +43,8 @@ from .photo_inputs import (
     gather_images,
     place_photo,
     refuse_inputs_in_out,
+    turned_photos,
+    written_rows,
 )
 
 INSTALL_HINT = 'from-photos needs pycolmap, which is not installed: pip install "taichi-nerf[colmap]"'
@@ -83,6 +85,7 @@ class PhotoReport:
     turning_share: float = float("nan")  # share of close photo pairs whose centres changed (capture/degenerate.py)
     turning_pairs: int = 0  # the close photo pairs that share was judged on
     converted: list[str] = field(default_factory=list)  # photos written as PNG (photo_inputs.dataset_name)
+    turned: list[str] = field(default_factory=list)  # photos written turned by their EXIF orientation
     cut_short: bool = False  # a video that stopped decoding before its stated end (capture/video_frames.py)
     video_jump: tuple = (float("nan"), "", float("nan"))  # a video's largest step / median step, where, / spread
 
@@ -125,9 +128,7 @@ class PhotoReport:
         rows.append(("failed", listed if self.unregistered else "none"))
         if self.skipped:
             rows.append(("skipped", few_skipped(self.skipped)))
-        if self.converted:
-            rows.append(("converted", f"{few_names(self.converted)} to PNG in images/ (COLMAP and the loaders read "
-                                      "JPEG and PNG)"))
+        rows += written_rows(self.converted, self.turned)
         return "\n".join(f"{k:<13} {v}" for k, v in rows)
 
 
@@ -416,6 +417,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                  static_share=figures_so_far.get("static", math.nan),
                                  turning_share=turning_share, turning_pairs=turning_pairs,
                                  converted=[p.name for p in photos if dataset_name(p) != p.name],
+                                 turned=turned_photos(photos),
                                  cut_short=bool(video_warnings),
                                  video_jump=(math.nan, "", math.nan) if source.is_dir() else video_jump(model, names))
             if not keep_degenerate:
