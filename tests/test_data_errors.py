@@ -223,6 +223,13 @@ def test_images_of_different_sizes_in_one_split(tmp_path):
     png(tmp_path / "b.png", size=(8, 6))
     transforms(tmp_path, frames)
     expect_error(tmp_path, "b.png", "image is 8x6", "must have one size")
+    # the odd one first: it is named, not every good photo after it
+    png(tmp_path / "a.png", size=(8, 6))
+    for name in ("b.png", "c.png", "d.png"):
+        png(tmp_path / name)
+    transforms(tmp_path, [*frames, {"file_path": "c.png", "transform_matrix": POSE},
+                          {"file_path": "d.png", "transform_matrix": POSE2}])
+    expect_error(tmp_path, "a.png: image is 8x6, but 3 other images of its split are 8x8")
 
 
 def test_zero_usable_frames(tmp_path):

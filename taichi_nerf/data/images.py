@@ -1,6 +1,7 @@
 """Image file I/O shared by every loader: decode to RGBA uint8, whatever the file holds."""
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,12 +80,21 @@ def read_many(paths: list[Path], downscale: int = 1) -> np.ndarray:
     def load(i: int) -> None:
         img = read_rgba(paths[i], downscale)
         if img.shape != first.shape:
-            raise DataError(
-                f"{paths[i]}: image is {img.shape[1]}x{img.shape[0]}, but {paths[0].name} is "
-                f"{first.shape[1]}x{first.shape[0]}; all images of a split must have one size"
-            )
+            raise DataError(odd_size(paths))
         out[i] = img
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(load, range(1, len(paths))))
     return out
+
+
+def odd_size(paths: list[Path]) -> str:
+    """The one-line error for images of several sizes, naming the first image not of the size most of
+    them have (the first image's size would blame every good photo when the odd one comes first)."""
+    sizes = [image_size(p) for p in paths]  # headers alone
+    counts = Counter(sizes)
+    common = max(sizes, key=counts.__getitem__)  # a tie: the first image's
+    k = next(i for i, size in enumerate(sizes) if size != common)
+    others = counts[common]
+    return (f"{paths[k]}: image is {sizes[k][0]}x{sizes[k][1]}, but {others} other images of its split are "
+            f"{common[0]}x{common[1]}; all images of a split must have one size")
