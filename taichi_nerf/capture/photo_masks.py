@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from ..data.dataset import DataError
-from ..data.masks import KEEP, SHAPE_TOLERANCE, match_folder, read_mask
+from ..data.masks import KEEP, SHAPE_TOLERANCE, match_folder, read_mask, transparency
 from .photo_inputs import EXIF_ORIENTATION, link, orientation, save_png, shown_size
 
 WITHOUT_MASKS = "leave out --masks"
@@ -82,5 +82,5 @@ def transparent(photos: list[Path]) -> bool:
     reads as a mask: then the photos are their own masks."""
     def cut_out(photo: Path) -> bool:
         with Image.open(photo) as im:
-            return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+            return transparency(im) is not None  # an opaque alpha channel cuts nothing out
     return bool(photos) and all(cut_out(p) for p in photos)

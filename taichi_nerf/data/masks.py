@@ -11,8 +11,9 @@ Where masks are found (the first that applies; docs/DATASETS.md, "Turntable capt
   another case where no other mask has the name (``dsc_0007.png``).
 
 Any image format and any size of the same shape: a mask is resized to its image. White keeps
-a pixel, black masks it out; a mask with transparency uses its alpha. JPEG masks ring around
-their edges and are never quite 0 or 255, so values are stretched from [LOW, HIGH] to [0, 255].
+a pixel, black masks it out; a mask with transparency uses its alpha (an alpha opaque everywhere,
+as editors save black-and-white masks in RGBA, is passed over for the grey values). JPEG masks
+ring around their edges and are never quite 0 or 255, so values are stretched from [LOW, HIGH] to [0, 255].
 
 How training uses them (``TrainConfig.mask_mode``): ``transparent`` makes masked-out pixels
 transparent (alpha = alpha * mask), so the background rules apply and the object is learned
@@ -206,6 +207,15 @@ def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], st
 
 
 # --- reading ----------------------------------------------------------------------------------
+def transparency(im: Image.Image) -> Image.Image | None:
+    """``im``'s alpha channel when some pixel is less than opaque, else None. An alpha of 255
+    everywhere (a black-and-white mask saved as RGBA by an editor) says nothing: the grey values do."""
+    if im.mode not in ("RGBA", "LA", "PA") and not (im.mode == "P" and "transparency" in im.info):
+        return None
+    alpha = im.convert("RGBA").getchannel("A")
+    return alpha if alpha.getextrema()[0] < 255 else None
+
+
 def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """(height, width) uint8 in [0, 255]: resized to the image, ringing stretched away.
     ``image_size``: (w, h) of the image file, to refuse a mask of another shape."""
@@ -218,8 +228,9 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
                     raise DataError(f"{path}: mask is {full[0]}x{full[1]}, its image is {image_size[0]}x"
                                     f"{image_size[1]}; a mask must have its image's aspect ratio (any size: it is "
                                     "resized to the image)")
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA").getchannel("A")
+            alpha = transparency(im)
+            if alpha is not None:
+                im = alpha
             else:
                 im.draft("L", (width, height))  # JPEG: decode at the smallest scale still >= the image
                 im = im.convert("L")

@@ -1,0 +1,50 @@
+"""Masks as the tools that make them save them (data/masks.py), found by a data-ingestion probe:
+black-and-white masks in opaque RGBA files, a transforms.json with a byte-order mark, images
+beside transforms.json, only a pre-shrunk masks_K/, frames COLMAP left unregistered in images/,
+and mask_path written on Windows. Each was silently trained without masks, or refused."""
+import numpy as np
+from PIL import Image
+
+from taichi_nerf.data.loaders import read_dataset
+
+from .test_masks import SIZE, _alpha_matches_masks, _mask, _photo, write_transforms
+
+
+def _as_opaque_rgba(folder):
+    """Each mask saved again as an image editor saves it: RGBA, the mask in the colours, alpha 255."""
+    for path in sorted(folder.iterdir()):
+        grey = np.asarray(Image.open(path).convert("L"))
+        rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+        path.unlink()
+        Image.fromarray(rgba, "RGBA").save(path.with_suffix(".png"))
+
+
+def test_masks_in_opaque_rgba_files_use_their_grey_values(tmp_path):
+    root = write_transforms(tmp_path / "ds")
+    _as_opaque_rgba(root / "masks")
+    ds = read_dataset(root)
+    _alpha_matches_masks(ds)  # the opaque alpha said "keep everything"
+    for path in sorted((root / "masks").iterdir()):  # a mask with transparency still goes by its alpha
+        alpha = np.asarray(Image.open(path).convert("L"))
+        Image.fromarray(np.dstack([np.zeros((SIZE, SIZE, 3), np.uint8), alpha]), "RGBA").save(path)
+    _alpha_matches_masks(read_dataset(root))
+
+
+def test_from_photos_hands_colmap_the_grey_values_of_opaque_rgba_masks(tmp_path):
+    """COLMAP got all-white masks from the opaque alpha, matched the still room, and the degeneracy
+    check then blamed the masks for letting it through."""
+    from taichi_nerf.capture.photo_masks import COLMAP_FOLDER, check, place, transparent
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "m").mkdir()
+    for k in range(2):
+        Image.fromarray(_photo(k)).save(tmp_path / "p" / f"IMG_{k}.jpg")
+        Image.fromarray(_mask(SIZE, k)).save(tmp_path / "m" / f"IMG_{k}.png")
+    _as_opaque_rgba(tmp_path / "m")
+    photos = sorted((tmp_path / "p").iterdir())
+    place(photos, [p.name for p in photos], check(photos, tmp_path / "m"), tmp_path / "ds")
+    for k, photo in enumerate(photos):
+        given = np.asarray(Image.open(tmp_path / "ds" / COLMAP_FOLDER / f"{photo.name}.png"))
+        assert np.array_equal(given, _mask(SIZE, k)), k
+    # photos in opaque RGBA files are not cut out of their background (the hint would say they were)
+    assert not transparent(sorted((tmp_path / "m").iterdir()))
