@@ -2,6 +2,8 @@
 black-and-white masks in opaque RGBA files, a transforms.json with a byte-order mark, images
 beside transforms.json, only a pre-shrunk masks_K/, frames COLMAP left unregistered in images/,
 and mask_path written on Windows. Each was silently trained without masks, or refused."""
+import codecs
+
 import numpy as np
 from PIL import Image
 
@@ -17,6 +19,11 @@ def _as_opaque_rgba(folder):
         rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
         path.unlink()
         Image.fromarray(rgba, "RGBA").save(path.with_suffix(".png"))
+
+
+def _has_masks(ds, origin):
+    return ds.mask_mode == "transparent" and any(n.startswith(f"masks: {sum(s.count for s in ds.splits.values())} "
+                                                              f"from {origin}") for n in ds.notes)
 
 
 def test_masks_in_opaque_rgba_files_use_their_grey_values(tmp_path):
@@ -48,3 +55,13 @@ def test_from_photos_hands_colmap_the_grey_values_of_opaque_rgba_masks(tmp_path)
         assert np.array_equal(given, _mask(SIZE, k)), k
     # photos in opaque RGBA files are not cut out of their background (the hint would say they were)
     assert not transparent(sorted((tmp_path / "m").iterdir()))
+
+
+def test_a_transforms_json_with_a_byte_order_mark_keeps_its_masks(tmp_path):
+    for masks in ("folder", "frames"):
+        root = write_transforms(tmp_path / masks, masks=masks)
+        file = root / "transforms.json"
+        file.write_bytes(codecs.BOM_UTF8 + file.read_bytes())  # as Windows editors save it
+        ds = read_dataset(root)
+        assert _has_masks(ds, "masks/" if masks == "folder" else "the frames' mask_path"), (masks, ds.notes)
+        _alpha_matches_masks(ds)

@@ -23,7 +23,6 @@ first bad file, before anything is trained or written.
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,13 +77,13 @@ def _frame_masks(files: list[Path]) -> tuple[dict[Path, dict[str, Path]], list[P
     frame's image; the first frame without ``mask_path`` when some have one). Per file: a Blender
     layout's splits reuse image names (``train/r_000``, ``val/r_000``). Two frames of one file whose
     images share a name (in two folders) but not a mask are refused: masks go by the image's name."""
-    from .blender import resolve_image
+    from .blender import read_json, resolve_image
 
     stated, images, without = {}, [], None
     for file in files:
         try:
-            frames = json.loads(file.read_text()).get("frames") or []
-        except (OSError, ValueError, AttributeError):
+            frames = read_json(file).get("frames") or []  # as the loader reads it (a byte-order mark too)
+        except DataError:
             return {}, [], None  # the loader has already said what is wrong with the file
         for i, frame in enumerate(frames):
             if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
