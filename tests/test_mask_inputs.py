@@ -3,6 +3,7 @@ black-and-white masks in opaque RGBA files, a transforms.json with a byte-order 
 beside transforms.json, only a pre-shrunk masks_K/, frames COLMAP left unregistered in images/,
 and mask_path written on Windows. Each was silently trained without masks, or refused."""
 import codecs
+import json
 
 import numpy as np
 from PIL import Image
@@ -65,3 +66,14 @@ def test_a_transforms_json_with_a_byte_order_mark_keeps_its_masks(tmp_path):
         ds = read_dataset(root)
         assert _has_masks(ds, "masks/" if masks == "folder" else "the frames' mask_path"), (masks, ds.notes)
         _alpha_matches_masks(ds)
+
+
+def test_mask_path_written_on_windows(tmp_path):
+    root = write_transforms(tmp_path / "ds", masks="frames")
+    meta = json.loads((root / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        frame["mask_path"] = frame["mask_path"].replace("/", "\\")
+    (root / "transforms.json").write_text(json.dumps(meta))
+    ds = read_dataset(root)
+    assert _has_masks(ds, "the frames' mask_path"), ds.notes
+    _alpha_matches_masks(ds)

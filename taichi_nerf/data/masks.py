@@ -94,7 +94,7 @@ def _frame_masks(files: list[Path]) -> tuple[dict[Path, dict[str, Path]], list[P
             images.append(image)
             mask = frame.get("mask_path")
             if isinstance(mask, str) and mask:
-                mask = (file.parent / mask).resolve()
+                mask = (file.parent / mask.replace("\\", "/")).resolve()  # a path written on Windows
                 own = stated.setdefault(file, {})
                 if own.setdefault(image.stem, mask) != mask:
                     raise DataError(f"{file} frame {i}: its image {image} has the name of another frame's image, "
