@@ -6,11 +6,12 @@ import codecs
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from taichi_nerf.data.loaders import read_dataset
 
-from .test_masks import SIZE, _alpha_matches_masks, _mask, _photo, write_transforms
+from .test_masks import SIZE, _alpha_matches_masks, _mask, _photo, write_llff, write_transforms
 
 
 def _as_opaque_rgba(folder):
@@ -66,6 +67,46 @@ def test_a_transforms_json_with_a_byte_order_mark_keeps_its_masks(tmp_path):
         ds = read_dataset(root)
         assert _has_masks(ds, "masks/" if masks == "folder" else "the frames' mask_path"), (masks, ds.notes)
         _alpha_matches_masks(ds)
+
+
+def test_masks_of_images_beside_transforms_json_are_found_inside_the_dataset(tmp_path):
+    root = write_transforms(tmp_path / "ds")
+    for image in sorted((root / "images").iterdir()):
+        image.rename(root / image.name)
+    (root / "images").rmdir()
+    meta = json.loads((root / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        frame["file_path"] = frame["file_path"].removeprefix("images/")
+    (root / "transforms.json").write_text(json.dumps(meta))
+    ds = read_dataset(root)
+    assert _has_masks(ds, "masks/"), ds.notes
+    _alpha_matches_masks(ds)
+    # a masks/ folder beside the dataset is another dataset's, not this one's
+    (root / "masks").rename(tmp_path / "masks")
+    assert read_dataset(root).mask_mode == ""
+
+
+def _pre_shrink(root, factor=2):
+    """images_K/ beside images/, and the masks only as masks_K/ (LLFF's and nerfstudio's --downscale)."""
+    small = SIZE // factor
+    (root / f"images_{factor}").mkdir()
+    (root / f"masks_{factor}").mkdir()
+    for k, image in enumerate(sorted((root / "images").iterdir())):
+        Image.open(image).resize((small, small)).save(root / f"images_{factor}" / image.name, quality=95)
+        Image.fromarray(_mask(small, k)).save(root / f"masks_{factor}" / f"{image.stem}.png")
+    for mask in (root / "masks").iterdir():
+        mask.unlink()
+    (root / "masks").rmdir()
+
+
+@pytest.mark.parametrize("layout", ["llff", "transforms"])
+def test_masks_beside_a_pre_shrunk_images_folder_next_to_images(tmp_path, layout):
+    root = write_llff(tmp_path / "ds") if layout == "llff" else write_transforms(tmp_path / "ds")
+    _pre_shrink(root)
+    ds = read_dataset(root, downscale=2)
+    assert _has_masks(ds, "masks_2/"), ds.notes
+    assert {s.width for s in ds.splits.values()} == {SIZE // 2}
+    _alpha_matches_masks(ds, SIZE // 2)
 
 
 def test_mask_path_written_on_windows(tmp_path):

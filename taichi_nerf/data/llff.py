@@ -93,10 +93,10 @@ def ndc_box(poses: np.ndarray, intr: np.ndarray, focal: float, width: int, heigh
     return np.array([-half[0], -half[1], -1.0, half[0], half[1], 1.0])
 
 
-def pre_shrunk_folders(root: Path) -> list[Path]:
-    """The ``images_K/`` folders beside ``images/``, smallest K first."""
-    return sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()),
-                  key=lambda p: int(p.name[7:]))
+def pre_shrunk_folders(root: Path, stem: str = "images") -> list[Path]:
+    """The ``images_K/`` (``<stem>_K/``) folders beside ``images/``, smallest K first."""
+    return sorted((p for p in root.glob(f"{stem}_*") if p.is_dir() and p.name[len(stem) + 1:].isdigit()),
+                  key=lambda p: int(p.name[len(stem) + 1:]))
 
 
 def _image_folder(root: Path, downscale: int) -> tuple[Path, int, str | None]:

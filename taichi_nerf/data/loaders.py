@@ -200,7 +200,7 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         if key in loader_options and loader_options[key] < 1:
             raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
     dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
-    attach_masks(dataset, path, format, mask_mode)
+    attach_masks(dataset, path, format, mask_mode, downscale)
     if dataset.mask_mode == "transparent" and aabb is None:
         hull_bounds(dataset)
     choose_scene_kind(dataset, unbounded)

@@ -4,11 +4,12 @@ Where masks are found (the first that applies; docs/DATASETS.md, "Turntable capt
 
 * ``mask_path`` on the frames of a ``transforms.json`` (nerfstudio's convention; every frame
   then needs one), relative to the file;
-* a ``masks/`` folder beside the images folder (``images/`` or a pre-shrunk ``images_K/``, which
-  also looks for ``masks_K/`` first), in the LLFF, transforms.json and COLMAP layouts. A mask
-  is matched to its image by file name without the extension (``DSC_0007.jpg`` for
-  ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's ``DSC_0007.JPG.png``), in
-  another case where no other mask has the name (``dsc_0007.png``).
+* a ``masks/`` folder beside the images folder (inside the dataset when the images lie beside
+  its transforms.json), in the LLFF, transforms.json and COLMAP layouts; ``masks_K/`` first when
+  the images are read at ``--downscale K`` or from a pre-shrunk ``images_K/``, and a ``masks_K/``
+  alone serves too. A mask is matched to its image by file name without the extension
+  (``DSC_0007.jpg`` for ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's
+  ``DSC_0007.JPG.png``), in another case where no other mask has the name (``dsc_0007.png``).
 
 Any image format and any size of the same shape: a mask is resized to its image. White keeps
 a pixel, black masks it out; a mask with transparency uses its alpha (an alpha opaque everywhere,
@@ -48,11 +49,18 @@ def _listed_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES)
 
 
-def _mask_folder(images_dir: Path) -> Path | None:
-    """``masks_K/`` beside ``images_K/``, else ``masks/`` beside it; None when neither exists."""
-    candidates = [images_dir.with_name("masks" + images_dir.name[len("images"):])] \
-        if images_dir.name.startswith("images_") else []
-    candidates.append(images_dir.with_name("masks"))
+def _mask_folder(images_dir: Path, root: Path, downscale: int) -> Path | None:
+    """The masks of the images in ``images_dir`` (the dataset at ``root`` read at ``downscale``):
+    ``masks_<downscale>/`` (at the size read, whichever images folder was decoded), ``masks_K/``
+    beside ``images_K/``, ``masks/``, else the finest ``masks_K/``; None when there is none. Beside
+    ``images_dir``, or inside ``root`` when the images lie in it (a folder beside it is another dataset's)."""
+    from .llff import pre_shrunk_folders
+
+    where = root if images_dir.resolve() == root.resolve() else images_dir.parent
+    names = [f"masks_{downscale}"] if downscale > 1 else []
+    if images_dir.name.startswith("images_"):
+        names.append("masks" + images_dir.name[len("images"):])
+    candidates = [where / name for name in [*names, "masks"]] + pre_shrunk_folders(where, "masks")
     return next((c for c in candidates if c.is_dir()), None)
 
 
@@ -162,15 +170,16 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     return matched
 
 
-def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], str] | None:
+def find_masks(path, format: str, downscale: int = 1) -> tuple[dict[str | None, dict[str, Path]], str] | None:
     """(split name -> (image stem -> mask file), where they came from) for the dataset at ``path``
-    in layout ``format``, or None when it has no masks; the split None: the table of every split
-    (all but a Blender layout's, whose split files name their own masks). Refuses masks that do
-    not match the images."""
+    in layout ``format`` read at ``downscale``, or None when it has no masks; the split None: the
+    table of every split (all but a Blender layout's, whose split files name their own masks).
+    Refuses masks that do not match the images."""
     from .colmap_model import find_model
     from .llff import pre_shrunk_folders
 
     path = Path(path)
+    root = path if path.is_dir() else path.parent
     if format in ("instant-ngp", "blender"):
         files = _frames_files(path, format)
         stated, images, without = _frame_masks(files)
@@ -185,7 +194,6 @@ def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], st
         images_dir = folders[0]
         images = _listed_images(images_dir)
     elif format == "llff":
-        root = path.parent if path.is_file() else path
         # images/, else a pre-shrunk images_K/ (a capture shipped shrunk): the same names either way
         images_dir = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
         if images_dir is None:
@@ -199,7 +207,7 @@ def find_masks(path, format: str) -> tuple[dict[str | None, dict[str, Path]], st
         images = _listed_images(images_dir)
     else:
         return None
-    folder = _mask_folder(images_dir)
+    folder = _mask_folder(images_dir, root, downscale)
     if folder is None or not images:
         return None
     return {None: match_folder(images, folder)}, f"{folder.name}/"
@@ -278,14 +286,15 @@ def read_masks(paths: list[Path], width: int, height: int, images: list[Path | N
 
 
 # --- the loader hook --------------------------------------------------------------------------
-def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent") -> None:
-    """Find, check and read the masks of a loaded dataset and apply ``mode`` (see MASK_MODES);
-    notes say what was used. Called by ``loaders.read_dataset`` right after the format's loader."""
+def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent", downscale: int = 1) -> None:
+    """Find, check and read the masks of a loaded dataset (read at ``downscale``) and apply ``mode``
+    (see MASK_MODES); notes say what was used. Called by ``loaders.read_dataset`` right after the
+    format's loader."""
     if mode not in MASK_MODES:
         raise DataError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     if mode == "off" or path is None:
         return
-    found = find_masks(path, format)
+    found = find_masks(path, format, downscale)
     if found is None:
         return
     tables, origin = found
