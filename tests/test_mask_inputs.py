@@ -109,6 +109,22 @@ def test_masks_beside_a_pre_shrunk_images_folder_next_to_images(tmp_path, layout
     _alpha_matches_masks(ds, SIZE // 2)
 
 
+def test_only_the_images_the_dataset_uses_need_masks(tmp_path):
+    """colmap2nerf and ns-process-data leave the frames COLMAP did not register in images/."""
+    root = write_transforms(tmp_path / "ds")
+    meta = json.loads((root / "transforms.json").read_text())
+    unregistered = meta["frames"].pop(3)["file_path"]
+    (root / "transforms.json").write_text(json.dumps(meta))
+    stem = unregistered.removeprefix("images/").removesuffix(".JPG")
+    (root / "masks" / f"{stem}.png").rename(tmp_path / "aside.png")  # masked only what COLMAP registered
+    ds = read_dataset(root)
+    assert _has_masks(ds, "masks/"), ds.notes
+    assert stem not in {n for s in ds.splits.values() for n in s.names}
+    _alpha_matches_masks(ds)
+    (tmp_path / "aside.png").rename(root / "masks" / f"{stem}.png")  # its mask is no stray either
+    _alpha_matches_masks(read_dataset(root))
+
+
 def test_mask_path_written_on_windows(tmp_path):
     root = write_transforms(tmp_path / "ds", masks="frames")
     meta = json.loads((root / "transforms.json").read_text())

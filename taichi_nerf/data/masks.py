@@ -7,7 +7,8 @@ Where masks are found (the first that applies; docs/DATASETS.md, "Turntable capt
 * a ``masks/`` folder beside the images folder (inside the dataset when the images lie beside
   its transforms.json), in the LLFF, transforms.json and COLMAP layouts; ``masks_K/`` first when
   the images are read at ``--downscale K`` or from a pre-shrunk ``images_K/``, and a ``masks_K/``
-  alone serves too. A mask is matched to its image by file name without the extension
+  alone serves too. Only the images the dataset uses need one (COLMAP's unregistered frames stay
+  in ``images/``). A mask is matched to its image by file name without the extension
   (``DSC_0007.jpg`` for ``DSC_0007.JPG``), or by the whole name plus ``.png`` (COLMAP's
   ``DSC_0007.JPG.png``), in another case where no other mask has the name (``dsc_0007.png``).
 
@@ -170,11 +171,13 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     return matched
 
 
-def find_masks(path, format: str, downscale: int = 1) -> tuple[dict[str | None, dict[str, Path]], str] | None:
+def find_masks(path, format: str, downscale: int = 1,
+               used: set[str] | None = None) -> tuple[dict[str | None, dict[str, Path]], str] | None:
     """(split name -> (image stem -> mask file), where they came from) for the dataset at ``path``
     in layout ``format`` read at ``downscale``, or None when it has no masks; the split None: the
     table of every split (all but a Blender layout's, whose split files name their own masks).
-    Refuses masks that do not match the images."""
+    ``used``: the stems of the images the dataset uses (None: all); only they need masks (the
+    frames COLMAP did not register stay in images/). Refuses masks that do not match the images."""
     from .colmap_model import find_model
     from .llff import pre_shrunk_folders
 
@@ -192,25 +195,25 @@ def find_masks(path, format: str, downscale: int = 1) -> tuple[dict[str | None, 
         if len(folders) != 1 or format == "blender":
             return None
         images_dir = folders[0]
-        images = _listed_images(images_dir)
     elif format == "llff":
         # images/, else a pre-shrunk images_K/ (a capture shipped shrunk): the same names either way
         images_dir = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
         if images_dir is None:
             return None
-        images = _listed_images(images_dir)
     elif format == "colmap":
         found = find_model(path)
         if found is None:
             return None
         images_dir = found[1]
-        images = _listed_images(images_dir)
     else:
         return None
     folder = _mask_folder(images_dir, root, downscale)
-    if folder is None or not images:
+    listed = _listed_images(images_dir)
+    images = [p for p in listed if used is None or p.stem in used]
+    if folder is None or not listed:
         return None
-    return {None: match_folder(images, folder)}, f"{folder.name}/"
+    passed_over = frozenset(p.name for p in listed if used is not None and p.stem not in used)
+    return {None: match_folder(images, folder, passed_over=passed_over)}, f"{folder.name}/"
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -294,7 +297,7 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent",
         raise DataError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
     if mode == "off" or path is None:
         return
-    found = find_masks(path, format, downscale)
+    found = find_masks(path, format, downscale, {n for split in dataset.splits.values() for n in split.names} or None)
     if found is None:
         return
     tables, origin = found
