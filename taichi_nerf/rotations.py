@@ -59,6 +59,16 @@ def axis_angle_to_matrix(axis_angle) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * cross + (1.0 - math.cos(angle)) * cross @ cross
 
 
+def rotation_onto_z(up) -> np.ndarray:
+    """(3, 3) the smallest rotation taking unit vector ``up`` to +z."""
+    up = np.asarray(up, dtype=np.float64)
+    axis = np.cross(up, [0.0, 0.0, 1.0])
+    s, c = float(np.linalg.norm(axis)), float(up[2])
+    if s < 1e-12:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    return axis_angle_to_matrix(axis / s * math.atan2(s, c))
+
+
 def angle_between_deg(a, b) -> np.ndarray:
     """(N,) degrees of the rotation taking each of ``a`` (N, 3, 3) to ``b`` (N, 3, 3)."""
     relative = np.einsum("nji,njk->nik", np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))

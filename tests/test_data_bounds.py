@@ -212,3 +212,26 @@ def test_unbounded_reason_combines_poses_and_surround():
                                                                                       0)) for k in range(4)]).numpy(),
                          intr(4), 40, 40, depth_range=(2.0, 10.0))
     assert ff.forward_facing and reason(ff, scenery) is None  # NDC already reaches infinity
+
+
+def test_a_colmap_model_without_sparse_points_gets_its_bounds_from_the_cameras(tmp_path):
+    """A model of known poses before triangulation has no points3D: its box was the camera ring's own
+    extent (the cameras on its edge, flat in z) and said "as stated in the file"; now the cameras frame it,
+    as a transforms.json without bounds."""
+    import shutil
+
+    from taichi_nerf.data.loaders import read_dataset
+
+    from .test_masks import write_colmap_text
+
+    root = write_colmap_text(tmp_path / "capture")
+    shutil.rmtree(root / "masks")
+    (root / "sparse" / "0" / "points3D.txt").write_text("# none yet\n")
+    ds = read_dataset(root)
+    centres = ds.split("train").poses[:, :3, 3]
+    lo, hi = ds.aabb[:3], ds.aabb[3:]
+    inside = ((centres >= lo) & (centres <= hi)).all(dim=1)
+    assert not inside.any(), (ds.aabb, centres)  # the cameras look in at the box from outside
+    assert (hi - lo).min() > 0.2 * (hi - lo).max()  # not a flat slab
+    assert not any("stated in the file" in note for note in ds.notes), ds.notes
+    assert any("camera centres (the model has 0 sparse points)" in note for note in ds.notes), ds.notes

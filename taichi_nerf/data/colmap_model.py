@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rotations import OPENCV_TO_OPENGL, quaternion_to_matrix
+from ..rotations import OPENCV_TO_OPENGL, quaternion_to_matrix, rotation_onto_z
 from .dataset import DataError
 from .images import DATASET_SUFFIXES
 
@@ -285,16 +285,7 @@ def camera_to_world(model: Model) -> np.ndarray:
     return c2w
 
 
-def _rotation_onto_z(up: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector ``up`` to +z."""
-    z = np.array([0.0, 0.0, 1.0])
-    axis, c = np.cross(up, z), float(up @ z)
-    s = float(np.linalg.norm(axis))
-    if s < 1e-12:
-        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
-    k = axis / s
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * kx @ kx
+MIN_POINTS = 8  # sparse points a model needs for its box and near/far to come from them (none: a model of known poses)
 
 
 def orient(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -305,10 +296,12 @@ def orient(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     up = c2w[:, :3, 1].mean(axis=0)
     if np.linalg.norm(up) < 1e-6:
         up = np.array([0.0, 0.0, 1.0])
-    rot = _rotation_onto_z(up / np.linalg.norm(up))
+    rot = rotation_onto_z(up / np.linalg.norm(up))
     centres = c2w[:, :3, 3]
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(pts) < 8:  # too few points to trust: frame the cameras instead
+    framed = "sparse points (those the cameras surround)"
+    if len(pts) < MIN_POINTS:  # too few points to trust: frame the cameras instead
+        framed = f"camera centres (the model has {len(pts)} sparse points)"
         pts = centres
     middle = np.median(pts, axis=0)
     reach = float(np.median(np.linalg.norm(centres - middle, axis=1)))
@@ -325,8 +318,8 @@ def orient(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     transform = np.eye(4)
     transform[:3, :3] = scale * rot
     transform[:3, 3] = -scale * rot @ centre
-    notes = [f"oriented: mean camera up -> +z, centred on the median of {len(content)} of {len(pts)} sparse points "
-             f"(those the cameras surround), scaled x{scale:.4g} so their {BOX_PERCENTILES[0]:g}-"
+    notes = [f"oriented: mean camera up -> +z, centred on the median of {len(content)} of {len(pts)} {framed}, "
+             f"scaled x{scale:.4g} so their {BOX_PERCENTILES[0]:g}-"
              f"{BOX_PERCENTILES[1]:g}th percentile box has half-size 1"]
     return transform, np.concatenate([lo, hi]) * scale, notes
 
@@ -404,8 +397,9 @@ def transforms_meta(model: Model, image_prefix: str = "images/", where="COLMAP m
         if not shared:
             frame.update(cams[int(model.camera_ids[n])])
         frames.append(frame)
-    meta.update(frames=frames, aabb=[box[:3].tolist(), box[3:].tolist()], near=near, far=far,
-                applied_transform=transform[:3].tolist(), orientation_note=notes[0])
+    meta.update(frames=frames, applied_transform=transform[:3].tolist(), orientation_note=notes[0])
+    if len(model.xyz) >= MIN_POINTS:  # else the box would be the cameras' own: bounds from the cameras, as for
+        meta.update(aabb=[box[:3].tolist(), box[3:].tolist()], near=near, far=far)  # a transforms.json without
     return meta, warnings
 
 
