@@ -501,3 +501,34 @@ def test_ndc_on_a_layout_without_it_is_refused(tmp_path, capsys):
     expect_error(root, "--ndc applies to LLFF captures", "instant-ngp dataset; leave it out", ndc=True)
     refused(capsys, ["data", "info", root, "--ndc"], "--ndc applies to LLFF captures")
     assert read_dataset(root, ndc=False).format == "instant-ngp"  # --no-ndc asks for nothing it lacks
+
+
+@pytest.mark.parametrize("part, change, said", [
+    ("images", lambda f: f[:1] + ["0", "0", "0", "0"] + f[5:], "image IMG_0.JPG: its pose QW QX QY QZ TX TY TZ must "
+     "be finite numbers, the quaternion not all zero"),  # was numpy's RuntimeWarning, then "transform_matrix ..."
+    ("images", lambda f: f[:5] + ["nan"] + f[6:], "image IMG_0.JPG: its pose"),
+    ("cameras", lambda f: f[:4] + ["nan"] + f[5:], "cameras.txt line 1: camera 1 (PINHOLE) has parameters that are "
+     "not finite numbers"),  # was "frame 0: 'fl_x' must be a finite number"
+    ("cameras", lambda f: f[:1] + ["PINHOLLE"] + f[2:], "cameras.txt line 1: unknown camera model 'PINHOLLE'"),
+    ("cameras", lambda f: f[:-1], "cameras.txt line 1: camera 1 (PINHOLE) has 3 parameters, expected 4"),
+])
+def test_a_colmap_text_model_s_bad_numbers_are_named_in_its_own_words(tmp_path, part, change, said):
+    """COLMAP's files, lines and images, not transforms.json's words (the cameras' own errors were swallowed
+    into "expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]")."""
+    from .test_masks import write_colmap_text
+
+    root = write_colmap_text(tmp_path / "capture")
+    path = root / "sparse" / "0" / f"{part}.txt"
+    lines = path.read_text().splitlines()
+    lines[0] = " ".join(change(lines[0].split()))
+    path.write_text("\n".join(lines) + "\n")
+    expect_error(root, said)
+
+
+def test_an_indented_comment_in_a_colmap_text_model_is_a_comment(tmp_path):
+    from .test_masks import VIEWS, write_colmap_text
+
+    root = write_colmap_text(tmp_path / "capture")
+    images = root / "sparse" / "0" / "images.txt"
+    images.write_text("  # Image list with two lines of data per image:\n" + images.read_text())
+    assert sum(split.count for split in read_dataset(root).splits.values()) == VIEWS

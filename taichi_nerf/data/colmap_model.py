@@ -140,6 +140,8 @@ def _camera(cid: int, model_id_or_name, width: int, height: int, params, where) 
     params = np.asarray(params, dtype=np.float64)
     if len(params) != MODEL_PARAMS[name]:
         raise DataError(f"{where}: camera {cid} ({name}) has {len(params)} parameters, expected {MODEL_PARAMS[name]}")
+    if not np.isfinite(params).all():
+        raise DataError(f"{where}: camera {cid} ({name}) has parameters that are not finite numbers: {params.tolist()}")
     return Camera(int(cid), name, int(width), int(height), params)
 
 
@@ -173,7 +175,7 @@ def _data_lines(path: Path):
         text = path.read_text(errors="replace")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    return [(n + 1, line.strip()) for n, line in enumerate(text.splitlines()) if not line.startswith("#")]
+    return [(n + 1, line.strip()) for n, line in enumerate(text.splitlines()) if not line.lstrip().startswith("#")]
 
 
 def _read_text(folder: Path):
@@ -183,9 +185,10 @@ def _read_text(folder: Path):
             f = line.split()
             where = f"{folder / 'cameras.txt'} line {n}"
             try:
-                cameras[int(f[0])] = _camera(int(f[0]), f[1], int(f[2]), int(f[3]), [float(v) for v in f[4:]], where)
+                cid, model, width, height, params = int(f[0]), f[1], int(f[2]), int(f[3]), [float(v) for v in f[4:]]
             except (IndexError, ValueError):
                 raise DataError(f"{where}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]") from None
+            cameras[cid] = _camera(cid, model, width, height, params, where)  # its own errors name the line too
     lines = _data_lines(folder / "images.txt")
     while lines and not lines[-1][1]:
         lines.pop()
@@ -219,6 +222,9 @@ def _assemble(cameras, images, points, where) -> Model:
     for im in images:
         if im[2] not in cameras:
             raise DataError(f"{where}: image {im[1]} uses camera {im[2]}, which is not in the model")
+        if not np.isfinite([*im[3], *im[4]]).all() or not np.abs(im[3]).sum() > 0:  # else NaN poses further on
+            raise DataError(f"{where}: image {im[1]}: its pose QW QX QY QZ TX TY TZ must be finite numbers, the "
+                            f"quaternion not all zero; got {[*im[3], *im[4]]}")
     pts = np.array([p[:9] for p in points], dtype=np.float64).reshape(-1, 9)
     pts = pts[np.argsort(pts[:, 0], kind="stable")]  # by point id, whoever read them
     return Model(cameras=cameras, image_ids=np.array([im[0] for im in images], dtype=np.int64),
