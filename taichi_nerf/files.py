@@ -157,6 +157,23 @@ def write_text_atomic(path, text: str) -> Path:
     return write_atomic(path, lambda fh: fh.write(text))
 
 
+def first_bytes(path, count: int = 64) -> bytes:
+    """The first ``count`` bytes of a file (b"" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(count)
+    except OSError:
+        return b""
+
+
+def lfs_pointer(path) -> str | None:
+    """Why a file a decoder refused is not the file: a Git LFS pointer (a clone without `git lfs pull`
+    leaves each large file as a text stub of that name), said in the user's words; else None."""
+    if first_bytes(path).startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the file itself: fetch the files with git lfs pull"
+    return None
+
+
 def finite_number(value) -> bool:
     """A real number, not NaN or infinity (a metrics row read back: a perfect PSNR was written as null)."""
     return isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)

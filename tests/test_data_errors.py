@@ -532,3 +532,21 @@ def test_an_indented_comment_in_a_colmap_text_model_is_a_comment(tmp_path):
     images = root / "sparse" / "0" / "images.txt"
     images.write_text("  # Image list with two lines of data per image:\n" + images.read_text())
     assert sum(split.count for split in read_dataset(root).splits.values()) == VIEWS
+
+
+def test_files_that_are_not_what_their_names_say_are_named_so(tmp_path):
+    """A clone without `git lfs pull` leaves every large file a text stub: numpy spoke of pickles ("you can
+    load it unsafely using allow_pickle=", an option the tool does not have) and Pillow of an image it
+    cannot identify."""
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12345\n"
+    (tmp_path / "llff").mkdir()
+    (tmp_path / "llff" / "poses_bounds.npy").write_text(pointer)
+    said = expect_error(tmp_path / "llff", "poses_bounds.npy: not a readable .npy file (it is a Git LFS pointer, "
+                        "not the file itself: fetch the files with git lfs pull)")
+    assert "pickle" not in said
+    (tmp_path / "llff" / "poses_bounds.npy").write_text("0 0 0\n")
+    expect_error(tmp_path / "llff", "poses_bounds.npy: not a readable .npy file (it does not start as one)")
+    frames = two_frames(tmp_path / "stub")
+    (tmp_path / "stub" / "b.png").write_text(pointer)
+    transforms(tmp_path / "stub", frames)
+    expect_error(tmp_path / "stub", "b.png: cannot read image (it is a Git LFS pointer")

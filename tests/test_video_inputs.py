@@ -67,6 +67,10 @@ def test_a_file_with_no_frames_to_give_says_why(tmp_path, capsys):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     line = refusal(cut, "'moov atom', is missing", "cut short")
     assert "Invalid data" not in line, line
+    (tmp_path / "note.mp4").write_text("hello")  # not a video at all: not "a copy cut short"
+    assert "cut short" not in refusal(tmp_path / "note.mp4", "it is not an MP4/MOV file")
+    (tmp_path / "stub.mp4").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 9\n")
+    refusal(tmp_path / "stub.mp4", "it is a Git LFS pointer, not the file itself")
     assert not (tmp_path / "ds").exists()
 
 

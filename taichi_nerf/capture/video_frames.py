@@ -22,9 +22,11 @@ from PIL import Image
 
 from ..data.dataset import DataError
 from ..data.images import PHOTO_SUFFIXES
+from ..files import first_bytes, lfs_pointer
 
 SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
 JPEG_QUALITY = 95
+MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")  # what an MP4/MOV starts with
 # A frame whose grey copy differs from the last counted one by less than this on average (0-255) repeats it: an
 # encoded still scene differs by ~0.01, a hand-held walk's neighbouring frames by 10-20.
 STILL_GREY = 0.5
@@ -77,6 +79,10 @@ def _why_unreadable(video: Path, exc: Exception) -> str:
     text = str(exc)
     if video.stat().st_size == 0:
         return "the file is empty, 0 bytes: copy it from the phone again"
+    if lfs_pointer(video):
+        return lfs_pointer(video)
+    if "moov atom not found" in text and first_bytes(video)[4:8] not in MP4_BOXES:
+        return "it is not an MP4/MOV file: it does not start as one"
     if "moov atom not found" in text:  # an MP4/MOV's index, which phones write at the end of the recording
         return ("its index, the 'moov atom', is missing: a copy cut short or a recording that did not finish; "
                 "copy it from the phone again")

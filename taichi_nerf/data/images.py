@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..files import lfs_pointer
 from .dataset import DataError
 
 # Photos as users bring them (from-photos reads these, masks may be any of them).
@@ -43,7 +44,7 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
     except DataError:  # said above, of a readable image (a ValueError too, not to be called unreadable)
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
+        raise DataError(f"{path}: cannot read image ({lfs_pointer(path) or exc})") from None
     return rgba
 
 
@@ -55,7 +56,7 @@ def image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from None
+        raise DataError(f"{path}: cannot read image ({lfs_pointer(path) or exc})") from None
 
 
 # Why a loader refuses images of another shape than their cameras state (same_shape).

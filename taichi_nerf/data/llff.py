@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..config import DEFAULT_VAL_EVERY
+from ..files import first_bytes, lfs_pointer
 from ..stages.cameras import unit
 from .dataset import DataError, Dataset, Split
 from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, read_many, same_shape
@@ -132,7 +133,9 @@ def load_llff(path, downscale: int = 1, every: int = 1, limit: int | None = None
     try:
         raw = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{file}: not a readable .npy file ({exc})") from None
+        npy = first_bytes(file).startswith(b"\x93NUMPY")  # else numpy's reason is about pickles, which are refused
+        why = lfs_pointer(file) or (str(exc) if npy or not file.is_file() else "it does not start as one")
+        raise DataError(f"{file}: not a readable .npy file ({why})") from None
     if raw.ndim != 2 or raw.shape[1] != 17 or raw.shape[0] == 0 or not np.issubdtype(raw.dtype, np.number):
         raise DataError(f"{file}: expected an (N, 17) array of poses and bounds, got shape {raw.shape}")
     raw = raw.astype(np.float64)
