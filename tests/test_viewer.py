@@ -307,6 +307,32 @@ def test_a_browser_leaving_a_paused_run_does_not_say_training_goes_on(web_sessio
     assert app.camera is None and app.schedule.paused and app.message == said
 
 
+def test_with_the_last_browser_gone_a_paused_loop_sleeps(web_session, monkeypatch):
+    """A tab closed while its picture was still refining left a picture "to send" that had nobody to go to:
+    the loop never slept again and spun a core at 100% (600k empty frames a second) until Ctrl-C."""
+    import threading
+    import time
+
+    app, server, _trainer = web_session
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    app.inbox.press("toggle_pause")
+    move(app, poses[0].double().numpy(), client=1)
+    monkeypatch.setattr(server, "send", lambda *_: False)  # the tab closing: its last picture does not go out
+    app.frame()
+    assert app._pending
+    app.inbox.disconnected(1)
+    slept, sleep = [], time.sleep
+
+    def recorded(seconds):
+        if threading.current_thread() is threading.main_thread():
+            slept.append(seconds)
+        sleep(seconds)
+    monkeypatch.setattr(time, "sleep", recorded)
+    for _ in range(5):
+        app.frame()
+    assert app.camera is None and len(slept) >= 4, slept
+
+
 def test_a_browser_opened_after_the_last_one_left_is_not_told_the_browser_left(web_session):
     """All tabs closed, then one opened again: its panel kept saying "the browser left; training
     goes on" to the browser that was there."""

@@ -205,6 +205,9 @@ class WebViewer(TrainingSession):
             self._after_frame(now, time.perf_counter() - t_render, 0.0, 0, True, bool(mail.actions))
             return
         if self.camera is None:  # nobody watching: train at full speed
+            # a picture the last browser did not get has nobody to go to (the next one's view starts afresh);
+            # left pending, it kept _after_frame from ever sleeping: a core at 100% while paused
+            self._pending = False
             steps = int(self.schedule.may_train(False))
             if steps:
                 self.train_step()
