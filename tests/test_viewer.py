@@ -586,6 +586,26 @@ def test_viewer_command_line_errors(argv, message, capsys):
     assert "viewer: open" not in said.out  # refused before the server announced an address
 
 
+def test_a_damaged_checkpoint_or_a_missing_gpu_is_refused_before_the_server_opens(run, tmp_path, capsys):
+    """A checkpoint cut short (a zip, as torch writes, but half of it) and --arch cuda without a GPU were said
+    after the viewer had printed its address and tunnel line, for an address that then went away."""
+    from taichi_nerf import cli
+
+    cut = tmp_path / "cut.pt"
+    whole = (run / "checkpoint.pt").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    cases = [(["view", "--ckpt", str(cut)], "not a readable"), (["gui", "--web", "--ckpt", str(cut)], "not a readable")]
+    if not torch.cuda.is_available():
+        cases += [(["view", "--ckpt", str(run), "--arch", "cuda"], "--arch cuda was asked for"),
+                  (["train", "--viewer", "web", "--arch", "cuda", "--out", str(tmp_path / "new")],
+                   "--arch cuda was asked for")]
+    for argv, message in cases:
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        said = capsys.readouterr()
+        assert message in said.err and said.err.count("\n") == 1, (argv, said.err)
+        assert "viewer: open" not in said.out, argv
+
+
 def test_the_panels_videos_take_trains_frames_or_their_own_default():
     """``train --viewer web`` passes its own --video-frames: unset (None) or 0 (no video at its end)
     left the panel's keyframe and video buttons with no frame count, and they crashed the run."""

@@ -65,6 +65,18 @@ def add_viewer_flags(parser, *, choice: bool = False) -> None:
                             "resolution cap changes it)")
 
 
+def check_before_serving(ckpt, arch: str) -> None:
+    """What would refuse a browser session after its server announced an address that then goes away,
+    said first in one line: a checkpoint that cannot be read (``ckpt``; None: none is opened) and an
+    ``--arch`` this machine cannot run."""
+    from ..backend import resolve_arch
+    from ..runs.checkpoint import read_state
+
+    if ckpt is not None:
+        read_state(ckpt)  # a damaged file too, not only one that is no checkpoint at all
+    resolve_arch(arch)
+
+
 def check_viewer_flags(args) -> None:
     """The browser viewer's flags, before its server opens (and before anything on disk changes)."""
     from ..viewer.server import check_address

@@ -9,6 +9,7 @@ from .common import (
     add_config_flags,
     add_viewer_flags,
     at_least,
+    check_before_serving,
     check_seconds,
     check_video_frames,
     check_viewer_flags,
@@ -187,7 +188,6 @@ def check_flags(args) -> None:
 def gui_web(args) -> int:
     """``gui --web``: what the window shows, in a browser (taichi_nerf/viewer/launch.py). The server
     opens before the run is opened (checked, locked, its folder claimed)."""
-    from ..runs.checkpoint import checkpoint_file
     from ..viewer.launch import train_in_browser, view_checkpoint
     from ..viewer.server import ViewerServer
 
@@ -201,7 +201,9 @@ def gui_web(args) -> int:
     check_viewer_flags(args)
     planned = None if args.ckpt and not args.train else training_config(args)  # refused before the server opens
     if planned is None:
-        checkpoint_file(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
+        check_before_serving(args.ckpt, args.arch or "auto")
+    else:
+        check_before_serving(None, planned[0].arch)
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         if planned is None:

@@ -14,6 +14,7 @@ from .common import (
     add_config_flags,
     add_viewer_flags,
     at_least,
+    check_before_serving,
     check_viewer_flags,
     config_file_values,
     refuse_builtin_scene_flags,
@@ -83,6 +84,8 @@ def cmd_train(args) -> int:
     instead = "--out"
     if args.config and args.out is None and "out" in config_file_values(args.config):  # a run's config.json reused
         instead = '--config, whose "out" names this folder'
+    if args.viewer == "web":
+        check_before_serving(None, cfg.arch)  # not after the server announced its address
     viewer = open_viewer(args)  # --viewer web: the server opens (or is refused) before the run folder changes
     # open_run: every check that can refuse comes before anything in the run folder changes.
     try:

@@ -1,7 +1,15 @@
 """``taichi-nerf view --ckpt RUN``: a trained field in the browser (taichi_nerf/viewer/)."""
 from __future__ import annotations
 
-from .common import add_arch, add_viewer_flags, check_seconds, check_video_frames, check_viewer_flags, viewer_options
+from .common import (
+    add_arch,
+    add_viewer_flags,
+    check_before_serving,
+    check_seconds,
+    check_video_frames,
+    check_viewer_flags,
+    viewer_options,
+)
 
 
 def add_parser(sub) -> None:
@@ -21,14 +29,13 @@ def add_parser(sub) -> None:
 
 
 def cmd_view(args) -> int:
-    from ..runs.checkpoint import checkpoint_file
     from ..viewer.launch import view_checkpoint
     from ..viewer.server import ViewerServer
 
     check_seconds(args.seconds)
     check_video_frames(args.video_frames)
     check_viewer_flags(args)
-    checkpoint_file(args.ckpt)  # a wrong --ckpt is said before the server announces an address that then goes away
+    check_before_serving(args.ckpt, args.arch)
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
         return view_checkpoint(server, args.ckpt, args.arch, viewer_options(args))
