@@ -134,3 +134,28 @@ def terminations_interrupt():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Ctrl-C, SIGTERM and SIGHUP wait for the block's end, then reach the handler they would have reached (a
+    KeyboardInterrupt, a window's own): files written as a set (a video's mp4, depth mp4 and gif) are never half
+    this render's and half an earlier one's. A second Ctrl-C does not wait. Outside the main thread: no change."""
+    received, previous = [], {}
+
+    def hold(signum, frame):
+        if signum == signal.SIGINT and signum in received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(received):  # not after an exception: that one is said instead
+        signal.raise_signal(sig)

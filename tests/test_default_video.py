@@ -232,3 +232,27 @@ def test_tidying_up_partial_files_never_fails_the_write(tmp_path, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "unlink", unlink)
     write_text_atomic(tmp_path / "eval.json", "[]")
     assert (tmp_path / "eval.json").read_text() == "[]" and others.exists()
+
+
+def test_ctrl_c_while_a_videos_files_are_written_waits_for_the_whole_set(tmp_path, monkeypatch):
+    """Ctrl-C between the mp4s and the gif left this render's mp4s beside an earlier render's gif (each file whole,
+    the set mixed). It now waits for the set's last file, then interrupts as before."""
+    import signal
+
+    import pytest
+
+    from taichi_nerf.outputs import video
+
+    written = []
+
+    def write_video(path, frames, fps):
+        if not written:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first file is written
+        written.append(path.name)
+        return path
+    monkeypatch.setattr(video, "write_video", write_video)
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 2
+    recorder = SimpleNamespace(rgb_frames=frames, depth_frames=frames, out=tmp_path / "v.mp4", fps=10)
+    with pytest.raises(KeyboardInterrupt):
+        video.VideoRecorder.write(recorder)
+    assert written == ["v.mp4", "v_depth.mp4", "v.gif"]

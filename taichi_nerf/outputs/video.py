@@ -19,6 +19,7 @@ import torch
 
 from .. import resources
 from ..files import naming, remove_dead_partials
+from ..interrupts import held_signals
 from ..rendering.renderer import Renderer, renderer_seen_from
 from ..rendering.scene import at_distance, orbit_cameras
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, DEFAULT_SIZE, video_files
@@ -87,12 +88,15 @@ class VideoRecorder:
             self.frame, self.row = self.frame + 1, 0
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:
+        """The video files; a Ctrl-C (or SIGTERM) while they are written waits until all are: one between
+        them left this render's mp4s beside an earlier render's gif."""
         rgb = np.stack(self.rgb_frames)
         files = iter(video_files(self.out, gif, depth))
-        written = [write_video(next(files), rgb, self.fps)]
-        if depth:
-            written.append(write_video(next(files), np.stack(self.depth_frames), self.fps))
-        written += [write_video(path, rgb, self.fps) for path in files]  # the gif beside an mp4
+        with held_signals():
+            written = [write_video(next(files), rgb, self.fps)]
+            if depth:
+                written.append(write_video(next(files), np.stack(self.depth_frames), self.fps))
+            written += [write_video(path, rgb, self.fps) for path in files]  # the gif beside an mp4
         return written
 
 
