@@ -303,6 +303,10 @@ class TrainConfig:
             return self.steps
         return float("inf") if timed and self.time_limit_s else DEFAULT_STEPS
 
+    def nothing_left(self, step: int, clock_s: float) -> bool:
+        """Whether a run resumed at ``step`` after ``clock_s`` s of training has made its steps or used its limit."""
+        return self.step_limit() <= step or bool(self.time_limit_s and clock_s >= self.time_limit_s)
+
     @property
     def eval_samples(self) -> int:
         return self.render_samples_per_ray or self.samples_per_ray

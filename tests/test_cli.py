@@ -423,6 +423,15 @@ def test_a_dry_run_of_a_resume_says_the_steps_left(run, capsys):
     assert "MLP) to step 25 (from the checkpoint's 10: 15 more) of 64 rays x 8 samples" in out, out
 
 
+def test_a_dry_run_of_a_finished_run_says_what_its_resume_does(run, capsys):
+    """`train --resume RUN --dry-run` of a run that made its steps (or used its time limit) said "would train
+    on cpu ... to step 10", where the real resume says it has nothing to train and validates again."""
+    assert cli.main(["train", "--dry-run", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the run already made its 10 steps: nothing to train, it validates again" in out, out
+    assert "would train" not in out
+
+
 def test_a_dry_run_checks_the_built_in_scene_where_it_is_cached(tmp_path, capsys, monkeypatch):
     """`train --near 7 --dry-run` (no --data) passed, then a real start refused near 7 over the scene's far 6."""
     from taichi_nerf.scenes.synthetic import write_synthetic_dataset

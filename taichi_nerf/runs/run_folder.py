@@ -227,6 +227,7 @@ class Run:
     lock: RunLock | None = None
     notes: list[str] = field(default_factory=list)
     resumed_step: int | None = None  # a resume's: the step its checkpoint holds (read once, by the checks)
+    resumed_clock_s: float = 0.0  # ... and the seconds of training before it (what --time-limit counts)
 
     def close(self) -> None:
         if self.lock is not None:
@@ -286,7 +287,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)
     refuse_if_locked(out)  # a run that started while the data loaded
-    run = Run(cfg, dataset, resume, out, resumed_step=int(state["step"]) if resume else None)
+    run = Run(cfg, dataset, resume, out, resumed_step=int(state["step"]) if resume else None,
+              resumed_clock_s=float(state.get("clock_s", 0.0)) if resume else 0.0)
     if dry_run or not claim:
         return run
     # Under torchrun, rank 0 alone locks and claims the folder; its refusal stops every rank.

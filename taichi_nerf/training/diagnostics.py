@@ -165,11 +165,11 @@ def samples_words(cfg) -> str:
         f" + {cfg.fine_samples} placed by their weights" if cfg.sampler == "hierarchical" else "")
 
 
-def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
+def dry_run_lines(cfg, dataset, resumed_at: int | None = None, resumed_clock_s: float = 0.0) -> list[str]:
     """What ``train --dry-run`` says a real start would do, without a Trainer: the data (``dataset``;
     None: the built-in scene, not rendered by a dry run), its scene kind and the values that kind
     chose for the options left out, the background, and the steps of rays x samples (``resumed_at``:
-    the step a resumed run's checkpoint holds)."""
+    the step a resumed run's checkpoint holds, after ``resumed_clock_s`` s of training)."""
     from types import SimpleNamespace
 
     from ..backend import resolve_arch, use_bf16
@@ -211,6 +211,10 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None) -> list[str]:
     samples = samples_words(resolved)
     arch = resolve_arch(cfg.arch)
     precision = "bf16" if use_bf16(cfg.mixed_precision_for(scene), arch) else "float32"
+    if resumed_at is not None and cfg.nothing_left(resumed_at, resumed_clock_s):  # what the real resume says
+        done = SimpleNamespace(cfg=cfg, step_count=resumed_at, clock_carried_s=resumed_clock_s)
+        lines.append(nothing_to_train_note(done, "--steps N", "--time-limit SECONDS"))
+        return lines
     plan = plan_words(cfg, f"{batch_words(cfg)} x {samples}", resumed_at)
     lines.append(f"would train on {arch} ({precision} MLP) {plan}")
     return lines

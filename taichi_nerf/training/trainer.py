@@ -368,8 +368,7 @@ class Trainer:
 
     def nothing_to_train(self) -> bool:
         """A resumed run that already made its steps or used its time limit: it only validates again."""
-        limit = self.cfg.time_limit_s
-        return self.cfg.step_limit() <= self.step_count or bool(limit and self.clock_carried_s >= limit)
+        return self.cfg.nothing_left(self.step_count, self.clock_carried_s)
 
     # --- the whole run ------------------------------------------------------------------
     def run(self, drive=None) -> TrainResult:
