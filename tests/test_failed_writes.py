@@ -114,6 +114,7 @@ def test_a_video_that_cannot_be_written_after_training_says_the_run_is_saved(tin
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "no space left on device); the trained run is saved" in err[0], err
     assert f"only the video is missing: taichi-nerf render --ckpt {out} --out {out}/" in err[0], err
+    assert err[0].endswith(" --frames 2"), err  # the run's own count, not render's default
 
 
 def test_a_write_whose_hidden_file_cannot_be_made_names_the_file_asked_for(tmp_path):

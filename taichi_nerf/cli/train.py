@@ -270,8 +270,10 @@ def report_end(trainer, result, video_frames: int) -> int:
                                              trained_video_width(scene), progress=cfg.progress,
                                              background=scene_background(scene, cfg), say=print)
         except (KeyboardInterrupt, OSError) as exc:
+            frames = "" if video_frames == DEFAULT_FRAMES else f" --frames {video_frames}"  # the run's own count
             missing = (f"the trained run is saved ({result.checkpoint}), only the video is missing: taichi-nerf render "
-                       f"--ckpt {shlex.quote(str(out))} --out {shlex.quote(str(out / default_video_name(scene)))}")
+                       f"--ckpt {shlex.quote(str(out))} --out {shlex.quote(str(out / default_video_name(scene)))}"
+                       f"{frames}")
             if isinstance(exc, OSError):  # a full disk: one line, said by cli.main
                 raise OSError(exc.errno, f"{exc.strerror or exc}; {missing}", exc.filename) from exc
             print(f"interrupted while rendering the video; {missing}")
