@@ -698,6 +698,30 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
 
 
 
+def test_a_video_that_fails_after_train_with_the_web_viewer_still_closes_the_viewer(tiny_scene, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A full disk at the end video (after the run was saved) left the viewer's server unstopped: the browser was
+    never told the viewer had closed."""
+    pytest.importorskip("viser")
+    import errno
+
+    from taichi_nerf import cli
+    from taichi_nerf.outputs import default_video
+    from taichi_nerf.viewer.server import ViewerServer
+
+    def full_disk(renderer, out, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "no space left on device", str(out))
+    stopped, stop = [], ViewerServer.stop
+    monkeypatch.setattr(default_video, "write_default_video", full_disk)
+    monkeypatch.setattr(ViewerServer, "stop", lambda self: stopped.append(True) or stop(self))
+    code = cli.main(["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), "--steps", "2", "--width",
+                     "32", "--depth", "2", "--batch-rays", "64", "--samples-per-ray", "8", "--eval-every", "0",
+                     "--video-frames", "2", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port", "0",
+                     "--viewer-quit-at-end"])
+    assert code == 2 and "no space left on device" in capsys.readouterr().err
+    assert stopped
+
+
 def press_resume_while_lingering(real_run, seen: list, record):
     """A WebViewer.run for ``train --viewer web``: the training loop itself first, then, while the
     viewer lingers on the trained field, a press of the panel's resume button; ``record(app)`` after

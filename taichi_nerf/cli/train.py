@@ -142,7 +142,12 @@ def cmd_train(args) -> int:
     if not ranks.writes:  # distributed: rank 0 reports and writes the video
         ranks.close()
         return EXIT_INTERRUPTED if result.interrupted else 0
-    code = report_end(trainer, result, video_frames)
+    try:
+        code = report_end(trainer, result, video_frames)
+    except BaseException:  # (a full disk at the end video): the browser is told the viewer closed, as on every way out
+        if viewer:
+            viewer.server.stop()
+        raise
     return viewer.linger(code) if viewer else code
 
 
