@@ -14,6 +14,7 @@ from PIL import Image
 
 from taichi_nerf import cli
 from taichi_nerf.data.dataset import DataError
+from taichi_nerf.data.images import read_rgba
 from taichi_nerf.data.loaders import read_dataset
 
 from .conftest import run_cli
@@ -214,6 +215,9 @@ def test_grayscale_and_16_bit_images_are_converted(tmp_path):
                           n in enumerate(names)])
     rgba = read_dataset(tmp_path).splits["train"].rgba
     assert rgba.shape == (4, 8, 8, 4)
+    dark = tmp_path / "dark.png"
+    png16(dark, np.full((8, 8, 1), 200, dtype=np.uint16))  # 16 bits, however dark
+    assert read_rgba(dark)[0, 0].tolist() == [1, 1, 1, 255]  # 200 / 65535 of white, not 200 / 255
     assert rgba[:, 0, 0].tolist() == [[100, 100, 100, 255], [127, 127, 127, 255], [255, 128, 1, 255], [255, 255, 255,
                                                                                                        0]]
 

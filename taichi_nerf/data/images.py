@@ -29,7 +29,9 @@ def read_rgba(path: Path, downscale: int = 1) -> np.ndarray:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit grayscale: PIL's 8-bit conversion clips, so rescale ourselves.
                 arr = np.asarray(im, dtype=np.float32)
-                peak = 65535.0 if arr.max() > 255 else 255.0
+                # a 16-bit file is 0..65535 however dark (a dark frame read as 0..255 came out 257x brighter than
+                # its sequence); a 32-bit one ("I") says nothing of its range: values past 255 mean 16 bits
+                peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
                 im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
             if downscale > 1:
                 if full[0] // downscale < 1 or full[1] // downscale < 1:
