@@ -14,7 +14,7 @@ from .rendering.backgrounds import scene_background
 from .rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES
 from .runs import checkpoint
 from .runs.datasets import load_dataset, run_dataset
-from .runs.distributed import rank_zero_only
+from .runs.rank_env import rank_zero_only
 from .runs.run_folder import open_run, resume_config
 from .scenes.builtin import builtin_scene
 from .training.result import TrainResult
@@ -56,7 +56,7 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
                       f"train(resume=True, out={str(result.out_dir)!r}) continues it")
             return result
         finally:
-            trainer.ranks.speak_again()
+            trainer.ranks.run_ended()
 
 
 def ignored_on_resume(config: TrainConfig, saved: TrainConfig, overrides: dict) -> list[str]:

@@ -10,6 +10,7 @@ the step to DUMP.pt.
 ``python -m tests.distributed_worker api CONFIG.json RESULT.json``: a user's torchrun script:
 ``taichi_nerf.train`` then ``taichi_nerf.evaluate`` on every rank; what each rank saw goes to
 RESULT.json (and "after train" to its standard output).
+``python -m tests.distributed_worker sweep CONFIG.json RESULT.json``: a script's loop of runs (:func:`sweep`).
 """
 import json
 import sys
@@ -71,6 +72,35 @@ def left_at_exit(dump_path: str) -> None:
     Path(dump_path).with_suffix(".exit").write_text(json.dumps(left))
 
 
+def sweep(config_path: str, result_path: str) -> None:
+    """Three ``taichi_nerf.train`` calls of one torchrun script: a folder, that folder replaced (overwrite=True,
+    twice the rate), another folder. Rank 1 makes its checks of a folder 0.3 s late and rank 0 releases a run's
+    lock 1 s late: a run that did not wait for every rank found rank 0's own lock ("a run is already training
+    there"). What each call left on this rank goes to RESULT.json."""
+    import os
+    import time
+
+    import taichi_nerf
+    from taichi_nerf.config import TrainConfig
+    from taichi_nerf.runs import run_folder
+    from taichi_nerf.runs.distributed import current
+
+    cfg = TrainConfig.from_dict(json.loads(Path(config_path).read_text()))
+    if os.environ["RANK"] == "1":
+        check = run_folder.refuse_if_locked
+        run_folder.refuse_if_locked = lambda out: (time.sleep(0.3), check(out))[1]
+    else:
+        release = run_folder.RunLock.release
+        run_folder.RunLock.release = lambda lock: (time.sleep(1.0), release(lock))[1]
+    seen, base = [], Path(cfg.out)
+    for folder, lr, overwrite in (("a", cfg.lr, False), ("a", 2 * cfg.lr, True), ("b", cfg.lr, False)):
+        result = taichi_nerf.train(cfg.replace(out=str(base / folder), lr=lr), overwrite=overwrite)
+        ranks = current()
+        seen.append({"step": result.step, "out": Path(result.out_dir).name,
+                     "forgotten": ranks.rescue is None and ranks.run_folder is None})
+    Path(result_path).write_text(json.dumps(seen))
+
+
 def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
     import atexit
 
@@ -79,6 +109,9 @@ def main(mode: str, config_path: str, dump_path: str, world: str = "1") -> None:
 
     torch.set_num_threads(1)  # every process alike, so the float32 sums round alike
     atexit.register(left_at_exit, dump_path)
+    if mode == "sweep":
+        sweep(config_path, dump_path)
+        return
     if mode == "api":
         import taichi_nerf
 

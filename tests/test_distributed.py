@@ -118,7 +118,9 @@ def _run_two(argv_of, port: str) -> list[tuple[int, str, str]]:
         for rank, proc in enumerate(procs):
             if proc.poll() is None:
                 proc.kill()
-                results[rank] = (proc.returncode, *proc.communicate())
+            if rank not in results:  # killed, or ended on its own after the other failed
+                out, err = proc.communicate()
+                results[rank] = (proc.returncode, out, err)
     return [results[rank] for rank in (0, 1)]
 
 
@@ -154,6 +156,32 @@ def test_a_torchrun_script_of_the_api_finds_rank_0s_checkpoint_on_every_rank(tin
     assert rank1["val_psnr"] == rank0["val_psnr"] is not None  # rank 0's final validation, shared
     assert "after train" in outputs[1][1]  # rank 1's own prints are seen again
     assert rank0["evaluated"] > 0 and "runs on rank 0 alone" in rank1["refused"]
+
+
+@pytest.mark.slow
+def test_a_torchrun_script_s_loop_of_runs_waits_for_every_rank_at_each_run(tiny_scene, tmp_path):
+    """docs/API.md's sweep, `for lr in ...: tn.train(...)`, under torchrun: a later call let rank 0 lock the
+    folder while rank 1 still checked it (refused: "a run is already training there", naming rank 0), and a peer
+    lost then made rank 0 save the finished run's trainer again, into a folder its next run had replaced. Rank 1
+    checks late and rank 0 releases late here (distributed_worker.sweep), so a call that does not wait fails."""
+    cfg = tiny_config(tiny_scene, tmp_path / "runs", steps=4, eval_every=0, preview_every=0, checkpoint_every=100,
+                      seed=3)
+    config = write_config(cfg, tmp_path / "config.json")
+    outputs = two_ranks(lambda rank: [sys.executable, "-m", "tests.distributed_worker", "sweep", config,
+                                      str(tmp_path / f"seen{rank}.json")],
+                        lambda: shutil.rmtree(tmp_path / "runs", ignore_errors=True))
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / f"seen{rank}.json").read_text())
+        assert [(s["out"], s["step"], s["forgotten"]) for s in seen] == [("a", 4, True), ("a", 4, True),
+                                                                         ("b", 4, True)], seen
+        assert exit_state(tmp_path / f"seen{rank}.exit") == CLOSED
+    replaced = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())
+    assert replaced["lr"] == pytest.approx(2 * cfg.lr)  # the second run's, whole
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "a" / "metrics.jsonl").read_text().splitlines()]
+    steps = [row["step"] for row in rows if "loss" in row]
+    assert steps == sorted(set(steps)) and steps[-1] == 4, steps  # one run's rows, not two runs' mixed
 
 
 def children_of(pid: int) -> list[int]:
@@ -315,7 +343,7 @@ def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_pat
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank():
-    from taichi_nerf.runs.distributed import gpu_for_local_rank
+    from taichi_nerf.runs.rank_env import gpu_for_local_rank
 
     assert gpu_for_local_rank(None, 3) == "3"
     assert gpu_for_local_rank("4,5", 1) == "5"
@@ -570,7 +598,7 @@ def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
                         ("TI_CPU_MAX_NUM_THREADS", "1")):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (join narrows it: put back after the test)
-    monkeypatch.setattr(distributed, "_pinned", False)
+    monkeypatch.setattr("taichi_nerf.runs.rank_env._pinned", False)
     monkeypatch.setattr("taichi_nerf.resources.usable_cores", lambda: 2)
 
     def no_peers(*args, **kwargs):

@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     from ..data.dataset import DataError
     from ..gui.launch import GuiUnavailable
     from ..runs.checkpoint import CheckpointError
-    from ..runs.distributed import PeerLost, rank_said, refuse_several
+    from ..runs.distributed import PeerLost
+    from ..runs.rank_env import rank_said, refuse_several
     from ..training.trainer import TrainingDiverged
     from ..viewer.server import ViewerUnavailable
 

@@ -252,9 +252,9 @@ def refuse_builtin_scene_flags(args, cfg) -> None:
 def says_once(args) -> bool:
     """Whether this process says what every process of a run would: rank 0 under torchrun, and not
     ``train --devices N``'s launcher, whose ranks say it (each is a ``taichi-nerf train`` of its own)."""
-    from ..runs import distributed
+    from ..runs.rank_env import environment
 
-    rank, _, size, _ = distributed.environment()
+    rank, _, size, _ = environment()
     return rank == 0 and not (size == 1 and getattr(args, "devices", 1) > 1)
 
 

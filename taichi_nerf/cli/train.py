@@ -55,13 +55,13 @@ def add_parser(sub) -> None:
 
 def cmd_train(args) -> int:
     from ..backend import resolve_arch
-    from ..runs import distributed, launcher
+    from ..runs import distributed, launcher, rank_env
     from ..runs.run_folder import open_run
     from ..training.diagnostics import batch_words
     from ..training.trainer import Trainer
 
     at_least(args, {"--devices": 1, "--video-frames": 0})
-    distributed.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
+    rank_env.pin_local_device()  # distributed: this rank's GPU, before anything starts CUDA
     resume = args.resume is not None
     if resume and (args.out is not None or args.config is not None):
         raise UserError("--resume continues a run in its own folder with its own config; drop --out/--config")
@@ -70,17 +70,17 @@ def cmd_train(args) -> int:
     if args.viewer != "web":
         refuse_unused_viewer_flags(args, "--viewer web")
     if args.viewer == "web":
-        distributed.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
+        rank_env.refuse_several("the web viewer")  # it runs in one process: rank 0 cannot steer the others
         if args.devices > 1:
             raise UserError("the web viewer watches one process: drop --devices or --viewer web")
     cfg = run_config(args, resume_from=args.resume)
     refuse_builtin_scene_flags(args, cfg)
-    launching = args.devices > 1 and distributed.world_size() == 1  # checks here, then torchrun starts the ranks
+    launching = args.devices > 1 and rank_env.world_size() == 1  # checks here, then torchrun starts the ranks
     if launching:
         launcher.check_local_devices(args.devices, cuda=resolve_arch(cfg.arch) == "cuda")
-    elif args.devices > 1 and args.devices != distributed.world_size() and distributed.environment()[0] == 0:
+    elif args.devices > 1 and args.devices != rank_env.world_size() and rank_env.environment()[0] == 0:
         print(f"warning: --devices {args.devices} is not used: torchrun started this run's "
-              f"{distributed.world_size()} ranks (its --nproc-per-node decides)", file=sys.stderr)
+              f"{rank_env.world_size()} ranks (its --nproc-per-node decides)", file=sys.stderr)
     instead = "--out"
     if args.config and args.out is None and "out" in config_file_values(args.config):  # a run's config.json reused
         instead = '--config, whose "out" names this folder'
@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
         raise
     say_resume_note(args)
     if args.dry_run:
-        if distributed.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
+        if rank_env.environment()[0] == 0:  # under torchrun every rank checks; rank 0 says so
             from ..presets import PRESETS
             from ..training.diagnostics import dry_run_lines
 

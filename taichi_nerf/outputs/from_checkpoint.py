@@ -15,7 +15,7 @@ from ..rendering.backgrounds import scene_background
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width, video_files
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
-from ..runs.distributed import rank_zero_only
+from ..runs.rank_env import rank_zero_only
 from . import mesh_checks
 from .depth_view import depth_colors
 

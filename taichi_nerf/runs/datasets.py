@@ -9,7 +9,7 @@ from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
 from ..data.loaders import read_dataset
 from ..scenes.builtin import builtin_scene
-from .distributed import environment
+from .rank_env import environment
 
 
 def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, views: int = BUILTIN_VIEWS,

@@ -18,8 +18,8 @@ from .distributed import (
     STEP_TIMEOUT_S,
     WAIT_TIMEOUT_ENV,
     WAIT_TIMEOUT_S,
-    timeout_seconds,
 )
+from .rank_env import timeout_seconds
 
 
 def without_devices_flag(argv: list[str]) -> list[str]:

@@ -255,6 +255,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     ``continue_hint``, ``flags``: how the caller's refusals spell continuing and overwriting.
     Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
     """
+    # a script's next run under torchrun: every rank has left the last (rank 0 released its lock) before any checks
+    distributed.current().wait_for_all()
     if resume and overwrite:
         raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
     cfg = cfg.validate().with_absolute_paths()
