@@ -610,6 +610,36 @@ def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
     assert "warning: 3 ranks on this machine's 2 CPU cores" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("takes_s, said", [(0.4, True), (0.0, False)])
+def test_a_slow_start_of_the_ranks_says_what_they_wait_for(monkeypatch, capsys, takes_s, said):
+    """Rank 0 started by hand without the others waited silently for TAICHI_NERF_RANK0_WAIT_S (30 min by default)
+    before a line said anything; now a start that takes long says what it waits for, and a quick one nothing."""
+    import time
+
+    import torch.distributed as dist
+
+    from taichi_nerf.runs import distributed
+
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2"),
+                        ("TI_CPU_MAX_NUM_THREADS", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29555")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (join narrows it: put back after the test)
+    monkeypatch.setattr("taichi_nerf.runs.rank_env._pinned", False)
+    monkeypatch.setattr(distributed, "WAITING_SAID_AFTER_S", 0.1)
+
+    def slow_peers(*args, **kwargs):
+        time.sleep(takes_s)
+        raise RuntimeError("the test ends here")
+
+    monkeypatch.setattr(dist, "init_process_group", slow_peers)
+    with pytest.raises(distributed.PeerLost):
+        distributed.join("cpu")
+    time.sleep(0.2)  # a timer left running would speak now
+    err = capsys.readouterr().err
+    assert ("taichi-nerf: rank 0 of 2 is waiting for the other ranks at 127.0.0.1:29555 (for up to 1800 s: "
+            "TAICHI_NERF_RANK0_WAIT_S)" in err) == said, err
+
+
 def test_the_metrics_rows_of_several_ranks_record_how_many(tiny_scene, tmp_path):
     """A run of 2 ranks wrote nothing in metrics.jsonl, config.json or TensorBoard that said so
     (its rays_per_s counted both); one process's rows stay as they were."""

@@ -28,6 +28,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ from .rank_env import environment, pin_local_device, timeout_seconds
 STEP_TIMEOUT_ENV = "TAICHI_NERF_COLLECTIVE_TIMEOUT_S"  # a step's collectives: gradients, grid
 WAIT_TIMEOUT_ENV = "TAICHI_NERF_RANK0_WAIT_S"  # ranks waiting for rank 0's validation/checkpoint
 STEP_TIMEOUT_S, WAIT_TIMEOUT_S = 300, 1800
+WAITING_SAID_AFTER_S = 20.0  # the ranks' start, once it takes this long: what they wait for is said
 
 
 class PeerLost(RuntimeError):
@@ -332,10 +334,19 @@ def join(arch: str = "auto") -> Ranks:
     wait = datetime.timedelta(seconds=timeout_seconds(WAIT_TIMEOUT_ENV, WAIT_TIMEOUT_S))
     step = datetime.timedelta(seconds=timeout_seconds(STEP_TIMEOUT_ENV, STEP_TIMEOUT_S))
     ranks = Ranks(rank=rank, size=size, local_rank=local_rank, backend="nccl" if resolved == "cuda" else "gloo")
+    # a rank that never starts kept the others silent for the whole wait (30 min): say what they wait for
+    said = threading.Timer(WAITING_SAID_AFTER_S, lambda: print(
+        f"taichi-nerf: rank {rank} of {size} is waiting for the other ranks at {os.environ.get('MASTER_ADDR', '?')}:"
+        f"{os.environ.get('MASTER_PORT', '?')} (for up to {wait.total_seconds():.0f} s: {WAIT_TIMEOUT_ENV})",
+        file=sys.stderr, flush=True))
+    said.daemon = True
+    said.start()
     try:
         dist.init_process_group("gloo", timeout=wait)
     except (RuntimeError, ValueError) as exc:
         raise PeerLost(_join_failure(rank, size, exc)) from None
+    finally:
+        said.cancel()
     ranks.control = dist.group.WORLD
     archs = [None] * size
     ranks._call(dist.all_gather_object, archs, resolved, group=ranks.control)
@@ -346,7 +357,7 @@ def join(arch: str = "auto") -> Ranks:
     if ranks.writes:
         sys.stdout.flush()
     else:
-        ranks.own_stdout = sys.stdout  # back after the run (speak_again): a script's own prints
+        ranks.own_stdout = sys.stdout  # back after the run (run_ended): a script's own prints
         sys.stdout = open(os.devnull, "w")  # rank 0 reports; the others' errors still reach stderr
     _current = ranks
     atexit.register(ranks.close)  # a script's groups outlive train(): closed before the interpreter ends
