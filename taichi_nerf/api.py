@@ -78,6 +78,7 @@ def render_orbit(ckpt, out=None, frames: int = DEFAULT_FRAMES, size: int | None 
     without a path. ``out`` None: named after that path (orbit.mp4, spiral.mp4 or path.mp4), as
     ``train`` and ``render`` name it, in the current folder. ``size`` None: as wide as the training
     images, 100 to 400 px, as ``train`` writes it (rendering/video_route.trained_video_width)."""
+    rank_zero_only("render_orbit")  # (render_path's refusal named the function the script did not call)
     if out is None:
         from .outputs.default_video import checkpoint_video_name
 

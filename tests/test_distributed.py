@@ -489,7 +489,20 @@ def test_a_dry_run_under_torchrun_is_said_by_rank_0_alone(monkeypatch, capsys, t
     for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
         monkeypatch.setenv(name, value)
     assert cli.main(["train", "--data", str(tiny_scene), "--dry-run", "--out", str(tmp_path / "r")]) == 0
-    assert ("run folder and memory are fine" in capsys.readouterr().out) == (rank == "0")
+    said = capsys.readouterr().out
+    assert ("run folder and memory are fine" in said) == (rank == "0")
+    assert (" of 512 rays on each of 2 ranks x " in said) == (rank == "0"), said  # as the real start says it
+
+
+def test_the_api_s_one_process_work_on_another_rank_is_refused_under_its_own_name(monkeypatch, run):
+    """tn.render_orbit on rank 1 was refused as "render_path under torchrun ...", a function the script never called."""
+    import taichi_nerf as tn
+
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    for call, name in ((tn.render_orbit, "render_orbit"), (tn.evaluate, "evaluate")):
+        with pytest.raises(ValueError, match=f"^{name} under torchrun runs on rank 0 alone"):
+            call(run)
 
 
 @pytest.mark.parametrize("rank, shown", [("0", True), ("1", False)])

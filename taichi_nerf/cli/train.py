@@ -104,7 +104,8 @@ def cmd_train(args) -> int:
 
             if run.cfg.preset is not None:  # which values the preset and the flags decide, before a real run
                 print(PRESETS[run.cfg.preset].describe(run.cfg))
-            print("\n".join(dry_run_lines(run.cfg, run.dataset, run.resumed_step, run.resumed_clock_s)))
+            ranks = args.devices if launching else rank_env.world_size()
+            print("\n".join(dry_run_lines(run.cfg, run.dataset, run.resumed_step, run.resumed_clock_s, ranks)))
             warning = PRESETS[run.cfg.preset].cpu_warning_for(run.cfg) if run.cfg.preset is not None else ""
             if warning and resolve_arch(run.cfg.arch) != "cuda":  # before the minutes it warns of, as a real start
                 print(f"warning: {warning}")

@@ -165,11 +165,13 @@ def samples_words(cfg) -> str:
         f" + {cfg.fine_samples} placed by their weights" if cfg.sampler == "hierarchical" else "")
 
 
-def dry_run_lines(cfg, dataset, resumed_at: int | None = None, resumed_clock_s: float = 0.0) -> list[str]:
+def dry_run_lines(cfg, dataset, resumed_at: int | None = None, resumed_clock_s: float = 0.0,
+                  ranks: int = 1) -> list[str]:
     """What ``train --dry-run`` says a real start would do, without a Trainer: the data (``dataset``;
     None: the built-in scene, not rendered by a dry run), its scene kind and the values that kind
     chose for the options left out, the background, and the steps of rays x samples (``resumed_at``:
-    the step a resumed run's checkpoint holds, after ``resumed_clock_s`` s of training)."""
+    the step a resumed run's checkpoint holds, after ``resumed_clock_s`` s of training; ``ranks``: how many
+    train it, each on its own batch)."""
     from types import SimpleNamespace
 
     from ..backend import resolve_arch, use_bf16
@@ -215,7 +217,8 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None, resumed_clock_s: 
         done = SimpleNamespace(cfg=cfg, step_count=resumed_at, clock_carried_s=resumed_clock_s)
         lines.append(nothing_to_train_note(done, "--steps N", "--time-limit SECONDS"))
         return lines
-    plan = plan_words(cfg, f"{batch_words(cfg)} x {samples}", resumed_at)
+    per_rank = f" on each of {ranks} ranks" if ranks > 1 else ""  # as the real start line says it
+    plan = plan_words(cfg, f"{batch_words(cfg)}{per_rank} x {samples}", resumed_at)
     lines.append(f"would train on {arch} ({precision} MLP) {plan}")
     return lines
 
