@@ -51,8 +51,11 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     if extra:
         command = _command_parser(parser, argv)
         flags = [s for action in command._actions for s in action.option_strings]
-        guesses = [_nearest_flag(token.split("=")[0], flags) for token in extra if token.startswith("-")]
+        typed = [token.split("=")[0] for token in extra if token.startswith("-")]
+        guesses = [_nearest_flag(flag, flags) for flag in typed if flag != "--devices"]
         hint = "; ".join(f"did you mean {guess}?" for guess in guesses if guess)
+        if "--devices" in typed:  # not a misspelling ("did you mean --every?"): only train runs on several
+            hint = "; ".join(filter(None, [f"{command.prog} runs in one process: only train takes --devices", hint]))
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({hint})" if hint else ""))
     return args
 
