@@ -670,6 +670,25 @@ def test_the_metrics_rows_of_several_ranks_record_how_many(tiny_scene, tmp_path)
     assert "ranks" not in rows[0] and rows[1]["ranks"] == 2, rows
 
 
+def test_ranks_that_loaded_different_data_are_refused_in_one_line(tiny_scene, tmp_path, monkeypatch):
+    """A machine whose dataset at the run's path differed (6 views of 24 px against 12 of 32) aborted in gloo
+    ("Received data size doesn't match expected size"), said by rank 0 as "one died or stopped answering", or
+    trained on the mix. The ranks compare what they loaded at the start, as they compare their checkpoints."""
+    import torch.distributed as dist
+
+    from taichi_nerf.runs.distributed import Ranks
+    from taichi_nerf.training.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run"))
+
+    def gathered(seen, mine, group=None):  # rank 1's: the same step and grid, other images
+        seen[:] = [mine, (*mine[:2], (6, 24, 24))]
+    monkeypatch.setattr(dist, "all_gather_object", gathered)
+    with pytest.raises(ValueError, match=r"the ranks loaded different training data \(images, width, height per "
+                                         r"rank: \[\(\d+, 32, 32\), \(6, 24, 24\)\]\)"):
+        Ranks(rank=0, size=2).share_start(trainer)
+
+
 def test_the_start_line_of_several_ranks_says_each_takes_its_batch(tiny_scene, tmp_path):
     """--batch-images under torchrun: 'training N steps of every pixel of 1 images x 24 samples',
     though each of the 2 ranks took that many (only --batch-rays alone said 'on each of 2 ranks')."""

@@ -227,8 +227,13 @@ class Ranks:
         self.run_folder = trainer.out_dir
         grid = trainer.renderer.grid
         seen = [None] * self.size
-        mine = (trainer.step_count, None if grid is None else grid.updates)
+        data = (trainer.train.count, trainer.train.width, trainer.train.height)
+        mine = (trainer.step_count, None if grid is None else grid.updates, data)
         self._call(dist.all_gather_object, seen, mine, group=self.control)
+        if any(other[2] != seen[0][2] for other in seen):  # else gloo aborts (mismatched tensors) or trains on a mix
+            raise ValueError(f"the ranks loaded different training data (images, width, height per rank: "
+                             f"{[other[2] for other in seen]}); every machine must see the same dataset at one path")
+        seen = [other[:2] for other in seen]
         if any(other != seen[0] for other in seen):
             raise ValueError(f"the ranks resumed from different checkpoints (step, grid updates per rank: {seen}); "
                              f"every machine must see the same run folder")
