@@ -174,6 +174,15 @@ def lfs_pointer(path) -> str | None:
     return None
 
 
+def first_unused(name_of, taken=lambda path: path.exists()) -> Path:
+    """``name_of(0)``, else the first of ``name_of(1)``, ``name_of(2)``, ... not ``taken``: a file a window or
+    browser session saves never replaces one an earlier session saved under the same step."""
+    n = 0
+    while taken(Path(name_of(n))):
+        n += 1
+    return Path(name_of(n))
+
+
 def finite_number(value) -> bool:
     """A real number, not NaN or infinity (a metrics row read back: a perfect PSNR was written as null)."""
     return isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(value)

@@ -820,3 +820,19 @@ def test_the_panels_fixed_lines_fit_its_width():
 
     assert PANEL_CHARS <= 43
     assert max(len(line) for line in HELP_LINES) <= PANEL_CHARS
+
+
+def test_a_screenshot_never_replaces_an_earlier_session_s(tmp_path):
+    """Screenshots were named by the step and a count from 0 each session: a second look at a checkpoint (the same
+    step) wrote over the first session's gui_step002215_000.png."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.gui.actions import save_screenshot
+
+    def session():
+        return SimpleNamespace(out_dir=tmp_path, step=2215, options=SimpleNamespace(headless=True), window=None,
+                               display=SimpleNamespace(to_numpy=lambda: np.zeros((4, 4, 3), np.float32)),
+                               counts={"screenshots": 0}, last_saved={})
+    saved = [save_screenshot(session()).name for _ in range(2)] + [save_screenshot(session()).name]
+    assert saved == ["gui_step002215_000.png", "gui_step002215_001.png", "gui_step002215_002.png"]
+    assert sorted(p.name for p in (tmp_path / "screenshots").iterdir()) == saved

@@ -5,6 +5,7 @@ import io
 import math
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,6 +252,44 @@ def test_keyframes_from_the_browser_write_a_camera_path(web_session, tmp_path):
     assert np.allclose(np.array(saved["keyframes"][1]["camera_to_world"]).reshape(4, 4), poses[1].double().numpy(),
                        atol=1e-6)
 
+
+
+def test_a_second_session_keeps_the_first_one_s_path_and_video(web_session):
+    """A viewer (or window) session at the step of an earlier one wrote its camera_path.json and its video over
+    the earlier session's, saying only "saved": names now continue past what is there, and the earlier path is
+    kept as camera_path_1.json (said with the first keyframe)."""
+    import json
+
+    from taichi_nerf.viewer.session import ViewerOptions, WebViewer
+
+    first, server, trainer = web_session
+    poses, _, _, _ = orbit_cameras(first.scene, 4, 32)
+
+    def session(app, keyframes):
+        app.options.video_frames = 2
+        app.inbox.press("toggle_pause")  # the same step in both sessions, as when viewing a checkpoint
+        said = []
+        for pose in keyframes:
+            move(app, pose.double().numpy())
+            app.frame()
+            app.inbox.press("add_keyframe")
+            app.frame()
+            said.append(app.message)
+        app.inbox.press("record_video")
+        frames_until(app, lambda: app.counts["videos"] == 1)
+        return said, app.last_saved["video"]
+
+    _, video = session(first, poses[:2])
+    path = first.out_dir / "camera_path.json"
+    before = path.read_text()
+    second = WebViewer(server, trainer.renderer, trainer.cfg, ViewerOptions(resolution_cap=64, steps_per_frame=1),
+                       trainer=trainer, train_split=trainer.train, out_dir=trainer.out_dir)
+    said, again = session(second, poses[2:4])
+    assert second.step == first.step and again != video and Path(video).is_file() and Path(again).is_file()
+    assert Path(again).name == Path(video).stem + "_1.mp4"
+    assert (first.out_dir / "camera_path_1.json").read_text() == before  # the first session's path, whole
+    assert len(json.loads(path.read_text())["keyframes"]) == 2 and path.read_text() != before
+    assert said[0].endswith("; the earlier path is kept as camera_path_1.json") and "kept" not in said[1], said
 
 
 def test_a_video_goes_on_when_the_browser_leaves(web_session):

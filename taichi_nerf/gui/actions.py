@@ -3,7 +3,7 @@ of the app: snap to a training view, render mode, panel, screenshot here; pause,
 keyframes and videos are the viewers' shared actions (viewing/actions.py)."""
 from pathlib import Path
 
-from ..files import write_png
+from ..files import first_unused, write_png
 from ..viewing.actions import add_keyframe, attempt, remove_keyframe, save_checkpoint, start_video, toggle_pause
 from ..viewing.view import MODES
 
@@ -60,7 +60,7 @@ def snap(app, direction: int) -> None:
 
 
 def save_screenshot(app) -> Path:
-    path = app.out_dir / "screenshots" / f"gui_step{app.step:06d}_{app.counts['screenshots']:03d}.png"
+    path = first_unused(lambda n: app.out_dir / "screenshots" / f"gui_step{app.step:06d}_{n:03d}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     if app.options.headless or app.window is None:
         write_png(path, app.display.to_numpy())

@@ -33,7 +33,7 @@ RUN_MARKERS = ("checkpoint.pt", "metrics.jsonl", "config.json")
 RUN_VIDEOS = tuple(str(name) for video in VIDEO_FILES.values() for name in video_files(video))
 # What the front ends write there: their performance logs (viewing/perflog.py) and the keyframes' path.
 GUI_LOG, VIEWER_LOG, CAMERA_PATH = "gui.jsonl", "viewer.jsonl", "camera_path.json"
-RUN_OUTPUTS = RUN_MARKERS + ("curves.png", GUI_LOG, VIEWER_LOG, CAMERA_PATH) + RUN_VIDEOS + (
+RUN_OUTPUTS = RUN_MARKERS + ("curves.png", GUI_LOG, VIEWER_LOG, CAMERA_PATH, "camera_path_*.json") + RUN_VIDEOS + (
     "previews/step_*.png", "screenshots/gui_step*.png", "videos/*_step*.mp4", "videos/*_step*.gif",
     "tensorboard/events.out.tfevents.*")
 RUN_REWRITES = ("checkpoint.pt", "config.json", "metrics.jsonl")  # what a run replaces as it goes

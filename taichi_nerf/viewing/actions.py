@@ -5,8 +5,9 @@ pause, save a checkpoint, keyframes and the video of the orbit or of the path th
 (rendered a band per frame, so the viewer stays responsive)."""
 from pathlib import Path
 
+from ..files import first_unused
 from ..outputs.video import VideoRecorder
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_SIZE, video_files
 from ..training.trainer import TrainingDiverged
 from .keyframes import MIN_KEYFRAMES
 
@@ -52,6 +53,8 @@ def add_keyframe(app) -> None:
     count = len(app.keyframes)
     then = "the video follows the path" if count >= MIN_KEYFRAMES else "add another for a path"
     app.message = f"keyframe {count} added ({then})" + (f": {path}" if path else "")
+    if count == 1 and app.keyframes.kept is not None:
+        app.message += f"; the earlier path is kept as {app.keyframes.kept.name}"
 
 
 def remove_keyframe(app) -> None:
@@ -103,13 +106,13 @@ def start_video(app) -> None:
         if path is None:
             return
         route = app.keyframes.load_path(path)  # exactly what `render --path` will read
-        out = app.out_dir / "videos" / f"path_step{app.step:06d}.mp4"
+        out = unused_video(app, "path")
         app.video_job = VideoRecorder(app.renderer, out, route.frames, route.width, background=app.background,
                                       fps=route.fps or DEFAULT_FPS,
                                       cameras=(route.poses, route.intrinsics, route.width, route.height))
         what = f"the path through {len(app.keyframes)} keyframes"
     else:
-        out = app.out_dir / "videos" / f"orbit_step{app.step:06d}.mp4"
+        out = unused_video(app, "orbit")
         app.video_job = VideoRecorder(app.renderer, out, app.options.video_frames, video_size(app)[0],
                                       background=app.background,
                                       fps=DEFAULT_FPS)
@@ -117,6 +120,13 @@ def start_video(app) -> None:
     app.message = f"recording {app.video_job.frames} frames of {what}"
     if app.trainer is not None and not app.schedule.paused:
         app.message += " (training waits)"
+
+
+def unused_video(app, kind: str) -> Path:
+    """``videos/KIND_stepN.mp4``, or ``..._1.mp4`` and on where an earlier session's video of that step is."""
+    def name(n: int) -> Path:
+        return app.out_dir / "videos" / (f"{kind}_step{app.step:06d}" + (f"_{n}" if n else "") + ".mp4")
+    return first_unused(name, taken=lambda out: any(file.exists() for file in video_files(out)))
 
 
 def advance_video(app, budget_s: float | None) -> None:

@@ -6,11 +6,12 @@ folder, one entry per video frame, and the video is rendered from that file as
 RUN/camera_path.json`` renders the same frames."""
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..files import write_text_atomic
+from ..files import first_unused, write_text_atomic
 from ..outputs import camera_path
 from ..runs.run_folder import CAMERA_PATH
 from ..stages.cameras import fov_from_focal
@@ -25,6 +26,8 @@ class Keyframes:
         self.scene = scene
         self.poses: list[np.ndarray] = []
         self.fov_deg: list[float] = []
+        self.kept: Path | None = None  # where an earlier session's camera_path.json went (save)
+        self._saved = False  # this session wrote camera_path.json: it is this session's to rewrite
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -65,8 +68,13 @@ class Keyframes:
                 "camera_path": [entry(p, fov) for p in self.path_poses(frames)]}
 
     def save(self, out_dir: Path, frames: int, width: int, height: int, fps: float) -> Path | None:
-        """Write (or with no keyframes left, remove) ``out_dir/camera_path.json``."""
+        """Write (or with no keyframes left, remove) ``out_dir/camera_path.json``. An earlier session's file
+        there is kept first, as ``camera_path_1.json`` (or the next number free): ``kept`` says where."""
         path = Path(out_dir) / CAMERA_PATH
+        if not self._saved and path.exists():  # the first K of a new session rewrote the last session's path
+            self.kept = first_unused(lambda n: path.with_name(f"{path.stem}_{n + 1}{path.suffix}"))
+            os.replace(path, self.kept)
+        self._saved = True
         if not self.poses:
             path.unlink(missing_ok=True)
             return None
