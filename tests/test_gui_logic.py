@@ -836,3 +836,21 @@ def test_a_screenshot_never_replaces_an_earlier_session_s(tmp_path):
     saved = [save_screenshot(session()).name for _ in range(2)] + [save_screenshot(session()).name]
     assert saved == ["gui_step002215_000.png", "gui_step002215_001.png", "gui_step002215_002.png"]
     assert sorted(p.name for p in (tmp_path / "screenshots").iterdir()) == saved
+
+
+def test_a_save_on_the_way_out_that_fails_says_which_step_was_lost():
+    """Esc with the run folder gone (replaced by a file) said only "error: RUN: File exists": not that the steps
+    since the last save were lost."""
+    import errno
+    from types import SimpleNamespace
+
+    from taichi_nerf.viewing.session import TrainingSession
+
+    def save_checkpoint():
+        raise OSError(errno.EEXIST, "File exists", "/runs/gui")
+    app = SimpleNamespace(prefix="taichi-nerf gui", video_job=None, keep_going=None, saved_step=300,
+                          trainer=SimpleNamespace(step_count=417, save_checkpoint=save_checkpoint))
+    with pytest.raises(OSError) as raised:
+        TrainingSession.save_unsaved(app)
+    assert str(raised.value) == "[Errno 17] File exists; step 417 was not saved (the last saved was step 300): " \
+                                "'/runs/gui'"

@@ -84,6 +84,10 @@ class TrainingSession:
             print(f"{self.prefix}: saved step {trainer.step_count} to {path}")
         except TrainingDiverged as exc:
             print(f"{self.prefix}: not saved: {exc}", file=sys.stderr)
+        except OSError as exc:  # the folder gone or full: said in one line by the CLI, with what it cost
+            saved = f"the last saved was step {self.saved_step}" if self.saved_step else "nothing was saved yet"
+            raise OSError(exc.errno, f"{exc.strerror or exc}; step {trainer.step_count} was not saved ({saved})",
+                          exc.filename) from exc
 
     def write_status(self, running: bool) -> None:
         if not self.options.status_path:
