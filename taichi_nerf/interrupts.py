@@ -116,6 +116,17 @@ def startup_over() -> None:
         guard.end()
 
 
+def _handle_in_main_thread(signals, handler) -> dict:
+    """``handler`` for each of ``signals`` (None: not on this platform) that is not ignored (a `nohup`'s
+    hang-up stays ignored), set in the main thread alone (no other may set one); the handlers they had."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
 @contextlib.contextmanager
 def terminations_interrupt():
     """SIGTERM and SIGHUP raise KeyboardInterrupt in the block, as Ctrl-C does: work after training
@@ -124,11 +135,7 @@ def terminations_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
-            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, interrupt)
+    previous = _handle_in_main_thread((getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)), interrupt)
     try:
         yield
     finally:
@@ -141,17 +148,15 @@ def held_signals():
     """Ctrl-C, SIGTERM and SIGHUP wait for the block's end, then reach the handler they would have reached (a
     KeyboardInterrupt, a window's own): files written as a set (a video's mp4, depth mp4 and gif) are never half
     this render's and half an earlier one's. A second Ctrl-C does not wait. Outside the main thread: no change."""
-    received, previous = [], {}
+    received = []
 
     def hold(signum, frame):
         if signum == signal.SIGINT and signum in received:
             raise KeyboardInterrupt
         received.append(signum)
 
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
-            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, hold)
+    previous = _handle_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None),
+                                       getattr(signal, "SIGHUP", None)), hold)
     try:
         yield
     finally:

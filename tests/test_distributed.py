@@ -102,6 +102,17 @@ def two_ranks(argv_of, clean) -> list[tuple[int, str, str]]:
     return results
 
 
+def script_on_two_ranks(mode: str, config: str, tmp_path: Path, runs: Path) -> list[tuple[int, str, str]]:
+    """``tests.distributed_worker MODE CONFIG seen{rank}.json`` on ranks 0 and 1 (a user's torchrun script, its
+    runs under ``runs``), both ending well; each one's (exit status, stdout, stderr)."""
+    outputs = two_ranks(lambda rank: [sys.executable, "-m", "tests.distributed_worker", mode, config,
+                                      str(tmp_path / f"seen{rank}.json")],
+                        lambda: shutil.rmtree(runs, ignore_errors=True))
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
+    return outputs
+
+
 def _run_two(argv_of, port: str) -> list[tuple[int, str, str]]:
     procs = [subprocess.Popen(argv_of(rank), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=process_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
@@ -143,11 +154,7 @@ def test_a_torchrun_script_of_the_api_finds_rank_0s_checkpoint_on_every_rank(tin
     one line (it would write what rank 0 writes) while rank 0 evaluates."""
     cfg = tiny_config(tiny_scene, tmp_path / "run", steps=8, eval_every=4, checkpoint_every=100, seed=3)
     config = write_config(cfg, tmp_path / "config.json")
-    outputs = two_ranks(lambda rank: [sys.executable, "-m", "tests.distributed_worker", "api", config,
-                                      str(tmp_path / f"seen{rank}.json")],
-                        lambda: shutil.rmtree(tmp_path / "run", ignore_errors=True))
-    for code, _, err in outputs:
-        assert code == 0, err[-3000:]
+    outputs = script_on_two_ranks("api", config, tmp_path, tmp_path / "run")
     # The script never closed its process groups: they are closed, and gloo's threads joined, before the
     # interpreter ends.
     assert [exit_state(tmp_path / f"seen{rank}.exit") for rank in (0, 1)] == [CLOSED] * 2
@@ -167,11 +174,7 @@ def test_a_torchrun_script_s_loop_of_runs_waits_for_every_rank_at_each_run(tiny_
     cfg = tiny_config(tiny_scene, tmp_path / "runs", steps=4, eval_every=0, preview_every=0, checkpoint_every=100,
                       seed=3)
     config = write_config(cfg, tmp_path / "config.json")
-    outputs = two_ranks(lambda rank: [sys.executable, "-m", "tests.distributed_worker", "sweep", config,
-                                      str(tmp_path / f"seen{rank}.json")],
-                        lambda: shutil.rmtree(tmp_path / "runs", ignore_errors=True))
-    for code, _, err in outputs:
-        assert code == 0, err[-3000:]
+    script_on_two_ranks("sweep", config, tmp_path, tmp_path / "runs")
     for rank in (0, 1):
         seen = json.loads((tmp_path / f"seen{rank}.json").read_text())
         assert [(s["out"], s["step"], s["forgotten"]) for s in seen] == [("a", 4, True), ("a", 4, True),
