@@ -253,6 +253,11 @@ def test_ctrl_c_while_a_videos_files_are_written_waits_for_the_whole_set(tmp_pat
     monkeypatch.setattr(video, "write_video", write_video)
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2
     recorder = SimpleNamespace(rgb_frames=frames, depth_frames=frames, out=tmp_path / "v.mp4", fps=10)
-    with pytest.raises(KeyboardInterrupt):
-        video.VideoRecorder.write(recorder)
+    # Python's own Ctrl-C handler, as in a terminal (a suite started in the background inherits SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            video.VideoRecorder.write(recorder)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert written == ["v.mp4", "v_depth.mp4", "v.gif"]
