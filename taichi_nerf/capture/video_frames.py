@@ -79,11 +79,12 @@ def _why_unreadable(video: Path, exc: Exception) -> str:
     text = str(exc)
     if video.stat().st_size == 0:
         return "the file is empty, 0 bytes: copy it from the phone again"
-    if lfs_pointer(video):
-        return lfs_pointer(video)
-    if "moov atom not found" in text and first_bytes(video)[4:8] not in MP4_BOXES:
-        return "it is not an MP4/MOV file: it does not start as one"
+    stub = lfs_pointer(video)
+    if stub:
+        return stub
     if "moov atom not found" in text:  # an MP4/MOV's index, which phones write at the end of the recording
+        if first_bytes(video)[4:8] not in MP4_BOXES:
+            return "it is not an MP4/MOV file: it does not start as one"
         return ("its index, the 'moov atom', is missing: a copy cut short or a recording that did not finish; "
                 "copy it from the phone again")
     if "Stream #" in text and "Video:" not in text:
