@@ -116,15 +116,21 @@ def startup_over() -> None:
         guard.end()
 
 
-def _handle_in_main_thread(signals, handler) -> dict:
+@contextlib.contextmanager
+def _handled_in_main_thread(signals, handler):
     """``handler`` for each of ``signals`` (None: not on this platform) that is not ignored (a `nohup`'s
-    hang-up stays ignored), set in the main thread alone (no other may set one); the handlers they had."""
+    hang-up stays ignored), set in the main thread alone (no other may set one), for the block; then
+    the handlers they had."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in signals:
             if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
                 previous[sig] = signal.signal(sig, handler)
-    return previous
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 @contextlib.contextmanager
@@ -135,12 +141,8 @@ def terminations_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = _handle_in_main_thread((getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)), interrupt)
-    try:
+    with _handled_in_main_thread((getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)), interrupt):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -155,12 +157,8 @@ def held_signals():
             raise KeyboardInterrupt
         received.append(signum)
 
-    previous = _handle_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None),
-                                       getattr(signal, "SIGHUP", None)), hold)
-    try:
+    with _handled_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)),
+                                 hold):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     for sig in dict.fromkeys(received):  # not after an exception: that one is said instead
         signal.raise_signal(sig)
