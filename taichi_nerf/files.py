@@ -142,6 +142,12 @@ def naming(exc: OSError, path, partial=None) -> OSError:
     return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
+def saying_more(exc: OSError, more: str, filename=None) -> OSError:
+    """``exc`` with ``more`` after its reason (what the failure leaves, how to go on), naming ``filename``
+    (default: the file it names), as the CLI's one line prints it: "FILE: REASON; MORE"."""
+    return OSError(exc.errno, f"{exc.strerror or exc}; {more}", exc.filename if filename is None else filename)
+
+
 def append_line(path, line: str) -> None:
     """Append ``line`` to ``path`` (a log such as metrics.jsonl), making its folder; a failed write names the file."""
     path = Path(path)

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..files import saying_more
 from ..rendering.video_route import DEFAULT_FRAMES
 from ..wording import counted
 from .common import (
@@ -157,9 +158,9 @@ def with_resume_hint(exc: OSError, out: Path) -> OSError:
     one on disk is whole (the last before the failure), and a resume continues from it."""
     if not (Path(out) / "checkpoint.pt").is_file():
         return exc
-    return OSError(exc.errno, f"{exc.strerror or exc}; the run's last checkpoint is whole: once this is fixed, "
-                              f"taichi-nerf train --resume {shlex.quote(str(out))} continues from it",
-                   exc.filename2 or exc.filename)
+    return saying_more(exc, f"the run's last checkpoint is whole: once this is fixed, "
+                            f"taichi-nerf train --resume {shlex.quote(str(out))} continues from it",
+                       exc.filename2 or exc.filename)
 
 
 def open_viewer(args):
@@ -281,7 +282,7 @@ def report_end(trainer, result, video_frames: int) -> int:
                        f"--ckpt {shlex.quote(str(out))} --out {shlex.quote(str(out / default_video_name(scene)))}"
                        f"{frames}")
             if isinstance(exc, OSError):  # a full disk: one line, said by cli.main
-                raise OSError(exc.errno, f"{exc.strerror or exc}; {missing}", exc.filename) from exc
+                raise saying_more(exc, missing) from exc
             print(f"interrupted while rendering the video; {missing}")
             return EXIT_INTERRUPTED
         print("video:      " + ", ".join(str(v) for v in videos))

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..files import saying_more, write_text_atomic
 from ..training.trainer import TrainingDiverged
 from . import actions
 
@@ -86,8 +86,7 @@ class TrainingSession:
             print(f"{self.prefix}: not saved: {exc}", file=sys.stderr)
         except OSError as exc:  # the folder gone or full: said in one line by the CLI, with what it cost
             saved = f"the last saved was step {self.saved_step}" if self.saved_step else "nothing was saved yet"
-            raise OSError(exc.errno, f"{exc.strerror or exc}; step {trainer.step_count} was not saved ({saved})",
-                          exc.filename) from exc
+            raise saying_more(exc, f"step {trainer.step_count} was not saved ({saved})") from exc
 
     def write_status(self, running: bool) -> None:
         if not self.options.status_path:
