@@ -76,8 +76,9 @@ _pinned = False
 
 
 def pin_local_device() -> None:
-    """Narrow CUDA_VISIBLE_DEVICES to this rank's GPU (see the module docstring); a no-op in one
-    process and on later calls. Must run before anything initialises CUDA."""
+    """Narrow CUDA_VISIBLE_DEVICES to this rank's GPU (Taichi's CUDA backend always opens device 0:
+    runs/distributed.py's docstring); a no-op in one process and on later calls. Must run before
+    anything initialises CUDA."""
     global _pinned
     _, local_rank, size, _ = environment()
     if size == 1 or _pinned:
