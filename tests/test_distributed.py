@@ -331,6 +331,10 @@ def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_pat
         launcher.kill()
         launcher.wait(timeout=30)
         wait_for(lambda: not any(map(running, ranks)), "the ranks to stop", None, timeout=90)
+        # nothing outlived kill -9 to remove torchrun's log folder: the next launch does (named by its launcher)
+        from taichi_nerf.runs.launcher import LOGS_PREFIX, remove_orphaned_logs
+        left = sorted(tmp_path.glob(f"{LOGS_PREFIX}*"))
+        assert len(left) == 1 and remove_orphaned_logs(tmp_path) == left and not left[0].exists()
     finally:
         for pid in ranks:
             try:
@@ -355,6 +359,20 @@ def test_each_rank_takes_the_gpu_of_its_local_rank():
     assert gpu_for_local_rank("", 1) == "" and gpu_for_local_rank(" ", 0) == ""
     with pytest.raises(ValueError, match="LOCAL_RANK 2 has no GPU"):
         gpu_for_local_rank("0,1", 2)
+
+
+def test_torchrun_log_folders_of_launchers_that_are_gone_are_removed(tmp_path):
+    """kill -9 of `train --devices N` left its torchrun log folder in /tmp for good; the next launch
+    removes those of launchers no longer running, and leaves a running one's and anything else alone."""
+    from taichi_nerf.runs.launcher import LOGS_PREFIX, remove_orphaned_logs
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan, live = tmp_path / f"{LOGS_PREFIX}{gone.pid}_x1", tmp_path / f"{LOGS_PREFIX}{os.getpid()}_x2"
+    unnamed, other = tmp_path / f"{LOGS_PREFIX}abc12345", tmp_path / f"not_ours_{gone.pid}_x3"
+    for folder in (orphan, live, unnamed, other):
+        (folder / "attempt_0").mkdir(parents=True)
+    assert remove_orphaned_logs(tmp_path) == [orphan]
+    assert not orphan.exists() and live.is_dir() and unnamed.is_dir() and other.is_dir()
 
 
 def test_devices_flag_is_not_passed_on_to_the_ranks():

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -57,6 +60,32 @@ def _said_by_our_report(record: logging.LogRecord) -> bool:
                                            "Closing process"))
 
 
+LOGS_PREFIX = "taichi_nerf_torchrun_"  # + the launcher's pid + "_": a folder whose launcher is gone is removed
+
+
+def remove_orphaned_logs(folder: Path | None = None) -> list[Path]:
+    """Remove the torchrun log folders (in ``folder``, default the temp folder) of launchers that are
+    no longer running: one killed outright (kill -9, the OOM killer) could not remove its own.
+    Returns what was removed."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{LOGS_PREFIX}*_*"):
+        found = re.fullmatch(rf"{LOGS_PREFIX}(\d+)_.*", path.name)
+        if found and path.is_dir() and not _running(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
+
+
 # the torchrun loggers whose lines _said_by_our_report filters
 TORCHRUN_LOGGERS = ("torch.distributed.elastic.multiprocessing.api", "torch.distributed.elastic.agent.server.api")
 
@@ -75,7 +104,8 @@ def launch_local(count: int, argv: list[str]) -> int:
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the ranks stop if this process dies (stop_with_launcher)
     # torchrun's own log folder (its per-attempt error files) is otherwise a /tmp/torchelastic_*
     # folder that nobody removes, one per run; what a failure says is reported below instead.
-    logs = tempfile.TemporaryDirectory(prefix="taichi_nerf_torchrun_")
+    remove_orphaned_logs()
+    logs = tempfile.TemporaryDirectory(prefix=f"{LOGS_PREFIX}{os.getpid()}_")
     args = torchrun.parse_args(["--standalone", "--nproc-per-node", str(count), "--log-dir", logs.name,
                                 "-m", "taichi_nerf", *without_devices_flag(argv)])
     loggers = [logging.getLogger(name) for name in TORCHRUN_LOGGERS]
