@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from taichi_nerf.data.dataset import DataError
 from taichi_nerf.data.loaders import read_dataset
 
 from .test_masks import SIZE, _alpha_matches_masks, _mask, _photo, write_llff, write_transforms
@@ -123,6 +124,21 @@ def test_only_the_images_the_dataset_uses_need_masks(tmp_path):
     _alpha_matches_masks(ds)
     (tmp_path / "aside.png").rename(root / "masks" / f"{stem}.png")  # its mask is no stray either
     _alpha_matches_masks(read_dataset(root))
+
+
+def test_a_missing_mask_counts_only_the_masks_of_the_images_in_use(tmp_path):
+    """The refusal's count had included the masks of frames COLMAP did not register: "8 masks for 8
+    images" for a folder short of one of them."""
+    root = write_transforms(tmp_path / "ds")
+    meta = json.loads((root / "transforms.json").read_text())
+    meta["frames"].pop(3)  # unregistered: it stays in images/, with its mask
+    (root / "transforms.json").write_text(json.dumps(meta))
+    in_use = len(meta["frames"])
+    missing = meta["frames"][0]["file_path"].removeprefix("images/").removesuffix(".JPG")
+    (root / "masks" / f"{missing}.png").unlink()
+    said = rf"{missing}.JPG: no mask for this image .*\({in_use - 1} masks for {in_use} images"
+    with pytest.raises(DataError, match=said):
+        read_dataset(root)
 
 
 def test_mask_path_written_on_windows(tmp_path):

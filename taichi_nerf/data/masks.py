@@ -147,6 +147,8 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
     how to go on without masks (from-photos: leave out --masks), said with the refusal.
     ``passed_over``: names of image files left out (from-photos skipped them): their masks are too."""
     index = _index_folder(folder)
+    ignored = {name.lower() for file in passed_over for name in (file, Path(file).stem)}
+    counted = sum(key.lower() not in ignored for key in index)  # the masks of the images in use
     folded = {}
     for key in index:
         folded.setdefault(key.lower(), []).append(key)
@@ -158,14 +160,13 @@ def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
             near = next((p.name for k, p in index.items()
                          if image.stem.lower() in k.lower() and k.lower() not in others), None)
             name = f": {image.stem}.png, not {near}); rename the masks" if near else "); add it"
-            raise DataError(f"{image}: no mask for this image in {folder} ({len(index)} masks for {len(images)} "
+            raise DataError(f"{image}: no mask for this image in {folder} ({counted} masks for {len(images)} "
                             f"images; a mask has the image's name, any extension{name}, or {without}")
         matched[image.stem] = index[key]
         used.add(key)
-    ignored = {name.lower() for file in passed_over for name in (file, Path(file).stem)}
     extra = [p for key, p in index.items() if key not in used and key.lower() not in ignored]
     if extra:
-        raise DataError(f"{extra[0]}: mask without an image ({len(index)} masks for {len(images)} images in "
+        raise DataError(f"{extra[0]}: mask without an image ({counted} masks for {len(images)} images in "
                         f"{images[0].parent if images else folder}); masks and images must match one to one: "
                         f"remove it, or {without}")
     return matched
