@@ -110,6 +110,24 @@ def test_masks_beside_a_pre_shrunk_images_folder_next_to_images(tmp_path, layout
     _alpha_matches_masks(ds, SIZE // 2)
 
 
+def test_a_mask_of_another_shape_beside_only_a_pre_shrunk_images_folder_is_refused(tmp_path):
+    """An LLFF capture shipped only as images_K/: its masks' shapes went unchecked and a wide mask
+    was squeezed onto a square photo."""
+    root = write_llff(tmp_path / "ds")
+    _pre_shrink(root)
+    for image in (root / "images").iterdir():
+        image.unlink()
+    (root / "images").rmdir()
+    (root / "masks").mkdir()
+    for mask in sorted((root / "masks_2").iterdir()):
+        mask.rename(root / "masks" / mask.name)
+    (root / "masks_2").rmdir()
+    _alpha_matches_masks(read_dataset(root, downscale=2), SIZE // 2)  # masks/ at images_2/'s size: read
+    Image.fromarray(np.full((SIZE, 2 * SIZE), 255, np.uint8)).save(root / "masks" / "DSC_0001.png")
+    with pytest.raises(DataError, match=rf"DSC_0001.png: mask is {2 * SIZE}x{SIZE}, its image is {SIZE // 2}x"):
+        read_dataset(root, downscale=2)
+
+
 def test_only_the_images_the_dataset_uses_need_masks(tmp_path):
     """colmap2nerf and ns-process-data leave the frames COLMAP did not register in images/."""
     root = write_transforms(tmp_path / "ds")

@@ -334,11 +334,13 @@ def _images_by_stem(path, format: str) -> dict[str | None, dict[str, Path]]:
     """Image files by stem, to compare each mask's shape with its image's (best effort), per split
     as :func:`find_masks` gives the masks."""
     from .colmap_model import find_model
+    from .llff import pre_shrunk_folders
 
     path = Path(path)
     folder = None
-    if format == "llff":
-        folder = (path.parent if path.is_file() else path) / "images"
+    if format == "llff":  # images/, else a pre-shrunk images_K/, as find_masks
+        root = path.parent if path.is_file() else path
+        folder = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
     elif format == "colmap":
         found = find_model(path)
         folder = found[1] if found else None
