@@ -37,6 +37,27 @@ def test_nerfstudio_camera_path_poses_and_vertical_fov(tmp_path):
     assert math.isclose(float(resized.intrinsics[0, 1]), 2 * fy, rel_tol=1e-5)  # same field of view
 
 
+def test_a_nerfstudio_paths_picture_has_one_shape_with_or_without_size(tmp_path):
+    """--size took the height from the camera's aspect, no --size from render_height: a file whose two
+    disagree rendered two shapes. And a file with neither came out square, not the training cameras' shape."""
+    poses = orbit_poses(3, 4.0, 20.0)
+    route = cp.load_camera_path(_nerfstudio(tmp_path / "a.json", poses, render_width=64, render_height=32), SCENE)
+    assert (route.width, route.height) == (64, 32)  # the cameras' aspect (1.5) says otherwise: render_* rule
+    resized = cp.load_camera_path(tmp_path / "a.json", SCENE, size=128)
+    assert (resized.width, resized.height) == (128, 64)
+    meta = json.loads((tmp_path / "a.json").read_text())
+    del meta["render_width"], meta["render_height"]
+    for cam in meta["camera_path"]:
+        del cam["aspect"]
+    (tmp_path / "b.json").write_text(json.dumps(meta))
+    bare = cp.load_camera_path(tmp_path / "b.json", SCENE, size=60)
+    assert (bare.width, bare.height) == (60, 40)  # the scene's aspect, as a transforms.json path
+    cam_only = json.loads((tmp_path / "b.json").read_text())
+    cam_only["camera_path"][0]["aspect"] = 2.0
+    (tmp_path / "c.json").write_text(json.dumps(cam_only))
+    assert (lambda r: (r.width, r.height))(cp.load_camera_path(tmp_path / "c.json", SCENE, size=60)) == (60, 30)
+
+
 def test_frames_keeps_a_zoom_along_the_path(tmp_path):
     """A nerfstudio path whose fov changes (a zoom keyframed in its viewer) rendered with
     --frames kept the first camera's fov for every frame: the zoom vanished without a word."""

@@ -201,12 +201,12 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
         if width is None:
             w0 = _positive(width0, "render_width", str(path)) if width0 is not None else None
             h0 = _positive(height0, "render_height", str(path)) if height0 is not None else None
-            aspect = _positive(cam.get("aspect", (w0 / h0) if w0 and h0 else 1.0), "aspect", where)
-            if size:  # the height follows the path's aspect
-                width, height = int(size), max(1, round(size / aspect))
-            else:
-                width = int(w0 or trained_video_width(scene))
-                height = int(h0) if h0 else max(1, round(width / aspect))
+            # the picture's shape: render_width x render_height, as nerfstudio renders the file (with
+            # --size too); else the camera's aspect; else the training cameras'
+            aspect = (w0 / h0 if w0 and h0 else
+                      _positive(cam["aspect"], "aspect", where) if cam.get("aspect") is not None else scene.aspect)
+            width = int(size or w0 or trained_video_width(scene))
+            height = int(h0) if h0 and (not size or size == w0) else max(1, round(width / aspect))
         fy = focal_from_fov(height, math.radians(fov))  # nerfstudio's fov is vertical
         intr.append(_intrinsics(fy, fy, width, height))
     fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
