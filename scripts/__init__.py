@@ -3,6 +3,7 @@ subcommands (``scripts/bench/``) and the Keras baseline (``scripts/baselines.py`
 each other by name from any working folder (benchmark.py puts the repository root on sys.path)."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable
@@ -23,6 +24,31 @@ def one_line_errors(prog: str, main: Callable[[], int | None]) -> int:
         said = f"{path}: {exc.strerror}" if path and getattr(exc, "strerror", None) else str(exc)
         print(f"{prog}: error: {said}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse ``type``: a ``kind`` number not below ``minimum``. A number no run can use (0
+    repeats, 1 timed step, -5 rays) then stops at parsing, in argparse's one line naming the flag,
+    rather than as a traceback or a message about empty data after minutes of work."""
+    def parse(text: str):
+        value = kind(text)  # a ValueError: argparse says "invalid int value: 'x'"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: seconds (or any float) above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+positive.__name__ = "float"
 
 
 def checkout_env(**extra: str) -> dict:

@@ -90,6 +90,36 @@ def test_a_script_given_a_wrong_path_or_size_says_so_in_one_line(tmp_path, name)
     assert said.format(tmp=tmp_path) in done.stderr.splitlines()[-1]
 
 
+BAD_NUMBERS = {  # a number no run can use: refused at parsing, naming the flag, before any work
+    "compositing --repeats 0": "argument --repeats: must be at least 1, got 0",  # was "no median for empty data"
+    "compositing --rays -5": "argument --rays: must be at least 0, got -5",  # was a traceback from torch
+    "step --grid-steps 1": "argument --grid-steps: must be at least 2, got 1",  # was a ZeroDivisionError
+    "quality --val-views 0": "argument --val-views: must be at least 1, got 0",  # was "mean requires ..." at the end
+    "quality --eval-every -1": "argument --eval-every: must be more than 0, got -1",
+    "matrix --budget 0": "argument --budget: must be more than 0, got 0",
+    "matrix --sets npz-black,nosuch": "argument --sets: unknown test set nosuch (have: builtin, npz-black",
+    "profile --downscale 0": "argument --downscale: must be at least 1, got 0",
+    "colmap --counts abc": "argument --counts: must be photo counts of at least 2, comma-separated, got abc",
+    "colmap --counts 0": "argument --counts: must be photo counts of at least 2",  # was a traceback
+}
+
+
+@pytest.mark.parametrize("command", BAD_NUMBERS)
+def test_a_number_no_benchmark_can_use_is_refused_before_it_runs(monkeypatch, capsys, command):
+    import importlib
+
+    from scripts.bench import main
+
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"scripts.bench.{name}")
+        monkeypatch.setattr(module, "run", lambda args: pytest.fail(f"{command} ran"))
+    with pytest.raises(SystemExit) as stopped:
+        main(command.split())
+    assert stopped.value.code == 2
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said.startswith(f"benchmark.py {command.split()[0]}: error: {BAD_NUMBERS[command]}"), said
+
+
 def test_the_scripts_children_import_this_checkout_and_keep_the_callers_path(monkeypatch):
     """gui_fps.py and masks_bench.py started ``python -m taichi_nerf`` with the caller's environment
     (the installed copy, maybe another checkout's); distributed_bench.py dropped the caller's

@@ -21,6 +21,7 @@ from taichi_nerf import backend
 from taichi_nerf.capture.pose_alignment import pose_errors
 from taichi_nerf.config import TrainConfig
 
+from .. import at_least
 from .common import add_common_arguments, machine, write_json
 
 POSE_OK_DEG, POSE_OK_RADIUS = 2.0, 0.02  # the test suite's thresholds (issue 11)
@@ -104,19 +105,29 @@ def bench_colmap(root: Path, counts: tuple, width: int, train_s: float) -> list[
     return rows
 
 
+def photo_counts(text: str) -> tuple[int, ...]:
+    """--counts: photo counts, each at least 2 (COLMAP needs a pair)."""
+    parse = at_least(2)
+    try:
+        return tuple(parse(count) for count in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"must be photo counts of at least 2, comma-separated, got {text}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--counts", default="50,100", help="comma-separated photo counts")
-    parser.add_argument("--width", type=int, default=800, help="photo width (4:3)")
-    parser.add_argument("--train", type=float, default=0.0, help="also train this many seconds on the recovered "
-                        "and on the true poses and compare val PSNR (0: no training)")
+    parser.add_argument("--counts", type=photo_counts, default=(50, 100), help="comma-separated photo counts")
+    parser.add_argument("--width", type=at_least(16), default=800, help="photo width (4:3)")
+    parser.add_argument("--train", type=at_least(0, float), default=0.0,
+                        help="also train this many seconds on the recovered and on the true poses and compare "
+                        "val PSNR (0: no training)")
     parser.add_argument("--dir", default="/tmp/taichi-nerf-colmap", help="where the photos and datasets go")
 
 
 def run(args: argparse.Namespace) -> int:
     backend.init(args.arch, 512)
     print(f"machine: {machine()}\n", flush=True)
-    rows = bench_colmap(Path(args.dir), tuple(int(c) for c in args.counts.split(",")), args.width, args.train)
+    rows = bench_colmap(Path(args.dir), args.counts, args.width, args.train)
     print(json.dumps({"machine": machine(), "colmap": rows}, indent=1))
     write_json(args.json, {"machine": machine(), "colmap": rows})
     return 0

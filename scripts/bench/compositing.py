@@ -14,14 +14,15 @@ from taichi_nerf.stages import reference
 from taichi_nerf.stages.compositing import composite
 from taichi_nerf.stages.packing import Samples, fixed_layout
 
+from .. import at_least
 from .common import add_common_arguments, bench_config, machine, sync, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--rays", type=int, default=0,
+    parser.add_argument("--rays", type=at_least(0), default=0,
                         help="rays in the compositing benchmark (default 4096 CPU, 65536 CUDA)")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=at_least(1), default=10, help="timed calls of each run (default 10)")
 
 
 def bench_compositing(rays: int, repeats: int, methods=("fast", "autodiff")) -> list[dict]:

@@ -15,15 +15,17 @@ import time
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.profiling import PROFILE
 
+from .. import at_least
 from .common import add_common_arguments, bench_config, machine, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--grid-steps", type=int, default=200, help="profiled training steps after the grid warm-up")
-    parser.add_argument("--scene-size", type=int, default=100)
+    parser.add_argument("--grid-steps", type=at_least(1), default=200,
+                        help="profiled training steps after the grid warm-up")
+    parser.add_argument("--scene-size", type=at_least(1), default=100, help="the built-in scene's image size in px")
     parser.add_argument("--data", default=None, help="profile on this dataset instead of the built-in scene")
-    parser.add_argument("--downscale", type=int, default=1, help="with --data: load its images this many times "
+    parser.add_argument("--downscale", type=at_least(1), default=1, help="with --data: load its images this many times "
                         "smaller (a DSLR capture is far too large at full size)")
     parser.add_argument("--mixed-precision", default=None, action=argparse.BooleanOptionalAction,
                         help="bf16 autocast on or off (default: the scene kind's default)")

@@ -12,16 +12,17 @@ from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.outputs.metrics import psnr
 
+from .. import at_least, positive
 from . import step
 from .common import bench_config, time_to_quality, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     step.add_arguments(parser)
-    parser.add_argument("--budget", type=float, default=300.0, help="taichi-nerf training seconds")
-    parser.add_argument("--baseline-budget", type=float, default=1200.0, help="Keras recipe training seconds")
-    parser.add_argument("--val-views", type=int, default=8)
-    parser.add_argument("--eval-every", type=float, default=10.0,
+    parser.add_argument("--budget", type=positive, default=300.0, help="taichi-nerf training seconds")
+    parser.add_argument("--baseline-budget", type=positive, default=1200.0, help="Keras recipe training seconds")
+    parser.add_argument("--val-views", type=at_least(1), default=8, help="val views each evaluation scores")
+    parser.add_argument("--eval-every", type=positive, default=10.0,
                         help="seconds of training between evaluations (both runs)")
 
 

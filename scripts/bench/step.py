@@ -8,14 +8,17 @@ import time
 
 from taichi_nerf.config import TrainConfig
 
+from .. import at_least
 from . import compositing
 from .common import bench_config, sync, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     compositing.add_arguments(parser)
-    parser.add_argument("--grid-steps", type=int, default=200, help="timed training steps after the grid warm-up")
-    parser.add_argument("--scene-size", type=int, default=100)
+    # the first step of each phase is not timed (it compiles), so a phase needs two
+    parser.add_argument("--grid-steps", type=at_least(2), default=200,
+                        help="training steps after the grid warm-up, the first untimed (default 200)")
+    parser.add_argument("--scene-size", type=at_least(1), default=100, help="the built-in scene's image size in px")
 
 
 def bench_training(cfg: TrainConfig, grid_steps: int) -> dict:
