@@ -120,6 +120,30 @@ def test_a_number_no_benchmark_can_use_is_refused_before_it_runs(monkeypatch, ca
     assert said.startswith(f"benchmark.py {command.split()[0]}: error: {BAD_NUMBERS[command]}"), said
 
 
+def test_a_results_file_that_cannot_be_written_is_refused_before_the_benchmark(monkeypatch, capsys, tmp_path):
+    """--json (and matrix's --sheet) were written at the end: a folder given, or a file in the path,
+    lost a 30-minute quality run's results. A folder that does not exist yet is made."""
+    import importlib
+
+    from scripts.bench import main, matrix
+    from scripts.bench.common import write_json
+
+    run_matrix, ran = matrix.run, []
+    for name in SUBCOMMANDS:
+        monkeypatch.setattr(importlib.import_module(f"scripts.bench.{name}"), "run", lambda args: ran.append(args))
+    (tmp_path / "a-file").write_text("")
+    for argv, said in ((["quality", "--json", str(tmp_path)], f"{tmp_path}: is a folder; --json names the file"),
+                       (["step", "--json", str(tmp_path / "a-file" / "r.json")], f"{tmp_path / 'a-file'}: is a file")):
+        assert main(argv) == 2 and not ran, argv
+        assert capsys.readouterr().err.startswith(f"benchmark.py {argv[0]}: error: {said}"), argv
+    monkeypatch.setattr(matrix.backend, "init", lambda *a: pytest.fail("the matrix started"))
+    with pytest.raises(IsADirectoryError, match="is a folder; --sheet names the file to write"):
+        run_matrix(matrix.argparse.Namespace(sheet=str(tmp_path), arch="cpu"))
+    assert main(["compositing", "--json", str(tmp_path / "new" / "r.json")]) == 0 and len(ran) == 1
+    write_json(str(tmp_path / "new" / "r.json"), {"psnr": float("inf")})
+    assert json.loads((tmp_path / "new" / "r.json").read_text()) == {"psnr": None}
+
+
 def test_the_scripts_children_import_this_checkout_and_keep_the_callers_path(monkeypatch):
     """gui_fps.py and masks_bench.py started ``python -m taichi_nerf`` with the caller's environment
     (the installed copy, maybe another checkout's); distributed_bench.py dropped the caller's

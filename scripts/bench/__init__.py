@@ -22,6 +22,8 @@ import sys
 
 from scripts import one_line_errors
 
+from .common import check_output_file
+
 SUBCOMMANDS = {
     "step": "compositing + a training step with the default settings (~2 min on CPU)",
     "compositing": "compositing against dense torch, forward and backward (~1 min on CPU)",
@@ -63,4 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return one_line_errors(f"benchmark.py {args.command}", lambda: args.run(args))
+
+    def checked_run():
+        check_output_file(args.json, "--json")
+        return args.run(args)
+
+    return one_line_errors(f"benchmark.py {args.command}", checked_run)

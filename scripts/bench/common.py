@@ -3,14 +3,14 @@ and ``--json`` options, the benchmark configuration and the time-to-quality loop
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import platform
 import time
 from pathlib import Path
 
 import torch
 
-from taichi_nerf import backend
+from taichi_nerf import backend, files
 from taichi_nerf.config import TrainConfig
 
 
@@ -38,9 +38,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write all results to this JSON file")
 
 
+def check_output_file(path: str | None, flag: str) -> None:
+    """Refuse a file the benchmark would write at its end (``--json``, ``--sheet``) that cannot be
+    written, before the work: a folder given, or a read-only place, was refused after it."""
+    if path is None:
+        return
+    files.check_writable(Path(path).parent, for_file=path)
+    if Path(path).is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"is a folder; {flag} names the file to write", str(path))
+
+
 def write_json(path: str | None, results: dict) -> None:
+    """``results`` as strict JSON (NaN as null), making the file's folder."""
     if path:
-        Path(path).write_text(json.dumps(results, indent=1))
+        files.write_json(path, results, indent=1)
 
 
 def bench_config(arch: str, scene_size: int = 100) -> TrainConfig:

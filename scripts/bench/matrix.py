@@ -9,7 +9,7 @@ from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
 
 from .. import at_least, positive
-from .common import add_common_arguments, machine, trainer_curve, write_json
+from .common import add_common_arguments, check_output_file, machine, trainer_curve, write_json
 
 MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
                "ngp-360-env", "cow", "llff-real", "ngp-360-real")
@@ -111,6 +111,7 @@ def print_matrix(rows: list[dict], checkpoints: tuple) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.sheet, "--sheet")
     backend.init(args.arch, 512)
     marks = (60.0, args.budget) if args.budget > 60 else (args.budget,)
     print(f"machine: {machine()}\n", flush=True)
