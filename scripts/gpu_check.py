@@ -126,7 +126,7 @@ def timed_run(cfg, budget: float, every: float, views: int, marks=(25.0, 30.0), 
     return {"image": f"{tr.train.width}x{tr.train.height}", "train_images": tr.train.count, "val_views": views,
             "setup_s": round(setup, 1), "wall_s": round(time.perf_counter() - start, 1), "budget_s": budget,
             "steps": curve[-1][2],
-            "final_psnr": curve[-1][1], "psnr_at_60s": value_at(curve, 60.0),
+            "final_psnr": curve[-1][1], "psnr_at_60s": value_at(curve, 60.0, budget),
             **{f"seconds_to_{int(m)}db": first_time(curve, m) for m in marks},
             "rays_per_s": round(tr.rays_per_s or 0.0), "samples_per_ray": round(tr.last_samples_per_ray or 0.0, 1),
             "curve": curve}

@@ -144,6 +144,22 @@ def test_a_results_file_that_cannot_be_written_is_refused_before_the_benchmark(m
     assert json.loads((tmp_path / "new" / "r.json").read_text()) == {"psnr": None}
 
 
+def test_time_to_quality_shows_no_psnr_at_a_mark_past_the_runs_budget(capsys):
+    """A 3 s quality run printed its final PSNR under "PSNR @ 60 s" and "@ 300 s" (and gpu_check --small
+    wrote it as psnr_at_60s), as if it had trained that long. A run that made all its steps early keeps
+    its final value at the later marks."""
+    from scripts.bench.quality import print_quality, value_at
+
+    short = {"curve": [(0.0, 10.0, 0), (3.1, 17.0, 5)], "budget_s": 3.0}
+    finished = {"curve": [(0.0, 10.0, 0), (50.0, 20.5, 900)], "budget_s": 1200.0}  # all steps by 50 s
+    print_quality({"ours": short, "keras": finished})
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "dB" not in line}
+    assert rows["taichi-nerf defaults"][2:4] == ["-", "-"], rows
+    assert rows["Keras recipe (pure torch)"][0:4] == ["50.0", "-", "20.5", "20.5"], rows
+    assert value_at(short["curve"], 3.0, 3.0) == 10.0 and value_at(short["curve"], 60.0, 3.0) is None
+
+
 def test_the_scripts_children_import_this_checkout_and_keep_the_callers_path(monkeypatch):
     """gui_fps.py and masks_bench.py started ``python -m taichi_nerf`` with the caller's environment
     (the installed copy, maybe another checkout's); distributed_bench.py dropped the caller's

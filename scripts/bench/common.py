@@ -79,7 +79,7 @@ def time_to_quality(step_fn, eval_fn, budget_s: float, eval_every_s: float, labe
         sync()
         clock += time.perf_counter() - t
         steps += 1
-    return {"curve": curve}
+    return {"curve": curve, "budget_s": budget_s}
 
 
 def trainer_curve(trainer, budget_s: float, eval_every_s: float, label: str, views: int | None = None) -> dict:
