@@ -61,3 +61,18 @@ def test_kernel_tests_keep_the_callers_python_path(monkeypatch, tmp_path):
     gpu_check.run_tests(gpu_check.SMALL, "cuda", tmp_path)
     assert seen["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/tmp/site"]
     assert seen["TAICHI_NERF_TEST_ARCH"] == "cuda" and seen["HOME"] == os.environ["HOME"]
+
+
+def test_a_relative_out_is_the_callers_folder(tmp_path):
+    """gpu_check.sh changed to the repository root before starting gpu_check.py, so `--out results`
+    (and the default gpu_check/) from any other folder landed in the repository."""
+    fake_python = tmp_path / "python"  # stands in for the interpreter: says where it was started
+    fake_python.write_text('#!/bin/sh\npwd > "$CWD_FILE"\n')
+    fake_python.chmod(0o755)
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    env = {**os.environ, "PYTHON": str(fake_python), "CWD_FILE": str(tmp_path / "cwd")}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--out", "results"], cwd=caller, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cwd").read_text().strip() == str(caller)
