@@ -187,16 +187,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     plan = SMALL if args.small else FULL
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    from taichi_nerf import backend
+    from taichi_nerf import backend, files
 
     try:
         arch = backend.resolve_arch(args.arch)
-    except backend.BackendUnavailable as e:
-        print(f"gpu_check: {e}", file=sys.stderr)
+        files.check_writable(out)  # before the work, and no folder made for a check that cannot run
+    except (backend.BackendUnavailable, OSError) as e:
+        said = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
+        print(f"gpu_check: {said}", file=sys.stderr)
         return 2
+    out.mkdir(parents=True, exist_ok=True)
     tests = run_tests(plan, arch, out)
     print(f"kernel tests: exit {tests['exit_code']}, {tests.get('tests', 0)} tests in {tests['seconds']} s", flush=True)
 

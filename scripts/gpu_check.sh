@@ -9,7 +9,8 @@
 #   scripts/gpu_check.sh --out /tmp/gc --object builtin
 #
 # Every option goes to scripts/gpu_check.py (--help lists them). Exit 0: all ran and the
-# kernel tests passed; 1: a kernel test failed (the rest still ran); 2: no such device.
+# kernel tests passed; 1: a kernel test failed (the rest still ran); 2: no such device, or an
+# --out that cannot be written (nothing ran, no folder made).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"

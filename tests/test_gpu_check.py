@@ -76,3 +76,24 @@ def test_a_relative_out_is_the_callers_folder(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cwd").read_text().strip() == str(caller)
+
+
+def test_a_check_that_cannot_run_says_why_in_one_line_and_makes_no_folder(monkeypatch, tmp_path, capsys):
+    """No such device: the --out folder was made all the same, and left empty; an --out that is a file
+    was a FileExistsError traceback."""
+    from scripts import gpu_check
+    from taichi_nerf import backend
+
+    def no_gpu(arch):
+        raise backend.BackendUnavailable("--arch cuda was asked for, but torch sees no CUDA GPU")
+
+    monkeypatch.setattr(gpu_check, "run_tests", lambda *a: pytest.fail("the check ran"))
+    real_resolve = backend.resolve_arch
+    monkeypatch.setattr(backend, "resolve_arch", no_gpu)
+    assert gpu_check.main(["--arch", "cuda", "--out", str(tmp_path / "results")]) == 2
+    assert not (tmp_path / "results").exists()
+    assert capsys.readouterr().err == "gpu_check: --arch cuda was asked for, but torch sees no CUDA GPU\n"
+    monkeypatch.setattr(backend, "resolve_arch", real_resolve)
+    (tmp_path / "a-file").write_text("")
+    assert gpu_check.main(["--small", "--arch", "cpu", "--out", str(tmp_path / "a-file")]) == 2
+    assert capsys.readouterr().err.startswith(f"gpu_check: {tmp_path / 'a-file'}: is a file")
