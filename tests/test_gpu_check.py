@@ -38,6 +38,7 @@ def test_gpu_check_small_writes_json_and_markdown_with_real_numbers(tmp_path):
         assert p["ms_per_step_median"] > 0 and p["stages"] and all(row["ms_per_step"] >= 0 for row in p["stages"])
     table = (tmp_path / "gpu_check.md").read_text()
     assert re.search(r"\| kernel \+ zero-copy tests \| .* \| \d+ passed, 0 failed", table)
+    assert "**Skipped**: on the CPU backend, not a GPU: the CUDA parts are skipped" in table
     assert len(re.findall(r"\d+\.\d\d dB after \d+ steps", table)) == 3
     assert "| built-in run, 1024 rays/step |" in table
     assert len(re.findall(r"\| compositing, \d+ rays x \d+ samples \|", table)) == 3
@@ -97,3 +98,21 @@ def test_a_check_that_cannot_run_says_why_in_one_line_and_makes_no_folder(monkey
     (tmp_path / "a-file").write_text("")
     assert gpu_check.main(["--small", "--arch", "cpu", "--out", str(tmp_path / "a-file")]) == 2
     assert capsys.readouterr().err.startswith(f"gpu_check: {tmp_path / 'a-file'}: is a file")
+
+
+def test_a_check_on_the_cpu_says_the_cuda_parts_were_skipped(capsys):
+    """--small --arch cpu (or --arch auto without a GPU) titled its table "GPU check" and said nothing
+    of the CUDA parts it never ran; its start said nothing either, even for the full plan on a CPU."""
+    from scripts.gpu_check import cpu_note, markdown
+
+    run = {"image": "32x32", "train_images": 16, "budget_s": 3.0, "final_psnr": 9.7, "steps": 3,
+           "seconds_to_25db": None, "seconds_to_30db": None, "rays_per_s": 390, "samples_per_ray": 32.0}
+    result = {"machine": "cpu: a CPU", "small": True, "date": "today", "total_s": 84.0, "arch": "cpu",
+              "tests": {"files": ["tests/test_backend.py"], "tests": 12, "seconds": 6.0, "exit_code": 0},
+              "builtin": run, "builtin_large_batch": run, "object": run, "large_batch": 1024,
+              "object_name": "built-in objects", "compositing": [], "step": {}, "profiles": {}}
+    lines = markdown(result).splitlines()
+    assert lines[4] == "**Skipped**: on the CPU backend, not a GPU: the CUDA parts are skipped (the kernel and " \
+        "zero-copy tests on a CUDA device, CUDA timings)."
+    assert "Skipped" not in markdown({**result, "arch": "cuda"})
+    assert "takes far longer than its 8 minutes (--small shrinks it)" in cpu_note("cpu", small=False)
