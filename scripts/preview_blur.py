@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import at_least, one_line_errors  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 
@@ -77,12 +77,16 @@ def equivalent_blur(prediction: np.ndarray, photo: np.ndarray, max_shift: float 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("previews", nargs="+", type=Path, help="preview PNGs (prediction | photo | ...)")
-    p.add_argument("--panels", type=int, default=3, help="panels side by side (default 3: prediction, photo, depth)")
-    p.add_argument("--max-shift", type=float, default=2.0,
+    p.add_argument("--panels", type=at_least(2), default=3,
+                   help="panels side by side (default 3: prediction, photo, depth)")
+    p.add_argument("--max-shift", type=at_least(0, float), default=2.0,
                    help="move the photo up to this many px to meet the prediction (default 2; 0: not at all)")
     args = p.parse_args(argv)
     for path in args.previews:
-        found = equivalent_blur(*panels(path, args.panels), max_shift=args.max_shift)
+        try:
+            found = equivalent_blur(*panels(path, args.panels), max_shift=args.max_shift)
+        except ValueError as exc:  # which of several previews it was
+            raise ValueError(f"{path}: {exc}") from None
         dx, dy = found["shift_px"]
         print(f"{path}: blur {found['blur_px']:g} px, with the photo moved ({dx:g}, {dy:g}) px "
               f"({found['unshifted_blur_px']:g} px unmoved; object PSNR {found['psnr']:.2f} dB as is, "

@@ -221,3 +221,23 @@ def test_preview_blur_finds_the_blur_a_preview_was_given(tmp_path):
         equivalent_blur(moved, photo, max_shift=-1)
     with pytest.raises(ValueError, match="not 5 panels of equal width"):
         panels(tmp_path / "preview.png", 5)
+
+
+def test_preview_blur_refuses_a_panel_count_it_cannot_split_and_names_the_preview_at_fault(tmp_path, capsys):
+    """--panels 0 was a ZeroDivisionError, 1 (or -1) "the photo has almost no object pixels"; and with
+    several previews that line did not say which one had none."""
+    import numpy as np
+    from PIL import Image
+
+    from scripts.preview_blur import main
+
+    white = tmp_path / "step_000100.png"
+    Image.fromarray(np.full((8, 24, 3), 255, np.uint8)).save(white)
+    for panels in ("0", "1", "-1"):
+        with pytest.raises(SystemExit) as stopped:
+            main([str(white), "--panels", panels])
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err.splitlines()[-1]  # (argparse names the program after sys.argv[0])
+        assert said.endswith(f": error: argument --panels: must be at least 2, got {panels}"), said
+    with pytest.raises(ValueError, match=f"^{white}: the photo has almost no object pixels"):
+        main([str(white)])
