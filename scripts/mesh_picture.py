@@ -15,19 +15,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import at_least, one_line_errors  # noqa: E402
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="a trained run (or its checkpoint)")
     parser.add_argument("--resolution", type=int, default=256, help="marching cubes lattice (default 256)")
-    parser.add_argument("--size", type=int, default=320, help="width of each panel")
+    parser.add_argument("--size", type=at_least(16), default=320, help="width of each panel in px (default 320)")
     parser.add_argument("--out", default="mesh.png", help="PNG to write (default mesh.png in this folder)")
     parser.add_argument("--arch", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    from taichi_nerf.files import write_png
+    from taichi_nerf.files import check_writable_file, write_png
     from taichi_nerf.outputs.from_checkpoint import export_mesh
     from taichi_nerf.rendering.backgrounds import scene_background
     from taichi_nerf.rendering.scene import orbit_cameras
@@ -35,6 +35,7 @@ def main() -> None:
     from taichi_nerf.scenes.mesh import MESH_RADIUS, MeshRenderer
     from taichi_nerf.scenes.obj import read_obj
 
+    check_writable_file(args.out)  # before the export and renders (a folder given was refused after them)
     with tempfile.TemporaryDirectory() as tmp:
         path, result = export_mesh(args.ckpt, Path(tmp) / "mesh.obj", resolution=args.resolution, arch=args.arch)
         print(result.threshold_note)

@@ -72,6 +72,10 @@ BAD_INPUTS = {  # a script and a mistake a contributor can make with it: what it
     "capture_truth.py": (["{tmp}", "{tmp}/run"], "capture_truth.py: error: {tmp}/capture_effects.json: no such file"),
     "mesh_picture.py": (["--ckpt", "{tmp}/no-run", "--arch", "cpu"],
                         "mesh_picture.py: error: {tmp}/no-run: no checkpoint"),
+    "mesh_picture.py --out": (["--ckpt", "{tmp}/no-run", "--out", "{tmp}", "--arch", "cpu"],  # refused before the work
+                              "mesh_picture.py: error: {tmp}: is a folder; --out names the file to write"),
+    "mesh_picture.py --size": (["--ckpt", "{tmp}/no-run", "--size", "0"],  # was "cannot write empty image", at the end
+                               "mesh_picture.py: error: argument --size: must be at least 16, got 0"),
     "preview_blur.py": (["{tmp}/step_000100.png"], "preview_blur.py: error: {tmp}/step_000100.png: No such file"),
     "make_testsets.py": (["--out", "{tmp}", "--only", "npz-black", "--size", "8", "--arch", "cpu"],
                          "make_testsets.py: error: test set npz-black: need size >= 16"),
