@@ -9,12 +9,18 @@ the last interval is 1e10 long; batches of 5 whole images; Adam 1e-3; MSE.
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+import sys
 
-from taichi_nerf.rendering.backgrounds import over_background
-from taichi_nerf.stages import reference
+if __name__ == "__main__":  # a module, not a command: it exited 0 having done nothing, even for --help
+    sys.exit("baselines.py is the Keras recipe that `python scripts/benchmark.py quality` trains beside taichi-nerf; "
+             "run that (--help lists its options)")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from taichi_nerf.rendering.backgrounds import over_background  # noqa: E402
+from taichi_nerf.stages import reference  # noqa: E402
 
 FREQUENCIES, SAMPLES, NEAR, FAR, BATCH_IMAGES, LR = 16, 32, 2.0, 6.0, 5, 1e-3
 

@@ -245,3 +245,12 @@ def test_preview_blur_refuses_a_panel_count_it_cannot_split_and_names_the_previe
         assert said.endswith(f": error: argument --panels: must be at least 2, got {panels}"), said
     with pytest.raises(ValueError, match=f"^{white}: the photo has almost no object pixels"):
         main([str(white)])
+
+
+def test_running_the_baseline_module_points_to_the_benchmark_that_uses_it(tmp_path):
+    """`python scripts/baselines.py --help` printed nothing and exited 0, as if it had run."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "baselines.py"), "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "`python scripts/benchmark.py quality` trains beside taichi-nerf; run that" in done.stderr
