@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import one_line_errors  # noqa: E402
 from taichi_nerf import backend, cli  # noqa: E402
-from taichi_nerf.scenes.testsets import TESTSETS, write_testset  # noqa: E402
+from taichi_nerf.scenes.testsets import TESTSETS, missing_input, write_testset  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,8 +30,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = list(TESTSETS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in TESTSETS]
-    if unknown:
-        parser.error(f"unknown set(s) {', '.join(unknown)} (have: {', '.join(TESTSETS)})")
+    if unknown or not names:
+        parser.error(f"unknown set(s) {', '.join(unknown)} (have: {', '.join(TESTSETS)})" if unknown else
+                     f"--only names no set (have: {', '.join(TESTSETS)})")
+    missing = next(filter(None, map(missing_input, names)), None)
+    if missing:  # before the sets ahead of it are written
+        parser.error(missing)
     backend.init(args.arch)
     for name in names:
         start = time.perf_counter()

@@ -252,3 +252,24 @@ def test_make_testsets_script(tmp_path, capsys, taichi_backend):
     out = capsys.readouterr().out
     assert "== npz-white" in out and "format:   npz" in out
     assert (tmp_path / "npz-white" / "tiny_nerf_data.npz").is_file()
+
+
+def test_a_set_that_needs_the_missing_cow_mesh_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """Without the shared data folder, make_testsets.py wrote the sets ahead of cow, then failed on it,
+    leaving an empty cow/ folder; the matrix trained every set ahead of it first."""
+    import importlib
+
+    from scripts import make_testsets
+    from scripts.bench import matrix
+
+    monkeypatch.setenv("TAICHI_NERF_SHARED", str(tmp_path / "nowhere"))
+    assert NEED_COW_MESH == tuple(name for name, recipe in T.TESTSETS.items() if recipe.needs_cow)
+    assert T.missing_input("npz-black") is None and "cow mesh not found" in T.missing_input("cow")
+    with pytest.raises(T.DataError, match="test set npz-cow: .*cow mesh not found"):
+        T.write_testset("npz-cow", tmp_path / "out" / "npz-cow", size=16, views=4)
+    with pytest.raises(SystemExit):
+        make_testsets.main(["--out", str(tmp_path / "out"), "--only", "npz-black,cow", "--arch", "cpu"])
+    assert "test set cow: " in capsys.readouterr().err and not (tmp_path / "out").exists()
+    monkeypatch.setattr(importlib.import_module("taichi_nerf.backend"), "init", lambda *a: pytest.fail("started"))
+    with pytest.raises(T.DataError, match="test set cow: "):
+        matrix.run(matrix.argparse.Namespace(sets=("builtin", "cow"), sheet=None, arch="cpu"))

@@ -111,7 +111,13 @@ def print_matrix(rows: list[dict], checkpoints: tuple) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from taichi_nerf.data.dataset import DataError
+    from taichi_nerf.scenes.testsets import missing_input
+
     check_output_file(args.sheet, "--sheet")
+    missing = next(filter(None, (missing_input(name) for name in args.sets if name != "builtin")), None)
+    if missing:  # before the sets ahead of it are written and trained
+        raise DataError(missing)
     backend.init(args.arch, 512)
     marks = (60.0, args.budget) if args.budget > 60 else (args.budget,)
     print(f"machine: {machine()}\n", flush=True)

@@ -79,6 +79,7 @@ class Recipe:
     alpha: bool  # alpha is a real silhouette (False: every pixel opaque)
     fills_frame: bool  # an environment is behind the objects in every pixel
     write: Callable
+    needs_cow: bool = False  # rendered from the cow mesh in the shared data folder (cow_mesh_path)
 
 
 def _bar(total: int, desc: str, progress: bool):
@@ -389,9 +390,9 @@ TESTSETS = {r.name: r for r in (
     Recipe("ngp-360-env", "instant-ngp", "transforms.json 360 walk-around in a far dome, distorted JPEGs", 96, 40,
            3 / 4, False, True, _write_ngp),
     Recipe("cow", "blender", "the cow mesh rendered by write_mesh_dataset, alpha silhouettes", 100, 30, 1.0, True,
-           False, _write_cow),
+           False, _write_cow, needs_cow=True),
     Recipe("npz-cow", "npz", "tiny-NeRF .npz of one object on black, as the Keras lego: the cow", 100, 106, 1.0,
-           False, False, _write_cow_npz),
+           False, False, _write_cow_npz, needs_cow=True),
     # issue 24: the two real-capture look-alikes with what real captures add (capture_effects.py)
     Recipe("llff-real", "llff", "llff-backdrop with pose error, per-photo exposure/white balance, JPEG q75, "
            "motion blur", 128, 20, 4 / 3, False, True,
@@ -412,9 +413,21 @@ def write_testset(name: str, out_dir, size: int | None = None, views: int | None
     views = recipe.views if views is None else int(views)
     if size < 16 or views < 4:
         raise ValueError(f"test set {name}: need size >= 16 and views >= 4, got size {size}, views {views}")
+    missing = missing_input(name)
+    if missing:
+        raise DataError(missing)
     from .. import backend
 
     backend.current()  # Taichi must be up before the renderers' kernels run
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return Path(recipe.write(out, size, views, seed, progress))
+
+
+def missing_input(name: str) -> str | None:
+    """Why test set ``name`` cannot be written here (the cow mesh is not in the shared data folder), or
+    None: for a caller writing several to refuse before it writes the first."""
+    if TESTSETS[name].needs_cow and not cow_mesh_path().is_file():
+        return f"test set {name}: {cow_mesh_path()}: cow mesh not found; set TAICHI_NERF_SHARED to the folder " \
+               "holding data/cow_mesh/"
+    return None
