@@ -554,3 +554,24 @@ def test_files_that_are_not_what_their_names_say_are_named_so(tmp_path):
     (tmp_path / "stub" / "b.png").write_text(pointer)
     transforms(tmp_path / "stub", frames)
     expect_error(tmp_path / "stub", "b.png: cannot read image (it is a Git LFS pointer")
+
+
+def test_the_apis_loader_options_take_numpys_numbers_and_name_a_wrong_one(tiny_scene):
+    # docs/API.md: numbers may be NumPy's wherever Python's are taken; load_dataset(downscale=np.int64(2))
+    # was refused as "--downscale must be a positive integer, got 2", and a string or a fraction for
+    # --limit, a word for near, or an int for the path ended in a TypeError or ValueError from deep inside
+    from taichi_nerf import load_dataset
+
+    halved = read_dataset(tiny_scene, downscale=np.int64(2), limit=np.int64(3), near=np.float32(2.5))
+    assert (halved.split("train").width, halved.split("train").count, halved.near) == (16, 3, 2.5)
+    for options, said in [({"downscale": "2"}, "--downscale must be a whole number of at least 1, got '2'"),
+                          ({"downscale": 0}, "--downscale must be a whole number of at least 1, got 0"),
+                          ({"limit": "3"}, "--limit must be a whole number of at least 1, got '3'"),
+                          ({"limit": 2.5}, "--limit must be a whole number of at least 1, got 2.5"),
+                          ({"every": "2"}, "--every must be a whole number of at least 1, got '2'"),
+                          ({"near": "x"}, "--near must be a number, got 'x'")]:
+        with pytest.raises(DataError) as refused:
+            read_dataset(tiny_scene, **options)
+        assert str(refused.value) == said
+    with pytest.raises(TypeError, match="^a dataset is given as the path of its folder or file, got int$"):
+        load_dataset(5)

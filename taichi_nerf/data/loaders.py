@@ -6,6 +6,7 @@ import json
 import shlex
 from pathlib import Path
 
+from ..config_checks import number_at_least
 from ..wording import counted
 from .blender import SPLITS, is_blender, load_blender
 from .colmap_model import is_colmap, load_colmap, model_folders
@@ -182,7 +183,7 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     if unknown:
         raise TypeError(f"read_dataset got unknown options {sorted(unknown)}")
     loader_options = {k: v for k, v in options.items() if v is not None}
-    path = Path(path)
+    path = dataset_path(path)
     if format is not None:
         format = ALIASES.get(format, format)
     if format in (None, "npz"):
@@ -191,14 +192,13 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         format = detect_format(path)
     if format not in FORMATS:
         raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")
-    if not isinstance(downscale, int) or downscale < 1:
-        raise DataError(f"--downscale must be a positive integer, got {downscale}")
+    downscale = whole_option("--downscale", downscale)
     if loader_options.get("ndc") and format != "llff":  # only the LLFF loader samples in NDC
         raise DataError(f"{path}: --ndc applies to LLFF captures (poses_bounds.npy) only, and this is a {format} "
                         "dataset; leave it out")
     for key in ("every", "limit"):
-        if key in loader_options and loader_options[key] < 1:
-            raise DataError(f"--{key} must be a positive integer, got {loader_options[key]}")
+        if key in loader_options:
+            loader_options[key] = whole_option(f"--{key}", loader_options[key])
     dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
     attach_masks(dataset, path, format, mask_mode, downscale)
     if dataset.mask_mode == "transparent" and aabb is None:
@@ -207,6 +207,25 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     apply_overrides(dataset, near=near, far=far, aabb=aabb)
     check_dataset(dataset)
     return dataset
+
+
+def dataset_path(path) -> Path:
+    """``path`` as a Path; anything but text or a path is a TypeError naming what was given
+    (an int died in pathlib, several frames down, saying nothing of datasets)."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"a dataset is given as the path of its folder or file, got {type(path).__name__}")
+    return Path(path)
+
+
+def whole_option(flag: str, value) -> int:
+    """A count option (``--downscale 2``) as an int: numpy's integers and 2.0 count (the API takes
+    them wherever Python's are), a string, 2.5 or 0 is a DataError naming the option."""
+    try:
+        return number_at_least(flag, value, 1)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
@@ -270,10 +289,12 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
 
     import torch
 
-    if near is not None:
-        dataset.near = float(near)
-    if far is not None:
-        dataset.far = float(far)
+    for name, value in (("near", near), ("far", far)):
+        if value is not None:
+            try:
+                setattr(dataset, name, float(value))
+            except (TypeError, ValueError):  # "could not convert string to float: 'x'" named neither
+                raise DataError(f"--{name} must be a number, got {value!r}") from None
     if near is not None or far is not None:
         if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
             # one of them given, the other the data's: say which, as the user typed only one

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
-from ..data.loaders import read_dataset
+from ..data.loaders import dataset_path, read_dataset
 from ..scenes.builtin import builtin_scene
 from .rank_env import environment
 
@@ -23,7 +23,7 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
         raise TypeError(f"data is a dataset's path, not a loaded Dataset: give its path, {path.source!r}")
     if path is None:  # under torchrun every rank renders it the first time (one keeps it); rank 0 shows its bar
         path = builtin_scene(views=views, size=size, progress=progress and environment()[0] == 0)
-    elif (run := run_in(path)) is not None:  # read as a dataset: "photos without camera poses" (curves.png)
+    elif (run := run_in(dataset_path(path))) is not None:  # as a dataset: "photos without camera poses" (curves.png)
         from ..data.dataset import DataError
 
         raise DataError(f"{path}: a run folder, not a dataset; it trained on {run.data or 'the built-in scene'}")
