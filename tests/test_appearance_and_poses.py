@@ -155,6 +155,25 @@ def test_render_with_a_chosen_appearance_code(tiny_scene, tmp_path, capsys, trai
             "without appearance codes")
 
 
+@pytest.mark.parametrize("choice", [2.5, True, "3", -1])
+def test_an_appearance_image_that_is_no_index_is_refused_before_loading(tmp_path, choice):
+    # 2.5 rendered image 2's look and True image 1's, silently; "3" was a TypeError from a comparison
+    from taichi_nerf.api import evaluate, render_path
+
+    with pytest.raises(ValueError, match=rf"^appearance_image must be a whole number of at least 0, got {choice!r}$"):
+        checkpoint.load(tmp_path / "no-run", appearance_image=choice)  # refused before the missing run is noticed
+    with pytest.raises(ValueError, match="^appearance_image must be"):
+        evaluate(tmp_path / "no-run", appearance_image=choice, progress=False)
+    with pytest.raises(ValueError, match="^appearance_image must be"):
+        render_path(tmp_path / "no-run", tmp_path / "v.gif", appearance_image=choice, progress=False)
+
+
+@pytest.mark.parametrize("split", [[], ["--split", "val"]])
+def test_render_names_its_flag_for_a_negative_appearance_image(tmp_path, capsys, split):
+    argv = ["render", "--ckpt", tmp_path / "no-run", *split, "--appearance-image", -1, "--out", tmp_path / "x"]
+    refused(capsys, argv, "--appearance-image must not be negative, got -1")
+
+
 def test_a_checkpoint_keeps_the_choices_its_defaults_made(run):
     """A run saved before a scene kind's default changed (appearance_dim and refine_poses not
     set) reads back as what it was trained with, so it still loads and resumes."""

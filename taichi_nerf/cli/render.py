@@ -59,7 +59,7 @@ def cmd_render(args) -> int:
         needs_none = "the video that suits the capture" if args.path is None else "a camera path file"
         raise UserError(f"--data gives the training cameras of --split, --path train and --spiral; {needs_none} "
                         "needs no dataset: drop --data")
-    at_least(args, {"--frames": 1, "--size": 8})
+    at_least(args, {"--frames": 1, "--size": 8, "--appearance-image": 0})
     if args.fps is not None and not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps:g}")
     out = args.out or ("spiral.mp4" if args.spiral else "path.mp4" if args.path is not None else None)
@@ -86,7 +86,7 @@ def _render_split(args) -> int:
         raise UserError("--split renders the dataset's own cameras; drop --path/--spiral")
     if args.frames is not None or args.size is not None or args.fps is not None:
         raise UserError("--frames, --size and --fps are video options; --split renders at the dataset's size")
-    at_least(args, {"--limit": 1})
+    at_least(args, {"--limit": 1, "--appearance-image": 0})
     out = Path(args.out or f"render_{args.split}")
     if out.suffix.lower() in (*VIDEO_FORMATS, ".png"):
         raise UserError(f"--out with --split is a folder, got {out}")

@@ -15,6 +15,7 @@ import torch
 
 from .. import backend
 from ..config import DATASET_FIELDS, TrainConfig
+from ..config_checks import number_at_least
 from ..files import write_atomic
 from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
 from ..rendering.carried_corrections import CarriedCorrections
@@ -244,6 +245,8 @@ def saved_scene(path) -> Scene | None:
 
 def load(path, arch: str = "auto", appearance_image: int | None = None) -> tuple[Renderer, TrainConfig, dict]:
     """``appearance_image``: render with that training image's appearance code, not the mean."""
+    if appearance_image is not None:  # 2.5 was image 2, True image 1, "3" a TypeError from a comparison
+        appearance_image = number_at_least("appearance_image", appearance_image, 0)
     path = find_checkpoint(path)
     state = read_state(path)
     cfg = config_of(state, path)
