@@ -115,8 +115,8 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     from .outputs import render_folder
     from .training.pose_refinement import align_camera
 
-    limit = None if limit is None else number_at_least("--limit", limit, 1)
-    align_steps = number_at_least("--align-cameras", align_steps, 0)
+    limit = None if limit is None else number_at_least("limit", limit, 1)  # (the CLI checks its flags first)
+    align_steps = number_at_least("align_steps", align_steps, 0)
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite, flags=("overwrite=True", "images_dir"))
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)

@@ -220,8 +220,8 @@ def test_the_api_refuses_a_bad_threshold_or_resolution_before_loading(run, tmp_p
     assert not (tmp_path / "m.ply").exists()
 
 
-@pytest.mark.parametrize("kwargs, message", [({"max_points": "5"}, "--max-points must be a whole number"),
-                                             ({"max_points": 0}, "--max-points must be .*at least 1"),
+@pytest.mark.parametrize("kwargs, message", [({"max_points": "5"}, "^max_points must be a whole number"),
+                                             ({"max_points": 0}, "^max_points must be .*at least 1"),
                                              ({"orbit_views": 0}, "orbit_views must be a whole number"),
                                              ({"orbit_size": "48"}, "orbit_size must be a whole number of at least 8")])
 def test_export_points_refuses_a_bad_count_before_loading(run, tmp_path, monkeypatch, kwargs, message):
@@ -283,3 +283,25 @@ def test_a_mesh_write_cut_short_leaves_the_earlier_file(mesh, tmp_path):
             writer(tmp_path / name, m.vertices[:10], m.colors[:10], InterruptedFaces())
         assert (tmp_path / name).read_bytes() == earlier, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.obj", "m.ply"]  # no partial file left
+
+
+@pytest.mark.parametrize("function, kwargs, python_words, argv, flag_words", [
+    ("evaluate", {"limit": 0}, "limit must be a whole number of at least 1, got 0",
+     ["eval", "--limit", "0"], "--limit must be at least 1, got 0"),
+    ("evaluate", {"align_steps": -1}, "align_steps must be a whole number of at least 0, got -1",
+     ["eval", "--align-cameras", "-1"], "--align-cameras must not be negative, got -1"),
+    ("export_mesh", {"resolution": 8}, "resolution must be a whole number of at least 16, got 8",
+     ["export", "mesh", "--resolution", "8"], "--resolution must be at least 16, got 8"),
+    ("export_points", {"max_points": 0}, "max_points must be a whole number of at least 1, got 0",
+     ["export", "points", "--max-points", "0"], "--max-points must be at least 1, got 0")])
+def test_a_bad_count_is_named_as_the_caller_gave_it(tmp_path, capsys, function, kwargs, python_words, argv, flag_words):
+    """The API said "--align-cameras must be ..." to evaluate(align_steps=-1), a name its caller never
+    typed (and --limit, --resolution, --max-points for its keywords): each now says its keyword, and
+    the CLI its flag. Both refuse before looking for the checkpoint."""
+    import taichi_nerf
+
+    with pytest.raises(ValueError) as refused_call:
+        getattr(taichi_nerf, function)(tmp_path / "no-run", **kwargs)
+    assert str(refused_call.value) == python_words
+    assert cli.main([*argv, "--ckpt", str(tmp_path / "no-run")]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == f"taichi-nerf: error: {flag_words}\n"

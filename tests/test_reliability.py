@@ -342,7 +342,7 @@ def test_paths_are_stored_absolute_and_a_moved_dataset_names_the_flag(tiny_scene
 # --- 5. nonsense refused --------------------------------------------------------------------
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_eval_limit_below_one_is_refused(run, capsys, limit):
-    refused(capsys, ["eval", "--ckpt", run, "--limit", limit], "--limit must be a whole number of at least 1")
+    refused(capsys, ["eval", "--ckpt", run, "--limit", limit], f"--limit must be at least 1, got {limit}")
 
 
 def test_eval_json_is_strict(run, capsys, monkeypatch, tmp_path):

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import UserError, add_arch
+from .common import UserError, add_arch, at_least
 
 
 def add_parser(sub) -> None:
@@ -45,6 +45,7 @@ def cmd_eval(args) -> int:
     from ..api import evaluate
     from ..files import check_writable_file, json_safe, write_text_atomic
 
+    at_least(args, {"--limit": 1, "--align-cameras": 0})  # before the output file is checked
     out = None
     if args.out:
         out = Path(args.out)
@@ -52,7 +53,6 @@ def cmd_eval(args) -> int:
             out = out / "eval.json"
         _refuse_a_runs_file(out, args.ckpt)
         check_writable_file(out)  # before the evaluation, whose scores would be lost
-    # evaluate() refuses a bad --limit or --align-cameras before it loads anything
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, align_steps=args.align_cameras, as_given=args.as_given)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UserError, add_arch
+from .common import UserError, add_arch, at_least
 
 
 def add_parser(sub) -> None:
@@ -51,8 +51,10 @@ def _replacing(out) -> str:
 def cmd_export_mesh(args) -> int:
     import time
 
+    from ..outputs.export import MIN_RESOLUTION
     from ..outputs.from_checkpoint import export_mesh
 
+    at_least(args, {"--resolution": MIN_RESOLUTION})  # in the flag's words; export_mesh says it in Python's
     threshold = _threshold(args.threshold)
     replacing = _replacing(args.out)
     start = time.perf_counter()
@@ -70,6 +72,7 @@ def cmd_export_mesh(args) -> int:
 def cmd_export_points(args) -> int:
     from ..outputs.from_checkpoint import export_points
 
+    at_least(args, {"--max-points": 1})
     replacing = _replacing(args.out)
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)

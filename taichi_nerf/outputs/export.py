@@ -73,7 +73,7 @@ def check_resolution(resolution: int) -> int:
     """``resolution`` as an int, or a one-line error for one that is not a whole number, or a
     lattice too coarse or too big for this machine's memory."""
     try:
-        resolution = number_at_least("--resolution", resolution, MIN_RESOLUTION)
+        resolution = number_at_least("resolution", resolution, MIN_RESOLUTION)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     need = resolution**3 * BYTES_PER_LATTICE_POINT

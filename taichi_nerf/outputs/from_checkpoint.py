@@ -142,7 +142,7 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     if views not in ("train", "orbit"):
         raise export.ExportError(f"--views must be train or orbit, got {views}")
     # numbers before anything loads: max_points="5" was a comparison's TypeError, orbit_views=0 torch.stack's
-    max_points = None if max_points is None else number_at_least("--max-points", max_points, 1)
+    max_points = None if max_points is None else number_at_least("max_points", max_points, 1)
     orbit_views = number_at_least("orbit_views", orbit_views, 1)
     orbit_size = number_at_least("orbit_size", orbit_size, 8)
     if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
