@@ -433,3 +433,69 @@ def test_every_measured_table_in_the_benchmarks_says_when_and_on_what():
     assert unlabelled_measurements(sample) == [
         "## A (CPU-2): no date", "## B, 2026-12-01: no machine", "### C: no date", "### C: no machine",
         "### D, 2026-12-02: no machine"]
+
+
+def python_blocks(markdown: str) -> list[tuple[int, str]]:
+    """(first line, source) of each ```python block."""
+    blocks, lines, start = [], None, 0
+    for number, line in enumerate(markdown.splitlines(), 1):
+        if lines is None and re.match(r"^\s*```python\s*$", line):
+            lines, start = [], number + 1
+        elif lines is not None and FENCE.match(line):
+            blocks.append((start, "\n".join(lines)))
+            lines = None
+        elif lines is not None:
+            lines.append(line)
+    return blocks
+
+
+def api_call_problems(markdown: str, where: str) -> list[str]:
+    """Each ``tn.NAME(...)`` call (``import taichi_nerf as tn``) of a doc's Python blocks: NAME is in the
+    package's API, and every keyword is a parameter of it (``train``'s: TrainConfig fields too)."""
+    import dataclasses
+    import inspect
+
+    import taichi_nerf
+
+    fields = {f.name for f in dataclasses.fields(taichi_nerf.TrainConfig)}
+    problems = []
+    for start, source in python_blocks(markdown):
+        for node in ast.walk(ast.parse(source)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "tn"):
+                continue
+            name, line = node.func.attr, start + node.lineno - 1
+            if name not in taichi_nerf.__all__:
+                problems.append(f"{where}:{line}: taichi_nerf has no {name}")
+                continue
+            taken = set(inspect.signature(getattr(taichi_nerf, name)).parameters)
+            taken |= fields if name == "train" else set()
+            problems += [f"{where}:{line}: tn.{name} takes no {k.arg}=" for k in node.keywords
+                         if k.arg is not None and k.arg not in taken]
+    return problems
+
+
+def test_every_api_call_in_the_docs_is_one_the_package_takes():
+    found = [doc for doc in DOCS if "import taichi_nerf as tn" in doc.read_text()]
+    assert ROOT / "docs" / "API.md" in found  # guards the scan
+    assert [p for doc in found for p in api_call_problems(doc.read_text(), doc.relative_to(ROOT).as_posix())] == []
+    wrong = "```python\nimport taichi_nerf as tn\ntn.train(stpes=5)\ntn.render(x)\ntn.evaluate(c, splt='test')\n```\n"
+    assert api_call_problems(wrong, "doc.md") == ["doc.md:3: tn.train takes no stpes=",
+                                                  "doc.md:4: taichi_nerf has no render",
+                                                  "doc.md:5: tn.evaluate takes no splt="]
+
+
+def test_the_trainer_methods_and_hooks_the_api_page_lists_exist():
+    # docs/API.md: "Trainer(cfg) exposes `begin()`, ..., and `callbacks` (objects with `on_step`/...)"
+    from taichi_nerf.training.callbacks import TrainingCallback
+    from taichi_nerf.training.trainer import Trainer
+
+    text = (ROOT / "docs" / "API.md").read_text()
+    listed = text[text.index("`taichi_nerf.training.trainer.Trainer(cfg)` exposes"):text.index("custom loops")]
+    methods = re.findall(r"`(\w+)\(\)`", listed)
+    hooks = re.findall(r"\bon_\w+", listed)
+    assert len(methods) >= 7 and len(hooks) >= 7
+    assert [m for m in methods if not callable(getattr(Trainer, m, None))] == []
+    assert [h for h in hooks if not callable(getattr(TrainingCallback, h, None))] == []
+    documented = {name for name in vars(TrainingCallback) if name.startswith("on_")}
+    assert documented == set(hooks)  # and no hook left out of the page
