@@ -499,3 +499,17 @@ def test_the_trainer_methods_and_hooks_the_api_page_lists_exist():
     assert [h for h in hooks if not callable(getattr(TrainingCallback, h, None))] == []
     documented = {name for name in vars(TrainingCallback) if name.startswith("on_")}
     assert documented == set(hooks)  # and no hook left out of the page
+
+
+def test_the_reliability_page_names_every_file_overwrite_removes():
+    # `run_folder.RUN_OUTPUTS` grew camera_path_*.json (a GUI session keeps the earlier path as
+    # camera_path_1.json) while docs/RELIABILITY.md's list of what --overwrite deletes kept camera_path.json alone
+    from taichi_nerf.runs.run_folder import RUN_OUTPUTS
+
+    text = (ROOT / "docs" / "RELIABILITY.md").read_text()
+    row = next(line for line in text.splitlines() if "run_folder.RUN_OUTPUTS" in line)
+    named = set(re.findall(r"`([^`]+)`", row))
+    names = {pattern.replace("*", "1") if pattern.startswith("camera_path_") else pattern for pattern in RUN_OUTPUTS}
+    top = {name for name in names if "/" not in name and not name.startswith(("orbit", "spiral", "path"))}
+    folders = {name.split("/")[0] + "/" for name in names if "/" in name}
+    assert sorted(top - named) == [] and sorted(folders - named) == []
