@@ -345,3 +345,5 @@ def test_a_loaded_field_takes_a_notebooks_arrays(run):
     points = torch.rand(7, 3) - 0.5
     assert torch.equal(renderer.density(points.double()), renderer.density(points))
     assert torch.equal(renderer.density(points.numpy()), renderer.density(points))
+    # the page prints it: a plain tensor, as render_image's, not one that tracks gradients (.numpy() refused it)
+    assert renderer.density(points).numpy().shape == (7,)

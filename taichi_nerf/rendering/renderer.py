@@ -330,10 +330,12 @@ class Renderer:
             most = max(most, self.proposal.count, self.proposal.render_count)
         return max(most, self.grid.max_samples) if self.grid is not None else most
 
+    @torch.no_grad()  # as render_image: a notebook's densities came back tracking gradients (no .numpy())
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """Field density at points of field space (world space, or contracted space for an
-        unbounded scene: what the occupancy grid measures, cell by cell). ``points`` may be numpy's or
-        float64: the kernels take float32 on the renderer's device (float64 compiled a kernel of its own)."""
+        unbounded scene: what the occupancy grid measures, cell by cell), without gradients. ``points`` may
+        be numpy's or float64: the kernels take float32 on the renderer's device (float64 compiled a kernel of
+        its own)."""
         points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
         return self._in_field(self.field.density_only, encode_points(points, self.pos)).float()
 
