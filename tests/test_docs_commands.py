@@ -513,3 +513,35 @@ def test_the_reliability_page_names_every_file_overwrite_removes():
     top = {name for name in names if "/" not in name and not name.startswith(("orbit", "spiral", "path"))}
     folders = {name.split("/")[0] + "/" for name in names if "/" in name}
     assert sorted(top - named) == [] and sorted(folders - named) == []
+
+
+def documented_rows(markdown: str) -> dict[str, set[str]]:
+    """The keys docs/OUTPUTS.md's "Watching a run" gives each kind of metrics.jsonl row: a training
+    row's, a validation row's, and what the final row adds to a validation row's."""
+    text = markdown[markdown.index("**Watching a run.**"):]
+    def names(start: str, end: str) -> set[str]:
+        part = text[text.index(start):]
+        # a key is followed by its comma, colon or bracket (the prose's `train` prints... is not one)
+        return set(re.findall(r"`\"?(\w+)\"?(?::[^`]*)?`(?=[,:)])", part[:part.index(end) + 1]))
+    return {"training": names("A training row", "); a run stopped"),
+            "validation": names("A validation row", ") comes at step 0"),
+            "final": names("The last row", "; a run stopped by Ctrl-C")}
+
+
+def test_the_metrics_rows_hold_the_keys_the_outputs_page_lists(tiny_scene, tmp_path):
+    # a validation row's time_s was missing from the page's list
+    import json
+
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    rows = documented_rows((ROOT / "docs" / "OUTPUTS.md").read_text())
+    assert rows["training"] >= {"step", "loss", "time_s"} and "step" in rows["validation"]  # guards the scan
+    Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=10, log_every=5, eval_every=5, preview_every=0,
+                        checkpoint_every=0, width=16, batch_rays=64, samples_per_ray=8, sampler="stratified")).run()
+    written = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    kinds = {"final" if "final" in row else "training" if "loss" in row else "validation": set(row) for row in written}
+    # the tiny scene's photos have transparency: the final row scores the object alone too
+    assert kinds == {"training": rows["training"], "validation": rows["validation"],
+                     "final": rows["validation"] | (rows["final"] - {"true"})}
