@@ -587,6 +587,9 @@ def test_an_epochs_run_says_how_many_epochs_its_steps_are(tiny_scene, tmp_path):
     note = ("note: an epoch is 6 steps (20 training images in batches of 3, the last part-batch dropped): "
             "40 steps are 6.67 epochs")
     assert note in start_lines(trainer, False)
+    one = Trainer(tiny_config(tiny_scene, tmp_path / "one", batch_images=3, batch_rays=0, image_order="epochs",
+                              steps=6))
+    assert any(line.endswith("dropped): 6 steps are 1 epoch") for line in start_lines(one, False))  # not "1 epochs"
     random = Trainer(tiny_config(tiny_scene, tmp_path / "r", batch_images=3, batch_rays=0))
     assert not any("epoch" in line for line in start_lines(random, False))
     # --image-order epochs without --batch-images did nothing and said nothing

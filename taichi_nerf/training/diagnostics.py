@@ -284,7 +284,8 @@ def start_lines(trainer, resume: bool, run_folder=None, trains_on: str | None = 
         count, per = trainer.ray_batches.count, trainer.ray_batches.count // cfg.batch_images
         total = cfg.step_limit(not live)
         lines.append(f"note: an epoch is {per} steps ({count} training images in batches of {cfg.batch_images}, the "
-                     "last part-batch dropped)" + (f": {total} steps are {total / per:.3g} epochs"
+                     "last part-batch dropped)" + (f": {total} steps {'are' if total != 1 else 'is'} "
+                                                   f"{total / per:.3g} epoch{'s' if total != per else ''}"
                                                    if math.isfinite(total) else ""))
     if live and cfg.time_limit_s:
         lines.append(f"note: the run's {cfg.time_limit_s:g} s time limit does not apply here: it trains until paused "
