@@ -15,6 +15,7 @@ pytest.importorskip("skimage", reason="mesh export needs scikit-image: pip insta
 
 from taichi_nerf import cli
 from taichi_nerf.outputs import export
+from taichi_nerf.outputs.surface import surface_points
 from taichi_nerf.scenes.sdf import BOX_CENTER, SPHERE_CENTER
 from taichi_nerf.scenes.synthetic import scene_sdf
 
@@ -150,6 +151,30 @@ def test_points_lie_on_the_true_surface(trained_builtin, tmp_path, capsys):
     assert c.astype(float).std() > 20  # coloured, not one flat colour
 
 
+def test_a_few_points_render_a_share_of_the_pixels_not_all_of_them(trained_builtin):
+    """--max-points 2000 of the built-in scene's 100 views rendered every pixel first (5 minutes on a
+    loaded 2-core machine); a random share now does, and the points are drawn as evenly as before."""
+    from taichi_nerf.data.loaders import read_dataset
+    from taichi_nerf.runs import checkpoint
+
+    scene, run = trained_builtin
+    renderer, cfg, _ = checkpoint.load(run, ARCH)
+    train = read_dataset(scene).splits["train"]
+    rendered, render_rays = [], renderer.render_rays
+    renderer.render_rays = lambda o, *a, **k: rendered.append(o.shape[0]) or render_rays(o, *a, **k)
+    views = 12  # of 32: the comparison with every pixel stays short
+    args = (renderer, torch.zeros(3), train.poses[:views], train.intrinsics[:views], train.width, train.height)
+    few, colors = export.extract_points(*args, max_points=100, progress=False)
+    pixels = views * train.width * train.height
+    assert few.shape == colors.shape == (100, 3) and sum(rendered) < pixels / 3, (sum(rendered), pixels)
+    rendered.clear()
+    every, _ = export.extract_points(*args, progress=False)
+    assert sum(rendered) == pixels and len(every) > 1000
+    assert scene_sdf(few).abs().mean() < POINTS_MEAN_SDF
+    # the same spread: the sample's centre and extent agree with all the points' (an uneven draw would not)
+    assert np.abs(few.mean(0) - every.mean(0)).max() < 0.15 and np.allclose(few.std(0), every.std(0), rtol=0.2)
+
+
 def test_points_from_an_orbit(trained_builtin, tmp_path):
     from taichi_nerf.api import export_points
 
@@ -199,7 +224,7 @@ def test_points_of_a_forward_facing_field_come_back_to_the_world():
     renderer = SimpleNamespace(scene=scene, device="cpu", render_rays=render_rays, carried=None)
     renderer.sampling_rays = lambda o, d: Renderer.sampling_rays(renderer, o, d)  # the real one: NDC rays
     renderer.drawn_poses = lambda poses, cam: Renderer.drawn_poses(renderer, poses, cam)  # as given: no refinement
-    points, _ = export._surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
+    points, _ = surface_points(renderer, pose, intrinsics, 0, 24, 16, torch.ones(3), 0.95, True, chunk=384)
     assert points.shape == (o.shape[0] - 5, 3)
     assert float(((points.double() - world[5:]).norm(dim=1) / world[5:].norm(dim=1)).max()) < 1e-4
 
@@ -244,7 +269,7 @@ def test_the_auto_threshold_reads_the_rendered_surface_inside_the_box_only(monke
     from taichi_nerf.rendering.scene import Scene
 
     inside, outside = torch.zeros(20, 3), torch.full((40, 3), 5.0)
-    monkeypatch.setattr(export, "_surface_points", lambda *a, **k: (torch.cat([inside, outside]), None))
+    monkeypatch.setattr(export, "surface_points", lambda *a, **k: (torch.cat([inside, outside]), None))
 
     class Field:
         scene, device = Scene(near=0.5, far=20.0, aabb=[-1.0] * 3 + [1.0] * 3), "cpu"

@@ -30,6 +30,7 @@ from ..rendering.renderer import Renderer
 from ..resources import USABLE_FRACTION, free_bytes, gb
 from ..stages.encoding import encode_samples
 from . import mesh_checks
+from .surface import sampled_surface_points, surface_points
 
 MIN_RESOLUTION = 16
 MAX_RESOLUTION = 2048
@@ -39,6 +40,7 @@ SLAB_POINTS = 1 << 20  # lattice points generated per slab of planes
 AUTO_VIEWS, AUTO_WIDTH = 8, 48  # orbit views rendered to find the surface density (auto threshold)
 SURFACE_OPACITY = 0.9  # pixels at least this opaque have a surface at their median depth
 AUTO_FRACTION = 0.5  # auto threshold = this x the median density at the rendered surface
+PILOT_PIXELS = 1024  # export points --max-points: pixels drawn first, to size the draw that follows
 
 
 class ExportError(ValueError):
@@ -55,11 +57,6 @@ class MeshResult:
     resolution: int
     evaluated_fraction: float  # share of lattice points whose density was queried
     warnings: list[str] = field(default_factory=list)  # signs the mesh is the box, not the scene (mesh_checks.py)
-
-
-# Surface points of a forward-facing (NDC) field deeper than this NDC z are left out: at 0.99 a point
-# is 200 times the near plane's distance away (the rescaled capture's nearest depth is 1.33).
-NDC_INFINITY = 0.99
 
 
 def check_exportable(renderer: Renderer, what: str) -> None:
@@ -178,7 +175,7 @@ def surface_density(renderer: Renderer, background: torch.Tensor, progress: bool
     lo, hi = lo - slack, hi + slack
     values = []
     for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="auto threshold", unit="view"):
-        pts, _ = _surface_points(renderer, poses, intr, cam, w, h, background, SURFACE_OPACITY)
+        pts, _ = surface_points(renderer, poses, intr, cam, w, h, background, SURFACE_OPACITY)
         pts = pts[((pts >= lo.to(pts.device)) & (pts <= hi.to(pts.device))).all(dim=1)]  # on pts' device: no copies
         if pts.shape[0]:
             values.append(renderer.density(pts.to(renderer.device).contiguous()).cpu())
@@ -279,73 +276,43 @@ def field_colors(renderer: Renderer, points: np.ndarray, view_dirs: np.ndarray) 
 
 
 # --- point clouds ---------------------------------------------------------------------------
-def _surface_points(renderer: Renderer, poses, intr, cam: int, width: int, height: int, background,
-                    min_opacity: float, with_colors: bool = False, chunk: int = 4096):
-    """World points where the camera's rays at least ``min_opacity`` opaque reach half their
-    opacity (the median depth: the expected depth of a soft surface lies behind it), and
-    (with_colors) their colour without the background."""
-    from ..stages.cameras import image_rays, ndc_to_world
-
-    poses = renderer.drawn_poses(poses.to(renderer.device).float().contiguous(), cam)  # a refined run's: carried
-    intr = intr.to(renderer.device).float().contiguous()
-    bg = background.to(renderer.device).reshape(1, 3)
-    pts, cols = [], []
-    count = width * height
-    for start in range(0, count, chunk):
-        n = min(chunk, count - start)
-        o, d = image_rays(poses, intr, cam, width, start, n)
-        out = renderer.render_rays(o, d, bg, early_termination=True)
-        keep = out.opacity >= min_opacity
-        depth = _median_depth(out, n)
-        if renderer.scene.ndc:  # the samples' t runs along the NDC ray: its point, back in the world
-            o_ndc, d_ndc = renderer.sampling_rays(o, d)
-            hit = o_ndc + depth[:, None] * d_ndc
-            keep &= hit[:, 2] < NDC_INFINITY  # the backdrop at infinity has no finite place
-            hit = ndc_to_world(hit, renderer.scene)
-        else:
-            hit = o + depth[:, None] * d
-        pts.append(hit[keep])
-        gc.collect(1)  # see density_lattice
-        if with_colors:
-            a = out.opacity[keep, None]
-            cols.append(((out.rgb[keep] - (1.0 - a) * bg) / a).clamp(0, 1))
-    return torch.cat(pts), (torch.cat(cols) if with_colors else None)
-
-
-def _median_depth(out, rays: int) -> torch.Tensor:
-    """(N,) distance of each ray's first sample where its accumulated weight reaches half
-    its opacity, over the packed layout (0 for rays without samples)."""
-    s, w = out.samples, out.weights
-    m = w.shape[0]
-    if m == 0:
-        return torch.zeros(rays, device=w.device)
-    ray = s.ray_index.long()
-    cum = torch.cumsum(w.double(), 0)
-    before = torch.where(s.offsets > 0, cum[(s.offsets.long() - 1).clamp_min(0)], torch.zeros_like(cum[:1]))
-    reached = (cum - before[ray]) >= 0.5 * out.opacity.double()[ray]
-    first = torch.full((rays,), m, dtype=torch.long, device=w.device)
-    first.scatter_reduce_(0, ray[reached], torch.arange(m, device=w.device)[reached], "amin")
-    return torch.where(first < m, s.t[first.clamp(max=m - 1)], torch.zeros(rays, device=w.device))
-
-
 @torch.no_grad()
 def extract_points(renderer: Renderer, background: torch.Tensor, poses: torch.Tensor, intrinsics: torch.Tensor,
                    width: int, height: int, max_points: int | None = None, min_opacity: float = 0.95,
                    seed: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(P, 3) float32 surface points and (P, 3) uint8 colours seen by the given cameras."""
+    """(P, 3) float32 surface points and (P, 3) uint8 colours seen by the given cameras. With
+    ``max_points``, a random share of the pixels is rendered, sized by the opaque share of a first
+    draw, rather than every pixel (a few thousand points of 100 views rendered them all, for minutes)."""
     from tqdm.auto import tqdm
 
+    rng, total = np.random.default_rng(seed), poses.shape[0] * width * height
+    if max_points is not None:
+        pilot = rng.choice(total, min(total, PILOT_PIXELS), replace=False)
+        found = sampled_surface_points(renderer, poses, intrinsics, width, height, background, min_opacity, pilot)
+        wanted = int(2 * max_points * len(pilot) / max(len(found[0]), 1)) + PILOT_PIXELS  # twice the expected need
+        if wanted < total // 2:  # else every pixel, below
+            pixels = rng.choice(total, wanted, replace=False)
+            pixels.sort()  # camera by camera
+            found = sampled_surface_points(renderer, poses, intrinsics, width, height, background, min_opacity,
+                                            pixels)
+            if len(found[0]) >= max_points:
+                return _picked(*found, max_points, rng)
     pts, cols = [], []
     for cam in tqdm(range(poses.shape[0]), disable=not progress, desc="surface points", unit="view"):
-        p, c = _surface_points(renderer, poses, intrinsics, cam, width, height, background, min_opacity, True)
+        p, c = surface_points(renderer, poses, intrinsics, cam, width, height, background, min_opacity, True)
         pts.append(p.cpu())
         cols.append(c.cpu())
-    points = torch.cat(pts).numpy().astype(np.float32)
-    colors = (torch.cat(cols).numpy() * 255 + 0.5).astype(np.uint8)
+    return _picked(torch.cat(pts), torch.cat(cols), max_points, rng, f"{poses.shape[0]} views", min_opacity)
+
+
+def _picked(points, colors, max_points, rng, views: str = "", min_opacity: float = 0.0):
+    """At most ``max_points`` of them, picked at random, as float32 points and uint8 colours."""
+    points = points.cpu().numpy().astype(np.float32)
+    colors = (colors.cpu().numpy() * 255 + 0.5).astype(np.uint8)
     if not len(points):
-        raise ExportError(f"no pixel of the {poses.shape[0]} views is {min_opacity:g} opaque: nothing to export")
+        raise ExportError(f"no pixel of the {views} is {min_opacity:g} opaque: nothing to export")
     if max_points is not None and len(points) > max_points:
-        pick = np.random.default_rng(seed).choice(len(points), max_points, replace=False)
+        pick = rng.choice(len(points), max_points, replace=False)
         pick.sort()
         points, colors = points[pick], colors[pick]
     return points, colors
