@@ -245,12 +245,14 @@ def test_ctrl_c_while_a_videos_files_are_written_waits_for_the_whole_set(tmp_pat
 
     written = []
 
-    def write_video(path, frames, fps):
+    def encode_partial(path, frames, fps):
         if not written:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the first file is written
         written.append(path.name)
-        return path
-    monkeypatch.setattr(video, "write_video", write_video)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(b"new")
+        return partial
+    monkeypatch.setattr(video, "encode_partial", encode_partial)
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2
     recorder = SimpleNamespace(rgb_frames=frames, depth_frames=frames, out=tmp_path / "v.mp4", fps=10)
     # Python's own Ctrl-C handler, as in a terminal (a suite started in the background inherits SIGINT ignored)
@@ -261,3 +263,4 @@ def test_ctrl_c_while_a_videos_files_are_written_waits_for_the_whole_set(tmp_pat
     finally:
         signal.signal(signal.SIGINT, before)
     assert written == ["v.mp4", "v_depth.mp4", "v.gif"]
+    assert all((tmp_path / name).read_bytes() == b"new" for name in written)

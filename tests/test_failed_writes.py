@@ -100,6 +100,28 @@ def test_a_video_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, n
     assert path.read_bytes() == before and not path.is_symlink() and not temp.is_symlink()
 
 
+def test_a_videos_set_whose_gif_meets_a_full_disk_keeps_the_whole_earlier_set(tmp_path):
+    """A render whose gif met a full disk left its new mp4s beside the earlier render's gif: each file whole,
+    the set mixed. Now every file waits for the others, and the earlier set stays as it was."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.outputs.video import VideoRecorder
+
+    def recorder(shade):
+        frames = [np.full((16, 16, 3), shade, np.uint8)] * 2
+        return SimpleNamespace(rgb_frames=frames, depth_frames=frames, out=tmp_path / "orbit.mp4", fps=10)
+
+    names = ["orbit.mp4", "orbit_depth.mp4", "orbit.gif"]
+    assert [p.name for p in VideoRecorder.write(recorder(40))] == names
+    before = {name: (tmp_path / name).read_bytes() for name in names}
+    (tmp_path / f".orbit.partial{os.getpid()}.gif").symlink_to("/dev/full")  # the gif, the set's last, cannot be
+    with pytest.raises(OSError) as raised:
+        VideoRecorder.write(recorder(200))
+    assert raised.value.filename == str(tmp_path / "orbit.gif"), raised.value
+    assert {name: (tmp_path / name).read_bytes() for name in names} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no partial file stays
+
+
 def test_a_video_that_cannot_be_written_after_training_says_the_run_is_saved(tiny_scene, tmp_path, capsys,
                                                                               monkeypatch):
     from taichi_nerf.outputs import default_video

@@ -88,16 +88,14 @@ class VideoRecorder:
             self.frame, self.row = self.frame + 1, 0
 
     def write(self, gif: bool = True, depth: bool = True) -> list[Path]:
-        """The video files; a Ctrl-C (or SIGTERM) while they are written waits until all are: one between
-        them left this render's mp4s beside an earlier render's gif."""
+        """The video files, one set (:func:`write_videos`); a Ctrl-C (or SIGTERM) while they are written
+        waits until all are: one between them left this render's mp4s beside an earlier render's gif."""
         rgb = np.stack(self.rgb_frames)
-        files = iter(video_files(self.out, gif, depth))
+        files = video_files(self.out, gif, depth)
+        frames = [rgb, np.stack(self.depth_frames)] if depth else [rgb]
+        frames += [rgb] * (len(files) - len(frames))  # the gif beside an mp4
         with held_signals():
-            written = [write_video(next(files), rgb, self.fps)]
-            if depth:
-                written.append(write_video(next(files), np.stack(self.depth_frames), self.fps))
-            written += [write_video(path, rgb, self.fps) for path in files]  # the gif beside an mp4
-        return written
+            return write_videos(list(zip(files, frames)), self.fps)
 
 
 def _record(recorder: VideoRecorder, progress: bool) -> None:
@@ -111,9 +109,35 @@ MIN_GIF_DELAY_CS = 2  # a gif frame's shortest delay, hundredths of a second: 50
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
+    """Write the video ``path`` (mp4 or gif) of ``frames``, whole or not at all."""
+    return write_videos([(path, frames)], fps)[0]
+
+
+def write_videos(videos: list[tuple[Path, np.ndarray]], fps: float = DEFAULT_FPS) -> list[Path]:
+    """Write each (path, frames) as one set: every file is encoded beside its path first, and only once all
+    are whole are they renamed into place. A full disk at the gif left this render's mp4s beside an earlier
+    render's gif; now it leaves the earlier set as it was."""
+    encoded: list[tuple[Path, Path]] = []  # (partial, path)
+    try:
+        for path, frames in videos:
+            path = Path(path)
+            encoded.append((encode_partial(path, frames, fps), path))
+        for partial, path in encoded:
+            try:
+                os.replace(partial, path)
+            except OSError as exc:
+                raise naming(exc, path, partial) from exc
+    finally:
+        for partial, _ in encoded:
+            partial.unlink(missing_ok=True)
+    return [path for _, path in encoded]
+
+
+def encode_partial(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Path:
+    """Encode ``frames`` into the hidden file beside ``path`` that :func:`write_videos` renames over it, and
+    return it; a write that fails (a full disk) leaves no partial file and names ``path``."""
     import imageio.v2 as imageio
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_partials(path)  # what a killed render of this video left beside it
     # Written beside it, then renamed: a Ctrl-C or a full disk mid-write leaves the earlier video (or
@@ -140,12 +164,12 @@ def write_video(path: Path, frames: np.ndarray, fps: float = DEFAULT_FPS) -> Pat
                 full = shutil.disk_usage(partial.parent).free < (1 << 20)
                 raise OSError(errno.ENOSPC if full else errno.EIO, "ffmpeg could not write the video"
                               + (" (no space left on device)" if full else ""), str(path))
-        os.replace(partial, path)
-    except OSError as exc:
-        raise naming(exc, path, partial) from exc
-    finally:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
-    return path
+        if isinstance(exc, OSError):
+            raise naming(exc, path, partial) from exc
+        raise
+    return partial
 
 
 def mp4_whole(path: Path) -> bool:
