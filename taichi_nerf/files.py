@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -112,12 +113,34 @@ def check_writable_file(path) -> None:
         raise IsADirectoryError(errno.EISDIR, "is a folder; --out names the file to write", str(path))
 
 
+class RunFolderLost(OSError):
+    """A write into the folder of a run this process trains, which another run has taken over."""
+
+
+# The folders of runs this process trains in, each with what keeps it theirs (runs/run_folder.RunLock.keep_folder):
+# a write there made a removed run folder again without a word or a lock, so a second run could start in it and
+# the two mixed their files. It is now made again with its lock, said; one that another run took stops the write.
+held_folders: dict[str, Callable[[], bool]] = {}
+
+
+def make_parent(path: Path) -> None:
+    """Make ``path``'s folder where missing; in a run folder this process trains in (:data:`held_folders`), only
+    while it is still this run's: a :class:`RunFolderLost` naming the folder where another run took it."""
+    where = os.path.abspath(path)
+    for folder, keep in list(held_folders.items()):
+        if (where == folder or where.startswith(folder + os.sep)) and not keep():
+            raise RunFolderLost(errno.EEXIST, "the run folder was removed while this process trained in it, and "
+                                              "another run started there; this one stopped rather than mix its "
+                                              "files in (what it trained since its last checkpoint is lost)", folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def write_atomic(path, write, *, binary: bool = False, sync: bool = False) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
     a kill leaves the old contents or the new, never half. ``sync``: fsync before the rename,
     so a power cut cannot leave an empty file either (checkpoints)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     remove_dead_partials(path)
     tmp = temp_name(path)
     try:
@@ -151,7 +174,7 @@ def saying_more(exc: OSError, more: str, filename=None) -> OSError:
 def append_line(path, line: str) -> None:
     """Append ``line`` to ``path`` (a log such as metrics.jsonl), making its folder; a failed write names the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     try:
         with open(path, "a") as fh:
             fh.write(line + "\n")

@@ -413,3 +413,53 @@ def test_the_continue_hint_of_a_run_trained_past_its_steps_is_a_total_a_resume_t
     hint = continue_command(trainer, f"taichi-nerf train --resume {run}")
     assert hint.endswith(f"--steps {state['step'] + 4} (a new total: the run made {state['step']} steps)"), hint
     assert cli.main([*hint.split(" (")[0].split()[1:], "--dry-run", "--arch", ARCH]) == 0, capsys.readouterr().err
+
+
+def test_a_run_folder_removed_while_it_trains_is_made_again_with_its_lock_and_said(tiny_scene, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """`rm -rf RUN` mid-run: the next metrics row made the folder again without a word, and without the run's lock
+    (a second run could start there and mix its files in). It is now made again with the lock, and said once."""
+    import shutil
+
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.runs.run_folder import lock_holder
+    from taichi_nerf.training.trainer import Trainer
+
+    out = tmp_path / "run"
+    after_step, holders = Trainer.after_step, []
+
+    def remove_the_folder_at_step_3(trainer, info):
+        if trainer.step_count == 3:
+            shutil.rmtree(out)
+        after_step(trainer, info)
+        holders.append(lock_holder(out))
+    monkeypatch.setattr(Trainer, "after_step", remove_the_folder_at_step_3)
+    assert cli.main([str(a) for a in ["train", "--data", tiny_scene, "--out", out, "--steps", "10",
+                                      "--video-frames", "0", *TINY]]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(f"warning: {out} was removed while this run trained in it"), err
+    assert set(holders[4:]) == {os.getpid()}, holders  # locked again from its first write after (step 5's row)
+    assert checkpoint.read_state(out / "checkpoint.pt")["step"] == 10
+    assert not (out / run_folder.LOCK_NAME).exists()
+
+
+def test_a_run_folder_another_run_took_is_left_to_it(tmp_path):
+    """A run folder removed and a second run started there: the first process's writes and its lock's release
+    (which deleted the second run's lock file, so a third could start) leave the second run alone."""
+    import shutil
+
+    from taichi_nerf.files import RunFolderLost, write_text_atomic
+    from taichi_nerf.runs.run_folder import RunLock
+
+    folder = tmp_path / "run"
+    first = RunLock(folder).acquire()
+    write_text_atomic(folder / "config.json", "{}")
+    shutil.rmtree(folder)
+    folder.mkdir()  # another run starts there (its lock file: another process's)
+    (folder / ".taichi-nerf.lock").write_text("12345\n")
+    with pytest.raises(RunFolderLost) as raised:
+        write_text_atomic(folder / "config.json", "{}")
+    assert raised.value.filename == str(folder)
+    first.release()
+    assert (folder / ".taichi-nerf.lock").read_text() == "12345\n"
+    assert sorted(p.name for p in folder.iterdir()) == [".taichi-nerf.lock"]

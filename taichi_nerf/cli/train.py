@@ -5,7 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..files import saying_more
+from ..files import RunFolderLost, saying_more
 from ..rendering.video_route import DEFAULT_FRAMES
 from ..wording import counted
 from .common import (
@@ -156,7 +156,7 @@ def cmd_train(args) -> int:
 def with_resume_hint(exc: OSError, out: Path) -> OSError:
     """``exc`` saying what a failed write mid-run leaves: checkpoints are written atomically, so the
     one on disk is whole (the last before the failure), and a resume continues from it."""
-    if not (Path(out) / "checkpoint.pt").is_file():
+    if isinstance(exc, RunFolderLost) or not (Path(out) / "checkpoint.pt").is_file():  # (none, or another run's)
         return exc
     return saying_more(exc, f"the run's last checkpoint is whole: once this is fixed, "
                             f"taichi-nerf train --resume {shlex.quote(str(out))} continues from it",

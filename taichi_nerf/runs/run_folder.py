@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,12 +151,45 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        files.held_folders[os.path.abspath(self.path.parent)] = self.keep_folder  # a write there asks first
         return self
+
+    def still_ours(self) -> bool:
+        """Whether the lock file at the path is still the one this lock holds: not when the run folder was
+        removed, or removed and another run started there."""
+        try:
+            here, held = os.stat(self.path), os.fstat(self.fd)
+        except (OSError, TypeError):  # gone; or released
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    def keep_folder(self) -> bool:
+        """Whether the run folder is still this lock's, made again and locked where it was removed mid-run (said:
+        its files from before are gone); False where another run has started in it since (its lock file)."""
+        if self.still_ours():
+            return True
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # another run's lock file
+            return False
+        except OSError:  # the folder cannot be made: the write that asked says why
+            return True
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file this process has just made: nobody else holds it
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.close(self.fd)
+        self.fd = fd
+        print(f"warning: {self.path.parent} was removed while this run trained in it: made again, without the files "
+              f"it held (metrics rows, config.json, previews); the run goes on, its checkpoints are saved there",
+              file=sys.stderr)
+        return True
 
     def release(self) -> None:
         if self.fd is not None:
+            files.held_folders.pop(os.path.abspath(self.path.parent), None)
             try:
-                self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
+                if self.still_ours():  # not another run's, which started where this run's folder was removed
+                    self.path.unlink(missing_ok=True)  # while still locked: nobody can take the old file
             except OSError:  # a folder gone read-only: the file stays (the next run takes it over), and the
                 pass  # error that stopped the run, not this one, is what the user must read
             os.close(self.fd)
