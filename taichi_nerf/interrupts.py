@@ -146,6 +146,19 @@ def terminations_interrupt():
 
 
 @contextlib.contextmanager
+def interrupted_at_once():
+    """Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt in the block at once, for work that a stop may cut
+    short at no cost (the final validation, after the checkpoint is saved): a first Ctrl-C there only
+    asked to stop, and the validation of every view went on, minutes on a large capture, without a word."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    with _handled_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)),
+                                 interrupt):
+        yield
+
+
+@contextlib.contextmanager
 def held_signals():
     """Ctrl-C, SIGTERM and SIGHUP wait for the block's end, then reach the handler they would have reached (a
     KeyboardInterrupt, a window's own): files written as a set (a video's mp4, depth mp4 and gif) are never half

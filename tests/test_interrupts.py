@@ -202,3 +202,29 @@ def test_sigterm_while_the_video_renders_says_what_is_saved(tiny_scene, tmp_path
                          preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     assert res.returncode == 130, res.stdout + res.stderr
     assert "interrupted while rendering the video; the trained run is saved" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_first_signal_during_the_final_validation_stops_it_at_once(tiny_scene, tmp_path, sig):
+    """The checkpoint is saved before the final validation, so a stop there costs nothing: yet a first Ctrl-C (or a
+    scheduler's SIGTERM) only asked for a stop, every view was still rendered (minutes on a large capture, without a
+    word), and the run was then said to be interrupted, its resume rendering them all again."""
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.training.trainer import Trainer
+
+    from .conftest import tiny_config
+
+    trainer = Trainer(tiny_config(tiny_scene, tmp_path / "run", steps=3, eval_every=0, preview_every=0))
+    views = []
+
+    class SignalAtTheFirstView:
+        def on_val_view(self, trainer, index, pred, truth):
+            views.append(index)
+            if len(views) == 1:
+                deliver(sig)
+    trainer.callbacks.append(SignalAtTheFirstView())
+    result = trainer.run()
+    assert result.interrupted and views == [0], views
+    assert checkpoint.read_state(result.checkpoint)["step"] == 3
+    rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"final"' in line]
+    assert rows == []

@@ -15,7 +15,7 @@ import torch
 from .. import backend, resources
 from ..config import TrainConfig
 from ..files import append_line, json_safe, write_png, write_text_atomic
-from ..interrupts import StopRequest
+from ..interrupts import StopRequest, interrupted_at_once
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
 from ..rendering.backgrounds import over_background, resolve_background
@@ -433,7 +433,8 @@ class Trainer:
         path = self.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
         if not stopped:
             try:
-                val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
+                with interrupted_at_once():  # a stop here costs no work: the checkpoint is saved
+                    val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
                 self.log({"step": self.step_count, "val_psnr": val_psnr,
                           "val_object_psnr": self.last_val_object_psnr, "final": True})
                 if self.preview_step != self.step_count:  # else the schedule's, of the same weights, stands
