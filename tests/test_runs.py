@@ -463,3 +463,25 @@ def test_a_run_folder_another_run_took_is_left_to_it(tmp_path):
     first.release()
     assert (folder / ".taichi-nerf.lock").read_text() == "12345\n"
     assert sorted(p.name for p in folder.iterdir()) == [".taichi-nerf.lock"]
+
+
+def test_a_resume_says_where_config_json_was_edited_by_hand(run, capsys):
+    """A resume takes its settings from the checkpoint and writes config.json again: an edit there ("steps": 50)
+    was undone without a word, and the run ended at its old total. Now a note names each edit and the flag."""
+    from taichi_nerf import cli
+
+    resume = ["train", "--resume", str(run), "--dry-run", "--arch", ARCH]
+    assert cli.main(resume) == 0
+    assert "config.json" not in capsys.readouterr().out  # as the run wrote it: nothing to say
+    values = json.loads((run / "config.json").read_text())
+    values.update(steps=50, lr=0.02, width=values["width"] * 2)
+    (run / "config.json").write_text(json.dumps(values))
+    assert cli.main(resume) == 0
+    note = [line for line in capsys.readouterr().out.splitlines() if "config.json says" in line]
+    assert len(note) == 1 and "steps 50 (the checkpoint's: 10)" in note[0], note
+    assert note[0].split("give a change as a flag: ")[1].startswith(f"taichi-nerf train --resume {run} --steps 50 "
+                                                                     f"--lr 0.02;"), note
+    assert "width is the model's, which a resume keeps" in note[0], note
+    (run / "config.json").write_text("{")
+    assert cli.main(resume) == 0
+    assert "config.json does not read" in capsys.readouterr().out

@@ -216,6 +216,9 @@ def run_config(args, resume_from=None, default=None):
             said = "a real start would change, for the rest of the run (and keep in its config.json)" \
                 if getattr(args, "dry_run", False) else "changed for the rest of the run (and kept in its config.json)"
             args.resume_note = f"note: {said}: {', '.join(changed)}"  # said once open_run took them: say_resume_note
+        edits = config_json_edits(resume_from, cfg, given)
+        if edits and says_once(args):
+            args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), edits]))
         return resumed
     if not getattr(args, "config", None):
         return (default or TrainConfig()).replace(**given)
@@ -229,6 +232,51 @@ def run_config(args, resume_from=None, default=None):
             print(f"note: --preset {given['preset']} replaced what {args.config} set: {', '.join(replaced)} "
                   f"(a flag typed beside them wins over both)")
     return result
+
+
+def config_json_edits(resume_from, saved, given: dict) -> str:
+    """A note when the run's config.json says other than its checkpoint (``saved``) where no flag (``given``)
+    speaks: a resume takes the checkpoint's settings and writes config.json again, so a hand edit there
+    (``"steps": 5000``) was undone without a word, the run ending at its old total. "" when they agree."""
+    import json
+    import shlex
+
+    from ..runs.checkpoint import ARCHITECTURE_KEYS
+
+    folder = Path(resume_from)
+    path = (folder if folder.is_dir() else folder.parent) / "config.json"
+    again = "a resume takes the run's settings from its checkpoint and writes config.json again"
+    try:
+        written = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError) as exc:
+        return f"note: {path} does not read ({exc}); {again}"
+    if not isinstance(written, dict):
+        return f"note: {path} is not a JSON object; {again}"
+    own = saved.to_dict()
+    edited = [name for name, value in written.items() if name in own and name not in given
+              and name not in ("out", "arch", "progress") and value is not None and value != own[name]]
+    if not edited:
+        return ""
+    said = ", ".join(f"{name} {json.dumps(written[name])} (the checkpoint's: {json.dumps(own[name])})"
+                     for name in edited)
+    model = [name for name in edited if name in ARCHITECTURE_KEYS]
+    flags = " ".join(flag_words(name, written[name]) for name in edited if name not in model)
+    how = [f"give a change as a flag: taichi-nerf train --resume {shlex.quote(str(folder))} {flags}"] if flags else []
+    if model:  # refused as flags: the checkpoint's weights are of its model
+        how.append(f"{', '.join(model)} {'are' if len(model) > 1 else 'is'} the model's, which a resume keeps")
+    return f"note: {path} says {said}: {again}; {'; '.join(how)}"
+
+
+def flag_words(name: str, value) -> str:
+    """The flag that sets field ``name`` to ``value``, as typed: ``--steps 5000``, ``--no-ndc``, ``--aabb -1 ...``."""
+    import shlex
+
+    if isinstance(value, bool):
+        return flag_of(name) if value else "--no-" + name.replace("_", "-")
+    values = value if isinstance(value, list) else [value]
+    return " ".join([flag_of(name), *(shlex.quote(str(v)) for v in values)])
 
 
 def say_resume_note(args) -> None:
