@@ -248,7 +248,8 @@ def test_the_api_refuses_a_bad_threshold_or_resolution_before_loading(run, tmp_p
 @pytest.mark.parametrize("kwargs, message", [({"max_points": "5"}, "^max_points must be a whole number"),
                                              ({"max_points": 0}, "^max_points must be .*at least 1"),
                                              ({"orbit_views": 0}, "orbit_views must be a whole number"),
-                                             ({"orbit_size": "48"}, "orbit_size must be a whole number of at least 8")])
+                                             ({"orbit_size": "48"}, "orbit_size must be a whole number of at least 8"),
+                                             ({"views": "orbits"}, "^views must be 'train' or 'orbit', got 'orbits'$")])
 def test_export_points_refuses_a_bad_count_before_loading(run, tmp_path, monkeypatch, kwargs, message):
     """max_points="5" raised a comparison's TypeError; orbit_views=0 torch.stack's "expects a non-empty
     TensorList" after the checkpoint loaded; orbit_size="48" a TypeError from the orbit's intrinsics."""
@@ -256,7 +257,7 @@ def test_export_points_refuses_a_bad_count_before_loading(run, tmp_path, monkeyp
 
     monkeypatch.setattr("taichi_nerf.runs.checkpoint.load", lambda *a, **k: pytest.fail("loaded before refusing"))
     with pytest.raises(ValueError, match=message):
-        export_points(run, tmp_path / "p.ply", views="orbit", **kwargs, arch=ARCH, progress=False)
+        export_points(run, tmp_path / "p.ply", **{"views": "orbit", **kwargs}, arch=ARCH, progress=False)
     assert not (tmp_path / "p.ply").exists()
 
 
@@ -318,15 +319,32 @@ def test_a_mesh_write_cut_short_leaves_the_earlier_file(mesh, tmp_path):
     ("export_mesh", {"resolution": 8}, "resolution must be a whole number of at least 16, got 8",
      ["export", "mesh", "--resolution", "8"], "--resolution must be at least 16, got 8"),
     ("export_points", {"max_points": 0}, "max_points must be a whole number of at least 1, got 0",
-     ["export", "points", "--max-points", "0"], "--max-points must be at least 1, got 0")])
-def test_a_bad_count_is_named_as_the_caller_gave_it(tmp_path, capsys, function, kwargs, python_words, argv, flag_words):
+     ["export", "points", "--max-points", "0"], "--max-points must be at least 1, got 0"),
+    ("export_mesh", {"threshold": -1}, "threshold must be 'auto' or a positive density, got -1",
+     ["export", "mesh", "--threshold", "-1"], "--threshold must be 'auto' or a positive density, got '-1'"),
+    ("export_mesh", {"resolution": 4096}, "resolution 4096 needs about ",
+     ["export", "mesh", "--resolution", "4096"], "--resolution 4096 needs about "),
+    ("export_mesh", {"out": "m.stl"}, "out must end in .ply or .obj, got m.stl",
+     ["export", "mesh", "--out", "m.stl"], "--out must end in .ply or .obj, got m.stl"),
+    ("export_points", {"out": "p.stl"}, "out must end in .ply or .obj, got p.stl",
+     ["export", "points", "--out", "p.stl"], "--out must end in .ply or .obj, got p.stl"),
+    ("export_points", {"views": "orbit", "data": "d"},
+     "data picks the cameras of views='train'; an orbit needs no dataset (drop data, or use views='train')",
+     ["export", "points", "--views", "orbit", "--data", "d"],
+     "--data picks the cameras of --views train; an orbit needs no dataset (drop --data, or use --views train)")])
+def test_a_bad_argument_is_named_as_the_caller_gave_it(tmp_path, capsys, function, kwargs, python_words, argv,
+                                                      flag_words):
     """The API said "--align-cameras must be ..." to evaluate(align_steps=-1), a name its caller never
-    typed (and --limit, --resolution, --max-points for its keywords): each now says its keyword, and
-    the CLI its flag. Both refuse before looking for the checkpoint."""
+    typed (and --limit, --resolution, --max-points, --threshold, --out, --views and --data for its
+    keywords): each now says its keyword, and the CLI its flag. Both refuse before looking for the
+    checkpoint. (A resolution too big for memory: only the start is the same on every machine.)"""
     import taichi_nerf
 
     with pytest.raises(ValueError) as refused_call:
         getattr(taichi_nerf, function)(tmp_path / "no-run", **kwargs)
-    assert str(refused_call.value) == python_words
+    said = str(refused_call.value)
+    assert said == python_words or (python_words.endswith(" ") and said.startswith(python_words)), said
     assert cli.main([*argv, "--ckpt", str(tmp_path / "no-run")]) == cli.EXIT_USAGE
-    assert capsys.readouterr().err == f"taichi-nerf: error: {flag_words}\n"
+    err = capsys.readouterr().err
+    assert err == f"taichi-nerf: error: {flag_words}\n" or (flag_words.endswith(" ") and err.startswith(
+        f"taichi-nerf: error: {flag_words}") and err.count("\n") == 1), err

@@ -32,13 +32,12 @@ def add_parser(sub) -> None:
 
 
 def _threshold(text: str):
-    """The flag's text as export_mesh takes it ("auto" or a number), which checks its range
-    (export.check_threshold) before the checkpoint loads."""
-    if text == "auto":
-        return "auto"
+    """The flag's text as export_mesh takes it ("auto" or a number), checked in the flag's words."""
+    from ..outputs.export import check_threshold
+
     try:
-        return float(text)
-    except ValueError:
+        return check_threshold(text if text == "auto" else float(text), "--threshold")
+    except ValueError:  # not a number
         raise UserError(f"--threshold must be 'auto' or a positive density, got {text!r}") from None
 
 
@@ -51,11 +50,14 @@ def _replacing(out) -> str:
 def cmd_export_mesh(args) -> int:
     import time
 
-    from ..outputs.export import MIN_RESOLUTION
+    from ..outputs.export import MIN_RESOLUTION, check_geometry_file, check_resolution
     from ..outputs.from_checkpoint import export_mesh
 
-    at_least(args, {"--resolution": MIN_RESOLUTION})  # in the flag's words; export_mesh says it in Python's
+    # each flag in its own words first: export_mesh names its keywords
+    at_least(args, {"--resolution": MIN_RESOLUTION})
+    check_resolution(args.resolution, "--resolution")
     threshold = _threshold(args.threshold)
+    check_geometry_file(args.out, "--out")
     replacing = _replacing(args.out)
     start = time.perf_counter()
     path, mesh = export_mesh(args.ckpt, args.out, resolution=args.resolution, threshold=threshold, arch=args.arch,
@@ -70,9 +72,12 @@ def cmd_export_mesh(args) -> int:
 
 
 def cmd_export_points(args) -> int:
-    from ..outputs.from_checkpoint import export_points
+    from ..outputs.export import check_geometry_file
+    from ..outputs.from_checkpoint import check_points_views, export_points
 
-    at_least(args, {"--max-points": 1})
+    at_least(args, {"--max-points": 1})  # each flag in its own words first: export_points names its keywords
+    check_geometry_file(args.out, "--out")
+    check_points_views(args.views, args.data, "--views", "--data")
     replacing = _replacing(args.out)
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)

@@ -66,11 +66,12 @@ def check_exportable(renderer: Renderer, what: str) -> None:
                           "(export points works on it; for a mesh, retrain with --no-ndc)")
 
 
-def check_resolution(resolution: int) -> int:
+def check_resolution(resolution: int, name: str = "resolution") -> int:
     """``resolution`` as an int, or a one-line error for one that is not a whole number, or a
-    lattice too coarse or too big for this machine's memory."""
+    lattice too coarse or too big for this machine's memory. ``name``: how the caller spells it
+    (export_mesh's keyword; the CLI's --resolution)."""
     try:
-        resolution = number_at_least("resolution", resolution, MIN_RESOLUTION)
+        resolution = number_at_least(name, resolution, MIN_RESOLUTION)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     need = resolution**3 * BYTES_PER_LATTICE_POINT
@@ -81,20 +82,20 @@ def check_resolution(resolution: int) -> int:
                                                                int((usable / BYTES_PER_LATTICE_POINT) ** (1 / 3)))
         have = f"more than the {gb(usable)} usable {where}" if usable is not None and need > usable \
             else f"above the limit of {MAX_RESOLUTION}"
-        raise ExportError(f"--resolution {resolution} needs about {gb(need)} for the density grid ({have}); the "
+        raise ExportError(f"{name} {resolution} needs about {gb(need)} for the density grid ({have}); the "
                           f"largest that fits is {largest}")
     return resolution
 
 
-def check_threshold(threshold) -> str | float:
+def check_threshold(threshold, name: str = "threshold") -> str | float:
     """"auto", or the surface's density as a float; anything else is a one-line error (before
-    the density lattice is built, not after)."""
+    the density lattice is built, not after) naming ``name`` (the CLI's: --threshold)."""
     if isinstance(threshold, str) and threshold == "auto":
         return threshold
     try:
-        return positive_number("threshold", threshold)
+        return positive_number(name, threshold)
     except ValueError:
-        raise ExportError(f"--threshold must be 'auto' or a positive density, got {threshold!r}") from None
+        raise ExportError(f"{name} must be 'auto' or a positive density, got {threshold!r}") from None
 
 
 def _box(renderer: Renderer) -> tuple[np.ndarray, np.ndarray]:
@@ -367,10 +368,14 @@ def write_obj(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray 
     return write_atomic(path, write)
 
 
+def check_geometry_file(out, name: str = "out") -> None:
+    """A mesh or a point cloud is written as PLY or OBJ, as ``out``'s name ends; said before any
+    work, naming ``name`` (the CLI's: --out)."""
+    if Path(out).suffix.lower() not in (".ply", ".obj"):
+        raise ExportError(f"{name} must end in .ply or .obj, got {out}")
+
+
 def write_geometry(path, vertices, colors, faces=None) -> Path:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".ply":
-        return write_ply(path, vertices, colors, faces)
-    if suffix == ".obj":
-        return write_obj(path, vertices, colors, faces)
-    raise ExportError(f"--out must end in .ply or .obj, got {path}")
+    check_geometry_file(path)
+    writer = write_ply if Path(path).suffix.lower() == ".ply" else write_obj
+    return writer(path, vertices, colors, faces)

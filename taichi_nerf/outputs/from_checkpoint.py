@@ -115,8 +115,7 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
     rank_zero_only("export_mesh")
     from . import export
 
-    if Path(out).suffix.lower() not in (".ply", ".obj"):
-        raise export.ExportError(f"--out must end in .ply or .obj, got {out}")
+    export.check_geometry_file(out)  # (the CLI checks its flags first, in their words)
     resolution, threshold = export.check_resolution(resolution), export.check_threshold(threshold)
     try:
         import skimage.measure  # noqa: F401
@@ -129,6 +128,18 @@ def export_mesh(ckpt, out="mesh.ply", resolution: int = 256, threshold="auto", a
     return export.write_geometry(out, mesh.vertices, mesh.colors, mesh.faces), mesh
 
 
+def check_points_views(views, data, views_name: str = "views", data_name: str = "data") -> None:
+    """export_points' ``views`` and ``data``, named as the caller spells them (the CLI: --views, --data)."""
+    from .export import ExportError
+
+    train = f"{views_name} train" if views_name.startswith("--") else f"{views_name}='train'"
+    if views not in ("train", "orbit"):
+        raise ExportError(f"{views_name} must be 'train' or 'orbit', got {views!r}")
+    if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
+        raise ExportError(f"{data_name} picks the cameras of {train}; an orbit needs no dataset (drop {data_name}, "
+                          f"or use {train})")
+
+
 def export_points(ckpt, out="points.ply", views: str = "train", max_points: int | None = None, arch: str = "auto",
                   progress: bool = True, data=None, orbit_views: int = ORBIT_VIEWS, orbit_size: int = ORBIT_WIDTH):
     """Coloured surface points seen from the training cameras or an orbit (``orbit_views``
@@ -137,17 +148,12 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     from ..rendering.scene import orbit_cameras
     from . import export
 
-    if Path(out).suffix.lower() not in (".ply", ".obj"):
-        raise export.ExportError(f"--out must end in .ply or .obj, got {out}")
-    if views not in ("train", "orbit"):
-        raise export.ExportError(f"--views must be train or orbit, got {views}")
+    export.check_geometry_file(out)  # (the CLI checks its flags first, in their words)
+    check_points_views(views, data)
     # numbers before anything loads: max_points="5" was a comparison's TypeError, orbit_views=0 torch.stack's
     max_points = None if max_points is None else number_at_least("max_points", max_points, 1)
     orbit_views = number_at_least("orbit_views", orbit_views, 1)
     orbit_size = number_at_least("orbit_size", orbit_size, 8)
-    if views == "orbit" and data is not None:  # said, not ignored: the user meant some cameras
-        raise export.ExportError("--data picks the cameras of --views train; an orbit needs no dataset "
-                                 "(drop --data, or use --views train)")
     check_writable_file(out)  # before rendering every view, not after
     renderer, cfg, _ = checkpoint.load(ckpt, arch)
     if views == "train":
