@@ -243,7 +243,7 @@ def test_zero_usable_frames(tmp_path):
     expect_error(tmp_path / "gone", "zero usable frames")
     frames = two_frames(tmp_path / "lim")
     transforms(tmp_path / "lim", frames)
-    expect_error(tmp_path / "lim", "--every", every=0)
+    expect_error(tmp_path / "lim", "every must be a whole number", every=0)  # the keyword given, not a flag
 
 
 def test_missing_image_in_blender_split_is_an_error(tmp_path):
@@ -335,7 +335,7 @@ def test_cli_in_process_errors_and_info(tmp_path, capsys):
     assert cli.main(["data", "info", str(tmp_path), "--format", "nerfies"]) == 2
     assert cli.main(["data", "info", str(tmp_path), "--format", "colmap"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "unknown --format 'nerfies'" in err[1]
+    assert len(err) == 3 and "--format/--data-format must be one of blender, " in err[1] and "got 'nerfies'" in err[1]
     assert "no COLMAP model here" in err[2] and str(tmp_path) in err[2]
     transforms(tmp_path, two_frames(tmp_path))
     assert cli.main(["data", "info", str(tmp_path), "--near", "1", "--far", "9", "--aabb", "-1", "-1", "-1", "1", "1",
@@ -564,14 +564,39 @@ def test_the_apis_loader_options_take_numpys_numbers_and_name_a_wrong_one(tiny_s
 
     halved = read_dataset(tiny_scene, downscale=np.int64(2), limit=np.int64(3), near=np.float32(2.5))
     assert (halved.split("train").width, halved.split("train").count, halved.near) == (16, 3, 2.5)
-    for options, said in [({"downscale": "2"}, "--downscale must be a whole number of at least 1, got '2'"),
-                          ({"downscale": 0}, "--downscale must be a whole number of at least 1, got 0"),
-                          ({"limit": "3"}, "--limit must be a whole number of at least 1, got '3'"),
-                          ({"limit": 2.5}, "--limit must be a whole number of at least 1, got 2.5"),
-                          ({"every": "2"}, "--every must be a whole number of at least 1, got '2'"),
-                          ({"near": "x"}, "--near must be a number, got 'x'")]:
+    # each named as the caller typed it, not as the CLI's flag (the CLI checks its flags before: TrainConfig.validate)
+    for options, said in [({"downscale": "2"}, "downscale must be a whole number of at least 1, got '2'"),
+                          ({"downscale": 0}, "downscale must be a whole number of at least 1, got 0"),
+                          ({"limit": "3"}, "limit must be a whole number of at least 1, got '3'"),
+                          ({"limit": 2.5}, "limit must be a whole number of at least 1, got 2.5"),
+                          ({"every": "2"}, "every must be a whole number of at least 1, got '2'"),
+                          ({"near": "x"}, "near must be a number, got 'x'"),
+                          ({"aabb": [1, 2]}, "aabb needs six finite numbers xmin ymin zmin xmax ymax zmax with max "
+                                             "> min"),
+                          ({"aabb": ["a"] * 6}, "aabb needs six numbers: xmin ymin zmin xmax ymax zmax"),
+                          ({"format": "nerfies"}, "unknown format 'nerfies' (supported: blender, instant-ngp, llff, "
+                                                  "colmap, npz)")]:
         with pytest.raises(DataError) as refused:
-            read_dataset(tiny_scene, **options)
+            load_dataset(tiny_scene, **options)
         assert str(refused.value) == said
     with pytest.raises(TypeError, match="^a dataset is given as the path of its folder or file, got int$"):
         load_dataset(5)
+
+
+def test_an_unknown_data_format_is_named_as_the_caller_gave_it(tiny_scene, tmp_path, capsys):
+    """train(data_format="nerfies") said "unknown --format 'nerfies'", a flag its caller never typed: a
+    configuration's format is now checked with the rest of it, in the words of whoever set it."""
+    import taichi_nerf as tn
+
+    known = ("must be one of blender, instant-ngp, llff, colmap, npz, nerfstudio, ngp, transforms, tiny-nerf, "
+             "got 'nerfies'")
+    with pytest.raises(ValueError) as refused:
+        tn.train(data=str(tiny_scene), data_format="nerfies", out=str(tmp_path / "run"), steps=1)
+    assert str(refused.value) == f"bad configuration: data_format {known}"
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"data_format": "nerfies"}))
+    for flags, said in ((["--format", "nerfies"], f"--format/--data-format {known}"),
+                        (["--config", str(config)], f"{config}: data_format {known}")):
+        assert cli.main(["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), *flags]) == 2
+        assert capsys.readouterr().err == f"taichi-nerf: error: bad configuration: {said}\n"
+    assert not (tmp_path / "run").exists()

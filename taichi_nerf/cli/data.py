@@ -49,9 +49,10 @@ def add_parser(sub) -> None:
 
 def _load_with_options(args):
     from ..config import TrainConfig
-    from ..runs.datasets import load_dataset, run_in
+    from ..runs.datasets import check_data_format, load_dataset, run_in
 
     cfg = TrainConfig(data=str(args.path)).replace(**config_overrides(args)).validate()  # (its data: --ndc applies)
+    check_data_format(cfg)
     if (run := run_in(args.path)) is not None:  # load_dataset refuses it too; this line says the command to run
         data = run.data
         raise UserError(f"{args.path}: a run folder, not a dataset; it trained on "

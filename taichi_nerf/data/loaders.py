@@ -191,14 +191,14 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     if format is None:
         format = detect_format(path)
     if format not in FORMATS:
-        raise DataError(f"unknown --format {format!r} (supported: {', '.join(FORMATS)})")
-    downscale = whole_option("--downscale", downscale)
+        raise DataError(f"unknown format {format!r} (supported: {', '.join(FORMATS)})")
+    downscale = whole_option("downscale", downscale)
     if loader_options.get("ndc") and format != "llff":  # only the LLFF loader samples in NDC
         raise DataError(f"{path}: --ndc applies to LLFF captures (poses_bounds.npy) only, and this is a {format} "
                         "dataset; leave it out")
     for key in ("every", "limit"):
         if key in loader_options:
-            loader_options[key] = whole_option(f"--{key}", loader_options[key])
+            loader_options[key] = whole_option(key, loader_options[key])
     dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
     attach_masks(dataset, path, format, mask_mode, downscale)
     if dataset.mask_mode == "transparent" and aabb is None:
@@ -219,11 +219,12 @@ def dataset_path(path) -> Path:
     return Path(path)
 
 
-def whole_option(flag: str, value) -> int:
-    """A count option (``--downscale 2``) as an int: numpy's integers and 2.0 count (the API takes
-    them wherever Python's are), a string, 2.5 or 0 is a DataError naming the option."""
+def whole_option(name: str, value) -> int:
+    """A count option (``downscale=2``) as an int: numpy's integers and 2.0 count (the API takes
+    them wherever Python's are), a string, 2.5 or 0 is a DataError naming the keyword (a
+    configuration's, and so the CLI's flags, are checked before: TrainConfig.validate)."""
     try:
-        return number_at_least(flag, value, 1)
+        return number_at_least(name, value, 1)
     except ValueError as exc:
         raise DataError(str(exc)) from None
 
@@ -294,7 +295,7 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
             try:
                 setattr(dataset, name, float(value))
             except (TypeError, ValueError):  # "could not convert string to float: 'x'" named neither
-                raise DataError(f"--{name} must be a number, got {value!r}") from None
+                raise DataError(f"{name} must be a number, got {value!r}") from None
     if near is not None or far is not None:
         if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
             # one of them given, the other the data's: say which, as the user typed only one
@@ -307,8 +308,8 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
         try:
             box = torch.tensor([float(v) for v in aabb], dtype=torch.float32)
         except (TypeError, ValueError):
-            raise DataError("--aabb needs six numbers: xmin ymin zmin xmax ymax zmax") from None
+            raise DataError("aabb needs six numbers: xmin ymin zmin xmax ymax zmax") from None
         if box.shape != (6,) or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
-            raise DataError("--aabb needs six finite numbers xmin ymin zmin xmax ymax zmax with max > min")
+            raise DataError("aabb needs six finite numbers xmin ymin zmin xmax ymax zmax with max > min")
         dataset.aabb = box
         dataset.notes.append(f"box as given (flag or config): {box.tolist()}")

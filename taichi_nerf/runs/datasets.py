@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
-from ..data.loaders import dataset_path, read_dataset
+from ..data.loaders import ALIASES, FORMATS, dataset_path, read_dataset
 from ..scenes.builtin import builtin_scene
 from .rank_env import environment
 
@@ -28,6 +28,14 @@ def load_dataset(path=None, format: str | None = None, downscale: int = 1, *, vi
 
         raise DataError(f"{path}: a run folder, not a dataset; it trained on {run.data or 'the built-in scene'}")
     return read_dataset(path, format=format, downscale=downscale, **options)
+
+
+def check_data_format(cfg: TrainConfig) -> None:
+    """A configuration's ``data_format``, refused as TrainConfig.validate refuses a field (the CLI then
+    names the flag or the --config file that set it): the loader would call it load_dataset's ``format``."""
+    if cfg.data_format is not None and ALIASES.get(cfg.data_format, cfg.data_format) not in FORMATS:
+        raise ValueError(f"bad configuration: data_format must be one of {', '.join([*FORMATS, *ALIASES])}, "
+                         f"got {cfg.data_format!r}")
 
 
 def run_in(folder) -> TrainConfig | None:

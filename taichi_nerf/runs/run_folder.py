@@ -25,7 +25,7 @@ from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
 from ..scenes.builtin import builtin_cached
 from . import checkpoint, distributed
-from .datasets import load_dataset, require_stored_data
+from .datasets import check_data_format, load_dataset, require_stored_data
 
 LOCK_NAME = ".taichi-nerf.lock"
 # What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
@@ -294,6 +294,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if resume and overwrite:
         raise ValueError("resume continues the run in its folder, overwrite replaces it: give one")
     cfg = cfg.validate().with_absolute_paths()
+    check_data_format(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another {flags[1]}")
