@@ -34,7 +34,7 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
                         "for a JSON file, TrainConfig.from_dict(values) or the fields as keywords (train(steps=500))")
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
-        cfg = resume_config(out, **overrides)
+        cfg = resume_config(out, api=True, **overrides)
         unused = [] if config is None else ignored_on_resume(config, cfg, overrides)
         if unused:
             print(f"note: resume=True continues with the run's own configuration; not used from config: "

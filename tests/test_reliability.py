@@ -157,6 +157,26 @@ def test_api_train_follows_the_same_rule(run, tiny_scene):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("written", [["metrics.jsonl", "config.json"], ["metrics.jsonl"]])
+def test_a_resume_before_the_first_checkpoint_says_how_to_start_again_in_the_callers_words(tmp_path, capsys, written):
+    """train(resume=True) on a run killed before its first checkpoint said "start it again with
+    taichi-nerf train --config ... --out ... --overwrite", flags a Python caller never typed."""
+    import taichi_nerf as tn
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in written:
+        (out / name).write_text("{}\n")
+    with pytest.raises(checkpoint.CheckpointError, match="stopped before its first checkpoint") as refusal:
+        tn.train(resume=True, out=str(out))
+    again = (f"train(TrainConfig.from_file({str(out / 'config.json')!r}), out={str(out)!r}, overwrite=True) (its "
+             f"own settings)") if "config.json" in written else f"train(out={str(out)!r}, overwrite=True, ...)"
+    assert str(refusal.value).endswith(f"start it again with {again}") and "--" not in str(refusal.value)
+    line = refused(capsys, ["train", "--resume", out], "stopped before its first checkpoint")
+    assert line.endswith(f"--out {out} --overwrite (its own settings)" if "config.json" in written
+                         else f"start it again with --out {out} --overwrite"), line
+
+
 def test_api_train_says_a_ctrl_c_and_trains_again_in_the_same_process(tiny_scene, tmp_path, monkeypatch, capsys):
     """A notebook's Ctrl-C (a kernel interrupt) returned from tn.train without a word, and a sweep's loop
     started its next run: now it says where the run stopped and how to continue, as the CLI does."""

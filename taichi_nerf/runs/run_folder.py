@@ -84,15 +84,20 @@ def remove_stale_temps(folder) -> list[Path]:
     return [gone for name in RUN_REWRITES for gone in files.remove_dead_partials(Path(folder) / name)]
 
 
-def resume_config(run_dir, **overrides) -> TrainConfig:
+def resume_config(run_dir, *, api: bool = False, **overrides) -> TrainConfig:
     """The configuration a run was started with, writing into ``run_dir``, with overrides
     (typically a larger ``steps``) applied. The run's own preset among them changes nothing (applied
-    again, it would reset what the run set over it); another preset is refused."""
+    again, it would reset what the run set over it); another preset is refused. ``api``: a
+    refusal says how to start again in Python (``train(...)``), not with flags."""
     refuse_if_locked(run_dir)  # a live run there: say that, not what its folder holds so far
     if Path(run_dir).is_dir() and holds_run(run_dir) and not (Path(run_dir) / "checkpoint.pt").is_file():
         config, folder = Path(run_dir) / "config.json", shlex.quote(str(run_dir))
-        again = (f"taichi-nerf train --config {shlex.quote(str(config))} --out {folder} --overwrite (its own "
-                 f"settings)") if config.is_file() else f"--out {folder} --overwrite"
+        if api:
+            again = (f"train(TrainConfig.from_file({str(config)!r}), out={str(run_dir)!r}, overwrite=True) (its own "
+                     f"settings)") if config.is_file() else f"train(out={str(run_dir)!r}, overwrite=True, ...)"
+        else:
+            again = (f"taichi-nerf train --config {shlex.quote(str(config))} --out {folder} --overwrite (its own "
+                     f"settings)") if config.is_file() else f"--out {folder} --overwrite"
         raise checkpoint.CheckpointError(f"{run_dir}: the run there stopped before its first checkpoint, so there "
                                          f"is nothing to resume; start it again with {again}")
     path = checkpoint.find_checkpoint(run_dir)
