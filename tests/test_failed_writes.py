@@ -146,3 +146,35 @@ def test_a_write_whose_hidden_file_cannot_be_made_names_the_file_asked_for(tmp_p
     with pytest.raises(OSError) as raised:
         checkpoint.save_atomic({"step": 1}, path)
     assert raised.value.filename == str(path) and not path.exists()
+
+
+@pytest.mark.parametrize("fails, says", [
+    ("first save", "no checkpoint was written: the 2 steps trained are lost"),
+    ("second save", "every step is trained and in the checkpoint (step 2); only the run's end is missing "
+                    "(the final validation's save, curves.png): once this is fixed, taichi-nerf train --resume {out} "
+                    "validates it again, with no more training"),
+    ("curves", "every step is trained and in the checkpoint (step 2); only the run's end is missing"),
+], ids=["first-save", "second-save", "curves"])
+def test_a_full_disk_at_the_runs_end_says_what_is_lost(tiny_scene, tmp_path, capsys, monkeypatch, fails, says):
+    """With --checkpoint-every 0 a full disk at the end said "the run's last checkpoint is whole: --resume continues
+    from it", whether no checkpoint had been written (every step lost) or the checkpoint held every step (the
+    failed write was the second save, after the final validation, or curves.png: the resume only validates)."""
+    out = tmp_path / "run"
+    saves = []
+    save = Trainer.save_checkpoint
+
+    def fill_the_disk(trainer):
+        if fails == "first save" or (fails == "second save" and saves):
+            full_disk_for(out / "checkpoint.pt")
+        saves.append(trainer.step_count)
+        path = save(trainer)
+        if fails == "curves" and len(saves) == 2:
+            full_disk_for(out / "curves.png")
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", fill_the_disk)
+    assert cli.main([str(a) for a in ["train", "--data", tiny_scene, "--out", out, "--steps", "2",
+                                      "--checkpoint-every", "0", "--video-frames", "0", *TINY]]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "No space left on device; " + says.format(out=out) in err[0], err
+    assert "continues from it" not in err[0], err

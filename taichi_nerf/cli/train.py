@@ -131,12 +131,14 @@ def cmd_train(args) -> int:
             print(f"warning: {warning}")
         if viewer:
             viewer.server.remind()
+        saved = SavedStep(trainer)
+        trainer.callbacks.append(saved)
         try:
             result = viewer.train(trainer) if viewer else trainer.run()
-        except OSError as exc:  # a full disk or a folder gone read-only mid-run
+        except OSError as exc:  # a full disk or a folder gone read-only mid-run, or at the run's end
             if viewer:
                 viewer.server.stop()
-            raise with_resume_hint(exc, cfg.out) from exc
+            raise with_resume_hint(exc, cfg.out, trainer, saved.step, video_frames) from exc
         except BaseException:
             if viewer:
                 viewer.server.stop()
@@ -153,14 +155,41 @@ def cmd_train(args) -> int:
     return viewer.linger(code) if viewer else code
 
 
-def with_resume_hint(exc: OSError, out: Path) -> OSError:
-    """``exc`` saying what a failed write mid-run leaves: checkpoints are written atomically, so the
-    one on disk is whole (the last before the failure), and a resume continues from it."""
-    if isinstance(exc, RunFolderLost) or not (Path(out) / "checkpoint.pt").is_file():  # (none, or another run's)
+class SavedStep:
+    """The step of the run's checkpoint on disk (a training callback): what a failed write loses."""
+
+    def __init__(self, trainer):
+        self.step = trainer.resumed_from  # a new run has none on disk until its first save
+
+    def on_checkpoint(self, trainer, path) -> None:
+        self.step = trainer.step_count
+
+
+def with_resume_hint(exc: OSError, out: Path, trainer, saved_step: int, video_frames: int) -> OSError:
+    """``exc`` saying what a failed write leaves and what to do: checkpoints are written atomically, so the one on
+    disk (at ``saved_step``) is whole. The steps trained since are lost and a resume continues from it; where it
+    holds every step (the run's end failed: its second save, preview or curves), a resume only ends the run."""
+    run = shlex.quote(str(out))
+    if isinstance(exc, RunFolderLost):  # another run's folder now: nothing there is this run's
         return exc
-    return saying_more(exc, f"the run's last checkpoint is whole: once this is fixed, "
-                            f"taichi-nerf train --resume {shlex.quote(str(out))} continues from it",
-                       exc.filename2 or exc.filename)
+    if not (Path(out) / "checkpoint.pt").is_file():
+        trained = trainer.step_count - trainer.resumed_from
+        return saying_more(exc, f"no checkpoint was written: the {counted(trained, 'step')} trained are lost",
+                           exc.filename2 or exc.filename) if trained else exc
+    if saved_step < trainer.step_count:
+        more = (f"the run's last whole checkpoint is at step {saved_step}, and the "
+                f"{counted(trainer.step_count - saved_step, 'step')} trained since are lost: once this is fixed, "
+                f"taichi-nerf train --resume {run} continues from it")
+    elif trainer.cfg.nothing_left(trainer.step_count, trainer.clock_s):
+        video = " and the video" if video_frames > 0 else ""
+        more = (f"every step is trained and in the checkpoint (step {saved_step}); only the run's end is missing "
+                f"(the final validation's save, curves.png{video}): once this is fixed, "
+                f"taichi-nerf train --resume {run} validates it again"
+                f"{video and ' and renders the video'}, with no more training")
+    else:
+        more = (f"every step trained is in the checkpoint (step {saved_step}): once this is fixed, "
+                f"taichi-nerf train --resume {run} continues from it")
+    return saying_more(exc, more, exc.filename2 or exc.filename)
 
 
 def open_viewer(args):
