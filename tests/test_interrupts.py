@@ -228,3 +228,42 @@ def test_a_first_signal_during_the_final_validation_stops_it_at_once(tiny_scene,
     assert checkpoint.read_state(result.checkpoint)["step"] == 3
     rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"final"' in line]
     assert rows == []
+
+
+TERMINATED_WHILE_IT_RENDERS = """
+import os, signal, sys
+from taichi_nerf.rendering.renderer import Renderer
+def terminated_once(method):  # a scheduler's SIGTERM once the command renders (or queries the field)
+    def first_call(*args, **kwargs):
+        if not getattr(Renderer, "terminated", False):
+            Renderer.terminated = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return method(*args, **kwargs)
+    return first_call
+Renderer.render_rays = terminated_once(Renderer.render_rays)
+Renderer.density = terminated_once(Renderer.density)
+from taichi_nerf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command, says", [
+    (["render", "--frames", "2", "--size", "16", "--out", "{tmp}/orbit.mp4"],
+     "nothing written; the earlier {tmp}/orbit.mp4 kept as it was"),
+    (["render", "--split", "test", "--limit", "1", "--out", "{tmp}/views"], "nothing written to {tmp}/views/"),
+    (["export", "mesh", "--resolution", "16", "--out", "{tmp}/mesh.ply"], "{tmp}/mesh.ply not written"),
+    (["eval", "--limit", "1"], "no scores printed"),
+], ids=["render", "render-split", "export-mesh", "eval"])
+def test_sigterm_to_render_export_or_eval_says_what_it_left(trained, tmp_path, command, says):
+    """SIGTERM (`timeout`, a scheduler) to render, export or eval ended it with status 143 and not a word, where
+    train says what was saved; now it is said as a Ctrl-C is (status 130), with what became of the output."""
+    (tmp_path / "orbit.mp4").write_bytes(b"an earlier render")
+    command = [part.format(tmp=tmp_path) for part in command]
+    res = subprocess.run([sys.executable, "-c", TERMINATED_WHILE_IT_RENDERS, *command, "--ckpt", str(trained),
+                          "--no-progress", "--arch", "cpu"],
+                         cwd=CHECKOUT, env=checkout_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    assert res.returncode == 130, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"taichi-nerf: interrupted; {says.format(tmp=tmp_path)}", res.stderr
+    assert (tmp_path / "orbit.mp4").read_bytes() == b"an earlier render"
+    assert [p.name for p in tmp_path.iterdir()] == ["orbit.mp4"]  # no partial file stays

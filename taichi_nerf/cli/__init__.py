@@ -18,6 +18,9 @@ from .gui import GUI_DEFAULT_OUT
 
 # Each module adds one subcommand, in this order in --help.
 COMMANDS = [train, render, evaluate, export, data, gui, view]
+# Commands that SIGTERM and SIGHUP stop as Ctrl-C does, saying so (train says it its own way; the window and the
+# viewer stop on their own signals), rather than ending with status 143 and not a word.
+SAID_WHEN_TERMINATED = ("render", "eval", "export")
 
 
 class Parser(argparse.ArgumentParser):
@@ -100,6 +103,11 @@ def main(argv=None) -> int:
     try:
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
             refuse_several(f"taichi-nerf {args.command}")
+        if args.command in SAID_WHEN_TERMINATED:
+            from ..interrupts import terminations_interrupt
+
+            with terminations_interrupt():  # a scheduler's SIGTERM (or a hang-up) is said as a Ctrl-C is
+                return args.run(args)
         return args.run(args)
     except (*user_errors, DataError, CheckpointError, ValueError) as exc:
         if os.environ.get("TAICHI_NERF_DEBUG") and not isinstance(exc, user_errors):
@@ -120,7 +128,8 @@ def main(argv=None) -> int:
             print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("taichi-nerf: interrupted", file=sys.stderr)
+        left = getattr(args, "left_when_interrupted", None)  # what the command's outputs are now (watch_outputs)
+        print("taichi-nerf: interrupted" + (f"; {left()}" if left else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

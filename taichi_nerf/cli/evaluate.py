@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import UserError, add_arch, at_least
+from .common import UserError, add_arch, at_least, watch_outputs
 
 
 def add_parser(sub) -> None:
@@ -53,6 +53,9 @@ def cmd_eval(args) -> int:
             out = out / "eval.json"
         _refuse_a_runs_file(out, args.ckpt)
         check_writable_file(out)  # before the evaluation, whose scores would be lost
+        watch_outputs(args, out)
+    else:
+        args.left_when_interrupted = lambda: "no scores printed"
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, align_steps=args.align_cameras, as_given=args.as_given)
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)

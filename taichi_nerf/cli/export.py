@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UserError, add_arch, at_least
+from .common import UserError, add_arch, at_least, watch_outputs
 
 
 def add_parser(sub) -> None:
@@ -59,6 +59,7 @@ def cmd_export_mesh(args) -> int:
     threshold = _threshold(args.threshold)
     check_geometry_file(args.out, "--out")
     replacing = _replacing(args.out)
+    watch_outputs(args, args.out)
     start = time.perf_counter()
     path, mesh = export_mesh(args.ckpt, args.out, resolution=args.resolution, threshold=threshold, arch=args.arch,
                              progress=not args.no_progress)
@@ -79,6 +80,7 @@ def cmd_export_points(args) -> int:
     check_geometry_file(args.out, "--out")
     check_points_views(args.views, args.data, "--views", "--data")
     replacing = _replacing(args.out)
+    watch_outputs(args, args.out)
     path, count = export_points(args.ckpt, args.out, views=args.views, max_points=args.max_points, arch=args.arch,
                                 progress=not args.no_progress, data=args.data)
     print(f"wrote {path}{replacing}: {count} point{'' if count == 1 else 's'}")
