@@ -348,3 +348,17 @@ def test_a_bad_argument_is_named_as_the_caller_gave_it(tmp_path, capsys, functio
     err = capsys.readouterr().err
     assert err == f"taichi-nerf: error: {flag_words}\n" or (flag_words.endswith(" ") and err.startswith(
         f"taichi-nerf: error: {flag_words}") and err.count("\n") == 1), err
+
+
+def test_points_of_a_barely_trained_field_say_how_far_it_trained_and_what_to_do(run, tmp_path):
+    """A barely trained field renders no pixel opaque enough for a point: it said "nothing to export", and no more."""
+    from taichi_nerf.outputs.from_checkpoint import export_points
+
+    out = tmp_path / "points.ply"
+    with pytest.raises(export.ExportError) as refused:
+        export_points(run, out, views="orbit", arch=ARCH, progress=False, orbit_views=2, orbit_size=8)
+    assert str(refused.value) == (
+        "no pixel of the 2 views is 0.95 opaque: nothing to export (a field barely trained, or translucent, renders "
+        f"nothing that opaque); its checkpoint is at step 10: train it longer first (taichi-nerf train --resume {run} "
+        "--steps N, N over 10)")
+    assert not out.exists()

@@ -47,6 +47,15 @@ class ExportError(ValueError):
     """A one-line, user-fixable problem with an export (caught by the CLI)."""
 
 
+class NothingOpaque(ExportError):
+    """No pixel of the views is opaque enough to be a surface point: what to do is to train longer."""
+
+    def __init__(self, views: str, min_opacity: float, trained: str = ""):
+        self.views, self.min_opacity = views, min_opacity
+        super().__init__(f"no pixel of the {views} is {min_opacity:g} opaque: nothing to export (a field barely "
+                         f"trained, or translucent, renders nothing that opaque); {trained or 'train it longer first'}")
+
+
 @dataclass
 class MeshResult:
     vertices: np.ndarray  # (V, 3) float32, world units
@@ -311,7 +320,7 @@ def _picked(points, colors, max_points, rng, views: str = "", min_opacity: float
     points = points.cpu().numpy().astype(np.float32)
     colors = (colors.cpu().numpy() * 255 + 0.5).astype(np.uint8)
     if not len(points):
-        raise ExportError(f"no pixel of the {views} is {min_opacity:g} opaque: nothing to export")
+        raise NothingOpaque(views, min_opacity)
     if max_points is not None and len(points) > max_points:
         pick = rng.choice(len(points), max_points, replace=False)
         pick.sort()

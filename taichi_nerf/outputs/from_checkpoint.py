@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 import torch
@@ -155,12 +156,21 @@ def export_points(ckpt, out="points.ply", views: str = "train", max_points: int 
     orbit_views = number_at_least("orbit_views", orbit_views, 1)
     orbit_size = number_at_least("orbit_size", orbit_size, 8)
     check_writable_file(out)  # before rendering every view, not after
-    renderer, cfg, _ = checkpoint.load(ckpt, arch)
+    renderer, cfg, state = checkpoint.load(ckpt, arch)
     if views == "train":
         train = _training_poses(cfg, progress, data, ckpt)
         poses, intr, w, h = train.poses, train.intrinsics, train.width, train.height
     else:
         poses, intr, w, h = orbit_cameras(renderer.scene, orbit_views, orbit_size)
-    points, colors = export.extract_points(renderer, scene_background(renderer.scene, cfg), poses, intr, w, h,
-                                           max_points, progress=progress)
+    try:
+        points, colors = export.extract_points(renderer, scene_background(renderer.scene, cfg), poses, intr, w, h,
+                                               max_points, progress=progress)
+    except export.NothingOpaque as exc:  # how far the run trained, and how it trains on
+        if state.get("step") is None:
+            raise
+        run = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+        step = state["step"]
+        raise export.NothingOpaque(exc.views, exc.min_opacity,
+                                   f"its checkpoint is at step {step}: train it longer first (taichi-nerf "
+                                   f"train --resume {shlex.quote(str(run))} --steps N, N over {step})") from None
     return export.write_geometry(out, points, colors), len(points)
