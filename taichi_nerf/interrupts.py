@@ -174,4 +174,8 @@ def held_signals():
                                  hold):
         yield
     for sig in dict.fromkeys(received):  # not after an exception: that one is said instead
-        signal.raise_signal(sig)
+        try:
+            signal.raise_signal(sig)
+        except KeyboardInterrupt as exc:  # the set is whole: whoever catches it must not call it missing
+            exc.after_whole_set = True
+            raise

@@ -258,9 +258,10 @@ def test_ctrl_c_while_a_videos_files_are_written_waits_for_the_whole_set(tmp_pat
     # Python's own Ctrl-C handler, as in a terminal (a suite started in the background inherits SIGINT ignored)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as stopped:
             video.VideoRecorder.write(recorder)
     finally:
         signal.signal(signal.SIGINT, before)
     assert written == ["v.mp4", "v_depth.mp4", "v.gif"]
+    assert stopped.value.after_whole_set  # train says the video is whole, not missing
     assert all((tmp_path / name).read_bytes() == b"new" for name in written)

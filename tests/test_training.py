@@ -987,6 +987,17 @@ def test_a_time_limit_spent_before_the_first_step_says_so_and_renders_no_video(t
     assert "interrupted while rendering the video; the trained run is saved" in said
     assert f"taichi-nerf render --ckpt {tmp_path} --out {tmp_path / 'orbit.mp4'}" in said, said
 
+    def interrupted_once_whole(*args, **kwargs):  # a Ctrl-C held until the video's files were all written
+        exc = KeyboardInterrupt()
+        exc.after_whole_set = True
+        raise exc
+    monkeypatch.setattr("taichi_nerf.outputs.default_video.write_default_video", interrupted_once_whole)
+    trainer = Trainer(cfg.replace(time_limit_s=0.0, steps=3), resume=True)
+    assert train_cli.report_end(trainer, trainer.run(), video_frames=4) == train_cli.EXIT_INTERRUPTED
+    said = capsys.readouterr().out
+    assert f"interrupted as the video was written: it is whole ({tmp_path / 'orbit.mp4'})" in said, said
+    assert "missing" not in said
+
 
 def test_a_silhouette_weight_on_opaque_photos_is_warned_of(tiny_scene, tmp_path):
     """--silhouette-weight (the cow preset's) on photos without alpha or masks pulls every ray,

@@ -312,6 +312,10 @@ def report_end(trainer, result, video_frames: int) -> int:
                        f"{frames}")
             if isinstance(exc, OSError):  # a full disk: one line, said by cli.main
                 raise saying_more(exc, missing) from exc
+            if getattr(exc, "after_whole_set", False):  # held until the video's files were all in place
+                print(f"interrupted as the video was written: it is whole ({out / default_video_name(scene)}), "
+                      f"and the trained run is saved ({result.checkpoint})")
+                return EXIT_INTERRUPTED
             print(f"interrupted while rendering the video; {missing}")
             return EXIT_INTERRUPTED
         print("video:      " + ", ".join(str(v) for v in videos))
