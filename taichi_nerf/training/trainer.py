@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,7 +14,6 @@ import torch
 from .. import backend, resources
 from ..config import TrainConfig
 from ..files import append_line, json_safe, write_png, write_text_atomic
-from ..interrupts import StopRequest, interrupted_at_once
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
 from ..rendering.backgrounds import over_background, resolve_background
@@ -25,10 +23,9 @@ from ..runs import checkpoint, distributed
 from ..runs.datasets import load_dataset
 from ..runs.run_folder import remove_stale_temps, truncate_metrics
 from ..stages import cameras
-from . import lr_schedule, masking
-from .diagnostics import ProgressBar, StuckWatch, kept_checkpoint
+from . import lr_schedule, masking, whole_run
+from .diagnostics import StuckWatch, kept_checkpoint
 from .losses import training_loss
-from .plots import write_curves
 from .pose_refinement import refinement_for
 from .ray_batches import RayBatches
 from .result import TrainResult
@@ -372,37 +369,9 @@ class Trainer:
 
     # --- the whole run ------------------------------------------------------------------
     def run(self, drive=None) -> TrainResult:
-        """:meth:`advance` until ``steps`` (or the time limit, or Ctrl-C/SIGTERM), then save,
-        validate on up to 16 views, write a preview and the curves, and save again.
-        ``drive(more)``, if given, makes the steps instead (the browser viewer's loop): it calls
-        :meth:`advance` while ``more()``, and returns True if it was stopped (its own Ctrl-C)."""
-        self.begin()
-        start_wall = self.start_clock()
-        stop = StopRequest()
-        bar = ProgressBar(self)
-        self.callbacks.append(bar)
-
-        def more() -> bool:  # time left (a resume may have used it), steps left, and no rank voted to stop
-            spent = self.clock_limit(start_wall)
-            return not spent and self.step_count < self.step_limit() and not self.ranks.agree_to_stop(stop)
-
-        with stop:
-            try:
-                self.score_start()
-                # Signals only raise a flag; the loop stops between steps, so a checkpoint
-                # never holds a half-applied optimiser step or grid update.
-                if drive is not None:
-                    stop.requested = drive(more) or stop.requested
-                while drive is None and more():
-                    self.advance()
-            except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
-                stop.requested = True
-            finally:
-                self.callbacks.remove(bar)
-                bar.close()
-            result = self.finish(start_wall, self.clock() - start_wall, stop.requested)
-        # a first Ctrl-C during the final validation only asked to stop: the run still ends interrupted
-        return replace(result, interrupted=result.interrupted or stop.requested)
+        """:meth:`advance` until ``steps`` (or the time limit, or Ctrl-C/SIGTERM), then :meth:`finish`;
+        ``drive(more)``, if given, makes the steps instead (the browser viewer's loop): whole_run.run."""
+        return whole_run.run(self, drive)
 
     def start_clock(self) -> float:
         """Start this process's clock (the time limit, the checks' share: :meth:`check_allowed`)."""
@@ -424,27 +393,5 @@ class Trainer:
         return self.time_used >= 1.0
 
     def finish(self, started: float, training_s: float, stopped: bool) -> TrainResult:
-        """The end of a run, after its steps: save, then (unless ``stopped``) validate on up to 16 views, write a
-        preview (unless the schedule's stands) and save again with the PSNR; the curves. ``started``: the clock when
-        the run began; ``training_s``: the seconds its steps took. Ctrl-C during the validation keeps the first save."""
-        self.clock_limit(started)  # the checkpoint carries the clock to the last step (a resume's limit)
-        if self.unlogged is not None:  # a time limit or Ctrl-C ended it between log lines: its last step's numbers
-            self.log_training_row()
-        path = self.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
-        if not stopped:
-            try:
-                with interrupted_at_once():  # a stop here costs no work: the checkpoint is saved
-                    val_psnr = self.validate(None if self.val.count <= 16 else 16, progress=self.cfg.progress)
-                self.log({"step": self.step_count, "val_psnr": val_psnr,
-                          "val_object_psnr": self.last_val_object_psnr, "final": True})
-                if self.preview_step != self.step_count:  # else the schedule's, of the same weights, stands
-                    self.write_preview()
-                path = self.save_checkpoint()  # now with the final validation PSNR
-            except KeyboardInterrupt:
-                stopped = True
-        if self.ranks.writes:
-            write_curves(self.out_dir)
-        self.notify("on_end")  # the run's last words: a logger closes its files
-        return self.ranks.share_result(TrainResult(self.out_dir, path, self.step_count, self.last_val_psnr, stopped,
-                                                   self.clock() - started, self.last_val_object_psnr, training_s))
-
+        """The end of a run after its steps (save, validate, preview, save again, curves): whole_run.finish."""
+        return whole_run.finish(self, started, training_s, stopped)
