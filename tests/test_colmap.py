@@ -249,7 +249,7 @@ def _same_model(a, b):
 
 @pytest.mark.parametrize("form", ["binary", "text"])
 def test_reader_matches_pycolmap(photos_dataset, tmp_path, form):
-    from taichi_nerf.data.colmap_model import from_reconstruction, read_model
+    from taichi_nerf.data.colmap_files import from_reconstruction, read_model
 
     rec = pycolmap.Reconstruction(str(photos_dataset[0] / "colmap" / "sparse" / "0"))
     getattr(rec, f"write_{form}")(str(tmp_path))
@@ -297,7 +297,7 @@ def _refused(args, capsys, *needles) -> str:
 def test_a_text_model_keeps_image_names_with_spaces(tmp_path):
     """pycolmap (like COLMAP) cut a text model's "my photo 001.png" at its first space, so the
     dataset's images were "my" and none of them loaded; text models are read by our reader."""
-    from taichi_nerf.data.colmap_model import read_model
+    from taichi_nerf.data.colmap_files import read_model
 
     (tmp_path / "cameras.txt").write_text("# a camera\n1 PINHOLE 64 48 50 50 32 24\n")
     (tmp_path / "images.txt").write_text("".join(f"{i} 1 0 0 0 {i} 0 0 1 my photo 00{i}.png\n\n" for i in (1, 2)))

@@ -396,7 +396,7 @@ def test_bad_mask_mode(tmp_path):
 
 # --- degenerate reconstructions ----------------------------------------------------------------
 def _model(centres, points):
-    from taichi_nerf.data.colmap_model import Model
+    from taichi_nerf.data.colmap_files import Model
 
     n = len(centres)
     return Model(cameras={}, image_ids=np.arange(n), names=[f"{k}.jpg" for k in range(n)], camera_ids=np.ones(n, int),

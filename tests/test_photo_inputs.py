@@ -258,7 +258,8 @@ def test_formats_the_loaders_do_not_list_become_png(tmp_path, suffix):
 
 def test_focal_lengths_that_differ_are_warned():
     """--camera-model pinhole on the turntable capture wrote fx 228.6, fy 2095 (truth 221.7) silently."""
-    from taichi_nerf.data.colmap_model import Camera, camera_keys
+    from taichi_nerf.data.colmap_files import Camera
+    from taichi_nerf.data.colmap_model import camera_keys
 
     wrong = Camera(1, "PINHOLE", 256, 192, np.array([228.6, 2095.0, 128.0, 96.0]))
     _, warnings = camera_keys(wrong, "photos")

@@ -132,7 +132,7 @@ def test_a_still_end_or_pause_is_passed_over_and_the_frames_still_spread_over_th
 def _model(centres, names=None):
     import numpy as np
 
-    from taichi_nerf.data.colmap_model import Model
+    from taichi_nerf.data.colmap_files import Model
 
     n = len(centres)
     # listed out of order on purpose: the video's order is the names' order

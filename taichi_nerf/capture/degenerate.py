@@ -118,7 +118,7 @@ def static_message(source, share: float, masked: bool, cut_out: bool = False) ->
 
 def median_viewing_depth(model, centres: np.ndarray) -> float:
     """Median distance from each camera (``centres`` (N, 3)) to the points it sees in a
-    colmap_model.Model (NaN without points): the scale both checks after mapping measure by."""
+    colmap_files.Model (NaN without points): the scale both checks after mapping measure by."""
     index = {int(pid): k for k, pid in enumerate(model.point_ids)}
     depths = []
     for n, ids in enumerate(model.observed):
@@ -129,7 +129,7 @@ def median_viewing_depth(model, centres: np.ndarray) -> float:
 
 
 def baseline_ratio(model) -> float:
-    """Camera spread / median viewing depth of a colmap_model.Model (NaN without points)."""
+    """Camera spread / median viewing depth of a colmap_files.Model (NaN without points)."""
     from ..data.colmap_model import camera_to_world
 
     centres = camera_to_world(model)[:, :3, 3]
@@ -184,7 +184,7 @@ def degenerate_message(source, ratio: float, masked: bool, cut_out: bool = False
 
 def turning_centre_share(model, database: Path) -> tuple[float, int]:
     """(share of close photo pairs whose centres share no verified match, how many close pairs
-    were judged; NaN below MIN_CLOSE_PAIRS) for a colmap_model.Model mapped from COLMAP's
+    were judged; NaN below MIN_CLOSE_PAIRS) for a colmap_files.Model mapped from COLMAP's
     ``database``. Only pairs that were matched count."""
     import pycolmap
 
@@ -241,7 +241,7 @@ def turning_message(source, share: float, pairs: int, masked: bool, cut_out: boo
 def video_jump(model, frames: list[str] | None = None) -> tuple[float, str, float]:
     """(largest camera step between neighbouring frames over the median step, "A -> B": which, that
     step over the cameras' spread: the largest distance between two of them) for a
-    colmap_model.Model of a video's frames, whose names sort in the video's order (NaN below 3).
+    colmap_files.Model of a video's frames, whose names sort in the video's order (NaN below 3).
     ``frames``: every frame given to COLMAP, in order: a step across frames left unregistered is
     divided by the frames it spans."""
     from ..data.colmap_model import camera_to_world

@@ -300,7 +300,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     and write a dataset to ``out``; returns the report (``table()`` prints it). ``masks``: a
     folder of masks for the photos (capture/photo_masks.py). A degenerate reconstruction
     (capture/degenerate.py) is refused unless ``keep_degenerate``."""
-    from ..data import colmap_model
+    from ..data import colmap_files, colmap_model
     from . import partial, photo_masks
     from .degenerate import (
         baseline_ratio,
@@ -399,7 +399,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                 passed_over = f" (skipped: {few_skipped(skipped)})" if skipped else ""
                 raise DataError(f"{source}: COLMAP registered no images: {why}; photos must overlap (each scene point "
                                 f"seen in 3+ photos, 60-80% overlap between neighbours) and have texture{passed_over}")
-            model = colmap_model.from_reconstruction(rec)
+            model = colmap_files.from_reconstruction(rec)
             meta, warnings = colmap_model.transforms_meta(model, "images/", str(source))
             warnings = video_warnings + warnings
             figures = colmap_model.registration(model)

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..config_checks import number_at_least
 from ..wording import counted
 from .blender import SPLITS, is_blender, load_blender
-from .colmap_model import is_colmap, load_colmap, model_folders
+from .colmap_files import model_folders
+from .colmap_model import is_colmap, load_colmap
 from .dataset import DataError, Dataset
 from .images import PHOTO_SUFFIXES
 from .llff import is_llff, load_llff

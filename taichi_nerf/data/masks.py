@@ -179,7 +179,7 @@ def find_masks(path, format: str, downscale: int = 1,
     table of every split (all but a Blender layout's, whose split files name their own masks).
     ``used``: the stems of the images the dataset uses (None: all); only they need masks (the
     frames COLMAP did not register stay in images/). Refuses masks that do not match the images."""
-    from .colmap_model import find_model
+    from .colmap_files import find_model
     from .llff import pre_shrunk_folders
 
     path = Path(path)
@@ -333,7 +333,7 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent",
 def _images_by_stem(path, format: str) -> dict[str | None, dict[str, Path]]:
     """Image files by stem, to compare each mask's shape with its image's (best effort), per split
     as :func:`find_masks` gives the masks."""
-    from .colmap_model import find_model
+    from .colmap_files import find_model
     from .llff import pre_shrunk_folders
 
     path = Path(path)
