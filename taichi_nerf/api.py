@@ -180,7 +180,7 @@ def make_synthetic(out, views: int = BUILTIN_VIEWS, size: int = BUILTIN_SIZE, pr
     """Render the built-in scene into ``out`` as a Blender-layout dataset (``taichi-nerf data synthetic``):
     ``views`` training views of ``size`` pixels a side, 8 val and 8 test views; returns ``out`` as a Path,
     ready for ``train(data=...)``. Only an earlier render of this tool's in ``out`` is replaced (its splits, views
-    and depth maps go first)."""
+    and depth maps), once the new one is rendered whole beside it: an interrupted render leaves ``out`` as it was."""
     from .files import check_writable
     from .scenes.synthetic import write_synthetic_dataset
 

@@ -239,3 +239,58 @@ def test_an_obj_and_mtl_with_a_byte_order_mark(tmp_path):
     mesh = read_obj(tmp_path / "bom.obj")
     assert len(mesh.positions) == 4 and mesh.positions[0].tolist() == [0, 0, 0] and not mesh.warnings
     assert [m.kd for m in mesh.materials] == [(0.7, 0.7, 0.7), (1.0, 0.0, 0.0)]
+
+
+def test_an_interrupted_render_keeps_the_earlier_one_and_a_stop_while_it_is_moved_in_waits(
+        tmp_path, taichi_backend, capsys, monkeypatch):
+    """`data from-mesh` removed the earlier render in --out first and wrote the splits into it one by one: a Ctrl-C
+    after the train split left it without val or test. Now a Ctrl-C while rendering keeps the earlier render byte for
+    byte, with no partial folder beside it; a SIGTERM while the whole new render is moved in waits for its end."""
+    import os
+    import signal
+
+    import taichi_nerf.capture.partial as partial
+    import taichi_nerf.scenes.mesh as mesh
+
+    from .conftest import snapshot
+
+    tetra = tmp_path / "tetra.obj"
+    tetra.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    out = tmp_path / "ds"
+    argv = ["data", "from-mesh", str(tetra), "--out", str(out), "--views", "3", "--val-views", "1", "--test-views",
+            "1", "--size", "8", "--supersample", "1", "--no-progress"]
+    assert cli.main(argv) == 0
+    (out / "NOTES.md").write_text("mine")
+    before = snapshot(out)
+    write_split = mesh.write_split
+
+    def interrupted_at_val(root, split, *args, **kwargs):
+        if split == "val":
+            raise KeyboardInterrupt
+        return write_split(root, split, *args, **kwargs)
+
+    monkeypatch.setattr(mesh, "write_split", interrupted_at_val)
+    capsys.readouterr()
+    assert cli.main([*argv[:6], "2", *argv[7:]]) == 130
+    assert capsys.readouterr().err == f"taichi-nerf: interrupted; nothing written; the earlier dataset in {out} " \
+                                      "kept as it was\n"
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "tetra.obj"]
+
+    monkeypatch.setattr(mesh, "write_split", write_split)
+    remove_files = partial.remove_files
+
+    def terminated_while_moved_in(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return remove_files(*args)
+
+    monkeypatch.setattr(partial, "remove_files", terminated_while_moved_in)
+    assert cli.main([*argv[:6], "2", *argv[7:]]) == 130
+    assert capsys.readouterr().err == f"taichi-nerf: interrupted; the dataset in {out} was written whole before " \
+                                      "it stopped\n"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "NOTES.md", "test", "test/r_000.png", "test/r_000_depth.npy", "train", "train/r_000.png",
+        "train/r_000_depth.npy", "train/r_001.png", "train/r_001_depth.npy", "transforms_test.json",
+        "transforms_train.json", "transforms_val.json", "val", "val/r_000.png", "val/r_000_depth.npy"]
+    assert read_dataset(out).splits["train"].count == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "tetra.obj"]

@@ -267,3 +267,41 @@ def test_sigterm_to_render_export_or_eval_says_what_it_left(trained, tmp_path, c
     assert res.stderr.strip().splitlines()[-1] == f"taichi-nerf: interrupted; {says.format(tmp=tmp_path)}", res.stderr
     assert (tmp_path / "orbit.mp4").read_bytes() == b"an earlier render"
     assert [p.name for p in tmp_path.iterdir()] == ["orbit.mp4"]  # no partial file stays
+
+
+TERMINATED_AFTER_THE_TRAIN_SPLIT = """
+import os, signal, sys
+import taichi_nerf.data.blender as blender
+write_split = blender.write_split
+def terminated_at_the_second_split(root, split, *args, **kwargs):  # the train split is written, val not yet
+    if split != "train":
+        os.kill(os.getpid(), signal.SIGTERM)
+    return write_split(root, split, *args, **kwargs)
+blender.write_split = terminated_at_the_second_split
+from taichi_nerf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_data_synthetic_keeps_the_earlier_render(tmp_path, taichi_backend):
+    """`data synthetic --out X` removed the earlier render in X, then wrote the splits into X one by one: a SIGTERM
+    after the train split left X with it and no val or test (which `train --data X` took without a word), and ended
+    with status 143 and not a word. The splits are now rendered beside X and moved in whole; a stop leaves X as it
+    was, no partial folder beside it, and says so as a Ctrl-C does (status 130)."""
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
+
+    from .conftest import snapshot
+
+    out = tmp_path / "ds"
+    write_synthetic_dataset(out, views=3, size=8, val_views=1, test_views=1, progress=False)
+    (out / "NOTES.md").write_text("mine")
+    before = snapshot(out)
+    res = subprocess.run([sys.executable, "-c", TERMINATED_AFTER_THE_TRAIN_SPLIT, "data", "synthetic", "--out",
+                          str(out), "--views", "2", "--size", "16", "--no-progress"],
+                         cwd=CHECKOUT, env=checkout_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    assert res.returncode == 130, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines()[-1] == \
+        f"taichi-nerf: interrupted; nothing written; the earlier dataset in {out} kept as it was", res.stderr
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no partial folder (nor its lock) stays

@@ -1,7 +1,7 @@
-"""The hidden folder ``.NAME.partial-PID`` beside ``--out`` that from-photos builds its dataset in:
-moved into place at the end, removed on a failure, Ctrl-C, SIGTERM or a hang-up (SIGHUP), and,
-when a process was killed outright (SIGKILL, a power cut), removed by the next from-photos into
-the same parent once that process is gone."""
+"""The hidden folder ``.NAME.partial-PID`` beside ``--out`` that from-photos, ``data synthetic`` and
+``data from-mesh`` build their dataset in: moved into place at the end, removed on a failure, Ctrl-C,
+SIGTERM or a hang-up (SIGHUP), and, when a process was killed outright (SIGKILL, a power cut), removed
+by the next of them into the same parent once that process is gone."""
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +11,9 @@ import re
 import shutil
 from pathlib import Path
 
+from ..data.loaders import remove_files
 from ..files import flock_holder, process_alive
-from ..interrupts import StopRequest
+from ..interrupts import StopRequest, held_signals
 
 _PARTIAL = re.compile(r"^\..+\.partial-(\d+)$")
 
@@ -94,3 +95,43 @@ def move_into_place(tmp: Path, out: Path, outputs: tuple[str, ...]) -> None:
             (tmp / name).rename(out / name)
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def built_beside(out: Path):
+    """The partial folder to build ``out``'s new dataset in (:func:`claimed`), after the ones killed
+    writers left in its parent are gone; removed if the block fails or is interrupted, so ``out``
+    keeps what it held."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out.parent)
+    with claimed(out) as tmp:
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def swap_in_render(tmp: Path, out: Path, earlier: list[Path]) -> None:
+    """Replace the earlier render of ours in ``out`` (its files, ``loaders.refuse_foreign_dataset``'s
+    ``earlier``) with the whole one built in ``tmp``; other files in ``out`` stay. Quick (renames),
+    so Ctrl-C, SIGTERM and SIGHUP wait for its end: never half the new render beside half the old.
+    The listings (transforms_*.json) go first and come last: a reader never sees one whose views
+    are another render's."""
+    with held_signals():
+        if not out.exists():
+            tmp.rename(out)
+            return
+        listings = [path for path in earlier if path.parent == out and path.name.startswith("transforms_")]
+        remove_files(out, listings)
+        new = sorted((path for path in tmp.rglob("*") if path.is_file()),
+                     key=lambda path: (path.parent == tmp and path.name.startswith("transforms_"), str(path)))
+        placed = set()
+        for path in new:
+            target = out / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            placed.add(target.resolve())
+        # (resolved: a listing may name a view ./train/../train/r_000)
+        remove_files(out, [path for path in earlier if path not in listings and path.resolve() not in placed])
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -19,8 +19,9 @@ from .gui import GUI_DEFAULT_OUT
 # Each module adds one subcommand, in this order in --help.
 COMMANDS = [train, render, evaluate, export, data, gui, view]
 # Commands that SIGTERM and SIGHUP stop as Ctrl-C does, saying so (train says it its own way; the window and the
-# viewer stop on their own signals), rather than ending with status 143 and not a word.
-SAID_WHEN_TERMINATED = ("render", "eval", "export")
+# viewer stop on their own signals, data from-photos on its own handlers), rather than ending with status 143 and
+# not a word.
+SAID_WHEN_TERMINATED = ("render", "eval", "export", "data synthetic", "data from-mesh")
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     try:
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
             refuse_several(f"taichi-nerf {args.command}")
-        if args.command in SAID_WHEN_TERMINATED:
+        if " ".join(filter(None, (args.command, getattr(args, "data_command", None)))) in SAID_WHEN_TERMINATED:
             from ..interrupts import terminations_interrupt
 
             with terminations_interrupt():  # a scheduler's SIGTERM (or a hang-up) is said as a Ctrl-C is

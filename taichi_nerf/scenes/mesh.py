@@ -24,10 +24,11 @@ import taichi as ti
 import torch
 
 from .. import backend
+from ..capture.partial import built_beside, swap_in_render
 from ..config_checks import number_at_least
 from ..data.blender import write_split
 from ..data.dataset import DataError
-from ..data.loaders import refuse_foreign_dataset, remove_files
+from ..data.loaders import refuse_foreign_dataset
 from ..resources import check_dataset_render
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .obj import Mesh, read_obj
@@ -274,7 +275,8 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
                        supersample: int = 3, up: str = "y", full_sphere: bool = False, seed: int = 0,
                        progress: bool = True) -> tuple[Path, list[str]]:
     """Render train/val/test views of the mesh into the Blender layout; returns the folder and
-    any warnings from reading the mesh."""
+    any warnings from reading the mesh. Rendered beside out_dir first (capture/partial.py): an
+    interrupted render leaves out_dir as it was."""
     from tqdm.auto import tqdm
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
@@ -285,7 +287,6 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
                          at_once=min(most, VIEWS_PER_BATCH), what=f" at --supersample {supersample}")
     mesh = read_obj(obj_path)
     renderer = MeshRenderer(mesh, up)
-    remove_files(out_dir, earlier)  # nothing can refuse any more
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {"near": NEAR, "far": FAR, "aabb": [list(SCENE_AABB[:3]), list(SCENE_AABB[3:])],
@@ -294,17 +295,19 @@ def write_mesh_dataset(obj_path, out_dir, views: int = 40, size: int = 128, val_
             (("train", views, seed), ("val", val_views, seed + 1000), ("test", test_views, seed + 2000)) if count > 0]
     bar = tqdm(total=sum(c for _, c, _ in plan), desc="rendering mesh", unit="view", disable=not progress)
     try:
-        for name, count, split_seed in plan:
-            poses = sphere_poses(count, CAMERA_RADIUS, upper_only=not full_sphere, seed=split_seed)
-            rgbas, depths = [], []
-            for start in range(0, count, VIEWS_PER_BATCH):
-                rgba, depth = renderer.render(poses[start:start + VIEWS_PER_BATCH], size, size, focal, focal,
-                                              0.5 * size, 0.5 * size, supersample)
-                rgbas.append(rgba)
-                depths.append(depth)
-                bar.update(rgba.shape[0])
-            write_split(out, name, torch.cat(rgbas).numpy(), poses.numpy(), CAMERA_ANGLE_X,
-                        depth=torch.cat(depths).numpy(), extra=extra)
+        with built_beside(out) as tmp:
+            for name, count, split_seed in plan:
+                poses = sphere_poses(count, CAMERA_RADIUS, upper_only=not full_sphere, seed=split_seed)
+                rgbas, depths = [], []
+                for start in range(0, count, VIEWS_PER_BATCH):
+                    rgba, depth = renderer.render(poses[start:start + VIEWS_PER_BATCH], size, size, focal, focal,
+                                                  0.5 * size, 0.5 * size, supersample)
+                    rgbas.append(rgba)
+                    depths.append(depth)
+                    bar.update(rgba.shape[0])
+                write_split(tmp, name, torch.cat(rgbas).numpy(), poses.numpy(), CAMERA_ANGLE_X,
+                            depth=torch.cat(depths).numpy(), extra=extra)
+            swap_in_render(tmp, out, earlier)
     finally:
         bar.close()
     return out, mesh.warnings

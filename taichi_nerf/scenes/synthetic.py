@@ -31,10 +31,11 @@ import taichi as ti
 import torch
 
 from .. import backend
+from ..capture.partial import built_beside, swap_in_render
 from ..config import BUILTIN_SIZE, BUILTIN_VIEWS
 from ..config_checks import number_at_least
 from ..data.blender import write_split
-from ..data.loaders import refuse_foreign_dataset, remove_files
+from ..data.loaders import refuse_foreign_dataset
 from ..resources import check_dataset_render
 from ..stages.cameras import focal_from_fov, sphere_poses
 from .environment import ENVIRONMENTS, distortion_coefficients, render_env_kernel, texture_atlas
@@ -129,13 +130,13 @@ def write_synthetic_dataset(
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Render train/val/test splits and write them in the Blender layout; returns out_dir."""
+    """Render train/val/test splits and write them in the Blender layout; returns out_dir. Rendered
+    beside it first (capture/partial.py): an interrupted render leaves out_dir as it was."""
     from tqdm.auto import tqdm
 
     views, size = number_at_least("views", views, 1), number_at_least("size", size, 8)
     earlier = refuse_foreign_dataset(out_dir)
     check_dataset_render(size, max(views, val_views, test_views), str(backend.current().device), per_pixel=RENDER_BYTES)
-    remove_files(out_dir, earlier)
     out = Path(out_dir)
     focal = focal_from_fov(size, CAMERA_ANGLE_X)
     extra = {
@@ -148,16 +149,18 @@ def write_synthetic_dataset(
     plan = [(name, count, s) for name, count, s in plan if count > 0]
     bar = tqdm(total=sum(c for _, c, _ in plan), desc="rendering built-in scene", unit="view", disable=not progress)
     try:
-        for name, count, split_seed in plan:
-            poses = sphere_poses(count, CAMERA_RADIUS, upper_only=True, seed=split_seed)
-            rgbas, depths = [], []
-            for k in range(count):
-                rgba, depth = render_scene(poses[k : k + 1], size, size, focal, focal, 0.5 * size, 0.5 * size)
-                rgbas.append(rgba)
-                depths.append(depth)
-                bar.update(1)
-            write_split(out, name, torch.cat(rgbas).numpy(), poses.numpy(), CAMERA_ANGLE_X,
-                        depth=torch.cat(depths).numpy(), extra=extra)
+        with built_beside(out) as tmp:
+            for name, count, split_seed in plan:
+                poses = sphere_poses(count, CAMERA_RADIUS, upper_only=True, seed=split_seed)
+                rgbas, depths = [], []
+                for k in range(count):
+                    rgba, depth = render_scene(poses[k : k + 1], size, size, focal, focal, 0.5 * size, 0.5 * size)
+                    rgbas.append(rgba)
+                    depths.append(depth)
+                    bar.update(1)
+                write_split(tmp, name, torch.cat(rgbas).numpy(), poses.numpy(), CAMERA_ANGLE_X,
+                            depth=torch.cat(depths).numpy(), extra=extra)
+            swap_in_render(tmp, out, earlier)
     finally:
         bar.close()
     return out
