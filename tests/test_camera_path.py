@@ -329,6 +329,18 @@ def test_a_video_from_poses_in_python(run, tmp_path):
     assert iio.imread(tmp_path / "mine.gif", index=None).shape[:3] == (2, 16, 16)
 
 
+def test_a_video_too_narrow_names_the_size_keyword_too(run, tmp_path):
+    """The refusal said "(set --size)" to a Python caller, whose keyword is size=."""
+    from taichi_nerf.api import render_path
+
+    with pytest.raises(ValueError, match=r"the video would be 4 pixels wide; need at least 8 \(set --size; from "
+                                         r"Python: size=\)"):
+        render_path(run, tmp_path / "v.gif", path=_nerfstudio(tmp_path / "p.json", orbit_poses(2, 4.0, 30.0),
+                                                              render_width=4, render_height=4),
+                    arch=ARCH, progress=False)  # the file's own width
+    assert not list(tmp_path.glob("v*"))
+
+
 def test_a_loaded_field_takes_a_notebooks_arrays(run):
     """The field loaded back (docs/API.md) renders numpy poses and a tuple background, and gives
     numpy points' and float64 points' densities: numpy died in torch (no attribute 'contiguous'),

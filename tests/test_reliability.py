@@ -16,6 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import taichi_nerf
 from taichi_nerf import cli
 from taichi_nerf.config import TrainConfig
 from taichi_nerf.runs import checkpoint
@@ -354,6 +355,9 @@ def test_paths_are_stored_absolute_and_a_moved_dataset_names_the_flag(tiny_scene
     before = snapshot(work / "runs/a")
     for argv in (["eval", "--ckpt", work / "runs/a", "--no-progress"], ["train", "--resume", work / "runs/a"]):
         refused(capsys, argv, data, "not there any more", "--data")
+    with pytest.raises(ValueError, match=r"not there any more; give its new place with --data PATH \(from Python: "
+                                         r"data=PATH\)"):  # the API's keyword too
+        taichi_nerf.evaluate(work / "runs/a", limit=1, progress=False, arch=ARCH)
     assert snapshot(work / "runs/a") == before
     assert cli.main(["eval", "--ckpt", str(work / "runs/a"), "--data", str(work / "moved"), "--limit", "1",
                      "--no-progress", "--arch", ARCH]) == 0

@@ -104,7 +104,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
         if frames:
             route = cp.with_frames(route, frames)
     if route.width < 8:
-        raise ValueError(f"{path}: the video would be {route.width} pixels wide; need at least 8 (set --size)")
+        raise ValueError(f"{path}: the video would be {route.width} pixels wide; need at least 8 (set --size; from "
+                         "Python: size=)")
     return write_path(renderer, Path(out), route.poses, route.intrinsics, route.width, route.height,
                       fps=fps or route.fps or DEFAULT_FPS, progress=progress, background=bg)
 

@@ -78,7 +78,7 @@ def require_stored_data(cfg, source) -> None:
 
     if cfg.data is not None and not Path(cfg.data).exists():
         raise CheckpointError(f"{cfg.data}: the dataset {source} was trained on is not there any more; "
-                              f"give its new place with --data PATH")
+                              f"give its new place with --data PATH (from Python: data=PATH)")
 
 
 def training_views(cfg, source, who: str, without: str):
