@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import resources
+from ..files import process_alive
 from .distributed import (
     LAUNCHER_PID_ENV,
     STEP_TIMEOUT_ENV,
@@ -70,20 +71,10 @@ def remove_orphaned_logs(folder: Path | None = None) -> list[Path]:
     removed = []
     for path in Path(folder or tempfile.gettempdir()).glob(f"{LOGS_PREFIX}*_*"):
         found = re.fullmatch(rf"{LOGS_PREFIX}(\d+)_.*", path.name)
-        if found and path.is_dir() and not _running(int(found.group(1))):
+        if found and path.is_dir() and not process_alive(int(found.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: running
-        return True
-    return True
 
 
 # the torchrun loggers whose lines _said_by_our_report filters
