@@ -13,6 +13,14 @@ import contextlib
 import signal
 import threading
 
+# SIGTERM (a scheduler, `timeout`) and SIGHUP (a dropped session); None where the platform has none
+TERMINATIONS = (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+STOPS = (signal.SIGINT, *TERMINATIONS)  # what stops a run: Ctrl-C and the terminations
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
 
 class StopRequest:
     """SIGINT/SIGTERM/SIGHUP handlers that ask the training loop to stop at the next step
@@ -49,7 +57,7 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def __enter__(self):
-        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        for sig in STOPS:
             if sig is None:
                 continue
             if sig != signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
@@ -138,10 +146,7 @@ def terminations_interrupt():
     """SIGTERM and SIGHUP raise KeyboardInterrupt in the block, as Ctrl-C does: work after training
     (its video) that a scheduler or a dropped session cuts short is then said, as a Ctrl-C's is, not
     ended without a word. A hang-up ignored at the start (`nohup`) stays ignored."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    with _handled_in_main_thread((getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)), interrupt):
+    with _handled_in_main_thread(TERMINATIONS, _raise_interrupt):
         yield
 
 
@@ -150,11 +155,7 @@ def interrupted_at_once():
     """Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt in the block at once, for work that a stop may cut
     short at no cost (the final validation, after the checkpoint is saved): a first Ctrl-C there only
     asked to stop, and the validation of every view went on, minutes on a large capture, without a word."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    with _handled_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)),
-                                 interrupt):
+    with _handled_in_main_thread(STOPS, _raise_interrupt):
         yield
 
 
@@ -170,8 +171,7 @@ def held_signals():
             raise KeyboardInterrupt
         received.append(signum)
 
-    with _handled_in_main_thread((signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)),
-                                 hold):
+    with _handled_in_main_thread(STOPS, hold):
         yield
     for sig in dict.fromkeys(received):  # not after an exception: that one is said instead
         try:
