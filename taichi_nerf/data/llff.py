@@ -100,6 +100,12 @@ def pre_shrunk_folders(root: Path, stem: str = "images") -> list[Path]:
                   key=lambda p: int(p.name[len(stem) + 1:]))
 
 
+def photos_folder(root: Path) -> Path | None:
+    """``images/``, else the finest pre-shrunk ``images_K/`` (a capture shipped shrunk): a folder of the
+    capture's photos by name, the same names in every one; None without either."""
+    return next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
+
+
 def _image_folder(root: Path, downscale: int) -> tuple[Path, int, str | None]:
     """(folder, extra decode factor, note): a pre-shrunk images_K when it exists."""
     if downscale > 1 and (root / f"images_{downscale}").is_dir():

@@ -180,7 +180,7 @@ def find_masks(path, format: str, downscale: int = 1,
     ``used``: the stems of the images the dataset uses (None: all); only they need masks (the
     frames COLMAP did not register stay in images/). Refuses masks that do not match the images."""
     from .colmap_files import find_model
-    from .llff import pre_shrunk_folders
+    from .llff import photos_folder
 
     path = Path(path)
     root = path if path.is_dir() else path.parent
@@ -197,8 +197,7 @@ def find_masks(path, format: str, downscale: int = 1,
             return None
         images_dir = folders[0]
     elif format == "llff":
-        # images/, else a pre-shrunk images_K/ (a capture shipped shrunk): the same names either way
-        images_dir = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
+        images_dir = photos_folder(root)  # images/, else a pre-shrunk images_K/: the same names either way
         if images_dir is None:
             return None
     elif format == "colmap":
@@ -334,13 +333,12 @@ def _images_by_stem(path, format: str) -> dict[str | None, dict[str, Path]]:
     """Image files by stem, to compare each mask's shape with its image's (best effort), per split
     as :func:`find_masks` gives the masks."""
     from .colmap_files import find_model
-    from .llff import pre_shrunk_folders
+    from .llff import photos_folder
 
     path = Path(path)
     folder = None
     if format == "llff":  # images/, else a pre-shrunk images_K/, as find_masks
-        root = path.parent if path.is_file() else path
-        folder = next((p for p in [root / "images", *pre_shrunk_folders(root)] if p.is_dir()), None)
+        folder = photos_folder(path.parent if path.is_file() else path)
     elif format == "colmap":
         found = find_model(path)
         folder = found[1] if found else None
