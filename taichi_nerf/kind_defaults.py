@@ -112,6 +112,10 @@ def sampling_defaults(cfg, scene, most_steps: int) -> dict:
     return changes
 
 
+# The scene kinds in a message's words.
+KIND_WORDS = {"box": "an object in a box", "ndc": "forward-facing (NDC)", "unbounded": "unbounded scenery"}
+
+
 def scene_kind(scene) -> str:
     """"ndc" (forward-facing), "unbounded" (scenery all around) or "box" (an object)."""
     return "ndc" if scene.ndc else ("unbounded" if scene.unbounded else "box")

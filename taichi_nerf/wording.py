@@ -12,3 +12,14 @@ def counted(count: int, noun: str) -> str:
 def few_names(names: list[str]) -> str:
     """The first SHOWN of ``names``, and how many more: one line however many."""
     return ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def setting_words(value) -> str:
+    """A config value as its flag takes it: None (automatic) "not set", a switch on/off, a list its numbers."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):  # as the flags say it (--unbounded / --no-unbounded), not Python's True
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)

@@ -190,8 +190,9 @@ def run_config(args, resume_from=None, default=None):
     else the --config file, else ``default`` (TrainConfig()); then --preset, if given, over it;
     then every other flag given on top (TrainConfig.replace applies a preset first)."""
     from ..config import TrainConfig
-    from ..runs.checkpoint import ARCHITECTURE_KEYS, setting_words
+    from ..runs.checkpoint import ARCHITECTURE_KEYS
     from ..runs.run_folder import check_resume, resume_config
+    from ..wording import setting_words
 
     given = config_overrides(args)
     if resume_from is not None:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import torch
 
 from .. import backend
-from ..config import DATASET_FIELDS, TrainConfig
+from ..config import TrainConfig
 from ..config_checks import number_at_least
 from ..files import write_atomic
 from ..kind_defaults import MARCH_STEPS_BEFORE_WRITTEN, scene_kind
@@ -323,81 +323,6 @@ def check_resumable(state: dict, path, cfg: TrainConfig) -> None:
         raise ValueError(f"bad configuration: time_limit_s must be more than the {used:.1f} s the run has trained on "
                          f"this resume (it is the run's total, not the time to add: {used + limit:.1f} s trains "
                          f"{limit:g} s more), got {limit:g}")
-
-
-# How far the scene a resume's data gives may lie from the checkpoint's, as a share of its box's
-# diagonal (and of near/far): the masks' hull box moves a little at another --downscale. Further,
-# the data puts the world elsewhere (fewer LLFF photos recentre and rescale it; other masks make
-# another kind of scene), where the trained field and grid mean nothing.
-SCENE_TOLERANCE = 0.05
-KIND_WORDS = {"box": "an object in a box", "ndc": "forward-facing (NDC)", "unbounded": "unbounded scenery"}
-# What places the field in the world: a resume keeps the checkpoint's.
-SCENE_GEOMETRY = ("near", "far", "aabb", "center", "up", "ndc", "ndc_focal", "ndc_width", "ndc_height", "unbounded")
-# The options that decide what a run's data is (the built-in scene's own two with them).
-DATA_OPTIONS = (*DATASET_FIELDS, "scene_views", "scene_size")
-
-
-def setting_words(value) -> str:
-    """A config value as its flag takes it: None (automatic) "not set", a switch on/off, a list its numbers."""
-    if value is None:
-        return "not set"
-    if isinstance(value, bool):  # as the flags say it (--unbounded / --no-unbounded), not Python's True
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
-
-
-def _numbers(values) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
-
-
-def _scene_moves(old: Scene, new: Scene) -> list[str]:
-    """How ``new`` lies elsewhere than ``old`` (beyond SCENE_TOLERANCE), in words."""
-    if scene_kind(old) != scene_kind(new):
-        return [f"{KIND_WORDS[scene_kind(old)]}, now {KIND_WORDS[scene_kind(new)]}"]
-    a, b = torch.tensor(old.aabb, dtype=torch.float64), torch.tensor(new.aabb, dtype=torch.float64)
-    reach = SCENE_TOLERANCE * float((a[3:] - a[:3]).norm())
-    moves = []
-    if float((a - b).abs().max()) > reach:
-        moves.append(f"box [{_numbers(old.aabb)}], now [{_numbers(new.aabb)}]")
-    if float((torch.tensor(old.center) - torch.tensor(new.center)).norm()) > reach:
-        moves.append(f"centre ({_numbers(old.center)}), now ({_numbers(new.center)})")
-    for name in ("near", "far"):
-        was, now = getattr(old, name), getattr(new, name)
-        if abs(was - now) > SCENE_TOLERANCE * max(abs(was), abs(now)):
-            moves.append(f"{name} {was:.3g}, now {now:.3g}")
-    return moves
-
-
-def check_same_scene(saved: Scene, scene: Scene, path, data) -> None:
-    """``data`` given to score or draw the checkpoint at ``path`` (eval, render) must put the scene
-    where the run trained (``saved``): elsewhere its field means nothing. One line naming what moved."""
-    moves = _scene_moves(saved, scene)
-    if moves:
-        raise CheckpointError(f"{data}: not the scene {path} was trained in ({'; '.join(moves)}), where its field "
-                              f"means nothing; give the run's own dataset (--data its new place, when it moved)")
-
-
-def resumed_scene(state: dict, path, scene: Scene, cfg: TrainConfig) -> Scene:
-    """The scene a resumed run trains in: ``scene`` (from the data as loaded now) with the
-    checkpoint's geometry, so that the field and the grid keep their coordinates. Refused in
-    one line, naming the data options that changed, when the data now puts the scene elsewhere."""
-    if not isinstance(state.get("scene"), dict):
-        return scene
-    old = scene_of(state, path)
-    moves = _scene_moves(old, scene)
-    if moves:
-        saved = config_of(state, path)
-        changed = [f"--{name.replace('_', '-')} {setting_words(getattr(saved, name))} before, "
-                   f"{setting_words(getattr(cfg, name))} now" for name in DATA_OPTIONS
-                   if getattr(saved, name) != getattr(cfg, name)]
-        hint = (f" Data options changed ({'; '.join(changed)}): resume with the run's own (its config.json)"
-                if changed else " The data changed since the run started")
-        raise CheckpointError(f"{path}: cannot resume on this data: the run trained in another scene "
-                              f"({'; '.join(moves)}), where its field means nothing.{hint}, or start a new "
-                              f"run with another --out")
-    return dataclasses.replace(scene, **{name: getattr(old, name) for name in SCENE_GEOMETRY})
 
 
 def restore_trainer(trainer, path: Path, state: dict | None = None) -> None:

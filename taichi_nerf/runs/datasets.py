@@ -63,7 +63,8 @@ def run_dataset(cfg, data=None, *, source=None, progress: bool | None = None) ->
     dataset = load_dataset(data if data is not None else cfg.data, **options)
     if data is not None and source is not None:  # data given to eval or render: the run's own, maybe moved
         from ..rendering.scene import Scene
-        from .checkpoint import check_same_scene, saved_scene
+        from .checkpoint import saved_scene
+        from .scene_match import check_same_scene
 
         saved = saved_scene(source)
         if saved is not None:

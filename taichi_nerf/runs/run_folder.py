@@ -24,7 +24,7 @@ from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
 from ..scenes.builtin import builtin_cached
-from . import checkpoint, distributed
+from . import checkpoint, distributed, scene_match
 from .datasets import check_data_format, load_dataset, require_stored_data
 
 LOCK_NAME = ".taichi-nerf.lock"
@@ -324,7 +324,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if dataset is None and not (dry_run and unrendered and not resume):
         dataset = load_dataset(cfg.data, **cfg.dataset_options())
     if resume and dataset is not None:  # data that moves the scene would retrain the field in other coordinates
-        checkpoint.resumed_scene(state, path, Scene.from_dataset(dataset), cfg)
+        scene_match.resumed_scene(state, path, Scene.from_dataset(dataset), cfg)
     if cfg.batch_rays == 0 and dataset is not None:  # every pixel of batch_images images: the images' size decides
         split = dataset.split("train")
         resources.check_training(cfg, device, split.width * split.height)

@@ -175,10 +175,10 @@ def dry_run_lines(cfg, dataset, resumed_at: int | None = None, resumed_clock_s: 
     from types import SimpleNamespace
 
     from ..backend import resolve_arch, use_bf16
-    from ..kind_defaults import KIND_TABLES, kind_default, scene_kind
+    from ..kind_defaults import KIND_TABLES, KIND_WORDS, kind_default, scene_kind
     from ..rendering.backgrounds import resolve_background
     from ..rendering.scene import Scene
-    from ..runs.checkpoint import KIND_WORDS, setting_words
+    from ..wording import setting_words
 
     if dataset is None:  # the built-in scene, not rendered yet: an object in a box (--unbounded aside)
         scene = SimpleNamespace(ndc=False, unbounded=bool(cfg.unbounded))

@@ -19,7 +19,7 @@ from ..profiling import stage
 from ..rendering.backgrounds import over_background, resolve_background
 from ..rendering.renderer import Renderer
 from ..rendering.scene import Scene
-from ..runs import checkpoint, distributed
+from ..runs import checkpoint, distributed, scene_match
 from ..runs.datasets import load_dataset
 from ..runs.run_folder import remove_stale_temps, truncate_metrics
 from ..stages import cameras
@@ -65,7 +65,7 @@ class Trainer:
         if resume:  # the field's coordinates are the checkpoint's (refused if the data moved the scene)
             resume_path = checkpoint.find_checkpoint(self.out_dir)
             resume_state = checkpoint.read_state(resume_path)
-            self.scene = checkpoint.resumed_scene(resume_state, resume_path, self.scene, cfg)
+            self.scene = scene_match.resumed_scene(resume_state, resume_path, self.scene, cfg)
         self.cfg = cfg = cfg.with_kind_defaults_for(self.scene)  # written out: a resume keeps them
         # auto: from the images (transparency, a uniform surround, or scenery); saved in the
         # scene so renders of the checkpoint use the same colour.
