@@ -251,7 +251,7 @@ sys.exit(main(sys.argv[1:]))
     (["render", "--frames", "2", "--size", "16", "--out", "{tmp}/orbit.mp4"],
      "nothing written; the earlier {tmp}/orbit.mp4 kept as it was"),
     (["render", "--split", "test", "--limit", "1", "--out", "{tmp}/views"], "nothing written to {tmp}/views/"),
-    (["export", "mesh", "--resolution", "16", "--out", "{tmp}/mesh.ply"], "{tmp}/mesh.ply not written"),
+    (["export", "mesh", "--resolution", "16", "--out", "{tmp}/mesh.ply"], "nothing written to {tmp}/mesh.ply"),
     (["eval", "--limit", "1"], "no scores printed"),
 ], ids=["render", "render-split", "export-mesh", "eval"])
 def test_sigterm_to_render_export_or_eval_says_what_it_left(trained, tmp_path, command, says):
@@ -305,3 +305,81 @@ def test_sigterm_to_data_synthetic_keeps_the_earlier_render(tmp_path, taichi_bac
         f"taichi-nerf: interrupted; nothing written; the earlier dataset in {out} kept as it was", res.stderr
     assert snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no partial folder (nor its lock) stays
+
+
+def test_every_command_says_what_an_interrupt_left_in_the_same_words(tmp_path):
+    """render/export/eval, data synthetic/from-mesh and render --split each compared their outputs before and after
+    in code and words of their own ("X written before it stopped", "the dataset ... was written whole", "X not
+    written", "nothing written to X"). One home (cli/interrupted.py) says each case one way: written whole, the
+    earlier one kept as it was, or nothing written to it."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.cli.interrupted import watch_dataset, watch_outputs
+
+    def said(watch, *paths, change=lambda: None):
+        args = SimpleNamespace()
+        watch(args, *paths)
+        change()
+        return args.left_when_interrupted()
+
+    mp4, gif = tmp_path / "a.mp4", tmp_path / "a.gif"
+    assert said(watch_outputs, mp4, gif) == f"nothing written to {mp4}, {gif}"
+    mp4.write_bytes(b"earlier")
+    assert said(watch_outputs, mp4, gif) == f"nothing written; the earlier {mp4} kept as it was"
+
+    def write_both():
+        (tmp_path / "new").write_bytes(b"new")
+        (tmp_path / "new").replace(mp4)  # an atomic write: a new file in its place
+        gif.write_bytes(b"new")
+
+    assert said(watch_outputs, mp4, gif, change=write_both) == f"{mp4}, {gif} were written whole before it stopped"
+
+    out = tmp_path / "ds"
+    listing = out / "transforms_train.json"
+
+    def write_dataset():
+        out.mkdir(exist_ok=True)
+        (tmp_path / "new").write_text("{}")
+        (tmp_path / "new").replace(listing)
+
+    assert said(watch_dataset, out) == f"nothing written to {out}"
+    assert said(watch_dataset, out, change=write_dataset) == f"the dataset in {out} was written whole before it stopped"
+    assert said(watch_dataset, out) == f"nothing written; the earlier dataset in {out} kept as it was"
+
+
+def test_an_interrupted_render_split_says_an_earlier_render_it_did_not_reach_is_kept(tmp_path):
+    """A `render --split --overwrite` stopped before it cleared the earlier render (loading the checkpoint) said
+    "nothing written to OUT/", as of an empty folder; the earlier render is there, as it was, and now it says so.
+    Its other cases: views without metrics.json, the earlier render cleared, a whole render, nothing at all."""
+    from types import SimpleNamespace
+
+    from taichi_nerf.cli.interrupted import watch_render_folder
+
+    out = tmp_path / "views"
+
+    def said(change=lambda: None):
+        args = SimpleNamespace()
+        watch_render_folder(args, out)
+        change()
+        return args.left_when_interrupted()
+
+    assert said() == f"nothing written to {out}/"
+    out.mkdir()
+    (out / "000_r_0.png").write_bytes(b"png")
+    (out / "metrics.json").write_text('{"images": [{"files": {"rgb": "000_r_0.png"}}]}')
+    assert said() == f"nothing written; the earlier render in {out}/ kept as it was"
+
+    def cleared():
+        for p in out.iterdir():
+            p.unlink()
+
+    assert said(cleared) == f"the earlier render in {out}/ was cleared (--overwrite), and nothing new written"
+
+    def views_so_far():
+        (out / "000_r_0.png").write_bytes(b"new png")
+        (out / "001_r_1.png").write_bytes(b"new png")
+
+    assert said(views_so_far) == (f"{out}/ holds 2 PNGs of the views rendered so far, without metrics.json: render "
+                                  "again with --overwrite to replace them")
+    assert said(lambda: (out / "metrics.json").write_text('{"images": []}')) == \
+        f"the render in {out}/ was written whole before it stopped"

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             print(f"taichi-nerf: training stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        left = getattr(args, "left_when_interrupted", None)  # what the command's outputs are now (watch_outputs)
+        left = getattr(args, "left_when_interrupted", None)  # what its outputs are now (cli/interrupted.py)
         print("taichi-nerf: interrupted" + (f"; {left()}" if left else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
 

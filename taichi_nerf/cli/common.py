@@ -357,30 +357,3 @@ def config_file_values(path) -> dict:
         return {}
     return values if isinstance(values, dict) else {}
 
-
-def file_state(path) -> tuple | None:
-    """What tells a file rewritten (an atomic write is a new file: a new inode) from the one that was there; None:
-    no file."""
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def watch_outputs(args, *paths) -> None:
-    """Say, if the command is interrupted (Ctrl-C, SIGTERM, SIGHUP: ``cli.main``), what became of ``paths``: each is
-    written whole or not at all, so it is the new file or the earlier one, kept as it was."""
-    before = {Path(p): file_state(p) for p in paths}
-
-    def left() -> str:
-        written = [str(p) for p, was in before.items() if file_state(p) not in (was, None)]
-        if written:
-            return f"{', '.join(written)} written before it stopped"
-        kept = [str(p) for p, was in before.items() if was is not None]
-        if kept:
-            they = 'they were' if len(kept) > 1 else 'it was'
-            return f"nothing written; the earlier {', '.join(kept)} kept as {they}"
-        return f"{', '.join(str(p) for p in before)} not written"
-
-    args.left_when_interrupted = left

@@ -7,7 +7,8 @@ import shlex
 from pathlib import Path
 
 from ..wording import counted
-from .common import HelpFormatter, UserError, add_config_flags, at_least, config_overrides, file_state
+from .common import HelpFormatter, UserError, add_config_flags, at_least, config_overrides
+from .interrupted import watch_dataset
 
 
 def add_parser(sub) -> None:
@@ -110,7 +111,7 @@ def cmd_data_from_mesh(args) -> int:
     at_least(args, {"--views": 1, "--size": 8, "--val-views": 0, "--test-views": 0})
     if args.supersample < 1 or args.supersample % 2 == 0:
         raise UserError("--supersample must be an odd positive number (1, 3, 5)")
-    args.left_when_interrupted = dataset_left_when_interrupted(args.out)
+    watch_dataset(args, args.out)
     out, warnings = write_mesh_dataset(args.model, args.out, views=args.views, size=args.size, val_views=args.val_views,
                                        test_views=args.test_views, supersample=args.supersample, up=args.up,
                                        full_sphere=args.full_sphere, progress=not args.no_progress)
@@ -126,28 +127,10 @@ def cmd_data_synthetic(args) -> int:
     from ..api import make_synthetic
 
     at_least(args, {"--views": 1, "--size": 8})
-    args.left_when_interrupted = dataset_left_when_interrupted(args.out)
+    watch_dataset(args, args.out)
     path = make_synthetic(args.out, views=args.views, size=args.size, progress=not args.no_progress)
     print(f"wrote the built-in scene ({args.views} training views, {args.size}x{args.size}) to {path}")
     return 0
-
-
-def dataset_left_when_interrupted(out):
-    """What an interrupted ``data synthetic`` or ``from-mesh`` says it left in ``out``: the views are rendered
-    beside it and moved in only once every split is whole (signals wait for the move), so ``out`` holds the new
-    dataset or what it held before."""
-    listing = Path(out) / "transforms_train.json"
-    before = file_state(listing)
-
-    def left() -> str:
-        now = file_state(listing)
-        if now is not None and now != before:
-            return f"the dataset in {out} was written whole before it stopped"
-        if before is not None:
-            return f"nothing written; the earlier dataset in {out} kept as it was"
-        return f"nothing written to {out}"
-
-    return left
 
 
 def from_photos_parser(dsub) -> None:

@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from .common import UserError, add_arch, at_least, watch_outputs
+from .common import UserError, add_arch, at_least
+from .interrupted import watch_outputs
 
 
 def add_parser(sub) -> None:

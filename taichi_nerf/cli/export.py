@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UserError, add_arch, at_least, watch_outputs
+from .common import UserError, add_arch, at_least
+from .interrupted import watch_outputs
 
 
 def add_parser(sub) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS, VIDEO_FORMATS
 from ..wording import counted
-from .common import UserError, add_arch, at_least, file_state, watch_outputs
+from .common import UserError, add_arch, at_least
+from .interrupted import watch_outputs, watch_render_folder
 
 
 def add_parser(sub) -> None:
@@ -95,7 +96,7 @@ def _render_split(args) -> int:
     from ..outputs.render_folder import check_render_folder
 
     check_render_folder(out, args.overwrite)  # refused in the flags' words; evaluate says it in Python's
-    args.left_when_interrupted = split_left_when_interrupted(out)
+    watch_render_folder(args, out)
     result = evaluate(args.ckpt, args.split, data=args.data, arch=args.arch, limit=args.limit,
                       progress=not args.no_progress, images_dir=out, depth=args.depth, compare=args.compare,
                       overwrite=args.overwrite, appearance_image=args.appearance_image)
@@ -106,25 +107,3 @@ def _render_split(args) -> int:
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0
 
-
-def split_left_when_interrupted(out: Path):
-    """What an interrupted ``render --split`` says it left in ``out``: its views are written one by one and
-    metrics.json last, so a stop between leaves some views without it, which the next render refuses without
-    --overwrite."""
-    from ..outputs.render_folder import METRICS, earlier_render
-
-    before = {p: file_state(p) for p in earlier_render(out)}
-
-    def left() -> str:
-        now = earlier_render(out)
-        if (out / METRICS) in now and file_state(out / METRICS) != before.get(out / METRICS):
-            return f"the render in {out}/ was written before it stopped"
-        new = [p for p in now if file_state(p) != before.get(p)]
-        if new:
-            return (f"{out}/ holds {counted(len(new), 'PNG')} of the views rendered so far, without {METRICS}: "
-                    f"render again with --overwrite to replace them")
-        if before and not now:
-            return f"the earlier render in {out}/ was cleared (--overwrite), and nothing new written"
-        return f"nothing written to {out}/"
-
-    return left
