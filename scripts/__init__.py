@@ -51,6 +51,25 @@ def positive(text: str) -> float:
 positive.__name__ = "float"
 
 
+def testset_names(*also: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse ``type`` for a comma-separated list of test sets (taichi_nerf/scenes/testsets.py, and
+    ``also``: the matrix's ``builtin``): at least one, each known, refused at parsing in one line listing
+    the names there are (make_testsets.py --only, benchmark.py matrix --sets)."""
+    def parse(text: str) -> tuple[str, ...]:
+        from taichi_nerf.scenes.testsets import TESTSETS
+
+        known = (*also, *TESTSETS)
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{'unknown test set ' + ', '.join(unknown) if unknown else 'no test set'}"
+                                             f" (have: {', '.join(known)})")
+        return names
+
+    parse.__name__ = "test set names"
+    return parse
+
+
 def checkout_env(**extra: str) -> dict:
     """The environment for a child process of this checkout (``python -m taichi_nerf``, pytest on a
     device) that the scripts and the tests start: this repository first on PYTHONPATH, the caller's

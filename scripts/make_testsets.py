@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import one_line_errors  # noqa: E402
+from scripts import one_line_errors, testset_names  # noqa: E402
 from taichi_nerf import backend, cli  # noqa: E402
 from taichi_nerf.scenes.testsets import TESTSETS, missing_input, write_testset  # noqa: E402
 
@@ -23,16 +23,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder to write the sets into (one sub-folder per set)")
     parser.add_argument("--size", type=int, help="long side in pixels (default: each set's own)")
     parser.add_argument("--views", type=int, help="views per set (default: each set's own)")
-    parser.add_argument("--only", help=f"comma-separated names (of: {', '.join(TESTSETS)})")
+    parser.add_argument("--only", type=testset_names(), default=tuple(TESTSETS),
+                        help=f"comma-separated names (of: {', '.join(TESTSETS)}; default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arch", choices=backend.ARCH_CHOICES, default="auto")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    names = list(TESTSETS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in TESTSETS]
-    if unknown or not names:
-        parser.error(f"unknown set(s) {', '.join(unknown)} (have: {', '.join(TESTSETS)})" if unknown else
-                     f"--only names no set (have: {', '.join(TESTSETS)})")
+    names = args.only
     missing = next(filter(None, map(missing_input, names)), None)
     if missing:  # before the sets ahead of it are written
         parser.error(missing)

@@ -273,3 +273,31 @@ def test_a_set_that_needs_the_missing_cow_mesh_is_refused_before_anything_is_wri
     monkeypatch.setattr(importlib.import_module("taichi_nerf.backend"), "init", lambda *a: pytest.fail("started"))
     with pytest.raises(T.DataError, match="test set cow: "):
         matrix.run(matrix.argparse.Namespace(sets=("builtin", "cow"), sheet=None, arch="cpu"))
+
+
+@pytest.mark.parametrize("only, said", [
+    ("", "argument --only: no test set (have: npz-black"),  # it wrote every set, as if --only were left out
+    ("npz-black,nosuch", "argument --only: unknown test set nosuch (have: npz-black"),  # was "unknown set(s) nosuch"
+    ("builtin", "argument --only: unknown test set builtin (have: npz-black"),  # the matrix's own row, not a set
+])
+def test_make_testsets_only_is_checked_as_the_matrix_checks_its_sets(tmp_path, monkeypatch, capsys, only, said):
+    """make_testsets.py --only and benchmark.py matrix --sets checked the names each its own way and said it in
+    different words; an empty --only wrote every set. Both parse with scripts.testset_names now."""
+    import importlib
+
+    from scripts import make_testsets
+    from scripts.bench import main as benchmark
+
+    monkeypatch.setattr(make_testsets, "write_testset", lambda *a, **k: pytest.fail("wrote a set"))
+    with pytest.raises(SystemExit) as stopped:
+        make_testsets.main(["--out", str(tmp_path), "--only", only, "--arch", "cpu"])
+    assert stopped.value.code == 2
+    assert f": error: {said}" in capsys.readouterr().err.splitlines()[-1]
+    matrix = importlib.import_module("scripts.bench.matrix")
+    monkeypatch.setattr(matrix, "run", lambda args: args.sets)
+    if only == "builtin":  # the matrix's row of the built-in scene
+        assert benchmark(["matrix", "--sets", only]) == ("builtin",)
+    else:
+        with pytest.raises(SystemExit):
+            benchmark(["matrix", "--sets", only])
+        assert said.replace("--only", "--sets").replace("(have: ", "(have: builtin, ") in capsys.readouterr().err

@@ -8,29 +8,18 @@ from pathlib import Path
 from taichi_nerf import backend
 from taichi_nerf.config import TrainConfig
 
-from .. import at_least, positive
+from .. import at_least, positive, testset_names
 from .common import add_common_arguments, check_output_file, machine, trainer_curve, write_json
 
 MATRIX_SETS = ("builtin", "npz-black", "npz-white", "blender-wide", "blender-portrait", "llff-backdrop",
                "ngp-360-env", "cow", "llff-real", "ngp-360-real")
 
 
-def test_sets(text: str) -> tuple[str, ...]:
-    """--sets: known names, at least one (an unknown one was refused only once the sets before it were written)."""
-    from taichi_nerf.scenes.testsets import TESTSETS
-
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name != "builtin" and name not in TESTSETS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{'unknown test set ' + ', '.join(unknown) if unknown else 'no test set'} "
-                                         f"(have: builtin, {', '.join(TESTSETS)})")
-    return names
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--budget", type=positive, default=180.0, help="training seconds per test set")
-    parser.add_argument("--sets", type=test_sets, default=MATRIX_SETS, help="comma-separated test sets (default: all)")
+    parser.add_argument("--sets", type=testset_names("builtin"), default=MATRIX_SETS,
+                        help="comma-separated test sets (default: all)")
     parser.add_argument("--dir", default="/tmp/taichi-nerf-matrix", help="where the test sets and runs go")
     parser.add_argument("--sheet", help="write prediction | truth of each set's first val view to this PNG")
     parser.add_argument("--capture", type=Path,
