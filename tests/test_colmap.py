@@ -5,7 +5,7 @@ The capture: the built-in scene inside its textured dome (scenes/environment.py)
 by the ngp-360-env test set's hand-held cameras, written as plain JPEGs without poses. COLMAP's
 cameras are aligned to the true ones by a similarity (Umeyama on the centres) before comparing.
 
-Deterministic by construction (issue 23): COLMAP's seeds are fixed (capture/photos.py RANDOM_SEED),
+Deterministic by construction (issue 23): COLMAP's seeds are fixed (capture/colmap_stages.py RANDOM_SEED),
 its thread count is pinned to 1 (with 2, COLMAP's mapping varies from run to run: the cow's
 median error came out 0.600, 0.625 and 0.644 degrees from identical photos), and so is
 the video encoder's (``-threads 1``: x264's output depends on its thread count, which defaults
@@ -150,7 +150,7 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
     _spread("cow", angle, centre)
     # one thread, seeds 0-5, one mapping each: 4 right models (0.08-0.67 degrees, 0.24-1.60%) and 2 wrong ones
     # (seed 0: 4.69 degrees, 33.6%; seed 3: 21.9 degrees, 86%), all 40/40 registered. from_photos maps quick
-    # captures with 3 seeds and keeps the best fit (capture/photos.py MAPPING_ATTEMPTS): 0.648 degrees, 1.56%,
+    # captures with 3 seeds and keeps the best fit (capture/colmap_stages.py MAPPING_ATTEMPTS): 0.648 degrees, 1.56%,
     # the same in every run (with 2 threads and one mapping, CI once drew seed 0's wrong model).
     assert np.median(angle) < 2.0 and np.median(centre) < 0.04, (np.median(angle), np.median(centre))
 

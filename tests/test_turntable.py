@@ -1,6 +1,6 @@
 """The turntable capture (scenes/turntable.py) end to end (issue 25): from-photos refuses it without
 masks and recovers the orbit with them; training with the masks beats training without.
-COLMAP runs with one thread and a fixed seed (photos.RANDOM_SEED), so its answer repeats."""
+COLMAP runs with one thread and a fixed seed (colmap_stages.RANDOM_SEED), so its answer repeats."""
 
 import sys
 

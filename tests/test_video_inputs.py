@@ -11,7 +11,7 @@ from tqdm import tqdm
 def test_the_mapping_bar_moves_through_every_attempt():
     """The bar stood at 0/40 for the whole of attempts 2 and 3 (half a minute on a 40-frame
     video): tqdm drew only once the count passed the 40 it drew at the end of attempt 1."""
-    from taichi_nerf.capture.photos import _new_attempt
+    from taichi_nerf.capture.colmap_stages import _new_attempt
 
     out = io.StringIO()
     bar = tqdm(total=10, file=out, mininterval=0, miniters=1, ascii=True)  # a photo at a time, as COLMAP goes
