@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 SHOWN = 3  # names listed in one line; the rest are counted
+FROM_PYTHON = "from Python:"  # before the keywords a hint gives a Python caller (flag_or_keyword)
 
 
 def counted(count: int, noun: str) -> str:
@@ -23,3 +24,10 @@ def setting_words(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return " ".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def flag_or_keyword(flag: str, keyword: str) -> str:
+    """An option named in a hint that a command and a Python caller both meet (a loader's refusal, a mesh's
+    warning): the flag as the command line takes it, then the keyword as the API does, ``--near/--far (from
+    Python: near=/far=)``. A hint only one of them meets names its own spelling alone."""
+    return f"{flag} ({FROM_PYTHON} {keyword})"

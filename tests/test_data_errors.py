@@ -502,8 +502,9 @@ def test_ndc_on_a_layout_without_it_is_refused(tmp_path, capsys):
     from .conftest import refused
 
     root = transforms(tmp_path / "ngp", two_frames(tmp_path / "ngp"), kind="ngp")
-    expect_error(root, "--ndc applies to LLFF captures", "instant-ngp dataset; leave it out", ndc=True)
-    refused(capsys, ["data", "info", root, "--ndc"], "--ndc applies to LLFF captures")
+    expect_error(root, "(from Python: ndc=True) applies to LLFF captures", "instant-ngp dataset; leave it out",
+                 ndc=True)  # a Python caller's keyword, which it did not name
+    refused(capsys, ["data", "info", root, "--ndc"], "--ndc (from Python: ndc=True) applies to LLFF captures")
     assert read_dataset(root, ndc=False).format == "instant-ngp"  # --no-ndc asks for nothing it lacks
 
 
@@ -600,3 +601,31 @@ def test_an_unknown_data_format_is_named_as_the_caller_gave_it(tiny_scene, tmp_p
         assert cli.main(["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), *flags]) == 2
         assert capsys.readouterr().err == f"taichi-nerf: error: bad configuration: {said}\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_the_bounds_hints_give_a_python_caller_its_keywords(tmp_path, capsys):
+    """The loaders' ways out (set --near/--far, --aabb, --no-ndc; give --far too) named only the flags, which a
+    Python caller (read_dataset, tn.train) has none of: each now gives the keyword too, and a command the flag."""
+    import math
+
+    from taichi_nerf.data.loaders import check_dataset, choose_scene_kind
+
+    from .conftest import refused
+
+    root = transforms(tmp_path / "ngp", two_frames(tmp_path / "ngp"), kind="ngp")
+    said = expect_error(root, near=1e6)  # as tn.train(data=root, near=1e6) meets it
+    assert said.endswith("far the data's: give --far too, or a smaller --near; from Python: far=, near=)"), said
+    assert expect_error(root, far=1e-6).endswith("give --near too, or a larger --far; from Python: near=, far=)")
+    refused(capsys, ["data", "info", root, "--near", "1e6"], "give --far too, or a smaller --near")
+    for name, value, way_out in (("near", math.nan, "set --near/--far (from Python: near=/far=)"),
+                                 ("aabb", torch.full((6,), math.nan), "set --aabb (from Python: aabb=)")):
+        dataset = read_dataset(root)
+        setattr(dataset, name, value)
+        with pytest.raises(DataError) as refused_here:
+            check_dataset(dataset)
+        assert str(refused_here.value).endswith(way_out)
+    dataset = read_dataset(root)
+    dataset.ndc = True  # an LLFF capture in NDC, asked to be unbounded
+    with pytest.raises(DataError, match=r"--unbounded \(from Python: unbounded=True\) does not combine with NDC "
+                                        r".*; add --no-ndc \(from Python: ndc=False\) to contract space instead$"):
+        choose_scene_kind(dataset, unbounded=True)

@@ -182,8 +182,8 @@ def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path,
     plain = read_dataset(root, mask_mode="off")
     assert plain.mask_mode == "" and plain.splits["train"].mask is None
     ds = read_dataset(root, mask_mode="ignore")
-    assert any("(ignore: masked-out pixels are left out of the loss; --mask-mode transparent or off changes this)"
-               in n for n in ds.notes), ds.notes
+    assert any("(ignore: masked-out pixels are left out of the loss; --mask-mode transparent or off (from Python: "
+               "mask_mode=) changes this)" in n for n in ds.notes), ds.notes
     train = ds.splits["train"]
     assert torch.equal(train.rgba, plain.splits["train"].rgba)  # pixels untouched
     trainer = Trainer(tiny_config(root, tmp_path / "run", mask_mode="ignore", batch_rays=2048), dataset=ds)
@@ -195,7 +195,7 @@ def test_ignore_mode_keeps_pixels_and_draws_rays_only_where_masks_keep(tmp_path,
 
 def test_ignore_mode_warns_when_the_masks_cut_out_an_object_not_distractors(tmp_path):
     root = write_transforms(tmp_path / "ds")  # a kept disc in the middle: an object, as on a turntable
-    hint = "--mask-mode transparent learns it alone"
+    hint = "--mask-mode transparent (from Python: mask_mode='transparent') learns it alone"  # either front end
     assert any(hint in w and "keep only 0% of the images' borders" in w
                for w in read_dataset(root, mask_mode="ignore").warnings)
     assert not any(hint in w for w in read_dataset(root).warnings)  # the default mode is the one it suggests
@@ -322,7 +322,7 @@ def test_missing_mask_file(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     (root / "masks" / "IMG_3.png").unlink()
     err = refused(capsys, ["data", "info", str(root)], "IMG_3.JPG: no mask for this image")
-    assert err.endswith("add it, or --mask-mode off trains without the masks"), err
+    assert err.endswith("add it, or --mask-mode off (from Python: mask_mode='off') trains without the masks"), err
     assert main(["data", "info", str(root), "--mask-mode", "off"]) == 0  # the way out the line gives
     assert "masks:" not in capsys.readouterr().out
 
@@ -331,7 +331,7 @@ def test_more_masks_than_images(tmp_path, capsys):
     root = write_transforms(tmp_path / "ds")
     Image.fromarray(_mask()).save(root / "masks" / "IMG_99.png")
     err = refused(capsys, ["data", "info", str(root)], "IMG_99.png: mask without an image (7 masks for 6 images")
-    assert err.endswith("remove it, or --mask-mode off trains without the masks"), err
+    assert err.endswith("remove it, or --mask-mode off (from Python: mask_mode='off') trains without the masks"), err
 
 
 def test_two_masks_for_one_image(tmp_path, capsys):
@@ -385,13 +385,19 @@ def test_mask_path_on_some_frames_only(tmp_path, capsys):
 def test_mask_path_to_a_missing_file(tmp_path):
     root = write_transforms(tmp_path / "ds", masks="frames")
     (root / "my_masks" / "IMG_0.png").unlink()
-    with pytest.raises(DataError, match="IMG_0.png: mask file not found"):
+    with pytest.raises(DataError, match="IMG_0.png: mask file not found") as refused_here:
         read_dataset(root)
+    # the way out in a Python caller's words too (it named only the flag): mask_mode='off'
+    assert "masks; --mask-mode off (from Python: mask_mode='off') trains without the masks)" in str(refused_here.value)
 
 
-def test_bad_mask_mode(tmp_path):
-    with pytest.raises(DataError, match="--mask-mode must be one of transparent, ignore, off"):
+def test_bad_mask_mode(tmp_path, capsys):
+    """Only a Python caller reaches the loader's check (the flag has choices): it named --mask-mode."""
+    with pytest.raises(DataError, match="^mask_mode must be one of transparent, ignore, off, got 'sometimes'$"):
         read_dataset(write_transforms(tmp_path / "ds"), mask_mode="sometimes")
+    with pytest.raises(SystemExit):
+        main(["data", "info", str(tmp_path / "ds"), "--mask-mode", "sometimes"])
+    assert "argument --mask-mode: invalid choice: 'sometimes'" in capsys.readouterr().err
 
 
 # --- degenerate reconstructions ----------------------------------------------------------------

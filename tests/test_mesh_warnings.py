@@ -26,10 +26,14 @@ def one_step_run(tiny_scene, tmp_path_factory):
 def test_an_untrained_field_warns_that_its_mesh_is_the_box(one_step_run, tmp_path, capsys):
     text = _export(one_step_run, tmp_path / "m.ply", capsys)
     warnings = [line for line in text.splitlines() if line.startswith("warning:")]
-    assert any("the mesh is (nearly) the box" in w for w in warnings), text
+    assert any("the mesh is (nearly) the box" in w and "raise --threshold" in w for w in warnings), text
     assert any("nearly uniform" in w and "untrained" in w for w in warnings), text
     assert any("renders an opaque surface" in w and "train longer" in w for w in warnings), text
     assert (tmp_path / "m.ply").is_file()  # a warning, not a refusal
+    import taichi_nerf as tn
+
+    _, mesh = tn.export_mesh(one_step_run, tmp_path / "api.ply", resolution=32, arch=ARCH, progress=False)
+    assert any(w.endswith("raise --threshold (from Python: threshold=)") for w in mesh.warnings), mesh.warnings
 
 
 def test_a_step_0_checkpoint_says_it_is_untrained(one_step_run, tmp_path, capsys):
@@ -60,3 +64,22 @@ def test_a_threshold_near_the_peak_warns_of_a_handful_of_triangles(trained_built
     text = capsys.readouterr().out
     assert re.search(r"warning: only \d+ triangles: the threshold .* is near the density's peak", text), text
     assert "try --threshold" in text and (tmp_path / "specks.ply").is_file()
+    # a Python caller was told the flag alone: now the keyword too, in the refusal and in the warning
+    import taichi_nerf as tn
+    from taichi_nerf.outputs.export import ExportError
+
+    with pytest.raises(ExportError, match=r"^the threshold 1e\+09 gives an empty mesh: .*; try --threshold (\S+) "
+                                          r"\(from Python: threshold=\1\)$"):
+        tn.export_mesh(run, tmp_path / "none.ply", resolution=48, threshold=1e9, arch=ARCH, progress=False)
+    _, mesh = tn.export_mesh(run, tmp_path / "api.ply", resolution=48, threshold=0.97 * peak, arch=ARCH,
+                             progress=False)
+    assert any(re.search(r"; try --threshold (\S+) \(from Python: threshold=\1\)$", w) for w in mesh.warnings)
+
+
+def test_a_field_trained_in_ndc_names_the_retraining_both_ways():
+    from types import SimpleNamespace
+
+    from taichi_nerf.outputs.export import ExportError, check_exportable
+
+    with pytest.raises(ExportError, match=r"retrain with --no-ndc \(from Python: ndc=False\)\)$"):
+        check_exportable(SimpleNamespace(scene=SimpleNamespace(ndc=True)), "mesh")

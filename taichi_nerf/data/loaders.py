@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from ..config_checks import number_at_least
-from ..wording import counted
+from ..wording import FROM_PYTHON, counted, flag_or_keyword
 from .blender import SPLITS, is_blender, load_blender
 from .colmap_files import model_folders
 from .colmap_model import is_colmap, load_colmap
@@ -195,8 +195,8 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         raise DataError(f"unknown format {format!r} (supported: {', '.join(FORMATS)})")
     downscale = whole_option("downscale", downscale)
     if loader_options.get("ndc") and format != "llff":  # only the LLFF loader samples in NDC
-        raise DataError(f"{path}: --ndc applies to LLFF captures (poses_bounds.npy) only, and this is a {format} "
-                        "dataset; leave it out")
+        raise DataError(f"{path}: {flag_or_keyword('--ndc', 'ndc=True')} applies to LLFF captures (poses_bounds.npy) "
+                        f"only, and this is a {format} dataset; leave it out")
     for key in ("every", "limit"):
         if key in loader_options:
             loader_options[key] = whole_option(key, loader_options[key])
@@ -246,8 +246,9 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
             dataset.warnings.append(f"{reason}, so the scene is treated as unbounded "
                                     "(space beyond the box is contracted); --no-unbounded turns this off")
     elif unbounded and dataset.ndc:
-        raise DataError(f"{dataset.source}: --unbounded does not combine with NDC sampling, which already reaches "
-                        "to infinity; add --no-ndc to contract space instead")
+        raise DataError(f"{dataset.source}: {flag_or_keyword('--unbounded', 'unbounded=True')} does not combine "
+                        "with NDC sampling, which already reaches to infinity; add "
+                        f"{flag_or_keyword('--no-ndc', 'ndc=False')} to contract space instead")
     if unbounded:
         make_unbounded(dataset)
 
@@ -272,9 +273,11 @@ def check_dataset(dataset: Dataset) -> None:
             raise DataError(f"{where}: {name} cameras need positive focal lengths")
     box = dataset.aabb
     if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
-        raise DataError(f"{where}: could not choose near/far (got {dataset.near}, {dataset.far}); set --near/--far")
+        raise DataError(f"{where}: could not choose near/far (got {dataset.near}, {dataset.far}); set "
+                        f"{flag_or_keyword('--near/--far', 'near=/far=')}")
     if box.shape != (6,) or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
-        raise DataError(f"{where}: could not choose a scene box (got {box.tolist()}); set --aabb")
+        raise DataError(f"{where}: could not choose a scene box (got {box.tolist()}); set "
+                        f"{flag_or_keyword('--aabb', 'aabb=')}")
     for name in ("center", "up"):
         if not bool(torch.isfinite(getattr(dataset, name)).all()):
             raise DataError(f"{where}: could not choose the scene {name} from the cameras")
@@ -301,8 +304,9 @@ def apply_overrides(dataset: Dataset, near: float | None = None, far: float | No
         if not (math.isfinite(dataset.near) and math.isfinite(dataset.far) and 0 <= dataset.near < dataset.far):
             # one of them given, the other the data's: say which, as the user typed only one
             said = "" if near is not None and far is not None else (
-                " (near as given, far the data's: give --far too, or a smaller --near)" if near is not None
-                else " (far as given, near the data's: give --near too, or a larger --far)")
+                f" (near as given, far the data's: give --far too, or a smaller --near; {FROM_PYTHON} far=, near=)"
+                if near is not None else
+                f" (far as given, near the data's: give --near too, or a larger --far; {FROM_PYTHON} near=, far=)")
             raise DataError(f"need 0 <= near < far, got near {dataset.near:g}, far {dataset.far:g}{said}")
         dataset.notes.append(f"near/far as given (flag, preset or config): {dataset.near:g} / {dataset.far:g}")
     if aabb is not None:

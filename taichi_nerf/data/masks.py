@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..wording import flag_or_keyword
 from .dataset import DataError, Dataset
 from .images import DATASET_SUFFIXES, PHOTO_SUFFIXES
 
@@ -138,7 +139,7 @@ def _mask_key(image: Path, index: dict[str, Path], folded: dict[str, list[str]])
     return None
 
 
-WITHOUT_MASKS = "--mask-mode off trains without the masks"  # the way out of a refusal, for the loaders
+WITHOUT_MASKS = flag_or_keyword("--mask-mode off", "mask_mode='off'") + " trains without the masks"  # a way out
 
 
 def match_folder(images: list[Path], folder: Path, without: str = WITHOUT_MASKS,
@@ -249,8 +250,7 @@ def read_mask(path: Path, width: int, height: int, image_size: tuple[int, int] |
                 im = im.resize((width, height), Image.BOX if shrink else Image.BILINEAR)
             mask = np.asarray(im, dtype=np.float32)
     except FileNotFoundError:
-        raise DataError(f"{path}: mask file not found (named by the dataset's masks; --mask-mode off trains "
-                        "without them)") from None
+        raise DataError(f"{path}: mask file not found (named by the dataset's masks; {WITHOUT_MASKS})") from None
     except DataError:  # ours, already one line (a ValueError: not "cannot read" it)
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -294,7 +294,7 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent",
     (see MASK_MODES); notes say what was used. Called by ``loaders.read_dataset`` right after the
     format's loader."""
     if mode not in MASK_MODES:
-        raise DataError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+        raise DataError(f"mask_mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")  # the flag's are choices
     if mode == "off" or path is None:
         return
     found = find_masks(path, format, downscale, {n for split in dataset.splits.values() for n in split.names} or None)
@@ -317,16 +317,17 @@ def attach_masks(dataset: Dataset, path, format: str, mode: str = "transparent",
     if mode == "ignore" and "train" in dataset.splits:
         border = border_kept_share(dataset.splits["train"].mask)
         if border < OBJECT_BORDER_KEPT:
+            alone = flag_or_keyword("--mask-mode transparent", "mask_mode='transparent'")
             dataset.warnings.append(
                 f"the masks keep only {100 * border:.0f}% of the images' borders: they cut out an object, not "
-                "distractors, and --mask-mode ignore still reads the surround they cut away as the scene's (for a "
-                "background and bounds); "
-                "for an object on a turntable or a backdrop, --mask-mode transparent learns it alone")
+                "distractors, and the ignore mode still reads the surround they cut away as the scene's (for a "
+                f"background and bounds); for an object on a turntable or a backdrop, {alone} learns it alone")
     count = sum(s.count for s in dataset.splits.values())
     how = ("masked-out pixels are transparent, the object is learned alone" if mode == "transparent" else
            "masked-out pixels are left out of the loss")
     others = " or ".join(m for m in ("transparent", "ignore", "off") if m != mode)
-    dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; --mask-mode {others} changes this)")
+    dataset.notes.append(f"masks: {count} from {origin} ({mode}: {how}; "
+                         f"{flag_or_keyword(f'--mask-mode {others}', 'mask_mode=')} changes this)")
 
 
 def _images_by_stem(path, format: str) -> dict[str | None, dict[str, Path]]:

@@ -29,7 +29,9 @@ from ..files import write_atomic
 from ..rendering.renderer import Renderer
 from ..resources import USABLE_FRACTION, free_bytes, gb
 from ..stages.encoding import encode_samples
+from ..wording import flag_or_keyword
 from . import mesh_checks
+from .mesh_checks import try_threshold
 from .surface import sampled_surface_points, surface_points
 
 MIN_RESOLUTION = 16
@@ -72,7 +74,8 @@ def check_exportable(renderer: Renderer, what: str) -> None:
     """Meshes are marched on a lattice over the box: in NDC that box reaches to infinity."""
     if renderer.scene.ndc:
         raise ExportError(f"{what} export needs a world-space field; this forward-facing scene was trained in NDC "
-                          "(export points works on it; for a mesh, retrain with --no-ndc)")
+                          "(a point-cloud export works on it; for a mesh, retrain with "
+                          f"{flag_or_keyword('--no-ndc', 'ndc=False')})")
 
 
 def check_resolution(resolution: int, name: str = "resolution") -> int:
@@ -204,7 +207,7 @@ def auto_threshold(renderer: Renderer, background: torch.Tensor, density: np.nda
         median = float(np.median(at_surface))
         level = AUTO_FRACTION * median
         return level, (f"threshold {level:.4g} (auto: {AUTO_FRACTION:g} x the median density {median:.4g} at the "
-                       f"rendered surface of {at_surface.size} orbit pixels; --threshold overrides it)")
+                       f"rendered surface of {at_surface.size} orbit pixels; a threshold given overrides it)")
     inside = density[density > 0]
     level = float(np.percentile(inside, 90)) * AUTO_FRACTION if inside.size else 1.0
     return level, f"threshold {level:.4g} (auto: {NO_SURFACE}; from the density histogram)"
@@ -221,7 +224,7 @@ def _histogram_hint(density: np.ndarray, threshold: float) -> str:
     else:  # a level almost everything exceeds has no surface inside the queried cells
         said = f"{above:.0%} of the queried points are denser than that (the density peaks at {peak:.4g})"
     suggestion = 0.5 * p90 if above < 0.5 else p90
-    return f"{said}, and 90% of the queried points are below {p90:.4g}; try --threshold {suggestion:.3g}"
+    return f"{said}, and 90% of the queried points are below {p90:.4g}; try {try_threshold(suggestion)}"
 
 
 @torch.no_grad()
@@ -237,8 +240,8 @@ def extract_mesh(renderer: Renderer, background: torch.Tensor, resolution: int =
         level, note = auto_threshold(renderer, background, density, progress)
     else:
         level = threshold
-        note = f"threshold {level:.4g} (set by --threshold)"
-    given = "--threshold" if threshold != "auto" else "the auto threshold"  # the user's own, or ours
+        note = f"threshold {level:.4g} (as given)"
+    given = "the threshold" if threshold != "auto" else "the auto threshold"  # the user's own, or ours
     if not (density.max() > level):
         raise ExportError(f"{given} {level:.4g} gives an empty mesh: {_histogram_hint(density, level)}")
     verts, faces, _, _ = measure.marching_cubes(density, level, spacing=tuple(spacing),  # no mask: module doc

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..wording import flag_or_keyword
+
 UNIFORM_VARIATION = 0.1  # std / mean of the density in the box below this: nearly uniform (untrained)
 BOX_SHARE = 0.5  # more than this share of the vertices on the box's faces: the mesh is (nearly) the box
 FEW_TRIANGLES = 100  # a scene's surface at any resolution export accepts (16 and up) has more
@@ -40,7 +42,8 @@ def mesh_warnings(vertices: np.ndarray, density: np.ndarray, mask: np.ndarray, l
     share = box_share(vertices, lo, spacing, density.shape[0])
     if share > BOX_SHARE:
         warnings.append(f"{100 * share:.0f}% of the mesh's vertices lie on the scene box's faces: the mesh is (nearly) "
-                        "the box, not the scene; train longer, or raise --threshold")
+                        "the box, not the scene; train longer, or raise "
+                        + flag_or_keyword("--threshold", "threshold="))
     variation = density_variation(density, mask)
     if variation < UNIFORM_VARIATION:
         warnings.append(f"the density is nearly uniform in the box (it varies by {100 * variation:.1f}%): the field "
@@ -56,7 +59,7 @@ def few_triangles_warning(triangles: int, density: np.ndarray, level: float) -> 
     inside = density[density > 0]
     p90 = float(np.percentile(inside, 90)) if inside.size else 0.0
     return [f"only {triangles} triangles: the threshold {level:.4g} is near the density's peak "
-            f"({float(density.max()):.4g}); try --threshold {0.5 * p90:.3g}"]
+            f"({float(density.max()):.4g}); try {try_threshold(0.5 * p90)}"]
 
 
 def step_warning(step) -> list[str]:
@@ -64,3 +67,8 @@ def step_warning(step) -> list[str]:
     if step == 0:
         return ["the checkpoint is at step 0: the field is untrained and its mesh shows nothing of the scene"]
     return []
+
+
+def try_threshold(level: float) -> str:
+    """A threshold to try, as a command (``--threshold 0.3``) and a Python caller (``threshold=0.3``) give it."""
+    return flag_or_keyword(f"--threshold {level:.3g}", f"threshold={level:.3g}")

@@ -9,6 +9,7 @@ from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
 from ..data.dataset import Dataset
 from ..data.loaders import ALIASES, FORMATS, dataset_path, read_dataset
 from ..scenes.builtin import builtin_scene
+from ..wording import flag_or_keyword
 from .rank_env import environment
 
 
@@ -79,7 +80,7 @@ def require_stored_data(cfg, source) -> None:
 
     if cfg.data is not None and not Path(cfg.data).exists():
         raise CheckpointError(f"{cfg.data}: the dataset {source} was trained on is not there any more; "
-                              f"give its new place with --data PATH (from Python: data=PATH)")
+                              f"give its new place with {flag_or_keyword('--data PATH', 'data=PATH')}")
 
 
 def training_views(cfg, source, who: str, without: str):
