@@ -59,7 +59,7 @@ def testset_names(*also: str) -> Callable[[str], tuple[str, ...]]:
         from taichi_nerf.scenes.testsets import TESTSETS
 
         known = (*also, *TESTSETS)
-        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))  # each once
         unknown = [name for name in names if name not in known]
         if unknown or not names:
             raise argparse.ArgumentTypeError(f"{'unknown test set ' + ', '.join(unknown) if unknown else 'no test set'}"

@@ -333,8 +333,8 @@ def test_a_video_too_narrow_names_the_size_keyword_too(run, tmp_path):
     """The refusal said "(set --size)" to a Python caller, whose keyword is size=."""
     from taichi_nerf.api import render_path
 
-    with pytest.raises(ValueError, match=r"the video would be 4 pixels wide; need at least 8 \(set --size; from "
-                                         r"Python: size=\)"):
+    with pytest.raises(ValueError, match=r"the video would be 4 pixels wide; need at least 8: set --size \(from "
+                                         r"Python: size=\)$"):
         render_path(run, tmp_path / "v.gif", path=_nerfstudio(tmp_path / "p.json", orbit_poses(2, 4.0, 30.0),
                                                               render_width=4, render_height=4),
                     arch=ARCH, progress=False)  # the file's own width

@@ -629,3 +629,17 @@ def test_the_bounds_hints_give_a_python_caller_its_keywords(tmp_path, capsys):
     with pytest.raises(DataError, match=r"--unbounded \(from Python: unbounded=True\) does not combine with NDC "
                                         r".*; add --no-ndc \(from Python: ndc=False\) to contract space instead$"):
         choose_scene_kind(dataset, unbounded=True)
+
+
+def test_the_unbounded_note_gives_a_python_caller_its_keyword(tmp_path, monkeypatch):
+    """The note that a scene was made unbounded named only --no-unbounded, which tn.train has none of."""
+    from taichi_nerf.data import bounds
+    from taichi_nerf.data.loaders import choose_scene_kind
+
+    root = transforms(tmp_path / "ngp", two_frames(tmp_path / "ngp"), kind="ngp")
+    dataset = read_dataset(root)
+    dataset.warnings.clear()
+    monkeypatch.setattr(bounds, "unbounded_reason", lambda **facts: "the cameras look outward")
+    choose_scene_kind(dataset)
+    assert dataset.unbounded
+    assert dataset.warnings[-1].endswith("--no-unbounded (from Python: unbounded=False) turns this off")

@@ -41,6 +41,18 @@ def test_a_full_occupancy_grid_is_reported_once():
     assert StuckWatch(flat_psnr=10.0).check(1000, 20.0, 0.3, 40, "white") == []
 
 
+def test_the_stuck_warnings_give_a_python_caller_its_keywords():
+    """tn.train's caller meets these warnings too, and has no --background, --near/--far/--aabb or --unbounded."""
+    flat = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 10.6, None, 0, "white")[0]
+    assert "try --background black or random (from Python: background=)" in flat
+    assert flat.endswith("(--near/--far/--aabb (from Python: near=/far=/aabb=))")
+    masked = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 10.6, None, 0, "black", masked=True)[0]
+    assert "(--near/--far/--aabb (from Python: near=/far=/aabb=))" in masked
+    fog = StuckWatch(flat_psnr=10.0).check(2000, 20.0, 0.97, 80, "white")[0]
+    assert "--background random (from Python: background=)" in fog
+    assert "--unbounded (from Python: unbounded=True) for captures" in fog
+
+
 def test_the_trainer_runs_the_watch_after_validation(tiny_scene, tmp_path, monkeypatch):
     from taichi_nerf.training import diagnostics
     from taichi_nerf.training.trainer import Trainer

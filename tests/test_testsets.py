@@ -301,3 +301,20 @@ def test_make_testsets_only_is_checked_as_the_matrix_checks_its_sets(tmp_path, m
         with pytest.raises(SystemExit):
             benchmark(["matrix", "--sets", only])
         assert said.replace("--only", "--sets").replace("(have: ", "(have: builtin, ") in capsys.readouterr().err
+
+
+def test_a_test_set_named_twice_is_made_once(tmp_path, monkeypatch):
+    """--only npz-black,npz-black wrote (and the matrix trained) the set twice."""
+    from scripts import make_testsets
+    from scripts.bench import main as benchmark
+
+    written = []
+    monkeypatch.setattr(make_testsets, "write_testset", lambda name, out, **k: written.append(name) or out)
+    monkeypatch.setattr(make_testsets.cli, "main", lambda argv: 0)
+    assert make_testsets.main(["--out", str(tmp_path), "--only", "npz-black, npz-black", "--arch", "cpu"]) == 0
+    assert written == ["npz-black"]
+    import importlib
+
+    matrix = importlib.import_module("scripts.bench.matrix")
+    monkeypatch.setattr(matrix, "run", lambda args: args.sets)
+    assert benchmark(["matrix", "--sets", "builtin,cow,builtin"]) == ("builtin", "cow")

@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.dataset import DataError
+from .colmap_stages import MIN_INLIERS
 
 MIN_BASELINE_RATIO = 0.03
 MIN_REGISTERED = 8  # fewer posed photos cannot train a field worth having (data/loaders.FEW_TRAINING_VIEWS)
 MAX_STATIC_SHARE = 0.25
 STATIC_PIXELS = 1.0  # at 1000 px on the longer side; scaled with the photos
-MIN_INLIERS = 15
 # The turning-centre check (turning_centre_share): pairs within CLOSE_DEGREES of each other's
 # optical axis and CLOSE_BASELINE x the median viewing depth of each other's centre; their
 # centre is a disc of CENTRE_RADIUS x the image size, judged where both photos have

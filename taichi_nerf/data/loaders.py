@@ -243,8 +243,9 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
                                   cameras_look_outward=dataset.cameras_look_outward, background=dataset.background)
         unbounded = reason is not None
         if unbounded:
+            off = flag_or_keyword("--no-unbounded", "unbounded=False")
             dataset.warnings.append(f"{reason}, so the scene is treated as unbounded "
-                                    "(space beyond the box is contracted); --no-unbounded turns this off")
+                                    f"(space beyond the box is contracted); {off} turns this off")
     elif unbounded and dataset.ndc:
         raise DataError(f"{dataset.source}: {flag_or_keyword('--unbounded', 'unbounded=True')} does not combine "
                         "with NDC sampling, which already reaches to infinity; add "

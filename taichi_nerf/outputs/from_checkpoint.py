@@ -17,6 +17,7 @@ from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, 
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from ..runs.rank_env import rank_zero_only
+from ..wording import flag_or_keyword
 from . import mesh_checks
 from .depth_view import depth_colors
 
@@ -104,8 +105,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
         if frames:
             route = cp.with_frames(route, frames)
     if route.width < 8:
-        raise ValueError(f"{path}: the video would be {route.width} pixels wide; need at least 8 (set --size; from "
-                         "Python: size=)")
+        raise ValueError(f"{path}: the video would be {route.width} pixels wide; need at least 8: set "
+                         f"{flag_or_keyword('--size', 'size=')}")
     return write_path(renderer, Path(out), route.poses, route.intrinsics, route.width, route.height,
                       fps=fps or route.fps or DEFAULT_FPS, progress=progress, background=bg)
 

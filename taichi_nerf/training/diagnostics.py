@@ -24,6 +24,9 @@ import torch
 
 from ..kind_defaults import cut_out_object
 from ..outputs.metrics import has_transparency, mse_to_psnr
+from ..wording import flag_or_keyword
+
+BOUNDS = flag_or_keyword("--near/--far/--aabb", "near=/far=/aabb=")  # where a stuck run's bounds are set
 
 # Within this many dB of the flat-colour PSNR counts as "learnt nothing".
 STUCK_MARGIN_DB = 1.5
@@ -60,10 +63,10 @@ class StuckWatch:
             self.said.add("flat")
             others = [name for name in ("black", "white", "random") if not background.startswith(name)]
             cause = ("the masks make any background match the images, so look at the bounds: "
-                     "`taichi-nerf data info` (--near/--far/--aabb), and at the masks themselves" if masked else
-                     f"the background ({background}) does not match the images; try --background "
-                     f"{' or '.join(others)}, and check `taichi-nerf data info` for bounds that miss the content "
-                     f"(--near/--far/--aabb)")
+                     f"`taichi-nerf data info` ({BOUNDS}), and at the masks themselves" if masked else
+                     f"the background ({background}) does not match the images; try "
+                     f"{flag_or_keyword('--background ' + ' or '.join(others), 'background=')}, and check "
+                     f"`taichi-nerf data info` for bounds that miss the content ({BOUNDS})")
             messages.append(
                 f"validation PSNR {val_psnr:.1f} dB is still at the flat-colour level ({self.flat_psnr:.1f} dB) after "
                 f"{step} steps: the field is not learning the scene. Likely cause: {cause}")
@@ -73,8 +76,9 @@ class StuckWatch:
             messages.append(
                 f"the occupancy grid is {100 * occupancy:.0f}% occupied after {grid_updates} updates: the field "
                 f"fills the box with fog instead of surfaces. Likely cause: the images' background is part of "
-                f"the scene but is composited away, or the reverse; try --background random (or black/white "
-                f"to match the images), or --unbounded for captures whose background fills the frame")
+                f"the scene but is composited away, or the reverse; try "
+                f"{flag_or_keyword('--background random', 'background=')} (or black/white to match the images), or "
+                f"{flag_or_keyword('--unbounded', 'unbounded=True')} for captures whose background fills the frame")
         return messages
 
     def on_validate(self, trainer, psnr: float) -> None:
