@@ -574,6 +574,22 @@ def test_the_panel_takes_every_resolution_the_flag_allows(cap):
         server.stop()
 
 
+def test_the_curves_count_steps_not_dates():
+    """uPlot takes its x values for UNIX seconds unless its x scale says otherwise: the panel's
+    curves were labelled with times of 1 January 1970 ("12:05am 1/1/70" at step 300), not steps."""
+    pytest.importorskip("viser")
+    from taichi_nerf.viewer.panel import Panel
+    from taichi_nerf.viewer.server import ViewerServer
+
+    server = ViewerServer("127.0.0.1", 0, out=io.StringIO())
+    try:
+        panel = Panel(server.server, server.inbox, training=True, resolution_cap=512, train_share=0.5)
+        assert panel.curves.series[0]["label"] == "step"
+        assert (panel.curves.scales or {}).get("x", {}).get("time") is False
+    finally:
+        server.stop()
+
+
 def test_the_browser_opens_a_forward_facing_scene_from_its_cameras_side():
     """The browser's first view was the orbit's start, behind an LLFF capture: a blank page."""
     pytest.importorskip("viser")

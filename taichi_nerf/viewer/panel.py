@@ -62,7 +62,9 @@ class Panel:
                 (np.zeros(1), np.zeros(1), np.zeros(1)),
                 ({"label": "step"}, {"label": "log10 loss", "stroke": _hex(CURVE_COLOURS["loss"]), "scale": "loss"},
                  {"label": "train PSNR", "stroke": _hex(CURVE_COLOURS["psnr"]), "scale": "psnr"}),
-                axes=({}, {"scale": "loss"}, {"scale": "psnr", "side": 1}), title="loss and PSNR", aspect=1.6)
+                axes=({}, {"scale": "loss"}, {"scale": "psnr", "side": 1}), title="loss and PSNR", aspect=1.6,
+                # uPlot reads x as UNIX seconds unless told: step 300 was labelled "12:05am 1/1/70"
+                scales={"x": {"time": False}})
         self.frustums = []
         self._shown_curve_points = 0
         self._paused_label = None
