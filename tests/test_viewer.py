@@ -753,6 +753,35 @@ def test_train_with_the_web_viewer_runs_to_the_end_like_train(tiny_scene, tmp_pa
 
 
 
+def test_the_page_says_when_training_ended_and_when_the_viewer_closed(tiny_scene, tmp_path, monkeypatch):
+    """`train --viewer web`: through the final validation and the video (minutes on a CPU) the page went
+    on saying "step N of M (training)", N a step before the last, as if it had hung; and with
+    --viewer-quit-at-end it kept saying so once the viewer had gone."""
+    pytest.importorskip("viser")
+    from taichi_nerf import cli
+    from taichi_nerf.viewer.panel import Panel
+
+    out, shown = tmp_path / "run", []
+    show = Panel.show
+
+    def recorded(self, stats, message, paused):
+        metrics = out / "metrics.jsonl"
+        final_row = metrics.is_file() and '"final": true' in metrics.read_text()
+        shown.append((stats, message, final_row))
+        return show(self, stats, message, paused)
+    monkeypatch.setattr(Panel, "show", recorded)
+    assert cli.main(["train", "--data", str(tiny_scene), "--out", str(out), "--steps", "6", "--width", "32",
+                     "--depth", "2", "--batch-rays", "64", "--samples-per-ray", "8", "--eval-every", "0",
+                     "--video-frames", "0", "--no-progress", "--arch", "cpu", "--viewer", "web", "--viewer-port", "0",
+                     "--viewer-quit-at-end"]) == 0
+    ended = [(stats, final_row) for stats, message, final_row in shown
+             if message == "training ended at step 6; the final validation run now; then this viewer closes"]
+    assert ended and not ended[0][1]  # said before the final validation
+    assert "step 6 of 6 (ended)" in ended[0][0]
+    assert shown[-1][1] == "this viewer has closed (at step 6): the page no longer updates"
+    assert "step 6 of 6 (stopped)" in shown[-1][0]
+
+
 def test_a_video_that_fails_after_train_with_the_web_viewer_still_closes_the_viewer(tiny_scene, tmp_path, capsys,
                                                                                      monkeypatch):
     """A full disk at the end video (after the run was saved) left the viewer's server unstopped: the browser was

@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
                        continue_hint=f"--resume {shlex.quote(str(cfg.out))} (in place of {instead}) to continue it")
     except BaseException:
         if viewer:
-            viewer.server.stop()
+            viewer.close()
         raise
     say_resume_note(args)
     if args.dry_run:
@@ -137,11 +137,11 @@ def cmd_train(args) -> int:
             result = viewer.train(trainer) if viewer else trainer.run()
         except OSError as exc:  # a full disk or a folder gone read-only mid-run, or at the run's end
             if viewer:
-                viewer.server.stop()
+                viewer.close()
             raise with_resume_hint(exc, cfg.out, trainer, saved.step, video_frames) from exc
         except BaseException:
             if viewer:
-                viewer.server.stop()
+                viewer.close()
             raise
     if not ranks.writes:  # distributed: rank 0 reports and writes the video
         ranks.close()
@@ -150,7 +150,7 @@ def cmd_train(args) -> int:
         code = report_end(trainer, result, video_frames)
     except BaseException:  # (a full disk at the end video): the browser is told the viewer closed, as on every way out
         if viewer:
-            viewer.server.stop()
+            viewer.close()
         raise
     return viewer.linger(code) if viewer else code
 

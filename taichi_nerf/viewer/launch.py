@@ -4,6 +4,7 @@ a run trained in the browser, and ``train``'s run with the browser watching. The
 (viewer/server.py) opens before any data loads, so a missing viser or a bad address refuses
 the command before anything on disk changes."""
 
+import contextlib
 import shlex
 
 from .server import ViewerServer
@@ -74,7 +75,12 @@ class WebTraining:
         self.app = WebViewer(self.server, trainer.renderer, trainer.cfg, self.options, trainer=trainer,
                              train_split=trainer.train, out_dir=trainer.out_dir, val_psnr=trainer.last_val_psnr,
                              keep_going=more)
-        return more() and self.app.run() != 0
+        stopped = more() and self.app.run() != 0
+        if not stopped:  # the run's end comes next, on this thread: the page says so, not "(training)"
+            video = " and the video" if getattr(trainer, "end_video_frames", 0) else ""
+            then = "then this viewer closes" if self.quit_at_end else "the view comes back after them"
+            self.app.say_ended(f"the final validation{video} run now; {then}")
+        return stopped
 
     def linger(self, code: int) -> int:
         """Keep serving the trained field until Ctrl-C (unless --viewer-quit-at-end); then close."""
@@ -83,7 +89,7 @@ class WebTraining:
         try:
             if code == 0 and not self.quit_at_end and self.app is not None:
                 app = self.app
-                app.finished, app.keep_going = False, None
+                app.finished, app.keep_going, app.ended = False, None, False  # on view, paused
                 app.schedule.paused = True  # and stays so: more steps would leave the final validation behind
                 folder = shlex.quote(str(app.trainer.out_dir))
                 app.ended_hint = continue_command(app.trainer, f"taichi-nerf train --resume {folder}",
@@ -92,5 +98,13 @@ class WebTraining:
                 print(f"taichi-nerf: {self.app.message}")
                 self.app.run()
         finally:
-            self.server.stop()
+            self.close()
         return code
+
+    def close(self) -> None:
+        """Stop the server; the pages still open are told first (--viewer-quit-at-end, a failed end
+        video: they kept saying "training" once it had gone)."""
+        if self.app is not None and not self.app.closed:
+            with contextlib.suppress(Exception):  # a last word: never in place of the error on its way out
+                self.app.say_closed()
+        self.server.stop()

@@ -104,7 +104,7 @@ class WebViewer(TrainingSession):
         self.client: int | None = None  # the browser whose camera the view follows
         self.moved_at = self.settling = self.awaiting = None  # last move; until refined; a move not yet shown
         self.latencies: list[float] = []  # seconds from a camera message to the first picture of it
-        self.finished = self.crashed = self.closed = False
+        self.finished = self.crashed = self.closed = self.ended = False
         self.frame_count = 0  # loops run (a script waits for some to pass)
         self._sent_at = 0.0
         self._stats_at = 0.0
@@ -177,6 +177,15 @@ class WebViewer(TrainingSession):
         self.closed = True
         self.message = f"this viewer has closed (at step {self.step}): the page no longer updates"
         self.panel.show(self.stats_text(), self.message, self.schedule.paused if self.trainer else None)
+
+    def say_ended(self, what: str) -> None:
+        """Trainer.run's steps are over (train --viewer web) and its end (the final validation, the
+        video) takes this thread: the page, which keeps what it last got, said "(training)" with a
+        step from before the end, and seemed to hang meanwhile."""
+        self.ended = True
+        self.message = f"training ended at step {self.step}; {what}"
+        self.panel.show(self.stats_text(), self.message, self.schedule.paused)
+        self.server.server.flush()
 
     def close(self) -> None:
         """Save what training did since the last save (the viewer stays open for linger())."""
@@ -353,7 +362,8 @@ class WebViewer(TrainingSession):
         if self.trainer is not None:
             info, total = self.last_info, self.trainer.step_limit()  # train's, where Trainer.run drives or drove it
             loss = info.get("loss")
-            state = "stopped" if self.closed else "paused" if self.schedule.paused else "training"
+            state = "stopped" if self.closed else "ended" if self.ended else "paused" if self.schedule.paused \
+                else "training"
             of = f" of {total}" if total != float("inf") else f", until the {self.cfg.time_limit_s:g} s time limit"
             lines.append(f"step {self.step}{of} ({state})" + (f", loss {loss:.5f}" if loss else ""))
             psnr, val = self.curves.smoothed_psnr, self.curves.val_psnr
