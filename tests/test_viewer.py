@@ -254,6 +254,37 @@ def test_keyframes_from_the_browser_write_a_camera_path(web_session, tmp_path):
 
 
 
+def test_a_path_framed_in_a_wide_browser_keeps_its_width(web_session):
+    """Keyframes framed in a 900x600 canvas made a video of the scene's square pictures, which cut off the sides
+    of what was framed: the path's frames now have the canvas's aspect, at the same vertical field of view."""
+    import json
+
+    app, _server, trainer = web_session
+    assert app.scene.aspect == pytest.approx(1.0)
+    poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
+    for pose in poses[:2]:
+        wxyz, position = viser_pose(pose.double().numpy())
+        app.inbox.camera(1, wxyz, position, math.radians(40.0), 900, 600)
+        app.frame()
+        app.inbox.press("add_keyframe")
+        app.frame()
+    path = trainer.out_dir / "camera_path.json"
+    saved = json.loads(path.read_text())
+    assert saved["render_width"] / saved["render_height"] == pytest.approx(1.5, rel=0.05)
+    assert saved["camera_path"][0]["fov"] == pytest.approx(40.0)
+    route = app.keyframes.load_path(path)  # as the video and `render --path` read it
+    assert route.width / route.height == pytest.approx(1.5, rel=0.05)
+    app.inbox.press("remove_keyframe")
+    app.frame()
+    app.inbox.press("remove_keyframe")
+    app.frame()
+    move(app, poses[0].double().numpy())  # a 320x240 canvas frames the next path
+    app.frame()
+    app.inbox.press("add_keyframe")
+    app.frame()
+    assert app.keyframes.aspect == pytest.approx(4 / 3, rel=0.05)
+
+
 def test_a_second_session_keeps_the_first_one_s_path_and_video(web_session):
     """A viewer (or window) session at the step of an earlier one wrote its camera_path.json and its video over
     the earlier session's, saying only "saved": names now continue past what is there, and the earlier path is

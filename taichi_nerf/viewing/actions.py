@@ -40,15 +40,23 @@ def attempt(app, save, what: str) -> None:
 
 
 def video_size(app) -> tuple[int, int]:
-    """Width (the option, else the training image width, at most DEFAULT_SIZE) and the view's height."""
+    """Width (the option, else the training image width, at most DEFAULT_SIZE) and the scene's height for it."""
     source_width = app.train_split.width if app.train_split is not None else (app.scene.ndc_width or 100)
     width = app.options.video_width or min(DEFAULT_SIZE, max(32, source_width))
     return width, max(8, round(width / app.scene.aspect))
 
 
+def path_size(app) -> tuple[int, int]:
+    """A keyframe path's frame: :func:`video_size`'s width, and the height of the view its keyframes were framed in
+    (a browser's canvas may be wider than the scene's pictures: a square video cut its sides off)."""
+    width, height = video_size(app)
+    aspect = app.keyframes.aspect or getattr(app.camera, "aspect", None)
+    return (width, max(8, round(width / aspect))) if aspect else (width, height)
+
+
 def add_keyframe(app) -> None:
     """The current view joins the path; the path is saved at once (camera_path.json)."""
-    app.keyframes.add(app.camera, *video_size(app))
+    app.keyframes.add(app.camera, *path_size(app))
     path = save_keyframes(app)
     count = len(app.keyframes)
     then = "the video follows the path" if count >= MIN_KEYFRAMES else "add another for a path"
@@ -67,7 +75,7 @@ def remove_keyframe(app) -> None:
 
 def save_keyframes(app) -> Path | None:
     try:
-        path = app.keyframes.save(app.out_dir, app.options.video_frames, *video_size(app), fps=DEFAULT_FPS)
+        path = app.keyframes.save(app.out_dir, app.options.video_frames, *path_size(app), fps=DEFAULT_FPS)
     except OSError as exc:
         app.message = f"camera path not saved: {exc}"
         return None

@@ -26,6 +26,9 @@ class Keyframes:
         self.scene = scene
         self.poses: list[np.ndarray] = []
         self.fov_deg: list[float] = []
+        # width / height of the view the first keyframe was framed in (a browser's canvas; the window shows the
+        # scene's): the path's frames keep it, so what was framed is what the video shows
+        self.aspect: float | None = None
         self.kept: Path | None = None  # where an earlier session's camera_path.json went (save)
         self._saved = False  # this session wrote camera_path.json: it is this session's to rewrite
 
@@ -35,6 +38,8 @@ class Keyframes:
     def add(self, camera, width: int, height: int) -> None:
         """The camera's view as a ``width`` x ``height`` frame sees it."""
         fy = float(camera.intrinsics(width, height)[1])
+        if not self.poses:
+            self.aspect = width / height
         self.poses.append(np.asarray(camera.pose(), dtype=np.float64).copy())
         self.fov_deg.append(math.degrees(fov_from_focal(height, fy)))
 
@@ -43,6 +48,8 @@ class Keyframes:
             return False
         self.poses.pop()
         self.fov_deg.pop()
+        if not self.poses:
+            self.aspect = None
         return True
 
     def path_poses(self, frames: int) -> np.ndarray:
