@@ -132,6 +132,24 @@ def test_the_browser_preview_keeps_32_pixels_across_however_slow_the_field():
     assert view.progressive.divisors[0] == 8 and min(view.progressive.size(0)) >= BROWSER_MIN_PIXELS
 
 
+def test_the_browser_preview_keeps_32_pixels_across_before_a_render_is_measured():
+    """Before the first measured render the levels were always 8, 4, 2, 1: at --viewer-resolution 192 the first
+    preview was 24x16, under the browser's floor. Unmeasured levels keep the floor too; the window's stays 8."""
+    from taichi_nerf.viewer.session import BROWSER_MIN_PIXELS
+
+    view = ProgressiveView(None, None, render_size(1600, 900, 192), 16, 16)
+    view.min_coarse_pixels = BROWSER_MIN_PIXELS
+    view.restart()
+    assert view.progressive.divisors == (2, 1) and len(view.levels) == 2  # 192x108: 96x54 first
+    assert min(view.progressive.size(0)) >= BROWSER_MIN_PIXELS
+    view.resize(*render_size(1600, 900, 512))
+    view.restart()
+    assert view.progressive.divisors == (8, 4, 2, 1) and min(view.progressive.size(0)) >= BROWSER_MIN_PIXELS
+    window = ProgressiveView(None, None, render_size(1600, 900, 192), 16, 16)
+    window.restart()
+    assert window.progressive.divisors == (8, 4, 2, 1)
+
+
 # --- the loop, fed through the inbox ----------------------------------------------------------
 class FakeServer:
     """The viser server the loop talks to, with a real viser behind the panel (any free port)
@@ -187,6 +205,7 @@ def move(app, pose, client=1):
 
 def test_loop_follows_the_browser_coarse_then_sharp_and_trains_between(web_session):
     app, server, trainer = web_session
+    app.view.min_coarse_pixels = 8  # the fixture's 64x48 canvas for speed: the browser's floor would leave one level
     poses, _, _, _ = orbit_cameras(app.scene, 4, 32)
     frames_until(app, lambda: trainer.step_count >= 3)  # nobody watching: it trains
     assert not server.sent

@@ -63,11 +63,20 @@ class ProgressiveView:
         """From the coarsest level again; adaptive: sized to render in ``moving_frame_s``."""
         self.dirty = self.plan = None
         self.restarted_at, self.refined_after_s = time.perf_counter(), {}
+        p = self.progressive
         if self.adaptive and self.cost.measured:
-            if self.progressive.retarget(self.cost.per_pixel, moving_frame_s, min_pixels=self.min_coarse_pixels):
-                self.levels = [None] * len(self.progressive.divisors)
+            if p.retarget(self.cost.per_pixel, moving_frame_s, min_pixels=self.min_coarse_pixels):
+                self.levels = [None] * len(p.divisors)
                 return
-        self.progressive.restart()
+        elif self.adaptive:  # the levels before a measured speed keep the floor too (the browser's 32 pixels)
+            short = min(p.full_width, p.full_height)
+            start = tuple(d for d in ADAPTIVE_START if d == 1 or short / d >= self.min_coarse_pixels)
+            if start != tuple(p.divisors):
+                p.divisors = start
+                p.resize(p.full_width, p.full_height)
+                self.levels = [None] * len(start)
+                return
+        p.restart()
 
     def limit_refresh(self, max_render_s: float | None) -> None:
         """Refine no finer than the level that renders whole in ``max_render_s`` (None or an
