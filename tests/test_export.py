@@ -164,15 +164,19 @@ def test_a_few_points_render_a_share_of_the_pixels_not_all_of_them(trained_built
     renderer.render_rays = lambda o, *a, **k: rendered.append(o.shape[0]) or render_rays(o, *a, **k)
     views = 12  # of 32: the comparison with every pixel stays short
     args = (renderer, torch.zeros(3), train.poses[:views], train.intrinsics[:views], train.width, train.height)
-    few, colors = export.extract_points(*args, max_points=100, progress=False)
+    drawn = 400  # enough for the spread checks below to hold by 5 standard errors, whatever the trained field
+    few, colors = export.extract_points(*args, max_points=drawn, progress=False)
     pixels = views * train.width * train.height
-    assert few.shape == colors.shape == (100, 3) and sum(rendered) < pixels / 3, (sum(rendered), pixels)
+    assert few.shape == colors.shape == (drawn, 3) and sum(rendered) < pixels / 2, (sum(rendered), pixels)
     rendered.clear()
     every, _ = export.extract_points(*args, progress=False)
     assert sum(rendered) == pixels and len(every) > 1000
     assert scene_sdf(few).abs().mean() < POINTS_MEAN_SDF
-    # the same spread: the sample's centre and extent agree with all the points' (an uneven draw would not)
-    assert np.abs(few.mean(0) - every.mean(0)).max() < 0.15 and np.allclose(few.std(0), every.std(0), rtol=0.2)
+    # the same spread: the sample's centre and extent agree with all the points' (an uneven draw would not), to
+    # 5 standard errors of a fair draw (100 points and fixed bounds failed 1 run in ~50 on a differently trained field)
+    standard_error = every.std(0) / np.sqrt(drawn)
+    assert (np.abs(few.mean(0) - every.mean(0)) < 5 * standard_error).all(), (few.mean(0), every.mean(0))
+    assert np.allclose(few.std(0), every.std(0), rtol=5 / np.sqrt(2 * drawn)), (few.std(0), every.std(0))
 
 
 def test_points_from_an_orbit(trained_builtin, tmp_path):
