@@ -731,3 +731,54 @@ def test_the_cores_counted_are_this_process_s_share_not_the_host_s(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert resources.usable_cores() == 2
+
+
+def test_a_rank_whose_rank_0_never_comes_says_so_in_one_line(tiny_scene, tmp_path):
+    """Rank 1 started by hand without its rank 0 met torch's store client, which printed a C++ stack dump (two
+    screens) on each try and waited 86 s for a 30 s limit; it now waits for rank 0's port itself, the limit
+    it was given, and says what answered nowhere in one line."""
+    port = str(free_port())  # nothing listens there
+    env = process_env(RANK="1", LOCAL_RANK="0", WORLD_SIZE="2", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=port, TAICHI_NERF_RANK0_WAIT_S="2")
+    res = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--data", str(tiny_scene), "--out",
+                          str(tmp_path / "run"), "--steps", "2", "--arch", "cpu"], env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        f"taichi-nerf: training stopped: rank 1 of 2 could not reach the others: nothing answered at 127.0.0.1:{port} "
+        "within 2 s (is rank 0 started, at that address? TAICHI_NERF_RANK0_WAIT_S waits longer)"), res.stderr
+    assert "frame #" not in res.stderr and "c10d" not in res.stderr, res.stderr
+
+
+def test_a_rank_waits_for_rank_0_to_open_its_port(monkeypatch):
+    """rank0_answers: a port that starts listening late is waited for; under torchrun's agent store (its agent
+    met the others first) and without the rank variables nothing is waited for."""
+    import threading
+    import time
+
+    from taichi_nerf.runs.distributed import rank0_answers
+
+    port = free_port()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    assert not rank0_answers(0.3)
+    listener = socket.socket()
+
+    def open_late():
+        time.sleep(0.5)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    opener = threading.Thread(target=open_late)
+    opener.start()
+    try:
+        assert rank0_answers(30.0)
+    finally:
+        opener.join()
+        listener.close()
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    assert rank0_answers(0.0)
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE")
+    monkeypatch.delenv("MASTER_PORT")
+    assert rank0_answers(0.0)

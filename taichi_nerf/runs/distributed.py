@@ -27,8 +27,10 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -347,7 +349,14 @@ def join(arch: str = "auto") -> Ranks:
     said.daemon = True
     said.start()
     try:
+        if rank != 0 and not rank0_answers(wait.total_seconds()):
+            raise PeerLost(f"rank {rank} of {size} could not reach the others: nothing answered at "
+                           f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} within "
+                           f"{wait.total_seconds():.0f} s (is rank 0 started, at that address? {WAIT_TIMEOUT_ENV} "
+                           f"waits longer)")
         dist.init_process_group("gloo", timeout=wait)
+    except PeerLost:
+        raise
     except (RuntimeError, ValueError) as exc:
         raise PeerLost(_join_failure(rank, size, exc)) from None
     finally:
@@ -367,6 +376,25 @@ def join(arch: str = "auto") -> Ranks:
     _current = ranks
     atexit.register(ranks.close)  # a script's groups outlive train(): closed before the interpreter ends
     return ranks
+
+
+def rank0_answers(within_s: float) -> bool:
+    """Whether rank 0's meeting point (MASTER_ADDR:MASTER_PORT, ranks started by hand) takes a connection within
+    ``within_s``. Without it a rank whose rank 0 never came met torch's store client, which retries with a C++
+    stack dump on each timeout and outlasts the wait (86 s for 30). Under torchrun's agent, which has met every
+    machine before a rank starts, and without the variables, there is nothing to wait for."""
+    host, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT", "")
+    if not host or not port.isdigit() or os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true":
+        return True
+    end = time.monotonic() + within_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, end - time.monotonic()))):
+                return True
+        except OSError:  # refused (nothing listens yet), timed out, or a name that does not resolve yet
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.25)
 
 
 # --- taichi-nerf train --devices N ------------------------------------------------------
