@@ -97,6 +97,8 @@ def test_render_modes_differ(scenario_result):
     assert r["opacity_is_grey"]
     assert r["compare_right_vs_truth"] < 12.0  # the right pane is the training image
     assert r["compare_left_vs_truth"] > r["compare_right_vs_truth"]
+    assert r["compare_render_width"][0] == r["compare_render_width"][1] < r["rgb_render_width"][0]
+    assert r["rgb_render_width"][0] == r["rgb_render_width"][1]
 
 
 def test_snap_saves_and_viewer(scenario_result):
@@ -393,7 +395,11 @@ def scenario(tmp: Path) -> dict:
     right = img[t_top:t_top + keep, rx:rx + rw].astype(np.float64)
     r["compare_right_vs_truth"] = float(np.abs(right - truth_px[:keep]).mean())
     r["compare_left_vs_truth"] = float(np.abs(left - truth_px[:keep]).mean())
+    # the view renders for its pane, half the window's: not for the whole window's, at 4x the pixels
+    r["compare_render_width"] = (app.view.progressive.full_width, max(8, round(lw * app.render_scale)))
     app.perform("mode_rgb")
+    r["rgb_render_width"] = (app.view.progressive.full_width, max(8, round(app.layout.image_rects("rgb")[0][2] *
+                                                                           app.render_scale)))
 
     # saving: checkpoint, screenshot, video
     app.perform("save_checkpoint")

@@ -328,8 +328,9 @@ class GuiApp(TrainingSession):
 
     # --- composing the window image ------------------------------------------------------
     def render_size(self) -> tuple[int, int]:
-        single = self.layout.image_rects("rgb")[0]
-        w = max(8, round(single[2] * self.render_scale))
+        """The view's full resolution: its pane's (compare mode's is half the window's, rendered at the whole)."""
+        pane = self.layout.image_rects(self.mode)[0]
+        w = max(8, round(pane[2] * self.render_scale))
         return w, max(8, round(w / self.scene.aspect))
 
     def follow_window_size(self, now: float) -> None:
