@@ -110,10 +110,13 @@ def test_the_viewer_in_a_browser_shows_the_scene_follows_a_drag_and_pauses(viewe
 
     proc, url, run, tmp = viewer_process
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=1000 * GUARD_S,
                                     args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            # Playwright's own waits (goto, a control to appear, a click, a screenshot) default to 30 s: the
+            # "Training cameras" box took 4 s to appear at load 3.5, 18 s at load 13 (2 cores, 2026-12-07)
+            page.set_default_timeout(1000 * GUARD_S)
             page.goto(url)
             page.get_by_label("Training cameras").uncheck()  # their frustums would count as scene pixels
             # the scene: a good share of the picture is the object, not the page or the backdrop
@@ -134,7 +137,7 @@ def test_the_viewer_in_a_browser_shows_the_scene_follows_a_drag_and_pauses(viewe
 
             # pause: the step count stops
             page.get_by_role("button", name="Pause training").click()
-            page.get_by_role("button", name="Resume training").wait_for(timeout=1000 * GUARD_S)
+            page.get_by_role("button", name="Resume training").wait_for()
 
             def paused_status():  # the viewer's own word (--status), not a guess from a sleep
                 state = status(tmp)
