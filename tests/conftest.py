@@ -85,6 +85,18 @@ def taichi_backend():
     return backend.init(ARCH, max_samples_per_ray=512)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def builtin_scene_cache(tmp_path_factory):
+    """The built-in scene's cache (TAICHI_NERF_CACHE) in this session's temporary folder, for the
+    tests and the processes they start: test_ray_batches' error-sampling run and gpu_check --small
+    rendered theirs into the user's ~/.cache/taichi-nerf, where a scene an older checkout rendered
+    (same BUILTIN_VERSION), a read-only home, or another suite's render on a shared one would
+    decide what they train on. A test of the cache itself sets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAICHI_NERF_CACHE", str(tmp_path_factory.mktemp("builtin_cache")))
+        yield Path(os.environ["TAICHI_NERF_CACHE"])
+
+
 @contextlib.contextmanager
 def torch_seeded(seed: int = 0):
     """torch's global generator seeded, for code that draws from it (a network's first weights, a

@@ -504,6 +504,17 @@ def test_the_builtin_scene_cache_keeps_no_half_render(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
 
 
+def test_the_suite_keeps_the_builtin_scene_out_of_the_users_cache(tmp_path_factory):
+    """A test that trains on the built-in scene (tiny_config(None, ...)), and gpu_check --small in
+    its subprocess, rendered it into ~/.cache/taichi-nerf: what they trained on was whatever was
+    there. The suite's own cache (conftest.builtin_scene_cache) is in its temporary folder."""
+    from taichi_nerf.scenes.builtin import builtin_path
+
+    session = tmp_path_factory.getbasetemp()
+    assert builtin_path(6, 24).is_relative_to(session), builtin_path(6, 24)
+    assert Path(checkout_env()["TAICHI_NERF_CACHE"]).is_relative_to(session)  # the suite's subprocesses too
+
+
 def test_unreadable_checkpoints_never_suggest_unsafe_loading(tmp_path, capsys):
     import pickle
 
