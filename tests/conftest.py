@@ -1,5 +1,6 @@
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -95,6 +96,19 @@ def builtin_scene_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TAICHI_NERF_CACHE", str(tmp_path_factory.mktemp("builtin_cache")))
         yield Path(os.environ["TAICHI_NERF_CACHE"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def colmap_maps_every_seed():
+    """from_photos maps a capture with up to 3 seeds, a further one only while the mappings so far
+    took under RETRY_WITHIN_S (30 s) of wall time: a machine slow enough (its first mapping of the
+    cow capture over 30 s; 2.6-3.1 s at load 8 here) kept seed 0's wrong model (4.69 degrees, 33.6%)
+    and failed the cow test. The suite maps with every seed, however slow the machine."""
+    from taichi_nerf.capture import colmap_stages
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(colmap_stages, "RETRY_WITHIN_S", math.inf)
+        yield
 
 
 @contextlib.contextmanager

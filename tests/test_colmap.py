@@ -155,6 +155,15 @@ def test_cow_photos_recover_the_true_cameras(taichi_backend, tmp_path):
     assert np.median(angle) < 2.0 and np.median(centre) < 0.04, (np.median(angle), np.median(centre))
 
 
+
+def test_the_suite_maps_with_every_seed_however_slow_the_machine():
+    """The cow test above needs the best of 3 seeds (seed 0's model is 4.69 degrees off); from_photos tries
+    another seed only while the mappings so far took under RETRY_WITHIN_S of wall time, so on a machine slow
+    enough that test failed. tests/conftest.py (colmap_maps_every_seed) lifts the limit for the suite."""
+    from taichi_nerf.capture import colmap_stages
+
+    assert colmap_stages.RETRY_WITHIN_S == math.inf
+
 def test_sharpest_frame_of_each_stretch_is_kept(tmp_path):
     import imageio.v2 as iio
 
