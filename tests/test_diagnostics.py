@@ -22,11 +22,11 @@ def test_a_run_at_the_flat_colour_level_is_reported_once_with_the_fix():
     assert len(first) == 1 and "flat-colour" in first[0] and "--background" in first[0] and "white" in first[0]
     assert watch.check(STUCK_AFTER_STEPS * 2, 11.0, None, 0, "white") == []  # said once
     assert StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 20.0, None, 0, "white") == []  # learning: quiet
-    assert "--background black or random," in first[0]  # not the one already in use
+    assert "--background black or random (" in first[0]  # not the one already in use
     # a learning-rate warm-up is waited out: a forward-facing run's 500 steps of it are no sign of being stuck
     assert StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS + 100, 11.0, None, 0, "random per ray", 500) == []
     late = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS + 500, 11.0, None, 0, "random per ray", 500)
-    assert len(late) == 1 and "--background black or white," in late[0]
+    assert len(late) == 1 and "--background black or white (" in late[0]
     # masks make the transparency: the background cannot be what is wrong, so it is not blamed
     masked = StuckWatch(flat_psnr=10.5).check(STUCK_AFTER_STEPS, 11.0, None, 0, "black", masked=True)
     assert len(masked) == 1 and "--background" not in masked[0] and "data info" in masked[0], masked
