@@ -110,8 +110,8 @@ def test_masks_folder_beside_images_in_transforms(tmp_path):
     ds = read_dataset(write_transforms(tmp_path / "ds"))
     assert ds.mask_mode == "transparent"
     _alpha_matches_masks(ds)
-    assert any(n.startswith("masks: 6 from masks/") and "--mask-mode ignore or off (from Python: mask_mode=) changes this" in n
-               for n in ds.notes)
+    assert any(n.startswith("masks: 6 from masks/")
+               and "--mask-mode ignore or off (from Python: mask_mode=) changes this" in n for n in ds.notes)
     assert ds.background.name == "white"  # masked-out pixels are transparent: the background rules apply
     assert repr(ds).endswith("; bounded, masks transparent, background white>"), repr(ds)
     assert all(repr(s) == f"<Split {s.count} x {s.width}x{s.height}, mask>" for s in ds.splits.values())
