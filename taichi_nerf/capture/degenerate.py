@@ -57,7 +57,7 @@ CLOSE_BASELINE = 0.15
 CENTRE_RADIUS = 0.2
 MIN_CENTRE_KEYPOINTS = 20
 MIN_CLOSE_PAIRS = 10
-MAX_TURNING_SHARE = 0.2
+MAX_TURNING_SHARE = 0.1
 MAX_VIDEO_JUMP = 30.0
 # ...and that step over the largest distance between two cameras: the broken models' were 0.4-1.
 MIN_JUMP_SHARE = 0.3
