@@ -121,10 +121,13 @@ class ProgressiveResolution:
         coarsest = 1
         while coarsest < wanted and 2 * coarsest <= cap:
             coarsest *= 2
-        divisors = tuple(coarsest >> k for k in range(coarsest.bit_length()))
-        if divisors == tuple(self.divisors):
+        return self.use_divisors(tuple(coarsest >> k for k in range(coarsest.bit_length())))
+
+    def use_divisors(self, divisors: tuple) -> bool:
+        """Levels at these divisors from now on; True if they changed (which restarts the refinement)."""
+        if tuple(divisors) == tuple(self.divisors):
             return False
-        self.divisors = divisors
+        self.divisors = tuple(divisors)
         self.resize(self.full_width, self.full_height)
         return True
 

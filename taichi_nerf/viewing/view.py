@@ -64,17 +64,15 @@ class ProgressiveView:
         self.dirty = self.plan = None
         self.restarted_at, self.refined_after_s = time.perf_counter(), {}
         p = self.progressive
-        if self.adaptive and self.cost.measured:
-            if p.retarget(self.cost.per_pixel, moving_frame_s, min_pixels=self.min_coarse_pixels):
+        if self.adaptive:
+            if self.cost.measured:
+                changed = p.retarget(self.cost.per_pixel, moving_frame_s, min_pixels=self.min_coarse_pixels)
+            else:  # the levels before a measured speed keep the floor too (the browser's 32 pixels)
+                short = min(p.full_width, p.full_height)
+                changed = p.use_divisors(tuple(d for d in ADAPTIVE_START
+                                               if d == 1 or short / d >= self.min_coarse_pixels))
+            if changed:
                 self.levels = [None] * len(p.divisors)
-                return
-        elif self.adaptive:  # the levels before a measured speed keep the floor too (the browser's 32 pixels)
-            short = min(p.full_width, p.full_height)
-            start = tuple(d for d in ADAPTIVE_START if d == 1 or short / d >= self.min_coarse_pixels)
-            if start != tuple(p.divisors):
-                p.divisors = start
-                p.resize(p.full_width, p.full_height)
-                self.levels = [None] * len(start)
                 return
         p.restart()
 
