@@ -356,4 +356,3 @@ def config_file_values(path) -> dict:
     except (OSError, ValueError):
         return {}
     return values if isinstance(values, dict) else {}
-

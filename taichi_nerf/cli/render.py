@@ -106,4 +106,3 @@ def _render_split(args) -> int:
     print(f"rendered {counted(result['count'], args.split + ' view')} to {out}/ (PSNR {whole} dB{alone}, "
           f"SSIM {result['ssim']:.3f}); metrics: {out / 'metrics.json'}")
     return 0
-
