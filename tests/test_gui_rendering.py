@@ -111,6 +111,26 @@ def test_finer_levels_render_only_where_the_coarser_level_varies_and_never_show_
     assert (exact.levels[2]["rgb"] - fresh).abs().mean() > 0.05  # ...which differ
 
 
+def test_a_level_shown_within_a_millisecond_records_when_not_zero(device, monkeypatch):
+    """gui.jsonl's ``refined_after_s``: a GPU shows a small view's coarse level well under 1 ms after
+    the camera moved; that time is written as measured, never rounded to 0 (which reads as "before")."""
+    import time
+
+    from taichi_nerf.gui.camera import OrbitCamera
+    from taichi_nerf.viewing.view import ProgressiveView
+
+    renderer = small_renderer(device)
+    camera = OrbitCamera.from_scene(renderer.scene)
+    view = ProgressiveView(renderer, torch.ones(3), (24, 20), 16, 16, divisors=(2, 1))
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr(time, "perf_counter", lambda: 0.00005 * next(ticks))  # 0.05 ms a reading
+    view.restart()
+    while view.refine(camera, None):
+        pass
+    times = [view.refined_after_s[size] for size in ("12x10", "24x20")]
+    assert 0 < times[0] <= times[1] < 0.01, view.refined_after_s
+
+
 def test_a_path_further_out_than_the_training_cameras_still_shows_the_scene(device, tmp_path):
     """A camera path 9 units out, where the training cameras (near 2, far 6) were 4: rays were cut
     at far 6, before the box, so `render --path` wrote a video of the background alone (and a
