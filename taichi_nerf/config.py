@@ -7,14 +7,13 @@ Each field declares its help text and ``--help`` group once, here (see :func:`op
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from .config_checks import MAX_SAMPLES, range_problems, type_problems, without_none
+from .config_file import read_values, with_guesses
 from .kind_defaults import (
     APPEARANCE_DEFAULTS,
     CUT_OUT_DEFAULTS,
@@ -338,25 +337,7 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as exc:
-            other = {".yml": "YAML", ".yaml": "YAML", ".toml": "TOML"}.get(path.suffix.lower())
-            if other:  # nerfstudio's config.yml, say: not read line by line as JSON
-                raise ValueError(f"{path}: a config is a JSON object of TrainConfig fields, not {other}: write it as "
-                                 '{"steps": 5000, "lr": 0.01}') from None
-            raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}: not a text file (a config is a JSON object of TrainConfig fields)") from None
-        except OSError as exc:
-            if (path / "config.json").is_file():  # a run folder: its saved config is the file in it
-                raise ValueError(f"{path}: is a folder; give its config file: {path / 'config.json'}") from None
-            raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: config must be a JSON object")
+        values = read_values(path)
         hints = field_types()  # a count written 2e4 or 20000.0 is JSON's float of a whole number: taken as one
         values = {k: int(v) if without_none(hints.get(k)) is int and isinstance(v, float) and v.is_integer() else v
                   for k, v in values.items()}
@@ -404,29 +385,11 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-# What nerfstudio, the Keras example and the PyTorch3D tutorial call a field, for "did you mean".
-OTHER_NAMES = {"learning_rate": "lr", "max_num_iterations": "steps", "num_iterations": "steps", "iterations": "steps",
-               "n_iter": "steps", "epochs": "steps", "num_rays_per_batch": "batch_rays",
-               "train_num_rays_per_batch": "batch_rays", "n_rays_per_image": "batch_rays", "batch_size": "batch_images",
-               "num_samples": "samples_per_ray", "n_pts_per_ray": "samples_per_ray",
-               "n_harmonic_functions": "pos_frequencies", "pos_encode_dims": "pos_frequencies",
-               "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width"}
-
-
 def unknown_fields(names: list[str]) -> str:
-    """The unknown names, each with the field it most likely meant (a flag's spelling, a typo):
-    ``time_limit (did you mean time_limit_s?)``."""
-    import difflib
-
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    flags = {alias.lstrip("-").replace("-", "_"): f.name for f in dataclasses.fields(TrainConfig)
-             for alias in f.metadata.get("aliases", ())}
-    said = []
-    for name in names:
-        guess = flags.get(name) or OTHER_NAMES.get(name.lower().replace("-", "_")) or next(
-            iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
-        said.append(f"{name} (did you mean {guess}?)" if guess else name)
-    return ", ".join(said)
+    """The unknown names, each with the field it most likely meant (config_file.with_guesses)."""
+    fields = dataclasses.fields(TrainConfig)
+    flags = {alias.lstrip("-").replace("-", "_"): f.name for f in fields for alias in f.metadata.get("aliases", ())}
+    return with_guesses(names, [f.name for f in fields], flags)
 
 
 def field_types() -> dict:

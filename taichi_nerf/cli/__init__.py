@@ -66,8 +66,8 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 
 def _nearest_flag(typed: str, flags: list[str]) -> str | None:
     """The flag ``typed`` most likely meant: another tool's name for it (``--learning-rate``: ``--lr``,
-    config.OTHER_NAMES), else the closest spelling among ``flags``."""
-    from ..config import OTHER_NAMES
+    config_file.OTHER_NAMES), else the closest spelling among ``flags``."""
+    from ..config_file import OTHER_NAMES
 
     other = OTHER_NAMES.get(typed.lstrip("-").lower().replace("-", "_"))
     if other is not None and "--" + other.replace("_", "-") in flags:

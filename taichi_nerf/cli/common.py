@@ -347,12 +347,9 @@ def in_flag_words(message: str, args=None) -> str:
 
 def config_file_values(path) -> dict:
     """The --config file's own values ({} without one, or one that does not read as an object)."""
-    import json
+    from ..config_file import read_values
 
-    if not path:
-        return {}
     try:
-        values = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return read_values(path) if path else {}
+    except ValueError:
         return {}
-    return values if isinstance(values, dict) else {}

@@ -1,0 +1,51 @@
+"""A --config file read for TrainConfig: the JSON object's values, or one line that says what is wrong
+with the file (not found, a folder, YAML, malformed), and what a field's unknown name most likely meant."""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+# What nerfstudio, the Keras example and the PyTorch3D tutorial call a field, for "did you mean".
+OTHER_NAMES = {"learning_rate": "lr", "max_num_iterations": "steps", "num_iterations": "steps", "iterations": "steps",
+               "n_iter": "steps", "epochs": "steps", "num_rays_per_batch": "batch_rays",
+               "train_num_rays_per_batch": "batch_rays", "n_rays_per_image": "batch_rays", "batch_size": "batch_images",
+               "num_samples": "samples_per_ray", "n_pts_per_ray": "samples_per_ray",
+               "n_harmonic_functions": "pos_frequencies", "pos_encode_dims": "pos_frequencies",
+               "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width"}
+
+
+def read_values(path) -> dict:
+    """The JSON object in the config file at ``path``; ValueError in one line naming the file otherwise."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        other = {".yml": "YAML", ".yaml": "YAML", ".toml": "TOML"}.get(path.suffix.lower())
+        if other:  # nerfstudio's config.yml, say: not read line by line as JSON
+            raise ValueError(f"{path}: a config is a JSON object of TrainConfig fields, not {other}: write it as "
+                             '{"steps": 5000, "lr": 0.01}') from None
+        raise ValueError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (a config is a JSON object of TrainConfig fields)") from None
+    except OSError as exc:
+        if (path / "config.json").is_file():  # a run folder: its saved config is the file in it
+            raise ValueError(f"{path}: is a folder; give its config file: {path / 'config.json'}") from None
+        raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: config must be a JSON object")
+    return values
+
+
+def with_guesses(names: list[str], fields: list[str], flag_names: dict[str, str]) -> str:
+    """The unknown ``names``, each with the field of ``fields`` it most likely meant: a flag's spelling
+    (``flag_names``: a flag without its dashes, in snake case -> its field), another tool's name, a typo:
+    ``time_limit (did you mean time_limit_s?)``."""
+    said = []
+    for name in names:
+        guess = flag_names.get(name) or OTHER_NAMES.get(name.lower().replace("-", "_")) or next(
+            iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
+        said.append(f"{name} (did you mean {guess}?)" if guess else name)
+    return ", ".join(said)
