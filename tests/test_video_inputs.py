@@ -74,6 +74,37 @@ def test_a_file_with_no_frames_to_give_says_why(tmp_path, capsys):
     assert not (tmp_path / "ds").exists()
 
 
+def test_a_still_start_is_not_taken_for_a_copy_cut_short(tmp_path, capsys):
+    """A phone video's still start (the frames passed over as repeats) was counted as damage: too few
+    frames, or too few registered, told the user to find 'a complete copy of the video (this one is cut
+    short or damaged)' of a whole file, instead of to film longer."""
+    import imageio.v2 as iio
+    import numpy as np
+    import pytest
+
+    from .conftest import refused
+
+    pytest.importorskip("pycolmap")  # from-photos asks for it first
+    rng = np.random.default_rng(1)
+    walk = [(rng.random((32, 48, 3)) * 255).astype(np.uint8) for _ in range(5)]
+    clip = tmp_path / "clip.mp4"
+    with iio.get_writer(clip, fps=10, macro_block_size=16, ffmpeg_params=["-threads", "1"]) as writer:
+        for frame in [walk[0]] * 10 + walk:
+            writer.append_data(frame)
+    line = refused(capsys, ["data", "from-photos", clip, "--out", tmp_path / "ds", "--no-progress"],
+                   "5 frames, too few to train", "the video gave all its 5 frames: film longer")
+    assert "cut short" not in line, line
+    whole = tmp_path / "whole.mp4"  # a copy truly cut short still asks for a complete one
+    with iio.get_writer(whole, fps=10, macro_block_size=16, output_params=["-movflags", "+faststart"],
+                        ffmpeg_params=["-threads", "1"]) as writer:
+        for _ in range(12):
+            writer.append_data((rng.random((32, 48, 3)) * 255).astype(np.uint8))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    refused(capsys, ["data", "from-photos", cut, "--out", tmp_path / "ds", "--no-progress"],
+            "too few to train", "a complete copy of the video (this one is cut short or damaged)")
+
+
 def test_a_still_start_is_passed_over_and_the_frames_come_from_the_walk(tmp_path):
     """60 still frames before a walk gave 16 copies of one picture among 40 frames; COLMAP's matches
     between them stood still, and the capture was refused as a tripod's (82% of matches still)."""

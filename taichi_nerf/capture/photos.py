@@ -180,20 +180,22 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
     with partial.claimed(out) as tmp, partial.Interrupts():
         (tmp / "images").mkdir(parents=True)
         try:
-            seconds, video_warnings = {}, []
+            seconds, video_warnings, cut_short = {}, [], False
             if source.is_dir():
                 names = [place_photo(p, tmp / "images") for p in photos]
                 if masks is not None:
                     seconds["masks"] = photo_masks.place(photos, names, matched, tmp)
                 auto = "exhaustive" if len(names) <= EXHAUSTIVE_MAX_IMAGES else "sequential"
             else:
-                from .video_frames import extract_frames
+                from .video_frames import CutShortWarning, extract_frames
 
                 start = time.perf_counter()
                 names = extract_frames(source, tmp / "images", frames, progress, video_warnings)
                 seconds["frames"] = time.perf_counter() - start
+                # a still start's warning is no damage: only a cut-short copy's asks for a complete one
+                cut_short = any(isinstance(w, CutShortWarning) for w in video_warnings)
                 if len(names) < MIN_REGISTERED and not keep_degenerate:  # no use mapping: refused after it
-                    hint = more_views_hint(len(names), frames, bool(video_warnings))
+                    hint = more_views_hint(len(names), frames, cut_short)
                     raise DataError(f"{source}: {len(names)} frames, too few to train a radiance field (need at "
                                     f"least {MIN_REGISTERED}); {hint}; --keep-degenerate maps them anyway")
                 auto = "sequential"
@@ -247,7 +249,7 @@ def from_photos(source, out, *, matching: str = "auto", camera_model: str = "sim
                                  turning_share=turning_share, turning_pairs=turning_pairs,
                                  converted=[p.name for p in photos if dataset_name(p) != p.name],
                                  turned=turned_photos(photos),
-                                 cut_short=bool(video_warnings),
+                                 cut_short=cut_short,
                                  video_jump=(math.nan, "", math.nan) if source.is_dir() else video_jump(model, names))
             if not keep_degenerate:
                 refuse_few_registered(source, report, None if source.is_dir() else frames)

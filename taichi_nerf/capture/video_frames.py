@@ -171,6 +171,11 @@ def _spread_again(video: Path, out_dir: Path, first: list[str], moving: list[int
     return kept
 
 
+class CutShortWarning(str):
+    """The warning of a video that stopped decoding before the end its container states: the one of
+    ``extract_frames``'s warnings after which more frames need a complete copy, not a longer film."""
+
+
 def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
                    warnings: list[str] | None = None) -> list[str]:
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
@@ -227,6 +232,7 @@ def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
                         f"or the video repeats frames) and were passed over; the {len(names)} frames kept come from "
                         "the rest")
     if warnings is not None and (failure or (total and read < total - max(2, 0.05 * total))):
-        warnings.append(f"{video.name}: only its first {read} of {total or 'its'} frames could be decoded (the file is "
-                        f"cut short or damaged{failure}); the {len(names)} frames kept come from that part alone")
+        warnings.append(CutShortWarning(
+            f"{video.name}: only its first {read} of {total or 'its'} frames could be decoded (the file is cut short "
+            f"or damaged{failure}); the {len(names)} frames kept come from that part alone"))
     return names
