@@ -116,6 +116,15 @@ def guard_startup() -> StartupGuard:
     return _startup
 
 
+def raise_swallowed() -> None:
+    """Raise now a Ctrl-C that was swallowed so far in the start (the command line's imports define most
+    kernels), the guard staying up until Taichi is: a command that never starts Taichi (``data from-photos``,
+    ``data info``) never reaches :func:`startup_over`, and ran on to its end."""
+    if _startup is not None and _startup.interrupted:
+        _startup.interrupted = False
+        raise KeyboardInterrupt
+
+
 def startup_over() -> None:
     """Called once Taichi is up (backend.init): every module that defines kernels is imported by then."""
     global _startup

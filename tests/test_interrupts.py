@@ -139,6 +139,36 @@ def test_a_ctrl_c_that_taichis_kernel_decorator_swallows_is_raised_once_taichi_i
     assert res.returncode == 130
 
 
+SWALLOWED_BY_A_COMMAND_WITHOUT_TAICHI = """
+import inspect, os, signal, sys
+real, sent = inspect.getframeinfo, []
+def getframeinfo(*args, **kwargs):  # Ctrl-C while a kernel decorator looks at its caller, the start's guard up
+    if not sent and sys._getframe(1).f_code.co_name == "_inside_class" and \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        sent.append(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(*args, **kwargs)
+inspect.getframeinfo = getframeinfo
+sys.argv = ["taichi-nerf", "data", "info", "no-such-dataset"]
+from taichi_nerf.__main__ import main
+code = main()
+print("sent while importing" if sent else "no interrupt sent", flush=True)
+sys.exit(code)
+"""
+
+
+def test_a_ctrl_c_swallowed_while_a_command_without_taichi_starts_stops_it():
+    """The start's guard raised a Ctrl-C that Taichi's kernel decorators swallowed only once Taichi was up: a
+    command that never starts it (data from-photos, data info) ran on to its end, a dataset written by
+    from-photos after a Ctrl-C 1.5 s into it, status 0."""
+    res = subprocess.run([sys.executable, "-c", SWALLOWED_BY_A_COMMAND_WITHOUT_TAICHI], cwd=CHECKOUT,
+                         env=checkout_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    said = res.stdout + res.stderr
+    assert res.stdout.splitlines() == ["sent while importing"], said
+    assert res.returncode == 130 and res.stderr.strip().splitlines() == ["taichi-nerf: interrupted"], said
+
+
 def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
     """`taichi-nerf train` interrupted while it still imports torch (seconds on a small machine):
     one line and status 130, not a traceback of the import."""

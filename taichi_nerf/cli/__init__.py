@@ -89,6 +89,7 @@ def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
 def main(argv=None) -> int:
     from ..data.dataset import DataError
     from ..gui.launch import GuiUnavailable
+    from ..interrupts import raise_swallowed
     from ..runs.checkpoint import CheckpointError
     from ..runs.distributed import PeerLost
     from ..runs.rank_env import rank_said, refuse_several
@@ -102,6 +103,7 @@ def main(argv=None) -> int:
     args = parse(build_parser(), argv)
     args.argv = argv  # for train --devices: what each rank runs
     try:
+        raise_swallowed()  # a Ctrl-C that Taichi's kernel decorators swallowed while the commands were imported
         if args.command != "train":  # under torchrun every rank would do the whole job, into the same files
             refuse_several(f"taichi-nerf {args.command}")
         if " ".join(filter(None, (args.command, getattr(args, "data_command", None)))) in SAID_WHEN_TERMINATED:
