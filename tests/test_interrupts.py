@@ -377,6 +377,27 @@ def test_every_command_says_what_an_interrupt_left_in_the_same_words(tmp_path):
     assert said(watch_dataset, out) == f"nothing written; the earlier dataset in {out} kept as it was"
 
 
+def test_an_interrupted_from_photos_says_what_became_of_its_out(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in data from-photos said "taichi-nerf: interrupted" alone, where data synthetic and from-mesh say
+    what became of --out: the user was left to look whether a half-written dataset was there, or the earlier one."""
+    from taichi_nerf import cli
+    from taichi_nerf.capture import photos
+
+    def stopped(*args, **kwargs):  # COLMAP's stages stop at once on a Ctrl-C (capture/partial.Interrupts)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(photos, "from_photos", stopped)
+    (tmp_path / "photos").mkdir()
+    out = tmp_path / "ds"
+    argv = ["data", "from-photos", str(tmp_path / "photos"), "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.strip() == f"taichi-nerf: interrupted; nothing written to {out}"
+    out.mkdir()
+    (out / "transforms.json").write_text("{}")  # an earlier from-photos' dataset
+    assert cli.main([*argv, "--overwrite"]) == 130
+    assert capsys.readouterr().err.strip() == \
+        f"taichi-nerf: interrupted; nothing written; the earlier dataset in {out} kept as it was"
+
+
 def test_an_interrupted_render_split_says_an_earlier_render_it_did_not_reach_is_kept(tmp_path):
     """A `render --split --overwrite` stopped before it cleared the earlier render (loading the checkpoint) said
     "nothing written to OUT/", as of an empty folder; the earlier render is there, as it was, and now it says so.

@@ -173,6 +173,7 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
     from ..capture.degenerate import DegenerateReconstruction, more_views_hint
     from ..capture.photos import from_photos
 
+    watch_dataset(args, args.out, "transforms.json")  # a Ctrl-C says what became of --out
     try:
         report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
                              per_image_cameras=args.per_image_cameras, frames=args.frames, overwrite=args.overwrite,

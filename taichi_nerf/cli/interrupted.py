@@ -55,11 +55,11 @@ def watch_outputs(args, *paths) -> None:
     args.left_when_interrupted = left
 
 
-def watch_dataset(args, out) -> None:
-    """What an interrupted ``data synthetic`` or ``from-mesh`` left in ``out``: the views are rendered beside it and
-    moved in only once every split is whole (signals wait for the move), so ``out`` holds the new dataset or what it
-    held before. Its train split's listing tells which."""
-    before = states([Path(out) / "transforms_train.json"])
+def watch_dataset(args, out, listing: str = "transforms_train.json") -> None:
+    """What an interrupted ``data synthetic``, ``from-mesh`` or ``from-photos`` left in ``out``: the dataset is built
+    beside it and moved in only once whole, so ``out`` holds the new dataset or what it held before. Its
+    ``listing`` (the train split's; from-photos: ``transforms.json``) tells which."""
+    before = states([Path(out) / listing])
 
     def left() -> str:
         return left_words(f"the dataset in {out}", written=bool(rewritten(before)),
