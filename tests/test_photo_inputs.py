@@ -278,3 +278,12 @@ def test_the_table_says_split_only_when_photos_were_left_out(tmp_path):
     assert "split" not in report.table()
     report.registered, report.unregistered = ["a.jpg", "b.jpg"], ["c.jpg"]
     assert "models        2 (COLMAP split the capture; kept the largest)" in report.table()
+
+
+def test_frames_given_for_a_folder_of_photos_is_refused_not_ignored(tmp_path, capsys):
+    """`--frames 30` with a folder of 60 photos was a silent no-op: every photo went to COLMAP, which the user had
+    asked to thin. It only picks a video's frames, and says so."""
+    _photos(tmp_path / "photos", 4)
+    refused(capsys, ["data", "from-photos", tmp_path / "photos", "--out", tmp_path / "ds", "--frames", "2"],
+            "--frames picks a video's frames; a folder's photos are all used")
+    assert not (tmp_path / "ds").exists()

@@ -10,6 +10,8 @@ from ..wording import counted
 from .common import HelpFormatter, UserError, add_config_flags, at_least, config_overrides
 from .interrupted import watch_dataset
 
+VIDEO_FRAMES = 100  # the frames from-photos keeps of a video without --frames (capture/photos.from_photos's too)
+
 
 def add_parser(sub) -> None:
     from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, DATASET_FIELDS
@@ -152,9 +154,9 @@ def from_photos_parser(dsub) -> None:
                         "opencv (k1 k2 p1 p2) (default: simple_radial)")
     p.add_argument("--per-image-cameras", action="store_true",
                    help="one camera per image (zoom changed, several devices); default: one shared camera")
-    p.add_argument("--frames", type=int, default=100, metavar="N",
+    p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="video: frames to keep, evenly spaced, the sharpest of each stretch; a shorter video keeps "
-                        "every frame (default: 100)")
+                        f"every frame (default: {VIDEO_FRAMES}; a folder's photos are all used)")
     p.add_argument("--threads", type=int, default=-1, metavar="N", help="CPU threads for COLMAP (default: all)")
     p.add_argument("--masks", metavar="DIR",
                    help="masks of the photos (same names, any image format and size; white = keep): COLMAP matches "
@@ -173,6 +175,10 @@ def cmd_from_photos(args: argparse.Namespace) -> int:
     from ..capture.degenerate import DegenerateReconstruction, more_views_hint
     from ..capture.photos import from_photos
 
+    if args.frames is not None and Path(args.source).is_dir():  # not a silent no-op: every photo would be used
+        raise UserError(f"{args.source}: --frames picks a video's frames; a folder's photos are all used (move those "
+                        "you do not want out of it, or drop --frames)")
+    args.frames = VIDEO_FRAMES if args.frames is None else args.frames
     watch_dataset(args, args.out, "transforms.json")  # a Ctrl-C says what became of --out
     try:
         report = from_photos(args.source, args.out, matching=args.matching, camera_model=args.camera_model,
