@@ -116,6 +116,20 @@ def test_a_folder_inside_a_dataset_points_to_the_dataset(tmp_path, capsys, layou
         expect_error(root / "transforms_train.json", "one split of a Blender dataset", f"holds every split: {root}")
 
 
+def test_the_colmap_folder_of_a_from_photos_dataset_points_to_the_dataset(tmp_path):
+    """from-photos writes DIR/colmap/sparse/0 beside DIR/transforms.json; `data info DIR/colmap` said "a COLMAP
+    model in DIR/colmap/sparse/0, but no images/ folder beside it", as if the photos were missing."""
+    root = tmp_path / "mine"
+    _jpgs(root / "images")
+    (root / "transforms.json").write_text("{}")
+    (root / "colmap" / "sparse" / "0").mkdir(parents=True)
+    for part in ("cameras", "images", "points3D"):
+        (root / "colmap" / "sparse" / "0" / f"{part}.bin").write_bytes(b"")
+    message = expect_error(root / "colmap", "camera poses are in its parent folder (instant-ngp layout)",
+                           f"give that folder: {root}")
+    assert "no images/ folder" not in message
+
+
 def test_a_video_points_to_from_photos(tmp_path, capsys):
     """train --data orbit.mp4 said "unknown dataset layout"; from-photos takes frames from a video."""
     video = tmp_path / "orbit.MP4"

@@ -45,11 +45,11 @@ def detect_format(path: Path) -> str:
     for name, (detect, _) in FORMATS.items():
         if detect(path):
             return name
+    _refuse_part_or_video(path)  # first: a from-photos dataset's colmap/ is a model without images/ beside it
     models = model_folders(path)
     if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
         raise DataError(f"{path}: a COLMAP model in {models[0]}, but no images/ folder beside it to hold the photos "
                         "it was made from")
-    _refuse_part_or_video(path)
     photos = [p for folder in (path, path / "images") if folder.is_dir() for p in folder.iterdir()
               if p.suffix.lower() in PHOTO_SUFFIXES]
     if photos:  # the first thing a user tries: their photos, before any poses exist
