@@ -511,6 +511,21 @@ def test_a_reused_run_config_whose_out_holds_that_run_says_where_the_folder_came
             "or choose another --out")
 
 
+def test_a_run_into_its_datasets_own_folder_is_refused(tmp_path, capsys):
+    """`train --data data/mine --out data/mine` wrote the run's files among the photos (a later --overwrite
+    deletes a dataset's own config.json or camera_path.json); a run beside an .npz is fine."""
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "mine", views=2, size=8, val_views=1, test_views=1, progress=False)
+    for given in (data, data / "transforms_train.json"):
+        refused(capsys, ["train", "--dry-run", "--data", given, "--out", data, "--arch", "cpu"],
+                f"{data}: is the dataset's folder; a run goes in a folder of its own", "choose another --out")
+    assert sorted(p.name for p in data.iterdir()) == ["test", "train", "transforms_test.json",
+                                                      "transforms_train.json", "transforms_val.json", "val"]
+    assert cli.main(["train", "--dry-run", "--data", str(data), "--out", str(tmp_path / "runs" / "mine"), "--arch",
+                     "cpu"]) == 0
+
+
 def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys):
     """On a fast host ethiopianHead's `--time-limit 240` run made its 20000 steps in 169 s and
     stopped there without a word: the user had asked for 240 s of training. Without --steps the

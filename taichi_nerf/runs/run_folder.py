@@ -279,6 +279,20 @@ class Run:
         self.close()
 
 
+def refuse_dataset_folder(cfg: TrainConfig, out_flag: str = "--out") -> None:
+    """A run written into its own dataset's folder mixes its files with the photos', and a later
+    --overwrite would delete the dataset's own config.json or camera_path.json: refused. A dataset
+    file (an .npz) may have a run beside it."""
+    if cfg.data is None:
+        return
+    data = Path(cfg.data)
+    folder = data if data.is_dir() else data.parent if data.suffix.lower() == ".json" else None
+    if folder is not None and folder.resolve() == Path(cfg.out).resolve():
+        raise checkpoint.CheckpointError(f"{cfg.out}: is the dataset's folder; a run goes in a folder of its own, "
+                                         f"so its files never mix with the dataset's: choose another {out_flag} "
+                                         "(runs/NAME, say)")
+
+
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
              data_given: bool | None = None, continue_hint: str = "--resume to continue it",
              dataset: Dataset | None = None, claim: bool = True,
@@ -303,6 +317,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another {flags[1]}")
+    refuse_dataset_folder(cfg, flags[1])
     check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
     refuse_if_locked(out)  # a live run there: say that, not what its folder holds so far (again below)
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
