@@ -55,8 +55,18 @@ def test_capture_is_a_turntable(turntable):
 @pytest.mark.colmap
 @pytest.mark.slow
 def test_without_masks_it_is_refused(turntable, tmp_path, capsys):
+    """Every second photo: the refusal comes after matching, whose pairs grow with the square of
+    the photos (20 match in a quarter of 40's time). The still room's share is the same: 97% of the
+    matched features of all 40, 99% of every second one's (either half, and captures of seeds 1
+    and 2), the limit 25%."""
     pytest.importorskip("pycolmap")
-    err, table = refused_from_photos(turntable["images"], tmp_path, capsys)
+    import shutil
+
+    half = tmp_path / "photos"
+    half.mkdir()
+    for photo in sorted(turntable["images"].iterdir())[::2]:
+        shutil.copy(photo, half / photo.name)
+    err, table = refused_from_photos(half, tmp_path, capsys)
     assert "degenerate" in err and "--masks" in err, err
     assert "stand still" in table  # the figures behind the refusal
 
