@@ -64,10 +64,10 @@ FULL = Plan(tests=tuple(KERNEL_TESTS), test_keywords=None, test_timeout_s=240.0,
             compositing_repeats=10, step_cfg={}, step_count=200, profile_batches=(512, 8192), profile_steps=60)
 SMALL = Plan(tests=("tests/test_backend.py", "tests/test_compositing.py"),
              test_keywords="backend or opaque_last_interval or dense_cumprod", test_timeout_s=120.0,
-             builtin_size=32, builtin_views=16, builtin_budget_s=3.0, large_batch=1024, object_size=48,
-             object_views=16, object_budget_s=3.0, eval_every_s=1.5, eval_views=2, compositing_rays=1024,
-             compositing_repeats=2, step_count=8,
-             step_cfg={"scene_size": 32, "scene_views": 16, "grid_warmup": 8, "batch_rays": 1024},
+             builtin_size=32, builtin_views=16, builtin_budget_s=1.0, large_batch=1024, object_size=48,
+             object_views=16, object_budget_s=1.0, eval_every_s=0.5, eval_views=2, compositing_rays=1024,
+             compositing_repeats=2, step_count=4,
+             step_cfg={"scene_size": 32, "scene_views": 16, "grid_warmup": 4, "batch_rays": 1024},
              profile_batches=(256, 1024), profile_steps=4)
 
 
