@@ -219,7 +219,7 @@ def rank_of(pid: int) -> int | None:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_scene, tmp_path):
+def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_scene, tmp_path, capsys):
     """kill -9 of rank 1 mid-run (train --devices 2, through torchrun), long before a periodic
     checkpoint: rank 0 saves the last whole step and leaves within 60 s, non-zero, with one line
     that says what happened, what it saved and how to resume; --resume then continues from there
@@ -256,11 +256,13 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert f"rank 0 saved step {saved['step']}: continue with: taichi-nerf train --resume {out}" in err, err[-3000:]
     assert saved["world_size"] == 2 and saved["step"] >= 10
-    res = subprocess.run([*train[:3], "train", "--resume", str(out), "--steps", str(saved["step"] + 5),
-                          "--video-frames",
-                          "0"], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300, check=False)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"resuming at step {saved['step']}" in res.stdout
+    from taichi_nerf.cli import main
+
+    # the resume in one process is this one: one interpreter start less
+    code = main(["train", "--resume", str(out), "--steps", str(saved["step"] + 5), "--video-frames", "0"])
+    said = capsys.readouterr()
+    assert code == 0, said.err[-3000:]
+    assert f"resuming at step {saved['step']}" in said.out
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["step"] == saved["step"] + 5 and resumed["world_size"] == 1
     # ... and that one-process checkpoint continues with 2 ranks again.
@@ -310,7 +312,7 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_path):
+def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_path, capsys):
     """kill -9 of `train --devices 2` itself left both ranks training on their own, holding the
     run's lock (--resume was refused); each rank now gets SIGTERM, which stops and saves."""
     out = tmp_path / "run"
@@ -343,10 +345,12 @@ def test_the_ranks_stop_and_save_when_the_launcher_is_killed(tiny_scene, tmp_pat
                 pass
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert saved["world_size"] == 2 and saved["step"] >= 5  # rank 0 saved where they stopped
-    res = subprocess.run([sys.executable, "-m", "taichi_nerf", "train", "--resume", str(out), "--steps",
-                          str(saved["step"] + 2), "--video-frames", "0", "--no-progress"], cwd=ROOT, env=process_env(),
-                         capture_output=True, text=True, timeout=300, check=False)
-    assert res.returncode == 0 and f"resuming at step {saved['step']}" in res.stdout, res.stderr[-3000:]
+    from taichi_nerf.cli import main
+
+    code = main(["train", "--resume", str(out), "--steps", str(saved["step"] + 2), "--video-frames", "0",
+                 "--no-progress"])  # in this process: one interpreter start less
+    said = capsys.readouterr()
+    assert code == 0 and f"resuming at step {saved['step']}" in said.out, said.err[-3000:]
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank():
