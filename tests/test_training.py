@@ -242,9 +242,7 @@ def test_huber_colour_and_silhouette_loss_terms(tiny_scene, tmp_path):
     assert abs(float(training_loss(trainer.cfg, out, target, alpha)[0]) - huber_at_1) < 1e-6
 
 
-def test_resume_argument_errors_are_one_line(tiny_scene, tmp_path, capsys):
-    run = tmp_path / "run"
-    Trainer(tiny_config(tiny_scene, run, steps=5, eval_every=0, preview_every=0)).run()
+def test_resume_argument_errors_are_one_line(run, tmp_path, capsys):
     refused(capsys, ["train", "--resume", run, "--out", tmp_path / "elsewhere"], "drop --out")  # in this process
     foreign = tmp_path / "foreign"
     foreign.mkdir()
