@@ -100,6 +100,11 @@ def test_scene_kind_and_background_are_chosen_from_the_data(testsets):
     env = read_dataset(testsets["ngp-360-env"])
     assert env.unbounded and env.background.name == "scene" and env.far > 50 * (env.aabb[3] - env.aabb[0]) / 2
     assert any("--no-unbounded" in w for w in env.warnings)
+    # the bounds' first choice is noted before the scene kind is known: the unbounded note says it replaced them
+    # (data info read "near 0.591 / far 15.4 as stated in the file", then "near 0.00703 / far 142")
+    bounded = read_dataset(testsets["ngp-360-env"], unbounded=False)
+    said = next(n for n in env.notes if n.startswith("unbounded scene:"))
+    assert said.endswith(f"near {env.near:.3g} / far {env.far:.3g} in place of {bounded.near:.3g} / {bounded.far:.3g}")
     chosen = resolve_background("auto", env.background)
     assert chosen.random and chosen.warning and "--background" in chosen.warning
 

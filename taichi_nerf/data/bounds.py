@@ -299,8 +299,9 @@ def make_unbounded(dataset) -> None:
     centre, half = 0.5 * (box[:3] + box[3:]), 0.5 * (box[3:] - box[:3])
     centres = np.concatenate([s.poses[:, :3, 3].double().numpy() for s in dataset.splits.values()])
     reach = float(np.linalg.norm(centres - centre, axis=1).max())
+    before = f"{dataset.near:.3g} / {dataset.far:.3g}"  # a note above may state them (a file's): say they changed
     dataset.unbounded = True
     dataset.near = float(0.02 * half.min())
     dataset.far = float(reach + FAR_SCALE * np.linalg.norm(half))
     dataset.notes.append(f"unbounded scene: the box is the detailed inner region, space beyond it is contracted; "
-                         f"near {dataset.near:.3g} / far {dataset.far:.3g}")
+                         f"near {dataset.near:.3g} / far {dataset.far:.3g} in place of {before}")
