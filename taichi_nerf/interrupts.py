@@ -96,14 +96,18 @@ class StartupGuard:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
+    def raise_swallowed(self) -> None:
+        """A Ctrl-C swallowed so far is raised now (once)."""
+        if self.interrupted:
+            self.interrupted = False
+            raise KeyboardInterrupt
+
     def end(self) -> None:
         """The start is over: Python's handler again; a Ctrl-C that was swallowed is raised now."""
         if self.previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
-        if self.interrupted:
-            self.interrupted = False
-            raise KeyboardInterrupt
+        self.raise_swallowed()
 
 
 _startup: StartupGuard | None = None
@@ -120,9 +124,8 @@ def raise_swallowed() -> None:
     """Raise now a Ctrl-C that was swallowed so far in the start (the command line's imports define most
     kernels), the guard staying up until Taichi is: a command that never starts Taichi (``data from-photos``,
     ``data info``) never reaches :func:`startup_over`, and ran on to its end."""
-    if _startup is not None and _startup.interrupted:
-        _startup.interrupted = False
-        raise KeyboardInterrupt
+    if _startup is not None:
+        _startup.raise_swallowed()
 
 
 def startup_over() -> None:

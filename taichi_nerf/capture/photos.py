@@ -44,6 +44,7 @@ from .photo_inputs import (
     turned_photos,
     written_rows,
 )
+from .video_frames import VIDEO_FRAMES
 
 CAMERA_MODELS = {"pinhole": "PINHOLE", "simple_radial": "SIMPLE_RADIAL", "radial": "RADIAL", "opencv": "OPENCV"}
 MATCHING = ("auto", "exhaustive", "sequential")
@@ -122,7 +123,7 @@ class PhotoReport:
 
 # --- the whole pipeline ----------------------------------------------------------------------
 def from_photos(source, out, *, matching: str = "auto", camera_model: str = "simple_radial",
-                per_image_cameras: bool = False, frames: int = 100, overwrite: bool = False,
+                per_image_cameras: bool = False, frames: int = VIDEO_FRAMES, overwrite: bool = False,
                 keep_database: bool = False, progress: bool = True, threads: int = -1, masks=None,
                 keep_degenerate: bool = False) -> PhotoReport:
     """Recover camera poses for the photos in folder ``source`` (or frames of video ``source``)

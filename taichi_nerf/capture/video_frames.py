@@ -26,6 +26,7 @@ from ..files import first_bytes, lfs_pointer
 
 SHARPNESS_SIDE = 480  # sharpness is measured on a copy at most this wide (fast, and noise-robust)
 JPEG_QUALITY = 95
+VIDEO_FRAMES = 100  # the frames kept of a video when none are asked for (from-photos' --frames)
 MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")  # what an MP4/MOV starts with
 # A frame whose grey copy differs from the last counted one by less than this on average (0-255) repeats it: an
 # encoded still scene differs by ~0.01, a hand-held walk's neighbouring frames by 10-20.
@@ -176,7 +177,7 @@ class CutShortWarning(str):
     ``extract_frames``'s warnings after which more frames need a complete copy, not a longer film."""
 
 
-def extract_frames(video, out_dir, count: int = 100, progress: bool = True,
+def extract_frames(video, out_dir, count: int = VIDEO_FRAMES, progress: bool = True,
                    warnings: list[str] | None = None) -> list[str]:
     """Write about ``count`` frames of ``video`` as ``frame_NNNNN.jpg`` into ``out_dir`` (all
     frames when the video has fewer); returns their file names. A video that stops decoding

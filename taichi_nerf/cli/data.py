@@ -10,8 +10,6 @@ from ..wording import counted
 from .common import HelpFormatter, UserError, add_config_flags, at_least, config_overrides
 from .interrupted import watch_dataset
 
-VIDEO_FRAMES = 100  # the frames from-photos keeps of a video without --frames (capture/photos.from_photos's too)
-
 
 def add_parser(sub) -> None:
     from ..config import BUILTIN_SIZE, BUILTIN_VIEWS, DATASET_FIELDS
@@ -137,6 +135,7 @@ def cmd_data_synthetic(args) -> int:
 
 def from_photos_parser(dsub) -> None:
     from ..capture.photos import CAMERA_MODELS, MATCHING
+    from ..capture.video_frames import VIDEO_FRAMES
 
     p = dsub.add_parser("from-photos", help="recover camera poses for your photos or video with COLMAP (pycolmap) "
                                             "and write a trainable dataset",
@@ -174,6 +173,7 @@ def from_photos_parser(dsub) -> None:
 def cmd_from_photos(args: argparse.Namespace) -> int:
     from ..capture.degenerate import DegenerateReconstruction, more_views_hint
     from ..capture.photos import from_photos
+    from ..capture.video_frames import VIDEO_FRAMES
 
     if args.frames is not None and Path(args.source).is_dir():  # not a silent no-op: every photo would be used
         raise UserError(f"{args.source}: --frames picks a video's frames; a folder's photos are all used (move those "
