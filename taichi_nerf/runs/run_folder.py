@@ -281,8 +281,8 @@ class Run:
 
 def refuse_dataset_folder(cfg: TrainConfig, out_flag: str = "--out") -> None:
     """A run written into its own dataset's folder mixes its files with the photos', and a later
-    --overwrite would delete the dataset's own config.json or camera_path.json: refused. A dataset
-    file (an .npz) may have a run beside it."""
+    --overwrite would delete the dataset's own config.json or camera_path.json: a new run there is refused.
+    A dataset file (an .npz) may have a run beside it."""
     if cfg.data is None:
         return
     data = Path(cfg.data)
@@ -317,7 +317,8 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise checkpoint.CheckpointError(f"{out}: is a file, not a run folder; choose another {flags[1]}")
-    refuse_dataset_folder(cfg, flags[1])
+    if not resume:  # (a run already there may go on)
+        refuse_dataset_folder(cfg, flags[1])
     check_writable(out)  # a dry run says so too, and a real one refuses before loading the data
     refuse_if_locked(out)  # a live run there: say that, not what its folder holds so far (again below)
     if resume:  # the checkpoint and the metrics it continues must be readable before anything starts
