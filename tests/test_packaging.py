@@ -120,3 +120,13 @@ def test_every_package_folder_is_found_by_the_build():
     missed = sorted(f for f in folders if not any(re.fullmatch(pat.replace(".", r"\.").replace("*", ".*"), f)
                                                   for pat in include))
     assert not missed, f"packages the wheel would leave out: {missed}"
+
+
+def test_readme_names_the_pythons_the_package_admits():
+    # taichi 1.7 has no wheel past CPython 3.12: pip must refuse 3.13 by our metadata, and README say so first
+    from packaging.specifiers import SpecifierSet
+
+    admitted = SpecifierSet(pyproject()["project"]["requires-python"])
+    first, last = map(int, re.search(r"need Python 3\.(\d+)-3\.(\d+)", (ROOT / "README.md").read_text()).groups())
+    assert [minor for minor in range(8, 16) if f"3.{minor}" in admitted] == list(range(first, last + 1))
+    assert "3.13" not in admitted
