@@ -31,6 +31,34 @@ def test_init_is_idempotent_and_grows_autodiff_stack(taichi_backend):
     assert backend.current().max_samples_per_ray >= 512
 
 
+# a process that sizes Taichi for ``samples`` rays and runs one kernel, caching it in $TI_OFFLINE_CACHE_FILE_PATH
+_ONE_KERNEL = """
+import sys, torch
+from taichi_nerf import backend
+from taichi_nerf.stages.sampling import ray_bounds
+backend.init("cpu", int(sys.argv[1]))
+ray_bounds(torch.zeros(4, 3), torch.ones(4, 3), torch.tensor([-1.0, -1, -1, 1, 1, 1]), 0.0, 10.0)
+"""
+
+
+def test_runs_sized_for_different_sample_counts_share_their_compiled_kernels(tmp_path):
+    """Taichi's autodiff stack size is part of each cached kernel's key: a run sized for 193 samples
+    (a stack of 256) and the suite's or a script's 512 (1024) compiled every kernel once each."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import checkout_env
+
+    env = checkout_env() | {"TI_OFFLINE_CACHE_FILE_PATH": str(tmp_path / "cache")}
+    env.pop("TAICHI_NERF_NO_KERNEL_CACHE", None)
+    for samples in (193, 600):
+        subprocess.run([sys.executable, "-c", _ONE_KERNEL, str(samples)], env=env, check=True, capture_output=True,
+                       timeout=300)
+    cached = [name for name in os.listdir(tmp_path / "cache") if name.endswith(".tic")]
+    assert len(cached) == 1, cached
+
+
 def test_bad_arch_is_a_clear_error():
     import pytest
 

@@ -101,7 +101,7 @@ class GuiApp(TrainingSession):
         # The view refines to the canvas's full resolution (a CPU: over frames, by the budget).
         self.render_scale = options.render_scale or 1.0
         self.view = ProgressiveView(renderer, self.background, self.render_size(), cfg.eval_samples,
-                                    self.backend.max_samples_per_ray, options.preview_divisors,
+                                    renderer.max_samples_per_ray, options.preview_divisors,
                                     whole=on_gpu and options.render_budget_s is None)
         self.budget = FrameBudget(frame_s=options.frame_budget_s)
         self.fps, self.frame_ms, self.render_ms = RateMeter(), RateMeter(), RateMeter()

@@ -85,7 +85,7 @@ class WebViewer(TrainingSession):
         self.resolution_cap = int(options.resolution_cap)
         self.view = ProgressiveView(renderer, self.background,
                                     render_size(self.scene.aspect * 100, 100, self.resolution_cap), cfg.eval_samples,
-                                    backend.current().max_samples_per_ray, whole=on_gpu)
+                                    renderer.max_samples_per_ray, whole=on_gpu)
         # the browser scales the picture to its window: a moving preview under 32 pixels across its
         # short side is a blur of blocks (nerfstudio's complaint), so coarser levels are not used
         self.view.min_coarse_pixels = BROWSER_MIN_PIXELS
