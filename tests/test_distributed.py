@@ -648,11 +648,14 @@ def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
     assert "warning: 3 ranks on this machine's 2 CPU cores" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("takes_s, said", [(0.4, True), (0.0, False)])
-def test_a_slow_start_of_the_ranks_says_what_they_wait_for(monkeypatch, capsys, takes_s, said):
+@pytest.mark.parametrize("slow", [True, False], ids=["slow", "quick"])
+def test_a_slow_start_of_the_ranks_says_what_they_wait_for(monkeypatch, capsys, slow):
     """Rank 0 started by hand without the others waited silently for TAICHI_NERF_RANK0_WAIT_S (30 min by default)
-    before a line said anything; now a start that takes long says what it waits for, and a quick one nothing."""
-    import time
+    before a line said anything; now a start that takes long says what it waits for, and a quick one nothing.
+    How long the start takes is the test's choice, not the machine's (a 0.4 s start against a 0.1 s timer, and
+    a 0.2 s sleep to catch a timer left running, each depended on the threads being scheduled in time): the
+    slow start lasts until the timer has spoken, the quick one ends long before its timer would."""
+    import threading
 
     import torch.distributed as dist
 
@@ -663,19 +666,29 @@ def test_a_slow_start_of_the_ranks_says_what_they_wait_for(monkeypatch, capsys, 
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (join narrows it: put back after the test)
     monkeypatch.setattr("taichi_nerf.runs.rank_env._pinned", False)
-    monkeypatch.setattr(distributed, "WAITING_SAID_AFTER_S", 0.1)
+    monkeypatch.setattr(distributed, "WAITING_SAID_AFTER_S", 0.1 if slow else 600.0)
+    timers = []
 
-    def slow_peers(*args, **kwargs):
-        time.sleep(takes_s)
+    class Recorded(threading.Timer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            timers.append(self)
+    monkeypatch.setattr(threading, "Timer", Recorded)
+
+    def peers(*args, **kwargs):
+        if slow:  # waits until the timer has run (finished is set after its function; 300 s: a hang guard)
+            assert timers and timers[-1].finished.wait(300), "the timer never ran"
         raise RuntimeError("the test ends here")
 
-    monkeypatch.setattr(dist, "init_process_group", slow_peers)
+    monkeypatch.setattr(dist, "init_process_group", peers)
     with pytest.raises(distributed.PeerLost):
         distributed.join("cpu")
-    time.sleep(0.2)  # a timer left running would speak now
+    assert len(timers) == 1
+    timers[0].join(30)  # cancelled (quick) or done (slow): no timer is left to speak after join
+    assert not timers[0].is_alive()
     err = capsys.readouterr().err
     assert ("taichi-nerf: rank 0 of 2 is waiting for the other ranks at 127.0.0.1:29555 (for up to 1800 s: "
-            "TAICHI_NERF_RANK0_WAIT_S)" in err) == said, err
+            "TAICHI_NERF_RANK0_WAIT_S)" in err) == slow, err
 
 
 def test_the_metrics_rows_of_several_ranks_record_how_many(tiny_scene, tmp_path):
