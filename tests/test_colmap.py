@@ -366,12 +366,18 @@ def test_a_signal_stops_it_like_ctrl_c(capture, tmp_path, signum):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a suite started under nohup hands its children SIGHUP ignored, which then stays so
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not (tmp_path / f".out.partial-{proc.pid}" / "colmap").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / f".out.partial-{proc.pid}" / "colmap").exists():
+            ended = proc.poll() is not None  # (said below; a process still running is killed, not waited for)
+            assert not ended and time.monotonic() < deadline, proc.communicate() if ended else "no colmap/ in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:  # a test that failed before the process ended: it does not go on beside the rest of the suite
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130 and stderr.strip() == f"taichi-nerf: interrupted; nothing written to {out}", \
         (proc.returncode, stderr)
     assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())

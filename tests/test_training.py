@@ -140,6 +140,13 @@ def test_config_validation_and_file(tmp_path):
     assert TrainConfig.from_file(tmp_path / "d.json").steps == 7
 
 
+def stop(proc) -> None:
+    """Kill ``proc`` if it still runs (a test that failed before it ended): nothing outlives its test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def wait_until_training(proc, out):
     """Until the run in ``out`` has logged 3 rows of metrics (it is training); fails if it ends first or
     never gets there."""
@@ -158,9 +165,12 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path, capsys):
            "--eval-every", "100000", "--preview-every", "0", "--no-progress", "--video-frames", "0", "--arch", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=checkout_env())
-    wait_until_training(proc, out)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        wait_until_training(proc, out)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:  # a run of 100000 steps left behind (a stop that never came) would load the rest of the suite
+        stop(proc)
     assert proc.returncode == 130, stderr
     assert "checkpoint saved" in stdout and "Traceback" not in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -188,9 +198,12 @@ def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
            "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=checkout_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-    wait_until_training(proc, out)
-    proc.send_signal(signal.SIGHUP)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        wait_until_training(proc, out)
+        proc.send_signal(signal.SIGHUP)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert "checkpoint saved" in stdout and torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
 
