@@ -22,8 +22,8 @@ ARCH_CHOICES = ("auto", "cuda", "cpu")
 # with more samples than the stack holds segfaults instead of raising, so we size the stack
 # from the largest sample count any kernel will be asked to differentiate and check against it.
 # The stack size is part of Taichi's compile configuration, and so of every cached kernel's key:
-# processes that sized it apart (a run's 256, a script's or the suite's 1024) compiled and cached
-# every kernel once each. Only the reference compositing (method="autodiff") uses the stack, so
+# processes that sized it apart (five sizes in the suite's processes, 64 to 1024) compiled and
+# cached every kernel once per size. Only the reference compositing (method="autodiff") uses the stack, so
 # one generous size serves every run: the kernel cache is shared, and rays up to 1016 samples
 # never re-initialise Taichi.
 _MIN_AD_STACK = 1024
