@@ -53,6 +53,14 @@ def wait_for(ready, what: str, proc: subprocess.Popen | None = None, timeout: fl
         time.sleep(poll)
 
 
+def stop_if_running(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if it still runs (a test that failed before it ended), and reap it: no process of a
+    test goes on beside the rest of the suite."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def fake_clock(trainer, costs: dict[str, float], before=None) -> list[float]:
     """Give ``trainer`` its own clock (``Trainer.clock``), from 0, advanced only by ``costs``: the
     seconds each call of a trainer method takes on it (``{"step": 0.1}``), so that a test of a rule

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from taichi_nerf.capture.pose_alignment import pose_errors, umeyama
 from taichi_nerf.cli import main
 from taichi_nerf.data.dataset import DataError
 
-from .conftest import checkout_env, digest, refused, snapshot
+from .conftest import checkout_env, digest, refused, snapshot, stop_if_running, wait_for
 
 VIEWS, WIDTH, HEIGHT = 40, 256, 192
 FOV_X_DEG = 60.0
@@ -367,17 +366,12 @@ def test_a_signal_stops_it_like_ctrl_c(capture, tmp_path, signum):
                             # a suite started under nohup hands its children SIGHUP ignored, which then stays so
                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / f".out.partial-{proc.pid}" / "colmap").exists():
-            ended = proc.poll() is not None  # (said below; a process still running is killed, not waited for)
-            assert not ended and time.monotonic() < deadline, proc.communicate() if ended else "no colmap/ in 120 s"
-            time.sleep(0.05)
+        wait_for((tmp_path / f".out.partial-{proc.pid}" / "colmap").exists, "from-photos to start COLMAP", proc,
+                 timeout=120, poll=0.05)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
-    finally:  # a test that failed before the process ended: it does not go on beside the rest of the suite
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    finally:
+        stop_if_running(proc)
     assert proc.returncode == 130 and stderr.strip() == f"taichi-nerf: interrupted; nothing written to {out}", \
         (proc.returncode, stderr)
     assert not out.exists() and not list(tmp_path.glob(".out.*")), list(tmp_path.iterdir())

@@ -16,7 +16,17 @@ from taichi_nerf.runs.checkpoint import load, read_state
 from taichi_nerf.training.losses import training_loss
 from taichi_nerf.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import ARCH, checkout_env, fake_clock, refused, run_cli, sampled_images, tiny_config, wait_for
+from .conftest import (
+    ARCH,
+    checkout_env,
+    fake_clock,
+    refused,
+    run_cli,
+    sampled_images,
+    stop_if_running,
+    tiny_config,
+    wait_for,
+)
 
 
 def params(trainer):
@@ -140,13 +150,6 @@ def test_config_validation_and_file(tmp_path):
     assert TrainConfig.from_file(tmp_path / "d.json").steps == 7
 
 
-def stop(proc) -> None:
-    """Kill ``proc`` if it still runs (a test that failed before it ended): nothing outlives its test."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
 def wait_until_training(proc, out):
     """Until the run in ``out`` has logged 3 rows of metrics (it is training); fails if it ends first or
     never gets there."""
@@ -170,7 +173,7 @@ def test_ctrl_c_saves_and_resume_continues(tiny_scene, tmp_path, capsys):
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:  # a run of 100000 steps left behind (a stop that never came) would load the rest of the suite
-        stop(proc)
+        stop_if_running(proc)
     assert proc.returncode == 130, stderr
     assert "checkpoint saved" in stdout and "Traceback" not in stderr
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -203,7 +206,7 @@ def test_a_dropped_ssh_session_saves_the_run(tiny_scene, tmp_path):
         proc.send_signal(signal.SIGHUP)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        stop(proc)
+        stop_if_running(proc)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert "checkpoint saved" in stdout and torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
 
