@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from .conftest import CHECKOUT as ROOT
-from .conftest import checkout_env, rel_err, tiny_config, wait_for
+from .conftest import checkout_env, rel_err, stop_if_running, tiny_config, wait_for
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -244,8 +244,7 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tiny_s
         os.kill(victims[0], signal.SIGKILL)
         _, err = launcher.communicate(timeout=60)  # the survivor stops (a hang would raise TimeoutExpired here)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        stop_if_running(launcher)
     assert launcher.returncode not in (0, None), err[-3000:]
     assert "taichi-nerf: training stopped: rank 0 of 2 lost the other ranks" in err, err[-3000:]
     assert err.count("taichi-nerf: training stopped:") == 1, err[-3000:]  # said once, where it was found
@@ -297,8 +296,7 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_rank_0_saves_once(tiny_scen
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does (the ranks run in their own session)
         stdout, err = launcher.communicate(timeout=60)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        stop_if_running(launcher)
     assert launcher.returncode == 130, err[-3000:]
     # rank 0 reports and saves; rank 1 is quiet
     assert stdout.count("interrupted at step") == 1, stdout[-2000:] + "\n--- stderr:\n" + err[-3000:]

@@ -168,7 +168,7 @@ def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
 
     import torch
 
-    from .conftest import wait_for
+    from .conftest import stop_if_running, wait_for
 
     _, tmp = scenario_result
     status, run = tmp / "interrupt_status.json", tmp / "interrupt_run"
@@ -186,8 +186,7 @@ def test_ctrl_c_saves_the_training_done_so_far(scenario_result):
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_if_running(proc)
     assert proc.returncode == 130, out[-2000:]
     final = json.loads(status.read_text())
     assert final["running"] is False and final["step"] >= 3

@@ -12,7 +12,7 @@ import pytest
 
 from taichi_nerf.interrupts import StopRequest, terminations_interrupt
 
-from .conftest import CHECKOUT, TINY, checkout_env
+from .conftest import CHECKOUT, TINY, checkout_env, stop_if_running
 
 
 def deliver(sig):
@@ -189,8 +189,7 @@ def test_ctrl_c_while_the_command_imports_torch_is_one_line(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_if_running(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "taichi-nerf: interrupted", err
 

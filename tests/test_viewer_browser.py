@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import ARCH, checkout_env, tiny_config
+from .conftest import ARCH, checkout_env, stop_if_running, tiny_config
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -98,9 +98,7 @@ def viewer_process(tiny_scene, tmp_path):
 
         yield proc, wait_for(address, "the viewer's address"), run, tmp_path
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_if_running(proc)
         log.close()
 
 
