@@ -624,6 +624,33 @@ def test_an_error_under_torchrun_names_the_rank_that_said_it(monkeypatch, capsys
     assert err.startswith(f"taichi-nerf: error: rank 1 of 2: {tmp_path / 'nowhere'}") and err.count("\n") == 1, err
 
 
+def test_a_script_under_torchrun_takes_its_gpu_before_cuda_is_asked(monkeypatch, tmp_path):
+    """``taichi_nerf.train(...)`` in a torchrun script asked torch whether CUDA is there (open_run's arch and
+    memory checks; the built-in scene's render started Taichi) before join narrowed CUDA_VISIBLE_DEVICES to
+    LOCAL_RANK's GPU. The CUDA driver reads that variable once, at its first call: every rank then ran on GPU 0
+    (NCCL refuses duplicate GPUs), or, once torch had measured its free memory, join refused to start. The
+    GPU is pinned before the first question."""
+    import taichi_nerf as tn
+
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # (pinning narrows it: put back after the test)
+    monkeypatch.setattr("taichi_nerf.runs.rank_env._pinned", False)
+    asked_with = []
+
+    class Asked(Exception):
+        pass
+
+    def is_available():  # the first question to the CUDA driver: the test ends there
+        asked_with.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        raise Asked
+
+    monkeypatch.setattr(torch.cuda, "is_available", is_available)
+    with pytest.raises(Asked):
+        tn.train(out=str(tmp_path / "run"), arch="auto", steps=1)
+    assert asked_with == ["1"]
+
+
 def test_more_ranks_than_cores_under_torchrun_is_warned_of(monkeypatch, capsys):
     """torchrun --nproc-per-node 3 on 2 cores trained on, thrashing, without a word (train --devices 3 refuses it)."""
     import torch.distributed as dist

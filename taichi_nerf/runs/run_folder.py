@@ -26,6 +26,7 @@ from ..rendering.video_route import VIDEO_FILES, video_files
 from ..scenes.builtin import builtin_cached
 from . import checkpoint, distributed, scene_match
 from .datasets import check_data_format, load_dataset, require_stored_data
+from .rank_env import pin_local_device
 
 LOCK_NAME = ".taichi-nerf.lock"
 # What marks a folder as holding a run, and what runs (train, the GUI) write there: --overwrite
@@ -308,6 +309,9 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     ``continue_hint``, ``flags``: how the caller's refusals spell continuing and overwriting.
     Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
     """
+    # distributed: this rank's GPU, before anything below asks the CUDA driver (resolve_arch, the memory check, the
+    # built-in scene's render), which reads CUDA_VISIBLE_DEVICES once: the API's path has no cmd_train to do it
+    pin_local_device()
     # a script's next run under torchrun: every rank has left the last (rank 0 released its lock) before any checks
     distributed.current().wait_for_all()
     if resume and overwrite:
