@@ -13,7 +13,7 @@ from taichi_nerf.stages import cameras
 from taichi_nerf.training.pose_refinement import PoseRefinement, axis_angle_matrices
 from taichi_nerf.training.trainer import Trainer
 
-from .conftest import ARCH, refused, tiny_config
+from .conftest import ARCH, refused, rel_err, tiny_config
 
 
 def rotation_angle_deg(matrix: torch.Tensor) -> float:
@@ -60,6 +60,44 @@ def test_axis_angle_matrices_match_the_matrix_exponential_and_its_gradient(dtype
         # 2% of the largest: the naive float32 formula is 4.6% off at 1e-3 rad and 100% at 1.01e-4
         scale = float(ref_sym[off].abs().max())
         assert torch.allclose(ours_sym[off], ref_sym[off], rtol=0, atol=0.02 * scale), (k, ours_sym, ref_sym)
+
+
+def test_pose_corrections_on_the_device_turn_rays_in_full_float32(device):
+    """On the test device (CUDA under TAICHI_NERF_TEST_ARCH=cuda), where backend.init allows TF32 matrix products
+    for the MLP: a correction's rotation of the rays, and its gradient, in plain float32. Through a batched
+    matrix product they could be TF32 (10 bits of mantissa: a ray turned by 5e-4 rad with no correction at
+    all, half a correction's size, 1e-3 rad). Against float64: rays of a camera without a correction come
+    back exactly, the others to float32's precision; the rotations themselves up to 3 rad as on the CPU."""
+    generator = torch.Generator().manual_seed(7)
+    cameras_ = 4
+    rotation = torch.randn(cameras_, 3, generator=generator, dtype=torch.float64) * 1e-3
+    rotation[0] = 0.0  # a camera not corrected (yet)
+    refine = PoseRefinement(torch.eye(4).repeat(cameras_, 1, 1), device)
+    with torch.no_grad():
+        refine.corrections[:, :3] = rotation.float().to(device)
+    dirs = torch.nn.functional.normalize(torch.randn(256, 3, generator=generator, dtype=torch.float64), dim=1)
+    image = torch.randint(0, cameras_, (256,), generator=generator)
+    weights = torch.randn(256, 3, generator=generator, dtype=torch.float64)
+    _, turned = refine(torch.zeros(256, 3, device=device), dirs.float().to(device), image.int().to(device))
+    (turned.double().cpu() * weights).sum().backward()
+    vectors = rotation.clone().requires_grad_(True)
+    x, y, z = vectors.unbind(-1)
+    zero = torch.zeros_like(x)
+    matrices = torch.linalg.matrix_exp(torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3))
+    reference = (matrices[image] @ dirs.float().double()[:, :, None])[:, :, 0]
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), vectors)
+    uncorrected = image == 0
+    assert torch.equal(turned.detach()[uncorrected.to(device)].cpu(), dirs.float()[uncorrected])
+    assert float((turned.detach().double().cpu() - reference.detach()).abs().max()) < 1e-6
+    grad = refine.corrections.grad[:, :3].double().cpu()
+    assert rel_err(grad, reference_grad) < 1e-5, (grad, reference_grad)
+    sizes = torch.tensor([1e-3, 3e-2, 1.0, 3.0], dtype=torch.float64)
+    axes = torch.nn.functional.normalize(torch.randn(4, 3, generator=generator, dtype=torch.float64), dim=1)
+    big = axes * sizes[:, None]
+    x, y, z = big.unbind(-1)
+    zero = torch.zeros_like(x)
+    exact = torch.linalg.matrix_exp(torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3))
+    assert torch.allclose(axis_angle_matrices(big.float().to(device)).double().cpu(), exact, atol=3e-6, rtol=0)
 
 
 def test_a_run_that_refines_its_poses_says_how_to_score_it(tiny_scene, tmp_path, capsys):

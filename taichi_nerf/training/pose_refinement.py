@@ -42,7 +42,14 @@ def axis_angle_matrices(rotations: torch.Tensor) -> torch.Tensor:
     half = torch.sin(0.5 * theta) / theta
     b = torch.where(small, 0.5 - theta2 / 24.0, 2.0 * half * half)
     eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-    return eye + a[:, None, None] * skew + b[:, None, None] * (skew @ skew)
+    return eye + a[:, None, None] * skew + b[:, None, None] * _times(skew, skew)
+
+
+def _times(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``m @ v`` for (..., 3, 3) ``m`` and (..., 3, k) ``v`` as products and sums, not a matrix product: on CUDA
+    backend.init lets float32 matrix products run in TF32 (10 bits of mantissa, for the MLP), which would turn
+    every ray by up to 5e-4 rad, half a pose correction's size (1e-3 rad)."""
+    return (m[..., :, :, None] * v[..., None, :, :]).sum(-2)
 
 
 class PoseRefinement(nn.Module):
@@ -68,7 +75,7 @@ class PoseRefinement(nn.Module):
         """Rays (N, 3) of the training cameras ``image_index`` (N,), corrected."""
         index = image_index.long()
         rotations = axis_angle_matrices(self.corrections[:, :3])[index]  # one exponential per camera, not per ray
-        turned = (rotations @ dirs.unsqueeze(-1)).squeeze(-1)
+        turned = _times(rotations, dirs.unsqueeze(-1)).squeeze(-1)
         return origins + self.corrections[index, 3:], turned
 
     @torch.no_grad()
