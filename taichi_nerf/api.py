@@ -26,7 +26,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
           **overrides) -> TrainResult:
     """Train a field; ``overrides`` are TrainConfig fields (``steps=500, data="path"``);
     ``preset="keras"`` or ``"pytorch3d"`` (taichi_nerf/presets.py) applies first, the others win over it.
-    ``resume=True`` continues the run in ``out`` with its saved configuration. A fresh run
+    ``resume=True`` continues the run in ``out`` with its saved configuration, on the backend this
+    call picks (``arch``, the config's, or "auto": the run may have trained elsewhere). A fresh run
     refuses an ``out`` folder that holds another run unless ``overwrite=True``, which first
     removes that run's files (``taichi-nerf train``'s rule)."""
     if config is not None and not isinstance(config, TrainConfig):  # a dict or a --config file's path, say
@@ -34,7 +35,10 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
                         "for a JSON file, TrainConfig.from_dict(values) or the fields as keywords (train(steps=500))")
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
-        cfg = resume_config(out, api=True, **overrides)
+        # the backend: arch= or the config's, else picked afresh (as train --resume), not the saved one: the run
+        # may have trained on another machine (a GPU server's "cuda" on a laptop)
+        here = {"arch": config.arch if config is not None else "auto"}
+        cfg = resume_config(out, api=True, **{**here, **overrides})
         unused = [] if config is None else ignored_on_resume(config, cfg, overrides)
         if unused:
             print(f"note: resume=True continues with the run's own configuration; not used from config: "

@@ -481,3 +481,20 @@ def test_a_resume_says_where_config_json_was_edited_by_hand(run, capsys):
     (run / "config.json").write_text("{")
     assert cli.main(resume) == 0
     assert "config.json does not read" in capsys.readouterr().out
+
+
+def test_the_api_resumes_a_run_that_trained_on_cuda_where_there_is_none(run, monkeypatch):
+    """A run started with arch "cuda" on a GPU server, continued by ``train(resume=True, out=...)`` on a laptop,
+    was refused ("--arch cuda was asked for, but torch sees no CUDA GPU"): the API kept the saved backend, where
+    ``train --resume`` picks one afresh. Both pick afresh now, unless told (``arch=`` as a keyword)."""
+    import torch
+
+    from taichi_nerf.config import TrainConfig
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    on_gpu = TrainConfig(**state["config"]).replace(arch="cuda")
+    torch.save({**state, "config": on_gpu.to_dict()}, run / "checkpoint.pt")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a laptop, whatever runs the test
+    result = tn.train(resume=True, out=str(run), steps=state["step"] + 2)
+    assert result.step == state["step"] + 2
+    assert json.loads((run / "config.json").read_text())["arch"] == "auto"
