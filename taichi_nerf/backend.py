@@ -101,8 +101,14 @@ def init(arch: str = "auto", max_samples_per_ray: int = 256, *, verbose: bool = 
         if arch != "auto":
             raise BackendUnavailable(f"Taichi could not start its {resolved} backend here; use --arch cpu or auto")
         warnings.warn("Taichi's CUDA backend did not start; running on the CPU")
-    device = torch.device("cuda" if actual == "cuda" else "cpu")
+    # Taichi's CUDA backend always opens the first visible GPU (ti.init has no device option), so the
+    # tensors go there too: plain "cuda" is torch's current GPU, wherever torch.cuda.set_device put it.
+    device = torch.device("cuda", 0) if actual == "cuda" else torch.device("cpu")
     if actual == "cuda":
+        if torch.cuda.is_initialized() and torch.cuda.current_device() != 0:  # (is_initialized: no CUDA start)
+            warnings.warn(f"torch's current CUDA device is cuda:{torch.cuda.current_device()}, but Taichi's CUDA "
+                          "backend runs on the first visible GPU, so taichi-nerf uses cuda:0; to use another GPU, "
+                          "start Python with CUDA_VISIBLE_DEVICES naming that GPU alone", stacklevel=2)
         # TF32 matmuls: ~8x the fp32 tensor-core rate for the MLP, well inside NeRF's noise.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -87,3 +87,23 @@ def test_auto_after_a_cpu_call_says_it_stays_on_the_cpu_where_a_gpu_is(taichi_ba
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backend.init("auto", 16)
+
+
+def test_a_cuda_backend_puts_tensors_on_the_gpu_taichi_runs_on(monkeypatch):
+    """Taichi's CUDA backend always opens the first visible GPU (ti.init has no device option), but the
+    backend's device was plain "cuda": torch's *current* GPU. After a notebook's torch.cuda.set_device(1)
+    a run's tensors went to GPU 1 while its kernels ran on GPU 0 and read them there (an illegal
+    address). The device is cuda:0 now, and a current GPU elsewhere is said. Runs on the CPU: Taichi is
+    not started (as if its CUDA backend had), torch is told it has two GPUs and is on the second."""
+    import pytest
+
+    monkeypatch.setattr(backend, "_current", None)  # the running backend comes back after the test
+    monkeypatch.setattr(backend, "_start_taichi", lambda arch, stack, verbose: arch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for flags, name in ((torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")):
+        monkeypatch.setattr(flags, name, getattr(flags, name))  # init turns TF32 on: back as it was
+    with pytest.warns(UserWarning, match=r"current CUDA device is cuda:1.*first visible GPU.*CUDA_VISIBLE_DEVICES"):
+        started = backend.init("cuda", 16)
+    assert started.device == torch.device("cuda", 0)
