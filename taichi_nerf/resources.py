@@ -38,7 +38,7 @@ def free_bytes(device: str) -> tuple[int | None, str]:
         try:
             import torch
 
-            return int(torch.cuda.mem_get_info()[0]), "on the GPU"
+            return int(torch.cuda.mem_get_info(device)[0]), "on the GPU"  # cuda:0, the run's; "cuda": the current
         except Exception:  # no CUDA context here: do not guess
             return None, "on the GPU"
     return _host_free(), "in RAM"

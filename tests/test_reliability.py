@@ -280,6 +280,22 @@ def test_whole_image_batches_are_sized_by_their_chunks(monkeypatch):
     assert 5 < largest < 2_000_000
 
 
+def test_the_memory_checks_measure_the_gpu_the_run_uses(monkeypatch):
+    """The run's tensors are on cuda:0 (backend.init: Taichi's GPU); the checks asked torch for the
+    free memory of its current GPU, another one after a torch.cuda.set_device, and so allowed or refused
+    sizes by a GPU the run does not use. Runs on the CPU: torch is told of two GPUs, on the second."""
+    from taichi_nerf import resources
+
+    free = {0: 8 * 10**9, 1: 10**6}  # the run's GPU has room; the current one is nearly full
+
+    def mem_get_info(device=None):
+        index = 1 if device is None or torch.device(device).index is None else torch.device(device).index
+        return free[index], 16 * 10**9
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    assert resources.free_bytes("cuda:0") == (free[0], "on the GPU")
+    resources.check_orbit(400, 400, 2, "cuda:0")  # fits GPU 0 (refused by GPU 1's megabyte)
+
 def test_render_size_beyond_memory_is_refused(run, tmp_path, capsys):
     before = snapshot(run)
     refused(capsys, ["render", "--ckpt", run, "--size", 10**6, "--frames", 2, "--out", tmp_path / "o.mp4",
