@@ -585,6 +585,33 @@ def test_resume_with_mis_sized_tensors_or_no_optimizer_is_one_line(run, capsys):
     assert snapshot(run) == before
 
 
+def test_a_checkpoint_written_on_a_gpu_renders_and_resumes_where_there_is_none(tiny_scene, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A run trained on a GPU server and copied to a laptop: its checkpoint's tensors are stored as
+    CUDA's (a torch.load without map_location refuses them where torch has no GPU), its random state
+    is the CUDA generator's (16 bytes: a CPU generator refuses them) and its config says arch "cuda".
+    It evaluates and resumes there, every part of it (the grid, the pose corrections, the error map,
+    fused Adam's state): the resume keeps the schedule, with a fresh random stream, said."""
+    out = tmp_path / "run"
+    Trainer(tiny_config(tiny_scene, out, steps=10, checkpoint_every=5, eval_every=0, preview_every=0, grid_warmup=4,
+                        grid_update_every=2, refine_poses=True, pixel_sampling="error")).run()
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["grid"] and state["pose_refinement"] and state["error_map"] and state["optimizer"]["state"]
+    state["config"]["arch"] = "cuda"
+    state["rng"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's: Philox seed, offset
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")  # as a GPU's tensors are
+        torch.save(state, out / "checkpoint.pt")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="on a CUDA device"):
+            torch.load(out / "checkpoint.pt", weights_only=True)
+    assert math.isfinite(taichi_nerf.evaluate(out, arch=ARCH, limit=1, progress=False)["psnr"])
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--steps", "14", "--arch", ARCH]) == 0
+    if ARCH == "cpu":
+        assert "random state is from another device; continuing with a fresh seed" in capsys.readouterr().out
+    assert checkpoint.read_state(out)["step"] == 14
+
 def test_checkpoints_of_another_format_version_or_scene_are_one_line(run, capsys):
     """A newer format is refused (upgrade), a foreign version number too, and an unknown scene
     key gets the one line unknown configuration keys get, not Scene's TypeError."""
