@@ -92,6 +92,7 @@ class Trainer:
         self.elapsed = 0.0  # training wall time, carried across resumes
         self.history, self.last_samples_per_ray = [], None  # the metrics rows; the last step's samples per ray
         self.unlogged: dict | None = None  # the last step's numbers (step()'s answer), until they are logged
+        self.unread: tuple | None = None  # on CUDA, between log steps: the last step's (loss, mse) and answer, unread
         self.time_used = 0.0  # share of --time-limit spent, agreed by every rank (run() sets it)
         self.clock_s = 0.0  # wall time of the training loops, across resumes: what --time-limit counts
         self.clock_carried_s = 0.0  # the part of it before this process (from the checkpoint)
@@ -178,6 +179,8 @@ class Trainer:
         info = {"step": self.step_count, "loss": self.last_loss, "samples_per_ray": self.last_samples_per_ray,
                 "train_psnr": mse_to_psnr(float(mse)) if check else None, "lr": lr, "rays_per_s": self.rays_per_s}
         self.unlogged = None if info["train_psnr"] is None else info  # before the grid's broadcast: _rescue logs it
+        # (a copy: the distributed loss is a view of every gradient; stacked on the device, read by read_last_step)
+        self.unread = None if check else (torch.stack([loss.detach(), mse.detach()]), info)
         with stage("grid update"):
             self.maybe_update_grid()
         dt = time.perf_counter() - t0
@@ -315,6 +318,16 @@ class Trainer:
         self.field.train()
         self.notify("on_validate", self.last_val_psnr)
         return self.last_val_psnr
+
+    def read_last_step(self) -> None:
+        """Make ``unlogged`` the last step's numbers where step() left them unread (CUDA reads the loss on
+        log steps alone): a run that a time limit or a stop ends between log lines logs its last step too."""
+        if self.unlogged is None and self.unread is not None and self.unread[1]["step"] == self.step_count:
+            numbers, info = self.unread
+            loss, mse = numbers.tolist()
+            info.update(loss=loss, train_psnr=mse_to_psnr(mse))
+            self.last_loss, self.unlogged = loss, info
+        self.unread = None
 
     def log_training_row(self) -> None:  # of the last step's numbers (``unlogged``: step()'s answer)
         info, self.unlogged = self.unlogged, None

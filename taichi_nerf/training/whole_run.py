@@ -51,6 +51,7 @@ def finish(trainer, started: float, training_s: float, stopped: bool) -> TrainRe
     preview (unless the schedule's stands) and save again with the PSNR; the curves. ``started``: the clock when
     the run began; ``training_s``: the seconds its steps took. Ctrl-C during the validation keeps the first save."""
     trainer.clock_limit(started)  # the checkpoint carries the clock to the last step (a resume's limit)
+    trainer.read_last_step()  # (on CUDA, a step between log lines has its numbers read only now)
     if trainer.unlogged is not None:  # a time limit or Ctrl-C ended it between log lines: its last step's numbers
         trainer.log_training_row()
     path = trainer.save_checkpoint()  # before the (slow) final validation: nothing after it can lose work
