@@ -12,7 +12,7 @@ from taichi_nerf.outputs import camera_path as cp
 from taichi_nerf.rendering.scene import Scene
 from taichi_nerf.stages.cameras import orbit_poses
 
-from .conftest import ARCH
+from .conftest import ARCH, refused
 
 SCENE = Scene(near=2.0, far=6.0, aabb=[-1.5] * 3 + [1.5] * 3, aspect=1.5, fov_x=0.7)
 
@@ -110,6 +110,8 @@ def test_transforms_pose_list(tmp_path):
     ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": -30}]}, "'fov' must be positive"),
     ({"camera_path": [{"camera_to_world": [1, 2, 3], "fov": 50}]}, "16 numbers"),
     ({"frames": []}, "no cameras"),
+    ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": 50}], "fps": 0.001},
+     "'fps' must be at least 0.01"),  # a GIF holds no slower rate: it died in Pillow's writer after every frame
     ({"nothing": 1}, "neither"),
 ])
 def test_bad_camera_paths_are_one_line_naming_the_file(tmp_path, change, message):
@@ -309,11 +311,21 @@ def test_a_slow_fps_the_cli_takes_is_rendered_as_a_camera_paths_is(run, tmp_path
     after the CLI's check with "fps must be a number of at least 1"."""
     from PIL import Image
 
+    from taichi_nerf.api import render_orbit
+
     out = tmp_path / "slow.gif"
     assert cli.main(["render", "--ckpt", str(run), "--frames", "2", "--size", "16", "--fps", "0.5", "--out", str(out),
                      "--no-progress", "--arch", ARCH]) == 0, capsys.readouterr().err
     with Image.open(out) as gif:
         assert gif.n_frames == 2 and gif.info["duration"] == 2000
+    # slower than a GIF can hold: refused before a frame, where it died after all of them in Pillow's writer
+    # ("OverflowError: int too big to convert", a traceback)
+    slower = tmp_path / "slower.gif"
+    refused(capsys, ["render", "--ckpt", run, "--frames", "2", "--size", "16", "--fps", "0.001", "--out", slower,
+                     "--no-progress", "--arch", ARCH], "--fps must be at least 0.01 (a frame every 100 s), got 0.001")
+    with pytest.raises(ValueError, match="fps must be at least 0.01"):
+        render_orbit(run, slower, frames=2, size=16, fps=0.001, arch=ARCH, progress=False)
+    assert not slower.exists()
 
 
 def test_a_video_from_poses_in_python(run, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, TRAINED_WIDTHS, VIDEO_FORMATS
+from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, MIN_FPS, TRAINED_WIDTHS, VIDEO_FORMATS, check_fps
 from ..wording import counted
 from .common import UserError, add_arch, at_least
 from .interrupted import watch_outputs, watch_render_folder
@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
                                              f"images', {TRAINED_WIDTHS[0]} to {TRAINED_WIDTHS[1]})")
     v.add_argument("--fps", type=float,
                    help=f"frames per second (default: the camera path's, else {DEFAULT_FPS}); a GIF's frames last "
-                        "whole hundredths of a second, so its rate is the nearest such (24: 25), at most 50")
+                        "whole hundredths of a second, so its rate is the nearest such (24: 25), at most 50; at least "
+                        f"{MIN_FPS:g}")
     p.add_argument("--data", help="dataset, for --split, --path train and --spiral (default: the one the checkpoint "
                                   "was trained on)")
     s = p.add_argument_group("--split options")
@@ -61,8 +62,11 @@ def cmd_render(args) -> int:
         raise UserError(f"--data gives the training cameras of --split, --path train and --spiral; {needs_none} "
                         "needs no dataset: drop --data")
     at_least(args, {"--frames": 1, "--size": 8, "--appearance-image": 0})
-    if args.fps is not None and not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps:g}")
+    if args.fps is not None:
+        try:
+            check_fps(args.fps, "--fps")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     out = args.out or ("spiral.mp4" if args.spiral else "path.mp4" if args.path is not None else None)
     if out is None:  # the video that suits the capture, named after its path as train names it
         from ..outputs.default_video import checkpoint_video_name

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
-from ..rendering.video_route import MAX_KEYFRAMES, trained_video_width
+from ..rendering.video_route import MAX_KEYFRAMES, check_fps, trained_video_width
 from ..rotations import matrix_to_quaternion, nearest_rotation, quaternion_to_matrix
 from ..stages.cameras import axis_basis, focal_from_fov
 
@@ -104,6 +104,16 @@ def _positive(value, name: str, where: str) -> float:
     if v <= 0:
         raise CameraPathError(f"{where}: '{name}' must be positive, got {value!r}")
     return v
+
+
+def _fps(meta: dict, path: Path) -> float | None:
+    """The file's "fps" (None: it gives none), a number of at least MIN_FPS."""
+    if meta.get("fps") is None:
+        return None
+    try:
+        return check_fps(_positive(meta["fps"], "fps", str(path)), f"{path}: 'fps'")
+    except ValueError as exc:
+        raise CameraPathError(str(exc)) from None
 
 
 def cameras_seeing_the_scene(route: CameraPath, scene: Scene) -> int:
@@ -209,7 +219,7 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
             height = int(h0) if h0 and (not size or size == w0) else max(1, round(width / aspect))
         fy = focal_from_fov(height, math.radians(fov))  # nerfstudio's fov is vertical
         intr.append(_intrinsics(fy, fy, width, height))
-    fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
+    fps = _fps(meta, path)
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
                       width, height, fps, notes, closed=meta.get("is_cycle") is True)
 
@@ -249,7 +259,7 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
             fx = fy = focal_from_fov(width, angle)
             cx = cy = None
         intr.append(_intrinsics(fx, fy, width, height, cx, cy))
-    fps = _positive(meta["fps"], "fps", str(path)) if meta.get("fps") is not None else None
+    fps = _fps(meta, path)
     return CameraPath(torch.tensor(np.stack(poses), dtype=torch.float32), torch.tensor(intr, dtype=torch.float32),
                       width, height, fps, notes)
 

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import torch
 
-from ..config_checks import number_at_least, positive_number
+from ..config_checks import number_at_least
 from ..files import check_writable_file, write_png
 from ..rendering.backgrounds import scene_background
-from ..rendering.video_route import DEFAULT_FPS, DEFAULT_FRAMES, VIDEO_FORMATS, trained_video_width, video_files
+from ..rendering.video_route import (
+    DEFAULT_FPS,
+    DEFAULT_FRAMES,
+    VIDEO_FORMATS,
+    check_fps,
+    trained_video_width,
+    video_files,
+)
 from ..runs import checkpoint
 from ..runs.datasets import run_dataset
 from ..runs.rank_env import rank_zero_only
@@ -73,8 +80,8 @@ def render_path(ckpt, out="path.mp4", path=None, spiral: bool = False, frames: i
     # (0 used to mean the default)
     frames = None if frames is None else number_at_least("frames", frames, 1)
     size = None if size is None else number_at_least("size", size, 8)
-    # any positive rate, as a camera path file's "fps" and the CLI's --fps take (0.5: a slide show)
-    fps = None if fps is None else positive_number("fps", fps)
+    # any rate a GIF can hold, as a camera path file's "fps" and the CLI's --fps take (0.5: a slide show)
+    fps = None if fps is None else check_fps(fps)
     if Path(out).suffix.lower() not in VIDEO_FORMATS:  # the CLI says it of --out; the API of out
         raise ValueError(f"{out}: a video is written as .mp4 (+ depth .mp4 + .gif) or .gif; name it so")
     for file in video_files(out):  # before minutes of rendering, not after

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config_checks import positive_number
+
 SURROUND_MAX_GAP_DEG = 90.0  # widest gap between neighbouring camera directions of a surround capture
 MAX_KEYFRAMES = 16  # training cameras the arc path passes through (evenly spread along it)
 MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their distance have no azimuth
@@ -24,8 +26,20 @@ MIN_OFF_AXIS = 0.05  # cameras closer to the up axis than this share of their di
 # its path, as ``taichi-nerf render --spiral`` / ``--path`` name theirs.
 VIDEO_FILES = {"orbit": "orbit.mp4", "spiral": "spiral.mp4", "train": "path.mp4"}
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 60, 200, 24  # a video's, unless the caller says (train, render)
+# The slowest a video plays: a GIF keeps each frame's delay in hundredths of a second, and Pillow writes at most
+# 32767 of them (--fps 0.001 died in its writer with "OverflowError: int too big to convert", after every frame
+# was rendered). 0.01 fps, a frame every 100 s, is well inside.
+MIN_FPS = 0.01
 VIDEO_FORMATS = (".mp4", ".gif")  # what a video is written as (an mp4 gets a gif beside it)
 TRAINED_WIDTHS = (100, 400)  # a trained field's video: as wide as its photos, within these (render time; legibility)
+
+
+def check_fps(value, name: str = "fps") -> float:
+    """``value`` as a video's frame rate, or a ValueError naming ``name``: a number of at least MIN_FPS."""
+    fps = positive_number(name, value)
+    if fps < MIN_FPS:
+        raise ValueError(f"{name} must be at least {MIN_FPS:g} (a frame every {1 / MIN_FPS:g} s), got {fps:g}")
+    return fps
 
 
 def trained_video_width(scene) -> int:
