@@ -101,6 +101,11 @@ def test_transforms_pose_list(tmp_path):
     route = cp.load_camera_path(tmp_path / "b.json", SCENE, size=100)
     assert (route.width, route.height) == (100, 50)
     assert torch.allclose(route.intrinsics[0, :4], torch.tensor([50.0, 50.0, 45.0, 25.0]))
+    # a strip 1 pixel high at --size half its width is still 1 row, not 0 (the GIF writer's "cannot write empty
+    # image", after every frame was rendered)
+    (tmp_path / "c.json").write_text(json.dumps({"fl_x": 100.0, "w": 200, "h": 1, "frames": frames}))
+    route = cp.load_camera_path(tmp_path / "c.json", SCENE, size=100)
+    assert (route.width, route.height) == (100, 1)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -110,6 +115,9 @@ def test_transforms_pose_list(tmp_path):
     ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": -30}]}, "'fov' must be positive"),
     ({"camera_path": [{"camera_to_world": [1, 2, 3], "fov": 50}]}, "16 numbers"),
     ({"frames": []}, "no cameras"),
+    ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": 50}], "render_width": 32,
+      "render_height": 0.4}, "'render_height' is a number of pixels, at least 1; got 0.4"),  # a video 0 rows high
+    ({"w": 0.5, "h": 8, "frames": [{"transform_matrix": np.eye(4).tolist()}]}, "'w' is a number of pixels"),
     ({"camera_path": [{"camera_to_world": np.eye(4).flatten().tolist(), "fov": 50}], "fps": 0.001},
      "'fps' must be at least 0.01"),  # a GIF holds no slower rate: it died in Pillow's writer after every frame
     ({"nothing": 1}, "neither"),

@@ -106,6 +106,15 @@ def _positive(value, name: str, where: str) -> float:
     return v
 
 
+def _pixels(value, name: str, where: str) -> float:
+    """A picture's side as the file gives it: a number of pixels, at least 1 (0.4 made a video 0 rows
+    high, refused by the GIF writer after every frame was rendered)."""
+    v = _number(value, name, where)
+    if v < 1:
+        raise CameraPathError(f"{where}: '{name}' is a number of pixels, at least 1; got {value!r}")
+    return v
+
+
 def _fps(meta: dict, path: Path) -> float | None:
     """The file's "fps" (None: it gives none), a number of at least MIN_FPS."""
     if meta.get("fps") is None:
@@ -209,8 +218,8 @@ def _nerfstudio(meta: dict, path: Path, size: int | None, scene: Scene) -> Camer
         if fov >= 180:
             raise CameraPathError(f"{where}: 'fov' must be below 180 degrees, got {fov:g}")
         if width is None:
-            w0 = _positive(width0, "render_width", str(path)) if width0 is not None else None
-            h0 = _positive(height0, "render_height", str(path)) if height0 is not None else None
+            w0 = _pixels(width0, "render_width", str(path)) if width0 is not None else None
+            h0 = _pixels(height0, "render_height", str(path)) if height0 is not None else None
             # the picture's shape: render_width x render_height, as nerfstudio renders the file (with
             # --size too); else the camera's aspect; else the training cameras'
             aspect = (w0 / h0 if w0 and h0 else
@@ -236,11 +245,11 @@ def _transforms(meta: dict, path: Path, scene: Scene, size: int | None) -> Camer
             raise CameraPathError(f"{where}: no 'transform_matrix'")
         poses.append(_matrix(frame["transform_matrix"], where))
         get = {**meta, **frame}.get
-        w0 = _positive(get("w"), "w", where) if get("w") is not None else None
-        h0 = _positive(get("h"), "h", where) if get("h") is not None else None
+        w0 = _pixels(get("w"), "w", where) if get("w") is not None else None
+        h0 = _pixels(get("h"), "h", where) if get("h") is not None else None
         if width is None:
             width = int(size or w0 or trained_video_width(scene))
-            height = int(round(h0 * width / w0)) if (w0 and h0) else max(1, round(width / scene.aspect))
+            height = max(1, round(h0 * width / w0) if (w0 and h0) else round(width / scene.aspect))
         scale = width / w0 if w0 else 1.0
         if get("fl_x") is not None:
             if w0 is None:
