@@ -19,7 +19,7 @@ def read_values(path) -> dict:
     """The JSON object in the config file at ``path``; ValueError in one line naming the file otherwise."""
     path = Path(path)
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark, as Windows editors write
     except FileNotFoundError:
         raise ValueError(f"{path}: config file not found") from None
     except json.JSONDecodeError as exc:

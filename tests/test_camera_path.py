@@ -137,6 +137,10 @@ def test_missing_or_broken_file(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(cp.CameraPathError, match="x.json: not a readable JSON"):
         cp.load_camera_path(tmp_path / "x.json", SCENE)
+    # a byte-order mark, as Windows editors write, is no error (as in a dataset's transforms.json)
+    bom = _nerfstudio(tmp_path / "bom.json", orbit_poses(2, 4.0))
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())
+    assert cp.load_camera_path(bom, SCENE).frames == 2
 
 
 def test_poses_given_in_python_are_a_pose_list(tmp_path):

@@ -477,6 +477,14 @@ def test_a_config_files_whole_number_written_as_a_float_is_taken(tmp_path):
         TrainConfig.from_file(config)
 
 
+def test_a_config_file_a_windows_editor_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Notepad's "UTF-8" puts a BOM first; --config refused the file with "malformed JSON at line 1 column 1:
+    Unexpected UTF-8 BOM (decode using utf-8-sig)", though a dataset's transforms.json with one loads."""
+    config = tmp_path / "c.json"
+    config.write_bytes(b"\xef\xbb\xbf" + b'{"steps": 7}')
+    assert TrainConfig.from_file(config).steps == 7
+
+
 def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
     """`--time 30` was refused: "ambiguous option: --time could match --time-limit-s, --time-limit", two
     spellings of one flag; a prefix of two flags (--sample: --sampler, --samples-per-ray) still is."""

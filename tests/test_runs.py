@@ -478,6 +478,9 @@ def test_a_resume_says_where_config_json_was_edited_by_hand(run, capsys):
     assert note[0].split("give a change as a flag: ")[1].startswith(f"taichi-nerf train --resume {run} --steps 50 "
                                                                      f"--lr 0.02;"), note
     assert "width is the model's, which a resume keeps" in note[0], note
+    (run / "config.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(values).encode())  # saved by a Windows editor
+    assert cli.main(resume) == 0
+    assert "steps 50 (the checkpoint's: 10)" in capsys.readouterr().out  # it said "does not read (... BOM ...)"
     (run / "config.json").write_text("{")
     assert cli.main(resume) == 0
     assert "config.json does not read" in capsys.readouterr().out

@@ -248,7 +248,7 @@ def config_json_edits(resume_from, saved, given: dict) -> str:
     path = (folder if folder.is_dir() else folder.parent) / "config.json"
     again = "a resume takes the run's settings from its checkpoint and writes config.json again"
     try:
-        written = json.loads(path.read_text())
+        written = json.loads(path.read_text(encoding="utf-8-sig"))  # a hand edit in a Windows editor: a BOM first
     except FileNotFoundError:
         return ""
     except (OSError, ValueError) as exc:

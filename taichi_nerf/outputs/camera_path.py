@@ -162,7 +162,7 @@ def load_camera_path(path, scene: Scene, size: int | None = None) -> CameraPath:
                            "poses", scene, size)
     path = Path(path)
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark, as Windows editors write
     except FileNotFoundError:
         raise CameraPathError(f"{path}: no such camera path file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
