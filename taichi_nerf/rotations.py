@@ -8,6 +8,9 @@ import math
 import numpy as np
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])  # flips camera y (down -> up) and z (forward -> backward)
+# Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
+# 0.5% scale or a shear (a distorted frame) does not.
+ROTATION_TOLERANCE = 5e-3
 
 
 def quaternion_to_matrix(wxyz) -> np.ndarray:
@@ -46,6 +49,13 @@ def nearest_rotation(matrix) -> np.ndarray:
     if np.linalg.det(u @ vt) < 0:
         return u @ np.diag([1.0, 1.0, -1.0]) @ vt
     return u @ vt
+
+
+def rotation_deviation(matrix) -> float:
+    """The largest entry of |R^T R - I|: 0 for a rotation (or a mirror), above ROTATION_TOLERANCE for a
+    matrix that would distort a camera's picture (a scale, an uneven scale, a shear)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return float(np.abs(m.T @ m - np.eye(3)).max())
 
 
 def axis_angle_to_matrix(axis_angle) -> np.ndarray:

@@ -194,6 +194,24 @@ def test_bad_pose(tmp_path, kind, matrix, problem):
     expect_error(tmp_path, "frame 0", problem)
 
 
+def test_a_sheared_or_unevenly_scaled_camera_is_named_and_an_evenly_scaled_one_loads(tmp_path):
+    """A transform_matrix whose 3x3 part is scaled along one axis (a Blender camera object scaled so) or
+    sheared bends every ray of its photo; it was trained on without a word, while `render --path` refused
+    the same matrix. An even scale changes no ray's direction and loads, as before."""
+    cases = [(np.diag([1.0, 1.0, 1.5]), False), ([[1, 0.2, 0], [0, 1, 0], [0, 0, 1]], False),
+             (np.eye(3) * 2.0, True), (np.eye(3) + 1e-4, True)]  # the last: JSON rounded to 4 decimals
+    for k, (change, loads) in enumerate(cases):
+        frames = two_frames(tmp_path / str(k))
+        pose = np.array(POSE, dtype=np.float64)
+        pose[:3, :3] = pose[:3, :3] @ np.asarray(change)
+        frames[1]["transform_matrix"] = pose.tolist()
+        transforms(tmp_path / str(k), frames)
+        if loads:
+            assert read_dataset(tmp_path / str(k)).splits["train"].count == 2
+        else:
+            expect_error(tmp_path / str(k), "frame 1", "3x3 part is not a rotation", "export the cameras unscaled")
+
+
 def test_unreadable_and_truncated_images(tmp_path):
     frames = two_frames(tmp_path)
     (tmp_path / "a.png").write_text("this is not a PNG")

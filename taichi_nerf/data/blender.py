@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..files import write_png
+from ..rotations import ROTATION_TOLERANCE, rotation_deviation
 from ..stages.cameras import focal_from_fov
 from .dataset import DataError, Dataset, Split
 from .images import DATASET_SUFFIXES, NOT_SAME_SHAPE, image_size, read_many, same_shape
@@ -65,6 +66,16 @@ def parse_pose(value, where: str) -> np.ndarray:
         det = np.linalg.det(pose[:3, :3])
     if not np.isfinite(det) or abs(det) < 1e-6:
         raise DataError(f"{where}: transform_matrix has a degenerate (singular) rotation")
+    # An even scale leaves every ray's direction as it was (rays are normalised); an uneven one or a shear
+    # bends them, and the run trained on distorted cameras without a word.
+    evenly = pose[:3, :3] / np.cbrt(abs(det))
+    deviation = rotation_deviation(evenly)
+    if deviation > ROTATION_TOLERANCE:
+        lengths = ", ".join(f"{v:.3g}" for v in np.linalg.norm(pose[:3, :3], axis=0))
+        raise DataError(f"{where}: transform_matrix's 3x3 part is not a rotation (scaled unevenly or sheared: column "
+                        f"lengths {lengths}, |R^T R - I| up to {deviation:.3g} after an even scale, tolerance "
+                        f"{ROTATION_TOLERANCE:g}); export the cameras unscaled (a camera object scaled along one "
+                        "axis in Blender gives this)")
     return pose
 
 

@@ -20,13 +20,16 @@ import torch
 
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
 from ..rendering.video_route import MAX_KEYFRAMES, check_fps, trained_video_width
-from ..rotations import matrix_to_quaternion, nearest_rotation, quaternion_to_matrix
+from ..rotations import (
+    ROTATION_TOLERANCE,
+    matrix_to_quaternion,
+    nearest_rotation,
+    quaternion_to_matrix,
+    rotation_deviation,
+)
 from ..stages.cameras import axis_basis, focal_from_fov
 
 ARC_SAMPLES = 32  # spline steps per segment when measuring its length (constant-speed frames)
-# Largest |R^T R - I| entry a camera's 3x3 part may have: JSON rounded to 4 decimals passes, a
-# 0.5% scale or a shear (a distorted frame) does not.
-ROTATION_TOLERANCE = 5e-3
 
 
 # The length of the mean of the cameras' viewing directions below which they have no average view
@@ -79,7 +82,7 @@ def _matrix(values, where: str) -> np.ndarray:
 def check_rotation(r: np.ndarray, where: str) -> None:
     """One line naming ``where`` unless ``r`` is orthonormal with determinant +1 (a mirror, a
     scale or a shear would render a distorted frame)."""
-    deviation = float(np.abs(r.T @ r - np.eye(3)).max())
+    deviation = rotation_deviation(r)
     if deviation > ROTATION_TOLERANCE:
         lengths = ", ".join(f"{v:.3g}" for v in np.linalg.norm(r, axis=0))
         raise CameraPathError(f"{where}: the 3x3 part of the matrix is not a rotation (scaled or sheared: column "
