@@ -14,6 +14,11 @@ OTHER_NAMES = {"learning_rate": "lr", "max_num_iterations": "steps", "num_iterat
                "n_harmonic_functions": "pos_frequencies", "pos_encode_dims": "pos_frequencies",
                "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width"}
 
+# `taichi-nerf train`'s options that are no TrainConfig field (what the command does, not what it trains):
+# written into a --config file they are pointed at their flag (tests/test_cli.py holds this to train's parser).
+COMMAND_OPTIONS = ("config", "resume", "overwrite", "dry_run", "video_frames", "devices", "viewer", "viewer_host",
+                   "viewer_port", "viewer_quit_at_end", "viewer_resolution")
+
 
 def read_values(path) -> dict:
     """The JSON object in the config file at ``path``; ValueError in one line naming the file otherwise."""
@@ -36,6 +41,12 @@ def read_values(path) -> dict:
         raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: config must be a JSON object")
+    options = [name for name in values if name.lower().replace("-", "_") in COMMAND_OPTIONS]
+    if options:  # {"overwrite": true}: refused as an unknown key, with no word of the flag that does it
+        flags = " ".join("--" + name.lower().replace("_", "-") for name in options)
+        what = "command-line options, not configuration fields: give them as flags" if len(options) > 1 else \
+            "a command-line option, not a configuration field: give it as a flag"
+        raise ValueError(f"{path}: {', '.join(options)} {'are' if len(options) > 1 else 'is'} {what} ({flags})")
     return values
 
 

@@ -465,6 +465,26 @@ def test_another_tools_name_for_a_field_is_pointed_at_ours(tmp_path, capsys):
             "mean lr?), n_pts_per_ray (did you mean samples_per_ray?)")
 
 
+def test_a_command_option_in_a_config_file_is_pointed_at_its_flag(tmp_path, capsys):
+    """{"overwrite": true, "video_frames": 0} in a --config file was "unknown configuration keys: overwrite,
+    video_frames", with no word that these are train's flags; every option of train that is no field is named."""
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"steps": 5, "overwrite": True, "video_frames": 0}))
+    refused(capsys, ["train", "--dry-run", "--config", config, "--out", tmp_path / "r"],
+            f"{config}: overwrite, video_frames are command-line options, not configuration fields: give them as "
+            "flags (--overwrite --video-frames)")
+    config.write_text(json.dumps({"dry_run": True}))
+    with pytest.raises(ValueError, match="dry_run is a command-line option, not a configuration field: give it as "
+                                         r"a flag \(--dry-run\)"):
+        TrainConfig.from_file(config)
+    assert not (tmp_path / "r").exists()
+    from taichi_nerf.config_file import COMMAND_OPTIONS  # the list is train's: every option that is no field
+
+    train = flags_of(subparser("train"))
+    assert sorted(COMMAND_OPTIONS) == sorted(set(train) - set(FIELDS) - {"help"})
+    assert all(flag(name) in train[name] for name in COMMAND_OPTIONS)
+
+
 def test_a_config_files_whole_number_written_as_a_float_is_taken(tmp_path):
     """{"steps": 2e4} (JSON has no integer exponent form; 20000.0 from a script's json.dump) was refused:
     "steps must be a whole number, got 20000.0"; 5.5 still is."""
