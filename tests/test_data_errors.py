@@ -156,6 +156,8 @@ def test_a_mesh_points_to_from_mesh(tmp_path, capsys):
         assert "from-photos" not in message and "unknown dataset layout" not in message
     assert cli.main(["train", "--data", str(folder), "--out", str(tmp_path / "run")]) == cli.EXIT_USAGE
     assert "a mesh, not a dataset" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    (tmp_path / "model.ply").write_text("ply\nformat ascii 1.0\nend_header\n")  # it was "unknown dataset layout"
+    expect_error(tmp_path / "model.ply", "a mesh, not a dataset", "convert it to .obj", "data from-mesh MODEL.obj")
 
 
 def test_one_photo_without_poses_is_one_image(tmp_path):

@@ -82,6 +82,13 @@ def test_obj_reader(tmp_path):
         (tmp_path / "bad.obj").write_text(text)
         with pytest.raises(DataError, match=problem):
             read_obj(tmp_path / "bad.obj")
+    # another format's mesh (export mesh's own PLY, an STL) said "no faces (an OBJ mesh needs 'f' lines)"
+    for name, said in (("model.ply", "this is PLY"), ("model.STL", "this is STL")):
+        (tmp_path / name).write_bytes(b"ply\nformat binary_little_endian 1.0\n\x00\x01" if name.endswith("ply") else
+                                      b"solid model\nendsolid model\n")
+        with pytest.raises(DataError, match=f"meshes are read as Wavefront OBJ, and {said}: export or convert it to "
+                                            r"\.obj"):
+            read_obj(tmp_path / name)
 
 
 def render(renderer, eye, size=32, up=(0.0, 0.0, 1.0), s=1):

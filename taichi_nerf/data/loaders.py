@@ -36,6 +36,10 @@ ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "ins
 # Loader options (keyword arguments of read_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
 # Files ``data from-photos`` takes frames from (imageio's ffmpeg reads these; GIFs go through Pillow).
+# Mesh formats other than OBJ, which `data from-mesh` reads (a PLY is also what `export mesh` writes).
+OTHER_MESH_FORMATS = {".ply": "PLY", ".stl": "STL", ".glb": "glTF", ".gltf": "glTF", ".fbx": "FBX", ".dae": "COLLADA",
+                      ".3ds": "3DS", ".blend": "Blender", ".usd": "USD", ".usda": "USD", ".usdc": "USD",
+                      ".usdz": "USD", ".off": "OFF", ".abc": "Alembic", ".x3d": "X3D", ".wrl": "VRML"}
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".wmv", ".gif")
 
 
@@ -77,6 +81,10 @@ def _refuse_part_or_video(path: Path) -> None:
         model = shlex.quote(str(meshes[0])) if len(meshes) == 1 else "MODEL.obj"
         raise DataError(f"{path}: a mesh, not a dataset (no camera poses); render it into one first: "
                         f"taichi-nerf data from-mesh {model} --out DATASET")
+    if path.is_file() and path.suffix.lower() in OTHER_MESH_FORMATS:  # it was "unknown dataset layout"
+        raise DataError(f"{path}: a mesh, not a dataset (no camera poses); data from-mesh renders one into a dataset "
+                        f"from Wavefront OBJ: convert it to .obj (Blender, MeshLab), then taichi-nerf data from-mesh "
+                        f"MODEL.obj --out DATASET")
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         raise DataError(f"{path}: a video, not a dataset (no camera poses); make one from its frames first: "
                         f"taichi-nerf data from-photos {shlex.quote(str(path))} --out DATASET")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.dataset import DataError
 from ..data.images import read_rgba
+from ..data.loaders import OTHER_MESH_FORMATS
 
 DEFAULT_COLOR = (0.7, 0.7, 0.7)  # untextured, uncoloured meshes are shaded in this grey
 
@@ -89,6 +90,10 @@ def read_obj(path) -> Mesh:
         found = sorted(str(p) for p in path.glob("*.obj"))
         raise DataError(f"{path}: a folder, not an .obj file; " + (f"give the mesh file: {found[0]}" if len(found) == 1
                         else f"give one of its {len(found)} .obj files" if found else "it holds no .obj file"))
+    other = OTHER_MESH_FORMATS.get(path.suffix.lower())
+    if other and path.is_file():  # read as OBJ: "no faces (an OBJ mesh needs 'f' lines)", or a bad number
+        raise DataError(f"{path}: meshes are read as Wavefront OBJ, and this is {other}: export or convert it to .obj "
+                        f"(Blender, MeshLab), then give the .obj")
     try:
         lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: a BOM is no keyword
     except FileNotFoundError:
