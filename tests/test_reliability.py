@@ -746,6 +746,23 @@ def test_eval_out_never_replaces_a_runs_own_file(run, capsys, name):
     assert snapshot(run) == before
 
 
+def test_eval_out_replaces_only_an_earlier_evals_scores(run, tiny_scene, tmp_path, capsys):
+    """`eval --out DATA/transforms_train.json` wrote the scores over the dataset's cameras; any file but an
+    earlier eval's JSON (or an empty one) is refused before the evaluation, and an earlier eval's is replaced."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_scene, data)
+    before = snapshot(data)
+    line = refused(capsys, ["eval", "--ckpt", run, "--limit", "1", "--out", data / "transforms_train.json"],
+                   "holds something other than an earlier eval's scores", "give another --out")
+    assert str(data / "transforms_train.json") in line and snapshot(data) == before
+    scores = tmp_path / "scores.json"
+    for _ in range(2):  # written, then replaced
+        assert cli.main(["eval", "--ckpt", str(run), "--limit", "1", "--out", str(scores), "--no-progress",
+                         "--arch", ARCH]) == 0
+        assert json.loads(scores.read_text())["split"] == "test"
+    capsys.readouterr()
+
+
 def test_data_info_on_a_run_folder_names_its_dataset(run, capsys):
     """It said "unknown dataset layout" for the folder a run writes."""
     data = json.loads((run / "config.json").read_text())["data"]

@@ -9,6 +9,8 @@ from pathlib import Path
 from .common import UserError, add_arch, at_least
 from .interrupted import watch_outputs
 
+SCORES_MAX_BYTES = 64 << 20  # an eval.json of 100k views is ~15 MB; a larger --out file is not one
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="PSNR and SSIM of a trained field on a split, as JSON")
@@ -32,7 +34,8 @@ def add_parser(sub) -> None:
 def _refuse_a_runs_file(out: Path, ckpt) -> None:
     """``--out RUN/checkpoint.pt`` (the --ckpt copied into --out) replaced the trained field with
     the scores; a run's own files (checkpoint, config, metrics) and the checkpoint given are not
-    --out's to replace."""
+    --out's to replace, nor is any other file but an earlier eval's scores (``--out
+    DATA/transforms_train.json`` replaced a dataset's cameras) or an empty one."""
     from ..runs.run_folder import RUN_MARKERS, holds_run
 
     given = Path(ckpt)
@@ -40,6 +43,20 @@ def _refuse_a_runs_file(out: Path, ckpt) -> None:
                           or (given.is_file() and out.resolve() == given.resolve())):
         raise UserError(f"{out}: a run's own file, which eval's scores would replace; give another --out "
                         f"(a folder: FOLDER/eval.json)")
+    if out.is_file() and out.stat().st_size and not _earlier_scores(out):  # a dataset's transforms_train.json, say
+        raise UserError(f"{out}: holds something other than an earlier eval's scores, which eval would replace; give "
+                        f"another --out (a new file, or a folder: FOLDER/eval.json)")
+
+
+def _earlier_scores(out: Path) -> bool:
+    """Whether the file ``out`` holds an earlier eval's JSON: the one file --out may replace."""
+    try:
+        if out.stat().st_size > SCORES_MAX_BYTES:
+            return False
+        scores = json.loads(out.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(scores, dict) and {"checkpoint", "split", "psnr", "images"} <= set(scores)
 
 
 def cmd_eval(args) -> int:
