@@ -134,10 +134,21 @@ def test_points_lie_on_the_true_surface(trained_builtin, tmp_path, capsys):
                      "--out", str(out), "--no-progress", "--arch", ARCH]) == 0
     assert "3000 points" in capsys.readouterr().out
     earlier = tmp_path / "earlier.ply"
-    earlier.write_bytes(b"an earlier export")
+    earlier.write_bytes(out.read_bytes())  # an earlier export
     assert cli.main(["export", "points", "--ckpt", str(run), "--max-points", "1", "--out", str(earlier),
                      "--no-progress", "--arch", ARCH]) == 0
     assert capsys.readouterr().out.endswith(f"wrote {earlier} (replacing the earlier one): 1 point\n")  # not "1 points"
+    # a file no export wrote (COLMAP's points3D.ply, the user's model) was replaced in the same way
+    for name in ("points3D.ply", "model.obj"):
+        mine = tmp_path / name
+        mine.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n" if name.endswith("ply") else
+                         b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+        before = mine.read_bytes()
+        assert cli.main(["export", "points" if name.endswith("ply") else "mesh", "--ckpt", str(run), "--out", str(mine),
+                         "--no-progress", "--arch", ARCH]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{mine}: a file taichi-nerf did not write" in err[0], err
+        assert "give another --out" in err[0] and mine.read_bytes() == before
     for argv, message in ((["--views", "orbit", "--data", str(tmp_path)], "an orbit needs no dataset"),
                           (["--max-points", "0"], "at least 1")):
         assert cli.main(["export", "points", "--ckpt", str(run), "--out", str(tmp_path / "p.ply"), "--no-progress",

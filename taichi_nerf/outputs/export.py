@@ -42,6 +42,7 @@ SLAB_POINTS = 1 << 20  # lattice points generated per slab of planes
 AUTO_VIEWS, AUTO_WIDTH = 8, 48  # orbit views rendered to find the surface density (auto threshold)
 SURFACE_OPACITY = 0.9  # pixels at least this opaque have a surface at their median depth
 AUTO_FRACTION = 0.5  # auto threshold = this x the median density at the rendered surface
+WRITTEN_BY = "written by taichi-nerf"  # in every PLY and OBJ header: the files an export may replace
 PILOT_PIXELS = 1024  # export points --max-points: pixels drawn first, to size the draw that follows
 
 
@@ -336,7 +337,7 @@ def write_ply(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray 
     """Binary little-endian PLY: float xyz + uchar rgb per vertex, uchar-counted int faces; written
     whole or not at all (a Ctrl-C mid-write leaves the earlier file)."""
     n_faces = 0 if faces is None else len(faces)
-    header = ["ply", "format binary_little_endian 1.0", "comment written by taichi-nerf",
+    header = ["ply", "format binary_little_endian 1.0", f"comment {WRITTEN_BY}",
               f"element vertex {len(vertices)}", "property float x", "property float y", "property float z",
               "property uchar red", "property uchar green", "property uchar blue"]
     if n_faces:
@@ -373,7 +374,7 @@ def write_obj(path, vertices: np.ndarray, colors: np.ndarray, faces: np.ndarray 
     rows = np.hstack([vertices.astype(np.float64), colors.astype(np.float64) / 255.0])
 
     def write(fh):
-        fh.write("# written by taichi-nerf\n")
+        fh.write(f"# {WRITTEN_BY}\n")
         np.savetxt(fh, rows, fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
         if faces is not None and len(faces):
             np.savetxt(fh, faces + 1, fmt="f %d %d %d")
@@ -385,6 +386,21 @@ def check_geometry_file(out, name: str = "out") -> None:
     work, naming ``name`` (the CLI's: --out)."""
     if Path(out).suffix.lower() not in (".ply", ".obj"):
         raise ExportError(f"{name} must end in .ply or .obj, got {out}")
+    if not ours_or_empty(Path(out)):  # `--out cow.obj` in the mesh's folder wrote over the user's own model
+        raise ExportError(f"{out}: a file taichi-nerf did not write (your own model, another tool's export), which "
+                          f"the export would replace; give another {name}")
+
+
+def ours_or_empty(path: Path) -> bool:
+    """Whether ``path`` is absent, empty or an earlier export (its header says :data:`WRITTEN_BY`)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except (FileNotFoundError, IsADirectoryError):
+        return True
+    except OSError:
+        return True  # unreadable: the write that follows says why, naming the file
+    return not head or WRITTEN_BY.encode() in head
 
 
 def write_geometry(path, vertices, colors, faces=None) -> Path:
