@@ -214,6 +214,20 @@ def test_a_sheared_or_unevenly_scaled_camera_is_named_and_an_evenly_scaled_one_l
             expect_error(tmp_path / str(k), "frame 1", "3x3 part is not a rotation", "export the cameras unscaled")
 
 
+def test_mirrored_cameras_are_warned_about(tmp_path):
+    """A converter from OpenCV that flips camera y or z alone (both are needed) writes rotations of determinant
+    -1: every photo is then seen mirrored. They loaded without a word, as cameras that look inward."""
+    frames = two_frames(tmp_path)
+    transforms(tmp_path, frames)
+    assert not any("mirror" in w for w in read_dataset(tmp_path).warnings)
+    for frame in frames:
+        frame["transform_matrix"] = (np.array(frame["transform_matrix"]) @ np.diag([1.0, -1.0, 1.0, 1.0])).tolist()
+    transforms(tmp_path, frames)
+    said = [w for w in read_dataset(tmp_path).warnings if "mirror" in w]
+    assert len(said) == 1 and "all 2 camera rotations are mirrors (determinant -1)" in said[0], said
+    assert "flip both camera y and z, not one" in said[0]
+
+
 def test_unreadable_and_truncated_images(tmp_path):
     frames = two_frames(tmp_path)
     (tmp_path / "a.png").write_text("this is not a PNG")

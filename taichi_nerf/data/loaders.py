@@ -290,6 +290,14 @@ def check_dataset(dataset: Dataset) -> None:
     for name in ("center", "up"):
         if not bool(torch.isfinite(getattr(dataset, name)).all()):
             raise DataError(f"{where}: could not choose the scene {name} from the cameras")
+    rotations = torch.cat([split.poses[:, :3, :3] for split in dataset.splits.values()]).double()
+    mirrored = int((torch.linalg.det(rotations) < 0).sum())
+    if mirrored:  # a converter that flips one camera axis alone: each photo is seen mirrored (it trained silently)
+        which = f"all {mirrored}" if mirrored == len(rotations) else f"{mirrored} of the {len(rotations)}"
+        dataset.warnings.append(f"{which} camera rotations {'is a mirror' if mirrored == 1 else 'are mirrors'} "
+                                "(determinant -1): from OpenCV/COLMAP poses, flip both camera y and z, not one; a "
+                                "mirrored camera sees its photo mirrored, which no other view agrees with (a whole "
+                                "world mirrored on purpose trains as it is)")
     train = dataset.splits.get("train")
     if train is not None and train.count < FEW_TRAINING_VIEWS:  # from-photos --keep-degenerate, --limit
         dataset.warnings.append(f"only {train.count} training image{'s' if train.count != 1 else ''}: a radiance "
