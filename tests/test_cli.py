@@ -227,6 +227,9 @@ def test_the_api_counts_take_numbers_of_any_kind_and_nothing_else(value, whole, 
      "taichi-nerf data info: error: unrecognized arguments: --val-evry 3 (did you mean --val-every?)"),
     (["export", "mesh", "--ckpt", "x", "extra"], "usage: taichi-nerf export mesh",
      "taichi-nerf export mesh: error: unrecognized arguments: extra"),
+    (["view", "--ckpt", "x", "--port", "8080", "--host", "0.0.0.0"], "usage: taichi-nerf view",  # "--ckpt?"
+     "taichi-nerf view: error: unrecognized arguments: --port 8080 --host 0.0.0.0 (did you mean --viewer-port?; "
+     "did you mean --viewer-host?)"),
     (["gui", "--devices", "2"], "usage: taichi-nerf gui",  # it was "did you mean --every?"
      "taichi-nerf gui: error: unrecognized arguments: --devices 2 (taichi-nerf gui runs in one process: only train "
      "takes --devices)"),

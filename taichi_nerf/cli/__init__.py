@@ -72,6 +72,11 @@ def _nearest_flag(typed: str, flags: list[str]) -> str | None:
     other = OTHER_NAMES.get(typed.lstrip("-").lower().replace("-", "_"))
     if other is not None and "--" + other.replace("_", "-") in flags:
         return "--" + other.replace("_", "-")
+    # a web server's --port, --host: the one flag named so with a prefix (--viewer-port; it said "--ckpt?")
+    name = typed.lstrip("-")
+    prefixed = [flag for flag in flags if flag.endswith("-" + name) and flag.startswith("--")]
+    if len(prefixed) == 1 and len(name) >= 3:  # (not -s: --time-limit-s)
+        return prefixed[0]
     return next(iter(difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)), None)
 
 
