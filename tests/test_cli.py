@@ -557,6 +557,20 @@ def test_a_run_into_its_datasets_own_folder_is_refused(tmp_path, capsys):
                      "cpu"]) == 0
 
 
+def test_a_run_into_a_folder_of_its_datasets_images_is_refused(tmp_path, capsys):
+    """`train --data data/mine --out data/mine/train` wrote checkpoint.pt, config.json, the previews and the
+    video in among the training images; a new folder inside the dataset's stays allowed."""
+    from taichi_nerf.scenes.synthetic import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "mine", views=2, size=8, val_views=1, test_views=1, progress=False)
+    before = sorted(p.name for p in (data / "train").iterdir())
+    refused(capsys, ["train", "--dry-run", "--data", data, "--out", data / "train", "--arch", "cpu"],
+            f"{data / 'train'}: holds the dataset's images (r_000.png, r_001.png)", "choose another --out")
+    assert sorted(p.name for p in (data / "train").iterdir()) == before
+    assert cli.main(["train", "--dry-run", "--data", str(data), "--out", str(data / "runs" / "a"), "--arch",
+                     "cpu"]) == 0
+
+
 def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys):
     """On a fast host ethiopianHead's `--time-limit 240` run made its 20000 steps in 169 s and
     stopped there without a word: the user had asked for 240 s of training. Without --steps the

@@ -20,10 +20,12 @@ from .. import files, resources
 from ..backend import resolve_arch
 from ..config import TrainConfig
 from ..data.dataset import Dataset
+from ..data.images import DATASET_SUFFIXES
 from ..files import check_writable, write_text_atomic
 from ..rendering.scene import Scene
 from ..rendering.video_route import VIDEO_FILES, video_files
 from ..scenes.builtin import builtin_cached
+from ..wording import few_names
 from . import checkpoint, distributed, scene_match
 from .datasets import check_data_format, load_dataset, require_stored_data
 from .rank_env import pin_local_device
@@ -281,17 +283,27 @@ class Run:
 
 
 def refuse_dataset_folder(cfg: TrainConfig, out_flag: str = "--out") -> None:
-    """A run written into its own dataset's folder mixes its files with the photos', and a later
-    --overwrite would delete the dataset's own config.json or camera_path.json: a new run there is refused.
+    """A run written into its own dataset's folder (or a folder of its images inside it) mixes its files with
+    the photos', and a later --overwrite would delete the dataset's own config.json or camera_path.json: a new
+    run there is refused.
     A dataset file (an .npz) may have a run beside it."""
     if cfg.data is None:
         return
     data = Path(cfg.data)
     folder = data if data.is_dir() else data.parent if data.suffix.lower() == ".json" else None
-    if folder is not None and folder.resolve() == Path(cfg.out).resolve():
-        raise checkpoint.CheckpointError(f"{cfg.out}: is the dataset's folder; a run goes in a folder of its own, "
-                                         f"so its files never mix with the dataset's: choose another {out_flag} "
+    if folder is None:
+        return
+    out = Path(cfg.out).resolve()
+    own = "a run goes in a folder of its own, so its files never mix with the dataset's"
+    if folder.resolve() == out:
+        raise checkpoint.CheckpointError(f"{cfg.out}: is the dataset's folder; {own}: choose another {out_flag} "
                                          "(runs/NAME, say)")
+    # a folder of the dataset's images (`--out data/mine/train`): the run's files went in among the photos
+    images = sorted(p.name for p in out.iterdir() if p.suffix.lower() in DATASET_SUFFIXES and p.name not in
+                    RUN_OUTPUTS and p.is_file()) if folder.resolve() in out.parents and out.is_dir() else []
+    if images:
+        raise checkpoint.CheckpointError(f"{cfg.out}: holds the dataset's images ({few_names(images)}); {own}: "
+                                         f"choose another {out_flag} (runs/NAME, say)")
 
 
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
