@@ -715,6 +715,17 @@ def test_a_run_before_its_first_checkpoint_says_so(run, capsys, command):
     refused(capsys, [*command.split(), "--ckpt", run], "no checkpoint found; the run there has no checkpoint yet")
 
 
+def test_a_folder_whose_checkpoint_has_another_name_names_it(run, tmp_path, capsys):
+    """A folder holding a checkpoint saved as best.pt (renamed, downloaded, copied aside) said only
+    "FOLDER/checkpoint.pt: no checkpoint found", with no word of the file that is there."""
+    folder = tmp_path / "downloaded"
+    folder.mkdir()
+    shutil.copy(run / "checkpoint.pt", folder / "best.pt")
+    refused(capsys, ["eval", "--ckpt", folder], f"{folder} holds best.pt: give that file's path (e.g. "
+            f"{folder / 'best.pt'})")
+    assert cli.main(["eval", "--ckpt", str(folder / "best.pt"), "--limit", "1", "--no-progress", "--arch", ARCH]) == 0
+
+
 @pytest.mark.parametrize("command", ["eval", "render", "export mesh"])
 def test_a_dataset_given_as_the_run_says_so(tiny_scene, capsys, command):
     """`--ckpt DATASET` (a dataset folder where the trained run belongs) said only

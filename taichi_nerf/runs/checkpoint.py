@@ -87,6 +87,11 @@ def find_checkpoint(path) -> Path:
     if not path.is_file():
         started = path.name == "checkpoint.pt" and (path.parent / "config.json").is_file()  # a run folder's marker
         why = "; the run there has no checkpoint yet (it stopped, or is still, before its first)" if started else ""
+        # a checkpoint renamed or copied under another name (best.pt, step_5000.pt): say which to give
+        folder = path.parent if path.name == "checkpoint.pt" and path.parent.is_dir() else None
+        others = sorted(p.name for p in folder.glob("*.pt") if p.is_file()) if folder is not None else []
+        if others:
+            why = f"; {folder} holds {few_names(others)}: give that file's path (e.g. {folder / others[0]})"
         raise CheckpointError(f"{path}: no checkpoint found{why}")
     return path
 
