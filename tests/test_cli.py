@@ -204,6 +204,16 @@ def test_gui_refuses_a_screenshot_or_status_file_it_cannot_write_before_any_work
     assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
 
 
+def test_view_refuses_a_status_file_it_cannot_write_before_serving(capsys, tmp_path, monkeypatch, run):
+    """`view --status FOLDER` served the checkpoint, then its first frame printed a traceback, "the viewer failed
+    at step N; saving the run" (view trains nothing) and "error: FOLDER: Is a directory"; gui checked it first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("")
+    refused(capsys, ["view", "--ckpt", run, "--seconds", "1", "--status", "blocker/s.json"],
+            "--status blocker/s.json: ", "blocker: is a file")
+    refused(capsys, ["view", "--ckpt", run, "--seconds", "1", "--status", "."], "--status . is a folder: give the file")
+
+
 @pytest.mark.parametrize("value, whole, accepted", [
     (3, True, 3), (np.int64(3), True, 3), (3.0, True, 3), (2.5, False, 2.5), (np.float32(2.5), False, 2.5),
     (2.5, True, None), (True, True, None), ("3", True, None), (float("nan"), True, None), (float("inf"), True, None),

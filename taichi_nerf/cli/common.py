@@ -38,6 +38,21 @@ def check_seconds(seconds: float | None) -> None:
         raise UserError(f"--seconds must be positive, got {seconds:g}")
 
 
+def check_file_to_write(flag: str, path) -> None:
+    """A file a session writes as it goes or at its end (gui's ``--screenshot``, gui's and view's ``--status``):
+    refused before the session, whose end or first frame would otherwise fail."""
+    from ..files import check_writable_file
+
+    if not path:
+        return
+    try:
+        check_writable_file(path)
+    except IsADirectoryError:
+        raise UserError(f"{flag} {path} is a folder: give the file to write") from None
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: {exc.filename}: {exc.strerror}") from None
+
+
 def check_video_frames(frames: int) -> None:
     """The panel's videos' ``--video-frames`` (gui, view; train's own, 0 for none, is checked there)."""
     if frames < 1:

@@ -10,6 +10,7 @@ from .common import (
     add_viewer_flags,
     at_least,
     check_before_serving,
+    check_file_to_write,
     check_seconds,
     check_video_frames,
     check_viewer_flags,
@@ -163,7 +164,6 @@ def cmd_gui(args) -> int:
 
 def check_flags(args) -> None:
     """The values of gui's own flags, the window's and the browser's alike."""
-    from ..files import check_writable_file
     from ..gui.launch import parse_window
 
     parse_window(args.window)  # (a ValueError: one line)
@@ -175,14 +175,8 @@ def check_flags(args) -> None:
                         f"the view's), got {args.render_scale:g}")
     if args.turn_every is not None and not args.turn_every > 0:
         raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
-    for flag, path in (("--screenshot", args.screenshot), ("--status", args.status)):
-        if path:  # before the session, whose end (the screenshot) or first frame (the status) would fail
-            try:
-                check_writable_file(path)
-            except IsADirectoryError:
-                raise UserError(f"{flag} {path} is a folder: give the file to write") from None
-            except OSError as exc:
-                raise UserError(f"{flag} {path}: {exc.filename}: {exc.strerror}") from None
+    check_file_to_write("--screenshot", args.screenshot)
+    check_file_to_write("--status", args.status)
 
 
 def gui_web(args) -> int:

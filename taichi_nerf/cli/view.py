@@ -5,6 +5,7 @@ from .common import (
     add_arch,
     add_viewer_flags,
     check_before_serving,
+    check_file_to_write,
     check_seconds,
     check_video_frames,
     check_viewer_flags,
@@ -35,6 +36,7 @@ def cmd_view(args) -> int:
     check_seconds(args.seconds)
     check_video_frames(args.video_frames)
     check_viewer_flags(args)
+    check_file_to_write("--status", args.status)  # (its first frame writes it)
     check_before_serving(args.ckpt, args.arch)
     server = ViewerServer(args.viewer_host, args.viewer_port)
     try:
