@@ -550,6 +550,26 @@ def test_a_crash_in_the_viewer_saves_the_run_like_ctrl_c(web_session, capsys):
     assert "the browser sent something odd" in err and "saving the run" in err
 
 
+def test_a_crash_while_viewing_a_checkpoint_says_no_run_is_saved(web_session, capsys):
+    """`view` (no trainer) said "the viewer failed at step N; saving the run" after a crash's traceback: it
+    trains and saves nothing."""
+    from taichi_nerf.viewer.session import ViewerOptions, WebViewer
+
+    _, server, trainer = web_session
+    app = WebViewer(server, trainer.renderer, trainer.cfg, ViewerOptions(resolution_cap=64, max_seconds=300.0),
+                    train_split=trainer.train, out_dir=trainer.out_dir)
+
+    def send(*_args):
+        raise RuntimeError("the browser sent something odd")
+
+    server.send = send
+    move(app, orbit_cameras(app.scene, 4, 32)[0][0].double().numpy())
+    assert app.run() == 130 and app.crashed
+    err = capsys.readouterr().err
+    assert "the browser sent something odd" in err and "the viewer failed at step 0" in err, err
+    assert "saving the run" not in err and not (trainer.out_dir / "checkpoint.pt").exists()
+
+
 def test_a_broken_panel_ends_the_run_like_ctrl_c_and_its_last_word_does_not_hide_that(web_session, capsys):
     """The panel's closing word ("this viewer has closed") is said in the loop's ``finally``: when
     the panel itself was what failed, saying it raised again there, in place of the saved run's

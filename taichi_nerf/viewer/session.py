@@ -161,7 +161,8 @@ class WebViewer(TrainingSession):
                 raise
             except Exception:  # noqa: BLE001 (the viewer failed: keep the run, as Ctrl-C does)
                 traceback.print_exc()
-                print(f"taichi-nerf: the viewer failed at step {self.step}; saving the run", file=sys.stderr)
+                saving = "; saving the run" if self.trainer is not None else ""  # (view trains nothing, saves nothing)
+                print(f"taichi-nerf: the viewer failed at step {self.step}{saving}", file=sys.stderr)
                 self.crashed = True
             finally:
                 interrupted = interrupted or stop.requested or self.crashed
