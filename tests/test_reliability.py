@@ -486,6 +486,17 @@ def test_downscale_too_large_names_the_image_size(tiny_scene, tmp_path, capsys):
     refused(capsys, ["data", "info", npz, "--downscale", "20"], "downscale 20 is too large for 12 x 10 images")
 
 
+def test_a_downscale_that_leaves_a_few_pixels_is_warned(tiny_scene, capsys):
+    """`--downscale 800` (meant as a size) read 4000x3000 photos as 5x3 and trained on them without a word."""
+    from taichi_nerf.data.loaders import read_dataset
+
+    assert cli.main(["data", "info", str(tiny_scene), "--downscale", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "a downscale of 4 leaves 8x8 training images, too few pixels" in out, out
+    assert "give a smaller --downscale (from Python: downscale=)" in out, out
+    assert not any("a downscale of" in w for w in read_dataset(tiny_scene, downscale=2).warnings)  # 16x16: fine
+
+
 # --- 6. leftovers and hints -----------------------------------------------------------------
 def test_stale_partial_files_are_removed_on_the_next_start(run, capsys):
     dead_pid = (1 << 22) - 1  # Linux's largest pid: no process of ours (a dead writer's)

@@ -214,7 +214,7 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
         hull_bounds(dataset)
     choose_scene_kind(dataset, unbounded)
     apply_overrides(dataset, near=near, far=far, aabb=aabb)
-    check_dataset(dataset)
+    check_dataset(dataset, downscale)
     return dataset
 
 
@@ -265,10 +265,11 @@ def choose_scene_kind(dataset: Dataset, unbounded: bool | None = None) -> None:
 # Fewer training images than this get a warning: from-photos' least (capture/degenerate.MIN_REGISTERED,
 # 8 photos) less the one the loaders hold out for validation (every 8th).
 FEW_TRAINING_VIEWS = 7
+SMALL_SIDE = 16  # pixels: a --downscale that leaves a shorter side than this was most likely meant as a size
 
 
-def check_dataset(dataset: Dataset) -> None:
-    """Last line of defence: whatever a file held, what leaves the loader is usable."""
+def check_dataset(dataset: Dataset, downscale: int = 1) -> None:
+    """Last line of defence: whatever a file held, what leaves the loader is usable (and read at ``downscale``)."""
     import math
 
     import torch
@@ -302,6 +303,11 @@ def check_dataset(dataset: Dataset) -> None:
     if train is not None and train.count < FEW_TRAINING_VIEWS:  # from-photos --keep-degenerate, --limit
         dataset.warnings.append(f"only {train.count} training image{'s' if train.count != 1 else ''}: a radiance "
                                 "field learns a scene from many views (dozens), so new views will be guesses")
+    if train is not None and downscale > 1 and min(train.width, train.height) < SMALL_SIDE:  # `--downscale 800`
+        dataset.warnings.append(  # (meant as a size) trained on 5x3 images without a word
+            f"a downscale of {downscale} leaves {train.width}x{train.height} training images, too few pixels to learn "
+            f"a scene from: it divides each side (2 halves them); give a smaller "
+            f"{flag_or_keyword('--downscale', 'downscale=')}")
 
 
 def apply_overrides(dataset: Dataset, near: float | None = None, far: float | None = None, aabb=None) -> None:
