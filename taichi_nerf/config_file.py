@@ -12,7 +12,17 @@ OTHER_NAMES = {"learning_rate": "lr", "max_num_iterations": "steps", "num_iterat
                "train_num_rays_per_batch": "batch_rays", "n_rays_per_image": "batch_rays", "batch_size": "batch_images",
                "num_samples": "samples_per_ray", "n_pts_per_ray": "samples_per_ray",
                "n_harmonic_functions": "pos_frequencies", "pos_encode_dims": "pos_frequencies",
-               "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width"}
+               "num_layers": "depth", "n_hidden_neurons": "width", "hidden_dim": "width",
+               # nerf-pytorch's (the original NeRF code's config files), where a close spelling guessed another field
+               # (N_samples: fine_samples, max_steps: march_steps, iters: intervals)
+               "n_samples": "samples_per_ray", "n_importance": "fine_samples", "n_rand": "batch_rays", "lrate": "lr",
+               "netdepth": "depth", "netwidth": "width", "multires": "pos_frequencies",
+               "multires_views": "dir_frequencies", "raw_noise_std": "density_noise", "use_viewdirs": "view_dependent",
+               "white_bkgd": "background", "llffhold": "val_every", "factor": "downscale", "half_res": "downscale",
+               "datadir": "data", "data_dir": "data", "basedir": "out", "output_dir": "out",
+               "dataset_type": "data_format", "no_ndc": "ndc", "max_steps": "steps", "iters": "steps",
+               "train_steps": "steps", "near_plane": "near", "far_plane": "far", "scene_box": "aabb",
+               "bg_color": "background", "background_color": "background", "hidden_size": "width", "n_layers": "depth"}
 
 # `taichi-nerf train`'s options that are no TrainConfig field (what the command does, not what it trains):
 # written into a --config file they are pointed at their flag (tests/test_cli.py holds this to train's parser).

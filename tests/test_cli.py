@@ -476,6 +476,11 @@ def test_another_tools_name_for_a_field_is_pointed_at_ours(tmp_path, capsys):
     config.write_text(json.dumps({"learning_rate": 0.01, "n_pts_per_ray": 64}))
     refused(capsys, ["train", "--dry-run", "--config", config], "unknown configuration keys: learning_rate (did you "
             "mean lr?), n_pts_per_ray (did you mean samples_per_ray?)")
+    # nerf-pytorch's names: N_samples was guessed as fine_samples (its N_importance), max_steps as march_steps
+    config.write_text(json.dumps({"N_samples": 64, "N_importance": 128, "max_steps": 9, "iters": 9, "lrate": 5e-4}))
+    refused(capsys, ["train", "--dry-run", "--config", config], "N_importance (did you mean fine_samples?), "
+            "N_samples (did you mean samples_per_ray?), iters (did you mean steps?), lrate (did you mean lr?), "
+            "max_steps (did you mean steps?)")
 
 
 def test_a_command_option_in_a_config_file_is_pointed_at_its_flag(tmp_path, capsys):
