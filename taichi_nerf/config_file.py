@@ -39,6 +39,8 @@ def read_values(path) -> dict:
         raise ValueError(f"{path}: config file not found") from None
     except json.JSONDecodeError as exc:
         other = {".yml": "YAML", ".yaml": "YAML", ".toml": "TOML"}.get(path.suffix.lower())
+        if other is None and _name_equals_value(exc.doc):  # the original NeRF code's configs/fern.txt
+            other = "name = value lines (nerf-pytorch's format)"
         if other:  # nerfstudio's config.yml, say: not read line by line as JSON
             raise ValueError(f"{path}: a config is a JSON object of TrainConfig fields, not {other}: write it as "
                              '{"steps": 5000, "lr": 0.01}') from None
@@ -70,3 +72,13 @@ def with_guesses(names: list[str], fields: list[str], flag_names: dict[str, str]
             iter(difflib.get_close_matches(name, fields, n=1, cutoff=0.7)), None)
         said.append(f"{name} (did you mean {guess}?)" if guess else name)
     return ", ".join(said)
+
+
+def _name_equals_value(text: str) -> bool:
+    """Whether ``text``'s first line that is neither blank nor a comment reads ``name = value``."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, equals, _ = line.partition("=")
+            return bool(equals) and name.strip().isidentifier()
+    return False

@@ -503,6 +503,16 @@ def test_a_command_option_in_a_config_file_is_pointed_at_its_flag(tmp_path, caps
     assert all(flag(name) in train[name] for name in COMMAND_OPTIONS)
 
 
+def test_a_config_in_the_original_nerf_codes_format_is_named(tmp_path, capsys):
+    """nerf-pytorch's configs/fern.txt (name = value lines) was "malformed JSON at line 1 column 1: Expecting value"."""
+    config = tmp_path / "fern.txt"
+    config.write_text("# fern\n\nexpname = fern_test\ndatadir = ./data/nerf_llff_data/fern\nN_samples = 64\n")
+    refused(capsys, ["train", "--dry-run", "--config", config], f"{config}: a config is a JSON object of TrainConfig "
+            "fields, not name = value lines (nerf-pytorch's format): write it as {")
+    config.write_text('{"steps": 5,\n "lr" = 0.1}')  # JSON with a slip stays a JSON error
+    refused(capsys, ["train", "--dry-run", "--config", config], f"{config}: malformed JSON at line 2")
+
+
 def test_a_config_files_whole_number_written_as_a_float_is_taken(tmp_path):
     """{"steps": 2e4} (JSON has no integer exponent form; 20000.0 from a script's json.dump) was refused:
     "steps must be a whole number, got 20000.0"; 5.5 still is."""
