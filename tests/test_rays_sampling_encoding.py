@@ -1,5 +1,6 @@
 """Forward kernels (rays, bounds, stratified samples, harmonic encoding) vs float64 torch."""
 import math
+import re
 
 import pytest
 import torch
@@ -84,6 +85,19 @@ def test_cameras_of_the_wrong_shape_are_refused_not_read_past_their_end():
         batch_rays(poses, intr[:1].contiguous(), torch.zeros_like(pix), pix, 16)
     with pytest.raises(ValueError, match=r"poses must be .*got \(4, 4\)"):
         image_rays(poses[0], intr, 0, 16, 0, 4)
+
+
+def test_a_camera_or_points_past_their_tensors_end_are_refused():
+    """renderer.render_image(poses, intrinsics, 99, ...) of 8 poses returned an image of NaN, and
+    renderer.density of (N, 2) points densities of numbers read past each row, without a word."""
+    poses, intr = random_cameras(2, 16, 12, 7)
+    for camera in (2, -1):
+        with pytest.raises(IndexError, match=rf"camera {camera} is not one of the 2 poses \(0 to 1\)"):
+            image_rays(poses, intr, camera, 16, 0, 4)
+    spec = HarmonicSpec(3)
+    for shape in ((4, 2), (3,), (2, 4)):
+        with pytest.raises(ValueError, match=r"points must be \(N, 3\), got " + re.escape(str(shape))):
+            encode_points(torch.zeros(shape), spec)
 
 
 def test_opengl_convention_centre_ray_looks_down_minus_z(device):

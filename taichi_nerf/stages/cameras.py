@@ -226,6 +226,8 @@ def image_rays(poses: torch.Tensor, intrinsics: torch.Tensor, camera: int, width
                first_pixel: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays for ``count`` consecutive pixels (row-major) of one camera: chunks of a render."""
     _check_cameras(poses, intrinsics)
+    if not 0 <= camera < poses.shape[0]:  # (read past the poses' end: an image of NaN, or another tensor's numbers)
+        raise IndexError(f"camera {camera} is not one of the {poses.shape[0]} poses (0 to {poses.shape[0] - 1})")
     origins = torch.empty(count, 3, device=poses.device)
     dirs = torch.empty(count, 3, device=poses.device)
     if count:

@@ -240,6 +240,8 @@ class _EncodeSamples(torch.autograd.Function):
 
 def encode_points(points: torch.Tensor, spec: HarmonicSpec) -> torch.Tensor:
     """(P, spec.dim) encoding of arbitrary 3D points (density queries, e.g. occupancy grids)."""
+    if points.dim() != 2 or points.shape[1] != 3:  # the kernel reads 3 numbers a row, past a shorter row's end
+        raise ValueError(f"points must be (N, 3), got {tuple(points.shape)}")
     out = torch.empty(points.shape[0], spec.dim, device=points.device)
     if points.shape[0]:
         _encode_points_kernel(points.contiguous(), spec.frequencies, int(spec.include_input), float(spec.base), out)
