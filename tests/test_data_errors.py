@@ -638,6 +638,16 @@ def test_the_apis_loader_options_take_numpys_numbers_and_name_a_wrong_one(tiny_s
         load_dataset(5)
 
 
+def test_a_format_given_for_data_of_another_says_what_the_data_is(tiny_scene, capsys):
+    """`--format llff` (a recipe's, copied) on a Blender dataset said only "DATA/poses_bounds.npy: not a readable
+    .npy file ([Errno 2] No such file or directory ...)"; each forced layout now adds what the data is."""
+    for layout in ("llff", "colmap", "nerfstudio", "npz"):
+        line = refused(capsys, ["data", "info", tiny_scene, "--format", layout], f"; {tiny_scene} is a blender "
+                       "dataset (detected): leave out --format (from Python: format=)")
+        assert line.count("detected") == 1, line
+    assert cli.main(["data", "info", str(tiny_scene), "--format", "blender"]) == 0
+
+
 def test_an_unknown_data_format_is_named_as_the_caller_gave_it(tiny_scene, tmp_path, capsys):
     """train(data_format="nerfies") said "unknown --format 'nerfies'", a flag its caller never typed: a
     configuration's format is now checked with the rest of it, in the words of whoever set it."""

@@ -208,7 +208,14 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     for key in ("every", "limit"):
         if key in loader_options:
             loader_options[key] = whole_option(key, loader_options[key])
-    dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
+    try:
+        dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
+    except DataError as exc:  # a --format copied from a recipe for other data: say what the data is
+        layout = next((name for name, (detect, _) in FORMATS.items() if path.exists() and detect(path)), format)
+        if layout == format:
+            raise
+        raise DataError(f"{exc}; {path} is a {layout} dataset (detected): leave out "
+                        f"{flag_or_keyword('--format', 'format=')}") from None
     attach_masks(dataset, path, format, mask_mode, downscale)
     if dataset.mask_mode == "transparent" and aabb is None:
         hull_bounds(dataset)
