@@ -201,6 +201,9 @@ def test_gui_refuses_a_screenshot_or_status_file_it_cannot_write_before_any_work
         refused(capsys, ["gui", "--headless", "--frames", "1", flag, "blocker/out"], f"{flag} blocker/out: ",
                 "blocker: is a file")
         refused(capsys, ["gui", "--headless", "--frames", "1", flag, "."], f"{flag} . is a folder: give the file")
+    # a PNG written under another name (shot.jpg held PNG bytes, which a .jpg reader refuses)
+    refused(capsys, ["gui", "--headless", "--frames", "1", "--screenshot", "shot.jpg"], "--screenshot shot.jpg: the "
+            "screenshot is written as a PNG; give a name ending in .png")
     assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
 
 

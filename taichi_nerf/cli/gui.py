@@ -177,6 +177,9 @@ def check_flags(args) -> None:
         raise UserError(f"--turn-every must be positive, got {args.turn_every:g}")
     check_file_to_write("--screenshot", args.screenshot)
     check_file_to_write("--status", args.status)
+    if args.screenshot and not args.screenshot.lower().endswith(".png"):  # shot.jpg held PNG bytes
+        raise UserError(f"--screenshot {args.screenshot}: the screenshot is written as a PNG; give a name ending in "
+                        ".png")
 
 
 def gui_web(args) -> int:
