@@ -213,6 +213,11 @@ def check_dataset_render(size: int, views: int, device: str, *, per_pixel: float
         need = per_square * size * size
         if free is not None and need > free * USABLE_FRACTION:
             largest = int(math.sqrt(free * USABLE_FRACTION / per_square))
+            # the views kept are what --views 100000 asks too much of: say how many fit at this size
+            fewer = int((free * USABLE_FRACTION / (size * size) - (per_square - KEPT_VIEW_BYTES * views))
+                        / KEPT_VIEW_BYTES) if dev == "cpu" else 0
+            fits = f"the largest that fits is {largest}"
+            if 1 <= fewer < views:
+                fits = f"at most {fewer:,} views at this size fit" + (f", or {fits}" if largest >= 8 else "")
             raise ResourceError(f"--size {size} needs about {gb(need)} to render {counted(views, 'view')}{what} (the "
-                                f"largest split), more than the "
-                                f"{gb(free * USABLE_FRACTION)} usable {where}; the largest that fits is {largest}")
+                                f"largest split), more than the {gb(free * USABLE_FRACTION)} usable {where}; {fits}")

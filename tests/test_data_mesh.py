@@ -233,6 +233,11 @@ def test_a_render_that_cannot_be_held_is_refused_before_anything_is_written(tmp_
     assert 140 < largest < 160  # 80 MB over 8 views x 48 x 9 + 8 x 16 bytes a pixel: 149
     refused(capsys, ["data", "synthetic", "--out", tmp_path / "s", "--size", "2000"],
             "--size 2000 needs about", "100 views (the largest split)", "the largest that fits is")
+    # too many views at a small size: "the largest that fits is 10" named only --size, for --views 10000000
+    line = refused(capsys, ["data", "synthetic", "--out", tmp_path / "s", "--size", "64", "--views", "10000000"],
+                   "--size 64 needs about", "10000000 views (the largest split)")
+    fit = int(line.rsplit("; at most ", 1)[1].removesuffix(" views at this size fit").replace(",", ""))
+    assert 1000 < fit < 1300, line  # 80 MB over 64 x 64 x 16 bytes a view kept (less the render's); not "is 0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tetra.obj"]
 
 
