@@ -132,7 +132,8 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
             > 2.0**MAX_FREQUENCIES:
         problems.append(f"frequency_base is too large: the highest encoding frequency passes 2^{MAX_FREQUENCIES}")
     if not 0 < cfg.lr_step_at < 1:
-        problems.append("lr_step_at must be between 0 and 1")
+        problems.append(f"lr_step_at must be above 0 and below 1 (the share of the steps after which lr_final "
+                        f"holds), got {cfg.lr_step_at:g}")  # "between 0 and 1" refused 1 and 0 without saying so
     if not 0 <= cfg.adam_beta2 < 1:
         problems.append("adam_beta2 must be in [0, 1)")
     if not 0 < cfg.adam_eps <= 1:

@@ -403,6 +403,9 @@ def test_bad_preset_values_are_one_line_errors():
         TrainConfig(skip_layer=4).validate()
     with pytest.raises(ValueError, match="lr_step_at"):
         TrainConfig(lr_step_at=1.5).validate()
+    for edge in (0.0, 1.0):  # "must be between 0 and 1" for 1: the ends are not allowed, and it did not say so
+        with pytest.raises(ValueError, match=rf"lr_step_at must be above 0 and below 1 .*, got {edge:g}"):
+            TrainConfig(lr_step_at=edge).validate()
     with pytest.raises(ValueError, match="intervals gaps needs the stratified sampler"):
         TrainConfig(intervals="gaps").validate()  # the default sampler is the grid's
     with pytest.raises(ValueError, match="image_order"):
