@@ -630,10 +630,13 @@ def test_checkpoints_of_another_format_version_or_scene_are_one_line(run, capsys
     for change, message in (({"version": 2}, "written by a newer taichi-nerf (checkpoint format 2"),
                             ({"version": 0}, "unknown checkpoint format version 0"),
                             ({"version": "1"}, "unknown checkpoint format version '1'"),
-                            ({"scene": "new_thing"}, "unknown scene keys: new_thing")):
+                            ({"scene": "new_thing"}, "unknown scene keys: new_thing"),
+                            ({"config": "future_knob"}, f"configuration keys this taichi-nerf "
+                             f"({taichi_nerf.__version__}) does not know: future_knob; written by a newer version? "
+                             "upgrade taichi-nerf")):
         state = torch.load(io_bytes(original), weights_only=True)
-        if "scene" in change:
-            state["scene"][change["scene"]] = 1.0
+        if "scene" in change or "config" in change:  # a field of a newer version's
+            state["scene" if "scene" in change else "config"][change.get("scene", change.get("config"))] = 1.0
         else:
             state.update(change)
         torch.save(state, run / "checkpoint.pt")

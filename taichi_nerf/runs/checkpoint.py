@@ -197,6 +197,13 @@ def config_of(state: dict, path) -> TrainConfig:
     """The run's configuration, with the choices its defaults made by scene kind written out
     from the tensors (appearance codes, pose corrections, the proposal network's width): a
     checkpoint keeps meaning what it was trained as when those defaults change."""
+    saved = state["config"] if isinstance(state["config"], dict) else {}
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:  # a setting added since (it said only "unusable configuration (unknown configuration keys: ...)")
+        from .. import __version__
+
+        raise CheckpointError(f"{path}: configuration keys this taichi-nerf ({__version__}) does not know: "
+                              f"{few_names(unknown)}; written by a newer version? upgrade taichi-nerf to use it")
     try:
         cfg = TrainConfig.from_dict(state["config"]).validate()
     except (TypeError, ValueError) as exc:
