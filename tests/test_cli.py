@@ -536,6 +536,24 @@ def test_a_config_file_a_windows_editor_saved_with_a_byte_order_mark_is_read(tmp
     assert TrainConfig.from_file(config).steps == 7
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["train", "--dry-run", "--config", ""], "--config is given an empty value (an unset shell variable?): give its "
+                                             "value, or leave --config out"),
+    (["train", "--dry-run", "--data="], "--data is given an empty value"),
+    (["render", "--ckpt", ""], "--ckpt is given an empty value"),
+    (["data", "info", ""], "an argument is empty (an unset shell variable?): give its value"),
+])
+def test_an_empty_value_is_refused_not_read_as_the_current_folder_or_left_out(argv, said, capsys, tmp_path,
+                                                                              monkeypatch):
+    """`train --config "$CONFIG"` with CONFIG unset trained 20000 steps of the defaults without a word, and
+    `--data ""` or `--ckpt ""` read the current folder ("a mesh, not a dataset", "a folder of runs")."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
     """`--time 30` was refused: "ambiguous option: --time could match --time-limit-s, --time-limit", two
     spellings of one flag; a prefix of two flags (--sample: --sampler, --samples-per-ray) still is."""

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """``parser.parse_args``, but an unknown flag is refused by the command it was given to (its
     usage, not the top level's), with the nearest flag that command has (``--stpes``: ``--steps``)."""
+    for i, token in enumerate(argv):  # `--config "$CONFIG"` with CONFIG unset trained the defaults without a word,
+        flag, equals, value = token.partition("=") if token.startswith("--") else ("", "", token)  # --data "" on .
+        if (equals or not flag) and value == "":
+            flag = flag or (argv[i - 1] if i and argv[i - 1].startswith("--") else "")
+            said = f"{flag} is given an empty value" if flag else "an argument is empty"
+            _command_parser(parser, argv).error(f"{said} (an unset shell variable?): give its value"
+                                                + (f", or leave {flag} out" if flag else ""))
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = _command_parser(parser, argv)
