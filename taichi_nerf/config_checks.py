@@ -159,4 +159,6 @@ def range_problems(cfg, hints: dict, choices: dict[str, tuple]) -> list[str]:
                         "scene (blender layout)")
     if not cfg.out:
         problems.append("out must name a folder")
+    if cfg.data is not None and not str(cfg.data).strip():  # "" read the current folder as the dataset
+        problems.append("data must name a dataset (a folder or file), or be left out for the built-in scene")
     return problems

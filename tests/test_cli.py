@@ -554,6 +554,16 @@ def test_an_empty_value_is_refused_not_read_as_the_current_folder_or_left_out(ar
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_empty_data_in_a_config_file_or_from_python_is_refused(tmp_path, capsys):
+    """{"data": ""} in a --config file, or TrainConfig(data=""), read the current folder as the dataset."""
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"data": ""}))
+    refused(capsys, ["train", "--dry-run", "--config", config], "data must name a dataset (a folder or file), or be "
+            "left out for the built-in scene")
+    with pytest.raises(ValueError, match="data must name a dataset"):
+        TrainConfig(data="").validate()
+
+
 def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
     """`--time 30` was refused: "ambiguous option: --time could match --time-limit-s, --time-limit", two
     spellings of one flag; a prefix of two flags (--sample: --sampler, --samples-per-ray) still is."""
