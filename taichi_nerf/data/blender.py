@@ -185,7 +185,7 @@ def resolve_image(root: Path, file_path: str, where: str, listings: dict | None 
                 if candidate.is_file():
                     return candidate
             return path if path.is_file() else path.with_name(path.name + ".png")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: resolve()'s symlink loop (Python < 3.13)
         raise DataError(f"{where}: bad 'file_path' {file_path!r:.60} ({exc})") from None
     return path
 
