@@ -625,6 +625,11 @@ def test_a_run_into_a_folder_of_its_datasets_images_is_refused(tmp_path, capsys)
     assert sorted(p.name for p in (data / "train").iterdir()) == before
     assert cli.main(["train", "--dry-run", "--data", str(data), "--out", str(data / "runs" / "a"), "--arch",
                      "cpu"]) == 0
+    # an --out that is a link in a loop: Path.resolve's "RuntimeError: Symlink loop" traceback (Python 3.11)
+    (tmp_path / "loop").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop")
+    refused(capsys, ["train", "--dry-run", "--data", data, "--out", tmp_path / "loop", "--arch", "cpu"],
+            f"{tmp_path / 'loop'}: is a link")
 
 
 def test_a_time_limited_run_that_its_steps_ended_early_says_so(tmp_path, capsys):

@@ -293,14 +293,14 @@ def refuse_dataset_folder(cfg: TrainConfig, out_flag: str = "--out") -> None:
     folder = data if data.is_dir() else data.parent if data.suffix.lower() == ".json" else None
     if folder is None:
         return
-    out = Path(cfg.out).resolve()
+    out, folder = (Path(os.path.realpath(p)) for p in (cfg.out, folder))  # (resolve(): a link loop's RuntimeError)
     own = "a run goes in a folder of its own, so its files never mix with the dataset's"
-    if folder.resolve() == out:
+    if folder == out:
         raise checkpoint.CheckpointError(f"{cfg.out}: is the dataset's folder; {own}: choose another {out_flag} "
                                          "(runs/NAME, say)")
     # a folder of the dataset's images (`--out data/mine/train`): the run's files went in among the photos
     images = sorted(p.name for p in out.iterdir() if p.suffix.lower() in DATASET_SUFFIXES and p.name not in
-                    RUN_OUTPUTS and p.is_file()) if folder.resolve() in out.parents and out.is_dir() else []
+                    RUN_OUTPUTS and p.is_file()) if folder in out.parents and out.is_dir() else []
     if images:
         raise checkpoint.CheckpointError(f"{cfg.out}: holds the dataset's images ({few_names(images)}); {own}: "
                                          f"choose another {out_flag} (runs/NAME, say)")
