@@ -564,6 +564,17 @@ def test_an_empty_data_in_a_config_file_or_from_python_is_refused(tmp_path, caps
         TrainConfig(data="").validate()
 
 
+def test_a_count_flag_written_as_a_float_of_a_whole_number_is_taken(capsys):
+    """`--steps 1e4` was "invalid int value: '1e4'", though a --config file's 1e4 is taken; 2.5 is still refused."""
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--steps", "1e4", "--batch-rays", "2048.0"])
+    assert (args.steps, args.batch_rays) == (10000, 2048) and type(args.steps) is int
+    for bad in ("2.5", "20k", "nan", "1e400"):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--dry-run", "--steps", bad])
+        assert f"argument --steps: invalid int value: '{bad}' (a whole number: 20000, 2e4)" in capsys.readouterr().err
+
+
 def test_a_prefix_of_one_flags_two_names_is_that_flag(capsys):
     """`--time 30` was refused: "ambiguous option: --time could match --time-limit-s, --time-limit", two
     spellings of one flag; a prefix of two flags (--sample: --sampler, --samples-per-ray) still is."""

@@ -157,11 +157,27 @@ def add_config_flags(parser, names=None, *, shown_defaults=None) -> None:
         elif typing.get_origin(kind) is list:
             options.update(type=typing.get_args(kind)[0], nargs=meta["nargs"] or "+", metavar=meta["metavar"])
         else:
-            options.update(type=kind, metavar=meta["metavar"] or _METAVARS[kind])
+            options.update(type=whole_number if kind is int else kind, metavar=meta["metavar"] or _METAVARS[kind])
         groups[meta["group"]].add_argument(flag_of(f.name), *meta["aliases"], **options)
 
 
 _METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def whole_number(text: str) -> int:
+    """A count flag's value: ``20000``, or a whole number written as a float (``1e4``, ``20000.0``), as a --config
+    file's is taken (``--steps 1e4`` was "invalid int value: '1e4'")."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (a whole number: 20000, 2e4)")
+    return int(value)
 
 
 def flag_of(name: str) -> str:
