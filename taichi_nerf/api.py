@@ -124,6 +124,8 @@ def evaluate(ckpt, split: str | None = None, data=None, arch: str = "auto", limi
     if images_dir is not None:
         render_folder.check_render_folder(images_dir, overwrite, flags=("overwrite=True", "images_dir"))
     renderer, cfg, _ = checkpoint.load(ckpt, arch, appearance_image)
+    if images_dir is not None:
+        render_folder.refuse_dataset_folder(images_dir, data or cfg.data)
     if as_given:
         renderer.carried = None
     dataset = run_dataset(cfg, data, source=checkpoint.find_checkpoint(ckpt), progress=progress)

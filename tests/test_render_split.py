@@ -1,5 +1,6 @@
 """`render --split`: every view of a split as PNG, with the metrics `eval` reports."""
 import json
+import shutil
 
 import numpy as np
 import torch
@@ -126,3 +127,25 @@ def test_eval_and_render_refuse_data_of_another_scene(trained_builtin, tmp_path,
         refused(capsys, [*argv, "--no-progress", "--arch", ARCH], f"{other}: not the scene",
                 "an object in a box, now forward-facing (NDC)", "where its field means nothing; give the run's own")
     assert not (tmp_path / "p.gif").exists()
+
+
+def test_render_split_into_the_datasets_folders_is_refused_and_leaves_them(trained_builtin, tmp_path, capsys):
+    """`render --split val --out DATA/val` wrote its PNGs among the photos (an image-folder layout's next load
+    counts them as photos): refused in one line, as train refuses such an --out; the folder is left as it was."""
+    from .conftest import snapshot
+
+    scene, run = trained_builtin
+    before = snapshot(scene)
+    for out, said in ((scene / "val", "holds the dataset's images"), (scene, "is the dataset's folder")):
+        code = cli.main(["render", "--ckpt", str(run), "--split", "val", "--out", str(out), "--no-progress",
+                         "--arch", ARCH])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == cli.EXIT_USAGE and len(err) == 1 and said in err[0], err
+        assert "choose another folder" in err[0]
+    assert snapshot(scene) == before
+    # a new folder of its own inside the dataset's mixes with nothing (removed: the scene is shared)
+    try:
+        assert cli.main(["render", "--ckpt", str(run), "--split", "val", "--out", str(scene / "renders"),
+                         "--no-progress", "--arch", ARCH]) == 0
+    finally:
+        shutil.rmtree(scene / "renders", ignore_errors=True)

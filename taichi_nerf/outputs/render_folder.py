@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ..files import check_writable
+from ..runs.run_folder import dataset_folder_clash
 
 METRICS = "metrics.json"
 VIEW_PNG = re.compile(r"^\d{3,}_[A-Za-z0-9_.-]+\.png$")
@@ -58,6 +59,18 @@ def check_render_folder(folder, overwrite: bool, flags: tuple[str, str] = ("--ov
     if found and not overwrite:
         raise RenderFolderError(f"{folder}: holds an earlier render ({_found_words(found)}); "
                                 f"add {overwrite_flag} to replace it, or choose another {out_flag}")
+
+
+def refuse_dataset_folder(folder, data) -> None:
+    """Refuse (one line) a folder the rendered views would mix with the dataset at ``data`` in: its own folder, or
+    one of its images (`render --split val --out DATA/images` put PNGs among the photos, which the next load of an
+    image-folder layout counts as photos). An earlier render's own files there do not count."""
+    if data is None:  # the built-in scene, in the cache
+        return
+    clash = dataset_folder_clash(data, folder, {p.name for p in earlier_render(folder)})
+    if clash:
+        raise RenderFolderError(f"{folder}: {clash}; the rendered views would mix with its files: choose another "
+                                "folder for them")
 
 
 def _found_words(found: list[Path]) -> str:

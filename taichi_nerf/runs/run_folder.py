@@ -287,23 +287,26 @@ def refuse_dataset_folder(cfg: TrainConfig, out_flag: str = "--out") -> None:
     the photos', and a later --overwrite would delete the dataset's own config.json or camera_path.json: a new
     run there is refused.
     A dataset file (an .npz) may have a run beside it."""
-    if cfg.data is None:
-        return
-    data = Path(cfg.data)
+    clash = None if cfg.data is None else dataset_folder_clash(cfg.data, cfg.out, RUN_OUTPUTS)
+    if clash:
+        raise checkpoint.CheckpointError(f"{cfg.out}: {clash}; a run goes in a folder of its own, so its files never "
+                                         f"mix with the dataset's: choose another {out_flag} (runs/NAME, say)")
+
+
+def dataset_folder_clash(data, out, ignored=frozenset()) -> str | None:
+    """Why files written into the folder ``out`` would mix with the dataset at ``data``: it is the dataset's folder,
+    or a folder inside it that holds the dataset's images (`--out data/mine/train`; image files named in ``ignored``,
+    the writer's own, do not count). None when neither (a dataset file, an .npz, may have outputs beside it)."""
+    data = Path(data)
     folder = data if data.is_dir() else data.parent if data.suffix.lower() == ".json" else None
     if folder is None:
-        return
-    out, folder = (Path(os.path.realpath(p)) for p in (cfg.out, folder))  # (resolve(): a link loop's RuntimeError)
-    own = "a run goes in a folder of its own, so its files never mix with the dataset's"
+        return None
+    out, folder = (Path(os.path.realpath(p)) for p in (out, folder))  # (resolve(): a link loop's RuntimeError)
     if folder == out:
-        raise checkpoint.CheckpointError(f"{cfg.out}: is the dataset's folder; {own}: choose another {out_flag} "
-                                         "(runs/NAME, say)")
-    # a folder of the dataset's images (`--out data/mine/train`): the run's files went in among the photos
+        return "is the dataset's folder"
     images = sorted(p.name for p in out.iterdir() if p.suffix.lower() in DATASET_SUFFIXES and p.name not in
-                    RUN_OUTPUTS and p.is_file()) if folder in out.parents and out.is_dir() else []
-    if images:
-        raise checkpoint.CheckpointError(f"{cfg.out}: holds the dataset's images ({few_names(images)}); {own}: "
-                                         f"choose another {out_flag} (runs/NAME, say)")
+                    ignored and p.is_file()) if folder in out.parents and out.is_dir() else []
+    return f"holds the dataset's images ({few_names(images)})" if images else None
 
 
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
