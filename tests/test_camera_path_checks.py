@@ -46,6 +46,15 @@ def test_a_camera_that_is_not_a_rotation_is_named(tmp_path, kind, message):
         cp.load_camera_path(tmp_path / "frames.json", SCENE)
 
 
+def test_a_camera_beyond_what_float32_rays_hold_is_named(tmp_path):
+    """A translation of 1e39 is finite in float64 and passed; the float32 rays were infinite, the video all
+    background (with a numpy RuntimeWarning)."""
+    poses = orbit_poses(5, 4.0, 30.0).double().numpy()
+    poses[1, 0, 3] = 1e39
+    with pytest.raises(cp.CameraPathError, match=r"camera_path\[1\]: the matrix has values beyond 1e\+07"):
+        cp.load_camera_path(_path_file(tmp_path / "p.json", poses, fov=40.0), SCENE)
+
+
 def test_rotations_written_with_rounding_pass(tmp_path):
     poses = np.round(orbit_poses(5, 4.0, 30.0).double().numpy(), 4)  # what a 4-decimal JSON writer leaves
     route = cp.load_camera_path(_path_file(tmp_path / "p.json", poses, fov=40.0), SCENE)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.blender import MAX_COORDINATE
 from ..rendering.scene import Scene, orbit_cameras, spiral_frame, spiral_poses
 from ..rendering.video_route import MAX_KEYFRAMES, check_fps, trained_video_width
 from ..rotations import (
@@ -71,6 +72,9 @@ def _matrix(values, where: str) -> np.ndarray:
     m = m.reshape(-1, 4)
     if not np.isfinite(m).all():
         raise CameraPathError(f"{where}: the matrix holds NaN or infinite values")
+    if np.abs(m[:3]).max() > MAX_COORDINATE:  # finite here, infinite in the float32 rays (a video of background)
+        raise CameraPathError(f"{where}: the matrix has values beyond {MAX_COORDINATE:g}, which the renderer's float32 "
+                              "rays cannot hold; write the path in the scene's coordinates")
     pose = np.eye(4)
     pose[:3] = m[:3]
     if abs(np.linalg.det(pose[:3, :3])) < 1e-9:
