@@ -35,11 +35,11 @@ ALIASES = {"nerfstudio": "instant-ngp", "ngp": "instant-ngp", "transforms": "ins
 
 # Loader options (keyword arguments of read_dataset); each loader uses those that apply.
 LOAD_OPTIONS = ("every", "limit", "ndc", "val_every", "val_fraction")
-# Files ``data from-photos`` takes frames from (imageio's ffmpeg reads these; GIFs go through Pillow).
-# Mesh formats other than OBJ, which `data from-mesh` reads (a PLY is also what `export mesh` writes).
+# Mesh formats other than OBJ, the one `data from-mesh` reads: named, with advice to convert (`export mesh` writes PLY).
 OTHER_MESH_FORMATS = {".ply": "PLY", ".stl": "STL", ".glb": "glTF", ".gltf": "glTF", ".fbx": "FBX", ".dae": "COLLADA",
                       ".3ds": "3DS", ".blend": "Blender", ".usd": "USD", ".usda": "USD", ".usdc": "USD",
                       ".usdz": "USD", ".off": "OFF", ".abc": "Alembic", ".x3d": "X3D", ".wrl": "VRML"}
+# Files ``data from-photos`` takes frames from (imageio's ffmpeg reads these; GIFs go through Pillow).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".wmv", ".gif")
 
 
@@ -301,8 +301,10 @@ def check_dataset(dataset: Dataset, downscale: int = 1) -> None:
     rotations = torch.cat([split.poses[:, :3, :3] for split in dataset.splits.values()]).double()
     mirrored = int((torch.linalg.det(rotations) < 0).sum())
     if mirrored:  # a converter that flips one camera axis alone: each photo is seen mirrored (it trained silently)
-        which = f"all {mirrored}" if mirrored == len(rotations) else f"{mirrored} of the {len(rotations)}"
-        dataset.warnings.append(f"{which} camera rotations {'is a mirror' if mirrored == 1 else 'are mirrors'} "
+        count = len(rotations)
+        which = f"{mirrored} of the {count} camera rotations" if mirrored < count else \
+            f"all {count} camera rotations" if count > 1 else "the camera rotation"
+        dataset.warnings.append(f"{which} {'is a mirror' if mirrored == 1 else 'are mirrors'} "
                                 "(determinant -1): from OpenCV/COLMAP poses, flip both camera y and z, not one; a "
                                 "mirrored camera sees its photo mirrored, which no other view agrees with (a whole "
                                 "world mirrored on purpose trains as it is)")
