@@ -2,6 +2,7 @@
 the training cameras, and the videos rendered along them."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -383,3 +384,25 @@ def test_a_loaded_field_takes_a_notebooks_arrays(run):
     assert torch.equal(renderer.density(points.numpy()), renderer.density(points))
     # the page prints it: a plain tensor, as render_image's, not one that tracks gradients (.numpy() refused it)
     assert renderer.density(points).numpy().shape == (7,)
+
+
+def test_a_loaded_field_takes_a_background_name_and_refuses_a_0_255_colour(run):
+    """render_image's background given as a name or one grey level renders as the triple does (a name died in
+    torch: "new(): invalid data type 'str'"); a 0-255 colour is refused in one line (it rendered over a colour
+    255 times too bright); a whole-number float size and numpy scattered pixels are taken (torch.empty and
+    .to refused them)."""
+    from taichi_nerf.runs.checkpoint import load
+
+    renderer = load(run, ARCH)[0]
+    poses = orbit_poses(1, 4.0, 30.0)
+    intrinsics = torch.tensor([[20.0, 20.0, 8.0, 8.0, 0.0, 0.0, 0.0, 0.0]])
+    expected = renderer.render_image(poses, intrinsics, 0, 16, 16, (1.0, 1.0, 1.0))["rgb"]
+    for background in ("white", 1.0, np.ones(3)):
+        assert torch.equal(renderer.render_image(poses, intrinsics, 0, 16.0, 16, background)["rgb"], expected)
+    for background, words in (((255, 255, 255), "in 0 to 1, got (255, 255, 255); divide 0-255 values by 255"),
+                              (None, "background must be a colour"), ((1.0, 1.0), "background must be a colour")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            renderer.render_image(poses, intrinsics, 0, 16, 16, background)
+    picked = np.array([3, 40, 200])
+    scattered = renderer.render_pixels(poses, intrinsics, 0, 16, 0, 0, "white", pixels=picked)["rgb"]
+    assert torch.allclose(scattered, expected.reshape(-1, 3)[picked], atol=1e-5)

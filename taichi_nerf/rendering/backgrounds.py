@@ -35,6 +35,27 @@ def background_colour(name: str, device=None) -> torch.Tensor:
     return torch.tensor([BACKGROUND_COLOURS[evaluation_background(name)]], dtype=torch.float32, device=device)
 
 
+def render_colour(background, device=None) -> torch.Tensor:
+    """(1, 3) float32 colour on ``device`` of what a caller of ``Renderer.render_image`` gives as its
+    background: a name (``"white"``), one grey level, or an RGB triple (a tuple, NumPy's or torch's),
+    each in 0 to 1; anything else is a one-line ValueError (torch said "new(): invalid data type 'str'",
+    and (255, 255, 255) rendered a scene over a colour 255 times too bright, without a word)."""
+    if isinstance(background, str):
+        return background_colour(background, device)
+    try:
+        colour = torch.as_tensor(background, dtype=torch.float32, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        colour = None
+    if colour is None or colour.numel() not in (1, 3):
+        raise ValueError(f"background must be a colour: a name ({', '.join(BACKGROUND_COLOURS)}), a grey level or an "
+                         f"(r, g, b) triple in 0 to 1, got {background!r}")
+    colour = colour.reshape(1, -1).expand(1, 3).contiguous()
+    if colour.device.type == "cpu" and not bool(((colour >= 0) & (colour <= 1)).all()):  # (no GPU sync per band)
+        raise ValueError(f"background colour values must be in 0 to 1, got {background!r}"
+                         + ("; divide 0-255 values by 255" if bool((colour > 1).any()) else ""))
+    return colour
+
+
 def over_background(rgba: torch.Tensor, background) -> torch.Tensor:
     """RGBA images or pixels (..., 4), uint8 or float in [0, 1], composited over
     ``background`` (a (1, 3) or (3,) colour, or one grey level): float RGB (..., 3) in [0, 1]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import backend
+from ..config_checks import number_at_least
 from ..profiling import stage
 from ..stages import cameras
 from ..stages.compositing import composite
@@ -21,6 +22,7 @@ from ..stages.occupancy import OccupancyGrid, terminate
 from ..stages.packing import Samples, compact
 from ..stages.proposal import ProposalHistogram, ProposalSampler
 from ..stages.sampling import importance, ray_bounds, stratified
+from .backgrounds import render_colour
 from .carried_corrections import CarriedCorrections
 from .scene import Scene, seen_from
 
@@ -354,6 +356,7 @@ class Renderer:
                      carry: bool = True) -> dict:
         """(H, W, 3) rgb, (H, W) opacity and (H, W) depth (normalised by opacity) of one camera.
         No gradients, so rays terminate early (see :meth:`render_rays`)."""
+        width, height = number_at_least("width", width, 1), number_at_least("height", height, 1)  # (32.0 too)
         out = self.render_pixels(poses, intrinsics, camera, width, 0, width * height, background, chunk,
                                  samples_per_ray, carry=carry)
         return {"rgb": out["rgb"].view(height, width, 3), "opacity": out["opacity"].view(height, width),
@@ -373,9 +376,9 @@ class Renderer:
         if carry:
             poses = self.drawn_poses(poses, camera)
         intrinsics = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device).contiguous()
-        bg = torch.as_tensor(background, dtype=torch.float32, device=self.device).reshape(1, 3)
+        bg = render_colour(background, self.device)  # "white", a grey level, a triple
         if pixels is not None:
-            pixels = pixels.to(self.device, torch.int32).contiguous()
+            pixels = torch.as_tensor(pixels).to(self.device, torch.int32).contiguous()  # numpy's too
             count = pixels.shape[0]
             cameras_of = torch.full((min(chunk, count),), camera, dtype=torch.int32, device=self.device)
         rgb = torch.empty(count, 3, device=self.device)
