@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig
+from .config import BUILTIN_SIZE, BUILTIN_VIEWS, TrainConfig, given_config
 from .config_checks import number_at_least
 from .files import json_safe, write_json
 from .outputs.from_checkpoint import export_mesh, export_points, render_path, write_view
@@ -30,9 +30,8 @@ def train(config: TrainConfig | None = None, resume: bool = False, overwrite: bo
     call picks (``arch``, the config's, or "auto": the run may have trained elsewhere). A fresh run
     refuses an ``out`` folder that holds another run unless ``overwrite=True``, which first
     removes that run's files (``taichi-nerf train``'s rule)."""
-    if config is not None and not isinstance(config, TrainConfig):  # a dict or a --config file's path, say
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}: give TrainConfig.from_file(path) "
-                        "for a JSON file, TrainConfig.from_dict(values) or the fields as keywords (train(steps=500))")
+    if config is not None:  # not a dict or a --config file's path, say
+        given_config(config)
     if resume:  # continue with the configuration the run was started with
         out = overrides.pop("out", None) or (config.out if config else TrainConfig().out)
         # the backend: arch= or the config's, else picked afresh (as train --resume), not the saved one: the run

@@ -380,6 +380,15 @@ class TrainConfig:
         return dataclasses.replace(self, preset=name, **PRESETS[name].values)
 
 
+def given_config(config, name: str = "config") -> "TrainConfig":
+    """``config`` when it is a TrainConfig, else a TypeError saying how to make one: the API's train, open_run and
+    Trainer take one (a dict or a JSON file's path failed inside, "'dict' object has no attribute 'validate'")."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{name} must be a TrainConfig, got {type(config).__name__}: give TrainConfig.from_file(path) "
+                        "for a JSON file, TrainConfig.from_dict(values) or the fields as keywords (train(steps=500))")
+    return config
+
+
 def _absolute(path: str) -> str:
     """An absolute path, symlinks kept (os.path.abspath, not resolve: a user's linked folder stays theirs)."""
     return os.path.abspath(os.path.expanduser(path))

@@ -228,6 +228,20 @@ def test_api_train_says_what_config_takes(run, config, resume):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("where", ["open_run", "Trainer"])
+def test_custom_loop_says_what_config_takes(run, where):
+    """docs/API.md's custom loop given a dict (open_run({"steps": 2}), Trainer({...})) failed inside with
+    "'dict' object has no attribute 'validate'"; it now says how to make a TrainConfig, as train does."""
+    from taichi_nerf.runs.run_folder import open_run
+    from taichi_nerf.training.trainer import Trainer
+
+    before = snapshot(run)
+    make = {"open_run": lambda c: open_run(c).__enter__(), "Trainer": Trainer}[where]
+    with pytest.raises(TypeError, match="cfg must be a TrainConfig, got dict: .*from_dict"):
+        make({"steps": 2, "out": str(run)})
+    assert snapshot(run) == before
+
+
 def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch):
     import importlib
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import files, resources
 from ..backend import resolve_arch
-from ..config import TrainConfig
+from ..config import TrainConfig, given_config
 from ..data.dataset import Dataset
 from ..data.images import DATASET_SUFFIXES
 from ..files import check_writable, write_text_atomic
@@ -326,6 +326,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """
     # distributed: this rank's GPU, before anything below asks the CUDA driver (resolve_arch, the memory check, the
     # built-in scene's render), which reads CUDA_VISIBLE_DEVICES once: the API's path has no cmd_train to do it
+    given_config(cfg, "cfg")  # (a dict failed inside: no attribute 'validate')
     pin_local_device()
     # a script's next run under torchrun: every rank has left the last (rank 0 released its lock) before any checks
     distributed.current().wait_for_all()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import backend, resources
-from ..config import TrainConfig
+from ..config import TrainConfig, given_config
 from ..files import append_line, json_safe, write_png, write_text_atomic
 from ..outputs.metrics import mse_to_psnr
 from ..profiling import stage
@@ -47,6 +47,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, dataset=None, resume: bool = False):
         # absolute paths (the saved config works anywhere); a resume keeps its defaults' choices
+        cfg = given_config(cfg, "cfg")  # (a dict failed inside: no attribute 'validate')
         self.cfg = cfg = checkpoint.with_saved_choices(cfg.validate().with_absolute_paths(), resume)
         self.out_dir = Path(self.cfg.out)
         self.ranks = distributed.join(cfg.arch)  # distributed: torchrun's ranks, or one process (before CUDA starts)
