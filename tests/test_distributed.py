@@ -411,6 +411,11 @@ def test_one_process_features_are_refused_under_torchrun(monkeypatch, capsys, tm
     monkeypatch.setenv("RANK", "x")
     assert cli.main(["train", "--dry-run"]) == 2
     assert "RANK='x' is not a whole number" in capsys.readouterr().err
+    monkeypatch.delenv("WORLD_SIZE")  # a RANK left in the shell by another job: said as such, with the way out
+    monkeypatch.setenv("RANK", "3")
+    assert cli.main(["train", "--dry-run"]) == 2
+    assert "WORLD_SIZE=1 do not fit together (RANK is below WORLD_SIZE, LOCAL_RANK below LOCAL_WORLD_SIZE); left " \
+           "in the shell from another job? unset RANK" in capsys.readouterr().err
     assert cli.main(["train", "--devices", "0"]) == 2
 
 

@@ -23,7 +23,10 @@ def environment() -> tuple[int, int, int, int]:
     rank, local_rank = number("RANK", 0), number("LOCAL_RANK", 0)
     local_size = number("LOCAL_WORLD_SIZE", size)
     if size < 1 or rank >= size or local_rank >= max(local_size, 1):
-        raise ValueError(f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={size} do not fit together")
+        raise ValueError(f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={size} do not fit together (RANK is "
+                         "below WORLD_SIZE, LOCAL_RANK below LOCAL_WORLD_SIZE); left in the shell from another "
+                         "job? unset RANK LOCAL_RANK WORLD_SIZE LOCAL_WORLD_SIZE, or start with torchrun, which sets "
+                         "them all")
     return rank, local_rank, size, local_size
 
 
