@@ -42,6 +42,18 @@ def test_rows_of_a_camera_are_the_rows_of_its_image(device):
         assert torch.allclose(scattered[key], flat[picked.to(flat.device)], atol=1e-5), key
 
 
+def test_a_chunk_is_a_whole_number_of_rays(device):
+    """render_pixels' chunk of 0 died in range() ("arg 3 must not be zero"), and 100.0 in it too ("'float' object
+    cannot be interpreted as an integer"): 0 is refused in one line, a whole-number float is taken."""
+    renderer = small_renderer(device)
+    poses, intr, width, height = orbit_cameras(renderer.scene, 1, 8)
+    bg = torch.tensor([[0.2, 0.4, 0.6]])
+    with pytest.raises(ValueError, match="^chunk must be a whole number of at least 1, got 0$"):
+        renderer.render_pixels(poses, intr, 0, width, 0, 10, bg, chunk=0)
+    rows = renderer.render_pixels(poses, intr, 0, width, 0, 10, bg, chunk=4.0)
+    assert torch.allclose(rows["rgb"], renderer.render_pixels(poses, intr, 0, width, 0, 10, bg, chunk=4)["rgb"])
+
+
 def test_orbit_recorded_in_bands_matches_the_whole_frames(device, tmp_path):
     renderer = small_renderer(device)
     whole = VideoRecorder(renderer, tmp_path / "a.mp4", frames=2, width=16)

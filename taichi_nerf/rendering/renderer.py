@@ -372,6 +372,7 @@ class Renderer:
         ``pixels``: these row-major pixel indices instead (``first_pixel`` and ``count`` unused):
         the scattered pixels that the viewers' finer levels render (viewing/view.py). ``carry``: with
         :attr:`carried` corrections, the camera gets them (False: a pose already final, an aligned one)."""
+        chunk = number_at_least("chunk", chunk, 1)  # (range() said "arg 3 must not be zero")
         poses = torch.as_tensor(poses, dtype=torch.float32, device=self.device).contiguous()  # numpy's too
         if carry:
             poses = self.drawn_poses(poses, camera)
