@@ -329,6 +329,9 @@ class TrainConfig:
         """Fields from a dict (a --config file, a checkpoint's config): its ``preset`` first,
         then every other key given wins over it; missing keys keep their defaults (so the
         configs of older checkpoints load with today's defaults)."""
+        if not isinstance(values, dict):  # a file's path listed its letters as unknown keys
+            raise TypeError(f"from_dict takes a dict of fields, got {type(values).__name__}: for a JSON file give "
+                            "TrainConfig.from_file(path)")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown configuration keys: {unknown_fields(unknown)}")
@@ -337,6 +340,9 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path) -> "TrainConfig":
+        if isinstance(path, dict):  # (pathlib said "expected str, bytes or os.PathLike object, not dict")
+            raise TypeError("from_file takes a JSON file's path, got dict: for a dict of fields give "
+                            "TrainConfig.from_dict(values)")
         values = read_values(path)
         hints = field_types()  # a count written 2e4 or 20000.0 is JSON's float of a whole number: taken as one
         values = {k: int(v) if without_none(hints.get(k)) is int and isinstance(v, float) and v.is_integer() else v

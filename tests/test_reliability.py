@@ -242,6 +242,18 @@ def test_custom_loop_says_what_config_takes(run, where):
     assert snapshot(run) == before
 
 
+def test_config_from_dict_and_from_file_say_which_takes_what(run):
+    """TrainConfig.from_dict given a file's path listed its letters as unknown keys ("., /, 0, 6, a, c..."), and
+    from_file given a dict failed in pathlib ("expected str, bytes or os.PathLike object, not dict")."""
+    from taichi_nerf.config import TrainConfig
+
+    with pytest.raises(TypeError, match=r"from_dict takes a dict of fields, got str: .*TrainConfig\.from_file\(path\)"):
+        TrainConfig.from_dict(str(run / "config.json"))
+    with pytest.raises(TypeError, match=r"from_file takes a JSON file's path, got dict: .*TrainConfig\.from_dict"):
+        TrainConfig.from_file({"steps": 2})
+    assert TrainConfig.from_file(run / "config.json").steps == 10  # (the run's own file still reads)
+
+
 def test_gui_refuses_a_folder_holding_a_run(run, tiny_scene, capsys, monkeypatch):
     import importlib
 
