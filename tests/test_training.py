@@ -349,6 +349,37 @@ class HookRecorder:
         return [s for n, s, v in self.calls if n == name and (value is None or v == value)]
 
 
+def test_an_error_in_a_callback_saves_the_steps_before_it_is_raised(tiny_scene, tmp_path, capsys):
+    """A user's hook that raises (or a bug) ended run() with every step since the last checkpoint lost; with
+    checkpoint_every=0 the run kept only config.json and metrics.jsonl. A divergence keeps what it kept."""
+    import pytest
+
+    from taichi_nerf.runs import checkpoint
+    from taichi_nerf.training.trainer import TrainingDiverged
+
+    class FailsAt7:
+        def __init__(self, error):
+            self.error = error
+
+        def on_step(self, trainer, info):
+            if trainer.step_count == 7:
+                raise self.error
+
+    for name, error in (("bug", ValueError("a hook's bug")), ("diverged", TrainingDiverged("loss is not finite"))):
+        trainer = Trainer(tiny_config(tiny_scene, tmp_path / name, sampler="stratified", steps=20, eval_every=0,
+                                      preview_every=0, checkpoint_every=0))
+        trainer.callbacks.append(FailsAt7(error))
+        with pytest.raises(type(error)):
+            trainer.run()
+        saved = tmp_path / name / "checkpoint.pt"
+        if name == "bug":
+            assert int(checkpoint.read_state(saved)["step"]) == 7
+            said = capsys.readouterr().err
+            assert f"an error stopped the run at step 7; the steps so far are saved in {saved}" in said
+        else:
+            assert not saved.exists()
+
+
 def test_advance_runs_the_schedule_and_calls_the_hooks(tiny_scene, tmp_path):
     cfg = tiny_config(tiny_scene, tmp_path / "a", sampler="stratified", steps=12, log_every=5, eval_every=4,
                       preview_every=6, checkpoint_every=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -370,6 +371,22 @@ class Trainer:
         path = checkpoint.save_atomic(checkpoint.trainer_state(self), self.out_dir / "checkpoint.pt")
         self.notify("on_checkpoint", path)
         return path
+
+    def save_before_error(self, error: BaseException) -> None:
+        """An error out of a step or a hook (a user's callback, a bug) ends the run: first the steps since the last
+        checkpoint are saved, as of the last step, and said (they were lost). Not after a divergence (its weights are
+        not worth keeping; it says what it kept) or a lost peer (the ranks' rescue saved it), nor before step 1."""
+        if isinstance(error, (TrainingDiverged, distributed.PeerLost)) or self.step_count <= self.resumed_from:
+            return
+        try:
+            path = self.save_checkpoint()
+        except Exception:  # noqa: BLE001 (weights not finite, a full disk: the error below is the one to see)
+            return
+        if self.ranks.writes:
+            from tqdm.auto import tqdm  # (tqdm.write: on a line of its own, not after the progress bar)
+
+            tqdm.write(f"taichi-nerf: an error stopped the run at step {self.step_count}; the steps so far are saved "
+                       f"in {path}", file=sys.stderr)
 
     def _restore(self, path: Path, state: dict) -> None:
         checkpoint.restore_trainer(self, path, state)  # (resumed_from too)

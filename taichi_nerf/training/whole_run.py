@@ -38,6 +38,9 @@ def run(trainer, drive=None) -> TrainResult:
                 trainer.advance()
         except KeyboardInterrupt:  # a second Ctrl-C, or one during a validation render
             stop.requested = True
+        except Exception as error:  # a user's callback, a bug: the steps are saved before it is raised
+            trainer.save_before_error(error)
+            raise
         finally:
             trainer.callbacks.remove(bar)
             bar.close()
