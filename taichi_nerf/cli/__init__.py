@@ -51,13 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """``parser.parse_args``, but an unknown flag is refused by the command it was given to (its
     usage, not the top level's), with the nearest flag that command has (``--stpes``: ``--steps``)."""
-    for i, token in enumerate(argv):  # `--config "$CONFIG"` with CONFIG unset trained the defaults without a word,
-        flag, equals, value = token.partition("=") if token.startswith("--") else ("", "", token)  # --data "" on .
-        if (equals or not flag) and value == "":
-            flag = flag or (argv[i - 1] if i and argv[i - 1].startswith("--") else "")
-            said = f"{flag} is given an empty value" if flag else "an argument is empty"
-            _command_parser(parser, argv).error(f"{said} (an unset shell variable?): give its value"
-                                                + (f", or leave {flag} out" if flag else ""))
+    _refuse_empty_values(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = _command_parser(parser, argv)
@@ -69,6 +63,21 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
             hint = "; ".join(filter(None, [f"{command.prog} runs in one process: only train takes --devices", hint]))
         command.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({hint})" if hint else ""))
     return args
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """An empty value (`--config "$CONFIG"` with CONFIG unset, `--data=`, a positional "") is refused by its
+    command, naming the flag: --config "" trained the defaults without a word, --data "" read the current folder."""
+    for i, token in enumerate(argv):
+        if token == "":
+            flag = argv[i - 1] if i and argv[i - 1].startswith("--") else ""
+        else:
+            flag, equals, value = token.partition("=")
+            if not (token.startswith("--") and equals and not value):
+                continue
+        said = f"{flag} is given an empty value" if flag else "an argument is empty"
+        _command_parser(parser, argv).error(f"{said} (an unset shell variable?): give its value"
+                                            + (f", or leave {flag} out" if flag else ""))
 
 
 def _nearest_flag(typed: str, flags: list[str]) -> str | None:

@@ -43,12 +43,17 @@ OTHER_MESH_FORMATS = {".ply": "PLY", ".stl": "STL", ".glb": "glTF", ".gltf": "gl
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".mts", ".wmv", ".gif")
 
 
+def detected_layout(path: Path) -> str | None:
+    """The first format whose detector takes ``path`` (None: none does)."""
+    return next((name for name, (detect, _) in FORMATS.items() if detect(path)), None)
+
+
 def detect_format(path: Path) -> str:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    for name, (detect, _) in FORMATS.items():
-        if detect(path):
-            return name
+    layout = detected_layout(path)
+    if layout is not None:
+        return layout
     _refuse_part_or_video(path)  # first: a from-photos dataset's colmap/ is a model without images/ beside it
     models = model_folders(path)
     if models:  # a model that find_model passed over: no images/ (a Gaussian-splatting folder's input/)
@@ -72,7 +77,7 @@ def _refuse_part_or_video(path: Path) -> None:
         raise DataError(f"{path}: one split of a Blender dataset; give the folder, which holds every split: "
                         f"{shlex.quote(str(path.parent))}")
     if path.is_dir():
-        layout = next((name for name, (detect, _) in FORMATS.items() if detect(parent)), None)
+        layout = detected_layout(parent)
         if layout is not None:
             raise DataError(f"{path}: the camera poses are in its parent folder ({layout} layout); give that "
                             f"folder: {shlex.quote(str(path.parent))}")
@@ -211,8 +216,8 @@ def read_dataset(path, format: str | None = None, downscale: int = 1, *, near: f
     try:
         dataset = FORMATS[format][1](path, downscale=downscale, **loader_options)
     except DataError as exc:  # a --format copied from a recipe for other data: say what the data is
-        layout = next((name for name, (detect, _) in FORMATS.items() if path.exists() and detect(path)), format)
-        if layout == format:
+        layout = detected_layout(path) if path.exists() else None
+        if layout in (None, format):
             raise
         raise DataError(f"{exc}; {path} is a {layout} dataset (detected): leave out "
                         f"{flag_or_keyword('--format', 'format=')}") from None

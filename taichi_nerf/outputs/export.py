@@ -396,10 +396,8 @@ def ours_or_empty(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(256)
-    except (FileNotFoundError, IsADirectoryError):
+    except OSError:  # absent, a folder, unreadable: nothing of the user's to lose (the write says why it fails)
         return True
-    except OSError:
-        return True  # unreadable: the write that follows says why, naming the file
     return not head or WRITTEN_BY.encode() in head
 
 

@@ -324,9 +324,9 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     ``continue_hint``, ``flags``: how the caller's refusals spell continuing and overwriting.
     Under torchrun every rank makes the checks; rank 0 alone takes the lock and claims.
     """
+    given_config(cfg, "cfg")  # (a dict failed inside: no attribute 'validate')
     # distributed: this rank's GPU, before anything below asks the CUDA driver (resolve_arch, the memory check, the
     # built-in scene's render), which reads CUDA_VISIBLE_DEVICES once: the API's path has no cmd_train to do it
-    given_config(cfg, "cfg")  # (a dict failed inside: no attribute 'validate')
     pin_local_device()
     # a script's next run under torchrun: every rank has left the last (rank 0 released its lock) before any checks
     distributed.current().wait_for_all()
